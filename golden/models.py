@@ -1,0 +1,248 @@
+"""Golden models of sliding-window attention (pure NumPy).
+
+* :func:`attention_reference` — float64 dense masked softmax attention, O(N²): the oracle.
+* :func:`window_attention` — float64, banded: O(N·W·d) time, O(N·W) memory.
+* :func:`fixed_point_attention` — the bit-exact model of the integer datapath (the numeric
+  contract of :mod:`swatkit.golden.numerics`); the RTL must equal it exactly.
+* :func:`error_report` — the fixed-point model's error against the float model.
+
+The banded models evaluate rows in chunks. A dilated band is ``dilation`` independent contiguous
+bands (rows and keys of one residue class modulo the dilation), so every chunk is one dense
+block product ``Q_chunk · K_span^T`` whose diagonal band holds the row's band scores. Integer
+products go through float64 matrix products only where every partial sum is an integer below
+2^53 (then the result is exact whatever the summation order); otherwise through int64.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .numerics import NumberFormat, dequantize, round_half_away
+from .spec import AttentionSpec
+
+__all__ = [
+    "ErrorReport",
+    "FixedPointResult",
+    "attention_reference",
+    "error_report",
+    "fixed_point_attention",
+    "window_attention",
+]
+
+_EXACT_FLOAT = 2 ** 53
+
+
+def _check_inputs(q, k, v, spec: AttentionSpec | None, integer: bool):
+    arrays = []
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        x = np.asarray(x)
+        if x.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D array (seq_len, head_dim), not shape {x.shape}")
+        if integer and not np.issubdtype(x.dtype, np.integer):
+            raise TypeError(f"{name} must be an integer array, not {x.dtype}")
+        if not integer and not np.all(np.isfinite(x)):
+            raise ValueError(f"{name} contains NaN or infinity")
+        arrays.append(x)
+    shape = arrays[0].shape
+    for name, x in zip("kv", arrays[1:], strict=True):
+        if x.shape != shape:
+            raise ValueError(f"{name} has shape {x.shape}, but q has shape {shape}")
+    if spec is not None and shape != (spec.seq_len, spec.head_dim):
+        raise ValueError(
+            f"inputs have shape {shape}, but the spec is (seq_len={spec.seq_len}, "
+            f"head_dim={spec.head_dim})")
+    return arrays
+
+
+def attention_reference(q, k, v, mask) -> np.ndarray:
+    """Dense float64 softmax attention ``softmax(q·kᵀ/sqrt(d) masked)·v``.
+
+    Parameters
+    ----------
+    q, k, v : array (N, d)
+    mask : bool array (N, N)
+        ``mask[i, j]`` if row i attends key j; every row must attend at least one key.
+    """
+    q, k, v = (np.asarray(x, dtype=np.float64) for x in _check_inputs(q, k, v, None, False))
+    mask = np.asarray(mask, dtype=bool)
+    n = q.shape[0]
+    if mask.shape != (n, n):
+        raise ValueError(f"mask has shape {mask.shape}, expected {(n, n)}")
+    if not mask.any(axis=1).all():
+        raise ValueError("every row of mask must attend at least one key")
+    s = np.where(mask, q @ k.T / np.sqrt(q.shape[1]), -np.inf)
+    s = np.exp(s - s.max(axis=1, keepdims=True))
+    return (s / s.sum(axis=1, keepdims=True)) @ v
+
+
+def _band_view(dense: np.ndarray, width: int) -> np.ndarray:
+    """``view[a, t] = dense[a, a + t]``: the diagonal band of a (c, c + width − 1) block."""
+    s0, s1 = dense.strides
+    return as_strided(dense, shape=(dense.shape[0], width), strides=(s0 + s1, s1))
+
+
+def _matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
+    """``a @ b``; exact for integer operands when every |partial sum| <= bound."""
+    if a.dtype.kind == "f":
+        return a @ b
+    if bound < _EXACT_FLOAT:
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+def _attend(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv_bound=0):
+    """Evaluate every row of the window pattern.
+
+    ``weights(S, valid) -> (p, state)`` turns a block of scores (rows × keys, ``valid`` marks the
+    row's real keys) into unnormalised weights (zero where not valid); ``finish(acc, state)``
+    normalises ``acc = p·V``. Band rows are evaluated chunk by chunk; rows that are global tokens
+    densely over all keys.
+    """
+    n, before, after, dil = spec.seq_len, spec.before, spec.after, spec.dilation
+    width = spec.window
+    g = np.asarray(spec.global_tokens, dtype=np.int64)
+    out = None
+    zero = np.zeros((1, q.shape[1]), dtype=k.dtype)
+    for r in range(min(dil, n)):
+        rows = np.arange(r, n, dil)
+        m = rows.size
+        # keys of this residue class, padded so that every band slot exists
+        kp = np.concatenate([np.repeat(zero, before, 0), k[rows], np.repeat(zero, after, 0)])
+        vp = np.concatenate([np.repeat(zero, before, 0), v[rows], np.repeat(zero, after, 0)])
+        chunk = int(np.clip(width // 2, 64, 2048))
+        for a0 in range(0, m, chunk):
+            a1 = min(a0 + chunk, m)
+            c = a1 - a0
+            sub = np.arange(a0, a1)[:, None] + np.arange(width)[None, :] - before
+            valid = (sub >= 0) & (sub < m)
+            dense = _matmul(q[rows[a0:a1]], kp[a0:a1 + width - 1].T, qk_bound)
+            scores = _band_view(dense, width)
+            if g.size:
+                scores = np.concatenate([scores, _matmul(q[rows[a0:a1]], k[g].T, qk_bound)], 1)
+                valid = np.concatenate([valid, ~spec.in_band(rows[a0:a1, None], g[None, :])], 1)
+            else:
+                scores = np.ascontiguousarray(scores)
+            p, state = weights(scores, valid)
+            p_dense = np.zeros((c, c + width - 1), dtype=p.dtype)
+            _band_view(p_dense, width)[...] = p[:, :width]
+            acc = _matmul(p_dense, vp[a0:a1 + width - 1], pv_bound)
+            if g.size:
+                acc = acc + _matmul(p[:, width:], v[g], pv_bound)
+            o = finish(acc, state)
+            if out is None:
+                out = np.zeros((n, q.shape[1]), dtype=o.dtype)
+                extra = tuple(np.zeros(n, dtype=np.asarray(s).dtype) for s in state)
+            out[rows[a0:a1]] = o
+            for e, s in zip(extra, state, strict=True):
+                e[rows[a0:a1]] = s
+    if g.size:
+        scores = _matmul(q[g], k.T, qk_bound)
+        p, state = weights(scores, np.ones(scores.shape, dtype=bool))
+        out[g] = finish(_matmul(p, v, pv_bound), state)
+        for e, s in zip(extra, state, strict=True):
+            e[g] = s
+    return out, extra
+
+
+def window_attention(q, k, v, spec: AttentionSpec) -> np.ndarray:
+    """Float64 sliding-window attention over the pattern of ``spec``, O(N·W·d) time.
+
+    Equal to ``attention_reference(q, k, v, spec.mask())`` up to float64 rounding.
+    """
+    q, k, v = (np.asarray(x, dtype=np.float64) for x in _check_inputs(q, k, v, spec, False))
+    scale = 1.0 / np.sqrt(spec.head_dim)
+
+    def weights(s, valid):
+        s = np.where(valid, s * scale, -np.inf)
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        return p, (p.sum(axis=1),)
+
+    out, _ = _attend(q, k, v, spec, weights, lambda acc, state: acc / state[0][:, None])
+    return out
+
+
+class FixedPointResult(NamedTuple):
+    """Output of :func:`fixed_point_attention`: O rows and per-row intermediates."""
+
+    out: np.ndarray       # (N, d) int64, signed out_bits
+    row_max: np.ndarray   # (N,) int64: m_i, the largest score of the row
+    row_sum: np.ndarray   # (N,) int64: l_i, the sum of the row's probabilities
+
+
+def fixed_point_attention(q_int, k_int, v_int, spec: AttentionSpec,
+                          fmt: NumberFormat | None = None) -> FixedPointResult:
+    """The bit-exact model of the datapath (see :mod:`swatkit.golden.numerics` for each step).
+
+    Parameters
+    ----------
+    q_int, k_int, v_int : integer arrays (N, d)
+        Signed ``fmt.data_bits``-bit values.
+    spec : AttentionSpec
+    fmt : NumberFormat, optional
+        Defaults to ``NumberFormat()``.
+
+    Raises
+    ------
+    TypeError
+        An input is not an integer array.
+    ValueError
+        An input has the wrong shape, or a value outside the signed ``data_bits`` range.
+    """
+    fmt = NumberFormat() if fmt is None else fmt
+    q, k, v = (x.astype(np.int64) for x in _check_inputs(q_int, k_int, v_int, spec, True))
+    for name, x in (("q_int", q), ("k_int", k), ("v_int", v)):
+        if x.size and (x.min() < fmt.data_min or x.max() > fmt.data_max):
+            bad = x.min() if x.min() < fmt.data_min else x.max()
+            raise ValueError(f"{name} has value {bad} outside the {fmt.data_bits}-bit signed "
+                             f"range [{fmt.data_min}, {fmt.data_max}]")
+    keys = spec.max_keys_per_row
+    fmt.widths(spec.head_dim, keys)  # asserts that no intermediate overflows
+    const = fmt.softmax_constant(spec.head_dim)
+    table = fmt.exp_table()
+    frac, prob = fmt.exp_frac_bits, fmt.prob_bits
+    big = 2 ** (fmt.data_bits - 1)
+
+    def weights(s, valid):
+        m = np.where(valid, s, np.iinfo(np.int64).min).max(axis=1)            # 2. row max
+        d = np.minimum(m[:, None] - s, const.d_sat)                           # 2. clamp
+        x = (d * const.value + (1 << (const.shift - 1))) >> const.shift       # 3. round half up
+        p = table[x & ((1 << frac) - 1)] >> np.minimum(x >> frac, prob)       # 4. truncate
+        p = np.where(valid, p, 0)
+        return p, (m, p.sum(axis=1))                                          # 5. l
+
+    def finish(acc, state):
+        o = round_half_away(acc << fmt.out_frac_bits, state[1][:, None])      # 6. round
+        return np.clip(o, fmt.out_min, fmt.out_max)                           # 6. saturate
+
+    out, (row_max, row_sum) = _attend(
+        q, k, v, spec, weights, finish,
+        qk_bound=spec.head_dim * big * big,
+        pv_bound=keys * (2 ** prob - 1) * big)
+    return FixedPointResult(out, row_max, row_sum)
+
+
+class ErrorReport(NamedTuple):
+    """Error of the fixed-point model against float64 on the same (dequantised) inputs."""
+
+    max_abs: float        # real units
+    mean_abs: float       # real units
+    max_lsb: float        # in output LSBs (fmt.scale_o)
+    mean_lsb: float
+    bound_lsb: float      # NumberFormat.error_bound for this spec
+
+
+def error_report(q_int, k_int, v_int, spec: AttentionSpec,
+                 fmt: NumberFormat | None = None) -> ErrorReport:
+    """Compare :func:`fixed_point_attention` with :func:`window_attention` on the dequantised
+    inputs."""
+    fmt = NumberFormat() if fmt is None else fmt
+    fixed = fixed_point_attention(q_int, k_int, v_int, spec, fmt).out
+    ref = window_attention(dequantize(q_int, fmt.scale_q), dequantize(k_int, fmt.scale_k),
+                           dequantize(v_int, fmt.scale_v), spec)
+    err = np.abs(dequantize(fixed, fmt.scale_o) - ref)
+    lsb = err / fmt.scale_o
+    return ErrorReport(float(err.max()), float(err.mean()), float(lsb.max()),
+                       float(lsb.mean()), fmt.error_bound(spec.head_dim, spec.max_keys_per_row))
