@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -163,7 +164,7 @@ class NumberFormat:
     scale_k: float = 1 / 32
     scale_v: float = 1 / 32
 
-    LIMITS = {
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "data_bits": (2, 16),
         "prob_bits": (4, 24),
         "exp_frac_bits": (1, 12),

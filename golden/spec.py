@@ -18,6 +18,7 @@ Longformer's ``attention_window=512`` is ``before = after = 256``; Mistral's
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import operator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -95,7 +96,7 @@ class AttentionSpec:
             if not 0 <= g < self.seq_len:
                 raise ValueError(
                     f"global token {g} is outside the sequence [0, {self.seq_len})")
-        if any(a >= b for a, b in zip(tokens, tokens[1:], strict=False)):
+        if any(a >= b for a, b in itertools.pairwise(tokens)):
             raise ValueError(
                 f"global_tokens must be sorted and distinct, not {tuple(tokens)!r}")
         object.__setattr__(self, "global_tokens", tuple(operator.index(g) for g in tokens))

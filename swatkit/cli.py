@@ -1,0 +1,60 @@
+"""The ``swatkit`` command line: ``swatkit generate | regress | estimate | flow``.
+
+Every subcommand takes the shared options of :mod:`swatkit.options`. A bad value exits with code 2
+and one line, ``swatkit: error: <what>``; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import swatkit
+from swatkit.options import UsageError
+
+__all__ = ["main"]
+
+COMMANDS = {}  # name -> (module path, function); each module has add_arguments and run
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage text stays in --help)."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="swatkit",
+        description="Sliding-window attention accelerators: generate Verilog, run the cocotb "
+                    "regression, estimate cycles/latency/energy, build for open FPGA toolchains.")
+    parser.add_argument("--version", action="version", version=f"swatkit {swatkit.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, summary) in COMMANDS.items():
+        mod = __import__(module, fromlist=["add_arguments"])
+        p = sub.add_parser(name, help=summary, description=mod.__doc__.split("\n\n")[0])
+        mod.add_arguments(p)
+        p.set_defaults(run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        return int(args.run(args) or 0)
+    except UsageError as e:
+        print(f"swatkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("swatkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
