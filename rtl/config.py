@@ -1,0 +1,176 @@
+"""Hardware configuration of the SWAT core, and the parameters derived from (spec, format, hw).
+
+:class:`HardwareConfig` holds what the hardware designer chooses (lanes, counter sizes);
+:class:`CoreParams` checks it against the workload and derives every size the RTL, the docs and
+the resource formula use, so that none of them computes its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.golden.numerics import Widths, clog2
+
+__all__ = ["CoreParams", "HardwareConfig"]
+
+SCORE_BUFFERS = 3  # rows of scores in flight: one being written by QK, two waiting for/in SV
+
+
+def _check_int(name, value, lo, hi=None):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be an integer {bound}, not {value}")
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """What the hardware designer chooses.
+
+    Parameters
+    ----------
+    key_lanes : int
+        Attention cores working on different keys of the window in parallel (1..64).
+    dim_lanes : int
+        Multipliers per core per cycle; must divide ``head_dim`` (1..256).
+    max_seq_len : int
+        Largest sequence length the counters can handle; ``N`` itself is given at run time.
+
+    Raises
+    ------
+    TypeError, ValueError
+        With a message naming the field.
+    """
+
+    key_lanes: int = 8
+    dim_lanes: int = 8
+    max_seq_len: int = 4096
+
+    def __post_init__(self):
+        _check_int("key_lanes", self.key_lanes, 1, 64)
+        _check_int("dim_lanes", self.dim_lanes, 1, 256)
+        _check_int("max_seq_len", self.max_seq_len, 1, 2 ** 24)
+
+    def replace(self, **changes) -> HardwareConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class CoreParams:
+    """A (spec, format, hardware) triple checked for the SWAT core, with derived sizes.
+
+    Raises ``ValueError`` naming the conflict when the core cannot implement the spec.
+    """
+
+    spec: AttentionSpec
+    fmt: NumberFormat
+    hw: HardwareConfig
+
+    def __post_init__(self):
+        spec, hw = self.spec, self.hw
+        if spec.dilation != 1:
+            raise ValueError(f"the SWAT core does not implement dilation yet (dilation is "
+                             f"{spec.dilation}; must be 1)")
+        if spec.global_tokens:
+            raise ValueError("the SWAT core does not implement global tokens yet "
+                             f"(global_tokens is {spec.global_tokens!r}; must be empty)")
+        if spec.head_dim % hw.dim_lanes:
+            raise ValueError(f"dim_lanes ({hw.dim_lanes}) must divide head_dim "
+                             f"({spec.head_dim})")
+        if hw.key_lanes > spec.window:
+            raise ValueError(f"key_lanes ({hw.key_lanes}) must not exceed the window "
+                             f"({spec.window} keys)")
+        _ = self.widths  # raises if the format cannot hold this window
+
+    # -- sizes --------------------------------------------------------------------------------
+
+    @property
+    def window(self) -> int:
+        """Keys per row away from the sequence edges (W)."""
+        return self.spec.window
+
+    @property
+    def groups(self) -> int:
+        """Cycles per key per lane: ``head_dim / dim_lanes`` (G)."""
+        return self.spec.head_dim // self.hw.dim_lanes
+
+    @property
+    def rounds(self) -> int:
+        """Most key rounds per row: ``ceil(W / key_lanes)``."""
+        return math.ceil(self.window / self.hw.key_lanes)
+
+    @property
+    def ring_slots(self) -> int:
+        """K/V rows each lane's buffer holds (S). The ring of ``key_lanes·S >= W + 2`` rows
+        holds the keys of the row in SV, of the row in QK and one row being loaded."""
+        return math.ceil((self.window + 2) / self.hw.key_lanes)
+
+    @property
+    def ring_rows(self) -> int:
+        return self.ring_slots * self.hw.key_lanes
+
+    @property
+    def score_depth(self) -> int:
+        """Entries of each lane's score memory: ``SCORE_BUFFERS`` rows of ``rounds``."""
+        return SCORE_BUFFERS * self.rounds
+
+    @property
+    def index_bits(self) -> int:
+        """Width of row counters (0 … max_seq_len)."""
+        return clog2(self.hw.max_seq_len + 1)
+
+    @property
+    def widths(self) -> Widths:
+        return self.fmt.widths(self.spec.head_dim, min(self.window, self.hw.max_seq_len))
+
+    @property
+    def keys_max(self) -> int:
+        return min(self.window, self.hw.max_seq_len)
+
+    # -- resources (docs/rtl.md) ---------------------------------------------------------------
+
+    def resources(self) -> dict:
+        """Multipliers and buffer bits of the core, from the formulas in docs/rtl.md."""
+        kl, dl, w = self.hw.key_lanes, self.hw.dim_lanes, self.widths
+        return {
+            "qk_multipliers": kl * dl,
+            "sv_multipliers": kl * dl,
+            "exp_multipliers": kl,
+            "kv_buffer_bits": 2 * self.ring_rows * self.spec.head_dim * w.data,
+            "score_buffer_bits": kl * self.score_depth * w.score,
+            "accumulator_bits": 2 * self.spec.head_dim * w.acc,
+            "exp_table_bits": kl * 2 ** self.fmt.exp_frac_bits * w.prob,
+            "divider_stages": dl * w.quotient,
+        }
+
+    # -- run-time helpers shared by the RTL, the testbenches and the cycle model ---------------
+
+    def row_bounds(self, row: int, seq_len: int) -> tuple[int, int]:
+        """First and last key of ``row`` (the band clipped to the sequence)."""
+        return max(0, row - self.spec.before), min(seq_len - 1, row + self.spec.after)
+
+    def ideal_cycles(self, seq_len: int) -> float:
+        """``Σ_i W_i·d / (key_lanes·dim_lanes)``: every MAC lane busy every cycle."""
+        keys = AttentionSpec(seq_len, self.spec.head_dim, self.spec.before,
+                             self.spec.after).pair_count()
+        return keys * self.spec.head_dim / (self.hw.key_lanes * self.hw.dim_lanes)
+
+    def as_dict(self) -> dict:
+        return {
+            "spec": dataclasses.asdict(self.spec),
+            "format": dataclasses.asdict(self.fmt),
+            "hardware": dataclasses.asdict(self.hw),
+            "widths": dataclasses.asdict(self.widths),
+            "derived": {
+                "window": self.window, "groups": self.groups, "rounds": self.rounds,
+                "ring_slots": self.ring_slots, "ring_rows": self.ring_rows,
+                "score_depth": self.score_depth, "index_bits": self.index_bits,
+                "softmax_constant": dataclasses.asdict(
+                    self.fmt.softmax_constant(self.spec.head_dim)),
+            },
+            "resources": self.resources(),
+        }

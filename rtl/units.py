@@ -1,0 +1,195 @@
+"""Datapath units of the SWAT core: base-2 exp, deferred normalisation, reductions.
+
+Each pipelined unit is written once, as a function that builds its stages into a module under a
+shared clock enable (the core's stall-all pipelines call it), and is also offered as a
+``wiring.Component`` with ``amaranth.lib.stream`` ports (tested on its own, exhaustively where the
+input space is small).
+
+Stream transfer rule (every unit, every port): a payload moves when ``valid & ready`` in a cycle;
+``valid`` never waits for ``ready``; a producer holds payload and ``valid`` until the transfer.
+The stall-all wrapper asserts ``i.ready = ~o.valid | o.ready`` and moves every stage together.
+
+Number formats and rounding are those of :mod:`swatkit.golden.numerics`, steps 2–6.
+"""
+
+from __future__ import annotations
+
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from swatkit.golden import NumberFormat
+from swatkit.golden.numerics import clog2
+
+__all__ = [
+    "EXP_LATENCY",
+    "Divider",
+    "Exp2",
+    "divide_stages",
+    "divider_latency",
+    "exp2_stages",
+    "max_tree",
+    "sum_tree",
+]
+
+EXP_LATENCY = 4
+
+
+def _reg(m: Module, en, value, name: str, shape=None):
+    """A register loaded with ``value`` whenever ``en``."""
+    r = Signal(shape if shape is not None else value.shape(), name=name)
+    with m.If(en):
+        m.d.sync += r.eq(value)
+    return r
+
+
+def sum_tree(values):
+    """Balanced adder tree (combinational); widths grow by Amaranth's rules, so nothing wraps."""
+    values = list(values)
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+def max_tree(values, valids):
+    """Largest of the ``values`` whose ``valids`` bit is set: ``(value, any_valid)``."""
+    pairs = list(zip(values, valids, strict=True))
+    while len(pairs) > 1:
+        nxt = []
+        for i in range(0, len(pairs), 2):
+            if i + 1 == len(pairs):
+                nxt.append(pairs[i])
+                continue
+            (a, va), (b, vb) = pairs[i], pairs[i + 1]
+            take_b = vb & (~va | (b > a))
+            nxt.append((Mux(take_b, b, a), va | vb))
+        pairs = nxt
+    return pairs[0]
+
+
+def exp2_stages(m: Module, en, diffs, fmt: NumberFormat, head_dim: int, name="exp"):
+    """``p = EXP[x mod 2^F] >> min(x >> F, P)`` for each lane's ``D = m − S`` (steps 2–4).
+
+    ``diffs``: unsigned values (any width). Returns the list of ``p`` (unsigned ``prob_bits``)
+    registered ``EXP_LATENCY`` cycles after ``diffs`` (stages advance when ``en``).
+    """
+    const = fmt.softmax_constant(head_dim)
+    frac, prob = fmt.exp_frac_bits, fmt.prob_bits
+    dbits = const.d_sat.bit_length()
+    out = []
+    for lane, d in enumerate(diffs):
+        n = f"{name}{lane}"
+        # 1: clamp at d_sat (every larger D gives p = 0 as well)
+        dc = _reg(m, en, Mux(d > const.d_sat, const.d_sat, d), f"{n}_dc", unsigned(dbits))
+        # 2: D·C (a constant multiplier)
+        prod = _reg(m, en, dc * Const(const.value, unsigned(fmt.const_bits)), f"{n}_x")
+        # 3: round half up to F fraction bits, split, look up 2^(-f/2^F)
+        x = (prod + (1 << (const.shift - 1))) >> const.shift
+        e = x >> frac
+        rom = memory.Memory(shape=unsigned(prob), depth=2 ** frac,
+                            init=[int(v) for v in fmt.exp_table()])
+        m.submodules[f"{n}_rom"] = rom
+        rd = rom.read_port()
+        m.d.comb += [rd.addr.eq(x[:frac]), rd.en.eq(en)]
+        shift = _reg(m, en, Mux(e > prob, prob, e), f"{n}_e", unsigned(clog2(prob + 1)))
+        # 4: truncating shift
+        out.append(_reg(m, en, rd.data >> shift, f"{n}_p", unsigned(prob)))
+    return out
+
+
+def divider_latency(fmt: NumberFormat) -> int:
+    return fmt.data_bits + fmt.out_frac_bits + 2
+
+
+def divide_stages(m: Module, en, accs, total, fmt: NumberFormat, name="div"):
+    """``o = sat(round_half_away(acc·2^f / l))`` for each lane (step 6), one quotient bit per
+    stage: a restoring divider on ``|acc|``, then the sign, then saturation.
+
+    ``accs``: signed values; ``total``: the unsigned ``l > 0`` shared by the lanes. Returns the
+    outputs (signed ``out_bits``) registered ``divider_latency(fmt)`` cycles later.
+    """
+    qbits = fmt.data_bits + fmt.out_frac_bits  # |o| <= max|v|·2^f < 2^qbits
+    dens = [_reg(m, en, total << 1, f"{name}_den")]                   # 2·l, one per stage
+    for k in range(qbits):
+        dens.append(_reg(m, en, dens[-1], f"{name}_den{k}"))
+    outs = []
+    for lane, acc in enumerate(accs):
+        n = f"{name}{lane}"
+        mag = Mux(acc < 0, -acc, acc).as_unsigned()
+        rem = _reg(m, en, (mag << (fmt.out_frac_bits + 1)) + total, f"{n}_num")  # 2|a|·2^f + l
+        neg = _reg(m, en, acc < 0, f"{n}_neg")
+        quo = Const(0, unsigned(qbits))
+        for stage, k in enumerate(reversed(range(qbits))):
+            trial = dens[stage] << k
+            take = rem >= trial
+            rem = _reg(m, en, Mux(take, rem - trial, rem), f"{n}_r{k}", rem.shape())
+            quo = _reg(m, en, quo | Mux(take, 1 << k, 0), f"{n}_q{k}", unsigned(qbits))
+            neg = _reg(m, en, neg, f"{n}_s{k}")
+        value = Mux(neg, -quo, quo)
+        sat = Mux(value > fmt.out_max, fmt.out_max, Mux(value < fmt.out_min, fmt.out_min, value))
+        outs.append(_reg(m, en, sat, f"{n}_o", signed(fmt.out_bits)))
+    return outs
+
+
+class _StallAll(wiring.Component):
+    """Stream wrapper of a pipeline built under a single clock enable."""
+
+    def _pipeline(self, m: Module, latency: int):
+        en = Signal(name="en")
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        valid = self.i.valid
+        for k in range(latency):
+            valid = _reg(m, en, valid, f"valid{k}")
+        m.d.comb += self.o.valid.eq(valid)
+        return en
+
+
+class Exp2(_StallAll):
+    """Base-2 exp of ``lanes`` differences ``D = m − S`` (steps 2–4 of the contract).
+
+    Ports: ``i`` stream of ``ArrayLayout(unsigned(diff_bits), lanes)``; ``o`` stream of
+    ``ArrayLayout(unsigned(prob_bits), lanes)``. Latency ``EXP_LATENCY`` cycles, one beat per
+    cycle.
+    """
+
+    def __init__(self, fmt: NumberFormat, head_dim: int, lanes: int = 1, diff_bits: int = 24):
+        self.fmt, self.head_dim, self.lanes = fmt, head_dim, lanes
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(unsigned(diff_bits), lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(unsigned(fmt.prob_bits), lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        en = self._pipeline(m, EXP_LATENCY)
+        p = exp2_stages(m, en, [self.i.payload[k] for k in range(self.lanes)], self.fmt,
+                        self.head_dim)
+        m.d.comb += [self.o.payload[k].eq(p[k]) for k in range(self.lanes)]
+        return m
+
+
+class Divider(_StallAll):
+    """Deferred normalisation of ``lanes`` accumulators by one probability sum (step 6).
+
+    Ports: ``i`` stream of ``{acc: ArrayLayout(signed(acc_bits), lanes), total:
+    unsigned(sum_bits)}``; ``o`` stream of ``ArrayLayout(signed(out_bits), lanes)``.
+    Latency ``divider_latency(fmt)`` cycles, one beat per cycle.
+    """
+
+    def __init__(self, fmt: NumberFormat, acc_bits: int, sum_bits: int, lanes: int = 1):
+        self.fmt, self.lanes = fmt, lanes
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "acc": data.ArrayLayout(signed(acc_bits), lanes),
+                "total": unsigned(sum_bits)}))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(fmt.out_bits), lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        en = self._pipeline(m, divider_latency(self.fmt))
+        outs = divide_stages(m, en, [self.i.payload.acc[k] for k in range(self.lanes)],
+                             self.i.payload.total, self.fmt)
+        m.d.comb += [self.o.payload[k].eq(outs[k]) for k in range(self.lanes)]
+        return m
