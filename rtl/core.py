@@ -1,0 +1,493 @@
+"""SwatCore: the SWAT-style row-wise, input-stationary, fused window-attention core.
+
+What it computes: one head of sliding-window attention (bidirectional or causal band), bit-exact
+to :func:`swatkit.golden.fixed_point_attention` (the contract in
+:mod:`swatkit.golden.numerics`). Follows SWAT (Bai et al., DAC 2024): rows in order; K/V rows of
+the window stay in on-chip buffers (input-stationary) and each enters exactly once; per row
+QK → softmax → SV fused, the score row never leaves the core, normalisation deferred to one
+division per output element at the end of the row.
+
+Structure (docs/rtl.md has the diagram and the schedule)::
+
+    kv ──► loader ──► K ring, V ring (key j: lane j mod KL, slot (j div KL) mod S)
+    q ──► Q register ─┐
+                      ▼
+      QK engine: KL lanes × DL MACs; scores → score buffers (3 rows), running row max
+                      ▼ (row max, row info FIFOs)
+      SV engine: score → exp2 → p; p·V over KL lanes × DL; l = Σp; rotating accumulator
+                      ▼ (result register: acc[d], l)
+      normaliser: DL pipelined dividers ──► output row register ──► o
+
+Throughput: ``ceil(W_i / KL) · d / DL`` cycles per row ``i`` in steady state (W_i keys in the
+row); the QK engine of row i+1 overlaps the SV engine of row i. Latency of a row from its last
+QK issue to its output: see ``SwatCore.row_latency``.
+
+Row-arrival contract: ``kv`` carries K/V rows 0…N-1 in order, ``q`` carries Q rows 0…N-1 in
+order, on independent streams. Row i starts when Q row i and K/V rows up to i+after have arrived;
+K/V row j is accepted only when the ring slot it overwrites is no longer needed (row
+j − ring_rows + before has finished). A producer that serialises both streams must therefore keep
+K/V ``after`` rows ahead of Q (plus one row of slack).
+
+The QK engine never stalls; the SV engine and the normaliser are stall-all pipelines whose
+enable drops only when their result cannot move on, so output back-pressure loses nothing.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from swatkit.golden import AttentionSpec, NumberFormat
+
+from .config import SCORE_BUFFERS, CoreParams, HardwareConfig
+from .units import EXP_LATENCY, divide_stages, divider_latency, exp2_stages, max_tree, sum_tree
+
+__all__ = ["STAT_FIELDS", "SwatCore", "core_layouts"]
+
+STAT_BITS = 48
+STAT_FIELDS = ("cycles", "kv_rows", "q_rows", "rows_out", "qk_macs", "sv_macs", "exp_ops")
+
+
+def core_layouts(p: CoreParams) -> dict:
+    """The payload layouts of every port; the testbenches pack and unpack with these."""
+    d = p.spec.head_dim
+    row = data.ArrayLayout(signed(p.fmt.data_bits), d)
+    return {
+        "cmd": data.StructLayout({"seq_len": unsigned(p.index_bits)}),
+        "q": row,
+        "kv": data.StructLayout({"k": row, "v": row}),
+        "o": data.ArrayLayout(signed(p.fmt.out_bits), d),
+        "stats": data.StructLayout({name: unsigned(STAT_BITS) for name in STAT_FIELDS}),
+    }
+
+
+def _wrap_inc(value, step, modulus):
+    """``(value + step) mod modulus`` for ``0 <= value < modulus``, ``0 <= step <= modulus``."""
+    nxt = value + step
+    return Mux(nxt >= modulus, nxt - modulus, nxt)
+
+
+class _RowWalk:
+    """Issue state of one engine walking a row: rounds of KL keys, G groups per key.
+
+    Both engines walk rows the same way; this is the one definition of which lane holds which
+    key of the row and where (lane L holds key ``lo + r·KL + off_L`` in round r, with
+    ``off_L = (L − lo) mod KL``, at K/V address ``slot·G + g``).
+    """
+
+    def __init__(self, m: Module, p: CoreParams, name: str):
+        kl, g, sg = p.hw.key_lanes, p.groups, p.ring_slots * p.groups
+        self.p = p
+        self.busy = Signal(name=f"{name}_busy")
+        self.g = Signal(range(max(g, 2)), name=f"{name}_g")
+        self.rem = Signal(range(p.window + 1), name=f"{name}_rem")  # last key offset − r·KL
+        self.lane0 = Signal(range(max(kl, 2)), name=f"{name}_lane0")
+        self.first_round = Signal(name=f"{name}_first_round")
+        self.addr = [Signal(range(max(sg, 2)), name=f"{name}_addr{lane}") for lane in range(kl)]
+        self.s_addr = Signal(range(max(p.score_depth, 2)), name=f"{name}_saddr")
+        self.lanes = Signal(kl, name=f"{name}_lanes")
+        m.d.comb += self.lanes.eq(Cat(
+            Mux(lane >= self.lane0, lane - self.lane0, lane + kl - self.lane0) <= self.rem
+            for lane in range(kl)))
+        self.first_g = self.g == 0
+        self.last_g = self.g == g - 1
+        self.last_round = self.rem < kl
+        self.last = self.busy & self.last_g & self.last_round
+
+    def start(self, rem, lane0, lo_base, sbuf):
+        """Statements that start walking a row."""
+        g, sg = self.p.groups, self.p.ring_slots * self.p.groups
+        return [
+            self.busy.eq(1), self.g.eq(0), self.rem.eq(rem), self.lane0.eq(lane0),
+            self.first_round.eq(1), self.s_addr.eq(sbuf * self.p.rounds),
+            *[a.eq(Mux(lane < lane0, _wrap_inc(lo_base, g, sg), lo_base))
+              for lane, a in enumerate(self.addr)],
+        ]
+
+    def advance(self):
+        """Statements for one issued token (apply when the engine moves)."""
+        sg = self.p.ring_slots * self.p.groups
+        stmts = [a.eq(_wrap_inc(a, 1, sg)) for a in self.addr]
+        stmts.append(self.g.eq(Mux(self.last_g, 0, self.g + 1)))
+        return stmts, [  # at the end of a key (last group):
+            self.rem.eq(self.rem - self.p.hw.key_lanes),
+            self.s_addr.eq(self.s_addr + 1),
+            self.first_round.eq(0),
+        ]
+
+
+class SwatCore(wiring.Component):
+    """Row-wise, input-stationary, fused sliding-window attention core.
+
+    Parameters
+    ----------
+    spec : AttentionSpec
+        The window (bidirectional or causal band; ``seq_len`` is only a default — N is given at
+        run time on ``cmd``, up to ``hw.max_seq_len``).
+    fmt : NumberFormat
+    hw : HardwareConfig
+
+    Members
+    -------
+    cmd : In(stream)  ``{seq_len}``: starts a run of N rows (accepted only when idle; 0 or more
+        than ``max_seq_len`` sets ``error`` and starts nothing).
+    q : In(stream)    one Q row per beat (``head_dim`` signed ``data_bits`` elements).
+    kv : In(stream)   one K row and one V row per beat.
+    o : Out(stream)   one O row per beat (signed ``out_bits`` elements).
+    busy : Out(1)     a run is in progress.
+    error : Out(1)    the last command was rejected.
+    stats : Out(layout)  performance counters of the current/last run (``STAT_FIELDS``).
+
+    Raises
+    ------
+    ValueError
+        When the configuration cannot implement the spec (see :class:`CoreParams`).
+    """
+
+    def __init__(self, spec: AttentionSpec, fmt: NumberFormat | None = None,
+                 hw: HardwareConfig | None = None):
+        self.params = CoreParams(spec, fmt or NumberFormat(), hw or HardwareConfig())
+        lay = core_layouts(self.params)
+        super().__init__({
+            "cmd": In(stream.Signature(lay["cmd"])),
+            "q": In(stream.Signature(lay["q"])),
+            "kv": In(stream.Signature(lay["kv"])),
+            "o": Out(stream.Signature(lay["o"])),
+            "busy": Out(1),
+            "error": Out(1),
+            "stats": Out(lay["stats"]),
+        })
+
+    # Pipeline depths (cycles from a token's issue to its effect); the cycle model uses these.
+    QK_DEPTH = 5          # issue, read, multiply, tree, accumulate → score write and max
+    SV_DEPTH = 4 + EXP_LATENCY  # issue, read, exp…, multiply, lane tree, accumulate
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        spec, fmt, hw, w = p.spec, p.fmt, p.hw, p.widths
+        kl, dl, g, d = hw.key_lanes, hw.dim_lanes, p.groups, spec.head_dim
+        b, sg = fmt.data_bits, p.ring_slots * p.groups
+        before, after = spec.before, spec.after
+        word = dl * b  # one K/V memory word: dim_lanes elements
+
+        running = Signal()
+        n = Signal(p.index_bits)
+        kv_acc = Signal(p.index_bits)   # K/V rows accepted
+        kv_wr = Signal(p.index_bits)    # K/V rows written (readable)
+        q_cnt = Signal(p.index_bits)    # Q rows accepted
+        qk_row = Signal(p.index_bits)   # rows whose QK has started
+        sv_done = Signal(p.index_bits)  # rows whose SV has finished
+        rows_out = Signal(p.index_bits)
+        start_run = Signal()
+        stats = {name: Signal(STAT_BITS, name=f"stat_{name}") for name in STAT_FIELDS}
+
+        # -- command -----------------------------------------------------------------------
+        m.d.comb += [self.cmd.ready.eq(~running), self.busy.eq(running)]
+        with m.If(self.cmd.valid & ~running):
+            seq_len = self.cmd.payload.seq_len
+            with m.If((seq_len == 0) | (seq_len > hw.max_seq_len)):
+                m.d.sync += self.error.eq(1)
+            with m.Else():
+                m.d.comb += start_run.eq(1)
+                m.d.sync += [self.error.eq(0), running.eq(1), n.eq(seq_len)]
+        with m.If(running & (rows_out == n)):
+            m.d.sync += running.eq(0)
+        with m.If(running):
+            m.d.sync += stats["cycles"].eq(stats["cycles"] + 1)
+        m.d.comb += [getattr(self.stats, name).eq(sig) for name, sig in stats.items()]
+
+        # -- K/V ring: one K and one V memory per lane, words of dim_lanes elements -----------
+        kmem = [memory.Memory(shape=unsigned(word), depth=sg, init=[]) for _ in range(kl)]
+        vmem = [memory.Memory(shape=unsigned(word), depth=sg, init=[]) for _ in range(kl)]
+        for lane in range(kl):
+            m.submodules[f"kmem{lane}"] = kmem[lane]
+            m.submodules[f"vmem{lane}"] = vmem[lane]
+        kwr = [mem.write_port() for mem in kmem]
+        vwr = [mem.write_port() for mem in vmem]
+
+        # loader: takes a K/V row when its slot is free, writes it in G cycles
+        kv_hold = Signal()
+        kv_g = Signal(range(max(g, 2)))
+        kbuf = Signal(d * b)
+        vbuf = Signal(d * b)
+        kv_lane = Signal(range(max(kl, 2)))
+        kv_base = Signal(range(max(sg, 2)))
+        ring = p.ring_rows
+        slot_free = (kv_acc < ring) | (sv_done + ring >= kv_acc + before + 1)
+        kv_last = kv_hold & (kv_g == g - 1)
+        kv_take = Signal()
+        m.d.comb += [
+            kv_take.eq(running & (kv_acc < n) & slot_free & (~kv_hold | kv_last)),
+            self.kv.ready.eq(kv_take),
+        ]
+        for lane in range(kl):
+            m.d.comb += [
+                kwr[lane].addr.eq(kv_base + kv_g), kwr[lane].data.eq(kbuf[:word]),
+                kwr[lane].en.eq(kv_hold & (kv_lane == lane)),
+                vwr[lane].addr.eq(kv_base + kv_g), vwr[lane].data.eq(vbuf[:word]),
+                vwr[lane].en.eq(kv_hold & (kv_lane == lane)),
+            ]
+        with m.If(kv_hold):
+            m.d.sync += [kbuf.eq(kbuf.rotate_right(word)), vbuf.eq(vbuf.rotate_right(word)),
+                         kv_g.eq(kv_g + 1)]
+            with m.If(kv_last):
+                m.d.sync += [kv_hold.eq(0), kv_g.eq(0), kv_wr.eq(kv_wr + 1),
+                             stats["kv_rows"].eq(stats["kv_rows"] + 1)]
+                with m.If(kv_lane == kl - 1):
+                    m.d.sync += [kv_lane.eq(0), kv_base.eq(_wrap_inc(kv_base, g, sg))]
+                with m.Else():
+                    m.d.sync += kv_lane.eq(kv_lane + 1)
+        with m.If(self.kv.valid & kv_take):
+            m.d.sync += [kbuf.eq(self.kv.payload.k.as_value()),
+                         vbuf.eq(self.kv.payload.v.as_value()),
+                         kv_hold.eq(1), kv_g.eq(0), kv_acc.eq(kv_acc + 1)]
+
+        # -- Q register ------------------------------------------------------------------------
+        q_full = Signal()
+        q_next = Signal(d * b)
+        qk_start = Signal()
+        m.d.comb += self.q.ready.eq(running & (q_cnt < n) & (~q_full | qk_start))
+        with m.If(qk_start):
+            m.d.sync += q_full.eq(0)
+        with m.If(self.q.valid & self.q.ready):
+            m.d.sync += [q_next.eq(self.q.payload.as_value()), q_full.eq(1), q_cnt.eq(q_cnt + 1),
+                         stats["q_rows"].eq(stats["q_rows"] + 1)]
+
+        # -- row bookkeeping shared by the QK start --------------------------------------------
+        lo_lane = Signal(range(max(kl, 2)))  # lane and address of the next row's first key
+        lo_base = Signal(range(max(sg, 2)))
+        sbuf = Signal(range(SCORE_BUFFERS))
+        hi1 = Signal(p.index_bits + 1)       # last key + 1 of row qk_row
+        lo = Signal(p.index_bits)
+        m.d.comb += [
+            hi1.eq(Mux(qk_row + after + 1 > n, n, qk_row + after + 1)),
+            lo.eq(Mux(qk_row >= before, qk_row - before, 0)),
+        ]
+        rem0 = Signal(range(p.window + 1))   # offset of the row's last key from its first
+        m.d.comb += rem0.eq(hi1 - 1 - lo)
+        info = fifo.SyncFIFO(width=len(lo_lane) + len(lo_base) + len(sbuf) + len(rem0),
+                             depth=SCORE_BUFFERS)
+        rowmax = fifo.SyncFIFO(width=w.score, depth=SCORE_BUFFERS)
+        m.submodules.info = info
+        m.submodules.rowmax = rowmax
+
+        # -- QK engine (never stalls) ----------------------------------------------------------
+        qk = _RowWalk(m, p, "qk")
+        q_cur = Signal(d * b)
+        m.d.comb += qk_start.eq(running & (qk_row < n) & q_full & (kv_wr >= hi1)
+                                & (qk_row < sv_done + SCORE_BUFFERS) & (~qk.busy | qk.last))
+        step, key_end = qk.advance()
+        with m.If(qk.busy):
+            m.d.sync += [*step, q_cur.eq(q_cur.rotate_right(word))]
+            with m.If(qk.last_g):
+                m.d.sync += key_end
+            with m.If(qk.last):
+                m.d.sync += qk.busy.eq(0)
+            m.d.sync += stats["qk_macs"].eq(
+                stats["qk_macs"] + sum(qk.lanes[lane] for lane in range(kl)) * dl)
+        with m.If(qk_start):
+            m.d.sync += [*qk.start(rem0, lo_lane, lo_base, sbuf), q_cur.eq(q_next),
+                         qk_row.eq(qk_row + 1),
+                         sbuf.eq(Mux(sbuf == SCORE_BUFFERS - 1, 0, sbuf + 1))]
+            m.d.comb += [info.w_en.eq(1), info.w_data.eq(Cat(lo_lane, lo_base, sbuf, rem0))]
+            with m.If(qk_row >= before):
+                with m.If(lo_lane == kl - 1):
+                    m.d.sync += [lo_lane.eq(0), lo_base.eq(_wrap_inc(lo_base, g, sg))]
+                with m.Else():
+                    m.d.sync += lo_lane.eq(lo_lane + 1)
+
+        krd = [mem.read_port() for mem in kmem]
+        for lane in range(kl):
+            m.d.comb += krd[lane].addr.eq(qk.addr[lane])
+
+        def stage(name, **fields):
+            regs = {}
+            for key, value in fields.items():
+                regs[key] = Signal(value.shape(), name=f"{name}_{key}")
+                m.d.sync += regs[key].eq(value)
+            return type("Stage", (), regs)
+
+        s1 = stage("qk1", valid=qk.busy, lanes=qk.lanes, first_g=qk.first_g, last_g=qk.last_g,
+                   first_round=qk.first_round, last_round=qk.last_round, s_addr=qk.s_addr,
+                   qg=q_cur[:word])
+        qg = data.View(data.ArrayLayout(signed(b), dl), s1.qg)
+        kw = [data.View(data.ArrayLayout(signed(b), dl), krd[lane].data) for lane in range(kl)]
+        s2 = stage("qk2", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g, last_g=s1.last_g,
+                   first_round=s1.first_round, last_round=s1.last_round, s_addr=s1.s_addr)
+        prods = [[Signal(signed(2 * b), name=f"qk_prod{lane}_{u}") for u in range(dl)]
+                 for lane in range(kl)]
+        for lane in range(kl):
+            m.d.sync += [prods[lane][u].eq(qg[u] * kw[lane][u]) for u in range(dl)]
+        s3 = stage("qk3", valid=s2.valid, lanes=s2.lanes, first_g=s2.first_g, last_g=s2.last_g,
+                   first_round=s2.first_round, last_round=s2.last_round, s_addr=s2.s_addr)
+        dots = [Signal(signed(w.score), name=f"qk_dot{lane}") for lane in range(kl)]
+        m.d.sync += [dots[lane].eq(sum_tree(prods[lane])) for lane in range(kl)]
+        accs = [Signal(signed(w.score), name=f"qk_acc{lane}") for lane in range(kl)]
+        sums = [Mux(s3.first_g, 0, accs[lane]) + dots[lane] for lane in range(kl)]
+        with m.If(s3.valid):
+            m.d.sync += [accs[lane].eq(sums[lane]) for lane in range(kl)]
+        s4 = stage("qk4", valid=s3.valid & s3.last_g, lanes=s3.lanes,
+                   first_round=s3.first_round, last_round=s3.last_round, s_addr=s3.s_addr)
+        scores = [Signal(signed(w.score), name=f"qk_score{lane}") for lane in range(kl)]
+        m.d.sync += [scores[lane].eq(sums[lane]) for lane in range(kl)]
+
+        smem = [memory.Memory(shape=signed(w.score), depth=p.score_depth, init=[])
+                for _ in range(kl)]
+        for lane in range(kl):
+            m.submodules[f"smem{lane}"] = smem[lane]
+        swr = [mem.write_port() for mem in smem]
+        for lane in range(kl):
+            m.d.comb += [swr[lane].addr.eq(s4.s_addr), swr[lane].data.eq(scores[lane]),
+                         swr[lane].en.eq(s4.valid & s4.lanes[lane])]
+        row_max = Signal(signed(w.score))
+        tree_max, _ = max_tree(scores, [s4.lanes[lane] for lane in range(kl)])
+        max_next = Mux(s4.first_round | (tree_max > row_max), tree_max, row_max)
+        with m.If(s4.valid):
+            m.d.sync += row_max.eq(max_next)
+        m.d.comb += [rowmax.w_en.eq(s4.valid & s4.last_round), rowmax.w_data.eq(max_next)]
+
+        # -- SV engine (stall-all under sv_en) -----------------------------------------------
+        sv_en = Signal()
+        sv = _RowWalk(m, p, "sv")
+        sv_m = Signal(signed(w.score))
+        sv_start = Signal()
+        i_lane0, i_base, i_sbuf, i_rem = (
+            info.r_data[:len(lo_lane)],
+            info.r_data[len(lo_lane):len(lo_lane) + len(lo_base)],
+            info.r_data[len(lo_lane) + len(lo_base):len(lo_lane) + len(lo_base) + len(sbuf)],
+            info.r_data[len(lo_lane) + len(lo_base) + len(sbuf):])
+        m.d.comb += sv_start.eq(sv_en & rowmax.r_rdy & (~sv.busy | sv.last))
+        m.d.comb += [rowmax.r_en.eq(sv_start), info.r_en.eq(sv_start)]
+        step, key_end = sv.advance()
+        with m.If(sv_en & sv.busy):
+            m.d.sync += step
+            with m.If(sv.last_g):
+                m.d.sync += key_end
+            with m.If(sv.last):
+                m.d.sync += sv.busy.eq(0)
+            m.d.sync += stats["sv_macs"].eq(
+                stats["sv_macs"] + sum(sv.lanes[lane] for lane in range(kl)) * dl)
+            with m.If(sv.first_g):
+                m.d.sync += stats["exp_ops"].eq(
+                    stats["exp_ops"] + sum(sv.lanes[lane] for lane in range(kl)))
+        with m.If(sv_start):
+            m.d.sync += [*sv.start(i_rem, i_lane0, i_base, i_sbuf),
+                         sv_m.eq(rowmax.r_data)]
+
+        srd = [mem.read_port() for mem in smem]
+        for lane in range(kl):
+            m.d.comb += [srd[lane].addr.eq(sv.s_addr), srd[lane].en.eq(sv_en)]
+
+        def en_stage(name, **fields):
+            regs = {}
+            for key, value in fields.items():
+                regs[key] = Signal(value.shape(), name=f"{name}_{key}")
+                with m.If(sv_en):
+                    m.d.sync += regs[key].eq(value)
+            return type("Stage", (), regs)
+
+        addr_bits = Cat(*sv.addr)
+        t = en_stage("sv1", valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
+                     last_g=sv.last_g, first_round=sv.first_round, last_round=sv.last_round,
+                     addr=addr_bits, m=sv_m)
+        diffs = [(t.m - srd[lane].data).as_unsigned()[:w.score] for lane in range(kl)]
+        probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp")
+        for k in range(EXP_LATENCY):
+            t = en_stage(f"sv{k + 2}", valid=t.valid, lanes=t.lanes, first_g=t.first_g,
+                         last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
+                         addr=t.addr)
+            if k == EXP_LATENCY - 2:  # issue the V read so that its data meets p
+                vrd = [mem.read_port() for mem in vmem]
+                abits = len(sv.addr[0])
+                for lane in range(kl):
+                    m.d.comb += [vrd[lane].addr.eq(t.addr[lane * abits:(lane + 1) * abits]),
+                                 vrd[lane].en.eq(sv_en)]
+        # t is now aligned with probs and the V read data
+        p_hold = [Signal(unsigned(fmt.prob_bits), name=f"sv_phold{lane}") for lane in range(kl)]
+        p_cur = [Mux(t.first_g, Mux(t.lanes[lane], probs[lane], 0), p_hold[lane])
+                 for lane in range(kl)]
+        with m.If(sv_en & t.valid & t.first_g):
+            m.d.sync += [p_hold[lane].eq(p_cur[lane]) for lane in range(kl)]
+        vw = [data.View(data.ArrayLayout(signed(b), dl), vrd[lane].data) for lane in range(kl)]
+        pv = [[Signal(signed(w.pv), name=f"sv_pv{lane}_{u}") for u in range(dl)]
+              for lane in range(kl)]
+        with m.If(sv_en):
+            for lane in range(kl):
+                m.d.sync += [pv[lane][u].eq(p_cur[lane] * vw[lane][u]) for u in range(dl)]
+        psum = Signal(unsigned(w.sum))
+        with m.If(sv_en):
+            m.d.sync += psum.eq(Mux(t.first_g, sum_tree(p_cur), 0))
+        t = en_stage("sv_pv", valid=t.valid, first_g=t.first_g, last_g=t.last_g,
+                     first_round=t.first_round, last_round=t.last_round)
+        lane_sum = [Signal(signed(w.acc), name=f"sv_lsum{u}") for u in range(dl)]
+        lsum = Signal(unsigned(w.sum))
+        with m.If(sv_en):
+            m.d.sync += [lane_sum[u].eq(sum_tree(pv[lane][u] for lane in range(kl)))
+                         for u in range(dl)]
+            m.d.sync += lsum.eq(psum)
+        t = en_stage("sv_tree", valid=t.valid, first_g=t.first_g, last_g=t.last_g,
+                     first_round=t.first_round, last_round=t.last_round)
+        # rotating accumulator: G groups of DL accumulators; the head group is updated and
+        # moved to the tail, so after every key all groups are back in order
+        acc = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
+               for k in range(g)]
+        total = Signal(unsigned(w.sum))
+        new = [Mux(t.first_round, 0, acc[0][u]) + lane_sum[u] for u in range(dl)]
+        total_new = Mux(t.first_round & t.first_g, 0, total) + lsum
+        res = [Signal(signed(w.acc), name=f"res_acc{k}") for k in range(d)]
+        res_total = Signal(unsigned(w.sum))
+        res_full = Signal()
+        res_release = Signal()
+        row_done = t.valid & t.last_round & t.last_g
+        m.d.comb += sv_en.eq(~(row_done & res_full & ~res_release))
+        with m.If(sv_en & t.valid):
+            for k in range(g - 1):
+                m.d.sync += [acc[k][u].eq(acc[k + 1][u]) for u in range(dl)]
+            m.d.sync += [acc[g - 1][u].eq(new[u]) for u in range(dl)]
+            m.d.sync += total.eq(total_new)
+        final = [acc[k][u] for k in range(1, g) for u in range(dl)] + new
+
+        # -- normaliser: DL dividers, fed one group per cycle ----------------------------------
+        div_en = Signal()
+        o_valid = Signal()
+        m.d.comb += div_en.eq(~o_valid | self.o.ready)
+        feed_g = Signal(range(max(g, 2)))
+        feed = div_en & res_full
+        m.d.comb += res_release.eq(feed & (feed_g == g - 1))
+        with m.If(feed):
+            m.d.sync += feed_g.eq(Mux(feed_g == g - 1, 0, feed_g + 1))
+            # rotate the result so that the group to divide is always at the bottom
+            for k in range(d):
+                m.d.sync += res[k].eq(res[(k + dl) % d])
+        with m.If(res_release):
+            m.d.sync += res_full.eq(0)
+        with m.If(sv_en & row_done):  # after the rotation above: a new result replaces it
+            m.d.sync += [res[k].eq(final[k]) for k in range(d)]
+            m.d.sync += [res_full.eq(1), res_total.eq(total_new), sv_done.eq(sv_done + 1)]
+        outs = divide_stages(m, div_en, res[:dl], res_total, fmt, name="norm")
+        dvalid = feed
+        for k in range(divider_latency(fmt)):
+            dvalid_r = Signal(name=f"norm_valid{k}")
+            with m.If(div_en):
+                m.d.sync += dvalid_r.eq(dvalid)
+            dvalid = dvalid_r
+        o_row = Signal(d * fmt.out_bits)
+        o_cnt = Signal(range(max(g, 2)))
+        with m.If(div_en & dvalid):
+            m.d.sync += o_row.eq(Cat(o_row[dl * fmt.out_bits:], *outs))
+            m.d.sync += o_cnt.eq(Mux(o_cnt == g - 1, 0, o_cnt + 1))
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [o_valid.eq(0), rows_out.eq(rows_out + 1),
+                         stats["rows_out"].eq(stats["rows_out"] + 1)]
+        with m.If(div_en & dvalid & (o_cnt == g - 1)):
+            m.d.sync += o_valid.eq(1)
+        m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(o_row)]
+
+        # -- a new run resets every pointer and counter ----------------------------------------
+        with m.If(start_run):
+            m.d.sync += [sig.eq(0) for sig in (
+                kv_acc, kv_wr, q_cnt, qk_row, sv_done, rows_out, kv_lane, kv_base, lo_lane,
+                lo_base, sbuf, *stats.values())]
+        return m
