@@ -87,13 +87,18 @@ class _RowWalk:
         self.addr = [Signal(range(max(sg, 2)), name=f"{name}_addr{lane}") for lane in range(kl)]
         self.s_addr = Signal(range(max(p.score_depth, 2)), name=f"{name}_saddr")
         self.lanes = Signal(kl, name=f"{name}_lanes")
-        m.d.comb += self.lanes.eq(Cat(
-            Mux(lane >= self.lane0, lane - self.lane0, lane + kl - self.lane0) <= self.rem
-            for lane in range(kl)))
+        m.d.comb += self.lanes.eq(Cat(self.offset(lane) <= self.rem for lane in range(kl)))
         self.first_g = self.g == 0
         self.last_g = self.g == g - 1
         self.last_round = self.rem < kl
         self.last = self.busy & self.last_g & self.last_round
+
+    def offset(self, lane: int):
+        """``(lane − lane0) mod KL``: which key of the round this lane holds."""
+        kl = self.p.hw.key_lanes
+        if lane == kl - 1:  # lane0 <= KL − 1 always
+            return lane - self.lane0
+        return Mux(lane >= self.lane0, lane - self.lane0, lane + kl - self.lane0)
 
     def start(self, rem, lane0, lo_base, sbuf):
         """Statements that start walking a row."""
@@ -101,7 +106,9 @@ class _RowWalk:
         return [
             self.busy.eq(1), self.g.eq(0), self.rem.eq(rem), self.lane0.eq(lane0),
             self.first_round.eq(1), self.s_addr.eq(sbuf * self.p.rounds),
-            *[a.eq(Mux(lane < lane0, _wrap_inc(lo_base, g, sg), lo_base))
+            # lanes below the row's first lane hold their first key one slot later
+            *[a.eq(Mux(lane < lane0, _wrap_inc(lo_base, g, sg), lo_base)
+                   if lane < self.p.hw.key_lanes - 1 else lo_base)
               for lane, a in enumerate(self.addr)],
         ]
 
@@ -187,7 +194,7 @@ class SwatCore(wiring.Component):
         m.d.comb += [self.cmd.ready.eq(~running), self.busy.eq(running)]
         with m.If(self.cmd.valid & ~running):
             seq_len = self.cmd.payload.seq_len
-            with m.If((seq_len == 0) | (seq_len > hw.max_seq_len)):
+            with m.If(~seq_len.any() | (seq_len > hw.max_seq_len)):
                 m.d.sync += self.error.eq(1)
             with m.Else():
                 m.d.comb += start_run.eq(1)

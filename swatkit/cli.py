@@ -14,7 +14,10 @@ from swatkit.options import UsageError
 
 __all__ = ["main"]
 
-COMMANDS = {}  # name -> (module path, function); each module has add_arguments and run
+# name -> (module, one-line summary); each module has add_arguments(parser) and run(args)
+COMMANDS = {
+    "generate": ("swatkit.cmd_generate", "generate Verilog for a configured SWAT core"),
+}
 
 
 class _Parser(argparse.ArgumentParser):

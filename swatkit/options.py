@@ -169,12 +169,12 @@ def resolve(args: argparse.Namespace) -> Resolved:
         spec = spec.replace(dilation=values.get("dilation", 1), global_tokens=tokens)
         fmt = NumberFormat(**{k: values[k] for k in FORMAT_KEYS if k in values})
     except (TypeError, ValueError) as e:
-        raise _named(e, names) from None
+        raise option_error(e, names) from None
     hardware = {k: values[k] for k in HARDWARE_KEYS if k in values}
     return Resolved(spec, fmt, hardware, sources)
 
 
-def _named(error: Exception, names: dict) -> UsageError:
+def option_error(error: Exception, names: dict) -> UsageError:
     """Turn a library message, which starts with a field name, into one naming the option."""
     message = str(error)
     field, _, rest = message.partition(" ")
