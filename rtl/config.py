@@ -16,7 +16,9 @@ from swatkit.golden.numerics import Widths, clog2
 
 __all__ = ["CoreParams", "HardwareConfig"]
 
-SCORE_BUFFERS = 3  # rows of scores in flight: one being written by QK, two waiting for/in SV
+# Cycles from a row's last QK issue to the end of its SV (pipeline depths of the two engines and
+# the hand-over between them); score buffers and the K/V ring are sized to hide them.
+ROW_LATENCY = 20
 
 
 def _check_int(name, value, lo, hi=None):
@@ -104,10 +106,16 @@ class CoreParams:
         return math.ceil(self.window / self.hw.key_lanes)
 
     @property
+    def score_buffers(self) -> int:
+        """Rows of scores in flight between the QK and the SV engine: two, plus enough to cover
+        ``ROW_LATENCY`` when rows are short (``2 + ceil(ROW_LATENCY / (rounds·G))``)."""
+        return 2 + math.ceil(ROW_LATENCY / (self.rounds * self.groups))
+
+    @property
     def ring_slots(self) -> int:
-        """K/V rows each lane's buffer holds (S). The ring of ``key_lanes·S >= W + 2`` rows
-        holds the keys of the row in SV, of the row in QK and one row being loaded."""
-        return math.ceil((self.window + 2) / self.hw.key_lanes)
+        """K/V rows each lane's buffer holds (S). The ring of ``key_lanes·S`` rows holds the
+        keys of every row in flight (``W + score_buffers − 1``) and one row being loaded."""
+        return math.ceil((self.window + self.score_buffers) / self.hw.key_lanes)
 
     @property
     def ring_rows(self) -> int:
@@ -115,8 +123,8 @@ class CoreParams:
 
     @property
     def score_depth(self) -> int:
-        """Entries of each lane's score memory: ``SCORE_BUFFERS`` rows of ``rounds``."""
-        return SCORE_BUFFERS * self.rounds
+        """Entries of each lane's score memory: ``score_buffers`` rows of ``rounds``."""
+        return self.score_buffers * self.rounds
 
     @property
     def index_bits(self) -> int:
@@ -168,7 +176,8 @@ class CoreParams:
             "derived": {
                 "window": self.window, "groups": self.groups, "rounds": self.rounds,
                 "ring_slots": self.ring_slots, "ring_rows": self.ring_rows,
-                "score_depth": self.score_depth, "index_bits": self.index_bits,
+                "score_buffers": self.score_buffers, "score_depth": self.score_depth,
+                "index_bits": self.index_bits,
                 "softmax_constant": dataclasses.asdict(
                     self.fmt.softmax_constant(self.spec.head_dim)),
             },

@@ -12,7 +12,7 @@ Structure (docs/rtl.md has the diagram and the schedule)::
     kv ──► loader ──► K ring, V ring (key j: lane j mod KL, slot (j div KL) mod S)
     q ──► Q register ─┐
                       ▼
-      QK engine: KL lanes × DL MACs; scores → score buffers (3 rows), running row max
+      QK engine: KL lanes × DL MACs; scores → score buffers (≥ 3 rows), running row max
                       ▼ (row max, row info FIFOs)
       SV engine: score → exp2 → p; p·V over KL lanes × DL; l = Σp; rotating accumulator
                       ▼ (result register: acc[d], l)
@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from swatkit.golden import AttentionSpec, NumberFormat
 
-from .config import SCORE_BUFFERS, CoreParams, HardwareConfig
+from .config import CoreParams, HardwareConfig
 from .units import EXP_LATENCY, divide_stages, divider_latency, exp2_stages, max_tree, sum_tree
 
 __all__ = ["STAT_FIELDS", "SwatCore", "core_layouts"]
@@ -166,10 +166,6 @@ class SwatCore(wiring.Component):
             "stats": Out(lay["stats"]),
         })
 
-    # Pipeline depths (cycles from a token's issue to its effect); the cycle model uses these.
-    QK_DEPTH = 5          # issue, read, multiply, tree, accumulate → score write and max
-    SV_DEPTH = 4 + EXP_LATENCY  # issue, read, exp…, multiply, lane tree, accumulate
-
     def elaborate(self, platform):
         m = Module()
         p = self.params
@@ -265,7 +261,7 @@ class SwatCore(wiring.Component):
         # -- row bookkeeping shared by the QK start --------------------------------------------
         lo_lane = Signal(range(max(kl, 2)))  # lane and address of the next row's first key
         lo_base = Signal(range(max(sg, 2)))
-        sbuf = Signal(range(SCORE_BUFFERS))
+        sbuf = Signal(range(p.score_buffers))
         hi1 = Signal(p.index_bits + 1)       # last key + 1 of row qk_row
         lo = Signal(p.index_bits)
         m.d.comb += [
@@ -275,8 +271,8 @@ class SwatCore(wiring.Component):
         rem0 = Signal(range(p.window + 1))   # offset of the row's last key from its first
         m.d.comb += rem0.eq(hi1 - 1 - lo)
         info = fifo.SyncFIFO(width=len(lo_lane) + len(lo_base) + len(sbuf) + len(rem0),
-                             depth=SCORE_BUFFERS)
-        rowmax = fifo.SyncFIFO(width=w.score, depth=SCORE_BUFFERS)
+                             depth=p.score_buffers)
+        rowmax = fifo.SyncFIFO(width=w.score, depth=p.score_buffers)
         m.submodules.info = info
         m.submodules.rowmax = rowmax
 
@@ -284,7 +280,7 @@ class SwatCore(wiring.Component):
         qk = _RowWalk(m, p, "qk")
         q_cur = Signal(d * b)
         m.d.comb += qk_start.eq(running & (qk_row < n) & q_full & (kv_wr >= hi1)
-                                & (qk_row < sv_done + SCORE_BUFFERS) & (~qk.busy | qk.last))
+                                & (qk_row < sv_done + p.score_buffers) & (~qk.busy | qk.last))
         step, key_end = qk.advance()
         with m.If(qk.busy):
             m.d.sync += [*step, q_cur.eq(q_cur.rotate_right(word))]
@@ -297,7 +293,7 @@ class SwatCore(wiring.Component):
         with m.If(qk_start):
             m.d.sync += [*qk.start(rem0, lo_lane, lo_base, sbuf), q_cur.eq(q_next),
                          qk_row.eq(qk_row + 1),
-                         sbuf.eq(Mux(sbuf == SCORE_BUFFERS - 1, 0, sbuf + 1))]
+                         sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
             m.d.comb += [info.w_en.eq(1), info.w_data.eq(Cat(lo_lane, lo_base, sbuf, rem0))]
             with m.If(qk_row >= before):
                 with m.If(lo_lane == kl - 1):
