@@ -5,6 +5,7 @@ output must equal ``fixed_point_attention`` exactly, and the core's counters mus
 counts the spec predicts.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ class Case:
     id: str
     spec: AttentionSpec
     hw: HardwareConfig
-    fmt: NumberFormat = NumberFormat()
+    fmt: NumberFormat = dataclasses.field(default_factory=NumberFormat)
     inputs: str = "random"  # random | max | min | equal | dominant
 
     def data(self, seed):
