@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .numerics import NumberFormat, dequantize, round_half_away
+from .numerics import NumberFormat, dequantize
 from .spec import AttentionSpec
 
 __all__ = [
@@ -200,27 +200,20 @@ def fixed_point_attention(q_int, k_int, v_int, spec: AttentionSpec,
                              f"range [{fmt.data_min}, {fmt.data_max}]")
     keys = spec.max_keys_per_row
     fmt.widths(spec.head_dim, keys)  # asserts that no intermediate overflows
-    const = fmt.softmax_constant(spec.head_dim)
-    table = fmt.exp_table()
-    frac, prob = fmt.exp_frac_bits, fmt.prob_bits
     big = 2 ** (fmt.data_bits - 1)
 
     def weights(s, valid):
         m = np.where(valid, s, np.iinfo(np.int64).min).max(axis=1)            # 2. row max
-        d = np.minimum(m[:, None] - s, const.d_sat)                           # 2. clamp
-        x = (d * const.value + (1 << (const.shift - 1))) >> const.shift       # 3. round half up
-        p = table[x & ((1 << frac) - 1)] >> np.minimum(x >> frac, prob)       # 4. truncate
-        p = np.where(valid, p, 0)
+        p = np.where(valid, fmt.probabilities(m[:, None] - s, spec.head_dim), 0)  # 2.–4.
         return p, (m, p.sum(axis=1))                                          # 5. l
 
     def finish(acc, state):
-        o = round_half_away(acc << fmt.out_frac_bits, state[1][:, None])      # 6. round
-        return np.clip(o, fmt.out_min, fmt.out_max)                           # 6. saturate
+        return fmt.normalise(acc, state[1][:, None])                          # 6.
 
     out, (row_max, row_sum) = _attend(
         q, k, v, spec, weights, finish,
         qk_bound=spec.head_dim * big * big,
-        pv_bound=keys * (2 ** prob - 1) * big)
+        pv_bound=keys * (2 ** fmt.prob_bits - 1) * big)
     return FixedPointResult(out, row_max, row_sum)
 
 

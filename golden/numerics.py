@@ -79,7 +79,10 @@ def quantize(x, scale: float, bits: int) -> np.ndarray:
     if not np.all(np.isfinite(y)):
         raise ValueError("quantize: input contains NaN or infinity")
     top = 2 ** (bits - 1) - 1
-    q = np.sign(y) * np.floor(np.abs(y) + 0.5)
+    # floor(|y| + 0.5) would round 0.5 − 2^−54 up (the sum rounds to 1.0); compare the exact
+    # fraction |y| − floor(|y|) with one half instead
+    mag = np.floor(np.abs(y))
+    q = np.sign(y) * (mag + (np.abs(y) - mag >= 0.5))
     return np.clip(q, -top, top).astype(np.int64)
 
 
@@ -233,6 +236,23 @@ class NumberFormat:
         d_sat = -(-limit // value)
         return SoftmaxConstant(real, value, frac, shift, d_sat)
 
+    def probabilities(self, diff, head_dim: int) -> np.ndarray:
+        """Steps 2–4 for differences ``D = m − S >= 0`` (integer array): the probabilities ``p``.
+
+        ``x = (min(D, D_sat)·C + 2^(shift−1)) >> shift`` (round half up), then
+        ``p = EXP[x mod 2^F] >> min(x >> F, prob_bits)`` (the shift truncates).
+        """
+        const = self.softmax_constant(head_dim)
+        frac = self.exp_frac_bits
+        d = np.minimum(np.asarray(diff, dtype=np.int64), const.d_sat)
+        x = (d * const.value + (1 << (const.shift - 1))) >> const.shift
+        return self.exp_table()[x & ((1 << frac) - 1)] >> np.minimum(x >> frac, self.prob_bits)
+
+    def normalise(self, acc, total) -> np.ndarray:
+        """Step 6: ``sat(round_half_away(acc·2^out_frac_bits / total))`` to ``out_bits``."""
+        o = round_half_away(np.asarray(acc, dtype=np.int64) << self.out_frac_bits, total)
+        return np.clip(o, self.out_min, self.out_max)
+
     def widths(self, head_dim: int, keys: int) -> Widths:
         """Derive every intermediate width for rows of ``keys`` keys of width ``head_dim``.
 
@@ -263,7 +283,10 @@ class NumberFormat:
         # No intermediate can overflow for any legal input (docs/numerics.md):
         max_abs_q = 2 ** (b - 1)
         assert head_dim * max_abs_q ** 2 <= 2 ** (w.score - 1) - 1
-        assert (const.d_sat * const.value) < 2 ** w.exp_arg
+        # D = m − S <= max S − min S = d·2^(b−1)·(2^b − 1), and D <= d_sat after the clamp
+        d_max = min(const.d_sat, head_dim * max_abs_q * (2 * max_abs_q - 1))
+        assert d_max < 2 ** w.diff
+        assert d_max * const.value < 2 ** w.exp_arg
         assert keys * (2 ** p - 1) < 2 ** w.sum
         assert keys * (2 ** p - 1) * max_abs_q < 2 ** (w.acc - 1)
         assert (max_abs_q << f) <= 2 ** (w.quotient - 1)  # |o| <= max|v|: a convex combination
