@@ -1,0 +1,119 @@
+"""Cycle model of the SWAT core as built: a row-level recurrence of its schedule.
+
+For stall-free input and output streams the model gives the exact number of cycles the core is
+busy (``stats.cycles``); the regression checks this equality on every stall-free run. The
+recurrence follows the RTL's start conditions (rtl/core.py), with ``G = d/DL`` and ``R_i =
+ceil(W_i/KL)`` rounds for row i:
+
+* K/V row x is accepted at ``a_x = max(a_{x−1} + G, e_{x−ring+before} + 1)`` (the loader writes a
+  row in G cycles; the ring slot must be free) and is readable ``G + 1`` cycles later;
+* row i starts QK at ``s_i = max(s_{i−1} + R_{i−1}·G, 1, a_{hi_i} + G + 1,
+  e_{i−score_buffers} + 1)`` (previous row issued, Q row in, keys loaded, a score buffer free);
+* its row max reaches the SV engine ``QK_DEPTH`` cycles after its last QK issue, and SV starts at
+  ``u_i = max(s_i + R_i·G + QK_DEPTH, u_{i−1} + R_{i−1}·G)``;
+* the row finishes SV (``e_i``) ``SV_DEPTH`` cycles after its last SV issue;
+* the run ends ``G + divider_latency + 3`` cycles after the last row's SV.
+
+Interior rows repeat with period ``R·G`` once the pipeline is full; the model detects that and
+jumps over them, so N = 1M costs about as much as N = 10K.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from swatkit.rtl import CoreParams
+from swatkit.rtl.units import divider_latency
+
+__all__ = ["QK_DEPTH", "SV_DEPTH", "CycleEstimate", "swat_cycles"]
+
+QK_DEPTH = 5   # last QK issue → row max readable by the SV engine (4 stages + FIFO)
+SV_DEPTH = 7   # last SV issue → row accumulated (read, exp 4 stages, p·v, lane tree)
+
+
+@dataclass(frozen=True)
+class CycleEstimate:
+    cycles: int            # busy cycles of the run (stats.cycles)
+    ideal: float           # Σ W_i·d / (KL·DL)
+    fill: int              # cycles before the first QK issue
+    rows_simulated: int    # rows the recurrence visited (the rest were periodic)
+
+    @property
+    def ratio(self) -> float:
+        return self.cycles / self.ideal
+
+
+def _rounds(p: CoreParams, n: int) -> np.ndarray:
+    rows = np.arange(n)
+    lo = np.maximum(0, rows - p.spec.before)
+    hi = np.minimum(n - 1, rows + p.spec.after)
+    return -(-(hi - lo + 1) // p.hw.key_lanes)
+
+
+def swat_cycles(p: CoreParams, seq_len: int, *, skip_periodic: bool = True) -> CycleEstimate:
+    """Busy cycles of one stall-free run of ``seq_len`` rows on the core ``p`` (with
+    ``skip_periodic=False`` every row is visited; the result is the same)."""
+    n = int(seq_len)
+    if not 1 <= n <= p.hw.max_seq_len:
+        raise ValueError(f"seq_len must be in 1..{p.hw.max_seq_len}, not {seq_len}")
+    g, before, after = p.groups, p.spec.before, p.spec.after
+    ring, nb = p.ring_rows, p.score_buffers
+    rg = _rounds(p, n) * g
+    a = np.zeros(n, dtype=np.int64)       # K/V accept cycle
+    s = np.zeros(n, dtype=np.int64)       # QK start
+    u = np.zeros(n, dtype=np.int64)       # SV start
+    e = np.zeros(n, dtype=np.int64)       # SV done
+    loaded = 0                            # K/V rows whose accept time is known
+    # rows whose schedule is periodic can be skipped: from here on all times move by rg_mid
+    interior_end = n - after - 2          # rows before this have a full, unclipped window
+    rg_mid = math.ceil(p.window / p.hw.key_lanes) * g
+    history = 3 * (nb + ring // max(1, before + after + 1) + 4)
+    i = 0
+    visited = 0
+    while i < n:
+        hi = min(n - 1, i + after)
+        while loaded <= hi:
+            x = loaded
+            t = a[x - 1] + g if x else 0
+            if x >= ring:
+                t = max(t, e[x - ring + before] + 1)
+            a[x] = t
+            loaded += 1
+        t = max(1, a[hi] + g + 1)
+        if i:
+            t = max(t, s[i - 1] + rg[i - 1])
+        if i >= nb:
+            t = max(t, e[i - nb] + 1)
+        s[i] = t
+        u[i] = s[i] + rg[i] + QK_DEPTH
+        if i:
+            u[i] = max(u[i], u[i - 1] + rg[i - 1])
+        e[i] = u[i] + rg[i] + SV_DEPTH
+        visited += 1
+        # periodic? (every interval in a window of recent rows equals the period)
+        if (skip_periodic and before + history < i < interior_end - history
+                and rg[i] == rg_mid
+                and _periodic(s, u, e, a, i, history, rg_mid, after)):
+            jump = interior_end - history - i
+            if jump > 0:
+                steps = np.arange(1, jump + 1, dtype=np.int64) * rg_mid
+                for arr, base in ((s, i), (u, i), (e, i)):
+                    arr[base + 1:base + jump + 1] = arr[base] + steps
+                a[loaded:loaded + jump] = a[loaded - 1] + steps
+                loaded += jump
+                i += jump
+        i += 1
+    cycles = int(e[n - 1] + g + divider_latency(p.fmt) + 3)
+    return CycleEstimate(cycles, p.ideal_cycles(n), int(s[0]) + 1, visited)
+
+
+def _periodic(s, u, e, a, i, window, period, after) -> bool:
+    lo = i - window
+    for arr in (s, u, e):
+        if not np.all(np.diff(arr[lo:i + 1]) == period):
+            return False
+    k = i + after
+    return bool(np.all(np.diff(a[k - window:k + 1]) == period))
