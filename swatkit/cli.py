@@ -17,6 +17,7 @@ __all__ = ["main"]
 # name -> (module, one-line summary); each module has add_arguments(parser) and run(args)
 COMMANDS = {
     "generate": ("swatkit.cmd_generate", "generate Verilog for a configured SWAT core"),
+    "estimate": ("swatkit.cmd_estimate", "estimate cycles, latency and energy per sequence length"),
 }
 
 

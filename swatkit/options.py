@@ -60,14 +60,16 @@ def _token_list(text: str) -> tuple[int, ...]:
             f"must be comma-separated integers, not {text!r}") from None
 
 
-def add_workload_options(parser: argparse.ArgumentParser) -> None:
-    """The [spec] and [format] options, and --config."""
+def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
+                         seq_len_help: str = f"sequence length (default {DEFAULT_SEQ_LEN})"
+                         ) -> None:
+    """The [spec] and [format] options, and --config. A command that sweeps N passes its own
+    ``seq_len_type`` (and sets ``args.seq_len`` to one length before :func:`resolve`)."""
     parser.add_argument("--config", metavar="FILE.toml", type=Path,
                         help="TOML with [spec], [format] and [hardware] tables; "
                              "options on the command line override it")
     g = parser.add_argument_group("workload (one attention head)")
-    g.add_argument("--seq-len", metavar="N", type=int,
-                   help=f"sequence length (default {DEFAULT_SEQ_LEN})")
+    g.add_argument("--seq-len", metavar="N", type=seq_len_type, help=seq_len_help)
     g.add_argument("--head-dim", metavar="D", type=int,
                    help=f"head dimension (default {DEFAULT_HEAD_DIM})")
     g.add_argument("--attention-window", metavar="W", type=int,
