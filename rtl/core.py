@@ -34,6 +34,8 @@ enable drops only when their result cannot move on, so output back-pressure lose
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -305,12 +307,13 @@ class SwatCore(wiring.Component):
         for lane in range(kl):
             m.d.comb += krd[lane].addr.eq(qk.addr[lane])
 
-        def stage(name, **fields):
-            regs = {}
-            for key, value in fields.items():
-                regs[key] = Signal(value.shape(), name=f"{name}_{key}")
-                m.d.sync += regs[key].eq(value)
-            return type("Stage", (), regs)
+        def stage(name, en=1, **fields):
+            """A pipeline register stage: each field registered under the enable ``en``."""
+            regs = {key: Signal(value.shape(), name=f"{name}_{key}")
+                    for key, value in fields.items()}
+            with m.If(en):
+                m.d.sync += [regs[key].eq(value) for key, value in fields.items()]
+            return SimpleNamespace(**regs)
 
         s1 = stage("qk1", valid=qk.busy, lanes=qk.lanes, first_g=qk.first_g, last_g=qk.last_g,
                    first_round=qk.first_round, last_round=qk.last_round, s_addr=qk.s_addr,
@@ -383,22 +386,14 @@ class SwatCore(wiring.Component):
         for lane in range(kl):
             m.d.comb += [srd[lane].addr.eq(sv.s_addr), srd[lane].en.eq(sv_en)]
 
-        def en_stage(name, **fields):
-            regs = {}
-            for key, value in fields.items():
-                regs[key] = Signal(value.shape(), name=f"{name}_{key}")
-                with m.If(sv_en):
-                    m.d.sync += regs[key].eq(value)
-            return type("Stage", (), regs)
-
         addr_bits = Cat(*sv.addr)
-        t = en_stage("sv1", valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
+        t = stage("sv1", sv_en, valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
                      last_g=sv.last_g, first_round=sv.first_round, last_round=sv.last_round,
                      addr=addr_bits, m=sv_m)
         diffs = [(t.m - srd[lane].data).as_unsigned()[:w.score] for lane in range(kl)]
         probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp")
         for k in range(EXP_LATENCY):
-            t = en_stage(f"sv{k + 2}", valid=t.valid, lanes=t.lanes, first_g=t.first_g,
+            t = stage(f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,
                          last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
                          addr=t.addr)
             if k == EXP_LATENCY - 2:  # issue the V read so that its data meets p
@@ -422,7 +417,7 @@ class SwatCore(wiring.Component):
         psum = Signal(unsigned(w.sum))
         with m.If(sv_en):
             m.d.sync += psum.eq(Mux(t.first_g, sum_tree(p_cur), 0))
-        t = en_stage("sv_pv", valid=t.valid, first_g=t.first_g, last_g=t.last_g,
+        t = stage("sv_pv", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
                      first_round=t.first_round, last_round=t.last_round)
         lane_sum = [Signal(signed(w.acc), name=f"sv_lsum{u}") for u in range(dl)]
         lsum = Signal(unsigned(w.sum))
@@ -430,7 +425,7 @@ class SwatCore(wiring.Component):
             m.d.sync += [lane_sum[u].eq(sum_tree(pv[lane][u] for lane in range(kl)))
                          for u in range(dl)]
             m.d.sync += lsum.eq(psum)
-        t = en_stage("sv_tree", valid=t.valid, first_g=t.first_g, last_g=t.last_g,
+        t = stage("sv_tree", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
                      first_round=t.first_round, last_round=t.last_round)
         # rotating accumulator: G groups of DL accumulators; the head group is updated and
         # moved to the tail, so after every key all groups are back in order
