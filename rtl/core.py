@@ -94,6 +94,7 @@ class _RowWalk:
         self.last_g = self.g == g - 1
         self.last_round = self.rem < kl
         self.last = self.busy & self.last_g & self.last_round
+        self.active = sum(self.lanes[lane] for lane in range(kl))  # keys issued this cycle
 
     def offset(self, lane: int):
         """``(lane − lane0) mod KL``: which key of the round this lane holds."""
@@ -114,16 +115,18 @@ class _RowWalk:
               for lane, a in enumerate(self.addr)],
         ]
 
-    def advance(self):
-        """Statements for one issued token (apply when the engine moves)."""
+    def issue(self, m: Module, en, macs):
+        """Issue one token per cycle while busy and ``en``; count its MACs into ``macs``."""
         sg = self.p.ring_slots * self.p.groups
-        stmts = [a.eq(_wrap_inc(a, 1, sg)) for a in self.addr]
-        stmts.append(self.g.eq(Mux(self.last_g, 0, self.g + 1)))
-        return stmts, [  # at the end of a key (last group):
-            self.rem.eq(self.rem - self.p.hw.key_lanes),
-            self.s_addr.eq(self.s_addr + 1),
-            self.first_round.eq(0),
-        ]
+        with m.If(en & self.busy):
+            m.d.sync += [a.eq(_wrap_inc(a, 1, sg)) for a in self.addr]
+            m.d.sync += [self.g.eq(Mux(self.last_g, 0, self.g + 1)),
+                         macs.eq(macs + self.active * self.p.hw.dim_lanes)]
+            with m.If(self.last_g):  # the end of a key: next round
+                m.d.sync += [self.rem.eq(self.rem - self.p.hw.key_lanes),
+                             self.s_addr.eq(self.s_addr + 1), self.first_round.eq(0)]
+            with m.If(self.last):
+                m.d.sync += self.busy.eq(0)
 
 
 class SwatCore(wiring.Component):
@@ -272,8 +275,10 @@ class SwatCore(wiring.Component):
         ]
         rem0 = Signal(range(p.window + 1))   # offset of the row's last key from its first
         m.d.comb += rem0.eq(hi1 - 1 - lo)
-        info = fifo.SyncFIFO(width=len(lo_lane) + len(lo_base) + len(sbuf) + len(rem0),
-                             depth=p.score_buffers)
+        # what the SV engine needs to walk the row again: first lane/address, buffer, keys
+        row_info = data.StructLayout({"lane0": lo_lane.shape(), "base": lo_base.shape(),
+                                      "sbuf": sbuf.shape(), "rem": rem0.shape()})
+        info = fifo.SyncFIFO(width=row_info.size, depth=p.score_buffers)
         rowmax = fifo.SyncFIFO(width=w.score, depth=p.score_buffers)
         m.submodules.info = info
         m.submodules.rowmax = rowmax
@@ -283,20 +288,16 @@ class SwatCore(wiring.Component):
         q_cur = Signal(d * b)
         m.d.comb += qk_start.eq(running & (qk_row < n) & q_full & (kv_wr >= hi1)
                                 & (qk_row < sv_done + p.score_buffers) & (~qk.busy | qk.last))
-        step, key_end = qk.advance()
+        qk.issue(m, 1, stats["qk_macs"])
         with m.If(qk.busy):
-            m.d.sync += [*step, q_cur.eq(q_cur.rotate_right(word))]
-            with m.If(qk.last_g):
-                m.d.sync += key_end
-            with m.If(qk.last):
-                m.d.sync += qk.busy.eq(0)
-            m.d.sync += stats["qk_macs"].eq(
-                stats["qk_macs"] + sum(qk.lanes[lane] for lane in range(kl)) * dl)
+            m.d.sync += q_cur.eq(q_cur.rotate_right(word))
         with m.If(qk_start):
             m.d.sync += [*qk.start(rem0, lo_lane, lo_base, sbuf), q_cur.eq(q_next),
                          qk_row.eq(qk_row + 1),
                          sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
-            m.d.comb += [info.w_en.eq(1), info.w_data.eq(Cat(lo_lane, lo_base, sbuf, rem0))]
+            w_row = data.View(row_info, info.w_data)
+            m.d.comb += [info.w_en.eq(1), w_row.lane0.eq(lo_lane), w_row.base.eq(lo_base),
+                         w_row.sbuf.eq(sbuf), w_row.rem.eq(rem0)]
             with m.If(qk_row >= before):
                 with m.If(lo_lane == kl - 1):
                     m.d.sync += [lo_lane.eq(0), lo_base.eq(_wrap_inc(lo_base, g, sg))]
@@ -359,27 +360,14 @@ class SwatCore(wiring.Component):
         sv = _RowWalk(m, p, "sv")
         sv_m = Signal(signed(w.score))
         sv_start = Signal()
-        i_lane0, i_base, i_sbuf, i_rem = (
-            info.r_data[:len(lo_lane)],
-            info.r_data[len(lo_lane):len(lo_lane) + len(lo_base)],
-            info.r_data[len(lo_lane) + len(lo_base):len(lo_lane) + len(lo_base) + len(sbuf)],
-            info.r_data[len(lo_lane) + len(lo_base) + len(sbuf):])
+        i_row = data.View(row_info, info.r_data)
         m.d.comb += sv_start.eq(sv_en & rowmax.r_rdy & (~sv.busy | sv.last))
         m.d.comb += [rowmax.r_en.eq(sv_start), info.r_en.eq(sv_start)]
-        step, key_end = sv.advance()
-        with m.If(sv_en & sv.busy):
-            m.d.sync += step
-            with m.If(sv.last_g):
-                m.d.sync += key_end
-            with m.If(sv.last):
-                m.d.sync += sv.busy.eq(0)
-            m.d.sync += stats["sv_macs"].eq(
-                stats["sv_macs"] + sum(sv.lanes[lane] for lane in range(kl)) * dl)
-            with m.If(sv.first_g):
-                m.d.sync += stats["exp_ops"].eq(
-                    stats["exp_ops"] + sum(sv.lanes[lane] for lane in range(kl)))
+        sv.issue(m, sv_en, stats["sv_macs"])
+        with m.If(sv_en & sv.busy & sv.first_g):
+            m.d.sync += stats["exp_ops"].eq(stats["exp_ops"] + sv.active)
         with m.If(sv_start):
-            m.d.sync += [*sv.start(i_rem, i_lane0, i_base, i_sbuf),
+            m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf),
                          sv_m.eq(rowmax.r_data)]
 
         srd = [mem.read_port() for mem in smem]
