@@ -1,0 +1,209 @@
+"""Benchmarks of the golden models, and the measured error table of docs/numerics.md.
+
+``python -m swatkit.golden.bench [speed]``
+    Times :func:`attention_reference` on ``spec.mask()`` (dense, O(N²)) against
+    :func:`window_attention` (banded, O(N·W·d)) on the same float64 inputs, prints the speed-up
+    and the largest difference between them; then times :func:`fixed_point_attention` at a longer
+    sequence. Each model runs in a fresh process, so its peak resident set size
+    (``resource.getrusage``) is its own (inputs included), with one BLAS thread unless
+    ``--threads`` says otherwise.
+
+``python -m swatkit.golden.bench errors``
+    For a list of number formats, draws Gaussian Q, K, V, quantises them with :func:`quantize` and
+    prints :func:`error_report`: the bit-exact model against float64 attention on the same
+    (dequantised) inputs, in output LSBs and in real units, beside the proven bound.
+
+The inputs are seeded (``--seed``), so every figure can be reproduced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+from .models import attention_reference, error_report, fixed_point_attention, window_attention
+from .numerics import NumberFormat, quantize
+from .spec import AttentionSpec
+
+__all__ = ["ERROR_FORMATS", "main", "measure_errors", "measure_speed"]
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 2 ** 10  # bytes vs KiB
+
+
+def _float_inputs(spec: AttentionSpec, seed: int):
+    rng = np.random.default_rng(seed)
+    return tuple(rng.standard_normal((spec.seq_len, spec.head_dim)) for _ in range(3))
+
+
+def _run(model: str, spec: AttentionSpec, seed: int, repeat: int):
+    """Run one model (in a child process) and return (best seconds, peak RSS MiB, output)."""
+    fmt = NumberFormat()
+    q, k, v = _float_inputs(spec, seed)
+    if model == "fixed":
+        q, k, v = (quantize(x, s, fmt.data_bits)
+                   for x, s in ((q, fmt.scale_q), (k, fmt.scale_k), (v, fmt.scale_v)))
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        if model == "dense":
+            out = attention_reference(q, k, v, spec.mask())   # the mask is part of the cost
+        elif model == "window":
+            out = window_attention(q, k, v, spec)
+        else:
+            out = fixed_point_attention(q, k, v, spec, fmt).out
+        best = min(best, time.perf_counter() - start)
+    return best, _peak_rss_mib(), (None if model == "fixed" else out)
+
+
+_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _in_child(*args, threads: int | None = None):
+    # The child is a fresh interpreter: BLAS reads its thread count from the environment when
+    # NumPy is imported there. (On a shared machine, BLAS threads that wait on busy cores can
+    # make a matrix product 10x slower; --threads 1 avoids that.)
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    if threads is not None:
+        os.environ.update({name: str(threads) for name in _THREAD_VARIABLES})
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            return pool.submit(_run, *args).result()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _table(header, rows) -> str:
+    cells = [header, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def measure_speed(seq_len: int = 16384, head_dim: int = 64, attention_window: int = 512,
+                  fixed_seq_len: int = 65536, seed: int = 0, repeat: int = 1,
+                  dense: bool = True, threads: int | None = 1) -> str:
+    """Run the speed benchmark and return its table (see the module docstring)."""
+    spec = AttentionSpec.longformer(seq_len, head_dim, attention_window)
+    rows, notes = [], []
+    t_win, rss_win, out_win = _in_child("window", spec, seed, repeat, threads=threads)
+    if dense:
+        t_ref, rss_ref, out_ref = _in_child("dense", spec, seed, repeat, threads=threads)
+        rows.append(["attention_reference(q, k, v, spec.mask())", seq_len, f"{t_ref:.3f}",
+                     f"{rss_ref:.0f}"])
+        notes.append(f"speed-up dense / window: {t_ref / t_win:.1f}x; "
+                     f"max |dense − window| = {np.abs(out_ref - out_win).max():.1e}")
+    rows.append(["window_attention", seq_len, f"{t_win:.3f}", f"{rss_win:.0f}"])
+    fixed = AttentionSpec.longformer(fixed_seq_len, head_dim, attention_window)
+    t_fix, rss_fix, _ = _in_child("fixed", fixed, seed, repeat, threads=threads)
+    rows.append(["fixed_point_attention (default format)", fixed_seq_len, f"{t_fix:.3f}",
+                 f"{rss_fix:.0f}"])
+    title = (f"head_dim {head_dim}, Longformer attention_window {attention_window} "
+             f"(W = {spec.window}), seed {seed}, best of {repeat}, "
+             f"BLAS threads {'default' if threads is None else threads}")
+    table = _table(["model", "N", "time [s]", "peak RSS [MiB]"], rows)
+    return "\n".join([title, table, *notes])
+
+
+# name → format; Q, K, V are N(0, 1) reals, so every format keeps the real range about ±4
+ERROR_FORMATS = {
+    "default (8-bit)": NumberFormat(),
+    "data_bits=12": NumberFormat(data_bits=12, out_bits=12,
+                                 scale_q=2 ** -9, scale_k=2 ** -9, scale_v=2 ** -9),
+    "prob_bits=12": NumberFormat(prob_bits=12),
+    "exp_frac_bits=4": NumberFormat(exp_frac_bits=4),
+    "exp_frac_bits=8": NumberFormat(exp_frac_bits=8),
+    "out_frac_bits=4": NumberFormat(out_bits=12, out_frac_bits=4),
+}
+
+
+def measure_errors(seq_len: int = 16384, head_dim: int = 64, attention_window: int = 512,
+                   seed: int = 0, sigma: float = 1.0) -> str:
+    """Run the error measurement over :data:`ERROR_FORMATS` and return its table."""
+    spec = AttentionSpec.longformer(seq_len, head_dim, attention_window)
+    rng = np.random.default_rng(seed)
+    real = [sigma * rng.standard_normal((seq_len, head_dim)) for _ in range(3)]
+    rows = []
+    for name, fmt in ERROR_FORMATS.items():
+        q, k, v = (quantize(x, s, fmt.data_bits)
+                   for x, s in zip(real, (fmt.scale_q, fmt.scale_k, fmt.scale_v), strict=True))
+        r = error_report(q, k, v, spec, fmt)
+        rows.append([name, f"{fmt.scale_o:.6g}", f"{r.max_lsb:.3f}", f"{r.mean_lsb:.4f}",
+                     f"{r.max_abs:.3e}", f"{r.mean_abs:.3e}", f"{r.bound_lsb:.2f}"])
+    title = (f"N {seq_len}, head_dim {head_dim}, Longformer attention_window {attention_window}, "
+             f"Q, K, V ~ N(0, {sigma:g}²) quantised, seed {seed}")
+    header = ["format", "LSB (scale_o)", "max [LSB]", "mean [LSB]", "max [real]", "mean [real]",
+              "bound [LSB]"]
+    return title + "\n" + _table(header, rows)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m swatkit.golden.bench",
+        description="Benchmarks of the golden models (default: speed).")
+    sub = parser.add_subparsers(dest="command")
+    speed = sub.add_parser("speed",
+                           help="dense vs banded float model; fixed-point model at large N")
+    speed.add_argument("--seq-len", type=int, default=16384,
+                       help="N of the dense vs window comparison (default 16384)")
+    speed.add_argument("--fixed-seq-len", type=int, default=65536,
+                       help="N of the fixed-point run (default 65536)")
+    speed.add_argument("--head-dim", type=int, default=64)
+    speed.add_argument("--attention-window", type=int, default=512)
+    speed.add_argument("--repeat", type=_positive, default=1,
+                       help="report the best of this many runs (default 1)")
+    speed.add_argument("--no-dense", action="store_true",
+                       help="skip the O(N²) reference (it needs ~6.5 GB at N = 16384)")
+    speed.add_argument("--threads", type=_positive, default=1,
+                       help="BLAS threads of each measured process (default 1: reproducible on "
+                            "a shared machine)")
+    speed.add_argument("--seed", type=int, default=0)
+    errors = sub.add_parser("errors", help="measured error of the fixed-point model per format")
+    errors.add_argument("--seq-len", type=int, default=16384)
+    errors.add_argument("--head-dim", type=int, default=64)
+    errors.add_argument("--attention-window", type=int, default=512)
+    errors.add_argument("--sigma", type=float, default=1.0, help="std. dev. of Q, K, V reals")
+    errors.add_argument("--seed", type=int, default=0)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["speed", *argv]
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "speed":
+            print(measure_speed(args.seq_len, args.head_dim, args.attention_window,
+                                args.fixed_seq_len, args.seed, args.repeat,
+                                not args.no_dense, args.threads))
+        else:
+            print(measure_errors(args.seq_len, args.head_dim, args.attention_window, args.seed,
+                                 args.sigma))
+    except (TypeError, ValueError) as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
