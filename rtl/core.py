@@ -319,8 +319,13 @@ class SwatCore(wiring.Component):
         s1 = stage("qk1", valid=qk.busy, lanes=qk.lanes, first_g=qk.first_g, last_g=qk.last_g,
                    first_round=qk.first_round, last_round=qk.last_round, s_addr=qk.s_addr,
                    qg=q_cur[:word])
+        # register the memory output before the multipliers (they take it as an input register)
+        s1 = stage("qk1r", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g, last_g=s1.last_g,
+                   first_round=s1.first_round, last_round=s1.last_round, s_addr=s1.s_addr,
+                   qg=s1.qg, k=Cat(*(krd[lane].data for lane in range(kl))))
         qg = data.View(data.ArrayLayout(signed(b), dl), s1.qg)
-        kw = [data.View(data.ArrayLayout(signed(b), dl), krd[lane].data) for lane in range(kl)]
+        kw = [data.View(data.ArrayLayout(signed(b), dl), s1.k[lane * word:(lane + 1) * word])
+              for lane in range(kl)]
         s2 = stage("qk2", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g, last_g=s1.last_g,
                    first_round=s1.first_round, last_round=s1.last_round, s_addr=s1.s_addr)
         prods = [[Signal(signed(2 * b), name=f"qk_prod{lane}_{u}") for u in range(dl)]
@@ -348,12 +353,14 @@ class SwatCore(wiring.Component):
         for lane in range(kl):
             m.d.comb += [swr[lane].addr.eq(s4.s_addr), swr[lane].data.eq(scores[lane]),
                          swr[lane].en.eq(s4.valid & s4.lanes[lane])]
+        # the round's max over the lanes, registered, then folded into the row's running max
+        s5 = stage("qk5", valid=s4.valid, first_round=s4.first_round, last_round=s4.last_round,
+                   tree_max=max_tree(scores, [s4.lanes[lane] for lane in range(kl)])[0])
         row_max = Signal(signed(w.score))
-        tree_max, _ = max_tree(scores, [s4.lanes[lane] for lane in range(kl)])
-        max_next = Mux(s4.first_round | (tree_max > row_max), tree_max, row_max)
-        with m.If(s4.valid):
+        max_next = Mux(s5.first_round | (s5.tree_max > row_max), s5.tree_max, row_max)
+        with m.If(s5.valid):
             m.d.sync += row_max.eq(max_next)
-        m.d.comb += [rowmax.w_en.eq(s4.valid & s4.last_round), rowmax.w_data.eq(max_next)]
+        m.d.comb += [rowmax.w_en.eq(s5.valid & s5.last_round), rowmax.w_data.eq(max_next)]
 
         # -- SV engine (stall-all under sv_en) -----------------------------------------------
         sv_en = Signal()
@@ -396,15 +403,22 @@ class SwatCore(wiring.Component):
                  for lane in range(kl)]
         with m.If(sv_en & t.valid & t.first_g):
             m.d.sync += [p_hold[lane].eq(p_cur[lane]) for lane in range(kl)]
-        vw = [data.View(data.ArrayLayout(signed(b), dl), vrd[lane].data) for lane in range(kl)]
+        # register p and the V memory output before the multipliers
+        t = stage("sv_mul", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
+                  first_round=t.first_round, last_round=t.last_round,
+                  p=Cat(*p_cur), v=Cat(*(vrd[lane].data for lane in range(kl))))
+        pb = fmt.prob_bits
+        p_in = [t.p[lane * pb:(lane + 1) * pb] for lane in range(kl)]
+        vw = [data.View(data.ArrayLayout(signed(b), dl), t.v[lane * word:(lane + 1) * word])
+              for lane in range(kl)]
         pv = [[Signal(signed(w.pv), name=f"sv_pv{lane}_{u}") for u in range(dl)]
               for lane in range(kl)]
         with m.If(sv_en):
             for lane in range(kl):
-                m.d.sync += [pv[lane][u].eq(p_cur[lane] * vw[lane][u]) for u in range(dl)]
+                m.d.sync += [pv[lane][u].eq(p_in[lane] * vw[lane][u]) for u in range(dl)]
         psum = Signal(unsigned(w.sum))
         with m.If(sv_en):
-            m.d.sync += psum.eq(Mux(t.first_g, sum_tree(p_cur), 0))
+            m.d.sync += psum.eq(Mux(t.first_g, sum_tree(p_in), 0))
         t = stage("sv_pv", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
                      first_round=t.first_round, last_round=t.last_round)
         lane_sum = [Signal(signed(w.acc), name=f"sv_lsum{u}") for u in range(dl)]

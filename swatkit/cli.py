@@ -17,6 +17,9 @@ __all__ = ["main"]
 # name -> (module, one-line summary); each module has add_arguments(parser) and run(args)
 COMMANDS = {
     "generate": ("swatkit.cmd_generate", "generate Verilog for a configured SWAT core"),
+    "regress": ("swatkit.cmd_regress", "run the cocotb + Verilator regression against the golden "
+                "model"),
+    "flow": ("swatkit.cmd_flow", "build the on-board self-test with the open FPGA toolchain"),
     "estimate": ("swatkit.cmd_estimate", "estimate cycles, latency and energy per sequence length"),
 }
 

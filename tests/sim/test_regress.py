@@ -1,0 +1,214 @@
+"""The cocotb + Verilator regression of the generated Verilog (sim/regress.py, sim/cocotb_swat.py).
+
+Each matrix case is one parametrised test (its id is the case id): Verilator runs the generated
+core under cocotb and every output row is compared with the bit-exact golden model. The fast
+matrix runs by default (CI); the rest of the full matrix is marked slow (``--runslow``, or
+``swatkit regress --full``). Every test prints its seed; ``--seed S`` reproduces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from swatkit.rtl import CoreParams
+from swatkit.sim.regress import (
+    FAST,
+    FULL,
+    HEAVY,
+    INPUT_KINDS,
+    Build,
+    Case,
+    make_inputs,
+    run_case,
+)
+
+FULL_ONLY = [c for c in FULL if c not in FAST]
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def check_case(case: Case, request, seed: int) -> None:
+    """Run ``case`` and fail with its first mismatch; record its figures for the reports."""
+    opts = request.config
+    print(f"case {case.id}: seed {seed} (reproduce with --seed {seed})")
+    waves = opts.getoption("waves_format") if opts.getoption("waves") else None
+    result = run_case(case, seed, waves=waves, build_dir=opts.getoption("build_dir"))
+    props = {
+        "seed": seed, "config": case.describe(), "rows": result.rows, "cycles": result.cycles,
+        "monitor_cycles": result.monitor_cycles, "ideal": result.ideal,
+        "cycles_per_ideal": round(result.cycles_per_ideal, 4),
+        "sim_cycles": result.sim_cycles, "sim_seconds": round(result.sim_seconds, 3),
+        "wall_seconds": round(result.wall_seconds, 3),
+        "build_seconds": round(result.build_seconds, 3), "passed": result.passed,
+        "work_dir": str(result.work_dir),
+    }
+    if result.waves:
+        props["waves"] = str(result.waves)
+    # straight into user_properties (what record_property does, without its xunit2 warning)
+    request.node.user_properties.extend(props.items())
+    print(result.summary())
+    if not result.passed:
+        pytest.fail(result.message, pytrace=False)
+    # a run that checked nothing must not pass
+    assert result.rows == case.rows
+    assert result.cycles == result.monitor_cycles > 0
+
+
+@pytest.mark.parametrize("case", FAST, ids=[c.id for c in FAST])
+def test_fast(case, request, regress_seed):
+    check_case(case, request, regress_seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", FULL_ONLY, ids=[c.id for c in FULL_ONLY])
+def test_full(case, request, regress_seed):
+    check_case(case, request, regress_seed)
+
+
+def test_scoreboard_bites(request, regress_seed):
+    """One flipped bit in one expected element makes the run fail, naming that element."""
+    case = next(c for c in FAST if c.id == "bi9_k2d4/extremes-n300")
+    rng = np.random.default_rng(regress_seed)
+    row, col, bit = int(rng.integers(300)), int(rng.integers(8)), int(rng.integers(8))
+    print(f"seed {regress_seed}: flipping bit {bit} of expected row {row}, column {col}")
+    result = run_case(case, regress_seed, build_dir=request.config.getoption("build_dir"),
+                      corrupt=(0, row, col, bit))
+    assert not result.passed
+    assert re.match(rf"run 0 \(N=300\): mismatch at row {row}, column {col}: expected -?\d+, "
+                    rf"got -?\d+ ", result.message), result.message
+    assert f"seed {regress_seed}" in result.message
+    assert case.describe() in result.message
+    # nothing else differs: every other row of the run matched
+    assert result.runs[0]["bad_rows"] == 1
+
+
+# -- the matrix itself (no simulator) ------------------------------------------------------------
+
+
+def test_fast_matrix_covers_the_issue():
+    builds = {c.build for c in FAST}
+    assert sum(c.rows for c in FAST) >= 10_000
+    assert {b.kind for b in builds} == {"causal", "bidirectional"}
+    assert any(b.before != b.after and b.after for b in builds)  # asymmetric band
+    assert len({(b.key_lanes, b.dim_lanes) for b in builds}) >= 5
+    assert len({b.fmt for b in builds}) >= 3
+    ns = [(n, c.build) for c in FAST for n in c.seq_lens]
+    assert any(n == 1 for n, _ in ns)
+    assert any(n < b.params.window for n, b in ns)
+    assert any(n % b.key_lanes for n, b in ns)
+    assert {c.inputs for c in FAST} >= {"random", "max", "min", "extremes", "equal_scores",
+                                         "dominant"}
+    assert any(c.gap == c.stall == 0 for c in FAST)
+    assert any(c.gap >= 0.3 and c.stall >= 0.3 for c in FAST)
+    assert HEAVY >= 0.3
+    assert len({c.id for c in FULL}) == len(FULL) and set(FAST) <= set(FULL)
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_inputs_are_in_range(kind):
+    build = next(c.build for c in FAST if c.build.fmt.data_bits == 4)
+    q, k, v = make_inputs(kind, 50, build, np.random.default_rng(0))
+    for x in (q, k, v):
+        assert x.shape == (50, build.head_dim) and x.dtype == np.int64
+        assert x.min() >= build.fmt.data_min and x.max() <= build.fmt.data_max
+
+
+def test_cases_are_checked():
+    b = FAST[0].build
+    with pytest.raises(ValueError, match=r"^x: seq_lens must be in 1\.\.1000, not \(0,\)$"):
+        Case("x", b, (0,))
+    with pytest.raises(ValueError, match=r"^x: stall must be in \[0, 1\), not 1\.0$"):
+        Case("x", b, (5,), stall=1.0)
+    with pytest.raises(ValueError, match=r"^x: inputs must be one of .*, not 'noise'$"):
+        Case("x", b, (5,), inputs="noise")
+    with pytest.raises(ValueError, match=r"^dim_lanes \(3\) must divide head_dim \(8\)$"):
+        Build("x", head_dim=8, before=1, after=1, key_lanes=1, dim_lanes=3)
+    assert isinstance(b.params, CoreParams)
+
+
+# -- swatkit regress -----------------------------------------------------------------------------
+
+
+def swatkit(*argv, cwd=None):
+    return subprocess.run([sys.executable, "-m", "swatkit.cli", *argv], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_cli_runs_cases_and_reports(request, regress_seed, tmp_path):
+    case = "bi3_k3d4/edges-heavy"
+    build_dir = request.config.getoption("build_dir")
+    done = swatkit("regress", "-k", case, "-n", "0", "--seed", str(regress_seed),
+                   "--json", str(tmp_path / "r.json"), "--junitxml", str(tmp_path / "j.xml"),
+                   *(["--build-dir", build_dir] if build_dir else []), cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"seed {regress_seed}" in done.stdout
+    assert re.search(r"config\s.*rows\s.*cycles\s.*cycles/ideal\s.*result", done.stdout)
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["seed"] == regress_seed and record["totals"]["failed"] == 0
+    assert [c["name"] for c in record["cases"]] == [case]
+    assert record["totals"]["rows"] == next(c.rows for c in FAST if c.id == case)
+    testcase = ET.parse(tmp_path / "j.xml").find(".//testcase")
+    props = {p.get("name"): p.get("value") for p in testcase.iter("property")}
+    assert props["seed"] == str(regress_seed) and props["passed"] == "True"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["-n", "-1"], r"-n must be a non-negative integer, not -1"),
+    (["--seed", "-3"], r"--seed must be a non-negative integer, not -3"),
+    (["--fast", "--full"], r"argument --full: not allowed with argument --fast"),
+    (["--waves", "lxt"],  # argparse quotes the choices from Python 3.12 on
+     r"argument --waves: invalid choice: 'lxt' \(choose from '?vcd'?, '?fst'?\)"),
+    (["--json", "/no/such/folder/r.json"], r"--json: no such folder: /no/such/folder"),
+    (["-n", "0", "-k", "no_such_case"], r"-k 'no_such_case' matches no case"),
+])
+def test_cli_bad_values(argv, message, request):
+    build_dir = request.config.getoption("build_dir")
+    done = swatkit("regress", *argv, *(["--build-dir", build_dir] if build_dir else []),
+                   cwd=ROOT)
+    assert done.returncode == 2
+    assert re.fullmatch(f"swatkit: error: {message}", done.stderr.splitlines()[-1]), done.stderr
+
+
+def test_cli_exit_code_on_failure():
+    """A failed case makes the command exit with 1, after the table and the case's message."""
+    from rich.console import Console
+
+    from swatkit.cmd_regress import _report
+
+    out = io.StringIO()
+    args = argparse.Namespace(keyword=None, waves=None, json=None, workers=2)
+    results = [
+        {"name": "a/ok", "outcome": "passed", "message": "",
+         "props": {"rows": 10, "cycles": 100, "cycles_per_ideal": 1.25, "sim_cycles": 120,
+                   "sim_seconds": 0.1}},
+        {"name": "a/bad", "outcome": "failed", "message": "run 0 (N=10): mismatch at row 3",
+         "props": {"rows": 10, "cycles": 100, "cycles_per_ideal": 1.25, "sim_cycles": 120,
+                   "sim_seconds": 0.1}},
+    ]
+    code = _report(args, Console(file=out, width=120), 1, results, Path("log"), Path("j.xml"),
+                   5.0, 7, "fast")
+    assert code == 1
+    text = out.getvalue()
+    assert "2 tests, 1 failed; 10 output rows checked" in text
+    assert "run 0 (N=10): mismatch at row 3" in text
+
+
+def test_waves_are_recorded(request, regress_seed):
+    """--waves: a traced build (cached apart from the untraced one) writes dump.vcd."""
+    case = next(c for c in FAST if c.id == "w1_k1d2/edges")
+    result = run_case(case, regress_seed, waves=True,
+                      build_dir=request.config.getoption("build_dir"))
+    assert result.passed, result.message
+    assert result.waves is not None and result.waves.name == "dump.vcd"
+    with open(result.waves) as fh:
+        head = fh.read(200_000)
+    assert "$enddefinitions" in head and "o__payload" in head
