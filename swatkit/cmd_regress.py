@@ -123,8 +123,8 @@ def _name(nodeid: str) -> str:
 
 def _pytest_args(args, tests: Path, seed: int, junit: Path) -> list[str]:
     selected = [f"{tests}::test_fast", f"{tests}::test_scoreboard_bites"]
-    if args.full:
-        selected.append(f"{tests}::test_full")
+    if args.full:  # the whole matrix, and the slow tests of the FPGA flows (a real build)
+        selected += [f"{tests}::test_full", str(tests.parent.parent / "fpga_flows")]
     out = [*selected, "-p", "no:cacheprovider", "--seed", str(seed), f"--junitxml={junit}"]
     if args.full:
         out.append("--runslow")
