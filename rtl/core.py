@@ -319,13 +319,8 @@ class SwatCore(wiring.Component):
         s1 = stage("qk1", valid=qk.busy, lanes=qk.lanes, first_g=qk.first_g, last_g=qk.last_g,
                    first_round=qk.first_round, last_round=qk.last_round, s_addr=qk.s_addr,
                    qg=q_cur[:word])
-        # register the memory output before the multipliers (they take it as an input register)
-        s1 = stage("qk1r", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g, last_g=s1.last_g,
-                   first_round=s1.first_round, last_round=s1.last_round, s_addr=s1.s_addr,
-                   qg=s1.qg, k=Cat(*(krd[lane].data for lane in range(kl))))
         qg = data.View(data.ArrayLayout(signed(b), dl), s1.qg)
-        kw = [data.View(data.ArrayLayout(signed(b), dl), s1.k[lane * word:(lane + 1) * word])
-              for lane in range(kl)]
+        kw = [data.View(data.ArrayLayout(signed(b), dl), krd[lane].data) for lane in range(kl)]
         s2 = stage("qk2", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g, last_g=s1.last_g,
                    first_round=s1.first_round, last_round=s1.last_round, s_addr=s1.s_addr)
         prods = [[Signal(signed(2 * b), name=f"qk_prod{lane}_{u}") for u in range(dl)]
@@ -403,14 +398,8 @@ class SwatCore(wiring.Component):
                  for lane in range(kl)]
         with m.If(sv_en & t.valid & t.first_g):
             m.d.sync += [p_hold[lane].eq(p_cur[lane]) for lane in range(kl)]
-        # register p and the V memory output before the multipliers
-        t = stage("sv_mul", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
-                  first_round=t.first_round, last_round=t.last_round,
-                  p=Cat(*p_cur), v=Cat(*(vrd[lane].data for lane in range(kl))))
-        pb = fmt.prob_bits
-        p_in = [t.p[lane * pb:(lane + 1) * pb] for lane in range(kl)]
-        vw = [data.View(data.ArrayLayout(signed(b), dl), t.v[lane * word:(lane + 1) * word])
-              for lane in range(kl)]
+        p_in = p_cur
+        vw = [data.View(data.ArrayLayout(signed(b), dl), vrd[lane].data) for lane in range(kl)]
         pv = [[Signal(signed(w.pv), name=f"sv_pv{lane}_{u}") for u in range(dl)]
               for lane in range(kl)]
         with m.If(sv_en):
