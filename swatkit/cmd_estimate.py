@@ -18,7 +18,7 @@ from swatkit.options import (
     UsageError,
     add_hardware_options,
     add_workload_options,
-    option_error,
+    core_params,
     resolve,
 )
 
@@ -105,7 +105,6 @@ def clock_from_flow(path: Path) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swatkit.rtl import CoreParams, HardwareConfig
     from swatkit.sim.estimate import DATAFLOWS, TableError, estimate, load_table
 
     lengths = args.seq_len or DEFAULT_LENGTHS
@@ -134,11 +133,7 @@ def run(args: argparse.Namespace) -> int:
         table = load_table(args.tech)
     except TableError as e:
         raise UsageError(f"--tech: {e}") from None
-    try:
-        hw = HardwareConfig(**r.hardware, max_seq_len=max(lengths))
-        params = CoreParams(r.spec, r.fmt, hw)
-    except (TypeError, ValueError) as e:
-        raise option_error(e, {}) from None
+    params = core_params(r, max(lengths))
     records = estimate(params, lengths, dataflows, clock_hz=clock_mhz * 1e6, table=table,
                        offchip_bytes_per_cycle=args.offchip_bytes_per_cycle,
                        clock_source=source)

@@ -18,7 +18,7 @@ from swatkit.options import (
     UsageError,
     add_hardware_options,
     add_workload_options,
-    option_error,
+    core_params,
     resolve,
 )
 
@@ -100,14 +100,10 @@ def resolve_with_board(args, board):
 def flow_config(args, board):
     """The :class:`~swatkit.fpga_flows.flow.FlowConfig` the options describe."""
     from swatkit.fpga_flows.flow import FlowConfig
-    from swatkit.rtl import CoreParams, HardwareConfig
 
     r = resolve_with_board(args, board)
-    try:
-        hw = HardwareConfig(**r.hardware, max_seq_len=r.spec.seq_len)
-        params = CoreParams(r.spec, r.fmt, hw)
-    except (TypeError, ValueError) as e:
-        raise option_error(e, {}) from None
+    params = core_params(r, r.spec.seq_len)
+    hw = params.hw
     rows = args.test_rows if args.test_rows is not None else min(board.test_rows, hw.max_seq_len)
     try:
         return FlowConfig(board, params, rows, args.seed, args.clock_mhz)

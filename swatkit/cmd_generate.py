@@ -14,7 +14,7 @@ from swatkit.options import (
     UsageError,
     add_hardware_options,
     add_workload_options,
-    option_error,
+    core_params,
     resolve,
 )
 
@@ -31,23 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run verilator --lint-only -Wall on the result")
 
 
-def hardware_from(resolved, seq_len: int):
-    """HardwareConfig from the resolved options (``seq_len`` sizes the counters)."""
-    from swatkit.rtl import CoreParams, HardwareConfig
-
-    try:
-        hw = HardwareConfig(**resolved.hardware, max_seq_len=seq_len)
-        CoreParams(resolved.spec, resolved.fmt, hw)
-    except (TypeError, ValueError) as e:
-        raise option_error(e, {}) from None
-    return hw
-
-
 def run(args: argparse.Namespace) -> int:
     from swatkit.rtl.generate import LintError, generate, lint
 
     r = resolve(args)
-    hw = hardware_from(r, r.spec.seq_len)
+    hw = core_params(r, r.spec.seq_len).hw
     if not args.name.isidentifier():
         raise UsageError(f"--name must be a Verilog identifier, not {args.name!r}")
     try:

@@ -24,6 +24,7 @@ __all__ = [
     "UsageError",
     "add_hardware_options",
     "add_workload_options",
+    "core_params",
     "resolve",
 ]
 
@@ -174,6 +175,18 @@ def resolve(args: argparse.Namespace) -> Resolved:
         raise option_error(e, names) from None
     hardware = {k: values[k] for k in HARDWARE_KEYS if k in values}
     return Resolved(spec, fmt, hardware, sources)
+
+
+def core_params(resolved: Resolved, max_seq_len: int):
+    """The SWAT core's :class:`~swatkit.rtl.CoreParams` for the resolved options, with counters
+    for ``max_seq_len`` rows; a bad or conflicting value becomes a :class:`UsageError`."""
+    from swatkit.rtl import CoreParams, HardwareConfig
+
+    try:
+        hw = HardwareConfig(**resolved.hardware, max_seq_len=max_seq_len)
+        return CoreParams(resolved.spec, resolved.fmt, hw)
+    except (TypeError, ValueError) as e:
+        raise option_error(e, {}) from None
 
 
 def option_error(error: Exception, names: dict) -> UsageError:
