@@ -135,10 +135,6 @@ class CoreParams:
     def widths(self) -> Widths:
         return self.fmt.widths(self.spec.head_dim, min(self.window, self.hw.max_seq_len))
 
-    @property
-    def keys_max(self) -> int:
-        return min(self.window, self.hw.max_seq_len)
-
     # -- resources (docs/rtl.md) ---------------------------------------------------------------
 
     def resources(self) -> dict:
@@ -156,10 +152,6 @@ class CoreParams:
         }
 
     # -- run-time helpers shared by the RTL, the testbenches and the cycle model ---------------
-
-    def row_bounds(self, row: int, seq_len: int) -> tuple[int, int]:
-        """First and last key of ``row`` (the band clipped to the sequence)."""
-        return max(0, row - self.spec.before), min(seq_len - 1, row + self.spec.after)
 
     def ideal_cycles(self, seq_len: int) -> float:
         """``Σ_i W_i·d / (key_lanes·dim_lanes)``: every MAC lane busy every cycle."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from swatkit.golden import AttentionSpec
 from swatkit.rtl import CoreParams
 from swatkit.rtl.units import divider_latency
 
@@ -47,10 +48,9 @@ class CycleEstimate:
 
 
 def _rounds(p: CoreParams, n: int) -> np.ndarray:
-    rows = np.arange(n)
-    lo = np.maximum(0, rows - p.spec.before)
-    hi = np.minimum(n - 1, rows + p.spec.after)
-    return -(-(hi - lo + 1) // p.hw.key_lanes)
+    """Key rounds of every row: ``ceil(W_i / key_lanes)``, W_i from the spec's window rule."""
+    keys = AttentionSpec(n, p.spec.head_dim, p.spec.before, p.spec.after).keys_per_row()
+    return -(-keys // p.hw.key_lanes)
 
 
 def swat_cycles(p: CoreParams, seq_len: int, *, skip_periodic: bool = True) -> CycleEstimate:

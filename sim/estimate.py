@@ -21,7 +21,6 @@ longer of its compute time and its off-chip transfer time at ``offchip_bytes_per
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import tomllib
 from dataclasses import dataclass
@@ -215,8 +214,3 @@ def estimate(p: CoreParams, seq_lens, dataflows=DATAFLOWS, *, clock_hz: float = 
                 **{f"energy_{k}_j": v for k, v in parts.items()},
             })
     return records
-
-
-def params_for(p: CoreParams, max_seq_len: int) -> CoreParams:
-    """The same core with counters large enough for ``max_seq_len`` rows."""
-    return CoreParams(p.spec, p.fmt, dataclasses.replace(p.hw, max_seq_len=max_seq_len))

@@ -36,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
 
     r = resolve(args)
     hw = core_params(r, r.spec.seq_len).hw
-    if not args.name.isidentifier():
-        raise UsageError(f"--name must be a Verilog identifier, not {args.name!r}")
     try:
         out = generate(r.spec, r.fmt, hw, args.output, args.name)
+    except ValueError as e:  # "name must be a Verilog identifier, not ..."
+        raise UsageError(f"--{e}") from None
     except OSError as e:
         raise UsageError(f"--output: cannot write {args.output}: {e.strerror}") from None
     import json
