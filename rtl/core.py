@@ -319,10 +319,17 @@ class SwatCore(wiring.Component):
         s1 = stage("qk1", valid=qk.busy, lanes=qk.lanes, first_g=qk.first_g, last_g=qk.last_g,
                    first_round=qk.first_round, last_round=qk.last_round, s_addr=qk.s_addr,
                    qg=q_cur[:word])
-        qg = data.View(data.ArrayLayout(signed(b), dl), s1.qg)
-        kw = [data.View(data.ArrayLayout(signed(b), dl), krd[lane].data) for lane in range(kl)]
-        s2 = stage("qk2", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g, last_g=s1.last_g,
-                   first_round=s1.first_round, last_round=s1.last_round, s_addr=s1.s_addr)
+        # the K words and the Q group are registered before the multipliers: a block-RAM output
+        # straight into a DSP block is the longest path on the ECP5
+        s1r = stage("qk1r", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g,
+                    last_g=s1.last_g, first_round=s1.first_round, last_round=s1.last_round,
+                    s_addr=s1.s_addr, qg=s1.qg, k=Cat(krd[lane].data for lane in range(kl)))
+        qg = data.View(data.ArrayLayout(signed(b), dl), s1r.qg)
+        kw = [data.View(data.ArrayLayout(signed(b), dl), s1r.k[lane * word:(lane + 1) * word])
+              for lane in range(kl)]
+        s2 = stage("qk2", valid=s1r.valid, lanes=s1r.lanes, first_g=s1r.first_g,
+                   last_g=s1r.last_g, first_round=s1r.first_round, last_round=s1r.last_round,
+                   s_addr=s1r.s_addr)
         prods = [[Signal(signed(2 * b), name=f"qk_prod{lane}_{u}") for u in range(dl)]
                  for lane in range(kl)]
         for lane in range(kl):
@@ -386,7 +393,7 @@ class SwatCore(wiring.Component):
             t = stage(f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,
                          last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
                          addr=t.addr)
-            if k == EXP_LATENCY - 2:  # issue the V read so that its data meets p
+            if k == EXP_LATENCY - 3:  # issue the V read so that its registered data meets p
                 vrd = [mem.read_port() for mem in vmem]
                 abits = len(sv.addr[0])
                 for lane in range(kl):
@@ -399,7 +406,12 @@ class SwatCore(wiring.Component):
         with m.If(sv_en & t.valid & t.first_g):
             m.d.sync += [p_hold[lane].eq(p_cur[lane]) for lane in range(kl)]
         p_in = p_cur
-        vw = [data.View(data.ArrayLayout(signed(b), dl), vrd[lane].data) for lane in range(kl)]
+        # the V words are registered before the multipliers (as the K words are); p already
+        # comes from registers
+        vreg = [Signal(word, name=f"sv_v{lane}") for lane in range(kl)]
+        with m.If(sv_en):
+            m.d.sync += [vreg[lane].eq(vrd[lane].data) for lane in range(kl)]
+        vw = [data.View(data.ArrayLayout(signed(b), dl), vreg[lane]) for lane in range(kl)]
         pv = [[Signal(signed(w.pv), name=f"sv_pv{lane}_{u}") for u in range(dl)]
               for lane in range(kl)]
         with m.If(sv_en):

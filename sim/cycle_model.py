@@ -31,7 +31,7 @@ from swatkit.rtl.units import divider_latency
 
 __all__ = ["QK_DEPTH", "SV_DEPTH", "CycleEstimate", "swat_cycles"]
 
-QK_DEPTH = 6   # last QK issue → row max readable by the SV engine (5 stages + FIFO)
+QK_DEPTH = 7   # last QK issue → row max readable by the SV engine (6 stages + FIFO)
 SV_DEPTH = 7   # last SV issue → row accumulated (read, exp 4 stages, p·v, lane tree)
 
 
