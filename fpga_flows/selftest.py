@@ -316,28 +316,41 @@ class SelfTest(wiring.Component):
         _RomFeeder(m, "qfeed", qrom, core.q, n, run, clear)
         _RomFeeder(m, "kvfeed", kvrom, core.kv, n, run, clear)
 
-        # -- checker: capture a row, compare it with the expected row the next cycle ---------
+        # -- checker: capture a row; next cycle XOR it with the expected row, then reduce the
+        # difference to one mismatch bit, then count it (registered steps: a row is hundreds of
+        # bits wide, and a flat compare would be the longest path of the design)
         erd = orom.read_port()
         got = Signal(lay["o"])
         pending = Signal()
+        diff = Signal(len(got.as_value()))
+        diff_valid = Signal()
+        diff_row = Signal.like(self.rows)
+        mismatch = Signal()
+        mismatch_valid = Signal()
+        mismatch_row = Signal.like(self.rows)
         idle = Signal(range(self.timeout + 1))
         hung = Signal()
         st = self.status
         m.d.comb += [core.o.ready.eq(run & ~pending), erd.addr.eq(self.rows[:max(clog2(n), 1)]),
                      erd.en.eq(core.o.ready)]
         with m.If(clear):
-            m.d.sync += [pending.eq(0), self.rows.eq(0), self.bad.eq(0),
-                         self.first_bad.eq(0xFFFF), self.cycles.eq(0), idle.eq(0), hung.eq(0)]
+            m.d.sync += [pending.eq(0), diff_valid.eq(0), mismatch_valid.eq(0), self.rows.eq(0),
+                         self.bad.eq(0), self.first_bad.eq(0xFFFF), self.cycles.eq(0),
+                         idle.eq(0), hung.eq(0)]
         with m.Else():
             with m.If(core.o.valid & core.o.ready):
                 m.d.sync += [got.eq(core.o.payload), pending.eq(1), idle.eq(0)]
             with m.If(pending):
                 m.d.sync += [pending.eq(0), self.rows.eq(self.rows + 1)]
-                with m.If(got.as_value() != erd.data.as_value()):
-                    with m.If(self.bad != 0xFFFF):
-                        m.d.sync += self.bad.eq(self.bad + 1)
-                    with m.If(self.bad == 0):
-                        m.d.sync += self.first_bad.eq(self.rows)
+            m.d.sync += [diff_valid.eq(pending), diff.eq(got.as_value() ^ erd.data.as_value()),
+                         diff_row.eq(self.rows),
+                         mismatch_valid.eq(diff_valid), mismatch.eq(diff.any()),
+                         mismatch_row.eq(diff_row)]
+            with m.If(mismatch_valid & mismatch):
+                with m.If(self.bad != 0xFFFF):
+                    m.d.sync += self.bad.eq(self.bad + 1)
+                with m.If(self.bad == 0):
+                    m.d.sync += self.first_bad.eq(mismatch_row)
             with m.If(run):
                 m.d.sync += self.cycles.eq(self.cycles + 1)
                 with m.If(~(core.o.valid & core.o.ready)):
@@ -361,7 +374,7 @@ class SelfTest(wiring.Component):
                 with m.If(core.cmd.ready):
                     m.d.sync += state.eq(_State.RUN)
             with m.Case(_State.RUN):
-                finished = (self.rows == n) & ~pending
+                finished = (self.rows == n) & ~pending & ~diff_valid & ~mismatch_valid
                 with m.If(finished | core.error | (idle == self.timeout)):
                     m.d.sync += [state.eq(_State.REPORT), msg_index.eq(0)]
                     m.d.sync += hung.eq(~finished & ~core.error)

@@ -267,12 +267,16 @@ class SwatCore(wiring.Component):
         lo_lane = Signal(range(max(kl, 2)))  # lane and address of the next row's first key
         lo_base = Signal(range(max(sg, 2)))
         sbuf = Signal(range(p.score_buffers))
-        hi1 = Signal(p.index_bits + 1)       # last key + 1 of row qk_row
+        # row qk_row's first key and last key + 1, kept in registers (worked out for the next
+        # row when a row starts) so that the QK start condition is a plain compare
+        hi1 = Signal(p.index_bits + 1)
         lo = Signal(p.index_bits)
-        m.d.comb += [
-            hi1.eq(Mux(qk_row + after + 1 > n, n, qk_row + after + 1)),
-            lo.eq(Mux(qk_row >= before, qk_row - before, 0)),
-        ]
+        with m.If(start_run):
+            seq_len = self.cmd.payload.seq_len
+            m.d.sync += [hi1.eq(Mux(after + 1 > seq_len, seq_len, after + 1)), lo.eq(0)]
+        with m.Elif(qk_start):
+            m.d.sync += [hi1.eq(Mux(qk_row + after + 2 > n, n, qk_row + after + 2)),
+                         lo.eq(Mux(qk_row + 1 >= before, qk_row + 1 - before, 0))]
         rem0 = Signal(range(p.window + 1))   # offset of the row's last key from its first
         m.d.comb += rem0.eq(hi1 - 1 - lo)
         # what the SV engine needs to walk the row again: first lane/address, buffer, keys
@@ -451,9 +455,14 @@ class SwatCore(wiring.Component):
         final = [acc[k][u] for k in range(1, g) for u in range(dl)] + new
 
         # -- normaliser: DL dividers, fed one group per cycle ----------------------------------
+        # the output rows leave through a small FIFO, so that the sink's ready reaches no
+        # pipeline enable (a sink's combinational ready would otherwise sit on the SV engine's
+        # clock-enable path)
+        ofifo = fifo.SyncFIFOBuffered(width=d * fmt.out_bits, depth=3)
+        m.submodules.ofifo = ofifo
         div_en = Signal()
         o_valid = Signal()
-        m.d.comb += div_en.eq(~o_valid | self.o.ready)
+        m.d.comb += div_en.eq(~o_valid | ofifo.w_rdy)
         feed_g = Signal(range(max(g, 2)))
         feed = div_en & res_full
         m.d.comb += res_release.eq(feed & (feed_g == g - 1))
@@ -479,12 +488,15 @@ class SwatCore(wiring.Component):
         with m.If(div_en & dvalid):
             m.d.sync += o_row.eq(Cat(o_row[dl * fmt.out_bits:], *outs))
             m.d.sync += o_cnt.eq(Mux(o_cnt == g - 1, 0, o_cnt + 1))
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [o_valid.eq(0), rows_out.eq(rows_out + 1),
-                         stats["rows_out"].eq(stats["rows_out"] + 1)]
+        m.d.comb += [ofifo.w_en.eq(o_valid), ofifo.w_data.eq(o_row)]
+        with m.If(o_valid & ofifo.w_rdy):
+            m.d.sync += o_valid.eq(0)
         with m.If(div_en & dvalid & (o_cnt == g - 1)):
             m.d.sync += o_valid.eq(1)
-        m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(o_row)]
+        m.d.comb += [self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
+                     ofifo.r_en.eq(self.o.ready)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [rows_out.eq(rows_out + 1), stats["rows_out"].eq(stats["rows_out"] + 1)]
 
         # -- a new run resets every pointer and counter ----------------------------------------
         with m.If(start_run):

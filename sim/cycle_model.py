@@ -12,7 +12,7 @@ ceil(W_i/KL)`` rounds for row i:
 * its row max reaches the SV engine ``QK_DEPTH`` cycles after its last QK issue, and SV starts at
   ``u_i = max(s_i + R_i·G + QK_DEPTH, u_{i−1} + R_{i−1}·G)``;
 * the row finishes SV (``e_i``) ``SV_DEPTH`` cycles after its last SV issue;
-* the run ends ``G + divider_latency + 3`` cycles after the last row's SV.
+* the run ends ``G + divider_latency + 5`` cycles after the last row's SV.
 
 Interior rows repeat with period ``R·G`` once the pipeline is full; the model detects that and
 jumps over them, so N = 1M costs about as much as N = 10K.
@@ -106,7 +106,7 @@ def swat_cycles(p: CoreParams, seq_len: int, *, skip_periodic: bool = True) -> C
                 loaded += jump
                 i += jump
         i += 1
-    cycles = int(e[n - 1] + g + divider_latency(p.fmt) + 3)
+    cycles = int(e[n - 1] + g + divider_latency(p.fmt) + 5)
     return CycleEstimate(cycles, p.ideal_cycles(n), int(s[0]) + 1, visited)
 
 
