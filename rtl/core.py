@@ -43,7 +43,15 @@ from amaranth.lib.wiring import In, Out
 from swatkit.golden import AttentionSpec, NumberFormat
 
 from .config import CoreParams, HardwareConfig
-from .units import EXP_LATENCY, divide_stages, divider_latency, exp2_stages, max_tree, sum_tree
+from .units import (
+    EXP_LATENCY,
+    divide_stages,
+    divider_latency,
+    exp2_stages,
+    max_tree,
+    max_tree_levels,
+    sum_tree,
+)
 
 __all__ = ["STAT_FIELDS", "SwatCore", "core_layouts"]
 
@@ -359,11 +367,15 @@ class SwatCore(wiring.Component):
         for lane in range(kl):
             m.d.comb += [swr[lane].addr.eq(s4.s_addr), swr[lane].data.eq(scores[lane]),
                          swr[lane].en.eq(s4.valid & s4.lanes[lane])]
-        # the round's max over the lanes, registered, then folded into the row's running max
-        s5 = stage("qk5", valid=s4.valid, first_round=s4.first_round, last_round=s4.last_round,
-                   tree_max=max_tree(scores, [s4.lanes[lane] for lane in range(kl)])[0])
+        # the round's max over the lanes (a tree registered at every level), then folded into
+        # the row's running max
+        tree_max, _ = max_tree(m, scores, [s4.lanes[lane] for lane in range(kl)], name="qk_max")
+        s5 = s4
+        for level in range(max_tree_levels(kl)):
+            s5 = stage(f"qk5_{level}", valid=s5.valid, first_round=s5.first_round,
+                       last_round=s5.last_round)
         row_max = Signal(signed(w.score))
-        max_next = Mux(s5.first_round | (s5.tree_max > row_max), s5.tree_max, row_max)
+        max_next = Mux(s5.first_round | (tree_max > row_max), tree_max, row_max)
         with m.If(s5.valid):
             m.d.sync += row_max.eq(max_next)
         m.d.comb += [rowmax.w_en.eq(s5.valid & s5.last_round), rowmax.w_data.eq(max_next)]

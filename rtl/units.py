@@ -29,6 +29,7 @@ __all__ = [
     "divider_latency",
     "exp2_stages",
     "max_tree",
+    "max_tree_levels",
     "sum_tree",
 ]
 
@@ -52,18 +53,32 @@ def sum_tree(values):
     return values[0]
 
 
-def max_tree(values, valids):
-    """Largest of the ``values`` whose ``valids`` bit is set: ``(value, any_valid)``."""
+def max_tree_levels(n: int) -> int:
+    """Register levels of :func:`max_tree` over ``n`` values: ``max(1, ceil(log2 n))``."""
+    return max(1, (n - 1).bit_length())
+
+
+def max_tree(m: Module, values, valids, name: str = "max"):
+    """Largest of the ``values`` whose ``valids`` bit is set: ``(value, any_valid)``.
+
+    A balanced tree of compare-and-select nodes with a register after every level (one compare
+    per cycle), so the result comes ``max_tree_levels(len(values))`` cycles after its inputs.
+    """
     pairs = list(zip(values, valids, strict=True))
-    while len(pairs) > 1:
+    for level in range(max_tree_levels(len(pairs))):
         nxt = []
         for i in range(0, len(pairs), 2):
             if i + 1 == len(pairs):
-                nxt.append(pairs[i])
-                continue
-            (a, va), (b, vb) = pairs[i], pairs[i + 1]
-            take_b = vb & (~va | (b > a))
-            nxt.append((Mux(take_b, b, a), va | vb))
+                a, va = pairs[i]
+                value, valid = a, va
+            else:
+                (a, va), (b, vb) = pairs[i], pairs[i + 1]
+                take_b = vb & (~va | (b > a))
+                value, valid = Mux(take_b, b, a), va | vb
+            r = Signal(value.shape(), name=f"{name}{level}_{i // 2}")
+            rv = Signal(name=f"{name}{level}_{i // 2}_valid")
+            m.d.sync += [r.eq(value), rv.eq(valid)]
+            nxt.append((r, rv))
         pairs = nxt
     return pairs[0]
 

@@ -9,8 +9,8 @@ ceil(W_i/KL)`` rounds for row i:
   row in G cycles; the ring slot must be free) and is readable ``G + 1`` cycles later;
 * row i starts QK at ``s_i = max(s_{i−1} + R_{i−1}·G, 1, a_{hi_i} + G + 1,
   e_{i−score_buffers} + 1)`` (previous row issued, Q row in, keys loaded, a score buffer free);
-* its row max reaches the SV engine ``QK_DEPTH`` cycles after its last QK issue, and SV starts at
-  ``u_i = max(s_i + R_i·G + QK_DEPTH, u_{i−1} + R_{i−1}·G)``;
+* its row max reaches the SV engine ``qk_depth(p)`` cycles after its last QK issue, and SV
+  starts at ``u_i = max(s_i + R_i·G + qk_depth, u_{i−1} + R_{i−1}·G)``;
 * the row finishes SV (``e_i``) ``SV_DEPTH`` cycles after its last SV issue;
 * the run ends ``G + divider_latency + 5`` cycles after the last row's SV.
 
@@ -27,11 +27,17 @@ import numpy as np
 
 from swatkit.golden import AttentionSpec
 from swatkit.rtl import CoreParams
-from swatkit.rtl.units import divider_latency
+from swatkit.rtl.units import divider_latency, max_tree_levels
 
-__all__ = ["QK_DEPTH", "SV_DEPTH", "CycleEstimate", "swat_cycles"]
+__all__ = ["SV_DEPTH", "CycleEstimate", "qk_depth", "swat_cycles"]
 
-QK_DEPTH = 7   # last QK issue → row max readable by the SV engine (6 stages + FIFO)
+
+def qk_depth(p: CoreParams) -> int:
+    """Last QK issue → row max readable by the SV engine: K read, K register, multiply, dot,
+    accumulate into the score, the lane max tree (``max_tree_levels``), then the FIFO."""
+    return 6 + max_tree_levels(p.hw.key_lanes)
+
+
 SV_DEPTH = 7   # last SV issue → row accumulated (read, exp 4 stages, p·v, lane tree)
 
 
@@ -62,6 +68,7 @@ def swat_cycles(p: CoreParams, seq_len: int, *, skip_periodic: bool = True) -> C
     g, before, after = p.groups, p.spec.before, p.spec.after
     ring, nb = p.ring_rows, p.score_buffers
     rg = _rounds(p, n) * g
+    qd = qk_depth(p)
     a = np.zeros(n, dtype=np.int64)       # K/V accept cycle
     s = np.zeros(n, dtype=np.int64)       # QK start
     u = np.zeros(n, dtype=np.int64)       # SV start
@@ -88,7 +95,7 @@ def swat_cycles(p: CoreParams, seq_len: int, *, skip_periodic: bool = True) -> C
         if i >= nb:
             t = max(t, e[i - nb] + 1)
         s[i] = t
-        u[i] = s[i] + rg[i] + QK_DEPTH
+        u[i] = s[i] + rg[i] + qd
         if i:
             u[i] = max(u[i], u[i - 1] + rg[i - 1])
         e[i] = u[i] + rg[i] + SV_DEPTH
