@@ -409,25 +409,25 @@ class SwatCore(wiring.Component):
             t = stage(f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,
                          last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
                          addr=t.addr)
-            if k == EXP_LATENCY - 3:  # issue the V read so that its registered data meets p
+            if k == EXP_LATENCY - 2:  # issue the V read so that its registered word meets p
                 vrd = [mem.read_port() for mem in vmem]
                 abits = len(sv.addr[0])
                 for lane in range(kl):
                     m.d.comb += [vrd[lane].addr.eq(t.addr[lane * abits:(lane + 1) * abits]),
                                  vrd[lane].en.eq(sv_en)]
         # t is now aligned with probs and the V read data
-        p_hold = [Signal(unsigned(fmt.prob_bits), name=f"sv_phold{lane}") for lane in range(kl)]
-        p_cur = [Mux(t.first_g, Mux(t.lanes[lane], probs[lane], 0), p_hold[lane])
-                 for lane in range(kl)]
+        # p and the V words are registered before the multipliers (as the K words are); p is
+        # taken at a key's first group and held for its other groups. ("keep": without it
+        # Yosys 0.64-0.70 abort in ABC9 on this register feeding the ECP5 multipliers.)
+        p_in = [Signal(unsigned(fmt.prob_bits), name=f"sv_p{lane}", attrs={"keep": 1})
+                for lane in range(kl)]
         with m.If(sv_en & t.valid & t.first_g):
-            m.d.sync += [p_hold[lane].eq(p_cur[lane]) for lane in range(kl)]
-        p_in = p_cur
-        # the V words are registered before the multipliers (as the K words are); p already
-        # comes from registers
-        vreg = [Signal(word, name=f"sv_v{lane}") for lane in range(kl)]
-        with m.If(sv_en):
-            m.d.sync += [vreg[lane].eq(vrd[lane].data) for lane in range(kl)]
-        vw = [data.View(data.ArrayLayout(signed(b), dl), vreg[lane]) for lane in range(kl)]
+            m.d.sync += [p_in[lane].eq(Mux(t.lanes[lane], probs[lane], 0)) for lane in range(kl)]
+        t = stage("sv_mul", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
+                  first_round=t.first_round, last_round=t.last_round,
+                  v=Cat(vrd[lane].data for lane in range(kl)))
+        vw = [data.View(data.ArrayLayout(signed(b), dl), t.v[lane * word:(lane + 1) * word])
+              for lane in range(kl)]
         pv = [[Signal(signed(w.pv), name=f"sv_pv{lane}_{u}") for u in range(dl)]
               for lane in range(kl)]
         with m.If(sv_en):

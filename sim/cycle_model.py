@@ -38,7 +38,7 @@ def qk_depth(p: CoreParams) -> int:
     return 6 + max_tree_levels(p.hw.key_lanes)
 
 
-SV_DEPTH = 7   # last SV issue → row accumulated (read, exp 4 stages, p·v, lane tree)
+SV_DEPTH = 8   # last SV issue → row accumulated (read, exp 4 stages, operands, p·v, lane tree)
 
 
 @dataclass(frozen=True)
