@@ -298,8 +298,21 @@ class SwatCore(wiring.Component):
         # -- QK engine (never stalls) ----------------------------------------------------------
         qk = _RowWalk(m, p, "qk")
         q_cur = Signal(d * b)
-        m.d.comb += qk_start.eq(running & (qk_row < n) & q_full & (kv_wr >= hi1)
-                                & (qk_row < sv_done + p.score_buffers) & (~qk.busy | qk.last))
+        # registered forms of "rows left to start" (qk_row < n) and "a score buffer is free"
+        # (qk_row − sv_done < score_buffers), so that qk_start is a short function of registers
+        qk_more = Signal()
+        sb_free = Signal(range(p.score_buffers + 1))
+        sv_fin = Signal()  # a row finishes SV (sv_done counts up)
+        with m.If(qk_start):
+            m.d.sync += qk_more.eq(qk_row + 1 < n)
+        with m.If(qk_start & ~sv_fin):
+            m.d.sync += sb_free.eq(sb_free - 1)
+        with m.Elif(sv_fin & ~qk_start):
+            m.d.sync += sb_free.eq(sb_free + 1)
+        with m.If(start_run):
+            m.d.sync += [qk_more.eq(1), sb_free.eq(p.score_buffers)]
+        m.d.comb += qk_start.eq(running & qk_more & q_full & (kv_wr >= hi1) & sb_free.any()
+                                & (~qk.busy | qk.last))
         qk.issue(m, 1, stats["qk_macs"])
         with m.If(qk.busy):
             m.d.sync += q_cur.eq(q_cur.rotate_right(word))
@@ -488,6 +501,7 @@ class SwatCore(wiring.Component):
         with m.If(sv_en & row_done):  # after the rotation above: a new result replaces it
             m.d.sync += [res[k].eq(final[k]) for k in range(d)]
             m.d.sync += [res_full.eq(1), res_total.eq(total_new), sv_done.eq(sv_done + 1)]
+        m.d.comb += sv_fin.eq(sv_en & row_done)
         outs = divide_stages(m, div_en, res[:dl], res_total, fmt, name="norm")
         dvalid = feed
         for k in range(divider_latency(fmt)):
