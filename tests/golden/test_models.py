@@ -289,7 +289,8 @@ def check_error(q, k, v, spec, fmt):
     assert isinstance(report, ErrorReport)
     assert report.bound_lsb == fmt.error_bound(spec.head_dim, spec.max_keys_per_row)
     assert report.max_abs == pytest.approx(report.max_lsb * fmt.scale_o, rel=1e-12, abs=0)
-    assert 0 <= report.mean_lsb <= report.max_lsb
+    # the mean of equal errors can exceed their max by an ulp of float summation
+    assert 0 <= report.mean_lsb <= report.max_lsb * (1 + 1e-12)
     assert report.max_lsb <= report.bound_lsb, (spec, fmt, report)
     return report
 
