@@ -20,7 +20,7 @@ Structure (docs/rtl.md has the diagram and the schedule)::
 
 Throughput: ``ceil(W_i / KL) · d / DL`` cycles per row ``i`` in steady state (W_i keys in the
 row); the QK engine of row i+1 overlaps the SV engine of row i. Latency of a row from its last
-QK issue to its output: see ``SwatCore.row_latency``.
+QK issue to its output: ``swatkit.sim.cycle_model`` (``qk_depth``, ``SV_DEPTH``) and docs/rtl.md.
 
 Row-arrival contract: ``kv`` carries K/V rows 0…N-1 in order, ``q`` carries Q rows 0…N-1 in
 order, on independent streams. Row i starts when Q row i and K/V rows up to i+after have arrived;

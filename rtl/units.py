@@ -75,10 +75,8 @@ def max_tree(m: Module, values, valids, name: str = "max"):
                 (a, va), (b, vb) = pairs[i], pairs[i + 1]
                 take_b = vb & (~va | (b > a))
                 value, valid = Mux(take_b, b, a), va | vb
-            r = Signal(value.shape(), name=f"{name}{level}_{i // 2}")
-            rv = Signal(name=f"{name}{level}_{i // 2}_valid")
-            m.d.sync += [r.eq(value), rv.eq(valid)]
-            nxt.append((r, rv))
+            node = f"{name}{level}_{i // 2}"
+            nxt.append((_reg(m, 1, value, node), _reg(m, 1, valid, f"{node}_valid")))
         pairs = nxt
     return pairs[0]
 
