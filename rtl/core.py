@@ -50,6 +50,7 @@ from .units import (
     exp2_stages,
     max_tree,
     max_tree_levels,
+    registered_mul,
     sum_tree,
 )
 
@@ -344,21 +345,23 @@ class SwatCore(wiring.Component):
         s1 = stage("qk1", valid=qk.busy, lanes=qk.lanes, first_g=qk.first_g, last_g=qk.last_g,
                    first_round=qk.first_round, last_round=qk.last_round, s_addr=qk.s_addr,
                    qg=q_cur[:word])
-        # the K words and the Q group are registered before the multipliers: a block-RAM output
-        # straight into a DSP block is the longest path on the ECP5
+        # the K words and the Q group are registered before the multipliers (a block-RAM output
+        # straight into a multiplier is the longest path on the ECP5), inside the multiplier
+        # unit: on an ECP5 those registers and the product's are the DSP block's own
         s1r = stage("qk1r", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g,
                     last_g=s1.last_g, first_round=s1.first_round, last_round=s1.last_round,
-                    s_addr=s1.s_addr, qg=s1.qg, k=Cat(krd[lane].data for lane in range(kl)))
-        qg = data.View(data.ArrayLayout(signed(b), dl), s1r.qg)
-        kw = [data.View(data.ArrayLayout(signed(b), dl), s1r.k[lane * word:(lane + 1) * word])
-              for lane in range(kl)]
+                    s_addr=s1.s_addr)
+        qg = data.View(data.ArrayLayout(signed(b), dl), s1.qg)
+        kw = [data.View(data.ArrayLayout(signed(b), dl), krd[lane].data) for lane in range(kl)]
         s2 = stage("qk2", valid=s1r.valid, lanes=s1r.lanes, first_g=s1r.first_g,
                    last_g=s1r.last_g, first_round=s1r.first_round, last_round=s1r.last_round,
                    s_addr=s1r.s_addr)
         prods = [[Signal(signed(2 * b), name=f"qk_prod{lane}_{u}") for u in range(dl)]
                  for lane in range(kl)]
         for lane in range(kl):
-            m.d.sync += [prods[lane][u].eq(qg[u] * kw[lane][u]) for u in range(dl)]
+            for u in range(dl):
+                registered_mul(m, platform, qg[u], kw[lane][u], prods[lane][u],
+                               name=f"qk_mul{lane}_{u}")
         s3 = stage("qk3", valid=s2.valid, lanes=s2.lanes, first_g=s2.first_g, last_g=s2.last_g,
                    first_round=s2.first_round, last_round=s2.last_round, s_addr=s2.s_addr)
         dots = [Signal(signed(w.score), name=f"qk_dot{lane}") for lane in range(kl)]
@@ -429,23 +432,27 @@ class SwatCore(wiring.Component):
                     m.d.comb += [vrd[lane].addr.eq(t.addr[lane * abits:(lane + 1) * abits]),
                                  vrd[lane].en.eq(sv_en)]
         # t is now aligned with probs and the V read data
-        # p and the V words are registered before the multipliers (as the K words are); p is
-        # taken at a key's first group and held for its other groups. ("keep": without it
-        # Yosys 0.64-0.70 abort in ABC9 on this register feeding the ECP5 multipliers.)
-        p_in = [Signal(unsigned(fmt.prob_bits), name=f"sv_p{lane}", attrs={"keep": 1})
+        # p and the V words are registered before the multipliers (as the K words are), inside
+        # the multiplier unit; p is taken at a key's first group and held for its other groups.
+        # p_in is the same register for the probability sum. ("keep": without it Yosys 0.64-0.70
+        # abort in ABC9 on this register feeding the ECP5 multipliers.)
+        keep = {"keep": 1}
+        p_next = [Mux(t.lanes[lane], probs[lane], 0) for lane in range(kl)]
+        p_en = sv_en & t.valid & t.first_g
+        p_in = [Signal(unsigned(fmt.prob_bits), name=f"sv_p{lane}", attrs=keep)
                 for lane in range(kl)]
-        with m.If(sv_en & t.valid & t.first_g):
-            m.d.sync += [p_in[lane].eq(Mux(t.lanes[lane], probs[lane], 0)) for lane in range(kl)]
+        with m.If(p_en):
+            m.d.sync += [p_in[lane].eq(p_next[lane]) for lane in range(kl)]
+        vw = [data.View(data.ArrayLayout(signed(b), dl), vrd[lane].data) for lane in range(kl)]
         t = stage("sv_mul", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
-                  first_round=t.first_round, last_round=t.last_round,
-                  v=Cat(vrd[lane].data for lane in range(kl)))
-        vw = [data.View(data.ArrayLayout(signed(b), dl), t.v[lane * word:(lane + 1) * word])
-              for lane in range(kl)]
+                  first_round=t.first_round, last_round=t.last_round)
         pv = [[Signal(signed(w.pv), name=f"sv_pv{lane}_{u}") for u in range(dl)]
               for lane in range(kl)]
-        with m.If(sv_en):
-            for lane in range(kl):
-                m.d.sync += [pv[lane][u].eq(p_in[lane] * vw[lane][u]) for u in range(dl)]
+        for lane in range(kl):
+            for u in range(dl):
+                registered_mul(m, platform, p_next[lane], vw[lane][u], pv[lane][u],
+                               en_a=p_en, en_b=sv_en, en_out=sv_en, name=f"sv_mul{lane}_{u}",
+                               a_attrs=keep)
         psum = Signal(unsigned(w.sum))
         with m.If(sv_en):
             m.d.sync += psum.eq(Mux(t.first_g, sum_tree(p_in), 0))

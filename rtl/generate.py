@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -18,6 +19,7 @@ from swatkit.golden import AttentionSpec, NumberFormat
 
 from .config import HardwareConfig
 from .core import SwatCore
+from .units import DSP_TARGETS, DspTarget
 
 __all__ = ["Generated", "LintError", "generate", "lint", "ports", "waivers"]
 
@@ -31,6 +33,12 @@ class Generated:
     verilog: Path
     config: Path
     waivers: Path
+    sim_models: Path | None = None   # Verilog models of the vendor primitives used, if any
+
+
+def ecp5_model() -> str:
+    """The Verilog simulation model of the ``MULT18X18D`` subset that ``dsp="ecp5"`` uses."""
+    return resources.files("swatkit.sim").joinpath("models/MULT18X18D.v").read_text()
 
 
 def waivers(verilog_name: str) -> str:
@@ -76,27 +84,43 @@ def ports(core: wiring.Component) -> list[dict]:
 
 def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, out_dir: str | Path = ".",
-             name: str = "swat_core") -> Generated:
-    """Write ``<out_dir>/<name>.v``, ``<name>.vlt`` and ``swatkit.json``; returns their paths."""
+             name: str = "swat_core", dsp: str = "generic") -> Generated:
+    """Write ``<out_dir>/<name>.v``, ``<name>.vlt`` and ``swatkit.json``; returns their paths.
+
+    ``dsp`` (one of :data:`DSP_TARGETS`): ``"generic"`` writes the multipliers as logic for any
+    tool to map; ``"ecp5"`` instantiates Lattice ``MULT18X18D`` blocks with their registers on
+    (see :func:`~swatkit.rtl.units.registered_mul`), and also writes ``MULT18X18D.v``, the
+    simulation model of the part of the primitive used.
+    """
     if not name.isidentifier():
         raise ValueError(f"name must be a Verilog identifier, not {name!r}")
+    if dsp not in DSP_TARGETS:
+        raise ValueError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {dsp!r}")
     core = SwatCore(spec, fmt, hw)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vpath = out / f"{name}.v"
-    vpath.write_text(verilog.convert(core, name=name, emit_src=False))
+    platform = None if dsp == "generic" else DspTarget(dsp)
+    vpath.write_text(verilog.convert(core, name=name, platform=platform, emit_src=False))
     vlt = out / f"{name}.vlt"
     vlt.write_text(waivers(vpath.name))
+    files = {"verilog": vpath.name, "waivers": vlt.name}
+    models = None
+    if dsp == "ecp5":
+        models = out / "MULT18X18D.v"
+        models.write_text(ecp5_model())
+        files["sim_models"] = models.name
     config = out / "swatkit.json"
     record = {
         "swatkit_version": swatkit.__version__,
         "top": name,
-        "files": {"verilog": vpath.name, "waivers": vlt.name},
+        "files": files,
+        "dsp": dsp,
         **core.params.as_dict(),
         "ports": ports(core),
     }
     config.write_text(json.dumps(record, indent=2) + "\n")
-    return Generated(vpath, config, vlt)
+    return Generated(vpath, config, vlt, models)
 
 
 def lint(generated: Generated, top: str | None = None) -> str:
@@ -108,6 +132,7 @@ def lint(generated: Generated, top: str | None = None) -> str:
     top = top or generated.verilog.stem
     done = subprocess.run(
         [str(v.executable), "--lint-only", "-Wall", str(generated.waivers),
+         *([str(generated.sim_models)] if generated.sim_models else []),
          str(generated.verilog), "--top-module", top],
         capture_output=True, text=True, env={**__import__("os").environ, **v.env})
     if done.returncode != 0 or "%Warning" in done.stderr or "%Error" in done.stderr:

@@ -14,7 +14,17 @@ Number formats and rounding are those of :mod:`swatkit.golden.numerics`, steps 2
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import (
+    ClockSignal,
+    Const,
+    Instance,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+    signed,
+    unsigned,
+)
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,14 +32,17 @@ from swatkit.golden import NumberFormat
 from swatkit.golden.numerics import clog2
 
 __all__ = [
+    "DSP_TARGETS",
     "EXP_LATENCY",
     "Divider",
+    "DspTarget",
     "Exp2",
     "divide_stages",
     "divider_latency",
     "exp2_stages",
     "max_tree",
     "max_tree_levels",
+    "registered_mul",
     "sum_tree",
 ]
 
@@ -42,6 +55,68 @@ def _reg(m: Module, en, value, name: str, shape=None):
     with m.If(en):
         m.d.sync += r.eq(value)
     return r
+
+
+DSP_TARGETS = ("generic", "ecp5")
+"""Multiplier targets of a Verilog export: generic logic (any tool maps it) or ECP5 primitives."""
+
+
+class DspTarget:
+    """Stands in for an Amaranth platform when Verilog is exported for a device family without
+    a board (``swatkit generate --dsp``): it carries only ``family``, which
+    :func:`registered_mul` reads."""
+
+    def __init__(self, family: str):
+        self.family = family
+
+
+def _ecp5_mul_fits(a, b) -> bool:
+    """Both operands fit one MULT18X18D port: 18 bits signed, 17 bits unsigned."""
+    return all(v.shape().width + (not v.shape().signed) <= 18 for v in (a, b))
+
+
+def registered_mul(m: Module, platform, a, b, out: Signal, *, en_a=1, en_b=1, en_out=1,
+                   name: str, a_attrs=None):
+    """``out ← a_r · b_r`` where ``a_r ← a`` (when ``en_a``) and ``b_r ← b`` (when ``en_b``): a
+    multiplier with registered operands and a registered product, two cycles from ``a``/``b`` to
+    ``out``, every register reset with the ``sync`` domain (if it has a reset).
+
+    On an ECP5 (``platform.family == "ecp5"``) with operands that fit 18×18, this is one
+    ``MULT18X18D`` with its input A/B and output registers on (clock enables CE0/CE1/CE2); placing
+    the registers in the DSP block leaves only routing (not the multiplier array) between fabric
+    registers. Elsewhere (simulation, Verilog export, iCE40, Gowin) it is the same registers and
+    product in generic logic, for the vendor flow to map.
+    """
+    if getattr(platform, "family", None) == "ecp5" and _ecp5_mul_fits(a, b):
+        ports = {}
+        for port, value in (("A", a), ("B", b)):
+            wide = Signal(signed(18), name=f"{name}_{port.lower()}")
+            m.d.comb += wide.eq(value)
+            ports.update({f"i_{port}{i}": wide[i] for i in range(18)})
+        product = Signal(signed(36), name=f"{name}_p")
+        ports.update({f"o_P{i}": product[i] for i in range(36)})
+        ports.update({f"i_C{i}": 0 for i in range(18)})
+        m.submodules[name] = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+            p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE1", p_REG_INPUTB_RST="RST0",
+            p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE2", p_REG_OUTPUT_RST="RST0",
+            p_RESETMODE="SYNC", p_GSR="DISABLED",
+            i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+            i_CLK0=ClockSignal("sync"), i_CLK1=0, i_CLK2=0, i_CLK3=0,
+            i_CE0=en_a, i_CE1=en_b, i_CE2=en_out, i_CE3=0,
+            i_RST0=ResetSignal("sync", allow_reset_less=True), i_RST1=0, i_RST2=0, i_RST3=0,
+            **ports)
+        m.d.comb += out.eq(product)
+        return
+    a_r = Signal(a.shape(), name=f"{name}_a", attrs=a_attrs or {})
+    b_r = Signal(b.shape(), name=f"{name}_b")
+    with m.If(en_a):
+        m.d.sync += a_r.eq(a)
+    with m.If(en_b):
+        m.d.sync += b_r.eq(b)
+    with m.If(en_out):
+        m.d.sync += out.eq(a_r * b_r)
 
 
 def sum_tree(values):

@@ -88,6 +88,9 @@ class Build:
     fmt : NumberFormat
     max_seq_len : int
         Largest N the build accepts (N itself is given per run).
+    dsp : str
+        Multiplier target of the Verilog (``swatkit generate --dsp``): ``"ecp5"`` simulates the
+        core with ``MULT18X18D`` instances and their model (``sim/models/MULT18X18D.v``).
     """
 
     id: str
@@ -98,6 +101,7 @@ class Build:
     dim_lanes: int
     fmt: NumberFormat = field(default_factory=NumberFormat)
     max_seq_len: int = MAX_SEQ_LEN
+    dsp: str = "generic"
 
     def __post_init__(self):
         _ = self.params  # raises ValueError at once if the core cannot implement it
@@ -124,7 +128,8 @@ class Build:
                    if getattr(f, x.name) != getattr(default, x.name)]
         return (f"{self.kind} window {self.before}+1+{self.after}, head_dim {self.head_dim}, "
                 f"key_lanes {self.key_lanes}, dim_lanes {self.dim_lanes}, format "
-                f"{'(' + ', '.join(changed) + ')' if changed else 'default'}")
+                f"{'(' + ', '.join(changed) + ')' if changed else 'default'}"
+                + ("" if self.dsp == "generic" else f", {self.dsp} multipliers"))
 
 
 INPUT_KINDS = {
@@ -225,11 +230,14 @@ ASYM = Build("asym1+3_k3d3", head_dim=12, before=1, after=3, key_lanes=3, dim_la
 W1 = Build("w1_k1d2", head_dim=4, before=0, after=0, key_lanes=1, dim_lanes=2)
 # one cycle per row: the core outruns its environment, so gaps and stalls bite hardest
 FAST1 = Build("bi3_k3d4", head_dim=4, before=1, after=1, key_lanes=3, dim_lanes=4)
+# the ULX3S flow's lane shape with the ECP5 multiplier blocks (MULT18X18D and its model)
+E17 = Build("ecp5_bi17_k4d8", head_dim=16, before=8, after=8, key_lanes=4, dim_lanes=8,
+            dsp="ecp5")
 # full matrix only (larger builds)
 C32 = Build("causal32_k4d16", head_dim=16, before=31, after=0, key_lanes=4, dim_lanes=16)
 B33 = Build("bi33_k4d4", head_dim=16, before=16, after=16, key_lanes=4, dim_lanes=4)
 
-FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1)
+FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
 
 # N edge cases, back to back: 1, 2, below the window, the window, not a multiple of the lanes,
@@ -283,6 +291,10 @@ def _matrix_fast() -> list[Case]:
         Case("bi3_k3d4/kv-starved-n300", FAST1, (300,), gap=0.0, kv_gap=0.8, stall=0.3),
         Case("causal33_k3d4/q-starved-n150", C33, (150,), gap=0.9, kv_gap=0.0),
         Case("bi17_k4d8/kv-starved-n150", B17, (150,), gap=0.0, kv_gap=0.9),
+        Case("ecp5_bi17_k4d8/random-n500", E17, (500,)),
+        Case("ecp5_bi17_k4d8/edges-heavy", E17, _EDGES, gap=h, stall=h),
+        Case("ecp5_bi17_k4d8/extremes-n200-heavy", E17, (200,), inputs="extremes",
+             gap=h, stall=h),
     ]
 
 
@@ -429,9 +441,11 @@ def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="gen-", dir=root))
     try:
-        gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, tmp, TOP)
+        gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, tmp, TOP,
+                       dsp=build.dsp)
+        files = [f for f in (gen.verilog, gen.waivers, gen.config, gen.sim_models) if f]
         h = hashlib.sha256()
-        for part in (gen.config.read_bytes(), gen.verilog.read_bytes(), gen.waivers.read_bytes(),
+        for part in (*(f.read_bytes() for f in files),
                      repr((BUILD_ARGS, waves)).encode(), _tool_versions().encode()):
             h.update(hashlib.sha256(part).digest())
         key = h.hexdigest()[:16]
@@ -444,10 +458,10 @@ def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
                 shutil.rmtree(path)
             src = path / "src"
             src.mkdir(parents=True)
-            for f in (gen.verilog, gen.waivers, gen.config):
+            for f in files:
                 shutil.copy2(f, src / f.name)
             start = time.monotonic()
-            _compile(src, path, waves)
+            _compile(src, path, waves, [f.name for f in files if f == gen.sim_models])
             seconds = time.monotonic() - start
             stamp.write_text(json.dumps({"key": key, "build": build.id, "waves": waves,
                                          "build_args": BUILD_ARGS, "tools": _tool_versions(),
@@ -457,7 +471,7 @@ def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _compile(src: Path, path: Path, waves: str | None) -> None:
+def _compile(src: Path, path: Path, waves: str | None, models: list[str]) -> None:
     from cocotb_tools.runner import VerilatorControlFile, get_runner
 
     from swatkit.sim.toolchain import use_verilator
@@ -466,7 +480,8 @@ def _compile(src: Path, path: Path, waves: str | None) -> None:
     runner = get_runner("verilator")
     log = path / "build.log"
     try:
-        runner.build(sources=[src / f"{TOP}.v", VerilatorControlFile(src / f"{TOP}.vlt")],
+        runner.build(sources=[*(src / m for m in models), src / f"{TOP}.v",
+                              VerilatorControlFile(src / f"{TOP}.vlt")],
                      hdl_toplevel=TOP, build_dir=path,
                      build_args=[*BUILD_ARGS, *(["--trace-fst"] if waves == "fst" else [])],
                      waves=waves is not None, log_file=log)
