@@ -22,11 +22,17 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from swatkit.rtl.units import DSP_TARGETS
+
     add_workload_options(parser)
     add_hardware_options(parser)
     parser.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("swat_build"),
                         help="folder to write into (default: swat_build)")
     parser.add_argument("--name", default="swat_core", help="Verilog top module name")
+    parser.add_argument("--dsp", choices=DSP_TARGETS, default="generic",
+                        help="multipliers as generic logic for any tool (default), or as Lattice "
+                             "ECP5 MULT18X18D blocks with their registers (also writes the "
+                             "block's simulation model, MULT18X18D.v)")
     parser.add_argument("--lint", action="store_true",
                         help="run verilator --lint-only -Wall on the result")
 
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     r = resolve(args)
     hw = core_params(r, r.spec.seq_len).hw
     try:
-        out = generate(r.spec, r.fmt, hw, args.output, args.name)
+        out = generate(r.spec, r.fmt, hw, args.output, args.name, dsp=args.dsp)
     except ValueError as e:  # "name must be a Verilog identifier, not ..."
         raise UsageError(f"--{e}") from None
     except OSError as e:
@@ -49,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out.verilog}  ({out.verilog.stat().st_size // 1024} KiB)")
     print(f"wrote {out.waivers}")
     print(f"wrote {out.config}")
+    if out.sim_models:
+        print(f"wrote {out.sim_models}  (simulation model of the ECP5 multiplier block)")
     s = r.spec
     print(f"window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, up to {hw.max_seq_len} rows;"
           f" {hw.key_lanes} key lanes x {hw.dim_lanes} dim lanes")

@@ -79,6 +79,45 @@ def test_bad_name():
         generate(SPEC, hw=HW, out_dir=".", name="1x")
 
 
+def test_bad_dsp():
+    with pytest.raises(ValueError, match=r"^dsp must be one of generic, ecp5, not 'xilinx'$"):
+        generate(SPEC, hw=HW, out_dir=".", dsp="xilinx")
+
+
+def test_generic_export_has_no_vendor_primitive(generated):
+    assert "MULT18X18D" not in generated.verilog.read_text()
+    assert generated.sim_models is None
+    assert json.loads(generated.config.read_text())["dsp"] == "generic"
+
+
+def test_ecp5_export(tmp_path):
+    """Every QK and SV multiplier is one MULT18X18D with its A, B and output registers on; the
+    model is written beside the Verilog, and the pair lints clean. (That the core computes the
+    same with them is the regression's ``ecp5_*`` build.)"""
+    out = generate(SPEC, NumberFormat(prob_bits=12), HW, tmp_path, dsp="ecp5")
+    text = out.verilog.read_text()
+    record = json.loads(out.config.read_text())
+    instances = re.findall(r"^\s*MULT18X18D #\((.*?)\) \w+ \(", text, re.M | re.S)
+    res = record["resources"]
+    assert len(instances) == res["qk_multipliers"] + res["sv_multipliers"] == 2 * 2 * 4
+    for params in instances:
+        for reg in ("INPUTA", "INPUTB", "OUTPUT"):
+            assert re.search(rf'\.REG_{reg}_CLK\("CLK0"\)', params)
+    assert out.sim_models.name == "MULT18X18D.v"
+    assert "module MULT18X18D" in out.sim_models.read_text()
+    assert record["dsp"] == "ecp5" and record["files"]["sim_models"] == "MULT18X18D.v"
+    lint(out)
+
+
+def test_ecp5_falls_back_to_logic_for_wide_operands(tmp_path):
+    """prob_bits 18 does not fit an 18x18 block as an unsigned operand: the SV multipliers stay
+    generic logic (the vendor tool splits them), the QK ones are blocks."""
+    out = generate(SPEC, NumberFormat(prob_bits=18), HW, tmp_path, dsp="ecp5")
+    record = json.loads(out.config.read_text())
+    count = len(re.findall(r"^\s*MULT18X18D ", out.verilog.read_text(), re.M))
+    assert count == record["resources"]["qk_multipliers"] == 8
+
+
 def swatkit(*argv, cwd=None):
     return subprocess.run([sys.executable, "-m", "swatkit.cli", *argv], capture_output=True,
                           text=True, cwd=cwd)
@@ -102,6 +141,8 @@ def test_cli_generate(tmp_path):
     (["--global-tokens", "0"],
      "the SWAT core does not implement global tokens yet (global_tokens is (0,); must be empty)"),
     (["--name", "a-b"], "--name must be a Verilog identifier, not 'a-b'"),
+    (["--dsp", "xilinx"], "argument --dsp: invalid choice: 'xilinx' (choose from 'generic', "
+                          "'ecp5')"),
 ])
 def test_cli_generate_bad_values(tmp_path, argv, message):
     done = swatkit("generate", "-o", str(tmp_path), *argv)
