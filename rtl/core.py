@@ -45,6 +45,7 @@ from swatkit.golden import AttentionSpec, NumberFormat
 from .config import CoreParams, HardwareConfig
 from .units import (
     EXP_LATENCY,
+    _reg,
     divide_stages,
     divider_latency,
     exp2_stages,
@@ -345,14 +346,18 @@ class SwatCore(wiring.Component):
         s1 = stage("qk1", valid=qk.busy, lanes=qk.lanes, first_g=qk.first_g, last_g=qk.last_g,
                    first_round=qk.first_round, last_round=qk.last_round, s_addr=qk.s_addr,
                    qg=q_cur[:word])
-        # the K words and the Q group are registered before the multipliers (a block-RAM output
-        # straight into a multiplier is the longest path on the ECP5), inside the multiplier
-        # unit: on an ECP5 those registers and the product's are the DSP block's own
-        s1r = stage("qk1r", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g,
+        # the K words and the Q group are registered in the fabric (a block RAM's output has a
+        # long route to a multiplier block), then again as the multipliers' operands: on an ECP5
+        # those and the product's registers are the DSP block's own
+        s1k = stage("qk1k", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g,
                     last_g=s1.last_g, first_round=s1.first_round, last_round=s1.last_round,
-                    s_addr=s1.s_addr)
-        qg = data.View(data.ArrayLayout(signed(b), dl), s1.qg)
-        kw = [data.View(data.ArrayLayout(signed(b), dl), krd[lane].data) for lane in range(kl)]
+                    s_addr=s1.s_addr, qg=s1.qg, k=Cat(krd[lane].data for lane in range(kl)))
+        s1r = stage("qk1r", valid=s1k.valid, lanes=s1k.lanes, first_g=s1k.first_g,
+                    last_g=s1k.last_g, first_round=s1k.first_round, last_round=s1k.last_round,
+                    s_addr=s1k.s_addr)
+        qg = data.View(data.ArrayLayout(signed(b), dl), s1k.qg)
+        kw = [data.View(data.ArrayLayout(signed(b), dl), s1k.k[lane * word:(lane + 1) * word])
+              for lane in range(kl)]
         s2 = stage("qk2", valid=s1r.valid, lanes=s1r.lanes, first_g=s1r.first_g,
                    last_g=s1r.last_g, first_round=s1r.first_round, last_round=s1r.last_round,
                    s_addr=s1r.s_addr)
@@ -425,13 +430,13 @@ class SwatCore(wiring.Component):
             t = stage(f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,
                          last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
                          addr=t.addr)
-            if k == EXP_LATENCY - 2:  # issue the V read so that its registered word meets p
+            if k == EXP_LATENCY - 3:  # issue the V read: its word, registered twice, meets p
                 vrd = [mem.read_port() for mem in vmem]
                 abits = len(sv.addr[0])
                 for lane in range(kl):
                     m.d.comb += [vrd[lane].addr.eq(t.addr[lane * abits:(lane + 1) * abits]),
                                  vrd[lane].en.eq(sv_en)]
-        # t is now aligned with probs and the V read data
+        # t is now aligned with probs (and, below, with the registered V words)
         # p and the V words are registered before the multipliers (as the K words are), inside
         # the multiplier unit; p is taken at a key's first group and held for its other groups.
         # p_in is the same register for the probability sum. ("keep": without it Yosys 0.64-0.70
@@ -443,7 +448,10 @@ class SwatCore(wiring.Component):
                 for lane in range(kl)]
         with m.If(p_en):
             m.d.sync += [p_in[lane].eq(p_next[lane]) for lane in range(kl)]
-        vw = [data.View(data.ArrayLayout(signed(b), dl), vrd[lane].data) for lane in range(kl)]
+        # the V words: registered in the fabric (as the K words), then as multiplier operands
+        v_word = _reg(m, sv_en, Cat(vrd[lane].data for lane in range(kl)), "sv_v")
+        vw = [data.View(data.ArrayLayout(signed(b), dl), v_word[lane * word:(lane + 1) * word])
+              for lane in range(kl)]
         t = stage("sv_mul", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
                   first_round=t.first_round, last_round=t.last_round)
         pv = [[Signal(signed(w.pv), name=f"sv_pv{lane}_{u}") for u in range(dl)]

@@ -33,9 +33,10 @@ __all__ = ["SV_DEPTH", "CycleEstimate", "qk_depth", "swat_cycles"]
 
 
 def qk_depth(p: CoreParams) -> int:
-    """Last QK issue → row max readable by the SV engine: K read, K register, multiply, dot,
-    accumulate into the score, the lane max tree (``max_tree_levels``), then the FIFO."""
-    return 6 + max_tree_levels(p.hw.key_lanes)
+    """Last QK issue → row max readable by the SV engine: K read, K register, operand
+    registers, product, dot, accumulate into the score, the lane max tree
+    (``max_tree_levels``), then the FIFO."""
+    return 7 + max_tree_levels(p.hw.key_lanes)
 
 
 SV_DEPTH = 8   # last SV issue → row accumulated (read, exp 4 stages, operands, p·v, lane tree)
