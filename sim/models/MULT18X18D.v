@@ -49,19 +49,13 @@ module MULT18X18D #(
                      B1, B0};
     wire [17:0] c = {C17, C16, C15, C14, C13, C12, C11, C10, C9, C8, C7, C6, C5, C4, C3, C2,
                      C1, C0};
-    // the clock enable and reset each register selects
-    wire a_ce = REG_INPUTA_CE == "CE0" ? CE0 : REG_INPUTA_CE == "CE1" ? CE1
-              : REG_INPUTA_CE == "CE2" ? CE2 : CE3;
-    wire b_ce = REG_INPUTB_CE == "CE0" ? CE0 : REG_INPUTB_CE == "CE1" ? CE1
-              : REG_INPUTB_CE == "CE2" ? CE2 : CE3;
-    wire p_ce = REG_OUTPUT_CE == "CE0" ? CE0 : REG_OUTPUT_CE == "CE1" ? CE1
-              : REG_OUTPUT_CE == "CE2" ? CE2 : CE3;
-    wire a_rst = REG_INPUTA_RST == "RST0" ? RST0 : REG_INPUTA_RST == "RST1" ? RST1
-               : REG_INPUTA_RST == "RST2" ? RST2 : RST3;
-    wire b_rst = REG_INPUTB_RST == "RST0" ? RST0 : REG_INPUTB_RST == "RST1" ? RST1
-               : REG_INPUTB_RST == "RST2" ? RST2 : RST3;
-    wire p_rst = REG_OUTPUT_RST == "RST0" ? RST0 : REG_OUTPUT_RST == "RST1" ? RST1
-               : REG_OUTPUT_RST == "RST2" ? RST2 : RST3;
+    // the clock enable and reset each register selects: "CE0".."CE3", "RST0".."RST3" end in the
+    // characters "0".."3", whose two low bits are the index
+    wire [3:0] ce = {CE3, CE2, CE1, CE0};
+    wire [3:0] rst = {RST3, RST2, RST1, RST0};
+    wire a_ce = ce[REG_INPUTA_CE[1:0]], a_rst = rst[REG_INPUTA_RST[1:0]];
+    wire b_ce = ce[REG_INPUTB_CE[1:0]], b_rst = rst[REG_INPUTB_RST[1:0]];
+    wire p_ce = ce[REG_OUTPUT_CE[1:0]], p_rst = rst[REG_OUTPUT_RST[1:0]];
 
     initial begin
         if (REG_INPUTC_CLK != "NONE" || REG_PIPELINE_CLK != "NONE" || RESETMODE != "SYNC"
