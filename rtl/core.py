@@ -437,10 +437,9 @@ class SwatCore(wiring.Component):
                     m.d.comb += [vrd[lane].addr.eq(t.addr[lane * abits:(lane + 1) * abits]),
                                  vrd[lane].en.eq(sv_en)]
         # t is now aligned with probs (and, below, with the registered V words)
-        # p and the V words are registered before the multipliers (as the K words are), inside
-        # the multiplier unit; p is taken at a key's first group and held for its other groups.
-        # p_in is the same register for the probability sum. ("keep": without it Yosys 0.64-0.70
-        # abort in ABC9 on this register feeding the ECP5 multipliers.)
+        # p is taken at a key's first group and held for its other groups: by each multiplier as
+        # its operand A, and by p_in for the probability sum. ("keep": without it Yosys
+        # 0.64-0.70 abort in ABC9 on a p register feeding the ECP5 multipliers.)
         keep = {"keep": 1}
         p_next = [Mux(t.lanes[lane], probs[lane], 0) for lane in range(kl)]
         p_en = sv_en & t.valid & t.first_g
