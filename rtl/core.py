@@ -405,6 +405,10 @@ class SwatCore(wiring.Component):
         sv_en = Signal()
         sv = _RowWalk(m, p, "sv")
         sv_m = Signal(signed(w.score))
+        # m − d_sat: a score below it saturates the exp (D = m − S > d_sat), compared beside the
+        # subtract instead of after it
+        d_sat = fmt.softmax_constant(d).d_sat
+        sv_m_lo = Signal(signed(max(w.score, d_sat.bit_length()) + 2))
         sv_start = Signal()
         i_row = data.View(row_info, info.r_data)
         m.d.comb += sv_start.eq(sv_en & rowmax.r_rdy & (~sv.busy | sv.last))
@@ -414,7 +418,7 @@ class SwatCore(wiring.Component):
             m.d.sync += stats["exp_ops"].eq(stats["exp_ops"] + sv.active)
         with m.If(sv_start):
             m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf),
-                         sv_m.eq(rowmax.r_data)]
+                         sv_m.eq(rowmax.r_data), sv_m_lo.eq(rowmax.r_data.as_signed() - d_sat)]
 
         srd = [mem.read_port() for mem in smem]
         for lane in range(kl):
@@ -423,9 +427,10 @@ class SwatCore(wiring.Component):
         addr_bits = Cat(*sv.addr)
         t = stage("sv1", sv_en, valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
                      last_g=sv.last_g, first_round=sv.first_round, last_round=sv.last_round,
-                     addr=addr_bits, m=sv_m)
+                     addr=addr_bits, m=sv_m, m_lo=sv_m_lo)
         diffs = [(t.m - srd[lane].data).as_unsigned()[:w.score] for lane in range(kl)]
-        probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp")
+        sats = [srd[lane].data < t.m_lo for lane in range(kl)]
+        probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp", saturated=sats)
         for k in range(EXP_LATENCY):
             t = stage(f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,
                          last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,

@@ -156,11 +156,15 @@ def max_tree(m: Module, values, valids, name: str = "max"):
     return pairs[0]
 
 
-def exp2_stages(m: Module, en, diffs, fmt: NumberFormat, head_dim: int, name="exp"):
+def exp2_stages(m: Module, en, diffs, fmt: NumberFormat, head_dim: int, name="exp",
+                saturated=None):
     """``p = EXP[x mod 2^F] >> min(x >> F, P)`` for each lane's ``D = m − S`` (steps 2–4).
 
     ``diffs``: unsigned values (any width). Returns the list of ``p`` (unsigned ``prob_bits``)
     registered ``EXP_LATENCY`` cycles after ``diffs`` (stages advance when ``en``).
+    ``saturated``: optionally, each lane's ``D > d_sat`` worked out by the caller beside ``D``
+    rather than after it (the core compares the score with ``m − d_sat``, so that the subtract
+    and the compare are not in series).
     """
     const = fmt.softmax_constant(head_dim)
     frac, prob = fmt.exp_frac_bits, fmt.prob_bits
@@ -169,7 +173,8 @@ def exp2_stages(m: Module, en, diffs, fmt: NumberFormat, head_dim: int, name="ex
     for lane, d in enumerate(diffs):
         n = f"{name}{lane}"
         # 1: clamp at d_sat (every larger D gives p = 0 as well)
-        dc = _reg(m, en, Mux(d > const.d_sat, const.d_sat, d), f"{n}_dc", unsigned(dbits))
+        sat = d > const.d_sat if saturated is None else saturated[lane]
+        dc = _reg(m, en, Mux(sat, const.d_sat, d), f"{n}_dc", unsigned(dbits))
         # 2: D·C (a constant multiplier)
         prod = _reg(m, en, dc * Const(const.value, unsigned(fmt.const_bits)), f"{n}_x")
         # 3: round half up to F fraction bits, split, look up 2^(-f/2^F)
