@@ -428,8 +428,13 @@ class SwatCore(wiring.Component):
         t = stage("sv1", sv_en, valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
                      last_g=sv.last_g, first_round=sv.first_round, last_round=sv.last_round,
                      addr=addr_bits, m=sv_m, m_lo=sv_m_lo)
-        diffs = [(t.m - srd[lane].data).as_unsigned()[:w.score] for lane in range(kl)]
-        sats = [srd[lane].data < t.m_lo for lane in range(kl)]
+        # the scores are registered out of the block RAMs before D = m − S and the clamp
+        t = stage("sv1s", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,
+                  last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
+                  addr=t.addr, m=t.m, m_lo=t.m_lo, s=Cat(srd[lane].data for lane in range(kl)))
+        score = [t.s[lane * w.score:(lane + 1) * w.score].as_signed() for lane in range(kl)]
+        diffs = [(t.m - score[lane]).as_unsigned()[:w.score] for lane in range(kl)]
+        sats = [score[lane] < t.m_lo for lane in range(kl)]
         probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp", saturated=sats)
         for k in range(EXP_LATENCY):
             t = stage(f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,

@@ -39,7 +39,8 @@ def qk_depth(p: CoreParams) -> int:
     return 7 + max_tree_levels(p.hw.key_lanes)
 
 
-SV_DEPTH = 8   # last SV issue → row accumulated (read, exp 4 stages, operands, p·v, lane tree)
+SV_DEPTH = 9   # last SV issue → row accumulated (read, score register, exp 4 stages, operands,
+#                p·v, lane tree)
 
 
 @dataclass(frozen=True)
