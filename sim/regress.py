@@ -461,7 +461,7 @@ def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
             for f in files:
                 shutil.copy2(f, src / f.name)
             start = time.monotonic()
-            _compile(src, path, waves, [f.name for f in files if f == gen.sim_models])
+            _compile(src, path, waves, [gen.sim_models.name] if gen.sim_models else [])
             seconds = time.monotonic() - start
             stamp.write_text(json.dumps({"key": key, "build": build.id, "waves": waves,
                                          "build_args": BUILD_ARGS, "tools": _tool_versions(),
