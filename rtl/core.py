@@ -55,7 +55,7 @@ from .units import (
     sum_tree,
 )
 
-__all__ = ["STAT_FIELDS", "SwatCore", "core_layouts"]
+__all__ = ["STAT_FIELDS", "SwatCore", "core_layouts", "core_signature"]
 
 STAT_BITS = 48
 STAT_FIELDS = ("cycles", "kv_rows", "q_rows", "rows_out", "qk_macs", "sv_macs", "exp_ops")
@@ -72,6 +72,20 @@ def core_layouts(p: CoreParams) -> dict:
         "o": data.ArrayLayout(signed(p.fmt.out_bits), d),
         "stats": data.StructLayout({name: unsigned(STAT_BITS) for name in STAT_FIELDS}),
     }
+
+
+def core_signature(p: CoreParams) -> wiring.Signature:
+    """The ports of the core (:class:`SwatCore`'s members), for anything that stands in for it."""
+    lay = core_layouts(p)
+    return wiring.Signature({
+        "cmd": In(stream.Signature(lay["cmd"])),
+        "q": In(stream.Signature(lay["q"])),
+        "kv": In(stream.Signature(lay["kv"])),
+        "o": Out(stream.Signature(lay["o"])),
+        "busy": Out(1),
+        "error": Out(1),
+        "stats": Out(lay["stats"]),
+    })
 
 
 def _wrap_inc(value, step, modulus):
@@ -170,16 +184,7 @@ class SwatCore(wiring.Component):
     def __init__(self, spec: AttentionSpec, fmt: NumberFormat | None = None,
                  hw: HardwareConfig | None = None):
         self.params = CoreParams(spec, fmt or NumberFormat(), hw or HardwareConfig())
-        lay = core_layouts(self.params)
-        super().__init__({
-            "cmd": In(stream.Signature(lay["cmd"])),
-            "q": In(stream.Signature(lay["q"])),
-            "kv": In(stream.Signature(lay["kv"])),
-            "o": Out(stream.Signature(lay["o"])),
-            "busy": Out(1),
-            "error": Out(1),
-            "stats": Out(lay["stats"]),
-        })
+        super().__init__(core_signature(self.params))
 
     def elaborate(self, platform):
         m = Module()

