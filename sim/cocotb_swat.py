@@ -255,7 +255,7 @@ class HarnessBench:
         if dut.violation.value:
             self.error(f"cycle {int(dut.violation_cycle.value)}: an offered output row was "
                        "withdrawn or changed before it was taken")
-        self.compare(min(int(dut.o_rows.value), self.params.hw.max_seq_len))
+        self.compare(min(int(dut.o_rows.value), self.case["depth"]))
         self.sim_cycles = int(dut.cycles.value)
 
     def compare(self, rows: int):

@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 import zlib
@@ -95,6 +94,8 @@ class Build:
     dsp : str
         Multiplier target of the Verilog (``swatkit generate --dsp``): ``"ecp5"`` simulates the
         core with ``MULT18X18D`` instances and their model (``sim/models/MULT18X18D.v``).
+    depth : int, optional
+        Rows of the harness's memories (default ``max_seq_len``): the rows of all runs of a case.
     """
 
     id: str
@@ -106,9 +107,23 @@ class Build:
     fmt: NumberFormat = field(default_factory=NumberFormat)
     max_seq_len: int = MAX_SEQ_LEN
     dsp: str = "generic"
+    depth: int | None = None
 
     def __post_init__(self):
         _ = self.params  # raises ValueError at once if the core cannot implement it
+
+    @property
+    def harness_depth(self) -> int:
+        """Rows the harness's memories hold: every run of a case (default ``max_seq_len``)."""
+        return self.depth or self.max_seq_len
+
+    @classmethod
+    def from_params(cls, id: str, params: CoreParams, dsp: str = "generic") -> Build:
+        """The build of a resolved configuration (``swatkit generate``'s options)."""
+        spec, hw = params.spec, params.hw
+        return cls(id, head_dim=spec.head_dim, before=spec.before, after=spec.after,
+                   key_lanes=hw.key_lanes, dim_lanes=hw.dim_lanes, fmt=params.fmt,
+                   max_seq_len=hw.max_seq_len, dsp=dsp)
 
     def spec(self, seq_len: int) -> AttentionSpec:
         return AttentionSpec(seq_len, self.head_dim, self.before, self.after)
@@ -188,10 +203,11 @@ class Case:
     idle: tuple[int, ...] = (0, 0, 1, 2, 5, 13, 30)
 
     def __post_init__(self):
-        if not self.seq_lens or any(n < 1 for n in self.seq_lens) \
-                or sum(self.seq_lens) > self.build.max_seq_len:
-            raise ValueError(f"{self.id}: seq_lens must be at least 1 each and at most "
-                             f"{self.build.max_seq_len} in all (the harness's memories), not "
+        b = self.build
+        if not self.seq_lens or any(not 1 <= n <= b.max_seq_len for n in self.seq_lens) \
+                or sum(self.seq_lens) > b.harness_depth:
+            raise ValueError(f"{self.id}: seq_lens must be in 1..{b.max_seq_len} each and "
+                             f"at most {b.harness_depth} in all (the harness's memories), not "
                              f"{self.seq_lens}")
         for signal, at, cycles in self.holds:
             if signal not in HOLDS or at < 0 or cycles < 1:
@@ -265,6 +281,12 @@ E17 = Build("ecp5_bi17_k4d8", head_dim=16, before=8, after=8, key_lanes=4, dim_l
 C32 = Build("causal32_k4d16", head_dim=16, before=31, after=0, key_lanes=4, dim_lanes=16)
 B33 = Build("bi33_k4d4", head_dim=16, before=16, after=16, key_lanes=4, dim_lanes=4)
 
+# the core `swatkit generate` writes with no options: a Longformer-base head (attention_window
+# 512, head_dim 64) on 8×8 lanes, up to 4096 rows (tests/sim check it against the CLI's defaults)
+DEFAULT_CORE = Build.from_params("longformer_default", CoreParams(
+    AttentionSpec.longformer(seq_len=4096, head_dim=64, attention_window=512), NumberFormat(),
+    HardwareConfig()))
+
 FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
 
@@ -323,6 +345,12 @@ def _matrix_fast() -> list[Case]:
         Case("ecp5_bi17_k4d8/edges-heavy", E17, _EDGES, gap=h, stall=h),
         Case("ecp5_bi17_k4d8/extremes-n200-heavy", E17, (200,), inputs="extremes",
              gap=h, stall=h),
+        # faults: long deterministic stalls, a reset with rows in flight, runs back to back
+        Case("bi17_k4d8/o-hold2000-n700", B17, (700,), holds=(("o_hold", 500, 2000),)),
+        Case("bi9_k2d4/inputs-idle-n600", B9, (600,), gap=0.1,
+             holds=(("q_hold", 300, 1000), ("kv_hold", 2500, 1200))),
+        Case("bi9_k2d4/reset-mid-run", B9, (400, 200), stall=0.5, reset_after=1500),
+        Case("causal8_k3d2/back-to-back", C8, (300, 1, 77, 500), idle=(0,)),
     ]
 
 
@@ -463,51 +491,80 @@ def ensure_build(build: Build, *, waves: bool | str | None = None,
     return info
 
 
+def _source_digest() -> str:
+    """A hash of everything the generated Verilog depends on in swatkit: the RTL and golden
+    packages (their Python sources) and the vendor models."""
+    import swatkit.golden
+    import swatkit.rtl
+
+    h = hashlib.sha256()
+    for package in (swatkit.rtl, swatkit.golden):
+        folder = Path(package.__file__).parent
+        for f in sorted(folder.glob("*.py")):
+            h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
+    for f in sorted((Path(__file__).parent / "models").glob("*.v")):
+        h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def build_key(build: Build, waves: str | None) -> str:
+    """The cache key of a build: the resolved configuration, the harness depth, the multiplier
+    target, the Verilator and C++ options, the tool versions and the swatkit sources that
+    generate the Verilog. Looking a build up costs no Verilog generation."""
+    import amaranth
+
+    record = json.dumps({"params": build.params.as_dict(), "dsp": build.dsp,
+                         "depth": build.harness_depth, "top": TOP,
+                         "core": CORE, "build_args": BUILD_ARGS, "make_args": MAKE_ARGS,
+                         "waves": waves, "tools": _tool_versions(),
+                         "amaranth": amaranth.__version__, "sources": _source_digest()},
+                        sort_keys=True, default=str)
+    return hashlib.sha256(record.encode()).hexdigest()[:16]
+
+
 def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
+    root.mkdir(parents=True, exist_ok=True)
+    key = build_key(build, waves)
+    path = root / key
+    with _locked(root / f"{key}.lock"):
+        stamp = path / "build.ok"
+        if stamp.is_file() and (path / TOP).is_file():
+            return BuildInfo(path, key, False, 0.0)
+        if path.exists():
+            shutil.rmtree(path)
+        start = time.monotonic()
+        models = _write_sources(build, path / "src", waves)
+        _compile(path / "src", path, waves, models)
+        seconds = time.monotonic() - start
+        stamp.write_text(json.dumps({"key": key, "build": build.id, "config": build.describe(),
+                                     "waves": waves, "build_args": BUILD_ARGS,
+                                     "make_args": MAKE_ARGS, "tools": _tool_versions(),
+                                     "lint": "verilator --lint-only -Wall: clean",
+                                     "seconds": round(seconds, 1)}, indent=2) + "\n")
+        return BuildInfo(path, key, True, seconds)
+
+
+def _write_sources(build: Build, src: Path, waves: str | None) -> list[str]:
+    """The core's Verilog as ``swatkit generate`` writes it (linted with ``-Wall`` and its
+    waivers: a warning fails the build), the harness around it and the public marks; returns
+    the vendor models to compile too."""
     from amaranth.back import verilog
 
-    from swatkit.rtl.generate import generate
+    from swatkit.rtl.generate import LintError, generate, lint
     from swatkit.rtl.harness import SwatHarness
 
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="gen-", dir=root))
+    src.mkdir(parents=True)
+    gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, src, CORE,
+                   dsp=build.dsp)
     try:
-        gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, tmp, CORE,
-                       dsp=build.dsp)
-        harness = tmp / f"{TOP}.v"
-        harness.write_text(verilog.convert(SwatHarness(build.params), name=TOP,
-                                           emit_src=False))
-        public = tmp / "public.vlt"
-        public.write_text(_public_vlt())
-        files = [f for f in (gen.verilog, gen.waivers, gen.config, gen.sim_models, harness,
-                             public) if f]
-        h = hashlib.sha256()
-        for part in (*(f.read_bytes() for f in files),
-                     repr((BUILD_ARGS, MAKE_ARGS, waves)).encode(),
-                     _tool_versions().encode()):
-            h.update(hashlib.sha256(part).digest())
-        key = h.hexdigest()[:16]
-        path = root / key
-        with _locked(root / f"{key}.lock"):
-            stamp = path / "build.ok"
-            if stamp.is_file() and (path / TOP).is_file():
-                return BuildInfo(path, key, False, 0.0)
-            if path.exists():
-                shutil.rmtree(path)
-            src = path / "src"
-            src.mkdir(parents=True)
-            for f in files:
-                shutil.copy2(f, src / f.name)
-            start = time.monotonic()
-            _compile(src, path, waves, [gen.sim_models.name] if gen.sim_models else [])
-            seconds = time.monotonic() - start
-            stamp.write_text(json.dumps({"key": key, "build": build.id, "waves": waves,
-                                         "build_args": BUILD_ARGS, "make_args": MAKE_ARGS,
-                                         "tools": _tool_versions(),
-                                         "seconds": round(seconds, 1)}, indent=2) + "\n")
-            return BuildInfo(path, key, True, seconds)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        lint(gen)
+    except LintError as e:
+        raise RuntimeError(f"verilator --lint-only -Wall reports warnings on the core of "
+                           f"{build.id} ({build.describe()}):\n{e}") from None
+    harness = SwatHarness(build.params, depth=build.harness_depth)
+    (src / f"{TOP}.v").write_text(verilog.convert(harness, name=TOP, emit_src=False))
+    (src / "public.vlt").write_text(_public_vlt())
+    return [gen.sim_models.name] if gen.sim_models else []
 
 
 def _public_vlt() -> str:
@@ -522,7 +579,8 @@ def _public_vlt() -> str:
 
 
 def verilator_command(src: Path, path: Path, waves: str | None, models: list[str],
-                      main: Path, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+                      main: Path, extra: list[str] | tuple[str, ...] = (),
+                      build_args: tuple[str, ...] = BUILD_ARGS) -> list[str]:
     """The Verilator command of a harness build: ``cocotb_tools.runner``'s (``-cc --exe --vpi``,
     the ``Vtop`` prefix, cocotb's VPI library) without its ``--public-flat-rw``, which makes
     every signal of the design public and costs most of Verilator's optimisations; the bench
@@ -533,7 +591,7 @@ def verilator_command(src: Path, path: Path, waves: str | None, models: list[str
     return [str(find_verilator().executable), "-cc", "--exe", "-Mdir", str(path),
             "--top-module", TOP, "--vpi", "--prefix", "Vtop", "-o", TOP,
             *(["--trace"] if waves == "vcd" else ["--trace-fst"] if waves == "fst" else []),
-            *BUILD_ARGS, *extra, str(main), str(src / f"{CORE}.vlt"), str(src / "public.vlt"),
+            *build_args, *extra, str(main), str(src / f"{CORE}.vlt"), str(src / "public.vlt"),
             *(str(src / m) for m in models), str(src / f"{CORE}.v"), str(src / f"{TOP}.v")]
 
 
@@ -670,7 +728,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         "gaps": case.gaps, "stall": case.stall, "runs": runs,
         "reset_after": case.reset_after,
         "holds": {signal: [at, cycles] for signal, at, cycles in case.holds},
-        "idle": list(case.idle),
+        "idle": list(case.idle), "depth": case.build.harness_depth,
         "inputs": str(work / "inputs.npz"), "result": str(work / "result.json"),
     }
     (work / "case.json").write_text(json.dumps(description, indent=2) + "\n")

@@ -1,41 +1,80 @@
 """Run the cocotb + Verilator regression of the generated Verilog against the golden model.
 
-Each case of the configuration matrix (sim/regress.py) generates the Verilog that `swatkit
-generate` writes, compiles it with Verilator (cached per configuration), drives it under cocotb
-with random valid gaps and ready stalls, and compares every output row bit for bit with the
-fixed-point golden model. The cases are the pytest tests of tests/sim/test_regress.py (run with
-pytest-xdist for -n); a JUnit XML report is written. Exit code 0 if every case passed, 1 if any
-failed.
+Each case generates the Verilog that `swatkit generate` writes, wraps it in the HDL harness (row
+sources and sink with LFSR-driven valid gaps and ready stalls), compiles it with Verilator (cached
+per configuration), runs it under cocotb and compares every output row bit for bit with the
+fixed-point golden model. With no configuration option it runs the fast matrix (`--full`: the
+whole matrix); with any of the shared options, `--dsp`, `--seq-len`, `--inputs`, `--gap`,
+`--stall` or `--runs` it verifies that one configuration instead. Exit code 0 if every case
+passed, 1 if any failed, 2 on a bad option.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
 import secrets
-import sys
 import time
 from pathlib import Path
 
-from swatkit.options import UsageError
+from swatkit.options import (
+    DEFAULT_SEQ_LEN,
+    UsageError,
+    add_hardware_options,
+    add_workload_options,
+    core_params,
+    resolve,
+)
 
-__all__ = ["add_arguments", "find_tests", "run"]
+__all__ = ["add_arguments", "matrix", "own_cases", "run", "shipped_builds"]
 
-TESTS = Path("tests") / "sim" / "test_regress.py"
+# options that select "this configuration" instead of the matrix
+OWN = ("config", "seq_len", "head_dim", "attention_window", "causal", "sliding_window",
+       "dilation", "global_tokens", "key_lanes", "dim_lanes", "dsp", "inputs", "gap", "stall",
+       "runs")
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers, not {text!r}") from None
+    return values
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(","))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from swatkit.rtl.units import DSP_TARGETS
+
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--fast", action="store_true",
                       help="the fast matrix (the default; what CI runs)")
     mode.add_argument("--full", action="store_true",
                       help="the whole matrix (the fast one and the slow cases)")
+    add_workload_options(parser, seq_len_type=_lengths,
+                         seq_len_help="with a configuration: N of each run, e.g. 600,4096 "
+                                      f"(default: [spec] seq_len, else {DEFAULT_SEQ_LEN}); the "
+                                      "core is built for the largest")
+    add_hardware_options(parser)
+    parser.add_argument("--dsp", choices=DSP_TARGETS, default=None,
+                        help="multipliers as generic logic (default) or ECP5 MULT18X18D blocks")
+    own = parser.add_argument_group("your configuration's cases")
+    own.add_argument("--inputs", metavar="KIND[,KIND...]", type=_kinds,
+                     help="input patterns (default random): one case per kind and N")
+    own.add_argument("--gap", metavar="P", type=float,
+                     help="probability of an idle cycle before an input beat (default 0)")
+    own.add_argument("--stall", metavar="P", type=float,
+                     help="probability that the output's ready is low in a cycle (default 0)")
+    own.add_argument("--runs", metavar="R", type=int,
+                     help="runs of N rows back to back in each case (default 1)")
     parser.add_argument("-k", metavar="EXPR", dest="keyword",
-                        help="only the cases matching EXPR (pytest -k: substrings of case ids "
-                             "such as bi9_k2d4/edges, with and/or/not)")
+                        help="only the cases whose id contains EXPR (a substring such as "
+                             "bi9_k2d4/edges; several separated by commas)")
     parser.add_argument("-n", "--workers", metavar="WORKERS", type=int,
                         help="parallel simulations (default: the number of CPUs; 0 runs in "
                              "this process)")
@@ -48,136 +87,185 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-dir", metavar="DIR", type=Path,
                         help="Verilator build cache (default ~/.cache/swatkit/verilator)")
     parser.add_argument("--junitxml", metavar="FILE", type=Path,
-                        help="JUnit XML report (default: regress.xml in the build cache)")
+                        help="JUnit XML report (default: results.xml in the working folder)")
     parser.add_argument("--json", metavar="FILE", type=Path,
                         help="also write the results (per case and totals) as JSON")
 
 
-def find_tests() -> Path:
-    """tests/sim/test_regress.py of the source tree: the working folder's, else the one beside
-    the installed package (an editable install)."""
-    import swatkit
-
-    for root in (Path.cwd(), Path(swatkit.__file__).resolve().parent.parent):
-        if (root / TESTS).is_file():
-            return root / TESTS
-    raise UsageError(f"{TESTS} not found: swatkit regress runs the test suite of a source "
-                     "checkout (run it from the repository, or pip install -e it)")
+# -- what runs --------------------------------------------------------------------------------
 
 
-def _recorder(progress, task, console):
-    """A pytest plugin that feeds the progress display and keeps every test's outcome."""
-    import pytest
+def shipped_builds():
+    """The cores swatkit ships: `swatkit generate`'s default and each board's default core
+    (`swatkit flow --board B` with no options; ECP5 boards with their multiplier blocks)."""
+    from swatkit.fpga_flows.boards import BOARDS
+    from swatkit.sim.regress import DEFAULT_CORE, Build
 
-    class Recorder:
-        def __init__(self):
-            self.results: dict[str, dict] = {}
-            self.order: list[str] = []
+    from .cmd_flow import resolve_with_board
 
-        def ordered(self) -> list[dict]:
-            """The results in collection (matrix) order."""
-            rank = {nodeid: i for i, nodeid in enumerate(self.order)}
-            return [self.results[k] for k in sorted(self.results,
-                                                    key=lambda k: rank.get(k, len(rank)))]
-
-        def pytest_collection_finish(self, session):
-            self.order = [item.nodeid for item in session.items]
-            progress.update(task, total=len(self.order))
-
-        @pytest.hookimpl(optionalhook=True)
-        def pytest_xdist_node_collection_finished(self, node, ids):
-            self.order = list(ids)  # the controller learns them from a worker
-            progress.update(task, total=len(ids))
-
-        def pytest_runtest_logreport(self, report):
-            entry = self.results.setdefault(report.nodeid, {
-                "name": _name(report.nodeid), "outcome": "passed", "message": ""})
-            props = dict(report.user_properties)
-            if props:
-                entry["props"] = props
-            if report.failed:
-                entry["outcome"] = "failed" if report.when == "call" else "error"
-                entry["message"] = entry["message"] or report.longreprtext
-            elif report.skipped and entry["outcome"] == "passed":
-                entry["outcome"] = "skipped"
-            if report.when == "call" or (report.when == "setup" and not report.passed):
-                progress.update(task, advance=1, description=entry["name"])
-                verdict = {"passed": "[green]PASS[/]", "skipped": "[yellow]SKIP[/]"}.get(
-                    entry["outcome"], "[red]FAIL[/]")
-                detail = (f"  {props['rows']} rows, {props['cycles']} cycles, "
-                          f"{props['cycles_per_ideal']:.3f}× ideal" if "rows" in props else "")
-                console.print(f"{verdict} {entry['name']}{detail}", highlight=False)
-
-    return Recorder()
+    builds = [DEFAULT_CORE]
+    for board in BOARDS.values():
+        parser = argparse.ArgumentParser()
+        add_workload_options(parser)
+        add_hardware_options(parser)
+        r = resolve_with_board(parser.parse_args([]), board)
+        params = core_params(r, r.spec.seq_len)
+        builds.append(Build.from_params(f"{board.name}_default", params,
+                                        dsp="ecp5" if board.family == "ecp5" else "generic"))
+    return builds
 
 
-def _name(nodeid: str) -> str:
-    """The case id of a test (the bites test by what it does)."""
-    match = re.search(r"::(test_\w+)(?:\[(.*)\])?$", nodeid)
-    if not match:
-        return nodeid
-    if match[1] == "test_scoreboard_bites":
-        return "scoreboard bites (one expected bit flipped)"
-    return match[2] or match[1]
+def shipped_cases(full: bool):
+    """Real-size cases of the shipped cores: N = 1024 on each (stall-free: the cycle model is
+    checked; and under 30 % gaps and stalls); with ``full``, the default core at N = 4096 and
+    the Mistral-style causal core (sliding window 4096, head_dim 128) at N = 4608."""
+    from swatkit.golden import AttentionSpec, NumberFormat
+    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.sim.regress import Build, Case
+
+    cases = []
+    for b in shipped_builds():
+        n = min(1024, b.max_seq_len)
+        cases.append(Case(f"{b.id}/random-n{n}", b, (n,)))
+        if b.id != "longformer_default" or full:
+            cases.append(Case(f"{b.id}/random-n{n}-stall30", b, (n,), gap=0.3, stall=0.3))
+    if full:
+        default = shipped_builds()[0]
+        cases.append(Case(f"{default.id}/random-n4096-full", default, (4096,)))
+        cases.append(Case(f"{default.id}/extremes-n4096-stall30-full", default, (4096,),
+                          inputs="extremes", gap=0.3, stall=0.3))
+        mistral = Build.from_params("mistral_causal4096_d128", CoreParams(
+            AttentionSpec.causal(seq_len=4608, head_dim=128, sliding_window=4096),
+            NumberFormat(), HardwareConfig(max_seq_len=4608)))
+        cases.append(Case(f"{mistral.id}/random-n4608-full", mistral, (4608,)))
+    return cases
 
 
-def _pytest_args(args, tests: Path, seed: int, junit: Path) -> list[str]:
-    selected = [f"{tests}::test_fast", f"{tests}::test_scoreboard_bites"]
-    if args.full:  # the whole matrix, and the slow tests of the FPGA flows (a real build)
-        selected += [f"{tests}::test_full", str(tests.parent.parent / "fpga_flows")]
-    out = [*selected, "-p", "no:cacheprovider", "--seed", str(seed), f"--junitxml={junit}"]
-    if args.full:
-        out.append("--runslow")
-    if args.keyword:
-        out += ["-k", args.keyword]
-    if args.waves:
-        out += ["--waves", "--waves-format", args.waves]
-    if args.build_dir:
-        out += ["--build-dir", str(args.build_dir)]
-    if args.workers:
-        out += ["-n", str(args.workers)]
-    else:
-        out += ["-p", "no:xdist", "--capture=sys"]  # keep the display out of fd capture
-    return out
+def matrix(full: bool):
+    """The fast (or full) matrix: the small configurations of :mod:`swatkit.sim.regress` and the
+    shipped cores at real sizes."""
+    from swatkit.sim.regress import FAST, FULL
+
+    return [*(FULL if full else FAST), *shipped_cases(full)]
+
+
+def own_cases(args) -> list:
+    """The cases of the configuration the options describe."""
+    from swatkit.sim.regress import INPUT_KINDS, Build, Case
+
+    given = args.seq_len
+    args.seq_len = None
+    r = resolve(args)
+    lengths = given or (r.spec.seq_len,)
+    runs = 1 if args.runs is None else args.runs
+    if runs < 1:
+        raise UsageError(f"--runs must be a positive integer, not {runs}")
+    for n in lengths:
+        if n < 1:
+            raise UsageError(f"--seq-len must be positive integers, not {n}")
+    params = core_params(r, max(r.spec.seq_len, *lengths))
+    kinds = args.inputs or ("random",)
+    for kind in kinds:
+        if kind not in INPUT_KINDS:
+            raise UsageError(f"--inputs: unknown kind {kind!r} (one of {', '.join(INPUT_KINDS)})")
+    for option in ("gap", "stall"):
+        value = getattr(args, option)
+        if value is not None and not 0.0 <= value < 1.0:
+            raise UsageError(f"--{option} must be a probability in [0, 1), not {value}")
+    gap, stall = args.gap or 0.0, args.stall or 0.0
+    build = Build.from_params("yours", params, dsp=args.dsp or "generic")
+    build = _with_depth(build, max(lengths) * runs)
+    cases = []
+    for kind in kinds:
+        for n in lengths:
+            tag = (f"x{runs}" if runs > 1 else "") + (f"-gap{gap:g}-stall{stall:g}"
+                                                      if gap or stall else "")
+            cases.append(Case(f"yours/{kind}-n{n}{tag}",
+                              build, (n,) * runs, inputs=kind, gap=gap, stall=stall))
+    return cases
+
+
+def _with_depth(build, rows: int):
+    import dataclasses
+
+    return build if rows <= build.harness_depth else dataclasses.replace(build, depth=rows)
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def _worker_init():
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+
+
+def _run_one(case, seed, waves, build_dir):
+    from swatkit.sim.regress import run_case
+
+    try:
+        return run_case(case, seed, waves=waves, build_dir=build_dir)
+    except Exception as e:  # a build that fails is the case's failure, with its message
+        from swatkit.sim.regress import CaseResult
+
+        return CaseResult(case, seed, False, message=f"{type(e).__name__}: {e}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from swatkit.sim.regress import build_root
+    from swatkit.sim.toolchain import ToolchainError, find_verilator
 
+    own = any(getattr(args, name, None) not in (None, False) for name in OWN)
+    if own and (args.fast or args.full):
+        raise UsageError("--fast/--full run the matrix; they cannot be combined with a "
+                         "configuration")
     if args.workers is None:
         args.workers = os.cpu_count() or 1
     if args.workers < 0:
         raise UsageError(f"-n must be a non-negative integer, not {args.workers}")
     if args.seed is not None and args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, not {args.seed}")
-    if args.workers > 0:
-        try:
-            import xdist  # noqa: F401 - only checks that pytest-xdist is there
-        except ImportError:
-            raise UsageError("-n needs pytest-xdist (pip install pytest-xdist), or give -n 0")\
-                from None
-    from swatkit.sim.toolchain import ToolchainError, find_verilator
-
+    for option, path in (("--junitxml", args.junitxml), ("--json", args.json)):
+        if path is not None and not path.resolve().parent.is_dir():
+            raise UsageError(f"{option}: no such folder: {path.parent}")
+    cases = own_cases(args) if own else matrix(args.full)
+    if args.keyword:
+        words = [w.strip() for w in args.keyword.split(",") if w.strip()]
+        cases = [c for c in cases if any(w in c.id for w in words)]
+        if not cases:
+            raise UsageError(f"-k {args.keyword!r} matches no case")
     try:
         verilator = find_verilator()
     except ToolchainError as e:
         raise UsageError(str(e)) from None
-    for option, path in (("--junitxml", args.junitxml), ("--json", args.json)):
-        if path is not None and not path.resolve().parent.is_dir():
-            raise UsageError(f"{option}: no such folder: {path.parent}")
-    tests = find_tests()
+    from swatkit.sim.regress import build_root
+
     root = build_root(args.build_dir)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--build-dir: cannot create {root}: {e.strerror}") from None
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
-    junit = (args.junitxml or root / "regress.xml").resolve()
-    log = root / "regress.log"
-    mode = "full" if args.full else "fast"
+    junit = (args.junitxml or Path("results.xml")).resolve()
+    mode = "your configuration" if own else ("--full" if args.full else "--fast")
 
-    import pytest
     from rich.console import Console
+
+    console = Console(highlight=False)
+    console.print(f"swatkit regress {mode}: {len(cases)} cases, seed {seed}, "
+                  f"{args.workers or 'no'} workers, Verilator "
+                  f"{'.'.join(map(str, verilator.version))}, builds in {root}")
+    if own:
+        console.print(f"configuration: {cases[0].build.describe()}, up to "
+                      f"{cases[0].build.max_seq_len} rows")
+    start = time.monotonic()
+    results = _run_cases(console, cases, seed, args.waves, args.build_dir, args.workers)
+    wall = time.monotonic() - start
+    return _report(args, console, results, junit, wall, seed, mode)
+
+
+def _run_cases(console, cases, seed, waves, build_dir, workers):
+    """Every case, in parallel processes (builds first, one per configuration), with a progress
+    display; returns the results in the cases' order."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -186,115 +274,130 @@ def run(args: argparse.Namespace) -> int:
         TimeElapsedColumn,
     )
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    terminal = os.fdopen(os.dup(sys.stdout.fileno()), "w")
-    console = Console(file=terminal)
-    console.print(f"swatkit regress --{mode}: seed {seed}, {args.workers or 'no'} workers, "
-                  f"Verilator {'.'.join(map(str, verilator.version))}, builds in {root}",
-                  highlight=False)
     progress = Progress(TextColumn("[bold]regress"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.description}"),
-                        console=console, redirect_stdout=False, redirect_stderr=False,
-                        transient=True)
-    task = progress.add_task("collecting", total=None)
-    recorder = _recorder(progress, task, console)
-    start = time.monotonic()
-    with open(log, "w") as fh, _output_to(fh), progress:
-        code = pytest.main(_pytest_args(args, tests, seed, junit), plugins=[recorder])
-    wall = time.monotonic() - start
-    results = recorder.ordered()
-    try:
-        return _report(args, console, code, results, log, junit, wall, seed, mode)
-    finally:
-        console.file.flush()
-        terminal.close()
+                        console=console, transient=True)
+    results = [None] * len(cases)
 
+    def done(index, result):
+        results[index] = result
+        progress.update(task, advance=1, description=result.case.id)
+        verdict = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
+        detail = (f"  {result.rows} rows, {result.cycles} cycles, "
+                  f"{result.cycles_per_ideal:.3f}× ideal" if result.rows else "")
+        progress.console.print(f"{verdict} {result.case.id}{detail}")
 
-@contextlib.contextmanager
-def _output_to(fh):
-    """Send everything written to stdout and stderr (this process's and the pytest workers',
-    at file-descriptor level) to ``fh``; the progress display keeps a copy of the terminal."""
-    saved = [os.dup(1), os.dup(2)]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(fh.fileno(), 1)
-    os.dup2(fh.fileno(), 2)
-    try:
-        with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-            yield
-    finally:
-        fh.flush()
-        for fd, copy in zip((1, 2), saved, strict=True):
-            os.dup2(copy, fd)
-            os.close(copy)
+    with progress:
+        task = progress.add_task("building", total=len(cases))
+        if workers == 0:
+            for i, case in enumerate(cases):
+                progress.update(task, description=f"running {case.id}")
+                done(i, _run_one(case, seed, waves, build_dir))
+            return results
+        import multiprocessing
 
-
-def _report(args, console, code, results, log, junit, wall, seed, mode) -> int:
-    import pytest
-
-    if code == pytest.ExitCode.NO_TESTS_COLLECTED or (code == 0 and not results):
-        raise UsageError(f"-k {args.keyword!r} matches no case" if args.keyword
-                         else "no case was collected")
-    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        console.print(tail, markup=False, highlight=False)
-        console.print(f"[red]pytest stopped with exit code {int(code)}[/] (log: {log})")
-        return int(code) or 1
-    totals = _summary(console, results, wall, seed, mode)
-    for entry in results:
-        if entry["outcome"] in ("failed", "error"):
-            console.rule(f"[red]{entry['name']}")
-            console.print(entry["message"].strip(), markup=False, highlight=False)
-    if args.waves:
-        for entry in results:
-            if "waves" in entry.get("props", {}):
-                console.print(f"waves of {entry['name']}: {entry['props']['waves']}",
-                              highlight=False)
-    console.print(f"JUnit XML: {junit}   pytest log: {log}", highlight=False)
-    if args.json:
-        record = {"mode": mode, "seed": seed, "workers": args.workers, "wall_seconds": wall,
-                  "totals": totals, "cases": results}
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
         try:
-            args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
-        except OSError as e:
-            raise UsageError(f"--json: cannot write {args.json}: {e.strerror}") from None
-    failed = totals["failed"] or code != pytest.ExitCode.OK
-    return 1 if failed else 0
+            # one case of each build first, so that each configuration is compiled once and
+            # the compilations run in parallel
+            firsts, rest, seen = [], [], set()
+            for i, case in enumerate(cases):
+                (rest if case.build in seen else firsts).append(i)
+                seen.add(case.build)
+            pending = {i: pool.apply_async(_run_one, (cases[i], seed, waves, build_dir))
+                       for i in firsts + rest}
+            while pending:
+                for i in [i for i, r in pending.items() if r.ready()]:
+                    done(i, pending.pop(i).get())
+                time.sleep(0.2)
+            pool.close()
+        except KeyboardInterrupt:
+            pool.terminate()
+            finished = sum(r is not None for r in results)
+            console.print(f"{finished} of {len(cases)} cases had finished")
+            raise
+        finally:
+            pool.join()
+    return results
 
 
-def _summary(console, results: list[dict], wall: float, seed: int, mode: str) -> dict:
+def _junit(results, path: Path, wall: float, seed: int) -> None:
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element("testsuite", name="swatkit regress", tests=str(len(results)),
+                       failures=str(sum(not r.passed for r in results)), time=f"{wall:.3f}")
+    for r in results:
+        tc = ET.SubElement(suite, "testcase", classname="swatkit.regress", name=r.case.id,
+                           time=f"{r.wall_seconds:.3f}")
+        props = ET.SubElement(tc, "properties")
+        for name, value in _props(r, seed).items():
+            ET.SubElement(props, "property", name=name, value=str(value))
+        if not r.passed:
+            ET.SubElement(tc, "failure", message=r.message.splitlines()[0] if r.message
+                          else "failed").text = r.message
+    ET.ElementTree(ET.Element("testsuites")).getroot().append(suite)
+    tree = ET.ElementTree(suite)
+    ET.indent(tree)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _props(r, seed: int) -> dict:
+    return {"seed": seed, "config": r.case.describe(), "rows": r.rows, "cycles": r.cycles,
+            "monitor_cycles": r.monitor_cycles, "ideal": r.ideal,
+            "cycles_per_ideal": round(r.cycles_per_ideal, 4) if r.ideal else None,
+            "sim_cycles": r.sim_cycles, "sim_seconds": round(r.sim_seconds, 3),
+            "wall_seconds": round(r.wall_seconds, 3),
+            "build_seconds": round(r.build_seconds, 3), "passed": r.passed,
+            "work_dir": str(r.work_dir) if r.work_dir else None,
+            **({"waves": str(r.waves)} if r.waves else {})}
+
+
+def _report(args, console, results, junit, wall, seed, mode) -> int:
     from rich.table import Table
 
-    table = Table(title=f"swatkit regress --{mode} (seed {seed})")
-    table.add_column("config", overflow="fold")
-    for column in ("rows", "cycles", "cycles/ideal"):
+    table = Table(title=f"swatkit regress {mode} (seed {seed})")
+    table.add_column("case", overflow="fold")
+    for column in ("rows", "cycles", "cycles/ideal", "cycles/s"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("result", no_wrap=True)
-    rows = cycles = sim_cycles = 0
-    sim_seconds = 0.0
-    failed = 0
-    for entry in results:
-        p = entry.get("props", {})
-        ok = entry["outcome"] in ("passed", "skipped")
-        failed += not ok
-        rows += p.get("rows", 0) if ok else 0
-        cycles += p.get("cycles", 0)
-        sim_cycles += p.get("sim_cycles", 0)
-        sim_seconds += p.get("sim_seconds", 0.0)
-        verdict = {"passed": "[green]pass", "skipped": "[yellow]skip",
-                   "error": "[red]ERROR"}.get(entry["outcome"], "[red]FAIL")
-        table.add_row(entry["name"], str(p["rows"]) if "rows" in p else "",
-                      str(p["cycles"]) if "cycles" in p else "",
-                      f"{p['cycles_per_ideal']:.3f}" if "cycles_per_ideal" in p else "",
-                      verdict)
+    for r in results:
+        speed = r.sim_cycles / r.sim_seconds if r.sim_seconds else 0
+        table.add_row(r.case.id, str(r.rows), str(r.cycles),
+                      f"{r.cycles_per_ideal:.3f}" if r.ideal else "",
+                      f"{speed:,.0f}" if speed else "",
+                      "[green]pass" if r.passed else "[red]FAIL")
     console.print(table)
+    failed = [r for r in results if not r.passed]
+    for r in failed:
+        console.rule(f"[red]{r.case.id}")
+        console.print(r.message.strip(), markup=False)
+    if args.waves:
+        for r in results:
+            if r.waves:
+                console.print(f"waves of {r.case.id}: {r.waves}")
+    rows = sum(r.rows for r in results if r.passed)
+    cycles = sum(r.cycles for r in results)
+    sim_cycles = sum(r.sim_cycles for r in results)
+    sim_seconds = sum(r.sim_seconds for r in results)
     speed = sim_cycles / sim_seconds if sim_seconds else 0.0
+    totals = {"tests": len(results), "failed": len(failed), "rows": rows, "cycles": cycles,
+              "sim_cycles": sim_cycles, "sim_seconds": sim_seconds,
+              "cycles_per_second": speed, "wall_seconds": wall}
+    try:
+        _junit(results, junit, wall, seed)
+        if args.json:
+            record = {"mode": mode, "seed": seed, "workers": args.workers, "wall_seconds": wall,
+                      "totals": totals,
+                      "cases": [{"name": r.case.id, "outcome": "passed" if r.passed
+                                 else "failed", "message": r.message, "props": _props(r, seed)}
+                                for r in results]}
+            args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    except OSError as e:
+        raise UsageError(f"cannot write the report: {e.strerror}: {e.filename}") from None
+    console.print(f"JUnit XML: {junit}" + (f"   JSON: {args.json}" if args.json else ""))
     minutes, seconds = divmod(wall, 60)
     console.print(
-        f"{len(results)} tests, {failed} failed; {rows} output rows checked bit-exact; "
+        f"{len(results)} tests, {len(failed)} failed; {rows} output rows checked bit-exact; "
         f"{cycles} core cycles; wall {int(minutes)}m{seconds:04.1f}s; Verilator+cocotb "
-        f"simulated {sim_cycles} cycles at {speed:,.0f} cycles/s", highlight=False)
-    return {"tests": len(results), "failed": failed, "rows": rows, "cycles": cycles,
-            "sim_cycles": sim_cycles, "sim_seconds": sim_seconds,
-            "cycles_per_second": speed, "wall_seconds": wall}
+        f"simulated {sim_cycles} cycles at {speed:,.0f} cycles/s")
+    return 1 if failed else 0
