@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     dataflows = [d.strip() for d in args.dataflow.split(",") if d.strip()]
     for d in dataflows:
         if d not in DATAFLOWS:
-            raise UsageError(f"--dataflow must be a list of {' and '.join(DATAFLOWS)}, "
+            raise UsageError(f"--dataflow must be a subset of {', '.join(DATAFLOWS)}, "
                              f"not {d!r}")
     if not dataflows:
         raise UsageError("--dataflow must name at least one dataflow")

@@ -154,7 +154,7 @@ def test_cli_clock_from_flow(tmp_path):
     (["--seq-len", "0"], "argument --seq-len: must be positive integers, not 0"),
     (["--seq-len", "8:4:x2"], "argument --seq-len: a range must not end before it starts: "
                               "'8:4:x2'"),
-    (["--dataflow", "swat,gpu"], "--dataflow must be a list of swat and dense, not 'gpu'"),
+    (["--dataflow", "swat,gpu"], "--dataflow must be a subset of swat, dense, flash, blocksparse, not 'gpu'"),
     (["--tech", "missing.toml"], "--tech: no such energy table: missing.toml (expected asic45 "
                                  "or fpga or a TOML file)"),
     (["--clock-mhz", "0"], "--clock-mhz must be positive, not 0"),
