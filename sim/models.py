@@ -75,7 +75,7 @@ class LayerPattern:
         if self.after == 0:
             text = f"causal window {self.before + 1}"
         else:
-            text = f"window {self.before}+1+{self.after}"
+            text = f"bidirectional window {self.before}+1+{self.after}"
         return text + (f", dilation {self.dilation}" if self.dilation != 1 else "")
 
 
