@@ -51,6 +51,7 @@ the ``flash`` model under every dataflow but ``dense`` and marked (``computed_as
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from dataclasses import dataclass
@@ -291,13 +292,19 @@ def _offchip(acts: dict) -> int:
     return acts["offchip_read_bytes"] + acts["offchip_write_bytes"]
 
 
+@functools.lru_cache(maxsize=1024)
+def _swat_cycles(p: CoreParams, n: int) -> int:
+    # a sweep over cores, schedules or models asks for the same (core, N) many times
+    return swat_cycles(p, n).cycles
+
+
 def head_cycles(p: CoreParams, n: int, dataflow: str, acts: dict,
                 offchip_bytes_per_cycle: float) -> int:
     """Cycles of one head: SWAT's cycle model (or its off-chip time if longer), the dense phase
     model, or the tiled baselines' ``max`` of their arrays' and transfers' times."""
     io = _offchip(acts) / offchip_bytes_per_cycle
     if dataflow == "swat":
-        return max(swat_cycles(p, n).cycles, math.ceil(io))
+        return max(_swat_cycles(p, n), math.ceil(io))
     if dataflow == "dense":
         return dense_cycles(p, n, offchip_bytes_per_cycle)
     macs = p.hw.key_lanes * p.hw.dim_lanes
