@@ -221,7 +221,7 @@ def load_model(name_or_path: str) -> ModelConfig:
                 raise ModelError(f"{where}: attention_dilation of layer {i} must be a positive "
                                  f"integer, not {dil!r}")
             patterns.append(LayerPattern("window", w // 2, w // 2, dil))
-        note = "global tokens (chosen per task at run time) not modelled"
+        note = "global tokens (chosen per task at run time)"
     elif model_type == "big_bird":
         kind = data.get("attention_type", "block_sparse")
         if kind == "original_full":
