@@ -1,43 +1,84 @@
-"""Estimates of cycles, latency and energy per sequence length, for the SWAT core and for a dense,
-unfused baseline with the same MAC budget.
+"""Estimates of cycles, latency and energy: one attention head or a whole model, on the SWAT core
+and on three baselines with the same MAC budget and the same off-chip bandwidth.
 
 * **Cycles.** SWAT: :func:`swatkit.sim.cycle_model.swat_cycles`, the exact model of the core as
-  built (validated against RTL simulation). Dense baseline: the phase model below.
+  built (validated against RTL simulation). Baselines: the phase and tile models below.
 * **Action counts** per run: MACs by operand widths, exp evaluations, compares, adds, divisions,
   on-chip buffer bits read/written by buffer, off-chip bytes read/written. For SWAT they are the
   counts the core's counters measure (``qk_macs``, ``sv_macs``, ``exp_ops``, ``kv_rows``, …).
 * **Energy** = Σ actions × energy per action from a table (TOML: ``[energy]`` in pJ, a ``source``
   and an ``uncertainty``) + static power × latency where the table gives it. Shipped tables:
-  ``asic45`` (Horowitz, ISSCC 2014) and ``fpga`` (the same ×14, Kuon & Rose 2007).
+  ``asic45`` (Horowitz, ISSCC 2014) and ``fpga`` (the same ×14, Kuon & Rose 2007). A buffer
+  access costs the 64-bit SRAM read energy of a memory of the buffer's bank size
+  (:meth:`EnergyTable.sram_bit`), each bank size from :class:`~swatkit.rtl.CoreParams`.
 
-Dense baseline (the conventional accelerator SWAT is compared against), assumptions:
-KL·DL MACs per cycle and KL exp units, as the SWAT core; the query rows are processed in tiles of
-``ring_rows`` rows (the SWAT core's K/V buffer size, so both have the same on-chip storage), K and
-V are streamed from off-chip once per tile; all N keys are scored (the mask is applied after QK);
-the N×N score matrix is written off-chip and read back for the softmax pass, which writes the
-probabilities off-chip for the SV pass; the three phases do not overlap; each phase takes the
-longer of its compute time and its off-chip transfer time at ``offchip_bytes_per_cycle``.
+Baselines (``docs/estimation.md`` has the same list beside the figures). All of them: KL·DL
+multipliers for QK and KL·DL for P·V (the SWAT core's two arrays), KL exp units, the same
+``offchip_bytes_per_cycle``; the score and probability widths of the SWAT datapath.
+
+``dense`` — the conventional unfused accelerator SWAT is compared against. The query rows are
+processed in tiles of ``ring_rows`` rows (the SWAT core's K/V buffer size, so both have the same
+on-chip storage), K and V are streamed from off-chip once per tile; all N keys are scored (the
+mask is applied after QK); the N×N score matrix is written off-chip and read back for the softmax
+pass, which writes the probabilities off-chip for the SV pass; the three phases do not overlap;
+each phase takes the longer of its compute time and its off-chip transfer time.
+
+``flash`` — fused dense attention in the manner of FlashAttention (Dao et al., NeurIPS 2022;
+FlashAttention-2, Dao 2023): query tiles of ``tile_q`` rows stay on chip; for each query tile
+the K/V tiles of ``tile_k`` rows are streamed from off-chip once; scores, exp and P·V stay on
+chip with the online softmax (per query row and key tile after the first: one exp of
+``m_old − m_new``, d multiplies rescaling the accumulator on the P·V array, the accumulator read
+and written in its buffer). Every key tile is computed, except, for a causal pattern (no row
+attends a later key), the tiles wholly above the diagonal (FlashAttention's causal mode); the
+window is applied as a mask inside the tiles, which saves no work. Compute and transfers overlap
+perfectly (double-buffered tiles) and no pipeline fill or tile-switch cycles are charged: the
+cycles are ``max(QK MACs/(KL·DL), (P·V MACs + rescale multiplies)/(KL·DL), exps/KL,
+off-chip bytes/bandwidth)`` — optimistic for the baseline.
+
+``blocksparse`` — the same tiles with the window mask at tile granularity, as GPU sliding-window
+kernels do: a (query tile, key tile) pair with no pair inside the window is skipped (and its K/V
+rows not fetched), a partially masked tile is computed whole.
+
+Whole models (:func:`estimate_model`): per layer, ``heads`` heads; ``serial`` runs one head after
+another on each of ``cores`` cores (K/V streamed per head); ``gqa`` runs the query heads that share
+a key/value head against one pass of its K/V (the core gets ``heads/kv_heads`` times the query-side
+lanes — QK and P·V arrays, exp units, score buffers — fed by one K/V ring: K/V buffer reads and
+off-chip K/V bytes once per group). Cores share the off-chip bandwidth equally. The baselines
+run one head at a time on each slot of the same MAC budget (``cores`` × ``heads/kv_heads`` slots
+under ``gqa``), without K/V sharing. A full-attention layer (``layer_types``) is estimated with
+the ``flash`` model under every dataflow but ``dense`` and marked (``computed_as``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from swatkit.golden import AttentionSpec
-from swatkit.rtl import CoreParams
+from swatkit.rtl import CoreParams, HardwareConfig
 
 from .cycle_model import swat_cycles
+from .models import LayerPattern, ModelConfig, ModelError
 
-__all__ = ["DATAFLOWS", "EnergyTable", "actions", "estimate", "load_table"]
+__all__ = ["BASELINES", "COMPONENTS", "DATAFLOWS", "HEAD_SCHEDULES", "EnergyTable", "Tiles",
+           "actions", "estimate", "estimate_model", "load_table"]
 
-DATAFLOWS = ("swat", "dense")
+DATAFLOWS = ("swat", "dense", "flash", "blocksparse")
+BASELINES = DATAFLOWS[1:]
+HEAD_SCHEDULES = ("serial", "gqa")
+COMPONENTS = ("macs", "exp", "reductions", "buffers", "offchip", "static")
 BUILTIN_TABLES = ("asic45", "fpga")
 REQUIRED_ENTRIES = ("int8_add", "int32_add", "int8_mult", "int32_mult", "sram_read_64b",
                     "dram_access_64b")
+# Horowitz, ISSCC 2014 (45 nm): one 64-bit read of an SRAM of 8 KB, 32 KB, 1 MB -> pJ. The
+# curve's shape; a table's sram_read_64b (its 8 KB figure) scales it.
+HOROWITZ_SRAM_64B = ((8 * 1024 * 8, 10.0), (32 * 1024 * 8, 20.0), (1024 * 1024 * 8, 100.0))
 
 
 class TableError(ValueError):
@@ -66,8 +107,17 @@ class EnergyTable:
         k = math.log(e32 / e8) / math.log(4)
         return e8 * (w / 8) ** k
 
-    def sram_bit(self) -> float:
-        return self.energy_pj["sram_read_64b"] / 64
+    def sram_bit(self, bank_bits: float = HOROWITZ_SRAM_64B[0][0]) -> float:
+        """One bit read (or written) of an SRAM of ``bank_bits`` bits: piecewise linear in
+        log(size)–log(energy) through Horowitz's 8 KB, 32 KB and 1 MB points (the end segments
+        extended beyond them), scaled so that 8 KB costs the table's ``sram_read_64b``."""
+        sizes = np.log([s for s, _ in HOROWITZ_SRAM_64B])
+        pj = np.log([e for _, e in HOROWITZ_SRAM_64B])
+        x = math.log(max(bank_bits, 1))
+        seg = 0 if x <= sizes[1] else 1
+        slope = (pj[seg + 1] - pj[seg]) / (sizes[seg + 1] - sizes[seg])
+        e64 = math.exp(pj[seg] + slope * (x - sizes[seg]))
+        return self.energy_pj["sram_read_64b"] / HOROWITZ_SRAM_64B[0][1] * e64 / 64
 
     def dram_byte(self) -> float:
         return self.energy_pj["dram_access_64b"] / 8
@@ -111,19 +161,62 @@ def load_table(name_or_path: str) -> EnergyTable:
                        {k: float(v) for k, v in entries.items()}, float(static))
 
 
-def _pairs(p: CoreParams, n: int) -> int:
-    return AttentionSpec(n, p.spec.head_dim, p.spec.before, p.spec.after).pair_count()
+
+@dataclass(frozen=True)
+class Tiles:
+    """Tile sizes of the ``flash`` and ``blocksparse`` baselines: ``q`` query rows stay on chip
+    while K/V tiles of ``k`` rows stream past."""
+
+    q: int = 64
+    k: int = 64
+
+    def __post_init__(self):
+        for name, value in (("tile_q", self.q), ("tile_k", self.k)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if value <= 0:
+                raise ValueError(f"{name} must be a positive integer, not {value}")
 
 
-def actions(p: CoreParams, n: int, dataflow: str) -> dict:
-    """Action counts of one run of ``n`` rows."""
+def _spec(p: CoreParams, n: int) -> AttentionSpec:
+    return AttentionSpec(n, p.spec.head_dim, p.spec.before, p.spec.after, p.spec.dilation)
+
+
+def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles) -> dict:
+    """Work of the tiled baselines over ``n`` rows: pairs computed, K/V rows fetched, (row, key
+    tile) visits. ``flash`` keeps every key tile (causal: those not wholly above the diagonal);
+    ``blocksparse`` keeps the key tiles that hold a key of some row of the query tile's window
+    (rows of a query tile are contiguous, so their windows' union is one key range)."""
+    before, after = p.spec.before, p.spec.after
+    r0 = np.arange(0, n, tiles.q, dtype=np.int64)
+    r1 = np.minimum(r0 + tiles.q, n)
+    causal = after == 0
+    if dataflow == "blocksparse":
+        lo = np.maximum(0, r0 - before * p.spec.dilation)
+        hi = np.minimum(n - 1, r1 - 1 + after * p.spec.dilation)
+    else:
+        lo = np.zeros_like(r0)
+        hi = r1 - 1 if causal else np.full_like(r0, n - 1)
+    k_lo, k_hi = lo // tiles.k, hi // tiles.k
+    ktiles = k_hi - k_lo + 1
+    cols = np.minimum(n, (k_hi + 1) * tiles.k) - k_lo * tiles.k
+    rows = r1 - r0
+    return {"query_tiles": int(r0.size), "tiles_computed": int(ktiles.sum()),
+            "tiles_total": int(r0.size * -(-n // tiles.k)),
+            "pairs_computed": int((rows * cols).sum()), "kv_rows_fetched": int(cols.sum()),
+            "row_tile_visits": int((rows * ktiles).sum()),
+            "rescales": int((rows * (ktiles - 1)).sum())}
+
+
+def actions(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None) -> dict:
+    """Action counts of one head over ``n`` rows."""
     d, b, w = p.spec.head_dim, p.fmt.data_bits, p.widths
     row_bytes = math.ceil(n * d * b / 8)
     out_bytes = math.ceil(n * d * p.fmt.out_bits / 8)
     if dataflow == "swat":
-        pairs = _pairs(p, n)
+        pairs = _spec(p, n).pair_count()
         return {
-            "qk_macs": pairs * d, "sv_macs": pairs * d, "exp_ops": pairs,
+            "qk_macs": pairs * d, "sv_macs": pairs * d, "rescale_mults": 0, "exp_ops": pairs,
             "max_compares": pairs, "sum_adds": pairs, "divisions": n * d,
             "kv_rows": n, "q_rows": n, "rows_out": n,
             "kv_buffer_write_bits": 2 * n * d * b, "kv_buffer_read_bits": 2 * pairs * d * b,
@@ -132,18 +225,52 @@ def actions(p: CoreParams, n: int, dataflow: str) -> dict:
         }
     if dataflow == "dense":
         full = n * n
-        tiles = math.ceil(n / p.ring_rows)
+        tiles_n = math.ceil(n / p.ring_rows)
         s_bytes, p_bytes = math.ceil(w.score / 8), math.ceil(w.prob / 8)
         return {
-            "qk_macs": full * d, "sv_macs": full * d, "exp_ops": full,
+            "qk_macs": full * d, "sv_macs": full * d, "rescale_mults": 0, "exp_ops": full,
             "max_compares": full, "sum_adds": full, "divisions": n * d,
-            "kv_rows": tiles * n, "q_rows": n, "rows_out": n,
-            "kv_buffer_write_bits": 2 * tiles * n * d * b, "kv_buffer_read_bits": 2 * full * d * b,
+            "kv_rows": tiles_n * n, "q_rows": n, "rows_out": n,
+            "kv_buffer_write_bits": 2 * tiles_n * n * d * b,
+            "kv_buffer_read_bits": 2 * full * d * b,
             "score_buffer_write_bits": 0, "score_buffer_read_bits": 0,
-            "offchip_read_bytes": row_bytes * (1 + 2 * tiles) + full * (s_bytes + p_bytes),
+            "offchip_read_bytes": row_bytes * (1 + 2 * tiles_n) + full * (s_bytes + p_bytes),
             "offchip_write_bytes": out_bytes + full * (s_bytes + p_bytes),
         }
+    if dataflow in ("flash", "blocksparse"):
+        t = tile_counts(p, n, dataflow, tiles or Tiles())
+        pairs, fetched = t["pairs_computed"], t["kv_rows_fetched"]
+        return {
+            "qk_macs": pairs * d, "sv_macs": pairs * d, "rescale_mults": t["rescales"] * d,
+            "exp_ops": pairs + t["rescales"], "max_compares": pairs, "sum_adds": pairs,
+            "divisions": n * d, "kv_rows": fetched, "q_rows": n, "rows_out": n,
+            "q_buffer_write_bits": n * d * b, "q_buffer_read_bits": t["row_tile_visits"] * d * b,
+            "kv_buffer_write_bits": 2 * fetched * d * b, "kv_buffer_read_bits": 2 * pairs * d * b,
+            "score_buffer_write_bits": pairs * w.score, "score_buffer_read_bits": pairs * w.score,
+            "acc_buffer_write_bits": t["row_tile_visits"] * d * w.acc,
+            "acc_buffer_read_bits": t["row_tile_visits"] * d * w.acc,
+            "offchip_read_bytes": row_bytes + 2 * math.ceil(fetched * d * b / 8),
+            "offchip_write_bytes": out_bytes,
+            "tiles_computed": t["tiles_computed"], "tiles_total": t["tiles_total"],
+        }
     raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, not {dataflow!r}")
+
+
+def buffer_banks(p: CoreParams, dataflow: str, tiles: Tiles | None = None) -> dict:
+    """Bits of one bank of each on-chip buffer (a buffer is split into ``key_lanes`` banks, as
+    the SWAT core's K/V ring and score memories are); ``exp_table`` is one lane's table."""
+    d, b, w, kl = p.spec.head_dim, p.fmt.data_bits, p.widths, p.hw.key_lanes
+    banks = {"exp_table": 2 ** p.fmt.exp_frac_bits * w.prob}
+    if dataflow in ("swat", "dense"):
+        banks["kv"] = p.ring_slots * d * b
+        if dataflow == "swat":
+            banks["score"] = p.score_depth * w.score
+    else:
+        t = tiles or Tiles()
+        banks.update(q=math.ceil(t.q * d * b / kl), kv=math.ceil(t.k * d * b / kl),
+                     score=math.ceil(t.q * t.k * w.score / kl),
+                     acc=math.ceil(t.q * d * w.acc / kl))
+    return banks
 
 
 def dense_cycles(p: CoreParams, n: int, offchip_bytes_per_cycle: float) -> int:
@@ -161,56 +288,228 @@ def dense_cycles(p: CoreParams, n: int, offchip_bytes_per_cycle: float) -> int:
     return math.ceil(qk + softmax + sv)
 
 
-def energy_breakdown(p: CoreParams, acts: dict, table: EnergyTable) -> dict:
+def _offchip(acts: dict) -> int:
+    return acts["offchip_read_bytes"] + acts["offchip_write_bytes"]
+
+
+@functools.lru_cache(maxsize=1024)
+def _swat_cycles(p: CoreParams, n: int) -> int:
+    # a sweep over cores, schedules or models asks for the same (core, N) many times
+    return swat_cycles(p, n).cycles
+
+
+def head_cycles(p: CoreParams, n: int, dataflow: str, acts: dict,
+                offchip_bytes_per_cycle: float) -> int:
+    """Cycles of one head: SWAT's cycle model (or its off-chip time if longer), the dense phase
+    model, or the tiled baselines' ``max`` of their arrays' and transfers' times."""
+    io = _offchip(acts) / offchip_bytes_per_cycle
+    if dataflow == "swat":
+        return max(_swat_cycles(p, n), math.ceil(io))
+    if dataflow == "dense":
+        return dense_cycles(p, n, offchip_bytes_per_cycle)
+    macs = p.hw.key_lanes * p.hw.dim_lanes
+    return math.ceil(max(acts["qk_macs"] / macs, (acts["sv_macs"] + acts["rescale_mults"]) / macs,
+                         acts["exp_ops"] / p.hw.key_lanes, io))
+
+
+def energy_breakdown(p: CoreParams, acts: dict, table: EnergyTable, banks: dict) -> dict:
     """Energy in joules per action class."""
     w, b = p.widths, p.fmt.data_bits
+    buffers = sum((acts.get(f"{name}_buffer_read_bits", 0)
+                   + acts.get(f"{name}_buffer_write_bits", 0)) * table.sram_bit(bits)
+                  for name, bits in banks.items() if name != "exp_table")
     pj = {
         "qk_mac": acts["qk_macs"] * (table.mult(b, b) + table.add(w.score)),
         "sv_mac": acts["sv_macs"] * (table.mult(w.prob, b) + table.add(w.acc)),
+        "rescale": acts["rescale_mults"] * table.mult(w.prob, w.acc),
         "exp": acts["exp_ops"] * (table.mult(w.diff, w.const) + table.add(w.exp_arg)
-                                  + table.add(w.prob) + w.prob * table.sram_bit()),
+                                  + table.add(w.prob)
+                                  + w.prob * table.sram_bit(banks["exp_table"])),
         "max": acts["max_compares"] * table.add(w.score),
         "sum": acts["sum_adds"] * table.add(w.sum),
         "divide": acts["divisions"] * w.quotient * table.add(w.sum + w.quotient + 1),
-        "buffers": (acts["kv_buffer_write_bits"] + acts["kv_buffer_read_bits"]
-                    + acts["score_buffer_write_bits"] + acts["score_buffer_read_bits"])
-        * table.sram_bit(),
-        "offchip": (acts["offchip_read_bytes"] + acts["offchip_write_bytes"]) * table.dram_byte(),
+        "buffers": buffers,
+        "offchip": _offchip(acts) * table.dram_byte(),
     }
     return {k: v * 1e-12 for k, v in pj.items()}
 
 
-def estimate(p: CoreParams, seq_lens, dataflows=DATAFLOWS, *, clock_hz: float = 100e6,
-             table: EnergyTable | None = None, offchip_bytes_per_cycle: float = 16.0,
-             clock_source: str = "--clock-mhz") -> list[dict]:
-    """One record per (dataflow, seq_len): cycles, latency, energy and action counts.
+def components(parts: dict, static_j: float) -> dict:
+    """The per-component breakdown (J): MACs (QK, P·V, rescaling), exp, reductions (max, sum,
+    division), buffers, off-chip, static."""
+    return {"macs": parts["qk_mac"] + parts["sv_mac"] + parts["rescale"], "exp": parts["exp"],
+            "reductions": parts["max"] + parts["sum"] + parts["divide"],
+            "buffers": parts["buffers"], "offchip": parts["offchip"], "static": static_j}
 
-    ``p.hw.max_seq_len`` must cover every length (it sizes the core's counters only)."""
+
+# keys of a head's actions that a gqa group shares: K/V is loaded and read once for the group
+_SHARED = ("kv_rows", "kv_buffer_write_bits", "kv_buffer_read_bits")
+
+
+def _job(p: CoreParams, n: int, dataflow: str, group: int, bw: float, tiles: Tiles):
+    """Cycles and actions of one job: a head, or (SWAT under gqa) ``group`` query heads against
+    one pass of their K/V head, given ``bw`` bytes per cycle."""
+    acts = actions(p, n, dataflow, tiles)
+    if group > 1:
+        row_bytes = math.ceil(n * p.spec.head_dim * p.fmt.data_bits / 8)
+        acts = {k: v if k in _SHARED else v * group for k, v in acts.items()}
+        acts["offchip_read_bytes"] = (group + 2) * row_bytes
+    return head_cycles(p, n, dataflow, acts, bw), acts
+
+
+def _check_count(name: str, value, lo: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo:
+        raise ValueError(f"{name} must be a positive integer, not {value}")
+
+
+def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, key_lanes: int = 8,
+                   dim_lanes: int = 8, head_schedule: str = "serial", cores: int = 1,
+                   clock_hz: float = 100e6, table: EnergyTable | None = None,
+                   offchip_bytes_per_cycle: float = 16.0, tiles: Tiles | None = None,
+                   clock_source: str = "--clock-mhz", model_scope: bool = True) -> list[dict]:
+    """Per-layer records (one per group of layers with the same pattern: figures of *one* such
+    layer) and, with ``model_scope``, per-model totals, for each (dataflow, seq_len).
+
+    Raises
+    ------
+    ModelError
+        The core cannot run a layer's pattern, or no layer has a sliding window.
+    ValueError, TypeError
+        A bad ``head_schedule``, ``cores``, dataflow or tile size.
+    """
     table = table or load_table("asic45")
+    tiles = tiles or Tiles()
+    if head_schedule not in HEAD_SCHEDULES:
+        raise ValueError(f"head_schedule must be one of {', '.join(HEAD_SCHEDULES)}, "
+                         f"not {head_schedule!r}")
+    _check_count("cores", cores)
+    for dataflow in dataflows:
+        if dataflow not in DATAFLOWS:
+            raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, not {dataflow!r}")
+    if all(pattern.kind == "full" for pattern in model.patterns):
+        raise ModelError(f"model {model.name}: no layer has a sliding window (all "
+                         f"{model.layers} are full attention); the SWAT core runs "
+                         f"sliding-window layers only")
+    groups = model.layer_groups()
+    max_n = max(seq_lens)
+    params = {}
+    for pattern, indices in groups:
+        for n in seq_lens:
+            spec = pattern.spec(n, model.head_dim)
+            try:
+                hw = HardwareConfig(key_lanes, dim_lanes, max_seq_len=max_n)
+                params[pattern, n] = CoreParams(spec, fmt, hw)
+            except ValueError as e:
+                raise ModelError(f"model {model.name}, layer {indices[0]} "
+                                 f"({pattern.describe()}): {e}") from None
+    g = model.group
     records = []
     for dataflow in dataflows:
         for n in seq_lens:
-            acts = actions(p, n, dataflow)
-            if dataflow == "swat":
-                model = swat_cycles(p, n).cycles
-                io_bound = math.ceil((acts["offchip_read_bytes"] + acts["offchip_write_bytes"])
-                                     / offchip_bytes_per_cycle)
-                cycles = max(model, io_bound)
-            else:
-                cycles = dense_cycles(p, n, offchip_bytes_per_cycle)
-            latency = cycles / clock_hz
-            parts = energy_breakdown(p, acts, table)
-            static = table.static_power_w * latency
-            records.append({
-                "dataflow": dataflow, "seq_len": n, "window": p.spec.window,
-                "before": p.spec.before, "after": p.spec.after, "head_dim": p.spec.head_dim,
-                "key_lanes": p.hw.key_lanes, "dim_lanes": p.hw.dim_lanes,
-                "cycles": cycles, "ideal_cycles": p.ideal_cycles(n), "clock_hz": clock_hz,
-                "clock_source": clock_source, "latency_s": latency,
-                "energy_j": sum(parts.values()) + static, "static_energy_j": static,
-                "tech": table.name, "macs": acts["qk_macs"] + acts["sv_macs"],
-                "offchip_bytes": acts["offchip_read_bytes"] + acts["offchip_write_bytes"],
-                **acts,
-                **{f"energy_{k}_j": v for k, v in parts.items()},
-            })
+            totals = None
+            for pattern, indices in groups:
+                p = params[pattern, n]
+                computed_as = dataflow
+                if pattern.kind == "full" and dataflow in ("swat", "blocksparse"):
+                    computed_as = "flash"
+                if computed_as == "swat" and head_schedule == "gqa":
+                    jobs, group, slots = model.kv_heads, g, cores
+                else:
+                    jobs, group = model.heads, 1
+                    slots = cores * (g if head_schedule == "gqa" else 1)
+                busy = min(slots, jobs)
+                cycles, acts = _job(p, n, computed_as, group, offchip_bytes_per_cycle / busy,
+                                    tiles)
+                cycles *= -(-jobs // slots)
+                acts = {k: v * jobs for k, v in acts.items()}
+                latency = cycles / clock_hz
+                parts = energy_breakdown(p, acts, table, buffer_banks(p, computed_as, tiles))
+                static = table.static_power_w * latency
+                window_pairs = pattern.spec(n, model.head_dim).pair_count()
+                ideal = (window_pairs * model.head_dim * model.heads
+                         / (key_lanes * dim_lanes * cores * (g if head_schedule == "gqa" else 1)))
+                rec = {
+                    "dataflow": dataflow, "seq_len": n, "scope": "layer",
+                    "model": model.name if model_scope else None, "layers": model.layers,
+                    "layer_indices": indices, "layer_pattern": pattern.describe(),
+                    "full_attention": pattern.kind == "full", "computed_as": computed_as,
+                    "heads": model.heads, "kv_heads": model.kv_heads,
+                    "head_schedule": head_schedule, "cores": cores,
+                    "window": p.spec.window, "before": p.spec.before, "after": p.spec.after,
+                    "head_dim": model.head_dim, "key_lanes": key_lanes, "dim_lanes": dim_lanes,
+                    "tile_q": tiles.q if computed_as in ("flash", "blocksparse") else None,
+                    "tile_k": tiles.k if computed_as in ("flash", "blocksparse") else None,
+                    "cycles": cycles, "ideal_cycles": ideal, "clock_hz": clock_hz,
+                    "clock_source": clock_source, "latency_s": latency,
+                    "energy_j": sum(parts.values()) + static, "static_energy_j": static,
+                    "tech": table.name, "macs": acts["qk_macs"] + acts["sv_macs"],
+                    "offchip_bytes": _offchip(acts), **acts,
+                    **{f"energy_{k}_j": v for k, v in parts.items()},
+                    "energy_breakdown": components(parts, static),
+                    "note": model.note,
+                }
+                records.append(rec)
+                totals = _add(totals, rec, len(indices))
+            if model_scope:
+                totals.update(scope="model", layer_indices=list(range(model.layers)),
+                              layer_pattern="all layers", computed_as=dataflow,
+                              full_attention=any(p.kind == "full" for p in model.patterns))
+                records.append(totals)
+    _ratios(records)
     return records
+
+
+# per-layer figures that stay the same in a model's totals; every other number is summed
+_CONSTANT = ("seq_len", "layers", "heads", "kv_heads", "cores", "window", "before", "after",
+             "head_dim", "key_lanes", "dim_lanes", "clock_hz", "tile_q", "tile_k")
+
+
+def _add(totals: dict | None, rec: dict, times: int) -> dict:
+    summed = [k for k, v in rec.items() if k not in _CONSTANT and not isinstance(v, bool)
+              and isinstance(v, int | float)]
+    if totals is None:
+        totals = {**rec, **dict.fromkeys(summed, 0)}
+        totals["energy_breakdown"] = dict.fromkeys(COMPONENTS, 0.0)
+    for k in summed:
+        totals[k] = totals.get(k, 0) + rec[k] * times
+    for k, v in rec["energy_breakdown"].items():
+        totals["energy_breakdown"][k] += v * times
+    return totals
+
+
+def _ratios(records: list[dict]) -> None:
+    """Each record's latency and energy over SWAT's for the same length and layers."""
+    swat = {(r["seq_len"], r["scope"], tuple(r["layer_indices"])): r
+            for r in records if r["dataflow"] == "swat"}
+    for r in records:
+        ref = swat.get((r["seq_len"], r["scope"], tuple(r["layer_indices"])))
+        r["latency_ratio_to_swat"] = r["latency_s"] / ref["latency_s"] if ref else None
+        r["energy_ratio_to_swat"] = r["energy_j"] / ref["energy_j"] if ref else None
+
+
+def single_head(p: CoreParams) -> ModelConfig:
+    """One layer of one head with ``p``'s window: what ``swatkit estimate`` without ``--model``
+    estimates."""
+    s = p.spec
+    return ModelConfig("head", "head", 1, 1, 1, s.head_dim,
+                       (LayerPattern("window", s.before, s.after, s.dilation),))
+
+
+def estimate(p: CoreParams, seq_lens, dataflows=("swat", "dense"), *, clock_hz: float = 100e6,
+             table: EnergyTable | None = None, offchip_bytes_per_cycle: float = 16.0,
+             clock_source: str = "--clock-mhz", tiles: Tiles | None = None,
+             cores: int = 1) -> list[dict]:
+    """One record per (dataflow, seq_len) for one head on the core ``p``: cycles, latency,
+    energy (with ``energy_breakdown``), action counts and the ratios to SWAT.
+
+    ``p.hw.max_seq_len`` must cover every length (it sizes the core's counters only)."""
+    for n in seq_lens:
+        if not 1 <= n <= p.hw.max_seq_len:
+            raise ValueError(f"seq_len must be in 1..{p.hw.max_seq_len}, not {n}")
+    return estimate_model(single_head(p), seq_lens, dataflows, fmt=p.fmt,
+                          key_lanes=p.hw.key_lanes, dim_lanes=p.hw.dim_lanes, cores=cores,
+                          clock_hz=clock_hz, table=table,
+                          offchip_bytes_per_cycle=offchip_bytes_per_cycle, tiles=tiles,
+                          clock_source=clock_source, model_scope=False)

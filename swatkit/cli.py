@@ -21,6 +21,7 @@ COMMANDS = {
                 "model"),
     "flow": ("swatkit.cmd_flow", "build the on-board self-test with the open FPGA toolchain"),
     "estimate": ("swatkit.cmd_estimate", "estimate cycles, latency and energy per sequence length"),
+    "explore": ("swatkit.cmd_explore", "configurations of a model that fit a board, Pareto front"),
 }
 
 

@@ -1,8 +1,9 @@
-"""Estimate cycles, latency and energy per sequence length, SWAT core against a dense baseline.
+"""Estimate cycles, latency and energy per sequence length, for one head or a whole model, SWAT
+core against dense, FlashAttention-style and block-sparse baselines.
 
-Cycles of the SWAT core come from its exact cycle model (validated against RTL simulation);
-the dense baseline is the conventional unfused accelerator with the same MAC budget (see
-docs/estimation.md for its assumptions). Energy = action counts x an energy table (`--tech`).
+Cycles of the SWAT core come from its exact cycle model (validated against RTL simulation); the
+baselines have the same MAC budget and off-chip bandwidth (docs/estimation.md lists their
+assumptions). Energy = action counts x an energy table (`--tech`), by component.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from swatkit.options import (
+    SPEC_KEYS,
     UsageError,
     add_hardware_options,
     add_workload_options,
@@ -22,7 +24,7 @@ from swatkit.options import (
     resolve,
 )
 
-__all__ = ["add_arguments", "parse_lengths", "run"]
+__all__ = ["add_arguments", "clock_from_flow", "flow_core", "parse_lengths", "run"]
 
 DEFAULT_LENGTHS = [2 ** k for k in range(10, 17)]  # 1K … 64K
 
@@ -63,33 +65,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          seq_len_help="lengths: 1024,4096 or 1024:1048576:x2 "
                                       "(default 1024:65536:x2)")
     add_hardware_options(parser)
+    m = parser.add_argument_group("model (instead of one head)")
+    m.add_argument("--model", metavar="NAME|PATH",
+                   help="a Hugging Face config.json (file or folder) or a preset: "
+                        "longformer-base, longformer-large, bigbird-roberta-base, mistral-7b")
+    m.add_argument("--head-schedule", choices=("serial", "gqa"), default="serial",
+                   help="serial: heads one after another, K/V per head; gqa: the query heads "
+                        "of a key/value head against one pass of its K/V (default serial)")
+    m.add_argument("--cores", type=int, default=1, metavar="C",
+                   help="cores sharing the off-chip bandwidth (default 1)")
     e = parser.add_argument_group("estimate")
-    e.add_argument("--dataflow", default="swat,dense", metavar="LIST",
-                   help="swat, dense or both (default swat,dense)")
+    e.add_argument("--dataflow", default="swat,dense,flash,blocksparse", metavar="LIST",
+                   help="any of swat, dense, flash, blocksparse (default all four)")
+    e.add_argument("--tile-q", type=int, default=64, metavar="R",
+                   help="flash/blocksparse: query rows per tile (default 64)")
+    e.add_argument("--tile-k", type=int, default=64, metavar="C",
+                   help="flash/blocksparse: key rows per tile (default 64)")
     clock = e.add_mutually_exclusive_group()
     clock.add_argument("--clock-mhz", type=float, metavar="F",
                        help="clock for latency (default 100)")
     clock.add_argument("--from-flow", type=Path, metavar="DIR/flow.json",
-                       help="take the clock from the Fmax that `swatkit flow` measured")
+                       help="take the clock from the Fmax that `swatkit flow` measured (and the "
+                            "core from that flow: a different core is refused)")
     e.add_argument("--tech", default="asic45", metavar="asic45|fpga|FILE.toml",
                    help="energy table (default asic45)")
     e.add_argument("--offchip-bytes-per-cycle", type=float, default=16.0, metavar="B",
                    help="off-chip bandwidth (default 16)")
+    e.add_argument("--breakdown", action="store_true",
+                   help="energy by component (MACs, exp, reductions, buffers, off-chip, static) "
+                        "in the table")
     e.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="output format (default table)")
     e.add_argument("--plot", type=Path, metavar="FILE.png",
-                   help="write latency and energy vs N (log-log) to a PNG")
+                   help="write latency, energy, ratios to SWAT (log-log) and the energy "
+                        "breakdown to a PNG")
 
 
-def clock_from_flow(path: Path) -> float:
-    """The lowest achieved Fmax (MHz) in a `swatkit flow` report."""
+def _read_flow(path: Path) -> dict:
     try:
         report = json.loads(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"--from-flow: no such file: {path}") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UsageError(f"--from-flow: cannot read {path}: {e}") from None
-    fmax = report.get("fmax_mhz") if isinstance(report, dict) else None
+    if not isinstance(report, dict):
+        raise UsageError(f"--from-flow: {path} is not a flow.json report")
+    return report
+
+
+def clock_from_flow(path: Path, report: dict | None = None) -> float:
+    """The lowest achieved Fmax (MHz) in a `swatkit flow` report."""
+    report = _read_flow(path) if report is None else report
+    fmax = report.get("fmax_mhz")
     values = []
     if isinstance(fmax, int | float):
         values = [fmax]
@@ -104,10 +131,75 @@ def clock_from_flow(path: Path) -> float:
     return float(min(values))
 
 
+CORE_KEYS = ("head_dim", "window", "key_lanes", "dim_lanes", "data_bits")
+
+
+def flow_core(path: Path, report: dict) -> tuple[dict, str]:
+    """The core a flow built: its ``core`` record (``swatkit flow`` writes one), else the default
+    configuration of its board (a report without one), with where it came from."""
+    core = report.get("core")
+    if isinstance(core, dict) and all(isinstance(core.get(k), int) for k in CORE_KEYS):
+        return {k: core[k] for k in CORE_KEYS}, "its core record"
+    from swatkit.fpga_flows import BOARDS
+
+    board = BOARDS.get(report.get("board"))
+    if board is None:
+        raise UsageError(f"--from-flow: {path} records neither its core nor a known board, so "
+                         f"it cannot be checked against the core estimated here")
+    d = board.defaults
+    return ({"head_dim": d["head_dim"], "window": d["attention_window"] + 1,
+             "key_lanes": d["key_lanes"], "dim_lanes": d["dim_lanes"],
+             "data_bits": d.get("data_bits", 8)},
+            f"the {board.name} default (it has no core record)")
+
+
+def _describe_core(c: dict) -> str:
+    return (f"head_dim {c['head_dim']}, window {c['window']}, {c['key_lanes']}x{c['dim_lanes']} "
+            f"lanes, data_bits {c['data_bits']}")
+
+
+def _adopt_flow_core(args, path: Path, core: dict) -> None:
+    """Each core field the command line does not give is the flow's (not with --config or
+    --model, which define the core themselves)."""
+    if args.model or args.config:
+        return
+    for key in ("head_dim", "key_lanes", "dim_lanes", "data_bits"):
+        if getattr(args, key, None) is None:
+            setattr(args, key, core[key])
+    if any(getattr(args, k, None) is not None
+           for k in ("attention_window", "causal", "sliding_window")):
+        return
+    before = after = None
+    spec_file = path.parent / "swatkit.json"   # written beside flow.json by `swatkit flow`
+    if spec_file.exists():
+        try:
+            spec = json.loads(spec_file.read_text())["spec"]
+            before, after = int(spec["before"]), int(spec["after"])
+        except (OSError, ValueError, KeyError, TypeError):
+            before = after = None
+    if after == 0 and before is not None and before + 1 == core["window"]:
+        args.causal, args.sliding_window = True, core["window"]
+    elif core["window"] % 2 and core["window"] > 1:
+        args.attention_window = core["window"] - 1
+
+
 def run(args: argparse.Namespace) -> int:
-    from swatkit.sim.estimate import DATAFLOWS, TableError, estimate, load_table
+    from swatkit.sim.estimate import (
+        DATAFLOWS,
+        TableError,
+        Tiles,
+        estimate,
+        estimate_model,
+        load_table,
+    )
+    from swatkit.sim.models import ModelError, load_model
 
     lengths = args.seq_len or DEFAULT_LENGTHS
+    report = core = None
+    if args.from_flow:
+        report = _read_flow(args.from_flow)
+        core, core_source = flow_core(args.from_flow, report)
+        _adopt_flow_core(args, args.from_flow, core)
     args.seq_len = max(lengths)
     r = resolve(args)
     if r.sources.get("seq_len") == "config":  # a single length from the config file
@@ -115,12 +207,19 @@ def run(args: argparse.Namespace) -> int:
     dataflows = [d.strip() for d in args.dataflow.split(",") if d.strip()]
     for d in dataflows:
         if d not in DATAFLOWS:
-            raise UsageError(f"--dataflow must be a list of {' and '.join(DATAFLOWS)}, "
+            raise UsageError(f"--dataflow must be a subset of {', '.join(DATAFLOWS)}, "
                              f"not {d!r}")
     if not dataflows:
         raise UsageError("--dataflow must name at least one dataflow")
-    if args.from_flow:
-        clock_mhz, source = clock_from_flow(args.from_flow), f"fmax from {args.from_flow}"
+    dataflows = list(dict.fromkeys(dataflows))
+    if args.cores < 1:
+        raise UsageError(f"--cores must be a positive integer, not {args.cores}")
+    try:
+        tiles = Tiles(args.tile_q, args.tile_k)
+    except ValueError as e:
+        raise UsageError(f"--{str(e).replace('_', '-', 1)}") from None
+    if report is not None:
+        clock_mhz, source = clock_from_flow(args.from_flow, report), f"fmax from {args.from_flow}"
     else:
         clock_mhz = 100.0 if args.clock_mhz is None else args.clock_mhz
         source = "--clock-mhz" if args.clock_mhz is not None else "default 100 MHz"
@@ -133,49 +232,143 @@ def run(args: argparse.Namespace) -> int:
         table = load_table(args.tech)
     except TableError as e:
         raise UsageError(f"--tech: {e}") from None
-    params = core_params(r, max(lengths))
-    records = estimate(params, lengths, dataflows, clock_hz=clock_mhz * 1e6, table=table,
-                       offchip_bytes_per_cycle=args.offchip_bytes_per_cycle,
-                       clock_source=source)
+    common = {"clock_hz": clock_mhz * 1e6, "table": table, "tiles": tiles,
+              "offchip_bytes_per_cycle": args.offchip_bytes_per_cycle, "clock_source": source}
+    if args.model:
+        given = [SPEC_KEYS[k] for k in SPEC_KEYS
+                 if k != "seq_len" and r.sources.get(k) in ("option", "config")]
+        if given:
+            raise UsageError(f"{given[0]} cannot be combined with --model (the model sets the "
+                             f"attention pattern and head_dim)")
+        try:
+            model = load_model(args.model)
+        except ModelError as e:
+            raise UsageError(f"--model: {e}") from None
+        hw = {"key_lanes": 8, "dim_lanes": 8, **r.hardware}
+        windows = {p.spec(max(lengths), model.head_dim).window
+                   for p in model.patterns if p.kind == "window"}
+        estimated = [{"head_dim": model.head_dim, "window": w, **hw,
+                      "data_bits": r.fmt.data_bits} for w in sorted(windows)]
+        try:
+            records = estimate_model(model, lengths, dataflows, fmt=r.fmt, **hw,
+                                     head_schedule=args.head_schedule, cores=args.cores,
+                                     **common)
+        except (ModelError, TypeError, ValueError) as e:
+            raise UsageError(f"--model: {e}") from None
+    else:
+        model = None
+        params = core_params(r, max(lengths))
+        estimated = [{"head_dim": params.spec.head_dim, "window": params.window,
+                      "key_lanes": params.hw.key_lanes, "dim_lanes": params.hw.dim_lanes,
+                      "data_bits": params.fmt.data_bits}]
+        records = estimate(params, lengths, dataflows, cores=args.cores, **common)
+    if core is not None:
+        for c in estimated:
+            if c != core:
+                raise UsageError(f"--from-flow: {args.from_flow} built {_describe_core(core)} "
+                                 f"({core_source}), not the core estimated here "
+                                 f"({_describe_core(c)})")
     if args.format == "json":
         print(json.dumps(records, indent=1))
     elif args.format == "csv":
+        rows = [_flat(rec) for rec in records]
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(records[0]))
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for x in rows for k in x)))
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
-        print_table(records, table, clock_mhz, source)
+        print_table(records, table, clock_mhz, source, model, breakdown=args.breakdown)
     if args.plot:
-        plot(records, args.plot, table.name, clock_mhz)
+        plot(records, args.plot, table.name, clock_mhz, model)
         print(f"wrote {args.plot}", file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
 
 
-def print_table(records, table, clock_mhz, source) -> None:
+def _flat(rec: dict) -> dict:
+    """A record for CSV: the breakdown as ``breakdown_<component>_j`` columns, layers as A-B."""
+    out = {k: v for k, v in rec.items() if k != "energy_breakdown"}
+    idx = rec["layer_indices"]
+    out["layer_indices"] = f"{idx[0]}-{idx[-1]}" if idx == list(range(idx[0], idx[-1] + 1)) \
+        else " ".join(map(str, idx))
+    out.update({f"breakdown_{k}_j": v for k, v in rec["energy_breakdown"].items()})
+    return out
+
+
+def _layers(rec: dict) -> str:
+    idx = rec["layer_indices"]
+    if rec["scope"] == "model":
+        return f"model ({rec['layers']})"
+    span = f"{idx[0]}" if len(idx) == 1 else (
+        f"{idx[0]}-{idx[-1]}" if idx == list(range(idx[0], idx[-1] + 1)) else f"{len(idx)} layers")
+    return f"{span} ×{len(idx)}"
+
+
+def _title(records, clock_mhz, source, table, model) -> str:
+    first = records[0]
+    lanes = f"{first['key_lanes']}x{first['dim_lanes']} lanes"
+    if model is None:
+        return (f"{first['layer_pattern']}, head_dim {first['head_dim']}, {lanes}"
+                f"{'' if first['cores'] == 1 else ', ' + str(first['cores']) + ' cores'}, "
+                f"{clock_mhz:g} MHz ({source}), energy table {table.name}")
+    patterns = ", ".join(dict.fromkeys(r["layer_pattern"] for r in records
+                                       if r["scope"] == "layer"))
+    return (f"{model.name}: {model.layers} layers, {model.heads} heads ({model.kv_heads} K/V), "
+            f"head_dim {model.head_dim}, {patterns}; {first['head_schedule']} heads, "
+            f"{first['cores']} core{'s' if first['cores'] > 1 else ''} of {lanes}, "
+            f"{clock_mhz:g} MHz ({source}), energy table {table.name}")
+
+
+def print_table(records, table, clock_mhz, source, model=None, *, breakdown=False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    first = records[0]
-    t = Table(title=f"window {first['before']}+1+{first['after']}, head_dim {first['head_dim']}, "
-                    f"{first['key_lanes']}x{first['dim_lanes']} lanes, {clock_mhz:g} MHz "
-                    f"({source}), energy table {table.name}")
-    for col in ("dataflow", "N", "cycles", "cycles/ideal", "latency", "energy", "MACs",
-                "off-chip"):
-        t.add_column(col, justify="left" if col == "dataflow" else "right")
+    from swatkit.sim.estimate import COMPONENTS
+
+    t = Table(title=_title(records, clock_mhz, source, table, model))
+    columns = ["dataflow", "N"]
+    if model is not None:
+        columns += ["layers"]
+    columns += ["cycles", "cycles/ideal", "latency", "energy", "MACs", "off-chip",
+                "lat/SWAT", "E/SWAT"]
+    if breakdown:
+        columns += [f"E {c}" for c in COMPONENTS]
+    for col in columns:
+        t.add_column(col, justify="left" if col in ("dataflow", "layers") else "right")
     for r in records:
-        t.add_row(r["dataflow"], f"{r['seq_len']}", f"{r['cycles']:,}",
-                  f"{r['cycles'] / r['ideal_cycles']:.3f}", _si(r["latency_s"], "s"),
-                  _si(r["energy_j"], "J"), f"{r['macs']:.3g}", _si(r["offchip_bytes"], "B"))
-    Console(width=120).print(t)
-    by = {(r["dataflow"], r["seq_len"]): r for r in records}
-    ratios = [(n, by[("dense", n)], by[("swat", n)]) for n in sorted({r["seq_len"]
-              for r in records}) if ("dense", n) in by and ("swat", n) in by]
-    for n, dense, swat in ratios:
-        print(f"N={n}: dense/SWAT latency {dense['latency_s'] / swat['latency_s']:.1f}x, "
-              f"energy {dense['energy_j'] / swat['energy_j']:.1f}x")
+        name = r["dataflow"]
+        if r["computed_as"] != r["dataflow"] and r["scope"] == "layer":
+            name += f" ({r['computed_as']}: full layer)"
+        row = [name, f"{r['seq_len']}"]
+        if model is not None:
+            row.append(_layers(r))
+        row += [f"{r['cycles']:,}", f"{r['cycles'] / r['ideal_cycles']:.3f}",
+                _si(r["latency_s"], "s"), _si(r["energy_j"], "J"), f"{r['macs']:.3g}",
+                _si(r["offchip_bytes"], "B"), _ratio(r["latency_ratio_to_swat"]),
+                _ratio(r["energy_ratio_to_swat"])]
+        if breakdown:
+            row += [_si(r["energy_breakdown"][c], "J") for c in COMPONENTS]
+        t.add_row(*row)
+    Console(width=240 if breakdown else 160).print(t)
+    scope = "model" if model is not None else "layer"
+    for n in sorted({r["seq_len"] for r in records}):
+        parts = [f"{r['dataflow']}/SWAT latency {r['latency_ratio_to_swat']:.1f}x, "
+                 f"energy {r['energy_ratio_to_swat']:.1f}x" for r in records
+                 if r["seq_len"] == n and r["scope"] == scope and r["dataflow"] != "swat"
+                 and r["latency_ratio_to_swat"] is not None]
+        if parts:
+            print(f"N={n}: " + "; ".join(parts))
+    if model is not None:
+        if model.note:
+            print(f"not modelled: {model.note}")
+        if model.max_positions and max(r["seq_len"] for r in records) > model.max_positions:
+            print(f"note: {model.name} was trained for up to {model.max_positions} positions")
+        print(f"model values: {model.source}")
     print(f"energy table {table.name}: {table.source}")
+
+
+def _ratio(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
 
 
 def _si(value: float, unit: str) -> str:
@@ -186,31 +379,71 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-def plot(records, path: Path, tech: str, clock_mhz: float) -> None:
+def plot(records, path: Path, tech: str, clock_mhz: float, model=None) -> None:
+    """Latency, energy and the ratio of each baseline to SWAT vs N (log-log, x ticks at the
+    lengths estimated), and the energy by component at the largest N."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
-    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(10, 4))
-    for dataflow in dict.fromkeys(r["dataflow"] for r in records):
-        rows = [r for r in records if r["dataflow"] == dataflow]
-        n = [r["seq_len"] for r in rows]
-        ax_t.loglog(n, [r["latency_s"] for r in rows], "o-", label=dataflow)
-        ax_e.loglog(n, [r["energy_j"] for r in rows], "o-", label=dataflow)
-    first = records[0]
-    ax_t.set(xlabel="sequence length N", ylabel=f"latency (s) at {clock_mhz:g} MHz",
-             title="latency per head")
-    ax_e.set(xlabel="sequence length N", ylabel=f"energy (J), table {tech}",
-             title="energy per head")
-    for ax in (ax_t, ax_e):
+    from swatkit.sim.estimate import COMPONENTS
+
+    scope = "model" if model is not None else "layer"
+    rows = [r for r in records if r["scope"] == scope]
+    lengths = sorted({r["seq_len"] for r in rows})
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
+    ax_t, ax_e, ax_r, ax_b = axes
+    flows = list(dict.fromkeys(r["dataflow"] for r in rows))
+    for dataflow in flows:
+        mine = [r for r in rows if r["dataflow"] == dataflow]
+        n = [r["seq_len"] for r in mine]
+        line = ax_t.loglog(n, [r["latency_s"] for r in mine], "o-", label=dataflow)[0]
+        ax_e.loglog(n, [r["energy_j"] for r in mine], "o-", label=dataflow)
+        if dataflow != "swat" and mine[0]["latency_ratio_to_swat"] is not None:
+            ax_r.loglog(n, [r["latency_ratio_to_swat"] for r in mine], "o-",
+                        color=line.get_color(), label=f"{dataflow} latency")
+            ax_r.loglog(n, [r["energy_ratio_to_swat"] for r in mine], "s--",
+                        color=line.get_color(), label=f"{dataflow} energy")
+    per = "per model" if model is not None else "per head"
+    ax_t.set(ylabel=f"latency (s) at {clock_mhz:g} MHz", title=f"latency {per}")
+    ax_e.set(ylabel=f"energy (J), table {tech}", title=f"energy {per}")
+    ax_r.set(ylabel="baseline / SWAT", title="ratio to SWAT")
+    ax_r.axhline(1.0, color="grey", lw=0.8)
+    for ax in (ax_t, ax_e, ax_r):
+        ax.set_xlabel("sequence length N")
+        ax.xaxis.set_major_locator(FixedLocator(lengths))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{n // 1024}K" if n % 1024 == 0 else str(n) for n in lengths],
+                           rotation=45)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"window {first['window']}, head_dim {first['head_dim']}, "
-                 f"{first['key_lanes']}x{first['dim_lanes']} lanes")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    largest = [r for r in rows if r["seq_len"] == lengths[-1]]
+    bottom = [0.0] * len(largest)
+    names = [r["dataflow"] for r in largest]
+    for c in COMPONENTS:
+        shares = [100 * r["energy_breakdown"][c] / r["energy_j"] for r in largest]
+        ax_b.bar(names, shares, bottom=bottom, label=c)
+        bottom = [b + v for b, v in zip(bottom, shares, strict=True)]
+    for i, r in enumerate(largest):
+        ax_b.text(i, 101, _si(r["energy_j"], "J"), ha="center", va="bottom", fontsize=8)
+    ax_b.set(ylabel="share of energy (%)", ylim=(0, 112),
+             title=f"energy by component, N = {lengths[-1]}")
+    ax_b.legend(fontsize=7)
+    first = rows[0]
+    if model is not None:
+        patterns = dict.fromkeys(r["layer_pattern"] for r in records if r["scope"] == "layer")
+        what = (f"{model.name}: {', '.join(patterns)}, {model.heads} heads "
+                f"({model.kv_heads} K/V), head_dim {model.head_dim}, "
+                f"{first['head_schedule']}, {first['cores']} core(s)")
+    else:
+        what = f"{first['layer_pattern']}, head_dim {first['head_dim']}"
+    fig.suptitle(f"{what}; {first['key_lanes']}x{first['dim_lanes']} lanes")
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=110)
     except OSError as e:
         raise UsageError(f"--plot: cannot write {path}: {e.strerror}") from None
     finally:

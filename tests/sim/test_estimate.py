@@ -13,7 +13,15 @@ from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.sim.amaranth_core import run_core
 from swatkit.sim.cycle_model import swat_cycles
-from swatkit.sim.estimate import actions, dense_cycles, estimate, load_table
+from swatkit.sim.estimate import (
+    COMPONENTS,
+    Tiles,
+    actions,
+    dense_cycles,
+    estimate,
+    load_table,
+    tile_counts,
+)
 
 RTL_CASES = [
     (AttentionSpec(24, 8, 3, 2), HardwareConfig(2, 4, 32), NumberFormat()),
@@ -121,11 +129,12 @@ def test_cli_json_records():
     assert done.returncode == 0, done.stderr
     records = json.loads(done.stdout)
     assert [(r["dataflow"], r["seq_len"]) for r in records] == [
-        ("swat", 1024), ("swat", 2048), ("swat", 4096),
-        ("dense", 1024), ("dense", 2048), ("dense", 4096)]
+        (d, n) for d in ("swat", "dense", "flash", "blocksparse") for n in (1024, 2048, 4096)]
     for r in records:
         for key in ("window", "head_dim", "cycles", "latency_s", "energy_j", "macs",
-                    "offchip_bytes", "tech", "qk_macs", "exp_ops", "offchip_read_bytes"):
+                    "offchip_bytes", "tech", "qk_macs", "exp_ops", "offchip_read_bytes",
+                    "model", "layers", "heads", "kv_heads", "head_schedule", "cores",
+                    "energy_breakdown", "latency_ratio_to_swat", "energy_ratio_to_swat"):
             assert key in r
         assert r["tech"] == "fpga" and r["window"] == 65
 
@@ -140,27 +149,162 @@ def test_cli_csv_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_clock_from_flow(tmp_path):
+FMAX = {"sync": {"achieved": 50.0, "constraint": 25}}
+ULX3S_CORE = {"head_dim": 64, "window": 65, "key_lanes": 4, "dim_lanes": 8, "data_bits": 8,
+              "cycles_per_row": 136}
+
+
+def test_cli_clock_and_core_from_flow(tmp_path):
     flow = tmp_path / "flow.json"
-    flow.write_text(json.dumps({"fmax_mhz": {"sync": {"achieved": 50.0, "constraint": 25}}}))
+    flow.write_text(json.dumps({"board": "ulx3s-85f", "fmax_mhz": FMAX, "core": ULX3S_CORE}))
     done = swatkit("--seq-len", "1024", "--format", "json", "--from-flow", str(flow),
                    "--dataflow", "swat")
+    assert done.returncode == 0, done.stderr
     (rec,) = json.loads(done.stdout)
     assert rec["clock_hz"] == 50e6
     assert rec["latency_s"] == pytest.approx(rec["cycles"] / 50e6)
+    # no core options: the flow's core is estimated
+    assert (rec["window"], rec["key_lanes"], rec["dim_lanes"]) == (65, 4, 8)
+    same = swatkit("--seq-len", "1024", "--format", "json", "--from-flow", str(flow),
+                   "--dataflow", "swat", "--attention-window", "64", "--key-lanes", "4")
+    assert json.loads(same.stdout)[0]["cycles"] == rec["cycles"]
+
+
+@pytest.mark.parametrize(("report", "argv", "message"), [
+    ({"board": "ulx3s-85f", "fmax_mhz": FMAX, "core": ULX3S_CORE}, ["--key-lanes", "8"],
+     "--from-flow: {p} built head_dim 64, window 65, 4x8 lanes, data_bits 8 (its core record), "
+     "not the core estimated here (head_dim 64, window 65, 8x8 lanes, data_bits 8)"),
+    # a report without a core record: the board's default configuration is assumed
+    ({"board": "icebreaker", "fmax_mhz": FMAX}, ["--attention-window", "16"],
+     "--from-flow: {p} built head_dim 8, window 9, 1x2 lanes, data_bits 8 (the icebreaker "
+     "default (it has no core record)), not the core estimated here (head_dim 8, window 17, "
+     "1x2 lanes, data_bits 8)"),
+    ({"fmax_mhz": FMAX}, [],
+     "--from-flow: {p} records neither its core nor a known board, so it cannot be checked "
+     "against the core estimated here"),
+    ({"board": "ulx3s-85f", "fmax_mhz": FMAX, "core": ULX3S_CORE}, ["--model", "mistral-7b"],
+     "--from-flow: {p} built head_dim 64, window 65, 4x8 lanes, data_bits 8 (its core record), "
+     "not the core estimated here (head_dim 128, window 4096, 8x8 lanes, data_bits 8)"),
+])
+def test_cli_from_flow_refuses_another_core(tmp_path, report, argv, message):
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps(report))
+    done = swatkit("--seq-len", "1024", "--from-flow", str(flow), *argv)
+    assert done.returncode == 2
+    assert done.stderr == f"swatkit: error: {message.format(p=flow)}\n"
+
+
+def test_cli_model_json_and_breakdown_table():
+    done = swatkit("--model", "longformer-base", "--seq-len", "2048", "--format", "json",
+                   "--cores", "3", "--dataflow", "swat,blocksparse")
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout)
+    assert [(r["dataflow"], r["scope"]) for r in records] == [
+        ("swat", "layer"), ("swat", "model"), ("blocksparse", "layer"), ("blocksparse", "model")]
+    layer, model = records[:2]
+    assert (model["model"], model["layers"], model["heads"], model["kv_heads"],
+            model["head_schedule"], model["cores"]) == ("longformer-base", 12, 12, 12,
+                                                       "serial", 3)
+    assert model["cycles"] == 12 * layer["cycles"]
+    assert set(model["energy_breakdown"]) == set(COMPONENTS)
+    assert records[3]["latency_ratio_to_swat"] == pytest.approx(
+        records[3]["latency_s"] / model["latency_s"])
+    table = swatkit("--model", "bigbird-roberta-base", "--seq-len", "4096", "--breakdown",
+                    "--dataflow", "swat,flash")
+    assert table.returncode == 0, table.stderr
+    assert "E buffers" in table.stdout and "model (12)" in table.stdout
+    assert "not modelled: window part only" in table.stdout
+    assert "N=4096: flash/SWAT latency" in table.stdout
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--seq-len", "0"], "argument --seq-len: must be positive integers, not 0"),
     (["--seq-len", "8:4:x2"], "argument --seq-len: a range must not end before it starts: "
                               "'8:4:x2'"),
-    (["--dataflow", "swat,gpu"], "--dataflow must be a list of swat and dense, not 'gpu'"),
+    (["--dataflow", "swat,gpu"], "--dataflow must be a subset of swat, dense, flash, "
+                                 "blocksparse, not 'gpu'"),
     (["--tech", "missing.toml"], "--tech: no such energy table: missing.toml (expected asic45 "
                                  "or fpga or a TOML file)"),
     (["--clock-mhz", "0"], "--clock-mhz must be positive, not 0"),
     (["--from-flow", "nope.json"], "--from-flow: no such file: nope.json"),
+    (["--model", "gpt-5"], "--model: unknown model 'gpt-5': not a preset (longformer-base, "
+                           "longformer-large, bigbird-roberta-base, mistral-7b) and no such "
+                           "file or folder"),
+    (["--model", "mistral-7b", "--head-dim", "64"], "--head-dim cannot be combined with --model "
+                                                    "(the model sets the attention pattern and "
+                                                    "head_dim)"),
+    (["--model", "mistral-7b", "--dim-lanes", "3"],
+     "--model: model mistral-7b, layer 0 (causal window 4096): dim_lanes (3) must divide "
+     "head_dim (128)"),
+    (["--cores", "0"], "--cores must be a positive integer, not 0"),
+    (["--tile-q", "0"], "--tile-q must be a positive integer, not 0"),
+    (["--tile-k", "-3"], "--tile-k must be a positive integer, not -3"),
 ])
 def test_cli_bad_values(argv, message):
     done = swatkit(*argv)
     assert done.returncode == 2
     assert done.stderr == f"swatkit: error: {message}\n"
+
+
+def test_buffer_energy_through_horowitz_points():
+    t = load_table("asic45")
+    for kbytes, pj in ((8, 10.0), (32, 20.0), (1024, 100.0)):
+        assert t.sram_bit(kbytes * 1024 * 8) * 64 == pytest.approx(pj)
+    assert t.sram_bit(2 * 1024 * 8) * 64 == pytest.approx(5.0)        # 8->32 KB slope, extended
+    assert 20.0 < t.sram_bit(256 * 1024 * 8) * 64 < 100.0
+    fpga = load_table("fpga")
+    assert fpga.sram_bit(32 * 1024 * 8) == pytest.approx(14 * t.sram_bit(32 * 1024 * 8))
+
+
+def test_buffer_energy_follows_the_core_buffer_size():
+    # the same actions cost more in a core whose K/V ring banks are larger
+    fmt = NumberFormat()
+    small = CoreParams(AttentionSpec.longformer(4096, 64, 64), fmt, HardwareConfig(8, 8, 4096))
+    big = CoreParams(AttentionSpec.longformer(4096, 64, 64), fmt, HardwareConfig(1, 8, 4096))
+    (a,) = estimate(small, [4096], ["swat"])
+    (b,) = estimate(big, [4096], ["swat"])
+    assert a["kv_buffer_read_bits"] == b["kv_buffer_read_bits"]
+    assert b["energy_buffers_j"] > a["energy_buffers_j"]
+
+
+@pytest.mark.parametrize("spec", [AttentionSpec(300, 8, 20, 20), AttentionSpec(300, 8, 70, 0),
+                                  AttentionSpec(257, 8, 3, 100), AttentionSpec(300, 8, 299, 0)])
+@pytest.mark.parametrize("tiles", [Tiles(64, 64), Tiles(32, 48), Tiles(1, 1), Tiles(100, 7)])
+def test_tiles_equal_a_count_over_the_mask(spec, tiles):
+    p = CoreParams(spec, NumberFormat(), HardwareConfig(1, 1, spec.seq_len))
+    n, mask = spec.seq_len, spec.mask()
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    for dataflow, keep in (("blocksparse", mask),
+                           ("flash", causal if spec.after == 0 else np.ones_like(mask))):
+        pairs = fetched = computed = 0
+        for r0 in range(0, n, tiles.q):
+            for c0 in range(0, n, tiles.k):
+                block = keep[r0:r0 + tiles.q, c0:c0 + tiles.k]
+                if block.any():   # a tile with one kept pair is computed whole
+                    pairs += block.size
+                    fetched += block.shape[1]
+                    computed += 1
+        t = tile_counts(p, n, dataflow, tiles)
+        assert (t["pairs_computed"], t["kv_rows_fetched"], t["tiles_computed"]) == (
+            pairs, fetched, computed), dataflow
+    if tiles == Tiles(1, 1):   # one-pair tiles: block-sparse does exactly the window's work
+        assert tile_counts(p, n, "blocksparse", tiles)["pairs_computed"] == spec.pair_count()
+
+
+def test_baselines_same_budget_and_breakdown_adds_up():
+    p = CoreParams(AttentionSpec.longformer(4096, 64), NumberFormat(), HardwareConfig(8, 8, 4096))
+    recs = {r["dataflow"]: r for r in estimate(p, [4096], ["swat", "dense", "flash",
+                                                            "blocksparse"])}
+    for r in recs.values():
+        assert sum(r["energy_breakdown"].values()) == pytest.approx(r["energy_j"])
+        assert r["latency_ratio_to_swat"] == pytest.approx(r["latency_s"]
+                                                           / recs["swat"]["latency_s"])
+    flash, bs = recs["flash"], recs["blocksparse"]
+    # fused dense: every pair, K/V once per query tile of 64 rows, no scores off-chip
+    assert flash["qk_macs"] == 4096 * 4096 * 64
+    assert flash["offchip_read_bytes"] == 4096 * 64 + 2 * 64 * 4096 * 64
+    assert flash["cycles"] >= flash["qk_macs"] / 64
+    # window tiles: more work than the window (partial tiles whole), far less than dense
+    assert recs["swat"]["macs"] < bs["macs"] < 1.3 * recs["swat"]["macs"]
+    assert 1.0 < bs["latency_ratio_to_swat"] < flash["latency_ratio_to_swat"]
+    assert flash["latency_ratio_to_swat"] < recs["dense"]["latency_ratio_to_swat"]

@@ -1,0 +1,222 @@
+"""Explore SWAT configurations for a model on a board: key lanes × dim lanes × cores that fit.
+
+Each point's resources come from a resource model calibrated on measured builds of the board
+(shipped: docs/fpga.md's ULX3S-85F and iCEBreaker sweeps; `--flows DIR` adds or replaces
+flow.json reports), its clock from a measured Fmax, its latency and energy from the model
+estimate; the Pareto front over latency, energy and utilisation is marked. See
+docs/estimation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from swatkit.options import UsageError
+
+__all__ = ["add_arguments", "parse_resources", "run"]
+
+RESOURCE_NAMES = {"lut": "LUT", "ff": "FF", "dsp": "DSP", "bram": "BRAM"}
+
+
+def parse_resources(text: str) -> dict:
+    """``dsp=156,bram=208,lut=83640`` -> ``{"DSP": 156, "BRAM": 208, "LUT": 83640}``."""
+    out = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        key = RESOURCE_NAMES.get(name.strip().lower())
+        if key is None:
+            raise argparse.ArgumentTypeError(
+                f"must be NAME=COUNT items with NAME one of {', '.join(RESOURCE_NAMES)}, "
+                f"not {item.strip()!r}")
+        try:
+            count = int(value)
+        except ValueError:
+            count = -1
+        if count < 0:
+            raise argparse.ArgumentTypeError(
+                f"{name.strip()} must be a non-negative integer, not {value.strip()!r}")
+        out[key] = count
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="NAME|PATH",
+                        help="a preset (longformer-base, longformer-large, bigbird-roberta-base, "
+                             "mistral-7b) or a Hugging Face config.json")
+    parser.add_argument("--seq-len", type=int, default=4096, metavar="N",
+                        help="sequence length (default 4096)")
+    parser.add_argument("--board", default="ulx3s-85f", metavar="BOARD",
+                        help="the device and its calibration (default ulx3s-85f; shipped: "
+                             "ulx3s-85f, icebreaker)")
+    parser.add_argument("--resources", type=parse_resources, metavar="dsp=N,bram=N,lut=N",
+                        help="a budget instead of the board's whole device")
+    parser.add_argument("--flows", type=Path, metavar="DIR",
+                        help="flow.json reports (searched recursively) to calibrate on, with "
+                             "the shipped points of other configurations")
+    parser.add_argument("--head-schedule", choices=("serial", "gqa"), default="serial",
+                        help="as for swatkit estimate (default serial)")
+    parser.add_argument("--max-cores", type=int, metavar="C",
+                        help="most cores to try (default: the heads to schedule, at most 16)")
+    parser.add_argument("--tech", default="fpga", metavar="asic45|fpga|FILE.toml",
+                        help="energy table (default fpga)")
+    parser.add_argument("--offchip-bytes-per-cycle", type=float, default=16.0, metavar="B",
+                        help="off-chip bandwidth shared by the cores (default 16)")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.add_argument("--all", action="store_true",
+                        help="table: every point that fits, not only the Pareto front")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="latency against utilisation, the Pareto front joined")
+
+
+def run(args: argparse.Namespace) -> int:
+    from swatkit.sim.estimate import TableError, load_table
+    from swatkit.sim.explore import (
+        RESOURCES,
+        ExploreError,
+        ResourceModel,
+        explore,
+        held_out_errors,
+        load_calibration,
+    )
+    from swatkit.sim.models import ModelError, load_model
+
+    if args.seq_len < 1:
+        raise UsageError(f"--seq-len must be a positive integer, not {args.seq_len}")
+    if args.max_cores is not None and args.max_cores < 1:
+        raise UsageError(f"--max-cores must be a positive integer, not {args.max_cores}")
+    if not args.offchip_bytes_per_cycle > 0:
+        raise UsageError(f"--offchip-bytes-per-cycle must be positive, "
+                         f"not {args.offchip_bytes_per_cycle:g}")
+    try:
+        model = load_model(args.model)
+    except ModelError as e:
+        raise UsageError(f"--model: {e}") from None
+    try:
+        table = load_table(args.tech)
+    except TableError as e:
+        raise UsageError(f"--tech: {e}") from None
+    try:
+        cal = load_calibration(args.board, args.flows)
+    except ExploreError as e:
+        raise UsageError(str(e) if str(e).startswith("--flows") else f"--board: {e}") from None
+    try:
+        points = explore(model, args.seq_len, cal, budget=args.resources,
+                         head_schedule=args.head_schedule, max_cores=args.max_cores,
+                         table=table, offchip_bytes_per_cycle=args.offchip_bytes_per_cycle)
+    except ModelError as e:
+        raise UsageError(f"--model: {e}") from None
+    except ExploreError as e:
+        raise UsageError(str(e)) from None
+    fit = ResourceModel.fit(cal)
+    held = held_out_errors(cal)
+    summary = {
+        "model": model.name, "seq_len": args.seq_len, "board": cal.board,
+        "budget": {**cal.available, **(args.resources or {})},
+        "calibration": {"source": cal.source, "points": list(cal.points),
+                        "coefficients": fit.coef, "held_out": held},
+        "points": points,
+    }
+    if args.format == "json":
+        print(json.dumps(summary, indent=1))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        rows = [{**{k: v for k, v in p.items() if k != "energy_breakdown"},
+                 **{f"breakdown_{k}_j": v for k, v in p["energy_breakdown"].items()}}
+                for p in points]
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        print_table(summary, show_all=args.all, resources=RESOURCES, table=table)
+    if args.plot:
+        plot(summary, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr if args.format != "table" else sys.stdout)
+    return 0
+
+
+def _held_out_line(name: str, rows: list[dict]) -> str:
+    if not rows:
+        return f"{name}: too few measured points to hold one back"
+    errs = [100 * (r["predicted"] - r["measured"]) / r["measured"] for r in rows]
+    each = ", ".join(f"{r['key_lanes']}x{r['dim_lanes']} {e:+.1f}%"
+                     for r, e in zip(rows, errs, strict=True))
+    return f"{name}: worst {max(abs(e) for e in errs):.1f}% ({each})"
+
+
+def print_table(summary: dict, *, show_all: bool, resources, table) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from swatkit.cmd_estimate import _si
+
+    points = summary["points"]
+    shown = points if show_all else [p for p in points if p["pareto"]]
+    budget = summary["budget"]
+    first = points[0]
+    t = Table(title=f"{summary['model']} at N = {summary['seq_len']} on {summary['board']} "
+                    f"({', '.join(f'{k} {budget[k]}' for k in resources if k in budget)}); "
+                    f"{first['head_schedule']} heads, energy table {first['tech']}")
+    cols = ["KLxDL", "cores", "MACs/cycle", *resources, "util", "Fmax MHz", "latency", "energy",
+            "pareto"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("KLxDL", "pareto") else "right")
+    for p in shown:
+        t.add_row(f"{p['key_lanes']}x{p['dim_lanes']}", str(p["cores"]), str(p["macs_per_cycle"]),
+                  *(str(p[k]) for k in resources), f"{100 * p['utilisation']:.0f}%",
+                  f"{p['fmax_mhz']:g}" + ("" if p["fmax_source"] == "measured" else "*"),
+                  _si(p["latency_s"], "s"), _si(p["energy_j"], "J"), "yes" if p["pareto"] else "")
+    Console(width=160).print(t)
+    front = sum(p["pareto"] for p in points)
+    print(f"{len(points)} points fit; {front} on the Pareto front (latency, energy, "
+          f"utilisation){'' if show_all else '; --all lists every point'}")
+    print("resources: as `swatkit flow` builds the core with its self-test; Fmax* = "
+          + "; ".join(sorted({p["fmax_source"] for p in shown if p["fmax_source"] != "measured"}))
+          if any(p["fmax_source"] != "measured" for p in shown) else
+          "resources: as `swatkit flow` builds the core with its self-test")
+    print("resource model, each measured point held back and predicted from the others:")
+    for name, rows in summary["calibration"]["held_out"].items():
+        print("  " + _held_out_line(name, rows))
+    print(f"calibration: {summary['calibration']['source']}")
+    print(f"energy table {table.name}: {table.source}")
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = summary["points"]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    sc = ax.scatter([100 * p["utilisation"] for p in points], [p["latency_s"] for p in points],
+                    c=[p["energy_j"] for p in points], cmap="viridis", s=22, alpha=0.8)
+    front = sorted((p for p in points if p["pareto"]), key=lambda p: p["utilisation"])
+    ax.plot([100 * p["utilisation"] for p in front], [p["latency_s"] for p in front], "r-",
+            lw=1, label="Pareto front (latency, energy, utilisation)")
+    ax.scatter([100 * p["utilisation"] for p in front], [p["latency_s"] for p in front],
+               facecolors="none", edgecolors="r", s=60)
+    for p in front:
+        ax.annotate(f"{p['key_lanes']}x{p['dim_lanes']}x{p['cores']}",
+                    (100 * p["utilisation"], p["latency_s"]), fontsize=7,
+                    textcoords="offset points", xytext=(4, 3))
+    ax.set_yscale("log")
+    ax.set(xlabel="utilisation of the most used resource (%)",
+           ylabel="latency per model (s)",
+           title=f"{summary['model']}, N = {summary['seq_len']}, {summary['board']} "
+                 f"(labels KLxDLxcores)")
+    fig.colorbar(sc, label="energy per model (J)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise UsageError(f"--plot: cannot write {path}: {e.strerror}") from None
+    finally:
+        plt.close(fig)

@@ -1,0 +1,150 @@
+"""Design-space exploration: the calibrated resource model, the Pareto front, the CLI."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.rtl import CoreParams, HardwareConfig
+from swatkit.sim.explore import (
+    ExploreError,
+    ResourceModel,
+    explore,
+    features,
+    held_out_errors,
+    load_calibration,
+    pareto_front,
+)
+from swatkit.sim.models import load_model
+
+
+@pytest.mark.parametrize("board", ["ulx3s-85f", "icebreaker"])
+def test_resource_model_reproduces_the_measured_builds(board):
+    cal = load_calibration(board)
+    rm = ResourceModel.fit(cal)
+    for pt in cal.points:
+        p = CoreParams(AttentionSpec(pt["seq_len"], pt["head_dim"], pt["before"], pt["after"]),
+                       NumberFormat(), HardwareConfig(pt["key_lanes"], pt["dim_lanes"],
+                                                      pt["seq_len"]))
+        got = rm.predict(p, pt["test_rows"])
+        for name in ("DSP", "BRAM"):   # structural: exact on every measured point
+            if pt.get(name) is not None:
+                assert got[name] == pt[name], (name, pt)
+        for name in ("LUT", "FF"):
+            if pt.get(name) is not None:
+                assert abs(got[name] - pt[name]) <= 0.1 * pt[name], (name, pt)
+
+
+def test_held_out_points_are_predicted_within_the_stated_error():
+    held = held_out_errors(load_calibration("ulx3s-85f"))
+    assert len(held["LUT"]) == 5 and len(held["FF"]) == 4
+    for name, bound in (("LUT", 0.09), ("FF", 0.12), ("DSP", 0.0), ("BRAM", 0.0)):
+        for row in held[name]:
+            assert abs(row["predicted"] - row["measured"]) <= bound * row["measured"], row
+
+
+def test_block_ram_geometry():
+    spec = AttentionSpec.longformer(4096, 64, 64)
+    p = CoreParams(spec, NumberFormat(), HardwareConfig(1, 8, 4096))
+    f = features(p, 128, "ecp5", 64)
+    # K and V: 64 bits x 544 words -> 4 DP16KD each; the score memory (22 x 195) -> 1
+    assert f["core_blocks"] == 2 * 4 + 1
+    assert f["selftest_blocks"] == 15 + 29 + 15     # 512-, 1024-, 512-bit ROMs of 128 rows
+    assert f["multipliers"] == 2 * 8 + 1
+    assert features(p, 128, "ecp5", 64, group=4)["multipliers"] == 4 * 17
+
+
+def test_pareto_front():
+    pts = [{"latency_s": 1, "energy_j": 5, "utilisation": 0.5},
+           {"latency_s": 2, "energy_j": 5, "utilisation": 0.5},     # dominated by the first
+           {"latency_s": 3, "energy_j": 1, "utilisation": 0.9},
+           {"latency_s": 1, "energy_j": 5, "utilisation": 0.4}]     # dominates the first
+    pareto_front(pts)
+    assert [p["pareto"] for p in pts] == [False, False, True, True]
+
+
+def test_explore_longformer_on_the_ulx3s():
+    cal = load_calibration("ulx3s-85f")
+    points = explore(load_model("longformer-base"), 4096, cal)
+    assert points and all(p[k] <= cal.available[k] for p in points
+                          for k in ("LUT", "FF", "DSP", "BRAM"))
+    front = [p for p in points if p["pareto"]]
+    assert front and len(front) < len(points)
+    fastest = points[0]
+    assert fastest["pareto"] and fastest["latency_s"] == min(p["latency_s"] for p in points)
+    by = {(p["key_lanes"], p["dim_lanes"], p["cores"]): p for p in points}
+    assert by[1, 8, 1]["fmax_mhz"] == 88.48                    # measured at these lanes
+    assert by[1, 8, 1]["DSP"] == 19
+    assert by[4, 8, 2]["DSP"] == 2 * 70
+    assert "routing not finished" in by[8, 8, 1]["fmax_source"]
+    with pytest.raises(ExploreError, match=r"^nothing fits the budget: the smallest point "
+                                           r"\(1x1 lanes, 1 core\) needs DSP 5 of 2$"):
+        explore(load_model("longformer-base"), 4096, cal, budget={"DSP": 2})
+
+
+def test_no_calibration_for_a_board():
+    with pytest.raises(ExploreError, match=r"^no calibration data for board 'tangnano9k' "
+                                           r"\(shipped: ulx3s-85f, icebreaker\); give measured "
+                                           r"flows with --flows DIR$"):
+        load_calibration("tangnano9k")
+
+
+def test_flows_refresh_the_calibration(tmp_path):
+    run = tmp_path / "b" / "kl4-dl8"
+    run.mkdir(parents=True)
+    (run / "flow.json").write_text(json.dumps({
+        "board": "ulx3s-85f", "fmax_mhz": {"sync": {"achieved": 90.0}},
+        "core": {"head_dim": 64, "window": 65, "key_lanes": 4, "dim_lanes": 8, "data_bits": 8},
+        "utilization": {n: {"used": u, "available": a} for n, u, a in (
+            ("LUT", 17000, 83640), ("FF", 13000, 83640), ("DSP", 70, 156),
+            ("BRAM", 75, 208))}}))
+    (run / "swatkit.json").write_text(json.dumps({
+        "spec": {"before": 32, "after": 32}, "hardware": {"max_seq_len": 4096},
+        "selftest": {"rows": 128}}))
+    cal = load_calibration("ulx3s-85f", tmp_path)
+    mine = [p for p in cal.points if (p["key_lanes"], p["dim_lanes"]) == (4, 8)]
+    assert len(mine) == 1 and mine[0]["LUT"] == 17000 and mine[0]["fmax_mhz"] == 90.0
+    assert len(cal.points) == 5
+
+
+def explore_cli(*argv):
+    return subprocess.run([sys.executable, "-m", "swatkit.cli", "explore", *argv],
+                          capture_output=True, text=True)
+
+
+def test_cli_json_csv_and_plot(tmp_path):
+    png = tmp_path / "front.png"
+    done = explore_cli("--model", "longformer-base", "--format", "json", "--plot", str(png))
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["board"] == "ulx3s-85f" and out["calibration"]["held_out"]["LUT"]
+    assert any(p["pareto"] for p in out["points"]) and not all(
+        p["pareto"] for p in out["points"])
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    done = explore_cli("--model", "mistral-7b", "--board", "icebreaker", "--resources",
+                       "dsp=8", "--seq-len", "1024", "--format", "csv", "--head-schedule", "gqa")
+    assert done.returncode == 2
+    assert done.stderr.startswith("swatkit: error: nothing fits the budget: the smallest point "
+                                  "(1x1 lanes, 1 core) needs ")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--model", "nope"], "--model: unknown model 'nope': not a preset (longformer-base, "
+                          "longformer-large, bigbird-roberta-base, mistral-7b) and no such "
+                          "file or folder"),
+    (["--model", "longformer-base", "--resources", "dsp=-1"],
+     "argument --resources: dsp must be a non-negative integer, not '-1'"),
+    (["--model", "longformer-base", "--resources", "alm=3"],
+     "argument --resources: must be NAME=COUNT items with NAME one of lut, ff, dsp, bram, "
+     "not 'alm=3'"),
+    (["--model", "longformer-base", "--board", "de10"],
+     "--board: unknown board 'de10' (known: ulx3s-85f, icebreaker, tangnano9k)"),
+    (["--model", "longformer-base", "--resources", "dsp=10,bram=40"],
+     "nothing fits the budget: the smallest point (1x1 lanes, 1 core) needs BRAM 96 of 40"),
+])
+def test_cli_bad_values(argv, message):
+    done = explore_cli(*argv)
+    assert done.returncode == 2
+    assert done.stderr == f"swatkit: error: {message}\n"
