@@ -15,25 +15,28 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from swatkit.cmd_regress import matrix, shipped_builds
 from swatkit.rtl import CoreParams
 from swatkit.sim.regress import (
+    DEFAULT_CORE,
     FAST,
     FULL,
     HEAVY,
     INPUT_KINDS,
     Build,
     Case,
+    CaseResult,
     make_inputs,
     run_case,
 )
 
-FULL_ONLY = [c for c in FULL if c not in FAST]
-ROOT = Path(__file__).resolve().parent.parent.parent
+MATRIX_FAST = matrix(False)
+MATRIX_FULL = matrix(True)
+FULL_ONLY = [c for c in MATRIX_FULL if c not in MATRIX_FAST]
 
 
 def check_case(case: Case, request, seed: int) -> None:
@@ -63,7 +66,7 @@ def check_case(case: Case, request, seed: int) -> None:
     assert result.cycles == result.monitor_cycles > 0
 
 
-@pytest.mark.parametrize("case", FAST, ids=[c.id for c in FAST])
+@pytest.mark.parametrize("case", MATRIX_FAST, ids=[c.id for c in MATRIX_FAST])
 def test_fast(case, request, regress_seed):
     check_case(case, request, regress_seed)
 
@@ -111,6 +114,38 @@ def test_fast_matrix_covers_the_issue():
     assert any(c.gap >= 0.3 and c.stall >= 0.3 for c in FAST)
     assert HEAVY >= 0.3
     assert len({c.id for c in FULL}) == len(FULL) and set(FAST) <= set(FULL)
+    # faults: a reset with rows in flight, long deterministic stalls, runs of different N
+    assert any(c.reset_after for c in FAST)
+    assert any(s == "o_hold" and n >= 2000 for c in FAST for s, _, n in c.holds)
+    assert {s for c in FAST for s, _, n in c.holds if n >= 1000} >= {"q_hold", "kv_hold"}
+    assert any(len(set(c.seq_lens)) > 2 and c.idle == (0,) for c in FAST)
+
+
+def test_matrix_covers_what_we_ship():
+    """The default core and every board's default core run at real size in the fast matrix
+    (stall-free, so the cycle model is checked, and under stalls), the big ones in the full."""
+    shipped = shipped_builds()
+    assert shipped[0] == DEFAULT_CORE
+    for build in shipped:
+        sizes = [c for c in MATRIX_FAST if c.build == build]
+        assert any(c.stall_free and max(c.seq_lens) >= min(1024, build.max_seq_len)
+                   for c in sizes), build.id
+    assert any(b.dsp == "ecp5" for b in shipped)
+    assert any(c.build == DEFAULT_CORE and c.seq_lens == (4096,) for c in FULL_ONLY)
+    mistral = [c for c in FULL_ONLY if c.build.after == 0 and c.build.head_dim == 128]
+    assert mistral and mistral[0].build.before == 4095 and mistral[0].seq_lens[0] >= 4608
+    assert len({c.id for c in MATRIX_FULL}) == len(MATRIX_FULL)
+
+
+def test_default_core_is_what_generate_writes():
+    """DEFAULT_CORE is the configuration `swatkit generate` resolves with no options."""
+    from swatkit.cli import build_parser
+    from swatkit.options import core_params, resolve
+
+    args = build_parser().parse_args(["generate"])
+    r = resolve(args)
+    params = core_params(r, r.spec.seq_len)
+    assert Build.from_params(DEFAULT_CORE.id, params) == DEFAULT_CORE
 
 
 @pytest.mark.parametrize("kind", INPUT_KINDS)
@@ -124,8 +159,14 @@ def test_inputs_are_in_range(kind):
 
 def test_cases_are_checked():
     b = FAST[0].build
-    with pytest.raises(ValueError, match=r"^x: seq_lens must be in 1\.\.1000, not \(0,\)$"):
+    with pytest.raises(ValueError, match=r"^x: seq_lens must be in 1\.\.1000 each and at most "
+                       r"1000 in all \(the harness's memories\), not \(0,\)$"):
         Case("x", b, (0,))
+    with pytest.raises(ValueError, match=r"^x: seq_lens must be .*, not \(600, 600\)$"):
+        Case("x", b, (600, 600))
+    with pytest.raises(ValueError, match=r"^x: holds must be \(one of o_hold, q_hold, kv_hold, "
+                       r"at >= 0, cycles >= 1\), not \('x_hold', 1, 5\)$"):
+        Case("x", b, (5,), holds=(("x_hold", 1, 5),))
     with pytest.raises(ValueError, match=r"^x: stall must be in \[0, 1\), not 1\.0$"):
         Case("x", b, (5,), stall=1.0)
     with pytest.raises(ValueError, match=r"^x: inputs must be one of .*, not 'noise'$"):
@@ -143,22 +184,46 @@ def swatkit(*argv, cwd=None):
                           text=True, cwd=cwd)
 
 
+LAST_LINE = (r"(\d+) tests, (\d+) failed; (\d+) output rows checked bit-exact; \d+ core cycles; "
+             r"wall \d+m[\d.]+s; Verilator\+cocotb simulated \d+ cycles at [\d,]+ cycles/s")
+
+
 def test_cli_runs_cases_and_reports(request, regress_seed, tmp_path):
+    """A matrix case by -k, from a folder that is not the checkout: the reports go there."""
     case = "bi3_k3d4/edges-heavy"
     build_dir = request.config.getoption("build_dir")
     done = swatkit("regress", "-k", case, "-n", "0", "--seed", str(regress_seed),
-                   "--json", str(tmp_path / "r.json"), "--junitxml", str(tmp_path / "j.xml"),
-                   *(["--build-dir", build_dir] if build_dir else []), cwd=ROOT)
+                   "--json", "r.json", *(["--build-dir", build_dir] if build_dir else []),
+                   cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"seed {regress_seed}" in done.stdout
-    assert re.search(r"config\s.*rows\s.*cycles\s.*cycles/ideal\s.*result", done.stdout)
+    assert re.search(r"case\s.*rows\s.*cycles\s.*cycles/ideal\s.*result", done.stdout)
+    last = re.fullmatch(LAST_LINE, done.stdout.strip().splitlines()[-1])
+    assert last and last[1] == "1" and last[2] == "0"
     record = json.loads((tmp_path / "r.json").read_text())
     assert record["seed"] == regress_seed and record["totals"]["failed"] == 0
     assert [c["name"] for c in record["cases"]] == [case]
     assert record["totals"]["rows"] == next(c.rows for c in FAST if c.id == case)
-    testcase = ET.parse(tmp_path / "j.xml").find(".//testcase")
+    testcase = ET.parse(tmp_path / "results.xml").find(".//testcase")
     props = {p.get("name"): p.get("value") for p in testcase.iter("property")}
     assert props["seed"] == str(regress_seed) and props["passed"] == "True"
+
+
+def test_cli_own_configuration(request, regress_seed, tmp_path):
+    """The shared options select one configuration: one case per input kind and N, R runs
+    each, under the given gaps and stalls; every row bit-exact."""
+    build_dir = request.config.getoption("build_dir")
+    (tmp_path / "mine.toml").write_text("[spec]\nhead_dim = 8\nattention_window = 4\n"
+                                        "seq_len = 64\n[hardware]\nkey_lanes = 2\n")
+    done = swatkit("regress", "--config", "mine.toml", "--dim-lanes", "4",
+                   "--seq-len", "50,9", "--runs", "2", "--inputs", "random,extremes",
+                   "--gap", "0.3", "--stall", "0.3", "-n", "0", "--seed", str(regress_seed),
+                   *(["--build-dir", build_dir] if build_dir else []), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "window 2+1+2, head_dim 8, key_lanes 2, dim_lanes 4" in done.stdout
+    assert "up to 64 rows" in done.stdout  # [spec] seq_len: the core the user generates
+    last = re.fullmatch(LAST_LINE, done.stdout.strip().splitlines()[-1])
+    assert last and (last[1], last[2], last[3]) == ("4", "0", str(2 * (2 * 50 + 2 * 9)))
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -169,16 +234,27 @@ def test_cli_runs_cases_and_reports(request, regress_seed, tmp_path):
      r"argument --waves: invalid choice: 'lxt' \(choose from '?vcd'?, '?fst'?\)"),
     (["--json", "/no/such/folder/r.json"], r"--json: no such folder: /no/such/folder"),
     (["-n", "0", "-k", "no_such_case"], r"-k 'no_such_case' matches no case"),
+    (["--fast", "--seq-len", "100"],
+     r"--fast/--full run the matrix; they cannot be combined with a configuration"),
+    (["--inputs", "noise"], r"--inputs: unknown kind 'noise' \(one of random, max, min, "
+                            r"extremes, equal_scores, dominant, small\)"),
+    (["--gap", "1.5"], r"--gap must be a probability in \[0, 1\), not 1\.5"),
+    (["--runs", "0"], r"--runs must be a positive integer, not 0"),
+    (["--seq-len", "0"], r"--seq-len must be positive integers, not 0"),
+    (["--seq-len", "x"], r"argument --seq-len: must be comma-separated integers, not 'x'"),
+    (["--attention-window", "7"], r"--attention-window must be a positive even integer, not 7"),
+    (["--head-dim", "8", "--dim-lanes", "3"], r"--dim-lanes \(3\) must divide head_dim \(8\)"),
 ])
-def test_cli_bad_values(argv, message, request):
+def test_cli_bad_values(argv, message, request, tmp_path):
     build_dir = request.config.getoption("build_dir")
     done = swatkit("regress", *argv, *(["--build-dir", build_dir] if build_dir else []),
-                   cwd=ROOT)
+                   cwd=tmp_path)
     assert done.returncode == 2
     assert re.fullmatch(f"swatkit: error: {message}", done.stderr.splitlines()[-1]), done.stderr
+    assert not list(tmp_path.iterdir())  # refused before anything was built or written
 
 
-def test_cli_exit_code_on_failure():
+def test_cli_exit_code_on_failure(tmp_path):
     """A failed case makes the command exit with 1, after the table and the case's message."""
     from rich.console import Console
 
@@ -186,20 +262,21 @@ def test_cli_exit_code_on_failure():
 
     out = io.StringIO()
     args = argparse.Namespace(keyword=None, waves=None, json=None, workers=2)
+    ok, bad = FAST[0], FAST[1]
     results = [
-        {"name": "a/ok", "outcome": "passed", "message": "",
-         "props": {"rows": 10, "cycles": 100, "cycles_per_ideal": 1.25, "sim_cycles": 120,
-                   "sim_seconds": 0.1}},
-        {"name": "a/bad", "outcome": "failed", "message": "run 0 (N=10): mismatch at row 3",
-         "props": {"rows": 10, "cycles": 100, "cycles_per_ideal": 1.25, "sim_cycles": 120,
-                   "sim_seconds": 0.1}},
+        CaseResult(ok, 7, True, rows=10, cycles=100, ideal=80.0, sim_cycles=120,
+                   sim_seconds=0.1),
+        CaseResult(bad, 7, False, rows=10, cycles=100, ideal=80.0, sim_cycles=120,
+                   sim_seconds=0.1, message="run 0 (N=10): mismatch at row 3"),
     ]
-    code = _report(args, Console(file=out, width=120), 1, results, Path("log"), Path("j.xml"),
-                   5.0, 7, "fast")
+    code = _report(args, Console(file=out, width=120), results, tmp_path / "j.xml", 5.0, 7,
+                   "--fast")
     assert code == 1
     text = out.getvalue()
     assert "2 tests, 1 failed; 10 output rows checked" in text
     assert "run 0 (N=10): mismatch at row 3" in text
+    failure = ET.parse(tmp_path / "j.xml").find(".//failure")
+    assert failure is not None and failure.get("message") == "run 0 (N=10): mismatch at row 3"
 
 
 def test_waves_are_recorded(request, regress_seed):
