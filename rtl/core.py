@@ -210,7 +210,10 @@ class SwatCore(wiring.Component):
         m.d.comb += [self.cmd.ready.eq(~running), self.busy.eq(running)]
         with m.If(self.cmd.valid & ~running):
             seq_len = self.cmd.payload.seq_len
-            with m.If(~seq_len.any() | (seq_len > hw.max_seq_len)):
+            # (when max_seq_len is 2^k − 1 the field holds nothing larger: no compare)
+            too_long = (seq_len > hw.max_seq_len) if hw.max_seq_len < 2 ** p.index_bits - 1 \
+                else 0
+            with m.If(~seq_len.any() | too_long):
                 m.d.sync += self.error.eq(1)
             with m.Else():
                 m.d.comb += start_run.eq(1)

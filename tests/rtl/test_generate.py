@@ -149,3 +149,12 @@ def test_cli_generate_bad_values(tmp_path, argv, message):
     assert done.returncode == 2
     assert done.stderr == f"swatkit: error: {message}\n"
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("max_seq_len", [15, 16, 1023])
+def test_lint_is_clean_at_every_counter_size(tmp_path, max_seq_len):
+    """A max_seq_len of 2^k − 1 fills the command field: the core then has no "too long"
+    compare (Verilator's CMPCONST); other sizes keep it."""
+    spec = AttentionSpec(max_seq_len, 4, 1, 1)
+    out = generate(spec, NumberFormat(), HardwareConfig(1, 1, max_seq_len), tmp_path)
+    assert "%Warning" not in lint(out)
