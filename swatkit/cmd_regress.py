@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print(f"swatkit regress {mode}: {len(cases)} cases, seed {seed}, "
                   f"{args.workers or 'no'} workers, Verilator "
                   f"{'.'.join(map(str, verilator.version))}, builds in {root}")
