@@ -52,7 +52,8 @@ def raw_build(build: regress.Build, path: Path, build_args=regress.BUILD_ARGS,
     start = time.monotonic()
     models = regress._write_sources(build, path / "src", None)
     main = Path(str(resources.files("swatkit.sim").joinpath("bench/raw_main.cpp")))
-    cmd = regress.verilator_command(path / "src", path, None, models, main, (), build_args)
+    cmd = regress.verilator_command(path / "src", path, None, models, main,
+                                    ("+define+SWATKIT_EXTERNAL_CLOCK",), build_args)
     env = {**os.environ, **v.env}
     with open(path / "build.log", "w") as log:
         for c in (cmd, ["make", "-j", str(os.cpu_count() or 1), "-C", str(path), "-f",
