@@ -289,3 +289,28 @@ def test_waves_are_recorded(request, regress_seed):
     with open(result.waves) as fh:
         head = fh.read(200_000)
     assert "$enddefinitions" in head and "o__payload" in head
+
+
+def test_cli_interrupted(request, regress_seed, tmp_path):
+    """Ctrl-C (SIGINT to the command's process group, as a terminal sends it): one line,
+    exit 130, no traceback; the build cache stays usable (the case then passes)."""
+    import os
+    import signal
+    import time
+
+    build_dir = request.config.getoption("build_dir")
+    argv = [sys.executable, "-m", "swatkit.cli", "regress", "-k", "bi9_k2d4/random-n1000",
+            "-n", "1", "--seed", str(regress_seed),
+            *(["--build-dir", build_dir] if build_dir else [])]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    first = proc.stdout.readline()
+    assert first.startswith("swatkit regress --fast: 1 cases"), first
+    time.sleep(3)  # inside the build or the simulation
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert err.strip().splitlines()[-1] == "swatkit: interrupted"
+    assert "Traceback" not in err and "Traceback" not in out
+    done = swatkit(*argv[3:], cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
