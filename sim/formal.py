@@ -95,7 +95,7 @@ INVARIANTS = "invariants"
 INVARIANTS_TEXT = "auxiliary invariants on the core's registers (row bookkeeping adds up)"
 COVERS = {
     "o_row": "o: an output row is transferred",
-    "run_ends": "a run of N = 2 rows completes",
+    "run_ends": "a run of N = 2 rows (1 if max_seq_len is 1) completes",
 }
 
 # Deliberately broken variants: each must make the proof fail (tests/formal/test_formal.py)
@@ -307,7 +307,8 @@ class ContractHarness(wiring.Component):
         counters, the core's registers)."""
         if self.check == "cover":
             return [Cover(self.o.valid & self.o.ready, "o_row"),
-                    Cover(was_busy & ~self.busy & (o_x == 2) & (run_n == 2), "run_ends")]
+                    Cover(was_busy & ~self.busy & (o_x == run_n)
+                          & (run_n == min(2, self.params.hw.max_seq_len)), "run_ends")]
         invariants = self.invariants(probe)
         if self.check == INVARIANTS:
             return [Assert(test, msg) for test, msg in invariants]
