@@ -377,7 +377,7 @@ class ContractHarness(wiring.Component):
         hi1 = Mux(c.qk_row + after + 1 > c.n, c.n, c.qk_row + after + 1)
         empty = Cat(c.qk_busy, c.sv_busy, c.res_full, c.o_valid, c.kv_hold, c.q_full,
                     *c.norm_valid, *c.qk_marks.values(), *c.sv_marks.values(),
-                    c.rowmax.level, c.ofifo.level)
+                    c.rowmax.level, c.ofifo.level, c.o_cnt)
         return [
             (~running | ((c.n >= 1) & (c.n <= p.hw.max_seq_len)), "inv: 1 <= n <= max_seq_len"),
             (~running | (c.q_cnt == c.qk_row + c.q_full), "inv: Q rows = started + Q register"),

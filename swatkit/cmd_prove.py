@@ -22,6 +22,7 @@ from swatkit.options import (
     add_hardware_options,
     add_workload_options,
     core_params,
+    option_error,
     resolve,
 )
 
@@ -108,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
     params = core_params(r, r.spec.seq_len)
     try:
         formal.check_size(params)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    except ValueError as e:  # "head_dim 8 is too big ..." -> "--head-dim 8 is too big ..."
+        message = str(e).replace("max_seq_len", "seq_len", 1)
+        raise option_error(ValueError(message), {}) from None
 
     s, hw, fmt = params.spec, params.hw, params.fmt
     print(f"swatkit prove: window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, "
@@ -119,10 +121,22 @@ def run(args: argparse.Namespace) -> int:
           + (f"; FAULT {args.fault}: {formal.FAULTS[args.fault]}" if args.fault else ""))
     print(f"work folder {args.output}", flush=True)
 
-    shown: dict[str, formal.JobResult] = {}
+    # a property is proved with the invariants assumed: its line waits for the invariants' job
+    invariants_ok: list[bool] = []
+    waiting: list[formal.JobResult] = []
 
     def report(res: formal.JobResult) -> None:
-        shown[res.name] = res
+        if res.name in formal.PROPERTIES and not invariants_ok:
+            waiting.append(res)
+            return
+        show(res)
+        if res.name == formal.INVARIANTS:
+            invariants_ok.append(res.ok)
+            for held in waiting:
+                show(held)
+            waiting.clear()
+
+    def show(res: formal.JobResult) -> None:
         t = f"{res.seconds:.1f} s"
         if res.name == "cover":
             for key, text in formal.COVERS.items():
@@ -133,8 +147,13 @@ def run(args: argparse.Namespace) -> int:
             if res.trace:
                 print(f"{'':<12} {'':<11} traces: {res.trace.parent}", flush=True)
             return
-        if res.status == "proved":
+        if res.ok and (res.name == formal.INVARIANTS or invariants_ok[0]):
             print(_line("proved", res.name, res.text, t), flush=True)
+            return
+        if res.ok:
+            print(_line("NOT PROVED", res.name, res.text, t), flush=True)
+            print(f"{'':<12} {'':<11} it holds where the invariants do, but they were not "
+                  f"proved", flush=True)
             return
         label = {"failed": "FAILED", "unknown": "NOT PROVED", "timeout": "TIMEOUT",
                  "error": "ERROR"}[res.status]
@@ -163,9 +182,6 @@ def run(args: argparse.Namespace) -> int:
     props = [res for res in results if res.name in formal.PROPERTIES]
     cover = next(res for res in results if res.name == "cover")
     proved = [res for res in props if res.ok and invariants.ok]
-    if not invariants.ok:
-        print("the invariants were not proved, so no property counts as proved (each assumes "
-              "them)")
     reached = len(cover.steps)
     print(f"{len(proved)} of {len(props)} properties proved, invariants "
           f"{'proved' if invariants.ok else 'NOT proved'}, {reached} of {len(formal.COVERS)} "
