@@ -38,12 +38,15 @@ the invariants job fails, no property counts as proved). The internal registers 
 in the elaborated core (:class:`CoreProbe`) — ``rtl/core.py`` has no formal hook; a rename there
 raises :class:`ProbeError` naming the register.
 
-Limits. The proof is for the configuration given (window, head_dim, lanes, number format,
-``max_seq_len``), not for all sizes: the bookkeeping it checks is the same at any size, but the
-solver's time grows quickly with the datapath, so :func:`check_size` refuses configurations beyond
-:data:`LIMITS`. Only the stream contract is proved; the values of the output rows are the cocotb
-regression's job (``swatkit regress``). Memories without an initial value (K/V ring, score buffers)
-start with any content.
+Limits. A proof is for the configuration given (window, head_dim, lanes, number format,
+``max_seq_len``; every N up to it), not for all sizes. :func:`check_size` refuses configurations
+beyond :data:`LIMITS` — the largest measured, the default core of ``swatkit generate`` (7 minutes
+for everything on a loaded 2-core machine; the tiny default of ``swatkit prove`` takes about 35
+s). The covers are bounded searches from reset (a run of two rows must fit in the cover depth);
+the properties are unbounded. Only the stream contract is proved: the values of the output rows
+are the cocotb regression's job (``swatkit regress``), and the ECP5 multiplier blocks
+(``--dsp ecp5``) are not modelled. Memories without an initial value (K/V ring, score buffers)
+start with any content; the invariants do not depend on it.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ COVERS = {
     "run_ends": "a run of N = 2 rows (1 if max_seq_len is 1) completes",
 }
 
-# Deliberately broken variants: each must make the proof fail (tests/formal/test_formal.py)
+# Deliberately broken variants: each must make the proof fail (tests/sim/test_formal.py)
 FAULTS = {
     "hold": "the output payload seen by the sink changes while a row is stalled",
     "valid": "the core sees q.valid always high (it takes Q rows nobody offered)",
@@ -108,14 +111,18 @@ FAULTS = {
 
 SOLVERS = ("yices", "boolector")
 
-# Largest configuration `swatkit prove` accepts: beyond these the solver's time grows past
-# minutes per property on a 2-core machine (docs/verification.md, "Formal proofs").
+# Largest configuration `swatkit prove` accepts: the default core of `swatkit generate` (a
+# Longformer-base head: 513-key window, head_dim 64, 8 x 8 lanes, 8-bit data, up to 4096 rows),
+# whose proofs and covers took 7 minutes on the loaded 2-core machine (docs/verification.md,
+# "Formal proofs"). The proofs grow little with the size; the covers (a bounded search from
+# reset) grow with the rows' length. Beyond it nothing has been measured.
 LIMITS = {
-    "window": 5,
-    "head_dim": 2,
-    "data_bits": 4,
-    "max_seq_len": 15,
-    "key_lanes": 2,
+    "window": 513,
+    "head_dim": 64,
+    "key_lanes": 8,
+    "dim_lanes": 8,
+    "data_bits": 16,
+    "max_seq_len": 4096,
 }
 
 
@@ -138,8 +145,9 @@ def default_cover_depth(p: CoreParams) -> int:
 def check_size(p: CoreParams) -> None:
     """Raise ``ValueError`` (one line, naming the limit) if ``p`` is too big to prove."""
     values = {
-        "window": p.window, "head_dim": p.spec.head_dim, "data_bits": p.fmt.data_bits,
-        "max_seq_len": p.hw.max_seq_len, "key_lanes": p.hw.key_lanes,
+        "window": p.window, "head_dim": p.spec.head_dim, "key_lanes": p.hw.key_lanes,
+        "dim_lanes": p.hw.dim_lanes, "data_bits": p.fmt.data_bits,
+        "max_seq_len": p.hw.max_seq_len,
     }
     for name, value in values.items():
         if value > LIMITS[name]:
@@ -249,6 +257,9 @@ class ContractHarness(wiring.Component):
     """
 
     def __init__(self, params: CoreParams, check: str, fault: str | None = None):
+        if check not in (*PROPERTIES, INVARIANTS, "cover") or (
+                fault is not None and fault not in FAULTS):
+            self._MustUse__silence = True  # not built: no "created but never used" warning
         if check not in (*PROPERTIES, INVARIANTS, "cover"):
             raise ValueError(f"check must be one of {', '.join((*PROPERTIES, INVARIANTS))} or "
                              f"cover, not {check!r}")

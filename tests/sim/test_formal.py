@@ -82,20 +82,21 @@ def test_harness_arguments(kwargs, exc, message):
 
 def test_size_limits():
     formal.check_size(TINY)
-    big = CoreParams(TINY.spec.replace(head_dim=8), TINY.fmt,
-                     TINY.hw.replace(dim_lanes=1))
-    with pytest.raises(ValueError, match=r"^head_dim 8 is too big to prove in reasonable time "
-                                         r"\(limit 2 for swatkit prove\)$"):
+    big = CoreParams(TINY.spec.replace(head_dim=128), TINY.fmt, TINY.hw)
+    with pytest.raises(ValueError, match=r"^head_dim 128 is too big to prove in reasonable time "
+                                         r"\(limit 64 for swatkit prove\)$"):
         formal.check_size(big)
 
 
 # -- bad input: one line, exit 2, before any tool runs ------------------------------------------
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--head-dim", "8"],
-     "--head-dim 8 is too big to prove in reasonable time (limit 2 for swatkit prove)"),
-    (["--seq-len", "64"],
-     "--seq-len 64 is too big to prove in reasonable time (limit 15 for swatkit prove)"),
+    (["--head-dim", "128"],
+     "--head-dim 128 is too big to prove in reasonable time (limit 64 for swatkit prove)"),
+    (["--seq-len", "8192"],
+     "--seq-len 8192 is too big to prove in reasonable time (limit 4096 for swatkit prove)"),
+    (["--causal", "--sliding-window", "4096", "--head-dim", "128"],
+     "window 4096 is too big to prove in reasonable time (limit 513 for swatkit prove)"),
     (["--attention-window", "7"], "--attention-window must be a positive even integer, not 7"),
     (["--key-lanes", "4"], "--key-lanes (4) must not exceed the window (3 keys)"),
     (["--dim-lanes", "2"], "--dim-lanes (2) must divide head_dim (1)"),
@@ -114,10 +115,10 @@ def test_bad_input_is_one_line(capsys, tmp_path, argv, message):
 
 def test_config_file_overrides_the_prove_defaults(capsys, tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[spec]\nhead_dim = 4\n")
+    cfg.write_text("[spec]\nhead_dim = 96\n")
     rc, _out, err = prove_cli(capsys, "--config", str(cfg), "-o", str(tmp_path / "p"))
-    assert (rc, err) == (2, "swatkit: error: --head-dim 4 is too big to prove in reasonable time "
-                            "(limit 2 for swatkit prove)\n")
+    assert (rc, err) == (2, "swatkit: error: --head-dim 96 is too big to prove in reasonable time "
+                            "(limit 64 for swatkit prove)\n")
 
 
 # -- proofs ------------------------------------------------------------------------------------
@@ -168,9 +169,14 @@ def test_ctrl_c_is_interrupted(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("argv", [
-    ["--head-dim", "2", "--dim-lanes", "1"],
-    ["--attention-window", "4", "--key-lanes", "2"],
-    ["--causal", "--seq-len", "7"],
+    # head_dim > dim_lanes (a row in G groups), two key lanes, causal
+    ["--head-dim", "2", "--attention-window", "4", "--key-lanes", "2", "--seq-len", "7"],
+    # the regression's bi9_k2d4 shape with the default 8-bit format, every N up to 32
+    ["--attention-window", "8", "--head-dim", "8", "--key-lanes", "2", "--dim-lanes", "4",
+     "--seq-len", "32", "--data-bits", "8", "--prob-bits", "16", "--exp-frac-bits", "6",
+     "--const-bits", "16", "--out-bits", "8"],
+    ["--causal", "--sliding-window", "8", "--head-dim", "4", "--key-lanes", "3",
+     "--dim-lanes", "2", "--seq-len", "12"],
 ])
 def test_larger_configurations_are_proved(capsys, tmp_path, argv):
     rc, out, _err = prove_cli(capsys, *argv, "-o", str(tmp_path / "p"))
