@@ -590,20 +590,21 @@ def prove(params: CoreParams, work: str | Path, *, depth: int = 12,
     env = sby_environment(work, solver)
     warm_up(env)
     names = [INVARIANTS, *(only or PROPERTIES), "cover"]
+    # (name, text, mode, folder, depth, RTLIL or None); a job's RTLIL is written when it starts
     queue = []
-    for name in names:
+    for name in [INVARIANTS, "cover", *names[1:-1]]:  # the long ones first
         mode = "cover" if name == "cover" else "prove"
-        job = _write_job(work, name, params, name, fault, mode,
-                         cover_depth if mode == "cover" else depth, solver, timeout)
         text = ("covers: " + ", ".join(COVERS.values()) if name == "cover"
                 else INVARIANTS_TEXT if name == INVARIANTS else PROPERTIES[name])
-        queue.append((name, text, job, mode))
+        queue.append((name, text, mode, name, cover_depth if mode == "cover" else depth, None))
     running: list[tuple] = []
     results: dict[str, JobResult] = {}
     try:
         while queue or running:
             while queue and len(running) < max(1, jobs):
-                name, text, job, mode = queue.pop(0)
+                name, text, mode, folder, job_depth, il = queue.pop(0)
+                job = _write_job(work, folder, params, name, fault, mode, job_depth, solver,
+                                 timeout, il=il)
                 proc = subprocess.Popen(
                     ["yowasp-sby", "-f", "job.sby"], cwd=job, env=env,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -616,13 +617,11 @@ def prove(params: CoreParams, work: str | Path, *, depth: int = 12,
                     continue
                 running.remove(item)
                 res = _result(name, text, job, mode, proc.returncode, time.monotonic() - start)
-                if res.status == "unknown":
+                if res.status == "unknown" and mode == "prove":
                     # the induction step failed: look for a real counterexample from reset
                     il = (job / "harness.il").read_text()
-                    bmc = _write_job(work, f"{name}/bmc", params, name, fault, "bmc",
-                                     cover_depth, solver, timeout, il=il)
                     results[name] = res
-                    queue.insert(0, (name, text, bmc, "bmc"))
+                    queue.insert(0, (name, text, "bmc", f"{name}/bmc", cover_depth, il))
                     continue
                 if mode == "bmc":
                     res = _after_bmc(results[name], res, cover_depth)
