@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -54,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                               f"proved (default {PROVE_DEFAULTS['seq_len']})")
     add_hardware_options(parser)
     f = parser.add_argument_group("prove")
-    f.add_argument("--depth", type=_positive, default=12, metavar="K",
-                   help="k-induction depth (default 12)")
+    f.add_argument("--depth", type=_positive, default=4, metavar="K",
+                   help="k-induction depth (default 4; with the invariants every property is "
+                        "proved at depth 1)")
     f.add_argument("--cover-depth", type=_positive, metavar="C",
                    help="steps from reset searched for the covers, and for a real "
                         "counterexample when an induction step fails (default: the cycle "
@@ -120,10 +122,12 @@ def run(args: argparse.Namespace) -> int:
     s, hw, fmt = params.spec, params.hw, params.fmt
     print(f"swatkit prove: window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, "
           f"{hw.key_lanes} key x {hw.dim_lanes} dim lanes, {fmt.data_bits}-bit data, "
-          f"every N in 1..{hw.max_seq_len}; k-induction depth {args.depth}, covers to "
-          f"{args.cover_depth} steps, {args.solver}"
-          + (f"; FAULT {args.fault}: {formal.FAULTS[args.fault]}" if args.fault else ""))
-    print(f"work folder {args.output}", flush=True)
+          f"every N in 1..{hw.max_seq_len}")
+    print(f"k-induction to depth {args.depth}, covers to {args.cover_depth} steps, solver "
+          f"{args.solver}; work folder {args.output}")
+    if args.fault:
+        print(f"FAULT {args.fault}: {formal.FAULTS[args.fault]} (must fail)")
+    sys.stdout.flush()
 
     # a property is proved with the invariants assumed: its line waits for the invariants' job
     invariants_ok: list[bool] = []
