@@ -1,4 +1,4 @@
-"""The ``swatkit`` command line: ``swatkit generate | regress | estimate | flow | prove``.
+"""The ``swatkit`` command line: ``swatkit generate | regress | estimate | flow | explore | prove``.
 
 Every subcommand takes the shared options of :mod:`swatkit.options`. A bad value exits with code 2
 and one line, ``swatkit: error: <what>``; never a traceback.
