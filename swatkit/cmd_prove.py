@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_workload_options(parser, seq_len_help=f"largest run length N; every N from 1 to it is "
                                               f"proved (default {PROVE_DEFAULTS['seq_len']})")
     add_hardware_options(parser)
+    # the shared help names generate's defaults; say which ones prove uses
+    defaults = {**PROVE_DEFAULTS, "attention_window": PROVE_WINDOW,
+                "sliding_window": PROVE_WINDOW + 1}
+    for action in parser._actions:
+        if action.dest in defaults and action.dest != "seq_len":
+            text = f"(default {defaults[action.dest]})"
+            help_text = action.help or ""
+            action.help = (re.sub(r"\(default [^)]*\)", text, help_text) if "(default" in help_text
+                           else f"{help_text} {text}".strip())
     f = parser.add_argument_group("prove")
     f.add_argument("--depth", type=_positive, default=4, metavar="K",
                    help="k-induction depth (default 4; with the invariants every property is "
