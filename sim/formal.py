@@ -1,7 +1,7 @@
 """Formal proofs of the SWAT core's stream contract with SymbiYosys (pip-installed tools only).
 
 What is proved, for every stream of :class:`~swatkit.rtl.SwatCore` (``cmd``, ``q``, ``kv`` in,
-``o`` out), on a configuration small enough for an SMT solver (every run length N from 1 to
+``o`` out), on one configuration (every run length N from 1 to
 ``max_seq_len``, every input value, every pattern of valid gaps, ready stalls, commands and
 resets):
 
@@ -40,13 +40,14 @@ raises :class:`ProbeError` naming the register.
 
 Limits. A proof is for the configuration given (window, head_dim, lanes, number format,
 ``max_seq_len``; every N up to it), not for all sizes. :func:`check_size` refuses configurations
-beyond :data:`LIMITS` — the largest measured, the default core of ``swatkit generate`` (7 minutes
-for everything on a loaded 2-core machine; the tiny default of ``swatkit prove`` takes about 35
-s). The covers are bounded searches from reset (a run of two rows must fit in the cover depth);
-the properties are unbounded. Only the stream contract is proved: the values of the output rows
-are the cocotb regression's job (``swatkit regress``), and the ECP5 multiplier blocks
+beyond :data:`LIMITS` — the largest measured, the default core of ``swatkit generate`` (5.6
+minutes for everything on a loaded 2-core machine; the tiny default of ``swatkit prove`` takes
+about 30 s). The covers are bounded searches from reset (a run of two rows must fit in the cover
+depth); the properties are unbounded. Only the stream contract is proved: the values of the
+output rows are the cocotb regression's job (``swatkit regress``), and the ECP5 multiplier blocks
 (``--dsp ecp5``) are not modelled. Memories without an initial value (K/V ring, score buffers)
-start with any content; the invariants do not depend on it.
+start with any content; the invariants do not depend on it. Liveness (that a run ends whatever
+the environment does, as long as it keeps offering and taking) is not proved.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ SOLVERS = ("yices", "boolector")
 
 # Largest configuration `swatkit prove` accepts: the default core of `swatkit generate` (a
 # Longformer-base head: 513-key window, head_dim 64, 8 x 8 lanes, 8-bit data, up to 4096 rows),
-# whose proofs and covers took 7 minutes on the loaded 2-core machine (docs/verification.md,
+# whose proofs and covers took 5.6 minutes on the loaded 2-core machine (docs/verification.md,
 # "Formal proofs"). The proofs grow little with the size; the covers (a bounded search from
 # reset) grow with the rows' length. Beyond it nothing has been measured.
 LIMITS = {
