@@ -60,12 +60,13 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, Cover
+from amaranth.hdl import Assert, Assume, Cover, UnusedElaboratable
 from amaranth.lib import wiring
 
 from swatkit.rtl.config import CoreParams
@@ -629,6 +630,8 @@ def prove(params: CoreParams, work: str | Path, *, depth: int = 4,
                 results[name] = res
                 report(res)
     except BaseException:
+        # a design interrupted while elaborating is dropped on purpose: no "never used" warnings
+        warnings.filterwarnings("ignore", category=UnusedElaboratable)
         for proc, *_ in running:  # only the process groups this function started
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)

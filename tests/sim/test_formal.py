@@ -161,9 +161,9 @@ def test_ctrl_c_is_interrupted(tmp_path):
     while not list(tmp_path.glob("p/*/job/logfile.txt")) and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert err.strip().splitlines()[-1] == "swatkit: interrupted"
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.strip().splitlines()[-1:]) == (130, ["swatkit: interrupted"]), \
+        (out, err)
     assert "Traceback" not in err
 
 
@@ -182,3 +182,25 @@ def test_larger_configurations_are_proved(capsys, tmp_path, argv):
     rc, out, _err = prove_cli(capsys, *argv, "-o", str(tmp_path / "p"))
     print(out)
     assert rc == 0, out
+
+
+INTERRUPT_WHILE_ELABORATING = """
+import sys
+import amaranth.hdl._ir as ir
+from swatkit.cli import main
+
+get = ir.Fragment.get
+def interrupted(obj, platform):  # Ctrl-C half-way through elaborating a job's design
+    if type(obj).__name__ == "SyncFIFOBuffered":
+        raise KeyboardInterrupt
+    return get(obj, platform)
+ir.Fragment.get = staticmethod(interrupted)
+sys.exit(main(["prove", "-o", sys.argv[1]]))
+"""
+
+
+def test_ctrl_c_while_elaborating_is_one_line(tmp_path):
+    # the half-built design must not add "created but never used" warnings after the line
+    done = subprocess.run([sys.executable, "-c", INTERRUPT_WHILE_ELABORATING,
+                           str(tmp_path / "p")], capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stderr) == (130, "swatkit: interrupted\n")
