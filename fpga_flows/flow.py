@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-import swatkit
 from swatkit.rtl import CoreParams
+from swatkit.version import __version__
 
 from .boards import Board, get_board
 from .selftest import MAX_TEST_ROWS, BoardTop, SelfTest, Vectors, make_vectors
@@ -147,7 +147,7 @@ class FlowConfig:
     def as_dict(self) -> dict:
         b = self.board
         return {
-            "swatkit_version": swatkit.__version__,
+            "swatkit_version": __version__,
             "top": NAME,
             "board": {"name": b.name, "title": b.title, "family": b.family, "device": b.device,
                       "platform": b.platform, "oscillator_mhz": b.clock_hz / 1e6,

@@ -14,8 +14,8 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import wiring
 
-import swatkit
 from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.version import __version__
 
 from .config import HardwareConfig
 from .core import SwatCore
@@ -38,7 +38,7 @@ class Generated:
 
 def ecp5_model() -> str:
     """The Verilog simulation model of the ``MULT18X18D`` subset that ``dsp="ecp5"`` uses."""
-    return resources.files("swatkit.sim").joinpath("models/MULT18X18D.v").read_text()
+    return resources.files("swatkit.rtl").joinpath("models/MULT18X18D.v").read_text()
 
 
 def waivers(verilog_name: str) -> str:
@@ -112,7 +112,7 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
         files["sim_models"] = models.name
     config = out / "swatkit.json"
     record = {
-        "swatkit_version": swatkit.__version__,
+        "swatkit_version": __version__,
         "top": name,
         "files": files,
         "dsp": dsp,
@@ -126,7 +126,7 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
 def lint(generated: Generated, top: str | None = None) -> str:
     """``verilator --lint-only -Wall`` with the waivers; raises :class:`LintError` on any
     warning, returns Verilator's (empty) output otherwise."""
-    from swatkit.sim.toolchain import find_verilator
+    from swatkit.toolchain import find_verilator
 
     v = find_verilator()
     top = top or generated.verilog.stem

@@ -42,7 +42,7 @@ VARIANTS = (
 def raw_build(build: regress.Build, path: Path, build_args=regress.BUILD_ARGS,
               make_args=regress.MAKE_ARGS) -> float:
     """Compile ``build``'s harness with the raw C++ main into ``path``; returns seconds."""
-    from swatkit.sim.toolchain import use_verilator
+    from swatkit.toolchain import use_verilator
 
     v = use_verilator()
     if path.exists():

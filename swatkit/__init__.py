@@ -3,11 +3,15 @@
 The stages live in top-level folders of the repository and are installed as subpackages:
 ``swatkit.golden`` (spec, formats, NumPy models), ``swatkit.rtl`` (Amaranth units),
 ``swatkit.sim`` (regression, estimates), ``swatkit.fpga_flows`` (open-toolchain builds).
+
+This front-door package stays light: importing it (which importing any stage does) loads no
+stage. Beside the command line it holds what every stage may share: :mod:`swatkit.version` and
+:mod:`swatkit.toolchain` (finding Verilator).
 """
 
 import os as _os
-from importlib.metadata import PackageNotFoundError as _NotFound
-from importlib.metadata import version as _version
+
+from swatkit.version import __version__
 
 # Run from a source checkout (the checkout on sys.path, e.g. `python -c ...` at its root), this
 # folder shadows the installed package and the stage folders sit beside it rather than inside it:
@@ -17,11 +21,14 @@ if _os.path.isfile(_os.path.join(_root, "pyproject.toml")) and _os.path.isdir(
         _os.path.join(_root, "golden")):
     __path__.append(_root)
 
-try:
-    __version__ = _version("swatkit")
-except _NotFound:  # pragma: no cover - running from a checkout that was never installed
-    __version__ = "0+unknown"
-
-from swatkit.golden import AttentionSpec, NumberFormat  # noqa: E402
-
 __all__ = ["AttentionSpec", "NumberFormat", "__version__"]
+
+
+def __getattr__(name):
+    # the spec types on the front door, imported on first use so that `import swatkit` (and
+    # with it every stage's import) loads no stage
+    if name in ("AttentionSpec", "NumberFormat"):
+        from swatkit import golden
+
+        return getattr(golden, name)
+    raise AttributeError(f"module 'swatkit' has no attribute {name!r}")
