@@ -69,6 +69,9 @@ class Board:
         (key_lanes, dim_lanes) points of ``swatkit flow --sweep`` on this board.
     rom_style : str or None
         Yosys ``rom_style`` of the self-test's ROMs (``None``: Yosys chooses).
+    extra : str
+        The swatkit extra whose packages provide the ``tools`` (``pip install
+        'swatkit[<extra>]'``).
     """
 
     name: str
@@ -88,6 +91,7 @@ class Board:
     tools: dict = field(default_factory=dict)
     sweep: tuple[tuple[int, int], ...] = ()
     rom_style: str | None = "block"
+    extra: str = "flows"
 
     def platform_class(self):
         """The ``amaranth-boards`` platform class (raises ``ImportError`` with a hint)."""
@@ -174,6 +178,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
         rom_style=None,
         tools=YOWASP_GOWIN,
         sweep=((1, 1),),
+        extra="flows,gowin",
     ),
 )}
 

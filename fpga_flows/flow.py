@@ -144,10 +144,18 @@ class FlowConfig:
         """Steady-state cycles per output row: ``ceil(W / key_lanes) · head_dim / dim_lanes``."""
         return self.params.rounds * self.params.groups
 
+    def config_tables(self) -> dict:
+        """The configuration as swatkit config tables (``swatkit flow --config`` takes them)."""
+        flow = {"board": self.board.name, "test_rows": self.test_rows, "seed": self.seed}
+        if self.clock_mhz is not None:
+            flow["clock_mhz"] = float(self.clock_mhz)
+        return {**self.params.config_tables(), "flow": flow}
+
     def as_dict(self) -> dict:
         b = self.board
         return {
             "swatkit_version": __version__,
+            "config": self.config_tables(),
             "top": NAME,
             "board": {"name": b.name, "title": b.title, "family": b.family, "device": b.device,
                       "platform": b.platform, "oscillator_mhz": b.clock_hz / 1e6,
@@ -186,7 +194,8 @@ def _overrides(config: FlowConfig) -> dict:
 
 def _yowasp_script(board: Board) -> str:
     lines = ["#!/bin/sh",
-             "# Build with the YoWASP tools from PyPI (pip install 'swatkit[flows]');",
+             "# Build with the YoWASP tools from PyPI "
+             f"(pip install 'swatkit[{board.extra}]');",
              f"# the same as `sh build_{NAME}.sh` with the system's tools on PATH.",
              "set -e",
              'cd "$(dirname "$0")"']
@@ -239,8 +248,8 @@ def yowasp_env(board: Board) -> dict:
         if var in env:
             continue
         if shutil.which(cmd) is None:
-            raise FlowError(f"{cmd} is not installed (--run uses the YoWASP tools from PyPI: "
-                            "pip install 'swatkit[flows]'), or set "
+            raise FlowError(f"{cmd} is not installed (the {board.name} build uses the YoWASP "
+                            f"tools from PyPI: pip install 'swatkit[{board.extra}]'), or set "
                             f"{var} to a {cmd.removeprefix('yowasp-')} executable")
         env[var] = cmd
     return env
@@ -410,6 +419,8 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
         "yosys_cells": parsed["yosys_cells"],
         "build_seconds": None if build_seconds is None else round(build_seconds, 1),
         "tools": tools,
+        # what built it, as swatkit config tables: `swatkit flow --config flow.json` rebuilds it
+        "config": info.get("config"),
         "tool_versions": _versions(tools) if tools else None,
     }
     (project_dir / "flow.json").write_text(json.dumps(result, indent=2) + "\n")

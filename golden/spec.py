@@ -130,6 +130,21 @@ class AttentionSpec:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def as_options(self) -> dict:
+        """The spec in the presets' terms (the ``[spec]`` table of a swatkit config):
+        ``attention_window`` for an even bidirectional window, ``causal`` and ``sliding_window``
+        for a causal one. ``ValueError`` for a window neither preset makes (unequal sides)."""
+        out = {"seq_len": self.seq_len, "head_dim": self.head_dim}
+        if self.after == 0:
+            out.update(causal=True, sliding_window=self.before + 1)
+        elif self.before == self.after:
+            out["attention_window"] = 2 * self.before
+        else:
+            raise ValueError(f"window {self.before}+1+{self.after} has no preset form (a "
+                             "bidirectional window has equal sides, a causal one none after)")
+        out.update(dilation=self.dilation, global_tokens=list(self.global_tokens))
+        return out
+
     # -- derived quantities ------------------------------------------------------------------
 
     @property

@@ -14,11 +14,47 @@ from dataclasses import dataclass
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.golden.numerics import Widths, clog2
 
-__all__ = ["CoreParams", "HardwareConfig"]
+__all__ = [
+    "MAX_HEAD_DIM",
+    "MAX_KV_BUFFER_BITS",
+    "MAX_MULTIPLIERS",
+    "MAX_SEQ_LEN",
+    "MAX_WINDOW",
+    "CoreParams",
+    "HardwareConfig",
+    "LimitError",
+]
 
 # Cycles from a row's last QK issue to the end of its SV (pipeline depths of the two engines and
 # the hand-over between them); score buffers and the K/V ring are sized to hide them.
 ROW_LATENCY = 20
+
+# Practical limits of the core (each refused at once rather than left to run for minutes or to
+# overflow): generation time and memory grow with the window, head_dim, the lanes and the K/V
+# buffer; at these limits Verilog generation takes about a minute on one core (docs/rtl.md).
+MAX_SEQ_LEN = 2 ** 24          # rows; the row counters, and the cycle model's arrays (~1.5 GB)
+MAX_HEAD_DIM = 1024            # elements per Q/K/V/O row
+MAX_WINDOW = 16385             # keys per row (attention_window 16384, sliding_window 16385)
+MAX_MULTIPLIERS = 4096         # key_lanes x dim_lanes per engine
+MAX_KV_BUFFER_BITS = 2 ** 25   # the K/V ring (32 Mibit; the largest ECP5 has 3.7 Mbit of BRAM)
+
+
+class LimitError(ValueError):
+    """A size beyond a practical limit of the core.
+
+    Members
+    -------
+    field : str
+        The field over its limit (``"head_dim"``, ``"window"``, ``"max_seq_len"``, ...).
+    value, limit : int
+        Its value and the largest allowed.
+    what : str
+        Which limit, and why it exists.
+    """
+
+    def __init__(self, field: str, value: int, limit: int, what: str):
+        self.field, self.value, self.limit, self.what = field, value, limit, what
+        super().__init__(f"{field} must be at most {limit} ({what}), not {value}")
 
 
 def _check_int(name, value, lo, hi=None):
@@ -40,12 +76,16 @@ class HardwareConfig:
     dim_lanes : int
         Multipliers per core per cycle; must divide ``head_dim`` (1..256).
     max_seq_len : int
-        Largest sequence length the counters can handle; ``N`` itself is given at run time.
+        Largest sequence length the counters can handle (1..``MAX_SEQ_LEN``); ``N`` itself is
+        given at run time.
 
     Raises
     ------
     TypeError, ValueError
         With a message naming the field.
+    LimitError
+        ``key_lanes · dim_lanes`` above ``MAX_MULTIPLIERS`` or ``max_seq_len`` above
+        ``MAX_SEQ_LEN`` (a ``ValueError``).
     """
 
     key_lanes: int = 8
@@ -55,7 +95,15 @@ class HardwareConfig:
     def __post_init__(self):
         _check_int("key_lanes", self.key_lanes, 1, 64)
         _check_int("dim_lanes", self.dim_lanes, 1, 256)
-        _check_int("max_seq_len", self.max_seq_len, 1, 2 ** 24)
+        _check_int("max_seq_len", self.max_seq_len, 1)
+        if self.max_seq_len > MAX_SEQ_LEN:
+            raise LimitError("max_seq_len", self.max_seq_len, MAX_SEQ_LEN,
+                             "the practical limit of the core's row counters and of the "
+                             "cycle model")
+        if self.key_lanes * self.dim_lanes > MAX_MULTIPLIERS:
+            raise LimitError("key_lanes x dim_lanes", self.key_lanes * self.dim_lanes,
+                             MAX_MULTIPLIERS, "multipliers per engine, the practical limit "
+                             "of Verilog generation")
 
     def replace(self, **changes) -> HardwareConfig:
         return dataclasses.replace(self, **changes)
@@ -65,7 +113,10 @@ class HardwareConfig:
 class CoreParams:
     """A (spec, format, hardware) triple checked for the SWAT core, with derived sizes.
 
-    Raises ``ValueError`` naming the conflict when the core cannot implement the spec.
+    Raises ``ValueError`` naming the conflict when the core cannot implement the spec, and
+    :class:`LimitError` (a ``ValueError``) for a size beyond a practical limit: ``head_dim``
+    above ``MAX_HEAD_DIM``, a window above ``MAX_WINDOW`` keys, a K/V buffer above
+    ``MAX_KV_BUFFER_BITS``.
     """
 
     spec: AttentionSpec
@@ -74,6 +125,12 @@ class CoreParams:
 
     def __post_init__(self):
         spec, hw = self.spec, self.hw
+        if spec.head_dim > MAX_HEAD_DIM:
+            raise LimitError("head_dim", spec.head_dim, MAX_HEAD_DIM,
+                             "the practical limit of Verilog generation")
+        if spec.window > MAX_WINDOW:
+            raise LimitError("window", spec.window, MAX_WINDOW,
+                             "keys per row, the practical limit of Verilog generation")
         if spec.dilation != 1:
             raise ValueError(f"the SWAT core does not implement dilation yet (dilation is "
                              f"{spec.dilation}; must be 1)")
@@ -87,6 +144,11 @@ class CoreParams:
             raise ValueError(f"key_lanes ({hw.key_lanes}) must not exceed the window "
                              f"({spec.window} keys)")
         _ = self.widths  # raises if the format cannot hold this window
+        kv_bits = self.resources()["kv_buffer_bits"]
+        if kv_bits > MAX_KV_BUFFER_BITS:
+            raise LimitError("kv_buffer_bits", kv_bits, MAX_KV_BUFFER_BITS,
+                             "the K/V ring: 2 x ring_rows x head_dim x data_bits, the practical "
+                             "limit of Verilog generation")
 
     # -- sizes --------------------------------------------------------------------------------
 
@@ -158,6 +220,16 @@ class CoreParams:
         keys = AttentionSpec(seq_len, self.spec.head_dim, self.spec.before,
                              self.spec.after).pair_count()
         return keys * self.spec.head_dim / (self.hw.key_lanes * self.hw.dim_lanes)
+
+    def config_tables(self) -> dict:
+        """The configuration as the ``[spec]``, ``[format]`` and ``[hardware]`` tables of a
+        swatkit config (``seq_len``: the rows the counters take, ``hw.max_seq_len``)."""
+        spec = self.spec.replace(seq_len=self.hw.max_seq_len, global_tokens=())
+        return {
+            "spec": {**spec.as_options(), "global_tokens": list(self.spec.global_tokens)},
+            "format": dataclasses.asdict(self.fmt),
+            "hardware": {"key_lanes": self.hw.key_lanes, "dim_lanes": self.hw.dim_lanes},
+        }
 
     def as_dict(self) -> dict:
         return {

@@ -1,5 +1,8 @@
-"""Verilog generation: a configured :class:`SwatCore` → ``<name>.v``, ``swatkit.json`` (the fully
-resolved configuration, derived widths and port list) and ``<name>.vlt`` (Verilator lint waivers).
+"""Verilog generation: a configured :class:`SwatCore` (or its AXI4-Stream wrapper) →
+``<name>.v`` (opening with a comment: version, configuration, clock and reset, ports),
+``swatkit.json`` (the fully resolved configuration, derived widths, every port's bit layout, the
+file list, and a ``"config"`` record that ``swatkit generate --config`` accepts) and
+``<name>.vlt`` (Verilator lint waivers).
 """
 
 from __future__ import annotations
@@ -12,16 +15,31 @@ from pathlib import Path
 
 from amaranth.back import verilog
 from amaranth.hdl import Shape
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 
 from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.toml_text import dumps
 from swatkit.version import __version__
 
+from .axis import AxisSwatCore
 from .config import HardwareConfig
 from .core import SwatCore
 from .units import DSP_TARGETS, DspTarget
 
-__all__ = ["Generated", "LintError", "generate", "lint", "ports", "waivers"]
+__all__ = [
+    "INTERFACES",
+    "Generated",
+    "LintError",
+    "check_target",
+    "describe_layout",
+    "generate",
+    "header",
+    "lint",
+    "ports",
+    "waivers",
+]
+
+INTERFACES = ("core", "axis")   # the core's own stream ports, or AXI4-Stream (rtl/axis.py)
 
 
 class LintError(RuntimeError):
@@ -34,6 +52,7 @@ class Generated:
     config: Path
     waivers: Path
     sim_models: Path | None = None   # Verilog models of the vendor primitives used, if any
+    removed: tuple[Path, ...] = ()   # stale files of an earlier run in the folder, removed
 
 
 def ecp5_model() -> str:
@@ -69,58 +88,181 @@ def waivers(verilog_name: str) -> str:
     ])
 
 
+def describe_layout(shape) -> dict:
+    """The bit layout of a port's shape: ``{"kind": "struct", "fields": [{"name", "offset",
+    "width", "layout"}]}``, ``{"kind": "array", "count", "stride", "element"}`` (element ``i`` at
+    bits ``[i·stride + stride − 1 : i·stride]``) or ``{"kind": "signed" | "unsigned", "width"}``."""
+    if isinstance(shape, data.StructLayout):
+        return {"kind": "struct", "width": shape.size, "fields": [
+            {"name": name, "offset": field.offset, "width": Shape.cast(field.shape).width,
+             "layout": describe_layout(field.shape)} for name, field in shape]}
+    if isinstance(shape, data.ArrayLayout):
+        element = Shape.cast(shape.elem_shape).width
+        return {"kind": "array", "width": shape.size, "count": shape.length, "stride": element,
+                "element": describe_layout(shape.elem_shape)}
+    s = Shape.cast(shape)
+    return {"kind": "signed" if s.signed else "unsigned", "width": s.width}
+
+
+def layout_text(layout: dict) -> str:
+    """One line for a :func:`describe_layout` result, e.g. ``64 x signed 8 (element i at
+    [8i+7:8i])``."""
+    kind = layout["kind"]
+    if kind == "array":
+        s = layout["stride"]
+        return (f"{layout['count']} x {layout_text(layout['element'])} "
+                f"(element i at [{s}i+{s - 1}:{s}i])")
+    if kind == "struct":
+        return ", ".join(f"{f['name']} [{f['offset'] + f['width'] - 1}:{f['offset']}]"
+                         + (f" = {layout_text(f['layout'])}" if f["layout"]["kind"] != "unsigned"
+                            else "")
+                         for f in layout["fields"])
+    return f"{kind} {layout['width']}"
+
+
 def ports(core: wiring.Component) -> list[dict]:
-    """Verilog ports of a component: name, direction, width (Amaranth joins paths with ``__``)."""
-    out = [{"name": "clk", "direction": "input", "width": 1},
-           {"name": "rst", "direction": "input", "width": 1}]
+    """Verilog ports of a component: name, direction, width, and the bit layout of each data
+    port (Amaranth joins paths with ``__``). A component whose signature holds its own clock
+    (:class:`AxisSwatCore`) has no ``clk``/``rst``; its ``tdata`` layouts come from its
+    ``tdata_layouts``."""
+    out = []
+    if "aclk" not in core.signature.members:
+        out += [{"name": "clk", "direction": "input", "width": 1},
+                {"name": "rst", "direction": "input", "width": 1}]
+    named = getattr(core, "tdata_layouts", {})
     for path, member, _value in core.signature.flatten(core):
-        out.append({
-            "name": "__".join(str(p) for p in path),
-            "direction": "input" if member.flow == wiring.In else "output",
-            "width": Shape.cast(member.shape).width,
-        })
+        name = "__".join(str(p) for p in path)
+        port = {"name": name, "direction": "input" if member.flow == wiring.In else "output",
+                "width": Shape.cast(member.shape).width}
+        layout = named.get(name, member.shape)
+        if isinstance(layout, data.Layout):
+            port["layout"] = describe_layout(layout)
+        out.append(port)
     return out
+
+
+CLOCK_RESET = {
+    "core": {"clock": "clk, rising edge", "reset": "rst: synchronous, active high (hold it "
+             "high for at least one rising edge of clk)"},
+    "axis": {"clock": "aclk, rising edge", "reset": "aresetn: synchronous, active low (hold it "
+             "low for at least one rising edge of aclk); every tvalid and tready output is low "
+             "while it is low"},
+}
+STREAM_RULE = ("a beat moves on a rising clock edge where valid and ready are both high; a "
+               "producer holds valid and its data until then, and valid never waits for ready")
+
+
+def header(name: str, interface: str, tables: dict, port_list: list[dict]) -> str:
+    """The comment that opens the generated Verilog: version, configuration (TOML that
+    ``--config`` accepts), clock and reset, the stream rule and every port with its layout."""
+    what = ("the SWAT sliding-window attention core" if interface == "core" else
+            "the SWAT sliding-window attention core with AXI4-Stream ports")
+    lines = [f"{name}: {what}, generated by swatkit {__version__}.",
+             "Regenerate it with: swatkit generate --config swatkit.json (beside this file).",
+             "",
+             "Configuration (TOML; swatkit generate --config accepts it):"]
+    lines += ["  " + line for line in dumps(tables).splitlines() if line]
+    lines += ["",
+              f"Clock: {CLOCK_RESET[interface]['clock']}.",
+              f"Reset: {CLOCK_RESET[interface]['reset']}.",
+              f"Streams (valid/ready): {STREAM_RULE}.",
+              "",
+              "Ports (bit layouts in swatkit.json, \"ports\"):"]
+    width = max(len(p["name"]) for p in port_list)
+    for p in port_list:
+        bits = f"[{p['width'] - 1}:0]" if p["width"] > 1 else ""
+        text = f"  {p['direction']:<6} {bits:>10} {p['name']:<{width}}"
+        if "layout" in p:
+            text += "  " + layout_text(p["layout"])
+        lines.append(text.rstrip())
+    return "".join(f"// {line}".rstrip() + "\n" for line in lines) + "\n"
+
+
+def check_target(name: str = "swat_core", dsp: str = "generic", interface: str = "core") -> None:
+    """Check the output choices of :func:`generate`: ``TypeError``/``ValueError`` naming the
+    field."""
+    for field, value in (("name", name), ("dsp", dsp), ("interface", interface)):
+        if not isinstance(value, str):
+            raise TypeError(f"{field} must be a string, not {value!r}")
+    if not name.isidentifier() or not name.isascii():
+        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
+    if dsp not in DSP_TARGETS:
+        raise ValueError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {dsp!r}")
+    if interface not in INTERFACES:
+        raise ValueError(f"interface must be one of {', '.join(INTERFACES)}, not {interface!r}")
 
 
 def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, out_dir: str | Path = ".",
-             name: str = "swat_core", dsp: str = "generic") -> Generated:
+             name: str = "swat_core", dsp: str = "generic", interface: str = "core"
+             ) -> Generated:
     """Write ``<out_dir>/<name>.v``, ``<name>.vlt`` and ``swatkit.json``; returns their paths.
 
     ``dsp`` (one of :data:`DSP_TARGETS`): ``"generic"`` writes the multipliers as logic for any
     tool to map; ``"ecp5"`` instantiates Lattice ``MULT18X18D`` blocks with their registers on
     (see :func:`~swatkit.rtl.units.registered_mul`), and also writes ``MULT18X18D.v``, the
-    simulation model of the part of the primitive used.
+    simulation model of the part of the primitive used. ``interface`` (one of
+    :data:`INTERFACES`): ``"core"``, the core's own ports; ``"axis"``, the core inside
+    :class:`~swatkit.rtl.axis.AxisSwatCore`.
+
+    Files that an earlier run listed in ``<out_dir>/swatkit.json`` and this run does not write
+    (say ``MULT18X18D.v`` after a ``dsp="ecp5"`` run) are removed (``Generated.removed``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad ``name``, ``dsp`` or ``interface``, or a configuration the core cannot implement.
     """
-    if not name.isidentifier():
-        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
-    if dsp not in DSP_TARGETS:
-        raise ValueError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {dsp!r}")
-    core = SwatCore(spec, fmt, hw)
+    check_target(name, dsp, interface)
+    top = SwatCore(spec, fmt, hw) if interface == "core" else AxisSwatCore(spec, fmt, hw)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    config = out / "swatkit.json"
+    earlier = _listed_files(config)
     vpath = out / f"{name}.v"
     platform = None if dsp == "generic" else DspTarget(dsp)
-    vpath.write_text(verilog.convert(core, name=name, platform=platform, emit_src=False))
+    tables = {**top.params.config_tables(),
+              "generate": {"name": name, "dsp": dsp, "interface": interface}}
+    port_list = ports(top)
+    text = verilog.convert(top, name=name, platform=platform, emit_src=False)
+    vpath.write_text(header(name, interface, tables, port_list) + text)
     vlt = out / f"{name}.vlt"
     vlt.write_text(waivers(vpath.name))
-    files = {"verilog": vpath.name, "waivers": vlt.name}
+    files = {"verilog": vpath.name, "waivers": vlt.name, "config": config.name}
     models = None
     if dsp == "ecp5":
         models = out / "MULT18X18D.v"
         models.write_text(ecp5_model())
         files["sim_models"] = models.name
-    config = out / "swatkit.json"
     record = {
         "swatkit_version": __version__,
         "top": name,
+        "interface": interface,
         "files": files,
         "dsp": dsp,
-        **core.params.as_dict(),
-        "ports": ports(core),
+        "clock_reset": CLOCK_RESET[interface],
+        "config": tables,
+        **top.params.as_dict(),
+        "ports": port_list,
     }
     config.write_text(json.dumps(record, indent=2) + "\n")
-    return Generated(vpath, config, vlt, models)
+    removed = []
+    for stale in sorted(earlier - set(files.values())):
+        (out / stale).unlink(missing_ok=True)
+        removed.append(out / stale)
+    return Generated(vpath, config, vlt, models, tuple(removed))
+
+
+def _listed_files(config: Path) -> set[str]:
+    """The files an earlier run's ``swatkit.json`` lists (plain names in its folder only)."""
+    try:
+        files = json.loads(config.read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return set()
+    if not isinstance(files, dict):
+        return set()
+    return {f for f in files.values()
+            if isinstance(f, str) and f and Path(f).name == f and f not in (".", "..")}
 
 
 def lint(generated: Generated, top: str | None = None) -> str:

@@ -7,10 +7,11 @@ and one line, ``swatkit: error: <what>``; never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-import swatkit
 from swatkit.options import UsageError
+from swatkit.version import __version__
 
 __all__ = ["main"]
 
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="swatkit",
         description="Sliding-window attention accelerators: generate Verilog, run the cocotb "
                     "regression, estimate cycles/latency/energy, build for open FPGA toolchains.")
-    parser.add_argument("--version", action="version", version=f"swatkit {swatkit.__version__}")
+    parser.add_argument("--version", action="version", version=f"swatkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, summary) in COMMANDS.items():
         mod = __import__(module, fromlist=["add_arguments"])
@@ -57,13 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "command", None):
             parser.print_help()
             return 2
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except UsageError as e:
         print(f"swatkit: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("swatkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of standard output stopped early (`| head`): not an error. Point stdout at
+        # /dev/null so that the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

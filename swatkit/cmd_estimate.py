@@ -12,6 +12,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -21,43 +22,17 @@ from swatkit.options import (
     add_hardware_options,
     add_workload_options,
     core_params,
+    limit_error,
+    parse_lengths,
     resolve,
+    warn,
+    waste_warnings,
 )
+from swatkit.progress import progress
 
-__all__ = ["add_arguments", "clock_from_flow", "flow_core", "parse_lengths", "run"]
+__all__ = ["add_arguments", "clock_from_flow", "flow_core", "plot_target", "run"]
 
 DEFAULT_LENGTHS = [2 ** k for k in range(10, 17)]  # 1K … 64K
-
-
-def parse_lengths(text: str) -> list[int]:
-    """``1024,4096`` or ``START:STOP:xFACTOR`` / ``START:STOP:+STEP`` (STOP included)."""
-    def positive(token):
-        try:
-            value = int(token)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"must be positive integers, a list A,B or a range START:STOP:xF, "
-                f"not {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive integers, not {value}")
-        return value
-
-    if ":" in text:
-        parts = text.split(":")
-        if len(parts) != 3 or parts[2][:1] not in ("x", "+"):
-            raise argparse.ArgumentTypeError(
-                f"a range is START:STOP:xFACTOR or START:STOP:+STEP, not {text!r}")
-        start, stop, step = positive(parts[0]), positive(parts[1]), positive(parts[2][1:])
-        if parts[2][0] == "x" and step < 2:
-            raise argparse.ArgumentTypeError(f"a range's factor must be at least 2, not {step}")
-        if stop < start:
-            raise argparse.ArgumentTypeError(f"a range must not end before it starts: {text!r}")
-        lengths, n = [], start
-        while n <= stop:
-            lengths.append(n)
-            n = n * step if parts[2][0] == "x" else n + step
-        return lengths
-    return [positive(t) for t in text.split(",")]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="output format (default table)")
     e.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="write latency, energy, ratios to SWAT (log-log) and the energy "
-                        "breakdown to a PNG")
+                        "breakdown to an image (PNG, SVG, PDF, ... by its suffix; no suffix: "
+                        ".png)")
 
 
 def _read_flow(path: Path) -> dict:
@@ -184,6 +160,7 @@ def _adopt_flow_core(args, path: Path, core: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from swatkit.rtl import LimitError
     from swatkit.sim.estimate import (
         DATAFLOWS,
         TableError,
@@ -194,16 +171,13 @@ def run(args: argparse.Namespace) -> int:
     )
     from swatkit.sim.models import ModelError, load_model
 
-    lengths = args.seq_len or DEFAULT_LENGTHS
     report = core = None
     if args.from_flow:
         report = _read_flow(args.from_flow)
         core, core_source = flow_core(args.from_flow, report)
         _adopt_flow_core(args, args.from_flow, core)
-    args.seq_len = max(lengths)
-    r = resolve(args)
-    if r.sources.get("seq_len") == "config":  # a single length from the config file
-        lengths = [r.spec.seq_len]
+    r = resolve(args, lengths=DEFAULT_LENGTHS)
+    lengths = list(r.lengths)
     dataflows = [d.strip() for d in args.dataflow.split(",") if d.strip()]
     for d in dataflows:
         if d not in DATAFLOWS:
@@ -223,11 +197,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         clock_mhz = 100.0 if args.clock_mhz is None else args.clock_mhz
         source = "--clock-mhz" if args.clock_mhz is not None else "default 100 MHz"
-    if not clock_mhz > 0:
-        raise UsageError(f"--clock-mhz must be positive, not {clock_mhz:g}")
-    if not args.offchip_bytes_per_cycle > 0:
-        raise UsageError(f"--offchip-bytes-per-cycle must be positive, "
+    if not (clock_mhz > 0 and math.isfinite(clock_mhz)):
+        raise UsageError(f"--clock-mhz must be positive and finite, not {clock_mhz:g}")
+    if not (args.offchip_bytes_per_cycle > 0 and math.isfinite(args.offchip_bytes_per_cycle)):
+        raise UsageError(f"--offchip-bytes-per-cycle must be positive and finite, "
                          f"not {args.offchip_bytes_per_cycle:g}")
+    plot_path = plot_target(args.plot) if args.plot else None
     try:
         table = load_table(args.tech)
     except TableError as e:
@@ -250,9 +225,12 @@ def run(args: argparse.Namespace) -> int:
         estimated = [{"head_dim": model.head_dim, "window": w, **hw,
                       "data_bits": r.fmt.data_bits} for w in sorted(windows)]
         try:
-            records = estimate_model(model, lengths, dataflows, fmt=r.fmt, **hw,
-                                     head_schedule=args.head_schedule, cores=args.cores,
-                                     **common)
+            with progress(f"estimating {model.name} at {len(lengths)} lengths"):
+                records = estimate_model(model, lengths, dataflows, fmt=r.fmt, **hw,
+                                         head_schedule=args.head_schedule, cores=args.cores,
+                                         **common)
+        except LimitError as e:
+            raise limit_error(e, r) from None
         except (ModelError, TypeError, ValueError) as e:
             raise UsageError(f"--model: {e}") from None
     else:
@@ -261,7 +239,10 @@ def run(args: argparse.Namespace) -> int:
         estimated = [{"head_dim": params.spec.head_dim, "window": params.window,
                       "key_lanes": params.hw.key_lanes, "dim_lanes": params.hw.dim_lanes,
                       "data_bits": params.fmt.data_bits}]
-        records = estimate(params, lengths, dataflows, cores=args.cores, **common)
+        for line in waste_warnings(r, params):
+            warn(line)
+        with progress(f"estimating {len(lengths)} lengths up to N = {max(lengths):,}"):
+            records = estimate(params, lengths, dataflows, cores=args.cores, **common)
     if core is not None:
         for c in estimated:
             if c != core:
@@ -279,10 +260,32 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(buf.getvalue())
     else:
         print_table(records, table, clock_mhz, source, model, breakdown=args.breakdown)
-    if args.plot:
-        plot(records, args.plot, table.name, clock_mhz, model)
-        print(f"wrote {args.plot}", file=sys.stderr if args.format != "table" else sys.stdout)
+    if plot_path:
+        plot(records, plot_path, table.name, clock_mhz, model)
+        print(f"wrote {plot_path}", file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
+
+
+def plot_target(path: Path) -> Path:
+    """The file ``--plot`` writes: its suffix names a format matplotlib writes (none: .png),
+    and its folder exists. Checked before any work."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'swatkit[plots]'") from None
+    if path.name in ("", ".", ".."):
+        raise UsageError(f"--plot needs a file name, not {str(path)!r}")
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    kinds = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if path.suffix[1:].lower() not in kinds:
+        raise UsageError(f"--plot: cannot write {path.suffix} files ({path}); use one of "
+                         f"{', '.join('.' + k for k in sorted(kinds))}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"--plot: no such folder: {folder} (for {path})")
+    return path
 
 
 def _flat(rec: dict) -> dict:

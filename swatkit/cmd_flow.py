@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
 from pathlib import Path
 
 from swatkit.options import (
+    WINDOW_KEYS,
     UsageError,
     add_hardware_options,
     add_workload_options,
     core_params,
     resolve,
+    warn,
+    waste_warnings,
 )
+from swatkit.progress import progress
 
 __all__ = ["add_arguments", "run"]
 
-WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
+MAX_POINTS = 32  # --sweep points: each is a full build of minutes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="clock constraint for nextpnr (default: the board's target)")
     b.add_argument("--test-rows", metavar="N", type=int,
                    help="rows of the self-test run (default: the board's)")
-    b.add_argument("--seed", metavar="S", type=int, default=1,
+    b.add_argument("--seed", metavar="S", type=int,
                    help="seed of the self-test vectors (default 1)")
+    mode.add_argument("--print-config", action="store_true",
+                      help="print the resolved configuration (board defaults, --config, "
+                           "options) as TOML, usable as --config, and exit")
     b.add_argument("--simulate", action="store_true",
                    help="run the self-test in Amaranth's simulator before writing the project")
     mode.add_argument("--sweep", action="store_true",
@@ -58,15 +66,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_hardware_options(parser)
 
 
-def _board(args):
+def _board(r):
+    """The board of the resolved options (``--board`` or ``[flow] board``)."""
     from swatkit.fpga_flows.boards import get_board
 
-    if not args.board:
+    name = r.command.get("board")
+    if name is None:
         raise UsageError("--board is required (see --list-boards)")
     try:
-        return get_board(args.board)
-    except ValueError as e:
-        raise UsageError(f"--board: {e}") from None
+        return get_board(name)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{r.label('board')}: {e}") from None
 
 
 def list_boards() -> str:
@@ -84,9 +94,10 @@ def list_boards() -> str:
     return "\n".join(lines)
 
 
-def resolve_with_board(args, board):
-    """The shared options over the board's defaults: built-in < board < --config < options."""
-    first = resolve(args)
+def resolve_with_board(args, first, board):
+    """The shared options over the board's defaults: built-in < board < --config < options.
+    A causal window without a length gets the board's number of keys (not the 4096 of a
+    Mistral head, which no small device holds)."""
     given = set(first.sources)
     merged = copy.copy(args)
     window_given = any(k in given for k in WINDOW_KEYS)
@@ -94,33 +105,39 @@ def resolve_with_board(args, board):
         if key in given or (key in WINDOW_KEYS and window_given):
             continue
         setattr(merged, key, value)
-    return resolve(merged)
+    if first.spec.after == 0 and "sliding_window" not in given:
+        merged.sliding_window = board.defaults["attention_window"] + 1
+    return resolve(merged, "flow")
 
 
-def flow_config(args, board):
-    """The :class:`~swatkit.fpga_flows.flow.FlowConfig` the options describe."""
+def flow_config(args, first, board):
+    """The :class:`~swatkit.fpga_flows.flow.FlowConfig` the options describe, and the resolved
+    options."""
     from swatkit.fpga_flows.flow import FlowConfig
 
-    r = resolve_with_board(args, board)
+    r = resolve_with_board(args, first, board)
     params = core_params(r, r.spec.seq_len)
-    hw = params.hw
-    rows = args.test_rows if args.test_rows is not None else min(board.test_rows, hw.max_seq_len)
+    own = r.command
+    rows = own.get("test_rows", min(board.test_rows, params.hw.max_seq_len))
     try:
-        return FlowConfig(board, params, rows, args.seed, args.clock_mhz)
+        return FlowConfig(board, params, rows, own.get("seed", 1), own.get("clock_mhz")), r
     except (TypeError, ValueError) as e:
         field, _, rest = str(e).partition(" ")
-        option = {"test_rows": "--test-rows", "seed": "--seed", "clock_mhz": "--clock-mhz"}
-        raise UsageError(f"{option.get(field, field)} {rest}") from None
+        raise UsageError(f"{r.label(field)} {rest}") from None
 
 
 def parse_points(text: str) -> list[tuple[int, int]]:
     points = []
-    for item in text.split(","):
-        kl, sep, dl = item.strip().lower().partition("x")
-        if not (sep and kl.isdigit() and dl.isdigit()):
+    items = text.split(",")
+    if len(items) > MAX_POINTS:
+        raise UsageError(f"--points must list at most {MAX_POINTS} points (each is a build of "
+                         f"minutes), not {len(items)}")
+    for item in items:
+        match = re.fullmatch(r"\s*([0-9]{1,4})\s*[xX]\s*([0-9]{1,4})\s*", item)
+        if match is None:
             raise UsageError(f"--points must be key_lanes x dim_lanes pairs like 1x8,2x8, "
                              f"not {text!r}")
-        points.append((int(kl), int(dl)))
+        points.append((int(match[1]), int(match[2])))
     return points
 
 
@@ -158,10 +175,11 @@ def run(args: argparse.Namespace) -> int:
     from swatkit.fpga_flows.flow import sweep as run_sweep
     from swatkit.rtl import CoreParams
 
+    first = resolve(args, "flow")
     if args.collect:
-        if args.output is None and not args.board:
+        if args.output is None and "board" not in first.command:
             raise UsageError("--collect needs the project folder (-o DIR) or --board")
-        out = args.output or Path("swat_flow") / _board(args).name
+        out = args.output or Path("swat_flow") / _board(first).name
         try:
             print(format_report(collect(out)))
         except FlowError as e:
@@ -171,9 +189,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.points and not args.sweep:
         raise UsageError("--points needs --sweep")
-    board = _board(args)
+    board = _board(first)
     out = args.output or Path("swat_flow") / board.name
-    config = flow_config(args, board)
+    config, r = flow_config(args, first, board)
+    if args.print_config:
+        from swatkit.toml_text import dumps
+
+        sys.stdout.write(dumps(config.config_tables()))
+        return 0
     points = []
     if args.sweep:
         points = parse_points(args.points) if args.points else list(board.sweep)
@@ -183,9 +206,14 @@ def run(args: argparse.Namespace) -> int:
                 CoreParams(p.spec, p.fmt, p.hw.replace(key_lanes=kl, dim_lanes=dl))
             except (TypeError, ValueError) as e:
                 raise UsageError(f"--points {kl}x{dl}: {e}") from None
-    print(f"{board.name}: {_describe(config)}")
-    if args.simulate and _simulate(config):
-        return 1
+    for line in waste_warnings(r, config.params):
+        warn(line)
+    print(f"{board.name}: {_describe(config)}", flush=True)
+    if args.simulate:
+        with progress(f"simulating the self-test ({config.test_rows} rows)"):
+            failed = _simulate(config)
+        if failed:
+            return 1
     try:
         if args.sweep:
             rows = run_sweep(config, points, out)
@@ -193,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {out / 'sweep.md'}, sweep.csv, sweep.json")
             return 0
         try:
-            emit(config, out)
+            with progress("writing the build project (Verilog of the self-test top)"):
+                emit(config, out)
         except OSError as e:
             raise UsageError(f"--output: cannot write {out}: {e.strerror}") from None
         print(f"wrote {out}/ (build_swat_selftest.sh, swatkit.json, vectors.npz, run_yowasp.sh)")
@@ -203,11 +232,11 @@ def run(args: argparse.Namespace) -> int:
             return 0
         print("building with the YoWASP tools (the first call of each tool compiles it, "
               "~45 s) ...", flush=True)
-        result = run_project(out)
+        with progress(f"building for the {board.device} (log: {out / 'build.log'})"):
+            result = run_project(out)
     except FlowError as e:
         print(f"swatkit: error: {e}", file=sys.stderr)
         return 1
     print(format_report(result))
     print(f"wrote {out / 'flow.json'}")
     return 0
-

@@ -1,13 +1,16 @@
 """Generate Verilog for a SWAT core sized to a workload and device.
 
-Writes DIR/<name>.v, DIR/<name>.vlt (Verilator waivers) and DIR/swatkit.json (the resolved spec,
-format, hardware, derived widths, resources and ports). With no options: a Longformer-base head
-(attention_window 512, head_dim 64, up to 4096 rows) on 8 key lanes x 8 dim lanes.
+Writes DIR/<name>.v (with a header comment: version, configuration, clock and reset, ports),
+DIR/<name>.vlt (Verilator waivers) and DIR/swatkit.json (the resolved configuration, derived
+widths, resources, every port's bit layout and the file list; give it back as --config to
+regenerate the same Verilog). With no options: a Longformer-base head (attention_window 512,
+head_dim 64, up to 4096 rows) on 8 key lanes x 8 dim lanes.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from swatkit.options import (
@@ -16,59 +19,90 @@ from swatkit.options import (
     add_workload_options,
     core_params,
     resolve,
+    warn,
+    waste_warnings,
 )
+from swatkit.progress import progress
+from swatkit.toml_text import dumps
 
 __all__ = ["add_arguments", "run"]
 
+DEFAULTS = {"name": "swat_core", "dsp": "generic", "interface": "core"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from swatkit.rtl.generate import INTERFACES
     from swatkit.rtl.units import DSP_TARGETS
 
     add_workload_options(parser)
     add_hardware_options(parser)
     parser.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("swat_build"),
                         help="folder to write into (default: swat_build)")
-    parser.add_argument("--name", default="swat_core", help="Verilog top module name")
-    parser.add_argument("--dsp", choices=DSP_TARGETS, default="generic",
+    parser.add_argument("--name", help="Verilog top module name (default swat_core)")
+    parser.add_argument("--dsp", choices=DSP_TARGETS,
                         help="multipliers as generic logic for any tool (default), or as Lattice "
                              "ECP5 MULT18X18D blocks with their registers (also writes the "
                              "block's simulation model, MULT18X18D.v)")
+    parser.add_argument("--interface", choices=INTERFACES,
+                        help="the core's own stream ports (default), or the core wrapped in "
+                             "AXI4-Stream ports (s_axis_q_*, s_axis_kv_*, s_axis_cmd_*, "
+                             "m_axis_o_* with tlast; aclk, active-low aresetn)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved configuration as TOML (usable as --config) "
+                             "and exit without writing anything")
     parser.add_argument("--lint", action="store_true",
                         help="run verilator --lint-only -Wall on the result")
 
 
 def run(args: argparse.Namespace) -> int:
-    from swatkit.rtl.generate import LintError, generate, lint
+    from swatkit.rtl.generate import LintError, check_target, generate, lint
 
-    r = resolve(args)
-    hw = core_params(r, r.spec.seq_len).hw
+    r = resolve(args, "generate")
+    params = core_params(r, r.spec.seq_len)
+    target = {**DEFAULTS, **r.command}
     try:
-        out = generate(r.spec, r.fmt, hw, args.output, args.name, dsp=args.dsp)
-    except ValueError as e:  # "name must be a Verilog identifier, not ..."
-        raise UsageError(f"--{e}") from None
+        check_target(**target)
+    except (TypeError, ValueError) as e:  # "name must be a Verilog identifier, not ..."
+        field, _, rest = str(e).partition(" ")
+        raise UsageError(f"{r.label(field)} {rest}") from None
+    if args.print_config:
+        sys.stdout.write(dumps({**params.config_tables(), "generate": target}))
+        return 0
+    for line in waste_warnings(r, params):
+        warn(line)
+    try:
+        with progress(f"generating Verilog ({params.window}-key window, head_dim "
+                      f"{params.spec.head_dim}, {params.hw.key_lanes}x{params.hw.dim_lanes} "
+                      "lanes)"):
+            out = generate(params.spec, params.fmt, params.hw, args.output, **target)
     except OSError as e:
         raise UsageError(f"--output: cannot write {args.output}: {e.strerror}") from None
     import json
 
     info = json.loads(out.config.read_text())
     res = info["resources"]
+    hw = params.hw
     print(f"wrote {out.verilog}  ({out.verilog.stat().st_size // 1024} KiB)")
     print(f"wrote {out.waivers}")
     print(f"wrote {out.config}")
     if out.sim_models:
         print(f"wrote {out.sim_models}  (simulation model of the ECP5 multiplier block)")
-    s = r.spec
+    for stale in out.removed:
+        print(f"removed {stale}  (written by an earlier run, not by this one)")
+    s = params.spec
     print(f"window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, up to {hw.max_seq_len} rows;"
-          f" {hw.key_lanes} key lanes x {hw.dim_lanes} dim lanes")
+          f" {hw.key_lanes} key lanes x {hw.dim_lanes} dim lanes"
+          + ("; AXI4-Stream ports" if target["interface"] == "axis" else ""))
     print(f"multipliers {res['qk_multipliers']} (QK) + {res['sv_multipliers']} (SV) + "
           f"{res['exp_multipliers']} (exp); K/V buffer {res['kv_buffer_bits'] // 1024} Kib, "
           f"scores {res['score_buffer_bits'] // 1024} Kib")
     if args.lint:
         try:
-            lint(out)
+            with progress("verilator --lint-only -Wall"):
+                lint(out)
         except LintError as e:
             print(str(e))
-            print("swatkit: error: verilator lint reported warnings")
+            print("swatkit: error: verilator lint reported warnings", file=sys.stderr)
             return 1
         print("verilator --lint-only -Wall: clean")
     return 0

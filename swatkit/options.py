@@ -2,15 +2,24 @@
 
 One definition: the workload (:class:`~swatkit.golden.AttentionSpec`), the number format
 (:class:`~swatkit.golden.NumberFormat`) and the hardware (``[hardware]``: lanes) come from, in
-rising priority, built-in defaults, a ``--config FILE.toml`` (tables ``[spec]``, ``[format]``,
-``[hardware]``) and the command line. Every bad value becomes a :class:`UsageError` whose message
-names the option (or the config key) and the value.
+rising priority, built-in defaults, a ``--config`` file and the command line. The file is TOML
+with tables ``[spec]``, ``[format]``, ``[hardware]`` (and ``[generate]``, ``[flow]`` for those
+commands), or a ``swatkit.json`` / ``flow.json`` that ``swatkit generate`` / ``flow`` wrote (its
+``"config"`` record holds the same tables). The window is one group: a window option on the
+command line (``--attention-window``, ``--causal``/``--no-causal``, ``--sliding-window``)
+replaces the whole window of the file.
+
+Every bad value becomes a :class:`UsageError` whose message names the option (or the config key)
+and the value as the user gave them; sizes beyond the core's practical limits
+(:mod:`swatkit.rtl.config`) are refused at once, naming the limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +29,31 @@ from swatkit.golden import AttentionSpec, NumberFormat
 __all__ = [
     "DEFAULT_HEAD_DIM",
     "DEFAULT_SEQ_LEN",
+    "MAX_LENGTHS",
     "Resolved",
     "UsageError",
     "add_hardware_options",
     "add_workload_options",
     "core_params",
+    "limit_error",
+    "parse_lengths",
     "resolve",
+    "warn",
+    "waste_warnings",
 ]
 
 DEFAULT_SEQ_LEN = 4096     # Longformer-base's max_position_embeddings
 DEFAULT_HEAD_DIM = 64      # Longformer-base: 768 / 12 heads
+DEFAULT_ATTENTION_WINDOW = 512
+DEFAULT_SLIDING_WINDOW = 4096
+MAX_LENGTHS = 256          # sequence lengths in one `--seq-len` list or range
 
 
 class UsageError(Exception):
     """A bad option value or config file; the CLI prints it as one line and exits with 2."""
 
 
-# Keys of the [spec] table and the options they mirror (None: a flag with no value)
+# Keys of the [spec] table and the options they mirror
 SPEC_KEYS = {
     "seq_len": "--seq-len",
     "head_dim": "--head-dim",
@@ -46,10 +63,18 @@ SPEC_KEYS = {
     "dilation": "--dilation",
     "global_tokens": "--global-tokens",
 }
+WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
 FORMAT_KEYS = {f.name: "--" + f.name.replace("_", "-")
                for f in dataclasses.fields(NumberFormat)}
 HARDWARE_KEYS = {"key_lanes": "--key-lanes", "dim_lanes": "--dim-lanes"}
-TABLES = {"spec": SPEC_KEYS, "format": FORMAT_KEYS, "hardware": HARDWARE_KEYS}
+SHARED_TABLES = {"spec": SPEC_KEYS, "format": FORMAT_KEYS, "hardware": HARDWARE_KEYS}
+# the tables of one command each (the command applies their defaults)
+COMMAND_TABLES = {
+    "generate": {"name": "--name", "dsp": "--dsp", "interface": "--interface"},
+    "flow": {"board": "--board", "clock_mhz": "--clock-mhz", "test_rows": "--test-rows",
+             "seed": "--seed"},
+}
+TABLES = {**SHARED_TABLES, **COMMAND_TABLES}
 ALL_OPTIONS = {**SPEC_KEYS, **FORMAT_KEYS, **HARDWARE_KEYS}
 
 
@@ -61,25 +86,72 @@ def _token_list(text: str) -> tuple[int, ...]:
             f"must be comma-separated integers, not {text!r}") from None
 
 
+def parse_lengths(text: str) -> list[int]:
+    """``1024,4096`` or ``START:STOP:xFACTOR`` / ``START:STOP:+STEP`` (STOP included), at most
+    :data:`MAX_LENGTHS` lengths (counted before any is made)."""
+    def positive(token):
+        try:
+            value = int(token)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be positive integers, a list A,B or a range START:STOP:xF, "
+                f"not {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive integers, not {value}")
+        return value
+
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3 or parts[2][:1] not in ("x", "+"):
+            raise argparse.ArgumentTypeError(
+                f"a range is START:STOP:xFACTOR or START:STOP:+STEP, not {text!r}")
+        start, stop, step = positive(parts[0]), positive(parts[1]), positive(parts[2][1:])
+        geometric = parts[2][0] == "x"
+        if geometric and step < 2:
+            raise argparse.ArgumentTypeError(f"a range's factor must be at least 2, not {step}")
+        if stop < start:
+            raise argparse.ArgumentTypeError(f"a range must not end before it starts: {text!r}")
+        if geometric:
+            count, n = 0, start
+            while n <= stop and count <= MAX_LENGTHS:
+                count, n = count + 1, n * step
+        else:
+            count = (stop - start) // step + 1
+        if count > MAX_LENGTHS:
+            raise argparse.ArgumentTypeError(
+                f"at most {MAX_LENGTHS} lengths, not {count:,} from {text!r}")
+        lengths, n = [], start
+        while n <= stop:
+            lengths.append(n)
+            n = n * step if geometric else n + step
+        return lengths
+    tokens = text.split(",")
+    if len(tokens) > MAX_LENGTHS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_LENGTHS} lengths, not {len(tokens):,}")
+    return [positive(t) for t in tokens]
+
+
 def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
                          seq_len_help: str = f"sequence length (default {DEFAULT_SEQ_LEN})"
                          ) -> None:
-    """The [spec] and [format] options, and --config. A command that sweeps N passes its own
-    ``seq_len_type`` (and sets ``args.seq_len`` to one length before :func:`resolve`)."""
-    parser.add_argument("--config", metavar="FILE.toml", type=Path,
-                        help="TOML with [spec], [format] and [hardware] tables; "
-                             "options on the command line override it")
+    """The [spec] and [format] options, and --config. A command that sweeps N passes
+    ``seq_len_type=parse_lengths`` and resolves with ``lengths=True``."""
+    parser.add_argument("--config", metavar="FILE", type=Path,
+                        help="TOML with [spec], [format] and [hardware] tables, or a "
+                             "swatkit.json / flow.json written by swatkit; options on the "
+                             "command line override it")
     g = parser.add_argument_group("workload (one attention head)")
     g.add_argument("--seq-len", metavar="N", type=seq_len_type, help=seq_len_help)
     g.add_argument("--head-dim", metavar="D", type=int,
                    help=f"head dimension (default {DEFAULT_HEAD_DIM})")
     g.add_argument("--attention-window", metavar="W", type=int,
                    help="bidirectional window, Longformer's meaning: W/2 keys on each side "
-                        "(default 512)")
-    g.add_argument("--causal", action="store_true", default=None,
+                        f"(default {DEFAULT_ATTENTION_WINDOW})")
+    g.add_argument("--causal", action=argparse.BooleanOptionalAction, default=None,
                    help="causal sliding window (Mistral's meaning) instead")
     g.add_argument("--sliding-window", metavar="W", type=int,
-                   help="with --causal: the row and W-1 keys before it (default 4096)")
+                   help="with --causal: the row and W-1 keys before it "
+                        f"(default {DEFAULT_SLIDING_WINDOW})")
     g.add_argument("--dilation", metavar="K", type=int, help="distance between window keys")
     g.add_argument("--global-tokens", metavar="I,J,...", type=_token_list,
                    help="positions that attend to, and are attended by, every row")
@@ -107,19 +179,42 @@ class Resolved:
     spec: AttentionSpec
     fmt: NumberFormat
     hardware: dict  # [hardware] keys given (validated by the stage that uses them)
-    sources: dict   # key -> "default" | "config" | "option", for reports
+    sources: dict   # key -> "option" | "config" for every key given (defaults are absent)
+    names: dict = dataclasses.field(default_factory=dict)    # key -> what the user typed
+    command: dict = dataclasses.field(default_factory=dict)  # the command's table, as given
+    lengths: tuple[int, ...] = ()   # with lengths=True: every sequence length (spec: the max)
+
+    def label(self, key: str) -> str:
+        """How the user named ``key``: the option, or the config file's key."""
+        return self.names.get(key) or ALL_OPTIONS.get(key) or COMMAND_LABELS.get(key, key)
+
+
+COMMAND_LABELS = {k: v for table in COMMAND_TABLES.values() for k, v in table.items()}
 
 
 def _load_config(path: Path) -> dict:
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"--config: no such file: {path}") from None
     except OSError as e:
         raise UsageError(f"--config: cannot read {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"--config: {path} is not valid TOML: {e}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UsageError(f"--config: {path} is not valid JSON: {e}") from None
+        data = record.get("config") if isinstance(record, dict) else None
+        if not isinstance(data, dict):
+            raise UsageError(f"--config: {path} has no \"config\" record (swatkit generate "
+                             "writes one in swatkit.json, swatkit flow in flow.json)")
+    else:
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise UsageError(f"--config: {path} is not UTF-8 text (a TOML file)") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"--config: {path} is not valid TOML: {e}") from None
     for table, value in data.items():
         if table not in TABLES:
             raise UsageError(f"--config: unknown table [{table}] in {path} "
@@ -132,23 +227,41 @@ def _load_config(path: Path) -> dict:
     return data
 
 
-def resolve(args: argparse.Namespace) -> Resolved:
-    """Merge defaults, ``--config`` and options into a spec, a format and hardware fields."""
-    config = _load_config(args.config) if getattr(args, "config", None) else {}
+def resolve(args: argparse.Namespace, command: str | None = None, *,
+            lengths: list[int] | None = None) -> Resolved:
+    """Merge defaults, ``--config`` and options into a spec, a format and hardware fields.
+
+    ``command`` (``"generate"``, ``"flow"``) also resolves that command's table into
+    :attr:`Resolved.command`. With ``lengths`` (the default lengths of a command that sweeps
+    N), ``seq_len`` may be a list of lengths (the option's ``parse_lengths``; in the file an
+    integer, a list or a range string): :attr:`Resolved.lengths` holds them, and the spec takes
+    the largest.
+    """
+    path = getattr(args, "config", None)
+    config = _load_config(path) if path else {}
+    window_on_line = any(getattr(args, k, None) is not None for k in WINDOW_KEYS)
     values, names, sources = {}, {}, {}
-    for table, keys in TABLES.items():
+    tables = dict(SHARED_TABLES)
+    if command in COMMAND_TABLES:
+        tables[command] = COMMAND_TABLES[command]
+    for table, keys in tables.items():
         for key, option in keys.items():
             given = getattr(args, key, None)
             if given is not None:
                 values[key], names[key], sources[key] = given, option, "option"
-            elif key in config.get(table, {}):
+            elif key in config.get(table, {}) and not (key in WINDOW_KEYS and window_on_line):
                 values[key] = config[table][key]
-                names[key] = f"[{table}] {key} in {args.config}"
+                names[key] = f"[{table}] {key} in {path}"
                 sources[key] = "config"
 
     def fail(key, message):
         raise UsageError(f"{names.get(key, key)} {message}")
 
+    all_lengths = ()
+    if lengths:
+        all_lengths = (_lengths(values["seq_len"], names["seq_len"]) if "seq_len" in values
+                       else tuple(lengths))
+        values["seq_len"] = max(all_lengths)
     causal = values.get("causal", False)
     if not isinstance(causal, bool):
         fail("causal", f"must be true or false, not {causal!r}")
@@ -164,29 +277,83 @@ def resolve(args: argparse.Namespace) -> Resolved:
                  "head_dim": values.get("head_dim", DEFAULT_HEAD_DIM)}
     try:
         if causal:
-            spec = AttentionSpec.causal(**spec_args,
-                                        sliding_window=values.get("sliding_window", 4096))
+            spec = AttentionSpec.causal(
+                **spec_args, sliding_window=values.get("sliding_window", DEFAULT_SLIDING_WINDOW))
         else:
-            spec = AttentionSpec.longformer(**spec_args,
-                                            attention_window=values.get("attention_window", 512))
+            spec = AttentionSpec.longformer(
+                **spec_args,
+                attention_window=values.get("attention_window", DEFAULT_ATTENTION_WINDOW))
         spec = spec.replace(dilation=values.get("dilation", 1), global_tokens=tokens)
         fmt = NumberFormat(**{k: values[k] for k in FORMAT_KEYS if k in values})
     except (TypeError, ValueError) as e:
         raise option_error(e, names) from None
     hardware = {k: values[k] for k in HARDWARE_KEYS if k in values}
-    return Resolved(spec, fmt, hardware, sources)
+    own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
+    return Resolved(spec, fmt, hardware, sources, names, own,
+                    all_lengths or (spec.seq_len,))
 
 
-def core_params(resolved: Resolved, max_seq_len: int):
+def _lengths(value, label: str) -> tuple[int, ...]:
+    """Sequence lengths from the option (a list already) or the config (int, list, range)."""
+    try:
+        if isinstance(value, str):
+            value = parse_lengths(value)
+        elif not isinstance(value, list):
+            value = [value]
+    except argparse.ArgumentTypeError as e:
+        raise UsageError(f"{label}: {e}") from None
+    if not value or len(value) > MAX_LENGTHS:
+        raise UsageError(f"{label} must list 1..{MAX_LENGTHS} lengths, not {len(value)}")
+    for n in value:
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise UsageError(f"{label} must be positive integers, not {n!r}")
+        if n <= 0:
+            raise UsageError(f"{label} must be positive integers, not {n}")
+    return tuple(value)
+
+
+def core_params(resolved: Resolved, max_seq_len: int, **hardware):
     """The SWAT core's :class:`~swatkit.rtl.CoreParams` for the resolved options, with counters
-    for ``max_seq_len`` rows; a bad or conflicting value becomes a :class:`UsageError`."""
-    from swatkit.rtl import CoreParams, HardwareConfig
+    for ``max_seq_len`` rows (``hardware`` overrides fields of ``resolved.hardware``); a bad or
+    conflicting value, or a size beyond a practical limit, becomes a :class:`UsageError` naming
+    the options the user typed."""
+    from swatkit.rtl import CoreParams, HardwareConfig, LimitError
 
     try:
-        hw = HardwareConfig(**resolved.hardware, max_seq_len=max_seq_len)
+        hw = HardwareConfig(**{**resolved.hardware, **hardware}, max_seq_len=max_seq_len)
         return CoreParams(resolved.spec, resolved.fmt, hw)
+    except LimitError as e:
+        raise limit_error(e, resolved) from None
     except (TypeError, ValueError) as e:
-        raise option_error(e, {}) from None
+        raise option_error(e, resolved.names) from None
+
+
+def limit_error(error, resolved: Resolved) -> UsageError:
+    """A :class:`~swatkit.rtl.LimitError` in the options' units and names."""
+    spec = resolved.spec
+    label = resolved.label
+    if error.field == "head_dim":
+        return UsageError(f"{label('head_dim')} must be at most {error.limit} ({error.what}), "
+                          f"not {error.value}")
+    if error.field == "max_seq_len":
+        return UsageError(f"{label('seq_len')} must be at most {error.limit} ({error.what}), "
+                          f"not {error.value}")
+    if error.field == "window":
+        if spec.after == 0:  # causal: sliding_window keys
+            return UsageError(f"{label('sliding_window')} must be at most {error.limit} "
+                              f"({error.what}), not {spec.window}")
+        return UsageError(f"{label('attention_window')} must be at most {error.limit - 1} "
+                          f"({error.limit} {error.what}), not {spec.window - 1}")
+    if error.field == "key_lanes x dim_lanes":
+        return UsageError(f"{label('key_lanes')} x {label('dim_lanes')} must be at most "
+                          f"{error.limit} ({error.what}), not {error.value}")
+    if spec.after == 0:
+        window = f"{label('sliding_window')} {spec.window}"
+    else:
+        window = f"{label('attention_window')} {spec.window - 1}"
+    return UsageError(f"{window} with {label('head_dim')} {spec.head_dim} needs a K/V buffer of "
+                      f"{error.value / 2 ** 20:.1f} Mibit; the limit is "
+                      f"{error.limit / 2 ** 20:g} Mibit ({error.what}): lower one of them")
 
 
 def option_error(error: Exception, names: dict) -> UsageError:
@@ -198,3 +365,29 @@ def option_error(error: Exception, names: dict) -> UsageError:
     if label is None:
         return UsageError(message)
     return UsageError(f"{label} {rest}" if key == field else f"{label}: {message}")
+
+
+# -- what a configuration wastes --------------------------------------------------------------
+
+
+def waste_warnings(resolved: Resolved, params) -> list[str]:
+    """One line for each legal but wasteful choice of ``params`` (a :class:`CoreParams` made
+    from ``resolved``): a window wider than any row of ``max_seq_len`` rows can use."""
+    spec, n = params.spec, params.hw.max_seq_len
+    usable = min(spec.before, n - 1) + min(spec.after, n - 1) + 1
+    if spec.window <= usable:
+        return []
+    if spec.after == 0:
+        window = f"{resolved.label('sliding_window')} {spec.window}"
+    else:
+        window = f"{resolved.label('attention_window')} {spec.window - 1}"
+    if "sliding_window" not in resolved.names and spec.after == 0:
+        window += " (the default)"
+    return [f"{window} makes a {spec.window}-key window, but with {resolved.label('seq_len')} = "
+            f"{n} no row has more than {usable} keys: the window's buffers are sized for keys "
+            "that never exist"]
+
+
+def warn(message: str) -> None:
+    """One line on standard error."""
+    print(f"swatkit: warning: {message}", file=sys.stderr)

@@ -87,7 +87,7 @@ def test_config_file_and_override(tmp_path):
     ("[spec]\nhead_dim = '64'\n", "[spec] head_dim in {path} must be an integer, not '64'"),
     ("[spec]\nwindow = 3\n", "--config: unknown key 'window' in [spec] of {path}"),
     ("[specs]\n", "--config: unknown table [specs] in {path} "
-                  "(expected [spec], [format], [hardware])"),
+                  "(expected [spec], [format], [hardware], [generate], [flow])"),
     ("[spec\n", "--config: {path} is not valid TOML: Expected ']' at the end of a table "
                 "declaration (at line 1, column 6)"),
 ])

