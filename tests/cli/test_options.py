@@ -3,13 +3,21 @@
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
 import swatkit
 from swatkit.cli import _Parser, main
 from swatkit.golden import AttentionSpec, NumberFormat
-from swatkit.options import UsageError, add_hardware_options, add_workload_options, resolve
+from swatkit.options import (
+    UsageError,
+    add_hardware_options,
+    add_workload_options,
+    core_params,
+    resolve,
+    waste_warnings,
+)
 
 
 def parse(*argv):
@@ -120,3 +128,75 @@ def test_unknown_command_is_one_line_exit_2():
     assert re.fullmatch(r"swatkit: error: argument COMMAND: invalid choice: 'frobnicate'.*\n",
                         done.stderr)
     assert "Traceback" not in done.stderr
+
+
+# -- options override the file; the window is one group -------------------------------------------
+
+
+def test_a_window_option_replaces_the_files_window(tmp_path):
+    cfg = tmp_path / "good.toml"
+    cfg.write_text("[spec]\nseq_len = 256\nattention_window = 64\n")
+    r = parse("--config", str(cfg), "--causal")
+    assert r.spec == AttentionSpec.causal(256, 64, sliding_window=4096)
+    cfg.write_text("[spec]\ncausal = true\nsliding_window = 32\n")
+    assert parse("--config", str(cfg), "--attention-window", "16").spec.before == 8
+    assert parse("--config", str(cfg), "--no-causal").spec.before == 256
+
+
+def test_a_config_value_is_named_as_the_file_names_it(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[spec]\nhead_dim = 4096\n")
+    parser = _Parser(prog="swatkit test")
+    add_workload_options(parser)
+    add_hardware_options(parser)
+    r = resolve(parser.parse_args(["--config", str(cfg)]))
+    with pytest.raises(UsageError, match=rf"^\[spec\] head_dim in {re.escape(str(cfg))} must be "
+                                         r"at most 1024 \(the practical limit of Verilog "
+                                         r"generation\), not 4096$"):
+        core_params(r, 64)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--seq-len", "100000000000"], "--seq-len must be at most 16777216 (the practical limit of "
+                                    "the core's row counters and of the cycle model), not "
+                                    "100000000000"),
+    (["--head-dim", "65536"], "--head-dim must be at most 1024 (the practical limit of Verilog "
+                              "generation), not 65536"),
+    (["--attention-window", "1000000"], "--attention-window must be at most 16384 (16385 keys "
+                                        "per row, the practical limit of Verilog generation), "
+                                        "not 1000000"),
+    (["--causal", "--sliding-window", "16386"], "--sliding-window must be at most 16385 (keys "
+                                                "per row, the practical limit of Verilog "
+                                                "generation), not 16386"),
+    (["--key-lanes", "64", "--dim-lanes", "128", "--head-dim", "128"],
+     "--key-lanes x --dim-lanes must be at most 4096 (multipliers per engine, the practical "
+     "limit of Verilog generation), not 8192"),
+    (["--head-dim", "1024", "--attention-window", "4096"],
+     "--attention-window 4096 with --head-dim 1024 needs a K/V buffer of 64.1 Mibit; the limit "
+     "is 32 Mibit (the K/V ring: 2 x ring_rows x head_dim x data_bits, the practical limit of "
+     "Verilog generation): lower one of them"),
+])
+def test_sizes_beyond_the_limits_name_the_option(argv, message):
+    r = parse(*argv)
+    with pytest.raises(UsageError) as info:
+        core_params(r, r.spec.seq_len)
+    assert str(info.value) == message
+
+
+def test_the_largest_inputs_are_refused_at_once():
+    for argv in (["generate", "--head-dim", str(2 ** 62)], ["generate", "--seq-len", str(10 ** 30)],
+                 ["estimate", "--seq-len", f"1:{10 ** 30}:+1"],
+                 ["generate", "--attention-window", str(2 ** 62)]):
+        start = time.monotonic()
+        assert main(argv) == 2
+        assert time.monotonic() - start < 1.0, argv
+
+
+def test_wasteful_window_warns_once(capsys):
+    r = parse("--attention-window", "8192", "--seq-len", "1024")
+    (line,) = waste_warnings(r, core_params(r, 1024))
+    assert line == ("--attention-window 8192 makes a 8193-key window, but with --seq-len = 1024 "
+                    "no row has more than 2047 keys: the window's buffers are sized for keys "
+                    "that never exist")
+    r = parse("--attention-window", "64", "--seq-len", "1024")
+    assert waste_warnings(r, core_params(r, 1024)) == []

@@ -4,6 +4,7 @@ does-not-fit diagnosis, the ``swatkit flow`` command line; one real build, marke
 import json
 import re
 import shutil
+import tomllib
 
 import numpy as np
 import pytest
@@ -309,6 +310,33 @@ def test_cli_config_file_and_causal_override_board_window(tmp_path):
     assert info["hardware"]["dim_lanes"] == 4
 
 
+def test_cli_causal_on_a_board_keeps_the_boards_window(capsys):
+    """--causal alone on an iCEBreaker: the board's 9 keys, causal, not Mistral's 4096."""
+    assert main(["flow", "--board", "icebreaker", "--causal", "--print-config"]) == 0
+    out, err = capsys.readouterr()
+    tables = tomllib.loads(out)
+    assert tables["spec"]["causal"] and tables["spec"]["sliding_window"] == 9
+    assert tables["flow"] == {"board": "icebreaker", "test_rows": 32, "seed": 1}
+    assert err == ""
+
+
+def test_cli_flow_json_and_swatkit_json_are_configs(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["flow", "--board", "icebreaker", "-o", str(out), "--dim-lanes", "1",
+                 "--seed", "5", "--clock-mhz", "20"]) == 0
+    info = json.loads((out / "swatkit.json").read_text())
+    capsys.readouterr()
+    assert main(["flow", "--config", str(out / "swatkit.json"), "--print-config"]) == 0
+    assert tomllib.loads(capsys.readouterr().out) == info["config"]
+    assert info["config"]["flow"] == {"board": "icebreaker", "test_rows": 32, "seed": 5,
+                                      "clock_mhz": 20.0}
+    # flow.json (written by collect) carries the same record
+    (out / flow.REPORT).write_text(json.dumps(ICE40_REPORT))
+    assert flow.collect(out)["config"] == info["config"]
+    assert main(["flow", "--config", str(out / "flow.json"), "--print-config"]) == 0
+    assert tomllib.loads(capsys.readouterr().out) == info["config"]
+
+
 @pytest.mark.parametrize("argv, message", [
     ([], "--board is required (see --list-boards)"),
     (["--board", "de10"], "--board: unknown board 'de10' (known: ulx3s-85f, icebreaker"),
@@ -320,6 +348,10 @@ def test_cli_config_file_and_causal_override_board_window(tmp_path):
     (["--board", "icebreaker", "--points", "1x2"], "--points needs --sweep"),
     (["--board", "icebreaker", "--sweep", "--points", "1-2"],
      "--points must be key_lanes x dim_lanes pairs like 1x8,2x8, not '1-2'"),
+    (["--board", "icebreaker", "--sweep", "--points", "1x²"],
+     "--points must be key_lanes x dim_lanes pairs like 1x8,2x8, not '1x²'"),
+    (["--board", "icebreaker", "--sweep", "--points", ",".join(["1x1"] * 33)],
+     "--points must list at most 32 points (each is a build of minutes), not 33"),
     (["--board", "icebreaker", "--sweep", "--points", "1x3"],
      "--points 1x3: dim_lanes (3) must divide head_dim (8)"),
     (["--board", "icebreaker", "--run", "--collect"],

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -227,9 +228,6 @@ def test_cli_model_json_and_breakdown_table():
                                  "or fpga or a TOML file)"),
     (["--clock-mhz", "0"], "--clock-mhz must be positive and finite, not 0"),
     (["--clock-mhz", "inf"], "--clock-mhz must be positive and finite, not inf"),
-    (["--plot", "p.jpgx"], "--plot: cannot write .jpgx files (p.jpgx); use one of .avif, .eps, "
-                           ".gif, .jpeg, .jpg, .pdf, .pgf, .png, .ps, .raw, .rgba, .svg, .svgz, "
-                           ".tif, .tiff, .webp"),
     (["--head-dim", "4611686018427387904"], "--head-dim must be at most 1024 (the practical "
                                             "limit of Verilog generation), not "
                                             "4611686018427387904"),
@@ -317,3 +315,36 @@ def test_baselines_same_budget_and_breakdown_adds_up():
     assert recs["swat"]["macs"] < bs["macs"] < 1.3 * recs["swat"]["macs"]
     assert 1.0 < bs["latency_ratio_to_swat"] < flash["latency_ratio_to_swat"]
     assert flash["latency_ratio_to_swat"] < recs["dense"]["latency_ratio_to_swat"]
+
+
+def test_cli_plot_checked_before_any_work(tmp_path):
+    done = swatkit("--plot", str(tmp_path / "p.jpgx"))
+    assert done.returncode == 2 and done.stdout == ""
+    assert re.fullmatch(rf"swatkit: error: --plot: cannot write \.jpgx files "
+                        rf"\({re.escape(str(tmp_path))}/p\.jpgx\); use one of \..*\.png.*\n",
+                        done.stderr)
+    done = swatkit("--seq-len", "1024", "--plot", str(tmp_path / "plot"), "--format", "csv")
+    assert done.returncode == 0
+    assert done.stderr == f"wrote {tmp_path / 'plot.png'}\n"
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_seq_len_from_the_config_file(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[spec]\nseq_len = 2048\nattention_window = 64\n")
+    done = swatkit("--config", str(config), "--format", "json", "--dataflow", "swat")
+    assert [r["seq_len"] for r in json.loads(done.stdout)] == [2048]
+    config.write_text("[spec]\nseq_len = '1024:4096:x2'\n")
+    done = swatkit("--config", str(config), "--format", "json", "--dataflow", "swat")
+    assert [r["seq_len"] for r in json.loads(done.stdout)] == [1024, 2048, 4096]
+    done = swatkit("--config", str(config), "--format", "json", "--dataflow", "swat",
+                   "--seq-len", "512")  # the option wins
+    assert [r["seq_len"] for r in json.loads(done.stdout)] == [512]
+
+
+def test_cli_stdout_closed_early_is_not_an_error():
+    done = subprocess.run(f"{sys.executable} -m swatkit.cli estimate --seq-len 1024:1048576:x2 "
+                          "| head -1; exit ${PIPESTATUS[0]}", shell=True, executable="bash",
+                          capture_output=True, text=True)
+    assert done.returncode == 0
+    assert done.stderr == ""
