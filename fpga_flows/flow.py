@@ -233,10 +233,16 @@ def emit(config: FlowConfig, out_dir: str | Path, vectors: Vectors | None = None
 def _project(project_dir: Path) -> tuple[dict, Board]:
     try:
         info = json.loads((project_dir / "swatkit.json").read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise FlowError(f"{project_dir} is not a swatkit flow project "
                         "(no swatkit.json; emit it with swatkit flow first)") from None
-    return info, get_board(info["board"]["name"])
+    except (OSError, ValueError) as e:
+        raise FlowError(f"cannot read {project_dir / 'swatkit.json'}: {e}") from None
+    try:
+        return info, get_board(info["board"]["name"])
+    except (TypeError, KeyError, ValueError):
+        raise FlowError(f"{project_dir / 'swatkit.json'} is not the record of a swatkit flow "
+                        "project (no known board in it)") from None
 
 
 def yowasp_env(board: Board) -> dict:
@@ -398,6 +404,8 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
     except FileNotFoundError:
         raise FlowError(f"no {REPORT} in {project_dir}: the project has not been built "
                         f"(run run_yowasp.sh or build_{NAME}.sh there)") from None
+    except (OSError, ValueError) as e:
+        raise FlowError(f"cannot read {project_dir / REPORT}: {e}") from None
     stat_path = project_dir / STAT
     stat = json.loads(stat_path.read_text()) if stat_path.exists() else None
     parsed = parse_reports(board.family, report, stat)

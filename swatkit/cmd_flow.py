@@ -182,9 +182,8 @@ def run(args: argparse.Namespace) -> int:
         out = args.output or Path("swat_flow") / _board(first).name
         try:
             print(format_report(collect(out)))
-        except FlowError as e:
-            print(f"swatkit: error: {e}", file=sys.stderr)
-            return 1
+        except FlowError as e:  # the folder the user named is not a built project
+            raise UsageError(f"--collect: {e}") from None
         print(f"wrote {out / 'flow.json'}")
         return 0
     if args.points and not args.sweep:
