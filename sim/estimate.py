@@ -131,10 +131,15 @@ def load_table(name_or_path: str) -> EnergyTable:
     else:
         path = Path(name_or_path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise TableError(f"no such energy table: {name_or_path} (expected "
                              f"{' or '.join(BUILTIN_TABLES)} or a TOML file)") from None
+        except OSError as e:
+            raise TableError(f"cannot read energy table {name_or_path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise TableError(f"energy table {name_or_path} is not UTF-8 text (a TOML "
+                             "file)") from None
         where = str(path)
     try:
         data = tomllib.loads(text)
@@ -144,18 +149,23 @@ def load_table(name_or_path: str) -> EnergyTable:
         if key not in data:
             raise TableError(f"energy table {where} has no {key!r}")
     entries = data["energy"]
+    if not isinstance(entries, dict):
+        raise TableError(f"energy table {where}: energy must be a table ([energy])")
     missing = [k for k in REQUIRED_ENTRIES if k not in entries]
     if missing:
         raise TableError(f"energy table {where} lacks [energy] {', '.join(missing)}")
     for key, value in entries.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise TableError(f"energy table {where}: [energy] {key} must be a positive number, "
-                             f"not {value!r}")
+        if (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+                or not math.isfinite(value)):
+            raise TableError(f"energy table {where}: [energy] {key} must be a positive finite "
+                             f"number, not {value!r}")
     if data.get("unit", "pJ") != "pJ":
         raise TableError(f"energy table {where}: unit must be \"pJ\", not {data['unit']!r}")
     static = data.get("static_power_w", 0.0)
-    if isinstance(static, bool) or not isinstance(static, int | float) or static < 0:
-        raise TableError(f"energy table {where}: static_power_w must be a non-negative number, "
+    if (isinstance(static, bool) or not isinstance(static, int | float) or static < 0
+            or not math.isfinite(static)):
+        raise TableError(f"energy table {where}: static_power_w must be a non-negative finite "
+                         "number, "
                          f"not {static!r}")
     return EnergyTable(str(data["name"]), str(data["source"]), str(data.get("uncertainty", "")),
                        {k: float(v) for k, v in entries.items()}, float(static))

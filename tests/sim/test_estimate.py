@@ -96,8 +96,12 @@ def test_energy_tables_cite_sources():
     ("name='x'\n[energy]\n", "energy table {p} has no 'source'"),
     ("name='x'\nsource='y'\n[energy]\nint8_add=-1\nint32_add=1\nint8_mult=1\nint32_mult=1\n"
      "sram_read_64b=1\ndram_access_64b=1\n",
-     "energy table {p}: [energy] int8_add must be a positive number, not -1"),
+     "energy table {p}: [energy] int8_add must be a positive finite number, not -1"),
     ("name = \n", "energy table {p} is not valid TOML: Invalid value (at line 1, column 8)"),
+    ("name='x'\nsource='y'\nenergy=3\n", "energy table {p}: energy must be a table ([energy])"),
+    ("name='x'\nsource='y'\n[energy]\nint8_add=inf\nint32_add=1\nint8_mult=1\nint32_mult=1\n"
+     "sram_read_64b=1\ndram_access_64b=1\n",
+     "energy table {p}: [energy] int8_add must be a positive finite number, not inf"),
 ])
 def test_bad_tables(tmp_path, text, message):
     path = tmp_path / "t.toml"
@@ -105,6 +109,15 @@ def test_bad_tables(tmp_path, text, message):
     with pytest.raises(ValueError) as info:
         load_table(str(path))
     assert str(info.value) == message.format(p=path)
+
+
+def test_unreadable_tables(tmp_path):
+    with pytest.raises(ValueError, match=rf"^cannot read energy table {re.escape(str(tmp_path))}: "
+                                         r"Is a directory$"):
+        load_table(str(tmp_path))
+    (tmp_path / "t.toml").write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match=r"^energy table .*t\.toml is not UTF-8 text"):
+        load_table(str(tmp_path / "t.toml"))
 
 
 def test_user_table_with_static_power(tmp_path):
