@@ -43,7 +43,8 @@ LENGTHS = st.one_of(
 TEXT_VALUES = st.one_of(INTS.map(str), FLOATS.map(str), WORDS, LENGTHS,
                         st.sampled_from(["icebreaker", "ulx3s-85f", "tangnano9k", "generic",
                                          "ecp5", "axis", "core", "1x8,2x8", "0,17", "asic45",
-                                         "fpga", "swat,dense", "json", "csv"]))
+                                         "fpga", "swat,dense", "json", "csv", "module",
+                                         "in", "/", "no/such/file.toml"]))
 CONFIG_VALUES = st.one_of(INTS, FLOATS.filter(lambda f: f == f and abs(f) != float("inf")),
                           st.booleans(), WORDS, LENGTHS, st.lists(INTS, max_size=3))
 
@@ -111,7 +112,8 @@ def argvs(draw, command, skip=(), always=()):
                 st.lists(INTS)))).encode()
             argv.append(f"in/f{len(files) - 1}.json")
         elif name in ("-o", "--output", "--plot"):
-            argv.append(draw(st.sampled_from(["out/a", "out/b.png", "out/c.svg", "out"])))
+            argv.append(draw(st.sampled_from(["out/a", "out/b.png", "out/c.svg", "out", "out/",
+                                              "out/.", "out/x.jpgx", "out/no/such/x.png"])))
         else:  # mostly a value of the option's type, so that many runs get past the parser
             typed = (st.sampled_from(action.choices) if action.choices else
                      INTS.map(str) if action.type is int else

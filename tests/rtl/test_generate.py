@@ -143,6 +143,7 @@ def test_cli_generate(tmp_path):
     (["--global-tokens", "0"],
      "the SWAT core does not implement global tokens yet (global_tokens is (0,); must be empty)"),
     (["--name", "a-b"], "--name must be a Verilog identifier, not 'a-b'"),
+    (["--name", "module"], "--name must be a Verilog identifier, not 'module'"),
     (["--dsp", "xilinx"], "argument --dsp: invalid choice: 'xilinx' (choose from 'generic', "
                           "'ecp5')"),
     (["--interface", "axi"], "argument --interface: invalid choice: 'axi' (choose from 'core', "
