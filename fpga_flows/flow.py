@@ -151,11 +151,17 @@ class FlowConfig:
             flow["clock_mhz"] = float(self.clock_mhz)
         return {**self.params.config_tables(), "flow": flow}
 
+    def _config_or_none(self) -> dict | None:
+        try:
+            return self.config_tables()
+        except ValueError:  # a window with unequal sides: the API makes it, no option does
+            return None
+
     def as_dict(self) -> dict:
         b = self.board
         return {
             "swatkit_version": __version__,
-            "config": self.config_tables(),
+            "config": self._config_or_none(),
             "top": NAME,
             "board": {"name": b.name, "title": b.title, "family": b.family, "device": b.device,
                       "platform": b.platform, "oscillator_mhz": b.clock_hz / 1e6,

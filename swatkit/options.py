@@ -206,8 +206,9 @@ def _load_config(path: Path) -> dict:
             raise UsageError(f"--config: {path} is not valid JSON: {e}") from None
         data = record.get("config") if isinstance(record, dict) else None
         if not isinstance(data, dict):
-            raise UsageError(f"--config: {path} has no \"config\" record (swatkit generate "
-                             "writes one in swatkit.json, swatkit flow in flow.json)")
+            raise UsageError(f"--config: {path} has no \"config\" record (the swatkit.json "
+                             "and flow.json that swatkit writes have one, unless their window "
+                             "has unequal sides, which no option makes)")
     else:
         try:
             data = tomllib.loads(raw.decode("utf-8"))

@@ -258,3 +258,14 @@ def test_wasteful_window_warns_on_one_line(tmp_path):
     assert done.stderr == ("swatkit: warning: --attention-window 32 makes a 33-key window, but "
                            "with --seq-len = 8 no row has more than 15 keys: the window's "
                            "buffers are sized for keys that never exist\n")
+
+
+def test_a_window_no_option_makes_has_its_fields_in_the_header(tmp_path):
+    out = generate(AttentionSpec(16, 4, 1, 3), NumberFormat(), HardwareConfig(1, 2, 16), tmp_path)
+    head = out.verilog.read_text()[:1000]
+    assert "//   before = 1\n//   after = 3\n" in head and "--config" not in head
+    assert json.loads(out.config.read_text())["config"] is None
+    done = swatkit("generate", "--config", str(out.config), "--print-config")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"swatkit: error: --config: {out.config} has no \"config\" "
+                                  "record")
