@@ -215,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
     try:
         if args.sweep:
-            rows = run_sweep(config, points, out)
+            with progress(f"sweep of {len(points)} builds on the {board.device}"):
+                rows = run_sweep(config, points, out)
             print(format_sweep(rows))
             print(f"wrote {out / 'sweep.md'}, sweep.csv, sweep.json")
             return 0
