@@ -94,10 +94,12 @@ def list_boards() -> str:
     return "\n".join(lines)
 
 
-def resolve_with_board(args, first, board):
-    """The shared options over the board's defaults: built-in < board < --config < options.
-    A causal window without a length gets the board's number of keys (not the 4096 of a
-    Mistral head, which no small device holds)."""
+def resolve_with_board(args, board, first=None):
+    """The shared options over the board's defaults: built-in < board < --config < options
+    (``first``: ``resolve(args, "flow")`` when the caller has it). A causal window without a
+    length gets the board's number of keys (not the 4096 of a Mistral head, which no small
+    device holds)."""
+    first = first or resolve(args, "flow")
     given = set(first.sources)
     merged = copy.copy(args)
     window_given = any(k in given for k in WINDOW_KEYS)
@@ -115,7 +117,7 @@ def flow_config(args, first, board):
     options."""
     from swatkit.fpga_flows.flow import FlowConfig
 
-    r = resolve_with_board(args, first, board)
+    r = resolve_with_board(args, board, first)
     params = core_params(r, r.spec.seq_len)
     own = r.command
     rows = own.get("test_rows", min(board.test_rows, params.hw.max_seq_len))

@@ -114,7 +114,7 @@ def argvs(draw, command, skip=(), always=()):
         elif name in ("-o", "--output"):
             argv.append(draw(st.sampled_from(["out/a", "out", "out/", "out/.", "out/b.png"])))
         elif name == "--plot":  # the file estimate writes: inside out/ too
-            argv.append(draw(st.sampled_from(["out/p", "out/b.png", "out/c.svg", "out/.",
+            argv.append(draw(st.sampled_from(["out/p", "out/b.png", "out/c.svg", "out/..png",
                                               "out/x.jpgx", "out/no/such/x.png"])))
         else:  # mostly a value of the option's type, so that many runs get past the parser
             typed = (st.sampled_from(action.choices) if action.choices else
