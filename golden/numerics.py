@@ -51,6 +51,11 @@ def _check_bits(name: str, value, lo: int, hi: int) -> None:
         raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value}")
 
 
+# Fraction bits of the softmax constant C: beyond these, a score step moves a probability by
+# less than 2^-(64 - const_bits) of its range (and the shifts of the datapath grow with them)
+MAX_CONST_FRAC_BITS = 64
+
+
 def _check_scale(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a real number, not {value!r}")
@@ -221,7 +226,12 @@ class NumberFormat:
     def softmax_constant(self, head_dim: int) -> SoftmaxConstant:
         """The constant ``C`` for a head of width ``head_dim`` (see :class:`SoftmaxConstant`)."""
         real = self.scale_q * self.scale_k * math.log2(math.e) / math.sqrt(head_dim)
-        frac = self.const_bits - 1 - math.floor(math.log2(real))
+        frac = (self.const_bits - 1 - math.floor(math.log2(real)) if real > 0
+                else MAX_CONST_FRAC_BITS + 1)
+        if frac > MAX_CONST_FRAC_BITS:  # (the product of two tiny scales may even be 0.0)
+            raise ValueError(
+                f"scale_q·scale_k/sqrt(head_dim) = {real / math.log2(math.e):.6g} is too small: "
+                f"the softmax constant would need more than {MAX_CONST_FRAC_BITS} fraction bits")
         value = round(real * 2.0 ** frac)
         if value >= 2 ** self.const_bits:  # rounding carried into a new bit
             frac -= 1

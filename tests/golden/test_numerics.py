@@ -405,3 +405,13 @@ def test_quantize_checks():
             quantize([0.0, bad], 1.0, 8)
     with pytest.raises(ValueError, match=r"^scale must be a positive finite number, not -1\.0$"):
         dequantize(1, -1.0)
+
+
+@pytest.mark.parametrize("scale_k", [6.55256931873846e-306, 1e-320])
+def test_softmax_constant_of_tiny_scales_is_refused(scale_k):
+    """Found by tests/cli/test_any_input.py: 2.0 ** frac overflowed (a product of 0.0 has no
+    log2 at all)."""
+    with pytest.raises(ValueError, match=r"^scale_q·scale_k/sqrt\(head_dim\) = .* is too small: "
+                                         r"the softmax constant would need more than 64 "
+                                         r"fraction bits$"):
+        NumberFormat(scale_k=scale_k).softmax_constant(64)
