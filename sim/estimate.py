@@ -62,6 +62,7 @@ import numpy as np
 
 from swatkit.golden import AttentionSpec
 from swatkit.rtl import CoreParams, HardwareConfig
+from swatkit.rtl.config import MAX_SEQ_LEN
 
 from .cycle_model import swat_cycles
 from .models import LayerPattern, ModelConfig, ModelError
@@ -70,6 +71,7 @@ __all__ = ["BASELINES", "COMPONENTS", "DATAFLOWS", "HEAD_SCHEDULES", "EnergyTabl
            "actions", "estimate", "estimate_model", "load_table"]
 
 DATAFLOWS = ("swat", "dense", "flash", "blocksparse")
+MAX_CORES = 1024   # cores sharing the off-chip bandwidth (--cores)
 BASELINES = DATAFLOWS[1:]
 HEAD_SCHEDULES = ("serial", "gqa")
 COMPONENTS = ("macs", "exp", "reductions", "buffers", "offchip", "static")
@@ -182,10 +184,10 @@ class Tiles:
 
     def __post_init__(self):
         for name, value in (("tile_q", self.q), ("tile_k", self.k)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an integer, not {value!r}")
-            if value <= 0:
-                raise ValueError(f"{name} must be a positive integer, not {value}")
+            _check_count(name, value)
+            if value > MAX_SEQ_LEN:
+                raise ValueError(f"{name} must be at most {MAX_SEQ_LEN} (no sequence is longer), "
+                                 f"not {value}")
 
 
 def _spec(p: CoreParams, n: int) -> AttentionSpec:
@@ -374,6 +376,14 @@ def _check_count(name: str, value, lo: int = 1) -> None:
         raise ValueError(f"{name} must be a positive integer, not {value}")
 
 
+def check_cores(cores) -> None:
+    """``cores``: 1..``MAX_CORES`` (``TypeError``/``ValueError`` naming it)."""
+    _check_count("cores", cores)
+    if cores > MAX_CORES:
+        raise ValueError(f"cores must be at most {MAX_CORES} (a practical limit: one device "
+                         f"holds far fewer), not {cores}")
+
+
 def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, key_lanes: int = 8,
                    dim_lanes: int = 8, head_schedule: str = "serial", cores: int = 1,
                    clock_hz: float = 100e6, table: EnergyTable | None = None,
@@ -394,7 +404,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
     if head_schedule not in HEAD_SCHEDULES:
         raise ValueError(f"head_schedule must be one of {', '.join(HEAD_SCHEDULES)}, "
                          f"not {head_schedule!r}")
-    _check_count("cores", cores)
+    check_cores(cores)
     for dataflow in dataflows:
         if dataflow not in DATAFLOWS:
             raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, not {dataflow!r}")

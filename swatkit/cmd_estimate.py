@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         DATAFLOWS,
         TableError,
         Tiles,
+        check_cores,
         estimate,
         estimate_model,
         load_table,
@@ -186,8 +187,10 @@ def run(args: argparse.Namespace) -> int:
     if not dataflows:
         raise UsageError("--dataflow must name at least one dataflow")
     dataflows = list(dict.fromkeys(dataflows))
-    if args.cores < 1:
-        raise UsageError(f"--cores must be a positive integer, not {args.cores}")
+    try:
+        check_cores(args.cores)
+    except ValueError as e:
+        raise UsageError(f"--{e}") from None
     try:
         tiles = Tiles(args.tile_q, args.tile_k)
     except ValueError as e:

@@ -7,7 +7,8 @@ commands run in-process (an uncaught exception fails the test with its traceback
 working folder whose only change may be under ``out/``. Only paths that finish in milliseconds
 are taken: ``generate`` and ``flow`` with ``--print-config`` (which resolves and checks
 everything a build would, then stops), ``flow --collect`` and ``--list-boards``, ``estimate`` with
-sequence lengths either small or refused; ``regress`` is parsed only (its run starts pytest).
+sequence lengths either small or refused; ``regress``, ``prove`` and ``explore`` are parsed
+only (they run for minutes).
 """
 
 from __future__ import annotations
@@ -187,8 +188,9 @@ def test_estimate_any_options(case):
 
 
 @FAST
-@given(argvs("regress"))
-def test_regress_options_parse_or_fail_in_one_line(case):
+@given(st.sampled_from(["regress", "prove", "explore"]).flatmap(argvs))
+def test_long_running_commands_parse_or_fail_in_one_line(case):
+    """regress, prove and explore run for minutes once parsed: their parsers only."""
     argv, _ = case
     try:
         build_parser().parse_args(argv)

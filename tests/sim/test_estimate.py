@@ -259,6 +259,10 @@ def test_cli_model_json_and_breakdown_table():
     (["--cores", "0"], "--cores must be a positive integer, not 0"),
     (["--tile-q", "0"], "--tile-q must be a positive integer, not 0"),
     (["--tile-k", "-3"], "--tile-k must be a positive integer, not -3"),
+    (["--tile-k", str(10 ** 30)], f"--tile-k must be at most 16777216 (no sequence is longer), "
+                                  f"not {10 ** 30}"),
+    (["--cores", "1025"], "--cores must be at most 1024 (a practical limit: one device holds far "
+                          "fewer), not 1025"),
 ])
 def test_cli_bad_values(argv, message):
     done = swatkit(*argv)
