@@ -98,7 +98,7 @@ class Build:
         Largest N the build accepts (N itself is given per run).
     dsp : str
         Multiplier target of the Verilog (``swatkit generate --dsp``): ``"ecp5"`` simulates the
-        core with ``MULT18X18D`` instances and their model (``sim/models/MULT18X18D.v``).
+        core with ``MULT18X18D`` instances and their model (``rtl/models/MULT18X18D.v``).
     depth : int, optional
         Rows of the harness's memories (default ``max_seq_len``): the rows of all runs of a case.
     """
@@ -456,7 +456,7 @@ def _locked(path: Path):
 def _tool_versions() -> str:
     import cocotb
 
-    from swatkit.sim.toolchain import find_verilator
+    from swatkit.toolchain import find_verilator
 
     v = find_verilator()
     return f"cocotb {cocotb.__version__}; verilator {v.version} at {v.executable}"
@@ -507,7 +507,7 @@ def _source_digest() -> str:
         folder = Path(package.__file__).parent
         for f in sorted(folder.glob("*.py")):
             h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
-    for f in sorted((Path(__file__).parent / "models").glob("*.v")):
+    for f in sorted((Path(swatkit.rtl.__file__).parent / "models").glob("*.v")):
         h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()
 
@@ -627,7 +627,7 @@ def verilator_command(src: Path, path: Path, waves: str | None, models: list[str
     every signal of the design public and costs most of Verilator's optimisations; the bench
     needs only what :func:`_public_vlt` marks. ``main`` is cocotb's ``verilator.cpp`` (or the
     raw benchmark's main)."""
-    from swatkit.sim.toolchain import find_verilator
+    from swatkit.toolchain import find_verilator
 
     return [str(find_verilator().executable), "-cc", "--exe", "-Mdir", str(path),
             "--top-module", TOP, "--vpi", "--prefix", "Vtop", "-o", TOP,
@@ -642,7 +642,7 @@ def _compile(src: Path, path: Path, waves: str | None, models: list[str]) -> Non
 
     import cocotb_tools.config
 
-    from swatkit.sim.toolchain import use_verilator
+    from swatkit.toolchain import use_verilator
 
     v = use_verilator()
     libs = cocotb_tools.config.libs_dir
@@ -812,7 +812,7 @@ def _simulate(build_path: Path, work: Path, seed: int, waves: str | None) -> str
     """Run the cocotb test; ``None`` if the simulator reported a pass, else why not."""
     from cocotb_tools.runner import get_runner
 
-    from swatkit.sim.toolchain import use_verilator
+    from swatkit.toolchain import use_verilator
 
     use_verilator()
     runner = get_runner("verilator")

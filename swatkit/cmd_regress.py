@@ -212,7 +212,7 @@ def _run_one(case, seed, waves, build_dir):
 
 
 def run(args: argparse.Namespace) -> int:
-    from swatkit.sim.toolchain import ToolchainError, find_verilator
+    from swatkit.toolchain import ToolchainError, find_verilator
 
     own = any(getattr(args, name, None) not in (None, False) for name in OWN)
     if own and (args.fast or args.full):
