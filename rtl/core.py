@@ -294,7 +294,8 @@ class SwatCore(wiring.Component):
             m.d.sync += [hi1.eq(Mux(after + 1 > seq_len, seq_len, after + 1)), lo.eq(0)]
         with m.Elif(qk_start):
             m.d.sync += [hi1.eq(Mux(qk_row + after + 2 > n, n, qk_row + after + 2)),
-                         lo.eq(Mux(qk_row + 1 >= before, qk_row + 1 - before, 0))]
+                         lo.eq(Mux(qk_row + 1 >= before, qk_row + 1 - before, 0)
+                               if before else qk_row + 1)]
         rem0 = Signal(range(p.window + 1))   # offset of the row's last key from its first
         m.d.comb += rem0.eq(hi1 - 1 - lo)
         # what the SV engine needs to walk the row again: first lane/address, buffer, keys
@@ -333,7 +334,7 @@ class SwatCore(wiring.Component):
             w_row = data.View(row_info, info.w_data)
             m.d.comb += [info.w_en.eq(1), w_row.lane0.eq(lo_lane), w_row.base.eq(lo_base),
                          w_row.sbuf.eq(sbuf), w_row.rem.eq(rem0)]
-            with m.If(qk_row >= before):
+            with m.If(qk_row >= before if before else 1):  # (no constant compare at 0)
                 with m.If(lo_lane == kl - 1):
                     m.d.sync += [lo_lane.eq(0), lo_base.eq(_wrap_inc(lo_base, g, sg))]
                 with m.Else():

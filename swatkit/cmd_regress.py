@@ -214,7 +214,8 @@ def _run_one(case, seed, waves, build_dir):
 def run(args: argparse.Namespace) -> int:
     from swatkit.toolchain import ToolchainError, find_verilator
 
-    own = any(getattr(args, name, None) not in (None, False) for name in OWN)
+    own = any(getattr(args, name, None) is not None and getattr(args, name) is not False
+              for name in OWN)
     if own and (args.fast or args.full):
         raise UsageError("--fast/--full run the matrix; they cannot be combined with a "
                          "configuration")

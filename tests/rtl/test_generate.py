@@ -156,11 +156,12 @@ def test_cli_generate_bad_values(tmp_path, argv, message):
     assert done.stdout == ""
 
 
-@pytest.mark.parametrize("max_seq_len", [15, 16, 1023])
-def test_lint_is_clean_at_every_counter_size(tmp_path, max_seq_len):
+@pytest.mark.parametrize(("max_seq_len", "before"), [(15, 1), (16, 1), (1023, 1), (64, 0)])
+def test_lint_is_clean_at_every_counter_size(tmp_path, max_seq_len, before):
     """A max_seq_len of 2^k − 1 fills the command field: the core then has no "too long"
-    compare (Verilator's CMPCONST); other sizes keep it."""
-    spec = AttentionSpec(max_seq_len, 4, 1, 1)
+    compare (Verilator's CMPCONST); other sizes keep it. A window with no key before the row
+    (before = 0) has no constant ``>= 0`` compare (UNSIGNED)."""
+    spec = AttentionSpec(max_seq_len, 4, before, 1)
     out = generate(spec, NumberFormat(), HardwareConfig(1, 1, max_seq_len), tmp_path)
     assert "%Warning" not in lint(out)
 
