@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth import ClockSignal, Instance, Module, Mux, ResetSignal, Signal
-from amaranth.hdl import ResetInserter
+from amaranth.hdl import ResetInserter, Shape
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -209,14 +209,22 @@ class RowSink(wiring.Component):
 
 class VerilogCore(wiring.Component):
     """The Verilog module that ``swatkit generate`` wrote for ``params`` (named ``name``), as a
-    component with the core's ports: the harness around it then simulates exactly that file."""
+    component with the core's ports: the harness around it then simulates exactly that file.
 
-    def __init__(self, params: CoreParams, name: str = "swat_core"):
-        self.params, self.module = params, name
+    ``interface="axis"`` instantiates the AXI4-Stream form (``swatkit generate --interface
+    axis``, :class:`~swatkit.rtl.axis.AxisSwatCore`) and maps its ports back onto the core's:
+    ``aclk``/``aresetn`` from the clock and the inverted reset, each stream's ``tdata`` padded to
+    whole bytes (input padding zero, output padding dropped)."""
+
+    def __init__(self, params: CoreParams, name: str = "swat_core", interface: str = "core"):
+        self.params, self.module, self.interface = params, name, interface
         super().__init__(core_signature(params))
 
     def elaborate(self, platform):
         m = Module()
+        if self.interface == "axis":
+            m.submodules.core = self._axis(m)
+            return m
         conns = {}
         for path, member, value in self.signature.flatten(self):
             prefix = "i_" if member.flow == In else "o_"
@@ -224,6 +232,27 @@ class VerilogCore(wiring.Component):
         m.submodules.core = Instance(self.module, i_clk=ClockSignal(), i_rst=ResetSignal(),
                                      **conns)
         return m
+
+    def _axis(self, m: Module) -> Instance:
+        from .axis import byte_width
+
+        conns = {"i_aclk": ClockSignal(), "i_aresetn": ~ResetSignal()}
+        for name, side in (("cmd", "s"), ("q", "s"), ("kv", "s"), ("o", "m")):
+            port = getattr(self, name)
+            bits = Shape.cast(port.payload.shape()).width
+            tdata = Signal(byte_width(bits), name=f"{name}_tdata")
+            prefix = f"{side}_axis_{name}_"
+            if side == "s":
+                m.d.comb += tdata.eq(port.payload.as_value())
+                conns.update({f"i_{prefix}tdata": tdata, f"i_{prefix}tvalid": port.valid,
+                              f"o_{prefix}tready": port.ready})
+            else:
+                m.d.comb += port.payload.eq(tdata[:bits])
+                conns.update({f"o_{prefix}tdata": tdata, f"o_{prefix}tvalid": port.valid,
+                              f"i_{prefix}tready": port.ready,
+                              f"o_{prefix}tlast": Signal(name="o_tlast")})
+        conns.update({"o_busy": self.busy, "o_error": self.error, "o_stats": self.stats})
+        return Instance(self.module, **conns)
 
 
 class SwatHarness(wiring.Component):
@@ -234,7 +263,7 @@ class SwatHarness(wiring.Component):
     params : CoreParams
     core : wiring.Component, optional
         The core (a :class:`~swatkit.rtl.SwatCore` or a :class:`VerilogCore`); by default a
-        :class:`VerilogCore` named ``swat_core``.
+        :class:`VerilogCore` named ``swat_core`` with the given ``interface``.
     depth : int, optional
         Rows each memory holds (default ``max_seq_len``): the rows of every run loaded at once.
 
@@ -255,10 +284,10 @@ class SwatHarness(wiring.Component):
     SEEDS = (0x9E3779B9, 0x7F4A7C15, 0x85EBCA6B)  # mixed into the seed per stream
 
     def __init__(self, params: CoreParams, core: wiring.Component | None = None, *,
-                 depth: int | None = None, mem_attrs=None):
+                 depth: int | None = None, mem_attrs=None, interface: str = "core"):
         self.params = params
         self.depth = depth or params.hw.max_seq_len
-        self.core = core if core is not None else VerilogCore(params)
+        self.core = core if core is not None else VerilogCore(params, interface=interface)
         lay = core_layouts(params)
         d = self.depth
         self.q_src = RowSource(lay["q"], d, name="tb_q", mem_attrs=mem_attrs)

@@ -101,6 +101,8 @@ class Build:
         core with ``MULT18X18D`` instances and their model (``rtl/models/MULT18X18D.v``).
     depth : int, optional
         Rows of the harness's memories (default ``max_seq_len``): the rows of all runs of a case.
+    interface : str
+        ``"axis"`` simulates the AXI4-Stream form (``swatkit generate --interface axis``).
     """
 
     id: str
@@ -113,6 +115,7 @@ class Build:
     max_seq_len: int = MAX_SEQ_LEN
     dsp: str = "generic"
     depth: int | None = None
+    interface: str = "core"
 
     def __post_init__(self):
         _ = self.params  # raises ValueError at once if the core cannot implement it
@@ -153,7 +156,8 @@ class Build:
         return (f"{self.kind} window {self.before}+1+{self.after}, head_dim {self.head_dim}, "
                 f"key_lanes {self.key_lanes}, dim_lanes {self.dim_lanes}, format "
                 f"{'(' + ', '.join(changed) + ')' if changed else 'default'}"
-                + ("" if self.dsp == "generic" else f", {self.dsp} multipliers"))
+                + ("" if self.dsp == "generic" else f", {self.dsp} multipliers")
+                + ("" if self.interface == "core" else f", {self.interface} interface"))
 
 
 INPUT_KINDS = {
@@ -282,6 +286,9 @@ FAST1 = Build("bi3_k3d4", head_dim=4, before=1, after=1, key_lanes=3, dim_lanes=
 # the ULX3S flow's lane shape with the ECP5 multiplier blocks (MULT18X18D and its model)
 E17 = Build("ecp5_bi17_k4d8", head_dim=16, before=8, after=8, key_lanes=4, dim_lanes=8,
             dsp="ecp5")
+# the AXI4-Stream form of bi9_k2d4 (swatkit generate --interface axis)
+AXIS9 = Build("axis_bi9_k2d4", head_dim=8, before=4, after=4, key_lanes=2, dim_lanes=4,
+              interface="axis")
 # full matrix only (larger builds)
 C32 = Build("causal32_k4d16", head_dim=16, before=31, after=0, key_lanes=4, dim_lanes=16)
 B33 = Build("bi33_k4d4", head_dim=16, before=16, after=16, key_lanes=4, dim_lanes=4)
@@ -292,7 +299,7 @@ DEFAULT_CORE = Build.from_params("longformer_default", CoreParams(
     AttentionSpec.longformer(seq_len=4096, head_dim=64, attention_window=512), NumberFormat(),
     HardwareConfig()))
 
-FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17)
+FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
 
 # N edge cases, back to back: 1, 2, below the window, the window, not a multiple of the lanes,
@@ -356,6 +363,9 @@ def _matrix_fast() -> list[Case]:
              holds=(("q_hold", 300, 1000), ("kv_hold", 2500, 1200))),
         Case("bi9_k2d4/reset-mid-run", B9, (400, 200), stall=0.5, reset_after=1500),
         Case("causal8_k3d2/back-to-back", C8, (300, 1, 77, 500), idle=(0,)),
+        Case("axis_bi9_k2d4/random-n600-heavy", AXIS9, (600,), gap=h, stall=h),
+        Case("axis_bi9_k2d4/edges", AXIS9, _EDGES),
+        Case("axis_bi9_k2d4/reset-mid-run", AXIS9, (300,), stall=0.5, reset_after=1000),
     ]
 
 
@@ -519,6 +529,7 @@ def build_key(build: Build, waves: str | None) -> str:
     import amaranth
 
     record = json.dumps({"params": build.params.as_dict(), "dsp": build.dsp,
+                         "interface": build.interface,
                          "depth": build.harness_depth, "top": TOP,
                          "core": CORE, "build_args": BUILD_ARGS, "make_args": MAKE_ARGS,
                          "timing": TIMING_ARGS, "clock": "verilog",
@@ -561,13 +572,13 @@ def _write_sources(build: Build, src: Path, waves: str | None) -> list[str]:
 
     src.mkdir(parents=True)
     gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, src, CORE,
-                   dsp=build.dsp)
+                   dsp=build.dsp, interface=build.interface)
     try:
         lint(gen)
     except LintError as e:
         raise RuntimeError(f"verilator --lint-only -Wall reports warnings on the core of "
                            f"{build.id} ({build.describe()}):\n{e}") from None
-    harness = SwatHarness(build.params, depth=build.harness_depth)
+    harness = SwatHarness(build.params, depth=build.harness_depth, interface=build.interface)
     (src / f"{HARNESS}.v").write_text(verilog.convert(harness, name=HARNESS, emit_src=False))
     (src / f"{TOP}.v").write_text(clocked_top(harness))
     (src / "public.vlt").write_text(_public_vlt())

@@ -9,7 +9,8 @@ otherwise) twice on the same Verilated model:
 2. from a plain C++ loop with no Python at all (``sim/bench/raw_main.cpp``: the harness's row
    memories loaded through VPI, then the clock toggled in C++),
 
-and prints cycles per second of each and their ratio. ``--variants`` also builds the raw model
+and prints cycles per second of each and their ratio, alternating the two ``--repeat`` times so
+that both see the same machine load. ``--variants`` also builds the raw model
 with other Verilator / C++ optimisation settings and prints build time and speed of each (how
 the regression's options were chosen; docs/verification.md).
 """
@@ -92,6 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("--gap", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--build-dir", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="bench and raw loop alternated this many times (default 2)")
     parser.add_argument("--variants", action="store_true",
                         help="also build and time the raw model with other options")
     args = parser.parse_args(argv)
@@ -100,28 +103,33 @@ def main(argv=None) -> int:
                         gap=args.gap, stall=args.gap)
     print(f"configuration: {case.describe()}")
     print(f"machine: {os.cpu_count()} CPUs, {_load()}")
-    start = time.monotonic()
-    result = regress.run_case(case, args.seed, build_dir=args.build_dir)
-    wall = time.monotonic() - start
-    if not result.passed:
-        print(result.message)
-        return 1
-    bench = result.sim_cycles / result.sim_seconds
-    built = f"compiled in {result.build_seconds:.0f} s" if result.build_seconds else "cached"
-    print(f"cocotb bench: {result.rows} rows bit-exact, {result.sim_cycles:,} cycles in "
-          f"{result.sim_seconds:.2f} s = {bench:,.0f} cycles/s (build {built}; whole run "
-          f"{wall:.1f} s)")
     root = regress.build_root(args.build_dir) / "raw"
-    variants = VARIANTS if args.variants else VARIANTS[:1]
-    for name, build_args, make_args in variants:
-        path = root / name.replace(" ", "_").replace("/", "_")
-        seconds = raw_build(build, path, build_args, make_args)
-        raw = raw_run(path, result.work_dir, case, args.seed)
-        speed = raw["cycles"] / raw["seconds"]
-        print(f"raw C++ loop [{name}]: build {seconds:.0f} s; {raw['cycles']:,} cycles in "
-              f"{raw['seconds']:.2f} s = {speed:,.0f} cycles/s; the bench runs at "
-              f"{bench / speed:.0%} of it ({raw['busy_cycles']:,} busy cycles, bench "
-              f"{result.cycles:,})")
+    raw_paths = {}
+    for rep in range(args.repeat):
+        start = time.monotonic()
+        result = regress.run_case(case, args.seed, build_dir=args.build_dir)
+        wall = time.monotonic() - start
+        if not result.passed:
+            print(result.message)
+            return 1
+        bench = result.sim_cycles / result.sim_seconds
+        built = f"compiled in {result.build_seconds:.0f} s" if result.build_seconds else "cached"
+        print(f"[{rep + 1}] cocotb bench: {result.rows} rows bit-exact, {result.sim_cycles:,} "
+              f"cycles in {result.sim_seconds:.2f} s = {bench:,.0f} cycles/s (build {built}; "
+              f"whole run {wall:.1f} s; {_load()})")
+        variants = VARIANTS if args.variants and rep == 0 else VARIANTS[:1]
+        for name, build_args, make_args in variants:
+            path = root / name.replace(" ", "_").replace("/", "_")
+            if name not in raw_paths:
+                seconds = raw_build(build, path, build_args, make_args)
+                raw_paths[name] = path
+                print(f"    raw C++ loop [{name}]: built in {seconds:.0f} s ({_load()})")
+            raw = raw_run(path, result.work_dir, case, args.seed)
+            speed = raw["cycles"] / raw["seconds"]
+            print(f"[{rep + 1}] raw C++ loop [{name}]: {raw['cycles']:,} cycles in "
+                  f"{raw['seconds']:.2f} s = {speed:,.0f} cycles/s; the bench runs at "
+                  f"{bench / speed:.0%} of it ({raw['busy_cycles']:,} busy cycles, bench "
+                  f"{result.cycles:,}; {_load()})")
     print(f"after: {_load()}")
     return 0
 

@@ -314,3 +314,17 @@ def test_cli_interrupted(request, regress_seed, tmp_path):
     assert "Traceback" not in err and "Traceback" not in out
     done = swatkit(*argv[3:], cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_raw_benchmark_runs_the_same_model(request, regress_seed, tmp_path):
+    """sim/speed.py's C++ loop drives the same harness and core as the bench: on a stall-free
+    run both count the same busy cycles (the core's own figure)."""
+    from swatkit.sim.speed import raw_build, raw_run
+
+    case = next(c for c in FAST if c.id == "bi5_k1d1/random-n500")
+    result = run_case(case, regress_seed, build_dir=request.config.getoption("build_dir"))
+    assert result.passed, result.message
+    raw_build(case.build, tmp_path / "raw")
+    raw = raw_run(tmp_path / "raw", result.work_dir, case, regress_seed)
+    assert raw["busy_cycles"] == result.cycles > 0
+    assert raw["rows_out"] == 500 and raw["seconds"] > 0
