@@ -116,6 +116,7 @@ def test_fast_matrix_covers_the_issue():
     assert len({c.id for c in FULL}) == len(FULL) and set(FAST) <= set(FULL)
     # faults: a reset with rows in flight, long deterministic stalls, runs of different N
     assert any(c.reset_after for c in FAST)
+    assert any(c.build.interface == "axis" and c.gap >= 0.3 for c in FAST)  # --interface axis
     assert any(s == "o_hold" and n >= 2000 for c in FAST for s, _, n in c.holds)
     assert {s for c in FAST for s, _, n in c.holds if n >= 1000} >= {"q_hold", "kv_hold"}
     assert any(len(set(c.seq_lens)) > 2 and c.idle == (0,) for c in FAST)
