@@ -284,7 +284,7 @@ class HarnessBench:
                 first = (f"run {index} (N={n}): mismatch at row {r}, column {c}: expected "
                          f"{int(expected[r, c])}, got {int(mine[r, c])} (expected row "
                          f"{expected[r].tolist()}, got {mine[r].tolist()}); "
-                         f"{bad_rows.size} rows differ")
+                         f"rows that differ: {bad_rows.size}")
         if first is not None:
             self.errors.insert(0, first)  # the first mismatch first: usually the cause
             self.log.error(first)
