@@ -128,7 +128,7 @@ def main(argv=None) -> int:
             speed = raw["cycles"] / raw["seconds"]
             print(f"[{rep + 1}] raw C++ loop [{name}]: {raw['cycles']:,} cycles in "
                   f"{raw['seconds']:.2f} s = {speed:,.0f} cycles/s; the bench runs at "
-                  f"{bench / speed:.0%} of it ({raw['busy_cycles']:,} busy cycles, bench "
+                  f"{bench / speed:.0%} of it (core cycles {raw['core_cycles']:,}, bench "
                   f"{result.cycles:,}; {_load()})")
     print(f"after: {_load()}")
     return 0

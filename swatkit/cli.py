@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 from swatkit.options import UsageError
 from swatkit.version import __version__
@@ -50,9 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Interrupts:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered: Python drops an
+    exception raised inside a finaliser (``__del__``, as Amaranth's run during garbage
+    collection), so an interrupt landing there would otherwise be lost and the command would
+    go on and exit 0."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum, frame):
+        cls.seen = True
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
+    _Interrupts.seen = False
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _Interrupts.handler)
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
@@ -60,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         code = int(args.run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        if _Interrupts.seen:
+            raise KeyboardInterrupt
         return code
     except UsageError as e:
         print(f"swatkit: error: {e}", file=sys.stderr)

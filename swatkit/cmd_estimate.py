@@ -21,6 +21,7 @@ from swatkit.options import (
     UsageError,
     add_hardware_options,
     add_workload_options,
+    check_bandwidth,
     core_params,
     limit_error,
     parse_lengths,
@@ -202,9 +203,7 @@ def run(args: argparse.Namespace) -> int:
         source = "--clock-mhz" if args.clock_mhz is not None else "default 100 MHz"
     if not (clock_mhz > 0 and math.isfinite(clock_mhz)):
         raise UsageError(f"--clock-mhz must be positive and finite, not {clock_mhz:g}")
-    if not (args.offchip_bytes_per_cycle > 0 and math.isfinite(args.offchip_bytes_per_cycle)):
-        raise UsageError(f"--offchip-bytes-per-cycle must be positive and finite, "
-                         f"not {args.offchip_bytes_per_cycle:g}")
+    check_bandwidth(args.offchip_bytes_per_cycle)
     plot_path = plot_target(args.plot) if args.plot else None
     try:
         table = load_table(args.tech)

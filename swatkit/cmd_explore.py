@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from swatkit.options import UsageError
+from swatkit.options import UsageError, check_bandwidth
 
 __all__ = ["add_arguments", "parse_resources", "run"]
 
@@ -89,9 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--seq-len must be a positive integer, not {args.seq_len}")
     if args.max_cores is not None and args.max_cores < 1:
         raise UsageError(f"--max-cores must be a positive integer, not {args.max_cores}")
-    if not args.offchip_bytes_per_cycle > 0:
-        raise UsageError(f"--offchip-bytes-per-cycle must be positive, "
-                         f"not {args.offchip_bytes_per_cycle:g}")
+    check_bandwidth(args.offchip_bytes_per_cycle)
     try:
         model = load_model(args.model)
     except ModelError as e:

@@ -392,3 +392,16 @@ def waste_warnings(resolved: Resolved, params) -> list[str]:
 def warn(message: str) -> None:
     """One line on standard error."""
     print(f"swatkit: warning: {message}", file=sys.stderr)
+
+
+BANDWIDTH_RANGE = (1e-3, 1e6)  # off-chip bytes per cycle the estimates accept
+
+
+def check_bandwidth(value: float) -> float:
+    """``--offchip-bytes-per-cycle``: a finite number in :data:`BANDWIDTH_RANGE` (below it the
+    cycle counts of the models overflow; nothing real is that slow)."""
+    lo, hi = BANDWIDTH_RANGE
+    if not (lo <= value <= hi):
+        raise UsageError(f"--offchip-bytes-per-cycle must be between {lo:g} and {hi:g}, "
+                         f"not {value:g}")
+    return value
