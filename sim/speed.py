@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         print(f"[{rep + 1}] cocotb bench: {result.rows} rows bit-exact, {result.sim_cycles:,} "
               f"cycles in {result.sim_seconds:.2f} s = {bench:,.0f} cycles/s (build {built}; "
               f"whole run {wall:.1f} s; {_load()})")
-        variants = VARIANTS if args.variants and rep == 0 else VARIANTS[:1]
+        variants = VARIANTS if args.variants else VARIANTS[:1]
         for name, build_args, make_args in variants:
             path = root / name.replace(" ", "_").replace("/", "_")
             if name not in raw_paths:
