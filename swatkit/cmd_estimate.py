@@ -446,6 +446,13 @@ def plot(records, path: Path, tech: str, clock_mhz: float, model=None) -> None:
     else:
         what = f"{first['layer_pattern']}, head_dim {first['head_dim']}"
     fig.suptitle(f"{what}; {first['key_lanes']}x{first['dim_lanes']} lanes")
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a figure for ``--plot`` (a write error is a usage error) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=110)

@@ -211,10 +211,6 @@ def plot(summary: dict, path: Path) -> None:
     fig.colorbar(sc, label="energy per model (J)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as e:
-        raise UsageError(f"--plot: cannot write {path}: {e.strerror}") from None
-    finally:
-        plt.close(fig)
+    from swatkit.cmd_estimate import save_figure
+
+    save_figure(fig, path)
