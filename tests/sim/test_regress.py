@@ -300,13 +300,15 @@ def test_cli_interrupted(request, regress_seed, tmp_path):
     import time
 
     build_dir = request.config.getoption("build_dir")
-    argv = [sys.executable, "-m", "swatkit.cli", "regress", "-k", "bi9_k2d4/random-n1000",
-            "-n", "1", "--seed", str(regress_seed),
+    # long enough (2.2 million cycles after its build) that the interrupt lands inside it
+    argv = [sys.executable, "-m", "swatkit.cli", "regress", "--head-dim", "8",
+            "--attention-window", "8", "--key-lanes", "1", "--dim-lanes", "1", "--seq-len",
+            "1000", "--runs", "30", "-n", "1", "--seed", str(regress_seed),
             *(["--build-dir", build_dir] if build_dir else [])]
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     first = proc.stdout.readline()
-    assert first.startswith("swatkit regress --fast: 1 cases"), first
+    assert first.startswith("swatkit regress your configuration: 1 cases"), first
     time.sleep(3)  # inside the build or the simulation
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
