@@ -43,10 +43,10 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
 from swatkit.rtl import STAT_FIELDS, core_layouts
 from swatkit.rtl.harness import probability_threshold, unpack_rows
+from swatkit.sim.regress import PERIOD_NS  # the clock the simulated top generates
 
 __all__ = ["HarnessBench"]
 
-PERIOD_NS = 10  # the clock the simulated top generates (sim/regress.py: clocked_top)
 
 
 def _params(case: dict):
