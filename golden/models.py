@@ -6,6 +6,13 @@
   contract of :mod:`swatkit.golden.numerics`); the RTL must equal it exactly.
 * :func:`error_report` — the fixed-point model's error against the float model.
 
+Global tokens (``spec.global_tokens``): every row attends its band and the global columns through
+``q``, ``k``, ``v`` (a global column inside the band counts once); a global row attends all N keys.
+Hugging Face's Longformer computes the global rows with their own projections (``query_global``,
+``key_global``, ``value_global``); every model here takes them as the optional keyword
+``global_qkv=(q_g, k_g, v_g)``, and then the global rows use ``q_g``, ``k_g``, ``v_g``. Without it
+the global rows use ``q``, ``k``, ``v``. See docs/numerics.md, "Global tokens".
+
 The banded models evaluate rows in chunks. A dilated band is ``dilation`` independent contiguous
 bands (rows and keys of one residue class modulo the dilation), so every chunk is one dense
 block product ``Q_chunk · K_span^T`` whose diagonal band holds the row's band scores. Integer
@@ -35,9 +42,10 @@ __all__ = [
 _EXACT_FLOAT = 2 ** 53
 
 
-def _check_inputs(q, k, v, spec: AttentionSpec | None, integer: bool):
-    arrays = []
-    for name, x in (("q", q), ("k", k), ("v", v)):
+def _check_arrays(names, arrays, integer: bool) -> list[np.ndarray]:
+    """Each input a 2-D array; integer dtype (fixed point) or finite values (float)."""
+    out = []
+    for name, x in zip(names, arrays, strict=True):
         x = np.asarray(x)
         if x.ndim != 2:
             raise ValueError(f"{name} must be a 2-D array (seq_len, head_dim), not shape {x.shape}")
@@ -45,7 +53,17 @@ def _check_inputs(q, k, v, spec: AttentionSpec | None, integer: bool):
             raise TypeError(f"{name} must be an integer array, not {x.dtype}")
         if not integer and not np.all(np.isfinite(x)):
             raise ValueError(f"{name} contains NaN or infinity")
-        arrays.append(x)
+        out.append(x)
+    return out
+
+
+def _check_inputs(q, k, v, spec: AttentionSpec | None, integer: bool, global_qkv=None):
+    """Check q, k, v (and the global projections, if given) and return them as arrays.
+
+    Returns ``(q, k, v, global_qkv)`` where ``global_qkv`` is None or a tuple of three arrays of
+    q's shape.
+    """
+    arrays = _check_arrays("qkv", (q, k, v), integer)
     shape = arrays[0].shape
     for name, x in zip("kv", arrays[1:], strict=True):
         if x.shape != shape:
@@ -54,10 +72,39 @@ def _check_inputs(q, k, v, spec: AttentionSpec | None, integer: bool):
         raise ValueError(
             f"inputs have shape {shape}, but the spec is (seq_len={spec.seq_len}, "
             f"head_dim={spec.head_dim})")
-    return arrays
+    if global_qkv is not None:
+        if not isinstance(global_qkv, tuple | list):
+            raise TypeError("global_qkv must be a tuple of three arrays (q_g, k_g, v_g), not "
+                            f"{type(global_qkv).__name__}")
+        if len(global_qkv) != 3:
+            raise ValueError("global_qkv must be a tuple of three arrays (q_g, k_g, v_g), not "
+                             f"{len(global_qkv)} items")
+        names = ("q_g", "k_g", "v_g")
+        global_qkv = tuple(_check_arrays(names, global_qkv, integer))
+        for name, x in zip(names, global_qkv, strict=True):
+            if x.shape != shape:
+                raise ValueError(f"{name} has shape {x.shape}, but q has shape {shape}")
+    return (*arrays, global_qkv)
 
 
-def attention_reference(q, k, v, mask) -> np.ndarray:
+def _check_global_tokens(tokens, n: int) -> np.ndarray:
+    if isinstance(tokens, str) or not isinstance(tokens, tuple | list | np.ndarray):
+        raise TypeError(f"global_tokens must be a sequence of integers, not {tokens!r}")
+    for g in tokens:
+        if isinstance(g, bool) or not isinstance(g, int | np.integer):
+            raise TypeError(f"global_tokens must be a sequence of integers, not {tokens!r}")
+        if not 0 <= g < n:
+            raise ValueError(f"global token {g} is outside the sequence [0, {n})")
+    return np.asarray(tokens, dtype=np.int64).reshape(-1)
+
+
+def _softmax_rows(q, k, v, mask) -> np.ndarray:
+    s = np.where(mask, q @ k.T / np.sqrt(q.shape[1]), -np.inf)
+    s = np.exp(s - s.max(axis=1, keepdims=True))
+    return (s / s.sum(axis=1, keepdims=True)) @ v
+
+
+def attention_reference(q, k, v, mask, *, global_qkv=None, global_tokens=()) -> np.ndarray:
     """Dense float64 softmax attention ``softmax(q·kᵀ/sqrt(d) masked)·v``.
 
     Parameters
@@ -65,17 +112,38 @@ def attention_reference(q, k, v, mask) -> np.ndarray:
     q, k, v : array (N, d)
     mask : bool array (N, N)
         ``mask[i, j]`` if row i attends key j; every row must attend at least one key.
+    global_qkv : tuple of three arrays (N, d), optional
+        Longformer's global projections ``(q_g, k_g, v_g)`` of every token. Rows in
+        ``global_tokens`` then compute ``softmax(q_g[i]·k_gᵀ/sqrt(d))·v_g`` over all N keys;
+        the other rows use q, k, v. Without it, every row uses q, k, v.
+    global_tokens : sequence of int
+        The global rows (any order). The mask row of each must be all True.
+
+    Raises
+    ------
+    TypeError
+        ``global_qkv`` is not a tuple or list, or ``global_tokens`` is not a sequence of integers.
+    ValueError
+        An input has the wrong shape or a NaN or infinity, a mask row is empty, a global token is
+        outside the sequence, or the mask row of a global token is not all True.
     """
-    q, k, v = (np.asarray(x, dtype=np.float64) for x in _check_inputs(q, k, v, None, False))
+    q, k, v, global_qkv = _check_inputs(q, k, v, None, False, global_qkv)
+    q, k, v = (x.astype(np.float64) for x in (q, k, v))
     mask = np.asarray(mask, dtype=bool)
     n = q.shape[0]
     if mask.shape != (n, n):
         raise ValueError(f"mask has shape {mask.shape}, expected {(n, n)}")
     if not mask.any(axis=1).all():
         raise ValueError("every row of mask must attend at least one key")
-    s = np.where(mask, q @ k.T / np.sqrt(q.shape[1]), -np.inf)
-    s = np.exp(s - s.max(axis=1, keepdims=True))
-    return (s / s.sum(axis=1, keepdims=True)) @ v
+    g = _check_global_tokens(global_tokens, n)
+    for i in g:
+        if not mask[i].all():
+            raise ValueError(f"row {i} is a global token, but its mask row is not all True")
+    out = _softmax_rows(q, k, v, mask)
+    if global_qkv is not None and g.size:
+        q_g, k_g, v_g = (x.astype(np.float64) for x in global_qkv)
+        out[g] = _softmax_rows(q_g[g], k_g, v_g, np.ones((g.size, n), dtype=bool))
+    return out
 
 
 def _band_view(dense: np.ndarray, width: int) -> np.ndarray:
@@ -93,13 +161,15 @@ def _matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
     return a.astype(np.int64) @ b.astype(np.int64)
 
 
-def _attend(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv_bound=0):
+def _attend(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv_bound=0,
+            global_qkv=None):
     """Evaluate every row of the window pattern.
 
     ``weights(S, valid) -> (p, state)`` turns a block of scores (rows × keys, ``valid`` marks the
     row's real keys) into unnormalised weights (zero where not valid); ``finish(acc, state)``
-    normalises ``acc = p·V``. Band rows are evaluated chunk by chunk; rows that are global tokens
-    densely over all keys.
+    normalises ``acc = p·V``. Band rows are evaluated chunk by chunk, with the global columns
+    through the ordinary ``k``, ``v``; rows that are global tokens densely over all keys, through
+    ``global_qkv = (q_g, k_g, v_g)`` if given, else through ``q``, ``k``, ``v``: O(G·N·d).
     """
     n, before, after, dil = spec.seq_len, spec.before, spec.after, spec.dilation
     width = spec.window
@@ -139,20 +209,45 @@ def _attend(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv_bound=
             for e, s in zip(extra, state, strict=True):
                 e[rows[a0:a1]] = s
     if g.size:
-        scores = _matmul(q[g], k.T, qk_bound)
+        q_g, k_g, v_g = (q, k, v) if global_qkv is None else global_qkv
+        scores = _matmul(q_g[g], k_g.T, qk_bound)
         p, state = weights(scores, np.ones(scores.shape, dtype=bool))
-        out[g] = finish(_matmul(p, v, pv_bound), state)
+        out[g] = finish(_matmul(p, v_g, pv_bound), state)
         for e, s in zip(extra, state, strict=True):
             e[g] = s
     return out, extra
 
 
-def window_attention(q, k, v, spec: AttentionSpec) -> np.ndarray:
+def window_attention(q, k, v, spec: AttentionSpec, *, global_qkv=None) -> np.ndarray:
     """Float64 sliding-window attention over the pattern of ``spec``, O(N·W·d) time.
 
-    Equal to ``attention_reference(q, k, v, spec.mask())`` up to float64 rounding.
+    Equal to ``attention_reference(q, k, v, spec.mask(), global_qkv=global_qkv,
+    global_tokens=spec.global_tokens)`` up to float64 rounding.
+
+    Parameters
+    ----------
+    q, k, v : arrays (N, d)
+        Finite real values.
+    spec : AttentionSpec
+    global_qkv : tuple of three arrays (N, d), optional
+        Longformer's global projections ``(q_g, k_g, v_g)`` of every token (``query_global``,
+        ``key_global``, ``value_global``). Rows in ``spec.global_tokens`` then attend all N keys
+        through them; every other row still uses q, k, v (also for its global columns). Without
+        it, the global rows use q, k, v. With a spec without global tokens they are checked and
+        go unused.
+
+    Raises
+    ------
+    TypeError
+        ``global_qkv`` is not a tuple or list.
+    ValueError
+        An input has the wrong shape or contains NaN or infinity, or ``global_qkv`` does not have
+        three items.
     """
-    q, k, v = (np.asarray(x, dtype=np.float64) for x in _check_inputs(q, k, v, spec, False))
+    q, k, v, global_qkv = _check_inputs(q, k, v, spec, False, global_qkv)
+    q, k, v = (x.astype(np.float64) for x in (q, k, v))
+    if global_qkv is not None:
+        global_qkv = tuple(x.astype(np.float64) for x in global_qkv)
     scale = 1.0 / np.sqrt(spec.head_dim)
 
     def weights(s, valid):
@@ -160,7 +255,8 @@ def window_attention(q, k, v, spec: AttentionSpec) -> np.ndarray:
         p = np.exp(s - s.max(axis=1, keepdims=True))
         return p, (p.sum(axis=1),)
 
-    out, _ = _attend(q, k, v, spec, weights, lambda acc, state: acc / state[0][:, None])
+    out, _ = _attend(q, k, v, spec, weights, lambda acc, state: acc / state[0][:, None],
+                     global_qkv=global_qkv)
     return out
 
 
@@ -170,10 +266,12 @@ class FixedPointResult(NamedTuple):
     out: np.ndarray       # (N, d) int64, signed out_bits
     row_max: np.ndarray   # (N,) int64: m_i, the largest score of the row
     row_sum: np.ndarray   # (N,) int64: l_i, the sum of the row's probabilities
+    # (for a global row with global projections: those of its q_g·k_g scores)
 
 
 def fixed_point_attention(q_int, k_int, v_int, spec: AttentionSpec,
-                          fmt: NumberFormat | None = None) -> FixedPointResult:
+                          fmt: NumberFormat | None = None, *,
+                          global_qkv=None) -> FixedPointResult:
     """The bit-exact model of the datapath (see :mod:`swatkit.golden.numerics` for each step).
 
     Parameters
@@ -183,17 +281,29 @@ def fixed_point_attention(q_int, k_int, v_int, spec: AttentionSpec,
     spec : AttentionSpec
     fmt : NumberFormat, optional
         Defaults to ``NumberFormat()``.
+    global_qkv : tuple of three integer arrays (N, d), optional
+        Longformer's global projections ``(q_g, k_g, v_g)`` of every token, signed
+        ``fmt.data_bits``-bit values with the scales of q, k, v. Rows in ``spec.global_tokens``
+        then run the six steps over all N keys with them (and their ``row_max``, ``row_sum`` are
+        those of that computation); every other row uses q, k, v. Without it, the global rows
+        use q, k, v. With a spec without global tokens they are checked and go unused.
 
     Raises
     ------
     TypeError
-        An input is not an integer array.
+        An input is not an integer array, or ``global_qkv`` is not a tuple or list.
     ValueError
-        An input has the wrong shape, or a value outside the signed ``data_bits`` range.
+        An input has the wrong shape, or a value outside the signed ``data_bits`` range, or
+        ``global_qkv`` does not have three items.
     """
     fmt = NumberFormat() if fmt is None else fmt
-    q, k, v = (x.astype(np.int64) for x in _check_inputs(q_int, k_int, v_int, spec, True))
-    for name, x in (("q_int", q), ("k_int", k), ("v_int", v)):
+    q, k, v, global_qkv = _check_inputs(q_int, k_int, v_int, spec, True, global_qkv)
+    q, k, v = (x.astype(np.int64) for x in (q, k, v))
+    named = [("q_int", q), ("k_int", k), ("v_int", v)]
+    if global_qkv is not None:
+        global_qkv = tuple(x.astype(np.int64) for x in global_qkv)
+        named += zip(("q_g", "k_g", "v_g"), global_qkv, strict=True)
+    for name, x in named:
         if x.size and (x.min() < fmt.data_min or x.max() > fmt.data_max):
             bad = x.min() if x.min() < fmt.data_min else x.max()
             raise ValueError(f"{name} has value {bad} outside the {fmt.data_bits}-bit signed "
@@ -213,7 +323,7 @@ def fixed_point_attention(q_int, k_int, v_int, spec: AttentionSpec,
     out, (row_max, row_sum) = _attend(
         q, k, v, spec, weights, finish,
         qk_bound=spec.head_dim * big * big,
-        pv_bound=keys * (2 ** fmt.prob_bits - 1) * big)
+        pv_bound=keys * (2 ** fmt.prob_bits - 1) * big, global_qkv=global_qkv)
     return FixedPointResult(out, row_max, row_sum)
 
 
@@ -227,14 +337,19 @@ class ErrorReport(NamedTuple):
     bound_lsb: float      # NumberFormat.error_bound for this spec
 
 
-def error_report(q_int, k_int, v_int, spec: AttentionSpec,
-                 fmt: NumberFormat | None = None) -> ErrorReport:
+def error_report(q_int, k_int, v_int, spec: AttentionSpec, fmt: NumberFormat | None = None, *,
+                 global_qkv=None) -> ErrorReport:
     """Compare :func:`fixed_point_attention` with :func:`window_attention` on the dequantised
-    inputs."""
+    inputs (``global_qkv``, if given, goes to both; ``q_g``, ``k_g``, ``v_g`` are dequantised
+    with ``scale_q``, ``scale_k``, ``scale_v``)."""
     fmt = NumberFormat() if fmt is None else fmt
-    fixed = fixed_point_attention(q_int, k_int, v_int, spec, fmt).out
-    ref = window_attention(dequantize(q_int, fmt.scale_q), dequantize(k_int, fmt.scale_k),
-                           dequantize(v_int, fmt.scale_v), spec)
+    fixed = fixed_point_attention(q_int, k_int, v_int, spec, fmt, global_qkv=global_qkv).out
+    scales = (fmt.scale_q, fmt.scale_k, fmt.scale_v)
+    if global_qkv is not None:
+        global_qkv = tuple(dequantize(x, s) for x, s in zip(global_qkv, scales, strict=True))
+    ref = window_attention(*(dequantize(x, s) for x, s in
+                             zip((q_int, k_int, v_int), scales, strict=True)), spec,
+                           global_qkv=global_qkv)
     err = np.abs(dequantize(fixed, fmt.scale_o) - ref)
     lsb = err / fmt.scale_o
     return ErrorReport(float(err.max()), float(err.mean()), float(lsb.max()),

@@ -11,6 +11,11 @@ The rule (row ``i`` of a sequence of ``seq_len`` rows):
 * **global tokens** (Longformer / BigBird): every row also attends to every position in
   ``global_tokens``, and a row that *is* a global token attends to every key.
 
+The spec says only which keys a row attends to, not with which projections. Longformer computes
+the global rows with their own projections (``query_global``, ``key_global``, ``value_global``);
+the golden models take those as an optional input (``global_qkv``, see
+:mod:`swatkit.golden.models`).
+
 Longformer's ``attention_window=512`` is ``before = after = 256``; Mistral's
 ``sliding_window=4096`` is the row and the 4095 keys before it (``before=4095, after=0``).
 """
@@ -64,7 +69,8 @@ class AttentionSpec:
         Distance between consecutive band keys (1 = contiguous window).
     global_tokens : tuple of int
         Positions that every row attends to and that attend to every key. Sorted, distinct,
-        each in ``[0, seq_len)``.
+        each in ``[0, seq_len)``. (Longformer's ``is_index_global_attn``; the models' optional
+        ``global_qkv`` gives these rows their own projections.)
 
     Raises
     ------
