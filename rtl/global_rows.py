@@ -23,8 +23,11 @@ the time the first pass-2 score reaches it, because the pipeline keeps order), s
 always-valid inputs and an always-ready output is busy for exactly
 ``global_row_cycles(...) = 2·rows·N·G + 2·G + divider_latency(fmt) + FILL_DRAIN`` cycles
 (``FILL_DRAIN = 16``: the QK pipeline, the exp, the p·v multipliers, the output register and
-FIFO; the ``2·G`` are the last key's p·v groups and the last row's groups into the dividers). Off-chip traffic per run: ``rows`` Q rows in, ``2·rows·N`` K/V row
-pairs in (the V half is ignored in pass 1) and ``rows`` O rows out.
+FIFO; the ``2·G`` are the last key's p·v groups and the last row's groups into the dividers).
+Off-chip traffic per run: ``rows`` Q rows and ``2·rows·N`` K/V row pairs in (the V half is
+ignored in pass 1), ``rows`` O rows out. Multipliers: ``2·dim_lanes``; storage: a Q row, its
+successor, one K row, a FIFO of ``(8 + G) // G + 2`` V rows, ``head_dim`` accumulators and a
+result register of ``head_dim`` accumulators.
 
 Ports (stream transfer rule as in :mod:`swatkit.rtl.units`: a beat moves in a cycle with
 ``valid & ready``; a producer holds ``valid`` and its payload until the transfer):
@@ -179,12 +182,14 @@ class GlobalRowEngine(wiring.Component):
 
     def __init__(self, fmt: NumberFormat, head_dim: int, dim_lanes: int, max_seq_len: int,
                  max_rows: int):
+        self._MustUse__silence = True  # until the arguments are checked
         self.groups = _check_shape(fmt, head_dim, dim_lanes)
         _check_int("max_seq_len", max_seq_len, 1)
         _check_int("max_rows", max_rows, 1)
+        self.widths = fmt.widths(head_dim, max_seq_len)  # (raises for a format too wide)
+        self._MustUse__silence = False
         self.fmt, self.head_dim, self.dim_lanes = fmt, head_dim, dim_lanes
         self.max_seq_len, self.max_rows = max_seq_len, max_rows
-        self.widths = fmt.widths(head_dim, max_seq_len)
         super().__init__(global_rows_signature(fmt, head_dim, max_seq_len, max_rows))
 
     def elaborate(self, platform):
