@@ -230,7 +230,6 @@ class GlobalRowEngine(wiring.Component):
         # after its last K group issued: up to that many / G later keys are loaded meanwhile
         vfifo = fifo.SyncFIFO(width=d * b, depth=(QK_DEPTH + EXP_LATENCY + g) // g + 2)
         m.submodules.vfifo = vfifo
-        kv_row = Signal(range(self.max_rows + 1))  # rows whose K/V beats have all arrived
         kv_pass2 = Signal()
         kv_j = Signal(index)
         kv_row_start = ~kv_pass2 & (kv_j == 0)
@@ -244,7 +243,9 @@ class GlobalRowEngine(wiring.Component):
         issue = en & hold
         kv_take = Signal()
         m.d.comb += [
-            kv_take.eq(active & (kv_row != n_rows) & (~hold | (issue & hold_last_g))
+            # (a row's first K/V beat needs its Q row, and Q rows stop at n_rows: the K/V
+            # beats stop with the run's last row as well)
+            kv_take.eq(active & (~hold | (issue & hold_last_g))
                        & (~kv_row_start | q_next_full) & (~kv_pass2 | vfifo.w_rdy)),
             self.kvg.ready.eq(kv_take),
             vfifo.w_data.eq(self.kvg.payload.v.as_value()),
@@ -264,8 +265,6 @@ class GlobalRowEngine(wiring.Component):
                          kv_j.eq(Mux(last_key, 0, kv_j + 1))]
             with m.If(last_key):
                 m.d.sync += kv_pass2.eq(~kv_pass2)
-                with m.If(kv_pass2):
-                    m.d.sync += kv_row.eq(kv_row + 1)
             with m.If(kv_row_start):  # (after the rotation above: the new row's Q replaces it)
                 m.d.sync += [q_cur.eq(q_next), q_next_full.eq(0)]
 
@@ -402,6 +401,6 @@ class GlobalRowEngine(wiring.Component):
         # -- a start latches the run and clears every pointer and counter ----------------------
         with m.If(start_run):
             m.d.sync += [active.eq(1), n.eq(self.seq_len), n_rows.eq(self.rows)]
-            m.d.sync += [sig.eq(0) for sig in (rows_out, q_acc, kv_row, kv_pass2, kv_j,
+            m.d.sync += [sig.eq(0) for sig in (rows_out, q_acc, kv_pass2, kv_j,
                                                *stats.values())]
         return m

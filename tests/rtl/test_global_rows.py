@@ -238,6 +238,37 @@ def test_a_second_run_starts_afresh():
         assert stats == {"qk_macs": 2 * len(qg) * len(kg) * 4, "exp_ops": len(qg) * len(kg)}
 
 
+def test_takes_no_beat_beyond_the_run():
+    """With valid always high on both inputs, a run takes exactly its rows Q beats and
+    2·rows·N K/V beats, and nothing more once it has ended."""
+    fmt, rows, n = NumberFormat(), 2, 3
+    dut = GlobalRowEngine(fmt, 4, 2, 8, 4)
+    taken = {"qg": 0, "kvg": 0, "og": 0}
+
+    async def tb(ctx):
+        ctx.set(dut.seq_len, n)
+        ctx.set(dut.rows, rows)
+        ctx.set(dut.start, 1)
+        for port in (dut.qg, dut.kvg):
+            ctx.set(port.valid, 1)
+        ctx.set(dut.og.ready, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        for _ in range(global_row_cycles(4, 2, fmt, n, rows) + 20):
+            _, _, qr, kr, ov = await ctx.tick().sample(dut.qg.ready, dut.kvg.ready,
+                                                       dut.og.valid)
+            taken["qg"] += qr
+            taken["kvg"] += kr
+            taken["og"] += ov
+        assert not ctx.get(dut.busy)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert taken == {"qg": rows, "kvg": 2 * rows * n, "og": rows}
+
+
 @pytest.mark.parametrize(("seq_len", "rows"), [(5, 0), (0, 2)])
 def test_nothing_to_do_starts_nothing(seq_len, rows):
     dut = GlobalRowEngine(NumberFormat(), 4, 2, 8, 2)
