@@ -1,0 +1,406 @@
+"""GlobalRowEngine: Longformer's global rows, each attending all N keys through its own
+projections, bit-exact to the fixed-point contract of :mod:`swatkit.golden.numerics`.
+
+What it computes: for each global row ``g`` (``rows`` of them per run, in order) with query
+``q_g[g]`` and the global keys/values ``k_g[j]``, ``v_g[j]`` (``j = 0 … N−1``)::
+
+    S_j = Σ_c q_g[g, c]·k_g[j, c]                  (step 1, exact)
+    m = max_j S_j;  p_j = fmt.probabilities(m − S_j, head_dim)      (steps 2–4)
+    l = Σ_j p_j;  acc_c = Σ_j p_j·v_g[j, c]          (step 5)
+    o_c = fmt.normalise(acc_c, l)                    (step 6)
+
+with the band core's units (:func:`~swatkit.rtl.units.registered_mul`, ``sum_tree``,
+``exp2_stages``, ``divide_stages``), so the numerics are the core's by construction.
+
+Schedule and cost: the contract needs the row max before the first exponential and the engine
+keeps no N-sized score store, so the K/V rows of a global row are streamed **twice**. Pass 1
+computes every score (one group of ``dim_lanes`` elements per cycle, ``G = head_dim /
+dim_lanes`` cycles per key) and folds it into the running max; pass 2 recomputes each score,
+takes its exponential and accumulates ``p·v`` (``dim_lanes`` multipliers, ``G`` cycles per key)
+and ``l``; the division is deferred to the end of the row and overlaps the next row. Pass 2
+follows pass 1, and the next row follows pass 2, with no bubble (the max register is final by
+the time the first pass-2 score reaches it, because the pipeline keeps order), so a run with
+always-valid inputs and an always-ready output is busy for exactly
+``global_row_cycles(...) = 2·rows·N·G + 2·G + divider_latency(fmt) + FILL_DRAIN`` cycles
+(``FILL_DRAIN = 16``: the QK pipeline, the exp, the p·v multipliers, the output register and
+FIFO; the ``2·G`` are the last key's p·v groups and the last row's groups into the dividers).
+Off-chip traffic per run: ``rows`` Q rows and ``2·rows·N`` K/V row pairs in (the V half is
+ignored in pass 1), ``rows`` O rows out. Multipliers: ``2·dim_lanes``; storage: a Q row, its
+successor, one K row, a FIFO of ``(8 + G) // G + 2`` V rows, ``head_dim`` accumulators and a
+result register of ``head_dim`` accumulators.
+
+Ports (stream transfer rule as in :mod:`swatkit.rtl.units`: a beat moves in a cycle with
+``valid & ready``; a producer holds ``valid`` and its payload until the transfer):
+
+- ``start`` (pulse), ``seq_len``, ``rows``: sampled on a ``start`` pulse while idle; ``rows`` or
+  ``seq_len`` equal to 0 starts nothing. The instantiating core validates the values.
+- ``qg``: one Q row per global row; ``kvg``: per global row, pass 1 then pass 2, each the N beats
+  ``{k: k_g[j], v: v_g[j]}`` in key order (``2·rows·N`` beats per run); ``og``: one O row per
+  global row.
+- ``busy``; the 48-bit counters ``cycles`` (busy cycles), ``qk_macs`` (``2·rows·N·head_dim``),
+  ``sv_macs`` (``rows·N·head_dim``), ``exp_ops`` (``rows·N``), cleared by a start.
+
+Structure: a loader holds one K row and rotates it through the ``dim_lanes`` q·k multipliers;
+V rows of pass 2 wait in a small FIFO until their probability is known. One stall-all pipeline
+(enable ``en``) runs from the issue of a K group to the row's result register; ``en`` drops only
+when a row result is ready and the previous one has not yet moved into the dividers. The output
+rows leave through a FIFO so that ``og.ready`` reaches no pipeline enable (as in the core).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from swatkit.golden import NumberFormat
+from swatkit.golden.numerics import clog2
+
+from .units import (
+    EXP_LATENCY,
+    _reg,
+    divide_stages,
+    divider_latency,
+    exp2_stages,
+    registered_mul,
+    sum_tree,
+)
+
+__all__ = [
+    "GLOBAL_STAT_FIELDS",
+    "GlobalRowEngine",
+    "global_row_cycles",
+    "global_rows_layouts",
+    "global_rows_signature",
+]
+
+STAT_BITS = 48  # the width of the core's counters
+GLOBAL_STAT_FIELDS = ("cycles", "qk_macs", "sv_macs", "exp_ops")
+
+# Pipeline depths (cycles under the enable) of the schedule; global_row_cycles is built from them
+QK_DEPTH = 4   # issue → multiplier operands → products → group sum → score register
+SV_DEPTH = 2   # walker → multiplier operands → products (accumulated into the row there)
+# Cycles of a run besides 2·rows·N·G (the K groups issued) + 2·G (the last key's V groups, the
+# last result's groups into the dividers) + the divider latency: the Q row and then the first K/V
+# row enter (2), QK_DEPTH, EXP_LATENCY, SV_DEPTH, the output row register (1), the output FIFO
+# (2), the row counter that ends busy (1)
+FILL_DRAIN = 2 + QK_DEPTH + EXP_LATENCY + SV_DEPTH + 1 + 2 + 1
+
+
+def _check_int(name: str, value, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, not {value}")
+
+
+def _check_shape(fmt, head_dim, dim_lanes) -> int:
+    """Check the arguments shared by the engine and its cycle model; return G."""
+    if not isinstance(fmt, NumberFormat):
+        raise TypeError(f"fmt must be a NumberFormat, not {fmt!r}")
+    _check_int("head_dim", head_dim, 1)
+    _check_int("dim_lanes", dim_lanes, 1)
+    if head_dim % dim_lanes:
+        raise ValueError(f"dim_lanes must divide head_dim ({head_dim}), not {dim_lanes}")
+    return head_dim // dim_lanes
+
+
+def global_rows_layouts(fmt: NumberFormat, head_dim: int) -> dict:
+    """The payload layouts of the streams (``qg``, ``kvg``, ``og``); testbenches pack and
+    unpack with these."""
+    row = data.ArrayLayout(signed(fmt.data_bits), head_dim)
+    return {
+        "qg": row,
+        "kvg": data.StructLayout({"k": row, "v": row}),
+        "og": data.ArrayLayout(signed(fmt.out_bits), head_dim),
+    }
+
+
+def global_rows_signature(fmt: NumberFormat, head_dim: int, max_seq_len: int,
+                          max_rows: int) -> wiring.Signature:
+    """The ports of :class:`GlobalRowEngine`."""
+    lay = global_rows_layouts(fmt, head_dim)
+    return wiring.Signature({
+        "start": In(1),
+        "seq_len": In(unsigned(clog2(max_seq_len + 1))),
+        "rows": In(range(max_rows + 1)),
+        "qg": In(stream.Signature(lay["qg"])),
+        "kvg": In(stream.Signature(lay["kvg"])),
+        "og": Out(stream.Signature(lay["og"])),
+        "busy": Out(1),
+        **{name: Out(STAT_BITS) for name in GLOBAL_STAT_FIELDS},
+    })
+
+
+def global_row_cycles(head_dim: int, dim_lanes: int, fmt: NumberFormat, seq_len: int,
+                      rows: int) -> int:
+    """Busy cycles of a run of ``rows`` global rows over ``seq_len`` keys with always-valid
+    inputs and an always-ready output (what the engine's ``cycles`` counter reads afterwards):
+    ``2·rows·N·G + 2·G + divider_latency(fmt) + FILL_DRAIN``, 0 when nothing starts."""
+    g = _check_shape(fmt, head_dim, dim_lanes)
+    _check_int("seq_len", seq_len, 0)
+    _check_int("rows", rows, 0)
+    if rows == 0 or seq_len == 0:
+        return 0
+    return 2 * rows * seq_len * g + 2 * g + divider_latency(fmt) + FILL_DRAIN
+
+
+class GlobalRowEngine(wiring.Component):
+    """Two-pass engine for global attention rows (all N keys, own projections).
+
+    Parameters
+    ----------
+    fmt : NumberFormat
+    head_dim : int
+        Elements per Q/K/V/O row.
+    dim_lanes : int
+        Multipliers per engine (q·k and p·v each); must divide ``head_dim``.
+    max_seq_len : int
+        Largest N; sizes ``seq_len`` and every width (``fmt.widths(head_dim, max_seq_len)``).
+    max_rows : int
+        Largest number of global rows per run (>= 1).
+
+    Members
+    -------
+    start : In(1)      starts a run when idle (``seq_len``, ``rows`` sampled then).
+    seq_len : In(unsigned(clog2(max_seq_len + 1)))   N, the keys of every global row.
+    rows : In(range(max_rows + 1))   global rows in the run.
+    qg : In(stream)    ``ArrayLayout(signed(data_bits), head_dim)``: one Q row per global row.
+    kvg : In(stream)   ``{k, v}`` rows: per global row, N beats for pass 1, N for pass 2.
+    og : Out(stream)   ``ArrayLayout(signed(out_bits), head_dim)``: one O row per global row.
+    busy : Out(1)      a run is in progress (until its last O row has moved).
+    cycles, qk_macs, sv_macs, exp_ops : Out(48)   counters of the current/last run.
+
+    Raises
+    ------
+    TypeError
+        An argument has the wrong type.
+    ValueError
+        ``dim_lanes`` does not divide ``head_dim``, a size is below 1, or the format cannot
+        hold rows of ``max_seq_len`` keys (from :meth:`NumberFormat.widths`).
+    """
+
+    def __init__(self, fmt: NumberFormat, head_dim: int, dim_lanes: int, max_seq_len: int,
+                 max_rows: int):
+        self._MustUse__silence = True  # until the arguments are checked
+        self.groups = _check_shape(fmt, head_dim, dim_lanes)
+        _check_int("max_seq_len", max_seq_len, 1)
+        _check_int("max_rows", max_rows, 1)
+        self.widths = fmt.widths(head_dim, max_seq_len)  # (raises for a format too wide)
+        self._MustUse__silence = False
+        self.fmt, self.head_dim, self.dim_lanes = fmt, head_dim, dim_lanes
+        self.max_seq_len, self.max_rows = max_seq_len, max_rows
+        super().__init__(global_rows_signature(fmt, head_dim, max_seq_len, max_rows))
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt, w, d, dl, g = self.fmt, self.widths, self.head_dim, self.dim_lanes, self.groups
+        b = fmt.data_bits
+        word = dl * b  # one group of dim_lanes elements
+        index = len(self.seq_len)
+
+        active = Signal()
+        n = Signal(index)
+        n_rows = Signal(range(self.max_rows + 1))
+        stats = {name: Signal(STAT_BITS, name=f"stat_{name}") for name in GLOBAL_STAT_FIELDS}
+        m.d.comb += [getattr(self, name).eq(sig) for name, sig in stats.items()]
+        m.d.comb += self.busy.eq(active)
+        en = Signal()  # the stall-all enable of the datapath
+
+        # -- run control -----------------------------------------------------------------------
+        start_run = Signal()
+        rows_out = Signal(range(self.max_rows + 1))
+        m.d.comb += start_run.eq(self.start & ~active & self.rows.any() & self.seq_len.any())
+        with m.If(active):
+            m.d.sync += stats["cycles"].eq(stats["cycles"] + 1)
+            with m.If(rows_out == n_rows):
+                m.d.sync += active.eq(0)
+
+        # -- Q register: the next row's Q waits in q_next --------------------------------------
+        q_next = Signal(d * b)
+        q_next_full = Signal()
+        q_acc = Signal(range(self.max_rows + 1))   # Q rows accepted
+        m.d.comb += self.qg.ready.eq(active & ~q_next_full & (q_acc != n_rows))
+        with m.If(self.qg.valid & self.qg.ready):
+            m.d.sync += [q_next.eq(self.qg.payload.as_value()), q_next_full.eq(1),
+                         q_acc.eq(q_acc + 1)]
+
+        # -- K/V loader: K rotates through the multipliers, V waits in a FIFO ------------------
+        # a key's V is popped when its probability arrives, QK_DEPTH + EXP_LATENCY + 1 cycles
+        # after its last K group issued: up to that many / G later keys are loaded meanwhile
+        vfifo = fifo.SyncFIFO(width=d * b, depth=(QK_DEPTH + EXP_LATENCY + g) // g + 2)
+        m.submodules.vfifo = vfifo
+        kv_pass2 = Signal()
+        kv_j = Signal(index)
+        kv_row_start = ~kv_pass2 & (kv_j == 0)
+        hold = Signal()           # a K row is being issued
+        hold_g = Signal(range(max(g, 2)))
+        hold_last_g = hold_g == g - 1
+        kbuf = Signal(d * b)
+        q_cur = Signal(d * b)
+        hold_flags = data.StructLayout({"pass2": 1, "first_key": 1, "last_key": 1})
+        flags = Signal(hold_flags)
+        issue = en & hold
+        kv_take = Signal()
+        m.d.comb += [
+            # (a row's first K/V beat needs its Q row, and Q rows stop at n_rows: the K/V
+            # beats stop with the run's last row as well)
+            kv_take.eq(active & (~hold | (issue & hold_last_g))
+                       & (~kv_row_start | q_next_full) & (~kv_pass2 | vfifo.w_rdy)),
+            self.kvg.ready.eq(kv_take),
+            vfifo.w_data.eq(self.kvg.payload.v.as_value()),
+            vfifo.w_en.eq(self.kvg.valid & kv_take & kv_pass2),
+        ]
+        with m.If(issue):
+            m.d.sync += [kbuf.eq(kbuf.rotate_right(word)), q_cur.eq(q_cur.rotate_right(word)),
+                         hold_g.eq(Mux(hold_last_g, 0, hold_g + 1)),
+                         stats["qk_macs"].eq(stats["qk_macs"] + dl)]
+            with m.If(hold_last_g):
+                m.d.sync += hold.eq(0)
+        with m.If(self.kvg.valid & kv_take):
+            last_key = kv_j == n - 1
+            m.d.sync += [kbuf.eq(self.kvg.payload.k.as_value()), hold.eq(1), hold_g.eq(0),
+                         flags.pass2.eq(kv_pass2), flags.first_key.eq(kv_j == 0),
+                         flags.last_key.eq(last_key),
+                         kv_j.eq(Mux(last_key, 0, kv_j + 1))]
+            with m.If(last_key):
+                m.d.sync += kv_pass2.eq(~kv_pass2)
+            with m.If(kv_row_start):  # (after the rotation above: the new row's Q replaces it)
+                m.d.sync += [q_cur.eq(q_next), q_next_full.eq(0)]
+
+        def regs(name, **fields):
+            """A pipeline register stage: each field registered under ``en``."""
+            return {key: _reg(m, en, value, f"{name}_{key}") for key, value in fields.items()}
+
+        # -- QK: dim_lanes multipliers, one group per cycle ------------------------------------
+        c = {"valid": hold, "first_g": hold_g == 0, "last_g": hold_last_g,
+             "pass2": flags.pass2, "first_key": flags.first_key, "last_key": flags.last_key}
+        qv = data.View(data.ArrayLayout(signed(b), dl), q_cur[:word])
+        kv = data.View(data.ArrayLayout(signed(b), dl), kbuf[:word])
+        prods = [Signal(signed(2 * b), name=f"qk_prod{u}") for u in range(dl)]
+        for u in range(dl):
+            registered_mul(m, platform, qv[u], kv[u], prods[u], en_a=en, en_b=en, en_out=en,
+                           name=f"qk_mul{u}")
+        c = regs("qk1", **c)   # operands
+        c = regs("qk2", **c)   # products
+        dot = _reg(m, en, sum_tree(prods), "qk_dot", signed(w.score))
+        c = regs("qk3", **c)
+        acc = Signal(signed(w.score))
+        score_next = Mux(c["first_g"], 0, acc) + dot
+        with m.If(en & c["valid"]):
+            m.d.sync += acc.eq(score_next)
+        score = _reg(m, en, score_next, "qk_score", signed(w.score))
+        c = regs("qk4", valid=c["valid"] & c["last_g"], pass2=c["pass2"],
+                 first_key=c["first_key"], last_key=c["last_key"])
+
+        # -- the row max (pass 1) and the exponentials (pass 2) --------------------------------
+        # every pass-1 score of a row reaches this stage before its first pass-2 score, and the
+        # next row's first pass-1 score after its last one: row_max is always the right m
+        d_sat = fmt.softmax_constant(d).d_sat
+        row_max = Signal(signed(w.score))
+        m_lo = Signal(signed(max(w.score, d_sat.bit_length()) + 2))  # m − d_sat
+        max_next = Mux(c["first_key"] | (score > row_max), score, row_max)
+        with m.If(en & c["valid"] & ~c["pass2"]):
+            m.d.sync += [row_max.eq(max_next), m_lo.eq(max_next - d_sat)]
+        with m.If(en & c["valid"] & c["pass2"]):
+            m.d.sync += stats["exp_ops"].eq(stats["exp_ops"] + 1)
+        diff = (row_max - score).as_unsigned()[:w.score]
+        (prob,) = exp2_stages(m, en, [diff], fmt, d, name="exp", saturated=[score < m_lo])
+        c = {"valid": c["valid"] & c["pass2"], "first_key": c["first_key"],
+             "last_key": c["last_key"]}
+        for k in range(EXP_LATENCY):
+            c = regs(f"exp{k}", **c)
+        arrive = en & c["valid"]  # a pass-2 probability: its key's V leaves the FIFO
+
+        # -- SV: a walker feeds the key's V groups with its p to dim_lanes multipliers ---------
+        walk = Signal()
+        walk_g = Signal(range(max(g, 2)))
+        walk_last_g = walk_g == g - 1
+        p_hold = Signal(unsigned(fmt.prob_bits))
+        vcur = Signal(d * b)
+        wflags = Signal(data.StructLayout({"first_key": 1, "last_key": 1}))
+        m.d.comb += vfifo.r_en.eq(arrive)
+        with m.If(en & walk):
+            m.d.sync += [vcur.eq(vcur.rotate_right(word)),
+                         walk_g.eq(Mux(walk_last_g, 0, walk_g + 1)),
+                         stats["sv_macs"].eq(stats["sv_macs"] + dl)]
+            with m.If(walk_last_g):
+                m.d.sync += walk.eq(0)
+        with m.If(arrive):  # (the previous key's last group is issuing at the latest)
+            m.d.sync += [walk.eq(1), walk_g.eq(0), p_hold.eq(prob), vcur.eq(vfifo.r_data),
+                         wflags.first_key.eq(c["first_key"]), wflags.last_key.eq(c["last_key"])]
+        s = {"valid": walk, "first_g": walk_g == 0, "last_g": walk_last_g,
+             "first_key": wflags.first_key, "last_key": wflags.last_key, "p": p_hold}
+        vv = data.View(data.ArrayLayout(signed(b), dl), vcur[:word])
+        # p is taken with the key's first V group and held by the multipliers for the others
+        # ("keep" as in the core: Yosys' ABC9 aborts on a p register feeding ECP5 multipliers)
+        keep = {"keep": 1}
+        pv = [Signal(signed(w.pv), name=f"sv_pv{u}") for u in range(dl)]
+        for u in range(dl):
+            registered_mul(m, platform, p_hold, vv[u], pv[u], en_a=en & walk & (walk_g == 0),
+                           en_b=en, en_out=en, name=f"sv_mul{u}", a_attrs=keep)
+        s = regs("sv1", **s)
+        s = regs("sv2", **s)
+        # rotating accumulator: G groups of dim_lanes; the head group is updated and moved to
+        # the tail, so after every key the groups are back in order
+        accs = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
+                for k in range(g)]
+        total = Signal(unsigned(w.sum))
+        new = [Mux(s["first_key"], 0, accs[0][u]) + pv[u] for u in range(dl)]
+        total_new = Mux(s["first_g"], Mux(s["first_key"], 0, total) + s["p"], total)
+        with m.If(en & s["valid"]):
+            for k in range(g - 1):
+                m.d.sync += [accs[k][u].eq(accs[k + 1][u]) for u in range(dl)]
+            m.d.sync += [accs[g - 1][u].eq(new[u]) for u in range(dl)]
+            m.d.sync += total.eq(total_new)
+        final = [accs[k][u] for k in range(1, g) for u in range(dl)] + new
+
+        # -- result register and normaliser (as the core's) ------------------------------------
+        res = [Signal(signed(w.acc), name=f"res_acc{k}") for k in range(d)]
+        res_total = Signal(unsigned(w.sum))
+        res_full = Signal()
+        res_release = Signal()
+        row_done = s["valid"] & s["last_key"] & s["last_g"]
+        m.d.comb += en.eq(~(row_done & res_full & ~res_release))
+        ofifo = fifo.SyncFIFOBuffered(width=d * fmt.out_bits, depth=3)
+        m.submodules.ofifo = ofifo
+        div_en = Signal()
+        o_valid = Signal()
+        m.d.comb += div_en.eq(~o_valid | ofifo.w_rdy)
+        feed_g = Signal(range(max(g, 2)))
+        feed = div_en & res_full
+        m.d.comb += res_release.eq(feed & (feed_g == g - 1))
+        with m.If(feed):
+            m.d.sync += feed_g.eq(Mux(feed_g == g - 1, 0, feed_g + 1))
+            # rotate the result so that the group to divide is always at the bottom
+            m.d.sync += [res[k].eq(res[(k + dl) % d]) for k in range(d)]
+        with m.If(res_release):
+            m.d.sync += res_full.eq(0)
+        with m.If(en & row_done):  # (after the rotation above: a new result replaces it)
+            m.d.sync += [res[k].eq(final[k]) for k in range(d)]
+            m.d.sync += [res_full.eq(1), res_total.eq(total_new)]
+        outs = divide_stages(m, div_en, res[:dl], res_total, fmt, name="norm")
+        dvalid = feed
+        for k in range(divider_latency(fmt)):
+            dvalid = _reg(m, div_en, dvalid, f"norm_valid{k}")
+        o_row = Signal(d * fmt.out_bits)
+        o_cnt = Signal(range(max(g, 2)))
+        with m.If(div_en & dvalid):
+            m.d.sync += o_row.eq(Cat(o_row[dl * fmt.out_bits:], *outs))
+            m.d.sync += o_cnt.eq(Mux(o_cnt == g - 1, 0, o_cnt + 1))
+        m.d.comb += [ofifo.w_en.eq(o_valid), ofifo.w_data.eq(o_row)]
+        with m.If(o_valid & ofifo.w_rdy):
+            m.d.sync += o_valid.eq(0)
+        with m.If(div_en & dvalid & (o_cnt == g - 1)):
+            m.d.sync += o_valid.eq(1)
+        m.d.comb += [self.og.valid.eq(ofifo.r_rdy), self.og.payload.eq(ofifo.r_data),
+                     ofifo.r_en.eq(self.og.ready)]
+        with m.If(self.og.valid & self.og.ready):
+            m.d.sync += rows_out.eq(rows_out + 1)
+
+        # -- a start latches the run and clears every pointer and counter ----------------------
+        with m.If(start_run):
+            m.d.sync += [active.eq(1), n.eq(self.seq_len), n_rows.eq(self.rows)]
+            m.d.sync += [sig.eq(0) for sig in (rows_out, q_acc, kv_pass2, kv_j,
+                                               *stats.values())]
+        return m
