@@ -34,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.golden.numerics import clog2
 from swatkit.rtl import CoreParams, HardwareConfig, SwatCore, core_layouts
+from swatkit.rtl.core import command
 
 __all__ = [
     "MAX_TEST_ROWS",
@@ -362,7 +363,9 @@ class SelfTest(wiring.Component):
         m.d.comb += [st.passed.eq(passed), st.failed.eq(failed),
                      st.busy.eq((state == _State.CMD) | run),
                      st.hang.eq(hung), st.error.eq(core.error)]
-        m.d.comb += core.cmd.payload.seq_len.eq(n)
+        m.d.comb += [core.cmd.payload.seq_len.eq(n),   # the spec's pattern, n rows
+                     *[getattr(core.cmd.payload, name).eq(value)
+                       for name, value in command(core.params).items() if name != "seq_len"]]
         msg_index = Signal(range(64))
         with m.Switch(state):
             with m.Case(_State.IDLE):

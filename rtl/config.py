@@ -11,10 +11,14 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.golden.numerics import Widths, clog2
 
 __all__ = [
+    "MAX_DILATION",
+    "MAX_GLOBAL_TOKENS",
     "MAX_HEAD_DIM",
     "MAX_KV_BUFFER_BITS",
     "MAX_MULTIPLIERS",
@@ -37,6 +41,8 @@ MAX_HEAD_DIM = 1024            # elements per Q/K/V/O row
 MAX_WINDOW = 16385             # keys per row (attention_window 16384, sliding_window 16385)
 MAX_MULTIPLIERS = 4096         # key_lanes x dim_lanes per engine
 MAX_KV_BUFFER_BITS = 2 ** 25   # the K/V ring (32 Mibit; the largest ECP5 has 3.7 Mbit of BRAM)
+MAX_GLOBAL_TOKENS = 256        # resident global K/V rows (each lane compares its key with them)
+MAX_DILATION = 64              # residue classes of the K/V ring
 
 
 class LimitError(ValueError):
@@ -78,6 +84,13 @@ class HardwareConfig:
     max_seq_len : int
         Largest sequence length the counters can handle (1..``MAX_SEQ_LEN``); ``N`` itself is
         given at run time.
+    max_global_tokens : int
+        Most global tokens a run may have (0..``MAX_GLOBAL_TOKENS``): K/V rows kept resident for
+        the global columns, and the global-row engine's rows. The spec's own global tokens raise
+        it (:attr:`CoreParams.max_global_tokens`).
+    max_dilation : int
+        Largest dilation a run may use (1..``MAX_DILATION``): the K/V ring holds this many
+        residue classes. The spec's own dilation raises it.
 
     Raises
     ------
@@ -91,11 +104,15 @@ class HardwareConfig:
     key_lanes: int = 8
     dim_lanes: int = 8
     max_seq_len: int = 4096
+    max_global_tokens: int = 0
+    max_dilation: int = 1
 
     def __post_init__(self):
         _check_int("key_lanes", self.key_lanes, 1, 64)
         _check_int("dim_lanes", self.dim_lanes, 1, 256)
         _check_int("max_seq_len", self.max_seq_len, 1)
+        _check_int("max_global_tokens", self.max_global_tokens, 0, MAX_GLOBAL_TOKENS)
+        _check_int("max_dilation", self.max_dilation, 1, MAX_DILATION)
         if self.max_seq_len > MAX_SEQ_LEN:
             raise LimitError("max_seq_len", self.max_seq_len, MAX_SEQ_LEN,
                              "the practical limit of the core's row counters and of the "
@@ -131,12 +148,6 @@ class CoreParams:
         if spec.window > MAX_WINDOW:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
-        if spec.dilation != 1:
-            raise ValueError(f"the SWAT core does not implement dilation yet (dilation is "
-                             f"{spec.dilation}; must be 1)")
-        if spec.global_tokens:
-            raise ValueError("the SWAT core does not implement global tokens yet "
-                             f"(global_tokens is {spec.global_tokens!r}; must be empty)")
         if spec.head_dim % hw.dim_lanes:
             raise ValueError(f"dim_lanes ({hw.dim_lanes}) must divide head_dim "
                              f"({spec.head_dim})")
@@ -158,14 +169,34 @@ class CoreParams:
         return self.spec.window
 
     @property
+    def max_dilation(self) -> int:
+        """Largest dilation a run may use: ``hw.max_dilation``, raised to the spec's own."""
+        return max(self.hw.max_dilation, self.spec.dilation)
+
+    @property
+    def max_global_tokens(self) -> int:
+        """Most global tokens a run may have: ``hw.max_global_tokens``, raised to the spec's."""
+        return max(self.hw.max_global_tokens, len(self.spec.global_tokens))
+
+    @property
+    def global_rounds(self) -> int:
+        """Key rounds of the global columns at most: ``ceil(max_global_tokens / key_lanes)``."""
+        return math.ceil(self.max_global_tokens / self.hw.key_lanes)
+
+    @property
     def groups(self) -> int:
         """Cycles per key per lane: ``head_dim / dim_lanes`` (G)."""
         return self.spec.head_dim // self.hw.dim_lanes
 
     @property
-    def rounds(self) -> int:
-        """Most key rounds per row: ``ceil(W / key_lanes)``."""
+    def band_rounds(self) -> int:
+        """Most key rounds of a row's band: ``ceil(W / key_lanes)``."""
         return math.ceil(self.window / self.hw.key_lanes)
+
+    @property
+    def rounds(self) -> int:
+        """Most key rounds per row: the band's and the global columns'."""
+        return self.band_rounds + self.global_rounds
 
     @property
     def score_buffers(self) -> int:
@@ -181,7 +212,19 @@ class CoreParams:
 
     @property
     def ring_rows(self) -> int:
+        """K/V rows of the ring of one residue class (of all, when ``max_dilation`` is 1)."""
         return self.ring_slots * self.hw.key_lanes
+
+    @property
+    def region_words(self) -> int:
+        """Words of one lane's K (or V) memory that hold one residue class: ``S·G``."""
+        return self.ring_slots * self.groups
+
+    @property
+    def kv_depth(self) -> int:
+        """Words of each lane's K (and V) memory: ``max_dilation`` class regions of ``S·G``
+        words, then ``global_rounds·G`` words for the resident global columns."""
+        return (self.max_dilation * self.region_words + self.global_rounds * self.groups)
 
     @property
     def score_depth(self) -> int:
@@ -194,8 +237,18 @@ class CoreParams:
         return clog2(self.hw.max_seq_len + 1)
 
     @property
+    def max_keys(self) -> int:
+        """The most keys a band row attends: the window and the global columns (at most N)."""
+        return min(self.window + self.max_global_tokens, self.hw.max_seq_len)
+
+    @property
     def widths(self) -> Widths:
-        return self.fmt.widths(self.spec.head_dim, min(self.window, self.hw.max_seq_len))
+        return self.fmt.widths(self.spec.head_dim, self.max_keys)
+
+    @property
+    def global_widths(self) -> Widths:
+        """Widths of the global-row engine: a global row attends all ``max_seq_len`` keys."""
+        return self.fmt.widths(self.spec.head_dim, self.hw.max_seq_len)
 
     # -- resources (docs/rtl.md) ---------------------------------------------------------------
 
@@ -206,7 +259,7 @@ class CoreParams:
             "qk_multipliers": kl * dl,
             "sv_multipliers": kl * dl,
             "exp_multipliers": kl,
-            "kv_buffer_bits": 2 * self.ring_rows * self.spec.head_dim * w.data,
+            "kv_buffer_bits": 2 * kl * self.kv_depth * dl * w.data,
             "score_buffer_bits": kl * self.score_depth * w.score,
             "accumulator_bits": 2 * self.spec.head_dim * w.acc,
             "exp_table_bits": kl * 2 ** self.fmt.exp_frac_bits * w.prob,
@@ -215,11 +268,48 @@ class CoreParams:
 
     # -- run-time helpers shared by the RTL, the testbenches and the cycle model ---------------
 
-    def ideal_cycles(self, seq_len: int) -> float:
-        """``Σ_i W_i·d / (key_lanes·dim_lanes)``: every MAC lane busy every cycle."""
-        keys = AttentionSpec(seq_len, self.spec.head_dim, self.spec.before,
-                             self.spec.after).pair_count()
-        return keys * self.spec.head_dim / (self.hw.key_lanes * self.hw.dim_lanes)
+    def run_spec(self, seq_len: int | None = None, **pattern) -> AttentionSpec:
+        """The pattern of one run: the spec's own (``seq_len`` rows), with the fields given in
+        ``pattern`` (``before``, ``after``, ``dilation``, ``global_tokens``) changed, checked
+        against the core's maxima (:meth:`check_run`)."""
+        run = self.spec.replace(seq_len=self.spec.seq_len if seq_len is None else seq_len,
+                                **pattern)
+        self.check_run(run)
+        return run
+
+    def check_run(self, run: AttentionSpec) -> None:
+        """``ValueError`` naming the field if the core cannot run the pattern ``run`` (a window,
+        dilation or global-token count above the maxima it was generated for, a longer
+        sequence than its counters hold, or another head_dim)."""
+        if not isinstance(run, AttentionSpec):
+            raise TypeError(f"a run's pattern must be an AttentionSpec, not {run!r}")
+        limits = (("seq_len", run.seq_len, self.hw.max_seq_len),
+                  ("before", run.before, self.spec.before),
+                  ("after", run.after, self.spec.after),
+                  ("dilation", run.dilation, self.max_dilation),
+                  ("global_tokens", len(run.global_tokens), self.max_global_tokens))
+        for name, value, limit in limits:
+            if value > limit:
+                what = "global tokens" if name == "global_tokens" else name
+                raise ValueError(f"{what} must be at most {limit} on this core "
+                                 f"(generated for {limit}), not {value}")
+        if run.head_dim != self.spec.head_dim:
+            raise ValueError(f"head_dim must be {self.spec.head_dim} on this core, "
+                             f"not {run.head_dim}")
+
+    def band_keys(self, run: AttentionSpec) -> np.ndarray:
+        """Keys each row of ``run`` issues on the band core: its band (a global token inside
+        the band included, though masked) and every global column."""
+        band = run.replace(global_tokens=()).keys_per_row()
+        return band + len(run.global_tokens)
+
+    def ideal_cycles(self, seq_len: int, run: AttentionSpec | None = None) -> float:
+        """``Σ_i W_i·d / (key_lanes·dim_lanes)``: every MAC lane busy every cycle, over the
+        pairs of the band rows (a run's global rows are the global-row engine's)."""
+        run = self.run_spec(seq_len) if run is None else run
+        keys = run.keys_per_row()
+        keys = keys[~np.isin(np.arange(run.seq_len), run.global_tokens)].sum()
+        return int(keys) * self.spec.head_dim / (self.hw.key_lanes * self.hw.dim_lanes)
 
     def config_tables(self) -> dict:
         """The configuration as the ``[spec]``, ``[format]`` and ``[hardware]`` tables of a
@@ -228,7 +318,11 @@ class CoreParams:
         return {
             "spec": {**spec.as_options(), "global_tokens": list(self.spec.global_tokens)},
             "format": dataclasses.asdict(self.fmt),
-            "hardware": {"key_lanes": self.hw.key_lanes, "dim_lanes": self.hw.dim_lanes},
+            "hardware": {"key_lanes": self.hw.key_lanes, "dim_lanes": self.hw.dim_lanes,
+                         **({"max_global_tokens": self.max_global_tokens}
+                            if self.max_global_tokens else {}),
+                         **({"max_dilation": self.max_dilation}
+                            if self.max_dilation > 1 else {})},
         }
 
     def as_dict(self) -> dict:
@@ -241,7 +335,10 @@ class CoreParams:
                 "window": self.window, "groups": self.groups, "rounds": self.rounds,
                 "ring_slots": self.ring_slots, "ring_rows": self.ring_rows,
                 "score_buffers": self.score_buffers, "score_depth": self.score_depth,
-                "index_bits": self.index_bits,
+                "index_bits": self.index_bits, "max_dilation": self.max_dilation,
+                "max_global_tokens": self.max_global_tokens, "band_rounds": self.band_rounds,
+                "global_rounds": self.global_rounds, "region_words": self.region_words,
+                "kv_depth": self.kv_depth, "max_keys": self.max_keys,
                 "softmax_constant": dataclasses.asdict(
                     self.fmt.softmax_constant(self.spec.head_dim)),
             },

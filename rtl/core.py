@@ -55,18 +55,36 @@ from .units import (
     sum_tree,
 )
 
-__all__ = ["STAT_FIELDS", "SwatCore", "core_layouts", "core_signature"]
+__all__ = ["STAT_FIELDS", "SwatCore", "command", "core_layouts", "core_signature"]
 
 STAT_BITS = 48
+GLOBAL_ROWS = False  # the global-row engine (qg, kvg, og) is part of the core
 STAT_FIELDS = ("cycles", "kv_rows", "q_rows", "rows_out", "qk_macs", "sv_macs", "exp_ops")
 
 
+def _bits(limit: int) -> int:
+    """Width of a field that holds 0 … limit (at least one bit)."""
+    return max(1, int(limit).bit_length())
+
+
 def core_layouts(p: CoreParams) -> dict:
-    """The payload layouts of every port; the testbenches pack and unpack with these."""
+    """The payload layouts of every port; the testbenches pack and unpack with these.
+
+    The command carries the run's pattern: ``seq_len``, ``before``, ``after``, and, on a core
+    generated for them, ``dilation`` (``max_dilation`` > 1) and ``global_count`` with the sorted
+    ``global_tokens`` positions (``max_global_tokens`` > 0; entries past the count are ignored).
+    """
     d = p.spec.head_dim
     row = data.ArrayLayout(signed(p.fmt.data_bits), d)
+    cmd = {"seq_len": unsigned(p.index_bits), "before": unsigned(_bits(p.spec.before)),
+           "after": unsigned(_bits(p.spec.after))}
+    if p.max_dilation > 1:
+        cmd["dilation"] = unsigned(_bits(p.max_dilation))
+    if p.max_global_tokens:
+        cmd["global_count"] = unsigned(_bits(p.max_global_tokens))
+        cmd["global_tokens"] = data.ArrayLayout(unsigned(p.index_bits), p.max_global_tokens)
     return {
-        "cmd": data.StructLayout({"seq_len": unsigned(p.index_bits)}),
+        "cmd": data.StructLayout(cmd),
         "q": row,
         "kv": data.StructLayout({"k": row, "v": row}),
         "o": data.ArrayLayout(signed(p.fmt.out_bits), d),
@@ -88,6 +106,30 @@ def core_signature(p: CoreParams) -> wiring.Signature:
     })
 
 
+def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None = None) -> dict:
+    """The ``cmd`` payload (a dict for ``core_layouts(p)["cmd"].const``) that starts a run with
+    the pattern ``run`` (an :class:`AttentionSpec`; default: the core's own spec), or only a
+    different ``seq_len``. Not checked against the core's maxima: the core refuses a bad command
+    itself (``error``); :meth:`CoreParams.check_run` checks one in software."""
+    run = p.spec if run is None else run
+    fields = {"seq_len": run.seq_len if seq_len is None else seq_len,
+              "before": run.before, "after": run.after}
+    if p.max_dilation > 1:
+        fields["dilation"] = run.dilation
+    if p.max_global_tokens:
+        tokens = list(run.global_tokens)[:p.max_global_tokens]
+        fields["global_count"] = len(run.global_tokens)
+        fields["global_tokens"] = tokens + [0] * (p.max_global_tokens - len(tokens))
+    return fields
+
+
+def command_value(p: CoreParams, run: AttentionSpec | None = None,
+                  seq_len: int | None = None) -> int:
+    """:func:`command` as the integer of the ``cmd`` payload's bits."""
+    const = core_layouts(p)["cmd"].const(command(p, run, seq_len))
+    return const.as_value().value & ((1 << core_layouts(p)["cmd"].size) - 1)
+
+
 def _wrap_inc(value, step, modulus):
     """``(value + step) mod modulus`` for ``0 <= value < modulus``, ``0 <= step <= modulus``."""
     nxt = value + step
@@ -98,26 +140,46 @@ class _RowWalk:
     """Issue state of one engine walking a row: rounds of KL keys, G groups per key.
 
     Both engines walk rows the same way; this is the one definition of which lane holds which
-    key of the row and where (lane L holds key ``lo + r·KL + off_L`` in round r, with
-    ``off_L = (L − lo) mod KL``, at K/V address ``slot·G + g``).
+    key of the row and where. A row is its band, then (on a core with global tokens) the run's
+    global columns:
+
+    * band: lane L holds the row's key ``lo + r·KL + off_L`` in round r (``off_L = (L − lo) mod
+      KL``, class-local indices of the row's residue class), at K/V address ``region + slot·G +
+      g``, wrapping inside the class's region of ``S·G`` words;
+    * global columns: lane L holds global column ``r·KL + L`` at ``gbase + r·G + g``.
     """
 
-    def __init__(self, m: Module, p: CoreParams, name: str):
-        kl, g, sg = p.hw.key_lanes, p.groups, p.ring_slots * p.groups
+    def __init__(self, m: Module, p: CoreParams, name: str, globals_=None):
+        kl, g = p.hw.key_lanes, p.groups
         self.p = p
         self.busy = Signal(name=f"{name}_busy")
         self.g = Signal(range(max(g, 2)), name=f"{name}_g")
-        self.rem = Signal(range(p.window + 1), name=f"{name}_rem")  # last key offset − r·KL
+        self.rem = Signal(range(max(p.window, p.max_global_tokens) + 1),
+                          name=f"{name}_rem")  # last key offset − r·KL
         self.lane0 = Signal(range(max(kl, 2)), name=f"{name}_lane0")
         self.first_round = Signal(name=f"{name}_first_round")
-        self.addr = [Signal(range(max(sg, 2)), name=f"{name}_addr{lane}") for lane in range(kl)]
+        self.addr = [Signal(range(max(p.kv_depth, 2)), name=f"{name}_addr{lane}")
+                     for lane in range(kl)]
         self.s_addr = Signal(range(max(p.score_depth, 2)), name=f"{name}_saddr")
         self.lanes = Signal(kl, name=f"{name}_lanes")
+        # the class region of the row's band (constant 0 on a core without dilation)
+        self.classes = p.max_dilation > 1
+        if self.classes:
+            self.region = Signal(range(max(p.kv_depth, 2)), name=f"{name}_region")
+            self.wrap_hi = Signal(range(p.kv_depth + 1), name=f"{name}_wrap_hi")
+        # the global columns: count and segment flag (a core without them has neither)
+        self.globals = globals_
+        if globals_ is not None:
+            self.in_glob = Signal(name=f"{name}_in_glob")
         m.d.comb += self.lanes.eq(Cat(self.offset(lane) <= self.rem for lane in range(kl)))
         self.first_g = self.g == 0
         self.last_g = self.g == g - 1
-        self.last_round = self.rem < kl
-        self.last = self.busy & self.last_g & self.last_round
+        self.last_round = self.rem < kl   # the last round of a segment
+        if globals_ is None:
+            self.end_round = self.last_round
+        else:  # the last round of the row: of the global segment, or of a band without one
+            self.end_round = self.last_round & (self.in_glob | ~globals_.any())
+        self.last = self.busy & self.last_g & self.end_round
         self.active = sum(self.lanes[lane] for lane in range(kl))  # keys issued this cycle
 
     def offset(self, lane: int):
@@ -127,28 +189,52 @@ class _RowWalk:
             return lane - self.lane0
         return Mux(lane >= self.lane0, lane - self.lane0, lane + kl - self.lane0)
 
-    def start(self, rem, lane0, lo_base, sbuf):
-        """Statements that start walking a row."""
-        g, sg = self.p.groups, self.p.ring_slots * self.p.groups
-        return [
+    def start(self, rem, lane0, lo_base, sbuf, region=None):
+        """Statements that start walking a row (``lo_base`` inside the class ``region``)."""
+        g, sg = self.p.groups, self.p.region_words
+        stmts = [
             self.busy.eq(1), self.g.eq(0), self.rem.eq(rem), self.lane0.eq(lane0),
             self.first_round.eq(1), self.s_addr.eq(sbuf * self.p.rounds),
-            # lanes below the row's first lane hold their first key one slot later
-            *[a.eq(Mux(lane < lane0, _wrap_inc(lo_base, g, sg), lo_base)
-                   if lane < self.p.hw.key_lanes - 1 else lo_base)
-              for lane, a in enumerate(self.addr)],
         ]
+        # lanes below the row's first lane hold their first key one slot later
+        later = _wrap_inc(lo_base, g, sg)
+        for lane, a in enumerate(self.addr):
+            base = Mux(lane < lane0, later, lo_base) if lane < self.p.hw.key_lanes - 1 \
+                else lo_base
+            stmts.append(a.eq(region + base) if self.classes else a.eq(base))
+        if self.classes:
+            stmts += [self.region.eq(region), self.wrap_hi.eq(region + sg)]
+        if self.globals is not None:
+            stmts.append(self.in_glob.eq(0))
+        return stmts
+
+    def _next_addr(self, a):
+        sg = self.p.region_words
+        if self.classes:
+            nxt = a + 1
+            band = Mux(nxt == self.wrap_hi, self.region, nxt)
+        else:
+            band = _wrap_inc(a, 1, sg)
+        if self.globals is None:
+            return band
+        return Mux(self.in_glob, a + 1, band)
 
     def issue(self, m: Module, en, macs):
         """Issue one token per cycle while busy and ``en``; count its MACs into ``macs``."""
-        sg = self.p.ring_slots * self.p.groups
+        kl = self.p.hw.key_lanes
         with m.If(en & self.busy):
-            m.d.sync += [a.eq(_wrap_inc(a, 1, sg)) for a in self.addr]
+            m.d.sync += [a.eq(self._next_addr(a)) for a in self.addr]
             m.d.sync += [self.g.eq(Mux(self.last_g, 0, self.g + 1)),
                          macs.eq(macs + self.active * self.p.hw.dim_lanes)]
             with m.If(self.last_g):  # the end of a key: next round
-                m.d.sync += [self.rem.eq(self.rem - self.p.hw.key_lanes),
+                m.d.sync += [self.rem.eq(self.rem - kl),
                              self.s_addr.eq(self.s_addr + 1), self.first_round.eq(0)]
+                if self.globals is not None:
+                    # the band's last round: on to the global columns
+                    with m.If(self.last_round & ~self.in_glob & self.globals.any()):
+                        gbase = self.p.max_dilation * self.p.region_words
+                        m.d.sync += [self.in_glob.eq(1), self.rem.eq(self.globals - 1),
+                                     self.lane0.eq(0), *[a.eq(gbase) for a in self.addr]]
             with m.If(self.last):
                 m.d.sync += self.busy.eq(0)
 
@@ -197,78 +283,179 @@ class SwatCore(wiring.Component):
 
         running = Signal()
         n = Signal(p.index_bits)
-        kv_acc = Signal(p.index_bits)   # K/V rows accepted
-        kv_wr = Signal(p.index_bits)    # K/V rows written (readable)
+        kv_acc = Signal(p.index_bits)   # K/V band rows accepted
+        kv_wr = Signal(p.index_bits)    # K/V band rows written (readable)
         q_cnt = Signal(p.index_bits)    # Q rows accepted
         qk_row = Signal(p.index_bits)   # rows whose QK has started
         sv_done = Signal(p.index_bits)  # rows whose SV has finished
-        rows_out = Signal(p.index_bits)
+        rows_out = Signal(p.index_bits)   # rows sent on o
+        rows_done = Signal(p.index_bits)  # rows sent on o or dropped (global rows)
         start_run = Signal()
         stats = {name: Signal(STAT_BITS, name=f"stat_{name}") for name in STAT_FIELDS}
+        dmax, gmax, ring = p.max_dilation, p.max_global_tokens, p.ring_rows
 
-        # -- command -----------------------------------------------------------------------
+        # -- command: the run's length and pattern ---------------------------------------------
+        cmd = self.cmd.payload
+        before_r = Signal.like(cmd.before)   # the run's pattern
+        after_r = Signal.like(cmd.after)
+        dil = Signal.like(cmd.dilation) if dmax > 1 else 1
+        dafter = Signal(p.index_bits + 1)    # dilation · after: the band's reach after the row
+        ring_d = Signal(range(dmax * ring + 1))          # dilation · ring rows
+        free_off = Signal(range(dmax * ring + 1))        # dilation · (ring rows − before)
+        gcount = Signal(range(gmax + 1)) if gmax else None
+
+        def over(value, limit, width):
+            """``value > limit`` (no compare when the field holds nothing larger)."""
+            return (value > limit) if limit < 2 ** width - 1 else 0
+
         m.d.comb += [self.cmd.ready.eq(~running), self.busy.eq(running)]
         with m.If(self.cmd.valid & ~running):
-            seq_len = self.cmd.payload.seq_len
-            # (when max_seq_len is 2^k − 1 the field holds nothing larger: no compare)
-            too_long = (seq_len > hw.max_seq_len) if hw.max_seq_len < 2 ** p.index_bits - 1 \
-                else 0
-            with m.If(~seq_len.any() | too_long):
+            seq_len = cmd.seq_len
+            bad = [~seq_len.any(), over(seq_len, hw.max_seq_len, p.index_bits),
+                   over(cmd.before, before, len(cmd.before)),
+                   over(cmd.after, after, len(cmd.after))]
+            if dmax > 1:
+                bad += [~cmd.dilation.any(), over(cmd.dilation, dmax, len(cmd.dilation))]
+            if gmax:
+                count, pos = cmd.global_count, cmd.global_tokens
+                bad.append(over(count, gmax, len(count)))
+                for k in range(gmax):   # the positions in use: in the sequence, increasing
+                    used = count > k
+                    bad.append(used & (pos[k] >= seq_len))
+                    if k:
+                        bad.append(used & (pos[k] <= pos[k - 1]))
+            with m.If(Cat(*bad).any()):
                 m.d.sync += self.error.eq(1)
             with m.Else():
                 m.d.comb += start_run.eq(1)
-                m.d.sync += [self.error.eq(0), running.eq(1), n.eq(seq_len)]
-        with m.If(running & (rows_out == n)):
+                d_r = cmd.dilation if dmax > 1 else 1
+                m.d.sync += [self.error.eq(0), running.eq(1), n.eq(seq_len),
+                             before_r.eq(cmd.before), after_r.eq(cmd.after),
+                             dafter.eq(d_r * cmd.after), ring_d.eq(d_r * ring),
+                             free_off.eq(d_r * (ring - cmd.before))]
+                if dmax > 1:
+                    m.d.sync += dil.eq(cmd.dilation)
+                if gmax:
+                    m.d.sync += gcount.eq(cmd.global_count)
+        band_done = rows_done == n
+        with m.If(running & band_done):
             m.d.sync += running.eq(0)
         with m.If(running):
             m.d.sync += stats["cycles"].eq(stats["cycles"] + 1)
         m.d.comb += [getattr(self.stats, name).eq(sig) for name, sig in stats.items()]
 
         # -- K/V ring: one K and one V memory per lane, words of dim_lanes elements -----------
-        kmem = [memory.Memory(shape=unsigned(word), depth=sg, init=[]) for _ in range(kl)]
-        vmem = [memory.Memory(shape=unsigned(word), depth=sg, init=[]) for _ in range(kl)]
+        # (max_dilation class regions of S·G words, then the resident global columns)
+        depth = p.kv_depth
+        kmem = [memory.Memory(shape=unsigned(word), depth=depth, init=[]) for _ in range(kl)]
+        vmem = [memory.Memory(shape=unsigned(word), depth=depth, init=[]) for _ in range(kl)]
         for lane in range(kl):
             m.submodules[f"kmem{lane}"] = kmem[lane]
             m.submodules[f"vmem{lane}"] = vmem[lane]
         kwr = [mem.write_port() for mem in kmem]
         vwr = [mem.write_port() for mem in vmem]
+        # one bit per ring word: the band key is a global token (attended as a global column)
+        if gmax:
+            fmem = [memory.Memory(shape=1, depth=depth, init=[]) for _ in range(kl)]
+            for lane in range(kl):
+                m.submodules[f"fmem{lane}"] = fmem[lane]
+            fwr = [mem.write_port() for mem in fmem]
 
-        # loader: takes a K/V row when its slot is free, writes it in G cycles
+        # loader: the run's global columns first (into the global region), then the band rows,
+        # each taken when its slot is free and written in G cycles
         kv_hold = Signal()
         kv_g = Signal(range(max(g, 2)))
         kbuf = Signal(d * b)
         vbuf = Signal(d * b)
         kv_lane = Signal(range(max(kl, 2)))
-        kv_base = Signal(range(max(sg, 2)))
-        ring = p.ring_rows
-        slot_free = (kv_acc < ring) | (sv_done + ring >= kv_acc + before + 1)
+        kv_base = Signal(range(max(depth, 2)))   # the row's first word inside its region
+        kv_cls = Signal(range(max(dmax, 2)))     # residue class of the next band row written
+        kv_region = Signal(range(max(depth, 2)))  # kv_cls · S·G (the global region: preamble)
+        kv_a = Signal(p.index_bits)              # class-local index of the next band row written
+        slot_free = (kv_acc < ring_d) | (sv_done + free_off >= kv_acc + 1)
         kv_last = kv_hold & (kv_g == g - 1)
         kv_take = Signal()
-        m.d.comb += [
-            kv_take.eq(running & (kv_acc < n) & slot_free & (~kv_hold | kv_last)),
-            self.kv.ready.eq(kv_take),
-        ]
+        if gmax:
+            pre_acc = Signal(range(gmax + 1))    # global columns accepted
+            pre_more = pre_acc < gcount
+            kv_pre = Signal()                    # the row being written is a global column
+            kv_flag = Signal()                   # the band row being written is a global token
+            pre_wr = Signal(range(gmax + 1))     # global columns written
+            lpos = [Signal(p.index_bits, name=f"kv_gpos{k}") for k in range(gmax)]
+            lrem = Signal(range(gmax + 1))
+            m.d.comb += kv_take.eq(running & (pre_more | ((kv_acc < n) & slot_free))
+                                   & (~kv_hold | kv_last))
+        else:
+            m.d.comb += kv_take.eq(running & (kv_acc < n) & slot_free & (~kv_hold | kv_last))
+        m.d.comb += self.kv.ready.eq(kv_take)
+        kv_addr = kv_region + kv_base + kv_g
         for lane in range(kl):
             m.d.comb += [
-                kwr[lane].addr.eq(kv_base + kv_g), kwr[lane].data.eq(kbuf[:word]),
+                kwr[lane].addr.eq(kv_addr), kwr[lane].data.eq(kbuf[:word]),
                 kwr[lane].en.eq(kv_hold & (kv_lane == lane)),
-                vwr[lane].addr.eq(kv_base + kv_g), vwr[lane].data.eq(vbuf[:word]),
+                vwr[lane].addr.eq(kv_addr), vwr[lane].data.eq(vbuf[:word]),
                 vwr[lane].en.eq(kv_hold & (kv_lane == lane)),
             ]
+            if gmax:
+                m.d.comb += [fwr[lane].addr.eq(kv_addr), fwr[lane].data.eq(kv_flag),
+                             fwr[lane].en.eq(kv_hold & ~kv_pre & (kv_lane == lane))]
+        def next_lane(base_step):
+            """The next row's lane, and its slot once every lane has one."""
+            with m.If(kv_lane == kl - 1):
+                m.d.sync += [kv_lane.eq(0), kv_base.eq(base_step)]
+            with m.Else():
+                m.d.sync += kv_lane.eq(kv_lane + 1)
+
+        def band_written():
+            m.d.sync += [kv_wr.eq(kv_wr + 1), stats["kv_rows"].eq(stats["kv_rows"] + 1)]
+            if dmax > 1:  # rows of one class-local index fill the classes in turn
+                with m.If(kv_cls == dil - 1):
+                    m.d.sync += [kv_cls.eq(0), kv_region.eq(0), kv_a.eq(kv_a + 1)]
+                    next_lane(_wrap_inc(kv_base, g, sg))
+                with m.Else():
+                    m.d.sync += [kv_cls.eq(kv_cls + 1), kv_region.eq(kv_region + sg)]
+            else:
+                m.d.sync += kv_a.eq(kv_a + 1)
+                next_lane(_wrap_inc(kv_base, g, sg))
+
         with m.If(kv_hold):
             m.d.sync += [kbuf.eq(kbuf.rotate_right(word)), vbuf.eq(vbuf.rotate_right(word)),
                          kv_g.eq(kv_g + 1)]
             with m.If(kv_last):
-                m.d.sync += [kv_hold.eq(0), kv_g.eq(0), kv_wr.eq(kv_wr + 1),
-                             stats["kv_rows"].eq(stats["kv_rows"] + 1)]
-                with m.If(kv_lane == kl - 1):
-                    m.d.sync += [kv_lane.eq(0), kv_base.eq(_wrap_inc(kv_base, g, sg))]
-                with m.Else():
-                    m.d.sync += kv_lane.eq(kv_lane + 1)
+                m.d.sync += [kv_hold.eq(0), kv_g.eq(0)]
+                if gmax:
+                    with m.If(kv_pre):
+                        m.d.sync += pre_wr.eq(pre_wr + 1)
+                        with m.If(pre_wr + 1 == gcount):  # the band starts in region 0
+                            m.d.sync += [kv_region.eq(0), kv_base.eq(0), kv_lane.eq(0)]
+                        with m.Else():
+                            next_lane(kv_base + g)
+                    with m.Else():
+                        band_written()
+                else:
+                    band_written()
         with m.If(self.kv.valid & kv_take):
             m.d.sync += [kbuf.eq(self.kv.payload.k.as_value()),
                          vbuf.eq(self.kv.payload.v.as_value()),
-                         kv_hold.eq(1), kv_g.eq(0), kv_acc.eq(kv_acc + 1)]
+                         kv_hold.eq(1), kv_g.eq(0)]
+            if gmax:
+                with m.If(pre_more):
+                    m.d.sync += [pre_acc.eq(pre_acc + 1), kv_pre.eq(1)]
+                with m.Else():
+                    hit = lrem.any() & (lpos[0] == kv_acc)
+                    m.d.sync += [kv_acc.eq(kv_acc + 1), kv_pre.eq(0), kv_flag.eq(hit)]
+                    with m.If(hit):
+                        m.d.sync += [lrem.eq(lrem - 1),
+                                     *[lpos[k].eq(lpos[k + 1]) for k in range(gmax - 1)]]
+            else:
+                m.d.sync += kv_acc.eq(kv_acc + 1)
+        if gmax:
+            with m.If(start_run):
+                gb = dmax * sg   # the global region
+                m.d.sync += [pre_acc.eq(0), pre_wr.eq(0), lrem.eq(cmd.global_count),
+                             kv_region.eq(Mux(cmd.global_count.any(), gb, 0)),
+                             *[lpos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
+            pre_done = pre_wr == gcount
 
         # -- Q register ------------------------------------------------------------------------
         q_full = Signal()
@@ -282,32 +469,55 @@ class SwatCore(wiring.Component):
                          stats["q_rows"].eq(stats["q_rows"] + 1)]
 
         # -- row bookkeeping shared by the QK start --------------------------------------------
-        lo_lane = Signal(range(max(kl, 2)))  # lane and address of the next row's first key
-        lo_base = Signal(range(max(sg, 2)))
+        # The next row to start, i = qk_row: its residue class (and the class's K/V region) and
+        # its class-local index a; its band's first key lo (class-local) and that key's lane and
+        # slot; whether its band reaches past the sequence (near), and hi1, the K/V rows it
+        # waits for (i + dilation·after + 1, at most N). All kept in registers and worked out
+        # for the next row when a row starts, so that the QK start is a plain compare.
+        lo_lane = Signal(range(max(kl, 2)))
+        lo_base = Signal(range(max(depth, 2)))
         sbuf = Signal(range(p.score_buffers))
-        # row qk_row's first key and last key + 1, kept in registers (worked out for the next
-        # row when a row starts) so that the QK start condition is a plain compare
         hi1 = Signal(p.index_bits + 1)
+        near = Signal()
         lo = Signal(p.index_bits)
+        qk_a = Signal(p.index_bits)
+        qk_cls = Signal(range(max(dmax, 2)))
+        qk_region = Signal(range(max(depth, 2)))
+        wrap = (qk_cls == dil - 1) if dmax > 1 else 1   # the next row has the next index
         with m.If(start_run):
-            seq_len = self.cmd.payload.seq_len
-            m.d.sync += [hi1.eq(Mux(after + 1 > seq_len, seq_len, after + 1)), lo.eq(0)]
+            reach = (cmd.dilation if dmax > 1 else 1) * cmd.after + 1
+            m.d.sync += [near.eq(reach > cmd.seq_len),
+                         hi1.eq(Mux(reach > cmd.seq_len, cmd.seq_len, reach)),
+                         lo.eq(0), qk_a.eq(0), qk_cls.eq(0), qk_region.eq(0)]
         with m.Elif(qk_start):
-            m.d.sync += [hi1.eq(Mux(qk_row + after + 2 > n, n, qk_row + after + 2)),
-                         lo.eq(Mux(qk_row + 1 >= before, qk_row + 1 - before, 0)
-                               if before else qk_row + 1)]
+            reach = qk_row + dafter + 2
+            m.d.sync += [near.eq(reach > n), hi1.eq(Mux(reach > n, n, reach))]
+            if dmax > 1:
+                with m.If(wrap):
+                    m.d.sync += [qk_cls.eq(0), qk_region.eq(0)]
+                with m.Else():
+                    m.d.sync += [qk_cls.eq(qk_cls + 1), qk_region.eq(qk_region + sg)]
+            with m.If(wrap):
+                m.d.sync += [qk_a.eq(qk_a + 1),
+                             lo.eq(Mux(qk_a + 1 >= before_r, qk_a + 1 - before_r, 0))]
+        # the row's last band key (class-local): a + after, or near the end the last row of its
+        # class that arrived (every K/V row has arrived by then: hi1 = N)
+        last_a = (kv_a - 1 + (qk_cls < kv_cls)) if dmax > 1 else kv_a - 1
         rem0 = Signal(range(p.window + 1))   # offset of the row's last key from its first
-        m.d.comb += rem0.eq(hi1 - 1 - lo)
+        m.d.comb += rem0.eq(Mux(near, last_a, qk_a + after_r) - lo)
         # what the SV engine needs to walk the row again: first lane/address, buffer, keys
-        row_info = data.StructLayout({"lane0": lo_lane.shape(), "base": lo_base.shape(),
-                                      "sbuf": sbuf.shape(), "rem": rem0.shape()})
+        info_fields = {"lane0": lo_lane.shape(), "base": lo_base.shape(), "sbuf": sbuf.shape(),
+                       "rem": rem0.shape()}
+        if dmax > 1:
+            info_fields["region"] = qk_region.shape()
+        row_info = data.StructLayout(info_fields)
         info = fifo.SyncFIFO(width=row_info.size, depth=p.score_buffers)
         rowmax = fifo.SyncFIFO(width=w.score, depth=p.score_buffers)
         m.submodules.info = info
         m.submodules.rowmax = rowmax
 
         # -- QK engine (never stalls) ----------------------------------------------------------
-        qk = _RowWalk(m, p, "qk")
+        qk = _RowWalk(m, p, "qk", gcount)
         q_cur = Signal(d * b)
         # registered forms of "rows left to start" (qk_row < n) and "a score buffer is free"
         # (qk_row − sv_done < score_buffers), so that qk_start is a short function of registers
@@ -323,18 +533,20 @@ class SwatCore(wiring.Component):
         with m.If(start_run):
             m.d.sync += [qk_more.eq(1), sb_free.eq(p.score_buffers)]
         m.d.comb += qk_start.eq(running & qk_more & q_full & (kv_wr >= hi1) & sb_free.any()
-                                & (~qk.busy | qk.last))
+                                & (~qk.busy | qk.last) & (pre_done if gmax else 1))
         qk.issue(m, 1, stats["qk_macs"])
         with m.If(qk.busy):
             m.d.sync += q_cur.eq(q_cur.rotate_right(word))
         with m.If(qk_start):
-            m.d.sync += [*qk.start(rem0, lo_lane, lo_base, sbuf), q_cur.eq(q_next),
+            m.d.sync += [*qk.start(rem0, lo_lane, lo_base, sbuf, qk_region), q_cur.eq(q_next),
                          qk_row.eq(qk_row + 1),
                          sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
             w_row = data.View(row_info, info.w_data)
             m.d.comb += [info.w_en.eq(1), w_row.lane0.eq(lo_lane), w_row.base.eq(lo_base),
                          w_row.sbuf.eq(sbuf), w_row.rem.eq(rem0)]
-            with m.If(qk_row >= before if before else 1):  # (no constant compare at 0)
+            if dmax > 1:
+                m.d.comb += w_row.region.eq(qk_region)
+            with m.If(wrap & (qk_a >= before_r)):   # the next index's band starts one key on
                 with m.If(lo_lane == kl - 1):
                     m.d.sync += [lo_lane.eq(0), lo_base.eq(_wrap_inc(lo_base, g, sg))]
                 with m.Else():
@@ -343,6 +555,10 @@ class SwatCore(wiring.Component):
         krd = [mem.read_port() for mem in kmem]
         for lane in range(kl):
             m.d.comb += krd[lane].addr.eq(qk.addr[lane])
+        if gmax:  # a band key that is a global token is attended as a global column instead
+            qk_flag = [mem.read_port() for mem in fmem]
+            for lane in range(kl):
+                m.d.comb += qk_flag[lane].addr.eq(qk.addr[lane])
 
         def stage(name, en=1, **fields):
             """A pipeline register stage: each field registered under the enable ``en``."""
@@ -353,12 +569,13 @@ class SwatCore(wiring.Component):
             return SimpleNamespace(**regs)
 
         s1 = stage("qk1", valid=qk.busy, lanes=qk.lanes, first_g=qk.first_g, last_g=qk.last_g,
-                   first_round=qk.first_round, last_round=qk.last_round, s_addr=qk.s_addr,
+                   first_round=qk.first_round, last_round=qk.end_round, s_addr=qk.s_addr,
                    qg=q_cur[:word])
         # the K words and the Q group are registered in the fabric (a block RAM's output has a
         # long route to a multiplier block), then again as the multipliers' operands: on an ECP5
         # those and the product's registers are the DSP block's own
-        s1k = stage("qk1k", valid=s1.valid, lanes=s1.lanes, first_g=s1.first_g,
+        s1_lanes = (s1.lanes & ~Cat(f.data for f in qk_flag)) if gmax else s1.lanes
+        s1k = stage("qk1k", valid=s1.valid, lanes=s1_lanes, first_g=s1.first_g,
                     last_g=s1.last_g, first_round=s1.first_round, last_round=s1.last_round,
                     s_addr=s1.s_addr, qg=s1.qg, k=Cat(krd[lane].data for lane in range(kl)))
         s1r = stage("qk1r", valid=s1k.valid, lanes=s1k.lanes, first_g=s1k.first_g,
@@ -399,20 +616,30 @@ class SwatCore(wiring.Component):
                          swr[lane].en.eq(s4.valid & s4.lanes[lane])]
         # the round's max over the lanes (a tree registered at every level), then folded into
         # the row's running max
-        tree_max, _ = max_tree(m, scores, [s4.lanes[lane] for lane in range(kl)], name="qk_max")
+        tree_max, tree_any = max_tree(m, scores, [s4.lanes[lane] for lane in range(kl)],
+                                      name="qk_max")
         s5 = s4
         for level in range(max_tree_levels(kl)):
             s5 = stage(f"qk5_{level}", valid=s5.valid, first_round=s5.first_round,
                        last_round=s5.last_round)
         row_max = Signal(signed(w.score))
-        max_next = Mux(s5.first_round | (tree_max > row_max), tree_max, row_max)
-        with m.If(s5.valid):
-            m.d.sync += row_max.eq(max_next)
+        if gmax:
+            # a round can have every key masked (band keys that are global tokens): the max
+            # takes only rounds with a key in them
+            have = Signal()   # row_max holds a key of this row
+            cur = ~s5.first_round & have
+            max_next = Mux(tree_any & (~cur | (tree_max > row_max)), tree_max, row_max)
+            with m.If(s5.valid):
+                m.d.sync += [row_max.eq(max_next), have.eq(cur | tree_any)]
+        else:
+            max_next = Mux(s5.first_round | (tree_max > row_max), tree_max, row_max)
+            with m.If(s5.valid):
+                m.d.sync += row_max.eq(max_next)
         m.d.comb += [rowmax.w_en.eq(s5.valid & s5.last_round), rowmax.w_data.eq(max_next)]
 
         # -- SV engine (stall-all under sv_en) -----------------------------------------------
         sv_en = Signal()
-        sv = _RowWalk(m, p, "sv")
+        sv = _RowWalk(m, p, "sv", gcount)
         sv_m = Signal(signed(w.score))
         # m − d_sat: a score below it saturates the exp (D = m − S > d_sat), compared beside the
         # subtract instead of after it
@@ -426,19 +653,25 @@ class SwatCore(wiring.Component):
         with m.If(sv_en & sv.busy & sv.first_g):
             m.d.sync += stats["exp_ops"].eq(stats["exp_ops"] + sv.active)
         with m.If(sv_start):
-            m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf),
+            m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf,
+                                   i_row.region if dmax > 1 else None),
                          sv_m.eq(rowmax.r_data), sv_m_lo.eq(rowmax.r_data.as_signed() - d_sat)]
 
         srd = [mem.read_port() for mem in smem]
         for lane in range(kl):
             m.d.comb += [srd[lane].addr.eq(sv.s_addr), srd[lane].en.eq(sv_en)]
 
+        if gmax:  # the band keys that are global tokens, read beside their scores
+            sv_flag = [mem.read_port() for mem in fmem]
+            for lane in range(kl):
+                m.d.comb += [sv_flag[lane].addr.eq(sv.addr[lane]), sv_flag[lane].en.eq(sv_en)]
         addr_bits = Cat(*sv.addr)
         t = stage("sv1", sv_en, valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
-                     last_g=sv.last_g, first_round=sv.first_round, last_round=sv.last_round,
+                     last_g=sv.last_g, first_round=sv.first_round, last_round=sv.end_round,
                      addr=addr_bits, m=sv_m, m_lo=sv_m_lo)
         # the scores are registered out of the block RAMs before D = m − S and the clamp
-        t = stage("sv1s", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,
+        t_lanes = (t.lanes & ~Cat(f.data for f in sv_flag)) if gmax else t.lanes
+        t = stage("sv1s", sv_en, valid=t.valid, lanes=t_lanes, first_g=t.first_g,
                   last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
                   addr=t.addr, m=t.m, m_lo=t.m_lo, s=Cat(srd[lane].data for lane in range(kl)))
         score = [t.s[lane * w.score:(lane + 1) * w.score].as_signed() for lane in range(kl)]
@@ -520,7 +753,6 @@ class SwatCore(wiring.Component):
         m.submodules.ofifo = ofifo
         div_en = Signal()
         o_valid = Signal()
-        m.d.comb += div_en.eq(~o_valid | ofifo.w_rdy)
         feed_g = Signal(range(max(g, 2)))
         feed = div_en & res_full
         m.d.comb += res_release.eq(feed & (feed_g == g - 1))
@@ -547,19 +779,43 @@ class SwatCore(wiring.Component):
         with m.If(div_en & dvalid):
             m.d.sync += o_row.eq(Cat(o_row[dl * fmt.out_bits:], *outs))
             m.d.sync += o_cnt.eq(Mux(o_cnt == g - 1, 0, o_cnt + 1))
-        m.d.comb += [ofifo.w_en.eq(o_valid), ofifo.w_data.eq(o_row)]
-        with m.If(o_valid & ofifo.w_rdy):
-            m.d.sync += o_valid.eq(0)
+        o_sent = self.o.valid & self.o.ready
+        if gmax:
+            # a global token's band row is dropped here: the global-row engine sends its row
+            o_idx = Signal(p.index_bits)   # the row in o_row
+            opos = [Signal(p.index_bits, name=f"o_gpos{k}") for k in range(gmax)]
+            orem = Signal(range(gmax + 1))
+            o_drop = Signal()
+            m.d.comb += o_drop.eq(o_valid & orem.any() & (opos[0] == o_idx))
+            m.d.comb += [div_en.eq(~o_valid | ofifo.w_rdy | o_drop),
+                         ofifo.w_en.eq(o_valid & ~o_drop), ofifo.w_data.eq(o_row)]
+            with m.If(o_valid & (ofifo.w_rdy | o_drop)):
+                m.d.sync += [o_valid.eq(0), o_idx.eq(o_idx + 1)]
+            with m.If(o_drop):
+                m.d.sync += [orem.eq(orem - 1),
+                             *[opos[k].eq(opos[k + 1]) for k in range(gmax - 1)]]
+            m.d.sync += rows_done.eq(rows_done + o_sent + o_drop)
+            with m.If(start_run):
+                m.d.sync += [orem.eq(cmd.global_count), o_idx.eq(0),
+                             *[opos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
+        else:
+            m.d.comb += [div_en.eq(~o_valid | ofifo.w_rdy),
+                         ofifo.w_en.eq(o_valid), ofifo.w_data.eq(o_row)]
+            with m.If(o_valid & ofifo.w_rdy):
+                m.d.sync += o_valid.eq(0)
+            m.d.comb += rows_done.eq(rows_out)
         with m.If(div_en & dvalid & (o_cnt == g - 1)):
             m.d.sync += o_valid.eq(1)
         m.d.comb += [self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.o.ready)]
-        with m.If(self.o.valid & self.o.ready):
+        with m.If(o_sent):
             m.d.sync += [rows_out.eq(rows_out + 1), stats["rows_out"].eq(stats["rows_out"] + 1)]
 
         # -- a new run resets every pointer and counter ----------------------------------------
         with m.If(start_run):
             m.d.sync += [sig.eq(0) for sig in (
                 kv_acc, kv_wr, q_cnt, qk_row, sv_done, rows_out, kv_lane, kv_base, lo_lane,
-                lo_base, sbuf, *stats.values())]
+                lo_base, sbuf, kv_cls, kv_a, *stats.values())]
+            if gmax:
+                m.d.sync += rows_done.eq(0)
         return m

@@ -42,6 +42,7 @@ import numpy as np
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
 from swatkit.rtl import STAT_FIELDS, core_layouts
+from swatkit.rtl.core import command_value
 from swatkit.rtl.harness import probability_threshold, unpack_rows
 from swatkit.sim.regress import PERIOD_NS  # the clock the simulated top generates
 
@@ -119,7 +120,7 @@ class HarnessBench:
         """Offer ``{seq_len: n}`` until the core takes it; returns just after the transfer."""
         dut = self.dut
         await FallingEdge(dut.clk)
-        dut.cmd__payload.value = n
+        dut.cmd__payload.value = command_value(self.params, seq_len=n)
         dut.cmd__valid.value = 1
         while True:
             await ReadOnly()

@@ -39,6 +39,7 @@ def qk_depth(p: CoreParams) -> int:
     return 7 + max_tree_levels(p.hw.key_lanes)
 
 
+DROP_EARLY = 2  # a dropped last row ends the run this many cycles before a sent one
 SV_DEPTH = 9   # last SV issue → row accumulated (read, score register, exp 4 stages, operands,
 #                p·v, lane tree)
 
@@ -55,21 +56,33 @@ class CycleEstimate:
         return self.cycles / self.ideal
 
 
-def _rounds(p: CoreParams, n: int) -> np.ndarray:
-    """Key rounds of every row: ``ceil(W_i / key_lanes)``, W_i from the spec's window rule."""
-    keys = AttentionSpec(n, p.spec.head_dim, p.spec.before, p.spec.after).keys_per_row()
-    return -(-keys // p.hw.key_lanes)
+def _rounds(p: CoreParams, run: AttentionSpec) -> np.ndarray:
+    """Key rounds of every row: ``ceil(B_i / key_lanes)`` for its band of B_i keys (the spec's
+    window rule, global tokens inside it included) and ``ceil(G / key_lanes)`` for the run's G
+    global columns."""
+    band = run.replace(global_tokens=()).keys_per_row()
+    kl = p.hw.key_lanes
+    return -(-band // kl) + -(-len(run.global_tokens) // kl)
 
 
-def swat_cycles(p: CoreParams, seq_len: int, *, skip_periodic: bool = True) -> CycleEstimate:
-    """Busy cycles of one stall-free run of ``seq_len`` rows on the core ``p`` (with
-    ``skip_periodic=False`` every row is visited; the result is the same)."""
+def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None,
+                skip_periodic: bool = True) -> CycleEstimate:
+    """Busy cycles of one stall-free run of ``seq_len`` rows on the core ``p``, with the
+    pattern ``run`` (default: the core's spec; :meth:`CoreParams.run_spec`). With
+    ``skip_periodic=False`` every row is visited; the result is the same."""
     n = int(seq_len)
     if not 1 <= n <= p.hw.max_seq_len:
         raise ValueError(f"seq_len must be in 1..{p.hw.max_seq_len}, not {seq_len}")
-    g, before, after = p.groups, p.spec.before, p.spec.after
+    run = p.run_spec(n) if run is None else run
+    p.check_run(run)
+    if run.seq_len != n:
+        raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n}")
+    g, before, after, dil = p.groups, run.before, run.after, run.dilation
+    n_glob = len(run.global_tokens)
     ring, nb = p.ring_rows, p.score_buffers
-    rg = _rounds(p, n) * g
+    reach = dil * after                   # the band's reach after the row
+    free_back = dil * (ring - before)     # K/V row x waits for row x − free_back to finish
+    rg = _rounds(p, run) * g
     qd = qk_depth(p)
     a = np.zeros(n, dtype=np.int64)       # K/V accept cycle
     s = np.zeros(n, dtype=np.int64)       # QK start
@@ -77,18 +90,19 @@ def swat_cycles(p: CoreParams, seq_len: int, *, skip_periodic: bool = True) -> C
     e = np.zeros(n, dtype=np.int64)       # SV done
     loaded = 0                            # K/V rows whose accept time is known
     # rows whose schedule is periodic can be skipped: from here on all times move by rg_mid
-    interior_end = n - after - 2          # rows before this have a full, unclipped window
-    rg_mid = math.ceil(p.window / p.hw.key_lanes) * g
-    history = 3 * (nb + ring // max(1, before + after + 1) + 4)
+    interior_end = n - reach - 2          # rows before this have a full, unclipped window
+    rg_mid = (math.ceil(run.window / p.hw.key_lanes) + math.ceil(n_glob / p.hw.key_lanes)) * g
+    history = 3 * dil * (nb + ring // max(1, before + after + 1) + 4)
+    first = n_glob * g                    # the global columns are accepted first
     i = 0
     visited = 0
     while i < n:
-        hi = min(n - 1, i + after)
+        hi = min(n - 1, i + reach)
         while loaded <= hi:
             x = loaded
-            t = a[x - 1] + g if x else 0
-            if x >= ring:
-                t = max(t, e[x - ring + before] + 1)
+            t = a[x - 1] + g if x else first
+            if x >= dil * ring:
+                t = max(t, e[x - free_back] + 1)
             a[x] = t
             loaded += 1
         t = max(1, a[hi] + g + 1)
@@ -103,9 +117,9 @@ def swat_cycles(p: CoreParams, seq_len: int, *, skip_periodic: bool = True) -> C
         e[i] = u[i] + rg[i] + SV_DEPTH
         visited += 1
         # periodic? (every interval in a window of recent rows equals the period)
-        if (skip_periodic and before + history < i < interior_end - history
+        if (skip_periodic and dil * before + history < i < interior_end - history
                 and rg[i] == rg_mid
-                and _periodic(s, u, e, a, i, history, rg_mid, after)):
+                and _periodic(s, u, e, a, i, history, rg_mid, reach)):
             jump = interior_end - history - i
             if jump > 0:
                 steps = np.arange(1, jump + 1, dtype=np.int64) * rg_mid
@@ -115,8 +129,11 @@ def swat_cycles(p: CoreParams, seq_len: int, *, skip_periodic: bool = True) -> C
                 loaded += jump
                 i += jump
         i += 1
-    cycles = int(e[n - 1] + g + divider_latency(p.fmt) + 5)
-    return CycleEstimate(cycles, p.ideal_cycles(n), int(s[0]) + 1, visited)
+    # the last row leaves on o (or, a global token's band row, is dropped before the output
+    # FIFO: DROP_EARLY cycles sooner)
+    last_dropped = n_glob and run.global_tokens[-1] == n - 1
+    cycles = int(e[n - 1] + g + divider_latency(p.fmt) + 5 - (DROP_EARLY if last_dropped else 0))
+    return CycleEstimate(cycles, p.ideal_cycles(n, run), int(s[0]) + 1, visited)
 
 
 def _periodic(s, u, e, a, i, window, period, after) -> bool:

@@ -168,7 +168,8 @@ class CoreProbe:
     """
 
     NAMES = ("running", "n", "kv_acc", "kv_wr", "kv_hold", "kv_g", "q_cnt", "q_full", "qk_row",
-             "qk_more", "hi1", "sb_free", "sv_done", "rows_out", "res_full", "feed_g", "o_valid",
+             "qk_more", "hi1", "near", "dafter", "sb_free", "sv_done", "rows_out", "res_full",
+             "feed_g", "o_valid",
              "o_cnt", "qk_busy", "sv_busy")
 
     def __init__(self, m: Module, p: CoreParams, stats):
@@ -386,7 +387,7 @@ class ContractHarness(wiring.Component):
         """``(test, message)``: the auxiliary invariants on the core's registers (module
         docstring). Each is inductive together with the others."""
         p, c = self.params, probe
-        g, sb, after = p.groups, p.score_buffers, p.spec.after
+        g, sb = p.groups, p.score_buffers
         running = c.running
         # rows started (QK) and not through SV: in the QK walk, the QK pipeline, the row-max
         # FIFO, the SV walk or the SV pipeline
@@ -396,7 +397,9 @@ class ContractHarness(wiring.Component):
         # output row being assembled; whole rows in o_valid and the output FIFO
         groups = Mux(c.res_full, g - c.feed_g, 0) + sum(c.norm_valid) + c.o_cnt
         out_rows = c.rows_out + c.ofifo.level + c.o_valid
-        hi1 = Mux(c.qk_row + after + 1 > c.n, c.n, c.qk_row + after + 1)
+        # (the run's window is the command's: dafter = dilation · after of the run)
+        reach = c.qk_row + c.dafter + 1
+        hi1 = Mux(reach > c.n, c.n, reach)
         empty = Cat(c.qk_busy, c.sv_busy, c.res_full, c.o_valid, c.kv_hold, c.q_full,
                     *c.norm_valid, *c.qk_marks.values(), *c.sv_marks.values(),
                     c.rowmax.level, c.ofifo.level, c.o_cnt)
@@ -405,9 +408,9 @@ class ContractHarness(wiring.Component):
             (~running | (c.q_cnt == c.qk_row + c.q_full), "inv: Q rows = started + Q register"),
             (~running | (c.q_cnt <= c.n), "inv: q_cnt <= n"),
             (~running | (c.qk_more == (c.qk_row < c.n)), "inv: qk_more = qk_row < n"),
-            (~running | (c.hi1 == hi1), "inv: hi1 = min(qk_row + after + 1, n)"),
-            (~running | (c.qk_row == 0) | (c.kv_wr >= Mux(c.qk_row + after > c.n, c.n,
-                                                         c.qk_row + after)),
+            (~running | (c.hi1 == hi1), "inv: hi1 = min(qk_row + dilation·after + 1, n)"),
+            (~running | (c.near == (reach > c.n)), "inv: near = the row's band reaches N"),
+            (~running | (c.qk_row == 0) | (c.kv_wr >= Mux(reach - 1 > c.n, c.n, reach - 1)),
              "inv: every started row had its keys"),
             (~running | (c.qk_row == c.sv_done + in_sv), "inv: started rows are in the engines"),
             (~running | (c.sb_free + c.qk_row == c.sv_done + sb), "inv: free score buffers"),

@@ -66,7 +66,8 @@ SPEC_KEYS = {
 WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
 FORMAT_KEYS = {f.name: "--" + f.name.replace("_", "-")
                for f in dataclasses.fields(NumberFormat)}
-HARDWARE_KEYS = {"key_lanes": "--key-lanes", "dim_lanes": "--dim-lanes"}
+HARDWARE_KEYS = {"key_lanes": "--key-lanes", "dim_lanes": "--dim-lanes",
+                 "max_global_tokens": "--max-global-tokens", "max_dilation": "--max-dilation"}
 SHARED_TABLES = {"spec": SPEC_KEYS, "format": FORMAT_KEYS, "hardware": HARDWARE_KEYS}
 # the tables of one command each (the command applies their defaults)
 COMMAND_TABLES = {
@@ -170,6 +171,11 @@ def add_hardware_options(parser: argparse.ArgumentParser) -> None:
                    help="attention cores working on different keys in parallel")
     h.add_argument("--dim-lanes", metavar="M", type=int,
                    help="multipliers per core per cycle (divides head_dim)")
+    h.add_argument("--max-global-tokens", metavar="G", type=int,
+                   help="most global tokens a run may have (default: as many as "
+                        "--global-tokens lists)")
+    h.add_argument("--max-dilation", metavar="D", type=int,
+                   help="largest dilation a run may use (default: --dilation)")
 
 
 @dataclass(frozen=True)

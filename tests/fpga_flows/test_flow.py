@@ -295,7 +295,8 @@ def test_cli_emits_with_board_defaults_and_overrides(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "2 key lanes x 2 dim lanes" in printed and "run_yowasp.sh" in printed
     info = json.loads((out / "swatkit.json").read_text())
-    assert info["hardware"] == {"key_lanes": 2, "dim_lanes": 2, "max_seq_len": 1024}
+    assert info["hardware"] == {"key_lanes": 2, "dim_lanes": 2, "max_seq_len": 1024,
+                                "max_global_tokens": 0, "max_dilation": 1}
     assert (info["spec"]["head_dim"], info["spec"]["before"]) == (8, 4)  # board defaults kept
     assert info["selftest"]["rows"] == 16
 

@@ -12,6 +12,7 @@ from amaranth.sim import Simulator
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import HardwareConfig
 from swatkit.rtl.axis import AxisSwatCore, byte_width
+from swatkit.rtl.core import command_value
 from swatkit.rtl.generate import generate, lint
 from swatkit.sim.streams import stream_get, stream_put
 
@@ -66,7 +67,7 @@ def run_axis(dut, runs, *, seed, gap, stall):
                             payload=Cat(dut.m_axis_o_tdata, dut.m_axis_o_tlast))
         for q, _, _ in runs:
             n = len(q)
-            await stream_put(ctx, port(dut, "cmd"), [n])
+            await stream_put(ctx, port(dut, "cmd"), [command_value(dut.params, seq_len=n)])
             beats = await stream_get(ctx, o, n, rng=o_rng, stall=stall, timeout=20_000)
             data = [b & ((1 << width) - 1) for b in beats]
             assert [b >> lay["o"].size for b in data] == [0] * n  # padding bits

@@ -14,6 +14,7 @@ from amaranth.sim import Simulator
 
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig, SwatCore, core_layouts
+from swatkit.rtl.core import command
 from swatkit.sim.amaranth_core import run_core
 
 
@@ -115,7 +116,7 @@ def _commands(seq_lens):
 
     async def tb(ctx):
         for n in seq_lens:
-            ctx.set(dut.cmd.payload, lay["cmd"].const({"seq_len": n}))
+            ctx.set(dut.cmd.payload, lay["cmd"].const(command(dut.params, seq_len=n)))
             ctx.set(dut.cmd.valid, 1)
             await ctx.tick().until(dut.cmd.ready)
             ctx.set(dut.cmd.valid, 0)

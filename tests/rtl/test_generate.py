@@ -32,7 +32,8 @@ def test_files_and_recorded_config(generated):
     assert record["spec"] == {"seq_len": 64, "head_dim": 8, "before": 5, "after": 0,
                               "dilation": 1, "global_tokens": []}
     assert record["format"]["prob_bits"] == 12
-    assert record["hardware"] == {"key_lanes": 2, "dim_lanes": 4, "max_seq_len": 64}
+    assert record["hardware"] == {"key_lanes": 2, "dim_lanes": 4, "max_seq_len": 64,
+                                  "max_global_tokens": 0, "max_dilation": 1}
     assert record["widths"]["score"] == 2 * 8 + 3
     assert record["derived"]["groups"] == 2
 
@@ -131,17 +132,20 @@ def test_cli_generate(tmp_path):
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "out" / "swatkit.json").read_text())
     assert record["spec"]["before"] == 7
-    assert record["hardware"] == {"key_lanes": 2, "dim_lanes": 2, "max_seq_len": 32}
+    assert record["hardware"] == {"key_lanes": 2, "dim_lanes": 2, "max_seq_len": 32,
+                                  "max_global_tokens": 0, "max_dilation": 1}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--attention-window", "7"], "--attention-window must be a positive even integer, not 7"),
     (["--dim-lanes", "5"], "--dim-lanes (5) must divide head_dim (64)"),
     (["--key-lanes", "0"], "--key-lanes must be an integer in 1..64, not 0"),
-    (["--dilation", "2"],
-     "the SWAT core does not implement dilation yet (dilation is 2; must be 1)"),
-    (["--global-tokens", "0"],
-     "the SWAT core does not implement global tokens yet (global_tokens is (0,); must be empty)"),
+    (["--dilation", "0"], "--dilation must be a positive integer, not 0"),
+    (["--max-dilation", "0"], "--max-dilation must be an integer in 1..64, not 0"),
+    (["--max-global-tokens", "-1"], "--max-global-tokens must be an integer in 0..256, not -1"),
+    (["--global-tokens", "5,3"], "--global-tokens must be sorted and distinct, not (5, 3)"),
+    (["--global-tokens", "4096"], "--global-tokens: global token 4096 is outside the sequence "
+                                  "[0, 4096)"),
     (["--name", "a-b"], "--name must be a Verilog identifier, not 'a-b'"),
     (["--name", "module"], "--name must be a Verilog identifier, not 'module'"),
     (["--dsp", "xilinx"], "argument --dsp: invalid choice: 'xilinx' (choose from 'generic', "

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
-from swatkit.rtl import CoreParams, HardwareConfig, SwatCore
+from swatkit.rtl import CoreParams, HardwareConfig, SwatCore, core_layouts
+from swatkit.rtl.core import command
 from swatkit.rtl.harness import (
     Lfsr,
     RowSink,
@@ -163,7 +164,7 @@ def test_harness_around_the_core_is_bit_exact():
         await ctx.tick()
         ctx.set(h.start, 0)
         ctx.set(h.cmd.valid, 1)
-        ctx.set(h.cmd.payload.seq_len, n)
+        ctx.set(h.cmd.payload, core_layouts(p)["cmd"].const(command(p, seq_len=n)))
         await ctx.tick().until(h.cmd.ready)
         ctx.set(h.cmd.valid, 0)
         await ctx.tick().until(h.o_rows == n)
