@@ -43,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 from swatkit.golden import AttentionSpec, NumberFormat
 
 from .config import CoreParams, HardwareConfig
+from .global_rows import GLOBAL_STAT_FIELDS, GlobalRowEngine
 from .units import (
     EXP_LATENCY,
     _reg,
@@ -58,7 +59,7 @@ from .units import (
 __all__ = ["STAT_FIELDS", "SwatCore", "command", "core_layouts", "core_signature"]
 
 STAT_BITS = 48
-GLOBAL_ROWS = False  # the global-row engine (qg, kvg, og) is part of the core
+GLOBAL_ROWS = True  # a core with global tokens has the global-row engine's qg, kvg, og
 STAT_FIELDS = ("cycles", "kv_rows", "q_rows", "rows_out", "qk_macs", "sv_macs", "exp_ops")
 
 
@@ -93,13 +94,20 @@ def core_layouts(p: CoreParams) -> dict:
 
 
 def core_signature(p: CoreParams) -> wiring.Signature:
-    """The ports of the core (:class:`SwatCore`'s members), for anything that stands in for it."""
+    """The ports of the core (:class:`SwatCore`'s members), for anything that stands in for it.
+    A core generated for global tokens also has the global-row engine's streams ``qg``,
+    ``kvg`` (in) and ``og`` (out)."""
     lay = core_layouts(p)
+    globals_ = {}
+    if p.max_global_tokens:
+        globals_ = {"qg": In(stream.Signature(lay["q"])), "kvg": In(stream.Signature(lay["kv"])),
+                    "og": Out(stream.Signature(lay["o"]))}
     return wiring.Signature({
         "cmd": In(stream.Signature(lay["cmd"])),
         "q": In(stream.Signature(lay["q"])),
         "kv": In(stream.Signature(lay["kv"])),
         "o": Out(stream.Signature(lay["o"])),
+        **globals_,
         "busy": Out(1),
         "error": Out(1),
         "stats": Out(lay["stats"]),
@@ -338,11 +346,24 @@ class SwatCore(wiring.Component):
                 if gmax:
                     m.d.sync += gcount.eq(cmd.global_count)
         band_done = rows_done == n
+        if gmax:
+            # global rows: the global-row engine (its own streams), started with the run
+            glob = m.submodules.glob = GlobalRowEngine(fmt, d, dl, hw.max_seq_len, gmax)
+            m.d.comb += [glob.start.eq(start_run), glob.seq_len.eq(cmd.seq_len),
+                         glob.rows.eq(cmd.global_count)]
+            wiring.connect(m, glob.qg, wiring.flipped(self.qg))
+            wiring.connect(m, glob.kvg, wiring.flipped(self.kvg))
+            wiring.connect(m, wiring.flipped(self.og), glob.og)
+            band_done = band_done & ~glob.busy
         with m.If(running & band_done):
             m.d.sync += running.eq(0)
         with m.If(running):
             m.d.sync += stats["cycles"].eq(stats["cycles"] + 1)
-        m.d.comb += [getattr(self.stats, name).eq(sig) for name, sig in stats.items()]
+        # (the MACs and exponentials of the global-row engine count with the band's)
+        for name, sig in stats.items():
+            if gmax and name in GLOBAL_STAT_FIELDS and name != "cycles":
+                sig = sig + getattr(glob, name)
+            m.d.comb += getattr(self.stats, name).eq(sig)
 
         # -- K/V ring: one K and one V memory per lane, words of dim_lanes elements -----------
         # (max_dilation class regions of S·G words, then the resident global columns)

@@ -27,9 +27,10 @@ import numpy as np
 
 from swatkit.golden import AttentionSpec
 from swatkit.rtl import CoreParams
+from swatkit.rtl.global_rows import global_row_cycles
 from swatkit.rtl.units import divider_latency, max_tree_levels
 
-__all__ = ["SV_DEPTH", "CycleEstimate", "qk_depth", "swat_cycles"]
+__all__ = ["SV_DEPTH", "CycleEstimate", "qk_depth", "swat_actions", "swat_cycles"]
 
 
 def qk_depth(p: CoreParams) -> int:
@@ -133,7 +134,27 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     # FIFO: DROP_EARLY cycles sooner)
     last_dropped = n_glob and run.global_tokens[-1] == n - 1
     cycles = int(e[n - 1] + g + divider_latency(p.fmt) + 5 - (DROP_EARLY if last_dropped else 0))
+    # the global-row engine runs beside the band from the start of the run; the run ends when
+    # both are done
+    if n_glob:
+        cycles = max(cycles, global_row_cycles(p.spec.head_dim, p.hw.dim_lanes, p.fmt, n,
+                                               n_glob) + 1)
     return CycleEstimate(cycles, p.ideal_cycles(n, run), int(s[0]) + 1, visited)
+
+
+def swat_actions(p: CoreParams, run: AttentionSpec) -> dict:
+    """The core's counters after a run with the pattern ``run`` (``stats``, but ``cycles``):
+    the band engines issue every row's band (a global token inside it masked, not skipped) and
+    the run's G global columns, for all N rows (a global token's band row is computed, then
+    dropped); the global-row engine makes two q·k passes and one p·v pass over the N keys per
+    global row."""
+    p.check_run(run)
+    n, d, n_glob = run.seq_len, p.spec.head_dim, len(run.global_tokens)
+    band_keys = int(p.band_keys(run).sum())
+    return {"kv_rows": n, "q_rows": n, "rows_out": n - n_glob,
+            "qk_macs": (band_keys + 2 * n_glob * n) * d,
+            "sv_macs": (band_keys + n_glob * n) * d,
+            "exp_ops": band_keys + n_glob * n}
 
 
 def _periodic(s, u, e, a, i, window, period, after) -> bool:
