@@ -13,7 +13,11 @@ the data path.
   element ``e`` of a row is the signed ``data_bits`` field at bit ``e·data_bits``; in a K/V beat
   the K row comes first (low bits), then the V row.
 * ``m_axis_o``: one O row per beat (signed ``out_bits`` elements, same order); ``tlast`` on the
-  run's last row (row N−1).
+  run's last row (row N−1; on a core with global tokens ``o`` carries the N − G band rows and
+  ``tlast`` marks the last of them).
+* On a core with global tokens (``max_global_tokens`` > 0): ``s_axis_qg``, ``s_axis_kvg`` and
+  ``m_axis_og``, the global-row engine's streams (docs/rtl.md), framed the same way; ``tlast``
+  on ``og``'s last global row.
 * Every ``tdata`` is padded to whole bytes (AXI4-Stream's rule); input padding bits are ignored,
   output padding bits are 0. No ``tkeep``/``tstrb`` (every byte is data). ``tvalid`` never waits
   for ``tready``.
@@ -31,7 +35,7 @@ from swatkit.golden import AttentionSpec, NumberFormat
 from .config import HardwareConfig
 from .core import SwatCore, core_layouts
 
-__all__ = ["AxisSwatCore", "byte_width"]
+__all__ = ["AxisSwatCore", "axis_streams", "byte_width"]
 
 
 def byte_width(bits: int) -> int:
@@ -73,18 +77,18 @@ class AxisSwatCore(wiring.Component):
         self.core = SwatCore(spec, fmt, hw)
         self.params = self.core.params
         self.layouts = core_layouts(self.params)
-        self.tdata_layouts = {"s_axis_cmd_tdata": self.layouts["cmd"],
-                              "s_axis_q_tdata": self.layouts["q"],
-                              "s_axis_kv_tdata": self.layouts["kv"],
-                              "m_axis_o_tdata": self.layouts["o"]}
+        self.streams = axis_streams(self.params)
+        self.tdata_layouts = {f"{side}_axis_{name}_tdata": self.layouts[kind]
+                              for name, side, kind in self.streams}
         members = {"aclk": In(1), "aresetn": In(1)}
-        for name, direction in (("cmd", "s"), ("q", "s"), ("kv", "s"), ("o", "m")):
+        for name, direction, kind in self.streams:
             data_in = direction == "s"
-            width = byte_width(self.layouts[name].size)
+            width = byte_width(self.layouts[kind].size)
             members[f"{direction}_axis_{name}_tdata"] = In(width) if data_in else Out(width)
             members[f"{direction}_axis_{name}_tvalid"] = In(1) if data_in else Out(1)
             members[f"{direction}_axis_{name}_tready"] = Out(1) if data_in else In(1)
-        members["m_axis_o_tlast"] = Out(1)
+            if not data_in:
+                members[f"m_axis_{name}_tlast"] = Out(1)
         members["busy"] = Out(1)
         members["error"] = Out(1)
         members["stats"] = Out(self.layouts["stats"])
@@ -97,29 +101,45 @@ class AxisSwatCore(wiring.Component):
         m.submodules.core = core = self.core
         live = self.aresetn  # outputs quiet while in reset
 
-        for name in ("cmd", "q", "kv"):
+        for name, side, kind in self.streams:
             port = getattr(core, name)
-            m.d.comb += [
-                port.payload.eq(getattr(self, f"s_axis_{name}_tdata")[:self.layouts[name].size]),
-                port.valid.eq(getattr(self, f"s_axis_{name}_tvalid") & live),
-                getattr(self, f"s_axis_{name}_tready").eq(port.ready & live),
-            ]
-        m.d.comb += [
-            self.m_axis_o_tdata.eq(core.o.payload.as_value()),
-            self.m_axis_o_tvalid.eq(core.o.valid & live),
-            core.o.ready.eq(self.m_axis_o_tready & live),
-            self.busy.eq(core.busy),
-            self.error.eq(core.error),
-            self.stats.eq(core.stats),
-        ]
+            if side == "s":
+                m.d.comb += [
+                    port.payload.eq(getattr(self, f"s_axis_{name}_tdata")[
+                        :self.layouts[kind].size]),
+                    port.valid.eq(getattr(self, f"s_axis_{name}_tvalid") & live),
+                    getattr(self, f"s_axis_{name}_tready").eq(port.ready & live),
+                ]
+            else:
+                m.d.comb += [
+                    getattr(self, f"m_axis_{name}_tdata").eq(port.payload.as_value()),
+                    getattr(self, f"m_axis_{name}_tvalid").eq(port.valid & live),
+                    port.ready.eq(getattr(self, f"m_axis_{name}_tready") & live),
+                ]
+        m.d.comb += [self.busy.eq(core.busy), self.error.eq(core.error),
+                     self.stats.eq(core.stats)]
 
-        # tlast: count the run's output rows against the N its command started
-        index_bits = self.params.index_bits
-        rows = Signal(index_bits)
-        last_row = Signal(index_bits)
-        with m.If(core.cmd.valid & core.cmd.ready):
-            m.d.sync += [rows.eq(0), last_row.eq(core.cmd.payload.seq_len - 1)]
-        with m.Elif(core.o.valid & core.o.ready):
-            m.d.sync += rows.eq(rows + 1)
-        m.d.comb += self.m_axis_o_tlast.eq(rows == last_row)
+        # tlast: count the run's output rows against the rows its command asked for
+        cmd = core.cmd.payload
+        globals_ = cmd.global_count if self.params.max_global_tokens else 0
+        for name, side, _ in self.streams:
+            if side != "m":
+                continue
+            port = getattr(core, name)
+            rows = Signal(self.params.index_bits, name=f"{name}_rows")
+            last_row = Signal(self.params.index_bits, name=f"{name}_last_row")
+            with m.If(core.cmd.valid & core.cmd.ready):
+                m.d.sync += [rows.eq(0), last_row.eq(
+                    (cmd.seq_len - globals_ if name == "o" else globals_) - 1)]
+            with m.Elif(port.valid & port.ready):
+                m.d.sync += rows.eq(rows + 1)
+            m.d.comb += getattr(self, f"m_axis_{name}_tlast").eq(rows == last_row)
         return m
+
+
+def axis_streams(params) -> list[tuple[str, str, str]]:
+    """``(port, side, layout)`` of every stream of the AXI4-Stream form: ``s`` in, ``m`` out."""
+    streams = [("cmd", "s", "cmd"), ("q", "s", "q"), ("kv", "s", "kv"), ("o", "m", "o")]
+    if params.max_global_tokens:
+        streams += [("qg", "s", "q"), ("kvg", "s", "kv"), ("og", "m", "o")]
+    return streams

@@ -837,6 +837,8 @@ class SwatCore(wiring.Component):
             m.d.sync += [sig.eq(0) for sig in (
                 kv_acc, kv_wr, q_cnt, qk_row, sv_done, rows_out, kv_lane, kv_base, lo_lane,
                 lo_base, sbuf, kv_cls, kv_a, *stats.values())]
+            if dmax > 1 and not gmax:  # (with global tokens: the preamble's region, above)
+                m.d.sync += kv_region.eq(0)
             if gmax:
                 m.d.sync += rows_done.eq(0)
         return m

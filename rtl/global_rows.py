@@ -38,7 +38,8 @@ Ports (stream transfer rule as in :mod:`swatkit.rtl.units`: a beat moves in a cy
   ``{k: k_g[j], v: v_g[j]}`` in key order (``2·rows·N`` beats per run); ``og``: one O row per
   global row.
 - ``busy``; the 48-bit counters ``cycles`` (busy cycles), ``qk_macs`` (``2·rows·N·head_dim``),
-  ``sv_macs`` (``rows·N·head_dim``), ``exp_ops`` (``rows·N``), cleared by a start.
+  ``sv_macs`` (``rows·N·head_dim``), ``exp_ops`` (``rows·N``), cleared by any start while
+  idle (one that starts nothing too).
 
 Structure: a loader holds one K row and rotates it through the ``dim_lanes`` q·k multipliers;
 V rows of pass 2 wait in a small FIFO until their probability is known. One stall-all pipeline
@@ -401,6 +402,8 @@ class GlobalRowEngine(wiring.Component):
         # -- a start latches the run and clears every pointer and counter ----------------------
         with m.If(start_run):
             m.d.sync += [active.eq(1), n.eq(self.seq_len), n_rows.eq(self.rows)]
-            m.d.sync += [sig.eq(0) for sig in (rows_out, q_acc, kv_pass2, kv_j,
-                                               *stats.values())]
+            m.d.sync += [sig.eq(0) for sig in (rows_out, q_acc, kv_pass2, kv_j)]
+        # (a start with nothing to do clears the counters too: they read 0 for that run)
+        with m.If(self.start & ~active):
+            m.d.sync += [sig.eq(0) for sig in stats.values()]
         return m

@@ -109,17 +109,22 @@ class RowSource(wiring.Component):
     -------
     o : Out(stream)   the rows.
     start, seed, count, hold, gap : In   see the module docstring.
+    passes : In       (with ``max_passes`` > 1) the rows are sent this many times over.
     sent : Out        rows taken since ``start``.
     """
 
-    def __init__(self, layout, depth: int, *, name: str = "src", mem_attrs=None):
+    def __init__(self, layout, depth: int, *, name: str = "src", mem_attrs=None,
+                 max_passes: int = 1):
         self.layout, self.depth, self.name = layout, depth, name
+        self.max_passes = max_passes
         self.mem = memory.Memory(shape=layout, depth=depth, init=[], attrs=mem_attrs)
+        passes = {"passes": In(range(max_passes + 1))} if max_passes > 1 else {}
         super().__init__({
             "o": Out(stream.Signature(layout)),
             **_control_signature(depth),
             "gap": In(THRESHOLD_BITS),
-            "sent": Out(range(depth + 1)),
+            "sent": Out(range(depth * max_passes + 1)),
+            **passes,
         })
 
     def elaborate(self, platform):
@@ -138,6 +143,12 @@ class RowSource(wiring.Component):
         m.d.comb += [buf.w_en.eq(inflight & ~self.start), buf.w_data.eq(rd.data)]
         with m.If(issue):
             m.d.sync += rptr.eq(rptr + 1)
+        if self.max_passes > 1:  # rows 0 … count−1, ``passes`` times
+            npass = Signal(range(self.max_passes + 1))
+            with m.If(issue & (rptr + 1 == self.count) & (npass + 1 < self.passes)):
+                m.d.sync += [rptr.eq(0), npass.eq(npass + 1)]
+            with m.If(self.start):
+                m.d.sync += npass.eq(0)
         # offering: once valid, held until taken
         lfsr = Lfsr(m, self.seed, self.start, self.name)
         held = Signal()
@@ -234,10 +245,10 @@ class VerilogCore(wiring.Component):
         return m
 
     def _axis(self, m: Module) -> Instance:
-        from .axis import byte_width
+        from .axis import axis_streams, byte_width
 
         conns = {"i_aclk": ClockSignal(), "i_aresetn": ~ResetSignal()}
-        for name, side in (("cmd", "s"), ("q", "s"), ("kv", "s"), ("o", "m")):
+        for name, side, _ in axis_streams(self.params):
             port = getattr(self, name)
             bits = Shape.cast(port.payload.shape()).width
             tdata = Signal(byte_width(bits), name=f"{name}_tdata")
@@ -250,7 +261,7 @@ class VerilogCore(wiring.Component):
                 m.d.comb += port.payload.eq(tdata[:bits])
                 conns.update({f"o_{prefix}tdata": tdata, f"o_{prefix}tvalid": port.valid,
                               f"i_{prefix}tready": port.ready,
-                              f"o_{prefix}tlast": Signal(name="o_tlast")})
+                              f"o_{prefix}tlast": Signal(name=f"{name}_tlast")})
         conns.update({"o_busy": self.busy, "o_error": self.error, "o_stats": self.stats})
         return Instance(self.module, **conns)
 
@@ -279,6 +290,12 @@ class SwatHarness(wiring.Component):
     q_sent, kv_sent, o_rows : Out  rows moved since ``start``.
     cycles, busy_cycles : Out(32)  cycles since ``start``, and of those the ones with ``busy``.
     violation, violation_cycle : Out  the sink's protocol check of the core's output.
+
+    On a core with global tokens, also the global-row engine's streams, loaded per run:
+    ``g_start`` (a pulse: their sources and sink back to row 0), ``qg_count`` (the run's global
+    rows), ``kvg_count`` (N) and ``kvg_passes`` (2 per global row: the K_g/V_g rows are sent
+    that many times over); ``qg_sent``, ``kvg_sent``, ``og_rows`` and ``og_violation``. They
+    share the gap, stall and hold controls of ``q``, ``kv`` and ``o``.
     """
 
     SEEDS = (0x9E3779B9, 0x7F4A7C15, 0x85EBCA6B)  # mixed into the seed per stream
@@ -293,7 +310,20 @@ class SwatHarness(wiring.Component):
         self.q_src = RowSource(lay["q"], d, name="tb_q", mem_attrs=mem_attrs)
         self.kv_src = RowSource(lay["kv"], d, name="tb_kv", mem_attrs=mem_attrs)
         self.o_sink = RowSink(lay["o"], d, name="tb_o", mem_attrs=mem_attrs)
+        gmax = params.max_global_tokens
+        glob = {}
+        if gmax:  # the global-row engine's streams: loaded per run
+            n = params.hw.max_seq_len
+            self.qg_src = RowSource(lay["q"], gmax, name="tb_qg", mem_attrs=mem_attrs)
+            self.kvg_src = RowSource(lay["kv"], n, name="tb_kvg", mem_attrs=mem_attrs,
+                                     max_passes=2 * gmax)
+            self.og_sink = RowSink(lay["o"], gmax, name="tb_og", mem_attrs=mem_attrs)
+            glob = {"g_start": In(1), "qg_count": In(range(gmax + 1)),
+                    "kvg_count": In(range(n + 1)), "kvg_passes": In(range(2 * gmax + 1)),
+                    "qg_sent": Out(range(gmax + 1)), "kvg_sent": Out(range(2 * gmax * n + 1)),
+                    "og_rows": Out(32), "og_violation": Out(1)}
         super().__init__({
+            **glob,
             "start": In(1),
             "seed": In(32),
             "q_count": In(range(d + 1)),
@@ -339,6 +369,24 @@ class SwatHarness(wiring.Component):
             self.q_sent.eq(q.sent), self.kv_sent.eq(kv.sent), self.o_rows.eq(o.received),
             self.violation.eq(o.violation), self.violation_cycle.eq(o.violation_cycle),
         ]
+        if self.params.max_global_tokens:
+            m.submodules.qg_src = qg = self.qg_src
+            m.submodules.kvg_src = kvg = self.kvg_src
+            m.submodules.og_sink = og = self.og_sink
+            wiring.connect(m, qg_src=qg.o, core_qg=core.qg)
+            wiring.connect(m, kvg_src=kvg.o, core_kvg=core.kvg)
+            wiring.connect(m, core_og=core.og, og_sink=og.i)
+            for unit, count, mix in ((qg, self.qg_count, 0), (kvg, self.kvg_count, 1),
+                                     (og, self.params.max_global_tokens, 2)):
+                m.d.comb += [unit.start.eq(self.g_start), unit.count.eq(count),
+                             unit.seed.eq(self.seed ^ self.SEEDS[mix] ^ 0x5A5A5A5A)]
+            m.d.comb += [
+                kvg.passes.eq(self.kvg_passes),
+                qg.gap.eq(self.q_gap), kvg.gap.eq(self.kv_gap), og.stall.eq(self.o_stall),
+                qg.hold.eq(self.q_hold), kvg.hold.eq(self.kv_hold), og.hold.eq(self.o_hold),
+                og.cycle.eq(self.cycles), self.qg_sent.eq(qg.sent), self.kvg_sent.eq(kvg.sent),
+                self.og_rows.eq(og.received), self.og_violation.eq(og.violation),
+            ]
         m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(core.busy):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)

@@ -39,10 +39,11 @@ import time
 
 import cocotb
 import numpy as np
+from amaranth import Shape
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
 from swatkit.rtl import STAT_FIELDS, core_layouts
-from swatkit.rtl.core import command_value
+from swatkit.rtl.core import command
 from swatkit.rtl.harness import probability_threshold, unpack_rows
 from swatkit.sim.regress import PERIOD_NS  # the clock the simulated top generates
 
@@ -73,6 +74,7 @@ class HarnessBench:
         self.rows = 0
         self.sim_seconds = 0.0
         self.sim_cycles = 0
+        self.first = ""   # the first mismatch
 
     def error(self, text: str):
         self.log.error(text)
@@ -92,22 +94,53 @@ class HarnessBench:
         await FallingEdge(dut.clk)
         dut.rst.value = 0
 
-    def load(self):
-        """Every run's Q and K/V rows, one after another, into the source memories."""
-        harness = self.dut.harness
-        qmem, kvmem = harness.q_src.tb_q_rows, harness.kv_src.tb_kv_rows
-        for name, mem in (("q", qmem), ("kv", kvmem)):
-            words = self.arrays[f"{name}_words"]
-            for i, word in enumerate(words):
-                mem[i].value = int.from_bytes(word.tobytes(), "little")
+    @staticmethod
+    def write_memory(mem, words):
+        for i, word in enumerate(words):
+            mem[i].value = int.from_bytes(word.tobytes(), "little")
 
-    async def start(self, rows: int):
-        """Sources back to row 0 with ``rows`` rows each; gaps, stalls and seeds applied."""
+    def read_memory(self, mem, rows: int, layout: str):
+        nbytes = (self.layouts[layout].size + 7) // 8
+        raw = np.zeros((rows, nbytes), dtype=np.uint8)
+        for i in range(rows):
+            value = mem[i].value.to_unsigned()
+            raw[i] = np.frombuffer(value.to_bytes(nbytes, "little"), dtype=np.uint8)
+        return unpack_rows(raw, self.params.spec.head_dim, self.params.fmt.out_bits)
+
+    def load(self):
+        """Every run's Q and K/V rows (each run's global columns before its rows), one after
+        another, into the source memories."""
+        harness = self.dut.harness
+        self.write_memory(harness.q_src.tb_q_rows, self.arrays["q_words"])
+        self.write_memory(harness.kv_src.tb_kv_rows, self.arrays["kv_words"])
+
+    async def start_globals(self, index: int):
+        """Run ``index``'s global rows into the global-row streams' memories (q_g of its
+        global tokens; k_g, v_g of every row, sent twice per global row); their sources and
+        sink back to row 0."""
+        run = self.case["runs"][index]
+        count = run["globals"]
+        if not count:
+            return
+        dut, harness = self.dut, self.dut.harness
+        await FallingEdge(dut.clk)
+        self.write_memory(harness.qg_src.tb_qg_rows, self.arrays[f"qg{index}"])
+        self.write_memory(harness.kvg_src.tb_kvg_rows, self.arrays[f"kvg{index}"])
+        dut.qg_count.value = count
+        dut.kvg_count.value = run["seq_len"]
+        dut.kvg_passes.value = 2 * count
+        dut.g_start.value = 1
+        await FallingEdge(dut.clk)
+        dut.g_start.value = 0
+
+    async def start(self, q_rows: int, kv_rows: int):
+        """Sources back to row 0 with ``q_rows`` Q and ``kv_rows`` K/V rows; gaps, stalls and
+        seeds applied."""
         dut, case = self.dut, self.case
         (q_gap, kv_gap), stall = case["gaps"], case["stall"]
         await FallingEdge(dut.clk)
-        dut.q_count.value = rows
-        dut.kv_count.value = rows
+        dut.q_count.value = q_rows
+        dut.kv_count.value = kv_rows
         dut.q_gap.value = probability_threshold(q_gap)
         dut.kv_gap.value = probability_threshold(kv_gap)
         dut.o_stall.value = probability_threshold(stall)
@@ -116,11 +149,12 @@ class HarnessBench:
         await FallingEdge(dut.clk)
         dut.start.value = 0
 
-    async def command(self, n: int):
-        """Offer ``{seq_len: n}`` until the core takes it; returns just after the transfer."""
+    async def command(self, value: int):
+        """Offer the command ``value`` (its payload bits) until the core takes it; returns just
+        after the transfer."""
         dut = self.dut
         await FallingEdge(dut.clk)
-        dut.cmd__payload.value = command_value(self.params, seq_len=n)
+        dut.cmd__payload.value = value
         dut.cmd__valid.value = 1
         while True:
             await ReadOnly()
@@ -135,17 +169,48 @@ class HarnessBench:
         value = self.layouts["stats"].from_bits(self.dut.stats.value.to_unsigned())
         return {name: int(getattr(value, name)) for name in STAT_FIELDS}
 
+    def bad_commands(self) -> dict:
+        """``{description: payload}`` of commands the core must refuse: N = 0, N =
+        max_seq_len + 1 where the field holds it, and on a core generated for them a dilation of
+        0 or above the maximum, a global token at N, global tokens out of order, more global
+        tokens than the maximum."""
+        p = self.params
+        lay = self.layouts["cmd"]
+
+        def value(**changes):
+            fields = {**command(p, seq_len=5), **changes}
+            return lay.const(fields).as_value().value & ((1 << lay.size) - 1)
+
+        bad = {"seq_len=0": value(seq_len=0)}
+        if p.hw.max_seq_len + 1 < 2 ** p.index_bits:
+            bad[f"seq_len={p.hw.max_seq_len + 1}"] = value(seq_len=p.hw.max_seq_len + 1)
+        def width(name):
+            return Shape.cast(lay.members[name]).width
+
+        if p.spec.after + 1 < 2 ** width("after"):
+            bad[f"after={p.spec.after + 1}"] = value(after=p.spec.after + 1)
+        if p.max_dilation > 1:
+            bad["dilation=0"] = value(dilation=0)
+            if p.max_dilation + 1 < 2 ** width("dilation"):
+                bad[f"dilation={p.max_dilation + 1}"] = value(dilation=p.max_dilation + 1)
+        g = p.max_global_tokens
+        if g:
+            bad["global token 5 of N=5"] = value(global_count=1,
+                                                 global_tokens=[5] + [0] * (g - 1))
+            if g > 1:
+                bad["global tokens 3, 1"] = value(global_count=2,
+                                                  global_tokens=[3, 1] + [0] * (g - 2))
+            if g + 1 < 2 ** width("global_count"):
+                bad[f"{g + 1} global tokens"] = value(global_count=g + 1)
+        return bad
+
     async def check_bad_commands(self):
-        """N = 0, and N = max_seq_len + 1 where the command field can hold it, set ``error``
-        and start nothing."""
-        bad = [0]
-        if self.params.hw.max_seq_len + 1 < 2 ** self.params.index_bits:
-            bad.append(self.params.hw.max_seq_len + 1)
-        for n in bad:
-            await self.command(n)
+        """Every command of :meth:`bad_commands` sets ``error`` and starts nothing."""
+        for what, payload in self.bad_commands().items():
+            await self.command(payload)
             await ReadOnly()
             if not self.dut.error.value or self.dut.busy.value:
-                self.error(f"command seq_len={n}: expected error=1, busy=0; got "
+                self.error(f"command {what}: expected error=1, busy=0; got "
                            f"error={int(self.dut.error.value)}, busy={int(self.dut.busy.value)}")
 
     async def hold(self, signal: str, at: int, length: int):
@@ -158,7 +223,7 @@ class HarnessBench:
         await FallingEdge(self.dut.clk)
         getattr(self.dut, signal).value = 0
 
-    def timeout_cycles(self, n: int) -> int:
+    def timeout_cycles(self, n: int, count: int = 0) -> int:
         """A bound no healthy run reaches: every row's full walk, slowed by the gaps and stalls,
         and the longest hold, with a wide margin."""
         p = self.params
@@ -166,14 +231,15 @@ class HarnessBench:
         (q_gap, kv_gap), stall = self.case["gaps"], self.case["stall"]
         slow = 1 / ((1 - q_gap) * (1 - kv_gap) * (1 - stall))
         holds = sum(f[1] for f in self.case.get("holds", {}).values())
-        return int(4 * n * per_row * slow) + holds + 10_000
+        glob = 2 * count * n * p.groups + 100 * count   # the global-row engine's passes
+        return int(4 * (n * per_row + glob) * slow) + holds + 10_000
 
-    async def wait_run(self, n: int, label: str) -> bool:
+    async def wait_run(self, n: int, label: str, count: int = 0) -> bool:
         """Until ``busy`` falls (True) or the timeout (False)."""
         dut = self.dut
         if not dut.busy.value:
             await RisingEdge(dut.busy)
-        limit = self.timeout_cycles(n)
+        limit = self.timeout_cycles(n, count)
         fired = await First(FallingEdge(dut.busy), Timer(limit * PERIOD_NS, unit="ns"))
         if not isinstance(fired, FallingEdge):
             self.error(f"{label}: timeout: the run did not end within {limit} cycles "
@@ -185,8 +251,9 @@ class HarnessBench:
 
     async def interrupted_run(self, n: int, after: int):
         """A run of ``n`` rows reset ``after`` cycles in; the harness restarts afterwards."""
-        await self.start(n)
-        await self.command(n)
+        await self.start(n, n + self.case["runs"][0]["globals"])
+        await self.start_globals(0)
+        await self.command(self.case["runs"][0]["command"])
         await self.cycles(after)
         await FallingEdge(self.dut.clk)
         if not self.dut.busy.value:
@@ -201,33 +268,33 @@ class HarnessBench:
     async def run_all(self):
         dut, case, p = self.dut, self.case, self.params
         runs = case["runs"]
-        total = sum(r["seq_len"] for r in runs)
         fault = case.get("reset_after")
         self.interrupted = None
         if fault is not None:
             await self.interrupted_run(runs[0]["seq_len"], fault)
-        await self.start(total)
+        await self.start(sum(r["seq_len"] for r in runs),
+                         sum(r["seq_len"] + r["globals"] for r in runs))
         holds = [cocotb.start_soon(self.hold(sig, at, length))
                  for sig, (at, length) in case.get("holds", {}).items()]
         idle_choices = case.get("idle", [0])
-        base = 0
+        q_base = kv_base = o_base = 0
         for index, run in enumerate(runs):
-            n = run["seq_len"]
-            label = f"run {index} (N={n})"
-            await self.command(n)
+            n, count = run["seq_len"], run["globals"]
+            label = f"run {index} (N={n}, {run['pattern']})"
+            await self.start_globals(index)
+            await self.command(run["command"])
             busy_before = int(dut.busy_cycles.value)
-            ok = await self.wait_run(n, label)
+            ok = await self.wait_run(n, label, count)
             stats = self.stats()
-            got_rows = int(dut.o_rows.value) - base
+            got_rows = int(dut.o_rows.value) - o_base
             monitor = int(dut.busy_cycles.value) - busy_before
-            record = {"seq_len": n, "stats": stats, "monitor_cycles": monitor,
-                      "ideal": run["ideal"], "rows": 0, "bad_rows": 0, "base": base}
+            record = {"seq_len": n, "pattern": run["pattern"], "stats": stats,
+                      "monitor_cycles": monitor, "ideal": run["ideal"], "rows": 0,
+                      "bad_rows": 0, "base": o_base, "globals": count}
             self.runs.append(record)
             if not ok:
                 break
-            want = {"cycles": monitor, "q_rows": n, "kv_rows": n, "rows_out": n,
-                    "qk_macs": run["pairs"] * p.spec.head_dim,
-                    "sv_macs": run["pairs"] * p.spec.head_dim, "exp_ops": run["pairs"]}
+            want = {"cycles": monitor, **run["actions"]}
             for name, value in want.items():
                 if stats[name] != value:
                     self.error(f"{label}: stats.{name} is {stats[name]}, expected {value}")
@@ -235,15 +302,20 @@ class HarnessBench:
             if model is not None and stats["cycles"] != model:
                 self.error(f"{label}: stats.cycles is {stats['cycles']}, but the cycle model "
                            f"(sim/cycle_model.py) gives {model} for this stall-free run")
-            if got_rows != n:
-                self.error(f"{label}: {got_rows} output rows at the end of the run, expected {n}")
-            for name in ("q_sent", "kv_sent"):
-                if int(getattr(dut, name).value) != base + n:
-                    self.error(f"{label}: the {name[:-5]} source sent "
-                               f"{int(getattr(dut, name).value) - base} rows, expected {n}")
+            if got_rows != n - count:
+                self.error(f"{label}: {got_rows} output rows at the end of the run, expected "
+                           f"{n - count}")
+            for name, sent in (("q", q_base + n), ("kv", kv_base + n + count)):
+                if int(getattr(dut, f"{name}_sent").value) != sent:
+                    self.error(f"{label}: the {name} source sent "
+                               f"{int(getattr(dut, f'{name}_sent').value)} rows, expected {sent}")
+            if count:
+                self.check_globals(index, label)
             if dut.error.value:
                 self.error(f"{label}: error is set after a valid command")
-            base += n
+            q_base += n
+            kv_base += n + count
+            o_base += n - count
             if index + 1 < len(runs):
                 await self.cycles(idle_choices[index % len(idle_choices)])
         for task in holds:
@@ -251,44 +323,70 @@ class HarnessBench:
         # after the last run: long enough for a stray row to show
         await self.cycles(p.groups + 40)
         await ReadOnly()
-        if int(dut.o_rows.value) != base and len(self.runs) == len(runs):
-            self.error(f"{int(dut.o_rows.value) - base} extra output rows after the last run")
+        if int(dut.o_rows.value) != o_base and len(self.runs) == len(runs):
+            self.error(f"{int(dut.o_rows.value) - o_base} extra output rows after the last run")
         if dut.violation.value:
             self.error(f"cycle {int(dut.violation_cycle.value)}: an offered output row was "
                        "withdrawn or changed before it was taken")
         self.compare(min(int(dut.o_rows.value), self.case["depth"]))
         self.sim_cycles = int(dut.cycles.value)
 
+    def check_globals(self, index: int, label: str):
+        """The run's global rows (on ``og``) against the golden model; the global streams'
+        counts and the sink's protocol check."""
+        dut, run = self.dut, self.case["runs"][index]
+        count, n = run["globals"], run["seq_len"]
+        sent = {"qg": count, "kvg": 2 * count * n}
+        for name, value in sent.items():
+            if int(getattr(dut, f"{name}_sent").value) != value:
+                self.error(f"{label}: the {name} source sent "
+                           f"{int(getattr(dut, f'{name}_sent').value)} rows, expected {value}")
+        if int(dut.og_rows.value) != count:
+            self.error(f"{label}: {int(dut.og_rows.value)} global rows on og, expected {count}")
+        if dut.og_violation.value:
+            self.error(f"{label}: an offered global row (og) was withdrawn or changed before "
+                       "it was taken")
+        got = self.read_memory(self.dut.harness.og_sink.tb_og_rows,
+                               min(count, int(dut.og_rows.value)), "o")
+        expected = self.arrays[f"gexpected{index}"]
+        self.rows += len(got)
+        self.runs[index]["bad_rows"] += self.mismatch(
+            index, got, expected[:len(got)], run["seq_len"], self.arrays[f"rows{index}"],
+            global_rows=True)
+
+    def mismatch(self, index, got, expected, n, rows, global_rows=False):
+        """Record the first mismatch between ``got`` and ``expected`` (rows of run ``index``;
+        ``rows`` their row numbers in the run); the count of rows that differ."""
+        diff = np.nonzero(got != expected)
+        bad_rows = np.unique(diff[0])
+        if bad_rows.size and not self.first:
+            r, c = int(diff[0][0]), int(diff[1][0])
+            if global_rows:
+                tokens = np.setdiff1d(np.arange(n), rows)
+                where = f"global row {int(tokens[r])}"
+            else:
+                where = f"row {int(rows[r])}"
+            self.first = (f"run {index} (N={n}): mismatch at {where}, column {c}: expected "
+                          f"{int(expected[r, c])}, got {int(got[r, c])} (expected row "
+                          f"{expected[r].tolist()}, got {got[r].tolist()}); "
+                          f"rows that differ: {bad_rows.size}")
+        return int(bad_rows.size)
+
     def compare(self, rows: int):
         """Read the output memory and compare it with the expected rows of every run."""
-        mem = self.dut.harness.o_sink.tb_o_rows
-        nbytes = (self.layouts["o"].size + 7) // 8
-        raw = np.zeros((rows, nbytes), dtype=np.uint8)
-        for i in range(rows):
-            value = mem[i].value.to_unsigned()
-            raw[i] = np.frombuffer(value.to_bytes(nbytes, "little"), dtype=np.uint8)
-        d = self.params.spec.head_dim
-        got = unpack_rows(raw, d, self.params.fmt.out_bits)
-        first = None
+        got = self.read_memory(self.dut.harness.o_sink.tb_o_rows, rows, "o")
         for index, record in enumerate(self.runs):
             expected = self.arrays[f"expected{index}"]
             base, n = record["base"], record["seq_len"]
-            mine = got[base:base + n]
-            checked = min(len(mine), n)
-            diff = np.nonzero(mine[:checked] != expected[:checked])
-            bad_rows = np.unique(diff[0])
-            record["rows"], record["bad_rows"] = checked, int(bad_rows.size)
+            mine = got[base:base + len(expected)]
+            checked = min(len(mine), len(expected))
+            record["rows"] = checked + record["globals"]
+            record["bad_rows"] += self.mismatch(index, mine[:checked], expected[:checked], n,
+                                                self.arrays[f"rows{index}"])
             self.rows += checked
-            if bad_rows.size and first is None:
-                r = int(diff[0][0])
-                c = int(diff[1][0])
-                first = (f"run {index} (N={n}): mismatch at row {r}, column {c}: expected "
-                         f"{int(expected[r, c])}, got {int(mine[r, c])} (expected row "
-                         f"{expected[r].tolist()}, got {mine[r].tolist()}); "
-                         f"rows that differ: {bad_rows.size}")
-        if first is not None:
-            self.errors.insert(0, first)  # the first mismatch first: usually the cause
-            self.log.error(first)
+        if self.first:
+            self.errors.insert(0, self.first)  # the first mismatch first: usually the cause
+            self.log.error(self.first)
 
     def write_result(self):
         errors = self.errors

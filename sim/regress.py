@@ -39,9 +39,10 @@ import numpy as np
 
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig
+from swatkit.rtl.core import command_value
 from swatkit.rtl.harness import pack_rows
 
-from .cycle_model import swat_cycles
+from .cycle_model import swat_actions, swat_cycles
 
 __all__ = [
     "FAST",
@@ -116,14 +117,19 @@ class Build:
     dsp: str = "generic"
     depth: int | None = None
     interface: str = "core"
+    dilation: int = 1
+    global_tokens: tuple[int, ...] = ()
+    max_global_tokens: int = 0
+    max_dilation: int = 1
 
     def __post_init__(self):
         _ = self.params  # raises ValueError at once if the core cannot implement it
 
     @property
     def harness_depth(self) -> int:
-        """Rows the harness's memories hold: every run of a case (default ``max_seq_len``)."""
-        return self.depth or self.max_seq_len
+        """Rows the harness's memories hold: every run of a case (default ``max_seq_len``, and
+        the global columns that come before a run's K/V rows)."""
+        return self.depth or self.max_seq_len + self.params.max_global_tokens
 
     @classmethod
     def from_params(cls, id: str, params: CoreParams, dsp: str = "generic") -> Build:
@@ -131,14 +137,20 @@ class Build:
         spec, hw = params.spec, params.hw
         return cls(id, head_dim=spec.head_dim, before=spec.before, after=spec.after,
                    key_lanes=hw.key_lanes, dim_lanes=hw.dim_lanes, fmt=params.fmt,
-                   max_seq_len=hw.max_seq_len, dsp=dsp)
+                   max_seq_len=hw.max_seq_len, dsp=dsp, dilation=spec.dilation,
+                   global_tokens=spec.global_tokens,
+                   max_global_tokens=params.max_global_tokens, max_dilation=params.max_dilation)
 
     def spec(self, seq_len: int) -> AttentionSpec:
-        return AttentionSpec(seq_len, self.head_dim, self.before, self.after)
+        """The generated window with the build's own dilation and global tokens (those below
+        ``seq_len``): the pattern of a run that asks for nothing else."""
+        return AttentionSpec(seq_len, self.head_dim, self.before, self.after, self.dilation,
+                             tuple(t for t in self.global_tokens if t < seq_len))
 
     @property
     def hardware(self) -> HardwareConfig:
-        return HardwareConfig(self.key_lanes, self.dim_lanes, self.max_seq_len)
+        return HardwareConfig(self.key_lanes, self.dim_lanes, self.max_seq_len,
+                              self.max_global_tokens, self.max_dilation)
 
     @property
     def params(self) -> CoreParams:
@@ -153,10 +165,16 @@ class Build:
         f, default = self.fmt, NumberFormat()
         changed = [f"{x.name}={getattr(f, x.name)}" for x in dataclasses.fields(f)
                    if getattr(f, x.name) != getattr(default, x.name)]
-        return (f"{self.kind} window {self.before}+1+{self.after}, head_dim {self.head_dim}, "
+        own = (f" ×{self.dilation}" if self.dilation > 1 else "") + (
+            f" with global tokens {list(self.global_tokens)}" if self.global_tokens else "")
+        return (f"{self.kind} window {self.before}+1+{self.after}{own}, head_dim {self.head_dim}, "
                 f"key_lanes {self.key_lanes}, dim_lanes {self.dim_lanes}, format "
                 f"{'(' + ', '.join(changed) + ')' if changed else 'default'}"
                 + ("" if self.dsp == "generic" else f", {self.dsp} multipliers")
+                + (f", up to {self.params.max_global_tokens} global tokens"
+                   if self.params.max_global_tokens else "")
+                + (f", dilation up to {self.params.max_dilation}"
+                   if self.params.max_dilation > 1 else "")
                 + ("" if self.interface == "core" else f", {self.interface} interface"))
 
 
@@ -198,6 +216,10 @@ class Case:
         offers nothing new) raised ``at`` cycles after the runs start, for ``cycles`` cycles.
     idle : tuple of int
         Idle cycles between one run's end and the next command, used in turn.
+    patterns : tuple of dict
+        Each run's pattern, changed from the build's (:meth:`Build.spec`): ``before``,
+        ``after``, ``dilation``, ``global_tokens`` (:meth:`CoreParams.run_spec`); empty: every
+        run has the build's pattern. One dict per run (``{}`` for the build's).
     """
 
     id: str
@@ -210,6 +232,7 @@ class Case:
     reset_after: int | None = None
     holds: tuple[tuple[str, int, int], ...] = ()
     idle: tuple[int, ...] = (0, 0, 1, 2, 5, 13, 30)
+    patterns: tuple[dict, ...] = ()
 
     def __post_init__(self):
         b = self.build
@@ -218,6 +241,17 @@ class Case:
             raise ValueError(f"{self.id}: seq_lens must be in 1..{b.max_seq_len} each and "
                              f"at most {b.harness_depth} in all (the harness's memories), not "
                              f"{self.seq_lens}")
+        if self.patterns and len(self.patterns) != len(self.seq_lens):
+            raise ValueError(f"{self.id}: patterns must have one entry per run "
+                             f"({len(self.seq_lens)}), not {len(self.patterns)}")
+        try:
+            runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{self.id}: {e}") from None
+        kv_rows = sum(r.seq_len + len(r.global_tokens) for r in runs)
+        if kv_rows > b.harness_depth:
+            raise ValueError(f"{self.id}: the runs need {kv_rows} K/V rows (global columns "
+                             f"included), more than the harness's {b.harness_depth}")
         for signal, at, cycles in self.holds:
             if signal not in HOLDS or at < 0 or cycles < 1:
                 raise ValueError(f"{self.id}: holds must be (one of {', '.join(HOLDS)}, at >= "
@@ -234,6 +268,14 @@ class Case:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{self.id}: {name} must be in [0, 1), not "
                                  f"{getattr(self, name)}")
+
+    def run_spec(self, index: int) -> AttentionSpec:
+        """The pattern of run ``index`` (checked against the build's maxima)."""
+        n = self.seq_lens[index]
+        pattern = dict(self.patterns[index]) if self.patterns else {}
+        if "global_tokens" in pattern:
+            pattern["global_tokens"] = tuple(pattern["global_tokens"])
+        return self.build.params.check_run(run := self.build.spec(n).replace(**pattern)) or run
 
     @property
     def rows(self) -> int:
@@ -255,9 +297,26 @@ class Case:
                   for signal, at, cycles in self.holds]
         if self.reset_after is not None:
             faults.append(f"reset {self.reset_after} cycles into the first run")
-        return (f"{self.build.describe()}; N = {', '.join(map(str, self.seq_lens))}; inputs "
+        patterns = ""
+        if self.patterns:
+            runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
+            patterns = "; patterns " + ", ".join(describe_pattern(r) for r in runs)
+        return (f"{self.build.describe()}; N = {', '.join(map(str, self.seq_lens))}{patterns}; "
+                f"inputs "
                 f"{self.inputs}; valid gaps {gaps}, ready stalls {self.stall:.0%}"
                 + (f"; faults: {', '.join(faults)}" if faults else ""))
+
+
+def describe_pattern(run: AttentionSpec) -> str:
+    """A run's pattern in a few characters: ``before+1+after``, ``×dilation``, ``g[tokens]``."""
+    text = f"{run.before}+1+{run.after}"
+    if run.dilation > 1:
+        text += f"×{run.dilation}"
+    if run.global_tokens:
+        tokens = run.global_tokens
+        shown = ",".join(map(str, tokens[:6])) + (",…" if len(tokens) > 6 else "")
+        text += f" g[{shown}]"
+    return text
 
 
 # -- the matrix -------------------------------------------------------------------------------
@@ -289,6 +348,14 @@ E17 = Build("ecp5_bi17_k4d8", head_dim=16, before=8, after=8, key_lanes=4, dim_l
 # the AXI4-Stream form of bi9_k2d4 (swatkit generate --interface axis)
 AXIS9 = Build("axis_bi9_k2d4", head_dim=8, before=4, after=4, key_lanes=2, dim_lanes=4,
               interface="axis")
+# run-time patterns: global tokens (columns resident, rows on the global-row engine), dilation,
+# and windows smaller than the generated one, changing from run to run on one build
+G9 = Build("glob_bi9_k2d4", head_dim=8, before=4, after=4, key_lanes=2, dim_lanes=4,
+           max_global_tokens=4, max_dilation=3, depth=2100)
+D8 = Build("dil2_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, dim_lanes=2,
+           dilation=2, max_dilation=3)
+G5 = Build("glob_bi5_k1d1", head_dim=4, before=2, after=2, key_lanes=1, dim_lanes=1,
+           global_tokens=(0,), max_global_tokens=3)
 # full matrix only (larger builds)
 C32 = Build("causal32_k4d16", head_dim=16, before=31, after=0, key_lanes=4, dim_lanes=16)
 B33 = Build("bi33_k4d4", head_dim=16, before=16, after=16, key_lanes=4, dim_lanes=4)
@@ -299,8 +366,25 @@ DEFAULT_CORE = Build.from_params("longformer_default", CoreParams(
     AttentionSpec.longformer(seq_len=4096, head_dim=64, attention_window=512), NumberFormat(),
     HardwareConfig()))
 
-FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9)
+FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9, G9, D8, G5)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
+
+# patterns of runs back to back on G9: global tokens (one, at both ends, adjacent, inside each
+# other's bands, G = N, N = 1), dilation 2 and 3 with and without them, causal and smaller windows
+_PATTERNS = (
+    (300, {}),
+    (300, {"global_tokens": (0,)}),
+    (250, {"global_tokens": (0, 1, 2, 249)}),
+    (200, {"global_tokens": (10, 11, 12, 13)}),
+    (301, {"dilation": 2, "global_tokens": (3, 8, 150)}),
+    (200, {"dilation": 3, "after": 0}),
+    (199, {"dilation": 3, "before": 2, "after": 1, "global_tokens": (0, 198)}),
+    (150, {"before": 1, "after": 2}),
+    (120, {"after": 0, "global_tokens": (60,)}),
+    (4, {"global_tokens": (0, 1, 2, 3)}),
+    (1, {"global_tokens": (0,)}),
+    (2, {"dilation": 2}),
+)
 
 # N edge cases, back to back: 1, 2, below the window, the window, not a multiple of the lanes,
 # above the window
@@ -366,6 +450,19 @@ def _matrix_fast() -> list[Case]:
         Case("axis_bi9_k2d4/random-n600-heavy", AXIS9, (600,), gap=h, stall=h),
         Case("axis_bi9_k2d4/edges", AXIS9, _EDGES),
         Case("axis_bi9_k2d4/reset-mid-run", AXIS9, (300,), stall=0.5, reset_after=1000),
+        Case("glob_bi9_k2d4/patterns", G9, tuple(n for n, _ in _PATTERNS),
+             patterns=tuple(pat for _, pat in _PATTERNS), idle=(0, 3)),
+        Case("glob_bi9_k2d4/patterns-heavy", G9, tuple(n for n, _ in _PATTERNS),
+             patterns=tuple(pat for _, pat in _PATTERNS), gap=h, stall=h),
+        Case("glob_bi9_k2d4/extremes-g4-heavy", G9, (400,), inputs="extremes", gap=h, stall=h,
+             patterns=({"global_tokens": (0, 100, 101, 399)},)),
+        Case("glob_bi9_k2d4/reset-mid-run", G9, (300, 200), stall=0.3, reset_after=1200,
+             patterns=({"global_tokens": (5, 250)}, {"dilation": 2})),
+        Case("dil2_causal8_k3d2/random-n1000", D8, (1000,)),
+        Case("dil2_causal8_k3d2/edges-heavy", D8, _EDGES, gap=h, stall=h),
+        Case("glob_bi5_k1d1/random-n500", G5, (500,)),
+        Case("glob_bi5_k1d1/g3-n300-heavy", G5, (300,), gap=h, stall=h,
+             patterns=({"global_tokens": (0, 150, 299)},)),
     ]
 
 
@@ -757,19 +854,34 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
     arrays, runs, qs, kvs = {}, [], [], []
     bits = case.build.fmt.data_bits
     for index, n in enumerate(case.seq_lens):
-        q, k, v = make_inputs(case.inputs, n, case.build, case_rng(case, seed, index))
-        spec = case.build.spec(n)
-        expected = fixed_point_attention(q, k, v, spec, case.build.fmt).out
+        spec = case.run_spec(index)
+        rng = case_rng(case, seed, index)
+        q, k, v = make_inputs(case.inputs, n, case.build, rng)
+        tokens = np.asarray(spec.global_tokens, dtype=np.int64)
+        global_qkv = make_inputs(case.inputs, n, case.build, rng) if tokens.size else None
+        expected = fixed_point_attention(q, k, v, spec, case.build.fmt,
+                                         global_qkv=global_qkv).out
         if corrupt is not None and corrupt[0] == index:
             _, row, col, bit = corrupt
             expected = expected.copy()
             expected[row, col] ^= 1 << bit
+        band = np.setdiff1d(np.arange(n), tokens)
         qs.append(q)
-        kvs.append(np.concatenate([k, v], axis=1))  # the kv layout: k, then v
-        arrays[f"expected{index}"] = expected
-        run = {"seq_len": n, "pairs": spec.pair_count(), "ideal": params.ideal_cycles(n)}
+        # the kv stream: the run's global columns first, then every row (k, then v)
+        kvs.append(np.concatenate([k[tokens], v[tokens]], axis=1))
+        kvs.append(np.concatenate([k, v], axis=1))
+        arrays[f"expected{index}"] = expected[band]
+        arrays[f"rows{index}"] = band
+        if tokens.size:
+            qg, kg, vg = global_qkv
+            arrays[f"gexpected{index}"] = expected[tokens]
+            arrays[f"qg{index}"] = pack_rows(qg[tokens], bits)
+            arrays[f"kvg{index}"] = pack_rows(np.concatenate([kg, vg], axis=1), bits)
+        run = {"seq_len": n, "globals": int(tokens.size), "pattern": describe_pattern(spec),
+               "command": command_value(params, spec), "actions": swat_actions(params, spec),
+               "ideal": params.ideal_cycles(n, spec)}
         if case.stall_free:  # the cycle model is exact without gaps and stalls
-            run["model_cycles"] = swat_cycles(params, n).cycles
+            run["model_cycles"] = swat_cycles(params, n, run=spec).cycles
         runs.append(run)
     arrays["q_words"] = pack_rows(np.concatenate(qs), bits)
     arrays["kv_words"] = pack_rows(np.concatenate(kvs), bits)
