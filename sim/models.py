@@ -19,7 +19,8 @@ the window rule; the meanings are those of Hugging Face, ``/work/shared/FIELD-NO
 
 * ``longformer``: ``attention_window`` (an int or one per layer, even) is W/2 keys on each side
   (``AttentionSpec.longformer``); ``attention_dilation`` (default 1) per layer. Global tokens are
-  chosen per task at run time, not in the config, and are not modelled (the core has none yet).
+  chosen per task at run time, not in the config, so a model's layers have none (one head's
+  estimate takes them: ``swatkit estimate --global-tokens``).
 * Decoders with ``sliding_window`` (``mistral`` and any other type that has the field):
   the row and the ``sliding_window − 1`` rows before it (``AttentionSpec.causal``);
   ``sliding_window: null`` or ``use_sliding_window: false`` means full causal attention.
