@@ -209,8 +209,8 @@ def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles,
     Main pass, over all N rows in query tiles of ``tiles.q`` contiguous rows: ``flash`` keeps
     every key tile (causal, ``after = 0``: those not wholly above the diagonal); ``blocksparse``
     keeps the key tiles that hold a band key of some row of the query tile (the band's hull
-    ``[r0 − before·D, r1 − 1 + after·D]``: exact when ``tile_q >= D``, an upper bound
-    otherwise); both also keep the key tile of every global column. Global pass (keys
+    ``[r0 − before·D, r1 − 1 + after·D]`` when the tile has at least D rows; a shorter tile's
+    keys have gaps, counted exactly); both also keep the key tile of every global column. Global pass (keys
     ``global_*``): the G global rows, gathered into ``ceil(G/tiles.q)`` query tiles, over every
     key tile of their own K/V (a global row is a full row of N keys)."""
     run = _run(p, n, run)
@@ -227,11 +227,38 @@ def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles,
     k_lo, k_hi = lo // tiles.k, hi // tiles.k
     ktiles = k_hi - k_lo + 1
     cols = np.minimum(n, (k_hi + 1) * tiles.k) - k_lo * tiles.k
-    # the global columns' key tiles outside each query tile's range
+    # blocksparse with dilation: a query tile of fewer than D rows leaves gaps in the hull; its
+    # key tiles are counted band offset by band offset (each offset's keys form one range)
+    short = (np.flatnonzero(r1 - r0 < dil) if dataflow == "blocksparse"
+             else np.zeros(0, dtype=np.int64))
+    if short.size:
+        sr0, sr1 = r0[short], r1[short]
+        last = np.full(short.size, -1, dtype=np.int64)   # the last key tile counted
+        count = np.zeros(short.size, dtype=np.int64)
+        width = np.zeros(short.size, dtype=np.int64)
+        for t in range(-before, after + 1):
+            a, b = np.maximum(sr0 + t * dil, 0), np.minimum(sr1 - 1 + t * dil, n - 1)
+            ta, tb = a // tiles.k, b // tiles.k
+            first = np.maximum(ta, last + 1)
+            new = (a <= b) & (tb >= first)
+            count += np.where(new, tb - first + 1, 0)
+            width += np.where(new, np.minimum(n, (tb + 1) * tiles.k) - first * tiles.k, 0)
+            last = np.where(a <= b, np.maximum(last, tb), last)
+        ktiles[short], cols[short] = count, width
+    # the global columns' key tiles that the band misses
     for t in np.unique(np.asarray(run.global_tokens, dtype=np.int64) // tiles.k):
-        outside = (t < k_lo) | (t > k_hi)
+        t = int(t)
+        c0, c1 = t * tiles.k, min(n, (t + 1) * tiles.k)
+        if dataflow == "blocksparse" and dil > 1:
+            # a band key in the tile: some j − i in [c0 − (r1−1), c1−1 − r0] that is a
+            # multiple of D within [−before·D, after·D]
+            d_lo = np.maximum(c0 - (r1 - 1), -before * dil)
+            d_hi = np.minimum(c1 - 1 - r0, after * dil)
+            outside = ~((d_hi >= d_lo) & ((d_hi // dil) * dil >= d_lo))
+        else:
+            outside = (t < k_lo) | (t > k_hi)
         ktiles = ktiles + outside
-        cols = cols + outside * (min(n, (int(t) + 1) * tiles.k) - int(t) * tiles.k)
+        cols = cols + outside * (c1 - c0)
     rows = r1 - r0
     n_glob = len(run.global_tokens)
     all_k = -(-n // tiles.k)
