@@ -338,12 +338,11 @@ def core_params(resolved: Resolved, max_seq_len: int, **hardware):
     if spec.dilation > MAX_DILATION:
         raise UsageError(f"{label('dilation')} must be at most {MAX_DILATION} (residue classes "
                          f"of the K/V ring), not {spec.dilation}")
-    for key, need, what in (("max_global_tokens", count,
-                             f"the {count} positions of {label('global_tokens')}"),
-                            ("max_dilation", spec.dilation,
-                             f"{label('dilation')} {spec.dilation}")):
-        value = given.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < need:
+    for key, lowest, need, what in (
+            ("max_global_tokens", 0, count, f"the {count} positions of {label('global_tokens')}"),
+            ("max_dilation", 1, spec.dilation, f"{label('dilation')} {spec.dilation}")):
+        value = given.get(key)   # (out of its own range: HardwareConfig says so below)
+        if isinstance(value, int) and not isinstance(value, bool) and lowest <= value < need:
             raise UsageError(f"{label(key)} {value} is below {what}")
     try:
         hw = HardwareConfig(**{**resolved.hardware, **hardware}, max_seq_len=max_seq_len)
