@@ -39,6 +39,15 @@ off-chip bytes/bandwidth)`` — optimistic for the baseline.
 kernels do: a (query tile, key tile) pair with no pair inside the window is skipped (and its K/V
 rows not fetched), a partially masked tile is computed whole.
 
+Patterns with dilation and global tokens (``docs/estimation.md``, "Global tokens and
+dilation"): every dataflow makes a main pass (all N rows, each row's band and the global
+columns) and a global pass (the G global rows over all N keys, through their own projections,
+as Longformer); :func:`passes` gives both, :func:`actions` their sum. SWAT's counts are the
+core's counters (:func:`~swatkit.sim.cycle_model.swat_actions`); its global pass is the
+global-row engine's (two passes over the N ``{k_g, v_g}`` rows per global row). The baselines'
+global pass gathers the G rows into query tiles (``dense``: tiles of its K/V storage) that read
+K_g/V_g once per tile.
+
 Whole models (:func:`estimate_model`): per layer, ``heads`` heads; ``serial`` runs one head after
 another on each of ``cores`` cores (K/V streamed per head); ``gqa`` runs the query heads that share
 a key/value head against one pass of its K/V (the core gets ``heads/kv_heads`` times the query-side
