@@ -219,9 +219,9 @@ def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles,
     every key tile (causal, ``after = 0``: those not wholly above the diagonal); ``blocksparse``
     keeps the key tiles that hold a band key of some row of the query tile (the band's hull
     ``[r0 − before·D, r1 − 1 + after·D]`` when the tile has at least D rows; a shorter tile's
-    keys have gaps, counted exactly); both also keep the key tile of every global column. Global pass (keys
-    ``global_*``): the G global rows, gathered into ``ceil(G/tiles.q)`` query tiles, over every
-    key tile of their own K/V (a global row is a full row of N keys)."""
+    keys have gaps, counted exactly); both also keep the key tile of every global column.
+    Global pass (keys ``global_*``): the G global rows, gathered into ``ceil(G/tiles.q)`` query
+    tiles, over every key tile of their own K/V (a global row is a full row of N keys)."""
     run = _run(p, n, run)
     before, after, dil = run.before, run.after, run.dilation
     r0 = np.arange(0, n, tiles.q, dtype=np.int64)

@@ -12,8 +12,8 @@ import pytest
 
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
-from swatkit.sim.amaranth_core import run_core
 from swatkit.rtl.global_rows import global_row_cycles
+from swatkit.sim.amaranth_core import run_core
 from swatkit.sim.cycle_model import swat_actions, swat_cycles
 from swatkit.sim.estimate import (
     COMPONENTS,
