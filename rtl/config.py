@@ -253,18 +253,45 @@ class CoreParams:
     # -- resources (docs/rtl.md) ---------------------------------------------------------------
 
     def resources(self) -> dict:
-        """Multipliers and buffer bits of the core, from the formulas in docs/rtl.md."""
-        kl, dl, w = self.hw.key_lanes, self.hw.dim_lanes, self.widths
-        return {
+        """Multipliers and buffer bits of the core, from the formulas in docs/rtl.md.
+
+        The ``global_*`` entries are the global-row engine's (all 0 on a core generated without
+        global tokens): ``dim_lanes`` q·k and ``dim_lanes`` p·v multipliers, one exp unit and
+        its table, ``dim_lanes`` dividers; its row storage (``global_buffer_bits``: the Q row
+        and its successor, one K row, the V FIFO of ``global_v_fifo_rows`` rows, the output
+        FIFO of 3 O rows) and its accumulators (``head_dim`` accumulators and a result register
+        of ``head_dim``, at the widths of a row of ``max_seq_len`` keys). ``flag_bits``: the
+        band core's one bit per K/V ring word per lane (the key is a global token)."""
+        kl, dl, w, d = self.hw.key_lanes, self.hw.dim_lanes, self.widths, self.spec.head_dim
+        res = {
             "qk_multipliers": kl * dl,
             "sv_multipliers": kl * dl,
             "exp_multipliers": kl,
             "kv_buffer_bits": 2 * kl * self.kv_depth * dl * w.data,
             "score_buffer_bits": kl * self.score_depth * w.score,
-            "accumulator_bits": 2 * self.spec.head_dim * w.acc,
+            "accumulator_bits": 2 * d * w.acc,
             "exp_table_bits": kl * 2 ** self.fmt.exp_frac_bits * w.prob,
             "divider_stages": dl * w.quotient,
         }
+        glob = dict.fromkeys(("global_qk_multipliers", "global_sv_multipliers",
+                              "global_exp_multipliers", "global_v_fifo_rows",
+                              "global_buffer_bits", "global_accumulator_bits",
+                              "global_exp_table_bits", "global_divider_stages", "flag_bits"), 0)
+        if self.max_global_tokens:
+            from .global_rows import QK_DEPTH
+            from .units import EXP_LATENCY
+
+            g, gw = self.groups, self.global_widths
+            fifo_rows = (QK_DEPTH + EXP_LATENCY + g) // g + 2   # GlobalRowEngine's V FIFO
+            glob.update(
+                global_qk_multipliers=dl, global_sv_multipliers=dl, global_exp_multipliers=1,
+                global_v_fifo_rows=fifo_rows,
+                global_buffer_bits=(3 + fifo_rows) * d * w.data + 3 * d * self.fmt.out_bits,
+                global_accumulator_bits=2 * d * gw.acc,
+                global_exp_table_bits=2 ** self.fmt.exp_frac_bits * gw.prob,
+                global_divider_stages=dl * gw.quotient,
+                flag_bits=kl * self.kv_depth)
+        return {**res, **glob}
 
     # -- run-time helpers shared by the RTL, the testbenches and the cycle model ---------------
 

@@ -39,6 +39,15 @@ off-chip bytes/bandwidth)`` — optimistic for the baseline.
 kernels do: a (query tile, key tile) pair with no pair inside the window is skipped (and its K/V
 rows not fetched), a partially masked tile is computed whole.
 
+Patterns with dilation and global tokens (``docs/estimation.md``, "Global tokens and
+dilation"): every dataflow makes a main pass (all N rows, each row's band and the global
+columns) and a global pass (the G global rows over all N keys, through their own projections,
+as Longformer); :func:`passes` gives both, :func:`actions` their sum. SWAT's counts are the
+core's counters (:func:`~swatkit.sim.cycle_model.swat_actions`); its global pass is the
+global-row engine's (two passes over the N ``{k_g, v_g}`` rows per global row). The baselines'
+global pass gathers the G rows into query tiles (``dense``: tiles of its K/V storage) that read
+K_g/V_g once per tile.
+
 Whole models (:func:`estimate_model`): per layer, ``heads`` heads; ``serial`` runs one head after
 another on each of ``cores`` cores (K/V streamed per head); ``gqa`` runs the query heads that share
 a key/value head against one pass of its K/V (the core gets ``heads/kv_heads`` times the query-side
@@ -63,8 +72,9 @@ import numpy as np
 from swatkit.golden import AttentionSpec
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.config import MAX_SEQ_LEN
+from swatkit.rtl.global_rows import global_row_cycles
 
-from .cycle_model import swat_cycles
+from .cycle_model import swat_actions, swat_cycles
 from .models import LayerPattern, ModelConfig, ModelError
 
 __all__ = ["BASELINES", "COMPONENTS", "DATAFLOWS", "HEAD_SCHEDULES", "EnergyTable", "Tiles",
@@ -190,93 +200,228 @@ class Tiles:
                                  f"not {value}")
 
 
-def _spec(p: CoreParams, n: int) -> AttentionSpec:
-    return AttentionSpec(n, p.spec.head_dim, p.spec.before, p.spec.after, p.spec.dilation)
+def _run(p: CoreParams, n: int, run: AttentionSpec | None) -> AttentionSpec:
+    """The pattern of a run of ``n`` rows: ``run``, or the core's spec (its dilation and global
+    tokens too) over ``n`` rows."""
+    return p.run_spec(n) if run is None else run
 
 
-def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles) -> dict:
-    """Work of the tiled baselines over ``n`` rows: pairs computed, K/V rows fetched, (row, key
-    tile) visits. ``flash`` keeps every key tile (causal: those not wholly above the diagonal);
-    ``blocksparse`` keeps the key tiles that hold a key of some row of the query tile's window
-    (rows of a query tile are contiguous, so their windows' union is one key range)."""
-    before, after = p.spec.before, p.spec.after
+def _rows_bytes(rows: int, d: int, bits: int) -> int:
+    return math.ceil(rows * d * bits / 8)
+
+
+def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles,
+                run: AttentionSpec | None = None) -> dict:
+    """Work of the tiled baselines over ``n`` rows with the pattern ``run`` (default: the core's
+    spec): pairs computed, K/V rows fetched, (row, key tile) visits.
+
+    Main pass, over all N rows in query tiles of ``tiles.q`` contiguous rows: ``flash`` keeps
+    every key tile (causal, ``after = 0``: those not wholly above the diagonal); ``blocksparse``
+    keeps the key tiles that hold a band key of some row of the query tile (the band's hull
+    ``[r0 − before·D, r1 − 1 + after·D]`` when the tile has at least D rows; a shorter tile's
+    keys have gaps, counted exactly); both also keep the key tile of every global column.
+    Global pass (keys ``global_*``): the G global rows, gathered into ``ceil(G/tiles.q)`` query
+    tiles, over every key tile of their own K/V (a global row is a full row of N keys)."""
+    run = _run(p, n, run)
+    before, after, dil = run.before, run.after, run.dilation
     r0 = np.arange(0, n, tiles.q, dtype=np.int64)
     r1 = np.minimum(r0 + tiles.q, n)
     causal = after == 0
     if dataflow == "blocksparse":
-        lo = np.maximum(0, r0 - before * p.spec.dilation)
-        hi = np.minimum(n - 1, r1 - 1 + after * p.spec.dilation)
+        lo = np.maximum(0, r0 - before * dil)
+        hi = np.minimum(n - 1, r1 - 1 + after * dil)
     else:
         lo = np.zeros_like(r0)
         hi = r1 - 1 if causal else np.full_like(r0, n - 1)
     k_lo, k_hi = lo // tiles.k, hi // tiles.k
     ktiles = k_hi - k_lo + 1
     cols = np.minimum(n, (k_hi + 1) * tiles.k) - k_lo * tiles.k
+    # blocksparse with dilation: a query tile of fewer than D rows leaves gaps in the hull; its
+    # key tiles are counted band offset by band offset (each offset's keys form one range)
+    short = (np.flatnonzero(r1 - r0 < dil) if dataflow == "blocksparse"
+             else np.zeros(0, dtype=np.int64))
+    if short.size:
+        sr0, sr1 = r0[short], r1[short]
+        last = np.full(short.size, -1, dtype=np.int64)   # the last key tile counted
+        count = np.zeros(short.size, dtype=np.int64)
+        width = np.zeros(short.size, dtype=np.int64)
+        for t in range(-before, after + 1):
+            a, b = np.maximum(sr0 + t * dil, 0), np.minimum(sr1 - 1 + t * dil, n - 1)
+            ta, tb = a // tiles.k, b // tiles.k
+            first = np.maximum(ta, last + 1)
+            new = (a <= b) & (tb >= first)
+            count += np.where(new, tb - first + 1, 0)
+            width += np.where(new, np.minimum(n, (tb + 1) * tiles.k) - first * tiles.k, 0)
+            last = np.where(a <= b, np.maximum(last, tb), last)
+        ktiles[short], cols[short] = count, width
+    # the global columns' key tiles that the band misses
+    for t in np.unique(np.asarray(run.global_tokens, dtype=np.int64) // tiles.k):
+        t = int(t)
+        c0, c1 = t * tiles.k, min(n, (t + 1) * tiles.k)
+        if dataflow == "blocksparse" and dil > 1:
+            # a band key in the tile: some j − i in [c0 − (r1−1), c1−1 − r0] that is a
+            # multiple of D within [−before·D, after·D]
+            d_lo = np.maximum(c0 - (r1 - 1), -before * dil)
+            d_hi = np.minimum(c1 - 1 - r0, after * dil)
+            outside = ~((d_hi >= d_lo) & ((d_hi // dil) * dil >= d_lo))
+        else:
+            outside = (t < k_lo) | (t > k_hi)
+        ktiles = ktiles + outside
+        cols = cols + outside * (c1 - c0)
     rows = r1 - r0
+    n_glob = len(run.global_tokens)
+    all_k = -(-n // tiles.k)
+    g_tiles = -(-n_glob // tiles.q)
     return {"query_tiles": int(r0.size), "tiles_computed": int(ktiles.sum()),
-            "tiles_total": int(r0.size * -(-n // tiles.k)),
+            "tiles_total": int(r0.size * all_k),
             "pairs_computed": int((rows * cols).sum()), "kv_rows_fetched": int(cols.sum()),
             "row_tile_visits": int((rows * ktiles).sum()),
-            "rescales": int((rows * (ktiles - 1)).sum())}
+            "rescales": int((rows * (ktiles - 1)).sum()),
+            "global_query_tiles": g_tiles, "global_tiles_computed": g_tiles * all_k,
+            "global_pairs_computed": n_glob * n, "global_kv_rows_fetched": g_tiles * n,
+            "global_row_tile_visits": n_glob * all_k,
+            "global_rescales": n_glob * (all_k - 1)}
 
 
-def actions(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None) -> dict:
-    """Action counts of one head over ``n`` rows."""
+# every action key (a dataflow without one has 0); the global pass's own keys are global_*
+ACTION_KEYS = ("qk_macs", "sv_macs", "rescale_mults", "exp_ops", "max_compares", "sum_adds",
+               "divisions", "kv_rows", "q_rows", "rows_out", "global_kv_rows",
+               "global_q_rows", "global_rows_out", "q_buffer_write_bits",
+               "q_buffer_read_bits", "kv_buffer_write_bits", "kv_buffer_read_bits",
+               "score_buffer_write_bits", "score_buffer_read_bits", "acc_buffer_write_bits",
+               "acc_buffer_read_bits", "global_buffer_write_bits", "global_buffer_read_bits",
+               "offchip_read_bytes", "offchip_kv_read_bytes", "offchip_write_bytes")
+
+
+def _pass(**counts) -> dict:
+    out = dict.fromkeys(ACTION_KEYS, 0)
+    out.update(counts)
+    return out
+
+
+def dense_tile_rows(p: CoreParams) -> int:
+    """Query rows per tile of the ``dense`` baseline: the rows the SWAT core's K/V storage
+    holds (``kv_depth`` words of ``dim_lanes`` elements per lane: every residue class's ring
+    and the global columns' region)."""
+    return p.kv_depth * p.hw.key_lanes // p.groups
+
+
+def passes(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
+           run: AttentionSpec | None = None) -> tuple[dict, dict]:
+    """Action counts of one head over ``n`` rows with the pattern ``run`` (default: the core's
+    spec), as two passes: the main pass (every row's band and the global columns) and the
+    global pass (the G global rows over all N keys, through their own projections
+    ``q_g``/``k_g``/``v_g``, as Longformer). :func:`actions` is their sum."""
+    run = _run(p, n, run)
     d, b, w = p.spec.head_dim, p.fmt.data_bits, p.widths
-    row_bytes = math.ceil(n * d * b / 8)
-    out_bytes = math.ceil(n * d * p.fmt.out_bits / 8)
+    ob = p.fmt.out_bits
+    n_glob = len(run.global_tokens)
+    gp = n_glob * n    # pairs of the global rows
     if dataflow == "swat":
-        pairs = _spec(p, n).pair_count()
-        return {
-            "qk_macs": pairs * d, "sv_macs": pairs * d, "rescale_mults": 0, "exp_ops": pairs,
-            "max_compares": pairs, "sum_adds": pairs, "divisions": n * d,
-            "kv_rows": n, "q_rows": n, "rows_out": n,
-            "kv_buffer_write_bits": 2 * n * d * b, "kv_buffer_read_bits": 2 * pairs * d * b,
-            "score_buffer_write_bits": pairs * w.score, "score_buffer_read_bits": pairs * w.score,
-            "offchip_read_bytes": 3 * row_bytes, "offchip_write_bytes": out_bytes,
-        }
+        counters = swat_actions(p, run)   # the core's counters: both engines
+        band = int(p.band_keys(run).sum())  # keys issued on the band core (masked ones too)
+        # the global-row engine (rtl/global_rows.py): pass 1 q·k and max over the N keys, pass
+        # 2 q·k again, exp, p·v, sum; a K row register and a V FIFO; per global row N K/V beats
+        # per pass (the V half unused in pass 1), a Q row in, an O row out
+        glob = _pass(qk_macs=2 * gp * d, sv_macs=gp * d, exp_ops=gp, max_compares=gp,
+                     sum_adds=gp, divisions=n_glob * d, global_kv_rows=2 * gp,
+                     global_q_rows=n_glob, global_rows_out=n_glob,
+                     global_buffer_write_bits=3 * gp * d * b,
+                     global_buffer_read_bits=3 * gp * d * b,
+                     offchip_read_bytes=(_rows_bytes(n_glob, d, b)
+                                         + _rows_bytes(4 * gp, d, b)),
+                     offchip_write_bytes=_rows_bytes(n_glob, d, ob))
+        kv_bytes = _rows_bytes(2 * (n + n_glob), d, b)  # the G global columns first, then N rows
+        main = _pass(qk_macs=counters["qk_macs"] - glob["qk_macs"],
+                     sv_macs=counters["sv_macs"] - glob["sv_macs"],
+                     exp_ops=counters["exp_ops"] - glob["exp_ops"],
+                     max_compares=band, sum_adds=band, divisions=n * d,
+                     kv_rows=counters["kv_rows"], q_rows=counters["q_rows"],
+                     rows_out=counters["rows_out"],
+                     kv_buffer_write_bits=2 * (n + n_glob) * d * b,
+                     kv_buffer_read_bits=2 * band * d * b,
+                     score_buffer_write_bits=band * w.score,
+                     score_buffer_read_bits=band * w.score,
+                     offchip_read_bytes=_rows_bytes(n, d, b) + kv_bytes,
+                     offchip_kv_read_bytes=kv_bytes,
+                     offchip_write_bytes=_rows_bytes(n - n_glob, d, ob))
+        return main, glob
     if dataflow == "dense":
-        full = n * n
-        tiles_n = math.ceil(n / p.ring_rows)
         s_bytes, p_bytes = math.ceil(w.score / 8), math.ceil(w.prob / 8)
-        return {
-            "qk_macs": full * d, "sv_macs": full * d, "rescale_mults": 0, "exp_ops": full,
-            "max_compares": full, "sum_adds": full, "divisions": n * d,
-            "kv_rows": tiles_n * n, "q_rows": n, "rows_out": n,
-            "kv_buffer_write_bits": 2 * tiles_n * n * d * b,
-            "kv_buffer_read_bits": 2 * full * d * b,
-            "score_buffer_write_bits": 0, "score_buffer_read_bits": 0,
-            "offchip_read_bytes": row_bytes * (1 + 2 * tiles_n) + full * (s_bytes + p_bytes),
-            "offchip_write_bytes": out_bytes + full * (s_bytes + p_bytes),
-        }
+        rows = dense_tile_rows(p)
+
+        def dense_pass(q_rows, out_rows, **names):
+            full = q_rows * n
+            streams = -(-q_rows // rows)   # K/V streamed once per query tile
+            kv_bytes = 2 * _rows_bytes(streams * n, d, b)
+            return _pass(
+                qk_macs=full * d, sv_macs=full * d, exp_ops=full, max_compares=full,
+                sum_adds=full, divisions=q_rows * d,
+                kv_buffer_write_bits=2 * streams * n * d * b,
+                kv_buffer_read_bits=2 * full * d * b,
+                offchip_read_bytes=(_rows_bytes(q_rows, d, b) + kv_bytes
+                                    + full * (s_bytes + p_bytes)),
+                offchip_kv_read_bytes=kv_bytes if not names else 0,
+                offchip_write_bytes=_rows_bytes(out_rows, d, ob) + full * (s_bytes + p_bytes),
+                **{names.get("kv", "kv_rows"): streams * n, names.get("q", "q_rows"): q_rows,
+                   names.get("out", "rows_out"): out_rows})
+
+        main = dense_pass(n, n - n_glob)
+        glob = dense_pass(n_glob, n_glob, kv="global_kv_rows", q="global_q_rows",
+                          out="global_rows_out") if n_glob else _pass()
+        return main, glob
     if dataflow in ("flash", "blocksparse"):
-        t = tile_counts(p, n, dataflow, tiles or Tiles())
-        pairs, fetched = t["pairs_computed"], t["kv_rows_fetched"]
-        return {
-            "qk_macs": pairs * d, "sv_macs": pairs * d, "rescale_mults": t["rescales"] * d,
-            "exp_ops": pairs + t["rescales"], "max_compares": pairs, "sum_adds": pairs,
-            "divisions": n * d, "kv_rows": fetched, "q_rows": n, "rows_out": n,
-            "q_buffer_write_bits": n * d * b, "q_buffer_read_bits": t["row_tile_visits"] * d * b,
-            "kv_buffer_write_bits": 2 * fetched * d * b, "kv_buffer_read_bits": 2 * pairs * d * b,
-            "score_buffer_write_bits": pairs * w.score, "score_buffer_read_bits": pairs * w.score,
-            "acc_buffer_write_bits": t["row_tile_visits"] * d * w.acc,
-            "acc_buffer_read_bits": t["row_tile_visits"] * d * w.acc,
-            "offchip_read_bytes": row_bytes + 2 * math.ceil(fetched * d * b / 8),
-            "offchip_write_bytes": out_bytes,
-            "tiles_computed": t["tiles_computed"], "tiles_total": t["tiles_total"],
-        }
+        t = tile_counts(p, n, dataflow, tiles or Tiles(), run)
+
+        def tiled(pre, q_rows, out_rows, kv_key, q_key, out_key):
+            pairs, fetched = t[pre + "pairs_computed"], t[pre + "kv_rows_fetched"]
+            visits, rescales = t[pre + "row_tile_visits"], t[pre + "rescales"]
+            kv_bytes = 2 * _rows_bytes(fetched, d, b)
+            return _pass(
+                qk_macs=pairs * d, sv_macs=pairs * d, rescale_mults=rescales * d,
+                exp_ops=pairs + rescales, max_compares=pairs, sum_adds=pairs,
+                divisions=q_rows * d,
+                q_buffer_write_bits=q_rows * d * b, q_buffer_read_bits=visits * d * b,
+                kv_buffer_write_bits=2 * fetched * d * b, kv_buffer_read_bits=2 * pairs * d * b,
+                score_buffer_write_bits=pairs * w.score, score_buffer_read_bits=pairs * w.score,
+                acc_buffer_write_bits=visits * d * w.acc, acc_buffer_read_bits=visits * d * w.acc,
+                offchip_read_bytes=_rows_bytes(q_rows, d, b) + kv_bytes,
+                offchip_kv_read_bytes=kv_bytes if not pre else 0,
+                offchip_write_bytes=_rows_bytes(out_rows, d, ob),
+                **{kv_key: fetched, q_key: q_rows, out_key: out_rows})
+
+        main = tiled("", n, n - n_glob, "kv_rows", "q_rows", "rows_out")
+        main.update(tiles_computed=t["tiles_computed"], tiles_total=t["tiles_total"])
+        glob = (tiled("global_", n_glob, n_glob, "global_kv_rows", "global_q_rows",
+                      "global_rows_out") if n_glob else _pass())
+        glob.update(tiles_computed=t["global_tiles_computed"],
+                    tiles_total=t["global_tiles_computed"])
+        return main, glob
     raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, not {dataflow!r}")
+
+
+def actions(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
+            run: AttentionSpec | None = None) -> dict:
+    """Action counts of one head over ``n`` rows with the pattern ``run`` (default: the core's
+    spec): both passes of :func:`passes` summed. For ``swat``, ``qk_macs``, ``sv_macs``,
+    ``exp_ops``, ``kv_rows``, ``q_rows``, ``rows_out`` are the core's counters
+    (:func:`~swatkit.sim.cycle_model.swat_actions`)."""
+    main, glob = passes(p, n, dataflow, tiles, run)
+    return {k: main.get(k, 0) + glob.get(k, 0) for k in dict.fromkeys([*main, *glob])}
 
 
 def buffer_banks(p: CoreParams, dataflow: str, tiles: Tiles | None = None) -> dict:
     """Bits of one bank of each on-chip buffer (a buffer is split into ``key_lanes`` banks, as
-    the SWAT core's K/V ring and score memories are); ``exp_table`` is one lane's table."""
+    the SWAT core's K/V ring and score memories are); ``exp_table`` is one lane's table. SWAT's
+    K/V bank is a lane's whole K (or V) memory, ``kv_depth`` words (every residue class's ring
+    and the global columns), its ``global`` bank the global-row engine's row storage."""
     d, b, w, kl = p.spec.head_dim, p.fmt.data_bits, p.widths, p.hw.key_lanes
     banks = {"exp_table": 2 ** p.fmt.exp_frac_bits * w.prob}
     if dataflow in ("swat", "dense"):
-        banks["kv"] = p.ring_slots * d * b
+        banks["kv"] = p.kv_depth * p.hw.dim_lanes * b
         if dataflow == "swat":
             banks["score"] = p.score_depth * w.score
+            banks["global"] = max(1, p.resources()["global_buffer_bits"])
     else:
         t = tiles or Tiles()
         banks.update(q=math.ceil(t.q * d * b / kl), kv=math.ceil(t.k * d * b / kl),
@@ -285,13 +430,15 @@ def buffer_banks(p: CoreParams, dataflow: str, tiles: Tiles | None = None) -> di
     return banks
 
 
-def dense_cycles(p: CoreParams, n: int, offchip_bytes_per_cycle: float) -> int:
-    """Cycles of the dense baseline: three phases, each compute- or bandwidth-bound."""
+def dense_cycles(p: CoreParams, n: int, offchip_bytes_per_cycle: float,
+                 run: AttentionSpec | None = None) -> int:
+    """Cycles of the dense baseline: three phases, each compute- or bandwidth-bound, over both
+    passes (the main pass's N rows and the global rows)."""
+    main, glob = passes(p, n, "dense", run=run)
     d, w = p.spec.head_dim, p.widths
     macs_per_cycle = p.hw.key_lanes * p.hw.dim_lanes
-    full = n * n
-    tiles = math.ceil(n / p.ring_rows)
-    kv_bytes = tiles * n * d * p.fmt.data_bits / 8
+    full = (main["sv_macs"] + glob["sv_macs"]) // d
+    kv_bytes = ((main["kv_rows"] + glob["global_kv_rows"]) * d * p.fmt.data_bits / 8)
     s_bytes, p_bytes = math.ceil(w.score / 8), math.ceil(w.prob / 8)
     bw = offchip_bytes_per_cycle
     qk = max(full * d / macs_per_cycle, (kv_bytes + full * s_bytes) / bw)
@@ -355,18 +502,22 @@ def components(parts: dict, static_j: float) -> dict:
 
 
 # keys of a head's actions that a gqa group shares: K/V is loaded and read once for the group
-_SHARED = ("kv_rows", "kv_buffer_write_bits", "kv_buffer_read_bits")
+# (the band's K/V; the global rows' K/V and everything else are per query head)
+_SHARED = ("kv_rows", "kv_buffer_write_bits", "kv_buffer_read_bits", "offchip_kv_read_bytes")
 
 
 def _job(p: CoreParams, n: int, dataflow: str, group: int, bw: float, tiles: Tiles):
     """Cycles and actions of one job: a head, or (SWAT under gqa) ``group`` query heads against
-    one pass of their K/V head, given ``bw`` bytes per cycle."""
-    acts = actions(p, n, dataflow, tiles)
+    one pass of their K/V head, given ``bw`` bytes per cycle; also the actions of the global
+    pass alone."""
+    main, glob = passes(p, n, dataflow, tiles)
     if group > 1:
-        row_bytes = math.ceil(n * p.spec.head_dim * p.fmt.data_bits / 8)
-        acts = {k: v if k in _SHARED else v * group for k, v in acts.items()}
-        acts["offchip_read_bytes"] = (group + 2) * row_bytes
-    return head_cycles(p, n, dataflow, acts, bw), acts
+        shared = main["offchip_kv_read_bytes"]
+        main = {k: v if k in _SHARED else v * group for k, v in main.items()}
+        main["offchip_read_bytes"] = main["offchip_read_bytes"] - group * shared + shared
+        glob = {k: v * group for k, v in glob.items()}
+    acts = {k: main.get(k, 0) + glob.get(k, 0) for k in dict.fromkeys([*main, *glob])}
+    return head_cycles(p, n, dataflow, acts, bw), acts, glob
 
 
 def _check_count(name: str, value, lo: int = 1) -> None:
@@ -388,7 +539,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                    dim_lanes: int = 8, head_schedule: str = "serial", cores: int = 1,
                    clock_hz: float = 100e6, table: EnergyTable | None = None,
                    offchip_bytes_per_cycle: float = 16.0, tiles: Tiles | None = None,
-                   clock_source: str = "--clock-mhz", model_scope: bool = True) -> list[dict]:
+                   clock_source: str = "--clock-mhz", model_scope: bool = True,
+                   max_global_tokens: int = 0, max_dilation: int = 1) -> list[dict]:
     """Per-layer records (one per group of layers with the same pattern: figures of *one* such
     layer) and, with ``model_scope``, per-model totals, for each (dataflow, seq_len).
 
@@ -419,7 +571,9 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
         for n in seq_lens:
             spec = pattern.spec(n, model.head_dim)
             try:
-                hw = HardwareConfig(key_lanes, dim_lanes, max_seq_len=max_n)
+                hw = HardwareConfig(key_lanes, dim_lanes, max_seq_len=max_n,
+                                    max_global_tokens=max_global_tokens,
+                                    max_dilation=max_dilation)
                 params[pattern, n] = CoreParams(spec, fmt, hw)
             except ValueError as e:
                 raise ModelError(f"model {model.name}, layer {indices[0]} "
@@ -440,14 +594,19 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                     jobs, group = model.heads, 1
                     slots = cores * (g if head_schedule == "gqa" else 1)
                 busy = min(slots, jobs)
-                cycles, acts = _job(p, n, computed_as, group, offchip_bytes_per_cycle / busy,
-                                    tiles)
+                cycles, acts, glob = _job(p, n, computed_as, group,
+                                          offchip_bytes_per_cycle / busy, tiles)
                 cycles *= -(-jobs // slots)
                 acts = {k: v * jobs for k, v in acts.items()}
+                glob = {k: v * jobs for k, v in glob.items()}
                 latency = cycles / clock_hz
-                parts = energy_breakdown(p, acts, table, buffer_banks(p, computed_as, tiles))
+                banks = buffer_banks(p, computed_as, tiles)
+                parts = energy_breakdown(p, acts, table, banks)
+                glob_parts = energy_breakdown(p, glob, table, banks)
                 static = table.static_power_w * latency
-                window_pairs = pattern.spec(n, model.head_dim).pair_count()
+                layer_spec = pattern.spec(n, model.head_dim)
+                window_pairs = layer_spec.pair_count()
+                n_glob = len(layer_spec.global_tokens)
                 ideal = (window_pairs * model.head_dim * model.heads
                          / (key_lanes * dim_lanes * cores * (g if head_schedule == "gqa" else 1)))
                 rec = {
@@ -458,6 +617,9 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                     "heads": model.heads, "kv_heads": model.kv_heads,
                     "head_schedule": head_schedule, "cores": cores,
                     "window": p.spec.window, "before": p.spec.before, "after": p.spec.after,
+                    "dilation": p.spec.dilation, "global_tokens": n_glob,
+                    "global_token_positions": list(layer_spec.global_tokens),
+                    "max_global_tokens": p.max_global_tokens, "max_dilation": p.max_dilation,
                     "head_dim": model.head_dim, "key_lanes": key_lanes, "dim_lanes": dim_lanes,
                     "tile_q": tiles.q if computed_as in ("flash", "blocksparse") else None,
                     "tile_k": tiles.k if computed_as in ("flash", "blocksparse") else None,
@@ -465,7 +627,17 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                     "clock_source": clock_source, "latency_s": latency,
                     "energy_j": sum(parts.values()) + static, "static_energy_j": static,
                     "tech": table.name, "macs": acts["qk_macs"] + acts["sv_macs"],
-                    "offchip_bytes": _offchip(acts), **acts,
+                    "offchip_bytes": _offchip(acts),
+                    "pairs": window_pairs * model.heads,
+                    "pairs_computed": acts["sv_macs"] // model.head_dim,
+                    "global_pass_pairs": n_glob * n * model.heads,
+                    "global_pass_macs": glob["qk_macs"] + glob["sv_macs"],
+                    "global_pass_offchip_bytes": _offchip(glob),
+                    "global_pass_energy_j": sum(glob_parts.values()),
+                    "global_pass_cycles": (
+                        global_row_cycles(model.head_dim, dim_lanes, fmt, n, n_glob)
+                        if computed_as == "swat" else None),
+                    **acts,
                     **{f"energy_{k}_j": v for k, v in parts.items()},
                     "energy_breakdown": components(parts, static),
                     "note": model.note,
@@ -483,7 +655,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
 
 # per-layer figures that stay the same in a model's totals; every other number is summed
 _CONSTANT = ("seq_len", "layers", "heads", "kv_heads", "cores", "window", "before", "after",
-             "head_dim", "key_lanes", "dim_lanes", "clock_hz", "tile_q", "tile_k")
+             "head_dim", "key_lanes", "dim_lanes", "clock_hz", "tile_q", "tile_k", "dilation",
+             "global_tokens", "max_global_tokens", "max_dilation", "global_pass_cycles")
 
 
 def _add(totals: dict | None, rec: dict, times: int) -> dict:
@@ -514,7 +687,8 @@ def single_head(p: CoreParams) -> ModelConfig:
     estimates."""
     s = p.spec
     return ModelConfig("head", "head", 1, 1, 1, s.head_dim,
-                       (LayerPattern("window", s.before, s.after, s.dilation),))
+                       (LayerPattern("window", s.before, s.after, s.dilation,
+                                     global_tokens=s.global_tokens),))
 
 
 def estimate(p: CoreParams, seq_lens, dataflows=("swat", "dense"), *, clock_hz: float = 100e6,
@@ -528,8 +702,13 @@ def estimate(p: CoreParams, seq_lens, dataflows=("swat", "dense"), *, clock_hz: 
     for n in seq_lens:
         if not 1 <= n <= p.hw.max_seq_len:
             raise ValueError(f"seq_len must be in 1..{p.hw.max_seq_len}, not {n}")
+        if p.spec.global_tokens and p.spec.global_tokens[-1] >= n:
+            raise ValueError(f"global token {p.spec.global_tokens[-1]} is outside 0..{n - 1} "
+                             f"(seq_len {n})")
     return estimate_model(single_head(p), seq_lens, dataflows, fmt=p.fmt,
                           key_lanes=p.hw.key_lanes, dim_lanes=p.hw.dim_lanes, cores=cores,
                           clock_hz=clock_hz, table=table,
                           offchip_bytes_per_cycle=offchip_bytes_per_cycle, tiles=tiles,
-                          clock_source=clock_source, model_scope=False)
+                          clock_source=clock_source, model_scope=False,
+                          max_global_tokens=p.hw.max_global_tokens,
+                          max_dilation=p.hw.max_dilation)

@@ -19,7 +19,8 @@ the window rule; the meanings are those of Hugging Face, ``/work/shared/FIELD-NO
 
 * ``longformer``: ``attention_window`` (an int or one per layer, even) is W/2 keys on each side
   (``AttentionSpec.longformer``); ``attention_dilation`` (default 1) per layer. Global tokens are
-  chosen per task at run time, not in the config, and are not modelled (the core has none yet).
+  chosen per task at run time, not in the config, so a model's layers have none (one head's
+  estimate takes them: ``swatkit estimate --global-tokens``).
 * Decoders with ``sliding_window`` (``mistral`` and any other type that has the field):
   the row and the ``sliding_window − 1`` rows before it (``AttentionSpec.causal``);
   ``sliding_window: null`` or ``use_sliding_window: false`` means full causal attention.
@@ -62,11 +63,13 @@ class LayerPattern:
     after: int = 0
     dilation: int = 1
     causal: bool = False
+    global_tokens: tuple[int, ...] = ()  # a window layer's global tokens (one head's estimate)
 
     def spec(self, seq_len: int, head_dim: int) -> AttentionSpec:
         """The layer's :class:`AttentionSpec` for ``seq_len`` rows."""
         if self.kind == "window":
-            return AttentionSpec(seq_len, head_dim, self.before, self.after, self.dilation)
+            return AttentionSpec(seq_len, head_dim, self.before, self.after, self.dilation,
+                                 tuple(self.global_tokens))
         return AttentionSpec(seq_len, head_dim, seq_len - 1, 0 if self.causal else seq_len - 1)
 
     def describe(self) -> str:
@@ -76,7 +79,12 @@ class LayerPattern:
             text = f"causal window {self.before + 1}"
         else:
             text = f"bidirectional window {self.before}+1+{self.after}"
-        return text + (f", dilation {self.dilation}" if self.dilation != 1 else "")
+        text += f", dilation {self.dilation}" if self.dilation != 1 else ""
+        g = self.global_tokens
+        if g:
+            where = ",".join(map(str, g)) if len(g) <= 4 else f"{g[0]}…{g[-1]}"
+            text += f", {len(g)} global token{'s' if len(g) > 1 else ''} ({where})"
+        return text
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,12 @@ def run(args: argparse.Namespace) -> int:
         _adopt_flow_core(args, args.from_flow, core)
     r = resolve(args, lengths=DEFAULT_LENGTHS)
     lengths = list(r.lengths)
+    tokens = r.spec.global_tokens
+    short = [n for n in lengths if tokens and tokens[-1] >= n]
+    if short:   # (the spec holds the longest; every length of the sweep must hold them too)
+        raise UsageError(f"{r.label('global_tokens')}: global token {tokens[-1]} is outside "
+                         f"0..{short[0] - 1} for {r.label('seq_len')} {short[0]} (every "
+                         f"length must exceed each global-token position)")
     dataflows = [d.strip() for d in args.dataflow.split(",") if d.strip()]
     for d in dataflows:
         if d not in DATAFLOWS:
@@ -224,8 +230,9 @@ def run(args: argparse.Namespace) -> int:
         hw = {"key_lanes": 8, "dim_lanes": 8, **r.hardware}
         windows = {p.spec(max(lengths), model.head_dim).window
                    for p in model.patterns if p.kind == "window"}
-        estimated = [{"head_dim": model.head_dim, "window": w, **hw,
-                      "data_bits": r.fmt.data_bits} for w in sorted(windows)]
+        estimated = [{"head_dim": model.head_dim, "window": w, "key_lanes": hw["key_lanes"],
+                      "dim_lanes": hw["dim_lanes"], "data_bits": r.fmt.data_bits}
+                     for w in sorted(windows)]
         try:
             with progress(f"estimating {model.name} at {len(lengths)} lengths"):
                 records = estimate_model(model, lengths, dataflows, fmt=r.fmt, **hw,
@@ -336,6 +343,9 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
         columns += ["layers"]
     columns += ["cycles", "cycles/ideal", "latency", "energy", "MACs", "off-chip",
                 "lat/SWAT", "E/SWAT"]
+    glob = any(r.get("global_tokens") for r in records)
+    if glob:   # the pattern's pairs, and what the global rows' pass costs
+        columns += ["pairs", "global MACs", "global off-chip", "global E"]
     if breakdown:
         columns += [f"E {c}" for c in COMPONENTS]
     for col in columns:
@@ -351,10 +361,13 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
                 _si(r["latency_s"], "s"), _si(r["energy_j"], "J"), f"{r['macs']:.3g}",
                 _si(r["offchip_bytes"], "B"), _ratio(r["latency_ratio_to_swat"]),
                 _ratio(r["energy_ratio_to_swat"])]
+        if glob:
+            row += [f"{r['pairs']:.4g}", f"{r['global_pass_macs']:.3g}",
+                    _si(r["global_pass_offchip_bytes"], "B"), _si(r["global_pass_energy_j"], "J")]
         if breakdown:
             row += [_si(r["energy_breakdown"][c], "J") for c in COMPONENTS]
         t.add_row(*row)
-    Console(width=240 if breakdown else 160).print(t)
+    Console(width=240 if breakdown or glob else 160).print(t)
     scope = "model" if model is not None else "layer"
     for n in sorted({r["seq_len"] for r in records}):
         parts = [f"{r['dataflow']}/SWAT latency {r['latency_ratio_to_swat']:.1f}x, "

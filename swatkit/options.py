@@ -325,7 +325,25 @@ def core_params(resolved: Resolved, max_seq_len: int, **hardware):
     conflicting value, or a size beyond a practical limit, becomes a :class:`UsageError` naming
     the options the user typed."""
     from swatkit.rtl import CoreParams, HardwareConfig, LimitError
+    from swatkit.rtl.config import MAX_DILATION, MAX_GLOBAL_TOKENS
 
+    # the run's pattern raises the generate-time maxima, within their limits; a maximum given
+    # below the pattern it must run is a contradiction
+    spec, given = resolved.spec, {**resolved.hardware, **hardware}
+    label = resolved.label
+    count = len(spec.global_tokens)
+    if count > MAX_GLOBAL_TOKENS:
+        raise UsageError(f"{label('global_tokens')} lists {count} positions; at most "
+                         f"{MAX_GLOBAL_TOKENS} (the core's resident global K/V rows)")
+    if spec.dilation > MAX_DILATION:
+        raise UsageError(f"{label('dilation')} must be at most {MAX_DILATION} (residue classes "
+                         f"of the K/V ring), not {spec.dilation}")
+    for key, lowest, need, what in (
+            ("max_global_tokens", 0, count, f"the {count} positions of {label('global_tokens')}"),
+            ("max_dilation", 1, spec.dilation, f"{label('dilation')} {spec.dilation}")):
+        value = given.get(key)   # (out of its own range: HardwareConfig says so below)
+        if isinstance(value, int) and not isinstance(value, bool) and lowest <= value < need:
+            raise UsageError(f"{label(key)} {value} is below {what}")
     try:
         hw = HardwareConfig(**{**resolved.hardware, **hardware}, max_seq_len=max_seq_len)
         return CoreParams(resolved.spec, resolved.fmt, hw)

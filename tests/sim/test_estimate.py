@@ -12,15 +12,18 @@ import pytest
 
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
+from swatkit.rtl.global_rows import global_row_cycles
 from swatkit.sim.amaranth_core import run_core
-from swatkit.sim.cycle_model import swat_cycles
+from swatkit.sim.cycle_model import swat_actions, swat_cycles
 from swatkit.sim.estimate import (
     COMPONENTS,
     Tiles,
     actions,
     dense_cycles,
+    dense_tile_rows,
     estimate,
     load_table,
+    passes,
     tile_counts,
 )
 
@@ -31,6 +34,10 @@ RTL_CASES = [
     (AttentionSpec(1, 4, 2, 2), HardwareConfig(1, 1, 8), NumberFormat()),
     (AttentionSpec(40, 4, 3, 5), HardwareConfig(3, 1, 64), NumberFormat(data_bits=4)),
     (AttentionSpec(66, 16, 8, 8), HardwareConfig(4, 8, 80), NumberFormat(prob_bits=12)),
+    # the run's pattern: global tokens (columns and rows), dilation, both, causal + dilation
+    (AttentionSpec(24, 8, 3, 2, 2, (0, 5)), HardwareConfig(2, 4, 32), NumberFormat()),
+    (AttentionSpec.causal(21, 4, 4).replace(dilation=3, global_tokens=(20,)),
+     HardwareConfig(2, 2, 32), NumberFormat()),
 ]
 
 
@@ -47,6 +54,7 @@ def test_model_equals_rtl(spec, hw, fmt):
     predicted = actions(p, spec.seq_len, "swat")
     for name in ("qk_macs", "sv_macs", "exp_ops", "kv_rows", "q_rows", "rows_out"):
         assert predicted[name] == run.stats[name], name
+    assert predicted["global_rows_out"] == len(spec.global_tokens)
 
 
 @pytest.mark.parametrize(("spec", "hw"), [
@@ -365,3 +373,217 @@ def test_cli_stdout_closed_early_is_not_an_error():
                           capture_output=True, text=True)
     assert done.returncode == 0
     assert done.stderr == ""
+
+
+# -- the run's pattern: dilation and global tokens ------------------------------------------------
+
+PATTERNS = [
+    AttentionSpec.longformer(4096, 64),
+    AttentionSpec.longformer(4096, 64).replace(global_tokens=(0,)),
+    AttentionSpec.longformer(4096, 64).replace(global_tokens=tuple(range(8))),
+    AttentionSpec.longformer(4096, 64).replace(global_tokens=(0, 100, 2000, 4095)),
+    AttentionSpec.longformer(4096, 64).replace(dilation=2),
+    AttentionSpec.longformer(4096, 64).replace(dilation=4, global_tokens=(0, 17)),
+    AttentionSpec.causal(3000, 64, 1024).replace(dilation=3, global_tokens=(0, 2999)),
+]
+
+
+def _core(spec, **hw):
+    return CoreParams(spec, NumberFormat(), HardwareConfig(8, 8, spec.seq_len, **hw))
+
+
+@pytest.mark.parametrize("spec", PATTERNS, ids=range(len(PATTERNS)))
+def test_swat_actions_are_the_core_counters(spec):
+    p = _core(spec)
+    n, d, g = spec.seq_len, spec.head_dim, len(spec.global_tokens)
+    a = actions(p, n, "swat")
+    counters = swat_actions(p, p.run_spec(n))
+    for name, value in counters.items():
+        assert a[name] == value, name
+    main, glob = passes(p, n, "swat")
+    # the global-row engine: two q·k passes and one p·v pass over N keys per global row
+    assert (glob["qk_macs"], glob["sv_macs"], glob["exp_ops"]) == (2 * g * n * d, g * n * d,
+                                                                    g * n)
+    # the band core issues every row's band (global keys in it masked, not skipped) and the G
+    # global columns, for all N rows
+    band = int(p.band_keys(p.run_spec(n)).sum())
+    assert main["qk_macs"] == main["sv_macs"] == band * d
+    assert band >= spec.pair_count() - g * n
+    (rec,) = estimate(p, [n], ["swat"])
+    assert rec["cycles"] >= swat_cycles(p, n).cycles
+    assert rec["pairs"] == spec.pair_count() and rec["pairs_computed"] == band + g * n
+    assert rec["global_pass_macs"] == 3 * g * n * d
+    assert rec["global_pass_cycles"] == global_row_cycles(d, 8, p.fmt, n, g)
+    assert (rec["dilation"], rec["global_tokens"]) == (spec.dilation, g)
+
+
+@pytest.mark.parametrize("spec", PATTERNS, ids=range(len(PATTERNS)))
+def test_swat_offchip_bytes(spec):
+    """Q once, K/V once plus the G global columns sent first on kv, O once (N − G rows on o, G
+    on og); the global pass: G q_g rows, per global row two passes of N {k_g, v_g} beats."""
+    p = _core(spec)
+    n, d, g = spec.seq_len, spec.head_dim, len(spec.global_tokens)
+    a = actions(p, n, "swat")
+    row = d  # int8: one byte per element
+    assert a["offchip_read_bytes"] == (n + 2 * (n + g) + g + 2 * 2 * g * n) * row
+    assert a["offchip_write_bytes"] == n * d * p.fmt.out_bits // 8
+    assert a["global_kv_rows"] == 2 * g * n and a["global_q_rows"] == g
+    assert a["kv_buffer_write_bits"] == 2 * (n + g) * d * 8
+    (rec,) = estimate(p, [n], ["swat"])
+    assert rec["global_pass_offchip_bytes"] == (g + 4 * g * n) * row + g * d * p.fmt.out_bits // 8
+    assert rec["offchip_bytes"] == a["offchip_read_bytes"] + a["offchip_write_bytes"]
+
+
+def test_kv_bank_follows_the_maxima():
+    """The K/V buffer bank is a lane's whole memory (kv_depth words): more residue classes and
+    global columns make every K/V access dearer; the same run costs more on a core generated
+    for larger maxima, and its cycles and counts do not change."""
+    spec = AttentionSpec.longformer(4096, 64).replace(global_tokens=(0,))
+    small, big = _core(spec), _core(spec, max_dilation=4, max_global_tokens=32)
+    (a,) = estimate(small, [4096], ["swat"])
+    (b,) = estimate(big, [4096], ["swat"])
+    assert big.kv_depth > small.kv_depth
+    assert b["energy_buffers_j"] > a["energy_buffers_j"]
+    assert (a["cycles"], a["qk_macs"]) == (b["cycles"], b["qk_macs"])
+    assert (a["max_global_tokens"], b["max_global_tokens"], b["max_dilation"]) == (1, 32, 4)
+
+
+@pytest.mark.parametrize("spec", PATTERNS[1:4] + PATTERNS[5:], ids=range(5))
+def test_baselines_count_global_rows_as_full_rows(spec):
+    p = _core(spec)
+    n, d, g = spec.seq_len, spec.head_dim, len(spec.global_tokens)
+    dense_main, dense_glob = passes(p, n, "dense")
+    assert dense_main["qk_macs"] == n * n * d and dense_glob["qk_macs"] == g * n * d
+    assert dense_glob["global_kv_rows"] == n * -(-g // dense_tile_rows(p))
+    assert dense_cycles(p, n, 16.0) >= (n * n + g * n) * 2 * d / 64
+    for flow in ("flash", "blocksparse"):
+        main, glob = passes(p, n, flow, Tiles(64, 64))
+        assert glob["sv_macs"] == g * n * d  # every global row over all N keys
+        assert glob["global_kv_rows"] == n * -(-g // 64)
+        assert glob["global_q_rows"] == g and main["rows_out"] == n - g
+    # every dataflow computes at least the pattern's pairs
+    recs = estimate(p, [n], ["swat", "dense", "flash", "blocksparse"])
+    for r in recs:
+        assert r["pairs"] == spec.pair_count()
+        assert r["pairs_computed"] >= r["pairs"], r["dataflow"]
+        assert r["global_pass_pairs"] == g * n
+
+
+GLOBAL_TILE_SPECS = [AttentionSpec(300, 8, 20, 20, 1, (0, 150)),
+                     AttentionSpec(300, 8, 70, 0, 1, (7, 299)),
+                     AttentionSpec(257, 8, 3, 10, 3, (100,)),
+                     AttentionSpec(300, 8, 9, 0, 4, (0, 1, 2, 250))]
+
+
+@pytest.mark.parametrize("spec", GLOBAL_TILE_SPECS, ids=range(len(GLOBAL_TILE_SPECS)))
+@pytest.mark.parametrize("tiles", [Tiles(64, 64), Tiles(32, 48), Tiles(4, 1), Tiles(100, 7),
+                                   Tiles(2, 3), Tiles(1, 1)])
+def test_tiles_with_global_columns_and_dilation_equal_a_count_over_the_mask(spec, tiles):
+    """Main pass: every row's band and the global columns, over all N rows (a global row is in
+    its query tile, computed whole); global pass: the G rows over all key tiles."""
+    p = CoreParams(spec, NumberFormat(), HardwareConfig(1, 1, spec.seq_len))
+    n, g = spec.seq_len, len(spec.global_tokens)
+    rows = np.arange(n)
+    band = spec.in_band(rows[:, None], rows[None, :])
+    main = band.copy()
+    main[:, list(spec.global_tokens)] = True
+    keep = {"blocksparse": main,
+            "flash": (np.tril(np.ones((n, n), dtype=bool)) | main) if spec.after == 0
+            else np.ones_like(main)}
+    for dataflow, mask in keep.items():
+        pairs = fetched = computed = 0
+        for r0 in range(0, n, tiles.q):
+            for c0 in range(0, n, tiles.k):
+                block = mask[r0:r0 + tiles.q, c0:c0 + tiles.k]
+                if block.any():
+                    pairs += block.size
+                    fetched += block.shape[1]
+                    computed += 1
+        t = tile_counts(p, n, dataflow, tiles)
+        assert (t["pairs_computed"], t["kv_rows_fetched"], t["tiles_computed"]) == (
+            pairs, fetched, computed), dataflow
+        assert t["global_pairs_computed"] == g * n
+        assert t["global_tiles_computed"] == -(-g // tiles.q) * -(-n // tiles.k)
+
+
+def _json(*argv):
+    done = swatkit(*argv, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_cli_pattern_options_flow_through():
+    recs = _json("--seq-len", "2048,4096", "--global-tokens", "0,1,2,3", "--dilation", "2",
+                 "--max-global-tokens", "8", "--max-dilation", "4")
+    assert [(r["dataflow"], r["seq_len"]) for r in recs] == [
+        (d, n) for d in ("swat", "dense", "flash", "blocksparse") for n in (2048, 4096)]
+    for r in recs:
+        spec = AttentionSpec.longformer(r["seq_len"], 64).replace(dilation=2,
+                                                                  global_tokens=(0, 1, 2, 3))
+        assert (r["dilation"], r["global_tokens"], r["global_token_positions"]) == (
+            2, 4, [0, 1, 2, 3])
+        assert (r["max_global_tokens"], r["max_dilation"]) == (8, 4)
+        assert r["pairs"] == spec.pair_count()
+        assert r["global_pass_pairs"] == 4 * r["seq_len"]
+        for key in ("global_pass_macs", "global_pass_offchip_bytes", "global_pass_energy_j",
+                    "global_kv_rows", "global_q_rows", "global_rows_out", "pairs_computed"):
+            assert r[key] > 0, key
+        assert r["global_pass_energy_j"] < r["energy_j"]
+        assert r["layer_pattern"] == ("bidirectional window 256+1+256, dilation 2, "
+                                      "4 global tokens (0,1,2,3)")
+    swat = recs[1]
+    p = CoreParams(AttentionSpec.longformer(4096, 64).replace(dilation=2,
+                                                              global_tokens=(0, 1, 2, 3)),
+                   NumberFormat(), HardwareConfig(8, 8, 4096, 8, 4))
+    assert swat["qk_macs"] == swat_actions(p, p.run_spec(4096))["qk_macs"]
+    assert swat["global_pass_cycles"] == global_row_cycles(64, 8, p.fmt, 4096, 4)
+    # without global tokens the global pass costs nothing
+    (plain,) = _json("--seq-len", "1024", "--dataflow", "swat", "--dilation", "2")
+    assert plain["global_pass_macs"] == plain["global_pass_offchip_bytes"] == 0
+    assert plain["dilation"] == 2 and plain["global_tokens"] == 0
+    table = swatkit("--seq-len", "4096", "--global-tokens", "0", "--dataflow", "swat,flash")
+    assert table.returncode == 0, table.stderr
+    assert "global MACs" in table.stdout and "1 global token (0)" in table.stdout
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--seq-len", "1024,4096", "--global-tokens", "0,2000"],
+     "--global-tokens: global token 2000 is outside 0..1023 for --seq-len 1024 (every length "
+     "must exceed each global-token position)"),
+    (["--global-tokens", "5000"],   # the default sweep starts at 1024
+     "--global-tokens: global token 5000 is outside 0..1023 for --seq-len 1024 (every length "
+     "must exceed each global-token position)"),
+    (["--seq-len", "4096", "--global-tokens", "4096"],
+     "--global-tokens: global token 4096 is outside the sequence [0, 4096)"),
+    (["--global-tokens", "3,1"], "--global-tokens must be sorted and distinct, not (3, 1)"),
+    (["--dilation", "0"], "--dilation must be a positive integer, not 0"),
+    (["--dilation", "65"], "--dilation must be at most 64 (residue classes of the K/V ring), "
+                           "not 65"),
+    (["--max-dilation", "65"], "--max-dilation must be an integer in 1..64, not 65"),
+    (["--max-global-tokens", "257"], "--max-global-tokens must be an integer in 0..256, not 257"),
+    (["--max-global-tokens", "1", "--global-tokens", "0,5"],
+     "--max-global-tokens 1 is below the 2 positions of --global-tokens"),
+    (["--dilation", "3", "--max-dilation", "2"], "--max-dilation 2 is below --dilation 3"),
+    (["--seq-len", "4096", "--global-tokens", ",".join(map(str, range(257)))],
+     "--global-tokens lists 257 positions; at most 256 (the core's resident global K/V rows)"),
+    (["--model", "longformer-base", "--dilation", "2"],
+     "--dilation cannot be combined with --model (the model sets the attention pattern and "
+     "head_dim)"),
+])
+def test_cli_bad_pattern_values(argv, message):
+    done = swatkit(*argv)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"swatkit: error: {message}\n"
+
+
+def test_patterns_report_runs():
+    from swatkit.sim import patterns_report
+
+    out = io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stdout(out):
+        assert patterns_report.main(["--seq-len", "1024"]) == 0
+    text = out.getvalue()
+    assert "global_qk_multipliers" in text and "flag_bits" in text
+    assert text.count("\n 32  1 ") == 2   # G = 32 in the cycles and in the counts table

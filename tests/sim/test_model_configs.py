@@ -126,13 +126,22 @@ def test_patterns_the_core_cannot_run(tmp_path):
                        r"\(all 4 are full attention\); the SWAT core runs sliding-window layers "
                        r"only$"):
         estimate_model(load_model(str(write(tmp_path, full))), [256], fmt=NumberFormat())
+
+
+def test_dilated_layers_are_estimated(tmp_path):
+    # the core runs dilation (issue 13): a layer with attention_dilation 2 is its own group,
+    # its core has max_dilation 2 and its SWAT actions are the core's counters
     dilated = {"model_type": "longformer", "num_hidden_layers": 2, "num_attention_heads": 2,
                "hidden_size": 64, "attention_window": 8, "attention_dilation": [1, 2]}
-    with pytest.raises(ModelError, match=r"^model .*d\.json, layer 1 \(bidirectional window "
-                       r"4\+1\+4, dilation 2\): the SWAT core does not implement dilation yet "
-                       r"\(dilation is 2; must be 1\)$"):
-        estimate_model(load_model(str(write(tmp_path, dilated, "d.json"))), [64],
-                       fmt=NumberFormat(), key_lanes=1, dim_lanes=1)
+    recs = estimate_model(load_model(str(write(tmp_path, dilated, "d.json"))), [64], ["swat"],
+                          fmt=NumberFormat(), key_lanes=1, dim_lanes=1)
+    layers = [r for r in recs if r["scope"] == "layer"]
+    assert [(r["layer_indices"], r["dilation"], r["max_dilation"]) for r in layers] == [
+        ([0], 1, 1), ([1], 2, 2)]
+    assert layers[1]["layer_pattern"] == "bidirectional window 4+1+4, dilation 2"
+    spec = AttentionSpec(64, 32, 4, 4, 2)
+    assert layers[1]["qk_macs"] == 2 * spec.pair_count() * 32   # two heads
+    assert layers[1]["pairs"] == 2 * spec.pair_count()
 
 
 def test_head_schedules_and_cores():
