@@ -35,6 +35,8 @@ __all__ = ["add_arguments", "clock_from_flow", "flow_core", "plot_target", "run"
 
 DEFAULT_LENGTHS = [2 ** k for k in range(10, 17)]  # 1K … 64K
 
+MAX_CLOCK_MHZ = 1e6
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_workload_options(parser, seq_len_type=parse_lengths,
@@ -209,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
         source = "--clock-mhz" if args.clock_mhz is not None else "default 100 MHz"
     if not (clock_mhz > 0 and math.isfinite(clock_mhz)):
         raise UsageError(f"--clock-mhz must be positive and finite, not {clock_mhz:g}")
+    if clock_mhz > MAX_CLOCK_MHZ:  # (a clock in Hz must stay finite, a latency non-zero)
+        raise UsageError(f"--clock-mhz must be at most {MAX_CLOCK_MHZ:g} (1 THz), not "
+                         f"{clock_mhz:g}")
     check_bandwidth(args.offchip_bytes_per_cycle)
     plot_path = plot_target(args.plot) if args.plot else None
     try:
