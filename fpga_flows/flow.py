@@ -529,7 +529,7 @@ SWEEP_COLUMNS = ("key_lanes", "dim_lanes", "cycles_per_row", "LUT", "FF", "DSP",
 # project files a remote point does not send back: intermediates of megabytes (Yosys' netlist,
 # the packers' text forms of the bitstream); everything else, bitstream and reports included, does
 INTERMEDIATES = (f"{NAME}.json", f"{NAME}.asc", f"{NAME}.config")
-CONNECT_TIMEOUT = 10  # seconds to reach a Dask scheduler
+CONNECT_TIMEOUT = 5  # seconds to reach a Dask scheduler
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -667,7 +667,7 @@ class _Local:
         started = set()
         while True:
             try:
-                kind, what, pid = self.events.get_nowait()
+                kind, what, _ = self.events.get_nowait()
             except queue.Empty:
                 return started
             if kind == "worker":
@@ -698,18 +698,29 @@ class _Local:
 
 def connect(address: str, timeout: float | None = None):
     """A ``distributed.Client`` of the Dask scheduler at ``address``; :class:`SchedulerError`
-    (one line) when dask.distributed is not installed or the scheduler does not answer within
-    ``timeout`` seconds."""
+    (one line) when dask.distributed is not installed, or nothing answers as a Dask scheduler
+    there within ``timeout`` seconds (default :data:`CONNECT_TIMEOUT`)."""
+    import asyncio
+
     try:
         from distributed import Client
+        from distributed.comm import connect as comm_connect
     except ImportError:
         raise SchedulerError("a Dask scheduler needs dask.distributed: pip install "
                              "'swatkit[dask]'") from None
     timeout = CONNECT_TIMEOUT if timeout is None else timeout
+
+    async def handshake():  # a bare connection first: a Client that fails to start hangs in
+        comm = await comm_connect(address, timeout=timeout)  # its finaliser for 2 x timeout
+        await comm.close()
+
     try:
+        asyncio.run(asyncio.wait_for(handshake(), 2 * timeout))
         return Client(address, timeout=f"{timeout}s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError, TypeError) as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
+    except Exception as e:  # refused, timed out, a bad address, or not a Dask scheduler
+        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        if not isinstance(e, OSError | TimeoutError | ValueError | TypeError):
+            reason = f"it does not answer as a Dask scheduler ({type(e).__name__}: {reason})"
         raise SchedulerError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
 
 
