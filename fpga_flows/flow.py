@@ -849,7 +849,7 @@ def sweep(config: FlowConfig, points, out_dir: str | Path, *, jobs: int = 1, sch
     Raises :class:`SchedulerError` when the scheduler cannot be reached.
     """
     out = Path(out_dir)
-    points = [tuple(p) for p in points]
+    points = list(dict.fromkeys(tuple(p) for p in points))  # a point once (one folder each)
     if on_event is None:
         def on_event(name, state, detail):
             log(f"sweep: {name} {state}{': ' + detail if detail else ''}")

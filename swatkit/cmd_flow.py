@@ -147,7 +147,10 @@ def parse_points(text: str) -> list[tuple[int, int]]:
         if match is None:
             raise UsageError(f"--points must be key_lanes x dim_lanes pairs like 1x8,2x8, "
                              f"not {text!r}")
-        points.append((int(match[1]), int(match[2])))
+        point = (int(match[1]), int(match[2]))
+        if point in points:
+            raise UsageError(f"--points lists {point[0]}x{point[1]} twice")
+        points.append(point)
     return points
 
 

@@ -393,6 +393,8 @@ def test_cli_flow_json_and_swatkit_json_are_configs(tmp_path, capsys):
      "--points 1x3: dim_lanes (3) must divide head_dim (8)"),
     (["--board", "icebreaker", "--run", "--collect"],
      "argument --collect: not allowed with argument --run"),
+    (["--board", "icebreaker", "--sweep", "--points", "1x1,1x2,1x1"],
+     "--points lists 1x1 twice"),
     (["--board", "icebreaker", "-j", "2"], "-j/--jobs needs --sweep"),
     (["--board", "icebreaker", "--scheduler", "tcp://h:8786"], "--scheduler needs --sweep"),
     (["--board", "icebreaker", "--sweep", "-j", "0"], "-j/--jobs must be an integer in 1..64, "

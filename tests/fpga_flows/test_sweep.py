@@ -53,15 +53,17 @@ def stand_in_tools(tmp_path, monkeypatch, *, fail="", slow="", seconds=60):
         monkeypatch.setenv(var, str(script))
 
 
-def check_sweep(out, printed, err, code):
-    """kl1-dl1 built, kl2-dl1 failed (the stand-in placer): exit 1, the table, one error line."""
+def check_sweep(out, printed, err, code, *, seen_running=True):
+    """kl1-dl1 built, kl2-dl1 failed (the stand-in placer): exit 1, the table, one error line.
+    (A Dask point is "running" when the client's poll finds it being processed: a point of a
+    second may end between two polls.)"""
     assert code == 1
     assert err.strip().splitlines() == [
         f"swatkit: error: 1 of 2 points failed (kl2-dl1); the note column of {out / 'sweep.md'} "
         "says why"]
-    for line in ("sweep: kl1-dl1 running", "sweep: kl2-dl1 running",
-                 "sweep: kl1-dl1 done: 31.10 MHz, 385.9 ns/row, build "):
-        assert line in printed
+    assert "sweep: kl1-dl1 done: 31.10 MHz, 385.9 ns/row, build " in printed
+    if seen_running:
+        assert "sweep: kl1-dl1 running" in printed and "sweep: kl2-dl1 running" in printed
     assert (f"sweep: kl2-dl1 failed: yosys failed: ERROR: fake placer failed (log: "
             f"{out.resolve() / 'kl2-dl1' / flow.BUILD_LOG})") in printed
     record = json.loads((out / "sweep.json").read_text())
@@ -105,7 +107,7 @@ def test_sweep_on_a_dask_cluster(tmp_path, monkeypatch, capsys):
     printed, err = capsys.readouterr()
     assert "sweep: 2 points (kl1-dl1, kl2-dl1) on the Dask cluster at inproc://" in printed
     assert "(2 workers)" in printed
-    check_sweep(out, printed, err, code)
+    check_sweep(out, printed, err, code, seen_running=False)
     assert len(landed) == 2
     files, _ = next(x for x in landed if x[1].endswith("kl1-dl1"))
     assert {"report.json", "stat.json", f"{flow.NAME}.bin", "swatkit.json", "vectors.npz",
