@@ -28,6 +28,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -46,10 +47,16 @@ __all__ = [
     "DoesNotFitError",
     "FlowConfig",
     "FlowError",
+    "SchedulerError",
+    "SweepInterrupted",
+    "build_point",
     "collect",
+    "connect",
     "emit",
     "format_report",
     "format_sweep",
+    "land",
+    "remote_point",
     "run",
     "sweep",
 ]
@@ -294,10 +301,49 @@ def _diagnose(project_dir: Path, board: Board, log: str) -> FlowError:
     return FlowError(f"{step} failed: {detail} (log: {log_file})")
 
 
+# process groups of the builds running in this process (a sweep's worker kills them on SIGTERM)
+_BUILDS: set[int] = set()
+
+
+def _stop_group(pgid: int) -> None:
+    """SIGTERM to a build's process group, SIGKILL to what is left a second later."""
+    for sig, pause in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + pause
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.05)
+
+
+def _build(cmd: list[str], cwd: Path, env: dict, timeout: float | None):
+    """Run the build script in its own session, so that stopping it (timeout, Ctrl-C, a sweep
+    worker's SIGTERM) stops the whole tree of tools under it, not only the shell."""
+    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, errors="replace",
+                               start_new_session=True)
+    _BUILDS.add(process.pid)
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except BaseException:  # timeout, KeyboardInterrupt, SystemExit: stop every tool
+        _stop_group(process.pid)
+        process.wait()
+        raise
+    finally:
+        _BUILDS.discard(process.pid)
+    return process.returncode, out
+
+
 def run(project_dir: str | Path, *, timeout: float | None = None) -> dict:
     """Run an emitted project's build script with the YoWASP tools, then :func:`collect` it.
 
-    The tools' output goes to ``build.log`` in the project. Raises :class:`DoesNotFitError` or
+    The tools' output goes to ``build.log`` in the project. The script runs in its own session:
+    an interrupt or a timeout stops every tool under it. Raises :class:`DoesNotFitError` or
     :class:`FlowError` when the build fails.
     """
     project_dir = Path(project_dir).resolve()
@@ -307,16 +353,15 @@ def run(project_dir: str | Path, *, timeout: float | None = None) -> dict:
         (project_dir / stale).unlink(missing_ok=True)
     start = time.monotonic()
     try:
-        done = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=project_dir, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        code, log = _build(["sh", f"build_{NAME}.sh"], project_dir, env, timeout)
     except subprocess.TimeoutExpired as e:
         raise FlowError(f"the build took longer than {timeout:.0f} s (log so far: "
                         f"{project_dir / BUILD_LOG})") from e
     finally:
         seconds = time.monotonic() - start
-    (project_dir / BUILD_LOG).write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise _diagnose(project_dir, board, done.stdout + done.stderr)
+    (project_dir / BUILD_LOG).write_text(log)
+    if code != 0:
+        raise _diagnose(project_dir, board, log)
     tools = {var: env[var] for var in board.tools}
     return collect(project_dir, build_seconds=seconds, tools=tools)
 
@@ -361,6 +406,8 @@ def parse_reports(family: str, report: dict, stat: dict | None = None) -> dict:
              for k, v in report.get("utilization", {}).items()}
     fmax = {}
     for clock, v in report.get("fmax", {}).items():
+        if _internal(clock):
+            continue
         achieved, constraint = float(v["achieved"]), float(v["constraint"])
         fmax[clock] = {"achieved": round(achieved, 2), "constraint": round(constraint, 2),
                        "met": achieved >= constraint}
@@ -378,9 +425,22 @@ def parse_reports(family: str, report: dict, stat: dict | None = None) -> dict:
     return {"fmax_mhz": fmax, "utilization": summary, "cells": cells, "yosys_cells": ycells}
 
 
+# nextpnr's own nets: the packer ties unused clock pins (e.g. of an SB_MAC16 used without its
+# registers) to a constant net, which its timing report then lists as a clock, splitting a
+# register -> DSP -> register path in two at the DSP
+INTERNAL_NET = re.compile(r"\$PACKER_(GND|VCC)_NET")
+
+
+def _internal(clock) -> bool:
+    return isinstance(clock, str) and INTERNAL_NET.search(clock) is not None
+
+
 def _critical_path(report: dict) -> list[dict]:
+    """nextpnr's critical paths, one per clock pair, without those on its internal nets."""
     out = []
     for path in report.get("critical_paths", []):
+        if _internal(path.get("from")) or _internal(path.get("to")):
+            continue
         steps = path.get("path", [])
         total = sum(float(s.get("delay", 0)) for s in steps)
         first = steps[0] if steps else {}
@@ -435,6 +495,11 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
         "tools": tools,
         # what built it, as swatkit config tables: `swatkit flow --config flow.json` rebuilds it
         "config": info.get("config"),
+        # ... and as the config objects' fields (every window, also one no option makes);
+        # `swatkit estimate --from-flow` estimates this core and refuses another
+        "spec": info.get("spec"),
+        "format": info.get("format"),
+        "hardware": info.get("hardware"),
         "tool_versions": _versions(tools) if tools else None,
     }
     (project_dir / "flow.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -461,45 +526,361 @@ def format_report(result: dict) -> str:
 
 SWEEP_COLUMNS = ("key_lanes", "dim_lanes", "cycles_per_row", "LUT", "FF", "DSP", "BRAM",
                  "fmax_mhz", "ns_per_row", "build_s", "note")
+# project files a remote point does not send back: intermediates of megabytes (Yosys' netlist,
+# the packers' text forms of the bitstream); everything else, bitstream and reports included, does
+INTERMEDIATES = (f"{NAME}.json", f"{NAME}.asc", f"{NAME}.config")
+CONNECT_TIMEOUT = 5  # seconds to reach a Dask scheduler
 
 
-def sweep(config: FlowConfig, points, out_dir: str | Path, *, log=print) -> list[dict]:
-    """Build ``config`` at each (key_lanes, dim_lanes) of ``points`` under ``out_dir``; write
-    ``sweep.json``, ``sweep.csv`` and ``sweep.md`` there and return the rows. A point that does
-    not fit is a row with its message in ``note``."""
-    out = Path(out_dir)
-    rows = []
-    for kl, dl in points:
-        hw = config.params.hw.replace(key_lanes=kl, dim_lanes=dl)
-        params = CoreParams(config.params.spec, config.params.fmt, hw)
-        point = dataclasses.replace(config, params=params)
-        folder = out / f"kl{kl}-dl{dl}"
-        log(f"sweep: key_lanes {kl}, dim_lanes {dl} -> {folder}")
-        row = {"key_lanes": kl, "dim_lanes": dl, "cycles_per_row": point.cycles_per_row}
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep: the points that finished (their rows) and those stopped."""
+
+    def __init__(self, rows: list[dict], stopped: list[str]):
+        super().__init__()
+        self.rows, self.stopped = rows, stopped
+
+
+class SchedulerError(FlowError):
+    """The Dask scheduler cannot be used (not installed, not reachable)."""
+
+
+def point_name(key_lanes: int, dim_lanes: int) -> str:
+    """A sweep point's folder name: ``kl<K>-dl<M>``."""
+    return f"kl{key_lanes}-dl{dim_lanes}"
+
+
+def point_config(config: FlowConfig, key_lanes: int, dim_lanes: int) -> FlowConfig:
+    """``config`` with other lanes."""
+    hw = config.params.hw.replace(key_lanes=key_lanes, dim_lanes=dim_lanes)
+    return dataclasses.replace(config, params=CoreParams(config.params.spec, config.params.fmt,
+                                                         hw))
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text and isinstance(error, FlowError) else \
+        f"{type(error).__name__}: {text[0] if text else 'no message'}"
+
+
+def build_point(config: FlowConfig, key_lanes: int, dim_lanes: int, folder: str | Path) -> dict:
+    """Emit and build one sweep point into ``folder``; its sweep row. A point that fails is a
+    row with ``status`` ``"failed"`` and the one-line reason in ``note``."""
+    point = point_config(config, key_lanes, dim_lanes)
+    row = {"key_lanes": key_lanes, "dim_lanes": dim_lanes,
+           "cycles_per_row": point.cycles_per_row}
+    try:
+        emit(point, folder)
+        result = run(folder)
+    except Exception as e:  # any failure of one point is that point's row, not the sweep's
+        row.update(status="failed", note=_one_line(e))
+        return row
+    for name, u in result["utilization"].items():
+        row[name] = u["used"]
+    fmax = min(f["achieved"] for f in result["fmax_mhz"].values())
+    row.update(fmax_mhz=fmax, ns_per_row=round(point.cycles_per_row * 1e3 / fmax, 1),
+               build_s=result["build_seconds"], note="", status="done")
+    return row
+
+
+def remote_point(config: FlowConfig, key_lanes: int, dim_lanes: int, folder: str) -> dict:
+    """:func:`build_point` on a machine that does not share the client's disk: the point is
+    built in a temporary folder and its files come back as bytes (all but
+    :data:`INTERMEDIATES`), with ``folder`` (the client's) in place of the temporary one in the
+    messages. :func:`land` writes them on the client."""
+    import socket
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="swatkit-point-") as tmp:
+        here = Path(tmp).resolve() / point_name(key_lanes, dim_lanes)
+        row = build_point(config, key_lanes, dim_lanes, here)
+        row["note"] = row["note"].replace(str(here), folder)
+        flow_json = here / "flow.json"
+        result = json.loads(flow_json.read_text()) if flow_json.exists() else {}
+        files = {f.relative_to(here).as_posix(): f.read_bytes() for f in sorted(here.rglob("*"))
+                 if f.is_file() and f.name not in (*INTERMEDIATES, "flow.json")}
+    return {"row": row, "files": files, "host": socket.gethostname(),
+            "build_seconds": result.get("build_seconds"), "tools": result.get("tools")}
+
+
+def land(payload: dict, folder: str | Path) -> dict:
+    """Write a :func:`remote_point`'s files into ``folder`` and, for a built point, its
+    ``flow.json`` (read again here, so that its paths are the client's); the row."""
+    out = Path(folder)
+    if out.exists():
+        shutil.rmtree(out)
+    for name, data in payload["files"].items():
+        target = out / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise FlowError(f"a worker sent a file outside its point's folder: {name!r}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    script = out / "run_yowasp.sh"
+    if script.exists():
+        script.chmod(0o755)
+    if payload["row"].get("status") == "done":
+        collect(out, build_seconds=payload["build_seconds"], tools=payload["tools"])
+    return payload["row"]
+
+
+# -- the executors: this process, local processes, a Dask cluster ---------------------------
+
+
+def _worker_init(events) -> None:
+    """A local worker: Ctrl-C is the client's to handle (the terminal sends it to the whole
+    process group); SIGTERM from the client stops the builds under it, then the worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def stop(signum, frame):
+        for pgid in list(_BUILDS):
+            _stop_group(pgid)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    _worker_init.events = events
+    events.put(("worker", os.getpid(), None))
+
+
+def _local_point(config: FlowConfig, key_lanes: int, dim_lanes: int, folder: str) -> dict:
+    _worker_init.events.put(("running", point_name(key_lanes, dim_lanes), os.getpid()))
+    return build_point(config, key_lanes, dim_lanes, folder)
+
+
+class _Local:
+    """Points in local processes (a ``ProcessPoolExecutor``); they share the client's disk."""
+
+    def __init__(self, jobs: int):
+        import concurrent.futures
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded client
+        self.events = ctx.Queue()
+        self.pool = concurrent.futures.ProcessPoolExecutor(
+            jobs, mp_context=ctx, initializer=_worker_init, initargs=(self.events,))
+        self.workers: set[int] = set()
+
+    def submit(self, config, kl, dl, folder: Path):
+        return self.pool.submit(_local_point, config, kl, dl, str(folder))
+
+    def running(self, names: dict) -> set[str]:
+        import queue
+
+        started = set()
+        while True:
+            try:
+                kind, what, _ = self.events.get_nowait()
+            except queue.Empty:
+                return started
+            if kind == "worker":
+                self.workers.add(what)
+            else:
+                started.add(what)
+
+    @staticmethod
+    def result(future, folder: Path) -> dict:
+        return future.result()
+
+    def stop(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.running({})
+        # a worker that started after the last event has not announced itself yet
+        spawned = set(getattr(self.pool, "_processes", None) or ())
+        for pid in self.workers | spawned:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        self.pool.shutdown(wait=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.events.close()
+
+
+def connect(address: str, timeout: float | None = None):
+    """A ``distributed.Client`` of the Dask scheduler at ``address``; :class:`SchedulerError`
+    (one line) when dask.distributed is not installed, or nothing answers as a Dask scheduler
+    there within ``timeout`` seconds (default :data:`CONNECT_TIMEOUT`)."""
+    import asyncio
+
+    try:
+        from distributed import Client
+        from distributed.comm import connect as comm_connect
+    except ImportError:
+        raise SchedulerError("a Dask scheduler needs dask.distributed: pip install "
+                             "'swatkit[dask]'") from None
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+
+    async def handshake():  # a bare connection first: a Client that fails to start hangs in
+        comm = await comm_connect(address, timeout=timeout)  # its finaliser for 2 x timeout
+        await comm.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(handshake(), 2 * timeout))
+        return Client(address, timeout=f"{timeout}s", set_as_default=False)
+    except Exception as e:  # refused, timed out, a bad address, or not a Dask scheduler
+        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        if not isinstance(e, OSError | TimeoutError | ValueError | TypeError):
+            reason = f"it does not answer as a Dask scheduler ({type(e).__name__}: {reason})"
+        raise SchedulerError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
+
+
+class _Dask:
+    """Points on a Dask distributed cluster; their files come back to the client."""
+
+    def __init__(self, scheduler):
+        self.owned = isinstance(scheduler, str)
+        self.client = connect(scheduler) if self.owned else scheduler
+        self.keys: dict[str, str] = {}
+        self.futures = []
+
+    def submit(self, config, kl, dl, folder: Path):
+        import uuid
+
+        key = f"swatkit-flow-{point_name(kl, dl)}-{uuid.uuid4().hex[:8]}"
+        self.keys[key] = point_name(kl, dl)
+        future = self.client.submit(remote_point, config, kl, dl, str(folder), key=key,
+                                    pure=False)
+        self.futures.append(future)
+        return future
+
+    def running(self, names: dict) -> set[str]:
         try:
-            emit(point, folder)
-            result = run(folder)
-        except FlowError as e:
-            row["note"] = str(e)
-        else:
-            for name, u in result["utilization"].items():
-                row[name] = u["used"]
-            fmax = min(f["achieved"] for f in result["fmax_mhz"].values())
-            row["fmax_mhz"] = fmax
-            row["ns_per_row"] = round(point.cycles_per_row * 1e3 / fmax, 1)
-            row["build_s"] = result["build_seconds"]
-            row["note"] = ""
-        rows.append(row)
+            processing = self.client.processing()
+        except (OSError, TimeoutError):
+            return set()
+        return {self.keys[k] for keys in processing.values() for k in keys if k in self.keys}
+
+    @staticmethod
+    def result(future, folder: Path) -> dict:
+        return land(future.result(), folder)
+
+    def stop(self) -> None:
+        self.client.cancel(self.futures, force=True)
+        self.close()
+
+    def close(self) -> None:
+        if self.owned:
+            self.client.close()
+
+
+def _serial(config, points, out, on_event) -> list[dict]:
+    rows, names = [], [point_name(kl, dl) for kl, dl in points]
+    try:
+        for (kl, dl), name in zip(points, names, strict=True):
+            on_event(name, "running", "")
+            row = build_point(config, kl, dl, out / name)
+            rows.append(row)
+            on_event(name, row["status"], _detail(row))
+    except KeyboardInterrupt:
+        raise SweepInterrupted(rows, names[len(rows):len(rows) + 1]) from None
+    return rows
+
+
+def _detail(row: dict) -> str:
+    if row["status"] == "failed":
+        return row["note"]
+    return f"{row['fmax_mhz']:.2f} MHz, {row['ns_per_row']:g} ns/row, build {row['build_s']:g} s"
+
+
+def _parallel(executor, config, points, out, on_event, poll: float) -> list[dict]:
+    names = [point_name(kl, dl) for kl, dl in points]
+    rows: dict[str, dict] = {}
+    running: set[str] = set()
+    futures = {}
+    try:
+        for (kl, dl), name in zip(points, names, strict=True):
+            futures[executor.submit(config, kl, dl, (out / name).resolve())] = (kl, dl, name)
+        while len(rows) < len(points):
+            for name in sorted(executor.running(names) - running - set(rows), key=names.index):
+                running.add(name)
+                on_event(name, "running", "")
+            for future, (kl, dl, name) in futures.items():
+                if name in rows or not future.done():
+                    continue
+                try:
+                    row = executor.result(future, out / name)
+                except Exception as e:  # the worker, or the transport of its files, failed
+                    row = {"key_lanes": kl, "dim_lanes": dl, "status": "failed",
+                           "cycles_per_row": point_config(config, kl, dl).cycles_per_row,
+                           "note": _one_line(e)}
+                rows[name] = row
+                running.discard(name)
+                on_event(name, row["status"], _detail(row))
+            if len(rows) < len(points):
+                time.sleep(poll)
+    except KeyboardInterrupt:
+        executor.stop()
+        raise SweepInterrupted([rows[n] for n in names if n in rows],
+                               [n for n in names if n in running and n not in rows]) from None
+    executor.close()
+    return [rows[n] for n in names]
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def sweep(config: FlowConfig, points, out_dir: str | Path, *, jobs: int = 1, scheduler=None,
+          on_event=None, log=print, poll: float = 0.5) -> list[dict]:
+    """Build ``config`` at each (key_lanes, dim_lanes) of ``points`` into
+    ``out_dir/kl<K>-dl<M>/``; write ``sweep.json``, ``sweep.csv`` and ``sweep.md`` there and
+    return the rows, in the order of ``points``.
+
+    Parameters
+    ----------
+    jobs : int
+        Points at once in local processes; ``1``: one after another in this process.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler's address (or a client): the points run on its workers, which need
+        swatkit and the board's tools but no shared disk (:func:`remote_point`). ``jobs`` is
+        then unused: the cluster's workers set the parallelism.
+    on_event : callable, optional
+        ``on_event(point, state, detail)`` as a point starts (``"running"``) and ends
+        (``"done"`` with its Fmax, or ``"failed"`` with its one-line reason); default: a line
+        to ``log``.
+
+    A point that fails (does not fit, a tool error, a worker lost) is a row with ``status``
+    ``"failed"`` and its reason in ``note``; the others go on. Ctrl-C stops every point still
+    building (their tools too) and raises :class:`SweepInterrupted` with the finished rows.
+    Raises :class:`SchedulerError` when the scheduler cannot be reached.
+    """
+    out = Path(out_dir)
+    points = list(dict.fromkeys(tuple(p) for p in points))  # a point once (one folder each)
+    if on_event is None:
+        def on_event(name, state, detail):
+            log(f"sweep: {name} {state}{': ' + detail if detail else ''}")
+    if scheduler is not None:
+        executor = _Dask(scheduler)
+    elif jobs > 1 and len(points) > 1:
+        executor = _Local(min(jobs, len(points)))
+    else:
+        executor = None
+    try:
+        rows = (_serial(config, points, out, on_event) if executor is None
+                else _parallel(executor, config, points, out, on_event, poll))
+    except SweepInterrupted as e:
+        _write_sweep(config, e.rows, out, interrupted=e.stopped)
+        raise
+    _write_sweep(config, rows, out)
+    return rows
+
+
+def _write_sweep(config: FlowConfig, rows: list[dict], out: Path, interrupted=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(
-        {"board": config.board.name, "base": config.as_dict(), "rows": rows}, indent=2) + "\n")
+    record = {"board": config.board.name, "base": config.as_dict(), "rows": rows}
+    if interrupted is not None:
+        record["interrupted"] = {"stopped": interrupted}
+    (out / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")
     with open(out / "sweep.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=SWEEP_COLUMNS)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: row.get(k, "") for k in SWEEP_COLUMNS})
     (out / "sweep.md").write_text(format_sweep(rows) + "\n")
-    return rows
 
 
 def format_sweep(rows: list[dict]) -> str:

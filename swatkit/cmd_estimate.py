@@ -18,6 +18,7 @@ from pathlib import Path
 
 from swatkit.options import (
     SPEC_KEYS,
+    WINDOW_KEYS,
     UsageError,
     add_hardware_options,
     add_workload_options,
@@ -31,7 +32,8 @@ from swatkit.options import (
 )
 from swatkit.progress import progress
 
-__all__ = ["add_arguments", "clock_from_flow", "flow_core", "plot_target", "run"]
+__all__ = ["add_arguments", "clock_from_flow", "flow_core", "flow_lengths", "flow_params",
+           "plot_target", "run"]
 
 DEFAULT_LENGTHS = [2 ** k for k in range(10, 17)]  # 1K … 64K
 
@@ -100,7 +102,9 @@ def clock_from_flow(path: Path, report: dict | None = None) -> float:
     if isinstance(fmax, int | float):
         values = [fmax]
     elif isinstance(fmax, dict):
-        for v in fmax.values():
+        for clock, v in fmax.items():
+            if "$PACKER_" in clock:  # nextpnr's constant nets (older reports kept them)
+                continue
             if isinstance(v, dict):
                 v = v.get("achieved")
             if isinstance(v, int | float):
@@ -130,6 +134,125 @@ def flow_core(path: Path, report: dict) -> tuple[dict, str]:
              "key_lanes": d["key_lanes"], "dim_lanes": d["dim_lanes"],
              "data_bits": d.get("data_bits", 8)},
             f"the {board.name} default (it has no core record)")
+
+
+def flow_params(path: Path, report: dict):
+    """The :class:`~swatkit.rtl.CoreParams` a flow built: from its ``spec``, ``format`` and
+    ``hardware`` records, else (a flow.json of an earlier swatkit) its ``config`` tables;
+    ``None`` for a report with neither (only a ``core`` record, or only a board)."""
+    from swatkit.golden import AttentionSpec, NumberFormat
+    from swatkit.rtl import CoreParams, HardwareConfig
+
+    records = [report.get(k) for k in ("spec", "format", "hardware")]
+    try:
+        if all(isinstance(r, dict) for r in records):
+            spec, fmt, hw = records
+            spec = AttentionSpec(**{**spec, "global_tokens": tuple(spec.get("global_tokens",
+                                                                            ()))})
+            return CoreParams(spec, NumberFormat(**fmt), HardwareConfig(**hw))
+        if isinstance(report.get("config"), dict):
+            r = resolve(argparse.Namespace(config=path))
+            return core_params(r, r.spec.seq_len)
+    except (TypeError, ValueError, UsageError) as e:
+        raise UsageError(f"--from-flow: {path} has a configuration that cannot be read: "
+                         f"{e}") from None
+    return None
+
+
+def _window_text(spec) -> str:
+    if spec.after == 0:
+        text = f"causal sliding_window {spec.before + 1}"
+    elif spec.before == spec.after:
+        text = f"attention_window {2 * spec.before}"
+    else:
+        text = f"window {spec.before}+1+{spec.after}"
+    return text if spec.dilation == 1 else f"{text} dilation {spec.dilation}"
+
+
+def _adopt_flow(args, given: dict, flow, with_model: bool) -> None:
+    """Each field of the flow's configuration that the user did not give (``given``: the keys
+    of their options and --config) becomes an option value; with --model, the format and the
+    lanes only (the model sets the attention pattern)."""
+    import dataclasses
+
+    values = {f.name: getattr(flow.fmt, f.name) for f in dataclasses.fields(flow.fmt)}
+    values.update(key_lanes=flow.hw.key_lanes, dim_lanes=flow.hw.dim_lanes)
+    if not with_model:
+        spec = flow.spec
+        values.update(head_dim=spec.head_dim, dilation=spec.dilation,
+                      global_tokens=spec.global_tokens)
+        window_keys = [k for k in WINDOW_KEYS if k in given]
+        if window_keys in ([], ["causal"]):
+            causal = given.get("causal", spec.after == 0)
+            if causal == (spec.after == 0):  # the kind agrees (or was not given): its size
+                try:
+                    options = spec.as_options()
+                except ValueError:
+                    raise UsageError(f"--from-flow: {args.from_flow} built a {_window_text(spec)} "
+                                     "window, which no option describes; estimate it with the "
+                                     "Python API") from None
+                values.update({k: options[k] for k in WINDOW_KEYS if k in options})
+                # the whole window on the command line (a --config's causal alone would be
+                # dropped by a sliding_window given here)
+                args.causal = causal
+    for key, value in values.items():
+        if key not in given:
+            setattr(args, key, value)
+
+
+def _check_flow(path: Path, given: dict, r, flow) -> None:
+    """Refuse a value the user gave that differs from the flow's: one line, the field and both
+    values."""
+    import dataclasses
+
+    def refuse(flow_text, here_text, key):
+        raise UsageError(f"--from-flow: {path} built {flow_text}, not {here_text} "
+                         f"({r.label(key)})")
+
+    spec = r.spec
+    if "head_dim" in given and spec.head_dim != flow.spec.head_dim:
+        refuse(f"head_dim {flow.spec.head_dim}", spec.head_dim, "head_dim")
+    window = [k for k in ("attention_window", "sliding_window", "causal") if k in given]
+    if window and (spec.before, spec.after) != (flow.spec.before, flow.spec.after):
+        refuse(_window_text(flow.spec), _window_text(spec), window[0])
+    if "dilation" in given and spec.dilation != flow.spec.dilation:
+        refuse(f"dilation {flow.spec.dilation}", spec.dilation, "dilation")
+    if "global_tokens" in given and tuple(spec.global_tokens) != tuple(flow.spec.global_tokens):
+        refuse(f"global_tokens {list(flow.spec.global_tokens)}", list(spec.global_tokens),
+               "global_tokens")
+    for f in dataclasses.fields(flow.fmt):
+        mine, theirs = getattr(r.fmt, f.name), getattr(flow.fmt, f.name)
+        if f.name in given and mine != theirs:
+            refuse(f"{f.name} {theirs:g}", f"{mine:g}", f.name)
+    for key in ("key_lanes", "dim_lanes"):
+        theirs = getattr(flow.hw, key)
+        if key in given and r.hardware.get(key) != theirs:
+            refuse(f"{key} {theirs}", r.hardware.get(key), key)
+    longest = max(r.lengths)
+    if longest > flow.hw.max_seq_len:
+        refuse(f"a core for up to {flow.hw.max_seq_len} rows (max_seq_len)",
+               f"seq_len {longest}", "seq_len")
+
+
+def _check_model_against_flow(path: Path, model, lengths, flow) -> None:
+    """With --model: the model's head_dim and every window must be the flow's."""
+    if model.head_dim != flow.spec.head_dim:
+        raise UsageError(f"--from-flow: {path} built head_dim {flow.spec.head_dim}, not "
+                         f"{model.head_dim} (--model {model.name})")
+    for pattern in model.patterns:
+        if pattern.kind != "window":
+            continue
+        spec = pattern.spec(max(lengths), model.head_dim)
+        if (spec.before, spec.after, spec.dilation) != (flow.spec.before, flow.spec.after,
+                                                        flow.spec.dilation):
+            raise UsageError(f"--from-flow: {path} built {_window_text(flow.spec)}, not "
+                             f"{_window_text(spec)} (--model {model.name})")
+
+
+def flow_lengths(max_seq_len: int) -> list[int]:
+    """The default lengths of an estimate of a flow's core: those of :data:`DEFAULT_LENGTHS`
+    its counters take, and its ``max_seq_len``."""
+    return [n for n in DEFAULT_LENGTHS if n < max_seq_len] + [max_seq_len]
 
 
 def _describe_core(c: dict) -> str:
@@ -175,12 +298,25 @@ def run(args: argparse.Namespace) -> int:
     )
     from swatkit.sim.models import ModelError, load_model
 
-    report = core = None
+    report = core = flow = None
+    defaults = DEFAULT_LENGTHS
     if args.from_flow:
         report = _read_flow(args.from_flow)
-        core, core_source = flow_core(args.from_flow, report)
-        _adopt_flow_core(args, args.from_flow, core)
-    r = resolve(args, lengths=DEFAULT_LENGTHS)
+        flow = flow_params(args.from_flow, report)
+        if flow is None:  # a flow.json of an earlier swatkit: its core record only
+            core, core_source = flow_core(args.from_flow, report)
+            _adopt_flow_core(args, args.from_flow, core)
+        else:
+            defaults = flow_lengths(flow.hw.max_seq_len)
+            mine = resolve(args, lengths=defaults)
+            # what the user gave (options, --config); "causal": the kind of window they chose
+            given = {k: mine.spec.after == 0 if k == "causal" else None
+                     for k in mine.sources if k != "seq_len"}
+            _adopt_flow(args, given, flow, with_model=bool(args.model))
+    r = resolve(args, lengths=defaults)
+    if flow is not None:
+        _check_flow(args.from_flow, given if not args.model else
+                    {k: v for k, v in given.items() if k not in SPEC_KEYS}, r, flow)
     lengths = list(r.lengths)
     tokens = r.spec.global_tokens
     short = [n for n in lengths if tokens and tokens[-1] >= n]
@@ -232,6 +368,8 @@ def run(args: argparse.Namespace) -> int:
             model = load_model(args.model)
         except ModelError as e:
             raise UsageError(f"--model: {e}") from None
+        if flow is not None:
+            _check_model_against_flow(args.from_flow, model, lengths, flow)
         hw = {"key_lanes": 8, "dim_lanes": 8, **r.hardware}
         windows = {p.spec(max(lengths), model.head_dim).window
                    for p in model.patterns if p.kind == "window"}
@@ -249,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--model: {e}") from None
     else:
         model = None
-        params = core_params(r, max(lengths))
+        params = core_params(r, max(lengths) if flow is None else flow.hw.max_seq_len)
         estimated = [{"head_dim": params.spec.head_dim, "window": params.window,
                       "key_lanes": params.hw.key_lanes, "dim_lanes": params.hw.dim_lanes,
                       "data_bits": params.fmt.data_bits}]
@@ -263,6 +401,8 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError(f"--from-flow: {args.from_flow} built {_describe_core(core)} "
                                  f"({core_source}), not the core estimated here "
                                  f"({_describe_core(c)})")
+        warn(f"--from-flow: {args.from_flow} has no configuration record (an earlier swatkit "
+             "wrote it): only its head_dim, window, lanes and data_bits were taken and checked")
     if args.format == "json":
         print(json.dumps(records, indent=1))
     elif args.format == "csv":

@@ -27,9 +27,10 @@ from swatkit.options import (
 )
 from swatkit.progress import progress
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["SweepProgress", "add_arguments", "run"]
 
 MAX_POINTS = 32  # --sweep points: each is a full build of minutes
+MAX_JOBS = 64    # -j: local processes (each a nextpnr of up to a few GB)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "write DIR/sweep.md, sweep.csv, sweep.json")
     b.add_argument("--points", metavar="KxM,...",
                    help="with --sweep: the key_lanes x dim_lanes points (default: the board's)")
+    b.add_argument("-j", "--jobs", metavar="N", type=int,
+                   help="with --sweep: points built at once in local processes (default: the "
+                        "number of CPUs; 1: one after another in this process)")
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --sweep: build the points on the workers of this Dask "
+                        "distributed scheduler (e.g. tcp://host:8786; pip install "
+                        "'swatkit[dask]'); their files come back to DIR")
     add_workload_options(parser)
     add_hardware_options(parser)
 
@@ -139,7 +147,10 @@ def parse_points(text: str) -> list[tuple[int, int]]:
         if match is None:
             raise UsageError(f"--points must be key_lanes x dim_lanes pairs like 1x8,2x8, "
                              f"not {text!r}")
-        points.append((int(match[1]), int(match[2])))
+        point = (int(match[1]), int(match[2]))
+        if point in points:
+            raise UsageError(f"--points lists {point[0]}x{point[1]} twice")
+        points.append(point)
     return points
 
 
@@ -172,9 +183,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_boards:
         print(list_boards())
         return 0
-    from swatkit.fpga_flows.flow import FlowError, collect, emit, format_report, format_sweep
+    from swatkit.fpga_flows.flow import FlowError, collect, emit, format_report
     from swatkit.fpga_flows.flow import run as run_project
-    from swatkit.fpga_flows.flow import sweep as run_sweep
     from swatkit.rtl import CoreParams
 
     first = resolve(args, "flow")
@@ -188,8 +198,16 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--collect: {e}") from None
         print(f"wrote {out / 'flow.json'}")
         return 0
-    if args.points and not args.sweep:
-        raise UsageError("--points needs --sweep")
+    for given, option in ((args.points, "--points"), (args.jobs is not None, "-j/--jobs"),
+                          (args.scheduler, "--scheduler")):
+        if given and not args.sweep:
+            raise UsageError(f"{option} needs --sweep")
+    if args.jobs is not None:
+        if args.scheduler:
+            raise UsageError("-j/--jobs cannot be combined with --scheduler (the cluster's "
+                             "workers set the parallelism)")
+        if not 1 <= args.jobs <= MAX_JOBS:
+            raise UsageError(f"-j/--jobs must be an integer in 1..{MAX_JOBS}, not {args.jobs}")
     board = _board(first)
     out = args.output or Path("swat_flow") / board.name
     config, r = flow_config(args, first, board)
@@ -207,6 +225,14 @@ def run(args: argparse.Namespace) -> int:
                 CoreParams(p.spec, p.fmt, p.hw.replace(key_lanes=kl, dim_lanes=dl))
             except (TypeError, ValueError) as e:
                 raise UsageError(f"--points {kl}x{dl}: {e}") from None
+    client = None
+    if args.scheduler:  # reach it before anything is printed or built
+        from swatkit.fpga_flows.flow import SchedulerError, connect
+
+        try:
+            client = connect(args.scheduler)
+        except SchedulerError as e:
+            raise UsageError(f"--scheduler: {e}") from None
     for line in waste_warnings(r, config.params):
         warn(line)
     print(f"{board.name}: {_describe(config)}", flush=True)
@@ -217,11 +243,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
     try:
         if args.sweep:
-            with progress(f"sweep of {len(points)} builds on the {board.device}"):
-                rows = run_sweep(config, points, out)
-            print(format_sweep(rows))
-            print(f"wrote {out / 'sweep.md'}, sweep.csv, sweep.json")
-            return 0
+            return _sweep(config, points, out, args.jobs, client)
         try:
             with progress("writing the build project (Verilog of the self-test top)"):
                 emit(config, out)
@@ -242,3 +264,108 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(result))
     print(f"wrote {out / 'flow.json'}")
     return 0
+
+
+def _sweep(config, points, out: Path, jobs, client) -> int:
+    """``--sweep``: the points in parallel, their progress, the table; exit 1 when a point
+    failed, Ctrl-C names the points that finished."""
+    from swatkit.fpga_flows.flow import (
+        SweepInterrupted,
+        default_jobs,
+        format_sweep,
+        point_name,
+        sweep,
+    )
+
+    names = [point_name(kl, dl) for kl, dl in points]
+    if client is not None:
+        workers = len(client.scheduler_info().get("workers", {}))
+        where = f"on the Dask cluster at {client.scheduler.address} ({workers} workers)"
+        jobs = 1
+    else:
+        jobs = jobs or default_jobs()
+        where = ("one after another in this process" if jobs == 1 or len(points) == 1
+                 else f"{min(jobs, len(points))} at a time in local processes")
+    print(f"sweep: {len(points)} points ({', '.join(names)}) {where}", flush=True)
+    try:
+        with SweepProgress(names, config.board.device) as shown:
+            rows = sweep(config, points, out, jobs=jobs, scheduler=client, on_event=shown.event)
+    except SweepInterrupted as e:
+        finished = [f"{point_name(r['key_lanes'], r['dim_lanes'])} ({r['status']})"
+                    for r in e.rows]
+        left = [n for n in names if n not in e.stopped
+                and n not in {point_name(r["key_lanes"], r["dim_lanes"]) for r in e.rows}]
+        print(f"swatkit: sweep stopped: finished {', '.join(finished) or 'none'}; stopped "
+              f"{', '.join(e.stopped) or 'none'}; not started {', '.join(left) or 'none'} "
+              f"({out / 'sweep.md'} has the finished points)", file=sys.stderr)
+        raise KeyboardInterrupt from None
+    finally:
+        if client is not None:
+            client.close()
+    print(format_sweep(rows))
+    print(f"wrote {out / 'sweep.md'}, sweep.csv, sweep.json")
+    failed = [point_name(r["key_lanes"], r["dim_lanes"]) for r in rows
+              if r["status"] == "failed"]
+    if failed:
+        print(f"swatkit: error: {len(failed)} of {len(rows)} points failed "
+              f"({', '.join(failed)}); the note column of {out / 'sweep.md'} says why",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+_STATE_STYLE = {"queued": "dim", "running": "yellow", "done": "green", "failed": "red"}
+
+
+class SweepProgress:
+    """The state of every sweep point: a live table on a terminal (rich), else one line per
+    change on standard output."""
+
+    def __init__(self, names: list[str], device: str):
+        import time
+
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.device = device
+        self.state = {n: ["queued", "", None, None] for n in names}  # state, detail, start, end
+        self.clock = time.monotonic
+        self.live = None
+
+    def __enter__(self):
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(get_renderable=self._table, console=self.console,
+                             refresh_per_second=2, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live is not None:
+            self.live.__exit__(*exc)
+        return False
+
+    def event(self, name: str, state: str, detail: str) -> None:
+        entry = self.state[name]
+        now = self.clock()
+        if state == "running":
+            entry[2] = now
+        else:
+            entry[3] = now
+        entry[0], entry[1] = state, detail
+        if self.live is None:
+            print(f"sweep: {name} {state}{': ' + detail if detail else ''}", flush=True)
+
+    def _table(self):
+        from rich.table import Table
+
+        counts = {s: sum(e[0] == s for e in self.state.values()) for s in _STATE_STYLE}
+        table = Table(title=f"sweep on the {self.device}: " + ", ".join(
+            f"{n} {s}" for s, n in counts.items() if n), title_justify="left")
+        for col in ("point", "state", "time", ""):
+            table.add_column(col)
+        for name, (state, detail, start, end) in self.state.items():
+            spent = "" if start is None else f"{(end or self.clock()) - start:.0f} s"
+            table.add_row(name, f"[{_STATE_STYLE[state]}]{state}[/]", spent, detail)
+        return table

@@ -1,10 +1,12 @@
 """Build projects for every board (emitted without running tools), report parsing, the
 does-not-fit diagnosis, the ``swatkit flow`` command line; one real build, marked slow."""
 
+import dataclasses
 import json
 import re
 import shutil
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
 
 CONSTRAINTS = {"ecp5": "lpf", "ice40": "pcf", "gowin": "cst"}
+DATA = Path(__file__).parent / "data"
 
 
 def board_config(board, **hw) -> FlowConfig:
@@ -163,6 +166,40 @@ def test_collect_writes_flow_json(tmp_path, capsys):
     # the same through the command line (the board comes from the project)
     assert main(["flow", "-o", str(out), "--collect"]) == 0
     assert "Fmax    28.20 MHz" in capsys.readouterr().out
+
+
+def test_collect_drops_paths_on_nextpnr_internal_nets(tmp_path):
+    """A real iCEBreaker report (smallest configuration, YoWASP nextpnr-ice40 0.11): the
+    SB_MAC16 used without its registers has its clock pin on nextpnr's constant net, which the
+    report lists as a clock ``$PACKER_GND_NET_$glb_clk``; those two half paths are dropped."""
+    real = json.loads((DATA / "icebreaker_report.json").read_text())
+    clocks = [(p["from"], p["to"]) for p in real["critical_paths"]]
+    assert ("posedge $PACKER_GND_NET_$glb_clk", "posedge cd_sync.clk") in clocks
+    board = get_board("icebreaker")
+    out = flow.emit(board_config(board), tmp_path)
+    fake_build(out, report=real)
+    result = flow.collect(out)
+    kept = [(p["from_clock"], p["to_clock"]) for p in result["critical_paths"]]
+    assert kept == [c for c in clocks if "$PACKER" not in c[0] + c[1]]
+    assert len(kept) == len(clocks) - 2 and kept[0] == ("posedge cd_sync.clk",) * 2
+    assert list(result["fmax_mhz"]) == ["cd_sync.clk"]
+    assert flow.parse_reports("ice40", {"fmax": {"$PACKER_GND_NET_$glb_clk": {
+        "achieved": 1e3, "constraint": 25}}})["fmax_mhz"] == {}
+
+
+def test_flow_json_carries_the_configuration(tmp_path):
+    board = get_board("ulx3s-85f")
+    config = board_config(board, key_lanes=2)
+    out = flow.emit(config, tmp_path)
+    fake_build(out, report=ECP5_REPORT)
+    result = flow.collect(out)
+    p = config.params
+    assert result["spec"] == {"seq_len": 4096, "head_dim": 64, "before": 32, "after": 32,
+                              "dilation": 1, "global_tokens": []}
+    assert result["format"] == json.loads(json.dumps(dataclasses.asdict(p.fmt)))
+    assert result["hardware"] == {"key_lanes": 2, "dim_lanes": 8, "max_seq_len": 4096}
+    assert result["config"]["spec"]["attention_window"] == 64
+    assert result["config"]["hardware"] == {"key_lanes": 2, "dim_lanes": 8}
 
 
 TIM_OVER = """\
@@ -357,6 +394,15 @@ def test_cli_flow_json_and_swatkit_json_are_configs(tmp_path, capsys):
      "--points 1x3: dim_lanes (3) must divide head_dim (8)"),
     (["--board", "icebreaker", "--run", "--collect"],
      "argument --collect: not allowed with argument --run"),
+    (["--board", "icebreaker", "--sweep", "--points", "1x1,1x2,1x1"],
+     "--points lists 1x1 twice"),
+    (["--board", "icebreaker", "-j", "2"], "-j/--jobs needs --sweep"),
+    (["--board", "icebreaker", "--scheduler", "tcp://h:8786"], "--scheduler needs --sweep"),
+    (["--board", "icebreaker", "--sweep", "-j", "0"], "-j/--jobs must be an integer in 1..64, "
+                                                      "not 0"),
+    (["--board", "icebreaker", "--sweep", "-j", "2", "--scheduler", "tcp://h:8786"],
+     "-j/--jobs cannot be combined with --scheduler (the cluster's workers set the "
+     "parallelism)"),
 ])
 def test_cli_bad_values(argv, message, capsys, tmp_path):
     assert main(["flow", "-o", str(tmp_path / "p"), *argv]) == 2
