@@ -96,6 +96,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"multipliers {res['qk_multipliers']} (QK) + {res['sv_multipliers']} (SV) + "
           f"{res['exp_multipliers']} (exp); K/V buffer {res['kv_buffer_bits'] // 1024} Kib, "
           f"scores {res['score_buffer_bits'] // 1024} Kib")
+    if params.max_global_tokens or params.max_dilation > 1:
+        parts = []
+        if params.max_global_tokens:
+            parts.append(f"up to {params.max_global_tokens} global tokens (global-row engine: "
+                         f"{res['global_qk_multipliers']} + {res['global_sv_multipliers']} + "
+                         f"{res['global_exp_multipliers']} multipliers; flags "
+                         f"{res['flag_bits'] // 1024} Kib)")
+        if params.max_dilation > 1:
+            parts.append(f"dilation up to {params.max_dilation} ({params.max_dilation} residue "
+                         "classes in the K/V ring)")
+        print("run patterns: window up to the generated one, " + ", ".join(parts))
     if args.lint:
         try:
             with progress("verilator --lint-only -Wall"):

@@ -12,6 +12,7 @@ passed, 1 if any failed, 2 on a bad option.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -129,8 +130,22 @@ def shipped_cases(full: bool):
         cases.append(Case(f"{b.id}/random-n{n}", b, (n,)))
         if b.id != "longformer_default" or full:
             cases.append(Case(f"{b.id}/random-n{n}-stall30", b, (n,), gap=0.3, stall=0.3))
+    # the default head generated for Longformer's patterns: global tokens (the CLS token, a
+    # question) and dilation, chosen per run on one build
+    default = shipped_builds()[0]
+    patterned = dataclasses.replace(Build.from_params("longformer_global8_dil2", CoreParams(
+        default.params.spec, default.fmt, default.hardware.replace(max_global_tokens=8,
+                                                                  max_dilation=2))),
+        depth=4096 + 2048 + 1024 + 3 * 8)
+    cases.append(Case(f"{patterned.id}/patterns-n4096", patterned, (4096, 2048, 1024),
+                      patterns=({"global_tokens": (0,)},
+                                {"global_tokens": (0, 100, 101, 102, 103, 104, 105, 2047)},
+                                {"dilation": 2, "global_tokens": (0, 511)})))
     if full:
-        default = shipped_builds()[0]
+        cases.append(Case(f"{patterned.id}/patterns-n4096-stall30-full", patterned,
+                          (4096, 1024), gap=0.3, stall=0.3,
+                          patterns=({"global_tokens": tuple(range(8))},
+                                    {"dilation": 2, "before": 100, "after": 0})))
         cases.append(Case(f"{default.id}/random-n4096-full", default, (4096,)))
         cases.append(Case(f"{default.id}/extremes-n4096-stall30-full", default, (4096,),
                           inputs="extremes", gap=0.3, stall=0.3))
