@@ -179,6 +179,11 @@ def own_cases(args) -> list:
         if n < 1:
             raise UsageError(f"--seq-len must be positive integers, not {n}")
     params = core_params(r, max(r.spec.seq_len, *lengths))
+    tokens = r.spec.global_tokens
+    for n in lengths:   # every run has the configuration's global tokens: none may be cut
+        if tokens and tokens[-1] >= n:
+            raise UsageError(f"{r.label('global_tokens')}: global token {tokens[-1]} is outside "
+                             f"0..{n - 1} for --seq-len {n}")
     kinds = args.inputs or ("random",)
     for kind in kinds:
         if kind not in INPUT_KINDS:
@@ -189,7 +194,7 @@ def own_cases(args) -> list:
             raise UsageError(f"--{option} must be a probability in [0, 1), not {value}")
     gap, stall = args.gap or 0.0, args.stall or 0.0
     build = Build.from_params("yours", params, dsp=args.dsp or "generic")
-    build = _with_depth(build, max(lengths) * runs)
+    build = _with_depth(build, (max(lengths) + len(tokens)) * runs)
     cases = []
     for kind in kinds:
         for n in lengths:
@@ -201,8 +206,6 @@ def own_cases(args) -> list:
 
 
 def _with_depth(build, rows: int):
-    import dataclasses
-
     return build if rows <= build.harness_depth else dataclasses.replace(build, depth=rows)
 
 

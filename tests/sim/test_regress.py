@@ -245,6 +245,10 @@ def test_cli_own_configuration(request, regress_seed, tmp_path):
     (["--seq-len", "x"], r"argument --seq-len: must be comma-separated integers, not 'x'"),
     (["--attention-window", "7"], r"--attention-window must be a positive even integer, not 7"),
     (["--head-dim", "8", "--dim-lanes", "3"], r"--dim-lanes \(3\) must divide head_dim \(8\)"),
+    (["--global-tokens", "0,50", "--seq-len", "40,60"],
+     r"--global-tokens: global token 50 is outside 0\.\.39 for --seq-len 40"),
+    (["--dilation", "2", "--max-dilation", "1"],
+     r"--max-dilation 1 is below --dilation 2"),
 ])
 def test_cli_bad_values(argv, message, request, tmp_path):
     build_dir = request.config.getoption("build_dir")
