@@ -8,8 +8,25 @@ The rule (row ``i`` of a sequence of ``seq_len`` rows):
 
 * **band**: keys ``i + dilation·t`` for ``t = -before … after`` (``t = 0`` is the row itself), kept
   where ``0 <= key < seq_len``;
-* **global tokens** (Longformer / BigBird): every row also attends to every position in
+* **global tokens** (Longformer): every row also attends to every position in
   ``global_tokens``, and a row that *is* a global token attends to every key.
+
+or, for a **block-sparse** spec (BigBird's "ITC" pattern, ``block_size = b > 0``, ``seq_len`` a
+multiple of ``b``, ``nb = seq_len / b`` blocks; row ``i`` is in query block ``i // b``):
+
+* query blocks ``0`` and ``nb − 1`` are global: they attend every key;
+* every query block attends key blocks ``0`` and ``nb − 1``;
+* query block ``i`` (``1 <= i <= nb − 2``) also attends key blocks ``i − 1, i, i + 1`` (the block
+  window) and the ``r = num_random_blocks`` key blocks of row ``i − 1`` of the random table
+  (:attr:`AttentionSpec.random_table`, shape ``(nb − 2, r)``). The entries of a row are distinct
+  and avoid blocks ``0``, ``nb − 1`` and ``i − 1 … i + 1`` (the BigBird paper's rule), so a row
+  needs ``r`` such blocks: ``r <= nb − 5`` whenever the table has rows (``nb >= 3``), else
+  ``ValueError``. The table is drawn from ``pattern_seed`` by :func:`random_block_table` or given
+  explicitly (``explicit_random_table``).
+
+A key reached twice counts once. A block-sparse spec has no token band (``before = after = 0``,
+``dilation = 1``) and no ``global_tokens``: its global rows and columns are the first and last
+blocks (:meth:`AttentionSpec.global_positions`).
 
 The spec says only which keys a row attends to, not with which projections. Longformer computes
 the global rows with their own projections (``query_global``, ``key_global``, ``value_global``);
@@ -23,6 +40,7 @@ Longformer's ``attention_window=512`` is ``before = after = 256``; Mistral's
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import operator
 from dataclasses import dataclass
@@ -30,7 +48,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["AttentionSpec", "BandKeys"]
+__all__ = ["AttentionSpec", "BandKeys", "BlockSlots", "random_block_table"]
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -53,6 +71,150 @@ class BandKeys(NamedTuple):
     valid: np.ndarray  # (seq_len, before + after + 1) bool
 
 
+class BlockSlots(NamedTuple):
+    """Key blocks of every non-global query block of a block-sparse spec, vectorised.
+
+    Row ``t`` is query block ``i = t + 1``; its columns are the key blocks
+    ``0, i − 1, i, i + 1, nb − 1`` and then the ``r`` random blocks of table row ``t``, in that
+    order. ``valid[t, s]`` is False where slot ``s`` repeats another slot of the row
+    (``i − 1 = 0`` for query block 1, ``i + 1 = nb − 1`` for query block ``nb − 2``): a key
+    counts once.
+    """
+
+    index: np.ndarray  # (nb - 2, 5 + r) int64: key block numbers
+    valid: np.ndarray  # (nb - 2, 5 + r) bool
+
+
+def _random_candidates(num_blocks: int, block: int) -> int:
+    """How many key blocks query block ``block`` may draw: ``1 … nb − 2`` minus its window."""
+    lo, hi = max(1, block - 1), min(num_blocks - 2, block + 1)
+    return num_blocks - 2 - max(0, hi - lo + 1)
+
+
+def _random_candidate(block: int, k: int) -> int:
+    """The ``k``-th (from 0, ascending) key block that query block ``block`` may draw."""
+    left = max(0, block - 2)  # blocks 1 … block − 2 lie left of the window
+    return 1 + k if k < left else block + 2 + (k - left)
+
+
+class _Words:
+    """The 64-bit output words of ``PCG64(seed)``, read in order (buffered; the order of the
+    stream does not depend on the buffer size)."""
+
+    def __init__(self, seed: int):
+        self._bits = np.random.PCG64(seed)
+        self._buffer: list[int] = []
+
+    def below(self, n: int) -> int:
+        """A uniform integer in ``[0, n)``: the next word ``w`` with ``w < 2^64 − (2^64 mod n)``
+        (rejection, so no modulo bias), reduced ``w mod n``."""
+        limit = 2 ** 64 - 2 ** 64 % n
+        while True:
+            if not self._buffer:
+                self._buffer = self._bits.random_raw(256).tolist()[::-1]
+            w = self._buffer.pop()
+            if w < limit:
+                return w % n
+
+
+def random_block_table(num_blocks: int, num_random_blocks: int, seed: int) -> np.ndarray:
+    """BigBird's random table drawn from ``seed``: an ``(nb − 2, r)`` int64 array.
+
+    Row ``i − 1`` holds the random key blocks of query block ``i`` (``1 <= i <= nb − 2``):
+    ``r`` distinct blocks from ``1 … nb − 2`` outside the window ``i − 1 … i + 1``, sorted
+    ascending. The generator is fixed here, not borrowed from ``numpy.random.Generator`` (whose
+    methods carry no stream guarantee across NumPy versions): only the raw 64-bit words of
+    ``numpy.random.PCG64(seed)`` are used, whose stream NumPy keeps stable. For each query block
+    in order ``i = 1 … nb − 2``, with ``m`` candidates listed ascending, a partial Fisher–Yates
+    shuffle picks, for ``t = 0 … r − 1``, position ``t + u`` where ``u`` is uniform in
+    ``[0, m − t)`` (:meth:`_Words.below`: rejection of the words ``>= 2^64 − (2^64 mod n)``,
+    then ``w mod n``), and swaps it to position ``t``; the first ``r`` candidates are the row.
+
+    Raises
+    ------
+    TypeError
+        An argument is not an integer.
+    ValueError
+        An argument is negative, or a row has fewer than ``r`` candidates.
+    """
+    _check_int("num_blocks", num_blocks, 1)
+    _check_int("num_random_blocks", num_random_blocks, 0)
+    _check_int("seed", seed, 0)
+    nb, r = int(num_blocks), int(num_random_blocks)
+    table = np.zeros((max(0, nb - 2), r), dtype=np.int64)
+    if not table.size:
+        return table
+    _check_random_blocks("num_random_blocks", nb, r)
+    words = _Words(int(seed))
+    for i in range(1, nb - 1):
+        m = _random_candidates(nb, i)
+        moved: dict[int, int] = {}  # the positions the shuffle has changed so far
+        chosen = []
+        for t in range(r):
+            j = t + words.below(m - t)
+            chosen.append(moved.get(j, j))
+            moved[j] = moved.get(t, t)
+        table[i - 1] = sorted(_random_candidate(i, c) for c in chosen)
+    return table
+
+
+def _check_random_blocks(name: str, nb: int, r: int, block_size: int | None = None) -> None:
+    """``r`` random blocks must exist for every query block of the table."""
+    if r == 0 or nb < 3:
+        return
+    i = min(2, nb - 2)  # the middle blocks have the fewest candidates: nb − 5
+    available = _random_candidates(nb, i)
+    if r > available:
+        need = (f"; with block_size {block_size}, {r} random blocks need seq_len >= "
+                f"{block_size * (r + 5)}" if block_size else "")
+        raise ValueError(
+            f"{name} {r} is more than the {available} key blocks available to query block {i} "
+            f"of {nb} (random blocks avoid blocks 0 and {nb - 1} and the window "
+            f"{i - 1}..{i + 1}){need}")
+
+
+def _check_random_table(name: str, table, nb: int, r: int) -> np.ndarray:
+    """An explicit random table as an ``(nb − 2, r)`` int64 array, checked entry by entry."""
+    if isinstance(table, str | bytes):
+        raise TypeError(f"{name} must be an array of integers, not {table!r}")
+    try:
+        arr = np.asarray(table)
+    except ValueError:
+        raise ValueError(f"{name} must be a rectangular array of integers") from None
+    if arr.size and (arr.dtype.kind not in "iu"):
+        raise TypeError(f"{name} must be an array of integers, not {arr.dtype}")
+    shape = (max(0, nb - 2), r)
+    if arr.shape == (0,) and shape[0] == 0:
+        arr = arr.reshape(shape)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} (query blocks 1..{nb - 2} × "
+                         f"num_random_blocks), not {arr.shape}")
+    if not arr.size:
+        return np.zeros(shape, dtype=np.int64)
+    given = arr
+    # (an unsigned entry beyond int64 is out of range either way; the message shows it as given)
+    arr = np.minimum(arr, nb).astype(np.int64) if arr.dtype.kind == "u" else arr.astype(np.int64)
+    block = np.arange(1, nb - 1, dtype=np.int64)[:, None]
+    outside = (arr < 0) | (arr >= nb)
+    is_global = (arr == 0) | (arr == nb - 1)
+    in_window = np.abs(arr - block) <= 1
+    repeated = np.tril(arr[:, :, None] == arr[:, None, :], -1).any(axis=2)
+    bad = outside | is_global | in_window | repeated
+    if bad.any():
+        t, c = np.unravel_index(np.argmax(bad), bad.shape)
+        i = int(t) + 1
+        where = f"{name}[{t}, {c}] = {int(given[t, c])}"
+        if outside[t, c]:
+            raise ValueError(f"{where} is outside the key blocks [0, {nb})")
+        if is_global[t, c]:
+            raise ValueError(f"{where} is a global block (0 or {nb - 1})")
+        if in_window[t, c]:
+            raise ValueError(
+                f"{where} is inside the window of query block {i} (blocks {i - 1}..{i + 1})")
+        raise ValueError(f"{where} appears twice in row {t} (query block {i})")
+    return arr
+
+
 @dataclass(frozen=True)
 class AttentionSpec:
     """One head of sliding-window attention.
@@ -71,13 +233,34 @@ class AttentionSpec:
         Positions that every row attends to and that attend to every key. Sorted, distinct,
         each in ``[0, seq_len)``. (Longformer's ``is_index_global_attn``; the models' optional
         ``global_qkv`` gives these rows their own projections.)
+    block_size : int
+        BigBird's block size ``b``; 0 (the default) for a token-band spec. A block-sparse spec
+        (see the module docstring; :meth:`bigbird` builds one) needs ``seq_len`` a multiple of
+        ``b``, ``before = after = 0``, ``dilation = 1`` and no ``global_tokens``.
+    num_random_blocks : int
+        ``r``, the random key blocks of every non-global query block (block-sparse only).
+    pattern_seed : int or None
+        The seed the random table is drawn from (:func:`random_block_table`). A block-sparse spec
+        without ``explicit_random_table`` gets 0 when None is given; None otherwise.
+    explicit_random_table : array-like (nb − 2, r) of int, or None
+        A random table given explicitly instead of drawn (block-sparse only; then
+        ``pattern_seed`` must be None). Stored as a tuple of tuples.
+
+    Members
+    -------
+    random_table : numpy.ndarray
+        The ``(nb − 2, r)`` int64 table, drawn or explicit (a new array on every access).
 
     Raises
     ------
     TypeError
         A field has the wrong type.
     ValueError
-        A field is out of range, or ``global_tokens`` is not sorted, distinct and in range.
+        A field is out of range, ``global_tokens`` is not sorted, distinct and in range, or the
+        block-sparse fields do not fit the rule (``block_size`` does not divide ``seq_len``, a
+        band or global tokens on a block-sparse spec, more random blocks than a row has, a
+        random table of the wrong shape or with an entry out of range, global, inside its
+        window or repeated, block-sparse fields on a token-band spec).
     """
 
     seq_len: int
@@ -86,6 +269,10 @@ class AttentionSpec:
     after: int = 256
     dilation: int = 1
     global_tokens: tuple[int, ...] = ()
+    block_size: int = 0
+    num_random_blocks: int = 0
+    pattern_seed: int | None = None
+    explicit_random_table: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self):
         _check_int("seq_len", self.seq_len, 1)
@@ -106,6 +293,45 @@ class AttentionSpec:
             raise ValueError(
                 f"global_tokens must be sorted and distinct, not {tuple(tokens)!r}")
         object.__setattr__(self, "global_tokens", tuple(operator.index(g) for g in tokens))
+        self._check_blocks()
+
+    def _check_blocks(self) -> None:
+        _check_int("block_size", self.block_size, 0)
+        _check_int("num_random_blocks", self.num_random_blocks, 0)
+        if self.pattern_seed is not None:
+            _check_int("pattern_seed", self.pattern_seed, 0)
+        b, r, table = self.block_size, self.num_random_blocks, self.explicit_random_table
+        if not b:
+            for name, value in (("num_random_blocks", r or None), ("pattern_seed",
+                                self.pattern_seed), ("explicit_random_table", table)):
+                if value is not None:
+                    raise ValueError(f"{name} needs a block-sparse spec (block_size > 0)")
+            return
+        n = self.seq_len
+        if n % b:
+            raise ValueError(f"block_size {b} does not divide seq_len {n}")
+        if (self.before, self.after, self.dilation) != (0, 0, 1):
+            raise ValueError(
+                f"a block-sparse spec (block_size {b}) has no token band: before and after must "
+                f"be 0 and dilation 1, not before={self.before}, after={self.after}, "
+                f"dilation={self.dilation}")
+        if self.global_tokens:
+            raise ValueError(
+                f"a block-sparse spec (block_size {b}) has no global_tokens (its global rows and "
+                f"columns are the first and last blocks), not {self.global_tokens!r}")
+        nb = n // b
+        _check_random_blocks("num_random_blocks", nb, r, b)
+        if table is not None:
+            if self.pattern_seed is not None:
+                raise ValueError("give pattern_seed or explicit_random_table, not both")
+            rows = _check_random_table("explicit_random_table", table, nb, r)
+            object.__setattr__(self, "explicit_random_table",
+                               tuple(tuple(int(x) for x in row) for row in rows))
+        else:
+            object.__setattr__(self, "pattern_seed",
+                               0 if self.pattern_seed is None else int(self.pattern_seed))
+        for name in ("block_size", "num_random_blocks"):
+            object.__setattr__(self, name, int(getattr(self, name)))
 
     # -- presets with the meaning the model families give their parameters --------------------
 
@@ -132,15 +358,58 @@ class AttentionSpec:
                 f"sliding_window must be a positive integer, not {sliding_window}")
         return cls(seq_len, head_dim, before=sliding_window - 1, after=0)
 
+    @classmethod
+    def bigbird(cls, seq_len: int, head_dim: int, block_size: int = 64,
+                num_random_blocks: int = 3, seed: int | None = None,
+                random_table=None) -> AttentionSpec:
+        """BigBird's block-sparse attention (its "ITC" form; see the module docstring).
+
+        ``block_size`` and ``num_random_blocks`` are Hugging Face's ``block_size`` and
+        ``num_random_blocks`` (BigBird-base: 64 and 3). The random table is drawn from ``seed``
+        (None: 0) by :func:`random_block_table`, or ``random_table`` gives it explicitly, shape
+        ``(seq_len / block_size − 2, num_random_blocks)`` — not both.
+
+        Hugging Face's ``BigBirdBlockSparseAttention`` draws a new table (``np.random``) on every
+        call in training mode and none in eval mode (an all-zero table); this spec's table is
+        explicit and reproducible instead. See docs/numerics.md, "BigBird block-sparse".
+        """
+        _check_int("block_size", block_size, 1)
+        if random_table is None:
+            return cls(seq_len, head_dim, before=0, after=0, block_size=block_size,
+                       num_random_blocks=num_random_blocks,
+                       pattern_seed=0 if seed is None else seed)
+        if seed is not None:
+            raise ValueError("give seed or random_table, not both")
+        _check_int("seq_len", seq_len, 1)
+        _check_int("num_random_blocks", num_random_blocks, 0)
+        if seq_len % block_size == 0:  # (else the spec says so) check under the builder's name
+            _check_random_blocks("num_random_blocks", seq_len // block_size,
+                                 num_random_blocks, block_size)
+            _check_random_table("random_table", random_table, seq_len // block_size,
+                                num_random_blocks)
+        return cls(seq_len, head_dim, before=0, after=0, block_size=block_size,
+                   num_random_blocks=num_random_blocks, explicit_random_table=random_table)
+
     def replace(self, **changes) -> AttentionSpec:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again). A drawn random table is drawn
+        again for the new fields (``replace(seq_len=…)`` keeps ``pattern_seed``); an explicit
+        one must fit them."""
         return dataclasses.replace(self, **changes)
 
     def as_options(self) -> dict:
         """The spec in the presets' terms (the ``[spec]`` table of a swatkit config):
         ``attention_window`` for an even bidirectional window, ``causal`` and ``sliding_window``
-        for a causal one. ``ValueError`` for a window neither preset makes (unequal sides)."""
+        for a causal one; ``bigbird_block``, ``random_blocks`` and ``pattern_seed`` (or
+        ``random_table``, a list of rows, when the table is explicit) for a block-sparse one.
+        ``ValueError`` for a window neither preset makes (unequal sides)."""
         out = {"seq_len": self.seq_len, "head_dim": self.head_dim}
+        if self.block_size:
+            out.update(bigbird_block=self.block_size, random_blocks=self.num_random_blocks)
+            if self.explicit_random_table is None:
+                out["pattern_seed"] = self.pattern_seed
+            else:
+                out["random_table"] = [list(row) for row in self.explicit_random_table]
+            return out
         if self.after == 0:
             out.update(causal=True, sliding_window=self.before + 1)
         elif self.before == self.after:
@@ -155,33 +424,126 @@ class AttentionSpec:
 
     @property
     def is_causal(self) -> bool:
-        """True if no row attends to a later row."""
-        return self.after == 0 and not self.global_tokens
+        """True if no row attends to a later row (never for a block-sparse spec: its global
+        blocks attend every key)."""
+        return self.after == 0 and not self.global_tokens and not self.block_size
 
     @property
     def window(self) -> int:
-        """Band keys of a row away from the sequence edges: ``before + after + 1``."""
+        """Band keys of a row away from the sequence edges: ``before + after + 1``; for a
+        block-sparse spec the keys of its block window, ``3·block_size``."""
+        if self.block_size:
+            return 3 * self.block_size
         return self.before + self.after + 1
 
     @property
     def max_keys_per_row(self) -> int:
-        """The most keys any row attends to (``W`` of the datapath's width derivations)."""
-        if self.global_tokens:
+        """The most keys any row attends to (``W`` of the datapath's width derivations):
+        ``seq_len`` with global tokens or for a block-sparse spec (its global blocks)."""
+        if self.global_tokens or self.block_size:
             return self.seq_len
         return int(self.keys_per_row().max())
 
+    # -- the block-sparse pattern (block_size > 0) ------------------------------------------
+
+    @property
+    def num_blocks(self) -> int:
+        """``nb = seq_len / block_size`` (0 for a token-band spec)."""
+        return self.seq_len // self.block_size if self.block_size else 0
+
+    @functools.cached_property
+    def _random_table(self) -> np.ndarray:
+        nb, r = self.num_blocks, self.num_random_blocks
+        if self.explicit_random_table is not None:
+            table = np.array(self.explicit_random_table, dtype=np.int64).reshape(
+                max(0, nb - 2), r)
+        elif self.block_size:
+            table = random_block_table(nb, r, self.pattern_seed)
+        else:
+            table = np.zeros((0, 0), dtype=np.int64)
+        table.flags.writeable = False
+        return table
+
+    @property
+    def random_table(self) -> np.ndarray:
+        """The random table, ``(nb − 2, r)`` int64 (a new array): row ``i − 1`` holds the random
+        key blocks of query block ``i``. Drawn from ``pattern_seed`` by
+        :func:`random_block_table`, or ``explicit_random_table``. ``(0, 0)`` for a token-band
+        spec."""
+        return self._random_table.copy()
+
+    def _need_blocks(self, what: str) -> None:
+        if not self.block_size:
+            raise ValueError(f"{what} needs a block-sparse spec (block_size > 0)")
+
+    def _no_band(self, what: str) -> None:
+        if self.block_size:
+            raise ValueError(f"{what}: a block-sparse spec (block_size {self.block_size}) has "
+                             "no token band; use row_keys(), mask() or block_key_slots()")
+
+    def global_positions(self) -> np.ndarray:
+        """The rows that attend every key and that every row attends, sorted:
+        ``global_tokens``, or for a block-sparse spec the first and last blocks."""
+        if not self.block_size:
+            return np.asarray(self.global_tokens, dtype=np.int64)
+        b, n = self.block_size, self.seq_len
+        if n <= 2 * b:
+            return np.arange(n, dtype=np.int64)
+        return np.concatenate([np.arange(b), np.arange(n - b, n)]).astype(np.int64)
+
+    def block_mask(self) -> np.ndarray:
+        """The ``(nb, nb)`` boolean block mask: ``[I, J]`` if query block I attends key block J."""
+        self._need_blocks("block_mask")
+        nb = self.num_blocks
+        blocks = np.arange(nb)
+        mask = np.abs(blocks[:, None] - blocks[None, :]) <= 1
+        mask[[0, -1], :] = True
+        mask[:, [0, -1]] = True
+        if nb > 2:
+            mask[np.arange(1, nb - 1)[:, None], self._random_table] = True
+        return mask
+
+    def block_keys(self, block: int) -> np.ndarray:
+        """The sorted key blocks that query block ``block`` attends."""
+        self._need_blocks("block_keys")
+        nb = self.num_blocks
+        if not 0 <= block < nb:
+            raise ValueError(f"block {block} is outside the blocks [0, {nb})")
+        if block in (0, nb - 1):
+            return np.arange(nb, dtype=np.int64)
+        return np.union1d([0, block - 1, block, block + 1, nb - 1],
+                          self._random_table[block - 1]).astype(np.int64)
+
+    def block_key_slots(self) -> BlockSlots:
+        """The key blocks of every non-global query block (see :class:`BlockSlots`)."""
+        self._need_blocks("block_key_slots")
+        nb, r = self.num_blocks, self.num_random_blocks
+        block = np.arange(1, nb - 1, dtype=np.int64)[:, None]
+        window = np.concatenate([np.zeros_like(block), block - 1, block, block + 1,
+                                 np.full_like(block, nb - 1)], axis=1)
+        index = np.concatenate([window, self._random_table.reshape(-1, r)], axis=1)
+        valid = np.ones(index.shape, dtype=bool)
+        valid[:, 1] = block[:, 0] - 1 != 0
+        valid[:, 3] = block[:, 0] + 1 != nb - 1
+        return BlockSlots(index, valid)
+
+    # -- the token band (block_size = 0) ------------------------------------------------------
+
     def band_offsets(self) -> np.ndarray:
         """Offsets of the band keys from the query row, in key order."""
+        self._no_band("band_offsets")
         return np.arange(-self.before, self.after + 1, dtype=np.int64) * self.dilation
 
     def band_keys(self) -> BandKeys:
         """Every row's band keys (without the global-token part), as index and validity arrays."""
+        self._no_band("band_keys")
         index = np.arange(self.seq_len, dtype=np.int64)[:, None] + self.band_offsets()[None, :]
         valid = (index >= 0) & (index < self.seq_len)
         return BandKeys(np.clip(index, 0, self.seq_len - 1), valid)
 
     def in_band(self, rows, keys) -> np.ndarray:
         """Whether each key lies in the band of the matching row (broadcasting)."""
+        self._no_band("in_band")
         delta = np.asarray(keys, dtype=np.int64) - np.asarray(rows, dtype=np.int64)
         return ((delta % self.dilation == 0)
                 & (delta >= -self.before * self.dilation)
@@ -191,6 +553,10 @@ class AttentionSpec:
         """The sorted key indices that row ``row`` attends to."""
         if not 0 <= row < self.seq_len:
             raise ValueError(f"row {row} is outside the sequence [0, {self.seq_len})")
+        if self.block_size:
+            b = self.block_size
+            blocks = self.block_keys(row // b)
+            return (blocks[:, None] * b + np.arange(b)).reshape(-1)
         if row in self.global_tokens:
             return np.arange(self.seq_len, dtype=np.int64)
         keys = self.band_offsets() + row
@@ -200,6 +566,9 @@ class AttentionSpec:
     def mask(self) -> np.ndarray:
         """The dense ``(seq_len, seq_len)`` boolean mask: ``mask[i, j]`` if row i attends key j."""
         n = self.seq_len
+        if self.block_size:
+            b = self.block_size
+            return self.block_mask().repeat(b, axis=0).repeat(b, axis=1)
         rows = np.arange(n)[:, None]
         mask = self.in_band(rows, np.arange(n)[None, :])
         g = np.asarray(self.global_tokens, dtype=np.int64)
@@ -209,6 +578,13 @@ class AttentionSpec:
 
     def keys_per_row(self) -> np.ndarray:
         """Number of keys each row attends to, shape ``(seq_len,)``."""
+        if self.block_size:
+            nb, b = self.num_blocks, self.block_size
+            blocks = np.arange(nb, dtype=np.int64)
+            # window i − 1 … i + 1, plus blocks 0 and nb − 1 where the window misses them, plus r
+            counts = 3 + (blocks != 1) + (blocks != nb - 2) + self.num_random_blocks
+            counts[[0, -1]] = nb
+            return (counts * b).repeat(b)
         rows = np.arange(self.seq_len, dtype=np.int64)
         # band offsets t in [-before, after] with 0 <= row + dilation*t < seq_len
         last = np.minimum(self.after, (self.seq_len - 1 - rows) // self.dilation)
