@@ -72,6 +72,9 @@ def _check_inputs(q, k, v, spec: AttentionSpec | None, integer: bool, global_qkv
         raise ValueError(
             f"inputs have shape {shape}, but the spec is (seq_len={spec.seq_len}, "
             f"head_dim={spec.head_dim})")
+    if global_qkv is not None and spec is not None and spec.block_size:
+        raise ValueError("global_qkv (Longformer's global projections) does not apply to a "
+                         "block-sparse spec: BigBird computes every row with q, k, v")
     if global_qkv is not None:
         if not isinstance(global_qkv, tuple | list):
             raise TypeError("global_qkv must be a tuple of three arrays (q_g, k_g, v_g), not "
@@ -159,6 +162,66 @@ def _matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
     if bound < _EXACT_FLOAT:
         return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
     return a.astype(np.int64) @ b.astype(np.int64)
+
+
+def _dense_rows(rows, q, k, v, weights, finish, qk_bound, pv_unit, out, extra):
+    """Rows ``rows`` over all N keys, a few rows at a time (at most ~2^22 scores at once)."""
+    n = k.shape[0]
+    step = max(1, 2 ** 22 // n)
+    for a0 in range(0, rows.size, step):
+        sub = rows[a0:a0 + step]
+        scores = _matmul(q[sub], k.T, qk_bound)
+        p, state = weights(scores, np.ones(scores.shape, dtype=bool))
+        out[sub] = finish(_matmul(p, v, n * pv_unit), state)
+        for e, s in zip(extra, state, strict=True):
+            e[sub] = s
+
+
+def _attend_blocks(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv_unit=0):
+    """Evaluate every row of a block-sparse (BigBird) spec, as :func:`_attend` does a band.
+
+    Each non-global query block gathers the rows of its key blocks (``spec.block_key_slots()``:
+    ``5 + r`` slots of ``b`` keys, a repeated slot masked out) and is one dense
+    ``b × (5 + r)·b`` block, batched over query blocks: O(N·(5 + r)·b·d). The global first and
+    last blocks attend all N keys: O(b·N·d). No N × N matrix is formed.
+    """
+    n, b, nb = spec.seq_len, spec.block_size, spec.num_blocks
+    d = q.shape[1]
+    out = extra = None
+    if nb > 2:
+        index, slot_valid = spec.block_key_slots()
+        width = index.shape[1] * b
+        qb, kb, vb = (x.reshape(nb, b, d) for x in (q, k, v))
+        step = max(1, 2 ** 20 // (b * width))  # query blocks per batch
+        for c0 in range(0, nb - 2, step):
+            c1 = min(c0 + step, nb - 2)
+            c = c1 - c0
+            keys = kb[index[c0:c1]].reshape(c, width, d)
+            values = vb[index[c0:c1]].reshape(c, width, d)
+            # (a stacked matmul with a transposed view of the keys misses BLAS: copy it)
+            scores = _matmul(qb[1 + c0:1 + c1], np.ascontiguousarray(keys.transpose(0, 2, 1)),
+                             qk_bound)
+            valid = np.broadcast_to(np.repeat(slot_valid[c0:c1], b, axis=1)[:, None, :],
+                                    scores.shape)
+            p, state = weights(scores.reshape(c * b, width), valid.reshape(c * b, width))
+            acc = _matmul(p.reshape(c, b, width), values, width * pv_unit)
+            o = finish(acc.reshape(c * b, d), state)
+            if out is None:
+                out = np.zeros((n, d), dtype=o.dtype)
+                extra = tuple(np.zeros(n, dtype=np.asarray(s).dtype) for s in state)
+            rows = slice((1 + c0) * b, (1 + c1) * b)
+            out[rows] = o
+            for e, s in zip(extra, state, strict=True):
+                e[rows] = s
+    g = spec.global_positions()
+    if out is None:  # every row is global: probe the output types on one row
+        scores = _matmul(q[:1], k.T, qk_bound)
+        p, state = weights(scores, np.ones(scores.shape, dtype=bool))
+        o = finish(_matmul(p, v, n * pv_unit), state)
+        out = np.zeros((n, d), dtype=o.dtype)
+        extra = tuple(np.zeros(n, dtype=np.asarray(s).dtype) for s in state)
+    _dense_rows(g, q, k, v, weights, finish, qk_bound, pv_unit, out, extra)
+    return out, extra
 
 
 def _attend(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv_bound=0,
@@ -255,9 +318,12 @@ def window_attention(q, k, v, spec: AttentionSpec, *, global_qkv=None) -> np.nda
         p = np.exp(s - s.max(axis=1, keepdims=True))
         return p, (p.sum(axis=1),)
 
-    out, _ = _attend(q, k, v, spec, weights, lambda acc, state: acc / state[0][:, None],
-                     global_qkv=global_qkv)
-    return out
+    def finish(acc, state):
+        return acc / state[0][:, None]
+
+    if spec.block_size:
+        return _attend_blocks(q, k, v, spec, weights, finish)[0]
+    return _attend(q, k, v, spec, weights, finish, global_qkv=global_qkv)[0]
 
 
 class FixedPointResult(NamedTuple):
@@ -320,10 +386,13 @@ def fixed_point_attention(q_int, k_int, v_int, spec: AttentionSpec,
     def finish(acc, state):
         return fmt.normalise(acc, state[1][:, None])                          # 6.
 
-    out, (row_max, row_sum) = _attend(
-        q, k, v, spec, weights, finish,
-        qk_bound=spec.head_dim * big * big,
-        pv_bound=keys * (2 ** fmt.prob_bits - 1) * big, global_qkv=global_qkv)
+    qk_bound, pv_unit = spec.head_dim * big * big, (2 ** fmt.prob_bits - 1) * big
+    if spec.block_size:
+        out, (row_max, row_sum) = _attend_blocks(q, k, v, spec, weights, finish, qk_bound,
+                                                 pv_unit)
+    else:
+        out, (row_max, row_sum) = _attend(q, k, v, spec, weights, finish, qk_bound=qk_bound,
+                                          pv_bound=keys * pv_unit, global_qkv=global_qkv)
     return FixedPointResult(out, row_max, row_sum)
 
 

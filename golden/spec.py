@@ -517,11 +517,11 @@ class AttentionSpec:
     def block_key_slots(self) -> BlockSlots:
         """The key blocks of every non-global query block (see :class:`BlockSlots`)."""
         self._need_blocks("block_key_slots")
-        nb, r = self.num_blocks, self.num_random_blocks
+        nb = self.num_blocks
         block = np.arange(1, nb - 1, dtype=np.int64)[:, None]
         window = np.concatenate([np.zeros_like(block), block - 1, block, block + 1,
                                  np.full_like(block, nb - 1)], axis=1)
-        index = np.concatenate([window, self._random_table.reshape(-1, r)], axis=1)
+        index = np.concatenate([window, self._random_table], axis=1)
         valid = np.ones(index.shape, dtype=bool)
         valid[:, 1] = block[:, 0] - 1 != 0
         valid[:, 3] = block[:, 0] + 1 != nb - 1
