@@ -13,11 +13,12 @@ from .models import (
     window_attention,
 )
 from .numerics import NumberFormat, SoftmaxConstant, Widths, dequantize, quantize
-from .spec import AttentionSpec, BandKeys
+from .spec import AttentionSpec, BandKeys, BlockSlots, random_block_table
 
 __all__ = [
     "AttentionSpec",
     "BandKeys",
+    "BlockSlots",
     "ErrorReport",
     "FixedPointResult",
     "NumberFormat",
@@ -28,5 +29,6 @@ __all__ = [
     "error_report",
     "fixed_point_attention",
     "quantize",
+    "random_block_table",
     "window_attention",
 ]

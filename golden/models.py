@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 _EXACT_FLOAT = 2 ** 53
+# scores per batch of the block-sparse evaluation: its working set is about 100 bytes a score
+_BATCH_SCORES = 2 ** 18
 
 
 def _check_arrays(names, arrays, integer: bool) -> list[np.ndarray]:
@@ -165,9 +167,9 @@ def _matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
 
 
 def _dense_rows(rows, q, k, v, weights, finish, qk_bound, pv_unit, out, extra):
-    """Rows ``rows`` over all N keys, a few rows at a time (at most ~2^22 scores at once)."""
+    """Rows ``rows`` over all N keys, a few rows at a time (about ``_BATCH_SCORES`` at once)."""
     n = k.shape[0]
-    step = max(1, 2 ** 22 // n)
+    step = max(1, _BATCH_SCORES // n)
     for a0 in range(0, rows.size, step):
         sub = rows[a0:a0 + step]
         scores = _matmul(q[sub], k.T, qk_bound)
@@ -192,7 +194,7 @@ def _attend_blocks(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv
         index, slot_valid = spec.block_key_slots()
         width = index.shape[1] * b
         qb, kb, vb = (x.reshape(nb, b, d) for x in (q, k, v))
-        step = max(1, 2 ** 20 // (b * width))  # query blocks per batch
+        step = max(1, _BATCH_SCORES // (b * width))  # query blocks per batch
         for c0 in range(0, nb - 2, step):
             c1 = min(c0 + step, nb - 2)
             c = c1 - c0

@@ -374,6 +374,8 @@ class AttentionSpec:
         explicit and reproducible instead. See docs/numerics.md, "BigBird block-sparse".
         """
         _check_int("block_size", block_size, 1)
+        if seed is not None:
+            _check_int("seed", seed, 0)
         if random_table is None:
             return cls(seq_len, head_dim, before=0, after=0, block_size=block_size,
                        num_random_blocks=num_random_blocks,
