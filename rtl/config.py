@@ -148,6 +148,9 @@ class CoreParams:
         if spec.window > MAX_WINDOW:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
+        if spec.block_size:
+            raise ValueError(f"the SWAT core does not implement BigBird's block-sparse pattern "
+                             f"yet (block_size is {spec.block_size}; must be 0)")
         if spec.head_dim % hw.dim_lanes:
             raise ValueError(f"dim_lanes ({hw.dim_lanes}) must divide head_dim "
                              f"({spec.head_dim})")
