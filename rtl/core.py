@@ -359,10 +359,12 @@ class SwatCore(wiring.Component):
             m.d.sync += running.eq(0)
         with m.If(running):
             m.d.sync += stats["cycles"].eq(stats["cycles"] + 1)
-        # (the MACs and exponentials of the global-row engine count with the band's)
+        # (the MACs and exponentials of the global-row engine count with the band's; only a
+        # run with global tokens starts the engine and clears its counters, so a run without
+        # them must not add the counts of an earlier run's global rows)
         for name, sig in stats.items():
             if gmax and name in GLOBAL_STAT_FIELDS and name != "cycles":
-                sig = sig + getattr(glob, name)
+                sig = sig + Mux(gcount.any(), getattr(glob, name), 0)
             m.d.comb += getattr(self.stats, name).eq(sig)
 
         # -- K/V ring: one K and one V memory per lane, words of dim_lanes elements -----------
@@ -839,4 +841,6 @@ class SwatCore(wiring.Component):
                 lo_base, sbuf, kv_cls, kv_a, *stats.values())]
             if gmax:
                 m.d.sync += rows_done.eq(0)
+            else:  # (with global tokens, the loader's start above sets the region)
+                m.d.sync += kv_region.eq(0)
         return m

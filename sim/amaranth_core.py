@@ -33,6 +33,7 @@ class CoreInput(NamedTuple):
     v: np.ndarray
     run: AttentionSpec | None = None
     global_qkv: tuple | None = None
+    cmd: dict | None = None   # the command payload to send instead of ``command(p, run)``
 
 
 class Reject(NamedTuple):
@@ -93,7 +94,8 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
             raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n} rows")
         tokens = list(run.global_tokens)
         gq = (it.q, it.k, it.v) if it.global_qkv is None else it.global_qkv
-        plans.append(("run", command(p, run), SimpleRun(it.q, it.k, it.v, run, tokens, gq)))
+        cmd = command(p, run) if it.cmd is None else it.cmd
+        plans.append(("run", cmd, SimpleRun(it.q, it.k, it.v, run, tokens, gq)))
     good = [plan[2] for plan in plans if plan[0] == "run"]
 
     rng = random.Random(seed)
