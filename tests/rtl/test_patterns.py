@@ -340,7 +340,7 @@ def test_bad_commands_start_nothing(rate):
     p = core.params
     good = pattern(core, 10, {"global_tokens": (3, 9)})
     items, expect = [], []
-    for k, (name, payload) in enumerate(BAD_COMMANDS.items()):
+    for k, payload in enumerate(BAD_COMMANDS.values()):
         items.append(Reject(payload))
         # two refused commands in a row, then a good one
         if k % 3 == 2:
@@ -409,11 +409,11 @@ FORMATS = [NumberFormat(), NumberFormat(data_bits=6, out_frac_bits=2, out_bits=8
 @st.composite
 def cores_and_runs(draw):
     d, dl = draw(st.sampled_from(SHAPES))
-    before, after = draw(st.integers(0, 4)), draw(st.integers(0, 4))
-    kl = draw(st.integers(1, min(3, before + after + 1)))
-    hw = HardwareConfig(kl, dl, draw(st.integers(1, 20)),
-                        max_global_tokens=draw(st.integers(0, 3)),
-                        max_dilation=draw(st.integers(1, 3)))
+    before, after = draw(st.integers(0, 5)), draw(st.integers(0, 5))
+    kl = draw(st.integers(1, min(4, before + after + 1)))
+    hw = HardwareConfig(kl, dl, draw(st.integers(1, 24)),
+                        max_global_tokens=draw(st.integers(0, 4)),
+                        max_dilation=draw(st.integers(1, 4)))
     core = Core(AttentionSpec(hw.max_seq_len, d, before, after), hw,
                 draw(st.sampled_from(FORMATS)))
     p = core.params
@@ -430,7 +430,10 @@ def cores_and_runs(draw):
     return core, runs, rate, draw(st.integers(0, 2 ** 16))
 
 
-@settings(max_examples=int(os.environ.get("SWATKIT_PATTERN_EXAMPLES", "25")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = int(os.environ.get("SWATKIT_PATTERN_EXAMPLES", "25"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cores_and_runs())
 def test_hypothesis_patterns(drawn):
     core, runs, rate, seed = drawn
