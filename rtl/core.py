@@ -307,7 +307,9 @@ class SwatCore(wiring.Component):
         before_r = Signal.like(cmd.before)   # the run's pattern
         after_r = Signal.like(cmd.after)
         dil = Signal.like(cmd.dilation) if dmax > 1 else 1
-        dafter = Signal(p.index_bits + 1)    # dilation · after: the band's reach after the row
+        # dilation · after: the band's reach after the row (up to max_dilation · after, which can
+        # exceed twice max_seq_len)
+        dafter = Signal(range(max(dmax * after, 1) + 1))
         ring_d = Signal(range(dmax * ring + 1))          # dilation · ring rows
         free_off = Signal(range(dmax * ring + 1))        # dilation · (ring rows − before)
         gcount = Signal(range(gmax + 1)) if gmax else None

@@ -203,6 +203,21 @@ def test_global_projections_are_used():
     np.testing.assert_array_equal(with_g[band], without[band])
 
 
+@pytest.mark.parametrize(("spec", "hw", "n", "dilation"), [
+    (AttentionSpec(2, 4, 0, 4), HardwareConfig(1, 1, 2, max_dilation=2), 2, 2),
+    (AttentionSpec(6, 4, 1, 4), HardwareConfig(2, 2, 6, max_dilation=4), 6, 4),
+    (AttentionSpec(6, 4, 1, 4), HardwareConfig(2, 2, 6, max_global_tokens=1, max_dilation=4),
+     6, 4),
+], ids=["n2-after4-dil2", "n6-after4-dil4", "n6-after4-dil4-g"])
+def test_dilated_reach_beyond_twice_max_seq_len(spec, hw, n, dilation):
+    """A bug found here by hypothesis: the band's reach dilation·after was held in
+    ``index_bits + 1`` bits, and wrapped (to 0 for 8 in 3 bits, 16 in 4 bits) when it reached
+    2^(index_bits+1), which a core with a small ``max_seq_len`` or a large ``after ·
+    max_dilation`` allows (max_seq_len 4096, after 256, dilation 64 too); a row was then taken
+    for an interior one and walked keys past the end of the sequence."""
+    simulate(spec, hw, CoreParams(spec, NumberFormat(), hw).run_spec(n, dilation=dilation))
+
+
 # -- several runs with different patterns on one build ----------------------------------------
 
 SEQUENCES = {
