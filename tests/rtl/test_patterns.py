@@ -213,8 +213,9 @@ def test_dilated_reach_beyond_twice_max_seq_len(spec, hw, n, dilation):
     """A bug found here by hypothesis: the band's reach dilation·after was held in
     ``index_bits + 1`` bits, and wrapped (to 0 for 8 in 3 bits, 16 in 4 bits) when it reached
     2^(index_bits+1), which a core with a small ``max_seq_len`` or a large ``after ·
-    max_dilation`` allows (max_seq_len 4096, after 256, dilation 64 too); a row was then taken
-    for an interior one and walked keys past the end of the sequence."""
+    max_dilation`` allows (a Longformer-base head with max_seq_len 512 and max_dilation 8
+    too: 8·256 = 2048 in 11 bits); a row near the end was then taken for an interior one and
+    walked keys past the end of the sequence."""
     simulate(spec, hw, CoreParams(spec, NumberFormat(), hw).run_spec(n, dilation=dilation))
 
 
