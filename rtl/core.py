@@ -307,7 +307,9 @@ class SwatCore(wiring.Component):
         before_r = Signal.like(cmd.before)   # the run's pattern
         after_r = Signal.like(cmd.after)
         dil = Signal.like(cmd.dilation) if dmax > 1 else 1
-        dafter = Signal(p.index_bits + 1)    # dilation · after: the band's reach after the row
+        # dilation · after: the band's reach after the row (up to max_dilation · after, which can
+        # exceed twice max_seq_len)
+        dafter = Signal(range(max(dmax * after, 1) + 1))
         ring_d = Signal(range(dmax * ring + 1))          # dilation · ring rows
         free_off = Signal(range(dmax * ring + 1))        # dilation · (ring rows − before)
         gcount = Signal(range(gmax + 1)) if gmax else None
@@ -359,10 +361,12 @@ class SwatCore(wiring.Component):
             m.d.sync += running.eq(0)
         with m.If(running):
             m.d.sync += stats["cycles"].eq(stats["cycles"] + 1)
-        # (the MACs and exponentials of the global-row engine count with the band's)
+        # (the MACs and exponentials of the global-row engine count with the band's; only a
+        # run with global tokens starts the engine and clears its counters, so a run without
+        # them must not add the counts of an earlier run's global rows)
         for name, sig in stats.items():
             if gmax and name in GLOBAL_STAT_FIELDS and name != "cycles":
-                sig = sig + getattr(glob, name)
+                sig = sig + Mux(gcount.any(), getattr(glob, name), 0)
             m.d.comb += getattr(self.stats, name).eq(sig)
 
         # -- K/V ring: one K and one V memory per lane, words of dim_lanes elements -----------
@@ -841,4 +845,6 @@ class SwatCore(wiring.Component):
                 m.d.sync += kv_region.eq(0)
             if gmax:
                 m.d.sync += rows_done.eq(0)
+            else:  # (with global tokens, the loader's start above sets the region)
+                m.d.sync += kv_region.eq(0)
         return m

@@ -1,6 +1,7 @@
 """Run :class:`~swatkit.rtl.SwatCore` in Amaranth's simulator: the RTL as a function with the
 golden model's signature (``run_core(q, k, v, spec, fmt, hw) -> out``), under seeded random input
-gaps and output stalls."""
+gaps and output stalls; :func:`run_core_many` sends several commands back to back to one core
+(runs with different patterns, and commands the core must refuse)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from swatkit.rtl.core import GLOBAL_ROWS, command
 
 from .streams import stream_get, stream_put
 
-__all__ = ["CoreRun", "run_core"]
+__all__ = ["CoreInput", "CoreRun", "Reject", "Rejected", "run_core", "run_core_many"]
 
 
 class CoreRun(NamedTuple):
@@ -25,88 +26,242 @@ class CoreRun(NamedTuple):
     cycles: int       # clock cycles from the command to the last output row
 
 
-def run_core(q, k, v, spec: AttentionSpec, fmt: NumberFormat | None = None,
-             hw: HardwareConfig | None = None, *, run: AttentionSpec | None = None,
-             global_qkv=None, seed: int = 0, gap: float = 0.0, stall: float = 0.0,
-             vcd: str | None = None) -> CoreRun:
-    """Simulate one run of N = ``len(q)`` rows on the core generated for ``spec`` (its maxima),
-    with the pattern ``run`` (default: ``spec``'s, N rows); ``global_qkv`` as in
-    :func:`~swatkit.golden.fixed_point_attention`. ``gap``/``stall`` are the probabilities of an
-    idle input cycle and of a dropped ``ready`` on an output (seeded by ``seed``)."""
+class CoreInput(NamedTuple):
+    """One run for :func:`run_core_many`: its inputs and pattern (as :func:`run_core`'s)."""
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    run: AttentionSpec | None = None
+    global_qkv: tuple | None = None
+    cmd: dict | None = None   # the command payload to send instead of ``command(p, run)``
+
+
+class Reject(NamedTuple):
+    """A command for :func:`run_core_many` that the core must refuse: the ``cmd`` payload (a
+    dict for ``core_layouts(p)["cmd"].const``), watched for ``watch`` cycles after it moved."""
+    payload: dict
+    watch: int = 12
+
+
+class Rejected(NamedTuple):
+    """What the core did after a :class:`Reject` command (``watch`` cycles)."""
+    error: bool      # ``error`` was set in every watched cycle
+    busy: bool       # ``busy`` was high in some watched cycle
+    taken: dict      # stream name -> beats that moved (valid & ready) while watched
+    offered: dict    # stream name -> watched cycles with ``valid`` high (a beat was on offer)
+
+
+def _row(x):
+    return [int(e) for e in x]
+
+
+def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
+                  hw: HardwareConfig | None = None, *, seed: int = 0, gap: float = 0.0,
+                  stall: float = 0.0, timeout: int | None = None,
+                  vcd: str | None = None) -> list:
+    """Send the commands of ``items`` back to back to one core generated for ``spec``: a
+    :class:`CoreInput` starts a run (the next command is sent once the core is idle again), a
+    :class:`Reject` sends a command the core must refuse. Returns, per item, a :class:`CoreRun`
+    or a :class:`Rejected`.
+
+    The input streams carry every run's beats back to back (the next run's first beats are on
+    offer while the core is idle, refuses a command, or finishes a run), so a beat taken by the
+    wrong run shows. Raises ``AssertionError`` if the core refuses a good command, if a run moves
+    another number of beats on a stream than it should (``kv``: G + N, ``q``: N, ``qg``: G,
+    ``kvg``: 2·G·N, ``o``: N − G, ``og``: G), or if a beat moves while the core is idle;
+    ``TimeoutError`` if a run stays busy for more than ``timeout`` cycles (default: no limit) or
+    a stream still has beats to move when the last run has ended."""
     fmt = fmt or NumberFormat()
-    hw = hw or HardwareConfig(max_seq_len=max(len(q), 1))
+    runs = [it for it in items if isinstance(it, CoreInput)]
+    if hw is None:
+        hw = HardwareConfig(max_seq_len=max([len(it.q) for it in runs] + [1]))
     dut = SwatCore(spec, fmt, hw)
     p = dut.params
     lay = core_layouts(p)
-    n = len(q)
-    run = p.run_spec(n) if run is None else run
-    p.check_run(run)
-    tokens = list(run.global_tokens)
-    band_rows = [i for i in range(n) if i not in set(tokens)]
-    qg, kg, vg = (q, k, v) if global_qkv is None else global_qkv
+    globals_ = bool(p.max_global_tokens and GLOBAL_ROWS)
+
+    plans = []  # per item: (kind, command payload, run details)
+    for it in items:
+        if isinstance(it, Reject):
+            plans.append(("reject", it.payload, it))
+            continue
+        if not isinstance(it, CoreInput):
+            raise TypeError(f"an item must be a CoreInput or a Reject, not {it!r}")
+        n = len(it.q)
+        run = p.run_spec(n) if it.run is None else it.run
+        p.check_run(run)
+        if run.seq_len != n:
+            raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n} rows")
+        tokens = list(run.global_tokens)
+        gq = (it.q, it.k, it.v) if it.global_qkv is None else it.global_qkv
+        cmd = command(p, run) if it.cmd is None else it.cmd
+        plans.append(("run", cmd, SimpleRun(it.q, it.k, it.v, run, tokens, gq)))
+    good = [plan[2] for plan in plans if plan[0] == "run"]
+
     rng = random.Random(seed)
     seeds = [rng.randrange(2 ** 32) for _ in range(3)]
-    result = {}
+    outs = [np.zeros((r.run.seq_len, spec.head_dim), dtype=np.int64) for r in good]
+    done = {}
+    results = []
+
+    streams = {"q": dut.q, "kv": dut.kv, "o": dut.o}
+    if globals_:
+        streams.update(qg=dut.qg, kvg=dut.kvg, og=dut.og)
+    names = list(streams)
+    sampled = [s for name in names for s in (streams[name].valid, streams[name].ready)]
+
+    def moved(values):
+        return {name: (values[2 * i], values[2 * i + 1]) for i, name in enumerate(names)}
+
+    def expected(r):
+        n, g = r.run.seq_len, len(r.tokens)
+        want = {"q": n, "kv": g + n, "o": n - g}
+        if globals_:
+            want.update(qg=g, kvg=2 * g * n, og=g)
+        return want
+
+    async def send(ctx, payload, what):
+        """Offer a command until it moves; a beat moving meanwhile (the core idle) fails."""
+        ctx.set(dut.cmd.payload, lay["cmd"].const(payload))
+        ctx.set(dut.cmd.valid, 1)
+        while True:
+            _, _, ready, *vals = await ctx.tick().sample(dut.cmd.ready, *sampled)
+            for name, (v, r) in moved(vals).items():
+                assert not (v and r), f"a beat moved on {name} while the core was idle " \
+                                      f"(before {what})"
+            if ready:
+                break
+        ctx.set(dut.cmd.valid, 0)
 
     async def control(ctx):
-        ctx.set(dut.cmd.payload, lay["cmd"].const(command(p, run)))
-        ctx.set(dut.cmd.valid, 1)
-        await ctx.tick().until(dut.cmd.ready)
-        ctx.set(dut.cmd.valid, 0)
-        start = 0
-        while True:
-            _, _, busy = await ctx.tick().sample(dut.busy)
-            start += 1
-            if not busy and start > 1:
-                break
-        stats = ctx.get(dut.stats)
-        result["stats"] = {name: int(getattr(stats, name)) for name in STAT_FIELDS}
-        result["cycles"] = start
+        k = 0
+        for index, (kind, payload, item) in enumerate(plans):
+            if kind == "reject":
+                await send(ctx, payload, f"command {index}")
+                taken = dict.fromkeys(names, 0)
+                offered = dict.fromkeys(names, 0)
+                error, busy = True, False
+                for _ in range(item.watch):
+                    _, _, err, bsy, *vals = await ctx.tick().sample(dut.error, dut.busy,
+                                                                     *sampled)
+                    error &= bool(err)
+                    busy |= bool(bsy)
+                    for name, (v, r) in moved(vals).items():
+                        taken[name] += bool(v and r)
+                        offered[name] += bool(v)
+                results.append(Rejected(error, busy, taken, offered))
+                continue
+            r = good[k]
+            await send(ctx, payload, f"command {index}")
+            start = 0
+            count = dict.fromkeys(names, 0)
+            while True:
+                _, _, busy, err, *vals = await ctx.tick().sample(dut.busy, dut.error, *sampled)
+                start += 1
+                for name, (v, rdy) in moved(vals).items():
+                    count[name] += bool(v and rdy)
+                if start == 1:
+                    assert not err, f"the core refused the command of item {index} ({r.run})"
+                if not busy and start > 1:
+                    break
+                if timeout is not None and start > timeout:
+                    raise TimeoutError(f"item {index} ({r.run}) still busy after {timeout} "
+                                       f"cycles; beats moved: {count}")
+            want = expected(r)
+            assert count == want, (f"item {index} ({r.run}) moved {count} beats, expected "
+                                   f"{want}")
+            stats = ctx.get(dut.stats)
+            results.append(CoreRun(outs[k], {name: int(getattr(stats, name))
+                                             for name in STAT_FIELDS}, start))
+            k += 1
+        # every stream must be done: nothing left to move
+        for _ in range(2):
+            await ctx.tick()
+        left = [name for name in benches_names if not done.get(name)]
+        if left:
+            raise TimeoutError(f"streams {left} still have beats to move after the last run")
 
     async def put_kv(ctx):
-        # the run's global columns first (resident), then the band rows
-        beats = [lay["kv"].const({"k": [int(x) for x in k[j]], "v": [int(x) for x in v[j]]})
-                 for j in [*tokens, *range(n)]]
+        # per run: its global columns first (resident), then the band rows
+        beats = [lay["kv"].const({"k": _row(r.k[j]), "v": _row(r.v[j])})
+                 for r in good for j in [*r.tokens, *range(r.run.seq_len)]]
         await stream_put(ctx, dut.kv, beats, rng=random.Random(seeds[0]), gap=gap)
+        done["kv"] = True
 
     async def put_q(ctx):
-        beats = [lay["q"].const([int(x) for x in q[i]]) for i in range(n)]
+        beats = [lay["q"].const(_row(r.q[i])) for r in good for i in range(r.run.seq_len)]
         await stream_put(ctx, dut.q, beats, rng=random.Random(seeds[1]), gap=gap)
-
-    out = np.zeros((n, spec.head_dim), dtype=np.int64)
+        done["q"] = True
 
     async def get_o(ctx):
-        rows = await stream_get(ctx, dut.o, len(band_rows), rng=random.Random(seeds[2]),
-                                stall=stall, timeout=100_000)
-        for i, r in zip(band_rows, rows, strict=True):
-            out[i] = [int(r[c]) for c in range(spec.head_dim)]
+        total = sum(r.run.seq_len - len(r.tokens) for r in good)
+        rows = iter(await stream_get(ctx, dut.o, total, rng=random.Random(seeds[2]),
+                                     stall=stall, timeout=100_000))
+        for out, r in zip(outs, good, strict=True):
+            for i in range(r.run.seq_len):
+                if i not in r.tokens:
+                    row = next(rows)
+                    out[i] = [int(row[c]) for c in range(spec.head_dim)]
+        done["o"] = True
 
     async def put_global(ctx):
         # each global row's q_g, then two passes over (k_g, v_g) per global row
-        await stream_put(ctx, dut.qg, [lay["q"].const([int(x) for x in qg[g]]) for g in tokens],
-                         rng=random.Random(seeds[0] + 1), gap=gap)
+        beats = [lay["q"].const(_row(r.gq[0][g])) for r in good for g in r.tokens]
+        await stream_put(ctx, dut.qg, beats, rng=random.Random(seeds[0] + 1), gap=gap)
+        done["qg"] = True
 
     async def put_global_kv(ctx):
-        beats = [lay["kv"].const({"k": [int(x) for x in kg[j]], "v": [int(x) for x in vg[j]]})
-                 for _ in tokens for _pass in range(2) for j in range(n)]
+        beats = [lay["kv"].const({"k": _row(r.gq[1][j]), "v": _row(r.gq[2][j])})
+                 for r in good for _ in r.tokens for _pass in range(2)
+                 for j in range(r.run.seq_len)]
         await stream_put(ctx, dut.kvg, beats, rng=random.Random(seeds[1] + 1), gap=gap)
+        done["kvg"] = True
 
     async def get_global(ctx):
-        rows = await stream_get(ctx, dut.og, len(tokens), rng=random.Random(seeds[2] + 1),
-                                stall=stall, timeout=100_000)
-        for g, r in zip(tokens, rows, strict=True):
-            out[g] = [int(r[c]) for c in range(spec.head_dim)]
+        total = sum(len(r.tokens) for r in good)
+        rows = iter(await stream_get(ctx, dut.og, total, rng=random.Random(seeds[2] + 1),
+                                     stall=stall, timeout=100_000))
+        for out, r in zip(outs, good, strict=True):
+            for g in r.tokens:
+                row = next(rows)
+                out[g] = [int(row[c]) for c in range(spec.head_dim)]
+        done["og"] = True
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    benches = [control, put_kv, put_q, get_o]
-    if p.max_global_tokens and GLOBAL_ROWS:
-        benches += [put_global, put_global_kv, get_global]
-    for tb in benches:
+    benches = {"kv": put_kv, "q": put_q, "o": get_o}
+    if globals_:
+        benches.update(qg=put_global, kvg=put_global_kv, og=get_global)
+    benches_names = list(benches)
+    for tb in [control, *benches.values()]:
         sim.add_testbench(tb)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
     else:
         sim.run()
-    return CoreRun(out, result["stats"], result["cycles"])
+    return results
+
+
+class SimpleRun(NamedTuple):
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    run: AttentionSpec
+    tokens: list
+    gq: tuple
+
+
+def run_core(q, k, v, spec: AttentionSpec, fmt: NumberFormat | None = None,
+             hw: HardwareConfig | None = None, *, run: AttentionSpec | None = None,
+             global_qkv=None, seed: int = 0, gap: float = 0.0, stall: float = 0.0,
+             timeout: int | None = None, vcd: str | None = None) -> CoreRun:
+    """Simulate one run of N = ``len(q)`` rows on the core generated for ``spec`` (its maxima),
+    with the pattern ``run`` (default: ``spec``'s, N rows); ``global_qkv`` as in
+    :func:`~swatkit.golden.fixed_point_attention`. ``gap``/``stall`` are the probabilities of an
+    idle input cycle and of a dropped ``ready`` on an output (seeded by ``seed``). One item of
+    :func:`run_core_many` (whose checks of the beats moved apply)."""
+    hw = hw or HardwareConfig(max_seq_len=max(len(q), 1))
+    (result,) = run_core_many([CoreInput(q, k, v, run, global_qkv)], spec, fmt, hw, seed=seed,
+                              gap=gap, stall=stall, timeout=timeout, vcd=vcd)
+    return result
