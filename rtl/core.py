@@ -361,12 +361,11 @@ class SwatCore(wiring.Component):
             m.d.sync += running.eq(0)
         with m.If(running):
             m.d.sync += stats["cycles"].eq(stats["cycles"] + 1)
-        # (the MACs and exponentials of the global-row engine count with the band's; only a
-        # run with global tokens starts the engine and clears its counters, so a run without
-        # them must not add the counts of an earlier run's global rows)
+        # (the MACs and exponentials of the global-row engine count with the band's; every
+        # command that starts a run clears the engine's counters, also one without global rows)
         for name, sig in stats.items():
             if gmax and name in GLOBAL_STAT_FIELDS and name != "cycles":
-                sig = sig + Mux(gcount.any(), getattr(glob, name), 0)
+                sig = sig + getattr(glob, name)  # (cleared by every start, also with no rows)
             m.d.comb += getattr(self.stats, name).eq(sig)
 
         # -- K/V ring: one K and one V memory per lane, words of dim_lanes elements -----------
@@ -841,8 +840,6 @@ class SwatCore(wiring.Component):
             m.d.sync += [sig.eq(0) for sig in (
                 kv_acc, kv_wr, q_cnt, qk_row, sv_done, rows_out, kv_lane, kv_base, lo_lane,
                 lo_base, sbuf, kv_cls, kv_a, *stats.values())]
-            if dmax > 1 and not gmax:  # (with global tokens: the preamble's region, above)
-                m.d.sync += kv_region.eq(0)
             if gmax:
                 m.d.sync += rows_done.eq(0)
             else:  # (with global tokens, the loader's start above sets the region)
