@@ -155,6 +155,14 @@ def check_size(p: CoreParams) -> None:
         if value > LIMITS[name]:
             raise ValueError(f"{name} {value} is too big to prove in reasonable time "
                              f"(limit {LIMITS[name]} for swatkit prove)")
+    # the invariants describe the band core; a core with global tokens or dilation has more
+    # state (the global columns' preamble, class regions, the global-row engine)
+    if p.max_global_tokens:
+        raise ValueError(f"global tokens (up to {p.max_global_tokens}): swatkit prove covers the "
+                         "band core (a core with global tokens is verified by simulation only)")
+    if p.max_dilation > 1:
+        raise ValueError(f"max_dilation {p.max_dilation}: swatkit prove covers the band core (a "
+                         "core with dilation is verified by simulation only)")
 
 
 class CoreProbe:

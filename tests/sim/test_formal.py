@@ -98,6 +98,11 @@ def test_size_limits():
     (["--causal", "--sliding-window", "4096", "--head-dim", "128"],
      "window 4096 is too big to prove in reasonable time (limit 513 for swatkit prove)"),
     (["--attention-window", "7"], "--attention-window must be a positive even integer, not 7"),
+    (["--global-tokens", "0"], "--global-tokens: global tokens (up to 1): swatkit prove covers "
+                               "the band core (a core with global tokens is verified by "
+                               "simulation only)"),
+    (["--max-dilation", "2"], "--max-dilation 2: swatkit prove covers the band core (a core "
+                              "with dilation is verified by simulation only)"),
     (["--key-lanes", "4"], "--key-lanes (4) must not exceed the window (3 keys)"),
     (["--dim-lanes", "2"], "--dim-lanes (2) must divide head_dim (1)"),
     (["--depth", "0"], "argument --depth: must be a positive integer, not 0"),
