@@ -12,46 +12,54 @@ What it computes: for each global row ``g`` (``rows`` of them per run, in order)
 with the band core's units (:func:`~swatkit.rtl.units.registered_mul`, ``sum_tree``,
 ``exp2_stages``, ``divide_stages``), so the numerics are the core's by construction.
 
-Schedule and cost: the contract needs the row max before the first exponential and the engine
-keeps no N-sized score store, so the K/V rows of a global row are streamed **twice**. Pass 1
-computes every score (one group of ``dim_lanes`` elements per cycle, ``G = head_dim /
-dim_lanes`` cycles per key) and folds it into the running max; pass 2 recomputes each score,
-takes its exponential and accumulates ``p·v`` (``dim_lanes`` multipliers, ``G`` cycles per key)
-and ``l``; the division is deferred to the end of the row and overlaps the next row. Pass 2
-follows pass 1, and the next row follows pass 2, with no bubble (the max register is final by
-the time the first pass-2 score reaches it, because the pipeline keeps order), so a run with
-always-valid inputs and an always-ready output is busy for exactly
-``global_row_cycles(...) = 2·rows·N·G + 2·G + divider_latency(fmt) + FILL_DRAIN`` cycles
-(``FILL_DRAIN = 16``: the QK pipeline, the exp, the p·v multipliers, the output register and
-FIFO; the ``2·G`` are the last key's p·v groups and the last row's groups into the dividers).
-Off-chip traffic per run: ``rows`` Q rows and ``2·rows·N`` K/V row pairs in (the V half is
-ignored in pass 1), ``rows`` O rows out. Multipliers: ``2·dim_lanes``; storage: a Q row, its
-successor, one K row, a FIFO of ``(8 + G) // G + 2`` V rows, ``head_dim`` accumulators and a
-result register of ``head_dim`` accumulators.
+Schedule and cost (multi-query): the run's ``rows`` q_g rows are loaded first and stay resident,
+and every streamed K_g/V_g row serves all of them. The contract needs each row's max before its
+first exponential and the engine keeps no N-sized score store, so the N K/V rows are streamed
+**twice per run** (not per global row). Pass 1: for each key ``j`` and each global row ``r``
+in turn, the score ``S_rj`` (one group of ``dim_lanes`` elements per cycle, ``G = head_dim /
+dim_lanes`` cycles) is folded into row ``r``'s running max. Pass 2: each score is recomputed,
+its exponential taken and ``p·v`` (``dim_lanes`` multipliers, ``G`` cycles) and ``l`` added into
+row ``r``'s state; a key thus takes ``rows·G`` cycles in either pass. After pass 2 the rows are
+read out in order, one group per cycle, into the dividers. Pass 2 follows pass 1 with no bubble
+(a row's max is final by the time its first pass-2 score reaches it, because the pipeline keeps
+order), so a run with always-valid inputs and an always-ready output is busy for exactly
+``global_row_cycles(...) = 2·rows·N·G + rows·(G + 1) + G + divider_latency(fmt) + FILL_DRAIN``
+cycles (``rows``: the Q rows load; ``rows·G``: the read-out; ``G``: the last key's p·v groups;
+``FILL_DRAIN = 16``: the first K/V row, the QK pipeline, the exp, the p·v multipliers, the
+read-out's memory read, the output register and FIFO, the row counter).
+Off-chip traffic per run: ``rows`` Q rows and ``2·N`` K/V row pairs in, whatever ``rows`` (the V
+half is ignored in pass 1), ``rows`` O rows out. Multipliers: ``2·dim_lanes``; storage: memories
+for the resident Q rows (``max_rows × head_dim × data_bits``), each row's max and ``max −
+d_sat`` (``max_rows × (score + max(score, bits(d_sat)) + 2)`` bits), its ``l`` (``max_rows × sum``) and its
+accumulators (``max_rows × head_dim × acc`` bits, one word of ``dim_lanes`` per group); one K
+row, one V row, a Q row register and a FIFO of ``(8 + G) // G + 2`` V rows.
 
 Ports (stream transfer rule as in :mod:`swatkit.rtl.units`: a beat moves in a cycle with
 ``valid & ready``; a producer holds ``valid`` and its payload until the transfer):
 
 - ``start`` (pulse), ``seq_len``, ``rows``: sampled on a ``start`` pulse while idle; ``rows`` or
   ``seq_len`` equal to 0 starts nothing. The instantiating core validates the values.
-- ``qg``: one Q row per global row; ``kvg``: per global row, pass 1 then pass 2, each the N beats
-  ``{k: k_g[j], v: v_g[j]}`` in key order (``2·rows·N`` beats per run); ``og``: one O row per
-  global row.
+- ``qg``: one Q row per global row (all of them before the first K/V beat is taken); ``kvg``:
+  per run, pass 1 then pass 2, each the N beats ``{k: k_g[j], v: v_g[j]}`` in key order (``2·N``
+  beats per run, whatever ``rows``); ``og``: one O row per global row, in order, after pass 2.
 - ``busy``; the 48-bit counters ``cycles`` (busy cycles), ``qk_macs`` (``2·rows·N·head_dim``),
   ``sv_macs`` (``rows·N·head_dim``), ``exp_ops`` (``rows·N``), cleared by any start while
   idle (one that starts nothing too).
 
-Structure: a loader holds one K row and rotates it through the ``dim_lanes`` q·k multipliers;
-V rows of pass 2 wait in a small FIFO until their probability is known. One stall-all pipeline
-(enable ``en``) runs from the issue of a K group to the row's result register; ``en`` drops only
-when a row result is ready and the previous one has not yet moved into the dividers. The output
+Structure: the Q rows wait in a memory whose read port always holds the next row to issue; a
+loader holds one K row and rotates it through the ``dim_lanes`` q·k multipliers once per global
+row. A row's max (pass 1) and its accumulators and ``l`` (pass 2) live in memories updated by
+read-modify-write (the read transparent, one stage ahead of the write). V rows of pass 2 wait
+in a small FIFO until the first global row's probability of their key is known, then rotate
+through the p·v multipliers once per global row. The datapath never stalls (no row result
+waits in it); the read-out after pass 2 advances under the dividers' enable, and the output
 rows leave through a FIFO so that ``og.ready`` reaches no pipeline enable (as in the core).
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from swatkit.golden import NumberFormat
@@ -81,11 +89,11 @@ GLOBAL_STAT_FIELDS = ("cycles", "qk_macs", "sv_macs", "exp_ops")
 # Pipeline depths (cycles under the enable) of the schedule; global_row_cycles is built from them
 QK_DEPTH = 4   # issue → multiplier operands → products → group sum → score register
 SV_DEPTH = 2   # walker → multiplier operands → products (accumulated into the row there)
-# Cycles of a run besides 2·rows·N·G (the K groups issued) + 2·G (the last key's V groups, the
-# last result's groups into the dividers) + the divider latency: the Q row and then the first K/V
-# row enter (2), QK_DEPTH, EXP_LATENCY, SV_DEPTH, the output row register (1), the output FIFO
-# (2), the row counter that ends busy (1)
-FILL_DRAIN = 2 + QK_DEPTH + EXP_LATENCY + SV_DEPTH + 1 + 2 + 1
+# Cycles of a run besides 2·rows·N·G (the K groups issued) + rows (the Q rows load) + G (the last
+# key's V groups) + rows·G (the read-out) + the divider latency: the first K/V row enters (1),
+# QK_DEPTH, EXP_LATENCY, SV_DEPTH, the read-out's memory read (1), the output row register (1),
+# the output FIFO (2), the row counter that ends busy (1)
+FILL_DRAIN = 1 + QK_DEPTH + EXP_LATENCY + SV_DEPTH + 1 + 1 + 2 + 1
 
 
 def _check_int(name: str, value, lo: int) -> None:
@@ -137,17 +145,20 @@ def global_row_cycles(head_dim: int, dim_lanes: int, fmt: NumberFormat, seq_len:
                       rows: int) -> int:
     """Busy cycles of a run of ``rows`` global rows over ``seq_len`` keys with always-valid
     inputs and an always-ready output (what the engine's ``cycles`` counter reads afterwards):
-    ``2·rows·N·G + 2·G + divider_latency(fmt) + FILL_DRAIN``, 0 when nothing starts."""
+    ``2·rows·N·G + rows·(G + 1) + G + divider_latency(fmt) + FILL_DRAIN``, 0 when nothing
+    starts."""
     g = _check_shape(fmt, head_dim, dim_lanes)
     _check_int("seq_len", seq_len, 0)
     _check_int("rows", rows, 0)
     if rows == 0 or seq_len == 0:
         return 0
-    return 2 * rows * seq_len * g + 2 * g + divider_latency(fmt) + FILL_DRAIN
+    return (2 * rows * seq_len * g + rows * (g + 1) + g + divider_latency(fmt)
+            + FILL_DRAIN)
 
 
 class GlobalRowEngine(wiring.Component):
-    """Two-pass engine for global attention rows (all N keys, own projections).
+    """Two-pass multi-query engine for global attention rows (all N keys, own projections):
+    every streamed K/V row serves all the run's global rows.
 
     Parameters
     ----------
@@ -167,8 +178,9 @@ class GlobalRowEngine(wiring.Component):
     seq_len : In(unsigned(clog2(max_seq_len + 1)))   N, the keys of every global row.
     rows : In(range(max_rows + 1))   global rows in the run.
     qg : In(stream)    ``ArrayLayout(signed(data_bits), head_dim)``: one Q row per global row.
-    kvg : In(stream)   ``{k, v}`` rows: per global row, N beats for pass 1, N for pass 2.
-    og : Out(stream)   ``ArrayLayout(signed(out_bits), head_dim)``: one O row per global row.
+    kvg : In(stream)   ``{k, v}`` rows: per run, N beats for pass 1, N for pass 2.
+    og : Out(stream)   ``ArrayLayout(signed(out_bits), head_dim)``: one O row per global row,
+                       after pass 2.
     busy : Out(1)      a run is in progress (until its last O row has moved).
     cycles, qk_macs, sv_macs, exp_ops : Out(48)   counters of the current/last run.
 
@@ -199,82 +211,107 @@ class GlobalRowEngine(wiring.Component):
         b = fmt.data_bits
         word = dl * b  # one group of dim_lanes elements
         index = len(self.seq_len)
+        max_rows = self.max_rows
 
         active = Signal()
         n = Signal(index)
-        n_rows = Signal(range(self.max_rows + 1))
+        n_rows = Signal(range(max_rows + 1))
         stats = {name: Signal(STAT_BITS, name=f"stat_{name}") for name in GLOBAL_STAT_FIELDS}
         m.d.comb += [getattr(self, name).eq(sig) for name, sig in stats.items()]
         m.d.comb += self.busy.eq(active)
-        en = Signal()  # the stall-all enable of the datapath
+        en = Const(1)  # the datapath never waits (the row state is in memories, read out after)
+
+        def addr(row, grp):
+            """The word of row ``row``'s group ``grp`` in the accumulator memory."""
+            return row * g + grp
 
         # -- run control -----------------------------------------------------------------------
         start_run = Signal()
-        rows_out = Signal(range(self.max_rows + 1))
+        rows_out = Signal(range(max_rows + 1))
         m.d.comb += start_run.eq(self.start & ~active & self.rows.any() & self.seq_len.any())
         with m.If(active):
             m.d.sync += stats["cycles"].eq(stats["cycles"] + 1)
             with m.If(rows_out == n_rows):
                 m.d.sync += active.eq(0)
 
-        # -- Q register: the next row's Q waits in q_next --------------------------------------
-        q_next = Signal(d * b)
-        q_next_full = Signal()
-        q_acc = Signal(range(self.max_rows + 1))   # Q rows accepted
-        m.d.comb += self.qg.ready.eq(active & ~q_next_full & (q_acc != n_rows))
+        # -- Q memory: the run's q_g rows, resident; the read port holds the next row to issue -
+        qmem = memory.Memory(shape=unsigned(d * b), depth=max_rows, init=[])
+        m.submodules.qmem = qmem
+        qwr = qmem.write_port()
+        qrd = qmem.read_port(transparent_for=(qwr,))
+        q_acc = Signal(range(max_rows + 1))   # Q rows accepted
+        q_loaded = q_acc == n_rows
+        m.d.comb += [self.qg.ready.eq(active & ~q_loaded),
+                     qwr.addr.eq(q_acc), qwr.data.eq(self.qg.payload.as_value()),
+                     qwr.en.eq(self.qg.valid & self.qg.ready)]
         with m.If(self.qg.valid & self.qg.ready):
-            m.d.sync += [q_next.eq(self.qg.payload.as_value()), q_next_full.eq(1),
-                         q_acc.eq(q_acc + 1)]
+            m.d.sync += q_acc.eq(q_acc + 1)
 
-        # -- K/V loader: K rotates through the multipliers, V waits in a FIFO ------------------
-        # a key's V is popped when its probability arrives, QK_DEPTH + EXP_LATENCY + 1 cycles
-        # after its last K group issued: up to that many / G later keys are loaded meanwhile
+        # -- K/V loader: a K row is issued G times over (once per global row, G groups each) --
+        # a key's V is popped when the first global row's probability of it arrives,
+        # QK_DEPTH + EXP_LATENCY + 1 cycles after that row's last K group issued: up to that
+        # many / G later keys are loaded meanwhile
         vfifo = fifo.SyncFIFO(width=d * b, depth=(QK_DEPTH + EXP_LATENCY + g) // g + 2)
         m.submodules.vfifo = vfifo
         kv_pass2 = Signal()
+        kv_done = Signal()        # the run's last K/V beat is taken
         kv_j = Signal(index)
-        kv_row_start = ~kv_pass2 & (kv_j == 0)
         hold = Signal()           # a K row is being issued
         hold_g = Signal(range(max(g, 2)))
+        hold_r = Signal(range(max(max_rows, 2)))
         hold_last_g = hold_g == g - 1
+        hold_last_r = hold_r == n_rows - 1
         kbuf = Signal(d * b)
         q_cur = Signal(d * b)
         hold_flags = data.StructLayout({"pass2": 1, "first_key": 1, "last_key": 1})
         flags = Signal(hold_flags)
-        issue = en & hold
+        issue = hold
+        next_row = issue & hold_last_g & ~hold_last_r  # on to the next global row of the key
         kv_take = Signal()
+        take = Signal()
         m.d.comb += [
-            # (a row's first K/V beat needs its Q row, and Q rows stop at n_rows: the K/V
-            # beats stop with the run's last row as well)
-            kv_take.eq(active & (~hold | (issue & hold_last_g))
-                       & (~kv_row_start | q_next_full) & (~kv_pass2 | vfifo.w_rdy)),
+            kv_take.eq(active & q_loaded & ~kv_done & (~hold | (issue & hold_last_g & hold_last_r))
+                       & (~kv_pass2 | vfifo.w_rdy)),
             self.kvg.ready.eq(kv_take),
+            take.eq(self.kvg.valid & kv_take),
             vfifo.w_data.eq(self.kvg.payload.v.as_value()),
-            vfifo.w_en.eq(self.kvg.valid & kv_take & kv_pass2),
+            vfifo.w_en.eq(take & kv_pass2),
+        ]
+        # the Q read port: row 0 while the rows load (transparent), then always the row after
+        # the one q_cur takes
+        after = hold_r + 2
+        m.d.comb += [
+            qrd.en.eq(~q_loaded | take | next_row),
+            qrd.addr.eq(Mux(~q_loaded, 0, Mux(take, Mux(n_rows == 1, 0, 1),
+                                                Mux(after == n_rows, 0, after)))),
         ]
         with m.If(issue):
             m.d.sync += [kbuf.eq(kbuf.rotate_right(word)), q_cur.eq(q_cur.rotate_right(word)),
                          hold_g.eq(Mux(hold_last_g, 0, hold_g + 1)),
                          stats["qk_macs"].eq(stats["qk_macs"] + dl)]
             with m.If(hold_last_g):
-                m.d.sync += hold.eq(0)
-        with m.If(self.kvg.valid & kv_take):
+                with m.If(hold_last_r):
+                    m.d.sync += hold.eq(0)
+                with m.Else():
+                    m.d.sync += [hold_r.eq(hold_r + 1), q_cur.eq(qrd.data)]
+        with m.If(take):
             last_key = kv_j == n - 1
             m.d.sync += [kbuf.eq(self.kvg.payload.k.as_value()), hold.eq(1), hold_g.eq(0),
+                         hold_r.eq(0), q_cur.eq(qrd.data),
                          flags.pass2.eq(kv_pass2), flags.first_key.eq(kv_j == 0),
                          flags.last_key.eq(last_key),
                          kv_j.eq(Mux(last_key, 0, kv_j + 1))]
             with m.If(last_key):
                 m.d.sync += kv_pass2.eq(~kv_pass2)
-            with m.If(kv_row_start):  # (after the rotation above: the new row's Q replaces it)
-                m.d.sync += [q_cur.eq(q_next), q_next_full.eq(0)]
+                with m.If(kv_pass2):
+                    m.d.sync += kv_done.eq(1)
 
         def regs(name, **fields):
             """A pipeline register stage: each field registered under ``en``."""
             return {key: _reg(m, en, value, f"{name}_{key}") for key, value in fields.items()}
 
         # -- QK: dim_lanes multipliers, one group per cycle ------------------------------------
-        c = {"valid": hold, "first_g": hold_g == 0, "last_g": hold_last_g,
+        c = {"valid": hold, "first_g": hold_g == 0, "last_g": hold_last_g, "r": hold_r,
              "pass2": flags.pass2, "first_key": flags.first_key, "last_key": flags.last_key}
         qv = data.View(data.ArrayLayout(signed(b), dl), q_cur[:word])
         kv = data.View(data.ArrayLayout(signed(b), dl), kbuf[:word])
@@ -291,27 +328,36 @@ class GlobalRowEngine(wiring.Component):
         with m.If(en & c["valid"]):
             m.d.sync += acc.eq(score_next)
         score = _reg(m, en, score_next, "qk_score", signed(w.score))
-        c = regs("qk4", valid=c["valid"] & c["last_g"], pass2=c["pass2"],
-                 first_key=c["first_key"], last_key=c["last_key"])
 
-        # -- the row max (pass 1) and the exponentials (pass 2) --------------------------------
-        # every pass-1 score of a row reaches this stage before its first pass-2 score, and the
-        # next row's first pass-1 score after its last one: row_max is always the right m
+        # -- the row maxima (pass 1) and the exponentials (pass 2) -----------------------------
+        # max memory: per global row its running max m and m − d_sat, read (transparently)
+        # one stage ahead of the score; every pass-1 score of a row reaches the score stage
+        # before its first pass-2 score, so pass 2 reads the final m
         d_sat = fmt.softmax_constant(d).d_sat
-        row_max = Signal(signed(w.score))
-        m_lo = Signal(signed(max(w.score, d_sat.bit_length()) + 2))  # m − d_sat
+        lo_bits = max(w.score, d_sat.bit_length()) + 2
+        mmem = memory.Memory(shape=unsigned(w.score + lo_bits), depth=max_rows, init=[])
+        m.submodules.mmem = mmem
+        mwr = mmem.write_port()
+        mrd = mmem.read_port(transparent_for=(mwr,))
+        m.d.comb += mrd.addr.eq(c["r"])
+        c = regs("qk4", valid=c["valid"] & c["last_g"], pass2=c["pass2"], r=c["r"],
+                 first_key=c["first_key"], last_key=c["last_key"])
+        row_max = mrd.data[:w.score].as_signed()
+        m_lo = mrd.data[w.score:].as_signed()
         max_next = Mux(c["first_key"] | (score > row_max), score, row_max)
-        with m.If(en & c["valid"] & ~c["pass2"]):
-            m.d.sync += [row_max.eq(max_next), m_lo.eq(max_next - d_sat)]
+        lo_next = Signal(signed(lo_bits))
+        m.d.comb += lo_next.eq(max_next - d_sat)
+        m.d.comb += [mwr.addr.eq(c["r"]), mwr.data.eq(Cat(max_next, lo_next)),
+                     mwr.en.eq(en & c["valid"] & ~c["pass2"])]
         with m.If(en & c["valid"] & c["pass2"]):
             m.d.sync += stats["exp_ops"].eq(stats["exp_ops"] + 1)
         diff = (row_max - score).as_unsigned()[:w.score]
         (prob,) = exp2_stages(m, en, [diff], fmt, d, name="exp", saturated=[score < m_lo])
         c = {"valid": c["valid"] & c["pass2"], "first_key": c["first_key"],
-             "last_key": c["last_key"]}
+             "last_key": c["last_key"], "r": c["r"]}
         for k in range(EXP_LATENCY):
             c = regs(f"exp{k}", **c)
-        arrive = en & c["valid"]  # a pass-2 probability: its key's V leaves the FIFO
+        arrive = en & c["valid"]  # a pass-2 probability (the key's V leaves the FIFO for row 0)
 
         # -- SV: a walker feeds the key's V groups with its p to dim_lanes multipliers ---------
         walk = Signal()
@@ -320,18 +366,23 @@ class GlobalRowEngine(wiring.Component):
         p_hold = Signal(unsigned(fmt.prob_bits))
         vcur = Signal(d * b)
         wflags = Signal(data.StructLayout({"first_key": 1, "last_key": 1}))
-        m.d.comb += vfifo.r_en.eq(arrive)
+        walk_r = Signal(range(max(max_rows, 2)))
+        m.d.comb += vfifo.r_en.eq(arrive & (c["r"] == 0))
         with m.If(en & walk):
             m.d.sync += [vcur.eq(vcur.rotate_right(word)),
                          walk_g.eq(Mux(walk_last_g, 0, walk_g + 1)),
                          stats["sv_macs"].eq(stats["sv_macs"] + dl)]
             with m.If(walk_last_g):
                 m.d.sync += walk.eq(0)
-        with m.If(arrive):  # (the previous key's last group is issuing at the latest)
-            m.d.sync += [walk.eq(1), walk_g.eq(0), p_hold.eq(prob), vcur.eq(vfifo.r_data),
+        with m.If(arrive):  # (the previous row's last group is issuing at the latest, and
+            # has rotated V back in place)
+            m.d.sync += [walk.eq(1), walk_g.eq(0), p_hold.eq(prob), walk_r.eq(c["r"]),
                          wflags.first_key.eq(c["first_key"]), wflags.last_key.eq(c["last_key"])]
-        s = {"valid": walk, "first_g": walk_g == 0, "last_g": walk_last_g,
-             "first_key": wflags.first_key, "last_key": wflags.last_key, "p": p_hold}
+            with m.If(c["r"] == 0):
+                m.d.sync += vcur.eq(vfifo.r_data)
+        s = {"valid": walk, "first_g": walk_g == 0, "last_g": walk_last_g, "g": walk_g,
+             "r": walk_r, "first_key": wflags.first_key, "last_key": wflags.last_key,
+             "p": p_hold}
         vv = data.View(data.ArrayLayout(signed(b), dl), vcur[:word])
         # p is taken with the key's first V group and held by the multipliers for the others
         # ("keep" as in the core: Yosys' ABC9 aborts on a p register feeding ECP5 multipliers)
@@ -340,48 +391,54 @@ class GlobalRowEngine(wiring.Component):
         for u in range(dl):
             registered_mul(m, platform, p_hold, vv[u], pv[u], en_a=en & walk & (walk_g == 0),
                            en_b=en, en_out=en, name=f"sv_mul{u}", a_attrs=keep)
-        s = regs("sv1", **s)
-        s = regs("sv2", **s)
-        # rotating accumulator: G groups of dim_lanes; the head group is updated and moved to
-        # the tail, so after every key the groups are back in order
-        accs = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
-                for k in range(g)]
-        total = Signal(unsigned(w.sum))
-        new = [Mux(s["first_key"], 0, accs[0][u]) + pv[u] for u in range(dl)]
-        total_new = Mux(s["first_g"], Mux(s["first_key"], 0, total) + s["p"], total)
-        with m.If(en & s["valid"]):
-            for k in range(g - 1):
-                m.d.sync += [accs[k][u].eq(accs[k + 1][u]) for u in range(dl)]
-            m.d.sync += [accs[g - 1][u].eq(new[u]) for u in range(dl)]
-            m.d.sync += total.eq(total_new)
-        final = [accs[k][u] for k in range(1, g) for u in range(dl)] + new
+        s1 = regs("sv1", **s)
+        s2 = regs("sv2", **s1)
 
-        # -- result register and normaliser (as the core's) ------------------------------------
-        res = [Signal(signed(w.acc), name=f"res_acc{k}") for k in range(d)]
-        res_total = Signal(unsigned(w.sum))
-        res_full = Signal()
-        res_release = Signal()
-        row_done = s["valid"] & s["last_key"] & s["last_g"]
-        m.d.comb += en.eq(~(row_done & res_full & ~res_release))
+        # accumulator memory: word (r, group) holds row r's dim_lanes accumulators of the
+        # group, and the l memory each row's l; read-modify-write, the read (transparent) one
+        # stage ahead of the products. After pass 2 the same read ports feed the dividers.
+        amem = memory.Memory(shape=unsigned(dl * w.acc), depth=max_rows * g, init=[])
+        lmem = memory.Memory(shape=unsigned(w.sum), depth=max_rows, init=[])
+        m.submodules.amem, m.submodules.lmem = amem, lmem
+        awr, lwr = amem.write_port(), lmem.write_port()
+        ard = amem.read_port(transparent_for=(awr,))
+        lrd = lmem.read_port(transparent_for=(lwr,))
+        old = [ard.data[u * w.acc:(u + 1) * w.acc].as_signed() for u in range(dl)]
+        new = [Signal(signed(w.acc), name=f"sv_new{u}") for u in range(dl)]
+        m.d.comb += [new[u].eq(Mux(s2["first_key"], 0, old[u]) + pv[u]) for u in range(dl)]
+        total_new = Mux(s2["first_key"], 0, lrd.data) + s2["p"]
+        m.d.comb += [awr.addr.eq(addr(s2["r"], s2["g"])), awr.data.eq(Cat(*new)),
+                     awr.en.eq(en & s2["valid"]),
+                     lwr.addr.eq(s2["r"]), lwr.data.eq(total_new),
+                     lwr.en.eq(en & s2["valid"] & s2["first_g"])]
+
+        # -- read-out: after the last row's last group, row by row, group by group -------------
+        out_phase = Signal()
+        with m.If(en & s2["valid"] & s2["last_key"] & s2["last_g"] & (s2["r"] == n_rows - 1)):
+            m.d.sync += out_phase.eq(1)
         ofifo = fifo.SyncFIFOBuffered(width=d * fmt.out_bits, depth=3)
         m.submodules.ofifo = ofifo
         div_en = Signal()
         o_valid = Signal()
         m.d.comb += div_en.eq(~o_valid | ofifo.w_rdy)
-        feed_g = Signal(range(max(g, 2)))
-        feed = div_en & res_full
-        m.d.comb += res_release.eq(feed & (feed_g == g - 1))
-        with m.If(feed):
-            m.d.sync += feed_g.eq(Mux(feed_g == g - 1, 0, feed_g + 1))
-            # rotate the result so that the group to divide is always at the bottom
-            m.d.sync += [res[k].eq(res[(k + dl) % d]) for k in range(d)]
-        with m.If(res_release):
-            m.d.sync += res_full.eq(0)
-        with m.If(en & row_done):  # (after the rotation above: a new result replaces it)
-            m.d.sync += [res[k].eq(final[k]) for k in range(d)]
-            m.d.sync += [res_full.eq(1), res_total.eq(total_new)]
-        outs = divide_stages(m, div_en, res[:dl], res_total, fmt, name="norm")
-        dvalid = feed
+        rd_r = Signal(range(max(max_rows, 2)))
+        rd_g = Signal(range(max(g, 2)))
+        rd_done = Signal()
+        feed = out_phase & ~rd_done
+        m.d.comb += [
+            ard.addr.eq(Mux(out_phase, addr(rd_r, rd_g), addr(s1["r"], s1["g"]))),
+            ard.en.eq(~out_phase | div_en),
+            lrd.addr.eq(Mux(out_phase, rd_r, s1["r"])),
+            lrd.en.eq(~out_phase | div_en),
+        ]
+        with m.If(div_en & feed):
+            m.d.sync += rd_g.eq(Mux(rd_g == g - 1, 0, rd_g + 1))
+            with m.If(rd_g == g - 1):
+                m.d.sync += rd_r.eq(rd_r + 1)
+                with m.If(rd_r == n_rows - 1):
+                    m.d.sync += rd_done.eq(1)
+        outs = divide_stages(m, div_en, old, lrd.data, fmt, name="norm")
+        dvalid = _reg(m, div_en, feed, "norm_read")
         for k in range(divider_latency(fmt)):
             dvalid = _reg(m, div_en, dvalid, f"norm_valid{k}")
         o_row = Signal(d * fmt.out_bits)
@@ -402,7 +459,8 @@ class GlobalRowEngine(wiring.Component):
         # -- a start latches the run and clears every pointer and counter ----------------------
         with m.If(start_run):
             m.d.sync += [active.eq(1), n.eq(self.seq_len), n_rows.eq(self.rows)]
-            m.d.sync += [sig.eq(0) for sig in (rows_out, q_acc, kv_pass2, kv_j)]
+            m.d.sync += [sig.eq(0) for sig in (rows_out, q_acc, kv_pass2, kv_j, kv_done,
+                                                out_phase, rd_r, rd_g, rd_done)]
         # (a start with nothing to do clears the counters too: they read 0 for that run)
         with m.If(self.start & ~active):
             m.d.sync += [sig.eq(0) for sig in stats.values()]
