@@ -260,10 +260,12 @@ class CoreParams:
 
         The ``global_*`` entries are the global-row engine's (all 0 on a core generated without
         global tokens): ``dim_lanes`` q·k and ``dim_lanes`` p·v multipliers, one exp unit and
-        its table, ``dim_lanes`` dividers; its row storage (``global_buffer_bits``: the Q row
-        and its successor, one K row, the V FIFO of ``global_v_fifo_rows`` rows, the output
-        FIFO of 3 O rows) and its accumulators (``head_dim`` accumulators and a result register
-        of ``head_dim``, at the widths of a row of ``max_seq_len`` keys). ``flag_bits``: the
+        its table, ``dim_lanes`` dividers; its row storage (``global_buffer_bits``: the
+        memory of the ``max_global_tokens`` resident Q rows, the Q row being issued, one K row,
+        the V row being walked, the V FIFO of ``global_v_fifo_rows`` rows, the output FIFO of 3
+        O rows) and its per-row state memories (``global_accumulator_bits``: per global row
+        ``head_dim`` accumulators, ``l``, the max and ``max − d_sat``, at the widths of a row
+        of ``max_seq_len`` keys). ``flag_bits``: the
         band core's one bit per K/V ring word per lane (the key is a global token)."""
         kl, dl, w, d = self.hw.key_lanes, self.hw.dim_lanes, self.widths, self.spec.head_dim
         res = {
@@ -281,7 +283,7 @@ class CoreParams:
                               "global_buffer_bits", "global_accumulator_bits",
                               "global_exp_table_bits", "global_divider_stages", "flag_bits"), 0)
         if self.max_global_tokens:
-            from .global_rows import QK_DEPTH
+            from .global_rows import QK_DEPTH, global_state_bits
             from .units import EXP_LATENCY
 
             g, gw = self.groups, self.global_widths
@@ -289,8 +291,10 @@ class CoreParams:
             glob.update(
                 global_qk_multipliers=dl, global_sv_multipliers=dl, global_exp_multipliers=1,
                 global_v_fifo_rows=fifo_rows,
-                global_buffer_bits=(3 + fifo_rows) * d * w.data + 3 * d * self.fmt.out_bits,
-                global_accumulator_bits=2 * d * gw.acc,
+                global_buffer_bits=((self.max_global_tokens + 3 + fifo_rows) * d * w.data
+                                    + 3 * d * self.fmt.out_bits),
+                global_accumulator_bits=self.max_global_tokens * global_state_bits(
+                    self.fmt, d, gw),
                 global_exp_table_bits=2 ** self.fmt.exp_frac_bits * gw.prob,
                 global_divider_stages=dl * gw.quotient,
                 flag_bits=kl * self.kv_depth)

@@ -81,6 +81,7 @@ __all__ = [
     "global_row_cycles",
     "global_rows_layouts",
     "global_rows_signature",
+    "global_state_bits",
 ]
 
 STAT_BITS = 48  # the width of the core's counters
@@ -112,6 +113,17 @@ def _check_shape(fmt, head_dim, dim_lanes) -> int:
     if head_dim % dim_lanes:
         raise ValueError(f"dim_lanes must divide head_dim ({head_dim}), not {dim_lanes}")
     return head_dim // dim_lanes
+
+
+def _lo_bits(fmt: NumberFormat, head_dim: int, w) -> int:
+    """Width of a row's ``max − d_sat`` (kept beside its max)."""
+    return max(w.score, fmt.softmax_constant(head_dim).d_sat.bit_length()) + 2
+
+
+def global_state_bits(fmt: NumberFormat, head_dim: int, w) -> int:
+    """Bits of one global row's state in the engine's memories (``w``: the engine's widths):
+    ``head_dim`` accumulators, ``l``, the max and ``max − d_sat``."""
+    return head_dim * w.acc + w.sum + w.score + _lo_bits(fmt, head_dim, w)
 
 
 def global_rows_layouts(fmt: NumberFormat, head_dim: int) -> dict:
@@ -334,7 +346,7 @@ class GlobalRowEngine(wiring.Component):
         # one stage ahead of the score; every pass-1 score of a row reaches the score stage
         # before its first pass-2 score, so pass 2 reads the final m
         d_sat = fmt.softmax_constant(d).d_sat
-        lo_bits = max(w.score, d_sat.bit_length()) + 2
+        lo_bits = _lo_bits(fmt, d, w)
         mmem = memory.Memory(shape=unsigned(w.score + lo_bits), depth=max_rows, init=[])
         m.submodules.mmem = mmem
         mwr = mmem.write_port()

@@ -293,8 +293,8 @@ class SwatHarness(wiring.Component):
 
     On a core with global tokens, also the global-row engine's streams, loaded per run:
     ``g_start`` (a pulse: their sources and sink back to row 0), ``qg_count`` (the run's global
-    rows), ``kvg_count`` (N) and ``kvg_passes`` (2 per global row: the K_g/V_g rows are sent
-    that many times over); ``qg_sent``, ``kvg_sent``, ``og_rows`` and ``og_violation``. They
+    rows), ``kvg_count`` (N) and ``kvg_passes`` (2 per run: the K_g/V_g rows are sent that many
+    times over, one pass each); ``qg_sent``, ``kvg_sent``, ``og_rows`` and ``og_violation``. They
     share the gap, stall and hold controls of ``q``, ``kv`` and ``o``.
     """
 
@@ -316,11 +316,11 @@ class SwatHarness(wiring.Component):
             n = params.hw.max_seq_len
             self.qg_src = RowSource(lay["q"], gmax, name="tb_qg", mem_attrs=mem_attrs)
             self.kvg_src = RowSource(lay["kv"], n, name="tb_kvg", mem_attrs=mem_attrs,
-                                     max_passes=2 * gmax)
+                                     max_passes=2)
             self.og_sink = RowSink(lay["o"], gmax, name="tb_og", mem_attrs=mem_attrs)
             glob = {"g_start": In(1), "qg_count": In(range(gmax + 1)),
-                    "kvg_count": In(range(n + 1)), "kvg_passes": In(range(2 * gmax + 1)),
-                    "qg_sent": Out(range(gmax + 1)), "kvg_sent": Out(range(2 * gmax * n + 1)),
+                    "kvg_count": In(range(n + 1)), "kvg_passes": In(range(3)),
+                    "qg_sent": Out(range(gmax + 1)), "kvg_sent": Out(range(2 * n + 1)),
                     "og_rows": Out(32), "og_violation": Out(1)}
         super().__init__({
             **glob,

@@ -68,7 +68,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
     offer while the core is idle, refuses a command, or finishes a run), so a beat taken by the
     wrong run shows. Raises ``AssertionError`` if the core refuses a good command, if a run moves
     another number of beats on a stream than it should (``kv``: G + N, ``q``: N, ``qg``: G,
-    ``kvg``: 2·G·N, ``o``: N − G, ``og``: G), or if a beat moves while the core is idle;
+    ``kvg``: 2·N if G > 0, ``o``: N − G, ``og``: G), or if a beat moves while the core is idle;
     ``TimeoutError`` if a run stays busy for more than ``timeout`` cycles (default: no limit) or
     a stream still has beats to move when the last run has ended."""
     fmt = fmt or NumberFormat()
@@ -117,7 +117,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
         n, g = r.run.seq_len, len(r.tokens)
         want = {"q": n, "kv": g + n, "o": n - g}
         if globals_:
-            want.update(qg=g, kvg=2 * g * n, og=g)
+            want.update(qg=g, kvg=2 * n if g else 0, og=g)
         return want
 
     async def send(ctx, payload, what):
@@ -205,14 +205,14 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
         done["o"] = True
 
     async def put_global(ctx):
-        # each global row's q_g, then two passes over (k_g, v_g) per global row
+        # each global row's q_g (two passes over (k_g, v_g) per run serve them all)
         beats = [lay["q"].const(_row(r.gq[0][g])) for r in good for g in r.tokens]
         await stream_put(ctx, dut.qg, beats, rng=random.Random(seeds[0] + 1), gap=gap)
         done["qg"] = True
 
     async def put_global_kv(ctx):
         beats = [lay["kv"].const({"k": _row(r.gq[1][j]), "v": _row(r.gq[2][j])})
-                 for r in good for _ in r.tokens for _pass in range(2)
+                 for r in good if r.tokens for _pass in range(2)
                  for j in range(r.run.seq_len)]
         await stream_put(ctx, dut.kvg, beats, rng=random.Random(seeds[1] + 1), gap=gap)
         done["kvg"] = True

@@ -116,7 +116,7 @@ class HarnessBench:
 
     async def start_globals(self, index: int):
         """Run ``index``'s global rows into the global-row streams' memories (q_g of its
-        global tokens; k_g, v_g of every row, sent twice per global row); their sources and
+        global tokens; k_g, v_g of every row, sent twice per run); their sources and
         sink back to row 0."""
         run = self.case["runs"][index]
         count = run["globals"]
@@ -128,7 +128,7 @@ class HarnessBench:
         self.write_memory(harness.kvg_src.tb_kvg_rows, self.arrays[f"kvg{index}"])
         dut.qg_count.value = count
         dut.kvg_count.value = run["seq_len"]
-        dut.kvg_passes.value = 2 * count
+        dut.kvg_passes.value = 2
         dut.g_start.value = 1
         await FallingEdge(dut.clk)
         dut.g_start.value = 0
@@ -231,7 +231,8 @@ class HarnessBench:
         (q_gap, kv_gap), stall = self.case["gaps"], self.case["stall"]
         slow = 1 / ((1 - q_gap) * (1 - kv_gap) * (1 - stall))
         holds = sum(f[1] for f in self.case.get("holds", {}).values())
-        glob = 2 * count * n * p.groups + 100 * count   # the global-row engine's passes
+        # the global-row engine's two passes (each key once per global row) and its read-out
+        glob = 2 * count * n * p.groups + count * (p.groups + 101)
         return int(4 * (n * per_row + glob) * slow) + holds + 10_000
 
     async def wait_run(self, n: int, label: str, count: int = 0) -> bool:
@@ -336,7 +337,7 @@ class HarnessBench:
         counts and the sink's protocol check."""
         dut, run = self.dut, self.case["runs"][index]
         count, n = run["globals"], run["seq_len"]
-        sent = {"qg": count, "kvg": 2 * count * n}
+        sent = {"qg": count, "kvg": 2 * n}
         for name, value in sent.items():
             if int(getattr(dut, f"{name}_sent").value) != value:
                 self.error(f"{label}: the {name} source sent "

@@ -44,7 +44,8 @@ dilation"): every dataflow makes a main pass (all N rows, each row's band and th
 columns) and a global pass (the G global rows over all N keys, through their own projections,
 as Longformer); :func:`passes` gives both, :func:`actions` their sum. SWAT's counts are the
 core's counters (:func:`~swatkit.sim.cycle_model.swat_actions`); its global pass is the
-global-row engine's (two passes over the N ``{k_g, v_g}`` rows per global row). The baselines'
+global-row engine's (two passes over the N ``{k_g, v_g}`` rows per run, each row serving all
+G global rows). The baselines'
 global pass gathers the G rows into query tiles (``dense``: tiles of its K/V storage) that read
 K_g/V_g once per tile.
 
@@ -72,7 +73,7 @@ import numpy as np
 from swatkit.golden import AttentionSpec
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.config import MAX_SEQ_LEN
-from swatkit.rtl.global_rows import global_row_cycles
+from swatkit.rtl.global_rows import global_row_cycles, global_state_bits
 
 from .cycle_model import swat_actions, swat_cycles
 from .models import LayerPattern, ModelConfig, ModelError
@@ -320,16 +321,23 @@ def passes(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
     if dataflow == "swat":
         counters = swat_actions(p, run)   # the core's counters: both engines
         band = int(p.band_keys(run).sum())  # keys issued on the band core (masked ones too)
-        # the global-row engine (rtl/global_rows.py): pass 1 q·k and max over the N keys, pass
-        # 2 q·k again, exp, p·v, sum; a K row register and a V FIFO; per global row N K/V beats
-        # per pass (the V half unused in pass 1), a Q row in, an O row out
+        # the global-row engine (rtl/global_rows.py), multi-query: the G Q rows resident, N K/V
+        # beats per pass (the V half unused in pass 1) serving all G rows; pass 1 q·k and max,
+        # pass 2 q·k again, exp, p·v, sum; per (key, global row) a Q row read, the K row (and
+        # in pass 2 the V row) walked, the row's state read and written (max in pass 1, max
+        # read, l and the accumulators in pass 2); G Q rows in, G O rows out
+        gw = p.global_widths
+        max_bits = global_state_bits(p.fmt, d, gw) - d * gw.acc - gw.sum  # max, max − d_sat
         glob = _pass(qk_macs=2 * gp * d, sv_macs=gp * d, exp_ops=gp, max_compares=gp,
-                     sum_adds=gp, divisions=n_glob * d, global_kv_rows=2 * gp,
+                     sum_adds=gp, divisions=n_glob * d,
+                     global_kv_rows=2 * n if n_glob else 0,
                      global_q_rows=n_glob, global_rows_out=n_glob,
-                     global_buffer_write_bits=3 * gp * d * b,
-                     global_buffer_read_bits=3 * gp * d * b,
+                     global_buffer_write_bits=(n_glob + 3 * n) * d * b if n_glob else 0,
+                     global_buffer_read_bits=5 * gp * d * b,
+                     acc_buffer_write_bits=gp * (d * gw.acc + gw.sum + max_bits),
+                     acc_buffer_read_bits=gp * (d * gw.acc + gw.sum + 2 * max_bits),
                      offchip_read_bytes=(_rows_bytes(n_glob, d, b)
-                                         + _rows_bytes(4 * gp, d, b)),
+                                         + (_rows_bytes(4 * n, d, b) if n_glob else 0)),
                      offchip_write_bytes=_rows_bytes(n_glob, d, ob))
         kv_bytes = _rows_bytes(2 * (n + n_glob), d, b)  # the G global columns first, then N rows
         main = _pass(qk_macs=counters["qk_macs"] - glob["qk_macs"],
@@ -421,7 +429,9 @@ def buffer_banks(p: CoreParams, dataflow: str, tiles: Tiles | None = None) -> di
         banks["kv"] = p.kv_depth * p.hw.dim_lanes * b
         if dataflow == "swat":
             banks["score"] = p.score_depth * w.score
-            banks["global"] = max(1, p.resources()["global_buffer_bits"])
+            res = p.resources()
+            banks["global"] = max(1, res["global_buffer_bits"])
+            banks["acc"] = max(1, res["global_accumulator_bits"])  # the global rows' state
     else:
         t = tiles or Tiles()
         banks.update(q=math.ceil(t.q * d * b / kl), kv=math.ceil(t.k * d * b / kl),
