@@ -29,10 +29,10 @@ cycles (``rows``: the Q rows load; ``rows·G``: the read-out; ``G``: the last ke
 read-out's memory read, the output register and FIFO, the row counter).
 Off-chip traffic per run: ``rows`` Q rows and ``2·N`` K/V row pairs in, whatever ``rows`` (the V
 half is ignored in pass 1), ``rows`` O rows out. Multipliers: ``2·dim_lanes``; storage: memories
-for the resident Q rows (``max_rows × head_dim × data_bits``), each row's max and ``max −
-d_sat`` (``max_rows × (score + max(score, bits(d_sat)) + 2)`` bits), its ``l`` (``max_rows × sum``) and its
-accumulators (``max_rows × head_dim × acc`` bits, one word of ``dim_lanes`` per group); one K
-row, one V row, a Q row register and a FIFO of ``(8 + G) // G + 2`` V rows.
+for the resident Q rows (``max_rows × head_dim × data_bits``) and for each row's state
+(``max_rows × global_state_bits(...)``: its ``head_dim`` accumulators, one word of ``dim_lanes``
+per group, its ``l``, its max and ``max − d_sat``); one K row, one V row, a Q row register and a
+FIFO of ``(8 + G) // G + 2`` V rows.
 
 Ports (stream transfer rule as in :mod:`swatkit.rtl.units`: a beat moves in a cycle with
 ``valid & ready``; a producer holds ``valid`` and its payload until the transfer):
