@@ -59,7 +59,6 @@ from .units import (
 __all__ = ["STAT_FIELDS", "SwatCore", "command", "core_layouts", "core_signature"]
 
 STAT_BITS = 48
-GLOBAL_ROWS = True  # a core with global tokens has the global-row engine's qg, kvg, og
 STAT_FIELDS = ("cycles", "kv_rows", "q_rows", "rows_out", "qk_macs", "sv_macs", "exp_ops")
 
 

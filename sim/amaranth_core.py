@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import STAT_FIELDS, HardwareConfig, SwatCore, core_layouts
-from swatkit.rtl.core import GLOBAL_ROWS, command
+from swatkit.rtl.core import command
 
 from .streams import stream_get, stream_put
 
@@ -78,7 +78,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
     dut = SwatCore(spec, fmt, hw)
     p = dut.params
     lay = core_layouts(p)
-    globals_ = bool(p.max_global_tokens and GLOBAL_ROWS)
+    globals_ = bool(p.max_global_tokens)
 
     plans = []  # per item: (kind, command payload, run details)
     for it in items:
