@@ -350,42 +350,42 @@ class SwatHarness(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = self.core
-        m.submodules.q_src = q = self.q_src
-        m.submodules.kv_src = kv = self.kv_src
-        m.submodules.o_sink = o = self.o_sink
-        wiring.connect(m, q_src=q.o, core_q=core.q)
-        wiring.connect(m, kv_src=kv.o, core_kv=core.kv)
-        wiring.connect(m, core_o=core.o, o_sink=o.i)
+
+        def streams(src_in, src_kv, sink, names, counts, start, salt):
+            """Two sources (a Q-like and a K/V-like stream) and a sink around the core's ports
+            ``names``, with their controls: the shared gaps, stalls and holds."""
+            for unit, name in zip((src_in, src_kv, sink), names, strict=True):
+                m.submodules[f"{name}_{'sink' if unit is sink else 'src'}"] = unit
+            wiring.connect(m, src_in.o, getattr(core, names[0]))
+            wiring.connect(m, src_kv.o, getattr(core, names[1]))
+            wiring.connect(m, getattr(core, names[2]), sink.i)
+            for mix, (unit, count) in enumerate(zip((src_in, src_kv, sink), counts, strict=True)):
+                m.d.comb += [unit.start.eq(start), unit.count.eq(count),
+                             unit.seed.eq(self.seed ^ self.SEEDS[mix] ^ salt)]
+            m.d.comb += [
+                src_in.gap.eq(self.q_gap), src_kv.gap.eq(self.kv_gap), sink.stall.eq(self.o_stall),
+                src_in.hold.eq(self.q_hold), src_kv.hold.eq(self.kv_hold),
+                sink.hold.eq(self.o_hold), sink.cycle.eq(self.cycles),
+            ]
+
+        q, kv, o = self.q_src, self.kv_src, self.o_sink
+        streams(q, kv, o, ("q", "kv", "o"), (self.q_count, self.kv_count, self.depth),
+                self.start, 0)
         wiring.connect(m, tb_cmd=wiring.flipped(self.cmd), core_cmd=core.cmd)
-        for unit, count, mix in ((q, self.q_count, 0), (kv, self.kv_count, 1),
-                                 (o, self.depth, 2)):
-            m.d.comb += [unit.start.eq(self.start), unit.count.eq(count),
-                         unit.seed.eq(self.seed ^ self.SEEDS[mix])]
         m.d.comb += [
-            q.gap.eq(self.q_gap), kv.gap.eq(self.kv_gap), o.stall.eq(self.o_stall),
-            q.hold.eq(self.q_hold), kv.hold.eq(self.kv_hold), o.hold.eq(self.o_hold),
-            o.cycle.eq(self.cycles),
             self.busy.eq(core.busy), self.error.eq(core.error), self.stats.eq(core.stats),
             self.q_sent.eq(q.sent), self.kv_sent.eq(kv.sent), self.o_rows.eq(o.received),
             self.violation.eq(o.violation), self.violation_cycle.eq(o.violation_cycle),
         ]
         if self.params.max_global_tokens:
-            m.submodules.qg_src = qg = self.qg_src
-            m.submodules.kvg_src = kvg = self.kvg_src
-            m.submodules.og_sink = og = self.og_sink
-            wiring.connect(m, qg_src=qg.o, core_qg=core.qg)
-            wiring.connect(m, kvg_src=kvg.o, core_kvg=core.kvg)
-            wiring.connect(m, core_og=core.og, og_sink=og.i)
-            for unit, count, mix in ((qg, self.qg_count, 0), (kvg, self.kvg_count, 1),
-                                     (og, self.params.max_global_tokens, 2)):
-                m.d.comb += [unit.start.eq(self.g_start), unit.count.eq(count),
-                             unit.seed.eq(self.seed ^ self.SEEDS[mix] ^ 0x5A5A5A5A)]
+            qg, kvg, og = self.qg_src, self.kvg_src, self.og_sink
+            streams(qg, kvg, og, ("qg", "kvg", "og"),
+                    (self.qg_count, self.kvg_count, self.params.max_global_tokens),
+                    self.g_start, 0x5A5A5A5A)
             m.d.comb += [
-                kvg.passes.eq(self.kvg_passes),
-                qg.gap.eq(self.q_gap), kvg.gap.eq(self.kv_gap), og.stall.eq(self.o_stall),
-                qg.hold.eq(self.q_hold), kvg.hold.eq(self.kv_hold), og.hold.eq(self.o_hold),
-                og.cycle.eq(self.cycles), self.qg_sent.eq(qg.sent), self.kvg_sent.eq(kvg.sent),
-                self.og_rows.eq(og.received), self.og_violation.eq(og.violation),
+                kvg.passes.eq(self.kvg_passes), self.qg_sent.eq(qg.sent),
+                self.kvg_sent.eq(kvg.sent), self.og_rows.eq(og.received),
+                self.og_violation.eq(og.violation),
             ]
         m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(core.busy):
