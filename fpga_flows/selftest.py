@@ -632,12 +632,11 @@ class SelfTest(wiring.Component):
                 m.d.comb += core.cmd.valid.eq(1)
                 with m.If(core.cmd.ready):
                     m.d.sync += state.eq(_State.RUN)
-            with m.Case(_State.RUN):
-                with m.If(finished | core.error | (idle == self.timeout)):
-                    m.d.sync += [state.eq(_State.REPORT), msg_index.eq(0)]
-                    m.d.sync += hung.eq(~finished & ~core.error)
-                    ok = finished & ~core.error & ok_rows
-                    m.d.sync += [passed.eq(ok), failed.eq(~ok)]
+            with m.Case(_State.RUN), m.If(finished | core.error | (idle == self.timeout)):
+                m.d.sync += [state.eq(_State.REPORT), msg_index.eq(0)]
+                m.d.sync += hung.eq(~finished & ~core.error)
+                ok = finished & ~core.error & ok_rows
+                m.d.sync += [passed.eq(ok), failed.eq(~ok)]
             with m.Case(_State.REPORT):
                 if self.uart is None:
                     m.d.sync += state.eq(_State.DONE)

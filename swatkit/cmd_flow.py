@@ -181,7 +181,8 @@ def _describe(config) -> str:
     return (f"window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, up to "
             f"{p.hw.max_seq_len} rows; {p.hw.key_lanes} key lanes x {p.hw.dim_lanes} dim lanes "
             f"({config.cycles_per_row} cycles per row); self-test {config.test_rows} rows "
-            f"({config.selftest}), seed {config.seed}; clock constraint {config.constraint_mhz:g} MHz")
+            f"({config.selftest}), seed {config.seed}; clock constraint "
+            f"{config.constraint_mhz:g} MHz")
 
 
 def _simulate(config) -> int:

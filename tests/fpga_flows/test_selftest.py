@@ -11,11 +11,10 @@ import zlib
 
 import numpy as np
 import pytest
+from amaranth import Value
 from amaranth.sim import Simulator
 
 from swatkit.fpga_flows.boards import BOARDS
-from amaranth import Value
-
 from swatkit.fpga_flows.selftest import (
     LFSR_MESSAGE_LEN,
     MESSAGE_LEN,
@@ -251,7 +250,7 @@ def test_lfsr_vectors_are_golden():
     np.testing.assert_array_equal(v.expected, want)
     assert v.crc == zlib.crc32(want.astype(np.int8).tobytes())
     assert v.corrupted_signature(3).crc == v.crc ^ 8
-    with pytest.raises(ValueError, match="^these vectors have no signature"):
+    with pytest.raises(ValueError, match=r"^these vectors have no signature"):
         make_vectors(params, 4, SEED).corrupted_signature()
 
 
