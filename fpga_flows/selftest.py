@@ -319,13 +319,16 @@ class _RomFeeder:
                 m.d.sync += count.eq(count + 1)
 
 
-def lfsr_next(state, bits: int):
-    """HDL form of the generator: ``bits`` LFSR steps of ``state`` unrolled; returns the element
-    (bit 0 of each state on the way, the first one least significant) and the next state."""
+def lfsr_next(m: Module, state, bits: int, name: str):
+    """HDL form of the generator: ``bits`` LFSR steps of ``state`` unrolled (one signal per
+    step, so that the expression stays linear); returns the element (bit 0 of each state on the
+    way, the first one least significant) and the next state."""
     out = []
-    for _ in range(bits):
+    for i in range(bits):
         out.append(state[0])
-        state = Mux(state[0], (state >> 1) ^ LFSR_TAPS, state >> 1)[:32]
+        step = Signal(32, name=f"{name}_step{i}")
+        m.d.comb += step.eq((state >> 1) ^ (state[0].replicate(32) & LFSR_TAPS))
+        state = step
     return Cat(*out), state
 
 
@@ -353,7 +356,7 @@ class _LfsrFeeder:
             acc = Signal(d * bits, name=f"{name}{index}_acc")
             row = Signal(d * bits, name=f"{name}{index}_row")
             m.d.comb += field.eq(row)
-            element, nxt = lfsr_next(state, bits)
+            element, nxt = lfsr_next(m, state, bits, f"{name}{index}")
             with m.If(clear):
                 m.d.sync += state.eq(seed)
             with m.Elif(generate):
@@ -368,10 +371,13 @@ class _LfsrFeeder:
             m.d.sync += [filled.eq(0), count.eq(count + 1), valid.eq(1)]
 
 
-def crc32_byte(crc, byte):
-    """HDL form of one byte of CRC-32 (reflected, polynomial 0xEDB88320; no final XOR)."""
+def crc32_byte(m: Module, crc, byte):
+    """HDL form of one byte of CRC-32 (reflected, polynomial 0xEDB88320; no final XOR), one
+    signal per bit step."""
     for i in range(8):
-        crc = Mux(crc[0] ^ byte[i], (crc >> 1) ^ 0xEDB88320, crc >> 1)[:32]
+        step = Signal(32, name=f"crc_step{i}")
+        m.d.comb += step.eq((crc >> 1) ^ ((crc[0] ^ byte[i]).replicate(32) & 0xEDB88320))
+        crc = step
     return crc
 
 
@@ -577,7 +583,7 @@ class SelfTest(wiring.Component):
         with m.Elif(core.o.valid & core.o.ready):
             m.d.sync += [shift.eq(Cat(*elements)), left.eq(nbytes), self.rows.eq(self.rows + 1)]
         with m.Elif(left != 0):
-            m.d.sync += [crc.eq(crc32_byte(crc, shift[:8])), shift.eq(shift >> 8),
+            m.d.sync += [crc.eq(crc32_byte(m, crc, shift[:8])), shift.eq(shift >> 8),
                          left.eq(left - 1)]
         finished = (self.rows == n) & (left == 0)
         return finished, self.crc == self.vectors.crc
