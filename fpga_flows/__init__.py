@@ -2,8 +2,9 @@
 
 * :mod:`~swatkit.fpga_flows.boards` — the boards (``amaranth-boards`` platforms) and the default
   configuration that fits each.
-* :mod:`~swatkit.fpga_flows.selftest` — the self-test top: a SWAT core, its vectors and the
-  golden output in ROM, a checker, pass/fail LEDs and a result line over the UART.
+* :mod:`~swatkit.fpga_flows.selftest` — the self-test top: a SWAT core fed from ROM (vectors and
+  golden output) or from on-chip LFSRs (the output's CRC-32 against the golden one), a checker,
+  pass/fail LEDs and a result line over the UART.
 * :mod:`~swatkit.fpga_flows.flow` — build projects (Amaranth build plans), runs with the YoWASP
   tools, Fmax and utilisation reports, sweeps. ``swatkit flow`` is its command line.
 
@@ -12,7 +13,7 @@
 
 from .boards import BOARDS, Board, get_board
 from .flow import DoesNotFitError, FlowConfig, FlowError, collect, emit, run, sweep
-from .selftest import BoardTop, SelfTest, Vectors, make_vectors, simulate
+from .selftest import BoardTop, SelfTest, Vectors, make_lfsr_vectors, make_vectors, simulate
 
 __all__ = [
     "BOARDS",
@@ -26,6 +27,7 @@ __all__ = [
     "collect",
     "emit",
     "get_board",
+    "make_lfsr_vectors",
     "make_vectors",
     "run",
     "simulate",

@@ -60,7 +60,11 @@ class Board:
         Values of the shared options (``head_dim``, ``attention_window``, ``seq_len``,
         ``key_lanes``, ``dim_lanes``, format fields) for this board.
     test_rows : int
-        Rows of the self-test run (``--test-rows``).
+        Rows of the ROM-mode self-test run (``--test-rows``; an LFSR-mode run has ``seq_len``
+        rows by default).
+    selftest : str
+        The self-test's default mode (``--selftest``): ``"rom"`` (vectors and expected rows in
+        ROM) or ``"lfsr"`` (inputs generated on chip, the output's CRC-32 compared).
     overrides : dict
         Amaranth build overrides of the family (e.g. ``synth_opts``).
     tools : dict
@@ -90,6 +94,7 @@ class Board:
     overrides: dict = field(default_factory=dict)
     tools: dict = field(default_factory=dict)
     sweep: tuple[tuple[int, int], ...] = ()
+    selftest: str = "rom"
     rom_style: str | None = "block"
     extra: str = "flows"
 
@@ -137,6 +142,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
         overrides={},
         tools=YOWASP_ECP5,
         sweep=((1, 8), (2, 8), (4, 4), (4, 8), (8, 8)),
+        selftest="lfsr",  # all seq_len rows: the ROMs would not hold them
     ),
     Board(
         name="icebreaker",

@@ -40,7 +40,16 @@ from swatkit.rtl import CoreParams
 from swatkit.version import __version__
 
 from .boards import Board, get_board
-from .selftest import MAX_TEST_ROWS, BoardTop, SelfTest, Vectors, make_vectors
+from .selftest import (
+    MAX_LFSR_ROWS,
+    MAX_TEST_ROWS,
+    MODES,
+    BoardTop,
+    SelfTest,
+    Vectors,
+    make_lfsr_vectors,
+    make_vectors,
+)
 
 __all__ = [
     "NAME",
@@ -107,11 +116,15 @@ class FlowConfig:
     params : CoreParams
         The core's spec, format and hardware (``hw.max_seq_len`` sizes its counters).
     test_rows : int
-        Rows of the self-test run (``1 .. min(max_seq_len, 4096)``).
+        Rows of the self-test run (``1 .. min(max_seq_len, 4096)`` in ROM mode, ``1 ..
+        min(max_seq_len, 65535)`` in LFSR mode).
     seed : int
-        Seed of the self-test vectors.
+        Seed of the self-test vectors (ROM mode) or of its generators (LFSR mode).
     clock_mhz : float or None
         The clock constraint for nextpnr; ``None``: the board's ``target_mhz``.
+    selftest : str
+        ``"rom"`` (inputs and expected rows in ROM; reports the first bad row) or ``"lfsr"``
+        (inputs generated on chip, the output's CRC-32 compared; no ROM, so any ``N``).
 
     Raises
     ------
@@ -124,9 +137,13 @@ class FlowConfig:
     test_rows: int
     seed: int = 1
     clock_mhz: float | None = None
+    selftest: str = "rom"
 
     def __post_init__(self):
-        limit = min(self.params.hw.max_seq_len, MAX_TEST_ROWS)
+        if self.selftest not in MODES:
+            raise ValueError(f"selftest must be one of {', '.join(MODES)}, not {self.selftest!r}")
+        limit = min(self.params.hw.max_seq_len,
+                    MAX_TEST_ROWS if self.selftest == "rom" else MAX_LFSR_ROWS)
         if isinstance(self.test_rows, bool) or not isinstance(self.test_rows, int):
             raise TypeError(f"test_rows must be an integer, not {self.test_rows!r}")
         if not 1 <= self.test_rows <= limit:
@@ -153,7 +170,8 @@ class FlowConfig:
 
     def config_tables(self) -> dict:
         """The configuration as swatkit config tables (``swatkit flow --config`` takes them)."""
-        flow = {"board": self.board.name, "test_rows": self.test_rows, "seed": self.seed}
+        flow = {"board": self.board.name, "selftest": self.selftest,
+                "test_rows": self.test_rows, "seed": self.seed}
         if self.clock_mhz is not None:
             flow["clock_mhz"] = float(self.clock_mhz)
         return {**self.params.config_tables(), "flow": flow}
@@ -175,20 +193,26 @@ class FlowConfig:
                       "leds": list(b.leds), "uart": b.uart, "uart_baud": BAUD if b.uart else None,
                       "reset_button": b.reset},
             "clock_constraint_mhz": self.constraint_mhz,
-            "selftest": {"rows": self.test_rows, "seed": self.seed,
+            "selftest": {"mode": self.selftest, "rows": self.test_rows, "seed": self.seed,
                          "vectors": "vectors.npz"},
             "cycles_per_row": self.cycles_per_row,
             **self.params.as_dict(),
         }
 
 
+def vectors_of(config: FlowConfig) -> Vectors:
+    """The self-test's vectors for ``config``: from its seed, of its mode."""
+    make = make_vectors if config.selftest == "rom" else make_lfsr_vectors
+    return make(config.params, config.test_rows, config.seed)
+
+
 def top(config: FlowConfig, vectors: Vectors | None = None) -> BoardTop:
     """The board's self-test top for ``config`` (vectors from its seed unless given)."""
     b, p = config.board, config.params
-    vectors = vectors or make_vectors(p, config.test_rows, config.seed)
+    vectors = vectors or vectors_of(config)
     divisor = round(b.clock_hz / BAUD) if b.uart else None
-    selftest = SelfTest(p.spec, p.fmt, p.hw, vectors, uart_divisor=divisor,
-                        rom_style=b.rom_style)
+    selftest = SelfTest(p.spec, p.fmt, p.hw, vectors, mode=config.selftest,
+                        uart_divisor=divisor, rom_style=b.rom_style)
     return BoardTop(selftest, leds=b.leds, uart=b.uart, clock_hz=b.clock_hz)
 
 
@@ -223,7 +247,7 @@ def emit(config: FlowConfig, out_dir: str | Path, vectors: Vectors | None = None
     Runs no tool beyond Amaranth's own (the built-in Yosys writes the Verilog).
     """
     out = Path(out_dir)
-    vectors = vectors or make_vectors(config.params, config.test_rows, config.seed)
+    vectors = vectors or vectors_of(config)
     design = top(config, vectors)
     platform = config.board.make_platform(config.constraint_mhz)
     plan = platform.build(design, name=NAME, do_build=False, **_overrides(config))
@@ -231,9 +255,14 @@ def emit(config: FlowConfig, out_dir: str | Path, vectors: Vectors | None = None
     for stale in (REPORT, STAT, "flow.json", BUILD_LOG, BITSTREAM[config.board.family]):
         (out / stale).unlink(missing_ok=True)
     plan.extract(out)
-    (out / "swatkit.json").write_text(json.dumps(config.as_dict(), indent=2) + "\n")
+    info = config.as_dict()
+    extra = {}
+    if config.selftest == "lfsr":
+        info["selftest"]["crc"] = f"{vectors.crc:08X}"
+        extra["crc"] = np.uint32(vectors.crc)
+    (out / "swatkit.json").write_text(json.dumps(info, indent=2) + "\n")
     np.savez_compressed(out / "vectors.npz", q=vectors.q, k=vectors.k, v=vectors.v,
-                        expected=vectors.expected)
+                        expected=vectors.expected, **extra)
     script = out / "run_yowasp.sh"
     script.write_text(_yowasp_script(config.board))
     script.chmod(0o755)

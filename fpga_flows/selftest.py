@@ -24,10 +24,11 @@ Amaranth 0.5 has no UART in its standard library; :class:`UARTTx` is a minimal 8
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 
 import numpy as np
-from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, Value
 from amaranth.lib import enum, io, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,21 +36,36 @@ from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.golden.numerics import clog2
 from swatkit.rtl import CoreParams, HardwareConfig, SwatCore, core_layouts
 from swatkit.rtl.core import command
+from swatkit.rtl.harness import LFSR_TAPS, SwatHarness
 
 __all__ = [
+    "LFSR_MESSAGE_LEN",
+    "LFSR_SEEDS",
+    "MAX_LFSR_ROWS",
     "MAX_TEST_ROWS",
+    "MODES",
     "STATUS_NAMES",
     "BoardTop",
     "SelfTest",
     "SelfTestResult",
     "UARTTx",
     "Vectors",
+    "crc_bytes",
     "decode_uart",
+    "lfsr_bits",
+    "lfsr_elements",
+    "lfsr_seed",
+    "make_lfsr_vectors",
     "make_vectors",
+    "signature",
     "simulate",
 ]
 
-MAX_TEST_ROWS = 4096    # rows of one self-test run (the ROMs hold every row)
+MAX_TEST_ROWS = 4096    # rows of one ROM-mode run (the ROMs hold every row)
+MAX_LFSR_ROWS = 0xFFFF  # rows of one LFSR-mode run (the 16-bit row counter)
+MODES = ("rom", "lfsr")
+# the Q, K and V generators' seeds are the run's seed XOR these (0 becomes 1), as SwatHarness mixes
+LFSR_SEEDS = SwatHarness.SEEDS
 STATUS_NAMES = ("passed", "failed", "busy", "alive", "hang", "error")
 
 
@@ -75,6 +91,7 @@ class Vectors:
     v: np.ndarray
     expected: np.ndarray
     seed: int | None = None
+    crc: int | None = None
 
     @property
     def rows(self) -> int:
@@ -84,7 +101,13 @@ class Vectors:
         """A copy whose expected ``row`` differs in one element (to check that a fault fails)."""
         bad = self.expected.copy()
         bad[row, column] = bad[row, column] + 1 if bad[row, column] <= 0 else bad[row, column] - 1
-        return Vectors(self.q, self.k, self.v, bad, self.seed)
+        return Vectors(self.q, self.k, self.v, bad, self.seed, self.crc)
+
+    def corrupted_signature(self, bit: int = 0) -> Vectors:
+        """A copy whose expected CRC (LFSR mode) has ``bit`` flipped: the self-test must fail."""
+        if self.crc is None:
+            raise ValueError("these vectors have no signature (not LFSR-mode vectors)")
+        return replace(self, crc=self.crc ^ (1 << bit))
 
 
 def make_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
@@ -110,6 +133,103 @@ def make_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
     spec = params.spec.replace(seq_len=rows, global_tokens=())
     expected = fixed_point_attention(q, k, v, spec, fmt).out
     return Vectors(q, k, v, expected, seed)
+
+
+# -- LFSR mode: inputs generated on chip, output folded into a CRC-32 ---------------------------
+#
+# The generator (the NumPy form here, the HDL form in _LfsrFeeder): the 32-bit Galois LFSR of
+# swatkit.rtl.harness (taps LFSR_TAPS; lfsr_sequence is its plain reference), loaded with a seed
+# (0 becomes 1; the state after the load is state 0). Its bit stream is bit 0 of states 0, 1,
+# 2, ...; element e of a stream is the ``data_bits`` bits e·B … e·B+B−1 of that bit stream (B =
+# data_bits; the first bit is the least significant), read as two's complement, and row r holds
+# elements r·head_dim … r·head_dim+head_dim−1 (element j of the row at position j). Q, K and V
+# are three streams with seeds ``seed ^ LFSR_SEEDS[0, 1, 2]``.
+
+
+def _lfsr_step(state: int) -> int:
+    return (state >> 1) ^ (LFSR_TAPS if state & 1 else 0)
+
+
+def lfsr_bits(seed: int, count: int) -> np.ndarray:
+    """Bit 0 of the first ``count`` states of the LFSR loaded with ``seed`` (uint8 array): the
+    same as ``lfsr_sequence(seed, count) & 1``, computed in blocks (jump-ahead by a GF(2) matrix,
+    then all blocks stepped at once), so that millions of bits take a fraction of a second."""
+    state = (seed & 0xFFFFFFFF) or 1
+    block = max(64, min(4096, int(np.sqrt(max(count, 1))) + 1))
+    blocks = -(-count // block)
+    # columns of the block-step matrix: the state ``block`` steps after each unit state
+    cols = []
+    for i in range(32):
+        s = 1 << i
+        for _ in range(block):
+            s = _lfsr_step(s)
+        cols.append(s)
+    starts = np.empty(blocks, dtype=np.uint32)
+    for b in range(blocks):
+        starts[b] = state
+        nxt = 0
+        for i in range(32):
+            if state >> i & 1:
+                nxt ^= cols[i]
+        state = nxt
+    out = np.empty((blocks, block), dtype=np.uint8)
+    s = starts
+    taps = np.uint32(LFSR_TAPS)
+    for t in range(block):
+        low = s & np.uint32(1)
+        out[:, t] = low
+        s = (s >> np.uint32(1)) ^ (taps * low)
+    return out.reshape(-1)[:count]
+
+
+def lfsr_elements(seed: int, rows: int, head_dim: int, bits: int) -> np.ndarray:
+    """The ``(rows, head_dim)`` signed ``bits``-bit elements of the stream seeded with ``seed``
+    (int64; see the generator above)."""
+    stream_bits = lfsr_bits(seed, rows * head_dim * bits).reshape(rows, head_dim, bits)
+    value = (stream_bits.astype(np.int64) << np.arange(bits, dtype=np.int64)).sum(axis=2)
+    return np.where(value >= 1 << (bits - 1), value - (1 << bits), value)
+
+
+def crc_bytes(out: np.ndarray, out_bits: int) -> bytes:
+    """The bytes the LFSR mode's CRC runs over: every output element in order (row by row,
+    element 0 first), each as ``ceil(out_bits / 8)`` bytes of its two's complement value,
+    sign-extended, least significant byte first."""
+    width = -(-out_bits // 8)
+    flat = np.ascontiguousarray(np.asarray(out, dtype="<i8").reshape(-1))
+    return flat.view(np.uint8).reshape(-1, 8)[:, :width].tobytes()
+
+
+def signature(out: np.ndarray, out_bits: int) -> int:
+    """The CRC-32 of the output rows (``zlib.crc32`` of :func:`crc_bytes`: the reflected
+    polynomial 0xEDB88320, initial value and final XOR 0xFFFFFFFF)."""
+    return zlib.crc32(crc_bytes(out, out_bits))
+
+
+def make_lfsr_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
+    """The LFSR mode's Q, K, V (the on-chip generator's output, computed in NumPy), their
+    :func:`~swatkit.golden.fixed_point_attention` output and its :func:`signature` (``crc``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``rows`` is not an integer in ``1 .. min(max_seq_len, MAX_LFSR_ROWS)``.
+    """
+    limit = min(params.hw.max_seq_len, MAX_LFSR_ROWS)
+    if isinstance(rows, bool) or not isinstance(rows, int):
+        raise TypeError(f"test_rows must be an integer, not {rows!r}")
+    if not 1 <= rows <= limit:
+        raise ValueError(f"test_rows must be an integer in 1..{limit} (the core's max_seq_len "
+                         f"and the 16-bit row counter), not {rows}")
+    fmt, d = params.fmt, params.spec.head_dim
+    q, k, v = (lfsr_elements(lfsr_seed(seed, i), rows, d, fmt.data_bits) for i in range(3))
+    spec = params.spec.replace(seq_len=rows, global_tokens=())
+    expected = fixed_point_attention(q, k, v, spec, fmt).out
+    return Vectors(q, k, v, expected, seed, signature(expected, fmt.out_bits))
+
+
+def lfsr_seed(seed: int, stream: int) -> int:
+    """The LFSR seed of ``stream`` (0: Q, 1: K, 2: V) for the run's ``seed``."""
+    return ((seed ^ LFSR_SEEDS[stream]) & 0xFFFFFFFF) or 1
 
 
 # -- UART transmitter -----------------------------------------------------------------------------
@@ -199,61 +319,143 @@ class _RomFeeder:
                 m.d.sync += count.eq(count + 1)
 
 
+def lfsr_next(m: Module, state, bits: int, name: str):
+    """HDL form of the generator: ``bits`` LFSR steps of ``state`` unrolled (one signal per
+    step, so that the expression stays linear); returns the element (bit 0 of each state on the
+    way, the first one least significant) and the next state."""
+    out = []
+    for i in range(bits):
+        out.append(state[0])
+        step = Signal(32, name=f"{name}_step{i}")
+        m.d.comb += step.eq((state >> 1) ^ (state[0].replicate(32) & LFSR_TAPS))
+        state = step
+    return Cat(*out), state
+
+
+class _LfsrFeeder:
+    """Drives a stream with rows from the generator: one element per cycle (per field) into a
+    shift register, then the whole row into the payload register (``head_dim + 1`` cycles per
+    row), rows ``0 .. n-1``; ``valid`` and the payload hold until the transfer.
+
+    ``fields``: (payload field, seed) per LFSR, e.g. ``[(q, seed_q)]`` or ``[(kv.k, seed_k),
+    (kv.v, seed_v)]``; all advance together.
+    """
+
+    def __init__(self, m: Module, name: str, port, fields, d: int, bits: int, n: int, run,
+                 clear):
+        filled = Signal(range(d + 1), name=f"{name}_filled")
+        count = Signal(range(n + 1), name=f"{name}_count")
+        valid = Signal(name=f"{name}_valid")
+        m.d.comb += port.valid.eq(valid)
+        with m.If(valid & port.ready):
+            m.d.sync += valid.eq(0)
+        generate = run & (filled < d) & (count < n)
+        deliver = (filled == d) & (~valid | port.ready)
+        for index, (field, seed) in enumerate(fields):
+            state = Signal(32, init=seed, name=f"{name}{index}_lfsr")
+            acc = Signal(d * bits, name=f"{name}{index}_acc")
+            row = Signal(d * bits, name=f"{name}{index}_row")
+            m.d.comb += field.eq(row)
+            element, nxt = lfsr_next(m, state, bits, f"{name}{index}")
+            with m.If(clear):
+                m.d.sync += state.eq(seed)
+            with m.Elif(generate):
+                m.d.sync += [state.eq(nxt), acc.eq(Cat(acc[bits:], element))]
+            with m.Elif(deliver):
+                m.d.sync += row.eq(acc)
+        with m.If(clear):
+            m.d.sync += [filled.eq(0), count.eq(0), valid.eq(0)]
+        with m.Elif(generate):
+            m.d.sync += filled.eq(filled + 1)
+        with m.Elif(deliver):
+            m.d.sync += [filled.eq(0), count.eq(count + 1), valid.eq(1)]
+
+
+def crc32_byte(m: Module, crc, byte):
+    """HDL form of one byte of CRC-32 (reflected, polynomial 0xEDB88320; no final XOR), one
+    signal per bit step."""
+    for i in range(8):
+        step = Signal(32, name=f"crc_step{i}")
+        m.d.comb += step.eq((crc >> 1) ^ ((crc[0] ^ byte[i]).replicate(32) & 0xEDB88320))
+        crc = step
+    return crc
+
+
 class SelfTest(wiring.Component):
-    """A :class:`~swatkit.rtl.SwatCore` checked against expected rows held in ROM.
+    """A :class:`~swatkit.rtl.SwatCore` checked against expected rows held in ROM (``mode
+    "rom"``), or against the CRC-32 of its output on inputs generated on chip (``"lfsr"``).
 
     Parameters
     ----------
     spec, fmt, hw :
         The core's configuration (see :class:`~swatkit.rtl.SwatCore`).
     vectors : Vectors
-        Inputs and expected output; ``vectors.rows`` is the ``seq_len`` of the run.
+        Inputs and expected output; ``vectors.rows`` is the ``seq_len`` of the run. In LFSR
+        mode only ``rows``, ``seed`` and ``crc`` are used (:func:`make_lfsr_vectors`): the
+        inputs come from the on-chip generator, and ``crc`` is the constant it compares with.
+    mode : str
+        ``"rom"`` or ``"lfsr"`` (see the module docstring).
     uart_divisor : int or None
         Clock cycles per UART bit; ``None`` leaves ``tx`` idle (boards without a UART).
     timeout : int or None
         Cycles without an output row after which the test stops with ``hang``; by default
-        ``16·(rounds·groups + 64) + 4096``.
+        ``16·(rounds·groups + 64) + 4096``, in LFSR mode plus ``(after + 2)·(head_dim + 1)``
+        (the K/V rows generated before the first output row).
     rom_style : str or None
         Yosys ``rom_style`` of the three ROMs: ``"block"`` (the default) keeps Yosys from
         building the wide, shallow ROMs from LUTs; ``None`` leaves the choice to Yosys.
+    fault : (int, int) or None
+        LFSR mode, for tests: flip bit 0 of output element ``fault[1]`` of row ``fault[0]``
+        before it enters the CRC (a wrong output element; the test must fail).
 
     Members
     -------
     start : In(1)     a rising edge restarts the test once it has reported (it also runs once
         after reset; after a hang only a reset restarts the core).
-    status : Out     ``passed`` (all rows equal), ``failed`` (a row differs, the core rejected
-        the command, or it hung), ``busy``, ``hang``, ``error`` (the core's error flag), 1 bit
-        each; ``passed`` and ``failed`` hold until the next start.
+    status : Out     ``passed`` (all rows equal / the signature equal), ``failed`` (a row or
+        the signature differs, the core rejected the command, or it hung), ``busy``, ``hang``,
+        ``error`` (the core's error flag), 1 bit each; ``passed`` and ``failed`` hold until the
+        next start.
     rows : Out(16)    output rows checked.
-    bad : Out(16)     rows that differ from the expected rows (saturates).
-    first_bad : Out(16)  the first such row (all ones when none).
+    bad : Out(16)     ROM mode: rows that differ from the expected rows (saturates).
+    first_bad : Out(16)  ROM mode: the first such row (all ones when none).
+    crc : Out(32)     LFSR mode: the CRC-32 of the output rows so far (final XOR applied).
     cycles : Out(32)  cycles from the command to the last row checked.
     tx : Out(1)       UART line with the result line (see the module docstring).
 
     Raises
     ------
     ValueError
-        The vectors do not match the configuration (shape, rows above ``max_seq_len``).
+        The vectors do not match the configuration (shape, rows above ``max_seq_len``), an
+        unknown mode, LFSR-mode vectors without a seed or CRC.
     """
 
     def __init__(self, spec: AttentionSpec, fmt: NumberFormat | None, hw: HardwareConfig | None,
-                 vectors: Vectors, *, uart_divisor: int | None = None,
-                 timeout: int | None = None, rom_style: str | None = "block"):
+                 vectors: Vectors, *, mode: str = "rom", uart_divisor: int | None = None,
+                 timeout: int | None = None, rom_style: str | None = "block",
+                 fault: tuple[int, int] | None = None):
         self._MustUse__silence = True  # until the arguments are checked
         p = self.params = CoreParams(spec, fmt or NumberFormat(), hw or HardwareConfig())
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         shape = (vectors.rows, p.spec.head_dim)
         for name in ("q", "k", "v", "expected"):
             if getattr(vectors, name).shape != shape:
                 raise ValueError(f"vectors.{name} has shape {getattr(vectors, name).shape}, "
                                  f"expected {shape}")
-        if not 1 <= vectors.rows <= min(p.hw.max_seq_len, MAX_TEST_ROWS):
-            raise ValueError(f"vectors have {vectors.rows} rows; the self-test runs 1.."
-                             f"{min(p.hw.max_seq_len, MAX_TEST_ROWS)}")
+        limit = min(p.hw.max_seq_len, MAX_TEST_ROWS if mode == "rom" else MAX_LFSR_ROWS)
+        if not 1 <= vectors.rows <= limit:
+            raise ValueError(f"vectors have {vectors.rows} rows; the self-test runs 1..{limit}")
+        if mode == "lfsr" and (vectors.seed is None or vectors.crc is None):
+            raise ValueError("LFSR mode needs vectors with a seed and a CRC "
+                             "(make_lfsr_vectors)")
         self._MustUse__silence = False
         self.core = SwatCore(p.spec, p.fmt, p.hw)
-        self.vectors, self.rom_style = vectors, rom_style
+        self.vectors, self.mode, self.rom_style, self.fault = vectors, mode, rom_style, fault
         self.uart = None if uart_divisor is None else UARTTx(uart_divisor)
-        self.timeout = timeout if timeout is not None else 16 * (p.rounds * p.groups + 64) + 4096
+        self.timeout = timeout if timeout is not None else (
+            16 * (p.rounds * p.groups + 64) + 4096
+            + (0 if mode == "rom" else (p.spec.after + 2) * (p.spec.head_dim + 1)))
         super().__init__({
             "start": In(1),
             "status": Out(wiring.Signature({name: Out(1) for name in STATUS_NAMES
@@ -261,9 +463,15 @@ class SelfTest(wiring.Component):
             "rows": Out(16),
             "bad": Out(16),
             "first_bad": Out(16, init=0xFFFF),
+            "crc": Out(32),
             "cycles": Out(32),
             "tx": Out(1, init=1),
         })
+
+    @property
+    def message_len(self) -> int:
+        """Bytes of the result line, ``"\\r\\n"`` included."""
+        return MESSAGE_LEN if self.mode == "rom" else LFSR_MESSAGE_LEN
 
     def message(self, state_word) -> list:
         """The bytes of the result line (``state_word``: four ASCII byte values)."""
@@ -278,21 +486,26 @@ class SelfTest(wiring.Component):
         text.extend(_hex(self.rows, 4))
         put("/")
         text.extend(_hex(Const(self.vectors.rows, 16), 4))
-        put(" bad=")
-        text.extend(_hex(self.bad, 4))
-        put(" first=")
-        text.extend(_hex(self.first_bad, 4))
+        if self.mode == "rom":
+            put(" bad=")
+            text.extend(_hex(self.bad, 4))
+            put(" first=")
+            text.extend(_hex(self.first_bad, 4))
+        else:
+            put(" crc=")
+            text.extend(_hex(self.crc, 8))
+            put(" want=")
+            text.extend(_hex(Const(self.vectors.crc, 32), 8))
         put(" cycles=")
         text.extend(_hex(self.cycles, 8))
         put("\r\n")
-        assert len(text) == MESSAGE_LEN
+        assert len(text) == self.message_len
         return text
 
-    def elaborate(self, platform):
-        m = Module()
+    def _rom_checker(self, m: Module, core, lay, n: int, run, clear):
+        """ROM mode: Q, K/V from ROMs; every output row compared with the expected row.
+        Returns the ``finished`` condition."""
         vec = self.vectors
-        n, lay = vec.rows, core_layouts(self.params)
-        m.submodules.core = core = self.core
 
         def rows_of(array):
             return [[int(x) for x in row] for row in array]
@@ -304,16 +517,6 @@ class SelfTest(wiring.Component):
             for k, v in zip(vec.k, vec.v, strict=True)], attrs=block)
         orom = memory.Memory(shape=lay["o"], depth=n, init=rows_of(vec.expected), attrs=block)
         m.submodules.qrom, m.submodules.kvrom, m.submodules.orom = qrom, kvrom, orom
-
-        state = Signal(_State)
-        go = Signal(init=1)            # run once after reset
-        start_d = Signal()
-        m.d.sync += start_d.eq(self.start)
-        with m.If(self.start & ~start_d):
-            m.d.sync += go.eq(1)
-
-        clear = state == _State.IDLE
-        run = state == _State.RUN
         _RomFeeder(m, "qfeed", qrom, core.q, n, run, clear)
         _RomFeeder(m, "kvfeed", kvrom, core.kv, n, run, clear)
 
@@ -329,18 +532,14 @@ class SelfTest(wiring.Component):
         mismatch = Signal()
         mismatch_valid = Signal()
         mismatch_row = Signal.like(self.rows)
-        idle = Signal(range(self.timeout + 1))
-        hung = Signal()
-        st = self.status
         m.d.comb += [core.o.ready.eq(run & ~pending), erd.addr.eq(self.rows[:max(clog2(n), 1)]),
                      erd.en.eq(core.o.ready)]
         with m.If(clear):
             m.d.sync += [pending.eq(0), diff_valid.eq(0), mismatch_valid.eq(0), self.rows.eq(0),
-                         self.bad.eq(0), self.first_bad.eq(0xFFFF), self.cycles.eq(0),
-                         idle.eq(0), hung.eq(0)]
+                         self.bad.eq(0), self.first_bad.eq(0xFFFF)]
         with m.Else():
             with m.If(core.o.valid & core.o.ready):
-                m.d.sync += [got.eq(core.o.payload), pending.eq(1), idle.eq(0)]
+                m.d.sync += [got.eq(core.o.payload), pending.eq(1)]
             with m.If(pending):
                 m.d.sync += [pending.eq(0), self.rows.eq(self.rows + 1)]
             m.d.sync += [diff_valid.eq(pending), diff.eq(got.as_value() ^ erd.data.as_value()),
@@ -352,10 +551,73 @@ class SelfTest(wiring.Component):
                     m.d.sync += self.bad.eq(self.bad + 1)
                 with m.If(self.bad == 0):
                     m.d.sync += self.first_bad.eq(mismatch_row)
-            with m.If(run):
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If(~(core.o.valid & core.o.ready)):
-                    m.d.sync += idle.eq(idle + 1)
+        finished = (self.rows == n) & ~pending & ~diff_valid & ~mismatch_valid
+        return finished, self.bad == 0
+
+    def _lfsr_checker(self, m: Module, core, n: int, run, clear):
+        """LFSR mode: Q, K/V from the generators; the output rows folded into a CRC-32, one
+        byte per cycle (``head_dim·ceil(out_bits/8) + 1`` cycles per row). Returns the
+        ``finished`` and ``ok`` conditions."""
+        p = self.params
+        d, bits, obits = p.spec.head_dim, p.fmt.data_bits, p.fmt.out_bits
+        seed = self.vectors.seed
+        _LfsrFeeder(m, "qgen", core.q, [(core.q.payload, lfsr_seed(seed, 0))], d, bits, n,
+                    run, clear)
+        _LfsrFeeder(m, "kvgen", core.kv, [(core.kv.payload.k, lfsr_seed(seed, 1)),
+                                          (core.kv.payload.v, lfsr_seed(seed, 2))],
+                    d, bits, n, run, clear)
+        width = -(-obits // 8)
+        nbytes = d * width
+        shift = Signal(8 * nbytes)
+        left = Signal(range(nbytes + 1))
+        crc = Signal(32, init=0xFFFFFFFF)
+        m.d.comb += [core.o.ready.eq(run & (left == 0)), self.crc.eq(~crc)]
+        elements = []
+        for j in range(d):
+            x = Value.cast(core.o.payload[j]).as_unsigned()
+            if self.fault is not None and j == self.fault[1]:
+                x = (x ^ (self.rows == self.fault[0]))[:obits]
+            elements.append(Cat(x, x[-1].replicate(8 * width - obits)))
+        with m.If(clear):
+            m.d.sync += [left.eq(0), crc.eq(0xFFFFFFFF), self.rows.eq(0)]
+        with m.Elif(core.o.valid & core.o.ready):
+            m.d.sync += [shift.eq(Cat(*elements)), left.eq(nbytes), self.rows.eq(self.rows + 1)]
+        with m.Elif(left != 0):
+            m.d.sync += [crc.eq(crc32_byte(m, crc, shift[:8])), shift.eq(shift >> 8),
+                         left.eq(left - 1)]
+        finished = (self.rows == n) & (left == 0)
+        return finished, self.crc == self.vectors.crc
+
+    def elaborate(self, platform):
+        m = Module()
+        n, lay = self.vectors.rows, core_layouts(self.params)
+        m.submodules.core = core = self.core
+
+        state = Signal(_State)
+        go = Signal(init=1)            # run once after reset
+        start_d = Signal()
+        m.d.sync += start_d.eq(self.start)
+        with m.If(self.start & ~start_d):
+            m.d.sync += go.eq(1)
+
+        clear = state == _State.IDLE
+        run = state == _State.RUN
+        if self.mode == "rom":
+            finished, ok_rows = self._rom_checker(m, core, lay, n, run, clear)
+        else:
+            finished, ok_rows = self._lfsr_checker(m, core, n, run, clear)
+
+        idle = Signal(range(self.timeout + 1))
+        hung = Signal()
+        st = self.status
+        with m.If(clear):
+            m.d.sync += [self.cycles.eq(0), idle.eq(0), hung.eq(0)]
+        with m.Elif(run):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+            with m.If(core.o.valid & core.o.ready):
+                m.d.sync += idle.eq(0)
+            with m.Else():
+                m.d.sync += idle.eq(idle + 1)
 
         # -- sequencing -------------------------------------------------------------------------
         passed = Signal()
@@ -366,7 +628,7 @@ class SelfTest(wiring.Component):
         m.d.comb += [core.cmd.payload.seq_len.eq(n),   # the spec's pattern, n rows
                      *[getattr(core.cmd.payload, name).eq(value)
                        for name, value in command(core.params).items() if name != "seq_len"]]
-        msg_index = Signal(range(64))
+        msg_index = Signal(range(self.message_len + 1))
         with m.Switch(state):
             with m.Case(_State.IDLE):
                 m.d.sync += [go.eq(0), passed.eq(0), failed.eq(0)]
@@ -376,13 +638,11 @@ class SelfTest(wiring.Component):
                 m.d.comb += core.cmd.valid.eq(1)
                 with m.If(core.cmd.ready):
                     m.d.sync += state.eq(_State.RUN)
-            with m.Case(_State.RUN):
-                finished = (self.rows == n) & ~pending & ~diff_valid & ~mismatch_valid
-                with m.If(finished | core.error | (idle == self.timeout)):
-                    m.d.sync += [state.eq(_State.REPORT), msg_index.eq(0)]
-                    m.d.sync += hung.eq(~finished & ~core.error)
-                    ok = finished & ~core.error & (self.bad == 0)
-                    m.d.sync += [passed.eq(ok), failed.eq(~ok)]
+            with m.Case(_State.RUN), m.If(finished | core.error | (idle == self.timeout)):
+                m.d.sync += [state.eq(_State.REPORT), msg_index.eq(0)]
+                m.d.sync += hung.eq(~finished & ~core.error)
+                ok = finished & ~core.error & ok_rows
+                m.d.sync += [passed.eq(ok), failed.eq(~ok)]
             with m.Case(_State.REPORT):
                 if self.uart is None:
                     m.d.sync += state.eq(_State.DONE)
@@ -404,7 +664,8 @@ class SelfTest(wiring.Component):
         return m
 
 
-MESSAGE_LEN = 62  # bytes of the result line, "\r\n" included (checked by SelfTest.message)
+MESSAGE_LEN = 62       # bytes of the ROM mode's result line, "\r\n" included (SelfTest.message)
+LFSR_MESSAGE_LEN = 69  # bytes of the LFSR mode's result line
 
 
 class BoardTop(Elaboratable):
@@ -468,6 +729,7 @@ class SelfTestResult:
     first_bad: int
     cycles: int        # the self-test's own count (command to last row)
     line: str | None   # the UART line, decoded (None without a UART)
+    crc: int | None = None  # LFSR mode: the signature the self-test computed
 
 
 def decode_uart(samples: list[int], divisor: int) -> bytes:
@@ -506,7 +768,7 @@ def simulate(selftest: SelfTest, *, max_cycles: int = 1_000_000,
                 break
         else:
             raise TimeoutError(f"the self-test did not finish in {max_cycles} cycles")
-        for _ in range((MESSAGE_LEN + 1) * (10 * divisor + 2) if divisor else 0):
+        for _ in range((st.message_len + 1) * (10 * divisor + 2) if divisor else 0):
             await ctx.tick()
             samples.append(ctx.get(st.tx))
         status = {name: bool(ctx.get(getattr(st.status, name)))
@@ -515,6 +777,7 @@ def simulate(selftest: SelfTest, *, max_cycles: int = 1_000_000,
             passed=status["passed"], failed=status["failed"], hang=status["hang"],
             error=status["error"], rows=ctx.get(st.rows), bad=ctx.get(st.bad),
             first_bad=ctx.get(st.first_bad), cycles=ctx.get(st.cycles),
+            crc=ctx.get(st.crc) if st.mode == "lfsr" else None,
             line=decode_uart(samples, divisor).decode("ascii", errors="replace")
             if divisor else None)
 

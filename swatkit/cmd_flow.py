@@ -49,10 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(e.g. with the system's tools) into DIR/flow.json")
     b.add_argument("--clock-mhz", metavar="F", type=float,
                    help="clock constraint for nextpnr (default: the board's target)")
+    b.add_argument("--selftest", choices=("rom", "lfsr"),
+                   help="self-test mode: rom (inputs and expected rows in ROM, reports the "
+                        "first bad row) or lfsr (inputs generated on chip, the output's CRC-32 "
+                        "compared; no ROM limit on the rows) (default: the board's)")
     b.add_argument("--test-rows", metavar="N", type=int,
-                   help="rows of the self-test run (default: the board's)")
+                   help="rows of the self-test run (default: the board's in rom mode, seq_len "
+                        "in lfsr mode)")
     b.add_argument("--seed", metavar="S", type=int,
-                   help="seed of the self-test vectors (default 1)")
+                   help="seed of the self-test vectors or generators (default 1)")
     mode.add_argument("--print-config", action="store_true",
                       help="print the resolved configuration (board defaults, --config, "
                            "options) as TOML, usable as --config, and exit")
@@ -96,10 +101,21 @@ def list_boards() -> str:
         lines.append(f"{b.name:<12} {b.title}")
         lines.append(f"{'':<12} default: head_dim {d['head_dim']}, attention_window "
                      f"{d['attention_window']}, key_lanes {d['key_lanes']}, dim_lanes "
-                     f"{d['dim_lanes']}, seq_len {d['seq_len']}; self-test {b.test_rows} rows; "
+                     f"{d['dim_lanes']}, seq_len {d['seq_len']}; self-test "
+                     f"{_default_rows(b, d['seq_len'])} rows ({b.selftest}); "
                      f"clock constraint {b.target_mhz:g} MHz (oscillator {b.clock_hz / 1e6:g} "
                      "MHz)")
     return "\n".join(lines)
+
+
+def _default_rows(board, max_seq_len: int, mode: str | None = None) -> int:
+    """The self-test's rows when ``--test-rows`` is not given: the board's in ROM mode, all
+    ``max_seq_len`` rows (up to the 16-bit counter) in LFSR mode."""
+    from swatkit.fpga_flows.selftest import MAX_LFSR_ROWS
+
+    if (mode or board.selftest) == "lfsr":
+        return min(max_seq_len, MAX_LFSR_ROWS)
+    return min(board.test_rows, max_seq_len)
 
 
 def resolve_with_board(args, board, first=None):
@@ -128,9 +144,14 @@ def flow_config(args, first, board):
     r = resolve_with_board(args, board, first)
     params = core_params(r, r.spec.seq_len)
     own = r.command
-    rows = own.get("test_rows", min(board.test_rows, params.hw.max_seq_len))
+    mode = own.get("selftest", board.selftest)
+    rows = own.get("test_rows")
+    if rows is None:
+        rows = _default_rows(board, params.hw.max_seq_len, mode if mode in ("rom", "lfsr")
+                             else None)
     try:
-        return FlowConfig(board, params, rows, own.get("seed", 1), own.get("clock_mhz")), r
+        return FlowConfig(board, params, rows, own.get("seed", 1), own.get("clock_mhz"),
+                          mode), r
     except (TypeError, ValueError) as e:
         field, _, rest = str(e).partition(" ")
         raise UsageError(f"{r.label(field)} {rest}") from None
@@ -159,17 +180,20 @@ def _describe(config) -> str:
     s = p.spec
     return (f"window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, up to "
             f"{p.hw.max_seq_len} rows; {p.hw.key_lanes} key lanes x {p.hw.dim_lanes} dim lanes "
-            f"({config.cycles_per_row} cycles per row); self-test {config.test_rows} rows, "
-            f"seed {config.seed}; clock constraint {config.constraint_mhz:g} MHz")
+            f"({config.cycles_per_row} cycles per row); self-test {config.test_rows} rows "
+            f"({config.selftest}), seed {config.seed}; clock constraint "
+            f"{config.constraint_mhz:g} MHz")
 
 
 def _simulate(config) -> int:
-    from swatkit.fpga_flows.selftest import SelfTest, make_vectors, simulate
+    from swatkit.fpga_flows.flow import vectors_of
+    from swatkit.fpga_flows.selftest import SelfTest, simulate
 
     p = config.params
-    vectors = make_vectors(p, config.test_rows, config.seed)
+    vectors = vectors_of(config)
     # the same test with a fast UART, so that the line takes few simulated cycles
-    result = simulate(SelfTest(p.spec, p.fmt, p.hw, vectors, uart_divisor=4),
+    result = simulate(SelfTest(p.spec, p.fmt, p.hw, vectors, mode=config.selftest,
+                               uart_divisor=4),
                       max_cycles=64 * config.test_rows * (config.cycles_per_row + 64) + 100_000)
     print(f"simulation: {result.line.strip()}")
     if not result.passed:

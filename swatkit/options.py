@@ -72,8 +72,8 @@ SHARED_TABLES = {"spec": SPEC_KEYS, "format": FORMAT_KEYS, "hardware": HARDWARE_
 # the tables of one command each (the command applies their defaults)
 COMMAND_TABLES = {
     "generate": {"name": "--name", "dsp": "--dsp", "interface": "--interface"},
-    "flow": {"board": "--board", "clock_mhz": "--clock-mhz", "test_rows": "--test-rows",
-             "seed": "--seed"},
+    "flow": {"board": "--board", "clock_mhz": "--clock-mhz", "selftest": "--selftest",
+             "test_rows": "--test-rows", "seed": "--seed"},
 }
 TABLES = {**SHARED_TABLES, **COMMAND_TABLES}
 ALL_OPTIONS = {**SPEC_KEYS, **FORMAT_KEYS, **HARDWARE_KEYS}

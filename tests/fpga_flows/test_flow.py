@@ -15,6 +15,7 @@ from swatkit.cli import main
 from swatkit.fpga_flows import flow
 from swatkit.fpga_flows.boards import BOARDS, get_board
 from swatkit.fpga_flows.flow import DoesNotFitError, FlowConfig, FlowError
+from swatkit.fpga_flows.selftest import signature
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
 
@@ -68,7 +69,25 @@ def test_emit_with_a_clock_override(tmp_path):
     out = flow.emit(config, tmp_path)
     assert "set_frequency clk12_0__io 40.0" in (out / f"{flow.NAME}.pcf").read_text()
     info = json.loads((out / "swatkit.json").read_text())
-    assert info["selftest"] == {"rows": 8, "seed": 3, "vectors": "vectors.npz"}
+    assert info["selftest"] == {"mode": "rom", "rows": 8, "seed": 3, "vectors": "vectors.npz"}
+
+
+def test_emit_lfsr_mode_records_the_signature(tmp_path):
+    """LFSR mode: no ROM in the design; swatkit.json and vectors.npz carry the expected CRC,
+    which is the golden output's CRC-32 on the generated inputs."""
+    board = get_board("icebreaker")
+    config = FlowConfig(board, board_config(board).params, 1024, seed=3, selftest="lfsr")
+    out = flow.emit(config, tmp_path)
+    info = json.loads((out / "swatkit.json").read_text())
+    vectors = np.load(out / "vectors.npz")
+    assert vectors["q"].shape == (1024, 8)
+    crc = signature(vectors["expected"], NumberFormat().out_bits)
+    assert int(vectors["crc"]) == crc
+    assert info["selftest"] == {"mode": "lfsr", "rows": 1024, "seed": 3,
+                                "vectors": "vectors.npz", "crc": f"{crc:08X}"}
+    assert info["config"]["flow"]["selftest"] == "lfsr"
+    verilog = (out / f"{flow.NAME}.debug.v").read_text()
+    assert "qrom" not in verilog and "qgen0_lfsr" in verilog
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -79,6 +98,10 @@ def test_emit_with_a_clock_override(tmp_path):
     ({"test_rows": 4, "clock_mhz": 0}, ValueError,
      r"^clock_mhz must be a number in \(0, 1000\], not 0$"),
     ({"test_rows": 4, "clock_mhz": "75"}, TypeError, "^clock_mhz must be a number, not '75'$"),
+    ({"test_rows": 4, "selftest": "ram"}, ValueError,
+     "^selftest must be one of rom, lfsr, not 'ram'$"),
+    ({"test_rows": 1025, "selftest": "lfsr"}, ValueError,
+     "^test_rows must be an integer in 1..1024, not 1025$"),
 ])
 def test_flow_config_checked(kwargs, error, message):
     board = get_board("icebreaker")
@@ -309,6 +332,27 @@ def test_cli_simulates_before_emitting(tmp_path, capsys):
     assert "simulation: SWAT PASS rows=000C/000C bad=0000 first=FFFF" in capsys.readouterr().out
 
 
+def test_cli_lfsr_mode_simulates_and_defaults_to_all_rows(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["flow", "--board", "icebreaker", "-o", str(out), "--selftest", "lfsr",
+                 "--seq-len", "24", "--simulate"]) == 0
+    info = json.loads((out / "swatkit.json").read_text())
+    assert info["selftest"]["mode"] == "lfsr" and info["selftest"]["rows"] == 24
+    crc = info["selftest"]["crc"]
+    assert f"simulation: SWAT PASS rows=0018/0018 crc={crc} want={crc} cycles=" in \
+        capsys.readouterr().out
+
+
+def test_cli_ulx3s_defaults_to_lfsr_mode_at_full_size(capsys):
+    assert main(["flow", "--board", "ulx3s-85f", "--print-config"]) == 0
+    tables = tomllib.loads(capsys.readouterr().out)
+    assert tables["flow"] == {"board": "ulx3s-85f", "selftest": "lfsr", "test_rows": 4096,
+                              "seed": 1}
+    # the ROM mode keeps the board's ROM-sized run
+    assert main(["flow", "--board", "ulx3s-85f", "--selftest", "rom", "--print-config"]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["flow"]["test_rows"] == 128
+
+
 def test_sweep_table_format():
     rows = [{"key_lanes": 1, "dim_lanes": 2, "cycles_per_row": 36, "LUT": 4362, "FF": 2602,
              "DSP": 5, "BRAM": 20, "fmax_mhz": 28.2, "ns_per_row": 1276.6, "build_s": 27.1,
@@ -357,7 +401,8 @@ def test_cli_causal_on_a_board_keeps_the_boards_window(capsys):
     out, err = capsys.readouterr()
     tables = tomllib.loads(out)
     assert tables["spec"]["causal"] and tables["spec"]["sliding_window"] == 9
-    assert tables["flow"] == {"board": "icebreaker", "test_rows": 32, "seed": 1}
+    assert tables["flow"] == {"board": "icebreaker", "selftest": "rom", "test_rows": 32,
+                              "seed": 1}
     assert err == ""
 
 
@@ -369,8 +414,8 @@ def test_cli_flow_json_and_swatkit_json_are_configs(tmp_path, capsys):
     capsys.readouterr()
     assert main(["flow", "--config", str(out / "swatkit.json"), "--print-config"]) == 0
     assert tomllib.loads(capsys.readouterr().out) == info["config"]
-    assert info["config"]["flow"] == {"board": "icebreaker", "test_rows": 32, "seed": 5,
-                                      "clock_mhz": 20.0}
+    assert info["config"]["flow"] == {"board": "icebreaker", "selftest": "rom",
+                                      "test_rows": 32, "seed": 5, "clock_mhz": 20.0}
     # flow.json (written by collect) carries the same record
     (out / flow.REPORT).write_text(json.dumps(ICE40_REPORT))
     assert flow.collect(out)["config"] == info["config"]
@@ -383,6 +428,8 @@ def test_cli_flow_json_and_swatkit_json_are_configs(tmp_path, capsys):
     (["--board", "de10"], "--board: unknown board 'de10' (known: ulx3s-85f, icebreaker"),
     (["--board", "icebreaker", "--test-rows", "0"],
      "--test-rows must be an integer in 1..1024, not 0"),
+    (["--board", "icebreaker", "--selftest", "lfsr", "--test-rows", "1025"],
+     "--test-rows must be an integer in 1..1024, not 1025"),
     (["--board", "icebreaker", "--clock-mhz", "-5"],
      "--clock-mhz must be a number in (0, 1000], not -5.0"),
     (["--board", "icebreaker", "--dim-lanes", "3"], "--dim-lanes (3) must divide head_dim (8)"),

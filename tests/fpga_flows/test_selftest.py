@@ -1,25 +1,38 @@
 """The on-board self-test in Amaranth's simulator: it passes on the golden vectors, reports a
 corrupted expected ROM as a failure (naming the row), reports a hang, restarts on ``start``, and
-prints its result line over the UART."""
+prints its result line over the UART. LFSR mode: the on-chip generator's rows equal the NumPy
+generator's, the CRC-32 of the output equals ``zlib.crc32`` of the golden output, and a corrupted
+signature or one wrong output element makes it report FAIL."""
 
 import random
 import re
+import time
+import zlib
 
 import numpy as np
 import pytest
+from amaranth import Value
 from amaranth.sim import Simulator
 
 from swatkit.fpga_flows.boards import BOARDS
 from swatkit.fpga_flows.selftest import (
+    LFSR_MESSAGE_LEN,
     MESSAGE_LEN,
     SelfTest,
     UARTTx,
+    crc_bytes,
     decode_uart,
+    lfsr_bits,
+    lfsr_elements,
+    lfsr_seed,
+    make_lfsr_vectors,
     make_vectors,
+    signature,
     simulate,
 )
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig
+from swatkit.rtl.harness import lfsr_sequence
 from swatkit.sim.streams import stream_put
 
 
@@ -185,3 +198,167 @@ def test_ulx3s_default_passes_in_simulation():
     rows = BOARDS["ulx3s-85f"].test_rows
     r = simulate(selftest(params, rows))
     assert r.passed and r.rows == rows, r
+
+
+# -- LFSR mode ------------------------------------------------------------------------------------
+
+
+def lfsr_selftest(params: CoreParams, rows: int, *, vectors=None, **kwargs) -> SelfTest:
+    vectors = vectors or make_lfsr_vectors(params, rows, SEED)
+    return SelfTest(params.spec, params.fmt, params.hw, vectors, mode="lfsr", uart_divisor=3,
+                    **kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 0xFFFFFFFF, 1 << 40])
+def test_lfsr_bits_are_the_harness_lfsr(seed):
+    """The fast NumPy generator is the harness LFSR's bit 0, state by state."""
+    for count in (1, 63, 64, 4097, 70_001):
+        np.testing.assert_array_equal(lfsr_bits(seed, count),
+                                      lfsr_sequence(seed, count) & 1)
+
+
+def test_lfsr_elements_cover_the_signed_range():
+    q = lfsr_elements(lfsr_seed(1, 0), 1024, 8, 8)
+    assert (q.min(), q.max()) == (-128, 127)
+    assert abs(q.mean()) < 1.5
+    # element 0 is the first 8 bits of the stream, least significant first
+    bits = lfsr_bits(lfsr_seed(1, 0), 8)
+    value = int(sum(int(b) << i for i, b in enumerate(bits)))
+    assert q[0, 0] == (value - 256 if value >= 128 else value)
+    narrow = lfsr_elements(5, 100, 6, 6)
+    assert (narrow.min(), narrow.max()) == (-32, 31)
+    # the three streams differ
+    assert len({lfsr_seed(9, i) for i in range(3)}) == 3
+
+
+def test_crc_definition():
+    out = np.array([[1, -1, 127], [-128, 0, 5]])
+    assert crc_bytes(out, 8) == bytes([1, 0xFF, 0x7F, 0x80, 0, 5])
+    assert crc_bytes(out, 12) == bytes([1, 0, 0xFF, 0xFF, 0x7F, 0, 0x80, 0xFF, 0, 0, 5, 0])
+    assert signature(out, 8) == zlib.crc32(out.astype(np.int8).tobytes())
+    assert signature(out, 16) == zlib.crc32(out.astype("<i2").tobytes())
+
+
+def test_lfsr_vectors_are_golden():
+    params, _ = CONFIGS["icebreaker-default"]
+    v = make_lfsr_vectors(params, 64, SEED)
+    np.testing.assert_array_equal(v.q, lfsr_elements(lfsr_seed(SEED, 0), 64, 8, 8))
+    np.testing.assert_array_equal(v.k, lfsr_elements(lfsr_seed(SEED, 1), 64, 8, 8))
+    np.testing.assert_array_equal(v.v, lfsr_elements(lfsr_seed(SEED, 2), 64, 8, 8))
+    spec = params.spec.replace(seq_len=64)
+    want = fixed_point_attention(v.q, v.k, v.v, spec, params.fmt).out
+    np.testing.assert_array_equal(v.expected, want)
+    assert v.crc == zlib.crc32(want.astype(np.int8).tobytes())
+    assert v.corrupted_signature(3).crc == v.crc ^ 8
+    with pytest.raises(ValueError, match=r"^these vectors have no signature"):
+        make_vectors(params, 4, SEED).corrupted_signature()
+
+
+def test_hdl_generator_rows_equal_numpy():
+    """Every Q and K/V row the on-chip generators hand to the core (6-bit data, head_dim 6)
+    equals make_lfsr_vectors' rows."""
+    params, rows = CONFIGS["causal-kl2-dl3-narrow"]
+    dut = lfsr_selftest(params, rows)
+    d, bits = params.spec.head_dim, params.fmt.data_bits
+    seen = {"q": [], "kv": []}
+
+    def unpack(word, count):
+        vals = [(word >> (bits * j)) & ((1 << bits) - 1) for j in range(count)]
+        return [x - (1 << bits) if x >> (bits - 1) else x for x in vals]
+
+    async def watch(ctx):  # after each edge: a beat offered and taken moves on the next one
+        for _ in range(20_000):
+            if len(seen["kv"]) == rows and len(seen["q"]) == rows:
+                break
+            await ctx.tick()
+            for name in seen:
+                port = getattr(dut.core, name)
+                if ctx.get(port.valid) and ctx.get(port.ready):
+                    word = ctx.get(Value.cast(port.payload))
+                    seen[name].append(unpack(word, d if name == "q" else 2 * d))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(watch)
+    sim.run()
+    v = make_lfsr_vectors(params, rows, SEED)
+    np.testing.assert_array_equal(np.array(seen["q"]), v.q)
+    np.testing.assert_array_equal(np.array(seen["kv"]), np.concatenate([v.k, v.v], axis=1))
+
+
+LFSR_CONFIGS = {
+    # a realistic N for the iCEBreaker default (N = 1024 takes ~66 s: the slow test below)
+    "icebreaker-default-256": (CONFIGS["icebreaker-default"][0], 256),
+    "causal-kl2-dl3-narrow": CONFIGS["causal-kl2-dl3-narrow"],
+    "rows-below-window": CONFIGS["rows-below-window"],
+}
+
+
+@pytest.mark.parametrize("name", LFSR_CONFIGS)
+def test_lfsr_selftest_passes(name):
+    params, rows = LFSR_CONFIGS[name]
+    v = make_lfsr_vectors(params, rows, SEED)
+    t = time.monotonic()
+    r = simulate(lfsr_selftest(params, rows, vectors=v))
+    print(f"config {name} seed {SEED}: {rows} rows, {r.cycles} cycles, "
+          f"{time.monotonic() - t:.1f} s: {r.line.strip()}")
+    assert (r.passed, r.failed, r.hang, r.error) == (True, False, False, False)
+    assert (r.rows, r.crc) == (rows, v.crc)
+    assert r.line == (f"SWAT PASS rows={rows:04X}/{rows:04X} crc={v.crc:08X} want={v.crc:08X} "
+                      f"cycles={r.cycles:08X}\r\n")
+    assert len(r.line) == LFSR_MESSAGE_LEN
+    assert r.cycles >= rows * params.groups
+
+
+def test_lfsr_corrupted_signature_fails():
+    params, rows = LFSR_CONFIGS["icebreaker-default-256"]
+    v = make_lfsr_vectors(params, rows, SEED)
+    r = simulate(lfsr_selftest(params, rows, vectors=v.corrupted_signature(0)))
+    assert (r.passed, r.failed, r.hang, r.error) == (False, True, False, False)
+    assert (r.rows, r.crc) == (rows, v.crc)  # the output was right; the constant is not
+    assert r.line == (f"SWAT FAIL rows={rows:04X}/{rows:04X} crc={v.crc:08X} "
+                      f"want={v.crc ^ 1:08X} cycles={r.cycles:08X}\r\n")
+
+
+def test_lfsr_wrong_output_element_fails():
+    """One output element off by its lowest bit (row 5, element 3): FAIL, and the CRC is the
+    one of the golden output with that bit flipped."""
+    params, rows = CONFIGS["causal-kl2-dl3-narrow"]
+    v = make_lfsr_vectors(params, rows, SEED)
+    r = simulate(lfsr_selftest(params, rows, vectors=v, fault=(5, 3)))
+    assert (r.passed, r.failed, r.hang) == (False, True, False)
+    bad = v.expected.copy()
+    bad[5, 3] ^= 1
+    assert r.crc == signature(bad, params.fmt.out_bits) != v.crc
+    assert r.line.startswith(f"SWAT FAIL rows={rows:04X}/{rows:04X} crc={r.crc:08X} "
+                             f"want={v.crc:08X} ")
+
+
+def test_lfsr_hang_is_reported():
+    params, rows = CONFIGS["rows-below-window"]
+    r = simulate(lfsr_selftest(params, rows, timeout=10))
+    assert (r.passed, r.failed, r.hang) == (False, True, True)
+    assert r.line.startswith(f"SWAT HANG rows=0000/{rows:04X} crc=00000000 ")
+
+
+def test_lfsr_mode_checked():
+    params, _ = CONFIGS["icebreaker-default"]
+    with pytest.raises(ValueError, match=r"^mode must be one of rom, lfsr, not 'ram'$"):
+        SelfTest(params.spec, params.fmt, params.hw, make_vectors(params, 4, SEED), mode="ram")
+    with pytest.raises(ValueError, match=r"^LFSR mode needs vectors with a seed and a CRC"):
+        SelfTest(params.spec, params.fmt, params.hw, make_vectors(params, 4, SEED),
+                 mode="lfsr")
+    message = ("test_rows must be an integer in 1..1024 (the core's max_seq_len and the 16-bit "
+               "row counter), not 1025")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        make_lfsr_vectors(params, 1025, SEED)
+
+
+@pytest.mark.slow
+def test_lfsr_selftest_passes_at_the_icebreaker_seq_len():
+    """The iCEBreaker default at its full seq_len, N = 1024 (~37 k cycles; ~66 s here)."""
+    params, _ = CONFIGS["icebreaker-default"]
+    rows = params.hw.max_seq_len
+    v = make_lfsr_vectors(params, rows, SEED)
+    r = simulate(lfsr_selftest(params, rows, vectors=v), max_cycles=10**6)
+    assert r.passed and (r.rows, r.crc) == (rows, v.crc), r
