@@ -308,8 +308,6 @@ class SwatCore(wiring.Component):
         after_r = Signal.like(cmd.after)
         dil = Signal.like(cmd.dilation) if dmax > 1 else 1
         dafter = Signal(p.index_bits + 1)    # dilation · after: the band's reach after the row
-        ring_d = Signal(range(dmax * ring + 1))          # dilation · ring rows
-        free_off = Signal(range(dmax * ring + 1))        # dilation · (ring rows − before)
         gcount = Signal(range(gmax + 1)) if gmax else None
 
         def over(value, limit, width):
@@ -339,8 +337,7 @@ class SwatCore(wiring.Component):
                 d_r = cmd.dilation if dmax > 1 else 1
                 m.d.sync += [self.error.eq(0), running.eq(1), n.eq(seq_len),
                              before_r.eq(cmd.before), after_r.eq(cmd.after),
-                             dafter.eq(d_r * cmd.after), ring_d.eq(d_r * ring),
-                             free_off.eq(d_r * (ring - cmd.before))]
+                             dafter.eq(d_r * cmd.after)]
                 if dmax > 1:
                     m.d.sync += dil.eq(cmd.dilation)
                 if gmax:
@@ -393,7 +390,18 @@ class SwatCore(wiring.Component):
         kv_cls = Signal(range(max(dmax, 2)))     # residue class of the next band row written
         kv_region = Signal(range(max(depth, 2)))  # kv_cls · S·G (the global region: preamble)
         kv_a = Signal(p.index_bits)              # class-local index of the next band row written
-        slot_free = (kv_acc < ring_d) | (sv_done + free_off >= kv_acc + 1)
+        # The take condition is kept in registers so that kv.ready is a short function of
+        # registers (it drives the producer and the loader's enables; iCEBreaker timing, issue
+        # 15): "rows left" kv_more = (kv_acc < n), and "a ring slot is free", which is
+        # kv_acc < max(dilation·ring rows, sv_done + dilation·(ring rows − before)), as the
+        # credit (that bound − kv_acc). The bound starts at dilation·ring rows and grows by one
+        # with every row that finishes SV once dilation·before rows have (kv_wait counts those).
+        kv_more = Signal()
+        kv_credit = Signal(range(dmax * ring + 1))
+        kv_wait = Signal(range(dmax * before + 1))
+        kv_band = Signal()   # a band row is accepted (kv_acc counts up)
+        sv_fin = Signal()    # a row finishes SV (sv_done counts up)
+        slot_free = kv_credit.any()
         kv_last = kv_hold & (kv_g == g - 1)
         kv_take = Signal()
         if gmax:
@@ -404,10 +412,21 @@ class SwatCore(wiring.Component):
             pre_wr = Signal(range(gmax + 1))     # global columns written
             lpos = [Signal(p.index_bits, name=f"kv_gpos{k}") for k in range(gmax)]
             lrem = Signal(range(gmax + 1))
-            m.d.comb += kv_take.eq(running & (pre_more | ((kv_acc < n) & slot_free))
-                                   & (~kv_hold | kv_last))
+            m.d.comb += [kv_take.eq(running & (pre_more | (kv_more & slot_free))
+                                    & (~kv_hold | kv_last)),
+                         kv_band.eq(self.kv.valid & kv_take & ~pre_more)]
         else:
-            m.d.comb += kv_take.eq(running & (kv_acc < n) & slot_free & (~kv_hold | kv_last))
+            m.d.comb += [kv_take.eq(running & kv_more & slot_free & (~kv_hold | kv_last)),
+                         kv_band.eq(self.kv.valid & kv_take)]
+        with m.If(kv_band):
+            m.d.sync += kv_more.eq(kv_acc + 1 < n)
+        with m.If(sv_fin & kv_wait.any()):
+            m.d.sync += kv_wait.eq(kv_wait - 1)
+        m.d.sync += kv_credit.eq(kv_credit - kv_band + (sv_fin & ~kv_wait.any()))
+        with m.If(start_run):   # (seq_len >= 1)
+            d_r = cmd.dilation if dmax > 1 else 1
+            m.d.sync += [kv_more.eq(1), kv_credit.eq(d_r * ring),
+                         kv_wait.eq(d_r * cmd.before)]
         m.d.comb += self.kv.ready.eq(kv_take)
         kv_addr = kv_region + kv_base + kv_g
         for lane in range(kl):
@@ -544,7 +563,7 @@ class SwatCore(wiring.Component):
         # (qk_row − sv_done < score_buffers), so that qk_start is a short function of registers
         qk_more = Signal()
         sb_free = Signal(range(p.score_buffers + 1))
-        sv_fin = Signal()  # a row finishes SV (sv_done counts up)
+        # (sv_fin: a row finishes SV, declared with the K/V loader)
         with m.If(qk_start):
             m.d.sync += qk_more.eq(qk_row + 1 < n)
         with m.If(qk_start & ~sv_fin):
