@@ -763,8 +763,10 @@ class SwatCore(wiring.Component):
             m.d.sync += [lane_sum[u].eq(sum_tree(pv[lane][u] for lane in range(kl)))
                          for u in range(dl)]
             m.d.sync += lsum.eq(psum)
+        # (done: the row's last group, one register bit for sv_en below)
         t = stage("sv_tree", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
-                     first_round=t.first_round, last_round=t.last_round)
+                     first_round=t.first_round, last_round=t.last_round,
+                     done=t.valid & t.last_round & t.last_g)
         # rotating accumulator: G groups of DL accumulators; the head group is updated and
         # moved to the tail, so after every key all groups are back in order
         acc = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
@@ -776,7 +778,7 @@ class SwatCore(wiring.Component):
         res_total = Signal(unsigned(w.sum))
         res_full = Signal()
         res_release = Signal()
-        row_done = t.valid & t.last_round & t.last_g
+        row_done = t.done   # = t.valid & t.last_round & t.last_g
         m.d.comb += sv_en.eq(~(row_done & res_full & ~res_release))
         with m.If(sv_en & t.valid):
             for k in range(g - 1):
@@ -794,10 +796,15 @@ class SwatCore(wiring.Component):
         div_en = Signal()
         o_valid = Signal()
         feed_g = Signal(range(max(g, 2)))
+        # feed_last = (feed_g == g − 1) as a register: sv_en (through res_release) is the SV
+        # engine's clock enable, the iCEBreaker's critical path once the K/V loader's was gone
+        feed_last = Signal(init=int(g == 1))
         feed = div_en & res_full
-        m.d.comb += res_release.eq(feed & (feed_g == g - 1))
+        m.d.comb += res_release.eq(feed & feed_last)
         with m.If(feed):
             m.d.sync += feed_g.eq(Mux(feed_g == g - 1, 0, feed_g + 1))
+            if g > 1:
+                m.d.sync += feed_last.eq(feed_g == g - 2)
             # rotate the result so that the group to divide is always at the bottom
             for k in range(d):
                 m.d.sync += res[k].eq(res[(k + dl) % d])
