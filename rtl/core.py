@@ -422,7 +422,13 @@ class SwatCore(wiring.Component):
             m.d.sync += kv_more.eq(kv_acc + 1 < n)
         with m.If(sv_fin & kv_wait.any()):
             m.d.sync += kv_wait.eq(kv_wait - 1)
-        m.d.sync += kv_credit.eq(kv_credit - kv_band + (sv_fin & ~kv_wait.any()))
+        # (as a choice between credit ± 1, so that the late kv_band and sv_fin select at the end
+        # instead of entering an adder's carry chain)
+        kv_grow = sv_fin & ~kv_wait.any()
+        with m.If(kv_band & ~kv_grow):
+            m.d.sync += kv_credit.eq(kv_credit - 1)
+        with m.Elif(kv_grow & ~kv_band):
+            m.d.sync += kv_credit.eq(kv_credit + 1)
         with m.If(start_run):   # (seq_len >= 1)
             d_r = cmd.dilation if dmax > 1 else 1
             m.d.sync += [kv_more.eq(1), kv_credit.eq(d_r * ring),
