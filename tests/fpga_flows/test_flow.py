@@ -197,7 +197,8 @@ def test_flow_json_carries_the_configuration(tmp_path):
     assert result["spec"] == {"seq_len": 4096, "head_dim": 64, "before": 32, "after": 32,
                               "dilation": 1, "global_tokens": []}
     assert result["format"] == json.loads(json.dumps(dataclasses.asdict(p.fmt)))
-    assert result["hardware"] == {"key_lanes": 2, "dim_lanes": 8, "max_seq_len": 4096}
+    assert result["hardware"] == {"key_lanes": 2, "dim_lanes": 8, "max_seq_len": 4096,
+                                  "max_global_tokens": 0, "max_dilation": 1}
     assert result["config"]["spec"]["attention_window"] == 64
     assert result["config"]["hardware"] == {"key_lanes": 2, "dim_lanes": 8}
 
