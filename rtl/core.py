@@ -304,8 +304,7 @@ class SwatCore(wiring.Component):
 
         # -- command: the run's length and pattern ---------------------------------------------
         cmd = self.cmd.payload
-        before_r = Signal.like(cmd.before)   # the run's pattern
-        after_r = Signal.like(cmd.after)
+        after_r = Signal.like(cmd.after)     # the run's pattern (before: lo_wait below)
         dil = Signal.like(cmd.dilation) if dmax > 1 else 1
         dafter = Signal(p.index_bits + 1)    # dilation · after: the band's reach after the row
         gcount = Signal(range(gmax + 1)) if gmax else None
@@ -336,7 +335,7 @@ class SwatCore(wiring.Component):
                 m.d.comb += start_run.eq(1)
                 d_r = cmd.dilation if dmax > 1 else 1
                 m.d.sync += [self.error.eq(0), running.eq(1), n.eq(seq_len),
-                             before_r.eq(cmd.before), after_r.eq(cmd.after),
+                             after_r.eq(cmd.after),
                              dafter.eq(d_r * cmd.after)]
                 if dmax > 1:
                     m.d.sync += dil.eq(cmd.dilation)
@@ -529,12 +528,19 @@ class SwatCore(wiring.Component):
         qk_a = Signal(p.index_bits)
         qk_cls = Signal(range(max(dmax, 2)))
         qk_region = Signal(range(max(depth, 2)))
+        # lo = max(a − before, 0) moves on with a once a >= before: lo_wait = max(before − a, 0)
+        # counts the indices until then, so that neither lo nor the lo_lane/lo_base step needs a
+        # compare or subtract against the run's before (a before register in those made Yosys
+        # 0.70 abort in ABC9 on the ULX3S default; docs/fpga.md)
+        lo_wait = Signal(range(before + 1))
+        lo_step = ~lo_wait.any()   # a >= before
         wrap = (qk_cls == dil - 1) if dmax > 1 else 1   # the next row has the next index
         with m.If(start_run):
             reach = (cmd.dilation if dmax > 1 else 1) * cmd.after + 1
             m.d.sync += [near.eq(reach > cmd.seq_len),
                          hi1.eq(Mux(reach > cmd.seq_len, cmd.seq_len, reach)),
-                         lo.eq(0), qk_a.eq(0), qk_cls.eq(0), qk_region.eq(0)]
+                         lo.eq(0), lo_wait.eq(cmd.before), qk_a.eq(0), qk_cls.eq(0),
+                         qk_region.eq(0)]
         with m.Elif(qk_start):
             reach = qk_row + dafter + 2
             m.d.sync += [near.eq(reach > n), hi1.eq(Mux(reach > n, n, reach))]
@@ -544,8 +550,11 @@ class SwatCore(wiring.Component):
                 with m.Else():
                     m.d.sync += [qk_cls.eq(qk_cls + 1), qk_region.eq(qk_region + sg)]
             with m.If(wrap):
-                m.d.sync += [qk_a.eq(qk_a + 1),
-                             lo.eq(Mux(qk_a + 1 >= before_r, qk_a + 1 - before_r, 0))]
+                m.d.sync += qk_a.eq(qk_a + 1)
+                with m.If(lo_step):
+                    m.d.sync += lo.eq(lo + 1)
+                with m.Else():
+                    m.d.sync += lo_wait.eq(lo_wait - 1)
         # the row's last band key (class-local): a + after, or near the end the last row of its
         # class that arrived (every K/V row has arrived by then: hi1 = N)
         last_a = (kv_a - 1 + (qk_cls < kv_cls)) if dmax > 1 else kv_a - 1
@@ -592,7 +601,7 @@ class SwatCore(wiring.Component):
                          w_row.sbuf.eq(sbuf), w_row.rem.eq(rem0)]
             if dmax > 1:
                 m.d.comb += w_row.region.eq(qk_region)
-            with m.If(wrap & (qk_a >= before_r)):   # the next index's band starts one key on
+            with m.If(wrap & lo_step):   # the next index's band starts one key on
                 with m.If(lo_lane == kl - 1):
                     m.d.sync += [lo_lane.eq(0), lo_base.eq(_wrap_inc(lo_base, g, sg))]
                 with m.Else():
