@@ -197,13 +197,12 @@ class _RowWalk:
             return lane - self.lane0
         return Mux(lane >= self.lane0, lane - self.lane0, lane + kl - self.lane0)
 
-    def start(self, rem, lane0, lo_base, sbase, region=None):
-        """Statements that start walking a row (``lo_base`` inside the class ``region``; its
-        scores from ``sbase`` = score buffer · rounds)."""
+    def start(self, rem, lane0, lo_base, sbuf, region=None):
+        """Statements that start walking a row (``lo_base`` inside the class ``region``)."""
         g, sg = self.p.groups, self.p.region_words
         stmts = [
             self.busy.eq(1), self.g.eq(0), self.rem.eq(rem), self.lane0.eq(lane0),
-            self.first_round.eq(1), self.s_addr.eq(sbase),
+            self.first_round.eq(1), self.s_addr.eq(sbuf * self.p.rounds),
         ]
         # lanes below the row's first lane hold their first key one slot later
         later = _wrap_inc(lo_base, g, sg)
@@ -523,9 +522,6 @@ class SwatCore(wiring.Component):
         lo_lane = Signal(range(max(kl, 2)))
         lo_base = Signal(range(max(depth, 2)))
         sbuf = Signal(range(p.score_buffers))
-        # sbuf · rounds, the buffer's first score address, kept beside sbuf: on the ULX3S the
-        # multiply (a MULT18X18D after the info FIFO) was the critical path of the SV start
-        sbase = Signal(range(max(p.score_depth, 2)))
         hi1 = Signal(p.index_bits + 1)
         near = Signal()
         lo = Signal(p.index_bits)
@@ -565,7 +561,7 @@ class SwatCore(wiring.Component):
         rem0 = Signal(range(p.window + 1))   # offset of the row's last key from its first
         m.d.comb += rem0.eq(Mux(near, last_a, qk_a + after_r) - lo)
         # what the SV engine needs to walk the row again: first lane/address, buffer, keys
-        info_fields = {"lane0": lo_lane.shape(), "base": lo_base.shape(), "sbase": sbase.shape(),
+        info_fields = {"lane0": lo_lane.shape(), "base": lo_base.shape(), "sbuf": sbuf.shape(),
                        "rem": rem0.shape()}
         if dmax > 1:
             info_fields["region"] = qk_region.shape()
@@ -597,13 +593,12 @@ class SwatCore(wiring.Component):
         with m.If(qk.busy):
             m.d.sync += q_cur.eq(q_cur.rotate_right(word))
         with m.If(qk_start):
-            m.d.sync += [*qk.start(rem0, lo_lane, lo_base, sbase, qk_region), q_cur.eq(q_next),
+            m.d.sync += [*qk.start(rem0, lo_lane, lo_base, sbuf, qk_region), q_cur.eq(q_next),
                          qk_row.eq(qk_row + 1),
-                         sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1)),
-                         sbase.eq(Mux(sbuf == p.score_buffers - 1, 0, sbase + p.rounds))]
+                         sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
             w_row = data.View(row_info, info.w_data)
             m.d.comb += [info.w_en.eq(1), w_row.lane0.eq(lo_lane), w_row.base.eq(lo_base),
-                         w_row.sbase.eq(sbase), w_row.rem.eq(rem0)]
+                         w_row.sbuf.eq(sbuf), w_row.rem.eq(rem0)]
             if dmax > 1:
                 m.d.comb += w_row.region.eq(qk_region)
             with m.If(wrap & lo_step):   # the next index's band starts one key on
@@ -713,7 +708,7 @@ class SwatCore(wiring.Component):
         with m.If(sv_en & sv.busy & sv.first_g):
             m.d.sync += stats["exp_ops"].eq(stats["exp_ops"] + sv.active)
         with m.If(sv_start):
-            m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbase,
+            m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf,
                                    i_row.region if dmax > 1 else None),
                          sv_m.eq(rowmax.r_data), sv_m_lo.eq(rowmax.r_data.as_signed() - d_sat)]
 
@@ -882,7 +877,7 @@ class SwatCore(wiring.Component):
         with m.If(start_run):
             m.d.sync += [sig.eq(0) for sig in (
                 kv_acc, kv_wr, q_cnt, qk_row, sv_done, rows_out, kv_lane, kv_base, lo_lane,
-                lo_base, sbuf, sbase, kv_cls, kv_a, *stats.values())]
+                lo_base, sbuf, kv_cls, kv_a, *stats.values())]
             if dmax > 1 and not gmax:  # (with global tokens: the preamble's region, above)
                 m.d.sync += kv_region.eq(0)
             if gmax:
