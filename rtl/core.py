@@ -303,14 +303,11 @@ class SwatCore(wiring.Component):
 
         # -- command: the run's length and pattern ---------------------------------------------
         cmd = self.cmd.payload
-        before_r = Signal.like(cmd.before)   # the run's pattern
-        after_r = Signal.like(cmd.after)
+        after_r = Signal.like(cmd.after)     # the run's pattern (before: lo_wait below)
         dil = Signal.like(cmd.dilation) if dmax > 1 else 1
         # dilation · after: the band's reach after the row (up to max_dilation · after, which can
         # exceed twice max_seq_len)
         dafter = Signal(range(max(dmax * after, 1) + 1))
-        ring_d = Signal(range(dmax * ring + 1))          # dilation · ring rows
-        free_off = Signal(range(dmax * ring + 1))        # dilation · (ring rows − before)
         gcount = Signal(range(gmax + 1)) if gmax else None
 
         def over(value, limit, width):
@@ -339,9 +336,8 @@ class SwatCore(wiring.Component):
                 m.d.comb += start_run.eq(1)
                 d_r = cmd.dilation if dmax > 1 else 1
                 m.d.sync += [self.error.eq(0), running.eq(1), n.eq(seq_len),
-                             before_r.eq(cmd.before), after_r.eq(cmd.after),
-                             dafter.eq(d_r * cmd.after), ring_d.eq(d_r * ring),
-                             free_off.eq(d_r * (ring - cmd.before))]
+                             after_r.eq(cmd.after),
+                             dafter.eq(d_r * cmd.after)]
                 if dmax > 1:
                     m.d.sync += dil.eq(cmd.dilation)
                 if gmax:
@@ -395,7 +391,18 @@ class SwatCore(wiring.Component):
         kv_cls = Signal(range(max(dmax, 2)))     # residue class of the next band row written
         kv_region = Signal(range(max(depth, 2)))  # kv_cls · S·G (the global region: preamble)
         kv_a = Signal(p.index_bits)              # class-local index of the next band row written
-        slot_free = (kv_acc < ring_d) | (sv_done + free_off >= kv_acc + 1)
+        # The take condition is kept in registers so that kv.ready is a short function of
+        # registers (it drives the producer and the loader's enables; iCEBreaker timing, issue
+        # 15): "rows left" kv_more = (kv_acc < n), and "a ring slot is free", which is
+        # kv_acc < max(dilation·ring rows, sv_done + dilation·(ring rows − before)), as the
+        # credit (that bound − kv_acc). The bound starts at dilation·ring rows and grows by one
+        # with every row that finishes SV once dilation·before rows have (kv_wait counts those).
+        kv_more = Signal()
+        kv_credit = Signal(range(dmax * ring + 1))
+        kv_wait = Signal(range(dmax * before + 1))
+        kv_band = Signal()   # a band row is accepted (kv_acc counts up)
+        sv_fin = Signal()    # a row finishes SV (sv_done counts up)
+        slot_free = kv_credit.any()
         kv_last = kv_hold & (kv_g == g - 1)
         kv_take = Signal()
         if gmax:
@@ -406,10 +413,27 @@ class SwatCore(wiring.Component):
             pre_wr = Signal(range(gmax + 1))     # global columns written
             lpos = [Signal(p.index_bits, name=f"kv_gpos{k}") for k in range(gmax)]
             lrem = Signal(range(gmax + 1))
-            m.d.comb += kv_take.eq(running & (pre_more | ((kv_acc < n) & slot_free))
-                                   & (~kv_hold | kv_last))
+            m.d.comb += [kv_take.eq(running & (pre_more | (kv_more & slot_free))
+                                    & (~kv_hold | kv_last)),
+                         kv_band.eq(self.kv.valid & kv_take & ~pre_more)]
         else:
-            m.d.comb += kv_take.eq(running & (kv_acc < n) & slot_free & (~kv_hold | kv_last))
+            m.d.comb += [kv_take.eq(running & kv_more & slot_free & (~kv_hold | kv_last)),
+                         kv_band.eq(self.kv.valid & kv_take)]
+        with m.If(kv_band):
+            m.d.sync += kv_more.eq(kv_acc + 1 < n)
+        with m.If(sv_fin & kv_wait.any()):
+            m.d.sync += kv_wait.eq(kv_wait - 1)
+        # (as a choice between credit ± 1, so that the late kv_band and sv_fin select at the end
+        # instead of entering an adder's carry chain)
+        kv_grow = sv_fin & ~kv_wait.any()
+        with m.If(kv_band & ~kv_grow):
+            m.d.sync += kv_credit.eq(kv_credit - 1)
+        with m.Elif(kv_grow & ~kv_band):
+            m.d.sync += kv_credit.eq(kv_credit + 1)
+        with m.If(start_run):   # (seq_len >= 1)
+            d_r = cmd.dilation if dmax > 1 else 1
+            m.d.sync += [kv_more.eq(1), kv_credit.eq(d_r * ring),
+                         kv_wait.eq(d_r * cmd.before)]
         m.d.comb += self.kv.ready.eq(kv_take)
         kv_addr = kv_region + kv_base + kv_g
         for lane in range(kl):
@@ -506,12 +530,19 @@ class SwatCore(wiring.Component):
         qk_a = Signal(p.index_bits)
         qk_cls = Signal(range(max(dmax, 2)))
         qk_region = Signal(range(max(depth, 2)))
+        # lo = max(a − before, 0) moves on with a once a >= before: lo_wait = max(before − a, 0)
+        # counts the indices until then, so that neither lo nor the lo_lane/lo_base step needs a
+        # compare or subtract against the run's before (a before register in those made Yosys
+        # 0.70 abort in ABC9 on the ULX3S default; docs/fpga.md)
+        lo_wait = Signal(range(before + 1))
+        lo_step = ~lo_wait.any()   # a >= before
         wrap = (qk_cls == dil - 1) if dmax > 1 else 1   # the next row has the next index
         with m.If(start_run):
             reach = (cmd.dilation if dmax > 1 else 1) * cmd.after + 1
             m.d.sync += [near.eq(reach > cmd.seq_len),
                          hi1.eq(Mux(reach > cmd.seq_len, cmd.seq_len, reach)),
-                         lo.eq(0), qk_a.eq(0), qk_cls.eq(0), qk_region.eq(0)]
+                         lo.eq(0), lo_wait.eq(cmd.before), qk_a.eq(0), qk_cls.eq(0),
+                         qk_region.eq(0)]
         with m.Elif(qk_start):
             reach = qk_row + dafter + 2
             m.d.sync += [near.eq(reach > n), hi1.eq(Mux(reach > n, n, reach))]
@@ -521,8 +552,11 @@ class SwatCore(wiring.Component):
                 with m.Else():
                     m.d.sync += [qk_cls.eq(qk_cls + 1), qk_region.eq(qk_region + sg)]
             with m.If(wrap):
-                m.d.sync += [qk_a.eq(qk_a + 1),
-                             lo.eq(Mux(qk_a + 1 >= before_r, qk_a + 1 - before_r, 0))]
+                m.d.sync += qk_a.eq(qk_a + 1)
+                with m.If(lo_step):
+                    m.d.sync += lo.eq(lo + 1)
+                with m.Else():
+                    m.d.sync += lo_wait.eq(lo_wait - 1)
         # the row's last band key (class-local): a + after, or near the end the last row of its
         # class that arrived (every K/V row has arrived by then: hi1 = N)
         last_a = (kv_a - 1 + (qk_cls < kv_cls)) if dmax > 1 else kv_a - 1
@@ -546,7 +580,7 @@ class SwatCore(wiring.Component):
         # (qk_row − sv_done < score_buffers), so that qk_start is a short function of registers
         qk_more = Signal()
         sb_free = Signal(range(p.score_buffers + 1))
-        sv_fin = Signal()  # a row finishes SV (sv_done counts up)
+        # (sv_fin: a row finishes SV, declared with the K/V loader)
         with m.If(qk_start):
             m.d.sync += qk_more.eq(qk_row + 1 < n)
         with m.If(qk_start & ~sv_fin):
@@ -569,7 +603,7 @@ class SwatCore(wiring.Component):
                          w_row.sbuf.eq(sbuf), w_row.rem.eq(rem0)]
             if dmax > 1:
                 m.d.comb += w_row.region.eq(qk_region)
-            with m.If(wrap & (qk_a >= before_r)):   # the next index's band starts one key on
+            with m.If(wrap & lo_step):   # the next index's band starts one key on
                 with m.If(lo_lane == kl - 1):
                     m.d.sync += [lo_lane.eq(0), lo_base.eq(_wrap_inc(lo_base, g, sg))]
                 with m.Else():
@@ -746,8 +780,10 @@ class SwatCore(wiring.Component):
             m.d.sync += [lane_sum[u].eq(sum_tree(pv[lane][u] for lane in range(kl)))
                          for u in range(dl)]
             m.d.sync += lsum.eq(psum)
+        # (done: the row's last group, one register bit for sv_en below)
         t = stage("sv_tree", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
-                     first_round=t.first_round, last_round=t.last_round)
+                     first_round=t.first_round, last_round=t.last_round,
+                     done=t.valid & t.last_round & t.last_g)
         # rotating accumulator: G groups of DL accumulators; the head group is updated and
         # moved to the tail, so after every key all groups are back in order
         acc = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
@@ -759,7 +795,7 @@ class SwatCore(wiring.Component):
         res_total = Signal(unsigned(w.sum))
         res_full = Signal()
         res_release = Signal()
-        row_done = t.valid & t.last_round & t.last_g
+        row_done = t.done   # = t.valid & t.last_round & t.last_g
         m.d.comb += sv_en.eq(~(row_done & res_full & ~res_release))
         with m.If(sv_en & t.valid):
             for k in range(g - 1):
@@ -777,10 +813,15 @@ class SwatCore(wiring.Component):
         div_en = Signal()
         o_valid = Signal()
         feed_g = Signal(range(max(g, 2)))
+        # feed_last = (feed_g == g − 1) as a register: sv_en (through res_release) is the SV
+        # engine's clock enable, the iCEBreaker's critical path once the K/V loader's was gone
+        feed_last = Signal(init=int(g == 1))
         feed = div_en & res_full
-        m.d.comb += res_release.eq(feed & (feed_g == g - 1))
+        m.d.comb += res_release.eq(feed & feed_last)
         with m.If(feed):
             m.d.sync += feed_g.eq(Mux(feed_g == g - 1, 0, feed_g + 1))
+            if g > 1:
+                m.d.sync += feed_last.eq(feed_g == g - 2)
             # rotate the result so that the group to divide is always at the bottom
             for k in range(d):
                 m.d.sync += res[k].eq(res[(k + dl) % d])
