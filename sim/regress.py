@@ -219,7 +219,8 @@ class Case:
     patterns : tuple of dict
         Each run's pattern, changed from the build's (:meth:`Build.spec`): ``before``,
         ``after``, ``dilation``, ``global_tokens`` (:meth:`CoreParams.run_spec`); empty: every
-        run has the build's pattern. One dict per run (``{}`` for the build's).
+        run has the build's pattern. One per run (``{}`` for the build's); kept as sorted
+        ``(field, value)`` pairs so that a case stays hashable.
     """
 
     id: str
@@ -241,6 +242,11 @@ class Case:
             raise ValueError(f"{self.id}: seq_lens must be in 1..{b.max_seq_len} each and "
                              f"at most {b.harness_depth} in all (the harness's memories), not "
                              f"{self.seq_lens}")
+        # (kept hashable: each pattern as sorted (field, value) pairs, tokens as a tuple)
+        object.__setattr__(self, "patterns", tuple(
+            tuple(sorted((k, tuple(v) if k == "global_tokens" else v)
+                         for k, v in dict(pattern).items()))
+            for pattern in self.patterns))
         if self.patterns and len(self.patterns) != len(self.seq_lens):
             raise ValueError(f"{self.id}: patterns must have one entry per run "
                              f"({len(self.seq_lens)}), not {len(self.patterns)}")

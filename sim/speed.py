@@ -67,6 +67,12 @@ def raw_run(path: Path, work: Path, case: regress.Case, seed: int) -> dict:
     """Run the raw model on the inputs the bench used for ``case`` (its work folder)."""
     import numpy as np
 
+    from swatkit.rtl.core import command_value
+
+    p = case.build.params
+    if p.max_global_tokens:
+        raise ValueError("the raw loop runs band cores only (a command with global tokens is "
+                         "wider than 64 bits, and it has no global-row streams)")
     arrays = np.load(work / "inputs.npz")
     for name in ("q", "kv"):
         (path / f"{name}.bin").write_bytes(arrays[f"{name}_words"].tobytes())
@@ -74,7 +80,8 @@ def raw_run(path: Path, work: Path, case: regress.Case, seed: int) -> dict:
     args = [str(path / regress.TOP), str(path / "q.bin"), str(path / "kv.bin"),
             str(seed & 0xFFFFFFFF), str(probability_threshold(q_gap)),
             str(probability_threshold(kv_gap)), str(probability_threshold(case.stall)),
-            *map(str, case.seq_lens)]
+            *(f"{n}:{command_value(p, case.run_spec(i))}"
+              for i, n in enumerate(case.seq_lens))]
     done = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -43,10 +43,17 @@ static void load(const char* path, const char* mem_name, int rows) {
 }
 
 int main(int argc, char** argv) {
-    if (argc < 8) { fprintf(stderr, "usage: %s Q.bin KV.bin SEED Q_GAP KV_GAP STALL N...\n", argv[0]); return 2; }
+    if (argc < 8) { fprintf(stderr, "usage: %s Q.bin KV.bin SEED Q_GAP KV_GAP STALL N:CMD...\n", argv[0]); return 2; }
+    // each run: its rows N and its command's payload bits CMD (a band core's command fits 64 bits)
     std::vector<int> runs;
+    std::vector<unsigned long long> cmds;
     int total = 0;
-    for (int i = 7; i < argc; i++) { runs.push_back(std::atoi(argv[i])); total += runs.back(); }
+    for (int i = 7; i < argc; i++) {
+        char* colon = nullptr;
+        runs.push_back(static_cast<int>(std::strtol(argv[i], &colon, 10)));
+        cmds.push_back(std::strtoull(colon + 1, nullptr, 10));
+        total += runs.back();
+    }
     Verilated::commandArgs(argc, argv);
     Verilated::fatalOnVpiError(false);
     std::unique_ptr<Vtop> top(new Vtop(""));
@@ -65,8 +72,8 @@ int main(int argc, char** argv) {
     top->q_count = total; top->kv_count = total;
     top->start = 1; tick(); top->start = 0;
     tick();  // the command one cycle after start, as the cocotb bench gives it
-    for (int n : runs) {
-        top->cmd___05Fpayload = n; top->cmd___05Fvalid = 1;
+    for (size_t r = 0; r < runs.size(); r++) {
+        top->cmd___05Fpayload = cmds[r]; top->cmd___05Fvalid = 1;
         while (true) { bool taken = top->cmd___05Fready; tick(); if (taken) break; }
         top->cmd___05Fvalid = 0;
         while (top->busy) tick();
