@@ -1,7 +1,8 @@
 """SwatCore: the SWAT-style row-wise, input-stationary, fused window-attention core.
 
-What it computes: one head of sliding-window attention (bidirectional or causal band), bit-exact
-to :func:`swatkit.golden.fixed_point_attention` (the contract in
+What it computes: one head of sliding-window attention (bidirectional or causal band, dilated
+or not, with Longformer's global tokens; the pattern is chosen per run on the command, within
+the maxima the core was generated for), bit-exact to :func:`swatkit.golden.fixed_point_attention` (the contract in
 :mod:`swatkit.golden.numerics`). Follows SWAT (Bai et al., DAC 2024): rows in order; K/V rows of
 the window stay in on-chip buffers (input-stationary) and each enters exactly once; per row
 QK → softmax → SV fused, the score row never leaves the core, normalisation deferred to one
@@ -22,11 +23,18 @@ Throughput: ``ceil(W_i / KL) · d / DL`` cycles per row ``i`` in steady state (W
 row); the QK engine of row i+1 overlaps the SV engine of row i. Latency of a row from its last
 QK issue to its output: ``swatkit.sim.cycle_model`` (``qk_depth``, ``SV_DEPTH``) and docs/rtl.md.
 
-Row-arrival contract: ``kv`` carries K/V rows 0…N-1 in order, ``q`` carries Q rows 0…N-1 in
-order, on independent streams. Row i starts when Q row i and K/V rows up to i+after have arrived;
-K/V row j is accepted only when the ring slot it overwrites is no longer needed (row
-j − ring_rows + before has finished). A producer that serialises both streams must therefore keep
-K/V ``after`` rows ahead of Q (plus one row of slack).
+Dilation D: the ring holds D residue classes (K/V row j in class j mod D at class-local index
+j div D) and a row walks its class's region as an undilated row walks the ring. Global tokens:
+their K/V rows come first on ``kv`` and stay in a global region that every row walks after its
+band (a band key that is a global token is masked); global rows are computed by the
+:class:`~swatkit.rtl.global_rows.GlobalRowEngine` on the ``qg``/``kvg``/``og`` streams, and a
+global token's band row is dropped before ``o``. docs/rtl.md, "Run patterns".
+
+Row-arrival contract: ``kv`` carries the run's global columns, then K/V rows 0…N-1 in order,
+``q`` carries Q rows 0…N-1 in order, on independent streams. Row i starts when Q row i and K/V
+rows up to i + D·after have arrived; K/V row j is accepted only when the ring slot it overwrites
+is no longer needed (row j − D·(ring_rows − before) has finished). A producer that serialises
+both streams must therefore keep K/V D·after rows ahead of Q (plus one row of slack).
 
 The QK engine never stalls; the SV engine and the normaliser are stall-all pipelines whose
 enable drops only when their result cannot move on, so output back-pressure loses nothing.
@@ -252,18 +260,26 @@ class SwatCore(wiring.Component):
     Parameters
     ----------
     spec : AttentionSpec
-        The window (bidirectional or causal band; ``seq_len`` is only a default — N is given at
-        run time on ``cmd``, up to ``hw.max_seq_len``).
+        The largest window a run may use (``before``, ``after``) and the default pattern
+        (``dilation``, ``global_tokens``); ``seq_len`` is only a default — N is given at run
+        time on ``cmd``, up to ``hw.max_seq_len``.
     fmt : NumberFormat
     hw : HardwareConfig
 
     Members
     -------
-    cmd : In(stream)  ``{seq_len}``: starts a run of N rows (accepted only when idle; 0 or more
-        than ``max_seq_len`` sets ``error`` and starts nothing).
+    cmd : In(stream)  starts a run of N rows with its pattern (``core_layouts``: ``seq_len``,
+        ``before``, ``after``, and on cores generated for them ``dilation``, ``global_count``,
+        ``global_tokens``); accepted only when idle; a value outside the generated maxima sets
+        ``error`` and starts nothing (:meth:`CoreParams.check_run` is the same rule).
     q : In(stream)    one Q row per beat (``head_dim`` signed ``data_bits`` elements).
-    kv : In(stream)   one K row and one V row per beat.
-    o : Out(stream)   one O row per beat (signed ``out_bits`` elements).
+    kv : In(stream)   one K row and one V row per beat: the run's global columns, then rows
+        0 … N−1.
+    o : Out(stream)   one O row per beat (signed ``out_bits`` elements): the rows that are not
+        global tokens.
+    qg, kvg, og       (cores with ``max_global_tokens`` > 0) the global-row engine's streams
+        (:class:`~swatkit.rtl.global_rows.GlobalRowEngine`): q_g of each global token; k_g, v_g
+        of rows 0 … N−1, twice; the global rows.
     busy : Out(1)     a run is in progress.
     error : Out(1)    the last command was rejected.
     stats : Out(layout)  performance counters of the current/last run (``STAT_FIELDS``).
