@@ -3,10 +3,11 @@
 What it computes: one head of sliding-window attention (bidirectional or causal band, dilated
 or not, with Longformer's global tokens; the pattern is chosen per run on the command, within
 the maxima the core was generated for), bit-exact to
-:func:`swatkit.golden.fixed_point_attention` (the contract in :mod:`swatkit.golden.numerics`). Follows SWAT (Bai et al., DAC 2024): rows in order; K/V rows of
-the window stay in on-chip buffers (input-stationary) and each enters exactly once; per row
-QK → softmax → SV fused, the score row never leaves the core, normalisation deferred to one
-division per output element at the end of the row.
+:func:`swatkit.golden.fixed_point_attention` (the contract in :mod:`swatkit.golden.numerics`).
+Follows SWAT (Bai et al., DAC 2024): rows in order; K/V rows of the window stay in on-chip
+buffers (input-stationary) and each enters exactly once; per row QK → softmax → SV fused, the
+score row never leaves the core, normalisation deferred to one division per output element at
+the end of the row.
 
 Structure (docs/rtl.md has the diagram and the schedule)::
 
