@@ -416,7 +416,7 @@ class SwatCore(wiring.Component):
         # with every row that finishes SV once dilation·before rows have (kv_wait counts those).
         kv_more = Signal()
         kv_credit = Signal(range(dmax * ring + 1))
-        kv_wait = Signal(range(dmax * before + 1))
+        kv_wait = Signal(range(max(dmax * before, 1) + 1))   # (one bit at least)
         kv_band = Signal()   # a band row is accepted (kv_acc counts up)
         sv_fin = Signal()    # a row finishes SV (sv_done counts up)
         slot_free = kv_credit.any()
@@ -551,7 +551,7 @@ class SwatCore(wiring.Component):
         # counts the indices until then, so that neither lo nor the lo_lane/lo_base step needs a
         # compare or subtract against the run's before (a before register in those made Yosys
         # 0.70 abort in ABC9 on the ULX3S default; docs/fpga.md)
-        lo_wait = Signal(range(before + 1))
+        lo_wait = Signal(range(max(before, 1) + 1))   # (one bit at least)
         lo_step = ~lo_wait.any()   # a >= before
         wrap = (qk_cls == dil - 1) if dmax > 1 else 1   # the next row has the next index
         with m.If(start_run):

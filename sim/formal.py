@@ -176,9 +176,9 @@ class CoreProbe:
     """
 
     NAMES = ("running", "n", "kv_acc", "kv_wr", "kv_hold", "kv_g", "q_cnt", "q_full", "qk_row",
-             "qk_more", "hi1", "near", "dafter", "sb_free", "sv_done", "rows_out", "res_full",
-             "feed_g", "o_valid",
-             "o_cnt", "qk_busy", "sv_busy")
+             "qk_more", "kv_more", "kv_credit", "kv_wait", "hi1", "near", "dafter", "sb_free",
+             "sv_done", "rows_out", "res_full", "feed_g", "o_valid", "o_cnt", "qk_busy",
+             "sv_busy")
 
     def __init__(self, m: Module, p: CoreParams, stats):
         signals = {}
@@ -427,6 +427,13 @@ class ContractHarness(wiring.Component):
             (~running | (c.kv_acc == c.kv_wr + c.kv_hold), "inv: K/V rows taken = written + "
                                                            "loading"),
             (~running | (c.kv_acc <= c.n), "inv: kv_acc <= n"),
+            (~running | (c.kv_more == (c.kv_acc < c.n)), "inv: kv_more = kv_acc < n"),
+            # the loader's credit: the ring's bound on kv_acc, which grows with sv_done once
+            # dilation·before rows are done (kv_wait counts them down)
+            (~running | (c.kv_wait == 0) | (c.kv_credit + c.kv_acc == p.ring_rows),
+             "inv: no credit gained while kv_wait counts"),
+            (~running | (c.kv_credit + c.kv_acc <= p.ring_rows + c.sv_done),
+             "inv: credit bound <= ring + rows done"),
             (c.kv_hold | (c.kv_g == 0), "inv: K/V group counter idle"),
             (c.kv_g < g if g > 1 else c.kv_g == 0, "inv: K/V group counter in range"),
             (c.res_full | (c.feed_g == 0), "inv: divider feed idle"),
