@@ -299,6 +299,21 @@ def test_buffer_energy_follows_the_core_buffer_size():
     assert b["energy_buffers_j"] > a["energy_buffers_j"]
 
 
+def _count_tiles(keep: np.ndarray, tiles: Tiles) -> tuple[int, int, int]:
+    """(pairs computed, K/V rows fetched, tiles computed) by brute force over a keep mask: a
+    tile with one kept pair is computed whole."""
+    n = len(keep)
+    pairs = fetched = computed = 0
+    for r0 in range(0, n, tiles.q):
+        for c0 in range(0, n, tiles.k):
+            block = keep[r0:r0 + tiles.q, c0:c0 + tiles.k]
+            if block.any():
+                pairs += block.size
+                fetched += block.shape[1]
+                computed += 1
+    return pairs, fetched, computed
+
+
 @pytest.mark.parametrize("spec", [AttentionSpec(300, 8, 20, 20), AttentionSpec(300, 8, 70, 0),
                                   AttentionSpec(257, 8, 3, 100), AttentionSpec(300, 8, 299, 0)])
 @pytest.mark.parametrize("tiles", [Tiles(64, 64), Tiles(32, 48), Tiles(1, 1), Tiles(100, 7)])
@@ -308,17 +323,9 @@ def test_tiles_equal_a_count_over_the_mask(spec, tiles):
     causal = np.tril(np.ones((n, n), dtype=bool))
     for dataflow, keep in (("blocksparse", mask),
                            ("flash", causal if spec.after == 0 else np.ones_like(mask))):
-        pairs = fetched = computed = 0
-        for r0 in range(0, n, tiles.q):
-            for c0 in range(0, n, tiles.k):
-                block = keep[r0:r0 + tiles.q, c0:c0 + tiles.k]
-                if block.any():   # a tile with one kept pair is computed whole
-                    pairs += block.size
-                    fetched += block.shape[1]
-                    computed += 1
         t = tile_counts(p, n, dataflow, tiles)
         assert (t["pairs_computed"], t["kv_rows_fetched"], t["tiles_computed"]) == (
-            pairs, fetched, computed), dataflow
+            _count_tiles(keep, tiles)), dataflow
     if tiles == Tiles(1, 1):   # one-pair tiles: block-sparse does exactly the window's work
         assert tile_counts(p, n, "blocksparse", tiles)["pairs_computed"] == spec.pair_count()
 
@@ -492,17 +499,9 @@ def test_tiles_with_global_columns_and_dilation_equal_a_count_over_the_mask(spec
             "flash": (np.tril(np.ones((n, n), dtype=bool)) | main) if spec.after == 0
             else np.ones_like(main)}
     for dataflow, mask in keep.items():
-        pairs = fetched = computed = 0
-        for r0 in range(0, n, tiles.q):
-            for c0 in range(0, n, tiles.k):
-                block = mask[r0:r0 + tiles.q, c0:c0 + tiles.k]
-                if block.any():
-                    pairs += block.size
-                    fetched += block.shape[1]
-                    computed += 1
         t = tile_counts(p, n, dataflow, tiles)
         assert (t["pairs_computed"], t["kv_rows_fetched"], t["tiles_computed"]) == (
-            pairs, fetched, computed), dataflow
+            _count_tiles(mask, tiles)), dataflow
         assert t["global_pairs_computed"] == g * n
         assert t["global_tiles_computed"] == -(-g // tiles.q) * -(-n // tiles.k)
 
