@@ -148,17 +148,25 @@ class CoreParams:
         if spec.window > MAX_WINDOW:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
-        if spec.block_size:
-            raise ValueError(f"the SWAT core does not implement BigBird's block-sparse pattern "
-                             f"yet (block_size is {spec.block_size}; must be 0)")
+        b = spec.block_size
+        if b and b & (b - 1):
+            raise ValueError(f"block_size must be a power of two on the SWAT core (it checks "
+                             f"seq_len against it with a mask), not {b}")
+        if b and (hw.max_global_tokens or hw.max_dilation > 1):
+            raise ValueError("a block-sparse (BigBird) core has no global tokens or dilation of "
+                             "its own: max_global_tokens and max_dilation must be 0 and 1")
         if spec.head_dim % hw.dim_lanes:
             raise ValueError(f"dim_lanes ({hw.dim_lanes}) must divide head_dim "
                              f"({spec.head_dim})")
         if hw.key_lanes > spec.window:
             raise ValueError(f"key_lanes ({hw.key_lanes}) must not exceed the window "
                              f"({spec.window} keys)")
+        if 2 * b > MAX_GLOBAL_TOKENS:
+            raise LimitError("block_size", b, MAX_GLOBAL_TOKENS // 2,
+                             "the global first and last blocks are resident global rows and "
+                             f"columns, at most {MAX_GLOBAL_TOKENS}")
         _ = self.widths  # raises if the format cannot hold this window
-        kv_bits = self.resources()["kv_buffer_bits"]
+        kv_bits = self.resources()["kv_buffer_bits"] + self.resources()["random_buffer_bits"]
         if kv_bits > MAX_KV_BUFFER_BITS:
             raise LimitError("kv_buffer_bits", kv_bits, MAX_KV_BUFFER_BITS,
                              "the K/V ring: 2 x ring_rows x head_dim x data_bits, the practical "
@@ -172,13 +180,50 @@ class CoreParams:
         return self.spec.window
 
     @property
+    def block_size(self) -> int:
+        """BigBird's block size ``b`` of a block-sparse core (0: a token-band core)."""
+        return self.spec.block_size
+
+    @property
+    def max_random_blocks(self) -> int:
+        """Most random key blocks per query block a run may use (a block-sparse core: the
+        spec's ``num_random_blocks``)."""
+        return self.spec.num_random_blocks
+
+    @property
+    def random_rows(self) -> int:
+        """K/V rows of one query block's random blocks at most: ``max_random_blocks · b``."""
+        return self.max_random_blocks * self.block_size
+
+    @property
+    def random_rounds(self) -> int:
+        """Key rounds of a row's random blocks at most: ``ceil(r·b / key_lanes)``."""
+        return math.ceil(self.random_rows / self.hw.key_lanes)
+
+    @property
+    def random_depth(self) -> int:
+        """Words of each lane's random K (and V) memory: two buffers (the running query block's
+        random rows, and the next one's) of ``random_rounds·G`` words."""
+        return 2 * self.random_rounds * self.groups
+
+    @property
+    def ring_before(self) -> int:
+        """How far below a row its lowest band key can lie (the ring keeps that many rows behind
+        the oldest unfinished row): ``before``, or ``2b − 1`` on a block-sparse core (the last
+        row of block B starts at key ``(B − 1)·b``)."""
+        return 2 * self.block_size - 1 if self.block_size else self.spec.before
+
+    @property
     def max_dilation(self) -> int:
         """Largest dilation a run may use: ``hw.max_dilation``, raised to the spec's own."""
         return max(self.hw.max_dilation, self.spec.dilation)
 
     @property
     def max_global_tokens(self) -> int:
-        """Most global tokens a run may have: ``hw.max_global_tokens``, raised to the spec's."""
+        """Most global tokens a run may have: ``hw.max_global_tokens``, raised to the spec's; on
+        a block-sparse core the first and last blocks, ``2·b``."""
+        if self.block_size:
+            return 2 * self.block_size
         return max(self.hw.max_global_tokens, len(self.spec.global_tokens))
 
     @property
@@ -198,8 +243,8 @@ class CoreParams:
 
     @property
     def rounds(self) -> int:
-        """Most key rounds per row: the band's and the global columns'."""
-        return self.band_rounds + self.global_rounds
+        """Most key rounds per row: the band's, the global columns' and the random blocks'."""
+        return self.band_rounds + self.global_rounds + self.random_rounds
 
     @property
     def score_buffers(self) -> int:
@@ -210,8 +255,10 @@ class CoreParams:
     @property
     def ring_slots(self) -> int:
         """K/V rows each lane's buffer holds (S). The ring of ``key_lanes·S`` rows holds the
-        keys of every row in flight (``W + score_buffers − 1``) and one row being loaded."""
-        return math.ceil((self.window + self.score_buffers) / self.hw.key_lanes)
+        keys of every row in flight (``W + score_buffers − 1``) and one row being loaded; on a
+        block-sparse core the keys ``2b − 1`` below to ``2b − 1`` above a row in flight."""
+        reach = 4 * self.block_size - 1 if self.block_size else self.window
+        return math.ceil((reach + self.score_buffers) / self.hw.key_lanes)
 
     @property
     def ring_rows(self) -> int:
@@ -241,8 +288,10 @@ class CoreParams:
 
     @property
     def max_keys(self) -> int:
-        """The most keys a band row attends: the window and the global columns (at most N)."""
-        return min(self.window + self.max_global_tokens, self.hw.max_seq_len)
+        """The most keys a band row attends: the window, the global columns and the random
+        blocks (at most N)."""
+        return min(self.window + self.max_global_tokens + self.random_rows,
+                   self.hw.max_seq_len)
 
     @property
     def widths(self) -> Widths:
@@ -277,6 +326,7 @@ class CoreParams:
             "accumulator_bits": 2 * d * w.acc,
             "exp_table_bits": kl * 2 ** self.fmt.exp_frac_bits * w.prob,
             "divider_stages": dl * w.quotient,
+            "random_buffer_bits": 2 * kl * self.random_depth * dl * w.data,
         }
         glob = dict.fromkeys(("global_qk_multipliers", "global_sv_multipliers",
                               "global_exp_multipliers", "global_v_fifo_rows",
@@ -330,31 +380,76 @@ class CoreParams:
         if run.head_dim != self.spec.head_dim:
             raise ValueError(f"head_dim must be {self.spec.head_dim} on this core, "
                              f"not {run.head_dim}")
+        if run.block_size != self.block_size:
+            if not self.block_size:
+                raise ValueError("this core runs token bands; a block-sparse pattern (block_size "
+                                 f"{run.block_size}) needs a core generated for it")
+            raise ValueError(f"block_size must be {self.block_size} on this core (generated "
+                             f"for it), not {run.block_size}")
+        if run.num_random_blocks > self.max_random_blocks:
+            raise ValueError(f"random blocks must be at most {self.max_random_blocks} on this "
+                             f"core (generated for {self.max_random_blocks}), not "
+                             f"{run.num_random_blocks}")
+
+    def block_window(self, run: AttentionSpec) -> tuple[np.ndarray, np.ndarray]:
+        """The first and last key of every row's band segment on a block-sparse core: for row i
+        in block B, ``max((B − 1)·b, 0)`` and ``min((B + 2)·b, N) − 1`` (the global blocks'
+        rows too, though their band rows are dropped)."""
+        b, n = self.block_size, run.seq_len
+        block = np.arange(n, dtype=np.int64) // b
+        return np.maximum(block - 1, 0) * b, np.minimum((block + 2) * b, n) - 1
+
+    def random_row(self, run: AttentionSpec) -> np.ndarray:
+        """Whether each row walks random blocks (block-sparse: the rows of query blocks
+        ``1 … nb − 2`` when the run has random blocks)."""
+        block = np.arange(run.seq_len, dtype=np.int64) // max(self.block_size, 1)
+        return ((block >= 1) & (block <= run.num_blocks - 2) & (run.num_random_blocks > 0)
+                if self.block_size else np.zeros(run.seq_len, dtype=bool))
+
+    def random_stream_rows(self, run: AttentionSpec) -> np.ndarray:
+        """The K/V rows the ``kvr`` stream carries in a run (a block-sparse core): for query
+        blocks ``1 … nb − 2`` in order, the ``b`` rows of each of its random key blocks, in the
+        random table's order."""
+        if not self.block_size or not run.num_random_blocks or run.num_blocks < 3:
+            return np.zeros(0, dtype=np.int64)
+        b = self.block_size
+        return (run.random_table.reshape(-1)[:, None] * b + np.arange(b)).reshape(-1)
 
     def band_keys(self, run: AttentionSpec) -> np.ndarray:
         """Keys each row of ``run`` issues on the band core: its band (a global token inside
-        the band included, though masked) and every global column."""
+        the band included, though masked), every global column and, on a block-sparse core,
+        the row's random blocks."""
+        glob = len(run.global_positions())
+        if self.block_size:
+            lo, hi = self.block_window(run)
+            rnd = self.random_row(run) * run.num_random_blocks * self.block_size
+            return hi - lo + 1 + glob + rnd
         band = run.replace(global_tokens=()).keys_per_row()
-        return band + len(run.global_tokens)
+        return band + glob
 
     def ideal_cycles(self, seq_len: int, run: AttentionSpec | None = None) -> float:
         """``Σ_i W_i·d / (key_lanes·dim_lanes)``: every MAC lane busy every cycle, over the
         pairs of the band rows (a run's global rows are the global-row engine's)."""
         run = self.run_spec(seq_len) if run is None else run
         keys = run.keys_per_row()
-        keys = keys[~np.isin(np.arange(run.seq_len), run.global_tokens)].sum()
+        keys = keys[~np.isin(np.arange(run.seq_len), run.global_positions())].sum()
         return int(keys) * self.spec.head_dim / (self.hw.key_lanes * self.hw.dim_lanes)
 
     def config_tables(self) -> dict:
         """The configuration as the ``[spec]``, ``[format]`` and ``[hardware]`` tables of a
         swatkit config (``seq_len``: the rows the counters take, ``hw.max_seq_len``)."""
-        spec = self.spec.replace(seq_len=self.hw.max_seq_len, global_tokens=())
+        if self.block_size:   # (the random table is the run's; the hardware holds none)
+            spec = {"seq_len": self.hw.max_seq_len, "head_dim": self.spec.head_dim,
+                    "bigbird_block": self.block_size, "random_blocks": self.max_random_blocks}
+        else:
+            spec = self.spec.replace(seq_len=self.hw.max_seq_len, global_tokens=())
+            spec = {**spec.as_options(), "global_tokens": list(self.spec.global_tokens)}
         return {
-            "spec": {**spec.as_options(), "global_tokens": list(self.spec.global_tokens)},
+            "spec": spec,
             "format": dataclasses.asdict(self.fmt),
             "hardware": {"key_lanes": self.hw.key_lanes, "dim_lanes": self.hw.dim_lanes,
                          **({"max_global_tokens": self.max_global_tokens}
-                            if self.max_global_tokens else {}),
+                            if self.max_global_tokens and not self.block_size else {}),
                          **({"max_dilation": self.max_dilation}
                             if self.max_dilation > 1 else {})},
         }
@@ -373,6 +468,9 @@ class CoreParams:
                 "max_global_tokens": self.max_global_tokens, "band_rounds": self.band_rounds,
                 "global_rounds": self.global_rounds, "region_words": self.region_words,
                 "kv_depth": self.kv_depth, "max_keys": self.max_keys,
+                "block_size": self.block_size, "max_random_blocks": self.max_random_blocks,
+                "random_rounds": self.random_rounds, "random_depth": self.random_depth,
+                "ring_before": self.ring_before,
                 "softmax_constant": dataclasses.asdict(
                     self.fmt.softmax_constant(self.spec.head_dim)),
             },

@@ -85,11 +85,16 @@ def core_layouts(p: CoreParams) -> dict:
     """
     d = p.spec.head_dim
     row = data.ArrayLayout(signed(p.fmt.data_bits), d)
-    cmd = {"seq_len": unsigned(p.index_bits), "before": unsigned(_bits(p.spec.before)),
-           "after": unsigned(_bits(p.spec.after))}
+    if p.block_size:   # BigBird: the block size is the core's; a run chooses N and r
+        cmd = {"seq_len": unsigned(p.index_bits)}
+        if p.max_random_blocks:
+            cmd["random_blocks"] = unsigned(_bits(p.max_random_blocks))
+    else:
+        cmd = {"seq_len": unsigned(p.index_bits), "before": unsigned(_bits(p.spec.before)),
+               "after": unsigned(_bits(p.spec.after))}
     if p.max_dilation > 1:
         cmd["dilation"] = unsigned(_bits(p.max_dilation))
-    if p.max_global_tokens:
+    if p.max_global_tokens and not p.block_size:
         cmd["global_count"] = unsigned(_bits(p.max_global_tokens))
         cmd["global_tokens"] = data.ArrayLayout(unsigned(p.index_bits), p.max_global_tokens)
     return {
@@ -104,12 +109,15 @@ def core_layouts(p: CoreParams) -> dict:
 def core_signature(p: CoreParams) -> wiring.Signature:
     """The ports of the core (:class:`SwatCore`'s members), for anything that stands in for it.
     A core generated for global tokens also has the global-row engine's streams ``qg``,
-    ``kvg`` (in) and ``og`` (out)."""
+    ``kvg`` (in) and ``og`` (out); a block-sparse core with random blocks the random blocks'
+    K/V stream ``kvr`` (in)."""
     lay = core_layouts(p)
     globals_ = {}
     if p.max_global_tokens:
         globals_ = {"qg": In(stream.Signature(lay["q"])), "kvg": In(stream.Signature(lay["kv"])),
                     "og": Out(stream.Signature(lay["o"]))}
+    if p.max_random_blocks:
+        globals_["kvr"] = In(stream.Signature(lay["kv"]))
     return wiring.Signature({
         "cmd": In(stream.Signature(lay["cmd"])),
         "q": In(stream.Signature(lay["q"])),
@@ -128,6 +136,11 @@ def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None
     different ``seq_len``. Not checked against the core's maxima: the core refuses a bad command
     itself (``error``); :meth:`CoreParams.check_run` checks one in software."""
     run = p.spec if run is None else run
+    if p.block_size:
+        fields = {"seq_len": run.seq_len if seq_len is None else seq_len}
+        if p.max_random_blocks:
+            fields["random_blocks"] = run.num_random_blocks
+        return fields
     fields = {"seq_len": run.seq_len if seq_len is None else seq_len,
               "before": run.before, "after": run.after}
     if p.max_dilation > 1:
@@ -162,19 +175,22 @@ class _RowWalk:
     * band: lane L holds the row's key ``lo + r·KL + off_L`` in round r (``off_L = (L − lo) mod
       KL``, class-local indices of the row's residue class), at K/V address ``region + slot·G +
       g``, wrapping inside the class's region of ``S·G`` words;
-    * global columns: lane L holds global column ``r·KL + L`` at ``gbase + r·G + g``.
+    * global columns: lane L holds global column ``r·KL + L`` at ``gbase + r·G + g``;
+    * random blocks (a block-sparse core, rows of query blocks 1 … nb − 2): lane L holds the
+      query block's random K/V row ``r·KL + L`` at ``rsel·random_rounds·G + r·G + g`` of the
+      random memories (buffer ``rsel``, the block's parity).
     """
 
-    def __init__(self, m: Module, p: CoreParams, name: str, globals_=None):
+    def __init__(self, m: Module, p: CoreParams, name: str, globals_=None, rnd_rem=None):
         kl, g = p.hw.key_lanes, p.groups
         self.p = p
         self.busy = Signal(name=f"{name}_busy")
         self.g = Signal(range(max(g, 2)), name=f"{name}_g")
-        self.rem = Signal(range(max(p.window, p.max_global_tokens) + 1),
+        self.rem = Signal(range(max(p.window, p.max_global_tokens, p.random_rows) + 1),
                           name=f"{name}_rem")  # last key offset − r·KL
         self.lane0 = Signal(range(max(kl, 2)), name=f"{name}_lane0")
         self.first_round = Signal(name=f"{name}_first_round")
-        self.addr = [Signal(range(max(p.kv_depth, 2)), name=f"{name}_addr{lane}")
+        self.addr = [Signal(range(max(p.kv_depth, p.random_depth, 2)), name=f"{name}_addr{lane}")
                      for lane in range(kl)]
         self.s_addr = Signal(range(max(p.score_depth, 2)), name=f"{name}_saddr")
         self.lanes = Signal(kl, name=f"{name}_lanes")
@@ -187,14 +203,23 @@ class _RowWalk:
         self.globals = globals_
         if globals_ is not None:
             self.in_glob = Signal(name=f"{name}_in_glob")
+        # the random blocks: rnd_rem is the run's r·b − 1; row_rnd whether this row has them
+        self.rnd_rem = rnd_rem
+        self.in_rnd = Signal(name=f"{name}_in_rnd")   # (constant 0 without random blocks)
+        if rnd_rem is not None:
+            self.row_rnd = Signal(name=f"{name}_row_rnd")
+            self.rsel = Signal(name=f"{name}_rsel")
         m.d.comb += self.lanes.eq(Cat(self.offset(lane) <= self.rem for lane in range(kl)))
         self.first_g = self.g == 0
         self.last_g = self.g == g - 1
         self.last_round = self.rem < kl   # the last round of a segment
         if globals_ is None:
             self.end_round = self.last_round
-        else:  # the last round of the row: of the global segment, or of a band without one
-            self.end_round = self.last_round & (self.in_glob | ~globals_.any())
+        else:  # the last round of the row: of its last segment
+            last_seg = self.in_glob | ~globals_.any()
+            if rnd_rem is not None:
+                last_seg = self.in_rnd | (~self.row_rnd & last_seg)
+            self.end_round = self.last_round & last_seg
         self.last = self.busy & self.last_g & self.end_round
         self.active = sum(self.lanes[lane] for lane in range(kl))  # keys issued this cycle
 
@@ -205,8 +230,9 @@ class _RowWalk:
             return lane - self.lane0
         return Mux(lane >= self.lane0, lane - self.lane0, lane + kl - self.lane0)
 
-    def start(self, rem, lane0, lo_base, sbuf, region=None):
-        """Statements that start walking a row (``lo_base`` inside the class ``region``)."""
+    def start(self, rem, lane0, lo_base, sbuf, region=None, rnd=None, rsel=None):
+        """Statements that start walking a row (``lo_base`` inside the class ``region``; with
+        random blocks when ``rnd``, from buffer ``rsel``)."""
         g, sg = self.p.groups, self.p.region_words
         stmts = [
             self.busy.eq(1), self.g.eq(0), self.rem.eq(rem), self.lane0.eq(lane0),
@@ -222,6 +248,8 @@ class _RowWalk:
             stmts += [self.region.eq(region), self.wrap_hi.eq(region + sg)]
         if self.globals is not None:
             stmts.append(self.in_glob.eq(0))
+        if self.rnd_rem is not None:
+            stmts += [self.in_rnd.eq(0), self.row_rnd.eq(rnd), self.rsel.eq(rsel)]
         return stmts
 
     def _next_addr(self, a):
@@ -233,7 +261,7 @@ class _RowWalk:
             band = _wrap_inc(a, 1, sg)
         if self.globals is None:
             return band
-        return Mux(self.in_glob, a + 1, band)
+        return Mux(self.in_glob | self.in_rnd, a + 1, band)
 
     def issue(self, m: Module, en, macs):
         """Issue one token per cycle while busy and ``en``; count its MACs into ``macs``."""
@@ -247,10 +275,19 @@ class _RowWalk:
                              self.s_addr.eq(self.s_addr + 1), self.first_round.eq(0)]
                 if self.globals is not None:
                     # the band's last round: on to the global columns
-                    with m.If(self.last_round & ~self.in_glob & self.globals.any()):
+                    in_band = ~self.in_glob & ~self.in_rnd
+                    with m.If(self.last_round & in_band & self.globals.any()):
                         gbase = self.p.max_dilation * self.p.region_words
                         m.d.sync += [self.in_glob.eq(1), self.rem.eq(self.globals - 1),
                                      self.lane0.eq(0), *[a.eq(gbase) for a in self.addr]]
+                    if self.rnd_rem is not None:
+                        # the last round of the band or the global columns: on to the random
+                        # blocks, if the row has them
+                        with m.Elif(self.last_round & ~self.in_rnd & self.row_rnd):
+                            rbase = Mux(self.rsel, self.p.random_rounds * self.p.groups, 0)
+                            m.d.sync += [self.in_glob.eq(0), self.in_rnd.eq(1),
+                                         self.rem.eq(self.rnd_rem), self.lane0.eq(0),
+                                         *[a.eq(rbase) for a in self.addr]]
             with m.If(self.last):
                 m.d.sync += self.busy.eq(0)
 
@@ -317,15 +354,28 @@ class SwatCore(wiring.Component):
         start_run = Signal()
         stats = {name: Signal(STAT_BITS, name=f"stat_{name}") for name in STAT_FIELDS}
         dmax, gmax, ring = p.max_dilation, p.max_global_tokens, p.ring_rows
+        # a block-sparse (BigBird) core: block size, most random blocks
+        blk, rmax = p.block_size, p.max_random_blocks
 
         # -- command: the run's length and pattern ---------------------------------------------
         cmd = self.cmd.payload
-        after_r = Signal.like(cmd.after)     # the run's pattern (before: lo_wait below)
+        if not blk:
+            after_r = Signal.like(cmd.after)     # the run's pattern (before: lo_wait below)
         dil = Signal.like(cmd.dilation) if dmax > 1 else 1
         # dilation · after: the band's reach after the row (up to max_dilation · after, which can
         # exceed twice max_seq_len)
         dafter = Signal(range(max(dmax * after, 1) + 1))
         gcount = Signal(range(gmax + 1)) if gmax else None
+        if blk:
+            # the global tokens are the first and last blocks (all rows when N <= 2b); n_mb is
+            # N − b, the first token of the last block
+            cmd_gcount = Signal(range(gmax + 1))
+            m.d.comb += cmd_gcount.eq(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len))
+            n_mb = Signal(p.index_bits)
+            rcount = Signal(range(rmax + 1)) if rmax else None   # the run's random blocks
+            rnd_last = Signal(range(max(p.random_rows, 1)))      # r·b − 1
+        elif gmax:
+            cmd_gcount = cmd.global_count
 
         def over(value, limit, width):
             """``value > limit`` (no compare when the field holds nothing larger)."""
@@ -334,12 +384,21 @@ class SwatCore(wiring.Component):
         m.d.comb += [self.cmd.ready.eq(~running), self.busy.eq(running)]
         with m.If(self.cmd.valid & ~running):
             seq_len = cmd.seq_len
-            bad = [~seq_len.any(), over(seq_len, hw.max_seq_len, p.index_bits),
-                   over(cmd.before, before, len(cmd.before)),
-                   over(cmd.after, after, len(cmd.after))]
+            bad = [~seq_len.any(), over(seq_len, hw.max_seq_len, p.index_bits)]
+            if blk:
+                lb = blk.bit_length() - 1   # N must be a multiple of the block size
+                if lb:
+                    bad.append(seq_len[:lb].any())
+                if rmax:   # r random blocks exist for every query block: N >= (r + 5)·b
+                    r_cmd = cmd.random_blocks
+                    bad += [over(r_cmd, rmax, len(r_cmd)),
+                            r_cmd.any() & (seq_len > 2 * blk) & (seq_len < (r_cmd + 5) * blk)]
+            else:
+                bad += [over(cmd.before, before, len(cmd.before)),
+                        over(cmd.after, after, len(cmd.after))]
             if dmax > 1:
                 bad += [~cmd.dilation.any(), over(cmd.dilation, dmax, len(cmd.dilation))]
-            if gmax:
+            if gmax and not blk:
                 count, pos = cmd.global_count, cmd.global_tokens
                 bad.append(over(count, gmax, len(count)))
                 for k in range(gmax):   # the positions in use: in the sequence, increasing
@@ -352,19 +411,24 @@ class SwatCore(wiring.Component):
             with m.Else():
                 m.d.comb += start_run.eq(1)
                 d_r = cmd.dilation if dmax > 1 else 1
-                m.d.sync += [self.error.eq(0), running.eq(1), n.eq(seq_len),
-                             after_r.eq(cmd.after),
-                             dafter.eq(d_r * cmd.after)]
+                m.d.sync += [self.error.eq(0), running.eq(1), n.eq(seq_len)]
+                if blk:
+                    m.d.sync += n_mb.eq(seq_len - blk)
+                    if rmax:
+                        m.d.sync += [rcount.eq(cmd.random_blocks),
+                                     rnd_last.eq(cmd.random_blocks * blk - 1)]
+                else:
+                    m.d.sync += [after_r.eq(cmd.after), dafter.eq(d_r * cmd.after)]
                 if dmax > 1:
                     m.d.sync += dil.eq(cmd.dilation)
                 if gmax:
-                    m.d.sync += gcount.eq(cmd.global_count)
+                    m.d.sync += gcount.eq(cmd_gcount)
         band_done = rows_done == n
         if gmax:
             # global rows: the global-row engine (its own streams), started with the run
             glob = m.submodules.glob = GlobalRowEngine(fmt, d, dl, hw.max_seq_len, gmax)
             m.d.comb += [glob.start.eq(start_run), glob.seq_len.eq(cmd.seq_len),
-                         glob.rows.eq(cmd.global_count)]
+                         glob.rows.eq(cmd_gcount)]
             wiring.connect(m, glob.qg, wiring.flipped(self.qg))
             wiring.connect(m, glob.kvg, wiring.flipped(self.kvg))
             wiring.connect(m, wiring.flipped(self.og), glob.og)
@@ -416,7 +480,7 @@ class SwatCore(wiring.Component):
         # with every row that finishes SV once dilation·before rows have (kv_wait counts those).
         kv_more = Signal()
         kv_credit = Signal(range(dmax * ring + 1))
-        kv_wait = Signal(range(max(dmax * before, 1) + 1))   # (one bit at least)
+        kv_wait = Signal(range(max(dmax * p.ring_before, 1) + 1))   # (one bit at least)
         kv_band = Signal()   # a band row is accepted (kv_acc counts up)
         sv_fin = Signal()    # a row finishes SV (sv_done counts up)
         slot_free = kv_credit.any()
@@ -428,8 +492,9 @@ class SwatCore(wiring.Component):
             kv_pre = Signal()                    # the row being written is a global column
             kv_flag = Signal()                   # the band row being written is a global token
             pre_wr = Signal(range(gmax + 1))     # global columns written
-            lpos = [Signal(p.index_bits, name=f"kv_gpos{k}") for k in range(gmax)]
-            lrem = Signal(range(gmax + 1))
+            if not blk:   # the global tokens still ahead of the loader
+                lpos = [Signal(p.index_bits, name=f"kv_gpos{k}") for k in range(gmax)]
+                lrem = Signal(range(gmax + 1))
             m.d.comb += [kv_take.eq(running & (pre_more | (kv_more & slot_free))
                                     & (~kv_hold | kv_last)),
                          kv_band.eq(self.kv.valid & kv_take & ~pre_more)]
@@ -450,7 +515,7 @@ class SwatCore(wiring.Component):
         with m.If(start_run):   # (seq_len >= 1)
             d_r = cmd.dilation if dmax > 1 else 1
             m.d.sync += [kv_more.eq(1), kv_credit.eq(d_r * ring),
-                         kv_wait.eq(d_r * cmd.before)]
+                         kv_wait.eq(p.ring_before if blk else d_r * cmd.before)]
         m.d.comb += self.kv.ready.eq(kv_take)
         kv_addr = kv_region + kv_base + kv_g
         for lane in range(kl):
@@ -506,20 +571,89 @@ class SwatCore(wiring.Component):
                 with m.If(pre_more):
                     m.d.sync += [pre_acc.eq(pre_acc + 1), kv_pre.eq(1)]
                 with m.Else():
-                    hit = lrem.any() & (lpos[0] == kv_acc)
+                    if blk:   # the first and last blocks are the global tokens
+                        hit = (kv_acc < blk) | (kv_acc >= n_mb)
+                    else:
+                        hit = lrem.any() & (lpos[0] == kv_acc)
+                        with m.If(hit):
+                            m.d.sync += [lrem.eq(lrem - 1),
+                                         *[lpos[k].eq(lpos[k + 1]) for k in range(gmax - 1)]]
                     m.d.sync += [kv_acc.eq(kv_acc + 1), kv_pre.eq(0), kv_flag.eq(hit)]
-                    with m.If(hit):
-                        m.d.sync += [lrem.eq(lrem - 1),
-                                     *[lpos[k].eq(lpos[k + 1]) for k in range(gmax - 1)]]
             else:
                 m.d.sync += kv_acc.eq(kv_acc + 1)
         if gmax:
             with m.If(start_run):
                 gb = dmax * sg   # the global region
-                m.d.sync += [pre_acc.eq(0), pre_wr.eq(0), lrem.eq(cmd.global_count),
-                             kv_region.eq(Mux(cmd.global_count.any(), gb, 0)),
-                             *[lpos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
+                m.d.sync += [pre_acc.eq(0), pre_wr.eq(0),
+                             kv_region.eq(Mux(cmd_gcount.any(), gb, 0))]
+                if not blk:
+                    m.d.sync += [lrem.eq(cmd.global_count),
+                                 *[lpos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
             pre_done = pre_wr == gcount
+
+        # random-block loader (a block-sparse core with random blocks): the K/V rows of query
+        # block B's r random blocks (b rows each, in the table's order) come on kvr for B = 1 …
+        # nb − 2, into random buffer B mod 2 of their own memories (row t: lane t mod KL, word
+        # (t div KL)·G + g). Block B waits until block B − 2, which used that buffer, has
+        # finished (SV of rows up to (B − 1)·b − 1); a row of block B starts QK once its block's
+        # rows are all written (r_wr_blk >= B).
+        if rmax:
+            rwords = p.random_rounds * g
+            rkmem = [memory.Memory(shape=unsigned(word), depth=p.random_depth, init=[])
+                     for _ in range(kl)]
+            rvmem = [memory.Memory(shape=unsigned(word), depth=p.random_depth, init=[])
+                     for _ in range(kl)]
+            for lane in range(kl):
+                m.submodules[f"rkmem{lane}"] = rkmem[lane]
+                m.submodules[f"rvmem{lane}"] = rvmem[lane]
+            rkwr = [mem.write_port() for mem in rkmem]
+            rvwr = [mem.write_port() for mem in rvmem]
+            r_hold = Signal()
+            r_g = Signal(range(max(g, 2)))
+            rkbuf = Signal(d * b)
+            rvbuf = Signal(d * b)
+            r_lane = Signal(range(max(kl, 2)))
+            r_base = Signal(range(max(p.random_depth, 2)))
+            r_buf = Signal()                           # the buffer being written
+            r_row = Signal(range(max(p.random_rows, 2)))   # row of the block being taken
+            r_wlast = Signal()                         # the row being written ends its block
+            r_bend = Signal(p.index_bits + 2)          # (B + 2)·b of the block being taken
+            r_wr_blk = Signal(p.index_bits)            # blocks whose random rows are written
+            r_last = r_hold & (r_g == g - 1)
+            r_free = (r_bend <= 4 * blk) | (sv_done + 3 * blk >= r_bend)
+            r_take = Signal()
+            m.d.comb += [r_take.eq(running & rcount.any() & (r_bend <= n) & r_free
+                                   & (~r_hold | r_last)),
+                         self.kvr.ready.eq(r_take)]
+            for lane in range(kl):
+                en = r_hold & (r_lane == lane)
+                m.d.comb += [rkwr[lane].addr.eq(r_base + r_g), rkwr[lane].data.eq(rkbuf[:word]),
+                             rkwr[lane].en.eq(en),
+                             rvwr[lane].addr.eq(r_base + r_g), rvwr[lane].data.eq(rvbuf[:word]),
+                             rvwr[lane].en.eq(en)]
+            with m.If(r_hold):
+                m.d.sync += [rkbuf.eq(rkbuf.rotate_right(word)),
+                             rvbuf.eq(rvbuf.rotate_right(word)), r_g.eq(r_g + 1)]
+                with m.If(r_last):
+                    m.d.sync += [r_hold.eq(0), r_g.eq(0)]
+                    with m.If(r_wlast):   # the block is written: the next one, other buffer
+                        m.d.sync += [r_wr_blk.eq(r_wr_blk + 1), r_lane.eq(0), r_buf.eq(~r_buf),
+                                     r_base.eq(Mux(r_buf, 0, rwords))]
+                    with m.Elif(r_lane == kl - 1):
+                        m.d.sync += [r_lane.eq(0), r_base.eq(r_base + g)]
+                    with m.Else():
+                        m.d.sync += r_lane.eq(r_lane + 1)
+            with m.If(self.kvr.valid & r_take):
+                m.d.sync += [rkbuf.eq(self.kvr.payload.k.as_value()),
+                             rvbuf.eq(self.kvr.payload.v.as_value()),
+                             r_hold.eq(1), r_g.eq(0), r_wlast.eq(r_row == rnd_last)]
+                with m.If(r_row == rnd_last):
+                    m.d.sync += [r_row.eq(0), r_bend.eq(r_bend + blk)]
+                with m.Else():
+                    m.d.sync += r_row.eq(r_row + 1)
+            with m.If(start_run):   # block 1 first, into buffer 1
+                m.d.sync += [r_hold.eq(0), r_g.eq(0), r_lane.eq(0), r_base.eq(rwords),
+                             r_buf.eq(1), r_row.eq(0), r_bend.eq(3 * blk), r_wr_blk.eq(0)]
 
         # -- Q register ------------------------------------------------------------------------
         q_full = Signal()
@@ -551,18 +685,54 @@ class SwatCore(wiring.Component):
         # counts the indices until then, so that neither lo nor the lo_lane/lo_base step needs a
         # compare or subtract against the run's before (a before register in those made Yosys
         # 0.70 abort in ABC9 on the ULX3S default; docs/fpga.md)
-        lo_wait = Signal(range(max(before, 1) + 1))   # (one bit at least)
+        lo_wait = Signal(range(max(before, blk, 1) + 1))   # (one bit at least)
         lo_step = ~lo_wait.any()   # a >= before
         wrap = (qk_cls == dil - 1) if dmax > 1 else 1   # the next row has the next index
+        if blk:
+            # Block-sparse: row i of block B walks keys max((B − 1)·b, 0) … min((B + 2)·b, N)
+            # − 1. The pointer lo above runs as a band with before = b, so that at a block's
+            # first row it is (B − 1)·b; the block's rows keep that (blo*). hi1 is min((B +
+            # 2)·b, N), from bend = (B + 2)·b; row_rnd says the next row has random blocks
+            # (1 <= B <= nb − 2).
+            blk_t = Signal(range(max(blk, 2)))   # the next row's place in its block
+            qk_blk = Signal(p.index_bits)        # its block
+            bend = Signal(p.index_bits + 2)
+            row_rnd = Signal()
+            blo = Signal.like(lo)
+            blo_lane = Signal.like(lo_lane)
+            blo_base = Signal.like(lo_base)
+            blk_first = blk_t == 0
+            row_lo = Mux(blk_first, lo, blo)
+            row_lo_lane = Mux(blk_first, lo_lane, blo_lane)
+            row_lo_base = Mux(blk_first, lo_base, blo_base)
+        else:
+            row_lo, row_lo_lane, row_lo_base = lo, lo_lane, lo_base
         with m.If(start_run):
-            reach = (cmd.dilation if dmax > 1 else 1) * cmd.after + 1
-            m.d.sync += [near.eq(reach > cmd.seq_len),
-                         hi1.eq(Mux(reach > cmd.seq_len, cmd.seq_len, reach)),
-                         lo.eq(0), lo_wait.eq(cmd.before), qk_a.eq(0), qk_cls.eq(0),
-                         qk_region.eq(0)]
+            if blk:
+                m.d.sync += [hi1.eq(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len)),
+                             bend.eq(2 * blk), blk_t.eq(0), qk_blk.eq(0), row_rnd.eq(0),
+                             lo.eq(0), lo_wait.eq(blk), qk_a.eq(0)]
+            else:
+                reach = (cmd.dilation if dmax > 1 else 1) * cmd.after + 1
+                m.d.sync += [near.eq(reach > cmd.seq_len),
+                             hi1.eq(Mux(reach > cmd.seq_len, cmd.seq_len, reach)),
+                             lo.eq(0), lo_wait.eq(cmd.before), qk_a.eq(0), qk_cls.eq(0),
+                             qk_region.eq(0)]
         with m.Elif(qk_start):
-            reach = qk_row + dafter + 2
-            m.d.sync += [near.eq(reach > n), hi1.eq(Mux(reach > n, n, reach))]
+            if blk:
+                with m.If(blk_first):
+                    m.d.sync += [blo.eq(lo), blo_lane.eq(lo_lane), blo_base.eq(lo_base)]
+                with m.If(blk_t == blk - 1):   # the next row starts the next block
+                    nxt = bend + blk
+                    m.d.sync += [blk_t.eq(0), qk_blk.eq(qk_blk + 1), bend.eq(nxt),
+                                 hi1.eq(Mux(nxt > n, n, nxt))]
+                    if rmax:
+                        m.d.sync += row_rnd.eq(rcount.any() & (nxt <= n))
+                with m.Else():
+                    m.d.sync += blk_t.eq(blk_t + 1)
+            else:
+                reach = qk_row + dafter + 2
+                m.d.sync += [near.eq(reach > n), hi1.eq(Mux(reach > n, n, reach))]
             if dmax > 1:
                 with m.If(wrap):
                     m.d.sync += [qk_cls.eq(0), qk_region.eq(0)]
@@ -578,12 +748,17 @@ class SwatCore(wiring.Component):
         # class that arrived (every K/V row has arrived by then: hi1 = N)
         last_a = (kv_a - 1 + (qk_cls < kv_cls)) if dmax > 1 else kv_a - 1
         rem0 = Signal(range(p.window + 1))   # offset of the row's last key from its first
-        m.d.comb += rem0.eq(Mux(near, last_a, qk_a + after_r) - lo)
+        if blk:
+            m.d.comb += rem0.eq(hi1 - 1 - row_lo)
+        else:
+            m.d.comb += rem0.eq(Mux(near, last_a, qk_a + after_r) - lo)
         # what the SV engine needs to walk the row again: first lane/address, buffer, keys
         info_fields = {"lane0": lo_lane.shape(), "base": lo_base.shape(), "sbuf": sbuf.shape(),
                        "rem": rem0.shape()}
         if dmax > 1:
             info_fields["region"] = qk_region.shape()
+        if rmax:   # the row has random blocks, in buffer rsel
+            info_fields.update(rnd=unsigned(1), rsel=unsigned(1))
         row_info = data.StructLayout(info_fields)
         info = fifo.SyncFIFO(width=row_info.size, depth=p.score_buffers)
         rowmax = fifo.SyncFIFO(width=w.score, depth=p.score_buffers)
@@ -591,7 +766,7 @@ class SwatCore(wiring.Component):
         m.submodules.rowmax = rowmax
 
         # -- QK engine (never stalls) ----------------------------------------------------------
-        qk = _RowWalk(m, p, "qk", gcount)
+        qk = _RowWalk(m, p, "qk", gcount, rnd_last if rmax else None)
         q_cur = Signal(d * b)
         # registered forms of "rows left to start" (qk_row < n) and "a score buffer is free"
         # (qk_row − sv_done < score_buffers), so that qk_start is a short function of registers
@@ -606,20 +781,26 @@ class SwatCore(wiring.Component):
             m.d.sync += sb_free.eq(sb_free + 1)
         with m.If(start_run):
             m.d.sync += [qk_more.eq(1), sb_free.eq(p.score_buffers)]
+        # (a row with random blocks also waits for its block's random rows)
+        rnd_ok = (~row_rnd | (r_wr_blk >= qk_blk)) if rmax else 1
         m.d.comb += qk_start.eq(running & qk_more & q_full & (kv_wr >= hi1) & sb_free.any()
-                                & (~qk.busy | qk.last) & (pre_done if gmax else 1))
+                                & (~qk.busy | qk.last) & (pre_done if gmax else 1) & rnd_ok)
         qk.issue(m, 1, stats["qk_macs"])
         with m.If(qk.busy):
             m.d.sync += q_cur.eq(q_cur.rotate_right(word))
         with m.If(qk_start):
-            m.d.sync += [*qk.start(rem0, lo_lane, lo_base, sbuf, qk_region), q_cur.eq(q_next),
+            rsel = qk_blk[0] if rmax else None
+            m.d.sync += [*qk.start(rem0, row_lo_lane, row_lo_base, sbuf, qk_region,
+                                   row_rnd if rmax else None, rsel), q_cur.eq(q_next),
                          qk_row.eq(qk_row + 1),
                          sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
             w_row = data.View(row_info, info.w_data)
-            m.d.comb += [info.w_en.eq(1), w_row.lane0.eq(lo_lane), w_row.base.eq(lo_base),
-                         w_row.sbuf.eq(sbuf), w_row.rem.eq(rem0)]
+            m.d.comb += [info.w_en.eq(1), w_row.lane0.eq(row_lo_lane),
+                         w_row.base.eq(row_lo_base), w_row.sbuf.eq(sbuf), w_row.rem.eq(rem0)]
             if dmax > 1:
                 m.d.comb += w_row.region.eq(qk_region)
+            if rmax:
+                m.d.comb += [w_row.rnd.eq(row_rnd), w_row.rsel.eq(rsel)]
             with m.If(wrap & lo_step):   # the next index's band starts one key on
                 with m.If(lo_lane == kl - 1):
                     m.d.sync += [lo_lane.eq(0), lo_base.eq(_wrap_inc(lo_base, g, sg))]
@@ -644,14 +825,22 @@ class SwatCore(wiring.Component):
 
         s1 = stage("qk1", valid=qk.busy, lanes=qk.lanes, first_g=qk.first_g, last_g=qk.last_g,
                    first_round=qk.first_round, last_round=qk.end_round, s_addr=qk.s_addr,
-                   qg=q_cur[:word])
+                   qg=q_cur[:word], rnd=qk.in_rnd)
         # the K words and the Q group are registered in the fabric (a block RAM's output has a
         # long route to a multiplier block), then again as the multipliers' operands: on an ECP5
         # those and the product's registers are the DSP block's own
-        s1_lanes = (s1.lanes & ~Cat(f.data for f in qk_flag)) if gmax else s1.lanes
+        # (the flags are the ring's: a random key is never masked)
+        s1_lanes = ((s1.lanes & ~(Cat(f.data for f in qk_flag) & (~s1.rnd).replicate(kl)))
+                    if gmax else s1.lanes)
+        k_data = Cat(krd[lane].data for lane in range(kl))
+        if rmax:   # a random key's word comes from the random memories
+            rkrd = [mem.read_port() for mem in rkmem]
+            for lane in range(kl):
+                m.d.comb += rkrd[lane].addr.eq(qk.addr[lane])
+            k_data = Mux(s1.rnd, Cat(rkrd[lane].data for lane in range(kl)), k_data)
         s1k = stage("qk1k", valid=s1.valid, lanes=s1_lanes, first_g=s1.first_g,
                     last_g=s1.last_g, first_round=s1.first_round, last_round=s1.last_round,
-                    s_addr=s1.s_addr, qg=s1.qg, k=Cat(krd[lane].data for lane in range(kl)))
+                    s_addr=s1.s_addr, qg=s1.qg, k=k_data)
         s1r = stage("qk1r", valid=s1k.valid, lanes=s1k.lanes, first_g=s1k.first_g,
                     last_g=s1k.last_g, first_round=s1k.first_round, last_round=s1k.last_round,
                     s_addr=s1k.s_addr)
@@ -713,7 +902,7 @@ class SwatCore(wiring.Component):
 
         # -- SV engine (stall-all under sv_en) -----------------------------------------------
         sv_en = Signal()
-        sv = _RowWalk(m, p, "sv", gcount)
+        sv = _RowWalk(m, p, "sv", gcount, rnd_last if rmax else None)
         sv_m = Signal(signed(w.score))
         # m − d_sat: a score below it saturates the exp (D = m − S > d_sat), compared beside the
         # subtract instead of after it
@@ -728,7 +917,8 @@ class SwatCore(wiring.Component):
             m.d.sync += stats["exp_ops"].eq(stats["exp_ops"] + sv.active)
         with m.If(sv_start):
             m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf,
-                                   i_row.region if dmax > 1 else None),
+                                   i_row.region if dmax > 1 else None,
+                                   i_row.rnd if rmax else None, i_row.rsel if rmax else None),
                          sv_m.eq(rowmax.r_data), sv_m_lo.eq(rowmax.r_data.as_signed() - d_sat)]
 
         srd = [mem.read_port() for mem in smem]
@@ -742,12 +932,14 @@ class SwatCore(wiring.Component):
         addr_bits = Cat(*sv.addr)
         t = stage("sv1", sv_en, valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
                      last_g=sv.last_g, first_round=sv.first_round, last_round=sv.end_round,
-                     addr=addr_bits, m=sv_m, m_lo=sv_m_lo)
+                     addr=addr_bits, m=sv_m, m_lo=sv_m_lo, rnd=sv.in_rnd)
         # the scores are registered out of the block RAMs before D = m − S and the clamp
-        t_lanes = (t.lanes & ~Cat(f.data for f in sv_flag)) if gmax else t.lanes
+        t_lanes = ((t.lanes & ~(Cat(f.data for f in sv_flag) & (~t.rnd).replicate(kl)))
+                   if gmax else t.lanes)
         t = stage("sv1s", sv_en, valid=t.valid, lanes=t_lanes, first_g=t.first_g,
                   last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
-                  addr=t.addr, m=t.m, m_lo=t.m_lo, s=Cat(srd[lane].data for lane in range(kl)))
+                  addr=t.addr, m=t.m, m_lo=t.m_lo, s=Cat(srd[lane].data for lane in range(kl)),
+                  rnd=t.rnd)
         score = [t.s[lane * w.score:(lane + 1) * w.score].as_signed() for lane in range(kl)]
         diffs = [(t.m - score[lane]).as_unsigned()[:w.score] for lane in range(kl)]
         sats = [score[lane] < t.m_lo for lane in range(kl)]
@@ -755,13 +947,20 @@ class SwatCore(wiring.Component):
         for k in range(EXP_LATENCY):
             t = stage(f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,
                          last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
-                         addr=t.addr)
+                         addr=t.addr, rnd=t.rnd)
             if k == EXP_LATENCY - 3:  # issue the V read: its word, registered twice, meets p
                 vrd = [mem.read_port() for mem in vmem]
                 abits = len(sv.addr[0])
                 for lane in range(kl):
                     m.d.comb += [vrd[lane].addr.eq(t.addr[lane * abits:(lane + 1) * abits]),
                                  vrd[lane].en.eq(sv_en)]
+                if rmax:   # and from the random memories
+                    rvrd = [mem.read_port() for mem in rvmem]
+                    for lane in range(kl):
+                        m.d.comb += [rvrd[lane].addr.eq(t.addr[lane * abits:(lane + 1) * abits]),
+                                     rvrd[lane].en.eq(sv_en)]
+            if k == EXP_LATENCY - 2:  # the stage the V words are read for
+                v_rnd = t.rnd
         # t is now aligned with probs (and, below, with the registered V words)
         # p is taken at a key's first group and held for its other groups: by each multiplier as
         # its operand A, and by p_in for the probability sum. ("keep": without it Yosys
@@ -774,7 +973,10 @@ class SwatCore(wiring.Component):
         with m.If(p_en):
             m.d.sync += [p_in[lane].eq(p_next[lane]) for lane in range(kl)]
         # the V words: registered in the fabric (as the K words), then as multiplier operands
-        v_word = _reg(m, sv_en, Cat(vrd[lane].data for lane in range(kl)), "sv_v")
+        v_data = Cat(vrd[lane].data for lane in range(kl))
+        if rmax:
+            v_data = Mux(v_rnd, Cat(rvrd[lane].data for lane in range(kl)), v_data)
+        v_word = _reg(m, sv_en, v_data, "sv_v")
         vw = [data.View(data.ArrayLayout(signed(b), dl), v_word[lane * word:(lane + 1) * word])
               for lane in range(kl)]
         t = stage("sv_mul", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,
@@ -864,21 +1066,27 @@ class SwatCore(wiring.Component):
         if gmax:
             # a global token's band row is dropped here: the global-row engine sends its row
             o_idx = Signal(p.index_bits)   # the row in o_row
-            opos = [Signal(p.index_bits, name=f"o_gpos{k}") for k in range(gmax)]
-            orem = Signal(range(gmax + 1))
             o_drop = Signal()
-            m.d.comb += o_drop.eq(o_valid & orem.any() & (opos[0] == o_idx))
+            if blk:   # the first and last blocks
+                m.d.comb += o_drop.eq(o_valid & ((o_idx < blk) | (o_idx >= n_mb)))
+            else:
+                opos = [Signal(p.index_bits, name=f"o_gpos{k}") for k in range(gmax)]
+                orem = Signal(range(gmax + 1))
+                m.d.comb += o_drop.eq(o_valid & orem.any() & (opos[0] == o_idx))
             m.d.comb += [div_en.eq(~o_valid | ofifo.w_rdy | o_drop),
                          ofifo.w_en.eq(o_valid & ~o_drop), ofifo.w_data.eq(o_row)]
             with m.If(o_valid & (ofifo.w_rdy | o_drop)):
                 m.d.sync += [o_valid.eq(0), o_idx.eq(o_idx + 1)]
-            with m.If(o_drop):
-                m.d.sync += [orem.eq(orem - 1),
-                             *[opos[k].eq(opos[k + 1]) for k in range(gmax - 1)]]
+            if not blk:
+                with m.If(o_drop):
+                    m.d.sync += [orem.eq(orem - 1),
+                                 *[opos[k].eq(opos[k + 1]) for k in range(gmax - 1)]]
             m.d.sync += rows_done.eq(rows_done + o_sent + o_drop)
             with m.If(start_run):
-                m.d.sync += [orem.eq(cmd.global_count), o_idx.eq(0),
-                             *[opos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
+                m.d.sync += o_idx.eq(0)
+                if not blk:
+                    m.d.sync += [orem.eq(cmd.global_count),
+                                 *[opos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
         else:
             m.d.comb += [div_en.eq(~o_valid | ofifo.w_rdy),
                          ofifo.w_en.eq(o_valid), ofifo.w_data.eq(o_row)]

@@ -79,6 +79,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
     p = dut.params
     lay = core_layouts(p)
     globals_ = bool(p.max_global_tokens)
+    randoms = bool(p.max_random_blocks)
 
     plans = []  # per item: (kind, command payload, run details)
     for it in items:
@@ -92,10 +93,11 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
         p.check_run(run)
         if run.seq_len != n:
             raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n} rows")
-        tokens = list(run.global_tokens)
+        tokens = [int(t) for t in run.global_positions()]
         gq = (it.q, it.k, it.v) if it.global_qkv is None else it.global_qkv
         cmd = command(p, run) if it.cmd is None else it.cmd
-        plans.append(("run", cmd, SimpleRun(it.q, it.k, it.v, run, tokens, gq)))
+        plans.append(("run", cmd, SimpleRun(it.q, it.k, it.v, run, tokens, gq,
+                                            p.random_stream_rows(run))))
     good = [plan[2] for plan in plans if plan[0] == "run"]
 
     rng = random.Random(seed)
@@ -107,6 +109,8 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
     streams = {"q": dut.q, "kv": dut.kv, "o": dut.o}
     if globals_:
         streams.update(qg=dut.qg, kvg=dut.kvg, og=dut.og)
+    if randoms:
+        streams["kvr"] = dut.kvr
     names = list(streams)
     sampled = [s for name in names for s in (streams[name].valid, streams[name].ready)]
 
@@ -118,6 +122,8 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
         want = {"q": n, "kv": g + n, "o": n - g}
         if globals_:
             want.update(qg=g, kvg=2 * n if g else 0, og=g)
+        if randoms:
+            want["kvr"] = len(r.rnd)
         return want
 
     async def send(ctx, payload, what):
@@ -188,6 +194,13 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
         await stream_put(ctx, dut.kv, beats, rng=random.Random(seeds[0]), gap=gap)
         done["kv"] = True
 
+    async def put_random_kv(ctx):
+        # per run: the random blocks' K/V rows, query block by query block
+        beats = [lay["kv"].const({"k": _row(r.k[j]), "v": _row(r.v[j])})
+                 for r in good for j in r.rnd]
+        await stream_put(ctx, dut.kvr, beats, rng=random.Random(seeds[0] + 2), gap=gap)
+        done["kvr"] = True
+
     async def put_q(ctx):
         beats = [lay["q"].const(_row(r.q[i])) for r in good for i in range(r.run.seq_len)]
         await stream_put(ctx, dut.q, beats, rng=random.Random(seeds[1]), gap=gap)
@@ -232,6 +245,8 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
     benches = {"kv": put_kv, "q": put_q, "o": get_o}
     if globals_:
         benches.update(qg=put_global, kvg=put_global_kv, og=get_global)
+    if randoms:
+        benches["kvr"] = put_random_kv
     benches_names = list(benches)
     for tb in [control, *benches.values()]:
         sim.add_testbench(tb)
@@ -250,6 +265,7 @@ class SimpleRun(NamedTuple):
     run: AttentionSpec
     tokens: list
     gq: tuple
+    rnd: np.ndarray   # the K/V rows of the random-block stream
 
 
 def run_core(q, k, v, spec: AttentionSpec, fmt: NumberFormat | None = None,
