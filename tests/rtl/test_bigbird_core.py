@@ -66,15 +66,15 @@ def test_bigbird_runs_back_to_back_and_bad_commands():
     commands it must refuse (N not a multiple of b, r above the maximum or above what N
     allows, N = 0): each sets ``error``, starts nothing and takes no beat."""
     b, d = 2, 4
-    core = AttentionSpec.bigbird(32, d, b, 3)
+    core = AttentionSpec.bigbird(32, d, b, 2)
     hw = HardwareConfig(key_lanes=2, dim_lanes=2, max_seq_len=32)
     p = CoreParams(core, NumberFormat(), hw)
-    table = ((6, 3, 5), (5, 4, 6), (1, 6, 5), (2, 6, 1), (3, 1, 2), (4, 1, 2))
-    runs = [AttentionSpec.bigbird(16, d, b, 3, random_table=table),
+    table = ((6, 3), (5, 4), (1, 6), (2, 6), (3, 1), (4, 1))
+    runs = [AttentionSpec.bigbird(16, d, b, 2, random_table=table),
             AttentionSpec.bigbird(6, d, b, 0), AttentionSpec.bigbird(32, d, b, 1, seed=5),
-            AttentionSpec.bigbird(2, d, b, 3), AttentionSpec.bigbird(20, d, b, 2, seed=9)]
+            AttentionSpec.bigbird(2, d, b, 2), AttentionSpec.bigbird(20, d, b, 2, seed=9)]
     bad = [{"seq_len": 7, "random_blocks": 0}, {"seq_len": 0, "random_blocks": 0},
-           {"seq_len": 16, "random_blocks": 3 + 1}, {"seq_len": 12, "random_blocks": 2}]
+           {"seq_len": 16, "random_blocks": 3}, {"seq_len": 12, "random_blocks": 2}]
     items = []
     for k, run in enumerate(runs):
         items.append(CoreInput(*qkv(run.seq_len, d, seed=k), run))
@@ -113,5 +113,5 @@ def test_bigbird_params_refuse():
     with pytest.raises(ValueError, match="^block_size must be 4 on this core"):
         p.check_run(AttentionSpec.bigbird(64, 8, 8, 0))
     with pytest.raises(ValueError, match="a block-sparse pattern .* needs a core generated"):
-        CoreParams(AttentionSpec(64, 8, 2, 2), fmt, HardwareConfig(max_seq_len=64)).check_run(
+        CoreParams(AttentionSpec(64, 8, 8, 8), fmt, HardwareConfig(max_seq_len=64)).check_run(
             AttentionSpec.bigbird(64, 8, 4, 0))
