@@ -91,6 +91,11 @@ class HardwareConfig:
     max_dilation : int
         Largest dilation a run may use (1..``MAX_DILATION``): the K/V ring holds this many
         residue classes. The spec's own dilation raises it.
+    global_engines : int
+        Global-row engines of a block-sparse core side by side (a power of two, 1..64, at most
+        its block size), each taking every ``global_engines``-th global row; 0 (the default)
+        chooses the fewest that keep its 2·b global rows off the critical path
+        (:attr:`CoreParams.global_engines`). A token-band core has one.
 
     Raises
     ------
@@ -106,6 +111,7 @@ class HardwareConfig:
     max_seq_len: int = 4096
     max_global_tokens: int = 0
     max_dilation: int = 1
+    global_engines: int = 0
 
     def __post_init__(self):
         _check_int("key_lanes", self.key_lanes, 1, 64)
@@ -113,6 +119,10 @@ class HardwareConfig:
         _check_int("max_seq_len", self.max_seq_len, 1)
         _check_int("max_global_tokens", self.max_global_tokens, 0, MAX_GLOBAL_TOKENS)
         _check_int("max_dilation", self.max_dilation, 1, MAX_DILATION)
+        _check_int("global_engines", self.global_engines, 0, 64)
+        if self.global_engines & (self.global_engines - 1):
+            raise ValueError(f"global_engines must be a power of two (or 0: chosen), not "
+                             f"{self.global_engines}")
         if self.max_seq_len > MAX_SEQ_LEN:
             raise LimitError("max_seq_len", self.max_seq_len, MAX_SEQ_LEN,
                              "the practical limit of the core's row counters and of the "
@@ -212,6 +222,32 @@ class CoreParams:
         the oldest unfinished row): ``before``, or ``2b − 1`` on a block-sparse core (the last
         row of block B starts at key ``(B − 1)·b``)."""
         return 2 * self.block_size - 1 if self.block_size else self.spec.before
+
+    @property
+    def global_engines(self) -> int:
+        """Global-row engines (:class:`~swatkit.rtl.global_rows.GlobalRowEngines`):
+        ``hw.global_engines``, or when that is 0, 1 on a token-band core and on a block-sparse
+        core the fewest (a power of two, at most b) whose two passes over N keys for their share
+        of the 2·b global rows, ``2·(2b/E)·N·G`` cycles, take no longer than the band rows'
+        walks at N = ``max_seq_len`` (the random blocks at their most). At most ``b``, so that
+        a run's global rows (b or 2·b) are shared evenly; a token-band core has one engine (its
+        run's global tokens are any number)."""
+        if not self.block_size:
+            return 1
+        if self.hw.global_engines:
+            return min(self.hw.global_engines, self.block_size)
+        n, b = self.hw.max_seq_len - self.hw.max_seq_len % self.block_size, self.block_size
+        if n <= 2 * b:
+            return 1
+        run = self.spec.replace(seq_len=n, num_random_blocks=self.max_random_blocks
+                                if n >= (self.max_random_blocks + 5) * b else 0,
+                                explicit_random_table=None,
+                                pattern_seed=self.spec.pattern_seed or 0)
+        band = int(self.row_rounds(run).sum()) * self.groups
+        engines = 1
+        while engines < b and 2 * -(-2 * b // engines) * n * self.groups > band:
+            engines *= 2
+        return engines
 
     @property
     def max_dilation(self) -> int:
@@ -328,7 +364,7 @@ class CoreParams:
             "divider_stages": dl * w.quotient,
             "random_buffer_bits": 2 * kl * self.random_depth * dl * w.data,
         }
-        glob = dict.fromkeys(("global_qk_multipliers", "global_sv_multipliers",
+        glob = dict.fromkeys(("global_engines", "global_qk_multipliers", "global_sv_multipliers",
                               "global_exp_multipliers", "global_v_fifo_rows",
                               "global_buffer_bits", "global_accumulator_bits",
                               "global_exp_table_bits", "global_divider_stages", "flag_bits"), 0)
@@ -336,17 +372,18 @@ class CoreParams:
             from .global_rows import QK_DEPTH, global_state_bits
             from .units import EXP_LATENCY
 
-            g, gw = self.groups, self.global_widths
+            g, gw, e = self.groups, self.global_widths, self.global_engines
+            rows = e * -(-self.max_global_tokens // e)   # each engine's rows, all engines
             fifo_rows = (QK_DEPTH + EXP_LATENCY + g) // g + 2   # GlobalRowEngine's V FIFO
             glob.update(
-                global_qk_multipliers=dl, global_sv_multipliers=dl, global_exp_multipliers=1,
-                global_v_fifo_rows=fifo_rows,
-                global_buffer_bits=((self.max_global_tokens + 3 + fifo_rows) * d * w.data
-                                    + 3 * d * self.fmt.out_bits),
-                global_accumulator_bits=self.max_global_tokens * global_state_bits(
-                    self.fmt, d, gw),
-                global_exp_table_bits=2 ** self.fmt.exp_frac_bits * gw.prob,
-                global_divider_stages=dl * gw.quotient,
+                global_engines=e,
+                global_qk_multipliers=e * dl, global_sv_multipliers=e * dl,
+                global_exp_multipliers=e, global_v_fifo_rows=e * fifo_rows,
+                global_buffer_bits=((rows + e * (3 + fifo_rows)) * d * w.data
+                                    + e * 3 * d * self.fmt.out_bits),
+                global_accumulator_bits=rows * global_state_bits(self.fmt, d, gw),
+                global_exp_table_bits=e * 2 ** self.fmt.exp_frac_bits * gw.prob,
+                global_divider_stages=e * dl * gw.quotient,
                 flag_bits=kl * self.kv_depth)
         return {**res, **glob}
 
@@ -414,6 +451,20 @@ class CoreParams:
             return np.zeros(0, dtype=np.int64)
         b = self.block_size
         return (run.random_table.reshape(-1)[:, None] * b + np.arange(b)).reshape(-1)
+
+    def row_rounds(self, run: AttentionSpec) -> np.ndarray:
+        """Key rounds every row of ``run`` walks on the band engines: ``ceil(B_i / key_lanes)``
+        for its band of B_i keys (a global token inside it included; a block-sparse core's
+        block window), ``ceil(G / key_lanes)`` for the run's G global columns and, on a
+        block-sparse core, ``ceil(r·b / key_lanes)`` for a row's random blocks."""
+        kl = self.hw.key_lanes
+        glob = -(-len(run.global_positions()) // kl)
+        if self.block_size:
+            lo, hi = self.block_window(run)
+            rnd = self.random_row(run) * -(-(run.num_random_blocks * self.block_size) // kl)
+            return -(-(hi - lo + 1) // kl) + glob + rnd
+        band = run.replace(global_tokens=()).keys_per_row()
+        return -(-band // kl) + glob
 
     def band_keys(self, run: AttentionSpec) -> np.ndarray:
         """Keys each row of ``run`` issues on the band core: its band (a global token inside

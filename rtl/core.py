@@ -52,7 +52,7 @@ from amaranth.lib.wiring import In, Out
 from swatkit.golden import AttentionSpec, NumberFormat
 
 from .config import CoreParams, HardwareConfig
-from .global_rows import GLOBAL_STAT_FIELDS, GlobalRowEngine
+from .global_rows import GLOBAL_STAT_FIELDS, GlobalRowEngine, GlobalRowEngines
 from .units import (
     EXP_LATENCY,
     _reg,
@@ -426,7 +426,11 @@ class SwatCore(wiring.Component):
         band_done = rows_done == n
         if gmax:
             # global rows: the global-row engine (its own streams), started with the run
-            glob = m.submodules.glob = GlobalRowEngine(fmt, d, dl, hw.max_seq_len, gmax)
+            if p.global_engines > 1:   # (BigBird's 2·b global rows)
+                glob = GlobalRowEngines(fmt, d, dl, hw.max_seq_len, gmax, p.global_engines)
+            else:
+                glob = GlobalRowEngine(fmt, d, dl, hw.max_seq_len, gmax)
+            m.submodules.glob = glob
             m.d.comb += [glob.start.eq(start_run), glob.seq_len.eq(cmd.seq_len),
                          glob.rows.eq(cmd_gcount)]
             wiring.connect(m, glob.qg, wiring.flipped(self.qg))

@@ -27,7 +27,7 @@ import numpy as np
 
 from swatkit.golden import AttentionSpec
 from swatkit.rtl import CoreParams
-from swatkit.rtl.global_rows import global_row_cycles
+from swatkit.rtl.global_rows import global_rows_cycles
 from swatkit.rtl.units import divider_latency, max_tree_levels
 
 __all__ = ["SV_DEPTH", "CycleEstimate", "qk_depth", "swat_actions", "swat_cycles"]
@@ -57,21 +57,6 @@ class CycleEstimate:
         return self.cycles / self.ideal
 
 
-def _rounds(p: CoreParams, run: AttentionSpec) -> np.ndarray:
-    """Key rounds of every row: ``ceil(B_i / key_lanes)`` for its band of B_i keys (the spec's
-    window rule, global tokens inside it included; a block-sparse core's block window),
-    ``ceil(G / key_lanes)`` for the run's G global columns and, on a block-sparse core,
-    ``ceil(r·b / key_lanes)`` for a row's random blocks."""
-    kl = p.hw.key_lanes
-    glob = -(-len(run.global_positions()) // kl)
-    if p.block_size:
-        lo, hi = p.block_window(run)
-        rnd = p.random_row(run) * -(-(run.num_random_blocks * p.block_size) // kl)
-        return -(-(hi - lo + 1) // kl) + glob + rnd
-    band = run.replace(global_tokens=()).keys_per_row()
-    return -(-band // kl) + glob
-
-
 def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None,
                 skip_periodic: bool = True) -> CycleEstimate:
     """Busy cycles of one stall-free run of ``seq_len`` rows on the core ``p``, with the
@@ -94,7 +79,7 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
         hi_row = p.block_window(run)[1]
         rnd_ready = _random_ready(p, run)
         skip_periodic = False
-    rg = _rounds(p, run) * g
+    rg = p.row_rounds(run) * g
     qd = qk_depth(p)
     a = np.zeros(n, dtype=np.int64)       # K/V accept cycle
     s = np.zeros(n, dtype=np.int64)       # QK start
@@ -150,8 +135,8 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     # the global-row engine runs beside the band from the start of the run; the run ends when
     # both are done
     if n_glob:
-        cycles = max(cycles, global_row_cycles(p.spec.head_dim, p.hw.dim_lanes, p.fmt, n,
-                                               n_glob) + 1)
+        cycles = max(cycles, global_rows_cycles(p.spec.head_dim, p.hw.dim_lanes, p.fmt, n,
+                                                n_glob, p.global_engines) + 1)
     return CycleEstimate(cycles, p.ideal_cycles(n, run), int(s[0]) + 1, visited)
 
 

@@ -24,7 +24,8 @@ from swatkit.sim.cycle_model import swat_actions, swat_cycles
 TIMEOUT = 100_000
 
 
-def qkv(n, d, seed, fmt=NumberFormat()):
+def qkv(n, d, seed):
+    fmt = NumberFormat()
     rng = np.random.default_rng(seed)
     return [rng.integers(fmt.data_min, fmt.data_max + 1, size=(n, d)) for _ in range(3)]
 
@@ -102,16 +103,16 @@ def test_bigbird_command_layout():
 
 def test_bigbird_params_refuse():
     fmt = NumberFormat()
-    with pytest.raises(ValueError, match="^block_size must be a power of two on the SWAT core"):
+    with pytest.raises(ValueError, match=r"^block_size must be a power of two on the SWAT core"):
         CoreParams(AttentionSpec.bigbird(48, 8, 6, 0), fmt, HardwareConfig(max_seq_len=48))
-    with pytest.raises(ValueError, match="max_global_tokens and max_dilation must be 0 and 1"):
+    with pytest.raises(ValueError, match=r"max_global_tokens and max_dilation must be 0 and 1"):
         CoreParams(AttentionSpec.bigbird(32, 8, 4, 0), fmt,
                    HardwareConfig(max_seq_len=32, max_global_tokens=2))
     p = CoreParams(AttentionSpec.bigbird(64, 8, 4, 1), fmt, HardwareConfig(max_seq_len=64))
-    with pytest.raises(ValueError, match="^random blocks must be at most 1 on this core"):
+    with pytest.raises(ValueError, match=r"^random blocks must be at most 1 on this core"):
         p.check_run(AttentionSpec.bigbird(64, 8, 4, 2))
-    with pytest.raises(ValueError, match="^block_size must be 4 on this core"):
+    with pytest.raises(ValueError, match=r"^block_size must be 4 on this core"):
         p.check_run(AttentionSpec.bigbird(64, 8, 8, 0))
-    with pytest.raises(ValueError, match="a block-sparse pattern .* needs a core generated"):
+    with pytest.raises(ValueError, match=r"a block-sparse pattern .* needs a core generated"):
         CoreParams(AttentionSpec(64, 8, 8, 8), fmt, HardwareConfig(max_seq_len=64)).check_run(
             AttentionSpec.bigbird(64, 8, 4, 0))

@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from swatkit.golden import NumberFormat
 from swatkit.rtl.global_rows import (
     GlobalRowEngine,
+    GlobalRowEngines,
     global_row_cycles,
+    global_rows_cycles,
     global_rows_layouts,
 )
 from swatkit.sim.streams import stream_get, stream_put
@@ -41,11 +43,17 @@ def reference(qg, kg, vg, fmt: NumberFormat):
 
 
 def run_engine(qg, kg, vg, fmt, dim_lanes, *, max_seq_len=None, max_rows=None, seed=0,
-               gap=0.0, stall=0.0):
-    """The RTL with the reference's signature: returns (out, counters after the run)."""
+               gap=0.0, stall=0.0, engines=None):
+    """The RTL with the reference's signature: returns (out, counters after the run). With
+    ``engines``, :class:`GlobalRowEngines` of that many engines."""
     rows, head_dim = qg.shape
     n = len(kg)
-    dut = GlobalRowEngine(fmt, head_dim, dim_lanes, max_seq_len or n, max_rows or max(rows, 1))
+    if engines is None:
+        dut = GlobalRowEngine(fmt, head_dim, dim_lanes, max_seq_len or n,
+                              max_rows or max(rows, 1))
+    else:
+        dut = GlobalRowEngines(fmt, head_dim, dim_lanes, max_seq_len or n,
+                               max_rows or max(rows, 1), engines)
     lay = global_rows_layouts(fmt, head_dim)
     rng = random.Random(seed)
     seeds = [rng.randrange(2 ** 32) for _ in range(3)]
@@ -342,3 +350,34 @@ def test_converts_to_verilog():
     print(f"verilog.convert: {time.perf_counter() - t0:.1f} s, {len(text)} characters")
     for port in ("kvg__payload", "og__ready", "qk_macs", "seq_len"):
         assert port in text
+
+
+# (head_dim, dim_lanes, engines, rows per engine): G = 1 … 16, E = 2 … 8
+ENGINE_SHAPES = [(16, 1, 8, 2), (8, 4, 8, 2), (32, 2, 2, 4), (4, 1, 4, 3), (8, 2, 4, 1)]
+
+
+@pytest.mark.parametrize("shape", ENGINE_SHAPES, ids=lambda s: "d{}dl{}e{}c{}".format(*s))
+def test_engines_side_by_side(shape):
+    """GlobalRowEngines: bit-exact, the counters of all rows, and the busy cycles of
+    :func:`global_rows_cycles`; with 30 % gaps and stalls the same output."""
+    d, dl, e, c = shape
+    n, rows, fmt = 7, e * c, NumberFormat()
+    rng = np.random.default_rng(d + e)
+    qg, kg, vg = (rng.integers(fmt.data_min, fmt.data_max + 1, (r, d)) for r in (rows, n, n))
+    want = reference(qg, kg, vg, fmt)
+    out, stats = run_engine(qg, kg, vg, fmt, dl, engines=e)
+    np.testing.assert_array_equal(out, want)
+    assert stats == {"cycles": global_rows_cycles(d, dl, fmt, n, rows, e),
+                     "qk_macs": 2 * rows * n * d, "sv_macs": rows * n * d, "exp_ops": rows * n}
+    out, _ = run_engine(qg, kg, vg, fmt, dl, engines=e, gap=0.3, stall=0.3, seed=5)
+    np.testing.assert_array_equal(out, want)
+
+
+def test_engines_checks():
+    fmt = NumberFormat()
+    with pytest.raises(ValueError, match=r"^engines must be a power of two, at most max_rows "
+                                         r"\(8\), not 3$"):
+        GlobalRowEngines(fmt, 8, 2, 16, 8, 3)
+    with pytest.raises(ValueError, match=r"^rows \(6\) must be a multiple of engines \(4\)$"):
+        global_rows_cycles(8, 2, fmt, 16, 6, 4)
+    assert global_rows_cycles(8, 2, fmt, 16, 6, 1) == global_row_cycles(8, 2, fmt, 16, 6)
