@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from swatkit.options import (
+    BIGBIRD_KEYS,
     WINDOW_KEYS,
     UsageError,
     add_hardware_options,
@@ -126,12 +127,13 @@ def resolve_with_board(args, board, first=None):
     first = first or resolve(args, "flow")
     given = set(first.sources)
     merged = copy.copy(args)
-    window_given = any(k in given for k in WINDOW_KEYS)
+    # (a BigBird pattern replaces the board's window too)
+    window_given = any(k in given for k in (*WINDOW_KEYS, *BIGBIRD_KEYS))
     for key, value in board.defaults.items():
         if key in given or (key in WINDOW_KEYS and window_given):
             continue
         setattr(merged, key, value)
-    if first.spec.after == 0 and "sliding_window" not in given:
+    if first.spec.after == 0 and not first.spec.block_size and "sliding_window" not in given:
         merged.sliding_window = board.defaults["attention_window"] + 1
     return resolve(merged, "flow")
 
