@@ -144,6 +144,10 @@ def flow_config(args, first, board):
     from swatkit.fpga_flows.flow import FlowConfig
 
     r = resolve_with_board(args, board, first)
+    if r.spec.block_size:
+        raise UsageError(f"{r.label('bigbird_block')}: the board self-test does not yet drive a "
+                         "BigBird core's global-row and random-block streams (qg, kvg, og, kvr);"
+                         " write its Verilog with swatkit generate --bigbird")
     params = core_params(r, r.spec.seq_len)
     own = r.command
     mode = own.get("selftest", board.selftest)

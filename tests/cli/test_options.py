@@ -330,3 +330,15 @@ def test_bigbird_on_the_command_line_exits_2_in_one_line():
                            "--seq-len", "1000", "--print-config"], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr == "swatkit: error: --bigbird 64 does not divide --seq-len 1000\n"
+
+
+def test_flow_refuses_a_bigbird_core_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "swatkit.cli", "flow", "--board", "icebreaker",
+                           "--bigbird", "4", "--seq-len", "64", "--head-dim", "8",
+                           "--random-blocks", "1", "--print-config"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        "swatkit: error: --bigbird: the board self-test does not yet drive a BigBird core's "
+        "global-row and random-block streams (qg, kvg, og, kvr); write its Verilog with swatkit "
+        "generate --bigbird\n")
