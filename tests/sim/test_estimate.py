@@ -723,3 +723,16 @@ def test_cli_bad_bigbird_values(argv, message):
     done = swatkit(*argv)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == f"swatkit: error: {message}\n"
+
+
+def test_patterns_report_bigbird_runs():
+    import contextlib
+
+    from swatkit.sim import patterns_report
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert patterns_report.main(["--bigbird"]) == 0
+    text = out.getvalue()
+    assert re.search(r"^ 16384 ", text, re.M) and "random_buffer_bits" in text
+    assert re.search(r"^random_buffer_bits +0 +393,216 \(\+393,216\)$", text, re.M)
