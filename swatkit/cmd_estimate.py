@@ -516,8 +516,8 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
             band = r.get("plain_window_offchip_bytes_per_output")
             row += [_si(r["offchip_random_kv_read_bytes"], "B")
                     if r["computed_as"] == "swat" else "–",
-                    f"{r['offchip_bytes_per_output']:.3g}",
-                    "–" if band is None else f"{band:.3g}"]
+                    _bytes_per_output(r["offchip_bytes_per_output"]),
+                    "–" if band is None else _bytes_per_output(band)]
         if breakdown:
             row += [_si(r["energy_breakdown"][c], "J") for c in COMPONENTS]
         t.add_row(*row)
@@ -543,6 +543,10 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
             print(f"note: {model.name} was trained for up to {model.max_positions} positions")
         print(f"model values: {model.source}")
     print(f"energy table {table.name}: {table.source}")
+
+
+def _bytes_per_output(x: float) -> str:
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.3g}"
 
 
 def _ratio(x: float | None) -> str:
