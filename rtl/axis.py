@@ -26,7 +26,7 @@ the data path.
 
 from __future__ import annotations
 
-from amaranth import ClockDomain, ClockSignal, Module, ResetSignal, Signal
+from amaranth import ClockDomain, ClockSignal, Module, Mux, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -121,7 +121,11 @@ class AxisSwatCore(wiring.Component):
 
         # tlast: count the run's output rows against the rows its command asked for
         cmd = core.cmd.payload
-        globals_ = cmd.global_count if self.params.max_global_tokens else 0
+        blk = self.params.block_size
+        if blk:   # BigBird: the first and last blocks (every row when N <= 2b)
+            globals_ = Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len)
+        else:
+            globals_ = cmd.global_count if self.params.max_global_tokens else 0
         for name, side, _ in self.streams:
             if side != "m":
                 continue
@@ -142,4 +146,6 @@ def axis_streams(params) -> list[tuple[str, str, str]]:
     streams = [("cmd", "s", "cmd"), ("q", "s", "q"), ("kv", "s", "kv"), ("o", "m", "o")]
     if params.max_global_tokens:
         streams += [("qg", "s", "q"), ("kvg", "s", "kv"), ("og", "m", "o")]
+    if params.max_random_blocks:
+        streams.append(("kvr", "s", "kv"))
     return streams

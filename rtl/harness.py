@@ -296,6 +296,10 @@ class SwatHarness(wiring.Component):
     rows), ``kvg_count`` (N) and ``kvg_passes`` (2 per run: the K_g/V_g rows are sent that many
     times over, one pass each); ``qg_sent``, ``kvg_sent``, ``og_rows`` and ``og_violation``. They
     share the gap, stall and hold controls of ``q``, ``kv`` and ``o``.
+
+    On a block-sparse core with random blocks, also the random-block K/V stream ``kvr``, loaded
+    per run and restarted by ``g_start`` too: ``kvr_count`` (the run's random rows) and
+    ``kvr_sent``; it shares the gaps and hold of ``kv``.
     """
 
     SEEDS = (0x9E3779B9, 0x7F4A7C15, 0x85EBCA6B)  # mixed into the seed per stream
@@ -322,6 +326,10 @@ class SwatHarness(wiring.Component):
                     "kvg_count": In(range(n + 1)), "kvg_passes": In(range(3)),
                     "qg_sent": Out(range(gmax + 1)), "kvg_sent": Out(range(2 * n + 1)),
                     "og_rows": Out(32), "og_violation": Out(1)}
+        if params.max_random_blocks:   # the random blocks' K/V rows of one run
+            rdepth = self.random_depth(params)
+            self.kvr_src = RowSource(lay["kv"], rdepth, name="tb_kvr", mem_attrs=mem_attrs)
+            glob.update(kvr_count=In(range(rdepth + 1)), kvr_sent=Out(range(rdepth + 1)))
         super().__init__({
             **glob,
             "start": In(1),
@@ -346,6 +354,13 @@ class SwatHarness(wiring.Component):
             "violation": Out(1),
             "violation_cycle": Out(32),
         })
+
+    @staticmethod
+    def random_depth(params: CoreParams) -> int:
+        """Rows of the ``kvr`` source: the most random K/V rows of a run,
+        ``(max_seq_len / b − 2)·r·b``."""
+        nb = params.hw.max_seq_len // params.block_size
+        return max(1, (nb - 2) * params.random_rows)
 
     def elaborate(self, platform):
         m = Module()
@@ -387,6 +402,13 @@ class SwatHarness(wiring.Component):
                 self.kvg_sent.eq(kvg.sent), self.og_rows.eq(og.received),
                 self.og_violation.eq(og.violation),
             ]
+        if self.params.max_random_blocks:
+            kvr = m.submodules.kvr_src = self.kvr_src
+            wiring.connect(m, kvr.o, core.kvr)
+            m.d.comb += [kvr.start.eq(self.g_start), kvr.count.eq(self.kvr_count),
+                         kvr.seed.eq(self.seed ^ self.SEEDS[1] ^ 0x3C3C3C3C),
+                         kvr.gap.eq(self.kv_gap), kvr.hold.eq(self.kv_hold),
+                         self.kvr_sent.eq(kvr.sent)]
         m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(core.busy):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)

@@ -57,6 +57,8 @@ def _params(case: dict):
 
     p = case["params"]
     spec = p["spec"]
+    if spec.get("explicit_random_table") is not None:
+        spec["explicit_random_table"] = tuple(map(tuple, spec["explicit_random_table"]))
     return CoreParams(AttentionSpec(**{**spec, "global_tokens": tuple(spec["global_tokens"])}),
                       NumberFormat(**p["format"]), HardwareConfig(**p["hardware"]))
 
@@ -124,6 +126,9 @@ class HarnessBench:
             return
         dut, harness = self.dut, self.dut.harness
         await FallingEdge(dut.clk)
+        if self.params.max_random_blocks:   # the run's random blocks' K/V rows
+            self.write_memory(harness.kvr_src.tb_kvr_rows, self.arrays[f"kvr{index}"])
+            dut.kvr_count.value = run["random"]
         self.write_memory(harness.qg_src.tb_qg_rows, self.arrays[f"qg{index}"])
         self.write_memory(harness.kvg_src.tb_kvg_rows, self.arrays[f"kvg{index}"])
         dut.qg_count.value = count
@@ -181,12 +186,25 @@ class HarnessBench:
             fields = {**command(p, seq_len=5), **changes}
             return lay.const(fields).as_value().value & ((1 << lay.size) - 1)
 
-        bad = {"seq_len=0": value(seq_len=0)}
-        if p.hw.max_seq_len + 1 < 2 ** p.index_bits:
-            bad[f"seq_len={p.hw.max_seq_len + 1}"] = value(seq_len=p.hw.max_seq_len + 1)
         def width(name):
             return Shape.cast(lay.members[name]).width
 
+        if p.block_size:   # N not a multiple of b, r above the maximum or above what N allows
+            b, r = p.block_size, p.max_random_blocks
+            bad = {"seq_len=0": value(seq_len=0)}
+            if p.hw.max_seq_len + b < 2 ** p.index_bits:
+                bad[f"seq_len={p.hw.max_seq_len + b}"] = value(seq_len=p.hw.max_seq_len + b)
+            if b > 1:
+                bad[f"seq_len={3 * b + 1}"] = value(seq_len=3 * b + 1)
+            if r:
+                if r + 1 < 2 ** width("random_blocks"):
+                    bad[f"random_blocks={r + 1}"] = value(seq_len=b, random_blocks=r + 1)
+                bad[f"random_blocks={r} at N={(r + 4) * b}"] = value(seq_len=(r + 4) * b,
+                                                                      random_blocks=r)
+            return bad
+        bad = {"seq_len=0": value(seq_len=0)}
+        if p.hw.max_seq_len + 1 < 2 ** p.index_bits:
+            bad[f"seq_len={p.hw.max_seq_len + 1}"] = value(seq_len=p.hw.max_seq_len + 1)
         if p.spec.after + 1 < 2 ** width("after"):
             bad[f"after={p.spec.after + 1}"] = value(after=p.spec.after + 1)
         if p.max_dilation > 1:
@@ -232,7 +250,7 @@ class HarnessBench:
         slow = 1 / ((1 - q_gap) * (1 - kv_gap) * (1 - stall))
         holds = sum(f[1] for f in self.case.get("holds", {}).values())
         # the global-row engine's two passes (each key once per global row) and its read-out
-        glob = 2 * count * n * p.groups + count * (p.groups + 101)
+        glob = 2 * count * n * p.groups + count * (p.groups + 101) + p.random_rows * n
         return int(4 * (n * per_row + glob) * slow) + holds + 10_000
 
     async def wait_run(self, n: int, label: str, count: int = 0) -> bool:
@@ -338,6 +356,8 @@ class HarnessBench:
         dut, run = self.dut, self.case["runs"][index]
         count, n = run["globals"], run["seq_len"]
         sent = {"qg": count, "kvg": 2 * n}
+        if self.params.max_random_blocks:
+            sent["kvr"] = run["random"]
         for name, value in sent.items():
             if int(getattr(dut, f"{name}_sent").value) != value:
                 self.error(f"{label}: the {name} source sent "

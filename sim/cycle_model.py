@@ -59,11 +59,17 @@ class CycleEstimate:
 
 def _rounds(p: CoreParams, run: AttentionSpec) -> np.ndarray:
     """Key rounds of every row: ``ceil(B_i / key_lanes)`` for its band of B_i keys (the spec's
-    window rule, global tokens inside it included) and ``ceil(G / key_lanes)`` for the run's G
-    global columns."""
-    band = run.replace(global_tokens=()).keys_per_row()
+    window rule, global tokens inside it included; a block-sparse core's block window),
+    ``ceil(G / key_lanes)`` for the run's G global columns and, on a block-sparse core,
+    ``ceil(r·b / key_lanes)`` for a row's random blocks."""
     kl = p.hw.key_lanes
-    return -(-band // kl) + -(-len(run.global_tokens) // kl)
+    glob = -(-len(run.global_positions()) // kl)
+    if p.block_size:
+        lo, hi = p.block_window(run)
+        rnd = p.random_row(run) * -(-(run.num_random_blocks * p.block_size) // kl)
+        return -(-(hi - lo + 1) // kl) + glob + rnd
+    band = run.replace(global_tokens=()).keys_per_row()
+    return -(-band // kl) + glob
 
 
 def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None,
@@ -79,10 +85,15 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     if run.seq_len != n:
         raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n}")
     g, before, after, dil = p.groups, run.before, run.after, run.dilation
-    n_glob = len(run.global_tokens)
+    glob_pos = run.global_positions()
+    n_glob = len(glob_pos)
     ring, nb = p.ring_rows, p.score_buffers
     reach = dil * after                   # the band's reach after the row
-    free_back = dil * (ring - before)     # K/V row x waits for row x − free_back to finish
+    free_back = dil * (ring - p.ring_before)  # K/V row x waits for row x − free_back to finish
+    if p.block_size:   # the last K/V row each row waits for, and the random blocks
+        hi_row = p.block_window(run)[1]
+        rnd_ready = _random_ready(p, run)
+        skip_periodic = False
     rg = _rounds(p, run) * g
     qd = qk_depth(p)
     a = np.zeros(n, dtype=np.int64)       # K/V accept cycle
@@ -98,7 +109,7 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     i = 0
     visited = 0
     while i < n:
-        hi = min(n - 1, i + reach)
+        hi = int(hi_row[i]) if p.block_size else min(n - 1, i + reach)
         while loaded <= hi:
             x = loaded
             t = a[x - 1] + g if x else first
@@ -111,6 +122,8 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
             t = max(t, s[i - 1] + rg[i - 1])
         if i >= nb:
             t = max(t, e[i - nb] + 1)
+        if p.block_size and rnd_ready is not None:
+            t = max(t, rnd_ready(i, e))
         s[i] = t
         u[i] = s[i] + rg[i] + qd
         if i:
@@ -132,7 +145,7 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
         i += 1
     # the last row leaves on o (or, a global token's band row, is dropped before the output
     # FIFO: DROP_EARLY cycles sooner)
-    last_dropped = n_glob and run.global_tokens[-1] == n - 1
+    last_dropped = n_glob and glob_pos[-1] == n - 1
     cycles = int(e[n - 1] + g + divider_latency(p.fmt) + 5 - (DROP_EARLY if last_dropped else 0))
     # the global-row engine runs beside the band from the start of the run; the run ends when
     # both are done
@@ -142,6 +155,38 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     return CycleEstimate(cycles, p.ideal_cycles(n, run), int(s[0]) + 1, visited)
 
 
+def _random_ready(p: CoreParams, run: AttentionSpec):
+    """For a block-sparse run with random blocks: a function ``(row, e) -> cycle`` giving the
+    first cycle row ``row`` may start QK as far as its random rows go (0 for a row without
+    them), where ``e`` is the SV-done array filled so far. The random loader takes a row every
+    G cycles (written G cycles later); query block B's rows go into buffer B mod 2 and, for B
+    >= 3, wait until row (B − 1)·b − 1 has finished SV (block B − 2 has released that buffer).
+    None when the run has no random rows."""
+    b, g, per = p.block_size, p.groups, run.num_random_blocks * p.block_size
+    nblk = run.num_blocks
+    if not per or nblk < 3:
+        return None
+    done = {}      # block -> cycle its random rows are readable
+    state = {"t": None, "next": 1}   # accept cycle of the last random row taken; next block
+
+    def ready(row: int, e) -> int:
+        blk = row // b
+        if not 1 <= blk <= nblk - 2:
+            return 0
+        while state["next"] <= blk:
+            nxt = state["next"]
+            t = 0 if state["t"] is None else state["t"] + g
+            if nxt >= 3:
+                t = max(t, int(e[(nxt - 1) * b - 1]) + 1)
+            t += (per - 1) * g     # the block's rows follow one another
+            state["t"] = t
+            done[nxt] = t + g + 1
+            state["next"] += 1
+        return done[blk]
+
+    return ready
+
+
 def swat_actions(p: CoreParams, run: AttentionSpec) -> dict:
     """The core's counters after a run with the pattern ``run`` (``stats``, but ``cycles``):
     the band engines issue every row's band (a global token inside it masked, not skipped) and
@@ -149,7 +194,7 @@ def swat_actions(p: CoreParams, run: AttentionSpec) -> dict:
     dropped); the global-row engine makes two q·k passes and one p·v pass over the N keys per
     global row."""
     p.check_run(run)
-    n, d, n_glob = run.seq_len, p.spec.head_dim, len(run.global_tokens)
+    n, d, n_glob = run.seq_len, p.spec.head_dim, len(run.global_positions())
     band_keys = int(p.band_keys(run).sum())
     return {"kv_rows": n, "q_rows": n, "rows_out": n - n_glob,
             "qk_macs": (band_keys + 2 * n_glob * n) * d,

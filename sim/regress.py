@@ -104,6 +104,9 @@ class Build:
         Rows of the harness's memories (default ``max_seq_len``): the rows of all runs of a case.
     interface : str
         ``"axis"`` simulates the AXI4-Stream form (``swatkit generate --interface axis``).
+    block_size, random_blocks : int
+        A block-sparse (BigBird) core: its block size and most random blocks (``before`` and
+        ``after`` are then 0).
     """
 
     id: str
@@ -121,6 +124,8 @@ class Build:
     global_tokens: tuple[int, ...] = ()
     max_global_tokens: int = 0
     max_dilation: int = 1
+    block_size: int = 0
+    random_blocks: int = 0
 
     def __post_init__(self):
         _ = self.params  # raises ValueError at once if the core cannot implement it
@@ -139,11 +144,19 @@ class Build:
                    key_lanes=hw.key_lanes, dim_lanes=hw.dim_lanes, fmt=params.fmt,
                    max_seq_len=hw.max_seq_len, dsp=dsp, dilation=spec.dilation,
                    global_tokens=spec.global_tokens,
-                   max_global_tokens=params.max_global_tokens, max_dilation=params.max_dilation)
+                   max_global_tokens=0 if spec.block_size else params.max_global_tokens,
+                   max_dilation=params.max_dilation, block_size=spec.block_size,
+                   random_blocks=spec.num_random_blocks)
 
     def spec(self, seq_len: int) -> AttentionSpec:
         """The generated window with the build's own dilation and global tokens (those below
-        ``seq_len``): the pattern of a run that asks for nothing else."""
+        ``seq_len``): the pattern of a run that asks for nothing else. A block-sparse build:
+        BigBird with its block size and as many random blocks (up to its own) as N allows, the
+        table drawn from seed 0."""
+        if self.block_size:
+            nb = seq_len // self.block_size
+            r = self.random_blocks if nb < 3 else min(self.random_blocks, max(nb - 5, 0))
+            return AttentionSpec.bigbird(seq_len, self.head_dim, self.block_size, r, seed=0)
         return AttentionSpec(seq_len, self.head_dim, self.before, self.after, self.dilation,
                              tuple(t for t in self.global_tokens if t < seq_len))
 
@@ -155,10 +168,15 @@ class Build:
     @property
     def params(self) -> CoreParams:
         """The core's parameters (the spec's ``seq_len`` is ``max_seq_len``: N is run-time)."""
-        return CoreParams(self.spec(self.max_seq_len), self.fmt, self.hardware)
+        spec = (AttentionSpec.bigbird(self.max_seq_len, self.head_dim, self.block_size,
+                                      self.random_blocks, seed=0)
+                if self.block_size else self.spec(self.max_seq_len))
+        return CoreParams(spec, self.fmt, self.hardware)
 
     @property
     def kind(self) -> str:
+        if self.block_size:
+            return "BigBird"
         return "causal" if self.after == 0 else "bidirectional"
 
     def describe(self) -> str:
@@ -167,12 +185,14 @@ class Build:
                    if getattr(f, x.name) != getattr(default, x.name)]
         own = (f" ×{self.dilation}" if self.dilation > 1 else "") + (
             f" with global tokens {list(self.global_tokens)}" if self.global_tokens else "")
-        return (f"{self.kind} window {self.before}+1+{self.after}{own}, head_dim {self.head_dim}, "
+        window = (f"block {self.block_size}, up to {self.random_blocks} random blocks"
+                  if self.block_size else f"window {self.before}+1+{self.after}{own}")
+        return (f"{self.kind} {window}, head_dim {self.head_dim}, "
                 f"key_lanes {self.key_lanes}, dim_lanes {self.dim_lanes}, format "
                 f"{'(' + ', '.join(changed) + ')' if changed else 'default'}"
                 + ("" if self.dsp == "generic" else f", {self.dsp} multipliers")
                 + (f", up to {self.params.max_global_tokens} global tokens"
-                   if self.params.max_global_tokens else "")
+                   if self.params.max_global_tokens and not self.block_size else "")
                 + (f", dilation up to {self.params.max_dilation}"
                    if self.params.max_dilation > 1 else "")
                 + ("" if self.interface == "core" else f", {self.interface} interface"))
@@ -254,7 +274,7 @@ class Case:
             runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
         except (TypeError, ValueError) as e:
             raise ValueError(f"{self.id}: {e}") from None
-        kv_rows = sum(r.seq_len + len(r.global_tokens) for r in runs)
+        kv_rows = sum(r.seq_len + len(r.global_positions()) for r in runs)
         if kv_rows > b.harness_depth:
             raise ValueError(f"{self.id}: the runs need {kv_rows} K/V rows (global columns "
                              f"included), more than the harness's {b.harness_depth}")
@@ -314,7 +334,12 @@ class Case:
 
 
 def describe_pattern(run: AttentionSpec) -> str:
-    """A run's pattern in a few characters: ``before+1+after``, ``×dilation``, ``g[tokens]``."""
+    """A run's pattern in a few characters: ``before+1+after``, ``×dilation``, ``g[tokens]``;
+    BigBird ``bigbird b·r`` and the table's seed (or ``table``)."""
+    if run.block_size:
+        table = ("table" if run.explicit_random_table is not None
+                 else f"seed {run.pattern_seed}")
+        return f"bigbird b{run.block_size} r{run.num_random_blocks} {table}"
     text = f"{run.before}+1+{run.after}"
     if run.dilation > 1:
         text += f"×{run.dilation}"
@@ -362,6 +387,26 @@ D8 = Build("dil2_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, dim_
            dilation=2, max_dilation=3)
 G5 = Build("glob_bi5_k1d1", head_dim=4, before=2, after=2, key_lanes=1, dim_lanes=1,
            global_tokens=(0,), max_global_tokens=3)
+# BigBird (block-sparse): the block window from the ring, the first and last blocks as global
+# rows and columns, r random blocks per query block on the kvr stream; b = 2, 4, 8
+BB2 = Build("bigbird_b2r3_k2d4", head_dim=8, before=0, after=0, key_lanes=2, dim_lanes=4,
+            block_size=2, random_blocks=3, max_seq_len=64, depth=700)
+BB4 = Build("bigbird_b4r1_k3d2", head_dim=8, before=0, after=0, key_lanes=3, dim_lanes=2,
+            block_size=4, random_blocks=1, max_seq_len=128, depth=400)
+BB8 = Build("bigbird_b8r3_k4d8", head_dim=16, before=0, after=0, key_lanes=4, dim_lanes=8,
+            block_size=8, random_blocks=3, max_seq_len=256, depth=600)
+# runs back to back on BB2: N = b … 32b (r as N allows: 0 below 8 blocks), fewer random blocks,
+# a random table given explicitly (rows out of order) and drawn from other seeds
+_BB_TABLE = ((6, 3, 5), (5, 4, 6), (1, 6, 5), (2, 6, 1), (3, 1, 2), (4, 1, 2))
+_BB_PATTERNS = (
+    (2, {}), (4, {}), (6, {}), (8, {}), (10, {}), (16, {}),
+    (16, {"explicit_random_table": _BB_TABLE, "pattern_seed": None}),
+    (32, {"num_random_blocks": 1, "pattern_seed": 7}),
+    (32, {"num_random_blocks": 0}),
+    (64, {}),
+    (64, {"pattern_seed": 12345}),
+)
+
 # full matrix only (larger builds)
 C32 = Build("causal32_k4d16", head_dim=16, before=31, after=0, key_lanes=4, dim_lanes=16)
 B33 = Build("bi33_k4d4", head_dim=16, before=16, after=16, key_lanes=4, dim_lanes=4)
@@ -372,7 +417,8 @@ DEFAULT_CORE = Build.from_params("longformer_default", CoreParams(
     AttentionSpec.longformer(seq_len=4096, head_dim=64, attention_window=512), NumberFormat(),
     HardwareConfig()))
 
-FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9, G9, D8, G5)
+FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9, G9, D8, G5,
+               BB2, BB4, BB8)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
 
 # patterns of runs back to back on G9: global tokens (one, at both ends, adjacent, inside each
@@ -469,13 +515,36 @@ def _matrix_fast() -> list[Case]:
         Case("glob_bi5_k1d1/random-n500", G5, (500,)),
         Case("glob_bi5_k1d1/g3-n300-heavy", G5, (300,), gap=h, stall=h,
              patterns=({"global_tokens": (0, 150, 299)},)),
+        Case("bigbird_b2r3_k2d4/patterns", BB2, tuple(n for n, _ in _BB_PATTERNS),
+             patterns=tuple(pat for _, pat in _BB_PATTERNS), idle=(0, 3)),
+        Case("bigbird_b2r3_k2d4/patterns-heavy", BB2, tuple(n for n, _ in _BB_PATTERNS),
+             patterns=tuple(pat for _, pat in _BB_PATTERNS), gap=h, stall=h),
+        Case("bigbird_b2r3_k2d4/kv-starved-n64", BB2, (64,), gap=0.0, kv_gap=0.85, stall=0.3),
+        Case("bigbird_b4r1_k3d2/random-n128", BB4, (128,)),
+        Case("bigbird_b4r1_k3d2/sizes-heavy", BB4, (8, 12, 20, 24, 64, 128), gap=h, stall=h),
+        Case("bigbird_b4r1_k3d2/extremes-n96-heavy", BB4, (96,), inputs="extremes",
+             gap=h, stall=h),
+        Case("bigbird_b8r3_k4d8/random-n256", BB8, (256,)),
+        Case("bigbird_b8r3_k4d8/sizes", BB8, (16, 24, 64, 128), gap=0.2, stall=0.2),
+        Case("bigbird_b8r3_k4d8/dominant-n128-heavy", BB8, (128,), inputs="dominant",
+             gap=h, stall=h),
+        Case("bigbird_b8r3_k4d8/reset-mid-run", BB8, (128, 64), stall=0.3, reset_after=1500),
     ]
 
 
 def _matrix_full_only() -> list[Case]:
     h = HEAVY
     cases = []
+    for b in (BB2, BB4, BB8):   # BigBird: N a multiple of the block size
+        for kind in INPUT_KINDS:
+            cases.append(Case(f"{b.id}/{kind}-n{16 * b.block_size}-heavy-full", b,
+                              (16 * b.block_size,), inputs=kind, gap=h, stall=h))
+        cases.append(Case(f"{b.id}/random-n{b.max_seq_len}-full", b, (b.max_seq_len,)))
+        cases.append(Case(f"{b.id}/q-starved-n{8 * b.block_size}-full", b,
+                          (8 * b.block_size,), gap=0.85, kv_gap=0.0, stall=h))
     for b in FULL_BUILDS:
+        if b.block_size:
+            continue
         for kind in INPUT_KINDS:
             cases.append(Case(f"{b.id}/{kind}-n250-heavy-full", b, (250,), inputs=kind,
                               gap=h, stall=h))
@@ -863,8 +932,10 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         spec = case.run_spec(index)
         rng = case_rng(case, seed, index)
         q, k, v = make_inputs(case.inputs, n, case.build, rng)
-        tokens = np.asarray(spec.global_tokens, dtype=np.int64)
-        global_qkv = make_inputs(case.inputs, n, case.build, rng) if tokens.size else None
+        tokens = np.asarray(spec.global_positions(), dtype=np.int64)
+        # (Longformer's global rows have their own projections; BigBird's use q, k, v)
+        global_qkv = (make_inputs(case.inputs, n, case.build, rng)
+                      if tokens.size and not spec.block_size else None)
         expected = fixed_point_attention(q, k, v, spec, case.build.fmt,
                                          global_qkv=global_qkv).out
         if corrupt is not None and corrupt[0] == index:
@@ -879,11 +950,16 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         arrays[f"expected{index}"] = expected[band]
         arrays[f"rows{index}"] = band
         if tokens.size:
-            qg, kg, vg = global_qkv
+            qg, kg, vg = (q, k, v) if global_qkv is None else global_qkv
             arrays[f"gexpected{index}"] = expected[tokens]
             arrays[f"qg{index}"] = pack_rows(qg[tokens], bits)
             arrays[f"kvg{index}"] = pack_rows(np.concatenate([kg, vg], axis=1), bits)
-        run = {"seq_len": n, "globals": int(tokens.size), "pattern": describe_pattern(spec),
+        random_rows = params.random_stream_rows(spec)   # the kvr stream (BigBird)
+        if params.max_random_blocks:
+            arrays[f"kvr{index}"] = pack_rows(
+                np.concatenate([k[random_rows], v[random_rows]], axis=1), bits)
+        run = {"seq_len": n, "globals": int(tokens.size), "random": int(random_rows.size),
+               "pattern": describe_pattern(spec),
                "command": command_value(params, spec), "actions": swat_actions(params, spec),
                "ideal": params.ideal_cycles(n, spec)}
         if case.stall_free:  # the cycle model is exact without gaps and stalls

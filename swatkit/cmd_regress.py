@@ -118,8 +118,9 @@ def shipped_builds():
 
 def shipped_cases(full: bool):
     """Real-size cases of the shipped cores: N = 1024 on each (stall-free: the cycle model is
-    checked; and under 30 % gaps and stalls); with ``full``, the default core at N = 4096 and
-    the Mistral-style causal core (sliding window 4096, head_dim 128) at N = 4608."""
+    checked; and under 30 % gaps and stalls), the default head with Longformer's patterns and a
+    BigBird-base head; with ``full``, the default core at N = 4096, the BigBird-base head at
+    N = 4096 and the Mistral-style causal core (sliding window 4096, head_dim 128) at N = 4608."""
     from swatkit.golden import AttentionSpec, NumberFormat
     from swatkit.rtl import CoreParams, HardwareConfig
     from swatkit.sim.regress import Build, Case
@@ -141,7 +142,14 @@ def shipped_cases(full: bool):
                       patterns=({"global_tokens": (0,)},
                                 {"global_tokens": (0, 100, 101, 102, 103, 104, 105, 2047)},
                                 {"dilation": 2, "global_tokens": (0, 511)})))
+    # a BigBird-base head (block 64, 3 random blocks, head_dim 64) on the default lanes
+    bigbird = Build.from_params("bigbird_base_b64r3", CoreParams(
+        AttentionSpec.bigbird(4096, 64, 64, 3), NumberFormat(), HardwareConfig()))
+    cases.append(Case(f"{bigbird.id}/random-n1024", bigbird, (1024,)))
     if full:
+        cases.append(Case(f"{bigbird.id}/random-n4096-full", bigbird, (4096,)))
+        cases.append(Case(f"{bigbird.id}/random-n2048-stall30-full", bigbird, (2048,),
+                          gap=0.3, stall=0.3))
         cases.append(Case(f"{patterned.id}/patterns-n4096-stall30-full", patterned,
                           (4096, 1024), gap=0.3, stall=0.3,
                           patterns=({"global_tokens": tuple(range(8))},
