@@ -625,10 +625,6 @@ def test_bigbird_swat_offchip_bytes_list_every_stream(spec):
     assert rec["global_pass_pairs"] == g * n
 
 
-@pytest.mark.xfail(strict=True, reason="swat_actions does not yet count a BigBird core's "
-                                       "global-row engine and o rows (the lead's cycle-model "
-                                       "change makes them the RTL's counters); remove this "
-                                       "marker when it lands")
 def test_bigbird_swat_actions_count_both_engines():
     spec = BIGBIRD_SPECS[0]
     p = _core(spec)
