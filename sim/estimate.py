@@ -61,6 +61,7 @@ the ``flash`` model under every dataflow but ``dense`` and marked (``computed_as
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import tomllib
@@ -227,7 +228,9 @@ def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles,
     before, after, dil = run.before, run.after, run.dilation
     r0 = np.arange(0, n, tiles.q, dtype=np.int64)
     r1 = np.minimum(r0 + tiles.q, n)
-    causal = after == 0
+    causal = after == 0 and not run.block_size
+    if run.block_size:
+        return _block_tile_counts(run, r0, r1, dataflow, tiles)
     if dataflow == "blocksparse":
         lo = np.maximum(0, r0 - before * dil)
         hi = np.minimum(n - 1, r1 - 1 + after * dil)
@@ -284,6 +287,52 @@ def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles,
             "global_rescales": n_glob * (all_k - 1)}
 
 
+def _block_tile_counts(run: AttentionSpec, r0: np.ndarray, r1: np.ndarray, dataflow: str,
+                       tiles: Tiles) -> dict:
+    """:func:`tile_counts` for a block-sparse (BigBird) pattern. Its global rows use the
+    ordinary projections, so they are rows of the main pass (no global pass). ``flash``: every
+    key tile of every query tile; ``blocksparse``: the key tiles that hold a key block of some
+    query block the query tile overlaps (:meth:`AttentionSpec.block_mask`'s rule: a global
+    query block keeps every key tile)."""
+    n, b, nb = run.seq_len, run.block_size, run.num_blocks
+    all_k = -(-n // tiles.k)
+    width = np.minimum(n, (np.arange(all_k) + 1) * tiles.k) - np.arange(all_k) * tiles.k
+    rows = r1 - r0
+    if dataflow == "blocksparse" and nb > 2:
+        # (query tile, key tile) pairs of every (query block, key block) slot of the
+        # non-global query blocks, then every key tile for the global blocks' query tiles
+        slots = run.block_key_slots().index                  # (nb − 2, 5 + r) key blocks
+        qblock = np.arange(1, nb - 1, dtype=np.int64)
+        pairs = []
+        span_q = (b - 1) // tiles.q + 2                      # query tiles a block can touch
+        span_k = (b - 1) // tiles.k + 2
+        for dq in range(span_q):
+            qt = (qblock * b) // tiles.q + dq
+            q_ok = (qt * tiles.q < (qblock + 1) * b) & (qt < r0.size)
+            for dk in range(span_k):
+                kt = (slots * b) // tiles.k + dk
+                k_ok = (kt * tiles.k < (slots + 1) * b) & (kt < all_k)
+                ok = q_ok[:, None] & k_ok
+                pairs.append((qt[:, None] * all_k + kt)[ok])
+        glob_q = np.unique(np.concatenate([
+            np.arange(0, b) // tiles.q, np.arange(n - b, n) // tiles.q]))
+        pairs.append((glob_q[:, None] * all_k + np.arange(all_k)[None, :]).reshape(-1))
+        pairs = np.unique(np.concatenate(pairs))
+        qt, kt = pairs // all_k, pairs % all_k
+        ktiles = np.bincount(qt, minlength=r0.size)
+        cols = np.bincount(qt, weights=width[kt], minlength=r0.size).astype(np.int64)
+    else:   # flash, or every block global (nb <= 2): every key tile
+        ktiles = np.full(r0.size, all_k, dtype=np.int64)
+        cols = np.full(r0.size, n, dtype=np.int64)
+    return {"query_tiles": int(r0.size), "tiles_computed": int(ktiles.sum()),
+            "tiles_total": int(r0.size * all_k),
+            "pairs_computed": int((rows * cols).sum()), "kv_rows_fetched": int(cols.sum()),
+            "row_tile_visits": int((rows * ktiles).sum()),
+            "rescales": int((rows * (ktiles - 1)).sum()),
+            "global_query_tiles": 0, "global_tiles_computed": 0, "global_pairs_computed": 0,
+            "global_kv_rows_fetched": 0, "global_row_tile_visits": 0, "global_rescales": 0}
+
+
 # every action key (a dataflow without one has 0); the global pass's own keys are global_*
 ACTION_KEYS = ("qk_macs", "sv_macs", "rescale_mults", "exp_ops", "max_compares", "sum_adds",
                "divisions", "kv_rows", "q_rows", "rows_out", "global_kv_rows",
@@ -291,7 +340,9 @@ ACTION_KEYS = ("qk_macs", "sv_macs", "rescale_mults", "exp_ops", "max_compares",
                "q_buffer_read_bits", "kv_buffer_write_bits", "kv_buffer_read_bits",
                "score_buffer_write_bits", "score_buffer_read_bits", "acc_buffer_write_bits",
                "acc_buffer_read_bits", "global_buffer_write_bits", "global_buffer_read_bits",
-               "offchip_read_bytes", "offchip_kv_read_bytes", "offchip_write_bytes")
+               "random_kv_rows", "random_buffer_write_bits", "random_buffer_read_bits",
+               "offchip_read_bytes", "offchip_kv_read_bytes", "offchip_random_kv_read_bytes",
+               "offchip_write_bytes")
 
 
 def _pass(**counts) -> dict:
@@ -312,15 +363,25 @@ def passes(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
     """Action counts of one head over ``n`` rows with the pattern ``run`` (default: the core's
     spec), as two passes: the main pass (every row's band and the global columns) and the
     global pass (the G global rows over all N keys, through their own projections
-    ``q_g``/``k_g``/``v_g``, as Longformer). :func:`actions` is their sum."""
+    ``q_g``/``k_g``/``v_g``, as Longformer). :func:`actions` is their sum.
+
+    A block-sparse (BigBird) pattern: on SWAT, G = 2·b (the first and last blocks) on the
+    global-row engine, and the random blocks' K/V rows on ``kvr`` (``random_kv_rows``,
+    ``offchip_random_kv_read_bytes``, the ``random`` buffer); the baselines compute the global
+    rows in their main pass (BigBird's global rows use the ordinary projections)."""
     run = _run(p, n, run)
     d, b, w = p.spec.head_dim, p.fmt.data_bits, p.widths
     ob = p.fmt.out_bits
-    n_glob = len(run.global_tokens)
+    n_glob = len(run.global_positions())   # (BigBird: the first and last blocks)
     gp = n_glob * n    # pairs of the global rows
     if dataflow == "swat":
         counters = swat_actions(p, run)   # the core's counters: both engines
         band = int(p.band_keys(run).sum())  # keys issued on the band core (masked ones too)
+        # BigBird's random blocks: their K/V rows arrive on kvr, once per query block
+        # (p.random_stream_rows), into the random memories the band core reads them from
+        rnd_rows = len(p.random_stream_rows(run))
+        rnd_keys = int(p.random_row(run).sum()) * run.num_random_blocks * p.block_size
+        rnd_bytes = _rows_bytes(2 * rnd_rows, d, b)
         # the global-row engine (rtl/global_rows.py), multi-query: the G Q rows resident, N K/V
         # beats per pass (the V half unused in pass 1) serving all G rows; pass 1 q·k and max,
         # pass 2 q·k again, exp, p·v, sum; per (key, global row) a Q row read, the K row (and
@@ -347,13 +408,21 @@ def passes(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
                      kv_rows=counters["kv_rows"], q_rows=counters["q_rows"],
                      rows_out=counters["rows_out"],
                      kv_buffer_write_bits=2 * (n + n_glob) * d * b,
-                     kv_buffer_read_bits=2 * band * d * b,
+                     kv_buffer_read_bits=2 * (band - rnd_keys) * d * b,
+                     random_kv_rows=rnd_rows,
+                     random_buffer_write_bits=2 * rnd_rows * d * b,
+                     random_buffer_read_bits=2 * rnd_keys * d * b,
                      score_buffer_write_bits=band * w.score,
                      score_buffer_read_bits=band * w.score,
-                     offchip_read_bytes=_rows_bytes(n, d, b) + kv_bytes,
+                     offchip_read_bytes=_rows_bytes(n, d, b) + kv_bytes + rnd_bytes,
                      offchip_kv_read_bytes=kv_bytes,
+                     offchip_random_kv_read_bytes=rnd_bytes,
                      offchip_write_bytes=_rows_bytes(n - n_glob, d, ob))
         return main, glob
+    if run.block_size:
+        # BigBird's global rows use the ordinary projections: a baseline computes them in its
+        # main pass (the SWAT core's global-row engine is its own choice)
+        n_glob = 0
     if dataflow == "dense":
         s_bytes, p_bytes = math.ceil(w.score / 8), math.ceil(w.prob / 8)
         rows = dense_tile_rows(p)
@@ -432,6 +501,7 @@ def buffer_banks(p: CoreParams, dataflow: str, tiles: Tiles | None = None) -> di
             res = p.resources()
             banks["global"] = max(1, res["global_buffer_bits"])
             banks["acc"] = max(1, res["global_accumulator_bits"])  # the global rows' state
+            banks["random"] = max(1, p.random_depth * p.hw.dim_lanes * b)  # one lane's K or V
     else:
         t = tiles or Tiles()
         banks.update(q=math.ceil(t.q * d * b / kl), kv=math.ceil(t.k * d * b / kl),
@@ -616,7 +686,15 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                 static = table.static_power_w * latency
                 layer_spec = pattern.spec(n, model.head_dim)
                 window_pairs = layer_spec.pair_count()
-                n_glob = len(layer_spec.global_tokens)
+                n_glob = len(layer_spec.global_positions())
+                plain = None
+                if pattern.kind == "blocksparse":   # the plain window of as many keys per row
+                    w_plain = plain_window(layer_spec)
+                    band = dataclasses.replace(p, spec=AttentionSpec.longformer(
+                        n, model.head_dim, attention_window=w_plain))
+                    _, band_acts, _ = _job(band, n, computed_as, group,
+                                           offchip_bytes_per_cycle / busy, tiles)
+                    plain = _offchip(band_acts) * jobs / (n * model.head_dim * model.heads)
                 ideal = (window_pairs * model.head_dim * model.heads
                          / (key_lanes * dim_lanes * cores * (g if head_schedule == "gqa" else 1)))
                 rec = {
@@ -638,6 +716,12 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                     "energy_j": sum(parts.values()) + static, "static_energy_j": static,
                     "tech": table.name, "macs": acts["qk_macs"] + acts["sv_macs"],
                     "offchip_bytes": _offchip(acts),
+                    "offchip_bytes_per_output": _offchip(acts) / (n * model.head_dim
+                                                                  * model.heads),
+                    "block_size": layer_spec.block_size,
+                    "random_blocks": layer_spec.num_random_blocks,
+                    "plain_window": w_plain if plain is not None else None,
+                    "plain_window_offchip_bytes_per_output": plain,
                     "pairs": window_pairs * model.heads,
                     "pairs_computed": acts["sv_macs"] // model.head_dim,
                     "global_pass_pairs": n_glob * n * model.heads,
@@ -655,6 +739,9 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                 records.append(rec)
                 totals = _add(totals, rec, len(indices))
             if model_scope:
+                totals.update(offchip_bytes_per_output=totals["offchip_bytes"] / (
+                                  n * model.head_dim * model.heads * model.layers),
+                              plain_window_offchip_bytes_per_output=None)
                 totals.update(scope="model", layer_indices=list(range(model.layers)),
                               layer_pattern="all layers", computed_as=dataflow,
                               full_attention=any(p.kind == "full" for p in model.patterns))
@@ -666,7 +753,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
 # per-layer figures that stay the same in a model's totals; every other number is summed
 _CONSTANT = ("seq_len", "layers", "heads", "kv_heads", "cores", "window", "before", "after",
              "head_dim", "key_lanes", "dim_lanes", "clock_hz", "tile_q", "tile_k", "dilation",
-             "global_tokens", "max_global_tokens", "max_dilation", "global_pass_cycles")
+             "global_tokens", "max_global_tokens", "max_dilation", "global_pass_cycles",
+             "block_size", "random_blocks", "plain_window")
 
 
 def _add(totals: dict | None, rec: dict, times: int) -> dict:
@@ -692,13 +780,27 @@ def _ratios(records: list[dict]) -> None:
         r["energy_ratio_to_swat"] = r["energy_j"] / ref["energy_j"] if ref else None
 
 
+def plain_window(spec: AttentionSpec) -> int:
+    """The Longformer ``attention_window`` (even) of the plain band that a block-sparse spec is
+    compared with: as many keys per row as its interior query blocks attend, ``(5 + r)·b`` (the
+    3-block window, the 2 global blocks, r random blocks), rounded up to even (BigBird-base,
+    b = 64, r = 3: 512, Longformer-base's window)."""
+    keys = (5 + spec.num_random_blocks) * spec.block_size
+    return keys + keys % 2
+
+
 def single_head(p: CoreParams) -> ModelConfig:
-    """One layer of one head with ``p``'s window: what ``swatkit estimate`` without ``--model``
-    estimates."""
+    """One layer of one head with ``p``'s window (or block-sparse pattern): what ``swatkit
+    estimate`` without ``--model`` estimates."""
     s = p.spec
-    return ModelConfig("head", "head", 1, 1, 1, s.head_dim,
-                       (LayerPattern("window", s.before, s.after, s.dilation,
-                                     global_tokens=s.global_tokens),))
+    if s.block_size:
+        pattern = LayerPattern("blocksparse", block_size=s.block_size,
+                               random_blocks=s.num_random_blocks, pattern_seed=s.pattern_seed,
+                               random_table=s.explicit_random_table)
+    else:
+        pattern = LayerPattern("window", s.before, s.after, s.dilation,
+                               global_tokens=s.global_tokens)
+    return ModelConfig("head", "head", 1, 1, 1, s.head_dim, (pattern,))
 
 
 def estimate(p: CoreParams, seq_lens, dataflows=("swat", "dense"), *, clock_hz: float = 100e6,

@@ -55,7 +55,10 @@ class LayerPattern:
     """The attention pattern of one layer.
 
     ``kind`` is ``"window"`` (a band: ``before`` keys before the row, ``after`` after it, every
-    ``dilation``-th) or ``"full"`` (every key, or every earlier key if ``causal``).
+    ``dilation``-th), ``"full"`` (every key, or every earlier key if ``causal``) or
+    ``"blocksparse"`` (BigBird's pattern, :meth:`AttentionSpec.bigbird`: blocks of
+    ``block_size`` rows, ``random_blocks`` random key blocks per query block, the table drawn
+    from ``pattern_seed`` or given as ``random_table``, which fits one length only).
     """
 
     kind: str
@@ -64,15 +67,28 @@ class LayerPattern:
     dilation: int = 1
     causal: bool = False
     global_tokens: tuple[int, ...] = ()  # a window layer's global tokens (one head's estimate)
+    block_size: int = 0
+    random_blocks: int = 0
+    pattern_seed: int | None = None
+    random_table: tuple[tuple[int, ...], ...] | None = None
 
     def spec(self, seq_len: int, head_dim: int) -> AttentionSpec:
         """The layer's :class:`AttentionSpec` for ``seq_len`` rows."""
+        if self.kind == "blocksparse":
+            return AttentionSpec.bigbird(seq_len, head_dim, block_size=self.block_size,
+                                         num_random_blocks=self.random_blocks,
+                                         seed=self.pattern_seed, random_table=self.random_table)
         if self.kind == "window":
             return AttentionSpec(seq_len, head_dim, self.before, self.after, self.dilation,
                                  tuple(self.global_tokens))
         return AttentionSpec(seq_len, head_dim, seq_len - 1, 0 if self.causal else seq_len - 1)
 
     def describe(self) -> str:
+        if self.kind == "blocksparse":
+            table = ("explicit random table" if self.random_table is not None
+                     else f"seed {self.pattern_seed or 0}")
+            return (f"BigBird blocks of {self.block_size}, {self.random_blocks} random block"
+                    f"{'s' if self.random_blocks != 1 else ''} ({table})")
         if self.kind == "full":
             return "full causal" if self.causal else "full"
         if self.after == 0:

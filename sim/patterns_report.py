@@ -7,6 +7,7 @@ core's counters (:func:`~swatkit.sim.cycle_model.swat_actions`), the estimate
 (:func:`~swatkit.sim.estimate.estimate`) and :meth:`CoreParams.resources`::
 
     python -m swatkit.sim.patterns_report
+    python -m swatkit.sim.patterns_report --bigbird   # BigBird-base: b = 64, r = 3, N = 1K … 16K
 
 Ideals (every multiplier busy every cycle):
 
@@ -110,11 +111,65 @@ def resources_table(n: int) -> None:
         print(f"{key:26}" + "".join(f"{c:>24}" for c in cells))
 
 
+BIGBIRD_LENGTHS = (1024, 2048, 4096, 8192, 16384)
+
+
+def bigbird_core(n: int, block: int = 64, random_blocks: int = 3) -> CoreParams:
+    """A BigBird-base head (blocks of 64, 3 random blocks, table seed 0, head_dim 64) on 8 × 8
+    lanes, counters for ``n`` rows."""
+    return CoreParams(AttentionSpec.bigbird(n, 64, block, random_blocks), NumberFormat(),
+                      HardwareConfig(8, 8, n))
+
+
+def bigbird_table(lengths=BIGBIRD_LENGTHS) -> None:
+    """Per N: SWAT's cycles against the ideal, the dense baseline against SWAT, and off-chip
+    bytes per output element against the plain window of as many keys per row."""
+    print("BigBird-base head (b = 64, r = 3, seed 0, d = 64), 8x8 lanes, asic45, 100 MHz, "
+          "16 B/cycle; band: attention_window 512 (the same 512 keys per interior row)")
+    print(f"{'N':>6} {'SWAT cycles':>12} {'ideal':>11} {'ratio':>6} {'glob eng':>10} "
+          f"{'dense/SWAT lat':>14} {'dense/SWAT E':>12} {'SWAT B/out':>10} {'random':>7} "
+          f"{'band B/out':>10} {'dense B/out':>11} {'band':>6}")
+    for n in lengths:
+        p = bigbird_core(n)
+        run = p.run_spec(n)
+        recs = {r["dataflow"]: r for r in estimate(p, [n], ["swat", "dense"])}
+        s, dense = recs["swat"], recs["dense"]
+        glob = global_row_cycles(64, 8, p.fmt, n, len(run.global_positions()))
+        print(f"{n:6} {s['cycles']:12,} {s['ideal_cycles']:11,.0f} "
+              f"{s['cycles'] / s['ideal_cycles']:6.3f} {glob:10,} "
+              f"{dense['latency_ratio_to_swat']:14.2f} {dense['energy_ratio_to_swat']:12.2f} "
+              f"{s['offchip_bytes_per_output']:10.2f} "
+              f"{s['offchip_random_kv_read_bytes'] / (n * 64):7.2f} "
+              f"{s['plain_window_offchip_bytes_per_output']:10.2f} "
+              f"{dense['offchip_bytes_per_output']:11.1f} "
+              f"{dense['plain_window_offchip_bytes_per_output']:6.1f}")
+
+
+def bigbird_resources(n: int = 4096) -> None:
+    cases = [("Longformer default", core(n)), ("BigBird b=64 r=3", bigbird_core(n))]
+    res = [(name, p.resources()) for name, p in cases]
+    print(f"\nResources (CoreParams.resources()), d = 64, 8x8 lanes, max_seq_len {n}: the "
+          "default Longformer core (W = 513) and a BigBird-base core")
+    print(f"{'resource':26}" + "".join(f"{name:>26}" for name, _ in res))
+    for key in res[0][1]:
+        base = res[0][1][key]
+        cells = [f"{base:,}"] + [f"{r[key]:,}" + (f" ({r[key] - base:+,})" if r[key] != base
+                                                   else "") for _, r in res[1:]]
+        print(f"{key:26}" + "".join(f"{c:>26}" for c in cells))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m swatkit.sim.patterns_report",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--seq-len", type=int, default=N, help=f"N (default {N})")
+    parser.add_argument("--bigbird", action="store_true",
+                        help="the BigBird-base head instead, at N = "
+                             f"{', '.join(map(str, BIGBIRD_LENGTHS))}")
     args = parser.parse_args(argv)
+    if args.bigbird:
+        bigbird_table()
+        bigbird_resources()
+        return 0
     if args.seq_len <= max(GLOBALS):
         parser.error(f"--seq-len must exceed {max(GLOBALS)} (the global tokens 0..31), "
                      f"not {args.seq_len}")

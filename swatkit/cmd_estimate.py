@@ -491,6 +491,9 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
     glob = any(r.get("global_tokens") for r in records)
     if glob:   # the pattern's pairs, and what the global rows' pass costs
         columns += ["pairs", "global MACs", "global off-chip", "global E"]
+    blocks = any(r.get("block_size") for r in records)
+    if blocks:   # BigBird: the random blocks' K/V fetches; bytes per output against the band
+        columns += ["random K/V", "B/out", "band B/out"]
     if breakdown:
         columns += [f"E {c}" for c in COMPONENTS]
     for col in columns:
@@ -509,10 +512,16 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
         if glob:
             row += [f"{r['pairs']:.4g}", f"{r['global_pass_macs']:.3g}",
                     _si(r["global_pass_offchip_bytes"], "B"), _si(r["global_pass_energy_j"], "J")]
+        if blocks:
+            band = r.get("plain_window_offchip_bytes_per_output")
+            row += [_si(r["offchip_random_kv_read_bytes"], "B")
+                    if r["computed_as"] == "swat" else "–",
+                    _bytes_per_output(r["offchip_bytes_per_output"]),
+                    "–" if band is None else _bytes_per_output(band)]
         if breakdown:
             row += [_si(r["energy_breakdown"][c], "J") for c in COMPONENTS]
         t.add_row(*row)
-    Console(width=240 if breakdown or glob else 160).print(t)
+    Console(width=240 if breakdown or glob or blocks else 160).print(t)
     scope = "model" if model is not None else "layer"
     for n in sorted({r["seq_len"] for r in records}):
         parts = [f"{r['dataflow']}/SWAT latency {r['latency_ratio_to_swat']:.1f}x, "
@@ -521,6 +530,12 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
                  and r["latency_ratio_to_swat"] is not None]
         if parts:
             print(f"N={n}: " + "; ".join(parts))
+    if blocks:
+        windows = sorted({r["plain_window"] for r in records if r.get("plain_window")})
+        print("random K/V: off-chip bytes of the random blocks' K/V rows (SWAT: the kvr stream, "
+              "fetched per query block; the baselines fetch K/V by tile). B/out: off-chip bytes "
+              "per output element; band B/out: the same dataflow on the plain window of as many "
+              f"keys per row (attention_window {', '.join(map(str, windows))})")
     if model is not None:
         if model.note:
             print(f"not modelled: {model.note}")
@@ -528,6 +543,10 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
             print(f"note: {model.name} was trained for up to {model.max_positions} positions")
         print(f"model values: {model.source}")
     print(f"energy table {table.name}: {table.source}")
+
+
+def _bytes_per_output(x: float) -> str:
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.3g}"
 
 
 def _ratio(x: float | None) -> str:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from swatkit.options import (
+    BIGBIRD_KEYS,
     WINDOW_KEYS,
     UsageError,
     add_hardware_options,
@@ -126,12 +127,13 @@ def resolve_with_board(args, board, first=None):
     first = first or resolve(args, "flow")
     given = set(first.sources)
     merged = copy.copy(args)
-    window_given = any(k in given for k in WINDOW_KEYS)
+    # (a BigBird pattern replaces the board's window too)
+    window_given = any(k in given for k in (*WINDOW_KEYS, *BIGBIRD_KEYS))
     for key, value in board.defaults.items():
         if key in given or (key in WINDOW_KEYS and window_given):
             continue
         setattr(merged, key, value)
-    if first.spec.after == 0 and "sliding_window" not in given:
+    if first.spec.after == 0 and not first.spec.block_size and "sliding_window" not in given:
         merged.sliding_window = board.defaults["attention_window"] + 1
     return resolve(merged, "flow")
 
@@ -142,6 +144,10 @@ def flow_config(args, first, board):
     from swatkit.fpga_flows.flow import FlowConfig
 
     r = resolve_with_board(args, board, first)
+    if r.spec.block_size:
+        raise UsageError(f"{r.label('bigbird_block')}: the board self-test does not yet drive a "
+                         "BigBird core's global-row and random-block streams (qg, kvg, og, kvr);"
+                         " write its Verilog with swatkit generate --bigbird")
     params = core_params(r, r.spec.seq_len)
     own = r.command
     mode = own.get("selftest", board.selftest)

@@ -4,7 +4,8 @@ Writes DIR/<name>.v (with a header comment: version, configuration, clock and re
 DIR/<name>.vlt (Verilator waivers) and DIR/swatkit.json (the resolved configuration, derived
 widths, resources, every port's bit layout and the file list; give it back as --config to
 regenerate the same Verilog). With no options: a Longformer-base head (attention_window 512,
-head_dim 64, up to 4096 rows) on 8 key lanes x 8 dim lanes.
+head_dim 64, up to 4096 rows) on 8 key lanes x 8 dim lanes; ``--bigbird BLOCK --random-blocks R``:
+a core for BigBird's block-sparse pattern (the report lists its maxima and what they cost).
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     for line in waste_warnings(r, params):
         warn(line)
     try:
-        with progress(f"generating Verilog ({params.window}-key window, head_dim "
+        with progress(f"generating Verilog ({params.window}-key "
+                      f"{'block ' if params.block_size else ''}window, head_dim "
                       f"{params.spec.head_dim}, {params.hw.key_lanes}x{params.hw.dim_lanes} "
                       "lanes)"):
             out = generate(params.spec, params.fmt, params.hw, args.output, **target)
@@ -90,13 +92,33 @@ def run(args: argparse.Namespace) -> int:
     for stale in out.removed:
         print(f"removed {stale}  (written by an earlier run, not by this one)")
     s = params.spec
-    print(f"window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, up to {hw.max_seq_len} rows;"
+    if params.block_size:
+        b = params.block_size
+        pattern = (f"BigBird blocks of {b} rows ({params.window}-key block window), first and "
+                   f"last blocks global ({params.max_global_tokens} rows), up to "
+                   f"{params.max_random_blocks} random block"
+                   f"{'s' if params.max_random_blocks != 1 else ''} per query block")
+    else:
+        pattern = f"window {s.before}+1+{s.after} keys"
+    print(f"{pattern}, head_dim {s.head_dim}, up to {hw.max_seq_len} rows;"
           f" {hw.key_lanes} key lanes x {hw.dim_lanes} dim lanes"
           + ("; AXI4-Stream ports" if target["interface"] == "axis" else ""))
     print(f"multipliers {res['qk_multipliers']} (QK) + {res['sv_multipliers']} (SV) + "
           f"{res['exp_multipliers']} (exp); K/V buffer {res['kv_buffer_bits'] // 1024} Kib, "
           f"scores {res['score_buffer_bits'] // 1024} Kib")
-    if params.max_global_tokens or params.max_dilation > 1:
+    if params.block_size:
+        print(f"global blocks: global-row engine ({res['global_qk_multipliers']} + "
+              f"{res['global_sv_multipliers']} + {res['global_exp_multipliers']} multipliers, "
+              f"rows {res['global_buffer_bits'] // 1024} Kib, state "
+              f"{res['global_accumulator_bits'] // 1024} Kib), global K/V columns resident "
+              f"(flags {res['flag_bits'] // 1024} Kib)")
+        if params.max_random_blocks:
+            print(f"random blocks: up to {params.random_rows} K/V rows per query block on kvr, "
+                  f"double-buffered: random_buffer_bits {res['random_buffer_bits'] // 1024} Kib")
+        print("run command: seq_len (a multiple of the block size)"
+              + (f", random_blocks (0..{params.max_random_blocks})"
+                 if params.max_random_blocks else ""))
+    elif params.max_global_tokens or params.max_dilation > 1:
         parts = []
         if params.max_global_tokens:
             parts.append(f"up to {params.max_global_tokens} global tokens (global-row engine: "

@@ -9,6 +9,14 @@ commands), or a ``swatkit.json`` / ``flow.json`` that ``swatkit generate`` / ``f
 command line (``--attention-window``, ``--causal``/``--no-causal``, ``--sliding-window``)
 replaces the whole window of the file.
 
+BigBird's block-sparse pattern (``--bigbird BLOCK``, ``--random-blocks R``, ``--pattern-seed S``;
+``[spec]`` keys ``bigbird_block``, ``random_blocks``, ``pattern_seed`` and ``random_table``, an
+explicit table as a list of rows) is the other kind of pattern: it builds
+:meth:`AttentionSpec.bigbird`. Given together with a window option (the window keys,
+``--dilation``, ``--global-tokens``) from the same place it is an error; a BigBird option on the
+command line replaces the file's window (and its dilation and global tokens), and a window
+option on the command line replaces the file's BigBird pattern.
+
 Every bad value becomes a :class:`UsageError` whose message names the option (or the config key)
 and the value as the user gave them; sizes beyond the core's practical limits
 (:mod:`swatkit.rtl.config`) are refused at once, naming the limit.
@@ -62,8 +70,19 @@ SPEC_KEYS = {
     "sliding_window": "--sliding-window",
     "dilation": "--dilation",
     "global_tokens": "--global-tokens",
+    "bigbird_block": "--bigbird",
+    "random_blocks": "--random-blocks",
+    "pattern_seed": "--pattern-seed",
+    "random_table": "random_table",   # (only in a config file: a list of rows)
 }
 WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
+# the token band's pattern keys, and BigBird's: one kind per configuration
+BAND_KEYS = (*WINDOW_KEYS, "dilation", "global_tokens")
+BIGBIRD_KEYS = ("bigbird_block", "random_blocks", "pattern_seed", "random_table")
+DEFAULT_RANDOM_BLOCKS = 3   # BigBird-base (Hugging Face's num_random_blocks)
+# the names the golden spec and the core give BigBird's fields in their messages
+FIELD_KEYS = {"block_size": "bigbird_block", "num_random_blocks": "random_blocks",
+              "seed": "pattern_seed", "explicit_random_table": "random_table"}
 FORMAT_KEYS = {f.name: "--" + f.name.replace("_", "-")
                for f in dataclasses.fields(NumberFormat)}
 HARDWARE_KEYS = {"key_lanes": "--key-lanes", "dim_lanes": "--dim-lanes",
@@ -156,6 +175,17 @@ def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
     g.add_argument("--dilation", metavar="K", type=int, help="distance between window keys")
     g.add_argument("--global-tokens", metavar="I,J,...", type=_token_list,
                    help="positions that attend to, and are attended by, every row")
+    b = parser.add_argument_group("BigBird block-sparse pattern (instead of a window)")
+    b.add_argument("--bigbird", dest="bigbird_block", metavar="BLOCK", type=int,
+                   help="BigBird's block-sparse attention with blocks of BLOCK rows (a power of "
+                        "two for the core): a 3-block window, the first and last blocks "
+                        "global, random key blocks per query block")
+    b.add_argument("--random-blocks", metavar="R", type=int,
+                   help=f"with --bigbird: random key blocks per query block (default "
+                        f"{DEFAULT_RANDOM_BLOCKS})")
+    b.add_argument("--pattern-seed", metavar="S", type=int,
+                   help="with --bigbird: the seed the random block table is drawn from "
+                        "(default 0; an explicit table: [spec] random_table in --config)")
     f = parser.add_argument_group("number format (fixed-point datapath)")
     for field in dataclasses.fields(NumberFormat):
         kind = float if field.name.startswith("scale") else int
@@ -247,6 +277,8 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     path = getattr(args, "config", None)
     config = _load_config(path) if path else {}
     window_on_line = any(getattr(args, k, None) is not None for k in WINDOW_KEYS)
+    band_on_line = any(getattr(args, k, None) is not None for k in BAND_KEYS)
+    bigbird_on_line = any(getattr(args, k, None) is not None for k in BIGBIRD_KEYS)
     values, names, sources = {}, {}, {}
     tables = dict(SHARED_TABLES)
     if command in COMMAND_TABLES:
@@ -256,7 +288,11 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
             given = getattr(args, key, None)
             if given is not None:
                 values[key], names[key], sources[key] = given, option, "option"
-            elif key in config.get(table, {}) and not (key in WINDOW_KEYS and window_on_line):
+            elif key in config.get(table, {}) and not (
+                    (key in WINDOW_KEYS and window_on_line)
+                    or (key in BAND_KEYS and bigbird_on_line)
+                    or (key in BIGBIRD_KEYS and band_on_line)
+                    or (key == "random_table" and sources.get("pattern_seed") == "option")):
                 values[key] = config[table][key]
                 names[key] = f"[{table}] {key} in {path}"
                 sources[key] = "config"
@@ -282,6 +318,22 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
 
     spec_args = {"seq_len": values.get("seq_len", DEFAULT_SEQ_LEN),
                  "head_dim": values.get("head_dim", DEFAULT_HEAD_DIM)}
+    bigbird = [k for k in BIGBIRD_KEYS if k in values]
+    if bigbird:
+        band = [k for k in BAND_KEYS if k in values and values[k] is not False]
+        if band:
+            fail(band[0], f"cannot be combined with {names[bigbird[0]]} (BigBird's pattern "
+                          "has its own window and global blocks)")
+        if "bigbird_block" not in values:
+            fail(bigbird[0], "needs --bigbird")
+        if "random_table" in values and "pattern_seed" in values:
+            fail("pattern_seed", f"cannot be combined with {names['random_table']} (the table "
+                                 "is given, not drawn)")
+        spec, fmt = _bigbird(spec_args, values, names, all_lengths)
+        hardware = {k: values[k] for k in HARDWARE_KEYS if k in values}
+        own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
+        return Resolved(spec, fmt, hardware, sources, names, own,
+                        all_lengths or (spec.seq_len,))
     try:
         if causal:
             spec = AttentionSpec.causal(
@@ -298,6 +350,39 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
     return Resolved(spec, fmt, hardware, sources, names, own,
                     all_lengths or (spec.seq_len,))
+
+
+def _bigbird(spec_args: dict, values: dict, names: dict, lengths: tuple[int, ...]):
+    """The BigBird spec and the number format of the resolved values; with ``lengths`` (a
+    sweep), the pattern is checked at every length (the spec holds the longest)."""
+    table = values.get("random_table")
+    if table is not None and not isinstance(table, list):
+        raise UsageError(f"{names['random_table']} must be a list of rows of integers, "
+                         f"not {table!r}")
+    if table is not None and any(not isinstance(row, list) or any(
+            isinstance(x, bool) or not isinstance(x, int) for x in row) for row in table):
+        raise UsageError(f"{names['random_table']} must be a list of rows of integers, "
+                         f"not {table!r}")
+    pattern = {"block_size": values["bigbird_block"],
+               "num_random_blocks": values.get("random_blocks", DEFAULT_RANDOM_BLOCKS),
+               "seed": values.get("pattern_seed"), "random_table": table}
+    try:
+        spec = AttentionSpec.bigbird(**spec_args, **pattern)
+        fmt = NumberFormat(**{k: values[k] for k in FORMAT_KEYS if k in values})
+    except (TypeError, ValueError) as e:
+        raise option_error(e, names) from None
+    for n in lengths:
+        if n == spec.seq_len:
+            continue
+        try:
+            spec.replace(seq_len=n)
+        except (TypeError, ValueError) as e:
+            if table is not None:
+                raise UsageError(f"{names['random_table']} is the table of {spec.seq_len} rows "
+                                 f"({spec.num_blocks} blocks); it cannot serve "
+                                 f"{names.get('seq_len', '--seq-len')} {n}") from None
+            raise option_error(e, names) from None
+    return spec, fmt
 
 
 def _lengths(value, label: str) -> tuple[int, ...]:
@@ -331,6 +416,12 @@ def core_params(resolved: Resolved, max_seq_len: int, **hardware):
     # below the pattern it must run is a contradiction
     spec, given = resolved.spec, {**resolved.hardware, **hardware}
     label = resolved.label
+    if spec.block_size:   # BigBird: its global tokens are its first and last blocks
+        for key, neutral in (("max_global_tokens", 0), ("max_dilation", 1)):
+            if key in given and given[key] != neutral:
+                raise UsageError(f"{label(key)} cannot be combined with {label('bigbird_block')} "
+                                 "(a BigBird core's global tokens are its first and last "
+                                 f"blocks, {2 * spec.block_size} rows, and it has no dilation)")
     count = len(spec.global_tokens)
     if count > MAX_GLOBAL_TOKENS:
         raise UsageError(f"{label('global_tokens')} lists {count} positions; at most "
@@ -364,15 +455,25 @@ def limit_error(error, resolved: Resolved) -> UsageError:
         return UsageError(f"{label('seq_len')} must be at most {error.limit} ({error.what}), "
                           f"not {error.value}")
     if error.field == "window":
+        if spec.block_size:
+            return UsageError(f"{label('bigbird_block')} {spec.block_size} makes a "
+                              f"{spec.window}-key block window; at most {error.limit} keys "
+                              f"({error.what})")
         if spec.after == 0:  # causal: sliding_window keys
             return UsageError(f"{label('sliding_window')} must be at most {error.limit} "
                               f"({error.what}), not {spec.window}")
         return UsageError(f"{label('attention_window')} must be at most {error.limit - 1} "
                           f"({error.limit} {error.what}), not {spec.window - 1}")
+    if error.field == "block_size":
+        return UsageError(f"{label('bigbird_block')} must be at most {error.limit} ({error.what}), "
+                          f"not {error.value}")
     if error.field == "key_lanes x dim_lanes":
         return UsageError(f"{label('key_lanes')} x {label('dim_lanes')} must be at most "
                           f"{error.limit} ({error.what}), not {error.value}")
-    if spec.after == 0:
+    if spec.block_size:
+        window = (f"{label('bigbird_block')} {spec.block_size} with {label('random_blocks')} "
+                  f"{spec.num_random_blocks}")
+    elif spec.after == 0:
         window = f"{label('sliding_window')} {spec.window}"
     else:
         window = f"{label('attention_window')} {spec.window - 1}"
@@ -386,9 +487,21 @@ def option_error(error: Exception, names: dict) -> UsageError:
     message = str(error)
     field, _, rest = message.partition(" ")
     key = "global_tokens" if field == "global" else field  # "global token 40 is outside ..."
+    key = FIELD_KEYS.get(key, key)   # BigBird's fields as the spec names them
+    if key.startswith(("random_table[", "explicit_random_table[")):
+        # "random_table[2, 0] = 3 is inside the window of query block 3 (blocks 2..4)"
+        key, message = "random_table", "random_table" + message[message.index("["):]
     label = names.get(key) or ALL_OPTIONS.get(key)
     if label is None:
         return UsageError(message)
+    if key == "random_table" and not message.startswith("random_table "):
+        return UsageError(f"{label}: {message}")
+    if key in FIELD_KEYS.values():   # and the other fields it names, as the user named them
+        seq_len = names.get("seq_len") or ALL_OPTIONS["seq_len"]
+        block = names.get("bigbird_block") or ALL_OPTIONS["bigbird_block"]
+        rest = rest.replace("seq_len", seq_len).replace("block_size", block)
+        if field != key:
+            return UsageError(f"{label} {rest}")
     return UsageError(f"{label} {rest}" if key == field else f"{label}: {message}")
 
 
@@ -399,6 +512,8 @@ def waste_warnings(resolved: Resolved, params) -> list[str]:
     """One line for each legal but wasteful choice of ``params`` (a :class:`CoreParams` made
     from ``resolved``): a window wider than any row of ``max_seq_len`` rows can use."""
     spec, n = params.spec, params.hw.max_seq_len
+    if spec.block_size:   # (a block window is as wide as its blocks, at any length)
+        return []
     usable = min(spec.before, n - 1) + min(spec.after, n - 1) + 1
     if spec.window <= usable:
         return []

@@ -15,6 +15,7 @@ from swatkit.options import (
     add_hardware_options,
     add_workload_options,
     core_params,
+    parse_lengths,
     resolve,
     waste_warnings,
 )
@@ -200,3 +201,144 @@ def test_wasteful_window_warns_once(capsys):
                     "that never exist")
     r = parse("--attention-window", "64", "--seq-len", "1024")
     assert waste_warnings(r, core_params(r, 1024)) == []
+
+
+# -- BigBird's block-sparse pattern --------------------------------------------------------------
+
+
+def test_bigbird_options_build_the_block_sparse_spec():
+    r = parse("--bigbird", "64", "--seq-len", "1024")
+    assert r.spec == AttentionSpec.bigbird(1024, 64, block_size=64, num_random_blocks=3, seed=0)
+    r = parse("--bigbird", "16", "--random-blocks", "2", "--pattern-seed", "7",
+              "--seq-len", "256", "--head-dim", "32")
+    assert r.spec == AttentionSpec.bigbird(256, 32, block_size=16, num_random_blocks=2, seed=7)
+    assert r.sources["bigbird_block"] == "option"
+
+
+def test_bigbird_config_keys_and_an_explicit_table(tmp_path):
+    cfg = tmp_path / "bb.toml"
+    table = [[3], [4], [5], [6], [1], [2]]
+    cfg.write_text("[spec]\nseq_len = 512\nhead_dim = 16\nbigbird_block = 64\n"
+                   f"random_blocks = 1\nrandom_table = {table}\n")
+    r = parse("--config", str(cfg))
+    assert r.spec == AttentionSpec.bigbird(512, 16, block_size=64, num_random_blocks=1,
+                                           random_table=table)
+    # the spec's own [spec] table reads back as the same spec
+    spec = AttentionSpec.bigbird(512, 16, block_size=32, num_random_blocks=2, seed=3)
+    from swatkit.toml_text import dumps
+    cfg.write_text(dumps({"spec": spec.as_options()}))
+    assert parse("--config", str(cfg)).spec == spec
+    # a seed on the command line replaces the file's table; a window replaces the whole pattern
+    cfg.write_text("[spec]\nseq_len = 512\nbigbird_block = 64\nrandom_blocks = 1\n"
+                   f"random_table = {table}\n")
+    assert parse("--config", str(cfg), "--pattern-seed", "4").spec.pattern_seed == 4
+    assert parse("--config", str(cfg), "--attention-window", "16").spec == (
+        AttentionSpec.longformer(512, 64, attention_window=16))
+    cfg.write_text("[spec]\nseq_len = 512\nattention_window = 64\ndilation = 2\n")
+    assert parse("--config", str(cfg), "--bigbird", "64").spec == (
+        AttentionSpec.bigbird(512, 64, block_size=64))
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--bigbird", "48", "--seq-len", "1000"], "--bigbird 48 does not divide --seq-len 1000"),
+    (["--bigbird", "0"], "--bigbird must be a positive integer, not 0"),
+    (["--bigbird", "64", "--random-blocks", "-1"],
+     "--random-blocks must be a non-negative integer, not -1"),
+    (["--bigbird", "64", "--pattern-seed", "-2"],
+     "--pattern-seed must be a non-negative integer, not -2"),
+    (["--bigbird", "64", "--random-blocks", "4", "--seq-len", "512"],
+     "--random-blocks 4 is more than the 3 key blocks available to query block 2 of 8 (random "
+     "blocks avoid blocks 0 and 7 and the window 1..3); with --bigbird 64, 4 random blocks need "
+     "--seq-len >= 576"),
+    (["--random-blocks", "2"], "--random-blocks needs --bigbird"),
+    (["--pattern-seed", "1"], "--pattern-seed needs --bigbird"),
+    (["--bigbird", "64", "--attention-window", "8"], "--attention-window cannot be combined "
+     "with --bigbird (BigBird's pattern has its own window and global blocks)"),
+    (["--bigbird", "64", "--causal"], "--causal cannot be combined with --bigbird (BigBird's "
+     "pattern has its own window and global blocks)"),
+    (["--bigbird", "64", "--dilation", "2"], "--dilation cannot be combined with --bigbird "
+     "(BigBird's pattern has its own window and global blocks)"),
+    (["--global-tokens", "0", "--random-blocks", "1"], "--global-tokens cannot be combined with "
+     "--random-blocks (BigBird's pattern has its own window and global blocks)"),
+    (["--bigbird", "x"], "argument --bigbird: invalid int value: 'x'"),
+])
+def test_bad_bigbird_values_name_the_option(argv, message):
+    assert usage_error(*argv) == message
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ("[[3], [4], [5]]", "[spec] random_table in {path} must have shape (6, 1) (query blocks 1..6 "
+                        "× num_random_blocks), not (3, 1)"),
+    ("[[3], [4], [5], [6], [1], [9]]",
+     "[spec] random_table in {path}: random_table[5, 0] = 9 is outside the key blocks [0, 8)"),
+    ("[[3], [4], [5], [6], [1], [7]]",
+     "[spec] random_table in {path}: random_table[5, 0] = 7 is a global block (0 or 7)"),
+    ("[[2], [4], [5], [6], [1], [2]]", "[spec] random_table in {path}: random_table[0, 0] = 2 "
+                                       "is inside the window of query block 1 (blocks 0..2)"),
+    ("3", "[spec] random_table in {path} must be a list of rows of integers, not 3"),
+    ("[[3], [4], [5], [6], [1], ['a']]", "[spec] random_table in {path} must be a list of rows of "
+                                         "integers, not [[3], [4], [5], [6], [1], ['a']]"),
+])
+def test_a_bad_random_table_is_named(tmp_path, table, message):
+    cfg = tmp_path / "bb.toml"
+    cfg.write_text("[spec]\nseq_len = 512\nbigbird_block = 64\nrandom_blocks = 1\n"
+                   f"random_table = {table}\n")
+    assert usage_error("--config", str(cfg)) == message.format(path=cfg)
+    cfg.write_text("[spec]\nseq_len = 512\nbigbird_block = 64\nrandom_blocks = 1\n"
+                   "random_table = [[3], [4], [5], [6], [1], [2]]\npattern_seed = 1\n")
+    assert usage_error("--config", str(cfg)) == (
+        f"[spec] pattern_seed in {cfg} cannot be combined with [spec] random_table in {cfg} "
+        "(the table is given, not drawn)")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--bigbird", "48", "--seq-len", "480"], "--bigbird must be a power of two on the SWAT core "
+     "(it checks --seq-len against it with a mask), not 48"),
+    (["--bigbird", "256", "--seq-len", "2048"], "--bigbird must be at most 128 (the global first "
+     "and last blocks are resident global rows and columns, at most 256), not 256"),
+    (["--bigbird", "64", "--max-global-tokens", "4"], "--max-global-tokens cannot be combined "
+     "with --bigbird (a BigBird core's global tokens are its first and last blocks, 128 rows, "
+     "and it has no dilation)"),
+    (["--bigbird", "2", "--seq-len", "64"], "--key-lanes (8) must not exceed the window (6 keys)"),
+])
+def test_a_bigbird_core_beyond_its_rules_names_the_option(argv, message):
+    r = parse(*argv)
+    with pytest.raises(UsageError) as info:
+        core_params(r, r.spec.seq_len)
+    assert str(info.value) == message
+
+
+def test_every_length_of_a_sweep_fits_the_blocks(tmp_path):
+    parser = _Parser(prog="swatkit test")
+    add_workload_options(parser, seq_len_type=parse_lengths)
+    r = resolve(parser.parse_args(["--bigbird", "64", "--seq-len", "1024:16384:x2"]),
+                lengths=[1024])
+    assert r.lengths == (1024, 2048, 4096, 8192, 16384) and r.spec.seq_len == 16384
+    with pytest.raises(UsageError, match=r"^--bigbird 64 does not divide --seq-len 1000$"):
+        resolve(parser.parse_args(["--bigbird", "64", "--seq-len", "1000,1024"]), lengths=[1])
+    cfg = tmp_path / "bb.toml"
+    cfg.write_text("[spec]\nbigbird_block = 64\nrandom_blocks = 1\n"
+                   "random_table = [[3], [4], [5], [6], [1], [2]]\n")
+    with pytest.raises(UsageError, match=r"^\[spec\] random_table in .* is the table of 512 rows "
+                                         r"\(8 blocks\); it cannot serve --seq-len 256$"):
+        resolve(parser.parse_args(["--config", str(cfg), "--seq-len", "256,512"]), lengths=[1])
+    assert waste_warnings(r, core_params(r, 16384)) == []
+
+
+def test_bigbird_on_the_command_line_exits_2_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "swatkit.cli", "generate", "--bigbird", "64",
+                           "--seq-len", "1000", "--print-config"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == "swatkit: error: --bigbird 64 does not divide --seq-len 1000\n"
+
+
+def test_flow_refuses_a_bigbird_core_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "swatkit.cli", "flow", "--board", "icebreaker",
+                           "--bigbird", "4", "--seq-len", "64", "--head-dim", "8",
+                           "--random-blocks", "1", "--print-config"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        "swatkit: error: --bigbird: the board self-test does not yet drive a BigBird core's "
+        "global-row and random-block streams (qg, kvg, og, kvr); write its Verilog with swatkit "
+        "generate --bigbird\n")

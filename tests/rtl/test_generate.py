@@ -276,3 +276,47 @@ def test_a_window_no_option_makes_has_its_fields_in_the_header(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith(f"swatkit: error: --config: {out.config} has no \"config\" "
                                   "record")
+
+
+def test_cli_generate_bigbird(tmp_path):
+    """A small BigBird core: Verilog, its maxima and their cost in the report and the record,
+    the kvr stream and the {seq_len, random_blocks} command in the header and the record."""
+    out = tmp_path / "bb"
+    done = swatkit("generate", "-o", str(out), "--bigbird", "4", "--random-blocks", "1",
+                   "--seq-len", "64", "--head-dim", "8", "--key-lanes", "2", "--dim-lanes", "4")
+    assert done.returncode == 0, done.stderr
+    record = json.loads((out / "swatkit.json").read_text())
+    derived, res = record["derived"], record["resources"]
+    assert (derived["block_size"], derived["max_random_blocks"]) == (4, 1)
+    assert derived["max_global_tokens"] == 8   # the first and last blocks
+    assert res["random_buffer_bits"] > 0 and res["global_qk_multipliers"] == 4
+    assert record["config"]["spec"] == {"seq_len": 64, "head_dim": 8, "bigbird_block": 4,
+                                        "random_blocks": 1}
+    ports = {p["name"]: p for p in record["ports"]}
+    assert {"kvr__payload", "kvr__valid", "kvr__ready", "qg__payload", "kvg__payload",
+            "og__payload"} <= set(ports)
+    assert ports["kvr__payload"]["layout"] == ports["kv__payload"]["layout"]
+    assert [f["name"] for f in ports["cmd__payload"]["layout"]["fields"]] == [
+        "seq_len", "random_blocks"]
+    text = (out / "swat_core.v").read_text()
+    assert "//   bigbird_block = 4\n//   random_blocks = 1\n" in text
+    assert re.search(r"^//   input +\[7:0\] cmd__payload +seq_len \[6:0\], random_blocks "
+                     r"\[7:7\]$", text, re.M)
+    assert re.search(r"^module swat_core\(", text, re.M)
+    assert done.stdout.splitlines()[3:] == [
+        "BigBird blocks of 4 rows (12-key block window), first and last blocks global (8 rows), "
+        "up to 1 random block per query block, head_dim 8, up to 64 rows; 2 key lanes x 4 dim "
+        "lanes",
+        f"multipliers 8 (QK) + 8 (SV) + 2 (exp); K/V buffer {res['kv_buffer_bits'] // 1024} Kib,"
+        f" scores {res['score_buffer_bits'] // 1024} Kib",
+        f"global blocks: global-row engine (4 + 4 + 1 multipliers, rows "
+        f"{res['global_buffer_bits'] // 1024} Kib, state {res['global_accumulator_bits'] // 1024}"
+        f" Kib), global K/V columns resident (flags {res['flag_bits'] // 1024} Kib)",
+        f"random blocks: up to 4 K/V rows per query block on kvr, double-buffered: "
+        f"random_buffer_bits {res['random_buffer_bits'] // 1024} Kib",
+        "run command: seq_len (a multiple of the block size), random_blocks (0..1)"]
+    # the record regenerates the same core
+    again = swatkit("generate", "-o", str(tmp_path / "again"), "--config",
+                    str(out / "swatkit.json"))
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again" / "swat_core.v").read_text() == text

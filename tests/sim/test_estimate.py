@@ -587,3 +587,148 @@ def test_patterns_report_runs():
     text = out.getvalue()
     assert "global_qk_multipliers" in text and "flag_bits" in text
     assert text.count("\n 32  1 ") == 2   # G = 32 in the cycles and in the counts table
+
+
+# -- BigBird's block-sparse pattern --------------------------------------------------------------
+
+BIGBIRD_SPECS = [AttentionSpec.bigbird(512, 16, 16, 2), AttentionSpec.bigbird(256, 8, 8, 1, seed=4),
+                 AttentionSpec.bigbird(64, 8, 16, 0), AttentionSpec.bigbird(32, 8, 16, 3)]
+
+
+@pytest.mark.parametrize("spec", BIGBIRD_SPECS, ids=range(len(BIGBIRD_SPECS)))
+def test_bigbird_swat_offchip_bytes_list_every_stream(spec):
+    """kv: G + N rows, q: N, o: N − G, qg: G, kvg: 2N, og: G, kvr: the random blocks' rows,
+    fetched once per query block (``random_stream_rows``)."""
+    p = _core(spec)
+    n, d, b, r = spec.seq_len, spec.head_dim, spec.block_size, spec.num_random_blocks
+    g = min(n, 2 * b)
+    run = p.run_spec(n)
+    rnd = len(p.random_stream_rows(run))
+    assert rnd == max(0, spec.num_blocks - 2) * r * b
+    a = actions(p, n, "swat")
+    row = d   # int8: one byte per element
+    assert a["random_kv_rows"] == rnd
+    assert a["offchip_random_kv_read_bytes"] == 2 * rnd * row
+    assert a["offchip_read_bytes"] == (n + 2 * (g + n) + g + 2 * 2 * n + 2 * rnd) * row
+    assert a["offchip_write_bytes"] == ((n - g) + g) * d * p.fmt.out_bits // 8
+    # every random key a row walks is read from the random memories, written once per fetch
+    rows = max(0, n - 2 * b) if spec.num_blocks > 2 else 0
+    assert a["random_buffer_read_bits"] == 2 * rows * r * b * d * 8
+    assert a["random_buffer_write_bits"] == 2 * rnd * d * 8
+    (rec,) = estimate(p, [n], ["swat"])
+    assert rec["offchip_bytes"] == a["offchip_read_bytes"] + a["offchip_write_bytes"]
+    assert rec["offchip_bytes_per_output"] == rec["offchip_bytes"] / (n * d)
+    assert rec["offchip_random_kv_read_bytes"] == 2 * rnd * row
+    assert rec["cycles"] >= swat_cycles(p, n, run=run).cycles
+    assert (rec["block_size"], rec["random_blocks"], rec["global_tokens"]) == (b, r, g)
+    assert rec["pairs"] == spec.pair_count()
+    assert rec["global_pass_pairs"] == g * n
+
+
+def test_bigbird_swat_actions_count_both_engines():
+    spec = BIGBIRD_SPECS[0]
+    p = _core(spec)
+    n, d, g = spec.seq_len, spec.head_dim, 2 * spec.block_size
+    main, glob = passes(p, n, "swat")
+    band = int(p.band_keys(p.run_spec(n)).sum())
+    assert (glob["qk_macs"], glob["sv_macs"], glob["exp_ops"]) == (2 * g * n * d, g * n * d,
+                                                                    g * n)
+    assert main["qk_macs"] == main["sv_macs"] == band * d
+    assert actions(p, n, "swat")["rows_out"] == n - g
+
+
+@pytest.mark.parametrize("spec", BIGBIRD_SPECS, ids=range(len(BIGBIRD_SPECS)))
+@pytest.mark.parametrize("tiles", [Tiles(64, 64), Tiles(32, 48), Tiles(1, 1), Tiles(8, 3),
+                                   Tiles(100, 7)])
+def test_bigbird_tiles_equal_a_count_over_the_mask(spec, tiles):
+    """The baselines compute BigBird's global rows in their main pass (its global rows use the
+    ordinary projections): block-sparse tiles follow the mask, flash computes every tile."""
+    p = _core(spec)
+    n, mask = spec.seq_len, spec.mask()
+    for dataflow, keep in (("blocksparse", mask), ("flash", np.ones_like(mask))):
+        t = tile_counts(p, n, dataflow, tiles)
+        assert (t["pairs_computed"], t["kv_rows_fetched"], t["tiles_computed"]) == (
+            _count_tiles(keep, tiles)), dataflow
+        assert t["global_pairs_computed"] == 0
+    if tiles == Tiles(1, 1):
+        assert tile_counts(p, n, "blocksparse", tiles)["pairs_computed"] == spec.pair_count()
+
+
+def test_bigbird_dense_baseline_and_the_plain_window():
+    spec = AttentionSpec.bigbird(2048, 64, 64, 3)
+    p = _core(spec)
+    n, d = spec.seq_len, spec.head_dim
+    recs = {r["dataflow"]: r for r in estimate(p, [n], ["swat", "dense", "flash",
+                                                        "blocksparse"])}
+    dense = recs["dense"]
+    assert dense["macs"] == 2 * n * n * d            # all N rows over all N keys, QK and SV
+    assert dense["global_pass_macs"] == 0 and dense["rows_out"] == n
+    assert dense["cycles"] == dense_cycles(p, n, 16.0)
+    assert recs["flash"]["macs"] == 2 * n * n * d
+    assert recs["blocksparse"]["pairs_computed"] == tile_counts(
+        p, n, "blocksparse", Tiles())["pairs_computed"]
+    assert dense["latency_ratio_to_swat"] == dense["latency_s"] / recs["swat"]["latency_s"]
+    # the plain window of as many keys per row: BigBird-base's (5 + 3)·64 = Longformer's 512
+    band = CoreParams(AttentionSpec.longformer(n, d, 512), NumberFormat(),
+                      HardwareConfig(8, 8, n))
+    for name, rec in recs.items():
+        (plain,) = estimate(band, [n], [name])
+        assert rec["plain_window"] == 512
+        assert rec["plain_window_offchip_bytes_per_output"] == plain["offchip_bytes_per_output"]
+    swat = recs["swat"]
+    assert swat["plain_window_offchip_bytes_per_output"] == (n + 2 * n + n) * d / (n * d)
+    assert swat["offchip_bytes_per_output"] > swat["plain_window_offchip_bytes_per_output"]
+
+
+def test_cli_bigbird_estimate():
+    recs = _json("--bigbird", "64", "--random-blocks", "3", "--seq-len", "1024,2048")
+    assert [(r["dataflow"], r["seq_len"]) for r in recs] == [
+        (d, n) for d in ("swat", "dense", "flash", "blocksparse") for n in (1024, 2048)]
+    for r in recs:
+        spec = AttentionSpec.bigbird(r["seq_len"], 64, 64, 3)
+        assert r["pairs"] == spec.pair_count()
+        assert r["layer_pattern"] == "BigBird blocks of 64, 3 random blocks (seed 0)"
+        assert (r["block_size"], r["random_blocks"], r["global_tokens"]) == (64, 3, 128)
+    swat = recs[1]
+    p = _core(AttentionSpec.bigbird(2048, 64, 64, 3))
+    rnd = len(p.random_stream_rows(p.run_spec(2048)))
+    assert swat["offchip_random_kv_read_bytes"] == 2 * rnd * 64
+    assert swat["random_kv_rows"] == rnd == (2048 // 64 - 2) * 3 * 64
+    table = swatkit("--bigbird", "64", "--seq-len", "1024", "--dataflow", "swat,dense")
+    assert table.returncode == 0, table.stderr
+    assert "random K/V" in table.stdout and "band B/out" in table.stdout
+    assert "BigBird blocks of 64, 3 random blocks (seed 0)" in table.stdout
+    assert "N=1024: dense/SWAT latency" in table.stdout
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--bigbird", "64", "--seq-len", "1000,1024"], "--bigbird 64 does not divide --seq-len 1000"),
+    (["--bigbird", "64", "--seq-len", "448"],
+     "--random-blocks 3 is more than the 2 key blocks available to query block 2 of 7 (random "
+     "blocks avoid blocks 0 and 6 and the window 1..3); with --bigbird 64, 3 random blocks need "
+     "--seq-len >= 512"),
+    (["--bigbird", "48", "--seq-len", "960"], "--bigbird must be a power of two on the SWAT "
+     "core (it checks --seq-len against it with a mask), not 48"),
+    (["--bigbird", "64", "--global-tokens", "0"], "--global-tokens cannot be combined with "
+     "--bigbird (BigBird's pattern has its own window and global blocks)"),
+    (["--model", "longformer-base", "--bigbird", "64"],
+     "--bigbird cannot be combined with --model (the model sets the attention pattern and "
+     "head_dim)"),
+])
+def test_cli_bad_bigbird_values(argv, message):
+    done = swatkit(*argv)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"swatkit: error: {message}\n"
+
+
+def test_patterns_report_bigbird_runs():
+    import contextlib
+
+    from swatkit.sim import patterns_report
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert patterns_report.main(["--bigbird"]) == 0
+    text = out.getvalue()
+    assert re.search(r"^ 16384 ", text, re.M) and "random_buffer_bits" in text
+    assert re.search(r"^random_buffer_bits +0 +393,216 \(\+393,216\)$", text, re.M)
