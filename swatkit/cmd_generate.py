@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
           f"{res['exp_multipliers']} (exp); K/V buffer {res['kv_buffer_bits'] // 1024} Kib, "
           f"scores {res['score_buffer_bits'] // 1024} Kib")
     if params.block_size:
-        print(f"global blocks: global-row engine ({res['global_qk_multipliers']} + "
+        engines = res["global_engines"]
+        print(f"global blocks: {engines} global-row engine{'s' if engines > 1 else ''} "
+              f"side by side ({res['global_qk_multipliers']} + "
               f"{res['global_sv_multipliers']} + {res['global_exp_multipliers']} multipliers, "
               f"rows {res['global_buffer_bits'] // 1024} Kib, state "
               f"{res['global_accumulator_bits'] // 1024} Kib), global K/V columns resident "

@@ -186,6 +186,12 @@ def own_cases(args) -> list:
     for n in lengths:
         if n < 1:
             raise UsageError(f"--seq-len must be positive integers, not {n}")
+    if r.spec.block_size:   # each N must carry the BigBird pattern as configured
+        for n in lengths:
+            try:
+                r.spec.replace(seq_len=n)
+            except ValueError as e:
+                raise UsageError(f"--seq-len {n}: {e}") from None
     params = core_params(r, max(r.spec.seq_len, *lengths))
     tokens = r.spec.global_tokens
     for n in lengths:   # every run has the configuration's global tokens: none may be cut
@@ -203,13 +209,20 @@ def own_cases(args) -> list:
     gap, stall = args.gap or 0.0, args.stall or 0.0
     build = Build.from_params("yours", params, dsp=args.dsp or "generic")
     build = _with_depth(build, (max(lengths) + len(tokens)) * runs)
+    pattern = {}
+    if r.spec.block_size:   # the configured random blocks and table (the build's: seed 0)
+        spec = r.spec
+        pattern = {"num_random_blocks": spec.num_random_blocks,
+                   "pattern_seed": spec.pattern_seed,
+                   "explicit_random_table": spec.explicit_random_table}
     cases = []
     for kind in kinds:
         for n in lengths:
             tag = (f"x{runs}" if runs > 1 else "") + (f"-gap{gap:g}-stall{stall:g}"
                                                       if gap or stall else "")
             cases.append(Case(f"yours/{kind}-n{n}{tag}",
-                              build, (n,) * runs, inputs=kind, gap=gap, stall=stall))
+                              build, (n,) * runs, inputs=kind, gap=gap, stall=stall,
+                              patterns=(pattern,) * runs if pattern else ()))
     return cases
 
 

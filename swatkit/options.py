@@ -86,7 +86,8 @@ FIELD_KEYS = {"block_size": "bigbird_block", "num_random_blocks": "random_blocks
 FORMAT_KEYS = {f.name: "--" + f.name.replace("_", "-")
                for f in dataclasses.fields(NumberFormat)}
 HARDWARE_KEYS = {"key_lanes": "--key-lanes", "dim_lanes": "--dim-lanes",
-                 "max_global_tokens": "--max-global-tokens", "max_dilation": "--max-dilation"}
+                 "max_global_tokens": "--max-global-tokens", "max_dilation": "--max-dilation",
+                 "global_engines": "--global-engines"}
 SHARED_TABLES = {"spec": SPEC_KEYS, "format": FORMAT_KEYS, "hardware": HARDWARE_KEYS}
 # the tables of one command each (the command applies their defaults)
 COMMAND_TABLES = {
@@ -206,6 +207,10 @@ def add_hardware_options(parser: argparse.ArgumentParser) -> None:
                         "--global-tokens lists)")
     h.add_argument("--max-dilation", metavar="D", type=int,
                    help="largest dilation a run may use (default: --dilation)")
+    h.add_argument("--global-engines", metavar="E", type=int,
+                   help="BigBird: global-row engines side by side (a power of two, at most "
+                        "--bigbird; default: the fewest that keep the global rows off the "
+                        "critical path)")
 
 
 @dataclass(frozen=True)
@@ -422,6 +427,9 @@ def core_params(resolved: Resolved, max_seq_len: int, **hardware):
                 raise UsageError(f"{label(key)} cannot be combined with {label('bigbird_block')} "
                                  "(a BigBird core's global tokens are its first and last "
                                  f"blocks, {2 * spec.block_size} rows, and it has no dilation)")
+    elif given.get("global_engines", 0) not in (0, 1):
+        raise UsageError(f"{label('global_engines')} needs {label('bigbird_block')} (a token-band "
+                         "core has one global-row engine)")
     count = len(spec.global_tokens)
     if count > MAX_GLOBAL_TOKENS:
         raise UsageError(f"{label('global_tokens')} lists {count} positions; at most "
