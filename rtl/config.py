@@ -228,8 +228,8 @@ class CoreParams:
         """Global-row engines (:class:`~swatkit.rtl.global_rows.GlobalRowEngines`):
         ``hw.global_engines``, or when that is 0, 1 on a token-band core and on a block-sparse
         core the fewest (a power of two, at most b) whose two passes over N keys for their share
-        of the 2·b global rows, ``2·(2b/E)·N·G`` cycles, take no longer than the band rows'
-        walks at N = ``max_seq_len`` (the random blocks at their most). At most ``b``, so that
+        of the 2·b global rows, ``2·(2b/E)·N·G`` cycles, take at most 5 % longer than the band
+        rows' walks at N = ``max_seq_len`` (the random blocks at their most). At most ``b``, so that
         a run's global rows (b or 2·b) are shared evenly; a token-band core has one engine (its
         run's global tokens are any number)."""
         if not self.block_size:
@@ -245,9 +245,17 @@ class CoreParams:
                                 pattern_seed=self.spec.pattern_seed or 0)
         band = int(self.row_rounds(run).sum()) * self.groups
         engines = 1
-        while engines < b and 2 * -(-2 * b // engines) * n * self.groups > band:
+        while engines < b and 2 * -(-2 * b // engines) * n * self.groups > 1.05 * band:
             engines *= 2
         return engines
+
+    @property
+    def mac_lanes(self) -> int:
+        """The core's q·k multipliers (as many p·v): ``key_lanes·dim_lanes``, and on a core
+        with global rows ``global_engines·dim_lanes`` more. The baselines of the estimate get
+        this MAC budget."""
+        glob = self.global_engines * self.hw.dim_lanes if self.max_global_tokens else 0
+        return self.hw.key_lanes * self.hw.dim_lanes + glob
 
     @property
     def max_dilation(self) -> int:

@@ -74,7 +74,7 @@ import numpy as np
 from swatkit.golden import AttentionSpec
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.config import MAX_SEQ_LEN
-from swatkit.rtl.global_rows import global_row_cycles, global_state_bits
+from swatkit.rtl.global_rows import global_rows_cycles, global_state_bits
 
 from .cycle_model import swat_actions, swat_cycles
 from .models import LayerPattern, ModelConfig, ModelError
@@ -516,7 +516,7 @@ def dense_cycles(p: CoreParams, n: int, offchip_bytes_per_cycle: float,
     passes (the main pass's N rows and the global rows)."""
     main, glob = passes(p, n, "dense", run=run)
     d, w = p.spec.head_dim, p.widths
-    macs_per_cycle = p.hw.key_lanes * p.hw.dim_lanes
+    macs_per_cycle = p.mac_lanes
     full = (main["sv_macs"] + glob["sv_macs"]) // d
     kv_bytes = ((main["kv_rows"] + glob["global_kv_rows"]) * d * p.fmt.data_bits / 8)
     s_bytes, p_bytes = math.ceil(w.score / 8), math.ceil(w.prob / 8)
@@ -546,7 +546,7 @@ def head_cycles(p: CoreParams, n: int, dataflow: str, acts: dict,
         return max(_swat_cycles(p, n), math.ceil(io))
     if dataflow == "dense":
         return dense_cycles(p, n, offchip_bytes_per_cycle)
-    macs = p.hw.key_lanes * p.hw.dim_lanes
+    macs = p.mac_lanes
     return math.ceil(max(acts["qk_macs"] / macs, (acts["sv_macs"] + acts["rescale_mults"]) / macs,
                          acts["exp_ops"] / p.hw.key_lanes, io))
 
@@ -620,7 +620,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                    clock_hz: float = 100e6, table: EnergyTable | None = None,
                    offchip_bytes_per_cycle: float = 16.0, tiles: Tiles | None = None,
                    clock_source: str = "--clock-mhz", model_scope: bool = True,
-                   max_global_tokens: int = 0, max_dilation: int = 1) -> list[dict]:
+                   max_global_tokens: int = 0, max_dilation: int = 1,
+                   global_engines: int = 0) -> list[dict]:
     """Per-layer records (one per group of layers with the same pattern: figures of *one* such
     layer) and, with ``model_scope``, per-model totals, for each (dataflow, seq_len).
 
@@ -653,7 +654,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
             try:
                 hw = HardwareConfig(key_lanes, dim_lanes, max_seq_len=max_n,
                                     max_global_tokens=max_global_tokens,
-                                    max_dilation=max_dilation)
+                                    max_dilation=max_dilation, global_engines=global_engines)
                 params[pattern, n] = CoreParams(spec, fmt, hw)
             except ValueError as e:
                 raise ModelError(f"model {model.name}, layer {indices[0]} "
@@ -695,8 +696,9 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                     _, band_acts, _ = _job(band, n, computed_as, group,
                                            offchip_bytes_per_cycle / busy, tiles)
                     plain = _offchip(band_acts) * jobs / (n * model.head_dim * model.heads)
+                # (every q·k multiplier of the core busy: the band's and the global-row engines')
                 ideal = (window_pairs * model.head_dim * model.heads
-                         / (key_lanes * dim_lanes * cores * (g if head_schedule == "gqa" else 1)))
+                         / (p.mac_lanes * cores * (g if head_schedule == "gqa" else 1)))
                 rec = {
                     "dataflow": dataflow, "seq_len": n, "scope": "layer",
                     "model": model.name if model_scope else None, "layers": model.layers,
@@ -729,8 +731,11 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                     "global_pass_offchip_bytes": _offchip(glob),
                     "global_pass_energy_j": sum(glob_parts.values()),
                     "global_pass_cycles": (
-                        global_row_cycles(model.head_dim, dim_lanes, fmt, n, n_glob)
+                        global_rows_cycles(model.head_dim, dim_lanes, fmt, n, n_glob,
+                                           p.global_engines)
                         if computed_as == "swat" else None),
+                    "global_engines": p.global_engines if n_glob else 0,
+                    "mac_lanes": p.mac_lanes,
                     **acts,
                     **{f"energy_{k}_j": v for k, v in parts.items()},
                     "energy_breakdown": components(parts, static),
@@ -823,4 +828,4 @@ def estimate(p: CoreParams, seq_lens, dataflows=("swat", "dense"), *, clock_hz: 
                           offchip_bytes_per_cycle=offchip_bytes_per_cycle, tiles=tiles,
                           clock_source=clock_source, model_scope=False,
                           max_global_tokens=p.hw.max_global_tokens,
-                          max_dilation=p.hw.max_dilation)
+                          max_dilation=p.hw.max_dilation, global_engines=p.hw.global_engines)

@@ -25,7 +25,7 @@ import argparse
 
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
-from swatkit.rtl.global_rows import global_row_cycles
+from swatkit.rtl.global_rows import global_row_cycles, global_rows_cycles
 
 from .cycle_model import swat_actions, swat_cycles
 from .estimate import estimate
@@ -134,7 +134,8 @@ def bigbird_table(lengths=BIGBIRD_LENGTHS) -> None:
         run = p.run_spec(n)
         recs = {r["dataflow"]: r for r in estimate(p, [n], ["swat", "dense"])}
         s, dense = recs["swat"], recs["dense"]
-        glob = global_row_cycles(64, 8, p.fmt, n, len(run.global_positions()))
+        glob = global_rows_cycles(64, 8, p.fmt, n, len(run.global_positions()),
+                                  p.global_engines)
         print(f"{n:6} {s['cycles']:12,} {s['ideal_cycles']:11,.0f} "
               f"{s['cycles'] / s['ideal_cycles']:6.3f} {glob:10,} "
               f"{dense['latency_ratio_to_swat']:14.2f} {dense['energy_ratio_to_swat']:12.2f} "
