@@ -451,19 +451,18 @@ class SwatCore(wiring.Component):
         # -- K/V ring: one K and one V memory per lane, words of dim_lanes elements -----------
         # (max_dilation class regions of S·G words, then the resident global columns)
         depth = p.kv_depth
-        kmem = [memory.Memory(shape=unsigned(word), depth=depth, init=[]) for _ in range(kl)]
-        vmem = [memory.Memory(shape=unsigned(word), depth=depth, init=[]) for _ in range(kl)]
-        for lane in range(kl):
-            m.submodules[f"kmem{lane}"] = kmem[lane]
-            m.submodules[f"vmem{lane}"] = vmem[lane]
-        kwr = [mem.write_port() for mem in kmem]
-        vwr = [mem.write_port() for mem in vmem]
+        def lane_memories(name, shape, words):
+            """One memory per lane (``<name><lane>``), and a write port of each."""
+            mems = [memory.Memory(shape=shape, depth=words, init=[]) for _ in range(kl)]
+            for lane, mem in enumerate(mems):
+                m.submodules[f"{name}{lane}"] = mem
+            return mems, [mem.write_port() for mem in mems]
+
+        kmem, kwr = lane_memories("kmem", unsigned(word), depth)
+        vmem, vwr = lane_memories("vmem", unsigned(word), depth)
         # one bit per ring word: the band key is a global token (attended as a global column)
         if gmax:
-            fmem = [memory.Memory(shape=1, depth=depth, init=[]) for _ in range(kl)]
-            for lane in range(kl):
-                m.submodules[f"fmem{lane}"] = fmem[lane]
-            fwr = [mem.write_port() for mem in fmem]
+            fmem, fwr = lane_memories("fmem", 1, depth)
 
         # loader: the run's global columns first (into the global region), then the band rows,
         # each taken when its slot is free and written in G cycles
@@ -603,15 +602,8 @@ class SwatCore(wiring.Component):
         # rows are all written (r_wr_blk >= B).
         if rmax:
             rwords = p.random_rounds * g
-            rkmem = [memory.Memory(shape=unsigned(word), depth=p.random_depth, init=[])
-                     for _ in range(kl)]
-            rvmem = [memory.Memory(shape=unsigned(word), depth=p.random_depth, init=[])
-                     for _ in range(kl)]
-            for lane in range(kl):
-                m.submodules[f"rkmem{lane}"] = rkmem[lane]
-                m.submodules[f"rvmem{lane}"] = rvmem[lane]
-            rkwr = [mem.write_port() for mem in rkmem]
-            rvwr = [mem.write_port() for mem in rvmem]
+            rkmem, rkwr = lane_memories("rkmem", unsigned(word), p.random_depth)
+            rvmem, rvwr = lane_memories("rvmem", unsigned(word), p.random_depth)
             r_hold = Signal()
             r_g = Signal(range(max(g, 2)))
             rkbuf = Signal(d * b)
