@@ -100,7 +100,7 @@ def test_scoreboard_bites(request, regress_seed):
 def test_fast_matrix_covers_the_issue():
     builds = {c.build for c in FAST}
     assert sum(c.rows for c in FAST) >= 10_000
-    assert {b.kind for b in builds} == {"causal", "bidirectional"}
+    assert {b.kind for b in builds} == {"causal", "bidirectional", "BigBird"}
     assert any(b.before != b.after and b.after for b in builds)  # asymmetric band
     assert len({(b.key_lanes, b.dim_lanes) for b in builds}) >= 5
     assert len({b.fmt for b in builds}) >= 3
@@ -122,6 +122,26 @@ def test_fast_matrix_covers_the_issue():
     assert any(len(set(c.seq_lens)) > 2 and c.idle == (0,) for c in FAST)
 
 
+def test_fast_matrix_covers_bigbird():
+    """Issue 14's BigBird cases: blocks of 2, 4 and 8; runs with r = 0, 1 and 3; N = 2b … 32b
+    and the smallest N with random blocks ((r + 5)·b); tables drawn and given; every stream
+    (the random one shares the K/V gaps) under heavy gaps and stalls; a reset mid-run."""
+    cases = [c for c in FAST if c.build.block_size]
+    runs = [(c, c.run_spec(i)) for c in cases for i in range(len(c.seq_lens))]
+    assert {c.build.block_size for c in cases} == {2, 4, 8}
+    assert {r.num_random_blocks for _, r in runs} >= {0, 1, 3}
+    for b in (2, 4, 8):
+        blocks = {r.num_blocks for c, r in runs if c.build.block_size == b}
+        assert 2 in blocks and max(blocks) >= 16, b
+    assert any(r.num_blocks == r.num_random_blocks + 5 and r.num_random_blocks for _, r in runs)
+    assert any(r.num_blocks == 32 for _, r in runs)
+    assert any(r.explicit_random_table is not None for _, r in runs)
+    assert len({r.pattern_seed for _, r in runs if r.explicit_random_table is None}) >= 3
+    assert any(c.gap >= 0.3 and c.stall >= 0.3 for c in cases)
+    assert any(c.gaps[1] >= 0.8 for c in cases)   # K/V and random rows starved
+    assert any(c.reset_after for c in cases)
+
+
 def test_matrix_covers_what_we_ship():
     """The default core and every board's default core run at real size in the fast matrix
     (stall-free, so the cycle model is checked, and under stalls), the big ones in the full."""
@@ -135,6 +155,9 @@ def test_matrix_covers_what_we_ship():
     assert any(c.build == DEFAULT_CORE and c.seq_lens == (4096,) for c in FULL_ONLY)
     mistral = [c for c in FULL_ONLY if c.build.after == 0 and c.build.head_dim == 128]
     assert mistral and mistral[0].build.before == 4095 and mistral[0].seq_lens[0] >= 4608
+    bigbird = [c for c in MATRIX_FULL if c.build.block_size == 64]
+    assert any(c.stall_free and c.seq_lens == (1024,) and c in MATRIX_FAST for c in bigbird)
+    assert any(c.seq_lens == (4096,) for c in bigbird)
     assert len({c.id for c in MATRIX_FULL}) == len(MATRIX_FULL)
 
 
