@@ -171,6 +171,10 @@ class CoreParams:
         if hw.key_lanes > spec.window:
             raise ValueError(f"key_lanes ({hw.key_lanes}) must not exceed the window "
                              f"({spec.window} keys)")
+        if b and hw.global_engines > b:
+            raise ValueError(f"global_engines must be at most {b} (the block size: a run's "
+                             f"global rows, b or 2·b, are shared evenly), not "
+                             f"{hw.global_engines}")
         if 2 * b > MAX_GLOBAL_TOKENS:
             raise LimitError("block_size", b, MAX_GLOBAL_TOKENS // 2,
                              "the global first and last blocks are resident global rows and "
@@ -235,7 +239,7 @@ class CoreParams:
         if not self.block_size:
             return 1
         if self.hw.global_engines:
-            return min(self.hw.global_engines, self.block_size)
+            return self.hw.global_engines
         n, b = self.hw.max_seq_len - self.hw.max_seq_len % self.block_size, self.block_size
         if n <= 2 * b:
             return 1

@@ -342,3 +342,31 @@ def test_flow_refuses_a_bigbird_core_in_one_line():
         "swatkit: error: --bigbird: the board self-test does not yet drive a BigBird core's "
         "global-row and random-block streams (qg, kvg, og, kvr); write its Verilog with swatkit "
         "generate --bigbird\n")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--global-engines", "2"], "--global-engines needs --bigbird (a token-band core has one "
+                                "global-row engine)"),
+    (["--bigbird", "64", "--global-engines", "3"],
+     "--global-engines must be a power of two (or 0: chosen), not 3"),
+])
+def test_bad_global_engines_name_the_option(argv, message):
+    r = parse(*argv)
+    with pytest.raises(UsageError) as info:
+        core_params(r, r.spec.seq_len)
+    assert str(info.value) == message
+
+
+def test_global_engines_set_and_chosen():
+    """BigBird-base up to 4096 rows: 4 engines by default (within 5 % of the band core), or as
+    given (at most the block size)."""
+    r = parse("--bigbird", "64")
+    assert core_params(r, 4096).global_engines == 4
+    assert core_params(r, 4096).mac_lanes == 64 + 4 * 8
+    r = parse("--bigbird", "64", "--global-engines", "1")
+    assert core_params(r, 4096).global_engines == 1
+    r = parse("--bigbird", "4", "--seq-len", "64", "--global-engines", "8")
+    with pytest.raises(UsageError) as info:
+        core_params(r, 64)
+    assert str(info.value) == ("--global-engines must be at most 4 (the block size: a run's "
+                               "global rows, b or 2·b, are shared evenly), not 8")
