@@ -74,7 +74,8 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     n_glob = len(glob_pos)
     ring, nb = p.ring_rows, p.score_buffers
     reach = dil * after                   # the band's reach after the row
-    free_back = dil * (ring - p.ring_before)  # K/V row x waits for row x − free_back to finish
+    # K/V row x waits for row x − free_back to finish (a block-sparse core: 2b − 1 behind)
+    free_back = dil * (ring - (p.ring_before if p.block_size else before))
     if p.block_size:   # the last K/V row each row waits for, and the random blocks
         hi_row = p.block_window(run)[1]
         rnd_ready = _random_ready(p, run)

@@ -223,7 +223,8 @@ def test_flow_json_carries_the_configuration(tmp_path):
                               "explicit_random_table": None}
     assert result["format"] == json.loads(json.dumps(dataclasses.asdict(p.fmt)))
     assert result["hardware"] == {"key_lanes": 2, "dim_lanes": 8, "max_seq_len": 4096,
-                                  "max_global_tokens": 0, "max_dilation": 1}
+                                  "max_global_tokens": 0, "max_dilation": 1,
+                                  "global_engines": 0}
     assert result["config"]["spec"]["attention_window"] == 64
     assert result["config"]["hardware"] == {"key_lanes": 2, "dim_lanes": 8}
 
@@ -380,7 +381,8 @@ def test_cli_emits_with_board_defaults_and_overrides(tmp_path, capsys):
     assert "2 key lanes x 2 dim lanes" in printed and "run_yowasp.sh" in printed
     info = json.loads((out / "swatkit.json").read_text())
     assert info["hardware"] == {"key_lanes": 2, "dim_lanes": 2, "max_seq_len": 1024,
-                                "max_global_tokens": 0, "max_dilation": 1}
+                                "max_global_tokens": 0, "max_dilation": 1,
+                                "global_engines": 0}
     assert (info["spec"]["head_dim"], info["spec"]["before"]) == (8, 4)  # board defaults kept
     assert info["selftest"]["rows"] == 16
 

@@ -35,7 +35,8 @@ def test_files_and_recorded_config(generated):
                               "explicit_random_table": None}
     assert record["format"]["prob_bits"] == 12
     assert record["hardware"] == {"key_lanes": 2, "dim_lanes": 4, "max_seq_len": 64,
-                                  "max_global_tokens": 0, "max_dilation": 1}
+                                  "max_global_tokens": 0, "max_dilation": 1,
+                                  "global_engines": 0}
     assert record["widths"]["score"] == 2 * 8 + 3
     assert record["derived"]["groups"] == 2
 
@@ -135,7 +136,8 @@ def test_cli_generate(tmp_path):
     record = json.loads((tmp_path / "out" / "swatkit.json").read_text())
     assert record["spec"]["before"] == 7
     assert record["hardware"] == {"key_lanes": 2, "dim_lanes": 2, "max_seq_len": 32,
-                                  "max_global_tokens": 0, "max_dilation": 1}
+                                  "max_global_tokens": 0, "max_dilation": 1,
+                                  "global_engines": 0}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -289,7 +291,9 @@ def test_cli_generate_bigbird(tmp_path):
     derived, res = record["derived"], record["resources"]
     assert (derived["block_size"], derived["max_random_blocks"]) == (4, 1)
     assert derived["max_global_tokens"] == 8   # the first and last blocks
-    assert res["random_buffer_bits"] > 0 and res["global_qk_multipliers"] == 4
+    # (two global-row engines of dim_lanes q·k multipliers: the default for this core)
+    assert res["random_buffer_bits"] > 0 and res["global_engines"] == 2
+    assert res["global_qk_multipliers"] == 2 * 4
     assert record["config"]["spec"] == {"seq_len": 64, "head_dim": 8, "bigbird_block": 4,
                                         "random_blocks": 1}
     ports = {p["name"]: p for p in record["ports"]}
@@ -309,7 +313,7 @@ def test_cli_generate_bigbird(tmp_path):
         "lanes",
         f"multipliers 8 (QK) + 8 (SV) + 2 (exp); K/V buffer {res['kv_buffer_bits'] // 1024} Kib,"
         f" scores {res['score_buffer_bits'] // 1024} Kib",
-        f"global blocks: global-row engine (4 + 4 + 1 multipliers, rows "
+        f"global blocks: 2 global-row engines side by side (8 + 8 + 2 multipliers, rows "
         f"{res['global_buffer_bits'] // 1024} Kib, state {res['global_accumulator_bits'] // 1024}"
         f" Kib), global K/V columns resident (flags {res['flag_bits'] // 1024} Kib)",
         f"random blocks: up to 4 K/V rows per query block on kvr, double-buffered: "
