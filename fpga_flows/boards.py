@@ -76,6 +76,14 @@ class Board:
     extra : str
         The swatkit extra whose packages provide the ``tools`` (``pip install
         'swatkit[<extra>]'``).
+    abc : str
+        Yosys' default LUT mapping (``--abc``): ``"abc9"`` or ``"abc"`` (the classic ABC, ECP5
+        only; :data:`swatkit.fpga_flows.flow.LUT_MAPPERS`).
+    nextpnr_options : tuple of str
+        Default extra nextpnr arguments (``--nextpnr-options``).
+    why : str
+        Why the default configuration is what it is (``--list-boards``; the figures are in
+        ``docs/fpga.md``).
     """
 
     name: str
@@ -97,6 +105,9 @@ class Board:
     selftest: str = "rom"
     rom_style: str | None = "block"
     extra: str = "flows"
+    abc: str = "abc9"
+    nextpnr_options: tuple[str, ...] = ()
+    why: str = ""
 
     def platform_class(self):
         """The ``amaranth-boards`` platform class (raises ``ImportError`` with a hint)."""
