@@ -751,7 +751,8 @@ class SwatCore(wiring.Component):
         score = [t.s[lane * w.score:(lane + 1) * w.score].as_signed() for lane in range(kl)]
         diffs = [(t.m - score[lane]).as_unsigned()[:w.score] for lane in range(kl)]
         sats = [score[lane] < t.m_lo for lane in range(kl)]
-        probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp", saturated=sats)
+        probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp", saturated=sats,
+                            platform=platform)
         for k in range(EXP_LATENCY):
             t = stage(f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,
                          last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
