@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -208,9 +208,13 @@ class _RowWalk:
     def start(self, rem, lane0, lo_base, sbuf, region=None):
         """Statements that start walking a row (``lo_base`` inside the class ``region``)."""
         g, sg = self.p.groups, self.p.region_words
+        # sbuf · rounds from a table of constants (a multiply here became a MULT18X18D on the
+        # ECP5, on the critical path of the SV start), padded to every value of sbuf's bits
+        bases = [k * self.p.rounds for k in range(self.p.score_buffers)]
+        bases += [bases[-1]] * (2 ** len(sbuf) - len(bases))
         stmts = [
             self.busy.eq(1), self.g.eq(0), self.rem.eq(rem), self.lane0.eq(lane0),
-            self.first_round.eq(1), self.s_addr.eq(sbuf * self.p.rounds),
+            self.first_round.eq(1), self.s_addr.eq(Array(bases)[sbuf]),
         ]
         # lanes below the row's first lane hold their first key one slot later
         later = _wrap_inc(lo_base, g, sg)
