@@ -112,6 +112,8 @@ def list_boards() -> str:
                      f"{_default_rows(b, d['seq_len'])} rows ({b.selftest}); "
                      f"clock constraint {b.target_mhz:g} MHz (oscillator {b.clock_hz / 1e6:g} "
                      "MHz)")
+        if b.why:
+            lines.append(f"{'':<12} why: {b.why}")
     return "\n".join(lines)
 
 

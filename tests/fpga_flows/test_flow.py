@@ -261,14 +261,14 @@ def test_flow_json_carries_the_configuration(tmp_path):
     fake_build(out, report=ECP5_REPORT)
     result = flow.collect(out)
     p = config.params
-    assert result["spec"] == {"seq_len": 4096, "head_dim": 64, "before": 32, "after": 32,
+    assert result["spec"] == {"seq_len": 4096, "head_dim": 64, "before": 256, "after": 256,
                               "dilation": 1, "global_tokens": [],
                               "block_size": 0, "num_random_blocks": 0, "pattern_seed": None,
                               "explicit_random_table": None}
     assert result["format"] == json.loads(json.dumps(dataclasses.asdict(p.fmt)))
     assert result["hardware"] == {"key_lanes": 2, "dim_lanes": 8, "max_seq_len": 4096,
                                   "max_global_tokens": 0, "max_dilation": 1}
-    assert result["config"]["spec"]["attention_window"] == 64
+    assert result["config"]["spec"]["attention_window"] == 512
     assert result["config"]["hardware"] == {"key_lanes": 2, "dim_lanes": 8}
 
 
@@ -387,6 +387,23 @@ def test_cli_lfsr_mode_simulates_and_defaults_to_all_rows(tmp_path, capsys):
         capsys.readouterr().out
 
 
+def test_cli_ulx3s_default_is_the_longformer_base_head(capsys):
+    """The ULX3S-85F builds a Longformer-base head (attention_window 512: 513 keys, head_dim
+    64, N 4096) on 2 x 8 lanes against 100 MHz, with Yosys' own ABC9 and nextpnr's defaults;
+    --list-boards says why."""
+    board = get_board("ulx3s-85f")
+    assert board.target_mhz == 100.0
+    assert (board.abc, board.nextpnr_options) == ("abc9", ())
+    assert main(["flow", "--board", "ulx3s-85f", "--print-config"]) == 0
+    tables = tomllib.loads(capsys.readouterr().out)
+    assert tables["spec"] == {"seq_len": 4096, "head_dim": 64, "attention_window": 512,
+                              "dilation": 1, "global_tokens": []}
+    assert (tables["hardware"]["key_lanes"], tables["hardware"]["dim_lanes"]) == (2, 8)
+    assert main(["flow", "--list-boards"]) == 0
+    out = capsys.readouterr().out
+    assert "why: the Longformer-base head (W = 513, head_dim 64, N = 4096) on 2 x 8 lanes" in out
+
+
 def test_cli_ulx3s_defaults_to_lfsr_mode_at_full_size(capsys):
     assert main(["flow", "--board", "ulx3s-85f", "--print-config"]) == 0
     tables = tomllib.loads(capsys.readouterr().out)
@@ -462,7 +479,9 @@ def test_cli_flow_json_and_swatkit_json_are_configs(tmp_path, capsys):
                                       "test_rows": 32, "seed": 5, "clock_mhz": 20.0}
     # flow.json (written by collect) carries the same record
     (out / flow.REPORT).write_text(json.dumps(ICE40_REPORT))
-    assert flow.collect(out)["config"] == info["config"]
+    collected = flow.collect(out)
+    assert collected["config"] == info["config"]
+    assert (collected["abc"], collected["nextpnr_options"]) == ("abc9", [])
     assert main(["flow", "--config", str(out / "flow.json"), "--print-config"]) == 0
     assert tomllib.loads(capsys.readouterr().out) == info["config"]
 
