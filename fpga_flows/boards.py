@@ -76,6 +76,14 @@ class Board:
     extra : str
         The swatkit extra whose packages provide the ``tools`` (``pip install
         'swatkit[<extra>]'``).
+    abc : str
+        Yosys' default LUT mapping (``--abc``): ``"abc9"`` or ``"abc"`` (the classic ABC, ECP5
+        only; :data:`swatkit.fpga_flows.flow.LUT_MAPPERS`).
+    nextpnr_options : tuple of str
+        Default extra nextpnr arguments (``--nextpnr-options``).
+    why : str
+        Why the default configuration is what it is (``--list-boards``; the figures are in
+        ``docs/fpga.md``).
     """
 
     name: str
@@ -97,6 +105,9 @@ class Board:
     selftest: str = "rom"
     rom_style: str | None = "block"
     extra: str = "flows"
+    abc: str = "abc9"
+    nextpnr_options: tuple[str, ...] = ()
+    why: str = ""
 
     def platform_class(self):
         """The ``amaranth-boards`` platform class (raises ``ImportError`` with a hint)."""
@@ -132,17 +143,22 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
         device="LFE5U-85F-6BG381C",
         clock="clk25",
         clock_hz=25e6,
-        target_mhz=75.0,
+        target_mhz=100.0,
         leds=("passed", "failed", "busy", "alive", "hang", "error", "", ""),
         uart=True,
         reset="button_fire",
-        defaults={"head_dim": 64, "attention_window": 64, "seq_len": 4096,
-                  "key_lanes": 4, "dim_lanes": 8},
+        # the Longformer-base head (attention_window 512: 513 keys, head_dim 64, N 4096)
+        defaults={"head_dim": 64, "attention_window": 512, "seq_len": 4096,
+                  "key_lanes": 2, "dim_lanes": 8},
         test_rows=128,
         overrides={},
         tools=YOWASP_ECP5,
         sweep=((1, 8), (2, 8), (4, 4), (4, 8), (8, 8)),
         selftest="lfsr",  # all seq_len rows: the ROMs would not hold them
+        why="the Longformer-base head (W = 513, head_dim 64, N = 4096) on 2 x 8 lanes, the "
+            "largest lane count that built here in under 30 min: 4 x 8 placed but its routing "
+            "had not finished at 21 min, and 8 x 8 (138 of the 156 MULT18X18D) makes Yosys "
+            "0.70's ABC9 abort (with the classic ABC, --abc abc, it placed but did not route)",
     ),
     Board(
         name="icebreaker",
@@ -160,6 +176,8 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
                   "key_lanes": 1, "dim_lanes": 2},
         test_rows=32,
         overrides={"synth_opts": "-dsp"},
+        why="the largest that fits: 5 of the 8 SB_MAC16 (QK 2, SV 2, exp 1); key_lanes 2 or "
+            "dim_lanes 4 need 9-10",
         tools=YOWASP_ICE40,
         sweep=((1, 1), (1, 2), (2, 1), (2, 2)),
     ),
@@ -178,6 +196,8 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
         defaults={"head_dim": 8, "attention_window": 8, "seq_len": 1024,
                   "key_lanes": 1, "dim_lanes": 1},
         test_rows=16,
+        why="the legacy nextpnr-gowin places no block RAM or DSP (all in LUTs); dim_lanes 2 "
+            "(92 % of the slices) did not finish placement in 15 min",
         # the legacy nextpnr-gowin places no block RAM and no DSP: memories and multipliers
         # go to LUTs and LUT RAM
         overrides={"synth_opts": "-nobram -nodsp"},

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,15 @@ REPORT = "report.json"     # nextpnr --report
 STAT = "stat.json"         # yosys stat -json
 BUILD_LOG = "build.log"
 BAUD = 115200
+# how Yosys maps the logic to LUTs: "abc9" is synth_<family>'s own step; "abc" (ECP5 only) runs
+# synth_ecp5 up to its LUT mapping, then the classic ABC (`abc -dress -lut 4:7`, the mapping
+# synth_ecp5 used before ABC9), then the rest of synth_ecp5. Yosys 0.70 aborts in ABC9
+# (`ABC_OPS_REINTEGRATE`) on some netlists of the core; the classic ABC maps them.
+LUT_MAPPERS = ("abc9", "abc")
+# nextpnr options the flow sets itself (the project's files and report), so a user's must not
+FLOW_NEXTPNR_OPTIONS = ("--report", "--log", "--json", "--lpf", "--textcfg", "--pcf", "--asc",
+                        "--write", "--cst", "--device", "--package", "--speed", "--quiet")
+_SHELL_SAFE = re.compile(r"[A-Za-z0-9_.,=+:/@%-]+")
 
 # (summary name, nextpnr cell type per family); iCE40 logic cells are LUT4 + FF pairs, so LUT and
 # FF both count against ICESTORM_LC (the FF figure comes from Yosys' cell counts)
@@ -125,6 +135,14 @@ class FlowConfig:
     selftest : str
         ``"rom"`` (inputs and expected rows in ROM; reports the first bad row) or ``"lfsr"``
         (inputs generated on chip, the output's CRC-32 compared; no ROM, so any ``N``).
+    abc : str or None
+        Yosys' LUT mapping: ``"abc9"`` (``synth_<family>``'s own) or ``"abc"`` (the classic
+        ABC, ECP5 boards only; see :data:`LUT_MAPPERS`); ``None``: the board's.
+    nextpnr_options : tuple of str or None
+        Extra nextpnr arguments (e.g. ``("--router", "router2", "--seed", "3")``), put into the
+        build script after the flow's own; plain words only (letters, digits, ``_.,=+:/@%-``),
+        and none of the options the flow sets (:data:`FLOW_NEXTPNR_OPTIONS`); ``None``: the
+        board's.
 
     Raises
     ------
@@ -138,10 +156,26 @@ class FlowConfig:
     seed: int = 1
     clock_mhz: float | None = None
     selftest: str = "rom"
+    abc: str | None = None
+    nextpnr_options: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.selftest not in MODES:
             raise ValueError(f"selftest must be one of {', '.join(MODES)}, not {self.selftest!r}")
+        if self.abc is not None and self.abc not in LUT_MAPPERS:
+            raise ValueError(f"abc must be one of {', '.join(LUT_MAPPERS)}, not {self.abc!r}")
+        if self.lut_mapping == "abc" and self.board.family != "ecp5":
+            raise ValueError(f"abc 'abc' is for ECP5 boards only, not {self.board.name}")
+        opts = self.nextpnr_args if self.nextpnr_options is None else self.nextpnr_options
+        if not isinstance(opts, tuple) or not all(isinstance(o, str) for o in opts):
+            raise TypeError(f"nextpnr_options must be a tuple of strings, not {opts!r}")
+        for opt in opts:
+            if not _SHELL_SAFE.fullmatch(opt):
+                raise ValueError(f"nextpnr_options must be plain words (letters, digits and "
+                                 f"_.,=+:/@%-), not {opt!r}")
+            if opt.split("=")[0] in FLOW_NEXTPNR_OPTIONS:
+                raise ValueError(f"nextpnr_options must not set {opt.split('=')[0]} "
+                                 "(the flow sets it)")
         limit = min(self.params.hw.max_seq_len,
                     MAX_TEST_ROWS if self.selftest == "rom" else MAX_LFSR_ROWS)
         if isinstance(self.test_rows, bool) or not isinstance(self.test_rows, int):
@@ -160,6 +194,18 @@ class FlowConfig:
                 raise ValueError(f"clock_mhz must be a number in (0, 1000], not {clock!r}")
 
     @property
+    def lut_mapping(self) -> str:
+        """Yosys' LUT mapping of the build: ``abc``, else the board's."""
+        return self.abc or self.board.abc
+
+    @property
+    def nextpnr_args(self) -> tuple[str, ...]:
+        """The extra nextpnr arguments of the build: ``nextpnr_options``, else the board's."""
+        if self.nextpnr_options is None:
+            return tuple(self.board.nextpnr_options)
+        return self.nextpnr_options
+
+    @property
     def constraint_mhz(self) -> float:
         return float(self.clock_mhz or self.board.target_mhz)
 
@@ -174,6 +220,10 @@ class FlowConfig:
                 "test_rows": self.test_rows, "seed": self.seed}
         if self.clock_mhz is not None:
             flow["clock_mhz"] = float(self.clock_mhz)
+        if self.abc is not None:
+            flow["abc"] = self.abc
+        if self.nextpnr_options is not None:
+            flow["nextpnr_options"] = shlex.join(self.nextpnr_options)
         return {**self.params.config_tables(), "flow": flow}
 
     def _config_or_none(self) -> dict | None:
@@ -193,6 +243,8 @@ class FlowConfig:
                       "leds": list(b.leds), "uart": b.uart, "uart_baud": BAUD if b.uart else None,
                       "reset_button": b.reset},
             "clock_constraint_mhz": self.constraint_mhz,
+            "abc": self.lut_mapping,
+            "nextpnr_options": list(self.nextpnr_args),
             "selftest": {"mode": self.selftest, "rows": self.test_rows, "seed": self.seed,
                          "vectors": "vectors.npz"},
             "cycles_per_row": self.cycles_per_row,
@@ -221,10 +273,22 @@ def _overrides(config: FlowConfig) -> dict:
     nextpnr = f"--report {REPORT} --timing-allow-fail"
     if board.family == "gowin":  # Amaranth writes no clock constraint for the Apicula flow
         nextpnr += f" --freq {config.constraint_mhz:g}"
+    if config.nextpnr_args:
+        nextpnr += " " + " ".join(config.nextpnr_args)
+    overrides = dict(board.overrides)
+    after = [f"tee -q -o {STAT} stat -json"]
+    if config.lut_mapping == "abc":
+        # synth_ecp5 up to its LUT mapping (map_luts: latch check, latch map, abc9), the same
+        # steps with the classic ABC, then the rest of synth_ecp5 (map_cells, check)
+        overrides["synth_opts"] = " ".join(
+            [*shlex.split(board.overrides.get("synth_opts", "")), "-run", "begin:map_luts"])
+        after = ["check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
+                 "abc -dress -lut 4:7", "clean", f"synth_ecp5 -top {NAME} -run map_cells:",
+                 *after]
     return {
-        **board.overrides,
+        **overrides,
         "nextpnr_opts": nextpnr,
-        "script_after_synth": f"tee -q -o {STAT} stat -json",
+        "script_after_synth": "\n".join(after),
         "debug_verilog": True,  # the whole top as Verilog, <name>.debug.v
     }
 
@@ -517,6 +581,9 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
                  "data_bits": info["format"]["data_bits"],
                  "cycles_per_row": info["cycles_per_row"]},
         "clock_constraint_mhz": info["clock_constraint_mhz"],
+        # how it was synthesised and placed (projects of an earlier swatkit: abc9, none)
+        "abc": info.get("abc", "abc9"),
+        "nextpnr_options": info.get("nextpnr_options", []),
         "critical_paths": _critical_path(report),
         "cells": parsed["cells"],
         "yosys_cells": parsed["yosys_cells"],

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -234,9 +234,13 @@ class _RowWalk:
         """Statements that start walking a row (``lo_base`` inside the class ``region``; with
         random blocks when ``rnd``, from buffer ``rsel``)."""
         g, sg = self.p.groups, self.p.region_words
+        # sbuf · rounds from a table of constants (a multiply here became a MULT18X18D on the
+        # ECP5, on the critical path of the SV start), padded to every value of sbuf's bits
+        bases = [k * self.p.rounds for k in range(self.p.score_buffers)]
+        bases += [bases[-1]] * (2 ** len(sbuf) - len(bases))
         stmts = [
             self.busy.eq(1), self.g.eq(0), self.rem.eq(rem), self.lane0.eq(lane0),
-            self.first_round.eq(1), self.s_addr.eq(sbuf * self.p.rounds),
+            self.first_round.eq(1), self.s_addr.eq(Array(bases)[sbuf]),
         ]
         # lanes below the row's first lane hold their first key one slot later
         later = _wrap_inc(lo_base, g, sg)
@@ -939,7 +943,8 @@ class SwatCore(wiring.Component):
         score = [t.s[lane * w.score:(lane + 1) * w.score].as_signed() for lane in range(kl)]
         diffs = [(t.m - score[lane]).as_unsigned()[:w.score] for lane in range(kl)]
         sats = [score[lane] < t.m_lo for lane in range(kl)]
-        probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp", saturated=sats)
+        probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp", saturated=sats,
+                            platform=platform)
         for k in range(EXP_LATENCY):
             t = stage(f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes, first_g=t.first_g,
                          last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,

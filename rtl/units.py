@@ -157,14 +157,16 @@ def max_tree(m: Module, values, valids, name: str = "max"):
 
 
 def exp2_stages(m: Module, en, diffs, fmt: NumberFormat, head_dim: int, name="exp",
-                saturated=None):
+                saturated=None, platform=None):
     """``p = EXP[x mod 2^F] >> min(x >> F, P)`` for each lane's ``D = m − S`` (steps 2–4).
 
     ``diffs``: unsigned values (any width). Returns the list of ``p`` (unsigned ``prob_bits``)
     registered ``EXP_LATENCY`` cycles after ``diffs`` (stages advance when ``en``).
     ``saturated``: optionally, each lane's ``D > d_sat`` worked out by the caller beside ``D``
     rather than after it (the core compares the score with ``m − d_sat``, so that the subtract
-    and the compare are not in series).
+    and the compare are not in series). ``platform``: stages 1–2 (the clamped ``D`` register and
+    the ``D·C`` product register) are a :func:`registered_mul` with ``C`` as its other operand,
+    so that on an ECP5 both registers are the ``MULT18X18D``'s own.
     """
     const = fmt.softmax_constant(head_dim)
     frac, prob = fmt.exp_frac_bits, fmt.prob_bits
@@ -174,9 +176,12 @@ def exp2_stages(m: Module, en, diffs, fmt: NumberFormat, head_dim: int, name="ex
         n = f"{name}{lane}"
         # 1: clamp at d_sat (every larger D gives p = 0 as well)
         sat = d > const.d_sat if saturated is None else saturated[lane]
-        dc = _reg(m, en, Mux(sat, const.d_sat, d), f"{n}_dc", unsigned(dbits))
-        # 2: D·C (a constant multiplier)
-        prod = _reg(m, en, dc * Const(const.value, unsigned(fmt.const_bits)), f"{n}_x")
+        dc = Signal(unsigned(dbits), name=f"{n}_d")
+        m.d.comb += dc.eq(Mux(sat, const.d_sat, d))
+        # 2: D·C (a constant multiplier; the clamped D is its A register)
+        prod = Signal(unsigned(dbits + fmt.const_bits), name=f"{n}_x")
+        registered_mul(m, platform, dc, Const(const.value, unsigned(fmt.const_bits)), prod,
+                       en_a=en, en_out=en, name=f"{n}_mul")
         # 3: round half up to F fraction bits, split, look up 2^(-f/2^F)
         x = (prod + (1 << (const.shift - 1))) >> const.shift
         e = x >> frac

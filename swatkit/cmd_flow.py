@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -59,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "in lfsr mode)")
     b.add_argument("--seed", metavar="S", type=int,
                    help="seed of the self-test vectors or generators (default 1)")
+    b.add_argument("--abc", choices=("abc9", "abc"),
+                   help="Yosys' LUT mapping: abc9 (synth's own) or abc (the classic ABC, ECP5 "
+                        "only; Yosys 0.70's ABC9 aborts on some netlists) (default: the board's)")
+    b.add_argument("--nextpnr-options", metavar="'OPTS'",
+                   help="extra nextpnr arguments, e.g. '--router router2 --seed 3' (default: "
+                        "the board's)")
     mode.add_argument("--print-config", action="store_true",
                       help="print the resolved configuration (board defaults, --config, "
                            "options) as TOML, usable as --config, and exit")
@@ -106,6 +113,8 @@ def list_boards() -> str:
                      f"{_default_rows(b, d['seq_len'])} rows ({b.selftest}); "
                      f"clock constraint {b.target_mhz:g} MHz (oscillator {b.clock_hz / 1e6:g} "
                      "MHz)")
+        if b.why:
+            lines.append(f"{'':<12} why: {b.why}")
     return "\n".join(lines)
 
 
@@ -155,9 +164,17 @@ def flow_config(args, first, board):
     if rows is None:
         rows = _default_rows(board, params.hw.max_seq_len, mode if mode in ("rom", "lfsr")
                              else None)
+    nextpnr = own.get("nextpnr_options")
+    if isinstance(nextpnr, str):
+        try:
+            nextpnr = shlex.split(nextpnr)
+        except ValueError as e:
+            raise UsageError(f"{r.label('nextpnr_options')}: {e}") from None
+    if isinstance(nextpnr, list):
+        nextpnr = tuple(nextpnr)
     try:
         return FlowConfig(board, params, rows, own.get("seed", 1), own.get("clock_mhz"),
-                          mode), r
+                          mode, own.get("abc"), nextpnr), r
     except (TypeError, ValueError) as e:
         field, _, rest = str(e).partition(" ")
         raise UsageError(f"{r.label(field)} {rest}") from None

@@ -93,7 +93,8 @@ SHARED_TABLES = {"spec": SPEC_KEYS, "format": FORMAT_KEYS, "hardware": HARDWARE_
 COMMAND_TABLES = {
     "generate": {"name": "--name", "dsp": "--dsp", "interface": "--interface"},
     "flow": {"board": "--board", "clock_mhz": "--clock-mhz", "selftest": "--selftest",
-             "test_rows": "--test-rows", "seed": "--seed"},
+             "test_rows": "--test-rows", "seed": "--seed", "abc": "--abc",
+             "nextpnr_options": "--nextpnr-options"},
 }
 TABLES = {**SHARED_TABLES, **COMMAND_TABLES}
 ALL_OPTIONS = {**SPEC_KEYS, **FORMAT_KEYS, **HARDWARE_KEYS}

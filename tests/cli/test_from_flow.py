@@ -101,7 +101,7 @@ def test_a_model_with_the_flows_core(tmp_path, capsys):
     code, records, err = estimate(capsys, "--from-flow", str(out / "flow.json"), "--model",
                                   "longformer-base")
     assert code == 0, err
-    assert {(r["key_lanes"], r["dim_lanes"], r["clock_hz"]) for r in records} == {(4, 8, 80e6)}
+    assert {(r["key_lanes"], r["dim_lanes"], r["clock_hz"]) for r in records} == {(2, 8, 80e6)}
     assert {r["seq_len"] for r in records} == {1024, 2048, 4096}
 
 

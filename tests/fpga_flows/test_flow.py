@@ -90,6 +90,41 @@ def test_emit_lfsr_mode_records_the_signature(tmp_path):
     assert "qrom" not in verilog and "qgen0_lfsr" in verilog
 
 
+def test_emit_classic_abc_and_nextpnr_options(tmp_path):
+    """``abc="abc"``: synth_ecp5 up to its LUT mapping, the classic ABC, then the rest of
+    synth_ecp5 (the workaround for Yosys 0.70's ABC9 abort); extra nextpnr options go into the
+    script after the flow's own, and both are recorded in swatkit.json and the config tables."""
+    board = get_board("ulx3s-85f")
+    config = dataclasses.replace(board_config(board), abc="abc",
+                                 nextpnr_options=("--router", "router2", "--seed", "3"))
+    out = flow.emit(config, tmp_path)
+    lines = [line.strip() for line in (out / f"{flow.NAME}.ys").read_text().splitlines()]
+    first = lines.index(f"synth_ecp5 -run begin:map_luts -top {flow.NAME}")
+    assert lines[first + 1:first + 8] == [
+        "check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
+        "abc -dress -lut 4:7", "clean", f"synth_ecp5 -top {flow.NAME} -run map_cells:",
+        f"tee -q -o {flow.STAT} stat -json", f"write_json {flow.NAME}.json"]
+    script = (out / f"build_{flow.NAME}.sh").read_text()
+    assert "--timing-allow-fail --router router2 --seed 3 " in script
+    info = json.loads((out / "swatkit.json").read_text())
+    assert info["abc"] == "abc"
+    assert info["nextpnr_options"] == ["--router", "router2", "--seed", "3"]
+    assert info["config"]["flow"]["abc"] == "abc"
+    assert info["config"]["flow"]["nextpnr_options"] == "--router router2 --seed 3"
+
+
+def test_emit_default_abc9(tmp_path):
+    """``abc="abc9"``: synth_ecp5 as Amaranth writes it, no extra nextpnr options."""
+    board = get_board("ulx3s-85f")
+    config = dataclasses.replace(board_config(board), abc="abc9", nextpnr_options=())
+    assert (config.lut_mapping, config.nextpnr_args) == ("abc9", ())
+    out = flow.emit(config, tmp_path)
+    ys = (out / f"{flow.NAME}.ys").read_text()
+    assert f"synth_ecp5  -top {flow.NAME}" in ys and "abc -dress" not in ys
+    script = (out / f"build_{flow.NAME}.sh").read_text()
+    assert "--timing-allow-fail --log" in script
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"test_rows": 0}, ValueError, "^test_rows must be an integer in 1..1024, not 0$"),
     ({"test_rows": 2.0}, TypeError, "^test_rows must be an integer, not 2.0$"),
@@ -102,6 +137,15 @@ def test_emit_lfsr_mode_records_the_signature(tmp_path):
      "^selftest must be one of rom, lfsr, not 'ram'$"),
     ({"test_rows": 1025, "selftest": "lfsr"}, ValueError,
      "^test_rows must be an integer in 1..1024, not 1025$"),
+    ({"test_rows": 4, "abc": "abc10"}, ValueError, "^abc must be one of abc9, abc, not 'abc10'$"),
+    ({"test_rows": 4, "abc": "abc"}, ValueError,
+     "^abc 'abc' is for ECP5 boards only, not icebreaker$"),
+    ({"test_rows": 4, "nextpnr_options": "--seed 3"}, TypeError,
+     "^nextpnr_options must be a tuple of strings, not '--seed 3'$"),
+    ({"test_rows": 4, "nextpnr_options": ("--seed", "3;", "rm")}, ValueError,
+     r"^nextpnr_options must be plain words \(letters, digits and _.,=\+:/@%-\), not '3;'$"),
+    ({"test_rows": 4, "nextpnr_options": ("--json=x.json",)}, ValueError,
+     r"^nextpnr_options must not set --json \(the flow sets it\)$"),
 ])
 def test_flow_config_checked(kwargs, error, message):
     board = get_board("icebreaker")
@@ -217,7 +261,7 @@ def test_flow_json_carries_the_configuration(tmp_path):
     fake_build(out, report=ECP5_REPORT)
     result = flow.collect(out)
     p = config.params
-    assert result["spec"] == {"seq_len": 4096, "head_dim": 64, "before": 32, "after": 32,
+    assert result["spec"] == {"seq_len": 4096, "head_dim": 64, "before": 256, "after": 256,
                               "dilation": 1, "global_tokens": [],
                               "block_size": 0, "num_random_blocks": 0, "pattern_seed": None,
                               "explicit_random_table": None}
@@ -225,7 +269,7 @@ def test_flow_json_carries_the_configuration(tmp_path):
     assert result["hardware"] == {"key_lanes": 2, "dim_lanes": 8, "max_seq_len": 4096,
                                   "max_global_tokens": 0, "max_dilation": 1,
                                   "global_engines": 0}
-    assert result["config"]["spec"]["attention_window"] == 64
+    assert result["config"]["spec"]["attention_window"] == 512
     assert result["config"]["hardware"] == {"key_lanes": 2, "dim_lanes": 8}
 
 
@@ -344,6 +388,23 @@ def test_cli_lfsr_mode_simulates_and_defaults_to_all_rows(tmp_path, capsys):
         capsys.readouterr().out
 
 
+def test_cli_ulx3s_default_is_the_longformer_base_head(capsys):
+    """The ULX3S-85F builds a Longformer-base head (attention_window 512: 513 keys, head_dim
+    64, N 4096) on 2 x 8 lanes against 100 MHz, with Yosys' own ABC9 and nextpnr's defaults;
+    --list-boards says why."""
+    board = get_board("ulx3s-85f")
+    assert board.target_mhz == 100.0
+    assert (board.abc, board.nextpnr_options) == ("abc9", ())
+    assert main(["flow", "--board", "ulx3s-85f", "--print-config"]) == 0
+    tables = tomllib.loads(capsys.readouterr().out)
+    assert tables["spec"] == {"seq_len": 4096, "head_dim": 64, "attention_window": 512,
+                              "dilation": 1, "global_tokens": []}
+    assert (tables["hardware"]["key_lanes"], tables["hardware"]["dim_lanes"]) == (2, 8)
+    assert main(["flow", "--list-boards"]) == 0
+    out = capsys.readouterr().out
+    assert "why: the Longformer-base head (W = 513, head_dim 64, N = 4096) on 2 x 8 lanes" in out
+
+
 def test_cli_ulx3s_defaults_to_lfsr_mode_at_full_size(capsys):
     assert main(["flow", "--board", "ulx3s-85f", "--print-config"]) == 0
     tables = tomllib.loads(capsys.readouterr().out)
@@ -420,8 +481,25 @@ def test_cli_flow_json_and_swatkit_json_are_configs(tmp_path, capsys):
                                       "test_rows": 32, "seed": 5, "clock_mhz": 20.0}
     # flow.json (written by collect) carries the same record
     (out / flow.REPORT).write_text(json.dumps(ICE40_REPORT))
-    assert flow.collect(out)["config"] == info["config"]
+    collected = flow.collect(out)
+    assert collected["config"] == info["config"]
+    assert (collected["abc"], collected["nextpnr_options"]) == ("abc9", [])
     assert main(["flow", "--config", str(out / "flow.json"), "--print-config"]) == 0
+    assert tomllib.loads(capsys.readouterr().out) == info["config"]
+
+
+def test_cli_abc_and_nextpnr_options_are_config(tmp_path, capsys):
+    """--abc and --nextpnr-options reach the project and its config tables (and back)."""
+    out = tmp_path / "p"
+    assert main(["flow", "--board", "ulx3s-85f", "-o", str(out), "--key-lanes", "1",
+                 "--head-dim", "8", "--attention-window", "8", "--seq-len", "64", "--abc",
+                 "abc9", "--nextpnr-options=--router router2 --seed 7"]) == 0
+    capsys.readouterr()
+    info = json.loads((out / "swatkit.json").read_text())
+    assert info["config"]["flow"]["abc"] == "abc9"
+    assert info["config"]["flow"]["nextpnr_options"] == "--router router2 --seed 7"
+    assert "--router router2 --seed 7" in (out / f"build_{flow.NAME}.sh").read_text()
+    assert main(["flow", "--config", str(out / "swatkit.json"), "--print-config"]) == 0
     assert tomllib.loads(capsys.readouterr().out) == info["config"]
 
 
@@ -449,6 +527,14 @@ def test_cli_flow_json_and_swatkit_json_are_configs(tmp_path, capsys):
     (["--board", "icebreaker", "--sweep", "--points", "1x1,1x2,1x1"],
      "--points lists 1x1 twice"),
     (["--board", "icebreaker", "-j", "2"], "-j/--jobs needs --sweep"),
+    (["--board", "icebreaker", "--abc", "abc"],
+     "--abc 'abc' is for ECP5 boards only, not icebreaker"),
+    (["--board", "ulx3s-85f", "--nextpnr-options", "--seed 2 --json x.json"],
+     "--nextpnr-options must not set --json (the flow sets it)"),
+    (["--board", "ulx3s-85f", "--nextpnr-options", "--seed '2"],
+     "--nextpnr-options: No closing quotation"),
+    (["--board", "ulx3s-85f", "--nextpnr-options=--seed $(true)"],
+     "--nextpnr-options must be plain words (letters, digits and _.,=+:/@%-), not '$(true)'"),
     (["--board", "icebreaker", "--scheduler", "tcp://h:8786"], "--scheduler needs --sweep"),
     (["--board", "icebreaker", "--sweep", "-j", "0"], "-j/--jobs must be an integer in 1..64, "
                                                       "not 0"),

@@ -97,15 +97,16 @@ def test_generic_export_has_no_vendor_primitive(generated):
 
 
 def test_ecp5_export(tmp_path):
-    """Every QK and SV multiplier is one MULT18X18D with its A, B and output registers on; the
-    model is written beside the Verilog, and the pair lints clean. (That the core computes the
-    same with them is the regression's ``ecp5_*`` build.)"""
+    """Every QK, SV and exp multiplier is one MULT18X18D with its A, B and output registers on;
+    the model is written beside the Verilog, and the pair lints clean. (That the core computes
+    the same with them is the regression's ``ecp5_*`` build.)"""
     out = generate(SPEC, NumberFormat(prob_bits=12), HW, tmp_path, dsp="ecp5")
     text = out.verilog.read_text()
     record = json.loads(out.config.read_text())
     instances = re.findall(r"^\s*MULT18X18D #\((.*?)\) \w+ \(", text, re.M | re.S)
     res = record["resources"]
-    assert len(instances) == res["qk_multipliers"] + res["sv_multipliers"] == 2 * 2 * 4
+    assert len(instances) == (res["qk_multipliers"] + res["sv_multipliers"]
+                              + res["exp_multipliers"]) == 2 * 2 * 4 + 2
     for params in instances:
         for reg in ("INPUTA", "INPUTB", "OUTPUT"):
             assert re.search(rf'\.REG_{reg}_CLK\("CLK0"\)', params)
@@ -117,11 +118,12 @@ def test_ecp5_export(tmp_path):
 
 def test_ecp5_falls_back_to_logic_for_wide_operands(tmp_path):
     """prob_bits 18 does not fit an 18x18 block as an unsigned operand: the SV multipliers stay
-    generic logic (the vendor tool splits them), the QK ones are blocks."""
+    generic logic (the vendor tool splits them), the QK and exp ones are blocks."""
     out = generate(SPEC, NumberFormat(prob_bits=18), HW, tmp_path, dsp="ecp5")
     record = json.loads(out.config.read_text())
     count = len(re.findall(r"^\s*MULT18X18D ", out.verilog.read_text(), re.M))
-    assert count == record["resources"]["qk_multipliers"] == 8
+    res = record["resources"]
+    assert count == res["qk_multipliers"] + res["exp_multipliers"] == 8 + 2
 
 
 def swatkit(*argv, cwd=None):
