@@ -176,6 +176,10 @@ def test_a_config_value_is_named_as_the_file_names_it(tmp_path):
      "--attention-window 4096 with --head-dim 1024 needs a K/V buffer of 64.1 Mibit; the limit "
      "is 32 Mibit (the K/V ring: 2 x ring_rows x head_dim x data_bits, the practical limit of "
      "Verilog generation): lower one of them"),
+    (["--global-engines", "2"], "--global-engines needs --bigbird (a token-band core has one "
+                                "global-row engine)"),
+    (["--bigbird", "64", "--global-engines", "3"],
+     "--global-engines must be a power of two (or 0: chosen), not 3"),
 ])
 def test_sizes_beyond_the_limits_name_the_option(argv, message):
     r = parse(*argv)
@@ -342,19 +346,6 @@ def test_flow_refuses_a_bigbird_core_in_one_line():
         "swatkit: error: --bigbird: the board self-test does not yet drive a BigBird core's "
         "global-row and random-block streams (qg, kvg, og, kvr); write its Verilog with swatkit "
         "generate --bigbird\n")
-
-
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--global-engines", "2"], "--global-engines needs --bigbird (a token-band core has one "
-                                "global-row engine)"),
-    (["--bigbird", "64", "--global-engines", "3"],
-     "--global-engines must be a power of two (or 0: chosen), not 3"),
-])
-def test_bad_global_engines_name_the_option(argv, message):
-    r = parse(*argv)
-    with pytest.raises(UsageError) as info:
-        core_params(r, r.spec.seq_len)
-    assert str(info.value) == message
 
 
 def test_global_engines_set_and_chosen():
