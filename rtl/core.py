@@ -55,12 +55,13 @@ from .config import CoreParams, HardwareConfig
 from .global_rows import GLOBAL_STAT_FIELDS, GlobalRowEngine, GlobalRowEngines
 from .units import (
     EXP_LATENCY,
-    _reg,
+    BankedMemory,
     divide_stages,
     divider_latency,
     exp2_stages,
     max_tree,
     max_tree_levels,
+    ram_bank_words,
     registered_mul,
     sum_tree,
 )
@@ -462,8 +463,16 @@ class SwatCore(wiring.Component):
                 m.submodules[f"{name}{lane}"] = mem
             return mems, [mem.write_port() for mem in mems]
 
-        kmem, kwr = lane_memories("kmem", unsigned(word), depth)
-        vmem, vwr = lane_memories("vmem", unsigned(word), depth)
+        # (K and V words: banks of one block RAM's depth, see BankedMemory)
+        bank = ram_bank_words(platform)
+        def banked_lane_memories(name, words):
+            """One banked memory of K or V words per lane, and a write port of each."""
+            mems = [BankedMemory(m, f"{name}{lane}", unsigned(word), words, bank)
+                    for lane in range(kl)]
+            return mems, [mem.write_port() for mem in mems]
+
+        kmem, kwr = banked_lane_memories("kmem", depth)
+        vmem, vwr = banked_lane_memories("vmem", depth)
         # one bit per ring word: the band key is a global token (attended as a global column)
         if gmax:
             fmem, fwr = lane_memories("fmem", 1, depth)
@@ -606,8 +615,8 @@ class SwatCore(wiring.Component):
         # rows are all written (r_wr_blk >= B).
         if rmax:
             rwords = p.random_rounds * g
-            rkmem, rkwr = lane_memories("rkmem", unsigned(word), p.random_depth)
-            rvmem, rvwr = lane_memories("rvmem", unsigned(word), p.random_depth)
+            rkmem, rkwr = banked_lane_memories("rkmem", p.random_depth)
+            rvmem, rvwr = banked_lane_memories("rvmem", p.random_depth)
             r_hold = Signal()
             r_g = Signal(range(max(g, 2)))
             rkbuf = Signal(d * b)
@@ -807,9 +816,6 @@ class SwatCore(wiring.Component):
                 with m.Else():
                     m.d.sync += lo_lane.eq(lo_lane + 1)
 
-        krd = [mem.read_port() for mem in kmem]
-        for lane in range(kl):
-            m.d.comb += krd[lane].addr.eq(qk.addr[lane])
         if gmax:  # a band key that is a global token is attended as a global column instead
             qk_flag = [mem.read_port() for mem in fmem]
             for lane in range(kl):
@@ -827,25 +833,26 @@ class SwatCore(wiring.Component):
                    first_round=qk.first_round, last_round=qk.end_round, s_addr=qk.s_addr,
                    qg=q_cur[:word], rnd=qk.in_rnd)
         # the K words and the Q group are registered in the fabric (a block RAM's output has a
-        # long route to a multiplier block), then again as the multipliers' operands: on an ECP5
-        # those and the product's registers are the DSP block's own
+        # long route to a multiplier block; the K words once per bank), then again as the
+        # multipliers' operands: on an ECP5 those and the product's registers are the DSP
+        # block's own
         # (the flags are the ring's: a random key is never masked)
         s1_lanes = ((s1.lanes & ~(Cat(f.data for f in qk_flag) & (~s1.rnd).replicate(kl)))
                     if gmax else s1.lanes)
-        k_data = Cat(krd[lane].data for lane in range(kl))
-        if rmax:   # a random key's word comes from the random memories
-            rkrd = [mem.read_port() for mem in rkmem]
-            for lane in range(kl):
-                m.d.comb += rkrd[lane].addr.eq(qk.addr[lane])
-            k_data = Mux(s1.rnd, Cat(rkrd[lane].data for lane in range(kl)), k_data)
         s1k = stage("qk1k", valid=s1.valid, lanes=s1_lanes, first_g=s1.first_g,
                     last_g=s1.last_g, first_round=s1.first_round, last_round=s1.last_round,
-                    s_addr=s1.s_addr, qg=s1.qg, k=k_data)
+                    s_addr=s1.s_addr, qg=s1.qg, rnd=s1.rnd)
+        k_data = Cat(kmem[lane].read_registered(qk.addr[lane], 1, 1, f"qk_k{lane}")
+                     for lane in range(kl))
+        if rmax:   # a random key's word comes from the random memories
+            k_data = Mux(s1k.rnd, Cat(rkmem[lane].read_registered(qk.addr[lane], 1, 1,
+                                                                  f"qk_rk{lane}")
+                                      for lane in range(kl)), k_data)
         s1r = stage("qk1r", valid=s1k.valid, lanes=s1k.lanes, first_g=s1k.first_g,
                     last_g=s1k.last_g, first_round=s1k.first_round, last_round=s1k.last_round,
                     s_addr=s1k.s_addr)
         qg = data.View(data.ArrayLayout(signed(b), dl), s1k.qg)
-        kw = [data.View(data.ArrayLayout(signed(b), dl), s1k.k[lane * word:(lane + 1) * word])
+        kw = [data.View(data.ArrayLayout(signed(b), dl), k_data[lane * word:(lane + 1) * word])
               for lane in range(kl)]
         s2 = stage("qk2", valid=s1r.valid, lanes=s1r.lanes, first_g=s1r.first_g,
                    last_g=s1r.last_g, first_round=s1r.first_round, last_round=s1r.last_round,
@@ -950,18 +957,15 @@ class SwatCore(wiring.Component):
                          last_g=t.last_g, first_round=t.first_round, last_round=t.last_round,
                          addr=t.addr, rnd=t.rnd)
             if k == EXP_LATENCY - 3:  # issue the V read: its word, registered twice, meets p
-                vrd = [mem.read_port() for mem in vmem]
+                # (read, then registered in the fabric once per bank, as the K words)
                 abits = len(sv.addr[0])
-                for lane in range(kl):
-                    m.d.comb += [vrd[lane].addr.eq(t.addr[lane * abits:(lane + 1) * abits]),
-                                 vrd[lane].en.eq(sv_en)]
+                v_addr = [t.addr[lane * abits:(lane + 1) * abits] for lane in range(kl)]
+                v_data = Cat(vmem[lane].read_registered(v_addr[lane], sv_en, sv_en,
+                                                        f"sv_v{lane}") for lane in range(kl))
                 if rmax:   # and from the random memories
-                    rvrd = [mem.read_port() for mem in rvmem]
-                    for lane in range(kl):
-                        m.d.comb += [rvrd[lane].addr.eq(t.addr[lane * abits:(lane + 1) * abits]),
-                                     rvrd[lane].en.eq(sv_en)]
-            if k == EXP_LATENCY - 2:  # the stage the V words are read for
-                v_rnd = t.rnd
+                    rv_data = Cat(rvmem[lane].read_registered(v_addr[lane], sv_en, sv_en,
+                                                              f"sv_rv{lane}")
+                                  for lane in range(kl))
         # t is now aligned with probs (and, below, with the registered V words)
         # p is taken at a key's first group and held for its other groups: by each multiplier as
         # its operand A, and by p_in for the probability sum. ("keep": without it Yosys
@@ -973,11 +977,8 @@ class SwatCore(wiring.Component):
                 for lane in range(kl)]
         with m.If(p_en):
             m.d.sync += [p_in[lane].eq(p_next[lane]) for lane in range(kl)]
-        # the V words: registered in the fabric (as the K words), then as multiplier operands
-        v_data = Cat(vrd[lane].data for lane in range(kl))
-        if rmax:
-            v_data = Mux(v_rnd, Cat(rvrd[lane].data for lane in range(kl)), v_data)
-        v_word = _reg(m, sv_en, v_data, "sv_v")
+        # the V words (registered in the fabric above), then registered as multiplier operands
+        v_word = Mux(t.rnd, rv_data, v_data) if rmax else v_data
         vw = [data.View(data.ArrayLayout(signed(b), dl), v_word[lane * word:(lane + 1) * word])
               for lane in range(kl)]
         t = stage("sv_mul", sv_en, valid=t.valid, first_g=t.first_g, last_g=t.last_g,

@@ -14,6 +14,8 @@ Number formats and rounding are those of :mod:`swatkit.golden.numerics`, steps 2
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import (
     ClockSignal,
     Const,
@@ -34,6 +36,7 @@ from swatkit.golden.numerics import clog2
 __all__ = [
     "DSP_TARGETS",
     "EXP_LATENCY",
+    "BankedMemory",
     "Divider",
     "DspTarget",
     "Exp2",
@@ -42,6 +45,7 @@ __all__ = [
     "exp2_stages",
     "max_tree",
     "max_tree_levels",
+    "ram_bank_words",
     "registered_mul",
     "sum_tree",
 ]
@@ -66,8 +70,89 @@ class DspTarget:
     a board (``swatkit generate --dsp``): it carries only ``family``, which
     :func:`registered_mul` reads."""
 
-    def __init__(self, family: str):
+    def __init__(self, family: str, ram_bank_words: int | None = None):
         self.family = family
+        if ram_bank_words is not None:
+            self.ram_bank_words = ram_bank_words
+
+
+RAM_BANK_WORDS = {"ecp5": 512}
+"""Words of one block RAM at its widest read port, by device family (the ECP5's DP16KD: 512 ×
+36): :class:`BankedMemory`'s bank on that family."""
+
+
+def ram_bank_words(platform) -> int | None:
+    """The bank of :class:`BankedMemory` for ``platform``: its ``ram_bank_words`` if it has one
+    (:class:`DspTarget` may carry one, for tests), else :data:`RAM_BANK_WORDS` of its family;
+    ``None`` (one bank) for simulation and the families without an entry."""
+    words = getattr(platform, "ram_bank_words", None)
+    return words if words is not None else RAM_BANK_WORDS.get(getattr(platform, "family", None))
+
+
+class BankedMemory:
+    """A memory of ``depth`` words built of banks of ``bank_words`` words (a power of two; the
+    last bank holds the rest), whose reads are registered in the fabric once per bank, before
+    the bank is chosen.
+
+    A deep memory mapped to several block RAMs has a multiplexer after their outputs; on an ECP5
+    a DP16KD's clock-to-output (~5.6 ns, no output register) and the route to the next register
+    leave no time for it at 100 MHz. With one block RAM's depth per bank, each bank's register
+    can sit beside its block RAMs and the multiplexer runs from registers.
+    :meth:`read_registered` gives the word two cycles after its address either way (the read and
+    its register), so the banks change no schedule. ``bank_words=None``: one bank, a read port and
+    one register.
+    """
+
+    def __init__(self, m: Module, name: str, shape, depth: int, bank_words: int | None = None):
+        if bank_words is not None and (bank_words < 1 or bank_words & (bank_words - 1)):
+            raise ValueError(f"bank_words must be a power of two, not {bank_words}")
+        if bank_words is None or depth <= bank_words:
+            sizes = [depth]
+        else:
+            sizes = [min(bank_words, depth - start) for start in range(0, depth, bank_words)]
+        self._m, self._shape, self._depth = m, shape, depth
+        self._low = clog2(bank_words) if len(sizes) > 1 else None
+        self.banks = [memory.Memory(shape=shape, depth=n, init=[]) for n in sizes]
+        for i, mem in enumerate(self.banks):
+            m.submodules[name if len(sizes) == 1 else f"{name}_{i}"] = mem
+
+    def write_port(self):
+        """A write port (``addr``, ``data``, ``en``) over every bank."""
+        m = self._m
+        port = SimpleNamespace(addr=Signal(range(max(self._depth, 2))),
+                               data=Signal(self._shape), en=Signal())
+        for i, mem in enumerate(self.banks):
+            wp = mem.write_port()
+            if self._low is None:
+                m.d.comb += [wp.addr.eq(port.addr), wp.data.eq(port.data), wp.en.eq(port.en)]
+            else:
+                m.d.comb += [wp.addr.eq(port.addr[:self._low]), wp.data.eq(port.data),
+                             wp.en.eq(port.en & (port.addr[self._low:] == i))]
+        return port
+
+    def read_registered(self, addr, en, reg_en, name: str):
+        """The word at ``addr`` two cycles on: read when ``en`` (held otherwise, as a read
+        port), then registered when ``reg_en``."""
+        m = self._m
+        regs = []
+        for i, mem in enumerate(self.banks):
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(addr if self._low is None else addr[:self._low]),
+                         rp.en.eq(en)]
+            regs.append(_reg(m, reg_en, rp.data,
+                             name if self._low is None else f"{name}_bank{i}"))
+        if self._low is None:
+            return regs[0]
+        sel = _reg(m, en, addr[self._low:], f"{name}_rsel")
+        sel = _reg(m, reg_en, sel, f"{name}_sel")
+        word = Signal(self._shape, name=name)
+        with m.Switch(sel):   # (every case covered: the last bank's word by default)
+            for i, reg in enumerate(regs[:-1]):
+                with m.Case(i):
+                    m.d.comb += word.eq(reg)
+            with m.Default():
+                m.d.comb += word.eq(regs[-1])
+        return word
 
 
 def _ecp5_mul_fits(a, b) -> bool:

@@ -9,6 +9,7 @@ import random
 from typing import NamedTuple
 
 import numpy as np
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from swatkit.golden import AttentionSpec, NumberFormat
@@ -58,7 +59,7 @@ def _row(x):
 def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
                   hw: HardwareConfig | None = None, *, seed: int = 0, gap: float = 0.0,
                   stall: float = 0.0, timeout: int | None = None,
-                  vcd: str | None = None) -> list:
+                  vcd: str | None = None, platform=None) -> list:
     """Send the commands of ``items`` back to back to one core generated for ``spec``: a
     :class:`CoreInput` starts a run (the next command is sent once the core is idle again), a
     :class:`Reject` sends a command the core must refuse. Returns, per item, a :class:`CoreRun`
@@ -70,7 +71,9 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
     another number of beats on a stream than it should (``kv``: G + N, ``q``: N, ``qg``: G,
     ``kvg``: 2·N if G > 0, ``o``: N − G, ``og``: G), or if a beat moves while the core is idle;
     ``TimeoutError`` if a run stays busy for more than ``timeout`` cycles (default: no limit) or
-    a stream still has beats to move when the last run has ended."""
+    a stream still has beats to move when the last run has ended. ``platform``: what the core is
+    elaborated for (default none; e.g. ``DspTarget("generic", ram_bank_words=4)`` for banked
+    K/V memories)."""
     fmt = fmt or NumberFormat()
     runs = [it for it in items if isinstance(it, CoreInput)]
     if hw is None:
@@ -240,7 +243,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
                 out[g] = [int(row[c]) for c in range(spec.head_dim)]
         done["og"] = True
 
-    sim = Simulator(dut)
+    sim = Simulator(Fragment.get(dut, platform) if platform is not None else dut)
     sim.add_clock(1e-8)
     benches = {"kv": put_kv, "q": put_q, "o": get_o}
     if globals_:
@@ -271,7 +274,7 @@ class SimpleRun(NamedTuple):
 def run_core(q, k, v, spec: AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, *, run: AttentionSpec | None = None,
              global_qkv=None, seed: int = 0, gap: float = 0.0, stall: float = 0.0,
-             timeout: int | None = None, vcd: str | None = None) -> CoreRun:
+             timeout: int | None = None, vcd: str | None = None, platform=None) -> CoreRun:
     """Simulate one run of N = ``len(q)`` rows on the core generated for ``spec`` (its maxima),
     with the pattern ``run`` (default: ``spec``'s, N rows); ``global_qkv`` as in
     :func:`~swatkit.golden.fixed_point_attention`. ``gap``/``stall`` are the probabilities of an
@@ -279,5 +282,6 @@ def run_core(q, k, v, spec: AttentionSpec, fmt: NumberFormat | None = None,
     :func:`run_core_many` (whose checks of the beats moved apply)."""
     hw = hw or HardwareConfig(max_seq_len=max(len(q), 1))
     (result,) = run_core_many([CoreInput(q, k, v, run, global_qkv)], spec, fmt, hw, seed=seed,
-                              gap=gap, stall=stall, timeout=timeout, vcd=vcd)
+                              gap=gap, stall=stall, timeout=timeout, vcd=vcd,
+                              platform=platform)
     return result
