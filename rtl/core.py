@@ -213,7 +213,9 @@ class _RowWalk:
         m.d.comb += self.lanes.eq(Cat(self.offset(lane) <= self.rem for lane in range(kl)))
         self.first_g = self.g == 0
         self.last_g = self.g == g - 1
-        self.last_round = self.rem < kl   # the last round of a segment
+        # the last round of a segment (rem < KL), kept as a register beside rem: it gates
+        # the start of the next row, and so the Q stream's ready
+        self.last_round = Signal(name=f"{name}_last_round")
         if globals_ is None:
             self.end_round = self.last_round
         else:  # the last round of the row: of its last segment
@@ -241,6 +243,7 @@ class _RowWalk:
         bases += [bases[-1]] * (2 ** len(sbuf) - len(bases))
         stmts = [
             self.busy.eq(1), self.g.eq(0), self.rem.eq(rem), self.lane0.eq(lane0),
+            self.last_round.eq(rem < self.p.hw.key_lanes),
             self.first_round.eq(1), self.s_addr.eq(Array(bases)[sbuf]),
         ]
         # lanes below the row's first lane hold their first key one slot later
@@ -276,7 +279,7 @@ class _RowWalk:
             m.d.sync += [self.g.eq(Mux(self.last_g, 0, self.g + 1)),
                          macs.eq(macs + self.active * self.p.hw.dim_lanes)]
             with m.If(self.last_g):  # the end of a key: next round
-                m.d.sync += [self.rem.eq(self.rem - kl),
+                m.d.sync += [self.rem.eq(self.rem - kl), self.last_round.eq(self.rem < 2 * kl),
                              self.s_addr.eq(self.s_addr + 1), self.first_round.eq(0)]
                 if self.globals is not None:
                     # the band's last round: on to the global columns
@@ -284,6 +287,7 @@ class _RowWalk:
                     with m.If(self.last_round & in_band & self.globals.any()):
                         gbase = self.p.max_dilation * self.p.region_words
                         m.d.sync += [self.in_glob.eq(1), self.rem.eq(self.globals - 1),
+                                     self.last_round.eq(self.globals - 1 < kl),
                                      self.lane0.eq(0), *[a.eq(gbase) for a in self.addr]]
                     if self.rnd_rem is not None:
                         # the last round of the band or the global columns: on to the random
@@ -291,7 +295,8 @@ class _RowWalk:
                         with m.Elif(self.last_round & ~self.in_rnd & self.row_rnd):
                             rbase = Mux(self.rsel, self.p.random_rounds * self.p.groups, 0)
                             m.d.sync += [self.in_glob.eq(0), self.in_rnd.eq(1),
-                                         self.rem.eq(self.rnd_rem), self.lane0.eq(0),
+                                         self.rem.eq(self.rnd_rem),
+                                         self.last_round.eq(self.rnd_rem < kl), self.lane0.eq(0),
                                          *[a.eq(rbase) for a in self.addr]]
             with m.If(self.last):
                 m.d.sync += self.busy.eq(0)
@@ -664,15 +669,28 @@ class SwatCore(wiring.Component):
                 m.d.sync += [r_hold.eq(0), r_g.eq(0), r_lane.eq(0), r_base.eq(rwords),
                              r_buf.eq(1), r_row.eq(0), r_bend.eq(3 * blk), r_wr_blk.eq(0)]
 
-        # -- Q register ------------------------------------------------------------------------
+        # -- Q registers -----------------------------------------------------------------------
+        # the next row's Q (q_next) and one more behind it (q_skid): the Q stream's ready is a
+        # function of registers only, not of the QK start (a long path into the Q source)
         q_full = Signal()
         q_next = Signal(d * b)
+        q_skid_full = Signal()
+        q_skid = Signal(d * b)
+        q_more = Signal()   # q_cnt < n
         qk_start = Signal()
-        m.d.comb += self.q.ready.eq(running & (q_cnt < n) & (~q_full | qk_start))
-        with m.If(qk_start):
-            m.d.sync += q_full.eq(0)
-        with m.If(self.q.valid & self.q.ready):
-            m.d.sync += [q_next.eq(self.q.payload.as_value()), q_full.eq(1), q_cnt.eq(q_cnt + 1),
+        q_take = self.q.valid & self.q.ready
+        m.d.comb += self.q.ready.eq(running & q_more & ~q_skid_full)
+        with m.If(qk_start):   # q_next moves to the QK engine
+            with m.If(q_skid_full):
+                m.d.sync += [q_next.eq(q_skid), q_skid_full.eq(0)]
+            with m.Elif(~q_take):
+                m.d.sync += q_full.eq(0)
+        with m.If(q_take):   # (q_skid is empty)
+            with m.If(~q_full | qk_start):
+                m.d.sync += [q_next.eq(self.q.payload.as_value()), q_full.eq(1)]
+            with m.Else():
+                m.d.sync += [q_skid.eq(self.q.payload.as_value()), q_skid_full.eq(1)]
+            m.d.sync += [q_cnt.eq(q_cnt + 1), q_more.eq(q_cnt + 1 < n),
                          stats["q_rows"].eq(stats["q_rows"] + 1)]
 
         # -- row bookkeeping shared by the QK start --------------------------------------------
@@ -1107,6 +1125,7 @@ class SwatCore(wiring.Component):
             m.d.sync += [sig.eq(0) for sig in (
                 kv_acc, kv_wr, q_cnt, qk_row, sv_done, rows_out, kv_lane, kv_base, lo_lane,
                 lo_base, sbuf, kv_cls, kv_a, *stats.values())]
+            m.d.sync += q_more.eq(1)   # (seq_len >= 1)
             if gmax:
                 m.d.sync += rows_done.eq(0)
             else:  # (with global tokens, the loader's start above sets the region)
