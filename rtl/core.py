@@ -883,10 +883,19 @@ class SwatCore(wiring.Component):
                                name=f"qk_mul{lane}_{u}")
         s3 = stage("qk3", valid=s2.valid, lanes=s2.lanes, first_g=s2.first_g, last_g=s2.last_g,
                    first_round=s2.first_round, last_round=s2.last_round, s_addr=s2.s_addr)
-        dots = [Signal(signed(w.score), name=f"qk_dot{lane}") for lane in range(kl)]
-        m.d.sync += [dots[lane].eq(sum_tree(prods[lane])) for lane in range(kl)]
+        # the group's dot product as two registered half sums (the products come from the
+        # multiplier blocks over a long route: one adder tree of all DL after it did not fit a
+        # 100 MHz cycle on the ECP5), added with the accumulator
+        half = (dl + 1) // 2
+        dots = [[Signal(signed(w.score), name=f"qk_dot{lane}_{h}") for h in range(2)]
+                for lane in range(kl)]
+        for lane in range(kl):
+            m.d.sync += dots[lane][0].eq(sum_tree(prods[lane][:half]))
+            if dl > 1:
+                m.d.sync += dots[lane][1].eq(sum_tree(prods[lane][half:]))
         accs = [Signal(signed(w.score), name=f"qk_acc{lane}") for lane in range(kl)]
-        sums = [Mux(s3.first_g, 0, accs[lane]) + dots[lane] for lane in range(kl)]
+        sums = [Mux(s3.first_g, 0, accs[lane]) + dots[lane][0] + dots[lane][1]
+                for lane in range(kl)]
         with m.If(s3.valid):
             m.d.sync += [accs[lane].eq(sums[lane]) for lane in range(kl)]
         s4 = stage("qk4", valid=s3.valid & s3.last_g, lanes=s3.lanes,
