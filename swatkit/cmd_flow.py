@@ -35,8 +35,9 @@ MAX_POINTS = 32  # --sweep points: each is a full build of minutes
 MAX_JOBS = 64    # -j: local processes (each a nextpnr of up to a few GB)
 SIMULATORS = ("amaranth", "verilator")  # fpga_flows.flow.SIMULATORS (not imported: a fast --help)
 # --simulate without a simulator: Verilator above this many cycles of the run (rows x cycles per
-# row). Amaranth's simulator runs ~560 cycles/s on the smallest core, Verilator's build takes
-# 20-40 s and then runs ~250,000 cycles/s (docs/fpga.md): they cross near here.
+# row). Amaranth's simulator runs 560-1,200 cycles/s on the iCEBreaker's core; a Verilator build
+# takes 25-45 s, then runs 200,000-300,000 cycles/s, and is cached (docs/fpga.md): a cold build
+# pays off from ~30,000 cycles, a cached one at once.
 AUTO_VERILATOR_CYCLES = 20_000
 
 

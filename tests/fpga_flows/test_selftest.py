@@ -437,10 +437,12 @@ def test_uart_samples_from_changes():
 
 
 @pytest.mark.slow
-def test_ulx3s_default_passes_in_verilator(tmp_path, capsys, request):
+def test_ulx3s_default_passes_in_verilator(tmp_path, capsys, monkeypatch, request):
     """``swatkit flow --board ulx3s-85f --simulate``: the board's default (the Longformer-base
     head on 2 x 8 lanes, LFSR mode, all 4096 rows, the flow's seed) in Verilator, with the ECP5
     build's multipliers and memory banks, passes with the golden model's CRC (~8.2 M cycles)."""
+    if request.config.getoption("build_dir"):
+        monkeypatch.setenv("SWATKIT_BUILD_DIR", request.config.getoption("build_dir"))
     board = BOARDS["ulx3s-85f"]
     params = board_params("ulx3s-85f")
     out = tmp_path / "p"
