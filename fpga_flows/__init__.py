@@ -4,7 +4,8 @@
   configuration that fits each.
 * :mod:`~swatkit.fpga_flows.selftest` — the self-test top: a SWAT core fed from ROM (vectors and
   golden output) or from on-chip LFSRs (the output's CRC-32 against the golden one), a checker,
-  pass/fail LEDs and a result line over the UART.
+  pass/fail LEDs and a result line over the UART; its simulation in Amaranth's simulator or in
+  Verilator (:mod:`~swatkit.fpga_flows.cocotb_selftest` is that bench).
 * :mod:`~swatkit.fpga_flows.flow` — build projects (Amaranth build plans), runs with the YoWASP
   tools, Fmax and utilisation reports, sweeps. ``swatkit flow`` is its command line.
 
@@ -13,7 +14,15 @@
 
 from .boards import BOARDS, Board, get_board
 from .flow import DoesNotFitError, FlowConfig, FlowError, collect, emit, run, sweep
-from .selftest import BoardTop, SelfTest, Vectors, make_lfsr_vectors, make_vectors, simulate
+from .selftest import (
+    BoardTop,
+    SelfTest,
+    Vectors,
+    make_lfsr_vectors,
+    make_vectors,
+    simulate,
+    simulate_verilator,
+)
 
 __all__ = [
     "BOARDS",
@@ -31,5 +40,6 @@ __all__ = [
     "make_vectors",
     "run",
     "simulate",
+    "simulate_verilator",
     "sweep",
 ]

@@ -47,13 +47,18 @@ from .selftest import (
     MODES,
     BoardTop,
     SelfTest,
+    SelfTestResult,
     Vectors,
     make_lfsr_vectors,
     make_vectors,
+    simulate,
+    simulate_verilator,
 )
 
 __all__ = [
     "NAME",
+    "SIMULATORS",
+    "SIM_UART_DIVISOR",
     "DoesNotFitError",
     "FlowConfig",
     "FlowError",
@@ -68,6 +73,9 @@ __all__ = [
     "land",
     "remote_point",
     "run",
+    "simulate_selftest",
+    "simulation_platform",
+    "simulation_selftest",
     "sweep",
 ]
 
@@ -76,6 +84,8 @@ REPORT = "report.json"     # nextpnr --report
 STAT = "stat.json"         # yosys stat -json
 BUILD_LOG = "build.log"
 BAUD = 115200
+SIMULATORS = ("amaranth", "verilator")
+SIM_UART_DIVISOR = 4  # the simulated self-test's UART: the board's line in few simulated cycles
 # how Yosys maps the logic to LUTs: "abc9" is synth_<family>'s own step; "abc" (ECP5 only) runs
 # synth_ecp5 up to its LUT mapping, then the classic ABC (`abc -dress -lut 4:7`, the mapping
 # synth_ecp5 used before ABC9), then the rest of synth_ecp5. Yosys 0.70 aborts in ABC9
@@ -266,6 +276,41 @@ def top(config: FlowConfig, vectors: Vectors | None = None) -> BoardTop:
     selftest = SelfTest(p.spec, p.fmt, p.hw, vectors, mode=config.selftest,
                         uart_divisor=divisor, rom_style=b.rom_style)
     return BoardTop(selftest, leds=b.leds, uart=b.uart, clock_hz=b.clock_hz)
+
+
+def simulation_selftest(config: FlowConfig, vectors: Vectors | None = None) -> SelfTest:
+    """The board's self-test for ``config`` as it is simulated before a build: the same core,
+    mode and vectors (from its seed unless given), with a UART of ``SIM_UART_DIVISOR`` cycles
+    per bit, so that the result line takes few simulated cycles."""
+    p = config.params
+    return SelfTest(p.spec, p.fmt, p.hw, vectors or vectors_of(config), mode=config.selftest,
+                    uart_divisor=SIM_UART_DIVISOR)
+
+
+def simulation_platform(config: FlowConfig):
+    """What the self-test's Verilog is exported for in Verilator: the board's device family, as
+    the build elaborates the core (on an ECP5: ``MULT18X18D`` multipliers with their model,
+    the K/V memories in 512-word banks; elsewhere the generic Verilog)."""
+    from swatkit.rtl.units import DspTarget
+
+    return DspTarget(config.board.family)
+
+
+def simulate_selftest(config: FlowConfig, simulator: str = "verilator", *,
+                      vectors: Vectors | None = None,
+                      build_dir: str | os.PathLike | None = None) -> SelfTestResult:
+    """Run the self-test of ``config`` (:func:`simulation_selftest`) to its report in
+    ``simulator``: ``"verilator"`` (:func:`~swatkit.fpga_flows.selftest.simulate_verilator`,
+    with :func:`simulation_platform`; builds cached under ``build_dir``) or ``"amaranth"``
+    (:func:`~swatkit.fpga_flows.selftest.simulate`). Both give up after the self-test's
+    ``cycle_limit``."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    selftest = simulation_selftest(config, vectors)
+    if simulator == "amaranth":
+        return simulate(selftest, max_cycles=selftest.cycle_limit)
+    return simulate_verilator(selftest, platform=simulation_platform(config),
+                              build_dir=build_dir)
 
 
 def _overrides(config: FlowConfig) -> dict:

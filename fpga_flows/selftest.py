@@ -20,15 +20,29 @@ checker takes one output row every other cycle at most (it reads the expected ro
 synchronous ROM), which back-pressures the core's ``o`` stream.
 
 Amaranth 0.5 has no UART in its standard library; :class:`UARTTx` is a minimal 8N1 transmitter.
+
+Simulation, from reset to the end of the result line: :func:`simulate` in Amaranth's simulator
+(a few hundred cycles per second: small runs), :func:`simulate_verilator` in Verilator (the
+Verilog of the board build, with the device family's multipliers and memory banks; a build of
+20-40 s, then ~250,000 cycles per second: the boards' full-size runs). Both return a
+:class:`SelfTestResult`, equal field for field for the same self-test.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
 import zlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
-from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, Value
+from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, Value
 from amaranth.lib import enum, io, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,6 +62,7 @@ __all__ = [
     "BoardTop",
     "SelfTest",
     "SelfTestResult",
+    "SimRun",
     "UARTTx",
     "Vectors",
     "crc_bytes",
@@ -59,6 +74,7 @@ __all__ = [
     "make_vectors",
     "signature",
     "simulate",
+    "simulate_verilator",
 ]
 
 MAX_TEST_ROWS = 4096    # rows of one ROM-mode run (the ROMs hold every row)
@@ -296,6 +312,19 @@ def _hex(value, digits: int) -> list:
     return out
 
 
+def _select(m: Module, index, values: list):
+    """``values[index]`` as a multiplexer whose every index is covered (an index past the end
+    gives the last value; ``Array(values)[index]`` leaves those cases out of the Verilog)."""
+    out = Signal(8, name="msg_byte")
+    with m.Switch(index):
+        for i, value in enumerate(values[:-1]):
+            with m.Case(i):
+                m.d.comb += out.eq(value)
+        with m.Default():
+            m.d.comb += out.eq(values[-1])
+    return out
+
+
 class _RomFeeder:
     """Drives a stream from a synchronous ROM: one row per beat, rows ``0 .. n-1`` in order.
 
@@ -469,6 +498,22 @@ class SelfTest(wiring.Component):
         })
 
     @property
+    def cycle_limit(self) -> int:
+        """A bound on the cycles from reset to the report of a run: four times every row at
+        the slowest steady rate of the core (``rounds·groups`` cycles per row), the LFSR
+        generators (``head_dim + 1``) and the CRC (one cycle per output byte, plus one), plus
+        twice the hang ``timeout`` (a hung run reports within it). Simulations give up there."""
+        p = self.params
+        d = p.spec.head_dim
+        per_row = max(p.rounds * p.groups, d + 1, d * -(-p.fmt.out_bits // 8) + 1)
+        return 4 * self.vectors.rows * per_row + 2 * self.timeout + 1000
+
+    @property
+    def line_cycles(self) -> int:
+        """Cycles from the report to the end of the result line (0 without a UART)."""
+        return (self.message_len + 1) * (10 * self.uart.divisor + 2) if self.uart else 0
+
+    @property
     def message_len(self) -> int:
         """Bytes of the result line, ``"\\r\\n"`` included."""
         return MESSAGE_LEN if self.mode == "rom" else LFSR_MESSAGE_LEN
@@ -629,35 +674,36 @@ class SelfTest(wiring.Component):
                      *[getattr(core.cmd.payload, name).eq(value)
                        for name, value in command(core.params).items() if name != "seq_len"]]
         msg_index = Signal(range(self.message_len + 1))
-        with m.Switch(state):
-            with m.Case(_State.IDLE):
-                m.d.sync += [go.eq(0), passed.eq(0), failed.eq(0)]
-                with m.If(go):
-                    m.d.sync += state.eq(_State.CMD)
-            with m.Case(_State.CMD):
-                m.d.comb += core.cmd.valid.eq(1)
-                with m.If(core.cmd.ready):
-                    m.d.sync += state.eq(_State.RUN)
-            with m.Case(_State.RUN), m.If(finished | core.error | (idle == self.timeout)):
-                m.d.sync += [state.eq(_State.REPORT), msg_index.eq(0)]
-                m.d.sync += hung.eq(~finished & ~core.error)
-                ok = finished & ~core.error & ok_rows
-                m.d.sync += [passed.eq(ok), failed.eq(~ok)]
-            with m.Case(_State.REPORT):
-                if self.uart is None:
-                    m.d.sync += state.eq(_State.DONE)
-                else:
-                    word = [Mux(passed, ord(a), Mux(hung, ord(b), Mux(core.error, ord(c), ord(d))))
-                            for a, b, c, d in zip("PASS", "HANG", "EROR", "FAIL", strict=True)]
-                    text = self.message(word)
-                    m.d.comb += [self.uart.data.valid.eq(1),
-                                 self.uart.data.payload.eq(Array(text)[msg_index])]
-                    with m.If(self.uart.data.ready):
-                        m.d.sync += msg_index.eq(msg_index + 1)
-                        with m.If(msg_index == len(text) - 1):
-                            m.d.sync += state.eq(_State.DONE)
-            with m.Case(_State.DONE), m.If(go):
-                m.d.sync += state.eq(_State.IDLE)
+        # (an If chain, not a Switch on the 3-bit state: its unused codes would leave each
+        # per-signal case statement of the Verilog incomplete, which Verilator's -Wall reports)
+        with m.If(state == _State.IDLE):
+            m.d.sync += [go.eq(0), passed.eq(0), failed.eq(0)]
+            with m.If(go):
+                m.d.sync += state.eq(_State.CMD)
+        with m.Elif(state == _State.CMD):
+            m.d.comb += core.cmd.valid.eq(1)
+            with m.If(core.cmd.ready):
+                m.d.sync += state.eq(_State.RUN)
+        with m.Elif(state == _State.RUN), m.If(finished | core.error | (idle == self.timeout)):
+            m.d.sync += [state.eq(_State.REPORT), msg_index.eq(0)]
+            m.d.sync += hung.eq(~finished & ~core.error)
+            ok = finished & ~core.error & ok_rows
+            m.d.sync += [passed.eq(ok), failed.eq(~ok)]
+        with m.Elif(state == _State.REPORT):
+            if self.uart is None:
+                m.d.sync += state.eq(_State.DONE)
+            else:
+                word = [Mux(passed, ord(a), Mux(hung, ord(b), Mux(core.error, ord(c), ord(d))))
+                        for a, b, c, d in zip("PASS", "HANG", "EROR", "FAIL", strict=True)]
+                text = self.message(word)
+                m.d.comb += [self.uart.data.valid.eq(1),
+                             self.uart.data.payload.eq(_select(m, msg_index, text))]
+                with m.If(self.uart.data.ready):
+                    m.d.sync += msg_index.eq(msg_index + 1)
+                    with m.If(msg_index == len(text) - 1):
+                        m.d.sync += state.eq(_State.DONE)
+        with m.Elif(state == _State.DONE), m.If(go):
+            m.d.sync += state.eq(_State.IDLE)
         if self.uart is not None:
             m.submodules.uart = self.uart
             m.d.comb += self.tx.eq(self.uart.tx)
@@ -717,8 +763,45 @@ class BoardTop(Elaboratable):
 
 
 @dataclass(frozen=True)
+class SimRun:
+    """How a simulation of the self-test went: not what the self-test reported (results of two
+    simulators compare equal without it).
+
+    Members
+    -------
+    simulator : str
+        ``"amaranth"`` or ``"verilator"``.
+    sim_cycles : int
+        Every simulated clock cycle, from reset to the end of the result line.
+    sim_seconds : float
+        Wall time of the simulation itself.
+    build_seconds : float
+        Verilator: Verilog export, lint and compilation (0 when the build was cached).
+    build_dir : Path or None
+        Verilator: the build's folder.
+    """
+
+    simulator: str
+    sim_cycles: int
+    sim_seconds: float
+    build_seconds: float = 0.0
+    build_dir: Path | None = None
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.sim_cycles / self.sim_seconds if self.sim_seconds else float("nan")
+
+    def summary(self) -> str:
+        build = (f"; build {self.build_seconds:.1f} s" if self.build_seconds
+                 else "; cached build" if self.simulator == "verilator" else "")
+        return (f"{self.simulator}: {self.sim_cycles:,} cycles in {self.sim_seconds:.1f} s "
+                f"({self.cycles_per_second:,.0f} cycles/s{build})")
+
+
+@dataclass(frozen=True)
 class SelfTestResult:
-    """What the self-test reported in simulation."""
+    """What the self-test reported in simulation (``run``: how the simulation went, left out
+    of comparisons)."""
 
     passed: bool
     failed: bool
@@ -730,6 +813,7 @@ class SelfTestResult:
     cycles: int        # the self-test's own count (command to last row)
     line: str | None   # the UART line, decoded (None without a UART)
     crc: int | None = None  # LFSR mode: the signature the self-test computed
+    run: SimRun | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def decode_uart(samples: list[int], divisor: int) -> bytes:
@@ -768,7 +852,7 @@ def simulate(selftest: SelfTest, *, max_cycles: int = 1_000_000,
                 break
         else:
             raise TimeoutError(f"the self-test did not finish in {max_cycles} cycles")
-        for _ in range((st.message_len + 1) * (10 * divisor + 2) if divisor else 0):
+        for _ in range(st.line_cycles):
             await ctx.tick()
             samples.append(ctx.get(st.tx))
         status = {name: bool(ctx.get(getattr(st.status, name)))
@@ -780,13 +864,150 @@ def simulate(selftest: SelfTest, *, max_cycles: int = 1_000_000,
             crc=ctx.get(st.crc) if st.mode == "lfsr" else None,
             line=decode_uart(samples, divisor).decode("ascii", errors="replace")
             if divisor else None)
+        result["sim_cycles"] = len(samples)
 
     sim = Simulator(st)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
+    start = time.monotonic()
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
     else:
         sim.run()
-    return SelfTestResult(**result)
+    run = SimRun("amaranth", result.pop("sim_cycles"), time.monotonic() - start)
+    return SelfTestResult(**result, run=run)
+
+
+# -- simulation in Verilator ------------------------------------------------------------------
+#
+# The self-test's Verilog (exported by Amaranth, for the board's device family), linted with the
+# core's waivers, with the clock generated in Verilog around it (sim.regress.clocked_top), built
+# by Verilator with the regression's options and cached under the regression's build root; the
+# cocotb bench (fpga_flows/cocotb_selftest.py) only waits for passed or failed, then reads the
+# status and the UART line.
+
+SIM_TOP = "swat_selftest_tb"   # the simulated top: the Verilog clock around the self-test
+SIM_MODULE = "swat_selftest"   # the self-test's Verilog module
+BENCH_MODULE = "swatkit.fpga_flows.cocotb_selftest"
+
+
+def _selftest_sources(selftest: SelfTest, platform) -> dict[str, str]:
+    """The files of a Verilator build of ``selftest``: its Verilog, the waivers, the vendor
+    models ``platform`` needs, the clocked top and what the bench reads (the top's ports)."""
+    from amaranth.back import verilog
+
+    from swatkit.rtl.generate import ecp5_model, waivers
+    from swatkit.sim.regress import clocked_top, public_vlt
+
+    text = verilog.convert(selftest, name=SIM_MODULE, platform=platform, emit_src=False)
+    files = {f"{SIM_MODULE}.vlt": waivers(f"{SIM_MODULE}.v"), "public.vlt": public_vlt(SIM_TOP)}
+    if "MULT18X18D" in text:
+        files["MULT18X18D.v"] = ecp5_model()
+    files[f"{SIM_MODULE}.v"] = text
+    files[f"{SIM_TOP}.v"] = clocked_top(selftest, top=SIM_TOP, inner=SIM_MODULE,
+                                        instance="selftest")
+    return files
+
+
+def _build_selftest(selftest: SelfTest, platform, root: Path):
+    """The cached Verilator build of ``selftest`` (``sim.regress.BuildInfo``). The key hashes
+    the files compiled (the Verilog holds the whole configuration, the vectors' constants
+    included), the Verilator and C++ options and the tool versions."""
+    from swatkit.rtl.generate import Generated, LintError, lint
+    from swatkit.sim import regress
+
+    files = _selftest_sources(selftest, platform)
+    record = json.dumps({"files": {name: hashlib.sha256(text.encode()).hexdigest()
+                                   for name, text in files.items()},
+                         "build_args": regress.BUILD_ARGS, "make_args": regress.MAKE_ARGS,
+                         "timing": regress.TIMING_ARGS, "tools": regress.tool_versions()},
+                        sort_keys=True)
+    key = hashlib.sha256(record.encode()).hexdigest()[:16]
+    p = selftest.params
+
+    def make(path: Path) -> dict:
+        src = path / "src"
+        src.mkdir(parents=True)
+        for name, text in files.items():
+            (src / name).write_text(text)
+        config = src / "selftest.json"
+        config.write_text(json.dumps({
+            "mode": selftest.mode, "rows": selftest.vectors.rows, "seed": selftest.vectors.seed,
+            "crc": selftest.vectors.crc,
+            "uart_divisor": selftest.uart.divisor if selftest.uart else None,
+            "timeout": selftest.timeout, "fault": selftest.fault,
+            "family": getattr(platform, "family", None), **p.as_dict()}, indent=2) + "\n")
+        models = [name for name in files if name == "MULT18X18D.v"]
+        generated = Generated(src / f"{SIM_MODULE}.v", config, src / f"{SIM_MODULE}.vlt",
+                              src / models[0] if models else None)
+        try:
+            lint(generated)
+        except LintError as e:
+            raise RuntimeError(f"verilator --lint-only -Wall reports warnings on the self-test's "
+                               f"Verilog ({src / (SIM_MODULE + '.v')}):\n{e}") from None
+        regress.compile_bench(src, path, None, models, top=SIM_TOP,
+                              sources=[n for n in files if n not in models])
+        return {"build": "selftest", "config": json.loads(config.read_text()),
+                "build_args": regress.BUILD_ARGS, "make_args": regress.MAKE_ARGS,
+                "tools": regress.tool_versions(), "lint": "verilator --lint-only -Wall: clean"}
+
+    return regress.cached_build(root, key, SIM_TOP, make)
+
+
+def simulate_verilator(selftest: SelfTest, *, platform=None,
+                       build_dir: str | os.PathLike | None = None,
+                       max_cycles: int | None = None) -> SelfTestResult:
+    """Run ``selftest`` from reset in Verilator until it reports (and, with a UART, has sent
+    its line): the same result as :func:`simulate`, at Verilator's speed.
+
+    Parameters
+    ----------
+    selftest : SelfTest
+    platform :
+        What the Verilog is exported for, as the board build elaborates it:
+        ``swatkit.rtl.units.DspTarget("ecp5")`` simulates an ECP5 build (``MULT18X18D``
+        multipliers with their model, the K/V memories in 512-word banks); ``None`` the generic
+        Verilog (iCE40, Gowin).
+    build_dir : path, optional
+        Build cache root (``swatkit.sim.regress.build_root``); builds go to its ``selftest/``.
+    max_cycles : int, optional
+        Give up (``TimeoutError``) when the self-test has not reported after this many cycles;
+        default :attr:`SelfTest.cycle_limit`.
+
+    Raises
+    ------
+    TimeoutError
+        No report within ``max_cycles``.
+    RuntimeError
+        The Verilog has lint warnings, the build failed, or the simulator ended without a result
+        (the message names the log).
+    """
+    from swatkit.sim import regress
+
+    limit = selftest.cycle_limit if max_cycles is None else max_cycles
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"max_cycles must be a positive integer, not {max_cycles!r}")
+    root = regress.build_root(build_dir)
+    info = _build_selftest(selftest, platform, root / "selftest")
+    runs = root / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"selftest-{info.key}-", dir=runs))
+    case = {"max_cycles": limit, "line_cycles": selftest.line_cycles,
+            "uart_divisor": selftest.uart.divisor if selftest.uart else None,
+            "mode": selftest.mode, "result": str(work / "result.json")}
+    (work / "case.json").write_text(json.dumps(case, indent=2) + "\n")
+    status = regress.run_bench(info.path, work, 0, None, top=SIM_TOP, test_module=BENCH_MODULE,
+                               extra_env={"SWATKIT_SELFTEST": str(work / "case.json")})
+    out = work / "result.json"
+    data = json.loads(out.read_text()) if out.is_file() else {}
+    if data.get("timeout"):
+        shutil.rmtree(work, ignore_errors=True)
+        raise TimeoutError(f"the self-test did not finish in {limit} cycles")
+    if "passed" not in data:
+        raise RuntimeError(f"the Verilator simulation of the self-test ended without a result "
+                           f"({status or 'no result file'}); see {work / 'sim.log'}")
+    shutil.rmtree(work, ignore_errors=True)
+    run = SimRun("verilator", data.pop("sim_cycles"), data.pop("sim_seconds"), info.seconds,
+                 info.path)
+    return SelfTestResult(**data, run=run)

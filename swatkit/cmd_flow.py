@@ -29,10 +29,16 @@ from swatkit.options import (
 )
 from swatkit.progress import progress
 
-__all__ = ["SweepProgress", "add_arguments", "run"]
+__all__ = ["SweepProgress", "add_arguments", "run", "simulator_for"]
 
 MAX_POINTS = 32  # --sweep points: each is a full build of minutes
 MAX_JOBS = 64    # -j: local processes (each a nextpnr of up to a few GB)
+SIMULATORS = ("amaranth", "verilator")  # fpga_flows.flow.SIMULATORS (not imported: a fast --help)
+# --simulate without a simulator: Verilator above this many cycles of the run (rows x cycles per
+# row). Amaranth's simulator runs 560-1,200 cycles/s on the iCEBreaker's core; a Verilator build
+# takes 25-45 s, then runs 200,000-300,000 cycles/s, and is cached (docs/fpga.md): a cold build
+# pays off from ~30,000 cycles, a cached one at once.
+AUTO_VERILATOR_CYCLES = 20_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--print-config", action="store_true",
                       help="print the resolved configuration (board defaults, --config, "
                            "options) as TOML, usable as --config, and exit")
-    b.add_argument("--simulate", action="store_true",
-                   help="run the self-test in Amaranth's simulator before writing the project")
+    b.add_argument("--simulate", nargs="?", const="auto", choices=("auto", *SIMULATORS),
+                   metavar="SIMULATOR",
+                   help="run the self-test to its report before writing the project, in "
+                        "verilator or amaranth (Amaranth's simulator); auto (the default): "
+                        f"amaranth for runs of up to {AUTO_VERILATOR_CYCLES:,} cycles (rows x "
+                        "cycles per row), verilator above")
     mode.add_argument("--sweep", action="store_true",
                       help="build several (key_lanes, dim_lanes) points into DIR/klK-dlM/ and "
                            "write DIR/sweep.md, sweep.csv, sweep.json")
@@ -208,17 +218,26 @@ def _describe(config) -> str:
             f"{config.constraint_mhz:g} MHz")
 
 
-def _simulate(config) -> int:
-    from swatkit.fpga_flows.flow import vectors_of
-    from swatkit.fpga_flows.selftest import SelfTest, simulate
+def simulator_for(config, choice: str) -> str:
+    """The simulator of ``--simulate [choice]``: ``auto`` is Amaranth's for runs of up to
+    ``AUTO_VERILATOR_CYCLES`` steady-state cycles (rows x cycles per row), Verilator above."""
+    if choice != "auto":
+        return choice
+    cycles = config.test_rows * config.cycles_per_row
+    return "verilator" if cycles > AUTO_VERILATOR_CYCLES else "amaranth"
 
-    p = config.params
-    vectors = vectors_of(config)
-    # the same test with a fast UART, so that the line takes few simulated cycles
-    result = simulate(SelfTest(p.spec, p.fmt, p.hw, vectors, mode=config.selftest,
-                               uart_divisor=4),
-                      max_cycles=64 * config.test_rows * (config.cycles_per_row + 64) + 100_000)
+
+def _simulate(config, simulator: str) -> int:
+    from swatkit.fpga_flows.flow import simulate_selftest
+
+    try:
+        result = simulate_selftest(config, simulator)
+    except (RuntimeError, TimeoutError) as e:  # a missing Verilator, a failed build, a hang
+        print(f"swatkit: error: the {simulator} simulation of the self-test failed: {e}",
+              file=sys.stderr)
+        return 1
     print(f"simulation: {result.line.strip()}")
+    print(f"simulated with {result.run.summary()}")
     if not result.passed:
         print("swatkit: error: the self-test fails in simulation; not building it",
               file=sys.stderr)
@@ -284,8 +303,10 @@ def run(args: argparse.Namespace) -> int:
         warn(line)
     print(f"{board.name}: {_describe(config)}", flush=True)
     if args.simulate:
-        with progress(f"simulating the self-test ({config.test_rows} rows)"):
-            failed = _simulate(config)
+        simulator = simulator_for(config, args.simulate)
+        with progress(f"simulating the self-test in {simulator} ({config.test_rows} rows, "
+                      f"about {config.test_rows * config.cycles_per_row:,} cycles)"):
+            failed = _simulate(config, simulator)
         if failed:
             return 1
     try:

@@ -374,7 +374,47 @@ def test_run_that_does_not_fit(tmp_path, monkeypatch, capsys):
 def test_cli_simulates_before_emitting(tmp_path, capsys):
     assert main(["flow", "--board", "icebreaker", "-o", str(tmp_path), "--simulate",
                  "--test-rows", "12"]) == 0
-    assert "simulation: SWAT PASS rows=000C/000C bad=0000 first=FFFF" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "simulation: SWAT PASS rows=000C/000C bad=0000 first=FFFF" in out
+    # 12 rows x 36 cycles: a run for Amaranth's simulator
+    assert re.search(r"^simulated with amaranth: [\d,]+ cycles in [\d.]+ s \([\d,]+ cycles/s\)$",
+                     out, re.M), out
+
+
+def test_cli_simulates_in_verilator(tmp_path, capsys, monkeypatch, request):
+    """--simulate verilator: the same result line as Amaranth's simulator, then the project."""
+    if request.config.getoption("build_dir"):
+        monkeypatch.setenv("SWATKIT_BUILD_DIR", request.config.getoption("build_dir"))
+    argv = ["flow", "--board", "icebreaker", "-o", str(tmp_path / "p"), "--test-rows", "12"]
+    assert main([*argv, "--simulate", "amaranth"]) == 0
+    amaranth = capsys.readouterr().out
+    assert main([*argv, "--simulate", "verilator"]) == 0
+    verilator = capsys.readouterr().out
+    line = re.search(r"^simulation: (SWAT PASS rows=000C/000C bad=0000 first=FFFF "
+                     r"cycles=[0-9A-F]{8})$", verilator, re.M)
+    assert line and f"simulation: {line[1]}\n" in amaranth, (verilator, amaranth)
+    assert re.search(r"^simulated with verilator: [\d,]+ cycles in [\d.]+ s \([\d,]+ cycles/s"
+                     r"(; build [\d.]+ s|; cached build)\)$", verilator, re.M), verilator
+    assert (tmp_path / "p" / "swatkit.json").is_file()
+
+
+def test_simulate_picks_verilator_for_long_runs():
+    """--simulate without a simulator: Amaranth's up to AUTO_VERILATOR_CYCLES cycles of the run
+    (rows x cycles per row), Verilator above; a simulator given is used as given."""
+    from swatkit import cmd_flow
+
+    assert cmd_flow.SIMULATORS == flow.SIMULATORS
+    ice, ulx = board_config(get_board("icebreaker")), board_config(get_board("ulx3s-85f"))
+    assert (ice.test_rows, ice.cycles_per_row) == (32, 36)
+    assert cmd_flow.simulator_for(ice, "auto") == "amaranth"
+    assert cmd_flow.simulator_for(ice, "verilator") == "verilator"
+    limit = cmd_flow.AUTO_VERILATOR_CYCLES
+    at = dataclasses.replace(ice, test_rows=limit // 36)
+    above = dataclasses.replace(ice, test_rows=limit // 36 + 1)
+    assert [cmd_flow.simulator_for(c, "auto") for c in (at, above)] == ["amaranth", "verilator"]
+    ulx = dataclasses.replace(ulx, selftest="lfsr", test_rows=4096)
+    assert cmd_flow.simulator_for(ulx, "auto") == "verilator"
+    assert cmd_flow.simulator_for(ulx, "amaranth") == "amaranth"
 
 
 def test_cli_lfsr_mode_simulates_and_defaults_to_all_rows(tmp_path, capsys):
@@ -536,6 +576,9 @@ def test_cli_abc_and_nextpnr_options_are_config(tmp_path, capsys):
     (["--board", "ulx3s-85f", "--nextpnr-options=--seed $(true)"],
      "--nextpnr-options must be plain words (letters, digits and _.,=+:/@%-), not '$(true)'"),
     (["--board", "icebreaker", "--scheduler", "tcp://h:8786"], "--scheduler needs --sweep"),
+    (["--board", "icebreaker", "--simulate", "spice"],
+     "argument --simulate: invalid choice: 'spice' (choose from 'auto', 'amaranth', "
+     "'verilator')"),
     (["--board", "icebreaker", "--sweep", "-j", "0"], "-j/--jobs must be an integer in 1..64, "
                                                       "not 0"),
     (["--board", "icebreaker", "--sweep", "-j", "2", "--scheduler", "tcp://h:8786"],

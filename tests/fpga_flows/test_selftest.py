@@ -2,8 +2,11 @@
 corrupted expected ROM as a failure (naming the row), reports a hang, restarts on ``start``, and
 prints its result line over the UART. LFSR mode: the on-chip generator's rows equal the NumPy
 generator's, the CRC-32 of the output equals ``zlib.crc32`` of the golden output, and a corrupted
-signature or one wrong output element makes it report FAIL."""
+signature or one wrong output element makes it report FAIL. In Verilator (its Verilog, as the
+board build elaborates it): the same result as Amaranth's simulator, field for field, and the
+ULX3S-85F default at its full size (``slow``)."""
 
+import json
 import random
 import re
 import time
@@ -14,7 +17,10 @@ import pytest
 from amaranth import Value
 from amaranth.sim import Simulator
 
+from swatkit.cli import main
 from swatkit.fpga_flows.boards import BOARDS
+from swatkit.fpga_flows.cocotb_selftest import uart_samples
+from swatkit.fpga_flows.flow import FlowConfig, simulate_selftest, vectors_of
 from swatkit.fpga_flows.selftest import (
     LFSR_MESSAGE_LEN,
     MESSAGE_LEN,
@@ -29,10 +35,12 @@ from swatkit.fpga_flows.selftest import (
     make_vectors,
     signature,
     simulate,
+    simulate_verilator,
 )
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.harness import lfsr_sequence
+from swatkit.rtl.units import DspTarget
 from swatkit.sim.streams import stream_put
 
 
@@ -190,14 +198,6 @@ def test_message_length_is_fixed():
     params, rows = CONFIGS["rows-below-window"]
     r = simulate(selftest(params, rows))
     assert len(r.line) == MESSAGE_LEN
-
-
-@pytest.mark.slow
-def test_ulx3s_default_passes_in_simulation():
-    params = board_params("ulx3s-85f")
-    rows = BOARDS["ulx3s-85f"].test_rows
-    r = simulate(selftest(params, rows))
-    assert r.passed and r.rows == rows, r
 
 
 # -- LFSR mode ------------------------------------------------------------------------------------
@@ -362,3 +362,135 @@ def test_lfsr_selftest_passes_at_the_icebreaker_seq_len():
     v = make_lfsr_vectors(params, rows, SEED)
     r = simulate(lfsr_selftest(params, rows, vectors=v), max_cycles=10**6)
     assert r.passed and (r.rows, r.crc) == (rows, v.crc), r
+
+
+# -- in Verilator ---------------------------------------------------------------------------------
+
+# (mode, fault, multipliers and memories): the 6-bit causal configuration, 20 rows, each case
+# one Verilator build; "ecp5-banks4" is the ECP5 build's Verilog (MULT18X18D and its model) with
+# 4-word K/V memory banks, so that a small core has several banks
+VERILATOR_CASES = {
+    "lfsr-pass": ("lfsr", None, None),
+    "lfsr-corrupted-signature": ("lfsr", "signature", None),
+    "rom-corrupted-row": ("rom", "row", None),
+    "lfsr-pass-ecp5-banks4": ("lfsr", None, DspTarget("ecp5", ram_bank_words=4)),
+}
+
+
+@pytest.mark.parametrize("name", VERILATOR_CASES)
+def test_verilator_equals_amaranth(name, request):
+    """The self-test's Verilog in Verilator reports what Amaranth's simulator reports, field
+    for field, and the UART line takes as many cycles."""
+    params, rows = CONFIGS["causal-kl2-dl3-narrow"]
+    mode, fault, platform = VERILATOR_CASES[name]
+    make = make_lfsr_vectors if mode == "lfsr" else make_vectors
+    v = make(params, rows, SEED)
+    bad_row = 11
+    vectors = (v.corrupted_signature(0) if fault == "signature"
+               else v.corrupted(bad_row, 2) if fault == "row" else v)
+
+    def dut():
+        return SelfTest(params.spec, params.fmt, params.hw, vectors, mode=mode, uart_divisor=3)
+
+    want = simulate(dut())
+    got = simulate_verilator(dut(), platform=platform,
+                             build_dir=request.config.getoption("build_dir"))
+    print(f"config causal-kl2-dl3-narrow seed {SEED}, {name}: {got.line.strip()}; "
+          f"{got.run.summary()}")
+    assert got == want
+    for field in ("passed", "failed", "hang", "error", "rows", "bad", "first_bad", "cycles",
+                  "line", "crc"):
+        assert getattr(got, field) == getattr(want, field), field
+    assert got.run.simulator == "verilator" and want.run.simulator == "amaranth"
+    assert got.run.sim_cycles == want.run.sim_cycles > got.cycles
+    assert (got.hang, got.error, got.rows) == (False, False, rows)
+    if mode == "lfsr":
+        verdict = "FAIL" if fault else "PASS"
+        assert (got.passed, got.crc) == (not fault, v.crc)
+        assert got.line == (f"SWAT {verdict} rows={rows:04X}/{rows:04X} crc={v.crc:08X} "
+                            f"want={vectors.crc:08X} cycles={got.cycles:08X}\r\n")
+    else:
+        assert (got.passed, got.bad, got.first_bad) == (False, 1, bad_row)
+        assert got.line.startswith(f"SWAT FAIL rows={rows:04X}/{rows:04X} bad=0001 "
+                                   f"first={bad_row:04X} ")
+
+
+def test_verilator_gives_up_after_max_cycles(request):
+    params, rows = CONFIGS["causal-kl2-dl3-narrow"]
+    dut = lfsr_selftest(params, rows)  # the build of "lfsr-pass" above (the same Verilog)
+    with pytest.raises(TimeoutError, match=r"^the self-test did not finish in 50 cycles$"):
+        simulate_verilator(dut, max_cycles=50, build_dir=request.config.getoption("build_dir"))
+    with pytest.raises(ValueError, match=r"^max_cycles must be a positive integer, not 0$"):
+        simulate_verilator(dut, max_cycles=0)
+
+
+def test_uart_samples_from_changes():
+    # a start bit at cycle 3 (two cycles), a high bit, the line high again at cycle 7
+    assert uart_samples([(3, 0), (5, 1)], 7) == [1, 1, 1, 0, 0, 1, 1, 1]
+    assert uart_samples([], 2) == [1, 1, 1]
+    # 0x81 at 4 cycles per bit: idle, start bit, bit 0 high, bits 1-6 low, bit 7 high, stop bit
+    line = [1] * 5 + [0] * 4 + [1] * 4 + [0] * 24 + [1] * 4 + [1] * 8
+    changes = [(i, b) for i, b in enumerate(line) if i and line[i - 1] != b]
+    assert changes == [(5, 0), (9, 1), (13, 0), (37, 1)]
+    assert uart_samples(changes, len(line) - 1) == line
+    assert decode_uart(uart_samples(changes, len(line) - 1), 4) == bytes([0x81])
+
+
+@pytest.mark.slow
+def test_ulx3s_default_passes_in_verilator(tmp_path, capsys, monkeypatch, request):
+    """``swatkit flow --board ulx3s-85f --simulate``: the board's default (the Longformer-base
+    head on 2 x 8 lanes, LFSR mode, all 4096 rows, the flow's seed) in Verilator, with the ECP5
+    build's multipliers and memory banks, passes with the golden model's CRC (~8.2 M cycles)."""
+    if request.config.getoption("build_dir"):
+        monkeypatch.setenv("SWATKIT_BUILD_DIR", request.config.getoption("build_dir"))
+    board = BOARDS["ulx3s-85f"]
+    params = board_params("ulx3s-85f")
+    out = tmp_path / "p"
+    t = time.monotonic()
+    assert main(["flow", "--board", "ulx3s-85f", "-o", str(out), "--simulate"]) == 0
+    seconds = time.monotonic() - t
+    text = capsys.readouterr().out
+    print(text)
+    info = json.loads((out / "swatkit.json").read_text())
+    seed = info["selftest"]["seed"]
+    assert (board.selftest, info["selftest"]["mode"], info["selftest"]["rows"]) == (
+        "lfsr", "lfsr", 4096)
+    # the golden CRC, from the generator's inputs and the bit-exact model
+    v = make_lfsr_vectors(params, 4096, seed)
+    assert v.crc == signature(fixed_point_attention(v.q, v.k, v.v, params.spec,
+                                                    params.fmt).out, params.fmt.out_bits)
+    assert info["selftest"]["crc"] == f"{v.crc:08X}"
+    line = re.search(r"^simulation: (SWAT .*)$", text, re.M)[1]
+    assert re.fullmatch(f"SWAT PASS rows=1000/1000 crc={v.crc:08X} want={v.crc:08X} "
+                        r"cycles=([0-9A-F]{8})", line), line
+    cycles = int(line[-8:], 16)
+    # every row's keys at 2 x 8 MACs per cycle, and no more than 5 % above
+    ideal = params.ideal_cycles(4096, params.spec)
+    assert ideal <= cycles <= 1.05 * ideal, (cycles, ideal)
+    assert re.search(r"^simulated with verilator: [\d,]+ cycles in ", text, re.M)
+    print(f"ULX3S default in Verilator: {cycles} cycles (ideal {ideal:.0f}); wall {seconds:.1f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["lfsr", "rom"])
+def test_ulx3s_default_fault_fails_in_verilator(mode, request):
+    """The ULX3S default in Verilator: LFSR mode with its signature's bit 0 flipped (all 4096
+    rows; the computed CRC stays the golden one), ROM mode (the board's rows) with one expected
+    element off: both FAIL."""
+    board = BOARDS["ulx3s-85f"]
+    params = board_params("ulx3s-85f")
+    rows = 4096 if mode == "lfsr" else board.test_rows
+    config = FlowConfig(board, params, rows, selftest=mode)
+    v = vectors_of(config)
+    bad_row = rows - 3
+    r = simulate_selftest(config, "verilator", build_dir=request.config.getoption("build_dir"),
+                          vectors=v.corrupted_signature(0) if mode == "lfsr"
+                          else v.corrupted(bad_row, 63))
+    print(f"ULX3S default, {mode} mode, seed {config.seed}: {r.line.strip()}; {r.run.summary()}")
+    assert (r.passed, r.failed, r.hang, r.error, r.rows) == (False, True, False, False, rows)
+    if mode == "lfsr":
+        assert r.crc == v.crc
+        assert r.line.startswith(f"SWAT FAIL rows=1000/1000 crc={v.crc:08X} "
+                                 f"want={v.crc ^ 1:08X} ")
+    else:
+        assert (r.bad, r.first_bad) == (1, bad_row)
