@@ -507,27 +507,6 @@ class SwatCore(wiring.Component):
         slot_free = kv_credit.any()
         kv_last = kv_hold & (kv_g == g - 1)
         kv_take = Signal()
-        # the kv stream's ready is a function of registers only (not of the take condition, a
-        # long path into the K/V source): a beat offered while the loader cannot take it waits
-        # in a second K/V register (kv_skid); the loader takes from there first
-        kv_skid_full = Signal()
-        kv_skid = Signal(2 * d * b)
-        kv_in_left = Signal(range(gmax + hw.max_seq_len + 1))   # beats still to accept
-        kv_in_more = Signal()                                   # kv_in_left > 0
-        m.d.comb += self.kv.ready.eq(running & kv_in_more & ~kv_skid_full)
-        kv_in = self.kv.valid & self.kv.ready
-        kv_valid = kv_skid_full | kv_in           # the loader's source has a beat
-        kv_src = data.View(self.kv.payload.shape(),
-                           Mux(kv_skid_full, kv_skid, self.kv.payload.as_value()))
-        with m.If(kv_in):
-            m.d.sync += [kv_in_left.eq(kv_in_left - 1), kv_in_more.eq(kv_in_left != 1)]
-            with m.If(~kv_take):
-                m.d.sync += [kv_skid.eq(self.kv.payload.as_value()), kv_skid_full.eq(1)]
-        with m.If(kv_skid_full & kv_take):
-            m.d.sync += kv_skid_full.eq(0)
-        with m.If(start_run):   # (seq_len >= 1)
-            m.d.sync += [kv_in_left.eq(cmd.seq_len + (cmd_gcount if gmax else 0)),
-                         kv_in_more.eq(1)]
         if gmax:
             pre_acc = Signal(range(gmax + 1))    # global columns accepted
             pre_more = pre_acc < gcount
@@ -539,10 +518,10 @@ class SwatCore(wiring.Component):
                 lrem = Signal(range(gmax + 1))
             m.d.comb += [kv_take.eq(running & (pre_more | (kv_more & slot_free))
                                     & (~kv_hold | kv_last)),
-                         kv_band.eq(kv_valid & kv_take & ~pre_more)]
+                         kv_band.eq(self.kv.valid & kv_take & ~pre_more)]
         else:
             m.d.comb += [kv_take.eq(running & kv_more & slot_free & (~kv_hold | kv_last)),
-                         kv_band.eq(kv_valid & kv_take)]
+                         kv_band.eq(self.kv.valid & kv_take)]
         with m.If(kv_band):
             m.d.sync += kv_more.eq(kv_acc + 1 < n)
         with m.If(sv_fin & kv_wait.any()):
@@ -558,6 +537,7 @@ class SwatCore(wiring.Component):
             d_r = cmd.dilation if dmax > 1 else 1
             m.d.sync += [kv_more.eq(1), kv_credit.eq(d_r * ring),
                          kv_wait.eq(p.ring_before if blk else d_r * cmd.before)]
+        m.d.comb += self.kv.ready.eq(kv_take)
         kv_addr = kv_region + kv_base + kv_g
         for lane in range(kl):
             m.d.comb += [
@@ -604,8 +584,9 @@ class SwatCore(wiring.Component):
                         band_written()
                 else:
                     band_written()
-        with m.If(kv_valid & kv_take):
-            m.d.sync += [kbuf.eq(kv_src.k.as_value()), vbuf.eq(kv_src.v.as_value()),
+        with m.If(self.kv.valid & kv_take):
+            m.d.sync += [kbuf.eq(self.kv.payload.k.as_value()),
+                         vbuf.eq(self.kv.payload.v.as_value()),
                          kv_hold.eq(1), kv_g.eq(0)]
             if gmax:
                 with m.If(pre_more):
