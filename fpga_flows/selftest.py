@@ -375,11 +375,15 @@ class _LfsrFeeder:
         filled = Signal(range(d + 1), name=f"{name}_filled")
         count = Signal(range(n + 1), name=f"{name}_count")
         valid = Signal(name=f"{name}_valid")
+        # filled == d and count < n as registers: the payload's enable (``deliver``, the
+        # core's late ready and these) is one LUT before a row-wide register
+        full = Signal(name=f"{name}_full")
+        more = Signal(init=1, name=f"{name}_more")
         m.d.comb += port.valid.eq(valid)
         with m.If(valid & port.ready):
             m.d.sync += valid.eq(0)
-        generate = run & (filled < d) & (count < n)
-        deliver = (filled == d) & (~valid | port.ready)
+        generate = run & ~full & more
+        deliver = full & (~valid | port.ready)
         for index, (field, seed) in enumerate(fields):
             state = Signal(32, init=seed, name=f"{name}{index}_lfsr")
             acc = Signal(d * bits, name=f"{name}{index}_acc")
@@ -390,14 +394,15 @@ class _LfsrFeeder:
                 m.d.sync += state.eq(seed)
             with m.Elif(generate):
                 m.d.sync += [state.eq(nxt), acc.eq(Cat(acc[bits:], element))]
-            with m.Elif(deliver):
+            with m.If(deliver):   # (never with generate; after a clear the row is not valid)
                 m.d.sync += row.eq(acc)
         with m.If(clear):
-            m.d.sync += [filled.eq(0), count.eq(0), valid.eq(0)]
+            m.d.sync += [filled.eq(0), count.eq(0), valid.eq(0), full.eq(0), more.eq(1)]
         with m.Elif(generate):
-            m.d.sync += filled.eq(filled + 1)
+            m.d.sync += [filled.eq(filled + 1), full.eq(filled == d - 1)]
         with m.Elif(deliver):
-            m.d.sync += [filled.eq(0), count.eq(count + 1), valid.eq(1)]
+            m.d.sync += [filled.eq(0), count.eq(count + 1), valid.eq(1), full.eq(0),
+                         more.eq(count + 1 < n)]
 
 
 def crc32_byte(m: Module, crc, byte):

@@ -504,7 +504,7 @@ class SwatCore(wiring.Component):
         kv_wait = Signal(range(max(dmax * p.ring_before, 1) + 1))   # (one bit at least)
         kv_band = Signal()   # a band row is accepted (kv_acc counts up)
         sv_fin = Signal()    # a row finishes SV (sv_done counts up)
-        slot_free = kv_credit.any()
+        slot_free = Signal()   # kv_credit > 0, kept as a register beside the credit
         kv_last = kv_hold & (kv_g == g - 1)
         kv_take = Signal()
         if gmax:
@@ -530,12 +530,12 @@ class SwatCore(wiring.Component):
         # instead of entering an adder's carry chain)
         kv_grow = sv_fin & ~kv_wait.any()
         with m.If(kv_band & ~kv_grow):
-            m.d.sync += kv_credit.eq(kv_credit - 1)
+            m.d.sync += [kv_credit.eq(kv_credit - 1), slot_free.eq(kv_credit != 1)]
         with m.Elif(kv_grow & ~kv_band):
-            m.d.sync += kv_credit.eq(kv_credit + 1)
+            m.d.sync += [kv_credit.eq(kv_credit + 1), slot_free.eq(1)]
         with m.If(start_run):   # (seq_len >= 1)
             d_r = cmd.dilation if dmax > 1 else 1
-            m.d.sync += [kv_more.eq(1), kv_credit.eq(d_r * ring),
+            m.d.sync += [kv_more.eq(1), kv_credit.eq(d_r * ring), slot_free.eq(1),
                          kv_wait.eq(p.ring_before if blk else d_r * cmd.before)]
         m.d.comb += self.kv.ready.eq(kv_take)
         kv_addr = kv_region + kv_base + kv_g
