@@ -233,10 +233,11 @@ class _RowWalk:
             return lane - self.lane0
         return Mux(lane >= self.lane0, lane - self.lane0, lane + kl - self.lane0)
 
-    def start(self, rem, lane0, lo_base, sbuf, region=None, rnd=None, rsel=None):
+    def start(self, rem, lane0, lo_base, sbuf, region=None, rnd=None, rsel=None, later=None):
         """Statements that start walking a row (``lo_base`` inside the class ``region``; with
-        random blocks when ``rnd``, from buffer ``rsel``)."""
-        g, sg = self.p.groups, self.p.region_words
+        random blocks when ``rnd``, from buffer ``rsel``); ``later``: the slot after
+        ``lo_base`` (:meth:`later`), if the caller has it."""
+        sg = self.p.region_words
         # sbuf · rounds from a table of constants (a multiply here became a MULT18X18D on the
         # ECP5, on the critical path of the SV start), padded to every value of sbuf's bits
         bases = [k * self.p.rounds for k in range(self.p.score_buffers)]
@@ -247,7 +248,8 @@ class _RowWalk:
             self.first_round.eq(1), self.s_addr.eq(Array(bases)[sbuf]),
         ]
         # lanes below the row's first lane hold their first key one slot later
-        later = _wrap_inc(lo_base, g, sg)
+        if later is None:
+            later = self.later(lo_base)
         for lane, a in enumerate(self.addr):
             base = Mux(lane < lane0, later, lo_base) if lane < self.p.hw.key_lanes - 1 \
                 else lo_base
@@ -259,6 +261,10 @@ class _RowWalk:
         if self.rnd_rem is not None:
             stmts += [self.in_rnd.eq(0), self.row_rnd.eq(rnd), self.rsel.eq(rsel)]
         return stmts
+
+    def later(self, lo_base):
+        """The address one slot after ``lo_base``: the first key of the lanes below lane0."""
+        return _wrap_inc(lo_base, self.p.groups, self.p.region_words)
 
     def _next_addr(self, a):
         sg = self.p.region_words
@@ -780,8 +786,9 @@ class SwatCore(wiring.Component):
         else:
             m.d.comb += rem0.eq(Mux(near, last_a, qk_a + after_r) - lo)
         # what the SV engine needs to walk the row again: first lane/address, buffer, keys
+        # (and the slot after base, computed beside the QK start rather than after the FIFO)
         info_fields = {"lane0": lo_lane.shape(), "base": lo_base.shape(), "sbuf": sbuf.shape(),
-                       "rem": rem0.shape()}
+                       "rem": rem0.shape(), "later": lo_base.shape()}
         if dmax > 1:
             info_fields["region"] = qk_region.shape()
         if rmax:   # the row has random blocks, in buffer rsel
@@ -823,7 +830,8 @@ class SwatCore(wiring.Component):
                          sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
             w_row = data.View(row_info, info.w_data)
             m.d.comb += [info.w_en.eq(1), w_row.lane0.eq(row_lo_lane),
-                         w_row.base.eq(row_lo_base), w_row.sbuf.eq(sbuf), w_row.rem.eq(rem0)]
+                         w_row.base.eq(row_lo_base), w_row.sbuf.eq(sbuf), w_row.rem.eq(rem0),
+                         w_row.later.eq(qk.later(row_lo_base))]
             if dmax > 1:
                 m.d.comb += w_row.region.eq(qk_region)
             if rmax:
@@ -952,7 +960,8 @@ class SwatCore(wiring.Component):
         with m.If(sv_start):
             m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf,
                                    i_row.region if dmax > 1 else None,
-                                   i_row.rnd if rmax else None, i_row.rsel if rmax else None),
+                                   i_row.rnd if rmax else None, i_row.rsel if rmax else None,
+                                   later=i_row.later),
                          sv_m.eq(rowmax.r_data), sv_m_lo.eq(rowmax.r_data.as_signed() - d_sat)]
 
         srd = [mem.read_port() for mem in smem]
