@@ -176,6 +176,8 @@ class CoreProbe:
     """
 
     NAMES = ("running", "n", "kv_acc", "kv_wr", "kv_hold", "kv_g", "q_cnt", "q_full", "qk_row",
+             "q_skid_full", "q_more", "slot_free", "qk_rem", "qk_last_round", "sv_rem",
+             "sv_last_round",
              "qk_more", "kv_more", "kv_credit", "kv_wait", "hi1", "near", "dafter", "sb_free",
              "sv_done", "rows_out", "res_full", "feed_g", "o_valid", "o_cnt", "qk_busy",
              "sv_busy")
@@ -395,7 +397,7 @@ class ContractHarness(wiring.Component):
         """``(test, message)``: the auxiliary invariants on the core's registers (module
         docstring). Each is inductive together with the others."""
         p, c = self.params, probe
-        g, sb = p.groups, p.score_buffers
+        g, sb, kl = p.groups, p.score_buffers, p.hw.key_lanes
         running = c.running
         # rows started (QK) and not through SV: in the QK walk, the QK pipeline, the row-max
         # FIFO, the SV walk or the SV pipeline
@@ -409,11 +411,20 @@ class ContractHarness(wiring.Component):
         reach = c.qk_row + c.dafter + 1
         hi1 = Mux(reach > c.n, c.n, reach)
         empty = Cat(c.qk_busy, c.sv_busy, c.res_full, c.o_valid, c.kv_hold, c.q_full,
+                    c.q_skid_full,
                     *c.norm_valid, *c.qk_marks.values(), *c.sv_marks.values(),
                     c.rowmax.level, c.ofifo.level, c.o_cnt)
         return [
             (~running | ((c.n >= 1) & (c.n <= p.hw.max_seq_len)), "inv: 1 <= n <= max_seq_len"),
-            (~running | (c.q_cnt == c.qk_row + c.q_full), "inv: Q rows = started + Q register"),
+            (~running | (c.q_cnt == c.qk_row + c.q_full + c.q_skid_full),
+             "inv: Q rows = started + Q registers"),
+            (~c.q_skid_full | c.q_full, "inv: the second Q register only behind the first"),
+            (~running | (c.q_more == (c.q_cnt < c.n)), "inv: q_more = q_cnt < n"),
+            (~running | (c.slot_free == (c.kv_credit != 0)), "inv: slot_free = credit > 0"),
+            (~c.qk_busy | (c.qk_last_round == (c.qk_rem < kl)),
+             "inv: QK last-round flag = rem < KL"),
+            (~c.sv_busy | (c.sv_last_round == (c.sv_rem < kl)),
+             "inv: SV last-round flag = rem < KL"),
             (~running | (c.q_cnt <= c.n), "inv: q_cnt <= n"),
             (~running | (c.qk_more == (c.qk_row < c.n)), "inv: qk_more = qk_row < n"),
             (~running | (c.hi1 == hi1), "inv: hi1 = min(qk_row + dilation·after + 1, n)"),
