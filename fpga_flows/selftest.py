@@ -51,6 +51,7 @@ from swatkit.golden.numerics import clog2
 from swatkit.rtl import CoreParams, HardwareConfig, SwatCore, core_layouts
 from swatkit.rtl.core import command
 from swatkit.rtl.harness import LFSR_TAPS, SwatHarness
+from swatkit.rtl.units import covered_select
 
 __all__ = [
     "LFSR_MESSAGE_LEN",
@@ -309,19 +310,6 @@ def _hex(value, digits: int) -> list:
     for i in reversed(range(digits)):
         nib = v[4 * i:4 * i + 4]
         out.append(Mux(nib < 10, nib + ord("0"), nib + (ord("A") - 10))[:8])
-    return out
-
-
-def _select(m: Module, index, values: list):
-    """``values[index]`` as a multiplexer whose every index is covered (an index past the end
-    gives the last value; ``Array(values)[index]`` leaves those cases out of the Verilog)."""
-    out = Signal(8, name="msg_byte")
-    with m.Switch(index):
-        for i, value in enumerate(values[:-1]):
-            with m.Case(i):
-                m.d.comb += out.eq(value)
-        with m.Default():
-            m.d.comb += out.eq(values[-1])
     return out
 
 
@@ -702,7 +690,8 @@ class SelfTest(wiring.Component):
                         for a, b, c, d in zip("PASS", "HANG", "EROR", "FAIL", strict=True)]
                 text = self.message(word)
                 m.d.comb += [self.uart.data.valid.eq(1),
-                             self.uart.data.payload.eq(_select(m, msg_index, text))]
+                             self.uart.data.payload.eq(covered_select(m, msg_index, text, 8,
+                                                                         "msg_byte"))]
                 with m.If(self.uart.data.ready):
                     m.d.sync += msg_index.eq(msg_index + 1)
                     with m.If(msg_index == len(text) - 1):

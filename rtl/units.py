@@ -40,6 +40,7 @@ __all__ = [
     "Divider",
     "DspTarget",
     "Exp2",
+    "covered_select",
     "divide_stages",
     "divider_latency",
     "exp2_stages",
@@ -145,14 +146,21 @@ class BankedMemory:
             return regs[0]
         sel = _reg(m, en, addr[self._low:], f"{name}_rsel")
         sel = _reg(m, reg_en, sel, f"{name}_sel")
-        word = Signal(self._shape, name=name)
-        with m.Switch(sel):   # (every case covered: the last bank's word by default)
-            for i, reg in enumerate(regs[:-1]):
-                with m.Case(i):
-                    m.d.comb += word.eq(reg)
-            with m.Default():
-                m.d.comb += word.eq(regs[-1])
-        return word
+        return covered_select(m, sel, regs, self._shape, name)
+
+
+def covered_select(m: Module, index, values: list, shape, name: str) -> Signal:
+    """``values[index]`` as a multiplexer whose every index is covered (an index past the end
+    gives the last value; ``Array(values)[index]`` leaves those cases out of the Verilog, which
+    ``verilator -Wall`` reports)."""
+    out = Signal(shape, name=name)
+    with m.Switch(index):
+        for i, value in enumerate(values[:-1]):
+            with m.Case(i):
+                m.d.comb += out.eq(value)
+        with m.Default():
+            m.d.comb += out.eq(values[-1])
+    return out
 
 
 def _ecp5_mul_fits(a, b) -> bool:
