@@ -11,7 +11,8 @@ the end of the row.
 
 Structure (docs/rtl.md has the diagram and the schedule)::
 
-    kv ──► loader ──► K ring, V ring (key j: lane j mod KL, slot (j div KL) mod S)
+    kv ──► loader (a word per cycle) ──► K ring, V ring
+           (key j: lane j mod KL, slot (j div KL) mod S)
     q ──► Q register ─┐
                       ▼
       QK engine: KL lanes × DL MACs; scores → score buffers (≥ 3 rows), running row max
@@ -164,6 +165,48 @@ def _wrap_inc(value, step, modulus):
     """``(value + step) mod modulus`` for ``0 <= value < modulus``, ``0 <= step <= modulus``."""
     nxt = value + step
     return Mux(nxt >= modulus, nxt - modulus, nxt)
+
+
+class _RowCopier:
+    """A K/V stream's rows copied into word-wide memories, one word (dim_lanes elements) per
+    cycle, straight out of the stream's payload, which the producer holds until the transfer:
+    there is no row-wide register in the core, and the transfer is the cycle of the row's last
+    word. ``ready`` is then a register when a row has two words or more (G >= 2): the
+    producer's row-wide payload enable is one LUT after two registers.
+
+    ``start`` (the loader takes the beat: ``valid`` and room) copies word 0; words 1 … G − 1
+    follow in the next cycles, and ``start`` is never asserted meanwhile (the loader's write
+    stage, one cycle behind, holds its row). ``k`` and ``v`` hold each word the cycle after
+    it is copied, which is when the loader writes it (as the row register did before, issue
+    15). ``busy``: words 1 … G − 1 are being copied; ``index``: the word being copied.
+    """
+
+    def __init__(self, m: Module, name: str, port, start, g: int, word: int):
+        self.k = Signal(word, name=f"{name}_wk")
+        self.v = Signal(word, name=f"{name}_wv")
+        self.busy = Signal(name=f"{name}_copy")
+        self.index = Signal(range(max(g, 2)), name=f"{name}_copy_g")
+        self.ready = Signal(name=f"{name}_copy_ready")
+        k, v = port.payload.k.as_value(), port.payload.v.as_value()
+        with m.Switch(self.index):   # (a multiplexer of G words; no shifter)
+            for i in range(g):
+                with m.Case(i):
+                    m.d.sync += [self.k.eq(k[i * word:(i + 1) * word]),
+                                 self.v.eq(v[i * word:(i + 1) * word])]
+        if g == 1:
+            m.d.comb += [port.ready.eq(start), self.busy.eq(0), self.index.eq(0),
+                         self.ready.eq(start)]
+            return
+        m.d.comb += port.ready.eq(self.ready)
+        with m.If(self.busy):
+            with m.If(self.index == g - 1):
+                m.d.sync += [self.busy.eq(0), self.index.eq(0)]
+            with m.Else():
+                m.d.sync += self.index.eq(self.index + 1)
+        with m.Elif(start):
+            m.d.sync += [self.busy.eq(1), self.index.eq(1)]
+        # the transfer: the cycle that copies word G − 1
+        m.d.sync += self.ready.eq(start if g == 2 else self.busy & (self.index == g - 2))
 
 
 class _RowWalk:
@@ -492,8 +535,6 @@ class SwatCore(wiring.Component):
         # each taken when its slot is free and written in G cycles
         kv_hold = Signal()
         kv_g = Signal(range(max(g, 2)))
-        kbuf = Signal(d * b)
-        vbuf = Signal(d * b)
         kv_lane = Signal(range(max(kl, 2)))
         kv_base = Signal(range(max(depth, 2)))   # the row's first word inside its region
         kv_cls = Signal(range(max(dmax, 2)))     # residue class of the next band row written
@@ -543,13 +584,14 @@ class SwatCore(wiring.Component):
             d_r = cmd.dilation if dmax > 1 else 1
             m.d.sync += [kv_more.eq(1), kv_credit.eq(d_r * ring), slot_free.eq(1),
                          kv_wait.eq(p.ring_before if blk else d_r * cmd.before)]
-        m.d.comb += self.kv.ready.eq(kv_take)
+        kv_start = self.kv.valid & kv_take
+        kv_copy = _RowCopier(m, "kv", self.kv, kv_start, g, word)
         kv_addr = kv_region + kv_base + kv_g
         for lane in range(kl):
             m.d.comb += [
-                kwr[lane].addr.eq(kv_addr), kwr[lane].data.eq(kbuf[:word]),
+                kwr[lane].addr.eq(kv_addr), kwr[lane].data.eq(kv_copy.k),
                 kwr[lane].en.eq(kv_hold & (kv_lane == lane)),
-                vwr[lane].addr.eq(kv_addr), vwr[lane].data.eq(vbuf[:word]),
+                vwr[lane].addr.eq(kv_addr), vwr[lane].data.eq(kv_copy.v),
                 vwr[lane].en.eq(kv_hold & (kv_lane == lane)),
             ]
             if gmax:
@@ -575,8 +617,7 @@ class SwatCore(wiring.Component):
                 next_lane(_wrap_inc(kv_base, g, sg))
 
         with m.If(kv_hold):
-            m.d.sync += [kbuf.eq(kbuf.rotate_right(word)), vbuf.eq(vbuf.rotate_right(word)),
-                         kv_g.eq(kv_g + 1)]
+            m.d.sync += kv_g.eq(kv_g + 1)
             with m.If(kv_last):
                 m.d.sync += [kv_hold.eq(0), kv_g.eq(0)]
                 if gmax:
@@ -590,10 +631,8 @@ class SwatCore(wiring.Component):
                         band_written()
                 else:
                     band_written()
-        with m.If(self.kv.valid & kv_take):
-            m.d.sync += [kbuf.eq(self.kv.payload.k.as_value()),
-                         vbuf.eq(self.kv.payload.v.as_value()),
-                         kv_hold.eq(1), kv_g.eq(0)]
+        with m.If(kv_start):
+            m.d.sync += [kv_hold.eq(1), kv_g.eq(0)]
             if gmax:
                 with m.If(pre_more):
                     m.d.sync += [pre_acc.eq(pre_acc + 1), kv_pre.eq(1)]
@@ -630,8 +669,6 @@ class SwatCore(wiring.Component):
             rvmem, rvwr = banked_lane_memories("rvmem", p.random_depth)
             r_hold = Signal()
             r_g = Signal(range(max(g, 2)))
-            rkbuf = Signal(d * b)
-            rvbuf = Signal(d * b)
             r_lane = Signal(range(max(kl, 2)))
             r_base = Signal(range(max(p.random_depth, 2)))
             r_buf = Signal()                           # the buffer being written
@@ -643,17 +680,17 @@ class SwatCore(wiring.Component):
             r_free = (r_bend <= 4 * blk) | (sv_done + 3 * blk >= r_bend)
             r_take = Signal()
             m.d.comb += [r_take.eq(running & rcount.any() & (r_bend <= n) & r_free
-                                   & (~r_hold | r_last)),
-                         self.kvr.ready.eq(r_take)]
+                                   & (~r_hold | r_last))]
+            r_start = self.kvr.valid & r_take
+            r_copy = _RowCopier(m, "kvr", self.kvr, r_start, g, word)
             for lane in range(kl):
                 en = r_hold & (r_lane == lane)
-                m.d.comb += [rkwr[lane].addr.eq(r_base + r_g), rkwr[lane].data.eq(rkbuf[:word]),
+                m.d.comb += [rkwr[lane].addr.eq(r_base + r_g), rkwr[lane].data.eq(r_copy.k),
                              rkwr[lane].en.eq(en),
-                             rvwr[lane].addr.eq(r_base + r_g), rvwr[lane].data.eq(rvbuf[:word]),
+                             rvwr[lane].addr.eq(r_base + r_g), rvwr[lane].data.eq(r_copy.v),
                              rvwr[lane].en.eq(en)]
             with m.If(r_hold):
-                m.d.sync += [rkbuf.eq(rkbuf.rotate_right(word)),
-                             rvbuf.eq(rvbuf.rotate_right(word)), r_g.eq(r_g + 1)]
+                m.d.sync += r_g.eq(r_g + 1)
                 with m.If(r_last):
                     m.d.sync += [r_hold.eq(0), r_g.eq(0)]
                     with m.If(r_wlast):   # the block is written: the next one, other buffer
@@ -663,10 +700,8 @@ class SwatCore(wiring.Component):
                         m.d.sync += [r_lane.eq(0), r_base.eq(r_base + g)]
                     with m.Else():
                         m.d.sync += r_lane.eq(r_lane + 1)
-            with m.If(self.kvr.valid & r_take):
-                m.d.sync += [rkbuf.eq(self.kvr.payload.k.as_value()),
-                             rvbuf.eq(self.kvr.payload.v.as_value()),
-                             r_hold.eq(1), r_g.eq(0), r_wlast.eq(r_row == rnd_last)]
+            with m.If(r_start):
+                m.d.sync += [r_hold.eq(1), r_g.eq(0), r_wlast.eq(r_row == rnd_last)]
                 with m.If(r_row == rnd_last):
                     m.d.sync += [r_row.eq(0), r_bend.eq(r_bend + blk)]
                 with m.Else():

@@ -10,7 +10,8 @@ resets):
 ``cmd_valid``, ``q_valid``, ``kv_valid``
     no input beat is taken without valid: a run starts (``busy`` rises) or ``error`` changes only
     in the cycle after a ``cmd`` transfer, and the core's row counters (``stats.q_rows``, its Q and
-    K/V acceptance counters; ``stats.kv_rows`` lags by the row being written) equal the number of
+    K/V acceptance counters; ``stats.kv_rows`` lags by the row being written, and the K/V
+    counter counts a row from its first word while the transfer is its last) equal the number of
     ``valid & ready`` transfers that an observer counts on the ports;
 ``row_counts``
     no more than N rows pass through ``q``, ``kv`` or ``o`` in a run, the core's row counters never
@@ -177,7 +178,7 @@ class CoreProbe:
 
     NAMES = ("running", "n", "kv_acc", "kv_wr", "kv_hold", "kv_g", "q_cnt", "q_full", "qk_row",
              "q_skid_full", "q_more", "slot_free", "qk_rem", "qk_last_round", "sv_rem",
-             "sv_last_round",
+             "sv_last_round", "kv_copy", "kv_copy_g", "kv_copy_ready",
              "qk_more", "kv_more", "kv_credit", "kv_wait", "hi1", "near", "dafter", "sb_free",
              "sv_done", "rows_out", "res_full", "feed_g", "o_valid", "o_cnt", "qk_busy",
              "sv_busy")
@@ -368,7 +369,9 @@ class ContractHarness(wiring.Component):
             ]
         elif self.check == "kv_valid":
             asserts = [
-                (probe.kv_acc == kv_x, "kv: the core's K/V count differs from the transfers"),
+                (probe.kv_acc == kv_x + probe.kv_copy,
+                 "kv: the core's K/V count differs from the transfers (and the row being "
+                 "copied)"),
                 ((stats.kv_rows == kv_x) | (stats.kv_rows + 1 == kv_x),
                  "kv: stats.kv_rows is not the transfers (or one less, while loading)"),
             ]
@@ -388,7 +391,8 @@ class ContractHarness(wiring.Component):
                 (~c.running | (c.n == run_n), "the core's N is not the command's"),
                 (c.rows_out == o_x, "rows_out differs from the o transfers"),
                 (c.q_cnt == q_x, "the core's Q count differs from the transfers"),
-                (c.kv_acc == kv_x, "the core's K/V count differs from the transfers"),
+                (c.kv_acc == kv_x + c.kv_copy,
+                 "the core's K/V count differs from the transfers (and the row being copied)"),
             ]
         return ([Assume(test, msg) for test, msg in invariants]
                 + [Assert(test, msg) for test, msg in asserts])
@@ -446,6 +450,13 @@ class ContractHarness(wiring.Component):
             (~running | (c.kv_credit + c.kv_acc <= p.ring_rows + c.sv_done),
              "inv: credit bound <= ring + rows done"),
             (c.kv_hold | (c.kv_g == 0), "inv: K/V group counter idle"),
+            # the row copier (a row's words out of the kv payload) runs one word ahead of the
+            # write stage; its ready register marks the row's last word
+            (~c.kv_copy | (c.kv_hold & (c.kv_copy_g == c.kv_g + 1)),
+             "inv: the K/V copier is one word ahead of the writes"),
+            (c.kv_copy | (c.kv_copy_g == 0), "inv: K/V copier idle"),
+            *([(c.kv_copy_ready == (c.kv_copy & (c.kv_copy_g == g - 1)),
+                "inv: K/V ready = the copier's last word")] if g > 1 else []),
             (c.kv_g < g if g > 1 else c.kv_g == 0, "inv: K/V group counter in range"),
             (c.res_full | (c.feed_g == 0), "inv: divider feed idle"),
             (c.feed_g < g if g > 1 else c.feed_g == 0, "inv: divider feed in range"),
