@@ -391,6 +391,9 @@ class SwatCore(wiring.Component):
                  hw: HardwareConfig | None = None):
         self.params = CoreParams(spec, fmt or NumberFormat(), hw or HardwareConfig())
         super().__init__(core_signature(self.params))
+        # not a port: 1 in a cycle that reads a K/V word where it is written (the promise of
+        # BankedMemory's no_rw_check; the simulated runs check it, synthesis removes it)
+        self.rw_collision = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -527,6 +530,7 @@ class SwatCore(wiring.Component):
 
         kmem, kwr = banked_lane_memories("kmem", depth)
         vmem, vwr = banked_lane_memories("vmem", depth)
+        banked = [*kmem, *vmem]
         # one bit per ring word: the band key is a global token (attended as a global column)
         if gmax:
             fmem, fwr = lane_memories("fmem", 1, depth)
@@ -667,6 +671,7 @@ class SwatCore(wiring.Component):
             rwords = p.random_rounds * g
             rkmem, rkwr = banked_lane_memories("rkmem", p.random_depth)
             rvmem, rvwr = banked_lane_memories("rvmem", p.random_depth)
+            banked += [*rkmem, *rvmem]
             r_hold = Signal()
             r_g = Signal(range(max(g, 2)))
             r_lane = Signal(range(max(kl, 2)))
@@ -903,12 +908,14 @@ class SwatCore(wiring.Component):
         s1k = stage("qk1k", valid=s1.valid, lanes=s1_lanes, first_g=s1.first_g,
                     last_g=s1.last_g, first_round=s1.first_round, last_round=s1.last_round,
                     s_addr=s1.s_addr, qg=s1.qg, rnd=s1.rnd)
-        k_data = Cat(kmem[lane].read_registered(qk.addr[lane], 1, 1, f"qk_k{lane}")
+        # (a lane's word is used when the walker issues and the lane holds a key)
+        k_data = Cat(kmem[lane].read_registered(qk.addr[lane], 1, 1, f"qk_k{lane}",
+                                                qk.busy & qk.lanes[lane] & ~qk.in_rnd)
                      for lane in range(kl))
         if rmax:   # a random key's word comes from the random memories
-            k_data = Mux(s1k.rnd, Cat(rkmem[lane].read_registered(qk.addr[lane], 1, 1,
-                                                                  f"qk_rk{lane}")
-                                      for lane in range(kl)), k_data)
+            k_data = Mux(s1k.rnd, Cat(rkmem[lane].read_registered(
+                qk.addr[lane], 1, 1, f"qk_rk{lane}", qk.busy & qk.lanes[lane] & qk.in_rnd)
+                for lane in range(kl)), k_data)
         s1r = stage("qk1r", valid=s1k.valid, lanes=s1k.lanes, first_g=s1k.first_g,
                     last_g=s1k.last_g, first_round=s1k.first_round, last_round=s1k.last_round,
                     s_addr=s1k.s_addr)
@@ -1031,11 +1038,13 @@ class SwatCore(wiring.Component):
                 # (read, then registered in the fabric once per bank, as the K words)
                 abits = len(sv.addr[0])
                 v_addr = [t.addr[lane * abits:(lane + 1) * abits] for lane in range(kl)]
+                used = [sv_en & t.valid & t.lanes[lane] for lane in range(kl)]
                 v_data = Cat(vmem[lane].read_registered(v_addr[lane], sv_en, sv_en,
-                                                        f"sv_v{lane}") for lane in range(kl))
+                                                        f"sv_v{lane}", used[lane] & ~t.rnd)
+                             for lane in range(kl))
                 if rmax:   # and from the random memories
                     rv_data = Cat(rvmem[lane].read_registered(v_addr[lane], sv_en, sv_en,
-                                                              f"sv_rv{lane}")
+                                                              f"sv_rv{lane}", used[lane] & t.rnd)
                                   for lane in range(kl))
         # t is now aligned with probs (and, below, with the registered V words)
         # p is taken at a key's first group and held for its other groups: by each multiplier as
@@ -1183,4 +1192,5 @@ class SwatCore(wiring.Component):
                 m.d.sync += rows_done.eq(0)
             else:  # (with global tokens, the loader's start above sets the region)
                 m.d.sync += kv_region.eq(0)
+        m.d.comb += self.rw_collision.eq(Cat(mem.collision for mem in banked).any())
         return m

@@ -17,6 +17,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from amaranth import (
+    Cat,
     ClockSignal,
     Const,
     Instance,
@@ -102,6 +103,18 @@ class BankedMemory:
     :meth:`read_registered` gives the word two cycles after its address either way (the read and
     its register), so the banks change no schedule. ``bank_words=None``: one bank, a read port and
     one register.
+
+    The caller promises that no word is read in the cycle it is written (the K/V ring's credit
+    and the random buffers' alternation see to it). The banks carry Yosys' ``no_rw_check``
+    attribute, and each bank's read is a combinational read port followed by a register, which
+    Yosys merges into the block RAM's read port as a port whose read-during-write is undefined.
+    A synchronous read port instead (what Amaranth writes for ``read_port()``) keeps Amaranth's
+    "old data" rule, which an ECP5 ``DP16KD`` has not across its two ports, and Yosys builds it
+    in the fabric: the write delayed by a register and a bypass multiplexer on every read bit,
+    between the block RAM and the next register (the ULX3S default's critical path, issue 15).
+    ``collision`` is 1 in a cycle that breaks the promise; the simulated runs of
+    :func:`~swatkit.sim.amaranth_core.run_core_many` check that it never is (synthesis removes
+    it: nothing reads it).
     """
 
     def __init__(self, m: Module, name: str, shape, depth: int, bank_words: int | None = None):
@@ -113,9 +126,13 @@ class BankedMemory:
             sizes = [min(bank_words, depth - start) for start in range(0, depth, bank_words)]
         self._m, self._shape, self._depth = m, shape, depth
         self._low = clog2(bank_words) if len(sizes) > 1 else None
-        self.banks = [memory.Memory(shape=shape, depth=n, init=[]) for n in sizes]
+        self.banks = [memory.Memory(shape=shape, depth=n, init=[], attrs={"no_rw_check": 1})
+                      for n in sizes]
         for i, mem in enumerate(self.banks):
             m.submodules[name if len(sizes) == 1 else f"{name}_{i}"] = mem
+        self.collision = Signal(name=f"{name}_collision")
+        self._write = None
+        self._collisions = []
 
     def write_port(self):
         """A write port (``addr``, ``data``, ``en``) over every bank."""
@@ -129,18 +146,25 @@ class BankedMemory:
             else:
                 m.d.comb += [wp.addr.eq(port.addr[:self._low]), wp.data.eq(port.data),
                              wp.en.eq(port.en & (port.addr[self._low:] == i))]
+        self._write = port
         return port
 
-    def read_registered(self, addr, en, reg_en, name: str):
+    def read_registered(self, addr, en, reg_en, name: str, used=None):
         """The word at ``addr`` two cycles on: read when ``en`` (held otherwise, as a read
-        port), then registered when ``reg_en``."""
+        port), then registered when ``reg_en``. ``used`` (default ``en``): the read's word is
+        used, the condition of :attr:`collision`."""
         m = self._m
+        if self._write is not None:   # (a used read where the same cycle writes)
+            used = en if used is None else used
+            self._collisions.append(used & self._write.en & (addr == self._write.addr))
+            m.d.comb += self.collision.eq(Cat(*self._collisions).any())
         regs = []
         for i, mem in enumerate(self.banks):
-            rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(addr if self._low is None else addr[:self._low]),
-                         rp.en.eq(en)]
-            regs.append(_reg(m, reg_en, rp.data,
+            rp = mem.read_port(domain="comb")
+            m.d.comb += rp.addr.eq(addr if self._low is None else addr[:self._low])
+            # (the block RAM's own read register, merged into its port by Yosys)
+            word = _reg(m, en, rp.data, f"{name}_rd" if self._low is None else f"{name}_rd{i}")
+            regs.append(_reg(m, reg_en, word,
                              name if self._low is None else f"{name}_bank{i}"))
         if self._low is None:
             return regs[0]

@@ -67,7 +67,8 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
 
     The input streams carry every run's beats back to back (the next run's first beats are on
     offer while the core is idle, refuses a command, or finishes a run), so a beat taken by the
-    wrong run shows. Raises ``AssertionError`` if the core refuses a good command, if a run moves
+    wrong run shows. Raises ``AssertionError`` if the core refuses a good command, if it reads a
+    K/V word in the cycle it writes it (``SwatCore.rw_collision``), if a run moves
     another number of beats on a stream than it should (``kv``: G + N, ``q``: N, ``qg``: G,
     ``kvg``: 2·N if G > 0, ``o``: N − G, ``og``: G), or if a beat moves while the core is idle;
     ``TimeoutError`` if a run stays busy for more than ``timeout`` cycles (default: no limit) or
@@ -165,8 +166,11 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
             start = 0
             count = dict.fromkeys(names, 0)
             while True:
-                _, _, busy, err, *vals = await ctx.tick().sample(dut.busy, dut.error, *sampled)
+                _, _, busy, err, clash, *vals = await ctx.tick().sample(
+                    dut.busy, dut.error, dut.rw_collision, *sampled)
                 start += 1
+                assert not clash, (f"item {index} ({r.run}): cycle {start} reads a K/V word "
+                                   "where it is written (BankedMemory's no_rw_check)")
                 for name, (v, rdy) in moved(vals).items():
                     count[name] += bool(v and rdy)
                 if start == 1:

@@ -24,7 +24,8 @@ from swatkit.sim.cycle_model import swat_actions, swat_cycles
 @pytest.mark.parametrize(("depth", "bank"), [(10, 4), (8, 4), (3, 4), (9, None), (17, 1)])
 def test_banked_memory_reads_as_one_memory(depth, bank):
     """Random writes and reads under random enables: the registered word is the word a read
-    port followed by a register gives (read when ``en``, before the same cycle's write)."""
+    port followed by a register gives (read when ``en``, before the same cycle's write), and
+    ``collision`` flags a read of the address written in the same cycle."""
     m = Module()
     mem = BankedMemory(m, "mem", unsigned(8), depth, bank)
     wp = mem.write_port()
@@ -45,6 +46,8 @@ def test_banked_memory_reads_as_one_memory(depth, bank):
             ctx.set(raddr, r[0])
             ctx.set(en, r[1])
             ctx.set(reg_en, r[2])
+            # (the promise of no_rw_check: a read where the same cycle writes is flagged)
+            assert ctx.get(mem.collision) == (r[1] and w[2] and r[0] == w[0])
             await ctx.tick()
             # (the register takes the read data of before this edge)
             out_model, rdata = (rdata if r[2] else out_model), (model[r[0]] if r[1] else rdata)
