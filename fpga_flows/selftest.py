@@ -645,8 +645,11 @@ class SelfTest(wiring.Component):
         with m.If(self.start & ~start_d):
             m.d.sync += go.eq(1)
 
-        clear = state == _State.IDLE
-        run = state == _State.RUN
+        # state == IDLE and state == RUN as registers, set and cleared with the state: they
+        # drive the generators, checkers and counters spread over the die (a decode of the
+        # state register in front of them was the ULX3S default's critical path, issue 15)
+        clear = Signal(init=1)
+        run = Signal()
         if self.mode == "rom":
             finished, ok_rows = self._rom_checker(m, core, lay, n, run, clear)
         else:
@@ -679,13 +682,13 @@ class SelfTest(wiring.Component):
         with m.If(state == _State.IDLE):
             m.d.sync += [go.eq(0), passed.eq(0), failed.eq(0)]
             with m.If(go):
-                m.d.sync += state.eq(_State.CMD)
+                m.d.sync += [state.eq(_State.CMD), clear.eq(0)]
         with m.Elif(state == _State.CMD):
             m.d.comb += core.cmd.valid.eq(1)
             with m.If(core.cmd.ready):
-                m.d.sync += state.eq(_State.RUN)
+                m.d.sync += [state.eq(_State.RUN), run.eq(1)]
         with m.Elif(state == _State.RUN), m.If(finished | core.error | (idle == self.timeout)):
-            m.d.sync += [state.eq(_State.REPORT), msg_index.eq(0)]
+            m.d.sync += [state.eq(_State.REPORT), run.eq(0), msg_index.eq(0)]
             m.d.sync += hung.eq(~finished & ~core.error)
             ok = finished & ~core.error & ok_rows
             m.d.sync += [passed.eq(ok), failed.eq(~ok)]
@@ -704,7 +707,7 @@ class SelfTest(wiring.Component):
                     with m.If(msg_index == len(text) - 1):
                         m.d.sync += state.eq(_State.DONE)
         with m.Elif(state == _State.DONE), m.If(go):
-            m.d.sync += state.eq(_State.IDLE)
+            m.d.sync += [state.eq(_State.IDLE), clear.eq(1)]
         if self.uart is not None:
             m.submodules.uart = self.uart
             m.d.comb += self.tx.eq(self.uart.tx)
