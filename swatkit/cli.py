@@ -56,13 +56,22 @@ class _Interrupts:
     """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered: Python drops an
     exception raised inside a finaliser (``__del__``, as Amaranth's run during garbage
     collection), so an interrupt landing there would otherwise be lost and the command would
-    go on and exit 0."""
+    go on and exit 0. Nor is it raised there: Python would print the dropped exception's
+    traceback ("Exception ignored in ..."); the signal is sent again 10 ms later instead."""
 
     seen = False
 
     @classmethod
     def handler(cls, signum, frame):
         cls.seen = True
+        f = frame
+        while f is not None:
+            if f.f_code.co_name == "__del__":
+                timer = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+                timer.daemon = True
+                timer.start()
+                return
+            f = f.f_back
         raise KeyboardInterrupt
 
 
