@@ -9,8 +9,9 @@ import pytest
 from swatkit import cli
 
 
-def __del__():   # (a frame named as a finaliser's)
-    return sys._getframe()
+class _Finaliser:
+    def __del__(self):   # (called directly below for its frame, a finaliser's)
+        return sys._getframe()
 
 
 def test_interrupt_outside_a_finaliser_raises(monkeypatch):
@@ -24,7 +25,8 @@ def test_interrupt_inside_a_finaliser_is_sent_again(monkeypatch):
     sent = []
     monkeypatch.setattr(cli.os, "kill", lambda pid, sig: sent.append((pid, sig)))
     monkeypatch.setattr(cli._Interrupts, "seen", False)
-    cli._Interrupts.handler(signal.SIGINT, __del__())   # returns: Python would drop the raise
+    # (it returns: a raise there would be dropped by Python)
+    cli._Interrupts.handler(signal.SIGINT, _Finaliser().__del__())
     deadline = time.monotonic() + 5
     while not sent and time.monotonic() < deadline:
         time.sleep(0.01)
