@@ -194,7 +194,9 @@ class _RowCopier:
         k, v = port.payload.k.as_value(), port.payload.v.as_value()
         with m.Switch(self.index):   # (a multiplexer of G words; no shifter)
             for i in range(g):
-                with m.Case(i):
+                # (the last word as the default: index never exceeds G − 1, and a case for
+                # every value of its bits keeps lint's CASEINCOMPLETE quiet when G is not 2^k)
+                with m.Case(i) if i < g - 1 else m.Default():
                     m.d.sync += [self.k.eq(k[i * word:(i + 1) * word]),
                                  self.v.eq(v[i * word:(i + 1) * word])]
         if g == 1:
