@@ -65,10 +65,11 @@ from amaranth.lib.wiring import In, Out
 from swatkit.golden import NumberFormat
 from swatkit.golden.numerics import clog2
 
+from .normaliser import Normaliser
+from .run_control import STAT_BITS
 from .units import (
     EXP_LATENCY,
     _reg,
-    divide_stages,
     divider_latency,
     exp2_stages,
     registered_mul,
@@ -86,7 +87,6 @@ __all__ = [
     "global_state_bits",
 ]
 
-STAT_BITS = 48  # the width of the core's counters
 GLOBAL_STAT_FIELDS = ("cycles", "qk_macs", "sv_macs", "exp_ops")
 
 # Pipeline depths (cycles under the enable) of the schedule; global_row_cycles is built from them
@@ -448,11 +448,10 @@ class GlobalRowEngine(wiring.Component):
         out_phase = Signal()
         with m.If(en & s2["valid"] & s2["last_key"] & s2["last_g"] & (s2["r"] == n_rows - 1)):
             m.d.sync += out_phase.eq(1)
-        ofifo = fifo.SyncFIFOBuffered(width=d * fmt.out_bits, depth=3)
-        m.submodules.ofifo = ofifo
-        div_en = Signal()
-        o_valid = Signal()
-        m.d.comb += div_en.eq(~o_valid | ofifo.w_rdy)
+        # the normaliser and output FIFO (the core's): a group per cycle under its enable
+        norm = Normaliser(fmt, d, dl, w.acc, w.sum)
+        m.submodules.norm = norm
+        div_en = norm.i.ready
         rd_r = Signal(range(max(max_rows, 2)))
         rd_g = Signal(range(max(g, 2)))
         rd_done = Signal()
@@ -469,22 +468,10 @@ class GlobalRowEngine(wiring.Component):
                 m.d.sync += rd_r.eq(rd_r + 1)
                 with m.If(rd_r == n_rows - 1):
                     m.d.sync += rd_done.eq(1)
-        outs = divide_stages(m, div_en, old, lrd.data, fmt, name="norm")
-        dvalid = _reg(m, div_en, feed, "norm_read")
-        for k in range(divider_latency(fmt)):
-            dvalid = _reg(m, div_en, dvalid, f"norm_valid{k}")
-        o_row = Signal(d * fmt.out_bits)
-        o_cnt = Signal(range(max(g, 2)))
-        with m.If(div_en & dvalid):
-            m.d.sync += o_row.eq(Cat(o_row[dl * fmt.out_bits:], *outs))
-            m.d.sync += o_cnt.eq(Mux(o_cnt == g - 1, 0, o_cnt + 1))
-        m.d.comb += [ofifo.w_en.eq(o_valid), ofifo.w_data.eq(o_row)]
-        with m.If(o_valid & ofifo.w_rdy):
-            m.d.sync += o_valid.eq(0)
-        with m.If(div_en & dvalid & (o_cnt == g - 1)):
-            m.d.sync += o_valid.eq(1)
-        m.d.comb += [self.og.valid.eq(ofifo.r_rdy), self.og.payload.eq(ofifo.r_data),
-                     ofifo.r_en.eq(self.og.ready)]
+        # (the group read one cycle ago, under the normaliser's enable)
+        m.d.comb += [norm.i.valid.eq(_reg(m, div_en, feed, "norm_read")),
+                     norm.i.payload.acc.eq(ard.data), norm.i.payload.total.eq(lrd.data)]
+        wiring.connect(m, norm.o, wiring.flipped(self.og))
         with m.If(self.og.valid & self.og.ready):
             m.d.sync += rows_out.eq(rows_out + 1)
 

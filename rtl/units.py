@@ -28,6 +28,7 @@ from amaranth import (
     signed,
     unsigned,
 )
+from amaranth.hdl import Assert, Assume
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,14 +42,17 @@ __all__ = [
     "Divider",
     "DspTarget",
     "Exp2",
+    "FormalPlatform",
     "covered_select",
     "divide_stages",
     "divider_latency",
     "exp2_stages",
     "max_tree",
     "max_tree_levels",
+    "pipeline_stage",
     "ram_bank_words",
     "registered_mul",
+    "state_invariants",
     "sum_tree",
 ]
 
@@ -61,6 +65,39 @@ def _reg(m: Module, en, value, name: str, shape=None):
     with m.If(en):
         m.d.sync += r.eq(value)
     return r
+
+
+class FormalPlatform(str):
+    """The platform ``"formal"`` (Amaranth's FIFOs add their own assertions for it) that also
+    says what the stages do with their own invariants (:func:`state_invariants`): ``"assert"``
+    them (the job that proves them) or ``"assume"`` them (the jobs that prove the properties
+    with the invariants given). A plain ``"formal"`` platform adds none."""
+
+    def __new__(cls, invariants: str):
+        if invariants not in ("assert", "assume"):
+            raise ValueError(f"invariants must be 'assert' or 'assume', not {invariants!r}")
+        platform = super().__new__(cls, "formal")
+        platform.invariants = invariants
+        return platform
+
+
+def state_invariants(m: Module, platform, checks) -> None:
+    """A stage's invariants, ``(test, message)`` pairs that hold in every reachable state,
+    asserted or assumed in ``m`` under a :class:`FormalPlatform` (and nothing elsewhere: no
+    logic in a build or a simulation)."""
+    mode = getattr(platform, "invariants", None)
+    if mode is None:
+        return
+    statement = Assert if mode == "assert" else Assume
+    m.d.comb += [statement(test, message) for test, message in checks]
+
+
+def pipeline_stage(m: Module, name: str, en=1, /, **fields) -> SimpleNamespace:
+    """A pipeline register stage: each field registered as ``<name>_<field>`` under ``en``."""
+    regs = {key: Signal(value.shape(), name=f"{name}_{key}") for key, value in fields.items()}
+    with m.If(en):
+        m.d.sync += [regs[key].eq(value) for key, value in fields.items()]
+    return SimpleNamespace(**regs)
 
 
 DSP_TARGETS = ("generic", "ecp5")

@@ -2,8 +2,9 @@
 
 For stall-free input and output streams the model gives the exact number of cycles the core is
 busy (``stats.cycles``); the regression checks this equality on every stall-free run. The
-recurrence follows the RTL's start conditions (rtl/core.py), with ``G = d/DL`` and ``R_i =
-ceil(W_i/KL)`` rounds for row i:
+recurrence follows the RTL's start conditions (the stages of rtl/core.py, whose pipeline depths
+are their own: ``qk_depth`` in rtl/qk_engine.py, ``SV_DEPTH`` in rtl/sv_engine.py), with ``G =
+d/DL`` and ``R_i = ceil(W_i/KL)`` rounds for row i:
 
 * K/V row x is accepted at ``a_x = max(a_{x−1} + G, e_{x−ring+before} + 1)`` (the loader writes a
   row in G cycles; the ring slot must be free) and is readable ``G + 1`` cycles later;
@@ -28,21 +29,14 @@ import numpy as np
 from swatkit.golden import AttentionSpec
 from swatkit.rtl import CoreParams
 from swatkit.rtl.global_rows import global_rows_cycles
-from swatkit.rtl.units import divider_latency, max_tree_levels
+from swatkit.rtl.qk_engine import qk_depth
+from swatkit.rtl.sv_engine import SV_DEPTH
+from swatkit.rtl.units import divider_latency
 
 __all__ = ["SV_DEPTH", "CycleEstimate", "qk_depth", "swat_actions", "swat_cycles"]
 
 
-def qk_depth(p: CoreParams) -> int:
-    """Last QK issue → row max readable by the SV engine: K read, K register, operand
-    registers, product, dot, accumulate into the score, the lane max tree
-    (``max_tree_levels``), then the FIFO."""
-    return 7 + max_tree_levels(p.hw.key_lanes)
-
-
 DROP_EARLY = 2  # a dropped last row ends the run this many cycles before a sent one
-SV_DEPTH = 9   # last SV issue → row accumulated (read, score register, exp 4 stages, operands,
-#                p·v, lane tree)
 
 
 @dataclass(frozen=True)

