@@ -368,6 +368,8 @@ def run(args: argparse.Namespace) -> int:
             model = load_model(args.model)
         except ModelError as e:
             raise UsageError(f"--model: {e}") from None
+        for line in model.warnings:
+            warn(f"--model: {line}")
         if flow is not None:
             _check_model_against_flow(args.from_flow, model, lengths, flow)
         hw = {"key_lanes": 8, "dim_lanes": 8, **r.hardware}
