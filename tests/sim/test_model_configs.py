@@ -413,6 +413,27 @@ def test_wrong_json_types_are_refused_by_transformers_too():
         transformers.AutoConfig.for_model(model_type="qwen2", use_sliding_window="false")
 
 
+@pytest.mark.parametrize(("name", "n"), [("gemma2-9b", 8192), ("gpt-oss-20b", 32768)])
+def test_full_layers_of_hybrids_run_at_their_own_context(tmp_path, name, n):
+    # a full layer of N keys is past the core's Verilog limits (16,385 keys, a 32 Mibit ring) but
+    # not past the estimate's: it is estimated as FlashAttention, causal, over all N keys
+    m = load_model(str(write(tmp_path, HF_CONFIGS[name])))
+    recs = estimate_model(m, [n], ["swat", "flash"], fmt=NumberFormat(), key_lanes=8,
+                          dim_lanes=8)
+    full = [r for r in recs if r["scope"] == "layer" and r["full_attention"]]
+    assert {r["computed_as"] for r in full} == {"flash"} and len(full) == 2
+    assert full[0]["pairs"] == m.heads * n * (n + 1) // 2     # causal: every earlier key
+    assert full[0]["cycles"] == full[1]["cycles"]             # swat's full layer is flash's
+    window = next(r for r in recs if r["scope"] == "layer" and r["dataflow"] == "swat"
+                  and not r["full_attention"])
+    w = m.patterns[0].before + 1
+    assert window["pairs"] == m.heads * (w * (w + 1) // 2 + (n - w) * w)
+    with pytest.raises(ModelError, match=r"^model .*, layer 0 \(causal window \d+\): "
+                       r"max_seq_len must be at most 16777216 \(the practical limit of the "
+                       r"core's row counters and of the cycle model\), not 33554432$"):
+        estimate_model(m, [2 ** 25], ["flash"], fmt=NumberFormat())   # the estimate's own limit
+
+
 def estimate_cli(*argv):
     return subprocess.run([sys.executable, "-m", "swatkit.cli", "estimate", *argv],
                           capture_output=True, text=True)
@@ -426,7 +447,7 @@ def test_cli_refuses_a_wrong_type_in_one_line_and_warns_in_one(tmp_path):
     assert done.stderr == (f"swatkit: error: --model: {bad}: use_sliding_window must be true or "
                            f"false, not 'false'\n")
     gemma = write(tmp_path, HF_CONFIGS["gemma2-9b"], "gemma.json")
-    done = estimate_cli("--model", str(gemma), "--seq-len", "4096", "--format", "json",
+    done = estimate_cli("--model", str(gemma), "--seq-len", "8192", "--format", "json",
                         "--dataflow", "swat")
     assert done.returncode == 0, done.stderr
     assert done.stderr == (f"swatkit: warning: --model: {gemma}: attn_logit_softcapping 50 is "
