@@ -483,11 +483,8 @@ def load_model(name_or_path: str) -> ModelConfig:
         elif kind == "block_sparse":
             block = f.int("block_size")
             random_blocks = f.int("num_random_blocks", 3, lo=0)
-            keys = 3 * block
-            patterns = [LayerPattern("window", keys // 2, keys - keys // 2 - 1)] * layers
-            note = (f"window part only: a band of BigBird's {keys} window keys per row "
-                    f"(3 blocks of {block}); its 2 global blocks and {random_blocks} random "
-                    f"blocks per row are not modelled")
+            patterns = [LayerPattern("blocksparse", block_size=block,
+                                     random_blocks=random_blocks, pattern_seed=0)] * layers
         else:
             raise ModelError(f"{where}: attention_type must be 'block_sparse' or "
                              f"'original_full', not {kind!r}")

@@ -15,7 +15,8 @@ from swatkit.sim.models import PRESETS, LayerPattern, ModelError, load_model
 @pytest.mark.parametrize(("name", "layers", "heads", "kv", "d", "pattern"), [
     ("longformer-base", 12, 12, 12, 64, LayerPattern("window", 256, 256)),
     ("longformer-large", 24, 16, 16, 64, LayerPattern("window", 256, 256)),
-    ("bigbird-roberta-base", 12, 12, 12, 64, LayerPattern("window", 96, 95)),
+    ("bigbird-roberta-base", 12, 12, 12, 64, LayerPattern("blocksparse", block_size=64,
+                                                          random_blocks=3, pattern_seed=0)),
     ("mistral-7b", 32, 32, 8, 128, LayerPattern("window", 4095, 0)),
 ])
 def test_presets_have_the_published_values(name, layers, heads, kv, d, pattern):
@@ -31,9 +32,9 @@ def test_presets_follow_the_window_rules_of_the_spec():
     assert lf == AttentionSpec.longformer(8192, 64, attention_window=512)
     mi = load_model("mistral-7b").patterns[0].spec(8192, 128)
     assert mi == AttentionSpec.causal(8192, 128, sliding_window=4096)
-    bb = load_model("bigbird-roberta-base")
-    assert bb.patterns[0].spec(4096, 64).window == 3 * 64   # BigBird's window keys per row
-    assert "random blocks" in bb.note and "global blocks" in bb.note
+    bb = load_model("bigbird-roberta-base")   # BigBird's whole pattern, as --bigbird has it
+    assert bb.patterns[0].spec(4096, 64) == AttentionSpec.bigbird(4096, 64, 64, 3)
+    assert bb.note == ""
     assert load_model("longformer-base").group == 1 and load_model("mistral-7b").group == 4
 
 
@@ -457,3 +458,59 @@ def test_cli_refuses_a_wrong_type_in_one_line_and_warns_in_one(tmp_path):
     layers = [r for r in json.loads(done.stdout) if r["scope"] == "layer"]
     assert [(r["layer_indices"][:2], r["computed_as"]) for r in layers] == [
         ([0, 2], "swat"), ([1, 3], "flash")]
+
+
+def test_bigbird_model_is_the_whole_pattern_of_bigbird_heads():
+    # --model bigbird-roberta-base: each layer is 12 heads of what --bigbird 64 estimates for
+    # one head (window, global first and last blocks, 3 random blocks per query block)
+    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.sim.estimate import estimate
+
+    fmt = NumberFormat()
+    recs = estimate_model(load_model("bigbird-roberta-base"), [4096], ["swat", "blocksparse"],
+                          fmt=fmt)
+    head = CoreParams(AttentionSpec.bigbird(4096, 64, 64, 3), fmt, HardwareConfig(8, 8, 4096))
+    one = {r["dataflow"]: r for r in estimate(head, [4096], ["swat", "blocksparse"])}
+    for rec in recs:
+        single = one[rec["dataflow"]]
+        times = 12 if rec["scope"] == "layer" else 144
+        assert rec["cycles"] == times * single["cycles"]
+        assert rec["macs"] == times * single["macs"]
+        assert rec["pairs"] == times * single["pairs"]
+        assert rec["energy_j"] == pytest.approx(times * single["energy_j"])
+    layer = recs[0]
+    assert (layer["block_size"], layer["random_blocks"], layer["global_tokens"]) == (64, 3, 128)
+    # more than the window part alone: 2 global blocks and 3 random blocks per query block
+    assert layer["pairs"] > 12 * 3 * 64 * 4096
+
+
+def test_bigbird_model_against_a_token_band_flow(tmp_path):
+    import dataclasses
+
+    from swatkit.rtl import HardwareConfig
+
+    spec = AttentionSpec.longformer(4096, 64, attention_window=512)
+    flow = write(tmp_path, {"board": "ulx3s-85f", "fmax_mhz": {"clk": {"achieved": 80.0}},
+                            "spec": dataclasses.asdict(spec),
+                            "format": dataclasses.asdict(NumberFormat()),
+                            "hardware": dataclasses.asdict(HardwareConfig(8, 8, 4096))},
+                 "flow.json")
+    done = estimate_cli("--from-flow", str(flow), "--model", "bigbird-roberta-base",
+                        "--seq-len", "4096")
+    assert (done.returncode, done.stderr) == (2, (
+        f"swatkit: error: --from-flow: {flow} built attention_window 512, not BigBird "
+        f"block_size 64 (--model bigbird-roberta-base)\n"))
+    done = estimate_cli("--from-flow", str(flow), "--model", "longformer-base", "--seq-len",
+                        "4096", "--dataflow", "swat")
+    assert done.returncode == 0, done.stderr
+
+
+def test_explore_says_it_cannot_size_a_bigbird_core():
+    # explore's resource model has no term for the global-row engines and random-block memories
+    from swatkit.sim.explore import explore, load_calibration
+
+    with pytest.raises(ModelError, match=r"^model bigbird-roberta-base: the resource model is "
+                       r"calibrated on token-band cores, not on BigBird's block-sparse core "
+                       r"\(its global-row engines and random-block memories\); `swatkit "
+                       r"estimate --model` estimates it$"):
+        explore(load_model("bigbird-roberta-base"), 4096, load_calibration("ulx3s-85f"))
