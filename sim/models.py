@@ -19,8 +19,8 @@ mistral-7b           32        32       8       128       causal, sliding_window
 ==================== ========= ======== ======= ========= ==========================================
 
 How each ``model_type`` maps to :class:`~swatkit.golden.AttentionSpec` (the single definition of
-the window rule; the meanings are those of Hugging Face, checked in the project's field notes,
-``docs/estimation.md`` "Whole models"):
+the window rule; the meanings are those of Hugging Face's classes, ``docs/estimation.md``, "Whole
+models"):
 
 * ``longformer``: ``attention_window`` (an int or one per layer, even) is W/2 keys on each side
   (``AttentionSpec.longformer``); ``attention_dilation`` (default 1) per layer. Global tokens are

@@ -514,3 +514,18 @@ def test_explore_says_it_cannot_size_a_bigbird_core():
                        r"\(its global-row engines and random-block memories\); `swatkit "
                        r"estimate --model` estimates it$"):
         explore(load_model("bigbird-roberta-base"), 4096, load_calibration("ulx3s-85f"))
+
+
+def test_the_docs_hybrid_example_is_what_the_estimate_gives(tmp_path):
+    # docs/estimation.md's Gemma-2 example: its config.json and its model total, recomputed
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "estimation.md").read_text()
+    section = doc[doc.index("### A hybrid decoder from its config.json"):]
+    config = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    shown = re.search(r"│ swat +│ 8192 │ model \(42\) +│ +([\d,]+) │", section)
+    m = load_model(str(write(tmp_path, config, "gemma-2-9b.json")))
+    assert [p.kind for p in m.patterns] == ["window", "full"] * 21
+    total = next(r for r in estimate_model(m, [8192], ["swat"], fmt=NumberFormat())
+                 if r["scope"] == "model")
+    assert int(shown.group(1).replace(",", "")) == total["cycles"]
