@@ -235,8 +235,8 @@ FAMILIES = {
     "qwen2": Family(_defaults(32, 32, None, 4096, 4096, 32768, **_QWEN), qwen=True),
     "qwen3": Family(_defaults(32, 32, None, 4096, 4096, 32768, 128, **_QWEN), qwen=True),
     "gpt_oss": Family(_defaults(36, 64, 8, 2880, 128, 131072, 64), every=2,
-                      note="learned sink logits (one per query head in every row's softmax) "
-                           "are not counted"),
+                      note="learned sink logits (one per query head, a term in every row's "
+                           "softmax)"),
     "cohere2": Family(_defaults(40, 64, None, 8192, 4096, 8192, sliding_window_pattern=4),
                       every=4, pattern_key="sliding_window_pattern"),
     "olmo3": Family(_defaults(32, 32, None, 4096, 4096, 2048), every=4),

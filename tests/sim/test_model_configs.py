@@ -367,6 +367,8 @@ def test_hybrid_families_are_not_read_as_all_sliding(tmp_path):
     assert bi.patterns[0] == LayerPattern("window", 256, 256)
     assert bi.patterns[5] == LayerPattern("full", causal=False)
     assert load_model(str(write(tmp_path, HF_CONFIGS["command-r7b"], "c"))).head_dim == 128
+    gpt = load_model(str(write(tmp_path, HF_CONFIGS["gpt-oss-20b"], "gpt")))
+    assert gpt.note == "learned sink logits (one per query head, a term in every row's softmax)"
 
 
 @pytest.mark.parametrize(("data", "message"), [
