@@ -38,7 +38,9 @@ models"):
   ``gemma2`` and ``gpt_oss`` slide the even layers (0, 2, …); ``gemma3_text`` slides all but
   every ``sliding_window_pattern``-th (default 6), ``cohere2`` likewise (default 4), ``olmo3``
   all but every 4th; ``qwen2``/``qwen3`` slide layers ≥ ``max_window_layers`` (default 28) when
-  ``use_sliding_window`` is true (default false). ``gemma3`` (and any config whose layers sit in
+  ``use_sliding_window`` is true (default false); Gemma-3's ``use_bidirectional_attention``
+  makes a sliding layer ``sliding_window // 2`` keys each side and a full layer bidirectional.
+  ``gemma3`` (and any config whose layers sit in
   ``text_config``) is read from its ``text_config``. ``attn_logit_softcapping`` (Gemma-2's
   default 50) is not modelled: :attr:`ModelConfig.warnings` says so. Another ``model_type``
   with ``sliding_window`` is read as every layer sliding, with a warning (its class may derive

@@ -158,6 +158,17 @@ def test_unknown_preset_and_missing_folder(tmp_path):
     assert len(PRESETS) == 4
 
 
+def test_a_file_too_large_for_a_config_is_not_read_whole(tmp_path):
+    big = tmp_path / "config.json"
+    with big.open("wb") as f:   # (sparse: 16 MiB + 1 byte without writing them)
+        f.truncate(16 * 2 ** 20 + 1)
+    with pytest.raises(ModelError, match=f"^{re.escape(str(big))} is larger than 16 MiB: not a "
+                                         f"config\\.json$"):
+        load_model(str(tmp_path))
+    big.write_text(json.dumps(MIXED) + " " * (16 * 2 ** 20 - len(json.dumps(MIXED))))
+    assert load_model(str(big)).layers == 4   # 16 MiB exactly is read
+
+
 def test_patterns_the_core_cannot_run(tmp_path):
     full = {**MIXED, "layer_types": ["full_attention"] * 4}
     with pytest.raises(ModelError, match=r"^model .*config\.json: no layer has a sliding window "
