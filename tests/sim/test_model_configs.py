@@ -542,3 +542,44 @@ def test_the_docs_hybrid_example_is_what_the_estimate_gives(tmp_path):
     total = next(r for r in estimate_model(m, [8192], ["swat"], fmt=NumberFormat())
                  if r["scope"] == "model")
     assert int(shown.group(1).replace(",", "")) == total["cycles"]
+
+
+TINY = {"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+        "intermediate_size": 32, "vocab_size": 64}
+
+
+@pytest.mark.parametrize("data", [
+    {"model_type": "gemma2", "num_hidden_layers": 2, "sliding_window": 4},
+    {"model_type": "gemma3_text", "num_hidden_layers": 3, "sliding_window": 4,
+     "sliding_window_pattern": 3},
+    {"model_type": "gemma3_text", "num_hidden_layers": 3, "sliding_window": 6,
+     "sliding_window_pattern": 3, "use_bidirectional_attention": True},
+    {"model_type": "qwen2", "num_hidden_layers": 2, "sliding_window": 4,
+     "use_sliding_window": True, "max_window_layers": 1},
+    {"model_type": "gpt_oss", "num_hidden_layers": 2, "sliding_window": 4,
+     "num_local_experts": 2, "num_experts_per_tok": 1, "experts_implementation": "eager"},
+    {"model_type": "mistral", "num_hidden_layers": 1, "sliding_window": 4},
+    {"model_type": "cohere2", "num_hidden_layers": 4, "sliding_window": 4},
+    {"model_type": "olmo3", "num_hidden_layers": 4, "sliding_window": 4},
+], ids=lambda d: d["model_type"] + ("-bidirectional" if "use_bidirectional_attention" in d
+                                    else ""))
+def test_each_layer_attends_the_keys_the_transformers_model_attends(tmp_path, data):
+    # a tiny model of the family with random weights, run eagerly: the keys each query row gives
+    # a non-zero weight in each layer are the keys of swatkit's pattern for that layer
+    torch = pytest.importorskip("torch", reason="torch is not installed (optional: this test "
+                                                "runs transformers' models; the hf extra has "
+                                                "only their config classes)")
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    data, n = {**TINY, **data}, 12
+    config = transformers.AutoConfig.for_model(**data)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(
+        config, attn_implementation="eager").double().eval()
+    with torch.no_grad():
+        out = model(torch.arange(1, n + 1)[None], output_attentions=True)
+    m = load_model(str(write(tmp_path, data)))
+    assert len(out.attentions) == m.layers
+    masks = [p.spec(n, m.head_dim).mask() for p in m.patterns]
+    for weights, mask in zip(out.attentions, masks, strict=True):
+        assert ((weights[0] > 0).numpy() == mask[None]).all()
+    assert any((a != b).any() for a in masks for b in masks) or data["model_type"] == "mistral"
