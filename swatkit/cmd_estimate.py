@@ -239,16 +239,17 @@ def _check_model_against_flow(path: Path, model, lengths, flow) -> None:
     if model.head_dim != flow.spec.head_dim:
         raise UsageError(f"--from-flow: {path} built head_dim {flow.spec.head_dim}, not "
                          f"{model.head_dim} (--model {model.name})")
+
     def text(spec):
-        return (f"BigBird block_size {spec.block_size}" if spec.block_size
-                else _window_text(spec))
+        return (f"BigBird block_size {spec.block_size}, {spec.num_random_blocks} random blocks"
+                if spec.block_size else _window_text(spec))
 
     for pattern in model.patterns:
         if pattern.kind == "full":
             continue
         spec = pattern.spec(max(lengths), model.head_dim)
-        if (spec.before, spec.after, spec.dilation, spec.block_size) != (
-                flow.spec.before, flow.spec.after, flow.spec.dilation, flow.spec.block_size):
+        fields = ("before", "after", "dilation", "block_size", "num_random_blocks")
+        if any(getattr(spec, k) != getattr(flow.spec, k) for k in fields):
             raise UsageError(f"--from-flow: {path} built {text(flow.spec)}, not "
                              f"{text(spec)} (--model {model.name})")
 

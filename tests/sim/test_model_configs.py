@@ -512,10 +512,23 @@ def test_bigbird_model_against_a_token_band_flow(tmp_path):
                         "--seq-len", "4096")
     assert (done.returncode, done.stderr) == (2, (
         f"swatkit: error: --from-flow: {flow} built attention_window 512, not BigBird "
-        f"block_size 64 (--model bigbird-roberta-base)\n"))
+        f"block_size 64, 3 random blocks (--model bigbird-roberta-base)\n"))
     done = estimate_cli("--from-flow", str(flow), "--model", "longformer-base", "--seq-len",
                         "4096", "--dataflow", "swat")
     assert done.returncode == 0, done.stderr
+    for r, code in ((3, 0), (2, 2)):   # a BigBird core: accepted with the model's 3 blocks
+        bb = AttentionSpec.bigbird(4096, 64, 64, r)
+        flow = write(tmp_path, {"board": "ulx3s-85f", "fmax_mhz": {"clk": {"achieved": 80.0}},
+                                "spec": dataclasses.asdict(bb),
+                                "format": dataclasses.asdict(NumberFormat()),
+                                "hardware": dataclasses.asdict(HardwareConfig(8, 8, 4096))},
+                     f"flow{r}.json")
+        done = estimate_cli("--from-flow", str(flow), "--model", "bigbird-roberta-base",
+                            "--seq-len", "4096", "--dataflow", "swat")
+        assert done.returncode == code, done.stderr
+    assert done.stderr == (f"swatkit: error: --from-flow: {flow} built BigBird block_size 64, 2 "
+                           f"random blocks, not BigBird block_size 64, 3 random blocks (--model "
+                           f"bigbird-roberta-base)\n")
 
 
 def test_explore_says_it_cannot_size_a_bigbird_core():
