@@ -305,13 +305,17 @@ def explore(model: ModelConfig, seq_len: int, cal: Calibration, *, budget: dict 
     ModelError
         The model has no layer the core can run.
     """
+    from .models import ModelError
+
     fmt = fmt or NumberFormat()
     budget = {**cal.available, **(budget or {})}
     rm = ResourceModel.fit(cal)
+    if any(p.kind == "blocksparse" for p in model.patterns):
+        raise ModelError(f"model {model.name}: the resource model is calibrated on token-band "
+                         f"cores, not on BigBird's block-sparse core (its global-row engines "
+                         f"and random-block memories); `swatkit estimate --model` estimates it")
     windows = [p for p in model.patterns if p.kind == "window"]
     if not windows:
-        from .models import ModelError
-
         raise ModelError(f"model {model.name}: no layer has a sliding window")
     sizing = max(windows, key=lambda p: p.before + p.after)   # the core holds the widest
     spec = sizing.spec(seq_len, model.head_dim)

@@ -239,14 +239,19 @@ def _check_model_against_flow(path: Path, model, lengths, flow) -> None:
     if model.head_dim != flow.spec.head_dim:
         raise UsageError(f"--from-flow: {path} built head_dim {flow.spec.head_dim}, not "
                          f"{model.head_dim} (--model {model.name})")
+
+    def text(spec):
+        return (f"BigBird block_size {spec.block_size}, {spec.num_random_blocks} random blocks"
+                if spec.block_size else _window_text(spec))
+
     for pattern in model.patterns:
-        if pattern.kind != "window":
+        if pattern.kind == "full":
             continue
         spec = pattern.spec(max(lengths), model.head_dim)
-        if (spec.before, spec.after, spec.dilation) != (flow.spec.before, flow.spec.after,
-                                                        flow.spec.dilation):
-            raise UsageError(f"--from-flow: {path} built {_window_text(flow.spec)}, not "
-                             f"{_window_text(spec)} (--model {model.name})")
+        fields = ("before", "after", "dilation", "block_size", "num_random_blocks")
+        if any(getattr(spec, k) != getattr(flow.spec, k) for k in fields):
+            raise UsageError(f"--from-flow: {path} built {text(flow.spec)}, not "
+                             f"{text(spec)} (--model {model.name})")
 
 
 def flow_lengths(max_seq_len: int) -> list[int]:
@@ -368,11 +373,13 @@ def run(args: argparse.Namespace) -> int:
             model = load_model(args.model)
         except ModelError as e:
             raise UsageError(f"--model: {e}") from None
+        for line in model.warnings:
+            warn(f"--model: {line}")
         if flow is not None:
             _check_model_against_flow(args.from_flow, model, lengths, flow)
         hw = {"key_lanes": 8, "dim_lanes": 8, **r.hardware}
         windows = {p.spec(max(lengths), model.head_dim).window
-                   for p in model.patterns if p.kind == "window"}
+                   for p in model.patterns if p.kind != "full"}
         estimated = [{"head_dim": model.head_dim, "window": w, "key_lanes": hw["key_lanes"],
                       "dim_lanes": hw["dim_lanes"], "data_bits": r.fmt.data_bits}
                      for w in sorted(windows)]

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -13,7 +15,8 @@ from swatkit.sim.models import PRESETS, LayerPattern, ModelError, load_model
 @pytest.mark.parametrize(("name", "layers", "heads", "kv", "d", "pattern"), [
     ("longformer-base", 12, 12, 12, 64, LayerPattern("window", 256, 256)),
     ("longformer-large", 24, 16, 16, 64, LayerPattern("window", 256, 256)),
-    ("bigbird-roberta-base", 12, 12, 12, 64, LayerPattern("window", 96, 95)),
+    ("bigbird-roberta-base", 12, 12, 12, 64, LayerPattern("blocksparse", block_size=64,
+                                                          random_blocks=3, pattern_seed=0)),
     ("mistral-7b", 32, 32, 8, 128, LayerPattern("window", 4095, 0)),
 ])
 def test_presets_have_the_published_values(name, layers, heads, kv, d, pattern):
@@ -29,9 +32,9 @@ def test_presets_follow_the_window_rules_of_the_spec():
     assert lf == AttentionSpec.longformer(8192, 64, attention_window=512)
     mi = load_model("mistral-7b").patterns[0].spec(8192, 128)
     assert mi == AttentionSpec.causal(8192, 128, sliding_window=4096)
-    bb = load_model("bigbird-roberta-base")
-    assert bb.patterns[0].spec(4096, 64).window == 3 * 64   # BigBird's window keys per row
-    assert "random blocks" in bb.note and "global blocks" in bb.note
+    bb = load_model("bigbird-roberta-base")   # BigBird's whole pattern, as --bigbird has it
+    assert bb.patterns[0].spec(4096, 64) == AttentionSpec.bigbird(4096, 64, 64, 3)
+    assert bb.note == ""
     assert load_model("longformer-base").group == 1 and load_model("mistral-7b").group == 4
 
 
@@ -98,7 +101,42 @@ def test_full_layers_are_estimated_with_the_flash_model_and_marked(tmp_path):
     ({"model_type": "gpt2", "num_hidden_layers": 1, "num_attention_heads": 12,
       "hidden_size": 768},
      "{p}: model_type 'gpt2' has no sliding-window attention (swatkit reads longformer, "
-     "big_bird, and configs with sliding_window or layer_types)"),
+     "big_bird, mistral, mixtral, ministral, gemma2, gemma3_text, qwen2, qwen3, gpt_oss, "
+     "cohere2, olmo3, and configs with sliding_window or layer_types)"),
+    # wrong JSON types are refused, never coerced (a string "false" is not false)
+    ({"model_type": "qwen2", "num_hidden_layers": 4, "num_attention_heads": 8,
+      "hidden_size": 512, "use_sliding_window": "false", "sliding_window": 64},
+     "{p}: use_sliding_window must be true or false, not 'false'"),
+    ({"model_type": "qwen2", "num_hidden_layers": 4, "use_sliding_window": None},
+     "{p}: use_sliding_window must be true or false, not None"),
+    ({"model_type": "mistral", "sliding_window": "4096"},
+     "{p}: sliding_window must be a positive integer or null, not '4096'"),
+    ({"model_type": "qwen2", "use_sliding_window": True, "max_window_layers": -1},
+     "{p}: max_window_layers must be a non-negative integer, not -1"),
+    ({"model_type": "qwen3", "use_sliding_window": True, "max_window_layers": 2.0},
+     "{p}: max_window_layers must be a non-negative integer, not 2.0"),
+    ({"model_type": "gemma2", "attn_logit_softcapping": "50"},
+     "{p}: attn_logit_softcapping must be a positive number or null, not '50'"),
+    ({"model_type": "gemma2", "num_hidden_layers": True},
+     "{p}: num_hidden_layers must be a positive integer, not True"),
+    ({"model_type": "gemma2", "use_bidirectional_attention": True},
+     "{p}: use_bidirectional_attention must be false or null for model_type 'gemma2' "
+     "(swatkit reads bidirectional sliding layers of gemma3_text only), not True"),
+    ({"model_type": "gemma3", "text_config": {"sliding_window_pattern": 0}},
+     "{p}: text_config.sliding_window_pattern must be a positive integer, not 0"),
+    ({"model_type": "gemma3", "text_config": {"use_bidirectional_attention": 1}},
+     "{p}: text_config.use_bidirectional_attention must be true or false, not 1"),
+    ({"model_type": "gemma3", "text_config": [1]},
+     "{p}: text_config must be a JSON object, not [1]"),
+    ({"model_type": "llava", "text_config": {"num_hidden_layers": 2}},
+     "{p} lacks 'text_config.model_type'"),
+    ({"model_type": "llava", "text_config": {"model_type": "mistral", "num_hidden_layers": 2,
+                                             "num_attention_heads": 6, "num_key_value_heads": 4}},
+     "{p}: text_config.num_key_value_heads (4) must divide text_config.num_attention_heads (6)"),
+    ({"model_type": "olmo3", "num_hidden_layers": 2, "layer_types": ["sliding_attention", 3]},
+     "{p}: layer_types[1] must be 'sliding_attention' or 'full_attention', not 3"),
+    ({"model_type": "gpt_oss", "num_hidden_layers": 2, "sliding_window": None},
+     "{p}: layer 0 is sliding_attention but sliding_window is not set"),
     ({"model_type": "gemma2", "num_hidden_layers": 2, "num_attention_heads": 8, "head_dim": 32,
       "sliding_window": 64, "layer_types": ["sliding_attention", "local"]},
      "{p}: layer_types[1] must be 'sliding_attention' or 'full_attention', not 'local'"),
@@ -118,6 +156,17 @@ def test_unknown_preset_and_missing_folder(tmp_path):
     with pytest.raises(ModelError, match=r"^no config\.json in "):
         load_model(str(tmp_path))
     assert len(PRESETS) == 4
+
+
+def test_a_file_too_large_for_a_config_is_not_read_whole(tmp_path):
+    big = tmp_path / "config.json"
+    with big.open("wb") as f:   # (sparse: 16 MiB + 1 byte without writing them)
+        f.truncate(16 * 2 ** 20 + 1)
+    with pytest.raises(ModelError, match=f"^{re.escape(str(big))} is larger than 16 MiB: not a "
+                                         f"config\\.json$"):
+        load_model(str(tmp_path))
+    big.write_text(json.dumps(MIXED) + " " * (16 * 2 ** 20 - len(json.dumps(MIXED))))
+    assert load_model(str(big)).layers == 4   # 16 MiB exactly is read
 
 
 def test_patterns_the_core_cannot_run(tmp_path):
@@ -180,3 +229,370 @@ def test_cores_share_the_bandwidth():
     # bandwidth-bound: four cores are no faster than one
     assert one["cycles"] == pytest.approx(one["offchip_bytes"] / 0.05, rel=1e-3)
     assert four["cycles"] >= one["cycles"]
+
+
+# -- Hugging Face configs as transformers reads them ---------------------------------------------
+
+ALT = ["sliding_attention", "full_attention"]
+
+# Configs shaped like the published config.json files (their attention fields; the families'
+# other fields omitted), and variants that leave fields to the config classes' defaults.
+HF_CONFIGS = {
+    "gemma2-9b": {"model_type": "gemma2", "num_hidden_layers": 42, "num_attention_heads": 16,
+                  "num_key_value_heads": 8, "head_dim": 256, "hidden_size": 3584,
+                  "sliding_window": 4096, "attn_logit_softcapping": 50.0,
+                  "max_position_embeddings": 8192},
+    "gemma2-defaults": {"model_type": "gemma2"},
+    "gemma3-4b-composite": {"model_type": "gemma3", "text_config": {
+        "model_type": "gemma3_text", "hidden_size": 2560, "num_hidden_layers": 34,
+        "sliding_window": 1024}},
+    "gemma3-text-no-model-type": {"model_type": "gemma3", "text_config": {
+        "num_hidden_layers": 8, "sliding_window": 512}},
+    "gemma3-1b": {"model_type": "gemma3_text", "num_hidden_layers": 26, "num_attention_heads": 4,
+                  "num_key_value_heads": 1, "head_dim": 256, "hidden_size": 1152,
+                  "sliding_window": 512, "sliding_window_pattern": 6,
+                  "attn_logit_softcapping": None, "max_position_embeddings": 32768},
+    "gemma3-pattern-3": {"model_type": "gemma3_text", "num_hidden_layers": 7,
+                         "sliding_window_pattern": 3, "sliding_window": 256},
+    "gemma3-bidirectional": {"model_type": "gemma3_text", "num_hidden_layers": 6,
+                             "num_attention_heads": 3, "num_key_value_heads": 1,
+                             "sliding_window": 512, "use_bidirectional_attention": True},
+    "qwen2.5-7b": {"model_type": "qwen2", "hidden_size": 3584, "num_attention_heads": 28,
+                   "num_key_value_heads": 4, "num_hidden_layers": 28, "max_window_layers": 28,
+                   "sliding_window": 131072, "use_sliding_window": False},
+    "qwen2-sliding-upper": {"model_type": "qwen2", "hidden_size": 3584,
+                            "num_attention_heads": 28, "num_key_value_heads": 4,
+                            "num_hidden_layers": 28, "max_window_layers": 21,
+                            "sliding_window": 4096, "use_sliding_window": True},
+    "qwen2-default-max-window": {"model_type": "qwen2", "num_hidden_layers": 30,
+                                 "use_sliding_window": True},
+    "qwen2-layer-types": {"model_type": "qwen2", "num_hidden_layers": 4, "use_sliding_window": True,
+                          "layer_types": ALT * 2},
+    "qwen3-8b": {"model_type": "qwen3", "hidden_size": 4096, "head_dim": 128,
+                 "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 36,
+                 "max_window_layers": 36, "sliding_window": None, "use_sliding_window": False},
+    "qwen3-sliding": {"model_type": "qwen3", "num_hidden_layers": 8, "max_window_layers": 0,
+                      "sliding_window": 2048, "use_sliding_window": True},
+    "gpt-oss-20b": {"model_type": "gpt_oss", "num_hidden_layers": 24, "num_attention_heads": 64,
+                    "num_key_value_heads": 8, "head_dim": 64, "hidden_size": 2880,
+                    "sliding_window": 128, "max_position_embeddings": 131072,
+                    "layer_types": ALT * 12},
+    "gpt-oss-derived": {"model_type": "gpt_oss", "num_hidden_layers": 36},
+    "mistral-7b-v0.1": {"model_type": "mistral", "hidden_size": 4096, "num_attention_heads": 32,
+                        "num_key_value_heads": 8, "num_hidden_layers": 32,
+                        "sliding_window": 4096},
+    "mistral-7b-v0.3": {"model_type": "mistral", "num_hidden_layers": 32, "sliding_window": None},
+    "mixtral-window": {"model_type": "mixtral", "num_hidden_layers": 4, "sliding_window": 4096},
+    "ministral": {"model_type": "ministral", "num_hidden_layers": 4, "sliding_window": 32768,
+                  "layer_types": ["sliding_attention"] * 3 + ["full_attention"]},
+    "mistral3-composite": {"model_type": "mistral3", "text_config": {
+        "model_type": "mistral", "num_hidden_layers": 6, "sliding_window": 1024}},
+    "command-r7b": {"model_type": "cohere2", "hidden_size": 4096, "num_attention_heads": 32,
+                    "num_key_value_heads": 8, "num_hidden_layers": 32, "sliding_window": 4096,
+                    "sliding_window_pattern": 4},
+    "cohere2-pattern-3": {"model_type": "cohere2", "num_hidden_layers": 9,
+                          "sliding_window_pattern": 3, "head_dim": 64},
+    "olmo3-7b": {"model_type": "olmo3", "hidden_size": 4096, "num_attention_heads": 32,
+                 "num_key_value_heads": 32, "num_hidden_layers": 32, "sliding_window": 4096,
+                 "layer_types": (["sliding_attention"] * 3 + ["full_attention"]) * 8},
+    "olmo3-derived": {"model_type": "olmo3", "num_hidden_layers": 10, "sliding_window": 1024},
+}
+
+
+def transformers_reading(data: dict) -> dict:
+    """What transformers' own config classes make of ``data``: per-layer attention kinds,
+    sliding window, heads and head_dim of the (text) config object."""
+    transformers = pytest.importorskip(
+        "transformers", reason="transformers is not installed (pip install -e '.[hf]')")
+    import dataclasses
+    import importlib.util
+    from pathlib import Path
+
+    text = transformers.AutoConfig.for_model(**data).get_text_config()
+    layers = text.num_hidden_layers
+    if "layer_types" in {f.name for f in dataclasses.fields(type(text))}:
+        types = list(text.layer_types)
+    else:
+        # Mistral's and Mixtral's classes have no layer_types: their models build one mask from
+        # sliding_window for every layer (and the modeling code never reads layer_types)
+        modeling = importlib.util.find_spec(
+            f"transformers.models.{text.model_type}.modeling_{text.model_type}").origin
+        assert "layer_types" not in Path(modeling).read_text()
+        types = [ALT[text.sliding_window is None]] * layers
+    return {"layers": layers, "heads": text.num_attention_heads,
+            "kv_heads": text.num_key_value_heads or text.num_attention_heads,
+            "head_dim": (getattr(text, "head_dim", None)
+                         or text.hidden_size // text.num_attention_heads),
+            "layer_types": types, "sliding_window": text.sliding_window,
+            "bidirectional": bool(getattr(text, "use_bidirectional_attention", False))}
+
+
+def swatkit_reading(m) -> dict:
+    """The same of swatkit's :class:`ModelConfig`, in transformers' terms: a causal sliding
+    layer's window W is its W − 1 keys before the row plus the row; a bidirectional one (Gemma-3's
+    ``use_bidirectional_attention``) sees keys with ``|i − j| < W`` (transformers' halved W)."""
+    windows = {(p.before, p.after) for p in m.patterns if p.kind == "window"}
+    assert len(windows) <= 1
+    (before, after), = windows or {(None, None)}
+    fulls = {p.causal for p in m.patterns if p.kind == "full"}
+    bidirectional = (after is not None and after > 0) or fulls == {False}
+    if bidirectional:
+        assert before == after and fulls <= {False}
+    return {"layers": m.layers, "heads": m.heads, "kv_heads": m.kv_heads, "head_dim": m.head_dim,
+            "layer_types": [ALT[p.kind == "full"] for p in m.patterns],
+            "sliding_window": None if before is None else before + 1,
+            "bidirectional": bidirectional}
+
+
+@pytest.mark.parametrize("name", list(HF_CONFIGS))
+def test_configs_are_read_as_transformers_reads_them(tmp_path, name):
+    data = HF_CONFIGS[name]
+    hf = transformers_reading(data)
+    mine = swatkit_reading(load_model(str(write(tmp_path, data))))
+    if not any(t == "sliding_attention" for t in hf["layer_types"]):
+        hf["sliding_window"] = None   # (a window no layer uses: Qwen2.5's 131072 with it off)
+    assert mine == hf
+    assert len(set(hf["layer_types"])) == 2 or name in (
+        "gemma2-defaults", "qwen2.5-7b", "qwen3-8b", "qwen3-sliding", "mistral-7b-v0.1",
+        "mistral-7b-v0.3", "mixtral-window", "mistral3-composite")
+
+
+def test_hybrid_families_are_not_read_as_all_sliding(tmp_path):
+    # the derived layer types, spelt out (what the comparison above checks against transformers)
+    def kinds(name):
+        return "".join("SF"[p.kind == "full"] for p in
+                       load_model(str(write(tmp_path, HF_CONFIGS[name], name))).patterns)
+    assert kinds("gemma2-9b") == "SF" * 21
+    assert kinds("gemma3-4b-composite") == ("S" * 5 + "F") * 5 + "S" * 4
+    assert kinds("gemma3-pattern-3") == "SSFSSFS"
+    assert kinds("qwen2-sliding-upper") == "F" * 21 + "S" * 7
+    assert kinds("qwen2.5-7b") == "F" * 28
+    assert kinds("gpt-oss-derived") == "SF" * 18
+    assert kinds("command-r7b") == "SSSF" * 8
+    assert kinds("olmo3-derived") == "SSSFSSSFSS"
+    assert kinds("mistral-7b-v0.3") == "F" * 32
+    m = load_model(str(write(tmp_path, HF_CONFIGS["gemma3-4b-composite"], "g3")))
+    assert (m.heads, m.kv_heads, m.head_dim) == (8, 4, 256)   # Gemma3TextConfig's defaults
+    assert m.patterns[0] == LayerPattern("window", 1023, 0)
+    bi = load_model(str(write(tmp_path, HF_CONFIGS["gemma3-bidirectional"], "bi")))
+    assert bi.patterns[0] == LayerPattern("window", 256, 256)
+    assert bi.patterns[5] == LayerPattern("full", causal=False)
+    assert load_model(str(write(tmp_path, HF_CONFIGS["command-r7b"], "c"))).head_dim == 128
+    gpt = load_model(str(write(tmp_path, HF_CONFIGS["gpt-oss-20b"], "gpt")))
+    assert gpt.note == "learned sink logits (one per query head, a term in every row's softmax)"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"model_type": "gemma2", "num_hidden_layers": 2},
+     "{p}: attn_logit_softcapping 50 is not modelled: the model caps every score at ±50 "
+     "(c·tanh(s/c)) before the softmax, the core and the golden models do not, and the "
+     "estimate counts no tanh"),
+    ({"model_type": "gemma3", "text_config": {"num_hidden_layers": 2,
+                                              "attn_logit_softcapping": 30}},
+     "{p}: text_config.attn_logit_softcapping 30 is not modelled: the model caps every score "
+     "at ±30 (c·tanh(s/c)) before the softmax, the core and the golden models do not, and the "
+     "estimate counts no tanh"),
+    ({"model_type": "mistral", "num_hidden_layers": 2, "layer_types": ALT},
+     "{p}: layer_types is ignored, as transformers' mistral ignores it (every layer uses "
+     "sliding_window)"),
+    ({"model_type": "qwen2_moe", "num_hidden_layers": 2, "num_attention_heads": 2,
+      "hidden_size": 64, "sliding_window": 16},
+     "{p}: model_type 'qwen2_moe' is not a family swatkit knows (mistral, mixtral, ministral, "
+     "gemma2, gemma3_text, qwen2, qwen3, gpt_oss, cohere2, olmo3): every layer is read as "
+     "sliding_attention (window 16); give layer_types if its config class derives others"),
+])
+def test_what_is_not_modelled_is_said_in_one_line(tmp_path, data, message):
+    path = write(tmp_path, data)
+    assert load_model(str(path)).warnings == (message.format(p=path),)
+
+
+def test_no_warning_where_everything_is_read(tmp_path):
+    for name in ("gemma3-1b", "qwen2-sliding-upper", "gpt-oss-20b", "command-r7b", "olmo3-7b"):
+        assert load_model(str(write(tmp_path, HF_CONFIGS[name], name))).warnings == ()
+    # an unknown family that lists its layer types is read exactly, without a guess
+    other = {"model_type": "qwen2_moe", "num_hidden_layers": 2, "num_attention_heads": 2,
+             "hidden_size": 64, "sliding_window": 16, "layer_types": ALT}
+    m = load_model(str(write(tmp_path, other, "other")))
+    assert m.warnings == () and [p.kind for p in m.patterns] == ["window", "full"]
+
+
+def test_wrong_json_types_are_refused_by_transformers_too():
+    # swatkit refuses a string "false" (test_bad_configs); transformers' strict classes agree
+    transformers = pytest.importorskip(
+        "transformers", reason="transformers is not installed (pip install -e '.[hf]')")
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+    with pytest.raises(StrictDataclassFieldValidationError,
+                       match=r"(?s)field 'use_sliding_window'.*expected bool, got str"):
+        transformers.AutoConfig.for_model(model_type="qwen2", use_sliding_window="false")
+
+
+@pytest.mark.parametrize(("name", "n"), [("gemma2-9b", 8192), ("gpt-oss-20b", 32768)])
+def test_full_layers_of_hybrids_run_at_their_own_context(tmp_path, name, n):
+    # a full layer of N keys is past the core's Verilog limits (16,385 keys, a 32 Mibit ring) but
+    # not past the estimate's: it is estimated as FlashAttention, causal, over all N keys
+    m = load_model(str(write(tmp_path, HF_CONFIGS[name])))
+    recs = estimate_model(m, [n], ["swat", "flash"], fmt=NumberFormat(), key_lanes=8,
+                          dim_lanes=8)
+    full = [r for r in recs if r["scope"] == "layer" and r["full_attention"]]
+    assert {r["computed_as"] for r in full} == {"flash"} and len(full) == 2
+    assert full[0]["pairs"] == m.heads * n * (n + 1) // 2     # causal: every earlier key
+    assert full[0]["cycles"] == full[1]["cycles"]             # swat's full layer is flash's
+    window = next(r for r in recs if r["scope"] == "layer" and r["dataflow"] == "swat"
+                  and not r["full_attention"])
+    w = m.patterns[0].before + 1
+    assert window["pairs"] == m.heads * (w * (w + 1) // 2 + (n - w) * w)
+    with pytest.raises(ModelError, match=r"^model .*, layer 0 \(causal window \d+\): "
+                       r"max_seq_len must be at most 16777216 \(the practical limit of the "
+                       r"core's row counters and of the cycle model\), not 33554432$"):
+        estimate_model(m, [2 ** 25], ["flash"], fmt=NumberFormat())   # the estimate's own limit
+
+
+def estimate_cli(*argv):
+    return subprocess.run([sys.executable, "-m", "swatkit.cli", "estimate", *argv],
+                          capture_output=True, text=True)
+
+
+def test_cli_refuses_a_wrong_type_in_one_line_and_warns_in_one(tmp_path):
+    bad = write(tmp_path, {**HF_CONFIGS["qwen2-sliding-upper"], "use_sliding_window": "false"},
+                "bad.json")
+    done = estimate_cli("--model", str(bad), "--seq-len", "4096")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"swatkit: error: --model: {bad}: use_sliding_window must be true or "
+                           f"false, not 'false'\n")
+    gemma = write(tmp_path, HF_CONFIGS["gemma2-9b"], "gemma.json")
+    done = estimate_cli("--model", str(gemma), "--seq-len", "8192", "--format", "json",
+                        "--dataflow", "swat")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"swatkit: warning: --model: {gemma}: attn_logit_softcapping 50 is "
+                           f"not modelled: the model caps every score at ±50 (c·tanh(s/c)) "
+                           f"before the softmax, the core and the golden models do not, and "
+                           f"the estimate counts no tanh\n")
+    layers = [r for r in json.loads(done.stdout) if r["scope"] == "layer"]
+    assert [(r["layer_indices"][:2], r["computed_as"]) for r in layers] == [
+        ([0, 2], "swat"), ([1, 3], "flash")]
+
+
+def test_bigbird_model_is_the_whole_pattern_of_bigbird_heads():
+    # --model bigbird-roberta-base: each layer is 12 heads of what --bigbird 64 estimates for
+    # one head (window, global first and last blocks, 3 random blocks per query block)
+    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.sim.estimate import estimate
+
+    fmt = NumberFormat()
+    recs = estimate_model(load_model("bigbird-roberta-base"), [4096], ["swat", "blocksparse"],
+                          fmt=fmt)
+    head = CoreParams(AttentionSpec.bigbird(4096, 64, 64, 3), fmt, HardwareConfig(8, 8, 4096))
+    one = {r["dataflow"]: r for r in estimate(head, [4096], ["swat", "blocksparse"])}
+    for rec in recs:
+        single = one[rec["dataflow"]]
+        times = 12 if rec["scope"] == "layer" else 144
+        assert rec["cycles"] == times * single["cycles"]
+        assert rec["macs"] == times * single["macs"]
+        assert rec["pairs"] == times * single["pairs"]
+        assert rec["energy_j"] == pytest.approx(times * single["energy_j"])
+    layer = recs[0]
+    assert (layer["block_size"], layer["random_blocks"], layer["global_tokens"]) == (64, 3, 128)
+    # more than the window part alone: 2 global blocks and 3 random blocks per query block
+    assert layer["pairs"] > 12 * 3 * 64 * 4096
+
+
+def test_bigbird_model_against_a_token_band_flow(tmp_path):
+    import dataclasses
+
+    from swatkit.rtl import HardwareConfig
+
+    spec = AttentionSpec.longformer(4096, 64, attention_window=512)
+    flow = write(tmp_path, {"board": "ulx3s-85f", "fmax_mhz": {"clk": {"achieved": 80.0}},
+                            "spec": dataclasses.asdict(spec),
+                            "format": dataclasses.asdict(NumberFormat()),
+                            "hardware": dataclasses.asdict(HardwareConfig(8, 8, 4096))},
+                 "flow.json")
+    done = estimate_cli("--from-flow", str(flow), "--model", "bigbird-roberta-base",
+                        "--seq-len", "4096")
+    assert (done.returncode, done.stderr) == (2, (
+        f"swatkit: error: --from-flow: {flow} built attention_window 512, not BigBird "
+        f"block_size 64, 3 random blocks (--model bigbird-roberta-base)\n"))
+    done = estimate_cli("--from-flow", str(flow), "--model", "longformer-base", "--seq-len",
+                        "4096", "--dataflow", "swat")
+    assert done.returncode == 0, done.stderr
+    for r, code in ((3, 0), (2, 2)):   # a BigBird core: accepted with the model's 3 blocks
+        bb = AttentionSpec.bigbird(4096, 64, 64, r)
+        flow = write(tmp_path, {"board": "ulx3s-85f", "fmax_mhz": {"clk": {"achieved": 80.0}},
+                                "spec": dataclasses.asdict(bb),
+                                "format": dataclasses.asdict(NumberFormat()),
+                                "hardware": dataclasses.asdict(HardwareConfig(8, 8, 4096))},
+                     f"flow{r}.json")
+        done = estimate_cli("--from-flow", str(flow), "--model", "bigbird-roberta-base",
+                            "--seq-len", "4096", "--dataflow", "swat")
+        assert done.returncode == code, done.stderr
+    assert done.stderr == (f"swatkit: error: --from-flow: {flow} built BigBird block_size 64, 2 "
+                           f"random blocks, not BigBird block_size 64, 3 random blocks (--model "
+                           f"bigbird-roberta-base)\n")
+
+
+def test_explore_says_it_cannot_size_a_bigbird_core():
+    # explore's resource model has no term for the global-row engines and random-block memories
+    from swatkit.sim.explore import explore, load_calibration
+
+    with pytest.raises(ModelError, match=r"^model bigbird-roberta-base: the resource model is "
+                       r"calibrated on token-band cores, not on BigBird's block-sparse core "
+                       r"\(its global-row engines and random-block memories\); `swatkit "
+                       r"estimate --model` estimates it$"):
+        explore(load_model("bigbird-roberta-base"), 4096, load_calibration("ulx3s-85f"))
+
+
+def test_the_docs_hybrid_example_is_what_the_estimate_gives(tmp_path):
+    # docs/estimation.md's Gemma-2 example: its config.json and its model total, recomputed
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "estimation.md").read_text()
+    section = doc[doc.index("### A hybrid decoder from its config.json"):]
+    config = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    shown = re.search(r"│ swat +│ 8192 │ model \(42\) +│ +([\d,]+) │", section)
+    m = load_model(str(write(tmp_path, config, "gemma-2-9b.json")))
+    assert [p.kind for p in m.patterns] == ["window", "full"] * 21
+    total = next(r for r in estimate_model(m, [8192], ["swat"], fmt=NumberFormat())
+                 if r["scope"] == "model")
+    assert int(shown.group(1).replace(",", "")) == total["cycles"]
+
+
+TINY = {"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+        "intermediate_size": 32, "vocab_size": 64}
+
+
+@pytest.mark.parametrize("data", [
+    {"model_type": "gemma2", "num_hidden_layers": 2, "sliding_window": 4},
+    {"model_type": "gemma3_text", "num_hidden_layers": 3, "sliding_window": 4,
+     "sliding_window_pattern": 3},
+    {"model_type": "gemma3_text", "num_hidden_layers": 3, "sliding_window": 6,
+     "sliding_window_pattern": 3, "use_bidirectional_attention": True},
+    {"model_type": "qwen2", "num_hidden_layers": 2, "sliding_window": 4,
+     "use_sliding_window": True, "max_window_layers": 1},
+    {"model_type": "gpt_oss", "num_hidden_layers": 2, "sliding_window": 4,
+     "num_local_experts": 2, "num_experts_per_tok": 1, "experts_implementation": "eager"},
+    {"model_type": "mistral", "num_hidden_layers": 1, "sliding_window": 4},
+    {"model_type": "cohere2", "num_hidden_layers": 4, "sliding_window": 4},
+    {"model_type": "olmo3", "num_hidden_layers": 4, "sliding_window": 4},
+], ids=lambda d: d["model_type"] + ("-bidirectional" if "use_bidirectional_attention" in d
+                                    else ""))
+def test_each_layer_attends_the_keys_the_transformers_model_attends(tmp_path, data):
+    # a tiny model of the family with random weights, run eagerly: the keys each query row gives
+    # a non-zero weight in each layer are the keys of swatkit's pattern for that layer
+    torch = pytest.importorskip("torch", reason="torch is not installed (optional: this test "
+                                                "runs transformers' models; the hf extra has "
+                                                "only their config classes)")
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    data, n = {**TINY, **data}, 12
+    config = transformers.AutoConfig.for_model(**data)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(
+        config, attn_implementation="eager").double().eval()
+    with torch.no_grad():
+        out = model(torch.arange(1, n + 1)[None], output_attentions=True)
+    m = load_model(str(write(tmp_path, data)))
+    assert len(out.attentions) == m.layers
+    masks = [p.spec(n, m.head_dim).mask() for p in m.patterns]
+    for weights, mask in zip(out.attentions, masks, strict=True):
+        assert ((weights[0] > 0).numpy() == mask[None]).all()
+    assert any((a != b).any() for a in masks for b in masks) or data["model_type"] == "mistral"
