@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from .config import CoreParams
 from .units import state_invariants
 
-__all__ = ["STAT_BITS", "RunControl", "field_bits", "run_signature"]
+__all__ = ["STAT_BITS", "RunControl", "command_faults", "field_bits", "run_signature"]
 
 STAT_BITS = 48   # the width of every performance counter of the core (``stats``)
 
@@ -67,6 +67,49 @@ def run_signature(p: CoreParams, cmd_layout: data.Layout) -> wiring.Signature:
     return wiring.Signature(members)
 
 
+def command_faults(p: CoreParams, cmd) -> list:
+    """What makes the command ``cmd`` (a ``cmd`` payload view) one the core refuses, as 1-bit
+    values (any one set: refused). The hardware form of :meth:`CoreParams.check_run` with
+    :class:`AttentionSpec`'s own checks of a pattern: N from 1 to ``max_seq_len`` (BigBird: a
+    multiple of the block, and ``(r + 5)·b`` rows for r random blocks), ``before``/``after``
+    within the generated window, dilation from 1 to ``max_dilation``, at most
+    ``max_global_tokens`` global tokens, in the sequence and increasing. The core and the
+    formal checker (``sim/formal.py``) both use it; tests/rtl/test_stages.py checks it against
+    ``check_run`` value by value."""
+    spec, hw = p.spec, p.hw
+    dmax, gmax, blk, rmax = p.max_dilation, p.max_global_tokens, p.block_size, \
+        p.max_random_blocks
+
+    def over(value, limit, width):
+        """``value > limit`` (no compare when the field holds nothing larger)."""
+        return (value > limit) if limit < 2 ** width - 1 else 0
+
+    seq_len = cmd.seq_len
+    bad = [~seq_len.any(), over(seq_len, hw.max_seq_len, p.index_bits)]
+    if blk:
+        lb = blk.bit_length() - 1   # N must be a multiple of the block size
+        if lb:
+            bad.append(seq_len[:lb].any())
+        if rmax:   # r random blocks exist for every query block: N >= (r + 5)·b
+            r_cmd = cmd.random_blocks
+            bad += [over(r_cmd, rmax, len(r_cmd)),
+                    r_cmd.any() & (seq_len > 2 * blk) & (seq_len < (r_cmd + 5) * blk)]
+    else:
+        bad += [over(cmd.before, spec.before, len(cmd.before)),
+                over(cmd.after, spec.after, len(cmd.after))]
+    if dmax > 1:
+        bad += [~cmd.dilation.any(), over(cmd.dilation, dmax, len(cmd.dilation))]
+    if gmax and not blk:
+        count, pos = cmd.global_count, cmd.global_tokens
+        bad.append(over(count, gmax, len(count)))
+        for k in range(gmax):   # the positions in use: in the sequence, increasing
+            used = count > k
+            bad.append(used & (pos[k] >= seq_len))
+            if k:
+                bad.append(used & (pos[k] <= pos[k - 1]))
+    return bad
+
+
 class RunControl(wiring.Component):
     """The command stage (module docstring).
 
@@ -96,7 +139,6 @@ class RunControl(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p, run = self.params, self.run
-        hw, spec = p.hw, p.spec
         dmax, gmax, blk, rmax = p.max_dilation, p.max_global_tokens, p.block_size, \
             p.max_random_blocks
         cmd = self.cmd.payload
@@ -107,10 +149,6 @@ class RunControl(wiring.Component):
         elif gmax:
             m.d.comb += run.cmd_gcount.eq(cmd.global_count)
 
-        def over(value, limit, width):
-            """``value > limit`` (no compare when the field holds nothing larger)."""
-            return (value > limit) if limit < 2 ** width - 1 else 0
-
         running = Signal(name="running")
         n = Signal(p.index_bits, name="n")
         m.d.comb += [self.cmd.ready.eq(~running), run.running.eq(running), run.n.eq(n)]
@@ -120,37 +158,15 @@ class RunControl(wiring.Component):
                 regs[name] = Signal.like(getattr(run, name), name=name)
                 m.d.comb += getattr(run, name).eq(regs[name])
         with m.If(self.cmd.valid & ~running):
-            seq_len = cmd.seq_len
-            bad = [~seq_len.any(), over(seq_len, hw.max_seq_len, p.index_bits)]
-            if blk:
-                lb = blk.bit_length() - 1   # N must be a multiple of the block size
-                if lb:
-                    bad.append(seq_len[:lb].any())
-                if rmax:   # r random blocks exist for every query block: N >= (r + 5)·b
-                    r_cmd = cmd.random_blocks
-                    bad += [over(r_cmd, rmax, len(r_cmd)),
-                            r_cmd.any() & (seq_len > 2 * blk) & (seq_len < (r_cmd + 5) * blk)]
-            else:
-                bad += [over(cmd.before, spec.before, len(cmd.before)),
-                        over(cmd.after, spec.after, len(cmd.after))]
-            if dmax > 1:
-                bad += [~cmd.dilation.any(), over(cmd.dilation, dmax, len(cmd.dilation))]
-            if gmax and not blk:
-                count, pos = cmd.global_count, cmd.global_tokens
-                bad.append(over(count, gmax, len(count)))
-                for k in range(gmax):   # the positions in use: in the sequence, increasing
-                    used = count > k
-                    bad.append(used & (pos[k] >= seq_len))
-                    if k:
-                        bad.append(used & (pos[k] <= pos[k - 1]))
+            bad = command_faults(p, cmd)
             with m.If(Cat(*bad).any()):
                 m.d.sync += self.error.eq(1)
             with m.Else():
                 m.d.comb += run.start.eq(1)
                 d_r = cmd.dilation if dmax > 1 else 1
-                m.d.sync += [self.error.eq(0), running.eq(1), n.eq(seq_len)]
+                m.d.sync += [self.error.eq(0), running.eq(1), n.eq(cmd.seq_len)]
                 if blk:
-                    m.d.sync += regs["n_mb"].eq(seq_len - blk)
+                    m.d.sync += regs["n_mb"].eq(cmd.seq_len - blk)
                     if rmax:
                         m.d.sync += [regs["rcount"].eq(cmd.random_blocks),
                                      regs["rnd_last"].eq(cmd.random_blocks * blk - 1)]

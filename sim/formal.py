@@ -66,13 +66,14 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Cover, UnusedElaboratable
+from amaranth.hdl import Assert, Assume, Cover, UnusedElaboratable
 from amaranth.lib import wiring
 
 from swatkit.rtl.config import CoreParams
 from swatkit.rtl.core import SwatCore, core_signature
+from swatkit.rtl.run_control import command_faults
 from swatkit.rtl.units import FormalPlatform
 
 __all__ = [
@@ -114,6 +115,10 @@ FAULTS = {
 }
 
 SOLVERS = ("yices", "boolector")
+
+# The input streams whose producers are assumed to keep the stream rule (valid and payload held
+# until the transfer); what the core does when one does not: docs/verification.md
+PRODUCER_RULE = ("cmd", "q", "kv")
 
 # Largest configuration `swatkit prove` accepts: the default core of `swatkit generate` (a
 # Longformer-base head: 513-key window, head_dim 64, 8 x 8 lanes, 8-bit data, up to 4096 rows),
@@ -228,10 +233,22 @@ class ContractHarness(wiring.Component):
         else:
             m.d.comb += self.o.payload.eq(core.o.payload)
 
+        # -- the producers' side of the stream rule, assumed: an offered beat stays offered, its
+        # payload unchanged, until it is taken (Amaranth's lib.stream rules; a K/V row is
+        # copied out of the payload word by word before its transfer) ------------------------
+        for name in PRODUCER_RULE:
+            port = getattr(self, name)
+            waiting = Signal(name=f"{name}_waiting")
+            held = Signal.like(port.payload.as_value(), name=f"{name}_held")
+            m.d.sync += [waiting.eq(port.valid & ~port.ready), held.eq(port.payload)]
+            m.d.comb += Assume(~waiting | (port.valid & (port.payload.as_value() == held)),
+                               f"{name}: an offered beat is held until taken")
+
         # -- the observer: transfers on the ports since the last command -----------------------
         cmd_take = self.cmd.valid & self.cmd.ready
         seq_len = self.cmd.payload.seq_len
-        legal = (seq_len >= 1) & (seq_len <= p.hw.max_seq_len)
+        # (a command the core must take: its own rule, rtl/run_control.py)
+        legal = ~Cat(*command_faults(p, self.cmd.payload)).any()
         for s, count in (("q", q_x), ("kv", kv_x), ("o", o_x)):
             port = getattr(self, s)
             with m.If(port.valid & port.ready):

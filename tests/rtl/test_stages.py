@@ -183,3 +183,98 @@ def test_kv_ring_places_each_key(key_lanes, dim_lanes):
         assert done == n and ctx.get(dut.kv_rows) == n
 
     simulate(dut, control, put, check)
+
+
+# -- the command rule: hardware form = software form -------------------------------------------
+
+def _software_legal(p: CoreParams, fields: dict) -> bool:
+    """The command ``fields`` as a pattern: does ``AttentionSpec`` build it and ``check_run``
+    take it?"""
+    spec = p.spec
+    try:
+        if p.block_size:
+            run = AttentionSpec(seq_len=fields["seq_len"], head_dim=spec.head_dim, before=0,
+                                after=0, block_size=p.block_size,
+                                num_random_blocks=fields.get("random_blocks", 0),
+                                pattern_seed=spec.pattern_seed)
+        else:
+            count = fields.get("global_count", 0)
+            tokens = tuple(fields.get("global_tokens", [])[:count])
+            if count > len(fields.get("global_tokens", [])):
+                return False
+            run = AttentionSpec(seq_len=fields["seq_len"], head_dim=spec.head_dim,
+                                before=fields["before"], after=fields["after"],
+                                dilation=fields.get("dilation", 1), global_tokens=tokens)
+        p.check_run(run)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("kind", ["band", "bigbird"])
+def test_command_rule_is_check_run(kind):
+    """``command_faults`` (what the core and the formal checker refuse) agrees with
+    ``AttentionSpec`` + ``CoreParams.check_run`` on every command drawn (each field over its
+    whole width, so past every limit)."""
+    from amaranth import Cat, Module
+    from amaranth.lib import wiring
+
+    from swatkit.rtl.run_control import command_faults
+
+    if kind == "band":
+        spec = AttentionSpec(seq_len=20, head_dim=4, before=3, after=2, global_tokens=(2, 9))
+        hw = HardwareConfig(key_lanes=2, dim_lanes=2, max_seq_len=20, max_dilation=3,
+                            max_global_tokens=2)
+    else:
+        spec = AttentionSpec(seq_len=64, head_dim=4, before=0, after=0, block_size=4,
+                             num_random_blocks=2, pattern_seed=1)
+        hw = HardwareConfig(key_lanes=2, dim_lanes=2, max_seq_len=100)
+    p = CoreParams(spec, NumberFormat(), hw)
+    lay = core_layouts(p)["cmd"]
+
+    class Rule(wiring.Component):
+        def __init__(self):
+            super().__init__({"cmd": wiring.In(lay), "bad": wiring.Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.bad.eq(Cat(*command_faults(p, self.cmd)).any())
+            return m
+
+    dut = Rule()
+    rng = random.Random(7)
+
+    def draw():
+        fields = {}
+        for name, field in lay:
+            shape = field.shape
+            if isinstance(shape, type(lay)) or hasattr(shape, "length"):   # global_tokens
+                fields[name] = sorted(rng.randrange(2 ** shape.elem_shape.width)
+                                      for _ in range(shape.length))
+                if rng.random() < 0.3:
+                    fields[name].reverse()
+            else:
+                width = shape.width
+                # mostly small values (where the limits are), sometimes any value of the field
+                top = 2 ** width if rng.random() < 0.3 else min(2 ** width, 2 * 20 + 2)
+                fields[name] = rng.randrange(top)
+        return fields
+
+    cases = [command(p)] + [draw() for _ in range(1500)]
+    disagree, legal = [], 0
+
+    async def bench(ctx):
+        nonlocal legal
+        for fields in cases:
+            ctx.set(dut.cmd, lay.const(fields))
+            hard = not ctx.get(dut.bad)
+            soft = _software_legal(p, fields)
+            legal += soft
+            if hard != soft:
+                disagree.append((fields, hard, soft))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not disagree, disagree[:5]
+    assert 50 < legal < len(cases) - 50   # both answers drawn often
