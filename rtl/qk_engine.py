@@ -260,7 +260,7 @@ class QKEngine(wiring.Component):
         m.d.comb += [self.inside.eq(sum(marks) + rowmax.level),
                      self.idle.eq(~Cat(*marks).any() & (rowmax.level == 0))]
         state_invariants(m, platform, [
-            (~qk.busy | (qk.last_round == (qk.rem < kl)), "inv: QK last-round flag = rem < KL"),
+            *qk.invariants("QK"),
             (rowmax.level <= p.score_buffers, "inv: row-max FIFO level"),
         ])
         return m

@@ -94,6 +94,18 @@ class RowWalk:
         self.last = self.busy & self.last_g & self.end_round
         self.active = sum(self.lanes[lane] for lane in range(kl))  # keys issued this cycle
 
+    def invariants(self, label: str) -> list[tuple]:
+        """``(test, message)``: the walk's registers agree (for ``swatkit prove``): the
+        registered last-round flag is ``rem < KL``; the group counter is below G, and 0 while
+        idle."""
+        g, kl = self.p.groups, self.p.hw.key_lanes
+        return [
+            (~self.busy | (self.last_round == (self.rem < kl)),
+             f"inv: {label} last-round flag = rem < KL"),
+            (self.busy | (self.g == 0), f"inv: {label} group counter idle"),
+            (self.g < g if g > 1 else self.g == 0, f"inv: {label} group counter in range"),
+        ]
+
     def offset(self, lane: int):
         """``(lane − lane0) mod KL``: which key of the round this lane holds."""
         kl = self.p.hw.key_lanes

@@ -257,8 +257,9 @@ class SVEngine(wiring.Component):
                      self.groups.eq(Mux(res_full, g - feed_g, 0)),
                      self.idle.eq(~Cat(*marks, res_full).any())]
         state_invariants(m, platform, [
-            (~sv.busy | (sv.last_round == (sv.rem < kl)), "inv: SV last-round flag = rem < KL"),
+            *sv.invariants("SV"),
             (res_full | (feed_g == 0), "inv: divider feed idle"),
             (feed_g < g if g > 1 else feed_g == 0, "inv: divider feed in range"),
+            (feed_last == (feed_g == g - 1), "inv: divider feed's last-group flag"),
         ])
         return m
