@@ -517,6 +517,44 @@ class CoreParams:
                             if self.max_dilation > 1 else {})},
         }
 
+    @classmethod
+    def from_dict(cls, record: dict) -> CoreParams:
+        """The inverse of :meth:`as_dict` (a ``swatkit.json``'s or ``flow.json``'s ``spec``,
+        ``format`` and ``hardware`` records, as JSON gives them back: lists for tuples). A
+        record's derived fields (``widths``, ``derived``), where present, must be the ones
+        these parameters derive.
+
+        Raises
+        ------
+        TypeError
+            When a record is not a table, or a field has the wrong type.
+        ValueError
+            When a value is refused (as by the constructors), or a derived field differs.
+        """
+        if not isinstance(record, dict):
+            raise TypeError(f"a core record must be a table, not {type(record).__name__}")
+        tables = {}
+        for key in ("spec", "format", "hardware"):
+            if not isinstance(record.get(key), dict):
+                raise TypeError(f"the core record's {key!r} must be a table, not "
+                                f"{type(record.get(key)).__name__}")
+            tables[key] = dict(record[key])
+        spec = tables["spec"]
+        if isinstance(spec.get("global_tokens"), list):
+            spec["global_tokens"] = tuple(spec["global_tokens"])
+        table = spec.get("explicit_random_table")
+        if isinstance(table, list):
+            spec["explicit_random_table"] = tuple(
+                tuple(row) if isinstance(row, list) else row for row in table)
+        p = cls(AttentionSpec(**spec), NumberFormat(**tables["format"]),
+                HardwareConfig(**tables["hardware"]))
+        mine = p.as_dict()
+        for key in ("widths", "derived"):
+            if key in record and record[key] != mine[key]:
+                raise ValueError(f"the core record's {key!r} are not those of its spec, format "
+                                 f"and hardware")
+        return p
+
     def as_dict(self) -> dict:
         return {
             "spec": dataclasses.asdict(self.spec),

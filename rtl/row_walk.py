@@ -27,7 +27,7 @@ def wrap_inc(value, step, modulus):
     """``(value + step) mod modulus`` for ``0 <= value < modulus``, ``0 <= step <= modulus``."""
     if isinstance(step, int) and step == 1 and isinstance(modulus, int):
         # (an equality instead of an add, a compare and a subtract in carry chains: the walkers'
-        # address step, a critical path of the ULX3S default, issue 15)
+        # address step, a critical path of the ULX3S default; docs/fpga.md, build 17)
         return Mux(value == modulus - 1, 0, value + 1)
     nxt = value + step
     return Mux(nxt >= modulus, nxt - modulus, nxt)

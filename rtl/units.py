@@ -148,7 +148,7 @@ class BankedMemory:
     A synchronous read port instead (what Amaranth writes for ``read_port()``) keeps Amaranth's
     "old data" rule, which an ECP5 ``DP16KD`` has not across its two ports, and Yosys builds it
     in the fabric: the write delayed by a register and a bypass multiplexer on every read bit,
-    between the block RAM and the next register (the ULX3S default's critical path, issue 15).
+    between the block RAM and the next register (the ULX3S default's critical path; docs/fpga.md).
     ``collision`` is 1 in a cycle that breaks the promise; the simulated runs of
     :func:`~swatkit.sim.amaranth_core.run_core_many` check that it never is (synthesis removes
     it: nothing reads it).

@@ -1,0 +1,47 @@
+"""CoreParams: the configuration object, and its dict form read back (``from_dict``)."""
+
+import json
+
+import pytest
+
+from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.rtl import HardwareConfig
+from swatkit.rtl.config import CoreParams
+
+CONFIGS = [
+    CoreParams(AttentionSpec.longformer(4096, 64, attention_window=512), NumberFormat(),
+               HardwareConfig()),
+    CoreParams(AttentionSpec(seq_len=300, head_dim=96, before=7, after=0, dilation=2,
+                             global_tokens=(0, 5, 17)),
+               NumberFormat(data_bits=6, out_bits=10, out_frac_bits=2),
+               HardwareConfig(key_lanes=3, dim_lanes=8, max_seq_len=512, max_dilation=4,
+                              max_global_tokens=4)),
+    CoreParams(AttentionSpec(seq_len=64, head_dim=8, before=0, after=0, block_size=8,
+                             num_random_blocks=2,
+                             explicit_random_table=((3, 5), (4, 6), (1, 5), (2, 6), (3, 1),
+                                                    (2, 4))),
+               NumberFormat(), HardwareConfig(key_lanes=2, dim_lanes=4, max_seq_len=64)),
+]
+
+
+@pytest.mark.parametrize("p", CONFIGS, ids=["default", "causal-dilated-global", "bigbird"])
+def test_from_dict_inverts_as_dict_through_json(p):
+    record = json.loads(json.dumps(p.as_dict()))
+    assert CoreParams.from_dict(record) == p
+    # the tables alone are enough
+    assert CoreParams.from_dict({k: record[k] for k in ("spec", "format", "hardware")}) == p
+
+
+def test_from_dict_refuses_what_does_not_add_up():
+    record = json.loads(json.dumps(CONFIGS[0].as_dict()))
+    with pytest.raises(TypeError, match=r"^a core record must be a table, not list$"):
+        CoreParams.from_dict([])
+    with pytest.raises(TypeError, match=r"^the core record's 'format' must be a table, not "
+                                        r"NoneType$"):
+        CoreParams.from_dict({**record, "format": None})
+    bad = {**record, "derived": {**record["derived"], "kv_depth": 1}}
+    with pytest.raises(ValueError, match=r"^the core record's 'derived' are not those of its "
+                                         r"spec, format and hardware$"):
+        CoreParams.from_dict(bad)
+    with pytest.raises(ValueError):   # a refused value, as the constructors refuse it
+        CoreParams.from_dict({**record, "hardware": {**record["hardware"], "key_lanes": 0}})
