@@ -261,5 +261,6 @@ class SVEngine(wiring.Component):
             (res_full | (feed_g == 0), "inv: divider feed idle"),
             (feed_g < g if g > 1 else feed_g == 0, "inv: divider feed in range"),
             (feed_last == (feed_g == g - 1), "inv: divider feed's last-group flag"),
+            (t.done == (t.valid & t.last_round & t.last_g), "inv: SV row-done flag"),
         ])
         return m
