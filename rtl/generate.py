@@ -26,7 +26,7 @@ from swatkit.version import __version__
 from .axis import AxisSwatCore
 from .config import CoreParams, HardwareConfig
 from .core import SwatCore
-from .packaging import file_list, fusesoc_core, package_name, sv_package
+from .packaging import file_list, fusesoc_core, package_name, sv_package, testbench
 from .units import DSP_TARGETS, DspTarget
 
 __all__ = [
@@ -77,6 +77,7 @@ class Generated:
     package: Path | None = None      # <name>_pkg.sv: widths and port layouts
     file_list: Path | None = None    # <name>.f: the HDL sources in compile order
     fusesoc_core: Path | None = None  # <name>.core: FuseSoC CAPI2
+    testbench: Path | None = None    # <name>_tb.sv: self-checking (cores with their own ports)
 
     @property
     def sources(self) -> list[Path]:
@@ -291,9 +292,16 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
                (vpath.name, "verilogSource")]
     flist = out / f"{name}.f"
     flist.write_text(file_list(name, [f for f, _ in sources]))
+    files.update(package=pkg.name, file_list=flist.name)
+    tb = None
+    if interface == "core" and not top.params.block_size:
+        tb = out / f"{name}_tb.sv"
+        tb.write_text(testbench(name, top.params, port_list))
+        files["testbench"] = tb.name
     core_file = out / f"{name}.core"
-    core_file.write_text(fusesoc_core(name, _summary(top.params, interface), sources, vlt.name))
-    files.update(package=pkg.name, file_list=flist.name, fusesoc_core=core_file.name)
+    core_file.write_text(fusesoc_core(name, _summary(top.params, interface), sources, vlt.name,
+                                      tb.name if tb else None))
+    files["fusesoc_core"] = core_file.name
     record = {
         "swatkit_version": __version__,
         "top": name,
@@ -310,7 +318,7 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
     for stale in sorted(earlier - set(files.values())):
         (out / stale).unlink(missing_ok=True)
         removed.append(out / stale)
-    return Generated(vpath, config, vlt, models, tuple(removed), pkg, flist, core_file)
+    return Generated(vpath, config, vlt, models, tuple(removed), pkg, flist, core_file, tb)
 
 
 def _summary(p: CoreParams, interface: str) -> str:

@@ -37,7 +37,11 @@ from swatkit.version import __version__
 from .config import CoreParams
 from .core import core_layouts
 
-__all__ = ["file_list", "fusesoc_core", "package_name", "sv_package", "vlnv"]
+__all__ = ["TB_ROWS", "TB_SEED", "file_list", "fusesoc_core", "package_name", "sv_package",
+           "testbench", "testbench_vectors", "vlnv"]
+
+TB_ROWS = 32   # rows of the testbench's run (fewer if the core's max_seq_len is smaller)
+TB_SEED = 0    # seed of its Q/K/V rows and of its valid gaps and ready stalls
 
 PORTS = ("cmd", "q", "kv", "o", "stats")   # the payload layouts of core_layouts, in port order
 
@@ -193,12 +197,15 @@ def _q(text: str) -> str:
 
 
 def fusesoc_core(name: str, description: str, sources: list[tuple[str, str]],
-                 waivers: str) -> str:
+                 waivers: str, tb: str | None = None) -> str:
     """The text of ``<name>.core``, a FuseSoC CAPI2 description of the generated core.
 
-    Filesets: ``rtl`` (``sources``: (file, FuseSoC file type) in compile order) and
-    ``verilator_waivers`` (the ``.vlt``). Targets: ``default`` (the sources, top ``name``) and
-    ``lint`` (Edalize's lint flow with Verilator: ``--lint-only -Wall`` with the waivers)."""
+    Filesets: ``rtl`` (``sources``: (file, FuseSoC file type) in compile order),
+    ``verilator_waivers`` (the ``.vlt``) and, given ``tb`` (:func:`testbench`'s file), ``tb``.
+    Targets: ``default`` (the sources, top ``name``), ``lint`` (Edalize's lint flow with
+    Verilator: ``--lint-only -Wall`` with the waivers) and, with ``tb``, ``sim`` (Edalize's sim
+    flow with Verilator: ``--binary --timing -Wall``, C++ at ``-O0``, top ``<name>_tb``, which
+    runs it)."""
     lines = ["CAPI=2:",
              f"# {name}: FuseSoC description written by swatkit {__version__} (swatkit "
              "generate); regenerate, do not edit",
@@ -212,6 +219,9 @@ def fusesoc_core(name: str, description: str, sources: list[tuple[str, str]],
              "  verilator_waivers:",
              "    files:",
              f"      - {_q(waivers)}: {{file_type: vlt}}",
+             *(["  tb:",
+                "    files:",
+                f"      - {_q(tb)}: {{file_type: systemVerilogSource}}"] if tb else []),
              "",
              "targets:",
              "  default:",
@@ -225,5 +235,216 @@ def fusesoc_core(name: str, description: str, sources: list[tuple[str, str]],
              "      tool: verilator",
              "      verilator_options: [-Wall]",
              f"    toplevel: {name}",
+             *(["  sim:",
+                "    description: \"the self-checking testbench against the golden model "
+                "(Verilator; g++ needs -fcoroutines for --timing)\"",
+                "    filesets: [rtl, verilator_waivers, tb]",
+                "    flow: sim",
+                "    flow_options:",
+                "      tool: verilator",
+                "      mode: binary",
+                # -O0: a short run; the C++ build takes half the time of the default -Os
+                "      verilator_options: [--timing, -Wall, -CFLAGS -fcoroutines, -CFLAGS -O0]",
+                f"    toplevel: {name}_tb"] if tb else []),
              ""]
+    return "\n".join(lines)
+
+
+def testbench_vectors(params: CoreParams, rows: int = TB_ROWS, seed: int = TB_SEED):
+    """The run the testbench makes and checks: ``(run, q, k, v, o)``. ``run`` is the core's
+    generated window on ``min(rows, max_seq_len)`` rows (dilation 1, no global tokens); q, k, v
+    are seeded random ``data_bits`` integers; ``o`` is ``fixed_point_attention``'s output."""
+    import numpy as np
+
+    from swatkit.golden import fixed_point_attention
+
+    p = params
+    n = min(rows, p.hw.max_seq_len)
+    run = p.run_spec(n, dilation=1, global_tokens=())
+    rng = np.random.default_rng(seed)
+    half = 1 << (p.fmt.data_bits - 1)
+    q, k, v = (rng.integers(-half, half, size=(n, p.spec.head_dim)) for _ in range(3))
+    o = fixed_point_attention(q, k, v, run, p.fmt).out
+    return run, q, k, v, o
+
+
+def _packed(values, bits: int) -> int:
+    return sum((int(x) & ((1 << bits) - 1)) << (i * bits) for i, x in enumerate(values))
+
+
+def _literal(value: int, width: int) -> str:
+    return f"{width}'h{value:0{(width + 3) // 4}x}"
+
+
+def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = TB_ROWS,
+              seed: int = TB_SEED) -> str:
+    """The text of ``<name>_tb.sv``: a self-checking SystemVerilog testbench of a core with its
+    own ports (not the AXI4-Stream wrapper, not a BigBird core). It starts one run of
+    :func:`testbench_vectors` with a command written with the package's named fields (and
+    checks, at elaboration, that those fields pack to the bits the core's layout gives:
+    ``command_value``), offers the Q and K/V rows with seeded random valid gaps, takes the
+    output rows under random ready stalls, and compares every row with the golden model's.
+    It ends with ``$finish`` after a line ``PASS: ...``, or ``$fatal`` on a wrong row, an
+    ``error`` or a timeout; ``+flip_row=K`` makes it expect row K with its lowest bit flipped,
+    to see the check fail. Needs ``--timing`` (Verilator: ``--binary``)."""
+    from .core import command, command_value
+
+    p = params
+    if p.block_size:
+        raise ValueError("the testbench runs sliding-window cores, not BigBird ones")
+    run, q, k, v, o = testbench_vectors(p, rows, seed)
+    n = run.seq_len
+    lay = core_layouts(p)
+    pkg = package_name(name)
+    fields = command(p, run)
+    values = []
+    for field_name in lay["cmd"].members:
+        value = fields[field_name]
+        if isinstance(value, list):   # an array field: element i last in the pattern
+            value = "'{" + ", ".join(str(x) for x in reversed(value)) + "}"
+        values.append(f"{member(field_name)}: {value}")
+    db, ob = p.fmt.data_bits, p.fmt.out_bits
+    qw, kvw, ow = lay["q"].size, lay["kv"].size, lay["o"].size
+
+    def table(rows_, width):
+        return ",\n    ".join(_literal(r, width) for r in rows_)
+
+    q_rows = [_packed(r, db) for r in q]
+    kv_rows = [_packed(kr, db) | (_packed(vr, db) << lay["kv"]["v"].offset)
+               for kr, vr in zip(k, v, strict=True)]
+    o_rows = [_packed(r, ob) for r in o]
+    # generous: every row walks the whole window G cycles per key round, times 4 for the gaps
+    groups = p.spec.head_dim // p.hw.dim_lanes
+    limit = 4 * (n + p.spec.after + 4) * (-(-p.window // p.hw.key_lanes) * groups + 64) + 1000
+    own = {"clk", "rst", "cmd__payload", "cmd__valid", "cmd__ready", "q__payload", "q__valid",
+           "q__ready", "kv__payload", "kv__valid", "kv__ready", "o__payload", "o__valid",
+           "o__ready", "busy", "error", "stats"}
+    idle, unread = [], []
+    for port in port_list:
+        if port["name"] in own:
+            continue
+        if port["direction"] == "output":
+            bits = f" [{port['width'] - 1}:0]" if port["width"] > 1 else ""
+            unread.append(f"  logic{bits} {port['name']};")
+            idle.append(f"    .{port['name']}({port['name']}),")
+        else:   # streams this run does not use: no valid, always ready
+            tie = "1'b1" if port["name"].endswith("__ready") else f"{port['width']}'d0"
+            idle.append(f"    .{port['name']}({tie}),")
+    lines = [
+        f"// {name}_tb: a self-checking testbench of {name}, generated by swatkit {__version__}.",
+        f"// One run of {n} rows (the generated window {run.before}+1+{run.after}, dilation 1, "
+        "no global",
+        f"// tokens) on seeded random Q/K/V rows (numpy default_rng({seed})); every output row "
+        "is compared",
+        "// with swatkit's bit-exact golden model (swatkit.golden.fixed_point_attention), "
+        "under random",
+        "// valid gaps and ready stalls. Ends with $finish after \"PASS: ...\", or $fatal.",
+        "// Run it: fusesoc --cores-root . run --target sim "
+        f"{vlnv(name)} (Verilator --binary --timing).",
+        f"module {name}_tb;",
+        f"  import {pkg}::*;",
+        "",
+        f"  localparam int N = {n};",
+        "  // the command, every field named (a field left out does not compile)",
+        f"  localparam cmd_t CMD = '{{{', '.join(values)}}};",
+        "  // the same command as the core's own layout packs it (swatkit.rtl.core.command_value)",
+        f"  if (CMD != {_literal(command_value(p, run), lay['cmd'].size)}) begin : g_cmd_layout",
+        "    $error(\"the package's cmd_t does not pack like the core's command layout\");",
+        "  end",
+        "",
+        f"  localparam q_t Q [N] = '{{\n    {table(q_rows, qw)}}};",
+        f"  localparam kv_t KV [N] = '{{\n    {table(kv_rows, kvw)}}};",
+        f"  localparam o_t O [N] = '{{\n    {table(o_rows, ow)}}};",
+        f"  localparam int TIMEOUT = {limit};  // cycles",
+        "",
+        "  logic clk, rst;",
+        "  initial begin",
+        "    clk = 1'b0; rst = 1'b1;",
+        "    forever #5 clk = ~clk;",
+        "  end",
+        "  initial begin",
+        "    repeat (4) @(negedge clk);  // (between edges: no race with the clocked logic)",
+        "    rst = 1'b0;",
+        "  end",
+        "",
+        "  logic cmd_valid, q_valid, kv_valid, o_ready;",
+        "  logic cmd_ready, q_ready, kv_ready, o_valid, error;",
+        "  q_t q_data;",
+        "  kv_t kv_data;",
+        "  o_t o_data;",
+        "  /* verilator lint_off UNUSEDSIGNAL */  // ports this test does not read",
+        "  logic busy;",
+        "  stats_t stats;",
+        *unread,
+        "  /* verilator lint_on UNUSEDSIGNAL */",
+        "",
+        f"  {name} dut (",
+        "    .clk(clk), .rst(rst),",
+        "    .cmd__payload(CMD), .cmd__valid(cmd_valid), .cmd__ready(cmd_ready),",
+        "    .q__payload(q_data), .q__valid(q_valid), .q__ready(q_ready),",
+        "    .kv__payload(kv_data), .kv__valid(kv_valid), .kv__ready(kv_ready),",
+        "    .o__payload(o_data), .o__valid(o_valid), .o__ready(o_ready),",
+        *idle,
+        "    .busy(busy), .error(error), .stats(stats)",
+        "  );",
+        "",
+        "  function automatic logic [31:0] xorshift32(logic [31:0] x);",
+        "    x = x ^ (x << 13);",
+        "    x = x ^ (x >> 17);",
+        "    return x ^ (x << 5);",
+        "  endfunction",
+        "  logic [31:0] rnd;",
+        "  int flip_row;  // +flip_row=K: expect row K with its lowest bit flipped (fails)",
+        "  initial if (!$value$plusargs(\"flip_row=%d\", flip_row)) flip_row = -1;",
+        "  int q_next, kv_next, o_next, wrong, cycles;",
+        "  logic cmd_sent;",
+        "",
+        "  // a producer holds valid and its row until the beat moves; valid never waits for",
+        "  // ready; a new row is offered with probability 3/4, the output taken with 3/4",
+        "  always @(posedge clk) if (rst) begin",
+        f"    rnd <= 32'd{seed * 2654435761 % (1 << 32) | 1};",
+        "    {cmd_valid, q_valid, kv_valid, o_ready, cmd_sent} <= '0;",
+        "    {q_data, kv_data} <= '0;",
+        "    {q_next, kv_next, o_next, wrong, cycles} <= '0;",
+        "  end else begin",
+        "    rnd <= xorshift32(rnd);",
+        "    cycles <= cycles + 1;",
+        "    if (!cmd_sent) begin",
+        "      cmd_valid <= 1'b1; cmd_sent <= 1'b1;",
+        "    end else if (cmd_valid && cmd_ready) begin",
+        "      cmd_valid <= 1'b0;",
+        "    end",
+        "    if (!q_valid || q_ready) begin",
+        "      q_valid <= 1'b0;",
+        "      if (q_next < N && rnd[1:0] != 2'b00) begin",
+        "        q_valid <= 1'b1; q_data <= Q[q_next]; q_next <= q_next + 1;",
+        "      end",
+        "    end",
+        "    if (!kv_valid || kv_ready) begin",
+        "      kv_valid <= 1'b0;",
+        "      if (kv_next < N && rnd[3:2] != 2'b00) begin",
+        "        kv_valid <= 1'b1; kv_data <= KV[kv_next]; kv_next <= kv_next + 1;",
+        "      end",
+        "    end",
+        "    o_ready <= rnd[5:4] != 2'b00;",
+        "    if (o_valid && o_ready) begin",
+        "      if (o_data != (O[o_next] ^ o_t'(o_next == flip_row))) begin",
+        "        $display(\"row %0d: got %h, expected %h\", o_next, o_data, O[o_next]);",
+        "        wrong <= wrong + 1;",
+        "      end",
+        "      o_next <= o_next + 1;",
+        "    end",
+        "    if (error) $fatal(1, \"the core rejected the command (error)\");",
+        "    if (o_next == N) begin",
+        "      if (wrong != 0) $fatal(1, \"%0d of %0d rows differ from the golden model\", "
+        "wrong, N);",
+        f"      $display(\"PASS: %0d rows of {name} equal to the golden model (%0d cycles)\", "
+        "N, cycles);",
+        "      $finish;",
+        "    end",
+        "    if (cycles > TIMEOUT) $fatal(1, \"timeout: %0d of %0d rows after %0d cycles\", "
+        "o_next, N, cycles);",
+        "  end",
+        "endmodule",
+        ""]
     return "\n".join(lines)

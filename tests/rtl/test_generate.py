@@ -199,7 +199,8 @@ def test_record_gives_every_ports_layout_and_the_files(generated):
     record = json.loads(generated.config.read_text())
     assert record["files"] == {"verilog": "my_core.v", "waivers": "my_core.vlt",
                                "config": "swatkit.json", "package": "my_core_pkg.sv",
-                               "file_list": "my_core.f", "fusesoc_core": "my_core.core"}
+                               "file_list": "my_core.f", "testbench": "my_core_tb.sv",
+                               "fusesoc_core": "my_core.core"}
     folder = generated.verilog.parent
     assert all((folder / f).is_file() for f in record["files"].values())
     by_name = {p["name"]: p for p in record["ports"]}
@@ -263,8 +264,9 @@ def test_regenerating_removes_the_files_of_an_earlier_run(tmp_path):
     assert done.returncode == 0, done.stderr
     assert sorted(f.name for f in tmp_path.iterdir()) == [
         "mine.v", "other.core", "other.f", "other.v", "other.vlt", "other_pkg.sv",
-        "swatkit.json"]
-    for stale in ("MULT18X18D.v", "swat_core.v", "swat_core_pkg.sv", "swat_core.core"):
+        "other_tb.sv", "swatkit.json"]
+    for stale in ("MULT18X18D.v", "swat_core.v", "swat_core_pkg.sv", "swat_core.core",
+                  "swat_core_tb.sv"):
         assert f"removed {tmp_path / stale}" in done.stdout
 
 

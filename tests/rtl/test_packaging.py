@@ -146,7 +146,8 @@ def test_ecp5_file_list_and_core_carry_the_model(tmp_path):
     record = json.loads(out.config.read_text())
     assert record["files"] == {"verilog": "e.v", "waivers": "e.vlt", "config": "swatkit.json",
                                "sim_models": "MULT18X18D.v", "package": "e_pkg.sv",
-                               "file_list": "e.f", "fusesoc_core": "e.core"}
+                               "file_list": "e.f", "testbench": "e_tb.sv",
+                               "fusesoc_core": "e.core"}
 
 
 def fusesoc(generated, target, tmp_path):
@@ -189,3 +190,52 @@ def test_fusesoc_lint_target_fails_on_a_fault(generated, tmp_path):
     done = fusesoc(broken, "lint", tmp_path)
     assert done.returncode != 0
     assert "WIDTHTRUNC" in done.stdout + done.stderr
+
+
+def test_fusesoc_sim_target_runs_the_testbench_against_the_golden_model(generated, tmp_path):
+    """The sim target builds ``swat_core_tb`` with Verilator and runs it: every output row of
+    a 32-row run under random gaps and stalls equals ``fixed_point_attention``'s. The same
+    binary told to expect row 3 with a flipped bit fails, naming the row."""
+    done = fusesoc(generated, "sim", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS: 32 rows of swat_core equal to the golden model" in done.stdout
+    binary = next((tmp_path / "build").glob("*/sim/Vswat_core_tb"))
+    wrong = subprocess.run([str(binary), "+flip_row=3"], capture_output=True, text=True,
+                           cwd=binary.parent)
+    assert wrong.returncode != 0
+    assert "row 3: got" in wrong.stdout and "1 of 32 rows differ" in wrong.stdout + wrong.stderr
+    assert "PASS" not in wrong.stdout
+
+
+def test_testbench_is_stated_in_the_record_and_its_vectors_are_the_golden_models(generated):
+    from swatkit.golden import fixed_point_attention
+    from swatkit.rtl.packaging import testbench_vectors
+
+    record = json.loads(generated.config.read_text())
+    assert record["files"]["testbench"] == "swat_core_tb.sv"
+    run, q, k, v, o = testbench_vectors(CoreParams(SPEC, NumberFormat(), HW))
+    assert (run.seq_len, run.before, run.after, run.dilation, run.global_tokens) == (
+        32, 4, 4, 1, ())
+    assert (o == fixed_point_attention(q, k, v, run, NumberFormat()).out).all()
+    assert o.std() > 0   # not a trivial output
+    text = generated.testbench.read_text()
+    first = "".join(f"{int(x) & 0xff:02x}" for x in reversed(o[0]))
+    assert f"localparam o_t O [N] = '{{\n    64'h{first}," in text
+    assert ("localparam cmd_t CMD = '{seq_len: 32, before_: 4, after: 4, dilation: 1, "
+            "global_count: 0, global_tokens: '{0, 0}};") in text
+
+
+@pytest.mark.parametrize("kind", ["axis", "bigbird"])
+def test_no_testbench_for_axis_or_bigbird_cores(tmp_path, kind):
+    """The testbench drives the core's own ports on a sliding window: an AXI4-Stream core or
+    a BigBird core gets the package, the file list and the lint target, no sim target."""
+    if kind == "axis":
+        out = generate(AttentionSpec.causal(16, 4, sliding_window=2), NumberFormat(),
+                       HardwareConfig(1, 2, 16), tmp_path, interface="axis")
+    else:
+        out = generate(AttentionSpec.bigbird(16, 4, block_size=2, num_random_blocks=0),
+                       NumberFormat(), HardwareConfig(1, 2, 16), tmp_path)
+    assert out.testbench is None and not list(tmp_path.glob("*_tb.sv"))
+    core = out.fusesoc_core.read_text()
+    assert "  lint:" in core and "  sim:" not in core and "  tb:" not in core
+    assert "testbench" not in json.loads(out.config.read_text())["files"]
