@@ -201,7 +201,8 @@ def header(name: str, interface: str, tables: dict | None, port_list: list[dict]
               f"Reset: {CLOCK_RESET[interface]['reset']}.",
               f"Streams (valid/ready): {STREAM_RULE}.",
               "",
-              "Ports (bit layouts in swatkit.json, \"ports\"):"]
+              f"Ports (bit layouts in swatkit.json, \"ports\"; named fields, widths and packed "
+              f"types in package {package_name(name)}, {package_name(name)}.sv):"]
     width = max(len(p["name"]) for p in port_list)
     for p in port_list:
         bits = f"[{p['width'] - 1}:0]" if p["width"] > 1 else ""

@@ -111,3 +111,14 @@ def test_a_wrong_command_in_an_example_fails(tmp_path, tmp_path_factory):
         assert bad != example
         with pytest.raises(AssertionError, match=re.escape(message)):
             test_verilog_example_compiles(bad, tmp_path, tmp_path_factory)
+
+
+def test_the_package_excerpt_in_rtl_md_is_what_generate_writes(tmp_path_factory):
+    """docs/rtl.md shows the default core's command as ``swatkit generate -o swat_build``
+    writes it in ``swat_core_pkg.sv``: the excerpt is verbatim in the generated file."""
+    text = (ROOT / "docs" / "rtl.md").read_text()
+    (excerpt,) = re.findall(r"^```\n(  // cmd\n.*?)^```", text, re.S | re.M)
+    package = (generated("swatkit generate -o swat_build", tmp_path_factory)
+               / "swat_core_pkg.sv").read_text()
+    assert excerpt in package
+    assert "} cmd_t;" in excerpt and "CMD_WIDTH = 31;" in excerpt
