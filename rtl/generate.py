@@ -77,7 +77,7 @@ class Generated:
     package: Path | None = None      # <name>_pkg.sv: widths and port layouts
     file_list: Path | None = None    # <name>.f: the HDL sources in compile order
     fusesoc_core: Path | None = None  # <name>.core: FuseSoC CAPI2
-    testbench: Path | None = None    # <name>_tb.sv: self-checking (cores with their own ports)
+    testbench: Path | None = None    # <name>_tb.sv: self-checking (not for BigBird cores)
 
     @property
     def sources(self) -> list[Path]:
@@ -295,9 +295,9 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
     flist.write_text(file_list(name, [f for f, _ in sources]))
     files.update(package=pkg.name, file_list=flist.name)
     tb = None
-    if interface == "core" and not top.params.block_size:
+    if not top.params.block_size:
         tb = out / f"{name}_tb.sv"
-        tb.write_text(testbench(name, top.params, port_list))
+        tb.write_text(testbench(name, top.params, port_list, interface=interface))
         files["testbench"] = tb.name
     core_file = out / f"{name}.core"
     core_file.write_text(fusesoc_core(name, _summary(top.params, interface), sources, vlt.name,

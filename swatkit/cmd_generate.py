@@ -5,7 +5,7 @@ DIR/<name>.vlt (Verilator waivers), DIR/swatkit.json (the resolved configuration
 widths, resources, every port's bit layout and the file list; give it back as --config to
 regenerate the same Verilog), and the IP packaging: DIR/<name>_pkg.sv (a SystemVerilog package
 of the widths and every port's field layout), DIR/<name>.f (file list), DIR/<name>_tb.sv (a
-self-checking testbench against the golden model; cores with their own ports, not BigBird) and
+self-checking testbench against the golden model; not for BigBird cores) and
 DIR/<name>.core (FuseSoC: targets default, lint and sim). With no options: a Longformer-base
 head (attention_window 512, head_dim 64, up to 4096 rows) on 8 key lanes x 8 dim lanes;
 ``--bigbird BLOCK --random-blocks R``: a core for BigBird's block-sparse pattern (the report

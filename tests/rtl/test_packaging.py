@@ -225,17 +225,27 @@ def test_testbench_is_stated_in_the_record_and_its_vectors_are_the_golden_models
             "global_count: 0, global_tokens: '{0, 0}};") in text
 
 
-@pytest.mark.parametrize("kind", ["axis", "bigbird"])
-def test_no_testbench_for_axis_or_bigbird_cores(tmp_path, kind):
-    """The testbench drives the core's own ports on a sliding window: an AXI4-Stream core or
-    a BigBird core gets the package, the file list and the lint target, no sim target."""
-    if kind == "axis":
-        out = generate(AttentionSpec.causal(16, 4, sliding_window=2), NumberFormat(),
-                       HardwareConfig(1, 2, 16), tmp_path, interface="axis")
-    else:
-        out = generate(AttentionSpec.bigbird(16, 4, block_size=2, num_random_blocks=0),
-                       NumberFormat(), HardwareConfig(1, 2, 16), tmp_path)
+def test_no_testbench_for_bigbird_cores(tmp_path):
+    """The testbench runs a sliding window: a BigBird core gets the package, the file list
+    and the lint target, no sim target."""
+    out = generate(AttentionSpec.bigbird(16, 4, block_size=2, num_random_blocks=0),
+                   NumberFormat(), HardwareConfig(1, 2, 16), tmp_path)
     assert out.testbench is None and not list(tmp_path.glob("*_tb.sv"))
     core = out.fusesoc_core.read_text()
     assert "  lint:" in core and "  sim:" not in core and "  tb:" not in core
     assert "testbench" not in json.loads(out.config.read_text())["files"]
+
+
+def test_fusesoc_sim_target_of_an_axi4_stream_core(tmp_path):
+    """The AXI4-Stream form: tdata padded to whole bytes (a 42-bit O row in 48 bits, checked
+    to be zero), aresetn, and tlast on the run's last row, checked by the testbench."""
+    out = generate(AttentionSpec.causal(24, 6, sliding_window=4), NumberFormat(out_bits=7),
+                   HardwareConfig(2, 2, 24, max_global_tokens=2), tmp_path / "core",
+                   interface="axis")
+    text = out.testbench.read_text()
+    assert ".aclk(clk), .aresetn(!rst)" in text and "tlast is" in text
+    assert "the tdata padding is not zero" in text and "M_AXIS_O_TDATA_WIDTH" in text
+    assert ".m_axis_og_tready(1'b1)" in text   # the global rows' stream, unused by this run
+    done = fusesoc(out, "sim", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS: 24 rows of swat_core equal to the golden model" in done.stdout
