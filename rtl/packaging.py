@@ -37,8 +37,8 @@ from swatkit.version import __version__
 from .config import CoreParams
 from .core import core_layouts
 
-__all__ = ["TB_ROWS", "TB_SEED", "file_list", "fusesoc_core", "package_name", "sv_package",
-           "testbench", "testbench_vectors", "vlnv"]
+__all__ = ["TB_CORE_BEGIN", "TB_CORE_END", "TB_ROWS", "TB_SEED", "file_list", "fusesoc_core",
+           "package_name", "sv_package", "testbench", "testbench_vectors", "vlnv"]
 
 TB_ROWS = 32   # rows of the testbench's run (fewer if the core's max_seq_len is smaller)
 TB_SEED = 0    # seed of its Q/K/V rows and of its valid gaps and ready stalls
@@ -279,19 +279,29 @@ def _literal(value: int, width: int) -> str:
     return f"{width}'h{value:0{(width + 3) // 4}x}"
 
 
+TB_CORE_BEGIN = "  // -- the core: what a design writes to use it (docs/rtl.md shows the same) --"
+TB_CORE_END = "  // -- end of the core --"
+
+
 def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = TB_ROWS,
               seed: int = TB_SEED, interface: str = "core") -> str:
     """The text of ``<name>_tb.sv``: a self-checking SystemVerilog testbench of a sliding-window
     core (not a BigBird one), with its own ports (``interface="core"``) or AXI4-Stream ones
     (``"axis"``: ``tdata`` padded to whole bytes, ``aresetn``; it also checks ``tlast`` on the
-    last row and that the output padding is zero). It starts one run of
-    :func:`testbench_vectors` with a command written with the package's named fields (and
-    checks, at elaboration, that those fields pack to the bits the core's layout gives:
-    ``command_value``), offers the Q and K/V rows with seeded random valid gaps, takes the
-    output rows under random ready stalls, and compares every row with the golden model's.
-    It ends with ``$finish`` after a line ``PASS: ...``, or ``$fatal`` on a wrong row, an
-    ``error`` or a timeout; ``+flip_row=K`` makes it expect row K with its lowest bit flipped,
-    to see the check fail. Needs ``--timing`` (Verilator: ``--binary``)."""
+    last row and that the output padding is zero).
+
+    Between the lines :data:`TB_CORE_BEGIN` and :data:`TB_CORE_END` it instantiates the core
+    the way a design would (and docs/rtl.md's examples do, with the same signal names): the
+    command ``cmd`` from ``n_rows`` and the run's pattern with the package's named fields,
+    the rows ``q_row``, ``kv_row``, ``o_row`` (AXI4-Stream: ``cmd_tdata``, ``q_tdata``,
+    ``kv_tdata``, ``o_tdata``), ``*_valid``/``*_ready`` (``*_tvalid``/``*_tready``). Around it,
+    the bench checks at elaboration that the command's named fields pack to the bits the core's
+    layout gives (``command_value``) and, when the command moves, that ``cmd`` is that command;
+    starts one run of :func:`testbench_vectors`, offers the Q and K/V rows with seeded random
+    valid gaps, takes the output rows under random ready stalls, and compares every row with
+    the golden model's. It ends with ``$finish`` after a line ``PASS: ...``, or ``$fatal`` on a
+    wrong row, an ``error`` or a timeout; ``+flip_row=K`` makes it expect row K with its lowest
+    bit flipped, to see the check fail. Needs ``--timing`` (Verilator: ``--binary``)."""
     from .core import command, command_value
 
     p = params
@@ -308,6 +318,7 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
         if isinstance(value, list):   # an array field: element i last in the pattern
             value = "'{" + ", ".join(str(x) for x in reversed(value)) + "}"
         values.append(f"{member(field_name)}: {value}")
+    pattern = ", ".join(values[1:])   # every field but seq_len
     db, ob = p.fmt.data_bits, p.fmt.out_bits
     qw, kvw, ow = lay["q"].size, lay["kv"].size, lay["o"].size
 
@@ -321,33 +332,45 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
     # generous: every row walks the whole window G cycles per key round, times 4 for the gaps
     groups = p.spec.head_dim // p.hw.dim_lanes
     limit = 4 * (n + p.spec.after + 4) * (-(-p.window // p.hw.key_lanes) * groups + 64) + 1000
-    if interface == "core":
+    axis = interface != "core"
+    if not axis:
         def port(stream, signal):
             return f"{stream}__{signal}"
-        clock = ["    .clk(clk), .rst(rst),"]
-        data = {"cmd": "CMD", "q": "q_data", "kv": "kv_data", "o": "o_data"}
-        extra_out, checks = [], []
+
+        def sig(stream, signal):   # the design's signal
+            return {"payload": f"{stream}_row" if stream != "cmd" else "cmd"}.get(
+                signal, f"{stream}_{signal}")
+        declare = ["  q_t     q_row;", "  kv_t    kv_row;", "  o_t     o_row;",
+                   "  stats_t stats;",
+                   "  logic   cmd_valid, cmd_ready, q_valid, q_ready, kv_valid, kv_ready, "
+                   "o_valid, o_ready;",
+                   "  logic   busy, error;"]
+        clock = "    .clk(clk), .rst(rst),"
+        o_row, cmd_seen = "o_row", "cmd"
+        checks = []
     else:
         def port(stream, signal):
             side = "m" if stream == "o" else "s"
             return f"{side}_axis_{stream}_t{'data' if signal == 'payload' else signal}"
-        clock = ["    .aclk(clk), .aresetn(!rst),  // (aresetn: active low)"]
-        data = {s_: f"{port(s_, 'payload').upper()}_WIDTH'({v})"
-                for s_, v in (("cmd", "CMD"), ("q", "q_data"), ("kv", "kv_data"))}
-        data["o"] = "o_tdata"
+
+        def sig(stream, signal):
+            return f"{stream}_t{'data' if signal == 'payload' else signal}"
+        declare = [f"  logic [{port(s_, 'payload').upper()}_WIDTH-1:0] {sig(s_, 'payload')};"
+                   for s_ in ("cmd", "q", "kv", "o")]
+        declare += ["  stats_t stats;",
+                    "  logic   cmd_tvalid, cmd_tready, q_tvalid, q_tready, kv_tvalid, kv_tready;",
+                    "  logic   o_tvalid, o_tready, o_tlast, busy, error;"]
+        clock = "    .aclk(aclk), .aresetn(aresetn),"
+        o_row, cmd_seen = "o_t'(o_tdata[O_WIDTH-1:0])", "cmd_tdata"
         padded = next(q["width"] for q in port_list if q["name"] == port("o", "payload"))
-        extra_out = [f"  logic [{port('o', 'payload').upper()}_WIDTH-1:0] o_tdata;",
-                     "  logic o_tlast;",
-                     "  assign o_data = o_t'(o_tdata[O_WIDTH-1:0]);"]
         checks = ["      if (o_tlast != (o_next == N - 1))",
                   "        $fatal(1, \"row %0d: tlast is %0d\", o_next, o_tlast);"]
         if padded > lay["o"].size:
             checks += ["      if (o_tdata[$bits(o_tdata)-1:O_WIDTH] != '0)",
                        "        $fatal(1, \"row %0d: the tdata padding is not zero\", o_next);"]
     own = {"clk", "rst", "aclk", "aresetn", "busy", "error", "stats",
-           *(port(s_, sig) for s_ in ("cmd", "q", "kv", "o")
-             for sig in ("payload", "valid", "ready")),
-           *([port("o", "last")] if interface != "core" else [])}
+           *(port(s_, x) for s_ in ("cmd", "q", "kv", "o") for x in ("payload", "valid", "ready")),
+           *([port("o", "last")] if axis else [])}
     idle, unread = [], []
     for member_ in port_list:
         if member_["name"] in own:
@@ -360,10 +383,18 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
             ready = member_["name"].endswith(("__ready", "_tready"))
             tie = "1'b1" if ready else f"{member_['width']}'d0"
             idle.append(f"    .{member_['name']}({tie}),")
-    connect = [f"    .{port(s_, 'payload')}({data[s_]}), .{port(s_, 'valid')}({s_}_valid), "
-               f".{port(s_, 'ready')}({s_}_ready)," for s_ in ("cmd", "q", "kv", "o")]
-    if interface != "core":
+    connect = [f"    .{port(s_, 'payload')}({sig(s_, 'payload')}), "
+               f".{port(s_, 'valid')}({sig(s_, 'valid')}), "
+               f".{port(s_, 'ready')}({sig(s_, 'ready')}),"
+               for s_ in ("cmd", "q", "kv", "o")]
+    if axis:
         connect.append(f"    .{port('o', 'last')}(o_tlast),")
+    valid, ready = sig("q", "valid")[1:], sig("q", "ready")[1:]   # "_valid" or "_tvalid"
+    q_data = "q_row" if not axis else "q_tdata"
+    kv_data = "kv_row" if not axis else "kv_tdata"
+    q_offer = "Q[q_next]" if not axis else "S_AXIS_Q_TDATA_WIDTH'(Q[q_next])"
+    kv_offer = "KV[kv_next]" if not axis else "S_AXIS_KV_TDATA_WIDTH'(KV[kv_next])"
+    cmd_expected = "CMD" if not axis else "S_AXIS_CMD_TDATA_WIDTH'(CMD)"
     lines = [
         f"// {name}_tb: a self-checking testbench of {name}, generated by swatkit {__version__}.",
         f"// One run of {n} rows (the generated window {run.before}+1+{run.after}, dilation 1, "
@@ -379,7 +410,7 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
         f"  import {pkg}::*;",
         "",
         f"  localparam int N = {n};",
-        "  // the command, every field named (a field left out does not compile)",
+        "  // the run's command, every field named (a field left out does not compile)",
         f"  localparam cmd_t CMD = '{{{', '.join(values)}}};",
         "  // the same command as the core's own layout packs it (swatkit.rtl.core.command_value)",
         f"  if (CMD != {_literal(command_value(p, run), lay['cmd'].size)}) begin : g_cmd_layout",
@@ -400,25 +431,28 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
         "    repeat (4) @(negedge clk);  // (between edges: no race with the clocked logic)",
         "    rst = 1'b0;",
         "  end",
+        *(["  wire aclk = clk, aresetn = !rst;"] if axis else []),
         "",
-        "  logic cmd_valid, q_valid, kv_valid, o_ready;",
-        "  logic cmd_ready, q_ready, kv_ready, o_valid, error;",
-        "  q_t q_data;",
-        "  kv_t kv_data;",
-        "  o_t o_data;",
-        *extra_out,
         "  /* verilator lint_off UNUSEDSIGNAL */  // ports this test does not read",
-        "  logic busy;",
-        "  stats_t stats;",
+        TB_CORE_BEGIN,
+        "  logic [INDEX_BITS-1:0] n_rows;",
+        "  cmd_t   cmd;",
+        *declare,
         *unread,
-        "  /* verilator lint_on UNUSEDSIGNAL */",
+        "",
+        f"  assign cmd = '{{seq_len: n_rows, {pattern}}};",
+        *(["  assign cmd_tdata = S_AXIS_CMD_TDATA_WIDTH'(cmd);"] if axis else []),
         "",
         f"  {name} dut (",
-        *clock,
+        clock,
         *connect,
         *idle,
         "    .busy(busy), .error(error), .stats(stats)",
         "  );",
+        TB_CORE_END,
+        "  /* verilator lint_on UNUSEDSIGNAL */",
+        "",
+        "  assign n_rows = INDEX_BITS'(N);",
         "",
         "  function automatic logic [31:0] xorshift32(logic [31:0] x);",
         "    x = x ^ (x << 13);",
@@ -435,33 +469,35 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
         "  // ready; a new row is offered with probability 3/4, the output taken with 3/4",
         "  always @(posedge clk) if (rst) begin",
         f"    rnd <= 32'd{seed * 2654435761 % (1 << 32) | 1};",
-        "    {cmd_valid, q_valid, kv_valid, o_ready, cmd_sent} <= '0;",
-        "    {q_data, kv_data} <= '0;",
+        f"    {{cmd{valid}, q{valid}, kv{valid}, o{ready}, cmd_sent}} <= '0;",
+        f"    {{{q_data}, {kv_data}}} <= '0;",
         "    {q_next, kv_next, o_next, wrong, cycles} <= '0;",
         "  end else begin",
         "    rnd <= xorshift32(rnd);",
         "    cycles <= cycles + 1;",
         "    if (!cmd_sent) begin",
-        "      cmd_valid <= 1'b1; cmd_sent <= 1'b1;",
-        "    end else if (cmd_valid && cmd_ready) begin",
-        "      cmd_valid <= 1'b0;",
+        f"      cmd{valid} <= 1'b1; cmd_sent <= 1'b1;",
+        f"    end else if (cmd{valid} && cmd{ready}) begin",
+        f"      cmd{valid} <= 1'b0;",
+        f"      if ({cmd_seen} != {cmd_expected}) $fatal(1, \"cmd is %h, not %h\", {cmd_seen}, "
+        f"{cmd_expected});",
         "    end",
-        "    if (!q_valid || q_ready) begin",
-        "      q_valid <= 1'b0;",
+        f"    if (!q{valid} || q{ready}) begin",
+        f"      q{valid} <= 1'b0;",
         "      if (q_next < N && rnd[1:0] != 2'b00) begin",
-        "        q_valid <= 1'b1; q_data <= Q[q_next]; q_next <= q_next + 1;",
+        f"        q{valid} <= 1'b1; {q_data} <= {q_offer}; q_next <= q_next + 1;",
         "      end",
         "    end",
-        "    if (!kv_valid || kv_ready) begin",
-        "      kv_valid <= 1'b0;",
+        f"    if (!kv{valid} || kv{ready}) begin",
+        f"      kv{valid} <= 1'b0;",
         "      if (kv_next < N && rnd[3:2] != 2'b00) begin",
-        "        kv_valid <= 1'b1; kv_data <= KV[kv_next]; kv_next <= kv_next + 1;",
+        f"        kv{valid} <= 1'b1; {kv_data} <= {kv_offer}; kv_next <= kv_next + 1;",
         "      end",
         "    end",
-        "    o_ready <= rnd[5:4] != 2'b00;",
-        "    if (o_valid && o_ready) begin",
-        "      if (o_data != (O[o_next] ^ o_t'(o_next == flip_row))) begin",
-        "        $display(\"row %0d: got %h, expected %h\", o_next, o_data, O[o_next]);",
+        f"    o{ready} <= rnd[5:4] != 2'b00;",
+        f"    if (o{valid} && o{ready}) begin",
+        f"      if ({o_row} != (O[o_next] ^ o_t'(o_next == flip_row))) begin",
+        f"        $display(\"row %0d: got %h, expected %h\", o_next, {o_row}, O[o_next]);",
         "        wrong <= wrong + 1;",
         "      end",
         *checks,

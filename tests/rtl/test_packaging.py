@@ -243,7 +243,7 @@ def test_fusesoc_sim_target_of_an_axi4_stream_core(tmp_path):
                    HardwareConfig(2, 2, 24, max_global_tokens=2), tmp_path / "core",
                    interface="axis")
     text = out.testbench.read_text()
-    assert ".aclk(clk), .aresetn(!rst)" in text and "tlast is" in text
+    assert ".aclk(aclk), .aresetn(aresetn)" in text and "tlast is" in text
     assert "the tdata padding is not zero" in text and "M_AXIS_O_TDATA_WIDTH" in text
     assert ".m_axis_og_tready(1'b1)" in text   # the global rows' stream, unused by this run
     done = fusesoc(out, "sim", tmp_path)
