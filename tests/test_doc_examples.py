@@ -1,9 +1,10 @@
 """Every example in README.md and docs/*.md runs: each ```python block is executed as a
 script (in a fresh interpreter, in a temporary folder); each ```verilog/```systemverilog
 block is linted (``verilator --lint-only -Wall``) inside a module, against the core that the
-command on its first line (``// swatkit generate ...``) generates. The generated testbench
-(``<name>_tb.sv``, tests/rtl/test_packaging.py) is the Verilog example that is simulated
-against the golden model."""
+command on its first line (``// swatkit generate ...``) generates, and simulated: it replaces
+the instantiation in that core's generated testbench (``<name>_tb.sv``, between
+``TB_CORE_BEGIN`` and ``TB_CORE_END``), which drives the example's signals and compares every
+output row with the golden model."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from swatkit.rtl.packaging import TB_CORE_BEGIN, TB_CORE_END
 from swatkit.toolchain import find_verilator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,11 @@ def examples(*languages: str) -> list:
 
 PYTHON = examples("python")
 VERILOG = examples("verilog", "systemverilog")
+# each simulation builds a default-size core with Verilator (~30 s at load 5): the AXI4-Stream
+# one runs with --runslow (swatkit regress --full); its form is also simulated on a small core
+# by tests/rtl/test_packaging.py
+VERILOG_SIM = [pytest.param(*p.values, id=p.id, marks=[pytest.mark.slow]
+                            if "--interface axis" in p.values[0] else []) for p in VERILOG]
 
 
 def test_the_docs_have_the_examples_this_file_runs():
@@ -76,10 +83,7 @@ def generated(command: str, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("code", VERILOG)
 def test_verilog_example_compiles(code, tmp_path, tmp_path_factory):
-    first = code.splitlines()[0]
-    m = re.match(r"// (swatkit generate[^(]*)", first)
-    assert m, f"the example's first line names the command that generates its core: {first!r}"
-    core = generated(m[1].strip(), tmp_path_factory)
+    core = example_core(code, tmp_path_factory)
     clocks = "aclk, aresetn" if "aclk" in code else "clk, rst"
     (tmp_path / "doc_example.sv").write_text(
         f"module doc_example(input logic {clocks});\n{code}endmodule\n")
@@ -96,6 +100,47 @@ def test_verilog_example_compiles(code, tmp_path, tmp_path_factory):
          "--top-module", "doc_example"],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, **v.env})
     assert done.returncode == 0, done.stderr
+
+
+def example_core(code: str, tmp_path_factory) -> Path:
+    first = code.splitlines()[0]
+    m = re.match(r"// (swatkit generate[^(]*)", first)
+    assert m, f"the example's first line names the command that generates its core: {first!r}"
+    return generated(m[1].strip(), tmp_path_factory)
+
+
+def simulate_example(code: str, tmp_path, tmp_path_factory) -> subprocess.CompletedProcess:
+    """The example's core's testbench with the example in place of its instantiation, built
+    with Verilator (``--binary``, C++ at -O0) and run."""
+    core = example_core(code, tmp_path_factory)
+    tb = (core / "swat_core_tb.sv").read_text()
+    begin, end = tb.index(TB_CORE_BEGIN), tb.index(TB_CORE_END)
+    (tmp_path / "swat_core_tb.sv").write_text(tb[:begin] + code + tb[end:])
+    v = find_verilator()
+    env = {**os.environ, **v.env}
+    build = subprocess.run(
+        [str(v.executable), "--binary", "--timing", "-Wall", "--output-split", "0",
+         "-CFLAGS", "-fcoroutines", "-CFLAGS", "-O0", "--Mdir", "obj",
+         str(core / "swat_core.vlt"), "-F", str(core / "swat_core.f"), "swat_core_tb.sv",
+         "--top-module", "swat_core_tb"],
+        capture_output=True, text=True, cwd=tmp_path, env=env)
+    if build.returncode != 0:
+        return build
+    return subprocess.run([str(tmp_path / "obj" / "Vswat_core_tb")], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("code", VERILOG_SIM)
+def test_verilog_example_simulates_against_the_golden_model(code, tmp_path, tmp_path_factory):
+    """32 rows of the example's core, driven through the example's own signals under random
+    gaps and stalls, each equal to ``fixed_point_attention``'s; the command the example builds
+    is the testbench's (checked when it moves). The same build expecting a wrong row fails."""
+    done = simulate_example(code, tmp_path, tmp_path_factory)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS: 32 rows of swat_core equal to the golden model" in done.stdout
+    wrong = subprocess.run([str(tmp_path / "obj" / "Vswat_core_tb"), "+flip_row=5"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert wrong.returncode != 0 and "row 5: got" in wrong.stdout
 
 
 def test_a_wrong_command_in_an_example_fails(tmp_path, tmp_path_factory):
