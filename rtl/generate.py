@@ -286,22 +286,24 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
         models.write_text(ecp5_model())
         files["sim_models"] = models.name
     pkg = out / f"{package_name(name)}.sv"
-    pkg.write_text(sv_package(name, top.params, port_list, config_lines(tables, top.params),
+    stated = config_lines(tables, top.params)
+    pkg.write_text(sv_package(name, top.params, port_list, stated,
                               regenerate=tables is not None))
     sources = [(pkg.name, "systemVerilogSource"),
                *([(models.name, "verilogSource")] if models else []),
                (vpath.name, "verilogSource")]
     flist = out / f"{name}.f"
-    flist.write_text(file_list(name, [f for f, _ in sources]))
+    flist.write_text(file_list(name, [f for f, _ in sources], stated))
     files.update(package=pkg.name, file_list=flist.name)
     tb = None
     if not top.params.block_size:
         tb = out / f"{name}_tb.sv"
-        tb.write_text(testbench(name, top.params, port_list, interface=interface))
+        tb.write_text(testbench(name, top.params, port_list, interface=interface,
+                                config_lines=stated))
         files["testbench"] = tb.name
     core_file = out / f"{name}.core"
     core_file.write_text(fusesoc_core(name, _summary(top.params, interface), sources, vlt.name,
-                                      tb.name if tb else None))
+                                      tb.name if tb else None, stated))
     files["fusesoc_core"] = core_file.name
     record = {
         "swatkit_version": __version__,

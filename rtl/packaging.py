@@ -185,10 +185,13 @@ def sv_package(name: str, params: CoreParams, port_list: list[dict],
     return "\n".join(lines)
 
 
-def file_list(name: str, files: list[str]) -> str:
+def file_list(name: str, files: list[str], config_lines: list[str] = ()) -> str:
     """The text of ``<name>.f``: the HDL sources in compile order, one per line, relative to
-    the file list's folder (``verilator -F``, ``vcs -F``, ``xrun -F`` read them so)."""
-    return (f"// {name}: HDL sources in compile order, relative to this file (read it with -F)\n"
+    the file list's folder (``verilator -F``, ``vcs -F``, ``xrun -F`` read them so), after a
+    comment with the configuration (``config_lines``)."""
+    return (f"// {name}: HDL sources in compile order, relative to this file (read it with -F),\n"
+            f"// written by swatkit {__version__}\n"
+            + "".join(f"// {line}".rstrip() + "\n" for line in config_lines)
             + "".join(f"{f}\n" for f in files))
 
 
@@ -197,7 +200,7 @@ def _q(text: str) -> str:
 
 
 def fusesoc_core(name: str, description: str, sources: list[tuple[str, str]],
-                 waivers: str, tb: str | None = None) -> str:
+                 waivers: str, tb: str | None = None, config_lines: list[str] = ()) -> str:
     """The text of ``<name>.core``, a FuseSoC CAPI2 description of the generated core.
 
     Filesets: ``rtl`` (``sources``: (file, FuseSoC file type) in compile order),
@@ -205,10 +208,11 @@ def fusesoc_core(name: str, description: str, sources: list[tuple[str, str]],
     Targets: ``default`` (the sources, top ``name``), ``lint`` (Edalize's lint flow with
     Verilator: ``--lint-only -Wall`` with the waivers) and, with ``tb``, ``sim`` (Edalize's sim
     flow with Verilator: ``--binary --timing -Wall --output-split 0``, C++ at ``-O0``, top
-    ``<name>_tb``, which runs it)."""
+    ``<name>_tb``, which runs it). ``config_lines`` (the configuration) open it as comments."""
     lines = ["CAPI=2:",
              f"# {name}: FuseSoC description written by swatkit {__version__} (swatkit "
              "generate); regenerate, do not edit",
+             *(f"# {line}".rstrip() for line in config_lines),
              f"name: {_q(vlnv(name))}",
              f"description: {_q(description)}",
              "",
@@ -284,7 +288,8 @@ TB_CORE_END = "  // -- end of the core --"
 
 
 def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = TB_ROWS,
-              seed: int = TB_SEED, interface: str = "core") -> str:
+              seed: int = TB_SEED, interface: str = "core",
+              config_lines: list[str] = ()) -> str:
     """The text of ``<name>_tb.sv``: a self-checking SystemVerilog testbench of a sliding-window
     core (not a BigBird one), with its own ports (``interface="core"``) or AXI4-Stream ones
     (``"axis"``: ``tdata`` padded to whole bytes, ``aresetn``; it also checks ``tlast`` on the
@@ -301,7 +306,8 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
     valid gaps, takes the output rows under random ready stalls, and compares every row with
     the golden model's. It ends with ``$finish`` after a line ``PASS: ...``, or ``$fatal`` on a
     wrong row, an ``error`` or a timeout; ``+flip_row=K`` makes it expect row K with its lowest
-    bit flipped, to see the check fail. Needs ``--timing`` (Verilator: ``--binary``)."""
+    bit flipped, to see the check fail. Needs ``--timing`` (Verilator: ``--binary``).
+    ``config_lines`` (the core's configuration) are stated in its opening comment."""
     from .core import command, command_value
 
     p = params
@@ -406,6 +412,7 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
         "// valid gaps and ready stalls. Ends with $finish after \"PASS: ...\", or $fatal.",
         "// Run it: fusesoc --cores-root . run --target sim "
         f"{vlnv(name)} (Verilator --binary --timing).",
+        *(f"// {line}".rstrip() for line in config_lines),
         f"module {name}_tb;",
         f"  import {pkg}::*;",
         "",

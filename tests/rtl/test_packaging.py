@@ -249,3 +249,20 @@ def test_fusesoc_sim_target_of_an_axi4_stream_core(tmp_path):
     done = fusesoc(out, "sim", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS: 24 rows of swat_core equal to the golden model" in done.stdout
+
+
+def test_every_artefact_carries_the_configuration(generated, tmp_path):
+    """The package, the file list, the testbench and the FuseSoC core state the configuration
+    that made them (the TOML that --config accepts); for a window no option makes, its fields,
+    and no "Regenerate" line."""
+    for path, comment in [(generated.package, "//"), (generated.file_list, "//"),
+                          (generated.testbench, "//"), (generated.fusesoc_core, "#")]:
+        text = path.read_text()
+        for line in ("Configuration (TOML; swatkit generate --config accepts it):",
+                     "  attention_window = 8", "  max_global_tokens = 2", "  max_dilation = 2",
+                     '  interface = "core"'):
+            assert f"\n{comment} {line}\n" in text, (path.name, line)
+    out = generate(AttentionSpec(16, 4, 1, 3), NumberFormat(), HardwareConfig(1, 2, 16),
+                   tmp_path)
+    text = out.package.read_text()
+    assert "//   before = 1\n//   after = 3\n" in text and "Regenerate" not in text
