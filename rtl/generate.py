@@ -244,7 +244,9 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, out_dir: str | Path = ".",
              name: str = "swat_core", dsp: str = "generic", interface: str = "core"
              ) -> Generated:
-    """Write ``<out_dir>/<name>.v``, ``<name>.vlt`` and ``swatkit.json``; returns their paths.
+    """Write ``<out_dir>/<name>.v``, ``<name>.vlt``, ``swatkit.json`` and the packaging of
+    :mod:`swatkit.rtl.packaging` (``<name>_pkg.sv``, ``<name>.f``, ``<name>.core`` and, for a
+    sliding-window core, the testbench ``<name>_tb.sv``); returns their paths.
 
     ``dsp`` (one of :data:`DSP_TARGETS`): ``"generic"`` writes the multipliers as logic for any
     tool to map; ``"ecp5"`` instantiates Lattice ``MULT18X18D`` blocks with their registers on
