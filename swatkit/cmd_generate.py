@@ -1,11 +1,15 @@
 """Generate Verilog for a SWAT core sized to a workload and device.
 
 Writes DIR/<name>.v (with a header comment: version, configuration, clock and reset, ports),
-DIR/<name>.vlt (Verilator waivers) and DIR/swatkit.json (the resolved configuration, derived
+DIR/<name>.vlt (Verilator waivers), DIR/swatkit.json (the resolved configuration, derived
 widths, resources, every port's bit layout and the file list; give it back as --config to
-regenerate the same Verilog). With no options: a Longformer-base head (attention_window 512,
-head_dim 64, up to 4096 rows) on 8 key lanes x 8 dim lanes; ``--bigbird BLOCK --random-blocks R``:
-a core for BigBird's block-sparse pattern (the report lists its maxima and what they cost).
+regenerate the same Verilog), and the IP packaging: DIR/<name>_pkg.sv (a SystemVerilog package
+of the widths and every port's field layout), DIR/<name>.f (file list), DIR/<name>_tb.sv (a
+self-checking testbench against the golden model; not for BigBird cores) and
+DIR/<name>.core (FuseSoC: targets default, lint and sim). With no options: a Longformer-base
+head (attention_window 512, head_dim 64, up to 4096 rows) on 8 key lanes x 8 dim lanes;
+``--bigbird BLOCK --random-blocks R``: a core for BigBird's block-sparse pattern (the report
+lists its maxima and what they cost).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from swatkit.rtl.generate import LintError, check_target, generate, lint
+    from swatkit.rtl.packaging import vlnv
 
     r = resolve(args, "generate")
     params = core_params(r, r.spec.seq_len)
@@ -89,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out.config}")
     if out.sim_models:
         print(f"wrote {out.sim_models}  (simulation model of the ECP5 multiplier block)")
+    print(f"wrote {out.package}  (package {out.package.stem}: widths, port field layouts)")
+    print(f"wrote {out.file_list}  (sources in compile order)")
+    if out.testbench:
+        print(f"wrote {out.testbench}  (self-checking testbench against the golden model)")
+    print(f"wrote {out.fusesoc_core}  (FuseSoC core {vlnv(target['name'])})")
     for stale in out.removed:
         print(f"removed {stale}  (written by an earlier run, not by this one)")
     s = params.spec

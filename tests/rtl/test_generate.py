@@ -12,6 +12,7 @@ import pytest
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import HardwareConfig
 from swatkit.rtl.generate import LintError, generate, lint, waivers
+from swatkit.rtl.packaging import vlnv
 
 SPEC = AttentionSpec.causal(64, 8, sliding_window=6)
 HW = HardwareConfig(key_lanes=2, dim_lanes=4, max_seq_len=64)
@@ -197,7 +198,11 @@ def test_header_states_version_config_clock_reset_and_ports(generated):
 def test_record_gives_every_ports_layout_and_the_files(generated):
     record = json.loads(generated.config.read_text())
     assert record["files"] == {"verilog": "my_core.v", "waivers": "my_core.vlt",
-                               "config": "swatkit.json"}
+                               "config": "swatkit.json", "package": "my_core_pkg.sv",
+                               "file_list": "my_core.f", "testbench": "my_core_tb.sv",
+                               "fusesoc_core": "my_core.core"}
+    folder = generated.verilog.parent
+    assert all((folder / f).is_file() for f in record["files"].values())
     by_name = {p["name"]: p for p in record["ports"]}
     q = by_name["q__payload"]["layout"]
     assert (q["kind"], q["count"], q["stride"], q["element"]) == (
@@ -258,8 +263,11 @@ def test_regenerating_removes_the_files_of_an_earlier_run(tmp_path):
     done = swatkit("generate", *small, "--name", "other")
     assert done.returncode == 0, done.stderr
     assert sorted(f.name for f in tmp_path.iterdir()) == [
-        "mine.v", "other.v", "other.vlt", "swatkit.json"]
-    assert f"removed {tmp_path / 'MULT18X18D.v'}" in done.stdout
+        "mine.v", "other.core", "other.f", "other.v", "other.vlt", "other_pkg.sv",
+        "other_tb.sv", "swatkit.json"]
+    for stale in ("MULT18X18D.v", "swat_core.v", "swat_core_pkg.sv", "swat_core.core",
+                  "swat_core_tb.sv"):
+        assert f"removed {tmp_path / stale}" in done.stdout
 
 
 def test_wasteful_window_warns_on_one_line(tmp_path):
@@ -309,7 +317,11 @@ def test_cli_generate_bigbird(tmp_path):
     assert re.search(r"^//   input +\[7:0\] cmd__payload +seq_len \[6:0\], random_blocks "
                      r"\[7:7\]$", text, re.M)
     assert re.search(r"^module swat_core\(", text, re.M)
-    assert done.stdout.splitlines()[3:] == [
+    assert done.stdout.splitlines()[3:6] == [
+        f"wrote {out / 'swat_core_pkg.sv'}  (package swat_core_pkg: widths, port field layouts)",
+        f"wrote {out / 'swat_core.f'}  (sources in compile order)",
+        f"wrote {out / 'swat_core.core'}  (FuseSoC core {vlnv('swat_core')})"]
+    assert done.stdout.splitlines()[6:] == [
         "BigBird blocks of 4 rows (12-key block window), first and last blocks global (8 rows), "
         "up to 1 random block per query block, head_dim 8, up to 64 rows; 2 key lanes x 4 dim "
         "lanes",
