@@ -208,13 +208,15 @@ def own_cases(args) -> list:
             raise UsageError(f"--{option} must be a probability in [0, 1), not {value}")
     gap, stall = args.gap or 0.0, args.stall or 0.0
     build = Build.from_params("yours", params, dsp=args.dsp or "generic")
-    build = _with_depth(build, (max(lengths) + len(tokens)) * runs)
     pattern = {}
     if r.spec.block_size:   # the configured random blocks and table (the build's: seed 0)
         spec = r.spec
         pattern = {"num_random_blocks": spec.num_random_blocks,
                    "pattern_seed": spec.pattern_seed,
                    "explicit_random_table": spec.explicit_random_table}
+    # the harness holds every run's K/V rows with the run's global columns before them (the
+    # global tokens, or BigBird's first and last blocks: 2·b rows per run)
+    build = _with_depth(build, runs * max(_kv_rows(build, n, pattern) for n in lengths))
     cases = []
     for kind in kinds:
         for n in lengths:
@@ -224,6 +226,11 @@ def own_cases(args) -> list:
                               build, (n,) * runs, inputs=kind, gap=gap, stall=stall,
                               patterns=(pattern,) * runs if pattern else ()))
     return cases
+
+
+def _kv_rows(build, n: int, pattern: dict) -> int:
+    """K/V rows one run of ``n`` rows sends: its global columns, then its rows."""
+    return n + len(build.spec(n).replace(**pattern).global_positions())
 
 
 def _with_depth(build, rows: int):

@@ -250,6 +250,47 @@ def test_cli_own_configuration(request, regress_seed, tmp_path):
     assert last and (last[1], last[2], last[3]) == ("4", "0", str(2 * (2 * 50 + 2 * 9)))
 
 
+def _own(tmp_path, *argv):
+    from swatkit.cmd_regress import add_arguments, own_cases
+
+    (tmp_path / "mine.toml").write_text("[spec]\nseq_len = 16\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return own_cases(parser.parse_args(["--config", str(tmp_path / "mine.toml"), *argv]))
+
+
+@pytest.mark.parametrize(("argv", "globals_per_run"), [
+    (["--bigbird", "2", "--random-blocks", "1", "--runs", "3", "--seq-len", "12,16"], 4),
+    (["--global-tokens", "0,3", "--runs", "3", "--seq-len", "8,16"], 2),
+    (["--runs", "4"], 0),
+])
+def test_own_cases_size_the_harness_for_every_run(tmp_path, argv, globals_per_run):
+    """R runs back to back need R times the K/V rows of the longest run, its global columns
+    (global tokens; BigBird's first and last blocks, 2·b rows) included."""
+    cases = _own(tmp_path, "--head-dim", "4", "--key-lanes", "2", "--dim-lanes", "2", *argv)
+    runs = int(argv[argv.index("--runs") + 1])
+    longest = max(c.seq_lens[0] for c in cases)
+    for case in cases:
+        assert len(case.seq_lens) == runs
+        kv_rows = sum(n + len(case.run_spec(i).global_positions())
+                      for i, n in enumerate(case.seq_lens))
+        assert kv_rows == runs * (case.seq_lens[0] + globals_per_run)
+        assert case.build.harness_depth >= runs * (longest + globals_per_run)
+
+
+def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
+    """A BigBird core with --runs 2: two runs of N rows, each with its 2·b global rows."""
+    build_dir = request.config.getoption("build_dir")
+    (tmp_path / "mine.toml").write_text("[spec]\nseq_len = 16\n")
+    done = swatkit("regress", "--config", "mine.toml", "--bigbird", "2", "--random-blocks", "1",
+                   "--head-dim", "4", "--key-lanes", "2", "--dim-lanes", "2", "--runs", "2",
+                   "-n", "0", "--seed", str(regress_seed),
+                   *(["--build-dir", build_dir] if build_dir else []), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = re.fullmatch(LAST_LINE, done.stdout.strip().splitlines()[-1])
+    assert last and (last[1], last[2], last[3]) == ("1", "0", "32")
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["-n", "-1"], r"-n must be a non-negative integer, not -1"),
     (["--seed", "-3"], r"--seed must be a non-negative integer, not -3"),
