@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     raw_paths = {}
     for rep in range(args.repeat):
         start = time.monotonic()
-        result = regress.run_case(case, args.seed, build_dir=args.build_dir)
+        result = regress.run_case(case, args.seed, build_dir=args.build_dir, keep=True)
         wall = time.monotonic() - start
         if not result.passed:
             print(result.message)

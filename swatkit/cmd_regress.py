@@ -395,7 +395,7 @@ def _props(r, seed: int) -> dict:
             "sim_cycles": r.sim_cycles, "sim_seconds": round(r.sim_seconds, 3),
             "wall_seconds": round(r.wall_seconds, 3),
             "build_seconds": round(r.build_seconds, 3), "passed": r.passed,
-            "work_dir": str(r.work_dir) if r.work_dir else None,
+            "work_dir": str(r.work_dir) if r.work_dir else None, "nonce": r.nonce,
             **({"waves": str(r.waves)} if r.waves else {})}
 
 
