@@ -864,11 +864,14 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
                   sources: list[str] | None = None, top: str = TOP) -> None:
     """Compile the Verilog in ``src`` (see :func:`verilator_command`) into ``path`` with
     cocotb's VPI library and main, the Verilog clock's timing support and the regression's
-    options; the log is ``path/build.log``."""
+    options; the log is ``path/build.log``. Verilator and make run under
+    :func:`swatkit.processes.run`: an interrupt, or the death of this process, stops the
+    compilers too."""
     import subprocess
 
     import cocotb_tools.config
 
+    from swatkit.processes import run
     from swatkit.toolchain import use_verilator
 
     v = use_verilator()
@@ -887,12 +890,12 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
         for cmd in cmds:
             fh.write("$ " + " ".join(cmd) + "\n")
             fh.flush()
-            done = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-            if done.returncode:
+            code = run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            if code:
                 fh.close()
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-                raise RuntimeError(f"Verilator build failed in {path} (exit {done.returncode});"
-                                   f" see {log}:\n{tail}")
+                raise RuntimeError(f"Verilator build failed in {path} (exit {code}); see "
+                                   f"{log}:\n{tail}")
 
 
 # -- running a case ---------------------------------------------------------------------------
@@ -1091,19 +1094,39 @@ def _log_tail(log: Path, lines: int = 25) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def _guarded_runner():
+    """``cocotb_tools.runner``'s Verilator runner, with its commands (the simulator) run under
+    :func:`swatkit.processes.run` instead of ``subprocess.run``: an interrupt, or the death of
+    this process, stops the simulator too. (It replaces the runner's ``_execute_cmds``, which
+    cocotb 2.x has; the other runner methods are the runner's own.)"""
+    import subprocess
+
+    from cocotb_tools.runner import Verilator
+
+    from swatkit.processes import run
+
+    class GuardedVerilator(Verilator):
+        def _execute_cmds(self, cmds, cwd, stdout=None):
+            for cmd in cmds:
+                code = run(cmd, cwd=cwd, env=self.env, stdout=stdout,
+                           stderr=None if stdout is None else subprocess.STDOUT)
+                if code:
+                    raise RuntimeError(f"Command failed with return code: {code}")
+
+    return GuardedVerilator()
+
+
 def run_bench(build_path: Path, work: Path, seed: int, waves: str | None, *, top: str = TOP,
               test_module: str = TEST_MODULE, extra_env: dict | None = None) -> str | None:
     """Run the cocotb test ``test_module`` on the build in ``build_path`` (top module ``top``)
     in the folder ``work`` (``sim.log``, ``results.xml``); ``extra_env`` defaults to the case
     file of :func:`run_case`. ``None`` if the simulator reported a pass, else why not."""
-    from cocotb_tools.runner import get_runner
-
     from swatkit.toolchain import use_verilator
 
     if extra_env is None:
         extra_env = {"SWATKIT_CASE": str(work / "case.json")}
     use_verilator()
-    runner = get_runner("verilator")
+    runner = _guarded_runner()
     xml = work / "results.xml"
     # Under pytest the runner exits the process on a failing test; we want a result instead.
     saved = os.environ.pop("PYTEST_CURRENT_TEST", None)

@@ -240,10 +240,20 @@ def _with_depth(build, rows: int):
 # -- running ----------------------------------------------------------------------------------
 
 
-def _worker_init():
+def _worker_init(parent: int):
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    from swatkit.processes import watch_parent
+
+    # Ctrl-C is the parent's to handle (it stops the workers); the worker starts with SIGINT
+    # and SIGTERM blocked (_start_pool) so that a signal during its start-up is not raised
+    # in it as a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    # the command killed, however (kill -9 included): the worker ends, and with it the
+    # programs it runs (their guards watch it in turn)
+    watch_parent(parent)
 
 
 def _run_one(case, seed, waves, build_dir):
@@ -341,9 +351,7 @@ def _run_cases(console, cases, seed, waves, build_dir, workers):
                 progress.update(task, description=f"running {case.id}")
                 done(i, _run_one(case, seed, waves, build_dir))
             return results
-        import multiprocessing
-
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+        pool = _start_pool(workers)
         try:
             # one case of each build first, so that each configuration is compiled once and
             # the compilations run in parallel
@@ -358,14 +366,49 @@ def _run_cases(console, cases, seed, waves, build_dir, workers):
                     done(i, pending.pop(i).get())
                 time.sleep(0.2)
             pool.close()
-        except KeyboardInterrupt:
-            pool.terminate()
+            pool.join()
+        except BaseException:
+            _stop_pool(pool)
             finished = sum(r is not None for r in results)
             console.print(f"{finished} of {len(cases)} cases had finished")
             raise
-        finally:
-            pool.join()
     return results
+
+
+def _start_pool(workers: int):
+    """A pool of ``workers`` spawned processes (:func:`_worker_init`). They are started with
+    SIGINT and SIGTERM blocked, which they inherit; interrupted while it starts them, every
+    worker started so far is killed."""
+    import multiprocessing
+    import signal
+
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        return multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_worker_init, initargs=(os.getpid(),))
+    except BaseException:
+        for worker in multiprocessing.active_children():
+            worker.kill()
+        raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _stop_pool(pool) -> None:
+    """Stop the pool at once: SIGKILL to every worker (the guards of the programs a worker
+    runs then kill those too: :mod:`swatkit.processes`), then the pool's own clean-up, given
+    a second. The command never waits on ``Pool.terminate``: it first takes the task queue's
+    read lock, which an idle worker holds while it waits for a task, and it joins the pool's
+    threads before it stops the workers; a worker killed while it held the lock never gives
+    it back. In a daemon thread it holds nothing up, and it does not run again at exit."""
+    import multiprocessing
+    import threading
+
+    for worker in multiprocessing.active_children():
+        worker.kill()
+    cleanup = threading.Thread(target=pool.terminate, name="pool-terminate", daemon=True)
+    cleanup.start()
+    cleanup.join(1.0)
 
 
 def _junit(results, path: Path, wall: float, seed: int) -> None:
