@@ -82,7 +82,6 @@ class _Interrupts:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    parser = build_parser()
     _Interrupts.seen = False
     _Interrupts.signum = signal.SIGINT
     term = None
@@ -90,14 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _Interrupts.handler)
         term = signal.signal(signal.SIGTERM, _Interrupts.handler)
     try:
-        return _run(parser, argv)
+        return _run(argv)
     finally:
         if term is not None:   # (a SIGTERM after the command: the caller's, e.g. pytest's)
             signal.signal(signal.SIGTERM, term)
 
 
-def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+def _run(argv: list[str] | None) -> int:
     try:
+        parser = build_parser()   # (it imports every command: half a second, interruptible)
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
             parser.print_help()

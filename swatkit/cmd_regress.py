@@ -381,7 +381,11 @@ def _start_pool(workers: int):
     worker started so far is killed."""
     import multiprocessing
     import signal
+    from multiprocessing import resource_tracker
 
+    # (the pool's first lock starts the resource tracker, which unblocks both signals after
+    # it started it: start it first)
+    resource_tracker.ensure_running()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         return multiprocessing.get_context("spawn").Pool(
@@ -395,20 +399,22 @@ def _start_pool(workers: int):
 
 
 def _stop_pool(pool) -> None:
-    """Stop the pool at once: SIGKILL to every worker (the guards of the programs a worker
-    runs then kill those too: :mod:`swatkit.processes`), then the pool's own clean-up, given
-    a second. The command never waits on ``Pool.terminate``: it first takes the task queue's
-    read lock, which an idle worker holds while it waits for a task, and it joins the pool's
-    threads before it stops the workers; a worker killed while it held the lock never gives
-    it back. In a daemon thread it holds nothing up, and it does not run again at exit."""
+    """Stop the pool within a second, whatever it is doing: ``Pool.terminate`` (its SIGTERM
+    ends each worker, and the guards of the programs a worker runs then kill those:
+    :mod:`swatkit.processes`), given half a second in a daemon thread, then SIGKILL to every
+    worker still there. The command never waits on ``Pool.terminate`` itself: it takes the
+    task queue's read lock and joins the pool's threads before it stops the workers, and a
+    worker that dies holding that lock (an idle worker waits for a task holding it) never
+    gives it back. A terminate left waiting holds nothing up, and it does not run again at
+    exit."""
     import multiprocessing
     import threading
 
-    for worker in multiprocessing.active_children():
-        worker.kill()
     cleanup = threading.Thread(target=pool.terminate, name="pool-terminate", daemon=True)
     cleanup.start()
-    cleanup.join(1.0)
+    cleanup.join(0.5)
+    for worker in multiprocessing.active_children():
+        worker.kill()
 
 
 def _junit(results, path: Path, wall: float, seed: int) -> None:
