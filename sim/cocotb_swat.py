@@ -411,7 +411,8 @@ class HarnessBench:
 
     def write_result(self):
         errors = self.errors
-        result = {"case": self.case["case"], "seed": self.case["seed"], "passed": not errors,
+        result = {"case": self.case["case"], "seed": self.case["seed"],
+                  "nonce": self.case["nonce"], "passed": not errors,
                   "rows": self.rows, "runs": self.runs, "interrupted": self.interrupted,
                   "sim_cycles": self.sim_cycles, "sim_seconds": self.sim_seconds,
                   "message": errors[0] if errors else "", "errors": errors[:20]}

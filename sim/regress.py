@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import time
 import xml.etree.ElementTree as ET
@@ -60,6 +61,7 @@ __all__ = [
     "ensure_build",
     "make_inputs",
     "public_vlt",
+    "read_result",
     "run_bench",
     "run_case",
     "tool_versions",
@@ -732,20 +734,31 @@ def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
 def cached_build(root: Path, key: str, top: str, make) -> BuildInfo:
     """The build ``<root>/<key>``, made by ``make(path)`` unless a finished one is there (its
     ``build.ok`` stamp and the ``top`` executable); ``make`` returns what the stamp records
-    beside the key and the seconds. Parallel callers of one key build it once (a lock file)."""
+    beside the key and the seconds. Callers of one key, in one process or several, build it
+    once: the first holds a lock file (``<key>.lock``) while it builds, the others wait for
+    it. The build is made in a folder of its own (``<key>.tmp-<nonce>``) and renamed to
+    ``<key>`` when it is complete, so a finished build is never changed in place, and what
+    an interrupted build (or a compiler that outlived it) leaves behind is never taken for a
+    build; such leftovers of the key are removed by the next build of it."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / key
     with _locked(root / f"{key}.lock"):
         stamp = path / "build.ok"
         if stamp.is_file() and (path / top).is_file():
             return BuildInfo(path, key, False, 0.0)
-        if path.exists():
-            shutil.rmtree(path)
+        for old in [path, *root.glob(f"{key}.tmp-*")]:
+            shutil.rmtree(old, ignore_errors=True)
+        tmp = root / f"{key}.tmp-{secrets.token_hex(4)}"
         start = time.monotonic()
-        record = make(path)
-        seconds = time.monotonic() - start
-        stamp.write_text(json.dumps({"key": key, **record, "seconds": round(seconds, 1)},
-                                    indent=2) + "\n")
+        try:
+            record = make(tmp)
+            seconds = time.monotonic() - start
+            (tmp / "build.ok").write_text(json.dumps(
+                {"key": key, **record, "seconds": round(seconds, 1)}, indent=2) + "\n")
+            os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return BuildInfo(path, key, True, seconds)
 
 
@@ -851,11 +864,14 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
                   sources: list[str] | None = None, top: str = TOP) -> None:
     """Compile the Verilog in ``src`` (see :func:`verilator_command`) into ``path`` with
     cocotb's VPI library and main, the Verilog clock's timing support and the regression's
-    options; the log is ``path/build.log``."""
+    options; the log is ``path/build.log``. Verilator and make run under
+    :func:`swatkit.processes.run`: an interrupt, or the death of this process, stops the
+    compilers too."""
     import subprocess
 
     import cocotb_tools.config
 
+    from swatkit.processes import run
     from swatkit.toolchain import use_verilator
 
     v = use_verilator()
@@ -874,12 +890,12 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
         for cmd in cmds:
             fh.write("$ " + " ".join(cmd) + "\n")
             fh.flush()
-            done = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-            if done.returncode:
+            code = run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            if code:
                 fh.close()
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-                raise RuntimeError(f"Verilator build failed in {path} (exit {done.returncode});"
-                                   f" see {log}:\n{tail}")
+                raise RuntimeError(f"Verilator build failed in {path} (exit {code}); see "
+                                   f"{log}:\n{tail}")
 
 
 # -- running a case ---------------------------------------------------------------------------
@@ -907,8 +923,9 @@ class CaseResult:
     sim_seconds: float = 0.0      # wall time inside the simulator (the cocotb test)
     wall_seconds: float = 0.0     # the whole run_case call: build lookup, golden model, sim
     build_seconds: float = 0.0
-    work_dir: Path | None = None
+    work_dir: Path | None = None  # kept: a failed run's, a run with waves, or ``keep``
     waves: Path | None = None
+    nonce: str = ""               # the run's own token, which its results file must carry
 
     @property
     def cycles_per_ideal(self) -> float:
@@ -931,8 +948,15 @@ def _safe(name: str) -> str:
 
 def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
              build_dir: str | os.PathLike | None = None,
-             corrupt: tuple[int, int, int, int] | None = None) -> CaseResult:
+             corrupt: tuple[int, int, int, int] | None = None,
+             keep: bool = False) -> CaseResult:
     """Run one case in Verilator and compare every output row with the golden model.
+
+    Every call has a work folder of its own, ``<build root>/runs/<case id>.<nonce>``, with a
+    fresh random nonce that the bench writes into its results and that is checked when they
+    are read: calls of one case at the same time (from one process or several, with one seed
+    or different ones) never share files, and each passes or fails on its own rows. The
+    Verilator build is shared (:func:`ensure_build`).
 
     Parameters
     ----------
@@ -947,15 +971,17 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
     corrupt : (run, row, column, bit), optional
         Flip one bit of one expected element before the comparison: the run must then fail
         (the test that the scoreboard bites).
+    keep : bool
+        Keep the work folder of a passing run (a failed run's, and one with waves, are always
+        kept; a passing run's is removed, and ``work_dir`` is then None).
     """
     start = time.monotonic()
     params = case.build.params
     waves = _wave_format(waves)
     info = ensure_build(case.build, waves=waves, build_dir=build_dir)
-    work = build_root(build_dir) / "runs" / _safe(case.id)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    nonce = secrets.token_hex(8)
+    work = build_root(build_dir) / "runs" / f"{_safe(case.id)}.{nonce}"
+    work.mkdir(parents=True)   # (no exist_ok: a folder of another run is never reused)
 
     arrays, runs, qs, kvs = {}, [], [], []
     bits = case.build.fmt.data_bits
@@ -1001,7 +1027,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
     np.savez(work / "inputs.npz", **arrays)
     spec_dict = dataclasses.asdict(case.build.spec(case.build.max_seq_len))
     description = {
-        "case": case.id, "seed": seed, "config": case.describe(),
+        "case": case.id, "seed": seed, "nonce": nonce, "config": case.describe(),
         "params": {"spec": spec_dict, "format": dataclasses.asdict(case.build.fmt),
                    "hardware": dataclasses.asdict(case.build.hardware)},
         "gaps": case.gaps, "stall": case.stall, "runs": runs,
@@ -1014,10 +1040,11 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
 
     status = run_bench(info.path, work, seed, waves)
     result = CaseResult(case, seed, False, build_seconds=info.seconds, work_dir=work,
-                        waves=work / f"dump.{waves}" if waves else None)
-    out = work / "result.json"
-    if out.is_file():
-        data = json.loads(out.read_text())
+                        waves=work / f"dump.{waves}" if waves else None, nonce=nonce)
+    data, why = read_result(work / "result.json", case.id, seed, nonce)
+    if data is None:
+        result.message = why
+    else:
         result.rows = data["rows"]
         result.runs = data["runs"]
         result.cycles = sum(r["stats"].get("cycles", 0) for r in data["runs"])
@@ -1034,8 +1061,31 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
                           f"with: swatkit regress -k '{case.id}' --seed {seed}\n"
                           f"work folder {work}" + (f"\nsimulator log (end):\n{tail}"
                                                    if tail and not result.message else ""))
+    elif not keep and not waves:
+        shutil.rmtree(work, ignore_errors=True)
+        result.work_dir = None
     result.wall_seconds = time.monotonic() - start
     return result
+
+
+def read_result(path: Path, case_id: str, seed: int, nonce: str) -> tuple[dict | None, str]:
+    """The bench's results file ``path`` of the run with this case id, seed and nonce, and
+    ``""``; or None and why not (no file, not JSON, another run's results)."""
+    if not path.is_file():
+        return None, ""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"the results file {path} cannot be read: {e}"
+    if not isinstance(data, dict):
+        return None, f"the results file {path} is not a JSON object"
+    mine = {"case": case_id, "seed": seed, "nonce": nonce}
+    theirs = {key: data.get(key) for key in mine}
+    if theirs != mine:
+        return None, (f"the results file {path} is another run's ("
+                      + ", ".join(f"{k} {theirs[k]!r}" for k in mine) + "; this run is "
+                      + ", ".join(f"{k} {v!r}" for k, v in mine.items()) + ")")
+    return data, ""
 
 
 def _log_tail(log: Path, lines: int = 25) -> str:
@@ -1044,19 +1094,39 @@ def _log_tail(log: Path, lines: int = 25) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def _guarded_runner():
+    """``cocotb_tools.runner``'s Verilator runner, with its commands (the simulator) run under
+    :func:`swatkit.processes.run` instead of ``subprocess.run``: an interrupt, or the death of
+    this process, stops the simulator too. (It replaces the runner's ``_execute_cmds``, which
+    cocotb 2.x has; the other runner methods are the runner's own.)"""
+    import subprocess
+
+    from cocotb_tools.runner import Verilator
+
+    from swatkit.processes import run
+
+    class GuardedVerilator(Verilator):
+        def _execute_cmds(self, cmds, cwd, stdout=None):
+            for cmd in cmds:
+                code = run(cmd, cwd=cwd, env=self.env, stdout=stdout,
+                           stderr=None if stdout is None else subprocess.STDOUT)
+                if code:
+                    raise RuntimeError(f"Command failed with return code: {code}")
+
+    return GuardedVerilator()
+
+
 def run_bench(build_path: Path, work: Path, seed: int, waves: str | None, *, top: str = TOP,
               test_module: str = TEST_MODULE, extra_env: dict | None = None) -> str | None:
     """Run the cocotb test ``test_module`` on the build in ``build_path`` (top module ``top``)
     in the folder ``work`` (``sim.log``, ``results.xml``); ``extra_env`` defaults to the case
     file of :func:`run_case`. ``None`` if the simulator reported a pass, else why not."""
-    from cocotb_tools.runner import get_runner
-
     from swatkit.toolchain import use_verilator
 
     if extra_env is None:
         extra_env = {"SWATKIT_CASE": str(work / "case.json")}
     use_verilator()
-    runner = get_runner("verilator")
+    runner = _guarded_runner()
     xml = work / "results.xml"
     # Under pytest the runner exits the process on a failing test; we want a result instead.
     saved = os.environ.pop("PYTEST_CURRENT_TEST", None)

@@ -43,6 +43,7 @@ VARIANTS = (
 def raw_build(build: regress.Build, path: Path, build_args=regress.BUILD_ARGS,
               make_args=regress.MAKE_ARGS) -> float:
     """Compile ``build``'s harness with the raw C++ main into ``path``; returns seconds."""
+    from swatkit.processes import run
     from swatkit.toolchain import use_verilator
 
     v = use_verilator()
@@ -59,7 +60,9 @@ def raw_build(build: regress.Build, path: Path, build_args=regress.BUILD_ARGS,
     with open(path / "build.log", "w") as log:
         for c in (cmd, ["make", "-j", str(os.cpu_count() or 1), "-C", str(path), "-f",
                         "Vtop.mk", *make_args]):
-            subprocess.run(c, stdout=log, stderr=subprocess.STDOUT, env=env, check=True)
+            code = run(c, stdout=log, stderr=subprocess.STDOUT, env=env)
+            if code:
+                raise subprocess.CalledProcessError(code, c)
     return time.monotonic() - start
 
 
@@ -114,7 +117,7 @@ def main(argv=None) -> int:
     raw_paths = {}
     for rep in range(args.repeat):
         start = time.monotonic()
-        result = regress.run_case(case, args.seed, build_dir=args.build_dir)
+        result = regress.run_case(case, args.seed, build_dir=args.build_dir, keep=True)
         wall = time.monotonic() - start
         if not result.passed:
             print(result.message)

@@ -53,17 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Interrupts:
-    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered: Python drops an
-    exception raised inside a finaliser (``__del__``, as Amaranth's run during garbage
-    collection), so an interrupt landing there would otherwise be lost and the command would
-    go on and exit 0. Nor is it raised there: Python would print the dropped exception's
-    traceback ("Exception ignored in ..."); the signal is sent again 10 ms later instead."""
+    """Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt, so that every ``finally`` and
+    ``except BaseException`` on the way out runs (the programs a command started are stopped
+    there: :mod:`swatkit.processes`); the command exits with 128 + the signal's number (130,
+    143). The signal is also remembered: Python drops an exception raised inside a finaliser
+    (``__del__``, as Amaranth's run during garbage collection), so an interrupt landing there
+    would otherwise be lost and the command would go on and exit 0. Nor is it raised there:
+    Python would print the dropped exception's traceback ("Exception ignored in ..."); the
+    signal is sent again 10 ms later instead."""
 
     seen = False
+    signum = signal.SIGINT
 
     @classmethod
     def handler(cls, signum, frame):
         cls.seen = True
+        cls.signum = signum
         f = frame
         while f is not None:
             if f.f_code.co_name == "__del__":
@@ -77,11 +82,22 @@ class _Interrupts:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    parser = build_parser()
     _Interrupts.seen = False
+    _Interrupts.signum = signal.SIGINT
+    term = None
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _Interrupts.handler)
+        term = signal.signal(signal.SIGTERM, _Interrupts.handler)
     try:
+        return _run(argv)
+    finally:
+        if term is not None:   # (a SIGTERM after the command: the caller's, e.g. pytest's)
+            signal.signal(signal.SIGTERM, term)
+
+
+def _run(argv: list[str] | None) -> int:
+    try:
+        parser = build_parser()   # (it imports every command: half a second, interruptible)
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
             parser.print_help()
@@ -96,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("swatkit: interrupted", file=sys.stderr)
-        return 130
+        return 128 + int(_Interrupts.signum)
     except BrokenPipeError:
         # the reader of standard output stopped early (`| head`): not an error. Point stdout at
         # /dev/null so that the interpreter's final flush does not fail again.

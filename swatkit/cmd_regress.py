@@ -208,13 +208,15 @@ def own_cases(args) -> list:
             raise UsageError(f"--{option} must be a probability in [0, 1), not {value}")
     gap, stall = args.gap or 0.0, args.stall or 0.0
     build = Build.from_params("yours", params, dsp=args.dsp or "generic")
-    build = _with_depth(build, (max(lengths) + len(tokens)) * runs)
     pattern = {}
     if r.spec.block_size:   # the configured random blocks and table (the build's: seed 0)
         spec = r.spec
         pattern = {"num_random_blocks": spec.num_random_blocks,
                    "pattern_seed": spec.pattern_seed,
                    "explicit_random_table": spec.explicit_random_table}
+    # the harness holds every run's K/V rows with the run's global columns before them (the
+    # global tokens, or BigBird's first and last blocks: 2·b rows per run)
+    build = _with_depth(build, runs * max(_kv_rows(build, n, pattern) for n in lengths))
     cases = []
     for kind in kinds:
         for n in lengths:
@@ -226,6 +228,11 @@ def own_cases(args) -> list:
     return cases
 
 
+def _kv_rows(build, n: int, pattern: dict) -> int:
+    """K/V rows one run of ``n`` rows sends: its global columns, then its rows."""
+    return n + len(build.spec(n).replace(**pattern).global_positions())
+
+
 def _with_depth(build, rows: int):
     return build if rows <= build.harness_depth else dataclasses.replace(build, depth=rows)
 
@@ -233,10 +240,20 @@ def _with_depth(build, rows: int):
 # -- running ----------------------------------------------------------------------------------
 
 
-def _worker_init():
+def _worker_init(parent: int):
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    from swatkit.processes import watch_parent
+
+    # Ctrl-C is the parent's to handle (it stops the workers); the worker starts with SIGINT
+    # and SIGTERM blocked (_start_pool) so that a signal during its start-up is not raised
+    # in it as a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    # the command killed, however (kill -9 included): the worker ends, and with it the
+    # programs it runs (their guards watch it in turn)
+    watch_parent(parent)
 
 
 def _run_one(case, seed, waves, build_dir):
@@ -334,9 +351,7 @@ def _run_cases(console, cases, seed, waves, build_dir, workers):
                 progress.update(task, description=f"running {case.id}")
                 done(i, _run_one(case, seed, waves, build_dir))
             return results
-        import multiprocessing
-
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+        pool = _start_pool(workers)
         try:
             # one case of each build first, so that each configuration is compiled once and
             # the compilations run in parallel
@@ -351,14 +366,55 @@ def _run_cases(console, cases, seed, waves, build_dir, workers):
                     done(i, pending.pop(i).get())
                 time.sleep(0.2)
             pool.close()
-        except KeyboardInterrupt:
-            pool.terminate()
+            pool.join()
+        except BaseException:
+            _stop_pool(pool)
             finished = sum(r is not None for r in results)
             console.print(f"{finished} of {len(cases)} cases had finished")
             raise
-        finally:
-            pool.join()
     return results
+
+
+def _start_pool(workers: int):
+    """A pool of ``workers`` spawned processes (:func:`_worker_init`). They are started with
+    SIGINT and SIGTERM blocked, which they inherit; interrupted while it starts them, every
+    worker started so far is killed."""
+    import multiprocessing
+    import signal
+    from multiprocessing import resource_tracker
+
+    # (the pool's first lock starts the resource tracker, which unblocks both signals after
+    # it started it: start it first)
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        return multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_worker_init, initargs=(os.getpid(),))
+    except BaseException:
+        for worker in multiprocessing.active_children():
+            worker.kill()
+        raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _stop_pool(pool) -> None:
+    """Stop the pool within a second, whatever it is doing: ``Pool.terminate`` (its SIGTERM
+    ends each worker, and the guards of the programs a worker runs then kill those:
+    :mod:`swatkit.processes`), given half a second in a daemon thread, then SIGKILL to every
+    worker still there. The command never waits on ``Pool.terminate`` itself: it takes the
+    task queue's read lock and joins the pool's threads before it stops the workers, and a
+    worker that dies holding that lock (an idle worker waits for a task holding it) never
+    gives it back. A terminate left waiting holds nothing up, and it does not run again at
+    exit."""
+    import multiprocessing
+    import threading
+
+    cleanup = threading.Thread(target=pool.terminate, name="pool-terminate", daemon=True)
+    cleanup.start()
+    cleanup.join(0.5)
+    for worker in multiprocessing.active_children():
+        worker.kill()
 
 
 def _junit(results, path: Path, wall: float, seed: int) -> None:
@@ -388,7 +444,7 @@ def _props(r, seed: int) -> dict:
             "sim_cycles": r.sim_cycles, "sim_seconds": round(r.sim_seconds, 3),
             "wall_seconds": round(r.wall_seconds, 3),
             "build_seconds": round(r.build_seconds, 3), "passed": r.passed,
-            "work_dir": str(r.work_dir) if r.work_dir else None,
+            "work_dir": str(r.work_dir) if r.work_dir else None, "nonce": r.nonce,
             **({"waves": str(r.waves)} if r.waves else {})}
 
 

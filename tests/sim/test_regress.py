@@ -12,6 +12,7 @@ import argparse
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -250,6 +251,47 @@ def test_cli_own_configuration(request, regress_seed, tmp_path):
     assert last and (last[1], last[2], last[3]) == ("4", "0", str(2 * (2 * 50 + 2 * 9)))
 
 
+def _own(tmp_path, *argv):
+    from swatkit.cmd_regress import add_arguments, own_cases
+
+    (tmp_path / "mine.toml").write_text("[spec]\nseq_len = 16\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return own_cases(parser.parse_args(["--config", str(tmp_path / "mine.toml"), *argv]))
+
+
+@pytest.mark.parametrize(("argv", "globals_per_run"), [
+    (["--bigbird", "2", "--random-blocks", "1", "--runs", "3", "--seq-len", "12,16"], 4),
+    (["--global-tokens", "0,3", "--runs", "3", "--seq-len", "8,16"], 2),
+    (["--runs", "4"], 0),
+])
+def test_own_cases_size_the_harness_for_every_run(tmp_path, argv, globals_per_run):
+    """R runs back to back need R times the K/V rows of the longest run, its global columns
+    (global tokens; BigBird's first and last blocks, 2·b rows) included."""
+    cases = _own(tmp_path, "--head-dim", "4", "--key-lanes", "2", "--dim-lanes", "2", *argv)
+    runs = int(argv[argv.index("--runs") + 1])
+    longest = max(c.seq_lens[0] for c in cases)
+    for case in cases:
+        assert len(case.seq_lens) == runs
+        kv_rows = sum(n + len(case.run_spec(i).global_positions())
+                      for i, n in enumerate(case.seq_lens))
+        assert kv_rows == runs * (case.seq_lens[0] + globals_per_run)
+        assert case.build.harness_depth >= runs * (longest + globals_per_run)
+
+
+def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
+    """A BigBird core with --runs 2: two runs of N rows, each with its 2·b global rows."""
+    build_dir = request.config.getoption("build_dir")
+    (tmp_path / "mine.toml").write_text("[spec]\nseq_len = 16\n")
+    done = swatkit("regress", "--config", "mine.toml", "--bigbird", "2", "--random-blocks", "1",
+                   "--head-dim", "4", "--key-lanes", "2", "--dim-lanes", "2", "--runs", "2",
+                   "-n", "0", "--seed", str(regress_seed),
+                   *(["--build-dir", build_dir] if build_dir else []), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = re.fullmatch(LAST_LINE, done.stdout.strip().splitlines()[-1])
+    assert last and (last[1], last[2], last[3]) == ("1", "0", "32")
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["-n", "-1"], r"-n must be a non-negative integer, not -1"),
     (["--seed", "-3"], r"--seed must be a non-negative integer, not -3"),
@@ -352,9 +394,97 @@ def test_raw_benchmark_runs_the_same_model(request, regress_seed, tmp_path):
     from swatkit.sim.speed import raw_build, raw_run
 
     case = next(c for c in FAST if c.id == "bi5_k1d1/random-n500")
-    result = run_case(case, regress_seed, build_dir=request.config.getoption("build_dir"))
+    result = run_case(case, regress_seed, build_dir=request.config.getoption("build_dir"),
+                      keep=True)
     assert result.passed, result.message
     raw_build(case.build, tmp_path / "raw")
     raw = raw_run(tmp_path / "raw", result.work_dir, case, regress_seed)
     assert raw["core_cycles"] == result.cycles > 0
     assert raw["rows_out"] == 500 and raw["seconds"] > 0
+
+
+# -- isolation: runs of one configuration at the same time -----------------------------------------
+
+# a tiny configuration (one build shared by the tests below)
+TINY = ("--attention-window", "4", "--head-dim", "4", "--key-lanes", "2", "--dim-lanes", "2")
+
+
+def _tiny_case(tmp_path, n=32):
+    (case,) = _own(tmp_path, *TINY, "--seq-len", str(n))
+    return case
+
+
+def test_results_of_another_run_are_refused(tmp_path):
+    """A results file is read only if it carries the run's case id, seed and nonce."""
+    from swatkit.sim.regress import read_result
+
+    path = tmp_path / "result.json"
+    assert read_result(path, "c/x", 5, "ab") == (None, "")
+    path.write_text(json.dumps({"case": "c/x", "seed": 5, "nonce": "ab", "rows": 3}))
+    assert read_result(path, "c/x", 5, "ab") == ({"case": "c/x", "seed": 5, "nonce": "ab",
+                                                  "rows": 3}, "")
+    data, why = read_result(path, "c/x", 5, "cd")
+    assert data is None
+    assert why == (f"the results file {path} is another run's (case 'c/x', seed 5, nonce 'ab'; "
+                   "this run is case 'c/x', seed 5, nonce 'cd')")
+    path.write_text("[1, 2]")
+    assert read_result(path, "c/x", 5, "ab") == (
+        None, f"the results file {path} is not a JSON object")
+
+
+def test_concurrent_runs_pass_or_fail_on_their_own_rows(request, regress_seed, tmp_path):
+    """Two runs of one case at once, in two processes, with different seeds: the one whose
+    expectation has a flipped bit fails on exactly that element, the other passes; each had
+    its own work folder and nonce."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    case = _tiny_case(tmp_path)
+    build_dir = request.config.getoption("build_dir")
+    run_case(case, regress_seed, build_dir=build_dir)   # the build, before the race
+    row, col, bit = 17, 2, 3
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        bad = pool.submit(run_case, case, regress_seed, build_dir=build_dir,
+                          corrupt=(0, row, col, bit))
+        good = pool.submit(run_case, case, regress_seed + 1, build_dir=build_dir)
+        bad, good = bad.result(timeout=600), good.result(timeout=600)
+    assert good.passed, good.message
+    assert good.rows == 32 and good.seed == regress_seed + 1 and good.work_dir is None
+    assert not bad.passed
+    assert re.match(rf"run 0 \(N=32\): mismatch at row {row}, column {col}: ", bad.message), \
+        bad.message
+    assert bad.runs[0]["bad_rows"] == 1 and bad.rows == 32
+    assert f"seed {regress_seed} " in bad.message
+    assert bad.nonce != good.nonce and bad.work_dir.name == f"{case.id.replace('/', '_')}." \
+                                                             f"{bad.nonce}"
+    assert json.loads((bad.work_dir / "result.json").read_text())["nonce"] == bad.nonce
+    shutil.rmtree(bad.work_dir)   # (a failed run's folder is kept: not this one's)
+
+
+def test_concurrent_commands_each_check_their_own_rows(request, regress_seed, tmp_path):
+    """Two `swatkit regress` of one configuration started together (different seeds), one of
+    them with the same case twice in a worker pool (--seq-len 32,32 -n 2): every case passes
+    on its own rows (own seed, own nonce)."""
+    build_dir = request.config.getoption("build_dir")
+    cache = ["--build-dir", build_dir] if build_dir else []
+    _tiny_case(tmp_path)   # (writes mine.toml: the same build as the test above)
+    procs = []
+    for name, seed, lengths, workers in (("a", regress_seed, "32", "0"),
+                                         ("b", regress_seed + 1, "32,32", "2")):
+        (tmp_path / name).mkdir()
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "swatkit.cli", "regress", "--config", "../mine.toml", *TINY,
+             "--seq-len", lengths,
+             "-n", workers, "--seed", str(seed), "--json", "r.json", *cache],
+            cwd=tmp_path / name, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    for proc, out in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, out
+    nonces = []
+    for name, seed, count in (("a", regress_seed, 1), ("b", regress_seed + 1, 2)):
+        record = json.loads((tmp_path / name / "r.json").read_text())
+        assert record["seed"] == seed and record["totals"]["failed"] == 0
+        assert [c["name"] for c in record["cases"]] == ["yours/random-n32"] * count
+        assert record["totals"]["rows"] == 32 * count
+        nonces += [c["props"]["nonce"] for c in record["cases"]]
+    assert len(set(nonces)) == 3 and all(re.fullmatch(r"[0-9a-f]{16}", n) for n in nonces)
