@@ -50,7 +50,9 @@ from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.golden.numerics import clog2
 from swatkit.rtl import CoreParams, HardwareConfig, SwatCore, core_layouts
 from swatkit.rtl.core import command
-from swatkit.rtl.harness import LFSR_TAPS, SwatHarness
+from swatkit.rtl.harness import SwatHarness
+from swatkit.rtl.lfsr import lfsr_bits, lfsr_step_hdl
+from swatkit.rtl.lfsr import lfsr_seed as load_seed
 from swatkit.rtl.units import covered_select
 
 __all__ = [
@@ -154,49 +156,13 @@ def make_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
 
 # -- LFSR mode: inputs generated on chip, output folded into a CRC-32 ---------------------------
 #
-# The generator (the NumPy form here, the HDL form in _LfsrFeeder): the 32-bit Galois LFSR of
-# swatkit.rtl.harness (taps LFSR_TAPS; lfsr_sequence is its plain reference), loaded with a seed
-# (0 becomes 1; the state after the load is state 0). Its bit stream is bit 0 of states 0, 1,
+# The generator (the NumPy form here, the HDL form in _LfsrFeeder): the project's LFSR
+# (swatkit.rtl.lfsr: lfsr_bits and lfsr_step_hdl), loaded with a seed (0 becomes 1; the state
+# after the load is state 0). Its bit stream is bit 0 of states 0, 1,
 # 2, ...; element e of a stream is the ``data_bits`` bits e·B … e·B+B−1 of that bit stream (B =
 # data_bits; the first bit is the least significant), read as two's complement, and row r holds
 # elements r·head_dim … r·head_dim+head_dim−1 (element j of the row at position j). Q, K and V
 # are three streams with seeds ``seed ^ LFSR_SEEDS[0, 1, 2]``.
-
-
-def _lfsr_step(state: int) -> int:
-    return (state >> 1) ^ (LFSR_TAPS if state & 1 else 0)
-
-
-def lfsr_bits(seed: int, count: int) -> np.ndarray:
-    """Bit 0 of the first ``count`` states of the LFSR loaded with ``seed`` (uint8 array): the
-    same as ``lfsr_sequence(seed, count) & 1``, computed in blocks (jump-ahead by a GF(2) matrix,
-    then all blocks stepped at once), so that millions of bits take a fraction of a second."""
-    state = (seed & 0xFFFFFFFF) or 1
-    block = max(64, min(4096, int(np.sqrt(max(count, 1))) + 1))
-    blocks = -(-count // block)
-    # columns of the block-step matrix: the state ``block`` steps after each unit state
-    cols = []
-    for i in range(32):
-        s = 1 << i
-        for _ in range(block):
-            s = _lfsr_step(s)
-        cols.append(s)
-    starts = np.empty(blocks, dtype=np.uint32)
-    for b in range(blocks):
-        starts[b] = state
-        nxt = 0
-        for i in range(32):
-            if state >> i & 1:
-                nxt ^= cols[i]
-        state = nxt
-    out = np.empty((blocks, block), dtype=np.uint8)
-    s = starts
-    taps = np.uint32(LFSR_TAPS)
-    for t in range(block):
-        low = s & np.uint32(1)
-        out[:, t] = low
-        s = (s >> np.uint32(1)) ^ (taps * low)
-    return out.reshape(-1)[:count]
 
 
 def lfsr_elements(seed: int, rows: int, head_dim: int, bits: int) -> np.ndarray:
@@ -246,7 +212,7 @@ def make_lfsr_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
 
 def lfsr_seed(seed: int, stream: int) -> int:
     """The LFSR seed of ``stream`` (0: Q, 1: K, 2: V) for the run's ``seed``."""
-    return ((seed ^ LFSR_SEEDS[stream]) & 0xFFFFFFFF) or 1
+    return load_seed(seed ^ LFSR_SEEDS[stream])
 
 
 # -- UART transmitter -----------------------------------------------------------------------------
@@ -344,7 +310,7 @@ def lfsr_next(m: Module, state, bits: int, name: str):
     for i in range(bits):
         out.append(state[0])
         step = Signal(32, name=f"{name}_step{i}")
-        m.d.comb += step.eq((state >> 1) ^ (state[0].replicate(32) & LFSR_TAPS))
+        m.d.comb += step.eq(lfsr_step_hdl(state))
         state = step
     return Cat(*out), state
 

@@ -6,8 +6,8 @@ feeding the input streams, LFSR-driven valid gaps and ready stalls, the output r
 memory, and the stream-protocol checks — so that a testbench only loads the inputs, starts a run,
 waits for its end and compares the output rows in bulk, and the simulator runs at its own speed.
 
-* :class:`Lfsr` — a 32-bit Galois LFSR (taps ``0xA3000000``; x^32 + x^30 + x^26 + x^25 + 1,
-  maximal length), seeded at run time; :func:`lfsr_sequence` is its NumPy twin.
+* :class:`Lfsr` — the project's LFSR (:mod:`swatkit.rtl.lfsr`) stepping every cycle, seeded
+  at run time; :func:`~swatkit.rtl.lfsr.lfsr_sequence` is its NumPy twin.
 * :class:`RowSource` — rows ``0 … count−1`` of its memory on a stream. Before each beat it offers
   nothing while a draw of its LFSR falls below ``gap`` (16-bit threshold: an idle cycle with
   probability ``gap/65536``) or while ``hold`` is high; once offered, a beat stays valid and
@@ -33,19 +33,17 @@ from amaranth.lib.wiring import In, Out
 
 from .config import CoreParams
 from .core import core_layouts, core_signature
+from .lfsr import lfsr_step_hdl
 
 __all__ = [
-    "LFSR_TAPS",
     "Lfsr",
     "RowSink",
     "RowSource",
     "SwatHarness",
     "VerilogCore",
-    "lfsr_sequence",
     "probability_threshold",
 ]
 
-LFSR_TAPS = 0xA3000000  # Galois form of x^32 + x^30 + x^26 + x^25 + 1 (maximal length)
 THRESHOLD_BITS = 16
 
 
@@ -57,23 +55,12 @@ def probability_threshold(p: float) -> int:
     return round(p * 2 ** THRESHOLD_BITS)
 
 
-def lfsr_sequence(seed: int, count: int) -> np.ndarray:
-    """The first ``count`` states of :class:`Lfsr` after it is loaded with ``seed`` (NumPy
-    model; the state after the load is element 0)."""
-    state = (seed & 0xFFFFFFFF) or 1
-    out = np.empty(count, dtype=np.uint32)
-    for i in range(count):
-        out[i] = state
-        state = (state >> 1) ^ (LFSR_TAPS if state & 1 else 0)
-    return out
-
-
 class Lfsr:
     """A 32-bit Galois LFSR stepping every cycle; ``load`` puts ``seed`` (0 becomes 1) in it."""
 
     def __init__(self, m: Module, seed, load, name: str):
         self.state = Signal(32, init=1, name=f"{name}_lfsr")
-        step = Mux(self.state[0], (self.state >> 1) ^ LFSR_TAPS, self.state >> 1)
+        step = lfsr_step_hdl(self.state)
         with m.If(load):
             m.d.sync += self.state.eq(Mux(seed.any(), seed, 1))
         with m.Else():

@@ -39,7 +39,7 @@ from swatkit.fpga_flows.selftest import (
 )
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig
-from swatkit.rtl.harness import lfsr_sequence
+from swatkit.rtl.lfsr import lfsr_sequence
 from swatkit.rtl.units import DspTarget
 from swatkit.sim.streams import stream_put
 

@@ -21,11 +21,11 @@ from swatkit.rtl.harness import (
     RowSink,
     RowSource,
     SwatHarness,
-    lfsr_sequence,
     pack_rows,
     probability_threshold,
     unpack_rows,
 )
+from swatkit.rtl.lfsr import lfsr_sequence
 
 ROW = data.ArrayLayout(8, 4)
 
