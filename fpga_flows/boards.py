@@ -156,7 +156,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
         sweep=((1, 8), (2, 8), (4, 4), (4, 8), (8, 8)),
         selftest="lfsr",  # all seq_len rows: the ROMs would not hold them
         why="the Longformer-base head (W = 513, head_dim 64, N = 4096) on 2 x 8 lanes, the "
-            "most lanes that close 100 MHz (100.34 MHz); 4 x 8 reached 87.73 MHz (1.75 x the "
+            "most lanes that close 100 MHz (101.34 MHz); 4 x 8 reached 87.73 MHz (1.75 x the "
             "throughput) but does not always route in 30 min, and 8 x 8 (136 of the 156 "
             "MULT18X18D; --abc abc, as Yosys 0.70's ABC9 aborts) 64.36 MHz in 33 min",
     ),

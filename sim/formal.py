@@ -236,13 +236,24 @@ class ContractHarness(wiring.Component):
         # -- the producers' side of the stream rule, assumed: an offered beat stays offered, its
         # payload unchanged, until it is taken (Amaranth's lib.stream rules; a K/V row is
         # copied out of the payload word by word before its transfer) ------------------------
+        waiting = {}
         for name in PRODUCER_RULE:
             port = getattr(self, name)
-            waiting = Signal(name=f"{name}_waiting")
+            waiting[name] = Signal(name=f"{name}_waiting")
             held = Signal.like(port.payload.as_value(), name=f"{name}_held")
-            m.d.sync += [waiting.eq(port.valid & ~port.ready), held.eq(port.payload)]
-            m.d.comb += Assume(~waiting | (port.valid & (port.payload.as_value() == held)),
+            m.d.sync += [waiting[name].eq(port.valid & ~port.ready), held.eq(port.payload)]
+            m.d.comb += Assume(~waiting[name] | (port.valid
+                                                 & (port.payload.as_value() == held)),
                                f"{name}: an offered beat is held until taken")
+        # ... and what that means for the core's state: a K/V row being copied word by word
+        # was offered and not taken in the cycle before (an invariant of the core with its
+        # environment: proved in the invariants job, given in the others)
+        env = [(~core.ring.copier.busy | waiting["kv"],
+                "inv: the K/V row being copied is still offered")]
+        if self.check == INVARIANTS:
+            m.d.comb += [Assert(test, msg) for test, msg in env]
+        elif self.check in PROPERTIES:
+            m.d.comb += [Assume(test, msg) for test, msg in env]
 
         # -- the observer: transfers on the ports since the last command -----------------------
         cmd_take = self.cmd.valid & self.cmd.ready
