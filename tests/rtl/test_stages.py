@@ -278,3 +278,103 @@ def test_command_rule_is_check_run(kind):
     sim.run()
     assert not disagree, disagree[:5]
     assert 50 < legal < len(cases) - 50   # both answers drawn often
+
+
+# -- QKEngine ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("key_lanes", "dim_lanes", "before", "after"),
+                         [(2, 2, 2, 2), (3, 1, 4, 0), (1, 4, 1, 3)])
+def test_qk_engine_scores_and_row_max(key_lanes, dim_lanes, before, after):
+    """Rows started on ``rows`` (with gaps) from K words served with the ring's two-cycle read
+    latency: each row's max on ``maxes`` (taken under stalls) is that of q·k over its keys, and
+    its score buffer holds every key's score where the SV engine reads it (lane L, round r: key
+    lo + r·KL + (L − lane0) mod KL)."""
+    from swatkit.rtl.qk_engine import QKEngine
+    from swatkit.rtl.scheduler import Scheduler
+
+    n, d = 12, 4
+    spec = AttentionSpec(seq_len=n, head_dim=d, before=before, after=after)
+    p = CoreParams(spec, NumberFormat(), HardwareConfig(key_lanes=key_lanes, dim_lanes=dim_lanes,
+                                                         max_seq_len=n))
+    lay = core_layouts(p)
+    scheduler = Scheduler(p, lay["q"], lay["cmd"])
+    scheduler._MustUse__silence = True   # (only its payload's layout is used)
+    rows_layout = scheduler.rows.payload.shape()
+    dut = QKEngine(p, rows_layout, lay["cmd"])
+    kl, g, slots, sb = key_lanes, p.groups, p.ring_slots, p.score_buffers
+    n = min(n, p.ring_rows)   # (every key in the ring at once: none overwritten)
+    rng = np.random.default_rng(key_lanes * 10 + before)
+    q = rng.integers(-128, 128, size=(n, d))
+    k = rng.integers(-128, 128, size=(n, d))
+    mem = [dict() for _ in range(kl)]   # the ring: key j in lane j mod KL, slot (j div KL) mod S
+    for j in range(n):
+        for grp in range(g):
+            elems = k[j, grp * dim_lanes:(grp + 1) * dim_lanes]
+            mem[j % kl][(j // kl) % slots * g + grp] = sum((int(x) & 0xFF) << (8 * u)
+                                                          for u, x in enumerate(elems))
+    scores = q @ k.T
+    windows = [(max(i - before, 0), min(i + after, n - 1)) for i in range(n)]
+    started, taken = [0], [0]
+
+    def start_payload(i):
+        lo, hi = windows[i]
+        base = (lo // kl) % slots * g
+        return rows_layout.const({
+            "q": sum((int(x) & 0xFF) << (8 * c) for c, x in enumerate(q[i])),
+            "row": {"lane0": lo % kl, "base": base, "later": (base + g) % (slots * g),
+                    "sbuf": i % sb, "rem": hi - lo}})
+
+    async def rows(ctx):
+        gaps = random.Random(1)
+        for i in range(n):
+            while started[0] - taken[0] >= sb or gaps.random() < 0.3:   # a score buffer free
+                ctx.set(dut.rows.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.rows.payload, start_payload(i))
+            ctx.set(dut.rows.valid, 1)
+            await ctx.tick().until(dut.rows.ready)
+            started[0] += 1
+        ctx.set(dut.rows.valid, 0)
+
+    async def ring(ctx):   # the K reads: the word two cycles after its address
+        previous = None
+        while True:
+            _, _, *addrs = await ctx.tick().sample(*(dut.k_rd.addr[lane] for lane in range(kl)))
+            if previous is not None:
+                for lane in range(kl):
+                    ctx.set(dut.k_rd.data[lane], mem[lane].get(int(previous[lane]), 0))
+            previous = addrs
+
+    async def sv(ctx):
+        stalls = random.Random(2)
+        for i in range(n):
+            while True:
+                _, _, valid, row_max = await ctx.tick().sample(dut.maxes.valid,
+                                                               dut.maxes.payload.max)
+                if valid and stalls.random() >= 0.4:
+                    break
+            lo, hi = windows[i]
+            assert row_max == scores[i, lo:hi + 1].max(), i
+            for r in range(-(-(hi - lo + 1) // kl)):   # the row's scores, round by round
+                ctx.set(dut.s_rd.addr, (i % sb) * p.rounds + r)
+                ctx.set(dut.s_rd.en, 1)
+                await ctx.tick()
+                for lane in range(kl):
+                    j = lo + r * kl + (lane - lo % kl) % kl
+                    if j <= hi:
+                        assert ctx.get(dut.s_rd.data[lane]) == scores[i, j], (i, r, lane)
+            ctx.set(dut.s_rd.en, 0)
+            ctx.set(dut.maxes.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.maxes.ready, 0)
+            taken[0] += 1
+        # (a MAC per key and element: the lanes without a key in a round do not count)
+        assert ctx.get(dut.qk_macs) == sum((hi - lo + 1) * d for lo, hi in windows)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(rows)
+    sim.add_testbench(ring, background=True)
+    sim.add_testbench(sv)
+    sim.run()
+    assert taken[0] == n
