@@ -378,3 +378,67 @@ def test_qk_engine_scores_and_row_max(key_lanes, dim_lanes, before, after):
     sim.add_testbench(sv)
     sim.run()
     assert taken[0] == n
+
+
+# -- Scheduler ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("key_lanes", "before", "after"), [(2, 2, 3), (3, 4, 0)])
+def test_scheduler_starts_each_row_when_its_keys_are_in(key_lanes, before, after):
+    """Q rows under gaps, K/V rows written slowly, rows finishing SV late: row i starts only
+    once K/V rows up to min(i + after, N − 1) are written and a score buffer is free, with its
+    Q row and its window's first key (lane, slot), offset of its last key and score buffer."""
+    from swatkit.rtl.scheduler import Scheduler
+
+    n, d = 14, 4
+    spec = AttentionSpec(seq_len=n, head_dim=d, before=before, after=after)
+    p = CoreParams(spec, NumberFormat(), HardwareConfig(key_lanes=key_lanes, dim_lanes=2,
+                                                         max_seq_len=n))
+    lay = core_layouts(p)
+    dut = Scheduler(p, lay["q"], lay["cmd"])
+    kl, g, slots, sb = key_lanes, p.groups, p.ring_slots, p.score_buffers
+    q = np.random.default_rng(before).integers(-128, 128, size=(n, d))
+    written, done, starts = [0], [0], []
+
+    async def control(ctx):
+        ctx.set(dut.run.cmd, lay["cmd"].const(command(p)))
+        ctx.set(dut.run.start, 1)
+        await ctx.tick()
+        ctx.set(dut.run.start, 0)
+        ctx.set(dut.run.running, 1)
+        ctx.set(dut.run.n, n)
+        ctx.set(dut.run.after, after)
+        ctx.set(dut.run.dafter, after)
+
+    async def put_q(ctx):
+        await ctx.tick()
+        beats = [lay["q"].const([int(x) for x in row]) for row in q]
+        await stream_put(ctx, dut.q, beats, rng=random.Random(3), gap=0.5)
+
+    async def world(ctx):   # the ring writes a K/V row every 5 cycles; SV finishes rows late
+        await ctx.tick()
+        ctx.set(dut.rows.ready, 1)
+        for cycle in range(2000):
+            if cycle % 5 == 0 and written[0] < n:
+                written[0] += 1
+            ctx.set(dut.kv_wr, written[0])
+            ctx.set(dut.kv_a, written[0])
+            fin = len(starts) > done[0] and cycle % 7 == 0
+            ctx.set(dut.sv_fin, fin)
+            _, _, valid, payload = await ctx.tick().sample(dut.rows.valid, dut.rows.payload)
+            done[0] += fin
+            if valid:
+                i = len(starts)
+                assert written[0] >= min(i + after + 1, n), (i, written[0])
+                assert i - done[0] < sb, (i, done[0])
+                starts.append(payload)
+            if len(starts) == n:
+                break
+
+    simulate(dut, control, put_q, world)
+    assert len(starts) == n
+    for i, payload in enumerate(starts):
+        lo, hi = max(i - before, 0), min(i + after, n - 1)
+        row = payload.row
+        assert int(payload.q) == sum((int(x) & 0xFF) << (8 * c) for c, x in enumerate(q[i]))
+        assert (row.lane0, row.base, row.rem, row.sbuf) == \
+            (lo % kl, (lo // kl) % slots * g, hi - lo, i % sb), i
