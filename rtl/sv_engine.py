@@ -27,6 +27,8 @@ Ports:
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -219,11 +221,37 @@ class SVEngine(wiring.Component):
         final = [acc[k][u] for k in range(1, g) for u in range(dl)] + new
 
         # -- the result register: a finished row, fed to the normaliser one group per cycle ----
+        res = self._result_register(m, sv_en, t.done, final, total_new)
+        sv_done = res.sv_done
+
+        with m.If(run.start):
+            m.d.sync += [sig.eq(0) for sig in (sv_done, sv_macs, exp_ops)]
+
+        # -- invariants ------------------------------------------------------------------------
+        marks = row_marks(stages, sv)
+        m.d.comb += [self.inside.eq(sum(marks)),
+                     self.groups.eq(Mux(res.full, g - res.feed_g, 0)),
+                     self.idle.eq(~Cat(*marks, res.full).any())]
+        state_invariants(m, platform, [
+            *sv.invariants("SV"),
+            (res.full | (res.feed_g == 0), "inv: divider feed idle"),
+            (res.feed_g < g if g > 1 else res.feed_g == 0, "inv: divider feed in range"),
+            (res.feed_last == (res.feed_g == g - 1), "inv: divider feed's last-group flag"),
+            (t.done == (t.valid & t.last_round & t.last_g), "inv: SV row-done flag"),
+        ])
+        return m
+
+    def _result_register(self, m: Module, sv_en, row_done, final, total_new) -> SimpleNamespace:
+        """The result register: a finished row (its ``head_dim`` accumulators ``final`` and its
+        ``l``, taken when ``sv_en & row_done``), offered on ``out`` one group per cycle, rotated
+        so that the group to divide is always at the bottom. It drives ``sv_en`` low while a
+        finished row waits for it, and ``fin``/``done``."""
+        p = self.params
+        w, dl, g, d = p.widths, p.hw.dim_lanes, p.groups, p.spec.head_dim
         res = [Signal(signed(w.acc), name=f"res_acc{k}") for k in range(d)]
         res_total = Signal(unsigned(w.sum))
         res_full = Signal(name="res_full")
         res_release = Signal()
-        row_done = t.done   # = t.valid & t.last_round & t.last_g
         m.d.comb += sv_en.eq(~(row_done & res_full & ~res_release))
         feed_g = Signal(range(max(g, 2)), name="feed_g")
         # feed_last = (feed_g == g − 1) as a register: sv_en (through res_release) is the SV
@@ -247,20 +275,5 @@ class SVEngine(wiring.Component):
         with m.If(sv_en & row_done):  # after the rotation above: a new result replaces it
             m.d.sync += [res[k].eq(final[k]) for k in range(d)]
             m.d.sync += [res_full.eq(1), res_total.eq(total_new), sv_done.eq(sv_done + 1)]
-
-        with m.If(run.start):
-            m.d.sync += [sig.eq(0) for sig in (sv_done, sv_macs, exp_ops)]
-
-        # -- invariants ------------------------------------------------------------------------
-        marks = row_marks(stages, sv)
-        m.d.comb += [self.inside.eq(sum(marks)),
-                     self.groups.eq(Mux(res_full, g - feed_g, 0)),
-                     self.idle.eq(~Cat(*marks, res_full).any())]
-        state_invariants(m, platform, [
-            *sv.invariants("SV"),
-            (res_full | (feed_g == 0), "inv: divider feed idle"),
-            (feed_g < g if g > 1 else feed_g == 0, "inv: divider feed in range"),
-            (feed_last == (feed_g == g - 1), "inv: divider feed's last-group flag"),
-            (t.done == (t.valid & t.last_round & t.last_g), "inv: SV row-done flag"),
-        ])
-        return m
+        return SimpleNamespace(full=res_full, feed_g=feed_g, feed_last=feed_last,
+                               sv_done=sv_done)

@@ -88,6 +88,8 @@ def test_the_stages_own_the_invariants():
     core._MustUse__silence = True   # (only its QK engine is elaborated)
     il = rtlil.convert(core.qk, name="qk", platform=FormalPlatform("assert"), emit_src=False)
     assert [m for m in _checks(il)["assert"] if m] == ["inv: QK last-round flag = rem < KL",
+                                                       "inv: QK group counter idle",
+                                                       "inv: QK group counter in range",
                                                        "inv: row-max FIFO level"]
 
 
