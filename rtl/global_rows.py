@@ -99,6 +99,13 @@ SV_DEPTH = 2   # walker → multiplier operands → products (accumulated into t
 FILL_DRAIN = 1 + QK_DEPTH + EXP_LATENCY + SV_DEPTH + 1 + 1 + 2 + 1
 
 
+def _rows_memory(shape, depth: int) -> memory.Memory:
+    """A memory of ``depth`` rows, at least two: a one-row memory (one global row per engine,
+    Longformer's CLS token) has a 0-bit address, which the Verilog backend writes as
+    ``wire [-1:0]`` (Verilator's ASCRANGE). The second row is never addressed."""
+    return memory.Memory(shape=shape, depth=max(depth, 2), init=[])
+
+
 def _check_int(name: str, value, lo: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer, not {value!r}")
@@ -267,7 +274,7 @@ class GlobalRowEngine(wiring.Component):
                 m.d.sync += active.eq(0)
 
         # -- Q memory: the run's q_g rows, resident; the read port holds the next row to issue -
-        qmem = memory.Memory(shape=unsigned(d * b), depth=max_rows, init=[])
+        qmem = _rows_memory(unsigned(d * b), max_rows)
         m.submodules.qmem = qmem
         qwr = qmem.write_port()
         qrd = qmem.read_port(transparent_for=(qwr,))
@@ -367,7 +374,7 @@ class GlobalRowEngine(wiring.Component):
         # before its first pass-2 score, so pass 2 reads the final m
         d_sat = fmt.softmax_constant(d).d_sat
         lo_bits = _lo_bits(fmt, d, w)
-        mmem = memory.Memory(shape=unsigned(w.score + lo_bits), depth=max_rows, init=[])
+        mmem = _rows_memory(unsigned(w.score + lo_bits), max_rows)
         m.submodules.mmem = mmem
         mwr = mmem.write_port()
         mrd = mmem.read_port(transparent_for=(mwr,))
@@ -429,8 +436,8 @@ class GlobalRowEngine(wiring.Component):
         # accumulator memory: word (r, group) holds row r's dim_lanes accumulators of the
         # group, and the l memory each row's l; read-modify-write, the read (transparent) one
         # stage ahead of the products. After pass 2 the same read ports feed the dividers.
-        amem = memory.Memory(shape=unsigned(dl * w.acc), depth=max_rows * g, init=[])
-        lmem = memory.Memory(shape=unsigned(w.sum), depth=max_rows, init=[])
+        amem = _rows_memory(unsigned(dl * w.acc), max_rows * g)
+        lmem = _rows_memory(unsigned(w.sum), max_rows)
         m.submodules.amem, m.submodules.lmem = amem, lmem
         awr, lwr = amem.write_port(), lmem.write_port()
         ard = amem.read_port(transparent_for=(awr,))
