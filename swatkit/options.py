@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.inputs import InputFileError, load_json, load_toml
 
 __all__ = [
     "DEFAULT_HEAD_DIM",
@@ -236,28 +235,18 @@ COMMAND_LABELS = {k: v for table in COMMAND_TABLES.values() for k, v in table.it
 
 def _load_config(path: Path) -> dict:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"--config: no such file: {path}") from None
-    except OSError as e:
-        raise UsageError(f"--config: cannot read {path}: {e.strerror}") from None
+        if path.suffix.lower() == ".json":
+            record = load_json(path)
+        else:
+            data = load_toml(path)
+    except InputFileError as e:
+        raise UsageError(f"--config: {e}") from None
     if path.suffix.lower() == ".json":
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UsageError(f"--config: {path} is not valid JSON: {e}") from None
         data = record.get("config") if isinstance(record, dict) else None
         if not isinstance(data, dict):
             raise UsageError(f"--config: {path} has no \"config\" record (the swatkit.json "
                              "and flow.json that swatkit writes have one, unless their window "
                              "has unequal sides, which no option makes)")
-    else:
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise UsageError(f"--config: {path} is not UTF-8 text (a TOML file)") from None
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"--config: {path} is not valid TOML: {e}") from None
     for table, value in data.items():
         if table not in TABLES:
             raise UsageError(f"--config: unknown table [{table}] in {path} "
