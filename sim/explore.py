@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -133,10 +134,8 @@ def _read_flows(folder: Path, board: str) -> list[tuple[dict, dict]]:
     corrupt one refused), with the ``swatkit.json`` beside it."""
     from swatkit.fpga_flows.report import ReportError, check_count, read_report, read_side_record
 
-    if not folder.is_dir():
-        raise ExploreError(f"--flows: no such folder: {folder}")
     found = []
-    for path in sorted(folder.rglob("flow.json")):
+    for path in _flow_files(folder):
         try:
             report = read_report(path)
             if report.board != board:
@@ -149,6 +148,30 @@ def _read_flows(folder: Path, board: str) -> list[tuple[dict, dict]]:
                  if "available" in report.utilization.get(n, {})}
         found.append((pt, avail))
     return found
+
+
+MAX_FLOW_ENTRIES = 100_000   # files and folders under --flows (a sweep has a few dozen)
+
+
+def _flow_files(folder: Path) -> list[Path]:
+    """Every flow.json under ``folder`` (symbolic links to folders are not followed), in path
+    order; a folder of more than :data:`MAX_FLOW_ENTRIES` entries (``/``, a home folder) or one
+    that cannot be read is refused."""
+    if not folder.is_dir():
+        raise ExploreError(f"--flows: no such folder: {folder}")
+
+    def fail(error: OSError):
+        raise ExploreError(f"--flows: cannot read {error.filename}: {error.strerror}")
+
+    found, seen = [], 0
+    for root, dirs, names in os.walk(folder, onerror=fail):
+        seen += len(dirs) + len(names)
+        if seen > MAX_FLOW_ENTRIES:
+            raise ExploreError(f"--flows: {folder} holds more than {MAX_FLOW_ENTRIES:,} files "
+                               "and folders; name the folder of the flow reports")
+        if "flow.json" in names:
+            found.append(Path(root) / "flow.json")
+    return sorted(found)
 
 
 def _flow_point(path: Path, report, info: dict, check_count) -> dict:

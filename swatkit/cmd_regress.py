@@ -21,9 +21,15 @@ from pathlib import Path
 
 from swatkit.options import (
     DEFAULT_SEQ_LEN,
+    MAX_REGRESS_ROWS,
+    MAX_RUNS,
+    MAX_SEED,
+    MAX_WORKERS,
     UsageError,
     add_hardware_options,
     add_workload_options,
+    check_int_option,
+    check_output_file,
     core_params,
     resolve,
 )
@@ -180,12 +186,9 @@ def own_cases(args) -> list:
     args.seq_len = None
     r = resolve(args)
     lengths = given or (r.spec.seq_len,)
-    runs = 1 if args.runs is None else args.runs
-    if runs < 1:
-        raise UsageError(f"--runs must be a positive integer, not {runs}")
+    runs = 1 if args.runs is None else check_int_option("--runs", args.runs, 1, MAX_RUNS)
     for n in lengths:
-        if n < 1:
-            raise UsageError(f"--seq-len must be positive integers, not {n}")
+        check_int_option("--seq-len" if given else r.label("seq_len"), n, 1, MAX_REGRESS_ROWS)
     if r.spec.block_size:   # each N must carry the BigBird pattern as configured
         for n in lengths:
             try:
@@ -209,6 +212,12 @@ def own_cases(args) -> list:
     gap, stall = args.gap or 0.0, args.stall or 0.0
     build = Build.from_params("yours", params, dsp=args.dsp or "generic")
     build = _with_depth(build, (max(lengths) + len(tokens)) * runs)
+    if build.harness_depth > MAX_REGRESS_ROWS:   # (refused before anything is built)
+        what = (f"--seq-len {max(lengths)} x --runs {runs}" if build.depth else
+                f"{r.label('seq_len')} {r.spec.seq_len}" if r.spec.seq_len >= max(lengths)
+                else f"--seq-len {max(lengths)}")
+        raise UsageError(f"{what} needs a harness of {build.harness_depth} rows (global rows "
+                         f"included); regress takes at most {MAX_REGRESS_ROWS} per case")
     pattern = {}
     if r.spec.block_size:   # the configured random blocks and table (the build's: seed 0)
         spec = r.spec
@@ -259,14 +268,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--fast/--full run the matrix; they cannot be combined with a "
                          "configuration")
     if args.workers is None:
-        args.workers = os.cpu_count() or 1
-    if args.workers < 0:
-        raise UsageError(f"-n must be a non-negative integer, not {args.workers}")
-    if args.seed is not None and args.seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, not {args.seed}")
-    for option, path in (("--junitxml", args.junitxml), ("--json", args.json)):
-        if path is not None and not path.resolve().parent.is_dir():
-            raise UsageError(f"{option}: no such folder: {path.parent}")
+        args.workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    check_int_option("-n", args.workers, 0, MAX_WORKERS)
+    if args.seed is not None:
+        check_int_option("--seed", args.seed, 0, MAX_SEED)
+    check_output_file("--junitxml", args.junitxml or Path("results.xml"))
+    if args.json is not None:
+        check_output_file("--json", args.json)
     cases = own_cases(args) if own else matrix(args.full)
     if args.keyword:
         words = [w.strip() for w in args.keyword.split(",") if w.strip()]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,18 @@ from swatkit.inputs import InputFileError, load_json, load_toml
 __all__ = [
     "DEFAULT_HEAD_DIM",
     "DEFAULT_SEQ_LEN",
+    "MAX_CORES",
     "MAX_LENGTHS",
+    "MAX_REGRESS_ROWS",
+    "MAX_RUNS",
+    "MAX_SEED",
+    "MAX_WORKERS",
     "Resolved",
     "UsageError",
     "add_hardware_options",
     "add_workload_options",
+    "check_int_option",
+    "check_output_file",
     "core_params",
     "limit_error",
     "parse_lengths",
@@ -54,10 +62,44 @@ DEFAULT_HEAD_DIM = 64      # Longformer-base: 768 / 12 heads
 DEFAULT_ATTENTION_WINDOW = 512
 DEFAULT_SLIDING_WINDOW = 4096
 MAX_LENGTHS = 256          # sequence lengths in one `--seq-len` list or range
+# what one `swatkit regress` case may ask for, refused before anything is built: its rows (the
+# sum over its runs) and the rows its harness holds (the core's max_seq_len at least). The
+# harness keeps every row in simulated memory; its Verilog takes ~17 s at 4,096 rows and
+# minutes at 65,536, and at ~300,000 cycles/s the default core simulates 16,384 rows in ~30 s.
+MAX_REGRESS_ROWS = 16384
+MAX_RUNS = 1024            # `regress --runs`: runs back to back in one case
+MAX_WORKERS = 256          # `regress -n`: parallel simulations
+MAX_SEED = 2 ** 31 - 1     # `regress --seed` (a fresh seed is drawn below 2^31)
+MAX_CORES = 1024           # `explore --max-cores`
 
 
 class UsageError(Exception):
     """A bad option value or config file; the CLI prints it as one line and exits with 2."""
+
+
+def check_int_option(label: str, value, lo: int, hi: int) -> int:
+    """The rule of every integer a command checks itself (the config objects check their own
+    fields): an integer, not a bool, in ``lo..hi``; else a :class:`UsageError` ``"<label> must
+    be an integer in lo..hi, not <value>"`` (``label``: the option or key as the user gave
+    it)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise UsageError(f"{label} must be an integer in {lo}..{hi}, not {value!r}")
+    return value
+
+
+def check_output_file(label: str, path: Path) -> Path:
+    """A file a command will write at its end, checked before it starts: not a folder, in a
+    folder that exists and that it may write in."""
+    if path.is_dir():
+        raise UsageError(f"{label}: {path} is a folder, not a file")
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"{label}: no such folder: {path.parent}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{label}: cannot write in {path.parent}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{label}: cannot write {path}")
+    return path
 
 
 # Keys of the [spec] table and the options they mirror
