@@ -31,7 +31,8 @@ Off-chip traffic per run: ``rows`` Q rows and ``2·N`` K/V row pairs in, whateve
 half is ignored in pass 1), ``rows`` O rows out. Multipliers: ``2·dim_lanes``; storage: memories
 for the resident Q rows (``max_rows × head_dim × data_bits``) and for each row's state
 (``max_rows × global_state_bits(...)``: its ``head_dim`` accumulators, one word of ``dim_lanes``
-per group, its ``l``, its max and ``max − d_sat``); one K row, one V row, a Q row register and a
+per group, its ``l``, its max and ``max − d_sat``; each memory at least two rows deep, the
+second unused when ``max_rows`` is 1); one K row, one V row, a Q row register and a
 FIFO of ``(8 + G) // G + 2`` V rows.
 
 Ports (stream transfer rule as in :mod:`swatkit.rtl.units`: a beat moves in a cycle with
