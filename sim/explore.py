@@ -158,7 +158,8 @@ def _flow_files(folder: Path) -> list[Path]:
     order; a folder of more than :data:`MAX_FLOW_ENTRIES` entries (``/``, a home folder) or one
     that cannot be read is refused."""
     if not folder.is_dir():
-        raise ExploreError(f"--flows: no such folder: {folder}")
+        raise ExploreError(f"--flows: {folder} is not a folder" if folder.exists() else
+                           f"--flows: no such folder: {folder}")
 
     def fail(error: OSError):
         raise ExploreError(f"--flows: cannot read {error.filename}: {error.strerror}")

@@ -187,20 +187,21 @@ def own_cases(args) -> list:
     r = resolve(args)
     lengths = given or (r.spec.seq_len,)
     runs = 1 if args.runs is None else check_int_option("--runs", args.runs, 1, MAX_RUNS)
+    seq_len = "--seq-len" if given else r.label("seq_len")   # (as the user gave the lengths)
     for n in lengths:
-        check_int_option("--seq-len" if given else r.label("seq_len"), n, 1, MAX_REGRESS_ROWS)
+        check_int_option(seq_len, n, 1, MAX_REGRESS_ROWS)
     if r.spec.block_size:   # each N must carry the BigBird pattern as configured
         for n in lengths:
             try:
                 r.spec.replace(seq_len=n)
             except ValueError as e:
-                raise UsageError(f"--seq-len {n}: {e}") from None
+                raise UsageError(f"{seq_len} {n}: {e}") from None
     params = core_params(r, max(r.spec.seq_len, *lengths))
     tokens = r.spec.global_tokens
     for n in lengths:   # every run has the configuration's global tokens: none may be cut
         if tokens and tokens[-1] >= n:
             raise UsageError(f"{r.label('global_tokens')}: global token {tokens[-1]} is outside "
-                             f"0..{n - 1} for --seq-len {n}")
+                             f"0..{n - 1} for {seq_len} {n}")
     kinds = args.inputs or ("random",)
     for kind in kinds:
         if kind not in INPUT_KINDS:
