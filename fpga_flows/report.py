@@ -22,7 +22,7 @@ be replaced silently by a default.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec, NumberFormat
@@ -134,6 +134,11 @@ def _params(path, report: dict):
         if not isinstance(record, dict):
             raise ReportError(f"{path}: {name} must be a record (spec, format and hardware "
                               f"come together), not {record!r}")
+    for (name, record), kind in zip(records.items(), (AttentionSpec, NumberFormat,
+                                                      HardwareConfig), strict=True):
+        unknown = sorted(set(record) - {f.name for f in fields(kind)})
+        if unknown:
+            raise ReportError(f"{path}: {name} has an unknown field {unknown[0]!r}")
     spec = dict(records["spec"])
     tokens = spec.get("global_tokens", ())
     if isinstance(tokens, list):   # (JSON has no tuples: a list is the record's own type)
