@@ -64,8 +64,8 @@ DEFAULT_SLIDING_WINDOW = 4096
 MAX_LENGTHS = 256          # sequence lengths in one `--seq-len` list or range
 # what one `swatkit regress` case may ask for, refused before anything is built: its rows (the
 # sum over its runs) and the rows its harness holds (the core's max_seq_len at least). The
-# harness keeps every row in simulated memory; its Verilog takes ~17 s at 4,096 rows and
-# minutes at 65,536, and at ~300,000 cycles/s the default core simulates 16,384 rows in ~30 s.
+# harness keeps every row in simulated memory, and its Verilog grows faster than its depth
+# (default core, load ~5: 17 s at 4,096 rows, 8 min at 16,384, unfinished after 10 min at 65,536).
 MAX_REGRESS_ROWS = 16384
 MAX_RUNS = 1024            # `regress --runs`: runs back to back in one case
 MAX_WORKERS = 256          # `regress -n`: parallel simulations
