@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec, NumberFormat
-from swatkit.inputs import InputFileError, load_json
+from swatkit.inputs import InputFileError, check_int, load_json
 
 __all__ = ["CORE_FIELDS", "FlowReport", "ReportError", "check_count", "read_report",
            "read_side_record"]
@@ -47,13 +47,8 @@ CORE_FIELDS = ("head_dim", "window", "key_lanes", "dim_lanes", "data_bits")
 
 
 def check_count(where: str, value, lo: int, hi: int | None = None) -> int:
-    """``value`` if it is an integer (not a bool) in ``lo..hi``; else a :class:`ReportError`
-    ``"<where> must be an integer in lo..hi, not <value>"``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
-            hi is not None and value > hi):
-        bound = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ReportError(f"{where} must be an integer {bound}, not {value!r}")
-    return value
+    """A count in a report: :func:`swatkit.inputs.check_int`, a :class:`ReportError`."""
+    return check_int(where, value, lo, hi, ReportError)
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ import stat
 import sys
 import tomllib
 
-__all__ = ["MAX_INPUT_BYTES", "MAX_NESTING", "InputFileError", "check_nesting", "load_json",
-           "load_toml", "read_bytes"]
+__all__ = ["MAX_INPUT_BYTES", "MAX_NESTING", "InputFileError", "check_int", "check_nesting",
+           "load_json", "load_toml", "read_bytes"]
 
 MAX_INPUT_BYTES = 16 * 2 ** 20   # far above any configuration or report swatkit writes
 MAX_NESTING = 32                 # containers inside containers (swatkit's own files: 4)
@@ -34,6 +34,20 @@ MAX_NESTING = 32                 # containers inside containers (swatkit's own f
 
 class InputFileError(ValueError):
     """A file that cannot be read as asked; the message names the path."""
+
+
+def check_int(label: str, value, lo: int, hi: int | None = None, error=ValueError) -> int:
+    """The rule of an integer the user gave (an option a command checks itself, a field of a
+    report read back): an ``int``, not a ``bool`` (nothing is coerced: not ``"8"``, not
+    ``8.0``), in ``lo..hi`` (no upper bound: ``hi`` None). Else ``error`` (an exception class)
+    with the one wording ``"<label> must be an integer in lo..hi, not <value>"`` (``>= lo``
+    without ``hi``). The config objects (``AttentionSpec``, ``NumberFormat``,
+    ``HardwareConfig``) check their own fields."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
+            hi is not None and value > hi):
+        bound = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+        raise error(f"{label} must be an integer {bound}, not {value!r}")
+    return value
 
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),

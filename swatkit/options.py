@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec, NumberFormat
-from swatkit.inputs import InputFileError, load_json, load_toml
+from swatkit.inputs import InputFileError, check_int, load_json, load_toml
 
 __all__ = [
     "DEFAULT_HEAD_DIM",
@@ -78,13 +78,9 @@ class UsageError(Exception):
 
 
 def check_int_option(label: str, value, lo: int, hi: int) -> int:
-    """The rule of every integer a command checks itself (the config objects check their own
-    fields): an integer, not a bool, in ``lo..hi``; else a :class:`UsageError` ``"<label> must
-    be an integer in lo..hi, not <value>"`` (``label``: the option or key as the user gave
-    it)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise UsageError(f"{label} must be an integer in {lo}..{hi}, not {value!r}")
-    return value
+    """An integer option a command checks itself: :func:`swatkit.inputs.check_int` (``label``:
+    the option or key as the user gave it), a :class:`UsageError`."""
+    return check_int(label, value, lo, hi, UsageError)
 
 
 def check_output_file(label: str, path: Path) -> Path:

@@ -11,6 +11,7 @@ import pytest
 from swatkit.inputs import (
     MAX_NESTING,
     InputFileError,
+    check_int,
     check_nesting,
     load_json,
     load_toml,
@@ -80,3 +81,19 @@ def test_strict_json_and_huge_integers(tmp_path):
     refused(lambda: load_json(path), f"{path} is not UTF-8 text (a JSON file)")
     path.write_text('{"n": 1000000000000}')
     assert load_json(path) == {"n": 10 ** 12}   # (large but convertible: the caller's range)
+
+
+@pytest.mark.parametrize(("value", "hi", "message"), [
+    (True, 8, "x must be an integer in 1..8, not True"),
+    ("8", 8, "x must be an integer in 1..8, not '8'"),
+    (8.0, 8, "x must be an integer in 1..8, not 8.0"),
+    (9, 8, "x must be an integer in 1..8, not 9"),
+    (0, None, "x must be an integer >= 1, not 0"),
+])
+def test_one_integer_rule(value, hi, message):
+    class RefusedError(Exception):
+        pass
+
+    with pytest.raises(RefusedError, match=f"^{re.escape(message)}$"):
+        check_int("x", value, 1, hi, RefusedError)
+    assert check_int("x", 8, 1, hi) == 8
