@@ -132,7 +132,7 @@ def _read_flows(folder: Path, board: str) -> list[tuple[dict, dict]]:
     """The measured points of ``board`` under ``folder``: every flow.json checked by
     :func:`~swatkit.fpga_flows.report.read_report` (a report of another board is skipped, a
     corrupt one refused), with the ``swatkit.json`` beside it."""
-    from swatkit.fpga_flows.report import ReportError, check_count, read_report, read_side_record
+    from swatkit.fpga_flows.report import ReportError, read_report, read_side_record
 
     found = []
     for path in _flow_files(folder):
@@ -140,8 +140,7 @@ def _read_flows(folder: Path, board: str) -> list[tuple[dict, dict]]:
             report = read_report(path)
             if report.board != board:
                 continue
-            pt = _flow_point(path, report, read_side_record(path.parent / "swatkit.json"),
-                             check_count)
+            pt = _flow_point(path, report, read_side_record(path.parent / "swatkit.json"))
         except ReportError as e:
             raise ExploreError(f"--flows: {e}") from None
         avail = {n: report.utilization[n]["available"] for n in RESOURCES
@@ -175,8 +174,10 @@ def _flow_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def _flow_point(path: Path, report, info: dict, check_count) -> dict:
+def _flow_point(path: Path, report, info: dict) -> dict:
     """The calibration point of one checked report; ``info``: the swatkit.json beside it."""
+    from swatkit.fpga_flows.report import check_count
+
     core = report.core
     if core is None or not report.utilization:
         raise ExploreError(f"--flows: {path} has no core or utilization record")
