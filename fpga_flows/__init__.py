@@ -8,6 +8,8 @@
   Verilator (:mod:`~swatkit.fpga_flows.cocotb_selftest` is that bench).
 * :mod:`~swatkit.fpga_flows.flow` — build projects (Amaranth build plans), runs with the YoWASP
   tools, Fmax and utilisation reports, sweeps. ``swatkit flow`` is its command line.
+* :mod:`~swatkit.fpga_flows.report` — a ``flow.json`` read back with every record checked
+  (``swatkit estimate --from-flow``, ``swatkit explore --flows``).
 
 ``docs/fpga.md`` has the measured figures and the commands that produced them.
 """

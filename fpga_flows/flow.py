@@ -382,13 +382,15 @@ def emit(config: FlowConfig, out_dir: str | Path, vectors: Vectors | None = None
 
 
 def _project(project_dir: Path) -> tuple[dict, Board]:
-    try:
-        info = json.loads((project_dir / "swatkit.json").read_text())
-    except (FileNotFoundError, NotADirectoryError):
+    from swatkit.inputs import InputFileError, load_json
+
+    if not (project_dir / "swatkit.json").exists():
         raise FlowError(f"{project_dir} is not a swatkit flow project "
-                        "(no swatkit.json; emit it with swatkit flow first)") from None
-    except (OSError, ValueError) as e:
-        raise FlowError(f"cannot read {project_dir / 'swatkit.json'}: {e}") from None
+                        "(no swatkit.json; emit it with swatkit flow first)")
+    try:
+        info = load_json(project_dir / "swatkit.json")
+    except InputFileError as e:
+        raise FlowError(str(e)) from None
     try:
         return info, get_board(info["board"]["name"])
     except (TypeError, KeyError, ValueError):
@@ -603,15 +605,17 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
     """
     project_dir = Path(project_dir).resolve()
     info, board = _project(project_dir)
-    try:
-        report = json.loads((project_dir / REPORT).read_text())
-    except FileNotFoundError:
+    from swatkit.inputs import InputFileError, load_json
+
+    if not (project_dir / REPORT).exists():
         raise FlowError(f"no {REPORT} in {project_dir}: the project has not been built "
-                        f"(run run_yowasp.sh or build_{NAME}.sh there)") from None
-    except (OSError, ValueError) as e:
-        raise FlowError(f"cannot read {project_dir / REPORT}: {e}") from None
+                        f"(run run_yowasp.sh or build_{NAME}.sh there)")
     stat_path = project_dir / STAT
-    stat = json.loads(stat_path.read_text()) if stat_path.exists() else None
+    try:
+        report = load_json(project_dir / REPORT)
+        stat = load_json(stat_path) if stat_path.exists() else None
+    except InputFileError as e:
+        raise FlowError(f"cannot read the reports: {e}") from None
     parsed = parse_reports(board.family, report, stat)
     bit = project_dir / BITSTREAM[board.family]
     hw, spec = info["hardware"], info["spec"]

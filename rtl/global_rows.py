@@ -31,7 +31,8 @@ Off-chip traffic per run: ``rows`` Q rows and ``2·N`` K/V row pairs in, whateve
 half is ignored in pass 1), ``rows`` O rows out. Multipliers: ``2·dim_lanes``; storage: memories
 for the resident Q rows (``max_rows × head_dim × data_bits``) and for each row's state
 (``max_rows × global_state_bits(...)``: its ``head_dim`` accumulators, one word of ``dim_lanes``
-per group, its ``l``, its max and ``max − d_sat``); one K row, one V row, a Q row register and a
+per group, its ``l``, its max and ``max − d_sat``; each memory at least two rows deep, the
+second unused when ``max_rows`` is 1); one K row, one V row, a Q row register and a
 FIFO of ``(8 + G) // G + 2`` V rows.
 
 Ports (stream transfer rule as in :mod:`swatkit.rtl.units`: a beat moves in a cycle with
@@ -97,6 +98,13 @@ SV_DEPTH = 2   # walker → multiplier operands → products (accumulated into t
 # QK_DEPTH, EXP_LATENCY, SV_DEPTH, the read-out's memory read (1), the output row register (1),
 # the output FIFO (2), the row counter that ends busy (1)
 FILL_DRAIN = 1 + QK_DEPTH + EXP_LATENCY + SV_DEPTH + 1 + 1 + 2 + 1
+
+
+def _rows_memory(shape, depth: int) -> memory.Memory:
+    """A memory of ``depth`` rows, at least two: a one-row memory (one global row per engine,
+    Longformer's CLS token) has a 0-bit address, which the Verilog backend writes as
+    ``wire [-1:0]`` (Verilator's ASCRANGE). The second row is never addressed."""
+    return memory.Memory(shape=shape, depth=max(depth, 2), init=[])
 
 
 def _check_int(name: str, value, lo: int) -> None:
@@ -267,7 +275,7 @@ class GlobalRowEngine(wiring.Component):
                 m.d.sync += active.eq(0)
 
         # -- Q memory: the run's q_g rows, resident; the read port holds the next row to issue -
-        qmem = memory.Memory(shape=unsigned(d * b), depth=max_rows, init=[])
+        qmem = _rows_memory(unsigned(d * b), max_rows)
         m.submodules.qmem = qmem
         qwr = qmem.write_port()
         qrd = qmem.read_port(transparent_for=(qwr,))
@@ -367,7 +375,7 @@ class GlobalRowEngine(wiring.Component):
         # before its first pass-2 score, so pass 2 reads the final m
         d_sat = fmt.softmax_constant(d).d_sat
         lo_bits = _lo_bits(fmt, d, w)
-        mmem = memory.Memory(shape=unsigned(w.score + lo_bits), depth=max_rows, init=[])
+        mmem = _rows_memory(unsigned(w.score + lo_bits), max_rows)
         m.submodules.mmem = mmem
         mwr = mmem.write_port()
         mrd = mmem.read_port(transparent_for=(mwr,))
@@ -429,8 +437,8 @@ class GlobalRowEngine(wiring.Component):
         # accumulator memory: word (r, group) holds row r's dim_lanes accumulators of the
         # group, and the l memory each row's l; read-modify-write, the read (transparent) one
         # stage ahead of the products. After pass 2 the same read ports feed the dividers.
-        amem = memory.Memory(shape=unsigned(dl * w.acc), depth=max_rows * g, init=[])
-        lmem = memory.Memory(shape=unsigned(w.sum), depth=max_rows, init=[])
+        amem = _rows_memory(unsigned(dl * w.acc), max_rows * g)
+        lmem = _rows_memory(unsigned(w.sum), max_rows)
         m.submodules.amem, m.submodules.lmem = amem, lmem
         awr, lwr = amem.write_port(), lmem.write_port()
         ard = amem.read_port(transparent_for=(awr,))

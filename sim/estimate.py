@@ -144,23 +144,18 @@ def load_table(name_or_path: str) -> EnergyTable:
     if name_or_path in BUILTIN_TABLES:
         text = resources.files("swatkit.sim").joinpath(f"tables/{name_or_path}.toml").read_text()
         where = name_or_path
-    else:
-        path = Path(name_or_path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise TableError(f"no such energy table: {name_or_path} (expected "
-                             f"{' or '.join(BUILTIN_TABLES)} or a TOML file)") from None
-        except OSError as e:
-            raise TableError(f"cannot read energy table {name_or_path}: {e.strerror}") from None
-        except UnicodeDecodeError:
-            raise TableError(f"energy table {name_or_path} is not UTF-8 text (a TOML "
-                             "file)") from None
-        where = str(path)
-    try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise TableError(f"energy table {where} is not valid TOML: {e}") from None
+    else:
+        from swatkit.inputs import InputFileError, load_toml
+
+        where = str(Path(name_or_path))
+        try:
+            data = load_toml(name_or_path, kind="energy table")
+        except InputFileError as e:
+            message = str(e)
+            if message.startswith("no such energy table"):
+                message += f" (expected {' or '.join(BUILTIN_TABLES)} or a TOML file)"
+            raise TableError(message) from None
     for key in ("name", "source", "energy"):
         if key not in data:
             raise TableError(f"energy table {where} has no {key!r}")

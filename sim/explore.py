@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -128,39 +129,86 @@ def load_calibration(board: str, flows: str | Path | None = None) -> Calibration
 
 
 def _read_flows(folder: Path, board: str) -> list[tuple[dict, dict]]:
-    if not folder.is_dir():
-        raise ExploreError(f"--flows: no such folder: {folder}")
+    """The measured points of ``board`` under ``folder``: every flow.json checked by
+    :func:`~swatkit.fpga_flows.report.read_report` (a report of another board is skipped, a
+    corrupt one refused), with the ``swatkit.json`` beside it."""
+    from swatkit.fpga_flows.report import ReportError, read_report, read_side_record
+
     found = []
-    for path in sorted(folder.rglob("flow.json")):
+    for path in _flow_files(folder):
         try:
-            report = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise ExploreError(f"--flows: cannot read {path}: {e}") from None
-        if not isinstance(report, dict) or report.get("board") != board:
-            continue
-        core, util = report.get("core"), report.get("utilization")
-        if not isinstance(core, dict) or not isinstance(util, dict):
-            raise ExploreError(f"--flows: {path} has no core or utilization record")
-        info = {}
-        if (path.parent / "swatkit.json").exists():
-            info = json.loads((path.parent / "swatkit.json").read_text())
-        spec = info.get("spec", {})
-        window = core["window"]
-        pt = {"head_dim": core["head_dim"], "key_lanes": core["key_lanes"],
-              "dim_lanes": core["dim_lanes"], "data_bits": core.get("data_bits", 8),
-              "before": spec.get("before", window // 2), "after": spec.get("after", window // 2),
-              "seq_len": info.get("hardware", {}).get("max_seq_len", 4096),
-              "test_rows": info.get("selftest", {}).get("rows", 128), "origin": str(path)}
-        for name in RESOURCES:
-            if isinstance(util.get(name), dict) and "used" in util[name]:
-                pt[name] = util[name]["used"]
-        fmax = [f.get("achieved") for f in (report.get("fmax_mhz") or {}).values()
-                if isinstance(f, dict)]
-        pt["fmax_mhz"] = min(fmax) if fmax and None not in fmax else None
-        avail = {n: util[n]["available"] for n in RESOURCES
-                 if isinstance(util.get(n), dict) and "available" in util[n]}
+            report = read_report(path)
+            if report.board != board:
+                continue
+            pt = _flow_point(path, report, read_side_record(path.parent / "swatkit.json"))
+        except ReportError as e:
+            raise ExploreError(f"--flows: {e}") from None
+        avail = {n: report.utilization[n]["available"] for n in RESOURCES
+                 if "available" in report.utilization.get(n, {})}
         found.append((pt, avail))
     return found
+
+
+MAX_FLOW_ENTRIES = 100_000   # files and folders under --flows (a sweep has a few dozen)
+
+
+def _flow_files(folder: Path) -> list[Path]:
+    """Every flow.json under ``folder`` (symbolic links to folders are not followed), in path
+    order; a folder of more than :data:`MAX_FLOW_ENTRIES` entries (``/``, a home folder) or one
+    that cannot be read is refused."""
+    if not folder.is_dir():
+        raise ExploreError(f"--flows: {folder} is not a folder" if folder.exists() else
+                           f"--flows: no such folder: {folder}")
+
+    def fail(error: OSError):
+        raise ExploreError(f"--flows: cannot read {error.filename}: {error.strerror}")
+
+    found, seen = [], 0
+    for root, dirs, names in os.walk(folder, onerror=fail):
+        seen += len(dirs) + len(names)
+        if seen > MAX_FLOW_ENTRIES:
+            raise ExploreError(f"--flows: {folder} holds more than {MAX_FLOW_ENTRIES:,} files "
+                               "and folders; name the folder of the flow reports")
+        if "flow.json" in names:
+            found.append(Path(root) / "flow.json")
+    return sorted(found)
+
+
+def _flow_point(path: Path, report, info: dict) -> dict:
+    """The calibration point of one checked report; ``info``: the swatkit.json beside it."""
+    from swatkit.fpga_flows.report import check_count
+
+    core = report.core
+    if core is None or not report.utilization:
+        raise ExploreError(f"--flows: {path} has no core or utilization record")
+    if report.params is not None:   # (checked against the core record by the reader)
+        p = report.params
+        before, after, seq_len = p.spec.before, p.spec.after, p.hw.max_seq_len
+    else:   # an earlier swatkit's report: the window's sides and the rows from swatkit.json
+        spec, hw, side = info.get("spec", {}), info.get("hardware", {}), path.parent
+        half = core["window"] // 2
+        before = check_count(f"{side / 'swatkit.json'}: spec before", spec.get("before", half), 0)
+        after = check_count(f"{side / 'swatkit.json'}: spec after", spec.get("after", half), 0)
+        seq_len = check_count(f"{side / 'swatkit.json'}: hardware max_seq_len",
+                              hw.get("max_seq_len", 4096), 1)
+        if before + after + 1 != core["window"]:
+            raise ExploreError(f"--flows: {path}: its core record says window {core['window']}, "
+                               f"{side / 'swatkit.json'} before {before} and after {after}")
+    rows = check_count(f"{path.parent / 'swatkit.json'}: selftest rows",
+                       info.get("selftest", {}).get("rows", 128), 1)
+    pt = {"head_dim": core["head_dim"], "key_lanes": core["key_lanes"],
+          "dim_lanes": core["dim_lanes"], "data_bits": core["data_bits"],
+          "before": before, "after": after, "seq_len": seq_len, "test_rows": rows,
+          "origin": str(path)}
+    for name in RESOURCES:
+        if name in report.utilization:
+            pt[name] = report.utilization[name]["used"]
+    pt["fmax_mhz"] = report.fmax_mhz
+    try:
+        _point_params(pt)
+    except ValueError as e:   # (a window no core has: a corrupt report)
+        raise ExploreError(f"--flows: {path} describes no core: {e}") from None
+    return pt
 
 
 def _blocks(shapes, width: int, depth: int) -> int:

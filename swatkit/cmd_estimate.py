@@ -82,50 +82,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         ".png)")
 
 
-def _read_flow(path: Path) -> dict:
+def _read_flow(path: Path):
+    """The checked report (:func:`swatkit.fpga_flows.report.read_report`)."""
+    from swatkit.fpga_flows.report import ReportError, read_report
+
     try:
-        report = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"--from-flow: no such file: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"--from-flow: cannot read {path}: {e}") from None
-    if not isinstance(report, dict):
-        raise UsageError(f"--from-flow: {path} is not a flow.json report")
-    return report
+        return read_report(path)
+    except ReportError as e:
+        raise UsageError(f"--from-flow: {e}") from None
 
 
-def clock_from_flow(path: Path, report: dict | None = None) -> float:
-    """The lowest achieved Fmax (MHz) in a `swatkit flow` report."""
+def clock_from_flow(path: Path, report=None) -> float:
+    """The lowest achieved Fmax (MHz) in a `swatkit flow` report (a checked
+    :class:`~swatkit.fpga_flows.report.FlowReport`, read from ``path`` if not given)."""
     report = _read_flow(path) if report is None else report
-    fmax = report.get("fmax_mhz")
-    values = []
-    if isinstance(fmax, int | float):
-        values = [fmax]
-    elif isinstance(fmax, dict):
-        for clock, v in fmax.items():
-            if "$PACKER_" in clock:  # nextpnr's constant nets (older reports kept them)
-                continue
-            if isinstance(v, dict):
-                v = v.get("achieved")
-            if isinstance(v, int | float):
-                values.append(v)
-    if not values or min(values) <= 0:
+    if report.fmax_mhz is None:
         raise UsageError(f"--from-flow: {path} has no achieved fmax_mhz")
-    return float(min(values))
+    return report.fmax_mhz
 
 
 CORE_KEYS = ("head_dim", "window", "key_lanes", "dim_lanes", "data_bits")
 
 
-def flow_core(path: Path, report: dict) -> tuple[dict, str]:
-    """The core a flow built: its ``core`` record (``swatkit flow`` writes one), else the default
-    configuration of its board (a report without one), with where it came from."""
-    core = report.get("core")
-    if isinstance(core, dict) and all(isinstance(core.get(k), int) for k in CORE_KEYS):
-        return {k: core[k] for k in CORE_KEYS}, "its core record"
+def flow_core(path: Path, report) -> tuple[dict, str]:
+    """The core a flow built: its ``core`` record (``swatkit flow`` writes one; checked), else
+    the default configuration of its board (a report without one), with where it came from."""
+    if report.core is not None:
+        return dict(report.core), "its core record"
     from swatkit.fpga_flows import BOARDS
 
-    board = BOARDS.get(report.get("board"))
+    board = BOARDS.get(report.board)
     if board is None:
         raise UsageError(f"--from-flow: {path} records neither its core nor a known board, so "
                          f"it cannot be checked against the core estimated here")
@@ -136,27 +122,30 @@ def flow_core(path: Path, report: dict) -> tuple[dict, str]:
             f"the {board.name} default (it has no core record)")
 
 
-def flow_params(path: Path, report: dict):
+def flow_params(path: Path, report):
     """The :class:`~swatkit.rtl.CoreParams` a flow built: from its ``spec``, ``format`` and
-    ``hardware`` records, else (a flow.json of an earlier swatkit) its ``config`` tables;
-    ``None`` for a report with neither (only a ``core`` record, or only a board)."""
-    from swatkit.golden import AttentionSpec, NumberFormat
-    from swatkit.rtl import CoreParams, HardwareConfig
-
-    records = [report.get(k) for k in ("spec", "format", "hardware")]
+    ``hardware`` records (checked, and against its ``core`` record, by the reader), else (a
+    flow.json of an earlier swatkit) its ``config`` tables; ``None`` for a report with neither
+    (only a ``core`` record, or only a board)."""
+    if report.params is not None:
+        return report.params
+    if report.raw.get("config") is None:
+        return None
     try:
-        if all(isinstance(r, dict) for r in records):
-            spec, fmt, hw = records
-            spec = AttentionSpec(**{**spec, "global_tokens": tuple(spec.get("global_tokens",
-                                                                            ()))})
-            return CoreParams(spec, NumberFormat(**fmt), HardwareConfig(**hw))
-        if isinstance(report.get("config"), dict):
-            r = resolve(argparse.Namespace(config=path))
-            return core_params(r, r.spec.seq_len)
-    except (TypeError, ValueError, UsageError) as e:
+        r = resolve(argparse.Namespace(config=path))
+        params = core_params(r, r.spec.seq_len)
+    except UsageError as e:   # (the reader of --config names itself: the file is --from-flow)
         raise UsageError(f"--from-flow: {path} has a configuration that cannot be read: "
-                         f"{e}") from None
-    return None
+                         f"{str(e).removeprefix('--config: ')}") from None
+    if report.core is not None:
+        for key, mine in (("head_dim", params.spec.head_dim), ("window", params.window),
+                          ("key_lanes", params.hw.key_lanes),
+                          ("dim_lanes", params.hw.dim_lanes),
+                          ("data_bits", params.fmt.data_bits)):
+            if report.core[key] != mine:
+                raise UsageError(f"--from-flow: {path}: its core record says {key} "
+                                 f"{report.core[key]}, its config record {key} {mine}")
+    return params
 
 
 def _window_text(spec) -> str:
@@ -276,14 +265,17 @@ def _adopt_flow_core(args, path: Path, core: dict) -> None:
     if any(getattr(args, k, None) is not None
            for k in ("attention_window", "causal", "sliding_window")):
         return
+    from swatkit.fpga_flows.report import ReportError, check_count, read_side_record
+
     before = after = None
     spec_file = path.parent / "swatkit.json"   # written beside flow.json by `swatkit flow`
-    if spec_file.exists():
-        try:
-            spec = json.loads(spec_file.read_text())["spec"]
-            before, after = int(spec["before"]), int(spec["after"])
-        except (OSError, ValueError, KeyError, TypeError):
-            before = after = None
+    try:
+        spec = read_side_record(spec_file).get("spec", {})
+        if "before" in spec or "after" in spec:
+            before = check_count(f"{spec_file}: spec before", spec.get("before"), 0)
+            after = check_count(f"{spec_file}: spec after", spec.get("after"), 0)
+    except ReportError as e:
+        raise UsageError(f"--from-flow: {e}") from None
     if after == 0 and before is not None and before + 1 == core["window"]:
         args.causal, args.sliding_window = True, core["window"]
     elif core["window"] % 2 and core["window"] > 1:

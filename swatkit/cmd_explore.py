@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from swatkit.options import UsageError, check_bandwidth
+from swatkit.options import MAX_CORES, UsageError, check_bandwidth, check_int_option
 
 __all__ = ["add_arguments", "parse_resources", "run"]
 
@@ -74,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from swatkit.rtl.config import MAX_SEQ_LEN
     from swatkit.sim.estimate import TableError, load_table
     from swatkit.sim.explore import (
         RESOURCES,
@@ -85,10 +86,9 @@ def run(args: argparse.Namespace) -> int:
     )
     from swatkit.sim.models import ModelError, load_model
 
-    if args.seq_len < 1:
-        raise UsageError(f"--seq-len must be a positive integer, not {args.seq_len}")
-    if args.max_cores is not None and args.max_cores < 1:
-        raise UsageError(f"--max-cores must be a positive integer, not {args.max_cores}")
+    check_int_option("--seq-len", args.seq_len, 1, MAX_SEQ_LEN)
+    if args.max_cores is not None:
+        check_int_option("--max-cores", args.max_cores, 1, MAX_CORES)
     check_bandwidth(args.offchip_bytes_per_cycle)
     try:
         model = load_model(args.model)

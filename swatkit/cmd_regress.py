@@ -21,9 +21,15 @@ from pathlib import Path
 
 from swatkit.options import (
     DEFAULT_SEQ_LEN,
+    MAX_REGRESS_ROWS,
+    MAX_RUNS,
+    MAX_SEED,
+    MAX_WORKERS,
     UsageError,
     add_hardware_options,
     add_workload_options,
+    check_int_option,
+    check_output_file,
     core_params,
     resolve,
 )
@@ -180,24 +186,22 @@ def own_cases(args) -> list:
     args.seq_len = None
     r = resolve(args)
     lengths = given or (r.spec.seq_len,)
-    runs = 1 if args.runs is None else args.runs
-    if runs < 1:
-        raise UsageError(f"--runs must be a positive integer, not {runs}")
+    runs = 1 if args.runs is None else check_int_option("--runs", args.runs, 1, MAX_RUNS)
+    seq_len = "--seq-len" if given else r.label("seq_len")   # (as the user gave the lengths)
     for n in lengths:
-        if n < 1:
-            raise UsageError(f"--seq-len must be positive integers, not {n}")
+        check_int_option(seq_len, n, 1, MAX_REGRESS_ROWS)
     if r.spec.block_size:   # each N must carry the BigBird pattern as configured
         for n in lengths:
             try:
                 r.spec.replace(seq_len=n)
             except ValueError as e:
-                raise UsageError(f"--seq-len {n}: {e}") from None
+                raise UsageError(f"{seq_len} {n}: {e}") from None
     params = core_params(r, max(r.spec.seq_len, *lengths))
     tokens = r.spec.global_tokens
     for n in lengths:   # every run has the configuration's global tokens: none may be cut
         if tokens and tokens[-1] >= n:
             raise UsageError(f"{r.label('global_tokens')}: global token {tokens[-1]} is outside "
-                             f"0..{n - 1} for --seq-len {n}")
+                             f"0..{n - 1} for {seq_len} {n}")
     kinds = args.inputs or ("random",)
     for kind in kinds:
         if kind not in INPUT_KINDS:
@@ -217,6 +221,12 @@ def own_cases(args) -> list:
     # the harness holds every run's K/V rows with the run's global columns before them (the
     # global tokens, or BigBird's first and last blocks: 2·b rows per run)
     build = _with_depth(build, runs * max(_kv_rows(build, n, pattern) for n in lengths))
+    if build.harness_depth > MAX_REGRESS_ROWS:   # (refused before anything is built)
+        what = (f"--seq-len {max(lengths)} x --runs {runs}" if build.depth else
+                f"{r.label('seq_len')} {r.spec.seq_len}" if r.spec.seq_len >= max(lengths)
+                else f"--seq-len {max(lengths)}")
+        raise UsageError(f"{what} needs a harness of {build.harness_depth} rows (global rows "
+                         f"included); regress takes at most {MAX_REGRESS_ROWS} per case")
     cases = []
     for kind in kinds:
         for n in lengths:
@@ -276,14 +286,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--fast/--full run the matrix; they cannot be combined with a "
                          "configuration")
     if args.workers is None:
-        args.workers = os.cpu_count() or 1
-    if args.workers < 0:
-        raise UsageError(f"-n must be a non-negative integer, not {args.workers}")
-    if args.seed is not None and args.seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, not {args.seed}")
-    for option, path in (("--junitxml", args.junitxml), ("--json", args.json)):
-        if path is not None and not path.resolve().parent.is_dir():
-            raise UsageError(f"{option}: no such folder: {path.parent}")
+        args.workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    check_int_option("-n", args.workers, 0, MAX_WORKERS)
+    if args.seed is not None:
+        check_int_option("--seed", args.seed, 0, MAX_SEED)
+    check_output_file("--junitxml", args.junitxml or Path("results.xml"))
+    if args.json is not None:
+        check_output_file("--json", args.json)
     cases = own_cases(args) if own else matrix(args.full)
     if args.keyword:
         words = [w.strip() for w in args.keyword.split(",") if w.strip()]

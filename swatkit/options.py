@@ -26,22 +26,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import os
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.inputs import InputFileError, check_int, load_json, load_toml
 
 __all__ = [
     "DEFAULT_HEAD_DIM",
     "DEFAULT_SEQ_LEN",
+    "MAX_CORES",
     "MAX_LENGTHS",
+    "MAX_REGRESS_ROWS",
+    "MAX_RUNS",
+    "MAX_SEED",
+    "MAX_WORKERS",
     "Resolved",
     "UsageError",
     "add_hardware_options",
     "add_workload_options",
+    "check_int_option",
+    "check_output_file",
     "core_params",
     "limit_error",
     "parse_lengths",
@@ -55,10 +62,40 @@ DEFAULT_HEAD_DIM = 64      # Longformer-base: 768 / 12 heads
 DEFAULT_ATTENTION_WINDOW = 512
 DEFAULT_SLIDING_WINDOW = 4096
 MAX_LENGTHS = 256          # sequence lengths in one `--seq-len` list or range
+# what one `swatkit regress` case may ask for, refused before anything is built: its rows (the
+# sum over its runs) and the rows its harness holds (the core's max_seq_len at least). The
+# harness keeps every row in simulated memory, and its Verilog grows faster than its depth
+# (default core, load ~5: 17 s at 4,096 rows, 8 min at 16,384, unfinished after 10 min at 65,536).
+MAX_REGRESS_ROWS = 16384
+MAX_RUNS = 1024            # `regress --runs`: runs back to back in one case
+MAX_WORKERS = 256          # `regress -n`: parallel simulations
+MAX_SEED = 2 ** 31 - 1     # `regress --seed` (a fresh seed is drawn below 2^31)
+MAX_CORES = 1024           # `explore --max-cores`
 
 
 class UsageError(Exception):
     """A bad option value or config file; the CLI prints it as one line and exits with 2."""
+
+
+def check_int_option(label: str, value, lo: int, hi: int) -> int:
+    """An integer option a command checks itself: :func:`swatkit.inputs.check_int` (``label``:
+    the option or key as the user gave it), a :class:`UsageError`."""
+    return check_int(label, value, lo, hi, UsageError)
+
+
+def check_output_file(label: str, path: Path) -> Path:
+    """A file a command will write at its end, checked before it starts: not a folder, in a
+    folder that exists and that it may write in."""
+    if path.is_dir():
+        raise UsageError(f"{label}: {path} is a folder, not a file")
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"{label}: no such folder: {path.parent}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{label}: cannot write in {path.parent}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{label}: cannot write {path}")
+    return path
 
 
 # Keys of the [spec] table and the options they mirror
@@ -236,28 +273,18 @@ COMMAND_LABELS = {k: v for table in COMMAND_TABLES.values() for k, v in table.it
 
 def _load_config(path: Path) -> dict:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"--config: no such file: {path}") from None
-    except OSError as e:
-        raise UsageError(f"--config: cannot read {path}: {e.strerror}") from None
+        if path.suffix.lower() == ".json":
+            record = load_json(path)
+        else:
+            data = load_toml(path)
+    except InputFileError as e:
+        raise UsageError(f"--config: {e}") from None
     if path.suffix.lower() == ".json":
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UsageError(f"--config: {path} is not valid JSON: {e}") from None
         data = record.get("config") if isinstance(record, dict) else None
         if not isinstance(data, dict):
             raise UsageError(f"--config: {path} has no \"config\" record (the swatkit.json "
                              "and flow.json that swatkit writes have one, unless their window "
                              "has unequal sides, which no option makes)")
-    else:
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise UsageError(f"--config: {path} is not UTF-8 text (a TOML file)") from None
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"--config: {path} is not valid TOML: {e}") from None
     for table, value in data.items():
         if table not in TABLES:
             raise UsageError(f"--config: unknown table [{table}] in {path} "

@@ -1,14 +1,20 @@
 """Every command, any input: a result (exit 0) or exit 2 with a one-line message; never a
 traceback, never a file outside ``-o``.
 
-Hypothesis drives each subcommand's argument parser and configuration loaders (``--config``,
-``estimate --tech`` and ``--from-flow``) with random option values and random files. The
+Hypothesis drives each subcommand's argument parser and file readers (``--config``,
+``estimate --tech`` and ``--from-flow``, ``explore --flows``) with random option values and
+random files: TOML and JSON with values of the wrong type, huge integers (beyond 64 bits, and
+of more digits than Python converts), JSON nested 33 to 200,000 levels deep, corrupt
+``flow.json`` records (a field dropped, or replaced by a string, a bool, a negative or huge
+number, a list); and in place of a file a FIFO, ``/dev/zero``, a link to it, a folder. The
 commands run in-process (an uncaught exception fails the test with its traceback), in a fresh
-working folder whose only change may be under ``out/``. Only paths that finish in milliseconds
-are taken: ``generate`` and ``flow`` with ``--print-config`` (which resolves and checks
-everything a build would, then stops), ``flow --collect`` and ``--list-boards``, ``estimate`` with
-sequence lengths either small or refused; ``regress``, ``prove`` and ``explore`` are parsed
-only (they run for minutes).
+working folder whose only change may be under ``out/``, under a watchdog: an answer that takes
+more than :data:`WATCHDOG` seconds fails the test (a read that blocks or never ends). Only
+paths that finish in milliseconds are taken: ``generate`` and ``flow`` with ``--print-config``
+(which resolves and checks everything a build would, then stops), ``flow --collect`` and
+``--list-boards``, ``estimate`` with sequence lengths either small or refused, ``explore`` on a
+small model and length; ``regress`` runs up to the point where its work would start (finding
+Verilator: every check of its options comes before it), ``prove`` is parsed only.
 """
 
 from __future__ import annotations
@@ -17,9 +23,13 @@ import contextlib
 import io
 import json
 import os
+import signal
 import tempfile
+import time
 from pathlib import Path
+from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +39,17 @@ from swatkit.toml_text import dumps
 
 # examples per test (~15 s for all five at 200 on one core); more: SWATKIT_ANY_INPUT_EXAMPLES
 EXAMPLES = int(os.environ.get("SWATKIT_ANY_INPUT_EXAMPLES", "200"))
+WATCHDOG = 20   # seconds: no input may take longer to answer (here ~0.01-0.5 s; loaded: 2-10x)
+
+# in place of a file: what check() makes of these markers (FIFO: a named pipe with no writer)
+FIFO, TO_ZERO = "<fifo>", "<link to /dev/zero>"
+NOT_FILES = st.sampled_from(["/dev/zero", "in/fifo", "in/zero", "in", ".", "/",
+                             "no/such/file"])
+NOT_FILE_MARKERS = {"in/fifo": FIFO, "in/zero": TO_ZERO}
+# JSON nested past the readers' bound (32) and past Python's recursion limit
+DEEP = st.sampled_from([33, 1000, 200_000]).map(lambda n: "[" * n + "]" * n)
+HUGE_INTS = st.sampled_from([10 ** 12, 2 ** 63, -2 ** 63 - 1, 10 ** 30])
+DIGITS = "9" * 5000   # more digits than Python converts (sys.get_int_max_str_digits)
 
 # integers that are cheap when legal (a sequence of at most 5000 rows) or refused at once
 INTS = st.one_of(st.integers(1, 64), st.integers(-4, 70), st.integers(71, 5000),
@@ -47,7 +68,7 @@ TEXT_VALUES = st.one_of(INTS.map(str), FLOATS.map(str), WORDS, LENGTHS,
                                          "fpga", "swat,dense", "json", "csv", "module",
                                          "in", "/", "no/such/file.toml"]))
 CONFIG_VALUES = st.one_of(INTS, FLOATS.filter(lambda f: f == f and abs(f) != float("inf")),
-                          st.booleans(), WORDS, LENGTHS, st.lists(INTS, max_size=3))
+                          st.booleans(), WORDS, LENGTHS, st.lists(INTS, max_size=3), HUGE_INTS)
 
 
 @st.composite
@@ -59,11 +80,21 @@ def config_files(draw):
         keys = [*TABLES.get(table, {}), "junk"]
         chosen = draw(st.lists(st.sampled_from(keys), max_size=5, unique=True))
         tables[table] = {k: draw(CONFIG_VALUES) for k in chosen}
-    kind = draw(st.sampled_from(["toml", "json", "bytes"]))
+    kind = draw(st.sampled_from(["toml", "json", "bytes", "deep", "digits"]))
     if kind == "toml":
         return ".toml", dumps(tables).encode()
     if kind == "json":
         return ".json", json.dumps({"config": tables} if draw(st.booleans()) else tables).encode()
+    if kind == "deep":   # nested past the bound, as a whole file or as a key's value
+        deep = draw(DEEP)
+        return draw(st.sampled_from([
+            (".json", deep.encode()),
+            (".json", ('{"config": {"spec": {"seq_len": ' + deep + "}}}").encode()),
+            (".toml", ("[spec]\nseq_len = " + deep + "\n").encode())]))
+    if kind == "digits":
+        return draw(st.sampled_from([
+            (".json", ('{"config": {"spec": {"head_dim": ' + DIGITS + "}}}").encode()),
+            (".toml", ("[spec]\nhead_dim = " + DIGITS + "\n").encode())]))
     return draw(st.sampled_from([".toml", ".json"])), draw(st.binary(max_size=40))
 
 
@@ -79,6 +110,101 @@ def energy_tables(draw):
     text += "\n[energy]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in entries.items())
     return draw(st.one_of(st.just(text.replace("NaN", "nan").replace("Infinity", "inf")),
                           st.binary(max_size=30).map(lambda b: b.decode("latin-1"))))
+
+
+# a flow.json as `swatkit flow --collect` writes it (iCEBreaker, causal window of 9 keys)
+FLOW = {"board": "icebreaker",
+        "fmax_mhz": {"cd_sync.clk": {"achieved": 28.2, "constraint": 25.0, "met": True}},
+        "utilization": {"LUT": {"used": 4362, "available": 5280, "cell": "ICESTORM_LC"},
+                        "DSP": {"used": 3, "available": 8, "cell": "ICESTORM_DSP"},
+                        "BRAM": {"used": 10, "available": 30, "cell": "ICESTORM_RAM"}},
+        "core": {"head_dim": 8, "window": 9, "key_lanes": 1, "dim_lanes": 2, "data_bits": 8,
+                 "cycles_per_row": 36},
+        "spec": {"seq_len": 1024, "head_dim": 8, "before": 8, "after": 0, "dilation": 1,
+                 "global_tokens": [], "block_size": 0, "num_random_blocks": 0,
+                 "pattern_seed": None, "explicit_random_table": None},
+        "format": {"data_bits": 8, "prob_bits": 16, "exp_frac_bits": 6, "const_bits": 16,
+                   "out_bits": 8, "out_frac_bits": 0, "scale_q": 0.03125, "scale_k": 0.03125,
+                   "scale_v": 0.03125},
+        "hardware": {"key_lanes": 1, "dim_lanes": 2, "max_seq_len": 1024,
+                     "max_global_tokens": 0, "max_dilation": 1, "global_engines": 0}}
+ODD_VALUES = st.one_of(st.sampled_from([None, True, False, "8", "", -1, 0, -5.0, 1e308, 8.0,
+                                        [], {}, [8], {"achieved": "fast"}]),
+                       HUGE_INTS, INTS, FLOATS.filter(lambda f: f == f))
+
+
+def _paths(record, prefix=()):
+    """Every key path into a JSON record."""
+    for key, value in record.items():
+        yield (*prefix, key)
+        if isinstance(value, dict):
+            yield from _paths(value, (*prefix, key))
+
+
+FLOW_PATHS = sorted(_paths(FLOW))
+
+
+@st.composite
+def flow_reports(draw):
+    """A flow.json: FLOW with up to three fields dropped or replaced by odd values (none: a
+    valid report), or odd bytes."""
+    kind = draw(st.sampled_from(["mutated", "mutated", "mutated", "deep", "digits", "bytes"]))
+    if kind == "deep":
+        return draw(DEEP).encode()
+    if kind == "digits":
+        return json.dumps(FLOW).replace('"window": 9', '"window": ' + DIGITS).encode()
+    if kind == "bytes":
+        return draw(st.binary(max_size=40))
+    report = json.loads(json.dumps(FLOW))
+    for path in draw(st.lists(st.sampled_from(FLOW_PATHS), max_size=3, unique=True)):
+        parent = report
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and path[-1] in parent:
+            if draw(st.booleans()):
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = draw(ODD_VALUES)
+    return json.dumps(report).encode()
+
+
+def file_option(draw, files: dict, stem: str, content) -> str:
+    """The path a file option names: a new file ``in/<stem><n><suffix>`` holding ``content``
+    (a strategy of (suffix, bytes)), or (one in four) something that is not a readable file."""
+    if draw(st.integers(0, 3)) == 0:
+        path = draw(NOT_FILES)
+        if path in NOT_FILE_MARKERS:
+            files[path] = NOT_FILE_MARKERS[path]
+        return path
+    suffix, data = draw(content)
+    path = f"in/{stem}{len(files)}{suffix}"
+    files[path] = data
+    return path
+
+
+@st.composite
+def flow_folders(draw, files: dict) -> str:
+    """``explore --flows``: a folder of one or two projects, each a flow.json (a report, or
+    not a file) and maybe a swatkit.json beside it; or something that is not a folder."""
+    if draw(st.integers(0, 4)) == 0:
+        path = draw(NOT_FILES)
+        if path in NOT_FILE_MARKERS:
+            files[path] = NOT_FILE_MARKERS[path]
+        return path
+    for project in ("a", "b")[:draw(st.integers(1, 2))]:
+        files[f"in/flows/{project}/flow.json"] = draw(st.one_of(
+            flow_reports(), flow_reports(), st.sampled_from([FIFO, TO_ZERO])))
+        if draw(st.booleans()):
+            files[f"in/flows/{project}/swatkit.json"] = draw(st.one_of(
+                st.sampled_from([FIFO, TO_ZERO, b"[1, 2]", b"{", b"[" * 40 + b"]" * 40]),
+                st.fixed_dictionaries({}, optional={
+                    "spec": st.fixed_dictionaries({}, optional={"before": ODD_VALUES,
+                                                                "after": ODD_VALUES}),
+                    "hardware": st.fixed_dictionaries({}, optional={"max_seq_len": ODD_VALUES}),
+                    "selftest": st.one_of(ODD_VALUES, st.fixed_dictionaries(
+                        {}, optional={"rows": ODD_VALUES}))}).map(
+                    lambda r: json.dumps(r).encode())))
+    return "in/flows"
 
 
 def options_of(command: str) -> dict:
@@ -100,18 +226,23 @@ def argvs(draw, command, skip=(), always=()):
         if action.nargs == 0:
             continue
         if name == "--config":
-            suffix, data = draw(config_files())
-            files[f"in/c{len(files)}{suffix}"] = data
-            argv.append(f"in/c{len(files) - 1}{suffix}")
+            argv.append(file_option(draw, files, "c", config_files()))
         elif name == "--tech" and draw(st.booleans()):
-            files[f"in/t{len(files)}.toml"] = draw(energy_tables()).encode()
-            argv.append(f"in/t{len(files) - 1}.toml")
+            argv.append(file_option(draw, files, "t", energy_tables().map(
+                lambda text: (".toml", text.encode()))))
         elif name == "--from-flow":
-            files[f"in/f{len(files)}.json"] = json.dumps(draw(st.one_of(
+            argv.append(file_option(draw, files, "f", st.one_of(flow_reports(), st.one_of(
                 st.dictionaries(st.just("fmax_mhz"), st.one_of(FLOATS, WORDS, st.dictionaries(
                     WORDS, st.one_of(FLOATS, st.dictionaries(st.just("achieved"), FLOATS))))),
-                st.lists(INTS)))).encode()
-            argv.append(f"in/f{len(files) - 1}.json")
+                st.lists(INTS)).map(lambda r: json.dumps(r).encode())).map(
+                lambda data: (".json", data))))
+        elif name == "--flows":
+            argv.append(draw(flow_folders(files)))
+        elif name in ("--junitxml", "--json") and command == "regress":
+            argv.append(draw(st.one_of(NOT_FILES, st.sampled_from(["out/r.xml", "out/",
+                                                                   "out/no/r.json"]))))
+            if argv[-1] in NOT_FILE_MARKERS:
+                files[argv[-1]] = NOT_FILE_MARKERS[argv[-1]]
         elif name in ("-o", "--output"):
             argv.append(draw(st.sampled_from(["out/a", "out", "out/", "out/.", "out/b.png"])))
         elif name == "--plot":  # the file estimate writes: inside out/ too
@@ -125,33 +256,82 @@ def argvs(draw, command, skip=(), always=()):
     return argv, files
 
 
-def check(argv, files):
-    """Run ``swatkit argv`` in a fresh folder holding ``files``: exit 0 or 2, a one-line error
-    (at most three lines on stderr), no file changed outside ``out/``."""
+class WouldStartError(Exception):
+    """Raised where a command's long work would start: every check of its input has passed."""
+
+
+class HungError(Exception):
+    pass
+
+
+def _watchdog(signum, frame):
+    raise HungError(f"no answer within {WATCHDOG} s")
+
+
+def check(argv, files, stop_at=None):
+    """Run ``swatkit argv`` in a fresh folder holding ``files`` (bytes, or FIFO / TO_ZERO):
+    exit 0 or 2, a one-line error (at most three lines on stderr), no file changed outside
+    ``out/``, an answer within :data:`WATCHDOG` seconds. ``stop_at`` (a function's dotted
+    name) is where the command's work would start: reaching it counts as exit 0."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, data in files.items():
-            (work / name).parent.mkdir(exist_ok=True)
-            (work / name).write_bytes(data)
-        before = {p: p.stat().st_mtime_ns for p in work.rglob("*")}
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            if data == FIFO:
+                os.mkfifo(work / name)
+            elif data == TO_ZERO:
+                os.symlink("/dev/zero", work / name)
+            else:
+                (work / name).write_bytes(data)
+        before = {p: p.lstat().st_mtime_ns for p in work.rglob("*")}
         out, err = io.StringIO(), io.StringIO()
         cwd = os.getcwd()
         os.chdir(work)
+        previous = signal.signal(signal.SIGALRM, _watchdog)
+        signal.setitimer(signal.ITIMER_REAL, WATCHDOG)
+        start = time.monotonic()
         try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = main(argv)
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(contextlib.redirect_stdout(out))
+                stack.enter_context(contextlib.redirect_stderr(err))
+                if stop_at:
+                    stack.enter_context(mock.patch(stop_at, side_effect=WouldStartError))
+                try:
+                    code = main(argv)
+                except WouldStartError:
+                    code = 0
         finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
             os.chdir(cwd)
+        seconds = time.monotonic() - start
         lines = err.getvalue().splitlines()
         event(f"exit {code}")  # the share of results and refusals: --hypothesis-show-statistics
+        if code == 2:
+            ANSWERS.append(seconds)
         assert code in (0, 2), (argv, code, lines)
         assert "Traceback" not in err.getvalue(), (argv, lines)
         assert len(lines) <= 3, (argv, lines)
         if code == 2:
             assert lines[-1].startswith("swatkit: error: "), (argv, lines)
-        changed = {p for p in work.rglob("*") if before.get(p) != p.stat().st_mtime_ns}
+        changed = {p for p in work.rglob("*") if before.get(p) != p.lstat().st_mtime_ns}
         outside = {p for p in changed if p.relative_to(work).parts[0] != "out"}
         assert not outside, (argv, outside)
+
+
+ANSWERS = []   # seconds to each refusal (exit 2) in this module's tests
+
+
+@pytest.fixture(scope="module", autouse=True)
+def refusal_times():
+    """How many inputs were refused, and how fast (in-process: without Python's start-up);
+    shown with ``-s``."""
+    yield
+    if ANSWERS:
+        times = sorted(ANSWERS)
+        print(f"\n{len(times)} refusals: median {1000 * times[len(times) // 2]:.1f} ms, "
+              f"99th percentile {1000 * times[int(0.99 * (len(times) - 1))]:.1f} ms, "
+              f"max {1000 * times[-1]:.1f} ms")
 
 
 FAST = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
@@ -188,9 +368,29 @@ def test_estimate_any_options(case):
 
 
 @FAST
-@given(st.sampled_from(["regress", "prove", "explore"]).flatmap(argvs))
-def test_long_running_commands_parse_or_fail_in_one_line(case):
-    """regress, prove and explore run for minutes once parsed: their parsers only."""
+@given(st.sampled_from(["icebreaker", "ulx3s-85f"]),
+       st.one_of(st.integers(1, 4096), st.sampled_from([0, -1, 2 ** 24 + 1, 10 ** 30])),
+       argvs("explore", skip=("--model", "--board", "--seq-len", "--max-cores", "--plot"),
+             always=("--model", "longformer-base")))
+def test_explore_any_options(board, seq_len, case):
+    """explore on a small model and length (a run takes well under a second), with random
+    --flows folders and --tech tables."""
+    argv, files = case
+    check([*argv, "--board", board, "--seq-len", str(seq_len)], files)
+
+
+@FAST
+@given(argvs("regress"))
+def test_regress_any_options(case):
+    """regress up to finding Verilator, which comes after every check of its options: a bad
+    input is refused before any build or simulation starts."""
+    check(*case, stop_at="swatkit.toolchain.find_verilator")
+
+
+@FAST
+@given(argvs("prove"))
+def test_prove_parses_or_fails_in_one_line(case):
+    """prove runs for minutes once parsed: its parser only."""
     argv, _ = case
     try:
         build_parser().parse_args(argv)

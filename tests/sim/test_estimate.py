@@ -120,8 +120,8 @@ def test_bad_tables(tmp_path, text, message):
 
 
 def test_unreadable_tables(tmp_path):
-    with pytest.raises(ValueError, match=rf"^cannot read energy table {re.escape(str(tmp_path))}: "
-                                         r"Is a directory$"):
+    with pytest.raises(ValueError, match=rf"^energy table {re.escape(str(tmp_path))} is a folder, "
+                                         r"not a file$"):
         load_table(str(tmp_path))
     (tmp_path / "t.toml").write_bytes(b"\xff\xfe")
     with pytest.raises(ValueError, match=r"^energy table .*t\.toml is not UTF-8 text"):

@@ -293,8 +293,9 @@ def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["-n", "-1"], r"-n must be a non-negative integer, not -1"),
-    (["--seed", "-3"], r"--seed must be a non-negative integer, not -3"),
+    (["-n", "-1"], r"-n must be an integer in 0\.\.256, not -1"),
+    (["-n", "100000"], r"-n must be an integer in 0\.\.256, not 100000"),
+    (["--seed", "-3"], r"--seed must be an integer in 0\.\.2147483647, not -3"),
     (["--fast", "--full"], r"argument --full: not allowed with argument --fast"),
     (["--waves", "lxt"],  # argparse quotes the choices from Python 3.12 on
      r"argument --waves: invalid choice: 'lxt' \(choose from '?vcd'?, '?fst'?\)"),
@@ -305,8 +306,18 @@ def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
     (["--inputs", "noise"], r"--inputs: unknown kind 'noise' \(one of random, max, min, "
                             r"extremes, equal_scores, dominant, small\)"),
     (["--gap", "1.5"], r"--gap must be a probability in \[0, 1\), not 1\.5"),
-    (["--runs", "0"], r"--runs must be a positive integer, not 0"),
-    (["--seq-len", "0"], r"--seq-len must be positive integers, not 0"),
+    (["--runs", "0"], r"--runs must be an integer in 1\.\.1024, not 0"),
+    (["--runs", "100000000"], r"--runs must be an integer in 1\.\.1024, not 100000000"),
+    (["--seq-len", "0"], r"--seq-len must be an integer in 1\.\.16384, not 0"),
+    (["--seq-len", "16777216"], r"--seq-len must be an integer in 1\.\.16384, not 16777216"),
+    (["--seq-len", "9000", "--runs", "2"], r"--seq-len 9000 x --runs 2 needs a harness of "
+                                          r"18000 rows \(global rows included\); regress takes "
+                                          r"at most 16384 per case"),
+    (["--config", "c.toml", "--seq-len", "100"],
+     r"\[spec\] seq_len in c\.toml 100000 needs a harness of 100000 rows \(global rows "
+     r"included\); regress takes at most 16384 per case"),
+    (["--junitxml", "."], r"--junitxml: \. is a folder, not a file"),
+    (["--json", "."], r"--json: \. is a folder, not a file"),
     (["--seq-len", "x"], r"argument --seq-len: must be comma-separated integers, not 'x'"),
     (["--attention-window", "7"], r"--attention-window must be a positive even integer, not 7"),
     (["--head-dim", "8", "--dim-lanes", "3"], r"--dim-lanes \(3\) must divide head_dim \(8\)"),
@@ -317,11 +328,14 @@ def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
 ])
 def test_cli_bad_values(argv, message, request, tmp_path):
     build_dir = request.config.getoption("build_dir")
+    if "c.toml" in argv:
+        (tmp_path / "c.toml").write_text("[spec]\nseq_len = 100000\n")
+    before = set(tmp_path.iterdir())
     done = swatkit("regress", *argv, *(["--build-dir", build_dir] if build_dir else []),
                    cwd=tmp_path)
     assert done.returncode == 2
     assert re.fullmatch(f"swatkit: error: {message}", done.stderr.splitlines()[-1]), done.stderr
-    assert not list(tmp_path.iterdir())  # refused before anything was built or written
+    assert set(tmp_path.iterdir()) == before  # refused before anything was built or written
 
 
 def test_cli_exit_code_on_failure(tmp_path):
