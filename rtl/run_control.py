@@ -63,7 +63,7 @@ def run_signature(p: CoreParams, cmd_layout: data.Layout) -> wiring.Signature:
         members["n_mb"] = Out(p.index_bits)    # N − b: the first token of the last block
         if rmax:
             members["rcount"] = Out(range(rmax + 1))
-            members["rnd_last"] = Out(range(max(p.random_rows, 1)))   # r·b − 1
+            members["rnd_last"] = Out(range(max(p.random_rows, 2)))   # r·b − 1 (one bit at least)
     return wiring.Signature(members)
 
 

@@ -362,8 +362,7 @@ def legal_configs(draw, kind):
     if kind == "bigbird":
         block = draw(st.sampled_from([1, 2, 4]))
         n = block * draw(st.integers(3, 10))
-        # (r·b = 1 is test_known_lint_failures' case until rtl/core.py is fixed)
-        r = draw(st.sampled_from([0, 2] if block == 1 else [0, 1, 2]))
+        r = draw(st.sampled_from([0, 1, 2]))
         try:
             spec = AttentionSpec.bigbird(n, head_dim, block, r, seed=draw(st.integers(0, 99)))
         except ValueError:   # more random blocks than a row has: not legal
@@ -432,12 +431,8 @@ def test_shapes_that_once_failed_lint_clean(tmp_path, spec, hw):
     check_lints_clean(tmp_path, spec, NumberFormat(), hw)
 
 
-@pytest.mark.xfail(strict=True, raises=LintError,
-                   reason="rtl/core.py: rnd_last = Signal(range(max(random_rows, "
-                   "1))) is 0 bits wide when r·b = 1 (`wire [-1:0] rnd_last`, ASCRANGE); "
-                   "range(max(random_rows, 2)) fixes it. When it passes, remove this mark and "
-                   "let legal_configs draw r = 1 with block 1 again.")
-def test_known_lint_failures(tmp_path):
-    """BigBird with block 1 and one random block (r·b = 1 random row per query block)."""
+def test_one_random_row_lints_clean(tmp_path):
+    """BigBird with block 1 and one random block (r·b = 1 random row per query block: the
+    random-row counter's range was 0 bits wide, ``wire [-1:0]``)."""
     check_lints_clean(tmp_path, AttentionSpec.bigbird(6, 1, 1, 1), NumberFormat(),
                       HardwareConfig(1, 1, 6))
