@@ -58,6 +58,7 @@ from importlib import resources
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec
+from swatkit.inputs import InputFileError, load_json
 
 __all__ = ["FAMILIES", "PRESETS", "Family", "LayerPattern", "ModelConfig", "ModelError",
            "load_model"]
@@ -65,6 +66,8 @@ __all__ = ["FAMILIES", "PRESETS", "Family", "LayerPattern", "ModelConfig", "Mode
 PRESETS = ("longformer-base", "longformer-large", "bigbird-roberta-base", "mistral-7b")
 
 MAX_CONFIG_BYTES = 16 * 2 ** 20   # a config.json is a few KB; a larger file is not one
+MAX_LAYERS = 10_000   # layers of a model: the estimate walks them one by one
+MAX_HEADS = 65_536    # query heads of a layer
 
 
 class ModelError(ValueError):
@@ -250,27 +253,11 @@ _TEXT_CONFIG_TYPES = {"gemma3": "gemma3_text"}
 _LAYER_TYPES = ("sliding_attention", "full_attention")
 
 
-def _read_bounded(path: Path) -> str:
-    """The file's text, refused beyond ``MAX_CONFIG_BYTES`` (a device or a huge file is no
-    config.json; reading it whole would hang or exhaust memory)."""
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as e:
-        raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ModelError(f"{path} is larger than {MAX_CONFIG_BYTES // 2 ** 20} MiB: not a "
-                         f"config.json")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ModelError(f"cannot read {path}: {e}") from None
-
-
 def _read(name_or_path: str) -> tuple[dict, str, str]:
     if name_or_path in PRESETS:
         text = resources.files("swatkit.sim").joinpath(f"presets/{name_or_path}.json").read_text()
         where = name_or_path
+        data = json.loads(text)
     else:
         path = Path(name_or_path)
         if path.is_dir():
@@ -280,12 +267,11 @@ def _read(name_or_path: str) -> tuple[dict, str, str]:
         elif not path.exists():
             raise ModelError(f"unknown model {name_or_path!r}: not a preset "
                              f"({', '.join(PRESETS)}) and no such file or folder")
-        text = _read_bounded(path)
         where = str(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{where} is not valid JSON: {e}") from None
+        try:   # (bounded: a device, a FIFO or a huge file is no config.json)
+            data = load_json(path, MAX_CONFIG_BYTES)
+        except InputFileError as e:
+            raise ModelError(str(e)) from None
     if not isinstance(data, dict):
         raise ModelError(f"{where}: a config.json holds a JSON object, not {type(data).__name__}")
     meta = data.get("_swatkit_preset") or {}
@@ -319,7 +305,8 @@ class _Fields:
     def fail(self, key: str, what: str, value) -> ModelError:
         return ModelError(f"{self.where}: {self.name(key)} must be {what}, not {value!r}")
 
-    def int(self, key: str, default=_MISSING, *, lo: int = 1, null: bool = False):
+    def int(self, key: str, default=_MISSING, *, lo: int = 1, hi: int | None = None,
+            null: bool = False):
         value = self.raw(key, default)
         if value is _MISSING:
             raise ModelError(f"{self.where} lacks {self.name(key)!r}")
@@ -328,6 +315,8 @@ class _Fields:
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             what = "a positive integer" if lo == 1 else "a non-negative integer"
             raise self.fail(key, what + (" or null" if null else ""), value)
+        if hi is not None and value > hi:
+            raise self.fail(key, f"at most {hi:,} (far above any published model)", value)
         return value
 
     def bool(self, key: str, default: bool) -> bool:
@@ -446,8 +435,8 @@ def load_model(name_or_path: str) -> ModelConfig:
         raise ModelError(f"{where}: {prefix}model_type must be a string, not {model_type!r}")
     family = FAMILIES.get(model_type)
     f = _Fields(data, where, prefix, family)
-    layers = f.int("num_hidden_layers")
-    heads = f.int("num_attention_heads")
+    layers = f.int("num_hidden_layers", hi=MAX_LAYERS)
+    heads = f.int("num_attention_heads", hi=MAX_HEADS)
     kv_heads = f.int("num_key_value_heads", None, null=True) or heads
     if heads % kv_heads:
         raise ModelError(f"{where}: {f.name('num_key_value_heads')} ({kv_heads}) must divide "

@@ -162,11 +162,21 @@ def test_a_file_too_large_for_a_config_is_not_read_whole(tmp_path):
     big = tmp_path / "config.json"
     with big.open("wb") as f:   # (sparse: 16 MiB + 1 byte without writing them)
         f.truncate(16 * 2 ** 20 + 1)
-    with pytest.raises(ModelError, match=f"^{re.escape(str(big))} is larger than 16 MiB: not a "
-                                         f"config\\.json$"):
+    with pytest.raises(ModelError, match=f"^{re.escape(str(big))} is larger than 16,777,216 "
+                                         f"bytes$"):
         load_model(str(tmp_path))
     big.write_text(json.dumps(MIXED) + " " * (16 * 2 ** 20 - len(json.dumps(MIXED))))
     assert load_model(str(big)).layers == 4   # 16 MiB exactly is read
+
+
+def test_sizes_beyond_any_model_are_refused_at_once(tmp_path):
+    # (10^12 layers built a list per layer until memory ran out)
+    with pytest.raises(ModelError, match=r"^.*config\.json: num_hidden_layers must be at most "
+                       r"10,000 \(far above any published model\), not 1000000000000$"):
+        load_model(str(write(tmp_path, {**MIXED, "num_hidden_layers": 10 ** 12})))
+    with pytest.raises(ModelError, match=r"^.*config\.json: num_attention_heads must be at most "
+                       r"65,536 \(far above any published model\), not 1048576$"):
+        load_model(str(write(tmp_path, {**MIXED, "num_attention_heads": 2 ** 20})))
 
 
 def test_patterns_the_core_cannot_run(tmp_path):
