@@ -158,6 +158,9 @@ class CoreParams:
         if spec.window > MAX_WINDOW:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
+        if spec.sink_tokens:  # (the core has no key-only columns yet: issue 25, item 2)
+            raise ValueError(f"sink_tokens must be 0 on the SWAT core (it has no sink columns "
+                             f"yet), not {spec.sink_tokens}")
         b = spec.block_size
         if b and b & (b - 1):
             raise ValueError(f"block_size must be a power of two on the SWAT core (it checks "
