@@ -110,11 +110,12 @@ def _check_sink_logits(sink_logits, heads: int) -> np.ndarray | None:
     if sink_logits is None:
         return None
     try:
-        z = np.asarray(sink_logits, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"sink_logits must be real numbers, not {sink_logits!r}") from None
-    if isinstance(sink_logits, str | bytes) or np.asarray(sink_logits).dtype.kind == "b":
+        raw = np.asarray(sink_logits)
+    except ValueError:  # (a ragged sequence)
+        raw = np.asarray(None)
+    if raw.dtype.kind not in "iuf":
         raise TypeError(f"sink_logits must be real numbers, not {sink_logits!r}")
+    z = raw.astype(np.float64)
     if z.ndim > 1 or z.size != heads:
         raise ValueError(f"sink_logits must hold one value per query head ({heads}), not "
                          f"shape {z.shape}")

@@ -298,7 +298,7 @@ class NumberFormat:
             i = int(np.argmax(bad.reshape(-1)))
             unit = self.score_unit(head_dim)
             raise ValueError(
-                f"sink logit {float(z.reshape(-1)[i])!r} (head {i}) is outside the scores' "
+                f"sink logit {float(z.reshape(-1)[i]):.6g} (head {i}) is outside the scores' "
                 f"range [{lo * unit:.6g}, {hi * unit:.6g}] of this format (head_dim "
                 f"{head_dim})")
         return sigma.astype(np.int64)
