@@ -423,7 +423,8 @@ class CoreParams:
                   ("before", run.before, self.spec.before),
                   ("after", run.after, self.spec.after),
                   ("dilation", run.dilation, self.max_dilation),
-                  ("global_tokens", len(run.global_tokens), self.max_global_tokens))
+                  ("global_tokens", len(run.global_tokens), self.max_global_tokens),
+                  ("sink_tokens", run.sink_tokens, self.spec.sink_tokens))
         for name, value, limit in limits:
             if value > limit:
                 what = "global tokens" if name == "global_tokens" else name

@@ -149,6 +149,11 @@ def test_core_params_refuses_sinks():
     record["spec"]["sink_tokens"] = 4
     with pytest.raises(ValueError, match=message):
         CoreParams.from_dict(record)
+    # nor can a run bring them in
+    p = CoreParams(spec.replace(sink_tokens=0), NumberFormat(), hw)
+    with pytest.raises(ValueError, match=r"^sink_tokens must be at most 0 on this core "
+                                         r"\(generated for 0\), not 2$"):
+        p.run_spec(32, sink_tokens=2)
 
 
 # -- reference computations written from the contract -----------------------------------------
