@@ -13,6 +13,12 @@
     prints :func:`error_report`: the bit-exact model against float64 attention on the same
     (dequantised) inputs, in output LSBs and in real units, beside the proven bound.
 
+``python -m swatkit.golden.bench sinks``
+    The same error table for grouped heads with attention sinks: a GPT-OSS-style sliding layer
+    head group (causal window, ``--heads`` query heads on ``--kv-heads`` K/V heads, one learned
+    sink logit per head drawn uniformly from ``--sink-range``) and a StreamingLLM-style window
+    with ``--sink-tokens`` sink keys.
+
 The inputs are seeded (``--seed``), so every figure can be reproduced.
 """
 
@@ -32,7 +38,7 @@ from .models import attention_reference, error_report, fixed_point_attention, wi
 from .numerics import NumberFormat, quantize
 from .spec import AttentionSpec
 
-__all__ = ["ERROR_FORMATS", "main", "measure_errors", "measure_speed"]
+__all__ = ["ERROR_FORMATS", "main", "measure_errors", "measure_sinks", "measure_speed"]
 
 
 def _peak_rss_mib() -> float:
@@ -154,6 +160,36 @@ def measure_errors(seq_len: int = 16384, head_dim: int = 64, attention_window: i
     return title + "\n" + _table(header, rows)
 
 
+def measure_sinks(seq_len: int = 4096, head_dim: int = 64, sliding_window: int = 128,
+                  heads: int = 8, kv_heads: int = 1, sink_tokens: int = 4, seed: int = 0,
+                  sigma: float = 1.0, sink_range: tuple[float, float] = (-2.0, 4.0)) -> str:
+    """The error table of :data:`ERROR_FORMATS` for grouped heads with learned sink logits
+    (GPT-OSS) and with sink tokens (StreamingLLM); see the module docstring."""
+    rng = np.random.default_rng(seed)
+    q_real = sigma * rng.standard_normal((heads, seq_len, head_dim))
+    k_real, v_real = sigma * rng.standard_normal((2, kv_heads, seq_len, head_dim))
+    logits = rng.uniform(*sink_range, heads)
+    window = AttentionSpec.causal(seq_len, head_dim, sliding_window)
+    cases = [("learned sinks", window, logits),
+             (f"{sink_tokens} sink tokens", window.replace(sink_tokens=sink_tokens), None)]
+    rows = []
+    for name, fmt in ERROR_FORMATS.items():
+        q, k, v = (quantize(x, s, fmt.data_bits) for x, s in
+                   zip((q_real, k_real, v_real), (fmt.scale_q, fmt.scale_k, fmt.scale_v),
+                       strict=True))
+        for case, spec, z in cases:
+            r = error_report(q, k, v, spec, fmt, sink_logits=z)
+            rows.append([name, case, f"{fmt.scale_o:.6g}", f"{r.max_lsb:.3f}",
+                         f"{r.mean_lsb:.4f}", f"{r.max_abs:.3e}", f"{r.mean_abs:.3e}",
+                         f"{r.bound_lsb:.2f}"])
+    title = (f"N {seq_len}, head_dim {head_dim}, causal sliding_window {sliding_window}, "
+             f"{heads} query heads on {kv_heads} K/V heads, Q, K, V ~ N(0, {sigma:g}²) "
+             f"quantised, sink logits ~ U({sink_range[0]:g}, {sink_range[1]:g}), seed {seed}")
+    header = ["format", "case", "LSB (scale_o)", "max [LSB]", "mean [LSB]", "max [real]",
+              "mean [real]", "bound [LSB]"]
+    return title + "\n" + _table(header, rows)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -188,6 +224,17 @@ def main(argv=None) -> int:
     errors.add_argument("--attention-window", type=int, default=512)
     errors.add_argument("--sigma", type=float, default=1.0, help="std. dev. of Q, K, V reals")
     errors.add_argument("--seed", type=int, default=0)
+    sinks = sub.add_parser("sinks", help="measured error with grouped heads and attention sinks")
+    sinks.add_argument("--seq-len", type=int, default=4096)
+    sinks.add_argument("--head-dim", type=int, default=64)
+    sinks.add_argument("--sliding-window", type=int, default=128)
+    sinks.add_argument("--heads", type=_positive, default=8)
+    sinks.add_argument("--kv-heads", type=_positive, default=1)
+    sinks.add_argument("--sink-tokens", type=int, default=4)
+    sinks.add_argument("--sink-range", type=float, nargs=2, default=(-2.0, 4.0),
+                       metavar=("LOW", "HIGH"), help="learned sink logits ~ U(LOW, HIGH)")
+    sinks.add_argument("--sigma", type=float, default=1.0, help="std. dev. of Q, K, V reals")
+    sinks.add_argument("--seed", type=int, default=0)
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["speed", *argv]
@@ -197,6 +244,13 @@ def main(argv=None) -> int:
             print(measure_speed(args.seq_len, args.head_dim, args.attention_window,
                                 args.fixed_seq_len, args.seed, args.repeat,
                                 not args.no_dense, args.threads))
+        elif args.command == "sinks":
+            if args.heads % args.kv_heads:
+                raise ValueError(f"--heads ({args.heads}) must be a multiple of --kv-heads "
+                                 f"({args.kv_heads})")
+            print(measure_sinks(args.seq_len, args.head_dim, args.sliding_window, args.heads,
+                                args.kv_heads, args.sink_tokens, args.seed, args.sigma,
+                                tuple(args.sink_range)))
         else:
             print(measure_errors(args.seq_len, args.head_dim, args.attention_window, args.seed,
                                  args.sigma))

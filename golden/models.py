@@ -6,6 +6,14 @@
   contract of :mod:`swatkit.golden.numerics`); the RTL must equal it exactly.
 * :func:`error_report` — the fixed-point model's error against the float model.
 
+Heads: every model takes one head, ``q``, ``k``, ``v`` of shape ``(N, d)``, or grouped query
+heads, ``q`` ``(H, N, d)`` and ``k``, ``v`` ``(K, N, d)`` with ``H`` a multiple of ``K``: query
+head ``h`` uses K/V head ``h // (H / K)`` (Hugging Face's ``repeat_kv`` order), and the results
+gain a leading head axis. Each head is the one-head model on its K/V head. GPT-OSS's learned
+sinks are ``sink_logits=`` (one real value per query head, in units of ``q·k/sqrt(d)``): they join
+each row's softmax max and denominator and carry no value; StreamingLLM's sink keys are
+``spec.sink_tokens``. See docs/numerics.md, "Grouped heads and attention sinks".
+
 Global tokens (``spec.global_tokens``): every row attends its band and the global columns through
 ``q``, ``k``, ``v`` (a global column inside the band counts once); a global row attends all N keys.
 Hugging Face's Longformer computes the global rows with their own projections (``query_global``,
@@ -44,13 +52,20 @@ _EXACT_FLOAT = 2 ** 53
 _BATCH_SCORES = 2 ** 18
 
 
-def _check_arrays(names, arrays, integer: bool) -> list[np.ndarray]:
-    """Each input a 2-D array; integer dtype (fixed point) or finite values (float)."""
+def _shape_name(name: str, ndim: int) -> str:
+    if ndim == 2:
+        return "a 2-D array (seq_len, head_dim)"
+    heads = "heads" if name.startswith("q") else "kv_heads"
+    return f"a 3-D array ({heads}, seq_len, head_dim)"
+
+
+def _check_arrays(names, arrays, integer: bool, ndim: int = 2) -> list[np.ndarray]:
+    """Each input an ``ndim``-D array; integer dtype (fixed point) or finite values (float)."""
     out = []
     for name, x in zip(names, arrays, strict=True):
         x = np.asarray(x)
-        if x.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D array (seq_len, head_dim), not shape {x.shape}")
+        if x.ndim != ndim:
+            raise ValueError(f"{name} must be {_shape_name(name, ndim)}, not shape {x.shape}")
         if integer and not np.issubdtype(x.dtype, np.integer):
             raise TypeError(f"{name} must be an integer array, not {x.dtype}")
         if not integer and not np.all(np.isfinite(x)):
@@ -59,20 +74,88 @@ def _check_arrays(names, arrays, integer: bool) -> list[np.ndarray]:
     return out
 
 
-def _check_inputs(q, k, v, spec: AttentionSpec | None, integer: bool, global_qkv=None):
-    """Check q, k, v (and the global projections, if given) and return them as arrays.
+class _Heads(NamedTuple):
+    """Checked inputs with a head axis: q ``(H, N, d)``, k and v ``(K, N, d)``."""
 
-    Returns ``(q, k, v, global_qkv)`` where ``global_qkv`` is None or a tuple of three arrays of
-    q's shape.
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    global_qkv: tuple | None          # (q_g (H, N, d), k_g (K, N, d), v_g (K, N, d)) or None
+    sink_logits: np.ndarray | None    # (H,) float64 or None
+    one_head: bool                    # 2-D inputs: the results have no head axis
+
+    @property
+    def heads(self) -> int:
+        return self.q.shape[0]
+
+    def kv_head(self, h: int) -> int:
+        """Hugging Face's ``repeat_kv`` order: query head h uses K/V head h // (H / K)."""
+        return h // (self.q.shape[0] // self.k.shape[0])
+
+    def head(self, h: int):
+        """``(q, k, v, global_qkv, sink)`` of query head ``h`` (2-D arrays)."""
+        kv = self.kv_head(h)
+        g = None if self.global_qkv is None else (
+            self.global_qkv[0][h], self.global_qkv[1][kv], self.global_qkv[2][kv])
+        z = None if self.sink_logits is None else self.sink_logits[h]
+        return self.q[h], self.k[kv], self.v[kv], g, z
+
+    def join(self, per_head):
+        """Stack per-head results along a new first axis (none for 2-D inputs)."""
+        return per_head[0] if self.one_head else np.stack(per_head)
+
+
+def _check_sink_logits(sink_logits, heads: int) -> np.ndarray | None:
+    """``sink_logits`` as ``(heads,)`` float64: one finite real value per query head."""
+    if sink_logits is None:
+        return None
+    try:
+        raw = np.asarray(sink_logits)
+    except ValueError:  # (a ragged sequence)
+        raw = np.asarray(None)
+    if raw.dtype.kind not in "iuf":
+        raise TypeError(f"sink_logits must be real numbers, not {sink_logits!r}")
+    z = raw.astype(np.float64)
+    if z.ndim > 1 or z.size != heads:
+        raise ValueError(f"sink_logits must hold one value per query head ({heads}), not "
+                         f"shape {z.shape}")
+    if not np.all(np.isfinite(z)):
+        raise ValueError("sink_logits contains NaN or infinity")
+    return z.reshape(heads)
+
+
+def _check_inputs(q, k, v, spec: AttentionSpec | None, integer: bool, global_qkv=None,
+                  sink_logits=None) -> _Heads:
+    """Check q, k, v (and the global projections and sink logits, if given).
+
+    q of 2 (or fewer) dimensions is one head: ``(N, d)``, and k, v, ``q_g``, ``k_g``, ``v_g``
+    must have its shape. q of 3 (or more) is ``(H, N, d)``: k, v are ``(K, N, d)`` with
+    ``H`` a multiple of ``K``, ``q_g`` has q's shape and ``k_g``, ``v_g`` k's.
     """
-    arrays = _check_arrays("qkv", (q, k, v), integer)
+    ndim = 3 if np.ndim(q) >= 3 else 2
+    arrays = _check_arrays("qkv", (q, k, v), integer, ndim)
     shape = arrays[0].shape
-    for name, x in zip("kv", arrays[1:], strict=True):
-        if x.shape != shape:
-            raise ValueError(f"{name} has shape {x.shape}, but q has shape {shape}")
-    if spec is not None and shape != (spec.seq_len, spec.head_dim):
+    if ndim == 2:
+        for name, x in zip("kv", arrays[1:], strict=True):
+            if x.shape != shape:
+                raise ValueError(f"{name} has shape {x.shape}, but q has shape {shape}")
+        ref = {"q_g": "q", "k_g": "q", "v_g": "q"}
+    else:
+        q3, k3, v3 = arrays
+        for name, x in (("q", q3), ("k", k3)):
+            if not x.shape[0]:
+                raise ValueError(f"{name} must have at least one head, not shape {x.shape}")
+        if k3.shape[1:] != shape[1:]:
+            raise ValueError(f"k has shape {k3.shape}, but q has shape {shape}")
+        if v3.shape != k3.shape:
+            raise ValueError(f"v has shape {v3.shape}, but k has shape {k3.shape}")
+        if shape[0] % k3.shape[0]:
+            raise ValueError(f"heads ({shape[0]}) must be a multiple of kv_heads "
+                             f"({k3.shape[0]})")
+        ref = {"q_g": "q", "k_g": "k", "v_g": "k"}
+    if spec is not None and shape[-2:] != (spec.seq_len, spec.head_dim):
         raise ValueError(
-            f"inputs have shape {shape}, but the spec is (seq_len={spec.seq_len}, "
+            f"inputs have shape {shape[-2:]}, but the spec is (seq_len={spec.seq_len}, "
             f"head_dim={spec.head_dim})")
     if global_qkv is not None and spec is not None and spec.block_size:
         raise ValueError("global_qkv (Longformer's global projections) does not apply to a "
@@ -85,11 +168,19 @@ def _check_inputs(q, k, v, spec: AttentionSpec | None, integer: bool, global_qkv
             raise ValueError("global_qkv must be a tuple of three arrays (q_g, k_g, v_g), not "
                              f"{len(global_qkv)} items")
         names = ("q_g", "k_g", "v_g")
-        global_qkv = tuple(_check_arrays(names, global_qkv, integer))
+        global_qkv = tuple(_check_arrays(names, global_qkv, integer, ndim))
+        shapes = {"q": shape, "k": arrays[1].shape}
         for name, x in zip(names, global_qkv, strict=True):
-            if x.shape != shape:
-                raise ValueError(f"{name} has shape {x.shape}, but q has shape {shape}")
-    return (*arrays, global_qkv)
+            if x.shape != shapes[ref[name]]:
+                raise ValueError(f"{name} has shape {x.shape}, but {ref[name]} has shape "
+                                 f"{shapes[ref[name]]}")
+    heads = shape[0] if ndim == 3 else 1
+    sinks = _check_sink_logits(sink_logits, heads)
+    if ndim == 2:
+        arrays = [x[None] for x in arrays]
+        if global_qkv is not None:
+            global_qkv = tuple(x[None] for x in global_qkv)
+    return _Heads(*arrays, global_qkv, sinks, ndim == 2)
 
 
 def _check_global_tokens(tokens, n: int) -> np.ndarray:
@@ -103,39 +194,56 @@ def _check_global_tokens(tokens, n: int) -> np.ndarray:
     return np.asarray(tokens, dtype=np.int64).reshape(-1)
 
 
-def _softmax_rows(q, k, v, mask) -> np.ndarray:
+def _softmax_rows(q, k, v, mask, sink=None) -> np.ndarray:
     s = np.where(mask, q @ k.T / np.sqrt(q.shape[1]), -np.inf)
-    s = np.exp(s - s.max(axis=1, keepdims=True))
-    return (s / s.sum(axis=1, keepdims=True)) @ v
+    m = s.max(axis=1, keepdims=True)
+    if sink is None:
+        s = np.exp(s - m)
+        return (s / s.sum(axis=1, keepdims=True)) @ v
+    m = np.maximum(m, sink)      # GPT-OSS: the sink joins the max and the denominator
+    s = np.exp(s - m)
+    return (s / (s.sum(axis=1, keepdims=True) + np.exp(sink - m))) @ v
 
 
-def attention_reference(q, k, v, mask, *, global_qkv=None, global_tokens=()) -> np.ndarray:
+def attention_reference(q, k, v, mask, *, global_qkv=None, global_tokens=(),
+                        sink_logits=None) -> np.ndarray:
     """Dense float64 softmax attention ``softmax(q·kᵀ/sqrt(d) masked)·v``.
 
     Parameters
     ----------
-    q, k, v : array (N, d)
+    q : array (N, d) or (H, N, d)
+        One head, or ``H`` query heads.
+    k, v : array (N, d), or (K, N, d) with 3-D q
+        ``H`` a multiple of ``K``: query head ``h`` uses K/V head ``h // (H / K)`` (Hugging
+        Face's ``repeat_kv`` order). The result has q's shape.
     mask : bool array (N, N)
-        ``mask[i, j]`` if row i attends key j; every row must attend at least one key.
-    global_qkv : tuple of three arrays (N, d), optional
-        Longformer's global projections ``(q_g, k_g, v_g)`` of every token. Rows in
-        ``global_tokens`` then compute ``softmax(q_g[i]·k_gᵀ/sqrt(d))·v_g`` over all N keys;
-        the other rows use q, k, v. Without it, every row uses q, k, v.
+        ``mask[i, j]`` if row i attends key j (every head); every row must attend a key.
+    global_qkv : tuple of three arrays, optional
+        Longformer's global projections ``(q_g, k_g, v_g)`` of every token (``q_g`` of q's
+        shape, ``k_g``, ``v_g`` of k's). Rows in ``global_tokens`` then compute
+        ``softmax(q_g[i]·k_gᵀ/sqrt(d))·v_g`` over all N keys; the other rows use q, k, v.
+        Without it, every row uses q, k, v.
     global_tokens : sequence of int
         The global rows (any order). The mask row of each must be all True.
+    sink_logits : array (H,) of float, optional
+        GPT-OSS's learned sink of each query head (a scalar or one value for 2-D q), in the
+        units of the scaled logits ``q·k/sqrt(d)``: it joins every row's max and denominator,
+        ``p_j = e^(s_j − m) / (Σ e^(s − m) + e^(z − m))``, ``m = max(max s, z)``, and carries
+        no value.
 
     Raises
     ------
     TypeError
-        ``global_qkv`` is not a tuple or list, or ``global_tokens`` is not a sequence of integers.
+        ``global_qkv`` is not a tuple or list, ``global_tokens`` is not a sequence of integers,
+        or ``sink_logits`` are not real numbers.
     ValueError
-        An input has the wrong shape or a NaN or infinity, a mask row is empty, a global token is
-        outside the sequence, or the mask row of a global token is not all True.
+        An input has the wrong shape or a NaN or infinity, the heads are not a multiple of the
+        K/V heads, a mask row is empty, a global token is outside the sequence, the mask row of
+        a global token is not all True, or ``sink_logits`` has not one value per query head.
     """
-    q, k, v, global_qkv = _check_inputs(q, k, v, None, False, global_qkv)
-    q, k, v = (x.astype(np.float64) for x in (q, k, v))
+    x = _check_inputs(q, k, v, None, False, global_qkv, sink_logits)
     mask = np.asarray(mask, dtype=bool)
-    n = q.shape[0]
+    n = x.q.shape[1]
     if mask.shape != (n, n):
         raise ValueError(f"mask has shape {mask.shape}, expected {(n, n)}")
     if not mask.any(axis=1).all():
@@ -144,11 +252,16 @@ def attention_reference(q, k, v, mask, *, global_qkv=None, global_tokens=()) -> 
     for i in g:
         if not mask[i].all():
             raise ValueError(f"row {i} is a global token, but its mask row is not all True")
-    out = _softmax_rows(q, k, v, mask)
-    if global_qkv is not None and g.size:
-        q_g, k_g, v_g = (x.astype(np.float64) for x in global_qkv)
-        out[g] = _softmax_rows(q_g[g], k_g, v_g, np.ones((g.size, n), dtype=bool))
-    return out
+    outs = []
+    for h in range(x.heads):
+        qh, kh, vh, gh, z = x.head(h)
+        qh, kh, vh = (a.astype(np.float64) for a in (qh, kh, vh))
+        out = _softmax_rows(qh, kh, vh, mask, z)
+        if gh is not None and g.size:
+            q_g, k_g, v_g = (a.astype(np.float64) for a in gh)
+            out[g] = _softmax_rows(q_g[g], k_g, v_g, np.ones((g.size, n), dtype=bool), z)
+        outs.append(out)
+    return x.join(outs)
 
 
 def _band_view(dense: np.ndarray, width: int) -> np.ndarray:
@@ -232,13 +345,15 @@ def _attend(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv_bound=
 
     ``weights(S, valid) -> (p, state)`` turns a block of scores (rows × keys, ``valid`` marks the
     row's real keys) into unnormalised weights (zero where not valid); ``finish(acc, state)``
-    normalises ``acc = p·V``. Band rows are evaluated chunk by chunk, with the global columns
-    through the ordinary ``k``, ``v``; rows that are global tokens densely over all keys, through
+    normalises ``acc = p·V``. Band rows are evaluated chunk by chunk, with the spec's columns
+    (global and sink tokens, ``spec.columns()``, where ``spec.column_valid`` says) through the
+    ordinary ``k``, ``v``; rows that are global tokens densely over all keys, through
     ``global_qkv = (q_g, k_g, v_g)`` if given, else through ``q``, ``k``, ``v``: O(G·N·d).
     """
     n, before, after, dil = spec.seq_len, spec.before, spec.after, spec.dilation
     width = spec.window
     g = np.asarray(spec.global_tokens, dtype=np.int64)
+    cols = spec.columns()
     out = None
     zero = np.zeros((1, q.shape[1]), dtype=k.dtype)
     for r in range(min(dil, n)):
@@ -255,17 +370,18 @@ def _attend(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv_bound=
             valid = (sub >= 0) & (sub < m)
             dense = _matmul(q[rows[a0:a1]], kp[a0:a1 + width - 1].T, qk_bound)
             scores = _band_view(dense, width)
-            if g.size:
-                scores = np.concatenate([scores, _matmul(q[rows[a0:a1]], k[g].T, qk_bound)], 1)
-                valid = np.concatenate([valid, ~spec.in_band(rows[a0:a1, None], g[None, :])], 1)
+            if cols.size:
+                scores = np.concatenate([scores, _matmul(q[rows[a0:a1]], k[cols].T, qk_bound)],
+                                        1)
+                valid = np.concatenate([valid, spec.column_valid(rows[a0:a1])], 1)
             else:
                 scores = np.ascontiguousarray(scores)
             p, state = weights(scores, valid)
             p_dense = np.zeros((c, c + width - 1), dtype=p.dtype)
             _band_view(p_dense, width)[...] = p[:, :width]
             acc = _matmul(p_dense, vp[a0:a1 + width - 1], pv_bound)
-            if g.size:
-                acc = acc + _matmul(p[:, width:], v[g], pv_bound)
+            if cols.size:
+                acc = acc + _matmul(p[:, width:], v[cols], pv_bound)
             o = finish(acc, state)
             if out is None:
                 out = np.zeros((n, q.shape[1]), dtype=o.dtype)
@@ -283,119 +399,156 @@ def _attend(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv_bound=
     return out, extra
 
 
-def window_attention(q, k, v, spec: AttentionSpec, *, global_qkv=None) -> np.ndarray:
+def window_attention(q, k, v, spec: AttentionSpec, *, global_qkv=None,
+                     sink_logits=None) -> np.ndarray:
     """Float64 sliding-window attention over the pattern of ``spec``, O(N·W·d) time.
 
     Equal to ``attention_reference(q, k, v, spec.mask(), global_qkv=global_qkv,
-    global_tokens=spec.global_tokens)`` up to float64 rounding.
+    global_tokens=spec.global_tokens, sink_logits=sink_logits)`` up to float64 rounding.
 
     Parameters
     ----------
-    q, k, v : arrays (N, d)
-        Finite real values.
+    q : array (N, d) or (H, N, d)
+        Finite real values: one head, or ``H`` query heads.
+    k, v : arrays (N, d), or (K, N, d) with 3-D q
+        Finite real values. ``H`` is a multiple of ``K``; query head ``h`` uses K/V head
+        ``h // (H / K)`` (Hugging Face's ``repeat_kv`` order). The result has q's shape.
     spec : AttentionSpec
-    global_qkv : tuple of three arrays (N, d), optional
+    global_qkv : tuple of three arrays, optional
         Longformer's global projections ``(q_g, k_g, v_g)`` of every token (``query_global``,
-        ``key_global``, ``value_global``). Rows in ``spec.global_tokens`` then attend all N keys
-        through them; every other row still uses q, k, v (also for its global columns). Without
-        it, the global rows use q, k, v. With a spec without global tokens they are checked and
-        go unused.
+        ``key_global``, ``value_global``; ``q_g`` of q's shape, ``k_g``, ``v_g`` of k's). Rows in
+        ``spec.global_tokens`` then attend all N keys through them; every other row still uses
+        q, k, v (also for its global columns). Without it, the global rows use q, k, v. With a
+        spec without global tokens they are checked and go unused.
+    sink_logits : array (H,) of float, optional
+        GPT-OSS's learned sink of each query head (a scalar or one value for 2-D q), in the units
+        of the scaled logits ``q·k/sqrt(d)``: it joins the max and the denominator of every row
+        of its head and carries no value (see :func:`attention_reference`).
 
     Raises
     ------
     TypeError
-        ``global_qkv`` is not a tuple or list.
+        ``global_qkv`` is not a tuple or list, or ``sink_logits`` are not real numbers.
     ValueError
-        An input has the wrong shape or contains NaN or infinity, or ``global_qkv`` does not have
-        three items.
+        An input has the wrong shape or contains NaN or infinity, the heads are not a multiple
+        of the K/V heads, ``global_qkv`` does not have three items, or ``sink_logits`` has not
+        one finite value per query head.
     """
-    q, k, v, global_qkv = _check_inputs(q, k, v, spec, False, global_qkv)
-    q, k, v = (x.astype(np.float64) for x in (q, k, v))
-    if global_qkv is not None:
-        global_qkv = tuple(x.astype(np.float64) for x in global_qkv)
+    x = _check_inputs(q, k, v, spec, False, global_qkv, sink_logits)
     scale = 1.0 / np.sqrt(spec.head_dim)
+    outs = []
+    for h in range(x.heads):
+        qh, kh, vh, gh, z = x.head(h)
+        qh, kh, vh = (a.astype(np.float64) for a in (qh, kh, vh))
+        if gh is not None:
+            gh = tuple(a.astype(np.float64) for a in gh)
 
-    def weights(s, valid):
-        s = np.where(valid, s * scale, -np.inf)
-        p = np.exp(s - s.max(axis=1, keepdims=True))
-        return p, (p.sum(axis=1),)
+        def weights(s, valid, z=z):
+            s = np.where(valid, s * scale, -np.inf)
+            m = s.max(axis=1, keepdims=True)
+            if z is None:
+                p = np.exp(s - m)
+                return p, (p.sum(axis=1),)
+            m = np.maximum(m, z)  # the sink joins the max and the denominator
+            p = np.exp(s - m)
+            return p, (p.sum(axis=1) + np.exp(z - m[:, 0]),)
 
-    def finish(acc, state):
-        return acc / state[0][:, None]
+        def finish(acc, state):
+            return acc / state[0][:, None]
 
-    if spec.block_size:
-        return _attend_blocks(q, k, v, spec, weights, finish)[0]
-    return _attend(q, k, v, spec, weights, finish, global_qkv=global_qkv)[0]
+        if spec.block_size:
+            outs.append(_attend_blocks(qh, kh, vh, spec, weights, finish)[0])
+        else:
+            outs.append(_attend(qh, kh, vh, spec, weights, finish, global_qkv=gh)[0])
+    return x.join(outs)
 
 
 class FixedPointResult(NamedTuple):
-    """Output of :func:`fixed_point_attention`: O rows and per-row intermediates."""
+    """Output of :func:`fixed_point_attention`: O rows and per-row intermediates (with a
+    leading head axis for 3-D inputs: ``(H, N, d)``, ``(H, N)``, ``(H, N)``)."""
 
     out: np.ndarray       # (N, d) int64, signed out_bits
-    row_max: np.ndarray   # (N,) int64: m_i, the largest score of the row
-    row_sum: np.ndarray   # (N,) int64: l_i, the sum of the row's probabilities
+    row_max: np.ndarray   # (N,) int64: m_i, the largest score of the row (or its sink score)
+    row_sum: np.ndarray   # (N,) int64: l_i, the sum of the row's probabilities (and the sink's)
     # (for a global row with global projections: those of its q_g·k_g scores)
 
 
 def fixed_point_attention(q_int, k_int, v_int, spec: AttentionSpec,
                           fmt: NumberFormat | None = None, *,
-                          global_qkv=None) -> FixedPointResult:
+                          global_qkv=None, sink_logits=None) -> FixedPointResult:
     """The bit-exact model of the datapath (see :mod:`swatkit.golden.numerics` for each step).
 
     Parameters
     ----------
-    q_int, k_int, v_int : integer arrays (N, d)
-        Signed ``fmt.data_bits``-bit values.
+    q_int : integer array (N, d) or (H, N, d)
+        Signed ``fmt.data_bits``-bit values: one head, or ``H`` query heads.
+    k_int, v_int : integer arrays (N, d), or (K, N, d) with 3-D q
+        Signed ``fmt.data_bits``-bit values; query head ``h`` uses K/V head ``h // (H / K)``
+        (Hugging Face's ``repeat_kv`` order). The results have a head axis with 3-D q.
     spec : AttentionSpec
     fmt : NumberFormat, optional
         Defaults to ``NumberFormat()``.
-    global_qkv : tuple of three integer arrays (N, d), optional
-        Longformer's global projections ``(q_g, k_g, v_g)`` of every token, signed
-        ``fmt.data_bits``-bit values with the scales of q, k, v. Rows in ``spec.global_tokens``
-        then run the six steps over all N keys with them (and their ``row_max``, ``row_sum`` are
-        those of that computation); every other row uses q, k, v. Without it, the global rows
-        use q, k, v. With a spec without global tokens they are checked and go unused.
+    global_qkv : tuple of three integer arrays, optional
+        Longformer's global projections ``(q_g, k_g, v_g)`` of every token (``q_g`` of q's
+        shape, ``k_g``, ``v_g`` of k's), signed ``fmt.data_bits``-bit values with the scales of
+        q, k, v. Rows in ``spec.global_tokens`` then run the six steps over all N keys with them
+        (and their ``row_max``, ``row_sum`` are those of that computation); every other row
+        uses q, k, v. Without it, the global rows use q, k, v. With a spec without global
+        tokens they are checked and go unused.
+    sink_logits : array (H,) of float, optional
+        GPT-OSS's learned sink of each query head (a scalar or one value for 2-D q), real, in
+        the units of ``q·k/sqrt(d)``; quantised by :meth:`NumberFormat.sink_scores` and joined
+        to every row's max and sum by :meth:`NumberFormat.row_weights`.
 
     Raises
     ------
     TypeError
-        An input is not an integer array, or ``global_qkv`` is not a tuple or list.
+        An input is not an integer array, ``global_qkv`` is not a tuple or list, or
+        ``sink_logits`` are not real numbers.
     ValueError
-        An input has the wrong shape, or a value outside the signed ``data_bits`` range, or
-        ``global_qkv`` does not have three items.
+        An input has the wrong shape, or a value outside the signed ``data_bits`` range, the
+        heads are not a multiple of the K/V heads, ``global_qkv`` does not have three items, or
+        ``sink_logits`` has not one finite value per query head within the scores' range.
     """
     fmt = NumberFormat() if fmt is None else fmt
-    q, k, v, global_qkv = _check_inputs(q_int, k_int, v_int, spec, True, global_qkv)
-    q, k, v = (x.astype(np.int64) for x in (q, k, v))
-    named = [("q_int", q), ("k_int", k), ("v_int", v)]
-    if global_qkv is not None:
-        global_qkv = tuple(x.astype(np.int64) for x in global_qkv)
-        named += zip(("q_g", "k_g", "v_g"), global_qkv, strict=True)
-    for name, x in named:
-        if x.size and (x.min() < fmt.data_min or x.max() > fmt.data_max):
-            bad = x.min() if x.min() < fmt.data_min else x.max()
+    x = _check_inputs(q_int, k_int, v_int, spec, True, global_qkv, sink_logits)
+    named = [("q_int", x.q), ("k_int", x.k), ("v_int", x.v)]
+    if x.global_qkv is not None:
+        named += zip(("q_g", "k_g", "v_g"), x.global_qkv, strict=True)
+    for name, a in named:
+        if a.size and (a.min() < fmt.data_min or a.max() > fmt.data_max):
+            bad = a.min() if a.min() < fmt.data_min else a.max()
             raise ValueError(f"{name} has value {bad} outside the {fmt.data_bits}-bit signed "
                              f"range [{fmt.data_min}, {fmt.data_max}]")
+    sinks = None if x.sink_logits is None else fmt.sink_scores(x.sink_logits, spec.head_dim)
     keys = spec.max_keys_per_row
-    fmt.widths(spec.head_dim, keys)  # asserts that no intermediate overflows
+    fmt.widths(spec.head_dim, keys, sink=sinks is not None)  # asserts no intermediate overflows
     big = 2 ** (fmt.data_bits - 1)
-
-    def weights(s, valid):
-        m = np.where(valid, s, np.iinfo(np.int64).min).max(axis=1)            # 2. row max
-        p = np.where(valid, fmt.probabilities(m[:, None] - s, spec.head_dim), 0)  # 2.–4.
-        return p, (m, p.sum(axis=1))                                          # 5. l
-
-    def finish(acc, state):
-        return fmt.normalise(acc, state[1][:, None])                          # 6.
-
     qk_bound, pv_unit = spec.head_dim * big * big, (2 ** fmt.prob_bits - 1) * big
-    if spec.block_size:
-        out, (row_max, row_sum) = _attend_blocks(q, k, v, spec, weights, finish, qk_bound,
-                                                 pv_unit)
-    else:
-        out, (row_max, row_sum) = _attend(q, k, v, spec, weights, finish, qk_bound=qk_bound,
-                                          pv_bound=keys * pv_unit, global_qkv=global_qkv)
-    return FixedPointResult(out, row_max, row_sum)
+    results = []
+    for h in range(x.heads):
+        q, k, v, gh, _ = x.head(h)
+        q, k, v = (a.astype(np.int64) for a in (q, k, v))
+        if gh is not None:
+            gh = tuple(a.astype(np.int64) for a in gh)
+        sink = None if sinks is None else sinks[h]
+
+        def weights(s, valid, sink=sink):
+            p, m, total = fmt.row_weights(s, valid, spec.head_dim, sink)   # 2.–5. (l)
+            return p, (m, total)
+
+        def finish(acc, state):
+            return fmt.normalise(acc, state[1][:, None])                    # 6.
+
+        if spec.block_size:
+            out, (row_max, row_sum) = _attend_blocks(q, k, v, spec, weights, finish, qk_bound,
+                                                     pv_unit)
+        else:
+            out, (row_max, row_sum) = _attend(q, k, v, spec, weights, finish,
+                                              qk_bound=qk_bound, pv_bound=keys * pv_unit,
+                                              global_qkv=gh)
+        results.append((out, row_max, row_sum))
+    return FixedPointResult(*(x.join([r[i] for r in results]) for i in range(3)))
 
 
 class ErrorReport(NamedTuple):
@@ -409,19 +562,26 @@ class ErrorReport(NamedTuple):
 
 
 def error_report(q_int, k_int, v_int, spec: AttentionSpec, fmt: NumberFormat | None = None, *,
-                 global_qkv=None) -> ErrorReport:
+                 global_qkv=None, sink_logits=None) -> ErrorReport:
     """Compare :func:`fixed_point_attention` with :func:`window_attention` on the dequantised
     inputs (``global_qkv``, if given, goes to both; ``q_g``, ``k_g``, ``v_g`` are dequantised
-    with ``scale_q``, ``scale_k``, ``scale_v``)."""
+    with ``scale_q``, ``scale_k``, ``scale_v``; ``sink_logits``, if given, reach the float
+    model as their quantised scores times ``fmt.score_unit``). 2-D or 3-D inputs, as the
+    models take them; the figures are over every head."""
     fmt = NumberFormat() if fmt is None else fmt
-    fixed = fixed_point_attention(q_int, k_int, v_int, spec, fmt, global_qkv=global_qkv).out
+    fixed = fixed_point_attention(q_int, k_int, v_int, spec, fmt, global_qkv=global_qkv,
+                                  sink_logits=sink_logits).out
     scales = (fmt.scale_q, fmt.scale_k, fmt.scale_v)
     if global_qkv is not None:
         global_qkv = tuple(dequantize(x, s) for x, s in zip(global_qkv, scales, strict=True))
+    if sink_logits is not None:
+        sink_logits = (fmt.sink_scores(sink_logits, spec.head_dim)
+                       * fmt.score_unit(spec.head_dim))
     ref = window_attention(*(dequantize(x, s) for x, s in
                              zip((q_int, k_int, v_int), scales, strict=True)), spec,
-                           global_qkv=global_qkv)
+                           global_qkv=global_qkv, sink_logits=sink_logits)
     err = np.abs(dequantize(fixed, fmt.scale_o) - ref)
     lsb = err / fmt.scale_o
     return ErrorReport(float(err.max()), float(err.mean()), float(lsb.max()),
-                       float(lsb.mean()), fmt.error_bound(spec.head_dim, spec.max_keys_per_row))
+                       float(lsb.mean()), fmt.error_bound(spec.head_dim, spec.max_keys_per_row,
+                                                          sink=sink_logits is not None))

@@ -16,6 +16,14 @@ The datapath of one query row ``i`` (all integers):
 5. ``l_i = Σ_j p_ij`` (unsigned), ``acc_ic = Σ_j p_ij·v_jc`` (signed)
 6. ``o_ic = sat(round_half_away(acc_ic·2^out_frac_bits / l_i))`` to ``out_bits`` signed
 
+A **learned sink logit** (GPT-OSS; one real value ``z`` per query head, in the units of the
+scaled logits ``q·k/sqrt(d)``) is quantised once to a score ``σ = round_half_away(z / u)``,
+``u = s_q·s_k/sqrt(d)`` (:meth:`NumberFormat.sink_scores`; it must lie in the scores' range),
+and then behaves as one more key with value zero: it joins the row max of step 2
+(``m_i = max(max_j S_ij, σ)``) and the sum of step 5 (``l_i = Σ_j p_ij + p_σ``, ``p_σ`` from
+steps 2–4 with ``D = m_i − σ``), not ``acc``. :meth:`NumberFormat.row_weights` is steps 2–5
+(without ``acc``), sink included: the single definition the golden model uses.
+
 Clamping ``D`` at ``D_sat`` changes no result (every ``D >= D_sat`` already gives ``p = 0``); it
 bounds the width of the exp-argument multiplier.
 """
@@ -258,13 +266,67 @@ class NumberFormat:
         x = (d * const.value + (1 << (const.shift - 1))) >> const.shift
         return self.exp_table()[x & ((1 << frac) - 1)] >> np.minimum(x >> frac, self.prob_bits)
 
+    def score_unit(self, head_dim: int) -> float:
+        """The real scaled logit ``q·k/sqrt(d)`` of one score LSB: ``s_q·s_k/sqrt(head_dim)``."""
+        return self.scale_q * self.scale_k / math.sqrt(head_dim)
+
+    def score_range(self, head_dim: int) -> tuple[int, int]:
+        """The least and the greatest score ``S = Σ q·k`` of legal inputs:
+        ``−d·2^(b−1)·(2^(b−1) − 1)`` and ``d·2^(2b−2)``."""
+        half = 2 ** (self.data_bits - 1)
+        return -head_dim * half * (half - 1), head_dim * half * half
+
+    def sink_scores(self, sink_logits, head_dim: int) -> np.ndarray:
+        """Learned sink logits (real, in units of ``q·k/sqrt(d)``) to integer scores:
+        ``σ = round_half_away(z / score_unit)``, int64, one per value.
+
+        Raises
+        ------
+        ValueError
+            A value is NaN or infinite, or ``σ`` lies outside :meth:`score_range` (then the
+            widths of steps 2–3 would not hold).
+        """
+        z = np.asarray(sink_logits, dtype=np.float64)
+        if not np.all(np.isfinite(z)):
+            raise ValueError("sink_logits contains NaN or infinity")
+        y = z / self.score_unit(head_dim)
+        mag = np.floor(np.abs(y))   # round half away, as quantize() (exact fraction test)
+        sigma = np.sign(y) * (mag + (np.abs(y) - mag >= 0.5))
+        lo, hi = self.score_range(head_dim)
+        bad = (sigma < lo) | (sigma > hi)
+        if bad.any():
+            i = int(np.argmax(bad.reshape(-1)))
+            unit = self.score_unit(head_dim)
+            raise ValueError(
+                f"sink logit {float(z.reshape(-1)[i]):.6g} (head {i}) is outside the scores' "
+                f"range [{lo * unit:.6g}, {hi * unit:.6g}] of this format (head_dim "
+                f"{head_dim})")
+        return sigma.astype(np.int64)
+
+    def row_weights(self, scores, valid, head_dim: int, sink=None):
+        """Steps 2–5 for rows of integer ``scores`` (``valid`` marks each row's keys): returns
+        ``(p, m, l)``, the probabilities (0 where not valid), the row max ``m_i`` and the sum
+        ``l_i``. A sink score ``sink`` (an integer from :meth:`sink_scores`, or None) joins the
+        max and the sum and no ``acc``:
+        ``m = max(max_valid S, σ)``, ``l = Σ p + p_σ``."""
+        s = np.asarray(scores, dtype=np.int64)
+        m = np.where(valid, s, np.iinfo(np.int64).min).max(axis=1)
+        if sink is not None:
+            m = np.maximum(m, sink)
+        p = np.where(valid, self.probabilities(m[:, None] - s, head_dim), 0)
+        total = p.sum(axis=1)
+        if sink is not None:
+            total = total + self.probabilities(m - sink, head_dim)
+        return p, m, total
+
     def normalise(self, acc, total) -> np.ndarray:
         """Step 6: ``sat(round_half_away(acc·2^out_frac_bits / total))`` to ``out_bits``."""
         o = round_half_away(np.asarray(acc, dtype=np.int64) << self.out_frac_bits, total)
         return np.clip(o, self.out_min, self.out_max)
 
-    def widths(self, head_dim: int, keys: int) -> Widths:
-        """Derive every intermediate width for rows of ``keys`` keys of width ``head_dim``.
+    def widths(self, head_dim: int, keys: int, sink: bool = False) -> Widths:
+        """Derive every intermediate width for rows of ``keys`` keys of width ``head_dim``
+        (``sink``: with a learned sink logit, one more term of ``l``).
 
         Raises ``ValueError`` if an intermediate would exceed 63 bits (the golden model computes in
         int64).
@@ -284,7 +346,7 @@ class NumberFormat:
             exp_int=clog2(p + 1),
             prob=p,
             keys=keys,
-            sum=p + clog2(keys),
+            sum=p + clog2(keys + sink),
             pv=p + 1 + b,
             acc=p + b + clog2(keys),
             quotient=b + f,
@@ -297,7 +359,8 @@ class NumberFormat:
         d_max = min(const.d_sat, head_dim * max_abs_q * (2 * max_abs_q - 1))
         assert d_max < 2 ** w.diff
         assert d_max * const.value < 2 ** w.exp_arg
-        assert keys * (2 ** p - 1) < 2 ** w.sum
+        # a sink score lies in the scores' range (sink_scores), so D = m − σ obeys d_max too
+        assert (keys + sink) * (2 ** p - 1) < 2 ** w.sum
         assert keys * (2 ** p - 1) * max_abs_q < 2 ** (w.acc - 1)
         assert (max_abs_q << f) <= 2 ** (w.quotient - 1)  # |o| <= max|v|: a convex combination
         widest = max(w.exp_arg, w.sum, w.acc + f + 1)
@@ -307,9 +370,11 @@ class NumberFormat:
                 "at most 63 are supported")
         return w
 
-    def error_bound(self, head_dim: int, keys: int) -> float:
+    def error_bound(self, head_dim: int, keys: int, sink: bool = False) -> float:
         """Worst-case ``|o_fixed − o_float|`` in output LSBs (``scale_o``), for rows of at most
-        ``keys`` keys, when no output saturates. Derived in docs/numerics.md."""
+        ``keys`` keys, when no output saturates; ``sink``: with a learned sink logit (one more
+        weight, of value 0; the float model takes the dequantised logit ``σ·score_unit``, as it
+        takes the dequantised Q, K, V). Derived in docs/numerics.md."""
         const = self.softmax_constant(head_dim)
         p = self.prob_bits
         # exp-argument error: C rounded to frac_bits, x rounded to exp_frac_bits, D < d_sat
@@ -317,7 +382,7 @@ class NumberFormat:
             + 2.0 ** -(self.exp_frac_bits + 1)
         r = 2.0 ** eps - 1          # relative error of each probability
         eta = 2.0 ** (1 - p)        # absolute error of each probability (table round, shift)
-        w_eta = keys * eta
+        w_eta = (keys + sink) * eta
         floor_a = 1 - 2.0 ** -p     # the row's maximum always has p = 2^P − 1
 
         def ratio(big_b: float) -> float:

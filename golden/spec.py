@@ -9,7 +9,19 @@ The rule (row ``i`` of a sequence of ``seq_len`` rows):
 * **band**: keys ``i + dilation·t`` for ``t = -before … after`` (``t = 0`` is the row itself), kept
   where ``0 <= key < seq_len``;
 * **global tokens** (Longformer): every row also attends to every position in
-  ``global_tokens``, and a row that *is* a global token attends to every key.
+  ``global_tokens``, and a row that *is* a global token attends to every key;
+* **sink tokens** (StreamingLLM): every row also attends to the first ``sink_tokens`` positions,
+  key-only columns (a sink row attends only its own keys), within causality: in a causal band
+  (``after = 0``) row ``i`` attends sink ``j`` only if ``j <= i``.
+
+The global and sink positions are the spec's *columns* (:meth:`AttentionSpec.columns`); whether
+row ``i`` attends column ``j`` outside its band is :meth:`AttentionSpec.column_valid`, the one
+definition :meth:`~AttentionSpec.mask`, :meth:`~AttentionSpec.row_keys`,
+:meth:`~AttentionSpec.keys_per_row` and the golden models use.
+
+A one-sided band with global tokens is *not* causal (``is_causal`` is False): a global row
+attends every key and earlier rows attend the later global columns. StreamingLLM's "causal
+window plus the first 4 tokens" is ``sink_tokens=4``, not ``global_tokens=(0, 1, 2, 3)``.
 
 or, for a **block-sparse** spec (BigBird's "ITC" pattern, ``block_size = b > 0``, ``seq_len`` a
 multiple of ``b``, ``nb = seq_len / b`` blocks; row ``i`` is in query block ``i // b``):
@@ -24,9 +36,9 @@ multiple of ``b``, ``nb = seq_len / b`` blocks; row ``i`` is in query block ``i 
   ``ValueError``. The table is drawn from ``pattern_seed`` by :func:`random_block_table` or given
   explicitly (``explicit_random_table``).
 
-A key reached twice counts once. A block-sparse spec has no token band (``before = after = 0``,
-``dilation = 1``) and no ``global_tokens``: its global rows and columns are the first and last
-blocks (:meth:`AttentionSpec.global_positions`).
+A key reached twice counts once. A block-sparse spec has no token band (``before = after =
+0``, ``dilation = 1``), no ``global_tokens`` and no ``sink_tokens``: its global rows and columns
+are the first and last blocks (:meth:`AttentionSpec.global_positions`).
 
 The spec says only which keys a row attends to, not with which projections. Longformer computes
 the global rows with their own projections (``query_global``, ``key_global``, ``value_global``);
@@ -233,6 +245,11 @@ class AttentionSpec:
         Positions that every row attends to and that attend to every key. Sorted, distinct,
         each in ``[0, seq_len)``. (Longformer's ``is_index_global_attn``; the models' optional
         ``global_qkv`` gives these rows their own projections.)
+    sink_tokens : int
+        StreamingLLM's sink keys: the first ``sink_tokens`` positions are key-only columns that
+        every row attends, within causality (see the module docstring); ``0 <= sink_tokens <=
+        seq_len``. (GPT-OSS's *learned* sink is a logit, not a token: the models'
+        ``sink_logits``.)
     block_size : int
         BigBird's block size ``b``; 0 (the default) for a token-band spec. A block-sparse spec
         (see the module docstring; :meth:`bigbird` builds one) needs ``seq_len`` a multiple of
@@ -256,11 +273,13 @@ class AttentionSpec:
     TypeError
         A field has the wrong type.
     ValueError
-        A field is out of range, ``global_tokens`` is not sorted, distinct and in range, or the
+        A field is out of range, ``global_tokens`` is not sorted, distinct and in range,
+        ``sink_tokens`` exceeds ``seq_len``, or the
         block-sparse fields do not fit the rule (``block_size`` does not divide ``seq_len``, a
         band or global tokens on a block-sparse spec, more random blocks than a row has, a
         random table of the wrong shape or with an entry out of range, global, inside its
-        window or repeated, block-sparse fields on a token-band spec).
+        window or repeated, block-sparse fields on a token-band spec, sink tokens on a
+        block-sparse spec).
     """
 
     seq_len: int
@@ -273,6 +292,7 @@ class AttentionSpec:
     num_random_blocks: int = 0
     pattern_seed: int | None = None
     explicit_random_table: tuple[tuple[int, ...], ...] | None = None
+    sink_tokens: int = 0
 
     def __post_init__(self):
         _check_int("seq_len", self.seq_len, 1)
@@ -293,6 +313,11 @@ class AttentionSpec:
             raise ValueError(
                 f"global_tokens must be sorted and distinct, not {tuple(tokens)!r}")
         object.__setattr__(self, "global_tokens", tuple(operator.index(g) for g in tokens))
+        _check_int("sink_tokens", self.sink_tokens, 0)
+        if self.sink_tokens > self.seq_len:
+            raise ValueError(f"sink_tokens {self.sink_tokens} is beyond the sequence (seq_len "
+                             f"{self.seq_len})")
+        object.__setattr__(self, "sink_tokens", int(self.sink_tokens))
         self._check_blocks()
 
     def _check_blocks(self) -> None:
@@ -315,6 +340,9 @@ class AttentionSpec:
                 f"a block-sparse spec (block_size {b}) has no token band: before and after must "
                 f"be 0 and dilation 1, not before={self.before}, after={self.after}, "
                 f"dilation={self.dilation}")
+        if self.sink_tokens:
+            raise ValueError(
+                f"a block-sparse spec (block_size {b}) has no sink_tokens, not {self.sink_tokens}")
         if self.global_tokens:
             raise ValueError(
                 f"a block-sparse spec (block_size {b}) has no global_tokens (its global rows and "
@@ -349,14 +377,17 @@ class AttentionSpec:
                    global_tokens=tuple(global_tokens))
 
     @classmethod
-    def causal(cls, seq_len: int, head_dim: int, sliding_window: int = 4096) -> AttentionSpec:
-        """Mistral / Gemma: the row itself and the ``sliding_window - 1`` rows before it."""
+    def causal(cls, seq_len: int, head_dim: int, sliding_window: int = 4096,
+               sink_tokens: int = 0) -> AttentionSpec:
+        """Mistral / Gemma: the row itself and the ``sliding_window - 1`` rows before it;
+        StreamingLLM with ``sink_tokens`` (its 4) key-only sink columns."""
         if isinstance(sliding_window, bool) or not isinstance(sliding_window, int):
             raise TypeError(f"sliding_window must be an integer, not {sliding_window!r}")
         if sliding_window <= 0:
             raise ValueError(
                 f"sliding_window must be a positive integer, not {sliding_window}")
-        return cls(seq_len, head_dim, before=sliding_window - 1, after=0)
+        return cls(seq_len, head_dim, before=sliding_window - 1, after=0,
+                   sink_tokens=sink_tokens)
 
     @classmethod
     def bigbird(cls, seq_len: int, head_dim: int, block_size: int = 64,
@@ -420,6 +451,8 @@ class AttentionSpec:
             raise ValueError(f"window {self.before}+1+{self.after} has no preset form (a "
                              "bidirectional window has equal sides, a causal one none after)")
         out.update(dilation=self.dilation, global_tokens=list(self.global_tokens))
+        if self.sink_tokens:  # (only when set: a reader that does not know the key refuses it)
+            out["sink_tokens"] = self.sink_tokens
         return out
 
     # -- derived quantities ------------------------------------------------------------------
@@ -441,7 +474,8 @@ class AttentionSpec:
     @property
     def max_keys_per_row(self) -> int:
         """The most keys any row attends to (``W`` of the datapath's width derivations):
-        ``seq_len`` with global tokens or for a block-sparse spec (its global blocks)."""
+        ``seq_len`` with global tokens or for a block-sparse spec (its global blocks); sink
+        columns outside the band count."""
         if self.global_tokens or self.block_size:
             return self.seq_len
         return int(self.keys_per_row().max())
@@ -551,6 +585,28 @@ class AttentionSpec:
                 & (delta >= -self.before * self.dilation)
                 & (delta <= self.after * self.dilation))
 
+    def columns(self) -> np.ndarray:
+        """The spec's columns outside the band, sorted: the union of ``global_tokens`` and the
+        sink positions ``0 … sink_tokens − 1``."""
+        self._no_band("columns")
+        return np.union1d(np.asarray(self.global_tokens, dtype=np.int64),
+                          np.arange(self.sink_tokens, dtype=np.int64)).astype(np.int64)
+
+    def column_valid(self, rows) -> np.ndarray:
+        """``(len(rows), len(columns()))`` bool: whether row ``i`` attends column ``j`` *outside
+        its band* (a column inside the band is a band key: it counts once). A global column
+        counts for every row; a sink column that is not global counts for row ``i`` only if
+        ``j <= i`` when the band is causal (``after = 0``). Rows that are global tokens attend
+        every key besides (:meth:`mask`)."""
+        self._no_band("column_valid")
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1, 1)
+        cols = self.columns()[None, :]
+        valid = ~self.in_band(rows, cols)
+        if self.after == 0:
+            sink_only = ~np.isin(cols, np.asarray(self.global_tokens, dtype=np.int64))
+            valid &= ~sink_only | (cols <= rows)
+        return valid
+
     def row_keys(self, row: int) -> np.ndarray:
         """The sorted key indices that row ``row`` attends to."""
         if not 0 <= row < self.seq_len:
@@ -563,7 +619,7 @@ class AttentionSpec:
             return np.arange(self.seq_len, dtype=np.int64)
         keys = self.band_offsets() + row
         keys = keys[(keys >= 0) & (keys < self.seq_len)]
-        return np.union1d(keys, np.asarray(self.global_tokens, dtype=np.int64))
+        return np.union1d(keys, self.columns()[self.column_valid([row])[0]])
 
     def mask(self) -> np.ndarray:
         """The dense ``(seq_len, seq_len)`` boolean mask: ``mask[i, j]`` if row i attends key j."""
@@ -573,9 +629,8 @@ class AttentionSpec:
             return self.block_mask().repeat(b, axis=0).repeat(b, axis=1)
         rows = np.arange(n)[:, None]
         mask = self.in_band(rows, np.arange(n)[None, :])
-        g = np.asarray(self.global_tokens, dtype=np.int64)
-        mask[:, g] = True
-        mask[g, :] = True
+        mask[:, self.columns()] |= self.column_valid(rows)
+        mask[np.asarray(self.global_tokens, dtype=np.int64), :] = True
         return mask
 
     def keys_per_row(self) -> np.ndarray:
@@ -592,10 +647,9 @@ class AttentionSpec:
         last = np.minimum(self.after, (self.seq_len - 1 - rows) // self.dilation)
         first = np.maximum(-self.before, -(rows // self.dilation))
         counts = last - first + 1
-        g = np.asarray(self.global_tokens, dtype=np.int64)
-        if g.size:
-            counts = counts + (~self.in_band(rows[:, None], g[None, :])).sum(axis=1)
-            counts[g] = self.seq_len
+        if self.global_tokens or self.sink_tokens:
+            counts = counts + self.column_valid(rows).sum(axis=1)
+            counts[np.asarray(self.global_tokens, dtype=np.int64)] = self.seq_len
         return counts.astype(np.int64)
 
     def pair_count(self) -> int:

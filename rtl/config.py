@@ -158,6 +158,9 @@ class CoreParams:
         if spec.window > MAX_WINDOW:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
+        if spec.sink_tokens:  # (the core has no key-only columns yet: issue 25, item 2)
+            raise ValueError(f"sink_tokens must be 0 on the SWAT core (it has no sink columns "
+                             f"yet), not {spec.sink_tokens}")
         b = spec.block_size
         if b and b & (b - 1):
             raise ValueError(f"block_size must be a power of two on the SWAT core (it checks "
@@ -420,7 +423,8 @@ class CoreParams:
                   ("before", run.before, self.spec.before),
                   ("after", run.after, self.spec.after),
                   ("dilation", run.dilation, self.max_dilation),
-                  ("global_tokens", len(run.global_tokens), self.max_global_tokens))
+                  ("global_tokens", len(run.global_tokens), self.max_global_tokens),
+                  ("sink_tokens", run.sink_tokens, self.spec.sink_tokens))
         for name, value, limit in limits:
             if value > limit:
                 what = "global tokens" if name == "global_tokens" else name

@@ -264,7 +264,7 @@ def test_flow_json_carries_the_configuration(tmp_path):
     assert result["spec"] == {"seq_len": 4096, "head_dim": 64, "before": 256, "after": 256,
                               "dilation": 1, "global_tokens": [],
                               "block_size": 0, "num_random_blocks": 0, "pattern_seed": None,
-                              "explicit_random_table": None}
+                              "explicit_random_table": None, "sink_tokens": 0}
     assert result["format"] == json.loads(json.dumps(dataclasses.asdict(p.fmt)))
     assert result["hardware"] == {"key_lanes": 2, "dim_lanes": 8, "max_seq_len": 4096,
                                   "max_global_tokens": 0, "max_dilation": 1,

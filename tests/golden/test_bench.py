@@ -38,3 +38,26 @@ def test_main(capsys):
     assert exc.value.code == 2
     assert capsys.readouterr().err.endswith(
         "error: attention_window must be a positive even integer, not 7\n")
+
+
+def test_sinks_table():
+    text = bench.measure_sinks(seq_len=64, head_dim=8, sliding_window=8, heads=4, kv_heads=2,
+                               sink_tokens=2, seed=1)
+    lines = text.splitlines()
+    assert lines[0].startswith("N 64, head_dim 8, causal sliding_window 8, 4 query heads on 2")
+    assert len(lines) == 3 + 2 * len(bench.ERROR_FORMATS)
+    for line in lines[3:]:
+        max_lsb, bound = float(line.split()[-5]), float(line.split()[-1])
+        assert 0 < max_lsb <= bound
+    assert "learned sinks" in lines[3] and "2 sink tokens" in lines[4]
+
+
+def test_main_sinks(capsys):
+    assert bench.main(["sinks", "--seq-len", "32", "--head-dim", "4", "--sliding-window", "4",
+                       "--heads", "2"]) == 0
+    assert "learned sinks" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["sinks", "--heads", "3", "--kv-heads", "2"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "error: --heads (3) must be a multiple of --kv-heads (2)\n")

@@ -36,7 +36,7 @@ def test_files_and_recorded_config(generated):
     assert record["spec"] == {"seq_len": 64, "head_dim": 8, "before": 5, "after": 0,
                               "dilation": 1, "global_tokens": [],
                               "block_size": 0, "num_random_blocks": 0, "pattern_seed": None,
-                              "explicit_random_table": None}
+                              "explicit_random_table": None, "sink_tokens": 0}
     assert record["format"]["prob_bits"] == 12
     assert record["hardware"] == {"key_lanes": 2, "dim_lanes": 4, "max_seq_len": 64,
                                   "max_global_tokens": 0, "max_dilation": 1,
