@@ -26,7 +26,14 @@ from swatkit.version import __version__
 from .axis import AxisSwatCore
 from .config import CoreParams, HardwareConfig
 from .core import SwatCore
-from .packaging import file_list, fusesoc_core, package_name, sv_package, testbench
+from .packaging import (
+    VERILOG_KEYWORDS,
+    file_list,
+    fusesoc_core,
+    package_name,
+    sv_package,
+    testbench,
+)
 from .units import DSP_TARGETS, DspTarget
 
 __all__ = [
@@ -44,23 +51,6 @@ __all__ = [
 
 INTERFACES = ("core", "axis")   # the core's own stream ports, or AXI4-Stream (rtl/axis.py)
 
-# IEEE 1364-2005 reserved words (a module name must not be one); SystemVerilog adds more, of
-# which the common ones are listed too
-_KEYWORDS = """
-always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign
-default defparam design disable edge else end endcase endconfig endfunction endgenerate endmodule
-endprimitive endspecify endtable endtask event for force forever fork function generate genvar
-highz0 highz1 if ifnone incdir include initial inout input instance integer join large liblist
-library localparam macromodule medium module nand negedge nmos nor noshowcancelled not notif0
-notif1 or output parameter pmos posedge primitive pull0 pull1 pulldown pullup
-pulsestyle_onevent pulsestyle_ondetect rcmos real realtime reg release repeat rnmos rpmos rtran
-rtranif0 rtranif1 scalared showcancelled signed small specify specparam strong0 strong1 supply0
-supply1 table task time tran tranif0 tranif1 tri tri0 tri1 triand trior trireg unsigned use
-uwire vectored wait wand weak0 weak1 while wire wor xnor xor
-bit byte class enum int interface logic longint package program shortint string struct typedef
-union void
-"""
-VERILOG_KEYWORDS = frozenset(_KEYWORDS.split())
 
 
 class LintError(RuntimeError):

@@ -67,9 +67,9 @@ from swatkit.golden import NumberFormat
 from swatkit.golden.numerics import clog2
 
 from .normaliser import Normaliser
-from .run_control import STAT_BITS
 from .units import (
     EXP_LATENCY,
+    STAT_BITS,
     _reg,
     divider_latency,
     exp2_stages,

@@ -45,7 +45,26 @@ TB_SEED = 0    # seed of its Q/K/V rows and of its valid gaps and ready stalls
 
 PORTS = ("cmd", "q", "kv", "o", "stats")   # the payload layouts of core_layouts, in port order
 
-# IEEE 1800-2017 keywords beyond IEEE 1364-2005's (which generate.VERILOG_KEYWORDS has): a
+# IEEE 1364-2005 reserved words (a module name must not be one); SystemVerilog adds more, of
+# which the common ones are listed too
+_KEYWORDS = """
+always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign
+default defparam design disable edge else end endcase endconfig endfunction endgenerate endmodule
+endprimitive endspecify endtable endtask event for force forever fork function generate genvar
+highz0 highz1 if ifnone incdir include initial inout input instance integer join large liblist
+library localparam macromodule medium module nand negedge nmos nor noshowcancelled not notif0
+notif1 or output parameter pmos posedge primitive pull0 pull1 pulldown pullup
+pulsestyle_onevent pulsestyle_ondetect rcmos real realtime reg release repeat rnmos rpmos rtran
+rtranif0 rtranif1 scalared showcancelled signed small specify specparam strong0 strong1 supply0
+supply1 table task time tran tranif0 tranif1 tri tri0 tri1 triand trior trireg unsigned use
+uwire vectored wait wand weak0 weak1 while wire wor xnor xor
+bit byte class enum int interface logic longint package program shortint string struct typedef
+union void
+"""
+VERILOG_KEYWORDS = frozenset(_KEYWORDS.split())
+
+
+# IEEE 1800-2017 keywords beyond IEEE 1364-2005's (VERILOG_KEYWORDS above): a
 # layout field of that name (the command's ``before``) becomes the struct member ``before_``
 _SV_KEYWORDS = """
 accept_on alias always_comb always_ff always_latch assert assume before bind bins binsof bit
@@ -66,7 +85,6 @@ SV_KEYWORDS = frozenset(_SV_KEYWORDS.split())
 def member(field: str) -> str:
     """The struct member for layout field ``field``: the same name, ``field_`` for a
     SystemVerilog keyword."""
-    from .generate import VERILOG_KEYWORDS
 
     return f"{field}_" if field in SV_KEYWORDS or field in VERILOG_KEYWORDS else field
 

@@ -26,11 +26,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import CoreParams
-from .units import state_invariants
+from .units import STAT_BITS, state_invariants
 
 __all__ = ["STAT_BITS", "RunControl", "command_faults", "field_bits", "run_signature"]
 
-STAT_BITS = 48   # the width of every performance counter of the core (``stats``)
 
 
 def field_bits(limit: int) -> int:

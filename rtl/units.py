@@ -38,6 +38,7 @@ from swatkit.golden.numerics import clog2
 __all__ = [
     "DSP_TARGETS",
     "EXP_LATENCY",
+    "STAT_BITS",
     "BankedMemory",
     "Divider",
     "DspTarget",
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 EXP_LATENCY = 4
+STAT_BITS = 48   # the width of every performance counter of the core (``stats``)
 
 
 def _reg(m: Module, en, value, name: str, shape=None):
