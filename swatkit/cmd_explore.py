@@ -74,9 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swatkit.rtl.config import MAX_SEQ_LEN
-    from swatkit.sim.estimate import TableError, load_table
-    from swatkit.sim.explore import (
+    from swatkit.fpga_flows.explore import (
         RESOURCES,
         ExploreError,
         ResourceModel,
@@ -84,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         held_out_errors,
         load_calibration,
     )
+    from swatkit.rtl.config import MAX_SEQ_LEN
+    from swatkit.sim.estimate import TableError, load_table
     from swatkit.sim.models import ModelError, load_model
 
     check_int_option("--seq-len", args.seq_len, 1, MAX_SEQ_LEN)

@@ -543,7 +543,7 @@ def test_bigbird_model_against_a_token_band_flow(tmp_path):
 
 def test_explore_says_it_cannot_size_a_bigbird_core():
     # explore's resource model has no term for the global-row engines and random-block memories
-    from swatkit.sim.explore import explore, load_calibration
+    from swatkit.fpga_flows.explore import explore, load_calibration
 
     with pytest.raises(ModelError, match=r"^model bigbird-roberta-base: the resource model is "
                        r"calibrated on token-band cores, not on BigBird's block-sparse core "

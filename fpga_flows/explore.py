@@ -2,8 +2,8 @@
 frugal each is on a whole model (``swatkit explore``).
 
 Enumerates key lanes × dim lanes × cores, keeps the points that fit the device's resources by a
-**resource model calibrated on measured builds** (``sim/calibration/BOARD.json``: the figures of
-``docs/fpga.md``'s sweeps, or ``flow.json`` reports given with ``--flows``), clocks each point at
+**resource model calibrated on measured builds** (``fpga_flows/calibration/BOARD.json``: the
+figures of ``docs/fpga.md``'s sweeps, or ``flow.json`` reports given with ``--flows``), clocks each point at
 a measured Fmax, estimates the model with :func:`~swatkit.sim.estimate.estimate_model`, and marks
 the Pareto front over (latency, energy, utilisation).
 
@@ -45,9 +45,8 @@ import numpy as np
 
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
-
-from .estimate import EnergyTable, estimate_model
-from .models import ModelConfig
+from swatkit.sim.estimate import EnergyTable, estimate_model
+from swatkit.sim.models import ModelConfig
 
 __all__ = ["RESOURCES", "Calibration", "ExploreError", "ResourceModel", "explore",
            "held_out_errors", "load_calibration", "pareto_front"]
@@ -94,7 +93,7 @@ def load_calibration(board: str, flows: str | Path | None = None) -> Calibration
     except ValueError as e:
         raise ExploreError(str(e)) from None
     if board in CALIBRATED:
-        data = json.loads(resources.files("swatkit.sim").joinpath(
+        data = json.loads(resources.files("swatkit.fpga_flows").joinpath(
             f"calibration/{board}.json").read_text())
     elif flows is None:
         raise ExploreError(f"no calibration data for board {board!r} (shipped: "
@@ -353,7 +352,7 @@ def explore(model: ModelConfig, seq_len: int, cal: Calibration, *, budget: dict 
     ModelError
         The model has no layer the core can run.
     """
-    from .models import ModelError
+    from swatkit.sim.models import ModelError
 
     fmt = fmt or NumberFormat()
     budget = {**cal.available, **(budget or {})}

@@ -6,9 +6,7 @@ import sys
 
 import pytest
 
-from swatkit.golden import AttentionSpec, NumberFormat
-from swatkit.rtl import CoreParams, HardwareConfig
-from swatkit.sim.explore import (
+from swatkit.fpga_flows.explore import (
     ExploreError,
     ResourceModel,
     explore,
@@ -17,6 +15,8 @@ from swatkit.sim.explore import (
     load_calibration,
     pareto_front,
 )
+from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.sim.models import load_model
 
 
