@@ -10,6 +10,8 @@
   tools, Fmax and utilisation reports, sweeps. ``swatkit flow`` is its command line.
 * :mod:`~swatkit.fpga_flows.report` — a ``flow.json`` read back with every record checked
   (``swatkit estimate --from-flow``, ``swatkit explore --flows``).
+* :mod:`~swatkit.fpga_flows.explore` — the design-space exploration of ``swatkit explore``: a
+  resource model calibrated on these builds (``calibration/BOARD.json``) and the Pareto front.
 
 ``docs/fpga.md`` has the measured figures and the commands that produced them.
 """

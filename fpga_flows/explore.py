@@ -3,9 +3,10 @@ frugal each is on a whole model (``swatkit explore``).
 
 Enumerates key lanes × dim lanes × cores, keeps the points that fit the device's resources by a
 **resource model calibrated on measured builds** (``fpga_flows/calibration/BOARD.json``: the
-figures of ``docs/fpga.md``'s sweeps, or ``flow.json`` reports given with ``--flows``), clocks each point at
-a measured Fmax, estimates the model with :func:`~swatkit.sim.estimate.estimate_model`, and marks
-the Pareto front over (latency, energy, utilisation).
+figures of ``docs/fpga.md``'s sweeps, or ``flow.json`` reports given with ``--flows``), clocks
+each point at a measured Fmax, estimates the model with
+:func:`~swatkit.sim.estimate.estimate_model`, and marks the Pareto front over (latency, energy,
+utilisation).
 
 The resource model predicts what a ``swatkit flow`` build (core + on-board self-test) uses — what
 was measured:
