@@ -221,15 +221,7 @@ class KVRing(wiring.Component):
         kv_rows = Signal(STAT_BITS, name="stat_kv_rows")
         m.d.comb += [self.kv_wr.eq(kv_wr), self.kv_rows.eq(kv_rows)]
 
-        # (max_dilation class regions of S·G words, then the resident global columns)
-        kmem, kwr = _banked_lanes(m, p, platform, "kmem", depth)
-        vmem, vwr = _banked_lanes(m, p, platform, "vmem", depth)
-        # one bit per ring word: the band key is a global token (attended as a global column)
-        if gmax:
-            fmem = [memory.Memory(shape=1, depth=depth, init=[]) for _ in range(kl)]
-            for lane, mem in enumerate(fmem):
-                m.submodules[f"fmem{lane}"] = mem
-            fwr = [mem.write_port() for mem in fmem]
+        kwr, vwr, fwr = self._memories(m, platform)
 
         # loader: the run's global columns first (into the global region), then the band rows,
         # each taken when its slot is free and written in G cycles
@@ -356,19 +348,6 @@ class KVRing(wiring.Component):
                                  *[lpos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
             m.d.comb += self.pre_done.eq(pre_wr == gcount)
 
-        # -- the reads: K for the QK engine, V for the SV engine, and the flags beside them ----
-        _read_lanes(m, kmem, self.k_rd, "qk_k")
-        _read_lanes(m, vmem, self.v_rd, "sv_v", self.v_rd.en)
-        if gmax:
-            for lane, mem in enumerate(fmem):
-                qk_flag = mem.read_port()
-                sv_flag = mem.read_port()
-                m.d.comb += [qk_flag.addr.eq(self.f_qk.addr[lane]),
-                             self.f_qk.data[lane].eq(qk_flag.data),
-                             sv_flag.addr.eq(self.f_sv.addr[lane]), sv_flag.en.eq(self.f_sv.en),
-                             self.f_sv.data[lane].eq(sv_flag.data)]
-        m.d.comb += self.collision.eq(Cat(mem.collision for mem in (*kmem, *vmem)).any())
-
         # -- a new run resets every pointer and counter -----------------------------------------
         with m.If(start_run):
             m.d.sync += [sig.eq(0) for sig in (kv_acc, kv_wr, kv_lane, kv_base, kv_cls, kv_a,
@@ -378,6 +357,31 @@ class KVRing(wiring.Component):
         state_invariants(m, platform, [*self.invariants(),
                                        (kv_rows == kv_wr, "inv: stats.kv_rows = kv_wr")])
         return m
+
+    def _memories(self, m: Module, platform):
+        """The lane memories — K and V words in ``max_dilation`` class regions of S·G words, then
+        the resident global columns; one flag bit per word (the band key is a global token) —
+        with the engines' reads; returns the write ports of each (``None`` for no flags)."""
+        p = self.params
+        kmem, kwr = _banked_lanes(m, p, platform, "kmem", p.kv_depth)
+        vmem, vwr = _banked_lanes(m, p, platform, "vmem", p.kv_depth)
+        _read_lanes(m, kmem, self.k_rd, "qk_k")
+        _read_lanes(m, vmem, self.v_rd, "sv_v", self.v_rd.en)
+        m.d.comb += self.collision.eq(Cat(mem.collision for mem in (*kmem, *vmem)).any())
+        if not p.max_global_tokens:
+            return kwr, vwr, None
+        fmem = [memory.Memory(shape=1, depth=p.kv_depth, init=[]) for _ in range(p.hw.key_lanes)]
+        for lane, mem in enumerate(fmem):
+            m.submodules[f"fmem{lane}"] = mem
+        fwr = [mem.write_port() for mem in fmem]
+        for lane, mem in enumerate(fmem):
+            qk_flag = mem.read_port()
+            sv_flag = mem.read_port()
+            m.d.comb += [qk_flag.addr.eq(self.f_qk.addr[lane]),
+                         self.f_qk.data[lane].eq(qk_flag.data),
+                         sv_flag.addr.eq(self.f_sv.addr[lane]), sv_flag.en.eq(self.f_sv.en),
+                         self.f_sv.data[lane].eq(sv_flag.data)]
+        return kwr, vwr, fwr
 
 
 class RandomRing(wiring.Component):

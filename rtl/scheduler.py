@@ -116,12 +116,12 @@ class Scheduler(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p, run, s = self.params, self.run, self.state
-        kl, g, d, b = p.hw.key_lanes, p.groups, p.spec.head_dim, p.fmt.data_bits
+        kl, g = p.hw.key_lanes, p.groups
         sg, depth, before = p.region_words, p.kv_depth, p.spec.before
         dmax, blk, rmax = p.max_dilation, p.block_size, p.max_random_blocks
         running, n, cmd, start_run = run.running, run.n, run.cmd, run.start
         dil = run.dil if dmax > 1 else 1
-        q_cnt, q_full, q_skid_full, q_more = s.q_cnt, s.q_full, s.q_skid_full, s.q_more
+        q_cnt, q_full, q_more = s.q_cnt, s.q_full, s.q_more
         qk_row, qk_more, hi1, near, sb_free = s.qk_row, s.qk_more, s.hi1, s.near, s.sb_free
         q_rows = Signal(STAT_BITS, name="stat_q_rows")
         m.d.comb += self.q_rows.eq(q_rows)
@@ -129,23 +129,7 @@ class Scheduler(wiring.Component):
         m.d.comb += qk_start.eq(self.rows.valid & self.rows.ready)
 
         # -- Q registers -----------------------------------------------------------------------
-        # the next row's Q (q_next) and one more behind it (q_skid): the Q stream's ready is a
-        # function of registers only, not of the QK start (a long path into the Q source)
-        q_next = Signal(d * b)
-        q_skid = Signal(d * b)
-        q_take = self.q.valid & self.q.ready
-        m.d.comb += self.q.ready.eq(running & q_more & ~q_skid_full)
-        with m.If(qk_start):   # q_next moves to the QK engine
-            with m.If(q_skid_full):
-                m.d.sync += [q_next.eq(q_skid), q_skid_full.eq(0)]
-            with m.Elif(~q_take):
-                m.d.sync += q_full.eq(0)
-        with m.If(q_take):   # (q_skid is empty)
-            with m.If(~q_full | qk_start):
-                m.d.sync += [q_next.eq(self.q.payload.as_value()), q_full.eq(1)]
-            with m.Else():
-                m.d.sync += [q_skid.eq(self.q.payload.as_value()), q_skid_full.eq(1)]
-            m.d.sync += [q_cnt.eq(q_cnt + 1), q_more.eq(q_cnt + 1 < n), q_rows.eq(q_rows + 1)]
+        q_next = self._q_registers(m, qk_start, q_rows)
 
         # -- row bookkeeping -------------------------------------------------------------------
         # The next row to start, i = qk_row: its residue class (and the class's K/V region) and
@@ -274,3 +258,27 @@ class Scheduler(wiring.Component):
         state_invariants(m, platform, [*self.invariants(),
                                        (q_rows == q_cnt, "inv: stats.q_rows = q_cnt")])
         return m
+
+    def _q_registers(self, m: Module, qk_start, q_rows) -> Signal:
+        """The next row's Q (returned) and one more behind it (``q_skid``): the Q stream's
+        ready is a function of registers only, not of the QK start (a long path into the Q
+        source)."""
+        run, s = self.run, self.state
+        q_cnt, q_full, q_skid_full, q_more = s.q_cnt, s.q_full, s.q_skid_full, s.q_more
+        q_next = Signal(len(self.q.payload.as_value()))
+        q_skid = Signal(len(self.q.payload.as_value()))
+        q_take = self.q.valid & self.q.ready
+        m.d.comb += self.q.ready.eq(run.running & q_more & ~q_skid_full)
+        with m.If(qk_start):   # q_next moves to the QK engine
+            with m.If(q_skid_full):
+                m.d.sync += [q_next.eq(q_skid), q_skid_full.eq(0)]
+            with m.Elif(~q_take):
+                m.d.sync += q_full.eq(0)
+        with m.If(q_take):   # (q_skid is empty)
+            with m.If(~q_full | qk_start):
+                m.d.sync += [q_next.eq(self.q.payload.as_value()), q_full.eq(1)]
+            with m.Else():
+                m.d.sync += [q_skid.eq(self.q.payload.as_value()), q_skid_full.eq(1)]
+            m.d.sync += [q_cnt.eq(q_cnt + 1), q_more.eq(q_cnt + 1 < run.n),
+                         q_rows.eq(q_rows + 1)]
+        return q_next
