@@ -924,12 +924,16 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
         step(verilator_command(src, path, waves, models, main,
                                ["-LDFLAGS", f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator",
                                 *TIMING_ARGS], sources=sources, top=top))
-        shared = runtime_objects(path, runtime, make)
+        # the first build of a runtime key compiles the runtime while the others wait for it
+        # (on a few cores, compiling it twice at once costs both builds)
+        with _locked(runtime / f"{_runtime_key(path, make)}.lock"):
+            shared = runtime_objects(path, runtime, make)
+            if not shared:
+                step(make)
+                _keep_runtime(path, runtime, make)
         if shared:
             fh.write(f"# Verilator's runtime ({', '.join(shared)}) from {runtime}\n")
-        step(make)
-        if not shared:
-            _keep_runtime(path, runtime, make)
+            step(make)
 
 
 def _objcache() -> list[str]:
