@@ -192,7 +192,16 @@ def own_cases(args) -> list:
                 r.spec.replace(seq_len=n)
             except ValueError as e:
                 raise UsageError(f"--seq-len {n}: {e}") from None
-    params = core_params(r, max(r.spec.seq_len, *lengths))
+    # a core for the configured seq_len; N above it needs a larger core, built for the next
+    # power of two so that other lengths up to it reuse that build
+    largest = max(lengths)
+    if largest <= r.spec.seq_len:
+        params = core_params(r, r.spec.seq_len)
+    else:
+        try:
+            params = core_params(r, _bucket(largest))
+        except UsageError:   # the power of two is past a limit that N itself is not
+            params = core_params(r, largest)
     tokens = r.spec.global_tokens
     for n in lengths:   # every run has the configuration's global tokens: none may be cut
         if tokens and tokens[-1] >= n:
@@ -233,8 +242,16 @@ def _kv_rows(build, n: int, pattern: dict) -> int:
     return n + len(build.spec(n).replace(**pattern).global_positions())
 
 
+def _bucket(rows: int) -> int:
+    """The power of two at or above ``rows``."""
+    return 1 << max(rows - 1, 0).bit_length()
+
+
 def _with_depth(build, rows: int):
-    return build if rows <= build.harness_depth else dataclasses.replace(build, depth=rows)
+    """``build`` with memories for ``rows`` K/V rows: its own depth if that holds them, else
+    the next power of two (so that other lengths and run counts up to it share the build)."""
+    return (build if rows <= build.harness_depth
+            else dataclasses.replace(build, depth=_bucket(rows)))
 
 
 # -- running ----------------------------------------------------------------------------------

@@ -279,6 +279,26 @@ def test_own_cases_size_the_harness_for_every_run(tmp_path, argv, globals_per_ru
         assert case.build.harness_depth >= runs * (longest + globals_per_run)
 
 
+def test_own_lengths_share_a_build(tmp_path):
+    """N and the number of runs are run-time: lengths and run counts within one power of two
+    resolve to one build (one cache key: no rebuild), a larger one to the next; N above the
+    configured seq_len builds the core for the next power of two."""
+    from swatkit.sim.regress import build_key
+
+    def key(*argv):
+        (case, *_) = _own(tmp_path, *TINY, *argv)   # [spec] seq_len = 16
+        return case.build, build_key(case.build, None)
+
+    (b16, k16), (_, k9) = key(), key("--seq-len", "9,16")
+    assert k16 == k9 and b16.max_seq_len == 16 and b16.harness_depth == 16
+    (b17, k17), (_, k30), (_, k32) = (key("--seq-len", n) for n in ("17", "30", "20,32"))
+    assert k17 == k30 == k32 != k16
+    assert b17.max_seq_len == 32 and b17.harness_depth == 32
+    (r3, k3), (_, k5), (r6, k6) = (key("--seq-len", "12", "--runs", r) for r in "356")
+    assert k3 == k5 != k6 and r3.harness_depth == 64 and r6.harness_depth == 128 \
+        and r3.max_seq_len == 16
+
+
 def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
     """A BigBird core with --runs 2: two runs of N rows, each with its 2·b global rows."""
     build_dir = request.config.getoption("build_dir")
