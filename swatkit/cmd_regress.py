@@ -79,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--workers", metavar="WORKERS", type=int,
                         help="parallel simulations (default: the number of CPUs; 0 runs in "
                              "this process)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the cases on the workers of this Dask distributed scheduler "
+                             "(e.g. tcp://host:8786; pip install 'swatkit[dask]'); each worker "
+                             "builds in its own cache (--build-dir, else its default)")
     parser.add_argument("--seed", metavar="S", type=int,
                         help="seed of the inputs, gaps and stalls (default: a fresh one, "
                              "printed)")
@@ -292,6 +296,9 @@ def run(args: argparse.Namespace) -> int:
     if own and (args.fast or args.full):
         raise UsageError("--fast/--full run the matrix; they cannot be combined with a "
                          "configuration")
+    if args.scheduler and args.workers is not None:
+        raise UsageError("-n cannot be combined with --scheduler (the cluster's workers set "
+                         "the parallelism)")
     if args.workers is None:
         args.workers = os.cpu_count() or 1
     if args.workers < 0:
@@ -318,6 +325,14 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--build-dir: cannot create {root}: {e.strerror}") from None
+    client = None
+    if args.scheduler:   # reach it before anything is printed or built
+        from swatkit.fpga_flows.flow import SchedulerError, connect
+
+        try:
+            client = connect(args.scheduler)
+        except SchedulerError as e:
+            raise UsageError(f"--scheduler: {e}") from None
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
     junit = (args.junitxml or Path("results.xml")).resolve()
     mode = "your configuration" if own else ("--full" if args.full else "--fast")
@@ -325,21 +340,43 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console(highlight=False, soft_wrap=True)
-    console.print(f"swatkit regress {mode}: {len(cases)} cases, seed {seed}, "
-                  f"{args.workers or 'no'} workers, Verilator "
-                  f"{'.'.join(map(str, verilator.version))}, builds in {root}")
+    if client is not None:
+        count = len(client.scheduler_info().get("workers", {}))
+        where = (f"on the Dask cluster at {client.scheduler.address} ({count} workers), "
+                 f"builds in {args.build_dir or 'each worker' + chr(39) + 's cache'}")
+    else:
+        where = f"{args.workers or 'no'} workers, builds in {root}"
+    console.print(f"swatkit regress {mode}: {len(cases)} cases, seed {seed}, Verilator "
+                  f"{'.'.join(map(str, verilator.version))}, {where}")
     if own:
         console.print(f"configuration: {cases[0].build.describe()}, up to "
                       f"{cases[0].build.max_seq_len} rows")
     start = time.monotonic()
-    results = _run_cases(console, cases, seed, args.waves, args.build_dir, args.workers)
+    try:
+        results = _run_cases(console, cases, seed, args.waves, args.build_dir, args.workers,
+                             client)
+    finally:
+        if client is not None:
+            client.close()
     wall = time.monotonic() - start
     return _report(args, console, results, junit, wall, seed, mode)
 
 
-def _run_cases(console, cases, seed, waves, build_dir, workers):
-    """Every case, in parallel processes (builds first, one per configuration), with a progress
-    display; returns the results in the cases' order."""
+def _first_per_build(cases) -> list[int]:
+    """The cases' indices, one case of each build first: each configuration is compiled once
+    (the others wait for it, :func:`swatkit.sim.regress.cached_build`), and the compilations
+    run in parallel."""
+    firsts, rest, seen = [], [], set()
+    for i, case in enumerate(cases):
+        (rest if case.build in seen else firsts).append(i)
+        seen.add(case.build)
+    return firsts + rest
+
+
+def _run_cases(console, cases, seed, waves, build_dir, workers, client=None):
+    """Every case, in parallel processes (builds first, one per configuration) or on a Dask
+    cluster (``client``), with a progress display; returns the results in the cases'
+    order."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -363,6 +400,8 @@ def _run_cases(console, cases, seed, waves, build_dir, workers):
 
     with progress:
         task = progress.add_task("building", total=len(cases))
+        if client is not None:
+            return _run_on_dask(client, cases, seed, waves, build_dir, done, results, console)
         if workers == 0:
             for i, case in enumerate(cases):
                 progress.update(task, description=f"running {case.id}")
@@ -372,12 +411,8 @@ def _run_cases(console, cases, seed, waves, build_dir, workers):
         try:
             # one case of each build first, so that each configuration is compiled once and
             # the compilations run in parallel
-            firsts, rest, seen = [], [], set()
-            for i, case in enumerate(cases):
-                (rest if case.build in seen else firsts).append(i)
-                seen.add(case.build)
             pending = {i: pool.apply_async(_run_one, (cases[i], seed, waves, build_dir))
-                       for i in firsts + rest}
+                       for i in _first_per_build(cases)}
             while pending:
                 for i in [i for i, r in pending.items() if r.ready()]:
                     done(i, pending.pop(i).get())
@@ -389,6 +424,39 @@ def _run_cases(console, cases, seed, waves, build_dir, workers):
             finished = sum(r is not None for r in results)
             console.print(f"{finished} of {len(cases)} cases had finished")
             raise
+    return results
+
+
+def _run_on_dask(client, cases, seed, waves, build_dir, done, results, console):
+    """The cases as tasks of the Dask cluster behind ``client`` (one case of each build first);
+    a task the cluster loses (a worker gone) is that case's failure. Ctrl-C cancels every
+    task not finished."""
+    import uuid
+
+    futures = {}
+    try:
+        for i in _first_per_build(cases):
+            key = f"swatkit-regress-{cases[i].id}-{uuid.uuid4().hex[:8]}"
+            futures[i] = client.submit(_run_one, cases[i], seed, waves, build_dir, key=key,
+                                       pure=False)
+        pending = dict(futures)
+        while pending:
+            for i in [i for i, f in pending.items() if f.done()]:
+                future = pending.pop(i)
+                try:
+                    result = future.result()
+                except Exception as e:   # the task was lost, or could not run on the worker
+                    from swatkit.sim.regress import CaseResult
+
+                    result = CaseResult(cases[i], seed, False, message=(
+                        f"the Dask task failed: {type(e).__name__}: {e}"))
+                done(i, result)
+            time.sleep(0.2)
+    except BaseException:
+        client.cancel(list(futures.values()), force=True)
+        finished = sum(r is not None for r in results)
+        console.print(f"{finished} of {len(cases)} cases had finished")
+        raise
     return results
 
 

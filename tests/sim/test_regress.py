@@ -508,3 +508,56 @@ def test_concurrent_commands_each_check_their_own_rows(request, regress_seed, tm
         assert record["totals"]["rows"] == 32 * count
         nonces += [c["props"]["nonce"] for c in record["cases"]]
     assert len(set(nonces)) == 3 and all(re.fullmatch(r"[0-9a-f]{16}", n) for n in nonces)
+
+
+# -- on a Dask cluster ---------------------------------------------------------------------------
+
+
+def test_cli_runs_cases_on_a_dask_cluster(request, regress_seed, tmp_path, capsys,
+                                          monkeypatch):
+    """--scheduler: the cases run as tasks of a Dask cluster (an in-process LocalCluster with
+    two workers here); each case's rows are checked as in a local run and the report is the
+    same."""
+    distributed = pytest.importorskip("distributed")
+    from swatkit.cli import main
+
+    build_dir = request.config.getoption("build_dir")
+    _tiny_case(tmp_path)   # (writes mine.toml: the tiny build of the isolation tests)
+    monkeypatch.chdir(tmp_path)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        code = main(["regress", "--config", "mine.toml", *TINY, "--seq-len", "32,20",
+                     "--inputs", "random,extremes", "--seed", str(regress_seed),
+                     "--scheduler", cluster.scheduler_address, "--json", "r.json",
+                     *(["--build-dir", build_dir] if build_dir else [])])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "on the Dask cluster at inproc://" in out and "(2 workers)" in out
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert sorted(c["name"] for c in record["cases"]) == sorted(
+        f"yours/{k}-n{n}" for k in ("random", "extremes") for n in (32, 20))
+    assert record["totals"] == {**record["totals"], "failed": 0, "rows": 2 * (32 + 20)}
+    assert all(c["props"]["passed"] and c["props"]["nonce"] for c in record["cases"])
+    last = re.fullmatch(LAST_LINE, out.strip().splitlines()[-1])
+    assert last and (last[1], last[2]) == ("4", "0")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--scheduler", "tcp://127.0.0.1:9"],
+     r"--scheduler: cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9: .+"),
+    (["-n", "2", "--scheduler", "tcp://127.0.0.1:9"],
+     r"-n cannot be combined with --scheduler \(the cluster's workers set the parallelism\)"),
+])
+def test_cli_bad_scheduler(argv, message, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("distributed")
+    from swatkit.cli import main
+    from swatkit.fpga_flows import flow
+
+    monkeypatch.setattr(flow, "CONNECT_TIMEOUT", 1)
+    monkeypatch.chdir(tmp_path)
+    code = main(["regress", "-k", "w1_k1d2/edges", *argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert re.fullmatch(f"swatkit: error: {message}", line), line
+    assert not list(tmp_path.iterdir())
