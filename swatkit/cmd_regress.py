@@ -362,6 +362,18 @@ def run(args: argparse.Namespace) -> int:
     return _report(args, console, results, junit, wall, seed, mode)
 
 
+def _uncached(cases, waves, build_dir) -> list:
+    """The builds of ``cases`` that the cache does not have yet, in the order they start."""
+    from swatkit.sim.regress import build_key, build_root
+
+    root, builds = build_root(build_dir), []
+    for case in cases:
+        if case.build not in builds:
+            builds.append(case.build)
+    return [b for b in builds
+            if not (root / build_key(b, waves or None) / "build.ok").is_file()]
+
+
 def _first_per_build(cases) -> list[int]:
     """The cases' indices, one case of each build first: each configuration is compiled once
     (the others wait for it, :func:`swatkit.sim.regress.cached_build`), and the compilations
@@ -389,22 +401,42 @@ def _run_cases(console, cases, seed, waves, build_dir, workers, client=None):
                         TimeElapsedColumn(), TextColumn("{task.description}"),
                         console=console, transient=True)
     results = [None] * len(cases)
+    # the builds this run compiles (not in the cache): named in the progress line until done
+    building = [] if client is not None else _uncached(cases, waves, build_dir)
+    left = {b: sum(c.build == b for c in cases) for b in building}
+
+    def state() -> str:
+        if not building:
+            return "running"
+        names = ", ".join(b.id for b in building[:3]) + (", …" if len(building) > 3 else "")
+        return f"building {len(building)} configuration(s): {names}"
 
     def done(index, result):
         results[index] = result
-        progress.update(task, advance=1, description=result.case.id)
+        build = result.case.build
+        if build in left:
+            left[build] -= 1
+            if result.build_seconds or not left[build]:   # compiled (or given up)
+                building.remove(build)
+                del left[build]
+                progress.console.print(f"built {build.id} in {result.build_seconds:.1f} s"
+                                       if result.build_seconds else
+                                       f"not built: {build.id}")
+        progress.update(task, advance=1, description=state())
         verdict = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
         detail = (f"  {result.rows} rows, {result.cycles} cycles, "
                   f"{result.cycles_per_ideal:.3f}× ideal" if result.rows else "")
         progress.console.print(f"{verdict} {result.case.id}{detail}")
 
     with progress:
-        task = progress.add_task("building", total=len(cases))
+        task = progress.add_task(state(), total=len(cases))
         if client is not None:
             return _run_on_dask(client, cases, seed, waves, build_dir, done, results, console)
         if workers == 0:
             for i, case in enumerate(cases):
-                progress.update(task, description=f"running {case.id}")
+                progress.update(task, description=(
+                    f"building {case.build.id}, then running {case.id}"
+                    if case.build in building else f"running {case.id}"))
                 done(i, _run_one(case, seed, waves, build_dir))
             return results
         pool = _start_pool(workers)
