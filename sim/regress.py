@@ -87,7 +87,7 @@ MAKE_ARGS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 # thousand to a few hundred thousand cycles) stay short; Verilator's runtime (OPT_GLOBAL) stays
 # at -O1, so one compiled runtime serves both kinds of build (runtime_objects)
 QUICK_MAKE_ARGS = ("OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
-QUICK_CYCLES = 100_000  # a build is small if a run of max_seq_len rows ideally takes at most this
+QUICK_CYCLES = 100_000  # a build is small if the rows its harness holds ideally take at most this
 MAX_SEQ_LEN = 1000  # counters of every matrix build; 1001 still fits the command (error check)
 HOLDS = ("o_hold", "q_hold", "kv_hold")
 HEAVY = 0.35        # gap/stall probability of the heavy-stall cases (>= 30% on both sides)
@@ -153,9 +153,11 @@ class Build:
     @property
     def make_args(self) -> tuple[str, ...]:
         """The C++ optimisation of the model: :data:`QUICK_MAKE_ARGS` (``-O0``) for a small
-        build (a run of ``max_seq_len`` rows ideally takes at most :data:`QUICK_CYCLES`
-        cycles), :data:`MAKE_ARGS` (``-O1``) otherwise."""
-        quick = self.params.ideal_cycles(self.max_seq_len) <= QUICK_CYCLES
+        build (the rows its harness holds ideally take at most :data:`QUICK_CYCLES` cycles:
+        runs of ``max_seq_len`` rows, as many as fill its memories), :data:`MAKE_ARGS`
+        (``-O1``) otherwise."""
+        per_row = self.params.ideal_cycles(self.max_seq_len) / self.max_seq_len
+        quick = per_row * self.harness_depth <= QUICK_CYCLES
         return QUICK_MAKE_ARGS if quick else MAKE_ARGS
 
     @classmethod

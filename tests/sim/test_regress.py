@@ -299,6 +299,26 @@ def test_own_lengths_share_a_build(tmp_path):
         and r3.max_seq_len == 16
 
 
+def test_small_builds_compile_their_model_unoptimised(tmp_path):
+    """A build whose harness holds at most QUICK_CYCLES ideal cycles of rows compiles its model
+    at -O0 (its runs are short); the shipped real-size cores, and a small core whose harness
+    holds many runs, at -O1. Verilator's runtime is -O1 in both (one shared runtime)."""
+    from swatkit.sim.regress import MAKE_ARGS, QUICK_CYCLES, QUICK_MAKE_ARGS
+
+    assert "OPT_FAST=-O0" in QUICK_MAKE_ARGS and "OPT_FAST=-O1" in MAKE_ARGS
+    assert [a for a in QUICK_MAKE_ARGS if "GLOBAL" in a] == [a for a in MAKE_ARGS
+                                                             if "GLOBAL" in a]
+    for b in {c.build for c in FAST}:
+        assert b.make_args == QUICK_MAKE_ARGS, b.id
+        assert b.params.ideal_cycles(b.max_seq_len) <= QUICK_CYCLES
+    assert DEFAULT_CORE.make_args == MAKE_ARGS
+    (case,) = _own(tmp_path, "--head-dim", "8", "--attention-window", "8", "--key-lanes", "1",
+                   "--dim-lanes", "1", "--seq-len", "1000")
+    (many,) = _own(tmp_path, "--head-dim", "8", "--attention-window", "8", "--key-lanes", "1",
+                   "--dim-lanes", "1", "--seq-len", "1000", "--runs", "30")
+    assert case.build.make_args == QUICK_MAKE_ARGS and many.build.make_args == MAKE_ARGS
+
+
 def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
     """A BigBird core with --runs 2: two runs of N rows, each with its 2·b global rows."""
     build_dir = request.config.getoption("build_dir")
