@@ -131,13 +131,12 @@ def pytest_sessionstart(session):
         _PROGRESS.append(BuildProgress(session.config))
 
 
-def pytest_runtest_logstart(nodeid, location):
-    if _PROGRESS:
-        _PROGRESS[-1].starting(nodeid)
-
-
 def pytest_runtest_logreport(report):
-    if _PROGRESS and report.when == "teardown":
+    if not _PROGRESS:
+        return
+    if report.when == "setup" and report.passed:   # the test runs now (not skipped)
+        _PROGRESS[-1].starting(report.nodeid)
+    elif report.when == "teardown":
         _PROGRESS[-1].finished()
 
 
