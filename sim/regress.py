@@ -83,6 +83,11 @@ BUILD_ARGS = ("--output-split", "0", "-Wno-fatal", "--x-assign", "fast", "--x-in
 # with -fcoroutines
 TIMING_ARGS = ("--timing", "--timescale", "1ns/1ps", "-CFLAGS", "-fcoroutines")
 MAKE_ARGS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
+# the model of a small build at -O0: it compiles in about half the time and its runs (a few
+# thousand to a few hundred thousand cycles) stay short; Verilator's runtime (OPT_GLOBAL) stays
+# at -O1, so one compiled runtime serves both kinds of build (runtime_objects)
+QUICK_MAKE_ARGS = ("OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
+QUICK_CYCLES = 100_000  # a build is small if the rows its harness holds ideally take at most this
 MAX_SEQ_LEN = 1000  # counters of every matrix build; 1001 still fits the command (error check)
 HOLDS = ("o_hold", "q_hold", "kv_hold")
 HEAVY = 0.35        # gap/stall probability of the heavy-stall cases (>= 30% on both sides)
@@ -144,6 +149,16 @@ class Build:
         """Rows the harness's memories hold: every run of a case (default ``max_seq_len``, and
         the global columns that come before a run's K/V rows)."""
         return self.depth or self.max_seq_len + self.params.max_global_tokens
+
+    @property
+    def make_args(self) -> tuple[str, ...]:
+        """The C++ optimisation of the model: :data:`QUICK_MAKE_ARGS` (``-O0``) for a small
+        build (the rows its harness holds ideally take at most :data:`QUICK_CYCLES` cycles:
+        runs of ``max_seq_len`` rows, as many as fill its memories), :data:`MAKE_ARGS`
+        (``-O1``) otherwise."""
+        per_row = self.params.ideal_cycles(self.max_seq_len) / self.max_seq_len
+        quick = per_row * self.harness_depth <= QUICK_CYCLES
+        return QUICK_MAKE_ARGS if quick else MAKE_ARGS
 
     @classmethod
     def from_params(cls, id: str, params: CoreParams, dsp: str = "generic") -> Build:
@@ -712,7 +727,8 @@ def build_key(build: Build, waves: str | None) -> str:
     record = json.dumps({"params": build.params.as_dict(), "dsp": build.dsp,
                          "interface": build.interface,
                          "depth": build.harness_depth, "top": TOP,
-                         "core": CORE, "build_args": BUILD_ARGS, "make_args": MAKE_ARGS,
+                         "core": CORE, "build_args": BUILD_ARGS,
+                         "make_args": build.make_args,
                          "timing": TIMING_ARGS, "clock": "verilog",
                          "waves": waves, "tools": tool_versions(),
                          "amaranth": amaranth.__version__, "sources": _source_digest()},
@@ -723,9 +739,10 @@ def build_key(build: Build, waves: str | None) -> str:
 def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
     def make(path: Path) -> dict:
         models = _write_sources(build, path / "src", waves)
-        compile_bench(path / "src", path, waves, models)
+        compile_bench(path / "src", path, waves, models, make_args=build.make_args)
         return {"build": build.id, "config": build.describe(), "waves": waves,
-                "build_args": BUILD_ARGS, "make_args": MAKE_ARGS, "tools": tool_versions(),
+                "build_args": BUILD_ARGS, "make_args": build.make_args,
+                "tools": tool_versions(),
                 "lint": "verilator --lint-only -Wall: clean"}
 
     return cached_build(root, build_key(build, waves), TOP, make)
@@ -756,6 +773,11 @@ def cached_build(root: Path, key: str, top: str, make) -> BuildInfo:
             (tmp / "build.ok").write_text(json.dumps(
                 {"key": key, **record, "seconds": round(seconds, 1)}, indent=2) + "\n")
             os.rename(tmp, path)
+            # one line per build made (builds.log): what a run of the suite compiled
+            with open(root / "builds.log", "a") as fh:
+                fh.write(json.dumps({"key": key, "top": top, "build": record.get("build"),
+                                     "seconds": round(seconds, 1),
+                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -861,12 +883,20 @@ def verilator_command(src: Path, path: Path, waves: str | None, models: list[str
 
 
 def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *,
-                  sources: list[str] | None = None, top: str = TOP) -> None:
+                  sources: list[str] | None = None, top: str = TOP,
+                  make_args: tuple[str, ...] = MAKE_ARGS,
+                  runtime: Path | None = None) -> None:
     """Compile the Verilog in ``src`` (see :func:`verilator_command`) into ``path`` with
     cocotb's VPI library and main, the Verilog clock's timing support and the regression's
-    options; the log is ``path/build.log``. Verilator and make run under
-    :func:`swatkit.processes.run`: an interrupt, or the death of this process, stops the
-    compilers too."""
+    options (``make_args``: the C++ optimisation); the log is ``path/build.log``. Verilator
+    and make run under :func:`swatkit.processes.run`: an interrupt, or the death of this
+    process, stops the compilers too.
+
+    Verilator's runtime (``verilated*.o``: the same for every build with the same tools,
+    options and tracing) is compiled once and kept in ``runtime`` (default
+    ``<path's folder>/runtime``, :func:`runtime_objects`); a build whose runtime is there
+    compiles only its model and cocotb's main. ``OBJCACHE=ccache`` is added when ``ccache``
+    is on PATH (unless ``SWATKIT_CCACHE=0``)."""
     import subprocess
 
     import cocotb_tools.config
@@ -878,16 +908,12 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
     libs = cocotb_tools.config.libs_dir
     main = cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp"
     log = path / "build.log"
-    cmds = [
-        verilator_command(src, path, waves, models, main,
-                          ["-LDFLAGS", f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator",
-                           *TIMING_ARGS], sources=sources, top=top),
-        ["make", "-j", str(os.cpu_count() or 1), "-C", str(path), "-f", "Vtop.mk",
-         f"VM_TRACE={int(waves is not None)}", *MAKE_ARGS],
-    ]
+    make = ["make", "-j", str(os.cpu_count() or 1), "-C", str(path), "-f", "Vtop.mk",
+            f"VM_TRACE={int(waves is not None)}", *make_args, *_objcache()]
     env = {**os.environ, **v.env}
+    runtime = path.parent / "runtime" if runtime is None else runtime
     with open(log, "w") as fh:
-        for cmd in cmds:
+        def step(cmd):
             fh.write("$ " + " ".join(cmd) + "\n")
             fh.flush()
             code = run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
@@ -896,6 +922,115 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
                 raise RuntimeError(f"Verilator build failed in {path} (exit {code}); see "
                                    f"{log}:\n{tail}")
+
+        step(verilator_command(src, path, waves, models, main,
+                               ["-LDFLAGS", f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator",
+                                *TIMING_ARGS], sources=sources, top=top))
+        # the first build of a runtime key compiles the runtime while the others wait for it
+        # (on a few cores, compiling it twice at once costs both builds)
+        with _locked(runtime / f"{_runtime_key(path, make)}.lock"):
+            shared = runtime_objects(path, runtime, make)
+            if not shared:
+                step(make)
+                _keep_runtime(path, runtime, make)
+        if shared:
+            fh.write(f"# Verilator's runtime ({', '.join(shared)}) from {runtime}\n")
+            step(make)
+
+
+def _objcache() -> list[str]:
+    """``OBJCACHE=ccache`` when ccache is on PATH (optional: the builds are the same without
+    it; ``SWATKIT_CCACHE=0`` turns it off)."""
+    if os.environ.get("SWATKIT_CCACHE", "1") != "0" and shutil.which("ccache"):
+        return ["OBJCACHE=ccache"]
+    return []
+
+
+# the variables of a Verilated makefile that decide how Verilator's runtime is compiled
+_RUNTIME_VARS = {"VERILATOR_ROOT", "VM_SC", "VM_PCLI", "VM_PROFC", "VM_USER_CFLAGS", "VM_C11",
+                 "VM_TIMING", "VM_COVERAGE", "VM_PARALLEL_BUILDS", "VM_TRACE", "VM_TRACE_FST",
+                 "VM_TRACE_SAIF", "VM_TRACE_VCD", "VM_GLOBAL_FAST", "VM_GLOBAL_SLOW"}
+_COMPILER: list[str] = []   # `c++ --version`, once per process
+
+
+def _runtime_key(path: Path, make: list[str]) -> str:
+    """What Verilator's runtime objects of the build in ``path`` depend on: the runtime's
+    variables in its makefiles, the make variables (optimisation, tracing), the Verilator
+    install and the C++ compiler."""
+    import subprocess
+
+    if not _COMPILER:
+        cxx = os.environ.get("CXX", "g++")
+        try:
+            out = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+        except OSError:
+            out = ""
+        _COMPILER.append(f"{cxx}: {out.strip()}")
+    lines, keep = [], False
+    for name in ("Vtop.mk", "Vtop_classes.mk"):
+        for line in (path / name).read_text().splitlines():
+            if line and not line[0].isspace():
+                keep = line.split("=")[0].rstrip(" +?:") in _RUNTIME_VARS
+            if keep:
+                lines.append(line)
+    record = json.dumps({"make": [a for a in make if "=" in a], "vars": lines,
+                         "tools": tool_versions(), "compiler": _COMPILER[0]})
+    return hashlib.sha256(record.encode()).hexdigest()[:16]
+
+
+def _runtime_names(path: Path) -> list[str]:
+    names = []
+    for name in ("VM_GLOBAL_FAST", "VM_GLOBAL_SLOW"):
+        text = (path / "Vtop_classes.mk").read_text()
+        block = text.split(f"{name} +=", 1)[1] if f"{name} +=" in text else ""
+        for line in block.splitlines()[1:]:
+            if not line.startswith(" ") or not line.strip(" \\"):
+                break
+            names.append(line.strip(" \\"))
+    return names
+
+
+def runtime_objects(path: Path, runtime: Path, make: list[str]) -> list[str]:
+    """Copy the compiled Verilator runtime (``verilated*.o`` and their ``.d``) of this build's
+    key from ``runtime/<key>`` into ``path``, newer than the build's makefile, so that make
+    keeps them; returns the objects copied (none if the runtime of the key is not there
+    yet). cocotb's main (``verilator.o``) is not shared: it includes the model's header."""
+    names = _runtime_names(path)
+    folder = runtime / _runtime_key(path, make)
+    if not names or not (folder / "ok").is_file() \
+            or not all((folder / f"{n}.o").is_file() for n in names):
+        return []
+    now = time.time()
+    for n in names:
+        for suffix in (".o", ".d"):
+            if (folder / f"{n}{suffix}").is_file():
+                shutil.copyfile(folder / f"{n}{suffix}", path / f"{n}{suffix}")
+                os.utime(path / f"{n}{suffix}", (now + 1, now + 1))
+    return names
+
+
+def _keep_runtime(path: Path, runtime: Path, make: list[str]) -> None:
+    """Keep the runtime objects this build compiled for the next builds of their key (made in
+    a folder of its own and renamed, so a half-copied runtime is never taken)."""
+    names = _runtime_names(path)
+    if not names or not all((path / f"{n}.o").is_file() for n in names):
+        return
+    folder = runtime / _runtime_key(path, make)
+    if (folder / "ok").is_file():
+        return
+    tmp = runtime / f"{folder.name}.tmp-{secrets.token_hex(4)}"
+    try:
+        tmp.mkdir(parents=True)
+        for n in names:
+            for suffix in (".o", ".d"):
+                if (path / f"{n}{suffix}").is_file():
+                    shutil.copyfile(path / f"{n}{suffix}", tmp / f"{n}{suffix}")
+        (tmp / "ok").write_text(" ".join(names) + "\n")
+        os.rename(tmp, folder)   # (a folder there is complete: only whole ones are renamed)
+    except OSError:   # another build kept it first; nothing is lost
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- running a case ---------------------------------------------------------------------------

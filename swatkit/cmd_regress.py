@@ -85,6 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--workers", metavar="WORKERS", type=int,
                         help="parallel simulations (default: the number of CPUs; 0 runs in "
                              "this process)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the cases on the workers of this Dask distributed scheduler "
+                             "(e.g. tcp://host:8786; pip install 'swatkit[dask]'); each worker "
+                             "builds in its own cache (--build-dir, else its default)")
     parser.add_argument("--seed", metavar="S", type=int,
                         help="seed of the inputs, gaps and stalls (default: a fresh one, "
                              "printed)")
@@ -196,7 +200,16 @@ def own_cases(args) -> list:
                 r.spec.replace(seq_len=n)
             except ValueError as e:
                 raise UsageError(f"{seq_len} {n}: {e}") from None
-    params = core_params(r, max(r.spec.seq_len, *lengths))
+    # a core for the configured seq_len; N above it needs a larger core, built for the next
+    # power of two so that other lengths up to it reuse that build
+    largest = max(lengths)
+    if largest <= r.spec.seq_len:
+        params = core_params(r, r.spec.seq_len)
+    else:
+        try:
+            params = core_params(r, _bucket(largest))
+        except UsageError:   # the power of two is past a limit that N itself is not
+            params = core_params(r, largest)
     tokens = r.spec.global_tokens
     for n in lengths:   # every run has the configuration's global tokens: none may be cut
         if tokens and tokens[-1] >= n:
@@ -220,13 +233,15 @@ def own_cases(args) -> list:
                    "explicit_random_table": spec.explicit_random_table}
     # the harness holds every run's K/V rows with the run's global columns before them (the
     # global tokens, or BigBird's first and last blocks: 2·b rows per run)
-    build = _with_depth(build, runs * max(_kv_rows(build, n, pattern) for n in lengths))
-    if build.harness_depth > MAX_REGRESS_ROWS:   # (refused before anything is built)
-        what = (f"--seq-len {max(lengths)} x --runs {runs}" if build.depth else
+    base = build.harness_depth   # (the core's max_seq_len)
+    rows = runs * max(_kv_rows(build, n, pattern) for n in lengths)
+    if max(rows, base) > MAX_REGRESS_ROWS:   # (refused before anything is built)
+        what = (f"--seq-len {max(lengths)} x --runs {runs}" if rows > base else
                 f"{r.label('seq_len')} {r.spec.seq_len}" if r.spec.seq_len >= max(lengths)
                 else f"--seq-len {max(lengths)}")
-        raise UsageError(f"{what} needs a harness of {build.harness_depth} rows (global rows "
+        raise UsageError(f"{what} needs a harness of {max(rows, base)} rows (global rows "
                          f"included); regress takes at most {MAX_REGRESS_ROWS} per case")
+    build = _with_depth(build, rows)
     cases = []
     for kind in kinds:
         for n in lengths:
@@ -243,8 +258,16 @@ def _kv_rows(build, n: int, pattern: dict) -> int:
     return n + len(build.spec(n).replace(**pattern).global_positions())
 
 
+def _bucket(rows: int) -> int:
+    """The power of two at or above ``rows``."""
+    return 1 << max(rows - 1, 0).bit_length()
+
+
 def _with_depth(build, rows: int):
-    return build if rows <= build.harness_depth else dataclasses.replace(build, depth=rows)
+    """``build`` with memories for ``rows`` K/V rows: its own depth if that holds them, else
+    the next power of two (so that other lengths and run counts up to it share the build)."""
+    return (build if rows <= build.harness_depth
+            else dataclasses.replace(build, depth=_bucket(rows)))
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -285,6 +308,9 @@ def run(args: argparse.Namespace) -> int:
     if own and (args.fast or args.full):
         raise UsageError("--fast/--full run the matrix; they cannot be combined with a "
                          "configuration")
+    if args.scheduler and args.workers is not None:
+        raise UsageError("-n cannot be combined with --scheduler (the cluster's workers set "
+                         "the parallelism)")
     if args.workers is None:
         args.workers = min(os.cpu_count() or 1, MAX_WORKERS)
     check_int_option("-n", args.workers, 0, MAX_WORKERS)
@@ -310,6 +336,14 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--build-dir: cannot create {root}: {e.strerror}") from None
+    client = None
+    if args.scheduler:   # reach it before anything is printed or built
+        from swatkit.fpga_flows.flow import SchedulerError, connect
+
+        try:
+            client = connect(args.scheduler)
+        except SchedulerError as e:
+            raise UsageError(f"--scheduler: {e}") from None
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
     junit = (args.junitxml or Path("results.xml")).resolve()
     mode = "your configuration" if own else ("--full" if args.full else "--fast")
@@ -317,21 +351,55 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console(highlight=False, soft_wrap=True)
-    console.print(f"swatkit regress {mode}: {len(cases)} cases, seed {seed}, "
-                  f"{args.workers or 'no'} workers, Verilator "
-                  f"{'.'.join(map(str, verilator.version))}, builds in {root}")
+    if client is not None:
+        count = len(client.scheduler_info().get("workers", {}))
+        where = (f"on the Dask cluster at {client.scheduler.address} ({count} workers), "
+                 f"builds in {args.build_dir or 'each worker' + chr(39) + 's cache'}")
+    else:
+        where = f"{args.workers or 'no'} workers, builds in {root}"
+    console.print(f"swatkit regress {mode}: {len(cases)} cases, seed {seed}, Verilator "
+                  f"{'.'.join(map(str, verilator.version))}, {where}")
     if own:
         console.print(f"configuration: {cases[0].build.describe()}, up to "
                       f"{cases[0].build.max_seq_len} rows")
     start = time.monotonic()
-    results = _run_cases(console, cases, seed, args.waves, args.build_dir, args.workers)
+    try:
+        results = _run_cases(console, cases, seed, args.waves, args.build_dir, args.workers,
+                             client)
+    finally:
+        if client is not None:
+            client.close()
     wall = time.monotonic() - start
     return _report(args, console, results, junit, wall, seed, mode)
 
 
-def _run_cases(console, cases, seed, waves, build_dir, workers):
-    """Every case, in parallel processes (builds first, one per configuration), with a progress
-    display; returns the results in the cases' order."""
+def _uncached(cases, waves, build_dir) -> list:
+    """The builds of ``cases`` that the cache does not have yet, in the order they start."""
+    from swatkit.sim.regress import build_key, build_root
+
+    root, builds = build_root(build_dir), []
+    for case in cases:
+        if case.build not in builds:
+            builds.append(case.build)
+    return [b for b in builds
+            if not (root / build_key(b, waves or None) / "build.ok").is_file()]
+
+
+def _first_per_build(cases) -> list[int]:
+    """The cases' indices, one case of each build first: each configuration is compiled once
+    (the others wait for it, :func:`swatkit.sim.regress.cached_build`), and the compilations
+    run in parallel."""
+    firsts, rest, seen = [], [], set()
+    for i, case in enumerate(cases):
+        (rest if case.build in seen else firsts).append(i)
+        seen.add(case.build)
+    return firsts + rest
+
+
+def _run_cases(console, cases, seed, waves, build_dir, workers, client=None):
+    """Every case, in parallel processes (builds first, one per configuration) or on a Dask
+    cluster (``client``), with a progress display; returns the results in the cases'
+    order."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -344,32 +412,50 @@ def _run_cases(console, cases, seed, waves, build_dir, workers):
                         TimeElapsedColumn(), TextColumn("{task.description}"),
                         console=console, transient=True)
     results = [None] * len(cases)
+    # the builds this run compiles (not in the cache): named in the progress line until done
+    building = [] if client is not None else _uncached(cases, waves, build_dir)
+    left = {b: sum(c.build == b for c in cases) for b in building}
+
+    def state() -> str:
+        if not building:
+            return "running"
+        names = ", ".join(b.id for b in building[:3]) + (", …" if len(building) > 3 else "")
+        return f"building {len(building)} configuration(s): {names}"
 
     def done(index, result):
         results[index] = result
-        progress.update(task, advance=1, description=result.case.id)
+        build = result.case.build
+        if build in left:
+            left[build] -= 1
+            if result.build_seconds or not left[build]:   # compiled (or given up)
+                building.remove(build)
+                del left[build]
+                progress.console.print(f"built {build.id} in {result.build_seconds:.1f} s"
+                                       if result.build_seconds else
+                                       f"not built: {build.id}")
+        progress.update(task, advance=1, description=state())
         verdict = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
         detail = (f"  {result.rows} rows, {result.cycles} cycles, "
                   f"{result.cycles_per_ideal:.3f}× ideal" if result.rows else "")
         progress.console.print(f"{verdict} {result.case.id}{detail}")
 
     with progress:
-        task = progress.add_task("building", total=len(cases))
+        task = progress.add_task(state(), total=len(cases))
+        if client is not None:
+            return _run_on_dask(client, cases, seed, waves, build_dir, done, results, console)
         if workers == 0:
             for i, case in enumerate(cases):
-                progress.update(task, description=f"running {case.id}")
+                progress.update(task, description=(
+                    f"building {case.build.id}, then running {case.id}"
+                    if case.build in building else f"running {case.id}"))
                 done(i, _run_one(case, seed, waves, build_dir))
             return results
         pool = _start_pool(workers)
         try:
             # one case of each build first, so that each configuration is compiled once and
             # the compilations run in parallel
-            firsts, rest, seen = [], [], set()
-            for i, case in enumerate(cases):
-                (rest if case.build in seen else firsts).append(i)
-                seen.add(case.build)
             pending = {i: pool.apply_async(_run_one, (cases[i], seed, waves, build_dir))
-                       for i in firsts + rest}
+                       for i in _first_per_build(cases)}
             while pending:
                 for i in [i for i, r in pending.items() if r.ready()]:
                     done(i, pending.pop(i).get())
@@ -381,6 +467,39 @@ def _run_cases(console, cases, seed, waves, build_dir, workers):
             finished = sum(r is not None for r in results)
             console.print(f"{finished} of {len(cases)} cases had finished")
             raise
+    return results
+
+
+def _run_on_dask(client, cases, seed, waves, build_dir, done, results, console):
+    """The cases as tasks of the Dask cluster behind ``client`` (one case of each build first);
+    a task the cluster loses (a worker gone) is that case's failure. Ctrl-C cancels every
+    task not finished."""
+    import uuid
+
+    futures = {}
+    try:
+        for i in _first_per_build(cases):
+            key = f"swatkit-regress-{cases[i].id}-{uuid.uuid4().hex[:8]}"
+            futures[i] = client.submit(_run_one, cases[i], seed, waves, build_dir, key=key,
+                                       pure=False)
+        pending = dict(futures)
+        while pending:
+            for i in [i for i, f in pending.items() if f.done()]:
+                future = pending.pop(i)
+                try:
+                    result = future.result()
+                except Exception as e:   # the task was lost, or could not run on the worker
+                    from swatkit.sim.regress import CaseResult
+
+                    result = CaseResult(cases[i], seed, False, message=(
+                        f"the Dask task failed: {type(e).__name__}: {e}"))
+                done(i, result)
+            time.sleep(0.2)
+    except BaseException:
+        client.cancel(list(futures.values()), force=True)
+        finished = sum(r is not None for r in results)
+        console.print(f"{finished} of {len(cases)} cases had finished")
+        raise
     return results
 
 

@@ -6,6 +6,10 @@
                  fresh one per session, printed in the header and by every test).
 ``--waves``      record a VCD per cocotb run (in its work folder); ``--waves-format fst`` for FST.
 ``--build-dir``  where Verilator builds are cached (default ``~/.cache/swatkit/verilator``).
+
+While the suite runs, a line names each Verilator build as a regression case starts it
+(``building <build>: <configuration> (for <case>)``) and each build as it is finished (``built
+<build> in S s``, from the cache's ``builds.log``); the summary counts the builds made.
 """
 
 from __future__ import annotations
@@ -59,6 +63,89 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+class BuildProgress:
+    """The progress lines of the Verilator builds (in the controlling process only)."""
+
+    def __init__(self, config):
+        from swatkit.sim.regress import build_root
+
+        self.config = config
+        self.root = build_root(config.getoption("build_dir"))
+        self.log = self.root / "builds.log"
+        self.start = self.log.stat().st_size if self.log.is_file() else 0
+        self.seen = self.start
+        self.announced: set = set()
+        self.cases = None
+        self.made: list[str] = []
+
+    def write(self, text: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(text)
+
+    def starting(self, nodeid: str) -> None:
+        """A regression case starts: name its build if the cache does not have it."""
+        if "test_regress.py::test_f" not in nodeid or "[" not in nodeid:
+            return
+        from swatkit.sim.regress import build_key
+
+        if self.cases is None:
+            from swatkit.cmd_regress import matrix
+
+            self.cases = {c.id: c for c in matrix(True)}
+        case = self.cases.get(nodeid.split("[", 1)[1].rstrip("]"))
+        if case is None or case.build in self.announced:
+            return
+        self.announced.add(case.build)
+        waves = (self.config.getoption("waves_format") if self.config.getoption("waves")
+                 else None)
+        if not (self.root / build_key(case.build, waves) / "build.ok").is_file():
+            self.write(f"building {case.build.id}: {case.build.describe()} (for {case.id})")
+
+    def finished(self) -> None:
+        """Name the builds finished since the last call (the lines builds.log gained)."""
+        import json
+
+        if not self.log.is_file() or self.log.stat().st_size <= self.seen:
+            return
+        with open(self.log) as fh:
+            fh.seek(self.seen)
+            text = fh.read()
+        end = text.rfind("\n") + 1
+        self.seen += len(text[:end].encode())
+        for line in text[:end].splitlines():
+            record = json.loads(line)
+            self.made.append(record.get("build") or record["key"])
+            self.write(f"built {self.made[-1]} in {record['seconds']} s "
+                       f"({len(self.made)} Verilator builds so far)")
+
+
+_PROGRESS: list[BuildProgress] = []   # the controlling process's, once the session starts
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):   # not in an xdist worker
+        _PROGRESS.append(BuildProgress(session.config))
+
+
+def pytest_runtest_logreport(report):
+    if not _PROGRESS:
+        return
+    if report.when == "setup" and report.passed:   # the test runs now (not skipped)
+        _PROGRESS[-1].starting(report.nodeid)
+    elif report.when == "teardown":
+        _PROGRESS[-1].finished()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _PROGRESS:
+        progress = _PROGRESS[-1]
+        progress.finished()
+        terminalreporter.write_line(f"Verilator builds made: {len(progress.made)} (in "
+                                    f"{progress.root}; each is a line of builds.log)")
 
 
 @pytest.fixture

@@ -279,6 +279,46 @@ def test_own_cases_size_the_harness_for_every_run(tmp_path, argv, globals_per_ru
         assert case.build.harness_depth >= runs * (longest + globals_per_run)
 
 
+def test_own_lengths_share_a_build(tmp_path):
+    """N and the number of runs are run-time: lengths and run counts within one power of two
+    resolve to one build (one cache key: no rebuild), a larger one to the next; N above the
+    configured seq_len builds the core for the next power of two."""
+    from swatkit.sim.regress import build_key
+
+    def key(*argv):
+        (case, *_) = _own(tmp_path, *TINY, *argv)   # [spec] seq_len = 16
+        return case.build, build_key(case.build, None)
+
+    (b16, k16), (_, k9) = key(), key("--seq-len", "9,16")
+    assert k16 == k9 and b16.max_seq_len == 16 and b16.harness_depth == 16
+    (b17, k17), (_, k30), (_, k32) = (key("--seq-len", n) for n in ("17", "30", "20,32"))
+    assert k17 == k30 == k32 != k16
+    assert b17.max_seq_len == 32 and b17.harness_depth == 32
+    (r3, k3), (_, k5), (r6, k6) = (key("--seq-len", "12", "--runs", r) for r in "356")
+    assert k3 == k5 != k6 and r3.harness_depth == 64 and r6.harness_depth == 128 \
+        and r3.max_seq_len == 16
+
+
+def test_small_builds_compile_their_model_unoptimised(tmp_path):
+    """A build whose harness holds at most QUICK_CYCLES ideal cycles of rows compiles its model
+    at -O0 (its runs are short); the shipped real-size cores, and a small core whose harness
+    holds many runs, at -O1. Verilator's runtime is -O1 in both (one shared runtime)."""
+    from swatkit.sim.regress import MAKE_ARGS, QUICK_CYCLES, QUICK_MAKE_ARGS
+
+    assert "OPT_FAST=-O0" in QUICK_MAKE_ARGS and "OPT_FAST=-O1" in MAKE_ARGS
+    assert [a for a in QUICK_MAKE_ARGS if "GLOBAL" in a] == [a for a in MAKE_ARGS
+                                                             if "GLOBAL" in a]
+    for b in {c.build for c in FAST}:
+        assert b.make_args == QUICK_MAKE_ARGS, b.id
+        assert b.params.ideal_cycles(b.max_seq_len) <= QUICK_CYCLES
+    assert DEFAULT_CORE.make_args == MAKE_ARGS
+    (case,) = _own(tmp_path, "--head-dim", "8", "--attention-window", "8", "--key-lanes", "1",
+                   "--dim-lanes", "1", "--seq-len", "1000")
+    (many,) = _own(tmp_path, "--head-dim", "8", "--attention-window", "8", "--key-lanes", "1",
+                   "--dim-lanes", "1", "--seq-len", "1000", "--runs", "30")
+    assert case.build.make_args == QUICK_MAKE_ARGS and many.build.make_args == MAKE_ARGS
+
+
 def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
     """A BigBird core with --runs 2: two runs of N rows, each with its 2·b global rows."""
     build_dir = request.config.getoption("build_dir")
@@ -502,3 +542,56 @@ def test_concurrent_commands_each_check_their_own_rows(request, regress_seed, tm
         assert record["totals"]["rows"] == 32 * count
         nonces += [c["props"]["nonce"] for c in record["cases"]]
     assert len(set(nonces)) == 3 and all(re.fullmatch(r"[0-9a-f]{16}", n) for n in nonces)
+
+
+# -- on a Dask cluster ---------------------------------------------------------------------------
+
+
+def test_cli_runs_cases_on_a_dask_cluster(request, regress_seed, tmp_path, capsys,
+                                          monkeypatch):
+    """--scheduler: the cases run as tasks of a Dask cluster (an in-process LocalCluster with
+    two workers here); each case's rows are checked as in a local run and the report is the
+    same."""
+    distributed = pytest.importorskip("distributed")
+    from swatkit.cli import main
+
+    build_dir = request.config.getoption("build_dir")
+    _tiny_case(tmp_path)   # (writes mine.toml: the tiny build of the isolation tests)
+    monkeypatch.chdir(tmp_path)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        code = main(["regress", "--config", "mine.toml", *TINY, "--seq-len", "32,20",
+                     "--inputs", "random,extremes", "--seed", str(regress_seed),
+                     "--scheduler", cluster.scheduler_address, "--json", "r.json",
+                     *(["--build-dir", build_dir] if build_dir else [])])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "on the Dask cluster at inproc://" in out and "(2 workers)" in out
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert sorted(c["name"] for c in record["cases"]) == sorted(
+        f"yours/{k}-n{n}" for k in ("random", "extremes") for n in (32, 20))
+    assert record["totals"] == {**record["totals"], "failed": 0, "rows": 2 * (32 + 20)}
+    assert all(c["props"]["passed"] and c["props"]["nonce"] for c in record["cases"])
+    last = re.fullmatch(LAST_LINE, out.strip().splitlines()[-1])
+    assert last and (last[1], last[2]) == ("4", "0")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--scheduler", "tcp://127.0.0.1:9"],
+     r"--scheduler: cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9: .+"),
+    (["-n", "2", "--scheduler", "tcp://127.0.0.1:9"],
+     r"-n cannot be combined with --scheduler \(the cluster's workers set the parallelism\)"),
+])
+def test_cli_bad_scheduler(argv, message, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("distributed")
+    from swatkit.cli import main
+    from swatkit.fpga_flows import flow
+
+    monkeypatch.setattr(flow, "CONNECT_TIMEOUT", 1)
+    monkeypatch.chdir(tmp_path)
+    code = main(["regress", "-k", "w1_k1d2/edges", *argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert re.fullmatch(f"swatkit: error: {message}", line), line
+    assert not list(tmp_path.iterdir())
