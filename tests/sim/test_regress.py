@@ -315,7 +315,7 @@ def test_small_builds_compile_their_model_unoptimised(tmp_path):
     (case,) = _own(tmp_path, "--head-dim", "8", "--attention-window", "8", "--key-lanes", "1",
                    "--dim-lanes", "1", "--seq-len", "1000")
     (many,) = _own(tmp_path, "--head-dim", "8", "--attention-window", "8", "--key-lanes", "1",
-                   "--dim-lanes", "1", "--seq-len", "1000", "--runs", "30")
+                   "--dim-lanes", "1", "--seq-len", "1000", "--runs", "16")
     assert case.build.make_args == QUICK_MAKE_ARGS and many.build.make_args == MAKE_ARGS
 
 
@@ -423,10 +423,11 @@ def test_cli_interrupted(request, regress_seed, tmp_path):
     import time
 
     build_dir = request.config.getoption("build_dir")
-    # long enough (2.2 million cycles after its build) that the interrupt lands inside it
+    # long enough (1.2 million cycles after its build; 16,000 rows, within the 16,384 rows a
+    # case may hold) that the interrupt lands inside it
     argv = [sys.executable, "-m", "swatkit.cli", "regress", "--head-dim", "8",
             "--attention-window", "8", "--key-lanes", "1", "--dim-lanes", "1", "--seq-len",
-            "1000", "--runs", "30", "-n", "1", "--seed", str(regress_seed),
+            "1000", "--runs", "16", "-n", "1", "--seed", str(regress_seed),
             *(["--build-dir", build_dir] if build_dir else [])]
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
