@@ -22,6 +22,7 @@ from swatkit.options import (
     UsageError,
     add_hardware_options,
     add_workload_options,
+    connect_scheduler,
     core_params,
     resolve,
     warn,
@@ -291,14 +292,7 @@ def run(args: argparse.Namespace) -> int:
                 CoreParams(p.spec, p.fmt, p.hw.replace(key_lanes=kl, dim_lanes=dl))
             except (TypeError, ValueError) as e:
                 raise UsageError(f"--points {kl}x{dl}: {e}") from None
-    client = None
-    if args.scheduler:  # reach it before anything is printed or built
-        from swatkit.fpga_flows.flow import SchedulerError, connect
-
-        try:
-            client = connect(args.scheduler)
-        except SchedulerError as e:
-            raise UsageError(f"--scheduler: {e}") from None
+    client = connect_scheduler(args.scheduler)   # (before anything is printed or built)
     for line in waste_warnings(r, config.params):
         warn(line)
     print(f"{board.name}: {_describe(config)}", flush=True)

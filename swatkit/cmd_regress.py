@@ -30,6 +30,7 @@ from swatkit.options import (
     add_workload_options,
     check_int_option,
     check_output_file,
+    connect_scheduler,
     core_params,
     resolve,
 )
@@ -336,14 +337,7 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--build-dir: cannot create {root}: {e.strerror}") from None
-    client = None
-    if args.scheduler:   # reach it before anything is printed or built
-        from swatkit.fpga_flows.flow import SchedulerError, connect
-
-        try:
-            client = connect(args.scheduler)
-        except SchedulerError as e:
-            raise UsageError(f"--scheduler: {e}") from None
+    client = connect_scheduler(args.scheduler)   # (before anything is printed or built)
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
     junit = (args.junitxml or Path("results.xml")).resolve()
     mode = "your configuration" if own else ("--full" if args.full else "--fast")

@@ -564,6 +564,19 @@ def waste_warnings(resolved: Resolved, params) -> list[str]:
             "that never exist"]
 
 
+def connect_scheduler(address: str | None):
+    """A Dask client of the scheduler at ``address`` (``--scheduler``; ``None``: none), reached
+    before any work starts, or :class:`UsageError` naming the option."""
+    if not address:
+        return None
+    from swatkit.fpga_flows.flow import SchedulerError, connect
+
+    try:
+        return connect(address)
+    except SchedulerError as e:
+        raise UsageError(f"--scheduler: {e}") from None
+
+
 def warn(message: str) -> None:
     """One line on standard error."""
     print(f"swatkit: warning: {message}", file=sys.stderr)
