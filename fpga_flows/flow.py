@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from swatkit.rtl import CoreParams
-from swatkit.version import __version__
+from swatkit.support.version import __version__
 
 from .boards import Board, get_board
 from .selftest import (
@@ -382,7 +382,7 @@ def emit(config: FlowConfig, out_dir: str | Path, vectors: Vectors | None = None
 
 
 def _project(project_dir: Path) -> tuple[dict, Board]:
-    from swatkit.inputs import InputFileError, load_json
+    from swatkit.support.inputs import InputFileError, load_json
 
     if not (project_dir / "swatkit.json").exists():
         raise FlowError(f"{project_dir} is not a swatkit flow project "
@@ -605,7 +605,7 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
     """
     project_dir = Path(project_dir).resolve()
     info, board = _project(project_dir)
-    from swatkit.inputs import InputFileError, load_json
+    from swatkit.support.inputs import InputFileError, load_json
 
     if not (project_dir / REPORT).exists():
         raise FlowError(f"no {REPORT} in {project_dir}: the project has not been built "

@@ -54,6 +54,7 @@ from swatkit.rtl.harness import SwatHarness
 from swatkit.rtl.lfsr import lfsr_bits, lfsr_step_hdl
 from swatkit.rtl.lfsr import lfsr_seed as load_seed
 from swatkit.rtl.units import covered_select
+from swatkit.support import build_cache
 
 __all__ = [
     "LFSR_MESSAGE_LEN",
@@ -881,7 +882,8 @@ def _selftest_sources(selftest: SelfTest, platform) -> dict[str, str]:
 
 
 def _build_selftest(selftest: SelfTest, platform, root: Path):
-    """The cached Verilator build of ``selftest`` (``sim.regress.BuildInfo``). The key hashes
+    """The cached Verilator build of ``selftest`` (a ``swatkit.support.build_cache.BuildInfo``).
+    The key hashes
     the files compiled (the Verilog holds the whole configuration, the vectors' constants
     included), the Verilator and C++ options and the tool versions."""
     from swatkit.rtl.generate import Generated, LintError, lint
@@ -891,7 +893,7 @@ def _build_selftest(selftest: SelfTest, platform, root: Path):
     record = json.dumps({"files": {name: hashlib.sha256(text.encode()).hexdigest()
                                    for name, text in files.items()},
                          "build_args": regress.BUILD_ARGS, "make_args": regress.MAKE_ARGS,
-                         "timing": regress.TIMING_ARGS, "tools": regress.tool_versions()},
+                         "timing": regress.TIMING_ARGS, "tools": build_cache.tool_versions()},
                         sort_keys=True)
     key = hashlib.sha256(record.encode()).hexdigest()[:16]
     p = selftest.params
@@ -920,9 +922,9 @@ def _build_selftest(selftest: SelfTest, platform, root: Path):
                               sources=[n for n in files if n not in models])
         return {"build": "selftest", "config": json.loads(config.read_text()),
                 "build_args": regress.BUILD_ARGS, "make_args": regress.MAKE_ARGS,
-                "tools": regress.tool_versions(), "lint": "verilator --lint-only -Wall: clean"}
+                "tools": build_cache.tool_versions(), "lint": "verilator --lint-only -Wall: clean"}
 
-    return regress.cached_build(root, key, SIM_TOP, make)
+    return build_cache.cached_build(root, key, SIM_TOP, make)
 
 
 def simulate_verilator(selftest: SelfTest, *, platform=None,
@@ -940,7 +942,8 @@ def simulate_verilator(selftest: SelfTest, *, platform=None,
         multipliers with their model, the K/V memories in 512-word banks); ``None`` the generic
         Verilog (iCE40, Gowin).
     build_dir : path, optional
-        Build cache root (``swatkit.sim.regress.build_root``); builds go to its ``selftest/``.
+        Build cache root (``swatkit.support.build_cache.build_root``); builds go to its
+        ``selftest/``.
     max_cycles : int, optional
         Give up (``TimeoutError``) when the self-test has not reported after this many cycles;
         default :attr:`SelfTest.cycle_limit`.
@@ -958,7 +961,7 @@ def simulate_verilator(selftest: SelfTest, *, platform=None,
     limit = selftest.cycle_limit if max_cycles is None else max_cycles
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"max_cycles must be a positive integer, not {max_cycles!r}")
-    root = regress.build_root(build_dir)
+    root = build_cache.build_root(build_dir)
     info = _build_selftest(selftest, platform, root / "selftest")
     runs = root / "runs"
     runs.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,8 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
 from swatkit.golden import AttentionSpec, NumberFormat
-from swatkit.toml_text import dumps
-from swatkit.version import __version__
+from swatkit.support.toml_text import dumps
+from swatkit.support.version import __version__
 
 from .axis import AxisSwatCore
 from .config import CoreParams, HardwareConfig
@@ -345,7 +345,7 @@ def lint(generated: Generated, top: str | None = None) -> str:
     """``verilator --lint-only -Wall`` with the waivers on the sources (the package, the vendor
     models, the core); raises :class:`LintError` on any warning, returns Verilator's (empty)
     output otherwise."""
-    from swatkit.toolchain import find_verilator
+    from swatkit.support.toolchain import find_verilator
 
     v = find_verilator()
     top = top or generated.verilog.stem

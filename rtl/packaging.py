@@ -32,7 +32,7 @@ import json
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-from swatkit.version import __version__
+from swatkit.support.version import __version__
 
 from .config import CoreParams
 from .core import core_layouts

@@ -146,7 +146,7 @@ def load_table(name_or_path: str) -> EnergyTable:
         where = name_or_path
         data = tomllib.loads(text)
     else:
-        from swatkit.inputs import InputFileError, load_toml
+        from swatkit.support.inputs import InputFileError, load_toml
 
         where = str(Path(name_or_path))
         try:

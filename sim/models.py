@@ -58,7 +58,7 @@ from importlib import resources
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec
-from swatkit.inputs import InputFileError, load_json
+from swatkit.support.inputs import InputFileError, load_json
 
 __all__ = ["FAMILIES", "PRESETS", "Family", "LayerPattern", "ModelConfig", "ModelError",
            "load_model"]

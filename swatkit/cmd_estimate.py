@@ -30,7 +30,7 @@ from swatkit.options import (
     warn,
     waste_warnings,
 )
-from swatkit.progress import progress
+from swatkit.support.progress import progress
 
 __all__ = ["add_arguments", "clock_from_flow", "flow_core", "flow_lengths", "flow_params",
            "plot_target", "run"]

@@ -28,7 +28,7 @@ from swatkit.options import (
     warn,
     waste_warnings,
 )
-from swatkit.progress import progress
+from swatkit.support.progress import progress
 
 __all__ = ["SweepProgress", "add_arguments", "run", "simulator_for"]
 
@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.output or Path("swat_flow") / board.name
     config, r = flow_config(args, first, board)
     if args.print_config:
-        from swatkit.toml_text import dumps
+        from swatkit.support.toml_text import dumps
 
         sys.stdout.write(dumps(config.config_tables()))
         return 0

@@ -27,8 +27,8 @@ from swatkit.options import (
     warn,
     waste_warnings,
 )
-from swatkit.progress import progress
-from swatkit.toml_text import dumps
+from swatkit.support.progress import progress
+from swatkit.support.toml_text import dumps
 
 __all__ = ["add_arguments", "run"]
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec, NumberFormat
-from swatkit.inputs import InputFileError, check_int, load_json, load_toml
+from swatkit.support.inputs import InputFileError, check_int, load_json, load_toml
 
 __all__ = [
     "DEFAULT_HEAD_DIM",
@@ -78,8 +78,8 @@ class UsageError(Exception):
 
 
 def check_int_option(label: str, value, lo: int, hi: int) -> int:
-    """An integer option a command checks itself: :func:`swatkit.inputs.check_int` (``label``:
-    the option or key as the user gave it), a :class:`UsageError`."""
+    """An integer option a command checks itself: :func:`swatkit.support.inputs.check_int`
+    (``label``: the option or key as the user gave it), a :class:`UsageError`."""
     return check_int(label, value, lo, hi, UsageError)
 
 

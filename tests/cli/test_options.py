@@ -229,7 +229,7 @@ def test_bigbird_config_keys_and_an_explicit_table(tmp_path):
                                            random_table=table)
     # the spec's own [spec] table reads back as the same spec
     spec = AttentionSpec.bigbird(512, 16, block_size=32, num_random_blocks=2, seed=3)
-    from swatkit.toml_text import dumps
+    from swatkit.support.toml_text import dumps
     cfg.write_text(dumps({"spec": spec.as_options()}))
     assert parse("--config", str(cfg)).spec == spec
     # a seed on the command line replaces the file's table; a window replaces the whole pattern
