@@ -455,6 +455,42 @@ class AttentionSpec:
             out["sink_tokens"] = self.sink_tokens
         return out
 
+    def describe(self, *, compact: bool = False, pattern: bool = True) -> str:
+        """The pattern in words, the one description every command prints: in the options'
+        terms (``causal sliding_window 128``, ``attention_window 512``, ``window 3+1+5``,
+        ``, dilation 2``, ``, global tokens 0,17``, ``sink tokens 4``, ``BigBird block_size 64, 3
+        random blocks (seed 0)``), or ``compact`` for a case line (``3+1+5×2 g[0,17] s4``,
+        ``bigbird b64 r3 seed 0``). ``pattern=False``: the window's shape alone (no global
+        or sink tokens, no random table)."""
+        if self.block_size:
+            table = ("table" if self.explicit_random_table is not None
+                     else f"seed {self.pattern_seed}")
+            if compact:
+                return f"bigbird b{self.block_size} r{self.num_random_blocks} {table}"
+            text = (f"BigBird block_size {self.block_size}, {self.num_random_blocks} random "
+                    f"block{'s' if self.num_random_blocks != 1 else ''}")
+            return text + (f" ({table})" if pattern else "")
+        if compact:
+            text = f"{self.before}+1+{self.after}"
+            text += f"×{self.dilation}" if self.dilation > 1 else ""
+        else:
+            if self.after == 0:
+                text = f"causal sliding_window {self.before + 1}"
+            elif self.before == self.after:
+                text = f"attention_window {2 * self.before}"
+            else:
+                text = f"window {self.before}+1+{self.after}"
+            text += f", dilation {self.dilation}" if self.dilation > 1 else ""
+        if not pattern:
+            return text
+        tokens = self.global_tokens
+        if tokens:
+            shown = ",".join(map(str, tokens[:6])) + (",…" if len(tokens) > 6 else "")
+            text += f" g[{shown}]" if compact else f", global tokens {shown}"
+        if self.sink_tokens:
+            text += f" s{self.sink_tokens}" if compact else f", sink tokens {self.sink_tokens}"
+        return text
+
     # -- derived quantities ------------------------------------------------------------------
 
     @property

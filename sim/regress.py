@@ -345,28 +345,11 @@ class Case:
         patterns = ""
         if self.patterns:
             runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
-            patterns = "; patterns " + ", ".join(describe_pattern(r) for r in runs)
+            patterns = "; patterns " + ", ".join(r.describe(compact=True) for r in runs)
         return (f"{self.build.describe()}; N = {', '.join(map(str, self.seq_lens))}{patterns}; "
                 f"inputs "
                 f"{self.inputs}; valid gaps {gaps}, ready stalls {self.stall:.0%}"
                 + (f"; faults: {', '.join(faults)}" if faults else ""))
-
-
-def describe_pattern(run: AttentionSpec) -> str:
-    """A run's pattern in a few characters: ``before+1+after``, ``×dilation``, ``g[tokens]``;
-    BigBird ``bigbird b·r`` and the table's seed (or ``table``)."""
-    if run.block_size:
-        table = ("table" if run.explicit_random_table is not None
-                 else f"seed {run.pattern_seed}")
-        return f"bigbird b{run.block_size} r{run.num_random_blocks} {table}"
-    text = f"{run.before}+1+{run.after}"
-    if run.dilation > 1:
-        text += f"×{run.dilation}"
-    if run.global_tokens:
-        tokens = run.global_tokens
-        shown = ",".join(map(str, tokens[:6])) + (",…" if len(tokens) > 6 else "")
-        text += f" g[{shown}]"
-    return text
 
 
 # -- the matrix -------------------------------------------------------------------------------
@@ -1068,7 +1051,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
             arrays[f"kvr{index}"] = pack_rows(
                 np.concatenate([k[random_rows], v[random_rows]], axis=1), bits)
         run = {"seq_len": n, "globals": int(tokens.size), "random": int(random_rows.size),
-               "pattern": describe_pattern(spec),
+               "pattern": spec.describe(compact=True),
                "command": command_value(params, spec), "actions": swat_actions(params, spec),
                "ideal": params.ideal_cycles(n, spec)}
         if case.stall_free:  # the cycle model is exact without gaps and stalls
