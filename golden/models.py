@@ -259,8 +259,9 @@ def attention_reference(q, k, v, mask, *, global_qkv=None, global_tokens=(),
         or ``sink_logits`` are not real numbers.
     ValueError
         An input has the wrong shape or a NaN or infinity, the heads are not a multiple of the
-        K/V heads, a mask row is empty or a count negative, a global token is outside the sequence, the mask row of
-        a global token is not all True, or ``sink_logits`` has not one value per query head.
+        K/V heads, a mask row is empty or a count negative, a global token is outside the
+        sequence, the mask row of a global token is not all True, or ``sink_logits`` has not one
+        value per query head.
     """
     x = _check_inputs(q, k, v, None, False, global_qkv, sink_logits)
     n = x.q.shape[1]
