@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from swatkit.golden import AttentionSpec, attention_reference, window_attention
+from swatkit.sim import regress
 
 torch = pytest.importorskip("torch", reason="needs torch (a CPU build) for Hugging Face layers")
 transformers = pytest.importorskip("transformers", reason="needs transformers (the hf extra)")
@@ -119,3 +120,13 @@ def test_window_attention_equals_hf_block_sparse(case):
         assert np.ptp(out[h]) > 0
         repeated += int((counts > 1).any())
     assert repeated == HEADS if not training else bool(repeated) == bool(kinds)
+
+
+@pytest.mark.parametrize(("positions", "table"), [(4096, regress.HF_TABLE_POS4096),
+                                                   (1024, regress.HF_TABLE_POS1024)],
+                         ids=["pos4096", "pos1024"])
+def test_the_regression_runs_hf_tables(positions, table):
+    """The BigBird regression's HF tables (sim/regress.py) are the ones HF draws: layer 3,
+    training, N = 1024, b = 64, r = 3, head 1."""
+    tables = run_layer(1024, 64, 3, True, positions)[-1]
+    assert tuple(map(tuple, tables[0, 1].tolist())) == table
