@@ -62,8 +62,9 @@ def test_bigbird_run(shape, gap):
     check(got, p, spec, inputs, stall_free=gap == 0)
 
 
-# Hugging Face's tables (nb = 8, r = 3): training at N = 1024 may name a global block or a block
-# of the row's own window; eval mode is all zeros (block 0 then counts 1 + r times). The core
+# Tables of the kinds Hugging Face draws (nb = 8, r = 3): training at N = 1024 may name a global
+# block or a block of the row's own window (here also a block twice); eval mode is all zeros
+# (block 0 then counts 1 + r times); sim/regress.py runs HF's own tables on Verilator. The core
 # walks every random slot, so it counts them as HF does (golden/spec.py, "Counting").
 HF_TABLES = {
     "hf-train": ((7, 0, 4), (5, 6, 3), (4, 1, 6), (5, 5, 1), (1, 2, 7), (0, 3, 6)),
