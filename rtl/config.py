@@ -483,7 +483,9 @@ class CoreParams:
     def random_stream_rows(self, run: AttentionSpec) -> np.ndarray:
         """The K/V rows the ``kvr`` stream carries in a run (a block-sparse core): for query
         blocks ``1 … nb − 2`` in order, the ``b`` rows of each of its random key blocks, in the
-        random table's order."""
+        random table's order. A block the table names twice, or one that is also a window or
+        global block (Hugging Face's tables), comes again and counts again: the core walks every
+        random slot, as ``AttentionSpec.block_counts`` counts it."""
         if not self.block_size or not run.num_random_blocks or run.num_blocks < 3:
             return np.zeros(0, dtype=np.int64)
         b = self.block_size

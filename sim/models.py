@@ -29,7 +29,8 @@ models"):
 * ``big_bird`` with ``attention_type: "block_sparse"``: BigBird's whole pattern
   (``AttentionSpec.bigbird``): the 3-block window, the first and last blocks global, and
   ``num_random_blocks`` random key blocks per query block from a reproducible table (seed 0;
-  Hugging Face draws a new one per call in training mode and none in eval mode), as
+  Hugging Face's training mode draws one per layer, its eval mode uses an all-zero table;
+  SWAT's counts are the same for any table, every random slot counting), as
   ``swatkit estimate --bigbird`` has it. ``attention_type: "original_full"`` is full attention.
 * Decoders: a ``sliding_attention`` layer sees the row and the ``sliding_window − 1`` rows before
   it (``AttentionSpec.causal``), a ``full_attention`` layer every earlier row. ``layer_types``

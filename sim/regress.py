@@ -408,6 +408,21 @@ _BB_PATTERNS = (
     (64, {}),
     (64, {"pattern_seed": 12345}),
 )
+# Hugging Face's own tables on BB2 (golden/spec.py, "Counting": a random slot counts each time):
+# HF's layer 3 (np.random.seed(3)) in training at N = 1024, b = 64, r = 3 — 16 blocks, so N = 32
+# here — head 1, with max_position_embeddings 4096 (global block 15 three times) and 1024 (query
+# block 13 draws its window block 12); and eval mode's all-zero table (block 0 counts 1 + r
+# times). tests/golden/test_hf_bigbird.py checks that HF draws these.
+HF_TABLE_POS4096 = ((10, 4, 11), (12, 6, 4), (12, 15, 7), (8, 10, 6), (13, 8, 14), (9, 14, 11),
+                    (10, 12, 4), (6, 10, 15), (3, 12, 4), (8, 12, 3), (8, 14, 4), (6, 15, 1),
+                    (11, 7, 8), (8, 11, 2))
+HF_TABLE_POS1024 = ((4, 10, 5), (4, 14, 10), (5, 7, 13), (6, 14, 11), (1, 3, 14), (9, 4, 2),
+                    (13, 12, 14), (4, 11, 14), (3, 4, 6), (2, 4, 12), (2, 8, 1), (4, 5, 6),
+                    (2, 1, 12), (12, 3, 6))
+_BB_HF_PATTERNS = tuple(
+    (n, {"explicit_random_table": table, "pattern_seed": None}) for n, table in (
+        (32, HF_TABLE_POS4096), (32, HF_TABLE_POS1024), (16, ((0, 0, 0),) * 6),
+        (64, ((0, 0, 0),) * 30)))
 
 # full matrix only (larger builds)
 C32 = Build("causal32_k4d16", head_dim=16, before=31, after=0, key_lanes=4, dim_lanes=16)
@@ -521,6 +536,8 @@ def _matrix_fast() -> list[Case]:
              patterns=tuple(pat for _, pat in _BB_PATTERNS), idle=(0, 3)),
         Case("bigbird_b2r3_k2d4/patterns-heavy", BB2, tuple(n for n, _ in _BB_PATTERNS),
              patterns=tuple(pat for _, pat in _BB_PATTERNS), gap=h, stall=h),
+        Case("bigbird_b2r3_k2d4/hf-tables", BB2, tuple(n for n, _ in _BB_HF_PATTERNS),
+             patterns=tuple(pat for _, pat in _BB_HF_PATTERNS), gap=0.2, stall=0.2),
         Case("bigbird_b2r3_k2d4/kv-starved-n64", BB2, (64,), gap=0.0, kv_gap=0.85, stall=0.3),
         Case("bigbird_b4r1_k3d2/random-n128", BB4, (128,)),
         Case("bigbird_b4r1_k3d2/sizes-heavy", BB4, (8, 12, 20, 24, 64, 128), gap=h, stall=h),
