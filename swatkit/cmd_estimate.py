@@ -67,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     clock.add_argument("--from-flow", type=Path, metavar="DIR/flow.json",
                        help="take the clock from the Fmax that `swatkit flow` measured (and the "
                             "core from that flow: a different core is refused)")
-    e.add_argument("--tech", default="asic45", metavar="asic45|fpga|FILE.toml",
-                   help="energy table (default asic45)")
+    e.add_argument("--tech", metavar="asic45|fpga|FILE.toml",
+                   help="energy table (default asic45; with --from-flow fpga, the device the "
+                        "flow built for)")
     e.add_argument("--offchip-bytes-per-cycle", type=float, default=16.0, metavar="B",
                    help="off-chip bandwidth (default 16)")
     e.add_argument("--breakdown", action="store_true",
@@ -80,6 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="write latency, energy, ratios to SWAT (log-log) and the energy "
                         "breakdown to an image (PNG, SVG, PDF, ... by its suffix; no suffix: "
                         ".png)")
+
+
+def energy_table_name(args) -> str:
+    """``--tech``, else the table the clock's source implies: a flow's Fmax is an FPGA's, so
+    ``fpga`` with ``--from-flow``; ``asic45`` otherwise."""
+    if args.tech is not None:
+        return args.tech
+    return "fpga" if getattr(args, "from_flow", None) else "asic45"
 
 
 def _read_flow(path: Path):
@@ -336,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
     check_bandwidth(args.offchip_bytes_per_cycle)
     plot_path = plot_target(args.plot) if args.plot else None
     try:
-        table = load_table(args.tech)
+        table = load_table(energy_table_name(args))
     except TableError as e:
         raise UsageError(f"--tech: {e}") from None
     common = {"clock_hz": clock_mhz * 1e6, "table": table, "tiles": tiles,
