@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +87,32 @@ def test_hint_reproduces_an_own_configuration_failure(request, regress_seed, tmp
                            text=True, cwd=elsewhere, env=_env())
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert SUMMARY.search(clean.stdout).groups() == ("1", "0", "2")
+
+
+def test_hint_reproduces_a_full_matrix_failure(request, regress_seed, tmp_path):
+    """A case of the full matrix only (on a build of the fast one): its hint adds --full and
+    selects it by its whole id; run, it fails with the same mismatch."""
+    build_dir = request.config.getoption("build_dir")
+    case = "glob1_bi5_d6_k2d2/random-n250-heavy-full"
+    hook = f"{case}:0,100,5,0"
+    first = subprocess.run(
+        ["swatkit", "regress", "--full", "-k", "glob1_bi5_d6_k2d2/random-n250", "-n", "0",
+         "--seed", str(regress_seed), *(["--build-dir", build_dir] if build_dir else [])],
+        capture_output=True, text=True, cwd=tmp_path, env=_env(**{CORRUPT_ENV: hook}))
+    assert first.returncode == 1, first.stdout + first.stderr
+    (mismatch,) = _failures(first.stdout)
+    assert mismatch.startswith("run 0 (N=250): mismatch at row 100, column 5: ")
+    (hint,) = HINT.findall(first.stdout)
+    build = ["--build-dir", str(Path(build_dir).resolve())] if build_dir else []
+    assert hint[1] == shlex.join([f"{CORRUPT_ENV}={hook}", "swatkit", "regress", "--full",
+                                  *build, "-k", case, "--seed", str(regress_seed)])
+    # row 100 is the 100th row on the output stream (output row 99): row 0 is the global token
+    assert re.search(r"--waves-window rows:97:100 for the rows around", first.stdout)
+    again = subprocess.run(hint[1] + " -n 0", shell=True, capture_output=True, text=True,
+                           cwd=tmp_path, env=_env())
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert SUMMARY.search(again.stdout).groups() == ("1", "1", "0")
+    assert _failures(again.stdout) == [mismatch]
 
 
 def test_the_hint_carries_the_hook_for_its_case_only(monkeypatch):
