@@ -1227,7 +1227,7 @@ def waves_window_text(first_output_row: int | None) -> str:
     return f"rows:{max(first_output_row - 2, 0)}:{first_output_row + 1}"
 
 
-def _hint(case: Case, seed: int, reproduce: str, first_output_row: int | None) -> str:
+def _hint(seed: int, reproduce: str, first_output_row: int | None) -> str:
     window = waves_window_text(first_output_row)
     return (f"seed {seed} — reproduce with: {reproduce}\n"
             f"waves: add --waves [DIR] (the trace goes to DIR, default the working folder; "
@@ -1322,8 +1322,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
     if not result.passed:
         tail = _log_tail(work / "sim.log")
         why = result.message or status or "the simulation ended without a result"
-        hint = _hint(case, seed, reproduce or reproduce_command(case.id, seed,
-                                                                build_dir=build_dir),
+        hint = _hint(seed, reproduce or reproduce_command(case.id, seed, build_dir=build_dir),
                      first_output_row)
         result.message = (f"{why}\ncase {case.id}: {case.describe()}\n{hint}\n"
                           f"work folder {work}" + (f"\nsimulator log (end):\n{tail}"
