@@ -61,6 +61,7 @@ __all__ = [
     "compile_bench",
     "default_wave_format",
     "ensure_build",
+    "failure_hint",
     "make_inputs",
     "parse_corrupt",
     "parse_waves_window",
@@ -1227,7 +1228,10 @@ def waves_window_text(first_output_row: int | None) -> str:
     return f"rows:{max(first_output_row - 2, 0)}:{first_output_row + 1}"
 
 
-def _hint(seed: int, reproduce: str, first_output_row: int | None) -> str:
+def failure_hint(seed: int, reproduce: str, first_output_row: int | None = None) -> str:
+    """The lines of a failure's message that say how to reproduce it (``reproduce``: the
+    command, :func:`reproduce_command`) and how to get its waves (around the first mismatch,
+    at output row ``first_output_row``, if known)."""
     window = waves_window_text(first_output_row)
     return (f"seed {seed} — reproduce with: {reproduce}\n"
             f"waves: add --waves [DIR] (the trace goes to DIR, default the working folder; "
@@ -1322,8 +1326,8 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
     if not result.passed:
         tail = _log_tail(work / "sim.log")
         why = result.message or status or "the simulation ended without a result"
-        hint = _hint(seed, reproduce or reproduce_command(case.id, seed, build_dir=build_dir),
-                     first_output_row)
+        reproduce = reproduce or reproduce_command(case.id, seed, build_dir=build_dir)
+        hint = failure_hint(seed, reproduce, first_output_row)
         result.message = (f"{why}\ncase {case.id}: {case.describe()}\n{hint}\n"
                           f"work folder {work}" + (f"\nsimulator log (end):\n{tail}"
                                                    if tail and not result.message else ""))

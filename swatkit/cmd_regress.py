@@ -314,9 +314,10 @@ def _run_one(case, seed, waves, build_dir, reproduce=None):
         return run_case(case, seed, build_dir=build_dir, reproduce=reproduce,
                         **(waves or {}))
     except Exception as e:  # a build that fails is the case's failure, with its message
-        from swatkit.sim.regress import CaseResult
+        from swatkit.sim.regress import CaseResult, failure_hint
 
-        return CaseResult(case, seed, False, message=f"{type(e).__name__}: {e}")
+        return CaseResult(case, seed, False, message=f"{type(e).__name__}: {e}" + (
+            f"\n{failure_hint(seed, reproduce)}" if reproduce else ""))
 
 
 def config_options(args: argparse.Namespace) -> list[str]:
@@ -499,8 +500,10 @@ def _first_per_build(cases) -> list[int]:
 def _run_cases(console, cases, seed, waves, build_dir, workers, client=None, hints=None):
     """Every case, in parallel processes (builds first, one per configuration) or on a Dask
     cluster (``client``), with a progress display; returns the results in the cases'
-    order. ``hints``: each case id's reproducer (:func:`run`)."""
-    hints = hints or {}
+    order. ``hints``: each case id's reproducer (:func:`run`; default the matrix's)."""
+    from swatkit.sim.regress import reproduce_command
+
+    hints = hints or {c.id: reproduce_command(c.id, seed, build_dir=build_dir) for c in cases}
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -550,14 +553,14 @@ def _run_cases(console, cases, seed, waves, build_dir, workers, client=None, hin
                 progress.update(task, description=(
                     f"building {case.build.id}, then running {case.id}"
                     if case.build in building else f"running {case.id}"))
-                done(i, _run_one(case, seed, waves, build_dir, hints.get(case.id)))
+                done(i, _run_one(case, seed, waves, build_dir, hints[case.id]))
             return results
         pool = _start_pool(workers)
         try:
             # one case of each build first, so that each configuration is compiled once and
             # the compilations run in parallel
             pending = {i: pool.apply_async(_run_one, (cases[i], seed, waves, build_dir,
-                                                      hints.get(cases[i].id)))
+                                                      hints[cases[i].id]))
                        for i in _first_per_build(cases)}
             while pending:
                 for i in [i for i, r in pending.items() if r.ready()]:
@@ -584,7 +587,7 @@ def _run_on_dask(client, cases, seed, waves, build_dir, done, results, console, 
         for i in _first_per_build(cases):
             key = f"swatkit-regress-{cases[i].id}-{uuid.uuid4().hex[:8]}"
             futures[i] = client.submit(_run_one, cases[i], seed, waves, build_dir,
-                                       hints.get(cases[i].id), key=key, pure=False)
+                                       hints[cases[i].id], key=key, pure=False)
         pending = dict(futures)
         while pending:
             for i in [i for i, f in pending.items() if f.done()]:
@@ -592,10 +595,11 @@ def _run_on_dask(client, cases, seed, waves, build_dir, done, results, console, 
                 try:
                     result = future.result()
                 except Exception as e:   # the task was lost, or could not run on the worker
-                    from swatkit.sim.regress import CaseResult
+                    from swatkit.sim.regress import CaseResult, failure_hint
 
                     result = CaseResult(cases[i], seed, False, message=(
-                        f"the Dask task failed: {type(e).__name__}: {e}"))
+                        f"the Dask task failed: {type(e).__name__}: {e}\n"
+                        + failure_hint(seed, hints[cases[i].id])))
                 done(i, result)
             time.sleep(0.2)
     except BaseException:

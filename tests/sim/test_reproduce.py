@@ -115,6 +115,23 @@ def test_hint_reproduces_a_full_matrix_failure(request, regress_seed, tmp_path):
     assert _failures(again.stdout) == [mismatch]
 
 
+def test_a_case_that_cannot_run_names_its_reproducer(monkeypatch):
+    """A case whose build fails (the worker catches it) still ends with its reproducer."""
+    from swatkit import cmd_regress
+    from swatkit.sim import regress
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Verilator build failed")
+
+    monkeypatch.setattr(regress, "run_case", broken)
+    result = cmd_regress._run_one(FAST[0], 4, None, None, "swatkit regress -k x --seed 4")
+    assert not result.passed
+    assert result.message.splitlines()[:2] == [
+        "RuntimeError: Verilator build failed",
+        "seed 4 — reproduce with: swatkit regress -k x --seed 4"]
+    assert result.message.splitlines()[2].startswith("waves: add --waves [DIR]")
+
+
 def test_the_hint_carries_the_hook_for_its_case_only(monkeypatch):
     case = next(c for c in FAST if c.id == "bi3_k3d4/edges-heavy")
     monkeypatch.delenv(CORRUPT_ENV, raising=False)
