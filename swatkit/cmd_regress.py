@@ -359,7 +359,7 @@ def select(cases: list, keyword: str | None) -> list:
 
 def _waves(args: argparse.Namespace) -> dict | None:
     """``run_case``'s waves arguments from ``--waves``, ``--waves-format`` and
-    ``--waves-window``, checked (and the folder made) before anything runs."""
+    ``--waves-window``, checked before anything runs (the folder is made later)."""
     from swatkit.sim.regress import default_wave_format, parse_waves_window, wave_format
 
     if args.waves is None:
@@ -382,12 +382,12 @@ def _waves(args: argparse.Namespace) -> dict | None:
             parse_waves_window(args.waves_window)
         except ValueError as e:
             raise UsageError(f"--waves-window: {e}") from None
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--waves: cannot create {folder}: {e.strerror}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"--waves: cannot write in {folder}")
+    # (made when the work starts, with the build cache: nothing is written before)
+    existing = next(p for p in (folder.resolve(), *folder.resolve().parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"--waves: cannot create {folder}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--waves: cannot write in {existing}")
     return {"waves": fmt, "waves_dir": folder.resolve(), "waves_window": args.waves_window}
 
 
@@ -441,6 +441,11 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--build-dir: cannot create {root}: {e.strerror}") from None
+    if waves is not None:
+        try:
+            waves["waves_dir"].mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--waves: cannot create {args.waves}: {e.strerror}") from None
     client = connect_scheduler(args.scheduler)   # (before anything is printed or built)
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
     junit = (args.junitxml or Path("results.xml")).resolve()

@@ -143,6 +143,7 @@ def test_parse_waves_window_refuses(text):
     (["--waves", "fst"], r"--waves fst: --waves takes a folder \(the format is --waves-format "
                          r"fst\)"),
     (["--waves", "mine.toml"], r"--waves: mine\.toml is a file, not a folder"),
+    (["--waves", "mine.toml/w"], r"--waves: cannot create mine\.toml/w: .*/mine\.toml is a file"),
     (["--waves", ".", "--waves-window", "rows:5"],
      r"--waves-window: the waves window must be A:B, cycles:A:B or rows:A:B with integers "
      r"0 <= A < B \(either may be left out\), not 'rows:5'"),
