@@ -418,9 +418,9 @@ D8 = Build("dil2_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, dim_
            dilation=2, max_dilation=3)
 G5 = Build("glob_bi5_k1d1", head_dim=4, before=2, after=2, key_lanes=1, dim_lanes=1,
            global_tokens=(0,), max_global_tokens=3)
-# the Longformer CLS-token head: exactly one global token (a core whose global-token index
-# fields are 0 bits wide), on rows of 3 words (head_dim / dim_lanes not a power of two: Phi-3's
-# 96 / 8 = 12 is the real-size case); tiny, so that it adds little to the suite's time
+# the Longformer CLS-token head: exactly one global token (its Verilog once failed lint with a
+# `wire [-1:0]`), on rows of 3 words (head_dim / dim_lanes not a power of two, as Phi-3's
+# 96 / 8 = 12; once CASEINCOMPLETE); tiny, so that it adds little to the suite's time (issue 29)
 G1 = Build("glob1_bi5_d6_k2d2", head_dim=6, before=2, after=2, key_lanes=2, dim_lanes=2,
            global_tokens=(0,), max_global_tokens=1)
 _G1_PATTERNS = ((1, {}), (2, {"global_tokens": ()}), (7, {"global_tokens": (6,)}),
