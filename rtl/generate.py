@@ -77,7 +77,7 @@ class Generated:
 
 def ecp5_model() -> str:
     """The Verilog simulation model of the ``MULT18X18D`` subset that ``dsp="ecp5"`` uses."""
-    return resources.files("swatkit.rtl").joinpath("models/MULT18X18D.v").read_text()
+    return resources.files("swatkit.rtl").joinpath("primitives/MULT18X18D.v").read_text()
 
 
 def waivers(verilog_name: str) -> str:

@@ -115,7 +115,7 @@ class Build:
         Largest N the build accepts (N itself is given per run).
     dsp : str
         Multiplier target of the Verilog (``swatkit generate --dsp``): ``"ecp5"`` simulates the
-        core with ``MULT18X18D`` instances and their model (``rtl/models/MULT18X18D.v``).
+        core with ``MULT18X18D`` instances and their model (``rtl/primitives/MULT18X18D.v``).
     depth : int, optional
         Rows of the harness's memories (default ``max_seq_len``): the rows of all runs of a case.
     interface : str
@@ -734,7 +734,7 @@ def _source_digest() -> str:
         folder = Path(package.__file__).parent
         for f in sorted(folder.glob("*.py")):
             h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
-    for f in sorted((Path(swatkit.rtl.__file__).parent / "models").glob("*.v")):
+    for f in sorted((Path(swatkit.rtl.__file__).parent / "primitives").glob("*.v")):
         h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()
 
