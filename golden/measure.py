@@ -190,6 +190,69 @@ def measure_sinks(seq_len: int = 4096, head_dim: int = 64, sliding_window: int =
     return title + "\n" + _table(header, rows)
 
 
+# the host-side recipes of golden/outliers.py: name -> fold_channels arguments (None: none)
+OUTLIER_RECIPES = {
+    "per-tensor scales": None,
+    "Q/K balance": {"alpha": 0.5},
+    "rotation": {"alpha": 0.0, "rotate": True},
+    "rotation + Q/K balance": {"alpha": 0.5, "rotate": True},
+}
+
+
+def _per_tensor_run(q, k, v, spec: AttentionSpec, data_bits: int):
+    """Quantise each tensor with the scale of its own maximum, run the bit-exact model and
+    return its output as reals, with the format used."""
+    top = 2 ** (data_bits - 1) - 1
+    scales = [float(np.abs(x).max()) / top or 1.0 for x in (q, k, v)]
+    fmt = NumberFormat(data_bits=data_bits, scale_q=scales[0], scale_k=scales[1],
+                       scale_v=scales[2])
+    ints = [quantize(x, s_, data_bits) for x, s_ in zip((q, k, v), scales, strict=True)]
+    return fixed_point_attention(*ints, spec, fmt).out * fmt.scale_o, fmt
+
+
+def measure_outliers(seq_len: int = 4096, head_dim: int = 64, sliding_window: int = 128,
+                     heads: int = 8, kv_heads: int = 1, channels: int = 2, gain: float = 50.0,
+                     data_bits: int = 8, seed: int = 0) -> str:
+    """The bit-exact model's error against float64 attention on the real inputs when
+    ``channels`` channels of K (or of Q and K) are ``gain`` times larger, per recipe of
+    :data:`OUTLIER_RECIPES` (golden/outliers.py); each tensor quantised with the scale of its
+    own maximum. Errors in real units and in output LSBs of the run without outliers."""
+    from .outliers import fold_channels
+
+    rng = np.random.default_rng(seed)
+    q_real = rng.standard_normal((heads, seq_len, head_dim))
+    k_real, v_real = rng.standard_normal((2, kv_heads, seq_len, head_dim))
+    picked = rng.choice(head_dim, size=channels, replace=False)
+    spec = AttentionSpec.causal(seq_len, head_dim, sliding_window)
+    base_out, base_fmt = _per_tensor_run(q_real, k_real, v_real, spec, data_bits)
+    lsb = base_fmt.scale_o
+    err = np.abs(base_out - window_attention(q_real, k_real, v_real, spec))
+    rows = [["none", "per-tensor scales", f"{err.max() / lsb:.2f}", f"{err.mean() / lsb:.4f}",
+             f"{err.max():.3e}", f"{err.mean():.3e}"]]
+    for case, on_q in ((f"K ×{gain:g}", False), (f"Q and K ×{gain:g}", True)):
+        q, k = q_real.copy(), k_real.copy()
+        k[:, :, picked] *= gain
+        if on_q:
+            q[:, :, picked] *= gain
+        ref = window_attention(q, k, v_real, spec)
+        for name, recipe in OUTLIER_RECIPES.items():
+            if recipe is None:
+                out, _ = _per_tensor_run(q, k, v_real, spec, data_bits)
+            else:
+                f = fold_channels(q, k, v_real, **recipe)
+                out = f.output(_per_tensor_run(f.q, f.k, f.v, spec, data_bits)[0])
+            err = np.abs(out - ref)
+            rows.append([case, name, f"{err.max() / lsb:.2f}", f"{err.mean() / lsb:.4f}",
+                         f"{err.max():.3e}", f"{err.mean():.3e}"])
+    title = (f"N {seq_len}, head_dim {head_dim}, causal sliding_window {sliding_window}, "
+             f"{heads} query heads on {kv_heads} K/V heads, Q, K, V ~ N(0, 1), {channels} "
+             f"outlier channel{'s' if channels != 1 else ''} ({', '.join(map(str, picked))}), "
+             f"{data_bits}-bit per-tensor scales (each tensor's maximum), seed {seed}; LSB: "
+             f"the output LSB of the run without outliers ({lsb:.4g})")
+    header = ["outliers", "recipe", "max [LSB]", "mean [LSB]", "max [real]", "mean [real]"]
+    return title + "\n" + _table(header, rows)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -235,6 +298,16 @@ def main(argv=None) -> int:
                        metavar=("LOW", "HIGH"), help="learned sink logits ~ U(LOW, HIGH)")
     sinks.add_argument("--sigma", type=float, default=1.0, help="std. dev. of Q, K, V reals")
     sinks.add_argument("--seed", type=int, default=0)
+    out = sub.add_parser("outliers", help="error with outlier channels, per host-side recipe")
+    out.add_argument("--seq-len", type=_positive, default=4096)
+    out.add_argument("--head-dim", type=_positive, default=64)
+    out.add_argument("--sliding-window", type=_positive, default=128)
+    out.add_argument("--heads", type=_positive, default=8)
+    out.add_argument("--kv-heads", type=_positive, default=1)
+    out.add_argument("--channels", type=_positive, default=2, help="outlier channels")
+    out.add_argument("--gain", type=float, default=50.0, help="their size (default 50x)")
+    out.add_argument("--data-bits", type=_positive, default=8)
+    out.add_argument("--seed", type=int, default=0)
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["speed", *argv]
@@ -244,6 +317,16 @@ def main(argv=None) -> int:
             print(measure_speed(args.seq_len, args.head_dim, args.attention_window,
                                 args.fixed_seq_len, args.seed, args.repeat,
                                 not args.no_dense, args.threads))
+        elif args.command == "outliers":
+            if args.heads % args.kv_heads:
+                raise ValueError(f"--heads ({args.heads}) must be a multiple of --kv-heads "
+                                 f"({args.kv_heads})")
+            if args.channels > args.head_dim:
+                raise ValueError(f"--channels ({args.channels}) must be at most --head-dim "
+                                 f"({args.head_dim})")
+            print(measure_outliers(args.seq_len, args.head_dim, args.sliding_window, args.heads,
+                                   args.kv_heads, args.channels, args.gain, args.data_bits,
+                                   args.seed))
         elif args.command == "sinks":
             if args.heads % args.kv_heads:
                 raise ValueError(f"--heads ({args.heads}) must be a multiple of --kv-heads "
