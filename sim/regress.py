@@ -665,7 +665,7 @@ def _matrix_faults() -> list[Case]:
         Case("glob_bi5_k1d1/fault-global-streams", G5, (150, 80), idle=(0,),
              patterns=({"global_tokens": (0, 75, 149)}, {}),
              holds=(("qg_hold", 5, 300), ("kvg_hold", 200, 600), ("og_hold", 900, 700)),
-             stream_gaps=(("kvg", 0.6), ("og", 0.5)),
+             stream_gaps=(("qg", 0.5), ("kvg", 0.6), ("og", 0.5)),
              bursts=(("qg", 30), ("kvg", 60), ("og", 200))),
         Case("glob_bi5_k1d1/fault-resets", G5, (100,), stall=0.2,
              patterns=({"global_tokens": (0, 50)},),
