@@ -3,8 +3,9 @@ checked, the fast matrix tries every kind, the reset faults hit what they say, a
 check bites, naming the stalled stream.
 
 The fault cases themselves run with the rest of the fast matrix
-(``tests/sim/test_regress.py::test_fast``, ``-k fault``); the simulations here reuse the
-matrix's small builds (``bi5_k1d1``, ``glob_bi5_k1d1``, ``bigbird_b4r1_k3d2``).
+(``tests/sim/test_regress.py::test_fast``; ``swatkit regress -k /fault-``); the simulations
+here reuse the matrix's small builds (``bi5_k1d1``, ``glob_bi5_k1d1``,
+``bigbird_b4r1_k3d2``).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def test_fast_matrix_tries_every_fault():
     assert any(n == 1 for c in FAULTS for _, _, n in c.resets)
     assert any(n > 1 for c in FAULTS for _, _, n in c.resets)
     assert max(len(c.reset_faults) for c in FAULTS) >= 3
+    assert any(c.resets and c.stall_free for c in FAULTS)   # the cycle model after resets
     early = [c for c in FAULTS if c.early_command is not None]
     assert any(c.stall_free for c in early) and any(not c.stall_free for c in early)
     assert any(c.early_command == 0 for c in early)
