@@ -50,10 +50,12 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
 from swatkit.rtl import STAT_FIELDS, core_layouts
 from swatkit.rtl.core import command
-from swatkit.rtl.harness import burst_threshold, probability_threshold, unpack_rows
+from swatkit.rtl.harness import STREAMS, burst_threshold, probability_threshold, unpack_rows
 from swatkit.sim.regress import PERIOD_NS  # the clock the simulated top generates
 
 __all__ = ["HarnessBench"]
+
+ROLES = dict(STREAMS)   # each stream of the harness: "src" (feeds the core) or "sink"
 
 
 
@@ -159,7 +161,8 @@ class HarnessBench:
         dut.kv_count.value = kv_rows
         for name, control in case["streams"].items():   # each stream's gap/stall and bursts
             threshold = probability_threshold(control["gap"])
-            getattr(dut, f"{name}_{'stall' if name in ('o', 'og') else 'gap'}").value = threshold
+            kind = "stall" if ROLES[name] == "sink" else "gap"
+            getattr(dut, f"{name}_{kind}").value = threshold
             burst = control["burst"]
             getattr(dut, f"{name}_burst").value = burst_threshold(burst) if burst else 0
         dut.seed.value = case["seed"] & 0xFFFFFFFF
@@ -321,7 +324,7 @@ class HarnessBench:
                 break
             now = int(dut.cycles.value)
             last = max(int(dut.cmd_moved.value), *(int(getattr(dut, f"{s}_moved").value)
-                                                   for s in ("o", "og") if s in self.streams))
+                                                   for s in self.streams if ROLES[s] == "sink"))
             if now - last > live:
                 self.error(f"{label}: no output row for {now - last} cycles (bound {live}) at "
                            f"cycle {now}; {self.stream_report()}")

@@ -41,7 +41,7 @@ import numpy as np
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.core import command_value
-from swatkit.rtl.harness import pack_rows
+from swatkit.rtl.harness import STREAMS, pack_rows
 
 from .cycle_model import swat_actions, swat_cycles
 
@@ -91,12 +91,11 @@ MAKE_ARGS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 QUICK_MAKE_ARGS = ("OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 QUICK_CYCLES = 100_000  # a build is small if the rows its harness holds ideally take at most this
 MAX_SEQ_LEN = 1000  # counters of every matrix build; 1001 still fits the command (error check)
-HOLDS = ("o_hold", "q_hold", "kv_hold", "og_hold", "qg_hold", "kvg_hold", "kvr_hold")
-# faults of a case (docs/verification.md, "Faults"): how a reset is placed, relative to the
-# command of an attempt at the first run (``<stream>_transfer``: on a cycle where that stream
-# moves a beat)
-RESET_KINDS = ("cycle", "command", "q_transfer", "kv_transfer", "o_transfer", "qg_transfer",
-               "kvg_transfer", "og_transfer", "kvr_transfer")
+# faults of a case (docs/verification.md, "Fault kinds"), from the harness's streams: each
+# stream's hold (the sinks' first), and how a reset is placed relative to the command of an
+# attempt at the first run (``<stream>_transfer``: in a cycle where that stream moves a beat)
+HOLDS = tuple(f"{name}_hold" for name, role in sorted(STREAMS, key=lambda s: s[1] != "sink"))
+RESET_KINDS = ("cycle", "command", *(f"{name}_transfer" for name, _ in STREAMS))
 HEAVY = 0.35        # gap/stall probability of the heavy-stall cases (>= 30% on both sides)
 
 
