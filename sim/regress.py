@@ -41,7 +41,7 @@ import numpy as np
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.core import command_value
-from swatkit.rtl.harness import STREAMS, pack_rows
+from swatkit.rtl.harness import STREAMS, SwatHarness, burst_threshold, pack_rows
 
 from .cycle_model import swat_actions, swat_cycles
 
@@ -368,11 +368,16 @@ class Case:
                                  f"{', '.join(extra) or 'no stream on this core'}, a probability "
                                  f"in [0, 1)), not {(name, p)}")
         for name, cycles in self.bursts:
-            if name not in streams or not 2 <= cycles <= 65536:
+            try:
+                fits = name in streams and burst_threshold(cycles) > 0   # the harness's rule
+            except ValueError:
+                fits = False
+            if not fits:
                 raise ValueError(f"{self.id}: bursts must be (one of {', '.join(streams)}, "
                                  f"mean cycles in 2..65536), not {(name, cycles)}")
         if self.early_command is not None and (
-                self.early_command < 0 or len(self.seq_lens) < 2 or len(streams) > 3):
+                self.early_command < 0 or len(self.seq_lens) < 2
+                or set(streams) != {"q", "kv", "o"}):
             raise ValueError(f"{self.id}: early_command needs at least two runs, a core without "
                              f"global or random streams and cycles >= 0, not "
                              f"{self.early_command} on {len(self.seq_lens)} run(s) of "
@@ -381,8 +386,6 @@ class Case:
     @property
     def streams(self) -> tuple[str, ...]:
         """The harness's streams on the build (:meth:`SwatHarness.streams`)."""
-        from swatkit.rtl.harness import SwatHarness
-
         return tuple(name for name, _ in SwatHarness.streams(self.build.params))
 
     @property
