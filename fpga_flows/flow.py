@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from swatkit.rtl import CoreParams
-from swatkit.version import __version__
+from swatkit.support.version import __version__
 
 from .boards import Board, get_board
 from .selftest import (
@@ -88,8 +88,8 @@ SIMULATORS = ("amaranth", "verilator")
 SIM_UART_DIVISOR = 4  # the simulated self-test's UART: the board's line in few simulated cycles
 # how Yosys maps the logic to LUTs: "abc9" is synth_<family>'s own step; "abc" (ECP5 only) runs
 # synth_ecp5 up to its LUT mapping, then the classic ABC (`abc -dress -lut 4:7`, the mapping
-# synth_ecp5 used before ABC9), then the rest of synth_ecp5. Yosys 0.70 aborts in ABC9
-# (`ABC_OPS_REINTEGRATE`) on some netlists of the core; the classic ABC maps them.
+# synth_ecp5 used before ABC9), then the rest of synth_ecp5: for netlists on which ABC9 aborts
+# (docs/fpga.md, "The issue 13 core").
 LUT_MAPPERS = ("abc9", "abc")
 # nextpnr options the flow sets itself (the project's files and report), so a user's must not
 FLOW_NEXTPNR_OPTIONS = ("--report", "--log", "--json", "--lpf", "--textcfg", "--pcf", "--asc",
@@ -382,7 +382,7 @@ def emit(config: FlowConfig, out_dir: str | Path, vectors: Vectors | None = None
 
 
 def _project(project_dir: Path) -> tuple[dict, Board]:
-    from swatkit.inputs import InputFileError, load_json
+    from swatkit.support.inputs import InputFileError, load_json
 
     if not (project_dir / "swatkit.json").exists():
         raise FlowError(f"{project_dir} is not a swatkit flow project "
@@ -605,7 +605,7 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
     """
     project_dir = Path(project_dir).resolve()
     info, board = _project(project_dir)
-    from swatkit.inputs import InputFileError, load_json
+    from swatkit.support.inputs import InputFileError, load_json
 
     if not (project_dir / REPORT).exists():
         raise FlowError(f"no {REPORT} in {project_dir}: the project has not been built "

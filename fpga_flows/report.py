@@ -1,8 +1,8 @@
 """``flow.json`` as read back: ``swatkit estimate --from-flow`` and ``swatkit explore --flows``.
 
-:func:`read_report` reads a report with the bounded reader of :mod:`swatkit.inputs` and checks
-every record a reader uses, by type and range, without coercing anything (``"8"`` is not 8,
-``true`` is not 1):
+:func:`read_report` reads a report with the bounded reader of
+:mod:`swatkit.support.inputs` and checks every record a reader uses, by type and range,
+without coercing anything (``"8"`` is not 8, ``true`` is not 1):
 
 - ``core``: ``head_dim``, ``window``, ``key_lanes``, ``dim_lanes``, ``data_bits``, integers in
   the ranges the core accepts;
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec, NumberFormat
-from swatkit.inputs import InputFileError, check_int, load_json
+from swatkit.support.inputs import InputFileError, check_int, load_json
 
 __all__ = ["CORE_FIELDS", "FlowReport", "ReportError", "check_count", "read_report",
            "read_side_record"]
@@ -47,7 +47,7 @@ CORE_FIELDS = ("head_dim", "window", "key_lanes", "dim_lanes", "data_bits")
 
 
 def check_count(where: str, value, lo: int, hi: int | None = None) -> int:
-    """A count in a report: :func:`swatkit.inputs.check_int`, a :class:`ReportError`."""
+    """A count in a report: :func:`swatkit.support.inputs.check_int`, a :class:`ReportError`."""
     return check_int(where, value, lo, hi, ReportError)
 
 

@@ -54,6 +54,7 @@ from swatkit.rtl.harness import SwatHarness
 from swatkit.rtl.lfsr import lfsr_bits, lfsr_step_hdl
 from swatkit.rtl.lfsr import lfsr_seed as load_seed
 from swatkit.rtl.units import covered_select
+from swatkit.support import build_cache
 
 __all__ = [
     "LFSR_MESSAGE_LEN",
@@ -577,8 +578,7 @@ class SelfTest(wiring.Component):
         shift = Signal(8 * nbytes)
         left = Signal(range(nbytes + 1))
         # left == 0 as a register: o.ready is one LUT after registers, and the row-wide shift
-        # register's load enable one more (issue 15: a path through left's compare and the
-        # output FIFO into 512 enables was the ULX3S default's critical path)
+        # register's load enable one more (why: docs/fpga.md, "Toward 100 MHz on 2 × 8")
         empty = Signal(init=1)
         crc = Signal(32, init=0xFFFFFFFF)
         m.d.comb += [core.o.ready.eq(run & empty), self.crc.eq(~crc)]
@@ -612,8 +612,8 @@ class SelfTest(wiring.Component):
             m.d.sync += go.eq(1)
 
         # state == IDLE and state == RUN as registers, set and cleared with the state: they
-        # drive the generators, checkers and counters spread over the die (a decode of the
-        # state register in front of them was the ULX3S default's critical path, issue 15)
+        # drive the generators, checkers and counters spread over the die (no decode of the
+        # state register in front of them; why: docs/fpga.md, "Toward 100 MHz on 2 × 8")
         clear = Signal(init=1)
         run = Signal()
         if self.mode == "rom":
@@ -881,7 +881,8 @@ def _selftest_sources(selftest: SelfTest, platform) -> dict[str, str]:
 
 
 def _build_selftest(selftest: SelfTest, platform, root: Path):
-    """The cached Verilator build of ``selftest`` (``sim.regress.BuildInfo``). The key hashes
+    """The cached Verilator build of ``selftest`` (a ``swatkit.support.build_cache.BuildInfo``).
+    The key hashes
     the files compiled (the Verilog holds the whole configuration, the vectors' constants
     included), the Verilator and C++ options and the tool versions."""
     from swatkit.rtl.generate import Generated, LintError, lint
@@ -891,7 +892,7 @@ def _build_selftest(selftest: SelfTest, platform, root: Path):
     record = json.dumps({"files": {name: hashlib.sha256(text.encode()).hexdigest()
                                    for name, text in files.items()},
                          "build_args": regress.BUILD_ARGS, "make_args": regress.MAKE_ARGS,
-                         "timing": regress.TIMING_ARGS, "tools": regress.tool_versions()},
+                         "timing": regress.TIMING_ARGS, "tools": build_cache.tool_versions()},
                         sort_keys=True)
     key = hashlib.sha256(record.encode()).hexdigest()[:16]
     p = selftest.params
@@ -920,9 +921,9 @@ def _build_selftest(selftest: SelfTest, platform, root: Path):
                               sources=[n for n in files if n not in models])
         return {"build": "selftest", "config": json.loads(config.read_text()),
                 "build_args": regress.BUILD_ARGS, "make_args": regress.MAKE_ARGS,
-                "tools": regress.tool_versions(), "lint": "verilator --lint-only -Wall: clean"}
+                "tools": build_cache.tool_versions(), "lint": "verilator --lint-only -Wall: clean"}
 
-    return regress.cached_build(root, key, SIM_TOP, make)
+    return build_cache.cached_build(root, key, SIM_TOP, make)
 
 
 def simulate_verilator(selftest: SelfTest, *, platform=None,
@@ -940,7 +941,8 @@ def simulate_verilator(selftest: SelfTest, *, platform=None,
         multipliers with their model, the K/V memories in 512-word banks); ``None`` the generic
         Verilog (iCE40, Gowin).
     build_dir : path, optional
-        Build cache root (``swatkit.sim.regress.build_root``); builds go to its ``selftest/``.
+        Build cache root (``swatkit.support.build_cache.build_root``); builds go to its
+        ``selftest/``.
     max_cycles : int, optional
         Give up (``TimeoutError``) when the self-test has not reported after this many cycles;
         default :attr:`SelfTest.cycle_limit`.
@@ -958,7 +960,7 @@ def simulate_verilator(selftest: SelfTest, *, platform=None,
     limit = selftest.cycle_limit if max_cycles is None else max_cycles
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"max_cycles must be a positive integer, not {max_cycles!r}")
-    root = regress.build_root(build_dir)
+    root = build_cache.build_root(build_dir)
     info = _build_selftest(selftest, platform, root / "selftest")
     runs = root / "runs"
     runs.mkdir(parents=True, exist_ok=True)

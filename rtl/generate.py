@@ -20,8 +20,8 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
 from swatkit.golden import AttentionSpec, NumberFormat
-from swatkit.toml_text import dumps
-from swatkit.version import __version__
+from swatkit.support.toml_text import dumps
+from swatkit.support.version import __version__
 
 from .axis import AxisSwatCore
 from .config import CoreParams, HardwareConfig
@@ -318,15 +318,8 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
 
 def _summary(p: CoreParams, interface: str) -> str:
     """One line naming the core's configuration (the FuseSoC description)."""
-    s = p.spec
-    shape = (f"BigBird blocks of {p.block_size}, up to {p.max_random_blocks} random blocks"
-             if p.block_size else f"window {s.before}+1+{s.after} keys")
-    extra = "".join([f", up to {p.max_global_tokens} global tokens"
-                     if p.max_global_tokens and not p.block_size else "",
-                     f", dilation up to {p.max_dilation}" if p.max_dilation > 1 else "",
-                     ", AXI4-Stream ports" if interface == "axis" else ""])
-    return (f"SWAT sliding-window attention core: {shape}, head_dim {s.head_dim}, up to "
-            f"{p.hw.max_seq_len} rows, {p.hw.key_lanes}x{p.hw.dim_lanes} lanes{extra}")
+    return ("SWAT sliding-window attention core: " + p.describe()
+            + (", AXI4-Stream ports" if interface == "axis" else ""))
 
 
 def _listed_files(config: Path) -> set[str]:
@@ -345,7 +338,7 @@ def lint(generated: Generated, top: str | None = None) -> str:
     """``verilator --lint-only -Wall`` with the waivers on the sources (the package, the vendor
     models, the core); raises :class:`LintError` on any warning, returns Verilator's (empty)
     output otherwise."""
-    from swatkit.toolchain import find_verilator
+    from swatkit.support.toolchain import find_verilator
 
     v = find_verilator()
     top = top or generated.verilog.stem

@@ -146,7 +146,7 @@ def load_table(name_or_path: str) -> EnergyTable:
         where = name_or_path
         data = tomllib.loads(text)
     else:
-        from swatkit.inputs import InputFileError, load_toml
+        from swatkit.support.inputs import InputFileError, load_toml
 
         where = str(Path(name_or_path))
         try:
@@ -677,7 +677,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                                       if pattern.kind == "full" else CoreParams(spec, fmt, hw))
             except ValueError as e:
                 raise ModelError(f"model {model.name}, layer {indices[0]} "
-                                 f"({pattern.describe()}): {e}") from None
+                                 f"({pattern.describe(n, model.head_dim)}): {e}") from None
     g = model.group
     records = []
     for dataflow in dataflows:
@@ -721,7 +721,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                 rec = {
                     "dataflow": dataflow, "seq_len": n, "scope": "layer",
                     "model": model.name if model_scope else None, "layers": model.layers,
-                    "layer_indices": indices, "layer_pattern": pattern.describe(),
+                    "layer_indices": indices, "layer_pattern": pattern.describe(n, model.head_dim),
                     "full_attention": pattern.kind == "full", "computed_as": computed_as,
                     "heads": model.heads, "kv_heads": model.kv_heads,
                     "head_schedule": head_schedule, "cores": cores,

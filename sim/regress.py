@@ -22,9 +22,7 @@ monitors and compares (it reads the inputs and expected rows from an ``.npz`` fi
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -42,6 +40,7 @@ from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.core import command_value
 from swatkit.rtl.harness import STREAMS, SwatHarness, burst_threshold, pack_rows
+from swatkit.support.build_cache import BuildInfo, build_root, cached_build, locked, tool_versions
 
 from .cycle_model import swat_actions, swat_cycles
 
@@ -53,11 +52,8 @@ __all__ = [
     "RESET_KINDS",
     "WAVE_FORMATS",
     "Build",
-    "BuildInfo",
     "Case",
     "CaseResult",
-    "build_root",
-    "cached_build",
     "clocked_top",
     "compile_bench",
     "ensure_build",
@@ -66,7 +62,6 @@ __all__ = [
     "read_result",
     "run_bench",
     "run_case",
-    "tool_versions",
     "verilator_command",
 ]
 
@@ -442,28 +437,11 @@ class Case:
         patterns = ""
         if self.patterns:
             runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
-            patterns = "; patterns " + ", ".join(describe_pattern(r) for r in runs)
+            patterns = "; patterns " + ", ".join(r.describe(compact=True) for r in runs)
         return (f"{self.build.describe()}; N = {', '.join(map(str, self.seq_lens))}{patterns}; "
                 f"inputs "
                 f"{self.inputs}; valid gaps {gaps}, ready stalls {self.stall:.0%}"
                 + (f"; faults: {', '.join(faults)}" if faults else ""))
-
-
-def describe_pattern(run: AttentionSpec) -> str:
-    """A run's pattern in a few characters: ``before+1+after``, ``×dilation``, ``g[tokens]``;
-    BigBird ``bigbird b·r`` and the table's seed (or ``table``)."""
-    if run.block_size:
-        table = ("table" if run.explicit_random_table is not None
-                 else f"seed {run.pattern_seed}")
-        return f"bigbird b{run.block_size} r{run.num_random_blocks} {table}"
-    text = f"{run.before}+1+{run.after}"
-    if run.dilation > 1:
-        text += f"×{run.dilation}"
-    if run.global_tokens:
-        tokens = run.global_tokens
-        shown = ",".join(map(str, tokens[:6])) + (",…" if len(tokens) > 6 else "")
-        text += f" g[{shown}]"
-    return text
 
 
 # -- the matrix -------------------------------------------------------------------------------
@@ -522,6 +500,21 @@ _BB_PATTERNS = (
     (64, {}),
     (64, {"pattern_seed": 12345}),
 )
+# Hugging Face's own tables on BB2 (golden/spec.py, "Counting": a random slot counts each time):
+# HF's layer 3 (np.random.seed(3)) in training at N = 1024, b = 64, r = 3 — 16 blocks, so N = 32
+# here — head 1, with max_position_embeddings 4096 (global block 15 three times) and 1024 (query
+# block 13 draws its window block 12); and eval mode's all-zero table (block 0 counts 1 + r
+# times). tests/golden/test_hf_bigbird.py checks that HF draws these.
+HF_TABLE_POS4096 = ((10, 4, 11), (12, 6, 4), (12, 15, 7), (8, 10, 6), (13, 8, 14), (9, 14, 11),
+                    (10, 12, 4), (6, 10, 15), (3, 12, 4), (8, 12, 3), (8, 14, 4), (6, 15, 1),
+                    (11, 7, 8), (8, 11, 2))
+HF_TABLE_POS1024 = ((4, 10, 5), (4, 14, 10), (5, 7, 13), (6, 14, 11), (1, 3, 14), (9, 4, 2),
+                    (13, 12, 14), (4, 11, 14), (3, 4, 6), (2, 4, 12), (2, 8, 1), (4, 5, 6),
+                    (2, 1, 12), (12, 3, 6))
+_BB_HF_PATTERNS = tuple(
+    (n, {"explicit_random_table": table, "pattern_seed": None}) for n, table in (
+        (32, HF_TABLE_POS4096), (32, HF_TABLE_POS1024), (16, ((0, 0, 0),) * 6),
+        (64, ((0, 0, 0),) * 30)))
 
 # full matrix only (larger builds)
 C32 = Build("causal32_k4d16", head_dim=16, before=31, after=0, key_lanes=4, dim_lanes=16)
@@ -635,6 +628,8 @@ def _matrix_fast() -> list[Case]:
              patterns=tuple(pat for _, pat in _BB_PATTERNS), idle=(0, 3)),
         Case("bigbird_b2r3_k2d4/patterns-heavy", BB2, tuple(n for n, _ in _BB_PATTERNS),
              patterns=tuple(pat for _, pat in _BB_PATTERNS), gap=h, stall=h),
+        Case("bigbird_b2r3_k2d4/hf-tables", BB2, tuple(n for n, _ in _BB_HF_PATTERNS),
+             patterns=tuple(pat for _, pat in _BB_HF_PATTERNS), gap=0.2, stall=0.2),
         Case("bigbird_b2r3_k2d4/kv-starved-n64", BB2, (64,), gap=0.0, kv_gap=0.85, stall=0.3),
         Case("bigbird_b4r1_k3d2/random-n128", BB4, (128,)),
         Case("bigbird_b4r1_k3d2/sizes-heavy", BB4, (8, 12, 20, 24, 64, 128), gap=h, stall=h),
@@ -749,48 +744,6 @@ def make_inputs(kind: str, seq_len: int, build: Build, rng: np.random.Generator)
 # -- builds -----------------------------------------------------------------------------------
 
 
-def build_root(build_dir: str | os.PathLike | None = None) -> Path:
-    """Where builds are cached: ``build_dir``, else ``$SWATKIT_BUILD_DIR``, else
-    ``$XDG_CACHE_HOME/swatkit/verilator`` (``~/.cache/swatkit/verilator``)."""
-    if build_dir:
-        return Path(build_dir).expanduser().resolve()
-    if os.environ.get("SWATKIT_BUILD_DIR"):
-        return Path(os.environ["SWATKIT_BUILD_DIR"]).expanduser().resolve()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "swatkit" / "verilator"
-
-
-@dataclass(frozen=True)
-class BuildInfo:
-    """A compiled build: its folder, its hash and whether this call compiled it."""
-
-    path: Path
-    key: str
-    built: bool
-    seconds: float
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock file, so that parallel workers build a configuration once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def tool_versions() -> str:
-    import cocotb
-
-    from swatkit.toolchain import find_verilator
-
-    v = find_verilator()
-    return f"cocotb {cocotb.__version__}; verilator {v.version} at {v.executable}"
-
-
 _KNOWN: dict[tuple, BuildInfo] = {}  # builds this process has already looked up
 
 
@@ -869,42 +822,6 @@ def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
                 "lint": "verilator --lint-only -Wall: clean"}
 
     return cached_build(root, build_key(build, waves), TOP, make)
-
-
-def cached_build(root: Path, key: str, top: str, make) -> BuildInfo:
-    """The build ``<root>/<key>``, made by ``make(path)`` unless a finished one is there (its
-    ``build.ok`` stamp and the ``top`` executable); ``make`` returns what the stamp records
-    beside the key and the seconds. Callers of one key, in one process or several, build it
-    once: the first holds a lock file (``<key>.lock``) while it builds, the others wait for
-    it. The build is made in a folder of its own (``<key>.tmp-<nonce>``) and renamed to
-    ``<key>`` when it is complete, so a finished build is never changed in place, and what
-    an interrupted build (or a compiler that outlived it) leaves behind is never taken for a
-    build; such leftovers of the key are removed by the next build of it."""
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / key
-    with _locked(root / f"{key}.lock"):
-        stamp = path / "build.ok"
-        if stamp.is_file() and (path / top).is_file():
-            return BuildInfo(path, key, False, 0.0)
-        for old in [path, *root.glob(f"{key}.tmp-*")]:
-            shutil.rmtree(old, ignore_errors=True)
-        tmp = root / f"{key}.tmp-{secrets.token_hex(4)}"
-        start = time.monotonic()
-        try:
-            record = make(tmp)
-            seconds = time.monotonic() - start
-            (tmp / "build.ok").write_text(json.dumps(
-                {"key": key, **record, "seconds": round(seconds, 1)}, indent=2) + "\n")
-            os.rename(tmp, path)
-            # one line per build made (builds.log): what a run of the suite compiled
-            with open(root / "builds.log", "a") as fh:
-                fh.write(json.dumps({"key": key, "top": top, "build": record.get("build"),
-                                     "seconds": round(seconds, 1),
-                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return BuildInfo(path, key, True, seconds)
 
 
 def _write_sources(build: Build, src: Path, waves: str | None) -> list[str]:
@@ -991,7 +908,7 @@ def verilator_command(src: Path, path: Path, waves: str | None, models: list[str
     raw benchmark's main). ``sources``: the files in ``src`` after the vendor ``models``
     (configuration files first), default the harness build's; ``top``: the top module, also
     the executable's name."""
-    from swatkit.toolchain import find_verilator
+    from swatkit.support.toolchain import find_verilator
 
     if sources is None:
         sources = [f"{CORE}.vlt", "public.vlt", *models, f"{CORE}.v", f"{HARNESS}.v",
@@ -1012,7 +929,7 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
     """Compile the Verilog in ``src`` (see :func:`verilator_command`) into ``path`` with
     cocotb's VPI library and main, the Verilog clock's timing support and the regression's
     options (``make_args``: the C++ optimisation); the log is ``path/build.log``. Verilator
-    and make run under :func:`swatkit.processes.run`: an interrupt, or the death of this
+    and make run under :func:`swatkit.support.processes.run`: an interrupt, or the death of this
     process, stops the compilers too.
 
     Verilator's runtime (``verilated*.o``: the same for every build with the same tools,
@@ -1024,8 +941,8 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
 
     import cocotb_tools.config
 
-    from swatkit.processes import run
-    from swatkit.toolchain import use_verilator
+    from swatkit.support.processes import run
+    from swatkit.support.toolchain import use_verilator
 
     v = use_verilator()
     libs = cocotb_tools.config.libs_dir
@@ -1051,7 +968,7 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
                                 *TIMING_ARGS], sources=sources, top=top))
         # the first build of a runtime key compiles the runtime while the others wait for it
         # (on a few cores, compiling it twice at once costs both builds)
-        with _locked(runtime / f"{_runtime_key(path, make)}.lock"):
+        with locked(runtime / f"{_runtime_key(path, make)}.lock"):
             shared = runtime_objects(path, runtime, make)
             if not shared:
                 step(make)
@@ -1281,7 +1198,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
             arrays[f"kvr{index}"] = pack_rows(
                 np.concatenate([k[random_rows], v[random_rows]], axis=1), bits)
         run = {"seq_len": n, "globals": int(tokens.size), "random": int(random_rows.size),
-               "pattern": describe_pattern(spec),
+               "pattern": spec.describe(compact=True),
                "command": command_value(params, spec), "actions": swat_actions(params, spec),
                "ideal": params.ideal_cycles(n, spec)}
         if case.stall_free:  # the cycle model is exact without gaps and stalls
@@ -1363,14 +1280,14 @@ def _log_tail(log: Path, lines: int = 25) -> str:
 
 def _guarded_runner():
     """``cocotb_tools.runner``'s Verilator runner, with its commands (the simulator) run under
-    :func:`swatkit.processes.run` instead of ``subprocess.run``: an interrupt, or the death of
-    this process, stops the simulator too. (It replaces the runner's ``_execute_cmds``, which
-    cocotb 2.x has; the other runner methods are the runner's own.)"""
+    :func:`swatkit.support.processes.run` instead of ``subprocess.run``: an interrupt, or the
+    death of this process, stops the simulator too. (It replaces the runner's
+    ``_execute_cmds``, which cocotb 2.x has; the other runner methods are the runner's own.)"""
     import subprocess
 
     from cocotb_tools.runner import Verilator
 
-    from swatkit.processes import run
+    from swatkit.support.processes import run
 
     class GuardedVerilator(Verilator):
         def _execute_cmds(self, cmds, cwd, stdout=None):
@@ -1388,7 +1305,7 @@ def run_bench(build_path: Path, work: Path, seed: int, waves: str | None, *, top
     """Run the cocotb test ``test_module`` on the build in ``build_path`` (top module ``top``)
     in the folder ``work`` (``sim.log``, ``results.xml``); ``extra_env`` defaults to the case
     file of :func:`run_case`. ``None`` if the simulator reported a pass, else why not."""
-    from swatkit.toolchain import use_verilator
+    from swatkit.support.toolchain import use_verilator
 
     if extra_env is None:
         extra_env = {"SWATKIT_CASE": str(work / "case.json")}

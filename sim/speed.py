@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from swatkit.rtl.harness import probability_threshold
+from swatkit.support import build_cache
 
 from . import regress
 
@@ -43,8 +44,8 @@ VARIANTS = (
 def raw_build(build: regress.Build, path: Path, build_args=regress.BUILD_ARGS,
               make_args=regress.MAKE_ARGS) -> float:
     """Compile ``build``'s harness with the raw C++ main into ``path``; returns seconds."""
-    from swatkit.processes import run
-    from swatkit.toolchain import use_verilator
+    from swatkit.support.processes import run
+    from swatkit.support.toolchain import use_verilator
 
     v = use_verilator()
     if path.exists():
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
                         gap=args.gap, stall=args.gap)
     print(f"configuration: {case.describe()}")
     print(f"machine: {os.cpu_count()} CPUs, {_load()}")
-    root = regress.build_root(args.build_dir) / "raw"
+    root = build_cache.build_root(args.build_dir) / "raw"
     raw_paths = {}
     for rep in range(args.repeat):
         start = time.monotonic()

@@ -5,13 +5,14 @@ The stages live in top-level folders of the repository and are installed as subp
 ``swatkit.sim`` (regression, estimates), ``swatkit.fpga_flows`` (open-toolchain builds).
 
 This front-door package stays light: importing it (which importing any stage does) loads no
-stage. Beside the command line it holds what every stage may share: :mod:`swatkit.version` and
-:mod:`swatkit.toolchain` (finding Verilator).
+stage. Beside the command line it holds :mod:`swatkit.support`, what every stage may share
+(version, TOML text, the bounded file reader, processes, the Verilator finder and build cache,
+progress lines): one floor below every stage, importing none of them.
 """
 
 import os as _os
 
-from swatkit.version import __version__
+from swatkit.support.version import __version__
 
 # Run from a source checkout (the checkout on sys.path, e.g. `python -c ...` at its root), this
 # folder shadows the installed package and the stage folders sit beside it rather than inside it:

@@ -13,7 +13,7 @@ import sys
 import threading
 
 from swatkit.options import UsageError
-from swatkit.version import __version__
+from swatkit.support.version import __version__
 
 __all__ = ["main"]
 
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 class _Interrupts:
     """Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt, so that every ``finally`` and
     ``except BaseException`` on the way out runs (the programs a command started are stopped
-    there: :mod:`swatkit.processes`); the command exits with 128 + the signal's number (130,
+    there: :mod:`swatkit.support.processes`); the command exits with 128 + the signal's number (130,
     143). The signal is also remembered: Python drops an exception raised inside a finaliser
     (``__del__``, as Amaranth's run during garbage collection), so an interrupt landing there
     would otherwise be lost and the command would go on and exit 0. Nor is it raised there:

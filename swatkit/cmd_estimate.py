@@ -30,7 +30,7 @@ from swatkit.options import (
     warn,
     waste_warnings,
 )
-from swatkit.progress import progress
+from swatkit.support.progress import progress
 
 __all__ = ["add_arguments", "clock_from_flow", "flow_core", "flow_lengths", "flow_params",
            "plot_target", "run"]
@@ -148,16 +148,6 @@ def flow_params(path: Path, report):
     return params
 
 
-def _window_text(spec) -> str:
-    if spec.after == 0:
-        text = f"causal sliding_window {spec.before + 1}"
-    elif spec.before == spec.after:
-        text = f"attention_window {2 * spec.before}"
-    else:
-        text = f"window {spec.before}+1+{spec.after}"
-    return text if spec.dilation == 1 else f"{text} dilation {spec.dilation}"
-
-
 def _adopt_flow(args, given: dict, flow, with_model: bool) -> None:
     """Each field of the flow's configuration that the user did not give (``given``: the keys
     of their options and --config) becomes an option value; with --model, the format and the
@@ -177,9 +167,9 @@ def _adopt_flow(args, given: dict, flow, with_model: bool) -> None:
                 try:
                     options = spec.as_options()
                 except ValueError:
-                    raise UsageError(f"--from-flow: {args.from_flow} built a {_window_text(spec)} "
-                                     "window, which no option describes; estimate it with the "
-                                     "Python API") from None
+                    raise UsageError(f"--from-flow: {args.from_flow} built "
+                                     f"{spec.describe(pattern=False)}, which no option "
+                                     "describes; estimate it with the Python API") from None
                 values.update({k: options[k] for k in WINDOW_KEYS if k in options})
                 # the whole window on the command line (a --config's causal alone would be
                 # dropped by a sliding_window given here)
@@ -203,7 +193,7 @@ def _check_flow(path: Path, given: dict, r, flow) -> None:
         refuse(f"head_dim {flow.spec.head_dim}", spec.head_dim, "head_dim")
     window = [k for k in ("attention_window", "sliding_window", "causal") if k in given]
     if window and (spec.before, spec.after) != (flow.spec.before, flow.spec.after):
-        refuse(_window_text(flow.spec), _window_text(spec), window[0])
+        refuse(flow.spec.describe(pattern=False), spec.describe(pattern=False), window[0])
     if "dilation" in given and spec.dilation != flow.spec.dilation:
         refuse(f"dilation {flow.spec.dilation}", spec.dilation, "dilation")
     if "global_tokens" in given and tuple(spec.global_tokens) != tuple(flow.spec.global_tokens):
@@ -229,18 +219,14 @@ def _check_model_against_flow(path: Path, model, lengths, flow) -> None:
         raise UsageError(f"--from-flow: {path} built head_dim {flow.spec.head_dim}, not "
                          f"{model.head_dim} (--model {model.name})")
 
-    def text(spec):
-        return (f"BigBird block_size {spec.block_size}, {spec.num_random_blocks} random blocks"
-                if spec.block_size else _window_text(spec))
-
     for pattern in model.patterns:
         if pattern.kind == "full":
             continue
         spec = pattern.spec(max(lengths), model.head_dim)
         fields = ("before", "after", "dilation", "block_size", "num_random_blocks")
         if any(getattr(spec, k) != getattr(flow.spec, k) for k in fields):
-            raise UsageError(f"--from-flow: {path} built {text(flow.spec)}, not "
-                             f"{text(spec)} (--model {model.name})")
+            raise UsageError(f"--from-flow: {path} built {flow.spec.describe(pattern=False)}, "
+                             f"not {spec.describe(pattern=False)} (--model {model.name})")
 
 
 def flow_lengths(max_seq_len: int) -> list[int]:

@@ -28,7 +28,7 @@ from swatkit.options import (
     warn,
     waste_warnings,
 )
-from swatkit.progress import progress
+from swatkit.support.progress import progress
 
 __all__ = ["SweepProgress", "add_arguments", "run", "simulator_for"]
 
@@ -210,11 +210,8 @@ def parse_points(text: str) -> list[tuple[int, int]]:
 
 
 def _describe(config) -> str:
-    p = config.params
-    s = p.spec
-    return (f"window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, up to "
-            f"{p.hw.max_seq_len} rows; {p.hw.key_lanes} key lanes x {p.hw.dim_lanes} dim lanes "
-            f"({config.cycles_per_row} cycles per row); self-test {config.test_rows} rows "
+    return (f"{config.params.describe()} ({config.cycles_per_row} cycles per row); self-test "
+            f"{config.test_rows} rows "
             f"({config.selftest}), seed {config.seed}; clock constraint "
             f"{config.constraint_mhz:g} MHz")
 
@@ -279,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.output or Path("swat_flow") / board.name
     config, r = flow_config(args, first, board)
     if args.print_config:
-        from swatkit.toml_text import dumps
+        from swatkit.support.toml_text import dumps
 
         sys.stdout.write(dumps(config.config_tables()))
         return 0

@@ -277,7 +277,7 @@ def _with_depth(build, rows: int):
 def _worker_init(parent: int):
     import signal
 
-    from swatkit.processes import watch_parent
+    from swatkit.support.processes import watch_parent
 
     # Ctrl-C is the parent's to handle (it stops the workers); the worker starts with SIGINT
     # and SIGTERM blocked (_start_pool) so that a signal during its start-up is not raised
@@ -302,7 +302,7 @@ def _run_one(case, seed, waves, build_dir):
 
 
 def run(args: argparse.Namespace) -> int:
-    from swatkit.toolchain import ToolchainError, find_verilator
+    from swatkit.support.toolchain import ToolchainError, find_verilator
 
     own = any(getattr(args, name, None) is not None and getattr(args, name) is not False
               for name in OWN)
@@ -330,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
         verilator = find_verilator()
     except ToolchainError as e:
         raise UsageError(str(e)) from None
-    from swatkit.sim.regress import build_root
+    from swatkit.support.build_cache import build_root
 
     root = build_root(args.build_dir)
     try:
@@ -369,7 +369,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _uncached(cases, waves, build_dir) -> list:
     """The builds of ``cases`` that the cache does not have yet, in the order they start."""
-    from swatkit.sim.regress import build_key, build_root
+    from swatkit.sim.regress import build_key
+    from swatkit.support.build_cache import build_root
 
     root, builds = build_root(build_dir), []
     for case in cases:
@@ -381,7 +382,7 @@ def _uncached(cases, waves, build_dir) -> list:
 
 def _first_per_build(cases) -> list[int]:
     """The cases' indices, one case of each build first: each configuration is compiled once
-    (the others wait for it, :func:`swatkit.sim.regress.cached_build`), and the compilations
+    (the others wait for it, :func:`swatkit.support.build_cache.cached_build`), and the compilations
     run in parallel."""
     firsts, rest, seen = [], [], set()
     for i, case in enumerate(cases):
@@ -523,7 +524,7 @@ def _start_pool(workers: int):
 def _stop_pool(pool) -> None:
     """Stop the pool within a second, whatever it is doing: ``Pool.terminate`` (its SIGTERM
     ends each worker, and the guards of the programs a worker runs then kill those:
-    :mod:`swatkit.processes`), given half a second in a daemon thread, then SIGKILL to every
+    :mod:`swatkit.support.processes`), given half a second in a daemon thread, then SIGKILL to every
     worker still there. The command never waits on ``Pool.terminate`` itself: it takes the
     task queue's read lock and joins the pool's threads before it stops the workers, and a
     worker that dies holding that lock (an idle worker waits for a task holding it) never

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec, NumberFormat
-from swatkit.inputs import InputFileError, check_int, load_json, load_toml
+from swatkit.support.inputs import InputFileError, check_int, load_json, load_toml
 
 __all__ = [
     "DEFAULT_HEAD_DIM",
@@ -78,8 +78,8 @@ class UsageError(Exception):
 
 
 def check_int_option(label: str, value, lo: int, hi: int) -> int:
-    """An integer option a command checks itself: :func:`swatkit.inputs.check_int` (``label``:
-    the option or key as the user gave it), a :class:`UsageError`."""
+    """An integer option a command checks itself: :func:`swatkit.support.inputs.check_int`
+    (``label``: the option or key as the user gave it), a :class:`UsageError`."""
     return check_int(label, value, lo, hi, UsageError)
 
 
@@ -525,7 +525,7 @@ def option_error(error: Exception, names: dict) -> UsageError:
     key = "global_tokens" if field == "global" else field  # "global token 40 is outside ..."
     key = FIELD_KEYS.get(key, key)   # BigBird's fields as the spec names them
     if key.startswith(("random_table[", "explicit_random_table[")):
-        # "random_table[2, 0] = 3 is inside the window of query block 3 (blocks 2..4)"
+        # "random_table[2, 0] = 9 is outside the key blocks [0, 8)"
         key, message = "random_table", "random_table" + message[message.index("["):]
     label = names.get(key) or ALL_OPTIONS.get(key)
     if label is None:

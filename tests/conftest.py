@@ -69,7 +69,7 @@ class BuildProgress:
     """The progress lines of the Verilator builds (in the controlling process only)."""
 
     def __init__(self, config):
-        from swatkit.sim.regress import build_root
+        from swatkit.support.build_cache import build_root
 
         self.config = config
         self.root = build_root(config.getoption("build_dir"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from swatkit.rtl.packaging import TB_CORE_BEGIN, TB_CORE_END
-from swatkit.toolchain import find_verilator
+from swatkit.support.toolchain import find_verilator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from swatkit.cli import build_parser, main
 from swatkit.options import TABLES, UsageError
-from swatkit.toml_text import dumps
+from swatkit.support.toml_text import dumps
 
 # examples per test (~15 s for all five at 200 on one core); more: SWATKIT_ANY_INPUT_EXAMPLES
 EXAMPLES = int(os.environ.get("SWATKIT_ANY_INPUT_EXAMPLES", "200"))
@@ -384,7 +384,7 @@ def test_explore_any_options(board, seq_len, case):
 def test_regress_any_options(case):
     """regress up to finding Verilator, which comes after every check of its options: a bad
     input is refused before any build or simulation starts."""
-    check(*case, stop_at="swatkit.toolchain.find_verilator")
+    check(*case, stop_at="swatkit.support.toolchain.find_verilator")
 
 
 @FAST

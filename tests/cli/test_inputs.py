@@ -1,6 +1,6 @@
-"""swatkit/inputs.py: the bounded reader of every file a user names — regular files only (a FIFO,
-a device, a folder refused at once, never opened for a blocking read), a size bound, a nesting
-bound, strict JSON."""
+"""swatkit/support/inputs.py: the bounded reader of every file a user names — regular files
+only (a FIFO, a device, a folder refused at once, never opened for a blocking read), a size
+bound, a nesting bound, strict JSON."""
 
 import os
 import re
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from swatkit.inputs import (
+from swatkit.support.inputs import (
     MAX_NESTING,
     InputFileError,
     check_int,

@@ -1,7 +1,8 @@
-"""Ctrl-C, SIGTERM and kill -9 (swatkit/cli.py, swatkit/processes.py, swatkit/cmd_regress.py).
+"""Ctrl-C, SIGTERM and kill -9 (swatkit/cli.py, swatkit/support/processes.py,
+swatkit/cmd_regress.py).
 
 An interrupt that lands in a finaliser is sent again, not dropped. A guarded program
-(:func:`swatkit.processes.run`) ends with its caller, whether the caller is interrupted or
+(:func:`swatkit.support.processes.run`) ends with its caller, whether the caller is interrupted or
 killed. `swatkit regress` interrupted at several points of a small cached run (start-up, the
 worker pool's start-up, a simulation, between cases, a pool winding down, a build) exits 130
 (143 on SIGTERM) with the one line ``swatkit: interrupted`` and leaves no process behind; killed
@@ -114,7 +115,7 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 def test_run_passes_the_exit_status_on():
-    from swatkit.processes import run
+    from swatkit.support.processes import run
 
     assert run(["sh", "-c", "exit 3"]) == 3
     assert run(["sh", "-c", "kill -TERM $$"]) == 128 + signal.SIGTERM
@@ -123,7 +124,7 @@ def test_run_passes_the_exit_status_on():
 
 
 # a caller that runs a program with a child of its own (sleep & sleep), as make runs compilers
-CALLER = ("import sys; from swatkit.processes import run; print('go', flush=True); "
+CALLER = ("import sys; from swatkit.support.processes import run; print('go', flush=True); "
           "run(['sh', '-c', 'sleep 60 & sleep 60'])")
 
 

@@ -184,7 +184,7 @@ def test_lint_is_clean_at_every_counter_size(tmp_path, max_seq_len, before):
 
 
 def test_header_states_version_config_clock_reset_and_ports(generated):
-    from swatkit.version import __version__
+    from swatkit.support.version import __version__
 
     text = generated.verilog.read_text()
     head = text[:text.index("module my_core(")]

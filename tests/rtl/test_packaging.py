@@ -18,7 +18,7 @@ from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.core import command_value, core_layouts
 from swatkit.rtl.generate import generate
 from swatkit.rtl.packaging import PORTS, member, vlnv
-from swatkit.toolchain import find_verilator
+from swatkit.support.toolchain import find_verilator
 
 # every command field: seq_len, before, after, dilation, global_count, global_tokens
 SPEC = AttentionSpec.longformer(64, 8, attention_window=8)

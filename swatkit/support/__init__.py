@@ -1,0 +1,11 @@
+"""What every stage may share, one floor below them all: it imports no stage.
+
+- :mod:`~swatkit.support.version`: the package version;
+- :mod:`~swatkit.support.toml_text`: TOML text of plain data (``swatkit.toml``, ``--print-config``);
+- :mod:`~swatkit.support.inputs`: the bounded reader of every file a user names, and the one
+  integer check;
+- :mod:`~swatkit.support.processes`: child processes that end with swatkit (process groups);
+- :mod:`~swatkit.support.toolchain`: finding Verilator;
+- :mod:`~swatkit.support.build_cache`: the Verilator build cache;
+- :mod:`~swatkit.support.progress`: progress lines on stderr.
+"""
