@@ -10,14 +10,24 @@ waits for its end and compares the output rows in bulk, and the simulator runs a
   at run time; :func:`~swatkit.rtl.lfsr.lfsr_sequence` is its NumPy twin.
 * :class:`RowSource` — rows ``0 … count−1`` of its memory on a stream. Before each beat it offers
   nothing while a draw of its LFSR falls below ``gap`` (16-bit threshold: an idle cycle with
-  probability ``gap/65536``) or while ``hold`` is high; once offered, a beat stays valid and
-  unchanged until taken. While ``valid`` is low the payload is the bitwise complement of the next
-  row, so a consumer that takes a beat without ``valid`` reads a wrong row.
+  probability ``gap/65536``), while ``hold`` is high, or during an off run of its ``burst``
+  on/off process; once offered, a beat stays valid and unchanged until taken. While ``valid``
+  is low the payload is the bitwise complement of the next row, so a consumer that takes a
+  beat without ``valid`` reads a wrong row.
 * :class:`RowSink` — takes rows into its memory, dropping ``ready`` when its LFSR draw falls below
-  ``stall`` or while ``hold`` is high, and checks the producer: an offered row must stay offered
-  and unchanged until taken (``violation`` and the cycle of the first one).
+  ``stall``, while ``hold`` is high or during an off run of ``burst``, and checks the producer:
+  an offered row must stay offered and unchanged until taken (``violation`` and the cycle of
+  the first one).
 * :class:`SwatHarness` — a SWAT core (or the Verilog ``swat_core`` it was written to, through
-  :class:`VerilogCore`), a source for Q and one for K/V, a sink for O, and counters.
+  :class:`VerilogCore`), a source for Q and one for K/V, a sink for O (and for the global and
+  random streams of cores that have them), each with its own gap or stall, hold and burst
+  controls, and counters: among them the cycle each stream (and the command) last moved, which
+  a liveness check reports when a run stops making progress.
+
+Bursty back-pressure (``burst``): beside the per-cycle draws, a stream alternates between on and
+off runs; in each cycle it switches with probability ``burst/65536`` (a draw of the high 16 bits
+of the same LFSR), so both kinds of run last ``65536/burst`` cycles on average, geometrically
+distributed (long idles, not only single-cycle gaps). ``burst = 0`` never switches: always on.
 
 Stream transfer rule (``amaranth.lib.stream``): a beat moves on a clock edge where
 ``valid & ready``; a producer holds ``valid`` and the payload until then.
@@ -26,7 +36,7 @@ Stream transfer rule (``amaranth.lib.stream``): a beat moves on a clock edge whe
 from __future__ import annotations
 
 import numpy as np
-from amaranth import ClockSignal, Instance, Module, Mux, ResetSignal, Signal
+from amaranth import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal
 from amaranth.hdl import ResetInserter, Shape
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -36,11 +46,13 @@ from .core import core_layouts, core_signature
 from .lfsr import lfsr_step_hdl
 
 __all__ = [
+    "STREAMS",
     "Lfsr",
     "RowSink",
     "RowSource",
     "SwatHarness",
     "VerilogCore",
+    "burst_threshold",
     "probability_threshold",
 ]
 
@@ -70,6 +82,31 @@ class Lfsr:
         """True with probability ``threshold / 65536`` in a cycle."""
         return self.state[:THRESHOLD_BITS] < threshold
 
+    def switch(self, threshold):
+        """True with probability ``threshold / 65536`` in a cycle, from the high 16 bits (the
+        on/off switch of a bursty stream; independent enough of :meth:`below` for a bench)."""
+        return self.state[THRESHOLD_BITS:] < threshold
+
+
+def burst_threshold(mean_cycles: float) -> int:
+    """The ``burst`` threshold of on and off runs that last ``mean_cycles`` on average
+    (``2 <= mean_cycles <= 65536``): a switch with probability ``1/mean_cycles`` a cycle."""
+    if not 2 <= mean_cycles <= 2 ** THRESHOLD_BITS:
+        raise ValueError(f"mean burst length must be in [2, {2 ** THRESHOLD_BITS}] cycles, "
+                         f"not {mean_cycles}")
+    return round(2 ** THRESHOLD_BITS / mean_cycles)
+
+
+def _off_runs(m: Module, lfsr: Lfsr, burst, start, name: str):
+    """The off state of a bursty stream (see the module docstring): switched when the LFSR's
+    switch draw falls below ``burst``, on after ``start``."""
+    off = Signal(name=f"{name}_off")
+    with m.If(start):
+        m.d.sync += off.eq(0)
+    with m.Elif(lfsr.switch(burst)):
+        m.d.sync += off.eq(~off)
+    return off
+
 
 def _control_signature(depth: int) -> dict:
     return {
@@ -77,6 +114,7 @@ def _control_signature(depth: int) -> dict:
         "seed": In(32),
         "count": In(range(depth + 1)),    # rows to stream / to accept before stopping
         "hold": In(1),                    # offer / accept nothing new while high
+        "burst": In(THRESHOLD_BITS),      # on/off runs of mean 65536/burst cycles; 0: none
     }
 
 
@@ -95,7 +133,7 @@ class RowSource(wiring.Component):
     Members
     -------
     o : Out(stream)   the rows.
-    start, seed, count, hold, gap : In   see the module docstring.
+    start, seed, count, hold, gap, burst : In   see the module docstring.
     passes : In       (with ``max_passes`` > 1) the rows are sent this many times over.
     sent : Out        rows taken since ``start``.
     """
@@ -138,8 +176,9 @@ class RowSource(wiring.Component):
                 m.d.sync += npass.eq(0)
         # offering: once valid, held until taken
         lfsr = Lfsr(m, self.seed, self.start, self.name)
+        off = _off_runs(m, lfsr, self.burst, self.start, self.name)
         held = Signal()
-        valid = buf.r_rdy & ~self.start & (held | (~self.hold & ~lfsr.below(self.gap)))
+        valid = buf.r_rdy & ~self.start & (held | (~self.hold & ~off & ~lfsr.below(self.gap)))
         m.d.comb += [
             self.o.valid.eq(valid),
             self.o.payload.eq(Mux(valid, buf.r_data, ~buf.r_data)),
@@ -159,8 +198,8 @@ class RowSink(wiring.Component):
     Members
     -------
     i : In(stream)    the rows.
-    start, seed, count, hold, stall : In   see the module docstring (``count`` bounds the rows
-        the memory takes; rows beyond it are taken and counted, not stored).
+    start, seed, count, hold, stall, burst : In   see the module docstring (``count`` bounds
+        the rows the memory takes; rows beyond it are taken and counted, not stored).
     received : Out    rows taken since ``start``.
     violation : Out(1)  an offered row was withdrawn or changed before it was taken (sticky until
         ``start``); ``violation_cycle`` is the harness cycle of the first one.
@@ -184,7 +223,8 @@ class RowSink(wiring.Component):
         m.submodules[f"{self.name}_rows"] = self.mem
         wr = self.mem.write_port()
         lfsr = Lfsr(m, self.seed, self.start, self.name)
-        ready = ~self.start & ~self.hold & ~lfsr.below(self.stall)
+        off = _off_runs(m, lfsr, self.burst, self.start, self.name)
+        ready = ~self.start & ~self.hold & ~off & ~lfsr.below(self.stall)
         take = self.i.valid & ready
         m.d.comb += [
             self.i.ready.eq(ready),
@@ -253,6 +293,11 @@ class VerilogCore(wiring.Component):
         return Instance(self.module, **conns)
 
 
+# the harness's streams: (name, role) — role "src" (a RowSource feeding the core) or "sink"
+STREAMS = (("q", "src"), ("kv", "src"), ("o", "sink"), ("qg", "src"), ("kvg", "src"),
+           ("og", "sink"), ("kvr", "src"))
+
+
 class SwatHarness(wiring.Component):
     """A SWAT core between HDL stream sources and a sink, driven by a few control inputs.
 
@@ -268,25 +313,35 @@ class SwatHarness(wiring.Component):
     Members
     -------
     start : In(1)      a pulse: sources and sink back to row 0, LFSRs seeded, counters cleared.
-    seed : In(32)      seeds the three LFSRs (each mixes in its own constant).
+    seed : In(32)      seeds the LFSRs (each stream mixes in its own constant).
     q_count, kv_count : In  rows the sources stream after ``start`` (all runs' rows).
-    q_gap, kv_gap, o_stall : In(16)  gap / stall thresholds (see :func:`probability_threshold`).
-    q_hold, kv_hold, o_hold : In(1)  offer / accept nothing new while high (long idles).
     cmd : In(stream)   passed to the core (one beat starts a run).
     busy, error, stats : Out  the core's.
     q_sent, kv_sent, o_rows : Out  rows moved since ``start``.
     cycles, busy_cycles : Out(32)  cycles since ``start``, and of those the ones with ``busy``.
     violation, violation_cycle : Out  the sink's protocol check of the core's output.
+    cmd_busy : Out(1)  sticky until ``start``: the core took a command while ``busy``.
+
+    Per stream ``s`` of :meth:`streams` (``q``, ``kv``, ``o``, and ``qg``, ``kvg``, ``og``,
+    ``kvr`` on cores that have them), each independent of the others:
+
+    ``s_gap`` (sources) or ``s_stall`` (sinks) : In(16)  gap / stall threshold (see
+        :func:`probability_threshold`).
+    ``s_hold`` : In(1)  offer / accept nothing new while high (long idles).
+    ``s_burst`` : In(16)  bursty on/off runs (:func:`burst_threshold`; 0: none).
+    ``s_moved`` : Out(32)  the value of ``cycles`` in the stream's last transfer (0: none since
+        ``start``); also ``cmd_moved`` for the command.
+    ``s_flow`` : Out(2)  the stream's ``valid`` (bit 0) and ``ready`` (bit 1) now; also
+        ``cmd_flow``.
 
     On a core with global tokens, also the global-row engine's streams, loaded per run:
     ``g_start`` (a pulse: their sources and sink back to row 0), ``qg_count`` (the run's global
     rows), ``kvg_count`` (N) and ``kvg_passes`` (2 per run: the K_g/V_g rows are sent that many
-    times over, one pass each); ``qg_sent``, ``kvg_sent``, ``og_rows`` and ``og_violation``. They
-    share the gap, stall and hold controls of ``q``, ``kv`` and ``o``.
+    times over, one pass each); ``qg_sent``, ``kvg_sent``, ``og_rows`` and ``og_violation``.
 
     On a block-sparse core with random blocks, also the random-block K/V stream ``kvr``, loaded
     per run and restarted by ``g_start`` too: ``kvr_count`` (the run's random rows) and
-    ``kvr_sent``; it shares the gaps and hold of ``kv``.
+    ``kvr_sent``.
     """
 
     SEEDS = (0x9E3779B9, 0x7F4A7C15, 0x85EBCA6B)  # mixed into the seed per stream
@@ -317,18 +372,18 @@ class SwatHarness(wiring.Component):
             rdepth = self.random_depth(params)
             self.kvr_src = RowSource(lay["kv"], rdepth, name="tb_kvr", mem_attrs=mem_attrs)
             glob.update(kvr_count=In(range(rdepth + 1)), kvr_sent=Out(range(rdepth + 1)))
+        controls = {}
+        for name, role in self.streams(params):
+            controls.update({f"{name}_{'gap' if role == 'src' else 'stall'}": In(THRESHOLD_BITS),
+                             f"{name}_hold": In(1), f"{name}_burst": In(THRESHOLD_BITS),
+                             f"{name}_moved": Out(32), f"{name}_flow": Out(2)})
         super().__init__({
             **glob,
+            **controls,
             "start": In(1),
             "seed": In(32),
             "q_count": In(range(d + 1)),
             "kv_count": In(range(d + 1)),
-            "q_gap": In(THRESHOLD_BITS),
-            "kv_gap": In(THRESHOLD_BITS),
-            "o_stall": In(THRESHOLD_BITS),
-            "q_hold": In(1),
-            "kv_hold": In(1),
-            "o_hold": In(1),
             "cmd": In(stream.Signature(lay["cmd"])),
             "busy": Out(1),
             "error": Out(1),
@@ -340,7 +395,22 @@ class SwatHarness(wiring.Component):
             "busy_cycles": Out(32),
             "violation": Out(1),
             "violation_cycle": Out(32),
+            "cmd_busy": Out(1),
+            "cmd_moved": Out(32),
+            "cmd_flow": Out(2),
         })
+
+    @staticmethod
+    def streams(params: CoreParams) -> tuple[tuple[str, str], ...]:
+        """The harness's streams on a core of ``params``: ``(name, role)`` of :data:`STREAMS`
+        with the global streams where the core has global tokens and ``kvr`` where it has
+        random blocks."""
+        have = {"q", "kv", "o"}
+        if params.max_global_tokens:
+            have |= {"qg", "kvg", "og"}
+        if params.max_random_blocks:
+            have.add("kvr")
+        return tuple((name, role) for name, role in STREAMS if name in have)
 
     @staticmethod
     def random_depth(params: CoreParams) -> int:
@@ -349,31 +419,56 @@ class SwatHarness(wiring.Component):
         nb = params.hw.max_seq_len // params.block_size
         return max(1, (nb - 2) * params.random_rows)
 
+    def _watch(self, m: Module, name: str, port) -> None:
+        """``<name>_moved`` and ``<name>_flow`` of the stream ``port``."""
+        moved, flow = getattr(self, f"{name}_moved"), getattr(self, f"{name}_flow")
+        m.d.comb += flow.eq(Cat(port.valid, port.ready))
+        with m.If(self.start):
+            m.d.sync += moved.eq(0)
+        with m.Elif(port.valid & port.ready):
+            m.d.sync += moved.eq(self.cycles)
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = self.core
-
-        def streams(src_in, src_kv, sink, names, counts, start, salt):
-            """Two sources (a Q-like and a K/V-like stream) and a sink around the core's ports
-            ``names``, with their controls: the shared gaps, stalls and holds."""
-            for unit, name in zip((src_in, src_kv, sink), names, strict=True):
-                m.submodules[f"{name}_{'sink' if unit is sink else 'src'}"] = unit
-            wiring.connect(m, src_in.o, getattr(core, names[0]))
-            wiring.connect(m, src_kv.o, getattr(core, names[1]))
-            wiring.connect(m, getattr(core, names[2]), sink.i)
-            for mix, (unit, count) in enumerate(zip((src_in, src_kv, sink), counts, strict=True)):
-                m.d.comb += [unit.start.eq(start), unit.count.eq(count),
-                             unit.seed.eq(self.seed ^ self.SEEDS[mix] ^ salt)]
-            m.d.comb += [
-                src_in.gap.eq(self.q_gap), src_kv.gap.eq(self.kv_gap), sink.stall.eq(self.o_stall),
-                src_in.hold.eq(self.q_hold), src_kv.hold.eq(self.kv_hold),
-                sink.hold.eq(self.o_hold), sink.cycle.eq(self.cycles),
-            ]
-
+        units = {"q": self.q_src, "kv": self.kv_src, "o": self.o_sink}
+        counts = {"q": self.q_count, "kv": self.kv_count, "o": self.depth}
+        salts = {"q": 0, "kv": 0, "o": 0}
+        mixes = {"q": 0, "kv": 1, "o": 2}
+        if self.params.max_global_tokens:
+            units.update(qg=self.qg_src, kvg=self.kvg_src, og=self.og_sink)
+            counts.update(qg=self.qg_count, kvg=self.kvg_count,
+                          og=self.params.max_global_tokens)
+            salts.update(qg=0x5A5A5A5A, kvg=0x5A5A5A5A, og=0x5A5A5A5A)
+            mixes.update(qg=0, kvg=1, og=2)
+        if self.params.max_random_blocks:
+            units["kvr"] = self.kvr_src
+            counts["kvr"] = self.kvr_count
+            salts["kvr"], mixes["kvr"] = 0x3C3C3C3C, 1
+        for name, role in self.streams(self.params):
+            unit = m.submodules[f"{name}_{role}"] = units[name]
+            if role == "src":
+                wiring.connect(m, unit.o, getattr(core, name))
+                port = unit.o
+                m.d.comb += unit.gap.eq(getattr(self, f"{name}_gap"))
+            else:
+                wiring.connect(m, getattr(core, name), unit.i)
+                port = unit.i
+                m.d.comb += [unit.stall.eq(getattr(self, f"{name}_stall")),
+                             unit.cycle.eq(self.cycles)]
+            start = self.start if name in ("q", "kv", "o") else self.g_start
+            m.d.comb += [unit.start.eq(start), unit.count.eq(counts[name]),
+                         unit.seed.eq(self.seed ^ self.SEEDS[mixes[name]] ^ salts[name]),
+                         unit.hold.eq(getattr(self, f"{name}_hold")),
+                         unit.burst.eq(getattr(self, f"{name}_burst"))]
+            self._watch(m, name, port)
         q, kv, o = self.q_src, self.kv_src, self.o_sink
-        streams(q, kv, o, ("q", "kv", "o"), (self.q_count, self.kv_count, self.depth),
-                self.start, 0)
         wiring.connect(m, tb_cmd=wiring.flipped(self.cmd), core_cmd=core.cmd)
+        self._watch(m, "cmd", self.cmd)
+        with m.If(self.start):
+            m.d.sync += self.cmd_busy.eq(0)
+        with m.Elif(self.cmd.valid & self.cmd.ready & core.busy):
+            m.d.sync += self.cmd_busy.eq(1)
         m.d.comb += [
             self.busy.eq(core.busy), self.error.eq(core.error), self.stats.eq(core.stats),
             self.q_sent.eq(q.sent), self.kv_sent.eq(kv.sent), self.o_rows.eq(o.received),
@@ -381,28 +476,19 @@ class SwatHarness(wiring.Component):
         ]
         if self.params.max_global_tokens:
             qg, kvg, og = self.qg_src, self.kvg_src, self.og_sink
-            streams(qg, kvg, og, ("qg", "kvg", "og"),
-                    (self.qg_count, self.kvg_count, self.params.max_global_tokens),
-                    self.g_start, 0x5A5A5A5A)
             m.d.comb += [
                 kvg.passes.eq(self.kvg_passes), self.qg_sent.eq(qg.sent),
                 self.kvg_sent.eq(kvg.sent), self.og_rows.eq(og.received),
                 self.og_violation.eq(og.violation),
             ]
         if self.params.max_random_blocks:
-            kvr = m.submodules.kvr_src = self.kvr_src
-            wiring.connect(m, kvr.o, core.kvr)
-            m.d.comb += [kvr.start.eq(self.g_start), kvr.count.eq(self.kvr_count),
-                         kvr.seed.eq(self.seed ^ self.SEEDS[1] ^ 0x3C3C3C3C),
-                         kvr.gap.eq(self.kv_gap), kvr.hold.eq(self.kv_hold),
-                         self.kvr_sent.eq(kvr.sent)]
+            m.d.comb += self.kvr_sent.eq(self.kvr_src.sent)
         m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(core.busy):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         with m.If(self.start):
             m.d.sync += [self.cycles.eq(0), self.busy_cycles.eq(0)]
         return m
-
 
 
 # -- row packing (the memories' word layout, for loaders and readers) ----------------------------

@@ -25,9 +25,15 @@ Checks, all reported in the result:
   a stall-free run, the figure of the cycle model); ``q_rows``, ``kv_rows`` and ``rows_out``
   equal N; ``qk_macs`` and ``sv_macs`` equal pairs · head_dim and ``exp_ops`` the pairs;
 * a command of N = 0 (and N = max_seq_len + 1 where it fits) sets ``error`` and starts nothing;
-* faults: a synchronous reset in the middle of a run (rows in flight and in the output FIFO),
-  after which a clean run must pass; the output's ready held low, or an input stream held idle,
-  for a fixed number of cycles.
+* no command is taken while ``busy`` (the harness's ``cmd_busy``);
+* liveness: a run that moves no output row for longer than a bound no healthy run reaches
+  (:meth:`HarnessBench.liveness_cycles`) fails at once, with the cycle each stream and the
+  command last moved and what each stream offers now (:meth:`HarnessBench.stream_report`);
+* faults (docs/verification.md, "Faults"): synchronous resets placed by cycle, on the command's
+  transfer or on a stream's transfer cycle, of one or more cycles, one after another (each
+  after an attempt at the first run), after which every run must pass; any stream's ready or
+  valid held low for a fixed number of cycles; per-stream gaps and bursty on/off back-pressure;
+  each next command offered while a run is in progress.
 """
 
 from __future__ import annotations
@@ -44,10 +50,12 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
 from swatkit.rtl import STAT_FIELDS, core_layouts
 from swatkit.rtl.core import command
-from swatkit.rtl.harness import probability_threshold, unpack_rows
+from swatkit.rtl.harness import STREAMS, burst_threshold, probability_threshold, unpack_rows
 from swatkit.sim.regress import PERIOD_NS  # the clock the simulated top generates
 
 __all__ = ["HarnessBench"]
+
+ROLES = dict(STREAMS)   # each stream of the harness: "src" (feeds the core) or "sink"
 
 
 
@@ -78,6 +86,9 @@ class HarnessBench:
         self.sim_cycles = 0
         self.first = ""   # the first mismatch
         self.first_output_row = None   # its place in the output stream (not a global row)
+        self.faults: list[dict] = []   # what each reset fault hit
+        self.streams = list(case["streams"])   # the harness's streams (q, kv, o, ...)
+        self.idle_at = 0   # ``cycles`` in the first idle cycle after the last run
 
     def error(self, text: str):
         self.log.error(text)
@@ -124,12 +135,15 @@ class HarnessBench:
             await FallingEdge(dut.clk)
             dut.waves_on.value = 0
 
-    async def reset(self):
+    async def reset(self, cycles: int = 3):
+        """Drive ``rst`` high from now (a falling edge, or before the clock starts) for
+        ``cycles`` rising edges; the command, the holds and ``start`` low."""
         dut = self.dut
-        for name in ("start", "q_hold", "kv_hold", "o_hold", "cmd__valid"):
+        for name in ("start", "cmd__valid", *(f"{s}_hold" for s in self.streams)):
             getattr(dut, name).value = 0
         dut.rst.value = 1
-        await self.cycles(3)
+        for _ in range(cycles):
+            await RisingEdge(dut.clk)
         await FallingEdge(dut.clk)
         dut.rst.value = 0
 
@@ -179,13 +193,15 @@ class HarnessBench:
         """Sources back to row 0 with ``q_rows`` Q and ``kv_rows`` K/V rows; gaps, stalls and
         seeds applied."""
         dut, case = self.dut, self.case
-        (q_gap, kv_gap), stall = case["gaps"], case["stall"]
         await FallingEdge(dut.clk)
         dut.q_count.value = q_rows
         dut.kv_count.value = kv_rows
-        dut.q_gap.value = probability_threshold(q_gap)
-        dut.kv_gap.value = probability_threshold(kv_gap)
-        dut.o_stall.value = probability_threshold(stall)
+        for name, control in case["streams"].items():   # each stream's gap/stall and bursts
+            threshold = probability_threshold(control["gap"])
+            kind = "stall" if ROLES[name] == "sink" else "gap"
+            getattr(dut, f"{name}_{kind}").value = threshold
+            burst = control["burst"]
+            getattr(dut, f"{name}_burst").value = burst_threshold(burst) if burst else 0
         dut.seed.value = case["seed"] & 0xFFFFFFFF
         dut.start.value = 1
         await FallingEdge(dut.clk)
@@ -269,8 +285,8 @@ class HarnessBench:
                            f"error={int(self.dut.error.value)}, busy={int(self.dut.busy.value)}")
 
     async def hold(self, signal: str, at: int, length: int):
-        """Raise ``signal`` (``o_hold``, ``q_hold``, ``kv_hold``) ``at`` cycles from now for
-        ``length`` cycles."""
+        """Raise ``signal`` (a ``<stream>_hold``) ``at`` cycles from now for ``length``
+        cycles."""
         await self.cycles(at)
         await FallingEdge(self.dut.clk)
         getattr(self.dut, signal).value = 1
@@ -278,68 +294,195 @@ class HarnessBench:
         await FallingEdge(self.dut.clk)
         getattr(self.dut, signal).value = 0
 
-    def timeout_cycles(self, n: int, count: int = 0) -> int:
-        """A bound no healthy run reaches: every row's full walk, slowed by the gaps and stalls,
-        and the longest hold, with a wide margin."""
+    def _slowdown(self) -> tuple[float, int]:
+        """How much the case's gaps, stalls and bursts can slow a run: a factor (every
+        stream's gaps and stalls, and 2 for each bursty stream, whose off runs take half the
+        time) and a sum of cycles (every hold, and 20 mean off runs of each bursty stream: a
+        longer one has probability e^-20)."""
+        factor, extra = 1.0, sum(f[1] for f in self.case.get("holds", {}).values())
+        for control in self.case["streams"].values():
+            factor /= 1 - control["gap"]
+            if control["burst"]:
+                factor *= 2
+                extra += 20 * control["burst"]
+        return factor, extra
+
+    def _work(self, rows: int, n: int, count: int) -> int:
+        """Ideal-ish cycles of ``rows`` rows' full walk in a run of ``n`` rows with ``count``
+        global rows, with the global-row engine's two passes (each key once per global row),
+        its read-out and the random blocks' rows, and slack per row."""
         p = self.params
         per_row = (p.rounds + 1) * p.groups + p.spec.after * p.groups + 40
-        (q_gap, kv_gap), stall = self.case["gaps"], self.case["stall"]
-        slow = 1 / ((1 - q_gap) * (1 - kv_gap) * (1 - stall))
-        holds = sum(f[1] for f in self.case.get("holds", {}).values())
-        # the global-row engine's two passes (each key once per global row) and its read-out
         glob = 2 * count * n * p.groups + count * (p.groups + 101) + p.random_rows * n
-        return int(4 * (n * per_row + glob) * slow) + holds + 10_000
+        return rows * per_row + glob
+
+    def timeout_cycles(self, n: int, count: int = 0) -> int:
+        """A bound no healthy run reaches: every row's full walk, slowed by the gaps, stalls,
+        bursts and holds, with a wide margin."""
+        factor, extra = self._slowdown()
+        return int(4 * self._work(n, n, count) * factor) + extra + 10_000
+
+    def liveness_cycles(self, n: int, count: int = 0) -> int:
+        """A bound no healthy run reaches between two output rows (on ``o`` or ``og``), from
+        the command to the first, or from the last to the run's end: the walk of the rows of
+        a window (``after`` + 4, and the global columns that come first), the global-row
+        engine's work (its rows come out at its end), slowed as :meth:`timeout_cycles`."""
+        factor, extra = self._slowdown()
+        rows = self.params.spec.after + 4 + count
+        return min(int(4 * self._work(rows, n, count) * factor) + extra + 2_000,
+                   self.timeout_cycles(n, count))
+
+    def stream_report(self) -> str:
+        """The cycle each stream and the command last moved a beat, and what each offers now:
+        ``q last moved at cycle 812 (now valid 1, ready 0; q_hold high)``, …"""
+        dut, parts = self.dut, []
+        for name in ("cmd", *self.streams):
+            moved, flow = int(getattr(dut, f"{name}_moved").value), int(
+                getattr(dut, f"{name}_flow").value)
+            held = [] if name == "cmd" or not getattr(dut, f"{name}_hold").value \
+                else [f"{name}_hold high"]
+            parts.append(f"{name} last moved at cycle {moved} (now valid {flow & 1}, ready "
+                         f"{flow >> 1}{'; ' + held[0] if held else ''})")
+        return "; ".join(parts)
 
     async def wait_run(self, n: int, label: str, count: int = 0) -> bool:
-        """Until ``busy`` falls (True) or the timeout (False)."""
+        """Until ``busy`` falls (True), or False when the run stops making progress (no output
+        row for :meth:`liveness_cycles`) or outlasts :meth:`timeout_cycles`, reported with
+        :meth:`stream_report`."""
         dut = self.dut
         if not dut.busy.value:
             await RisingEdge(dut.busy)
-        limit = self.timeout_cycles(n, count)
-        fired = await First(FallingEdge(dut.busy), Timer(limit * PERIOD_NS, unit="ns"))
-        if not isinstance(fired, FallingEdge):
-            self.error(f"{label}: timeout: the run did not end within {limit} cycles "
-                       f"({int(dut.o_rows.value)} output rows, {int(dut.q_sent.value)} Q and "
-                       f"{int(dut.kv_sent.value)} K/V rows taken)")
-            return False
+        limit, live = self.timeout_cycles(n, count), self.liveness_cycles(n, count)
+        began = int(dut.cycles.value)
+        step = max(100, live // 4)   # one wake-up of Python per step
+        while True:
+            fired = await First(FallingEdge(dut.busy), Timer(step * PERIOD_NS, unit="ns"))
+            if isinstance(fired, FallingEdge):
+                break
+            now = int(dut.cycles.value)
+            last = max(int(dut.cmd_moved.value), *(int(getattr(dut, f"{s}_moved").value)
+                                                   for s in self.streams if ROLES[s] == "sink"))
+            if now - last > live:
+                self.error(f"{label}: no output row for {now - last} cycles (bound {live}) at "
+                           f"cycle {now}; {self.stream_report()}")
+                return False
+            if now - began > limit:
+                self.error(f"{label}: timeout: the run did not end within {limit} cycles "
+                           f"({int(dut.o_rows.value)} output rows, {int(dut.q_sent.value)} Q "
+                           f"and {int(dut.kv_sent.value)} K/V rows taken); "
+                           f"{self.stream_report()}")
+                return False
         await ReadOnly()
+        self.idle_at = int(dut.cycles.value)
         return True
 
-    async def interrupted_run(self, n: int, after: int):
-        """A run of ``n`` rows reset ``after`` cycles in; the harness restarts afterwards."""
-        await self.start(n, n + self.case["runs"][0]["globals"])
-        await self.start_globals(0)
+    async def _reset_on(self, kind: str, at: int, cycles: int, n: int) -> str:
+        """Place one reset fault on the attempt just started (see ``Case.resets``); returns
+        the error text if it could not be placed, else ""."""
+        dut = self.dut
+        if kind == "command":   # rst high in the cycle the command is offered and taken
+            await FallingEdge(dut.clk)
+            dut.cmd__payload.value = self.case["runs"][0]["command"]
+            dut.cmd__valid.value = 1
+            dut.rst.value = 1
+            self.faults[-1]["cycle"] = int(dut.cycles.value)
+            await ReadOnly()
+            if not dut.cmd__ready.value:
+                return "the core was not ready for the command in the reset's cycle"
+            await RisingEdge(dut.clk)
+            await FallingEdge(dut.clk)
+            dut.cmd__valid.value = 0
+            if cycles > 1:
+                await self.reset(cycles - 1)
+            else:
+                dut.rst.value = 0
+            return ""
         await self.command(self.case["runs"][0]["command"])
+        await self.cycles(at)
+        await FallingEdge(dut.clk)
+        if kind != "cycle":   # the first cycle from here on in which the stream moves a beat
+            flow = getattr(dut, f"{kind[:-len('_transfer')]}_flow")
+            for _ in range(self.timeout_cycles(n)):
+                if int(flow.value) == 3 or not dut.busy.value:
+                    break
+                await FallingEdge(dut.clk)
+        if not dut.busy.value:
+            return (f"the run of {n} rows was over before the reset ({kind}, at {at}); nothing "
+                    "was interrupted")
+        record = self.faults[-1]
+        record.update(cycle=int(dut.cycles.value), rows_out_before_reset=int(dut.o_rows.value))
+        dut.rst.value = 1
+        if kind != "cycle":
+            await ReadOnly()
+            if int(flow.value) != 3:
+                return f"no {kind} in the reset's cycle"
+            await FallingEdge(dut.clk)
+            cycles -= 1
+        if cycles:
+            await self.reset(cycles)
+        dut.rst.value = 0
+        return ""
+
+    async def reset_faults(self):
+        """Each reset of the case: an attempt at the first run (its rows loaded, its command
+        given), reset as ``Case.resets`` says; the core must be idle after each."""
+        run = self.case["runs"][0]
+        n = run["seq_len"]
+        for kind, at, cycles in self.case["resets"]:
+            self.faults.append({"kind": kind, "at": at, "cycles": cycles})
+            await self.start(n, n + run["globals"])
+            await self.start_globals(0)
+            why = await self._reset_on(kind, at, cycles, n)
+            if why:
+                self.error(f"reset fault {kind} at {at}: {why}")
+            await FallingEdge(self.dut.clk)
+            await ReadOnly()
+            if self.dut.busy.value or self.dut.error.value:
+                self.error(f"reset fault {kind} at {at}: busy={int(self.dut.busy.value)}, "
+                           f"error={int(self.dut.error.value)} after the reset; expected 0, 0")
+
+    async def offer_early(self, value: int, after: int):
+        """Offer the command ``value`` ``after`` cycles from now, while a run is in progress,
+        until the core takes it."""
         await self.cycles(after)
         await FallingEdge(self.dut.clk)
         if not self.dut.busy.value:
-            self.error(f"reset fault: the run of {n} rows was over before the reset at cycle "
-                       f"{after}; nothing was interrupted")
-        self.interrupted = {"seq_len": n, "after": after,
-                            "rows_out_before_reset": int(self.dut.o_rows.value)}
-        await self.reset()
-        if self.dut.busy.value:
-            self.error("reset fault: busy is still high after the reset")
+            self.error(f"early command: the run was over {after} cycles after its command; the "
+                       "next command was not offered during it")
+        await self.command(value)
 
     async def run_all(self):
         dut, case, p = self.dut, self.case, self.params
         runs = case["runs"]
-        fault = case.get("reset_after")
-        self.interrupted = None
-        if fault is not None:
-            await self.interrupted_run(runs[0]["seq_len"], fault)
+        if case["resets"]:
+            await self.reset_faults()
         window = cocotb.start_soon(self.waves(rows=True))
         await self.start(sum(r["seq_len"] for r in runs),
                          sum(r["seq_len"] + r["globals"] for r in runs))
         holds = [cocotb.start_soon(self.hold(sig, at, length))
                  for sig, (at, length) in case.get("holds", {}).items()]
+        if case.get("stuck"):
+            holds.append(cocotb.start_soon(self.hold(case["stuck"][0], case["stuck"][1],
+                                                     1 << 40)))
         idle_choices = case.get("idle", [0])
+        early = case.get("early_command")
+        pending = None   # the next command, offered early
         q_base = kv_base = o_base = 0
         for index, run in enumerate(runs):
             n, count = run["seq_len"], run["globals"]
             label = f"run {index} (N={n}, {run['pattern']})"
             await self.start_globals(index)
-            await self.command(run["command"])
+            if pending is None:
+                await self.command(run["command"])
+            else:   # taken on the first idle cycle, not before
+                await pending
+                if int(dut.cmd_moved.value) != self.idle_at:
+                    self.error(f"{label}: its command, offered during the run before, was "
+                               f"taken at cycle {int(dut.cmd_moved.value)}, expected the first "
+                               f"idle cycle, {self.idle_at}")
+            pending = None
+            if early is not None and index + 1 < len(runs):
+                pending = cocotb.start_soon(self.offer_early(runs[index + 1]["command"], early))
             busy_before = int(dut.busy_cycles.value)
             ok = await self.wait_run(n, label, count)
             stats = self.stats()
@@ -351,33 +494,17 @@ class HarnessBench:
             self.runs.append(record)
             if not ok:
                 break
-            want = {"cycles": monitor, **run["actions"]}
-            for name, value in want.items():
-                if stats[name] != value:
-                    self.error(f"{label}: stats.{name} is {stats[name]}, expected {value}")
-            model = run.get("model_cycles")
-            if model is not None and stats["cycles"] != model:
-                self.error(f"{label}: stats.cycles is {stats['cycles']}, but the cycle model "
-                           f"(sim/cycle_model.py) gives {model} for this stall-free run")
-            if got_rows != n - count:
-                self.error(f"{label}: {got_rows} output rows at the end of the run, expected "
-                           f"{n - count}")
-            for name, sent in (("q", q_base + n), ("kv", kv_base + n + count)):
-                if int(getattr(dut, f"{name}_sent").value) != sent:
-                    self.error(f"{label}: the {name} source sent "
-                               f"{int(getattr(dut, f'{name}_sent').value)} rows, expected {sent}")
-            if count:
-                self.check_globals(index, label)
-            if dut.error.value:
-                self.error(f"{label}: error is set after a valid command")
+            self.check_run(index, label, stats, monitor, got_rows, q_base, kv_base)
             q_base += n
             kv_base += n + count
             o_base += n - count
-            if index + 1 < len(runs):
+            if index + 1 < len(runs) and pending is None:
                 await self.cycles(idle_choices[index % len(idle_choices)])
         for task in holds:
             task.cancel()
         window.cancel()
+        if pending is not None:
+            pending.cancel()
         # after the last run: long enough for a stray row to show
         await self.cycles(p.groups + 40)
         await ReadOnly()
@@ -386,8 +513,34 @@ class HarnessBench:
         if dut.violation.value:
             self.error(f"cycle {int(dut.violation_cycle.value)}: an offered output row was "
                        "withdrawn or changed before it was taken")
+        if dut.cmd_busy.value:
+            self.error("the core took a command while busy")
         self.compare(min(int(dut.o_rows.value), self.case["depth"]))
         self.sim_cycles = int(dut.cycles.value)
+
+    def check_run(self, index, label, stats, monitor, got_rows, q_base, kv_base):
+        """A finished run's counters, row counts, streams and error flag."""
+        dut, run = self.dut, self.case["runs"][index]
+        n, count = run["seq_len"], run["globals"]
+        want = {"cycles": monitor, **run["actions"]}
+        for name, value in want.items():
+            if stats[name] != value:
+                self.error(f"{label}: stats.{name} is {stats[name]}, expected {value}")
+        model = run.get("model_cycles")
+        if model is not None and stats["cycles"] != model:
+            self.error(f"{label}: stats.cycles is {stats['cycles']}, but the cycle model "
+                       f"(sim/cycle_model.py) gives {model} for this stall-free run")
+        if got_rows != n - count:
+            self.error(f"{label}: {got_rows} output rows at the end of the run, expected "
+                       f"{n - count}")
+        for name, sent in (("q", q_base + n), ("kv", kv_base + n + count)):
+            if int(getattr(dut, f"{name}_sent").value) != sent:
+                self.error(f"{label}: the {name} source sent "
+                           f"{int(getattr(dut, f'{name}_sent').value)} rows, expected {sent}")
+        if count:
+            self.check_globals(index, label)
+        if dut.error.value:
+            self.error(f"{label}: error is set after a valid command")
 
     def check_globals(self, index: int, label: str):
         """The run's global rows (on ``og``) against the golden model; the global streams'
@@ -454,7 +607,7 @@ class HarnessBench:
         errors = self.errors
         result = {"case": self.case["case"], "seed": self.case["seed"],
                   "nonce": self.case["nonce"], "passed": not errors,
-                  "rows": self.rows, "runs": self.runs, "interrupted": self.interrupted,
+                  "rows": self.rows, "runs": self.runs, "faults": self.faults,
                   "sim_cycles": self.sim_cycles, "sim_seconds": self.sim_seconds,
                   "message": errors[0] if errors else "", "errors": errors[:20],
                   "first_output_row": self.first_output_row}

@@ -39,7 +39,7 @@ import numpy as np
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.core import command_value
-from swatkit.rtl.harness import pack_rows
+from swatkit.rtl.harness import STREAMS, SwatHarness, burst_threshold, pack_rows
 from swatkit.support.build_cache import BuildInfo, build_root, cached_build, locked, tool_versions
 
 from .cycle_model import swat_actions, swat_cycles
@@ -48,7 +48,9 @@ __all__ = [
     "CORRUPT_ENV",
     "FAST",
     "FULL",
+    "HOLDS",
     "INPUT_KINDS",
+    "RESET_KINDS",
     "WAVE_FORMATS",
     "Build",
     "Case",
@@ -91,7 +93,11 @@ MAKE_ARGS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 QUICK_MAKE_ARGS = ("OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 QUICK_CYCLES = 100_000  # a build is small if the rows its harness holds ideally take at most this
 MAX_SEQ_LEN = 1000  # counters of every matrix build; 1001 still fits the command (error check)
-HOLDS = ("o_hold", "q_hold", "kv_hold")
+# faults of a case (docs/verification.md, "Fault kinds"), from the harness's streams: each
+# stream's hold (the sinks' first), and how a reset is placed relative to the command of an
+# attempt at the first run (``<stream>_transfer``: in a cycle where that stream moves a beat)
+HOLDS = tuple(f"{name}_hold" for name, role in sorted(STREAMS, key=lambda s: s[1] != "sink"))
+RESET_KINDS = ("cycle", "command", *(f"{name}_transfer" for name, _ in STREAMS))
 HEAVY = 0.35        # gap/stall probability of the heavy-stall cases (>= 30% on both sides)
 
 
@@ -259,7 +265,29 @@ class Case:
         cycles later, with rows in flight; then every run is made from the start and checked.
     holds : tuple of (signal, at, cycles)
         Fault: ``o_hold`` (the output's ready low), ``q_hold`` or ``kv_hold`` (an input stream
-        offers nothing new) raised ``at`` cycles after the runs start, for ``cycles`` cycles.
+        offers nothing new) raised ``at`` cycles after the runs start, for ``cycles`` cycles;
+        on cores that have them also ``og_hold``, ``qg_hold``, ``kvg_hold`` (the global-row
+        streams) and ``kvr_hold`` (the random blocks' K/V), each independent of the others.
+    resets : tuple of (kind, at, cycles)
+        Fault: each entry makes an attempt at the first run and resets the core (with the
+        harness) for ``cycles`` cycles, one after another; then every run is made from the
+        start and checked. ``kind`` (:data:`RESET_KINDS`): ``"cycle"``, ``at`` cycles after
+        the command was taken; ``"command"``, on the cycle of the command's transfer (``at``
+        0); ``"<stream>_transfer"``, on the first cycle at least ``at`` cycles after the
+        command in which that stream moves a beat.
+    stream_gaps : tuple of (stream, probability)
+        The gap (or, for ``og``, stall) probability of a global or random stream (``qg``,
+        ``kvg``, ``og``, ``kvr``); by default ``qg`` has the Q stream's, ``kvg`` and ``kvr``
+        the K/V stream's, ``og`` the output's.
+    bursts : tuple of (stream, cycles)
+        Fault: bursty back-pressure on ``stream`` (any of the core's, e.g. ``"o"``, ``"kv"``):
+        on and off runs of ``cycles`` cycles on average (:func:`~swatkit.rtl.harness.
+        burst_threshold`), on top of its gaps or stalls.
+    early_command : int, optional
+        Fault: each next run's command is offered this many cycles after the previous one was
+        taken, so it waits while a run is in progress; the core must take it only once idle,
+        on the first idle cycle. Cores without global or random streams (whose rows are
+        loaded per run).
     idle : tuple of int
         Idle cycles between one run's end and the next command, used in turn.
     patterns : tuple of dict
@@ -280,6 +308,10 @@ class Case:
     holds: tuple[tuple[str, int, int], ...] = ()
     idle: tuple[int, ...] = (0, 0, 1, 2, 5, 13, 30)
     patterns: tuple[dict, ...] = ()
+    resets: tuple[tuple[str, int, int], ...] = ()
+    stream_gaps: tuple[tuple[str, float], ...] = ()
+    bursts: tuple[tuple[str, int], ...] = ()
+    early_command: int | None = None
 
     def __post_init__(self):
         b = self.build
@@ -304,13 +336,7 @@ class Case:
         if kv_rows > b.harness_depth:
             raise ValueError(f"{self.id}: the runs need {kv_rows} K/V rows (global columns "
                              f"included), more than the harness's {b.harness_depth}")
-        for signal, at, cycles in self.holds:
-            if signal not in HOLDS or at < 0 or cycles < 1:
-                raise ValueError(f"{self.id}: holds must be (one of {', '.join(HOLDS)}, at >= "
-                                 f"0, cycles >= 1), not {(signal, at, cycles)}")
-        if self.reset_after is not None and self.reset_after < 1:
-            raise ValueError(f"{self.id}: reset_after must be at least 1, not "
-                             f"{self.reset_after}")
+        self._check_faults()
         if self.inputs not in INPUT_KINDS:
             raise ValueError(f"{self.id}: inputs must be one of {', '.join(INPUT_KINDS)}, "
                              f"not {self.inputs!r}")
@@ -320,6 +346,65 @@ class Case:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{self.id}: {name} must be in [0, 1), not "
                                  f"{getattr(self, name)}")
+
+    def _check_faults(self):
+        """The fault fields against the build's streams (``ValueError`` naming the field)."""
+        streams = self.streams
+        holds = [h for h in HOLDS if h[:-len("_hold")] in streams]
+        for signal, at, cycles in self.holds:
+            if signal not in holds or at < 0 or cycles < 1:
+                raise ValueError(f"{self.id}: holds must be (one of {', '.join(holds)}, at >= "
+                                 f"0, cycles >= 1), not {(signal, at, cycles)}")
+        if self.reset_after is not None and self.reset_after < 1:
+            raise ValueError(f"{self.id}: reset_after must be at least 1, not "
+                             f"{self.reset_after}")
+        kinds = [k for k in RESET_KINDS if k.split("_")[0] in ("cycle", "command", *streams)]
+        for kind, at, cycles in self.resets:
+            if kind not in kinds or at < 0 or (kind == "command" and at) or cycles < 1:
+                raise ValueError(f"{self.id}: resets must be (one of {', '.join(kinds)}, at >= 0 "
+                                 f"(0 for command), cycles >= 1), not {(kind, at, cycles)}")
+        extra = [s for s in ("qg", "kvg", "og", "kvr") if s in streams]
+        for name, p in self.stream_gaps:
+            if name not in extra or not 0.0 <= p < 1.0:
+                raise ValueError(f"{self.id}: stream_gaps must be (one of "
+                                 f"{', '.join(extra) or 'no stream on this core'}, a probability "
+                                 f"in [0, 1)), not {(name, p)}")
+        for name, cycles in self.bursts:
+            try:
+                fits = name in streams and burst_threshold(cycles) > 0   # the harness's rule
+            except ValueError:
+                fits = False
+            if not fits:
+                raise ValueError(f"{self.id}: bursts must be (one of {', '.join(streams)}, "
+                                 f"mean cycles in 2..65536), not {(name, cycles)}")
+        if self.early_command is not None and (
+                self.early_command < 0 or len(self.seq_lens) < 2
+                or set(streams) != {"q", "kv", "o"}):
+            raise ValueError(f"{self.id}: early_command needs at least two runs, a core without "
+                             f"global or random streams and cycles >= 0, not "
+                             f"{self.early_command} on {len(self.seq_lens)} run(s) of "
+                             f"{self.build.id}")
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The harness's streams on the build (:meth:`SwatHarness.streams`)."""
+        return tuple(name for name, _ in SwatHarness.streams(self.build.params))
+
+    @property
+    def reset_faults(self) -> tuple[tuple[str, int, int], ...]:
+        """Every reset of the case as ``(kind, at, cycles)``: ``reset_after`` (a reset of 3
+        cycles, ``reset_after`` cycles into the first run) and then ``resets``."""
+        first = () if self.reset_after is None else (("cycle", self.reset_after, 3),)
+        return first + self.resets
+
+    def stream_controls(self) -> dict[str, dict]:
+        """Each stream's gap (or stall) probability and mean burst length (0: none)."""
+        q, kv = self.gaps
+        gap = {"q": q, "kv": kv, "o": self.stall, "qg": q, "kvg": kv, "og": self.stall,
+               "kvr": kv, **dict(self.stream_gaps)}
+        bursts = dict(self.bursts)
+        return {name: {"gap": gap[name], "burst": bursts.get(name, 0)}
+                for name in self.streams}
 
     def run_spec(self, index: int) -> AttentionSpec:
         """The pattern of run ``index`` (checked against the build's maxima)."""
@@ -340,15 +425,22 @@ class Case:
 
     @property
     def stall_free(self) -> bool:
-        return self.gaps == (0.0, 0.0) and self.stall == 0.0 and not self.holds
+        return (not any(c["gap"] or c["burst"] for c in self.stream_controls().values())
+                and not self.holds)
 
     def describe(self) -> str:
         q, kv = self.gaps
         gaps = f"{q:.0%}" if q == kv else f"{q:.0%} on Q, {kv:.0%} on K/V"
         faults = [f"{signal} for {cycles} cycles at cycle {at}"
                   for signal, at, cycles in self.holds]
-        if self.reset_after is not None:
-            faults.append(f"reset {self.reset_after} cycles into the first run")
+        for kind, at, cycles in self.reset_faults:
+            where = {"cycle": f"{at} cycles into", "command": "on the command of"}.get(
+                kind, f"on a transfer on {kind.split('_')[0]}, {at}+ cycles into")
+            faults.append(f"a {cycles}-cycle reset {where} the first run")
+        faults += [f"{name} gaps {p:.0%}" for name, p in self.stream_gaps]
+        faults += [f"{name} bursts of ~{cycles} cycles" for name, cycles in self.bursts]
+        if self.early_command is not None:
+            faults.append(f"each next command offered {self.early_command} cycles into a run")
         patterns = ""
         if self.patterns:
             runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
@@ -565,6 +657,37 @@ def _matrix_fast() -> list[Case]:
         Case("bigbird_b8r3_k4d8/dominant-n128-heavy", BB8, (128,), inputs="dominant",
              gap=h, stall=h),
         Case("bigbird_b8r3_k4d8/reset-mid-run", BB8, (128, 64), stall=0.3, reset_after=1500),
+        *_matrix_faults(),
+    ]
+
+
+def _matrix_faults() -> list[Case]:
+    """The fault kinds of ``Case`` (docs/verification.md, "Faults"), each at least once, on
+    small builds of the matrix (``-k /fault-`` selects them): bursty back-pressure on every
+    stream, every stream held on its own, every kind of reset (one cycle, several, one after
+    another), commands offered during runs."""
+    h = HEAVY
+    return [
+        Case("bi5_k1d1/fault-bursts-n300", B5, (300,), gap=0.1, stall=0.1,
+             bursts=(("q", 40), ("kv", 150), ("o", 300))),
+        Case("bi5_k1d1/fault-resets", B5, (120, 60), gap=0.2, stall=0.3,
+             resets=(("command", 0, 1), ("q_transfer", 20, 1), ("kv_transfer", 35, 2),
+                     ("o_transfer", 40, 1), ("cycle", 1, 1), ("cycle", 150, 5))),
+        Case("bi5_k1d1/fault-early-command", B5, (40, 1, 25, 7, 60), early_command=3),
+        Case("bi5_k1d1/fault-early-command-heavy", B5, (30, 2, 50), early_command=0,
+             gap=h, stall=h),
+        Case("glob_bi5_k1d1/fault-global-streams", G5, (150, 80), idle=(0,),
+             patterns=({"global_tokens": (0, 75, 149)}, {}),
+             holds=(("qg_hold", 5, 300), ("kvg_hold", 200, 600), ("og_hold", 900, 700)),
+             stream_gaps=(("qg", 0.5), ("kvg", 0.6), ("og", 0.5)),
+             bursts=(("qg", 30), ("kvg", 60), ("og", 200))),
+        # (stall-free: after the resets the run takes exactly the cycle model's cycles)
+        Case("glob_bi5_k1d1/fault-resets", G5, (100,),
+             patterns=({"global_tokens": (0, 50)},),
+             resets=(("qg_transfer", 0, 1), ("kvg_transfer", 10, 1), ("og_transfer", 0, 2))),
+        Case("bigbird_b4r1_k3d2/fault-kvr", BB4, (64, 32), holds=(("kvr_hold", 30, 500),),
+             stream_gaps=(("kvr", 0.7),), bursts=(("kvr", 80), ("o", 100)),
+             resets=(("kvr_transfer", 5, 1),)),
     ]
 
 
@@ -1070,6 +1193,7 @@ class CaseResult:
     work_dir: Path | None = None  # kept: a failed run's, a run with waves, or ``keep``
     waves: Path | None = None
     nonce: str = ""               # the run's own token, which its results file must carry
+    faults: list = field(default_factory=list)  # what each reset fault hit (the bench's record)
 
     @property
     def cycles_per_ideal(self) -> float:
@@ -1162,7 +1286,8 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
              waves_window: str | None = None,
              build_dir: str | os.PathLike | None = None,
              corrupt: tuple[int, int, int, int] | None = None,
-             keep: bool = False, reproduce: str | None = None) -> CaseResult:
+             stuck: tuple[str, int] | None = None, keep: bool = False,
+             reproduce: str | None = None) -> CaseResult:
     """Run one case in Verilator and compare every output row with the golden model.
 
     Every call has a work folder of its own, ``<build root>/runs/<case id>.<nonce>``, with a
@@ -1189,6 +1314,10 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         Flip one bit of one expected element before the comparison: the run must then fail
         (the test that the scoreboard bites). Default: what the test hook
         :data:`CORRUPT_ENV` says for this case, if it names it.
+    stuck : (signal, at), optional
+        Raise the hold ``signal`` (:data:`HOLDS`) ``at`` cycles after the runs start and never
+        release it: the run must then fail with the liveness check's report (the test that it
+        bites; the bench's time bounds do not count this hold).
     keep : bool
         Keep the work folder of a passing run (a failed run's, and one with the trace in it,
         are always kept; a passing run's is removed, and ``work_dir`` is then None).
@@ -1209,6 +1338,8 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         raise ValueError("waves_window needs waves")
     if corrupt is None:
         corrupt = _corrupt_from_env(case.id)
+    if stuck is not None and (stuck[0] not in HOLDS or stuck[0][:-5] not in case.streams):
+        raise ValueError(f"stuck must name a hold of the case's streams, not {stuck[0]!r}")
     info = ensure_build(case.build, waves=waves, build_dir=build_dir)
     nonce = secrets.token_hex(8)
     work = build_root(build_dir) / "runs" / f"{_safe(case.id)}.{nonce}"
@@ -1219,7 +1350,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         folder.mkdir(parents=True, exist_ok=True)
         trace = folder / f"{_safe(case.id)}.seed{seed}.{waves}"
     _write_case(case, seed, nonce, work, corrupt,
-                None if trace is None else {"window": window})
+                None if trace is None else {"window": window}, stuck)
 
     status = run_bench(info.path, work, seed, waves,
                        test_args=() if trace is None else ("--trace-file", str(trace)))
@@ -1237,6 +1368,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         result.ideal = sum(r["ideal"] for r in data["runs"])
         result.sim_cycles = data["sim_cycles"]
         result.sim_seconds = data["sim_seconds"]
+        result.faults = data.get("faults") or []
         result.passed = bool(data["passed"]) and status is None
         result.message = data.get("message") or ""
         first_output_row = data.get("first_output_row")
@@ -1256,10 +1388,12 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
 
 
 def _write_case(case: Case, seed: int, nonce: str, work: Path,
-                corrupt: tuple[int, int, int, int] | None, waves: dict | None) -> None:
+                corrupt: tuple[int, int, int, int] | None, waves: dict | None,
+                stuck: tuple[str, int] | None = None) -> None:
     """The inputs and expected rows of every run (``inputs.npz``) and the case file the bench
-    reads (``case.json``) in ``work``; ``corrupt`` flips one expected bit (:func:`run_case`),
-    ``waves`` is the trace's window (or None: no trace)."""
+    reads (``case.json``) in ``work``; ``corrupt`` flips one expected bit and ``stuck`` holds
+    a stream for ever (:func:`run_case`), ``waves`` is the trace's window (or None: no
+    trace)."""
     params = case.build.params
     if corrupt is not None and not 0 <= corrupt[0] < len(case.seq_lens):
         raise ValueError(f"{case.id}: corrupt {corrupt} names run {corrupt[0]}; the case has "
@@ -1316,7 +1450,8 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
         "params": {"spec": spec_dict, "format": dataclasses.asdict(case.build.fmt),
                    "hardware": dataclasses.asdict(case.build.hardware)},
         "gaps": case.gaps, "stall": case.stall, "runs": runs,
-        "reset_after": case.reset_after,
+        "resets": [list(r) for r in case.reset_faults], "streams": case.stream_controls(),
+        "early_command": case.early_command, "stuck": list(stuck) if stuck else None,
         "holds": {signal: [at, cycles] for signal, at, cycles in case.holds},
         "idle": list(case.idle), "depth": case.build.harness_depth,
         "inputs": str(work / "inputs.npz"), "result": str(work / "result.json"),

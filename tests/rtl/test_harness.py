@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig, SwatCore, core_layouts
-from swatkit.rtl.core import command
+from swatkit.rtl.core import command, core_signature
 from swatkit.rtl.harness import (
     Lfsr,
     RowSink,
     RowSource,
     SwatHarness,
+    burst_threshold,
     pack_rows,
     probability_threshold,
     unpack_rows,
@@ -201,3 +202,141 @@ def test_probability_threshold_is_checked():
     with pytest.raises(ValueError, match=r"^probability must be in \[0, 1\), not 1\.0$"):
         probability_threshold(1.0)
     assert probability_threshold(0.5) == 32768
+
+
+# -- faults: bursty back-pressure, the stream watch, commands during a run -----------------------
+
+
+def _off_states(seed: int, threshold: int, cycles: int) -> np.ndarray:
+    """The NumPy twin of a stream's on/off process: off in cycle t (t = 0 the first cycle after
+    ``start``) when an odd number of the switch draws before it fell below ``threshold``."""
+    states = lfsr_sequence(seed, cycles)
+    switches = (states >> 16) < threshold
+    return np.concatenate([[0], np.cumsum(switches[:-1]) % 2]).astype(bool)
+
+
+@pytest.mark.parametrize("role", ["source", "sink"])
+def test_bursts_follow_the_lfsr_twin(role):
+    """Bursty back-pressure: a source offers (a sink accepts) exactly in the cycles the NumPy
+    twin of its on/off process is on; the runs average the mean asked for."""
+    rows, cycles, mean, seed = 4000, 3000, 50, 0x1234567
+    unit = (RowSource(ROW, rows, name="s") if role == "source" else RowSink(ROW, rows, name="k"))
+    port = unit.o if role == "source" else unit.i
+    seen = []
+
+    async def tb(ctx):
+        ctx.set(unit.count, rows)
+        ctx.set(unit.burst, burst_threshold(mean))
+        ctx.set(unit.seed, seed)
+        ctx.set(unit.start, 1)
+        await ctx.tick()
+        ctx.set(unit.start, 0)
+        ctx.set(port.ready if role == "source" else port.valid, 1)
+        for _ in range(cycles):
+            seen.append(ctx.get(port.valid if role == "source" else port.ready))
+            await ctx.tick()
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    on = ~_off_states(seed, burst_threshold(mean), cycles)
+    seen = np.array(seen, dtype=bool)
+    first = 3 if role == "source" else 0   # (the source's rows are read ahead first)
+    assert (seen[first:] == on[first:]).all()
+    switches = np.count_nonzero(np.diff(on.astype(int)))
+    assert 0.7 * mean <= cycles / (switches + 1) <= 1.4 * mean
+    assert on.mean() < 0.8 and (~on).mean() < 0.8   # long runs of both kinds
+
+
+def test_burst_threshold_is_checked():
+    with pytest.raises(ValueError, match=r"^mean burst length must be in \[2, 65536\] cycles, "
+                       r"not 1$"):
+        burst_threshold(1)
+    assert burst_threshold(2) == 32768 and burst_threshold(65536) == 1
+
+
+class _GreedyCore(wiring.Component):
+    """A SwatCore whose command port is always ready: it takes a command while busy (the fault
+    the harness's ``cmd_busy`` flags)."""
+
+    def __init__(self, spec, fmt, hw):
+        self.inner = SwatCore(spec, fmt, hw)
+        super().__init__(core_signature(self.inner.params))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = self.inner
+        for (_, member, mine), (_, _, theirs) in zip(
+                self.signature.flatten(self), self.inner.signature.flatten(self.inner),
+                strict=True):
+            m.d.comb += theirs.eq(mine) if member.flow == In else mine.eq(theirs)
+        m.d.comb += self.cmd.ready.eq(1)
+        return m
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_harness_watches_streams_and_commands_during_a_run(greedy):
+    """A command offered during a run: the core takes it on the first idle cycle (``cmd_moved``),
+    never while busy (``cmd_busy``, which a core that takes it while busy sets); each stream's
+    ``moved`` is the cycle of its last transfer and ``flow`` its valid and ready."""
+    spec, fmt, hw = AttentionSpec(32, 4, 1, 1), NumberFormat(), HardwareConfig(3, 4, 32)
+    p = CoreParams(spec, fmt, hw)
+    h = SwatHarness(p, (_GreedyCore if greedy else SwatCore)(spec, fmt, hw), depth=64)
+    n = 20
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.integers(-128, 128, size=(2 * n, 4)) for _ in range(3))
+    cmd = core_layouts(p)["cmd"].const(command(p, seq_len=n))
+    last = {"q": -1, "o": -1}
+
+    async def tb(ctx):
+        for i in range(2 * n):
+            ctx.set(h.q_src.mem.data[i], [int(x) for x in q[i]])
+            ctx.set(h.kv_src.mem.data[i], {"k": [int(x) for x in k[i]],
+                                           "v": [int(x) for x in v[i]]})
+        ctx.set(h.q_count, 2 * n)
+        ctx.set(h.kv_count, 2 * n)
+        ctx.set(h.q_gap, probability_threshold(0.3))
+        ctx.set(h.o_burst, burst_threshold(8))
+        ctx.set(h.start, 1)
+        await ctx.tick()
+        ctx.set(h.start, 0)
+        ctx.set(h.cmd.valid, 1)
+        ctx.set(h.cmd.payload, cmd)
+        await ctx.tick().until(h.cmd.ready)
+        await ctx.tick().repeat(5)   # the second command, offered while the first run goes on
+        assert ctx.get(h.busy)
+        def watch():
+            """This cycle's transfers (each stream's ``flow`` checked against its ports)."""
+            for name, port in (("q", h.q_src.o), ("o", h.o_sink.i)):
+                flow = ctx.get(port.valid) | ctx.get(port.ready) << 1
+                assert ctx.get(getattr(h, f"{name}_flow")) == flow
+                if flow == 3:
+                    last[name] = ctx.get(h.cycles)
+
+        idle = None
+        for _ in range(3000):
+            watch()
+            if idle is None and not ctx.get(h.busy):
+                idle = ctx.get(h.cycles)
+            if ctx.get(h.cmd.ready) and not (ctx.get(h.busy) and not greedy):
+                break
+            await ctx.tick()
+        await ctx.tick()
+        ctx.set(h.cmd.valid, 0)
+        assert ctx.get(h.cmd_busy) == greedy
+        if not greedy:
+            assert ctx.get(h.cmd_moved) == idle
+        for _ in range(3000):
+            watch()
+            if not ctx.get(h.busy):
+                break
+            await ctx.tick()
+        await ctx.tick().repeat(3)
+        assert (ctx.get(h.q_moved), ctx.get(h.o_moved)) == (last["q"], last["o"])
+        assert min(last.values()) > 0
+
+    sim = Simulator(h)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
