@@ -5,7 +5,7 @@ stage meets its own contract with nothing around it: the normaliser (step 6 of t
 contract, rows dropped on request), the command stage (the same legality rule as
 ``CoreParams.check_run``), the K/V ring (which lane and word holds each key), BigBird's random
 ring (which buffer, lane and word holds each random row; a buffer not overwritten before its
-rows are done).
+rows are done), the QK engine (scores and row max) and the SV engine (Σ p·v and l per row).
 """
 
 import random
@@ -521,3 +521,114 @@ def test_random_ring_buffers_each_block(key_lanes, dim_lanes, random_blocks):
             assert written <= max(2, done // b + 1), (written, done)
 
     simulate(dut, control, put, check, background=(bound,))
+
+
+# -- SVEngine ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("key_lanes", "dim_lanes", "before", "after"),
+                         [(2, 2, 2, 3), (3, 1, 4, 0), (1, 4, 1, 1)])
+def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after):
+    """Rows offered on ``maxes`` (with gaps: each its max and walk), scores served from score
+    buffers with one cycle of read latency and V words from the ring with two: each row's
+    groups on ``out`` (taken under stalls) are ``acc = Σ p·v`` and ``l = Σ p`` exactly, with
+    ``p`` the golden model's probabilities (numerics steps 2–4) of ``m − S``; ``done``
+    counts the rows and ``sv_macs`` a MAC per key and element."""
+    from swatkit.rtl.qk_engine import max_layout
+    from swatkit.rtl.sv_engine import SVEngine
+
+    n, d = 12, 4
+    spec = AttentionSpec(seq_len=n, head_dim=d, before=before, after=after)
+    fmt = NumberFormat()
+    p = CoreParams(spec, fmt, HardwareConfig(key_lanes=key_lanes, dim_lanes=dim_lanes,
+                                             max_seq_len=n))
+    lay = core_layouts(p)
+    dut = SVEngine(p, lay["cmd"])
+    kl, g, slots, sb = key_lanes, p.groups, p.ring_slots, p.score_buffers
+    n = min(n, p.ring_rows)   # (every V row in the ring at once: none overwritten)
+    rng = np.random.default_rng(key_lanes * 10 + before)
+    v = rng.integers(-128, 128, size=(n, d))
+    lo_s, hi_s = fmt.score_range(d)
+    scores = rng.integers(lo_s // 64, hi_s // 64, size=(n, n))   # (a spread that spans d_sat)
+    windows = [(max(i - before, 0), min(i + after, n - 1)) for i in range(n)]
+    vmem = [dict() for _ in range(kl)]   # V row j in lane j mod KL, slot (j div KL) mod S
+    for j in range(n):
+        for grp in range(g):
+            elems = v[j, grp * dim_lanes:(grp + 1) * dim_lanes]
+            vmem[j % kl][(j // kl) % slots * g + grp] = sum((int(x) & 0xFF) << (8 * u)
+                                                           for u, x in enumerate(elems))
+    expected = []
+    for i, (lo, hi) in enumerate(windows):
+        s_row = scores[i, lo:hi + 1]
+        probs = fmt.probabilities(s_row.max() - s_row, d)
+        expected.append((probs @ v[lo:hi + 1], int(probs.sum())))
+    smem = {}   # score buffer sbuf, round r, lane L: key lo + r·KL + (L − lane0) mod KL
+    for i, (lo, hi) in enumerate(windows):
+        for r in range(-(-(hi - lo + 1) // kl)):
+            smem[i, r] = [int(scores[i, lo + r * kl + (lane - lo % kl) % kl])
+                          if lo + r * kl + (lane - lo % kl) % kl <= hi else 0
+                          for lane in range(kl)]
+    layout = max_layout(p)
+    started, taken = [0], [0]
+
+    async def control(ctx):
+        ctx.set(dut.run.n, n)
+        ctx.set(dut.run.start, 1)
+        await ctx.tick()
+        ctx.set(dut.run.start, 0)
+        ctx.set(dut.run.running, 1)
+        gaps = random.Random(1)
+        for i, (lo, hi) in enumerate(windows):
+            while started[0] - taken[0] >= sb or gaps.random() < 0.3:
+                ctx.set(dut.maxes.valid, 0)
+                await ctx.tick()
+            base = (lo // kl) % slots * g
+            ctx.set(dut.maxes.payload, layout.const({
+                "max": int(scores[i, lo:hi + 1].max()),
+                "row": {"lane0": lo % kl, "base": base, "later": (base + g) % (slots * g),
+                        "sbuf": i % sb, "rem": hi - lo}}))
+            ctx.set(dut.maxes.valid, 1)
+            await ctx.tick().until(dut.maxes.ready)
+            started[0] += 1
+        ctx.set(dut.maxes.valid, 0)
+
+    async def memories(ctx):   # under each read's enable: scores one cycle after their
+        previous = None          # address, V words two (read, then a fabric register)
+        while True:
+            _, _, s_en, s_addr, v_en, *addrs = await ctx.tick().sample(
+                dut.s_rd.en, dut.s_rd.addr, dut.v_rd.en,
+                *(dut.v_rd.addr[lane] for lane in range(kl)))
+            if s_en:
+                sbuf, r = divmod(int(s_addr), p.rounds)
+                row = next((i for i in range(started[0] - 1, -1, -1) if i % sb == sbuf), None)
+                for lane, value in enumerate(smem.get((row, r), [0] * kl)):
+                    ctx.set(dut.s_rd.data[lane], value)
+            if v_en:
+                if previous is not None:
+                    for lane in range(kl):
+                        ctx.set(dut.v_rd.data[lane], vmem[lane].get(int(previous[lane]), 0))
+                previous = addrs
+
+    async def out(ctx):
+        stalls = random.Random(2)
+        for i in range(n):
+            acc, total = [], None
+            for _ in range(g):
+                while True:
+                    ready = stalls.random() >= 0.4
+                    ctx.set(dut.out.ready, ready)
+                    _, _, valid, group, l_sum = await ctx.tick().sample(
+                        dut.out.valid, dut.out.payload.acc, dut.out.payload.total)
+                    if valid and ready:
+                        break
+                acc += [int(x) for x in group]
+                assert total in (None, int(l_sum))
+                total = int(l_sum)
+            taken[0] += 1
+            assert (acc, total) == ([int(x) for x in expected[i][0]], expected[i][1]), i
+        ctx.set(dut.out.ready, 0)
+        await ctx.tick()
+        assert ctx.get(dut.done) == n
+        assert ctx.get(dut.sv_macs) == sum((hi - lo + 1) * d for lo, hi in windows)
+
+    simulate(dut, control, out, background=(memories,))
+    assert taken[0] == n
