@@ -70,6 +70,7 @@ __all__ = [
     "run_case",
     "verilator_command",
     "wave_format",
+    "wave_view",
 ]
 
 TOP = "swat_tb"      # the simulated top: the clock, and the harness around the core
@@ -1261,6 +1262,33 @@ def reproduce_command(case_id: str, seed: int, options: list[str] | tuple[str, .
     return prefix + shlex.join(words)
 
 
+VIEW_SCOPE = f"{TOP}.harness.core"   # the core's ports in a trace (the harness's stand-in)
+
+
+def wave_view(params: CoreParams, trace: Path) -> str:
+    """A GTKWave save file (``.gtkw``, which Surfer also opens) for ``trace``: the clock and
+    reset, then each of the core's streams (``valid``, ``ready``, the payload in hex), then
+    ``busy`` and ``error``, as the traced top names them (:data:`VIEW_SCOPE`)."""
+    from amaranth.hdl import Shape
+    from amaranth.lib import wiring
+
+    from swatkit.rtl.core import core_signature
+
+    def vector(name, width):
+        return f"{VIEW_SCOPE}.{name}" + (f"[{width - 1}:0]" if width > 1 else "")
+
+    lines = [f"[*] swatkit: the core's streams in {trace.name}",
+             f'[dumpfile] "{trace.resolve()}"', "@28", vector("clk", 1), vector("rst", 1)]
+    for name, member in core_signature(params).members.items():
+        if member.is_signature:   # a stream: valid, ready, payload
+            width = Shape.cast(member.signature.members["payload"].shape).width
+            lines += [f"-{name}", "@28", vector(f"{name}__valid", 1),
+                      vector(f"{name}__ready", 1), "@22", vector(f"{name}__payload", width)]
+        elif name in ("busy", "error") and member.flow == wiring.Out:
+            lines += [f"-{name}", "@28", vector(name, 1)]
+    return "\n".join(lines) + "\n"
+
+
 def waves_window_text(first_output_row: int | None) -> str:
     """The ``--waves-window`` around output row ``first_output_row`` (two rows before it and
     the row itself), or ``""``."""
@@ -1354,6 +1382,8 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
 
     status = run_bench(info.path, work, seed, waves,
                        test_args=() if trace is None else ("--trace-file", str(trace)))
+    if trace is not None:   # the view beside the trace: <case>.seed<S>.gtkw
+        trace.with_suffix(".gtkw").write_text(wave_view(case.build.params, trace))
     result = CaseResult(case, seed, False, build_seconds=info.seconds, work_dir=work,
                         waves=trace, nonce=nonce)
     data, why = read_result(work / "result.json", case.id, seed, nonce)

@@ -711,7 +711,8 @@ def _report(args, console, results, junit, wall, seed, mode) -> int:
     if args.waves:
         for r in results:
             if r.waves:
-                console.print(f"waves of {r.case.id}: {r.waves}")
+                console.print(f"waves of {r.case.id}: {r.waves}  "
+                              f"(view: {r.waves.with_suffix('.gtkw')})")
     rows = sum(r.rows for r in results if r.passed)
     cycles = sum(r.cycles for r in results)
     sim_cycles = sum(r.sim_cycles for r in results)

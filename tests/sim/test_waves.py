@@ -87,6 +87,23 @@ def test_cli_waves_go_to_the_folder_named_as_fst(request, regress_seed, tmp_path
     assert "work folder" not in done.stdout
 
 
+def vcd_names(path: Path) -> set[str]:
+    """The full name of every signal of a VCD trace, as GTKWave names it (``a.b.sig`` or
+    ``a.b.sig[7:0]``)."""
+    header = path.read_text().split("$enddefinitions", 1)[0]
+    scope, names = [], set()
+    for line in header.splitlines():
+        words = line.split()
+        if words[:1] == ["$scope"]:
+            scope.append(words[2])
+        elif words[:1] == ["$upscope"]:
+            scope.pop()
+        elif words[:1] == ["$var"]:
+            rng = words[5] if words[5] != "$end" else ""
+            names.add(".".join([*scope, words[4]]) + rng)
+    return names
+
+
 def test_rows_window(request, regress_seed, tmp_path):
     """rows:5:8 (VCD): the trace starts once 5 output rows were taken and ends once 8 were; the
     whole run's trace is several times larger."""
@@ -106,6 +123,13 @@ def test_rows_window(request, regress_seed, tmp_path):
     every = vcd_values(whole.waves, "o_rows")
     assert [v for _, v in every][-1] == 20
     assert whole.waves.stat().st_size > 3 * windowed.waves.stat().st_size
+    # the saved view beside the trace names the trace and signals that are in it
+    view = whole.waves.with_suffix(".gtkw").read_text().splitlines()
+    assert f'[dumpfile] "{whole.waves}"' in view
+    signals = [line for line in view if line.startswith("swat_tb.")]
+    assert len(signals) == 2 + 3 * 4 + 2   # clk, rst; cmd, q, kv, o; busy, error
+    assert "swat_tb.harness.core.kv__payload[63:0]" in signals   # (head_dim 4: k and v)
+    assert set(signals) <= vcd_names(whole.waves), set(signals) - vcd_names(whole.waves)
 
 
 def test_waves_by_default_go_to_the_work_folder(request, regress_seed, tmp_path):
