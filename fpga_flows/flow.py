@@ -273,7 +273,7 @@ def top(config: FlowConfig, vectors: Vectors | None = None) -> BoardTop:
     b, p = config.board, config.params
     vectors = vectors or vectors_of(config)
     divisor = round(b.clock_hz / BAUD) if b.uart else None
-    selftest = SelfTest(p.spec, p.fmt, p.hw, vectors, mode=config.selftest,
+    selftest = SelfTest(p, vectors, mode=config.selftest,
                         uart_divisor=divisor, rom_style=b.rom_style)
     return BoardTop(selftest, leds=b.leds, uart=b.uart, clock_hz=b.clock_hz)
 
@@ -283,7 +283,7 @@ def simulation_selftest(config: FlowConfig, vectors: Vectors | None = None) -> S
     mode and vectors (from its seed unless given), with a UART of ``SIM_UART_DIVISOR`` cycles
     per bit, so that the result line takes few simulated cycles."""
     p = config.params
-    return SelfTest(p.spec, p.fmt, p.hw, vectors or vectors_of(config), mode=config.selftest,
+    return SelfTest(p, vectors or vectors_of(config), mode=config.selftest,
                     uart_divisor=SIM_UART_DIVISOR)
 
 

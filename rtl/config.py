@@ -189,6 +189,19 @@ class CoreParams:
                              "the K/V ring: 2 x ring_rows x head_dim x data_bits, the practical "
                              "limit of Verilog generation")
 
+    @classmethod
+    def of(cls, params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
+           hw: HardwareConfig | None = None) -> CoreParams:
+        """The parameters a unit is given: ``params`` itself when it is a :class:`CoreParams`
+        (built once per command and handed down whole; ``fmt`` and ``hw`` are then not given),
+        else the checked triple ``(params, fmt or NumberFormat(), hw or HardwareConfig())``."""
+        if isinstance(params, CoreParams):
+            if fmt is not None or hw is not None:
+                raise TypeError("fmt and hw are the CoreParams' own; give them only with an "
+                                "AttentionSpec")
+            return params
+        return cls(params, fmt or NumberFormat(), hw or HardwareConfig())
+
     # -- sizes --------------------------------------------------------------------------------
 
     @property

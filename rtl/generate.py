@@ -230,13 +230,15 @@ def check_target(name: str = "swat_core", dsp: str = "generic", interface: str =
         raise ValueError(f"interface must be one of {', '.join(INTERFACES)}, not {interface!r}")
 
 
-def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
+def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, out_dir: str | Path = ".",
              name: str = "swat_core", dsp: str = "generic", interface: str = "core"
              ) -> Generated:
     """Write ``<out_dir>/<name>.v``, ``<name>.vlt``, ``swatkit.json`` and the packaging of
     :mod:`swatkit.rtl.packaging` (``<name>_pkg.sv``, ``<name>.f``, ``<name>.core`` and, for a
-    sliding-window core, the testbench ``<name>_tb.sv``); returns their paths.
+    sliding-window core, the testbench ``<name>_tb.sv``) for the core of ``params`` (a
+    :class:`CoreParams`, or an ``AttentionSpec`` with ``fmt`` and ``hw``:
+    :meth:`CoreParams.of`); returns their paths.
 
     ``dsp`` (one of :data:`DSP_TARGETS`): ``"generic"`` writes the multipliers as logic for any
     tool to map; ``"ecp5"`` instantiates Lattice ``MULT18X18D`` blocks with their registers on
@@ -254,7 +256,8 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
         A bad ``name``, ``dsp`` or ``interface``, or a configuration the core cannot implement.
     """
     check_target(name, dsp, interface)
-    top = SwatCore(spec, fmt, hw) if interface == "core" else AxisSwatCore(spec, fmt, hw)
+    params = CoreParams.of(params, fmt, hw)
+    top = SwatCore(params) if interface == "core" else AxisSwatCore(params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = out / "swatkit.json"

@@ -52,15 +52,9 @@ __all__ = ["HarnessBench"]
 
 
 def _params(case: dict):
-    from swatkit.golden import AttentionSpec, NumberFormat
-    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.rtl import CoreParams
 
-    p = case["params"]
-    spec = p["spec"]
-    if spec.get("explicit_random_table") is not None:
-        spec["explicit_random_table"] = tuple(map(tuple, spec["explicit_random_table"]))
-    return CoreParams(AttentionSpec(**{**spec, "global_tokens": tuple(spec["global_tokens"])}),
-                      NumberFormat(**p["format"]), HardwareConfig(**p["hardware"]))
+    return CoreParams.from_dict(case["params"])
 
 
 class HarnessBench:

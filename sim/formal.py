@@ -209,7 +209,7 @@ class ContractHarness(wiring.Component):
         o_last = Signal.like(self.o.payload.as_value())
         was_take, was_legal, was_busy, was_error = Signal(), Signal(), Signal(), Signal()
 
-        core = SwatCore(p.spec, p.fmt, p.hw)
+        core = SwatCore(p)
         m.submodules.core = core
         m.d.comb += self._properties(core.counters, run_n, q_x, kv_x, o_x, o_wait, o_last,
                                      was_take, was_legal, was_busy, was_error)

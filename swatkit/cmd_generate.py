@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{'block ' if params.block_size else ''}window, head_dim "
                       f"{params.spec.head_dim}, {params.hw.key_lanes}x{params.hw.dim_lanes} "
                       "lanes)"):
-            out = generate(params.spec, params.fmt, params.hw, args.output, **target)
+            out = generate(params, out_dir=args.output, **target)
     except OSError as e:
         raise UsageError(f"--output: cannot write {args.output}: {e.strerror}") from None
     import json
