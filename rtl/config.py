@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -149,13 +150,15 @@ class CoreParams:
     spec: AttentionSpec
     fmt: NumberFormat
     hw: HardwareConfig
+    # False on the parameters of an estimate (:meth:`for_estimate`): never generated
+    generated: ClassVar[bool] = True
 
     def __post_init__(self):
         spec, hw = self.spec, self.hw
         if spec.head_dim > MAX_HEAD_DIM:
             raise LimitError("head_dim", spec.head_dim, MAX_HEAD_DIM,
                              "the practical limit of Verilog generation")
-        if spec.window > MAX_WINDOW:
+        if spec.window > MAX_WINDOW and self.generated:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
         if spec.sink_tokens:  # (the core has no key-only columns yet: issue 25, item 2)
@@ -184,10 +187,23 @@ class CoreParams:
                              f"columns, at most {MAX_GLOBAL_TOKENS}")
         _ = self.widths  # raises if the format cannot hold this window
         kv_bits = self.resources()["kv_buffer_bits"] + self.resources()["random_buffer_bits"]
-        if kv_bits > MAX_KV_BUFFER_BITS:
+        if kv_bits > MAX_KV_BUFFER_BITS and self.generated:
             raise LimitError("kv_buffer_bits", kv_bits, MAX_KV_BUFFER_BITS,
                              "the K/V ring: 2 x ring_rows x head_dim x data_bits, the practical "
                              "limit of Verilog generation")
+
+    @classmethod
+    def for_estimate(cls, spec: AttentionSpec, fmt: NumberFormat,
+                     hw: HardwareConfig) -> CoreParams:
+        """Parameters that are estimated, never generated: a full-attention layer (``spec``:
+        every key of N rows) that the estimate computes with the baselines' formulas. Every
+        check of :class:`CoreParams` holds except the two limits of Verilog generation, the
+        keys per row (``MAX_WINDOW``) and the K/V ring's bits (``MAX_KV_BUFFER_BITS``): no
+        Verilog of this core is ever written, and the estimate's arithmetic has no such bound.
+        What the estimate needs still holds: N within ``MAX_SEQ_LEN`` (``hw``), lanes that
+        divide head_dim, a number format whose widths hold a row of N keys. (A
+        :class:`~swatkit.rtl.SwatCore` of these parameters is refused.)"""
+        return _EstimateParams(spec, fmt, hw)
 
     @classmethod
     def of(cls, params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
@@ -199,6 +215,9 @@ class CoreParams:
             if fmt is not None or hw is not None:
                 raise TypeError("fmt and hw are the CoreParams' own; give them only with an "
                                 "AttentionSpec")
+            if not params.generated:
+                raise ValueError("these parameters are an estimate's (CoreParams.for_estimate): "
+                                 "a core is generated from CoreParams")
             return params
         return cls(params, fmt or NumberFormat(), hw or HardwareConfig())
 
@@ -594,3 +613,10 @@ class CoreParams:
             },
             "resources": self.resources(),
         }
+
+
+@dataclass(frozen=True)
+class _EstimateParams(CoreParams):
+    """:meth:`CoreParams.for_estimate`'s parameters: checked without the limits of generation."""
+
+    generated: ClassVar[bool] = False

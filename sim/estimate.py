@@ -74,7 +74,7 @@ from pathlib import Path
 import numpy as np
 
 from swatkit.golden import AttentionSpec
-from swatkit.rtl import CoreParams, HardwareConfig, LimitError
+from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.config import MAX_SEQ_LEN
 from swatkit.rtl.global_rows import global_rows_cycles, global_state_bits
 
@@ -612,27 +612,6 @@ def check_cores(cores) -> None:
                          f"holds far fewer), not {cores}")
 
 
-def _full_layer_params(spec: AttentionSpec, fmt, hw: HardwareConfig) -> CoreParams:
-    """The parameters of a full-attention layer (``spec``: every key of N rows). Such a layer is
-    estimated with the baselines' formulas (``flash``, or ``dense``), never generated as the
-    SWAT core, so the limits of Verilog generation (keys per row, the K/V ring's bits) do not
-    bound it: beyond them the checks of :class:`CoreParams` are skipped. What the estimate
-    itself needs still holds: N within ``MAX_SEQ_LEN`` (``HardwareConfig``), lanes that divide
-    head_dim, and a number format whose widths hold a row of N keys."""
-    try:
-        return CoreParams(spec, fmt, hw)
-    except LimitError as e:
-        if e.field not in ("window", "kv_buffer_bits"):
-            raise
-    p = object.__new__(CoreParams)   # (CoreParams is frozen: its fields are set as it does)
-    for name, value in (("spec", spec), ("fmt", fmt), ("hw", hw)):
-        object.__setattr__(p, name, value)
-    if spec.head_dim % hw.dim_lanes:
-        raise ValueError(f"dim_lanes ({hw.dim_lanes}) must divide head_dim ({spec.head_dim})")
-    _ = p.widths   # raises if the format cannot hold a row of N keys
-    return p
-
-
 def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, key_lanes: int = 8,
                    dim_lanes: int = 8, head_schedule: str = "serial", cores: int = 1,
                    clock_hz: float = 100e6, table: EnergyTable | None = None,
@@ -673,7 +652,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                 hw = HardwareConfig(key_lanes, dim_lanes, max_seq_len=max_n,
                                     max_global_tokens=max_global_tokens,
                                     max_dilation=max_dilation, global_engines=global_engines)
-                params[pattern, n] = (_full_layer_params(spec, fmt, hw)
+                params[pattern, n] = (CoreParams.for_estimate(spec, fmt, hw)
                                       if pattern.kind == "full" else CoreParams(spec, fmt, hw))
             except ValueError as e:
                 raise ModelError(f"model {model.name}, layer {indices[0]} "
