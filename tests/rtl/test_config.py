@@ -45,3 +45,46 @@ def test_from_dict_refuses_what_does_not_add_up():
         CoreParams.from_dict(bad)
     with pytest.raises(ValueError):   # a refused value, as the constructors refuse it
         CoreParams.from_dict({**record, "hardware": {**record["hardware"], "key_lanes": 0}})
+
+
+def test_the_swatkit_json_generate_writes_reads_back(tmp_path):
+    from swatkit.rtl.generate import generate
+
+    p = CoreParams(AttentionSpec(seq_len=32, head_dim=4, before=2, after=2, global_tokens=(0,)),
+                   NumberFormat(), HardwareConfig(key_lanes=1, dim_lanes=2, max_seq_len=32,
+                                                  max_global_tokens=2))
+    out = generate(p, out_dir=tmp_path)
+    assert CoreParams.from_dict(json.loads(out.config.read_text())) == p
+
+
+def test_of_passes_the_params_whole():
+    p = CONFIGS[1]
+    assert CoreParams.of(p) is p
+    assert CoreParams.of(p.spec, p.fmt, p.hw) == p
+    assert CoreParams.of(p.spec) == CoreParams(p.spec, NumberFormat(), HardwareConfig())
+    with pytest.raises(TypeError, match=r"^fmt and hw are the CoreParams' own; give them only "
+                                        r"with an AttentionSpec$"):
+        CoreParams.of(p, hw=p.hw)
+
+
+def test_estimate_params_skip_only_the_limits_of_generation():
+    from swatkit.rtl import LimitError, SwatCore
+    from swatkit.rtl.config import MAX_WINDOW
+
+    n = MAX_WINDOW + 1   # a full-attention layer of n rows: n keys per row
+    spec, hw = AttentionSpec(n, 64, n - 1, n - 1), HardwareConfig(max_seq_len=n)
+    with pytest.raises(LimitError) as info:
+        CoreParams(spec, NumberFormat(), hw)
+    assert info.value.field == "window"
+    p = CoreParams.for_estimate(spec, NumberFormat(), hw)
+    assert (p.spec, p.fmt, p.hw, p.generated) == (spec, NumberFormat(), hw, False)
+    assert p.max_keys == n
+    with pytest.raises(ValueError, match=r"^these parameters are an estimate's "
+                                         r"\(CoreParams.for_estimate\): a core is generated "
+                                         r"from CoreParams$"):
+        SwatCore(p)
+    with pytest.raises(ValueError, match=r"^dim_lanes \(7\) must divide head_dim \(64\)$"):
+        CoreParams.for_estimate(spec, NumberFormat(), hw.replace(dim_lanes=7))
+    with pytest.raises(LimitError) as info:   # (a limit of the estimate's own: N)
+        CoreParams.for_estimate(spec.replace(head_dim=2048), NumberFormat(), hw)
+    assert info.value.field == "head_dim"

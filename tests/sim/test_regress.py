@@ -201,6 +201,24 @@ def test_cases_are_checked():
     assert isinstance(b.params, CoreParams)
 
 
+def test_a_build_holds_its_core_params():
+    """A build is its CoreParams, checked once: its fields are read from it, never rebuilt, and
+    a build of the form it holds keeps the very object."""
+    b = FAST[0].build
+    assert b.params is b.params and b.fmt is b.params.fmt and b.hardware is b.params.hw
+    assert (b.head_dim, b.before, b.after, b.key_lanes, b.max_seq_len) == (
+        b.params.spec.head_dim, b.params.spec.before, b.params.spec.after,
+        b.params.hw.key_lanes, b.params.hw.max_seq_len)
+    same = Build.from_params("y", b.params)
+    assert same.params is b.params
+    with pytest.raises(TypeError, match=r"^x: give a Build its CoreParams or the keywords of "
+                                        r"its shape, one of them$"):
+        Build("x", b.params, head_dim=8)
+    with pytest.raises(TypeError, match=r"^x: give a Build its CoreParams or the keywords of "
+                                        r"its shape, one of them$"):
+        Build("x")
+
+
 # -- swatkit regress -----------------------------------------------------------------------------
 
 
