@@ -20,6 +20,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
 from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.golden.checks import ConfigTypeError, ConfigValueError
 from swatkit.toml_text import dumps
 from swatkit.version import __version__
 
@@ -221,13 +222,15 @@ def check_target(name: str = "swat_core", dsp: str = "generic", interface: str =
     field."""
     for field, value in (("name", name), ("dsp", dsp), ("interface", interface)):
         if not isinstance(value, str):
-            raise TypeError(f"{field} must be a string, not {value!r}")
+            raise ConfigTypeError(f"{field} must be a string, not {value!r}", field)
     if not name.isidentifier() or not name.isascii() or name in VERILOG_KEYWORDS:
-        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
+        raise ConfigValueError(f"name must be a Verilog identifier, not {name!r}", "name")
     if dsp not in DSP_TARGETS:
-        raise ValueError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {dsp!r}")
+        raise ConfigValueError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {dsp!r}",
+                               "dsp")
     if interface not in INTERFACES:
-        raise ValueError(f"interface must be one of {', '.join(INTERFACES)}, not {interface!r}")
+        raise ConfigValueError(f"interface must be one of {', '.join(INTERFACES)}, not "
+                               f"{interface!r}", "interface")
 
 
 def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,

@@ -74,6 +74,7 @@ from pathlib import Path
 import numpy as np
 
 from swatkit.golden import AttentionSpec
+from swatkit.golden.checks import check_int
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.config import MAX_SEQ_LEN
 from swatkit.rtl.global_rows import global_rows_cycles, global_state_bits
@@ -193,7 +194,7 @@ class Tiles:
 
     def __post_init__(self):
         for name, value in (("tile_q", self.q), ("tile_k", self.k)):
-            _check_count(name, value)
+            check_int(name, value, 1)
             if value > MAX_SEQ_LEN:
                 raise ValueError(f"{name} must be at most {MAX_SEQ_LEN} (no sequence is longer), "
                                  f"not {value}")
@@ -597,16 +598,9 @@ def _job(p: CoreParams, n: int, dataflow: str, group: int, bw: float, tiles: Til
     return head_cycles(p, n, dataflow, acts, bw), acts, glob
 
 
-def _check_count(name: str, value, lo: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be a positive integer, not {value}")
-
-
 def check_cores(cores) -> None:
     """``cores``: 1..``MAX_CORES`` (``TypeError``/``ValueError`` naming it)."""
-    _check_count("cores", cores)
+    check_int("cores", cores, 1)
     if cores > MAX_CORES:
         raise ValueError(f"cores must be at most {MAX_CORES} (a practical limit: one device "
                          f"holds far fewer), not {cores}")

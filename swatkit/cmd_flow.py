@@ -22,6 +22,7 @@ from swatkit.options import (
     UsageError,
     add_hardware_options,
     add_workload_options,
+    command_error,
     connect_scheduler,
     core_params,
     resolve,
@@ -187,8 +188,7 @@ def flow_config(args, first, board):
         return FlowConfig(board, params, rows, own.get("seed", 1), own.get("clock_mhz"),
                           mode, own.get("abc"), nextpnr), r
     except (TypeError, ValueError) as e:
-        field, _, rest = str(e).partition(" ")
-        raise UsageError(f"{r.label(field)} {rest}") from None
+        raise command_error(e, r) from None
 
 
 def parse_points(text: str) -> list[tuple[int, int]]:

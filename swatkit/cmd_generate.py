@@ -22,6 +22,7 @@ from swatkit.options import (
     UsageError,
     add_hardware_options,
     add_workload_options,
+    command_error,
     core_params,
     resolve,
     warn,
@@ -69,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_target(**target)
     except (TypeError, ValueError) as e:  # "name must be a Verilog identifier, not ..."
-        field, _, rest = str(e).partition(" ")
-        raise UsageError(f"{r.label(field)} {rest}") from None
+        raise command_error(e, r) from None
     if args.print_config:
         sys.stdout.write(dumps({**params.config_tables(), "generate": target}))
         return 0

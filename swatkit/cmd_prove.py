@@ -124,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         formal.check_size(params)
     except ValueError as e:  # "head_dim 8 is too big ..." -> "--head-dim 8 is too big ..."
-        message = str(e).replace("max_seq_len", "seq_len", 1)
-        raise option_error(ValueError(message), {}) from None
+        raise option_error(e, {"max_seq_len": "--seq-len"}) from None
 
     if args.cover_depth is None:
         args.cover_depth = formal.default_cover_depth(params)

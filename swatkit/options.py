@@ -49,6 +49,7 @@ __all__ = [
     "add_workload_options",
     "check_int_option",
     "check_output_file",
+    "command_error",
     "core_params",
     "limit_error",
     "parse_lengths",
@@ -519,26 +520,41 @@ def limit_error(error, resolved: Resolved) -> UsageError:
 
 
 def option_error(error: Exception, names: dict) -> UsageError:
-    """Turn a library message, which starts with a field name, into one naming the option."""
+    """A configuration error of the spec, format or hardware objects as one naming what the
+    user typed for its field (:attr:`~swatkit.golden.checks.ConfigError.field`; ``names``:
+    :attr:`Resolved.names`, else the option); an error about no one field keeps its message."""
+    field = getattr(error, "field", None)
+    key = FIELD_KEYS.get(field, field)   # BigBird's fields as the spec names them
+    return _labelled(error, field, (names.get(key) or ALL_OPTIONS.get(key)) if key else None,
+                     names if key in FIELD_KEYS.values() else None)
+
+
+def command_error(error: Exception, resolved: Resolved) -> UsageError:
+    """A configuration error of a command's own table (``[generate]``, ``[flow]``: its
+    :attr:`~swatkit.golden.checks.ConfigError.field`) as one naming what the user typed."""
+    field = getattr(error, "field", None)
+    return _labelled(error, field, resolved.label(field) if field else None)
+
+
+def _labelled(error: Exception, field: str | None, label: str | None,
+              names: dict | None = None) -> UsageError:
+    """The message with its field's ``label`` in the place of the field's name ("--head-dim
+    must be ..."), or before it ("--global-tokens: global token 40 is outside ...");
+    ``names``: the other fields a BigBird message names (``seq_len``, ``block_size``) as the
+    user named them too."""
     message = str(error)
-    field, _, rest = message.partition(" ")
-    key = "global_tokens" if field == "global" else field  # "global token 40 is outside ..."
-    key = FIELD_KEYS.get(key, key)   # BigBird's fields as the spec names them
-    if key.startswith(("random_table[", "explicit_random_table[")):
-        # "random_table[2, 0] = 3 is inside the window of query block 3 (blocks 2..4)"
-        key, message = "random_table", "random_table" + message[message.index("["):]
-    label = names.get(key) or ALL_OPTIONS.get(key)
     if label is None:
         return UsageError(message)
-    if key == "random_table" and not message.startswith("random_table "):
+    if message.startswith(f"{field}["):   # "random_table[2, 0] = 3 is inside the window ..."
+        return UsageError(f"{label}: random_table{message[len(field):]}")
+    if not message.startswith(f"{field} "):
         return UsageError(f"{label}: {message}")
-    if key in FIELD_KEYS.values():   # and the other fields it names, as the user named them
-        seq_len = names.get("seq_len") or ALL_OPTIONS["seq_len"]
-        block = names.get("bigbird_block") or ALL_OPTIONS["bigbird_block"]
-        rest = rest.replace("seq_len", seq_len).replace("block_size", block)
-        if field != key:
-            return UsageError(f"{label} {rest}")
-    return UsageError(f"{label} {rest}" if key == field else f"{label}: {message}")
+    rest = message[len(field) + 1:]
+    if names is not None:
+        rest = (rest.replace("seq_len", names.get("seq_len") or ALL_OPTIONS["seq_len"])
+                .replace("block_size", names.get("bigbird_block")
+                         or ALL_OPTIONS["bigbird_block"]))
+    return UsageError(f"{label} {rest}")
 
 
 # -- what a configuration wastes --------------------------------------------------------------

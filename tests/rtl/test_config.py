@@ -68,7 +68,7 @@ def test_of_passes_the_params_whole():
 
 
 def test_estimate_params_skip_only_the_limits_of_generation():
-    from swatkit.rtl import LimitError, SwatCore
+    from swatkit.rtl import LimitError
     from swatkit.rtl.config import MAX_WINDOW
 
     n = MAX_WINDOW + 1   # a full-attention layer of n rows: n keys per row
@@ -82,7 +82,7 @@ def test_estimate_params_skip_only_the_limits_of_generation():
     with pytest.raises(ValueError, match=r"^these parameters are an estimate's "
                                          r"\(CoreParams.for_estimate\): a core is generated "
                                          r"from CoreParams$"):
-        SwatCore(p)
+        CoreParams.of(p)   # (what SwatCore, AxisSwatCore and generate take their params by)
     with pytest.raises(ValueError, match=r"^dim_lanes \(7\) must divide head_dim \(64\)$"):
         CoreParams.for_estimate(spec, NumberFormat(), hw.replace(dim_lanes=7))
     with pytest.raises(LimitError) as info:   # (a limit of the estimate's own: N)
