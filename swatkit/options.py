@@ -299,14 +299,16 @@ def _load_config(path: Path) -> dict:
 
 
 def resolve(args: argparse.Namespace, command: str | None = None, *,
-            lengths: list[int] | None = None) -> Resolved:
+            lengths: list[int] | None = None, defaults: dict | None = None) -> Resolved:
     """Merge defaults, ``--config`` and options into a spec, a format and hardware fields.
 
     ``command`` (``"generate"``, ``"flow"``) also resolves that command's table into
     :attr:`Resolved.command`. With ``lengths`` (the default lengths of a command that sweeps
     N), ``seq_len`` may be a list of lengths (the option's ``parse_lengths``; in the file an
     integer, a list or a range string): :attr:`Resolved.lengths` holds them, and the spec takes
-    the largest.
+    the largest. ``defaults``: a layer of values (keys of the tables, e.g. a board's default
+    core, or the tiny core ``prove`` proves) between the built-in defaults and ``--config``
+    (:func:`_apply_defaults`); its values are not in :attr:`Resolved.sources`.
     """
     path = getattr(args, "config", None)
     config = _load_config(path) if path else {}
@@ -330,6 +332,9 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
                 values[key] = config[table][key]
                 names[key] = f"[{table}] {key} in {path}"
                 sources[key] = "config"
+
+    if defaults:
+        _apply_defaults(values, names, defaults)
 
     def fail(key, message):
         raise UsageError(f"{names.get(key, key)} {message}")
@@ -384,6 +389,35 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
     return Resolved(spec, fmt, hardware, sources, names, own,
                     all_lengths or (spec.seq_len,))
+
+
+def _apply_defaults(values: dict, names: dict, defaults: dict) -> None:
+    """Fill ``values`` (what the options and the config file give; ``names``: their labels,
+    the option's for a value of the layer) from the layer ``defaults``
+    below them, by the rules of the window group: the user's window (any of its keys) replaces
+    the layer's, a BigBird pattern replaces its window, dilation and global tokens, a window
+    key its BigBird pattern. The layer's window is a number of keys for either kind: a user
+    who chooses the kind alone (``--causal``) gets the layer's size of that kind, a causal
+    window ``attention_window + 1`` keys unless the layer gives its ``sliding_window``."""
+    layer = dict(defaults)
+    if "attention_window" in layer:
+        layer.setdefault("sliding_window", layer["attention_window"] + 1)
+    window_given = any(k in values for k in WINDOW_KEYS)
+    band_given = any(k in values and values[k] is not False for k in BAND_KEYS)
+    bigbird_given = any(k in values for k in BIGBIRD_KEYS)
+    causal = values.get("causal", False if window_given else layer.get("causal", False))
+    for key, value in layer.items():
+        if key in values or (key in BAND_KEYS and bigbird_given) or (
+                key in BIGBIRD_KEYS and band_given):
+            continue
+        if key == "causal" and window_given:
+            continue
+        if key in ("attention_window", "sliding_window") and (
+                "attention_window" in values or "sliding_window" in values
+                or (key == "sliding_window") != causal):
+            continue
+        values[key] = value
+        names[key] = ALL_OPTIONS.get(key) or COMMAND_LABELS.get(key, key)
 
 
 def _bigbird(spec_args: dict, values: dict, names: dict, lengths: tuple[int, ...]):
