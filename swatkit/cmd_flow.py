@@ -142,7 +142,8 @@ def resolve_with_board(args, board):
     layer of :func:`~swatkit.options.resolve`) < --config < options. A causal window without a
     length gets the board's number of keys (not the 4096 of a Mistral head, which no small
     device holds)."""
-    return resolve(args, "flow", defaults=board.defaults)
+    window = board.defaults["attention_window"]   # (keys: window + 1, of either kind)
+    return resolve(args, "flow", defaults={**board.defaults, "sliding_window": window + 1})
 
 
 def flow_config(args, board):

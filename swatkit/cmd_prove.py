@@ -99,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
             if name not in formal.PROPERTIES:
                 raise UsageError(f"--property must be among {', '.join(formal.PROPERTIES)}, "
                                  f"not {name!r}")
-    # the tiny core, a layer below --config and the options (a causal window: PROVE_WINDOW + 1
-    # keys)
-    r = resolve(args, defaults={**PROVE_DEFAULTS, "attention_window": PROVE_WINDOW})
+    # the tiny core, a layer below --config and the options (either kind of window:
+    # PROVE_WINDOW + 1 keys)
+    r = resolve(args, defaults={**PROVE_DEFAULTS, "attention_window": PROVE_WINDOW,
+                                "sliding_window": PROVE_WINDOW + 1})
     params = core_params(r, r.spec.seq_len)
     try:
         formal.check_size(params)

@@ -396,12 +396,11 @@ def _apply_defaults(values: dict, names: dict, defaults: dict) -> None:
     the option's for a value of the layer) from the layer ``defaults``
     below them, by the rules of the window group: the user's window (any of its keys) replaces
     the layer's, a BigBird pattern replaces its window, dilation and global tokens, a window
-    key its BigBird pattern. The layer's window is a number of keys for either kind: a user
-    who chooses the kind alone (``--causal``) gets the layer's size of that kind, a causal
-    window ``attention_window + 1`` keys unless the layer gives its ``sliding_window``."""
+    key its BigBird pattern. The layer's window may give a size for each kind
+    (``attention_window``, ``sliding_window``) and a kind (``causal``): a user who chooses the
+    kind alone (``--causal``, ``--no-causal``) gets the layer's size of that kind, if it has
+    one."""
     layer = dict(defaults)
-    if "attention_window" in layer:
-        layer.setdefault("sliding_window", layer["attention_window"] + 1)
     window_given = any(k in values for k in WINDOW_KEYS)
     band_given = any(k in values and values[k] is not False for k in BAND_KEYS)
     bigbird_given = any(k in values for k in BIGBIRD_KEYS)

@@ -370,7 +370,8 @@ def parse_over(layer, *argv):
     return resolve(parser.parse_args(list(argv)), defaults=layer)
 
 
-BOARDISH = {"head_dim": 8, "attention_window": 8, "seq_len": 1024, "key_lanes": 1}
+BOARDISH = {"head_dim": 8, "attention_window": 8, "sliding_window": 9, "seq_len": 1024,
+            "key_lanes": 1}
 
 
 def test_a_defaults_layer_lies_between_the_built_in_defaults_and_the_user(tmp_path):
@@ -399,6 +400,10 @@ def test_a_defaults_layer_lies_between_the_built_in_defaults_and_the_user(tmp_pa
         64, 8, 2, 1)
     with pytest.raises(UsageError, match=r"^--head-dim must be a positive integer, not 0$"):
         parse_over({**BOARDISH, "head_dim": 0})
+    # a layer of one kind (a flow's causal core) gives no size to the other kind
+    flow = {"causal": True, "sliding_window": 33}
+    assert parse_over(flow).spec == AttentionSpec.causal(4096, 64, 33)
+    assert parse_over(flow, "--no-causal").spec == AttentionSpec.longformer(4096, 64)
 
 
 def test_flow_and_prove_take_a_causal_window_from_the_config_file(tmp_path, capsys):
