@@ -64,6 +64,9 @@ class LimitError(ConfigValueError):
         self.value, self.limit, self.what = value, limit, what
         super().__init__(f"{field} must be at most {limit} ({what}), not {value}", field)
 
+    def __reduce__(self):   # (pickled whole: it crosses into and out of worker processes)
+        return type(self), (self.field, self.value, self.limit, self.what)
+
 
 @dataclass(frozen=True)
 class HardwareConfig:

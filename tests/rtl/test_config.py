@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from swatkit.golden import AttentionSpec, NumberFormat
@@ -88,3 +89,37 @@ def test_estimate_params_skip_only_the_limits_of_generation():
     with pytest.raises(LimitError) as info:   # (a limit of the estimate's own: N)
         CoreParams.for_estimate(spec.replace(head_dim=2048), NumberFormat(), hw)
     assert info.value.field == "head_dim"
+
+
+def test_configuration_errors_carry_their_field_through_pickling():
+    """A configuration error names its field (``error.field``), also after a trip to a worker
+    process and back."""
+    import pickle
+
+    from swatkit.golden.checks import ConfigTypeError, ConfigValueError
+    from swatkit.rtl import LimitError
+
+    cases = [(lambda: HardwareConfig(key_lanes=0), ConfigValueError, "key_lanes",
+              "key_lanes must be an integer in 1..64, not 0"),
+             (lambda: HardwareConfig(max_seq_len=0), ConfigValueError, "max_seq_len",
+              "max_seq_len must be a positive integer, not 0"),
+             (lambda: HardwareConfig(dim_lanes="8"), ConfigTypeError, "dim_lanes",
+              "dim_lanes must be an integer, not '8'"),
+             (lambda: NumberFormat(scale_q=0.0), ConfigValueError, "scale_q",
+              "scale_q must be a positive finite number, not 0.0"),
+             (lambda: AttentionSpec(8, 4, 1, 1, global_tokens=(9,)), ConfigValueError,
+              "global_tokens", "global token 9 is outside the sequence [0, 8)"),
+             (lambda: CoreParams(AttentionSpec(8, 4, 1, 1), NumberFormat(),
+                                 HardwareConfig(key_lanes=1, dim_lanes=3, max_seq_len=8)),
+              ConfigValueError, "dim_lanes", "dim_lanes (3) must divide head_dim (4)"),
+             (lambda: CoreParams(AttentionSpec(8, 2048, 1, 1), NumberFormat(),
+                                 HardwareConfig(max_seq_len=8)), LimitError, "head_dim",
+              "head_dim must be at most 1024 (the practical limit of Verilog generation), "
+              "not 2048")]
+    for make, kind, field, message in cases:
+        with pytest.raises(kind) as info:
+            make()
+        for error in (info.value, pickle.loads(pickle.dumps(info.value))):
+            assert (type(error), error.field, str(error)) == (kind, field, message)
+    # (a NumPy integer is an integer; the object keeps a Python int)
+    assert type(HardwareConfig(key_lanes=np.int64(2)).key_lanes) is int
