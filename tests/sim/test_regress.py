@@ -297,6 +297,15 @@ def test_own_cases_size_the_harness_for_every_run(tmp_path, argv, globals_per_ru
         assert case.build.harness_depth >= runs * (longest + globals_per_run)
 
 
+def test_own_build_is_the_core_the_options_describe(tmp_path):
+    """The build holds the command's CoreParams whole: a field the matrix's shape does not
+    name (``--global-engines``) is the user's, not dropped for the default."""
+    (case, *_) = _own(tmp_path, "--bigbird", "8", "--random-blocks", "1", "--seq-len", "512",
+                      "--head-dim", "8", "--key-lanes", "2", "--dim-lanes", "4",
+                      "--global-engines", "1")
+    assert case.build.params.hw.global_engines == 1 == case.build.params.global_engines
+
+
 def test_own_lengths_share_a_build(tmp_path):
     """N and the number of runs are run-time: lengths and run counts within one power of two
     resolve to one build (one cache key: no rebuild), a larger one to the next; N above the
