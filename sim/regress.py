@@ -54,6 +54,7 @@ __all__ = [
     "BuildInfo",
     "Case",
     "CaseResult",
+    "build_params",
     "build_root",
     "cached_build",
     "clocked_top",
@@ -64,6 +65,7 @@ __all__ = [
     "read_result",
     "run_bench",
     "run_case",
+    "shape_params",
     "tool_versions",
     "verilator_command",
 ]
