@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from swatkit.golden.checks import ConfigTypeError, ConfigValueError, check_int
 from swatkit.rtl import CoreParams
 from swatkit.support.version import __version__
 
@@ -171,37 +172,36 @@ class FlowConfig:
 
     def __post_init__(self):
         if self.selftest not in MODES:
-            raise ValueError(f"selftest must be one of {', '.join(MODES)}, not {self.selftest!r}")
+            raise ConfigValueError(f"selftest must be one of {', '.join(MODES)}, not "
+                                   f"{self.selftest!r}", "selftest")
         if self.abc is not None and self.abc not in LUT_MAPPERS:
-            raise ValueError(f"abc must be one of {', '.join(LUT_MAPPERS)}, not {self.abc!r}")
+            raise ConfigValueError(f"abc must be one of {', '.join(LUT_MAPPERS)}, not "
+                                   f"{self.abc!r}", "abc")
         if self.lut_mapping == "abc" and self.board.family != "ecp5":
-            raise ValueError(f"abc 'abc' is for ECP5 boards only, not {self.board.name}")
+            raise ConfigValueError(f"abc 'abc' is for ECP5 boards only, not {self.board.name}",
+                                   "abc")
         opts = self.nextpnr_args if self.nextpnr_options is None else self.nextpnr_options
         if not isinstance(opts, tuple) or not all(isinstance(o, str) for o in opts):
-            raise TypeError(f"nextpnr_options must be a tuple of strings, not {opts!r}")
+            raise ConfigTypeError(f"nextpnr_options must be a tuple of strings, not {opts!r}",
+                                  "nextpnr_options")
         for opt in opts:
             if not _SHELL_SAFE.fullmatch(opt):
-                raise ValueError(f"nextpnr_options must be plain words (letters, digits and "
-                                 f"_.,=+:/@%-), not {opt!r}")
+                raise ConfigValueError(f"nextpnr_options must be plain words (letters, digits "
+                                       f"and _.,=+:/@%-), not {opt!r}", "nextpnr_options")
             if opt.split("=")[0] in FLOW_NEXTPNR_OPTIONS:
-                raise ValueError(f"nextpnr_options must not set {opt.split('=')[0]} "
-                                 "(the flow sets it)")
+                raise ConfigValueError(f"nextpnr_options must not set {opt.split('=')[0]} "
+                                       "(the flow sets it)", "nextpnr_options")
         limit = min(self.params.hw.max_seq_len,
                     MAX_TEST_ROWS if self.selftest == "rom" else MAX_LFSR_ROWS)
-        if isinstance(self.test_rows, bool) or not isinstance(self.test_rows, int):
-            raise TypeError(f"test_rows must be an integer, not {self.test_rows!r}")
-        if not 1 <= self.test_rows <= limit:
-            raise ValueError(f"test_rows must be an integer in 1..{limit}, not {self.test_rows}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"seed must be an integer, not {self.seed!r}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, not {self.seed}")
+        check_int("test_rows", self.test_rows, 1, limit)
+        check_int("seed", self.seed, 0)
         clock = self.clock_mhz
         if clock is not None:
             if isinstance(clock, bool) or not isinstance(clock, int | float):
-                raise TypeError(f"clock_mhz must be a number, not {clock!r}")
+                raise ConfigTypeError(f"clock_mhz must be a number, not {clock!r}", "clock_mhz")
             if not (math.isfinite(clock) and 0 < clock <= 1000):
-                raise ValueError(f"clock_mhz must be a number in (0, 1000], not {clock!r}")
+                raise ConfigValueError(f"clock_mhz must be a number in (0, 1000], not "
+                                       f"{clock!r}", "clock_mhz")
 
     @property
     def lut_mapping(self) -> str:
@@ -273,7 +273,7 @@ def top(config: FlowConfig, vectors: Vectors | None = None) -> BoardTop:
     b, p = config.board, config.params
     vectors = vectors or vectors_of(config)
     divisor = round(b.clock_hz / BAUD) if b.uart else None
-    selftest = SelfTest(p.spec, p.fmt, p.hw, vectors, mode=config.selftest,
+    selftest = SelfTest(p, vectors, mode=config.selftest,
                         uart_divisor=divisor, rom_style=b.rom_style)
     return BoardTop(selftest, leds=b.leds, uart=b.uart, clock_hz=b.clock_hz)
 
@@ -283,7 +283,7 @@ def simulation_selftest(config: FlowConfig, vectors: Vectors | None = None) -> S
     mode and vectors (from its seed unless given), with a UART of ``SIM_UART_DIVISOR`` cycles
     per bit, so that the result line takes few simulated cycles."""
     p = config.params
-    return SelfTest(p.spec, p.fmt, p.hw, vectors or vectors_of(config), mode=config.selftest,
+    return SelfTest(p, vectors or vectors_of(config), mode=config.selftest,
                     uart_divisor=SIM_UART_DIVISOR)
 
 

@@ -134,13 +134,8 @@ def _params(path, report: dict):
         unknown = sorted(set(record) - {f.name for f in fields(kind)})
         if unknown:
             raise ReportError(f"{path}: {name} has an unknown field {unknown[0]!r}")
-    spec = dict(records["spec"])
-    tokens = spec.get("global_tokens", ())
-    if isinstance(tokens, list):   # (JSON has no tuples: a list is the record's own type)
-        spec["global_tokens"] = tuple(tokens)
     try:
-        return CoreParams(AttentionSpec(**spec), NumberFormat(**records["format"]),
-                          HardwareConfig(**records["hardware"]))
+        return CoreParams.from_dict(records)
     except (TypeError, ValueError) as e:
         raise ReportError(f"{path}: its spec, format and hardware records make no core: "
                           f"{e}") from None

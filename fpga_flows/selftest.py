@@ -46,9 +46,9 @@ from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, Value
 from amaranth.lib import enum, io, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
+from swatkit.golden import fixed_point_attention
 from swatkit.golden.numerics import clog2
-from swatkit.rtl import CoreParams, HardwareConfig, SwatCore, core_layouts
+from swatkit.rtl import CoreParams, SwatCore, core_layouts
 from swatkit.rtl.core import command
 from swatkit.rtl.harness import SwatHarness
 from swatkit.rtl.lfsr import lfsr_bits, lfsr_step_hdl
@@ -378,8 +378,8 @@ class SelfTest(wiring.Component):
 
     Parameters
     ----------
-    spec, fmt, hw :
-        The core's configuration (see :class:`~swatkit.rtl.SwatCore`).
+    params : CoreParams
+        The core's configuration, handed down whole (see :class:`~swatkit.rtl.SwatCore`).
     vectors : Vectors
         Inputs and expected output; ``vectors.rows`` is the ``seq_len`` of the run. In LFSR
         mode only ``rows``, ``seed`` and ``crc`` are used (:func:`make_lfsr_vectors`): the
@@ -421,12 +421,14 @@ class SelfTest(wiring.Component):
         unknown mode, LFSR-mode vectors without a seed or CRC.
     """
 
-    def __init__(self, spec: AttentionSpec, fmt: NumberFormat | None, hw: HardwareConfig | None,
-                 vectors: Vectors, *, mode: str = "rom", uart_divisor: int | None = None,
+    def __init__(self, params: CoreParams, vectors: Vectors, *, mode: str = "rom",
+                 uart_divisor: int | None = None,
                  timeout: int | None = None, rom_style: str | None = "block",
                  fault: tuple[int, int] | None = None):
         self._MustUse__silence = True  # until the arguments are checked
-        p = self.params = CoreParams(spec, fmt or NumberFormat(), hw or HardwareConfig())
+        if not isinstance(params, CoreParams):
+            raise TypeError(f"params must be a CoreParams, not {params!r}")
+        p = self.params = params
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         shape = (vectors.rows, p.spec.head_dim)
@@ -441,7 +443,7 @@ class SelfTest(wiring.Component):
             raise ValueError("LFSR mode needs vectors with a seed and a CRC "
                              "(make_lfsr_vectors)")
         self._MustUse__silence = False
-        self.core = SwatCore(p.spec, p.fmt, p.hw)
+        self.core = SwatCore(p)
         self.vectors, self.mode, self.rom_style, self.fault = vectors, mode, rom_style, fault
         self.uart = None if uart_divisor is None else UARTTx(uart_divisor)
         self.timeout = timeout if timeout is not None else (

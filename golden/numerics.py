@@ -37,6 +37,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from .checks import ConfigTypeError, ConfigValueError, check_int
+
 __all__ = [
     "NumberFormat",
     "SoftmaxConstant",
@@ -52,13 +54,6 @@ def clog2(n: int) -> int:
     return max(0, (int(n) - 1).bit_length())
 
 
-def _check_bits(name: str, value, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value}")
-
-
 # Fraction bits of the softmax constant C: beyond these, a score step moves a probability by
 # less than 2^-(64 - const_bits) of its range (and the shifts of the datapath grow with them)
 MAX_CONST_FRAC_BITS = 64
@@ -66,9 +61,9 @@ MAX_CONST_FRAC_BITS = 64
 
 def _check_scale(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a real number, not {value!r}")
+        raise ConfigTypeError(f"{name} must be a real number, not {value!r}", name)
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, not {value!r}")
+        raise ConfigValueError(f"{name} must be a positive finite number, not {value!r}", name)
 
 
 def round_half_away(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -87,7 +82,7 @@ def quantize(x, scale: float, bits: int) -> np.ndarray:
     """Real values to signed ``bits``-bit integers: ``round_half_away(x / scale)``, saturated to
     the symmetric range ``±(2**(bits-1) − 1)``."""
     _check_scale("scale", scale)
-    _check_bits("bits", bits, 2, 32)
+    check_int("bits", bits, 2, 32)
     y = np.asarray(x, dtype=np.float64) / scale
     if not np.all(np.isfinite(y)):
         raise ValueError("quantize: input contains NaN or infinity")
@@ -191,7 +186,7 @@ class NumberFormat:
 
     def __post_init__(self):
         for name, (lo, hi) in self.LIMITS.items():
-            _check_bits(name, getattr(self, name), lo, hi)
+            object.__setattr__(self, name, check_int(name, getattr(self, name), lo, hi))
         for name in ("scale_q", "scale_k", "scale_v"):
             _check_scale(name, getattr(self, name))
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -237,7 +232,7 @@ class NumberFormat:
         frac = (self.const_bits - 1 - math.floor(math.log2(real)) if real > 0
                 else MAX_CONST_FRAC_BITS + 1)
         if frac > MAX_CONST_FRAC_BITS:  # (the product of two tiny scales may even be 0.0)
-            raise ValueError(
+            raise ConfigValueError(
                 f"scale_q·scale_k/sqrt(head_dim) = {real / math.log2(math.e):.6g} is too small: "
                 f"the softmax constant would need more than {MAX_CONST_FRAC_BITS} fraction bits")
         value = round(real * 2.0 ** frac)
@@ -246,7 +241,7 @@ class NumberFormat:
             value = round(real * 2.0 ** frac)
         shift = frac - self.exp_frac_bits
         if shift < 1:
-            raise ValueError(
+            raise ConfigValueError(
                 f"scale_q·scale_k/sqrt(head_dim) = {real / math.log2(math.e):.6g} is too large: "
                 "one score step would span more than the whole probability range")
         # D·value >= (prob_bits + 1)·2^frac  ⇒  x >= (prob_bits + 1)·2^F  ⇒  p = 0
@@ -365,7 +360,7 @@ class NumberFormat:
         assert (max_abs_q << f) <= 2 ** (w.quotient - 1)  # |o| <= max|v|: a convex combination
         widest = max(w.exp_arg, w.sum, w.acc + f + 1)
         if widest > 63:
-            raise ValueError(
+            raise ConfigValueError(
                 f"this format needs {widest}-bit intermediates for rows of {keys} keys; "
                 "at most 63 are supported")
         return w

@@ -72,15 +72,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .checks import ConfigTypeError, ConfigValueError, check_int
+
 __all__ = ["AttentionSpec", "BandKeys", "BlockSlots", "random_block_table"]
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < minimum:
-        qualifier = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{name} must be a {qualifier} integer, not {value}")
 
 
 class BandKeys(NamedTuple):
@@ -162,9 +156,9 @@ def random_block_table(num_blocks: int, num_random_blocks: int, seed: int) -> np
     ValueError
         An argument is negative, or a row has fewer than ``r`` candidates.
     """
-    _check_int("num_blocks", num_blocks, 1)
-    _check_int("num_random_blocks", num_random_blocks, 0)
-    _check_int("seed", seed, 0)
+    check_int("num_blocks", num_blocks, 1)
+    check_int("num_random_blocks", num_random_blocks, 0)
+    check_int("seed", seed, 0)
     nb, r = int(num_blocks), int(num_random_blocks)
     table = np.zeros((max(0, nb - 2), r), dtype=np.int64)
     if not table.size:
@@ -192,10 +186,10 @@ def _check_random_blocks(name: str, nb: int, r: int, block_size: int | None = No
     if r > available:
         need = (f"; with block_size {block_size}, {r} random blocks need seq_len >= "
                 f"{block_size * (r + 5)}" if block_size else "")
-        raise ValueError(
+        raise ConfigValueError(
             f"{name} {r} is more than the {available} key blocks available to query block {i} "
             f"of {nb} (random blocks avoid blocks 0 and {nb - 1} and the window "
-            f"{i - 1}..{i + 1}){need}")
+            f"{i - 1}..{i + 1}){need}", name)
 
 
 def _check_random_table(name: str, table, nb: int, r: int) -> np.ndarray:
@@ -203,19 +197,20 @@ def _check_random_table(name: str, table, nb: int, r: int) -> np.ndarray:
     a key block in ``[0, nb)``. A global or window block, or a block twice in a row, is legal:
     it counts once per slot (Hugging Face's tables have them; the module docstring)."""
     if isinstance(table, str | bytes):
-        raise TypeError(f"{name} must be an array of integers, not {table!r}")
+        raise ConfigTypeError(f"{name} must be an array of integers, not {table!r}", name)
     try:
         arr = np.asarray(table)
     except ValueError:
-        raise ValueError(f"{name} must be a rectangular array of integers") from None
+        raise ConfigValueError(f"{name} must be a rectangular array of integers",
+                               name) from None
     if arr.size and (arr.dtype.kind not in "iu"):
-        raise TypeError(f"{name} must be an array of integers, not {arr.dtype}")
+        raise ConfigTypeError(f"{name} must be an array of integers, not {arr.dtype}", name)
     shape = (max(0, nb - 2), r)
     if arr.shape == (0,) and shape[0] == 0:
         arr = arr.reshape(shape)
     if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (query blocks 1..{nb - 2} × "
-                         f"num_random_blocks), not {arr.shape}")
+        raise ConfigValueError(f"{name} must have shape {shape} (query blocks 1..{nb - 2} × "
+                               f"num_random_blocks), not {arr.shape}", name)
     if not arr.size:
         return np.zeros(shape, dtype=np.int64)
     given = arr
@@ -224,8 +219,8 @@ def _check_random_table(name: str, table, nb: int, r: int) -> np.ndarray:
     outside = (arr < 0) | (arr >= nb)
     if outside.any():
         t, c = np.unravel_index(np.argmax(outside), outside.shape)
-        raise ValueError(f"{name}[{t}, {c}] = {int(given[t, c])} is outside the key blocks "
-                         f"[0, {nb})")
+        raise ConfigValueError(f"{name}[{t}, {c}] = {int(given[t, c])} is outside the key "
+                               f"blocks [0, {nb})", name)
     return arr
 
 
@@ -297,63 +292,72 @@ class AttentionSpec:
     sink_tokens: int = 0
 
     def __post_init__(self):
-        _check_int("seq_len", self.seq_len, 1)
-        _check_int("head_dim", self.head_dim, 1)
-        _check_int("before", self.before, 0)
-        _check_int("after", self.after, 0)
-        _check_int("dilation", self.dilation, 1)
+        check_int("seq_len", self.seq_len, 1)
+        check_int("head_dim", self.head_dim, 1)
+        check_int("before", self.before, 0)
+        check_int("after", self.after, 0)
+        check_int("dilation", self.dilation, 1)
         tokens = self.global_tokens
         if isinstance(tokens, str) or not isinstance(tokens, tuple | list):
-            raise TypeError(f"global_tokens must be a tuple of integers, not {tokens!r}")
+            raise ConfigTypeError(f"global_tokens must be a tuple of integers, not {tokens!r}",
+                                  "global_tokens")
         for g in tokens:
             if isinstance(g, bool) or not isinstance(g, int | np.integer):
-                raise TypeError(f"global_tokens must be a tuple of integers, not {tokens!r}")
+                raise ConfigTypeError(f"global_tokens must be a tuple of integers, not "
+                                      f"{tokens!r}", "global_tokens")
             if not 0 <= g < self.seq_len:
-                raise ValueError(
-                    f"global token {g} is outside the sequence [0, {self.seq_len})")
+                raise ConfigValueError(
+                    f"global token {g} is outside the sequence [0, {self.seq_len})",
+                    "global_tokens")
         if any(a >= b for a, b in itertools.pairwise(tokens)):
-            raise ValueError(
-                f"global_tokens must be sorted and distinct, not {tuple(tokens)!r}")
+            raise ConfigValueError(
+                f"global_tokens must be sorted and distinct, not {tuple(tokens)!r}",
+                "global_tokens")
         object.__setattr__(self, "global_tokens", tuple(operator.index(g) for g in tokens))
-        _check_int("sink_tokens", self.sink_tokens, 0)
+        check_int("sink_tokens", self.sink_tokens, 0)
         if self.sink_tokens > self.seq_len:
-            raise ValueError(f"sink_tokens {self.sink_tokens} is beyond the sequence (seq_len "
-                             f"{self.seq_len})")
+            raise ConfigValueError(f"sink_tokens {self.sink_tokens} is beyond the sequence "
+                                   f"(seq_len {self.seq_len})", "sink_tokens")
         object.__setattr__(self, "sink_tokens", int(self.sink_tokens))
         self._check_blocks()
 
     def _check_blocks(self) -> None:
-        _check_int("block_size", self.block_size, 0)
-        _check_int("num_random_blocks", self.num_random_blocks, 0)
+        check_int("block_size", self.block_size, 0)
+        check_int("num_random_blocks", self.num_random_blocks, 0)
         if self.pattern_seed is not None:
-            _check_int("pattern_seed", self.pattern_seed, 0)
+            check_int("pattern_seed", self.pattern_seed, 0)
         b, r, table = self.block_size, self.num_random_blocks, self.explicit_random_table
         if not b:
             for name, value in (("num_random_blocks", r or None), ("pattern_seed",
                                 self.pattern_seed), ("explicit_random_table", table)):
                 if value is not None:
-                    raise ValueError(f"{name} needs a block-sparse spec (block_size > 0)")
+                    raise ConfigValueError(f"{name} needs a block-sparse spec (block_size > 0)",
+                                           name)
             return
         n = self.seq_len
         if n % b:
-            raise ValueError(f"block_size {b} does not divide seq_len {n}")
+            raise ConfigValueError(f"block_size {b} does not divide seq_len {n}", "block_size")
         if (self.before, self.after, self.dilation) != (0, 0, 1):
-            raise ValueError(
+            raise ConfigValueError(
                 f"a block-sparse spec (block_size {b}) has no token band: before and after must "
                 f"be 0 and dilation 1, not before={self.before}, after={self.after}, "
-                f"dilation={self.dilation}")
+                f"dilation={self.dilation}", "before" if self.before else
+                "after" if self.after else "dilation")
         if self.sink_tokens:
-            raise ValueError(
-                f"a block-sparse spec (block_size {b}) has no sink_tokens, not {self.sink_tokens}")
+            raise ConfigValueError(
+                f"a block-sparse spec (block_size {b}) has no sink_tokens, not {self.sink_tokens}",
+                "sink_tokens")
         if self.global_tokens:
-            raise ValueError(
+            raise ConfigValueError(
                 f"a block-sparse spec (block_size {b}) has no global_tokens (its global rows and "
-                f"columns are the first and last blocks), not {self.global_tokens!r}")
+                f"columns are the first and last blocks), not {self.global_tokens!r}",
+                "global_tokens")
         nb = n // b
         _check_random_blocks("num_random_blocks", nb, r, b)
         if table is not None:
             if self.pattern_seed is not None:
-                raise ValueError("give pattern_seed or explicit_random_table, not both")
+                raise ConfigValueError("give pattern_seed or explicit_random_table, not both",
+                                       "pattern_seed")
             rows = _check_random_table("explicit_random_table", table, nb, r)
             object.__setattr__(self, "explicit_random_table",
                                tuple(tuple(int(x) for x in row) for row in rows))
@@ -370,10 +374,12 @@ class AttentionSpec:
                    global_tokens=()) -> AttentionSpec:
         """Hugging Face Longformer: ``attention_window`` (even) keys, half on each side."""
         if isinstance(attention_window, bool) or not isinstance(attention_window, int):
-            raise TypeError(f"attention_window must be an integer, not {attention_window!r}")
+            raise ConfigTypeError(f"attention_window must be an integer, not "
+                                  f"{attention_window!r}", "attention_window")
         if attention_window <= 0 or attention_window % 2:
-            raise ValueError(
-                f"attention_window must be a positive even integer, not {attention_window}")
+            raise ConfigValueError(
+                f"attention_window must be a positive even integer, not {attention_window}",
+                "attention_window")
         half = attention_window // 2
         return cls(seq_len, head_dim, before=half, after=half,
                    global_tokens=tuple(global_tokens))
@@ -383,11 +389,7 @@ class AttentionSpec:
                sink_tokens: int = 0) -> AttentionSpec:
         """Mistral / Gemma: the row itself and the ``sliding_window - 1`` rows before it;
         StreamingLLM with ``sink_tokens`` (its 4) key-only sink columns."""
-        if isinstance(sliding_window, bool) or not isinstance(sliding_window, int):
-            raise TypeError(f"sliding_window must be an integer, not {sliding_window!r}")
-        if sliding_window <= 0:
-            raise ValueError(
-                f"sliding_window must be a positive integer, not {sliding_window}")
+        check_int("sliding_window", sliding_window, 1)
         return cls(seq_len, head_dim, before=sliding_window - 1, after=0,
                    sink_tokens=sink_tokens)
 
@@ -409,17 +411,17 @@ class AttentionSpec:
         global block, or repeated, counts once per slot: the module docstring). Drawn tables are
         reproducible and follow the paper's rule. See docs/numerics.md, "BigBird block-sparse".
         """
-        _check_int("block_size", block_size, 1)
+        check_int("block_size", block_size, 1)
         if seed is not None:
-            _check_int("seed", seed, 0)
+            check_int("seed", seed, 0)
         if random_table is None:
             return cls(seq_len, head_dim, before=0, after=0, block_size=block_size,
                        num_random_blocks=num_random_blocks,
                        pattern_seed=0 if seed is None else seed)
         if seed is not None:
-            raise ValueError("give seed or random_table, not both")
-        _check_int("seq_len", seq_len, 1)
-        _check_int("num_random_blocks", num_random_blocks, 0)
+            raise ConfigValueError("give seed or random_table, not both", "seed")
+        check_int("seq_len", seq_len, 1)
+        check_int("num_random_blocks", num_random_blocks, 0)
         if seq_len % block_size == 0:  # (else the spec says so) check under the builder's name
             _check_random_blocks("num_random_blocks", seq_len // block_size,
                                  num_random_blocks, block_size)
@@ -453,8 +455,9 @@ class AttentionSpec:
         elif self.before == self.after:
             out["attention_window"] = 2 * self.before
         else:
-            raise ValueError(f"window {self.before}+1+{self.after} has no preset form (a "
-                             "bidirectional window has equal sides, a causal one none after)")
+            raise ConfigValueError(f"window {self.before}+1+{self.after} has no preset form (a "
+                                   "bidirectional window has equal sides, a causal one none "
+                                   "after)", "before")
         out.update(dilation=self.dilation, global_tokens=list(self.global_tokens))
         if self.sink_tokens:  # (only when set: a reader that does not know the key refuses it)
             out["sink_tokens"] = self.sink_tokens

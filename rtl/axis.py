@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from swatkit.golden import AttentionSpec, NumberFormat
 
-from .config import HardwareConfig
+from .config import CoreParams, HardwareConfig
 from .core import SwatCore, core_layouts
 
 __all__ = ["AxisSwatCore", "axis_streams", "byte_width"]
@@ -48,7 +48,7 @@ class AxisSwatCore(wiring.Component):
 
     Parameters
     ----------
-    spec, fmt, hw
+    params, fmt, hw
         As for :class:`~swatkit.rtl.SwatCore`.
 
     Members
@@ -72,9 +72,9 @@ class AxisSwatCore(wiring.Component):
         When the configuration cannot implement the spec (see :class:`CoreParams`).
     """
 
-    def __init__(self, spec: AttentionSpec, fmt: NumberFormat | None = None,
+    def __init__(self, params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
                  hw: HardwareConfig | None = None):
-        self.core = SwatCore(spec, fmt, hw)
+        self.core = SwatCore(params, fmt, hw)
         self.params = self.core.params
         self.layouts = core_layouts(self.params)
         self.streams = axis_streams(self.params)

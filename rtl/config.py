@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.golden.checks import ConfigTypeError, ConfigValueError, check_int
 from swatkit.golden.numerics import Widths, clog2
 
 __all__ = [
@@ -45,7 +47,7 @@ MAX_GLOBAL_TOKENS = 256        # resident global K/V rows (each lane compares it
 MAX_DILATION = 64              # residue classes of the K/V ring
 
 
-class LimitError(ValueError):
+class LimitError(ConfigValueError):
     """A size beyond a practical limit of the core.
 
     Members
@@ -59,16 +61,11 @@ class LimitError(ValueError):
     """
 
     def __init__(self, field: str, value: int, limit: int, what: str):
-        self.field, self.value, self.limit, self.what = field, value, limit, what
-        super().__init__(f"{field} must be at most {limit} ({what}), not {value}")
+        self.value, self.limit, self.what = value, limit, what
+        super().__init__(f"{field} must be at most {limit} ({what}), not {value}", field)
 
-
-def _check_int(name, value, lo, hi=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        bound = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be an integer {bound}, not {value}")
+    def __reduce__(self):   # (pickled whole: it crosses into and out of worker processes)
+        return type(self), (self.field, self.value, self.limit, self.what)
 
 
 @dataclass(frozen=True)
@@ -114,15 +111,14 @@ class HardwareConfig:
     global_engines: int = 0
 
     def __post_init__(self):
-        _check_int("key_lanes", self.key_lanes, 1, 64)
-        _check_int("dim_lanes", self.dim_lanes, 1, 256)
-        _check_int("max_seq_len", self.max_seq_len, 1)
-        _check_int("max_global_tokens", self.max_global_tokens, 0, MAX_GLOBAL_TOKENS)
-        _check_int("max_dilation", self.max_dilation, 1, MAX_DILATION)
-        _check_int("global_engines", self.global_engines, 0, 64)
+        for name, lo, hi in (("key_lanes", 1, 64), ("dim_lanes", 1, 256),
+                             ("max_seq_len", 1, None),
+                             ("max_global_tokens", 0, MAX_GLOBAL_TOKENS),
+                             ("max_dilation", 1, MAX_DILATION), ("global_engines", 0, 64)):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), lo, hi))
         if self.global_engines & (self.global_engines - 1):
-            raise ValueError(f"global_engines must be a power of two (or 0: chosen), not "
-                             f"{self.global_engines}")
+            raise ConfigValueError(f"global_engines must be a power of two (or 0: chosen), not "
+                                   f"{self.global_engines}", "global_engines")
         if self.max_seq_len > MAX_SEQ_LEN:
             raise LimitError("max_seq_len", self.max_seq_len, MAX_SEQ_LEN,
                              "the practical limit of the core's row counters and of the "
@@ -149,45 +145,79 @@ class CoreParams:
     spec: AttentionSpec
     fmt: NumberFormat
     hw: HardwareConfig
+    # False on the parameters of an estimate (:meth:`for_estimate`): never generated
+    generated: ClassVar[bool] = True
 
     def __post_init__(self):
         spec, hw = self.spec, self.hw
         if spec.head_dim > MAX_HEAD_DIM:
             raise LimitError("head_dim", spec.head_dim, MAX_HEAD_DIM,
                              "the practical limit of Verilog generation")
-        if spec.window > MAX_WINDOW:
+        if spec.window > MAX_WINDOW and self.generated:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
         if spec.sink_tokens:  # (the core has no key-only columns yet)
-            raise ValueError(f"sink_tokens must be 0 on the SWAT core (it has no sink columns "
-                             f"yet), not {spec.sink_tokens}")
+            raise ConfigValueError(f"sink_tokens must be 0 on the SWAT core (it has no sink "
+                                   f"columns yet), not {spec.sink_tokens}", "sink_tokens")
         b = spec.block_size
         if b and b & (b - 1):
-            raise ValueError(f"block_size must be a power of two on the SWAT core (it checks "
-                             f"seq_len against it with a mask), not {b}")
+            raise ConfigValueError(f"block_size must be a power of two on the SWAT core (it "
+                                   f"checks seq_len against it with a mask), not {b}",
+                                   "block_size")
         if b and (hw.max_global_tokens or hw.max_dilation > 1):
-            raise ValueError("a block-sparse (BigBird) core has no global tokens or dilation of "
-                             "its own: max_global_tokens and max_dilation must be 0 and 1")
+            raise ConfigValueError("a block-sparse (BigBird) core has no global tokens or "
+                                   "dilation of its own: max_global_tokens and max_dilation "
+                                   "must be 0 and 1", "max_global_tokens"
+                                   if hw.max_global_tokens else "max_dilation")
         if spec.head_dim % hw.dim_lanes:
-            raise ValueError(f"dim_lanes ({hw.dim_lanes}) must divide head_dim "
-                             f"({spec.head_dim})")
+            raise ConfigValueError(f"dim_lanes ({hw.dim_lanes}) must divide head_dim "
+                                   f"({spec.head_dim})", "dim_lanes")
         if hw.key_lanes > spec.window:
-            raise ValueError(f"key_lanes ({hw.key_lanes}) must not exceed the window "
-                             f"({spec.window} keys)")
+            raise ConfigValueError(f"key_lanes ({hw.key_lanes}) must not exceed the window "
+                                   f"({spec.window} keys)", "key_lanes")
         if b and hw.global_engines > b:
-            raise ValueError(f"global_engines must be at most {b} (the block size: a run's "
-                             f"global rows, b or 2·b, are shared evenly), not "
-                             f"{hw.global_engines}")
+            raise ConfigValueError(f"global_engines must be at most {b} (the block size: a "
+                                   f"run's global rows, b or 2·b, are shared evenly), not "
+                                   f"{hw.global_engines}", "global_engines")
         if 2 * b > MAX_GLOBAL_TOKENS:
             raise LimitError("block_size", b, MAX_GLOBAL_TOKENS // 2,
                              "the global first and last blocks are resident global rows and "
                              f"columns, at most {MAX_GLOBAL_TOKENS}")
         _ = self.widths  # raises if the format cannot hold this window
         kv_bits = self.resources()["kv_buffer_bits"] + self.resources()["random_buffer_bits"]
-        if kv_bits > MAX_KV_BUFFER_BITS:
+        if kv_bits > MAX_KV_BUFFER_BITS and self.generated:
             raise LimitError("kv_buffer_bits", kv_bits, MAX_KV_BUFFER_BITS,
                              "the K/V ring: 2 x ring_rows x head_dim x data_bits, the practical "
                              "limit of Verilog generation")
+
+    @classmethod
+    def for_estimate(cls, spec: AttentionSpec, fmt: NumberFormat,
+                     hw: HardwareConfig) -> CoreParams:
+        """Parameters that are estimated, never generated: a full-attention layer (``spec``:
+        every key of N rows) that the estimate computes with the baselines' formulas. Every
+        check of :class:`CoreParams` holds except the two limits of Verilog generation, the
+        keys per row (``MAX_WINDOW``) and the K/V ring's bits (``MAX_KV_BUFFER_BITS``): no
+        Verilog of this core is ever written, and the estimate's arithmetic has no such bound.
+        What the estimate needs still holds: N within ``MAX_SEQ_LEN`` (``hw``), lanes that
+        divide head_dim, a number format whose widths hold a row of N keys. (A
+        :class:`~swatkit.rtl.SwatCore` of these parameters is refused.)"""
+        return _EstimateParams(spec, fmt, hw)
+
+    @classmethod
+    def of(cls, params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
+           hw: HardwareConfig | None = None) -> CoreParams:
+        """The parameters a unit is given: ``params`` itself when it is a :class:`CoreParams`
+        (built once per command and handed down whole; ``fmt`` and ``hw`` are then not given),
+        else the checked triple ``(params, fmt or NumberFormat(), hw or HardwareConfig())``."""
+        if isinstance(params, CoreParams):
+            if fmt is not None or hw is not None:
+                raise TypeError("fmt and hw are the CoreParams' own; give them only with an "
+                                "AttentionSpec")
+            if not params.generated:
+                raise ValueError("these parameters are an estimate's (CoreParams.for_estimate): "
+                                 "a core is generated from CoreParams")
+            return params
+        return cls(params, fmt or NumberFormat(), hw or HardwareConfig())
 
     # -- sizes --------------------------------------------------------------------------------
 
@@ -449,21 +479,22 @@ class CoreParams:
         for name, value, limit in limits:
             if value > limit:
                 what = "global tokens" if name == "global_tokens" else name
-                raise ValueError(f"{what} must be at most {limit} on this core "
-                                 f"(generated for {limit}), not {value}")
+                raise ConfigValueError(f"{what} must be at most {limit} on this core "
+                                       f"(generated for {limit}), not {value}", name)
         if run.head_dim != self.spec.head_dim:
-            raise ValueError(f"head_dim must be {self.spec.head_dim} on this core, "
-                             f"not {run.head_dim}")
+            raise ConfigValueError(f"head_dim must be {self.spec.head_dim} on this core, "
+                                   f"not {run.head_dim}", "head_dim")
         if run.block_size != self.block_size:
             if not self.block_size:
-                raise ValueError("this core runs token bands; a block-sparse pattern (block_size "
-                                 f"{run.block_size}) needs a core generated for it")
-            raise ValueError(f"block_size must be {self.block_size} on this core (generated "
-                             f"for it), not {run.block_size}")
+                raise ConfigValueError("this core runs token bands; a block-sparse pattern "
+                                       f"(block_size {run.block_size}) needs a core generated "
+                                       "for it", "block_size")
+            raise ConfigValueError(f"block_size must be {self.block_size} on this core "
+                                   f"(generated for it), not {run.block_size}", "block_size")
         if run.num_random_blocks > self.max_random_blocks:
-            raise ValueError(f"random blocks must be at most {self.max_random_blocks} on this "
-                             f"core (generated for {self.max_random_blocks}), not "
-                             f"{run.num_random_blocks}")
+            raise ConfigValueError(f"random blocks must be at most {self.max_random_blocks} on "
+                                   f"this core (generated for {self.max_random_blocks}), not "
+                                   f"{run.num_random_blocks}", "num_random_blocks")
 
     def block_window(self, run: AttentionSpec) -> tuple[np.ndarray, np.ndarray]:
         """The first and last key of every row's band segment on a block-sparse core: for row i
@@ -559,12 +590,13 @@ class CoreParams:
             When a value is refused (as by the constructors), or a derived field differs.
         """
         if not isinstance(record, dict):
-            raise TypeError(f"a core record must be a table, not {type(record).__name__}")
+            raise ConfigTypeError(f"a core record must be a table, not "
+                                  f"{type(record).__name__}")
         tables = {}
         for key in ("spec", "format", "hardware"):
             if not isinstance(record.get(key), dict):
-                raise TypeError(f"the core record's {key!r} must be a table, not "
-                                f"{type(record.get(key)).__name__}")
+                raise ConfigTypeError(f"the core record's {key!r} must be a table, not "
+                                      f"{type(record.get(key)).__name__}", key)
             tables[key] = dict(record[key])
         spec = tables["spec"]
         if isinstance(spec.get("global_tokens"), list):
@@ -578,8 +610,8 @@ class CoreParams:
         mine = p.as_dict()
         for key in ("widths", "derived"):
             if key in record and record[key] != mine[key]:
-                raise ValueError(f"the core record's {key!r} are not those of its spec, format "
-                                 f"and hardware")
+                raise ConfigValueError(f"the core record's {key!r} are not those of its spec, "
+                                       f"format and hardware", key)
         return p
 
     def as_dict(self) -> dict:
@@ -604,3 +636,10 @@ class CoreParams:
             },
             "resources": self.resources(),
         }
+
+
+@dataclass(frozen=True)
+class _EstimateParams(CoreParams):
+    """:meth:`CoreParams.for_estimate`'s parameters: checked without the limits of generation."""
+
+    generated: ClassVar[bool] = False

@@ -155,12 +155,14 @@ class SwatCore(wiring.Component):
 
     Parameters
     ----------
-    spec : AttentionSpec
-        The largest window a run may use (``before``, ``after``) and the default pattern
-        (``dilation``, ``global_tokens``); ``seq_len`` is only a default — N is given at run
-        time on ``cmd``, up to ``hw.max_seq_len``.
-    fmt : NumberFormat
-    hw : HardwareConfig
+    params : CoreParams
+        The checked configuration, handed down whole (or an :class:`AttentionSpec` with ``fmt``
+        and ``hw``, checked here: :meth:`CoreParams.of`). Its spec is the largest window a run
+        may use (``before``, ``after``) and the default pattern (``dilation``,
+        ``global_tokens``); ``seq_len`` is only a default — N is given at run time on ``cmd``,
+        up to ``hw.max_seq_len``.
+    fmt : NumberFormat, optional
+    hw : HardwareConfig, optional
 
     Members
     -------
@@ -190,9 +192,9 @@ class SwatCore(wiring.Component):
         When the configuration cannot implement the spec (see :class:`CoreParams`).
     """
 
-    def __init__(self, spec: AttentionSpec, fmt: NumberFormat | None = None,
+    def __init__(self, params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
                  hw: HardwareConfig | None = None):
-        self.params = p = CoreParams(spec, fmt or NumberFormat(), hw or HardwareConfig())
+        self.params = p = CoreParams.of(params, fmt, hw)
         super().__init__(core_signature(p))
         lay = core_layouts(p)
         cmd = lay["cmd"]

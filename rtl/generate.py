@@ -20,6 +20,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
 from swatkit.golden import AttentionSpec, NumberFormat
+from swatkit.golden.checks import ConfigTypeError, ConfigValueError
 from swatkit.support.toml_text import dumps
 from swatkit.support.version import __version__
 
@@ -221,22 +222,26 @@ def check_target(name: str = "swat_core", dsp: str = "generic", interface: str =
     field."""
     for field, value in (("name", name), ("dsp", dsp), ("interface", interface)):
         if not isinstance(value, str):
-            raise TypeError(f"{field} must be a string, not {value!r}")
+            raise ConfigTypeError(f"{field} must be a string, not {value!r}", field)
     if not name.isidentifier() or not name.isascii() or name in VERILOG_KEYWORDS:
-        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
+        raise ConfigValueError(f"name must be a Verilog identifier, not {name!r}", "name")
     if dsp not in DSP_TARGETS:
-        raise ValueError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {dsp!r}")
+        raise ConfigValueError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {dsp!r}",
+                               "dsp")
     if interface not in INTERFACES:
-        raise ValueError(f"interface must be one of {', '.join(INTERFACES)}, not {interface!r}")
+        raise ConfigValueError(f"interface must be one of {', '.join(INTERFACES)}, not "
+                               f"{interface!r}", "interface")
 
 
-def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
+def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, out_dir: str | Path = ".",
              name: str = "swat_core", dsp: str = "generic", interface: str = "core"
              ) -> Generated:
     """Write ``<out_dir>/<name>.v``, ``<name>.vlt``, ``swatkit.json`` and the packaging of
     :mod:`swatkit.rtl.packaging` (``<name>_pkg.sv``, ``<name>.f``, ``<name>.core`` and, for a
-    sliding-window core, the testbench ``<name>_tb.sv``); returns their paths.
+    sliding-window core, the testbench ``<name>_tb.sv``) for the core of ``params`` (a
+    :class:`CoreParams`, or an ``AttentionSpec`` with ``fmt`` and ``hw``:
+    :meth:`CoreParams.of`); returns their paths.
 
     ``dsp`` (one of :data:`DSP_TARGETS`): ``"generic"`` writes the multipliers as logic for any
     tool to map; ``"ecp5"`` instantiates Lattice ``MULT18X18D`` blocks with their registers on
@@ -254,7 +259,8 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
         A bad ``name``, ``dsp`` or ``interface``, or a configuration the core cannot implement.
     """
     check_target(name, dsp, interface)
-    top = SwatCore(spec, fmt, hw) if interface == "core" else AxisSwatCore(spec, fmt, hw)
+    params = CoreParams.of(params, fmt, hw)
+    top = SwatCore(params) if interface == "core" else AxisSwatCore(params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = out / "swatkit.json"

@@ -64,6 +64,7 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from swatkit.golden import NumberFormat
+from swatkit.golden.checks import check_int
 from swatkit.golden.numerics import clog2
 
 from .normaliser import Normaliser
@@ -107,19 +108,12 @@ def _rows_memory(shape, depth: int) -> memory.Memory:
     return memory.Memory(shape=shape, depth=max(depth, 2), init=[])
 
 
-def _check_int(name: str, value, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, not {value}")
-
-
 def _check_shape(fmt, head_dim, dim_lanes) -> int:
     """Check the arguments shared by the engine and its cycle model; return G."""
     if not isinstance(fmt, NumberFormat):
         raise TypeError(f"fmt must be a NumberFormat, not {fmt!r}")
-    _check_int("head_dim", head_dim, 1)
-    _check_int("dim_lanes", dim_lanes, 1)
+    check_int("head_dim", head_dim, 1)
+    check_int("dim_lanes", dim_lanes, 1)
     if head_dim % dim_lanes:
         raise ValueError(f"dim_lanes must divide head_dim ({head_dim}), not {dim_lanes}")
     return head_dim // dim_lanes
@@ -170,8 +164,8 @@ def global_row_cycles(head_dim: int, dim_lanes: int, fmt: NumberFormat, seq_len:
     ``2·rows·N·G + rows·(G + 1) + G + divider_latency(fmt) + FILL_DRAIN``, 0 when nothing
     starts."""
     g = _check_shape(fmt, head_dim, dim_lanes)
-    _check_int("seq_len", seq_len, 0)
-    _check_int("rows", rows, 0)
+    check_int("seq_len", seq_len, 0)
+    check_int("rows", rows, 0)
     if rows == 0 or seq_len == 0:
         return 0
     return (2 * rows * seq_len * g + rows * (g + 1) + g + divider_latency(fmt)
@@ -186,7 +180,7 @@ def global_rows_cycles(head_dim: int, dim_lanes: int, fmt: NumberFormat, seq_len
     ``2·(E − 1) + (c − 1)·(E + max(G, E) − G − 1)`` cycles more (measured in the Amaranth
     simulator for G = 1 … 16, E = 2 … 16, c = 1 … 5; tests/rtl/test_global_rows.py)."""
     g = _check_shape(fmt, head_dim, dim_lanes)
-    _check_int("engines", engines, 1)
+    check_int("engines", engines, 1)
     if rows % engines:
         raise ValueError(f"rows ({rows}) must be a multiple of engines ({engines})")
     c = rows // engines
@@ -237,8 +231,8 @@ class GlobalRowEngine(wiring.Component):
                  max_rows: int):
         self._MustUse__silence = True  # until the arguments are checked
         self.groups = _check_shape(fmt, head_dim, dim_lanes)
-        _check_int("max_seq_len", max_seq_len, 1)
-        _check_int("max_rows", max_rows, 1)
+        check_int("max_seq_len", max_seq_len, 1)
+        check_int("max_rows", max_rows, 1)
         self.widths = fmt.widths(head_dim, max_seq_len)  # (raises for a format too wide)
         self._MustUse__silence = False
         self.fmt, self.head_dim, self.dim_lanes = fmt, head_dim, dim_lanes
@@ -512,7 +506,7 @@ class GlobalRowEngines(wiring.Component):
 
     def __init__(self, fmt: NumberFormat, head_dim: int, dim_lanes: int, max_seq_len: int,
                  max_rows: int, engines: int):
-        _check_int("engines", engines, 1)
+        check_int("engines", engines, 1)
         if engines & (engines - 1) or engines > max(max_rows, 1):
             raise ValueError(f"engines must be a power of two, at most max_rows ({max_rows}), "
                              f"not {engines}")

@@ -13,7 +13,7 @@ from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from swatkit.golden import AttentionSpec, NumberFormat
-from swatkit.rtl import STAT_FIELDS, HardwareConfig, SwatCore, core_layouts
+from swatkit.rtl import STAT_FIELDS, CoreParams, HardwareConfig, SwatCore, core_layouts
 from swatkit.rtl.core import command
 
 from .streams import stream_get, stream_put
@@ -56,7 +56,7 @@ def _row(x):
     return [int(e) for e in x]
 
 
-def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
+def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
                   hw: HardwareConfig | None = None, *, seed: int = 0, gap: float = 0.0,
                   stall: float = 0.0, timeout: int | None = None,
                   vcd: str | None = None, platform=None) -> list:
@@ -74,10 +74,11 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
     ``TimeoutError`` if a run stays busy for more than ``timeout`` cycles (default: no limit) or
     a stream still has beats to move when the last run has ended. ``platform``: what the core is
     elaborated for (default none; e.g. ``DspTarget("generic", ram_bank_words=4)`` for banked
-    K/V memories)."""
-    fmt = fmt or NumberFormat()
+    K/V memories). ``spec`` may be the core's :class:`CoreParams`, whole (then without ``fmt``
+    and ``hw``); with an ``AttentionSpec``, ``hw`` defaults to the default lanes with counters
+    for the longest run."""
     runs = [it for it in items if isinstance(it, CoreInput)]
-    if hw is None:
+    if hw is None and not isinstance(spec, CoreParams):
         hw = HardwareConfig(max_seq_len=max([len(it.q) for it in runs] + [1]))
     dut = SwatCore(spec, fmt, hw)
     p = dut.params
@@ -275,7 +276,7 @@ class SimpleRun(NamedTuple):
     rnd: np.ndarray   # the K/V rows of the random-block stream
 
 
-def run_core(q, k, v, spec: AttentionSpec, fmt: NumberFormat | None = None,
+def run_core(q, k, v, spec: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, *, run: AttentionSpec | None = None,
              global_qkv=None, seed: int = 0, gap: float = 0.0, stall: float = 0.0,
              timeout: int | None = None, vcd: str | None = None, platform=None) -> CoreRun:
@@ -283,8 +284,7 @@ def run_core(q, k, v, spec: AttentionSpec, fmt: NumberFormat | None = None,
     with the pattern ``run`` (default: ``spec``'s, N rows); ``global_qkv`` as in
     :func:`~swatkit.golden.fixed_point_attention`. ``gap``/``stall`` are the probabilities of an
     idle input cycle and of a dropped ``ready`` on an output (seeded by ``seed``). One item of
-    :func:`run_core_many` (whose checks of the beats moved apply)."""
-    hw = hw or HardwareConfig(max_seq_len=max(len(q), 1))
+    :func:`run_core_many` (whose checks of the beats moved apply, and its defaults)."""
     (result,) = run_core_many([CoreInput(q, k, v, run, global_qkv)], spec, fmt, hw, seed=seed,
                               gap=gap, stall=stall, timeout=timeout, vcd=vcd,
                               platform=platform)

@@ -60,15 +60,9 @@ ROLES = dict(STREAMS)   # each stream of the harness: "src" (feeds the core) or 
 
 
 def _params(case: dict):
-    from swatkit.golden import AttentionSpec, NumberFormat
-    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.rtl import CoreParams
 
-    p = case["params"]
-    spec = p["spec"]
-    if spec.get("explicit_random_table") is not None:
-        spec["explicit_random_table"] = tuple(map(tuple, spec["explicit_random_table"]))
-    return CoreParams(AttentionSpec(**{**spec, "global_tokens": tuple(spec["global_tokens"])}),
-                      NumberFormat(**p["format"]), HardwareConfig(**p["hardware"]))
+    return CoreParams.from_dict(case["params"])
 
 
 class HarnessBench:

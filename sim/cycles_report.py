@@ -39,11 +39,12 @@ def main(argv=None) -> int:
         fmt = NumberFormat()
         q, k, v = (rng.integers(fmt.data_min, fmt.data_max + 1,
                                 size=(spec.seq_len, spec.head_dim)) for _ in range(3))
+        params = CoreParams(spec, fmt, hw)
         t = time.perf_counter()
-        run = run_core(q, k, v, spec, fmt, hw)
+        run = run_core(q, k, v, params)
         elapsed = time.perf_counter() - t
         exact = bool((run.out == fixed_point_attention(q, k, v, spec, fmt).out).all())
-        ideal = CoreParams(spec, fmt, hw).ideal_cycles(spec.seq_len)
+        ideal = params.ideal_cycles(spec.seq_len)
         cycles = run.stats["cycles"]
         print(f"{name:26} {spec.seq_len:5} {hw.key_lanes:3} {hw.dim_lanes:3} {cycles:8} "
               f"{ideal:9.0f} {cycles / ideal:6.3f} {exact!s:>5} {elapsed:6.1f}")

@@ -74,7 +74,8 @@ from pathlib import Path
 import numpy as np
 
 from swatkit.golden import AttentionSpec
-from swatkit.rtl import CoreParams, HardwareConfig, LimitError
+from swatkit.golden.checks import check_int
+from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.config import MAX_SEQ_LEN
 from swatkit.rtl.global_rows import global_rows_cycles, global_state_bits
 
@@ -193,7 +194,7 @@ class Tiles:
 
     def __post_init__(self):
         for name, value in (("tile_q", self.q), ("tile_k", self.k)):
-            _check_count(name, value)
+            check_int(name, value, 1)
             if value > MAX_SEQ_LEN:
                 raise ValueError(f"{name} must be at most {MAX_SEQ_LEN} (no sequence is longer), "
                                  f"not {value}")
@@ -597,40 +598,12 @@ def _job(p: CoreParams, n: int, dataflow: str, group: int, bw: float, tiles: Til
     return head_cycles(p, n, dataflow, acts, bw), acts, glob
 
 
-def _check_count(name: str, value, lo: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be a positive integer, not {value}")
-
-
 def check_cores(cores) -> None:
     """``cores``: 1..``MAX_CORES`` (``TypeError``/``ValueError`` naming it)."""
-    _check_count("cores", cores)
+    check_int("cores", cores, 1)
     if cores > MAX_CORES:
         raise ValueError(f"cores must be at most {MAX_CORES} (a practical limit: one device "
                          f"holds far fewer), not {cores}")
-
-
-def _full_layer_params(spec: AttentionSpec, fmt, hw: HardwareConfig) -> CoreParams:
-    """The parameters of a full-attention layer (``spec``: every key of N rows). Such a layer is
-    estimated with the baselines' formulas (``flash``, or ``dense``), never generated as the
-    SWAT core, so the limits of Verilog generation (keys per row, the K/V ring's bits) do not
-    bound it: beyond them the checks of :class:`CoreParams` are skipped. What the estimate
-    itself needs still holds: N within ``MAX_SEQ_LEN`` (``HardwareConfig``), lanes that divide
-    head_dim, and a number format whose widths hold a row of N keys."""
-    try:
-        return CoreParams(spec, fmt, hw)
-    except LimitError as e:
-        if e.field not in ("window", "kv_buffer_bits"):
-            raise
-    p = object.__new__(CoreParams)   # (CoreParams is frozen: its fields are set as it does)
-    for name, value in (("spec", spec), ("fmt", fmt), ("hw", hw)):
-        object.__setattr__(p, name, value)
-    if spec.head_dim % hw.dim_lanes:
-        raise ValueError(f"dim_lanes ({hw.dim_lanes}) must divide head_dim ({spec.head_dim})")
-    _ = p.widths   # raises if the format cannot hold a row of N keys
-    return p
 
 
 def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, key_lanes: int = 8,
@@ -673,7 +646,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                 hw = HardwareConfig(key_lanes, dim_lanes, max_seq_len=max_n,
                                     max_global_tokens=max_global_tokens,
                                     max_dilation=max_dilation, global_engines=global_engines)
-                params[pattern, n] = (_full_layer_params(spec, fmt, hw)
+                params[pattern, n] = (CoreParams.for_estimate(spec, fmt, hw)
                                       if pattern.kind == "full" else CoreParams(spec, fmt, hw))
             except ValueError as e:
                 raise ModelError(f"model {model.name}, layer {indices[0]} "

@@ -71,6 +71,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Cover, UnusedElaboratable
 from amaranth.lib import wiring
 
+from swatkit.golden.checks import ConfigValueError
 from swatkit.rtl.config import CoreParams
 from swatkit.rtl.core import SwatCore, core_signature
 from swatkit.rtl.run_control import command_faults
@@ -156,16 +157,18 @@ def check_size(p: CoreParams) -> None:
     }
     for name, value in values.items():
         if value > LIMITS[name]:
-            raise ValueError(f"{name} {value} is too big to prove in reasonable time "
-                             f"(limit {LIMITS[name]} for swatkit prove)")
+            raise ConfigValueError(f"{name} {value} is too big to prove in reasonable time "
+                                   f"(limit {LIMITS[name]} for swatkit prove)", name)
     # the invariants describe the band core; a core with global tokens or dilation has more
     # state (the global columns' preamble, class regions, the global-row engine)
     if p.max_global_tokens:
-        raise ValueError(f"global tokens (up to {p.max_global_tokens}): swatkit prove covers the "
-                         "band core (a core with global tokens is verified by simulation only)")
+        raise ConfigValueError(f"global tokens (up to {p.max_global_tokens}): swatkit prove "
+                               "covers the band core (a core with global tokens is verified by "
+                               "simulation only)", "global_tokens")
     if p.max_dilation > 1:
-        raise ValueError(f"max_dilation {p.max_dilation}: swatkit prove covers the band core (a "
-                         "core with dilation is verified by simulation only)")
+        raise ConfigValueError(f"max_dilation {p.max_dilation}: swatkit prove covers the band "
+                               "core (a core with dilation is verified by simulation only)",
+                               "max_dilation")
 
 
 class ContractHarness(wiring.Component):
@@ -209,7 +212,7 @@ class ContractHarness(wiring.Component):
         o_last = Signal.like(self.o.payload.as_value())
         was_take, was_legal, was_busy, was_error = Signal(), Signal(), Signal(), Signal()
 
-        core = SwatCore(p.spec, p.fmt, p.hw)
+        core = SwatCore(p)
         m.submodules.core = core
         m.d.comb += self._properties(core.counters, run_n, q_x, kv_x, o_x, o_wait, o_last,
                                      was_take, was_legal, was_busy, was_error)

@@ -55,6 +55,7 @@ __all__ = [
     "Build",
     "Case",
     "CaseResult",
+    "build_params",
     "clocked_top",
     "compile_bench",
     "default_wave_format",
@@ -68,6 +69,7 @@ __all__ = [
     "reproduce_command",
     "run_bench",
     "run_case",
+    "shape_params",
     "verilator_command",
     "wave_format",
     "wave_view",
@@ -105,7 +107,7 @@ HEAVY = 0.35        # gap/stall probability of the heavy-stall cases (>= 30% on 
 # -- configurations ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Build:
     """One hardware configuration of the matrix: what Verilator compiles.
 
@@ -113,13 +115,10 @@ class Build:
     ----------
     id : str
         Short name used in case ids.
-    head_dim, before, after : int
-        The window (``before`` keys before the row, ``after`` after it) and the row width.
-    key_lanes, dim_lanes : int
-        The core's lanes.
-    fmt : NumberFormat
-    max_seq_len : int
-        Largest N the build accepts (N itself is given per run).
+    params : CoreParams, optional
+        The core, whole (its spec's ``seq_len`` is ``hw.max_seq_len``: N is run-time). Without
+        it, the core's shape in the keywords below (the matrix's compact form), checked into a
+        :class:`CoreParams` once, here.
     dsp : str
         Multiplier target of the Verilog (``swatkit generate --dsp``): ``"ecp5"`` simulates the
         core with ``MULT18X18D`` instances and their model (``rtl/primitives/MULT18X18D.v``).
@@ -127,31 +126,38 @@ class Build:
         Rows of the harness's memories (default ``max_seq_len``): the rows of all runs of a case.
     interface : str
         ``"axis"`` simulates the AXI4-Stream form (``swatkit generate --interface axis``).
-    block_size, random_blocks : int
-        A block-sparse (BigBird) core: its block size and most random blocks (``before`` and
-        ``after`` are then 0).
+    head_dim, before, after, key_lanes, dim_lanes, fmt, max_seq_len, dilation, global_tokens, \
+max_global_tokens, max_dilation, block_size, random_blocks
+        Without ``params``: the window (``before`` keys before the row, ``after`` after it) and
+        the row width, the lanes, the format (default :class:`NumberFormat`), the largest N
+        (default :data:`MAX_SEQ_LEN`), the build's own dilation and global tokens and the
+        maxima a run may use; a block-sparse (BigBird) core: its block size and most random
+        blocks (``before`` and ``after`` are then 0). :func:`shape_params` is the rule.
+
+    Raises
+    ------
+    ValueError, TypeError
+        At once, when the core cannot implement the configuration (:class:`CoreParams`).
     """
 
     id: str
-    head_dim: int
-    before: int
-    after: int
-    key_lanes: int
-    dim_lanes: int
-    fmt: NumberFormat = field(default_factory=NumberFormat)
-    max_seq_len: int = MAX_SEQ_LEN
+    params: CoreParams
     dsp: str = "generic"
     depth: int | None = None
     interface: str = "core"
-    dilation: int = 1
-    global_tokens: tuple[int, ...] = ()
-    max_global_tokens: int = 0
-    max_dilation: int = 1
-    block_size: int = 0
-    random_blocks: int = 0
 
-    def __post_init__(self):
-        _ = self.params  # raises ValueError at once if the core cannot implement it
+    def __init__(self, id: str, params: CoreParams | None = None, *, dsp: str = "generic",
+                 depth: int | None = None, interface: str = "core", **shape):
+        if (params is None) == (not shape):
+            raise TypeError(f"{id}: give a Build its CoreParams or the keywords of its shape, "
+                            "one of them")
+        if params is None:
+            params = shape_params(**shape)
+        elif not isinstance(params, CoreParams):
+            raise TypeError(f"{id}: params must be a CoreParams, not {params!r}")
+        for name, value in (("id", id), ("params", params), ("dsp", dsp), ("depth", depth),
+                            ("interface", interface)):
+            object.__setattr__(self, name, value)
 
     @property
     def harness_depth(self) -> int:
@@ -171,40 +177,30 @@ class Build:
 
     @classmethod
     def from_params(cls, id: str, params: CoreParams, dsp: str = "generic") -> Build:
-        """The build of a resolved configuration (``swatkit generate``'s options)."""
-        spec, hw = params.spec, params.hw
-        return cls(id, head_dim=spec.head_dim, before=spec.before, after=spec.after,
-                   key_lanes=hw.key_lanes, dim_lanes=hw.dim_lanes, fmt=params.fmt,
-                   max_seq_len=hw.max_seq_len, dsp=dsp, dilation=spec.dilation,
-                   global_tokens=spec.global_tokens,
-                   max_global_tokens=0 if spec.block_size else params.max_global_tokens,
-                   max_dilation=params.max_dilation, block_size=spec.block_size,
-                   random_blocks=spec.num_random_blocks)
+        """The build of a resolved configuration (``swatkit generate``'s options): its
+        CoreParams, in the form a build holds (:func:`build_params`)."""
+        return cls(id, build_params(params), dsp=dsp)
 
     def spec(self, seq_len: int) -> AttentionSpec:
         """The generated window with the build's own dilation and global tokens (those below
         ``seq_len``): the pattern of a run that asks for nothing else. A block-sparse build:
         BigBird with its block size and as many random blocks (up to its own) as N allows, the
         table drawn from seed 0."""
-        if self.block_size:
-            nb = seq_len // self.block_size
-            r = self.random_blocks if nb < 3 else min(self.random_blocks, max(nb - 5, 0))
-            return AttentionSpec.bigbird(seq_len, self.head_dim, self.block_size, r, seed=0)
-        return AttentionSpec(seq_len, self.head_dim, self.before, self.after, self.dilation,
-                             tuple(t for t in self.global_tokens if t < seq_len))
+        return _run_pattern(self.params.spec, seq_len)
 
-    @property
-    def hardware(self) -> HardwareConfig:
-        return HardwareConfig(self.key_lanes, self.dim_lanes, self.max_seq_len,
-                              self.max_global_tokens, self.max_dilation)
-
-    @property
-    def params(self) -> CoreParams:
-        """The core's parameters (the spec's ``seq_len`` is ``max_seq_len``: N is run-time)."""
-        spec = (AttentionSpec.bigbird(self.max_seq_len, self.head_dim, self.block_size,
-                                      self.random_blocks, seed=0)
-                if self.block_size else self.spec(self.max_seq_len))
-        return CoreParams(spec, self.fmt, self.hardware)
+    # the core's fields, read from its CoreParams (a build keeps no copy of them)
+    head_dim = property(lambda self: self.params.spec.head_dim)
+    before = property(lambda self: self.params.spec.before)
+    after = property(lambda self: self.params.spec.after)
+    dilation = property(lambda self: self.params.spec.dilation)
+    global_tokens = property(lambda self: self.params.spec.global_tokens)
+    block_size = property(lambda self: self.params.spec.block_size)
+    random_blocks = property(lambda self: self.params.spec.num_random_blocks)
+    fmt = property(lambda self: self.params.fmt)
+    hardware = property(lambda self: self.params.hw)
+    key_lanes = property(lambda self: self.params.hw.key_lanes)
+    dim_lanes = property(lambda self: self.params.hw.dim_lanes)
+    max_seq_len = property(lambda self: self.params.hw.max_seq_len)
 
     @property
     def kind(self) -> str:
@@ -229,6 +225,49 @@ class Build:
                 + (f", dilation up to {self.params.max_dilation}"
                    if self.params.max_dilation > 1 else "")
                 + ("" if self.interface == "core" else f", {self.interface} interface"))
+
+
+def _run_pattern(spec: AttentionSpec, seq_len: int) -> AttentionSpec:
+    """A build's own pattern at ``seq_len`` rows (:meth:`Build.spec`; ``spec``: the core's)."""
+    if spec.block_size:
+        b, r = spec.block_size, spec.num_random_blocks
+        nb = seq_len // b
+        r = r if nb < 3 else min(r, max(nb - 5, 0))
+        return AttentionSpec.bigbird(seq_len, spec.head_dim, b, r, seed=0)
+    return AttentionSpec(seq_len, spec.head_dim, spec.before, spec.after, spec.dilation,
+                         tuple(t for t in spec.global_tokens if t < seq_len))
+
+
+def shape_params(head_dim: int, before: int, after: int, key_lanes: int, dim_lanes: int,
+                 fmt: NumberFormat | None = None, max_seq_len: int = MAX_SEQ_LEN,
+                 dilation: int = 1, global_tokens: tuple[int, ...] = (),
+                 max_global_tokens: int = 0, max_dilation: int = 1, block_size: int = 0,
+                 random_blocks: int = 0) -> CoreParams:
+    """The CoreParams of a build given by its shape (:class:`Build`'s keywords): the spec of
+    ``max_seq_len`` rows (BigBird's table drawn from seed 0), the format, and the hardware."""
+    spec = (AttentionSpec.bigbird(max_seq_len, head_dim, block_size, random_blocks, seed=0)
+            if block_size else
+            AttentionSpec(max_seq_len, head_dim, before, after, dilation,
+                          tuple(t for t in global_tokens if t < max_seq_len)))
+    return CoreParams(spec, fmt or NumberFormat(),
+                      HardwareConfig(key_lanes, dim_lanes, max_seq_len, max_global_tokens,
+                                     max_dilation))
+
+
+def build_params(params: CoreParams) -> CoreParams:
+    """``params`` in the form a :class:`Build` holds: the spec of ``max_seq_len`` rows with the
+    build's own pattern (BigBird: the table drawn from seed 0; a run brings its own table), the
+    hardware's maxima raised to the spec's (a block-sparse core's global blocks are its own).
+    ``params`` itself when it has that form already (no new CoreParams)."""
+    hw = params.hw
+    spec = (AttentionSpec.bigbird(hw.max_seq_len, params.spec.head_dim, params.block_size,
+                                  params.max_random_blocks, seed=0) if params.block_size
+            else _run_pattern(params.spec, hw.max_seq_len))
+    hw = hw.replace(max_global_tokens=0 if params.block_size else params.max_global_tokens,
+                    max_dilation=params.max_dilation)
+    if (spec, hw) == (params.spec, params.hw):
+        return params
+    return CoreParams(spec, params.fmt, hw)
 
 
 INPUT_KINDS = {
@@ -904,8 +943,8 @@ def _write_sources(build: Build, src: Path, waves: str | None) -> list[str]:
     from swatkit.rtl.harness import SwatHarness
 
     src.mkdir(parents=True)
-    gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, src, CORE,
-                   dsp=build.dsp, interface=build.interface)
+    gen = generate(build.params, out_dir=src, name=CORE, dsp=build.dsp,
+                   interface=build.interface)
     try:
         lint(gen)
     except LintError as e:
@@ -1474,11 +1513,10 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
     arrays["q_words"] = pack_rows(np.concatenate(qs), bits)
     arrays["kv_words"] = pack_rows(np.concatenate(kvs), bits)
     np.savez(work / "inputs.npz", **arrays)
-    spec_dict = dataclasses.asdict(case.build.spec(case.build.max_seq_len))
+    record = params.as_dict()
     description = {
         "case": case.id, "seed": seed, "nonce": nonce, "config": case.describe(),
-        "params": {"spec": spec_dict, "format": dataclasses.asdict(case.build.fmt),
-                   "hardware": dataclasses.asdict(case.build.hardware)},
+        "params": {key: record[key] for key in ("spec", "format", "hardware")},
         "gaps": case.gaps, "stall": case.stall, "runs": runs,
         "resets": [list(r) for r in case.reset_faults], "streams": case.stream_controls(),
         "early_command": case.early_command, "stuck": list(stuck) if stuck else None,

@@ -157,35 +157,31 @@ def flow_params(path: Path, report):
     return params
 
 
-def _adopt_flow(args, given: dict, flow, with_model: bool) -> None:
-    """Each field of the flow's configuration that the user did not give (``given``: the keys
-    of their options and --config) becomes an option value; with --model, the format and the
-    lanes only (the model sets the attention pattern)."""
+def _flow_layer(path: Path, given: dict, flow, with_model: bool) -> dict:
+    """The flow's configuration as a layer of :func:`~swatkit.options.resolve` (each field the
+    user did not give, ``given``: the keys of their options and --config, is the flow's); with
+    --model, the format and the lanes only (the model sets the attention pattern)."""
     import dataclasses
 
-    values = {f.name: getattr(flow.fmt, f.name) for f in dataclasses.fields(flow.fmt)}
-    values.update(key_lanes=flow.hw.key_lanes, dim_lanes=flow.hw.dim_lanes)
+    layer = {f.name: getattr(flow.fmt, f.name) for f in dataclasses.fields(flow.fmt)}
+    layer.update(key_lanes=flow.hw.key_lanes, dim_lanes=flow.hw.dim_lanes)
     if not with_model:
         spec = flow.spec
-        values.update(head_dim=spec.head_dim, dilation=spec.dilation,
-                      global_tokens=spec.global_tokens)
+        layer.update(head_dim=spec.head_dim, dilation=spec.dilation,
+                     global_tokens=spec.global_tokens)
         window_keys = [k for k in WINDOW_KEYS if k in given]
-        if window_keys in ([], ["causal"]):
-            causal = given.get("causal", spec.after == 0)
-            if causal == (spec.after == 0):  # the kind agrees (or was not given): its size
-                try:
-                    options = spec.as_options()
-                except ValueError:
-                    raise UsageError(f"--from-flow: {args.from_flow} built "
-                                     f"{spec.describe(pattern=False)}, which no option "
-                                     "describes; estimate it with the Python API") from None
-                values.update({k: options[k] for k in WINDOW_KEYS if k in options})
-                # the whole window on the command line (a --config's causal alone would be
-                # dropped by a sliding_window given here)
-                args.causal = causal
-    for key, value in values.items():
-        if key not in given:
-            setattr(args, key, value)
+        # the flow's window, when the user gives none or only its kind (the same kind: its
+        # size; the other kind has none here, and _check_flow names the difference)
+        if window_keys in ([], ["causal"]) and given.get("causal", spec.after == 0) == (
+                spec.after == 0):
+            try:
+                options = spec.as_options()
+            except ValueError:
+                raise UsageError(f"--from-flow: {path} built {spec.describe(pattern=False)}, "
+                                 "which no option describes; estimate it with the Python "
+                                 "API") from None
+            layer.update({k: options[k] for k in WINDOW_KEYS if k in options})
+    return layer
 
 
 def _check_flow(path: Path, given: dict, r, flow) -> None:
@@ -249,17 +245,17 @@ def _describe_core(c: dict) -> str:
             f"lanes, data_bits {c['data_bits']}")
 
 
-def _adopt_flow_core(args, path: Path, core: dict) -> None:
-    """Each core field the command line does not give is the flow's (not with --config or
-    --model, which define the core themselves)."""
+def _flow_core_layer(args, path: Path, core: dict) -> dict:
+    """The core record of a flow (an earlier swatkit's) as a layer of
+    :func:`~swatkit.options.resolve`: each core field the user does not give is the flow's (no
+    layer with --config or --model, which define the core themselves); its window from the
+    ``swatkit.json`` beside it, unless the command line gives a window."""
     if args.model or args.config:
-        return
-    for key in ("head_dim", "key_lanes", "dim_lanes", "data_bits"):
-        if getattr(args, key, None) is None:
-            setattr(args, key, core[key])
+        return {}
+    layer = {key: core[key] for key in ("head_dim", "key_lanes", "dim_lanes", "data_bits")}
     if any(getattr(args, k, None) is not None
            for k in ("attention_window", "causal", "sliding_window")):
-        return
+        return layer
     from swatkit.fpga_flows.report import ReportError, check_count, read_side_record
 
     before = after = None
@@ -272,9 +268,10 @@ def _adopt_flow_core(args, path: Path, core: dict) -> None:
     except ReportError as e:
         raise UsageError(f"--from-flow: {e}") from None
     if after == 0 and before is not None and before + 1 == core["window"]:
-        args.causal, args.sliding_window = True, core["window"]
+        layer.update(causal=True, sliding_window=core["window"])
     elif core["window"] % 2 and core["window"] > 1:
-        args.attention_window = core["window"] - 1
+        layer["attention_window"] = core["window"] - 1
+    return layer
 
 
 def run(args: argparse.Namespace) -> int:
@@ -291,21 +288,21 @@ def run(args: argparse.Namespace) -> int:
     from swatkit.sim.models import ModelError, load_model
 
     report = core = flow = None
-    defaults = DEFAULT_LENGTHS
+    defaults, layer = DEFAULT_LENGTHS, None
     if args.from_flow:
         report = _read_flow(args.from_flow)
         flow = flow_params(args.from_flow, report)
         if flow is None:  # a flow.json of an earlier swatkit: its core record only
             core, core_source = flow_core(args.from_flow, report)
-            _adopt_flow_core(args, args.from_flow, core)
+            layer = _flow_core_layer(args, args.from_flow, core)
         else:
             defaults = flow_lengths(flow.hw.max_seq_len)
             mine = resolve(args, lengths=defaults)
             # what the user gave (options, --config); "causal": the kind of window they chose
             given = {k: mine.spec.after == 0 if k == "causal" else None
                      for k in mine.sources if k != "seq_len"}
-            _adopt_flow(args, given, flow, with_model=bool(args.model))
-    r = resolve(args, lengths=defaults)
+            layer = _flow_layer(args.from_flow, given, flow, with_model=bool(args.model))
+    r = resolve(args, lengths=defaults, defaults=layer)
     if flow is not None:
         _check_flow(args.from_flow, given if not args.model else
                     {k: v for k, v in given.items() if k not in SPEC_KEYS}, r, flow)

@@ -10,18 +10,16 @@ board has a default configuration that fits it (--list-boards); options override
 from __future__ import annotations
 
 import argparse
-import copy
 import re
 import shlex
 import sys
 from pathlib import Path
 
 from swatkit.options import (
-    BIGBIRD_KEYS,
-    WINDOW_KEYS,
     UsageError,
     add_hardware_options,
     add_workload_options,
+    command_error,
     connect_scheduler,
     core_params,
     resolve,
@@ -139,31 +137,21 @@ def _default_rows(board, max_seq_len: int, mode: str | None = None) -> int:
     return min(board.test_rows, max_seq_len)
 
 
-def resolve_with_board(args, board, first=None):
-    """The shared options over the board's defaults: built-in < board < --config < options
-    (``first``: ``resolve(args, "flow")`` when the caller has it). A causal window without a
+def resolve_with_board(args, board):
+    """The shared options over the board's defaults: built-in < board (its default core, a
+    layer of :func:`~swatkit.options.resolve`) < --config < options. A causal window without a
     length gets the board's number of keys (not the 4096 of a Mistral head, which no small
     device holds)."""
-    first = first or resolve(args, "flow")
-    given = set(first.sources)
-    merged = copy.copy(args)
-    # (a BigBird pattern replaces the board's window too)
-    window_given = any(k in given for k in (*WINDOW_KEYS, *BIGBIRD_KEYS))
-    for key, value in board.defaults.items():
-        if key in given or (key in WINDOW_KEYS and window_given):
-            continue
-        setattr(merged, key, value)
-    if first.spec.after == 0 and not first.spec.block_size and "sliding_window" not in given:
-        merged.sliding_window = board.defaults["attention_window"] + 1
-    return resolve(merged, "flow")
+    window = board.defaults["attention_window"]   # (keys: window + 1, of either kind)
+    return resolve(args, "flow", defaults={**board.defaults, "sliding_window": window + 1})
 
 
-def flow_config(args, first, board):
+def flow_config(args, board):
     """The :class:`~swatkit.fpga_flows.flow.FlowConfig` the options describe, and the resolved
     options."""
     from swatkit.fpga_flows.flow import FlowConfig
 
-    r = resolve_with_board(args, board, first)
+    r = resolve_with_board(args, board)
     if r.spec.block_size:
         raise UsageError(f"{r.label('bigbird_block')}: the board self-test does not yet drive a "
                          "BigBird core's global-row and random-block streams (qg, kvg, og, kvr);"
@@ -187,8 +175,7 @@ def flow_config(args, first, board):
         return FlowConfig(board, params, rows, own.get("seed", 1), own.get("clock_mhz"),
                           mode, own.get("abc"), nextpnr), r
     except (TypeError, ValueError) as e:
-        field, _, rest = str(e).partition(" ")
-        raise UsageError(f"{r.label(field)} {rest}") from None
+        raise command_error(e, r) from None
 
 
 def parse_points(text: str) -> list[tuple[int, int]]:
@@ -247,9 +234,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_boards:
         print(list_boards())
         return 0
-    from swatkit.fpga_flows.flow import FlowError, collect, emit, format_report
+    from swatkit.fpga_flows.flow import FlowError, collect, emit, format_report, point_config
     from swatkit.fpga_flows.flow import run as run_project
-    from swatkit.rtl import CoreParams
 
     first = resolve(args, "flow")
     if args.collect:
@@ -274,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"-j/--jobs must be an integer in 1..{MAX_JOBS}, not {args.jobs}")
     board = _board(first)
     out = args.output or Path("swat_flow") / board.name
-    config, r = flow_config(args, first, board)
+    config, r = flow_config(args, board)
     if args.print_config:
         from swatkit.support.toml_text import dumps
 
@@ -283,10 +269,9 @@ def run(args: argparse.Namespace) -> int:
     points = []
     if args.sweep:
         points = parse_points(args.points) if args.points else list(board.sweep)
-        p = config.params
         for kl, dl in points:  # check every point before the first build
             try:
-                CoreParams(p.spec, p.fmt, p.hw.replace(key_lanes=kl, dim_lanes=dl))
+                point_config(config, kl, dl)
             except (TypeError, ValueError) as e:
                 raise UsageError(f"--points {kl}x{dl}: {e}") from None
     client = connect_scheduler(args.scheduler)   # (before anything is printed or built)

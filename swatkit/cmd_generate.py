@@ -22,6 +22,7 @@ from swatkit.options import (
     UsageError,
     add_hardware_options,
     add_workload_options,
+    command_error,
     core_params,
     resolve,
     warn,
@@ -69,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_target(**target)
     except (TypeError, ValueError) as e:  # "name must be a Verilog identifier, not ..."
-        field, _, rest = str(e).partition(" ")
-        raise UsageError(f"{r.label(field)} {rest}") from None
+        raise command_error(e, r) from None
     if args.print_config:
         sys.stdout.write(dumps({**params.config_tables(), "generate": target}))
         return 0
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{'block ' if params.block_size else ''}window, head_dim "
                       f"{params.spec.head_dim}, {params.hw.key_lanes}x{params.hw.dim_lanes} "
                       "lanes)"):
-            out = generate(params.spec, params.fmt, params.hw, args.output, **target)
+            out = generate(params, out_dir=args.output, **target)
     except OSError as e:
         raise UsageError(f"--output: cannot write {args.output}: {e.strerror}") from None
     import json

@@ -18,9 +18,7 @@ import time
 from pathlib import Path
 
 from swatkit.options import (
-    TABLES,
     UsageError,
-    _load_config,
     add_hardware_options,
     add_workload_options,
     core_params,
@@ -89,15 +87,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default swat_prove)")
 
 
-def _given(args: argparse.Namespace) -> set[str]:
-    """Keys set on the command line or in --config (the rest take the prove defaults)."""
-    config = _load_config(args.config) if getattr(args, "config", None) else {}
-    given = {key for table in config.values() for key in table}
-    for keys in TABLES.values():
-        given |= {key for key in keys if getattr(args, key, None) is not None}
-    return given
-
-
 def _line(status: str, name: str, text: str, extra: str = "") -> str:
     return f"{status:<12} {name:<11} {text}" + (f"  [{extra}]" if extra else "")
 
@@ -110,22 +99,15 @@ def run(args: argparse.Namespace) -> int:
             if name not in formal.PROPERTIES:
                 raise UsageError(f"--property must be among {', '.join(formal.PROPERTIES)}, "
                                  f"not {name!r}")
-    given = _given(args)
-    for key, value in PROVE_DEFAULTS.items():
-        if key not in given:
-            setattr(args, key, value)
-    causal = bool(args.causal) or bool(
-        (_load_config(args.config) if args.config else {}).get("spec", {}).get("causal"))
-    window_key = "sliding_window" if causal else "attention_window"
-    if window_key not in given:
-        setattr(args, window_key, PROVE_WINDOW + 1 if causal else PROVE_WINDOW)
-    r = resolve(args)
+    # the tiny core, a layer below --config and the options (either kind of window:
+    # PROVE_WINDOW + 1 keys)
+    r = resolve(args, defaults={**PROVE_DEFAULTS, "attention_window": PROVE_WINDOW,
+                                "sliding_window": PROVE_WINDOW + 1})
     params = core_params(r, r.spec.seq_len)
     try:
         formal.check_size(params)
     except ValueError as e:  # "head_dim 8 is too big ..." -> "--head-dim 8 is too big ..."
-        message = str(e).replace("max_seq_len", "seq_len", 1)
-        raise option_error(ValueError(message), {}) from None
+        raise option_error(e, {"max_seq_len": "--seq-len"}) from None
 
     if args.cover_depth is None:
         args.cover_depth = formal.default_cover_depth(params)

@@ -49,6 +49,7 @@ __all__ = [
     "add_workload_options",
     "check_int_option",
     "check_output_file",
+    "command_error",
     "core_params",
     "limit_error",
     "parse_lengths",
@@ -298,14 +299,16 @@ def _load_config(path: Path) -> dict:
 
 
 def resolve(args: argparse.Namespace, command: str | None = None, *,
-            lengths: list[int] | None = None) -> Resolved:
+            lengths: list[int] | None = None, defaults: dict | None = None) -> Resolved:
     """Merge defaults, ``--config`` and options into a spec, a format and hardware fields.
 
     ``command`` (``"generate"``, ``"flow"``) also resolves that command's table into
     :attr:`Resolved.command`. With ``lengths`` (the default lengths of a command that sweeps
     N), ``seq_len`` may be a list of lengths (the option's ``parse_lengths``; in the file an
     integer, a list or a range string): :attr:`Resolved.lengths` holds them, and the spec takes
-    the largest.
+    the largest. ``defaults``: a layer of values (keys of the tables, e.g. a board's default
+    core, or the tiny core ``prove`` proves) between the built-in defaults and ``--config``
+    (:func:`_apply_defaults`); its values are not in :attr:`Resolved.sources`.
     """
     path = getattr(args, "config", None)
     config = _load_config(path) if path else {}
@@ -329,6 +332,9 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
                 values[key] = config[table][key]
                 names[key] = f"[{table}] {key} in {path}"
                 sources[key] = "config"
+
+    if defaults:
+        _apply_defaults(values, names, defaults)
 
     def fail(key, message):
         raise UsageError(f"{names.get(key, key)} {message}")
@@ -383,6 +389,34 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
     return Resolved(spec, fmt, hardware, sources, names, own,
                     all_lengths or (spec.seq_len,))
+
+
+def _apply_defaults(values: dict, names: dict, defaults: dict) -> None:
+    """Fill ``values`` (what the options and the config file give; ``names``: their labels,
+    the option's for a value of the layer) from the layer ``defaults``
+    below them, by the rules of the window group: the user's window (any of its keys) replaces
+    the layer's, a BigBird pattern replaces its window, dilation and global tokens, a window
+    key its BigBird pattern. The layer's window may give a size for each kind
+    (``attention_window``, ``sliding_window``) and a kind (``causal``): a user who chooses the
+    kind alone (``--causal``, ``--no-causal``) gets the layer's size of that kind, if it has
+    one."""
+    layer = dict(defaults)
+    window_given = any(k in values for k in WINDOW_KEYS)
+    band_given = any(k in values and values[k] is not False for k in BAND_KEYS)
+    bigbird_given = any(k in values for k in BIGBIRD_KEYS)
+    causal = values.get("causal", False if window_given else layer.get("causal", False))
+    for key, value in layer.items():
+        if key in values or (key in BAND_KEYS and bigbird_given) or (
+                key in BIGBIRD_KEYS and band_given):
+            continue
+        if key == "causal" and window_given:
+            continue
+        if key in ("attention_window", "sliding_window") and (
+                "attention_window" in values or "sliding_window" in values
+                or (key == "sliding_window") != causal):
+            continue
+        values[key] = value
+        names[key] = ALL_OPTIONS.get(key) or COMMAND_LABELS.get(key, key)
 
 
 def _bigbird(spec_args: dict, values: dict, names: dict, lengths: tuple[int, ...]):
@@ -519,26 +553,41 @@ def limit_error(error, resolved: Resolved) -> UsageError:
 
 
 def option_error(error: Exception, names: dict) -> UsageError:
-    """Turn a library message, which starts with a field name, into one naming the option."""
+    """A configuration error of the spec, format or hardware objects as one naming what the
+    user typed for its field (:attr:`~swatkit.golden.checks.ConfigError.field`; ``names``:
+    :attr:`Resolved.names`, else the option); an error about no one field keeps its message."""
+    field = getattr(error, "field", None)
+    key = FIELD_KEYS.get(field, field)   # BigBird's fields as the spec names them
+    return _labelled(error, field, (names.get(key) or ALL_OPTIONS.get(key)) if key else None,
+                     names if key in FIELD_KEYS.values() else None)
+
+
+def command_error(error: Exception, resolved: Resolved) -> UsageError:
+    """A configuration error of a command's own table (``[generate]``, ``[flow]``: its
+    :attr:`~swatkit.golden.checks.ConfigError.field`) as one naming what the user typed."""
+    field = getattr(error, "field", None)
+    return _labelled(error, field, resolved.label(field) if field else None)
+
+
+def _labelled(error: Exception, field: str | None, label: str | None,
+              names: dict | None = None) -> UsageError:
+    """The message with its field's ``label`` in the place of the field's name ("--head-dim
+    must be ..."), or before it ("--global-tokens: global token 40 is outside ...");
+    ``names``: the other fields a BigBird message names (``seq_len``, ``block_size``) as the
+    user named them too."""
     message = str(error)
-    field, _, rest = message.partition(" ")
-    key = "global_tokens" if field == "global" else field  # "global token 40 is outside ..."
-    key = FIELD_KEYS.get(key, key)   # BigBird's fields as the spec names them
-    if key.startswith(("random_table[", "explicit_random_table[")):
-        # "random_table[2, 0] = 9 is outside the key blocks [0, 8)"
-        key, message = "random_table", "random_table" + message[message.index("["):]
-    label = names.get(key) or ALL_OPTIONS.get(key)
     if label is None:
         return UsageError(message)
-    if key == "random_table" and not message.startswith("random_table "):
+    if message.startswith(f"{field}["):   # "random_table[2, 0] = 3 is inside the window ..."
+        return UsageError(f"{label}: random_table{message[len(field):]}")
+    if not message.startswith(f"{field} "):
         return UsageError(f"{label}: {message}")
-    if key in FIELD_KEYS.values():   # and the other fields it names, as the user named them
-        seq_len = names.get("seq_len") or ALL_OPTIONS["seq_len"]
-        block = names.get("bigbird_block") or ALL_OPTIONS["bigbird_block"]
-        rest = rest.replace("seq_len", seq_len).replace("block_size", block)
-        if field != key:
-            return UsageError(f"{label} {rest}")
-    return UsageError(f"{label} {rest}" if key == field else f"{label}: {message}")
+    rest = message[len(field) + 1:]
+    if names is not None:
+        rest = (rest.replace("seq_len", names.get("seq_len") or ALL_OPTIONS["seq_len"])
+                .replace("block_size", names.get("bigbird_block")
+                         or ALL_OPTIONS["bigbird_block"]))
+    return UsageError(f"{label} {rest}")
 
 
 # -- what a configuration wastes --------------------------------------------------------------

@@ -364,3 +364,58 @@ def test_global_engines_set_and_chosen():
         core_params(r, 64)
     assert str(info.value) == ("--global-engines must be at most 4 (the block size: a run's "
                                "global rows, b or 2·b, are shared evenly), not 8")
+
+
+def parse_over(layer, *argv):
+    parser = _Parser(prog="swatkit test")
+    add_workload_options(parser)
+    add_hardware_options(parser)
+    return resolve(parser.parse_args(list(argv)), defaults=layer)
+
+
+BOARDISH = {"head_dim": 8, "attention_window": 8, "sliding_window": 9, "seq_len": 1024,
+            "key_lanes": 1}
+
+
+def test_a_defaults_layer_lies_between_the_built_in_defaults_and_the_user(tmp_path):
+    """A board's default core (or prove's tiny core) is a layer of resolve: below --config and
+    the options, with the window group's rules; its values are not the user's (sources)."""
+    r = parse_over(BOARDISH)
+    assert r.spec == AttentionSpec.longformer(1024, 8, attention_window=8)
+    assert r.hardware == {"key_lanes": 1} and r.sources == {}
+    assert r.label("key_lanes") == "--key-lanes"
+    # the kind alone takes the layer's number of keys for that kind, either way
+    assert parse_over(BOARDISH, "--causal").spec == AttentionSpec.causal(1024, 8, 9)
+    assert parse_over(BOARDISH, "--no-causal").spec.window == 9
+    assert parse_over(BOARDISH, "--causal", "--sliding-window", "5").spec.window == 5
+    assert parse_over(BOARDISH, "--attention-window", "4").spec.window == 5
+    assert parse_over(BOARDISH, "--dilation", "2").spec.dilation == 2   # (the layer's window)
+    assert parse_over(BOARDISH, "--dilation", "2").spec.window == 9
+    bigbird = parse_over(BOARDISH, "--bigbird", "4").spec   # its window replaces the layer's
+    assert (bigbird.block_size, bigbird.head_dim, bigbird.seq_len) == (4, 8, 1024)
+    # a config file is above the layer: its causal window takes the layer's size of that kind
+    config = tmp_path / "c.toml"
+    config.write_text("[spec]\ncausal = true\nhead_dim = 4\n[hardware]\nkey_lanes = 2\n")
+    r = parse_over(BOARDISH, "--config", str(config))
+    assert r.spec == AttentionSpec.causal(1024, 4, 9) and r.hardware == {"key_lanes": 2}
+    config.write_text("[spec]\nbigbird_block = 2\nrandom_blocks = 1\nseq_len = 64\n")
+    assert parse_over(BOARDISH, "--config", str(config)).spec == AttentionSpec.bigbird(
+        64, 8, 2, 1)
+    with pytest.raises(UsageError, match=r"^--head-dim must be a positive integer, not 0$"):
+        parse_over({**BOARDISH, "head_dim": 0})
+    # a layer of one kind (a flow's causal core) gives no size to the other kind
+    flow = {"causal": True, "sliding_window": 33}
+    assert parse_over(flow).spec == AttentionSpec.causal(4096, 64, 33)
+    assert parse_over(flow, "--no-causal").spec == AttentionSpec.longformer(4096, 64)
+
+
+def test_flow_and_prove_take_a_causal_window_from_the_config_file(tmp_path, capsys):
+    """The board's and prove's defaults are layers, not options written over the file: a
+    config file's ``causal = true`` keeps its kind (it used to be refused, "--sliding-window
+    needs --causal", as the default was written in as an option)."""
+    config = tmp_path / "c.toml"
+    config.write_text("[spec]\ncausal = true\nhead_dim = 4\n")
+    assert main(["flow", "--board", "icebreaker", "--config", str(config),
+                 "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "causal = true\nsliding_window = 9\n" in out and "head_dim = 4\n" in out

@@ -66,7 +66,7 @@ def selftest(params: CoreParams, rows: int, *, corrupt_row=None, **kwargs) -> Se
     vectors = make_vectors(params, rows, SEED)
     if corrupt_row is not None:
         vectors = vectors.corrupted(corrupt_row, column=params.spec.head_dim - 1)
-    return SelfTest(params.spec, params.fmt, params.hw, vectors, uart_divisor=3, **kwargs)
+    return SelfTest(params, vectors, uart_divisor=3, **kwargs)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -161,7 +161,7 @@ def test_selftest_checks_vector_shape():
     other, _ = CONFIGS["rows-below-window"]
     vectors = make_vectors(other, 3, SEED)
     with pytest.raises(ValueError, match=r"^vectors.q has shape \(3, 4\), expected \(3, 8\)$"):
-        SelfTest(params.spec, params.fmt, params.hw, vectors)
+        SelfTest(params, vectors)
 
 
 def test_uart_tx_sends_bytes_under_gaps():
@@ -205,7 +205,7 @@ def test_message_length_is_fixed():
 
 def lfsr_selftest(params: CoreParams, rows: int, *, vectors=None, **kwargs) -> SelfTest:
     vectors = vectors or make_lfsr_vectors(params, rows, SEED)
-    return SelfTest(params.spec, params.fmt, params.hw, vectors, mode="lfsr", uart_divisor=3,
+    return SelfTest(params, vectors, mode="lfsr", uart_divisor=3,
                     **kwargs)
 
 
@@ -344,9 +344,9 @@ def test_lfsr_hang_is_reported():
 def test_lfsr_mode_checked():
     params, _ = CONFIGS["icebreaker-default"]
     with pytest.raises(ValueError, match=r"^mode must be one of rom, lfsr, not 'ram'$"):
-        SelfTest(params.spec, params.fmt, params.hw, make_vectors(params, 4, SEED), mode="ram")
+        SelfTest(params, make_vectors(params, 4, SEED), mode="ram")
     with pytest.raises(ValueError, match=r"^LFSR mode needs vectors with a seed and a CRC"):
-        SelfTest(params.spec, params.fmt, params.hw, make_vectors(params, 4, SEED),
+        SelfTest(params, make_vectors(params, 4, SEED),
                  mode="lfsr")
     message = ("test_rows must be an integer in 1..1024 (the core's max_seq_len and the 16-bit "
                "row counter), not 1025")
@@ -390,7 +390,7 @@ def test_verilator_equals_amaranth(name, request):
                else v.corrupted(bad_row, 2) if fault == "row" else v)
 
     def dut():
-        return SelfTest(params.spec, params.fmt, params.hw, vectors, mode=mode, uart_divisor=3)
+        return SelfTest(params, vectors, mode=mode, uart_divisor=3)
 
     want = simulate(dut())
     got = simulate_verilator(dut(), platform=platform,

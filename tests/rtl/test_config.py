@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from swatkit.golden import AttentionSpec, NumberFormat
@@ -45,3 +46,80 @@ def test_from_dict_refuses_what_does_not_add_up():
         CoreParams.from_dict(bad)
     with pytest.raises(ValueError):   # a refused value, as the constructors refuse it
         CoreParams.from_dict({**record, "hardware": {**record["hardware"], "key_lanes": 0}})
+
+
+def test_the_swatkit_json_generate_writes_reads_back(tmp_path):
+    from swatkit.rtl.generate import generate
+
+    p = CoreParams(AttentionSpec(seq_len=32, head_dim=4, before=2, after=2, global_tokens=(0,)),
+                   NumberFormat(), HardwareConfig(key_lanes=1, dim_lanes=2, max_seq_len=32,
+                                                  max_global_tokens=2))
+    out = generate(p, out_dir=tmp_path)
+    assert CoreParams.from_dict(json.loads(out.config.read_text())) == p
+
+
+def test_of_passes_the_params_whole():
+    p = CONFIGS[1]
+    assert CoreParams.of(p) is p
+    assert CoreParams.of(p.spec, p.fmt, p.hw) == p
+    assert CoreParams.of(p.spec) == CoreParams(p.spec, NumberFormat(), HardwareConfig())
+    with pytest.raises(TypeError, match=r"^fmt and hw are the CoreParams' own; give them only "
+                                        r"with an AttentionSpec$"):
+        CoreParams.of(p, hw=p.hw)
+
+
+def test_estimate_params_skip_only_the_limits_of_generation():
+    from swatkit.rtl import LimitError
+    from swatkit.rtl.config import MAX_WINDOW
+
+    n = MAX_WINDOW + 1   # a full-attention layer of n rows: n keys per row
+    spec, hw = AttentionSpec(n, 64, n - 1, n - 1), HardwareConfig(max_seq_len=n)
+    with pytest.raises(LimitError) as info:
+        CoreParams(spec, NumberFormat(), hw)
+    assert info.value.field == "window"
+    p = CoreParams.for_estimate(spec, NumberFormat(), hw)
+    assert (p.spec, p.fmt, p.hw, p.generated) == (spec, NumberFormat(), hw, False)
+    assert p.max_keys == n
+    with pytest.raises(ValueError, match=r"^these parameters are an estimate's "
+                                         r"\(CoreParams.for_estimate\): a core is generated "
+                                         r"from CoreParams$"):
+        CoreParams.of(p)   # (what SwatCore, AxisSwatCore and generate take their params by)
+    with pytest.raises(ValueError, match=r"^dim_lanes \(7\) must divide head_dim \(64\)$"):
+        CoreParams.for_estimate(spec, NumberFormat(), hw.replace(dim_lanes=7))
+    with pytest.raises(LimitError) as info:   # (a limit of the estimate's own: N)
+        CoreParams.for_estimate(spec.replace(head_dim=2048), NumberFormat(), hw)
+    assert info.value.field == "head_dim"
+
+
+def test_configuration_errors_carry_their_field_through_pickling():
+    """A configuration error names its field (``error.field``), also after a trip to a worker
+    process and back."""
+    import pickle
+
+    from swatkit.golden.checks import ConfigTypeError, ConfigValueError
+    from swatkit.rtl import LimitError
+
+    cases = [(lambda: HardwareConfig(key_lanes=0), ConfigValueError, "key_lanes",
+              "key_lanes must be an integer in 1..64, not 0"),
+             (lambda: HardwareConfig(max_seq_len=0), ConfigValueError, "max_seq_len",
+              "max_seq_len must be a positive integer, not 0"),
+             (lambda: HardwareConfig(dim_lanes="8"), ConfigTypeError, "dim_lanes",
+              "dim_lanes must be an integer, not '8'"),
+             (lambda: NumberFormat(scale_q=0.0), ConfigValueError, "scale_q",
+              "scale_q must be a positive finite number, not 0.0"),
+             (lambda: AttentionSpec(8, 4, 1, 1, global_tokens=(9,)), ConfigValueError,
+              "global_tokens", "global token 9 is outside the sequence [0, 8)"),
+             (lambda: CoreParams(AttentionSpec(8, 4, 1, 1), NumberFormat(),
+                                 HardwareConfig(key_lanes=1, dim_lanes=3, max_seq_len=8)),
+              ConfigValueError, "dim_lanes", "dim_lanes (3) must divide head_dim (4)"),
+             (lambda: CoreParams(AttentionSpec(8, 2048, 1, 1), NumberFormat(),
+                                 HardwareConfig(max_seq_len=8)), LimitError, "head_dim",
+              "head_dim must be at most 1024 (the practical limit of Verilog generation), "
+              "not 2048")]
+    for make, kind, field, message in cases:
+        with pytest.raises(kind) as info:
+            make()
+        for error in (info.value, pickle.loads(pickle.dumps(info.value))):
+            assert (type(error), error.field, str(error)) == (kind, field, message)
+    # (a NumPy integer is an integer; the object keeps a Python int)
+    assert type(HardwareConfig(key_lanes=np.int64(2)).key_lanes) is int

@@ -209,6 +209,24 @@ def test_cases_are_checked():
     assert isinstance(b.params, CoreParams)
 
 
+def test_a_build_holds_its_core_params():
+    """A build is its CoreParams, checked once: its fields are read from it, never rebuilt, and
+    a build of the form it holds keeps the very object."""
+    b = FAST[0].build
+    assert b.params is b.params and b.fmt is b.params.fmt and b.hardware is b.params.hw
+    assert (b.head_dim, b.before, b.after, b.key_lanes, b.max_seq_len) == (
+        b.params.spec.head_dim, b.params.spec.before, b.params.spec.after,
+        b.params.hw.key_lanes, b.params.hw.max_seq_len)
+    same = Build.from_params("y", b.params)
+    assert same.params is b.params
+    with pytest.raises(TypeError, match=r"^x: give a Build its CoreParams or the keywords of "
+                                        r"its shape, one of them$"):
+        Build("x", b.params, head_dim=8)
+    with pytest.raises(TypeError, match=r"^x: give a Build its CoreParams or the keywords of "
+                                        r"its shape, one of them$"):
+        Build("x")
+
+
 # -- swatkit regress -----------------------------------------------------------------------------
 
 
@@ -285,6 +303,15 @@ def test_own_cases_size_the_harness_for_every_run(tmp_path, argv, globals_per_ru
                       for i, n in enumerate(case.seq_lens))
         assert kv_rows == runs * (case.seq_lens[0] + globals_per_run)
         assert case.build.harness_depth >= runs * (longest + globals_per_run)
+
+
+def test_own_build_is_the_core_the_options_describe(tmp_path):
+    """The build holds the command's CoreParams whole: a field the matrix's shape does not
+    name (``--global-engines``) is the user's, not dropped for the default."""
+    (case, *_) = _own(tmp_path, "--bigbird", "8", "--random-blocks", "1", "--seq-len", "512",
+                      "--head-dim", "8", "--key-lanes", "2", "--dim-lanes", "4",
+                      "--global-engines", "1")
+    assert case.build.params.hw.global_engines == 1 == case.build.params.global_engines
 
 
 def test_own_lengths_share_a_build(tmp_path):
