@@ -16,6 +16,8 @@ longformer-base      12        12       12      64        bidirectional, attenti
 longformer-large     24        16       16      64        bidirectional, attention_window 512
 bigbird-roberta-base 12        12       12      64        block-sparse, block 64, 3 random blocks
 mistral-7b           32        32       8       128       causal, sliding_window 4096
+gpt-oss-20b          24        64       8       64        sliding 128 and full alternating, sinks
+gemma-3-1b           26        4        1       256       5 sliding (512) per full layer
 ==================== ========= ======== ======= ========= ==========================================
 
 How each ``model_type`` maps to :class:`~swatkit.golden.AttentionSpec` (the single definition of
@@ -63,7 +65,8 @@ from swatkit.support.inputs import InputFileError, load_json
 __all__ = ["FAMILIES", "PRESETS", "Family", "LayerPattern", "ModelConfig", "ModelError",
            "load_model"]
 
-PRESETS = ("longformer-base", "longformer-large", "bigbird-roberta-base", "mistral-7b")
+PRESETS = ("longformer-base", "longformer-large", "bigbird-roberta-base", "mistral-7b",
+           "gpt-oss-20b", "gemma-3-1b")
 
 MAX_CONFIG_BYTES = 16 * 2 ** 20   # a config.json is a few KB; a larger file is not one
 MAX_LAYERS = 10_000   # layers of a model: the estimate walks them one by one
@@ -151,6 +154,8 @@ class ModelConfig:
     warnings : tuple of str
         What of the config is read but not modelled, or read by a guess, one line each (the
         CLI prints them as warnings).
+    learned_sinks : bool
+        One learned sink logit per query head in every layer (GPT-OSS).
     """
 
     name: str
@@ -164,6 +169,7 @@ class ModelConfig:
     note: str = ""
     source: str = ""
     warnings: tuple[str, ...] = ()
+    learned_sinks: bool = False
 
     @property
     def group(self) -> int:
@@ -203,6 +209,9 @@ class Family:
         ``sliding_window // 2`` keys each side, a full layer every key).
     softcapping : bool
         ``attn_logit_softcapping`` is read (Gemma-2, Gemma-3).
+    learned_sinks : bool
+        Every attention layer has one learned sink logit per query head (GPT-OSS's ``sinks``:
+        a term of each row's softmax max and denominator that carries no value).
     note : str
         What of the family's attention the estimate leaves out.
     """
@@ -214,6 +223,7 @@ class Family:
     reads_layer_types: bool = True
     bidirectional: bool = False
     softcapping: bool = False
+    learned_sinks: bool = False
     note: str = ""
 
 
@@ -240,8 +250,7 @@ FAMILIES = {
     "qwen2": Family(_defaults(32, 32, None, 4096, 4096, 32768, **_QWEN), qwen=True),
     "qwen3": Family(_defaults(32, 32, None, 4096, 4096, 32768, 128, **_QWEN), qwen=True),
     "gpt_oss": Family(_defaults(36, 64, 8, 2880, 128, 131072, 64), every=2,
-                      note="learned sink logits (one per query head, a term in every row's "
-                           "softmax)"),
+                      learned_sinks=True),
     "cohere2": Family(_defaults(40, 64, None, 8192, 4096, 8192, sliding_window_pattern=4),
                       every=4, pattern_key="sliding_window_pattern"),
     "olmo3": Family(_defaults(32, 32, None, 4096, 4096, 2048), every=4),
@@ -487,7 +496,8 @@ def load_model(name_or_path: str) -> ModelConfig:
                          f"(swatkit reads longformer, big_bird, {', '.join(FAMILIES)}, and "
                          f"configs with sliding_window or layer_types)")
     return ModelConfig(str(name_or_path), model_type, layers, heads, kv_heads, head_dim,
-                       tuple(patterns), max_positions, note, source, tuple(warnings))
+                       tuple(patterns), max_positions, note, source, tuple(warnings),
+                       family is not None and family.learned_sinks)
 
 
 def _per_layer(data: dict, where: str, key: str, layers: int, default) -> list:

@@ -46,9 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "(default 1024:65536:x2)")
     add_hardware_options(parser)
     m = parser.add_argument_group("model (instead of one head)")
+    from swatkit.sim.models import PRESETS
+
     m.add_argument("--model", metavar="NAME|PATH",
-                   help="a Hugging Face config.json (file or folder) or a preset: "
-                        "longformer-base, longformer-large, bigbird-roberta-base, mistral-7b")
+                   help=f"a Hugging Face config.json (file or folder) or a preset: "
+                        f"{', '.join(PRESETS)}")
     m.add_argument("--head-schedule", choices=("serial", "gqa"), default="serial",
                    help="serial: heads one after another, K/V per head; gqa: the query heads "
                         "of a key/value head against one pass of its K/V (default serial)")

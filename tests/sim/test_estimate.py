@@ -262,7 +262,8 @@ def test_cli_model_json_and_breakdown_table():
                                             "100,000,000,000,000 from '1:100000000000000:+1'"),
     (["--from-flow", "nope.json"], "--from-flow: no such file: nope.json"),
     (["--model", "gpt-5"], "--model: unknown model 'gpt-5': not a preset (longformer-base, "
-                           "longformer-large, bigbird-roberta-base, mistral-7b) and no such "
+                           "longformer-large, bigbird-roberta-base, mistral-7b, gpt-oss-20b, "
+                           "gemma-3-1b) and no such "
                            "file or folder"),
     (["--model", "mistral-7b", "--head-dim", "64"], "--head-dim cannot be combined with --model "
                                                     "(the model sets the attention pattern and "

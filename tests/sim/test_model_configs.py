@@ -12,18 +12,42 @@ from swatkit.sim.estimate import estimate_model
 from swatkit.sim.models import PRESETS, LayerPattern, ModelError, load_model
 
 
-@pytest.mark.parametrize(("name", "layers", "heads", "kv", "d", "pattern"), [
-    ("longformer-base", 12, 12, 12, 64, LayerPattern("window", 256, 256)),
-    ("longformer-large", 24, 16, 16, 64, LayerPattern("window", 256, 256)),
-    ("bigbird-roberta-base", 12, 12, 12, 64, LayerPattern("blocksparse", block_size=64,
-                                                          random_blocks=3, pattern_seed=0)),
-    ("mistral-7b", 32, 32, 8, 128, LayerPattern("window", 4095, 0)),
+FULL = LayerPattern("full", causal=True)
+
+
+@pytest.mark.parametrize(("name", "layers", "heads", "kv", "d", "patterns"), [
+    ("longformer-base", 12, 12, 12, 64, (LayerPattern("window", 256, 256),) * 12),
+    ("longformer-large", 24, 16, 16, 64, (LayerPattern("window", 256, 256),) * 24),
+    ("bigbird-roberta-base", 12, 12, 12, 64, (LayerPattern("blocksparse", block_size=64,
+                                                           random_blocks=3, pattern_seed=0),) * 12),
+    ("mistral-7b", 32, 32, 8, 128, (LayerPattern("window", 4095, 0),) * 32),
+    # sliding window 128 on the even layers, full causal attention on the odd ones
+    ("gpt-oss-20b", 24, 64, 8, 64, (LayerPattern("window", 127, 0), FULL) * 12),
+    # 5 sliding layers (window 512) per full one; 26 layers: the last two slide
+    ("gemma-3-1b", 26, 4, 1, 256, ((LayerPattern("window", 511, 0),) * 5 + (FULL,)) * 4
+     + (LayerPattern("window", 511, 0),) * 2),
 ])
-def test_presets_have_the_published_values(name, layers, heads, kv, d, pattern):
+def test_presets_have_the_published_values(name, layers, heads, kv, d, patterns):
     m = load_model(name)
     assert (m.layers, m.heads, m.kv_heads, m.head_dim) == (layers, heads, kv, d)
-    assert m.patterns == (pattern,) * layers
-    assert "huggingface.co" in m.source
+    assert m.patterns == patterns
+    url, paper = m.source.split("; ", 1)   # the config.json's address and the paper
+    assert url.startswith("https://huggingface.co/") and url.endswith("/config.json") and paper
+    assert m.warnings == ()
+    assert m.learned_sinks == (name == "gpt-oss-20b")   # GPT-OSS: one sink logit per head
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_are_read_as_transformers_reads_them(tmp_path, name):
+    # each shipped preset (its config.json fields) through transformers' own config class
+    from importlib import resources
+
+    data = json.loads(resources.files("swatkit.sim").joinpath(f"presets/{name}.json")
+                      .read_text())
+    assert set(data["_swatkit_preset"]) == {"name", "config_json", "paper", "note"}
+    if data["model_type"] not in ("longformer", "big_bird"):   # (no layer types to derive)
+        del data["_swatkit_preset"]
+        assert swatkit_reading(load_model(name)) == transformers_reading(data)
 
 
 def test_presets_follow_the_window_rules_of_the_spec():
@@ -151,11 +175,11 @@ def test_bad_configs(tmp_path, data, message):
 def test_unknown_preset_and_missing_folder(tmp_path):
     with pytest.raises(ModelError, match=r"^unknown model 'gpt-5': not a preset "
                        r"\(longformer-base, longformer-large, bigbird-roberta-base, "
-                       r"mistral-7b\) and no such file or folder$"):
+                       r"mistral-7b, gpt-oss-20b, gemma-3-1b\) and no such file or folder$"):
         load_model("gpt-5")
     with pytest.raises(ModelError, match=r"^no config\.json in "):
         load_model(str(tmp_path))
-    assert len(PRESETS) == 4
+    assert len(PRESETS) == 6
 
 
 def test_a_file_too_large_for_a_config_is_not_read_whole(tmp_path):
@@ -389,7 +413,7 @@ def test_hybrid_families_are_not_read_as_all_sliding(tmp_path):
     assert bi.patterns[5] == LayerPattern("full", causal=False)
     assert load_model(str(write(tmp_path, HF_CONFIGS["command-r7b"], "c"))).head_dim == 128
     gpt = load_model(str(write(tmp_path, HF_CONFIGS["gpt-oss-20b"], "gpt")))
-    assert gpt.note == "learned sink logits (one per query head, a term in every row's softmax)"
+    assert gpt.learned_sinks and gpt.note == ""   # (the estimate counts the sink term)
 
 
 @pytest.mark.parametrize(("data", "message"), [
