@@ -11,7 +11,6 @@ from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.sim.estimate import estimate_model
 from swatkit.sim.models import PRESETS, LayerPattern, ModelError, load_model
 
-
 FULL = LayerPattern("full", causal=True)
 
 
