@@ -216,6 +216,26 @@ def test_cli_from_flow_refuses_another_core(tmp_path, report, argv, message):
     assert done.stderr == f"swatkit: error: {message.format(p=flow)}\n"
 
 
+def test_cli_grouped_model_table():
+    # a GQA model: the K/V columns and the sink line; per group by default, per head if serial
+    done = swatkit("--model", "gpt-oss-20b", "--seq-len", "1024", "--dataflow", "swat")
+    assert done.returncode == 0, done.stderr
+    assert "K/V off-chip" in done.stdout and "K/V reads" in done.stdout
+    assert ("SWAT gqa: each K/V row fetched once for the 8 query heads of its group, on 1 "
+            "engine;") in done.stdout
+    assert "learned sinks: one sink logit per query head" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("│ swat ")]
+    assert rows[0].split("│")[-2].strip() == "1"    # K/V reads of the sliding layers
+    done = swatkit("--model", "gpt-oss-20b", "--seq-len", "1024", "--dataflow", "swat",
+                   "--head-schedule", "serial")
+    rows = [line for line in done.stdout.splitlines() if line.startswith("│ swat ")]
+    assert rows[0].split("│")[-2].strip() == "8" and "serial: K/V fetched per query head" in (
+        done.stdout)
+    done = swatkit("--model", "gpt-oss-20b", "--seq-len", "1024", "--dataflow", "swat",
+                   "--head-engines", "8")
+    assert "gqa heads on 8 head engines" in done.stdout.replace("\n", " ")
+
+
 def test_cli_model_json_and_breakdown_table():
     done = swatkit("--model", "longformer-base", "--seq-len", "2048", "--format", "json",
                    "--cores", "3", "--dataflow", "swat,blocksparse")
@@ -226,7 +246,7 @@ def test_cli_model_json_and_breakdown_table():
     layer, model = records[:2]
     assert (model["model"], model["layers"], model["heads"], model["kv_heads"],
             model["head_schedule"], model["cores"]) == ("longformer-base", 12, 12, 12,
-                                                       "serial", 3)
+                                                       "gqa", 3)
     assert model["cycles"] == 12 * layer["cycles"]
     assert set(model["energy_breakdown"]) == set(COMPONENTS)
     assert records[3]["latency_ratio_to_swat"] == pytest.approx(
@@ -278,6 +298,14 @@ def test_cli_model_json_and_breakdown_table():
                                   f"not {10 ** 30}"),
     (["--cores", "1025"], "--cores must be at most 1024 (a practical limit: one device holds far "
                           "fewer), not 1025"),
+    (["--model", "gpt-oss-20b", "--head-engines", "3"],
+     "--head-engines must divide the query heads per K/V head (8), not 3 (--model gpt-oss-20b)"),
+    (["--model", "mistral-7b", "--head-schedule", "serial", "--head-engines", "2"],
+     "--head-engines must be 1 under --head-schedule serial (the engines of a K/V group are "
+     "gqa's), not 2 (--model mistral-7b)"),
+    (["--model", "longformer-base", "--head-engines", "0"],
+     "--head-engines must be a positive integer, not 0 (--model longformer-base)"),
+    (["--head-engines", "2"], "--head-engines 2 needs --model (one head has no K/V group)"),
 ])
 def test_cli_bad_values(argv, message):
     done = swatkit(*argv)
