@@ -263,10 +263,15 @@ def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles,
             width += np.where(new, np.minimum(n, (tb + 1) * tiles.k) - first * tiles.k, 0)
             last = np.where(a <= b, np.maximum(last, tb), last)
         ktiles[short], cols[short] = count, width
-    # the global columns' key tiles that the band misses
-    for t in np.unique(np.asarray(run.global_tokens, dtype=np.int64) // tiles.k):
+    # the key tiles of the columns (global and sink tokens) that the band misses
+    columns = run.columns()
+    for t in np.unique(columns // tiles.k):
         t = int(t)
         c0, c1 = t * tiles.k, min(n, (t + 1) * tiles.k)
+        mine = columns[columns // tiles.k == t]
+        # a causal row attends sink j only if j <= i (a global column: every row)
+        first = (int(mine[0]) if after == 0 and not np.isin(mine, run.global_tokens).any()
+                 else 0)
         if dataflow == "blocksparse" and dil > 1:
             # a band key in the tile: some j − i in [c0 − (r1−1), c1−1 − r0] that is a
             # multiple of D within [−before·D, after·D]
@@ -275,6 +280,7 @@ def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles,
             outside = ~((d_hi >= d_lo) & ((d_hi // dil) * dil >= d_lo))
         else:
             outside = (t < k_lo) | (t > k_hi)
+        outside &= r1 - 1 >= first
         ktiles = ktiles + outside
         cols = cols + outside * (c1 - c0)
     rows = r1 - r0
@@ -543,14 +549,15 @@ def _swat_cycles(p: CoreParams, n: int) -> int:
 
 
 def head_cycles(p: CoreParams, n: int, dataflow: str, acts: dict,
-                offchip_bytes_per_cycle: float, runs: int = 1) -> int:
+                offchip_bytes_per_cycle: float, runs: int = 1, extra: int = 0) -> int:
     """Cycles of one head: SWAT's cycle model (or its off-chip time if longer), the dense phase
     model, or the tiled baselines' ``max`` of their arrays' and transfers' times. SWAT with
     ``runs`` > 1: a K/V group whose query heads take ``runs`` passes of the engines, each a
-    run of the cycle model (``acts`` the whole group's)."""
+    run of the cycle model (``acts`` the whole group's) and ``extra`` cycles (the sink columns
+    of :func:`sink_columns`)."""
     io = _offchip(acts) / offchip_bytes_per_cycle
     if dataflow == "swat":
-        return max(runs * _swat_cycles(p, n), math.ceil(io))
+        return max(runs * (_swat_cycles(p, n) + extra), math.ceil(io))
     if dataflow == "dense":
         return dense_cycles(p, n, offchip_bytes_per_cycle)
     macs = p.mac_lanes
@@ -605,13 +612,43 @@ def sink_term(p: CoreParams, n: int) -> dict:
             "offchip_read_bytes": math.ceil(p.widths.score / 8)}
 
 
+def sink_columns(p: CoreParams, n: int, sink_tokens: int) -> tuple[dict, int]:
+    """What StreamingLLM's ``sink_tokens`` S key-only columns add to a SWAT run of ``n`` rows on
+    the core ``p`` (built without them), and the cycles they add. Estimated as the core's global
+    columns without global rows (the core's sink columns are being built; their exact cycles
+    will be :func:`~swatkit.sim.cycle_model.swat_cycles`'): every row issues the S columns on the
+    band engines (masked where a causal row precedes a sink, as a global column inside the band
+    is), ``ceil(S/KL)`` more key rounds of G = d/DL cycles per row; the S sink K/V rows are
+    fetched before the N rows and written into the column region once, as the global columns
+    are (accepted first: S·G cycles)."""
+    s, d, b, w = sink_tokens, p.spec.head_dim, p.fmt.data_bits, p.widths
+    keys = n * s
+    kv_bytes = _rows_bytes(2 * s, d, b)
+    acts = {"qk_macs": keys * d, "sv_macs": keys * d, "exp_ops": keys, "max_compares": keys,
+            "sum_adds": keys, "kv_buffer_write_bits": 2 * s * d * b,
+            "kv_buffer_read_bits": 2 * keys * d * b, "score_buffer_write_bits": keys * w.score,
+            "score_buffer_read_bits": keys * w.score, "offchip_read_bytes": kv_bytes,
+            "offchip_kv_read_bytes": kv_bytes}
+    cycles = (n * math.ceil(s / p.hw.key_lanes) + s) * p.groups
+    return acts, cycles
+
+
 def _job(p: CoreParams, n: int, dataflow: str, group: int, bw: float, tiles: Tiles,
-         engines: int = 1, sinks: bool = False):
+         engines: int = 1, sinks: bool = False, sink_tokens: int = 0):
     """Cycles and actions of one job: a head, or (SWAT under gqa) ``group`` query heads against
     one pass of their K/V head on ``engines`` engines side by side (``group/engines`` passes of
     the engines, one after another), given ``bw`` bytes per cycle; also the actions of the
-    global pass alone. ``sinks``: each query head has a learned sink logit (:func:`sink_term`)."""
-    main, glob = passes(p, n, dataflow, tiles)
+    global pass alone. ``sinks``: each query head has a learned sink logit (:func:`sink_term`);
+    ``sink_tokens``: the layer's sink columns (``p`` is the core without them; SWAT:
+    :func:`sink_columns`, the baselines: the pattern with them)."""
+    extra = 0
+    if sink_tokens and dataflow == "swat":
+        main, glob = passes(p, n, dataflow, tiles)
+        cols, extra = sink_columns(p, n, sink_tokens)
+        main = {**main, **{k: main[k] + v for k, v in cols.items()}}
+    else:
+        run = p.spec.replace(seq_len=n, sink_tokens=sink_tokens) if sink_tokens else None
+        main, glob = passes(p, n, dataflow, tiles, run)
     if sinks:
         main = {**main, **{k: main[k] + v for k, v in sink_term(p, n).items()}}
     if group > 1:
@@ -621,7 +658,7 @@ def _job(p: CoreParams, n: int, dataflow: str, group: int, bw: float, tiles: Til
         main["offchip_read_bytes"] = main["offchip_read_bytes"] - group * shared + shared
         glob = {k: v * group for k, v in glob.items()}
     acts = {k: main.get(k, 0) + glob.get(k, 0) for k in dict.fromkeys([*main, *glob])}
-    return head_cycles(p, n, dataflow, acts, bw, group // engines), acts, glob
+    return head_cycles(p, n, dataflow, acts, bw, group // engines, extra), acts, glob
 
 
 def _check_count(name: str, value, lo: int = 1) -> None:
@@ -682,9 +719,11 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                    offchip_bytes_per_cycle: float = 16.0, tiles: Tiles | None = None,
                    clock_source: str = "--clock-mhz", model_scope: bool = True,
                    max_global_tokens: int = 0, max_dilation: int = 1,
-                   global_engines: int = 0) -> list[dict]:
+                   global_engines: int = 0, sink_tokens: int = 0) -> list[dict]:
     """Per-layer records (one per group of layers with the same pattern: figures of *one* such
     layer) and, with ``model_scope``, per-model totals, for each (dataflow, seq_len).
+    ``sink_tokens``: StreamingLLM's S sink keys added to every sliding-window layer (a full
+    layer sees them already); on SWAT estimated as :func:`sink_columns` says.
 
     Raises
     ------
@@ -700,6 +739,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                          f"not {head_schedule!r}")
     check_head_engines(head_engines, model.group, head_schedule)
     check_cores(cores)
+    if sink_tokens:
+        model = _with_sink_tokens(model, sink_tokens)
     for dataflow in dataflows:
         if dataflow not in DATAFLOWS:
             raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, not {dataflow!r}")
@@ -718,7 +759,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                                     max_global_tokens=max_global_tokens,
                                     max_dilation=max_dilation, global_engines=global_engines)
                 params[pattern, n] = (_full_layer_params(spec, fmt, hw)
-                                      if pattern.kind == "full" else CoreParams(spec, fmt, hw))
+                                      if pattern.kind == "full"   # (sinks: sink_columns)
+                                      else CoreParams(spec.replace(sink_tokens=0), fmt, hw))
             except ValueError as e:
                 raise ModelError(f"model {model.name}, layer {indices[0]} "
                                  f"({pattern.describe()}): {e}") from None
@@ -739,7 +781,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                 busy = min(slots, jobs)
                 cycles, acts, glob = _job(p, n, computed_as, group,
                                           offchip_bytes_per_cycle / busy, tiles,
-                                          engines if group > 1 else 1, model.learned_sinks)
+                                          engines if group > 1 else 1, model.learned_sinks,
+                                          pattern.sink_tokens)
                 cycles *= -(-jobs // slots)
                 acts = {k: v * jobs for k, v in acts.items()}
                 glob = {k: v * jobs for k, v in glob.items()}
@@ -774,6 +817,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                     "window": p.spec.window, "before": p.spec.before, "after": p.spec.after,
                     "dilation": p.spec.dilation, "global_tokens": n_glob,
                     "global_token_positions": list(layer_spec.global_tokens),
+                    "sink_tokens": pattern.sink_tokens,
                     "max_global_tokens": p.max_global_tokens, "max_dilation": p.max_dilation,
                     "head_dim": model.head_dim, "key_lanes": key_lanes, "dim_lanes": dim_lanes,
                     "tile_q": tiles.q if computed_as in ("flash", "blocksparse") else None,
@@ -823,6 +867,20 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
     return records
 
 
+def _with_sink_tokens(model: ModelConfig, sink_tokens) -> ModelConfig:
+    """``model`` with ``sink_tokens`` sink keys on every sliding-window layer."""
+    if isinstance(sink_tokens, bool) or not isinstance(sink_tokens, int):
+        raise TypeError(f"sink_tokens must be an integer, not {sink_tokens!r}")
+    if sink_tokens < 0:
+        raise ValueError(f"sink_tokens must be a non-negative integer, not {sink_tokens}")
+    if not any(p.kind == "window" for p in model.patterns):
+        raise ValueError(f"sink_tokens needs a sliding-window layer; model {model.name} has "
+                         f"none (BigBird's blocks have no sink columns)")
+    return dataclasses.replace(model, patterns=tuple(
+        dataclasses.replace(p, sink_tokens=sink_tokens) if p.kind == "window" else p
+        for p in model.patterns))
+
+
 def _kv_bytes(model: ModelConfig, n: int, fmt) -> int:
     """Bytes of one layer's K and V: every K/V head's ``n`` rows once (what ``kv_fetches``
     divides the off-chip K/V bytes by)."""
@@ -834,7 +892,7 @@ _CONSTANT = ("seq_len", "layers", "heads", "kv_heads", "head_engines", "cores", 
              "after", "head_dim", "key_lanes", "dim_lanes", "clock_hz", "tile_q", "tile_k",
              "dilation",
              "global_tokens", "max_global_tokens", "max_dilation", "global_pass_cycles",
-             "block_size", "random_blocks", "plain_window")
+             "block_size", "random_blocks", "plain_window", "sink_tokens")
 
 
 def _add(totals: dict | None, rec: dict, times: int) -> dict:

@@ -85,7 +85,9 @@ class LayerPattern:
     ``dilation``-th), ``"full"`` (every key, or every earlier key if ``causal``) or
     ``"blocksparse"`` (BigBird's pattern, :meth:`AttentionSpec.bigbird`: blocks of
     ``block_size`` rows, ``random_blocks`` random key blocks per query block, the table drawn
-    from ``pattern_seed`` or given as ``random_table``, which fits one length only).
+    from ``pattern_seed`` or given as ``random_table``, which fits one length only). A window
+    layer's ``sink_tokens``: StreamingLLM's key-only sink columns (``AttentionSpec.sink_tokens``;
+    no config.json has them: :func:`~swatkit.sim.estimate.estimate_model` adds them).
     """
 
     kind: str
@@ -98,6 +100,7 @@ class LayerPattern:
     random_blocks: int = 0
     pattern_seed: int | None = None
     random_table: tuple[tuple[int, ...], ...] | None = None
+    sink_tokens: int = 0
 
     def spec(self, seq_len: int, head_dim: int) -> AttentionSpec:
         """The layer's :class:`AttentionSpec` for ``seq_len`` rows."""
@@ -107,7 +110,7 @@ class LayerPattern:
                                          seed=self.pattern_seed, random_table=self.random_table)
         if self.kind == "window":
             return AttentionSpec(seq_len, head_dim, self.before, self.after, self.dilation,
-                                 tuple(self.global_tokens))
+                                 tuple(self.global_tokens), sink_tokens=self.sink_tokens)
         return AttentionSpec(seq_len, head_dim, seq_len - 1, 0 if self.causal else seq_len - 1)
 
     def describe(self) -> str:
@@ -127,6 +130,8 @@ class LayerPattern:
         if g:
             where = ",".join(map(str, g)) if len(g) <= 4 else f"{g[0]}…{g[-1]}"
             text += f", {len(g)} global token{'s' if len(g) > 1 else ''} ({where})"
+        if self.sink_tokens:
+            text += f", {self.sink_tokens} sink token{'s' if self.sink_tokens > 1 else ''}"
         return text
 
 
