@@ -50,13 +50,14 @@ global pass gathers the G rows into query tiles (``dense``: tiles of its K/V sto
 K_g/V_g once per tile.
 
 Whole models (:func:`estimate_model`): per layer, ``heads`` query heads on ``kv_heads`` K/V
-heads (g = heads/kv_heads per group). ``gqa`` (the default) runs each K/V head's group against
-one pass of its K/V: each K/V row is fetched from off-chip and written into the ring once and
-serves all g query heads (SWAT's input-stationary ring, shared by the group), on
+heads (g = heads/kv_heads per group). ``gqa`` (the default when g > 1) runs each K/V head's
+group against one pass of its K/V: each K/V row is fetched from off-chip and written into the
+ring once and serves all g query heads (SWAT's input-stationary ring, shared by the group), on
 ``head_engines`` E engines side by side (each the core's QK and P·V arrays, exp units and score
 buffers; E divides g; default 1, the core the lanes describe): g/E passes of the engines one
 after another, each a run of the cycle model, the ring read once per pass. ``serial`` runs the
-heads one by one with K/V fetched per query head (what a core without grouping does). Jobs (K/V
+heads one by one with K/V fetched per query head (what a core without grouping does; the
+default when g = 1, where the two are the same). Jobs (K/V
 groups, or heads) are spread over ``cores`` cores sharing the off-chip bandwidth equally. The
 baselines run one query head at a time on each slot of the same MAC budget (``cores`` × E
 slots) and re-read K/V per query head. ``kv_fetches``: off-chip K/V bytes over the K/V of the
@@ -713,7 +714,7 @@ def _full_layer_params(spec: AttentionSpec, fmt, hw: HardwareConfig) -> CorePara
 
 
 def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, key_lanes: int = 8,
-                   dim_lanes: int = 8, head_schedule: str = "gqa", head_engines: int = 1,
+                   dim_lanes: int = 8, head_schedule: str | None = None, head_engines: int = 1,
                    cores: int = 1,
                    clock_hz: float = 100e6, table: EnergyTable | None = None,
                    offchip_bytes_per_cycle: float = 16.0, tiles: Tiles | None = None,
@@ -722,6 +723,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                    global_engines: int = 0, sink_tokens: int = 0) -> list[dict]:
     """Per-layer records (one per group of layers with the same pattern: figures of *one* such
     layer) and, with ``model_scope``, per-model totals, for each (dataflow, seq_len).
+    ``head_schedule``: ``None`` (the default) is ``gqa`` for a model with fewer K/V heads than
+    query heads, else ``serial`` (the same thing when each K/V head has one query head).
     ``sink_tokens``: StreamingLLM's S sink keys added to every sliding-window layer (a full
     layer sees them already); on SWAT estimated as :func:`sink_columns` says.
 
@@ -734,6 +737,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
     """
     table = table or load_table("asic45")
     tiles = tiles or Tiles()
+    if head_schedule is None:
+        head_schedule = "gqa" if model.group > 1 else "serial"
     if head_schedule not in HEAD_SCHEDULES:
         raise ValueError(f"head_schedule must be one of {', '.join(HEAD_SCHEDULES)}, "
                          f"not {head_schedule!r}")

@@ -51,10 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--model", metavar="NAME|PATH",
                    help=f"a Hugging Face config.json (file or folder) or a preset: "
                         f"{', '.join(PRESETS)}")
-    m.add_argument("--head-schedule", choices=("serial", "gqa"), default="gqa",
+    m.add_argument("--head-schedule", choices=("serial", "gqa"),
                    help="gqa: the query heads of a K/V head against one pass of its K/V, each "
                         "K/V row fetched once for the group; serial: heads one after another, "
-                        "K/V fetched per query head (default gqa)")
+                        "K/V fetched per query head (default gqa for a model with fewer K/V "
+                        "heads than query heads, else serial)")
     m.add_argument("--head-engines", type=int, default=1, metavar="E",
                    help="gqa: query heads side by side on E engines, each of the lanes given "
                         "(E divides the query heads per K/V head; default 1: the group's heads "
@@ -381,7 +382,8 @@ def run(args: argparse.Namespace) -> int:
         if flow is not None:
             _check_model_against_flow(args.from_flow, model, lengths, flow)
         try:
-            check_head_engines(args.head_engines, model.group, args.head_schedule,
+            check_head_engines(args.head_engines, model.group,
+                               args.head_schedule or ("gqa" if model.group > 1 else "serial"),
                                ("--head-engines", "--head-schedule"))
         except ValueError as e:
             raise UsageError(f"{e} (--model {model.name})") from None

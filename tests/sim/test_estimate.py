@@ -248,7 +248,7 @@ def test_cli_model_json_and_breakdown_table():
     layer, model = records[:2]
     assert (model["model"], model["layers"], model["heads"], model["kv_heads"],
             model["head_schedule"], model["cores"]) == ("longformer-base", 12, 12, 12,
-                                                       "gqa", 3)
+                                                       "serial", 3)
     assert model["cycles"] == 12 * layer["cycles"]
     assert set(model["energy_breakdown"]) == set(COMPONENTS)
     assert records[3]["latency_ratio_to_swat"] == pytest.approx(
