@@ -568,8 +568,9 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
                f"on {first['head_engines']} engine{'s' if first['head_engines'] > 1 else ''}"
                if first["head_schedule"] == "gqa" else "serial: K/V fetched per query head")
         print(f"K/V off-chip: bytes of K and V read from off-chip; K/V reads: those bytes over "
-              f"the layer's K/V (each of the {model.kv_heads} K/V heads' N rows once). SWAT "
-              f"{how}; the baselines re-read K/V per query head (and per query tile)")
+              f"the K and V of the layers ({model.kv_heads} K/V head"
+              f"{'s' if model.kv_heads > 1 else ''} of N rows, once). SWAT {how}; the "
+              f"baselines re-read K/V per query head (and per query tile)")
     if model is not None:
         if model.learned_sinks:
             print("learned sinks: one sink logit per query head, counted in every dataflow "
