@@ -43,7 +43,9 @@ models"):
   ``use_sliding_window`` is true (default false); Gemma-3's ``use_bidirectional_attention``
   makes a sliding layer ``sliding_window // 2`` keys each side and a full layer bidirectional.
   ``gemma3`` (and any config whose layers sit in
-  ``text_config``) is read from its ``text_config``. ``attn_logit_softcapping`` (Gemma-2's
+  ``text_config``) is read from its ``text_config``. ``gpt_oss`` has one learned sink logit
+  per query head in every layer (:attr:`ModelConfig.learned_sinks`; the estimate counts its
+  term). ``attn_logit_softcapping`` (Gemma-2's
   default 50) is not modelled: :attr:`ModelConfig.warnings` says so. Another ``model_type``
   with ``sliding_window`` is read as every layer sliding, with a warning (its class may derive
   other layer types), unless it lists ``layer_types``.
