@@ -713,10 +713,31 @@ def _full_layer_params(spec: AttentionSpec, fmt, hw: HardwareConfig) -> CorePara
     return p
 
 
+def _checked(model: ModelConfig, dataflows, head_schedule, head_engines, cores, sink_tokens):
+    """:func:`estimate_model`'s arguments checked: the model (with its sink tokens) and the
+    head schedule (``None``: ``gqa`` for grouped K/V heads, else ``serial``)."""
+    if head_schedule is None:
+        head_schedule = "gqa" if model.group > 1 else "serial"
+    if head_schedule not in HEAD_SCHEDULES:
+        raise ValueError(f"head_schedule must be one of {', '.join(HEAD_SCHEDULES)}, "
+                         f"not {head_schedule!r}")
+    check_head_engines(head_engines, model.group, head_schedule)
+    check_cores(cores)
+    if sink_tokens:
+        model = _with_sink_tokens(model, sink_tokens)
+    for dataflow in dataflows:
+        if dataflow not in DATAFLOWS:
+            raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, not {dataflow!r}")
+    if all(pattern.kind == "full" for pattern in model.patterns):
+        raise ModelError(f"model {model.name}: no layer has a sliding window (all "
+                         f"{model.layers} are full attention); the SWAT core runs "
+                         f"sliding-window layers only")
+    return model, head_schedule
+
+
 def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, key_lanes: int = 8,
                    dim_lanes: int = 8, head_schedule: str | None = None, head_engines: int = 1,
-                   cores: int = 1,
-                   clock_hz: float = 100e6, table: EnergyTable | None = None,
+                   cores: int = 1, clock_hz: float = 100e6, table: EnergyTable | None = None,
                    offchip_bytes_per_cycle: float = 16.0, tiles: Tiles | None = None,
                    clock_source: str = "--clock-mhz", model_scope: bool = True,
                    max_global_tokens: int = 0, max_dilation: int = 1,
@@ -737,22 +758,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
     """
     table = table or load_table("asic45")
     tiles = tiles or Tiles()
-    if head_schedule is None:
-        head_schedule = "gqa" if model.group > 1 else "serial"
-    if head_schedule not in HEAD_SCHEDULES:
-        raise ValueError(f"head_schedule must be one of {', '.join(HEAD_SCHEDULES)}, "
-                         f"not {head_schedule!r}")
-    check_head_engines(head_engines, model.group, head_schedule)
-    check_cores(cores)
-    if sink_tokens:
-        model = _with_sink_tokens(model, sink_tokens)
-    for dataflow in dataflows:
-        if dataflow not in DATAFLOWS:
-            raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, not {dataflow!r}")
-    if all(pattern.kind == "full" for pattern in model.patterns):
-        raise ModelError(f"model {model.name}: no layer has a sliding window (all "
-                         f"{model.layers} are full attention); the SWAT core runs "
-                         f"sliding-window layers only")
+    model, head_schedule = _checked(model, dataflows, head_schedule, head_engines, cores,
+                                    sink_tokens)
     groups = model.layer_groups()
     max_n = max(seq_lens)
     params = {}
