@@ -553,9 +553,9 @@ def head_cycles(p: CoreParams, n: int, dataflow: str, acts: dict,
                 offchip_bytes_per_cycle: float, runs: int = 1, extra: int = 0) -> int:
     """Cycles of one head: SWAT's cycle model (or its off-chip time if longer), the dense phase
     model, or the tiled baselines' ``max`` of their arrays' and transfers' times. SWAT with
-    ``runs`` > 1: a K/V group whose query heads take ``runs`` passes of the engines, each a
-    run of the cycle model (``acts`` the whole group's) and ``extra`` cycles (the sink columns
-    of :func:`sink_columns`)."""
+    ``runs`` > 1: a K/V group whose query heads take ``runs`` passes of the engines (``acts``
+    the whole group's); each pass is a run of the cycle model plus ``extra`` cycles (the sink
+    columns of :func:`sink_columns`)."""
     io = _offchip(acts) / offchip_bytes_per_cycle
     if dataflow == "swat":
         return max(runs * (_swat_cycles(p, n) + extra), math.ceil(io))
@@ -902,9 +902,8 @@ def _kv_bytes(model: ModelConfig, n: int, fmt) -> int:
 # per-layer figures that stay the same in a model's totals; every other number is summed
 _CONSTANT = ("seq_len", "layers", "heads", "kv_heads", "head_engines", "cores", "window", "before",
              "after", "head_dim", "key_lanes", "dim_lanes", "clock_hz", "tile_q", "tile_k",
-             "dilation",
-             "global_tokens", "max_global_tokens", "max_dilation", "global_pass_cycles",
-             "block_size", "random_blocks", "plain_window", "sink_tokens")
+             "dilation", "global_tokens", "max_global_tokens", "max_dilation",
+             "global_pass_cycles", "block_size", "random_blocks", "plain_window", "sink_tokens")
 
 
 def _add(totals: dict | None, rec: dict, times: int) -> dict:
