@@ -88,8 +88,8 @@ SIMULATORS = ("amaranth", "verilator")
 SIM_UART_DIVISOR = 4  # the simulated self-test's UART: the board's line in few simulated cycles
 # how Yosys maps the logic to LUTs: "abc9" is synth_<family>'s own step; "abc" (ECP5 only) runs
 # synth_ecp5 up to its LUT mapping, then the classic ABC (`abc -dress -lut 4:7`, the mapping
-# synth_ecp5 used before ABC9), then the rest of synth_ecp5. Yosys 0.70 aborts in ABC9
-# (`ABC_OPS_REINTEGRATE`) on some netlists of the core; the classic ABC maps them.
+# synth_ecp5 used before ABC9), then the rest of synth_ecp5: for netlists on which ABC9 aborts
+# (docs/fpga.md, "The issue 13 core").
 LUT_MAPPERS = ("abc9", "abc")
 # nextpnr options the flow sets itself (the project's files and report), so a user's must not
 FLOW_NEXTPNR_OPTIONS = ("--report", "--log", "--json", "--lpf", "--textcfg", "--pcf", "--asc",

@@ -578,8 +578,7 @@ class SelfTest(wiring.Component):
         shift = Signal(8 * nbytes)
         left = Signal(range(nbytes + 1))
         # left == 0 as a register: o.ready is one LUT after registers, and the row-wide shift
-        # register's load enable one more (issue 15: a path through left's compare and the
-        # output FIFO into 512 enables was the ULX3S default's critical path)
+        # register's load enable one more (why: docs/fpga.md, "Toward 100 MHz on 2 × 8")
         empty = Signal(init=1)
         crc = Signal(32, init=0xFFFFFFFF)
         m.d.comb += [core.o.ready.eq(run & empty), self.crc.eq(~crc)]
@@ -613,8 +612,8 @@ class SelfTest(wiring.Component):
             m.d.sync += go.eq(1)
 
         # state == IDLE and state == RUN as registers, set and cleared with the state: they
-        # drive the generators, checkers and counters spread over the die (a decode of the
-        # state register in front of them was the ULX3S default's critical path, issue 15)
+        # drive the generators, checkers and counters spread over the die (no decode of the
+        # state register in front of them; why: docs/fpga.md, "Toward 100 MHz on 2 × 8")
         clear = Signal(init=1)
         run = Signal()
         if self.mode == "rom":

@@ -195,14 +195,32 @@ def _check_global_tokens(tokens, n: int) -> np.ndarray:
 
 
 def _softmax_rows(q, k, v, mask, sink=None) -> np.ndarray:
-    s = np.where(mask, q @ k.T / np.sqrt(q.shape[1]), -np.inf)
+    """Masked softmax rows; ``mask`` holds multiplicities (a key counted c times enters the
+    max once and the denominator and the value sum c times: BigBird's repeated blocks)."""
+    s = np.where(mask > 0, q @ k.T / np.sqrt(q.shape[1]), -np.inf)
     m = s.max(axis=1, keepdims=True)
     if sink is None:
-        s = np.exp(s - m)
+        s = np.exp(s - m) * mask
         return (s / s.sum(axis=1, keepdims=True)) @ v
     m = np.maximum(m, sink)      # GPT-OSS: the sink joins the max and the denominator
-    s = np.exp(s - m)
+    s = np.exp(s - m) * mask
     return (s / (s.sum(axis=1, keepdims=True) + np.exp(sink - m))) @ v
+
+
+def _check_mask(mask, n: int) -> np.ndarray:
+    """A boolean mask, or an integer array of multiplicities (``AttentionSpec.key_counts``),
+    as int64 counts."""
+    arr = np.asarray(mask)
+    if arr.dtype.kind not in "biu":   # (anything else is read as a boolean mask, as before)
+        arr = arr.astype(bool)
+    if arr.shape != (n, n):
+        raise ValueError(f"mask has shape {arr.shape}, expected {(n, n)}")
+    if arr.dtype.kind == "i" and (arr < 0).any():
+        i, j = np.argwhere(arr < 0)[0]
+        raise ValueError(f"mask[{i}, {j}] = {arr[i, j]} is negative (a count of keys)")
+    if not (arr != 0).any(axis=1).all():
+        raise ValueError("every row of mask must attend at least one key")
+    return arr.astype(np.int64)
 
 
 def attention_reference(q, k, v, mask, *, global_qkv=None, global_tokens=(),
@@ -216,8 +234,11 @@ def attention_reference(q, k, v, mask, *, global_qkv=None, global_tokens=(),
     k, v : array (N, d), or (K, N, d) with 3-D q
         ``H`` a multiple of ``K``: query head ``h`` uses K/V head ``h // (H / K)`` (Hugging
         Face's ``repeat_kv`` order). The result has q's shape.
-    mask : bool array (N, N)
-        ``mask[i, j]`` if row i attends key j (every head); every row must attend a key.
+    mask : bool array (N, N), or integer array (N, N)
+        ``mask[i, j]`` if row i attends key j (every head); every row must attend a key. An
+        integer array gives multiplicities (``AttentionSpec.key_counts()``): key j counted c
+        times enters row i's denominator and value sum c times (BigBird's repeated random
+        blocks, counted as Hugging Face counts them); boolean is the same as 0/1.
     global_qkv : tuple of three arrays, optional
         Longformer's global projections ``(q_g, k_g, v_g)`` of every token (``q_g`` of q's
         shape, ``k_g``, ``v_g`` of k's). Rows in ``global_tokens`` then compute
@@ -238,19 +259,16 @@ def attention_reference(q, k, v, mask, *, global_qkv=None, global_tokens=(),
         or ``sink_logits`` are not real numbers.
     ValueError
         An input has the wrong shape or a NaN or infinity, the heads are not a multiple of the
-        K/V heads, a mask row is empty, a global token is outside the sequence, the mask row of
-        a global token is not all True, or ``sink_logits`` has not one value per query head.
+        K/V heads, a mask row is empty or a count negative, a global token is outside the
+        sequence, the mask row of a global token is not all True, or ``sink_logits`` has not one
+        value per query head.
     """
     x = _check_inputs(q, k, v, None, False, global_qkv, sink_logits)
-    mask = np.asarray(mask, dtype=bool)
     n = x.q.shape[1]
-    if mask.shape != (n, n):
-        raise ValueError(f"mask has shape {mask.shape}, expected {(n, n)}")
-    if not mask.any(axis=1).all():
-        raise ValueError("every row of mask must attend at least one key")
+    mask = _check_mask(mask, n)
     g = _check_global_tokens(global_tokens, n)
     for i in g:
-        if not mask[i].all():
+        if not (mask[i] > 0).all():
             raise ValueError(f"row {i} is a global token, but its mask row is not all True")
     outs = []
     for h in range(x.heads):
@@ -296,7 +314,8 @@ def _attend_blocks(q, k, v, spec: AttentionSpec, weights, finish, qk_bound=0, pv
     """Evaluate every row of a block-sparse (BigBird) spec, as :func:`_attend` does a band.
 
     Each non-global query block gathers the rows of its key blocks (``spec.block_key_slots()``:
-    ``5 + r`` slots of ``b`` keys, a repeated slot masked out) and is one dense
+    ``5 + r`` slots of ``b`` keys, a window slot that repeats a global one masked out, a random
+    slot counted whatever it repeats) and is one dense
     ``b × (5 + r)·b`` block, batched over query blocks: O(N·(5 + r)·b·d). The global first and
     last blocks attend all N keys: O(b·N·d). No N × N matrix is formed.
     """
@@ -403,8 +422,10 @@ def window_attention(q, k, v, spec: AttentionSpec, *, global_qkv=None,
                      sink_logits=None) -> np.ndarray:
     """Float64 sliding-window attention over the pattern of ``spec``, O(N·W·d) time.
 
-    Equal to ``attention_reference(q, k, v, spec.mask(), global_qkv=global_qkv,
-    global_tokens=spec.global_tokens, sink_logits=sink_logits)`` up to float64 rounding.
+    Equal to ``attention_reference(q, k, v, spec.key_counts(), global_qkv=global_qkv,
+    global_tokens=spec.global_tokens, sink_logits=sink_logits)`` up to float64 rounding
+    (``spec.mask()`` gives the same except where a BigBird random block repeats a key: then
+    the key counts once per slot, as in Hugging Face's ``BigBirdBlockSparseAttention``).
 
     Parameters
     ----------

@@ -30,15 +30,27 @@ multiple of ``b``, ``nb = seq_len / b`` blocks; row ``i`` is in query block ``i 
 * every query block attends key blocks ``0`` and ``nb − 1``;
 * query block ``i`` (``1 <= i <= nb − 2``) also attends key blocks ``i − 1, i, i + 1`` (the block
   window) and the ``r = num_random_blocks`` key blocks of row ``i − 1`` of the random table
-  (:attr:`AttentionSpec.random_table`, shape ``(nb − 2, r)``). The entries of a row are distinct
-  and avoid blocks ``0``, ``nb − 1`` and ``i − 1 … i + 1`` (the BigBird paper's rule), so a row
-  needs ``r`` such blocks: ``r <= nb − 5`` whenever the table has rows (``nb >= 3``), else
-  ``ValueError``. The table is drawn from ``pattern_seed`` by :func:`random_block_table` or given
-  explicitly (``explicit_random_table``).
+  (:attr:`AttentionSpec.random_table`, shape ``(nb − 2, r)``, every entry a key block in
+  ``[0, nb)``); ``r <= nb − 5`` whenever the table has rows (``nb >= 3``), else ``ValueError``.
+  The table is drawn from ``pattern_seed`` by :func:`random_block_table` (whose rows are distinct
+  and avoid blocks ``0``, ``nb − 1`` and ``i − 1 … i + 1``: the BigBird paper's rule) or given
+  explicitly (``explicit_random_table``), and an explicit table may break that rule, as Hugging
+  Face's do.
 
-A key reached twice counts once. A block-sparse spec has no token band (``before = after =
-0``, ``dilation = 1``), no ``global_tokens`` and no ``sink_tokens``: its global rows and columns
-are the first and last blocks (:meth:`AttentionSpec.global_positions`).
+**Counting** (Hugging Face's ``BigBirdBlockSparseAttention``): a non-global query block's key
+blocks are its *slots* (:meth:`AttentionSpec.block_key_slots`): ``0, i − 1, i, i + 1, nb − 1``
+with the window's repeats of the global blocks removed (``i − 1 = 0`` for block 1, ``i + 1 =
+nb − 1`` for block ``nb − 2``: these count once), then its ``r`` random blocks, each of which
+counts *every* time: a random block that is also a window or global block, or that appears twice
+in its row, enters the softmax once per slot (weight and value alike). HF concatenates the
+gathered random blocks to the window and global blocks without removing repeats; its eval-mode
+table is all zeros, so there key block 0 counts ``1 + r`` times. :meth:`AttentionSpec.block_counts`
+and :meth:`AttentionSpec.key_counts` give these multiplicities; :meth:`AttentionSpec.mask` is
+where they are non-zero. A global query block attends every key once.
+
+A block-sparse spec has no token band (``before = after = 0``, ``dilation = 1``), no
+``global_tokens`` and no ``sink_tokens``: its global rows and columns are the first and last
+blocks (:meth:`AttentionSpec.global_positions`).
 
 The spec says only which keys a row attends to, not with which projections. Longformer computes
 the global rows with their own projections (``query_global``, ``key_global``, ``value_global``);
@@ -88,9 +100,10 @@ class BlockSlots(NamedTuple):
 
     Row ``t`` is query block ``i = t + 1``; its columns are the key blocks
     ``0, i − 1, i, i + 1, nb − 1`` and then the ``r`` random blocks of table row ``t``, in that
-    order. ``valid[t, s]`` is False where slot ``s`` repeats another slot of the row
-    (``i − 1 = 0`` for query block 1, ``i + 1 = nb − 1`` for query block ``nb − 2``): a key
-    counts once.
+    order. ``valid[t, s]`` is False where a window slot repeats a global one (``i − 1 = 0`` for
+    query block 1, ``i + 1 = nb − 1`` for query block ``nb − 2``): those count once. A random
+    slot is always valid, even where it repeats a window, global or random block of its row:
+    it counts every time (Hugging Face's counting; the module docstring).
     """
 
     index: np.ndarray  # (nb - 2, 5 + r) int64: key block numbers
@@ -186,7 +199,9 @@ def _check_random_blocks(name: str, nb: int, r: int, block_size: int | None = No
 
 
 def _check_random_table(name: str, table, nb: int, r: int) -> np.ndarray:
-    """An explicit random table as an ``(nb − 2, r)`` int64 array, checked entry by entry."""
+    """An explicit random table as an ``(nb − 2, r)`` int64 array, checked entry by entry: each
+    a key block in ``[0, nb)``. A global or window block, or a block twice in a row, is legal:
+    it counts once per slot (Hugging Face's tables have them; the module docstring)."""
     if isinstance(table, str | bytes):
         raise TypeError(f"{name} must be an array of integers, not {table!r}")
     try:
@@ -206,24 +221,11 @@ def _check_random_table(name: str, table, nb: int, r: int) -> np.ndarray:
     given = arr
     # (an unsigned entry beyond int64 is out of range either way; the message shows it as given)
     arr = np.minimum(arr, nb).astype(np.int64) if arr.dtype.kind == "u" else arr.astype(np.int64)
-    block = np.arange(1, nb - 1, dtype=np.int64)[:, None]
     outside = (arr < 0) | (arr >= nb)
-    is_global = (arr == 0) | (arr == nb - 1)
-    in_window = np.abs(arr - block) <= 1
-    repeated = np.tril(arr[:, :, None] == arr[:, None, :], -1).any(axis=2)
-    bad = outside | is_global | in_window | repeated
-    if bad.any():
-        t, c = np.unravel_index(np.argmax(bad), bad.shape)
-        i = int(t) + 1
-        where = f"{name}[{t}, {c}] = {int(given[t, c])}"
-        if outside[t, c]:
-            raise ValueError(f"{where} is outside the key blocks [0, {nb})")
-        if is_global[t, c]:
-            raise ValueError(f"{where} is a global block (0 or {nb - 1})")
-        if in_window[t, c]:
-            raise ValueError(
-                f"{where} is inside the window of query block {i} (blocks {i - 1}..{i + 1})")
-        raise ValueError(f"{where} appears twice in row {t} (query block {i})")
+    if outside.any():
+        t, c = np.unravel_index(np.argmax(outside), outside.shape)
+        raise ValueError(f"{name}[{t}, {c}] = {int(given[t, c])} is outside the key blocks "
+                         f"[0, {nb})")
     return arr
 
 
@@ -277,8 +279,8 @@ class AttentionSpec:
         ``sink_tokens`` exceeds ``seq_len``, or the
         block-sparse fields do not fit the rule (``block_size`` does not divide ``seq_len``, a
         band or global tokens on a block-sparse spec, more random blocks than a row has, a
-        random table of the wrong shape or with an entry out of range, global, inside its
-        window or repeated, block-sparse fields on a token-band spec, sink tokens on a
+        random table of the wrong shape or with an entry outside the key blocks, block-sparse
+        fields on a token-band spec, sink tokens on a
         block-sparse spec).
     """
 
@@ -400,9 +402,12 @@ class AttentionSpec:
         (None: 0) by :func:`random_block_table`, or ``random_table`` gives it explicitly, shape
         ``(seq_len / block_size − 2, num_random_blocks)`` — not both.
 
-        Hugging Face's ``BigBirdBlockSparseAttention`` draws a new table (``np.random``) on every
-        call in training mode and none in eval mode (an all-zero table); this spec's table is
-        explicit and reproducible instead. See docs/numerics.md, "BigBird block-sparse".
+        Hugging Face's ``BigBirdBlockSparseAttention`` draws its table with ``np.random`` in
+        training mode (re-seeded with the layer's index on every call, so each layer keeps one
+        table) and uses an all-zero table in eval mode; either, taken per head, is a legal
+        ``random_table`` here and counts as HF counts it (a random block that is also a window or
+        global block, or repeated, counts once per slot: the module docstring). Drawn tables are
+        reproducible and follow the paper's rule. See docs/numerics.md, "BigBird block-sparse".
         """
         _check_int("block_size", block_size, 1)
         if seed is not None:
@@ -454,6 +459,42 @@ class AttentionSpec:
         if self.sink_tokens:  # (only when set: a reader that does not know the key refuses it)
             out["sink_tokens"] = self.sink_tokens
         return out
+
+    def describe(self, *, compact: bool = False, pattern: bool = True) -> str:
+        """The pattern in words, the one description every command prints: in the options'
+        terms (``causal sliding_window 128``, ``attention_window 512``, ``window 3+1+5``,
+        ``, dilation 2``, ``, global tokens 0,17``, ``sink tokens 4``, ``BigBird block_size 64, 3
+        random blocks (seed 0)``), or ``compact`` for a case line (``3+1+5×2 g[0,17] s4``,
+        ``bigbird b64 r3 seed 0``). ``pattern=False``: the window's shape alone (no global
+        or sink tokens, no random table)."""
+        if self.block_size:
+            table = ("table" if self.explicit_random_table is not None
+                     else f"seed {self.pattern_seed}")
+            if compact:
+                return f"bigbird b{self.block_size} r{self.num_random_blocks} {table}"
+            text = (f"BigBird block_size {self.block_size}, {self.num_random_blocks} random "
+                    f"block{'s' if self.num_random_blocks != 1 else ''}")
+            return text + (f" ({table})" if pattern else "")
+        if compact:
+            text = f"{self.before}+1+{self.after}"
+            text += f"×{self.dilation}" if self.dilation > 1 else ""
+        else:
+            if self.after == 0:
+                text = f"causal sliding_window {self.before + 1}"
+            elif self.before == self.after:
+                text = f"attention_window {2 * self.before}"
+            else:
+                text = f"window {self.before}+1+{self.after}"
+            text += f", dilation {self.dilation}" if self.dilation > 1 else ""
+        if not pattern:
+            return text
+        tokens = self.global_tokens
+        if tokens:
+            shown = ",".join(map(str, tokens[:6])) + (",…" if len(tokens) > 6 else "")
+            text += f" g[{shown}]" if compact else f", global tokens {shown}"
+        if self.sink_tokens:
+            text += f" s{self.sink_tokens}" if compact else f", sink tokens {self.sink_tokens}"
+        return text
 
     # -- derived quantities ------------------------------------------------------------------
 
@@ -527,20 +568,30 @@ class AttentionSpec:
             return np.arange(n, dtype=np.int64)
         return np.concatenate([np.arange(b), np.arange(n - b, n)]).astype(np.int64)
 
-    def block_mask(self) -> np.ndarray:
-        """The ``(nb, nb)`` boolean block mask: ``[I, J]`` if query block I attends key block J."""
-        self._need_blocks("block_mask")
+    def block_counts(self) -> np.ndarray:
+        """The ``(nb, nb)`` int64 multiplicities: ``[I, J]`` is how many times query block I
+        attends key block J (0: not at all). Global query blocks attend every key block once; a
+        non-global one counts its valid slots (:meth:`block_key_slots`), so a random block that
+        is also a window or global block, or repeated in its row, counts more than once."""
+        self._need_blocks("block_counts")
         nb = self.num_blocks
-        blocks = np.arange(nb)
-        mask = np.abs(blocks[:, None] - blocks[None, :]) <= 1
-        mask[[0, -1], :] = True
-        mask[:, [0, -1]] = True
+        counts = np.ones((nb, nb), dtype=np.int64)
         if nb > 2:
-            mask[np.arange(1, nb - 1)[:, None], self._random_table] = True
-        return mask
+            index, valid = self.block_key_slots()
+            counts[1:-1] = 0
+            rows = np.broadcast_to(np.arange(nb - 2)[:, None], index.shape)
+            np.add.at(counts[1:-1], (rows[valid], index[valid]), 1)
+        return counts
+
+    def block_mask(self) -> np.ndarray:
+        """The ``(nb, nb)`` boolean block mask: ``[I, J]`` if query block I attends key block J
+        (:meth:`block_counts` non-zero)."""
+        self._need_blocks("block_mask")
+        return self.block_counts() > 0
 
     def block_keys(self, block: int) -> np.ndarray:
-        """The sorted key blocks that query block ``block`` attends."""
+        """The sorted, distinct key blocks that query block ``block`` attends (how often each
+        counts: :meth:`block_counts`)."""
         self._need_blocks("block_keys")
         nb = self.num_blocks
         if not 0 <= block < nb:
@@ -621,8 +672,19 @@ class AttentionSpec:
         keys = keys[(keys >= 0) & (keys < self.seq_len)]
         return np.union1d(keys, self.columns()[self.column_valid([row])[0]])
 
+    def key_counts(self) -> np.ndarray:
+        """The dense ``(seq_len, seq_len)`` int64 multiplicities: how many times row i attends
+        key j. The mask as 0/1 for a token-band spec; :meth:`block_counts` per block for a
+        block-sparse one (a repeated random block counts once per slot, as in Hugging Face's
+        BigBird). ``attention_reference`` takes it as its ``mask``."""
+        if self.block_size:
+            b = self.block_size
+            return self.block_counts().repeat(b, axis=0).repeat(b, axis=1)
+        return self.mask().astype(np.int64)
+
     def mask(self) -> np.ndarray:
-        """The dense ``(seq_len, seq_len)`` boolean mask: ``mask[i, j]`` if row i attends key j."""
+        """The dense ``(seq_len, seq_len)`` boolean mask: ``mask[i, j]`` if row i attends key j
+        (at least once: :meth:`key_counts`)."""
         n = self.seq_len
         if self.block_size:
             b = self.block_size
@@ -634,11 +696,14 @@ class AttentionSpec:
         return mask
 
     def keys_per_row(self) -> np.ndarray:
-        """Number of keys each row attends to, shape ``(seq_len,)``."""
+        """Number of keys each row attends to, shape ``(seq_len,)``; a block-sparse row counts
+        a key once per slot (:meth:`key_counts` summed over the row), so a repeated random block
+        counts every time, as the hardware walks it."""
         if self.block_size:
             nb, b = self.num_blocks, self.block_size
             blocks = np.arange(nb, dtype=np.int64)
             # window i − 1 … i + 1, plus blocks 0 and nb − 1 where the window misses them, plus r
+            # random slots whatever they hold
             counts = 3 + (blocks != 1) + (blocks != nb - 2) + self.num_random_blocks
             counts[[0, -1]] = nb
             return (counts * b).repeat(b)

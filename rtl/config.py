@@ -158,7 +158,7 @@ class CoreParams:
         if spec.window > MAX_WINDOW:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
-        if spec.sink_tokens:  # (the core has no key-only columns yet: issue 25, item 2)
+        if spec.sink_tokens:  # (the core has no key-only columns yet)
             raise ValueError(f"sink_tokens must be 0 on the SWAT core (it has no sink columns "
                              f"yet), not {spec.sink_tokens}")
         b = spec.block_size
@@ -402,6 +402,27 @@ class CoreParams:
                 flag_bits=kl * self.kv_depth)
         return {**res, **glob}
 
+    def describe(self) -> str:
+        """The core in one line, the one description ``generate``, ``prove``, ``flow``, the
+        regression and the FuseSoC core print: the generated window
+        (:meth:`AttentionSpec.describe`; BigBird: its blocks and random blocks), head_dim, the
+        rows it counts to, the lanes, and the run-time maxima of a pattern core."""
+        s = self.spec
+        if self.block_size:
+            shape = (f"BigBird blocks of {self.block_size} rows ({self.window}-key block "
+                     f"window), first and last blocks global ({self.max_global_tokens} rows), "
+                     f"up to {self.max_random_blocks} random block"
+                     f"{'s' if self.max_random_blocks != 1 else ''} per query block")
+        else:
+            shape = s.describe(pattern=False) + (
+                f" ({self.window} keys)" if s.after else "")
+        extra = "".join([f", up to {self.max_global_tokens} global tokens"
+                         if self.max_global_tokens and not self.block_size else "",
+                         f", dilation up to {self.max_dilation}"
+                         if self.max_dilation > 1 else ""])
+        return (f"{shape}, head_dim {s.head_dim}, up to {self.hw.max_seq_len} rows; "
+                f"{self.hw.key_lanes} key lanes x {self.hw.dim_lanes} dim lanes{extra}")
+
     # -- run-time helpers shared by the RTL, the testbenches and the cycle model ---------------
 
     def run_spec(self, seq_len: int | None = None, **pattern) -> AttentionSpec:
@@ -462,7 +483,9 @@ class CoreParams:
     def random_stream_rows(self, run: AttentionSpec) -> np.ndarray:
         """The K/V rows the ``kvr`` stream carries in a run (a block-sparse core): for query
         blocks ``1 … nb − 2`` in order, the ``b`` rows of each of its random key blocks, in the
-        random table's order."""
+        random table's order. A block the table names twice, or one that is also a window or
+        global block (Hugging Face's tables), comes again and counts again: the core walks every
+        random slot, as ``AttentionSpec.block_counts`` counts it."""
         if not self.block_size or not run.num_random_blocks or run.num_blocks < 3:
             return np.zeros(0, dtype=np.int64)
         b = self.block_size

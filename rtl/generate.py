@@ -77,7 +77,7 @@ class Generated:
 
 def ecp5_model() -> str:
     """The Verilog simulation model of the ``MULT18X18D`` subset that ``dsp="ecp5"`` uses."""
-    return resources.files("swatkit.rtl").joinpath("models/MULT18X18D.v").read_text()
+    return resources.files("swatkit.rtl").joinpath("primitives/MULT18X18D.v").read_text()
 
 
 def waivers(verilog_name: str) -> str:
@@ -318,15 +318,8 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
 
 def _summary(p: CoreParams, interface: str) -> str:
     """One line naming the core's configuration (the FuseSoC description)."""
-    s = p.spec
-    shape = (f"BigBird blocks of {p.block_size}, up to {p.max_random_blocks} random blocks"
-             if p.block_size else f"window {s.before}+1+{s.after} keys")
-    extra = "".join([f", up to {p.max_global_tokens} global tokens"
-                     if p.max_global_tokens and not p.block_size else "",
-                     f", dilation up to {p.max_dilation}" if p.max_dilation > 1 else "",
-                     ", AXI4-Stream ports" if interface == "axis" else ""])
-    return (f"SWAT sliding-window attention core: {shape}, head_dim {s.head_dim}, up to "
-            f"{p.hw.max_seq_len} rows, {p.hw.key_lanes}x{p.hw.dim_lanes} lanes{extra}")
+    return ("SWAT sliding-window attention core: " + p.describe()
+            + (", AXI4-Stream ports" if interface == "axis" else ""))
 
 
 def _listed_files(config: Path) -> set[str]:

@@ -390,7 +390,9 @@ class RandomRing(wiring.Component):
     The K/V rows of query block B's r random blocks (b rows each, in the table's order) come on
     ``kvr`` for B = 1 … nb − 2, into random buffer B mod 2 (row t: lane t mod KL, word
     (t div KL)·G + g). Block B waits until block B − 2, which used that buffer, has finished
-    (SV of rows up to (B − 1)·b − 1); a row of block B starts QK once ``blocks >= B``.
+    (SV of rows up to (B − 1)·b − 1); a row of block B starts QK once ``blocks >= B``. The
+    rows are whatever the table names: a block repeated, or also in the window or global (as
+    in Hugging Face's tables), is stored and walked again, so it counts once per slot.
     """
 
     def __init__(self, params: CoreParams, kv_layout: data.Layout, cmd_layout: data.Layout):

@@ -77,6 +77,7 @@ class HarnessBench:
         self.sim_seconds = 0.0
         self.sim_cycles = 0
         self.first = ""   # the first mismatch
+        self.first_output_row = None   # its place in the output stream (not a global row)
 
     def error(self, text: str):
         self.log.error(text)
@@ -86,6 +87,42 @@ class HarnessBench:
         """Let ``n`` clock cycles pass without waking Python on each."""
         if n > 0:
             await Timer(n * PERIOD_NS, unit="ns")
+
+    async def waves(self, rows: bool):
+        """Raise the traced top's ``waves_on`` (:func:`swatkit.sim.regress.gated_main`: the
+        trace records while it is high) for the case's waves window: ``cycles`` from the
+        start of the simulation (``rows=False``: called at once), ``rows`` of the output
+        stream (``rows=True``: called when the runs start; ``o_rows`` counts the rows taken).
+        No window: the whole simulation."""
+        waves = self.case.get("waves")
+        window = waves and waves["window"]
+        if waves is None or (window is None and rows) or (
+                window is not None and (window[0] == "rows") != rows):
+            return
+        dut = self.dut
+        if window is None:
+            dut.waves_on.value = 1
+            return
+        _, start, stop = window
+        if not rows:
+            await self.cycles(start)
+            dut.waves_on.value = 1
+            if stop is not None:
+                await self.cycles(stop - start)
+                dut.waves_on.value = 0
+            return
+        # from the cycle output row start-1 is taken to the cycle row stop-1 is taken (and one
+        # cycle more, so that the transfer shows)
+        while int(dut.o_rows.value) < start:
+            await dut.o_rows.value_change
+        await FallingEdge(dut.clk)   # (the change is seen read-only: drive on the next edge)
+        dut.waves_on.value = 1
+        if stop is not None:
+            while int(dut.o_rows.value) < stop:
+                await dut.o_rows.value_change
+            await self.cycles(2)
+            await FallingEdge(dut.clk)
+            dut.waves_on.value = 0
 
     async def reset(self):
         dut = self.dut
@@ -291,6 +328,7 @@ class HarnessBench:
         self.interrupted = None
         if fault is not None:
             await self.interrupted_run(runs[0]["seq_len"], fault)
+        window = cocotb.start_soon(self.waves(rows=True))
         await self.start(sum(r["seq_len"] for r in runs),
                          sum(r["seq_len"] + r["globals"] for r in runs))
         holds = [cocotb.start_soon(self.hold(sig, at, length))
@@ -339,6 +377,7 @@ class HarnessBench:
                 await self.cycles(idle_choices[index % len(idle_choices)])
         for task in holds:
             task.cancel()
+        window.cancel()
         # after the last run: long enough for a stray row to show
         await self.cycles(p.groups + 40)
         await ReadOnly()
@@ -375,9 +414,10 @@ class HarnessBench:
             index, got, expected[:len(got)], run["seq_len"], self.arrays[f"rows{index}"],
             global_rows=True)
 
-    def mismatch(self, index, got, expected, n, rows, global_rows=False):
+    def mismatch(self, index, got, expected, n, rows, global_rows=False, base=0):
         """Record the first mismatch between ``got`` and ``expected`` (rows of run ``index``;
-        ``rows`` their row numbers in the run); the count of rows that differ."""
+        ``rows`` their row numbers in the run; ``base`` the place of the first in the output
+        stream); the count of rows that differ."""
         diff = np.nonzero(got != expected)
         bad_rows = np.unique(diff[0])
         if bad_rows.size and not self.first:
@@ -387,6 +427,7 @@ class HarnessBench:
                 where = f"global row {int(tokens[r])}"
             else:
                 where = f"row {int(rows[r])}"
+                self.first_output_row = base + r
             self.first = (f"run {index} (N={n}): mismatch at {where}, column {c}: expected "
                           f"{int(expected[r, c])}, got {int(got[r, c])} (expected row "
                           f"{expected[r].tolist()}, got {got[r].tolist()}); "
@@ -403,7 +444,7 @@ class HarnessBench:
             checked = min(len(mine), len(expected))
             record["rows"] = checked + record["globals"]
             record["bad_rows"] += self.mismatch(index, mine[:checked], expected[:checked], n,
-                                                self.arrays[f"rows{index}"])
+                                                self.arrays[f"rows{index}"], base=base)
             self.rows += checked
         if self.first:
             self.errors.insert(0, self.first)  # the first mismatch first: usually the cause
@@ -415,7 +456,8 @@ class HarnessBench:
                   "nonce": self.case["nonce"], "passed": not errors,
                   "rows": self.rows, "runs": self.runs, "interrupted": self.interrupted,
                   "sim_cycles": self.sim_cycles, "sim_seconds": self.sim_seconds,
-                  "message": errors[0] if errors else "", "errors": errors[:20]}
+                  "message": errors[0] if errors else "", "errors": errors[:20],
+                  "first_output_row": self.first_output_row}
         with open(self.case["result"], "w") as fh:
             json.dump(result, fh, indent=2)
         return result
@@ -430,6 +472,7 @@ async def swat_core_matches_golden_model(dut):
     bench = HarnessBench(dut, case, arrays)
     bench.log.info("case %s, seed %d: %s", case["case"], case["seed"], case["config"])
     started = time.perf_counter()
+    window = cocotb.start_soon(bench.waves(rows=False))
     try:
         bench.load()
         await bench.reset()
@@ -442,4 +485,5 @@ async def swat_core_matches_golden_model(dut):
         bench.sim_seconds = time.perf_counter() - started
         result = bench.write_result()
     await Timer(PERIOD_NS, unit="ns")
+    window.cancel()
     assert result["passed"], result["message"]

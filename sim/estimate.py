@@ -775,7 +775,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                                       else CoreParams(spec.replace(sink_tokens=0), fmt, hw))
             except ValueError as e:
                 raise ModelError(f"model {model.name}, layer {indices[0]} "
-                                 f"({pattern.describe()}): {e}") from None
+                                 f"({pattern.describe(n, model.head_dim)}): {e}") from None
     g, engines = model.group, head_engines
     records = []
     for dataflow in dataflows:
@@ -821,7 +821,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                 rec = {
                     "dataflow": dataflow, "seq_len": n, "scope": "layer",
                     "model": model.name if model_scope else None, "layers": model.layers,
-                    "layer_indices": indices, "layer_pattern": pattern.describe(),
+                    "layer_indices": indices, "layer_pattern": pattern.describe(n, model.head_dim),
                     "full_attention": pattern.kind == "full", "computed_as": computed_as,
                     "heads": model.heads, "kv_heads": model.kv_heads,
                     "head_schedule": head_schedule, "head_engines": engines, "cores": cores,

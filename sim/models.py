@@ -31,7 +31,8 @@ models"):
 * ``big_bird`` with ``attention_type: "block_sparse"``: BigBird's whole pattern
   (``AttentionSpec.bigbird``): the 3-block window, the first and last blocks global, and
   ``num_random_blocks`` random key blocks per query block from a reproducible table (seed 0;
-  Hugging Face draws a new one per call in training mode and none in eval mode), as
+  Hugging Face's training mode draws one per layer, its eval mode uses an all-zero table;
+  SWAT's counts are the same for any table, every random slot counting), as
   ``swatkit estimate --bigbird`` has it. ``attention_type: "original_full"`` is full attention.
 * Decoders: a ``sliding_attention`` layer sees the row and the ``sliding_window − 1`` rows before
   it (``AttentionSpec.causal``), a ``full_attention`` layer every earlier row. ``layer_types``
@@ -115,26 +116,13 @@ class LayerPattern:
                                  tuple(self.global_tokens), sink_tokens=self.sink_tokens)
         return AttentionSpec(seq_len, head_dim, seq_len - 1, 0 if self.causal else seq_len - 1)
 
-    def describe(self) -> str:
-        if self.kind == "blocksparse":
-            table = ("explicit random table" if self.random_table is not None
-                     else f"seed {self.pattern_seed or 0}")
-            return (f"BigBird blocks of {self.block_size}, {self.random_blocks} random block"
-                    f"{'s' if self.random_blocks != 1 else ''} ({table})")
+    def describe(self, seq_len: int, head_dim: int) -> str:
+        """The layer's pattern in words at ``seq_len`` rows: ``full`` (``full causal``) for a
+        full-attention layer, else its spec's own description
+        (:meth:`~swatkit.golden.AttentionSpec.describe`)."""
         if self.kind == "full":
             return "full causal" if self.causal else "full"
-        if self.after == 0:
-            text = f"causal window {self.before + 1}"
-        else:
-            text = f"bidirectional window {self.before}+1+{self.after}"
-        text += f", dilation {self.dilation}" if self.dilation != 1 else ""
-        g = self.global_tokens
-        if g:
-            where = ",".join(map(str, g)) if len(g) <= 4 else f"{g[0]}…{g[-1]}"
-            text += f", {len(g)} global token{'s' if len(g) > 1 else ''} ({where})"
-        if self.sink_tokens:
-            text += f", {self.sink_tokens} sink token{'s' if self.sink_tokens > 1 else ''}"
-        return text
+        return self.spec(seq_len, head_dim).describe()
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from swatkit.support.build_cache import BuildInfo, build_root, cached_build, loc
 from .cycle_model import swat_actions, swat_cycles
 
 __all__ = [
+    "CORRUPT_ENV",
     "FAST",
     "FULL",
     "INPUT_KINDS",
@@ -54,13 +55,19 @@ __all__ = [
     "CaseResult",
     "clocked_top",
     "compile_bench",
+    "default_wave_format",
     "ensure_build",
+    "failure_hint",
     "make_inputs",
+    "parse_corrupt",
+    "parse_waves_window",
     "public_vlt",
     "read_result",
+    "reproduce_command",
     "run_bench",
     "run_case",
     "verilator_command",
+    "wave_format",
 ]
 
 TOP = "swat_tb"      # the simulated top: the clock, and the harness around the core
@@ -108,7 +115,7 @@ class Build:
         Largest N the build accepts (N itself is given per run).
     dsp : str
         Multiplier target of the Verilog (``swatkit generate --dsp``): ``"ecp5"`` simulates the
-        core with ``MULT18X18D`` instances and their model (``rtl/models/MULT18X18D.v``).
+        core with ``MULT18X18D`` instances and their model (``rtl/primitives/MULT18X18D.v``).
     depth : int, optional
         Rows of the harness's memories (default ``max_seq_len``): the rows of all runs of a case.
     interface : str
@@ -345,28 +352,11 @@ class Case:
         patterns = ""
         if self.patterns:
             runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
-            patterns = "; patterns " + ", ".join(describe_pattern(r) for r in runs)
+            patterns = "; patterns " + ", ".join(r.describe(compact=True) for r in runs)
         return (f"{self.build.describe()}; N = {', '.join(map(str, self.seq_lens))}{patterns}; "
                 f"inputs "
                 f"{self.inputs}; valid gaps {gaps}, ready stalls {self.stall:.0%}"
                 + (f"; faults: {', '.join(faults)}" if faults else ""))
-
-
-def describe_pattern(run: AttentionSpec) -> str:
-    """A run's pattern in a few characters: ``before+1+after``, ``×dilation``, ``g[tokens]``;
-    BigBird ``bigbird b·r`` and the table's seed (or ``table``)."""
-    if run.block_size:
-        table = ("table" if run.explicit_random_table is not None
-                 else f"seed {run.pattern_seed}")
-        return f"bigbird b{run.block_size} r{run.num_random_blocks} {table}"
-    text = f"{run.before}+1+{run.after}"
-    if run.dilation > 1:
-        text += f"×{run.dilation}"
-    if run.global_tokens:
-        tokens = run.global_tokens
-        shown = ",".join(map(str, tokens[:6])) + (",…" if len(tokens) > 6 else "")
-        text += f" g[{shown}]"
-    return text
 
 
 # -- the matrix -------------------------------------------------------------------------------
@@ -406,6 +396,13 @@ D8 = Build("dil2_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, dim_
            dilation=2, max_dilation=3)
 G5 = Build("glob_bi5_k1d1", head_dim=4, before=2, after=2, key_lanes=1, dim_lanes=1,
            global_tokens=(0,), max_global_tokens=3)
+# the Longformer CLS-token head: exactly one global token (its Verilog once failed lint with a
+# `wire [-1:0]`), on rows of 3 words (head_dim / dim_lanes not a power of two, as Phi-3's
+# 96 / 8 = 12; once CASEINCOMPLETE); tiny, so that it adds little to the suite's time (issue 29)
+G1 = Build("glob1_bi5_d6_k2d2", head_dim=6, before=2, after=2, key_lanes=2, dim_lanes=2,
+           global_tokens=(0,), max_global_tokens=1)
+_G1_PATTERNS = ((1, {}), (2, {"global_tokens": ()}), (7, {"global_tokens": (6,)}),
+                (40, {"global_tokens": (17,)}), (150, {}), (90, {"global_tokens": ()}))
 # BigBird (block-sparse): the block window from the ring, the first and last blocks as global
 # rows and columns, r random blocks per query block on the kvr stream; b = 2, 4, 8
 BB2 = Build("bigbird_b2r3_k2d4", head_dim=8, before=0, after=0, key_lanes=2, dim_lanes=4,
@@ -425,6 +422,21 @@ _BB_PATTERNS = (
     (64, {}),
     (64, {"pattern_seed": 12345}),
 )
+# Hugging Face's own tables on BB2 (golden/spec.py, "Counting": a random slot counts each time):
+# HF's layer 3 (np.random.seed(3)) in training at N = 1024, b = 64, r = 3 — 16 blocks, so N = 32
+# here — head 1, with max_position_embeddings 4096 (global block 15 three times) and 1024 (query
+# block 13 draws its window block 12); and eval mode's all-zero table (block 0 counts 1 + r
+# times). tests/golden/test_hf_bigbird.py checks that HF draws these.
+HF_TABLE_POS4096 = ((10, 4, 11), (12, 6, 4), (12, 15, 7), (8, 10, 6), (13, 8, 14), (9, 14, 11),
+                    (10, 12, 4), (6, 10, 15), (3, 12, 4), (8, 12, 3), (8, 14, 4), (6, 15, 1),
+                    (11, 7, 8), (8, 11, 2))
+HF_TABLE_POS1024 = ((4, 10, 5), (4, 14, 10), (5, 7, 13), (6, 14, 11), (1, 3, 14), (9, 4, 2),
+                    (13, 12, 14), (4, 11, 14), (3, 4, 6), (2, 4, 12), (2, 8, 1), (4, 5, 6),
+                    (2, 1, 12), (12, 3, 6))
+_BB_HF_PATTERNS = tuple(
+    (n, {"explicit_random_table": table, "pattern_seed": None}) for n, table in (
+        (32, HF_TABLE_POS4096), (32, HF_TABLE_POS1024), (16, ((0, 0, 0),) * 6),
+        (64, ((0, 0, 0),) * 30)))
 
 # full matrix only (larger builds)
 C32 = Build("causal32_k4d16", head_dim=16, before=31, after=0, key_lanes=4, dim_lanes=16)
@@ -437,7 +449,7 @@ DEFAULT_CORE = Build.from_params("longformer_default", CoreParams(
     HardwareConfig()))
 
 FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9, G9, D8, G5,
-               BB2, BB4, BB8)
+               G1, BB2, BB4, BB8)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
 
 # patterns of runs back to back on G9: global tokens (one, at both ends, adjacent, inside each
@@ -534,10 +546,15 @@ def _matrix_fast() -> list[Case]:
         Case("glob_bi5_k1d1/random-n500", G5, (500,)),
         Case("glob_bi5_k1d1/g3-n300-heavy", G5, (300,), gap=h, stall=h,
              patterns=({"global_tokens": (0, 150, 299)},)),
+        Case("glob1_bi5_d6_k2d2/cls-n300", G1, (300,)),
+        Case("glob1_bi5_d6_k2d2/patterns-heavy", G1, tuple(n for n, _ in _G1_PATTERNS),
+             patterns=tuple(pat for _, pat in _G1_PATTERNS), gap=h, stall=h, idle=(0, 2)),
         Case("bigbird_b2r3_k2d4/patterns", BB2, tuple(n for n, _ in _BB_PATTERNS),
              patterns=tuple(pat for _, pat in _BB_PATTERNS), idle=(0, 3)),
         Case("bigbird_b2r3_k2d4/patterns-heavy", BB2, tuple(n for n, _ in _BB_PATTERNS),
              patterns=tuple(pat for _, pat in _BB_PATTERNS), gap=h, stall=h),
+        Case("bigbird_b2r3_k2d4/hf-tables", BB2, tuple(n for n, _ in _BB_HF_PATTERNS),
+             patterns=tuple(pat for _, pat in _BB_HF_PATTERNS), gap=0.2, stall=0.2),
         Case("bigbird_b2r3_k2d4/kv-starved-n64", BB2, (64,), gap=0.0, kv_gap=0.85, stall=0.3),
         Case("bigbird_b4r1_k3d2/random-n128", BB4, (128,)),
         Case("bigbird_b4r1_k3d2/sizes-heavy", BB4, (8, 12, 20, 24, 64, 128), gap=h, stall=h),
@@ -624,17 +641,68 @@ def make_inputs(kind: str, seq_len: int, build: Build, rng: np.random.Generator)
 _KNOWN: dict[tuple, BuildInfo] = {}  # builds this process has already looked up
 
 
-WAVE_FORMATS = ("vcd", "fst")  # fst needs the lz4 headers (Debian: liblz4-dev)
+WAVE_FORMATS = ("fst", "vcd")  # fst needs the lz4 headers (Debian: liblz4-dev)
+WAVES_ON = "waves_on"   # the traced top's input that gates the dump (waves_window)
+_LZ4: list[bool] = []   # whether the C++ compiler finds lz4.h, once per process
 
 
-def _wave_format(waves: bool | str | None) -> str | None:
+def lz4_headers() -> bool:
+    """Whether the C++ compiler finds ``lz4.h``, which Verilator's FST writer needs (Debian:
+    ``liblz4-dev``)."""
+    import subprocess
+
+    if not _LZ4:
+        cxx = os.environ.get("CXX", "g++")
+        try:
+            done = subprocess.run([cxx, "-fsyntax-only", "-x", "c++", "-"],
+                                  input="#include <lz4.h>\n", capture_output=True, text=True)
+            _LZ4.append(done.returncode == 0)
+        except OSError:
+            _LZ4.append(False)
+    return _LZ4[0]
+
+
+def default_wave_format() -> str:
+    """FST where the lz4 headers are present (a fraction of VCD's size), VCD otherwise."""
+    return "fst" if lz4_headers() else "vcd"
+
+
+def wave_format(waves: bool | str | None) -> str | None:
+    """``waves`` as a format: None for no waves, True for :func:`default_wave_format`."""
     if waves in (None, False, ""):
         return None
     if waves is True:
-        return "vcd"
+        return default_wave_format()
     if waves not in WAVE_FORMATS:
         raise ValueError(f"waves must be one of {', '.join(WAVE_FORMATS)}, not {waves!r}")
+    if waves == "fst" and not lz4_headers():
+        raise ValueError("waves 'fst' needs the lz4 headers, which the C++ compiler does not "
+                         "find (Debian: apt-get install liblz4-dev); 'vcd' needs nothing")
     return waves
+
+
+def parse_waves_window(text: str) -> tuple[str, int, int | None]:
+    """A waves window as ``(unit, start, stop)``: ``A:B`` or ``cycles:A:B`` (clock cycles from
+    the start of the simulation), ``rows:A:B`` (output rows: from the cycle row A−1 is taken,
+    the start of the runs for A = 0, to the cycle row B−1 is taken; rows count as the output
+    stream takes them, every run of the case in turn). ``A`` may be empty (0) and ``B`` too
+    (the end)."""
+    why = (f"the waves window must be A:B, cycles:A:B or rows:A:B with integers 0 <= A < B "
+           f"(either may be left out), not {text!r}")
+    pieces = text.split(":")
+    if len(pieces) not in (2, 3):
+        raise ValueError(why)
+    unit, a, b = pieces if len(pieces) == 3 else ["cycles", *pieces]
+    if unit not in ("cycles", "rows"):
+        raise ValueError(why)
+    try:
+        start = int(a) if a.strip() else 0
+        stop = int(b) if b.strip() else None
+    except ValueError:
+        raise ValueError(why) from None
+    if start < 0 or (stop is not None and stop <= start):
+        raise ValueError(why)
+    return unit, start, stop
 
 
 def ensure_build(build: Build, *, waves: bool | str | None = None,
@@ -645,7 +713,7 @@ def ensure_build(build: Build, *, waves: bool | str | None = None,
     hash of the resolved configuration (``swatkit.json``), the generated Verilog and waivers,
     the Verilator options (with the wave format) and the tool versions.
     """
-    waves = _wave_format(waves)
+    waves = wave_format(waves)
     root = build_root(build_dir)
     known = _KNOWN.get((build, waves, root))
     if known is not None and (known.path / "build.ok").is_file():
@@ -666,7 +734,7 @@ def _source_digest() -> str:
         folder = Path(package.__file__).parent
         for f in sorted(folder.glob("*.py")):
             h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
-    for f in sorted((Path(swatkit.rtl.__file__).parent / "models").glob("*.v")):
+    for f in sorted((Path(swatkit.rtl.__file__).parent / "primitives").glob("*.v")):
         h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()
 
@@ -683,7 +751,7 @@ def build_key(build: Build, waves: str | None) -> str:
                          "core": CORE, "build_args": BUILD_ARGS,
                          "make_args": build.make_args,
                          "timing": TIMING_ARGS, "clock": "verilog",
-                         "waves": waves, "tools": tool_versions(),
+                         "waves": waves and [waves, WAVES_ON], "tools": tool_versions(),
                          "amaranth": amaranth.__version__, "sources": _source_digest()},
                         sort_keys=True, default=str)
     return hashlib.sha256(record.encode()).hexdigest()[:16]
@@ -692,7 +760,8 @@ def build_key(build: Build, waves: str | None) -> str:
 def _ensure_build(build: Build, waves: str | None, root: Path) -> BuildInfo:
     def make(path: Path) -> dict:
         models = _write_sources(build, path / "src", waves)
-        compile_bench(path / "src", path, waves, models, make_args=build.make_args)
+        compile_bench(path / "src", path, waves, models, make_args=build.make_args,
+                      waves_gate=waves is not None)
         return {"build": build.id, "config": build.describe(), "waves": waves,
                 "build_args": BUILD_ARGS, "make_args": build.make_args,
                 "tools": tool_versions(),
@@ -720,23 +789,24 @@ def _write_sources(build: Build, src: Path, waves: str | None) -> list[str]:
                            f"{build.id} ({build.describe()}):\n{e}") from None
     harness = SwatHarness(build.params, depth=build.harness_depth, interface=build.interface)
     (src / f"{HARNESS}.v").write_text(verilog.convert(harness, name=HARNESS, emit_src=False))
-    (src / f"{TOP}.v").write_text(clocked_top(harness))
+    (src / f"{TOP}.v").write_text(clocked_top(harness, waves_gate=waves is not None))
     (src / "public.vlt").write_text(public_vlt())
     return [gen.sim_models.name] if gen.sim_models else []
 
 
 def clocked_top(harness, *, top: str = TOP, inner: str = HARNESS,
-                instance: str = "harness") -> str:
+                instance: str = "harness", waves_gate: bool = False) -> str:
     """The simulated top: the clock, generated in Verilog (a bench that waits on a clock edge
     wakes the simulator's callbacks far less often than one that toggles the clock through VPI,
     measured 1.5× faster on the default core), around the harness with all its ports. With
     ``SWATKIT_EXTERNAL_CLOCK`` defined, ``clk`` is an input instead (the raw C++ benchmark).
     ``harness`` may be any component with ``clk`` and ``rst`` (module ``inner``, instantiated as
-    ``instance`` in module ``top``)."""
+    ``instance`` in module ``top``). ``waves_gate``: an input :data:`WAVES_ON` more, which
+    the traced build's main reads before each dump (:func:`gated_main`)."""
     from amaranth.hdl import Shape
     from amaranth.lib import wiring
 
-    ports = [("rst", "input", 1)]
+    ports = [("rst", "input", 1), *([(WAVES_ON, "input", 1)] if waves_gate else [])]
     for path, member, _ in harness.signature.flatten(harness):
         ports.append(("__".join(map(str, path)),
                       "input" if member.flow == wiring.In else "output",
@@ -757,7 +827,7 @@ def clocked_top(harness, *, top: str = TOP, inner: str = HARNESS,
     ]
     for name, direction, width in ports:
         lines.append(f"  {direction} [{width - 1}:0] {name};")
-    conns = ", ".join(f".{name}({name})" for name, _, _ in ports)
+    conns = ", ".join(f".{name}({name})" for name, _, _ in ports if name != WAVES_ON)
     lines += [f"  {inner} {instance}(.clk(clk), {conns});", "endmodule", ""]
     return "\n".join(lines)
 
@@ -802,7 +872,7 @@ def verilator_command(src: Path, path: Path, waves: str | None, models: list[str
 def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *,
                   sources: list[str] | None = None, top: str = TOP,
                   make_args: tuple[str, ...] = MAKE_ARGS,
-                  runtime: Path | None = None) -> None:
+                  runtime: Path | None = None, waves_gate: bool = False) -> None:
     """Compile the Verilog in ``src`` (see :func:`verilator_command`) into ``path`` with
     cocotb's VPI library and main, the Verilog clock's timing support and the regression's
     options (``make_args``: the C++ optimisation); the log is ``path/build.log``. Verilator
@@ -813,7 +883,8 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
     options and tracing) is compiled once and kept in ``runtime`` (default
     ``<path's folder>/runtime``, :func:`runtime_objects`); a build whose runtime is there
     compiles only its model and cocotb's main. ``OBJCACHE=ccache`` is added when ``ccache``
-    is on PATH (unless ``SWATKIT_CCACHE=0``)."""
+    is on PATH (unless ``SWATKIT_CCACHE=0``). ``waves_gate``: the top has the input
+    :data:`WAVES_ON` and the main dumps only while it is high (:func:`gated_main`)."""
     import subprocess
 
     import cocotb_tools.config
@@ -824,6 +895,8 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
     v = use_verilator()
     libs = cocotb_tools.config.libs_dir
     main = cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp"
+    if waves_gate:
+        main = gated_main(main, src)
     log = path / "build.log"
     make = ["make", "-j", str(os.cpu_count() or 1), "-C", str(path), "-f", "Vtop.mk",
             f"VM_TRACE={int(waves is not None)}", *make_args, *_objcache()]
@@ -853,6 +926,25 @@ def compile_bench(src: Path, path: Path, waves: str | None, models: list[str], *
         if shared:
             fh.write(f"# Verilator's runtime ({', '.join(shared)}) from {runtime}\n")
             step(make)
+
+
+_DUMP = "tfp->dump(main_time);"   # the one dump call of cocotb's Verilator main
+
+
+def gated_main(main: Path, src: Path) -> Path:
+    """cocotb's Verilator main (``main``) with its dump made conditional on the top's input
+    :data:`WAVES_ON`, written to ``src``: the bench raises and lowers that input to record only
+    a window of the simulation (Verilator ignores ``$dumpoff``/``$dumpon``). The trace keeps
+    every signal's value at the first dump after a gap, so the window reads as usual."""
+    text = main.read_text()
+    if text.count(_DUMP) != 1:
+        raise RuntimeError(f"cocotb's Verilator main {main} no longer has exactly one "
+                           f"'{_DUMP}': the waves window cannot gate it")
+    gated = src / "verilator_gated.cpp"
+    gated.write_text(f"// {main}, its dump gated by the top's {WAVES_ON} "
+                     f"(swatkit.sim.regress.gated_main)\n"
+                     + text.replace(_DUMP, f"if (top->{WAVES_ON}) {_DUMP}"))
+    return gated
 
 
 def _objcache() -> list[str]:
@@ -998,10 +1090,79 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
 
 
+CORRUPT_ENV = "SWATKIT_CORRUPT_EXPECTED"
+
+
+def parse_corrupt(text: str) -> tuple[str, tuple[int, int, int, int]]:
+    """The test hook :data:`CORRUPT_ENV`: ``CASE_ID:RUN,ROW,COLUMN,BIT`` names one case and
+    the bit of one expected element to flip (``run_case``'s ``corrupt``)."""
+    case_id, _, where = text.rpartition(":")
+    try:
+        values = tuple(int(t) for t in where.split(","))
+    except ValueError:
+        values = ()
+    if not case_id or len(values) != 4 or min(values) < 0:
+        raise ValueError(f"{CORRUPT_ENV} must be CASE_ID:RUN,ROW,COLUMN,BIT with integers "
+                         f">= 0, not {text!r}")
+    return case_id, values
+
+
+def _corrupt_from_env(case_id: str) -> tuple[int, int, int, int] | None:
+    text = os.environ.get(CORRUPT_ENV)
+    if not text:
+        return None
+    named, where = parse_corrupt(text)
+    return where if named == case_id else None
+
+
+def reproduce_command(case_id: str, seed: int, options: list[str] | tuple[str, ...] = (),
+                      build_dir: str | os.PathLike | None = None) -> str:
+    """The command line that runs the case ``case_id`` alone with ``seed``: ``swatkit
+    regress``, the ``options`` that make the case (a configuration's: ``swatkit regress``
+    gives them as the user did, files as absolute paths), ``--build-dir``, ``-k`` with the
+    case's whole id (which selects that case alone) and ``--seed``. With no ``options``, a
+    case of the matrix: ``--full`` for the cases whose id ends in ``-full`` (the matrix's
+    naming rule). With the test hook :data:`CORRUPT_ENV` set for this case, the command sets
+    it too."""
+    import shlex
+
+    words = ["swatkit", "regress", *(options or (["--full"] if case_id.endswith("-full")
+                                                 else []))]
+    if build_dir:
+        words += ["--build-dir", str(build_root(build_dir))]
+    words += ["-k", case_id, "--seed", str(seed)]
+    hook = os.environ.get(CORRUPT_ENV)
+    prefix = (f"{CORRUPT_ENV}={shlex.quote(hook)} "
+              if hook and _corrupt_from_env(case_id) is not None else "")
+    return prefix + shlex.join(words)
+
+
+def waves_window_text(first_output_row: int | None) -> str:
+    """The ``--waves-window`` around output row ``first_output_row`` (two rows before it and
+    the row itself), or ``""``."""
+    if first_output_row is None:
+        return ""
+    return f"rows:{max(first_output_row - 2, 0)}:{first_output_row + 1}"
+
+
+def failure_hint(seed: int, reproduce: str, first_output_row: int | None = None) -> str:
+    """The lines of a failure's message that say how to reproduce it (``reproduce``: the
+    command, :func:`reproduce_command`) and how to get its waves (around the first mismatch,
+    at output row ``first_output_row``, if known)."""
+    window = waves_window_text(first_output_row)
+    return (f"seed {seed} — reproduce with: {reproduce}\n"
+            f"waves: add --waves [DIR] (the trace goes to DIR, default the working folder; "
+            f"--waves-format vcd for VCD)"
+            + (f", and --waves-window {window} for the rows around the first mismatch"
+               if window else ""))
+
+
 def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
+             waves_dir: str | os.PathLike | None = None,
+             waves_window: str | None = None,
              build_dir: str | os.PathLike | None = None,
              corrupt: tuple[int, int, int, int] | None = None,
-             keep: bool = False) -> CaseResult:
+             keep: bool = False, reproduce: str | None = None) -> CaseResult:
     """Run one case in Verilator and compare every output row with the golden model.
 
     Every call has a work folder of its own, ``<build root>/runs/<case id>.<nonce>``, with a
@@ -1016,25 +1177,93 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
     seed : int
         Seeds the inputs, the valid gaps and the ready stalls (and cocotb's own seed).
     waves : bool or str, optional
-        Record ``dump.vcd`` (True or ``"vcd"``) or ``dump.fst`` (``"fst"``) in the case's work
-        folder (a separate, traced build).
+        Record a trace: ``"fst"`` or ``"vcd"`` (True: :func:`default_wave_format`), from a
+        separate, traced build, into ``<waves_dir>/<case id>.seed<seed>.<format>``.
+    waves_dir : path, optional
+        Where the trace goes (default: the work folder, which is then kept).
+    waves_window : str, optional
+        Record only this window (:func:`parse_waves_window`: ``A:B`` cycles, ``rows:A:B``).
     build_dir : path, optional
         Build cache root (see :func:`build_root`).
     corrupt : (run, row, column, bit), optional
         Flip one bit of one expected element before the comparison: the run must then fail
-        (the test that the scoreboard bites).
+        (the test that the scoreboard bites). Default: what the test hook
+        :data:`CORRUPT_ENV` says for this case, if it names it.
     keep : bool
-        Keep the work folder of a passing run (a failed run's, and one with waves, are always
-        kept; a passing run's is removed, and ``work_dir`` is then None).
+        Keep the work folder of a passing run (a failed run's, and one with the trace in it,
+        are always kept; a passing run's is removed, and ``work_dir`` is then None).
+    reproduce : str, optional
+        The command line a failure names as its reproducer (default: the matrix's,
+        :func:`reproduce_command`; ``swatkit regress`` passes its own for a configuration).
+
+    Raises
+    ------
+    ValueError
+        ``waves`` or ``waves_window`` is not one of the forms above, ``waves_window`` without
+        ``waves``, or ``corrupt`` (or the hook) outside the case's rows.
     """
     start = time.monotonic()
-    params = case.build.params
-    waves = _wave_format(waves)
+    waves = wave_format(waves)
+    window = None if waves_window is None else parse_waves_window(waves_window)
+    if window is not None and waves is None:
+        raise ValueError("waves_window needs waves")
+    if corrupt is None:
+        corrupt = _corrupt_from_env(case.id)
     info = ensure_build(case.build, waves=waves, build_dir=build_dir)
     nonce = secrets.token_hex(8)
     work = build_root(build_dir) / "runs" / f"{_safe(case.id)}.{nonce}"
     work.mkdir(parents=True)   # (no exist_ok: a folder of another run is never reused)
+    trace = None
+    if waves:
+        folder = Path(waves_dir).expanduser().resolve() if waves_dir else work
+        folder.mkdir(parents=True, exist_ok=True)
+        trace = folder / f"{_safe(case.id)}.seed{seed}.{waves}"
+    _write_case(case, seed, nonce, work, corrupt,
+                None if trace is None else {"window": window})
 
+    status = run_bench(info.path, work, seed, waves,
+                       test_args=() if trace is None else ("--trace-file", str(trace)))
+    result = CaseResult(case, seed, False, build_seconds=info.seconds, work_dir=work,
+                        waves=trace, nonce=nonce)
+    data, why = read_result(work / "result.json", case.id, seed, nonce)
+    first_output_row = None
+    if data is None:
+        result.message = why
+    else:
+        result.rows = data["rows"]
+        result.runs = data["runs"]
+        result.cycles = sum(r["stats"].get("cycles", 0) for r in data["runs"])
+        result.monitor_cycles = sum(r["monitor_cycles"] for r in data["runs"])
+        result.ideal = sum(r["ideal"] for r in data["runs"])
+        result.sim_cycles = data["sim_cycles"]
+        result.sim_seconds = data["sim_seconds"]
+        result.passed = bool(data["passed"]) and status is None
+        result.message = data.get("message") or ""
+        first_output_row = data.get("first_output_row")
+    if not result.passed:
+        tail = _log_tail(work / "sim.log")
+        why = result.message or status or "the simulation ended without a result"
+        reproduce = reproduce or reproduce_command(case.id, seed, build_dir=build_dir)
+        hint = failure_hint(seed, reproduce, first_output_row)
+        result.message = (f"{why}\ncase {case.id}: {case.describe()}\n{hint}\n"
+                          f"work folder {work}" + (f"\nsimulator log (end):\n{tail}"
+                                                   if tail and not result.message else ""))
+    elif not keep and (trace is None or trace.parent != work):
+        shutil.rmtree(work, ignore_errors=True)
+        result.work_dir = None
+    result.wall_seconds = time.monotonic() - start
+    return result
+
+
+def _write_case(case: Case, seed: int, nonce: str, work: Path,
+                corrupt: tuple[int, int, int, int] | None, waves: dict | None) -> None:
+    """The inputs and expected rows of every run (``inputs.npz``) and the case file the bench
+    reads (``case.json``) in ``work``; ``corrupt`` flips one expected bit (:func:`run_case`),
+    ``waves`` is the trace's window (or None: no trace)."""
+    params = case.build.params
+    if corrupt is not None and not 0 <= corrupt[0] < len(case.seq_lens):
+        raise ValueError(f"{case.id}: corrupt {corrupt} names run {corrupt[0]}; the case has "
+                         f"runs 0..{len(case.seq_lens) - 1}")
     arrays, runs, qs, kvs = {}, [], [], []
     bits = case.build.fmt.data_bits
     for index, n in enumerate(case.seq_lens):
@@ -1049,6 +1278,10 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
                                          global_qkv=global_qkv).out
         if corrupt is not None and corrupt[0] == index:
             _, row, col, bit = corrupt
+            if not (row < n and col < case.build.head_dim and bit < case.build.fmt.out_bits):
+                raise ValueError(f"{case.id}: corrupt {corrupt} is outside run {index}: {n} "
+                                 f"rows of {case.build.head_dim} elements of "
+                                 f"{case.build.fmt.out_bits} bits")
             expected = expected.copy()
             expected[row, col] ^= 1 << bit
         band = np.setdiff1d(np.arange(n), tokens)
@@ -1068,7 +1301,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
             arrays[f"kvr{index}"] = pack_rows(
                 np.concatenate([k[random_rows], v[random_rows]], axis=1), bits)
         run = {"seq_len": n, "globals": int(tokens.size), "random": int(random_rows.size),
-               "pattern": describe_pattern(spec),
+               "pattern": spec.describe(compact=True),
                "command": command_value(params, spec), "actions": swat_actions(params, spec),
                "ideal": params.ideal_cycles(n, spec)}
         if case.stall_free:  # the cycle model is exact without gaps and stalls
@@ -1087,37 +1320,9 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         "holds": {signal: [at, cycles] for signal, at, cycles in case.holds},
         "idle": list(case.idle), "depth": case.build.harness_depth,
         "inputs": str(work / "inputs.npz"), "result": str(work / "result.json"),
+        "waves": waves,
     }
     (work / "case.json").write_text(json.dumps(description, indent=2) + "\n")
-
-    status = run_bench(info.path, work, seed, waves)
-    result = CaseResult(case, seed, False, build_seconds=info.seconds, work_dir=work,
-                        waves=work / f"dump.{waves}" if waves else None, nonce=nonce)
-    data, why = read_result(work / "result.json", case.id, seed, nonce)
-    if data is None:
-        result.message = why
-    else:
-        result.rows = data["rows"]
-        result.runs = data["runs"]
-        result.cycles = sum(r["stats"].get("cycles", 0) for r in data["runs"])
-        result.monitor_cycles = sum(r["monitor_cycles"] for r in data["runs"])
-        result.ideal = sum(r["ideal"] for r in runs[:len(data["runs"])])
-        result.sim_cycles = data["sim_cycles"]
-        result.sim_seconds = data["sim_seconds"]
-        result.passed = bool(data["passed"]) and status is None
-        result.message = data.get("message") or ""
-    if not result.passed:
-        tail = _log_tail(work / "sim.log")
-        why = result.message or status or "the simulation ended without a result"
-        result.message = (f"{why}\ncase {case.id}: {case.describe()}\nseed {seed} — reproduce "
-                          f"with: swatkit regress -k '{case.id}' --seed {seed}\n"
-                          f"work folder {work}" + (f"\nsimulator log (end):\n{tail}"
-                                                   if tail and not result.message else ""))
-    elif not keep and not waves:
-        shutil.rmtree(work, ignore_errors=True)
-        result.work_dir = None
-    result.wall_seconds = time.monotonic() - start
-    return result
 
 
 def read_result(path: Path, case_id: str, seed: int, nonce: str) -> tuple[dict | None, str]:
@@ -1169,10 +1374,12 @@ def _guarded_runner():
 
 
 def run_bench(build_path: Path, work: Path, seed: int, waves: str | None, *, top: str = TOP,
-              test_module: str = TEST_MODULE, extra_env: dict | None = None) -> str | None:
+              test_module: str = TEST_MODULE, extra_env: dict | None = None,
+              test_args: tuple[str, ...] = ()) -> str | None:
     """Run the cocotb test ``test_module`` on the build in ``build_path`` (top module ``top``)
     in the folder ``work`` (``sim.log``, ``results.xml``); ``extra_env`` defaults to the case
-    file of :func:`run_case`. ``None`` if the simulator reported a pass, else why not."""
+    file of :func:`run_case`; ``test_args`` go to the simulator (``--trace-file F``). ``None``
+    if the simulator reported a pass, else why not."""
     from swatkit.support.toolchain import use_verilator
 
     if extra_env is None:
@@ -1186,7 +1393,7 @@ def run_bench(build_path: Path, work: Path, seed: int, waves: str | None, *, top
         runner.test(hdl_toplevel=top, hdl_toplevel_lang="verilog", test_module=test_module,
                     build_dir=build_path, test_dir=work, results_xml=str(xml), seed=seed,
                     waves=waves is not None, log_file=work / "sim.log",
-                    extra_env=extra_env)
+                    extra_env=extra_env, test_args=list(test_args))
     except SystemExit as e:
         return f"the simulator exited with status {e.code}"
     except RuntimeError as e:

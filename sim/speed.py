@@ -6,7 +6,7 @@ otherwise) twice on the same Verilated model:
 
 1. through the cocotb bench of the regression (:mod:`swatkit.sim.cocotb_swat`: the HDL harness
    does the per-cycle work, Python loads, starts, waits and compares), and
-2. from a plain C++ loop with no Python at all (``sim/bench/raw_main.cpp``: the harness's row
+2. from a plain C++ loop with no Python at all (``sim/raw_main.cpp``: the harness's row
    memories loaded through VPI, then the clock toggled in C++),
 
 and prints cycles per second of each and their ratio, alternating the two ``--repeat`` times so
@@ -54,7 +54,7 @@ def raw_build(build: regress.Build, path: Path, build_args=regress.BUILD_ARGS,
         shutil.rmtree(path)
     start = time.monotonic()
     models = regress._write_sources(build, path / "src", None)
-    main = Path(str(resources.files("swatkit.sim").joinpath("bench/raw_main.cpp")))
+    main = Path(str(resources.files("swatkit.sim").joinpath("raw_main.cpp")))
     cmd = regress.verilator_command(path / "src", path, None, models, main,
                                     ("+define+SWATKIT_EXTERNAL_CLOCK",), build_args)
     env = {**os.environ, **v.env}

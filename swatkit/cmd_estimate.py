@@ -75,8 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     clock.add_argument("--from-flow", type=Path, metavar="DIR/flow.json",
                        help="take the clock from the Fmax that `swatkit flow` measured (and the "
                             "core from that flow: a different core is refused)")
-    e.add_argument("--tech", default="asic45", metavar="asic45|fpga|FILE.toml",
-                   help="energy table (default asic45)")
+    e.add_argument("--tech", metavar="asic45|fpga|FILE.toml",
+                   help="energy table (default asic45; with --from-flow fpga, the device the "
+                        "flow built for)")
     e.add_argument("--offchip-bytes-per-cycle", type=float, default=16.0, metavar="B",
                    help="off-chip bandwidth (default 16)")
     e.add_argument("--breakdown", action="store_true",
@@ -88,6 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="write latency, energy, ratios to SWAT (log-log) and the energy "
                         "breakdown to an image (PNG, SVG, PDF, ... by its suffix; no suffix: "
                         ".png)")
+
+
+def energy_table_name(args) -> str:
+    """``--tech``, else the table the clock's source implies: a flow's Fmax is an FPGA's, so
+    ``fpga`` with ``--from-flow``; ``asic45`` otherwise."""
+    if args.tech is not None:
+        return args.tech
+    return "fpga" if getattr(args, "from_flow", None) else "asic45"
 
 
 def _read_flow(path: Path):
@@ -156,16 +165,6 @@ def flow_params(path: Path, report):
     return params
 
 
-def _window_text(spec) -> str:
-    if spec.after == 0:
-        text = f"causal sliding_window {spec.before + 1}"
-    elif spec.before == spec.after:
-        text = f"attention_window {2 * spec.before}"
-    else:
-        text = f"window {spec.before}+1+{spec.after}"
-    return text if spec.dilation == 1 else f"{text} dilation {spec.dilation}"
-
-
 def _adopt_flow(args, given: dict, flow, with_model: bool) -> None:
     """Each field of the flow's configuration that the user did not give (``given``: the keys
     of their options and --config) becomes an option value; with --model, the format and the
@@ -185,9 +184,9 @@ def _adopt_flow(args, given: dict, flow, with_model: bool) -> None:
                 try:
                     options = spec.as_options()
                 except ValueError:
-                    raise UsageError(f"--from-flow: {args.from_flow} built a {_window_text(spec)} "
-                                     "window, which no option describes; estimate it with the "
-                                     "Python API") from None
+                    raise UsageError(f"--from-flow: {args.from_flow} built "
+                                     f"{spec.describe(pattern=False)}, which no option "
+                                     "describes; estimate it with the Python API") from None
                 values.update({k: options[k] for k in WINDOW_KEYS if k in options})
                 # the whole window on the command line (a --config's causal alone would be
                 # dropped by a sliding_window given here)
@@ -211,7 +210,7 @@ def _check_flow(path: Path, given: dict, r, flow) -> None:
         refuse(f"head_dim {flow.spec.head_dim}", spec.head_dim, "head_dim")
     window = [k for k in ("attention_window", "sliding_window", "causal") if k in given]
     if window and (spec.before, spec.after) != (flow.spec.before, flow.spec.after):
-        refuse(_window_text(flow.spec), _window_text(spec), window[0])
+        refuse(flow.spec.describe(pattern=False), spec.describe(pattern=False), window[0])
     if "dilation" in given and spec.dilation != flow.spec.dilation:
         refuse(f"dilation {flow.spec.dilation}", spec.dilation, "dilation")
     if "global_tokens" in given and tuple(spec.global_tokens) != tuple(flow.spec.global_tokens):
@@ -237,18 +236,14 @@ def _check_model_against_flow(path: Path, model, lengths, flow) -> None:
         raise UsageError(f"--from-flow: {path} built head_dim {flow.spec.head_dim}, not "
                          f"{model.head_dim} (--model {model.name})")
 
-    def text(spec):
-        return (f"BigBird block_size {spec.block_size}, {spec.num_random_blocks} random blocks"
-                if spec.block_size else _window_text(spec))
-
     for pattern in model.patterns:
         if pattern.kind == "full":
             continue
         spec = pattern.spec(max(lengths), model.head_dim)
         fields = ("before", "after", "dilation", "block_size", "num_random_blocks")
         if any(getattr(spec, k) != getattr(flow.spec, k) for k in fields):
-            raise UsageError(f"--from-flow: {path} built {text(flow.spec)}, not "
-                             f"{text(spec)} (--model {model.name})")
+            raise UsageError(f"--from-flow: {path} built {flow.spec.describe(pattern=False)}, "
+                             f"not {spec.describe(pattern=False)} (--model {model.name})")
 
 
 def flow_lengths(max_seq_len: int) -> list[int]:
@@ -362,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
     check_bandwidth(args.offchip_bytes_per_cycle)
     plot_path = plot_target(args.plot) if args.plot else None
     try:
-        table = load_table(args.tech)
+        table = load_table(energy_table_name(args))
     except TableError as e:
         raise UsageError(f"--tech: {e}") from None
     common = {"clock_hz": clock_mhz * 1e6, "table": table, "tiles": tiles,

@@ -210,11 +210,8 @@ def parse_points(text: str) -> list[tuple[int, int]]:
 
 
 def _describe(config) -> str:
-    p = config.params
-    s = p.spec
-    return (f"window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, up to "
-            f"{p.hw.max_seq_len} rows; {p.hw.key_lanes} key lanes x {p.hw.dim_lanes} dim lanes "
-            f"({config.cycles_per_row} cycles per row); self-test {config.test_rows} rows "
+    return (f"{config.params.describe()} ({config.cycles_per_row} cycles per row); self-test "
+            f"{config.test_rows} rows "
             f"({config.selftest}), seed {config.seed}; clock constraint "
             f"{config.constraint_mhz:g} MHz")
 

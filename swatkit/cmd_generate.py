@@ -88,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
 
     info = json.loads(out.config.read_text())
     res = info["resources"]
-    hw = params.hw
     print(f"wrote {out.verilog}  ({out.verilog.stat().st_size // 1024} KiB)")
     print(f"wrote {out.waivers}")
     print(f"wrote {out.config}")
@@ -101,18 +100,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out.fusesoc_core}  (FuseSoC core {vlnv(target['name'])})")
     for stale in out.removed:
         print(f"removed {stale}  (written by an earlier run, not by this one)")
-    s = params.spec
-    if params.block_size:
-        b = params.block_size
-        pattern = (f"BigBird blocks of {b} rows ({params.window}-key block window), first and "
-                   f"last blocks global ({params.max_global_tokens} rows), up to "
-                   f"{params.max_random_blocks} random block"
-                   f"{'s' if params.max_random_blocks != 1 else ''} per query block")
-    else:
-        pattern = f"window {s.before}+1+{s.after} keys"
-    print(f"{pattern}, head_dim {s.head_dim}, up to {hw.max_seq_len} rows;"
-          f" {hw.key_lanes} key lanes x {hw.dim_lanes} dim lanes"
-          + ("; AXI4-Stream ports" if target["interface"] == "axis" else ""))
+    print(params.describe() + ("; AXI4-Stream ports" if target["interface"] == "axis" else ""))
     print(f"multipliers {res['qk_multipliers']} (QK) + {res['sv_multipliers']} (SV) + "
           f"{res['exp_multipliers']} (exp); K/V buffer {res['kv_buffer_bits'] // 1024} Kib, "
           f"scores {res['score_buffer_bits'] // 1024} Kib")

@@ -129,10 +129,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.cover_depth is None:
         args.cover_depth = formal.default_cover_depth(params)
-    s, hw, fmt = params.spec, params.hw, params.fmt
-    print(f"swatkit prove: window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, "
-          f"{hw.key_lanes} key x {hw.dim_lanes} dim lanes, {fmt.data_bits}-bit data, "
-          f"every N in 1..{hw.max_seq_len}")
+    print(f"swatkit prove: {params.describe()}; {params.fmt.data_bits}-bit data, every N in "
+          f"1..{params.hw.max_seq_len}")
     print(f"k-induction to depth {args.depth}, covers to {args.cover_depth} steps, solver "
           f"{args.solver}; work folder {args.output}")
     if args.fault:

@@ -37,10 +37,11 @@ from swatkit.options import (
 
 __all__ = ["add_arguments", "matrix", "own_cases", "run", "shipped_builds"]
 
-# options that select "this configuration" instead of the matrix
-OWN = ("config", "seq_len", "head_dim", "attention_window", "causal", "sliding_window",
-       "dilation", "global_tokens", "key_lanes", "dim_lanes", "dsp", "inputs", "gap", "stall",
-       "runs")
+# options that say how the cases run, not which cases there are; every other option (the
+# shared workload and hardware options, --dsp, --inputs, --gap, --stall, --runs) describes a
+# configuration of the user's, whose cases run instead of the matrix
+RUN_OPTIONS = ("fast", "full", "keyword", "workers", "scheduler", "seed", "waves",
+               "waves_format", "waves_window", "build_dir", "junitxml", "json")
 
 
 def _lengths(text: str) -> tuple[int, ...]:
@@ -82,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="runs of N rows back to back in each case (default 1)")
     parser.add_argument("-k", metavar="EXPR", dest="keyword",
                         help="only the cases whose id contains EXPR (a substring such as "
-                             "bi9_k2d4/edges; several separated by commas)")
+                             "bi9_k2d4/edges; several separated by commas); a case's whole "
+                             "id selects that case alone")
     parser.add_argument("-n", "--workers", metavar="WORKERS", type=int,
                         help="parallel simulations (default: the number of CPUs; 0 runs in "
                              "this process)")
@@ -93,9 +95,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", metavar="S", type=int,
                         help="seed of the inputs, gaps and stalls (default: a fresh one, "
                              "printed)")
-    parser.add_argument("--waves", nargs="?", const="vcd", choices=("vcd", "fst"),
-                        help="record waveforms of every case (VCD unless 'fst' is given; "
-                             "traced builds are cached separately)")
+    from swatkit.sim.regress import WAVE_FORMATS
+
+    waves = parser.add_argument_group("waves (for debugging a case)")
+    waves.add_argument("--waves", nargs="?", const=Path("."), metavar="DIR", type=Path,
+                       help="record a trace of every case into DIR (default: the working "
+                            "folder), named <case>.seed<S>.fst; traced builds are cached "
+                            "apart")
+    waves.add_argument("--waves-format", choices=WAVE_FORMATS,
+                       help="fst (the default where the lz4 headers are installed: Debian "
+                            "liblz4-dev) or vcd")
+    waves.add_argument("--waves-window", metavar="A:B",
+                       help="record only clock cycles A to B of the simulation (A:B or "
+                            "cycles:A:B), or from output row A-1 to row B-1 (rows:A:B); "
+                            "a failure names the rows around its first mismatch")
     parser.add_argument("--build-dir", metavar="DIR", type=Path,
                         help="Verilator build cache (default ~/.cache/swatkit/verilator)")
     parser.add_argument("--junitxml", metavar="FILE", type=Path,
@@ -140,8 +153,11 @@ def shipped_cases(full: bool):
     for b in shipped_builds():
         n = min(1024, b.max_seq_len)
         cases.append(Case(f"{b.id}/random-n{n}", b, (n,)))
-        if b.id != "longformer_default" or full:
+        if b.id != "longformer_default":
             cases.append(Case(f"{b.id}/random-n{n}-stall30", b, (n,), gap=0.3, stall=0.3))
+        elif full:   # (a case of the full matrix only: its id ends in -full)
+            cases.append(Case(f"{b.id}/random-n{n}-stall30-full", b, (n,), gap=0.3,
+                              stall=0.3))
     # the default head generated for Longformer's patterns: global tokens (the CLS token, a
     # question) and dilation, chosen per run on one build
     default = shipped_builds()[0]
@@ -290,22 +306,113 @@ def _worker_init(parent: int):
     watch_parent(parent)
 
 
-def _run_one(case, seed, waves, build_dir):
+def _run_one(case, seed, waves, build_dir, reproduce=None):
+    """``run_case``; ``waves``: its waves arguments (:func:`_waves`) or None."""
     from swatkit.sim.regress import run_case
 
     try:
-        return run_case(case, seed, waves=waves, build_dir=build_dir)
+        return run_case(case, seed, build_dir=build_dir, reproduce=reproduce,
+                        **(waves or {}))
     except Exception as e:  # a build that fails is the case's failure, with its message
-        from swatkit.sim.regress import CaseResult
+        from swatkit.sim.regress import CaseResult, failure_hint
 
-        return CaseResult(case, seed, False, message=f"{type(e).__name__}: {e}")
+        return CaseResult(case, seed, False, message=f"{type(e).__name__}: {e}" + (
+            f"\n{failure_hint(seed, reproduce)}" if reproduce else ""))
+
+
+def config_options(args: argparse.Namespace) -> list[str]:
+    """The options of ``args`` that describe the user's configuration and its cases (every
+    option but :data:`RUN_OPTIONS`), as command-line words that give the same values: files
+    as absolute paths, so that the words work from any folder. Empty: the matrix."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    words = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest in RUN_OPTIONS or value is None:
+            continue
+        if isinstance(action, argparse.BooleanOptionalAction):
+            words.append(action.option_strings[0 if value else 1])
+        elif isinstance(action, argparse._StoreTrueAction):
+            if value:
+                words.append(action.option_strings[0])
+        else:
+            text = (str(value.expanduser().resolve()) if isinstance(value, Path) else
+                    ",".join(map(str, value)) if isinstance(value, (tuple, list)) else
+                    str(value))
+            words += [action.option_strings[-1], text]
+    return words
+
+
+def select(cases: list, keyword: str | None) -> list:
+    """The cases ``-k`` selects: a word that is a case's whole id selects that case alone;
+    any other word, every case whose id contains it (words separated by commas)."""
+    if not keyword:
+        return cases
+    words = [w.strip() for w in keyword.split(",") if w.strip()]
+    ids = {c.id for c in cases}
+    chosen = [c for c in cases if any(w == c.id if w in ids else w in c.id for w in words)]
+    if not chosen:
+        raise UsageError(f"-k {keyword!r} matches no case")
+    return chosen
+
+
+def _waves(args: argparse.Namespace) -> dict | None:
+    """``run_case``'s waves arguments from ``--waves``, ``--waves-format`` and
+    ``--waves-window``, checked before anything runs (the folder is made later)."""
+    from swatkit.sim.regress import default_wave_format, parse_waves_window, wave_format
+
+    if args.waves is None:
+        for name in ("waves_format", "waves_window"):
+            if getattr(args, name) is not None:
+                raise UsageError(f"--{name.replace('_', '-')} needs --waves")
+        return None
+    folder = args.waves
+    if str(folder) in ("vcd", "fst") and not folder.is_dir():   # (the option's old form)
+        raise UsageError(f"--waves {folder}: --waves takes a folder (the format is "
+                         f"--waves-format {folder})")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--waves: {folder} is a file, not a folder")
+    try:
+        fmt = wave_format(args.waves_format or default_wave_format())
+    except ValueError as e:
+        raise UsageError(f"--waves-format: {e}") from None
+    if args.waves_window is not None:
+        try:
+            parse_waves_window(args.waves_window)
+        except ValueError as e:
+            raise UsageError(f"--waves-window: {e}") from None
+    # (made when the work starts, with the build cache: nothing is written before)
+    existing = next(p for p in (folder.resolve(), *folder.resolve().parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"--waves: cannot create {folder}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--waves: cannot write in {existing}")
+    return {"waves": fmt, "waves_dir": folder.resolve(), "waves_window": args.waves_window}
+
+
+def _corrupt_hook() -> str:
+    """The test hook ``SWATKIT_CORRUPT_EXPECTED`` (:func:`swatkit.sim.regress.parse_corrupt`):
+    checked before anything runs; a line that says it is set, or ``""``."""
+    from swatkit.sim.regress import CORRUPT_ENV, parse_corrupt
+
+    text = os.environ.get(CORRUPT_ENV)
+    if not text:
+        return ""
+    try:
+        case_id, where = parse_corrupt(text)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return (f"{CORRUPT_ENV} is set: case {case_id} will fail on purpose (bit {where[3]} of "
+            f"expected run {where[0]}, row {where[1]}, column {where[2]} flipped; a test hook)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from swatkit.sim.regress import reproduce_command
     from swatkit.support.toolchain import ToolchainError, find_verilator
 
-    own = any(getattr(args, name, None) is not None and getattr(args, name) is not False
-              for name in OWN)
+    options = config_options(args)   # (as the user gave them: own_cases changes args)
+    own = bool(options)
     if own and (args.fast or args.full):
         raise UsageError("--fast/--full run the matrix; they cannot be combined with a "
                          "configuration")
@@ -320,12 +427,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_file("--junitxml", args.junitxml or Path("results.xml"))
     if args.json is not None:
         check_output_file("--json", args.json)
-    cases = own_cases(args) if own else matrix(args.full)
-    if args.keyword:
-        words = [w.strip() for w in args.keyword.split(",") if w.strip()]
-        cases = [c for c in cases if any(w in c.id for w in words)]
-        if not cases:
-            raise UsageError(f"-k {args.keyword!r} matches no case")
+    hook = _corrupt_hook()
+    cases = select(own_cases(args) if own else matrix(args.full), args.keyword)
+    waves = _waves(args)
     try:
         verilator = find_verilator()
     except ToolchainError as e:
@@ -337,10 +441,16 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--build-dir: cannot create {root}: {e.strerror}") from None
+    if waves is not None:
+        try:
+            waves["waves_dir"].mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--waves: cannot create {args.waves}: {e.strerror}") from None
     client = connect_scheduler(args.scheduler)   # (before anything is printed or built)
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
     junit = (args.junitxml or Path("results.xml")).resolve()
     mode = "your configuration" if own else ("--full" if args.full else "--fast")
+    hints = {c.id: reproduce_command(c.id, seed, options, args.build_dir) for c in cases}
 
     from rich.console import Console
 
@@ -356,10 +466,12 @@ def run(args: argparse.Namespace) -> int:
     if own:
         console.print(f"configuration: {cases[0].build.describe()}, up to "
                       f"{cases[0].build.max_seq_len} rows")
+    if hook:
+        console.print(hook, markup=False)
     start = time.monotonic()
     try:
-        results = _run_cases(console, cases, seed, args.waves, args.build_dir, args.workers,
-                             client)
+        results = _run_cases(console, cases, seed, waves, args.build_dir, args.workers,
+                             client, hints)
     finally:
         if client is not None:
             client.close()
@@ -376,8 +488,8 @@ def _uncached(cases, waves, build_dir) -> list:
     for case in cases:
         if case.build not in builds:
             builds.append(case.build)
-    return [b for b in builds
-            if not (root / build_key(b, waves or None) / "build.ok").is_file()]
+    fmt = waves["waves"] if waves else None
+    return [b for b in builds if not (root / build_key(b, fmt) / "build.ok").is_file()]
 
 
 def _first_per_build(cases) -> list[int]:
@@ -391,10 +503,13 @@ def _first_per_build(cases) -> list[int]:
     return firsts + rest
 
 
-def _run_cases(console, cases, seed, waves, build_dir, workers, client=None):
+def _run_cases(console, cases, seed, waves, build_dir, workers, client=None, hints=None):
     """Every case, in parallel processes (builds first, one per configuration) or on a Dask
     cluster (``client``), with a progress display; returns the results in the cases'
-    order."""
+    order. ``hints``: each case id's reproducer (:func:`run`; default the matrix's)."""
+    from swatkit.sim.regress import reproduce_command
+
+    hints = hints or {c.id: reproduce_command(c.id, seed, build_dir=build_dir) for c in cases}
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -437,19 +552,21 @@ def _run_cases(console, cases, seed, waves, build_dir, workers, client=None):
     with progress:
         task = progress.add_task(state(), total=len(cases))
         if client is not None:
-            return _run_on_dask(client, cases, seed, waves, build_dir, done, results, console)
+            return _run_on_dask(client, cases, seed, waves, build_dir, done, results, console,
+                                hints)
         if workers == 0:
             for i, case in enumerate(cases):
                 progress.update(task, description=(
                     f"building {case.build.id}, then running {case.id}"
                     if case.build in building else f"running {case.id}"))
-                done(i, _run_one(case, seed, waves, build_dir))
+                done(i, _run_one(case, seed, waves, build_dir, hints[case.id]))
             return results
         pool = _start_pool(workers)
         try:
             # one case of each build first, so that each configuration is compiled once and
             # the compilations run in parallel
-            pending = {i: pool.apply_async(_run_one, (cases[i], seed, waves, build_dir))
+            pending = {i: pool.apply_async(_run_one, (cases[i], seed, waves, build_dir,
+                                                      hints[cases[i].id]))
                        for i in _first_per_build(cases)}
             while pending:
                 for i in [i for i, r in pending.items() if r.ready()]:
@@ -465,7 +582,7 @@ def _run_cases(console, cases, seed, waves, build_dir, workers, client=None):
     return results
 
 
-def _run_on_dask(client, cases, seed, waves, build_dir, done, results, console):
+def _run_on_dask(client, cases, seed, waves, build_dir, done, results, console, hints):
     """The cases as tasks of the Dask cluster behind ``client`` (one case of each build first);
     a task the cluster loses (a worker gone) is that case's failure. Ctrl-C cancels every
     task not finished."""
@@ -475,8 +592,8 @@ def _run_on_dask(client, cases, seed, waves, build_dir, done, results, console):
     try:
         for i in _first_per_build(cases):
             key = f"swatkit-regress-{cases[i].id}-{uuid.uuid4().hex[:8]}"
-            futures[i] = client.submit(_run_one, cases[i], seed, waves, build_dir, key=key,
-                                       pure=False)
+            futures[i] = client.submit(_run_one, cases[i], seed, waves, build_dir,
+                                       hints[cases[i].id], key=key, pure=False)
         pending = dict(futures)
         while pending:
             for i in [i for i, f in pending.items() if f.done()]:
@@ -484,10 +601,11 @@ def _run_on_dask(client, cases, seed, waves, build_dir, done, results, console):
                 try:
                     result = future.result()
                 except Exception as e:   # the task was lost, or could not run on the worker
-                    from swatkit.sim.regress import CaseResult
+                    from swatkit.sim.regress import CaseResult, failure_hint
 
                     result = CaseResult(cases[i], seed, False, message=(
-                        f"the Dask task failed: {type(e).__name__}: {e}"))
+                        f"the Dask task failed: {type(e).__name__}: {e}\n"
+                        + failure_hint(seed, hints[cases[i].id])))
                 done(i, result)
             time.sleep(0.2)
     except BaseException:

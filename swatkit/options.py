@@ -525,7 +525,7 @@ def option_error(error: Exception, names: dict) -> UsageError:
     key = "global_tokens" if field == "global" else field  # "global token 40 is outside ..."
     key = FIELD_KEYS.get(key, key)   # BigBird's fields as the spec names them
     if key.startswith(("random_table[", "explicit_random_table[")):
-        # "random_table[2, 0] = 3 is inside the window of query block 3 (blocks 2..4)"
+        # "random_table[2, 0] = 9 is outside the key blocks [0, 8)"
         key, message = "random_table", "random_table" + message[message.index("["):]
     label = names.get(key) or ALL_OPTIONS.get(key)
     if label is None:

@@ -40,16 +40,24 @@ def test_the_flows_configuration_and_clock(causal_flow, capsys):
     (rec,) = records  # the flow's max_seq_len, 1024, is the only default length
     assert rec["seq_len"] == 1024 and rec["clock_hz"] == 28.2e6  # not the $PACKER "clock"
     assert (rec["head_dim"], rec["window"], rec["key_lanes"], rec["dim_lanes"]) == (8, 9, 1, 2)
-    # the same as the configuration given in full (format included)
+    assert rec["tech"] == "fpga"   # a flow's clock is an FPGA's: its energy table by default
+    # the same as the configuration given in full (format and energy table included)
     code, same, _ = estimate(capsys, "--causal", "--sliding-window", "9", "--head-dim", "8",
                              "--key-lanes", "1", "--dim-lanes", "2", "--prob-bits", "12",
-                             "--seq-len", "1024", "--clock-mhz", "28.2")
+                             "--seq-len", "1024", "--clock-mhz", "28.2", "--tech", "fpga")
     assert code == 0
     for key in ("cycles", "energy_j", "macs", "layer_pattern"):
         assert same[0][key] == rec[key], key
     code, other, _ = estimate(capsys, "--causal", "--sliding-window", "9", "--head-dim", "8",
-                              "--key-lanes", "1", "--dim-lanes", "2", "--seq-len", "1024")
+                              "--key-lanes", "1", "--dim-lanes", "2", "--seq-len", "1024",
+                              "--tech", "fpga")
     assert other[0]["energy_j"] != rec["energy_j"]  # prob_bits 16: the format matters
+    # --tech given wins over the flow's default; without --from-flow the default is asic45
+    code, asic, _ = estimate(capsys, "--from-flow", str(causal_flow), "--tech", "asic45")
+    assert asic[0]["tech"] == "asic45" and asic[0]["energy_j"] < rec["energy_j"]
+    assert same[0]["cycles"] == asic[0]["cycles"]
+    code, plain, _ = estimate(capsys, "--seq-len", "1024")
+    assert plain[0]["tech"] == "asic45"
 
 
 def test_values_equal_to_the_flows_are_accepted(causal_flow, capsys, tmp_path):

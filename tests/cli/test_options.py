@@ -238,6 +238,11 @@ def test_bigbird_config_keys_and_an_explicit_table(tmp_path):
     assert parse("--config", str(cfg), "--pattern-seed", "4").spec.pattern_seed == 4
     assert parse("--config", str(cfg), "--attention-window", "16").spec == (
         AttentionSpec.longformer(512, 64, attention_window=16))
+    # Hugging Face's tables: a global or window block, or all zeros (eval), count per slot
+    for hf in ([[7], [4], [5], [6], [1], [0]], [[0]] * 6):
+        cfg.write_text("[spec]\nseq_len = 512\nbigbird_block = 64\nrandom_blocks = 1\n"
+                       f"random_table = {hf}\n")
+        assert parse("--config", str(cfg)).spec.random_table.tolist() == hf
     cfg.write_text("[spec]\nseq_len = 512\nattention_window = 64\ndilation = 2\n")
     assert parse("--config", str(cfg), "--bigbird", "64").spec == (
         AttentionSpec.bigbird(512, 64, block_size=64))
@@ -275,10 +280,8 @@ def test_bad_bigbird_values_name_the_option(argv, message):
                         "× num_random_blocks), not (3, 1)"),
     ("[[3], [4], [5], [6], [1], [9]]",
      "[spec] random_table in {path}: random_table[5, 0] = 9 is outside the key blocks [0, 8)"),
-    ("[[3], [4], [5], [6], [1], [7]]",
-     "[spec] random_table in {path}: random_table[5, 0] = 7 is a global block (0 or 7)"),
-    ("[[2], [4], [5], [6], [1], [2]]", "[spec] random_table in {path}: random_table[0, 0] = 2 "
-                                       "is inside the window of query block 1 (blocks 0..2)"),
+    ("[[3], [4], [5], [6], [1], [-1]]",
+     "[spec] random_table in {path}: random_table[5, 0] = -1 is outside the key blocks [0, 8)"),
     ("3", "[spec] random_table in {path} must be a list of rows of integers, not 3"),
     ("[[3], [4], [5], [6], [1], ['a']]", "[spec] random_table in {path} must be a list of rows of "
                                          "integers, not [[3], [4], [5], [6], [1], ['a']]"),

@@ -4,7 +4,10 @@ The mask is compared with a plain block-by-block construction written here from 
 random table with the rule (avoidance, distinctness) and with the documented generator,
 re-implemented here from PCG64's raw words; the models with a plain per-row computation (float:
 per-row softmax and the dense oracle; fixed point: bit for bit, from
-``NumberFormat.probabilities`` and ``NumberFormat.normalise``).
+``NumberFormat.probabilities`` and ``NumberFormat.normalise``). Explicit tables as Hugging Face
+draws them (a random block that is also a window or global block, repeats in a row, the
+all-zero eval table) count each random slot, as HF does (tests/golden/test_hf_bigbird.py runs
+HF itself).
 """
 
 import dataclasses
@@ -42,6 +45,19 @@ def plain_block_attends(nb, table, qb, kb):
     if qb in (0, nb - 1) or kb in (0, nb - 1) or abs(qb - kb) <= 1:
         return True
     return kb in set(int(x) for x in table[qb - 1])
+
+
+def plain_row_slots(spec, i):
+    """Row i's keys with their multiplicity, from the counting rule of golden/spec.py's module
+    docstring: a global row every key once; otherwise the distinct window and global blocks
+    once, then every random block of its table row once more."""
+    n, b = spec.seq_len, spec.block_size
+    nb, qb = n // b, i // b
+    if qb in (0, nb - 1):
+        return list(range(n))
+    blocks = sorted({0, qb - 1, qb, qb + 1, nb - 1})
+    blocks += [int(x) for x in spec.random_table[qb - 1]]
+    return [kb * b + t for kb in blocks for t in range(b)]
 
 
 def plain_mask(spec):
@@ -161,6 +177,88 @@ def test_known_pattern_by_hand():
     assert spec.keys_per_row().tolist() == [16, 16, 8, 8, 10, 10, 10, 10, 10, 10, 10, 10, 8, 8,
                                             16, 16]
     assert spec.row_keys(6).tolist() == [0, 1, 4, 5, 6, 7, 8, 9, 14, 15]
+
+
+# -- Hugging Face's tables: every random slot counts -------------------------------------------
+
+# nb = 8, r = 2. Query block 1 draws the global block 7 and block 0 (its window's and global),
+# block 3 its window block 4, block 4 block 5 twice (also its window), block 6 the global 0: what
+# HF's tables hold (training at N = 1024: global blocks, and window blocks when
+# max_position_embeddings = N; eval: all zeros)
+HF_TABLE = [[7, 0], [5, 6], [4, 1], [5, 5], [1, 2], [0, 3]]
+HF_COUNTS = [
+    [1, 1, 1, 1, 1, 1, 1, 1],
+    [2, 1, 1, 0, 0, 0, 0, 2],
+    [1, 1, 1, 1, 0, 1, 1, 1],
+    [1, 1, 1, 1, 2, 0, 0, 1],
+    [1, 0, 0, 1, 1, 3, 0, 1],
+    [1, 1, 1, 0, 1, 1, 1, 1],
+    [2, 0, 0, 1, 0, 1, 1, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1],
+]
+
+
+def test_hf_style_table_counts_every_random_slot():
+    spec = AttentionSpec.bigbird(64, 4, block_size=8, num_random_blocks=2, random_table=HF_TABLE)
+    assert spec.random_table.tolist() == HF_TABLE
+    counts = spec.block_counts()
+    assert counts.dtype == np.int64 and counts.tolist() == HF_COUNTS
+    assert np.array_equal(spec.block_mask(), counts > 0)
+    keys = spec.key_counts()
+    assert keys.dtype == np.int64 and np.array_equal(keys, counts.repeat(8, 0).repeat(8, 1))
+    assert np.array_equal(spec.mask(), keys > 0)
+    assert np.array_equal(spec.keys_per_row(), keys.sum(axis=1))
+    assert spec.pair_count() == int(keys.sum()) > int(spec.mask().sum())
+    assert spec.block_keys(4).tolist() == [0, 3, 4, 5, 7]     # distinct: how often is counts'
+    assert spec.row_keys(8).tolist() == [*range(24), *range(56, 64)]
+    index, valid = spec.block_key_slots()
+    assert valid[:, 5:].all() and index[3, 5:].tolist() == [5, 5]
+    for i in range(64):
+        assert sorted(plain_row_slots(spec, i)) == np.repeat(np.arange(64), keys[i]).tolist()
+    assert np.array_equal(AttentionSpec.bigbird(64, 4, 8, 0).key_counts(),
+                          AttentionSpec.bigbird(64, 4, 8, 0).mask())
+
+
+def test_hf_eval_table_weights_block_zero_one_plus_r_times():
+    """HF's eval mode: an all-zero table, so every non-global row sees key block 0 1 + r times
+    (once as the global block, r times as a random one). Counting it once is a different
+    answer (the models must not)."""
+    nb, b, r = 10, 8, 3
+    spec = AttentionSpec.bigbird(nb * b, 8, block_size=b, num_random_blocks=r,
+                                 random_table=np.zeros((nb - 2, r), dtype=np.int64))
+    counts = spec.block_counts()
+    assert counts[1:-1, 0].tolist() == [1 + r] * (nb - 2)
+    assert counts[1:-1].sum(axis=1).tolist() == [4 + r] + [5 + r] * (nb - 4) + [4 + r]
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.standard_normal((nb * b, 8)) for _ in range(3))
+    out = window_attention(3 * q, k, v, spec)
+    np.testing.assert_allclose(out, attention_reference(3 * q, k, v, spec.key_counts()),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out, per_row_float(3 * q, k, v, spec), rtol=0, atol=1e-12)
+    once = attention_reference(3 * q, k, v, spec.mask())
+    assert np.abs(out - once)[b:-b].max() > 1e-2
+    np.testing.assert_allclose(out[[*range(b), *range(-b, 0)]],      # (the global blocks)
+                               once[[*range(b), *range(-b, 0)]], rtol=0, atol=1e-12)
+    fmt = NumberFormat()
+    qi, ki, vi = random_int(spec, fmt, 4)
+    res = fixed_point_attention(qi, ki, vi, spec, fmt)
+    want, row_max, row_sum = per_row_fixed(qi, ki, vi, spec, fmt)
+    assert np.array_equal(res.out, want) and np.array_equal(res.row_sum, row_sum)
+    assert np.array_equal(res.row_max, row_max) and np.ptp(res.out) > 0
+    rep = error_report(qi, ki, vi, spec, fmt)
+    assert rep.max_lsb <= rep.bound_lsb
+
+
+def test_reference_takes_counts_and_refuses_negative_ones():
+    x = np.eye(4)
+    counts = np.eye(4, dtype=np.int64) + np.array([[0, 2, 0, 0]] * 4)
+    got = attention_reference(x, x, np.arange(16.0).reshape(4, 4), counts)
+    e = np.exp(1 / 2)   # row 0: key 0 scores 1/sqrt(4), key 1 (twice) 0
+    np.testing.assert_allclose(got[0], (e * np.arange(4.0) + 2 * np.arange(4.0, 8.0)) / (e + 2),
+                               rtol=1e-15)
+    counts[2, 3] = -1
+    with pytest.raises(ValueError, match=r"^mask\[2, 3\] = -1 is negative \(a count of keys\)$"):
+        attention_reference(x, x, x, counts)
 
 
 def test_global_positions_and_derived_properties():
@@ -317,16 +415,8 @@ TABLE_ERRORS = [
      "random_table[2, 1] = -1 is outside the key blocks [0, 8)"),
     (np.array([[3, 2 ** 64 - 1]] + [[1, 2]] * 5, dtype=np.uint64), ValueError,
      f"random_table[0, 1] = {2 ** 64 - 1} is outside the key blocks [0, 8)"),
-    ([[3, 4], [7, 5], [5, 1], [1, 2], [1, 2], [1, 2]], ValueError,
-     "random_table[1, 0] = 7 is a global block (0 or 7)"),
-    ([[3, 4], [4, 5], [5, 1], [0, 2], [1, 2], [1, 2]], ValueError,
-     "random_table[3, 0] = 0 is a global block (0 or 7)"),
-    ([[3, 4], [4, 5], [5, 1], [1, 4], [1, 2], [1, 2]], ValueError,
-     "random_table[3, 1] = 4 is inside the window of query block 4 (blocks 3..5)"),
-    ([[2, 4], [4, 5], [5, 1], [1, 2], [1, 2], [1, 2]], ValueError,
-     "random_table[0, 0] = 2 is inside the window of query block 1 (blocks 0..2)"),
-    ([[3, 4], [4, 5], [5, 5], [1, 2], [1, 2], [1, 2]], ValueError,
-     "random_table[2, 1] = 5 appears twice in row 2 (query block 3)"),
+    ([[3, 4], [7, 8], [5, 1], [0, 2], [1, 2], [1, 2]], ValueError,
+     "random_table[1, 1] = 8 is outside the key blocks [0, 8)"),
 ]
 
 
@@ -422,7 +512,7 @@ FORMATS = {
 def per_row_float(q, k, v, spec):
     out = np.zeros((spec.seq_len, spec.head_dim))
     for i in range(spec.seq_len):
-        keys = plain_row_keys(spec, i)
+        keys = plain_row_slots(spec, i)
         s = k[keys] @ q[i] / np.sqrt(spec.head_dim)
         w = np.exp(s - s.max())
         out[i] = w @ v[keys] / w.sum()
@@ -436,7 +526,7 @@ def per_row_fixed(q, k, v, spec, fmt, rows=None):
     out = np.zeros((n, spec.head_dim), dtype=np.int64)
     row_max, row_sum = np.zeros(n, np.int64), np.zeros(n, np.int64)
     for i in range(n) if rows is None else rows:
-        keys = plain_row_keys(spec, i)
+        keys = plain_row_slots(spec, i)                   # (with repeats: each slot counts)
         s = k[keys] @ q[i]                                # 1.
         m = s.max()                                       # 2.
         p = fmt.probabilities(m - s, spec.head_dim)       # 2.–4.
@@ -562,5 +652,38 @@ def test_property_models_match_the_rule(case):
     real = (q * fmt.scale_q, k * fmt.scale_k, v * fmt.scale_v)
     np.testing.assert_allclose(window_attention(*real, spec),
                                attention_reference(*real, spec.mask()), rtol=0, atol=1e-12)
+    rep = error_report(q, k, v, spec, fmt)
+    assert rep.max_lsb <= rep.bound_lsb
+
+
+@st.composite
+def hf_style_cases(draw):
+    """Any table of in-range blocks (repeats, window and global blocks: HF's tables)."""
+    b = draw(st.integers(1, 4))
+    r = draw(st.integers(1, 3))
+    nb = draw(st.integers(r + 5, 12))
+    d = draw(st.integers(1, 6))
+    table = draw(st.lists(st.lists(st.integers(0, nb - 1), min_size=r, max_size=r),
+                          min_size=nb - 2, max_size=nb - 2))
+    spec = AttentionSpec.bigbird(nb * b, d, block_size=b, num_random_blocks=r,
+                                 random_table=table)
+    fmt = draw(st.sampled_from(list(FORMATS.values())))
+    return spec, fmt, draw(st.integers(0, 2 ** 32 - 1))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hf_style_cases())
+def test_property_hf_style_tables_count_every_slot(case):
+    spec, fmt, data_seed = case
+    keys = spec.key_counts()
+    assert np.array_equal(spec.keys_per_row(), keys.sum(axis=1))
+    q, k, v = random_int(spec, fmt, data_seed)
+    res = fixed_point_attention(q, k, v, spec, fmt)
+    out, row_max, row_sum = per_row_fixed(q, k, v, spec, fmt)
+    assert np.array_equal(res.out, out)
+    assert np.array_equal(res.row_max, row_max) and np.array_equal(res.row_sum, row_sum)
+    real = (q * fmt.scale_q, k * fmt.scale_k, v * fmt.scale_v)
+    np.testing.assert_allclose(window_attention(*real, spec),
+                               attention_reference(*real, keys), rtol=0, atol=1e-12)
     rep = error_report(q, k, v, spec, fmt)
     assert rep.max_lsb <= rep.bound_lsb

@@ -11,7 +11,7 @@ layer are captured by wrapping the modeling module's ``eager_attention_forward``
 * StreamingLLM: a causal window plus the first 4 tokens, through Mistral's eager attention with a
   mask built here from StreamingLLM's definition.
 
-Needs torch and transformers (the ``hf`` extra; torch separately, a CPU build); skipped without.
+Needs torch and transformers (the ``hf`` extra, which pins the CPU torch 2.13.0); skipped without.
 """
 
 import importlib

@@ -62,6 +62,30 @@ def test_bigbird_run(shape, gap):
     check(got, p, spec, inputs, stall_free=gap == 0)
 
 
+# Tables of the kinds Hugging Face draws (nb = 8, r = 3): training at N = 1024 may name a global
+# block or a block of the row's own window (here also a block twice); eval mode is all zeros
+# (block 0 then counts 1 + r times); sim/regress.py runs HF's own tables on Verilator. The core
+# walks every random slot, so it counts them as HF does (golden/spec.py, "Counting").
+HF_TABLES = {
+    "hf-train": ((7, 0, 4), (5, 6, 3), (4, 1, 6), (5, 5, 1), (1, 2, 7), (0, 3, 6)),
+    "hf-eval": ((0, 0, 0),) * 6,
+}
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.4], ids=["stall-free", "gaps40"])
+@pytest.mark.parametrize("table", list(HF_TABLES), ids=list(HF_TABLES))
+def test_bigbird_run_hf_tables(table, gap):
+    b, r, nb, d = 2, 3, 8, 4
+    spec = AttentionSpec.bigbird(b * nb, d, b, r, random_table=HF_TABLES[table])
+    assert (spec.block_counts() > 1).any()                  # (a key that counts twice)
+    hw = HardwareConfig(key_lanes=2, dim_lanes=2, max_seq_len=b * nb)
+    p = CoreParams(spec, NumberFormat(), hw)
+    inputs = qkv(b * nb, d, seed=7)
+    got = run_core(*inputs, spec, hw=hw, seed=5, gap=gap, stall=gap, timeout=TIMEOUT)
+    check(got, p, spec, inputs, stall_free=gap == 0)
+    assert got.stats["kv_rows"] == b * nb and len(p.random_stream_rows(spec)) == (nb - 2) * r * b
+
+
 def test_bigbird_runs_back_to_back_and_bad_commands():
     """Runs with other N, r and an explicit table (rows not ascending) on one core, between
     commands it must refuse (N not a multiple of b, r above the maximum or above what N

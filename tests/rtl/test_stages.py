@@ -3,7 +3,9 @@
 The whole core is checked against the golden model in test_core.py / test_patterns.py; here each
 stage meets its own contract with nothing around it: the normaliser (step 6 of the numeric
 contract, rows dropped on request), the command stage (the same legality rule as
-``CoreParams.check_run``), the K/V ring (which lane and word holds each key).
+``CoreParams.check_run``), the K/V ring (which lane and word holds each key), BigBird's random
+ring (which buffer, lane and word holds each random row; a buffer not overwritten before its
+rows are done).
 """
 
 import random
@@ -16,17 +18,19 @@ from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import HardwareConfig
 from swatkit.rtl.config import CoreParams
 from swatkit.rtl.core import command, core_layouts
-from swatkit.rtl.kv_ring import KVRing
+from swatkit.rtl.kv_ring import KVRing, RandomRing
 from swatkit.rtl.normaliser import Normaliser
 from swatkit.rtl.run_control import RunControl
 from swatkit.sim.streams import stream_get, stream_put
 
 
-def simulate(dut, *benches):
+def simulate(dut, *benches, background=()):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     for bench in benches:
         sim.add_testbench(bench)
+    for bench in background:   # (monitors: the run ends when the benches above have)
+        sim.add_testbench(bench, background=True)
     sim.run()
 
 
@@ -442,3 +446,78 @@ def test_scheduler_starts_each_row_when_its_keys_are_in(key_lanes, before, after
         assert int(payload.q) == sum((int(x) & 0xFF) << (8 * c) for c, x in enumerate(q[i]))
         assert (row.lane0, row.base, row.rem, row.sbuf) == \
             (lo % kl, (lo // kl) % slots * g, hi - lo, i % sb), i
+
+
+# -- RandomRing --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("key_lanes", "dim_lanes", "random_blocks"), [(2, 2, 2), (3, 4, 1)])
+def test_random_ring_buffers_each_block(key_lanes, dim_lanes, random_blocks):
+    """BigBird's random rows for query blocks 1 … nb−2 taken under gaps (r·b rows per block):
+    block B's row t lands in buffer B mod 2, lane t mod KL, word (t div KL)·G + g; ``blocks``
+    counts the blocks written, and block B (B ≥ 3) is not taken before the rows up to
+    (B − 1)·b − 1 are done (``sv_done``), since it overwrites block B − 2's buffer."""
+    spec = AttentionSpec.bigbird(32, 4, block_size=4, num_random_blocks=random_blocks, seed=1)
+    p = CoreParams(spec, NumberFormat(), HardwareConfig(key_lanes=key_lanes, dim_lanes=dim_lanes,
+                                                         max_seq_len=32))
+    lay = core_layouts(p)
+    dut = RandomRing(p, lay["kv"], lay["cmd"])
+    b, r, g, kl, nb = spec.block_size, random_blocks, p.groups, key_lanes, spec.num_blocks
+    per = r * b                    # rows per query block
+    rwords = p.random_rounds * g   # words of one buffer per lane
+    rng = np.random.default_rng(key_lanes)
+    rows = {blk: [rng.integers(-128, 128, size=(2, spec.head_dim)) for _ in range(per)]
+            for blk in range(1, nb - 1)}
+    beats = [lay["kv"].const({"k": [int(x) for x in kv[0]], "v": [int(x) for x in kv[1]]})
+             for blk in range(1, nb - 1) for kv in rows[blk]]
+
+    def word(row, grp):
+        elems = row[grp * dim_lanes:(grp + 1) * dim_lanes]
+        return sum((int(x) & 0xFF) << (8 * u) for u, x in enumerate(elems))
+
+    async def control(ctx):
+        ctx.set(dut.run.cmd, lay["cmd"].const(command(p)))
+        ctx.set(dut.run.n, spec.seq_len)
+        ctx.set(dut.run.n_mb, spec.seq_len - b)
+        ctx.set(dut.run.rcount, r)
+        ctx.set(dut.run.rnd_last, per - 1)
+        ctx.set(dut.run.start, 1)
+        await ctx.tick()
+        ctx.set(dut.run.start, 0)
+        ctx.set(dut.run.running, 1)
+
+    async def put(ctx):
+        await ctx.tick()
+        await stream_put(ctx, dut.kvr, beats, rng=random.Random(key_lanes), gap=0.3)
+
+    async def check(ctx):
+        checked = 0                   # blocks checked
+        for _ in range(60 * len(beats) * g):
+            _, _, written = await ctx.tick().sample(dut.blocks)
+            if written > checked:
+                blk = checked + 1
+                base = (blk % 2) * rwords
+                for t, (k, v) in enumerate(rows[blk]):
+                    lane, addr = t % kl, base + (t // kl) * g
+                    for grp in range(g):
+                        ctx.set(dut.k_rd.addr[lane], addr + grp)
+                        ctx.set(dut.v_rd.addr[lane], addr + grp)
+                        ctx.set(dut.v_rd.en, 1)
+                        await ctx.tick()
+                        await ctx.tick()
+                        _, _, kw, vw = await ctx.tick().sample(dut.k_rd.data[lane],
+                                                               dut.v_rd.data[lane])
+                        assert (int(kw), int(vw)) == (word(k, grp), word(v, grp)), \
+                            (blk, t, grp)
+                checked = blk
+                # query block blk's rows finish: block blk + 2 may overwrite its buffer
+                ctx.set(dut.sv_done, (blk + 1) * b)
+            if checked == nb - 2:
+                break
+        assert checked == nb - 2
+
+    async def bound(ctx):
+        # block B >= 3 waits for the rows up to (B - 1)·b - 1: never more written than that
+        async for _, _, written, done in ctx.tick().sample(dut.blocks, dut.sv_done):
+            assert written <= max(2, done // b + 1), (written, done)
+
+    simulate(dut, control, put, check, background=(bound,))

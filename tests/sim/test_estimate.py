@@ -291,7 +291,7 @@ def test_cli_model_json_and_breakdown_table():
                                                     "(the model sets the attention pattern and "
                                                     "head_dim)"),
     (["--model", "mistral-7b", "--dim-lanes", "3"],
-     "--model: model mistral-7b, layer 0 (causal window 4096): dim_lanes (3) must divide "
+     "--model: model mistral-7b, layer 0 (causal sliding_window 4096): dim_lanes (3) must divide "
      "head_dim (128)"),
     (["--cores", "0"], "--cores must be a positive integer, not 0"),
     (["--tile-q", "0"], "--tile-q must be a positive integer, not 0"),
@@ -589,8 +589,8 @@ def test_cli_pattern_options_flow_through():
                     "global_kv_rows", "global_q_rows", "global_rows_out", "pairs_computed"):
             assert r[key] > 0, key
         assert r["global_pass_energy_j"] < r["energy_j"]
-        assert r["layer_pattern"] == ("bidirectional window 256+1+256, dilation 2, "
-                                      "4 global tokens (0,1,2,3)")
+        assert r["layer_pattern"] == ("attention_window 512, dilation 2, "
+                                      "global tokens 0,1,2,3")
     swat = recs[1]
     p = CoreParams(AttentionSpec.longformer(4096, 64).replace(dilation=2,
                                                               global_tokens=(0, 1, 2, 3)),
@@ -603,7 +603,7 @@ def test_cli_pattern_options_flow_through():
     assert plain["dilation"] == 2 and plain["global_tokens"] == 0
     table = swatkit("--seq-len", "4096", "--global-tokens", "0", "--dataflow", "swat,flash")
     assert table.returncode == 0, table.stderr
-    assert "global MACs" in table.stdout and "1 global token (0)" in table.stdout
+    assert "global MACs" in table.stdout and "global tokens 0," in table.stdout
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -759,7 +759,7 @@ def test_cli_bigbird_estimate():
     for r in recs:
         spec = AttentionSpec.bigbird(r["seq_len"], 64, 64, 3)
         assert r["pairs"] == spec.pair_count()
-        assert r["layer_pattern"] == "BigBird blocks of 64, 3 random blocks (seed 0)"
+        assert r["layer_pattern"] == "BigBird block_size 64, 3 random blocks (seed 0)"
         assert (r["block_size"], r["random_blocks"], r["global_tokens"]) == (64, 3, 128)
     swat = recs[1]
     p = _core(AttentionSpec.bigbird(2048, 64, 64, 3))
@@ -769,7 +769,7 @@ def test_cli_bigbird_estimate():
     table = swatkit("--bigbird", "64", "--seq-len", "1024", "--dataflow", "swat,dense")
     assert table.returncode == 0, table.stderr
     assert "random K/V" in table.stdout and "band B/out" in table.stdout
-    assert "BigBird blocks of 64, 3 random blocks (seed 0)" in table.stdout
+    assert "BigBird block_size 64, 3 random blocks (seed 0)" in table.stdout
     assert "N=1024: dense/SWAT latency" in table.stdout
 
 
@@ -828,7 +828,7 @@ def test_sink_tokens_in_a_model_estimate():
     spec = AttentionSpec.causal(n, 128, sliding_window=4096, sink_tokens=s)
     for a, b in zip(plain, sink, strict=True):
         assert b["pairs"] == m.heads * spec.pair_count() > a["pairs"]
-        assert b["sink_tokens"] == s and b["layer_pattern"].endswith(", 4 sink tokens")
+        assert b["sink_tokens"] == s and b["layer_pattern"].endswith(", sink tokens 4")
     swat = sink[0]
     assert swat["qk_macs"] - plain[0]["qk_macs"] == m.heads * n * s * 128
     assert swat["offchip_kv_read_bytes"] == m.kv_heads * 2 * (n + s) * 128

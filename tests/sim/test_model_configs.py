@@ -221,7 +221,7 @@ def test_dilated_layers_are_estimated(tmp_path):
     layers = [r for r in recs if r["scope"] == "layer"]
     assert [(r["layer_indices"], r["dilation"], r["max_dilation"]) for r in layers] == [
         ([0], 1, 1), ([1], 2, 2)]
-    assert layers[1]["layer_pattern"] == "bidirectional window 4+1+4, dilation 2"
+    assert layers[1]["layer_pattern"] == "attention_window 8, dilation 2"
     spec = AttentionSpec(64, 32, 4, 4, 2)
     assert layers[1]["qk_macs"] == 2 * spec.pair_count() * 32   # two heads
     assert layers[1]["pairs"] == 2 * spec.pair_count()
@@ -561,7 +561,7 @@ def test_full_layers_of_hybrids_run_at_their_own_context(tmp_path, name, n):
                   and not r["full_attention"])
     w = m.patterns[0].before + 1
     assert window["pairs"] == m.heads * (w * (w + 1) // 2 + (n - w) * w)
-    with pytest.raises(ModelError, match=r"^model .*, layer 0 \(causal window \d+\): "
+    with pytest.raises(ModelError, match=r"^model .*, layer 0 \(causal sliding_window \d+\): "
                        r"max_seq_len must be at most 16777216 \(the practical limit of the "
                        r"core's row counters and of the cycle model\), not 33554432$"):
         estimate_model(m, [2 ** 25], ["flash"], fmt=NumberFormat())   # the estimate's own limit

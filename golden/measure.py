@@ -1,6 +1,6 @@
-"""Benchmarks of the golden models, and the measured error table of docs/numerics.md.
+"""Measurements of the golden models: their speed, and the error table of docs/numerics.md.
 
-``python -m swatkit.golden.bench [speed]``
+``python -m swatkit.golden.measure [speed]``
     Times :func:`attention_reference` on ``spec.mask()`` (dense, O(N²)) against
     :func:`window_attention` (banded, O(N·W·d)) on the same float64 inputs, prints the speed-up
     and the largest difference between them; then times :func:`fixed_point_attention` at a longer
@@ -8,12 +8,12 @@
     (``resource.getrusage``) is its own (inputs included), with one BLAS thread unless
     ``--threads`` says otherwise.
 
-``python -m swatkit.golden.bench errors``
+``python -m swatkit.golden.measure errors``
     For a list of number formats, draws Gaussian Q, K, V, quantises them with :func:`quantize` and
     prints :func:`error_report`: the bit-exact model against float64 attention on the same
     (dequantised) inputs, in output LSBs and in real units, beside the proven bound.
 
-``python -m swatkit.golden.bench sinks``
+``python -m swatkit.golden.measure sinks``
     The same error table for grouped heads with attention sinks: a GPT-OSS-style sliding layer
     head group (causal window, ``--heads`` query heads on ``--kv-heads`` K/V heads, one learned
     sink logit per head drawn uniformly from ``--sink-range``) and a StreamingLLM-style window
@@ -199,7 +199,7 @@ def _positive(text: str) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m swatkit.golden.bench",
+        prog="python -m swatkit.golden.measure",
         description="Benchmarks of the golden models (default: speed).")
     sub = parser.add_subparsers(dest="command")
     speed = sub.add_parser("speed",
