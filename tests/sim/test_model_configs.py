@@ -679,12 +679,12 @@ def test_the_docs_hybrid_example_is_what_the_estimate_gives(tmp_path):
 @pytest.mark.parametrize("section", ["### Grouped K/V heads: per group against per head",
                                      "### Sink tokens (StreamingLLM)"])
 def test_the_docs_group_and_sink_figures_are_what_their_scripts_print(section):
-    # docs/estimation.md shows each script (```sh) and, in the next block, its output
+    # docs/estimation.md shows each script (```py) and, in the next block, its output
     from pathlib import Path
 
     doc = (Path(__file__).parents[2] / "docs" / "estimation.md").read_text()
     text = doc[doc.index(section):]
-    script, shown = re.search(r"```sh\n(.*?)```\n\n```\n(.*?)```", text, re.S).groups()
+    script, shown = re.search(r"```py\n(.*?)```\n\n```\n(.*?)```", text, re.S).groups()
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout == shown
