@@ -835,6 +835,9 @@ def test_sink_tokens_in_a_model_estimate():
     g = 128 // 8
     assert swat["cycles"] - plain[0]["cycles"] == m.heads * (n * 1 + s) * g
     assert sink[3]["cycles"] == plain[3]["cycles"]   # dense computes all N² pairs anyway
+    with pytest.raises(ValueError, match=r"^sink_tokens 8193 is beyond the sequence "
+                       r"\(seq_len 8192\)$"):
+        estimate_model(m, [n], ["swat"], fmt=NumberFormat(), sink_tokens=n + 1)
     with pytest.raises(ValueError,
                        match=r"^sink_tokens must be a non-negative integer, not -1$"):
         estimate_model(m, [n], ["swat"], fmt=NumberFormat(), sink_tokens=-1)

@@ -45,6 +45,7 @@ def test_presets_are_read_as_transformers_reads_them(tmp_path, name):
     data = json.loads(resources.files("swatkit.sim").joinpath(f"presets/{name}.json")
                       .read_text())
     assert set(data["_swatkit_preset"]) == {"name", "config_json", "paper", "note"}
+    assert data["_swatkit_preset"]["name"] == name
     if data["model_type"] not in ("longformer", "big_bird"):   # (no layer types to derive)
         del data["_swatkit_preset"]
         assert swatkit_reading(load_model(name)) == transformers_reading(data)
