@@ -389,7 +389,8 @@ def explore(model: ModelConfig, seq_len: int, cal: Calibration, *, budget: dict 
                 fmax, fsrc = _fmax(cal, kl, dl, model.head_dim, spec.window)
                 rec = next(r for r in estimate_model(
                     model, [seq_len], ["swat"], fmt=fmt, key_lanes=kl, dim_lanes=dl,
-                    head_schedule=head_schedule, cores=cores, clock_hz=fmax * 1e6, table=table,
+                    head_schedule=head_schedule, head_engines=group, cores=cores,
+                    clock_hz=fmax * 1e6, table=table,
                     offchip_bytes_per_cycle=offchip_bytes_per_cycle,
                     clock_source=f"Fmax {fsrc}") if r["scope"] == "model")
                 points.append({

@@ -49,16 +49,25 @@ G global rows). The baselines'
 global pass gathers the G rows into query tiles (``dense``: tiles of its K/V storage) that read
 K_g/V_g once per tile.
 
-Whole models (:func:`estimate_model`): per layer, ``heads`` heads; ``serial`` runs one head after
-another on each of ``cores`` cores (K/V streamed per head); ``gqa`` runs the query heads that share
-a key/value head against one pass of its K/V (the core gets ``heads/kv_heads`` times the query-side
-lanes — QK and P·V arrays, exp units, score buffers — fed by one K/V ring: K/V buffer reads and
-off-chip K/V bytes once per group). Cores share the off-chip bandwidth equally. The baselines
-run one head at a time on each slot of the same MAC budget (``cores`` × ``heads/kv_heads`` slots
-under ``gqa``), without K/V sharing. A full-attention layer (``layer_types``) is estimated with
-the ``flash`` model under every dataflow but ``dense`` and marked (``computed_as``); it is not
-generated as the SWAT core, so only the estimate's own limits bound it (N up to ``MAX_SEQ_LEN``),
-not those of Verilog generation.
+Whole models (:func:`estimate_model`): per layer, ``heads`` query heads on ``kv_heads`` K/V
+heads (g = heads/kv_heads per group). ``gqa`` (the default when g > 1) runs each K/V head's
+group against one pass of its K/V: each K/V row is fetched from off-chip and written into the
+ring once and serves all g query heads (SWAT's input-stationary ring, shared by the group), on
+``head_engines`` E engines side by side (each the core's QK and P·V arrays, exp units and score
+buffers; E divides g; default 1, the core the lanes describe): g/E passes of the engines one
+after another, each a run of the cycle model, the ring read once per pass. ``serial`` runs the
+heads one by one with K/V fetched per query head (what a core without grouping does; the
+default when g = 1, where the two are the same). Jobs (K/V
+groups, or heads) are spread over ``cores`` cores sharing the off-chip bandwidth equally. The
+baselines run one query head at a time on each slot of the same MAC budget (``cores`` × E
+slots) and re-read K/V per query head. ``kv_fetches``: off-chip K/V bytes over the K/V of the
+layer (each K/V head's N rows once): 1 for SWAT under ``gqa``, g under ``serial``. A learned sink
+logit per query head (GPT-OSS, :attr:`ModelConfig.learned_sinks`) adds :func:`sink_term` to
+every dataflow's actions and no cycles: its one exp per row runs on exp units that are busy at
+most one cycle in G = d/DL of a row's walk (G > 1). A full-attention layer (``layer_types``) is
+estimated with the ``flash`` model under every dataflow but ``dense`` and marked
+(``computed_as``); it is not generated as the SWAT core, so only the estimate's own limits bound
+it (N up to ``MAX_SEQ_LEN``), not those of Verilog generation.
 """
 
 from __future__ import annotations
@@ -83,7 +92,7 @@ from .cycle_model import swat_actions, swat_cycles
 from .models import LayerPattern, ModelConfig, ModelError
 
 __all__ = ["BASELINES", "COMPONENTS", "DATAFLOWS", "HEAD_SCHEDULES", "EnergyTable", "Tiles",
-           "actions", "estimate", "estimate_model", "load_table"]
+           "actions", "estimate", "estimate_model", "load_table", "sink_term"]
 
 DATAFLOWS = ("swat", "dense", "flash", "blocksparse")
 MAX_CORES = 1024   # cores sharing the off-chip bandwidth (--cores)
@@ -256,10 +265,15 @@ def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles,
             width += np.where(new, np.minimum(n, (tb + 1) * tiles.k) - first * tiles.k, 0)
             last = np.where(a <= b, np.maximum(last, tb), last)
         ktiles[short], cols[short] = count, width
-    # the global columns' key tiles that the band misses
-    for t in np.unique(np.asarray(run.global_tokens, dtype=np.int64) // tiles.k):
+    # the key tiles of the columns (global and sink tokens) that the band misses
+    columns = run.columns()
+    for t in np.unique(columns // tiles.k):
         t = int(t)
         c0, c1 = t * tiles.k, min(n, (t + 1) * tiles.k)
+        mine = columns[columns // tiles.k == t]
+        # a causal row attends sink j only if j <= i (a global column: every row)
+        first = (int(mine[0]) if after == 0 and not np.isin(mine, run.global_tokens).any()
+                 else 0)
         if dataflow == "blocksparse" and dil > 1:
             # a band key in the tile: some j − i in [c0 − (r1−1), c1−1 − r0] that is a
             # multiple of D within [−before·D, after·D]
@@ -268,6 +282,7 @@ def tile_counts(p: CoreParams, n: int, dataflow: str, tiles: Tiles,
             outside = ~((d_hi >= d_lo) & ((d_hi // dil) * dil >= d_lo))
         else:
             outside = (t < k_lo) | (t > k_hi)
+        outside &= r1 - 1 >= first
         ktiles = ktiles + outside
         cols = cols + outside * (c1 - c0)
     rows = r1 - r0
@@ -536,12 +551,15 @@ def _swat_cycles(p: CoreParams, n: int) -> int:
 
 
 def head_cycles(p: CoreParams, n: int, dataflow: str, acts: dict,
-                offchip_bytes_per_cycle: float) -> int:
+                offchip_bytes_per_cycle: float, runs: int = 1, extra: int = 0) -> int:
     """Cycles of one head: SWAT's cycle model (or its off-chip time if longer), the dense phase
-    model, or the tiled baselines' ``max`` of their arrays' and transfers' times."""
+    model, or the tiled baselines' ``max`` of their arrays' and transfers' times. SWAT with
+    ``runs`` > 1: a K/V group whose query heads take ``runs`` passes of the engines (``acts``
+    the whole group's); each pass is a run of the cycle model plus ``extra`` cycles (the sink
+    columns of :func:`sink_columns`)."""
     io = _offchip(acts) / offchip_bytes_per_cycle
     if dataflow == "swat":
-        return max(_swat_cycles(p, n), math.ceil(io))
+        return max(runs * (_swat_cycles(p, n) + extra), math.ceil(io))
     if dataflow == "dense":
         return dense_cycles(p, n, offchip_bytes_per_cycle)
     macs = p.mac_lanes
@@ -579,23 +597,85 @@ def components(parts: dict, static_j: float) -> dict:
             "buffers": parts["buffers"], "offchip": parts["offchip"], "static": static_j}
 
 
-# keys of a head's actions that a gqa group shares: K/V is loaded and read once for the group
-# (the band's K/V; the global rows' K/V and everything else are per query head)
-_SHARED = ("kv_rows", "kv_buffer_write_bits", "kv_buffer_read_bits", "offchip_kv_read_bytes")
+# keys of a head's actions that a gqa group shares: each K/V row is fetched and written into
+# the ring once for the group (the band's K/V; the global rows' K/V and everything else are per
+# query head); the ring is read once per pass of the engines (broadcast to the side-by-side ones)
+_SHARED = ("kv_rows", "kv_buffer_write_bits", "offchip_kv_read_bytes")
+_PER_PASS = ("kv_buffer_read_bits",)
 
 
-def _job(p: CoreParams, n: int, dataflow: str, group: int, bw: float, tiles: Tiles):
+def sink_term(p: CoreParams, n: int) -> dict:
+    """The actions a learned sink logit (GPT-OSS: one per query head) adds to one head's run of
+    ``n`` rows, under every dataflow: per row one compare (the sink joins the row max), one exp
+    (``2^((z − m)·C)``) and one add (to the denominator); the head's sink score read from
+    off-chip once (a score-width integer, :meth:`NumberFormat.sink_scores`). No MAC and no value:
+    the sink carries none."""
+    return {"max_compares": n, "exp_ops": n, "sum_adds": n,
+            "offchip_read_bytes": math.ceil(p.widths.score / 8)}
+
+
+def sink_columns(p: CoreParams, n: int, sink_tokens: int) -> tuple[dict, int]:
+    """What StreamingLLM's ``sink_tokens`` S key-only columns add to a SWAT run of ``n`` rows on
+    the core ``p`` (built without them), and the cycles they add. Estimated as the core's global
+    columns without global rows (the core's sink columns are being built; their exact cycles
+    will be :func:`~swatkit.sim.cycle_model.swat_cycles`'): every row issues the S columns on the
+    band engines (masked where a causal row precedes a sink, as a global column inside the band
+    is), ``ceil(S/KL)`` more key rounds of G = d/DL cycles per row; the S sink K/V rows are
+    fetched before the N rows and written into the column region once, as the global columns
+    are (accepted first: S·G cycles)."""
+    s, d, b, w = sink_tokens, p.spec.head_dim, p.fmt.data_bits, p.widths
+    keys = n * s
+    kv_bytes = _rows_bytes(2 * s, d, b)
+    acts = {"qk_macs": keys * d, "sv_macs": keys * d, "exp_ops": keys, "max_compares": keys,
+            "sum_adds": keys, "kv_buffer_write_bits": 2 * s * d * b,
+            "kv_buffer_read_bits": 2 * keys * d * b, "score_buffer_write_bits": keys * w.score,
+            "score_buffer_read_bits": keys * w.score, "offchip_read_bytes": kv_bytes,
+            "offchip_kv_read_bytes": kv_bytes}
+    cycles = (n * math.ceil(s / p.hw.key_lanes) + s) * p.groups
+    return acts, cycles
+
+
+def _job(p: CoreParams, n: int, dataflow: str, group: int, bw: float, tiles: Tiles,
+         engines: int = 1, sinks: bool = False, sink_tokens: int = 0):
     """Cycles and actions of one job: a head, or (SWAT under gqa) ``group`` query heads against
-    one pass of their K/V head, given ``bw`` bytes per cycle; also the actions of the global
-    pass alone."""
-    main, glob = passes(p, n, dataflow, tiles)
+    one pass of their K/V head on ``engines`` engines side by side (``group/engines`` passes of
+    the engines, one after another), given ``bw`` bytes per cycle; also the actions of the
+    global pass alone. ``sinks``: each query head has a learned sink logit (:func:`sink_term`);
+    ``sink_tokens``: the layer's sink columns (``p`` is the core without them; SWAT:
+    :func:`sink_columns`, the baselines: the pattern with them)."""
+    extra = 0
+    if sink_tokens and dataflow == "swat":
+        main, glob = passes(p, n, dataflow, tiles)
+        cols, extra = sink_columns(p, n, sink_tokens)
+        main = {**main, **{k: main[k] + v for k, v in cols.items()}}
+    else:
+        run = p.spec.replace(seq_len=n, sink_tokens=sink_tokens) if sink_tokens else None
+        main, glob = passes(p, n, dataflow, tiles, run)
+    if sinks:
+        main = {**main, **{k: main[k] + v for k, v in sink_term(p, n).items()}}
     if group > 1:
         shared = main["offchip_kv_read_bytes"]
-        main = {k: v if k in _SHARED else v * group for k, v in main.items()}
+        main = {k: v if k in _SHARED else v * (group // engines) if k in _PER_PASS
+                else v * group for k, v in main.items()}
         main["offchip_read_bytes"] = main["offchip_read_bytes"] - group * shared + shared
         glob = {k: v * group for k, v in glob.items()}
     acts = {k: main.get(k, 0) + glob.get(k, 0) for k in dict.fromkeys([*main, *glob])}
-    return head_cycles(p, n, dataflow, acts, bw), acts, glob
+    return head_cycles(p, n, dataflow, acts, bw, group // engines, extra), acts, glob
+
+
+def check_head_engines(head_engines, group: int, head_schedule: str,
+                       names=("head_engines", "head_schedule")) -> None:
+    """``head_engines``: a divisor of ``group`` (the query heads per K/V head) under ``gqa``, 1
+    under ``serial`` (``TypeError``/``ValueError`` naming it as ``names`` say: the argument and
+    the schedule's, or the CLI's options)."""
+    name, schedule = names
+    check_int(name, head_engines, 1)
+    if head_schedule != "gqa" and head_engines != 1:
+        raise ValueError(f"{name} must be 1 under {schedule} {head_schedule} (the engines of a "
+                         f"K/V group are gqa's), not {head_engines}")
+    if group % head_engines:
+        raise ValueError(f"{name} must divide the query heads per K/V head ({group}), not "
+                         f"{head_engines}")
 
 
 def check_cores(cores) -> None:
@@ -606,29 +686,18 @@ def check_cores(cores) -> None:
                          f"holds far fewer), not {cores}")
 
 
-def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, key_lanes: int = 8,
-                   dim_lanes: int = 8, head_schedule: str = "serial", cores: int = 1,
-                   clock_hz: float = 100e6, table: EnergyTable | None = None,
-                   offchip_bytes_per_cycle: float = 16.0, tiles: Tiles | None = None,
-                   clock_source: str = "--clock-mhz", model_scope: bool = True,
-                   max_global_tokens: int = 0, max_dilation: int = 1,
-                   global_engines: int = 0) -> list[dict]:
-    """Per-layer records (one per group of layers with the same pattern: figures of *one* such
-    layer) and, with ``model_scope``, per-model totals, for each (dataflow, seq_len).
-
-    Raises
-    ------
-    ModelError
-        The core cannot run a layer's pattern, or no layer has a sliding window.
-    ValueError, TypeError
-        A bad ``head_schedule``, ``cores``, dataflow or tile size.
-    """
-    table = table or load_table("asic45")
-    tiles = tiles or Tiles()
+def _checked(model: ModelConfig, dataflows, head_schedule, head_engines, cores, sink_tokens):
+    """:func:`estimate_model`'s arguments checked: the model (with its sink tokens) and the
+    head schedule (``None``: ``gqa`` for grouped K/V heads, else ``serial``)."""
+    if head_schedule is None:
+        head_schedule = "gqa" if model.group > 1 else "serial"
     if head_schedule not in HEAD_SCHEDULES:
         raise ValueError(f"head_schedule must be one of {', '.join(HEAD_SCHEDULES)}, "
                          f"not {head_schedule!r}")
+    check_head_engines(head_engines, model.group, head_schedule)
     check_cores(cores)
+    if sink_tokens:
+        model = _with_sink_tokens(model, sink_tokens)
     for dataflow in dataflows:
         if dataflow not in DATAFLOWS:
             raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, not {dataflow!r}")
@@ -636,6 +705,34 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
         raise ModelError(f"model {model.name}: no layer has a sliding window (all "
                          f"{model.layers} are full attention); the SWAT core runs "
                          f"sliding-window layers only")
+    return model, head_schedule
+
+
+def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, key_lanes: int = 8,
+                   dim_lanes: int = 8, head_schedule: str | None = None, head_engines: int = 1,
+                   cores: int = 1, clock_hz: float = 100e6, table: EnergyTable | None = None,
+                   offchip_bytes_per_cycle: float = 16.0, tiles: Tiles | None = None,
+                   clock_source: str = "--clock-mhz", model_scope: bool = True,
+                   max_global_tokens: int = 0, max_dilation: int = 1,
+                   global_engines: int = 0, sink_tokens: int = 0) -> list[dict]:
+    """Per-layer records (one per group of layers with the same pattern: figures of *one* such
+    layer) and, with ``model_scope``, per-model totals, for each (dataflow, seq_len).
+    ``head_schedule``: ``None`` (the default) is ``gqa`` for a model with fewer K/V heads than
+    query heads, else ``serial`` (the same thing when each K/V head has one query head).
+    ``sink_tokens``: StreamingLLM's S sink keys added to every sliding-window layer (a full
+    layer sees them already); on SWAT estimated as :func:`sink_columns` says.
+
+    Raises
+    ------
+    ModelError
+        The core cannot run a layer's pattern, or no layer has a sliding window.
+    ValueError, TypeError
+        A bad ``head_schedule``, ``head_engines``, ``cores``, dataflow or tile size.
+    """
+    table = table or load_table("asic45")
+    tiles = tiles or Tiles()
+    model, head_schedule = _checked(model, dataflows, head_schedule, head_engines, cores,
+                                    sink_tokens)
     groups = model.layer_groups()
     max_n = max(seq_lens)
     params = {}
@@ -647,11 +744,12 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                                     max_global_tokens=max_global_tokens,
                                     max_dilation=max_dilation, global_engines=global_engines)
                 params[pattern, n] = (CoreParams.for_estimate(spec, fmt, hw)
-                                      if pattern.kind == "full" else CoreParams(spec, fmt, hw))
+                                      if pattern.kind == "full"   # (sinks: sink_columns)
+                                      else CoreParams(spec.replace(sink_tokens=0), fmt, hw))
             except ValueError as e:
                 raise ModelError(f"model {model.name}, layer {indices[0]} "
                                  f"({pattern.describe(n, model.head_dim)}): {e}") from None
-    g = model.group
+    g, engines = model.group, head_engines
     records = []
     for dataflow in dataflows:
         for n in seq_lens:
@@ -663,12 +761,13 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                     computed_as = "flash"
                 if computed_as == "swat" and head_schedule == "gqa":
                     jobs, group, slots = model.kv_heads, g, cores
-                else:
-                    jobs, group = model.heads, 1
-                    slots = cores * (g if head_schedule == "gqa" else 1)
+                else:   # one head per slot of the same MAC budget, K/V per head
+                    jobs, group, slots = model.heads, 1, cores * engines
                 busy = min(slots, jobs)
                 cycles, acts, glob = _job(p, n, computed_as, group,
-                                          offchip_bytes_per_cycle / busy, tiles)
+                                          offchip_bytes_per_cycle / busy, tiles,
+                                          engines if group > 1 else 1, model.learned_sinks,
+                                          pattern.sink_tokens)
                 cycles *= -(-jobs // slots)
                 acts = {k: v * jobs for k, v in acts.items()}
                 glob = {k: v * jobs for k, v in glob.items()}
@@ -686,21 +785,24 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                     band = dataclasses.replace(p, spec=AttentionSpec.longformer(
                         n, model.head_dim, attention_window=w_plain))
                     _, band_acts, _ = _job(band, n, computed_as, group,
-                                           offchip_bytes_per_cycle / busy, tiles)
+                                           offchip_bytes_per_cycle / busy, tiles,
+                                           engines if group > 1 else 1)
                     plain = _offchip(band_acts) * jobs / (n * model.head_dim * model.heads)
                 # (every q·k multiplier of the core busy: the band's and the global-row engines')
                 ideal = (window_pairs * model.head_dim * model.heads
-                         / (p.mac_lanes * cores * (g if head_schedule == "gqa" else 1)))
+                         / (p.mac_lanes * cores * engines))
                 rec = {
                     "dataflow": dataflow, "seq_len": n, "scope": "layer",
                     "model": model.name if model_scope else None, "layers": model.layers,
                     "layer_indices": indices, "layer_pattern": pattern.describe(n, model.head_dim),
                     "full_attention": pattern.kind == "full", "computed_as": computed_as,
                     "heads": model.heads, "kv_heads": model.kv_heads,
-                    "head_schedule": head_schedule, "cores": cores,
+                    "head_schedule": head_schedule, "head_engines": engines, "cores": cores,
+                    "learned_sinks": model.learned_sinks,
                     "window": p.spec.window, "before": p.spec.before, "after": p.spec.after,
                     "dilation": p.spec.dilation, "global_tokens": n_glob,
                     "global_token_positions": list(layer_spec.global_tokens),
+                    "sink_tokens": pattern.sink_tokens,
                     "max_global_tokens": p.max_global_tokens, "max_dilation": p.max_dilation,
                     "head_dim": model.head_dim, "key_lanes": key_lanes, "dim_lanes": dim_lanes,
                     "tile_q": tiles.q if computed_as in ("flash", "blocksparse") else None,
@@ -710,6 +812,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                     "energy_j": sum(parts.values()) + static, "static_energy_j": static,
                     "tech": table.name, "macs": acts["qk_macs"] + acts["sv_macs"],
                     "offchip_bytes": _offchip(acts),
+                    "kv_fetches": acts["offchip_kv_read_bytes"] / _kv_bytes(model, n, fmt),
                     "offchip_bytes_per_output": _offchip(acts) / (n * model.head_dim
                                                                   * model.heads),
                     "block_size": layer_spec.block_size,
@@ -738,6 +841,8 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
             if model_scope:
                 totals.update(offchip_bytes_per_output=totals["offchip_bytes"] / (
                                   n * model.head_dim * model.heads * model.layers),
+                              kv_fetches=totals["offchip_kv_read_bytes"] / (
+                                  _kv_bytes(model, n, fmt) * model.layers),
                               plain_window_offchip_bytes_per_output=None)
                 totals.update(scope="model", layer_indices=list(range(model.layers)),
                               layer_pattern="all layers", computed_as=dataflow,
@@ -747,11 +852,31 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
     return records
 
 
+def _with_sink_tokens(model: ModelConfig, sink_tokens) -> ModelConfig:
+    """``model`` with ``sink_tokens`` sink keys on every sliding-window layer."""
+    if isinstance(sink_tokens, bool) or not isinstance(sink_tokens, int):
+        raise TypeError(f"sink_tokens must be an integer, not {sink_tokens!r}")
+    if sink_tokens < 0:
+        raise ValueError(f"sink_tokens must be a non-negative integer, not {sink_tokens}")
+    if not any(p.kind == "window" for p in model.patterns):
+        raise ValueError(f"sink_tokens needs a sliding-window layer; model {model.name} has "
+                         f"none (BigBird's blocks have no sink columns)")
+    return dataclasses.replace(model, patterns=tuple(
+        dataclasses.replace(p, sink_tokens=sink_tokens) if p.kind == "window" else p
+        for p in model.patterns))
+
+
+def _kv_bytes(model: ModelConfig, n: int, fmt) -> int:
+    """Bytes of one layer's K and V: every K/V head's ``n`` rows once (what ``kv_fetches``
+    divides the off-chip K/V bytes by)."""
+    return model.kv_heads * _rows_bytes(2 * n, model.head_dim, fmt.data_bits)
+
+
 # per-layer figures that stay the same in a model's totals; every other number is summed
-_CONSTANT = ("seq_len", "layers", "heads", "kv_heads", "cores", "window", "before", "after",
-             "head_dim", "key_lanes", "dim_lanes", "clock_hz", "tile_q", "tile_k", "dilation",
-             "global_tokens", "max_global_tokens", "max_dilation", "global_pass_cycles",
-             "block_size", "random_blocks", "plain_window")
+_CONSTANT = ("seq_len", "layers", "heads", "kv_heads", "head_engines", "cores", "window", "before",
+             "after", "head_dim", "key_lanes", "dim_lanes", "clock_hz", "tile_q", "tile_k",
+             "dilation", "global_tokens", "max_global_tokens", "max_dilation",
+             "global_pass_cycles", "block_size", "random_blocks", "plain_window", "sink_tokens")
 
 
 def _add(totals: dict | None, rec: dict, times: int) -> dict:

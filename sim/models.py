@@ -16,6 +16,8 @@ longformer-base      12        12       12      64        bidirectional, attenti
 longformer-large     24        16       16      64        bidirectional, attention_window 512
 bigbird-roberta-base 12        12       12      64        block-sparse, block 64, 3 random blocks
 mistral-7b           32        32       8       128       causal, sliding_window 4096
+gpt-oss-20b          24        64       8       64        sliding 128 and full alternating, sinks
+gemma-3-1b           26        4        1       256       5 sliding (512) per full layer
 ==================== ========= ======== ======= ========= ==========================================
 
 How each ``model_type`` maps to :class:`~swatkit.golden.AttentionSpec` (the single definition of
@@ -42,7 +44,9 @@ models"):
   ``use_sliding_window`` is true (default false); Gemma-3's ``use_bidirectional_attention``
   makes a sliding layer ``sliding_window // 2`` keys each side and a full layer bidirectional.
   ``gemma3`` (and any config whose layers sit in
-  ``text_config``) is read from its ``text_config``. ``attn_logit_softcapping`` (Gemma-2's
+  ``text_config``) is read from its ``text_config``. ``gpt_oss`` has one learned sink logit
+  per query head in every layer (:attr:`ModelConfig.learned_sinks`; the estimate counts its
+  term). ``attn_logit_softcapping`` (Gemma-2's
   default 50) is not modelled: :attr:`ModelConfig.warnings` says so. Another ``model_type``
   with ``sliding_window`` is read as every layer sliding, with a warning (its class may derive
   other layer types), unless it lists ``layer_types``.
@@ -64,7 +68,8 @@ from swatkit.support.inputs import InputFileError, load_json
 __all__ = ["FAMILIES", "PRESETS", "Family", "LayerPattern", "ModelConfig", "ModelError",
            "load_model"]
 
-PRESETS = ("longformer-base", "longformer-large", "bigbird-roberta-base", "mistral-7b")
+PRESETS = ("longformer-base", "longformer-large", "bigbird-roberta-base", "mistral-7b",
+           "gpt-oss-20b", "gemma-3-1b")
 
 MAX_CONFIG_BYTES = 16 * 2 ** 20   # a config.json is a few KB; a larger file is not one
 MAX_LAYERS = 10_000   # layers of a model: the estimate walks them one by one
@@ -83,7 +88,9 @@ class LayerPattern:
     ``dilation``-th), ``"full"`` (every key, or every earlier key if ``causal``) or
     ``"blocksparse"`` (BigBird's pattern, :meth:`AttentionSpec.bigbird`: blocks of
     ``block_size`` rows, ``random_blocks`` random key blocks per query block, the table drawn
-    from ``pattern_seed`` or given as ``random_table``, which fits one length only).
+    from ``pattern_seed`` or given as ``random_table``, which fits one length only). A window
+    layer's ``sink_tokens``: StreamingLLM's key-only sink columns (``AttentionSpec.sink_tokens``;
+    no config.json has them: :func:`~swatkit.sim.estimate.estimate_model` adds them).
     """
 
     kind: str
@@ -96,6 +103,7 @@ class LayerPattern:
     random_blocks: int = 0
     pattern_seed: int | None = None
     random_table: tuple[tuple[int, ...], ...] | None = None
+    sink_tokens: int = 0
 
     def spec(self, seq_len: int, head_dim: int) -> AttentionSpec:
         """The layer's :class:`AttentionSpec` for ``seq_len`` rows."""
@@ -105,7 +113,7 @@ class LayerPattern:
                                          seed=self.pattern_seed, random_table=self.random_table)
         if self.kind == "window":
             return AttentionSpec(seq_len, head_dim, self.before, self.after, self.dilation,
-                                 tuple(self.global_tokens))
+                                 tuple(self.global_tokens), sink_tokens=self.sink_tokens)
         return AttentionSpec(seq_len, head_dim, seq_len - 1, 0 if self.causal else seq_len - 1)
 
     def describe(self, seq_len: int, head_dim: int) -> str:
@@ -141,6 +149,8 @@ class ModelConfig:
     warnings : tuple of str
         What of the config is read but not modelled, or read by a guess, one line each (the
         CLI prints them as warnings).
+    learned_sinks : bool
+        One learned sink logit per query head in every layer (GPT-OSS).
     """
 
     name: str
@@ -154,6 +164,7 @@ class ModelConfig:
     note: str = ""
     source: str = ""
     warnings: tuple[str, ...] = ()
+    learned_sinks: bool = False
 
     @property
     def group(self) -> int:
@@ -193,6 +204,9 @@ class Family:
         ``sliding_window // 2`` keys each side, a full layer every key).
     softcapping : bool
         ``attn_logit_softcapping`` is read (Gemma-2, Gemma-3).
+    learned_sinks : bool
+        Every attention layer has one learned sink logit per query head (GPT-OSS's ``sinks``:
+        a term of each row's softmax max and denominator that carries no value).
     note : str
         What of the family's attention the estimate leaves out.
     """
@@ -204,6 +218,7 @@ class Family:
     reads_layer_types: bool = True
     bidirectional: bool = False
     softcapping: bool = False
+    learned_sinks: bool = False
     note: str = ""
 
 
@@ -230,8 +245,7 @@ FAMILIES = {
     "qwen2": Family(_defaults(32, 32, None, 4096, 4096, 32768, **_QWEN), qwen=True),
     "qwen3": Family(_defaults(32, 32, None, 4096, 4096, 32768, 128, **_QWEN), qwen=True),
     "gpt_oss": Family(_defaults(36, 64, 8, 2880, 128, 131072, 64), every=2,
-                      note="learned sink logits (one per query head, a term in every row's "
-                           "softmax)"),
+                      learned_sinks=True),
     "cohere2": Family(_defaults(40, 64, None, 8192, 4096, 8192, sliding_window_pattern=4),
                       every=4, pattern_key="sliding_window_pattern"),
     "olmo3": Family(_defaults(32, 32, None, 4096, 4096, 2048), every=4),
@@ -477,7 +491,8 @@ def load_model(name_or_path: str) -> ModelConfig:
                          f"(swatkit reads longformer, big_bird, {', '.join(FAMILIES)}, and "
                          f"configs with sliding_window or layer_types)")
     return ModelConfig(str(name_or_path), model_type, layers, heads, kv_heads, head_dim,
-                       tuple(patterns), max_positions, note, source, tuple(warnings))
+                       tuple(patterns), max_positions, note, source, tuple(warnings),
+                       family is not None and family.learned_sinks)
 
 
 def _per_layer(data: dict, where: str, key: str, layers: int, default) -> list:

@@ -46,12 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "(default 1024:65536:x2)")
     add_hardware_options(parser)
     m = parser.add_argument_group("model (instead of one head)")
+    from swatkit.sim.models import PRESETS
+
     m.add_argument("--model", metavar="NAME|PATH",
-                   help="a Hugging Face config.json (file or folder) or a preset: "
-                        "longformer-base, longformer-large, bigbird-roberta-base, mistral-7b")
-    m.add_argument("--head-schedule", choices=("serial", "gqa"), default="serial",
-                   help="serial: heads one after another, K/V per head; gqa: the query heads "
-                        "of a key/value head against one pass of its K/V (default serial)")
+                   help=f"a Hugging Face config.json (file or folder) or a preset: "
+                        f"{', '.join(PRESETS)}")
+    m.add_argument("--head-schedule", choices=("serial", "gqa"),
+                   help="gqa: the query heads of a K/V head against one pass of its K/V, each "
+                        "K/V row fetched once for the group; serial: heads one after another, "
+                        "K/V fetched per query head (default gqa for a model with fewer K/V "
+                        "heads than query heads, else serial)")
+    m.add_argument("--head-engines", type=int, default=1, metavar="E",
+                   help="gqa: query heads side by side on E engines, each of the lanes given "
+                        "(E divides the query heads per K/V head; default 1: the group's heads "
+                        "one after another on the core the lanes describe)")
     m.add_argument("--cores", type=int, default=1, metavar="C",
                    help="cores sharing the off-chip bandwidth (default 1)")
     e = parser.add_argument_group("estimate")
@@ -281,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
         TableError,
         Tiles,
         check_cores,
+        check_head_engines,
         estimate,
         estimate_model,
         load_table,
@@ -325,6 +334,9 @@ def run(args: argparse.Namespace) -> int:
         check_cores(args.cores)
     except ValueError as e:
         raise UsageError(f"--{e}") from None
+    if not args.model and args.head_engines != 1:
+        raise UsageError(f"--head-engines {args.head_engines} needs --model (one head has no "
+                         f"K/V group)")
     try:
         tiles = Tiles(args.tile_q, args.tile_k)
     except ValueError as e:
@@ -361,6 +373,12 @@ def run(args: argparse.Namespace) -> int:
             warn(f"--model: {line}")
         if flow is not None:
             _check_model_against_flow(args.from_flow, model, lengths, flow)
+        try:
+            check_head_engines(args.head_engines, model.group,
+                               args.head_schedule or ("gqa" if model.group > 1 else "serial"),
+                               ("--head-engines", "--head-schedule"))
+        except ValueError as e:
+            raise UsageError(f"{e} (--model {model.name})") from None
         hw = {"key_lanes": 8, "dim_lanes": 8, **r.hardware}
         windows = {p.spec(max(lengths), model.head_dim).window
                    for p in model.patterns if p.kind != "full"}
@@ -370,7 +388,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             with progress(f"estimating {model.name} at {len(lengths)} lengths"):
                 records = estimate_model(model, lengths, dataflows, fmt=r.fmt, **hw,
-                                         head_schedule=args.head_schedule, cores=args.cores,
+                                         head_schedule=args.head_schedule,
+                                         head_engines=args.head_engines, cores=args.cores,
                                          **common)
         except LimitError as e:
             raise limit_error(e, r) from None
@@ -461,8 +480,11 @@ def _title(records, clock_mhz, source, table, model) -> str:
                 f"{clock_mhz:g} MHz ({source}), energy table {table.name}")
     patterns = ", ".join(dict.fromkeys(r["layer_pattern"] for r in records
                                        if r["scope"] == "layer"))
+    engines = first["head_engines"]
+    schedule = (f"{first['head_schedule']} heads"
+                + (f" on {engines} head engines" if engines > 1 else ""))
     return (f"{model.name}: {model.layers} layers, {model.heads} heads ({model.kv_heads} K/V), "
-            f"head_dim {model.head_dim}, {patterns}; {first['head_schedule']} heads, "
+            f"head_dim {model.head_dim}, {patterns}; {schedule}, "
             f"{first['cores']} core{'s' if first['cores'] > 1 else ''} of {lanes}, "
             f"{clock_mhz:g} MHz ({source}), energy table {table.name}")
 
@@ -485,6 +507,9 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
     blocks = any(r.get("block_size") for r in records)
     if blocks:   # BigBird: the random blocks' K/V fetches; bytes per output against the band
         columns += ["random K/V", "B/out", "band B/out"]
+    grouped = model is not None and model.group > 1
+    if grouped:   # GQA: the K/V bytes, and how many times each K/V row comes from off-chip
+        columns += ["K/V off-chip", "K/V reads"]
     if breakdown:
         columns += [f"E {c}" for c in COMPONENTS]
     for col in columns:
@@ -509,10 +534,12 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
                     if r["computed_as"] == "swat" else "–",
                     _bytes_per_output(r["offchip_bytes_per_output"]),
                     "–" if band is None else _bytes_per_output(band)]
+        if grouped:
+            row += [_si(r["offchip_kv_read_bytes"], "B"), f"{r['kv_fetches']:.3g}"]
         if breakdown:
             row += [_si(r["energy_breakdown"][c], "J") for c in COMPONENTS]
         t.add_row(*row)
-    Console(width=240 if breakdown or glob or blocks else 160).print(t)
+    Console(width=240 if breakdown or glob or blocks or grouped else 160).print(t)
     scope = "model" if model is not None else "layer"
     for n in sorted({r["seq_len"] for r in records}):
         parts = [f"{r['dataflow']}/SWAT latency {r['latency_ratio_to_swat']:.1f}x, "
@@ -527,7 +554,19 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
               "fetched per query block; the baselines fetch K/V by tile). B/out: off-chip bytes "
               "per output element; band B/out: the same dataflow on the plain window of as many "
               f"keys per row (attention_window {', '.join(map(str, windows))})")
+    if grouped:
+        first = records[0]
+        how = (f"gqa: each K/V row fetched once for the {model.group} query heads of its group, "
+               f"on {first['head_engines']} engine{'s' if first['head_engines'] > 1 else ''}"
+               if first["head_schedule"] == "gqa" else "serial: K/V fetched per query head")
+        print(f"K/V off-chip: bytes of K and V read from off-chip; K/V reads: those bytes over "
+              f"the K and V of the layers ({model.kv_heads} K/V head"
+              f"{'s' if model.kv_heads > 1 else ''} of N rows, once). SWAT {how}; the "
+              f"baselines re-read K/V per query head (and per query tile)")
     if model is not None:
+        if model.learned_sinks:
+            print("learned sinks: one sink logit per query head, counted in every dataflow "
+                  "(per row one compare, one exp, one add; no cycles)")
         if model.note:
             print(f"not modelled: {model.note}")
         if model.max_positions and max(r["seq_len"] for r in records) > model.max_positions:

@@ -132,7 +132,8 @@ def test_cli_json_csv_and_plot(tmp_path):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--model", "nope"], "--model: unknown model 'nope': not a preset (longformer-base, "
-                          "longformer-large, bigbird-roberta-base, mistral-7b) and no such "
+                          "longformer-large, bigbird-roberta-base, mistral-7b, gpt-oss-20b, "
+                          "gemma-3-1b) and no such "
                           "file or folder"),
     (["--model", "longformer-base", "--resources", "dsp=-1"],
      "argument --resources: dsp must be a non-negative integer, not '-1'"),

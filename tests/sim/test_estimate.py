@@ -22,8 +22,10 @@ from swatkit.sim.estimate import (
     dense_cycles,
     dense_tile_rows,
     estimate,
+    estimate_model,
     load_table,
     passes,
+    sink_columns,
     tile_counts,
 )
 
@@ -216,6 +218,26 @@ def test_cli_from_flow_refuses_another_core(tmp_path, report, argv, message):
     assert done.stderr == f"swatkit: error: {message.format(p=flow)}\n"
 
 
+def test_cli_grouped_model_table():
+    # a GQA model: the K/V columns and the sink line; per group by default, per head if serial
+    done = swatkit("--model", "gpt-oss-20b", "--seq-len", "1024", "--dataflow", "swat")
+    assert done.returncode == 0, done.stderr
+    assert "K/V off-chip" in done.stdout and "K/V reads" in done.stdout
+    assert ("SWAT gqa: each K/V row fetched once for the 8 query heads of its group, on 1 "
+            "engine;") in done.stdout
+    assert "learned sinks: one sink logit per query head" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("│ swat ")]
+    assert rows[0].split("│")[-2].strip() == "1"    # K/V reads of the sliding layers
+    done = swatkit("--model", "gpt-oss-20b", "--seq-len", "1024", "--dataflow", "swat",
+                   "--head-schedule", "serial")
+    rows = [line for line in done.stdout.splitlines() if line.startswith("│ swat ")]
+    assert rows[0].split("│")[-2].strip() == "8" and "serial: K/V fetched per query head" in (
+        done.stdout)
+    done = swatkit("--model", "gpt-oss-20b", "--seq-len", "1024", "--dataflow", "swat",
+                   "--head-engines", "8")
+    assert "gqa heads on 8 head engines" in done.stdout.replace("\n", " ")
+
+
 def test_cli_model_json_and_breakdown_table():
     done = swatkit("--model", "longformer-base", "--seq-len", "2048", "--format", "json",
                    "--cores", "3", "--dataflow", "swat,blocksparse")
@@ -262,7 +284,8 @@ def test_cli_model_json_and_breakdown_table():
                                             "100,000,000,000,000 from '1:100000000000000:+1'"),
     (["--from-flow", "nope.json"], "--from-flow: no such file: nope.json"),
     (["--model", "gpt-5"], "--model: unknown model 'gpt-5': not a preset (longformer-base, "
-                           "longformer-large, bigbird-roberta-base, mistral-7b) and no such "
+                           "longformer-large, bigbird-roberta-base, mistral-7b, gpt-oss-20b, "
+                           "gemma-3-1b) and no such "
                            "file or folder"),
     (["--model", "mistral-7b", "--head-dim", "64"], "--head-dim cannot be combined with --model "
                                                     "(the model sets the attention pattern and "
@@ -277,6 +300,14 @@ def test_cli_model_json_and_breakdown_table():
                                   f"not {10 ** 30}"),
     (["--cores", "1025"], "--cores must be at most 1024 (a practical limit: one device holds far "
                           "fewer), not 1025"),
+    (["--model", "gpt-oss-20b", "--head-engines", "3"],
+     "--head-engines must divide the query heads per K/V head (8), not 3 (--model gpt-oss-20b)"),
+    (["--model", "mistral-7b", "--head-schedule", "serial", "--head-engines", "2"],
+     "--head-engines must be 1 under --head-schedule serial (the engines of a K/V group are "
+     "gqa's), not 2 (--model mistral-7b)"),
+    (["--model", "longformer-base", "--head-engines", "0"],
+     "--head-engines must be a positive integer, not 0 (--model longformer-base)"),
+    (["--head-engines", "2"], "--head-engines 2 needs --model (one head has no K/V group)"),
 ])
 def test_cli_bad_values(argv, message):
     done = swatkit(*argv)
@@ -512,6 +543,29 @@ def test_tiles_with_global_columns_and_dilation_equal_a_count_over_the_mask(spec
         assert t["global_tiles_computed"] == -(-g // tiles.q) * -(-n // tiles.k)
 
 
+SINK_TILE_SPECS = [AttentionSpec.causal(300, 8, sliding_window=20, sink_tokens=4),
+                   AttentionSpec(300, 8, 9, 0, 4, sink_tokens=1),
+                   AttentionSpec(257, 8, 10, 10, 1, sink_tokens=70)]
+
+
+@pytest.mark.parametrize("spec", SINK_TILE_SPECS, ids=range(len(SINK_TILE_SPECS)))
+@pytest.mark.parametrize("tiles", [Tiles(64, 64), Tiles(32, 48), Tiles(4, 1), Tiles(1, 1)])
+def test_tiles_with_sink_columns_equal_a_count_over_the_mask(spec, tiles):
+    """The baselines keep the key tiles of the sink columns as of global columns; no global
+    pass (a sink is a key-only column)."""
+    n = spec.seq_len
+    p = CoreParams(spec.replace(sink_tokens=0), NumberFormat(), HardwareConfig(1, 1, n))
+    mask = spec.mask()
+    keep = {"blocksparse": mask,
+            "flash": (np.tril(np.ones((n, n), dtype=bool)) | mask) if spec.after == 0
+            else np.ones_like(mask)}
+    for dataflow, want in keep.items():
+        t = tile_counts(p, n, dataflow, tiles, run=spec)
+        assert (t["pairs_computed"], t["kv_rows_fetched"], t["tiles_computed"]) == (
+            _count_tiles(want, tiles)), dataflow
+        assert t["global_pairs_computed"] == 0
+
+
 def _json(*argv):
     done = swatkit(*argv, "--format", "json")
     assert done.returncode == 0, done.stderr
@@ -730,3 +784,65 @@ def test_patterns_report_bigbird_runs():
     text = out.getvalue()
     assert re.search(r"^ 16384 ", text, re.M) and "random_buffer_bits" in text
     assert re.search(r"^random_buffer_bits +0 +393,216 \(\+393,216\)$", text, re.M)
+
+
+@pytest.mark.parametrize(("n", "window", "sinks", "kl", "dl", "d"), [
+    (2048, 128, 4, 8, 8, 64), (3000, 256, 8, 8, 8, 64), (2048, 128, 4, 8, 16, 128),
+    (4096, 512, 1, 16, 8, 64)])
+def test_sink_columns_are_the_cores_global_columns_without_global_rows(n, window, sinks, kl,
+                                                                       dl, d):
+    # StreamingLLM's sink keys on SWAT, estimated as the core's global columns: the band core's
+    # counters with S global columns are the band's plus sink_columns' (a bidirectional band,
+    # where every row attends a global column as it does a sink), and the cycles agree within 8
+    # where the band engines, not the global-row engine, end the run
+    from swatkit.rtl.global_rows import global_rows_cycles
+
+    fmt = NumberFormat()
+    band = CoreParams(AttentionSpec.longformer(n, d, attention_window=window), fmt,
+                      HardwareConfig(kl, dl, n))
+    glob = CoreParams(AttentionSpec.longformer(n, d, attention_window=window,
+                                               global_tokens=tuple(range(sinks))), fmt,
+                      HardwareConfig(kl, dl, n, max_global_tokens=sinks))
+    cols, extra = sink_columns(band, n, sinks)
+    with_band, _ = passes(band, n, "swat")
+    with_glob, _ = passes(glob, n, "swat")
+    assert cols["qk_macs"] == n * sinks * d
+    for key, value in cols.items():
+        assert with_band[key] + value == with_glob[key], key
+    band_cycles, glob_cycles = swat_cycles(band, n).cycles, swat_cycles(glob, n).cycles
+    assert glob_cycles > global_rows_cycles(d, dl, fmt, n, sinks, glob.global_engines) + 1
+    assert 0 <= glob_cycles - (band_cycles + extra) <= 8
+
+
+def test_sink_tokens_in_a_model_estimate():
+    # every sliding layer gets the S sink keys; the pairs are the spec's; SWAT's K/V once per
+    # group still, the S sink rows fetched once more as the global columns are
+    from swatkit.sim.models import load_model
+
+    m, n, s = load_model("mistral-7b"), 8192, 4
+    flows = ["swat", "flash", "blocksparse", "dense"]
+    plain = [r for r in estimate_model(m, [n], flows, fmt=NumberFormat())
+             if r["scope"] == "layer"]
+    sink = [r for r in estimate_model(m, [n], flows, fmt=NumberFormat(), sink_tokens=s)
+            if r["scope"] == "layer"]
+    spec = AttentionSpec.causal(n, 128, sliding_window=4096, sink_tokens=s)
+    for a, b in zip(plain, sink, strict=True):
+        assert b["pairs"] == m.heads * spec.pair_count() > a["pairs"]
+        assert b["sink_tokens"] == s and b["layer_pattern"].endswith(", sink tokens 4")
+    swat = sink[0]
+    assert swat["qk_macs"] - plain[0]["qk_macs"] == m.heads * n * s * 128
+    assert swat["offchip_kv_read_bytes"] == m.kv_heads * 2 * (n + s) * 128
+    g = 128 // 8
+    assert swat["cycles"] - plain[0]["cycles"] == m.heads * (n * 1 + s) * g
+    assert sink[3]["cycles"] == plain[3]["cycles"]   # dense computes all N² pairs anyway
+    with pytest.raises(ValueError, match=r"^sink_tokens 8193 is beyond the sequence "
+                       r"\(seq_len 8192\)$"):
+        estimate_model(m, [n], ["swat"], fmt=NumberFormat(), sink_tokens=n + 1)
+    with pytest.raises(ValueError,
+                       match=r"^sink_tokens must be a non-negative integer, not -1$"):
+        estimate_model(m, [n], ["swat"], fmt=NumberFormat(), sink_tokens=-1)
+    with pytest.raises(ValueError, match=r"^sink_tokens needs a sliding-window layer; model "
+                       r"bigbird-roberta-base has none \(BigBird's blocks have no sink "
+                       r"columns\)$"):
+        estimate_model(load_model("bigbird-roberta-base"), [n], ["swat"], fmt=NumberFormat(),
+                       sink_tokens=4)

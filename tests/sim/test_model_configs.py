@@ -1,6 +1,7 @@
 """Models from Hugging Face config.json files and the shipped presets; model-level estimates."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -11,19 +12,43 @@ from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.sim.estimate import estimate_model
 from swatkit.sim.models import PRESETS, LayerPattern, ModelError, load_model
 
+FULL = LayerPattern("full", causal=True)
 
-@pytest.mark.parametrize(("name", "layers", "heads", "kv", "d", "pattern"), [
-    ("longformer-base", 12, 12, 12, 64, LayerPattern("window", 256, 256)),
-    ("longformer-large", 24, 16, 16, 64, LayerPattern("window", 256, 256)),
-    ("bigbird-roberta-base", 12, 12, 12, 64, LayerPattern("blocksparse", block_size=64,
-                                                          random_blocks=3, pattern_seed=0)),
-    ("mistral-7b", 32, 32, 8, 128, LayerPattern("window", 4095, 0)),
+
+@pytest.mark.parametrize(("name", "layers", "heads", "kv", "d", "patterns"), [
+    ("longformer-base", 12, 12, 12, 64, (LayerPattern("window", 256, 256),) * 12),
+    ("longformer-large", 24, 16, 16, 64, (LayerPattern("window", 256, 256),) * 24),
+    ("bigbird-roberta-base", 12, 12, 12, 64, (LayerPattern("blocksparse", block_size=64,
+                                                           random_blocks=3, pattern_seed=0),) * 12),
+    ("mistral-7b", 32, 32, 8, 128, (LayerPattern("window", 4095, 0),) * 32),
+    # sliding window 128 on the even layers, full causal attention on the odd ones
+    ("gpt-oss-20b", 24, 64, 8, 64, (LayerPattern("window", 127, 0), FULL) * 12),
+    # 5 sliding layers (window 512) per full one; 26 layers: the last two slide
+    ("gemma-3-1b", 26, 4, 1, 256, ((LayerPattern("window", 511, 0),) * 5 + (FULL,)) * 4
+     + (LayerPattern("window", 511, 0),) * 2),
 ])
-def test_presets_have_the_published_values(name, layers, heads, kv, d, pattern):
+def test_presets_have_the_published_values(name, layers, heads, kv, d, patterns):
     m = load_model(name)
     assert (m.layers, m.heads, m.kv_heads, m.head_dim) == (layers, heads, kv, d)
-    assert m.patterns == (pattern,) * layers
-    assert "huggingface.co" in m.source
+    assert m.patterns == patterns
+    url, paper = m.source.split("; ", 1)   # the config.json's address and the paper
+    assert url.startswith("https://huggingface.co/") and url.endswith("/config.json") and paper
+    assert m.warnings == ()
+    assert m.learned_sinks == (name == "gpt-oss-20b")   # GPT-OSS: one sink logit per head
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_are_read_as_transformers_reads_them(tmp_path, name):
+    # each shipped preset (its config.json fields) through transformers' own config class
+    from importlib import resources
+
+    data = json.loads(resources.files("swatkit.sim").joinpath(f"presets/{name}.json")
+                      .read_text())
+    assert set(data["_swatkit_preset"]) == {"name", "config_json", "paper", "note"}
+    assert data["_swatkit_preset"]["name"] == name
+    if data["model_type"] not in ("longformer", "big_bird"):   # (no layer types to derive)
+        del data["_swatkit_preset"]
+        assert swatkit_reading(load_model(name)) == transformers_reading(data)
 
 
 def test_presets_follow_the_window_rules_of_the_spec():
@@ -151,11 +176,11 @@ def test_bad_configs(tmp_path, data, message):
 def test_unknown_preset_and_missing_folder(tmp_path):
     with pytest.raises(ModelError, match=r"^unknown model 'gpt-5': not a preset "
                        r"\(longformer-base, longformer-large, bigbird-roberta-base, "
-                       r"mistral-7b\) and no such file or folder$"):
+                       r"mistral-7b, gpt-oss-20b, gemma-3-1b\) and no such file or folder$"):
         load_model("gpt-5")
     with pytest.raises(ModelError, match=r"^no config\.json in "):
         load_model(str(tmp_path))
-    assert len(PRESETS) == 4
+    assert len(PRESETS) == 6
 
 
 def test_a_file_too_large_for_a_config_is_not_read_whole(tmp_path):
@@ -206,13 +231,14 @@ def test_dilated_layers_are_estimated(tmp_path):
 def test_head_schedules_and_cores():
     m = load_model("mistral-7b")
     kw = {"fmt": NumberFormat(), "key_lanes": 8, "dim_lanes": 8}
-    serial = {r["dataflow"]: r for r in estimate_model(m, [2048], ["swat", "flash"], **kw)
+    serial = {r["dataflow"]: r for r in estimate_model(m, [2048], ["swat", "flash"],
+                                                        head_schedule="serial", **kw)
               if r["scope"] == "model"}
     gqa = {r["dataflow"]: r for r in estimate_model(m, [2048], ["swat", "flash"],
-                                                     head_schedule="gqa", **kw)
+                                                     head_schedule="gqa", head_engines=4, **kw)
            if r["scope"] == "model"}
-    # gqa: 4 query heads against one K/V pass (4x the query lanes): a quarter of the cycles,
-    # the same MACs, K/V read from off-chip and from the buffers once per group
+    # gqa on 4 engines: 4 query heads against one K/V pass (4x the query lanes): a quarter of
+    # the cycles, the same MACs, K/V read from off-chip and from the buffers once per group
     assert gqa["swat"]["cycles"] * 4 == serial["swat"]["cycles"]
     assert gqa["swat"]["macs"] == serial["swat"]["macs"]
     n, d = 2048, 128
@@ -229,6 +255,90 @@ def test_head_schedules_and_cores():
     assert two["energy_j"] == pytest.approx(one["energy_j"])
     assert (two["cores"], two["head_schedule"], two["heads"], two["kv_heads"], two["layers"],
             two["model"]) == (2, "serial", 12, 12, 12, "longformer-base")
+    # one query head per K/V head: the default is serial, and gqa is the same
+    gqa = estimate_model(lf, [4096], ["swat"], head_schedule="gqa", **kw)[-1]
+    assert {k: v for k, v in gqa.items() if k != "head_schedule"} == {
+        k: v for k, v in one.items() if k != "head_schedule"}
+
+
+def model_records(m, n, dataflows, scope="layer", **kw):
+    return [r for r in estimate_model(m, [n], dataflows, fmt=NumberFormat(), **kw)
+            if r["scope"] == scope]
+
+
+@pytest.mark.parametrize(("name", "n", "bw"), [("gpt-oss-20b", 4096, 0.5),
+                                              ("mistral-7b", 8192, 0.02)])
+def test_gqa_fetches_each_kv_row_once_per_group(name, n, bw):
+    # the default schedule of a GQA model: each K/V row from off-chip once for its g query
+    # heads (input-stationary ring shared by the group); serial and the baselines re-read it per
+    # query head
+    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.sim.cycle_model import swat_cycles
+
+    m = load_model(name)
+    g, d = m.group, m.head_dim
+    p = CoreParams(m.patterns[0].spec(n, d), NumberFormat(), HardwareConfig(8, 8, n))
+    kv = m.kv_heads * 2 * n * d          # one layer's K and V, 8-bit elements
+    gqa = model_records(m, n, ["swat", "blocksparse"])
+    serial = model_records(m, n, ["swat"], head_schedule="serial")
+    assert all(r["head_schedule"] == "gqa" and r["head_engines"] == 1 for r in gqa)
+    swat, base = [r for r in gqa if not r["full_attention"]]
+    assert swat["offchip_kv_read_bytes"] == kv and swat["kv_fetches"] == 1
+    assert serial[0]["offchip_kv_read_bytes"] == g * kv and serial[0]["kv_fetches"] == g
+    assert base["kv_fetches"] > g   # per query head and per query tile
+    # Q and O per query head, K/V per group (and GPT-OSS's sink scores, one per query head)
+    sinks = m.heads * math.ceil(p.widths.score / 8) if m.learned_sinks else 0
+    assert swat["offchip_bytes"] == m.kv_heads * (2 * g + 2) * n * d + sinks
+    assert serial[0]["offchip_bytes"] == m.heads * 4 * n * d + sinks
+    # at the default 16 B/cycle both are compute-bound: the g heads take g runs of the core
+    assert swat["cycles"] == serial[0]["cycles"] == m.heads * swat_cycles(p, n).cycles
+    # bandwidth-bound: the group's cycles are its transfers, fewer than per head
+    slow = model_records(m, n, ["swat"], offchip_bytes_per_cycle=bw)[0]
+    slow_serial = model_records(m, n, ["swat"], head_schedule="serial",
+                                offchip_bytes_per_cycle=bw)[0]
+    assert slow["cycles"] == m.kv_heads * math.ceil(slow["offchip_bytes"] / m.kv_heads / bw)
+    assert slow["cycles"] > swat["cycles"]
+    assert slow_serial["cycles"] / slow["cycles"] == pytest.approx(4 * g / (2 * g + 2),
+                                                                   rel=1e-3)
+    # g engines side by side: the same traffic, 1/g of the cycles, g times the MAC budget
+    wide = model_records(m, n, ["swat"], head_engines=g)[0]
+    assert wide["offchip_kv_read_bytes"] == kv and wide["cycles"] * g == swat["cycles"]
+    assert wide["kv_buffer_read_bits"] * g == swat["kv_buffer_read_bits"]
+
+
+@pytest.mark.parametrize(("kw", "error", "message"), [
+    ({"head_engines": 3}, ValueError,
+     "head_engines must divide the query heads per K/V head (8), not 3"),
+    ({"head_engines": 2, "head_schedule": "serial"}, ValueError,
+     "head_engines must be 1 under head_schedule serial (the engines of a K/V group are "
+     "gqa's), not 2"),
+    ({"head_engines": 0}, ValueError, "head_engines must be a positive integer, not 0"),
+    ({"head_engines": 2.0}, TypeError, "head_engines must be an integer, not 2.0"),
+])
+def test_bad_head_engines(kw, error, message):
+    with pytest.raises(error, match="^" + re.escape(message) + "$"):
+        estimate_model(load_model("gpt-oss-20b"), [1024], ["swat"], fmt=NumberFormat(), **kw)
+
+
+def test_learned_sinks_are_counted_in_every_dataflow():
+    # GPT-OSS: per row and query head one compare, one exp, one add, and each head's sink
+    # score (a score-width integer) read once; no MAC, no cycles on SWAT
+    import dataclasses
+
+    m = load_model("gpt-oss-20b")
+    n = 2048
+    flows = ["swat", "dense", "flash", "blocksparse"]
+    with_sinks = model_records(m, n, flows)
+    without = model_records(dataclasses.replace(m, learned_sinks=False), n, flows)
+    score_bytes = math.ceil(NumberFormat().widths(64, 128).score / 8)
+    for a, b in zip(with_sinks, without, strict=True):
+        for key in ("exp_ops", "max_compares", "sum_adds"):
+            assert a[key] - b[key] == m.heads * n
+        assert a["offchip_read_bytes"] - b["offchip_read_bytes"] == m.heads * score_bytes
+        assert a["macs"] == b["macs"] and a["learned_sinks"] and not b["learned_sinks"]
+        assert a["energy_j"] > b["energy_j"]
+        if a["computed_as"] == "swat":
+            assert a["cycles"] == b["cycles"]
 
 
 def test_cores_share_the_bandwidth():
@@ -389,7 +499,7 @@ def test_hybrid_families_are_not_read_as_all_sliding(tmp_path):
     assert bi.patterns[5] == LayerPattern("full", causal=False)
     assert load_model(str(write(tmp_path, HF_CONFIGS["command-r7b"], "c"))).head_dim == 128
     gpt = load_model(str(write(tmp_path, HF_CONFIGS["gpt-oss-20b"], "gpt")))
-    assert gpt.note == "learned sink logits (one per query head, a term in every row's softmax)"
+    assert gpt.learned_sinks and gpt.note == ""   # (the estimate counts the sink term)
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -565,6 +675,20 @@ def test_the_docs_hybrid_example_is_what_the_estimate_gives(tmp_path):
     total = next(r for r in estimate_model(m, [8192], ["swat"], fmt=NumberFormat())
                  if r["scope"] == "model")
     assert int(shown.group(1).replace(",", "")) == total["cycles"]
+
+
+@pytest.mark.parametrize("section", ["### Grouped K/V heads: per group against per head",
+                                     "### Sink tokens (StreamingLLM)"])
+def test_the_docs_group_and_sink_figures_are_what_their_scripts_print(section):
+    # docs/estimation.md shows each script (```py) and, in the next block, its output
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "estimation.md").read_text()
+    text = doc[doc.index(section):]
+    script, shown = re.search(r"```py\n(.*?)```\n\n```\n(.*?)```", text, re.S).groups()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == shown
 
 
 TINY = {"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
