@@ -19,6 +19,7 @@ from swatkit.golden.numerics import Widths, clog2
 __all__ = [
     "MAX_DILATION",
     "MAX_GLOBAL_TOKENS",
+    "MAX_HEADS",
     "MAX_HEAD_DIM",
     "MAX_KV_BUFFER_BITS",
     "MAX_MULTIPLIERS",
@@ -43,6 +44,7 @@ MAX_MULTIPLIERS = 4096         # key_lanes x dim_lanes per engine
 MAX_KV_BUFFER_BITS = 2 ** 25   # the K/V ring (32 Mibit; the largest ECP5 has 3.7 Mbit of BRAM)
 MAX_GLOBAL_TOKENS = 256        # resident global K/V rows (each lane compares its key with them)
 MAX_DILATION = 64              # residue classes of the K/V ring
+MAX_HEADS = 1024               # query (and K/V) heads of a model (GPT-OSS-120b has 64)
 
 
 class LimitError(ValueError):
@@ -140,6 +142,11 @@ class HardwareConfig:
 class CoreParams:
     """A (spec, format, hardware) triple checked for the SWAT core, with derived sizes.
 
+    ``heads`` query heads on ``kv_heads`` K/V heads (default one on one): the core runs one
+    K/V head and its ``group_heads`` = heads / kv_heads query heads per run. Refused with
+    ``TypeError``/``ValueError`` naming the field: not integers in 1..``MAX_HEADS``, heads not
+    a multiple of kv_heads, a group on a block-sparse core or one with global tokens.
+
     Raises ``ValueError`` naming the conflict when the core cannot implement the spec, and
     :class:`LimitError` (a ``ValueError``) for a size beyond a practical limit: ``head_dim``
     above ``MAX_HEAD_DIM``, a window above ``MAX_WINDOW`` keys, a K/V buffer above
@@ -149,9 +156,12 @@ class CoreParams:
     spec: AttentionSpec
     fmt: NumberFormat
     hw: HardwareConfig
+    heads: int = 1
+    kv_heads: int = 1
 
     def __post_init__(self):
         spec, hw = self.spec, self.hw
+        self._check_heads()
         if spec.head_dim > MAX_HEAD_DIM:
             raise LimitError("head_dim", spec.head_dim, MAX_HEAD_DIM,
                              "the practical limit of Verilog generation")
@@ -189,7 +199,31 @@ class CoreParams:
                              "the K/V ring: 2 x ring_rows x head_dim x data_bits, the practical "
                              "limit of Verilog generation")
 
+    def _check_heads(self):
+        """``heads`` query heads on ``kv_heads`` K/V heads (Hugging Face's
+        ``num_attention_heads``, ``num_key_value_heads``): a multiple, and on a core that runs
+        a group (``group_heads`` > 1) a token band without global rows."""
+        _check_int("heads", self.heads, 1, MAX_HEADS)
+        _check_int("kv_heads", self.kv_heads, 1, MAX_HEADS)
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads "
+                             f"({self.kv_heads})")
+        if self.group_heads > 1 and self.spec.block_size:
+            raise ValueError(f"a block-sparse (BigBird) core runs one query head per K/V head: "
+                             f"heads must equal kv_heads, not {self.heads} on {self.kv_heads}")
+        if self.group_heads > 1 and (self.spec.global_tokens or self.hw.max_global_tokens):
+            raise ValueError(f"a core with global tokens (Longformer's global rows) runs one "
+                             f"query head per K/V head: heads must equal kv_heads, not "
+                             f"{self.heads} on {self.kv_heads}")
+
     # -- sizes --------------------------------------------------------------------------------
+
+    @property
+    def group_heads(self) -> int:
+        """Query heads per K/V head (g = heads / kv_heads): a run is one K/V head with its g
+        query heads; every K/V row enters the ring once and serves all g (docs/rtl.md, "Grouped
+        query heads")."""
+        return self.heads // self.kv_heads
 
     @property
     def window(self) -> int:
@@ -334,8 +368,9 @@ class CoreParams:
 
     @property
     def index_bits(self) -> int:
-        """Width of row counters (0 … max_seq_len)."""
-        return clog2(self.hw.max_seq_len + 1)
+        """Width of row counters: 0 … max_seq_len, or of a grouped core the rows of all its
+        query heads, 0 … g·max_seq_len (the Q rows and the output rows of a run)."""
+        return clog2(self.group_heads * self.hw.max_seq_len + 1)
 
     @property
     def max_keys(self) -> int:
@@ -495,12 +530,14 @@ class CoreParams:
         return band + glob
 
     def ideal_cycles(self, seq_len: int, run: AttentionSpec | None = None) -> float:
-        """``Σ_i W_i·d / (key_lanes·dim_lanes)``: every MAC lane busy every cycle, over the
-        pairs of the band rows (a run's global rows are the global-row engine's)."""
+        """``g·Σ_i W_i·d / (key_lanes·dim_lanes)``: every MAC lane busy every cycle, over the
+        pairs of the band rows of the g query heads (a run's global rows are the global-row
+        engine's)."""
         run = self.run_spec(seq_len) if run is None else run
         keys = run.keys_per_row()
         keys = keys[~np.isin(np.arange(run.seq_len), run.global_positions())].sum()
-        return int(keys) * self.spec.head_dim / (self.hw.key_lanes * self.hw.dim_lanes)
+        return (int(keys) * self.group_heads * self.spec.head_dim
+                / (self.hw.key_lanes * self.hw.dim_lanes))
 
     def config_tables(self) -> dict:
         """The configuration as the ``[spec]``, ``[format]`` and ``[hardware]`` tables of a
@@ -511,6 +548,8 @@ class CoreParams:
         else:
             spec = self.spec.replace(seq_len=self.hw.max_seq_len, global_tokens=())
             spec = {**spec.as_options(), "global_tokens": list(self.spec.global_tokens)}
+        if self.heads > 1 or self.kv_heads > 1:
+            spec.update(heads=self.heads, kv_heads=self.kv_heads)
         return {
             "spec": spec,
             "format": dataclasses.asdict(self.fmt),
@@ -550,8 +589,12 @@ class CoreParams:
         if isinstance(table, list):
             spec["explicit_random_table"] = tuple(
                 tuple(row) if isinstance(row, list) else row for row in table)
+        heads = record.get("heads", {"heads": 1, "kv_heads": 1})
+        if not isinstance(heads, dict):
+            raise TypeError(f"the core record's 'heads' must be a table, not "
+                            f"{type(heads).__name__}")
         p = cls(AttentionSpec(**spec), NumberFormat(**tables["format"]),
-                HardwareConfig(**tables["hardware"]))
+                HardwareConfig(**tables["hardware"]), **heads)
         mine = p.as_dict()
         for key in ("widths", "derived"):
             if key in record and record[key] != mine[key]:
@@ -560,10 +603,16 @@ class CoreParams:
         return p
 
     def as_dict(self) -> dict:
+        """The configuration as JSON records: ``spec``, ``format``, ``hardware``, ``heads``
+        (a grouped core's ``heads`` and ``kv_heads``; absent for one head on one), ``widths``,
+        ``derived`` and ``resources``."""
+        heads = ({"heads": {"heads": self.heads, "kv_heads": self.kv_heads}}
+                 if self.heads > 1 or self.kv_heads > 1 else {})
         return {
             "spec": dataclasses.asdict(self.spec),
             "format": dataclasses.asdict(self.fmt),
             "hardware": dataclasses.asdict(self.hw),
+            **heads,
             "widths": dataclasses.asdict(self.widths),
             "derived": {
                 "window": self.window, "groups": self.groups, "rounds": self.rounds,

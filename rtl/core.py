@@ -161,6 +161,9 @@ class SwatCore(wiring.Component):
         time on ``cmd``, up to ``hw.max_seq_len``.
     fmt : NumberFormat
     hw : HardwareConfig
+    heads, kv_heads : int
+        Query heads on K/V heads (:class:`CoreParams`): the core runs one K/V head and its
+        g = heads / kv_heads query heads per run (default one on one).
 
     Members
     -------
@@ -168,11 +171,12 @@ class SwatCore(wiring.Component):
         ``before``, ``after``, and on cores generated for them ``dilation``, ``global_count``,
         ``global_tokens``); accepted only when idle; a value outside the generated maxima sets
         ``error`` and starts nothing (:meth:`CoreParams.check_run` is the same rule).
-    q : In(stream)    one Q row per beat (``head_dim`` signed ``data_bits`` elements).
+    q : In(stream)    one Q row per beat (``head_dim`` signed ``data_bits`` elements); on a
+        grouped core the g query heads' rows of position 0, then of position 1, …
     kv : In(stream)   one K row and one V row per beat: the run's global columns, then rows
         0 … N−1.
     o : Out(stream)   one O row per beat (signed ``out_bits`` elements): the rows that are not
-        global tokens.
+        global tokens (a grouped core: g per position, in the order of ``q``).
     qg, kvg, og       (cores with ``max_global_tokens`` > 0) the global-row engine's streams
         (:class:`~swatkit.rtl.global_rows.GlobalRowEngine`): q_g of each global token; k_g, v_g
         of rows 0 … N−1, twice; the global rows.
@@ -191,8 +195,9 @@ class SwatCore(wiring.Component):
     """
 
     def __init__(self, spec: AttentionSpec, fmt: NumberFormat | None = None,
-                 hw: HardwareConfig | None = None):
-        self.params = p = CoreParams(spec, fmt or NumberFormat(), hw or HardwareConfig())
+                 hw: HardwareConfig | None = None, *, heads: int = 1, kv_heads: int = 1):
+        self.params = p = CoreParams(spec, fmt or NumberFormat(), hw or HardwareConfig(),
+                                     heads, kv_heads)
         super().__init__(core_signature(p))
         lay = core_layouts(p)
         cmd = lay["cmd"]
@@ -302,7 +307,7 @@ class SwatCore(wiring.Component):
             m.d.sync += [rows_out.eq(0), stat_rows_out.eq(0)]
 
         # -- the run ends when every row is out (and the global rows are done) -----------------
-        band_done = rows_done == run.n
+        band_done = rows_done == (run.nq if p.group_heads > 1 else run.n)
         if gmax:
             # global rows: the global-row engine (its own streams), started with the run
             m.d.comb += [glob.start.eq(run.start), glob.seq_len.eq(run.cmd.seq_len),

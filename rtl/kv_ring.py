@@ -17,7 +17,8 @@ finished SV, ``sv_fin``), which the loader keeps as a credit register.
 Ports of :class:`KVRing`:
 
 - ``kv``: In(stream) — ``{k, v}`` rows; ``run``: In(run) — the command stage's run registers.
-- ``sv_fin``: In(1) — a row finishes SV (frees a ring slot once ``D·before`` rows have).
+- ``sv_fin``: In(1) — a row finishes SV (frees a ring slot once ``D·before`` rows have; on a
+  grouped core, once the last of a position's g query heads has).
 - ``k_rd``: In(:func:`read_signature`) — the QK engine's K reads (word two cycles after its
   address); ``v_rd``: the SV engine's V reads (under its enable); ``f_qk``/``f_sv`` (cores with
   global tokens): the flag bits at the same addresses, one cycle after their address.
@@ -170,6 +171,8 @@ class KVRing(wiring.Component):
             wait=Signal(range(max(p.max_dilation * p.ring_before, 1) + 1), name="kv_wait"),
             slot_free=Signal(name="slot_free"),            # credit > 0, as a register
         )
+        if p.group_heads > 1:   # the query heads of the finishing row's position before it
+            self.state.fin_head = Signal(range(p.group_heads), name="kv_fin_head")
         self.copier = RowCopier("kv", g, word)
 
     def invariants(self) -> list[tuple]:
@@ -201,10 +204,31 @@ class KVRing(wiring.Component):
         ]
 
     def credit_bound(self, sv_done) -> tuple:
-        """``(test, message)``: the credit's bound, given the rows done (the SV engine's)."""
-        s = self.state
+        """``(test, message)``: the credit's bound, given the rows done (the SV engine's; a
+        grouped core's positions done are ``(sv_done − fin_head) / g``)."""
+        s, hg = self.state, self.params.group_heads
+        if hg > 1:
+            return (~self.run.running | (hg * (s.credit + s.acc) + s.fin_head
+                                         <= hg * self.params.ring_rows + sv_done),
+                    "inv: credit bound <= ring + positions done")
         return (~self.run.running | (s.credit + s.acc <= self.params.ring_rows + sv_done),
                 "inv: credit bound <= ring + rows done")
+
+    def _position_fin(self, m: Module):
+        """A position's rows are all done: every ``sv_fin``, or on a grouped core the one of
+        its last query head (a K/V row serves the g heads of every position in its reach, so
+        its slot frees by positions, not rows)."""
+        hg = self.params.group_heads
+        if hg == 1:
+            return self.sv_fin
+        head = self.state.fin_head
+        fin = Signal(name="kv_pos_fin")
+        m.d.comb += fin.eq(self.sv_fin & (head == hg - 1))
+        with m.If(self.sv_fin):
+            m.d.sync += head.eq(Mux(head == hg - 1, 0, head + 1))
+        with m.If(self.run.start):
+            m.d.sync += head.eq(0)
+        return fin
 
     def elaborate(self, platform):
         m = Module()
@@ -240,7 +264,7 @@ class KVRing(wiring.Component):
         # bound starts at dilation·ring rows and grows by one with every row that finishes SV
         # once dilation·before rows have (kv_wait counts those).
         kv_band = Signal()   # a band row is accepted (kv_acc counts up)
-        sv_fin = self.sv_fin
+        sv_fin = self._position_fin(m)
         kv_last = kv_hold & (kv_g == g - 1)
         kv_take = Signal()
         if gmax:

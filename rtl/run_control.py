@@ -50,6 +50,8 @@ def run_signature(p: CoreParams, cmd_layout: data.Layout) -> wiring.Signature:
         # dilation · after: the band's reach after the row (up to max_dilation · after)
         "dafter": Out(range(max(dmax * p.spec.after, 1) + 1)),
     }
+    if p.group_heads > 1:
+        members["nq"] = Out(p.index_bits)   # Q rows (and output rows): g · N
     if not blk:
         members["after"] = Out(field_bits(p.spec.after))
     if dmax > 1:
@@ -152,7 +154,7 @@ class RunControl(wiring.Component):
         n = Signal(p.index_bits, name="n")
         m.d.comb += [self.cmd.ready.eq(~running), run.running.eq(running), run.n.eq(n)]
         regs = {}
-        for name in ("after", "dil", "gcount", "n_mb", "rcount", "rnd_last", "dafter"):
+        for name in ("after", "dil", "gcount", "n_mb", "rcount", "rnd_last", "dafter", "nq"):
             if hasattr(run, name):
                 regs[name] = Signal.like(getattr(run, name), name=name)
                 m.d.comb += getattr(run, name).eq(regs[name])
@@ -164,6 +166,8 @@ class RunControl(wiring.Component):
                 m.d.comb += run.start.eq(1)
                 d_r = cmd.dilation if dmax > 1 else 1
                 m.d.sync += [self.error.eq(0), running.eq(1), n.eq(cmd.seq_len)]
+                if p.group_heads > 1:
+                    m.d.sync += regs["nq"].eq(cmd.seq_len * p.group_heads)
                 if blk:
                     m.d.sync += regs["n_mb"].eq(cmd.seq_len - blk)
                     if rmax:

@@ -91,25 +91,40 @@ class Scheduler(wiring.Component):
             near=Signal(name="near"),
             sb_free=Signal(range(p.score_buffers + 1), name="sb_free"),
         )
+        # a grouped core: the next row's position and query head (rows in the order position
+        # 0 heads 0 … g − 1, position 1, …); one head: the position is the row
+        if p.group_heads > 1:
+            self.state.qk_pos = Signal(p.index_bits, name="qk_pos")
+            self.state.qk_head = Signal(range(p.group_heads), name="qk_head")
+        else:
+            self.state.qk_pos, self.state.qk_head = self.state.qk_row, 0
 
     def invariants(self) -> list[tuple]:
         """``(test, message)``: the scheduler's invariants on a band core (for ``swatkit
         prove``)."""
         s, run = self.state, self.run
         running, n = run.running, run.n
+        nq = run.nq if self.params.group_heads > 1 else n   # Q rows of the run
         # (the run's window is the command's: dafter = dilation · after of the run)
-        reach = s.qk_row + run.dafter + 1
+        reach = s.qk_pos + run.dafter + 1
+        # the last row started has the next row's position, or the one before
+        started = reach - 1 + (s.qk_head != 0) if self.params.group_heads > 1 else reach - 1
+        heads = []
+        if self.params.group_heads > 1:
+            heads = [(s.qk_row == s.qk_pos * self.params.group_heads + s.qk_head,
+                      "inv: rows started = position · g + head")]
         return [
+            *heads,
             (~running | (s.q_cnt == s.qk_row + s.q_full + s.q_skid_full),
              "inv: Q rows = started + Q registers"),
             (~s.q_skid_full | s.q_full, "inv: the second Q register only behind the first"),
-            (~running | (s.q_more == (s.q_cnt < n)), "inv: q_more = q_cnt < n"),
-            (~running | (s.q_cnt <= n), "inv: q_cnt <= n"),
-            (~running | (s.qk_more == (s.qk_row < n)), "inv: qk_more = qk_row < n"),
+            (~running | (s.q_more == (s.q_cnt < nq)), "inv: q_more = q_cnt < nq"),
+            (~running | (s.q_cnt <= nq), "inv: q_cnt <= nq"),
+            (~running | (s.qk_more == (s.qk_row < nq)), "inv: qk_more = qk_row < nq"),
             (~running | (s.hi1 == Mux(reach > n, n, reach)),
-             "inv: hi1 = min(qk_row + dilation·after + 1, n)"),
+             "inv: hi1 = min(qk_pos + dilation·after + 1, n)"),
             (~running | (s.near == (reach > n)), "inv: near = the row's band reaches N"),
-            (~running | (s.qk_row == 0) | (self.kv_wr >= Mux(reach - 1 > n, n, reach - 1)),
+            (~running | (s.qk_row == 0) | (self.kv_wr >= Mux(started > n, n, started)),
              "inv: every started row had its keys"),
         ]
 
@@ -127,9 +142,24 @@ class Scheduler(wiring.Component):
         m.d.comb += self.q_rows.eq(q_rows)
         qk_start = Signal()
         m.d.comb += qk_start.eq(self.rows.valid & self.rows.ready)
+        # the row bookkeeping moves on when the last query head of a position starts (a
+        # grouped core walks one position's keys once per head; one head: every start)
+        hg = p.group_heads
+        if hg > 1:
+            nq, qk_pos, qk_head = run.nq, s.qk_pos, s.qk_head
+            adv = Signal()
+            m.d.comb += adv.eq(qk_start & (qk_head == hg - 1))
+            with m.If(qk_start):
+                m.d.sync += qk_head.eq(Mux(qk_head == hg - 1, 0, qk_head + 1))
+            with m.If(adv):
+                m.d.sync += qk_pos.eq(qk_pos + 1)
+            with m.If(start_run):
+                m.d.sync += [qk_pos.eq(0), qk_head.eq(0)]
+        else:
+            nq, qk_pos, adv = n, qk_row, qk_start
 
         # -- Q registers -----------------------------------------------------------------------
-        q_next = self._q_registers(m, qk_start, q_rows)
+        q_next = self._q_registers(m, qk_start, q_rows, nq)
 
         # -- row bookkeeping -------------------------------------------------------------------
         # The next row to start, i = qk_row: its residue class (and the class's K/V region) and
@@ -181,7 +211,7 @@ class Scheduler(wiring.Component):
                              hi1.eq(Mux(reach > cmd.seq_len, cmd.seq_len, reach)),
                              lo.eq(0), lo_wait.eq(cmd.before), qk_a.eq(0), qk_cls.eq(0),
                              qk_region.eq(0)]
-        with m.Elif(qk_start):
+        with m.Elif(adv):
             if blk:
                 with m.If(blk_first):
                     m.d.sync += [blo.eq(lo), blo_lane.eq(lo_lane), blo_base.eq(lo_base)]
@@ -194,7 +224,7 @@ class Scheduler(wiring.Component):
                 with m.Else():
                     m.d.sync += blk_t.eq(blk_t + 1)
             else:
-                reach = qk_row + run.dafter + 2
+                reach = qk_pos + run.dafter + 2
                 m.d.sync += [near.eq(reach > n), hi1.eq(Mux(reach > n, n, reach))]
             if dmax > 1:
                 with m.If(wrap):
@@ -222,7 +252,7 @@ class Scheduler(wiring.Component):
         # (qk_row − sv_done < score_buffers), so that the start is a short function of registers
         sv_fin = self.sv_fin
         with m.If(qk_start):
-            m.d.sync += qk_more.eq(qk_row + 1 < n)
+            m.d.sync += qk_more.eq(qk_row + 1 < nq)
         with m.If(qk_start & ~sv_fin):
             m.d.sync += sb_free.eq(sb_free - 1)
         with m.Elif(sv_fin & ~qk_start):
@@ -245,6 +275,7 @@ class Scheduler(wiring.Component):
         with m.If(qk_start):
             m.d.sync += [qk_row.eq(qk_row + 1),
                          sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
+        with m.If(adv):
             with m.If(wrap & lo_step):   # the next index's band starts one key on
                 with m.If(lo_lane == kl - 1):
                     m.d.sync += [lo_lane.eq(0), lo_base.eq(wrap_inc(lo_base, g, sg))]
@@ -259,10 +290,10 @@ class Scheduler(wiring.Component):
                                        (q_rows == q_cnt, "inv: stats.q_rows = q_cnt")])
         return m
 
-    def _q_registers(self, m: Module, qk_start, q_rows) -> Signal:
+    def _q_registers(self, m: Module, qk_start, q_rows, nq) -> Signal:
         """The next row's Q (returned) and one more behind it (``q_skid``): the Q stream's
         ready is a function of registers only, not of the QK start (a long path into the Q
-        source)."""
+        source). ``nq``: the run's Q rows."""
         run, s = self.run, self.state
         q_cnt, q_full, q_skid_full, q_more = s.q_cnt, s.q_full, s.q_skid_full, s.q_more
         q_next = Signal(len(self.q.payload.as_value()))
@@ -279,6 +310,6 @@ class Scheduler(wiring.Component):
                 m.d.sync += [q_next.eq(self.q.payload.as_value()), q_full.eq(1)]
             with m.Else():
                 m.d.sync += [q_skid.eq(self.q.payload.as_value()), q_skid_full.eq(1)]
-            m.d.sync += [q_cnt.eq(q_cnt + 1), q_more.eq(q_cnt + 1 < run.n),
+            m.d.sync += [q_cnt.eq(q_cnt + 1), q_more.eq(q_cnt + 1 < nq),
                          q_rows.eq(q_rows + 1)]
         return q_next

@@ -59,7 +59,8 @@ def _row(x):
 def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
                   hw: HardwareConfig | None = None, *, seed: int = 0, gap: float = 0.0,
                   stall: float = 0.0, timeout: int | None = None,
-                  vcd: str | None = None, platform=None) -> list:
+                  vcd: str | None = None, platform=None, heads: int = 1,
+                  kv_heads: int = 1) -> list:
     """Send the commands of ``items`` back to back to one core generated for ``spec``: a
     :class:`CoreInput` starts a run (the next command is sent once the core is idle again), a
     :class:`Reject` sends a command the core must refuse. Returns, per item, a :class:`CoreRun`
@@ -74,13 +75,16 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
     ``TimeoutError`` if a run stays busy for more than ``timeout`` cycles (default: no limit) or
     a stream still has beats to move when the last run has ended. ``platform``: what the core is
     elaborated for (default none; e.g. ``DspTarget("generic", ram_bank_words=4)`` for banked
-    K/V memories)."""
+    K/V memories). ``heads``, ``kv_heads``: a grouped core (:class:`~swatkit.rtl.CoreParams`);
+    each run's ``q`` is then (g, N, d) for its g = heads / kv_heads query heads, ``k`` and ``v``
+    (N, d), and its output (g, N, d); ``q`` and ``o`` move g·N beats."""
     fmt = fmt or NumberFormat()
     runs = [it for it in items if isinstance(it, CoreInput)]
     if hw is None:
-        hw = HardwareConfig(max_seq_len=max([len(it.q) for it in runs] + [1]))
-    dut = SwatCore(spec, fmt, hw)
+        hw = HardwareConfig(max_seq_len=max([np.shape(it.q)[-2] for it in runs] + [1]))
+    dut = SwatCore(spec, fmt, hw, heads=heads, kv_heads=kv_heads)
     p = dut.params
+    hg = p.group_heads
     lay = core_layouts(p)
     globals_ = bool(p.max_global_tokens)
     randoms = bool(p.max_random_blocks)
@@ -92,7 +96,10 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
             continue
         if not isinstance(it, CoreInput):
             raise TypeError(f"an item must be a CoreInput or a Reject, not {it!r}")
-        n = len(it.q)
+        if hg > 1 and np.shape(it.q)[:1] != (hg,):
+            raise ValueError(f"q must have one row block per query head of the group, shape "
+                             f"({hg}, N, d), not {np.shape(it.q)}")
+        n = np.shape(it.q)[-2]
         run = p.run_spec(n) if it.run is None else it.run
         p.check_run(run)
         if run.seq_len != n:
@@ -106,7 +113,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
 
     rng = random.Random(seed)
     seeds = [rng.randrange(2 ** 32) for _ in range(3)]
-    outs = [np.zeros((r.run.seq_len, spec.head_dim), dtype=np.int64) for r in good]
+    outs = [np.zeros((hg, r.run.seq_len, spec.head_dim), dtype=np.int64) for r in good]
     done = {}
     results = []
 
@@ -123,7 +130,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
 
     def expected(r):
         n, g = r.run.seq_len, len(r.tokens)
-        want = {"q": n, "kv": g + n, "o": n - g}
+        want = {"q": hg * n, "kv": g + n, "o": hg * n - g}
         if globals_:
             want.update(qg=g, kvg=2 * n if g else 0, og=g)
         if randoms:
@@ -184,7 +191,8 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
             assert count == want, (f"item {index} ({r.run}) moved {count} beats, expected "
                                    f"{want}")
             stats = ctx.get(dut.stats)
-            results.append(CoreRun(outs[k], {name: int(getattr(stats, name))
+            results.append(CoreRun(outs[k] if hg > 1 else outs[k][0],
+                                   {name: int(getattr(stats, name))
                                              for name in STAT_FIELDS}, start))
             k += 1
         # every stream must be done: nothing left to move
@@ -209,19 +217,22 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
         done["kvr"] = True
 
     async def put_q(ctx):
-        beats = [lay["q"].const(_row(r.q[i])) for r in good for i in range(r.run.seq_len)]
+        # (a grouped core: the g query heads of position 0, then of position 1, …)
+        beats = [lay["q"].const(_row(r.q[h, i] if hg > 1 else r.q[i])) for r in good
+                 for i in range(r.run.seq_len) for h in range(hg)]
         await stream_put(ctx, dut.q, beats, rng=random.Random(seeds[1]), gap=gap)
         done["q"] = True
 
     async def get_o(ctx):
-        total = sum(r.run.seq_len - len(r.tokens) for r in good)
+        total = sum(hg * r.run.seq_len - len(r.tokens) for r in good)
         rows = iter(await stream_get(ctx, dut.o, total, rng=random.Random(seeds[2]),
                                      stall=stall, timeout=100_000))
         for out, r in zip(outs, good, strict=True):
             for i in range(r.run.seq_len):
                 if i not in r.tokens:
-                    row = next(rows)
-                    out[i] = [int(row[c]) for c in range(spec.head_dim)]
+                    for h in range(hg):
+                        row = next(rows)
+                        out[h, i] = [int(row[c]) for c in range(spec.head_dim)]
         done["o"] = True
 
     async def put_global(ctx):
@@ -244,7 +255,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
         for out, r in zip(outs, good, strict=True):
             for g in r.tokens:
                 row = next(rows)
-                out[g] = [int(row[c]) for c in range(spec.head_dim)]
+                out[0, g] = [int(row[c]) for c in range(spec.head_dim)]
         done["og"] = True
 
     sim = Simulator(Fragment.get(dut, platform) if platform is not None else dut)
@@ -278,14 +289,16 @@ class SimpleRun(NamedTuple):
 def run_core(q, k, v, spec: AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, *, run: AttentionSpec | None = None,
              global_qkv=None, seed: int = 0, gap: float = 0.0, stall: float = 0.0,
-             timeout: int | None = None, vcd: str | None = None, platform=None) -> CoreRun:
+             timeout: int | None = None, vcd: str | None = None, platform=None,
+             heads: int = 1, kv_heads: int = 1) -> CoreRun:
     """Simulate one run of N = ``len(q)`` rows on the core generated for ``spec`` (its maxima),
     with the pattern ``run`` (default: ``spec``'s, N rows); ``global_qkv`` as in
     :func:`~swatkit.golden.fixed_point_attention`. ``gap``/``stall`` are the probabilities of an
     idle input cycle and of a dropped ``ready`` on an output (seeded by ``seed``). One item of
-    :func:`run_core_many` (whose checks of the beats moved apply)."""
-    hw = hw or HardwareConfig(max_seq_len=max(len(q), 1))
+    :func:`run_core_many` (whose checks of the beats moved apply; ``heads``, ``kv_heads``: a
+    grouped core, q of shape (g, N, d))."""
+    hw = hw or HardwareConfig(max_seq_len=max(np.shape(q)[-2], 1))
     (result,) = run_core_many([CoreInput(q, k, v, run, global_qkv)], spec, fmt, hw, seed=seed,
                               gap=gap, stall=stall, timeout=timeout, vcd=vcd,
-                              platform=platform)
+                              platform=platform, heads=heads, kv_heads=kv_heads)
     return result
