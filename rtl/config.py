@@ -206,15 +206,16 @@ class CoreParams:
         _check_int("heads", self.heads, 1, MAX_HEADS)
         _check_int("kv_heads", self.kv_heads, 1, MAX_HEADS)
         if self.heads % self.kv_heads:
-            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads "
-                             f"({self.kv_heads})")
+            raise ValueError(f"heads must be a multiple of kv_heads ({self.kv_heads}), not "
+                             f"{self.heads}")
         if self.group_heads > 1 and self.spec.block_size:
-            raise ValueError(f"a block-sparse (BigBird) core runs one query head per K/V head: "
-                             f"heads must equal kv_heads, not {self.heads} on {self.kv_heads}")
+            raise ValueError(f"heads must equal kv_heads on a block-sparse (BigBird) core (it "
+                             f"runs one query head per K/V head), not {self.heads} on "
+                             f"{self.kv_heads}")
         if self.group_heads > 1 and (self.spec.global_tokens or self.hw.max_global_tokens):
-            raise ValueError(f"a core with global tokens (Longformer's global rows) runs one "
-                             f"query head per K/V head: heads must equal kv_heads, not "
-                             f"{self.heads} on {self.kv_heads}")
+            raise ValueError(f"heads must equal kv_heads on a core with global tokens "
+                             f"(Longformer's global rows run one query head per K/V head), "
+                             f"not {self.heads} on {self.kv_heads}")
 
     # -- sizes --------------------------------------------------------------------------------
 

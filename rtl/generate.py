@@ -216,9 +216,11 @@ def config_lines(tables: dict | None, params: CoreParams) -> list[str]:
     return lines + ["  " + line for line in dumps(tables).splitlines() if line]
 
 
-def check_target(name: str = "swat_core", dsp: str = "generic", interface: str = "core") -> None:
+def check_target(name: str = "swat_core", dsp: str = "generic", interface: str = "core", *,
+                 heads: int = 1, kv_heads: int = 1) -> None:
     """Check the output choices of :func:`generate`: ``TypeError``/``ValueError`` naming the
-    field."""
+    field (a grouped core, ``heads`` on ``kv_heads``, has the core's own ports only: the
+    AXI4-Stream form frames one head's rows)."""
     for field, value in (("name", name), ("dsp", dsp), ("interface", interface)):
         if not isinstance(value, str):
             raise TypeError(f"{field} must be a string, not {value!r}")
@@ -228,12 +230,15 @@ def check_target(name: str = "swat_core", dsp: str = "generic", interface: str =
         raise ValueError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {dsp!r}")
     if interface not in INTERFACES:
         raise ValueError(f"interface must be one of {', '.join(INTERFACES)}, not {interface!r}")
+    if heads != kv_heads and interface != "core":
+        raise ValueError(f"interface must be core for grouped query heads ({heads} query heads "
+                         f"on {kv_heads} K/V), not {interface}")
 
 
 def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, out_dir: str | Path = ".",
-             name: str = "swat_core", dsp: str = "generic", interface: str = "core"
-             ) -> Generated:
+             name: str = "swat_core", dsp: str = "generic", interface: str = "core", *,
+             heads: int = 1, kv_heads: int = 1) -> Generated:
     """Write ``<out_dir>/<name>.v``, ``<name>.vlt``, ``swatkit.json`` and the packaging of
     :mod:`swatkit.rtl.packaging` (``<name>_pkg.sv``, ``<name>.f``, ``<name>.core`` and, for a
     sliding-window core, the testbench ``<name>_tb.sv``); returns their paths.
@@ -243,7 +248,8 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
     (see :func:`~swatkit.rtl.units.registered_mul`), and also writes ``MULT18X18D.v``, the
     simulation model of the part of the primitive used. ``interface`` (one of
     :data:`INTERFACES`): ``"core"``, the core's own ports; ``"axis"``, the core inside
-    :class:`~swatkit.rtl.axis.AxisSwatCore`.
+    :class:`~swatkit.rtl.axis.AxisSwatCore`. ``heads``, ``kv_heads``: a grouped core
+    (:class:`~swatkit.rtl.CoreParams`; its own ports only, and no SystemVerilog testbench).
 
     Files that an earlier run listed in ``<out_dir>/swatkit.json`` and this run does not write
     (say ``MULT18X18D.v`` after a ``dsp="ecp5"`` run) are removed (``Generated.removed``).
@@ -253,8 +259,9 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
     TypeError, ValueError
         A bad ``name``, ``dsp`` or ``interface``, or a configuration the core cannot implement.
     """
-    check_target(name, dsp, interface)
-    top = SwatCore(spec, fmt, hw) if interface == "core" else AxisSwatCore(spec, fmt, hw)
+    check_target(name, dsp, interface, heads=heads, kv_heads=kv_heads)
+    top = (SwatCore(spec, fmt, hw, heads=heads, kv_heads=kv_heads) if interface == "core"
+           else AxisSwatCore(spec, fmt, hw))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = out / "swatkit.json"
@@ -288,7 +295,7 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
     flist.write_text(file_list(name, [f for f, _ in sources], stated))
     files.update(package=pkg.name, file_list=flist.name)
     tb = None
-    if not top.params.block_size:
+    if not top.params.block_size and top.params.group_heads == 1:
         tb = out / f"{name}_tb.sv"
         tb.write_text(testbench(name, top.params, port_list, interface=interface,
                                 config_lines=stated))

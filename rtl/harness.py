@@ -263,7 +263,8 @@ class SwatHarness(wiring.Component):
         The core (a :class:`~swatkit.rtl.SwatCore` or a :class:`VerilogCore`); by default a
         :class:`VerilogCore` named ``swat_core`` with the given ``interface``.
     depth : int, optional
-        Rows each memory holds (default ``max_seq_len``): the rows of every run loaded at once.
+        Rows each memory holds (default ``max_seq_len``): the rows of every run loaded at once
+        (the Q source and the O sink of a grouped core hold g times as many).
 
     Members
     -------
@@ -298,9 +299,10 @@ class SwatHarness(wiring.Component):
         self.core = core if core is not None else VerilogCore(params, interface=interface)
         lay = core_layouts(params)
         d = self.depth
-        self.q_src = RowSource(lay["q"], d, name="tb_q", mem_attrs=mem_attrs)
+        dq = self.q_depth = d * params.group_heads   # Q and O rows: g per position
+        self.q_src = RowSource(lay["q"], dq, name="tb_q", mem_attrs=mem_attrs)
         self.kv_src = RowSource(lay["kv"], d, name="tb_kv", mem_attrs=mem_attrs)
-        self.o_sink = RowSink(lay["o"], d, name="tb_o", mem_attrs=mem_attrs)
+        self.o_sink = RowSink(lay["o"], dq, name="tb_o", mem_attrs=mem_attrs)
         gmax = params.max_global_tokens
         glob = {}
         if gmax:  # the global-row engine's streams: loaded per run
@@ -321,7 +323,7 @@ class SwatHarness(wiring.Component):
             **glob,
             "start": In(1),
             "seed": In(32),
-            "q_count": In(range(d + 1)),
+            "q_count": In(range(dq + 1)),
             "kv_count": In(range(d + 1)),
             "q_gap": In(THRESHOLD_BITS),
             "kv_gap": In(THRESHOLD_BITS),
@@ -333,7 +335,7 @@ class SwatHarness(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
             "stats": Out(lay["stats"]),
-            "q_sent": Out(range(d + 1)),
+            "q_sent": Out(range(dq + 1)),
             "kv_sent": Out(range(d + 1)),
             "o_rows": Out(32),
             "cycles": Out(32),
@@ -371,7 +373,7 @@ class SwatHarness(wiring.Component):
             ]
 
         q, kv, o = self.q_src, self.kv_src, self.o_sink
-        streams(q, kv, o, ("q", "kv", "o"), (self.q_count, self.kv_count, self.depth),
+        streams(q, kv, o, ("q", "kv", "o"), (self.q_count, self.kv_count, self.q_depth),
                 self.start, 0)
         wiring.connect(m, tb_cmd=wiring.flipped(self.cmd), core_cmd=core.cmd)
         m.d.comb += [

@@ -60,7 +60,8 @@ def _params(case: dict):
     if spec.get("explicit_random_table") is not None:
         spec["explicit_random_table"] = tuple(map(tuple, spec["explicit_random_table"]))
     return CoreParams(AttentionSpec(**{**spec, "global_tokens": tuple(spec["global_tokens"])}),
-                      NumberFormat(**p["format"]), HardwareConfig(**p["hardware"]))
+                      NumberFormat(**p["format"]), HardwareConfig(**p["hardware"]),
+                      **p.get("heads", {}))
 
 
 class HarnessBench:
@@ -270,7 +271,8 @@ class HarnessBench:
 
     async def interrupted_run(self, n: int, after: int):
         """A run of ``n`` rows reset ``after`` cycles in; the harness restarts afterwards."""
-        await self.start(n, n + self.case["runs"][0]["globals"])
+        first = self.case["runs"][0]
+        await self.start(first["q_rows"], n + first["globals"])
         await self.start_globals(0)
         await self.command(self.case["runs"][0]["command"])
         await self.cycles(after)
@@ -291,7 +293,7 @@ class HarnessBench:
         self.interrupted = None
         if fault is not None:
             await self.interrupted_run(runs[0]["seq_len"], fault)
-        await self.start(sum(r["seq_len"] for r in runs),
+        await self.start(sum(r["q_rows"] for r in runs),
                          sum(r["seq_len"] + r["globals"] for r in runs))
         holds = [cocotb.start_soon(self.hold(sig, at, length))
                  for sig, (at, length) in case.get("holds", {}).items()]
@@ -299,11 +301,13 @@ class HarnessBench:
         q_base = kv_base = o_base = 0
         for index, run in enumerate(runs):
             n, count = run["seq_len"], run["globals"]
+            # (Q and output rows: g per position on a grouped core)
+            q_rows, o_rows = run["q_rows"], run["o_rows"]
             label = f"run {index} (N={n}, {run['pattern']})"
             await self.start_globals(index)
             await self.command(run["command"])
             busy_before = int(dut.busy_cycles.value)
-            ok = await self.wait_run(n, label, count)
+            ok = await self.wait_run(q_rows, label, count)
             stats = self.stats()
             got_rows = int(dut.o_rows.value) - o_base
             monitor = int(dut.busy_cycles.value) - busy_before
@@ -321,10 +325,10 @@ class HarnessBench:
             if model is not None and stats["cycles"] != model:
                 self.error(f"{label}: stats.cycles is {stats['cycles']}, but the cycle model "
                            f"(sim/cycle_model.py) gives {model} for this stall-free run")
-            if got_rows != n - count:
+            if got_rows != o_rows:
                 self.error(f"{label}: {got_rows} output rows at the end of the run, expected "
-                           f"{n - count}")
-            for name, sent in (("q", q_base + n), ("kv", kv_base + n + count)):
+                           f"{o_rows}")
+            for name, sent in (("q", q_base + q_rows), ("kv", kv_base + n + count)):
                 if int(getattr(dut, f"{name}_sent").value) != sent:
                     self.error(f"{label}: the {name} source sent "
                                f"{int(getattr(dut, f'{name}_sent').value)} rows, expected {sent}")
@@ -332,9 +336,9 @@ class HarnessBench:
                 self.check_globals(index, label)
             if dut.error.value:
                 self.error(f"{label}: error is set after a valid command")
-            q_base += n
+            q_base += q_rows
             kv_base += n + count
-            o_base += n - count
+            o_base += o_rows
             if index + 1 < len(runs):
                 await self.cycles(idle_choices[index % len(idle_choices)])
         for task in holds:
@@ -347,7 +351,7 @@ class HarnessBench:
         if dut.violation.value:
             self.error(f"cycle {int(dut.violation_cycle.value)}: an offered output row was "
                        "withdrawn or changed before it was taken")
-        self.compare(min(int(dut.o_rows.value), self.case["depth"]))
+        self.compare(min(int(dut.o_rows.value), self.case["o_depth"]))
         self.sim_cycles = int(dut.cycles.value)
 
     def check_globals(self, index: int, label: str):
@@ -385,6 +389,8 @@ class HarnessBench:
             if global_rows:
                 tokens = np.setdiff1d(np.arange(n), rows)
                 where = f"global row {int(tokens[r])}"
+            elif f"heads{index}" in self.arrays:   # a grouped core: the row's query head too
+                where = f"row {int(rows[r])} of query head {int(self.arrays[f'heads{index}'][r])}"
             else:
                 where = f"row {int(rows[r])}"
             self.first = (f"run {index} (N={n}): mismatch at {where}, column {c}: expected "

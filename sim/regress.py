@@ -121,6 +121,9 @@ class Build:
     block_size, random_blocks : int
         A block-sparse (BigBird) core: its block size and most random blocks (``before`` and
         ``after`` are then 0).
+    heads, kv_heads : int
+        A grouped core (:class:`~swatkit.rtl.CoreParams`): each run is one K/V head and its
+        ``heads / kv_heads`` query heads.
     """
 
     id: str
@@ -140,6 +143,8 @@ class Build:
     max_dilation: int = 1
     block_size: int = 0
     random_blocks: int = 0
+    heads: int = 1
+    kv_heads: int = 1
 
     def __post_init__(self):
         _ = self.params  # raises ValueError at once if the core cannot implement it
@@ -170,7 +175,8 @@ class Build:
                    global_tokens=spec.global_tokens,
                    max_global_tokens=0 if spec.block_size else params.max_global_tokens,
                    max_dilation=params.max_dilation, block_size=spec.block_size,
-                   random_blocks=spec.num_random_blocks)
+                   random_blocks=spec.num_random_blocks, heads=params.heads,
+                   kv_heads=params.kv_heads)
 
     def spec(self, seq_len: int) -> AttentionSpec:
         """The generated window with the build's own dilation and global tokens (those below
@@ -195,7 +201,7 @@ class Build:
         spec = (AttentionSpec.bigbird(self.max_seq_len, self.head_dim, self.block_size,
                                       self.random_blocks, seed=0)
                 if self.block_size else self.spec(self.max_seq_len))
-        return CoreParams(spec, self.fmt, self.hardware)
+        return CoreParams(spec, self.fmt, self.hardware, self.heads, self.kv_heads)
 
     @property
     def kind(self) -> str:
@@ -219,7 +225,10 @@ class Build:
                    if self.params.max_global_tokens and not self.block_size else "")
                 + (f", dilation up to {self.params.max_dilation}"
                    if self.params.max_dilation > 1 else "")
-                + ("" if self.interface == "core" else f", {self.interface} interface"))
+                + ("" if self.interface == "core" else f", {self.interface} interface")
+                + (f", {self.heads} query heads on {self.kv_heads} K/V head"
+                   f"{'s' if self.kv_heads > 1 else ''} (a run: one K/V head and its "
+                   f"{self.params.group_heads})" if self.params.group_heads > 1 else ""))
 
 
 INPUT_KINDS = {
@@ -419,6 +428,12 @@ BB4 = Build("bigbird_b4r1_k3d2", head_dim=8, before=0, after=0, key_lanes=3, dim
             block_size=4, random_blocks=1, max_seq_len=128, depth=400)
 BB8 = Build("bigbird_b8r3_k4d8", head_dim=16, before=0, after=0, key_lanes=4, dim_lanes=8,
             block_size=8, random_blocks=3, max_seq_len=256, depth=600)
+# grouped query heads: one K/V head and its g query heads per run (each K/V row enters once and
+# serves all g); causal with 4 query heads per K/V head, and bidirectional with 6 on 2 (g = 3)
+GQ4 = Build("gqa4_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, dim_lanes=2,
+            heads=4, kv_heads=1, depth=1200)
+GQ3 = Build("gqa6on2_bi5_k2d4", head_dim=8, before=2, after=2, key_lanes=2, dim_lanes=4,
+            heads=6, kv_heads=2, max_dilation=2, depth=1200)
 # runs back to back on BB2: N = b … 32b (r as N allows: 0 below 8 blocks), fewer random blocks,
 # a random table given explicitly (rows out of order) and drawn from other seeds
 _BB_TABLE = ((6, 3, 5), (5, 4, 6), (1, 6, 5), (2, 6, 1), (3, 1, 2), (4, 1, 2))
@@ -442,7 +457,7 @@ DEFAULT_CORE = Build.from_params("longformer_default", CoreParams(
     HardwareConfig()))
 
 FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9, G9, D8, G5,
-               BB2, BB4, BB8)
+               BB2, BB4, BB8, GQ4, GQ3)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
 
 # patterns of runs back to back on G9: global tokens (one, at both ends, adjacent, inside each
@@ -553,6 +568,13 @@ def _matrix_fast() -> list[Case]:
         Case("bigbird_b8r3_k4d8/dominant-n128-heavy", BB8, (128,), inputs="dominant",
              gap=h, stall=h),
         Case("bigbird_b8r3_k4d8/reset-mid-run", BB8, (128, 64), stall=0.3, reset_after=1500),
+        Case("gqa4_causal8_k3d2/random-n500", GQ4, (500,)),
+        Case("gqa4_causal8_k3d2/edges-heavy", GQ4, _EDGES, gap=h, stall=h),
+        Case("gqa4_causal8_k3d2/reset-mid-run", GQ4, (300, 200), stall=0.3, reset_after=2000),
+        Case("gqa6on2_bi5_k2d4/patterns", GQ3, (400, 300, 1, 5, 200),
+             patterns=({}, {"dilation": 2}, {}, {"after": 0}, {"before": 0, "dilation": 2})),
+        Case("gqa6on2_bi5_k2d4/extremes-n300-heavy", GQ3, (300,), inputs="extremes",
+             gap=h, stall=h),
     ]
 
 
@@ -795,7 +817,8 @@ def _write_sources(build: Build, src: Path, waves: str | None) -> list[str]:
 
     src.mkdir(parents=True)
     gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, src, CORE,
-                   dsp=build.dsp, interface=build.interface)
+                   dsp=build.dsp, interface=build.interface, heads=build.heads,
+                   kv_heads=build.kv_heads)
     try:
         lint(gen)
     except LintError as e:
@@ -1120,6 +1143,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
 
     arrays, runs, qs, kvs = {}, [], [], []
     bits = case.build.fmt.data_bits
+    hg = params.group_heads
     for index, n in enumerate(case.seq_lens):
         spec = case.run_spec(index)
         rng = case_rng(case, seed, index)
@@ -1128,8 +1152,16 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         # (Longformer's global rows have their own projections; BigBird's use q, k, v)
         global_qkv = (make_inputs(case.inputs, n, case.build, rng)
                       if tokens.size and not spec.block_size else None)
-        expected = fixed_point_attention(q, k, v, spec, case.build.fmt,
-                                         global_qkv=global_qkv).out
+        if hg > 1:   # a grouped core: g query heads on one K/V head (no global rows)
+            q = np.stack([q] + [make_inputs(case.inputs, n, case.build, rng)[0]
+                                for _ in range(hg - 1)])
+            expected = fixed_point_attention(q, k[None], v[None], spec, case.build.fmt).out
+            # the streams' order: position 0's heads, then position 1's, …
+            q, expected = (x.transpose(1, 0, 2).reshape(hg * n, -1) for x in (q, expected))
+            arrays[f"heads{index}"] = np.tile(np.arange(hg), n)
+        else:
+            expected = fixed_point_attention(q, k, v, spec, case.build.fmt,
+                                             global_qkv=global_qkv).out
         if corrupt is not None and corrupt[0] == index:
             _, row, col, bit = corrupt
             expected = expected.copy()
@@ -1139,8 +1171,8 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         # the kv stream: the run's global columns first, then every row (k, then v)
         kvs.append(np.concatenate([k[tokens], v[tokens]], axis=1))
         kvs.append(np.concatenate([k, v], axis=1))
-        arrays[f"expected{index}"] = expected[band]
-        arrays[f"rows{index}"] = band
+        arrays[f"expected{index}"] = expected if hg > 1 else expected[band]
+        arrays[f"rows{index}"] = np.repeat(band, hg)
         if tokens.size:
             qg, kg, vg = (q, k, v) if global_qkv is None else global_qkv
             arrays[f"gexpected{index}"] = expected[tokens]
@@ -1151,6 +1183,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
             arrays[f"kvr{index}"] = pack_rows(
                 np.concatenate([k[random_rows], v[random_rows]], axis=1), bits)
         run = {"seq_len": n, "globals": int(tokens.size), "random": int(random_rows.size),
+               "q_rows": hg * n, "o_rows": hg * (n - int(tokens.size)),
                "pattern": describe_pattern(spec),
                "command": command_value(params, spec), "actions": swat_actions(params, spec),
                "ideal": params.ideal_cycles(n, spec)}
@@ -1164,11 +1197,13 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
     description = {
         "case": case.id, "seed": seed, "nonce": nonce, "config": case.describe(),
         "params": {"spec": spec_dict, "format": dataclasses.asdict(case.build.fmt),
-                   "hardware": dataclasses.asdict(case.build.hardware)},
+                   "hardware": dataclasses.asdict(case.build.hardware),
+                   "heads": {"heads": params.heads, "kv_heads": params.kv_heads}},
         "gaps": case.gaps, "stall": case.stall, "runs": runs,
         "reset_after": case.reset_after,
         "holds": {signal: [at, cycles] for signal, at, cycles in case.holds},
         "idle": list(case.idle), "depth": case.build.harness_depth,
+        "o_depth": case.build.harness_depth * hg,
         "inputs": str(work / "inputs.npz"), "result": str(work / "result.json"),
     }
     (work / "case.json").write_text(json.dumps(description, indent=2) + "\n")

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from swatkit.rtl.generate import INTERFACES
     from swatkit.rtl.units import DSP_TARGETS
 
-    add_workload_options(parser)
+    add_workload_options(parser, heads=True)
     add_hardware_options(parser)
     parser.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("swat_build"),
                         help="folder to write into (default: swat_build)")
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     params = core_params(r, r.spec.seq_len)
     target = {**DEFAULTS, **r.command}
     try:
-        check_target(**target)
+        check_target(**target, heads=params.heads, kv_heads=params.kv_heads)
     except (TypeError, ValueError) as e:  # "name must be a Verilog identifier, not ..."
         field, _, rest = str(e).partition(" ")
         raise UsageError(f"{r.label(field)} {rest}") from None
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{'block ' if params.block_size else ''}window, head_dim "
                       f"{params.spec.head_dim}, {params.hw.key_lanes}x{params.hw.dim_lanes} "
                       "lanes)"):
-            out = generate(params.spec, params.fmt, params.hw, args.output, **target)
+            out = generate(params.spec, params.fmt, params.hw, args.output, **target,
+                           heads=params.heads, kv_heads=params.kv_heads)
     except OSError as e:
         raise UsageError(f"--output: cannot write {args.output}: {e.strerror}") from None
     import json
@@ -141,6 +142,14 @@ def run(args: argparse.Namespace) -> int:
             parts.append(f"dilation up to {params.max_dilation} ({params.max_dilation} residue "
                          "classes in the K/V ring)")
         print("run patterns: window up to the generated one, " + ", ".join(parts))
+    if params.group_heads > 1:
+        g = params.group_heads
+        print(f"grouped query heads: {params.heads} on {params.kv_heads} K/V head"
+              f"{'s' if params.kv_heads > 1 else ''}; a run is one K/V head and its {g} query "
+              f"heads ({g}·N Q and O rows, each K/V row read once for the {g}), the heads one "
+              f"after another on the same engines: no extra multipliers or buffers, {g}x the "
+              f"cycles of one head (ideal {params.ideal_cycles(hw.max_seq_len):,.0f} at "
+              f"N = {hw.max_seq_len}), counters {params.index_bits} bits")
     if args.lint:
         try:
             with progress("verilator --lint-only -Wall"):

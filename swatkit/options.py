@@ -111,7 +111,11 @@ SPEC_KEYS = {
     "random_blocks": "--random-blocks",
     "pattern_seed": "--pattern-seed",
     "random_table": "random_table",   # (only in a config file: a list of rows)
+    "heads": "--heads",
+    "kv_heads": "--kv-heads",
 }
+# grouped query heads: the commands whose parser has --heads take them (generate, regress)
+HEAD_KEYS = ("heads", "kv_heads")
 WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
 # the token band's pattern keys, and BigBird's: one kind per configuration
 BAND_KEYS = (*WINDOW_KEYS, "dilation", "global_tokens")
@@ -191,10 +195,12 @@ def parse_lengths(text: str) -> list[int]:
 
 
 def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
-                         seq_len_help: str = f"sequence length (default {DEFAULT_SEQ_LEN})"
-                         ) -> None:
+                         seq_len_help: str = f"sequence length (default {DEFAULT_SEQ_LEN})",
+                         heads: bool = False) -> None:
     """The [spec] and [format] options, and --config. A command that sweeps N passes
-    ``seq_len_type=parse_lengths`` and resolves with ``lengths=True``."""
+    ``seq_len_type=parse_lengths`` and resolves with ``lengths=True``; a command that builds
+    grouped cores passes ``heads=True`` (``--heads``, ``--kv-heads``; the others refuse those
+    keys in a config file)."""
     parser.add_argument("--config", metavar="FILE", type=Path,
                         help="TOML with [spec], [format] and [hardware] tables, or a "
                              "swatkit.json / flow.json written by swatkit; options on the "
@@ -214,6 +220,13 @@ def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
     g.add_argument("--dilation", metavar="K", type=int, help="distance between window keys")
     g.add_argument("--global-tokens", metavar="I,J,...", type=_token_list,
                    help="positions that attend to, and are attended by, every row")
+    if heads:
+        g.add_argument("--heads", metavar="H", type=int,
+                       help="query heads (Hugging Face's num_attention_heads; default 1): with "
+                            "--kv-heads, a core for one K/V head and its H/K query heads")
+        g.add_argument("--kv-heads", metavar="K", type=int,
+                       help="K/V heads (num_key_value_heads; default 1); --heads must be a "
+                            "multiple")
     b = parser.add_argument_group("BigBird block-sparse pattern (instead of a window)")
     b.add_argument("--bigbird", dest="bigbird_block", metavar="BLOCK", type=int,
                    help="BigBird's block-sparse attention with blocks of BLOCK rows (a power of "
@@ -262,6 +275,7 @@ class Resolved:
     names: dict = dataclasses.field(default_factory=dict)    # key -> what the user typed
     command: dict = dataclasses.field(default_factory=dict)  # the command's table, as given
     lengths: tuple[int, ...] = ()   # with lengths=True: every sequence length (spec: the max)
+    heads: dict = dataclasses.field(default_factory=dict)   # heads, kv_heads as given
 
     def label(self, key: str) -> str:
         """How the user named ``key``: the option, or the config file's key."""
@@ -333,6 +347,12 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     def fail(key, message):
         raise UsageError(f"{names.get(key, key)} {message}")
 
+    heads = {k: values[k] for k in HEAD_KEYS if k in values}
+    if heads and not hasattr(args, "heads"):
+        key = next(iter(heads))
+        fail(key, "is not taken by this command (grouped query heads: swatkit generate and "
+                  "swatkit regress)")
+
     all_lengths = ()
     if lengths:
         all_lengths = (_lengths(values["seq_len"], names["seq_len"]) if "seq_len" in values
@@ -366,7 +386,7 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
         hardware = {k: values[k] for k in HARDWARE_KEYS if k in values}
         own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
         return Resolved(spec, fmt, hardware, sources, names, own,
-                        all_lengths or (spec.seq_len,))
+                        all_lengths or (spec.seq_len,), heads)
     try:
         if causal:
             spec = AttentionSpec.causal(
@@ -382,7 +402,7 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     hardware = {k: values[k] for k in HARDWARE_KEYS if k in values}
     own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
     return Resolved(spec, fmt, hardware, sources, names, own,
-                    all_lengths or (spec.seq_len,))
+                    all_lengths or (spec.seq_len,), heads)
 
 
 def _bigbird(spec_args: dict, values: dict, names: dict, lengths: tuple[int, ...]):
@@ -473,7 +493,7 @@ def core_params(resolved: Resolved, max_seq_len: int, **hardware):
             raise UsageError(f"{label(key)} {value} is below {what}")
     try:
         hw = HardwareConfig(**{**resolved.hardware, **hardware}, max_seq_len=max_seq_len)
-        return CoreParams(resolved.spec, resolved.fmt, hw)
+        return CoreParams(resolved.spec, resolved.fmt, hw, **resolved.heads)
     except LimitError as e:
         raise limit_error(e, resolved) from None
     except (TypeError, ValueError) as e:
@@ -530,6 +550,8 @@ def option_error(error: Exception, names: dict) -> UsageError:
     label = names.get(key) or ALL_OPTIONS.get(key)
     if label is None:
         return UsageError(message)
+    if key == "heads":   # "heads must be a multiple of kv_heads (4), not 6"
+        rest = rest.replace("kv_heads", names.get("kv_heads") or ALL_OPTIONS["kv_heads"])
     if key == "random_table" and not message.startswith("random_table "):
         return UsageError(f"{label}: {message}")
     if key in FIELD_KEYS.values():   # and the other fields it names, as the user named them
