@@ -157,6 +157,10 @@ def shipped_cases(full: bool):
     bigbird = Build.from_params("bigbird_base_b64r3", CoreParams(
         AttentionSpec.bigbird(4096, 64, 64, 3), NumberFormat(), HardwareConfig()))
     cases.append(Case(f"{bigbird.id}/random-n1024", bigbird, (1024,)))
+    # a GPT-OSS sliding-attention head group: window 128 causal, head_dim 64, 8 query heads on
+    # one K/V head (each K/V row enters once and serves the 8)
+    gpt_oss = gpt_oss_group()
+    cases.append(Case(f"{gpt_oss.id}/random-n1024", gpt_oss, (1024,)))
     if full:
         cases.append(Case(f"{bigbird.id}/random-n4096-full", bigbird, (4096,)))
         cases.append(Case(f"{bigbird.id}/random-n2048-stall30-full", bigbird, (2048,),
@@ -173,6 +177,19 @@ def shipped_cases(full: bool):
             NumberFormat(), HardwareConfig(max_seq_len=4608)))
         cases.append(Case(f"{mistral.id}/random-n4608-full", mistral, (4608,)))
     return cases
+
+
+def gpt_oss_group():
+    """The build of a GPT-OSS sliding-attention head group (gpt-oss-20b/120b config.json:
+    ``sliding_window`` 128, ``head_dim`` 64, 64 query heads on 8 K/V heads: 8 per group) on the
+    default lanes, up to 1024 rows."""
+    from swatkit.golden import AttentionSpec, NumberFormat
+    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.sim.regress import Build
+
+    return Build.from_params("gptoss_sliding_h64k8", CoreParams(
+        AttentionSpec.causal(seq_len=1024, head_dim=64, sliding_window=128), NumberFormat(),
+        HardwareConfig(max_seq_len=1024), heads=64, kv_heads=8))
 
 
 def matrix(full: bool):

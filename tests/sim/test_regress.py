@@ -143,6 +143,24 @@ def test_fast_matrix_covers_bigbird():
     assert any(c.reset_after for c in cases)
 
 
+def test_fast_matrix_covers_grouped_heads():
+    """Issue 25's grouped query heads: causal and bidirectional groups (g = 4 and 3, 6 query
+    heads on 2 K/V), stall-free (the cycle model checked) and under heavy gaps and stalls, a
+    reset mid-run, run patterns on one build; the GPT-OSS sliding group at N = 1024."""
+    cases = [c for c in MATRIX_FAST if c.build.params.group_heads > 1]
+    assert {c.build.kind for c in cases} == {"causal", "bidirectional"}
+    assert {c.build.params.group_heads for c in cases} >= {3, 4, 8}
+    assert any(c.build.kv_heads > 1 for c in cases)
+    assert any(c.stall_free for c in cases)
+    assert any(c.gap >= 0.3 and c.stall >= 0.3 for c in cases)
+    assert any(c.reset_after for c in cases)
+    assert any(c.patterns for c in cases)
+    gpt = [c for c in cases if c.build.head_dim == 64]
+    assert gpt and gpt[0].build.before == 127 and gpt[0].build.after == 0
+    assert gpt[0].build.params.group_heads == 8 and gpt[0].stall_free
+    assert gpt[0].seq_lens == (1024,)
+
+
 def test_matrix_covers_what_we_ship():
     """The default core and every board's default core run at real size in the fast matrix
     (stall-free, so the cycle model is checked, and under stalls), the big ones in the full."""
