@@ -275,12 +275,11 @@ class Scheduler(wiring.Component):
         with m.If(qk_start):
             m.d.sync += [qk_row.eq(qk_row + 1),
                          sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
-        with m.If(adv):
-            with m.If(wrap & lo_step):   # the next index's band starts one key on
-                with m.If(lo_lane == kl - 1):
-                    m.d.sync += [lo_lane.eq(0), lo_base.eq(wrap_inc(lo_base, g, sg))]
-                with m.Else():
-                    m.d.sync += lo_lane.eq(lo_lane + 1)
+        with m.If(adv), m.If(wrap & lo_step):   # the next index's band starts one key on
+            with m.If(lo_lane == kl - 1):
+                m.d.sync += [lo_lane.eq(0), lo_base.eq(wrap_inc(lo_base, g, sg))]
+            with m.Else():
+                m.d.sync += lo_lane.eq(lo_lane + 1)
 
         # -- a new run resets every pointer and counter -----------------------------------------
         with m.If(start_run):
