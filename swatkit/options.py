@@ -107,6 +107,7 @@ SPEC_KEYS = {
     "sliding_window": "--sliding-window",
     "dilation": "--dilation",
     "global_tokens": "--global-tokens",
+    "sink_tokens": "--sink-tokens",
     "bigbird_block": "--bigbird",
     "random_blocks": "--random-blocks",
     "pattern_seed": "--pattern-seed",
@@ -118,7 +119,7 @@ SPEC_KEYS = {
 HEAD_KEYS = ("heads", "kv_heads")
 WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
 # the token band's pattern keys, and BigBird's: one kind per configuration
-BAND_KEYS = (*WINDOW_KEYS, "dilation", "global_tokens")
+BAND_KEYS = (*WINDOW_KEYS, "dilation", "global_tokens", "sink_tokens")
 BIGBIRD_KEYS = ("bigbird_block", "random_blocks", "pattern_seed", "random_table")
 DEFAULT_RANDOM_BLOCKS = 3   # BigBird-base (Hugging Face's num_random_blocks)
 # the names the golden spec and the core give BigBird's fields in their messages
@@ -220,6 +221,9 @@ def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
     g.add_argument("--dilation", metavar="K", type=int, help="distance between window keys")
     g.add_argument("--global-tokens", metavar="I,J,...", type=_token_list,
                    help="positions that attend to, and are attended by, every row")
+    g.add_argument("--sink-tokens", metavar="S", type=int,
+                   help="StreamingLLM's sink keys: the first S positions are key-only columns "
+                        "every row attends, within causality")
     if heads:
         g.add_argument("--heads", metavar="H", type=int,
                        help="query heads (Hugging Face's num_attention_heads; default 1): with "
@@ -368,6 +372,11 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     tokens = values.get("global_tokens", ())
     if isinstance(tokens, list):
         tokens = tuple(tokens)
+    if causal and tokens:   # (the golden spec keeps Longformer's meaning: docs/numerics.md)
+        fail("global_tokens", f"cannot be combined with {names.get('causal', '--causal')}: "
+                              "Longformer's global rows attend every key, later ones too; for "
+                              "keys that every row sees within causality (StreamingLLM's "
+                              f"sinks) use {ALL_OPTIONS['sink_tokens']} S")
 
     spec_args = {"seq_len": values.get("seq_len", DEFAULT_SEQ_LEN),
                  "head_dim": values.get("head_dim", DEFAULT_HEAD_DIM)}
@@ -395,7 +404,8 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
             spec = AttentionSpec.longformer(
                 **spec_args,
                 attention_window=values.get("attention_window", DEFAULT_ATTENTION_WINDOW))
-        spec = spec.replace(dilation=values.get("dilation", 1), global_tokens=tokens)
+        spec = spec.replace(dilation=values.get("dilation", 1), global_tokens=tokens,
+                            sink_tokens=values.get("sink_tokens", 0))
         fmt = NumberFormat(**{k: values[k] for k in FORMAT_KEYS if k in values})
     except (TypeError, ValueError) as e:
         raise option_error(e, names) from None

@@ -361,3 +361,20 @@ def test_global_engines_set_and_chosen():
         core_params(r, 64)
     assert str(info.value) == ("--global-engines must be at most 4 (the block size: a run's "
                                "global rows, b or 2·b, are shared evenly), not 8")
+
+
+def test_causal_global_tokens_are_refused_naming_sink_tokens():
+    """Longformer's global rows see later keys: on a causal window the command line refuses
+    them and names StreamingLLM's --sink-tokens (the golden spec keeps Longformer's meaning)."""
+    done = subprocess.run([sys.executable, "-m", "swatkit.cli", "generate", "--causal",
+                           "--global-tokens", "0,1,2,3", "--print-config"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        "swatkit: error: --global-tokens cannot be combined with --causal: Longformer's global "
+        "rows attend every key, later ones too; for keys that every row sees within causality "
+        "(StreamingLLM's sinks) use --sink-tokens S\n")
+    with pytest.raises(UsageError, match=r"^--sink-tokens 5000 is beyond the sequence "
+                                         r"\(seq_len 4096\)$"):
+        parse("--causal", "--sink-tokens", "5000")
+    assert parse("--causal", "--sink-tokens", "4").spec.sink_tokens == 4
