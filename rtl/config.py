@@ -168,9 +168,12 @@ class CoreParams:
         if spec.window > MAX_WINDOW:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
-        if spec.sink_tokens:  # (the core has no key-only columns yet: issue 25, item 2)
-            raise ValueError(f"sink_tokens must be 0 on the SWAT core (it has no sink columns "
-                             f"yet), not {spec.sink_tokens}")
+        if spec.sink_tokens and (spec.global_tokens or hw.max_global_tokens):
+            raise ValueError(f"sink_tokens must be 0 on a core with global tokens (its resident "
+                             f"columns are the global tokens'), not {spec.sink_tokens}")
+        if spec.sink_tokens > MAX_GLOBAL_TOKENS:
+            raise LimitError("sink_tokens", spec.sink_tokens, MAX_GLOBAL_TOKENS,
+                             "resident sink K/V rows, compared by each lane")
         b = spec.block_size
         if b and b & (b - 1):
             raise ValueError(f"block_size must be a power of two on the SWAT core (it checks "
@@ -296,7 +299,7 @@ class CoreParams:
         """The core's q·k multipliers (as many p·v): ``key_lanes·dim_lanes``, and on a core
         with global rows ``global_engines·dim_lanes`` more. The baselines of the estimate get
         this MAC budget."""
-        glob = self.global_engines * self.hw.dim_lanes if self.max_global_tokens else 0
+        glob = self.global_engines * self.hw.dim_lanes if self.global_rows else 0
         return self.hw.key_lanes * self.hw.dim_lanes + glob
 
     @property
@@ -306,11 +309,28 @@ class CoreParams:
 
     @property
     def max_global_tokens(self) -> int:
-        """Most global tokens a run may have: ``hw.max_global_tokens``, raised to the spec's; on
-        a block-sparse core the first and last blocks, ``2·b``."""
+        """Most resident columns a run may have: global tokens, ``hw.max_global_tokens``
+        raised to the spec's; on a block-sparse core the first and last blocks, ``2·b``; on a
+        sink core its sink tokens (``spec.sink_tokens``, key-only columns: no global rows)."""
         if self.block_size:
             return 2 * self.block_size
+        if self.spec.sink_tokens:
+            return self.spec.sink_tokens
         return max(self.hw.max_global_tokens, len(self.spec.global_tokens))
+
+    @property
+    def sink_core(self) -> bool:
+        """Whether the core's resident columns are StreamingLLM's sink keys (``spec.sink_tokens``
+        > 0): the first ``sink_count`` K/V rows of a run (a run-time input up to
+        ``spec.sink_tokens``), key-only — no global rows — and, in a causal run, seen by row i
+        only up to key i."""
+        return bool(self.spec.sink_tokens)
+
+    @property
+    def global_rows(self) -> bool:
+        """Whether the core computes global rows (the global-row engine's; Longformer's global
+        tokens, BigBird's first and last blocks): columns that are not sinks."""
+        return bool(self.max_global_tokens) and not self.sink_core
 
     @property
     def global_rounds(self) -> int:
@@ -419,7 +439,9 @@ class CoreParams:
                               "global_exp_multipliers", "global_v_fifo_rows",
                               "global_buffer_bits", "global_accumulator_bits",
                               "global_exp_table_bits", "global_divider_stages", "flag_bits"), 0)
-        if self.max_global_tokens:
+        if self.sink_core:   # resident columns without global rows
+            glob["flag_bits"] = kl * self.kv_depth
+        elif self.max_global_tokens:
             from .global_rows import QK_DEPTH, global_state_bits
             from .units import EXP_LATENCY
 
@@ -459,7 +481,8 @@ class CoreParams:
                   ("before", run.before, self.spec.before),
                   ("after", run.after, self.spec.after),
                   ("dilation", run.dilation, self.max_dilation),
-                  ("global_tokens", len(run.global_tokens), self.max_global_tokens),
+                  ("global_tokens", len(run.global_tokens),
+                   0 if self.sink_core else self.max_global_tokens),
                   ("sink_tokens", run.sink_tokens, self.spec.sink_tokens))
         for name, value, limit in limits:
             if value > limit:
@@ -510,24 +533,34 @@ class CoreParams:
         block window), ``ceil(G / key_lanes)`` for the run's G global columns and, on a
         block-sparse core, ``ceil(r·b / key_lanes)`` for a row's random blocks."""
         kl = self.hw.key_lanes
-        glob = -(-len(run.global_positions()) // kl)
+        glob = -(-self.column_counts(run) // kl)
         if self.block_size:
             lo, hi = self.block_window(run)
             rnd = self.random_row(run) * -(-(run.num_random_blocks * self.block_size) // kl)
             return -(-(hi - lo + 1) // kl) + glob + rnd
-        band = run.replace(global_tokens=()).keys_per_row()
+        band = run.replace(global_tokens=(), sink_tokens=0).keys_per_row()
         return -(-band // kl) + glob
+
+    def column_counts(self, run: AttentionSpec) -> np.ndarray:
+        """Resident columns each row of ``run`` walks after its band: every global column; on
+        a sink core the run's S sinks, in a causal run (``after`` = 0) only those up to the row,
+        ``min(i + 1, S)`` (the golden rule, :meth:`AttentionSpec.column_valid`)."""
+        rows = np.arange(run.seq_len, dtype=np.int64)
+        if self.sink_core:
+            s = run.sink_tokens
+            return np.minimum(rows + 1, s) if run.after == 0 else np.full_like(rows, s)
+        return np.full_like(rows, len(run.global_positions()))
 
     def band_keys(self, run: AttentionSpec) -> np.ndarray:
         """Keys each row of ``run`` issues on the band core: its band (a global token inside
         the band included, though masked), every global column and, on a block-sparse core,
         the row's random blocks."""
-        glob = len(run.global_positions())
+        glob = self.column_counts(run)
         if self.block_size:
             lo, hi = self.block_window(run)
             rnd = self.random_row(run) * run.num_random_blocks * self.block_size
             return hi - lo + 1 + glob + rnd
-        band = run.replace(global_tokens=()).keys_per_row()
+        band = run.replace(global_tokens=(), sink_tokens=0).keys_per_row()
         return band + glob
 
     def ideal_cycles(self, seq_len: int, run: AttentionSpec | None = None) -> float:
@@ -556,7 +589,7 @@ class CoreParams:
             "format": dataclasses.asdict(self.fmt),
             "hardware": {"key_lanes": self.hw.key_lanes, "dim_lanes": self.hw.dim_lanes,
                          **({"max_global_tokens": self.max_global_tokens}
-                            if self.max_global_tokens and not self.block_size else {}),
+                            if self.global_rows and not self.block_size else {}),
                          **({"max_dilation": self.max_dilation}
                             if self.max_dilation > 1 else {})},
         }

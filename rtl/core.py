@@ -72,7 +72,8 @@ def core_layouts(p: CoreParams) -> dict:
 
     The command carries the run's pattern: ``seq_len``, ``before``, ``after``, and, on a core
     generated for them, ``dilation`` (``max_dilation`` > 1) and ``global_count`` with the sorted
-    ``global_tokens`` positions (``max_global_tokens`` > 0; entries past the count are ignored).
+    ``global_tokens`` positions (``max_global_tokens`` > 0; entries past the count are ignored);
+    on a sink core ``sink_count`` (the run's sink tokens, up to ``spec.sink_tokens``).
     """
     d = p.spec.head_dim
     row = data.ArrayLayout(signed(p.fmt.data_bits), d)
@@ -85,7 +86,9 @@ def core_layouts(p: CoreParams) -> dict:
                "after": unsigned(field_bits(p.spec.after))}
     if p.max_dilation > 1:
         cmd["dilation"] = unsigned(field_bits(p.max_dilation))
-    if p.max_global_tokens and not p.block_size:
+    if p.sink_core:   # the run's sink tokens: K/V rows 0 … sink_count − 1
+        cmd["sink_count"] = unsigned(field_bits(p.max_global_tokens))
+    elif p.max_global_tokens and not p.block_size:
         cmd["global_count"] = unsigned(field_bits(p.max_global_tokens))
         cmd["global_tokens"] = data.ArrayLayout(unsigned(p.index_bits), p.max_global_tokens)
     return {
@@ -104,7 +107,7 @@ def core_signature(p: CoreParams) -> wiring.Signature:
     K/V stream ``kvr`` (in)."""
     lay = core_layouts(p)
     globals_ = {}
-    if p.max_global_tokens:
+    if p.global_rows:
         globals_ = {"qg": In(stream.Signature(lay["q"])), "kvg": In(stream.Signature(lay["kv"])),
                     "og": Out(stream.Signature(lay["o"]))}
     if p.max_random_blocks:
@@ -136,7 +139,9 @@ def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None
               "before": run.before, "after": run.after}
     if p.max_dilation > 1:
         fields["dilation"] = run.dilation
-    if p.max_global_tokens:
+    if p.sink_core:
+        fields["sink_count"] = run.sink_tokens
+    elif p.max_global_tokens:
         tokens = list(run.global_tokens)[:p.max_global_tokens]
         fields["global_count"] = len(run.global_tokens)
         fields["global_tokens"] = tokens + [0] * (p.max_global_tokens - len(tokens))
@@ -208,9 +213,9 @@ class SwatCore(wiring.Component):
         self.qk = QKEngine(p, self.scheduler.rows.payload.shape(), cmd)
         self.sv = SVEngine(p, cmd)
         self.norm = Normaliser(p.fmt, p.spec.head_dim, p.hw.dim_lanes, p.widths.acc,
-                               p.widths.sum, drop=bool(p.max_global_tokens))
+                               p.widths.sum, drop=p.global_rows)
         self.glob = None
-        if p.max_global_tokens:   # (BigBird's 2·b global rows: several engines)
+        if p.global_rows:   # (BigBird's 2·b global rows: several engines)
             d, dl, gmax = p.spec.head_dim, p.hw.dim_lanes, p.max_global_tokens
             self.glob = (GlobalRowEngines(p.fmt, d, dl, p.hw.max_seq_len, gmax,
                                           p.global_engines) if p.global_engines > 1
@@ -277,7 +282,7 @@ class SwatCore(wiring.Component):
         rows_done = Signal(p.index_bits)                # rows sent on o or dropped
         stat_rows_out = Signal(STAT_BITS, name="stat_rows_out")
         o_sent = self.o.valid & self.o.ready
-        if gmax:
+        if p.global_rows:
             o_idx = Signal(p.index_bits)   # the row in the normaliser's row register
             o_drop = Signal()
             if blk:   # the first and last blocks
@@ -308,7 +313,7 @@ class SwatCore(wiring.Component):
 
         # -- the run ends when every row is out (and the global rows are done) -----------------
         band_done = rows_done == (run.nq if p.group_heads > 1 else run.n)
-        if gmax:
+        if p.global_rows:
             # global rows: the global-row engine (its own streams), started with the run
             m.d.comb += [glob.start.eq(run.start), glob.seq_len.eq(run.cmd.seq_len),
                          glob.rows.eq(run.cmd_gcount)]
@@ -325,7 +330,7 @@ class SwatCore(wiring.Component):
                  "rows_out": stat_rows_out, "qk_macs": qk.qk_macs, "sv_macs": sv.sv_macs,
                  "exp_ops": sv.exp_ops}
         for name, sig in stats.items():
-            if gmax and name in GLOBAL_STAT_FIELDS and name != "cycles":
+            if p.global_rows and name in GLOBAL_STAT_FIELDS and name != "cycles":
                 sig = sig + getattr(glob, name)
             m.d.comb += getattr(self.stats, name).eq(sig)
         collisions = [ring.collision] + ([rnd.collision] if rmax else [])

@@ -4,7 +4,8 @@ What they hold: one K and one V memory per key lane, in words of ``dim_lanes`` e
 (:class:`~swatkit.rtl.units.BankedMemory`: banks of one block RAM's depth). :class:`KVRing`
 keeps the window's band rows — key ``j`` in lane ``j mod KL``, slot ``(j div KL) mod S`` of its
 residue class's region (``max_dilation`` regions of ``S·G`` words) — then the run's resident
-global columns, and one flag bit per ring word (the band key is a global token). Each K/V row
+global columns (a sink core: its sink keys, K/V rows 0 … S−1), and one flag bit per ring word
+(the band key is a global token, or a sink). Each K/V row
 enters exactly once (SWAT's input-stationary buffer). :class:`RandomRing` keeps BigBird's random
 blocks: query block B's ``r`` blocks in buffer ``B mod 2`` of memories of their own.
 
@@ -273,7 +274,7 @@ class KVRing(wiring.Component):
             kv_pre = Signal()                    # the row being written is a global column
             kv_flag = Signal()                   # the band row being written is a global token
             pre_wr = Signal(range(gmax + 1))     # global columns written
-            if not blk:   # the global tokens still ahead of the loader
+            if not blk and not p.sink_core:   # the global tokens still ahead of the loader
                 lpos = [Signal(p.index_bits, name=f"kv_gpos{k}") for k in range(gmax)]
                 lrem = Signal(range(gmax + 1))
             m.d.comb += [kv_take.eq(running & (pre_more | (kv_more & slot_free))
@@ -354,6 +355,8 @@ class KVRing(wiring.Component):
                 with m.Else():
                     if blk:   # the first and last blocks are the global tokens
                         hit = (kv_acc < blk) | (kv_acc >= run.n_mb)
+                    elif p.sink_core:   # the sinks: the first gcount rows
+                        hit = kv_acc < gcount
                     else:
                         hit = lrem.any() & (lpos[0] == kv_acc)
                         with m.If(hit):
@@ -367,7 +370,7 @@ class KVRing(wiring.Component):
                 gb = dmax * sg   # the global region
                 m.d.sync += [pre_acc.eq(0), pre_wr.eq(0),
                              kv_region.eq(Mux(run.cmd_gcount.any(), gb, 0))]
-                if not blk:
+                if not blk and not p.sink_core:
                     m.d.sync += [lrem.eq(cmd.global_count),
                                  *[lpos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
             m.d.comb += self.pre_done.eq(pre_wr == gcount)

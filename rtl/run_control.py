@@ -13,8 +13,9 @@ Ports:
 - ``run``: Out(:func:`run_signature`) — ``start`` (the cycle a legal command is taken; the
   ``cmd`` payload is valid in that cycle as ``run.cmd``), ``running``, and the registers of
   the run that the other stages read: ``n`` (rows), ``after`` and ``dafter`` (dilation·after),
-  ``dil``, ``gcount`` (global columns), ``n_mb`` (BigBird: N − b), ``rcount`` and ``rnd_last``
-  (BigBird's random blocks: r and r·b − 1). A field exists only on a core that has it.
+  ``dil``, ``gcount`` (resident columns: global tokens or sinks), ``n_mb`` (BigBird: N − b),
+  ``rcount`` and ``rnd_last`` (BigBird's random blocks: r and r·b − 1). A field exists only
+  on a core that has it.
 - ``done``: In(1) — the run's rows are all out; ``running`` falls.
 - ``error``: Out(1) — the last command was refused; ``cycles``: Out — busy cycles of the run.
 """
@@ -74,7 +75,8 @@ def command_faults(p: CoreParams, cmd) -> list:
     :class:`AttentionSpec`'s own checks of a pattern: N from 1 to ``max_seq_len`` (BigBird: a
     multiple of the block, and ``(r + 5)·b`` rows for r random blocks), ``before``/``after``
     within the generated window, dilation from 1 to ``max_dilation``, at most
-    ``max_global_tokens`` global tokens, in the sequence and increasing. The core and the
+    ``max_global_tokens`` global tokens, in the sequence and increasing (a sink core: at most
+    its sink tokens, and at most N). The core and the
     formal checker (``sim/formal.py``) both use it; tests/rtl/test_stages.py checks it against
     ``check_run`` value by value."""
     spec, hw = p.spec, p.hw
@@ -100,7 +102,10 @@ def command_faults(p: CoreParams, cmd) -> list:
                 over(cmd.after, spec.after, len(cmd.after))]
     if dmax > 1:
         bad += [~cmd.dilation.any(), over(cmd.dilation, dmax, len(cmd.dilation))]
-    if gmax and not blk:
+    if p.sink_core:   # at most the generated sinks, and within the sequence
+        count = cmd.sink_count
+        bad += [over(count, gmax, len(count)), count > seq_len]
+    elif gmax and not blk:
         count, pos = cmd.global_count, cmd.global_tokens
         bad.append(over(count, gmax, len(count)))
         for k in range(gmax):   # the positions in use: in the sequence, increasing
@@ -147,6 +152,8 @@ class RunControl(wiring.Component):
         if blk:
             # the global tokens are the first and last blocks (all rows when N <= 2b)
             m.d.comb += run.cmd_gcount.eq(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len))
+        elif p.sink_core:
+            m.d.comb += run.cmd_gcount.eq(cmd.sink_count)
         elif gmax:
             m.d.comb += run.cmd_gcount.eq(cmd.global_count)
 

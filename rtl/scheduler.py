@@ -16,7 +16,7 @@ Ports:
 - ``rows``: Out(stream(:func:`row_layout`)) — a row's start: its Q row and where its keys are
   (``rem``: offset of its last key from its first, ``lane0``, ``base``, ``later``: the slot
   after ``base``, ``sbuf``: its score buffer, ``region``: its residue class's region, ``rnd``/
-  ``rsel``: random blocks and their buffer).
+  ``rsel``: random blocks and their buffer, ``cols``: a sink core's sink columns of the row).
 - ``kv_wr``, ``kv_a``, ``kv_cls``: In — the K/V ring's written rows and its next row's index and
   class; ``pre_done``: In — the global columns are loaded; ``blocks``: In — query blocks whose
   random rows are loaded; ``sv_fin``: In — a row finished SV (frees its score buffer).
@@ -48,6 +48,8 @@ def row_layout(p: CoreParams) -> data.StructLayout:
         fields["region"] = depth
     if p.max_random_blocks:   # the row has random blocks, in buffer rsel
         fields.update(rnd=unsigned(1), rsel=unsigned(1))
+    if p.sink_core:   # the sink columns the row walks (a causal run: up to the row)
+        fields["cols"] = range(p.max_global_tokens + 1)
     return data.StructLayout(fields)
 
 
@@ -272,6 +274,8 @@ class Scheduler(wiring.Component):
             m.d.comb += row.region.eq(qk_region)
         if rmax:
             m.d.comb += [row.rnd.eq(row_rnd), row.rsel.eq(qk_blk[0])]
+        if p.sink_core:
+            m.d.comb += row.cols.eq(self._sink_columns(m, start_run, adv))
         with m.If(qk_start):
             m.d.sync += [qk_row.eq(qk_row + 1),
                          sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
@@ -288,6 +292,17 @@ class Scheduler(wiring.Component):
         state_invariants(m, platform, [*self.invariants(),
                                        (q_rows == q_cnt, "inv: stats.q_rows = q_cnt")])
         return m
+
+    def _sink_columns(self, m: Module, start_run, adv) -> Signal:
+        """The sink columns of the next row (returned): the run's S, or in a causal run
+        ``min(i + 1, S)`` for position i (:meth:`CoreParams.column_counts`)."""
+        run, cmd = self.run, self.run.cmd
+        cols = Signal(range(self.params.max_global_tokens + 1), name="sink_cols")
+        with m.If(start_run):
+            m.d.sync += cols.eq(Mux((cmd.after == 0) & cmd.sink_count.any(), 1, cmd.sink_count))
+        with m.Elif(adv & (cols < run.gcount)):
+            m.d.sync += cols.eq(cols + 1)
+        return cols
 
     def _q_registers(self, m: Module, qk_start, q_rows, nq) -> Signal:
         """The next row's Q (returned) and one more behind it (``q_skid``): the Q stream's

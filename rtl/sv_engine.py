@@ -100,7 +100,12 @@ class SVEngine(wiring.Component):
         word = dl * b
         gmax, rmax = p.max_global_tokens, p.max_random_blocks
         sv_en = Signal()
-        sv = RowWalk(m, p, "sv", run.gcount if gmax else None, run.rnd_last if rmax else None)
+        # the resident columns a row walks: the run's, or a sink core's row's own (held from
+        # the row's start: a causal row sees the sinks up to itself)
+        cols = run.gcount if gmax else None
+        if p.sink_core:
+            cols = Signal(range(gmax + 1), name="sv_cols")
+        sv = RowWalk(m, p, "sv", cols, run.rnd_last if rmax else None)
         sv_m = Signal(signed(w.score))
         # m − d_sat: a score below it saturates the exp (D = m − S > d_sat), compared beside the
         # subtract instead of after it
@@ -123,6 +128,8 @@ class SVEngine(wiring.Component):
                                    i_row.rnd if rmax else None, i_row.rsel if rmax else None,
                                    later=i_row.later),
                          sv_m.eq(row_max), sv_m_lo.eq(row_max - d_sat)]
+            if p.sink_core:
+                m.d.sync += cols.eq(i_row.cols)
 
         m.d.comb += [self.s_rd.addr.eq(sv.s_addr), self.s_rd.en.eq(sv_en)]
         if gmax:  # the band keys that are global tokens, read beside their scores

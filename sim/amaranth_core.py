@@ -86,7 +86,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
     p = dut.params
     hg = p.group_heads
     lay = core_layouts(p)
-    globals_ = bool(p.max_global_tokens)
+    globals_ = p.global_rows
     randoms = bool(p.max_random_blocks)
 
     plans = []  # per item: (kind, command payload, run details)
@@ -108,7 +108,9 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
         gq = (it.q, it.k, it.v) if it.global_qkv is None else it.global_qkv
         cmd = command(p, run) if it.cmd is None else it.cmd
         plans.append(("run", cmd, SimpleRun(it.q, it.k, it.v, run, tokens, gq,
-                                            p.random_stream_rows(run))))
+                                            p.random_stream_rows(run),
+                                            [int(c) for c in run.columns()]
+                                            if not run.block_size else tokens)))
     good = [plan[2] for plan in plans if plan[0] == "run"]
 
     rng = random.Random(seed)
@@ -130,7 +132,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
 
     def expected(r):
         n, g = r.run.seq_len, len(r.tokens)
-        want = {"q": hg * n, "kv": g + n, "o": hg * n - g}
+        want = {"q": hg * n, "kv": len(r.cols) + n, "o": hg * n - g}
         if globals_:
             want.update(qg=g, kvg=2 * n if g else 0, og=g)
         if randoms:
@@ -203,9 +205,9 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
             raise TimeoutError(f"streams {left} still have beats to move after the last run")
 
     async def put_kv(ctx):
-        # per run: its global columns first (resident), then the band rows
+        # per run: its resident columns first (global tokens or sinks), then the band rows
         beats = [lay["kv"].const({"k": _row(r.k[j]), "v": _row(r.v[j])})
-                 for r in good for j in [*r.tokens, *range(r.run.seq_len)]]
+                 for r in good for j in [*r.cols, *range(r.run.seq_len)]]
         await stream_put(ctx, dut.kv, beats, rng=random.Random(seeds[0]), gap=gap)
         done["kv"] = True
 
@@ -284,6 +286,7 @@ class SimpleRun(NamedTuple):
     tokens: list
     gq: tuple
     rnd: np.ndarray   # the K/V rows of the random-block stream
+    cols: list        # the resident columns sent first on kv (global tokens or sinks)
 
 
 def run_core(q, k, v, spec: AttentionSpec, fmt: NumberFormat | None = None,

@@ -70,7 +70,8 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
         raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n}")
     g, before, after, dil = p.groups, run.before, run.after, run.dilation
     glob_pos = run.global_positions()
-    n_glob = len(glob_pos)
+    n_glob = len(glob_pos)                # global rows
+    n_cols = len(run.columns()) if not p.block_size else n_glob   # resident columns
     ring, nb = p.ring_rows, p.score_buffers
     reach = dil * after                   # the band's reach after the row
     # K/V row x waits for row x − free_back to finish (a block-sparse core: 2b − 1 behind)
@@ -92,9 +93,9 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     # rows whose schedule is periodic can be skipped: from here on all times move by rg_mid
     # per row (g·rg_mid per position)
     interior_end = n - reach - 2          # positions before this have a full, unclipped window
-    rg_mid = (math.ceil(run.window / p.hw.key_lanes) + math.ceil(n_glob / p.hw.key_lanes)) * g
+    rg_mid = (math.ceil(run.window / p.hw.key_lanes) + math.ceil(n_cols / p.hw.key_lanes)) * g
     history = 3 * dil * (nb + ring // max(1, before + after + 1) + 4)
-    first = n_glob * g                    # the global columns are accepted first
+    first = n_cols * g                    # the resident columns are accepted first
     r = 0
     visited = 0
     while r < rows:
