@@ -249,7 +249,8 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
     simulation model of the part of the primitive used. ``interface`` (one of
     :data:`INTERFACES`): ``"core"``, the core's own ports; ``"axis"``, the core inside
     :class:`~swatkit.rtl.axis.AxisSwatCore`. ``heads``, ``kv_heads``: a grouped core
-    (:class:`~swatkit.rtl.CoreParams`; its own ports only, and no SystemVerilog testbench).
+    (:class:`~swatkit.rtl.CoreParams`; its own ports only). A grouped or sink core has no
+    SystemVerilog testbench (it drives one head's rows and no resident columns).
 
     Files that an earlier run listed in ``<out_dir>/swatkit.json`` and this run does not write
     (say ``MULT18X18D.v`` after a ``dsp="ecp5"`` run) are removed (``Generated.removed``).
@@ -295,7 +296,7 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
     flist.write_text(file_list(name, [f for f, _ in sources], stated))
     files.update(package=pkg.name, file_list=flist.name)
     tb = None
-    if not top.params.block_size and top.params.group_heads == 1:
+    if not top.params.block_size and top.params.group_heads == 1 and not top.params.sink_core:
         tb = out / f"{name}_tb.sv"
         tb.write_text(testbench(name, top.params, port_list, interface=interface,
                                 config_lines=stated))
@@ -328,7 +329,8 @@ def _summary(p: CoreParams, interface: str) -> str:
     s = p.spec
     shape = (f"BigBird blocks of {p.block_size}, up to {p.max_random_blocks} random blocks"
              if p.block_size else f"window {s.before}+1+{s.after} keys")
-    extra = "".join([f", up to {p.max_global_tokens} global tokens"
+    extra = "".join([f", up to {p.max_global_tokens} "
+                     f"{'sink' if p.sink_core else 'global'} tokens"
                      if p.max_global_tokens and not p.block_size else "",
                      f", dilation up to {p.max_dilation}" if p.max_dilation > 1 else "",
                      ", AXI4-Stream ports" if interface == "axis" else ""])

@@ -305,7 +305,7 @@ class SwatHarness(wiring.Component):
         self.o_sink = RowSink(lay["o"], dq, name="tb_o", mem_attrs=mem_attrs)
         gmax = params.max_global_tokens
         glob = {}
-        if gmax:  # the global-row engine's streams: loaded per run
+        if params.global_rows:  # the global-row engine's streams: loaded per run
             n = params.hw.max_seq_len
             self.qg_src = RowSource(lay["q"], gmax, name="tb_qg", mem_attrs=mem_attrs)
             self.kvg_src = RowSource(lay["kv"], n, name="tb_kvg", mem_attrs=mem_attrs,
@@ -381,7 +381,7 @@ class SwatHarness(wiring.Component):
             self.q_sent.eq(q.sent), self.kv_sent.eq(kv.sent), self.o_rows.eq(o.received),
             self.violation.eq(o.violation), self.violation_cycle.eq(o.violation_cycle),
         ]
-        if self.params.max_global_tokens:
+        if self.params.global_rows:
             qg, kvg, og = self.qg_src, self.kvg_src, self.og_sink
             streams(qg, kvg, og, ("qg", "kvg", "og"),
                     (self.qg_count, self.kvg_count, self.params.max_global_tokens),

@@ -213,7 +213,12 @@ class HarnessBench:
             if p.max_dilation + 1 < 2 ** width("dilation"):
                 bad[f"dilation={p.max_dilation + 1}"] = value(dilation=p.max_dilation + 1)
         g = p.max_global_tokens
-        if g:
+        if p.sink_core:   # more sinks than generated, or than N
+            if g + 1 < 2 ** width("sink_count"):
+                bad[f"sink_count={g + 1}"] = value(sink_count=g + 1)
+            if g > 1:
+                bad[f"sink_count={g} at N=1"] = value(seq_len=1, sink_count=g)
+        elif g:
             bad["global token 5 of N=5"] = value(global_count=1,
                                                  global_tokens=[5] + [0] * (g - 1))
             if g > 1:
@@ -272,7 +277,7 @@ class HarnessBench:
     async def interrupted_run(self, n: int, after: int):
         """A run of ``n`` rows reset ``after`` cycles in; the harness restarts afterwards."""
         first = self.case["runs"][0]
-        await self.start(first["q_rows"], n + first["globals"])
+        await self.start(first["q_rows"], n + first["columns"])
         await self.start_globals(0)
         await self.command(self.case["runs"][0]["command"])
         await self.cycles(after)
@@ -294,7 +299,7 @@ class HarnessBench:
         if fault is not None:
             await self.interrupted_run(runs[0]["seq_len"], fault)
         await self.start(sum(r["q_rows"] for r in runs),
-                         sum(r["seq_len"] + r["globals"] for r in runs))
+                         sum(r["seq_len"] + r["columns"] for r in runs))
         holds = [cocotb.start_soon(self.hold(sig, at, length))
                  for sig, (at, length) in case.get("holds", {}).items()]
         idle_choices = case.get("idle", [0])
@@ -328,7 +333,7 @@ class HarnessBench:
             if got_rows != o_rows:
                 self.error(f"{label}: {got_rows} output rows at the end of the run, expected "
                            f"{o_rows}")
-            for name, sent in (("q", q_base + q_rows), ("kv", kv_base + n + count)):
+            for name, sent in (("q", q_base + q_rows), ("kv", kv_base + n + run["columns"])):
                 if int(getattr(dut, f"{name}_sent").value) != sent:
                     self.error(f"{label}: the {name} source sent "
                                f"{int(getattr(dut, f'{name}_sent').value)} rows, expected {sent}")
@@ -337,7 +342,7 @@ class HarnessBench:
             if dut.error.value:
                 self.error(f"{label}: error is set after a valid command")
             q_base += q_rows
-            kv_base += n + count
+            kv_base += n + run["columns"]
             o_base += o_rows
             if index + 1 < len(runs):
                 await self.cycles(idle_choices[index % len(idle_choices)])

@@ -124,6 +124,9 @@ class Build:
     heads, kv_heads : int
         A grouped core (:class:`~swatkit.rtl.CoreParams`): each run is one K/V head and its
         ``heads / kv_heads`` query heads.
+    sink_tokens : int
+        A sink core (StreamingLLM): its most sink tokens, and the sinks of a run that asks for
+        nothing else (at most N).
     """
 
     id: str
@@ -145,6 +148,7 @@ class Build:
     random_blocks: int = 0
     heads: int = 1
     kv_heads: int = 1
+    sink_tokens: int = 0
 
     def __post_init__(self):
         _ = self.params  # raises ValueError at once if the core cannot implement it
@@ -176,7 +180,7 @@ class Build:
                    max_global_tokens=0 if spec.block_size else params.max_global_tokens,
                    max_dilation=params.max_dilation, block_size=spec.block_size,
                    random_blocks=spec.num_random_blocks, heads=params.heads,
-                   kv_heads=params.kv_heads)
+                   kv_heads=params.kv_heads, sink_tokens=spec.sink_tokens)
 
     def spec(self, seq_len: int) -> AttentionSpec:
         """The generated window with the build's own dilation and global tokens (those below
@@ -188,7 +192,8 @@ class Build:
             r = self.random_blocks if nb < 3 else min(self.random_blocks, max(nb - 5, 0))
             return AttentionSpec.bigbird(seq_len, self.head_dim, self.block_size, r, seed=0)
         return AttentionSpec(seq_len, self.head_dim, self.before, self.after, self.dilation,
-                             tuple(t for t in self.global_tokens if t < seq_len))
+                             tuple(t for t in self.global_tokens if t < seq_len),
+                             sink_tokens=min(self.sink_tokens, seq_len))
 
     @property
     def hardware(self) -> HardwareConfig:
@@ -214,7 +219,8 @@ class Build:
         changed = [f"{x.name}={getattr(f, x.name)}" for x in dataclasses.fields(f)
                    if getattr(f, x.name) != getattr(default, x.name)]
         own = (f" ×{self.dilation}" if self.dilation > 1 else "") + (
-            f" with global tokens {list(self.global_tokens)}" if self.global_tokens else "")
+            f" with global tokens {list(self.global_tokens)}" if self.global_tokens else "") + (
+            f" with {self.sink_tokens} sink tokens" if self.sink_tokens else "")
         window = (f"block {self.block_size}, up to {self.random_blocks} random blocks"
                   if self.block_size else f"window {self.before}+1+{self.after}{own}")
         return (f"{self.kind} {window}, head_dim {self.head_dim}, "
@@ -222,7 +228,7 @@ class Build:
                 f"{'(' + ', '.join(changed) + ')' if changed else 'default'}"
                 + ("" if self.dsp == "generic" else f", {self.dsp} multipliers")
                 + (f", up to {self.params.max_global_tokens} global tokens"
-                   if self.params.max_global_tokens and not self.block_size else "")
+                   if self.params.global_rows and not self.block_size else "")
                 + (f", dilation up to {self.params.max_dilation}"
                    if self.params.max_dilation > 1 else "")
                 + ("" if self.interface == "core" else f", {self.interface} interface")
@@ -307,9 +313,9 @@ class Case:
             runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
         except (TypeError, ValueError) as e:
             raise ValueError(f"{self.id}: {e}") from None
-        kv_rows = sum(r.seq_len + len(r.global_positions()) for r in runs)
+        kv_rows = sum(r.seq_len + len(resident_columns(r)) for r in runs)
         if kv_rows > b.harness_depth:
-            raise ValueError(f"{self.id}: the runs need {kv_rows} K/V rows (global columns "
+            raise ValueError(f"{self.id}: the runs need {kv_rows} K/V rows (resident columns "
                              f"included), more than the harness's {b.harness_depth}")
         for signal, at, cycles in self.holds:
             if signal not in HOLDS or at < 0 or cycles < 1:
@@ -366,6 +372,12 @@ class Case:
                 + (f"; faults: {', '.join(faults)}" if faults else ""))
 
 
+def resident_columns(run: AttentionSpec) -> np.ndarray:
+    """The K/V rows a run sends first on ``kv`` (the core keeps them resident): its global
+    tokens or sinks (:meth:`AttentionSpec.columns`), BigBird's first and last blocks."""
+    return run.global_positions() if run.block_size else run.columns()
+
+
 def describe_pattern(run: AttentionSpec) -> str:
     """A run's pattern in a few characters: ``before+1+after``, ``×dilation``, ``g[tokens]``;
     BigBird ``bigbird b·r`` and the table's seed (or ``table``)."""
@@ -380,6 +392,8 @@ def describe_pattern(run: AttentionSpec) -> str:
         tokens = run.global_tokens
         shown = ",".join(map(str, tokens[:6])) + (",…" if len(tokens) > 6 else "")
         text += f" g[{shown}]"
+    if run.sink_tokens:
+        text += f" s{run.sink_tokens}"
     return text
 
 
@@ -434,6 +448,13 @@ GQ4 = Build("gqa4_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, dim
             heads=4, kv_heads=1, depth=1200)
 GQ3 = Build("gqa6on2_bi5_k2d4", head_dim=8, before=2, after=2, key_lanes=2, dim_lanes=4,
             heads=6, kv_heads=2, max_dilation=2, depth=1200)
+# sink tokens (StreamingLLM): resident key-only columns; causal (a row sees the sinks up to
+# itself: rows below S see fewer), with dilation and fewer sinks per run; and bidirectional on a
+# grouped core (every row sees every sink)
+SK4 = Build("sink4_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, dim_lanes=2,
+            sink_tokens=4, max_dilation=2, depth=1200)
+SKG = Build("sink2_gqa4_bi5_k2d4", head_dim=8, before=2, after=2, key_lanes=2, dim_lanes=4,
+            heads=4, kv_heads=1, sink_tokens=2, depth=1200)
 # runs back to back on BB2: N = b … 32b (r as N allows: 0 below 8 blocks), fewer random blocks,
 # a random table given explicitly (rows out of order) and drawn from other seeds
 _BB_TABLE = ((6, 3, 5), (5, 4, 6), (1, 6, 5), (2, 6, 1), (3, 1, 2), (4, 1, 2))
@@ -457,7 +478,7 @@ DEFAULT_CORE = Build.from_params("longformer_default", CoreParams(
     HardwareConfig()))
 
 FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9, G9, D8, G5,
-               BB2, BB4, BB8, GQ4, GQ3)
+               BB2, BB4, BB8, GQ4, GQ3, SK4, SKG)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
 
 # patterns of runs back to back on G9: global tokens (one, at both ends, adjacent, inside each
@@ -575,6 +596,15 @@ def _matrix_fast() -> list[Case]:
              patterns=({}, {"dilation": 2}, {}, {"after": 0}, {"before": 0, "dilation": 2})),
         Case("gqa6on2_bi5_k2d4/extremes-n300-heavy", GQ3, (300,), inputs="extremes",
              gap=h, stall=h),
+        Case("sink4_causal8_k3d2/random-n500", SK4, (500,)),
+        Case("sink4_causal8_k3d2/edges-heavy", SK4, _EDGES, gap=h, stall=h),
+        Case("sink4_causal8_k3d2/patterns", SK4, (300, 200, 3, 100, 150),
+             patterns=({"sink_tokens": 1}, {"dilation": 2}, {}, {"sink_tokens": 0},
+                       {"before": 2, "sink_tokens": 3, "dilation": 2}), idle=(0, 3)),
+        Case("sink2_gqa4_bi5_k2d4/random-n400", SKG, (400,)),
+        Case("sink2_gqa4_bi5_k2d4/dominant-n300-heavy", SKG, (300,), inputs="dominant",
+             gap=h, stall=h),
+        Case("sink2_gqa4_bi5_k2d4/reset-mid-run", SKG, (200, 100), stall=0.3, reset_after=1500),
     ]
 
 
@@ -1168,8 +1198,9 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
             expected[row, col] ^= 1 << bit
         band = np.setdiff1d(np.arange(n), tokens)
         qs.append(q)
-        # the kv stream: the run's global columns first, then every row (k, then v)
-        kvs.append(np.concatenate([k[tokens], v[tokens]], axis=1))
+        # the kv stream: the run's resident columns first, then every row (k, then v)
+        cols = resident_columns(spec)
+        kvs.append(np.concatenate([k[cols], v[cols]], axis=1))
         kvs.append(np.concatenate([k, v], axis=1))
         arrays[f"expected{index}"] = expected if hg > 1 else expected[band]
         arrays[f"rows{index}"] = np.repeat(band, hg)
@@ -1182,7 +1213,8 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         if params.max_random_blocks:
             arrays[f"kvr{index}"] = pack_rows(
                 np.concatenate([k[random_rows], v[random_rows]], axis=1), bits)
-        run = {"seq_len": n, "globals": int(tokens.size), "random": int(random_rows.size),
+        run = {"seq_len": n, "globals": int(tokens.size), "columns": int(cols.size),
+               "random": int(random_rows.size),
                "q_rows": hg * n, "o_rows": hg * (n - int(tokens.size)),
                "pattern": describe_pattern(spec),
                "command": command_value(params, spec), "actions": swat_actions(params, spec),

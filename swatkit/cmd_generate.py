@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from swatkit.rtl.generate import INTERFACES
     from swatkit.rtl.units import DSP_TARGETS
 
-    add_workload_options(parser, heads=True)
+    add_workload_options(parser, core_features=True)
     add_hardware_options(parser)
     parser.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("swat_build"),
                         help="folder to write into (default: swat_build)")
@@ -133,7 +133,13 @@ def run(args: argparse.Namespace) -> int:
                  if params.max_random_blocks else ""))
     elif params.max_global_tokens or params.max_dilation > 1:
         parts = []
-        if params.max_global_tokens:
+        if params.sink_core:
+            sink_bits = (2 * params.hw.key_lanes * params.global_rounds * params.groups
+                         * params.hw.dim_lanes * params.fmt.data_bits)
+            parts.append(f"up to {params.max_global_tokens} sink tokens (resident key-only "
+                         f"columns, no global rows: sink_count on the command; "
+                         f"{sink_bits} bits of the K/V buffer, flags {res['flag_bits']} bits)")
+        elif params.max_global_tokens:
             parts.append(f"up to {params.max_global_tokens} global tokens (global-row engine: "
                          f"{res['global_qk_multipliers']} + {res['global_sv_multipliers']} + "
                          f"{res['global_exp_multipliers']} multipliers; flags "

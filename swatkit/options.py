@@ -115,8 +115,10 @@ SPEC_KEYS = {
     "heads": "--heads",
     "kv_heads": "--kv-heads",
 }
-# grouped query heads: the commands whose parser has --heads take them (generate, regress)
+# grouped query heads and sink tokens: the commands whose parser has --heads take them
+# (generate, regress; the others refuse the keys of a config file)
 HEAD_KEYS = ("heads", "kv_heads")
+CORE_FEATURE_KEYS = (*HEAD_KEYS, "sink_tokens")
 WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
 # the token band's pattern keys, and BigBird's: one kind per configuration
 BAND_KEYS = (*WINDOW_KEYS, "dilation", "global_tokens", "sink_tokens")
@@ -197,11 +199,11 @@ def parse_lengths(text: str) -> list[int]:
 
 def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
                          seq_len_help: str = f"sequence length (default {DEFAULT_SEQ_LEN})",
-                         heads: bool = False) -> None:
+                         core_features: bool = False) -> None:
     """The [spec] and [format] options, and --config. A command that sweeps N passes
     ``seq_len_type=parse_lengths`` and resolves with ``lengths=True``; a command that builds
-    grouped cores passes ``heads=True`` (``--heads``, ``--kv-heads``; the others refuse those
-    keys in a config file)."""
+    grouped and sink cores passes ``core_features=True`` (``--heads``, ``--kv-heads``,
+    ``--sink-tokens``; the others refuse those keys in a config file)."""
     parser.add_argument("--config", metavar="FILE", type=Path,
                         help="TOML with [spec], [format] and [hardware] tables, or a "
                              "swatkit.json / flow.json written by swatkit; options on the "
@@ -221,10 +223,10 @@ def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
     g.add_argument("--dilation", metavar="K", type=int, help="distance between window keys")
     g.add_argument("--global-tokens", metavar="I,J,...", type=_token_list,
                    help="positions that attend to, and are attended by, every row")
-    g.add_argument("--sink-tokens", metavar="S", type=int,
-                   help="StreamingLLM's sink keys: the first S positions are key-only columns "
-                        "every row attends, within causality")
-    if heads:
+    if core_features:
+        g.add_argument("--sink-tokens", metavar="S", type=int,
+                       help="StreamingLLM's sink keys: the first S positions are key-only "
+                            "columns every row attends, within causality")
         g.add_argument("--heads", metavar="H", type=int,
                        help="query heads (Hugging Face's num_attention_heads; default 1): with "
                             "--kv-heads, a core for one K/V head and its H/K query heads")
@@ -352,10 +354,10 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
         raise UsageError(f"{names.get(key, key)} {message}")
 
     heads = {k: values[k] for k in HEAD_KEYS if k in values}
-    if heads and not hasattr(args, "heads"):
-        key = next(iter(heads))
-        fail(key, "is not taken by this command (grouped query heads: swatkit generate and "
-                  "swatkit regress)")
+    given = [k for k in CORE_FEATURE_KEYS if k in values and values[k] != 0]
+    if given and not hasattr(args, "heads"):
+        fail(given[0], "is not taken by this command (grouped query heads and sink tokens: "
+                       "swatkit generate and swatkit regress)")
 
     all_lengths = ()
     if lengths:

@@ -164,5 +164,5 @@ def test_print_config_shows_the_group_and_other_commands_refuse_it(tmp_path):
     refused = _cli("estimate", "--config", str(config))
     assert refused.returncode == 2
     assert refused.stderr == (f"swatkit: error: [spec] heads in {config} is not taken by this "
-                              "command (grouped query heads: swatkit generate and swatkit "
-                              "regress)\n")
+                              "command (grouped query heads and sink tokens: swatkit "
+                              "generate and swatkit regress)\n")
