@@ -143,7 +143,9 @@ class CoreParams:
     """A (spec, format, hardware) triple checked for the SWAT core, with derived sizes.
 
     ``heads`` query heads on ``kv_heads`` K/V heads (default one on one): the core runs one
-    K/V head and its ``group_heads`` = heads / kv_heads query heads per run. Refused with
+    K/V head and its ``group_heads`` = heads / kv_heads query heads per run. ``sink_logits``:
+    the core takes a learned sink logit per query head of the run on its command (GPT-OSS;
+    a token-band core without global tokens). Refused with
     ``TypeError``/``ValueError`` naming the field: not integers in 1..``MAX_HEADS``, heads not
     a multiple of kv_heads, a group on a block-sparse core or one with global tokens.
 
@@ -158,10 +160,16 @@ class CoreParams:
     hw: HardwareConfig
     heads: int = 1
     kv_heads: int = 1
+    sink_logits: bool = False
 
     def __post_init__(self):
         spec, hw = self.spec, self.hw
         self._check_heads()
+        if not isinstance(self.sink_logits, bool):
+            raise TypeError(f"sink_logits must be True or False, not {self.sink_logits!r}")
+        if self.sink_logits and (self.block_size or spec.global_tokens or hw.max_global_tokens):
+            raise ValueError("sink_logits needs a token-band core without global tokens (the "
+                             "global-row engine has no sink logit)")
         if spec.head_dim > MAX_HEAD_DIM:
             raise LimitError("head_dim", spec.head_dim, MAX_HEAD_DIM,
                              "the practical limit of Verilog generation")
@@ -402,7 +410,9 @@ class CoreParams:
 
     @property
     def widths(self) -> Widths:
-        return self.fmt.widths(self.spec.head_dim, self.max_keys)
+        """The datapath's widths for rows of ``max_keys`` keys (and, on a core that takes
+        learned sink logits, one more term of ``l``)."""
+        return self.fmt.widths(self.spec.head_dim, self.max_keys, sink=self.sink_logits)
 
     @property
     def global_widths(self) -> Widths:
@@ -584,6 +594,8 @@ class CoreParams:
             spec = {**spec.as_options(), "global_tokens": list(self.spec.global_tokens)}
         if self.heads > 1 or self.kv_heads > 1:
             spec.update(heads=self.heads, kv_heads=self.kv_heads)
+        if self.sink_logits:
+            spec["sink_logits"] = True
         return {
             "spec": spec,
             "format": dataclasses.asdict(self.fmt),
@@ -640,8 +652,9 @@ class CoreParams:
         """The configuration as JSON records: ``spec``, ``format``, ``hardware``, ``heads``
         (a grouped core's ``heads`` and ``kv_heads``; absent for one head on one), ``widths``,
         ``derived`` and ``resources``."""
-        heads = ({"heads": {"heads": self.heads, "kv_heads": self.kv_heads}}
-                 if self.heads > 1 or self.kv_heads > 1 else {})
+        heads = ({"heads": {"heads": self.heads, "kv_heads": self.kv_heads,
+                            **({"sink_logits": True} if self.sink_logits else {})}}
+                 if self.heads > 1 or self.kv_heads > 1 or self.sink_logits else {})
         return {
             "spec": dataclasses.asdict(self.spec),
             "format": dataclasses.asdict(self.fmt),

@@ -86,6 +86,9 @@ def core_layouts(p: CoreParams) -> dict:
                "after": unsigned(field_bits(p.spec.after))}
     if p.max_dilation > 1:
         cmd["dilation"] = unsigned(field_bits(p.max_dilation))
+    if p.sink_logits:   # the run's learned sink scores (NumberFormat.sink_scores), per head
+        cmd["sink_on"] = unsigned(1)
+        cmd["sink_scores"] = data.ArrayLayout(signed(p.widths.score), p.group_heads)
     if p.sink_core:   # the run's sink tokens: K/V rows 0 … sink_count − 1
         cmd["sink_count"] = unsigned(field_bits(p.max_global_tokens))
     elif p.max_global_tokens and not p.block_size:
@@ -124,19 +127,26 @@ def core_signature(p: CoreParams) -> wiring.Signature:
     })
 
 
-def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None = None) -> dict:
+def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None = None,
+            sink_scores=None) -> dict:
     """The ``cmd`` payload (a dict for ``core_layouts(p)["cmd"].const``) that starts a run with
     the pattern ``run`` (an :class:`AttentionSpec`; default: the core's own spec), or only a
-    different ``seq_len``. Not checked against the core's maxima: the core refuses a bad command
-    itself (``error``); :meth:`CoreParams.check_run` checks one in software."""
+    different ``seq_len``; on a core that takes learned sink logits, ``sink_scores`` (one
+    integer per query head, :meth:`NumberFormat.sink_scores`; None: no sink). Not checked
+    against the core's maxima: the core refuses a bad command itself (``error``);
+    :meth:`CoreParams.check_run` checks one in software."""
     run = p.spec if run is None else run
+    sinks = {}
+    if p.sink_logits:
+        scores = [0] * p.group_heads if sink_scores is None else [int(x) for x in sink_scores]
+        sinks = {"sink_on": int(sink_scores is not None), "sink_scores": scores}
     if p.block_size:
         fields = {"seq_len": run.seq_len if seq_len is None else seq_len}
         if p.max_random_blocks:
             fields["random_blocks"] = run.num_random_blocks
         return fields
     fields = {"seq_len": run.seq_len if seq_len is None else seq_len,
-              "before": run.before, "after": run.after}
+              "before": run.before, "after": run.after, **sinks}
     if p.max_dilation > 1:
         fields["dilation"] = run.dilation
     if p.sink_core:
@@ -149,9 +159,9 @@ def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None
 
 
 def command_value(p: CoreParams, run: AttentionSpec | None = None,
-                  seq_len: int | None = None) -> int:
+                  seq_len: int | None = None, sink_scores=None) -> int:
     """:func:`command` as the integer of the ``cmd`` payload's bits."""
-    const = core_layouts(p)["cmd"].const(command(p, run, seq_len))
+    const = core_layouts(p)["cmd"].const(command(p, run, seq_len, sink_scores))
     return const.as_value().value & ((1 << core_layouts(p)["cmd"].size) - 1)
 
 
@@ -169,6 +179,9 @@ class SwatCore(wiring.Component):
     heads, kv_heads : int
         Query heads on K/V heads (:class:`CoreParams`): the core runs one K/V head and its
         g = heads / kv_heads query heads per run (default one on one).
+    sink_logits : bool
+        The core takes a learned sink score per query head on each run's command
+        (``sink_on``, ``sink_scores``).
 
     Members
     -------
@@ -200,9 +213,10 @@ class SwatCore(wiring.Component):
     """
 
     def __init__(self, spec: AttentionSpec, fmt: NumberFormat | None = None,
-                 hw: HardwareConfig | None = None, *, heads: int = 1, kv_heads: int = 1):
+                 hw: HardwareConfig | None = None, *, heads: int = 1, kv_heads: int = 1,
+                 sink_logits: bool = False):
         self.params = p = CoreParams(spec, fmt or NumberFormat(), hw or HardwareConfig(),
-                                     heads, kv_heads)
+                                     heads, kv_heads, sink_logits)
         super().__init__(core_signature(p))
         lay = core_layouts(p)
         cmd = lay["cmd"]

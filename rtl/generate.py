@@ -217,7 +217,7 @@ def config_lines(tables: dict | None, params: CoreParams) -> list[str]:
 
 
 def check_target(name: str = "swat_core", dsp: str = "generic", interface: str = "core", *,
-                 heads: int = 1, kv_heads: int = 1) -> None:
+                 heads: int = 1, kv_heads: int = 1, sink_logits: bool = False) -> None:
     """Check the output choices of :func:`generate`: ``TypeError``/``ValueError`` naming the
     field (a grouped core, ``heads`` on ``kv_heads``, has the core's own ports only: the
     AXI4-Stream form frames one head's rows)."""
@@ -230,15 +230,16 @@ def check_target(name: str = "swat_core", dsp: str = "generic", interface: str =
         raise ValueError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {dsp!r}")
     if interface not in INTERFACES:
         raise ValueError(f"interface must be one of {', '.join(INTERFACES)}, not {interface!r}")
-    if heads != kv_heads and interface != "core":
-        raise ValueError(f"interface must be core for grouped query heads ({heads} query heads "
-                         f"on {kv_heads} K/V), not {interface}")
+    if (heads != kv_heads or sink_logits) and interface != "core":
+        what = (f"grouped query heads ({heads} query heads on {kv_heads} K/V)"
+                if heads != kv_heads else "learned sink logits")
+        raise ValueError(f"interface must be core for {what}, not {interface}")
 
 
 def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, out_dir: str | Path = ".",
              name: str = "swat_core", dsp: str = "generic", interface: str = "core", *,
-             heads: int = 1, kv_heads: int = 1) -> Generated:
+             heads: int = 1, kv_heads: int = 1, sink_logits: bool = False) -> Generated:
     """Write ``<out_dir>/<name>.v``, ``<name>.vlt``, ``swatkit.json`` and the packaging of
     :mod:`swatkit.rtl.packaging` (``<name>_pkg.sv``, ``<name>.f``, ``<name>.core`` and, for a
     sliding-window core, the testbench ``<name>_tb.sv``); returns their paths.
@@ -260,9 +261,9 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
     TypeError, ValueError
         A bad ``name``, ``dsp`` or ``interface``, or a configuration the core cannot implement.
     """
-    check_target(name, dsp, interface, heads=heads, kv_heads=kv_heads)
-    top = (SwatCore(spec, fmt, hw, heads=heads, kv_heads=kv_heads) if interface == "core"
-           else AxisSwatCore(spec, fmt, hw))
+    check_target(name, dsp, interface, heads=heads, kv_heads=kv_heads, sink_logits=sink_logits)
+    top = (SwatCore(spec, fmt, hw, heads=heads, kv_heads=kv_heads, sink_logits=sink_logits)
+           if interface == "core" else AxisSwatCore(spec, fmt, hw))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = out / "swatkit.json"
@@ -296,7 +297,8 @@ def generate(spec: AttentionSpec, fmt: NumberFormat | None = None,
     flist.write_text(file_list(name, [f for f, _ in sources], stated))
     files.update(package=pkg.name, file_list=flist.name)
     tb = None
-    if not top.params.block_size and top.params.group_heads == 1 and not top.params.sink_core:
+    if not top.params.block_size and top.params.group_heads == 1 and not (
+            top.params.sink_core or top.params.sink_logits):
         tb = out / f"{name}_tb.sv"
         tb.write_text(testbench(name, top.params, port_list, interface=interface,
                                 config_lines=stated))

@@ -22,7 +22,7 @@ Ports:
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,6 +53,9 @@ def run_signature(p: CoreParams, cmd_layout: data.Layout) -> wiring.Signature:
     }
     if p.group_heads > 1:
         members["nq"] = Out(p.index_bits)   # Q rows (and output rows): g · N
+    if p.sink_logits:   # the run's learned sink scores, one per query head, and whether used
+        members["sinks"] = Out(data.ArrayLayout(signed(p.widths.score), p.group_heads))
+        members["sink_on"] = Out(1)
     if not blk:
         members["after"] = Out(field_bits(p.spec.after))
     if dmax > 1:
@@ -102,6 +105,11 @@ def command_faults(p: CoreParams, cmd) -> list:
                 over(cmd.after, spec.after, len(cmd.after))]
     if dmax > 1:
         bad += [~cmd.dilation.any(), over(cmd.dilation, dmax, len(cmd.dilation))]
+    if p.sink_logits:   # a sink score in the scores' range (NumberFormat.sink_scores)
+        lo, hi = p.fmt.score_range(spec.head_dim)
+        for h in range(p.group_heads):
+            sigma = cmd.sink_scores[h]
+            bad.append(cmd.sink_on & ((sigma < lo) | (sigma > hi)))
     if p.sink_core:   # at most the generated sinks, and within the sequence
         count = cmd.sink_count
         bad += [over(count, gmax, len(count)), count > seq_len]
@@ -161,9 +169,11 @@ class RunControl(wiring.Component):
         n = Signal(p.index_bits, name="n")
         m.d.comb += [self.cmd.ready.eq(~running), run.running.eq(running), run.n.eq(n)]
         regs = {}
-        for name in ("after", "dil", "gcount", "n_mb", "rcount", "rnd_last", "dafter", "nq"):
+        for name in ("after", "dil", "gcount", "n_mb", "rcount", "rnd_last", "dafter", "nq",
+                     "sinks", "sink_on"):
             if hasattr(run, name):
-                regs[name] = Signal.like(getattr(run, name), name=name)
+                regs[name] = (Signal(run.sinks.shape(), name=name) if name == "sinks"
+                              else Signal.like(getattr(run, name), name=name))
                 m.d.comb += getattr(run, name).eq(regs[name])
         with m.If(self.cmd.valid & ~running):
             bad = command_faults(p, cmd)
@@ -175,6 +185,9 @@ class RunControl(wiring.Component):
                 m.d.sync += [self.error.eq(0), running.eq(1), n.eq(cmd.seq_len)]
                 if p.group_heads > 1:
                     m.d.sync += regs["nq"].eq(cmd.seq_len * p.group_heads)
+                if p.sink_logits:
+                    m.d.sync += [regs["sinks"].eq(cmd.sink_scores),
+                                 regs["sink_on"].eq(cmd.sink_on)]
                 if blk:
                     m.d.sync += regs["n_mb"].eq(cmd.seq_len - blk)
                     if rmax:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,6 +50,8 @@ def row_layout(p: CoreParams) -> data.StructLayout:
         fields.update(rnd=unsigned(1), rsel=unsigned(1))
     if p.sink_core:   # the sink columns the row walks (a causal run: up to the row)
         fields["cols"] = range(p.max_global_tokens + 1)
+    if p.sink_logits:   # the learned sink score of the row's query head
+        fields["sink"] = signed(p.widths.score)
     return data.StructLayout(fields)
 
 
@@ -276,6 +278,9 @@ class Scheduler(wiring.Component):
             m.d.comb += [row.rnd.eq(row_rnd), row.rsel.eq(qk_blk[0])]
         if p.sink_core:
             m.d.comb += row.cols.eq(self._sink_columns(m, start_run, adv))
+        if p.sink_logits:
+            sinks = [run.sinks[h] for h in range(hg)]
+            m.d.comb += row.sink.eq(Array(sinks)[s.qk_head] if hg > 1 else sinks[0])
         with m.If(qk_start):
             m.d.sync += [qk_row.eq(qk_row + 1),
                          sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]

@@ -121,8 +121,16 @@ class SVEngine(wiring.Component):
         sv.issue(m, sv_en, sv_macs)
         with m.If(sv_en & sv.busy & sv.first_g):
             m.d.sync += exp_ops.eq(exp_ops + sv.active)
+        row_max = self.maxes.payload.max
+        sink = None
+        if p.sink_logits:
+            # a learned sink score joins the row's max (and, below, its sum l)
+            sink = SimpleNamespace(sig=Signal(signed(w.score), name="sv_sink"),
+                                   on=Signal(name="sv_sink_on"))
+            row_max = Mux(run.sink_on & (i_row.sink > row_max), i_row.sink, row_max)
+            with m.If(sv_start):
+                m.d.sync += [sink.sig.eq(i_row.sink), sink.on.eq(run.sink_on)]
         with m.If(sv_start):
-            row_max = self.maxes.payload.max
             m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf,
                                    i_row.region if p.max_dilation > 1 else None,
                                    i_row.rnd if rmax else None, i_row.rsel if rmax else None,
@@ -136,28 +144,35 @@ class SVEngine(wiring.Component):
             m.d.comb += [self.f_rd.en.eq(sv_en),
                          *[self.f_rd.addr[lane].eq(sv.addr[lane]) for lane in range(kl)]]
         addr_bits = Cat(*sv.addr)
+        own = {"sig": sink.sig, "son": sink.on} if sink else {}   # (the row's sink)
         t = pipeline_stage(m, "sv1", sv_en, valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
                            last_g=sv.last_g, first_round=sv.first_round,
                            last_round=sv.end_round, addr=addr_bits, m=sv_m, m_lo=sv_m_lo,
-                           rnd=sv.in_rnd)
+                           rnd=sv.in_rnd, **own)
         stages = [t]
         # the scores are registered out of the block RAMs before D = m − S and the clamp
         t_lanes = ((t.lanes & ~(self.f_rd.data.as_value() & (~t.rnd).replicate(kl)))
                    if gmax else t.lanes)
+        own = {"sig": t.sig, "son": t.son} if sink else {}
         t = pipeline_stage(m, "sv1s", sv_en, valid=t.valid, lanes=t_lanes, first_g=t.first_g,
                            last_g=t.last_g, first_round=t.first_round,
                            last_round=t.last_round, addr=t.addr, m=t.m, m_lo=t.m_lo,
-                           s=self.s_rd.data.as_value(), rnd=t.rnd)
+                           s=self.s_rd.data.as_value(), rnd=t.rnd, **own)
         stages.append(t)
         score = [t.s[lane * w.score:(lane + 1) * w.score].as_signed() for lane in range(kl)]
         diffs = [(t.m - score[lane]).as_unsigned()[:w.score] for lane in range(kl)]
         sats = [score[lane] < t.m_lo for lane in range(kl)]
         probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp", saturated=sats,
                             platform=platform)
+        if sink:   # p_σ of the sink score: one more exp unit, beside the lanes'
+            p_sig = exp2_stages(m, sv_en, [(t.m - t.sig).as_unsigned()[:w.score]], fmt, d,
+                                name="sv_sink_exp", saturated=[t.sig < t.m_lo],
+                                platform=platform)[0]
         for k in range(EXP_LATENCY):
+            own = {"son": t.son} if sink else {}
             t = pipeline_stage(m, f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes,
                                first_g=t.first_g, last_g=t.last_g, first_round=t.first_round,
-                               last_round=t.last_round, addr=t.addr, rnd=t.rnd)
+                               last_round=t.last_round, addr=t.addr, rnd=t.rnd, **own)
             stages.append(t)
             if k == EXP_LATENCY - 3:  # issue the V read: its word, registered twice, meets p
                 # (read, then registered in the fabric once per bank, as the K words)
@@ -180,6 +195,10 @@ class SVEngine(wiring.Component):
                 for lane in range(kl)]
         with m.If(p_en):
             m.d.sync += [p_in[lane].eq(p_next[lane]) for lane in range(kl)]
+        if sink:   # p_σ joins l once, with the row's first key
+            p_in.append(Signal(unsigned(fmt.prob_bits), name="sv_p_sink"))
+            with m.If(p_en):
+                m.d.sync += p_in[-1].eq(Mux(t.son & t.first_round, p_sig, 0))
         # the V words (registered in the fabric above), then registered as multiplier operands
         v_word = self.v_rd.data.as_value()
         if rmax:

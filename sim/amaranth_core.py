@@ -35,6 +35,7 @@ class CoreInput(NamedTuple):
     run: AttentionSpec | None = None
     global_qkv: tuple | None = None
     cmd: dict | None = None   # the command payload to send instead of ``command(p, run)``
+    sinks: tuple | None = None   # learned sink scores, one per query head (a sink-logit core)
 
 
 class Reject(NamedTuple):
@@ -60,7 +61,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
                   hw: HardwareConfig | None = None, *, seed: int = 0, gap: float = 0.0,
                   stall: float = 0.0, timeout: int | None = None,
                   vcd: str | None = None, platform=None, heads: int = 1,
-                  kv_heads: int = 1) -> list:
+                  kv_heads: int = 1, sink_logits: bool = False) -> list:
     """Send the commands of ``items`` back to back to one core generated for ``spec``: a
     :class:`CoreInput` starts a run (the next command is sent once the core is idle again), a
     :class:`Reject` sends a command the core must refuse. Returns, per item, a :class:`CoreRun`
@@ -77,12 +78,13 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
     elaborated for (default none; e.g. ``DspTarget("generic", ram_bank_words=4)`` for banked
     K/V memories). ``heads``, ``kv_heads``: a grouped core (:class:`~swatkit.rtl.CoreParams`);
     each run's ``q`` is then (g, N, d) for its g = heads / kv_heads query heads, ``k`` and ``v``
-    (N, d), and its output (g, N, d); ``q`` and ``o`` move g·N beats."""
+    (N, d), and its output (g, N, d); ``q`` and ``o`` move g·N beats. ``sink_logits``: the core
+    takes learned sink scores on the command (each run's :attr:`CoreInput.sinks`)."""
     fmt = fmt or NumberFormat()
     runs = [it for it in items if isinstance(it, CoreInput)]
     if hw is None:
         hw = HardwareConfig(max_seq_len=max([np.shape(it.q)[-2] for it in runs] + [1]))
-    dut = SwatCore(spec, fmt, hw, heads=heads, kv_heads=kv_heads)
+    dut = SwatCore(spec, fmt, hw, heads=heads, kv_heads=kv_heads, sink_logits=sink_logits)
     p = dut.params
     hg = p.group_heads
     lay = core_layouts(p)
@@ -106,7 +108,7 @@ def run_core_many(items, spec: AttentionSpec, fmt: NumberFormat | None = None,
             raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n} rows")
         tokens = [int(t) for t in run.global_positions()]
         gq = (it.q, it.k, it.v) if it.global_qkv is None else it.global_qkv
-        cmd = command(p, run) if it.cmd is None else it.cmd
+        cmd = command(p, run, sink_scores=it.sinks) if it.cmd is None else it.cmd
         plans.append(("run", cmd, SimpleRun(it.q, it.k, it.v, run, tokens, gq,
                                             p.random_stream_rows(run),
                                             [int(c) for c in run.columns()]
@@ -293,15 +295,17 @@ def run_core(q, k, v, spec: AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, *, run: AttentionSpec | None = None,
              global_qkv=None, seed: int = 0, gap: float = 0.0, stall: float = 0.0,
              timeout: int | None = None, vcd: str | None = None, platform=None,
-             heads: int = 1, kv_heads: int = 1) -> CoreRun:
+             heads: int = 1, kv_heads: int = 1, sinks=None) -> CoreRun:
     """Simulate one run of N = ``len(q)`` rows on the core generated for ``spec`` (its maxima),
     with the pattern ``run`` (default: ``spec``'s, N rows); ``global_qkv`` as in
     :func:`~swatkit.golden.fixed_point_attention`. ``gap``/``stall`` are the probabilities of an
     idle input cycle and of a dropped ``ready`` on an output (seeded by ``seed``). One item of
     :func:`run_core_many` (whose checks of the beats moved apply; ``heads``, ``kv_heads``: a
-    grouped core, q of shape (g, N, d))."""
+    grouped core, q of shape (g, N, d); ``sinks``: learned sink scores, one per query head, on a
+    core generated to take them)."""
     hw = hw or HardwareConfig(max_seq_len=max(np.shape(q)[-2], 1))
-    (result,) = run_core_many([CoreInput(q, k, v, run, global_qkv)], spec, fmt, hw, seed=seed,
-                              gap=gap, stall=stall, timeout=timeout, vcd=vcd,
-                              platform=platform, heads=heads, kv_heads=kv_heads)
+    (result,) = run_core_many([CoreInput(q, k, v, run, global_qkv, sinks=sinks)], spec, fmt,
+                              hw, seed=seed, gap=gap, stall=stall, timeout=timeout, vcd=vcd,
+                              platform=platform, heads=heads, kv_heads=kv_heads,
+                              sink_logits=sinks is not None)
     return result

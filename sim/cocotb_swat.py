@@ -212,6 +212,14 @@ class HarnessBench:
             bad["dilation=0"] = value(dilation=0)
             if p.max_dilation + 1 < 2 ** width("dilation"):
                 bad[f"dilation={p.max_dilation + 1}"] = value(dilation=p.max_dilation + 1)
+        if p.sink_logits:   # a sink score outside the scores' range (where the field holds it)
+            lo, hi = p.fmt.score_range(p.spec.head_dim)
+            heads = p.group_heads
+            if hi + 1 < 2 ** (p.widths.score - 1):
+                bad[f"sink score {hi + 1}"] = value(sink_on=1,
+                                                    sink_scores=[0] * (heads - 1) + [hi + 1])
+            if lo - 1 >= -2 ** (p.widths.score - 1):
+                bad[f"sink score {lo - 1}"] = value(sink_on=1, sink_scores=[lo - 1] * heads)
         g = p.max_global_tokens
         if p.sink_core:   # more sinks than generated, or than N
             if g + 1 < 2 ** width("sink_count"):

@@ -127,6 +127,9 @@ class Build:
     sink_tokens : int
         A sink core (StreamingLLM): its most sink tokens, and the sinks of a run that asks for
         nothing else (at most N).
+    sink_logits : bool
+        The core takes learned sink logits (GPT-OSS) on the command: each run draws one per
+        query head (every third run has none).
     """
 
     id: str
@@ -149,6 +152,7 @@ class Build:
     heads: int = 1
     kv_heads: int = 1
     sink_tokens: int = 0
+    sink_logits: bool = False
 
     def __post_init__(self):
         _ = self.params  # raises ValueError at once if the core cannot implement it
@@ -180,7 +184,8 @@ class Build:
                    max_global_tokens=0 if spec.block_size else params.max_global_tokens,
                    max_dilation=params.max_dilation, block_size=spec.block_size,
                    random_blocks=spec.num_random_blocks, heads=params.heads,
-                   kv_heads=params.kv_heads, sink_tokens=spec.sink_tokens)
+                   kv_heads=params.kv_heads, sink_tokens=spec.sink_tokens,
+                   sink_logits=params.sink_logits)
 
     def spec(self, seq_len: int) -> AttentionSpec:
         """The generated window with the build's own dilation and global tokens (those below
@@ -206,7 +211,8 @@ class Build:
         spec = (AttentionSpec.bigbird(self.max_seq_len, self.head_dim, self.block_size,
                                       self.random_blocks, seed=0)
                 if self.block_size else self.spec(self.max_seq_len))
-        return CoreParams(spec, self.fmt, self.hardware, self.heads, self.kv_heads)
+        return CoreParams(spec, self.fmt, self.hardware, self.heads, self.kv_heads,
+                          self.sink_logits)
 
     @property
     def kind(self) -> str:
@@ -234,7 +240,8 @@ class Build:
                 + ("" if self.interface == "core" else f", {self.interface} interface")
                 + (f", {self.heads} query heads on {self.kv_heads} K/V head"
                    f"{'s' if self.kv_heads > 1 else ''} (a run: one K/V head and its "
-                   f"{self.params.group_heads})" if self.params.group_heads > 1 else ""))
+                   f"{self.params.group_heads})" if self.params.group_heads > 1 else "")
+                + (", learned sink logits" if self.sink_logits else ""))
 
 
 INPUT_KINDS = {
@@ -372,6 +379,18 @@ class Case:
                 + (f"; faults: {', '.join(faults)}" if faults else ""))
 
 
+def run_sinks(params: CoreParams, rng: np.random.Generator, index: int) -> np.ndarray | None:
+    """Run ``index``'s learned sink logits on a core that takes them (None elsewhere, and on
+    every third run: a run without sinks): one real per query head, on the score grid (so that
+    :meth:`NumberFormat.sink_scores` gives back the drawn integer), in a sixth of the scores'
+    range each side — the size of a row's larger scores, so that the sink changes rows."""
+    if not params.sink_logits or index % 3 == 2:
+        return None
+    fmt, d = params.fmt, params.spec.head_dim
+    lo, hi = fmt.score_range(d)
+    return rng.integers(lo // 6, hi // 6 + 1, params.group_heads) * fmt.score_unit(d)
+
+
 def resident_columns(run: AttentionSpec) -> np.ndarray:
     """The K/V rows a run sends first on ``kv`` (the core keeps them resident): its global
     tokens or sinks (:meth:`AttentionSpec.columns`), BigBird's first and last blocks."""
@@ -455,6 +474,9 @@ SK4 = Build("sink4_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, di
             sink_tokens=4, max_dilation=2, depth=1200)
 SKG = Build("sink2_gqa4_bi5_k2d4", head_dim=8, before=2, after=2, key_lanes=2, dim_lanes=4,
             heads=4, kv_heads=1, sink_tokens=2, depth=1200)
+# learned sink logits (GPT-OSS): one per query head on each run's command; a small causal group
+LOGIT = Build("logits_gqa8_causal16_k4d4", head_dim=16, before=15, after=0, key_lanes=4,
+              dim_lanes=4, heads=8, kv_heads=1, sink_logits=True, depth=1200)
 # runs back to back on BB2: N = b … 32b (r as N allows: 0 below 8 blocks), fewer random blocks,
 # a random table given explicitly (rows out of order) and drawn from other seeds
 _BB_TABLE = ((6, 3, 5), (5, 4, 6), (1, 6, 5), (2, 6, 1), (3, 1, 2), (4, 1, 2))
@@ -478,7 +500,7 @@ DEFAULT_CORE = Build.from_params("longformer_default", CoreParams(
     HardwareConfig()))
 
 FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9, G9, D8, G5,
-               BB2, BB4, BB8, GQ4, GQ3, SK4, SKG)
+               BB2, BB4, BB8, GQ4, GQ3, SK4, SKG, LOGIT)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
 
 # patterns of runs back to back on G9: global tokens (one, at both ends, adjacent, inside each
@@ -605,6 +627,9 @@ def _matrix_fast() -> list[Case]:
         Case("sink2_gqa4_bi5_k2d4/dominant-n300-heavy", SKG, (300,), inputs="dominant",
              gap=h, stall=h),
         Case("sink2_gqa4_bi5_k2d4/reset-mid-run", SKG, (200, 100), stall=0.3, reset_after=1500),
+        Case("logits_gqa8_causal16_k4d4/runs", LOGIT, (300, 200, 100, 1, 17), idle=(0, 2)),
+        Case("logits_gqa8_causal16_k4d4/extremes-heavy", LOGIT, (200, 150, 100),
+             inputs="extremes", gap=h, stall=h),
     ]
 
 
@@ -848,7 +873,7 @@ def _write_sources(build: Build, src: Path, waves: str | None) -> list[str]:
     src.mkdir(parents=True)
     gen = generate(build.spec(build.max_seq_len), build.fmt, build.hardware, src, CORE,
                    dsp=build.dsp, interface=build.interface, heads=build.heads,
-                   kv_heads=build.kv_heads)
+                   kv_heads=build.kv_heads, sink_logits=build.sink_logits)
     try:
         lint(gen)
     except LintError as e:
@@ -1182,16 +1207,18 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         # (Longformer's global rows have their own projections; BigBird's use q, k, v)
         global_qkv = (make_inputs(case.inputs, n, case.build, rng)
                       if tokens.size and not spec.block_size else None)
+        sinks = run_sinks(params, rng, index)
         if hg > 1:   # a grouped core: g query heads on one K/V head (no global rows)
             q = np.stack([q] + [make_inputs(case.inputs, n, case.build, rng)[0]
                                 for _ in range(hg - 1)])
-            expected = fixed_point_attention(q, k[None], v[None], spec, case.build.fmt).out
+            expected = fixed_point_attention(q, k[None], v[None], spec, case.build.fmt,
+                                             sink_logits=sinks).out
             # the streams' order: position 0's heads, then position 1's, …
             q, expected = (x.transpose(1, 0, 2).reshape(hg * n, -1) for x in (q, expected))
             arrays[f"heads{index}"] = np.tile(np.arange(hg), n)
         else:
             expected = fixed_point_attention(q, k, v, spec, case.build.fmt,
-                                             global_qkv=global_qkv).out
+                                             global_qkv=global_qkv, sink_logits=sinks).out
         if corrupt is not None and corrupt[0] == index:
             _, row, col, bit = corrupt
             expected = expected.copy()
@@ -1217,7 +1244,9 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
                "random": int(random_rows.size),
                "q_rows": hg * n, "o_rows": hg * (n - int(tokens.size)),
                "pattern": describe_pattern(spec),
-               "command": command_value(params, spec), "actions": swat_actions(params, spec),
+               "command": command_value(params, spec, sink_scores=None if sinks is None else
+                                        case.build.fmt.sink_scores(sinks, params.spec.head_dim)),
+               "actions": swat_actions(params, spec),
                "ideal": params.ideal_cycles(n, spec)}
         if case.stall_free:  # the cycle model is exact without gaps and stalls
             run["model_cycles"] = swat_cycles(params, n, run=spec).cycles
@@ -1230,7 +1259,8 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         "case": case.id, "seed": seed, "nonce": nonce, "config": case.describe(),
         "params": {"spec": spec_dict, "format": dataclasses.asdict(case.build.fmt),
                    "hardware": dataclasses.asdict(case.build.hardware),
-                   "heads": {"heads": params.heads, "kv_heads": params.kv_heads}},
+                   "heads": {"heads": params.heads, "kv_heads": params.kv_heads,
+                             "sink_logits": params.sink_logits}},
         "gaps": case.gaps, "stall": case.stall, "runs": runs,
         "reset_after": case.reset_after,
         "holds": {signal: [at, cycles] for signal, at, cycles in case.holds},

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     params = core_params(r, r.spec.seq_len)
     target = {**DEFAULTS, **r.command}
     try:
-        check_target(**target, heads=params.heads, kv_heads=params.kv_heads)
+        check_target(**target, heads=params.heads, kv_heads=params.kv_heads,
+                     sink_logits=params.sink_logits)
     except (TypeError, ValueError) as e:  # "name must be a Verilog identifier, not ..."
         field, _, rest = str(e).partition(" ")
         raise UsageError(f"{r.label(field)} {rest}") from None
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{params.spec.head_dim}, {params.hw.key_lanes}x{params.hw.dim_lanes} "
                       "lanes)"):
             out = generate(params.spec, params.fmt, params.hw, args.output, **target,
-                           heads=params.heads, kv_heads=params.kv_heads)
+                           heads=params.heads, kv_heads=params.kv_heads,
+                           sink_logits=params.sink_logits)
     except OSError as e:
         raise UsageError(f"--output: cannot write {args.output}: {e.strerror}") from None
     import json
@@ -156,6 +158,12 @@ def run(args: argparse.Namespace) -> int:
               f"after another on the same engines: no extra multipliers or buffers, {g}x the "
               f"cycles of one head (ideal {params.ideal_cycles(hw.max_seq_len):,.0f} at "
               f"N = {hw.max_seq_len}), counters {params.index_bits} bits")
+    if params.sink_logits:
+        w = params.widths
+        print(f"learned sink logits: the command carries sink_on and {params.group_heads} sink "
+              f"score{'s' if params.group_heads > 1 else ''} of {w.score} bits (one per query "
+              f"head: {params.group_heads * w.score + 1} command bits); one more exp unit and "
+              f"its {2 ** params.fmt.exp_frac_bits}-entry table, l {w.sum} bits")
     if args.lint:
         try:
             with progress("verilator --lint-only -Wall"):

@@ -158,7 +158,7 @@ def shipped_cases(full: bool):
         AttentionSpec.bigbird(4096, 64, 64, 3), NumberFormat(), HardwareConfig()))
     cases.append(Case(f"{bigbird.id}/random-n1024", bigbird, (1024,)))
     # a GPT-OSS sliding-attention head group: window 128 causal, head_dim 64, 8 query heads on
-    # one K/V head (each K/V row enters once and serves the 8)
+    # one K/V head (each K/V row enters once and serves the 8), sink logits drawn per run
     gpt_oss = gpt_oss_group()
     cases.append(Case(f"{gpt_oss.id}/random-n1024", gpt_oss, (1024,)))
     if full:
@@ -181,15 +181,15 @@ def shipped_cases(full: bool):
 
 def gpt_oss_group():
     """The build of a GPT-OSS sliding-attention head group (gpt-oss-20b/120b config.json:
-    ``sliding_window`` 128, ``head_dim`` 64, 64 query heads on 8 K/V heads: 8 per group) on the
-    default lanes, up to 1024 rows."""
+    ``sliding_window`` 128, ``head_dim`` 64, 64 query heads on 8 K/V heads: 8 per group; a
+    learned sink logit per query head) on the default lanes, up to 1024 rows."""
     from swatkit.golden import AttentionSpec, NumberFormat
     from swatkit.rtl import CoreParams, HardwareConfig
     from swatkit.sim.regress import Build
 
     return Build.from_params("gptoss_sliding_h64k8", CoreParams(
         AttentionSpec.causal(seq_len=1024, head_dim=64, sliding_window=128), NumberFormat(),
-        HardwareConfig(max_seq_len=1024), heads=64, kv_heads=8))
+        HardwareConfig(max_seq_len=1024), heads=64, kv_heads=8, sink_logits=True))
 
 
 def matrix(full: bool):

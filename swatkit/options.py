@@ -114,10 +114,11 @@ SPEC_KEYS = {
     "random_table": "random_table",   # (only in a config file: a list of rows)
     "heads": "--heads",
     "kv_heads": "--kv-heads",
+    "sink_logits": "--sink-logits",
 }
 # grouped query heads and sink tokens: the commands whose parser has --heads take them
 # (generate, regress; the others refuse the keys of a config file)
-HEAD_KEYS = ("heads", "kv_heads")
+HEAD_KEYS = ("heads", "kv_heads", "sink_logits")   # CoreParams' own fields
 CORE_FEATURE_KEYS = (*HEAD_KEYS, "sink_tokens")
 WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
 # the token band's pattern keys, and BigBird's: one kind per configuration
@@ -233,6 +234,9 @@ def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
         g.add_argument("--kv-heads", metavar="K", type=int,
                        help="K/V heads (num_key_value_heads; default 1); --heads must be a "
                             "multiple")
+        g.add_argument("--sink-logits", action="store_const", const=True, default=None,
+                       help="GPT-OSS's learned sink logits: the core takes one per query head "
+                            "on each run's command (regress draws them per run)")
     b = parser.add_argument_group("BigBird block-sparse pattern (instead of a window)")
     b.add_argument("--bigbird", dest="bigbird_block", metavar="BLOCK", type=int,
                    help="BigBird's block-sparse attention with blocks of BLOCK rows (a power of "
@@ -354,7 +358,7 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
         raise UsageError(f"{names.get(key, key)} {message}")
 
     heads = {k: values[k] for k in HEAD_KEYS if k in values}
-    given = [k for k in CORE_FEATURE_KEYS if k in values and values[k] != 0]
+    given = [k for k in CORE_FEATURE_KEYS if k in values and values[k] not in (0, False)]
     if given and not hasattr(args, "heads"):
         fail(given[0], "is not taken by this command (grouped query heads and sink tokens: "
                        "swatkit generate and swatkit regress)")
