@@ -259,6 +259,12 @@ def own_cases(args) -> list:
                 else f"--seq-len {max(lengths)}")
         raise UsageError(f"{what} needs a harness of {max(rows, base)} rows (global rows "
                          f"included); regress takes at most {MAX_REGRESS_ROWS} per case")
+    g = params.group_heads   # (a grouped core's harness holds g Q and O rows per position)
+    if g * max(rows, base) > MAX_REGRESS_ROWS:
+        raise UsageError(f"{r.label('heads')} {params.heads} on {r.label('kv_heads')} "
+                         f"{params.kv_heads} needs a harness of {g * max(rows, base)} Q rows "
+                         f"({g} per position, {max(rows, base)} positions); regress takes at "
+                         f"most {MAX_REGRESS_ROWS} per case")
     build = _with_depth(build, rows)
     cases = []
     for kind in kinds:
