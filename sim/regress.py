@@ -181,7 +181,8 @@ class Build:
                    key_lanes=hw.key_lanes, dim_lanes=hw.dim_lanes, fmt=params.fmt,
                    max_seq_len=hw.max_seq_len, dsp=dsp, dilation=spec.dilation,
                    global_tokens=spec.global_tokens,
-                   max_global_tokens=0 if spec.block_size else params.max_global_tokens,
+                   max_global_tokens=(0 if spec.block_size or spec.sink_tokens
+                                      else params.max_global_tokens),
                    max_dilation=params.max_dilation, block_size=spec.block_size,
                    random_blocks=spec.num_random_blocks, heads=params.heads,
                    kv_heads=params.kv_heads, sink_tokens=spec.sink_tokens,
@@ -287,6 +288,9 @@ class Case:
         ``after``, ``dilation``, ``global_tokens`` (:meth:`CoreParams.run_spec`); empty: every
         run has the build's pattern. One per run (``{}`` for the build's); kept as sorted
         ``(field, value)`` pairs so that a case stays hashable.
+    sink_logits : tuple of float, optional
+        On a build that takes learned sink logits: these, one per query head, for every run
+        (default: drawn per run, :func:`run_sinks`).
     """
 
     id: str
@@ -300,6 +304,7 @@ class Case:
     holds: tuple[tuple[str, int, int], ...] = ()
     idle: tuple[int, ...] = (0, 0, 1, 2, 5, 13, 30)
     patterns: tuple[dict, ...] = ()
+    sink_logits: tuple[float, ...] | None = None
 
     def __post_init__(self):
         b = self.build
@@ -313,6 +318,16 @@ class Case:
             tuple(sorted((k, tuple(v) if k == "global_tokens" else v)
                          for k, v in dict(pattern).items()))
             for pattern in self.patterns))
+        if self.sink_logits is not None:   # one real per query head, in the scores' range
+            g = b.params.group_heads
+            if not b.sink_logits or len(self.sink_logits) != g:
+                raise ValueError(f"{self.id}: sink_logits must give one value per query head "
+                                 f"({g}) on a build that takes them, not {self.sink_logits}")
+            object.__setattr__(self, "sink_logits", tuple(float(z) for z in self.sink_logits))
+            try:
+                b.fmt.sink_scores(self.sink_logits, b.head_dim)
+            except ValueError as e:
+                raise ValueError(f"{self.id}: {e}") from None
         if self.patterns and len(self.patterns) != len(self.seq_lens):
             raise ValueError(f"{self.id}: patterns must have one entry per run "
                              f"({len(self.seq_lens)}), not {len(self.patterns)}")
@@ -1207,7 +1222,8 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         # (Longformer's global rows have their own projections; BigBird's use q, k, v)
         global_qkv = (make_inputs(case.inputs, n, case.build, rng)
                       if tokens.size and not spec.block_size else None)
-        sinks = run_sinks(params, rng, index)
+        sinks = (run_sinks(params, rng, index) if case.sink_logits is None
+                 else np.asarray(case.sink_logits, dtype=np.float64))
         if hg > 1:   # a grouped core: g query heads on one K/V head (no global rows)
             q = np.stack([q] + [make_inputs(case.inputs, n, case.build, rng)[0]
                                 for _ in range(hg - 1)])

@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from swatkit.rtl.packaging import vlnv
 
     r = resolve(args, "generate")
+    if r.sink_values is not None:
+        raise UsageError(f"{r.label('sink_logits')} takes values only in swatkit regress (the "
+                         "core takes them at run time, on each command)")
     params = core_params(r, r.spec.seq_len)
     target = {**DEFAULTS, **r.command}
     try:

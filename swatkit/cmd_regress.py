@@ -30,6 +30,7 @@ from swatkit.options import (
     add_workload_options,
     check_int_option,
     check_output_file,
+    check_sink_values,
     connect_scheduler,
     core_params,
     resolve,
@@ -228,6 +229,7 @@ def own_cases(args) -> list:
             params = core_params(r, _bucket(largest))
         except UsageError:   # the power of two is past a limit that N itself is not
             params = core_params(r, largest)
+    check_sink_values(r, params)
     tokens = r.spec.global_tokens
     for n in lengths:   # every run has the configuration's global tokens: none may be cut
         if tokens and tokens[-1] >= n:
@@ -273,7 +275,8 @@ def own_cases(args) -> list:
                                                       if gap or stall else "")
             cases.append(Case(f"yours/{kind}-n{n}{tag}",
                               build, (n,) * runs, inputs=kind, gap=gap, stall=stall,
-                              patterns=(pattern,) * runs if pattern else ()))
+                              patterns=(pattern,) * runs if pattern else (),
+                              sink_logits=r.sink_values))
     return cases
 
 

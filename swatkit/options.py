@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -145,6 +146,14 @@ TABLES = {**SHARED_TABLES, **COMMAND_TABLES}
 ALL_OPTIONS = {**SPEC_KEYS, **FORMAT_KEYS, **HARDWARE_KEYS}
 
 
+def _real_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated real numbers, not {text!r}") from None
+
+
 def _token_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())
@@ -234,9 +243,11 @@ def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
         g.add_argument("--kv-heads", metavar="K", type=int,
                        help="K/V heads (num_key_value_heads; default 1); --heads must be a "
                             "multiple")
-        g.add_argument("--sink-logits", action="store_const", const=True, default=None,
+        g.add_argument("--sink-logits", metavar="Z,...", nargs="?", const=True,
+                       type=_real_list,
                        help="GPT-OSS's learned sink logits: the core takes one per query head "
-                            "on each run's command (regress draws them per run)")
+                            "on each run's command; regress draws them per run, or uses the "
+                            "values given (one per query head of the group)")
     b = parser.add_argument_group("BigBird block-sparse pattern (instead of a window)")
     b.add_argument("--bigbird", dest="bigbird_block", metavar="BLOCK", type=int,
                    help="BigBird's block-sparse attention with blocks of BLOCK rows (a power of "
@@ -285,7 +296,9 @@ class Resolved:
     names: dict = dataclasses.field(default_factory=dict)    # key -> what the user typed
     command: dict = dataclasses.field(default_factory=dict)  # the command's table, as given
     lengths: tuple[int, ...] = ()   # with lengths=True: every sequence length (spec: the max)
-    heads: dict = dataclasses.field(default_factory=dict)   # heads, kv_heads as given
+    heads: dict = dataclasses.field(default_factory=dict)   # CoreParams' heads, kv_heads,
+    # sink_logits (a bool) as given
+    sink_values: tuple | None = None   # learned sink logits given as values (regress)
 
     def label(self, key: str) -> str:
         """How the user named ``key``: the option, or the config file's key."""
@@ -358,6 +371,10 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
         raise UsageError(f"{names.get(key, key)} {message}")
 
     heads = {k: values[k] for k in HEAD_KEYS if k in values}
+    sink_values = None
+    if "sink_logits" in heads:
+        heads["sink_logits"], sink_values = _sink_logits(heads["sink_logits"],
+                                                         names["sink_logits"])
     given = [k for k in CORE_FEATURE_KEYS if k in values and values[k] not in (0, False)]
     if given and not hasattr(args, "heads"):
         fail(given[0], "is not taken by this command (grouped query heads and sink tokens: "
@@ -401,7 +418,7 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
         hardware = {k: values[k] for k in HARDWARE_KEYS if k in values}
         own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
         return Resolved(spec, fmt, hardware, sources, names, own,
-                        all_lengths or (spec.seq_len,), heads)
+                        all_lengths or (spec.seq_len,), heads, sink_values)
     try:
         if causal:
             spec = AttentionSpec.causal(
@@ -418,7 +435,38 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     hardware = {k: values[k] for k in HARDWARE_KEYS if k in values}
     own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
     return Resolved(spec, fmt, hardware, sources, names, own,
-                    all_lengths or (spec.seq_len,), heads)
+                    all_lengths or (spec.seq_len,), heads, sink_values)
+
+
+def _sink_logits(value, label: str) -> tuple[bool, tuple | None]:
+    """``--sink-logits`` (True: the core takes them) or its values (a list of reals, or
+    ``[spec] sink_logits`` true/false or a list): whether the core takes them, and the values
+    given (None: drawn per run). Non-finite values are refused here; the count and the range,
+    which depend on the group and the format, by :func:`check_sink_values`."""
+    if isinstance(value, bool):
+        return value, None
+    if not isinstance(value, list | tuple) or not value or any(
+            isinstance(z, bool) or not isinstance(z, int | float) for z in value):
+        raise UsageError(f"{label} must be true or a list of real numbers, not {value!r}")
+    if not all(math.isfinite(z) for z in value):
+        raise UsageError(f"{label} must be finite real numbers, not {list(value)}")
+    return True, tuple(float(z) for z in value)
+
+
+def check_sink_values(resolved: Resolved, params) -> None:
+    """The sink logits given as values: one per query head of the group, each in the scores'
+    range of the format (:meth:`NumberFormat.sink_scores`), else :class:`UsageError`."""
+    values, label = resolved.sink_values, resolved.label("sink_logits")
+    if values is None:
+        return
+    if len(values) != params.group_heads:
+        raise UsageError(f"{label} gives {len(values)} value{'s' if len(values) > 1 else ''}; "
+                         f"the group has {params.group_heads} query "
+                         f"head{'s' if params.group_heads > 1 else ''} (--heads / --kv-heads)")
+    try:
+        params.fmt.sink_scores(values, params.spec.head_dim)
+    except ValueError as e:
+        raise UsageError(f"{label}: {e}") from None
 
 
 def _bigbird(spec_args: dict, values: dict, names: dict, lengths: tuple[int, ...]):

@@ -108,3 +108,32 @@ def test_options_take_sink_logits_on_core_commands_only():
     assert done.returncode == 2
     assert done.stderr == ("swatkit: error: --interface must be core for learned sink logits, "
                            "not axis\n")
+
+
+GROUP = ["--causal", "--sliding-window", "8", "--head-dim", "8", "--key-lanes", "2",
+         "--dim-lanes", "4", "--heads", "4", "--kv-heads", "2", "--seq-len", "100"]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1,2,3", "--sink-logits gives 3 values; the group has 2 query heads (--heads / --kv-heads)"),
+    ("1,nan", "--sink-logits must be finite real numbers, not [1.0, nan]"),
+    ("1,1e9", "--sink-logits: sink logit 1e+09 (head 1) is outside the scores' range "
+              "[-44.9013, 45.2548] of this format (head_dim 8)"),
+    ("a,b", "argument --sink-logits: must be comma-separated real numbers, not 'a,b'"),
+])
+def test_regress_refuses_bad_sink_logits_before_any_build(value, message, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "swatkit.cli", "regress", *GROUP,
+                           "--sink-logits", value, "-n", "0", "--build-dir", str(tmp_path),
+                           "--junitxml", str(tmp_path / "r.xml")], capture_output=True,
+                          text=True)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == f"swatkit: error: {message}"
+    assert not any(tmp_path.iterdir())   # nothing built, nothing written
+
+
+def test_generate_takes_no_sink_values():
+    done = subprocess.run([sys.executable, "-m", "swatkit.cli", "generate", "--sink-logits",
+                           "1,2", "--print-config"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == ("swatkit: error: --sink-logits takes values only in swatkit regress "
+                           "(the core takes them at run time, on each command)\n")
