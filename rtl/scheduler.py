@@ -146,21 +146,7 @@ class Scheduler(wiring.Component):
         m.d.comb += self.q_rows.eq(q_rows)
         qk_start = Signal()
         m.d.comb += qk_start.eq(self.rows.valid & self.rows.ready)
-        # the row bookkeeping moves on when the last query head of a position starts (a
-        # grouped core walks one position's keys once per head; one head: every start)
-        hg = p.group_heads
-        if hg > 1:
-            nq, qk_pos, qk_head = run.nq, s.qk_pos, s.qk_head
-            adv = Signal()
-            m.d.comb += adv.eq(qk_start & (qk_head == hg - 1))
-            with m.If(qk_start):
-                m.d.sync += qk_head.eq(Mux(qk_head == hg - 1, 0, qk_head + 1))
-            with m.If(adv):
-                m.d.sync += qk_pos.eq(qk_pos + 1)
-            with m.If(start_run):
-                m.d.sync += [qk_pos.eq(0), qk_head.eq(0)]
-        else:
-            nq, qk_pos, adv = n, qk_row, qk_start
+        nq, qk_pos, adv = self._heads(m, qk_start, start_run)
 
         # -- Q registers -----------------------------------------------------------------------
         q_next = self._q_registers(m, qk_start, q_rows, nq)
@@ -278,9 +264,9 @@ class Scheduler(wiring.Component):
             m.d.comb += [row.rnd.eq(row_rnd), row.rsel.eq(qk_blk[0])]
         if p.sink_core:
             m.d.comb += row.cols.eq(self._sink_columns(m, start_run, adv))
-        if p.sink_logits:
-            sinks = [run.sinks[h] for h in range(hg)]
-            m.d.comb += row.sink.eq(Array(sinks)[s.qk_head] if hg > 1 else sinks[0])
+        if p.sink_logits:   # the learned sink score of the row's query head
+            sinks = [run.sinks[h] for h in range(p.group_heads)]
+            m.d.comb += row.sink.eq(Array(sinks)[s.qk_head] if len(sinks) > 1 else sinks[0])
         with m.If(qk_start):
             m.d.sync += [qk_row.eq(qk_row + 1),
                          sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
@@ -297,6 +283,26 @@ class Scheduler(wiring.Component):
         state_invariants(m, platform, [*self.invariants(),
                                        (q_rows == q_cnt, "inv: stats.q_rows = q_cnt")])
         return m
+
+    def _heads(self, m: Module, qk_start, start_run):
+        """``(nq, qk_pos, adv)``: the run's Q rows, the next row's position, and ``adv``, a
+        row start after which the row bookkeeping moves on — the start of a position's last
+        query head (a grouped core walks one position's keys once per head; one head: every
+        start, and the position is the row)."""
+        p, run, s = self.params, self.run, self.state
+        hg = p.group_heads
+        if hg == 1:
+            return run.n, s.qk_row, qk_start
+        qk_pos, qk_head = s.qk_pos, s.qk_head
+        adv = Signal()
+        m.d.comb += adv.eq(qk_start & (qk_head == hg - 1))
+        with m.If(qk_start):
+            m.d.sync += qk_head.eq(Mux(qk_head == hg - 1, 0, qk_head + 1))
+        with m.If(adv):
+            m.d.sync += qk_pos.eq(qk_pos + 1)
+        with m.If(start_run):
+            m.d.sync += [qk_pos.eq(0), qk_head.eq(0)]
+        return run.nq, qk_pos, adv
 
     def _sink_columns(self, m: Module, start_run, adv) -> Signal:
         """The sink columns of the next row (returned): the run's S, or in a causal run

@@ -121,15 +121,7 @@ class SVEngine(wiring.Component):
         sv.issue(m, sv_en, sv_macs)
         with m.If(sv_en & sv.busy & sv.first_g):
             m.d.sync += exp_ops.eq(exp_ops + sv.active)
-        row_max = self.maxes.payload.max
-        sink = None
-        if p.sink_logits:
-            # a learned sink score joins the row's max (and, below, its sum l)
-            sink = SimpleNamespace(sig=Signal(signed(w.score), name="sv_sink"),
-                                   on=Signal(name="sv_sink_on"))
-            row_max = Mux(run.sink_on & (i_row.sink > row_max), i_row.sink, row_max)
-            with m.If(sv_start):
-                m.d.sync += [sink.sig.eq(i_row.sink), sink.on.eq(run.sink_on)]
+        row_max, sink = self._sink_start(m, sv_start)
         with m.If(sv_start):
             m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf,
                                    i_row.region if p.max_dilation > 1 else None,
@@ -232,19 +224,7 @@ class SVEngine(wiring.Component):
                            last_g=t.last_g, first_round=t.first_round,
                            last_round=t.last_round, done=t.valid & t.last_round & t.last_g)
         stages.append(t)
-        # rotating accumulator: G groups of DL accumulators; the head group is updated and
-        # moved to the tail, so after every key all groups are back in order
-        acc = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
-               for k in range(g)]
-        total = Signal(unsigned(w.sum))
-        new = [Mux(t.first_round, 0, acc[0][u]) + lane_sum[u] for u in range(dl)]
-        total_new = Mux(t.first_round & t.first_g, 0, total) + lsum
-        with m.If(sv_en & t.valid):
-            for k in range(g - 1):
-                m.d.sync += [acc[k][u].eq(acc[k + 1][u]) for u in range(dl)]
-            m.d.sync += [acc[g - 1][u].eq(new[u]) for u in range(dl)]
-            m.d.sync += total.eq(total_new)
-        final = [acc[k][u] for k in range(1, g) for u in range(dl)] + new
+        final, total_new = self._accumulate(m, sv_en, t, lane_sum, lsum)
 
         # -- the result register: a finished row, fed to the normaliser one group per cycle ----
         res = self._result_register(m, sv_en, t.done, final, total_new)
@@ -266,6 +246,38 @@ class SVEngine(wiring.Component):
             (t.done == (t.valid & t.last_round & t.last_g), "inv: SV row-done flag"),
         ])
         return m
+
+    def _sink_start(self, m: Module, sv_start):
+        """The row's max as the SV engine starts it, and (a core that takes learned sink
+        logits) its sink: ``sig``, the row's sink score, and ``on``, held from the start. The
+        sink score joins the max here and the sum ``l`` at the row's first key."""
+        p, run, i_row = self.params, self.run, self.maxes.payload.row
+        row_max = self.maxes.payload.max
+        if not p.sink_logits:
+            return row_max, None
+        sink = SimpleNamespace(sig=Signal(signed(p.widths.score), name="sv_sink"),
+                               on=Signal(name="sv_sink_on"))
+        with m.If(sv_start):
+            m.d.sync += [sink.sig.eq(i_row.sink), sink.on.eq(run.sink_on)]
+        return Mux(run.sink_on & (i_row.sink > row_max), i_row.sink, row_max), sink
+
+    def _accumulate(self, m: Module, sv_en, t, lane_sum, lsum):
+        """The rotating accumulator — G groups of DL accumulators; the head group is updated
+        and moved to the tail, so after every key all groups are back in order — and ``l``:
+        returns the row's accumulators as they finish (``final``) and ``l`` with this token."""
+        p = self.params
+        w, dl, g = p.widths, p.hw.dim_lanes, p.groups
+        acc = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
+               for k in range(g)]
+        total = Signal(unsigned(w.sum))
+        new = [Mux(t.first_round, 0, acc[0][u]) + lane_sum[u] for u in range(dl)]
+        total_new = Mux(t.first_round & t.first_g, 0, total) + lsum
+        with m.If(sv_en & t.valid):
+            for k in range(g - 1):
+                m.d.sync += [acc[k][u].eq(acc[k + 1][u]) for u in range(dl)]
+            m.d.sync += [acc[g - 1][u].eq(new[u]) for u in range(dl)]
+            m.d.sync += total.eq(total_new)
+        return [acc[k][u] for k in range(1, g) for u in range(dl)] + new, total_new
 
     def _result_register(self, m: Module, sv_en, row_done, final, total_new) -> SimpleNamespace:
         """The result register: a finished row (its ``head_dim`` accumulators ``final`` and its
