@@ -437,11 +437,12 @@ class CoreParams:
         res = {
             "qk_multipliers": kl * dl,
             "sv_multipliers": kl * dl,
-            "exp_multipliers": kl,
+            # (a core that takes learned sink logits has one more exp unit, for p_σ)
+            "exp_multipliers": kl + self.sink_logits,
             "kv_buffer_bits": 2 * kl * self.kv_depth * dl * w.data,
             "score_buffer_bits": kl * self.score_depth * w.score,
             "accumulator_bits": 2 * d * w.acc,
-            "exp_table_bits": kl * 2 ** self.fmt.exp_frac_bits * w.prob,
+            "exp_table_bits": (kl + self.sink_logits) * 2 ** self.fmt.exp_frac_bits * w.prob,
             "divider_stages": dl * w.quotient,
             "random_buffer_bits": 2 * kl * self.random_depth * dl * w.data,
         }

@@ -90,6 +90,9 @@ def test_sink_logit_params_and_refusals():
     assert p.widths == FMT.widths(8, p.max_keys, sink=True)
     assert CoreParams.from_dict(p.as_dict()) == p
     assert p.config_tables()["spec"]["sink_logits"] is True
+    one = CoreParams(p.spec, FMT, hw, 8, 1)   # the sink's exp unit and its table
+    assert p.resources()["exp_multipliers"] == one.resources()["exp_multipliers"] + 1 == 3
+    assert p.resources()["exp_table_bits"] == 3 * 2 ** FMT.exp_frac_bits * FMT.prob_bits
     with pytest.raises(TypeError, match=r"^sink_logits must be True or False, not 1$"):
         CoreParams(AttentionSpec(64, 8, 3, 0), FMT, hw, 1, 1, 1)
     with pytest.raises(ValueError, match=r"^sink_logits needs a token-band core without global "
