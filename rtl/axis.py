@@ -125,7 +125,7 @@ class AxisSwatCore(wiring.Component):
         if blk:   # BigBird: the first and last blocks (every row when N <= 2b)
             globals_ = Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len)
         else:
-            globals_ = cmd.global_count if self.params.max_global_tokens else 0
+            globals_ = cmd.global_count if self.params.global_rows else 0
         for name, side, _ in self.streams:
             if side != "m":
                 continue
@@ -144,7 +144,7 @@ class AxisSwatCore(wiring.Component):
 def axis_streams(params) -> list[tuple[str, str, str]]:
     """``(port, side, layout)`` of every stream of the AXI4-Stream form: ``s`` in, ``m`` out."""
     streams = [("cmd", "s", "cmd"), ("q", "s", "q"), ("kv", "s", "kv"), ("o", "m", "o")]
-    if params.max_global_tokens:
+    if params.global_rows:
         streams += [("qg", "s", "q"), ("kvg", "s", "kv"), ("og", "m", "o")]
     if params.max_random_blocks:
         streams.append(("kvr", "s", "kv"))

@@ -21,6 +21,7 @@ from swatkit.golden.numerics import Widths, clog2
 __all__ = [
     "MAX_DILATION",
     "MAX_GLOBAL_TOKENS",
+    "MAX_HEADS",
     "MAX_HEAD_DIM",
     "MAX_KV_BUFFER_BITS",
     "MAX_MULTIPLIERS",
@@ -45,6 +46,7 @@ MAX_MULTIPLIERS = 4096         # key_lanes x dim_lanes per engine
 MAX_KV_BUFFER_BITS = 2 ** 25   # the K/V ring (32 Mibit; the largest ECP5 has 3.7 Mbit of BRAM)
 MAX_GLOBAL_TOKENS = 256        # resident global K/V rows (each lane compares its key with them)
 MAX_DILATION = 64              # residue classes of the K/V ring
+MAX_HEADS = 1024               # query (and K/V) heads of a model (GPT-OSS-120b has 64)
 
 
 class LimitError(ConfigValueError):
@@ -136,6 +138,13 @@ class HardwareConfig:
 class CoreParams:
     """A (spec, format, hardware) triple checked for the SWAT core, with derived sizes.
 
+    ``heads`` query heads on ``kv_heads`` K/V heads (default one on one): the core runs one
+    K/V head and its ``group_heads`` = heads / kv_heads query heads per run. ``sink_logits``:
+    the core takes a learned sink logit per query head of the run on its command (GPT-OSS;
+    a token-band core without global tokens). Refused with
+    ``TypeError``/``ValueError`` naming the field: not integers in 1..``MAX_HEADS``, heads not
+    a multiple of kv_heads, a group on a block-sparse core or one with global tokens.
+
     Raises ``ValueError`` naming the conflict when the core cannot implement the spec, and
     :class:`LimitError` (a ``ValueError``) for a size beyond a practical limit: ``head_dim``
     above ``MAX_HEAD_DIM``, a window above ``MAX_WINDOW`` keys, a K/V buffer above
@@ -145,20 +154,34 @@ class CoreParams:
     spec: AttentionSpec
     fmt: NumberFormat
     hw: HardwareConfig
+    heads: int = 1
+    kv_heads: int = 1
+    sink_logits: bool = False
     # False on the parameters of an estimate (:meth:`for_estimate`): never generated
     generated: ClassVar[bool] = True
 
     def __post_init__(self):
         spec, hw = self.spec, self.hw
+        self._check_heads()
+        if not isinstance(self.sink_logits, bool):
+            raise ConfigTypeError(f"sink_logits must be True or False, not "
+                                  f"{self.sink_logits!r}", "sink_logits")
+        if self.sink_logits and (self.block_size or spec.global_tokens or hw.max_global_tokens):
+            raise ConfigValueError("sink_logits needs a token-band core without global tokens "
+                                   "(the global-row engine has no sink logit)", "sink_logits")
         if spec.head_dim > MAX_HEAD_DIM:
             raise LimitError("head_dim", spec.head_dim, MAX_HEAD_DIM,
                              "the practical limit of Verilog generation")
         if spec.window > MAX_WINDOW and self.generated:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
-        if spec.sink_tokens:  # (the core has no key-only columns yet)
-            raise ConfigValueError(f"sink_tokens must be 0 on the SWAT core (it has no sink "
-                                   f"columns yet), not {spec.sink_tokens}", "sink_tokens")
+        if spec.sink_tokens and (spec.global_tokens or hw.max_global_tokens):
+            raise ConfigValueError(f"sink_tokens must be 0 on a core with global tokens (its "
+                                   f"resident columns are the global tokens'), not "
+                                   f"{spec.sink_tokens}", "sink_tokens")
+        if spec.sink_tokens > MAX_GLOBAL_TOKENS:
+            raise LimitError("sink_tokens", spec.sink_tokens, MAX_GLOBAL_TOKENS,
+                             "resident sink K/V rows, compared by each lane")
         b = spec.block_size
         if b and b & (b - 1):
             raise ConfigValueError(f"block_size must be a power of two on the SWAT core (it "
@@ -205,21 +228,47 @@ class CoreParams:
 
     @classmethod
     def of(cls, params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
-           hw: HardwareConfig | None = None) -> CoreParams:
+           hw: HardwareConfig | None = None, **group) -> CoreParams:
         """The parameters a unit is given: ``params`` itself when it is a :class:`CoreParams`
-        (built once per command and handed down whole; ``fmt`` and ``hw`` are then not given),
-        else the checked triple ``(params, fmt or NumberFormat(), hw or HardwareConfig())``."""
+        (built once per command and handed down whole; ``fmt``, ``hw`` and the head group are
+        then not given), else the checked ``(params, fmt or NumberFormat(), hw or
+        HardwareConfig(), **group)`` (``group``: ``heads``, ``kv_heads``, ``sink_logits``)."""
         if isinstance(params, CoreParams):
-            if fmt is not None or hw is not None:
-                raise TypeError("fmt and hw are the CoreParams' own; give them only with an "
-                                "AttentionSpec")
+            if fmt is not None or hw is not None or group:
+                raise TypeError("fmt, hw and the head group are the CoreParams' own; give them "
+                                "only with an AttentionSpec")
             if not params.generated:
                 raise ValueError("these parameters are an estimate's (CoreParams.for_estimate): "
                                  "a core is generated from CoreParams")
             return params
-        return cls(params, fmt or NumberFormat(), hw or HardwareConfig())
+        return cls(params, fmt or NumberFormat(), hw or HardwareConfig(), **group)
+
+    def _check_heads(self):
+        """``heads`` query heads on ``kv_heads`` K/V heads (Hugging Face's
+        ``num_attention_heads``, ``num_key_value_heads``): a multiple, and on a core that runs
+        a group (``group_heads`` > 1) a token band without global rows."""
+        check_int("heads", self.heads, 1, MAX_HEADS)
+        check_int("kv_heads", self.kv_heads, 1, MAX_HEADS)
+        if self.heads % self.kv_heads:
+            raise ConfigValueError(f"heads must be a multiple of kv_heads ({self.kv_heads}), "
+                                   f"not {self.heads}", "heads")
+        if self.group_heads > 1 and self.spec.block_size:
+            raise ConfigValueError(f"heads must equal kv_heads on a block-sparse (BigBird) core "
+                                   f"(it runs one query head per K/V head), not {self.heads} "
+                                   f"on {self.kv_heads}", "heads")
+        if self.group_heads > 1 and (self.spec.global_tokens or self.hw.max_global_tokens):
+            raise ConfigValueError(f"heads must equal kv_heads on a core with global tokens "
+                                   f"(Longformer's global rows run one query head per K/V "
+                                   f"head), not {self.heads} on {self.kv_heads}", "heads")
 
     # -- sizes --------------------------------------------------------------------------------
+
+    @property
+    def group_heads(self) -> int:
+        """Query heads per K/V head (g = heads / kv_heads): a run is one K/V head with its g
+        query heads; every K/V row enters the ring once and serves all g (docs/rtl.md, "Grouped
+        query heads")."""
+        return self.heads // self.kv_heads
 
     @property
     def window(self) -> int:
@@ -291,7 +340,7 @@ class CoreParams:
         """The core's q·k multipliers (as many p·v): ``key_lanes·dim_lanes``, and on a core
         with global rows ``global_engines·dim_lanes`` more. The baselines of the estimate get
         this MAC budget."""
-        glob = self.global_engines * self.hw.dim_lanes if self.max_global_tokens else 0
+        glob = self.global_engines * self.hw.dim_lanes if self.global_rows else 0
         return self.hw.key_lanes * self.hw.dim_lanes + glob
 
     @property
@@ -301,11 +350,28 @@ class CoreParams:
 
     @property
     def max_global_tokens(self) -> int:
-        """Most global tokens a run may have: ``hw.max_global_tokens``, raised to the spec's; on
-        a block-sparse core the first and last blocks, ``2·b``."""
+        """Most resident columns a run may have: global tokens, ``hw.max_global_tokens``
+        raised to the spec's; on a block-sparse core the first and last blocks, ``2·b``; on a
+        sink core its sink tokens (``spec.sink_tokens``, key-only columns: no global rows)."""
         if self.block_size:
             return 2 * self.block_size
+        if self.spec.sink_tokens:
+            return self.spec.sink_tokens
         return max(self.hw.max_global_tokens, len(self.spec.global_tokens))
+
+    @property
+    def sink_core(self) -> bool:
+        """Whether the core's resident columns are StreamingLLM's sink keys (``spec.sink_tokens``
+        > 0): the first ``sink_count`` K/V rows of a run (a run-time input up to
+        ``spec.sink_tokens``), key-only — no global rows — and, in a causal run, seen by row i
+        only up to key i."""
+        return bool(self.spec.sink_tokens)
+
+    @property
+    def global_rows(self) -> bool:
+        """Whether the core computes global rows (the global-row engine's; Longformer's global
+        tokens, BigBird's first and last blocks): columns that are not sinks."""
+        return bool(self.max_global_tokens) and not self.sink_core
 
     @property
     def global_rounds(self) -> int:
@@ -364,8 +430,9 @@ class CoreParams:
 
     @property
     def index_bits(self) -> int:
-        """Width of row counters (0 … max_seq_len)."""
-        return clog2(self.hw.max_seq_len + 1)
+        """Width of row counters: 0 … max_seq_len, or of a grouped core the rows of all its
+        query heads, 0 … g·max_seq_len (the Q rows and the output rows of a run)."""
+        return clog2(self.group_heads * self.hw.max_seq_len + 1)
 
     @property
     def max_keys(self) -> int:
@@ -376,7 +443,9 @@ class CoreParams:
 
     @property
     def widths(self) -> Widths:
-        return self.fmt.widths(self.spec.head_dim, self.max_keys)
+        """The datapath's widths for rows of ``max_keys`` keys (and, on a core that takes
+        learned sink logits, one more term of ``l``)."""
+        return self.fmt.widths(self.spec.head_dim, self.max_keys, sink=self.sink_logits)
 
     @property
     def global_widths(self) -> Widths:
@@ -401,11 +470,12 @@ class CoreParams:
         res = {
             "qk_multipliers": kl * dl,
             "sv_multipliers": kl * dl,
-            "exp_multipliers": kl,
+            # (a core that takes learned sink logits has one more exp unit, for p_σ)
+            "exp_multipliers": kl + self.sink_logits,
             "kv_buffer_bits": 2 * kl * self.kv_depth * dl * w.data,
             "score_buffer_bits": kl * self.score_depth * w.score,
             "accumulator_bits": 2 * d * w.acc,
-            "exp_table_bits": kl * 2 ** self.fmt.exp_frac_bits * w.prob,
+            "exp_table_bits": (kl + self.sink_logits) * 2 ** self.fmt.exp_frac_bits * w.prob,
             "divider_stages": dl * w.quotient,
             "random_buffer_bits": 2 * kl * self.random_depth * dl * w.data,
         }
@@ -413,7 +483,9 @@ class CoreParams:
                               "global_exp_multipliers", "global_v_fifo_rows",
                               "global_buffer_bits", "global_accumulator_bits",
                               "global_exp_table_bits", "global_divider_stages", "flag_bits"), 0)
-        if self.max_global_tokens:
+        if self.sink_core:   # resident columns without global rows
+            glob["flag_bits"] = kl * self.kv_depth
+        elif self.max_global_tokens:
             from .global_rows import QK_DEPTH, global_state_bits
             from .units import EXP_LATENCY
 
@@ -446,10 +518,14 @@ class CoreParams:
         else:
             shape = s.describe(pattern=False) + (
                 f" ({self.window} keys)" if s.after else "")
-        extra = "".join([f", up to {self.max_global_tokens} global tokens"
+        kind = "sink" if self.sink_core else "global"
+        extra = "".join([f", up to {self.max_global_tokens} {kind} tokens"
                          if self.max_global_tokens and not self.block_size else "",
                          f", dilation up to {self.max_dilation}"
-                         if self.max_dilation > 1 else ""])
+                         if self.max_dilation > 1 else "",
+                         f", {self.heads} query heads on {self.kv_heads} K/V"
+                         if self.group_heads > 1 else "",
+                         ", learned sink logits" if self.sink_logits else ""])
         return (f"{shape}, head_dim {s.head_dim}, up to {self.hw.max_seq_len} rows; "
                 f"{self.hw.key_lanes} key lanes x {self.hw.dim_lanes} dim lanes{extra}")
 
@@ -474,7 +550,8 @@ class CoreParams:
                   ("before", run.before, self.spec.before),
                   ("after", run.after, self.spec.after),
                   ("dilation", run.dilation, self.max_dilation),
-                  ("global_tokens", len(run.global_tokens), self.max_global_tokens),
+                  ("global_tokens", len(run.global_tokens),
+                   0 if self.sink_core else self.max_global_tokens),
                   ("sink_tokens", run.sink_tokens, self.spec.sink_tokens))
         for name, value, limit in limits:
             if value > limit:
@@ -528,33 +605,45 @@ class CoreParams:
         block window), ``ceil(G / key_lanes)`` for the run's G global columns and, on a
         block-sparse core, ``ceil(r·b / key_lanes)`` for a row's random blocks."""
         kl = self.hw.key_lanes
-        glob = -(-len(run.global_positions()) // kl)
+        glob = -(-self.column_counts(run) // kl)
         if self.block_size:
             lo, hi = self.block_window(run)
             rnd = self.random_row(run) * -(-(run.num_random_blocks * self.block_size) // kl)
             return -(-(hi - lo + 1) // kl) + glob + rnd
-        band = run.replace(global_tokens=()).keys_per_row()
+        band = run.replace(global_tokens=(), sink_tokens=0).keys_per_row()
         return -(-band // kl) + glob
+
+    def column_counts(self, run: AttentionSpec) -> np.ndarray:
+        """Resident columns each row of ``run`` walks after its band: every global column; on
+        a sink core the run's S sinks, in a causal run (``after`` = 0) only those up to the row,
+        ``min(i + 1, S)`` (the golden rule, :meth:`AttentionSpec.column_valid`)."""
+        rows = np.arange(run.seq_len, dtype=np.int64)
+        if self.sink_core:
+            s = run.sink_tokens
+            return np.minimum(rows + 1, s) if run.after == 0 else np.full_like(rows, s)
+        return np.full_like(rows, len(run.global_positions()))
 
     def band_keys(self, run: AttentionSpec) -> np.ndarray:
         """Keys each row of ``run`` issues on the band core: its band (a global token inside
         the band included, though masked), every global column and, on a block-sparse core,
         the row's random blocks."""
-        glob = len(run.global_positions())
+        glob = self.column_counts(run)
         if self.block_size:
             lo, hi = self.block_window(run)
             rnd = self.random_row(run) * run.num_random_blocks * self.block_size
             return hi - lo + 1 + glob + rnd
-        band = run.replace(global_tokens=()).keys_per_row()
+        band = run.replace(global_tokens=(), sink_tokens=0).keys_per_row()
         return band + glob
 
     def ideal_cycles(self, seq_len: int, run: AttentionSpec | None = None) -> float:
-        """``Σ_i W_i·d / (key_lanes·dim_lanes)``: every MAC lane busy every cycle, over the
-        pairs of the band rows (a run's global rows are the global-row engine's)."""
+        """``g·Σ_i W_i·d / (key_lanes·dim_lanes)``: every MAC lane busy every cycle, over the
+        pairs of the band rows of the g query heads (a run's global rows are the global-row
+        engine's)."""
         run = self.run_spec(seq_len) if run is None else run
         keys = run.keys_per_row()
         keys = keys[~np.isin(np.arange(run.seq_len), run.global_positions())].sum()
-        return int(keys) * self.spec.head_dim / (self.hw.key_lanes * self.hw.dim_lanes)
+        return (int(keys) * self.group_heads * self.spec.head_dim
+                / (self.hw.key_lanes * self.hw.dim_lanes))
 
     def config_tables(self) -> dict:
         """The configuration as the ``[spec]``, ``[format]`` and ``[hardware]`` tables of a
@@ -565,12 +654,16 @@ class CoreParams:
         else:
             spec = self.spec.replace(seq_len=self.hw.max_seq_len, global_tokens=())
             spec = {**spec.as_options(), "global_tokens": list(self.spec.global_tokens)}
+        if self.heads > 1 or self.kv_heads > 1:
+            spec.update(heads=self.heads, kv_heads=self.kv_heads)
+        if self.sink_logits:
+            spec["sink_logits"] = True
         return {
             "spec": spec,
             "format": dataclasses.asdict(self.fmt),
             "hardware": {"key_lanes": self.hw.key_lanes, "dim_lanes": self.hw.dim_lanes,
                          **({"max_global_tokens": self.max_global_tokens}
-                            if self.max_global_tokens and not self.block_size else {}),
+                            if self.global_rows and not self.block_size else {}),
                          **({"max_dilation": self.max_dilation}
                             if self.max_dilation > 1 else {})},
         }
@@ -605,8 +698,12 @@ class CoreParams:
         if isinstance(table, list):
             spec["explicit_random_table"] = tuple(
                 tuple(row) if isinstance(row, list) else row for row in table)
+        heads = record.get("heads", {"heads": 1, "kv_heads": 1})
+        if not isinstance(heads, dict):
+            raise TypeError(f"the core record's 'heads' must be a table, not "
+                            f"{type(heads).__name__}")
         p = cls(AttentionSpec(**spec), NumberFormat(**tables["format"]),
-                HardwareConfig(**tables["hardware"]))
+                HardwareConfig(**tables["hardware"]), **heads)
         mine = p.as_dict()
         for key in ("widths", "derived"):
             if key in record and record[key] != mine[key]:
@@ -615,10 +712,17 @@ class CoreParams:
         return p
 
     def as_dict(self) -> dict:
+        """The configuration as JSON records: ``spec``, ``format``, ``hardware``, ``heads``
+        (a grouped core's ``heads`` and ``kv_heads``; absent for one head on one), ``widths``,
+        ``derived`` and ``resources``."""
+        heads = ({"heads": {"heads": self.heads, "kv_heads": self.kv_heads,
+                            **({"sink_logits": True} if self.sink_logits else {})}}
+                 if self.heads > 1 or self.kv_heads > 1 or self.sink_logits else {})
         return {
             "spec": dataclasses.asdict(self.spec),
             "format": dataclasses.asdict(self.fmt),
             "hardware": dataclasses.asdict(self.hw),
+            **heads,
             "widths": dataclasses.asdict(self.widths),
             "derived": {
                 "window": self.window, "groups": self.groups, "rounds": self.rounds,

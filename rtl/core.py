@@ -72,7 +72,8 @@ def core_layouts(p: CoreParams) -> dict:
 
     The command carries the run's pattern: ``seq_len``, ``before``, ``after``, and, on a core
     generated for them, ``dilation`` (``max_dilation`` > 1) and ``global_count`` with the sorted
-    ``global_tokens`` positions (``max_global_tokens`` > 0; entries past the count are ignored).
+    ``global_tokens`` positions (``max_global_tokens`` > 0; entries past the count are ignored);
+    on a sink core ``sink_count`` (the run's sink tokens, up to ``spec.sink_tokens``).
     """
     d = p.spec.head_dim
     row = data.ArrayLayout(signed(p.fmt.data_bits), d)
@@ -85,7 +86,12 @@ def core_layouts(p: CoreParams) -> dict:
                "after": unsigned(field_bits(p.spec.after))}
     if p.max_dilation > 1:
         cmd["dilation"] = unsigned(field_bits(p.max_dilation))
-    if p.max_global_tokens and not p.block_size:
+    if p.sink_logits:   # the run's learned sink scores (NumberFormat.sink_scores), per head
+        cmd["sink_on"] = unsigned(1)
+        cmd["sink_scores"] = data.ArrayLayout(signed(p.widths.score), p.group_heads)
+    if p.sink_core:   # the run's sink tokens: K/V rows 0 … sink_count − 1
+        cmd["sink_count"] = unsigned(field_bits(p.max_global_tokens))
+    elif p.max_global_tokens and not p.block_size:
         cmd["global_count"] = unsigned(field_bits(p.max_global_tokens))
         cmd["global_tokens"] = data.ArrayLayout(unsigned(p.index_bits), p.max_global_tokens)
     return {
@@ -104,7 +110,7 @@ def core_signature(p: CoreParams) -> wiring.Signature:
     K/V stream ``kvr`` (in)."""
     lay = core_layouts(p)
     globals_ = {}
-    if p.max_global_tokens:
+    if p.global_rows:
         globals_ = {"qg": In(stream.Signature(lay["q"])), "kvg": In(stream.Signature(lay["kv"])),
                     "og": Out(stream.Signature(lay["o"]))}
     if p.max_random_blocks:
@@ -121,22 +127,31 @@ def core_signature(p: CoreParams) -> wiring.Signature:
     })
 
 
-def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None = None) -> dict:
+def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None = None,
+            sink_scores=None) -> dict:
     """The ``cmd`` payload (a dict for ``core_layouts(p)["cmd"].const``) that starts a run with
     the pattern ``run`` (an :class:`AttentionSpec`; default: the core's own spec), or only a
-    different ``seq_len``. Not checked against the core's maxima: the core refuses a bad command
-    itself (``error``); :meth:`CoreParams.check_run` checks one in software."""
+    different ``seq_len``; on a core that takes learned sink logits, ``sink_scores`` (one
+    integer per query head, :meth:`NumberFormat.sink_scores`; None: no sink). Not checked
+    against the core's maxima: the core refuses a bad command itself (``error``);
+    :meth:`CoreParams.check_run` checks one in software."""
     run = p.spec if run is None else run
+    sinks = {}
+    if p.sink_logits:
+        scores = [0] * p.group_heads if sink_scores is None else [int(x) for x in sink_scores]
+        sinks = {"sink_on": int(sink_scores is not None), "sink_scores": scores}
     if p.block_size:
         fields = {"seq_len": run.seq_len if seq_len is None else seq_len}
         if p.max_random_blocks:
             fields["random_blocks"] = run.num_random_blocks
         return fields
     fields = {"seq_len": run.seq_len if seq_len is None else seq_len,
-              "before": run.before, "after": run.after}
+              "before": run.before, "after": run.after, **sinks}
     if p.max_dilation > 1:
         fields["dilation"] = run.dilation
-    if p.max_global_tokens:
+    if p.sink_core:
+        fields["sink_count"] = run.sink_tokens
+    elif p.max_global_tokens:
         tokens = list(run.global_tokens)[:p.max_global_tokens]
         fields["global_count"] = len(run.global_tokens)
         fields["global_tokens"] = tokens + [0] * (p.max_global_tokens - len(tokens))
@@ -144,9 +159,9 @@ def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None
 
 
 def command_value(p: CoreParams, run: AttentionSpec | None = None,
-                  seq_len: int | None = None) -> int:
+                  seq_len: int | None = None, sink_scores=None) -> int:
     """:func:`command` as the integer of the ``cmd`` payload's bits."""
-    const = core_layouts(p)["cmd"].const(command(p, run, seq_len))
+    const = core_layouts(p)["cmd"].const(command(p, run, seq_len, sink_scores))
     return const.as_value().value & ((1 << core_layouts(p)["cmd"].size) - 1)
 
 
@@ -163,6 +178,13 @@ class SwatCore(wiring.Component):
         up to ``hw.max_seq_len``.
     fmt : NumberFormat, optional
     hw : HardwareConfig, optional
+    heads, kv_heads : int, optional
+        Query heads on K/V heads (:class:`CoreParams`; only with an ``AttentionSpec``): the
+        core runs one K/V head and its g = heads / kv_heads query heads per run (default one
+        on one).
+    sink_logits : bool, optional
+        The core takes a learned sink score per query head on each run's command
+        (``sink_on``, ``sink_scores``).
 
     Members
     -------
@@ -170,11 +192,12 @@ class SwatCore(wiring.Component):
         ``before``, ``after``, and on cores generated for them ``dilation``, ``global_count``,
         ``global_tokens``); accepted only when idle; a value outside the generated maxima sets
         ``error`` and starts nothing (:meth:`CoreParams.check_run` is the same rule).
-    q : In(stream)    one Q row per beat (``head_dim`` signed ``data_bits`` elements).
+    q : In(stream)    one Q row per beat (``head_dim`` signed ``data_bits`` elements); on a
+        grouped core the g query heads' rows of position 0, then of position 1, …
     kv : In(stream)   one K row and one V row per beat: the run's global columns, then rows
         0 … N−1.
     o : Out(stream)   one O row per beat (signed ``out_bits`` elements): the rows that are not
-        global tokens.
+        global tokens (a grouped core: g per position, in the order of ``q``).
     qg, kvg, og       (cores with ``max_global_tokens`` > 0) the global-row engine's streams
         (:class:`~swatkit.rtl.global_rows.GlobalRowEngine`): q_g of each global token; k_g, v_g
         of rows 0 … N−1, twice; the global rows.
@@ -193,8 +216,8 @@ class SwatCore(wiring.Component):
     """
 
     def __init__(self, params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
-                 hw: HardwareConfig | None = None):
-        self.params = p = CoreParams.of(params, fmt, hw)
+                 hw: HardwareConfig | None = None, **group):
+        self.params = p = CoreParams.of(params, fmt, hw, **group)
         super().__init__(core_signature(p))
         lay = core_layouts(p)
         cmd = lay["cmd"]
@@ -205,9 +228,9 @@ class SwatCore(wiring.Component):
         self.qk = QKEngine(p, self.scheduler.rows.payload.shape(), cmd)
         self.sv = SVEngine(p, cmd)
         self.norm = Normaliser(p.fmt, p.spec.head_dim, p.hw.dim_lanes, p.widths.acc,
-                               p.widths.sum, drop=bool(p.max_global_tokens))
+                               p.widths.sum, drop=p.global_rows)
         self.glob = None
-        if p.max_global_tokens:   # (BigBird's 2·b global rows: several engines)
+        if p.global_rows:   # (BigBird's 2·b global rows: several engines)
             d, dl, gmax = p.spec.head_dim, p.hw.dim_lanes, p.max_global_tokens
             self.glob = (GlobalRowEngines(p.fmt, d, dl, p.hw.max_seq_len, gmax,
                                           p.global_engines) if p.global_engines > 1
@@ -274,7 +297,7 @@ class SwatCore(wiring.Component):
         rows_done = Signal(p.index_bits)                # rows sent on o or dropped
         stat_rows_out = Signal(STAT_BITS, name="stat_rows_out")
         o_sent = self.o.valid & self.o.ready
-        if gmax:
+        if p.global_rows:
             o_idx = Signal(p.index_bits)   # the row in the normaliser's row register
             o_drop = Signal()
             if blk:   # the first and last blocks
@@ -304,8 +327,8 @@ class SwatCore(wiring.Component):
             m.d.sync += [rows_out.eq(0), stat_rows_out.eq(0)]
 
         # -- the run ends when every row is out (and the global rows are done) -----------------
-        band_done = rows_done == run.n
-        if gmax:
+        band_done = rows_done == (run.nq if p.group_heads > 1 else run.n)
+        if p.global_rows:
             # global rows: the global-row engine (its own streams), started with the run
             m.d.comb += [glob.start.eq(run.start), glob.seq_len.eq(run.cmd.seq_len),
                          glob.rows.eq(run.cmd_gcount)]
@@ -322,7 +345,7 @@ class SwatCore(wiring.Component):
                  "rows_out": stat_rows_out, "qk_macs": qk.qk_macs, "sv_macs": sv.sv_macs,
                  "exp_ops": sv.exp_ops}
         for name, sig in stats.items():
-            if gmax and name in GLOBAL_STAT_FIELDS and name != "cycles":
+            if p.global_rows and name in GLOBAL_STAT_FIELDS and name != "cycles":
                 sig = sig + getattr(glob, name)
             m.d.comb += getattr(self.stats, name).eq(sig)
         collisions = [ring.collision] + ([rnd.collision] if rmax else [])

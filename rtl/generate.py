@@ -217,9 +217,11 @@ def config_lines(tables: dict | None, params: CoreParams) -> list[str]:
     return lines + ["  " + line for line in dumps(tables).splitlines() if line]
 
 
-def check_target(name: str = "swat_core", dsp: str = "generic", interface: str = "core") -> None:
+def check_target(name: str = "swat_core", dsp: str = "generic", interface: str = "core", *,
+                 heads: int = 1, kv_heads: int = 1, sink_logits: bool = False) -> None:
     """Check the output choices of :func:`generate`: ``TypeError``/``ValueError`` naming the
-    field."""
+    field (a grouped core, ``heads`` on ``kv_heads``, has the core's own ports only: the
+    AXI4-Stream form frames one head's rows)."""
     for field, value in (("name", name), ("dsp", dsp), ("interface", interface)):
         if not isinstance(value, str):
             raise ConfigTypeError(f"{field} must be a string, not {value!r}", field)
@@ -231,12 +233,17 @@ def check_target(name: str = "swat_core", dsp: str = "generic", interface: str =
     if interface not in INTERFACES:
         raise ConfigValueError(f"interface must be one of {', '.join(INTERFACES)}, not "
                                f"{interface!r}", "interface")
+    if (heads != kv_heads or sink_logits) and interface != "core":
+        what = (f"grouped query heads ({heads} query heads on {kv_heads} K/V)"
+                if heads != kv_heads else "learned sink logits")
+        raise ConfigValueError(f"interface must be core for {what}, not {interface}",
+                               "interface")
 
 
 def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, out_dir: str | Path = ".",
-             name: str = "swat_core", dsp: str = "generic", interface: str = "core"
-             ) -> Generated:
+             name: str = "swat_core", dsp: str = "generic", interface: str = "core", *,
+             heads: int = 1, kv_heads: int = 1, sink_logits: bool = False) -> Generated:
     """Write ``<out_dir>/<name>.v``, ``<name>.vlt``, ``swatkit.json`` and the packaging of
     :mod:`swatkit.rtl.packaging` (``<name>_pkg.sv``, ``<name>.f``, ``<name>.core`` and, for a
     sliding-window core, the testbench ``<name>_tb.sv``) for the core of ``params`` (a
@@ -248,7 +255,9 @@ def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None
     (see :func:`~swatkit.rtl.units.registered_mul`), and also writes ``MULT18X18D.v``, the
     simulation model of the part of the primitive used. ``interface`` (one of
     :data:`INTERFACES`): ``"core"``, the core's own ports; ``"axis"``, the core inside
-    :class:`~swatkit.rtl.axis.AxisSwatCore`.
+    :class:`~swatkit.rtl.axis.AxisSwatCore`. ``heads``, ``kv_heads``: a grouped core
+    (:class:`~swatkit.rtl.CoreParams`; its own ports only). A grouped or sink core has no
+    SystemVerilog testbench (it drives one head's rows and no resident columns).
 
     Files that an earlier run listed in ``<out_dir>/swatkit.json`` and this run does not write
     (say ``MULT18X18D.v`` after a ``dsp="ecp5"`` run) are removed (``Generated.removed``).
@@ -258,8 +267,13 @@ def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None
     TypeError, ValueError
         A bad ``name``, ``dsp`` or ``interface``, or a configuration the core cannot implement.
     """
-    check_target(name, dsp, interface)
-    params = CoreParams.of(params, fmt, hw)
+    if isinstance(params, CoreParams):   # (the head group is the parameters' own)
+        heads, kv_heads, sink_logits, group = (params.heads, params.kv_heads,
+                                               params.sink_logits, {})
+    else:
+        group = {"heads": heads, "kv_heads": kv_heads, "sink_logits": sink_logits}
+    check_target(name, dsp, interface, heads=heads, kv_heads=kv_heads, sink_logits=sink_logits)
+    params = CoreParams.of(params, fmt, hw, **group)
     top = SwatCore(params) if interface == "core" else AxisSwatCore(params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -294,7 +308,8 @@ def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None
     flist.write_text(file_list(name, [f for f, _ in sources], stated))
     files.update(package=pkg.name, file_list=flist.name)
     tb = None
-    if not top.params.block_size:
+    if not top.params.block_size and top.params.group_heads == 1 and not (
+            top.params.sink_core or top.params.sink_logits):
         tb = out / f"{name}_tb.sv"
         tb.write_text(testbench(name, top.params, port_list, interface=interface,
                                 config_lines=stated))

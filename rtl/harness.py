@@ -308,7 +308,8 @@ class SwatHarness(wiring.Component):
         The core (a :class:`~swatkit.rtl.SwatCore` or a :class:`VerilogCore`); by default a
         :class:`VerilogCore` named ``swat_core`` with the given ``interface``.
     depth : int, optional
-        Rows each memory holds (default ``max_seq_len``): the rows of every run loaded at once.
+        Rows each memory holds (default ``max_seq_len``): the rows of every run loaded at once
+        (the Q source and the O sink of a grouped core hold g times as many).
 
     Members
     -------
@@ -353,12 +354,13 @@ class SwatHarness(wiring.Component):
         self.core = core if core is not None else VerilogCore(params, interface=interface)
         lay = core_layouts(params)
         d = self.depth
-        self.q_src = RowSource(lay["q"], d, name="tb_q", mem_attrs=mem_attrs)
+        dq = self.q_depth = d * params.group_heads   # Q and O rows: g per position
+        self.q_src = RowSource(lay["q"], dq, name="tb_q", mem_attrs=mem_attrs)
         self.kv_src = RowSource(lay["kv"], d, name="tb_kv", mem_attrs=mem_attrs)
-        self.o_sink = RowSink(lay["o"], d, name="tb_o", mem_attrs=mem_attrs)
+        self.o_sink = RowSink(lay["o"], dq, name="tb_o", mem_attrs=mem_attrs)
         gmax = params.max_global_tokens
         glob = {}
-        if gmax:  # the global-row engine's streams: loaded per run
+        if params.global_rows:  # the global-row engine's streams: loaded per run
             n = params.hw.max_seq_len
             self.qg_src = RowSource(lay["q"], gmax, name="tb_qg", mem_attrs=mem_attrs)
             self.kvg_src = RowSource(lay["kv"], n, name="tb_kvg", mem_attrs=mem_attrs,
@@ -382,13 +384,13 @@ class SwatHarness(wiring.Component):
             **controls,
             "start": In(1),
             "seed": In(32),
-            "q_count": In(range(d + 1)),
+            "q_count": In(range(dq + 1)),
             "kv_count": In(range(d + 1)),
             "cmd": In(stream.Signature(lay["cmd"])),
             "busy": Out(1),
             "error": Out(1),
             "stats": Out(lay["stats"]),
-            "q_sent": Out(range(d + 1)),
+            "q_sent": Out(range(dq + 1)),
             "kv_sent": Out(range(d + 1)),
             "o_rows": Out(32),
             "cycles": Out(32),
@@ -403,10 +405,10 @@ class SwatHarness(wiring.Component):
     @staticmethod
     def streams(params: CoreParams) -> tuple[tuple[str, str], ...]:
         """The harness's streams on a core of ``params``: ``(name, role)`` of :data:`STREAMS`
-        with the global streams where the core has global tokens and ``kvr`` where it has
-        random blocks."""
+        with the global streams where the core has global rows (global tokens, not a sink
+        core's columns) and ``kvr`` where it has random blocks."""
         have = {"q", "kv", "o"}
-        if params.max_global_tokens:
+        if params.global_rows:
             have |= {"qg", "kvg", "og"}
         if params.max_random_blocks:
             have.add("kvr")
@@ -432,10 +434,10 @@ class SwatHarness(wiring.Component):
         m = Module()
         m.submodules.core = core = self.core
         units = {"q": self.q_src, "kv": self.kv_src, "o": self.o_sink}
-        counts = {"q": self.q_count, "kv": self.kv_count, "o": self.depth}
+        counts = {"q": self.q_count, "kv": self.kv_count, "o": self.q_depth}
         salts = {"q": 0, "kv": 0, "o": 0}
         mixes = {"q": 0, "kv": 1, "o": 2}
-        if self.params.max_global_tokens:
+        if self.params.global_rows:
             units.update(qg=self.qg_src, kvg=self.kvg_src, og=self.og_sink)
             counts.update(qg=self.qg_count, kvg=self.kvg_count,
                           og=self.params.max_global_tokens)
@@ -474,7 +476,7 @@ class SwatHarness(wiring.Component):
             self.q_sent.eq(q.sent), self.kv_sent.eq(kv.sent), self.o_rows.eq(o.received),
             self.violation.eq(o.violation), self.violation_cycle.eq(o.violation_cycle),
         ]
-        if self.params.max_global_tokens:
+        if self.params.global_rows:
             qg, kvg, og = self.qg_src, self.kvg_src, self.og_sink
             m.d.comb += [
                 kvg.passes.eq(self.kvg_passes), self.qg_sent.eq(qg.sent),

@@ -4,7 +4,8 @@ What they hold: one K and one V memory per key lane, in words of ``dim_lanes`` e
 (:class:`~swatkit.rtl.units.BankedMemory`: banks of one block RAM's depth). :class:`KVRing`
 keeps the window's band rows — key ``j`` in lane ``j mod KL``, slot ``(j div KL) mod S`` of its
 residue class's region (``max_dilation`` regions of ``S·G`` words) — then the run's resident
-global columns, and one flag bit per ring word (the band key is a global token). Each K/V row
+global columns (a sink core: its sink keys, K/V rows 0 … S−1), and one flag bit per ring word
+(the band key is a global token, or a sink). Each K/V row
 enters exactly once (SWAT's input-stationary buffer). :class:`RandomRing` keeps BigBird's random
 blocks: query block B's ``r`` blocks in buffer ``B mod 2`` of memories of their own.
 
@@ -17,7 +18,8 @@ finished SV, ``sv_fin``), which the loader keeps as a credit register.
 Ports of :class:`KVRing`:
 
 - ``kv``: In(stream) — ``{k, v}`` rows; ``run``: In(run) — the command stage's run registers.
-- ``sv_fin``: In(1) — a row finishes SV (frees a ring slot once ``D·before`` rows have).
+- ``sv_fin``: In(1) — a row finishes SV (frees a ring slot once ``D·before`` rows have; on a
+  grouped core, once the last of a position's g query heads has).
 - ``k_rd``: In(:func:`read_signature`) — the QK engine's K reads (word two cycles after its
   address); ``v_rd``: the SV engine's V reads (under its enable); ``f_qk``/``f_sv`` (cores with
   global tokens): the flag bits at the same addresses, one cycle after their address.
@@ -170,6 +172,8 @@ class KVRing(wiring.Component):
             wait=Signal(range(max(p.max_dilation * p.ring_before, 1) + 1), name="kv_wait"),
             slot_free=Signal(name="slot_free"),            # credit > 0, as a register
         )
+        if p.group_heads > 1:   # the query heads of the finishing row's position before it
+            self.state.fin_head = Signal(range(p.group_heads), name="kv_fin_head")
         self.copier = RowCopier("kv", g, word)
 
     def invariants(self) -> list[tuple]:
@@ -201,10 +205,31 @@ class KVRing(wiring.Component):
         ]
 
     def credit_bound(self, sv_done) -> tuple:
-        """``(test, message)``: the credit's bound, given the rows done (the SV engine's)."""
-        s = self.state
+        """``(test, message)``: the credit's bound, given the rows done (the SV engine's; a
+        grouped core's positions done are ``(sv_done − fin_head) / g``)."""
+        s, hg = self.state, self.params.group_heads
+        if hg > 1:
+            return (~self.run.running | (hg * (s.credit + s.acc) + s.fin_head
+                                         <= hg * self.params.ring_rows + sv_done),
+                    "inv: credit bound <= ring + positions done")
         return (~self.run.running | (s.credit + s.acc <= self.params.ring_rows + sv_done),
                 "inv: credit bound <= ring + rows done")
+
+    def _position_fin(self, m: Module):
+        """A position's rows are all done: every ``sv_fin``, or on a grouped core the one of
+        its last query head (a K/V row serves the g heads of every position in its reach, so
+        its slot frees by positions, not rows)."""
+        hg = self.params.group_heads
+        if hg == 1:
+            return self.sv_fin
+        head = self.state.fin_head
+        fin = Signal(name="kv_pos_fin")
+        m.d.comb += fin.eq(self.sv_fin & (head == hg - 1))
+        with m.If(self.sv_fin):
+            m.d.sync += head.eq(Mux(head == hg - 1, 0, head + 1))
+        with m.If(self.run.start):
+            m.d.sync += head.eq(0)
+        return fin
 
     def elaborate(self, platform):
         m = Module()
@@ -240,7 +265,7 @@ class KVRing(wiring.Component):
         # bound starts at dilation·ring rows and grows by one with every row that finishes SV
         # once dilation·before rows have (kv_wait counts those).
         kv_band = Signal()   # a band row is accepted (kv_acc counts up)
-        sv_fin = self.sv_fin
+        sv_fin = self._position_fin(m)
         kv_last = kv_hold & (kv_g == g - 1)
         kv_take = Signal()
         if gmax:
@@ -249,7 +274,7 @@ class KVRing(wiring.Component):
             kv_pre = Signal()                    # the row being written is a global column
             kv_flag = Signal()                   # the band row being written is a global token
             pre_wr = Signal(range(gmax + 1))     # global columns written
-            if not blk:   # the global tokens still ahead of the loader
+            if not blk and not p.sink_core:   # the global tokens still ahead of the loader
                 lpos = [Signal(p.index_bits, name=f"kv_gpos{k}") for k in range(gmax)]
                 lrem = Signal(range(gmax + 1))
             m.d.comb += [kv_take.eq(running & (pre_more | (kv_more & slot_free))
@@ -330,6 +355,8 @@ class KVRing(wiring.Component):
                 with m.Else():
                     if blk:   # the first and last blocks are the global tokens
                         hit = (kv_acc < blk) | (kv_acc >= run.n_mb)
+                    elif p.sink_core:   # the sinks: the first gcount rows
+                        hit = kv_acc < gcount
                     else:
                         hit = lrem.any() & (lpos[0] == kv_acc)
                         with m.If(hit):
@@ -343,7 +370,7 @@ class KVRing(wiring.Component):
                 gb = dmax * sg   # the global region
                 m.d.sync += [pre_acc.eq(0), pre_wr.eq(0),
                              kv_region.eq(Mux(run.cmd_gcount.any(), gb, 0))]
-                if not blk:
+                if not blk and not p.sink_core:
                     m.d.sync += [lrem.eq(cmd.global_count),
                                  *[lpos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
             m.d.comb += self.pre_done.eq(pre_wr == gcount)

@@ -121,7 +121,12 @@ class QKEngine(wiring.Component):
         m.submodules.info = info
         m.submodules.rowmax = rowmax
 
-        qk = RowWalk(m, p, "qk", run.gcount if gmax else None, run.rnd_last if rmax else None)
+        # the resident columns a row walks: the run's, or a sink core's row's own (held from
+        # the row's start: a causal row sees the sinks up to itself)
+        cols = run.gcount if gmax else None
+        if p.sink_core:
+            cols = Signal(range(gmax + 1), name="qk_cols")
+        qk = RowWalk(m, p, "qk", cols, run.rnd_last if rmax else None)
         q_cur = Signal(len(self.rows.payload.q))
         qk_start = self.rows.valid & self.rows.ready
         m.d.comb += self.rows.ready.eq(~qk.busy | qk.last)
@@ -137,6 +142,8 @@ class QKEngine(wiring.Component):
                                    row.rnd if rmax else None, row.rsel if rmax else None,
                                    later=row.later),
                          q_cur.eq(self.rows.payload.q)]
+            if p.sink_core:
+                m.d.sync += cols.eq(row.cols)
         # the row's walk waits in the info FIFO beside its max
         m.d.comb += [info.w_en.eq(qk_start), info.w_data.eq(row)]
 

@@ -13,15 +13,16 @@ Ports:
 - ``run``: Out(:func:`run_signature`) — ``start`` (the cycle a legal command is taken; the
   ``cmd`` payload is valid in that cycle as ``run.cmd``), ``running``, and the registers of
   the run that the other stages read: ``n`` (rows), ``after`` and ``dafter`` (dilation·after),
-  ``dil``, ``gcount`` (global columns), ``n_mb`` (BigBird: N − b), ``rcount`` and ``rnd_last``
-  (BigBird's random blocks: r and r·b − 1). A field exists only on a core that has it.
+  ``dil``, ``gcount`` (resident columns: global tokens or sinks), ``n_mb`` (BigBird: N − b),
+  ``rcount`` and ``rnd_last`` (BigBird's random blocks: r and r·b − 1). A field exists only
+  on a core that has it.
 - ``done``: In(1) — the run's rows are all out; ``running`` falls.
 - ``error``: Out(1) — the last command was refused; ``cycles``: Out — busy cycles of the run.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,6 +51,11 @@ def run_signature(p: CoreParams, cmd_layout: data.Layout) -> wiring.Signature:
         # dilation · after: the band's reach after the row (up to max_dilation · after)
         "dafter": Out(range(max(dmax * p.spec.after, 1) + 1)),
     }
+    if p.group_heads > 1:
+        members["nq"] = Out(p.index_bits)   # Q rows (and output rows): g · N
+    if p.sink_logits:   # the run's learned sink scores, one per query head, and whether used
+        members["sinks"] = Out(data.ArrayLayout(signed(p.widths.score), p.group_heads))
+        members["sink_on"] = Out(1)
     if not blk:
         members["after"] = Out(field_bits(p.spec.after))
     if dmax > 1:
@@ -72,7 +78,8 @@ def command_faults(p: CoreParams, cmd) -> list:
     :class:`AttentionSpec`'s own checks of a pattern: N from 1 to ``max_seq_len`` (BigBird: a
     multiple of the block, and ``(r + 5)·b`` rows for r random blocks), ``before``/``after``
     within the generated window, dilation from 1 to ``max_dilation``, at most
-    ``max_global_tokens`` global tokens, in the sequence and increasing. The core and the
+    ``max_global_tokens`` global tokens, in the sequence and increasing (a sink core: at most
+    its sink tokens, and at most N). The core and the
     formal checker (``sim/formal.py``) both use it; tests/rtl/test_stages.py checks it against
     ``check_run`` value by value."""
     spec, hw = p.spec, p.hw
@@ -98,7 +105,15 @@ def command_faults(p: CoreParams, cmd) -> list:
                 over(cmd.after, spec.after, len(cmd.after))]
     if dmax > 1:
         bad += [~cmd.dilation.any(), over(cmd.dilation, dmax, len(cmd.dilation))]
-    if gmax and not blk:
+    if p.sink_logits:   # a sink score in the scores' range (NumberFormat.sink_scores)
+        lo, hi = p.fmt.score_range(spec.head_dim)
+        for h in range(p.group_heads):
+            sigma = cmd.sink_scores[h]
+            bad.append(cmd.sink_on & ((sigma < lo) | (sigma > hi)))
+    if p.sink_core:   # at most the generated sinks, and within the sequence
+        count = cmd.sink_count
+        bad += [over(count, gmax, len(count)), count > seq_len]
+    elif gmax and not blk:
         count, pos = cmd.global_count, cmd.global_tokens
         bad.append(over(count, gmax, len(count)))
         for k in range(gmax):   # the positions in use: in the sequence, increasing
@@ -145,6 +160,8 @@ class RunControl(wiring.Component):
         if blk:
             # the global tokens are the first and last blocks (all rows when N <= 2b)
             m.d.comb += run.cmd_gcount.eq(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len))
+        elif p.sink_core:
+            m.d.comb += run.cmd_gcount.eq(cmd.sink_count)
         elif gmax:
             m.d.comb += run.cmd_gcount.eq(cmd.global_count)
 
@@ -152,9 +169,11 @@ class RunControl(wiring.Component):
         n = Signal(p.index_bits, name="n")
         m.d.comb += [self.cmd.ready.eq(~running), run.running.eq(running), run.n.eq(n)]
         regs = {}
-        for name in ("after", "dil", "gcount", "n_mb", "rcount", "rnd_last", "dafter"):
+        for name in ("after", "dil", "gcount", "n_mb", "rcount", "rnd_last", "dafter", "nq",
+                     "sinks", "sink_on"):
             if hasattr(run, name):
-                regs[name] = Signal.like(getattr(run, name), name=name)
+                regs[name] = (Signal(run.sinks.shape(), name=name) if name == "sinks"
+                              else Signal.like(getattr(run, name), name=name))
                 m.d.comb += getattr(run, name).eq(regs[name])
         with m.If(self.cmd.valid & ~running):
             bad = command_faults(p, cmd)
@@ -164,6 +183,11 @@ class RunControl(wiring.Component):
                 m.d.comb += run.start.eq(1)
                 d_r = cmd.dilation if dmax > 1 else 1
                 m.d.sync += [self.error.eq(0), running.eq(1), n.eq(cmd.seq_len)]
+                if p.group_heads > 1:
+                    m.d.sync += regs["nq"].eq(cmd.seq_len * p.group_heads)
+                if p.sink_logits:
+                    m.d.sync += [regs["sinks"].eq(cmd.sink_scores),
+                                 regs["sink_on"].eq(cmd.sink_on)]
                 if blk:
                     m.d.sync += regs["n_mb"].eq(cmd.seq_len - blk)
                     if rmax:

@@ -16,7 +16,7 @@ Ports:
 - ``rows``: Out(stream(:func:`row_layout`)) — a row's start: its Q row and where its keys are
   (``rem``: offset of its last key from its first, ``lane0``, ``base``, ``later``: the slot
   after ``base``, ``sbuf``: its score buffer, ``region``: its residue class's region, ``rnd``/
-  ``rsel``: random blocks and their buffer).
+  ``rsel``: random blocks and their buffer, ``cols``: a sink core's sink columns of the row).
 - ``kv_wr``, ``kv_a``, ``kv_cls``: In — the K/V ring's written rows and its next row's index and
   class; ``pre_done``: In — the global columns are loaded; ``blocks``: In — query blocks whose
   random rows are loaded; ``sv_fin``: In — a row finished SV (frees its score buffer).
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,6 +48,10 @@ def row_layout(p: CoreParams) -> data.StructLayout:
         fields["region"] = depth
     if p.max_random_blocks:   # the row has random blocks, in buffer rsel
         fields.update(rnd=unsigned(1), rsel=unsigned(1))
+    if p.sink_core:   # the sink columns the row walks (a causal run: up to the row)
+        fields["cols"] = range(p.max_global_tokens + 1)
+    if p.sink_logits:   # the learned sink score of the row's query head
+        fields["sink"] = signed(p.widths.score)
     return data.StructLayout(fields)
 
 
@@ -91,25 +95,40 @@ class Scheduler(wiring.Component):
             near=Signal(name="near"),
             sb_free=Signal(range(p.score_buffers + 1), name="sb_free"),
         )
+        # a grouped core: the next row's position and query head (rows in the order position
+        # 0 heads 0 … g − 1, position 1, …); one head: the position is the row
+        if p.group_heads > 1:
+            self.state.qk_pos = Signal(p.index_bits, name="qk_pos")
+            self.state.qk_head = Signal(range(p.group_heads), name="qk_head")
+        else:
+            self.state.qk_pos, self.state.qk_head = self.state.qk_row, 0
 
     def invariants(self) -> list[tuple]:
         """``(test, message)``: the scheduler's invariants on a band core (for ``swatkit
         prove``)."""
         s, run = self.state, self.run
         running, n = run.running, run.n
+        nq = run.nq if self.params.group_heads > 1 else n   # Q rows of the run
         # (the run's window is the command's: dafter = dilation · after of the run)
-        reach = s.qk_row + run.dafter + 1
+        reach = s.qk_pos + run.dafter + 1
+        # the last row started has the next row's position, or the one before
+        started = reach - 1 + (s.qk_head != 0) if self.params.group_heads > 1 else reach - 1
+        heads = []
+        if self.params.group_heads > 1:
+            heads = [(s.qk_row == s.qk_pos * self.params.group_heads + s.qk_head,
+                      "inv: rows started = position · g + head")]
         return [
+            *heads,
             (~running | (s.q_cnt == s.qk_row + s.q_full + s.q_skid_full),
              "inv: Q rows = started + Q registers"),
             (~s.q_skid_full | s.q_full, "inv: the second Q register only behind the first"),
-            (~running | (s.q_more == (s.q_cnt < n)), "inv: q_more = q_cnt < n"),
-            (~running | (s.q_cnt <= n), "inv: q_cnt <= n"),
-            (~running | (s.qk_more == (s.qk_row < n)), "inv: qk_more = qk_row < n"),
+            (~running | (s.q_more == (s.q_cnt < nq)), "inv: q_more = q_cnt < nq"),
+            (~running | (s.q_cnt <= nq), "inv: q_cnt <= nq"),
+            (~running | (s.qk_more == (s.qk_row < nq)), "inv: qk_more = qk_row < nq"),
             (~running | (s.hi1 == Mux(reach > n, n, reach)),
-             "inv: hi1 = min(qk_row + dilation·after + 1, n)"),
+             "inv: hi1 = min(qk_pos + dilation·after + 1, n)"),
             (~running | (s.near == (reach > n)), "inv: near = the row's band reaches N"),
-            (~running | (s.qk_row == 0) | (self.kv_wr >= Mux(reach - 1 > n, n, reach - 1)),
+            (~running | (s.qk_row == 0) | (self.kv_wr >= Mux(started > n, n, started)),
              "inv: every started row had its keys"),
         ]
 
@@ -127,9 +146,10 @@ class Scheduler(wiring.Component):
         m.d.comb += self.q_rows.eq(q_rows)
         qk_start = Signal()
         m.d.comb += qk_start.eq(self.rows.valid & self.rows.ready)
+        nq, qk_pos, adv = self._heads(m, qk_start, start_run)
 
         # -- Q registers -----------------------------------------------------------------------
-        q_next = self._q_registers(m, qk_start, q_rows)
+        q_next = self._q_registers(m, qk_start, q_rows, nq)
 
         # -- row bookkeeping -------------------------------------------------------------------
         # The next row to start, i = qk_row: its residue class (and the class's K/V region) and
@@ -181,7 +201,7 @@ class Scheduler(wiring.Component):
                              hi1.eq(Mux(reach > cmd.seq_len, cmd.seq_len, reach)),
                              lo.eq(0), lo_wait.eq(cmd.before), qk_a.eq(0), qk_cls.eq(0),
                              qk_region.eq(0)]
-        with m.Elif(qk_start):
+        with m.Elif(adv):
             if blk:
                 with m.If(blk_first):
                     m.d.sync += [blo.eq(lo), blo_lane.eq(lo_lane), blo_base.eq(lo_base)]
@@ -194,7 +214,7 @@ class Scheduler(wiring.Component):
                 with m.Else():
                     m.d.sync += blk_t.eq(blk_t + 1)
             else:
-                reach = qk_row + run.dafter + 2
+                reach = qk_pos + run.dafter + 2
                 m.d.sync += [near.eq(reach > n), hi1.eq(Mux(reach > n, n, reach))]
             if dmax > 1:
                 with m.If(wrap):
@@ -222,7 +242,7 @@ class Scheduler(wiring.Component):
         # (qk_row − sv_done < score_buffers), so that the start is a short function of registers
         sv_fin = self.sv_fin
         with m.If(qk_start):
-            m.d.sync += qk_more.eq(qk_row + 1 < n)
+            m.d.sync += qk_more.eq(qk_row + 1 < nq)
         with m.If(qk_start & ~sv_fin):
             m.d.sync += sb_free.eq(sb_free - 1)
         with m.Elif(sv_fin & ~qk_start):
@@ -242,14 +262,19 @@ class Scheduler(wiring.Component):
             m.d.comb += row.region.eq(qk_region)
         if rmax:
             m.d.comb += [row.rnd.eq(row_rnd), row.rsel.eq(qk_blk[0])]
+        if p.sink_core:
+            m.d.comb += row.cols.eq(self._sink_columns(m, start_run, adv))
+        if p.sink_logits:   # the learned sink score of the row's query head
+            sinks = [run.sinks[h] for h in range(p.group_heads)]
+            m.d.comb += row.sink.eq(Array(sinks)[s.qk_head] if len(sinks) > 1 else sinks[0])
         with m.If(qk_start):
             m.d.sync += [qk_row.eq(qk_row + 1),
                          sbuf.eq(Mux(sbuf == p.score_buffers - 1, 0, sbuf + 1))]
-            with m.If(wrap & lo_step):   # the next index's band starts one key on
-                with m.If(lo_lane == kl - 1):
-                    m.d.sync += [lo_lane.eq(0), lo_base.eq(wrap_inc(lo_base, g, sg))]
-                with m.Else():
-                    m.d.sync += lo_lane.eq(lo_lane + 1)
+        with m.If(adv), m.If(wrap & lo_step):   # the next index's band starts one key on
+            with m.If(lo_lane == kl - 1):
+                m.d.sync += [lo_lane.eq(0), lo_base.eq(wrap_inc(lo_base, g, sg))]
+            with m.Else():
+                m.d.sync += lo_lane.eq(lo_lane + 1)
 
         # -- a new run resets every pointer and counter -----------------------------------------
         with m.If(start_run):
@@ -259,10 +284,41 @@ class Scheduler(wiring.Component):
                                        (q_rows == q_cnt, "inv: stats.q_rows = q_cnt")])
         return m
 
-    def _q_registers(self, m: Module, qk_start, q_rows) -> Signal:
+    def _heads(self, m: Module, qk_start, start_run):
+        """``(nq, qk_pos, adv)``: the run's Q rows, the next row's position, and ``adv``, a
+        row start after which the row bookkeeping moves on — the start of a position's last
+        query head (a grouped core walks one position's keys once per head; one head: every
+        start, and the position is the row)."""
+        p, run, s = self.params, self.run, self.state
+        hg = p.group_heads
+        if hg == 1:
+            return run.n, s.qk_row, qk_start
+        qk_pos, qk_head = s.qk_pos, s.qk_head
+        adv = Signal()
+        m.d.comb += adv.eq(qk_start & (qk_head == hg - 1))
+        with m.If(qk_start):
+            m.d.sync += qk_head.eq(Mux(qk_head == hg - 1, 0, qk_head + 1))
+        with m.If(adv):
+            m.d.sync += qk_pos.eq(qk_pos + 1)
+        with m.If(start_run):
+            m.d.sync += [qk_pos.eq(0), qk_head.eq(0)]
+        return run.nq, qk_pos, adv
+
+    def _sink_columns(self, m: Module, start_run, adv) -> Signal:
+        """The sink columns of the next row (returned): the run's S, or in a causal run
+        ``min(i + 1, S)`` for position i (:meth:`CoreParams.column_counts`)."""
+        run, cmd = self.run, self.run.cmd
+        cols = Signal(range(self.params.max_global_tokens + 1), name="sink_cols")
+        with m.If(start_run):
+            m.d.sync += cols.eq(Mux((cmd.after == 0) & cmd.sink_count.any(), 1, cmd.sink_count))
+        with m.Elif(adv & (cols < run.gcount)):
+            m.d.sync += cols.eq(cols + 1)
+        return cols
+
+    def _q_registers(self, m: Module, qk_start, q_rows, nq) -> Signal:
         """The next row's Q (returned) and one more behind it (``q_skid``): the Q stream's
         ready is a function of registers only, not of the QK start (a long path into the Q
-        source)."""
+        source). ``nq``: the run's Q rows."""
         run, s = self.run, self.state
         q_cnt, q_full, q_skid_full, q_more = s.q_cnt, s.q_full, s.q_skid_full, s.q_more
         q_next = Signal(len(self.q.payload.as_value()))
@@ -279,6 +335,6 @@ class Scheduler(wiring.Component):
                 m.d.sync += [q_next.eq(self.q.payload.as_value()), q_full.eq(1)]
             with m.Else():
                 m.d.sync += [q_skid.eq(self.q.payload.as_value()), q_skid_full.eq(1)]
-            m.d.sync += [q_cnt.eq(q_cnt + 1), q_more.eq(q_cnt + 1 < run.n),
+            m.d.sync += [q_cnt.eq(q_cnt + 1), q_more.eq(q_cnt + 1 < nq),
                          q_rows.eq(q_rows + 1)]
         return q_next

@@ -100,7 +100,12 @@ class SVEngine(wiring.Component):
         word = dl * b
         gmax, rmax = p.max_global_tokens, p.max_random_blocks
         sv_en = Signal()
-        sv = RowWalk(m, p, "sv", run.gcount if gmax else None, run.rnd_last if rmax else None)
+        # the resident columns a row walks: the run's, or a sink core's row's own (held from
+        # the row's start: a causal row sees the sinks up to itself)
+        cols = run.gcount if gmax else None
+        if p.sink_core:
+            cols = Signal(range(gmax + 1), name="sv_cols")
+        sv = RowWalk(m, p, "sv", cols, run.rnd_last if rmax else None)
         sv_m = Signal(signed(w.score))
         # m − d_sat: a score below it saturates the exp (D = m − S > d_sat), compared beside the
         # subtract instead of after it
@@ -116,41 +121,50 @@ class SVEngine(wiring.Component):
         sv.issue(m, sv_en, sv_macs)
         with m.If(sv_en & sv.busy & sv.first_g):
             m.d.sync += exp_ops.eq(exp_ops + sv.active)
+        row_max, sink = self._sink_start(m, sv_start)
         with m.If(sv_start):
-            row_max = self.maxes.payload.max
             m.d.sync += [*sv.start(i_row.rem, i_row.lane0, i_row.base, i_row.sbuf,
                                    i_row.region if p.max_dilation > 1 else None,
                                    i_row.rnd if rmax else None, i_row.rsel if rmax else None,
                                    later=i_row.later),
                          sv_m.eq(row_max), sv_m_lo.eq(row_max - d_sat)]
+            if p.sink_core:
+                m.d.sync += cols.eq(i_row.cols)
 
         m.d.comb += [self.s_rd.addr.eq(sv.s_addr), self.s_rd.en.eq(sv_en)]
         if gmax:  # the band keys that are global tokens, read beside their scores
             m.d.comb += [self.f_rd.en.eq(sv_en),
                          *[self.f_rd.addr[lane].eq(sv.addr[lane]) for lane in range(kl)]]
         addr_bits = Cat(*sv.addr)
+        own = {"sig": sink.sig, "son": sink.on} if sink else {}   # (the row's sink)
         t = pipeline_stage(m, "sv1", sv_en, valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
                            last_g=sv.last_g, first_round=sv.first_round,
                            last_round=sv.end_round, addr=addr_bits, m=sv_m, m_lo=sv_m_lo,
-                           rnd=sv.in_rnd)
+                           rnd=sv.in_rnd, **own)
         stages = [t]
         # the scores are registered out of the block RAMs before D = m − S and the clamp
         t_lanes = ((t.lanes & ~(self.f_rd.data.as_value() & (~t.rnd).replicate(kl)))
                    if gmax else t.lanes)
+        own = {"sig": t.sig, "son": t.son} if sink else {}
         t = pipeline_stage(m, "sv1s", sv_en, valid=t.valid, lanes=t_lanes, first_g=t.first_g,
                            last_g=t.last_g, first_round=t.first_round,
                            last_round=t.last_round, addr=t.addr, m=t.m, m_lo=t.m_lo,
-                           s=self.s_rd.data.as_value(), rnd=t.rnd)
+                           s=self.s_rd.data.as_value(), rnd=t.rnd, **own)
         stages.append(t)
         score = [t.s[lane * w.score:(lane + 1) * w.score].as_signed() for lane in range(kl)]
         diffs = [(t.m - score[lane]).as_unsigned()[:w.score] for lane in range(kl)]
         sats = [score[lane] < t.m_lo for lane in range(kl)]
         probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp", saturated=sats,
                             platform=platform)
+        if sink:   # p_σ of the sink score: one more exp unit, beside the lanes'
+            p_sig = exp2_stages(m, sv_en, [(t.m - t.sig).as_unsigned()[:w.score]], fmt, d,
+                                name="sv_sink_exp", saturated=[t.sig < t.m_lo],
+                                platform=platform)[0]
         for k in range(EXP_LATENCY):
+            own = {"son": t.son} if sink else {}
             t = pipeline_stage(m, f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes,
                                first_g=t.first_g, last_g=t.last_g, first_round=t.first_round,
-                               last_round=t.last_round, addr=t.addr, rnd=t.rnd)
+                               last_round=t.last_round, addr=t.addr, rnd=t.rnd, **own)
             stages.append(t)
             if k == EXP_LATENCY - 3:  # issue the V read: its word, registered twice, meets p
                 # (read, then registered in the fabric once per bank, as the K words)
@@ -173,6 +187,10 @@ class SVEngine(wiring.Component):
                 for lane in range(kl)]
         with m.If(p_en):
             m.d.sync += [p_in[lane].eq(p_next[lane]) for lane in range(kl)]
+        if sink:   # p_σ joins l once, with the row's first key
+            p_in.append(Signal(unsigned(fmt.prob_bits), name="sv_p_sink"))
+            with m.If(p_en):
+                m.d.sync += p_in[-1].eq(Mux(t.son & t.first_round, p_sig, 0))
         # the V words (registered in the fabric above), then registered as multiplier operands
         v_word = self.v_rd.data.as_value()
         if rmax:
@@ -206,19 +224,7 @@ class SVEngine(wiring.Component):
                            last_g=t.last_g, first_round=t.first_round,
                            last_round=t.last_round, done=t.valid & t.last_round & t.last_g)
         stages.append(t)
-        # rotating accumulator: G groups of DL accumulators; the head group is updated and
-        # moved to the tail, so after every key all groups are back in order
-        acc = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
-               for k in range(g)]
-        total = Signal(unsigned(w.sum))
-        new = [Mux(t.first_round, 0, acc[0][u]) + lane_sum[u] for u in range(dl)]
-        total_new = Mux(t.first_round & t.first_g, 0, total) + lsum
-        with m.If(sv_en & t.valid):
-            for k in range(g - 1):
-                m.d.sync += [acc[k][u].eq(acc[k + 1][u]) for u in range(dl)]
-            m.d.sync += [acc[g - 1][u].eq(new[u]) for u in range(dl)]
-            m.d.sync += total.eq(total_new)
-        final = [acc[k][u] for k in range(1, g) for u in range(dl)] + new
+        final, total_new = self._accumulate(m, sv_en, t, lane_sum, lsum)
 
         # -- the result register: a finished row, fed to the normaliser one group per cycle ----
         res = self._result_register(m, sv_en, t.done, final, total_new)
@@ -240,6 +246,38 @@ class SVEngine(wiring.Component):
             (t.done == (t.valid & t.last_round & t.last_g), "inv: SV row-done flag"),
         ])
         return m
+
+    def _sink_start(self, m: Module, sv_start):
+        """The row's max as the SV engine starts it, and (a core that takes learned sink
+        logits) its sink: ``sig``, the row's sink score, and ``on``, held from the start. The
+        sink score joins the max here and the sum ``l`` at the row's first key."""
+        p, run, i_row = self.params, self.run, self.maxes.payload.row
+        row_max = self.maxes.payload.max
+        if not p.sink_logits:
+            return row_max, None
+        sink = SimpleNamespace(sig=Signal(signed(p.widths.score), name="sv_sink"),
+                               on=Signal(name="sv_sink_on"))
+        with m.If(sv_start):
+            m.d.sync += [sink.sig.eq(i_row.sink), sink.on.eq(run.sink_on)]
+        return Mux(run.sink_on & (i_row.sink > row_max), i_row.sink, row_max), sink
+
+    def _accumulate(self, m: Module, sv_en, t, lane_sum, lsum):
+        """The rotating accumulator — G groups of DL accumulators; the head group is updated
+        and moved to the tail, so after every key all groups are back in order — and ``l``:
+        returns the row's accumulators as they finish (``final``) and ``l`` with this token."""
+        p = self.params
+        w, dl, g = p.widths, p.hw.dim_lanes, p.groups
+        acc = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
+               for k in range(g)]
+        total = Signal(unsigned(w.sum))
+        new = [Mux(t.first_round, 0, acc[0][u]) + lane_sum[u] for u in range(dl)]
+        total_new = Mux(t.first_round & t.first_g, 0, total) + lsum
+        with m.If(sv_en & t.valid):
+            for k in range(g - 1):
+                m.d.sync += [acc[k][u].eq(acc[k + 1][u]) for u in range(dl)]
+            m.d.sync += [acc[g - 1][u].eq(new[u]) for u in range(dl)]
+            m.d.sync += total.eq(total_new)
+        return [acc[k][u] for k in range(1, g) for u in range(dl)] + new, total_new
 
     def _result_register(self, m: Module, sv_en, row_done, final, total_new) -> SimpleNamespace:
         """The result register: a finished row (its ``head_dim`` accumulators ``final`` and its

@@ -35,6 +35,7 @@ class CoreInput(NamedTuple):
     run: AttentionSpec | None = None
     global_qkv: tuple | None = None
     cmd: dict | None = None   # the command payload to send instead of ``command(p, run)``
+    sinks: tuple | None = None   # learned sink scores, one per query head (a sink-logit core)
 
 
 class Reject(NamedTuple):
@@ -59,7 +60,8 @@ def _row(x):
 def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
                   hw: HardwareConfig | None = None, *, seed: int = 0, gap: float = 0.0,
                   stall: float = 0.0, timeout: int | None = None,
-                  vcd: str | None = None, platform=None) -> list:
+                  vcd: str | None = None, platform=None, heads: int = 1,
+                  kv_heads: int = 1, sink_logits: bool = False) -> list:
     """Send the commands of ``items`` back to back to one core generated for ``spec``: a
     :class:`CoreInput` starts a run (the next command is sent once the core is idle again), a
     :class:`Reject` sends a command the core must refuse. Returns, per item, a :class:`CoreRun`
@@ -74,16 +76,23 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
     ``TimeoutError`` if a run stays busy for more than ``timeout`` cycles (default: no limit) or
     a stream still has beats to move when the last run has ended. ``platform``: what the core is
     elaborated for (default none; e.g. ``DspTarget("generic", ram_bank_words=4)`` for banked
-    K/V memories). ``spec`` may be the core's :class:`CoreParams`, whole (then without ``fmt``
-    and ``hw``); with an ``AttentionSpec``, ``hw`` defaults to the default lanes with counters
-    for the longest run."""
+    K/V memories). ``spec`` may be the core's :class:`CoreParams`, whole (then without ``fmt``,
+    ``hw`` and the head group); with an ``AttentionSpec``, ``hw`` defaults to the default lanes
+    with counters for the longest run. ``heads``, ``kv_heads``: a grouped core
+    (:class:`~swatkit.rtl.CoreParams`); each run's ``q`` is then (g, N, d) for its g = heads /
+    kv_heads query heads, ``k`` and ``v`` (N, d), and its output (g, N, d); ``q`` and ``o`` move
+    g·N beats. ``sink_logits``: the core takes learned sink scores on the command (each run's
+    :attr:`CoreInput.sinks`)."""
     runs = [it for it in items if isinstance(it, CoreInput)]
-    if hw is None and not isinstance(spec, CoreParams):
-        hw = HardwareConfig(max_seq_len=max([len(it.q) for it in runs] + [1]))
-    dut = SwatCore(spec, fmt, hw)
+    group = {}
+    if not isinstance(spec, CoreParams):
+        hw = hw or HardwareConfig(max_seq_len=max([np.shape(it.q)[-2] for it in runs] + [1]))
+        group = {"heads": heads, "kv_heads": kv_heads, "sink_logits": sink_logits}
+    dut = SwatCore(spec, fmt, hw, **group)
     p = dut.params
+    hg = p.group_heads
     lay = core_layouts(p)
-    globals_ = bool(p.max_global_tokens)
+    globals_ = p.global_rows
     randoms = bool(p.max_random_blocks)
 
     plans = []  # per item: (kind, command payload, run details)
@@ -93,21 +102,26 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
             continue
         if not isinstance(it, CoreInput):
             raise TypeError(f"an item must be a CoreInput or a Reject, not {it!r}")
-        n = len(it.q)
+        if hg > 1 and np.shape(it.q)[:1] != (hg,):
+            raise ValueError(f"q must have one row block per query head of the group, shape "
+                             f"({hg}, N, d), not {np.shape(it.q)}")
+        n = np.shape(it.q)[-2]
         run = p.run_spec(n) if it.run is None else it.run
         p.check_run(run)
         if run.seq_len != n:
             raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n} rows")
         tokens = [int(t) for t in run.global_positions()]
         gq = (it.q, it.k, it.v) if it.global_qkv is None else it.global_qkv
-        cmd = command(p, run) if it.cmd is None else it.cmd
+        cmd = command(p, run, sink_scores=it.sinks) if it.cmd is None else it.cmd
         plans.append(("run", cmd, SimpleRun(it.q, it.k, it.v, run, tokens, gq,
-                                            p.random_stream_rows(run))))
+                                            p.random_stream_rows(run),
+                                            [int(c) for c in run.columns()]
+                                            if not run.block_size else tokens)))
     good = [plan[2] for plan in plans if plan[0] == "run"]
 
     rng = random.Random(seed)
     seeds = [rng.randrange(2 ** 32) for _ in range(3)]
-    outs = [np.zeros((r.run.seq_len, spec.head_dim), dtype=np.int64) for r in good]
+    outs = [np.zeros((hg, r.run.seq_len, p.spec.head_dim), dtype=np.int64) for r in good]
     done = {}
     results = []
 
@@ -124,7 +138,7 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
 
     def expected(r):
         n, g = r.run.seq_len, len(r.tokens)
-        want = {"q": n, "kv": g + n, "o": n - g}
+        want = {"q": hg * n, "kv": len(r.cols) + n, "o": hg * n - g}
         if globals_:
             want.update(qg=g, kvg=2 * n if g else 0, og=g)
         if randoms:
@@ -185,7 +199,8 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
             assert count == want, (f"item {index} ({r.run}) moved {count} beats, expected "
                                    f"{want}")
             stats = ctx.get(dut.stats)
-            results.append(CoreRun(outs[k], {name: int(getattr(stats, name))
+            results.append(CoreRun(outs[k] if hg > 1 else outs[k][0],
+                                   {name: int(getattr(stats, name))
                                              for name in STAT_FIELDS}, start))
             k += 1
         # every stream must be done: nothing left to move
@@ -196,9 +211,9 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
             raise TimeoutError(f"streams {left} still have beats to move after the last run")
 
     async def put_kv(ctx):
-        # per run: its global columns first (resident), then the band rows
+        # per run: its resident columns first (global tokens or sinks), then the band rows
         beats = [lay["kv"].const({"k": _row(r.k[j]), "v": _row(r.v[j])})
-                 for r in good for j in [*r.tokens, *range(r.run.seq_len)]]
+                 for r in good for j in [*r.cols, *range(r.run.seq_len)]]
         await stream_put(ctx, dut.kv, beats, rng=random.Random(seeds[0]), gap=gap)
         done["kv"] = True
 
@@ -210,19 +225,22 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
         done["kvr"] = True
 
     async def put_q(ctx):
-        beats = [lay["q"].const(_row(r.q[i])) for r in good for i in range(r.run.seq_len)]
+        # (a grouped core: the g query heads of position 0, then of position 1, …)
+        beats = [lay["q"].const(_row(r.q[h, i] if hg > 1 else r.q[i])) for r in good
+                 for i in range(r.run.seq_len) for h in range(hg)]
         await stream_put(ctx, dut.q, beats, rng=random.Random(seeds[1]), gap=gap)
         done["q"] = True
 
     async def get_o(ctx):
-        total = sum(r.run.seq_len - len(r.tokens) for r in good)
+        total = sum(hg * r.run.seq_len - len(r.tokens) for r in good)
         rows = iter(await stream_get(ctx, dut.o, total, rng=random.Random(seeds[2]),
                                      stall=stall, timeout=100_000))
         for out, r in zip(outs, good, strict=True):
             for i in range(r.run.seq_len):
                 if i not in r.tokens:
-                    row = next(rows)
-                    out[i] = [int(row[c]) for c in range(spec.head_dim)]
+                    for h in range(hg):
+                        row = next(rows)
+                        out[h, i] = [int(row[c]) for c in range(p.spec.head_dim)]
         done["o"] = True
 
     async def put_global(ctx):
@@ -245,7 +263,7 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
         for out, r in zip(outs, good, strict=True):
             for g in r.tokens:
                 row = next(rows)
-                out[g] = [int(row[c]) for c in range(spec.head_dim)]
+                out[0, g] = [int(row[c]) for c in range(p.spec.head_dim)]
         done["og"] = True
 
     sim = Simulator(Fragment.get(dut, platform) if platform is not None else dut)
@@ -274,18 +292,24 @@ class SimpleRun(NamedTuple):
     tokens: list
     gq: tuple
     rnd: np.ndarray   # the K/V rows of the random-block stream
+    cols: list        # the resident columns sent first on kv (global tokens or sinks)
 
 
 def run_core(q, k, v, spec: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
              hw: HardwareConfig | None = None, *, run: AttentionSpec | None = None,
              global_qkv=None, seed: int = 0, gap: float = 0.0, stall: float = 0.0,
-             timeout: int | None = None, vcd: str | None = None, platform=None) -> CoreRun:
+             timeout: int | None = None, vcd: str | None = None, platform=None,
+             heads: int = 1, kv_heads: int = 1, sinks=None) -> CoreRun:
     """Simulate one run of N = ``len(q)`` rows on the core generated for ``spec`` (its maxima),
     with the pattern ``run`` (default: ``spec``'s, N rows); ``global_qkv`` as in
     :func:`~swatkit.golden.fixed_point_attention`. ``gap``/``stall`` are the probabilities of an
     idle input cycle and of a dropped ``ready`` on an output (seeded by ``seed``). One item of
-    :func:`run_core_many` (whose checks of the beats moved apply, and its defaults)."""
-    (result,) = run_core_many([CoreInput(q, k, v, run, global_qkv)], spec, fmt, hw, seed=seed,
-                              gap=gap, stall=stall, timeout=timeout, vcd=vcd,
-                              platform=platform)
+    :func:`run_core_many` (whose checks of the beats moved apply, and its defaults; ``heads``,
+    ``kv_heads``: a grouped core, q of shape (g, N, d); ``sinks``: learned sink scores, one per
+    query head, on a core generated to take them)."""
+    group = ({} if isinstance(spec, CoreParams) else
+             {"heads": heads, "kv_heads": kv_heads, "sink_logits": sinks is not None})
+    (result,) = run_core_many([CoreInput(q, k, v, run, global_qkv, sinks=sinks)], spec, fmt,
+                              hw, seed=seed, gap=gap, stall=stall, timeout=timeout, vcd=vcd,
+                              platform=platform, **group)
     return result

@@ -258,8 +258,21 @@ class HarnessBench:
             bad["dilation=0"] = value(dilation=0)
             if p.max_dilation + 1 < 2 ** width("dilation"):
                 bad[f"dilation={p.max_dilation + 1}"] = value(dilation=p.max_dilation + 1)
+        if p.sink_logits:   # a sink score outside the scores' range (where the field holds it)
+            lo, hi = p.fmt.score_range(p.spec.head_dim)
+            heads = p.group_heads
+            if hi + 1 < 2 ** (p.widths.score - 1):
+                bad[f"sink score {hi + 1}"] = value(sink_on=1,
+                                                    sink_scores=[0] * (heads - 1) + [hi + 1])
+            if lo - 1 >= -2 ** (p.widths.score - 1):
+                bad[f"sink score {lo - 1}"] = value(sink_on=1, sink_scores=[lo - 1] * heads)
         g = p.max_global_tokens
-        if g:
+        if p.sink_core:   # more sinks than generated, or than N
+            if g + 1 < 2 ** width("sink_count"):
+                bad[f"sink_count={g + 1}"] = value(sink_count=g + 1)
+            if g > 1:
+                bad[f"sink_count={g} at N=1"] = value(seq_len=1, sink_count=g)
+        elif g:
             bad["global token 5 of N=5"] = value(global_count=1,
                                                  global_tokens=[5] + [0] * (g - 1))
             if g > 1:
@@ -424,7 +437,7 @@ class HarnessBench:
         n = run["seq_len"]
         for kind, at, cycles in self.case["resets"]:
             self.faults.append({"kind": kind, "at": at, "cycles": cycles})
-            await self.start(n, n + run["globals"])
+            await self.start(run["q_rows"], n + run["columns"])
             await self.start_globals(0)
             why = await self._reset_on(kind, at, cycles, n)
             if why:
@@ -451,8 +464,8 @@ class HarnessBench:
         if case["resets"]:
             await self.reset_faults()
         window = cocotb.start_soon(self.waves(rows=True))
-        await self.start(sum(r["seq_len"] for r in runs),
-                         sum(r["seq_len"] + r["globals"] for r in runs))
+        await self.start(sum(r["q_rows"] for r in runs),
+                         sum(r["seq_len"] + r["columns"] for r in runs))
         holds = [cocotb.start_soon(self.hold(sig, at, length))
                  for sig, (at, length) in case.get("holds", {}).items()]
         if case.get("stuck"):
@@ -464,6 +477,8 @@ class HarnessBench:
         q_base = kv_base = o_base = 0
         for index, run in enumerate(runs):
             n, count = run["seq_len"], run["globals"]
+            # (Q and output rows: g per position on a grouped core)
+            q_rows, o_rows = run["q_rows"], run["o_rows"]
             label = f"run {index} (N={n}, {run['pattern']})"
             await self.start_globals(index)
             if pending is None:
@@ -478,7 +493,7 @@ class HarnessBench:
             if early is not None and index + 1 < len(runs):
                 pending = cocotb.start_soon(self.offer_early(runs[index + 1]["command"], early))
             busy_before = int(dut.busy_cycles.value)
-            ok = await self.wait_run(n, label, count)
+            ok = await self.wait_run(q_rows, label, count)
             stats = self.stats()
             got_rows = int(dut.o_rows.value) - o_base
             monitor = int(dut.busy_cycles.value) - busy_before
@@ -489,9 +504,9 @@ class HarnessBench:
             if not ok:
                 break
             self.check_run(index, label, stats, monitor, got_rows, q_base, kv_base)
-            q_base += n
-            kv_base += n + count
-            o_base += n - count
+            q_base += q_rows
+            kv_base += n + run["columns"]
+            o_base += o_rows
             if index + 1 < len(runs) and pending is None:
                 await self.cycles(idle_choices[index % len(idle_choices)])
         for task in holds:
@@ -509,7 +524,7 @@ class HarnessBench:
                        "withdrawn or changed before it was taken")
         if dut.cmd_busy.value:
             self.error("the core took a command while busy")
-        self.compare(min(int(dut.o_rows.value), self.case["depth"]))
+        self.compare(min(int(dut.o_rows.value), self.case["o_depth"]))
         self.sim_cycles = int(dut.cycles.value)
 
     def check_run(self, index, label, stats, monitor, got_rows, q_base, kv_base):
@@ -524,10 +539,11 @@ class HarnessBench:
         if model is not None and stats["cycles"] != model:
             self.error(f"{label}: stats.cycles is {stats['cycles']}, but the cycle model "
                        f"(sim/cycle_model.py) gives {model} for this stall-free run")
-        if got_rows != n - count:
+        if got_rows != run["o_rows"]:   # (Q and output rows: g per position when grouped)
             self.error(f"{label}: {got_rows} output rows at the end of the run, expected "
-                       f"{n - count}")
-        for name, sent in (("q", q_base + n), ("kv", kv_base + n + count)):
+                       f"{run['o_rows']}")
+        for name, sent in (("q", q_base + run["q_rows"]),
+                           ("kv", kv_base + n + run["columns"])):
             if int(getattr(dut, f"{name}_sent").value) != sent:
                 self.error(f"{label}: the {name} source sent "
                            f"{int(getattr(dut, f'{name}_sent').value)} rows, expected {sent}")
@@ -572,6 +588,8 @@ class HarnessBench:
             if global_rows:
                 tokens = np.setdiff1d(np.arange(n), rows)
                 where = f"global row {int(tokens[r])}"
+            elif f"heads{index}" in self.arrays:   # a grouped core: the row's query head too
+                where = f"row {int(rows[r])} of query head {int(self.arrays[f'heads{index}'][r])}"
             else:
                 where = f"row {int(rows[r])}"
                 self.first_output_row = base + r

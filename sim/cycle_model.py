@@ -15,8 +15,13 @@ d/DL`` and ``R_i = ceil(W_i/KL)`` rounds for row i:
 * the row finishes SV (``e_i``) ``SV_DEPTH`` cycles after its last SV issue;
 * the run ends ``G + divider_latency + 5`` cycles after the last row's SV.
 
-Interior rows repeat with period ``R·G`` once the pipeline is full; the model detects that and
-jumps over them, so N = 1M costs about as much as N = 10K.
+A grouped core (g query heads per K/V head) has g rows per position, in the order of the Q
+stream (position 0's heads, then position 1's): the recurrence runs over those g·N rows, each
+with its position's keys (``hi_i``, ``R_i``), and a K/V slot frees when the last head of the
+position ``x − ring + before`` is done.
+
+Interior rows repeat with period ``R·G`` (``g·R·G`` per position) once the pipeline is full; the
+model detects that and jumps over them, so N = 1M costs about as much as N = 10K.
 """
 
 from __future__ import annotations
@@ -65,7 +70,8 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
         raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n}")
     g, before, after, dil = p.groups, run.before, run.after, run.dilation
     glob_pos = run.global_positions()
-    n_glob = len(glob_pos)
+    n_glob = len(glob_pos)                # global rows
+    n_cols = len(run.columns()) if not p.block_size else n_glob   # resident columns
     ring, nb = p.ring_rows, p.score_buffers
     reach = dil * after                   # the band's reach after the row
     # K/V row x waits for row x − free_back to finish (a block-sparse core: 2b − 1 behind)
@@ -74,59 +80,67 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
         hi_row = p.block_window(run)[1]
         rnd_ready = _random_ready(p, run)
         skip_periodic = False
-    rg = p.row_rounds(run) * g
+    # rows in order: position 0's g query heads, position 1's, … (one head: row = position)
+    hg = p.group_heads
+    rows = n * hg
+    rg = np.repeat(p.row_rounds(run) * g, hg)
     qd = qk_depth(p)
-    a = np.zeros(n, dtype=np.int64)       # K/V accept cycle
-    s = np.zeros(n, dtype=np.int64)       # QK start
-    u = np.zeros(n, dtype=np.int64)       # SV start
-    e = np.zeros(n, dtype=np.int64)       # SV done
+    a = np.zeros(n, dtype=np.int64)       # K/V accept cycle (per position)
+    s = np.zeros(rows, dtype=np.int64)    # QK start
+    u = np.zeros(rows, dtype=np.int64)    # SV start
+    e = np.zeros(rows, dtype=np.int64)    # SV done
     loaded = 0                            # K/V rows whose accept time is known
     # rows whose schedule is periodic can be skipped: from here on all times move by rg_mid
-    interior_end = n - reach - 2          # rows before this have a full, unclipped window
-    rg_mid = (math.ceil(run.window / p.hw.key_lanes) + math.ceil(n_glob / p.hw.key_lanes)) * g
+    # per row (g·rg_mid per position)
+    interior_end = n - reach - 2          # positions before this have a full, unclipped window
+    rg_mid = (math.ceil(run.window / p.hw.key_lanes) + math.ceil(n_cols / p.hw.key_lanes)) * g
     history = 3 * dil * (nb + ring // max(1, before + after + 1) + 4)
-    first = n_glob * g                    # the global columns are accepted first
-    i = 0
+    first = n_cols * g                    # the resident columns are accepted first
+    r = 0
     visited = 0
-    while i < n:
+    while r < rows:
+        i = r // hg                       # the row's position
         hi = int(hi_row[i]) if p.block_size else min(n - 1, i + reach)
         while loaded <= hi:
             x = loaded
             t = a[x - 1] + g if x else first
-            if x >= dil * ring:
-                t = max(t, e[x - free_back] + 1)
+            if x >= dil * ring:   # its slot frees when position x − free_back is done
+                t = max(t, e[(x - free_back) * hg + hg - 1] + 1)
             a[x] = t
             loaded += 1
         t = max(1, a[hi] + g + 1)
-        if i:
-            t = max(t, s[i - 1] + rg[i - 1])
-        if i >= nb:
-            t = max(t, e[i - nb] + 1)
+        if r:
+            t = max(t, s[r - 1] + rg[r - 1])
+        if r >= nb:
+            t = max(t, e[r - nb] + 1)
         if p.block_size and rnd_ready is not None:
             t = max(t, rnd_ready(i, e))
-        s[i] = t
-        u[i] = s[i] + rg[i] + qd
-        if i:
-            u[i] = max(u[i], u[i - 1] + rg[i - 1])
-        e[i] = u[i] + rg[i] + SV_DEPTH
+        s[r] = t
+        u[r] = s[r] + rg[r] + qd
+        if r:
+            u[r] = max(u[r], u[r - 1] + rg[r - 1])
+        e[r] = u[r] + rg[r] + SV_DEPTH
         visited += 1
-        # periodic? (every interval in a window of recent rows equals the period)
-        if (skip_periodic and dil * before + history < i < interior_end - history
-                and rg[i] == rg_mid
-                and _periodic(s, u, e, a, i, history, rg_mid, reach)):
+        # periodic? (at a position's last head: every interval in a window of recent positions
+        # equals the period)
+        if (skip_periodic and r % hg == hg - 1
+                and dil * before + history < i < interior_end - history
+                and rg[r] == rg_mid
+                and _periodic(s, u, e, a, i, history, hg * rg_mid, reach, hg)):
             jump = interior_end - history - i
             if jump > 0:
-                steps = np.arange(1, jump + 1, dtype=np.int64) * rg_mid
-                for arr, base in ((s, i), (u, i), (e, i)):
-                    arr[base + 1:base + jump + 1] = arr[base] + steps
+                steps = np.arange(1, jump + 1, dtype=np.int64) * (hg * rg_mid)
+                for arr in (s, u, e):
+                    last = arr[r - hg + 1:r + 1]
+                    arr[r + 1:r + 1 + jump * hg] = (last[None, :] + steps[:, None]).reshape(-1)
                 a[loaded:loaded + jump] = a[loaded - 1] + steps
                 loaded += jump
-                i += jump
-        i += 1
+                r += jump * hg
+        r += 1
     # the last row leaves on o (or, a global token's band row, is dropped before the output
     # FIFO: DROP_EARLY cycles sooner)
     last_dropped = n_glob and glob_pos[-1] == n - 1
-    cycles = int(e[n - 1] + g + divider_latency(p.fmt) + 5 - (DROP_EARLY if last_dropped else 0))
+    cycles = int(e[rows - 1] + g + divider_latency(p.fmt) + 5 - (DROP_EARLY if last_dropped else 0))
     # the global-row engine runs beside the band from the start of the run; the run ends when
     # both are done
     if n_glob:
@@ -172,20 +186,26 @@ def swat_actions(p: CoreParams, run: AttentionSpec) -> dict:
     the band engines issue every row's band (a global token inside it masked, not skipped) and
     the run's G global columns, for all N rows (a global token's band row is computed, then
     dropped); the global-row engine makes two q·k passes and one p·v pass over the N keys per
-    global row."""
+    global row. A grouped core reads each K/V row once and takes, computes and sends g rows
+    per position."""
     p.check_run(run)
     n, d, n_glob = run.seq_len, p.spec.head_dim, len(run.global_positions())
-    band_keys = int(p.band_keys(run).sum())
-    return {"kv_rows": n, "q_rows": n, "rows_out": n - n_glob,
+    hg = p.group_heads   # (a grouped core has no global rows)
+    band_keys = int(p.band_keys(run).sum()) * hg
+    return {"kv_rows": n, "q_rows": hg * n, "rows_out": hg * (n - n_glob),
             "qk_macs": (band_keys + 2 * n_glob * n) * d,
             "sv_macs": (band_keys + n_glob * n) * d,
             "exp_ops": band_keys + n_glob * n}
 
 
-def _periodic(s, u, e, a, i, window, period, after) -> bool:
-    lo = i - window
+def _periodic(s, u, e, a, i, window, period, after, hg=1) -> bool:
+    """Whether the last ``window`` positions up to position ``i`` (its last head) are periodic:
+    each row's times ``period`` after those of the same head one position before, and the K/V
+    accepts ``after`` ahead of them one ``period`` apart."""
+    lo, hi = (i - window) * hg, (i + 1) * hg
     for arr in (s, u, e):
-        if not np.all(np.diff(arr[lo:i + 1]) == period):
+        x = arr[lo:hi]
+        if not np.all(x[hg:] - x[:-hg] == period):
             return False
     k = i + after
     return bool(np.all(np.diff(a[k - window:k + 1]) == period))

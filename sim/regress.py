@@ -127,12 +127,18 @@ class Build:
     interface : str
         ``"axis"`` simulates the AXI4-Stream form (``swatkit generate --interface axis``).
     head_dim, before, after, key_lanes, dim_lanes, fmt, max_seq_len, dilation, global_tokens, \
-max_global_tokens, max_dilation, block_size, random_blocks
+max_global_tokens, max_dilation, block_size, random_blocks, heads, kv_heads, sink_tokens, \
+sink_logits
         Without ``params``: the window (``before`` keys before the row, ``after`` after it) and
         the row width, the lanes, the format (default :class:`NumberFormat`), the largest N
         (default :data:`MAX_SEQ_LEN`), the build's own dilation and global tokens and the
         maxima a run may use; a block-sparse (BigBird) core: its block size and most random
-        blocks (``before`` and ``after`` are then 0). :func:`shape_params` is the rule.
+        blocks (``before`` and ``after`` are then 0); a grouped core: ``heads`` query heads on
+        ``kv_heads`` (a run is one K/V head and its ``heads / kv_heads`` query heads); a sink
+        core (StreamingLLM): its most sink tokens, and the sinks of a run that asks for nothing
+        else (at most N); ``sink_logits``: the core takes learned sink logits (GPT-OSS) on the
+        command (each run draws one per query head; every third run has none).
+        :func:`shape_params` is the rule.
 
     Raises
     ------
@@ -201,6 +207,10 @@ max_global_tokens, max_dilation, block_size, random_blocks
     key_lanes = property(lambda self: self.params.hw.key_lanes)
     dim_lanes = property(lambda self: self.params.hw.dim_lanes)
     max_seq_len = property(lambda self: self.params.hw.max_seq_len)
+    heads = property(lambda self: self.params.heads)
+    kv_heads = property(lambda self: self.params.kv_heads)
+    sink_tokens = property(lambda self: self.params.spec.sink_tokens)
+    sink_logits = property(lambda self: self.params.sink_logits)
 
     @property
     def kind(self) -> str:
@@ -213,7 +223,8 @@ max_global_tokens, max_dilation, block_size, random_blocks
         changed = [f"{x.name}={getattr(f, x.name)}" for x in dataclasses.fields(f)
                    if getattr(f, x.name) != getattr(default, x.name)]
         own = (f" ×{self.dilation}" if self.dilation > 1 else "") + (
-            f" with global tokens {list(self.global_tokens)}" if self.global_tokens else "")
+            f" with global tokens {list(self.global_tokens)}" if self.global_tokens else "") + (
+            f" with {self.sink_tokens} sink tokens" if self.sink_tokens else "")
         window = (f"block {self.block_size}, up to {self.random_blocks} random blocks"
                   if self.block_size else f"window {self.before}+1+{self.after}{own}")
         return (f"{self.kind} {window}, head_dim {self.head_dim}, "
@@ -221,10 +232,14 @@ max_global_tokens, max_dilation, block_size, random_blocks
                 f"{'(' + ', '.join(changed) + ')' if changed else 'default'}"
                 + ("" if self.dsp == "generic" else f", {self.dsp} multipliers")
                 + (f", up to {self.params.max_global_tokens} global tokens"
-                   if self.params.max_global_tokens and not self.block_size else "")
+                   if self.params.global_rows and not self.block_size else "")
                 + (f", dilation up to {self.params.max_dilation}"
                    if self.params.max_dilation > 1 else "")
-                + ("" if self.interface == "core" else f", {self.interface} interface"))
+                + ("" if self.interface == "core" else f", {self.interface} interface")
+                + (f", {self.heads} query heads on {self.kv_heads} K/V head"
+                   f"{'s' if self.kv_heads > 1 else ''} (a run: one K/V head and its "
+                   f"{self.params.group_heads})" if self.params.group_heads > 1 else "")
+                + (", learned sink logits" if self.sink_logits else ""))
 
 
 def _run_pattern(spec: AttentionSpec, seq_len: int) -> AttentionSpec:
@@ -235,23 +250,27 @@ def _run_pattern(spec: AttentionSpec, seq_len: int) -> AttentionSpec:
         r = r if nb < 3 else min(r, max(nb - 5, 0))
         return AttentionSpec.bigbird(seq_len, spec.head_dim, b, r, seed=0)
     return AttentionSpec(seq_len, spec.head_dim, spec.before, spec.after, spec.dilation,
-                         tuple(t for t in spec.global_tokens if t < seq_len))
+                         tuple(t for t in spec.global_tokens if t < seq_len),
+                         sink_tokens=min(spec.sink_tokens, seq_len))
 
 
 def shape_params(head_dim: int, before: int, after: int, key_lanes: int, dim_lanes: int,
                  fmt: NumberFormat | None = None, max_seq_len: int = MAX_SEQ_LEN,
                  dilation: int = 1, global_tokens: tuple[int, ...] = (),
                  max_global_tokens: int = 0, max_dilation: int = 1, block_size: int = 0,
-                 random_blocks: int = 0) -> CoreParams:
+                 random_blocks: int = 0, heads: int = 1, kv_heads: int = 1,
+                 sink_tokens: int = 0, sink_logits: bool = False) -> CoreParams:
     """The CoreParams of a build given by its shape (:class:`Build`'s keywords): the spec of
-    ``max_seq_len`` rows (BigBird's table drawn from seed 0), the format, and the hardware."""
+    ``max_seq_len`` rows (BigBird's table drawn from seed 0), the format, the hardware and the
+    head group."""
     spec = (AttentionSpec.bigbird(max_seq_len, head_dim, block_size, random_blocks, seed=0)
             if block_size else
             AttentionSpec(max_seq_len, head_dim, before, after, dilation,
-                          tuple(t for t in global_tokens if t < max_seq_len)))
+                          tuple(t for t in global_tokens if t < max_seq_len),
+                          sink_tokens=min(sink_tokens, max_seq_len)))
     return CoreParams(spec, fmt or NumberFormat(),
                       HardwareConfig(key_lanes, dim_lanes, max_seq_len, max_global_tokens,
-                                     max_dilation))
+                                     max_dilation), heads, kv_heads, sink_logits)
 
 
 def build_params(params: CoreParams) -> CoreParams:
@@ -263,11 +282,12 @@ def build_params(params: CoreParams) -> CoreParams:
     spec = (AttentionSpec.bigbird(hw.max_seq_len, params.spec.head_dim, params.block_size,
                                   params.max_random_blocks, seed=0) if params.block_size
             else _run_pattern(params.spec, hw.max_seq_len))
-    hw = hw.replace(max_global_tokens=0 if params.block_size else params.max_global_tokens,
-                    max_dilation=params.max_dilation)
+    # (a block-sparse core's global blocks and a sink core's sinks are its own, not hardware's)
+    hw = hw.replace(max_global_tokens=0 if params.block_size or params.spec.sink_tokens
+                    else params.max_global_tokens, max_dilation=params.max_dilation)
     if (spec, hw) == (params.spec, params.hw):
         return params
-    return CoreParams(spec, params.fmt, hw)
+    return CoreParams(spec, params.fmt, hw, params.heads, params.kv_heads, params.sink_logits)
 
 
 INPUT_KINDS = {
@@ -335,6 +355,9 @@ class Case:
         ``after``, ``dilation``, ``global_tokens`` (:meth:`CoreParams.run_spec`); empty: every
         run has the build's pattern. One per run (``{}`` for the build's); kept as sorted
         ``(field, value)`` pairs so that a case stays hashable.
+    sink_logits : tuple of float, optional
+        On a build that takes learned sink logits: these, one per query head, for every run
+        (default: drawn per run, :func:`run_sinks`).
     """
 
     id: str
@@ -352,6 +375,7 @@ class Case:
     stream_gaps: tuple[tuple[str, float], ...] = ()
     bursts: tuple[tuple[str, int], ...] = ()
     early_command: int | None = None
+    sink_logits: tuple[float, ...] | None = None
 
     def __post_init__(self):
         b = self.build
@@ -365,6 +389,16 @@ class Case:
             tuple(sorted((k, tuple(v) if k == "global_tokens" else v)
                          for k, v in dict(pattern).items()))
             for pattern in self.patterns))
+        if self.sink_logits is not None:   # one real per query head, in the scores' range
+            g = b.params.group_heads
+            if not b.sink_logits or len(self.sink_logits) != g:
+                raise ValueError(f"{self.id}: sink_logits must give one value per query head "
+                                 f"({g}) on a build that takes them, not {self.sink_logits}")
+            object.__setattr__(self, "sink_logits", tuple(float(z) for z in self.sink_logits))
+            try:
+                b.fmt.sink_scores(self.sink_logits, b.head_dim)
+            except ValueError as e:
+                raise ValueError(f"{self.id}: {e}") from None
         if self.patterns and len(self.patterns) != len(self.seq_lens):
             raise ValueError(f"{self.id}: patterns must have one entry per run "
                              f"({len(self.seq_lens)}), not {len(self.patterns)}")
@@ -372,9 +406,9 @@ class Case:
             runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
         except (TypeError, ValueError) as e:
             raise ValueError(f"{self.id}: {e}") from None
-        kv_rows = sum(r.seq_len + len(r.global_positions()) for r in runs)
+        kv_rows = sum(r.seq_len + len(resident_columns(r)) for r in runs)
         if kv_rows > b.harness_depth:
-            raise ValueError(f"{self.id}: the runs need {kv_rows} K/V rows (global columns "
+            raise ValueError(f"{self.id}: the runs need {kv_rows} K/V rows (resident columns "
                              f"included), more than the harness's {b.harness_depth}")
         self._check_faults()
         if self.inputs not in INPUT_KINDS:
@@ -491,6 +525,24 @@ class Case:
                 + (f"; faults: {', '.join(faults)}" if faults else ""))
 
 
+def run_sinks(params: CoreParams, rng: np.random.Generator, index: int) -> np.ndarray | None:
+    """Run ``index``'s learned sink logits on a core that takes them (None elsewhere, and on
+    every third run: a run without sinks): one real per query head, on the score grid (so that
+    :meth:`NumberFormat.sink_scores` gives back the drawn integer), in a sixth of the scores'
+    range each side — the size of a row's larger scores, so that the sink changes rows."""
+    if not params.sink_logits or index % 3 == 2:
+        return None
+    fmt, d = params.fmt, params.spec.head_dim
+    lo, hi = fmt.score_range(d)
+    return rng.integers(lo // 6, hi // 6 + 1, params.group_heads) * fmt.score_unit(d)
+
+
+def resident_columns(run: AttentionSpec) -> np.ndarray:
+    """The K/V rows a run sends first on ``kv`` (the core keeps them resident): its global
+    tokens or sinks (:meth:`AttentionSpec.columns`), BigBird's first and last blocks."""
+    return run.global_positions() if run.block_size else run.columns()
+
+
 # -- the matrix -------------------------------------------------------------------------------
 
 _NARROW = NumberFormat(data_bits=4, prob_bits=8, exp_frac_bits=3, const_bits=8, out_bits=6,
@@ -543,6 +595,22 @@ BB4 = Build("bigbird_b4r1_k3d2", head_dim=8, before=0, after=0, key_lanes=3, dim
             block_size=4, random_blocks=1, max_seq_len=128, depth=400)
 BB8 = Build("bigbird_b8r3_k4d8", head_dim=16, before=0, after=0, key_lanes=4, dim_lanes=8,
             block_size=8, random_blocks=3, max_seq_len=256, depth=600)
+# grouped query heads: one K/V head and its g query heads per run (each K/V row enters once and
+# serves all g); causal with 4 query heads per K/V head, and bidirectional with 6 on 2 (g = 3)
+GQ4 = Build("gqa4_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, dim_lanes=2,
+            heads=4, kv_heads=1, depth=1200)
+GQ3 = Build("gqa6on2_bi5_k2d4", head_dim=8, before=2, after=2, key_lanes=2, dim_lanes=4,
+            heads=6, kv_heads=2, max_dilation=2, depth=1200)
+# sink tokens (StreamingLLM): resident key-only columns; causal (a row sees the sinks up to
+# itself: rows below S see fewer), with dilation and fewer sinks per run; and bidirectional on a
+# grouped core (every row sees every sink)
+SK4 = Build("sink4_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3, dim_lanes=2,
+            sink_tokens=4, max_dilation=2, depth=1200)
+SKG = Build("sink2_gqa4_bi5_k2d4", head_dim=8, before=2, after=2, key_lanes=2, dim_lanes=4,
+            heads=4, kv_heads=1, sink_tokens=2, depth=1200)
+# learned sink logits (GPT-OSS): one per query head on each run's command; a small causal group
+LOGIT = Build("logits_gqa8_causal16_k4d4", head_dim=16, before=15, after=0, key_lanes=4,
+              dim_lanes=4, heads=8, kv_heads=1, sink_logits=True, depth=1200)
 # runs back to back on BB2: N = b … 32b (r as N allows: 0 below 8 blocks), fewer random blocks,
 # a random table given explicitly (rows out of order) and drawn from other seeds
 _BB_TABLE = ((6, 3, 5), (5, 4, 6), (1, 6, 5), (2, 6, 1), (3, 1, 2), (4, 1, 2))
@@ -581,7 +649,7 @@ DEFAULT_CORE = Build.from_params("longformer_default", CoreParams(
     HardwareConfig()))
 
 FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9, G9, D8, G5,
-               G1, BB2, BB4, BB8)
+               G1, BB2, BB4, BB8, GQ4, GQ3, SK4, SKG, LOGIT)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
 
 # patterns of runs back to back on G9: global tokens (one, at both ends, adjacent, inside each
@@ -697,6 +765,25 @@ def _matrix_fast() -> list[Case]:
         Case("bigbird_b8r3_k4d8/dominant-n128-heavy", BB8, (128,), inputs="dominant",
              gap=h, stall=h),
         Case("bigbird_b8r3_k4d8/reset-mid-run", BB8, (128, 64), stall=0.3, reset_after=1500),
+        Case("gqa4_causal8_k3d2/random-n500", GQ4, (500,)),
+        Case("gqa4_causal8_k3d2/edges-heavy", GQ4, _EDGES, gap=h, stall=h),
+        Case("gqa4_causal8_k3d2/reset-mid-run", GQ4, (300, 200), stall=0.3, reset_after=2000),
+        Case("gqa6on2_bi5_k2d4/patterns", GQ3, (400, 300, 1, 5, 200),
+             patterns=({}, {"dilation": 2}, {}, {"after": 0}, {"before": 0, "dilation": 2})),
+        Case("gqa6on2_bi5_k2d4/extremes-n300-heavy", GQ3, (300,), inputs="extremes",
+             gap=h, stall=h),
+        Case("sink4_causal8_k3d2/random-n500", SK4, (500,)),
+        Case("sink4_causal8_k3d2/edges-heavy", SK4, _EDGES, gap=h, stall=h),
+        Case("sink4_causal8_k3d2/patterns", SK4, (300, 200, 3, 100, 150),
+             patterns=({"sink_tokens": 1}, {"dilation": 2}, {}, {"sink_tokens": 0},
+                       {"before": 2, "sink_tokens": 3, "dilation": 2}), idle=(0, 3)),
+        Case("sink2_gqa4_bi5_k2d4/random-n400", SKG, (400,)),
+        Case("sink2_gqa4_bi5_k2d4/dominant-n300-heavy", SKG, (300,), inputs="dominant",
+             gap=h, stall=h),
+        Case("sink2_gqa4_bi5_k2d4/reset-mid-run", SKG, (200, 100), stall=0.3, reset_after=1500),
+        Case("logits_gqa8_causal16_k4d4/runs", LOGIT, (300, 200, 100, 1, 17), idle=(0, 2)),
+        Case("logits_gqa8_causal16_k4d4/extremes-heavy", LOGIT, (200, 150, 100),
+             inputs="extremes", gap=h, stall=h),
         *_matrix_faults(),
     ]
 
@@ -1469,6 +1556,7 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
                          f"runs 0..{len(case.seq_lens) - 1}")
     arrays, runs, qs, kvs = {}, [], [], []
     bits = case.build.fmt.data_bits
+    hg = params.group_heads
     for index, n in enumerate(case.seq_lens):
         spec = case.run_spec(index)
         rng = case_rng(case, seed, index)
@@ -1477,8 +1565,19 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
         # (Longformer's global rows have their own projections; BigBird's use q, k, v)
         global_qkv = (make_inputs(case.inputs, n, case.build, rng)
                       if tokens.size and not spec.block_size else None)
-        expected = fixed_point_attention(q, k, v, spec, case.build.fmt,
-                                         global_qkv=global_qkv).out
+        sinks = (run_sinks(params, rng, index) if case.sink_logits is None
+                 else np.asarray(case.sink_logits, dtype=np.float64))
+        if hg > 1:   # a grouped core: g query heads on one K/V head (no global rows)
+            q = np.stack([q] + [make_inputs(case.inputs, n, case.build, rng)[0]
+                                for _ in range(hg - 1)])
+            expected = fixed_point_attention(q, k[None], v[None], spec, case.build.fmt,
+                                             sink_logits=sinks).out
+            # the streams' order: position 0's heads, then position 1's, …
+            q, expected = (x.transpose(1, 0, 2).reshape(hg * n, -1) for x in (q, expected))
+            arrays[f"heads{index}"] = np.tile(np.arange(hg), n)
+        else:
+            expected = fixed_point_attention(q, k, v, spec, case.build.fmt,
+                                             global_qkv=global_qkv, sink_logits=sinks).out
         if corrupt is not None and corrupt[0] == index:
             _, row, col, bit = corrupt
             if not (row < n and col < case.build.head_dim and bit < case.build.fmt.out_bits):
@@ -1489,11 +1588,12 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
             expected[row, col] ^= 1 << bit
         band = np.setdiff1d(np.arange(n), tokens)
         qs.append(q)
-        # the kv stream: the run's global columns first, then every row (k, then v)
-        kvs.append(np.concatenate([k[tokens], v[tokens]], axis=1))
+        # the kv stream: the run's resident columns first, then every row (k, then v)
+        cols = resident_columns(spec)
+        kvs.append(np.concatenate([k[cols], v[cols]], axis=1))
         kvs.append(np.concatenate([k, v], axis=1))
-        arrays[f"expected{index}"] = expected[band]
-        arrays[f"rows{index}"] = band
+        arrays[f"expected{index}"] = expected if hg > 1 else expected[band]
+        arrays[f"rows{index}"] = np.repeat(band, hg)
         if tokens.size:
             qg, kg, vg = (q, k, v) if global_qkv is None else global_qkv
             arrays[f"gexpected{index}"] = expected[tokens]
@@ -1503,9 +1603,13 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
         if params.max_random_blocks:
             arrays[f"kvr{index}"] = pack_rows(
                 np.concatenate([k[random_rows], v[random_rows]], axis=1), bits)
-        run = {"seq_len": n, "globals": int(tokens.size), "random": int(random_rows.size),
+        run = {"seq_len": n, "globals": int(tokens.size), "columns": int(cols.size),
+               "random": int(random_rows.size),
+               "q_rows": hg * n, "o_rows": hg * (n - int(tokens.size)),
                "pattern": spec.describe(compact=True),
-               "command": command_value(params, spec), "actions": swat_actions(params, spec),
+               "command": command_value(params, spec, sink_scores=None if sinks is None else
+                                        case.build.fmt.sink_scores(sinks, params.spec.head_dim)),
+               "actions": swat_actions(params, spec),
                "ideal": params.ideal_cycles(n, spec)}
         if case.stall_free:  # the cycle model is exact without gaps and stalls
             run["model_cycles"] = swat_cycles(params, n, run=spec).cycles
@@ -1516,12 +1620,14 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
     record = params.as_dict()
     description = {
         "case": case.id, "seed": seed, "nonce": nonce, "config": case.describe(),
-        "params": {key: record[key] for key in ("spec", "format", "hardware")},
+        "params": {key: record[key] for key in ("spec", "format", "hardware", "heads")
+                   if key in record},
         "gaps": case.gaps, "stall": case.stall, "runs": runs,
         "resets": [list(r) for r in case.reset_faults], "streams": case.stream_controls(),
         "early_command": case.early_command, "stuck": list(stuck) if stuck else None,
         "holds": {signal: [at, cycles] for signal, at, cycles in case.holds},
         "idle": list(case.idle), "depth": case.build.harness_depth,
+        "o_depth": case.build.harness_depth * hg,
         "inputs": str(work / "inputs.npz"), "result": str(work / "result.json"),
         "waves": waves,
     }

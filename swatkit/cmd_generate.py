@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from swatkit.rtl.generate import INTERFACES
     from swatkit.rtl.units import DSP_TARGETS
 
-    add_workload_options(parser)
+    add_workload_options(parser, core_features=True)
     add_hardware_options(parser)
     parser.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("swat_build"),
                         help="folder to write into (default: swat_build)")
@@ -65,10 +65,14 @@ def run(args: argparse.Namespace) -> int:
     from swatkit.rtl.packaging import vlnv
 
     r = resolve(args, "generate")
+    if r.sink_values is not None:
+        raise UsageError(f"{r.label('sink_logits')} takes values only in swatkit regress (the "
+                         "core takes them at run time, on each command)")
     params = core_params(r, r.spec.seq_len)
     target = {**DEFAULTS, **r.command}
     try:
-        check_target(**target)
+        check_target(**target, heads=params.heads, kv_heads=params.kv_heads,
+                     sink_logits=params.sink_logits)
     except (TypeError, ValueError) as e:  # "name must be a Verilog identifier, not ..."
         raise command_error(e, r) from None
     if args.print_config:
@@ -120,7 +124,13 @@ def run(args: argparse.Namespace) -> int:
                  if params.max_random_blocks else ""))
     elif params.max_global_tokens or params.max_dilation > 1:
         parts = []
-        if params.max_global_tokens:
+        if params.sink_core:
+            sink_bits = (2 * params.hw.key_lanes * params.global_rounds * params.groups
+                         * params.hw.dim_lanes * params.fmt.data_bits)
+            parts.append(f"up to {params.max_global_tokens} sink tokens (resident key-only "
+                         f"columns, no global rows: sink_count on the command; "
+                         f"{sink_bits} bits of the K/V buffer, flags {res['flag_bits']} bits)")
+        elif params.max_global_tokens:
             parts.append(f"up to {params.max_global_tokens} global tokens (global-row engine: "
                          f"{res['global_qk_multipliers']} + {res['global_sv_multipliers']} + "
                          f"{res['global_exp_multipliers']} multipliers; flags "
@@ -129,6 +139,20 @@ def run(args: argparse.Namespace) -> int:
             parts.append(f"dilation up to {params.max_dilation} ({params.max_dilation} residue "
                          "classes in the K/V ring)")
         print("run patterns: window up to the generated one, " + ", ".join(parts))
+    if params.group_heads > 1:
+        g = params.group_heads
+        print(f"grouped query heads: {params.heads} on {params.kv_heads} K/V head"
+              f"{'s' if params.kv_heads > 1 else ''}; a run is one K/V head and its {g} query "
+              f"heads ({g}·N Q and O rows, each K/V row read once for the {g}), the heads one "
+              f"after another on the same engines: no extra multipliers or buffers, {g}x the "
+              f"cycles of one head (ideal {params.ideal_cycles(params.hw.max_seq_len):,.0f} at "
+              f"N = {params.hw.max_seq_len}), counters {params.index_bits} bits")
+    if params.sink_logits:
+        w = params.widths
+        print(f"learned sink logits: the command carries sink_on and {params.group_heads} sink "
+              f"score{'s' if params.group_heads > 1 else ''} of {w.score} bits (one per query "
+              f"head: {params.group_heads * w.score + 1} command bits); one more exp unit and "
+              f"its {2 ** params.fmt.exp_frac_bits}-entry table, l {w.sum} bits")
     if args.lint:
         try:
             with progress("verilator --lint-only -Wall"):

@@ -30,6 +30,7 @@ from swatkit.options import (
     add_workload_options,
     check_int_option,
     check_output_file,
+    check_sink_values,
     connect_scheduler,
     core_params,
     resolve,
@@ -65,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the fast matrix (the default; what CI runs)")
     mode.add_argument("--full", action="store_true",
                       help="the whole matrix (the fast one and the slow cases)")
-    add_workload_options(parser, seq_len_type=_lengths,
+    add_workload_options(parser, core_features=True, seq_len_type=_lengths,
                          seq_len_help="with a configuration: N of each run, e.g. 600,4096 "
                                       f"(default: [spec] seq_len, else {DEFAULT_SEQ_LEN}); the "
                                       "core is built for the largest")
@@ -173,6 +174,10 @@ def shipped_cases(full: bool):
     bigbird = Build.from_params("bigbird_base_b64r3", CoreParams(
         AttentionSpec.bigbird(4096, 64, 64, 3), NumberFormat(), HardwareConfig()))
     cases.append(Case(f"{bigbird.id}/random-n1024", bigbird, (1024,)))
+    # a GPT-OSS sliding-attention head group: window 128 causal, head_dim 64, 8 query heads on
+    # one K/V head (each K/V row enters once and serves the 8), sink logits drawn per run
+    gpt_oss = gpt_oss_group()
+    cases.append(Case(f"{gpt_oss.id}/random-n1024", gpt_oss, (1024,)))
     if full:
         cases.append(Case(f"{bigbird.id}/random-n4096-full", bigbird, (4096,)))
         cases.append(Case(f"{bigbird.id}/random-n2048-stall30-full", bigbird, (2048,),
@@ -189,6 +194,19 @@ def shipped_cases(full: bool):
             NumberFormat(), HardwareConfig(max_seq_len=4608)))
         cases.append(Case(f"{mistral.id}/random-n4608-full", mistral, (4608,)))
     return cases
+
+
+def gpt_oss_group():
+    """The build of a GPT-OSS sliding-attention head group (gpt-oss-20b/120b config.json:
+    ``sliding_window`` 128, ``head_dim`` 64, 64 query heads on 8 K/V heads: 8 per group; a
+    learned sink logit per query head) on the default lanes, up to 1024 rows."""
+    from swatkit.golden import AttentionSpec, NumberFormat
+    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.sim.regress import Build
+
+    return Build.from_params("gptoss_sliding_h64k8", CoreParams(
+        AttentionSpec.causal(seq_len=1024, head_dim=64, sliding_window=128), NumberFormat(),
+        HardwareConfig(max_seq_len=1024), heads=64, kv_heads=8, sink_logits=True))
 
 
 def matrix(full: bool):
@@ -227,6 +245,7 @@ def own_cases(args) -> list:
             params = core_params(r, _bucket(largest))
         except UsageError:   # the power of two is past a limit that N itself is not
             params = core_params(r, largest)
+    check_sink_values(r, params)
     tokens = r.spec.global_tokens
     for n in lengths:   # every run has the configuration's global tokens: none may be cut
         if tokens and tokens[-1] >= n:
@@ -258,6 +277,12 @@ def own_cases(args) -> list:
                 else f"--seq-len {max(lengths)}")
         raise UsageError(f"{what} needs a harness of {max(rows, base)} rows (global rows "
                          f"included); regress takes at most {MAX_REGRESS_ROWS} per case")
+    g = params.group_heads   # (a grouped core's harness holds g Q and O rows per position)
+    if g * max(rows, base) > MAX_REGRESS_ROWS:
+        raise UsageError(f"{r.label('heads')} {params.heads} on {r.label('kv_heads')} "
+                         f"{params.kv_heads} needs a harness of {g * max(rows, base)} Q rows "
+                         f"({g} per position, {max(rows, base)} positions); regress takes at "
+                         f"most {MAX_REGRESS_ROWS} per case")
     build = _with_depth(build, rows)
     cases = []
     for kind in kinds:
@@ -266,7 +291,8 @@ def own_cases(args) -> list:
                                                       if gap or stall else "")
             cases.append(Case(f"yours/{kind}-n{n}{tag}",
                               build, (n,) * runs, inputs=kind, gap=gap, stall=stall,
-                              patterns=(pattern,) * runs if pattern else ()))
+                              patterns=(pattern,) * runs if pattern else (),
+                              sink_logits=r.sink_values))
     return cases
 
 

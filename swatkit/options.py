@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -108,14 +109,22 @@ SPEC_KEYS = {
     "sliding_window": "--sliding-window",
     "dilation": "--dilation",
     "global_tokens": "--global-tokens",
+    "sink_tokens": "--sink-tokens",
     "bigbird_block": "--bigbird",
     "random_blocks": "--random-blocks",
     "pattern_seed": "--pattern-seed",
     "random_table": "random_table",   # (only in a config file: a list of rows)
+    "heads": "--heads",
+    "kv_heads": "--kv-heads",
+    "sink_logits": "--sink-logits",
 }
+# grouped query heads and sink tokens: the commands whose parser has --heads take them
+# (generate, regress; the others refuse the keys of a config file)
+HEAD_KEYS = ("heads", "kv_heads", "sink_logits")   # CoreParams' own fields
+CORE_FEATURE_KEYS = (*HEAD_KEYS, "sink_tokens")
 WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
 # the token band's pattern keys, and BigBird's: one kind per configuration
-BAND_KEYS = (*WINDOW_KEYS, "dilation", "global_tokens")
+BAND_KEYS = (*WINDOW_KEYS, "dilation", "global_tokens", "sink_tokens")
 BIGBIRD_KEYS = ("bigbird_block", "random_blocks", "pattern_seed", "random_table")
 DEFAULT_RANDOM_BLOCKS = 3   # BigBird-base (Hugging Face's num_random_blocks)
 # the names the golden spec and the core give BigBird's fields in their messages
@@ -136,6 +145,14 @@ COMMAND_TABLES = {
 }
 TABLES = {**SHARED_TABLES, **COMMAND_TABLES}
 ALL_OPTIONS = {**SPEC_KEYS, **FORMAT_KEYS, **HARDWARE_KEYS}
+
+
+def _real_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated real numbers, not {text!r}") from None
 
 
 def _token_list(text: str) -> tuple[int, ...]:
@@ -192,10 +209,12 @@ def parse_lengths(text: str) -> list[int]:
 
 
 def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
-                         seq_len_help: str = f"sequence length (default {DEFAULT_SEQ_LEN})"
-                         ) -> None:
+                         seq_len_help: str = f"sequence length (default {DEFAULT_SEQ_LEN})",
+                         core_features: bool = False) -> None:
     """The [spec] and [format] options, and --config. A command that sweeps N passes
-    ``seq_len_type=parse_lengths`` and resolves with ``lengths=True``."""
+    ``seq_len_type=parse_lengths`` and resolves with ``lengths=True``; a command that builds
+    grouped and sink cores passes ``core_features=True`` (``--heads``, ``--kv-heads``,
+    ``--sink-tokens``; the others refuse those keys in a config file)."""
     parser.add_argument("--config", metavar="FILE", type=Path,
                         help="TOML with [spec], [format] and [hardware] tables, or a "
                              "swatkit.json / flow.json written by swatkit; options on the "
@@ -215,6 +234,21 @@ def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
     g.add_argument("--dilation", metavar="K", type=int, help="distance between window keys")
     g.add_argument("--global-tokens", metavar="I,J,...", type=_token_list,
                    help="positions that attend to, and are attended by, every row")
+    if core_features:
+        g.add_argument("--sink-tokens", metavar="S", type=int,
+                       help="StreamingLLM's sink keys: the first S positions are key-only "
+                            "columns every row attends, within causality")
+        g.add_argument("--heads", metavar="H", type=int,
+                       help="query heads (Hugging Face's num_attention_heads; default 1): with "
+                            "--kv-heads, a core for one K/V head and its H/K query heads")
+        g.add_argument("--kv-heads", metavar="K", type=int,
+                       help="K/V heads (num_key_value_heads; default 1); --heads must be a "
+                            "multiple")
+        g.add_argument("--sink-logits", metavar="Z,...", nargs="?", const=True,
+                       type=_real_list,
+                       help="GPT-OSS's learned sink logits: the core takes one per query head "
+                            "on each run's command; regress draws them per run, or uses the "
+                            "values given (one per query head of the group)")
     b = parser.add_argument_group("BigBird block-sparse pattern (instead of a window)")
     b.add_argument("--bigbird", dest="bigbird_block", metavar="BLOCK", type=int,
                    help="BigBird's block-sparse attention with blocks of BLOCK rows (a power of "
@@ -263,6 +297,9 @@ class Resolved:
     names: dict = dataclasses.field(default_factory=dict)    # key -> what the user typed
     command: dict = dataclasses.field(default_factory=dict)  # the command's table, as given
     lengths: tuple[int, ...] = ()   # with lengths=True: every sequence length (spec: the max)
+    heads: dict = dataclasses.field(default_factory=dict)   # CoreParams' heads, kv_heads,
+    # sink_logits (a bool) as given
+    sink_values: tuple | None = None   # learned sink logits given as values (regress)
 
     def label(self, key: str) -> str:
         """How the user named ``key``: the option, or the config file's key."""
@@ -339,6 +376,16 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     def fail(key, message):
         raise UsageError(f"{names.get(key, key)} {message}")
 
+    heads = {k: values[k] for k in HEAD_KEYS if k in values}
+    sink_values = None
+    if "sink_logits" in heads:
+        heads["sink_logits"], sink_values = _sink_logits(heads["sink_logits"],
+                                                         names["sink_logits"])
+    given = [k for k in CORE_FEATURE_KEYS if k in values and values[k] not in (0, False)]
+    if given and not hasattr(args, "heads"):
+        fail(given[0], "is not taken by this command (grouped query heads and sink tokens: "
+                       "swatkit generate and swatkit regress)")
+
     all_lengths = ()
     if lengths:
         all_lengths = (_lengths(values["seq_len"], names["seq_len"]) if "seq_len" in values
@@ -354,6 +401,11 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     tokens = values.get("global_tokens", ())
     if isinstance(tokens, list):
         tokens = tuple(tokens)
+    if causal and tokens:   # (the golden spec keeps Longformer's meaning: docs/numerics.md)
+        fail("global_tokens", f"cannot be combined with {names.get('causal', '--causal')}: "
+                              "Longformer's global rows attend every key, later ones too; for "
+                              "keys that every row sees within causality (StreamingLLM's "
+                              f"sinks) use {ALL_OPTIONS['sink_tokens']} S")
 
     spec_args = {"seq_len": values.get("seq_len", DEFAULT_SEQ_LEN),
                  "head_dim": values.get("head_dim", DEFAULT_HEAD_DIM)}
@@ -372,7 +424,7 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
         hardware = {k: values[k] for k in HARDWARE_KEYS if k in values}
         own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
         return Resolved(spec, fmt, hardware, sources, names, own,
-                        all_lengths or (spec.seq_len,))
+                        all_lengths or (spec.seq_len,), heads, sink_values)
     try:
         if causal:
             spec = AttentionSpec.causal(
@@ -381,14 +433,46 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
             spec = AttentionSpec.longformer(
                 **spec_args,
                 attention_window=values.get("attention_window", DEFAULT_ATTENTION_WINDOW))
-        spec = spec.replace(dilation=values.get("dilation", 1), global_tokens=tokens)
+        spec = spec.replace(dilation=values.get("dilation", 1), global_tokens=tokens,
+                            sink_tokens=values.get("sink_tokens", 0))
         fmt = NumberFormat(**{k: values[k] for k in FORMAT_KEYS if k in values})
     except (TypeError, ValueError) as e:
         raise option_error(e, names) from None
     hardware = {k: values[k] for k in HARDWARE_KEYS if k in values}
     own = {k: values[k] for k in COMMAND_TABLES.get(command, {}) if k in values}
     return Resolved(spec, fmt, hardware, sources, names, own,
-                    all_lengths or (spec.seq_len,))
+                    all_lengths or (spec.seq_len,), heads, sink_values)
+
+
+def _sink_logits(value, label: str) -> tuple[bool, tuple | None]:
+    """``--sink-logits`` (True: the core takes them) or its values (a list of reals, or
+    ``[spec] sink_logits`` true/false or a list): whether the core takes them, and the values
+    given (None: drawn per run). Non-finite values are refused here; the count and the range,
+    which depend on the group and the format, by :func:`check_sink_values`."""
+    if isinstance(value, bool):
+        return value, None
+    if not isinstance(value, list | tuple) or not value or any(
+            isinstance(z, bool) or not isinstance(z, int | float) for z in value):
+        raise UsageError(f"{label} must be true or a list of real numbers, not {value!r}")
+    if not all(math.isfinite(z) for z in value):
+        raise UsageError(f"{label} must be finite real numbers, not {list(value)}")
+    return True, tuple(float(z) for z in value)
+
+
+def check_sink_values(resolved: Resolved, params) -> None:
+    """The sink logits given as values: one per query head of the group, each in the scores'
+    range of the format (:meth:`NumberFormat.sink_scores`), else :class:`UsageError`."""
+    values, label = resolved.sink_values, resolved.label("sink_logits")
+    if values is None:
+        return
+    if len(values) != params.group_heads:
+        raise UsageError(f"{label} gives {len(values)} value{'s' if len(values) > 1 else ''}; "
+                         f"the group has {params.group_heads} query "
+                         f"head{'s' if params.group_heads > 1 else ''} (--heads / --kv-heads)")
+    try:
+        params.fmt.sink_scores(values, params.spec.head_dim)
+    except ValueError as e:
+        raise UsageError(f"{label}: {e}") from None
 
 
 def _apply_defaults(values: dict, names: dict, defaults: dict) -> None:
@@ -507,7 +591,7 @@ def core_params(resolved: Resolved, max_seq_len: int, **hardware):
             raise UsageError(f"{label(key)} {value} is below {what}")
     try:
         hw = HardwareConfig(**{**resolved.hardware, **hardware}, max_seq_len=max_seq_len)
-        return CoreParams(resolved.spec, resolved.fmt, hw)
+        return CoreParams(resolved.spec, resolved.fmt, hw, **resolved.heads)
     except LimitError as e:
         raise limit_error(e, resolved) from None
     except (TypeError, ValueError) as e:
@@ -583,6 +667,8 @@ def _labelled(error: Exception, field: str | None, label: str | None,
     if not message.startswith(f"{field} "):
         return UsageError(f"{label}: {message}")
     rest = message[len(field) + 1:]
+    if field == "heads":   # "heads must be a multiple of kv_heads (4), not 6"
+        rest = rest.replace("kv_heads", (names or {}).get("kv_heads") or ALL_OPTIONS["kv_heads"])
     if names is not None:
         rest = (rest.replace("seq_len", names.get("seq_len") or ALL_OPTIONS["seq_len"])
                 .replace("block_size", names.get("bigbird_block")

@@ -419,3 +419,33 @@ def test_flow_and_prove_take_a_causal_window_from_the_config_file(tmp_path, caps
                  "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "causal = true\nsliding_window = 9\n" in out and "head_dim = 4\n" in out
+
+
+def test_causal_global_tokens_are_refused_naming_sink_tokens(tmp_path):
+    """Longformer's global rows see later keys: on a causal window the command line refuses
+    them and names StreamingLLM's --sink-tokens (the golden spec keeps Longformer's meaning)."""
+    done = subprocess.run([sys.executable, "-m", "swatkit.cli", "generate", "--causal",
+                           "--global-tokens", "0,1,2,3", "--print-config"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        "swatkit: error: --global-tokens cannot be combined with --causal: Longformer's global "
+        "rows attend every key, later ones too; for keys that every row sees within causality "
+        "(StreamingLLM's sinks) use --sink-tokens S\n")
+    parser = _Parser(prog="swatkit test")
+    add_workload_options(parser, core_features=True)
+
+    def core(*argv):
+        return resolve(parser.parse_args(list(argv)))
+
+    with pytest.raises(UsageError, match=r"^--sink-tokens 5000 is beyond the sequence "
+                                         r"\(seq_len 4096\)$"):
+        core("--causal", "--sink-tokens", "5000")
+    assert core("--causal", "--sink-tokens", "4").spec.sink_tokens == 4
+    # the commands without sink cores refuse the key of a config file
+    config = tmp_path / "sinks.toml"
+    config.write_text("[spec]\ncausal = true\nsink_tokens = 4\n")
+    with pytest.raises(UsageError, match=r"^\[spec\] sink_tokens in .* is not taken by this "
+                                         r"command \(grouped query heads and sink tokens: "
+                                         r"swatkit generate and swatkit regress\)$"):
+        parse("--config", str(config))

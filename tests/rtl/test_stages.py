@@ -208,14 +208,18 @@ def _software_legal(p: CoreParams, fields: dict) -> bool:
                 return False
             run = AttentionSpec(seq_len=fields["seq_len"], head_dim=spec.head_dim,
                                 before=fields["before"], after=fields["after"],
-                                dilation=fields.get("dilation", 1), global_tokens=tokens)
+                                dilation=fields.get("dilation", 1), global_tokens=tokens,
+                                sink_tokens=fields.get("sink_count", 0))
         p.check_run(run)
+        if fields.get("sink_on"):   # learned sink scores: NumberFormat.sink_scores's range
+            unit = p.fmt.score_unit(spec.head_dim)
+            p.fmt.sink_scores(np.asarray(fields["sink_scores"]) * unit, spec.head_dim)
     except ValueError:
         return False
     return True
 
 
-@pytest.mark.parametrize("kind", ["band", "bigbird"])
+@pytest.mark.parametrize("kind", ["band", "bigbird", "sinks"])
 def test_command_rule_is_check_run(kind):
     """``command_faults`` (what the core and the formal checker refuse) agrees with
     ``AttentionSpec`` + ``CoreParams.check_run`` on every command drawn (each field over its
@@ -229,11 +233,16 @@ def test_command_rule_is_check_run(kind):
         spec = AttentionSpec(seq_len=20, head_dim=4, before=3, after=2, global_tokens=(2, 9))
         hw = HardwareConfig(key_lanes=2, dim_lanes=2, max_seq_len=20, max_dilation=3,
                             max_global_tokens=2)
+    elif kind == "sinks":   # sink tokens, and a grouped core's learned sink scores
+        spec = AttentionSpec(seq_len=20, head_dim=4, before=3, after=2, sink_tokens=3)
+        hw = HardwareConfig(key_lanes=2, dim_lanes=2, max_seq_len=20)
     else:
         spec = AttentionSpec(seq_len=64, head_dim=4, before=0, after=0, block_size=4,
                              num_random_blocks=2, pattern_seed=1)
         hw = HardwareConfig(key_lanes=2, dim_lanes=2, max_seq_len=100)
-    p = CoreParams(spec, NumberFormat(), hw)
+    p = (CoreParams(spec, NumberFormat(), hw, heads=2, sink_logits=True) if kind == "sinks"
+         else CoreParams(spec, NumberFormat(), hw))
+    lo, hi = p.fmt.score_range(spec.head_dim)
     lay = core_layouts(p)["cmd"]
 
     class Rule(wiring.Component):
@@ -252,7 +261,12 @@ def test_command_rule_is_check_run(kind):
         fields = {}
         for name, field in lay:
             shape = field.shape
-            if isinstance(shape, type(lay)) or hasattr(shape, "length"):   # global_tokens
+            if name == "sink_scores":   # near the scores' range, sometimes anywhere
+                bits = shape.elem_shape.width
+                fields[name] = [rng.randrange(-2 ** (bits - 1), 2 ** (bits - 1))
+                                if rng.random() < 0.1 else rng.randrange(lo - 3, hi + 4)
+                                for _ in range(shape.length)]
+            elif isinstance(shape, type(lay)) or hasattr(shape, "length"):   # global_tokens
                 fields[name] = sorted(rng.randrange(2 ** shape.elem_shape.width)
                                       for _ in range(shape.length))
                 if rng.random() < 0.3:

@@ -151,6 +151,40 @@ def test_fast_matrix_covers_bigbird():
                for _, r in runs)
 
 
+def test_fast_matrix_covers_grouped_heads():
+    """Issue 25's grouped query heads: causal and bidirectional groups (g = 4 and 3, 6 query
+    heads on 2 K/V), stall-free (the cycle model checked) and under heavy gaps and stalls, a
+    reset mid-run, run patterns on one build; the GPT-OSS sliding group at N = 1024."""
+    cases = [c for c in MATRIX_FAST if c.build.params.group_heads > 1]
+    assert {c.build.kind for c in cases} == {"causal", "bidirectional"}
+    assert {c.build.params.group_heads for c in cases} >= {3, 4, 8}
+    assert any(c.build.kv_heads > 1 for c in cases)
+    assert any(c.stall_free for c in cases)
+    assert any(c.gap >= 0.3 and c.stall >= 0.3 for c in cases)
+    assert any(c.reset_after for c in cases)
+    assert any(c.patterns for c in cases)
+    gpt = [c for c in cases if c.build.head_dim == 64]
+    assert gpt and gpt[0].build.before == 127 and gpt[0].build.after == 0
+    assert gpt[0].build.params.group_heads == 8 and gpt[0].stall_free
+    assert gpt[0].seq_lens == (1024,) and gpt[0].build.sink_logits
+
+
+def test_fast_matrix_covers_sinks():
+    """Issue 25's sink tokens (causal: rows below S see fewer; bidirectional on a grouped core;
+    fewer sinks and none per run) and learned sink logits (runs with and without), stall-free
+    and under heavy gaps and stalls."""
+    sinks = [c for c in MATRIX_FAST if c.build.sink_tokens]
+    assert {c.build.kind for c in sinks} == {"causal", "bidirectional"}
+    runs = [c.run_spec(i) for c in sinks for i in range(len(c.seq_lens))]
+    assert {r.sink_tokens for r in runs} >= {0, 1, 3, 4}
+    assert any(r.seq_len < r.sink_tokens + 1 for r in runs)   # a run shorter than its sinks
+    assert any(c.build.params.group_heads > 1 for c in sinks)
+    assert any(c.stall_free for c in sinks) and any(c.gap >= 0.3 for c in sinks)
+    logits = [c for c in MATRIX_FAST if c.build.sink_logits]
+    assert any(len(c.seq_lens) >= 3 and c.stall_free for c in logits)   # every third: none
+    assert any(c.gap >= 0.3 and c.stall >= 0.3 for c in logits)
+
+
 def test_matrix_covers_what_we_ship():
     """The default core and every board's default core run at real size in the fast matrix
     (stall-free, so the cycle model is checked, and under stalls), the big ones in the full."""
