@@ -47,7 +47,7 @@ import numpy as np
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.sim.estimate import EnergyTable, estimate_model
-from swatkit.sim.models import ModelConfig
+from swatkit.sim.model_configs import ModelConfig
 
 __all__ = ["RESOURCES", "Calibration", "ExploreError", "ResourceModel", "explore",
            "held_out_errors", "load_calibration", "pareto_front"]
@@ -353,7 +353,7 @@ def explore(model: ModelConfig, seq_len: int, cal: Calibration, *, budget: dict 
     ModelError
         The model has no layer the core can run.
     """
-    from swatkit.sim.models import ModelError
+    from swatkit.sim.model_configs import ModelError
 
     fmt = fmt or NumberFormat()
     budget = {**cal.available, **(budget or {})}

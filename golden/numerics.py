@@ -326,14 +326,14 @@ class NumberFormat:
         Raises ``ValueError`` if an intermediate would exceed 63 bits (the golden model computes in
         int64).
         """
-        b, p, f = self.data_bits, self.prob_bits, self.out_frac_bits
+        bits, p, f = self.data_bits, self.prob_bits, self.out_frac_bits
         const = self.softmax_constant(head_dim)
-        score = 2 * b + clog2(head_dim)
+        score = 2 * bits + clog2(head_dim)
         diff = min(score, const.d_sat.bit_length())
         exp_arg = diff + self.const_bits
         w = Widths(
-            data=b,
-            product=2 * b,
+            data=bits,
+            product=2 * bits,
             score=score,
             diff=diff,
             const=self.const_bits,
@@ -342,15 +342,15 @@ class NumberFormat:
             prob=p,
             keys=keys,
             sum=p + clog2(keys + sink),
-            pv=p + 1 + b,
-            acc=p + b + clog2(keys),
-            quotient=b + f,
+            pv=p + 1 + bits,
+            acc=p + bits + clog2(keys),
+            quotient=bits + f,
             out=self.out_bits,
         )
         # No intermediate can overflow for any legal input (docs/numerics.md):
-        max_abs_q = 2 ** (b - 1)
+        max_abs_q = 2 ** (bits - 1)
         assert head_dim * max_abs_q ** 2 <= 2 ** (w.score - 1) - 1
-        # D = m − S <= max S − min S = d·2^(b−1)·(2^b − 1), and D <= d_sat after the clamp
+        # D = m − S <= max S − min S = d·2^(bits−1)·(2^bits − 1), and D <= d_sat after the clamp
         d_max = min(const.d_sat, head_dim * max_abs_q * (2 * max_abs_q - 1))
         assert d_max < 2 ** w.diff
         assert d_max * const.value < 2 ** w.exp_arg

@@ -113,8 +113,8 @@ class QKEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p, run = self.params, self.run
-        w, kl, dl, b = p.widths, p.hw.key_lanes, p.hw.dim_lanes, p.fmt.data_bits
-        word = dl * b
+        w, kl, dl, bits = p.widths, p.hw.key_lanes, p.hw.dim_lanes, p.fmt.data_bits
+        word = dl * bits
         gmax, rmax = p.max_global_tokens, p.max_random_blocks
         rowmax = fifo.SyncFIFO(width=w.score, depth=p.score_buffers)
         info = fifo.SyncFIFO(width=len(self.rows.payload.row.as_value()), depth=p.score_buffers)
@@ -177,13 +177,13 @@ class QKEngine(wiring.Component):
         s1r = pipeline_stage(m, "qk1r", valid=s1k.valid, lanes=s1k.lanes, first_g=s1k.first_g,
                              last_g=s1k.last_g, first_round=s1k.first_round,
                              last_round=s1k.last_round, s_addr=s1k.s_addr)
-        qg = data.View(data.ArrayLayout(signed(b), dl), s1k.qg)
-        kw = [data.View(data.ArrayLayout(signed(b), dl), k_data[lane * word:(lane + 1) * word])
+        qg = data.View(data.ArrayLayout(signed(bits), dl), s1k.qg)
+        kw = [data.View(data.ArrayLayout(signed(bits), dl), k_data[lane * word:(lane + 1) * word])
               for lane in range(kl)]
         s2 = pipeline_stage(m, "qk2", valid=s1r.valid, lanes=s1r.lanes, first_g=s1r.first_g,
                             last_g=s1r.last_g, first_round=s1r.first_round,
                             last_round=s1r.last_round, s_addr=s1r.s_addr)
-        prods = [[Signal(signed(2 * b), name=f"qk_prod{lane}_{u}") for u in range(dl)]
+        prods = [[Signal(signed(2 * bits), name=f"qk_prod{lane}_{u}") for u in range(dl)]
                  for lane in range(kl)]
         for lane in range(kl):
             for u in range(dl):

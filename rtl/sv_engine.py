@@ -95,9 +95,9 @@ class SVEngine(wiring.Component):
         m = Module()
         p, run = self.params, self.run
         fmt, w = p.fmt, p.widths
-        kl, dl, g, d, b = p.hw.key_lanes, p.hw.dim_lanes, p.groups, p.spec.head_dim, \
+        kl, dl, g, d, bits = p.hw.key_lanes, p.hw.dim_lanes, p.groups, p.spec.head_dim, \
             p.fmt.data_bits
-        word = dl * b
+        word = dl * bits
         gmax, rmax = p.max_global_tokens, p.max_random_blocks
         sv_en = Signal()
         # the resident columns a row walks: the run's, or a sink core's row's own (held from
@@ -195,7 +195,7 @@ class SVEngine(wiring.Component):
         v_word = self.v_rd.data.as_value()
         if rmax:
             v_word = Mux(t.rnd, self.rv_rd.data.as_value(), v_word)
-        vw = [data.View(data.ArrayLayout(signed(b), dl), v_word[lane * word:(lane + 1) * word])
+        vw = [data.View(data.ArrayLayout(signed(bits), dl), v_word[lane * word:(lane + 1) * word])
               for lane in range(kl)]
         t = pipeline_stage(m, "sv_mul", sv_en, valid=t.valid, first_g=t.first_g,
                            last_g=t.last_g, first_round=t.first_round, last_round=t.last_round)

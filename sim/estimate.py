@@ -89,7 +89,7 @@ from swatkit.rtl.config import MAX_SEQ_LEN
 from swatkit.rtl.global_rows import global_rows_cycles, global_state_bits
 
 from .cycle_model import swat_actions, swat_cycles
-from .models import LayerPattern, ModelConfig, ModelError
+from .model_configs import LayerPattern, ModelConfig, ModelError
 
 __all__ = ["BASELINES", "COMPONENTS", "DATAFLOWS", "HEAD_SCHEDULES", "EnergyTable", "Tiles",
            "actions", "estimate", "estimate_model", "load_table", "sink_term"]
@@ -383,7 +383,7 @@ def passes(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
     ``offchip_random_kv_read_bytes``, the ``random`` buffer); the baselines compute the global
     rows in their main pass (BigBird's global rows use the ordinary projections)."""
     run = _run(p, n, run)
-    d, b, w = p.spec.head_dim, p.fmt.data_bits, p.widths
+    d, bits, w = p.spec.head_dim, p.fmt.data_bits, p.widths
     ob = p.fmt.out_bits
     n_glob = len(run.global_positions())   # (BigBird: the first and last blocks)
     gp = n_glob * n    # pairs of the global rows
@@ -394,7 +394,7 @@ def passes(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
         # (p.random_stream_rows), into the random memories the band core reads them from
         rnd_rows = len(p.random_stream_rows(run))
         rnd_keys = int(p.random_row(run).sum()) * run.num_random_blocks * p.block_size
-        rnd_bytes = _rows_bytes(2 * rnd_rows, d, b)
+        rnd_bytes = _rows_bytes(2 * rnd_rows, d, bits)
         # the global-row engine (rtl/global_rows.py), multi-query: the G Q rows resident, N K/V
         # beats per pass (the V half unused in pass 1) serving all G rows; pass 1 q·k and max,
         # pass 2 q·k again, exp, p·v, sum; per (key, global row) a Q row read, the K row (and
@@ -406,28 +406,28 @@ def passes(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
                      sum_adds=gp, divisions=n_glob * d,
                      global_kv_rows=2 * n if n_glob else 0,
                      global_q_rows=n_glob, global_rows_out=n_glob,
-                     global_buffer_write_bits=(n_glob + 3 * n) * d * b if n_glob else 0,
-                     global_buffer_read_bits=5 * gp * d * b,
+                     global_buffer_write_bits=(n_glob + 3 * n) * d * bits if n_glob else 0,
+                     global_buffer_read_bits=5 * gp * d * bits,
                      acc_buffer_write_bits=gp * (d * gw.acc + gw.sum + max_bits),
                      acc_buffer_read_bits=gp * (d * gw.acc + gw.sum + 2 * max_bits),
-                     offchip_read_bytes=(_rows_bytes(n_glob, d, b)
-                                         + (_rows_bytes(4 * n, d, b) if n_glob else 0)),
+                     offchip_read_bytes=(_rows_bytes(n_glob, d, bits)
+                                         + (_rows_bytes(4 * n, d, bits) if n_glob else 0)),
                      offchip_write_bytes=_rows_bytes(n_glob, d, ob))
-        kv_bytes = _rows_bytes(2 * (n + n_glob), d, b)  # the G global columns first, then N rows
+        kv_bytes = _rows_bytes(2 * (n + n_glob), d, bits)  # the G global columns first, then N rows
         main = _pass(qk_macs=counters["qk_macs"] - glob["qk_macs"],
                      sv_macs=counters["sv_macs"] - glob["sv_macs"],
                      exp_ops=counters["exp_ops"] - glob["exp_ops"],
                      max_compares=band, sum_adds=band, divisions=n * d,
                      kv_rows=counters["kv_rows"], q_rows=counters["q_rows"],
                      rows_out=counters["rows_out"],
-                     kv_buffer_write_bits=2 * (n + n_glob) * d * b,
-                     kv_buffer_read_bits=2 * (band - rnd_keys) * d * b,
+                     kv_buffer_write_bits=2 * (n + n_glob) * d * bits,
+                     kv_buffer_read_bits=2 * (band - rnd_keys) * d * bits,
                      random_kv_rows=rnd_rows,
-                     random_buffer_write_bits=2 * rnd_rows * d * b,
-                     random_buffer_read_bits=2 * rnd_keys * d * b,
+                     random_buffer_write_bits=2 * rnd_rows * d * bits,
+                     random_buffer_read_bits=2 * rnd_keys * d * bits,
                      score_buffer_write_bits=band * w.score,
                      score_buffer_read_bits=band * w.score,
-                     offchip_read_bytes=_rows_bytes(n, d, b) + kv_bytes + rnd_bytes,
+                     offchip_read_bytes=_rows_bytes(n, d, bits) + kv_bytes + rnd_bytes,
                      offchip_kv_read_bytes=kv_bytes,
                      offchip_random_kv_read_bytes=rnd_bytes,
                      offchip_write_bytes=_rows_bytes(n - n_glob, d, ob))
@@ -443,13 +443,13 @@ def passes(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
         def dense_pass(q_rows, out_rows, **names):
             full = q_rows * n
             streams = -(-q_rows // rows)   # K/V streamed once per query tile
-            kv_bytes = 2 * _rows_bytes(streams * n, d, b)
+            kv_bytes = 2 * _rows_bytes(streams * n, d, bits)
             return _pass(
                 qk_macs=full * d, sv_macs=full * d, exp_ops=full, max_compares=full,
                 sum_adds=full, divisions=q_rows * d,
-                kv_buffer_write_bits=2 * streams * n * d * b,
-                kv_buffer_read_bits=2 * full * d * b,
-                offchip_read_bytes=(_rows_bytes(q_rows, d, b) + kv_bytes
+                kv_buffer_write_bits=2 * streams * n * d * bits,
+                kv_buffer_read_bits=2 * full * d * bits,
+                offchip_read_bytes=(_rows_bytes(q_rows, d, bits) + kv_bytes
                                     + full * (s_bytes + p_bytes)),
                 offchip_kv_read_bytes=kv_bytes if not names else 0,
                 offchip_write_bytes=_rows_bytes(out_rows, d, ob) + full * (s_bytes + p_bytes),
@@ -466,16 +466,17 @@ def passes(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
         def tiled(pre, q_rows, out_rows, kv_key, q_key, out_key):
             pairs, fetched = t[pre + "pairs_computed"], t[pre + "kv_rows_fetched"]
             visits, rescales = t[pre + "row_tile_visits"], t[pre + "rescales"]
-            kv_bytes = 2 * _rows_bytes(fetched, d, b)
+            kv_bytes = 2 * _rows_bytes(fetched, d, bits)
             return _pass(
                 qk_macs=pairs * d, sv_macs=pairs * d, rescale_mults=rescales * d,
                 exp_ops=pairs + rescales, max_compares=pairs, sum_adds=pairs,
                 divisions=q_rows * d,
-                q_buffer_write_bits=q_rows * d * b, q_buffer_read_bits=visits * d * b,
-                kv_buffer_write_bits=2 * fetched * d * b, kv_buffer_read_bits=2 * pairs * d * b,
+                q_buffer_write_bits=q_rows * d * bits, q_buffer_read_bits=visits * d * bits,
+                kv_buffer_write_bits=2 * fetched * d * bits,
+                kv_buffer_read_bits=2 * pairs * d * bits,
                 score_buffer_write_bits=pairs * w.score, score_buffer_read_bits=pairs * w.score,
                 acc_buffer_write_bits=visits * d * w.acc, acc_buffer_read_bits=visits * d * w.acc,
-                offchip_read_bytes=_rows_bytes(q_rows, d, b) + kv_bytes,
+                offchip_read_bytes=_rows_bytes(q_rows, d, bits) + kv_bytes,
                 offchip_kv_read_bytes=kv_bytes if not pre else 0,
                 offchip_write_bytes=_rows_bytes(out_rows, d, ob),
                 **{kv_key: fetched, q_key: q_rows, out_key: out_rows})

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "(default 1024:65536:x2)")
     add_hardware_options(parser)
     m = parser.add_argument_group("model (instead of one head)")
-    from swatkit.sim.models import PRESETS
+    from swatkit.sim.model_configs import PRESETS
 
     m.add_argument("--model", metavar="NAME|PATH",
                    help=f"a Hugging Face config.json (file or folder) or a preset: "
@@ -294,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
         estimate_model,
         load_table,
     )
-    from swatkit.sim.models import ModelError, load_model
+    from swatkit.sim.model_configs import ModelError, load_model
 
     report = core = flow = None
     defaults, layer = DEFAULT_LENGTHS, None

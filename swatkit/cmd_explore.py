@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from swatkit.rtl.config import MAX_SEQ_LEN
     from swatkit.sim.estimate import TableError, load_table
-    from swatkit.sim.models import ModelError, load_model
+    from swatkit.sim.model_configs import ModelError, load_model
 
     check_int_option("--seq-len", args.seq_len, 1, MAX_SEQ_LEN)
     if args.max_cores is not None:

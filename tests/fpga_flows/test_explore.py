@@ -17,7 +17,7 @@ from swatkit.fpga_flows.explore import (
 )
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
-from swatkit.sim.models import load_model
+from swatkit.sim.model_configs import load_model
 
 
 @pytest.mark.parametrize("board", ["ulx3s-85f", "icebreaker"])

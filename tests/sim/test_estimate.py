@@ -817,7 +817,7 @@ def test_sink_columns_are_the_cores_global_columns_without_global_rows(n, window
 def test_sink_tokens_in_a_model_estimate():
     # every sliding layer gets the S sink keys; the pairs are the spec's; SWAT's K/V once per
     # group still, the S sink rows fetched once more as the global columns are
-    from swatkit.sim.models import load_model
+    from swatkit.sim.model_configs import load_model
 
     m, n, s = load_model("mistral-7b"), 8192, 4
     flows = ["swat", "flash", "blocksparse", "dense"]

@@ -10,7 +10,7 @@ import pytest
 
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.sim.estimate import estimate_model
-from swatkit.sim.models import PRESETS, LayerPattern, ModelError, load_model
+from swatkit.sim.model_configs import PRESETS, LayerPattern, ModelError, load_model
 
 FULL = LayerPattern("full", causal=True)
 
