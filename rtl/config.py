@@ -515,9 +515,10 @@ class CoreParams:
                      f"window), first and last blocks global ({self.max_global_tokens} rows), "
                      f"up to {self.max_random_blocks} random block"
                      f"{'s' if self.max_random_blocks != 1 else ''} per query block")
-        else:
-            shape = s.describe(pattern=False) + (
-                f" ({self.window} keys)" if s.after else "")
+        else:   # the window, its keys, then the core's own pattern (global or sink tokens)
+            window = s.describe(pattern=False)
+            shape = (window + (f" ({self.window} keys)" if s.after else "")
+                     + s.describe()[len(window):])
         kind = "sink" if self.sink_core else "global"
         extra = "".join([f", up to {self.max_global_tokens} {kind} tokens"
                          if self.max_global_tokens and not self.block_size else "",

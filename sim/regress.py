@@ -219,27 +219,15 @@ sink_logits
         return "causal" if self.after == 0 else "bidirectional"
 
     def describe(self) -> str:
+        """The build in one line: the core (:meth:`CoreParams.describe`), its format (the
+        fields that differ from the default), the multipliers and the interface."""
         f, default = self.fmt, NumberFormat()
         changed = [f"{x.name}={getattr(f, x.name)}" for x in dataclasses.fields(f)
                    if getattr(f, x.name) != getattr(default, x.name)]
-        own = (f" ×{self.dilation}" if self.dilation > 1 else "") + (
-            f" with global tokens {list(self.global_tokens)}" if self.global_tokens else "") + (
-            f" with {self.sink_tokens} sink tokens" if self.sink_tokens else "")
-        window = (f"block {self.block_size}, up to {self.random_blocks} random blocks"
-                  if self.block_size else f"window {self.before}+1+{self.after}{own}")
-        return (f"{self.kind} {window}, head_dim {self.head_dim}, "
-                f"key_lanes {self.key_lanes}, dim_lanes {self.dim_lanes}, format "
+        return (f"{self.params.describe()}; format "
                 f"{'(' + ', '.join(changed) + ')' if changed else 'default'}"
                 + ("" if self.dsp == "generic" else f", {self.dsp} multipliers")
-                + (f", up to {self.params.max_global_tokens} global tokens"
-                   if self.params.global_rows and not self.block_size else "")
-                + (f", dilation up to {self.params.max_dilation}"
-                   if self.params.max_dilation > 1 else "")
-                + ("" if self.interface == "core" else f", {self.interface} interface")
-                + (f", {self.heads} query heads on {self.kv_heads} K/V head"
-                   f"{'s' if self.kv_heads > 1 else ''} (a run: one K/V head and its "
-                   f"{self.params.group_heads})" if self.params.group_heads > 1 else "")
-                + (", learned sink logits" if self.sink_logits else ""))
+                + ("" if self.interface == "core" else f", {self.interface} interface"))
 
 
 def _run_pattern(spec: AttentionSpec, seq_len: int) -> AttentionSpec:

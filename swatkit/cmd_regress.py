@@ -490,8 +490,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"swatkit regress {mode}: {len(cases)} cases, seed {seed}, Verilator "
                   f"{'.'.join(map(str, verilator.version))}, {where}")
     if own:
-        console.print(f"configuration: {cases[0].build.describe()}, up to "
-                      f"{cases[0].build.max_seq_len} rows")
+        console.print(f"configuration: {cases[0].build.describe()}")
     if hook:
         console.print(hook, markup=False)
     start = time.monotonic()

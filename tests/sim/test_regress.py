@@ -305,7 +305,8 @@ def test_cli_own_configuration(request, regress_seed, tmp_path):
                    "--gap", "0.3", "--stall", "0.3", "-n", "0", "--seed", str(regress_seed),
                    *(["--build-dir", build_dir] if build_dir else []), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "window 2+1+2, head_dim 8, key_lanes 2, dim_lanes 4" in done.stdout
+    assert "attention_window 4 (5 keys), head_dim 8, up to 64 rows; 2 key lanes x 4 dim lanes" \
+        in done.stdout
     assert "up to 64 rows" in done.stdout  # [spec] seq_len: the core the user generates
     last = re.fullmatch(LAST_LINE, done.stdout.strip().splitlines()[-1])
     assert last and (last[1], last[2], last[3]) == ("4", "0", str(2 * (2 * 50 + 2 * 9)))
