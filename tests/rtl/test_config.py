@@ -63,9 +63,12 @@ def test_of_passes_the_params_whole():
     assert CoreParams.of(p) is p
     assert CoreParams.of(p.spec, p.fmt, p.hw) == p
     assert CoreParams.of(p.spec) == CoreParams(p.spec, NumberFormat(), HardwareConfig())
-    with pytest.raises(TypeError, match=r"^fmt and hw are the CoreParams' own; give them only "
-                                        r"with an AttentionSpec$"):
-        CoreParams.of(p, hw=p.hw)
+    for extra in ({"hw": p.hw}, {"heads": 2}):
+        with pytest.raises(TypeError, match=r"^fmt, hw and the head group are the CoreParams' "
+                                            r"own; give them only with an AttentionSpec$"):
+            CoreParams.of(p, **extra)
+    grouped = CoreParams.of(p.spec, p.fmt, p.hw, heads=4, kv_heads=2)
+    assert (grouped.heads, grouped.kv_heads, grouped.group_heads) == (4, 2, 2)
 
 
 def test_estimate_params_skip_only_the_limits_of_generation():
