@@ -67,7 +67,8 @@ def test_of_passes_the_params_whole():
         with pytest.raises(TypeError, match=r"^fmt, hw and the head group are the CoreParams' "
                                             r"own; give them only with an AttentionSpec$"):
             CoreParams.of(p, **extra)
-    grouped = CoreParams.of(p.spec, p.fmt, p.hw, heads=4, kv_heads=2)
+    band = AttentionSpec(64, 8, 3, 3)   # (a group runs on a token band without global rows)
+    grouped = CoreParams.of(band, heads=4, kv_heads=2)
     assert (grouped.heads, grouped.kv_heads, grouped.group_heads) == (4, 2, 2)
 
 
