@@ -68,7 +68,7 @@ def test_of_passes_the_params_whole():
                                             r"own; give them only with an AttentionSpec$"):
             CoreParams.of(p, **extra)
     band = AttentionSpec(64, 8, 3, 3)   # (a group runs on a token band without global rows)
-    grouped = CoreParams.of(band, heads=4, kv_heads=2)
+    grouped = CoreParams.of(band, hw=HardwareConfig(2, 4, max_seq_len=64), heads=4, kv_heads=2)
     assert (grouped.heads, grouped.kv_heads, grouped.group_heads) == (4, 2, 2)
 
 
