@@ -102,6 +102,19 @@ def _line(status: str, name: str, text: str, extra: str = "") -> str:
     return f"{status:<12} {name:<11} {text}" + (f"  [{extra}]" if extra else "")
 
 
+def _pattern(p) -> list[str]:
+    """The run patterns the core was generated for, as the first line names them."""
+    found = []
+    if p.block_size:
+        found.append(f"BigBird blocks of {p.block_size}, up to {p.max_random_blocks} random "
+                     f"blocks")
+    elif p.max_global_tokens:
+        found.append(f"up to {p.max_global_tokens} global tokens")
+    if p.max_dilation > 1:
+        found.append(f"dilation up to {p.max_dilation}")
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     from swatkit.sim import formal
 
@@ -127,12 +140,17 @@ def run(args: argparse.Namespace) -> int:
         message = str(e).replace("max_seq_len", "seq_len", 1)
         raise option_error(ValueError(message), {}) from None
 
+    texts, cover_texts = formal.properties(params), formal.covers(params)
+    for name in args.property or ():
+        if name not in texts:
+            raise UsageError(f"--property {name}: not a property of this core (its "
+                             f"properties: {', '.join(texts)})")
     if args.cover_depth is None:
         args.cover_depth = formal.default_cover_depth(params)
     s, hw, fmt = params.spec, params.hw, params.fmt
     print(f"swatkit prove: window {s.before}+1+{s.after} keys, head_dim {s.head_dim}, "
           f"{hw.key_lanes} key x {hw.dim_lanes} dim lanes, {fmt.data_bits}-bit data, "
-          f"every N in 1..{hw.max_seq_len}")
+          f"every N in 1..{hw.max_seq_len}" + "".join(f"; {t}" for t in _pattern(params)))
     print(f"k-induction to depth {args.depth}, covers to {args.cover_depth} steps, solver "
           f"{args.solver}; work folder {args.output}")
     if args.fault:
@@ -144,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     waiting: list[formal.JobResult] = []
 
     def report(res: formal.JobResult) -> None:
-        if res.name in formal.PROPERTIES and not invariants_ok:
+        if res.name in formal.PROPERTIES and not invariants_ok and res.status != "open":
             waiting.append(res)
             return
         show(res)
@@ -157,13 +175,17 @@ def run(args: argparse.Namespace) -> int:
     def show(res: formal.JobResult) -> None:
         t = f"{res.seconds:.1f} s"
         if res.name == "cover":
-            for key, text in formal.COVERS.items():
+            for key, text in cover_texts.items():
                 step = res.steps.get(key)
                 status = "covered" if step is not None else "NOT COVERED"
                 where = f"step {step}, {t}" if step is not None else f"{res.status}, {t}"
                 print(_line(status, key, text, where), flush=True)
             if res.trace:
                 print(f"{'':<12} {'':<11} traces: {res.trace.parent}", flush=True)
+            return
+        if res.status == "open":
+            print(_line("NOT PROVED", res.name, res.text), flush=True)
+            print(f"{'':<12} {'':<11} not attempted on this core: {res.detail}", flush=True)
             return
         if res.ok and (res.name == formal.INVARIANTS or invariants_ok[0]):
             print(_line("proved", res.name, res.text, t), flush=True)
@@ -202,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     proved = [res for res in props if res.ok and invariants.ok]
     reached = len(cover.steps)
     print(f"{len(proved)} of {len(props)} properties proved, invariants "
-          f"{'proved' if invariants.ok else 'NOT proved'}, {reached} of {len(formal.COVERS)} "
+          f"{'proved' if invariants.ok else 'NOT proved'}, {reached} of {len(cover_texts)} "
           f"covers reached; wall {wall:.1f} s")
     ok = invariants.ok and len(proved) == len(props) and cover.ok
     return 0 if ok else 1

@@ -67,16 +67,16 @@ def test_the_stages_own_the_invariants():
 
     proved = invariants("invariants")
     # every stage's and the core's: the run, the K/V loader and copier, the scheduler, both
-    # engines' walks, the normaliser, and the bookkeeping across them (40 on this one-word-row
+    # engines' walks, the normaliser, and the bookkeeping across them (42 on this one-word-row
     # core)
-    assert len(proved["assert"]) == 40 and not proved.get("assume")
+    assert len(proved["assert"]) == 42 and not proved.get("assume")
     for message in ("inv: 1 <= n <= max_seq_len", "inv: K/V copier idle",
                     "inv: Q rows = started + Q registers", "inv: QK last-round flag = rem < KL",
                     "inv: SV last-round flag = rem < KL", "inv: output FIFO level",
                     "inv: started rows are in the engines", "inv: an idle core is empty"):
         assert message in proved["assert"], message
     # a property's job assumes the same invariants; the covers search from reset without them
-    for prop in formal.PROPERTIES:
+    for prop in formal.properties(TINY):
         given = invariants(prop)
         assert given["assume"] == proved["assert"] and not given.get("assert"), prop
     assert not any(invariants("cover").values())
@@ -131,18 +131,16 @@ def test_size_limits():
     (["--causal", "--sliding-window", "4096", "--head-dim", "128"],
      "window 4096 is too big to prove in reasonable time (limit 513 for swatkit prove)"),
     (["--attention-window", "7"], "--attention-window must be a positive even integer, not 7"),
-    (["--global-tokens", "0"], "--global-tokens: global tokens (up to 1): swatkit prove covers "
-                               "the band core (a core with global tokens is verified by "
-                               "simulation only)"),
-    (["--max-dilation", "2"], "--max-dilation 2: swatkit prove covers the band core (a core "
-                              "with dilation is verified by simulation only)"),
+    (["--property", "og_held"], "--property og_held: not a property of this core (its "
+                                "properties: o_held, cmd_valid, q_valid, kv_valid, row_counts)"),
     (["--key-lanes", "4"], "--key-lanes (4) must not exceed the window (3 keys)"),
     (["--dim-lanes", "2"], "--dim-lanes (2) must divide head_dim (1)"),
     (["--depth", "0"], "argument --depth: must be a positive integer, not 0"),
     (["--solver", "z3"],
      "argument --solver: invalid choice: 'z3' (choose from 'yices', 'boolector')"),
     (["--property", "o_held,bogus"], "--property must be among o_held, cmd_valid, q_valid, "
-                                     "kv_valid, row_counts, not 'bogus'"),
+                                     "kv_valid, row_counts, og_held, qg_valid, kvg_valid, "
+                                     "global_counts, kvr_valid, not 'bogus'"),
 ])
 def test_bad_input_is_one_line(capsys, tmp_path, argv, message):
     rc, _out, err = prove_cli(capsys, *argv, "-o", str(tmp_path / "p"))
@@ -161,23 +159,29 @@ def test_config_file_overrides_the_prove_defaults(capsys, tmp_path):
 
 # -- proofs ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [
-    [],
+@pytest.mark.parametrize(("argv", "pattern_covers"), [
+    ([], ()),
     # a row of two words (the K/V row copier at work) on a causal window, whose sides are not
     # 2^k - 1 (a command with a larger before/after fits its fields: the core refuses it)
-    ["--causal", "--head-dim", "2", "--dim-lanes", "1"],
-], ids=["default", "causal-two-words"])
-def test_configuration_is_proved(capsys, tmp_path, argv):
+    (["--causal", "--head-dim", "2", "--dim-lanes", "1"], ()),
+    # a pattern core: dilation up to 2 (two residue classes in the ring; each run's dilation
+    # is a solver input, 1 or 2)
+    (["--dilation", "2"], ("dilated_run",)),
+], ids=["default", "causal-two-words", "dilation"])
+def test_configuration_is_proved(capsys, tmp_path, argv, pattern_covers):
     rc, out, _err = prove_cli(capsys, *argv, "-o", str(tmp_path / "p"))
     print(out)
     statuses = status_of(out)
-    assert statuses == {**{name: "proved" for name in formal.PROPERTIES},
-                        "invariants": "proved", "o_row": "covered", "run_ends": "covered"}
+    band = ("o_held", "cmd_valid", "q_valid", "kv_valid", "row_counts")
+    assert statuses == {**{name: "proved" for name in band}, "invariants": "proved",
+                        **{name: "covered" for name in ("o_row", "run_ends", *pattern_covers)}}
     assert rc == 0
     # the covers are not vacuous: an output row needs about 30 steps from reset
     step = int(re.search(r"covered\s+o_row .*\[step (\d+)", out).group(1))
     assert 20 < step < 60
-    assert "5 of 5 properties proved, invariants proved, 2 of 2 covers reached" in out
+    covers = 2 + len(pattern_covers)
+    assert (f"5 of 5 properties proved, invariants proved, {covers} of {covers} covers "
+            f"reached") in out
 
 
 @pytest.mark.parametrize(("fault", "prop", "statuses"), [
