@@ -544,8 +544,7 @@ class GlobalRowEngine(wiring.Component):
             (rd.phase | (~(rd.r.any() | rd.g.any() | rd.done | rd.read | st.rows_out.any())
                          & norm.idle & (norm.rows_inside == 0)),
              "inv: global rows: nothing read out before pass 2 ends"),
-            (~active | (g * fed == rd.read + norm.groups_inside
-                        + g * (norm.rows_inside + st.rows_out)),
+            (g * fed == rd.read + norm.groups_inside + g * (norm.rows_inside + st.rows_out),
              "inv: global rows: groups read = in the normaliser + rows out"),
             (~rd.phase | rd.done | (rd.r < st.n_rows), "inv: global rows: read-out row < rows"),
             (rd.g < g if g > 1 else rd.g == 0, "inv: global rows: read-out group < G"),
