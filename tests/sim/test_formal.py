@@ -93,6 +93,47 @@ def test_the_stages_own_the_invariants():
                                                        "inv: row-max FIFO level"]
 
 
+GLOBAL = CoreParams(AttentionSpec.longformer(4, 1, attention_window=2, global_tokens=(0,)),
+                    TINY.fmt, TINY.hw)
+BIGBIRD = CoreParams(AttentionSpec.bigbird(8, 1, block_size=1, num_random_blocks=1, seed=0),
+                     TINY.fmt, HardwareConfig(key_lanes=1, dim_lanes=1, max_seq_len=8))
+
+
+def test_pattern_stages_own_their_invariants():
+    from amaranth.back import rtlil
+
+    def invariants(params, check):
+        il = rtlil.convert(formal.ContractHarness(params, check), name="harness",
+                           platform=formal.platform(check), emit_src=False)
+        return {flavor: sorted(m for m in messages if m.startswith("inv: "))
+                for flavor, messages in _checks(il).items()}
+
+    proved = invariants(GLOBAL, "invariants")["assert"]
+    # the global-row engine's own (its run, counters, read-out, pipeline tokens), the K/V
+    # loader's global columns, and the rows dropped before o
+    engine = [m for m in proved if m.startswith("inv: global rows: ")]
+    assert len(engine) == 13 + 12, engine    # 13 on its state, one per pipeline stage (12)
+    for message in ("inv: global columns taken = written + loading",
+                    "inv: band rows only after the global columns",
+                    "inv: rows done = rows out + the global rows dropped",
+                    "inv: the global-row engine runs only within a run",
+                    "inv: gcount <= max_global_tokens, n"):
+        assert message in proved, message
+    given = invariants(GLOBAL, "global_counts")
+    assert given["assume"] == proved and not given.get("assert")
+    assert set(formal.properties(GLOBAL)) == {*formal.properties(TINY), "og_held", "qg_valid",
+                                              "kvg_valid", "global_counts"}
+    assert formal.default_depth(GLOBAL) == 16 and formal.default_depth(TINY) == 4
+
+
+def test_open_properties_say_why():
+    assert formal.open_properties(TINY) == formal.open_properties(GLOBAL) == {}
+    found = formal.open_properties(BIGBIRD)
+    assert set(found) == {"invariants", *formal.properties(BIGBIRD)}
+    assert found["invariants"] == formal.BIGBIRD_OPEN
+    assert found["kvr_valid"].startswith("RandomRing counts the kvr rows it takes by block")
+
+
 def test_formal_platform_refuses_another_mode():
     from swatkit.rtl.units import FormalPlatform
 
@@ -184,6 +225,22 @@ def test_configuration_is_proved(capsys, tmp_path, argv, pattern_covers):
             f"reached") in out
 
 
+def test_bigbird_says_what_is_not_proved(capsys, tmp_path):
+    # (covers to 2 steps: reached none, but the run is short; the point is the per-property
+    # lines)
+    rc, out, _err = prove_cli(capsys, "--bigbird", "1", "--random-blocks", "1", "--seq-len",
+                              "8", "--cover-depth", "2", "-o", str(tmp_path / "p"))
+    print(out)
+    assert rc == 1
+    names = ["invariants", *formal.properties(BIGBIRD)]
+    assert {name: status_of(out)[name] for name in names} == dict.fromkeys(names, "NOT PROVED")
+    reasons = re.findall(r"^ +not attempted on this core: (.*)$", out, flags=re.M)
+    assert len(reasons) == len(names)
+    assert reasons[0] == formal.BIGBIRD_OPEN
+    assert "0 of 10 properties proved, invariants NOT proved" in out
+    assert not (tmp_path / "p" / "o_held").exists()   # (not run)
+
+
 @pytest.mark.parametrize(("fault", "prop", "statuses"), [
     ("hold", "o_held", ("FAILED",)),
     ("valid", "q_valid", ("FAILED",)),
@@ -213,6 +270,19 @@ def test_ctrl_c_is_interrupted(tmp_path):
     assert (proc.returncode, err.strip().splitlines()[-1:]) == (130, ["swatkit: interrupted"]), \
         (out, err)
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_global_token_core_is_proved(capsys, tmp_path):
+    # one global token (Longformer's CLS row): the band's 5 properties and the global-row
+    # engine's 4, at depth 16
+    rc, out, _err = prove_cli(capsys, "--global-tokens", "0", "-o", str(tmp_path / "p"))
+    print(out)
+    assert status_of(out) == {**dict.fromkeys(formal.properties(GLOBAL), "proved"),
+                              "invariants": "proved",
+                              **dict.fromkeys(formal.covers(GLOBAL), "covered")}
+    assert "9 of 9 properties proved, invariants proved, 3 of 3 covers reached" in out
+    assert rc == 0
 
 
 @pytest.mark.slow
