@@ -361,7 +361,8 @@ class GlobalRowEngine(wiring.Component):
                 with m.If(kv_pass2):
                     m.d.sync += kv_done.eq(1)
 
-        stages = [{"valid": hold, "pass2": flags.pass2, "last_key": flags.last_key}]
+        stages = [{"valid": hold, "pass2": flags.pass2, "last_key": flags.last_key, "r": hold_r,
+                   "last_g": hold_last_g}]
 
         def regs(name, **fields):
             """A pipeline register stage: each field registered under ``en``."""
@@ -442,6 +443,7 @@ class GlobalRowEngine(wiring.Component):
         s = {"valid": walk, "first_g": walk_g == 0, "last_g": walk_last_g, "g": walk_g,
              "r": walk_r, "first_key": wflags.first_key, "last_key": wflags.last_key,
              "p": p_hold}
+        walk_at = len(stages)   # (the SV walk holds a row for its G groups)
         stages.append(s)
         vv = data.View(data.ArrayLayout(signed(b), dl), vcur[:word])
         # p is taken with the key's first V group and held by the multipliers for the others
@@ -501,7 +503,7 @@ class GlobalRowEngine(wiring.Component):
         m.d.comb += [norm.i.valid.eq(norm_read),
                      norm.i.payload.acc.eq(ard.data), norm.i.payload.total.eq(lrd.data)]
         readout = SimpleNamespace(phase=out_phase, r=rd_r, g=rd_g, done=rd_done, read=norm_read,
-                                  norm=norm)
+                                  norm=norm, walk_at=walk_at)
         state_invariants(m, platform, self._invariants(stages, readout))
         wiring.connect(m, norm.o, wiring.flipped(self.og))
         with m.If(self.og.valid & self.og.ready):
@@ -531,8 +533,9 @@ class GlobalRowEngine(wiring.Component):
         fed = Mux(rd.done, st.n_rows * g, rd.r * g + rd.g)
         kv_started = st.kv_pass2 | st.kv_j.any() | st.kv_done | stages[0]["valid"]
         checks = [
-            (~active | ((st.n >= 1) & (st.n <= self.max_seq_len) & (st.n_rows >= 1)),
-             "inv: global rows: 1 <= n <= max_seq_len, rows >= 1"),
+            (~active | ((st.n >= 1) & (st.n <= self.max_seq_len) & (st.n_rows >= 1)
+                        & (st.n_rows <= self.max_rows)),
+             "inv: global rows: 1 <= n <= max_seq_len, 1 <= rows <= max_rows"),
             (~active | ((st.q_acc <= st.n_rows) & (st.rows_out <= st.n_rows)),
              "inv: global rows: Q rows taken, rows out <= rows"),
             (~active | (st.kv_j < st.n), "inv: global rows: key index < n"),
@@ -544,7 +547,7 @@ class GlobalRowEngine(wiring.Component):
             (rd.phase | (~(rd.r.any() | rd.g.any() | rd.done | rd.read | st.rows_out.any())
                          & norm.idle & (norm.rows_inside == 0)),
              "inv: global rows: nothing read out before pass 2 ends"),
-            (g * fed == rd.read + norm.groups_inside + g * (norm.rows_inside + st.rows_out),
+            (fed == rd.read + norm.groups_inside + g * (norm.rows_inside + st.rows_out),
              "inv: global rows: groups read = in the normaliser + rows out"),
             (~rd.phase | rd.done | (rd.r < st.n_rows), "inv: global rows: read-out row < rows"),
             (rd.g < g if g > 1 else rd.g == 0, "inv: global rows: read-out group < G"),
@@ -558,6 +561,16 @@ class GlobalRowEngine(wiring.Component):
             checks.append((~last | st.kv_done,
                            f"inv: global rows: stage {k} holds pass 2's last key after its "
                            f"take"))
+            # the run's final token (pass 2, last key, last row, last group) has nothing behind
+            # it: the read-out starts with the pipeline empty
+            final = last & (stage["r"] == st.n_rows - 1)
+            if "last_g" in stage and k != rd.walk_at:
+                final = final & stage["last_g"]
+            if k:
+                behind = Cat(earlier["valid"] for earlier in stages[:k]).any()
+                checks.append((~final | ~behind,
+                               f"inv: global rows: nothing behind the final token in stage "
+                               f"{k}"))
         return checks
 
 

@@ -75,7 +75,7 @@ from amaranth.lib import wiring
 from swatkit.rtl.config import CoreParams
 from swatkit.rtl.core import SwatCore, core_signature
 from swatkit.rtl.run_control import command_faults
-from swatkit.rtl.units import EXP_LATENCY, FormalPlatform
+from swatkit.rtl.units import FormalPlatform
 
 __all__ = [
     "COVERS",
@@ -89,7 +89,6 @@ __all__ = [
     "check_size",
     "covers",
     "default_cover_depth",
-    "default_depth",
     "open_properties",
     "platform",
     "properties",
@@ -157,20 +156,11 @@ def default_cover_depth(p: CoreParams) -> int:
     (no stalls), plus the command and some slack."""
     from swatkit.sim.cycle_model import swat_cycles
 
-    return swat_cycles(p, min(2, p.hw.max_seq_len)).cycles + 12
-
-
-def default_depth(p: CoreParams) -> int:
-    """The k-induction depth: 4 for a band core (with the invariants every property is
-    1-inductive); on a core with global rows, enough steps for the global-row engine's pipeline
-    to empty (its K row issued for each of its rows, the QK, exp and SV stages, and slack: 16
-    on the tiny core), since its invariants do not state the order of the tokens in it."""
-    if not p.max_global_tokens:
-        return 4
-    from swatkit.rtl.global_rows import QK_DEPTH, SV_DEPTH
-
-    rows = -(-p.max_global_tokens // max(p.global_engines, 1))
-    return max(4, rows * p.groups + QK_DEPTH + EXP_LATENCY + p.groups + SV_DEPTH + 4)
+    n = min(2, p.hw.max_seq_len)
+    # (the spec's global tokens that fall in a run of n rows)
+    pattern = ({} if p.block_size or not p.max_global_tokens else
+               {"global_tokens": tuple(t for t in p.spec.global_tokens if t < n)})
+    return swat_cycles(p, n, run=p.run_spec(n, **pattern)).cycles + 12
 
 
 def check_size(p: CoreParams) -> None:
@@ -486,10 +476,6 @@ def open_properties(p: CoreParams) -> dict:
         found["kvr_valid"] = ("RandomRing counts the kvr rows it takes by block (row in the "
                               "block, the block's end) and states no invariant that ties them "
                               "to a row count yet")
-    if p.global_engines > 1 and not p.block_size:
-        why = (f"the {p.global_engines} global-row engines side by side (GlobalRowEngines) "
-               "state no invariants yet")
-        found.update({name: why for name in GLOBAL_PROPERTIES})
     return found
 
 
@@ -667,7 +653,7 @@ def warm_up(env: dict) -> None:
         subprocess.run([tool, "--help"], capture_output=True, env=env, check=False)
 
 
-def prove(params: CoreParams, work: str | Path, *, depth: int | None = None,
+def prove(params: CoreParams, work: str | Path, *, depth: int = 4,
           cover_depth: int | None = None,
           solver: str = "yices", timeout: int = 600, jobs: int = 2, fault: str | None = None,
           only: tuple[str, ...] | None = None, report=print) -> list[JobResult]:
@@ -683,7 +669,6 @@ def prove(params: CoreParams, work: str | Path, *, depth: int | None = None,
     (the invariants job always runs). Raises :class:`ProveError` if the tools are missing.
     """
     cover_depth = cover_depth or default_cover_depth(params)
-    depth = depth or default_depth(params)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     env = sby_environment(work, solver)

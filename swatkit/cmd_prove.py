@@ -65,9 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             action.help = (re.sub(r"\(default [^)]*\)", text, help_text) if "(default" in help_text
                            else f"{help_text} {text}".strip())
     f = parser.add_argument_group("prove")
-    f.add_argument("--depth", type=_positive, metavar="K",
-                   help="k-induction depth (default 4; on a core with global rows, enough for "
-                        "the global-row engine's pipeline to empty: 16 on the tiny one)")
+    f.add_argument("--depth", type=_positive, default=4, metavar="K",
+                   help="k-induction depth (default 4; with the invariants every property is "
+                        "proved at depth 1)")
     f.add_argument("--cover-depth", type=_positive, metavar="C",
                    help="steps from reset searched for the covers, and for a real "
                         "counterexample when an induction step fails (default: the cycle "
@@ -148,8 +148,6 @@ def run(args: argparse.Namespace) -> int:
                              f"properties: {', '.join(texts)})")
     if args.cover_depth is None:
         args.cover_depth = formal.default_cover_depth(params)
-    if args.depth is None:
-        args.depth = formal.default_depth(params)
     s, hw, fmt = params.spec, params.hw, params.fmt
     window = (f"{s.before}+1+{s.after} keys" if not params.block_size
               else f"of 3 blocks ({params.window} keys)")
