@@ -218,7 +218,9 @@ class KVRing(wiring.Component):
             (~running | (s.pre_acc == s.pre_wr + (s.hold & s.pre)),
              "inv: global columns taken = written + loading"),
             (~running | (s.pre_acc <= run.gcount), "inv: global columns taken <= gcount"),
-            (~running | ((s.acc == 0) & ~(s.hold & ~s.pre)) | (s.pre_acc == run.gcount),
+            # (a band row is taken at the earliest in the cycle the last global column's last
+            # word is written)
+            (~running | ((s.acc == 0) & ~(s.hold & ~s.pre)) | (s.pre_wr == run.gcount),
              "inv: band rows only after the global columns"),
         ]
 
