@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Cat, Module, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -294,17 +294,18 @@ class SwatCore(wiring.Component):
         # -- the rows out: a global token's band row is dropped (the global-row engine sends
         # its row), the others counted ----------------------------------------------------------
         rows_out = self.counters.rows_out               # rows sent on o
-        rows_done = Signal(p.index_bits)                # rows sent on o or dropped
+        rows_done = Signal(p.index_bits, name="rows_done")   # rows sent on o or dropped
         stat_rows_out = Signal(STAT_BITS, name="stat_rows_out")
         o_sent = self.o.valid & self.o.ready
+        drops = None   # (the row register's index, the global tokens still ahead of it)
         if p.global_rows:
-            o_idx = Signal(p.index_bits)   # the row in the normaliser's row register
+            o_idx = Signal(p.index_bits, name="o_idx")   # the row in the normaliser's register
             o_drop = Signal()
             if blk:   # the first and last blocks
                 m.d.comb += o_drop.eq(norm.pending & ((o_idx < blk) | (o_idx >= run.n_mb)))
             else:
                 opos = [Signal(p.index_bits, name=f"o_gpos{k}") for k in range(gmax)]
-                orem = Signal(range(gmax + 1))
+                orem = Signal(range(gmax + 1), name="o_grem")
                 m.d.comb += o_drop.eq(norm.pending & orem.any() & (opos[0] == o_idx))
             m.d.comb += norm.drop.eq(o_drop)
             with m.If(norm.leave):
@@ -313,6 +314,8 @@ class SwatCore(wiring.Component):
                 with m.If(o_drop):
                     m.d.sync += [orem.eq(orem - 1),
                                  *[opos[k].eq(opos[k + 1]) for k in range(gmax - 1)]]
+            drops = SimpleNamespace(idx=o_idx, rem=None if blk else orem,
+                                    pos=None if blk else opos)
             m.d.sync += rows_done.eq(rows_done + o_sent + o_drop)
             with m.If(run.start):
                 m.d.sync += [o_idx.eq(0), rows_done.eq(0)]
@@ -352,12 +355,48 @@ class SwatCore(wiring.Component):
         m.d.comb += self.rw_collision.eq(Cat(*collisions).any())
 
         # -- invariants across the stages (for swatkit prove; nothing in a build) --------------
-        state_invariants(m, platform, self._invariants(rows_out, stat_rows_out))
+        state_invariants(m, platform, [*self._invariants(rows_done, stat_rows_out),
+                                       *self._drop_invariants(rows_out, rows_done, drops)])
         return m
 
-    def _invariants(self, rows_out, stat_rows_out) -> list[tuple]:
-        """The row bookkeeping adds up across the stages: every row started and not yet out is
-        in exactly one place (the band core's; ``swatkit prove`` covers no other)."""
+    def _drop_invariants(self, rows_out, rows_done, drops) -> list[tuple]:
+        """The rows dropped before ``o`` (global tokens' band rows) add up: ``rows_done`` =
+        rows sent + the global rows among those that left the normaliser's row register
+        (``o_idx`` of them); the global-row engine runs only within a run."""
+        if drops is None:
+            return []
+        p, run, norm = self.params, self.control.run, self.norm
+        running, idx, blk = run.running, drops.idx, p.block_size
+        checks = [
+            (~running | (idx + norm.pending == rows_done + norm.rows_inside),
+             "inv: o_idx = rows out or dropped + rows in the output FIFO"),
+            (~self.glob.busy | running, "inv: the global-row engine runs only within a run"),
+        ]
+        if blk:   # rows below b or from N − b on are global: those among the first o_idx
+            m_lo = Mux(idx < run.n_mb, idx, run.n_mb)
+            return [*checks,
+                    (~running | (idx <= run.n), "inv: o_idx <= n"),
+                    (~running | (rows_done == rows_out + idx - Mux(m_lo > blk, m_lo - blk, 0)),
+                     "inv: rows done = rows out + the global rows dropped")]
+        rem, pos, gmax = drops.rem, drops.pos, p.max_global_tokens
+        checks += [
+            (~running | (rem <= run.gcount), "inv: global rows left to drop <= gcount"),
+            (~running | (rows_done == rows_out + run.gcount - rem),
+             "inv: rows done = rows out + the global rows dropped"),
+            (~running | ~rem.any() | (pos[0] >= idx),
+             "inv: the next global row to drop is not behind the normaliser"),
+        ]
+        for k in range(gmax):
+            checks.append((~running | (rem <= k) | (pos[k] < run.n),
+                           f"inv: global row {k} to drop is in the sequence"))
+            if k:
+                checks.append((~running | (rem <= k) | (pos[k] > pos[k - 1]),
+                               f"inv: global rows to drop {k - 1}, {k} increase"))
+        return checks
+
+    def _invariants(self, rows_done, stat_rows_out) -> list[tuple]:
+        """The row bookkeeping adds up across the stages: every row started and not yet out
+        (sent on ``o``, or dropped: a global token's band row) is in exactly one place."""
         p, run = self.params, self.control.run
         sched, ring, qk, sv, norm = self.scheduler, self.ring, self.qk, self.sv, self.norm
         s, g, sb = sched.state, p.groups, p.score_buffers
@@ -368,7 +407,7 @@ class SwatCore(wiring.Component):
         # groups of rows through SV and not yet out: in the result register, the dividers, the
         # output row being assembled; whole rows in the row register and the output FIFO
         groups = sv.groups + norm.groups_inside
-        out_rows = rows_out + norm.rows_inside
+        out_rows = rows_done + norm.rows_inside
         idle = (qk.idle & sv.idle & norm.idle & ~ring.state.hold & ~s.q_full
                 & ~s.q_skid_full)
         return [
@@ -378,5 +417,5 @@ class SwatCore(wiring.Component):
              "inv: finished rows are in the normaliser or out"),
             ring.credit_bound(sv.done),
             (running | idle, "inv: an idle core is empty"),
-            (stat_rows_out == rows_out, "inv: stats.rows_out = rows_out"),
+            (stat_rows_out == self.counters.rows_out, "inv: stats.rows_out = rows_out"),
         ]

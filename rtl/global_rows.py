@@ -59,6 +59,8 @@ rows leave through a FIFO so that ``og.ready`` reaches no pipeline enable (as in
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -75,6 +77,7 @@ from .units import (
     divider_latency,
     exp2_stages,
     registered_mul,
+    state_invariants,
     sum_tree,
 )
 
@@ -238,18 +241,31 @@ class GlobalRowEngine(wiring.Component):
         self.fmt, self.head_dim, self.dim_lanes = fmt, head_dim, dim_lanes
         self.max_seq_len, self.max_rows = max_seq_len, max_rows
         super().__init__(global_rows_signature(fmt, head_dim, max_seq_len, max_rows))
+        # not ports: the run's registers and the streams' counters, for the invariants and the
+        # stream contract's proofs (sim/formal.py)
+        index = len(self.seq_len)
+        self.state = SimpleNamespace(
+            active=Signal(name="g_active"), n=Signal(index, name="g_n"),
+            n_rows=Signal(range(max_rows + 1), name="g_n_rows"),
+            q_acc=Signal(range(max_rows + 1), name="g_q_acc"),          # qg rows taken
+            rows_out=Signal(range(max_rows + 1), name="g_rows_out"),    # og rows sent
+            kv_pass2=Signal(name="g_kv_pass2"), kv_j=Signal(index, name="g_kv_j"),
+            kv_done=Signal(name="g_kv_done"))
+
+    def kvg_taken(self):
+        """``kvg`` beats taken in the run: ``kv_j`` of the pass, after N of pass 1."""
+        s = self.state
+        return Mux(s.kv_done, 2 * s.n, Mux(s.kv_pass2, s.n, 0) + s.kv_j)
 
     def elaborate(self, platform):
         m = Module()
         fmt, w, d, dl, g = self.fmt, self.widths, self.head_dim, self.dim_lanes, self.groups
         b = fmt.data_bits
         word = dl * b  # one group of dim_lanes elements
-        index = len(self.seq_len)
         max_rows = self.max_rows
 
-        active = Signal()
-        n = Signal(index)
-        n_rows = Signal(range(max_rows + 1))
+        st = self.state
+        active, n, n_rows = st.active, st.n, st.n_rows
         stats = {name: Signal(STAT_BITS, name=f"stat_{name}") for name in GLOBAL_STAT_FIELDS}
         m.d.comb += [getattr(self, name).eq(sig) for name, sig in stats.items()]
         m.d.comb += self.busy.eq(active)
@@ -261,7 +277,7 @@ class GlobalRowEngine(wiring.Component):
 
         # -- run control -----------------------------------------------------------------------
         start_run = Signal()
-        rows_out = Signal(range(max_rows + 1))
+        rows_out = st.rows_out
         m.d.comb += start_run.eq(self.start & ~active & self.rows.any() & self.seq_len.any())
         with m.If(active):
             m.d.sync += stats["cycles"].eq(stats["cycles"] + 1)
@@ -273,7 +289,7 @@ class GlobalRowEngine(wiring.Component):
         m.submodules.qmem = qmem
         qwr = qmem.write_port()
         qrd = qmem.read_port(transparent_for=(qwr,))
-        q_acc = Signal(range(max_rows + 1))   # Q rows accepted
+        q_acc = st.q_acc   # Q rows accepted
         q_loaded = q_acc == n_rows
         m.d.comb += [self.qg.ready.eq(active & ~q_loaded),
                      qwr.addr.eq(q_acc), qwr.data.eq(self.qg.payload.as_value()),
@@ -287,9 +303,8 @@ class GlobalRowEngine(wiring.Component):
         # many / G later keys are loaded meanwhile
         vfifo = fifo.SyncFIFO(width=d * b, depth=(QK_DEPTH + EXP_LATENCY + g) // g + 2)
         m.submodules.vfifo = vfifo
-        kv_pass2 = Signal()
-        kv_done = Signal()        # the run's last K/V beat is taken
-        kv_j = Signal(index)
+        kv_pass2, kv_j = st.kv_pass2, st.kv_j
+        kv_done = st.kv_done      # the run's last K/V beat is taken
         hold = Signal()           # a K row is being issued
         hold_g = Signal(range(max(g, 2)))
         hold_r = Signal(range(max(max_rows, 2)))
@@ -340,9 +355,14 @@ class GlobalRowEngine(wiring.Component):
                 with m.If(kv_pass2):
                     m.d.sync += kv_done.eq(1)
 
+        stages = [{"valid": hold, "pass2": flags.pass2, "last_key": flags.last_key, "r": hold_r,
+                   "last_g": hold_last_g}]
+
         def regs(name, **fields):
             """A pipeline register stage: each field registered under ``en``."""
-            return {key: _reg(m, en, value, f"{name}_{key}") for key, value in fields.items()}
+            stage = {key: _reg(m, en, value, f"{name}_{key}") for key, value in fields.items()}
+            stages.append(stage)
+            return stage
 
         # -- QK: dim_lanes multipliers, one group per cycle ------------------------------------
         c = {"valid": hold, "first_g": hold_g == 0, "last_g": hold_last_g, "r": hold_r,
@@ -417,6 +437,8 @@ class GlobalRowEngine(wiring.Component):
         s = {"valid": walk, "first_g": walk_g == 0, "last_g": walk_last_g, "g": walk_g,
              "r": walk_r, "first_key": wflags.first_key, "last_key": wflags.last_key,
              "p": p_hold}
+        walk_at = len(stages)   # (the SV walk holds a row for its G groups)
+        stages.append(s)
         vv = data.View(data.ArrayLayout(signed(b), dl), vcur[:word])
         # p is taken with the key's first V group and held by the multipliers for the others
         # ("keep" as in the core: Yosys' ABC9 aborts on a p register feeding ECP5 multipliers)
@@ -471,8 +493,12 @@ class GlobalRowEngine(wiring.Component):
                 with m.If(rd_r == n_rows - 1):
                     m.d.sync += rd_done.eq(1)
         # (the group read one cycle ago, under the normaliser's enable)
-        m.d.comb += [norm.i.valid.eq(_reg(m, div_en, feed, "norm_read")),
+        norm_read = _reg(m, div_en, feed, "norm_read")
+        m.d.comb += [norm.i.valid.eq(norm_read),
                      norm.i.payload.acc.eq(ard.data), norm.i.payload.total.eq(lrd.data)]
+        readout = SimpleNamespace(phase=out_phase, r=rd_r, g=rd_g, done=rd_done, read=norm_read,
+                                  norm=norm, walk_at=walk_at)
+        state_invariants(m, platform, self._invariants(stages, readout))
         wiring.connect(m, norm.o, wiring.flipped(self.og))
         with m.If(self.og.valid & self.og.ready):
             m.d.sync += rows_out.eq(rows_out + 1)
@@ -486,6 +512,60 @@ class GlobalRowEngine(wiring.Component):
         with m.If(self.start & ~active):
             m.d.sync += [sig.eq(0) for sig in stats.values()]
         return m
+
+
+    def _invariants(self, stages, readout) -> list[tuple]:
+        """``(test, message)``: what holds in every reachable state (for ``swatkit prove``):
+        the run's registers in range, the streams' counters within the run's rows and keys,
+        the K/V passes after the Q rows, a token of the pipeline (``stages``: the K row being
+        issued, the QK, exp and SV stages) carrying pass 2's last key only once that key is
+        taken, the read-out only after pass 2 with its groups accounted for (read, in the
+        normaliser, or in rows sent), and an idle engine empty."""
+        st, g, rd, norm = self.state, self.groups, readout, readout.norm
+        active = st.active
+        tokens = Cat(stage["valid"] for stage in stages).any()
+        fed = Mux(rd.done, st.n_rows * g, rd.r * g + rd.g)
+        kv_started = st.kv_pass2 | st.kv_j.any() | st.kv_done | stages[0]["valid"]
+        checks = [
+            (~active | ((st.n >= 1) & (st.n <= self.max_seq_len) & (st.n_rows >= 1)
+                        & (st.n_rows <= self.max_rows)),
+             "inv: global rows: 1 <= n <= max_seq_len, 1 <= rows <= max_rows"),
+            (~active | ((st.q_acc <= st.n_rows) & (st.rows_out <= st.n_rows)),
+             "inv: global rows: Q rows taken, rows out <= rows"),
+            (~active | (st.kv_j < st.n), "inv: global rows: key index < n"),
+            (~st.kv_done | (~st.kv_pass2 & ~st.kv_j.any()),
+             "inv: global rows: after pass 2, no key pending"),
+            (~active | ~kv_started | (st.q_acc == st.n_rows),
+             "inv: global rows: K/V rows only after the Q rows"),
+            (~rd.phase | (st.kv_done & ~tokens), "inv: global rows: the read-out after pass 2"),
+            (rd.phase | (~(rd.r.any() | rd.g.any() | rd.done | rd.read | st.rows_out.any())
+                         & norm.idle & (norm.rows_inside == 0)),
+             "inv: global rows: nothing read out before pass 2 ends"),
+            (fed == rd.read + norm.groups_inside + g * (norm.rows_inside + st.rows_out),
+             "inv: global rows: groups read = in the normaliser + rows out"),
+            (~rd.phase | rd.done | (rd.r < st.n_rows), "inv: global rows: read-out row < rows"),
+            (rd.g < g if g > 1 else rd.g == 0, "inv: global rows: read-out group < G"),
+            (~rd.done | (rd.g == 0), "inv: global rows: read-out done at a row's end"),
+            (active | ~tokens, "inv: global rows: an idle engine has no token in flight"),
+            (active | ~rd.phase | (st.rows_out == st.n_rows),
+             "inv: global rows: an idle engine has sent its rows"),
+        ]
+        for k, stage in enumerate(stages):   # pass 2's last key: only once it is taken
+            last = stage["valid"] & stage.get("pass2", 1) & stage["last_key"]
+            checks.append((~last | st.kv_done,
+                           f"inv: global rows: stage {k} holds pass 2's last key after its "
+                           f"take"))
+            # the run's final token (pass 2, last key, last row, last group) has nothing behind
+            # it: the read-out starts with the pipeline empty
+            final = last & (stage["r"] == st.n_rows - 1)
+            if "last_g" in stage and k != rd.walk_at:
+                final = final & stage["last_g"]
+            if k:
+                behind = Cat(earlier["valid"] for earlier in stages[:k]).any()
+                checks.append((~final | ~behind,
+                               f"inv: global rows: nothing behind the final token in stage "
+                               f"{k}"))
+        return checks
 
 
 class GlobalRowEngines(wiring.Component):

@@ -174,6 +174,11 @@ class KVRing(wiring.Component):
         )
         if p.group_heads > 1:   # the query heads of the finishing row's position before it
             self.state.fin_head = Signal(range(p.group_heads), name="kv_fin_head")
+        if p.max_global_tokens:   # the run's global columns, ahead of the band rows
+            gmax = p.max_global_tokens
+            self.state.pre_acc = Signal(range(gmax + 1), name="kv_pre_acc")   # accepted
+            self.state.pre_wr = Signal(range(gmax + 1), name="kv_pre_wr")     # written
+            self.state.pre = Signal(name="kv_pre")   # the row being written is a global column
         self.copier = RowCopier("kv", g, word)
 
     def invariants(self) -> list[tuple]:
@@ -185,13 +190,12 @@ class KVRing(wiring.Component):
         c = self.copier
         return [
             (~running | (s.slot_free == (s.credit != 0)), "inv: slot_free = credit > 0"),
-            (~running | (s.acc == self.kv_wr + s.hold), "inv: K/V rows taken = written + "
-                                                        "loading"),
+            *self._preamble_invariants(),
             (~running | (s.acc <= run.n), "inv: kv_acc <= n"),
             (~running | (s.more == (s.acc < run.n)), "inv: kv_more = kv_acc < n"),
             # the credit: the ring's bound on kv_acc, which grows with the rows done once
             # dilation·before rows are done (kv_wait counts them down)
-            (~running | (s.wait == 0) | (s.credit + s.acc == p.ring_rows),
+            (~running | (s.wait == 0) | (s.credit + s.acc == self.ring_credit()),
              "inv: no credit gained while kv_wait counts"),
             (s.hold | (s.g == 0), "inv: K/V group counter idle"),
             # the row copier runs one word ahead of the write stage; its ready register marks
@@ -204,16 +208,42 @@ class KVRing(wiring.Component):
             (s.g < g if g > 1 else s.g == 0, "inv: K/V group counter in range"),
         ]
 
+    def _preamble_invariants(self) -> list[tuple]:
+        """K/V rows taken = written + the one being written, for the band rows and (on a core
+        with global tokens) the run's global columns, which all come first."""
+        s, run = self.state, self.run
+        running = run.running
+        if not self.params.max_global_tokens:
+            return [(~running | (s.acc == self.kv_wr + s.hold),
+                     "inv: K/V rows taken = written + loading")]
+        return [
+            (~running | (s.acc == self.kv_wr + (s.hold & ~s.pre)),
+             "inv: K/V rows taken = written + loading"),
+            (~running | (s.pre_acc == s.pre_wr + (s.hold & s.pre)),
+             "inv: global columns taken = written + loading"),
+            (~running | (s.pre_acc <= run.gcount), "inv: global columns taken <= gcount"),
+            # (a band row is taken at the earliest in the cycle the last global column's last
+            # word is written)
+            (~running | ((s.acc == 0) & ~(s.hold & ~s.pre)) | (s.pre_wr == run.gcount),
+             "inv: band rows only after the global columns"),
+        ]
+
+    def ring_credit(self):
+        """The loader's credit at the start of the run: dilation · ring rows (the run's
+        dilation: each residue class has a region of ring rows)."""
+        p = self.params
+        return self.run.dil * p.ring_rows if p.max_dilation > 1 else p.ring_rows
+
     def credit_bound(self, sv_done) -> tuple:
         """``(test, message)``: the credit's bound, given the rows done (the SV engine's; a
         grouped core's positions done are ``(sv_done − fin_head) / g``)."""
         s, hg = self.state, self.params.group_heads
         if hg > 1:
             return (~self.run.running | (hg * (s.credit + s.acc) + s.fin_head
-                                         <= hg * self.params.ring_rows + sv_done),
-                    "inv: credit bound <= ring + positions done")
-        return (~self.run.running | (s.credit + s.acc <= self.params.ring_rows + sv_done),
-                "inv: credit bound <= ring + rows done")
+                                         <= hg * self.ring_credit() + sv_done),
+                    "inv: credit bound <= dilation · ring + positions done")
+        return (~self.run.running | (s.credit + s.acc <= self.ring_credit() + sv_done),
+                "inv: credit bound <= dilation · ring + rows done")
 
     def _position_fin(self, m: Module):
         """A position's rows are all done: every ``sv_fin``, or on a grouped core the one of
@@ -269,11 +299,9 @@ class KVRing(wiring.Component):
         kv_last = kv_hold & (kv_g == g - 1)
         kv_take = Signal()
         if gmax:
-            pre_acc = Signal(range(gmax + 1))    # global columns accepted
+            pre_acc, pre_wr, kv_pre = s.pre_acc, s.pre_wr, s.pre   # (accepted, written)
             pre_more = pre_acc < gcount
-            kv_pre = Signal()                    # the row being written is a global column
             kv_flag = Signal()                   # the band row being written is a global token
-            pre_wr = Signal(range(gmax + 1))     # global columns written
             if not blk and not p.sink_core:   # the global tokens still ahead of the loader
                 lpos = [Signal(p.index_bits, name=f"kv_gpos{k}") for k in range(gmax)]
                 lrem = Signal(range(gmax + 1))
@@ -434,12 +462,12 @@ class RandomRing(wiring.Component):
             "blocks": Out(p.index_bits),
         })
         self.collision = Signal()   # (as KVRing's)
+        self.copier = RowCopier("kvr", p.groups, word)
 
     def elaborate(self, platform):
         m = Module()
         p, run = self.params, self.run
         kl, g, blk = p.hw.key_lanes, p.groups, p.block_size
-        word = p.hw.dim_lanes * p.fmt.data_bits
         running, n, start_run = run.running, run.n, run.start
         rwords = p.random_rounds * g
         rkmem, rkwr = _banked_lanes(m, p, platform, "rkmem", p.random_depth)
@@ -460,7 +488,7 @@ class RandomRing(wiring.Component):
         m.d.comb += [r_take.eq(running & run.rcount.any() & (r_bend <= n) & r_free
                                & (~r_hold | r_last))]
         r_start = self.kvr.valid & r_take
-        r_copy = RowCopier("kvr", g, word)
+        r_copy = self.copier
         r_copy.build(m, self.kvr, r_start)
         for lane in range(kl):
             en = r_hold & (r_lane == lane)

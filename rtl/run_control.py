@@ -146,9 +146,42 @@ class RunControl(wiring.Component):
 
     def invariants(self) -> list[tuple]:
         """``(test, message)``: what holds in every reachable state (for ``swatkit prove``)."""
-        run = self.run
-        return [(~run.running | ((run.n >= 1) & (run.n <= self.params.hw.max_seq_len)),
-                 "inv: 1 <= n <= max_seq_len")]
+        p, run = self.params, self.run
+        running = run.running
+        checks = [(~running | ((run.n >= 1) & (run.n <= p.hw.max_seq_len)),
+                   "inv: 1 <= n <= max_seq_len")]
+        # the pattern's registers hold what a legal command gave them (command_faults)
+        dil = run.dil if p.max_dilation > 1 else 1
+        if p.max_dilation > 1:
+            checks.append((~running | ((run.dil >= 1) & (run.dil <= p.max_dilation)),
+                           "inv: 1 <= dil <= max_dilation"))
+        if not p.block_size:
+            checks += [(~running | (run.after <= p.spec.after), "inv: after <= the window's"),
+                       (~running | (run.dafter == dil * run.after), "inv: dafter = dil · after")]
+        if p.max_global_tokens and not p.block_size:
+            checks.append((~running | ((run.gcount <= p.max_global_tokens)
+                                       & (run.gcount <= run.n)),
+                           "inv: gcount <= max_global_tokens, n"))
+        if p.block_size:
+            blk = p.block_size
+            checks += [
+                (~running | (run.n_mb + blk == run.n), "inv: n_mb = n - b"),
+                (~running | (run.n[:blk.bit_length() - 1] == 0), "inv: n is a multiple of b"),
+                (~running | (run.gcount == Mux(run.n > 2 * blk, 2 * blk, run.n)),
+                 "inv: gcount = min(n, 2b)"),
+            ]
+            if p.max_random_blocks:
+                checks += [
+                    (~running | (run.rcount <= p.max_random_blocks),
+                     "inv: rcount <= max_random_blocks"),
+                    (~running | ~run.rcount.any()
+                     | (run.rnd_last == run.rcount * blk - 1),
+                     "inv: rnd_last = rcount · b - 1"),
+                    (~running | ~run.rcount.any() | (run.n <= 2 * blk)
+                     | (run.n >= (run.rcount + 5) * blk),
+                     "inv: N holds the random blocks"),
+                ]
+        return checks
 
     def elaborate(self, platform):
         m = Module()

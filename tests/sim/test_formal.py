@@ -67,16 +67,16 @@ def test_the_stages_own_the_invariants():
 
     proved = invariants("invariants")
     # every stage's and the core's: the run, the K/V loader and copier, the scheduler, both
-    # engines' walks, the normaliser, and the bookkeeping across them (40 on this one-word-row
+    # engines' walks, the normaliser, and the bookkeeping across them (42 on this one-word-row
     # core)
-    assert len(proved["assert"]) == 40 and not proved.get("assume")
+    assert len(proved["assert"]) == 42 and not proved.get("assume")
     for message in ("inv: 1 <= n <= max_seq_len", "inv: K/V copier idle",
                     "inv: Q rows = started + Q registers", "inv: QK last-round flag = rem < KL",
                     "inv: SV last-round flag = rem < KL", "inv: output FIFO level",
                     "inv: started rows are in the engines", "inv: an idle core is empty"):
         assert message in proved["assert"], message
     # a property's job assumes the same invariants; the covers search from reset without them
-    for prop in formal.PROPERTIES:
+    for prop in formal.properties(TINY):
         given = invariants(prop)
         assert given["assume"] == proved["assert"] and not given.get("assert"), prop
     assert not any(invariants("cover").values())
@@ -91,6 +91,63 @@ def test_the_stages_own_the_invariants():
                                                        "inv: QK group counter idle",
                                                        "inv: QK group counter in range",
                                                        "inv: row-max FIFO level"]
+
+
+GLOBAL = CoreParams(AttentionSpec.longformer(4, 1, attention_window=2, global_tokens=(0,)),
+                    TINY.fmt, TINY.hw)
+BIGBIRD = CoreParams(AttentionSpec.bigbird(8, 1, block_size=1, num_random_blocks=1, seed=0),
+                     TINY.fmt, HardwareConfig(key_lanes=1, dim_lanes=1, max_seq_len=8))
+
+
+def test_pattern_stages_own_their_invariants():
+    from amaranth.back import rtlil
+
+    def invariants(params, check):
+        il = rtlil.convert(formal.ContractHarness(params, check), name="harness",
+                           platform=formal.platform(check), emit_src=False)
+        return {flavor: sorted(m for m in messages if m.startswith("inv: "))
+                for flavor, messages in _checks(il).items()}
+
+    proved = invariants(GLOBAL, "invariants")["assert"]
+    # the global-row engine's own (its run, counters, read-out, pipeline tokens), the K/V
+    # loader's global columns, and the rows dropped before o
+    engine = [m for m in proved if m.startswith("inv: global rows: ")]
+    # 13 on its state; per pipeline stage (12), pass 2's last key only after its take, and
+    # nothing behind the run's final token (11: not the first stage)
+    assert len(engine) == 13 + 12 + 11, engine
+    for message in ("inv: global columns taken = written + loading",
+                    "inv: band rows only after the global columns",
+                    "inv: rows done = rows out + the global rows dropped",
+                    "inv: the global-row engine runs only within a run",
+                    "inv: gcount <= max_global_tokens, n"):
+        assert message in proved, message
+    given = invariants(GLOBAL, "global_counts")
+    assert given["assume"] == proved and not given.get("assert")
+    assert set(formal.properties(GLOBAL)) == {*formal.properties(TINY), "og_held", "qg_valid",
+                                              "kvg_valid", "global_counts"}
+
+
+def test_open_properties_say_why():
+    assert formal.open_properties(TINY) == formal.open_properties(GLOBAL) == {}
+    found = formal.open_properties(BIGBIRD)
+    assert set(found) == {"invariants", *formal.properties(BIGBIRD)}
+    assert found["invariants"] == formal.BIGBIRD_OPEN
+    assert found["kvr_valid"].startswith("RandomRing counts the kvr rows it takes by block")
+
+
+def test_failed_assertions_are_named_per_module(tmp_path):
+    # the stages' check cells share names ("_witness_.check_N"): a failure is looked up in the
+    # module sby names, and RTLIL's octal escapes are decoded
+    cell = ('  cell $check \\_witness_.check_7\n    parameter \\TRG_WIDTH 0\n'
+            '    parameter \\FORMAT "{}"\n    parameter \\FLAVOR "assert"\n  end\n')
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "design.il").write_text(
+        "module \\harness.core.ring\n" + cell.format("inv: ring") + "end\n"
+        "module \\harness.core.scheduler\n" + cell.format("inv: dil\\302\\267after")
+        + "end\n")
+    assert formal._check_messages(tmp_path) == {
+        "harness.core.ring._witness_.check_7": "inv: ring",
+        "harness.core.scheduler._witness_.check_7": "inv: dil\u00b7after"}
 
 
 def test_formal_platform_refuses_another_mode():
@@ -131,18 +188,16 @@ def test_size_limits():
     (["--causal", "--sliding-window", "4096", "--head-dim", "128"],
      "window 4096 is too big to prove in reasonable time (limit 513 for swatkit prove)"),
     (["--attention-window", "7"], "--attention-window must be a positive even integer, not 7"),
-    (["--global-tokens", "0"], "--global-tokens: global tokens (up to 1): swatkit prove covers "
-                               "the band core (a core with global tokens is verified by "
-                               "simulation only)"),
-    (["--max-dilation", "2"], "--max-dilation 2: swatkit prove covers the band core (a core "
-                              "with dilation is verified by simulation only)"),
+    (["--property", "og_held"], "--property og_held: not a property of this core (its "
+                                "properties: o_held, cmd_valid, q_valid, kv_valid, row_counts)"),
     (["--key-lanes", "4"], "--key-lanes (4) must not exceed the window (3 keys)"),
     (["--dim-lanes", "2"], "--dim-lanes (2) must divide head_dim (1)"),
     (["--depth", "0"], "argument --depth: must be a positive integer, not 0"),
     (["--solver", "z3"],
      "argument --solver: invalid choice: 'z3' (choose from 'yices', 'boolector')"),
     (["--property", "o_held,bogus"], "--property must be among o_held, cmd_valid, q_valid, "
-                                     "kv_valid, row_counts, not 'bogus'"),
+                                     "kv_valid, row_counts, og_held, qg_valid, kvg_valid, "
+                                     "global_counts, kvr_valid, not 'bogus'"),
 ])
 def test_bad_input_is_one_line(capsys, tmp_path, argv, message):
     rc, _out, err = prove_cli(capsys, *argv, "-o", str(tmp_path / "p"))
@@ -161,23 +216,45 @@ def test_config_file_overrides_the_prove_defaults(capsys, tmp_path):
 
 # -- proofs ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [
-    [],
+@pytest.mark.parametrize(("argv", "pattern_covers"), [
+    ([], ()),
     # a row of two words (the K/V row copier at work) on a causal window, whose sides are not
     # 2^k - 1 (a command with a larger before/after fits its fields: the core refuses it)
-    ["--causal", "--head-dim", "2", "--dim-lanes", "1"],
-], ids=["default", "causal-two-words"])
-def test_configuration_is_proved(capsys, tmp_path, argv):
+    (["--causal", "--head-dim", "2", "--dim-lanes", "1"], ()),
+    # a pattern core: dilation up to 2 (two residue classes in the ring; each run's dilation
+    # is a solver input, 1 or 2)
+    (["--dilation", "2"], ("dilated_run",)),
+], ids=["default", "causal-two-words", "dilation"])
+def test_configuration_is_proved(capsys, tmp_path, argv, pattern_covers):
     rc, out, _err = prove_cli(capsys, *argv, "-o", str(tmp_path / "p"))
     print(out)
     statuses = status_of(out)
-    assert statuses == {**{name: "proved" for name in formal.PROPERTIES},
-                        "invariants": "proved", "o_row": "covered", "run_ends": "covered"}
+    band = ("o_held", "cmd_valid", "q_valid", "kv_valid", "row_counts")
+    assert statuses == {**{name: "proved" for name in band}, "invariants": "proved",
+                        **{name: "covered" for name in ("o_row", "run_ends", *pattern_covers)}}
     assert rc == 0
     # the covers are not vacuous: an output row needs about 30 steps from reset
     step = int(re.search(r"covered\s+o_row .*\[step (\d+)", out).group(1))
     assert 20 < step < 60
-    assert "5 of 5 properties proved, invariants proved, 2 of 2 covers reached" in out
+    covers = 2 + len(pattern_covers)
+    assert (f"5 of 5 properties proved, invariants proved, {covers} of {covers} covers "
+            f"reached") in out
+
+
+def test_bigbird_says_what_is_not_proved(capsys, tmp_path):
+    # (covers to 2 steps: reached none, but the run is short; the point is the per-property
+    # lines)
+    rc, out, _err = prove_cli(capsys, "--bigbird", "1", "--random-blocks", "1", "--seq-len",
+                              "8", "--cover-depth", "2", "-o", str(tmp_path / "p"))
+    print(out)
+    assert rc == 1
+    names = ["invariants", *formal.properties(BIGBIRD)]
+    assert {name: status_of(out)[name] for name in names} == dict.fromkeys(names, "NOT PROVED")
+    reasons = re.findall(r"^ +not attempted on this core: (.*)$", out, flags=re.M)
+    assert len(reasons) == len(names)
+    assert reasons[0] == formal.BIGBIRD_OPEN
+    assert "0 of 10 properties proved, invariants NOT proved" in out
+    assert not (tmp_path / "p" / "o_held").exists()   # (not run)
 
 
 @pytest.mark.parametrize(("fault", "prop", "statuses"), [
@@ -209,6 +286,19 @@ def test_ctrl_c_is_interrupted(tmp_path):
     assert (proc.returncode, err.strip().splitlines()[-1:]) == (130, ["swatkit: interrupted"]), \
         (out, err)
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_global_token_core_is_proved(capsys, tmp_path):
+    # one global token (Longformer's CLS row): the band's 5 properties and the global-row
+    # engine's 4
+    rc, out, _err = prove_cli(capsys, "--global-tokens", "0", "-o", str(tmp_path / "p"))
+    print(out)
+    assert status_of(out) == {**dict.fromkeys(formal.properties(GLOBAL), "proved"),
+                              "invariants": "proved",
+                              **dict.fromkeys(formal.covers(GLOBAL), "covered")}
+    assert "9 of 9 properties proved, invariants proved, 3 of 3 covers reached" in out
+    assert rc == 0
 
 
 @pytest.mark.slow
