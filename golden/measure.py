@@ -260,6 +260,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _group_options(parser) -> None:
+    """The GPT-OSS-style head group of the ``sinks`` and ``outliers`` measurements."""
+    parser.add_argument("--seq-len", type=_positive, default=4096)
+    parser.add_argument("--head-dim", type=_positive, default=64)
+    parser.add_argument("--sliding-window", type=_positive, default=128)
+    parser.add_argument("--heads", type=_positive, default=8)
+    parser.add_argument("--kv-heads", type=_positive, default=1)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m swatkit.golden.measure",
@@ -288,22 +297,14 @@ def main(argv=None) -> int:
     errors.add_argument("--sigma", type=float, default=1.0, help="std. dev. of Q, K, V reals")
     errors.add_argument("--seed", type=int, default=0)
     sinks = sub.add_parser("sinks", help="measured error with grouped heads and attention sinks")
-    sinks.add_argument("--seq-len", type=int, default=4096)
-    sinks.add_argument("--head-dim", type=int, default=64)
-    sinks.add_argument("--sliding-window", type=int, default=128)
-    sinks.add_argument("--heads", type=_positive, default=8)
-    sinks.add_argument("--kv-heads", type=_positive, default=1)
+    _group_options(sinks)
     sinks.add_argument("--sink-tokens", type=int, default=4)
     sinks.add_argument("--sink-range", type=float, nargs=2, default=(-2.0, 4.0),
                        metavar=("LOW", "HIGH"), help="learned sink logits ~ U(LOW, HIGH)")
     sinks.add_argument("--sigma", type=float, default=1.0, help="std. dev. of Q, K, V reals")
     sinks.add_argument("--seed", type=int, default=0)
     out = sub.add_parser("outliers", help="error with outlier channels, per host-side recipe")
-    out.add_argument("--seq-len", type=_positive, default=4096)
-    out.add_argument("--head-dim", type=_positive, default=64)
-    out.add_argument("--sliding-window", type=_positive, default=128)
-    out.add_argument("--heads", type=_positive, default=8)
-    out.add_argument("--kv-heads", type=_positive, default=1)
+    _group_options(out)
     out.add_argument("--channels", type=_positive, default=2, help="outlier channels")
     out.add_argument("--gain", type=float, default=50.0, help="their size (default 50x)")
     out.add_argument("--data-bits", type=_positive, default=8)
