@@ -478,7 +478,8 @@ class Case:
 
     @property
     def rows(self) -> int:
-        return sum(self.seq_lens)
+        """The output rows the case checks: N per run, times the query heads per K/V head."""
+        return sum(self.seq_lens) * self.build.params.group_heads
 
     @property
     def gaps(self) -> tuple[float, float]:
@@ -598,7 +599,8 @@ SKG = Build("sink2_gqa4_bi5_k2d4", head_dim=8, before=2, after=2, key_lanes=2, d
             heads=4, kv_heads=1, sink_tokens=2, depth=1200)
 # learned sink logits (GPT-OSS): one per query head on each run's command; a small causal group
 LOGIT = Build("logits_gqa8_causal16_k4d4", head_dim=16, before=15, after=0, key_lanes=4,
-              dim_lanes=4, heads=8, kv_heads=1, sink_logits=True, depth=1200)
+              dim_lanes=4, heads=8, kv_heads=1, sink_logits=True,
+              max_seq_len=700)   # (8 heads of 700 positions: a small build, -O0)
 # runs back to back on BB2: N = b … 32b (r as N allows: 0 below 8 blocks), fewer random blocks,
 # a random table given explicitly (rows out of order) and drawn from other seeds
 _BB_TABLE = ((6, 3, 5), (5, 4, 6), (1, 6, 5), (2, 6, 1), (3, 1, 2), (4, 1, 2))
@@ -822,7 +824,7 @@ def _matrix_full_only() -> list[Case]:
         for kind in INPUT_KINDS:
             cases.append(Case(f"{b.id}/{kind}-n250-heavy-full", b, (250,), inputs=kind,
                               gap=h, stall=h))
-        cases.append(Case(f"{b.id}/random-n{MAX_SEQ_LEN}-full", b, (MAX_SEQ_LEN,)))
+        cases.append(Case(f"{b.id}/random-n{b.max_seq_len}-full", b, (b.max_seq_len,)))
         cases.append(Case(f"{b.id}/edges-full", b, (*_EDGES, 31, 32, 33, 34, 64, 65),
                           gap=0.5, stall=0.5))
         cases.append(Case(f"{b.id}/q-starved-n200-full", b, (200,), gap=0.85, kv_gap=0.0,

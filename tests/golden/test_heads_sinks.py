@@ -135,21 +135,23 @@ def test_sink_tokens_round_trip():
         spec.replace(seq_len=3)
 
 
-def test_core_params_refuses_sinks():
+def test_core_params_take_sinks_where_the_core_has_them():
+    """A core generated for sink tokens keeps them (and round-trips through its dict form); a
+    core with global tokens refuses them (its resident columns are the global tokens'); a run
+    brings no more sinks than its core was generated for."""
     from swatkit.rtl.config import CoreParams, HardwareConfig
 
     hw = HardwareConfig(key_lanes=2, dim_lanes=2)
     spec = AttentionSpec.causal(32, 8, sliding_window=8, sink_tokens=4)
-    message = r"^sink_tokens must be 0 on the SWAT core \(it has no sink columns yet\), not 4$"
-    with pytest.raises(ValueError, match=message):
-        CoreParams(spec, NumberFormat(), hw)
-    record = json.loads(json.dumps(CoreParams(spec.replace(sink_tokens=0), NumberFormat(),
-                                              hw).as_dict()))
-    assert record["spec"]["sink_tokens"] == 0
-    record["spec"]["sink_tokens"] = 4
-    with pytest.raises(ValueError, match=message):
-        CoreParams.from_dict(record)
-    # nor can a run bring them in
+    p = CoreParams(spec, NumberFormat(), hw)
+    assert p.sink_core and p.max_global_tokens == 4
+    record = json.loads(json.dumps(p.as_dict()))
+    assert record["spec"]["sink_tokens"] == 4
+    assert CoreParams.from_dict(record) == p
+    with pytest.raises(ValueError, match=r"^sink_tokens must be 0 on a core with global tokens "
+                                         r"\(its resident columns are the global tokens'\), "
+                                         r"not 4$"):
+        CoreParams(spec, NumberFormat(), hw.replace(max_global_tokens=2))
     p = CoreParams(spec.replace(sink_tokens=0), NumberFormat(), hw)
     with pytest.raises(ValueError, match=r"^sink_tokens must be at most 0 on this core "
                                          r"\(generated for 0\), not 2$"):

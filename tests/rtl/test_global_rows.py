@@ -321,11 +321,11 @@ def test_engine_matches_reference_hypothesis(shape, n, rows, data_bits, seed):
 @pytest.mark.parametrize(("args", "exc", "message"), [
     (("fmt", 4, 2, 8, 1), TypeError, "fmt must be a NumberFormat, not 'fmt'"),
     ((None, 4.0, 2, 8, 1), TypeError, "head_dim must be an integer, not 4.0"),
-    ((None, 0, 2, 8, 1), ValueError, "head_dim must be an integer >= 1, not 0"),
+    ((None, 0, 2, 8, 1), ValueError, "head_dim must be a positive integer, not 0"),
     ((None, 8, 3, 8, 1), ValueError, "dim_lanes must divide head_dim (8), not 3"),
-    ((None, 8, 0, 8, 1), ValueError, "dim_lanes must be an integer >= 1, not 0"),
-    ((None, 8, 2, 0, 1), ValueError, "max_seq_len must be an integer >= 1, not 0"),
-    ((None, 8, 2, 8, 0), ValueError, "max_rows must be an integer >= 1, not 0"),
+    ((None, 8, 0, 8, 1), ValueError, "dim_lanes must be a positive integer, not 0"),
+    ((None, 8, 2, 0, 1), ValueError, "max_seq_len must be a positive integer, not 0"),
+    ((None, 8, 2, 8, 0), ValueError, "max_rows must be a positive integer, not 0"),
     ((None, 8, 2, 8, True), TypeError, "max_rows must be an integer, not True"),
 ])
 def test_constructor_checks(args, exc, message):
