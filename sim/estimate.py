@@ -156,9 +156,9 @@ def load_table(name_or_path: str) -> EnergyTable:
         where = name_or_path
         data = tomllib.loads(text)
     else:
-        from swatkit.support.inputs import InputFileError, load_toml
+        from swatkit.support.inputs import InputFileError, load_toml, shown
 
-        where = str(Path(name_or_path))
+        where = shown(Path(name_or_path))
         try:
             data = load_toml(name_or_path, kind="energy table")
         except InputFileError as e:

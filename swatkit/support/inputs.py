@@ -50,6 +50,13 @@ def check_int(label: str, value, lo: int, hi: int | None = None, error=ValueErro
     return value
 
 
+def shown(path: str | os.PathLike) -> str:
+    """``path`` as a message shows it: as typed, or quoted with escapes (``repr``) when it holds
+    a character that is not printable (a line break would split the one-line message)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
           (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
 
@@ -57,11 +64,11 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, 
 def read_bytes(path: str | os.PathLike, limit: int = MAX_INPUT_BYTES, kind: str = "") -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them. ``kind`` (say
     ``"energy table"``) goes before the path in messages."""
-    name = f"{kind} {path}" if kind else str(path)
+    name = f"{kind} {shown(path)}" if kind else shown(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise InputFileError(f"no such {kind or 'file'}: {path}") from None
+        raise InputFileError(f"no such {kind or 'file'}: {shown(path)}") from None
     except OSError as e:
         raise InputFileError(f"cannot read {name}: {e.strerror}") from None
     try:
@@ -100,7 +107,7 @@ def _parse_error(name: str, syntax: str, error: ValueError) -> InputFileError:
 def load_json(path: str | os.PathLike, limit: int = MAX_INPUT_BYTES, kind: str = ""):
     """The JSON value in the file ``path`` (bounded as :func:`read_bytes`, depth as
     :func:`check_nesting`)."""
-    name = f"{kind} {path}" if kind else str(path)
+    name = f"{kind} {shown(path)}" if kind else shown(path)
     raw = read_bytes(path, limit, kind)
     try:
         value = json.loads(raw, parse_constant=_no_constant)
@@ -117,7 +124,7 @@ def load_json(path: str | os.PathLike, limit: int = MAX_INPUT_BYTES, kind: str =
 def load_toml(path: str | os.PathLike, limit: int = MAX_INPUT_BYTES, kind: str = "") -> dict:
     """The TOML tables in the file ``path`` (bounded as :func:`read_bytes`, depth as
     :func:`check_nesting`)."""
-    name = f"{kind} {path}" if kind else str(path)
+    name = f"{kind} {shown(path)}" if kind else shown(path)
     raw = read_bytes(path, limit, kind)
     try:
         value = tomllib.loads(raw.decode("utf-8"))
@@ -138,7 +145,7 @@ def check_nesting(value, path: str | os.PathLike = "the data", limit: int = MAX_
     while level:
         depth += 1
         if depth > limit:
-            raise InputFileError(f"{path} nests more than {limit} levels deep")
+            raise InputFileError(f"{shown(path)} nests more than {limit} levels deep")
         level = [v for c in level for v in (c.values() if isinstance(c, dict) else c)
                  if isinstance(v, dict | list)]
 

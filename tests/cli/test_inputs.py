@@ -38,6 +38,10 @@ def test_not_regular_files_are_refused_at_once(tmp_path):
             f"energy table {tmp_path} is a folder, not a file")
     refused(lambda: load_toml(tmp_path / "none", kind="energy table"),
             f"no such energy table: {tmp_path / 'none'}")
+    # a name that is not printable is quoted with escapes: the message stays one line
+    refused(lambda: load_toml("\x1e", kind="energy table"), "no such energy table: '\\x1e'")
+    broken = tmp_path / "a\nb"
+    refused(lambda: read_bytes(broken), f"no such file: {str(broken)!r}")
 
 
 def test_size_bound(tmp_path):
