@@ -81,14 +81,21 @@ class FlowReport:
     raw: dict = field(default_factory=dict)
 
 
-def read_report(path: str | Path) -> FlowReport:
-    """Read and check the flow.json at ``path`` (see the module's docstring)."""
+def _json_object(path, what: str) -> dict:
+    """The JSON object in ``path`` (the bounded reader), or a :class:`ReportError` naming it as
+    ``what`` when it is not one."""
     try:
-        report = load_json(path)
+        value = load_json(path)
     except InputFileError as e:
         raise ReportError(str(e)) from None
-    if not isinstance(report, dict):
-        raise ReportError(f"{path} is not a flow.json report (a JSON object)")
+    if not isinstance(value, dict):
+        raise ReportError(f"{path} is not {what} (a JSON object)")
+    return value
+
+
+def read_report(path: str | Path) -> FlowReport:
+    """Read and check the flow.json at ``path`` (see the module's docstring)."""
+    report = _json_object(path, "a flow.json report")
     board = report.get("board")
     if board is not None and not isinstance(board, str):
         raise ReportError(f"{path}: board must be a board's name, not {board!r}")
@@ -188,12 +195,7 @@ def read_side_record(path: Path) -> dict:
     object; the fields a reader takes from it it checks itself (:func:`check_count`)."""
     if not path.exists() and not path.is_symlink():
         return {}
-    try:
-        record = load_json(path)
-    except InputFileError as e:
-        raise ReportError(str(e)) from None
-    if not isinstance(record, dict):
-        raise ReportError(f"{path} is not a swatkit.json record (a JSON object)")
+    record = _json_object(path, "a swatkit.json record")
     for name in ("spec", "hardware", "selftest"):
         if not isinstance(record.get(name, {}), dict):
             raise ReportError(f"{path}: {name} must be a record, not {record[name]!r}")

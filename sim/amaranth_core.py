@@ -18,7 +18,8 @@ from swatkit.rtl.core import command
 
 from .streams import stream_get, stream_put
 
-__all__ = ["CoreInput", "CoreRun", "Reject", "Rejected", "run_core", "run_core_many"]
+__all__ = ["CoreInput", "CoreRun", "Reject", "Rejected", "check_results", "run_core",
+           "run_core_many"]
 
 
 class CoreRun(NamedTuple):
@@ -51,6 +52,20 @@ class Rejected(NamedTuple):
     busy: bool       # ``busy`` was high in some watched cycle
     taken: dict      # stream name -> beats that moved (valid & ready) while watched
     offered: dict    # stream name -> watched cycles with ``valid`` high (a beat was on offer)
+
+
+def check_results(results: list, wants: list, refused: int) -> None:
+    """``AssertionError`` unless :func:`run_core_many`'s ``results`` hold exactly ``refused``
+    refused commands, each with ``error`` set, never busy and no beat taken, and runs whose
+    outputs equal ``wants``, in order."""
+    rejected = [r for r in results if isinstance(r, Rejected)]
+    assert len(rejected) == refused, rejected
+    for r in rejected:
+        assert r.error and not r.busy and not any(r.taken.values()), r
+    runs = [r for r in results if isinstance(r, CoreRun)]
+    assert len(runs) == len(wants)
+    for got, want in zip(runs, wants, strict=True):
+        np.testing.assert_array_equal(got.out, want)
 
 
 def _row(x):

@@ -13,7 +13,7 @@ from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import HardwareConfig
 from swatkit.rtl.config import CoreParams
 from swatkit.rtl.core import command, core_layouts
-from swatkit.sim.amaranth_core import CoreInput, Reject, run_core, run_core_many
+from swatkit.sim.amaranth_core import CoreInput, Reject, check_results, run_core, run_core_many
 from swatkit.sim.cycle_model import swat_cycles
 
 FMT = NumberFormat()
@@ -76,12 +76,7 @@ def test_runs_with_and_without_sinks_and_refused_scores():
     items.insert(2, Reject(command(p, spec.replace(seq_len=5), sink_scores=(lo - 1, 0))))
     out = run_core_many(items, spec, hw=hw, heads=g, sink_logits=True, seed=4, gap=0.2,
                         stall=0.2)
-    refused = [r for r in out if not hasattr(r, "out")]
-    assert len(refused) == 2
-    for r in refused:
-        assert r.error and not r.busy and not any(r.taken.values())
-    for got, want in zip([r for r in out if hasattr(r, "out")], wants, strict=True):
-        np.testing.assert_array_equal(got.out, want)
+    check_results(out, wants, refused=2)
 
 
 def test_sink_logit_params_and_refusals():
