@@ -259,67 +259,90 @@ class GlobalRowEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fmt, w, d, dl, g = self.fmt, self.widths, self.head_dim, self.dim_lanes, self.groups
-        b = fmt.data_bits
-        word = dl * b  # one group of dim_lanes elements
-        max_rows = self.max_rows
+        e = self._context(m)
+        self._control(m, e)
+        qrd, q_loaded = self._q_rows(m, e)
+        ld = self._kv_loader(m, e, qrd, q_loaded)
+        score, c = self._qk(m, e, platform, ld)
+        prob, c = self._softmax(m, e, score, c)
+        pv, s1, s2 = self._sv(m, e, platform, prob, c, ld.vfifo)
+        readout = self._accumulate_and_read(m, e, pv, s1, s2)
+        state_invariants(m, platform, self._invariants(e.stages, readout))
+        wiring.connect(m, readout.norm.o, wiring.flipped(self.og))
+        with m.If(self.og.valid & self.og.ready):
+            m.d.sync += e.st.rows_out.eq(e.st.rows_out + 1)
+        self._start(m, e, readout)
+        return m
 
-        st = self.state
-        active, n, n_rows = st.active, st.n, st.n_rows
+    def _context(self, m):
+        """What every part of :meth:`elaborate` shares: the sizes, the run's registers, the
+        statistics counters, the pipeline's stage list (for the invariants) and its enable."""
+        fmt, dl = self.fmt, self.dim_lanes
         stats = {name: Signal(STAT_BITS, name=f"stat_{name}") for name in GLOBAL_STAT_FIELDS}
         m.d.comb += [getattr(self, name).eq(sig) for name, sig in stats.items()]
-        m.d.comb += self.busy.eq(active)
-        en = Const(1)  # the datapath never waits (the row state is in memories, read out after)
+        e = SimpleNamespace(
+            fmt=fmt, w=self.widths, d=self.head_dim, dl=dl, g=self.groups, b=fmt.data_bits,
+            word=dl * fmt.data_bits,   # one group of dim_lanes elements
+            max_rows=self.max_rows, st=self.state, stats=stats, stages=[],
+            en=Const(1))  # the datapath never waits (the row state is in memories, read out after)
+        e.addr = lambda row, grp: row * e.g + grp   # row's group grp in the accumulator memory
+        return e
 
-        def addr(row, grp):
-            """The word of row ``row``'s group ``grp`` in the accumulator memory."""
-            return row * g + grp
+    @staticmethod
+    def _regs(m, e, name, **fields):
+        """A pipeline register stage: each field registered under ``e.en``."""
+        stage = {key: _reg(m, e.en, value, f"{name}_{key}") for key, value in fields.items()}
+        e.stages.append(stage)
+        return stage
 
-        # -- run control -----------------------------------------------------------------------
-        start_run = Signal()
-        rows_out = st.rows_out
-        m.d.comb += start_run.eq(self.start & ~active & self.rows.any() & self.seq_len.any())
-        with m.If(active):
-            m.d.sync += stats["cycles"].eq(stats["cycles"] + 1)
-            with m.If(rows_out == n_rows):
-                m.d.sync += active.eq(0)
+    def _control(self, m, e):
+        """Run control: busy while active, the cycle counter, the end after the last row."""
+        st = e.st
+        m.d.comb += self.busy.eq(st.active)
+        with m.If(st.active):
+            m.d.sync += e.stats["cycles"].eq(e.stats["cycles"] + 1)
+            with m.If(st.rows_out == st.n_rows):
+                m.d.sync += st.active.eq(0)
 
-        # -- Q memory: the run's q_g rows, resident; the read port holds the next row to issue -
-        qmem = _rows_memory(unsigned(d * b), max_rows)
+    def _q_rows(self, m, e):
+        """The Q memory: the run's q_g rows, resident; its read port holds the next row to
+        issue. Returns the read port and "all Q rows loaded"."""
+        st = e.st
+        qmem = _rows_memory(unsigned(e.d * e.b), e.max_rows)
         m.submodules.qmem = qmem
         qwr = qmem.write_port()
         qrd = qmem.read_port(transparent_for=(qwr,))
-        q_acc = st.q_acc   # Q rows accepted
-        q_loaded = q_acc == n_rows
-        m.d.comb += [self.qg.ready.eq(active & ~q_loaded),
-                     qwr.addr.eq(q_acc), qwr.data.eq(self.qg.payload.as_value()),
+        q_loaded = st.q_acc == st.n_rows
+        m.d.comb += [self.qg.ready.eq(st.active & ~q_loaded),
+                     qwr.addr.eq(st.q_acc), qwr.data.eq(self.qg.payload.as_value()),
                      qwr.en.eq(self.qg.valid & self.qg.ready)]
         with m.If(self.qg.valid & self.qg.ready):
-            m.d.sync += q_acc.eq(q_acc + 1)
+            m.d.sync += st.q_acc.eq(st.q_acc + 1)
+        return qrd, q_loaded
 
-        # -- K/V loader: a K row is issued G times over (once per global row, G groups each) --
-        # a key's V is popped when the first global row's probability of it arrives,
-        # QK_DEPTH + EXP_LATENCY + 1 cycles after that row's last K group issued: up to that
-        # many / G later keys are loaded meanwhile
-        vfifo = fifo.SyncFIFO(width=d * b, depth=(QK_DEPTH + EXP_LATENCY + g) // g + 2)
+    def _kv_loader(self, m, e, qrd, q_loaded):
+        """The K/V loader: a K row is issued G times over (once per global row, G groups
+        each). A key's V is popped when the first global row's probability of it arrives,
+        QK_DEPTH + EXP_LATENCY + 1 cycles after that row's last K group issued: up to that
+        many / G later keys are loaded meanwhile, into ``vfifo``."""
+        st, g, max_rows, stats = e.st, e.g, e.max_rows, e.stats
+        n, n_rows, kv_pass2, kv_j = st.n, st.n_rows, st.kv_pass2, st.kv_j
+        vfifo = fifo.SyncFIFO(width=e.d * e.b, depth=(QK_DEPTH + EXP_LATENCY + g) // g + 2)
         m.submodules.vfifo = vfifo
-        kv_pass2, kv_j = st.kv_pass2, st.kv_j
-        kv_done = st.kv_done      # the run's last K/V beat is taken
         hold = Signal()           # a K row is being issued
         hold_g = Signal(range(max(g, 2)))
         hold_r = Signal(range(max(max_rows, 2)))
         hold_last_g = hold_g == g - 1
         hold_last_r = hold_r == n_rows - 1
-        kbuf = Signal(d * b)
-        q_cur = Signal(d * b)
-        hold_flags = data.StructLayout({"pass2": 1, "first_key": 1, "last_key": 1})
-        flags = Signal(hold_flags)
-        issue = hold
-        next_row = issue & hold_last_g & ~hold_last_r  # on to the next global row of the key
+        kbuf = Signal(e.d * e.b)
+        q_cur = Signal(e.d * e.b)
+        flags = Signal(data.StructLayout({"pass2": 1, "first_key": 1, "last_key": 1}))
+        next_row = hold & hold_last_g & ~hold_last_r  # on to the next global row of the key
         kv_take = Signal()
         take = Signal()
         m.d.comb += [
-            kv_take.eq(active & q_loaded & ~kv_done & (~hold | (issue & hold_last_g & hold_last_r))
+            kv_take.eq(st.active & q_loaded & ~st.kv_done
+                       & (~hold | (hold & hold_last_g & hold_last_r))
                        & (~kv_pass2 | vfifo.w_rdy)),
             self.kvg.ready.eq(kv_take),
             take.eq(self.kvg.valid & kv_take),
@@ -334,10 +357,10 @@ class GlobalRowEngine(wiring.Component):
             qrd.addr.eq(Mux(~q_loaded, 0, Mux(take, Mux(n_rows == 1, 0, 1),
                                                 Mux(after == n_rows, 0, after)))),
         ]
-        with m.If(issue):
-            m.d.sync += [kbuf.eq(kbuf.rotate_right(word)), q_cur.eq(q_cur.rotate_right(word)),
+        with m.If(hold):
+            m.d.sync += [kbuf.eq(kbuf.rotate_right(e.word)), q_cur.eq(q_cur.rotate_right(e.word)),
                          hold_g.eq(Mux(hold_last_g, 0, hold_g + 1)),
-                         stats["qk_macs"].eq(stats["qk_macs"] + dl)]
+                         stats["qk_macs"].eq(stats["qk_macs"] + e.dl)]
             with m.If(hold_last_g):
                 with m.If(hold_last_r):
                     m.d.sync += hold.eq(0)
@@ -353,49 +376,51 @@ class GlobalRowEngine(wiring.Component):
             with m.If(last_key):
                 m.d.sync += kv_pass2.eq(~kv_pass2)
                 with m.If(kv_pass2):
-                    m.d.sync += kv_done.eq(1)
+                    m.d.sync += st.kv_done.eq(1)
+        e.stages.append({"valid": hold, "pass2": flags.pass2, "last_key": flags.last_key,
+                         "r": hold_r, "last_g": hold_last_g})
+        return SimpleNamespace(hold=hold, hold_g=hold_g, hold_r=hold_r, last_g=hold_last_g,
+                               kbuf=kbuf, q_cur=q_cur, flags=flags, vfifo=vfifo)
 
-        stages = [{"valid": hold, "pass2": flags.pass2, "last_key": flags.last_key, "r": hold_r,
-                   "last_g": hold_last_g}]
-
-        def regs(name, **fields):
-            """A pipeline register stage: each field registered under ``en``."""
-            stage = {key: _reg(m, en, value, f"{name}_{key}") for key, value in fields.items()}
-            stages.append(stage)
-            return stage
-
-        # -- QK: dim_lanes multipliers, one group per cycle ------------------------------------
-        c = {"valid": hold, "first_g": hold_g == 0, "last_g": hold_last_g, "r": hold_r,
-             "pass2": flags.pass2, "first_key": flags.first_key, "last_key": flags.last_key}
-        qv = data.View(data.ArrayLayout(signed(b), dl), q_cur[:word])
-        kv = data.View(data.ArrayLayout(signed(b), dl), kbuf[:word])
+    def _qk(self, m, e, platform, ld):
+        """QK: ``dim_lanes`` multipliers, one group per cycle, accumulated over the G groups
+        of a (key, global row). Returns the score and its stage."""
+        en, b, dl, w = e.en, e.b, e.dl, e.w
+        c = {"valid": ld.hold, "first_g": ld.hold_g == 0, "last_g": ld.last_g, "r": ld.hold_r,
+             "pass2": ld.flags.pass2, "first_key": ld.flags.first_key,
+             "last_key": ld.flags.last_key}
+        qv = data.View(data.ArrayLayout(signed(b), dl), ld.q_cur[:e.word])
+        kv = data.View(data.ArrayLayout(signed(b), dl), ld.kbuf[:e.word])
         prods = [Signal(signed(2 * b), name=f"qk_prod{u}") for u in range(dl)]
         for u in range(dl):
             registered_mul(m, platform, qv[u], kv[u], prods[u], en_a=en, en_b=en, en_out=en,
                            name=f"qk_mul{u}")
-        c = regs("qk1", **c)   # operands
-        c = regs("qk2", **c)   # products
+        c = self._regs(m, e, "qk1", **c)   # operands
+        c = self._regs(m, e, "qk2", **c)   # products
         dot = _reg(m, en, sum_tree(prods), "qk_dot", signed(w.score))
-        c = regs("qk3", **c)
+        c = self._regs(m, e, "qk3", **c)
         acc = Signal(signed(w.score))
         score_next = Mux(c["first_g"], 0, acc) + dot
         with m.If(en & c["valid"]):
             m.d.sync += acc.eq(score_next)
         score = _reg(m, en, score_next, "qk_score", signed(w.score))
+        return score, c
 
-        # -- the row maxima (pass 1) and the exponentials (pass 2) -----------------------------
-        # max memory: per global row its running max m and m − d_sat, read (transparently)
-        # one stage ahead of the score; every pass-1 score of a row reaches the score stage
-        # before its first pass-2 score, so pass 2 reads the final m
+    def _softmax(self, m, e, score, c):
+        """The row maxima (pass 1) and the exponentials (pass 2). The max memory holds per
+        global row its running max m and m − d_sat, read (transparently) one stage ahead of
+        the score; every pass-1 score of a row reaches the score stage before its first
+        pass-2 score, so pass 2 reads the final m. Returns the probability and its stage."""
+        fmt, w, d, en = e.fmt, e.w, e.d, e.en
         d_sat = fmt.softmax_constant(d).d_sat
         lo_bits = _lo_bits(fmt, d, w)
-        mmem = _rows_memory(unsigned(w.score + lo_bits), max_rows)
+        mmem = _rows_memory(unsigned(w.score + lo_bits), e.max_rows)
         m.submodules.mmem = mmem
         mwr = mmem.write_port()
         mrd = mmem.read_port(transparent_for=(mwr,))
         m.d.comb += mrd.addr.eq(c["r"])
-        c = regs("qk4", valid=c["valid"] & c["last_g"], pass2=c["pass2"], r=c["r"],
-                 first_key=c["first_key"], last_key=c["last_key"])
+        c = self._regs(m, e, "qk4", valid=c["valid"] & c["last_g"], pass2=c["pass2"], r=c["r"],
+                       first_key=c["first_key"], last_key=c["last_key"])
         row_max = mrd.data[:w.score].as_signed()
         m_lo = mrd.data[w.score:].as_signed()
         max_next = Mux(c["first_key"] | (score > row_max), score, row_max)
@@ -404,28 +429,32 @@ class GlobalRowEngine(wiring.Component):
         m.d.comb += [mwr.addr.eq(c["r"]), mwr.data.eq(Cat(max_next, lo_next)),
                      mwr.en.eq(en & c["valid"] & ~c["pass2"])]
         with m.If(en & c["valid"] & c["pass2"]):
-            m.d.sync += stats["exp_ops"].eq(stats["exp_ops"] + 1)
+            m.d.sync += e.stats["exp_ops"].eq(e.stats["exp_ops"] + 1)
         diff = (row_max - score).as_unsigned()[:w.score]
         (prob,) = exp2_stages(m, en, [diff], fmt, d, name="exp", saturated=[score < m_lo])
         c = {"valid": c["valid"] & c["pass2"], "first_key": c["first_key"],
              "last_key": c["last_key"], "r": c["r"]}
         for k in range(EXP_LATENCY):
-            c = regs(f"exp{k}", **c)
-        arrive = en & c["valid"]  # a pass-2 probability (the key's V leaves the FIFO for row 0)
+            c = self._regs(m, e, f"exp{k}", **c)
+        return prob, c
 
-        # -- SV: a walker feeds the key's V groups with its p to dim_lanes multipliers ---------
+    def _sv(self, m, e, platform, prob, c, vfifo):
+        """SV: a walker feeds the key's V groups with its p to ``dim_lanes`` multipliers.
+        Returns the products and the two stages behind them."""
+        en, g, b, dl, w = e.en, e.g, e.b, e.dl, e.w
+        arrive = en & c["valid"]  # a pass-2 probability (the key's V leaves the FIFO for row 0)
         walk = Signal()
         walk_g = Signal(range(max(g, 2)))
         walk_last_g = walk_g == g - 1
-        p_hold = Signal(unsigned(fmt.prob_bits))
-        vcur = Signal(d * b)
+        p_hold = Signal(unsigned(e.fmt.prob_bits))
+        vcur = Signal(e.d * b)
         wflags = Signal(data.StructLayout({"first_key": 1, "last_key": 1}))
-        walk_r = Signal(range(max(max_rows, 2)))
+        walk_r = Signal(range(max(e.max_rows, 2)))
         m.d.comb += vfifo.r_en.eq(arrive & (c["r"] == 0))
         with m.If(en & walk):
-            m.d.sync += [vcur.eq(vcur.rotate_right(word)),
+            m.d.sync += [vcur.eq(vcur.rotate_right(e.word)),
                          walk_g.eq(Mux(walk_last_g, 0, walk_g + 1)),
-                         stats["sv_macs"].eq(stats["sv_macs"] + dl)]
+                         e.stats["sv_macs"].eq(e.stats["sv_macs"] + dl)]
             with m.If(walk_last_g):
                 m.d.sync += walk.eq(0)
         with m.If(arrive):  # (the previous row's last group is issuing at the latest, and
@@ -437,9 +466,9 @@ class GlobalRowEngine(wiring.Component):
         s = {"valid": walk, "first_g": walk_g == 0, "last_g": walk_last_g, "g": walk_g,
              "r": walk_r, "first_key": wflags.first_key, "last_key": wflags.last_key,
              "p": p_hold}
-        walk_at = len(stages)   # (the SV walk holds a row for its G groups)
-        stages.append(s)
-        vv = data.View(data.ArrayLayout(signed(b), dl), vcur[:word])
+        e.walk_at = len(e.stages)   # (the SV walk holds a row for its G groups)
+        e.stages.append(s)
+        vv = data.View(data.ArrayLayout(signed(b), dl), vcur[:e.word])
         # p is taken with the key's first V group and held by the multipliers for the others
         # ("keep" as in the core: Yosys' ABC9 aborts on a p register feeding ECP5 multipliers)
         keep = {"keep": 1}
@@ -447,14 +476,18 @@ class GlobalRowEngine(wiring.Component):
         for u in range(dl):
             registered_mul(m, platform, p_hold, vv[u], pv[u], en_a=en & walk & (walk_g == 0),
                            en_b=en, en_out=en, name=f"sv_mul{u}", a_attrs=keep)
-        s1 = regs("sv1", **s)
-        s2 = regs("sv2", **s1)
+        s1 = self._regs(m, e, "sv1", **s)
+        s2 = self._regs(m, e, "sv2", **s1)
+        return pv, s1, s2
 
-        # accumulator memory: word (r, group) holds row r's dim_lanes accumulators of the
-        # group, and the l memory each row's l; read-modify-write, the read (transparent) one
-        # stage ahead of the products. After pass 2 the same read ports feed the dividers.
-        amem = _rows_memory(unsigned(dl * w.acc), max_rows * g)
-        lmem = _rows_memory(unsigned(w.sum), max_rows)
+    def _accumulate_and_read(self, m, e, pv, s1, s2):
+        """The accumulator memory (word (r, group): row r's ``dim_lanes`` accumulators of the
+        group) and the l memory (each row's l), read-modify-write with the read (transparent)
+        one stage ahead of the products; after pass 2 the same read ports feed the
+        normaliser, row by row, group by group. Returns the read-out's registers."""
+        en, g, dl, w, st, addr = e.en, e.g, e.dl, e.w, e.st, e.addr
+        amem = _rows_memory(unsigned(dl * w.acc), e.max_rows * g)
+        lmem = _rows_memory(unsigned(w.sum), e.max_rows)
         m.submodules.amem, m.submodules.lmem = amem, lmem
         awr, lwr = amem.write_port(), lmem.write_port()
         ard = amem.read_port(transparent_for=(awr,))
@@ -468,15 +501,15 @@ class GlobalRowEngine(wiring.Component):
                      lwr.addr.eq(s2["r"]), lwr.data.eq(total_new),
                      lwr.en.eq(en & s2["valid"] & s2["first_g"])]
 
-        # -- read-out: after the last row's last group, row by row, group by group -------------
+        # -- read-out: after the last row's last group, row by row, group by group
         out_phase = Signal()
-        with m.If(en & s2["valid"] & s2["last_key"] & s2["last_g"] & (s2["r"] == n_rows - 1)):
+        with m.If(en & s2["valid"] & s2["last_key"] & s2["last_g"] & (s2["r"] == st.n_rows - 1)):
             m.d.sync += out_phase.eq(1)
         # the normaliser and output FIFO (the core's): a group per cycle under its enable
-        norm = Normaliser(fmt, d, dl, w.acc, w.sum)
+        norm = Normaliser(e.fmt, e.d, dl, w.acc, w.sum)
         m.submodules.norm = norm
         div_en = norm.i.ready
-        rd_r = Signal(range(max(max_rows, 2)))
+        rd_r = Signal(range(max(e.max_rows, 2)))
         rd_g = Signal(range(max(g, 2)))
         rd_done = Signal()
         feed = out_phase & ~rd_done
@@ -490,29 +523,28 @@ class GlobalRowEngine(wiring.Component):
             m.d.sync += rd_g.eq(Mux(rd_g == g - 1, 0, rd_g + 1))
             with m.If(rd_g == g - 1):
                 m.d.sync += rd_r.eq(rd_r + 1)
-                with m.If(rd_r == n_rows - 1):
+                with m.If(rd_r == st.n_rows - 1):
                     m.d.sync += rd_done.eq(1)
         # (the group read one cycle ago, under the normaliser's enable)
         norm_read = _reg(m, div_en, feed, "norm_read")
         m.d.comb += [norm.i.valid.eq(norm_read),
                      norm.i.payload.acc.eq(ard.data), norm.i.payload.total.eq(lrd.data)]
-        readout = SimpleNamespace(phase=out_phase, r=rd_r, g=rd_g, done=rd_done, read=norm_read,
-                                  norm=norm, walk_at=walk_at)
-        state_invariants(m, platform, self._invariants(stages, readout))
-        wiring.connect(m, norm.o, wiring.flipped(self.og))
-        with m.If(self.og.valid & self.og.ready):
-            m.d.sync += rows_out.eq(rows_out + 1)
+        return SimpleNamespace(phase=out_phase, r=rd_r, g=rd_g, done=rd_done, read=norm_read,
+                               norm=norm, walk_at=e.walk_at)
 
-        # -- a start latches the run and clears every pointer and counter ----------------------
+    def _start(self, m, e, readout):
+        """A start latches the run and clears every pointer and counter (a start with
+        nothing to do clears the statistics too: they read 0 for that run)."""
+        st = e.st
+        start_run = Signal()
+        m.d.comb += start_run.eq(self.start & ~st.active & self.rows.any() & self.seq_len.any())
         with m.If(start_run):
-            m.d.sync += [active.eq(1), n.eq(self.seq_len), n_rows.eq(self.rows)]
-            m.d.sync += [sig.eq(0) for sig in (rows_out, q_acc, kv_pass2, kv_j, kv_done,
-                                                out_phase, rd_r, rd_g, rd_done)]
-        # (a start with nothing to do clears the counters too: they read 0 for that run)
-        with m.If(self.start & ~active):
-            m.d.sync += [sig.eq(0) for sig in stats.values()]
-        return m
-
+            m.d.sync += [st.active.eq(1), st.n.eq(self.seq_len), st.n_rows.eq(self.rows)]
+            m.d.sync += [sig.eq(0) for sig in (st.rows_out, st.q_acc, st.kv_pass2, st.kv_j,
+                                                st.kv_done, readout.phase, readout.r,
+                                                readout.g, readout.done)]
+        with m.If(self.start & ~st.active):
+            m.d.sync += [sig.eq(0) for sig in e.stats.values()]
 
     def _invariants(self, stages, readout) -> list[tuple]:
         """``(test, message)``: what holds in every reachable state (for ``swatkit prove``):
