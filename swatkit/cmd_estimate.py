@@ -24,6 +24,7 @@ from swatkit.options import (
     add_workload_options,
     check_bandwidth,
     core_params,
+    gather,
     limit_error,
     parse_lengths,
     resolve,
@@ -296,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from swatkit.sim.model_configs import ModelError, load_model
 
-    report = core = flow = None
+    report = core = flow = mine = None
     defaults, layer = DEFAULT_LENGTHS, None
     if args.from_flow:
         report = _read_flow(args.from_flow)
@@ -306,12 +307,12 @@ def run(args: argparse.Namespace) -> int:
             layer = _flow_core_layer(args, args.from_flow, core)
         else:
             defaults = flow_lengths(flow.hw.max_seq_len)
-            mine = resolve(args, lengths=defaults)
+            mine = gather(args)
             # what the user gave (options, --config); "causal": the kind of window they chose
-            given = {k: mine.spec.after == 0 if k == "causal" else None
+            given = {k: mine.values[k] is True if k == "causal" else None
                      for k in mine.sources if k != "seq_len"}
             layer = _flow_layer(args.from_flow, given, flow, with_model=bool(args.model))
-    r = resolve(args, lengths=defaults, defaults=layer)
+    r = resolve(args, lengths=defaults, defaults=layer, given=mine)
     if flow is not None:
         _check_flow(args.from_flow, given if not args.model else
                     {k: v for k, v in given.items() if k not in SPEC_KEYS}, r, flow)

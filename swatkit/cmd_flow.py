@@ -22,6 +22,7 @@ from swatkit.options import (
     command_error,
     connect_scheduler,
     core_params,
+    gather,
     resolve,
     warn,
     waste_warnings,
@@ -96,17 +97,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_hardware_options(parser)
 
 
-def _board(r):
-    """The board of the resolved options (``--board`` or ``[flow] board``)."""
+def _board(given):
+    """The board the user named (``--board`` or ``[flow] board``; ``given``: :func:`gather`'s
+    values)."""
     from swatkit.fpga_flows.boards import get_board
 
-    name = r.command.get("board")
+    name = given.values.get("board")
     if name is None:
         raise UsageError("--board is required (see --list-boards)")
     try:
         return get_board(name)
     except (TypeError, ValueError) as e:
-        raise UsageError(f"{r.label('board')}: {e}") from None
+        raise UsageError(f"{given.label('board')}: {e}") from None
 
 
 def list_boards() -> str:
@@ -137,21 +139,23 @@ def _default_rows(board, max_seq_len: int, mode: str | None = None) -> int:
     return min(board.test_rows, max_seq_len)
 
 
-def resolve_with_board(args, board):
+def resolve_with_board(args, board, given=None):
     """The shared options over the board's defaults: built-in < board (its default core, a
-    layer of :func:`~swatkit.options.resolve`) < --config < options. A causal window without a
+    layer of :func:`~swatkit.options.resolve`) < --config < options (``given``: what
+    :func:`~swatkit.options.gather` read of them, if it did). A causal window without a
     length gets the board's number of keys (not the 4096 of a Mistral head, which no small
     device holds)."""
     window = board.defaults["attention_window"]   # (keys: window + 1, of either kind)
-    return resolve(args, "flow", defaults={**board.defaults, "sliding_window": window + 1})
+    return resolve(args, "flow", defaults={**board.defaults, "sliding_window": window + 1},
+                   given=given)
 
 
-def flow_config(args, board):
+def flow_config(args, board, given=None):
     """The :class:`~swatkit.fpga_flows.flow.FlowConfig` the options describe, and the resolved
-    options."""
+    options (``given``: what :func:`~swatkit.options.gather` read of them, if it did)."""
     from swatkit.fpga_flows.flow import FlowConfig
 
-    r = resolve_with_board(args, board)
+    r = resolve_with_board(args, board, given)
     if r.spec.block_size:
         raise UsageError(f"{r.label('bigbird_block')}: the board self-test does not yet drive a "
                          "BigBird core's global-row and random-block streams (qg, kvg, og, kvr);"
@@ -237,11 +241,11 @@ def run(args: argparse.Namespace) -> int:
     from swatkit.fpga_flows.flow import FlowError, collect, emit, format_report, point_config
     from swatkit.fpga_flows.flow import run as run_project
 
-    first = resolve(args, "flow")
+    user = gather(args, "flow")
     if args.collect:
-        if args.output is None and "board" not in first.command:
+        if args.output is None and "board" not in user.values:
             raise UsageError("--collect needs the project folder (-o DIR) or --board")
-        out = args.output or Path("swat_flow") / _board(first).name
+        out = args.output or Path("swat_flow") / _board(user).name
         try:
             print(format_report(collect(out)))
         except FlowError as e:  # the folder the user named is not a built project
@@ -258,9 +262,9 @@ def run(args: argparse.Namespace) -> int:
                              "workers set the parallelism)")
         if not 1 <= args.jobs <= MAX_JOBS:
             raise UsageError(f"-j/--jobs must be an integer in 1..{MAX_JOBS}, not {args.jobs}")
-    board = _board(first)
+    board = _board(user)
     out = args.output or Path("swat_flow") / board.name
-    config, r = flow_config(args, board)
+    config, r = flow_config(args, board, user)
     if args.print_config:
         from swatkit.support.toml_text import dumps
 

@@ -44,6 +44,7 @@ __all__ = [
     "MAX_RUNS",
     "MAX_SEED",
     "MAX_WORKERS",
+    "Given",
     "Resolved",
     "UsageError",
     "add_hardware_options",
@@ -52,6 +53,7 @@ __all__ = [
     "check_output_file",
     "command_error",
     "core_params",
+    "gather",
     "limit_error",
     "parse_lengths",
     "resolve",
@@ -335,18 +337,27 @@ def _load_config(path: Path) -> dict:
     return data
 
 
-def resolve(args: argparse.Namespace, command: str | None = None, *,
-            lengths: list[int] | None = None, defaults: dict | None = None) -> Resolved:
-    """Merge defaults, ``--config`` and options into a spec, a format and hardware fields.
+@dataclass(frozen=True)
+class Given:
+    """What the user gave, before any default: the options over ``--config`` (``values``),
+    how each was named (``names``) and where it came from (``sources``: ``"option"`` or
+    ``"config"``). :func:`gather` reads it once; :func:`resolve` takes it, so a command that
+    must look at the user's values first (the board a flow builds for, the keys an estimate
+    from a flow overrides) reads the config file once and builds its objects once."""
 
-    ``command`` (``"generate"``, ``"flow"``) also resolves that command's table into
-    :attr:`Resolved.command`. With ``lengths`` (the default lengths of a command that sweeps
-    N), ``seq_len`` may be a list of lengths (the option's ``parse_lengths``; in the file an
-    integer, a list or a range string): :attr:`Resolved.lengths` holds them, and the spec takes
-    the largest. ``defaults``: a layer of values (keys of the tables, e.g. a board's default
-    core, or the tiny core ``prove`` proves) between the built-in defaults and ``--config``
-    (:func:`_apply_defaults`); its values are not in :attr:`Resolved.sources`.
-    """
+    values: dict
+    names: dict
+    sources: dict
+
+    def label(self, key: str) -> str:
+        """How the user named ``key``: the option, or the config file's key."""
+        return self.names.get(key) or ALL_OPTIONS.get(key) or COMMAND_LABELS.get(key, key)
+
+
+def gather(args: argparse.Namespace, command: str | None = None) -> Given:
+    """The values of the options and of ``--config`` (options win; a window, band or BigBird
+    group on the command line replaces the file's group), for the shared tables and
+    ``command``'s own (``"generate"``, ``"flow"``)."""
     path = getattr(args, "config", None)
     config = _load_config(path) if path else {}
     window_on_line = any(getattr(args, k, None) is not None for k in WINDOW_KEYS)
@@ -369,6 +380,26 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
                 values[key] = config[table][key]
                 names[key] = f"[{table}] {key} in {path}"
                 sources[key] = "config"
+    return Given(values, names, sources)
+
+
+def resolve(args: argparse.Namespace, command: str | None = None, *,
+            lengths: list[int] | None = None, defaults: dict | None = None,
+            given: Given | None = None) -> Resolved:
+    """Merge defaults, ``--config`` and options into a spec, a format and hardware fields.
+
+    ``command`` (``"generate"``, ``"flow"``) also resolves that command's table into
+    :attr:`Resolved.command`. With ``lengths`` (the default lengths of a command that sweeps
+    N), ``seq_len`` may be a list of lengths (the option's ``parse_lengths``; in the file an
+    integer, a list or a range string): :attr:`Resolved.lengths` holds them, and the spec takes
+    the largest. ``defaults``: a layer of values (keys of the tables, e.g. a board's default
+    core, or the tiny core ``prove`` proves) between the built-in defaults and ``--config``
+    (:func:`_apply_defaults`); its values are not in :attr:`Resolved.sources`. ``given``: what
+    :func:`gather` read for the same ``args`` and ``command`` (read here when absent).
+    """
+    if given is None:
+        given = gather(args, command)
+    values, names, sources = dict(given.values), dict(given.names), dict(given.sources)
 
     if defaults:
         _apply_defaults(values, names, defaults)
