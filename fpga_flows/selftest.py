@@ -47,6 +47,7 @@ from amaranth.lib import enum, io, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from swatkit.golden import fixed_point_attention
+from swatkit.golden.checks import check_int
 from swatkit.golden.numerics import clog2
 from swatkit.rtl import CoreParams, SwatCore, core_layouts
 from swatkit.rtl.core import command
@@ -140,11 +141,7 @@ def make_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
         ``rows`` is not an integer in ``1 .. min(max_seq_len, MAX_TEST_ROWS)``.
     """
     limit = min(params.hw.max_seq_len, MAX_TEST_ROWS)
-    if isinstance(rows, bool) or not isinstance(rows, int):
-        raise TypeError(f"test_rows must be an integer, not {rows!r}")
-    if not 1 <= rows <= limit:
-        raise ValueError(f"test_rows must be an integer in 1..{limit} (the core's max_seq_len "
-                         f"and the ROM limit), not {rows}")
+    check_int("test_rows", rows, 1, limit, why="the core's max_seq_len and the ROM limit")
     fmt = params.fmt
     rng = np.random.default_rng(seed)
     shape = (rows, params.spec.head_dim)
@@ -199,11 +196,8 @@ def make_lfsr_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
         ``rows`` is not an integer in ``1 .. min(max_seq_len, MAX_LFSR_ROWS)``.
     """
     limit = min(params.hw.max_seq_len, MAX_LFSR_ROWS)
-    if isinstance(rows, bool) or not isinstance(rows, int):
-        raise TypeError(f"test_rows must be an integer, not {rows!r}")
-    if not 1 <= rows <= limit:
-        raise ValueError(f"test_rows must be an integer in 1..{limit} (the core's max_seq_len "
-                         f"and the 16-bit row counter), not {rows}")
+    check_int("test_rows", rows, 1, limit,
+              why="the core's max_seq_len and the 16-bit row counter")
     fmt, d = params.fmt, params.spec.head_dim
     q, k, v = (lfsr_elements(lfsr_seed(seed, i), rows, d, fmt.data_bits) for i in range(3))
     spec = params.spec.replace(seq_len=rows, global_tokens=())
@@ -234,11 +228,9 @@ class UARTTx(wiring.Component):
     """
 
     def __init__(self, divisor: int):
-        if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
-            self._MustUse__silence = True  # not built: no "created but never used" warning
-            if isinstance(divisor, bool) or not isinstance(divisor, int):
-                raise TypeError(f"divisor must be an integer, not {divisor!r}")
-            raise ValueError(f"divisor must be a positive integer, not {divisor}")
+        self._MustUse__silence = True  # until checked: no "created but never used" warning
+        check_int("divisor", divisor, 1)
+        self._MustUse__silence = False
         self.divisor = divisor
         super().__init__({"data": In(stream.Signature(8)), "tx": Out(1, init=1)})
 
@@ -960,8 +952,7 @@ def simulate_verilator(selftest: SelfTest, *, platform=None,
     from swatkit.sim import regress
 
     limit = selftest.cycle_limit if max_cycles is None else max_cycles
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"max_cycles must be a positive integer, not {max_cycles!r}")
+    check_int("max_cycles", limit, 1)
     root = build_cache.build_root(build_dir)
     info = _build_selftest(selftest, platform, root / "selftest")
     runs = root / "runs"

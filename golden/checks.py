@@ -42,7 +42,7 @@ class ConfigTypeError(ConfigError, TypeError):
 
 
 def check_int(field: str, value, lo: int, hi: int | None = None, *,
-              name: str | None = None) -> int:
+              name: str | None = None, why: str | None = None) -> int:
     """The library's integer rule: ``value`` is an ``int`` (or a NumPy integer), not a
     ``bool``, in ``lo..hi`` (no upper bound: ``hi`` None); returns it as an ``int``.
 
@@ -50,7 +50,9 @@ def check_int(field: str, value, lo: int, hi: int | None = None, *,
     ``"<name> must be an integer, not <value!r>"`` (a :class:`ConfigTypeError`), and a
     :class:`ConfigValueError` ``"<name> must be an integer in lo..hi, not <value>"``, or
     without ``hi`` ``"must be a positive integer"`` (``lo`` 1), ``"must be a non-negative
-    integer"`` (``lo`` 0), ``"must be an integer >= lo"``.
+    integer"`` (``lo`` 0), ``"must be an integer >= lo"``; ``why`` (what sets the bounds)
+    follows the bound in parentheses: ``"must be an integer in 1..1024 (the core's
+    max_seq_len), not 2000"``.
     """
     name = name or field
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -61,5 +63,7 @@ def check_int(field: str, value, lo: int, hi: int | None = None, *,
         else:
             bound = {0: "a non-negative integer", 1: "a positive integer"}.get(
                 lo, f"an integer >= {lo}")
+        if why:
+            bound = f"{bound} ({why})"
         raise ConfigValueError(f"{name} must be {bound}, not {value}", field)
     return int(value)

@@ -63,6 +63,7 @@ from importlib import resources
 from pathlib import Path
 
 from swatkit.golden import AttentionSpec
+from swatkit.golden.checks import ConfigError, ConfigTypeError, check_int
 from swatkit.support.inputs import InputFileError, load_json
 
 __all__ = ["FAMILIES", "PRESETS", "Family", "LayerPattern", "ModelConfig", "ModelError",
@@ -316,12 +317,14 @@ class _Fields:
             raise ModelError(f"{self.where} lacks {self.name(key)!r}")
         if value is None and null:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            what = "a positive integer" if lo == 1 else "a non-negative integer"
-            raise self.fail(key, what + (" or null" if null else ""), value)
-        if hi is not None and value > hi:
-            raise self.fail(key, f"at most {hi:,} (far above any published model)", value)
-        return value
+        try:   # (the library's integer rule and wording; JSON has no NumPy integers)
+            if isinstance(value, float):
+                raise ConfigTypeError(f"{self.name(key)} must be an integer, not {value!r}")
+            return check_int(key, value, lo, hi, name=self.name(key),
+                             why=hi and "a bound far above any published model")
+        except ConfigError as e:
+            text = str(e).replace(" must be ", " must be null or ", 1) if null else str(e)
+            raise ModelError(f"{self.where}: {text}") from None
 
     def bool(self, key: str, default: bool) -> bool:
         value = self.raw(key, default)
@@ -464,11 +467,13 @@ def load_model(name_or_path: str) -> ModelConfig:
         patterns = []
         for i, (w, dil) in enumerate(zip(windows, dilations, strict=True)):
             if isinstance(w, bool) or not isinstance(w, int) or w <= 0 or w % 2:
+                # (AttentionSpec.longformer's rule and wording)
                 raise ModelError(f"{where}: attention_window of layer {i} must be a positive "
                                  f"even integer, not {w!r}")
-            if isinstance(dil, bool) or not isinstance(dil, int) or dil <= 0:
-                raise ModelError(f"{where}: attention_dilation of layer {i} must be a positive "
-                                 f"integer, not {dil!r}")
+            try:
+                check_int("attention_dilation", dil, 1, name=f"attention_dilation of layer {i}")
+            except ConfigError as e:
+                raise ModelError(f"{where}: {e}") from None
             patterns.append(LayerPattern("window", w // 2, w // 2, dil))
         note = "global tokens (chosen per task at run time)"
     elif model_type == "big_bird":

@@ -119,7 +119,8 @@ def test_full_layers_are_estimated_with_the_flash_model_and_marked(tmp_path):
      "{p}: attention_window of layer 0 must be a positive even integer, not 511"),
     ({"model_type": "mistral", "num_hidden_layers": 1, "num_attention_heads": 0,
       "hidden_size": 768, "sliding_window": 8},
-     "{p}: num_attention_heads must be a positive integer, not 0"),
+     "{p}: num_attention_heads must be an integer in 1..65536 (a bound far above any published "
+     "model), not 0"),
     ({"model_type": "mistral", "num_hidden_layers": 1, "num_attention_heads": 32,
       "num_key_value_heads": 5, "hidden_size": 4096, "sliding_window": 8},
      "{p}: num_key_value_heads (5) must divide num_attention_heads (32)"),
@@ -135,15 +136,15 @@ def test_full_layers_are_estimated_with_the_flash_model_and_marked(tmp_path):
     ({"model_type": "qwen2", "num_hidden_layers": 4, "use_sliding_window": None},
      "{p}: use_sliding_window must be true or false, not None"),
     ({"model_type": "mistral", "sliding_window": "4096"},
-     "{p}: sliding_window must be a positive integer or null, not '4096'"),
+     "{p}: sliding_window must be null or an integer, not '4096'"),
     ({"model_type": "qwen2", "use_sliding_window": True, "max_window_layers": -1},
      "{p}: max_window_layers must be a non-negative integer, not -1"),
     ({"model_type": "qwen3", "use_sliding_window": True, "max_window_layers": 2.0},
-     "{p}: max_window_layers must be a non-negative integer, not 2.0"),
+     "{p}: max_window_layers must be an integer, not 2.0"),
     ({"model_type": "gemma2", "attn_logit_softcapping": "50"},
      "{p}: attn_logit_softcapping must be a positive number or null, not '50'"),
     ({"model_type": "gemma2", "num_hidden_layers": True},
-     "{p}: num_hidden_layers must be a positive integer, not True"),
+     "{p}: num_hidden_layers must be an integer, not True"),
     ({"model_type": "gemma2", "use_bidirectional_attention": True},
      "{p}: use_bidirectional_attention must be false or null for model_type 'gemma2' "
      "(swatkit reads bidirectional sliding layers of gemma3_text only), not True"),
@@ -196,11 +197,11 @@ def test_a_file_too_large_for_a_config_is_not_read_whole(tmp_path):
 
 def test_sizes_beyond_any_model_are_refused_at_once(tmp_path):
     # (10^12 layers built a list per layer until memory ran out)
-    with pytest.raises(ModelError, match=r"^.*config\.json: num_hidden_layers must be at most "
-                       r"10,000 \(far above any published model\), not 1000000000000$"):
+    with pytest.raises(ModelError, match=r"^.*config\.json: num_hidden_layers must be an integer in "
+                       r"1..10000 \(a bound far above any published model\), not 1000000000000$"):
         load_model(str(write(tmp_path, {**MIXED, "num_hidden_layers": 10 ** 12})))
-    with pytest.raises(ModelError, match=r"^.*config\.json: num_attention_heads must be at most "
-                       r"65,536 \(far above any published model\), not 1048576$"):
+    with pytest.raises(ModelError, match=r"^.*config\.json: num_attention_heads must be an integer "
+                       r"in 1..65536 \(a bound far above any published model\), not 1048576$"):
         load_model(str(write(tmp_path, {**MIXED, "num_attention_heads": 2 ** 20})))
 
 
