@@ -198,7 +198,8 @@ def test_a_file_too_large_for_a_config_is_not_read_whole(tmp_path):
 def test_sizes_beyond_any_model_are_refused_at_once(tmp_path):
     # (10^12 layers built a list per layer until memory ran out)
     with pytest.raises(ModelError, match=r"^.*config\.json: num_hidden_layers must be an integer "
-                       r"in 1..10000 \(a bound far above any published model\), not 1000000000000$"):
+                       r"in 1..10000 \(a bound far above any published model\), "
+                       r"not 1000000000000$"):
         load_model(str(write(tmp_path, {**MIXED, "num_hidden_layers": 10 ** 12})))
     with pytest.raises(ModelError, match=r"^.*config\.json: num_attention_heads must be an integer "
                        r"in 1..65536 \(a bound far above any published model\), not 1048576$"):
