@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="with --sweep: build the points on the workers of this Dask "
                         "distributed scheduler (e.g. tcp://host:8786; pip install "
                         "'swatkit[dask]'); their files come back to DIR")
-    add_workload_options(parser)
+    add_workload_options(parser, core_features=True)
     add_hardware_options(parser)
 
 
