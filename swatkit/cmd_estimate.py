@@ -180,9 +180,9 @@ def _flow_layer(path: Path, given: dict, flow, with_model: bool) -> dict:
         layer.update(head_dim=spec.head_dim, dilation=spec.dilation,
                      global_tokens=spec.global_tokens)
         # the flow's head group and sinks (only where it has them: a layer key is a given one)
-        layer.update({k: v for k, v in (("heads", flow.heads), ("kv_heads", flow.kv_heads),
-                                        ("sink_logits", flow.sink_logits),
-                                        ("sink_tokens", spec.sink_tokens)) if v not in (0, 1, False)})
+        group = (("heads", flow.heads), ("kv_heads", flow.kv_heads),
+                 ("sink_logits", flow.sink_logits), ("sink_tokens", spec.sink_tokens))
+        layer.update({k: v for k, v in group if v not in (0, 1, False)})
         window_keys = [k for k in WINDOW_KEYS if k in given]
         # the flow's window, when the user gives none or only its kind (the same kind: its
         # size; the other kind has none here, and _check_flow names the difference)

@@ -158,10 +158,15 @@ def flow_config(args, board):
                          " write its Verilog with swatkit generate --bigbird")
     params = core_params(r, r.spec.seq_len)
     own = r.command
-    mode = own.get("selftest", board.selftest)
+    # (the LFSR self-test feeds one head's rows: a grouped or sink core's default is rom)
+    mode = own.get("selftest", "rom" if params.group_heads > 1 or params.sink_core
+                   or params.sink_logits else board.selftest)
     rows = own.get("test_rows")
     if rows is None:
-        rows = _default_rows(board, params.hw.max_seq_len, mode if mode in ("rom", "lfsr")
+        from swatkit.fpga_flows.selftest import rom_rows_limit
+
+        rows = _default_rows(board, rom_rows_limit(params) if mode == "rom"
+                             else params.hw.max_seq_len, mode if mode in ("rom", "lfsr")
                              else None)
     nextpnr = own.get("nextpnr_options")
     if isinstance(nextpnr, str):

@@ -138,8 +138,6 @@ def _cli(*args):
     (["--heads", "8", "--global-tokens", "0"],
      "--heads must equal --kv-heads on a core with global tokens (Longformer's global rows run "
      "one query head per K/V head), not 8 on 1"),
-    (["--heads", "8", "--interface", "axis"],
-     "--interface must be core for grouped query heads (8 query heads on 1 K/V), not axis"),
 ])
 def test_generate_refuses_bad_groups_in_one_line(args, message):
     done = _cli("generate", *args, "--print-config")

@@ -1,7 +1,7 @@
 """Estimation: the cycle model and action counts against the RTL, energy tables, the CLI."""
 
-import dataclasses
 import csv
+import dataclasses
 import io
 import json
 import re
