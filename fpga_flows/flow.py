@@ -44,14 +44,15 @@ from swatkit.support.version import __version__
 from .boards import Board, get_board
 from .selftest import (
     MAX_LFSR_ROWS,
-    MAX_TEST_ROWS,
     MODES,
     BoardTop,
     SelfTest,
     SelfTestResult,
     Vectors,
+    lfsr_refusal,
     make_lfsr_vectors,
     make_vectors,
+    rom_rows_limit,
     simulate,
     simulate_verilator,
 )
@@ -137,8 +138,9 @@ class FlowConfig:
     params : CoreParams
         The core's spec, format and hardware (``hw.max_seq_len`` sizes its counters).
     test_rows : int
-        Rows of the self-test run (``1 .. min(max_seq_len, 4096)`` in ROM mode, ``1 ..
-        min(max_seq_len, 65535)`` in LFSR mode).
+        Rows of the self-test run (``1 .. min(max_seq_len, 4096 / g)`` in ROM mode, g the
+        query heads per K/V head; ``1 .. min(max_seq_len, 65535)`` in LFSR mode, which a
+        grouped, sink or sink-logit core does not take); at least a sink core's sink tokens.
     seed : int
         Seed of the self-test vectors (ROM mode) or of its generators (LFSR mode).
     clock_mhz : float or None
@@ -191,9 +193,15 @@ class FlowConfig:
             if opt.split("=")[0] in FLOW_NEXTPNR_OPTIONS:
                 raise ConfigValueError(f"nextpnr_options must not set {opt.split('=')[0]} "
                                        "(the flow sets it)", "nextpnr_options")
-        limit = min(self.params.hw.max_seq_len,
-                    MAX_TEST_ROWS if self.selftest == "rom" else MAX_LFSR_ROWS)
+        p = self.params
+        if self.selftest == "lfsr" and (p.group_heads > 1 or p.sink_core or p.sink_logits):
+            raise ConfigValueError(lfsr_refusal(p), "selftest")
+        limit = (rom_rows_limit(p) if self.selftest == "rom"
+                 else min(p.hw.max_seq_len, MAX_LFSR_ROWS))
         check_int("test_rows", self.test_rows, 1, limit)
+        if self.test_rows < p.spec.sink_tokens:
+            raise ConfigValueError(f"test_rows must be at least the core's sink tokens "
+                                   f"({p.spec.sink_tokens}), not {self.test_rows}", "test_rows")
         check_int("seed", self.seed, 0)
         clock = self.clock_mhz
         if clock is not None:

@@ -77,6 +77,7 @@ __all__ = [
     "lfsr_seed",
     "make_lfsr_vectors",
     "make_vectors",
+    "rom_rows_limit",
     "signature",
     "simulate",
     "simulate_verilator",
@@ -99,12 +100,19 @@ class Vectors:
 
     Members
     -------
-    q, k, v : int64 arrays (rows, head_dim)
-        Signed ``data_bits`` values.
-    expected : int64 array (rows, head_dim)
-        What the core must output (signed ``out_bits``).
+    q : int64 array (g·rows, head_dim)
+        Signed ``data_bits`` values, in the ``q`` stream's order: a grouped core's g query
+        heads of position 0, then of position 1, … (one head: the rows).
+    k, v : int64 arrays (rows, head_dim)
+        Signed ``data_bits`` values (the run's positions; a sink core takes its first S rows
+        again, first, as its resident sink columns).
+    expected : int64 array (g·rows, head_dim)
+        What the core must output (signed ``out_bits``), in the ``o`` stream's order.
     seed : int
         The seed ``q, k, v`` were drawn from (``None`` for hand-made vectors).
+    sink_scores : tuple of int or None
+        A core that takes learned sink logits: the run's sink scores, one per query head
+        (:meth:`~swatkit.golden.NumberFormat.sink_scores`), on its command.
     """
 
     q: np.ndarray
@@ -113,16 +121,23 @@ class Vectors:
     expected: np.ndarray
     seed: int | None = None
     crc: int | None = None
+    sink_scores: tuple[int, ...] | None = None
 
     @property
     def rows(self) -> int:
-        return len(self.q)
+        """The run's length N (its positions)."""
+        return len(self.k)
+
+    @property
+    def out_rows(self) -> int:
+        """Output rows of the run: N times the query heads per K/V head."""
+        return len(self.expected)
 
     def corrupted(self, row: int, column: int = 0) -> Vectors:
         """A copy whose expected ``row`` differs in one element (to check that a fault fails)."""
         bad = self.expected.copy()
         bad[row, column] = bad[row, column] + 1 if bad[row, column] <= 0 else bad[row, column] - 1
-        return Vectors(self.q, self.k, self.v, bad, self.seed, self.crc)
+        return replace(self, expected=bad)
 
     def corrupted_signature(self, bit: int = 0) -> Vectors:
         """A copy whose expected CRC (LFSR mode) has ``bit`` flipped: the self-test must fail."""
@@ -131,25 +146,52 @@ class Vectors:
         return replace(self, crc=self.crc ^ (1 << bit))
 
 
+def rom_rows_limit(params: CoreParams) -> int:
+    """Most rows (positions) of a ROM-mode run of the core ``params``: its ``max_seq_len``, and
+    :data:`MAX_TEST_ROWS` Q and output rows in ROM (a grouped core's g per position)."""
+    return min(params.hw.max_seq_len, MAX_TEST_ROWS // params.group_heads)
+
+
 def make_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
-    """Uniform random Q, K, V over the whole signed ``data_bits`` range from ``seed``, and their
-    :func:`~swatkit.golden.fixed_point_attention` output.
+    """Uniform random Q, K, V over the whole signed ``data_bits`` range from ``seed`` (a
+    grouped core: Q of each query head of the group), on a core that takes learned sink
+    logits a sink score per query head (in a sixth of the scores' range each side, as the
+    regression draws them), and their :func:`~swatkit.golden.fixed_point_attention` output, in
+    the streams' order (:class:`Vectors`). A sink core's run has its S sink tokens.
 
     Raises
     ------
     TypeError, ValueError
-        ``rows`` is not an integer in ``1 .. min(max_seq_len, MAX_TEST_ROWS)``.
+        ``rows`` is not an integer in ``1 .. rom_rows_limit(params)``, or fewer than the sink
+        core's sink tokens.
     """
-    limit = min(params.hw.max_seq_len, MAX_TEST_ROWS)
-    check_int("test_rows", rows, 1, limit, why="the core's max_seq_len and the ROM limit")
-    fmt = params.fmt
+    limit = rom_rows_limit(params)
+    per = (f" ({params.group_heads} Q and output rows per position)"
+           if params.group_heads > 1 else "")
+    check_int("test_rows", rows, 1, limit, why=f"the core's max_seq_len and the ROM limit{per}")
+    if rows < params.spec.sink_tokens:
+        raise ValueError(f"test_rows must be at least the core's sink tokens "
+                         f"({params.spec.sink_tokens}), not {rows}")
+    fmt, g, d = params.fmt, params.group_heads, params.spec.head_dim
     rng = np.random.default_rng(seed)
-    shape = (rows, params.spec.head_dim)
+    shape = (rows, d)
     q, k, v = (rng.integers(fmt.data_min, fmt.data_max + 1, size=shape, dtype=np.int64)
                for _ in range(3))
     spec = params.spec.replace(seq_len=rows, global_tokens=())
-    expected = fixed_point_attention(q, k, v, spec, fmt).out
-    return Vectors(q, k, v, expected, seed)
+    scores = sinks = None
+    if params.sink_logits:
+        lo, hi = fmt.score_range(d)
+        scores = tuple(int(x) for x in rng.integers(lo // 6, hi // 6 + 1, g))
+        sinks = np.asarray(scores, dtype=np.float64) * fmt.score_unit(d)
+    if g == 1:
+        expected = fixed_point_attention(q, k, v, spec, fmt, sink_logits=sinks).out
+        return Vectors(q, k, v, expected, seed, None, scores)
+    q = np.stack([q] + [rng.integers(fmt.data_min, fmt.data_max + 1, size=shape,
+                                     dtype=np.int64) for _ in range(g - 1)])
+    expected = fixed_point_attention(q, k[None], v[None], spec, fmt, sink_logits=sinks).out
+    # the streams' order: position 0's heads, then position 1's, …
+    q, expected = (x.transpose(1, 0, 2).reshape(g * rows, d) for x in (q, expected))
+    return Vectors(q, k, v, expected, seed, None, scores)
 
 
 # -- LFSR mode: inputs generated on chip, output folded into a CRC-32 ---------------------------
@@ -186,6 +228,16 @@ def signature(out: np.ndarray, out_bits: int) -> int:
     return zlib.crc32(crc_bytes(out, out_bits))
 
 
+def lfsr_refusal(params: CoreParams) -> str:
+    """Why the LFSR self-test cannot run the core ``params`` (a grouped, sink or sink-logit
+    core): its generators feed one query head's rows, no sink rows and no sink scores."""
+    what = (f"{params.heads} query heads on {params.kv_heads} K/V" if params.group_heads > 1
+            else f"sink tokens ({params.spec.sink_tokens})" if params.sink_core
+            else "learned sink logits")
+    return (f"selftest must be rom for a core with {what}, not lfsr (the LFSR generators feed "
+            "one query head's rows, no sink columns and no sink scores)")
+
+
 def make_lfsr_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
     """The LFSR mode's Q, K, V (the on-chip generator's output, computed in NumPy), their
     :func:`~swatkit.golden.fixed_point_attention` output and its :func:`signature` (``crc``).
@@ -198,6 +250,8 @@ def make_lfsr_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
     limit = min(params.hw.max_seq_len, MAX_LFSR_ROWS)
     check_int("test_rows", rows, 1, limit,
               why="the core's max_seq_len and the 16-bit row counter")
+    if params.group_heads > 1 or params.sink_core or params.sink_logits:
+        raise ValueError(lfsr_refusal(params))
     fmt, d = params.fmt, params.spec.head_dim
     q, k, v = (lfsr_elements(lfsr_seed(seed, i), rows, d, fmt.data_bits) for i in range(3))
     spec = params.spec.replace(seq_len=rows, global_tokens=())
@@ -423,14 +477,26 @@ class SelfTest(wiring.Component):
         p = self.params = params
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode == "lfsr" and (p.group_heads > 1 or p.sink_core or p.sink_logits):
+            raise ValueError(lfsr_refusal(p))
         shape = (vectors.rows, p.spec.head_dim)
+        grouped = (p.group_heads * vectors.rows, p.spec.head_dim)
         for name in ("q", "k", "v", "expected"):
-            if getattr(vectors, name).shape != shape:
+            want = grouped if name in ("q", "expected") else shape
+            if getattr(vectors, name).shape != want:
                 raise ValueError(f"vectors.{name} has shape {getattr(vectors, name).shape}, "
-                                 f"expected {shape}")
-        limit = min(p.hw.max_seq_len, MAX_TEST_ROWS if mode == "rom" else MAX_LFSR_ROWS)
+                                 f"expected {want}")
+        limit = rom_rows_limit(p) if mode == "rom" else min(p.hw.max_seq_len, MAX_LFSR_ROWS)
         if not 1 <= vectors.rows <= limit:
             raise ValueError(f"vectors have {vectors.rows} rows; the self-test runs 1..{limit}")
+        if vectors.rows < p.spec.sink_tokens:
+            raise ValueError(f"vectors have {vectors.rows} rows, fewer than the core's sink "
+                             f"tokens ({p.spec.sink_tokens})")
+        if p.sink_logits and (vectors.sink_scores is None
+                              or len(vectors.sink_scores) != p.group_heads):
+            raise ValueError(f"vectors must carry one sink score per query head "
+                             f"({p.group_heads}) for a core that takes learned sink logits, "
+                             f"not {vectors.sink_scores}")
         if mode == "lfsr" and (vectors.seed is None or vectors.crc is None):
             raise ValueError("LFSR mode needs vectors with a seed and a CRC "
                              "(make_lfsr_vectors)")
@@ -462,7 +528,7 @@ class SelfTest(wiring.Component):
         p = self.params
         d = p.spec.head_dim
         per_row = max(p.rounds * p.groups, d + 1, d * -(-p.fmt.out_bits // 8) + 1)
-        return 4 * self.vectors.rows * per_row + 2 * self.timeout + 1000
+        return 4 * self.vectors.out_rows * per_row + 2 * self.timeout + 1000
 
     @property
     def line_cycles(self) -> int:
@@ -486,7 +552,7 @@ class SelfTest(wiring.Component):
         put(" rows=")
         text.extend(_hex(self.rows, 4))
         put("/")
-        text.extend(_hex(Const(self.vectors.rows, 16), 4))
+        text.extend(_hex(Const(self.vectors.out_rows, 16), 4))
         if self.mode == "rom":
             put(" bad=")
             text.extend(_hex(self.bad, 4))
@@ -507,19 +573,24 @@ class SelfTest(wiring.Component):
         """ROM mode: Q, K/V from ROMs; every output row compared with the expected row.
         Returns the ``finished`` condition."""
         vec = self.vectors
+        # a grouped core: g Q and output rows per position; a sink core: its S sink rows first
+        # on kv (its resident columns), then the N rows
+        s = self.params.spec.sink_tokens
+        n_out, kv_rows = vec.out_rows, np.concatenate([np.arange(s), np.arange(n)])
 
         def rows_of(array):
             return [[int(x) for x in row] for row in array]
 
         block = {"rom_style": self.rom_style} if self.rom_style else {}
-        qrom = memory.Memory(shape=lay["q"], depth=n, init=rows_of(vec.q), attrs=block)
-        kvrom = memory.Memory(shape=lay["kv"], depth=n, init=[
-            {"k": [int(x) for x in k], "v": [int(x) for x in v]}
-            for k, v in zip(vec.k, vec.v, strict=True)], attrs=block)
-        orom = memory.Memory(shape=lay["o"], depth=n, init=rows_of(vec.expected), attrs=block)
+        qrom = memory.Memory(shape=lay["q"], depth=n_out, init=rows_of(vec.q), attrs=block)
+        kvrom = memory.Memory(shape=lay["kv"], depth=len(kv_rows), init=[
+            {"k": [int(x) for x in vec.k[r]], "v": [int(x) for x in vec.v[r]]}
+            for r in kv_rows], attrs=block)
+        orom = memory.Memory(shape=lay["o"], depth=n_out, init=rows_of(vec.expected),
+                             attrs=block)
         m.submodules.qrom, m.submodules.kvrom, m.submodules.orom = qrom, kvrom, orom
-        _RomFeeder(m, "qfeed", qrom, core.q, n, run, clear)
-        _RomFeeder(m, "kvfeed", kvrom, core.kv, n, run, clear)
+        _RomFeeder(m, "qfeed", qrom, core.q, n_out, run, clear)
+        _RomFeeder(m, "kvfeed", kvrom, core.kv, len(kv_rows), run, clear)
 
         # -- checker: capture a row; next cycle XOR it with the expected row, then reduce the
         # difference to one mismatch bit, then count it (registered steps: a row is hundreds of
@@ -533,7 +604,8 @@ class SelfTest(wiring.Component):
         mismatch = Signal()
         mismatch_valid = Signal()
         mismatch_row = Signal.like(self.rows)
-        m.d.comb += [core.o.ready.eq(run & ~pending), erd.addr.eq(self.rows[:max(clog2(n), 1)]),
+        m.d.comb += [core.o.ready.eq(run & ~pending),
+                     erd.addr.eq(self.rows[:max(clog2(n_out), 1)]),
                      erd.en.eq(core.o.ready)]
         with m.If(clear):
             m.d.sync += [pending.eq(0), diff_valid.eq(0), mismatch_valid.eq(0), self.rows.eq(0),
@@ -552,7 +624,7 @@ class SelfTest(wiring.Component):
                     m.d.sync += self.bad.eq(self.bad + 1)
                 with m.If(self.bad == 0):
                     m.d.sync += self.first_bad.eq(mismatch_row)
-        finished = (self.rows == n) & ~pending & ~diff_valid & ~mismatch_valid
+        finished = (self.rows == n_out) & ~pending & ~diff_valid & ~mismatch_valid
         return finished, self.bad == 0
 
     def _lfsr_checker(self, m: Module, core, n: int, run, clear):
@@ -633,9 +705,13 @@ class SelfTest(wiring.Component):
         m.d.comb += [st.passed.eq(passed), st.failed.eq(failed),
                      st.busy.eq((state == _State.CMD) | run),
                      st.hang.eq(hung), st.error.eq(core.error)]
-        m.d.comb += [core.cmd.payload.seq_len.eq(n),   # the spec's pattern, n rows
-                     *[getattr(core.cmd.payload, name).eq(value)
-                       for name, value in command(core.params).items() if name != "seq_len"]]
+        fields = command(core.params, sink_scores=self.vectors.sink_scores)
+        # the spec's pattern, n rows (a list: the sink scores, an array of the layout)
+        m.d.comb += [core.cmd.payload.seq_len.eq(n),
+                     *[getattr(core.cmd.payload, name).eq(
+                         getattr(core.cmd.payload, name).shape().const(value)
+                         if isinstance(value, list) else value)
+                       for name, value in fields.items() if name != "seq_len"]]
         msg_index = Signal(range(self.message_len + 1))
         # (an If chain, not a Switch on the 3-bit state: its unused codes would leave each
         # per-signal case statement of the Verilog incomplete, which Verilator's -Wall reports)

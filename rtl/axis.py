@@ -15,6 +15,12 @@ the data path.
 * ``m_axis_o``: one O row per beat (signed ``out_bits`` elements, same order); ``tlast`` on the
   run's last row (row N−1; on a core with global tokens ``o`` carries the N − G band rows and
   ``tlast`` marks the last of them).
+* A grouped core (``heads`` query heads on ``kv_heads``, g = heads / kv_heads): ``s_axis_q`` and
+  ``m_axis_o`` carry g·N rows, the g query heads of position 0, then of position 1, …
+  (``tlast`` on row g·N − 1); ``s_axis_kv`` carries N rows, each serving the g heads. A sink
+  core: ``s_axis_kv`` carries the run's S sink rows first (its resident columns), then the N
+  rows. A core that takes learned sink logits: the sink scores (one per query head) and
+  ``sink_on`` are fields of the command's ``tdata``, as of the core's ``cmd`` layout.
 * On a core with global tokens (``max_global_tokens`` > 0): ``s_axis_qg``, ``s_axis_kvg`` and
   ``m_axis_og``, the global-row engine's streams (docs/rtl.md), framed the same way; ``tlast``
   on ``og``'s last global row.
@@ -132,9 +138,11 @@ class AxisSwatCore(wiring.Component):
             port = getattr(core, name)
             rows = Signal(self.params.index_bits, name=f"{name}_rows")
             last_row = Signal(self.params.index_bits, name=f"{name}_last_row")
+            # (a grouped core's o: g rows per position)
+            hg = self.params.group_heads if name == "o" else 1
             with m.If(core.cmd.valid & core.cmd.ready):
                 m.d.sync += [rows.eq(0), last_row.eq(
-                    (cmd.seq_len - globals_ if name == "o" else globals_) - 1)]
+                    (cmd.seq_len - globals_ if name == "o" else globals_) * hg - 1)]
             with m.Elif(port.valid & port.ready):
                 m.d.sync += rows.eq(rows + 1)
             m.d.comb += getattr(self, f"m_axis_{name}_tlast").eq(rows == last_row)

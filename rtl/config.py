@@ -176,9 +176,12 @@ class CoreParams:
             raise LimitError("window", spec.window, MAX_WINDOW,
                              "keys per row, the practical limit of Verilog generation")
         if spec.sink_tokens and (spec.global_tokens or hw.max_global_tokens):
-            raise ConfigValueError(f"sink_tokens must be 0 on a core with global tokens (its "
-                                   f"resident columns are the global tokens'), not "
-                                   f"{spec.sink_tokens}", "sink_tokens")
+            raise ConfigValueError(f"sink_tokens must be 0 on a core with global tokens, not "
+                                   f"{spec.sink_tokens}: its resident columns are of one kind, "
+                                   f"global tokens (each with a global row, listed on the "
+                                   f"command) or sinks (key-only, counted on the command), and "
+                                   f"its column walk has no per-column kind to hold both",
+                                   "sink_tokens")
         if spec.sink_tokens > MAX_GLOBAL_TOKENS:
             raise LimitError("sink_tokens", spec.sink_tokens, MAX_GLOBAL_TOKENS,
                              "resident sink K/V rows, compared by each lane")

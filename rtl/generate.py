@@ -220,8 +220,8 @@ def config_lines(tables: dict | None, params: CoreParams) -> list[str]:
 def check_target(name: str = "swat_core", dsp: str = "generic", interface: str = "core", *,
                  heads: int = 1, kv_heads: int = 1, sink_logits: bool = False) -> None:
     """Check the output choices of :func:`generate`: ``TypeError``/``ValueError`` naming the
-    field (a grouped core, ``heads`` on ``kv_heads``, has the core's own ports only: the
-    AXI4-Stream form frames one head's rows)."""
+    field. (``heads``, ``kv_heads``, ``sink_logits``: kept for callers; every form frames a
+    grouped or sink-logit core's rows, :mod:`~swatkit.rtl.axis`.)"""
     for field, value in (("name", name), ("dsp", dsp), ("interface", interface)):
         if not isinstance(value, str):
             raise ConfigTypeError(f"{field} must be a string, not {value!r}", field)
@@ -233,11 +233,6 @@ def check_target(name: str = "swat_core", dsp: str = "generic", interface: str =
     if interface not in INTERFACES:
         raise ConfigValueError(f"interface must be one of {', '.join(INTERFACES)}, not "
                                f"{interface!r}", "interface")
-    if (heads != kv_heads or sink_logits) and interface != "core":
-        what = (f"grouped query heads ({heads} query heads on {kv_heads} K/V)"
-                if heads != kv_heads else "learned sink logits")
-        raise ConfigValueError(f"interface must be core for {what}, not {interface}",
-                               "interface")
 
 
 def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
@@ -256,8 +251,8 @@ def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None
     simulation model of the part of the primitive used. ``interface`` (one of
     :data:`INTERFACES`): ``"core"``, the core's own ports; ``"axis"``, the core inside
     :class:`~swatkit.rtl.axis.AxisSwatCore`. ``heads``, ``kv_heads``: a grouped core
-    (:class:`~swatkit.rtl.CoreParams`; its own ports only). A grouped or sink core has no
-    SystemVerilog testbench (it drives one head's rows and no resident columns).
+    (:class:`~swatkit.rtl.CoreParams`). A BigBird core has no SystemVerilog testbench (it
+    drives no global-row or random-block streams).
 
     Files that an earlier run listed in ``<out_dir>/swatkit.json`` and this run does not write
     (say ``MULT18X18D.v`` after a ``dsp="ecp5"`` run) are removed (``Generated.removed``).
@@ -308,8 +303,7 @@ def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None
     flist.write_text(file_list(name, [f for f, _ in sources], stated))
     files.update(package=pkg.name, file_list=flist.name)
     tb = None
-    if not top.params.block_size and top.params.group_heads == 1 and not (
-            top.params.sink_core or top.params.sink_logits):
+    if not top.params.block_size:
         tb = out / f"{name}_tb.sv"
         tb.write_text(testbench(name, top.params, port_list, interface=interface,
                                 config_lines=stated))

@@ -150,6 +150,13 @@ class RunControl(wiring.Component):
         running = run.running
         checks = [(~running | ((run.n >= 1) & (run.n <= p.hw.max_seq_len)),
                    "inv: 1 <= n <= max_seq_len")]
+        if p.group_heads > 1:   # a grouped core's Q and output rows: g per position
+            checks.append((~running | (run.nq == run.n * p.group_heads), "inv: nq = g · n"))
+        if p.sink_logits:   # the run's sink scores (when used) in the scores' range
+            lo, hi = p.fmt.score_range(p.spec.head_dim)
+            checks += [(~running | ~run.sink_on | ((run.sinks[h] >= lo) & (run.sinks[h] <= hi)),
+                        f"inv: the sink score of head {h} is in the scores' range")
+                       for h in range(p.group_heads)]
         # the pattern's registers hold what a legal command gave them (command_faults)
         dil = run.dil if p.max_dilation > 1 else 1
         if p.max_dilation > 1:

@@ -413,14 +413,17 @@ def passes(p: CoreParams, n: int, dataflow: str, tiles: Tiles | None = None,
                      offchip_read_bytes=(_rows_bytes(n_glob, d, bits)
                                          + (_rows_bytes(4 * n, d, bits) if n_glob else 0)),
                      offchip_write_bytes=_rows_bytes(n_glob, d, ob))
-        kv_bytes = _rows_bytes(2 * (n + n_glob), d, bits)  # the G global columns first, then N rows
+        # the resident columns first (G global tokens, S sinks; BigBird: its 2b global rows),
+        # then the N rows
+        n_cols = n_glob if run.block_size else len(run.columns())
+        kv_bytes = _rows_bytes(2 * (n + n_cols), d, bits)
         main = _pass(qk_macs=counters["qk_macs"] - glob["qk_macs"],
                      sv_macs=counters["sv_macs"] - glob["sv_macs"],
                      exp_ops=counters["exp_ops"] - glob["exp_ops"],
                      max_compares=band, sum_adds=band, divisions=n * d,
                      kv_rows=counters["kv_rows"], q_rows=counters["q_rows"],
                      rows_out=counters["rows_out"],
-                     kv_buffer_write_bits=2 * (n + n_glob) * d * bits,
+                     kv_buffer_write_bits=2 * (n + n_cols) * d * bits,
                      kv_buffer_read_bits=2 * (band - rnd_keys) * d * bits,
                      random_kv_rows=rnd_rows,
                      random_buffer_write_bits=2 * rnd_rows * d * bits,
@@ -556,11 +559,14 @@ def head_cycles(p: CoreParams, n: int, dataflow: str, acts: dict,
     """Cycles of one head: SWAT's cycle model (or its off-chip time if longer), the dense phase
     model, or the tiled baselines' ``max`` of their arrays' and transfers' times. SWAT with
     ``runs`` > 1: a K/V group whose query heads take ``runs`` passes of the engines (``acts``
-    the whole group's); each pass is a run of the cycle model plus ``extra`` cycles (the sink
-    columns of :func:`sink_columns`)."""
+    the whole group's): one run of the grouped core with ``runs`` query heads per K/V head
+    (:attr:`CoreParams.group_heads`, the cycle model of the core ``swatkit generate --heads``
+    writes), plus ``extra`` cycles per pass (the sink columns of :func:`sink_columns`, where
+    the core cannot hold the sinks)."""
     io = _offchip(acts) / offchip_bytes_per_cycle
     if dataflow == "swat":
-        return max(runs * (_swat_cycles(p, n) + extra), math.ceil(io))
+        group = dataclasses.replace(p, heads=runs, kv_heads=1) if runs > 1 else p
+        return max(_swat_cycles(group, n) + runs * extra, math.ceil(io))
     if dataflow == "dense":
         return dense_cycles(p, n, offchip_bytes_per_cycle)
     macs = p.mac_lanes
@@ -617,9 +623,10 @@ def sink_term(p: CoreParams, n: int) -> dict:
 
 def sink_columns(p: CoreParams, n: int, sink_tokens: int) -> tuple[dict, int]:
     """What StreamingLLM's ``sink_tokens`` S key-only columns add to a SWAT run of ``n`` rows on
-    the core ``p`` (built without them), and the cycles they add. Estimated as the core's global
-    columns without global rows (the core's sink columns are being built; their exact cycles
-    will be :func:`~swatkit.sim.cycle_model.swat_cycles`'): every row issues the S columns on the
+    the core ``p`` (built without them), and the cycles they add, where the sink core cannot be
+    built (:func:`_window_core`: more sinks than the core's resident columns, or with global
+    tokens; elsewhere the sink core's own counters and exact cycle model count them). Estimated
+    as the core's global columns without global rows: every row issues the S columns on the
     band engines (masked where a causal row precedes a sink, as a global column inside the band
     is), ``ceil(S/KL)`` more key rounds of G = d/DL cycles per row; the S sink K/V rows are
     fetched before the N rows and written into the column region once, as the global columns
@@ -645,6 +652,8 @@ def _job(p: CoreParams, n: int, dataflow: str, group: int, bw: float, tiles: Til
     ``sink_tokens``: the layer's sink columns (``p`` is the core without them; SWAT:
     :func:`sink_columns`, the baselines: the pattern with them)."""
     extra = 0
+    if p.sink_core:   # the core's own sink columns: its counters and cycle model count them
+        sink_tokens = 0
     if sink_tokens and dataflow == "swat":
         main, glob = passes(p, n, dataflow, tiles)
         cols, extra = sink_columns(p, n, sink_tokens)
@@ -745,8 +754,7 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
                                     max_global_tokens=max_global_tokens,
                                     max_dilation=max_dilation, global_engines=global_engines)
                 params[pattern, n] = (CoreParams.for_estimate(spec, fmt, hw)
-                                      if pattern.kind == "full"   # (sinks: sink_columns)
-                                      else CoreParams(spec.replace(sink_tokens=0), fmt, hw))
+                                      if pattern.kind == "full" else _window_core(spec, fmt, hw))
             except ValueError as e:
                 raise ModelError(f"model {model.name}, layer {indices[0]} "
                                  f"({pattern.describe(n, model.head_dim)}): {e}") from None
@@ -853,6 +861,18 @@ def estimate_model(model: ModelConfig, seq_lens, dataflows=DATAFLOWS, *, fmt, ke
     return records
 
 
+def _window_core(spec: AttentionSpec, fmt, hw: HardwareConfig) -> CoreParams:
+    """The core of a window layer: with its sink tokens, the sink core (its exact counters and
+    cycles); where the core cannot hold them (more than ``MAX_GLOBAL_TOKENS``, or with global
+    tokens), the core without them, whose sink columns :func:`sink_columns` estimates."""
+    if spec.sink_tokens:
+        try:
+            return CoreParams(spec, fmt, hw)
+        except ValueError:
+            pass
+    return CoreParams(spec.replace(sink_tokens=0), fmt, hw)
+
+
 def _with_sink_tokens(model: ModelConfig, sink_tokens) -> ModelConfig:
     """``model`` with ``sink_tokens`` sink keys on every sliding-window layer."""
     if isinstance(sink_tokens, bool) or not isinstance(sink_tokens, int):
@@ -913,8 +933,10 @@ def plain_window(spec: AttentionSpec) -> int:
 
 
 def single_head(p: CoreParams) -> ModelConfig:
-    """One layer of one head with ``p``'s window (or block-sparse pattern): what ``swatkit
-    estimate`` without ``--model`` estimates."""
+    """One layer with ``p``'s window (or block-sparse pattern), sink tokens, learned sink
+    logits and heads: what ``swatkit estimate`` without ``--model`` estimates (one head, or
+    ``p.heads`` query heads on ``p.kv_heads`` K/V heads: ``kv_heads`` runs of the core
+    ``p`` describes, each one K/V head with its ``group_heads`` query heads)."""
     s = p.spec
     if s.block_size:
         pattern = LayerPattern("blocksparse", block_size=s.block_size,
@@ -922,15 +944,21 @@ def single_head(p: CoreParams) -> ModelConfig:
                                random_table=s.explicit_random_table)
     else:
         pattern = LayerPattern("window", s.before, s.after, s.dilation,
-                               global_tokens=s.global_tokens)
-    return ModelConfig("head", "head", 1, 1, 1, s.head_dim, (pattern,))
+                               global_tokens=s.global_tokens, sink_tokens=s.sink_tokens)
+    name = "head" if p.heads == 1 else "head group"
+    return ModelConfig(name, name, 1, p.heads, p.kv_heads, s.head_dim, (pattern,),
+                       source="the options (one layer of the heads given)",
+                       learned_sinks=p.sink_logits)
 
 
 def estimate(p: CoreParams, seq_lens, dataflows=("swat", "dense"), *, clock_hz: float = 100e6,
              table: EnergyTable | None = None, offchip_bytes_per_cycle: float = 16.0,
              clock_source: str = "--clock-mhz", tiles: Tiles | None = None,
-             cores: int = 1) -> list[dict]:
-    """One record per (dataflow, seq_len) for one head on the core ``p``: cycles, latency,
+             cores: int = 1, head_schedule: str | None = None,
+             head_engines: int = 1) -> list[dict]:
+    """One record per (dataflow, seq_len) for one head on the core ``p`` (a grouped core:
+    its ``heads`` query heads on ``kv_heads`` K/V heads, :func:`single_head`, under
+    ``head_schedule`` on ``head_engines`` as :func:`estimate_model` says): cycles, latency,
     energy (with ``energy_breakdown``), action counts and the ratios to SWAT.
 
     ``p.hw.max_seq_len`` must cover every length (it sizes the core's counters only)."""
@@ -945,5 +973,6 @@ def estimate(p: CoreParams, seq_lens, dataflows=("swat", "dense"), *, clock_hz: 
                           clock_hz=clock_hz, table=table,
                           offchip_bytes_per_cycle=offchip_bytes_per_cycle, tiles=tiles,
                           clock_source=clock_source, model_scope=False,
+                          head_schedule=head_schedule, head_engines=head_engines,
                           max_global_tokens=p.hw.max_global_tokens,
                           max_dilation=p.hw.max_dilation, global_engines=p.hw.global_engines)

@@ -167,8 +167,9 @@ def default_cover_depth(p: CoreParams) -> int:
     from swatkit.sim.cycle_model import swat_cycles
 
     n = min(2, p.hw.max_seq_len)
-    # (the spec's global tokens that fall in a run of n rows)
+    # (the spec's global tokens, or sinks, that fall in a run of n rows)
     pattern = ({} if p.block_size or not p.max_global_tokens else
+               {"sink_tokens": min(n, p.spec.sink_tokens)} if p.sink_core else
                {"global_tokens": tuple(t for t in p.spec.global_tokens if t < n)})
     return swat_cycles(p, n, run=p.run_spec(n, **pattern)).cycles + 12
 
@@ -184,30 +185,28 @@ def check_size(p: CoreParams) -> None:
         if value > LIMITS[name]:
             raise ConfigValueError(f"{name} {value} is too big to prove in reasonable time "
                                    f"(limit {LIMITS[name]} for swatkit prove)", name)
-    # one query head per K/V head, and no sink columns or logits: the properties count one
-    # head's rows (a grouped or sink core is verified by simulation only)
-    if p.group_heads > 1:
-        raise ConfigValueError(f"heads {p.heads} on kv_heads {p.kv_heads}: swatkit prove covers "
-                               "one query head per K/V head (a grouped core is verified by "
-                               "simulation only)", "heads")
-    if p.sink_core or p.sink_logits:
-        field = "sink_tokens" if p.sink_core else "sink_logits"
-        raise ConfigValueError(f"{field}: swatkit prove covers cores without attention sinks "
-                               "(a sink core is verified by simulation only)", field)
 
 
 def properties(p: CoreParams) -> dict:
     """The properties of the core ``p`` describes, ``{name: text}``: the band's streams, and
     those of the global-row engine (global tokens) and of BigBird's random blocks."""
     names = [n for n in PROPERTIES if n not in (*GLOBAL_PROPERTIES, *RANDOM_PROPERTIES)]
-    if p.max_global_tokens:
+    if p.global_rows:
         names += GLOBAL_PROPERTIES
     if p.max_random_blocks:
         names += RANDOM_PROPERTIES
     texts = {name: PROPERTIES[name] for name in names}
-    if p.max_global_tokens:   # kv carries the G global columns first; o skips the global rows
+    g = p.group_heads   # (a grouped core: g Q and output rows per position)
+    gq = f"{g}N" if g > 1 else "N"
+    if p.global_rows:   # kv carries the G global columns first; o skips the global rows
         texts["row_counts"] = ("q: N rows, kv: G + N, o: N - G; at most that in a run, "
                                "exactly when it ends")
+    elif p.sink_core:   # kv carries the run's S sinks first (resident key-only columns)
+        texts["row_counts"] = (f"q: {gq} rows, kv: S + N, o: {gq}; at most that in a run, "
+                               "exactly when it ends")
+    elif g > 1:
+        texts["row_counts"] = (f"q: {gq} rows, kv: N, o: {gq}; at most that in a run, exactly "
+                               "when it ends")
     return texts
 
 
@@ -329,8 +328,8 @@ class ContractHarness(wiring.Component):
             if p.block_size:   # the first and last blocks (every row when N <= 2b)
                 two_b = 2 * p.block_size
                 m.d.sync += obs.run_g.eq(Mux(cmd.seq_len > two_b, two_b, cmd.seq_len))
-            elif p.max_global_tokens:
-                m.d.sync += obs.run_g.eq(cmd.global_count)
+            elif p.max_global_tokens:   # (a sink core's resident columns: its sinks)
+                m.d.sync += obs.run_g.eq(cmd.sink_count if p.sink_core else cmd.global_count)
         # the last cycle, as registers (reset with the core: after a reset nothing is pending)
         for s in self._streams("out"):
             port = getattr(self, s)
@@ -364,6 +363,7 @@ class ContractHarness(wiring.Component):
                     "kv: the core's K/V count differs from the transfers (and the row being "
                     "copied)")
         band_x = Mux(x["kv"] > obs.run_g, x["kv"] - obs.run_g, 0)   # band rows transferred
+        nq = core.control.run.nq if p.group_heads > 1 else c.n     # the core's Q rows, g·N
         if check == "o_held":
             asserts = self._held(obs, "o")
         elif check == "og_held":
@@ -390,7 +390,7 @@ class ContractHarness(wiring.Component):
                  "loading)"),
             ]
         elif check == "row_counts":
-            asserts = self._row_counts(core, obs, kv_taken)
+            asserts = self._row_counts(core, obs, kv_taken, nq)
         else:
             asserts = self._pattern_properties(core, obs)
         return [Assert(test, msg) for test, msg in asserts]
@@ -402,11 +402,13 @@ class ContractHarness(wiring.Component):
         return [(~core.busy | (core.control.run.gcount == obs.run_g),
                  "the core's global rows are not the command's")]
 
-    def _row_counts(self, core, obs, kv_taken) -> list[tuple]:
-        """``row_counts``: q carries N rows, kv the G global columns and N rows, o the N − G
-        rows that are not global; at most that during a run, exactly that when it ends."""
+    def _row_counts(self, core, obs, kv_taken, nq) -> list[tuple]:
+        """``row_counts``: q carries N rows, kv the G global columns (or S sinks) and N rows,
+        o the N − G rows that are not global; a grouped core's q and o g·N (g query heads per
+        position); at most that during a run, exactly that when it ends."""
         c, x, n, g = core.counters, obs.x, obs.run_n, obs.run_g
-        counts = {"q": n, "kv": n + g, "o": n - g}
+        hg, rows = self.params.group_heads, obs.run_g if self.params.global_rows else 0
+        counts = {"q": n * hg, "kv": n + g, "o": (n - rows) * hg}
         return [
             # the observer's view
             (~self.busy | Cat(x[s] <= v for s, v in counts.items()).all(),
@@ -416,8 +418,8 @@ class ContractHarness(wiring.Component):
             (~(obs.was_busy & ~self.busy) | Cat(x[s] == v for s, v in counts.items()).all(),
              "a run ended without exactly N rows through each stream"),
             # the core's counters, and what ties them to the observer's
-            (~c.running | ((c.rows_out <= c.n) & (c.q_cnt <= c.n) & (c.kv_acc <= c.n)),
-             "a row counter exceeds N"),
+            (~c.running | ((c.rows_out <= nq) & (c.q_cnt <= nq) & (c.kv_acc <= c.n)),
+             "a row counter exceeds N (g·N for the Q and output rows)"),
             (~c.running | (c.n == n), "the core's N is not the command's"),
             *self._run_g(core, obs),
             (c.rows_out == x["o"], "rows_out differs from the o transfers"),
@@ -466,11 +468,13 @@ class ContractHarness(wiring.Component):
         p, x = self.params, obs.x
         ends = obs.was_busy & ~self.busy
         two = min(2, p.hw.max_seq_len)
+        rows = obs.run_g if p.global_rows else 0   # (global rows leave on og)
         found = {"o_row": self.o.valid & self.o.ready,
-                 "run_ends": ends & (x["o"] + obs.run_g == obs.run_n) & (obs.run_n == two)}
+                 "run_ends": ends & (x["o"] == (obs.run_n - rows) * p.group_heads)
+                 & (obs.run_n == two)}
         if p.max_dilation > 1:   # a run of the largest dilation ends
             found["dilated_run"] = ends & (core.control.run.dil == p.max_dilation)
-        if p.max_global_tokens:
+        if p.global_rows:
             found["og_row"] = self.og.valid & self.og.ready
         if p.max_random_blocks:
             found["kvr_row"] = self.kvr.valid & self.kvr.ready
@@ -504,7 +508,7 @@ def covers(p: CoreParams) -> dict:
     found = dict(COVERS)
     if p.max_dilation > 1:
         found["dilated_run"] = f"a run with dilation {p.max_dilation} ends"
-    if p.max_global_tokens:
+    if p.global_rows:
         found["og_row"] = "og: a global row is transferred"
     if p.max_random_blocks:
         found["kvr_row"] = "kvr: a random-block row is taken"

@@ -17,12 +17,14 @@ import sys
 from pathlib import Path
 
 from swatkit.options import (
+    HEAD_KEYS,
     SPEC_KEYS,
     WINDOW_KEYS,
     UsageError,
     add_hardware_options,
     add_workload_options,
     check_bandwidth,
+    check_sink_values,
     core_params,
     gather,
     limit_error,
@@ -42,7 +44,7 @@ MAX_CLOCK_MHZ = 1e6
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_workload_options(parser, seq_len_type=parse_lengths,
+    add_workload_options(parser, seq_len_type=parse_lengths, core_features=True,
                          seq_len_help="lengths: 1024,4096 or 1024:1048576:x2 "
                                       "(default 1024:65536:x2)")
     add_hardware_options(parser)
@@ -178,6 +180,10 @@ def _flow_layer(path: Path, given: dict, flow, with_model: bool) -> dict:
         spec = flow.spec
         layer.update(head_dim=spec.head_dim, dilation=spec.dilation,
                      global_tokens=spec.global_tokens)
+        # the flow's head group and sinks (only where it has them: a layer key is a given one)
+        group = (("heads", flow.heads), ("kv_heads", flow.kv_heads),
+                 ("sink_logits", flow.sink_logits), ("sink_tokens", spec.sink_tokens))
+        layer.update({k: v for k, v in group if v not in (0, 1, False)})
         window_keys = [k for k in WINDOW_KEYS if k in given]
         # the flow's window, when the user gives none or only its kind (the same kind: its
         # size; the other kind has none here, and _check_flow names the difference)
@@ -294,6 +300,7 @@ def run(args: argparse.Namespace) -> int:
         estimate,
         estimate_model,
         load_table,
+        single_head,
     )
     from swatkit.sim.model_configs import ModelError, load_model
 
@@ -335,9 +342,6 @@ def run(args: argparse.Namespace) -> int:
         check_cores(args.cores)
     except ValueError as e:
         raise UsageError(f"--{e}") from None
-    if not args.model and args.head_engines != 1:
-        raise UsageError(f"--head-engines {args.head_engines} needs --model (one head has no "
-                         f"K/V group)")
     try:
         tiles = Tiles(args.tile_q, args.tile_k)
     except ValueError as e:
@@ -361,11 +365,16 @@ def run(args: argparse.Namespace) -> int:
     common = {"clock_hz": clock_mhz * 1e6, "table": table, "tiles": tiles,
               "offchip_bytes_per_cycle": args.offchip_bytes_per_cycle, "clock_source": source}
     if args.model:
-        given = [SPEC_KEYS[k] for k in SPEC_KEYS
-                 if k != "seq_len" and r.sources.get(k) in ("option", "config")]
+        # (the model sets the pattern, head_dim and heads; StreamingLLM's sinks are added to
+        # its sliding layers)
+        given = [k for k in SPEC_KEYS
+                 if k not in ("seq_len", "sink_tokens") and r.sources.get(k) in ("option",
+                                                                                  "config")]
         if given:
-            raise UsageError(f"{given[0]} cannot be combined with --model (the model sets the "
-                             f"attention pattern and head_dim)")
+            what = ("its query and K/V heads and learned sinks" if given[0] in HEAD_KEYS
+                    else "the attention pattern and head_dim")
+            raise UsageError(f"{r.label(given[0])} cannot be combined with --model (the model "
+                             f"sets {what})")
         try:
             model = load_model(args.model)
         except ModelError as e:
@@ -391,21 +400,40 @@ def run(args: argparse.Namespace) -> int:
                 records = estimate_model(model, lengths, dataflows, fmt=r.fmt, **hw,
                                          head_schedule=args.head_schedule,
                                          head_engines=args.head_engines, cores=args.cores,
-                                         **common)
+                                         sink_tokens=r.spec.sink_tokens, **common)
         except LimitError as e:
             raise limit_error(e, r) from None
         except (ModelError, TypeError, ValueError) as e:
             raise UsageError(f"--model: {e}") from None
     else:
-        model = None
         params = core_params(r, max(lengths) if flow is None else flow.hw.max_seq_len)
+        check_sink_values(r, params)   # (given values only checked: no cycle depends on them)
+        model = single_head(params) if params.heads > 1 else None
+        short = [n for n in lengths if n < params.spec.sink_tokens]
+        if short:   # (every length of the sweep holds the sinks, as the longest does)
+            raise UsageError(f"{r.label('sink_tokens')} {params.spec.sink_tokens} is beyond "
+                             f"{r.label('seq_len')} {short[0]} (every length must hold the "
+                             f"sinks)")
         estimated = [{"head_dim": params.spec.head_dim, "window": params.window,
                       "key_lanes": params.hw.key_lanes, "dim_lanes": params.hw.dim_lanes,
                       "data_bits": params.fmt.data_bits}]
         for line in waste_warnings(r, params):
             warn(line)
+        if params.group_heads == 1 and args.head_engines != 1:
+            raise UsageError(f"--head-engines {args.head_engines} needs --model or --heads (one "
+                             f"head has no K/V group)")
+        try:
+            check_head_engines(args.head_engines, params.group_heads,
+                               args.head_schedule or ("gqa" if params.group_heads > 1
+                                                      else "serial"),
+                               ("--head-engines", "--head-schedule"))
+        except ValueError as e:
+            raise UsageError(f"{e} ({r.label('heads')} {params.heads} on "
+                             f"{r.label('kv_heads')} {params.kv_heads})") from None
         with progress(f"estimating {len(lengths)} lengths up to N = {max(lengths):,}"):
-            records = estimate(params, lengths, dataflows, cores=args.cores, **common)
+            records = estimate(params, lengths, dataflows, cores=args.cores,
+                               head_schedule=args.head_schedule,
+                               head_engines=args.head_engines, **common)
     if core is not None:
         for c in estimated:
             if c != core:
@@ -498,7 +526,8 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
 
     t = Table(title=_title(records, clock_mhz, source, table, model))
     columns = ["dataflow", "N"]
-    if model is not None:
+    layered = model is not None and model.layers > 1
+    if layered:
         columns += ["layers"]
     columns += ["cycles", "cycles/ideal", "latency", "energy", "MACs", "off-chip",
                 "lat/SWAT", "E/SWAT"]
@@ -520,7 +549,7 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
         if r["computed_as"] != r["dataflow"] and r["scope"] == "layer":
             name += f" ({r['computed_as']}: full layer)"
         row = [name, f"{r['seq_len']}"]
-        if model is not None:
+        if layered:
             row.append(_layers(r))
         row += [f"{r['cycles']:,}", f"{r['cycles'] / r['ideal_cycles']:.3f}",
                 _si(r["latency_s"], "s"), _si(r["energy_j"], "J"), f"{r['macs']:.3g}",
@@ -541,7 +570,7 @@ def print_table(records, table, clock_mhz, source, model=None, *, breakdown=Fals
             row += [_si(r["energy_breakdown"][c], "J") for c in COMPONENTS]
         t.add_row(*row)
     Console(width=240 if breakdown or glob or blocks or grouped else 160).print(t)
-    scope = "model" if model is not None else "layer"
+    scope = "model" if any(r["scope"] == "model" for r in records) else "layer"
     for n in sorted({r["seq_len"] for r in records}):
         parts = [f"{r['dataflow']}/SWAT latency {r['latency_ratio_to_swat']:.1f}x, "
                  f"energy {r['energy_ratio_to_swat']:.1f}x" for r in records
@@ -603,7 +632,7 @@ def plot(records, path: Path, tech: str, clock_mhz: float, model=None) -> None:
 
     from swatkit.sim.estimate import COMPONENTS
 
-    scope = "model" if model is not None else "layer"
+    scope = "model" if any(r["scope"] == "model" for r in records) else "layer"
     rows = [r for r in records if r["scope"] == scope]
     lengths = sorted({r["seq_len"] for r in rows})
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))

@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="with --sweep: build the points on the workers of this Dask "
                         "distributed scheduler (e.g. tcp://host:8786; pip install "
                         "'swatkit[dask]'); their files come back to DIR")
-    add_workload_options(parser)
+    add_workload_options(parser, core_features=True)
     add_hardware_options(parser)
 
 
@@ -162,10 +162,15 @@ def flow_config(args, board, given=None):
                          " write its Verilog with swatkit generate --bigbird")
     params = core_params(r, r.spec.seq_len)
     own = r.command
-    mode = own.get("selftest", board.selftest)
+    # (the LFSR self-test feeds one head's rows: a grouped or sink core's default is rom)
+    mode = own.get("selftest", "rom" if params.group_heads > 1 or params.sink_core
+                   or params.sink_logits else board.selftest)
     rows = own.get("test_rows")
     if rows is None:
-        rows = _default_rows(board, params.hw.max_seq_len, mode if mode in ("rom", "lfsr")
+        from swatkit.fpga_flows.selftest import rom_rows_limit
+
+        rows = _default_rows(board, rom_rows_limit(params) if mode == "rom"
+                             else params.hw.max_seq_len, mode if mode in ("rom", "lfsr")
                              else None)
     nextpnr = own.get("nextpnr_options")
     if isinstance(nextpnr, str):

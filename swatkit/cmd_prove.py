@@ -52,7 +52,8 @@ def _positive(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from swatkit.sim.formal import FAULTS, PROPERTIES, SOLVERS
 
-    add_workload_options(parser, seq_len_help=f"largest run length N; every N from 1 to it is "
+    add_workload_options(parser, core_features=True,
+                         seq_len_help=f"largest run length N; every N from 1 to it is "
                                               f"proved (default {PROVE_DEFAULTS['seq_len']})")
     add_hardware_options(parser)
     # the shared help names generate's defaults; say which ones prove uses

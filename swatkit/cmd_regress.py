@@ -145,7 +145,8 @@ def shipped_cases(full: bool):
     """Real-size cases of the shipped cores: N = 1024 on each (stall-free: the cycle model is
     checked; and under 30 % gaps and stalls), the default head with Longformer's patterns and a
     BigBird-base head; with ``full``, the default core at N = 4096, the BigBird-base head at
-    N = 4096 and the Mistral-style causal core (sliding window 4096, head_dim 128) at N = 4608."""
+    N = 4096, the Mistral-style causal core (sliding window 4096, head_dim 128) at N = 4608 and
+    its head group (4 query heads per K/V head, :func:`mistral_group`) at N = 4608."""
     from swatkit.golden import AttentionSpec, NumberFormat
     from swatkit.rtl import CoreParams, HardwareConfig
     from swatkit.sim.regress import Build, Case
@@ -193,7 +194,23 @@ def shipped_cases(full: bool):
             AttentionSpec.causal(seq_len=4608, head_dim=128, sliding_window=4096),
             NumberFormat(), HardwareConfig(max_seq_len=4608)))
         cases.append(Case(f"{mistral.id}/random-n4608-full", mistral, (4608,)))
+        group = mistral_group()
+        cases.append(Case(f"{group.id}/random-n4608-full", group, (4608,)))
     return cases
+
+
+def mistral_group():
+    """The build of a Mistral-7B-v0.1 head group (its config.json: ``sliding_window`` 4096,
+    ``head_dim`` 128, 32 query heads on 8 K/V heads: 4 per group) up to 4608 rows, on 16×16
+    lanes (a quarter of the 8×8 lanes' 84 M cycles at N = 4608, so that one full-matrix run
+    takes minutes, not an hour)."""
+    from swatkit.golden import AttentionSpec, NumberFormat
+    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.sim.regress import Build
+
+    return Build.from_params("mistral_group_h32k8_k16d16", CoreParams(
+        AttentionSpec.causal(seq_len=4608, head_dim=128, sliding_window=4096), NumberFormat(),
+        HardwareConfig(max_seq_len=4608, key_lanes=16, dim_lanes=16), heads=32, kv_heads=8))
 
 
 def gpt_oss_group():

@@ -121,7 +121,8 @@ SPEC_KEYS = {
     "sink_logits": "--sink-logits",
 }
 # grouped query heads and sink tokens: the commands whose parser has --heads take them
-# (generate, regress; the others refuse the keys of a config file)
+# (generate, regress, estimate, flow, prove; a parser without them refuses the keys of a
+# config file)
 HEAD_KEYS = ("heads", "kv_heads", "sink_logits")   # CoreParams' own fields
 CORE_FEATURE_KEYS = (*HEAD_KEYS, "sink_tokens")
 WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
@@ -415,7 +416,7 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     given = [k for k in CORE_FEATURE_KEYS if k in values and values[k] not in (0, False)]
     if given and not hasattr(args, "heads"):
         fail(given[0], "is not taken by this command (grouped query heads and sink tokens: "
-                       "swatkit generate and swatkit regress)")
+                       "swatkit generate, regress, estimate, flow and prove)")
 
     all_lengths = ()
     if lengths:

@@ -442,10 +442,12 @@ def test_causal_global_tokens_are_refused_naming_sink_tokens(tmp_path):
                                          r"\(seq_len 4096\)$"):
         core("--causal", "--sink-tokens", "5000")
     assert core("--causal", "--sink-tokens", "4").spec.sink_tokens == 4
-    # the commands without sink cores refuse the key of a config file
+    # a parser without the group and sink options (core_features) refuses the key of a config
+    # file
     config = tmp_path / "sinks.toml"
     config.write_text("[spec]\ncausal = true\nsink_tokens = 4\n")
     with pytest.raises(UsageError, match=r"^\[spec\] sink_tokens in .* is not taken by this "
                                          r"command \(grouped query heads and sink tokens: "
-                                         r"swatkit generate and swatkit regress\)$"):
+                                         r"swatkit generate, regress, estimate, flow and "
+                                         r"prove\)$"):
         parse("--config", str(config))

@@ -381,6 +381,19 @@ def test_cli_simulates_before_emitting(tmp_path, capsys):
                      out, re.M), out
 
 
+def test_cli_flow_of_a_grouped_sink_logit_core_simulates_bit_exact(tmp_path, capsys):
+    # 4 query heads on 1 K/V with learned sink logits: the ROM self-test (the board default for
+    # such a core) checks the 4·12 output rows against the golden model
+    assert main(["flow", "--board", "icebreaker", "-o", str(tmp_path), "--simulate",
+                 "amaranth", "--causal", "--heads", "4", "--sink-logits", "--sink-tokens", "2",
+                 "--test-rows", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "4 query heads on 1 K/V, learned sink logits" in out and "(rom)" in out
+    assert "simulation: SWAT PASS rows=0030/0030 bad=0000 first=FFFF" in out
+    record = json.loads((tmp_path / "swatkit.json").read_text())
+    assert record["config"]["spec"]["heads"] == 4 and record["config"]["spec"]["sink_tokens"] == 2
+
+
 def test_cli_simulates_in_verilator(tmp_path, capsys, monkeypatch, request):
     """--simulate verilator: the same result line as Amaranth's simulator, then the project."""
     if request.config.getoption("build_dir"):
@@ -581,6 +594,13 @@ def test_cli_abc_and_nextpnr_options_are_config(tmp_path, capsys):
      "'verilator')"),
     (["--board", "icebreaker", "--sweep", "-j", "0"], "-j/--jobs must be an integer in 1..64, "
                                                       "not 0"),
+    (["--board", "icebreaker", "--heads", "4", "--selftest", "lfsr"],
+     "--selftest must be rom for a core with 4 query heads on 1 K/V, not lfsr (the LFSR "
+     "generators feed one query head's rows, no sink columns and no sink scores)"),
+    (["--board", "icebreaker", "--causal", "--sink-tokens", "4", "--test-rows", "3"],
+     "--test-rows must be at least the core's sink tokens (4), not 3"),
+    (["--board", "icebreaker", "--heads", "8", "--test-rows", "600"],
+     "--test-rows must be an integer in 1..512, not 600"),
     (["--board", "icebreaker", "--sweep", "-j", "2", "--scheduler", "tcp://h:8786"],
      "-j/--jobs cannot be combined with --scheduler (the cluster's workers set the "
      "parallelism)"),

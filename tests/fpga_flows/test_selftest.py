@@ -6,6 +6,7 @@ signature or one wrong output element makes it report FAIL. In Verilator (its Ve
 board build elaborates it): the same result as Amaranth's simulator, field for field, and the
 ULX3S-85F default at its full size (``slow``)."""
 
+import dataclasses
 import json
 import random
 import re
@@ -91,6 +92,74 @@ def test_corrupted_expected_rom_fails(name):
     assert (r.rows, r.bad, r.first_bad) == (rows, 1, bad_row)
     assert r.line.startswith(f"SWAT FAIL rows={rows:04X}/{rows:04X} bad=0001 "
                              f"first={bad_row:04X} ")
+
+
+# grouped query heads (Q and output rows: g per position), sink tokens (their K/V rows sent
+# first, as the core's resident columns), learned sink logits (one score per head on the command)
+GROUP_CONFIGS = {
+    "gqa4-logits-causal": (CoreParams(AttentionSpec.causal(64, 8, 6), NumberFormat(),
+                                      HardwareConfig(2, 4, 64), heads=8, kv_heads=2,
+                                      sink_logits=True), 10),
+    "sink3-gqa2-bi": (CoreParams(AttentionSpec(64, 4, 2, 2, sink_tokens=3), NumberFormat(),
+                                 HardwareConfig(1, 2, 64), heads=2, kv_heads=1), 9),
+    "sink2-causal-logits": (CoreParams(AttentionSpec.causal(32, 4, 4, sink_tokens=2),
+                                       NumberFormat(), HardwareConfig(2, 2, 32),
+                                       sink_logits=True), 7),
+}
+
+
+@pytest.mark.parametrize("name", GROUP_CONFIGS)
+def test_grouped_and_sink_selftest_passes_and_a_bad_row_fails(name):
+    params, rows = GROUP_CONFIGS[name]
+    out = rows * params.group_heads
+    v = make_vectors(params, rows, SEED)
+    assert v.q.shape == v.expected.shape == (out, params.spec.head_dim) and v.rows == rows
+    assert (v.sink_scores is not None) == params.sink_logits
+    r = simulate(SelfTest(params, v, uart_divisor=3))
+    assert (r.passed, r.failed, r.hang, r.error) == (True, False, False, False)
+    assert (r.rows, r.bad) == (out, 0)
+    assert r.line.startswith(f"SWAT PASS rows={out:04X}/{out:04X} bad=0000 first=FFFF ")
+    bad_row = out - 2   # (a later head of a late position)
+    r = simulate(SelfTest(params, v.corrupted(bad_row, 1), uart_divisor=3))
+    assert (r.passed, r.failed, r.hang) == (False, True, False)
+    assert (r.rows, r.bad, r.first_bad) == (out, 1, bad_row)
+
+
+def test_grouped_and_sink_vectors_are_golden():
+    # the streams' order: position 0's query heads, then position 1's; the sink scores on the
+    # score grid are the sink logits the golden model takes
+    params, rows = GROUP_CONFIGS["gqa4-logits-causal"]
+    v = make_vectors(params, rows, SEED)
+    g, d, fmt = params.group_heads, params.spec.head_dim, params.fmt
+    q = v.q.reshape(rows, g, d).transpose(1, 0, 2)
+    z = np.asarray(v.sink_scores) * fmt.score_unit(d)
+    want = fixed_point_attention(q, v.k[None], v.v[None], params.spec.replace(seq_len=rows),
+                                 fmt, sink_logits=z).out
+    assert np.array_equal(v.expected.reshape(rows, g, d).transpose(1, 0, 2), want)
+    assert len(set(v.sink_scores)) > 1 and np.ptp(v.expected) > 0
+    assert np.array_equal(make_vectors(params, rows, SEED).q, v.q)
+
+
+def test_grouped_and_sink_selftest_refusals():
+    params, rows = GROUP_CONFIGS["gqa4-logits-causal"]
+    message = ("selftest must be rom for a core with 8 query heads on 2 K/V, not lfsr (the LFSR "
+               "generators feed one query head's rows, no sink columns and no sink scores)")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        make_lfsr_vectors(params, rows, SEED)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        SelfTest(params, make_vectors(params, rows, SEED), mode="lfsr")
+    with pytest.raises(ValueError, match=r"^test_rows must be an integer in 1\.\.64 \(the core's "
+                                         r"max_seq_len and the ROM limit \(4 Q and output rows "
+                                         r"per position\)\), not 65$"):
+        make_vectors(params, 65, SEED)
+    sinks, _ = GROUP_CONFIGS["sink3-gqa2-bi"]
+    with pytest.raises(ValueError, match=r"^test_rows must be at least the core's sink tokens "
+                                         r"\(3\), not 2$"):
+        make_vectors(sinks, 2, SEED)
+    with pytest.raises(ValueError, match=r"^vectors must carry one sink score per query head "
+                                         r"\(4\) for a core that takes learned sink logits, "
+                                         r"not None$"):
+        SelfTest(params, dataclasses.replace(make_vectors(params, rows, SEED), sink_scores=None))
 
 
 def test_hang_is_reported():

@@ -137,7 +137,7 @@ def test_sink_tokens_round_trip():
 
 def test_core_params_take_sinks_where_the_core_has_them():
     """A core generated for sink tokens keeps them (and round-trips through its dict form); a
-    core with global tokens refuses them (its resident columns are the global tokens'); a run
+    core with global tokens refuses them (its resident columns are of one kind); a run
     brings no more sinks than its core was generated for."""
     from swatkit.rtl.config import CoreParams, HardwareConfig
 
@@ -148,9 +148,12 @@ def test_core_params_take_sinks_where_the_core_has_them():
     record = json.loads(json.dumps(p.as_dict()))
     assert record["spec"]["sink_tokens"] == 4
     assert CoreParams.from_dict(record) == p
-    with pytest.raises(ValueError, match=r"^sink_tokens must be 0 on a core with global tokens "
-                                         r"\(its resident columns are the global tokens'\), "
-                                         r"not 4$"):
+    with pytest.raises(ValueError, match=r"^sink_tokens must be 0 on a core with global tokens, "
+                                         r"not 4: its resident columns are of one kind, global "
+                                         r"tokens \(each with a global row, listed on the "
+                                         r"command\) or sinks \(key-only, counted on the "
+                                         r"command\), and its column walk has no per-column kind "
+                                         r"to hold both$"):
         CoreParams(spec, NumberFormat(), hw.replace(max_global_tokens=2))
     p = CoreParams(spec.replace(sink_tokens=0), NumberFormat(), hw)
     with pytest.raises(ValueError, match=r"^sink_tokens must be at most 0 on this core "

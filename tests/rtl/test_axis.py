@@ -10,7 +10,7 @@ from amaranth import Cat
 from amaranth.sim import Simulator
 
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
-from swatkit.rtl import HardwareConfig
+from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.axis import AxisSwatCore, byte_width
 from swatkit.rtl.core import command_value
 from swatkit.rtl.generate import generate, lint
@@ -35,9 +35,10 @@ def port(dut, name, direction="s"):
 
 
 def run_axis(dut, runs, *, seed, gap, stall):
-    """Simulate ``runs`` (a list of (q, k, v)) back to back; returns, per run, the O rows and
-    the tlast flags of its beats. The inputs of every run are offered in one go: the core takes
-    a run's rows only once its command has started it."""
+    """Simulate ``runs`` (a list of (q, k, v), or of (q, k, v, command): the rows of each
+    stream in its order and the command's bits) back to back; returns, per run, the O rows
+    (as many as its Q rows) and the tlast flags of its beats. The inputs of every run are
+    offered in one go: the core takes a run's rows only once its command has started it."""
     lay, d = dut.layouts, dut.params.spec.head_dim
     rng = random.Random(seed)
     q_rng, kv_rng, o_rng = (random.Random(rng.randrange(2 ** 32)) for _ in range(3))
@@ -65,9 +66,10 @@ def run_axis(dut, runs, *, seed, gap, stall):
         await reset(ctx)
         o = SimpleNamespace(valid=dut.m_axis_o_tvalid, ready=dut.m_axis_o_tready,
                             payload=Cat(dut.m_axis_o_tdata, dut.m_axis_o_tlast))
-        for q, _, _ in runs:
+        for q, *rest in runs:
             n = len(q)
-            await stream_put(ctx, port(dut, "cmd"), [command_value(dut.params, seq_len=n)])
+            cmd = rest[2] if len(rest) > 2 else command_value(dut.params, seq_len=n)
+            await stream_put(ctx, port(dut, "cmd"), [cmd])
             beats = await stream_get(ctx, o, n, rng=o_rng, stall=stall, timeout=20_000)
             data = [b & ((1 << width) - 1) for b in beats]
             assert [b >> lay["o"].size for b in data] == [0] * n  # padding bits
@@ -78,13 +80,13 @@ def run_axis(dut, runs, *, seed, gap, stall):
     async def put_q(ctx):
         await ctx.posedge(dut.aresetn)
         beats = [lay["q"].const([int(x) for x in row]).as_value().value
-                 for q, _, _ in runs for row in q]
+                 for q, *_ in runs for row in q]
         await stream_put(ctx, port(dut, "q"), beats, rng=q_rng, gap=gap)
 
     async def put_kv(ctx):
         await ctx.posedge(dut.aresetn)
         beats = [lay["kv"].const({"k": [int(x) for x in k[j]], "v": [int(x) for x in v[j]]})
-                 .as_value().value for _, k, v in runs for j in range(len(k))]
+                 .as_value().value for _, k, v, *_ in runs for j in range(len(k))]
         await stream_put(ctx, port(dut, "kv"), beats, rng=kv_rng, gap=gap)
 
     sim = Simulator(dut)
@@ -111,6 +113,47 @@ def test_bit_exact_with_tlast_under_gaps_and_stalls(spec, hw, gap, stall, regres
         np.testing.assert_array_equal(rows, expected,
                                       err_msg=f"seed {regress_seed} (--seed to reproduce)")
         assert last == [0] * (n - 1) + [1]
+
+
+# grouped query heads with learned sink logits (q and o: g rows per position, the scores in
+# the command's tdata), and sink tokens on a grouped core (kv: the S sink rows first)
+GROUP_CASES = [
+    (CoreParams(AttentionSpec.causal(20, 4, sliding_window=5), NumberFormat(),
+                HardwareConfig(2, 2, max_seq_len=20), heads=8, kv_heads=2, sink_logits=True),
+     0.3, 0.3),
+    (CoreParams(AttentionSpec(16, 4, 2, 2, sink_tokens=2), NumberFormat(),
+                HardwareConfig(1, 4, max_seq_len=16), heads=3, kv_heads=1), 0.4, 0.2),
+]
+
+
+@pytest.mark.parametrize(("params", "gap", "stall"), GROUP_CASES)
+def test_grouped_and_sink_cores_bit_exact_with_tlast(params, gap, stall, regress_seed):
+    p, fmt = params, params.fmt
+    dut = AxisSwatCore(p)
+    g, d = p.group_heads, p.spec.head_dim
+    rng = np.random.default_rng(regress_seed)
+    runs, expected = [], []
+    for n in (p.spec.seq_len, p.spec.seq_len // 2 + 1):   # two runs: tlast must restart
+        run = p.run_spec(n)
+        q = rng.integers(-128, 128, size=(g, n, d))
+        k, v = (rng.integers(-128, 128, size=(n, d)) for _ in range(2))
+        scores = None
+        if p.sink_logits:   # (on the score grid: the integers the command carries)
+            lo, hi = fmt.score_range(d)
+            scores = [int(x) for x in rng.integers(lo // 6, hi // 6 + 1, g)]
+        logits = None if scores is None else np.asarray(scores) * fmt.score_unit(d)
+        out = fixed_point_attention(q, k[None], v[None], run, fmt, sink_logits=logits).out
+        sinks = np.arange(run.sink_tokens)   # sent first on kv
+        runs.append((q.transpose(1, 0, 2).reshape(g * n, d), np.concatenate([k[sinks], k]),
+                     np.concatenate([v[sinks], v]),
+                     command_value(p, run, sink_scores=scores)))
+        expected.append(out.transpose(1, 0, 2).reshape(g * n, d))
+    results = run_axis(dut, runs, seed=regress_seed, gap=gap, stall=stall)
+    for want, (rows, last) in zip(expected, results, strict=True):
+        assert np.ptp(want) > 0, "trivial output"
+        np.testing.assert_array_equal(rows, want,
+                                      err_msg=f"seed {regress_seed} (--seed to reproduce)")
+        assert last == [0] * (len(want) - 1) + [1]
 
 
 def test_tdata_is_padded_to_bytes():

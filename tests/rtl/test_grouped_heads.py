@@ -138,8 +138,6 @@ def _cli(*args):
     (["--heads", "8", "--global-tokens", "0"],
      "--heads must equal --kv-heads on a core with global tokens (Longformer's global rows run "
      "one query head per K/V head), not 8 on 1"),
-    (["--heads", "8", "--interface", "axis"],
-     "--interface must be core for grouped query heads (8 query heads on 1 K/V), not axis"),
 ])
 def test_generate_refuses_bad_groups_in_one_line(args, message):
     done = _cli("generate", *args, "--print-config")
@@ -147,7 +145,7 @@ def test_generate_refuses_bad_groups_in_one_line(args, message):
     assert done.stderr == f"swatkit: error: {message}\n"
 
 
-def test_print_config_shows_the_group_and_other_commands_refuse_it(tmp_path):
+def test_print_config_shows_the_group_and_estimate_takes_it(tmp_path):
     done = _cli("generate", "--causal", "--sliding-window", "128", "--heads", "8",
                 "--kv-heads", "2", "--print-config")
     assert done.returncode == 0
@@ -156,8 +154,7 @@ def test_print_config_shows_the_group_and_other_commands_refuse_it(tmp_path):
     config.write_text(done.stdout)
     again = _cli("generate", "--config", str(config), "--print-config")
     assert again.returncode == 0 and again.stdout == done.stdout
-    refused = _cli("estimate", "--config", str(config))
-    assert refused.returncode == 2
-    assert refused.stderr == (f"swatkit: error: [spec] heads in {config} is not taken by this "
-                              "command (grouped query heads and sink tokens: swatkit "
-                              "generate and swatkit regress)\n")
+    # estimate takes the group from the file: one layer of 8 query heads on 2 K/V heads
+    done = _cli("estimate", "--config", str(config), "--seq-len", "1024", "--dataflow", "swat")
+    assert done.returncode == 0, done.stderr
+    assert "head group: 1 layers, 8 heads (2 K/V)" in done.stdout

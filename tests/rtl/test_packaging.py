@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from amaranth.hdl import Shape
 from amaranth.lib import data
@@ -249,6 +250,39 @@ def test_fusesoc_sim_target_of_an_axi4_stream_core(tmp_path):
     done = fusesoc(out, "sim", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS: 24 rows of swat_core equal to the golden model" in done.stdout
+
+
+@pytest.mark.parametrize("interface", ["core", "axis"])
+def test_fusesoc_sim_target_of_a_grouped_sink_core(interface, tmp_path):
+    """A grouped core (4 query heads on 1 K/V: 4 Q and output rows per position) with
+    StreamingLLM's sinks (their 2 K/V rows sent first) and learned sink logits (a score per
+    head in the command): the testbench runs it bit-exact (AXI4-Stream: tlast on the last of
+    the 4·N output rows); told to expect a later head's row with a flipped bit, it fails."""
+    from swatkit.golden import fixed_point_attention
+    from swatkit.rtl.packaging import testbench_sink_scores, testbench_vectors
+
+    p = CoreParams(AttentionSpec.causal(24, 4, sliding_window=5, sink_tokens=2), NumberFormat(),
+                   HardwareConfig(2, 2, 24), heads=8, kv_heads=2, sink_logits=True)
+    run, q, k, v, o = testbench_vectors(p)
+    scores = testbench_sink_scores(p)
+    assert (q.shape, k.shape, o.shape, run.sink_tokens) == ((96, 4), (26, 4), (96, 4), 2)
+    z = np.asarray(scores) * p.fmt.score_unit(4)
+    want = fixed_point_attention(q.reshape(24, 4, 4).transpose(1, 0, 2), k[None, 2:],
+                                 v[None, 2:], run, p.fmt, sink_logits=z).out
+    assert (o.reshape(24, 4, 4).transpose(1, 0, 2) == want).all() and o.std() > 0
+    assert len(set(scores)) > 1 and (k[:2] == k[2:4]).all()
+    out = generate(p, out_dir=tmp_path / "core", interface=interface)
+    text = out.testbench.read_text()
+    assert "localparam int NQ = 96;" in text and "localparam int NKV = 26;" in text
+    assert "sink_on: 1" in text
+    done = fusesoc(out, "sim", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS: 96 rows of swat_core equal to the golden model" in done.stdout
+    binary = next((tmp_path / "build").glob("*/sim/Vswat_core_tb"))
+    wrong = subprocess.run([str(binary), "+flip_row=93"], capture_output=True, text=True,
+                           cwd=binary.parent)
+    assert wrong.returncode != 0 and "row 93: got" in wrong.stdout
+    assert "1 of 96 rows differ" in wrong.stdout + wrong.stderr
 
 
 def test_every_artefact_carries_the_configuration(generated, tmp_path):

@@ -80,9 +80,12 @@ def test_sink_runs_back_to_back_and_bad_sink_counts_are_refused():
 
 def test_core_params_sink_refusals():
     fmt, hw = NumberFormat(), HardwareConfig(2, 2, 512)
-    with pytest.raises(ValueError, match=r"^sink_tokens must be 0 on a core with global tokens "
-                                         r"\(its resident columns are the global tokens'\), "
-                                         r"not 2$"):
+    with pytest.raises(ValueError, match=r"^sink_tokens must be 0 on a core with global tokens, "
+                                         r"not 2: its resident columns are of one kind, global "
+                                         r"tokens \(each with a global row, listed on the "
+                                         r"command\) or sinks \(key-only, counted on the "
+                                         r"command\), and its column walk has no per-column kind "
+                                         r"to hold both$"):
         CoreParams(AttentionSpec(64, 8, 3, 3, global_tokens=(0,), sink_tokens=2), fmt, hw)
     with pytest.raises(LimitError, match=r"^sink_tokens must be at most 256 \(resident sink K/V "
                                          r"rows, compared by each lane\), not 300$"):
@@ -107,5 +110,8 @@ def test_generate_states_the_sinks():
                            "--global-tokens", "0", "--print-config"], capture_output=True,
                           text=True)
     assert done.returncode == 2
-    assert done.stderr == ("swatkit: error: --sink-tokens must be 0 on a core with global tokens "
-                           "(its resident columns are the global tokens'), not 2\n")
+    assert done.stderr == ("swatkit: error: --sink-tokens must be 0 on a core with global tokens, "
+                           "not 2: its resident columns are of one kind, global tokens (each with "
+                           "a global row, listed on the command) or sinks (key-only, counted on "
+                           "the command), and its column walk has no per-column kind to hold "
+                           "both\n")

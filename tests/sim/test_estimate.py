@@ -1,6 +1,7 @@
 """Estimation: the cycle model and action counts against the RTL, energy tables, the CLI."""
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -307,7 +308,25 @@ def test_cli_model_json_and_breakdown_table():
      "gqa's), not 2 (--model mistral-7b)"),
     (["--model", "longformer-base", "--head-engines", "0"],
      "--head-engines must be a positive integer, not 0 (--model longformer-base)"),
-    (["--head-engines", "2"], "--head-engines 2 needs --model (one head has no K/V group)"),
+    (["--head-engines", "2"], "--head-engines 2 needs --model or --heads (one head has no K/V "
+                              "group)"),
+    (["--heads", "8", "--kv-heads", "2", "--head-engines", "3"],
+     "--head-engines must divide the query heads per K/V head (4), not 3 (--heads 8 on "
+     "--kv-heads 2)"),
+    (["--heads", "8", "--head-schedule", "serial", "--head-engines", "2"],
+     "--head-engines must be 1 under --head-schedule serial (the engines of a K/V group are "
+     "gqa's), not 2 (--heads 8 on --kv-heads 1)"),
+    (["--model", "mistral-7b", "--heads", "8"],
+     "--heads cannot be combined with --model (the model sets its query and K/V heads and "
+     "learned sinks)"),
+    (["--model", "mistral-7b", "--head-dim", "8"],
+     "--head-dim cannot be combined with --model (the model sets the attention pattern and "
+     "head_dim)"),
+    (["--causal", "--sliding-window", "16", "--sink-tokens", "8", "--seq-len", "4,64"],
+     "--sink-tokens 8 is beyond --seq-len 4 (every length must hold the sinks)"),
+    (["--causal", "--sliding-window", "16", "--heads", "4", "--sink-logits", "1,2",
+      "--seq-len", "64"],
+     "--sink-logits gives 2 values; the group has 4 query heads (--heads / --kv-heads)"),
 ])
 def test_cli_bad_values(argv, message):
     done = swatkit(*argv)
@@ -814,6 +833,25 @@ def test_sink_columns_are_the_cores_global_columns_without_global_rows(n, window
     assert 0 <= glob_cycles - (band_cycles + extra) <= 8
 
 
+def test_one_group_from_the_options_is_the_grouped_cores_cycle_model():
+    # estimate of a group (no --model): K/V heads × one run of the core `generate --heads`
+    # writes (its exact cycle model), K/V fetched once per group (and the S sink rows once more,
+    # as the core's resident columns); serial re-reads K/V per query head
+    n, fmt = 1024, NumberFormat()
+    spec = AttentionSpec.causal(n, 64, sliding_window=128, sink_tokens=4)
+    p = CoreParams(spec, fmt, HardwareConfig(max_seq_len=n), heads=64, kv_heads=8,
+                   sink_logits=True)
+    gqa, flash = estimate(p, [n], ["swat", "flash"])
+    serial = estimate(p, [n], ["swat"], head_schedule="serial")[0]
+    assert gqa["cycles"] == 8 * swat_cycles(p, n).cycles
+    assert gqa["offchip_kv_read_bytes"] == 8 * 2 * (n + 4) * 64
+    assert serial["offchip_kv_read_bytes"] == 64 * 2 * (n + 4) * 64
+    assert gqa["kv_fetches"] == (n + 4) / n and flash["kv_fetches"] > 8
+    assert gqa["learned_sinks"] and gqa["sink_tokens"] == 4 and gqa["heads"] == 64
+    assert serial["cycles"] > gqa["cycles"]   # (8 runs of one head each per group)
+    assert gqa["qk_macs"] == 8 * swat_actions(p, p.run_spec(n))["qk_macs"]
+
+
 def test_sink_tokens_in_a_model_estimate():
     # every sliding layer gets the S sink keys; the pairs are the spec's; SWAT's K/V once per
     # group still, the S sink rows fetched once more as the global columns are
@@ -830,10 +868,15 @@ def test_sink_tokens_in_a_model_estimate():
         assert b["pairs"] == m.heads * spec.pair_count() > a["pairs"]
         assert b["sink_tokens"] == s and b["layer_pattern"].endswith(", sink tokens 4")
     swat = sink[0]
-    assert swat["qk_macs"] - plain[0]["qk_macs"] == m.heads * n * s * 128
+    # (the core walks min(i + 1, S) sink columns on causal row i: rows below S see fewer)
+    assert swat["qk_macs"] - plain[0]["qk_macs"] == m.heads * (n * s - s * (s - 1) // 2) * 128
     assert swat["offchip_kv_read_bytes"] == m.kv_heads * 2 * (n + s) * 128
-    g = 128 // 8
-    assert swat["cycles"] - plain[0]["cycles"] == m.heads * (n * 1 + s) * g
+    # SWAT's cycles: each of the 8 K/V heads one run of the grouped sink core (its exact
+    # cycle model: the core holds the sinks), against the core without sinks
+    sink_core = CoreParams(spec, NumberFormat(), HardwareConfig(8, 8, n), heads=4, kv_heads=1)
+    band_core = dataclasses.replace(sink_core, spec=spec.replace(sink_tokens=0))
+    assert swat["cycles"] == m.kv_heads * swat_cycles(sink_core, n).cycles
+    assert plain[0]["cycles"] == m.kv_heads * swat_cycles(band_core, n).cycles
     assert sink[3]["cycles"] == plain[3]["cycles"]   # dense computes all N² pairs anyway
     with pytest.raises(ValueError, match=r"^sink_tokens 8193 is beyond the sequence "
                        r"\(seq_len 8192\)$"):
