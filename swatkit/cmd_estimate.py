@@ -290,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
         Tiles,
         check_cores,
         check_head_engines,
+        default_head_schedule,
         estimate,
         estimate_model,
         load_table,
@@ -375,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
             _check_model_against_flow(args.from_flow, model, lengths, flow)
         try:
             check_head_engines(args.head_engines, model.group,
-                               args.head_schedule or ("gqa" if model.group > 1 else "serial"),
+                               args.head_schedule or default_head_schedule(model),
                                ("--head-engines", "--head-schedule"))
         except ValueError as e:
             raise UsageError(f"{e} (--model {model.name})") from None

@@ -58,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flows", type=Path, metavar="DIR",
                         help="flow.json reports (searched recursively) to calibrate on, with "
                              "the shipped points of other configurations")
-    parser.add_argument("--head-schedule", choices=("serial", "gqa"), default="serial",
-                        help="as for swatkit estimate (default serial)")
+    parser.add_argument("--head-schedule", choices=("serial", "gqa"),
+                        help="as for swatkit estimate (default gqa for a model with fewer K/V "
+                             "heads than query heads, else serial)")
     parser.add_argument("--max-cores", type=int, metavar="C",
                         help="most cores to try (default: the heads to schedule, at most 16)")
     parser.add_argument("--tech", default="fpga", metavar="asic45|fpga|FILE.toml",

@@ -149,3 +149,22 @@ def test_cli_bad_values(argv, message):
     done = explore_cli(*argv)
     assert done.returncode == 2
     assert done.stderr == f"swatkit: error: {message}\n"
+
+
+@pytest.mark.parametrize(("name", "schedule"), [("gpt-oss-20b", "gqa"),
+                                                ("longformer-base", "serial")])
+def test_default_head_schedule_is_estimates(name, schedule):
+    """explore schedules heads as estimate does when no --head-schedule is given: gqa for a
+    model with fewer K/V heads than query heads (GPT-OSS: 64 on 8), else serial."""
+    from swatkit.sim.estimate import estimate_model
+
+    model = load_model(name)
+    cal = load_calibration("ulx3s-85f")
+    points = explore(model, 1024, cal)
+    assert {p["head_schedule"] for p in points} == {schedule}
+    assert points == explore(model, 1024, cal, head_schedule=schedule)
+    (record, *_) = estimate_model(model, [1024], ("swat",), fmt=NumberFormat())
+    assert record["head_schedule"] == schedule
+    done = explore_cli("--model", name, "--seq-len", "1024", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert {p["head_schedule"] for p in json.loads(done.stdout)["points"]} == {schedule}
