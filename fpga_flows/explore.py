@@ -339,12 +339,13 @@ def _powers(limit: int) -> list[int]:
 
 
 def explore(model: ModelConfig, seq_len: int, cal: Calibration, *, budget: dict | None = None,
-            fmt: NumberFormat | None = None, head_schedule: str = "serial",
+            fmt: NumberFormat | None = None, head_schedule: str | None = None,
             max_cores: int | None = None, table: EnergyTable | None = None,
             offchip_bytes_per_cycle: float = 16.0, test_rows: int | None = None) -> list[dict]:
     """Every (key_lanes, dim_lanes, cores) that fits ``budget`` (default: the board's
     resources), with its resources, clock, latency and energy on ``model`` at ``seq_len`` rows
-    and its ``pareto`` mark, fastest first.
+    and its ``pareto`` mark, fastest first. ``head_schedule``: ``serial`` or ``gqa`` (default
+    :func:`swatkit.sim.estimate.default_head_schedule`, as ``swatkit estimate``).
 
     Raises
     ------
@@ -353,9 +354,11 @@ def explore(model: ModelConfig, seq_len: int, cal: Calibration, *, budget: dict 
     ModelError
         The model has no layer the core can run.
     """
+    from swatkit.sim.estimate import default_head_schedule
     from swatkit.sim.model_configs import ModelError
 
     fmt = fmt or NumberFormat()
+    head_schedule = head_schedule or default_head_schedule(model)
     budget = {**cal.available, **(budget or {})}
     rm = ResourceModel.fit(cal)
     if any(p.kind == "blocksparse" for p in model.patterns):

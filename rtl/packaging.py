@@ -217,16 +217,67 @@ def _q(text: str) -> str:
     return json.dumps(text)   # a JSON string is a YAML double-quoted scalar
 
 
+# vendor simulation models generate may write beside the core -> the FPGA family whose
+# synthesis has the primitive itself (the boards' targets read the fileset ``rtl_synth``, the
+# sources without the model; FuseSoC 2.4 does not pass a file's tags on to Edalize)
+VENDOR_MODELS = {"MULT18X18D.v": "ecp5"}
+# Edalize's flow for each family of the boards (fpga_flows/boards.py), run to synthesis only:
+# the core's ports are not the board's pins (``swatkit flow --board B`` builds the bitstream
+# with a self-test top). iCE40: the icestorm flow with ``pnr: none``. ECP5 and Gowin: Yosys
+# alone through the generic flow, as Edalize 0.6.8's trellis flow runs nextpnr for its
+# ``synth`` goal even with ``pnr: none`` (its Makefile's synth target is nextpnr's .config)
+# and its apicula flow cannot stop before place and route.
+_SYNTH_FLOWS = {"ecp5": ("generic", {"tool": "yosys", "arch": "ecp5", "output_format": "json"}),
+                "ice40": ("icestorm", {"pnr": "none"}),
+                "gowin": ("generic", {"tool": "yosys", "arch": "gowin",
+                                      "output_format": "json"})}
+
+
+def board_targets(name: str, sources: list[tuple[str, str]]) -> list[str]:
+    """The ``synth_<board>`` targets of ``<name>.core`` (lines of YAML): for each board of
+    ``swatkit flow`` whose family Edalize has a flow for, Yosys's synthesis of the core for
+    that family with the options ``swatkit flow`` gives it (iCE40: ``-dsp``; Gowin: no block
+    RAM or DSP, as the legacy nextpnr-gowin needs). A core with a vendor model
+    (:data:`VENDOR_MODELS`) has targets for that family's boards only, which read the sources
+    without the model (fileset ``rtl_synth``)."""
+    import shlex
+
+    from swatkit.fpga_flows.boards import BOARDS
+
+    families = {VENDOR_MODELS[f] for f, _ in sources if f in VENDOR_MODELS}
+    fileset = "rtl_synth" if families else "rtl"
+    lines = []
+    for board in BOARDS.values():
+        if board.family not in _SYNTH_FLOWS or (families and families != {board.family}):
+            continue
+        flow, options = _SYNTH_FLOWS[board.family]
+        synth = shlex.split(board.overrides.get("synth_opts", ""))
+        options = {**options, **({"yosys_synth_options": synth} if synth else {})}
+        what = (f"Yosys synthesis for the {board.title}, device {board.device}, Edalize's {flow} "
+                f"flow; synthesis only: the ports are not pins (swatkit flow --board "
+                f"{board.name} builds a bitstream)")
+        lines += [f"  synth_{board.name.replace('-', '_')}:",
+                  f"    description: {_q(what)}",
+                  f"    filesets: [{fileset}]",
+                  f"    flow: {flow}",
+                  "    flow_options:",
+                  *(f"      {k}: {json.dumps(v)}" for k, v in options.items()),
+                  f"    toplevel: {name}"]
+    return lines
+
+
 def fusesoc_core(name: str, description: str, sources: list[tuple[str, str]],
                  waivers: str, tb: str | None = None, config_lines: list[str] = ()) -> str:
     """The text of ``<name>.core``, a FuseSoC CAPI2 description of the generated core.
 
-    Filesets: ``rtl`` (``sources``: (file, FuseSoC file type) in compile order),
-    ``verilator_waivers`` (the ``.vlt``) and, given ``tb`` (:func:`testbench`'s file), ``tb``.
-    Targets: ``default`` (the sources, top ``name``), ``lint`` (Edalize's lint flow with
-    Verilator: ``--lint-only -Wall`` with the waivers) and, with ``tb``, ``sim`` (Edalize's sim
-    flow with Verilator: ``--binary --timing -Wall --output-split 0``, C++ at ``-O0``, top
-    ``<name>_tb``, which runs it). ``config_lines`` (the configuration) open it as comments."""
+    Filesets: ``rtl`` (``sources``: (file, FuseSoC file type) in compile order), with a
+    vendor model ``rtl_synth`` (the same without it), ``verilator_waivers`` (the ``.vlt``)
+    and, given ``tb`` (:func:`testbench`'s file), ``tb``. Targets: ``default`` (the sources,
+    top ``name``), ``lint`` (Edalize's lint flow with Verilator: ``--lint-only -Wall`` with
+    the waivers), with ``tb``, ``sim`` (Edalize's sim flow with Verilator: ``--binary
+    --timing -Wall --output-split 0``, C++ at ``-O0``, top ``<name>_tb``, which runs it), and
+    the boards' synthesis targets (:func:`board_targets`). ``config_lines`` (the
+    configuration) open it as comments."""
     lines = ["CAPI=2:",
              f"# {name}: FuseSoC description written by swatkit {__version__} (swatkit "
              "generate); regenerate, do not edit",
@@ -238,6 +289,10 @@ def fusesoc_core(name: str, description: str, sources: list[tuple[str, str]],
              "  rtl:",
              "    files:",
              *(f"      - {_q(f)}: {{file_type: {kind}}}" for f, kind in sources),
+             *(["  rtl_synth:", "    files:",
+                *(f"      - {_q(f)}: {{file_type: {kind}}}" for f, kind in sources
+                  if f not in VENDOR_MODELS)]
+               if any(f in VENDOR_MODELS for f, _ in sources) else []),
              "  verilator_waivers:",
              "    files:",
              f"      - {_q(waivers)}: {{file_type: vlt}}",
@@ -271,6 +326,7 @@ def fusesoc_core(name: str, description: str, sources: list[tuple[str, str]],
                 "      verilator_options: [--timing, -Wall, -CFLAGS -fcoroutines, -CFLAGS -O0, "
                 "--output-split 0]",
                 f"    toplevel: {name}_tb"] if tb else []),
+             *board_targets(name, sources),
              ""]
     return "\n".join(lines)
 

@@ -92,7 +92,8 @@ from .cycle_model import swat_actions, swat_cycles
 from .model_configs import LayerPattern, ModelConfig, ModelError
 
 __all__ = ["BASELINES", "COMPONENTS", "DATAFLOWS", "HEAD_SCHEDULES", "EnergyTable", "Tiles",
-           "actions", "estimate", "estimate_model", "load_table", "sink_term"]
+           "actions", "default_head_schedule", "estimate", "estimate_model", "load_table",
+           "sink_term"]
 
 DATAFLOWS = ("swat", "dense", "flash", "blocksparse")
 MAX_CORES = 1024   # cores sharing the off-chip bandwidth (--cores)
@@ -696,11 +697,17 @@ def check_cores(cores) -> None:
                          f"holds far fewer), not {cores}")
 
 
+def default_head_schedule(model: ModelConfig) -> str:
+    """The head schedule of a model when none is given (``estimate`` and ``explore`` alike):
+    ``gqa`` for a model with fewer K/V heads than query heads, else ``serial``."""
+    return "gqa" if model.group > 1 else "serial"
+
+
 def _checked(model: ModelConfig, dataflows, head_schedule, head_engines, cores, sink_tokens):
     """:func:`estimate_model`'s arguments checked: the model (with its sink tokens) and the
-    head schedule (``None``: ``gqa`` for grouped K/V heads, else ``serial``)."""
+    head schedule (``None``: :func:`default_head_schedule`)."""
     if head_schedule is None:
-        head_schedule = "gqa" if model.group > 1 else "serial"
+        head_schedule = default_head_schedule(model)
     if head_schedule not in HEAD_SCHEDULES:
         raise ValueError(f"head_schedule must be one of {', '.join(HEAD_SCHEDULES)}, "
                          f"not {head_schedule!r}")

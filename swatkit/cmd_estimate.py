@@ -297,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
         Tiles,
         check_cores,
         check_head_engines,
+        default_head_schedule,
         estimate,
         estimate_model,
         load_table,
@@ -385,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
             _check_model_against_flow(args.from_flow, model, lengths, flow)
         try:
             check_head_engines(args.head_engines, model.group,
-                               args.head_schedule or ("gqa" if model.group > 1 else "serial"),
+                               args.head_schedule or default_head_schedule(model),
                                ("--head-engines", "--head-schedule"))
         except ValueError as e:
             raise UsageError(f"{e} (--model {model.name})") from None
@@ -638,16 +639,18 @@ def plot(records, path: Path, tech: str, clock_mhz: float, model=None) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
     ax_t, ax_e, ax_r, ax_b = axes
     flows = list(dict.fromkeys(r["dataflow"] for r in rows))
-    for dataflow in flows:
+    for i, dataflow in enumerate(flows):
         mine = [r for r in rows if r["dataflow"] == dataflow]
         n = [r["seq_len"] for r in mine]
-        line = ax_t.loglog(n, [r["latency_s"] for r in mine], "o-", label=dataflow)[0]
-        ax_e.loglog(n, [r["energy_j"] for r in mine], "o-", label=dataflow)
+        style = _line_style(i, len(flows))
+        line = ax_t.loglog(n, [r["latency_s"] for r in mine], label=dataflow, **style)[0]
+        ax_e.loglog(n, [r["energy_j"] for r in mine], label=dataflow, **style)
         if dataflow != "swat" and mine[0]["latency_ratio_to_swat"] is not None:
-            ax_r.loglog(n, [r["latency_ratio_to_swat"] for r in mine], "o-",
-                        color=line.get_color(), label=f"{dataflow} latency")
-            ax_r.loglog(n, [r["energy_ratio_to_swat"] for r in mine], "s--",
-                        color=line.get_color(), label=f"{dataflow} energy")
+            ax_r.loglog(n, [r["latency_ratio_to_swat"] for r in mine],
+                        color=line.get_color(), label=f"{dataflow} latency", **style)
+            ax_r.loglog(n, [r["energy_ratio_to_swat"] for r in mine],
+                        color=line.get_color(), label=f"{dataflow} energy",
+                        **{**style, "marker": "s", "linestyle": "--"})
     per = "per model" if model is not None else "per head"
     ax_t.set(ylabel=f"latency (s) at {clock_mhz:g} MHz", title=f"latency {per}")
     ax_e.set(ylabel=f"energy (J), table {tech}", title=f"energy {per}")
@@ -673,7 +676,7 @@ def plot(records, path: Path, tech: str, clock_mhz: float, model=None) -> None:
         ax_b.text(i, 101, _si(r["energy_j"], "J"), ha="center", va="bottom", fontsize=8)
     ax_b.set(ylabel="share of energy (%)", ylim=(0, 112),
              title=f"energy by component, N = {lengths[-1]}")
-    ax_b.legend(fontsize=7)
+    ax_b.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
     first = rows[0]
     if model is not None:
         patterns = dict.fromkeys(r["layer_pattern"] for r in records if r["scope"] == "layer")
@@ -684,6 +687,16 @@ def plot(records, path: Path, tech: str, clock_mhz: float, model=None) -> None:
         what = f"{first['layer_pattern']}, head_dim {first['head_dim']}"
     fig.suptitle(f"{what}; {first['key_lanes']}x{first['dim_lanes']} lanes")
     save_figure(fig, path)
+
+
+def _line_style(index: int, count: int) -> dict:
+    """The style of the ``index``-th of ``count`` series in one panel: the first drawn widest,
+    with the largest hollow markers, each later one narrower and above it, so that series
+    that coincide (SWAT and blocksparse do at a band's N) stay visible one inside the
+    other."""
+    width = 1.0 + 2.4 * (count - 1 - index) / max(count - 1, 1)
+    return {"marker": "o", "linestyle": "-", "linewidth": width, "markersize": 3 + 2.2 * width,
+            "markerfacecolor": "none", "markeredgewidth": 1.3, "zorder": 2 + index}
 
 
 def save_figure(fig, path: Path) -> None:

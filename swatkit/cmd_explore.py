@@ -58,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flows", type=Path, metavar="DIR",
                         help="flow.json reports (searched recursively) to calibrate on, with "
                              "the shipped points of other configurations")
-    parser.add_argument("--head-schedule", choices=("serial", "gqa"), default="serial",
-                        help="as for swatkit estimate (default serial)")
+    parser.add_argument("--head-schedule", choices=("serial", "gqa"),
+                        help="as for swatkit estimate (default gqa for a model with fewer K/V "
+                             "heads than query heads, else serial)")
     parser.add_argument("--max-cores", type=int, metavar="C",
                         help="most cores to try (default: the heads to schedule, at most 16)")
     parser.add_argument("--tech", default="fpga", metavar="asic45|fpga|FILE.toml",
@@ -199,10 +200,6 @@ def plot(summary: dict, path: Path) -> None:
             lw=1, label="Pareto front (latency, energy, utilisation)")
     ax.scatter([100 * p["utilisation"] for p in front], [p["latency_s"] for p in front],
                facecolors="none", edgecolors="r", s=60)
-    for p in front:
-        ax.annotate(f"{p['key_lanes']}x{p['dim_lanes']}x{p['cores']}",
-                    (100 * p["utilisation"], p["latency_s"]), fontsize=7,
-                    textcoords="offset points", xytext=(4, 3))
     ax.set_yscale("log")
     ax.set(xlabel="utilisation of the most used resource (%)",
            ylabel="latency per model (s)",
@@ -210,7 +207,69 @@ def plot(summary: dict, path: Path) -> None:
                  f"(labels KLxDLxcores)")
     fig.colorbar(sc, label="energy per model (J)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     from swatkit.cmd_estimate import save_figure
 
+    fig.tight_layout()
+    labels: dict[tuple, list[str]] = {}   # points at one place share a label
+    for p in front:
+        at = (round(100 * p["utilisation"], 1), p["latency_s"])
+        labels.setdefault(at, []).append(f"{p['key_lanes']}x{p['dim_lanes']}x{p['cores']}")
+    place_labels(ax, [(at, ", ".join(names)) for at, names in labels.items()],
+                 [(100 * p["utilisation"], p["latency_s"]) for p in points])
     save_figure(fig, path)
+
+
+# where a label may go from its point, in points: beside it first, then further out in rings
+_DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
+_DISTANCES = (5, 12, 20, 30, 42, 56, 72)
+
+
+def place_labels(ax, labels, obstacles, fontsize: float = 7) -> None:
+    """Annotate each ``((x, y), text)`` of ``labels`` near its point where its text overlaps
+    no other label, no marker of ``obstacles`` (data coordinates) and stays inside the axes:
+    the nearest free place of a ring of positions around the point, with a leader line when
+    it is not beside the point. A label with no free place within the rings takes the least
+    crowded one."""
+    from matplotlib.text import Text
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    scale = fig.dpi / 72
+    inside = ax.get_window_extent(renderer)
+    marks = [_box(*ax.transData.transform(xy), 3.5 * scale) for xy in obstacles]
+    taken = []
+    for xy, text in sorted(labels, key=lambda item: item[0]):
+        best = None
+        for distance in _DISTANCES:
+            for dx, dy in _DIRECTIONS:
+                note = ax.annotate(
+                    text, xy, fontsize=fontsize, textcoords="offset points",
+                    xytext=(dx * distance, dy * distance),
+                    ha={1: "left", -1: "right", 0: "center"}[dx],
+                    va={1: "bottom", -1: "top", 0: "center"}[dy],
+                    arrowprops=(None if distance <= _DISTANCES[0] else
+                                {"arrowstyle": "-", "color": "0.25", "lw": 0.7,
+                                 "shrinkA": 0, "shrinkB": 3}))
+                note.update_positions(renderer)
+                box = Text.get_window_extent(note, renderer)   # the text, not its leader
+                clash = sum(box.overlaps(b) for b in taken + marks) \
+                    + 100 * (not inside.contains(box.x0, box.y0)
+                             or not inside.contains(box.x1, box.y1))
+                if best is None or clash < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (clash, note, box)
+                else:
+                    note.remove()
+                if clash == 0:
+                    break
+            if best[0] == 0:
+                break
+        taken.append(best[2])
+
+
+def _box(x: float, y: float, half: float):
+    from matplotlib.transforms import Bbox
+
+    return Bbox.from_extents(x - half, y - half, x + half, y + half)

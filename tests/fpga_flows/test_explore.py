@@ -149,3 +149,53 @@ def test_cli_bad_values(argv, message):
     done = explore_cli(*argv)
     assert done.returncode == 2
     assert done.stderr == f"swatkit: error: {message}\n"
+
+
+@pytest.mark.parametrize(("name", "schedule"), [("gpt-oss-20b", "gqa"),
+                                                ("longformer-base", "serial")])
+def test_default_head_schedule_is_estimates(name, schedule):
+    """explore schedules heads as estimate does when no --head-schedule is given: gqa for a
+    model with fewer K/V heads than query heads (GPT-OSS: 64 on 8), else serial."""
+    from swatkit.sim.estimate import estimate_model
+
+    model = load_model(name)
+    cal = load_calibration("ulx3s-85f")
+    points = explore(model, 1024, cal)
+    assert {p["head_schedule"] for p in points} == {schedule}
+    assert points == explore(model, 1024, cal, head_schedule=schedule)
+    (record, *_) = estimate_model(model, [1024], ("swat",), fmt=NumberFormat())
+    assert record["head_schedule"] == schedule
+    done = explore_cli("--model", name, "--seq-len", "1024", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert {p["head_schedule"] for p in json.loads(done.stdout)["points"]} == {schedule}
+
+
+def test_plot_labels_do_not_overlap(monkeypatch, tmp_path, capsys):
+    """docs/img/explore_longformer_ulx3s.png: every Pareto point (or points at one place) has
+    one label, inside the axes, overlapping no other label and no point."""
+    import itertools
+
+    from matplotlib.text import Text
+
+    import swatkit.cmd_estimate as cmd_estimate
+    from swatkit.cli import main
+
+    figures = []
+    monkeypatch.setattr(cmd_estimate, "save_figure", lambda fig, path: figures.append(fig))
+    assert main(["explore", "--model", "longformer-base", "--seq-len", "4096",
+                 "--board", "ulx3s-85f", "--format", "json", "--plot", str(tmp_path / "p")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    (fig,) = figures
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(text, renderer) for text in ax.texts]   # (not leaders)
+    names = sorted(n for text in ax.texts for n in text.get_text().split(", "))
+    front = [p for p in summary["points"] if p["pareto"]]
+    assert names == sorted(f"{p['key_lanes']}x{p['dim_lanes']}x{p['cores']}" for p in front)
+    assert len(front) >= 10   # a crowded front: the test has something to place
+    assert not [(a, b) for a, b in itertools.combinations(boxes, 2) if a.overlaps(b)]
+    inside = ax.get_window_extent(renderer)
+    assert all(inside.contains(b.x0, b.y0) and inside.contains(b.x1, b.y1) for b in boxes)
+    points = ax.transData.transform([(100 * p["utilisation"], p["latency_s"])
+                                     for p in summary["points"]])
+    assert not [b for b in boxes for x, y in points if b.contains(x, y)]

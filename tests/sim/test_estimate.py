@@ -889,3 +889,48 @@ def test_sink_tokens_in_a_model_estimate():
                        r"columns\)$"):
         estimate_model(load_model("bigbird-roberta-base"), [n], ["swat"], fmt=NumberFormat(),
                        sink_tokens=4)
+
+
+def _plotted(monkeypatch, argv):
+    """The figure ``swatkit <argv>`` plots, before it is written."""
+    import swatkit.cmd_estimate as cmd_estimate
+    from swatkit.cli import main
+
+    figures = []
+    monkeypatch.setattr(cmd_estimate, "save_figure", lambda fig, path: figures.append(fig))
+    assert main(argv) == 0
+    (fig,) = figures
+    fig.tight_layout()
+    fig.canvas.draw()
+    return fig
+
+
+def test_plot_hides_no_line_and_no_bar(monkeypatch, tmp_path, capsys):
+    """docs/img/estimate_mistral.png: SWAT and blocksparse coincide in latency. In each panel,
+    of two lines that coincide (within 8 pixels everywhere) the one drawn over the other is
+    narrower (the wider shows around it) or dashed; the components' legend covers no bar and
+    no label."""
+    import itertools
+
+    fig = _plotted(monkeypatch, ["estimate", "--causal", "--sliding-window", "4096",
+                                 "--head-dim", "128", "--seq-len", "1024:65536:x2",
+                                 "--plot", str(tmp_path / "p.png")])
+    pairs = 0
+    for ax in fig.axes[:3]:
+        lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 2]  # (not y = 1)
+        for a, b in itertools.combinations(lines, 2):
+            ya, yb = (ax.transData.transform(line.get_xydata())[:, 1] for line in (a, b))
+            if np.abs(ya - yb).max() > 8:   # pixels apart somewhere: both show
+                continue
+            pairs += 1
+            low, high = sorted((a, b), key=lambda line: line.get_zorder())
+            assert (high.get_zorder() > low.get_zorder()
+                    and high.get_linewidth() < low.get_linewidth()) \
+                or high.get_linestyle() != low.get_linestyle(), (low.get_label(),
+                                                                 high.get_label())
+    assert pairs >= 2   # SWAT and blocksparse latency at least, in two panels
+    bars = fig.axes[3]
+    legend = bars.get_legend().get_window_extent()
+    covered = [p for p in bars.patches if p.get_window_extent().overlaps(legend)]
+    covered += [t for t in bars.texts if t.get_window_extent().overlaps(legend)]
+    assert not covered
