@@ -423,7 +423,8 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
     nq, nkv = ("N" if len(q) == n else "NQ"), ("N" if len(k) == n else "NKV")
     lay = core_layouts(p)
     pkg = package_name(name)
-    fields = command(p, run, sink_scores=testbench_sink_scores(p, seed))
+    scores = testbench_sink_scores(p, seed)
+    fields = command(p, run, sink_scores=scores)
     values = []
     for field_name in lay["cmd"].members:
         value = fields[field_name]
@@ -475,7 +476,8 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
         "  // the run's command, every field named (a field left out does not compile)",
         f"  localparam cmd_t CMD = '{{{', '.join(values)}}};",
         "  // the same command as the core's own layout packs it (swatkit.rtl.core.command_value)",
-        f"  if (CMD != {_literal(command_value(p, run), lay['cmd'].size)}) begin : g_cmd_layout",
+        f"  if (CMD != {_literal(command_value(p, run, sink_scores=scores), lay['cmd'].size)}) "
+        "begin : g_cmd_layout",
         "    $error(\"the package's cmd_t does not pack like the core's command layout\");",
         "  end",
         "",

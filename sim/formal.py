@@ -16,7 +16,9 @@ resets):
 ``row_counts``
     no more than N rows pass through ``q``, ``kv`` or ``o`` in a run, the core's row counters never
     exceed N, nothing moves while idle, and a run ends (``busy`` falls) with exactly N rows through
-    each stream (with G global rows: G + N on ``kv``, N − G on ``o``).
+    each stream (with G global rows: G + N on ``kv``, N − G on ``o``; a grouped core, g query
+    heads per K/V head: g·N on ``q`` and ``o``; a sink core: its S sinks first on ``kv``,
+    S + N).
 
 Pattern cores (:func:`properties`): with global tokens, the global-row engine's streams —
 ``og_held``, ``qg_valid``, ``kvg_valid``, ``global_counts`` (G rows on ``qg`` and ``og``, 2N on

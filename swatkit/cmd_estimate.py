@@ -289,6 +289,44 @@ def _flow_core_layer(args, path: Path, core: dict) -> dict:
     return layer
 
 
+def _estimate_core(args, r, lengths: list[int], dataflows: list[str], flow, common: dict):
+    """The estimate of the core the options describe (no ``--model``): one head, or one
+    layer's head groups (``--heads``/``--kv-heads``, each group a run of that core). Returns
+    the model of a grouped layer (else None), the core's record for ``--from-flow`` and the
+    records."""
+    from swatkit.sim.estimate import check_head_engines, estimate, single_head
+
+    params = core_params(r, max(lengths) if flow is None else flow.hw.max_seq_len)
+    check_sink_values(r, params)   # (given values only checked: no cycle depends on them)
+    model = single_head(params) if params.heads > 1 else None
+    short = [n for n in lengths if n < params.spec.sink_tokens]
+    if short:   # (every length of the sweep holds the sinks, as the longest does)
+        raise UsageError(f"{r.label('sink_tokens')} {params.spec.sink_tokens} is beyond "
+                         f"{r.label('seq_len')} {short[0]} (every length must hold the "
+                         f"sinks)")
+    estimated = [{"head_dim": params.spec.head_dim, "window": params.window,
+                  "key_lanes": params.hw.key_lanes, "dim_lanes": params.hw.dim_lanes,
+                  "data_bits": params.fmt.data_bits}]
+    for line in waste_warnings(r, params):
+        warn(line)
+    if params.group_heads == 1 and args.head_engines != 1:
+        raise UsageError(f"--head-engines {args.head_engines} needs --model or --heads (one "
+                         f"head has no K/V group)")
+    try:
+        check_head_engines(args.head_engines, params.group_heads,
+                           args.head_schedule or ("gqa" if params.group_heads > 1
+                                                  else "serial"),
+                           ("--head-engines", "--head-schedule"))
+    except ValueError as e:
+        raise UsageError(f"{e} ({r.label('heads')} {params.heads} on "
+                         f"{r.label('kv_heads')} {params.kv_heads})") from None
+    with progress(f"estimating {len(lengths)} lengths up to N = {max(lengths):,}"):
+        records = estimate(params, lengths, dataflows, cores=args.cores,
+                           head_schedule=args.head_schedule,
+                           head_engines=args.head_engines, **common)
+    return model, estimated, records
+
+
 def run(args: argparse.Namespace) -> int:
     from swatkit.rtl import LimitError
     from swatkit.sim.estimate import (
@@ -298,10 +336,8 @@ def run(args: argparse.Namespace) -> int:
         check_cores,
         check_head_engines,
         default_head_schedule,
-        estimate,
         estimate_model,
         load_table,
-        single_head,
     )
     from swatkit.sim.model_configs import ModelError, load_model
 
@@ -407,34 +443,7 @@ def run(args: argparse.Namespace) -> int:
         except (ModelError, TypeError, ValueError) as e:
             raise UsageError(f"--model: {e}") from None
     else:
-        params = core_params(r, max(lengths) if flow is None else flow.hw.max_seq_len)
-        check_sink_values(r, params)   # (given values only checked: no cycle depends on them)
-        model = single_head(params) if params.heads > 1 else None
-        short = [n for n in lengths if n < params.spec.sink_tokens]
-        if short:   # (every length of the sweep holds the sinks, as the longest does)
-            raise UsageError(f"{r.label('sink_tokens')} {params.spec.sink_tokens} is beyond "
-                             f"{r.label('seq_len')} {short[0]} (every length must hold the "
-                             f"sinks)")
-        estimated = [{"head_dim": params.spec.head_dim, "window": params.window,
-                      "key_lanes": params.hw.key_lanes, "dim_lanes": params.hw.dim_lanes,
-                      "data_bits": params.fmt.data_bits}]
-        for line in waste_warnings(r, params):
-            warn(line)
-        if params.group_heads == 1 and args.head_engines != 1:
-            raise UsageError(f"--head-engines {args.head_engines} needs --model or --heads (one "
-                             f"head has no K/V group)")
-        try:
-            check_head_engines(args.head_engines, params.group_heads,
-                               args.head_schedule or ("gqa" if params.group_heads > 1
-                                                      else "serial"),
-                               ("--head-engines", "--head-schedule"))
-        except ValueError as e:
-            raise UsageError(f"{e} ({r.label('heads')} {params.heads} on "
-                             f"{r.label('kv_heads')} {params.kv_heads})") from None
-        with progress(f"estimating {len(lengths)} lengths up to N = {max(lengths):,}"):
-            records = estimate(params, lengths, dataflows, cores=args.cores,
-                               head_schedule=args.head_schedule,
-                               head_engines=args.head_engines, **common)
+        model, estimated, records = _estimate_core(args, r, lengths, dataflows, flow, common)
     if core is not None:
         for c in estimated:
             if c != core:

@@ -198,6 +198,10 @@ def test_matrix_covers_what_we_ship():
     assert any(c.build == DEFAULT_CORE and c.seq_lens == (4096,) for c in FULL_ONLY)
     mistral = [c for c in FULL_ONLY if c.build.after == 0 and c.build.head_dim == 128]
     assert mistral and mistral[0].build.before == 4095 and mistral[0].seq_lens[0] >= 4608
+    # the Mistral-7B head group: 4 query heads per K/V head, N >= 4608, stall-free (cycles exact)
+    group = [c for c in FULL_ONLY if c.build.params.group_heads == 4 and c.build.head_dim == 128]
+    assert group and group[0].build.before == 4095 and group[0].seq_lens[0] >= 4608
+    assert group[0].stall_free and group[0].build.params.heads == 32
     bigbird = [c for c in MATRIX_FULL if c.build.block_size == 64]
     assert any(c.stall_free and c.seq_lens == (1024,) and c in MATRIX_FAST for c in bigbird)
     assert any(c.seq_lens == (4096,) for c in bigbird)
