@@ -123,6 +123,7 @@ def core_signature(p: CoreParams) -> wiring.Signature:
         **globals_,
         "busy": Out(1),
         "error": Out(1),
+        "rule_error": Out(1),
         "stats": Out(lay["stats"]),
     })
 
@@ -203,6 +204,10 @@ class SwatCore(wiring.Component):
         of rows 0 … N−1, twice; the global rows.
     busy : Out(1)     a run is in progress.
     error : Out(1)    the last command was rejected.
+    rule_error : Out(1)  sticky until reset: a producer dropped ``valid`` in the middle of a
+        row of ``kv`` (or ``kvr``) of two words or more (:class:`~swatkit.rtl.kv_ring.
+        RowCopier`); the rows taken since are not the producer's. Always 0 when a row is
+        one word.
     stats : Out(layout)  performance counters of the current/last run (``STAT_FIELDS``).
 
     The stages (``control``, ``ring``, ``random``, ``scheduler``, ``qk``, ``sv``, ``norm``,
@@ -289,7 +294,9 @@ class SwatCore(wiring.Component):
             wiring.connect(m, qk=qk.rk_rd, random=rnd.k_rd)
             wiring.connect(m, sv=sv.rv_rd, random=rnd.v_rd)
             m.d.comb += [sched.blocks.eq(rnd.blocks), rnd.sv_done.eq(sv.done)]
-        m.d.comb += [self.busy.eq(run.running), self.error.eq(control.error)]
+        m.d.comb += [self.busy.eq(run.running), self.error.eq(control.error),
+                     self.rule_error.eq(ring.copier.dropped
+                                        | (rnd.copier.dropped if rmax else 0))]
 
         # -- the rows out: a global token's band row is dropped (the global-row engine sends
         # its row), the others counted ----------------------------------------------------------

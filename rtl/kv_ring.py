@@ -75,6 +75,12 @@ class RowCopier:
     stage, one cycle behind, holds its row). ``k`` and ``v`` hold each word the cycle after
     it is copied, which is when the loader writes it. ``busy``: words 1 … G − 1 are being
     copied; ``index``: the word being copied.
+
+    ``dropped`` (rows of two words or more): sticky until reset, set when the producer breaks
+    the stream rule on a row being copied — ``valid`` low in a cycle of words 1 … G − 1 (the
+    row's transfer, at its last word, is still to come). What the core does then:
+    docs/verification.md, "A producer that breaks the rule". With one word per row the row is
+    sampled in the cycle of its transfer and ``dropped`` stays 0.
     """
 
     def __init__(self, name: str, g: int, word: int):
@@ -84,6 +90,7 @@ class RowCopier:
         self.busy = Signal(name=f"{name}_copy")
         self.index = Signal(range(max(g, 2)), name=f"{name}_copy_g")
         self.ready = Signal(name=f"{name}_copy_ready")
+        self.dropped = Signal(name=f"{name}_dropped")
 
     def build(self, m: Module, port, start):
         """The copier's logic in ``m``: rows of the stream ``port``, each from ``start``."""
@@ -101,6 +108,8 @@ class RowCopier:
                          self.ready.eq(start)]
             return
         m.d.comb += port.ready.eq(self.ready)
+        with m.If(self.busy & ~port.valid):   # (cleared only by reset: a sticky status bit)
+            m.d.sync += self.dropped.eq(1)
         with m.If(self.busy):
             with m.If(self.index == g - 1):
                 m.d.sync += [self.busy.eq(0), self.index.eq(0)]

@@ -273,7 +273,7 @@ class ContractHarness(wiring.Component):
             else:
                 m.d.comb += env.payload.eq(dut.payload)
         m.d.comb += [self.busy.eq(core.busy), self.error.eq(core.error),
-                     self.stats.eq(core.stats)]
+                     self.rule_error.eq(core.rule_error), self.stats.eq(core.stats)]
 
         # -- the producers' side of the stream rule, assumed: an offered beat stays offered, its
         # payload unchanged, until it is taken (Amaranth's lib.stream rules; a K/V row is
@@ -293,7 +293,9 @@ class ContractHarness(wiring.Component):
         # was offered and not taken in the cycle before (an invariant of the core with its
         # environment: proved in the invariants job, given in the others)
         env = [(~core.ring.copier.busy | waiting["kv"],
-                "inv: the K/V row being copied is still offered")]
+                "inv: the K/V row being copied is still offered"),
+               # (so the status bit of a producer that breaks the rule never rises)
+               (~self.rule_error, "inv: rule_error stays 0 while the producers keep the rule")]
         if core.random is not None:
             env.append((~core.random.copier.busy | waiting["kvr"],
                         "inv: the random-block row being copied is still offered"))
