@@ -417,7 +417,13 @@ class SwatCore(wiring.Component):
         out_rows = rows_done + norm.rows_inside
         idle = (qk.idle & sv.idle & norm.idle & ~ring.state.hold & ~s.q_full
                 & ~s.q_skid_full)
+        rnd = self.random   # (BigBird: a block's rows start once its random rows are written)
+        random = [] if rnd is None else [
+            (~running | ~run.rcount.any() | ((rnd.state.wr_blk + 3) * p.block_size > run.n)
+             | (s.qk_row <= (rnd.state.wr_blk + 1) * p.block_size),
+             "inv: no row of the block whose random rows are loading has started")]
         return [
+            *random,
             (~running | (s.qk_row == sv.done + in_sv), "inv: started rows are in the engines"),
             (~running | (s.sb_free + s.qk_row == sv.done + sb), "inv: free score buffers"),
             (~running | (g * sv.done == g * out_rows + groups),

@@ -22,7 +22,7 @@ Pattern cores (:func:`properties`): with global tokens, the global-row engine's 
 ``og_held``, ``qg_valid``, ``kvg_valid``, ``global_counts`` (G rows on ``qg`` and ``og``, 2N on
 ``kvg``); with BigBird's random blocks, ``kvr_valid``. Every run pattern within the core's
 maxima (dilation, global tokens, random blocks) is a solver input. What cannot be proved yet on
-a core is not attempted and says why (:func:`open_properties`: BigBird's cores).
+a core would not be attempted and says why (:func:`open_properties`; none today).
 
 Covers (against vacuity, :func:`covers`): an output row is transferred, a run of two rows
 completes, and on pattern cores a run of the largest dilation ends, a global row leaves, a
@@ -431,6 +431,12 @@ class ContractHarness(wiring.Component):
         """The global-row engine's streams (qg: G rows, kvg: 2N, og: G, each run with global
         rows), and BigBird's random blocks."""
         x, n, g, check = obs.x, obs.run_n, obs.run_g, self.check
+        if check == "kvr_valid":   # RandomRing counts its rows by block (rows_taken)
+            rnd = core.random
+            return [(~self.busy | (rnd.rows_taken() == x["kvr"] + rnd.copier.busy),
+                     "kvr: the core's random-row count differs from the transfers (and the "
+                     "row being copied)"),
+                    (self.busy | ~self.kvr.ready, "kvr: a row taken while idle")]
         glob = core.glob.state
         counts = {"qg": g, "kvg": Mux(g.any(), 2 * n, 0), "og": g}
         # what ties the engine to the observer: the run it was started with, its counts of the
@@ -461,7 +467,7 @@ class ContractHarness(wiring.Component):
                 (self.busy | ~(self.qg.ready | self.kvg.ready | self.og.valid),
                  "a global stream moves while idle"),
             ]
-        raise AssertionError(check)   # (kvr_valid: open_properties says why it is not proved)
+        raise AssertionError(check)
 
     def _covers(self, core, obs) -> dict:
         """``{name: test}`` of :func:`covers`."""
@@ -479,26 +485,13 @@ class ContractHarness(wiring.Component):
         return found
 
 
-# Why a BigBird core's invariants cannot be proved yet (measured: docs/verification.md)
-BIGBIRD_OPEN = ("the stages' invariants are not stated for BigBird's block window yet: the "
-                "scheduler's (rtl/scheduler.py: hi1, near, every started row had its keys) are "
-                "the token band's and fail from reset on it, and RandomRing states none")
-
-
 def open_properties(p: CoreParams) -> dict:
     """``{name: why}``: the properties of :func:`properties` that ``swatkit prove`` cannot prove
     yet on the core ``p`` describes (they are not attempted; the reason is printed), and
-    ``"invariants"`` when the auxiliary invariants themselves are not stated for the core."""
-    found = {}
-    if p.block_size:
-        found = {INVARIANTS: BIGBIRD_OPEN,
-                 **{name: "it is proved with the invariants assumed, which are not stated "
-                         "for BigBird yet (the invariants line)" for name in properties(p)}}
-    if p.max_random_blocks:
-        found["kvr_valid"] = ("RandomRing counts the kvr rows it takes by block (row in the "
-                              "block, the block's end) and states no invariant that ties them "
-                              "to a row count yet")
-    return found
+    ``"invariants"`` when the auxiliary invariants themselves are not stated for the core.
+    None today: every core ``swatkit prove`` takes (band, dilation, global tokens, BigBird)
+    has its stages' invariants and every property of :func:`properties` is attempted."""
+    return {}
 
 
 def covers(p: CoreParams) -> dict:
