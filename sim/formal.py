@@ -22,7 +22,8 @@ Pattern cores (:func:`properties`): with global tokens, the global-row engine's 
 ``og_held``, ``qg_valid``, ``kvg_valid``, ``global_counts`` (G rows on ``qg`` and ``og``, 2N on
 ``kvg``); with BigBird's random blocks, ``kvr_valid``. Every run pattern within the core's
 maxima (dilation, global tokens, random blocks) is a solver input. What cannot be proved yet on
-a core would not be attempted and says why (:func:`open_properties`; none today).
+a core is not attempted and says why (:func:`open_properties`: three global properties of a core
+with several global-row engines).
 
 Covers (against vacuity, :func:`covers`): an output row is transferred, a run of two rows
 completes, and on pattern cores a run of the largest dilation ends, a global row leaves, a
@@ -89,6 +90,7 @@ from swatkit.rtl.units import FormalPlatform
 
 __all__ = [
     "COVERS",
+    "ENGINES_OPEN",
     "FAULTS",
     "LIMITS",
     "PROPERTIES",
@@ -485,12 +487,24 @@ class ContractHarness(wiring.Component):
         return found
 
 
+# Why the global properties are not attempted on a core with several global-row engines
+ENGINES_OPEN = ("the global rows are dealt to {} global-row engines side by side "
+                "(GlobalRowEngines: qg and og in turn, kvg to every engine with rows), whose "
+                "dealing states no invariant tying the engines' own counts to the streams' yet "
+                "(each engine proves its own invariants; one engine: the properties are proved)")
+
+
 def open_properties(p: CoreParams) -> dict:
     """``{name: why}``: the properties of :func:`properties` that ``swatkit prove`` cannot prove
     yet on the core ``p`` describes (they are not attempted; the reason is printed), and
     ``"invariants"`` when the auxiliary invariants themselves are not stated for the core.
-    None today: every core ``swatkit prove`` takes (band, dilation, global tokens, BigBird)
-    has its stages' invariants and every property of :func:`properties` is attempted."""
+    On a core with several global-row engines side by side (BigBird's
+    :class:`~swatkit.rtl.global_rows.GlobalRowEngines`), the three global properties that
+    read an engine's counters (:data:`ENGINES_OPEN`; ``og_held`` reads only the port); every
+    other property of every core is attempted."""
+    if p.global_rows and p.global_engines > 1:
+        return dict.fromkeys(("qg_valid", "kvg_valid", "global_counts"),
+                             ENGINES_OPEN.format(p.global_engines))
     return {}
 
 
