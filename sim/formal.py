@@ -163,15 +163,27 @@ class ProveError(RuntimeError):
     """The formal tools are missing or failed to run (not a failed proof)."""
 
 
+def cover_run(p: CoreParams) -> int:
+    """The run length of the ``run_ends`` cover: 2 rows (1 if ``max_seq_len`` is 1); on a
+    BigBird core one block (N is a multiple of b)."""
+    return p.block_size or min(2, p.hw.max_seq_len)
+
+
 def default_cover_depth(p: CoreParams) -> int:
-    """Steps from reset enough to see a run of two rows end: the cycle model's cycles for it
-    (no stalls), plus the command and some slack."""
+    """Steps from reset enough to reach every cover: the cycle model's cycles (no stalls) of a
+    run of :func:`cover_run` rows — on a BigBird core, whose first and last blocks are global
+    rows (not on ``o``), of 3b rows with no random blocks, the shortest run with a row on
+    ``o`` — plus the command and some slack."""
     from swatkit.sim.cycle_model import swat_cycles
 
-    n = min(2, p.hw.max_seq_len)
-    # (the spec's global tokens that fall in a run of n rows)
-    pattern = ({} if p.block_size or not p.max_global_tokens else
-               {"global_tokens": tuple(t for t in p.spec.global_tokens if t < n)})
+    n = cover_run(p)
+    if p.block_size:
+        three = 3 * p.block_size
+        n = three if three <= p.hw.max_seq_len else n
+        pattern = {"num_random_blocks": 0}
+    else:   # (the spec's global tokens that fall in a run of n rows)
+        pattern = ({} if not p.max_global_tokens else
+                   {"global_tokens": tuple(t for t in p.spec.global_tokens if t < n)})
     return swat_cycles(p, n, run=p.run_spec(n, **pattern)).cycles + 12
 
 
@@ -475,7 +487,7 @@ class ContractHarness(wiring.Component):
         """``{name: test}`` of :func:`covers`."""
         p, x = self.params, obs.x
         ends = obs.was_busy & ~self.busy
-        two = min(2, p.hw.max_seq_len)
+        two = cover_run(p)
         found = {"o_row": self.o.valid & self.o.ready,
                  "run_ends": ends & (x["o"] + obs.run_g == obs.run_n) & (obs.run_n == two)}
         if p.max_dilation > 1:   # a run of the largest dilation ends
@@ -511,6 +523,8 @@ def open_properties(p: CoreParams) -> dict:
 def covers(p: CoreParams) -> dict:
     """The covers of the core ``p`` describes (against vacuity), ``{name: text}``."""
     found = dict(COVERS)
+    if p.block_size:
+        found["run_ends"] = f"a run of {p.block_size} rows (one block) ends"
     if p.max_dilation > 1:
         found["dilated_run"] = f"a run with dilation {p.max_dilation} ends"
     if p.max_global_tokens:

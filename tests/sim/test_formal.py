@@ -142,6 +142,20 @@ def test_pattern_stages_own_their_invariants():
     assert "kvr_valid" in formal.properties(BIGBIRD)
 
 
+def test_bigbird_cover_depth_reaches_an_output_row():
+    """A BigBird run's length is a multiple of b and its first and last blocks are global rows
+    (not on o): the covers' run is one block, and the default depth is the cycle model's for
+    3b rows (the shortest run with a row on o), also where b does not divide 2."""
+    from swatkit.sim.cycle_model import swat_cycles
+
+    p = CoreParams(AttentionSpec.bigbird(24, 2, block_size=4, num_random_blocks=1, seed=0),
+                   TINY.fmt, HardwareConfig(key_lanes=1, dim_lanes=1, max_seq_len=24))
+    assert formal.cover_run(p) == 4 and formal.cover_run(TINY) == 2
+    run = p.run_spec(12, num_random_blocks=0)
+    assert formal.default_cover_depth(p) == swat_cycles(p, 12, run=run).cycles + 12
+    assert formal.covers(p)["run_ends"] == "a run of 4 rows (one block) ends"
+
+
 def test_open_properties_say_why():
     """Every core prove takes has its stages' invariants stated; only a core with several
     global-row engines side by side leaves the three global properties that read an engine's
