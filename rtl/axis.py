@@ -27,7 +27,9 @@ the data path.
 * Every ``tdata`` is padded to whole bytes (AXI4-Stream's rule); input padding bits are ignored,
   output padding bits are 0. No ``tkeep``/``tstrb`` (every byte is data). ``tvalid`` never waits
   for ``tready``.
-* ``busy``, ``error`` and ``stats`` are the core's, unchanged.
+* ``busy``, ``error``, ``rule_error`` and ``stats`` are the core's, unchanged (``rule_error``:
+  sticky until ``aresetn``, a producer dropped ``tvalid`` in the middle of a K/V row of two
+  words or more, docs/rtl.md).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class AxisSwatCore(wiring.Component):
         K and V rows (K in the low half).
     m_axis_o_tdata, m_axis_o_tvalid, m_axis_o_tlast : Out; m_axis_o_tready : In
         O rows; ``tlast`` on row N−1.
-    busy, error : Out(1); stats : Out(layout)
+    busy, error, rule_error : Out(1); stats : Out(layout)
         The core's.
 
     Raises
@@ -97,6 +99,7 @@ class AxisSwatCore(wiring.Component):
                 members[f"m_axis_{name}_tlast"] = Out(1)
         members["busy"] = Out(1)
         members["error"] = Out(1)
+        members["rule_error"] = Out(1)
         members["stats"] = Out(self.layouts["stats"])
         super().__init__(members)
 
@@ -123,7 +126,7 @@ class AxisSwatCore(wiring.Component):
                     port.ready.eq(getattr(self, f"m_axis_{name}_tready") & live),
                 ]
         m.d.comb += [self.busy.eq(core.busy), self.error.eq(core.error),
-                     self.stats.eq(core.stats)]
+                     self.rule_error.eq(core.rule_error), self.stats.eq(core.stats)]
 
         # tlast: count the run's output rows against the rows its command asked for
         cmd = core.cmd.payload

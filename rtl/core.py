@@ -123,6 +123,7 @@ def core_signature(p: CoreParams) -> wiring.Signature:
         **globals_,
         "busy": Out(1),
         "error": Out(1),
+        "rule_error": Out(1),
         "stats": Out(lay["stats"]),
     })
 
@@ -203,6 +204,10 @@ class SwatCore(wiring.Component):
         of rows 0 … N−1, twice; the global rows.
     busy : Out(1)     a run is in progress.
     error : Out(1)    the last command was rejected.
+    rule_error : Out(1)  sticky until reset: a producer dropped ``valid`` in the middle of a
+        row of ``kv`` (or ``kvr``) of two words or more (:class:`~swatkit.rtl.kv_ring.
+        RowCopier`); the rows taken since are not the producer's. Always 0 when a row is
+        one word.
     stats : Out(layout)  performance counters of the current/last run (``STAT_FIELDS``).
 
     The stages (``control``, ``ring``, ``random``, ``scheduler``, ``qk``, ``sv``, ``norm``,
@@ -289,7 +294,9 @@ class SwatCore(wiring.Component):
             wiring.connect(m, qk=qk.rk_rd, random=rnd.k_rd)
             wiring.connect(m, sv=sv.rv_rd, random=rnd.v_rd)
             m.d.comb += [sched.blocks.eq(rnd.blocks), rnd.sv_done.eq(sv.done)]
-        m.d.comb += [self.busy.eq(run.running), self.error.eq(control.error)]
+        m.d.comb += [self.busy.eq(run.running), self.error.eq(control.error),
+                     self.rule_error.eq(ring.copier.dropped
+                                        | (rnd.copier.dropped if rmax else 0))]
 
         # -- the rows out: a global token's band row is dropped (the global-row engine sends
         # its row), the others counted ----------------------------------------------------------
@@ -410,7 +417,13 @@ class SwatCore(wiring.Component):
         out_rows = rows_done + norm.rows_inside
         idle = (qk.idle & sv.idle & norm.idle & ~ring.state.hold & ~s.q_full
                 & ~s.q_skid_full)
+        rnd = self.random   # (BigBird: a block's rows start once its random rows are written)
+        random = [] if rnd is None else [
+            (~running | ~run.rcount.any() | ((rnd.state.wr_blk + 3) * p.block_size > run.n)
+             | (s.qk_row <= (rnd.state.wr_blk + 1) * p.block_size),
+             "inv: no row of the block whose random rows are loading has started")]
         return [
+            *random,
             (~running | (s.qk_row == sv.done + in_sv), "inv: started rows are in the engines"),
             (~running | (s.sb_free + s.qk_row == sv.done + sb), "inv: free score buffers"),
             (~running | (g * sv.done == g * out_rows + groups),

@@ -13,7 +13,8 @@ waits for its end and compares the output rows in bulk, and the simulator runs a
   probability ``gap/65536``), while ``hold`` is high, or during an off run of its ``burst``
   on/off process; once offered, a beat stays valid and unchanged until taken. While ``valid``
   is low the payload is the bitwise complement of the next row, so a consumer that takes a
-  beat without ``valid`` reads a wrong row.
+  beat without ``valid`` reads a wrong row. A source built with ``drop_fault`` can break the
+  rule once on purpose (``drop``, ``drop_row``): a fault for the core's ``rule_error``.
 * :class:`RowSink` — takes rows into its memory, dropping ``ready`` when its LFSR draw falls below
   ``stall``, while ``hold`` is high or during an off run of ``burst``, and checks the producer:
   an offered row must stay offered and unchanged until taken (``violation`` and the cycle of
@@ -136,14 +137,24 @@ class RowSource(wiring.Component):
     start, seed, count, hold, gap, burst : In   see the module docstring.
     passes : In       (with ``max_passes`` > 1) the rows are sent this many times over.
     sent : Out        rows taken since ``start``.
+    drop, drop_row : In; drop_fired : Out   (with ``drop_fault``) a producer that breaks the
+        stream rule once: while ``drop`` is high, the first time the consumer is ready for row
+        ``drop_row`` (``sent == drop_row``) after the row has been offered a cycle, ``valid``
+        is withdrawn for that cycle (the payload is then the row's complement) and the row is
+        offered again after it; ``drop_fired`` (sticky until ``start``) says it happened. On a
+        consumer that copies a row word by word before its transfer (the core's ``kv`` with
+        rows of two words or more) that is the cycle of the row's last word. The consumer's
+        ``ready`` must not depend on ``valid`` in the same cycle (a combinational loop).
     """
 
     def __init__(self, layout, depth: int, *, name: str = "src", mem_attrs=None,
-                 max_passes: int = 1):
+                 max_passes: int = 1, drop_fault: bool = False):
         self.layout, self.depth, self.name = layout, depth, name
-        self.max_passes = max_passes
+        self.max_passes, self.drop_fault = max_passes, drop_fault
         self.mem = memory.Memory(shape=layout, depth=depth, init=[], attrs=mem_attrs)
         passes = {"passes": In(range(max_passes + 1))} if max_passes > 1 else {}
+        if drop_fault:
+            passes.update(drop=In(1), drop_row=In(range(depth + 1)), drop_fired=Out(1))
         super().__init__({
             "o": Out(stream.Signature(layout)),
             **_control_signature(depth),
@@ -179,6 +190,16 @@ class RowSource(wiring.Component):
         off = _off_runs(m, lfsr, self.burst, self.start, self.name)
         held = Signal()
         valid = buf.r_rdy & ~self.start & (held | (~self.hold & ~off & ~lfsr.below(self.gap)))
+        if self.drop_fault:   # the rule broken once: valid withdrawn in a cycle it is taken
+            fire = (self.drop & ~self.drop_fired & held & (self.sent == self.drop_row)
+                    & self.o.ready)
+            with m.If(fire):
+                m.d.sync += self.drop_fired.eq(1)
+            with m.If(self.start):
+                m.d.sync += self.drop_fired.eq(0)
+            offered = Signal()
+            m.d.comb += offered.eq(valid & ~fire)
+            valid = offered
         m.d.comb += [
             self.o.valid.eq(valid),
             self.o.payload.eq(Mux(valid, buf.r_data, ~buf.r_data)),
@@ -289,7 +310,8 @@ class VerilogCore(wiring.Component):
                 conns.update({f"o_{prefix}tdata": tdata, f"o_{prefix}tvalid": port.valid,
                               f"i_{prefix}tready": port.ready,
                               f"o_{prefix}tlast": Signal(name=f"{name}_tlast")})
-        conns.update({"o_busy": self.busy, "o_error": self.error, "o_stats": self.stats})
+        conns.update({"o_busy": self.busy, "o_error": self.error,
+                      "o_rule_error": self.rule_error, "o_stats": self.stats})
         return Instance(self.module, **conns)
 
 
@@ -317,11 +339,16 @@ class SwatHarness(wiring.Component):
     seed : In(32)      seeds the LFSRs (each stream mixes in its own constant).
     q_count, kv_count : In  rows the sources stream after ``start`` (all runs' rows).
     cmd : In(stream)   passed to the core (one beat starts a run).
-    busy, error, stats : Out  the core's.
+    busy, error, rule_error, stats : Out  the core's.
     q_sent, kv_sent, o_rows : Out  rows moved since ``start``.
     cycles, busy_cycles : Out(32)  cycles since ``start``, and of those the ones with ``busy``.
     violation, violation_cycle : Out  the sink's protocol check of the core's output.
     cmd_busy : Out(1)  sticky until ``start``: the core took a command while ``busy``.
+    kv_drop, kv_drop_row : In; kv_drop_fired : Out   a K/V producer that breaks the stream
+        rule once (:class:`RowSource`'s ``drop``): valid withdrawn in the cycle the core would
+        take K/V row ``kv_drop_row`` (counted from ``start``), the last word of its copy. Only
+        on a core whose rows have two words or more (elsewhere the inputs do nothing and
+        ``kv_drop_fired`` stays 0).
 
     Per stream ``s`` of :meth:`streams` (``q``, ``kv``, ``o``, and ``qg``, ``kvg``, ``og``,
     ``kvr`` on cores that have them), each independent of the others:
@@ -356,7 +383,8 @@ class SwatHarness(wiring.Component):
         d = self.depth
         dq = self.q_depth = d * params.group_heads   # Q and O rows: g per position
         self.q_src = RowSource(lay["q"], dq, name="tb_q", mem_attrs=mem_attrs)
-        self.kv_src = RowSource(lay["kv"], d, name="tb_kv", mem_attrs=mem_attrs)
+        self.kv_src = RowSource(lay["kv"], d, name="tb_kv", mem_attrs=mem_attrs,
+                                drop_fault=params.groups >= 2)
         self.o_sink = RowSink(lay["o"], dq, name="tb_o", mem_attrs=mem_attrs)
         gmax = params.max_global_tokens
         glob = {}
@@ -389,7 +417,11 @@ class SwatHarness(wiring.Component):
             "cmd": In(stream.Signature(lay["cmd"])),
             "busy": Out(1),
             "error": Out(1),
+            "rule_error": Out(1),
             "stats": Out(lay["stats"]),
+            "kv_drop": In(1),
+            "kv_drop_row": In(range(d + 1)),
+            "kv_drop_fired": Out(1),
             "q_sent": Out(range(dq + 1)),
             "kv_sent": Out(range(d + 1)),
             "o_rows": Out(32),
@@ -473,9 +505,13 @@ class SwatHarness(wiring.Component):
             m.d.sync += self.cmd_busy.eq(1)
         m.d.comb += [
             self.busy.eq(core.busy), self.error.eq(core.error), self.stats.eq(core.stats),
+            self.rule_error.eq(core.rule_error),
             self.q_sent.eq(q.sent), self.kv_sent.eq(kv.sent), self.o_rows.eq(o.received),
             self.violation.eq(o.violation), self.violation_cycle.eq(o.violation_cycle),
         ]
+        if kv.drop_fault:
+            m.d.comb += [kv.drop.eq(self.kv_drop), kv.drop_row.eq(self.kv_drop_row),
+                         self.kv_drop_fired.eq(kv.drop_fired)]
         if self.params.global_rows:
             qg, kvg, og = self.qg_src, self.kvg_src, self.og_sink
             m.d.comb += [

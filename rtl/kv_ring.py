@@ -75,6 +75,12 @@ class RowCopier:
     stage, one cycle behind, holds its row). ``k`` and ``v`` hold each word the cycle after
     it is copied, which is when the loader writes it. ``busy``: words 1 … G − 1 are being
     copied; ``index``: the word being copied.
+
+    ``dropped`` (rows of two words or more): sticky until reset, set when the producer breaks
+    the stream rule on a row being copied — ``valid`` low in a cycle of words 1 … G − 1 (the
+    row's transfer, at its last word, is still to come). What the core does then:
+    docs/verification.md, "A producer that breaks the rule". With one word per row the row is
+    sampled in the cycle of its transfer and ``dropped`` stays 0.
     """
 
     def __init__(self, name: str, g: int, word: int):
@@ -84,6 +90,7 @@ class RowCopier:
         self.busy = Signal(name=f"{name}_copy")
         self.index = Signal(range(max(g, 2)), name=f"{name}_copy_g")
         self.ready = Signal(name=f"{name}_copy_ready")
+        self.dropped = Signal(name=f"{name}_dropped")
 
     def build(self, m: Module, port, start):
         """The copier's logic in ``m``: rows of the stream ``port``, each from ``start``."""
@@ -101,6 +108,8 @@ class RowCopier:
                          self.ready.eq(start)]
             return
         m.d.comb += port.ready.eq(self.ready)
+        with m.If(self.busy & ~port.valid):   # (cleared only by reset: a sticky status bit)
+            m.d.sync += self.dropped.eq(1)
         with m.If(self.busy):
             with m.If(self.index == g - 1):
                 m.d.sync += [self.busy.eq(0), self.index.eq(0)]
@@ -463,6 +472,53 @@ class RandomRing(wiring.Component):
         })
         self.collision = Signal()   # (as KVRing's)
         self.copier = RowCopier("kvr", p.groups, word)
+        # the loader's state, for the invariants (rows are counted by block: the row of the
+        # block being taken and that block's end)
+        self.state = SimpleNamespace(
+            hold=Signal(name="r_hold"),                         # a row is being written
+            g=Signal(range(max(p.groups, 2)), name="r_g"),      # its word
+            buf=Signal(name="r_buf"),                           # the buffer being written
+            row=Signal(range(max(p.random_rows, 2)), name="r_row"),   # row of the block taken
+            wlast=Signal(name="r_wlast"),          # the row being written ends its block
+            bend=Signal(p.index_bits + 2, name="r_bend"),   # (B + 2)·b of the block taken
+            wr_blk=Signal(p.index_bits, name="r_wr_blk"),   # blocks whose rows are written
+        )
+
+    def rows_taken(self):
+        """The ``kvr`` rows taken since the run started, counting the one being copied:
+        ``(B − 1)·r·b + row`` for the block B being taken."""
+        s, run, blk = self.state, self.run, self.params.block_size
+        return (s.bend // blk - 3) * (run.rnd_last + 1) + s.row
+
+    def invariants(self) -> list[tuple]:
+        """``(test, message)``: the random loader's invariants (for ``swatkit prove``), in
+        terms of its registers and the run's."""
+        p, s, run, c = self.params, self.state, self.run, self.copier
+        g, blk = p.groups, p.block_size
+        running = run.running
+        return [
+            (running | ~s.hold, "inv: no random row written while idle"),
+            (s.hold | (s.g == 0), "inv: random group counter idle"),
+            (s.g < g if g > 1 else s.g == 0, "inv: random group counter in range"),
+            (~c.busy | (s.hold & (c.index == s.g + 1)),
+             "inv: the random copier is one word ahead of the writes"),
+            (c.busy | (c.index == 0), "inv: random copier idle"),
+            *([(c.ready == (c.busy & (c.index == g - 1)),
+                "inv: kvr ready = the copier's last word")] if g > 1 else []),
+            (~running | (s.row <= run.rnd_last), "inv: r_row <= the block's last row"),
+            (~running | (s.bend == (s.wr_blk + 3 + (s.hold & s.wlast)) * blk),
+             "inv: r_bend = (blocks written + 3 + the block being finished) · b"),
+            (~running | (s.buf == ~s.wr_blk[0]), "inv: block B in buffer B mod 2"),
+            (~running | ~s.hold | ~s.wlast | (s.row == 0),
+             "inv: the block's last row written: the next row is the next block's first"),
+            (~running | (s.bend <= 3 * blk) | (s.bend <= run.n + blk),
+             "inv: no block taken past N"),
+            (~running | (s.row == 0) | (s.bend <= run.n), "inv: a block partly taken is in N"),
+            (~running | ~s.hold | (s.bend <= Mux(s.wlast, run.n + blk, run.n)),
+             "inv: the block being written is in N"),
+            (~running | run.rcount.any() | ((s.bend == 3 * blk) & ~s.hold & (s.row == 0)),
+             "inv: no random row taken in a run without random blocks"),
+        ]
 
     def elaborate(self, platform):
         m = Module()
@@ -472,15 +528,11 @@ class RandomRing(wiring.Component):
         rwords = p.random_rounds * g
         rkmem, rkwr = _banked_lanes(m, p, platform, "rkmem", p.random_depth)
         rvmem, rvwr = _banked_lanes(m, p, platform, "rvmem", p.random_depth)
-        r_hold = Signal()
-        r_g = Signal(range(max(g, 2)))
+        s = self.state
+        r_hold, r_g, r_buf, r_row = s.hold, s.g, s.buf, s.row
+        r_wlast, r_bend, r_wr_blk = s.wlast, s.bend, s.wr_blk
         r_lane = Signal(range(max(kl, 2)))
         r_base = Signal(range(max(p.random_depth, 2)))
-        r_buf = Signal()                           # the buffer being written
-        r_row = Signal(range(max(p.random_rows, 2)))   # row of the block being taken
-        r_wlast = Signal()                         # the row being written ends its block
-        r_bend = Signal(p.index_bits + 2)          # (B + 2)·b of the block being taken
-        r_wr_blk = Signal(p.index_bits)            # blocks whose random rows are written
         m.d.comb += self.blocks.eq(r_wr_blk)
         r_last = r_hold & (r_g == g - 1)
         r_free = (r_bend <= 4 * blk) | (self.sv_done + 3 * blk >= r_bend)
@@ -519,4 +571,5 @@ class RandomRing(wiring.Component):
         _read_lanes(m, rkmem, self.k_rd, "qk_rk")
         _read_lanes(m, rvmem, self.v_rd, "sv_rv", self.v_rd.en)
         m.d.comb += self.collision.eq(Cat(mem.collision for mem in (*rkmem, *rvmem)).any())
+        state_invariants(m, platform, self.invariants())
         return m

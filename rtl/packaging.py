@@ -408,9 +408,10 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
     starts one run of :func:`testbench_vectors`, offers the Q and K/V rows with seeded random
     valid gaps, takes the output rows under random ready stalls, and compares every row with
     the golden model's. It ends with ``$finish`` after a line ``PASS: ...``, or ``$fatal`` on a
-    wrong row, an ``error`` or a timeout; ``+flip_row=K`` makes it expect row K with its lowest
-    bit flipped, to see the check fail. Needs ``--timing`` (Verilator: ``--binary``).
-    ``config_lines`` (the core's configuration) are stated in its opening comment."""
+    wrong row, an ``error``, a ``rule_error`` or a timeout; ``+flip_row=K`` makes it expect row
+    K with its lowest bit flipped, to see the check fail. Needs ``--timing`` (Verilator:
+    ``--binary``). ``config_lines`` (the core's configuration) are stated in its opening
+    comment."""
     from .core import command, command_value
 
     p = params
@@ -511,7 +512,7 @@ def testbench(name: str, params: CoreParams, port_list: list[dict], rows: int = 
         clock,
         *connect,
         *idle,
-        "    .busy(busy), .error(error), .stats(stats)",
+        "    .busy(busy), .error(error), .rule_error(rule_error), .stats(stats)",
         "  );",
         TB_CORE_END,
         "  /* verilator lint_on UNUSEDSIGNAL */",
@@ -566,13 +567,13 @@ def _tb_declarations(lay, port_list: list[dict], axis: bool, nq: str = "N"):
                    "  stats_t stats;",
                    "  logic   cmd_valid, cmd_ready, q_valid, q_ready, kv_valid, kv_ready, "
                    "o_valid, o_ready;",
-                   "  logic   busy, error;"]
+                   "  logic   busy, error, rule_error;"]
         return declare, "    .clk(clk), .rst(rst),", "o_row", "cmd", []
     declare = [f"  logic [{port(s_, 'payload').upper()}_WIDTH-1:0] {sig(s_, 'payload')};"
                for s_ in ("cmd", "q", "kv", "o")]
     declare += ["  stats_t stats;",
                 "  logic   cmd_tvalid, cmd_tready, q_tvalid, q_tready, kv_tvalid, kv_tready;",
-                "  logic   o_tvalid, o_tready, o_tlast, busy, error;"]
+                "  logic   o_tvalid, o_tready, o_tlast, busy, error, rule_error;"]
     padded = next(q["width"] for q in port_list if q["name"] == port("o", "payload"))
     checks = [f"      if (o_tlast != (o_next == {nq} - 1))",
               "        $fatal(1, \"row %0d: tlast is %0d\", o_next, o_tlast);"]
@@ -587,7 +588,7 @@ def _tb_connections(port_list: list[dict], axis: bool):
     """The instance's connections: the four streams to the design's signals (``connect``),
     the ports this run does not use tied off or left unread (``idle``, ``unread``)."""
     port, sig = _tb_names(axis)
-    own = {"clk", "rst", "aclk", "aresetn", "busy", "error", "stats",
+    own = {"clk", "rst", "aclk", "aresetn", "busy", "error", "rule_error", "stats",
            *(port(s_, x) for s_ in ("cmd", "q", "kv", "o") for x in ("payload", "valid", "ready")),
            *([port("o", "last")] if axis else [])}
     idle, unread = [], []
@@ -615,8 +616,9 @@ def _tb_driver(name: str, seed: int, axis: bool, o_row: str, cmd_seen: str,
                checks: list[str], nq: str = "N", nkv: str = "N") -> list[str]:
     """The bench's clocked process: the command once, the Q and K/V rows under seeded random
     valid gaps, the output rows under random ready stalls, each compared with the golden
-    model's; PASS, or $fatal on a wrong row, an ``error`` or the timeout (``nq``, ``nkv``: the
-    names of the Q and output rows' and the K/V rows' counts)."""
+    model's; PASS, or $fatal on a wrong row, an ``error``, a ``rule_error`` (this bench keeps
+    the stream rule: it must stay 0) or the timeout (``nq``, ``nkv``: the names of the Q and
+    output rows' and the K/V rows' counts)."""
     _, sig = _tb_names(axis)
     valid, ready = sig("q", "valid")[1:], sig("q", "ready")[1:]   # "_valid" or "_tvalid"
     q_data = "q_row" if not axis else "q_tdata"
@@ -664,6 +666,7 @@ def _tb_driver(name: str, seed: int, axis: bool, o_row: str, cmd_seen: str,
         "      o_next <= o_next + 1;",
         "    end",
         "    if (error) $fatal(1, \"the core rejected the command (error)\");",
+        "    if (rule_error) $fatal(1, \"rule_error: the core saw valid dropped mid-row\");",
         f"    if (o_next == {nq}) begin",
         "      if (wrong != 0) $fatal(1, \"%0d of %0d rows differ from the golden model\", "
         f"wrong, {nq});",

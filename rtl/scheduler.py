@@ -95,6 +95,12 @@ class Scheduler(wiring.Component):
             near=Signal(name="near"),
             sb_free=Signal(range(p.score_buffers + 1), name="sb_free"),
         )
+        if p.block_size:   # block-sparse: the next row's place in its block, its block, (B + 2)·b
+            blk = p.block_size
+            self.state.blk_t = Signal(range(max(blk, 2)), name="blk_t")
+            self.state.qk_blk = Signal(p.index_bits, name="qk_blk")
+            self.state.bend = Signal(p.index_bits + 2, name="bend")
+            self.state.row_rnd = Signal(name="row_rnd")   # the next row has random blocks
         # a grouped core: the next row's position and query head (rows in the order position
         # 0 heads 0 … g − 1, position 1, …); one head: the position is the row
         if p.group_heads > 1:
@@ -104,15 +110,13 @@ class Scheduler(wiring.Component):
             self.state.qk_pos, self.state.qk_head = self.state.qk_row, 0
 
     def invariants(self) -> list[tuple]:
-        """``(test, message)``: the scheduler's invariants on a band core (for ``swatkit
-        prove``)."""
+        """``(test, message)``: the scheduler's invariants (for ``swatkit prove``): the Q
+        registers and the row counters, and the next row's window — the band's
+        (:meth:`_band_invariants`) or, on a block-sparse core, its block's
+        (:meth:`_block_invariants`)."""
         s, run = self.state, self.run
         running, n = run.running, run.n
         nq = run.nq if self.params.group_heads > 1 else n   # Q rows of the run
-        # (the run's window is the command's: dafter = dilation · after of the run)
-        reach = s.qk_pos + run.dafter + 1
-        # the last row started has the next row's position, or the one before
-        started = reach - 1 + (s.qk_head != 0) if self.params.group_heads > 1 else reach - 1
         heads = []
         if self.params.group_heads > 1:
             heads = [(s.qk_row == s.qk_pos * self.params.group_heads + s.qk_head,
@@ -125,6 +129,41 @@ class Scheduler(wiring.Component):
             (~running | (s.q_more == (s.q_cnt < nq)), "inv: q_more = q_cnt < nq"),
             (~running | (s.q_cnt <= nq), "inv: q_cnt <= nq"),
             (~running | (s.qk_more == (s.qk_row < nq)), "inv: qk_more = qk_row < nq"),
+            *(self._block_invariants() if self.params.block_size else self._band_invariants()),
+        ]
+
+    def _block_invariants(self) -> list[tuple]:
+        """A block-sparse core's next row: row ``qk_row`` is row ``blk_t`` of block ``qk_blk``,
+        it waits for ``hi1 = min((B + 2)·b, N)`` K/V rows, it has random blocks when its block
+        is a middle one (1 <= B <= nb − 2) and the run has some; every started row had its
+        block's keys."""
+        s, run, blk = self.state, self.run, self.params.block_size
+        running, n = run.running, run.n
+        started_end = Mux(s.blk_t == 0, s.bend - blk, s.bend)   # the last started row's block
+        checks = [
+            (~running | (s.blk_t < blk), "inv: blk_t < b"),
+            (~running | (s.qk_row == s.qk_blk * blk + s.blk_t),
+             "inv: qk_row = block · b + place in the block"),
+            (~running | (s.bend == (s.qk_blk + 2) * blk), "inv: bend = (block + 2) · b"),
+            (~running | (s.hi1 == Mux(s.bend > n, n, s.bend)), "inv: hi1 = min(bend, n)"),
+            (~running | (s.qk_row == 0) | (self.kv_wr >= Mux(started_end > n, n, started_end)),
+             "inv: every started row had its block's keys"),
+        ]
+        if self.params.max_random_blocks:
+            checks.append((~running | (s.row_rnd == (run.rcount.any() & (s.qk_blk != 0)
+                                                     & (s.bend <= n))),
+                           "inv: row_rnd = a middle block of a run with random blocks"))
+        return checks
+
+    def _band_invariants(self) -> list[tuple]:
+        """A band core's next row: ``hi1``, ``near``, and every started row had its keys."""
+        s, run = self.state, self.run
+        running, n = run.running, run.n
+        # (the run's window is the command's: dafter = dilation · after of the run)
+        reach = s.qk_pos + run.dafter + 1
+        # the last row started has the next row's position, or the one before
+        started = reach - 1 + (s.qk_head != 0) if self.params.group_heads > 1 else reach - 1
+        return [
             (~running | (s.hi1 == Mux(reach > n, n, reach)),
              "inv: hi1 = min(qk_pos + dilation·after + 1, n)"),
             (~running | (s.near == (reach > n)), "inv: near = the row's band reaches N"),
@@ -177,10 +216,7 @@ class Scheduler(wiring.Component):
             # first row it is (B − 1)·b; the block's rows keep that (blo*). hi1 is min((B +
             # 2)·b, N), from bend = (B + 2)·b; row_rnd says the next row has random blocks
             # (1 <= B <= nb − 2).
-            blk_t = Signal(range(max(blk, 2)))   # the next row's place in its block
-            qk_blk = Signal(p.index_bits)        # its block
-            bend = Signal(p.index_bits + 2)
-            row_rnd = Signal()
+            blk_t, qk_blk, bend, row_rnd = s.blk_t, s.qk_blk, s.bend, s.row_rnd
             blo = Signal.like(lo)
             blo_lane = Signal.like(lo_lane)
             blo_base = Signal.like(lo_base)

@@ -26,6 +26,9 @@ Checks, all reported in the result:
   equal N; ``qk_macs`` and ``sv_macs`` equal pairs · head_dim and ``exp_ops`` the pairs;
 * a command of N = 0 (and N = max_seq_len + 1 where it fits) sets ``error`` and starts nothing;
 * no command is taken while ``busy`` (the harness's ``cmd_busy``);
+* ``rule_error`` stays 0 (the sources keep the stream rule) and is 0 after each reset; in the
+  fault case that drops K/V ``valid`` mid-row (``Case.drop_valid``) it must be 1, with the
+  rows the core took then (one K/V transfer fewer) checked against the golden model;
 * liveness: a run that moves no output row for longer than a bound no healthy run reaches
   (:meth:`HarnessBench.liveness_cycles`) fails at once, with the cycle each stream and the
   command last moved and what each stream offers now (:meth:`HarnessBench.stream_report`);
@@ -197,6 +200,8 @@ class HarnessBench:
             burst = control["burst"]
             getattr(dut, f"{name}_burst").value = burst_threshold(burst) if burst else 0
         dut.seed.value = case["seed"] & 0xFFFFFFFF
+        drop = case.get("drop_valid")   # (a producer that drops valid mid-row, once)
+        dut.kv_drop.value, dut.kv_drop_row.value = drop is not None, drop or 0
         dut.start.value = 1
         await FallingEdge(dut.clk)
         dut.start.value = 0
@@ -447,6 +452,8 @@ class HarnessBench:
             if self.dut.busy.value or self.dut.error.value:
                 self.error(f"reset fault {kind} at {at}: busy={int(self.dut.busy.value)}, "
                            f"error={int(self.dut.error.value)} after the reset; expected 0, 0")
+            if self.dut.rule_error.value:
+                self.error(f"reset fault {kind} at {at}: rule_error is set after the reset")
 
     async def offer_early(self, value: int, after: int):
         """Offer the command ``value`` ``after`` cycles from now, while a run is in progress,
@@ -543,7 +550,7 @@ class HarnessBench:
             self.error(f"{label}: {got_rows} output rows at the end of the run, expected "
                        f"{run['o_rows']}")
         for name, sent in (("q", q_base + run["q_rows"]),
-                           ("kv", kv_base + n + run["columns"])):
+                           ("kv", kv_base + n + run["columns"] - run.get("kv_short", 0))):
             if int(getattr(dut, f"{name}_sent").value) != sent:
                 self.error(f"{label}: the {name} source sent "
                            f"{int(getattr(dut, f'{name}_sent').value)} rows, expected {sent}")
@@ -551,6 +558,13 @@ class HarnessBench:
             self.check_globals(index, label)
         if dut.error.value:
             self.error(f"{label}: error is set after a valid command")
+        want = run.get("rule_error", 0)
+        if int(dut.rule_error.value) != want:
+            self.error(f"{label}: rule_error is {int(dut.rule_error.value)}, expected {want}"
+                       + (" (a producer dropped valid mid-row)" if want else ""))
+        if int(dut.kv_drop_fired.value) != ("drop_row" in run):
+            self.error(f"{label}: the K/V source's drop of valid "
+                       f"{'did not happen' if 'drop_row' in run else 'happened unasked'}")
 
     def check_globals(self, index: int, label: str):
         """The run's global rows (on ``og``) against the golden model; the global streams'

@@ -24,7 +24,8 @@ Pattern cores (:func:`properties`): with global tokens, the global-row engine's 
 ``og_held``, ``qg_valid``, ``kvg_valid``, ``global_counts`` (G rows on ``qg`` and ``og``, 2N on
 ``kvg``); with BigBird's random blocks, ``kvr_valid``. Every run pattern within the core's
 maxima (dilation, global tokens, random blocks) is a solver input. What cannot be proved yet on
-a core is not attempted and says why (:func:`open_properties`: BigBird's cores).
+a core is not attempted and says why (:func:`open_properties`: three global properties of a core
+with several global-row engines).
 
 Covers (against vacuity, :func:`covers`): an output row is transferred, a run of two rows
 completes, and on pattern cores a run of the largest dilation ends, a global row leaves, a
@@ -91,6 +92,7 @@ from swatkit.rtl.units import FormalPlatform
 
 __all__ = [
     "COVERS",
+    "ENGINES_OPEN",
     "FAULTS",
     "LIMITS",
     "PROPERTIES",
@@ -163,16 +165,28 @@ class ProveError(RuntimeError):
     """The formal tools are missing or failed to run (not a failed proof)."""
 
 
+def cover_run(p: CoreParams) -> int:
+    """The run length of the ``run_ends`` cover: 2 rows (1 if ``max_seq_len`` is 1); on a
+    BigBird core one block (N is a multiple of b)."""
+    return p.block_size or min(2, p.hw.max_seq_len)
+
+
 def default_cover_depth(p: CoreParams) -> int:
-    """Steps from reset enough to see a run of two rows end: the cycle model's cycles for it
-    (no stalls), plus the command and some slack."""
+    """Steps from reset enough to reach every cover: the cycle model's cycles (no stalls) of a
+    run of :func:`cover_run` rows — on a BigBird core, whose first and last blocks are global
+    rows (not on ``o``), of 3b rows with no random blocks, the shortest run with a row on
+    ``o`` — plus the command and some slack."""
     from swatkit.sim.cycle_model import swat_cycles
 
-    n = min(2, p.hw.max_seq_len)
-    # (the spec's global tokens, or sinks, that fall in a run of n rows)
-    pattern = ({} if p.block_size or not p.max_global_tokens else
-               {"sink_tokens": min(n, p.spec.sink_tokens)} if p.sink_core else
-               {"global_tokens": tuple(t for t in p.spec.global_tokens if t < n)})
+    n = cover_run(p)
+    if p.block_size:
+        three = 3 * p.block_size
+        n = three if three <= p.hw.max_seq_len else n
+        pattern = {"num_random_blocks": 0}
+    else:   # (the spec's global tokens, or sinks, that fall in a run of n rows)
+        pattern = ({} if not p.max_global_tokens else
+                   {"sink_tokens": min(n, p.spec.sink_tokens)} if p.sink_core else
+                   {"global_tokens": tuple(t for t in p.spec.global_tokens if t < n)})
     return swat_cycles(p, n, run=p.run_spec(n, **pattern)).cycles + 12
 
 
@@ -274,7 +288,7 @@ class ContractHarness(wiring.Component):
             else:
                 m.d.comb += env.payload.eq(dut.payload)
         m.d.comb += [self.busy.eq(core.busy), self.error.eq(core.error),
-                     self.stats.eq(core.stats)]
+                     self.rule_error.eq(core.rule_error), self.stats.eq(core.stats)]
 
         # -- the producers' side of the stream rule, assumed: an offered beat stays offered, its
         # payload unchanged, until it is taken (Amaranth's lib.stream rules; a K/V row is
@@ -294,7 +308,9 @@ class ContractHarness(wiring.Component):
         # was offered and not taken in the cycle before (an invariant of the core with its
         # environment: proved in the invariants job, given in the others)
         env = [(~core.ring.copier.busy | waiting["kv"],
-                "inv: the K/V row being copied is still offered")]
+                "inv: the K/V row being copied is still offered"),
+               # (so the status bit of a producer that breaks the rule never rises)
+               (~self.rule_error, "inv: rule_error stays 0 while the producers keep the rule")]
         if core.random is not None:
             env.append((~core.random.copier.busy | waiting["kvr"],
                         "inv: the random-block row being copied is still offered"))
@@ -433,6 +449,12 @@ class ContractHarness(wiring.Component):
         """The global-row engine's streams (qg: G rows, kvg: 2N, og: G, each run with global
         rows), and BigBird's random blocks."""
         x, n, g, check = obs.x, obs.run_n, obs.run_g, self.check
+        if check == "kvr_valid":   # RandomRing counts its rows by block (rows_taken)
+            rnd = core.random
+            return [(~self.busy | (rnd.rows_taken() == x["kvr"] + rnd.copier.busy),
+                     "kvr: the core's random-row count differs from the transfers (and the "
+                     "row being copied)"),
+                    (self.busy | ~self.kvr.ready, "kvr: a row taken while idle")]
         glob = core.glob.state
         counts = {"qg": g, "kvg": Mux(g.any(), 2 * n, 0), "og": g}
         # what ties the engine to the observer: the run it was started with, its counts of the
@@ -463,13 +485,13 @@ class ContractHarness(wiring.Component):
                 (self.busy | ~(self.qg.ready | self.kvg.ready | self.og.valid),
                  "a global stream moves while idle"),
             ]
-        raise AssertionError(check)   # (kvr_valid: open_properties says why it is not proved)
+        raise AssertionError(check)
 
     def _covers(self, core, obs) -> dict:
         """``{name: test}`` of :func:`covers`."""
         p, x = self.params, obs.x
         ends = obs.was_busy & ~self.busy
-        two = min(2, p.hw.max_seq_len)
+        two = cover_run(p)
         rows = obs.run_g if p.global_rows else 0   # (global rows leave on og)
         found = {"o_row": self.o.valid & self.o.ready,
                  "run_ends": ends & (x["o"] == (obs.run_n - rows) * p.group_heads)
@@ -483,31 +505,32 @@ class ContractHarness(wiring.Component):
         return found
 
 
-# Why a BigBird core's invariants cannot be proved yet (measured: docs/verification.md)
-BIGBIRD_OPEN = ("the stages' invariants are not stated for BigBird's block window yet: the "
-                "scheduler's (rtl/scheduler.py: hi1, near, every started row had its keys) are "
-                "the token band's and fail from reset on it, and RandomRing states none")
+# Why the global properties are not attempted on a core with several global-row engines
+ENGINES_OPEN = ("the global rows are dealt to {} global-row engines side by side "
+                "(GlobalRowEngines: qg and og in turn, kvg to every engine with rows), whose "
+                "dealing states no invariant tying the engines' own counts to the streams' yet "
+                "(each engine proves its own invariants; one engine: the properties are proved)")
 
 
 def open_properties(p: CoreParams) -> dict:
     """``{name: why}``: the properties of :func:`properties` that ``swatkit prove`` cannot prove
     yet on the core ``p`` describes (they are not attempted; the reason is printed), and
-    ``"invariants"`` when the auxiliary invariants themselves are not stated for the core."""
-    found = {}
-    if p.block_size:
-        found = {INVARIANTS: BIGBIRD_OPEN,
-                 **{name: "it is proved with the invariants assumed, which are not stated "
-                         "for BigBird yet (the invariants line)" for name in properties(p)}}
-    if p.max_random_blocks:
-        found["kvr_valid"] = ("RandomRing counts the kvr rows it takes by block (row in the "
-                              "block, the block's end) and states no invariant that ties them "
-                              "to a row count yet")
-    return found
+    ``"invariants"`` when the auxiliary invariants themselves are not stated for the core.
+    On a core with several global-row engines side by side (BigBird's
+    :class:`~swatkit.rtl.global_rows.GlobalRowEngines`), the three global properties that
+    read an engine's counters (:data:`ENGINES_OPEN`; ``og_held`` reads only the port); every
+    other property of every core is attempted."""
+    if p.global_rows and p.global_engines > 1:
+        return dict.fromkeys(("qg_valid", "kvg_valid", "global_counts"),
+                             ENGINES_OPEN.format(p.global_engines))
+    return {}
 
 
 def covers(p: CoreParams) -> dict:
     """The covers of the core ``p`` describes (against vacuity), ``{name: text}``."""
     found = dict(COVERS)
+    if p.block_size:
+        found["run_ends"] = f"a run of {p.block_size} rows (one block) ends"
     if p.max_dilation > 1:
         found["dilated_run"] = f"a run with dilation {p.max_dilation} ends"
     if p.global_rows:

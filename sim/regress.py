@@ -346,6 +346,15 @@ class Case:
     sink_logits : tuple of float, optional
         On a build that takes learned sink logits: these, one per query head, for every run
         (default: drawn per run, :func:`run_sinks`).
+    drop_valid : int, optional
+        Fault: the K/V producer breaks the stream rule once — it drops ``valid`` in the cycle
+        the core would take K/V row ``drop_valid`` (the last word of its copy) and offers the
+        row again after it (the harness's ``kv_drop``). The core must raise ``rule_error``;
+        it has counted the row, so it takes the row again as the next one: its K/V rows are
+        0 … f with row f's last word the complement the source shows while ``valid`` is low,
+        then f … N − 2, and the expected rows are the golden model's on those (the last row
+        is never taken). One run, on a band core with rows of two words or more and no
+        resident columns.
     """
 
     id: str
@@ -364,6 +373,7 @@ class Case:
     bursts: tuple[tuple[str, int], ...] = ()
     early_command: int | None = None
     sink_logits: tuple[float, ...] | None = None
+    drop_valid: int | None = None
 
     def __post_init__(self):
         b = self.build
@@ -439,6 +449,15 @@ class Case:
             if not fits:
                 raise ValueError(f"{self.id}: bursts must be (one of {', '.join(streams)}, "
                                  f"mean cycles in 2..65536), not {(name, cycles)}")
+        p = self.build.params
+        if self.drop_valid is not None and not (
+                p.groups >= 2 and not p.block_size and not p.max_global_tokens
+                and len(self.seq_lens) == 1 and not self.reset_faults
+                and 0 <= self.drop_valid < self.seq_lens[0]):
+            raise ValueError(f"{self.id}: drop_valid needs one run of N rows, no resets, a band "
+                             f"core without resident columns whose rows have two words or more, "
+                             f"and 0 <= row < N, not {self.drop_valid} on "
+                             f"{len(self.seq_lens)} run(s) of {self.build.id}")
         if self.early_command is not None and (
                 self.early_command < 0 or len(self.seq_lens) < 2
                 or set(streams) != {"q", "kv", "o"}):
@@ -504,6 +523,8 @@ class Case:
         faults += [f"{name} bursts of ~{cycles} cycles" for name, cycles in self.bursts]
         if self.early_command is not None:
             faults.append(f"each next command offered {self.early_command} cycles into a run")
+        if self.drop_valid is not None:
+            faults.append(f"K/V valid dropped at the last word of row {self.drop_valid}")
         patterns = ""
         if self.patterns:
             runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
@@ -802,6 +823,8 @@ def _matrix_faults() -> list[Case]:
         Case("glob_bi5_k1d1/fault-resets", G5, (100,),
              patterns=({"global_tokens": (0, 50)},),
              resets=(("qg_transfer", 0, 1), ("kvg_transfer", 10, 1), ("og_transfer", 0, 2))),
+        # a K/V producer that drops valid mid-row: rule_error, and the rows the core took
+        Case("bi5_k1d1/fault-kv-valid-dropped", B5, (200,), gap=0.2, stall=0.2, drop_valid=77),
         Case("bigbird_b4r1_k3d2/fault-kvr", BB4, (64, 32), holds=(("kvr_hold", 30, 500),),
              stream_gaps=(("kvr", 0.7),), bursts=(("kvr", 80), ("o", 100)),
              resets=(("kvr_transfer", 5, 1),)),
@@ -1566,7 +1589,8 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
             q, expected = (x.transpose(1, 0, 2).reshape(hg * n, -1) for x in (q, expected))
             arrays[f"heads{index}"] = np.tile(np.arange(hg), n)
         else:
-            expected = fixed_point_attention(q, k, v, spec, case.build.fmt,
+            kk, vv = (k, v) if case.drop_valid is None else _rows_taken(case, k, v)
+            expected = fixed_point_attention(q, kk, vv, spec, case.build.fmt,
                                              global_qkv=global_qkv, sink_logits=sinks).out
         if corrupt is not None and corrupt[0] == index:
             _, row, col, bit = corrupt
@@ -1601,7 +1625,9 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
                                         case.build.fmt.sink_scores(sinks, params.spec.head_dim)),
                "actions": swat_actions(params, spec),
                "ideal": params.ideal_cycles(n, spec)}
-        if case.stall_free:  # the cycle model is exact without gaps and stalls
+        if case.drop_valid is not None:   # (the row taken twice: one transfer fewer)
+            run.update(rule_error=1, kv_short=1, drop_row=case.drop_valid)
+        elif case.stall_free:  # the cycle model is exact without gaps and stalls
             run["model_cycles"] = swat_cycles(params, n, run=spec).cycles
         runs.append(run)
     arrays["q_words"] = pack_rows(np.concatenate(qs), bits)
@@ -1615,6 +1641,7 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
         "gaps": case.gaps, "stall": case.stall, "runs": runs,
         "resets": [list(r) for r in case.reset_faults], "streams": case.stream_controls(),
         "early_command": case.early_command, "stuck": list(stuck) if stuck else None,
+        "drop_valid": case.drop_valid,
         "holds": {signal: [at, cycles] for signal, at, cycles in case.holds},
         "idle": list(case.idle), "depth": case.build.harness_depth,
         "o_depth": case.build.harness_depth * hg,
@@ -1622,6 +1649,20 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
         "waves": waves,
     }
     (work / "case.json").write_text(json.dumps(description, indent=2) + "\n")
+
+
+def _rows_taken(case: Case, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The K and V rows a core takes when its producer drops ``valid`` at the last word of row
+    f = ``case.drop_valid`` (``Case.drop_valid``): rows 0 … f − 1; row f with its last word
+    (the last ``dim_lanes`` elements of K and of V) complemented, as the source shows it while
+    ``valid`` is low; then rows f … N − 2, each one place later."""
+    f, dl = case.drop_valid, case.build.params.hw.dim_lanes
+    taken = []
+    for x in (k, v):
+        mixed = x[f].copy()
+        mixed[-dl:] = ~mixed[-dl:]   # (two's complement: the bitwise complement of each)
+        taken.append(np.concatenate([x[:f], mixed[None], x[f:len(x) - 1]]))
+    return taken[0], taken[1]
 
 
 def read_result(path: Path, case_id: str, seed: int, nonce: str) -> tuple[dict | None, str]:

@@ -201,6 +201,40 @@ def test_restart_runs_the_test_again():
     assert seen == [(1, rows), (1, rows)]
 
 
+@pytest.mark.parametrize("flag", [False, True])
+def test_rule_error_fails_the_selftest(flag):
+    """The self-test passes only if the core's ``rule_error`` stays 0: with the K/V copier's
+    sticky flag forced to 1 during the run (its ROM sources keep the stream rule, so only a
+    fault of the core could raise it), every row still equals the expected one, and the
+    result is FAIL (not a hang)."""
+    params, rows = CONFIGS["rows-below-window"]
+    assert params.groups >= 2   # (rows of two words: the core's flag is a register)
+    dut = selftest(params, rows)
+    seen = {}
+
+    async def bench(ctx):
+        for _ in range(100_000):
+            if ctx.get(dut.status.busy):
+                break
+            await ctx.tick()
+        await ctx.tick().repeat(5)
+        if flag:
+            ctx.set(dut.core.ring.copier.dropped, 1)
+        for _ in range(100_000):
+            if ctx.get(dut.status.passed | dut.status.failed):
+                break
+            await ctx.tick()
+        seen.update(passed=ctx.get(dut.status.passed), failed=ctx.get(dut.status.failed),
+                    hang=ctx.get(dut.status.hang), rows=ctx.get(dut.rows),
+                    bad=ctx.get(dut.bad))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {"passed": not flag, "failed": flag, "hang": 0, "rows": rows, "bad": 0}
+
+
 def test_vectors_are_golden_and_reproducible():
     params, rows = CONFIGS["icebreaker-default"]
     a, b = make_vectors(params, rows, SEED), make_vectors(params, rows, SEED)

@@ -12,13 +12,17 @@ import random
 
 import numpy as np
 import pytest
+from amaranth import Module, unsigned
+from amaranth.hdl import ResetInserter
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import HardwareConfig
 from swatkit.rtl.config import CoreParams
 from swatkit.rtl.core import command, core_layouts
-from swatkit.rtl.kv_ring import KVRing, RandomRing
+from swatkit.rtl.kv_ring import KVRing, RandomRing, RowCopier
 from swatkit.rtl.normaliser import Normaliser
 from swatkit.rtl.run_control import RunControl
 from swatkit.sim.streams import stream_get, stream_put
@@ -120,6 +124,101 @@ def test_run_control_takes_exactly_the_legal_commands():
                 assert not ctx.get(dut.run.running)
 
     simulate(dut, bench)
+
+
+# -- RowCopier ---------------------------------------------------------------------------------
+
+class _CopierBench(wiring.Component):
+    """A :class:`RowCopier` of G-word rows alone: it starts a row whenever ``kv`` offers one
+    and ``take`` is high (as the loader does), with a reset input of its own."""
+
+    def __init__(self, g: int, word: int):
+        self.copier = RowCopier("kv", g, word)
+        row = data.ArrayLayout(unsigned(word), g)
+        super().__init__({"kv": In(stream.Signature(data.StructLayout({"k": row, "v": row}))),
+                          "take": In(1), "rst": In(1)})
+
+    def elaborate(self, platform):
+        inner = Module()
+        c = self.copier
+        self.start = self.kv.valid & self.take & ~c.busy
+        c.build(inner, self.kv, self.start)
+        m = Module()
+        m.submodules.inner = ResetInserter(self.rst)(inner)
+        return m
+
+
+@pytest.mark.parametrize(("g", "drop_at"), [(2, None), (2, 1), (3, None), (3, 1), (3, 2),
+                                            (1, None)])
+def test_row_copier_flags_valid_dropped_mid_row(g, drop_at):
+    """Six rows of G words under random gaps, each copied word 0, 1, …, G − 1. A producer that
+    keeps the rule leaves ``dropped`` at 0, also when it withdraws an offer the copier has not
+    started (row 2: nothing of it was copied). One that drops ``valid`` for a cycle at word
+    ``drop_at`` (1 … G − 1) of row 3's copy sets ``dropped``; it stays set through the rows
+    after, and only a reset clears it. (At the last word the row is not taken: it is offered
+    again and copied a second time.) With one-word rows (G = 1) the row is sampled in its
+    transfer cycle and ``dropped`` stays 0."""
+    word = 4
+    dut = _CopierBench(g, word)
+    c = dut.copier
+    rng = random.Random(g * 10 + (drop_at or 0))
+    rows = [[[rng.randrange(16) for _ in range(g)] for _ in range(2)] for _ in range(6)]
+    seen = {"dropped": False, "set": False, "reset": False, "words": []}
+
+    async def offer(ctx, k, v, drop):
+        """Offer a row until it is taken; ``drop``: withdraw valid at that word of its copy."""
+        ctx.set(dut.kv.payload, {"k": k, "v": v})
+        ctx.set(dut.kv.valid, 1)
+        while True:
+            ready = ctx.get(dut.kv.ready)
+            if drop is not None and ctx.get(c.busy) and ctx.get(c.index) == drop:
+                ctx.set(dut.kv.valid, 0)   # the rule broken for one cycle
+                seen["dropped"], drop = True, None
+                await ctx.tick()
+                ctx.set(dut.kv.valid, 1)
+                continue
+            await ctx.tick()
+            if ready:
+                break
+        ctx.set(dut.kv.valid, 0)
+
+    async def producer(ctx):
+        ctx.set(dut.take, 1)
+        for j, (k, v) in enumerate(rows):
+            while rng.random() < 0.4:   # gaps before the offer
+                await ctx.tick()
+            if j == 2:   # an offer withdrawn before the copier starts it: not seen
+                ctx.set(dut.take, 0)
+                ctx.set(dut.kv.payload, {"k": k, "v": v})
+                ctx.set(dut.kv.valid, 1)
+                await ctx.tick()
+                ctx.set(dut.kv.valid, 0)
+                await ctx.tick()
+                ctx.set(dut.take, 1)
+            await offer(ctx, k, v, drop_at if j == 3 else None)
+        for _ in range(g + 3):
+            await ctx.tick()
+        assert ctx.get(c.dropped) == (drop_at is not None), "dropped at the end"
+        seen["reset"] = True
+        ctx.set(dut.rst, 1)
+        await ctx.tick()
+        ctx.set(dut.rst, 0)
+        await ctx.tick()
+        assert not ctx.get(c.dropped), "dropped after the reset"
+
+    async def monitor(ctx):
+        async for _, _, dropped, busy, index, start in ctx.tick().sample(
+                c.dropped, c.busy, c.index, dut.start):
+            # never set without a drop; once set, held until the reset
+            assert not dropped or seen["dropped"], "set without a drop"
+            assert dropped or not seen["set"] or seen["reset"], "cleared without a reset"
+            seen["set"] |= bool(dropped)
+            if start or busy:
+                seen["words"].append(0 if start else int(index))
+
+    simulate(dut, producer, background=(monitor,))
+    again = drop_at is not None and drop_at == g - 1   # (row 3 copied twice)
+    assert seen["words"] == list(range(g)) * (6 + again)
 
 
 # -- KVRing ------------------------------------------------------------------------------------

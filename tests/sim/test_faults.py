@@ -43,6 +43,12 @@ FAULTS = [c for c in FAST if "/fault-" in c.id]
      r"early_command needs at least two runs, a core without global or random streams and "
      r"cycles >= 0, not 5 on 1 run\(s\) of bi5_k1d1"),
     ({"early_command": -1}, r"early_command needs .*, not -1 on 2 run\(s\) of bi5_k1d1"),
+    ({"drop_valid": 2},
+     r"drop_valid needs one run of N rows, no resets, a band core without resident columns "
+     r"whose rows have two words or more, and 0 <= row < N, not 2 on 2 run\(s\) of bi5_k1d1"),
+    ({"drop_valid": 5, "seq_lens": (5,)}, r"drop_valid needs .*, not 5 on 1 run\(s\) of bi5_k1d1"),
+    ({"drop_valid": 1, "seq_lens": (5,), "reset_after": 9},
+     r"drop_valid needs .*, not 1 on 1 run\(s\) of bi5_k1d1"),
 ])
 def test_fault_fields_are_checked(changes, message):
     fields = {"seq_lens": (5, 5), **changes}
@@ -63,6 +69,14 @@ def test_fault_fields_follow_the_core():
         Case("x", G5, (20,), stream_gaps=(("kvr", 0.5),))
     with pytest.raises(ValueError, match=r"^x: early_command needs .* of glob_bi5_k1d1$"):
         Case("x", G5, (20, 20), early_command=3)
+    # valid dropped mid-row: rows of two words or more (bi3_k3d4's are one), no global columns
+    one_word = next(c.build for c in FAST if c.build.id == "bi3_k3d4")
+    assert one_word.params.groups == 1
+    for build in (G5, one_word):
+        with pytest.raises(ValueError, match=rf"^x: drop_valid needs .* of {build.id}$"):
+            Case("x", build, (20,), drop_valid=3)
+    assert "K/V valid dropped at the last word of row 3" in Case("x", B5, (20,),
+                                                                 drop_valid=3).describe()
     assert Case("x", BB4, (8,), holds=(("kvr_hold", 1, 5),)).streams[-1] == "kvr"
     assert Case("x", B5, (5,), reset_after=9).reset_faults == (("cycle", 9, 3),)
     with pytest.raises(ValueError, match=r"^stuck must name a hold of the case's streams, not "
@@ -85,6 +99,8 @@ def test_fast_matrix_tries_every_fault():
     early = [c for c in FAULTS if c.early_command is not None]
     assert any(c.stall_free for c in early) and any(not c.stall_free for c in early)
     assert any(c.early_command == 0 for c in early)
+    # a K/V producer that drops valid mid-row (rows of 4 words): rule_error
+    assert any(c.drop_valid is not None and c.build.params.groups >= 2 for c in FAULTS)
     assert {c.build for c in FAULTS} <= {B5, G5, BB4}   # no build of their own
     assert all(c.rows <= 300 for c in FAULTS)
 

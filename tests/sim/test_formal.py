@@ -67,10 +67,11 @@ def test_the_stages_own_the_invariants():
 
     proved = invariants("invariants")
     # every stage's and the core's: the run, the K/V loader and copier, the scheduler, both
-    # engines' walks, the normaliser, and the bookkeeping across them (42 on this one-word-row
-    # core)
-    assert len(proved["assert"]) == 42 and not proved.get("assume")
+    # engines' walks, the normaliser, and the bookkeeping across them, and that rule_error
+    # stays 0 under the producer rule (43 on this one-word-row core)
+    assert len(proved["assert"]) == 43 and not proved.get("assume")
     for message in ("inv: 1 <= n <= max_seq_len", "inv: K/V copier idle",
+                    "inv: rule_error stays 0 while the producers keep the rule",
                     "inv: Q rows = started + Q registers", "inv: QK last-round flag = rem < KL",
                     "inv: SV last-round flag = rem < KL", "inv: output FIFO level",
                     "inv: started rows are in the engines", "inv: an idle core is empty"):
@@ -125,14 +126,48 @@ def test_pattern_stages_own_their_invariants():
     assert given["assume"] == proved and not given.get("assert")
     assert set(formal.properties(GLOBAL)) == {*formal.properties(TINY), "og_held", "qg_valid",
                                               "kvg_valid", "global_counts"}
+    # BigBird: the scheduler's block window (not the band's), RandomRing's loader, and the
+    # random rows' wait across them; kvr_valid is a property
+    bigbird = invariants(BIGBIRD, "invariants")["assert"]
+    for message in ("inv: qk_row = block · b + place in the block",
+                    "inv: hi1 = min(bend, n)", "inv: every started row had its block's keys",
+                    "inv: row_rnd = a middle block of a run with random blocks",
+                    "inv: r_bend = (blocks written + 3 + the block being finished) · b",
+                    "inv: no random row written while idle",
+                    "inv: the random copier is one word ahead of the writes",
+                    "inv: no row of the block whose random rows are loading has started"):
+        assert message in bigbird, message
+    assert not any(m.startswith(("inv: hi1 = min(qk_pos", "inv: near")) for m in bigbird)
+    assert invariants(BIGBIRD, "kvr_valid")["assume"] == bigbird
+    assert "kvr_valid" in formal.properties(BIGBIRD)
+
+
+def test_bigbird_cover_depth_reaches_an_output_row():
+    """A BigBird run's length is a multiple of b and its first and last blocks are global rows
+    (not on o): the covers' run is one block, and the default depth is the cycle model's for
+    3b rows (the shortest run with a row on o), also where b does not divide 2."""
+    from swatkit.sim.cycle_model import swat_cycles
+
+    p = CoreParams(AttentionSpec.bigbird(24, 2, block_size=4, num_random_blocks=1, seed=0),
+                   TINY.fmt, HardwareConfig(key_lanes=1, dim_lanes=1, max_seq_len=24))
+    assert formal.cover_run(p) == 4 and formal.cover_run(TINY) == 2
+    run = p.run_spec(12, num_random_blocks=0)
+    assert formal.default_cover_depth(p) == swat_cycles(p, 12, run=run).cycles + 12
+    assert formal.covers(p)["run_ends"] == "a run of 4 rows (one block) ends"
 
 
 def test_open_properties_say_why():
-    assert formal.open_properties(TINY) == formal.open_properties(GLOBAL) == {}
-    found = formal.open_properties(BIGBIRD)
-    assert set(found) == {"invariants", *formal.properties(BIGBIRD)}
-    assert found["invariants"] == formal.BIGBIRD_OPEN
-    assert found["kvr_valid"].startswith("RandomRing counts the kvr rows it takes by block")
+    """Every core prove takes has its stages' invariants stated; only a core with several
+    global-row engines side by side leaves the three global properties that read an engine's
+    counters, and says why."""
+    for params in (TINY, GLOBAL, BIGBIRD):
+        assert formal.open_properties(params) == {}
+    engines = CoreParams(BIGBIRD.spec.replace(seq_len=12, block_size=2), TINY.fmt,
+                         HardwareConfig(key_lanes=1, dim_lanes=1, max_seq_len=12,
+                                        global_engines=2))
+    assert engines.global_engines == 2
+    assert formal.open_properties(engines) == dict.fromkeys(
+        ("qg_valid", "kvg_valid", "global_counts"), formal.ENGINES_OPEN.format(2))
 
 
 def test_failed_assertions_are_named_per_module(tmp_path):
@@ -241,20 +276,37 @@ def test_configuration_is_proved(capsys, tmp_path, argv, pattern_covers):
             f"reached") in out
 
 
-def test_bigbird_says_what_is_not_proved(capsys, tmp_path):
-    # (covers to 2 steps: reached none, but the run is short; the point is the per-property
-    # lines)
+def test_bigbird_core_is_proved(capsys, tmp_path):
+    # the invariants (the scheduler's block window, RandomRing's loader) and BigBird's own
+    # property, kvr_valid, with row_counts (kv: the 2b global columns and N rows); covers to
+    # 2 steps only (a short test: only kvr_row, a random row taken the cycle after the
+    # command, is reached, and the exit is 1 for that alone; the whole core with its covers:
+    # test_bigbird_core_is_proved_whole)
     rc, out, _err = prove_cli(capsys, "--bigbird", "1", "--random-blocks", "1", "--seq-len",
-                              "8", "--cover-depth", "2", "-o", str(tmp_path / "p"))
+                              "8", "--cover-depth", "2", "--property", "kvr_valid,row_counts",
+                              "-o", str(tmp_path / "p"))
     print(out)
+    statuses = status_of(out)
+    assert {name: statuses[name] for name in ("invariants", "kvr_valid", "row_counts",
+                                              "kvr_row")} == \
+        {"invariants": "proved", "kvr_valid": "proved", "row_counts": "proved",
+         "kvr_row": "covered"}
+    assert "2 of 2 properties proved, invariants proved, 1 of 4 covers reached" in out
     assert rc == 1
-    names = ["invariants", *formal.properties(BIGBIRD)]
-    assert {name: status_of(out)[name] for name in names} == dict.fromkeys(names, "NOT PROVED")
-    reasons = re.findall(r"^ +not attempted on this core: (.*)$", out, flags=re.M)
-    assert len(reasons) == len(names)
-    assert reasons[0] == formal.BIGBIRD_OPEN
-    assert "0 of 10 properties proved, invariants NOT proved" in out
-    assert not (tmp_path / "p" / "o_held").exists()   # (not run)
+
+
+@pytest.mark.slow
+def test_bigbird_core_is_proved_whole(capsys, tmp_path):
+    # the band's 5, the global-row engines' 4 and kvr_valid; a global row, a random row and
+    # a run's end reached
+    rc, out, _err = prove_cli(capsys, "--bigbird", "1", "--random-blocks", "1", "--seq-len",
+                              "8", "-o", str(tmp_path / "p"))
+    print(out)
+    assert status_of(out) == {**dict.fromkeys(formal.properties(BIGBIRD), "proved"),
+                              "invariants": "proved",
+                              **dict.fromkeys(formal.covers(BIGBIRD), "covered")}
+    assert "10 of 10 properties proved, invariants proved, 4 of 4 covers reached" in out
+    assert rc == 0
 
 
 @pytest.mark.parametrize(("fault", "prop", "statuses"), [
