@@ -103,13 +103,16 @@ def test_continues_the_core_refuses_take_nothing():
     def cont(rows, **change):
         return Reject(command(p, causal.replace(**change), seq_len=rows, cont=True))
 
-    items = [cont(1),                                               # no sequence yet
+    # (with no sequence, the pattern registers hold 0s: a continue with that pattern is
+    # refused for the context alone)
+    empty = {"before": 0, "sink_tokens": 0}
+    items = [cont(1, **empty),                                      # no sequence yet
              *_items(q, k, v, causal.replace(seq_len=10), [8, 1]),  # rows 0 … 8
              cont(n - 9 + 1),                                      # past max_seq_len
              cont(1, before=4), cont(1, sink_tokens=1),            # another pattern
              Reject({**command(p, seq_len=5), "sink_count": 3}),   # a refused start
              *_items(q, k, v, causal.replace(seq_len=12), [9, 3])[1:],   # rows 9 … 11
-             ResetCore(), cont(1),                                 # the context is gone
+             ResetCore(), cont(1, **empty),                        # the context is gone
              CoreInput(q[0, :6], k[:6], v[:6], spec.replace(seq_len=6)),   # after = 2
              cont(1, after=2), cont(1)]                            # it cannot continue
     got = run_core_many(items, p, seed=4, gap=0.2, stall=0.2)
