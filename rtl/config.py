@@ -277,9 +277,10 @@ class CoreParams:
                              "K/V rings of a decode core (more are not built yet)")
         if self.contexts and (self.spec.block_size or self.spec.global_tokens
                               or self.hw.max_global_tokens):
-            raise ConfigValueError("decode (contexts) needs a token-band core without global "
-                                   "tokens (a global row attends the whole sequence, which a "
-                                   "continued run has not seen)", "contexts")
+            raise ConfigValueError(f"contexts must be 0 on a core with global tokens or BigBird "
+                                   f"blocks (a global row attends the whole sequence, which a "
+                                   f"continued run has not seen), not {self.contexts}",
+                                   "contexts")
 
     @property
     def decode(self) -> bool:

@@ -139,13 +139,13 @@ def test_a_continue_with_other_sink_logits_is_refused():
 
 def test_decode_configuration_is_checked():
     spec, fmt, hw = AttentionSpec(64, 8, 7, 0), NumberFormat(), HardwareConfig(2, 4)
-    with pytest.raises(ConfigValueError, match=r"^decode \(contexts\) needs a token-band core "
-                                               r"without global tokens \(a global row attends "
-                                               r"the whole sequence, which a continued run "
-                                               r"has not seen\)$") as info:
+    with pytest.raises(ConfigValueError, match=r"^contexts must be 0 on a core with global "
+                                               r"tokens or BigBird blocks \(a global row "
+                                               r"attends the whole sequence, which a continued "
+                                               r"run has not seen\), not 1$") as info:
         CoreParams(spec.replace(after=7, global_tokens=(3,)), fmt, hw, contexts=1)
     assert info.value.field == "contexts"
-    with pytest.raises(ConfigValueError, match=r"^decode \(contexts\) needs"):
+    with pytest.raises(ConfigValueError, match=r"^contexts must be 0 on a core with global"):
         CoreParams(AttentionSpec(64, 8, 0, 0, block_size=8), fmt, hw, contexts=1)
     with pytest.raises(LimitError, match=r"^contexts must be at most 1 \(K/V rings of a "
                                          r"decode core \(more are not built yet\)\), not 2$"):
