@@ -6,7 +6,6 @@ import pytest
 
 from swatkit.cli import main
 
-
 SMALL = ["--causal", "--sliding-window", "9", "--head-dim", "4", "--key-lanes", "1",
          "--dim-lanes", "2", "--seq-len", "40"]
 
