@@ -194,6 +194,10 @@ def check_size(p: CoreParams) -> None:
         field = "sink_tokens" if p.sink_core else "sink_logits"
         raise ConfigValueError(f"{field}: swatkit prove covers cores without attention sinks "
                                "(a sink core is verified by simulation only)", field)
+    if p.decode:
+        raise ConfigValueError(f"contexts {p.contexts}: swatkit prove covers cores whose every "
+                               "run starts a sequence (a decode core's continue is verified by "
+                               "simulation only)", "contexts")
 
 
 def properties(p: CoreParams) -> dict:

@@ -389,7 +389,9 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
                                                          names["sink_logits"])
     given = [k for k in CORE_FEATURE_KEYS if k in values and values[k] not in (0, False)]
     if given and not hasattr(args, "heads"):
-        fail(given[0], "is not taken by this command (grouped query heads and sink tokens: "
+        what = "decode contexts" if given[0] == "contexts" else \
+            "grouped query heads and sink tokens"
+        fail(given[0], f"is not taken by this command ({what}: "
                        "swatkit generate and swatkit regress)")
 
     all_lengths = ()

@@ -43,3 +43,27 @@ def test_bad_contexts_are_one_line(extra, message, capsys, tmp_path):
     assert main(["generate", *SMALL, *extra, "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err == f"swatkit: error: {message}\n"
+
+
+def test_prove_refuses_a_decode_core(tmp_path, capsys):
+    """``swatkit prove`` covers cores whose every run starts a sequence: a decode core's
+    config is refused in one line (the command has no --contexts), and so is its
+    CoreParams by the formal flow's size check."""
+    from swatkit.golden import AttentionSpec, NumberFormat
+    from swatkit.golden.checks import ConfigValueError
+    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.sim import formal
+
+    out = tmp_path / "dec"
+    assert main(["generate", *SMALL, "--contexts", "1", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["prove", "--config", str(out / "swatkit.json")]) == 2
+    assert capsys.readouterr().err == (
+        f"swatkit: error: [spec] contexts in {out / 'swatkit.json'} is not taken by this "
+        "command (decode contexts: swatkit generate and swatkit regress)\n")
+    p = CoreParams(AttentionSpec(8, 2, 4, 0), NumberFormat(data_bits=2),
+                   HardwareConfig(1, 1, max_seq_len=8), contexts=1)
+    with pytest.raises(ConfigValueError, match=r"^contexts 1: swatkit prove covers cores whose "
+                                               r"every run starts a sequence \(a decode core's "
+                                               r"continue is verified by simulation only\)$"):
+        formal.check_size(p)
