@@ -1612,9 +1612,10 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
     a stream for ever (:func:`run_case`), ``waves`` is the trace's window (or None: no
     trace)."""
     params = case.build.params
-    if corrupt is not None and not 0 <= corrupt[0] < len(case.seq_lens):
+    count = len(case.seq_lens) + case.decode   # (a decode case: the prefill, then a run a step)
+    if corrupt is not None and not 0 <= corrupt[0] < count:
         raise ValueError(f"{case.id}: corrupt {corrupt} names run {corrupt[0]}; the case has "
-                         f"runs 0..{len(case.seq_lens) - 1}")
+                         f"runs 0..{count - 1}")
     arrays, runs, qs, kvs = {}, [], [], []
     bits = case.build.fmt.data_bits
     hg = params.group_heads

@@ -68,7 +68,7 @@ def test_scoreboard_bites_in_a_decode_step(request, regress_seed):
     result = run_case(case, regress_seed, build_dir=request.config.getoption("build_dir"),
                       corrupt=(7, 0, 3, 2))
     assert not result.passed
-    assert re.match(r"run 7 \(N=1, decode step 7, row 26\): mismatch at row 26, column 3",
+    assert re.match(r"run 7 \(N=1\): mismatch at row 26, column 3: ",
                     result.message), result.message
     assert [r["bad_rows"] for r in result.runs[:8]] == [0] * 7 + [1]
 
