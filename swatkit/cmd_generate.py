@@ -62,13 +62,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def decode_line(p) -> str:
     """What a decode core holds per context and what a continue is (``generate``'s line)."""
+    from swatkit.sim.cycle_model import swat_cycles
+
     res = p.resources()
     per = res["kv_buffer_bits"]   # (one context: the ring and its resident sink columns)
+    # a decode step once the window is full (the core's own causal pattern, after = 0)
+    prefill = min(p.window + p.spec.sink_tokens, p.hw.max_seq_len - 1)
+    step = ""
+    if prefill >= 1:
+        run = p.spec.replace(after=0, seq_len=prefill + 1)
+        cycles = swat_cycles(p, prefill + 1, run=run, first_row=prefill).cycles
+        step = f"; a decode step with a full causal window: {cycles:,} cycles (cycle model)"
     return (f"decode: {p.contexts} context{'s' if p.contexts != 1 else ''}, each a K/V ring "
             f"of {p.ring_rows} rows kept on chip ({per / 1024:.1f} Kib, {per // 8:,} bytes; "
             f"{p.contexts * per / 1024:.1f} Kib in all); the command's cont bit continues the "
             f"sequence by seq_len rows (one K/V row read per decode step), up to "
-            f"{p.hw.max_seq_len} positions (the counters, not the ring); status ctx_valid")
+            f"{p.hw.max_seq_len} positions (the counters, not the ring){step}; status "
+            f"ctx_valid")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ def test_generate_a_decode_core_and_read_its_config_back(tmp_path, capsys):
     assert line == ["decode: 1 context, each a K/V ring of 13 rows kept on chip (0.8 Kib, 104 "
                     "bytes; 0.8 Kib in all); the command's cont bit continues the sequence by "
                     "seq_len rows (one K/V row read per decode step), up to 40 positions (the "
-                    "counters, not the ring); status ctx_valid"]
+                    "counters, not the ring); a decode step with a full causal window: 73 "
+                    "cycles (cycle model); status ctx_valid"]
     assert "decode (1 context)" in text
     verilog = (out / "swat_core.v").read_text()
     assert "ctx_valid" in verilog
