@@ -216,19 +216,7 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
                 continue
             if kind == "reject":
                 await send(ctx, payload, f"command {index}")
-                taken = dict.fromkeys(names, 0)
-                offered = dict.fromkeys(names, 0)
-                error, busy = True, False
-                for _ in range(item.watch):
-                    _, _, err, bsy, *vals = await ctx.tick().sample(dut.error, dut.busy,
-                                                                     *sampled)
-                    error &= bool(err)
-                    busy |= bool(bsy)
-                    for name, (v, r) in moved(vals).items():
-                        taken[name] += bool(v and r)
-                        offered[name] += bool(v)
-                results.append(Rejected(error, busy, taken, offered,
-                                        bool(ctx.get(dut.ctx_valid)) if p.decode else None))
+                results.append(await _watch(ctx, dut, streams, item.watch))
                 continue
             r = good[k]
             await send(ctx, payload, f"command {index}")
@@ -263,6 +251,46 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
         left = [name for name in benches_names if not done.get(name)]
         if left:
             raise TimeoutError(f"streams {left} still have beats to move after the last run")
+
+    sim = Simulator(Fragment.get(top, platform) if platform is not None else top)
+    sim.add_clock(1e-8)
+    benches = _stream_benches(dut, good, outs, done, seeds, gap, stall)
+    benches_names = list(benches)
+    for tb in [control, *benches.values()]:
+        sim.add_testbench(tb)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return results
+
+
+async def _watch(ctx, dut, streams: dict, cycles: int) -> Rejected:
+    """What the core does for ``cycles`` cycles after a command it must refuse moved."""
+    names = list(streams)
+    sampled = [s for name in names for s in (streams[name].valid, streams[name].ready)]
+    taken = dict.fromkeys(names, 0)
+    offered = dict.fromkeys(names, 0)
+    error, busy = True, False
+    for _ in range(cycles):
+        _, _, err, bsy, *vals = await ctx.tick().sample(dut.error, dut.busy, *sampled)
+        error &= bool(err)
+        busy |= bool(bsy)
+        for i, name in enumerate(names):
+            taken[name] += bool(vals[2 * i] and vals[2 * i + 1])
+            offered[name] += bool(vals[2 * i])
+    return Rejected(error, busy, taken, offered,
+                    bool(ctx.get(dut.ctx_valid)) if dut.params.decode else None)
+
+
+def _stream_benches(dut, good: list, outs: list, done: dict, seeds: list, gap: float,
+                    stall: float) -> dict:
+    """The testbenches of :func:`run_core_many`'s streams, ``{stream: testbench}``: sources
+    of every run's rows on the inputs (seeded gaps), sinks of the outputs (seeded stalls)
+    that write each run's rows into ``outs``; each marks its stream in ``done`` at the end."""
+    p = dut.params
+    hg, lay = p.group_heads, core_layouts(p)
 
     async def put_kv(ctx):
         # per run: its resident columns first (global tokens or sinks), then the band rows
@@ -320,22 +348,12 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
                 out[0, g] = [int(row[c]) for c in range(p.spec.head_dim)]
         done["og"] = True
 
-    sim = Simulator(Fragment.get(top, platform) if platform is not None else top)
-    sim.add_clock(1e-8)
     benches = {"kv": put_kv, "q": put_q, "o": get_o}
-    if globals_:
+    if p.global_rows:
         benches.update(qg=put_global, kvg=put_global_kv, og=get_global)
-    if randoms:
+    if p.max_random_blocks:
         benches["kvr"] = put_random_kv
-    benches_names = list(benches)
-    for tb in [control, *benches.values()]:
-        sim.add_testbench(tb)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
-    return results
+    return benches
 
 
 class SimpleRun(NamedTuple):
