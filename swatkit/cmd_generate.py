@@ -73,8 +73,11 @@ def decode_line(p) -> str:
         run = p.spec.replace(after=0, seq_len=prefill + 1)
         cycles = swat_cycles(p, prefill + 1, run=run, first_row=prefill).cycles
         step = f"; a decode step with a full causal window: {cycles:,} cycles (cycle model)"
+    rows = (f"{p.ring_rows} rows" + (f" in each of {p.max_dilation} residue classes"
+                                      if p.max_dilation > 1 else "")
+            + (f" and {p.max_global_tokens} sink rows" if p.sink_core else ""))
     return (f"decode: {p.contexts} context{'s' if p.contexts != 1 else ''}, each a K/V ring "
-            f"of {p.ring_rows} rows kept on chip ({per / 1024:.1f} Kib, {per // 8:,} bytes; "
+            f"of {rows} kept on chip ({per / 1024:.1f} Kib, {per // 8:,} bytes; "
             f"{p.contexts * per / 1024:.1f} Kib in all); the command's cont bit continues the "
             f"sequence by seq_len rows (one K/V row read per decode step), up to "
             f"{p.hw.max_seq_len} positions (the counters, not the ring){step}; status "
