@@ -10,6 +10,7 @@ from .models import (
     attention_reference,
     error_report,
     fixed_point_attention,
+    sequence_runs,
     window_attention,
 )
 from .numerics import NumberFormat, SoftmaxConstant, Widths, dequantize, quantize
@@ -30,5 +31,6 @@ __all__ = [
     "fixed_point_attention",
     "quantize",
     "random_block_table",
+    "sequence_runs",
     "window_attention",
 ]

@@ -30,11 +30,13 @@ products go through float64 matrix products only where every partial sum is an i
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .checks import ConfigValueError, check_int
 from .numerics import NumberFormat, dequantize
 from .spec import AttentionSpec
 
@@ -44,6 +46,7 @@ __all__ = [
     "attention_reference",
     "error_report",
     "fixed_point_attention",
+    "sequence_runs",
     "window_attention",
 ]
 
@@ -570,6 +573,28 @@ def fixed_point_attention(q_int, k_int, v_int, spec: AttentionSpec,
                                               global_qkv=gh)
         results.append((out, row_max, row_sum))
     return FixedPointResult(*(x.join([r[i] for r in results]) for i in range(3)))
+
+
+def sequence_runs(out: np.ndarray, lengths) -> list[np.ndarray]:
+    """The rows each run of a split sequence gives, from ``out``, the rows of one run over the
+    whole sequence (:func:`fixed_point_attention`'s ``out``, rows on its second-to-last axis):
+    run r of ``lengths[r]`` rows gives the next ``lengths[r]`` rows. This is the decode
+    contract (a prefill of P rows, then runs that continue the sequence: docs/rtl.md,
+    "Decode") — the slices of the one-run model, not a second model.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A length is not a positive integer, or the lengths do not add up to the rows of
+        ``out``.
+    """
+    n = np.shape(out)[-2] if np.ndim(out) >= 2 else -1
+    lengths = [check_int("lengths", x, 1) for x in lengths]
+    if sum(lengths) != n:
+        raise ConfigValueError(f"lengths must add up to the sequence's {n} rows, not "
+                               f"{sum(lengths)}", "lengths")
+    ends = np.cumsum([0, *lengths])
+    return [np.asarray(out)[..., a:b, :] for a, b in itertools.pairwise(ends)]
 
 
 class ErrorReport(NamedTuple):

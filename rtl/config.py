@@ -19,6 +19,7 @@ from swatkit.golden.checks import ConfigTypeError, ConfigValueError, check_int
 from swatkit.golden.numerics import Widths, clog2
 
 __all__ = [
+    "MAX_CONTEXTS",
     "MAX_DILATION",
     "MAX_GLOBAL_TOKENS",
     "MAX_HEADS",
@@ -47,6 +48,7 @@ MAX_KV_BUFFER_BITS = 2 ** 25   # the K/V ring (32 Mibit; the largest ECP5 has 3.
 MAX_GLOBAL_TOKENS = 256        # resident global K/V rows (each lane compares its key with them)
 MAX_DILATION = 64              # residue classes of the K/V ring
 MAX_HEADS = 1024               # query (and K/V) heads of a model (GPT-OSS-120b has 64)
+MAX_CONTEXTS = 1               # decode contexts (K/V rings) of a core (docs/rtl.md, "Decode")
 
 
 class LimitError(ConfigValueError):
@@ -141,7 +143,10 @@ class CoreParams:
     ``heads`` query heads on ``kv_heads`` K/V heads (default one on one): the core runs one
     K/V head and its ``group_heads`` = heads / kv_heads query heads per run. ``sink_logits``:
     the core takes a learned sink logit per query head of the run on its command (GPT-OSS;
-    a token-band core without global tokens). Refused with
+    a token-band core without global tokens). ``contexts``: 0 (the default) for a core whose
+    every run starts a sequence; C >= 1 for a decode core, whose command may also continue
+    the sequence of one of its C contexts (K/V rings) by n rows (docs/rtl.md, "Decode"; a
+    token-band core without global tokens). Refused with
     ``TypeError``/``ValueError`` naming the field: not integers in 1..``MAX_HEADS``, heads not
     a multiple of kv_heads, a group on a block-sparse core or one with global tokens.
 
@@ -157,6 +162,7 @@ class CoreParams:
     heads: int = 1
     kv_heads: int = 1
     sink_logits: bool = False
+    contexts: int = 0
     # False on the parameters of an estimate (:meth:`for_estimate`): never generated
     generated: ClassVar[bool] = True
 
@@ -169,6 +175,7 @@ class CoreParams:
         if self.sink_logits and (self.block_size or spec.global_tokens or hw.max_global_tokens):
             raise ConfigValueError("sink_logits needs a token-band core without global tokens "
                                    "(the global-row engine has no sink logit)", "sink_logits")
+        self._check_contexts()
         if spec.head_dim > MAX_HEAD_DIM:
             raise LimitError("head_dim", spec.head_dim, MAX_HEAD_DIM,
                              "the practical limit of Verilog generation")
@@ -263,6 +270,25 @@ class CoreParams:
             raise ConfigValueError(f"heads must equal kv_heads on a core with global tokens "
                                    f"(Longformer's global rows run one query head per K/V "
                                    f"head), not {self.heads} on {self.kv_heads}", "heads")
+
+    def _check_contexts(self):
+        """``contexts``: 0 (no decode) or 1 … ``MAX_CONTEXTS``, on a token-band core without
+        global tokens (a global row needs the whole sequence's keys, BigBird its last block)."""
+        check_int("contexts", self.contexts, 0)
+        if self.contexts > MAX_CONTEXTS:
+            raise LimitError("contexts", self.contexts, MAX_CONTEXTS,
+                             "K/V rings of a decode core (more are not built yet)")
+        if self.contexts and (self.spec.block_size or self.spec.global_tokens
+                              or self.hw.max_global_tokens):
+            raise ConfigValueError(f"contexts must be 0 on a core with global tokens or BigBird "
+                                   f"blocks (a global row attends the whole sequence, which a "
+                                   f"continued run has not seen), not {self.contexts}",
+                                   "contexts")
+
+    @property
+    def decode(self) -> bool:
+        """The core continues sequences (``contexts`` >= 1): its command has ``cont``."""
+        return self.contexts > 0
 
     # -- sizes --------------------------------------------------------------------------------
 
@@ -529,7 +555,9 @@ class CoreParams:
                          if self.max_dilation > 1 else "",
                          f", {self.heads} query heads on {self.kv_heads} K/V"
                          if self.group_heads > 1 else "",
-                         ", learned sink logits" if self.sink_logits else ""])
+                         ", learned sink logits" if self.sink_logits else "",
+                         (f", decode ({self.contexts} context"
+                          f"{'s' if self.contexts != 1 else ''})") if self.contexts else ""])
         return (f"{shape}, head_dim {s.head_dim}, up to {self.hw.max_seq_len} rows; "
                 f"{self.hw.key_lanes} key lanes x {self.hw.dim_lanes} dim lanes{extra}")
 
@@ -576,6 +604,26 @@ class CoreParams:
             raise ConfigValueError(f"random blocks must be at most {self.max_random_blocks} on "
                                    f"this core (generated for {self.max_random_blocks}), not "
                                    f"{run.num_random_blocks}", "num_random_blocks")
+
+    def check_continue(self, run: AttentionSpec, rows: int) -> None:
+        """``ValueError`` naming the field if a decode core cannot continue the sequence of
+        the pattern ``run`` (its ``seq_len``: the sequence's length after the continue) by its
+        last ``rows`` rows — the rule the core's ``cont`` command follows
+        (:func:`~swatkit.rtl.run_control.continue_faults`): a core without decode support, no
+        rows, a sequence of fewer rows than the continue or past ``max_seq_len``, a window that
+        looks ahead (``after`` > 0: its keys have not arrived). The pattern must also be one
+        the core runs (:meth:`check_run`), and the sequence's own (the core compares it)."""
+        if not self.decode:
+            raise ConfigValueError("this core does not continue sequences (generated without "
+                                   "decode: contexts 0)", "contexts")
+        check_int("rows", rows, 1)
+        self.check_run(run)
+        if rows >= run.seq_len:
+            raise ConfigValueError(f"rows must be fewer than the sequence's {run.seq_len} (a "
+                                   f"continue follows a start), not {rows}", "rows")
+        if run.after:
+            raise ConfigValueError(f"after must be 0 in a continued sequence (its keys after a "
+                                   f"row have not arrived), not {run.after}", "after")
 
     def block_window(self, run: AttentionSpec) -> tuple[np.ndarray, np.ndarray]:
         """The first and last key of every row's band segment on a block-sparse core: for row i
@@ -662,6 +710,8 @@ class CoreParams:
             spec.update(heads=self.heads, kv_heads=self.kv_heads)
         if self.sink_logits:
             spec["sink_logits"] = True
+        if self.contexts:
+            spec["contexts"] = self.contexts
         return {
             "spec": spec,
             "format": dataclasses.asdict(self.fmt),
@@ -720,8 +770,10 @@ class CoreParams:
         (a grouped core's ``heads`` and ``kv_heads``; absent for one head on one), ``widths``,
         ``derived`` and ``resources``."""
         heads = ({"heads": {"heads": self.heads, "kv_heads": self.kv_heads,
-                            **({"sink_logits": True} if self.sink_logits else {})}}
-                 if self.heads > 1 or self.kv_heads > 1 or self.sink_logits else {})
+                            **({"sink_logits": True} if self.sink_logits else {}),
+                            **({"contexts": self.contexts} if self.contexts else {})}}
+                 if self.heads > 1 or self.kv_heads > 1 or self.sink_logits or self.contexts
+                 else {})
         return {
             "spec": dataclasses.asdict(self.spec),
             "format": dataclasses.asdict(self.fmt),

@@ -73,7 +73,8 @@ def core_layouts(p: CoreParams) -> dict:
     The command carries the run's pattern: ``seq_len``, ``before``, ``after``, and, on a core
     generated for them, ``dilation`` (``max_dilation`` > 1) and ``global_count`` with the sorted
     ``global_tokens`` positions (``max_global_tokens`` > 0; entries past the count are ignored);
-    on a sink core ``sink_count`` (the run's sink tokens, up to ``spec.sink_tokens``).
+    on a sink core ``sink_count`` (the run's sink tokens, up to ``spec.sink_tokens``); on a
+    decode core ``cont`` (continue the sequence by ``seq_len`` rows; docs/rtl.md, "Decode").
     """
     d = p.spec.head_dim
     row = data.ArrayLayout(signed(p.fmt.data_bits), d)
@@ -94,6 +95,8 @@ def core_layouts(p: CoreParams) -> dict:
     elif p.max_global_tokens and not p.block_size:
         cmd["global_count"] = unsigned(field_bits(p.max_global_tokens))
         cmd["global_tokens"] = data.ArrayLayout(unsigned(p.index_bits), p.max_global_tokens)
+    if p.decode:   # 0: start a sequence of seq_len rows; 1: continue it by seq_len rows
+        cmd["cont"] = unsigned(1)
     return {
         "cmd": data.StructLayout(cmd),
         "q": row,
@@ -107,7 +110,8 @@ def core_signature(p: CoreParams) -> wiring.Signature:
     """The ports of the core (:class:`SwatCore`'s members), for anything that stands in for it.
     A core generated for global tokens also has the global-row engine's streams ``qg``,
     ``kvg`` (in) and ``og`` (out); a block-sparse core with random blocks the random blocks'
-    K/V stream ``kvr`` (in)."""
+    K/V stream ``kvr`` (in); a decode core ``ctx_valid`` (out: its context holds a sequence
+    that a continue may extend)."""
     lay = core_layouts(p)
     globals_ = {}
     if p.global_rows:
@@ -125,18 +129,31 @@ def core_signature(p: CoreParams) -> wiring.Signature:
         "error": Out(1),
         "rule_error": Out(1),
         "stats": Out(lay["stats"]),
+        **({"ctx_valid": Out(1)} if p.decode else {}),
     })
 
 
 def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None = None,
-            sink_scores=None) -> dict:
+            sink_scores=None, cont: bool = False) -> dict:
     """The ``cmd`` payload (a dict for ``core_layouts(p)["cmd"].const``) that starts a run with
     the pattern ``run`` (an :class:`AttentionSpec`; default: the core's own spec), or only a
     different ``seq_len``; on a core that takes learned sink logits, ``sink_scores`` (one
     integer per query head, :meth:`NumberFormat.sink_scores`; None: no sink). Not checked
     against the core's maxima: the core refuses a bad command itself (``error``);
-    :meth:`CoreParams.check_run` checks one in software."""
-    run = p.spec if run is None else run
+    :meth:`CoreParams.check_run` checks one in software. On a decode core, ``cont``: the
+    command continues the sequence (of the pattern ``run``) by ``seq_len`` rows
+    (:meth:`CoreParams.check_continue` checks one in software)."""
+    if cont and not p.decode:
+        raise ValueError("cont needs a decode core (contexts >= 1)")
+    fields = _command_fields(p, p.spec if run is None else run, seq_len, sink_scores)
+    if p.decode:
+        fields["cont"] = int(bool(cont))
+    return fields
+
+
+def _command_fields(p: CoreParams, run: AttentionSpec, seq_len: int | None,
+                    sink_scores) -> dict:
+    """:func:`command`'s fields of a run's length and pattern."""
     sinks = {}
     if p.sink_logits:
         scores = [0] * p.group_heads if sink_scores is None else [int(x) for x in sink_scores]
@@ -160,9 +177,9 @@ def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None
 
 
 def command_value(p: CoreParams, run: AttentionSpec | None = None,
-                  seq_len: int | None = None, sink_scores=None) -> int:
+                  seq_len: int | None = None, sink_scores=None, cont: bool = False) -> int:
     """:func:`command` as the integer of the ``cmd`` payload's bits."""
-    const = core_layouts(p)["cmd"].const(command(p, run, seq_len, sink_scores))
+    const = core_layouts(p)["cmd"].const(command(p, run, seq_len, sink_scores, cont))
     return const.as_value().value & ((1 << core_layouts(p)["cmd"].size) - 1)
 
 
@@ -209,6 +226,8 @@ class SwatCore(wiring.Component):
         RowCopier`); the rows taken since are not the producer's. Always 0 when a row is
         one word.
     stats : Out(layout)  performance counters of the current/last run (``STAT_FIELDS``).
+    ctx_valid : Out(1)  (a decode core) the context holds a sequence a ``cont`` command may
+        continue: set by a start, cleared by a reset; a continue then is refused.
 
     The stages (``control``, ``ring``, ``random``, ``scheduler``, ``qk``, ``sv``, ``norm``,
     ``glob``; ``None`` where the core has none) are attributes, and ``counters`` holds the
@@ -297,6 +316,8 @@ class SwatCore(wiring.Component):
         m.d.comb += [self.busy.eq(run.running), self.error.eq(control.error),
                      self.rule_error.eq(ring.copier.dropped
                                         | (rnd.copier.dropped if rmax else 0))]
+        if p.decode:
+            m.d.comb += self.ctx_valid.eq(control.ctx_valid)
 
         # -- the rows out: a global token's band row is dropped (the global-row engine sends
         # its row), the others counted ----------------------------------------------------------
@@ -333,8 +354,14 @@ class SwatCore(wiring.Component):
             m.d.comb += rows_done.eq(rows_out)
         with m.If(o_sent):
             m.d.sync += [rows_out.eq(rows_out + 1), stat_rows_out.eq(stat_rows_out + 1)]
-        with m.If(run.start):
-            m.d.sync += [rows_out.eq(0), stat_rows_out.eq(0)]
+        if p.decode:   # (a continue's rows go on from the sequence's: rows_out counts on)
+            with m.If(run.start):
+                m.d.sync += stat_rows_out.eq(0)
+                with m.If(~run.cont):
+                    m.d.sync += rows_out.eq(0)
+        else:
+            with m.If(run.start):
+                m.d.sync += [rows_out.eq(0), stat_rows_out.eq(0)]
 
         # -- the run ends when every row is out (and the global rows are done) -----------------
         band_done = rows_done == (run.nq if p.group_heads > 1 else run.n)

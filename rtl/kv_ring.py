@@ -331,10 +331,16 @@ class KVRing(wiring.Component):
             m.d.sync += [kv_credit.eq(kv_credit - 1), slot_free.eq(kv_credit != 1)]
         with m.Elif(kv_grow & ~kv_band):
             m.d.sync += [kv_credit.eq(kv_credit + 1), slot_free.eq(1)]
+        # a new sequence (on a decode core, a continue keeps the ring's credit: its rows go on)
+        new_seq = (start_run & ~run.cont) if p.decode else start_run
         with m.If(start_run):   # (seq_len >= 1)
             d_r = cmd.dilation if dmax > 1 else 1
-            m.d.sync += [kv_more.eq(1), kv_credit.eq(d_r * ring), slot_free.eq(1),
-                         kv_wait.eq(p.ring_before if blk else d_r * cmd.before)]
+            credit = [kv_credit.eq(d_r * ring), slot_free.eq(1),
+                      kv_wait.eq(p.ring_before if blk else d_r * cmd.before)]
+            m.d.sync += [kv_more.eq(1), *([] if p.decode else credit)]
+        if p.decode:
+            with m.If(new_seq):
+                m.d.sync += credit
         kv_start = self.kv.valid & kv_take
         kv_copy = self.copier
         kv_copy.build(m, self.kv, kv_start)
@@ -402,25 +408,36 @@ class KVRing(wiring.Component):
                     m.d.sync += [kv_acc.eq(kv_acc + 1), kv_pre.eq(0), kv_flag.eq(hit)]
             else:
                 m.d.sync += kv_acc.eq(kv_acc + 1)
-        if gmax:
-            with m.If(start_run):
-                gb = dmax * sg   # the global region
-                m.d.sync += [pre_acc.eq(0), pre_wr.eq(0),
-                             kv_region.eq(Mux(run.cmd_gcount.any(), gb, 0))]
-                if not blk and not p.sink_core:
-                    m.d.sync += [lrem.eq(cmd.global_count),
-                                 *[lpos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
-            m.d.comb += self.pre_done.eq(pre_wr == gcount)
-
-        # -- a new run resets every pointer and counter -----------------------------------------
-        with m.If(start_run):
-            m.d.sync += [sig.eq(0) for sig in (kv_acc, kv_wr, kv_lane, kv_base, kv_cls, kv_a,
-                                               kv_rows)]
-            if not gmax:   # (with global tokens, the loader's start above sets the region)
-                m.d.sync += kv_region.eq(0)
+        self._new_run(m, new_seq, kv_rows, kv_region,
+                      (kv_acc, kv_wr, kv_lane, kv_base, kv_cls, kv_a, kv_rows),
+                      lpos if gmax and not blk and not p.sink_core else None,
+                      lrem if gmax and not blk and not p.sink_core else None)
         state_invariants(m, platform, [*self.invariants(),
                                        (kv_rows == kv_wr, "inv: stats.kv_rows = kv_wr")])
         return m
+
+    def _new_run(self, m: Module, new_seq, kv_rows, kv_region, counters, lpos, lrem):
+        """A new run resets every pointer and counter (``counters``, the global columns'
+        loader, the region); on a decode core a continue keeps all but the rows counter of
+        ``stats`` (``kv_rows``): its rows go on from the sequence's."""
+        p, run, s = self.params, self.run, self.state
+        gmax, cmd = p.max_global_tokens, run.cmd
+        if gmax:
+            with m.If(new_seq):
+                gb = p.max_dilation * p.region_words   # the global region
+                m.d.sync += [s.pre_acc.eq(0), s.pre_wr.eq(0),
+                             kv_region.eq(Mux(run.cmd_gcount.any(), gb, 0))]
+                if lpos is not None:
+                    m.d.sync += [lrem.eq(cmd.global_count),
+                                 *[lpos[k].eq(cmd.global_tokens[k]) for k in range(gmax)]]
+            m.d.comb += self.pre_done.eq(s.pre_wr == run.gcount)
+        with m.If(new_seq):
+            m.d.sync += [sig.eq(0) for sig in counters]
+            if not gmax:   # (with global tokens, the loader's start above sets the region)
+                m.d.sync += kv_region.eq(0)
+        if p.decode:
+            with m.If(run.start):
+                m.d.sync += kv_rows.eq(0)
 
     def _memories(self, m: Module, platform):
         """The lane memories — K and V words in ``max_dilation`` class regions of S·G words, then

@@ -17,6 +17,16 @@ Ports:
   ``rcount`` and ``rnd_last`` (BigBird's random blocks: r and r·b − 1). A field exists only
   on a core that has it.
 - ``done``: In(1) — the run's rows are all out; ``running`` falls.
+- ``ctx_valid``: Out(1) (a decode core) — the context holds a sequence that a command may
+  continue: set by a legal start, 0 after a reset.
+
+A decode core (``contexts`` >= 1, docs/rtl.md "Decode") has a ``cont`` bit on the command: 0
+starts a sequence of ``seq_len`` rows (as on every core), 1 continues the context's sequence by
+``seq_len`` rows — ``run.cont`` is then set with ``run.start``, ``n`` grows by ``seq_len`` (it
+is the sequence's length, the end of the rows the counters of the stages run to) and the
+stages keep their positions, ring and resident columns. A continue is refused
+(:func:`continue_faults`) on an invalid context, past ``max_seq_len``, when its pattern
+fields differ from the sequence's, or when the sequence looks ahead (``after`` > 0).
 - ``error``: Out(1) — the last command was refused; ``cycles``: Out — busy cycles of the run.
 """
 
@@ -29,7 +39,8 @@ from amaranth.lib.wiring import In, Out
 from .config import CoreParams
 from .units import STAT_BITS, state_invariants
 
-__all__ = ["STAT_BITS", "RunControl", "command_faults", "field_bits", "run_signature"]
+__all__ = ["STAT_BITS", "RunControl", "command_faults", "continue_faults", "field_bits",
+           "run_signature"]
 
 
 
@@ -53,6 +64,8 @@ def run_signature(p: CoreParams, cmd_layout: data.Layout) -> wiring.Signature:
     }
     if p.group_heads > 1:
         members["nq"] = Out(p.index_bits)   # Q rows (and output rows): g · N
+    if p.decode:   # the command taken with start continues the sequence
+        members["cont"] = Out(1)
     if p.sink_logits:   # the run's learned sink scores, one per query head, and whether used
         members["sinks"] = Out(data.ArrayLayout(signed(p.widths.score), p.group_heads))
         members["sink_on"] = Out(1)
@@ -124,6 +137,26 @@ def command_faults(p: CoreParams, cmd) -> list:
     return bad
 
 
+def continue_faults(p: CoreParams, cmd, regs: dict, n, valid) -> list:
+    """What makes the continue command ``cmd`` one a decode core refuses, as 1-bit values:
+    the context holds no sequence (``valid`` 0: never started, or reset since), no rows, past
+    ``max_seq_len`` (``n``, the sequence's rows so far, plus ``seq_len``), a window that looks
+    ahead (``after`` > 0: its keys have not arrived), or a pattern field other than the
+    sequence's (``regs``: the run registers of its start — ``before``, ``after``, ``dil``,
+    ``gcount``, ``sinks``, ``sink_on``). :meth:`CoreParams.check_continue` is the same rule."""
+    seq_len = cmd.seq_len
+    bad = [~valid, ~seq_len.any(), n + seq_len > p.hw.max_seq_len,
+           cmd.after.any(), cmd.after != regs["after"], cmd.before != regs["before"]]
+    if p.max_dilation > 1:
+        bad.append(cmd.dilation != regs["dil"])
+    if p.sink_core:
+        bad.append(cmd.sink_count != regs["gcount"])
+    if p.sink_logits:
+        bad += [cmd.sink_on != regs["sink_on"],
+                cmd.sink_scores.as_value() != regs["sinks"].as_value()]
+    return bad
+
+
 class RunControl(wiring.Component):
     """The command stage (module docstring).
 
@@ -142,6 +175,7 @@ class RunControl(wiring.Component):
             "done": In(1),
             "error": Out(1),
             "cycles": Out(STAT_BITS),
+            **({"ctx_valid": Out(1)} if params.decode else {}),
         })
 
     def invariants(self) -> list[tuple]:
@@ -190,11 +224,34 @@ class RunControl(wiring.Component):
                 ]
         return checks
 
+    def _latch(self, m: Module, regs: dict, running, n):
+        """The statements of a command that starts a run: its length and pattern latched."""
+        p, cmd, run = self.params, self.cmd.payload, self.run
+        dmax, gmax, blk, rmax = p.max_dilation, p.max_global_tokens, p.block_size, \
+            p.max_random_blocks
+        d_r = cmd.dilation if dmax > 1 else 1
+        m.d.sync += [self.error.eq(0), running.eq(1), n.eq(cmd.seq_len)]
+        if p.group_heads > 1:
+            m.d.sync += regs["nq"].eq(cmd.seq_len * p.group_heads)
+        if p.sink_logits:
+            m.d.sync += [regs["sinks"].eq(cmd.sink_scores),
+                         regs["sink_on"].eq(cmd.sink_on)]
+        if blk:
+            m.d.sync += regs["n_mb"].eq(cmd.seq_len - blk)
+            if rmax:
+                m.d.sync += [regs["rcount"].eq(cmd.random_blocks),
+                             regs["rnd_last"].eq(cmd.random_blocks * blk - 1)]
+        else:
+            m.d.sync += [regs["after"].eq(cmd.after), regs["dafter"].eq(d_r * cmd.after)]
+        if dmax > 1:
+            m.d.sync += regs["dil"].eq(cmd.dilation)
+        if gmax:
+            m.d.sync += regs["gcount"].eq(run.cmd_gcount)
+
     def elaborate(self, platform):
         m = Module()
         p, run = self.params, self.run
-        dmax, gmax, blk, rmax = p.max_dilation, p.max_global_tokens, p.block_size, \
-            p.max_random_blocks
+        gmax, blk = p.max_global_tokens, p.block_size
         cmd = self.cmd.payload
         m.d.comb += run.cmd.eq(cmd)
         if blk:
@@ -215,30 +272,30 @@ class RunControl(wiring.Component):
                 regs[name] = (Signal(run.sinks.shape(), name=name) if name == "sinks"
                               else Signal.like(getattr(run, name), name=name))
                 m.d.comb += getattr(run, name).eq(regs[name])
+        if p.decode:   # the sequence's window start, and whether there is a sequence
+            regs["before"] = Signal.like(cmd.before, name="seq_before")
+            valid = Signal(name="ctx_valid")
+            m.d.comb += [self.ctx_valid.eq(valid), run.cont.eq(cmd.cont)]
         with m.If(self.cmd.valid & ~running):
-            bad = command_faults(p, cmd)
-            with m.If(Cat(*bad).any()):
+            refuse = Cat(*command_faults(p, cmd)).any()
+            if p.decode:
+                refuse = Mux(cmd.cont, Cat(*continue_faults(p, cmd, regs, n, valid)).any(),
+                             refuse)
+            with m.If(refuse):
                 m.d.sync += self.error.eq(1)
             with m.Else():
                 m.d.comb += run.start.eq(1)
-                d_r = cmd.dilation if dmax > 1 else 1
-                m.d.sync += [self.error.eq(0), running.eq(1), n.eq(cmd.seq_len)]
-                if p.group_heads > 1:
-                    m.d.sync += regs["nq"].eq(cmd.seq_len * p.group_heads)
-                if p.sink_logits:
-                    m.d.sync += [regs["sinks"].eq(cmd.sink_scores),
-                                 regs["sink_on"].eq(cmd.sink_on)]
-                if blk:
-                    m.d.sync += regs["n_mb"].eq(cmd.seq_len - blk)
-                    if rmax:
-                        m.d.sync += [regs["rcount"].eq(cmd.random_blocks),
-                                     regs["rnd_last"].eq(cmd.random_blocks * blk - 1)]
+                if p.decode:
+                    with m.If(cmd.cont):   # the sequence goes on: its pattern stays
+                        total = n + cmd.seq_len
+                        m.d.sync += [self.error.eq(0), running.eq(1), n.eq(total)]
+                        if p.group_heads > 1:
+                            m.d.sync += regs["nq"].eq(total * p.group_heads)
+                    with m.Else():
+                        m.d.sync += [valid.eq(1), regs["before"].eq(cmd.before)]
+                        self._latch(m, regs, running, n)
                 else:
-                    m.d.sync += [regs["after"].eq(cmd.after), regs["dafter"].eq(d_r * cmd.after)]
-                if dmax > 1:
-                    m.d.sync += regs["dil"].eq(cmd.dilation)
-                if gmax:
-                    m.d.sync += regs["gcount"].eq(run.cmd_gcount)
+                    self._latch(m, regs, running, n)
         with m.If(running & self.done):
             m.d.sync += running.eq(0)
         cycles = Signal(STAT_BITS, name="stat_cycles")

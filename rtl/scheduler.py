@@ -179,13 +179,14 @@ class Scheduler(wiring.Component):
         dmax, blk, rmax = p.max_dilation, p.block_size, p.max_random_blocks
         running, n, cmd, start_run = run.running, run.n, run.cmd, run.start
         dil = run.dil if dmax > 1 else 1
-        q_cnt, q_full, q_more = s.q_cnt, s.q_full, s.q_more
+        q_cnt, q_full = s.q_cnt, s.q_full
         qk_row, qk_more, hi1, near, sb_free = s.qk_row, s.qk_more, s.hi1, s.near, s.sb_free
         q_rows = Signal(STAT_BITS, name="stat_q_rows")
         m.d.comb += self.q_rows.eq(q_rows)
         qk_start = Signal()
         m.d.comb += qk_start.eq(self.rows.valid & self.rows.ready)
-        nq, qk_pos, adv = self._heads(m, qk_start, start_run)
+        new_seq = (start_run & ~run.cont) if p.decode else start_run
+        nq, qk_pos, adv = self._heads(m, qk_start, new_seq)
 
         # -- Q registers -----------------------------------------------------------------------
         q_next = self._q_registers(m, qk_start, q_rows, nq)
@@ -226,7 +227,12 @@ class Scheduler(wiring.Component):
             row_lo_base = Mux(blk_first, lo_base, blo_base)
         else:
             row_lo, row_lo_lane, row_lo_base = lo, lo_lane, lo_base
-        with m.If(start_run):
+        # a continue (decode core) keeps the next row's window, whose reach is the row itself
+        # (a continued sequence has after = 0): hi1 = qk_pos + 1
+        if p.decode:
+            with m.If(start_run & run.cont):
+                m.d.sync += [near.eq(0), hi1.eq(s.qk_pos + 1)]
+        with m.If(new_seq):
             if blk:
                 m.d.sync += [hi1.eq(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len)),
                              bend.eq(2 * blk), blk_t.eq(0), qk_blk.eq(0), row_rnd.eq(0),
@@ -274,17 +280,7 @@ class Scheduler(wiring.Component):
             m.d.comb += rem0.eq(Mux(near, last_a, qk_a + run.after) - lo)
 
         # -- the QK start ----------------------------------------------------------------------
-        # registered forms of "rows left to start" (qk_row < n) and "a score buffer is free"
-        # (qk_row − sv_done < score_buffers), so that the start is a short function of registers
-        sv_fin = self.sv_fin
-        with m.If(qk_start):
-            m.d.sync += qk_more.eq(qk_row + 1 < nq)
-        with m.If(qk_start & ~sv_fin):
-            m.d.sync += sb_free.eq(sb_free - 1)
-        with m.Elif(sv_fin & ~qk_start):
-            m.d.sync += sb_free.eq(sb_free + 1)
-        with m.If(start_run):
-            m.d.sync += [qk_more.eq(1), sb_free.eq(p.score_buffers)]
+        self._qk_counters(m, qk_start, nq)
         # (a row with random blocks also waits for its block's random rows)
         rnd_ok = (~row_rnd | (self.blocks >= qk_blk)) if rmax else 1
         pre_done = self.pre_done if p.max_global_tokens else 1
@@ -299,7 +295,7 @@ class Scheduler(wiring.Component):
         if rmax:
             m.d.comb += [row.rnd.eq(row_rnd), row.rsel.eq(qk_blk[0])]
         if p.sink_core:
-            m.d.comb += row.cols.eq(self._sink_columns(m, start_run, adv))
+            m.d.comb += row.cols.eq(self._sink_columns(m, new_seq, adv))
         if p.sink_logits:   # the learned sink score of the row's query head
             sinks = [run.sinks[h] for h in range(p.group_heads)]
             m.d.comb += row.sink.eq(Array(sinks)[s.qk_head] if len(sinks) > 1 else sinks[0])
@@ -312,13 +308,41 @@ class Scheduler(wiring.Component):
             with m.Else():
                 m.d.sync += lo_lane.eq(lo_lane + 1)
 
-        # -- a new run resets every pointer and counter -----------------------------------------
-        with m.If(start_run):
-            m.d.sync += [sig.eq(0) for sig in (q_cnt, qk_row, lo_lane, lo_base, sbuf, q_rows)]
-            m.d.sync += q_more.eq(1)   # (seq_len >= 1)
+        # -- a new run resets every pointer and counter ---------------------------------------
+        self._new_run(m, new_seq, (q_cnt, qk_row, lo_lane, lo_base, sbuf), q_rows)
         state_invariants(m, platform, [*self.invariants(),
                                        (q_rows == q_cnt, "inv: stats.q_rows = q_cnt")])
         return m
+
+    def _qk_counters(self, m: Module, qk_start, nq):
+        """The registered forms of "rows left to start" (``qk_more``: qk_row < nq) and "a score
+        buffer is free" (``sb_free``: qk_row − sv_done < score_buffers), so that the QK start
+        is a short function of registers."""
+        p, run, s = self.params, self.run, self.state
+        start_run, sv_fin, qk_more, sb_free = run.start, self.sv_fin, s.qk_more, s.sb_free
+        with m.If(qk_start):
+            m.d.sync += qk_more.eq(s.qk_row + 1 < nq)
+        with m.If(qk_start & ~sv_fin):
+            m.d.sync += sb_free.eq(sb_free - 1)
+        with m.Elif(sv_fin & ~qk_start):
+            m.d.sync += sb_free.eq(sb_free + 1)
+        with m.If(start_run):
+            m.d.sync += [qk_more.eq(1), sb_free.eq(p.score_buffers)]
+
+    def _new_run(self, m: Module, new_seq, counters, q_rows):
+        """A new run resets ``counters`` (a continue on a decode core keeps them: its rows go
+        on from the sequence's) and the Q rows counter of ``stats`` (every run)."""
+        p, run, s = self.params, self.run, self.state
+        start_run = run.start
+        if p.decode:
+            with m.If(new_seq):
+                m.d.sync += [sig.eq(0) for sig in counters]
+            with m.If(start_run):
+                m.d.sync += [q_rows.eq(0), s.q_more.eq(1)]
+        else:
+            with m.If(start_run):
+                m.d.sync += [sig.eq(0) for sig in (*counters, q_rows)]
+                m.d.sync += s.q_more.eq(1)   # (seq_len >= 1)
 
     def _heads(self, m: Module, qk_start, start_run):
         """``(nq, qk_pos, adv)``: the run's Q rows, the next row's position, and ``adv``, a

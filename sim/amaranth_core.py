@@ -9,7 +9,7 @@ import random
 from typing import NamedTuple
 
 import numpy as np
-from amaranth.hdl import Fragment
+from amaranth.hdl import Fragment, Module, ResetInserter, Signal
 from amaranth.sim import Simulator
 
 from swatkit.golden import AttentionSpec, NumberFormat
@@ -18,8 +18,8 @@ from swatkit.rtl.core import command
 
 from .streams import stream_get, stream_put
 
-__all__ = ["CoreInput", "CoreRun", "Reject", "Rejected", "check_results", "run_core",
-           "run_core_many"]
+__all__ = ["CoreInput", "CoreRun", "Reject", "Rejected", "ResetCore", "check_results",
+           "run_core", "run_core_many"]
 
 
 class CoreRun(NamedTuple):
@@ -37,6 +37,16 @@ class CoreInput(NamedTuple):
     global_qkv: tuple | None = None
     cmd: dict | None = None   # the command payload to send instead of ``command(p, run)``
     sinks: tuple | None = None   # learned sink scores, one per query head (a sink-logit core)
+    # (a decode core) continue the sequence by these rows: q, k, v are rows P … P + n − 1 only,
+    # ``run`` the sequence's pattern at its length after them (P + n); no resident columns are
+    # sent again
+    cont: bool = False
+
+
+class ResetCore(NamedTuple):
+    """An item of :func:`run_core_many`: the core's reset held for ``cycles`` cycles between
+    two commands (a decode core's context is then invalid)."""
+    cycles: int = 2
 
 
 class Reject(NamedTuple):
@@ -52,6 +62,7 @@ class Rejected(NamedTuple):
     busy: bool       # ``busy`` was high in some watched cycle
     taken: dict      # stream name -> beats that moved (valid & ready) while watched
     offered: dict    # stream name -> watched cycles with ``valid`` high (a beat was on offer)
+    ctx_valid: bool | None = None   # a decode core's ``ctx_valid`` in the last watched cycle
 
 
 def check_results(results: list, wants: list, refused: int) -> None:
@@ -72,11 +83,47 @@ def _row(x):
     return [int(e) for e in x]
 
 
+def _plans(items, p: CoreParams) -> list:
+    """Per item of :func:`run_core_many`: ``(kind, command payload, details)`` — ``"reject"``
+    with the :class:`Reject`, ``"reset"`` with the :class:`ResetCore`, or ``"run"`` with a
+    :class:`SimpleRun` (its pattern checked against the core's maxima)."""
+    plans = []
+    for it in items:
+        if isinstance(it, Reject):
+            plans.append(("reject", it.payload, it))
+            continue
+        if isinstance(it, ResetCore):
+            plans.append(("reset", None, it))
+            continue
+        if not isinstance(it, CoreInput):
+            raise TypeError(f"an item must be a CoreInput, a Reject or a ResetCore, not {it!r}")
+        hg = p.group_heads
+        if hg > 1 and np.shape(it.q)[:1] != (hg,):
+            raise ValueError(f"q must have one row block per query head of the group, shape "
+                             f"({hg}, N, d), not {np.shape(it.q)}")
+        n = np.shape(it.q)[-2]
+        run = p.run_spec(n) if it.run is None else it.run
+        p.check_run(run)
+        if run.seq_len != n and not it.cont:
+            raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n} rows")
+        if it.cont:   # (the sequence's pattern, at its length after the continue)
+            p.check_continue(run, n)
+        tokens = [int(t) for t in run.global_positions()]
+        gq = (it.q, it.k, it.v) if it.global_qkv is None else it.global_qkv
+        cmd = (command(p, run, seq_len=n, sink_scores=it.sinks, cont=it.cont)
+               if it.cmd is None else it.cmd)
+        cols = ([] if it.cont else [int(c) for c in run.columns()] if not run.block_size
+                else tokens)
+        plans.append(("run", cmd, SimpleRun(it.q, it.k, it.v, run, tokens, gq,
+                                            p.random_stream_rows(run), cols, n)))
+    return plans
+
+
 def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,
                   hw: HardwareConfig | None = None, *, seed: int = 0, gap: float = 0.0,
                   stall: float = 0.0, timeout: int | None = None,
                   vcd: str | None = None, platform=None, heads: int = 1,
-                  kv_heads: int = 1, sink_logits: bool = False) -> list:
+                  kv_heads: int = 1, sink_logits: bool = False, contexts: int = 0) -> list:
     """Send the commands of ``items`` back to back to one core generated for ``spec``: a
     :class:`CoreInput` starts a run (the next command is sent once the core is idle again), a
     :class:`Reject` sends a command the core must refuse. Returns, per item, a :class:`CoreRun`
@@ -102,41 +149,26 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
     group = {}
     if not isinstance(spec, CoreParams):
         hw = hw or HardwareConfig(max_seq_len=max([np.shape(it.q)[-2] for it in runs] + [1]))
-        group = {"heads": heads, "kv_heads": kv_heads, "sink_logits": sink_logits}
+        group = {"heads": heads, "kv_heads": kv_heads, "sink_logits": sink_logits,
+                 "contexts": contexts}
     dut = SwatCore(spec, fmt, hw, **group)
+    # (the core's reset, for a ResetCore item: the core's alone, so that the stream benches,
+    # which wait on the sync clock, go on through it)
+    core_reset = Signal(name="core_reset")
+    top = Module()
+    top.submodules.dut = ResetInserter(core_reset)(dut)
     p = dut.params
     hg = p.group_heads
     lay = core_layouts(p)
     globals_ = p.global_rows
     randoms = bool(p.max_random_blocks)
 
-    plans = []  # per item: (kind, command payload, run details)
-    for it in items:
-        if isinstance(it, Reject):
-            plans.append(("reject", it.payload, it))
-            continue
-        if not isinstance(it, CoreInput):
-            raise TypeError(f"an item must be a CoreInput or a Reject, not {it!r}")
-        if hg > 1 and np.shape(it.q)[:1] != (hg,):
-            raise ValueError(f"q must have one row block per query head of the group, shape "
-                             f"({hg}, N, d), not {np.shape(it.q)}")
-        n = np.shape(it.q)[-2]
-        run = p.run_spec(n) if it.run is None else it.run
-        p.check_run(run)
-        if run.seq_len != n:
-            raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n} rows")
-        tokens = [int(t) for t in run.global_positions()]
-        gq = (it.q, it.k, it.v) if it.global_qkv is None else it.global_qkv
-        cmd = command(p, run, sink_scores=it.sinks) if it.cmd is None else it.cmd
-        plans.append(("run", cmd, SimpleRun(it.q, it.k, it.v, run, tokens, gq,
-                                            p.random_stream_rows(run),
-                                            [int(c) for c in run.columns()]
-                                            if not run.block_size else tokens)))
+    plans = _plans(items, p)   # per item: (kind, command payload, run details)
     good = [plan[2] for plan in plans if plan[0] == "run"]
 
     rng = random.Random(seed)
     seeds = [rng.randrange(2 ** 32) for _ in range(3)]
-    outs = [np.zeros((hg, r.run.seq_len, p.spec.head_dim), dtype=np.int64) for r in good]
+    outs = [np.zeros((hg, r.rows, p.spec.head_dim), dtype=np.int64) for r in good]
     done = {}
     results = []
 
@@ -152,7 +184,7 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
         return {name: (values[2 * i], values[2 * i + 1]) for i, name in enumerate(names)}
 
     def expected(r):
-        n, g = r.run.seq_len, len(r.tokens)
+        n, g = r.rows, len(r.tokens)
         want = {"q": hg * n, "kv": len(r.cols) + n, "o": hg * n - g}
         if globals_:
             want.update(qg=g, kvg=2 * n if g else 0, og=g)
@@ -176,20 +208,15 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
     async def control(ctx):
         k = 0
         for index, (kind, payload, item) in enumerate(plans):
+            if kind == "reset":   # (no command is offered meanwhile)
+                ctx.set(core_reset, 1)
+                for _ in range(item.cycles):
+                    await ctx.tick()
+                ctx.set(core_reset, 0)
+                continue
             if kind == "reject":
                 await send(ctx, payload, f"command {index}")
-                taken = dict.fromkeys(names, 0)
-                offered = dict.fromkeys(names, 0)
-                error, busy = True, False
-                for _ in range(item.watch):
-                    _, _, err, bsy, *vals = await ctx.tick().sample(dut.error, dut.busy,
-                                                                     *sampled)
-                    error &= bool(err)
-                    busy |= bool(bsy)
-                    for name, (v, r) in moved(vals).items():
-                        taken[name] += bool(v and r)
-                        offered[name] += bool(v)
-                results.append(Rejected(error, busy, taken, offered))
+                results.append(await _watch(ctx, dut, streams, item.watch))
                 continue
             r = good[k]
             await send(ctx, payload, f"command {index}")
@@ -225,10 +252,50 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
         if left:
             raise TimeoutError(f"streams {left} still have beats to move after the last run")
 
+    sim = Simulator(Fragment.get(top, platform) if platform is not None else top)
+    sim.add_clock(1e-8)
+    benches = _stream_benches(dut, good, outs, done, seeds, gap, stall)
+    benches_names = list(benches)
+    for tb in [control, *benches.values()]:
+        sim.add_testbench(tb)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return results
+
+
+async def _watch(ctx, dut, streams: dict, cycles: int) -> Rejected:
+    """What the core does for ``cycles`` cycles after a command it must refuse moved."""
+    names = list(streams)
+    sampled = [s for name in names for s in (streams[name].valid, streams[name].ready)]
+    taken = dict.fromkeys(names, 0)
+    offered = dict.fromkeys(names, 0)
+    error, busy = True, False
+    for _ in range(cycles):
+        _, _, err, bsy, *vals = await ctx.tick().sample(dut.error, dut.busy, *sampled)
+        error &= bool(err)
+        busy |= bool(bsy)
+        for i, name in enumerate(names):
+            taken[name] += bool(vals[2 * i] and vals[2 * i + 1])
+            offered[name] += bool(vals[2 * i])
+    return Rejected(error, busy, taken, offered,
+                    bool(ctx.get(dut.ctx_valid)) if dut.params.decode else None)
+
+
+def _stream_benches(dut, good: list, outs: list, done: dict, seeds: list, gap: float,
+                    stall: float) -> dict:
+    """The testbenches of :func:`run_core_many`'s streams, ``{stream: testbench}``: sources
+    of every run's rows on the inputs (seeded gaps), sinks of the outputs (seeded stalls)
+    that write each run's rows into ``outs``; each marks its stream in ``done`` at the end."""
+    p = dut.params
+    hg, lay = p.group_heads, core_layouts(p)
+
     async def put_kv(ctx):
         # per run: its resident columns first (global tokens or sinks), then the band rows
         beats = [lay["kv"].const({"k": _row(r.k[j]), "v": _row(r.v[j])})
-                 for r in good for j in [*r.cols, *range(r.run.seq_len)]]
+                 for r in good for j in [*r.cols, *range(r.rows)]]
         await stream_put(ctx, dut.kv, beats, rng=random.Random(seeds[0]), gap=gap)
         done["kv"] = True
 
@@ -242,16 +309,16 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
     async def put_q(ctx):
         # (a grouped core: the g query heads of position 0, then of position 1, …)
         beats = [lay["q"].const(_row(r.q[h, i] if hg > 1 else r.q[i])) for r in good
-                 for i in range(r.run.seq_len) for h in range(hg)]
+                 for i in range(r.rows) for h in range(hg)]
         await stream_put(ctx, dut.q, beats, rng=random.Random(seeds[1]), gap=gap)
         done["q"] = True
 
     async def get_o(ctx):
-        total = sum(hg * r.run.seq_len - len(r.tokens) for r in good)
+        total = sum(hg * r.rows - len(r.tokens) for r in good)
         rows = iter(await stream_get(ctx, dut.o, total, rng=random.Random(seeds[2]),
                                      stall=stall, timeout=100_000))
         for out, r in zip(outs, good, strict=True):
-            for i in range(r.run.seq_len):
+            for i in range(r.rows):
                 if i not in r.tokens:
                     for h in range(hg):
                         row = next(rows)
@@ -267,7 +334,7 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
     async def put_global_kv(ctx):
         beats = [lay["kv"].const({"k": _row(r.gq[1][j]), "v": _row(r.gq[2][j])})
                  for r in good if r.tokens for _pass in range(2)
-                 for j in range(r.run.seq_len)]
+                 for j in range(r.rows)]
         await stream_put(ctx, dut.kvg, beats, rng=random.Random(seeds[1] + 1), gap=gap)
         done["kvg"] = True
 
@@ -281,22 +348,12 @@ def run_core_many(items, spec: CoreParams | AttentionSpec, fmt: NumberFormat | N
                 out[0, g] = [int(row[c]) for c in range(p.spec.head_dim)]
         done["og"] = True
 
-    sim = Simulator(Fragment.get(dut, platform) if platform is not None else dut)
-    sim.add_clock(1e-8)
     benches = {"kv": put_kv, "q": put_q, "o": get_o}
-    if globals_:
+    if p.global_rows:
         benches.update(qg=put_global, kvg=put_global_kv, og=get_global)
-    if randoms:
+    if p.max_random_blocks:
         benches["kvr"] = put_random_kv
-    benches_names = list(benches)
-    for tb in [control, *benches.values()]:
-        sim.add_testbench(tb)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
-    return results
+    return benches
 
 
 class SimpleRun(NamedTuple):
@@ -308,6 +365,7 @@ class SimpleRun(NamedTuple):
     gq: tuple
     rnd: np.ndarray   # the K/V rows of the random-block stream
     cols: list        # the resident columns sent first on kv (global tokens or sinks)
+    rows: int         # the run's rows (N; a continue's n)
 
 
 def run_core(q, k, v, spec: CoreParams | AttentionSpec, fmt: NumberFormat | None = None,

@@ -312,6 +312,7 @@ class HarnessBench:
         time) and a sum of cycles (every hold, and 20 mean off runs of each bursty stream: a
         longer one has probability e^-20)."""
         factor, extra = 1.0, sum(f[1] for f in self.case.get("holds", {}).values())
+        extra += max((r.get("late_kv", 0) for r in self.case["runs"]), default=0)
         for control in self.case["streams"].values():
             factor /= 1 - control["gap"]
             if control["burst"]:
@@ -497,6 +498,7 @@ class HarnessBench:
                                f"taken at cycle {int(dut.cmd_moved.value)}, expected the first "
                                f"idle cycle, {self.idle_at}")
             pending = None
+            self.late_kv(index)
             if early is not None and index + 1 < len(runs):
                 pending = cocotb.start_soon(self.offer_early(runs[index + 1]["command"], early))
             busy_before = int(dut.busy_cycles.value)
@@ -533,6 +535,43 @@ class HarnessBench:
             self.error("the core took a command while busy")
         self.compare(min(int(dut.o_rows.value), self.case["o_depth"]))
         self.sim_cycles = int(dut.cycles.value)
+        if self.case.get("decode_reset") and len(self.runs) == len(runs):
+            await self.continue_after_reset()
+
+    def late_kv(self, index: int):
+        """Fault (decode): run ``index``'s command was just taken. If the next run (a decode
+        step) is late, the K/V stream offers nothing new from now (this run's row is on offer
+        already); if this run is, the stream goes on ``late_kv`` cycles from now."""
+        runs, dut = self.case["runs"], self.dut
+
+        async def release(cycles):
+            await self.cycles(cycles)
+            await FallingEdge(dut.clk)
+            dut.kv_hold.value = 0
+
+        if index + 1 < len(runs) and runs[index + 1].get("late_kv"):
+            dut.kv_hold.value = 1   # (now: the falling edge after the command's transfer)
+        if runs[index].get("late_kv"):
+            cocotb.start_soon(release(runs[index]["late_kv"]))
+
+    async def continue_after_reset(self):
+        """Fault (decode): after the last step, reset the core (with the harness), put rows on
+        offer again and offer the last step's command (a continue by one row): the context is
+        gone, so it must be refused — ``error`` set, never busy, no beat taken."""
+        dut, last = self.dut, self.case["runs"][-1]
+        await FallingEdge(dut.clk)
+        await self.reset()
+        await self.start(last["q_rows"], last["seq_len"])
+        await self.command(last["command"])
+        busy = False
+        for _ in range(4 * self.params.groups + 40):
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            busy |= bool(dut.busy.value)
+        taken = {name: int(getattr(dut, f"{name}_sent").value) for name in ("q", "kv")}
+        if not dut.error.value or busy or any(taken.values()):
+            self.error(f"a continue after a reset: expected error=1, never busy, no row taken; "
+                       f"got error={int(dut.error.value)}, busy {busy}, rows taken {taken}")
 
     def check_run(self, index, label, stats, monitor, got_rows, q_base, kv_base):
         """A finished run's counters, row counts, streams and error flag."""

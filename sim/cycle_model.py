@@ -57,10 +57,15 @@ class CycleEstimate:
 
 
 def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None,
-                skip_periodic: bool = True) -> CycleEstimate:
+                skip_periodic: bool = True, first_row: int = 0) -> CycleEstimate:
     """Busy cycles of one stall-free run of ``seq_len`` rows on the core ``p``, with the
     pattern ``run`` (default: the core's spec; :meth:`CoreParams.run_spec`). With
-    ``skip_periodic=False`` every row is visited; the result is the same."""
+    ``skip_periodic=False`` every row is visited; the result is the same.
+
+    ``first_row`` P > 0 (a decode core): the run continues a sequence whose rows 0 … P − 1 a
+    run before it computed, to ``seq_len`` rows (rows P … seq_len − 1; its ``ideal`` counts
+    those). The earlier rows are all done when it starts: their ring slots, score buffers and
+    engines are free, so the recurrence starts at row P with no constraint from them."""
     n = int(seq_len)
     if not 1 <= n <= p.hw.max_seq_len:
         raise ValueError(f"seq_len must be in 1..{p.hw.max_seq_len}, not {seq_len}")
@@ -68,6 +73,9 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     p.check_run(run)
     if run.seq_len != n:
         raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n}")
+    if first_row:
+        p.check_continue(run, n - first_row)
+        skip_periodic = False   # (a continue's rows are all visited)
     g, before, after, dil = p.groups, run.before, run.after, run.dilation
     glob_pos = run.global_positions()
     n_glob = len(glob_pos)                # global rows
@@ -85,31 +93,33 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     rows = n * hg
     rg = np.repeat(p.row_rounds(run) * g, hg)
     qd = qk_depth(p)
-    a = np.zeros(n, dtype=np.int64)       # K/V accept cycle (per position)
-    s = np.zeros(rows, dtype=np.int64)    # QK start
-    u = np.zeros(rows, dtype=np.int64)    # SV start
-    e = np.zeros(rows, dtype=np.int64)    # SV done
-    loaded = 0                            # K/V rows whose accept time is known
+    # (a continue: the rows before it finished long before; their times bind nothing)
+    before_run = -(2 ** 62) if first_row else 0
+    a = np.full(n, before_run, dtype=np.int64)      # K/V accept cycle (per position)
+    s = np.full(rows, before_run, dtype=np.int64)   # QK start
+    u = np.full(rows, before_run, dtype=np.int64)   # SV start
+    e = np.full(rows, before_run, dtype=np.int64)   # SV done
+    loaded = first_row                    # K/V rows whose accept time is known
     # rows whose schedule is periodic can be skipped: from here on all times move by rg_mid
     # per row (g·rg_mid per position)
     interior_end = n - reach - 2          # positions before this have a full, unclipped window
     rg_mid = (math.ceil(run.window / p.hw.key_lanes) + math.ceil(n_cols / p.hw.key_lanes)) * g
     history = 3 * dil * (nb + ring // max(1, before + after + 1) + 4)
-    first = n_cols * g                    # the resident columns are accepted first
-    r = 0
+    first = 0 if first_row else n_cols * g   # the resident columns are accepted first
+    r = first_row * hg
     visited = 0
     while r < rows:
         i = r // hg                       # the row's position
         hi = int(hi_row[i]) if p.block_size else min(n - 1, i + reach)
         while loaded <= hi:
             x = loaded
-            t = a[x - 1] + g if x else first
+            t = a[x - 1] + g if x > first_row else first
             if x >= dil * ring:   # its slot frees when position x − free_back is done
                 t = max(t, e[(x - free_back) * hg + hg - 1] + 1)
             a[x] = t
             loaded += 1
         t = max(1, a[hi] + g + 1)
-        if r:
+        if r > first_row * hg:
             t = max(t, s[r - 1] + rg[r - 1])
         if r >= nb:
             t = max(t, e[r - nb] + 1)
@@ -146,7 +156,11 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     if n_glob:
         cycles = max(cycles, global_rows_cycles(p.spec.head_dim, p.hw.dim_lanes, p.fmt, n,
                                                 n_glob, p.global_engines) + 1)
-    return CycleEstimate(cycles, p.ideal_cycles(n, run), int(s[0]) + 1, visited)
+    ideal = p.ideal_cycles(n, run)
+    if first_row:   # the rows of the continue
+        keys = p.band_keys(run)[first_row:].sum()   # (a decode core has no global rows)
+        ideal = float(keys * hg * p.spec.head_dim / (p.hw.key_lanes * p.hw.dim_lanes))
+    return CycleEstimate(cycles, ideal, int(s[first_row * hg]) + 1, visited)
 
 
 def _random_ready(p: CoreParams, run: AttentionSpec):
@@ -181,17 +195,20 @@ def _random_ready(p: CoreParams, run: AttentionSpec):
     return ready
 
 
-def swat_actions(p: CoreParams, run: AttentionSpec) -> dict:
+def swat_actions(p: CoreParams, run: AttentionSpec, first_row: int = 0) -> dict:
     """The core's counters after a run with the pattern ``run`` (``stats``, but ``cycles``):
     the band engines issue every row's band (a global token inside it masked, not skipped) and
     the run's G global columns, for all N rows (a global token's band row is computed, then
     dropped); the global-row engine makes two q·k passes and one p·v pass over the N keys per
     global row. A grouped core reads each K/V row once and takes, computes and sends g rows
-    per position."""
+    per position. ``first_row`` P > 0: a run that continues the sequence (of ``run.seq_len``
+    rows after it) from row P (:func:`swat_cycles`), which counts its rows only."""
     p.check_run(run)
-    n, d, n_glob = run.seq_len, p.spec.head_dim, len(run.global_positions())
+    if first_row:
+        p.check_continue(run, run.seq_len - first_row)
+    n, d, n_glob = run.seq_len - first_row, p.spec.head_dim, len(run.global_positions())
     hg = p.group_heads   # (a grouped core has no global rows)
-    band_keys = int(p.band_keys(run).sum()) * hg
+    band_keys = int(p.band_keys(run)[first_row:].sum()) * hg
     return {"kv_rows": n, "q_rows": hg * n, "rows_out": hg * (n - n_glob),
             "qk_macs": (band_keys + 2 * n_glob * n) * d,
             "sv_macs": (band_keys + n_glob * n) * d,

@@ -201,6 +201,10 @@ def check_size(p: CoreParams) -> None:
         if value > LIMITS[name]:
             raise ConfigValueError(f"{name} {value} is too big to prove in reasonable time "
                                    f"(limit {LIMITS[name]} for swatkit prove)", name)
+    if p.decode:
+        raise ConfigValueError(f"contexts {p.contexts}: swatkit prove covers cores whose every "
+                               "run starts a sequence (a decode core's continue is verified by "
+                               "simulation only)", "contexts")
 
 
 def properties(p: CoreParams) -> dict:

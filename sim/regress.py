@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
+from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention, sequence_runs
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.core import command_value
 from swatkit.rtl.harness import STREAMS, SwatHarness, burst_threshold, pack_rows
@@ -247,7 +247,8 @@ def shape_params(head_dim: int, before: int, after: int, key_lanes: int, dim_lan
                  dilation: int = 1, global_tokens: tuple[int, ...] = (),
                  max_global_tokens: int = 0, max_dilation: int = 1, block_size: int = 0,
                  random_blocks: int = 0, heads: int = 1, kv_heads: int = 1,
-                 sink_tokens: int = 0, sink_logits: bool = False) -> CoreParams:
+                 sink_tokens: int = 0, sink_logits: bool = False,
+                 contexts: int = 0) -> CoreParams:
     """The CoreParams of a build given by its shape (:class:`Build`'s keywords): the spec of
     ``max_seq_len`` rows (BigBird's table drawn from seed 0), the format, the hardware and the
     head group."""
@@ -258,7 +259,7 @@ def shape_params(head_dim: int, before: int, after: int, key_lanes: int, dim_lan
                           sink_tokens=min(sink_tokens, max_seq_len)))
     return CoreParams(spec, fmt or NumberFormat(),
                       HardwareConfig(key_lanes, dim_lanes, max_seq_len, max_global_tokens,
-                                     max_dilation), heads, kv_heads, sink_logits)
+                                     max_dilation), heads, kv_heads, sink_logits, contexts)
 
 
 def build_params(params: CoreParams) -> CoreParams:
@@ -275,7 +276,8 @@ def build_params(params: CoreParams) -> CoreParams:
                     else params.max_global_tokens, max_dilation=params.max_dilation)
     if (spec, hw) == (params.spec, params.hw):
         return params
-    return CoreParams(spec, params.fmt, hw, params.heads, params.kv_heads, params.sink_logits)
+    return CoreParams(spec, params.fmt, hw, params.heads, params.kv_heads, params.sink_logits,
+                      params.contexts)
 
 
 INPUT_KINDS = {
@@ -355,6 +357,18 @@ class Case:
         then f … N − 2, and the expected rows are the golden model's on those (the last row
         is never taken). One run, on a band core with rows of two words or more and no
         resident columns.
+    decode : int
+        On a decode build (``contexts`` >= 1): after the prefill (the one run of ``seq_lens``,
+        a causal pattern) this many decode steps, each a run that continues the sequence by
+        one row (docs/rtl.md, "Decode"); every row is checked against the one-run model of the
+        whole sequence (:func:`~swatkit.golden.sequence_runs`).
+    late_kv : tuple of (step, cycles)
+        Fault (decode): the K/V row of decode step ``step`` (2 … ``decode``) arrives late: the
+        K/V stream offers nothing new from the previous step's command until ``cycles``
+        cycles after this step's command.
+    decode_reset : bool
+        Fault (decode): after the last step the core is reset; the next step's continue must
+        then be refused (``error``, never busy), with its rows on offer and none taken.
     """
 
     id: str
@@ -374,6 +388,9 @@ class Case:
     early_command: int | None = None
     sink_logits: tuple[float, ...] | None = None
     drop_valid: int | None = None
+    decode: int = 0
+    late_kv: tuple[tuple[int, int], ...] = ()
+    decode_reset: bool = False
 
     def __post_init__(self):
         b = self.build
@@ -409,6 +426,7 @@ class Case:
             raise ValueError(f"{self.id}: the runs need {kv_rows} K/V rows (resident columns "
                              f"included), more than the harness's {b.harness_depth}")
         self._check_faults()
+        self._check_decode(runs)
         if self.inputs not in INPUT_KINDS:
             raise ValueError(f"{self.id}: inputs must be one of {', '.join(INPUT_KINDS)}, "
                              f"not {self.inputs!r}")
@@ -466,6 +484,33 @@ class Case:
                              f"{self.early_command} on {len(self.seq_lens)} run(s) of "
                              f"{self.build.id}")
 
+    def _check_decode(self, runs):
+        """The decode fields against the build (``ValueError`` naming the field)."""
+        b = self.build
+        if not self.decode:
+            if self.late_kv or self.decode_reset:
+                raise ValueError(f"{self.id}: late_kv and decode_reset need decode steps")
+            return
+        if self.decode < 0 or not b.params.decode or len(runs) != 1:
+            raise ValueError(f"{self.id}: decode needs a decode build (contexts >= 1) and one "
+                             f"prefill run, not {self.decode} steps on {len(runs)} run(s) of "
+                             f"{b.id}")
+        n = runs[0].seq_len + self.decode
+        if n > min(b.max_seq_len, b.harness_depth):
+            raise ValueError(f"{self.id}: the prefill and {self.decode} steps make {n} rows, "
+                             f"more than the build's {min(b.max_seq_len, b.harness_depth)}")
+        try:
+            b.params.check_continue(runs[0].replace(seq_len=n), self.decode)
+        except ValueError as e:
+            raise ValueError(f"{self.id}: {e}") from None
+        for step, cycles in self.late_kv:
+            if not 2 <= step <= self.decode or cycles < 1:
+                raise ValueError(f"{self.id}: late_kv must be (step in 2..{self.decode}, "
+                                 f"cycles >= 1), not {(step, cycles)}")
+        if self.early_command is not None or self.reset_faults:
+            raise ValueError(f"{self.id}: a decode case takes late_kv and decode_reset faults, "
+                             "not early commands or resets of the first run")
+
     @property
     def streams(self) -> tuple[str, ...]:
         """The harness's streams on the build (:meth:`SwatHarness.streams`)."""
@@ -497,8 +542,9 @@ class Case:
 
     @property
     def rows(self) -> int:
-        """The output rows the case checks: N per run, times the query heads per K/V head."""
-        return sum(self.seq_lens) * self.build.params.group_heads
+        """The output rows the case checks: N per run (and one per decode step), times the
+        query heads per K/V head."""
+        return (sum(self.seq_lens) + self.decode) * self.build.params.group_heads
 
     @property
     def gaps(self) -> tuple[float, float]:
@@ -508,7 +554,7 @@ class Case:
     @property
     def stall_free(self) -> bool:
         return (not any(c["gap"] or c["burst"] for c in self.stream_controls().values())
-                and not self.holds)
+                and not self.holds and not self.late_kv)
 
     def describe(self) -> str:
         q, kv = self.gaps
@@ -525,11 +571,17 @@ class Case:
             faults.append(f"each next command offered {self.early_command} cycles into a run")
         if self.drop_valid is not None:
             faults.append(f"K/V valid dropped at the last word of row {self.drop_valid}")
+        faults += [f"decode step {step}'s K/V row {cycles} cycles late"
+                   for step, cycles in self.late_kv]
+        if self.decode_reset:
+            faults.append("a reset after the last decode step (the next continue refused)")
         patterns = ""
         if self.patterns:
             runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
             patterns = "; patterns " + ", ".join(r.describe(compact=True) for r in runs)
-        return (f"{self.build.describe()}; N = {', '.join(map(str, self.seq_lens))}{patterns}; "
+        steps = f" then {self.decode} decode steps" if self.decode else ""
+        return (f"{self.build.describe()}; N = {', '.join(map(str, self.seq_lens))}{steps}"
+                f"{patterns}; "
                 f"inputs "
                 f"{self.inputs}; valid gaps {gaps}, ready stalls {self.stall:.0%}"
                 + (f"; faults: {', '.join(faults)}" if faults else ""))
@@ -622,6 +674,12 @@ SKG = Build("sink2_gqa4_bi5_k2d4", head_dim=8, before=2, after=2, key_lanes=2, d
 LOGIT = Build("logits_gqa8_causal16_k4d4", head_dim=16, before=15, after=0, key_lanes=4,
               dim_lanes=4, heads=8, kv_heads=1, sink_logits=True,
               max_seq_len=700)   # (8 heads of 700 positions: a small build, -O0)
+# decode (docs/rtl.md, "Decode"): a core whose command continues a sequence; a causal window with
+# sinks and dilation up to 2 (both carry over), and a grouped one with learned sink logits
+DEC = Build("decode_sink2_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3,
+            dim_lanes=2, sink_tokens=2, max_dilation=2, contexts=1, max_seq_len=400)
+DECG = Build("decode_logits_gqa4_causal12_k4d4", head_dim=8, before=11, after=0, key_lanes=4,
+             dim_lanes=4, heads=4, kv_heads=1, sink_logits=True, contexts=1, max_seq_len=400)
 # runs back to back on BB2: N = b … 32b (r as N allows: 0 below 8 blocks), fewer random blocks,
 # a random table given explicitly (rows out of order) and drawn from other seeds
 _BB_TABLE = ((6, 3, 5), (5, 4, 6), (1, 6, 5), (2, 6, 1), (3, 1, 2), (4, 1, 2))
@@ -660,7 +718,7 @@ DEFAULT_CORE = Build.from_params("longformer_default", CoreParams(
     HardwareConfig()))
 
 FAST_BUILDS = (B9, C8, B17, C33, B5, NARROW, WIDE, FRAC, ASYM, W1, FAST1, E17, AXIS9, G9, D8, G5,
-               G1, BB2, BB4, BB8, GQ4, GQ3, SK4, SKG, LOGIT)
+               G1, BB2, BB4, BB8, GQ4, GQ3, SK4, SKG, LOGIT, DEC, DECG)
 FULL_BUILDS = (*FAST_BUILDS, C32, B33)
 
 # patterns of runs back to back on G9: global tokens (one, at both ends, adjacent, inside each
@@ -795,6 +853,14 @@ def _matrix_fast() -> list[Case]:
         Case("logits_gqa8_causal16_k4d4/runs", LOGIT, (300, 200, 100, 1, 17), idle=(0, 2)),
         Case("logits_gqa8_causal16_k4d4/extremes-heavy", LOGIT, (200, 150, 100),
              inputs="extremes", gap=h, stall=h),
+        Case("decode_sink2_causal8_k3d2/prefill100-decode150", DEC, (100,), decode=150),
+        Case("decode_sink2_causal8_k3d2/prefill3-decode200-heavy", DEC, (3,), decode=200,
+             gap=h, stall=h),
+        Case("decode_sink2_causal8_k3d2/dilated-prefill50-decode100", DEC, (50,), decode=100,
+             patterns=({"dilation": 2, "before": 5},), gap=0.2, stall=0.2),
+        Case("decode_logits_gqa4_causal12_k4d4/prefill64-decode100", DECG, (64,), decode=100),
+        Case("decode_logits_gqa4_causal12_k4d4/prefill1-decode150-heavy", DECG, (1,),
+             decode=150, gap=h, stall=h),
         *_matrix_faults(),
     ]
 
@@ -803,9 +869,14 @@ def _matrix_faults() -> list[Case]:
     """The fault kinds of ``Case`` (docs/verification.md, "Faults"), each at least once, on
     small builds of the matrix (``-k /fault-`` selects them): bursty back-pressure on every
     stream, every stream held on its own, every kind of reset (one cycle, several, one after
-    another), commands offered during runs."""
+    another), commands offered during runs; decode steps whose K/V row arrives late, and a
+    reset after the last step (the next continue refused)."""
     h = HEAVY
     return [
+        Case("decode_sink2_causal8_k3d2/fault-late-kv-reset", DEC, (40,), decode=60,
+             late_kv=((2, 50), (17, 300), (60, 7)), decode_reset=True),
+        Case("decode_logits_gqa4_causal12_k4d4/fault-late-kv-reset", DECG, (20,), decode=40,
+             gap=0.2, stall=0.2, late_kv=((5, 120),), decode_reset=True),
         Case("bi5_k1d1/fault-bursts-n300", B5, (300,), gap=0.1, stall=0.1,
              bursts=(("q", 40), ("kv", 150), ("o", 300))),
         Case("bi5_k1d1/fault-resets", B5, (120, 60), gap=0.2, stall=0.3,
@@ -1564,13 +1635,16 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
     a stream for ever (:func:`run_case`), ``waves`` is the trace's window (or None: no
     trace)."""
     params = case.build.params
-    if corrupt is not None and not 0 <= corrupt[0] < len(case.seq_lens):
+    count = len(case.seq_lens) + case.decode   # (a decode case: the prefill, then a run a step)
+    if corrupt is not None and not 0 <= corrupt[0] < count:
         raise ValueError(f"{case.id}: corrupt {corrupt} names run {corrupt[0]}; the case has "
-                         f"runs 0..{len(case.seq_lens) - 1}")
+                         f"runs 0..{count - 1}")
     arrays, runs, qs, kvs = {}, [], [], []
     bits = case.build.fmt.data_bits
     hg = params.group_heads
-    for index, n in enumerate(case.seq_lens):
+    if case.decode:
+        runs = _decode_runs(case, seed, corrupt, arrays, qs, kvs)
+    for index, n in enumerate(() if case.decode else case.seq_lens):
         spec = case.run_spec(index)
         rng = case_rng(case, seed, index)
         q, k, v = make_inputs(case.inputs, n, case.build, rng)
@@ -1642,6 +1716,7 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
         "resets": [list(r) for r in case.reset_faults], "streams": case.stream_controls(),
         "early_command": case.early_command, "stuck": list(stuck) if stuck else None,
         "drop_valid": case.drop_valid,
+        "decode_reset": case.decode_reset,
         "holds": {signal: [at, cycles] for signal, at, cycles in case.holds},
         "idle": list(case.idle), "depth": case.build.harness_depth,
         "o_depth": case.build.harness_depth * hg,
@@ -1663,6 +1738,65 @@ def _rows_taken(case: Case, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, n
         mixed[-dl:] = ~mixed[-dl:]   # (two's complement: the bitwise complement of each)
         taken.append(np.concatenate([x[:f], mixed[None], x[f:len(x) - 1]]))
     return taken[0], taken[1]
+
+
+def _decode_runs(case: Case, seed: int, corrupt, arrays: dict, qs: list, kvs: list) -> list:
+    """The runs of a decode case (:attr:`Case.decode`): the prefill of P rows, then one run
+    per decode step that continues the sequence by a row. The inputs are drawn for the whole
+    sequence (P + T rows), the expected rows are those of one run over it, cut per run
+    (:func:`~swatkit.golden.sequence_runs`); ``arrays``, ``qs``, ``kvs`` get each run's rows
+    as :func:`_write_case` lays them out. Returns the bench's run records."""
+    params, fmt, b = case.build.params, case.build.fmt, case.build
+    hg, p_rows, steps = params.group_heads, case.seq_lens[0], case.decode
+    total = p_rows + steps
+    spec = case.run_spec(0).replace(seq_len=total)
+    rng = case_rng(case, seed, 0)
+    q, k, v = make_inputs(case.inputs, total, b, rng)
+    sinks = (run_sinks(params, rng, 0) if case.sink_logits is None
+             else np.asarray(case.sink_logits, dtype=np.float64))
+    if hg > 1:
+        q = np.stack([q] + [make_inputs(case.inputs, total, b, rng)[0] for _ in range(hg - 1)])
+    expected = fixed_point_attention(q if hg > 1 else q[None], k[None], v[None], spec, fmt,
+                                     sink_logits=sinks).out   # (g, P + T, d)
+    scores = None if sinks is None else fmt.sink_scores(sinks, params.spec.head_dim)
+    late = dict(case.late_kv)
+    lengths = [p_rows] + [1] * steps
+    q_all = q if hg > 1 else q[None]
+    runs, start = [], 0
+    for index, (rows, want) in enumerate(zip(lengths, sequence_runs(expected, lengths),
+                                             strict=True)):
+        end = start + rows
+        run_spec = spec.replace(seq_len=end)
+        cols = resident_columns(run_spec) if index == 0 else np.zeros(0, dtype=np.int64)
+        want = want.transpose(1, 0, 2).reshape(hg * rows, -1)   # position by position
+        if corrupt is not None and corrupt[0] == index:
+            _, row, col, bit = corrupt
+            if not (row < hg * rows and col < b.head_dim and bit < fmt.out_bits):
+                raise ValueError(f"{case.id}: corrupt {corrupt} is outside run {index}")
+            want = want.copy()
+            want[row, col] ^= 1 << bit
+        qs.append(q_all[:, start:end].transpose(1, 0, 2).reshape(hg * rows, -1))
+        kvs.append(np.concatenate([k[cols], v[cols]], axis=1))
+        kvs.append(np.concatenate([k[start:end], v[start:end]], axis=1))
+        arrays[f"expected{index}"] = want
+        arrays[f"rows{index}"] = np.repeat(np.arange(start, end), hg)
+        if hg > 1:
+            arrays[f"heads{index}"] = np.tile(np.arange(hg), rows)
+        run = {"seq_len": rows, "globals": 0, "columns": int(cols.size), "random": 0,
+               "q_rows": hg * rows, "o_rows": hg * rows,
+               "pattern": (run_spec.describe(compact=True) if index == 0
+                           else f"decode step {index}, row {start}"),
+               "command": command_value(params, run_spec, seq_len=rows, sink_scores=scores,
+                                        cont=index > 0),
+               "actions": swat_actions(params, run_spec, start),
+               "ideal": swat_cycles(params, end, run=run_spec, first_row=start).ideal,
+               "late_kv": late.get(index, 0)}
+        if case.stall_free:
+            run["model_cycles"] = swat_cycles(params, end, run=run_spec,
+                                              first_row=start).cycles
+        runs.append(run)
+        start = end
+    return runs
 
 
 def read_result(path: Path, case_id: str, seed: int, nonce: str) -> tuple[dict | None, str]:

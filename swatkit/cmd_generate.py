@@ -60,6 +60,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run verilator --lint-only -Wall on the result")
 
 
+def decode_line(p) -> str:
+    """What a decode core holds per context and what a continue is (``generate``'s line)."""
+    from swatkit.sim.cycle_model import swat_cycles
+
+    res = p.resources()
+    per = res["kv_buffer_bits"]   # (one context: the ring and its resident sink columns)
+    # a decode step once the window is full (the core's own causal pattern, after = 0)
+    prefill = min(p.window + p.spec.sink_tokens, p.hw.max_seq_len - 1)
+    step = ""
+    if prefill >= 1:
+        run = p.spec.replace(after=0, seq_len=prefill + 1)
+        cycles = swat_cycles(p, prefill + 1, run=run, first_row=prefill).cycles
+        step = f"; a decode step with a full causal window: {cycles:,} cycles (cycle model)"
+    rows = (f"{p.ring_rows} rows" + (f" in each of {p.max_dilation} residue classes"
+                                      if p.max_dilation > 1 else "")
+            + (f" and {p.max_global_tokens} sink rows" if p.sink_core else ""))
+    return (f"decode: {p.contexts} context{'s' if p.contexts != 1 else ''}, each a K/V ring "
+            f"of {rows} kept on chip ({per / 1024:.1f} Kib, {per // 8:,} bytes; "
+            f"{p.contexts * per / 1024:.1f} Kib in all); the command's cont bit continues the "
+            f"sequence by seq_len rows (one K/V row read per decode step), up to "
+            f"{p.hw.max_seq_len} positions (the counters, not the ring){step}; status "
+            f"ctx_valid")
+
+
 def run(args: argparse.Namespace) -> int:
     from swatkit.rtl.generate import LintError, check_target, generate, lint
     from swatkit.rtl.packaging import vlnv
@@ -70,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
                          "core takes them at run time, on each command)")
     params = core_params(r, r.spec.seq_len)
     target = {**DEFAULTS, **r.command}
+    if params.decode and target["interface"] != "core":
+        raise UsageError(f"{r.label('interface')} must be core for a decode core "
+                         f"({r.label('contexts')} {params.contexts}), not "
+                         f"{target['interface']}")
     try:
         check_target(**target, heads=params.heads, kv_heads=params.kv_heads,
                      sink_logits=params.sink_logits)
@@ -153,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
               f"score{'s' if params.group_heads > 1 else ''} of {w.score} bits (one per query "
               f"head: {params.group_heads * w.score + 1} command bits); one more exp unit and "
               f"its {2 ** params.fmt.exp_frac_bits}-entry table, l {w.sum} bits")
+    if params.decode:
+        print(decode_line(params))
     if args.lint:
         try:
             with progress("verilator --lint-only -Wall"):

@@ -80,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="probability of an idle cycle before an input beat (default 0)")
     own.add_argument("--stall", metavar="P", type=float,
                      help="probability that the output's ready is low in a cycle (default 0)")
+    own.add_argument("--decode", metavar="T", type=int,
+                     help="decode: after a prefill of --seq-len rows, T decode steps, each a "
+                          "run that continues the sequence by one row with the K/V ring kept "
+                          "on chip (a core generated with --contexts, 1 unless given; a causal "
+                          "window without global tokens)")
     own.add_argument("--runs", metavar="R", type=int,
                      help="runs of N rows back to back in each case (default 1)")
     parser.add_argument("-k", metavar="EXPR", dest="keyword",
@@ -179,6 +184,10 @@ def shipped_cases(full: bool):
     # one K/V head (each K/V row enters once and serves the 8), sink logits drawn per run
     gpt_oss = gpt_oss_group()
     cases.append(Case(f"{gpt_oss.id}/random-n1024", gpt_oss, (1024,)))
+    # the same group decoding: a prefill of 1024 rows, then 256 decode steps of one row each,
+    # the window's K/V kept on chip between them (docs/rtl.md, "Decode")
+    decode = gpt_oss_group(decode=True)
+    cases.append(Case(f"{decode.id}/prefill1024-decode256", decode, (1024,), decode=256))
     if full:
         cases.append(Case(f"{bigbird.id}/random-n4096-full", bigbird, (4096,)))
         cases.append(Case(f"{bigbird.id}/random-n2048-stall30-full", bigbird, (2048,),
@@ -213,17 +222,20 @@ def mistral_group():
         HardwareConfig(max_seq_len=4608, key_lanes=16, dim_lanes=16), heads=32, kv_heads=8))
 
 
-def gpt_oss_group():
+def gpt_oss_group(decode: bool = False):
     """The build of a GPT-OSS sliding-attention head group (gpt-oss-20b/120b config.json:
     ``sliding_window`` 128, ``head_dim`` 64, 64 query heads on 8 K/V heads: 8 per group; a
-    learned sink logit per query head) on the default lanes, up to 1024 rows."""
+    learned sink logit per query head) on the default lanes, up to 1024 rows; with ``decode``
+    a decode core (one context) up to 1280 rows: a 1024-row prefill and 256 decode steps."""
     from swatkit.golden import AttentionSpec, NumberFormat
     from swatkit.rtl import CoreParams, HardwareConfig
     from swatkit.sim.regress import Build
 
-    return Build.from_params("gptoss_sliding_h64k8", CoreParams(
-        AttentionSpec.causal(seq_len=1024, head_dim=64, sliding_window=128), NumberFormat(),
-        HardwareConfig(max_seq_len=1024), heads=64, kv_heads=8, sink_logits=True))
+    n = 1280 if decode else 1024
+    return Build.from_params("gptoss_sliding_h64k8" + ("_decode" if decode else ""), CoreParams(
+        AttentionSpec.causal(seq_len=n, head_dim=64, sliding_window=128), NumberFormat(),
+        HardwareConfig(max_seq_len=n), heads=64, kv_heads=8, sink_logits=True,
+        contexts=int(decode)))
 
 
 def matrix(full: bool):
@@ -243,6 +255,9 @@ def own_cases(args) -> list:
     r = resolve(args)
     lengths = given or (r.spec.seq_len,)
     runs = 1 if args.runs is None else check_int_option("--runs", args.runs, 1, MAX_RUNS)
+    steps = _decode_steps(args, r, runs)
+    if steps:   # (a decode core: its counters hold the prefill and the steps)
+        r = dataclasses.replace(r, heads={"contexts": 1, **r.heads})
     seq_len = "--seq-len" if given else r.label("seq_len")   # (as the user gave the lengths)
     for n in lengths:
         check_int_option(seq_len, n, 1, MAX_REGRESS_ROWS)
@@ -254,7 +269,7 @@ def own_cases(args) -> list:
                 raise UsageError(f"{seq_len} {n}: {e}") from None
     # a core for the configured seq_len; N above it needs a larger core, built for the next
     # power of two so that other lengths up to it reuse that build
-    largest = max(lengths)
+    largest = max(lengths) + steps
     if largest <= r.spec.seq_len:
         params = core_params(r, r.spec.seq_len)
     else:
@@ -287,7 +302,7 @@ def own_cases(args) -> list:
     # the harness holds every run's K/V rows with the run's global columns before them (the
     # global tokens, or BigBird's first and last blocks: 2·b rows per run)
     base = build.harness_depth   # (the core's max_seq_len)
-    rows = runs * max(_kv_rows(build, n, pattern) for n in lengths)
+    rows = runs * max(_kv_rows(build, n + steps, pattern) for n in lengths)
     if max(rows, base) > MAX_REGRESS_ROWS:   # (refused before anything is built)
         what = (f"--seq-len {max(lengths)} x --runs {runs}" if rows > base else
                 f"{r.label('seq_len')} {r.spec.seq_len}" if r.spec.seq_len >= max(lengths)
@@ -304,13 +319,34 @@ def own_cases(args) -> list:
     cases = []
     for kind in kinds:
         for n in lengths:
-            tag = (f"x{runs}" if runs > 1 else "") + (f"-gap{gap:g}-stall{stall:g}"
-                                                      if gap or stall else "")
+            tag = ((f"x{runs}" if runs > 1 else "") + (f"-decode{steps}" if steps else "")
+                   + (f"-gap{gap:g}-stall{stall:g}" if gap or stall else ""))
             cases.append(Case(f"yours/{kind}-n{n}{tag}",
                               build, (n,) * runs, inputs=kind, gap=gap, stall=stall,
                               patterns=(pattern,) * runs if pattern else (),
-                              sink_logits=r.sink_values))
+                              sink_logits=r.sink_values, decode=steps))
     return cases
+
+
+def _decode_steps(args, r, runs: int) -> int:
+    """``--decode T``'s steps (0 without it), checked against the configuration: a causal
+    token band without global tokens, one run, and a core generated with --contexts if the
+    configuration says so."""
+    if args.decode is None:
+        return 0
+    steps = check_int_option("--decode", args.decode, 1, MAX_REGRESS_ROWS)
+    spec = r.spec
+    if spec.block_size or spec.global_tokens or r.hardware.get("max_global_tokens"):
+        raise UsageError("--decode needs a token band without global tokens (a global row "
+                         "attends the whole sequence, which a decode step has not seen)")
+    if spec.after:
+        raise UsageError("--decode needs a causal window (--causal): a decode step's keys "
+                         "after its row have not arrived")
+    if runs > 1:
+        raise UsageError("--decode takes one prefill run, not --runs " + str(runs))
+    if r.heads.get("contexts") == 0:
+        raise UsageError(f"--decode needs a decode core, not {r.label('contexts')} 0")
+    return steps
 
 
 def _kv_rows(build, n: int, pattern: dict) -> int:

@@ -119,11 +119,12 @@ SPEC_KEYS = {
     "heads": "--heads",
     "kv_heads": "--kv-heads",
     "sink_logits": "--sink-logits",
+    "contexts": "--contexts",
 }
 # grouped query heads and sink tokens: the commands whose parser has --heads take them
 # (generate, regress, estimate, flow, prove; a parser without them refuses the keys of a
-# config file)
-HEAD_KEYS = ("heads", "kv_heads", "sink_logits")   # CoreParams' own fields
+# config file); decode contexts: generate and regress
+HEAD_KEYS = ("heads", "kv_heads", "sink_logits", "contexts")   # CoreParams' own fields
 CORE_FEATURE_KEYS = (*HEAD_KEYS, "sink_tokens")
 WINDOW_KEYS = ("attention_window", "causal", "sliding_window")
 # the token band's pattern keys, and BigBird's: one kind per configuration
@@ -252,6 +253,11 @@ def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
                        help="GPT-OSS's learned sink logits: the core takes one per query head "
                             "on each run's command; regress draws them per run, or uses the "
                             "values given (one per query head of the group)")
+        g.add_argument("--contexts", metavar="C", type=int,
+                       help="decode: a core whose command can also continue a sequence (a "
+                            "prefill, then decode steps or chunks) with the window's K/V kept "
+                            "on chip, for C contexts (default 0: every run starts a sequence; "
+                            "causal windows without global tokens)")
     b = parser.add_argument_group("BigBird block-sparse pattern (instead of a window)")
     b.add_argument("--bigbird", dest="bigbird_block", metavar="BLOCK", type=int,
                    help="BigBird's block-sparse attention with blocks of BLOCK rows (a power of "
@@ -417,6 +423,9 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
     if given and not hasattr(args, "heads"):
         fail(given[0], "is not taken by this command (grouped query heads and sink tokens: "
                        "swatkit generate, regress, estimate, flow and prove)")
+    if "contexts" in values and not hasattr(args, "contexts"):
+        fail("contexts", "is not taken by this command (decode contexts: swatkit generate "
+                         "and swatkit regress)")
 
     all_lengths = ()
     if lengths:
@@ -652,6 +661,9 @@ def limit_error(error, resolved: Resolved) -> UsageError:
                           f"({error.limit} {error.what}), not {spec.window - 1}")
     if error.field == "block_size":
         return UsageError(f"{label('bigbird_block')} must be at most {error.limit} ({error.what}), "
+                          f"not {error.value}")
+    if error.field == "contexts":
+        return UsageError(f"{label('contexts')} must be at most {error.limit} ({error.what}), "
                           f"not {error.value}")
     if error.field == "key_lanes x dim_lanes":
         return UsageError(f"{label('key_lanes')} x {label('dim_lanes')} must be at most "

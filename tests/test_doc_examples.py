@@ -49,9 +49,9 @@ VERILOG_SIM = [pytest.param(*p.values, id=p.id, marks=[pytest.mark.slow]
 def test_the_docs_have_the_examples_this_file_runs():
     """The extraction finds what is there (a fence typo would drop an example silently)."""
     ids = [p.id for p in PYTHON + VERILOG]
-    assert len(PYTHON) == 4 and len(VERILOG) == 2, ids
+    assert len(PYTHON) == 5 and len(VERILOG) == 2, ids
     assert any(i.startswith("docs/rtl.md") for i in (p.id for p in PYTHON))  # Amaranth
-    assert sum(text.count("```python") for text in (d.read_text() for d in DOCS)) == 4
+    assert sum(text.count("```python") for text in (d.read_text() for d in DOCS)) == 5
 
 
 @pytest.mark.parametrize("code", PYTHON)

@@ -1,0 +1,70 @@
+"""``--contexts C``: a decode core (docs/rtl.md, "Decode") from ``swatkit generate``, its
+configuration kept in the config it writes, bad values refused in one line naming the
+option."""
+
+import pytest
+
+from swatkit.cli import main
+
+SMALL = ["--causal", "--sliding-window", "9", "--head-dim", "4", "--key-lanes", "1",
+         "--dim-lanes", "2", "--seq-len", "40"]
+
+
+def test_generate_a_decode_core_and_read_its_config_back(tmp_path, capsys):
+    out = tmp_path / "dec"
+    assert main(["generate", *SMALL, "--contexts", "1", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    line = [x for x in text.splitlines() if x.startswith("decode: ")]
+    # (one context: the ring of 13 rows — the window's 9 and 4 score buffers — of 4 int8 K
+    # and 4 V elements each: 832 bits)
+    assert line == ["decode: 1 context, each a K/V ring of 13 rows kept on chip (0.8 Kib, 104 "
+                    "bytes; 0.8 Kib in all); the command's cont bit continues the sequence by "
+                    "seq_len rows (one K/V row read per decode step), up to 40 positions (the "
+                    "counters, not the ring); a decode step with a full causal window: 73 "
+                    "cycles (cycle model); status ctx_valid"]
+    assert "decode (1 context)" in text
+    verilog = (out / "swat_core.v").read_text()
+    assert "ctx_valid" in verilog
+    # the config written beside the Verilog makes the same core again
+    assert main(["generate", "--config", str(out / "swatkit.json"), "--print-config"]) == 0
+    assert "contexts = 1\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--contexts", "2"], "--contexts must be at most 1 (K/V rings of a decode core (more are "
+                          "not built yet)), not 2"),
+    (["--contexts", "-1"], "--contexts must be a non-negative integer, not -1"),
+    (["--contexts", "1", "--interface", "axis"],
+     "--interface must be core for a decode core (--contexts 1), not axis"),
+    (["--contexts", "1", "--sink-tokens", "0", "--max-global-tokens", "2"],
+     "--contexts must be 0 on a core with global tokens or BigBird blocks (a global row "
+     "attends the whole sequence, which a continued run has not seen), not 1"),
+])
+def test_bad_contexts_are_one_line(extra, message, capsys, tmp_path):
+    assert main(["generate", *SMALL, *extra, "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"swatkit: error: {message}\n"
+
+
+def test_prove_refuses_a_decode_core(tmp_path, capsys):
+    """``swatkit prove`` covers cores whose every run starts a sequence: a decode core's
+    config is refused in one line (the command has no --contexts), and so is its
+    CoreParams by the formal flow's size check."""
+    from swatkit.golden import AttentionSpec, NumberFormat
+    from swatkit.golden.checks import ConfigValueError
+    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.sim import formal
+
+    out = tmp_path / "dec"
+    assert main(["generate", *SMALL, "--contexts", "1", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["prove", "--config", str(out / "swatkit.json")]) == 2
+    assert capsys.readouterr().err == (
+        f"swatkit: error: [spec] contexts in {out / 'swatkit.json'} is not taken by this "
+        "command (decode contexts: swatkit generate and swatkit regress)\n")
+    p = CoreParams(AttentionSpec(8, 2, 4, 0), NumberFormat(data_bits=2),
+                   HardwareConfig(1, 1, max_seq_len=8), contexts=1)
+    with pytest.raises(ConfigValueError, match=r"^contexts 1: swatkit prove covers cores whose "
+                                               r"every run starts a sequence \(a decode core's "
+                                               r"continue is verified by simulation only\)$"):
+        formal.check_size(p)
