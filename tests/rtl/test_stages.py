@@ -539,16 +539,19 @@ def test_random_ring_buffers_each_block(key_lanes, dim_lanes, random_blocks):
 
 # -- SVEngine ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("key_lanes", "dim_lanes", "before", "after"),
-                         [(2, 2, 2, 3), (3, 1, 4, 0), (1, 4, 1, 1)])
-def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after):
+@pytest.mark.parametrize(("key_lanes", "dim_lanes", "before", "after", "bursts"),
+                         [(2, 2, 2, 3, False), (3, 1, 4, 0, False), (1, 4, 1, 1, False),
+                          (2, 2, 2, 3, True), (1, 1, 0, 2, True)])
+def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after, bursts):
     """Rows offered on ``maxes`` (with gaps: each its max and walk), scores served from score
     buffers with one cycle of read latency and V words from the ring with two: each row's
     groups on ``out`` (taken under stalls) are ``acc = Σ p·v`` and ``l = Σ p`` exactly, with
     ``p`` the golden model's probabilities (numerics steps 2–4) of ``m − S``; ``done``
-    counts the rows and ``sv_macs`` a MAC per key and element."""
+    counts the rows and ``sv_macs`` a MAC per key and element. With ``bursts``, ``out`` stalls
+    for 0–40 cycles at a time, so that the tokens in flight fill the skid buffer in front of
+    the accumulators (checked: it reaches :data:`SKID_DEPTH`) and the walk waits on it."""
     from swatkit.rtl.qk_engine import max_layout
-    from swatkit.rtl.sv_engine import SVEngine
+    from swatkit.rtl.sv_engine import SKID_DEPTH, SVEngine
 
     n, d = 12, 4
     spec = AttentionSpec(seq_len=n, head_dim=d, before=before, after=after)
@@ -624,11 +627,15 @@ def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after):
 
     async def out(ctx):
         stalls = random.Random(2)
+        hold = [0]   # (bursts: cycles of this stall left)
         for i in range(n):
             acc, total = [], None
             for _ in range(g):
                 while True:
-                    ready = stalls.random() >= 0.4
+                    if bursts and not hold[0] and stalls.random() < 0.2:
+                        hold[0] = stalls.randrange(41)
+                    ready = not hold[0] if bursts else stalls.random() >= 0.4
+                    hold[0] = max(hold[0] - 1, 0)
                     ctx.set(dut.out.ready, ready)
                     _, _, valid, group, l_sum = await ctx.tick().sample(
                         dut.out.valid, dut.out.payload.acc, dut.out.payload.total)
@@ -644,5 +651,47 @@ def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after):
         assert ctx.get(dut.done) == n
         assert ctx.get(dut.sv_macs) == sum((hi - lo + 1) * d for lo, hi in windows)
 
-    simulate(dut, control, out, background=(memories,))
+    most = [0]
+
+    async def skid(ctx):   # the most tokens the skid buffer held
+        async for _, _, level in ctx.tick().sample(dut.skid_level):
+            most[0] = max(most[0], level)
+
+    simulate(dut, control, out, background=(memories, skid))
     assert taken[0] == n
+    if bursts:
+        assert most[0] == SKID_DEPTH
+
+
+def test_sv_engine_multipliers_move_every_cycle():
+    """On an ECP5 every ``MULT18X18D`` of the SV engine (the ``p·v`` array and the exp units)
+    has its operand-B and product registers enabled every cycle — no enable net across the
+    multiplier array — and the ``p`` operand (held over a key's groups) loads under one
+    register, not a condition worked out in front of the array."""
+    from amaranth.hdl import Const, Fragment, Signal
+
+    from swatkit.rtl.sv_engine import SVEngine
+    from swatkit.rtl.units import DspTarget
+
+    spec = AttentionSpec(seq_len=64, head_dim=8, before=4, after=4)
+    p = CoreParams(spec, NumberFormat(), HardwareConfig(key_lanes=2, dim_lanes=4,
+                                                        max_seq_len=64))
+    frag = Fragment.get(SVEngine(p, core_layouts(p)["cmd"]), DspTarget("ecp5"))
+
+    def instances(f, path=""):
+        for sub, name, _ in f.subfragments:
+            if getattr(sub, "type", None) == "MULT18X18D":
+                yield name, sub.ports
+            yield from instances(sub, f"{path}{name}.")
+
+    muls = dict(instances(frag))
+    pv = [name for name in muls if name.startswith("sv_mul")]
+    exp = [name for name in muls if name.startswith("sv_exp")]
+    assert (len(pv), len(exp)) == (2 * 4, 2)
+    for name, ports in muls.items():
+        for ce in ("CE1", "CE2") if name in pv else ("CE0", "CE2"):
+            value = ports[ce][0]
+            assert isinstance(value, Const) and value.value == 1, (name, ce, value)
+    load = muls[pv[0]]["CE0"][0]
+    assert isinstance(load, Signal) and load.name.endswith("_pen"), load
+    assert all(muls[name]["CE0"][0] is load for name in pv)
