@@ -36,9 +36,16 @@ def simulate(dut, *benches, background=()):
 
 # -- Normaliser --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("head_dim", "dim_lanes", "drop"), [(8, 2, False), (6, 3, True),
-                                                             (4, 4, True)])
-def test_normaliser_rows(head_dim, dim_lanes, drop):
+@pytest.mark.parametrize(("head_dim", "dim_lanes", "drop", "hold"),
+                         [(8, 2, False, 0), (6, 3, True, 0), (4, 4, True, 0), (8, 2, False, 80),
+                          (4, 4, True, 80)])
+def test_normaliser_rows(head_dim, dim_lanes, drop, hold):
+    """Rows of groups in (with gaps), rows out (under stalls) equal ``fmt.normalise`` exactly,
+    the rows asked for dropped; with ``hold``, ``o`` is not ready for the first ``hold`` cycles,
+    so that the output FIFO and the row register fill and the dividers' quotients queue in the
+    skid buffer (checked: it fills to ``divider_latency + 1`` groups)."""
+    from swatkit.rtl.units import divider_latency
+
     fmt = NumberFormat()
     acc_bits, sum_bits, rows = 24, 20, 12
     rng = np.random.default_rng(head_dim)
@@ -56,10 +63,18 @@ def test_normaliser_rows(head_dim, dim_lanes, drop):
     got = []
 
     async def put(ctx):
-        await stream_put(ctx, dut.i, beats, rng=random.Random(1), gap=0.3)
+        await stream_put(ctx, dut.i, beats, rng=random.Random(1), gap=0 if hold else 0.3)
 
     async def get(ctx):
+        if hold:
+            await ctx.tick().repeat(hold)
         got.extend(await stream_get(ctx, dut.o, len(kept), rng=random.Random(2), stall=0.4))
+
+    most = [0]
+
+    async def skid(ctx):   # the most groups the skid buffer held
+        async for _, _, level in ctx.tick().sample(dut.skid_level):
+            most[0] = max(most[0], level)
 
     async def dropper(ctx):   # the consumer of ``pending``: drops the rows in ``dropped``
         index = 0
@@ -69,9 +84,11 @@ def test_normaliser_rows(head_dim, dim_lanes, drop):
             assert not leave or pending
             index += bool(leave)
 
-    simulate(dut, put, get, *([dropper] if drop else []))
+    simulate(dut, put, get, *([dropper] if drop else []), background=(skid,))
     np.testing.assert_array_equal(np.array([[int(x) for x in row] for row in got]), want[kept])
     assert np.ptp(want) > 0
+    if hold and not drop:
+        assert most[0] == divider_latency(fmt) + 1
 
 
 def test_normaliser_refuses_a_group_that_does_not_divide():
