@@ -130,12 +130,14 @@ class SVEngine(wiring.Component):
         marks = row_marks(stages, sv)
         m.d.comb += [self.inside.eq(sum(marks) + skid.rows), self.skid_level.eq(skid.level),
                      self.groups.eq(Mux(res.full, g - res.feed_g, 0)),
-                     self.idle.eq(~Cat(*marks, res.full).any() & (skid.level == 0))]
+                     self.idle.eq(~Cat(*marks, res.full).any() & (skid.rows == 0))]
         state_invariants(m, platform, [
             *sv.invariants("SV"),
             (inflight == sum(s.valid for s in stages) + skid.level,
              "inv: SV tokens in flight = tokens in the pipeline and the skid buffer"),
-            (skid.rows <= skid.level, "inv: SV skid rows <= skid tokens"),
+            *[(~skid.flags[k].as_value().any() | (k < skid.level),
+               f"inv: SV skid flags {k} clear at or past the level")
+              for k in range(SKID_DEPTH)],
             (res.full | (res.feed_g == 0), "inv: divider feed idle"),
             (res.feed_g < g if g > 1 else res.feed_g == 0, "inv: divider feed in range"),
             (res.feed_last == (res.feed_g == g - 1), "inv: divider feed's last-group flag"),
@@ -292,31 +294,41 @@ class SVEngine(wiring.Component):
     def _skid(self, m: Module, t, lane_sum, lsum, take):
         """The skid buffer between the lane sums and the accumulators: a token goes straight
         on when the buffer is empty and the accumulators take it, else it waits here (room is
-        the walk's ``go``). Returns the head token (``valid``, the lane sums ``lane_sum``,
-        ``lsum``, the flags) and the buffer's ``level`` and ``rows`` (row-done tokens in it)."""
+        the walk's ``go``). The sums wait in a FIFO (LUT RAM on an ECP5); the token's flags in
+        registers beside it (a shift register: entry 0 is the head, entries at or past the
+        level are clear), so that the rows in the buffer are a sum of register bits. Returns
+        the head token (``valid``, ``lane_sum``, ``lsum``, ``first_g``, ``first_round``,
+        ``done``), and the buffer (``level``, ``rows``: row-done tokens in it, ``flags``)."""
         p = self.params
         w, dl = p.widths, p.hw.dim_lanes
-        layout = data.StructLayout({
-            "lane_sum": data.ArrayLayout(signed(w.acc), dl), "lsum": unsigned(w.sum),
-            "first_g": 1, "last_g": 1, "first_round": 1, "last_round": 1, "done": 1})
-        q = fifo.SyncFIFO(width=layout.size, depth=SKID_DEPTH)
+        sums = data.StructLayout({"lane_sum": data.ArrayLayout(signed(w.acc), dl),
+                                  "lsum": unsigned(w.sum)})
+        marks = data.StructLayout({"first_g": 1, "first_round": 1, "done": 1})
+        q = fifo.SyncFIFO(width=sums.size, depth=SKID_DEPTH)
         m.submodules.sv_skid = q
-        tok = Signal(layout)
-        m.d.comb += [tok.lsum.eq(lsum), tok.first_g.eq(t.first_g), tok.last_g.eq(t.last_g),
-                     tok.first_round.eq(t.first_round), tok.last_round.eq(t.last_round),
-                     tok.done.eq(t.done), *[tok.lane_sum[u].eq(lane_sum[u]) for u in range(dl)]]
-        head = Signal(layout)
+        tok, tok_f = Signal(sums), Signal(marks)
+        m.d.comb += [tok.lsum.eq(lsum), *[tok.lane_sum[u].eq(lane_sum[u]) for u in range(dl)],
+                     tok_f.first_g.eq(t.first_g), tok_f.first_round.eq(t.first_round),
+                     tok_f.done.eq(t.done)]
+        flags = [Signal(marks, name=f"sv_skid_f{k}") for k in range(SKID_DEPTH)]
+        head, head_f = Signal(sums), Signal(marks)
         m.d.comb += [head.eq(Mux(q.r_rdy, q.r_data, tok.as_value())),
+                     head_f.eq(Mux(q.r_rdy, flags[0].as_value(), tok_f.as_value())),
                      q.w_data.eq(tok), q.w_en.eq(t.valid & (q.r_rdy | ~take)),
                      q.r_en.eq(take)]
-        rows = Signal(range(SKID_DEPTH + 1), name="sv_skid_rows")
-        row_in = q.w_en & tok.done
-        row_out = take & q.r_rdy & head.done
-        m.d.sync += rows.eq(rows + row_in - row_out)
+        popped = take & q.r_rdy
+        at = q.level - popped   # where a token written this cycle lands
+        for k in range(SKID_DEPTH):
+            below = flags[k + 1].as_value() if k + 1 < SKID_DEPTH else 0
+            with m.If(q.w_en & (at == k)):
+                m.d.sync += flags[k].eq(tok_f)
+            with m.Elif(popped):
+                m.d.sync += flags[k].eq(below)
         ns = SimpleNamespace(valid=q.r_rdy | t.valid, lane_sum=head.lane_sum, lsum=head.lsum,
-                             first_g=head.first_g, first_round=head.first_round,
-                             done=head.done)
-        return ns, SimpleNamespace(level=q.level, rows=rows)
+                             first_g=head_f.first_g, first_round=head_f.first_round,
+                             done=head_f.done)
+        return ns, SimpleNamespace(level=q.level, rows=sum(f.done for f in flags),
+                                   flags=flags)
 
     def _sink_start(self, m: Module, sv_start):
         """The row's max as the SV engine starts it, and (a core that takes learned sink
