@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from swatkit.golden import NumberFormat
 
-from .units import divide_stages, divider_latency, state_invariants
+from .units import divide_stages, divider_latency, skid_buffer, state_invariants
 
 __all__ = ["DEPTH", "Normaliser", "group_layout"]
 
@@ -105,13 +105,10 @@ class Normaliser(wiring.Component):
             norm_valid.append(dvalid_r)
         # the skid buffer: a group goes straight into the row register when the buffer is
         # empty and the register takes it
-        skid = fifo.SyncFIFO(width=dl * fmt.out_bits, depth=latency + 1)
-        m.submodules.skid = skid
         o_valid = Signal()
         asm = Signal()   # the row register takes a group this cycle
-        head = Mux(skid.r_rdy, skid.r_data, Cat(*outs))
-        m.d.comb += [skid.w_data.eq(Cat(*outs)), skid.w_en.eq(dvalid & (skid.r_rdy | ~asm)),
-                     skid.r_en.eq(asm)]
+        skid = skid_buffer(m, platform, "skid", Cat(*outs), dvalid, asm, latency + 1)
+        head = skid.word
         m.d.sync += inflight.eq(inflight + (self.i.valid & self.i.ready) - asm)
         o_row = Signal(d * fmt.out_bits)
         o_cnt = Signal(range(max(g, 2)))
@@ -127,7 +124,7 @@ class Normaliser(wiring.Component):
         else:
             leave = o_valid & ofifo.w_rdy
             m.d.comb += [ofifo.w_en.eq(o_valid), ofifo.w_data.eq(o_row)]
-        m.d.comb += asm.eq((skid.r_rdy | dvalid) & room)
+        m.d.comb += asm.eq(skid.valid & room)
         with m.If(leave):
             m.d.sync += o_valid.eq(0)
         with m.If(asm & (o_cnt == g - 1)):

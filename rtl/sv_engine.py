@@ -36,7 +36,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import CoreParams
@@ -50,6 +50,7 @@ from .units import (
     exp2_stages,
     pipeline_stage,
     registered_mul,
+    skid_buffer,
     state_invariants,
     sum_tree,
 )
@@ -114,7 +115,7 @@ class SVEngine(wiring.Component):
         t, lane_sum, lsum, back = self._multiply(m, platform, t, front)
         stages += back
         take = Signal(name="sv_take")   # the accumulator takes the skid's head token
-        head, skid = self._skid(m, t, lane_sum, lsum, take)
+        head, skid = self._skid(m, platform, t, lane_sum, lsum, take)
         final, total_new = self._accumulate(m, take, head)
 
         # -- the result register: a finished row, fed to the normaliser one group per cycle ----
@@ -291,40 +292,37 @@ class SVEngine(wiring.Component):
         stages.append(t)
         return t, lane_sum, lsum, stages
 
-    def _skid(self, m: Module, t, lane_sum, lsum, take):
-        """The skid buffer between the lane sums and the accumulators: a token goes straight
-        on when the buffer is empty and the accumulators take it, else it waits here (room is
-        the walk's ``go``). The sums wait in a FIFO (LUT RAM on an ECP5); the token's flags in
-        registers beside it (a shift register: entry 0 is the head, entries at or past the
-        level are clear), so that the rows in the buffer are a sum of register bits. Returns
-        the head token (``valid``, ``lane_sum``, ``lsum``, ``first_g``, ``first_round``,
-        ``done``), and the buffer (``level``, ``rows``: row-done tokens in it, ``flags``)."""
+    def _skid(self, m: Module, platform, t, lane_sum, lsum, take):
+        """The skid buffer between the lane sums and the accumulators
+        (:func:`~swatkit.rtl.units.skid_buffer`; room is the walk's ``go``). The sums wait in
+        its FIFO; the tokens' flags in registers beside it (a shift register: entry 0 is the
+        head, entries at or past the level are clear), so that the rows in the buffer are a
+        sum of register bits. Returns the head token (``valid``, ``lane_sum``, ``lsum``,
+        ``first_g``, ``first_round``, ``done``), and the buffer (``level``, ``rows``: row-done
+        tokens in it, ``flags``)."""
         p = self.params
         w, dl = p.widths, p.hw.dim_lanes
         sums = data.StructLayout({"lane_sum": data.ArrayLayout(signed(w.acc), dl),
                                   "lsum": unsigned(w.sum)})
         marks = data.StructLayout({"first_g": 1, "first_round": 1, "done": 1})
-        q = fifo.SyncFIFO(width=sums.size, depth=SKID_DEPTH)
-        m.submodules.sv_skid = q
         tok, tok_f = Signal(sums), Signal(marks)
         m.d.comb += [tok.lsum.eq(lsum), *[tok.lane_sum[u].eq(lane_sum[u]) for u in range(dl)],
                      tok_f.first_g.eq(t.first_g), tok_f.first_round.eq(t.first_round),
                      tok_f.done.eq(t.done)]
+        q = skid_buffer(m, platform, "sv_skid", tok.as_value(), t.valid, take, SKID_DEPTH)
         flags = [Signal(marks, name=f"sv_skid_f{k}") for k in range(SKID_DEPTH)]
         head, head_f = Signal(sums), Signal(marks)
-        m.d.comb += [head.eq(Mux(q.r_rdy, q.r_data, tok.as_value())),
-                     head_f.eq(Mux(q.r_rdy, flags[0].as_value(), tok_f.as_value())),
-                     q.w_data.eq(tok), q.w_en.eq(t.valid & (q.r_rdy | ~take)),
-                     q.r_en.eq(take)]
-        popped = take & q.r_rdy
-        at = q.level - popped   # where a token written this cycle lands
+        waiting = q.level != 0
+        m.d.comb += [head.eq(q.word),
+                     head_f.eq(Mux(waiting, flags[0].as_value(), tok_f.as_value()))]
+        at = q.level - q.popped   # where a token written this cycle lands
         for k in range(SKID_DEPTH):
             below = flags[k + 1].as_value() if k + 1 < SKID_DEPTH else 0
-            with m.If(q.w_en & (at == k)):
+            with m.If(q.pushed & (at == k)):
                 m.d.sync += flags[k].eq(tok_f)
-            with m.Elif(popped):
+            with m.Elif(q.popped):
                 m.d.sync += flags[k].eq(below)
-        ns = SimpleNamespace(valid=q.r_rdy | t.valid, lane_sum=head.lane_sum, lsum=head.lsum,
+        ns = SimpleNamespace(valid=q.valid, lane_sum=head.lane_sum, lsum=head.lsum,
                              first_g=head_f.first_g, first_round=head_f.first_round,
                              done=head_f.done)
         return ns, SimpleNamespace(level=q.level, rows=sum(f.done for f in flags),

@@ -12,6 +12,7 @@ import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from swatkit.golden import AttentionSpec, NumberFormat
@@ -21,11 +22,14 @@ from swatkit.rtl.core import command, core_layouts
 from swatkit.rtl.kv_ring import KVRing, RandomRing
 from swatkit.rtl.normaliser import Normaliser
 from swatkit.rtl.run_control import RunControl
+from swatkit.rtl.units import DspTarget
 from swatkit.sim.streams import stream_get, stream_put
 
 
-def simulate(dut, *benches, background=()):
-    sim = Simulator(dut)
+def simulate(dut, *benches, background=(), family=None):
+    """Run ``dut`` (elaborated for a device ``family``'s mapping choices, if given) under the
+    benches."""
+    sim = Simulator(dut if family is None else Fragment.get(dut, DspTarget(family)))
     sim.add_clock(1e-8)
     for bench in benches:
         sim.add_testbench(bench)
@@ -36,14 +40,17 @@ def simulate(dut, *benches, background=()):
 
 # -- Normaliser --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("head_dim", "dim_lanes", "drop", "hold"),
-                         [(8, 2, False, 0), (6, 3, True, 0), (4, 4, True, 0), (8, 2, False, 80),
-                          (4, 4, True, 80)])
-def test_normaliser_rows(head_dim, dim_lanes, drop, hold):
+@pytest.mark.parametrize(("head_dim", "dim_lanes", "drop", "hold", "family"),
+                         [(8, 2, False, 0, None), (6, 3, True, 0, None), (4, 4, True, 0, None),
+                          (8, 2, False, 80, None), (4, 4, True, 80, None),
+                          (8, 2, False, 80, "ice40"), (6, 3, True, 0, "ice40"),
+                          (8, 2, False, 0, "ice40")])
+def test_normaliser_rows(head_dim, dim_lanes, drop, hold, family):
     """Rows of groups in (with gaps), rows out (under stalls) equal ``fmt.normalise`` exactly,
     the rows asked for dropped; with ``hold``, ``o`` is not ready for the first ``hold`` cycles,
     so that the output FIFO and the row register fill and the dividers' quotients queue in the
-    skid buffer (checked: it fills to ``divider_latency + 1`` groups)."""
+    skid buffer (checked: it fills to ``divider_latency + 1`` groups). ``family="ice40"``: the
+    skid buffer's block-RAM FIFO (:func:`~swatkit.rtl.units.skid_buffer`)."""
     from swatkit.rtl.units import divider_latency
 
     fmt = NumberFormat()
@@ -84,7 +91,7 @@ def test_normaliser_rows(head_dim, dim_lanes, drop, hold):
             assert not leave or pending
             index += bool(leave)
 
-    simulate(dut, put, get, *([dropper] if drop else []), background=(skid,))
+    simulate(dut, put, get, *([dropper] if drop else []), background=(skid,), family=family)
     np.testing.assert_array_equal(np.array([[int(x) for x in row] for row in got]), want[kept])
     assert np.ptp(want) > 0
     if hold and not drop:
@@ -556,17 +563,20 @@ def test_random_ring_buffers_each_block(key_lanes, dim_lanes, random_blocks):
 
 # -- SVEngine ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("key_lanes", "dim_lanes", "before", "after", "bursts"),
-                         [(2, 2, 2, 3, False), (3, 1, 4, 0, False), (1, 4, 1, 1, False),
-                          (2, 2, 2, 3, True), (1, 1, 0, 2, True)])
-def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after, bursts):
+@pytest.mark.parametrize(("key_lanes", "dim_lanes", "before", "after", "bursts", "family"),
+                         [(2, 2, 2, 3, False, None), (3, 1, 4, 0, False, None),
+                          (1, 4, 1, 1, False, None), (2, 2, 2, 3, True, None),
+                          (1, 1, 0, 2, True, None), (2, 2, 2, 3, True, "ice40"),
+                          (1, 1, 0, 2, False, "ice40"), (3, 1, 4, 0, False, "ice40")])
+def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after, bursts, family):
     """Rows offered on ``maxes`` (with gaps: each its max and walk), scores served from score
     buffers with one cycle of read latency and V words from the ring with two: each row's
     groups on ``out`` (taken under stalls) are ``acc = Σ p·v`` and ``l = Σ p`` exactly, with
     ``p`` the golden model's probabilities (numerics steps 2–4) of ``m − S``; ``done``
     counts the rows and ``sv_macs`` a MAC per key and element. With ``bursts``, ``out`` stalls
     for 0–40 cycles at a time, so that the tokens in flight fill the skid buffer in front of
-    the accumulators (checked: it reaches :data:`SKID_DEPTH`) and the walk waits on it."""
+    the accumulators (checked: it reaches :data:`SKID_DEPTH`) and the walk waits on it;
+    ``family="ice40"``: the skid buffer's block-RAM FIFO."""
     from swatkit.rtl.qk_engine import max_layout
     from swatkit.rtl.sv_engine import SKID_DEPTH, SVEngine
 
@@ -674,7 +684,7 @@ def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after, bu
         async for _, _, level in ctx.tick().sample(dut.skid_level):
             most[0] = max(most[0], level)
 
-    simulate(dut, control, out, background=(memories, skid))
+    simulate(dut, control, out, background=(memories, skid), family=family)
     assert taken[0] == n
     if bursts:
         assert most[0] == SKID_DEPTH
@@ -688,7 +698,6 @@ def test_sv_engine_multipliers_move_every_cycle():
     from amaranth.hdl import Const, Fragment, Signal
 
     from swatkit.rtl.sv_engine import SVEngine
-    from swatkit.rtl.units import DspTarget
 
     spec = AttentionSpec(seq_len=64, head_dim=8, before=4, after=4)
     p = CoreParams(spec, NumberFormat(), HardwareConfig(key_lanes=2, dim_lanes=4,
