@@ -1,6 +1,6 @@
 """Open-toolchain FPGA flows: board targets, the on-board self-test, build projects and reports.
 
-* :mod:`~swatkit.fpga_flows.boards` — the boards (``amaranth-boards`` platforms) and the default
+* :mod:`~swatkit.support.boards` — the boards (``amaranth-boards`` platforms) and the default
   configuration that fits each.
 * :mod:`~swatkit.fpga_flows.selftest` — the self-test top: a SWAT core fed from ROM (vectors and
   golden output) or from on-chip LFSRs (the output's CRC-32 against the golden one), a checker,
@@ -16,7 +16,8 @@
 ``docs/fpga.md`` has the measured figures and the commands that produced them.
 """
 
-from .boards import BOARDS, Board, get_board
+from swatkit.support.boards import BOARDS, Board, get_board
+
 from .flow import DoesNotFitError, FlowConfig, FlowError, collect, emit, run, sweep
 from .selftest import (
     BoardTop,

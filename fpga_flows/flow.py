@@ -39,9 +39,9 @@ import numpy as np
 
 from swatkit.golden.checks import ConfigTypeError, ConfigValueError, check_int
 from swatkit.rtl import CoreParams
+from swatkit.support.boards import Board, get_board
 from swatkit.support.version import __version__
 
-from .boards import Board, get_board
 from .selftest import (
     MAX_LFSR_ROWS,
     MODES,

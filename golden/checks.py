@@ -11,7 +11,7 @@ message itself starts with the field's name when it is about that field alone.
 
 from __future__ import annotations
 
-import numpy as np
+from swatkit.support.inputs import integer_problem
 
 __all__ = ["ConfigError", "ConfigTypeError", "ConfigValueError", "check_int"]
 
@@ -43,27 +43,12 @@ class ConfigTypeError(ConfigError, TypeError):
 
 def check_int(field: str, value, lo: int, hi: int | None = None, *,
               name: str | None = None, why: str | None = None) -> int:
-    """The library's integer rule: ``value`` is an ``int`` (or a NumPy integer), not a
-    ``bool``, in ``lo..hi`` (no upper bound: ``hi`` None); returns it as an ``int``.
-
-    The one wording (``name``, default ``field``, as the message names the value):
-    ``"<name> must be an integer, not <value!r>"`` (a :class:`ConfigTypeError`), and a
-    :class:`ConfigValueError` ``"<name> must be an integer in lo..hi, not <value>"``, or
-    without ``hi`` ``"must be a positive integer"`` (``lo`` 1), ``"must be a non-negative
-    integer"`` (``lo`` 0), ``"must be an integer >= lo"``; ``why`` (what sets the bounds)
-    follows the bound in parentheses: ``"must be an integer in 1..1024 (the core's
-    max_seq_len), not 2000"``.
-    """
-    name = name or field
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ConfigTypeError(f"{name} must be an integer, not {value!r}", field)
-    if value < lo or (hi is not None and value > hi):
-        if hi is not None:
-            bound = f"an integer in {lo}..{hi}"
-        else:
-            bound = {0: "a non-negative integer", 1: "a positive integer"}.get(
-                lo, f"an integer >= {lo}")
-        if why:
-            bound = f"{bound} ({why})"
-        raise ConfigValueError(f"{name} must be {bound}, not {value}", field)
+    """A configuration integer by swatkit's one integer rule and wording
+    (:func:`swatkit.support.inputs.integer_problem`; ``name``, default ``field``, names the
+    value; ``why``: what sets the bounds): a :class:`ConfigTypeError` or
+    :class:`ConfigValueError` carrying ``field``; returns ``value`` as an ``int``."""
+    problem = integer_problem(name or field, value, lo, hi, why)
+    if problem is not None:
+        kind, message = problem
+        raise (ConfigTypeError if kind is TypeError else ConfigValueError)(message, field)
     return int(value)

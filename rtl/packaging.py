@@ -221,7 +221,7 @@ def _q(text: str) -> str:
 # synthesis has the primitive itself (the boards' targets read the fileset ``rtl_synth``, the
 # sources without the model; FuseSoC 2.4 does not pass a file's tags on to Edalize)
 VENDOR_MODELS = {"MULT18X18D.v": "ecp5"}
-# Edalize's flow for each family of the boards (fpga_flows/boards.py), run to synthesis only:
+# Edalize's flow for each family of the boards (swatkit/support/boards.py), run to synthesis only:
 # the core's ports are not the board's pins (``swatkit flow --board B`` builds the bitstream
 # with a self-test top). iCE40: the icestorm flow with ``pnr: none``. ECP5 and Gowin: Yosys
 # alone through the generic flow, as Edalize 0.6.8's trellis flow runs nextpnr for its
@@ -242,7 +242,7 @@ def board_targets(name: str, sources: list[tuple[str, str]]) -> list[str]:
     without the model (fileset ``rtl_synth``)."""
     import shlex
 
-    from swatkit.fpga_flows.boards import BOARDS
+    from swatkit.support.boards import BOARDS
 
     families = {VENDOR_MODELS[f] for f, _ in sources if f in VENDOR_MODELS}
     fileset = "rtl_synth" if families else "rtl"

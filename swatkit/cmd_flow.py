@@ -100,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _board(given):
     """The board the user named (``--board`` or ``[flow] board``; ``given``: :func:`gather`'s
     values)."""
-    from swatkit.fpga_flows.boards import get_board
+    from swatkit.support.boards import get_board
 
     name = given.values.get("board")
     if name is None:
@@ -112,7 +112,7 @@ def _board(given):
 
 
 def list_boards() -> str:
-    from swatkit.fpga_flows.boards import BOARDS
+    from swatkit.support.boards import BOARDS
 
     lines = []
     for b in BOARDS.values():

@@ -129,8 +129,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def shipped_builds():
     """The cores swatkit ships: `swatkit generate`'s default and each board's default core
     (`swatkit flow --board B` with no options; ECP5 boards with their multiplier blocks)."""
-    from swatkit.fpga_flows.boards import BOARDS
     from swatkit.sim.regress import DEFAULT_CORE, Build
+    from swatkit.support.boards import BOARDS
 
     from .cmd_flow import resolve_with_board
 

@@ -7,5 +7,7 @@
 - :mod:`~swatkit.support.processes`: child processes that end with swatkit (process groups);
 - :mod:`~swatkit.support.toolchain`: finding Verilator;
 - :mod:`~swatkit.support.build_cache`: the Verilator build cache;
-- :mod:`~swatkit.support.progress`: progress lines on stderr.
+- :mod:`~swatkit.support.progress`: progress lines on stderr;
+- :mod:`~swatkit.support.boards`: the FPGA boards (data: platform, device, clock, default
+  core), read by the flows, the CLI and the FuseSoC core's synthesis targets.
 """

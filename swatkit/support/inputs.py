@@ -20,12 +20,14 @@ given and says what is wrong with it; a caller puts the option in front (``--con
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import stat
 import sys
 import tomllib
 
 __all__ = ["MAX_INPUT_BYTES", "MAX_NESTING", "InputFileError", "check_int", "check_nesting",
+           "integer_problem",
            "load_json", "load_toml", "read_bytes"]
 
 MAX_INPUT_BYTES = 16 * 2 ** 20   # far above any configuration or report swatkit writes
@@ -36,18 +38,40 @@ class InputFileError(ValueError):
     """A file that cannot be read as asked; the message names the path."""
 
 
+def integer_problem(name: str, value, lo: int, hi: int | None = None,
+                    why: str | None = None) -> tuple[type, str] | None:
+    """The one integer rule of swatkit and its one wording: None when ``value`` is an integer
+    (an ``int`` or a NumPy integer; not a ``bool``, and nothing is coerced: not ``"8"``, not
+    ``8.0``) in ``lo..hi`` (no upper bound: ``hi`` None); else ``(TypeError, "<name> must be
+    an integer, not <value!r>")`` or ``(ValueError, "<name> must be an integer in lo..hi, not
+    <value>")``, without ``hi`` ``"a positive integer"`` (``lo`` 1), ``"a non-negative
+    integer"`` (``lo`` 0) or ``"an integer >= lo"``; ``why`` (what sets the bounds) follows the
+    bound in parentheses: ``"must be an integer in 1..1024 (the core's max_seq_len), not
+    2000"``. :func:`check_int` and :func:`swatkit.golden.checks.check_int` raise it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return TypeError, f"{name} must be an integer, not {value!r}"
+    if lo <= value and (hi is None or value <= hi):
+        return None
+    if hi is not None:
+        bound = f"an integer in {lo}..{hi}"
+    else:
+        bound = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            lo, f"an integer >= {lo}")
+    if why:
+        bound = f"{bound} ({why})"
+    return ValueError, f"{name} must be {bound}, not {value}"
+
+
 def check_int(label: str, value, lo: int, hi: int | None = None, error=ValueError) -> int:
-    """The rule of an integer the user gave (an option a command checks itself, a field of a
-    report read back): an ``int``, not a ``bool`` (nothing is coerced: not ``"8"``, not
-    ``8.0``), in ``lo..hi`` (no upper bound: ``hi`` None). Else ``error`` (an exception class)
-    with the one wording ``"<label> must be an integer in lo..hi, not <value>"`` (``>= lo``
-    without ``hi``). The config objects (``AttentionSpec``, ``NumberFormat``,
-    ``HardwareConfig``) check their own fields."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
-            hi is not None and value > hi):
-        bound = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-        raise error(f"{label} must be an integer {bound}, not {value!r}")
-    return value
+    """An integer the user gave (an option a command checks itself, a field of a report read
+    back) by :func:`integer_problem`'s rule and wording; a problem raises ``error`` (an
+    exception class taking the message). The config objects (``AttentionSpec``,
+    ``NumberFormat``, ``HardwareConfig``) check theirs with
+    :func:`swatkit.golden.checks.check_int`, the same rule."""
+    problem = integer_problem(label, value, lo, hi)
+    if problem is not None:
+        raise error(problem[1])
+    return int(value)
 
 
 def shown(path: str | os.PathLike) -> str:

@@ -194,7 +194,9 @@ def test_the_largest_inputs_are_refused_at_once():
                  ["generate", "--attention-window", str(2 ** 62)]):
         start = time.monotonic()
         assert main(argv) == 2
-        assert time.monotonic() - start < 1.0, argv
+        # (a refusal takes milliseconds; building what was asked would take hours or all the
+        # memory: the bound leaves room for a loaded machine)
+        assert time.monotonic() - start < 20.0, argv
 
 
 def test_wasteful_window_warns_once(capsys):

@@ -13,11 +13,11 @@ import pytest
 
 from swatkit.cli import main
 from swatkit.fpga_flows import flow
-from swatkit.fpga_flows.boards import BOARDS, get_board
 from swatkit.fpga_flows.flow import DoesNotFitError, FlowConfig, FlowError
 from swatkit.fpga_flows.selftest import signature
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
+from swatkit.support.boards import BOARDS, get_board
 
 CONSTRAINTS = {"ecp5": "lpf", "ice40": "pcf", "gowin": "cst"}
 DATA = Path(__file__).parent / "data"

@@ -58,8 +58,8 @@ def changed(path, value):
 
 
 @pytest.mark.parametrize(("path", "value", "message"), [
-    (("core", "head_dim"), "8", "{p}: core head_dim must be an integer in 1..1024, not '8'"),
-    (("core", "key_lanes"), True, "{p}: core key_lanes must be an integer in 1..64, not True"),
+    (("core", "head_dim"), "8", "{p}: core head_dim must be an integer, not '8'"),
+    (("core", "key_lanes"), True, "{p}: core key_lanes must be an integer, not True"),
     (("core", "window"), 10 ** 12,
      "{p}: core window must be an integer in 1..16385, not 1000000000000"),
     (("core", "window"), KeyError, "{p}: core has no window"),
@@ -77,9 +77,9 @@ def changed(path, value):
                                 "head_dim must be an integer, not 8.0"),
     (("spec", "junk"), 1, "{p}: spec has an unknown field 'junk'"),
     (("utilization", "LUT", "used"), -4000,
-     "{p}: utilization LUT used must be an integer >= 0, not -4000"),
+     "{p}: utilization LUT used must be a non-negative integer, not -4000"),
     (("utilization", "LUT", "used"), "4362",
-     "{p}: utilization LUT used must be an integer >= 0, not '4362'"),
+     "{p}: utilization LUT used must be an integer, not '4362'"),
     (("utilization", "LUT", "used"), 6000,
      "{p}: utilization LUT used 6000 is more than available 5280"),
     (("utilization", "LUT"), [1],

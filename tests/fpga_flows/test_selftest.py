@@ -19,7 +19,6 @@ from amaranth import Value
 from amaranth.sim import Simulator
 
 from swatkit.cli import main
-from swatkit.fpga_flows.boards import BOARDS
 from swatkit.fpga_flows.cocotb_selftest import uart_samples
 from swatkit.fpga_flows.flow import FlowConfig, simulate_selftest, vectors_of
 from swatkit.fpga_flows.selftest import (
@@ -43,6 +42,7 @@ from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.lfsr import lfsr_sequence
 from swatkit.rtl.units import DspTarget
 from swatkit.sim.streams import stream_put
+from swatkit.support.boards import BOARDS
 
 
 def board_params(name: str) -> CoreParams:

@@ -322,9 +322,9 @@ def _setup_board_target(generated, target, tmp_path) -> tuple[str, list[str]]:
 
 
 def test_fusesoc_board_targets(generated, tmp_path):
-    """A synthesis target per board of ``swatkit flow`` (fpga_flows/boards.py), each set up by
+    """A synthesis target per board of ``swatkit flow`` (swatkit/support/boards.py), each set up by
     fusesoc into a Yosys project for the board's family with the options the flow uses."""
-    from swatkit.fpga_flows.boards import BOARDS
+    from swatkit.support.boards import BOARDS
 
     core = generated.fusesoc_core.read_text()
     targets = re.findall(r"^  (synth_\w+):$", core, re.M)
