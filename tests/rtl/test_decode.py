@@ -197,3 +197,20 @@ def test_sequence_runs_are_slices_of_one_run():
         sequence_runs(out, [4, 1])
     with pytest.raises(ConfigValueError, match=r"^lengths must be a positive integer, not 0$"):
         sequence_runs(out, [10, 0])
+
+
+def test_a_start_replaces_the_sequence_it_follows():
+    """A start on a context that holds a sequence begins a new one (new rows, another window
+    and sink count): its continues see only the new sequence's keys."""
+    d = 4
+    spec = AttentionSpec(40, d, 6, 0, sink_tokens=3)
+    p = CoreParams(spec, NumberFormat(), HardwareConfig(2, 2, max_seq_len=40), contexts=1)
+    rng = np.random.default_rng(11)
+    first, second = _inputs(rng, 1, 14, d), _inputs(rng, 1, 12, d)
+    seq1, seq2 = spec.replace(seq_len=14), spec.replace(seq_len=12, before=4, sink_tokens=2)
+    want1 = fixed_point_attention(first[0][0], first[1], first[2], seq1).out
+    want2 = fixed_point_attention(second[0][0], second[1], second[2], seq2).out
+    items = [*_items(*first, seq1, [10, 1, 3]), *_items(*second, seq2, [5, 1, 1, 5])]
+    got = run_core_many(items, p, seed=12, gap=0.25, stall=0.25)
+    check_results(got, [*sequence_runs(want1, [10, 1, 3]), *sequence_runs(want2, [5, 1, 1, 5])],
+                  refused=0)

@@ -105,3 +105,17 @@ def test_a_build_keeps_its_contexts():
     b = Build("d", head_dim=4, before=3, after=0, key_lanes=1, dim_lanes=2, contexts=1,
               max_seq_len=50)
     assert b.params.decode and Build.from_params("d", b.params).params == b.params
+
+
+def test_cli_decode_own_configuration(request, regress_seed, tmp_path):
+    """``swatkit regress --decode T`` on a configuration of one's own: a prefill of --seq-len
+    rows and T steps, every row checked (the core made a decode core by --decode)."""
+    build_dir = request.config.getoption("build_dir")
+    done = swatkit("regress", "--causal", "--sliding-window", "9", "--head-dim", "8",
+                   "--key-lanes", "3", "--dim-lanes", "2", "--seq-len", "40", "--decode", "20",
+                   "--sink-tokens", "2", "--seed", str(regress_seed),
+                   *(["--build-dir", build_dir] if build_dir else []), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "decode (1 context)" in done.stdout
+    assert re.search(r"^PASS yours/random-n40-decode20  60 rows, ", done.stdout, re.M)
+    assert re.search(r"1 tests, 0 failed; 60 output rows checked bit-exact", done.stdout)
