@@ -1,7 +1,8 @@
 """Where a regression build's time goes, and what a change of how it is built saves.
 
 For each build named and each variant, the build is made from scratch in a private folder
-(``--dir``, fresh), its phases timed — Verilator (``verilate``), Verilator's runtime objects
+(``--dir``, fresh), its phases timed — the Verilog of the core (linted) and of the harness
+(``generate``), Verilator (``verilate``), Verilator's runtime objects
 (``runtime``: compiled by the first build of a folder, copied by the others), the model
 (``model``: ``Vtop__ALL.o``), cocotb's main (``main``: ``verilator.o``) and the archive and link
 (``link``) — and then one case is run on it (``run``: the simulation of a case, golden model
@@ -36,7 +37,7 @@ VARIANTS = {
     "Os": ("model at -Os", ("OPT_FAST=-Os", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1"), False),
     "loop": ("harness memories zeroed by a loop, not one statement per row", None, True),
 }
-PHASES = ("verilate", "runtime", "model", "main", "link")
+PHASES = ("generate", "verilate", "runtime", "model", "main", "link")
 
 
 def _load() -> str:
