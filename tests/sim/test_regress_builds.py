@@ -1,0 +1,147 @@
+"""How the regression's Verilator builds are made (sim/regress.py, "builds"): the harness's
+row memories zeroed by loops, and one compiled Verilator runtime for builds whose model is
+compiled at different optimisation levels. The builds' results are the regression's own tests;
+these check the forms, without a build."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from swatkit.sim.regress import (
+    FAST,
+    MAKE_ARGS,
+    QUICK_MAKE_ARGS,
+    _runtime_key,
+    zero_init_loops,
+)
+
+ROW = re.compile(r"^    (\\?[\w$.]+ ?)\[(\d+)\] = (\d+)'h0+;$", re.M)
+
+
+def test_zero_init_loops_rewrite_only_whole_zero_memories():
+    text = "\n".join([
+        "module m(clk);",
+        "  reg [7:0] mem [2:0];",                 # zeroed row by row: a loop
+        "  initial begin",
+        "    mem[0] = 8'h00;", "    mem[1] = 8'h00;", "    mem[2] = 8'h00;",
+        "  end",
+        "  reg [3:0] rom [1:0];",                 # contents: kept
+        "  initial begin",
+        "    rom[0] = 4'h0;", "    rom[1] = 4'h5;",
+        "  end",
+        "  reg [3:0] \\a.b  [1:0];",              # an escaped name
+        "  initial begin",
+        "    \\a.b [0] = 4'h0;", "    \\a.b [1] = 4'h0;",
+        "  end",
+        "  reg [1:0] r;",                         # one register: kept
+        "  initial begin",
+        "    r[0] = 2'h0;",
+        "  end",
+        "  reg [1:0] two [2:1];",                 # not from row 0: kept
+        "  initial begin",
+        "    two[1] = 2'h0;", "    two[2] = 2'h0;",
+        "  end",
+        "endmodule", ""])
+    assert zero_init_loops(text) == "\n".join([
+        "module m(clk);",
+        "  reg [7:0] mem [2:0];",
+        "  integer swatkit_zero_0;",
+        "  initial begin",
+        "    for (swatkit_zero_0 = 0; swatkit_zero_0 < 3; swatkit_zero_0 = swatkit_zero_0 + 1)",
+        "      mem[swatkit_zero_0] = 8'h0;",
+        "  end",
+        "  reg [3:0] rom [1:0];",
+        "  initial begin",
+        "    rom[0] = 4'h0;", "    rom[1] = 4'h5;",
+        "  end",
+        "  reg [3:0] \\a.b  [1:0];",
+        "  integer swatkit_zero_1;",
+        "  initial begin",
+        "    for (swatkit_zero_1 = 0; swatkit_zero_1 < 2; swatkit_zero_1 = swatkit_zero_1 + 1)",
+        "      \\a.b [swatkit_zero_1] = 4'h0;",
+        "  end",
+        "  reg [1:0] r;",
+        "  initial begin",
+        "    r[0] = 2'h0;",
+        "  end",
+        "  reg [1:0] two [2:1];",
+        "  initial begin",
+        "    two[1] = 2'h0;", "    two[2] = 2'h0;",
+        "  end",
+        "endmodule", ""])
+
+
+@pytest.mark.parametrize("build", [b for b in dict.fromkeys(c.build for c in FAST)
+                                   if b.id in ("glob_bi9_k2d4", "logits_gqa8_causal16_k4d4")],
+                         ids=lambda b: b.id)
+def test_harness_memories_are_zeroed_by_loops(build):
+    """The harness Verilog the regression compiles: each row memory of depth D that Amaranth
+    zeroes with D statements is zeroed by one loop over D rows instead, and nothing else
+    changes."""
+    from amaranth.back import verilog
+
+    from swatkit.rtl.harness import SwatHarness
+
+    harness = SwatHarness(build.params, depth=build.harness_depth, interface=build.interface)
+    text = verilog.convert(harness, name="swat_harness", emit_src=False)
+    loops = zero_init_loops(text)
+    whole = []   # (memory, rows) of each initial block that zeroes a memory row by row
+    for block in re.findall(r"^  initial begin\n((?:    .*\n)*?)  end\n", text, re.M):
+        rows = [ROW.fullmatch(line) for line in block.splitlines()]
+        if len(rows) > 1 and all(r and r[1] == rows[0][1] and int(r[2]) == i
+                                 for i, r in enumerate(rows)):
+            whole.append((rows[0][1].strip(), len(rows)))
+    found = [(name.strip(), int(n)) for n, name in re.findall(
+        r"< (\d+); swatkit_zero_\d+ = swatkit_zero_\d+ \+ 1\)\n      (.+?)\[swatkit_zero_", loops)]
+    assert sorted(found) == sorted(whole)
+    depth = dict(re.findall(r"reg \[\d+:0\] (tb_\w+) \[(\d+):0\];", text))
+    assert depth and all(n == int(depth[name]) + 1 for name, n in found if name in depth)
+    assert max(n for name, n in found if name.startswith("tb_")) >= build.harness_depth
+    statements = {name for name, _ in whole}
+    kept = [line for line in loops.splitlines() if "swatkit_zero_" not in line]
+    assert kept == [line for line in text.splitlines()
+                    if not (ROW.fullmatch(line) and ROW.fullmatch(line)[1].strip() in statements)]
+    assert len(loops) < len(text) / 4
+
+
+def _makefiles(path, trace: int = 0) -> None:
+    (path / "Vtop.mk").write_text(f"VM_SC = 0\nVERILATOR_ROOT = /v\nVM_TRACE = {trace}\n")
+    (path / "Vtop_classes.mk").write_text("VM_GLOBAL_FAST += \\\n  verilated \\\n\n")
+
+
+def test_one_runtime_for_models_at_any_optimisation(tmp_path):
+    """Verilator's runtime objects are compiled with OPT_GLOBAL alone: a build of the model at
+    -O0 and one at -O1 share them; another OPT_GLOBAL, or tracing, do not."""
+    _makefiles(tmp_path)
+    make = ["make", "-C", str(tmp_path), "-f", "Vtop.mk", "VM_TRACE=0"]
+    quick, full = (_runtime_key(tmp_path, [*make, *args]) for args in (QUICK_MAKE_ARGS,
+                                                                         MAKE_ARGS))
+    assert QUICK_MAKE_ARGS != MAKE_ARGS and quick == full
+    assert _runtime_key(tmp_path, [*make, *MAKE_ARGS, "OBJCACHE=ccache"]) == full
+    assert _runtime_key(tmp_path, [*make, *MAKE_ARGS[:-1], "OPT_GLOBAL=-O2"]) != full
+    assert _runtime_key(tmp_path, [*make[:-1], "VM_TRACE=1", *MAKE_ARGS]) != full
+    _makefiles(tmp_path, trace=1)
+    assert _runtime_key(tmp_path, [*make, *MAKE_ARGS]) != full
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--builds", "nope"], r"--builds: no build 'nope' \(one of .*bi5_k1d1.*\)"),
+    (["--variants", "loop+fast"],
+     r"--variants: no variant 'fast' \(one of today, O0, O1, Os, loop\)"),
+    (["--dir", "{full}"], r"--dir: .*full is not empty \(the runtime must be built afresh\)"),
+])
+def test_build_timing_refuses_bad_options(tmp_path, capsys, argv, message):
+    """``python -m swatkit.sim.build_timing`` checks its options before it builds anything."""
+    from swatkit.sim.build_timing import main
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    argv = [a.format(full=tmp_path / "full") for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        main(["--dir", str(tmp_path / "new"), *argv])
+    assert exit_.value.code == 2
+    assert re.fullmatch(f"python -m swatkit.sim.build_timing: error: {message}",
+                        capsys.readouterr().err.splitlines()[-1])
+    assert not (tmp_path / "new").exists()
