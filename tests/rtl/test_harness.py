@@ -105,6 +105,58 @@ def test_source_to_sink_keeps_the_stream_rule(gap, stall):
         assert sum(offered_cycles) >= rows and len(offered_cycles) <= rows + 5  # one a cycle
 
 
+@pytest.mark.parametrize("drop_row", [0, 7, 39])
+def test_source_drops_valid_once_when_asked(drop_row):
+    """A source built with ``drop_fault`` and ``drop`` high breaks the rule exactly once: in the
+    first cycle the sink is ready for row ``drop_row`` after it was offered and not taken, valid
+    is low (the payload the row's complement); the row is offered again after it, and every
+    row still arrives once, in order. The sink's own check sees the withdrawal. (The sink here
+    is ready only in a row's second offered cycle, as the core's K/V copier of two-word rows
+    is: its ``hold`` is driven from the cycle before.)"""
+    rows = 40
+    src, sink = RowSource(ROW, rows, name="s", drop_fault=True), RowSink(ROW, rows, name="k")
+    m = Module()
+    m.submodules.src, m.submodules.sink = src, sink
+    wiring.connect(m, src.o, sink.i)
+    values = np.random.default_rng(drop_row).integers(0, 256, size=(rows, 4))
+    withdrawn = []
+
+    async def tb(ctx):
+        for i, row in enumerate(values):
+            ctx.set(src.mem.data[i], [int(x) for x in row])
+        for unit in (src, sink):
+            ctx.set(unit.count, rows)
+        ctx.set(src.drop, 1)
+        ctx.set(src.drop_row, drop_row)
+        ctx.set(src.start, 1)
+        ctx.set(sink.start, 1)
+        await ctx.tick()
+        ctx.set(src.start, 0)
+        ctx.set(sink.start, 0)
+        pending = None
+        for cycle in range(5_000):
+            ctx.set(sink.hold, pending is None)   # (ready in the second cycle of an offer)
+            valid, ready, payload = (ctx.get(src.o.valid), ctx.get(src.o.ready),
+                                     ctx.get(src.o.payload))
+            if pending is not None and not valid:   # withdrawn before it was taken
+                withdrawn.append((cycle, ctx.get(src.sent), ready,
+                                  payload == [~x & 0xFF for x in pending]))
+            pending = payload if valid and not ready else None
+            await ctx.tick()
+            if ctx.get(sink.received) == rows:
+                break
+        assert ctx.get(src.sent) == rows == ctx.get(sink.received)
+        assert ctx.get(src.drop_fired) and ctx.get(sink.violation)
+        got = [[int(x) for x in ctx.get(sink.mem.data[i])] for i in range(rows)]
+        assert got == values.tolist()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert [w[1:] for w in withdrawn] == [(drop_row, 1, True)]
+
+
 class _BadProducer(wiring.Component):
     """Offers a row and withdraws (or changes) it before it is taken."""
 
