@@ -10,15 +10,9 @@ dim_lanes`` multipliers), ``ceil(W_i/KL)·G`` cycles per row. The accumulators r
 groups of ``dim_lanes``; the head group is updated and moved to the tail. Latency: a row is
 accumulated :data:`SV_DEPTH` cycles after its last issue; ``fin`` pulses then.
 
-No stall-all enable: the walk issues while the skid buffer in front of the accumulators has
-room for every token in flight (:data:`SKID_DEPTH`: a counter of them, compared with a
-constant); behind the walk the score and V reads, the exp units, the ``p·v`` multipliers and the
-lane sums move every cycle, with no enable across the multiplier array. Only the accumulators
-wait: a finished row at the skid's head waits while the previous row is still in the result
-register (its groups going to the dividers); the tokens behind it queue in the skid buffer, so
-back-pressure from ``o`` loses nothing. A stall-free run never fills the buffer (a token goes
-straight on when it is empty), so the latency and the cycle counts are those of a pipeline
-without it.
+Stall-all: every register of the engine moves under one enable, which drops only while a
+finished row waits for the result register (the previous row's groups still going to the
+dividers), so back-pressure from ``o`` loses nothing.
 
 Ports:
 
@@ -50,7 +44,6 @@ from .units import (
     exp2_stages,
     pipeline_stage,
     registered_mul,
-    skid_buffer,
     state_invariants,
     sum_tree,
 )
@@ -59,9 +52,6 @@ __all__ = ["SV_DEPTH", "SVEngine"]
 
 SV_DEPTH = 9   # last SV issue → row accumulated (read, score register, exp 4 stages, operands,
 #                p·v, lane tree)
-SKID_DEPTH = SV_DEPTH + 1   # tokens the skid buffer before the accumulators holds: every token
-#                             the pipeline can hold, and one more, so the walk (which issues
-#                             while fewer are in flight) never waits in a stall-free run
 
 
 class SVEngine(wiring.Component):
@@ -100,61 +90,16 @@ class SVEngine(wiring.Component):
         self.inside = Signal(range(SV_DEPTH + EXP_LATENCY + 4))
         self.groups = Signal(range(p.groups + 1))
         self.idle = Signal()
-        # (for the tests: tokens waiting in the skid buffer)
-        self.skid_level = Signal(range(SKID_DEPTH + 1))
 
     def elaborate(self, platform):
         m = Module()
-        g = self.params.groups
-        # the walk issues while the skid buffer has room for every token in flight; behind it
-        # the pipeline, the multipliers and the exp units have no enable
-        inflight = Signal(range(SKID_DEPTH + 1), name="sv_inflight")
-        go = Signal(name="sv_go")
-        m.d.comb += go.eq(inflight < SKID_DEPTH)
-        sv, t, stages, front = self._walk_and_front(m, platform, go)
-        t, lane_sum, lsum, back = self._multiply(m, platform, t, front)
-        stages += back
-        take = Signal(name="sv_take")   # the accumulator takes the skid's head token
-        head, skid = self._skid(m, platform, t, lane_sum, lsum, take)
-        final, total_new = self._accumulate(m, take, head)
-
-        # -- the result register: a finished row, fed to the normaliser one group per cycle ----
-        res = self._result_register(m, take & head.done, final, total_new)
-        # the only wait: a finished row at the head while the last one is still in the result
-        # register (it drives the accumulators and the skid, not the multipliers)
-        m.d.comb += take.eq(head.valid & ~(head.done & res.full & ~res.release))
-        m.d.sync += inflight.eq(inflight + (go & sv.busy) - take)
-        with m.If(self.run.start):
-            m.d.sync += [sig.eq(0) for sig in (res.sv_done, front.sv_macs, front.exp_ops)]
-
-        # -- invariants ------------------------------------------------------------------------
-        marks = row_marks(stages, sv)
-        m.d.comb += [self.inside.eq(sum(marks) + skid.rows), self.skid_level.eq(skid.level),
-                     self.groups.eq(Mux(res.full, g - res.feed_g, 0)),
-                     self.idle.eq(~Cat(*marks, res.full).any() & (skid.rows == 0))]
-        state_invariants(m, platform, [
-            *sv.invariants("SV"),
-            (inflight == sum(s.valid for s in stages) + skid.level,
-             "inv: SV tokens in flight = tokens in the pipeline and the skid buffer"),
-            *[(~skid.flags[k].as_value().any() | (k < skid.level),
-               f"inv: SV skid flags {k} clear at or past the level")
-              for k in range(SKID_DEPTH)],
-            (res.full | (res.feed_g == 0), "inv: divider feed idle"),
-            (res.feed_g < g if g > 1 else res.feed_g == 0, "inv: divider feed in range"),
-            (res.feed_last == (res.feed_g == g - 1), "inv: divider feed's last-group flag"),
-            (t.done == (t.valid & t.last_round & t.last_g), "inv: SV row-done flag"),
-        ])
-        return m
-
-    def _walk_and_front(self, m: Module, platform, go):
-        """The row walk (issuing under ``go``), the score read, ``D = m − S`` and the exp
-        stages, and the V reads: returns the walk, the stage aligned with ``p`` (and with the
-        registered V words), the stages so far, and ``p`` (``probs``, the sink's ``p_sig``) with
-        the counters."""
         p, run = self.params, self.run
         fmt, w = p.fmt, p.widths
-        kl, d = p.hw.key_lanes, p.spec.head_dim
+        kl, dl, g, d, bits = p.hw.key_lanes, p.hw.dim_lanes, p.groups, p.spec.head_dim, \
+            p.fmt.data_bits
+        word = dl * bits
         gmax, rmax = p.max_global_tokens, p.max_random_blocks
+        sv_en = Signal()
         # the resident columns a row walks: the run's, or a sink core's row's own (held from
         # the row's start: a causal row sees the sinks up to itself)
         cols = run.gcount if gmax else None
@@ -168,13 +113,13 @@ class SVEngine(wiring.Component):
         sv_m_lo = Signal(signed(max(w.score, d_sat.bit_length()) + 2))
         sv_start = Signal()
         i_row = self.maxes.payload.row
-        m.d.comb += [self.maxes.ready.eq(go & (~sv.busy | sv.last)),
+        m.d.comb += [self.maxes.ready.eq(sv_en & (~sv.busy | sv.last)),
                      sv_start.eq(self.maxes.valid & self.maxes.ready)]
         sv_macs = Signal(STAT_BITS, name="stat_sv_macs")
         exp_ops = Signal(STAT_BITS, name="stat_exp_ops")
         m.d.comb += [self.sv_macs.eq(sv_macs), self.exp_ops.eq(exp_ops)]
-        sv.issue(m, go, sv_macs)
-        with m.If(go & sv.busy & sv.first_g):
+        sv.issue(m, sv_en, sv_macs)
+        with m.If(sv_en & sv.busy & sv.first_g):
             m.d.sync += exp_ops.eq(exp_ops + sv.active)
         row_max, sink = self._sink_start(m, sv_start)
         with m.If(sv_start):
@@ -186,14 +131,13 @@ class SVEngine(wiring.Component):
             if p.sink_core:
                 m.d.sync += cols.eq(i_row.cols)
 
-        # (the reads run every cycle: a stage's word is used only where the stage is valid)
-        m.d.comb += [self.s_rd.addr.eq(sv.s_addr), self.s_rd.en.eq(1)]
+        m.d.comb += [self.s_rd.addr.eq(sv.s_addr), self.s_rd.en.eq(sv_en)]
         if gmax:  # the band keys that are global tokens, read beside their scores
-            m.d.comb += [self.f_rd.en.eq(1),
+            m.d.comb += [self.f_rd.en.eq(sv_en),
                          *[self.f_rd.addr[lane].eq(sv.addr[lane]) for lane in range(kl)]]
         addr_bits = Cat(*sv.addr)
         own = {"sig": sink.sig, "son": sink.on} if sink else {}   # (the row's sink)
-        t = pipeline_stage(m, "sv1", valid=sv.busy & go, lanes=sv.lanes, first_g=sv.first_g,
+        t = pipeline_stage(m, "sv1", sv_en, valid=sv.busy, lanes=sv.lanes, first_g=sv.first_g,
                            last_g=sv.last_g, first_round=sv.first_round,
                            last_round=sv.end_round, addr=addr_bits, m=sv_m, m_lo=sv_m_lo,
                            rnd=sv.in_rnd, **own)
@@ -202,7 +146,7 @@ class SVEngine(wiring.Component):
         t_lanes = ((t.lanes & ~(self.f_rd.data.as_value() & (~t.rnd).replicate(kl)))
                    if gmax else t.lanes)
         own = {"sig": t.sig, "son": t.son} if sink else {}
-        t = pipeline_stage(m, "sv1s", valid=t.valid, lanes=t_lanes, first_g=t.first_g,
+        t = pipeline_stage(m, "sv1s", sv_en, valid=t.valid, lanes=t_lanes, first_g=t.first_g,
                            last_g=t.last_g, first_round=t.first_round,
                            last_round=t.last_round, addr=t.addr, m=t.m, m_lo=t.m_lo,
                            s=self.s_rd.data.as_value(), rnd=t.rnd, **own)
@@ -210,49 +154,35 @@ class SVEngine(wiring.Component):
         score = [t.s[lane * w.score:(lane + 1) * w.score].as_signed() for lane in range(kl)]
         diffs = [(t.m - score[lane]).as_unsigned()[:w.score] for lane in range(kl)]
         sats = [score[lane] < t.m_lo for lane in range(kl)]
-        probs = exp2_stages(m, 1, diffs, fmt, d, name="sv_exp", saturated=sats,
+        probs = exp2_stages(m, sv_en, diffs, fmt, d, name="sv_exp", saturated=sats,
                             platform=platform)
-        p_sig = None
         if sink:   # p_σ of the sink score: one more exp unit, beside the lanes'
-            p_sig = exp2_stages(m, 1, [(t.m - t.sig).as_unsigned()[:w.score]], fmt, d,
-                                     name="sv_sink_exp", saturated=[t.sig < t.m_lo],
-                                     platform=platform)[0]
+            p_sig = exp2_stages(m, sv_en, [(t.m - t.sig).as_unsigned()[:w.score]], fmt, d,
+                                name="sv_sink_exp", saturated=[t.sig < t.m_lo],
+                                platform=platform)[0]
         for k in range(EXP_LATENCY):
             own = {"son": t.son} if sink else {}
-            if k == EXP_LATENCY - 1:   # p is taken at a key's first group: one register
-                own["pen"] = t.valid & t.first_g
-            t = pipeline_stage(m, f"sv{k + 2}", valid=t.valid, lanes=t.lanes,
+            t = pipeline_stage(m, f"sv{k + 2}", sv_en, valid=t.valid, lanes=t.lanes,
                                first_g=t.first_g, last_g=t.last_g, first_round=t.first_round,
                                last_round=t.last_round, addr=t.addr, rnd=t.rnd, **own)
             stages.append(t)
             if k == EXP_LATENCY - 3:  # issue the V read: its word, registered twice, meets p
                 # (read, then registered in the fabric once per bank, as the K words)
                 abits = len(sv.addr[0])
-                used = [t.valid & t.lanes[lane] for lane in range(kl)]
+                used = [sv_en & t.valid & t.lanes[lane] for lane in range(kl)]
                 reads = [(self.v_rd, ~t.rnd)] + ([(self.rv_rd, t.rnd)] if rmax else [])
                 for rd, which in reads:
-                    m.d.comb += rd.en.eq(1)
+                    m.d.comb += rd.en.eq(sv_en)
                     for lane in range(kl):
                         m.d.comb += [rd.addr[lane].eq(t.addr[lane * abits:(lane + 1) * abits]),
                                      rd.used[lane].eq(used[lane] & which)]
-        front = SimpleNamespace(probs=probs, p_sig=p_sig, sv_macs=sv_macs, exp_ops=exp_ops)
-        return sv, t, stages, front
-
-    def _multiply(self, m: Module, platform, t, front):
-        """``p`` and the ``p·v`` multipliers, ``Σp``, and the sums over the lanes: returns the
-        stage aligned with the lane sums, the lane sums, ``Σp`` and the stages."""
-        p = self.params
-        fmt, w = p.fmt, p.widths
-        kl, dl, bits = p.hw.key_lanes, p.hw.dim_lanes, p.fmt.data_bits
-        word = dl * bits
-        sink = front.p_sig is not None
-        # t is aligned with probs (and with the registered V words)
+        # t is now aligned with probs (and, below, with the registered V words)
         # p is taken at a key's first group and held for its other groups: by each multiplier as
         # its operand A, and by p_in for the probability sum. ("keep": without it Yosys' ABC9
         # aborts on a p register feeding the ECP5 multipliers; docs/fpga.md)
         keep = {"keep": 1}
-        p_next = [Mux(t.lanes[lane], front.probs[lane], 0) for lane in range(kl)]
-        p_en = t.pen
+        p_next = [Mux(t.lanes[lane], probs[lane], 0) for lane in range(kl)]
+        p_en = sv_en & t.valid & t.first_g
         p_in = [Signal(unsigned(fmt.prob_bits), name=f"sv_p{lane}", attrs=keep)
                 for lane in range(kl)]
         with m.If(p_en):
@@ -260,73 +190,62 @@ class SVEngine(wiring.Component):
         if sink:   # p_σ joins l once, with the row's first key
             p_in.append(Signal(unsigned(fmt.prob_bits), name="sv_p_sink"))
             with m.If(p_en):
-                m.d.sync += p_in[-1].eq(Mux(t.son & t.first_round, front.p_sig, 0))
+                m.d.sync += p_in[-1].eq(Mux(t.son & t.first_round, p_sig, 0))
         # the V words (registered in the fabric above), then registered as multiplier operands
         v_word = self.v_rd.data.as_value()
-        if p.max_random_blocks:
+        if rmax:
             v_word = Mux(t.rnd, self.rv_rd.data.as_value(), v_word)
         vw = [data.View(data.ArrayLayout(signed(bits), dl), v_word[lane * word:(lane + 1) * word])
               for lane in range(kl)]
-        t = pipeline_stage(m, "sv_mul", valid=t.valid, first_g=t.first_g,
+        t = pipeline_stage(m, "sv_mul", sv_en, valid=t.valid, first_g=t.first_g,
                            last_g=t.last_g, first_round=t.first_round, last_round=t.last_round)
-        stages = [t]
+        stages.append(t)
         pv = [[Signal(signed(w.pv), name=f"sv_pv{lane}_{u}") for u in range(dl)]
               for lane in range(kl)]
         for lane in range(kl):
             for u in range(dl):
                 registered_mul(m, platform, p_next[lane], vw[lane][u], pv[lane][u],
-                               en_a=p_en, name=f"sv_mul{lane}_{u}", a_attrs=keep)
+                               en_a=p_en, en_b=sv_en, en_out=sv_en, name=f"sv_mul{lane}_{u}",
+                               a_attrs=keep)
         psum = Signal(unsigned(w.sum))
-        m.d.sync += psum.eq(Mux(t.first_g, sum_tree(p_in), 0))
-        t = pipeline_stage(m, "sv_pv", valid=t.valid, first_g=t.first_g,
+        with m.If(sv_en):
+            m.d.sync += psum.eq(Mux(t.first_g, sum_tree(p_in), 0))
+        t = pipeline_stage(m, "sv_pv", sv_en, valid=t.valid, first_g=t.first_g,
                            last_g=t.last_g, first_round=t.first_round, last_round=t.last_round)
         stages.append(t)
         lane_sum = [Signal(signed(w.acc), name=f"sv_lsum{u}") for u in range(dl)]
         lsum = Signal(unsigned(w.sum))
-        m.d.sync += [lane_sum[u].eq(sum_tree(pv[lane][u] for lane in range(kl)))
-                     for u in range(dl)]
-        m.d.sync += lsum.eq(psum)
-        t = pipeline_stage(m, "sv_tree", valid=t.valid, first_g=t.first_g,
+        with m.If(sv_en):
+            m.d.sync += [lane_sum[u].eq(sum_tree(pv[lane][u] for lane in range(kl)))
+                         for u in range(dl)]
+            m.d.sync += lsum.eq(psum)
+        # (done: the row's last group, one register bit for sv_en below)
+        t = pipeline_stage(m, "sv_tree", sv_en, valid=t.valid, first_g=t.first_g,
                            last_g=t.last_g, first_round=t.first_round,
                            last_round=t.last_round, done=t.valid & t.last_round & t.last_g)
         stages.append(t)
-        return t, lane_sum, lsum, stages
+        final, total_new = self._accumulate(m, sv_en, t, lane_sum, lsum)
 
-    def _skid(self, m: Module, platform, t, lane_sum, lsum, take):
-        """The skid buffer between the lane sums and the accumulators
-        (:func:`~swatkit.rtl.units.skid_buffer`; room is the walk's ``go``). The sums wait in
-        its FIFO; the tokens' flags in registers beside it (a shift register: entry 0 is the
-        head, entries at or past the level are clear), so that the rows in the buffer are a
-        sum of register bits. Returns the head token (``valid``, ``lane_sum``, ``lsum``,
-        ``first_g``, ``first_round``, ``done``), and the buffer (``level``, ``rows``: row-done
-        tokens in it, ``flags``)."""
-        p = self.params
-        w, dl = p.widths, p.hw.dim_lanes
-        sums = data.StructLayout({"lane_sum": data.ArrayLayout(signed(w.acc), dl),
-                                  "lsum": unsigned(w.sum)})
-        marks = data.StructLayout({"first_g": 1, "first_round": 1, "done": 1})
-        tok, tok_f = Signal(sums), Signal(marks)
-        m.d.comb += [tok.lsum.eq(lsum), *[tok.lane_sum[u].eq(lane_sum[u]) for u in range(dl)],
-                     tok_f.first_g.eq(t.first_g), tok_f.first_round.eq(t.first_round),
-                     tok_f.done.eq(t.done)]
-        q = skid_buffer(m, platform, "sv_skid", tok.as_value(), t.valid, take, SKID_DEPTH)
-        flags = [Signal(marks, name=f"sv_skid_f{k}") for k in range(SKID_DEPTH)]
-        head, head_f = Signal(sums), Signal(marks)
-        waiting = q.level != 0
-        m.d.comb += [head.eq(q.word),
-                     head_f.eq(Mux(waiting, flags[0].as_value(), tok_f.as_value()))]
-        at = q.level - q.popped   # where a token written this cycle lands
-        for k in range(SKID_DEPTH):
-            below = flags[k + 1].as_value() if k + 1 < SKID_DEPTH else 0
-            with m.If(q.pushed & (at == k)):
-                m.d.sync += flags[k].eq(tok_f)
-            with m.Elif(q.popped):
-                m.d.sync += flags[k].eq(below)
-        ns = SimpleNamespace(valid=q.valid, lane_sum=head.lane_sum, lsum=head.lsum,
-                             first_g=head_f.first_g, first_round=head_f.first_round,
-                             done=head_f.done)
-        return ns, SimpleNamespace(level=q.level, rows=sum(f.done for f in flags),
-                                   flags=flags)
+        # -- the result register: a finished row, fed to the normaliser one group per cycle ----
+        res = self._result_register(m, sv_en, t.done, final, total_new)
+        sv_done = res.sv_done
+
+        with m.If(run.start):
+            m.d.sync += [sig.eq(0) for sig in (sv_done, sv_macs, exp_ops)]
+
+        # -- invariants ------------------------------------------------------------------------
+        marks = row_marks(stages, sv)
+        m.d.comb += [self.inside.eq(sum(marks)),
+                     self.groups.eq(Mux(res.full, g - res.feed_g, 0)),
+                     self.idle.eq(~Cat(*marks, res.full).any())]
+        state_invariants(m, platform, [
+            *sv.invariants("SV"),
+            (res.full | (res.feed_g == 0), "inv: divider feed idle"),
+            (res.feed_g < g if g > 1 else res.feed_g == 0, "inv: divider feed in range"),
+            (res.feed_last == (res.feed_g == g - 1), "inv: divider feed's last-group flag"),
+            (t.done == (t.valid & t.last_round & t.last_g), "inv: SV row-done flag"),
+        ])
+        return m
 
     def _sink_start(self, m: Module, sv_start):
         """The row's max as the SV engine starts it, and (a core that takes learned sink
@@ -342,40 +261,39 @@ class SVEngine(wiring.Component):
             m.d.sync += [sink.sig.eq(i_row.sink), sink.on.eq(run.sink_on)]
         return Mux(run.sink_on & (i_row.sink > row_max), i_row.sink, row_max), sink
 
-    def _accumulate(self, m: Module, take, t):
+    def _accumulate(self, m: Module, sv_en, t, lane_sum, lsum):
         """The rotating accumulator — G groups of DL accumulators; the head group is updated
         and moved to the tail, so after every key all groups are back in order — and ``l``:
-        returns the row's accumulators as they finish (``final``) and ``l`` with this token
-        (``t``: the skid buffer's head, taken when ``take``)."""
+        returns the row's accumulators as they finish (``final``) and ``l`` with this token."""
         p = self.params
         w, dl, g = p.widths, p.hw.dim_lanes, p.groups
         acc = [[Signal(signed(w.acc), name=f"sv_acc{k}_{u}") for u in range(dl)]
                for k in range(g)]
         total = Signal(unsigned(w.sum))
-        new = [Mux(t.first_round, 0, acc[0][u]) + t.lane_sum[u] for u in range(dl)]
-        total_new = Mux(t.first_round & t.first_g, 0, total) + t.lsum
-        with m.If(take):
+        new = [Mux(t.first_round, 0, acc[0][u]) + lane_sum[u] for u in range(dl)]
+        total_new = Mux(t.first_round & t.first_g, 0, total) + lsum
+        with m.If(sv_en & t.valid):
             for k in range(g - 1):
                 m.d.sync += [acc[k][u].eq(acc[k + 1][u]) for u in range(dl)]
             m.d.sync += [acc[g - 1][u].eq(new[u]) for u in range(dl)]
             m.d.sync += total.eq(total_new)
         return [acc[k][u] for k in range(1, g) for u in range(dl)] + new, total_new
 
-    def _result_register(self, m: Module, row_done, final, total_new) -> SimpleNamespace:
+    def _result_register(self, m: Module, sv_en, row_done, final, total_new) -> SimpleNamespace:
         """The result register: a finished row (its ``head_dim`` accumulators ``final`` and its
-        ``l``, taken when ``row_done``), offered on ``out`` one group per cycle, rotated so that
-        the group to divide is always at the bottom; ``fin``/``done``. Returns ``full`` and
-        ``release`` (the last group goes this cycle): a finished row waits while ``full &
-        ~release``."""
+        ``l``, taken when ``sv_en & row_done``), offered on ``out`` one group per cycle, rotated
+        so that the group to divide is always at the bottom. It drives ``sv_en`` low while a
+        finished row waits for it, and ``fin``/``done``."""
         p = self.params
         w, dl, g, d = p.widths, p.hw.dim_lanes, p.groups, p.spec.head_dim
         res = [Signal(signed(w.acc), name=f"res_acc{k}") for k in range(d)]
         res_total = Signal(unsigned(w.sum))
         res_full = Signal(name="res_full")
         res_release = Signal()
+        m.d.comb += sv_en.eq(~(row_done & res_full & ~res_release))
         feed_g = Signal(range(max(g, 2)), name="feed_g")
-        # feed_last = (feed_g == g − 1) as a register: the release decides the accumulators'
-        # enable (a critical path of the iCEBreaker build)
+        # feed_last = (feed_g == g − 1) as a register: sv_en (through res_release) is the SV
+        # engine's clock enable, a critical path of the iCEBreaker build
         feed_last = Signal(init=int(g == 1))
         feed = self.out.ready & res_full
         m.d.comb += [self.out.valid.eq(res_full), res_release.eq(feed & feed_last),
@@ -391,9 +309,9 @@ class SVEngine(wiring.Component):
         with m.If(res_release):
             m.d.sync += res_full.eq(0)
         sv_done = Signal(p.index_bits, name="sv_done")
-        m.d.comb += [self.fin.eq(row_done), self.done.eq(sv_done)]
-        with m.If(row_done):  # after the rotation above: a new result replaces it
+        m.d.comb += [self.fin.eq(sv_en & row_done), self.done.eq(sv_done)]
+        with m.If(sv_en & row_done):  # after the rotation above: a new result replaces it
             m.d.sync += [res[k].eq(final[k]) for k in range(d)]
             m.d.sync += [res_full.eq(1), res_total.eq(total_new), sv_done.eq(sv_done + 1)]
-        return SimpleNamespace(full=res_full, release=res_release, feed_g=feed_g,
-                               feed_last=feed_last, sv_done=sv_done)
+        return SimpleNamespace(full=res_full, feed_g=feed_g, feed_last=feed_last,
+                               sv_done=sv_done)

@@ -29,7 +29,7 @@ from amaranth import (
     unsigned,
 )
 from amaranth.hdl import Assert, Assume
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from swatkit.golden import NumberFormat
@@ -53,7 +53,6 @@ __all__ = [
     "pipeline_stage",
     "ram_bank_words",
     "registered_mul",
-    "skid_buffer",
     "state_invariants",
     "sum_tree",
 ]
@@ -93,28 +92,6 @@ def state_invariants(m: Module, platform, checks) -> None:
         return
     statement = Assert if mode == "assert" else Assume
     m.d.comb += [statement(test, message) for test, message in checks]
-
-
-def skid_buffer(m: Module, platform, name: str, word, valid, take, depth: int):
-    """A skid buffer of ``depth`` words in front of a consumer that takes the head word when
-    ``take``: the producer's ``word`` (when ``valid``) goes straight on when the buffer is empty
-    and taken, else it waits here, in order. The producer never offers more than ``depth``
-    words the consumer has not taken (its credit), so the buffer never refuses one.
-
-    Returns ``word`` and ``valid`` of the head, ``level``, ``pushed`` (a word goes in this
-    cycle) and ``popped`` (the head leaves the buffer). The words wait in a ``SyncFIFO`` (LUT
-    RAM on an ECP5 or a Gowin device); on an iCE40, which has no LUT RAM, in a
-    ``SyncFIFOBuffered``, whose storage is a block RAM (its head comes a cycle after the
-    buffer stops being empty: the consumer waits for it).
-    """
-    buffered = getattr(platform, "family", None) == "ice40"
-    q = (fifo.SyncFIFOBuffered if buffered else fifo.SyncFIFO)(width=len(word), depth=depth)
-    m.submodules[name] = q
-    waiting = q.level != 0
-    m.d.comb += [q.w_data.eq(word), q.w_en.eq(valid & (waiting | ~take)),
-                 q.r_en.eq(take & waiting)]
-    return SimpleNamespace(word=Mux(waiting, q.r_data, word), valid=Mux(waiting, q.r_rdy, valid),
-                           level=q.level, pushed=q.w_en, popped=take & waiting)
 
 
 def pipeline_stage(m: Module, name: str, en=1, /, **fields) -> SimpleNamespace:

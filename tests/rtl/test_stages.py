@@ -13,7 +13,7 @@ import random
 import numpy as np
 import pytest
 from amaranth import Module, unsigned
-from amaranth.hdl import Fragment, ResetInserter
+from amaranth.hdl import ResetInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
@@ -25,14 +25,11 @@ from swatkit.rtl.core import command, core_layouts
 from swatkit.rtl.kv_ring import KVRing, RandomRing, RowCopier
 from swatkit.rtl.normaliser import Normaliser
 from swatkit.rtl.run_control import RunControl
-from swatkit.rtl.units import DspTarget
 from swatkit.sim.streams import stream_get, stream_put
 
 
-def simulate(dut, *benches, background=(), family=None):
-    """Run ``dut`` (elaborated for a device ``family``'s mapping choices, if given) under the
-    benches."""
-    sim = Simulator(dut if family is None else Fragment.get(dut, DspTarget(family)))
+def simulate(dut, *benches, background=()):
+    sim = Simulator(dut)
     sim.add_clock(1e-8)
     for bench in benches:
         sim.add_testbench(bench)
@@ -43,19 +40,9 @@ def simulate(dut, *benches, background=(), family=None):
 
 # -- Normaliser --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("head_dim", "dim_lanes", "drop", "hold", "family"),
-                         [(8, 2, False, 0, None), (6, 3, True, 0, None), (4, 4, True, 0, None),
-                          (8, 2, False, 80, None), (4, 4, True, 80, None),
-                          (8, 2, False, 80, "ice40"), (6, 3, True, 0, "ice40"),
-                          (8, 2, False, 0, "ice40")])
-def test_normaliser_rows(head_dim, dim_lanes, drop, hold, family):
-    """Rows of groups in (with gaps), rows out (under stalls) equal ``fmt.normalise`` exactly,
-    the rows asked for dropped; with ``hold``, ``o`` is not ready for the first ``hold`` cycles,
-    so that the output FIFO and the row register fill and the dividers' quotients queue in the
-    skid buffer (checked: it fills to ``divider_latency + 1`` groups). ``family="ice40"``: the
-    skid buffer's block-RAM FIFO (:func:`~swatkit.rtl.units.skid_buffer`)."""
-    from swatkit.rtl.units import divider_latency
-
+@pytest.mark.parametrize(("head_dim", "dim_lanes", "drop"), [(8, 2, False), (6, 3, True),
+                                                             (4, 4, True)])
+def test_normaliser_rows(head_dim, dim_lanes, drop):
     fmt = NumberFormat()
     acc_bits, sum_bits, rows = 24, 20, 12
     rng = np.random.default_rng(head_dim)
@@ -73,18 +60,10 @@ def test_normaliser_rows(head_dim, dim_lanes, drop, hold, family):
     got = []
 
     async def put(ctx):
-        await stream_put(ctx, dut.i, beats, rng=random.Random(1), gap=0 if hold else 0.3)
+        await stream_put(ctx, dut.i, beats, rng=random.Random(1), gap=0.3)
 
     async def get(ctx):
-        if hold:
-            await ctx.tick().repeat(hold)
         got.extend(await stream_get(ctx, dut.o, len(kept), rng=random.Random(2), stall=0.4))
-
-    most = [0]
-
-    async def skid(ctx):   # the most groups the skid buffer held
-        async for _, _, level in ctx.tick().sample(dut.skid_level):
-            most[0] = max(most[0], level)
 
     async def dropper(ctx):   # the consumer of ``pending``: drops the rows in ``dropped``
         index = 0
@@ -94,11 +73,9 @@ def test_normaliser_rows(head_dim, dim_lanes, drop, hold, family):
             assert not leave or pending
             index += bool(leave)
 
-    simulate(dut, put, get, *([dropper] if drop else []), background=(skid,), family=family)
+    simulate(dut, put, get, *([dropper] if drop else []))
     np.testing.assert_array_equal(np.array([[int(x) for x in row] for row in got]), want[kept])
     assert np.ptp(want) > 0
-    if hold and not drop:
-        assert most[0] == divider_latency(fmt) + 1
 
 
 def test_normaliser_refuses_a_group_that_does_not_divide():
@@ -661,22 +638,16 @@ def test_random_ring_buffers_each_block(key_lanes, dim_lanes, random_blocks):
 
 # -- SVEngine ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("key_lanes", "dim_lanes", "before", "after", "bursts", "family"),
-                         [(2, 2, 2, 3, False, None), (3, 1, 4, 0, False, None),
-                          (1, 4, 1, 1, False, None), (2, 2, 2, 3, True, None),
-                          (1, 1, 0, 2, True, None), (2, 2, 2, 3, True, "ice40"),
-                          (1, 1, 0, 2, False, "ice40"), (3, 1, 4, 0, False, "ice40")])
-def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after, bursts, family):
+@pytest.mark.parametrize(("key_lanes", "dim_lanes", "before", "after"),
+                         [(2, 2, 2, 3), (3, 1, 4, 0), (1, 4, 1, 1)])
+def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after):
     """Rows offered on ``maxes`` (with gaps: each its max and walk), scores served from score
     buffers with one cycle of read latency and V words from the ring with two: each row's
     groups on ``out`` (taken under stalls) are ``acc = Σ p·v`` and ``l = Σ p`` exactly, with
     ``p`` the golden model's probabilities (numerics steps 2–4) of ``m − S``; ``done``
-    counts the rows and ``sv_macs`` a MAC per key and element. With ``bursts``, ``out`` stalls
-    for 0–40 cycles at a time, so that the tokens in flight fill the skid buffer in front of
-    the accumulators (checked: it reaches :data:`SKID_DEPTH`) and the walk waits on it;
-    ``family="ice40"``: the skid buffer's block-RAM FIFO."""
+    counts the rows and ``sv_macs`` a MAC per key and element."""
     from swatkit.rtl.qk_engine import max_layout
-    from swatkit.rtl.sv_engine import SKID_DEPTH, SVEngine
+    from swatkit.rtl.sv_engine import SVEngine
 
     n, d = 12, 4
     spec = AttentionSpec(seq_len=n, head_dim=d, before=before, after=after)
@@ -752,15 +723,11 @@ def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after, bu
 
     async def out(ctx):
         stalls = random.Random(2)
-        hold = [0]   # (bursts: cycles of this stall left)
         for i in range(n):
             acc, total = [], None
             for _ in range(g):
                 while True:
-                    if bursts and not hold[0] and stalls.random() < 0.2:
-                        hold[0] = stalls.randrange(41)
-                    ready = not hold[0] if bursts else stalls.random() >= 0.4
-                    hold[0] = max(hold[0] - 1, 0)
+                    ready = stalls.random() >= 0.4
                     ctx.set(dut.out.ready, ready)
                     _, _, valid, group, l_sum = await ctx.tick().sample(
                         dut.out.valid, dut.out.payload.acc, dut.out.payload.total)
@@ -776,46 +743,5 @@ def test_sv_engine_sums_and_accumulators(key_lanes, dim_lanes, before, after, bu
         assert ctx.get(dut.done) == n
         assert ctx.get(dut.sv_macs) == sum((hi - lo + 1) * d for lo, hi in windows)
 
-    most = [0]
-
-    async def skid(ctx):   # the most tokens the skid buffer held
-        async for _, _, level in ctx.tick().sample(dut.skid_level):
-            most[0] = max(most[0], level)
-
-    simulate(dut, control, out, background=(memories, skid), family=family)
+    simulate(dut, control, out, background=(memories,))
     assert taken[0] == n
-    if bursts:
-        assert most[0] == SKID_DEPTH
-
-
-def test_sv_engine_multipliers_move_every_cycle():
-    """On an ECP5 every ``MULT18X18D`` of the SV engine (the ``p·v`` array and the exp units)
-    has its operand-B and product registers enabled every cycle — no enable net across the
-    multiplier array — and the ``p`` operand (held over a key's groups) loads under one
-    register, not a condition worked out in front of the array."""
-    from amaranth.hdl import Const, Fragment, Signal
-
-    from swatkit.rtl.sv_engine import SVEngine
-
-    spec = AttentionSpec(seq_len=64, head_dim=8, before=4, after=4)
-    p = CoreParams(spec, NumberFormat(), HardwareConfig(key_lanes=2, dim_lanes=4,
-                                                        max_seq_len=64))
-    frag = Fragment.get(SVEngine(p, core_layouts(p)["cmd"]), DspTarget("ecp5"))
-
-    def instances(f, path=""):
-        for sub, name, _ in f.subfragments:
-            if getattr(sub, "type", None) == "MULT18X18D":
-                yield name, sub.ports
-            yield from instances(sub, f"{path}{name}.")
-
-    muls = dict(instances(frag))
-    pv = [name for name in muls if name.startswith("sv_mul")]
-    exp = [name for name in muls if name.startswith("sv_exp")]
-    assert (len(pv), len(exp)) == (2 * 4, 2)
-    for name, ports in muls.items():
-        for ce in ("CE1", "CE2") if name in pv else ("CE0", "CE2"):
-            value = ports[ce][0]
-            assert isinstance(value, Const) and value.value == 1, (name, ce, value)
-    load = muls[pv[0]]["CE0"][0]
-    assert isinstance(load, Signal) and load.name.endswith("_pen"), load
-    assert all(muls[name]["CE0"][0] is load for name in pv)
