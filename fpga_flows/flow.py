@@ -93,6 +93,15 @@ SIM_UART_DIVISOR = 4  # the simulated self-test's UART: the board's line in few 
 # synth_ecp5 used before ABC9), then the rest of synth_ecp5: for netlists on which ABC9 aborts
 # (docs/fpga.md, "The issue 13 core").
 LUT_MAPPERS = ("abc9", "abc")
+# the classic mapping's steps after synth_ecp5 -run begin:map_luts (latch check, latch map, ABC),
+# then the rest of synth_ecp5 (map_cells, check)
+CLASSIC_ABC = ("check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
+               "abc -dress -lut 4:7", "clean", f"synth_ecp5 -top {NAME} -run map_cells:")
+# an ECP5 project mapped with ABC9 also gets the classic mapping's Yosys script; `run` builds
+# with it when Yosys 0.70's ABC9 aborts (its log ends in this assertion; docs/fpga.md)
+ABC_SCRIPT = f"{NAME}.abc.ys"
+_ABC9_ABORT = re.compile(r"ERROR: Assert `GetSize\(conn\.first\) == GetSize\(conn\.second\)' "
+                         r"failed[^\n]*")
 # nextpnr options the flow sets itself (the project's files and report), so a user's must not
 FLOW_NEXTPNR_OPTIONS = ("--report", "--log", "--json", "--lpf", "--textcfg", "--pcf", "--asc",
                         "--write", "--cst", "--device", "--package", "--speed", "--quiet")
@@ -335,9 +344,7 @@ def _overrides(config: FlowConfig) -> dict:
         # steps with the classic ABC, then the rest of synth_ecp5 (map_cells, check)
         overrides["synth_opts"] = " ".join(
             [*shlex.split(board.overrides.get("synth_opts", "")), "-run", "begin:map_luts"])
-        after = ["check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
-                 "abc -dress -lut 4:7", "clean", f"synth_ecp5 -top {NAME} -run map_cells:",
-                 *after]
+        after = [*CLASSIC_ABC, *after]
     return {
         **overrides,
         "nextpnr_opts": nextpnr,
@@ -372,6 +379,10 @@ def emit(config: FlowConfig, out_dir: str | Path, vectors: Vectors | None = None
     for stale in (REPORT, STAT, "flow.json", BUILD_LOG, BITSTREAM[config.board.family]):
         (out / stale).unlink(missing_ok=True)
     plan.extract(out)
+    (out / ABC_SCRIPT).unlink(missing_ok=True)
+    if config.board.family == "ecp5" and config.lut_mapping == "abc9":
+        ys = out / f"{NAME}.ys"
+        (out / ABC_SCRIPT).write_text(classic_abc_script(ys.read_text()))
     info = config.as_dict()
     extra = {}
     if config.selftest == "lfsr":
@@ -384,6 +395,19 @@ def emit(config: FlowConfig, out_dir: str | Path, vectors: Vectors | None = None
     script.write_text(_yowasp_script(config.board))
     script.chmod(0o755)
     return out
+
+
+def classic_abc_script(ys: str) -> str:
+    """The Yosys script ``ys`` (Amaranth's, for an ECP5 with ABC9) with the classic mapping
+    instead: ``synth_ecp5`` up to its LUT mapping, then :data:`CLASSIC_ABC` — the script
+    ``abc="abc"`` writes."""
+    lines = ys.splitlines()
+    synth = re.compile(rf"^(\s*)synth_ecp5 (.*)-top {NAME}$")
+    at = next(i for i, line in enumerate(lines) if synth.match(line))
+    indent, opts = synth.match(lines[at]).groups()
+    opts = " ".join([*opts.split(), "-run", "begin:map_luts"])
+    lines[at] = f"{indent}synth_ecp5 {opts} -top {NAME}"
+    return "\n".join([*lines[:at + 1], *CLASSIC_ABC, *lines[at + 1:]]) + "\n"
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -487,12 +511,47 @@ def _build(cmd: list[str], cwd: Path, env: dict, timeout: float | None):
     return process.returncode, out
 
 
+def _run_script(project_dir: Path, env: dict, timeout: float | None) -> tuple[int, str]:
+    """Run the build script; its output goes to ``build.log``."""
+    try:
+        code, log = _build(["sh", f"build_{NAME}.sh"], project_dir, env, timeout)
+    except subprocess.TimeoutExpired as e:
+        raise FlowError(f"the build took longer than {timeout:.0f} s (log so far: "
+                        f"{project_dir / BUILD_LOG})") from e
+    (project_dir / BUILD_LOG).write_text(log)
+    return code, log
+
+
+def _abc9_abort(project_dir: Path) -> str | None:
+    """Yosys' ABC9 assertion from the log of a failed build of a project that has the
+    classic mapping's script beside (:data:`ABC_SCRIPT`), else ``None``."""
+    rpt = project_dir / f"{NAME}.rpt"
+    if not (project_dir / ABC_SCRIPT).exists() or not rpt.exists():
+        return None
+    found = _ABC9_ABORT.search(rpt.read_text(errors="replace"))
+    return found[0] if found else None
+
+
+def _use_classic_abc(project_dir: Path, abort: str) -> None:
+    """Make the project build with the classic mapping: its script becomes the Yosys script
+    (ABC9's kept as ``<name>.abc9.ys``), and swatkit.json records the mapping and why."""
+    ys = project_dir / f"{NAME}.ys"
+    ys.rename(project_dir / f"{NAME}.abc9.ys")
+    (project_dir / ABC_SCRIPT).rename(ys)
+    info, _ = _project(project_dir)
+    info["abc"] = "abc"
+    info["abc_fallback"] = f"Yosys aborted with ABC9 ({abort.removeprefix('ERROR: ')})"
+    (project_dir / "swatkit.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
 def run(project_dir: str | Path, *, timeout: float | None = None) -> dict:
     """Run an emitted project's build script with the YoWASP tools, then :func:`collect` it.
 
     The tools' output goes to ``build.log`` in the project. The script runs in its own session:
-    an interrupt or a timeout stops every tool under it. Raises :class:`DoesNotFitError` or
-    :class:`FlowError` when the build fails.
+    an interrupt or a timeout stops every tool under it. When Yosys' ABC9 aborts (an ECP5
+    project mapped with ABC9), the project is built again with the classic mapping
+    (:data:`ABC_SCRIPT`), and ``flow.json`` says so (``abc``, ``abc_fallback``). Raises
+    :class:`DoesNotFitError` or :class:`FlowError` when the build fails.
     """
     project_dir = Path(project_dir).resolve()
     _, board = _project(project_dir)
@@ -500,14 +559,14 @@ def run(project_dir: str | Path, *, timeout: float | None = None) -> dict:
     for stale in (REPORT, STAT, "flow.json", BITSTREAM[board.family]):
         (project_dir / stale).unlink(missing_ok=True)
     start = time.monotonic()
-    try:
-        code, log = _build(["sh", f"build_{NAME}.sh"], project_dir, env, timeout)
-    except subprocess.TimeoutExpired as e:
-        raise FlowError(f"the build took longer than {timeout:.0f} s (log so far: "
-                        f"{project_dir / BUILD_LOG})") from e
-    finally:
-        seconds = time.monotonic() - start
-    (project_dir / BUILD_LOG).write_text(log)
+    code, log = _run_script(project_dir, env, timeout)
+    abort = _abc9_abort(project_dir) if code != 0 else None
+    if abort:   # again with the classic mapping (the log of the first try kept beside)
+        (project_dir / BUILD_LOG).rename(project_dir / f"abc9.{BUILD_LOG}")
+        _use_classic_abc(project_dir, abort)
+        left = None if timeout is None else max(timeout - (time.monotonic() - start), 1.0)
+        code, log = _run_script(project_dir, env, left)
+    seconds = time.monotonic() - start
     if code != 0:
         raise _diagnose(project_dir, board, log)
     tools = {var: env[var] for var in board.tools}
@@ -640,6 +699,7 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
         "clock_constraint_mhz": info["clock_constraint_mhz"],
         # how it was synthesised and placed (projects of an earlier swatkit: abc9, none)
         "abc": info.get("abc", "abc9"),
+        **({"abc_fallback": info["abc_fallback"]} if "abc_fallback" in info else {}),
         "nextpnr_options": info.get("nextpnr_options", []),
         "critical_paths": _critical_path(report),
         "cells": parsed["cells"],

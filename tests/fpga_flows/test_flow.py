@@ -632,3 +632,76 @@ def test_run_smallest_ice40_build(tmp_path):
     assert 0 < util["LUT"]["used"] < util["LUT"]["available"] == 5280
     assert util["BRAM"]["available"] == 30 and util["BRAM"]["used"] >= 3  # the three ROMs
     assert json.loads((tmp_path / "flow.json").read_text()) == result
+
+
+def test_emit_abc9_carries_the_classic_mapping_script(tmp_path):
+    """An ECP5 project mapped with ABC9 also carries the Yosys script of the classic mapping,
+    the same script ``abc="abc"`` writes (the fallback of :func:`flow.run`); other projects
+    do not."""
+    board = get_board("ulx3s-85f")
+    config = board_config(board)
+    abc9 = flow.emit(dataclasses.replace(config, abc="abc9"), tmp_path / "abc9")
+    abc = flow.emit(dataclasses.replace(config, abc="abc"), tmp_path / "abc")
+
+    def lines(path):
+        return [line.strip() for line in path.read_text().splitlines()]
+
+    assert lines(abc9 / flow.ABC_SCRIPT) == lines(abc / f"{flow.NAME}.ys")
+    assert lines(abc9 / flow.ABC_SCRIPT) != lines(abc9 / f"{flow.NAME}.ys")
+    assert not (abc / flow.ABC_SCRIPT).exists()
+    ice = flow.emit(board_config(get_board("icebreaker")), tmp_path / "ice")
+    assert not (ice / flow.ABC_SCRIPT).exists()
+
+
+ABC9_ABORT = ("ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in "
+              "passes/techmap/abc9_ops.cc:1638.")
+
+
+def fake_ecp5_tools(tmp_path, monkeypatch, *, error=ABC9_ABORT):
+    """Stand-ins for the ECP5 tools: yosys fails with ``error`` on a script that maps with ABC9
+    (no ``abc -dress`` in it) and goes through on the classic mapping's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "abort.rpt").write_text(f"2.46.20.6. ABC_OPS_REINTEGRATE\n{error}\n")
+    report = json.dumps(ECP5_REPORT).replace("'", "")
+    tools = {
+        "YOSYS": (f"if grep -q 'abc -dress' {flow.NAME}.ys; then echo '{{}}' > {flow.STAT}; "
+                  "echo yosys abc >> calls.txt; else echo yosys abc9 >> calls.txt; "
+                  f"cp {bin_dir / 'abort.rpt'} {flow.NAME}.rpt; exit 1; fi"),
+        "NEXTPNR_ECP5": f"echo '{report}' > {flow.REPORT}; echo nextpnr >> calls.txt",
+        "ECPPACK": f"echo packed > {flow.NAME}.bit",
+    }
+    for var, body in tools.items():
+        script = bin_dir / var.lower()
+        script.write_text(f"#!/bin/sh\n[ \"$1\" = -V ] && exit 0\n{body}\n")
+        script.chmod(0o755)
+        monkeypatch.setenv(var, str(script))
+
+
+def test_run_falls_back_to_the_classic_mapping_when_abc9_aborts(tmp_path, monkeypatch):
+    board = get_board("ulx3s-85f")
+    out = flow.emit(dataclasses.replace(board_config(board), abc="abc9"), tmp_path / "p")
+    abc9_script = (out / f"{flow.NAME}.ys").read_text()
+    fake_ecp5_tools(tmp_path, monkeypatch)
+    result = flow.run(out)
+    assert (out / "calls.txt").read_text().split("\n") == [
+        "yosys abc9", "yosys abc", "nextpnr", ""]
+    assert result["abc"] == "abc"
+    assert result["abc_fallback"] == ("Yosys aborted with ABC9 (Assert `GetSize(conn.first) == "
+                                      "GetSize(conn.second)' failed in "
+                                      "passes/techmap/abc9_ops.cc:1638.)")
+    assert (out / f"{flow.NAME}.abc9.ys").read_text() == abc9_script
+    assert "abc -dress -lut 4:7" in (out / f"{flow.NAME}.ys").read_text()
+    assert (out / f"abc9.{flow.BUILD_LOG}").exists()
+    assert json.loads((out / "swatkit.json").read_text())["abc"] == "abc"
+    assert [clock["achieved"] for clock in result["fmax_mhz"].values()] == [70.5]
+
+
+def test_run_does_not_fall_back_on_other_yosys_errors(tmp_path, monkeypatch):
+    board = get_board("ulx3s-85f")
+    out = flow.emit(dataclasses.replace(board_config(board), abc="abc9"), tmp_path / "p")
+    fake_ecp5_tools(tmp_path, monkeypatch, error="ERROR: Module `foo' not found!")
+    with pytest.raises(FlowError, match=r"^yosys failed: ERROR: Module `foo' not found! "):
+        flow.run(out)
+    assert (out / "calls.txt").read_text() == "yosys abc9\n"
+    assert (out / flow.ABC_SCRIPT).exists() and not (out / f"{flow.NAME}.abc9.ys").exists()
