@@ -112,15 +112,48 @@ class QKEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p, run = self.params, self.run
-        w, kl, dl, bits = p.widths, p.hw.key_lanes, p.hw.dim_lanes, p.fmt.data_bits
-        word = dl * bits
-        gmax, rmax = p.max_global_tokens, p.max_random_blocks
-        rowmax = fifo.SyncFIFO(width=w.score, depth=p.score_buffers)
+        p = self.params
+        rowmax = fifo.SyncFIFO(width=p.widths.score, depth=p.score_buffers)
         info = fifo.SyncFIFO(width=len(self.rows.payload.row.as_value()), depth=p.score_buffers)
         m.submodules.info = info
         m.submodules.rowmax = rowmax
+        qk, q_cur, qk_macs = self._walk(m, info)
+        s1, s1k, s1r, s2, s3, sums = self._dot_products(m, platform, qk, q_cur)
+        s4, s5s, smem = self._scores_and_max(m, s3, sums, rowmax)
 
+        # -- the row's max and walk, to the SV engine ------------------------------------------
+        # (the walk is in the info FIFO from the row's start: both are read at the transfer)
+        taken = self.maxes.valid & self.maxes.ready
+        m.d.comb += [self.maxes.valid.eq(rowmax.r_rdy), self.maxes.payload.max.eq(rowmax.r_data),
+                     self.maxes.payload.row.eq(info.r_data),
+                     rowmax.r_en.eq(taken), info.r_en.eq(taken)]
+        # -- the SV engine's score reads -------------------------------------------------------
+        for lane, mem in enumerate(smem):
+            srd = mem.read_port()
+            m.d.comb += [srd.addr.eq(self.s_rd.addr), srd.en.eq(self.s_rd.en),
+                         self.s_rd.data[lane].eq(srd.data)]
+
+        with m.If(self.run.start):
+            m.d.sync += qk_macs.eq(0)
+
+        # -- invariants ------------------------------------------------------------------------
+        stages = [s1, s1k, s1r, s2, s3, s4, *s5s]
+        marks = row_marks(stages, qk)
+        m.d.comb += [self.inside.eq(sum(marks) + rowmax.level),
+                     self.idle.eq(~Cat(*marks).any() & (rowmax.level == 0))]
+        state_invariants(m, platform, [
+            *qk.invariants("QK"),
+            (rowmax.level <= p.score_buffers, "inv: row-max FIFO level"),
+        ])
+        return m
+
+    def _walk(self, m, info):
+        """The row walk: a row starts when ``rows`` moves, its Q row rotates a group per
+        issue, and its walk waits in ``info`` beside its max. Returns the walker, the Q row
+        register and the MAC counter."""
+        p, run = self.params, self.run
+        word = p.hw.dim_lanes * p.fmt.data_bits
+        gmax, rmax = p.max_global_tokens, p.max_random_blocks
         # the resident columns a row walks: the run's, or a sink core's row's own (held from
         # the row's start: a causal row sees the sinks up to itself)
         cols = run.gcount if gmax else None
@@ -148,8 +181,17 @@ class QKEngine(wiring.Component):
         m.d.comb += [info.w_en.eq(qk_start), info.w_data.eq(row)]
 
         if gmax:  # a band key that is a global token is attended as a global column instead
-            m.d.comb += [self.f_rd.addr[lane].eq(qk.addr[lane]) for lane in range(kl)]
+            m.d.comb += [self.f_rd.addr[lane].eq(qk.addr[lane]) for lane in range(p.hw.key_lanes)]
+        return qk, q_cur, qk_macs
 
+    def _dot_products(self, m, platform, qk, q_cur):
+        """The issued group's Q·K products (``key_lanes`` × ``dim_lanes`` registered
+        multipliers) and each lane's score, accumulated over the row's groups. Returns the
+        pipeline's stages and the lanes' sums."""
+        p = self.params
+        w, kl, dl, bits = p.widths, p.hw.key_lanes, p.hw.dim_lanes, p.fmt.data_bits
+        word = dl * bits
+        gmax, rmax = p.max_global_tokens, p.max_random_blocks
         s1 = pipeline_stage(m, "qk1", valid=qk.busy, lanes=qk.lanes, first_g=qk.first_g,
                             last_g=qk.last_g, first_round=qk.first_round,
                             last_round=qk.end_round, s_addr=qk.s_addr, qg=q_cur[:word],
@@ -207,6 +249,15 @@ class QKEngine(wiring.Component):
                 for lane in range(kl)]
         with m.If(s3.valid):
             m.d.sync += [accs[lane].eq(sums[lane]) for lane in range(kl)]
+        return s1, s1k, s1r, s2, s3, sums
+
+    def _scores_and_max(self, m, s3, sums, rowmax):
+        """The lanes' scores into the score memories, and the round's max over the lanes
+        folded into the row's running max (into ``rowmax`` at the row's last round). Returns
+        the score stage, the max tree's stages and the score memories."""
+        p = self.params
+        w, kl = p.widths, p.hw.key_lanes
+        gmax = p.max_global_tokens
         s4 = pipeline_stage(m, "qk4", valid=s3.valid & s3.last_g, lanes=s3.lanes,
                             first_round=s3.first_round, last_round=s3.last_round,
                             s_addr=s3.s_addr)
@@ -246,28 +297,4 @@ class QKEngine(wiring.Component):
                 m.d.sync += row_max.eq(max_next)
         m.d.comb += [rowmax.w_en.eq(s5.valid & s5.last_round), rowmax.w_data.eq(max_next)]
 
-        # -- the row's max and walk, to the SV engine ------------------------------------------
-        # (the walk is in the info FIFO from the row's start: both are read at the transfer)
-        taken = self.maxes.valid & self.maxes.ready
-        m.d.comb += [self.maxes.valid.eq(rowmax.r_rdy), self.maxes.payload.max.eq(rowmax.r_data),
-                     self.maxes.payload.row.eq(info.r_data),
-                     rowmax.r_en.eq(taken), info.r_en.eq(taken)]
-        # -- the SV engine's score reads -------------------------------------------------------
-        for lane, mem in enumerate(smem):
-            srd = mem.read_port()
-            m.d.comb += [srd.addr.eq(self.s_rd.addr), srd.en.eq(self.s_rd.en),
-                         self.s_rd.data[lane].eq(srd.data)]
-
-        with m.If(run.start):
-            m.d.sync += qk_macs.eq(0)
-
-        # -- invariants ------------------------------------------------------------------------
-        stages = [s1, s1k, s1r, s2, s3, s4, *s5s]
-        marks = row_marks(stages, qk)
-        m.d.comb += [self.inside.eq(sum(marks) + rowmax.level),
-                     self.idle.eq(~Cat(*marks).any() & (rowmax.level == 0))]
-        state_invariants(m, platform, [
-            *qk.invariants("QK"),
-            (rowmax.level <= p.score_buffers, "inv: row-max FIFO level"),
-        ])
-        return m
+        return s4, s5s, smem
