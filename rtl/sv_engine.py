@@ -93,13 +93,42 @@ class SVEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p, run = self.params, self.run
-        fmt, w = p.fmt, p.widths
-        kl, dl, g, d, bits = p.hw.key_lanes, p.hw.dim_lanes, p.groups, p.spec.head_dim, \
-            p.fmt.data_bits
-        word = dl * bits
-        gmax, rmax = p.max_global_tokens, p.max_random_blocks
+        run, g = self.run, self.params.groups
         sv_en = Signal()
+        sv, sv_m, sv_m_lo, sink, sv_macs, exp_ops = self._walk(m, sv_en)
+        t, probs, p_sig, stages = self._probabilities(m, platform, sv_en, sv, sv_m, sv_m_lo,
+                                                      sink)
+        t, lane_sum, lsum = self._products(m, platform, sv_en, t, probs, p_sig, sink, stages)
+        final, total_new = self._accumulate(m, sv_en, t, lane_sum, lsum)
+
+        # -- the result register: a finished row, fed to the normaliser one group per cycle ----
+        res = self._result_register(m, sv_en, t.done, final, total_new)
+        sv_done = res.sv_done
+
+        with m.If(run.start):
+            m.d.sync += [sig.eq(0) for sig in (sv_done, sv_macs, exp_ops)]
+
+        # -- invariants ------------------------------------------------------------------------
+        marks = row_marks(stages, sv)
+        m.d.comb += [self.inside.eq(sum(marks)),
+                     self.groups.eq(Mux(res.full, g - res.feed_g, 0)),
+                     self.idle.eq(~Cat(*marks, res.full).any())]
+        state_invariants(m, platform, [
+            *sv.invariants("SV"),
+            (res.full | (res.feed_g == 0), "inv: divider feed idle"),
+            (res.feed_g < g if g > 1 else res.feed_g == 0, "inv: divider feed in range"),
+            (res.feed_last == (res.feed_g == g - 1), "inv: divider feed's last-group flag"),
+            (t.done == (t.valid & t.last_round & t.last_g), "inv: SV row-done flag"),
+        ])
+        return m
+
+    def _walk(self, m, sv_en):
+        """The row walk under ``sv_en``: a row starts when ``maxes`` moves, with its max (and
+        m − d_sat) held for its keys, the MAC and exp counters. Returns the walker, the max
+        registers, the row's sink (or None) and the counters."""
+        p, run = self.params, self.run
+        fmt, w, d = p.fmt, p.widths, p.spec.head_dim
+        gmax, rmax = p.max_global_tokens, p.max_random_blocks
         # the resident columns a row walks: the run's, or a sink core's row's own (held from
         # the row's start: a causal row sees the sinks up to itself)
         cols = run.gcount if gmax else None
@@ -131,6 +160,18 @@ class SVEngine(wiring.Component):
             if p.sink_core:
                 m.d.sync += cols.eq(i_row.cols)
 
+        return sv, sv_m, sv_m_lo, sink, sv_macs, exp_ops
+
+    def _probabilities(self, m, platform, sv_en, sv, sv_m, sv_m_lo, sink):
+        """The walked keys' scores read and registered, D = m − S and the clamp, the
+        ``key_lanes`` exp units (and the sink's), and the V reads issued to meet them. Returns
+        the stage aligned with the probabilities, the probabilities, the sink's (or None) and
+        the stages so far."""
+        p = self.params
+        fmt, w, d = p.fmt, p.widths, p.spec.head_dim
+        kl = p.hw.key_lanes
+        gmax, rmax = p.max_global_tokens, p.max_random_blocks
+        p_sig = None
         m.d.comb += [self.s_rd.addr.eq(sv.s_addr), self.s_rd.en.eq(sv_en)]
         if gmax:  # the band keys that are global tokens, read beside their scores
             m.d.comb += [self.f_rd.en.eq(sv_en),
@@ -176,6 +217,17 @@ class SVEngine(wiring.Component):
                     for lane in range(kl):
                         m.d.comb += [rd.addr[lane].eq(t.addr[lane * abits:(lane + 1) * abits]),
                                      rd.used[lane].eq(used[lane] & which)]
+        return t, probs, p_sig, stages
+
+    def _products(self, m, platform, sv_en, t, probs, p_sig, sink, stages):
+        """p·v: each lane's p taken at a key's first group and held (by the multipliers and
+        for the probability sum), the V words as the other operands, then the sums over the
+        lanes. Returns the stage aligned with the lane sums, the sums and the sum of p."""
+        p = self.params
+        fmt, w = p.fmt, p.widths
+        kl, dl, bits = p.hw.key_lanes, p.hw.dim_lanes, p.fmt.data_bits
+        word = dl * bits
+        rmax = p.max_random_blocks
         # t is now aligned with probs (and, below, with the registered V words)
         # p is taken at a key's first group and held for its other groups: by each multiplier as
         # its operand A, and by p_in for the probability sum. ("keep": without it Yosys' ABC9
@@ -224,28 +276,7 @@ class SVEngine(wiring.Component):
                            last_g=t.last_g, first_round=t.first_round,
                            last_round=t.last_round, done=t.valid & t.last_round & t.last_g)
         stages.append(t)
-        final, total_new = self._accumulate(m, sv_en, t, lane_sum, lsum)
-
-        # -- the result register: a finished row, fed to the normaliser one group per cycle ----
-        res = self._result_register(m, sv_en, t.done, final, total_new)
-        sv_done = res.sv_done
-
-        with m.If(run.start):
-            m.d.sync += [sig.eq(0) for sig in (sv_done, sv_macs, exp_ops)]
-
-        # -- invariants ------------------------------------------------------------------------
-        marks = row_marks(stages, sv)
-        m.d.comb += [self.inside.eq(sum(marks)),
-                     self.groups.eq(Mux(res.full, g - res.feed_g, 0)),
-                     self.idle.eq(~Cat(*marks, res.full).any())]
-        state_invariants(m, platform, [
-            *sv.invariants("SV"),
-            (res.full | (res.feed_g == 0), "inv: divider feed idle"),
-            (res.feed_g < g if g > 1 else res.feed_g == 0, "inv: divider feed in range"),
-            (res.feed_last == (res.feed_g == g - 1), "inv: divider feed's last-group flag"),
-            (t.done == (t.valid & t.last_round & t.last_g), "inv: SV row-done flag"),
-        ])
-        return m
+        return t, lane_sum, lsum
 
     def _sink_start(self, m: Module, sv_start):
         """The row's max as the SV engine starts it, and (a core that takes learned sink
