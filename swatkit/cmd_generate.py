@@ -71,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
     params = core_params(r, r.spec.seq_len)
     target = {**DEFAULTS, **r.command}
     try:
-        check_target(**target, heads=params.heads, kv_heads=params.kv_heads,
-                     sink_logits=params.sink_logits)
+        check_target(**target)
     except (TypeError, ValueError) as e:  # "name must be a Verilog identifier, not ..."
         raise command_error(e, r) from None
     if args.print_config:
