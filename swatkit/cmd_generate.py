@@ -24,6 +24,7 @@ from swatkit.options import (
     add_workload_options,
     command_error,
     core_params,
+    refuse_sink_values,
     resolve,
     warn,
     waste_warnings,
@@ -65,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from swatkit.rtl.packaging import vlnv
 
     r = resolve(args, "generate")
-    if r.sink_values is not None:
-        raise UsageError(f"{r.label('sink_logits')} takes values only in swatkit regress (the "
-                         "core takes them at run time, on each command)")
+    refuse_sink_values(r)
     params = core_params(r, r.spec.seq_len)
     target = {**DEFAULTS, **r.command}
     try:
