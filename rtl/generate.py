@@ -217,11 +217,11 @@ def config_lines(tables: dict | None, params: CoreParams) -> list[str]:
     return lines + ["  " + line for line in dumps(tables).splitlines() if line]
 
 
-def check_target(name: str = "swat_core", dsp: str = "generic", interface: str = "core", *,
-                 heads: int = 1, kv_heads: int = 1, sink_logits: bool = False) -> None:
+def check_target(name: str = "swat_core", dsp: str = "generic",
+                 interface: str = "core") -> None:
     """Check the output choices of :func:`generate`: ``TypeError``/``ValueError`` naming the
-    field. (``heads``, ``kv_heads``, ``sink_logits``: kept for callers; every form frames a
-    grouped or sink-logit core's rows, :mod:`~swatkit.rtl.axis`.)"""
+    field (every form takes every core, grouped and sink-logit cores too:
+    :mod:`~swatkit.rtl.axis`)."""
     for field, value in (("name", name), ("dsp", dsp), ("interface", interface)):
         if not isinstance(value, str):
             raise ConfigTypeError(f"{field} must be a string, not {value!r}", field)
@@ -262,12 +262,10 @@ def generate(params: CoreParams | AttentionSpec, fmt: NumberFormat | None = None
     TypeError, ValueError
         A bad ``name``, ``dsp`` or ``interface``, or a configuration the core cannot implement.
     """
-    if isinstance(params, CoreParams):   # (the head group is the parameters' own)
-        heads, kv_heads, sink_logits, group = (params.heads, params.kv_heads,
-                                               params.sink_logits, {})
-    else:
-        group = {"heads": heads, "kv_heads": kv_heads, "sink_logits": sink_logits}
-    check_target(name, dsp, interface, heads=heads, kv_heads=kv_heads, sink_logits=sink_logits)
+    # (a CoreParams holds its head group; an AttentionSpec takes it from the arguments)
+    group = ({} if isinstance(params, CoreParams) else
+             {"heads": heads, "kv_heads": kv_heads, "sink_logits": sink_logits})
+    check_target(name, dsp, interface)
     params = CoreParams.of(params, fmt, hw, **group)
     top = SwatCore(params) if interface == "core" else AxisSwatCore(params)
     out = Path(out_dir)

@@ -24,11 +24,11 @@ from swatkit.options import (
     add_hardware_options,
     add_workload_options,
     check_bandwidth,
-    check_sink_values,
     core_params,
     gather,
     limit_error,
     parse_lengths,
+    refuse_sink_values,
     resolve,
     warn,
     waste_warnings,
@@ -296,8 +296,8 @@ def _estimate_core(args, r, lengths: list[int], dataflows: list[str], flow, comm
     records."""
     from swatkit.sim.estimate import check_head_engines, estimate, single_head
 
+    refuse_sink_values(r)   # (no cycle or action depends on the values)
     params = core_params(r, max(lengths) if flow is None else flow.hw.max_seq_len)
-    check_sink_values(r, params)   # (given values only checked: no cycle depends on them)
     model = single_head(params) if params.heads > 1 else None
     short = [n for n in lengths if n < params.spec.sink_tokens]
     if short:   # (every length of the sweep holds the sinks, as the longest does)

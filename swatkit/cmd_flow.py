@@ -23,6 +23,7 @@ from swatkit.options import (
     connect_scheduler,
     core_params,
     gather,
+    refuse_sink_values,
     resolve,
     warn,
     waste_warnings,
@@ -160,6 +161,7 @@ def flow_config(args, board, given=None):
         raise UsageError(f"{r.label('bigbird_block')}: the board self-test does not yet drive a "
                          "BigBird core's global-row and random-block streams (qg, kvg, og, kvr);"
                          " write its Verilog with swatkit generate --bigbird")
+    refuse_sink_values(r)   # (the self-test draws its sink scores from --seed)
     params = core_params(r, r.spec.seq_len)
     own = r.command
     # (the LFSR self-test feeds one head's rows: a grouped or sink core's default is rom)

@@ -24,6 +24,7 @@ from swatkit.options import (
     add_workload_options,
     command_error,
     core_params,
+    refuse_sink_values,
     resolve,
     warn,
     waste_warnings,
@@ -89,9 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from swatkit.rtl.packaging import vlnv
 
     r = resolve(args, "generate")
-    if r.sink_values is not None:
-        raise UsageError(f"{r.label('sink_logits')} takes values only in swatkit regress (the "
-                         "core takes them at run time, on each command)")
+    refuse_sink_values(r)
     params = core_params(r, r.spec.seq_len)
     target = {**DEFAULTS, **r.command}
     if params.decode and target["interface"] != "core":
@@ -99,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
                          f"({r.label('contexts')} {params.contexts}), not "
                          f"{target['interface']}")
     try:
-        check_target(**target, heads=params.heads, kv_heads=params.kv_heads,
-                     sink_logits=params.sink_logits)
+        check_target(**target)
     except (TypeError, ValueError) as e:  # "name must be a Verilog identifier, not ..."
         raise command_error(e, r) from None
     if args.print_config:

@@ -25,6 +25,7 @@ from swatkit.options import (
     add_workload_options,
     core_params,
     option_error,
+    refuse_sink_values,
     resolve,
 )
 
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     # PROVE_WINDOW + 1 keys)
     r = resolve(args, defaults={**PROVE_DEFAULTS, "attention_window": PROVE_WINDOW,
                                 "sliding_window": PROVE_WINDOW + 1})
+    refuse_sink_values(r)   # (every sink score is a solver input)
     params = core_params(r, r.spec.seq_len)
     try:
         formal.check_size(params)

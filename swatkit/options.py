@@ -500,6 +500,14 @@ def _sink_logits(value, label: str) -> tuple[bool, tuple | None]:
     return True, tuple(float(z) for z in value)
 
 
+def refuse_sink_values(resolved: Resolved) -> None:
+    """Sink logits given as values, to a command that does not run the core on them (all but
+    regress): :class:`UsageError`, one line."""
+    if resolved.sink_values is not None:
+        raise UsageError(f"{resolved.label('sink_logits')} takes values only in swatkit regress "
+                         "(the core takes them at run time, on each command)")
+
+
 def check_sink_values(resolved: Resolved, params) -> None:
     """The sink logits given as values: one per query head of the group, each in the scores'
     range of the format (:meth:`NumberFormat.sink_scores`), else :class:`UsageError`."""

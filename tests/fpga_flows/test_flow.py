@@ -601,6 +601,9 @@ def test_cli_abc_and_nextpnr_options_are_config(tmp_path, capsys):
      "--test-rows must be at least the core's sink tokens (4), not 3"),
     (["--board", "icebreaker", "--heads", "8", "--test-rows", "600"],
      "--test-rows must be an integer in 1..512, not 600"),
+    (["--board", "icebreaker", "--heads", "2", "--sink-logits", "1.5,2"],
+     "--sink-logits takes values only in swatkit regress (the core takes them at run time, on "
+     "each command)"),
     (["--board", "icebreaker", "--sweep", "-j", "2", "--scheduler", "tcp://h:8786"],
      "-j/--jobs cannot be combined with --scheduler (the cluster's workers set the "
      "parallelism)"),

@@ -233,6 +233,14 @@ def test_size_limits():
     (["--property", "o_held,bogus"], "--property must be among o_held, cmd_valid, q_valid, "
                                      "kv_valid, row_counts, og_held, qg_valid, kvg_valid, "
                                      "global_counts, kvr_valid, not 'bogus'"),
+    (["--heads", "6", "--kv-heads", "4"], "--heads must be a multiple of --kv-heads (4), not 6"),
+    (["--sink-logits", "1,2"], "--sink-logits takes values only in swatkit regress (the core "
+                               "takes them at run time, on each command)"),
+    (["--sink-tokens", "2", "--global-tokens", "0"],
+     "--sink-tokens must be 0 on a core with global tokens, not 2: its resident columns are of "
+     "one kind, global tokens (each with a global row, listed on the command) or sinks "
+     "(key-only, counted on the command), and its column walk has no per-column kind to hold "
+     "both"),
 ])
 def test_bad_input_is_one_line(capsys, tmp_path, argv, message):
     rc, _out, err = prove_cli(capsys, *argv, "-o", str(tmp_path / "p"))
