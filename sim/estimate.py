@@ -1062,10 +1062,11 @@ def decode_step(p: CoreParams, pos: int, dataflow: str, tiles: Tiles | None = No
     run = p.run_spec(pos + 1)
     d, bits, ob, w, g = p.spec.head_dim, p.fmt.data_bits, p.fmt.out_bits, p.widths, p.group_heads
     counters = swat_actions(p, run, first_row=pos)
-    keys = counters["sv_macs"] // d             # g query heads x the row's keys
-    rows = keys // g                            # the row's K/V rows (window and sinks)
+    rows = int(run.keys_per_row()[pos])         # the row's distinct keys (window and sinks)
     window_kv = _rows_bytes(2 * rows, d, bits)
     if dataflow == "swat":
+        keys = counters["sv_macs"] // d   # g x the keys the core issues (a sink in the band
+        # is issued twice, masked once, until the window has passed the sinks)
         kv = _rows_bytes(2, d, bits) if resident else window_kv
         acts = _pass(qk_macs=counters["qk_macs"], sv_macs=counters["sv_macs"],
                      exp_ops=counters["exp_ops"], max_compares=keys, sum_adds=keys,
@@ -1075,6 +1076,7 @@ def decode_step(p: CoreParams, pos: int, dataflow: str, tiles: Tiles | None = No
                      offchip_read_bytes=_rows_bytes(g, d, bits) + kv, offchip_kv_read_bytes=kv,
                      offchip_write_bytes=_rows_bytes(g, d, ob))
     else:
+        keys = g * rows   # (the baselines compute each distinct key once)
         ktiles = -(-rows // (tiles or Tiles()).k)
         visits, rescales = g * ktiles, g * (ktiles - 1)
         kv = window_kv if dataflow == "reread" else _rows_bytes(2, d, bits)
