@@ -166,3 +166,18 @@ def test_cli_refuses_a_model_that_cannot_decode(capsys):
     err = capsys.readouterr().err
     assert err.startswith("swatkit: error: --model: model longformer-base, layer 0 ")
     assert "decode needs a causal sliding window" in err and err.count("\n") == 1
+
+
+def test_the_docs_model_example_is_what_the_command_prints(capsys):
+    # docs/estimation.md, "Decode": the GPT-OSS-20b block is the command's output
+    import re
+    import shlex
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "estimation.md").read_text()
+    section = doc[doc.index("The whole GPT-OSS-20b with 1 MiB"):]
+    command, shown = re.search(r"```\n\$ (.*?)\n(.*?)```", section, re.S).groups()
+    args = shlex.split(command)
+    assert args[0] == "swatkit"
+    assert main(args[1:]) == 0
+    assert capsys.readouterr().out == shown
