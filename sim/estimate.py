@@ -1027,9 +1027,14 @@ def decode_step_cycles(p: CoreParams, pos: int) -> int:
     decode core ``p``: the exact cycle model of a continue run (first row ``pos``, end ``pos +
     1``). A continue's recurrence starts free of earlier rows, so its cycles depend on the
     row's keys only; positions past the window and sinks (every row's keys the same) share
-    one evaluation."""
-    steady = p.spec.dilation * p.spec.before + p.spec.sink_tokens + 1
-    return _decode_step_cycles(p, min(pos, steady))
+    one evaluation (:func:`decode_steady`)."""
+    return _decode_step_cycles(p, min(pos, decode_steady(p)))
+
+
+def decode_steady(p: CoreParams) -> int:
+    """The first position from which every decode step's row has the same keys (its whole
+    dilated window, every sink before it): a step there and any later one are alike."""
+    return p.spec.dilation * p.spec.before + p.spec.sink_tokens + 1
 
 
 def decode_step(p: CoreParams, pos: int, dataflow: str, tiles: Tiles | None = None,
@@ -1059,6 +1064,7 @@ def decode_step(p: CoreParams, pos: int, dataflow: str, tiles: Tiles | None = No
                          f"{dataflow!r}")
     if dataflow == "onchip" and not resident:   # (the same budget: no cache, re-read it)
         dataflow = "reread"
+    pos = min(pos, decode_steady(p))   # (later steps are alike: O(window) work, not O(N))
     run = p.run_spec(pos + 1)
     d, bits, ob, w, g = p.spec.head_dim, p.fmt.data_bits, p.fmt.out_bits, p.widths, p.group_heads
     counters = swat_actions(p, run, first_row=pos)
