@@ -1176,11 +1176,14 @@ def _decode_layer(p: CoreParams, n: int, steps: int, dataflow: str, tiles, bw: f
     """Cycles and actions of ``steps`` decode steps after a prefill of ``n`` rows, for one
     layer: its ``kv_heads`` groups one after another on the core (each a :func:`decode_step`)."""
     cycles, acts = 0, dict.fromkeys(ACTION_KEYS, 0)
-    for pos in range(n, n + steps):
+    end, steady = n + steps, max(n, decode_steady(p))
+    # the steps before the steady position one by one, then one for all the (alike) others
+    for pos, times in [(pos, 1) for pos in range(n, min(end, steady))] + (
+            [(steady, end - steady)] if end > steady else []):
         c, a = decode_step(p, pos, dataflow, tiles, bw, resident, sinks)
-        cycles += c
+        cycles += c * times
         for k, v in a.items():
-            acts[k] = acts.get(k, 0) + v
+            acts[k] = acts.get(k, 0) + v * times
     return cycles * kv_heads, {k: v * kv_heads for k, v in acts.items()}
 
 
