@@ -166,7 +166,10 @@ def print_decode(records, model, table, clock_mhz, source, *, breakdown=False) -
             cache, layers = "", f"sliding ({len(r['layer_indices'])})"
         else:
             cache = "" if r["resident"] is None else "on chip" if r["resident"] else "off chip"
-            layers = f"{_span(r['layer_indices'])} ×{len(r['layer_indices'])}"
+            idx = r["layer_indices"]
+            span = _span(idx)
+            short = span if ' ' not in span or 'step' in span else f'{idx[0]}…{idx[-1]}'
+            layers = f"{short} ×{len(idx)}"
         row = [r["dataflow"], f"{r['seq_len']}"] + ([layers] if whole else []) + [
             cache, f"{r['cycles_per_token']:,.0f}",
             f"{r['cycles_per_token'] / r['ideal_cycles_per_token']:.3f}",
