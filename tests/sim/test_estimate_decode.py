@@ -181,3 +181,22 @@ def test_the_docs_model_example_is_what_the_command_prints(capsys):
     assert args[0] == "swatkit"
     assert main(args[1:]) == 0
     assert capsys.readouterr().out == shown
+
+
+def test_cli_csv_and_breakdown(capsys):
+    import csv
+    import io
+
+    base = ["estimate", "--decode", "4", "--causal", "--sliding-window", "8", "--head-dim", "8",
+            "--seq-len", "32"]
+    assert main([*base, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["dataflow"] for r in rows] == ["swat", "reread", "onchip"]
+    # one head, W = 8, d = 8, int8: reread moves the window's K/V, SWAT one K/V row
+    assert float(rows[1]["offchip_kv_bytes_per_token"]) == 2 * 8 * 8
+    assert float(rows[0]["offchip_kv_bytes_per_token"]) == 2 * 8
+    parts = [float(rows[0][f"breakdown_{c}_j"]) for c in
+             ("macs", "exp", "reductions", "buffers", "offchip", "static")]
+    assert sum(parts) == pytest.approx(float(rows[0]["energy_per_token_j"]))
+    assert main([*base, "--breakdown"]) == 0
+    assert "E offchip" in capsys.readouterr().out
