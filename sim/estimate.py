@@ -91,9 +91,9 @@ from swatkit.rtl.global_rows import global_rows_cycles, global_state_bits
 from .cycle_model import swat_actions, swat_cycles
 from .model_configs import LayerPattern, ModelConfig, ModelError
 
-__all__ = ["BASELINES", "COMPONENTS", "DATAFLOWS", "HEAD_SCHEDULES", "EnergyTable", "Tiles",
-           "actions", "default_head_schedule", "estimate", "estimate_model", "load_table",
-           "sink_term"]
+__all__ = ["BASELINES", "COMPONENTS", "DATAFLOWS", "DECODE_DATAFLOWS", "HEAD_SCHEDULES",
+           "EnergyTable", "Tiles", "actions", "decode_step", "default_head_schedule",
+           "estimate", "estimate_decode", "estimate_model", "load_table", "sink_term"]
 
 DATAFLOWS = ("swat", "dense", "flash", "blocksparse")
 MAX_CORES = 1024   # cores sharing the off-chip bandwidth (--cores)
@@ -983,3 +983,311 @@ def estimate(p: CoreParams, seq_lens, dataflows=("swat", "dense"), *, clock_hz: 
                           head_schedule=head_schedule, head_engines=head_engines,
                           max_global_tokens=p.hw.max_global_tokens,
                           max_dilation=p.hw.max_dilation, global_engines=p.hw.global_engines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decode (issue 26 item 4): one new row per token against the last W keys of its sequence
+
+DECODE_DATAFLOWS = ("swat", "reread", "onchip")
+
+
+def decode_core(p: CoreParams, max_seq_len: int) -> CoreParams:
+    """The decode core of one K/V head group of ``p`` (its ``group_heads`` query heads on one
+    K/V head, one context), with counters for ``max_seq_len`` positions: what ``swatkit
+    generate --contexts 1`` builds for the group. ``ValueError`` naming the field when the
+    pattern cannot continue (global tokens, BigBird: :meth:`CoreParams.check_continue`)."""
+    hw = dataclasses.replace(p.hw, max_seq_len=max_seq_len)
+    q = dataclasses.replace(p, hw=hw, heads=p.group_heads, kv_heads=1, contexts=1)
+    if q.spec.after:
+        from swatkit.golden.checks import ConfigValueError
+
+        raise ConfigValueError(f"after must be 0 to decode (a new row has no later keys), not "
+                               f"{q.spec.after}", "after")
+    return q
+
+
+def decode_cache_rows(p: CoreParams) -> int:
+    """K/V rows a decode step's keys come from, per K/V head: the window and the sink
+    columns (what a resident cache holds)."""
+    return p.spec.window + p.spec.sink_tokens
+
+
+def decode_cache_bytes(p: CoreParams) -> int:
+    """Bytes of one K/V head's resident cache: window (with sinks) x d x 2 (K and V) x bytes."""
+    return _rows_bytes(2 * decode_cache_rows(p), p.spec.head_dim, p.fmt.data_bits)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_step_cycles(p: CoreParams, pos: int) -> int:
+    return swat_cycles(p, pos + 1, run=p.run_spec(pos + 1), first_row=pos).cycles
+
+
+def decode_step_cycles(p: CoreParams, pos: int) -> int:
+    """Cycles of the decode step that computes row ``pos`` (``pos`` >= 1 rows before it) on the
+    decode core ``p``: the exact cycle model of a continue run (first row ``pos``, end ``pos +
+    1``). A continue's recurrence starts free of earlier rows, so its cycles depend on the
+    row's keys only; positions past the window and sinks (every row's keys the same) share
+    one evaluation (:func:`decode_steady`)."""
+    return _decode_step_cycles(p, min(pos, decode_steady(p)))
+
+
+def decode_steady(p: CoreParams) -> int:
+    """The first position from which every decode step's row has the same keys (its whole
+    dilated window, every sink before it): a step there and any later one are alike."""
+    return p.spec.dilation * p.spec.before + p.spec.sink_tokens + 1
+
+
+def decode_step(p: CoreParams, pos: int, dataflow: str, tiles: Tiles | None = None,
+                offchip_bytes_per_cycle: float = 16.0, resident: bool = True,
+                sinks: bool = False) -> tuple[int, dict]:
+    """Cycles and actions of one decode step of a K/V head group (``p``: :func:`decode_core`)
+    computing row ``pos``: its g query heads against the keys of that row (window and sinks).
+
+    ``swat``: the core's continue run (:func:`decode_step_cycles`, counters of
+    :func:`~swatkit.sim.cycle_model.swat_actions`): one new K/V row from off-chip into the
+    ring, the ring read per query head as the grouped core walks each head's band; off-chip
+    only Q, O and the new K/V row. ``resident=False`` (its cache does not fit on chip): the
+    window's K/V re-read from off-chip every token as ``reread`` does, and the step takes at
+    least its transfer time; ``onchip`` then is ``reread`` (the same on-chip budget).
+    ``reread`` (FlashDecoding-style): per token the window's K/V read from off-chip once for
+    the group (GQA-aware, the strongest such baseline), through a K/V tile buffer of
+    ``tiles.k`` rows read per query head, with the online softmax's rescales per key tile.
+    ``onchip``: the cache kept on chip (off-chip only the new K/V row), but not input-
+    stationary: per query head the window's K/V read from the cache memory into the tile
+    buffer and from there into the arrays (``cache`` bank: the size of SWAT's K/V bank).
+    Both baselines: the same MAC arrays, exp units and bandwidth; cycles the longest of
+    their arrays', exp units' and transfers' times, no fill or drain (optimistic for them).
+    ``sinks``: a learned sink logit per query head (:func:`sink_term` per row; the logits
+    stay on chip across the sequence)."""
+    if dataflow not in DECODE_DATAFLOWS:
+        raise ValueError(f"dataflow must be one of {', '.join(DECODE_DATAFLOWS)}, not "
+                         f"{dataflow!r}")
+    if dataflow == "onchip" and not resident:   # (the same budget: no cache, re-read it)
+        dataflow = "reread"
+    pos = min(pos, decode_steady(p))   # (later steps are alike: O(window) work, not O(N))
+    run = p.run_spec(pos + 1)
+    d, bits, ob, w, g = p.spec.head_dim, p.fmt.data_bits, p.fmt.out_bits, p.widths, p.group_heads
+    counters = swat_actions(p, run, first_row=pos)
+    rows = int(run.keys_per_row()[pos])         # the row's distinct keys (window and sinks)
+    window_kv = _rows_bytes(2 * rows, d, bits)
+    if dataflow == "swat":
+        keys = counters["sv_macs"] // d   # g x the keys the core issues (a sink in the band
+        # is issued twice, masked once, until the window has passed the sinks)
+        kv = _rows_bytes(2, d, bits) if resident else window_kv
+        acts = _pass(qk_macs=counters["qk_macs"], sv_macs=counters["sv_macs"],
+                     exp_ops=counters["exp_ops"], max_compares=keys, sum_adds=keys,
+                     divisions=g * d, kv_rows=counters["kv_rows"], q_rows=g, rows_out=g,
+                     kv_buffer_write_bits=2 * d * bits, kv_buffer_read_bits=2 * keys * d * bits,
+                     score_buffer_write_bits=keys * w.score, score_buffer_read_bits=keys * w.score,
+                     offchip_read_bytes=_rows_bytes(g, d, bits) + kv, offchip_kv_read_bytes=kv,
+                     offchip_write_bytes=_rows_bytes(g, d, ob))
+    else:
+        keys = g * rows   # (the baselines compute each distinct key once)
+        ktiles = -(-rows // (tiles or Tiles()).k)
+        visits, rescales = g * ktiles, g * (ktiles - 1)
+        kv = window_kv if dataflow == "reread" else _rows_bytes(2, d, bits)
+        acts = _pass(qk_macs=keys * d, sv_macs=keys * d, rescale_mults=rescales * d,
+                     exp_ops=keys + rescales, max_compares=keys, sum_adds=keys,
+                     divisions=g * d, kv_rows=rows if dataflow == "reread" else 1, q_rows=g,
+                     rows_out=g, q_buffer_write_bits=g * d * bits,
+                     q_buffer_read_bits=visits * d * bits,
+                     kv_buffer_write_bits=2 * (rows if dataflow == "reread" else keys) * d * bits,
+                     kv_buffer_read_bits=2 * keys * d * bits,
+                     score_buffer_write_bits=keys * w.score, score_buffer_read_bits=keys * w.score,
+                     acc_buffer_write_bits=visits * d * w.acc,
+                     acc_buffer_read_bits=visits * d * w.acc,
+                     offchip_read_bytes=_rows_bytes(g, d, bits) + kv, offchip_kv_read_bytes=kv,
+                     offchip_write_bytes=_rows_bytes(g, d, ob))
+        if dataflow == "onchip":   # the new row written into the cache, the window read per head
+            acts.update(cache_buffer_write_bits=2 * d * bits,
+                        cache_buffer_read_bits=2 * keys * d * bits)
+    if sinks:
+        for k, v in sink_term(p, 1).items():
+            if k != "offchip_read_bytes":
+                acts[k] += v * g
+    io_cycles = _offchip(acts) / offchip_bytes_per_cycle
+    if dataflow == "swat":
+        cycles = max(decode_step_cycles(p, pos), math.ceil(io_cycles))
+    else:
+        macs = p.mac_lanes
+        cycles = math.ceil(max(acts["qk_macs"] / macs,
+                               (acts["sv_macs"] + acts["rescale_mults"]) / macs,
+                               acts["exp_ops"] / p.hw.key_lanes, io_cycles))
+    return cycles, acts
+
+
+def decode_banks(p: CoreParams, dataflow: str, tiles: Tiles | None = None) -> dict:
+    """Bank sizes of a decode step's buffers: SWAT's (:func:`buffer_banks`), the tiled
+    baselines' (``flash``'s), and ``onchip``'s cache, banked as SWAT's K/V memory is."""
+    if dataflow == "swat":
+        return buffer_banks(p, "swat")
+    banks = buffer_banks(p, "flash", tiles)
+    if dataflow == "onchip":
+        banks["cache"] = p.kv_depth * p.hw.dim_lanes * p.fmt.data_bits
+    return banks
+
+
+def decode_layer_cores(model: ModelConfig, fmt, hw: HardwareConfig) -> dict:
+    """The decode core of a K/V head group of each sliding-window layer pattern of ``model``
+    (:func:`decode_core`), by pattern; full-attention layers have none (decode estimates the
+    sliding layers). ``ModelError`` naming the layer when a pattern cannot decode (not
+    causal, global tokens, BigBird)."""
+    cores = {}
+    for pattern, indices in model.layer_groups():
+        if pattern.kind == "full":
+            continue
+        n = hw.max_seq_len
+        what = f"model {model.name}, layer {indices[0]} ({pattern.describe(n, model.head_dim)})"
+        if pattern.kind != "window" or pattern.global_tokens or pattern.after:
+            raise ModelError(f"{what}: decode needs a causal sliding window without global "
+                             f"tokens (a new row has no later keys; a global row attends "
+                             f"every key)")
+        try:
+            p = CoreParams(pattern.spec(n, model.head_dim), fmt, hw, heads=model.group,
+                           kv_heads=1, sink_logits=model.learned_sinks, contexts=1)
+            cores[pattern] = decode_core(p, n)
+        except ValueError as e:
+            raise ModelError(f"{what}: {e}") from None
+    if not cores:
+        raise ModelError(f"model {model.name}: no layer has a sliding window (all "
+                         f"{model.layers} are full attention)")
+    return cores
+
+
+def decode_residency(model: ModelConfig, cores: dict, onchip_bytes: int | None) -> dict:
+    """Which sliding layers keep their caches on chip: layer index -> (cache bytes of the
+    layer: every K/V head's window and sinks, resident?). The layers in order, each kept while
+    the caches kept so far fit in ``onchip_bytes`` (``None``: no limit, every layer kept)."""
+    out, used = {}, 0
+    by_layer = {i: pat for pat, idx in model.layer_groups() for i in idx}
+    for i in sorted(by_layer):
+        p = cores.get(by_layer[i])
+        if p is None:
+            continue
+        size = model.kv_heads * decode_cache_bytes(p)
+        fits = onchip_bytes is None or used + size <= onchip_bytes
+        used += size if fits else 0
+        out[i] = (size, fits)
+    return out
+
+
+def _decode_layer(p: CoreParams, n: int, steps: int, dataflow: str, tiles, bw: float,
+                  resident: bool, sinks: bool, kv_heads: int):
+    """Cycles and actions of ``steps`` decode steps after a prefill of ``n`` rows, for one
+    layer: its ``kv_heads`` groups one after another on the core (each a :func:`decode_step`)."""
+    cycles, acts = 0, dict.fromkeys(ACTION_KEYS, 0)
+    end, steady = n + steps, max(n, decode_steady(p))
+    # the steps before the steady position one by one, then one for all the (alike) others
+    for pos, times in [(pos, 1) for pos in range(n, min(end, steady))] + (
+            [(steady, end - steady)] if end > steady else []):
+        c, a = decode_step(p, pos, dataflow, tiles, bw, resident, sinks)
+        cycles += c * times
+        for k, v in a.items():
+            acts[k] = acts.get(k, 0) + v * times
+    return cycles * kv_heads, {k: v * kv_heads for k, v in acts.items()}
+
+
+def estimate_decode(model: ModelConfig, seq_lens, steps: int = 256,
+                    dataflows=DECODE_DATAFLOWS, *, fmt, key_lanes: int = 8, dim_lanes: int = 8,
+                    clock_hz: float = 100e6, table: EnergyTable | None = None,
+                    offchip_bytes_per_cycle: float = 16.0, tiles: Tiles | None = None,
+                    onchip_bytes: int | None = None, clock_source: str = "--clock-mhz",
+                    model_scope: bool = True) -> list[dict]:
+    """Per-token figures of decode: after a prefill of N rows (each of ``seq_lens``), ``steps``
+    decode steps of one row each; per sliding-window layer (one record per group of layers
+    with the same pattern and residency: figures of *one* such layer) and, with
+    ``model_scope``, the model's sliding layers summed: cycles, latency, energy (with its
+    breakdown) and off-chip bytes per token, each the mean over the steps, for each dataflow
+    of :data:`DECODE_DATAFLOWS` (:func:`decode_step`). ``onchip_bytes``: the on-chip memory
+    for the caches (:func:`decode_residency`); SWAT re-reads a non-resident layer's window
+    from off-chip as ``reread`` does, and so does ``onchip`` (``resident`` False in their
+    records).
+
+    Raises ``ModelError`` (a layer that cannot decode), ``ValueError``/``TypeError`` (bad
+    steps, lengths, dataflow, budget)."""
+    table = table or load_table("asic45")
+    tiles = tiles or Tiles()
+    check_int("steps", steps, 1)
+    if onchip_bytes is not None:
+        check_int("onchip_bytes", onchip_bytes, 0)
+    for dataflow in dataflows:
+        if dataflow not in DECODE_DATAFLOWS:
+            raise ValueError(f"dataflow must be one of {', '.join(DECODE_DATAFLOWS)}, not "
+                             f"{dataflow!r}")
+    longest = max(seq_lens) + steps
+    if min(seq_lens) < 1 or longest > MAX_SEQ_LEN:
+        raise ValueError(f"the prefill and the steps must make 2..{MAX_SEQ_LEN} rows, not "
+                         f"{min(seq_lens)} .. {longest}")
+    hw = HardwareConfig(key_lanes, dim_lanes, max_seq_len=longest)
+    cores = decode_layer_cores(model, fmt, hw)
+    where = decode_residency(model, cores, onchip_bytes)
+    groups = {}   # (pattern, resident) -> layer indices
+    for pattern, indices in model.layer_groups():
+        for i in indices:
+            if i in where:
+                groups.setdefault((pattern, where[i][1]), []).append(i)
+    records = []
+    for dataflow in dataflows:
+        for n in seq_lens:
+            totals = None
+            for (pattern, resident), indices in groups.items():
+                p = cores[pattern]
+                cycles, acts = _decode_layer(p, n, steps, dataflow, tiles,
+                                             offchip_bytes_per_cycle, resident,
+                                             model.learned_sinks, model.kv_heads)
+                latency = cycles / clock_hz
+                parts = energy_breakdown(p, acts, table, decode_banks(p, dataflow, tiles))
+                static = table.static_power_w * latency
+                ideal = (acts["qk_macs"] / p.mac_lanes) / steps
+                rec = {"dataflow": dataflow, "seq_len": n, "steps": steps, "scope": "layer",
+                       "model": model.name if model_scope else None, "layers": model.layers,
+                       "layer_indices": indices,
+                       "layer_pattern": pattern.describe(n + 1, model.head_dim),
+                       "resident": resident if dataflow != "reread" else None,
+                       "cache_bytes": where[indices[0]][0], "onchip_bytes": onchip_bytes,
+                       "heads": model.heads, "kv_heads": model.kv_heads,
+                       "window": p.spec.window, "sink_tokens": p.spec.sink_tokens,
+                       "learned_sinks": model.learned_sinks, "head_dim": model.head_dim,
+                       "key_lanes": key_lanes, "dim_lanes": dim_lanes,
+                       "tile_k": tiles.k if dataflow != "swat" else None,
+                       "clock_hz": clock_hz, "clock_source": clock_source, "tech": table.name,
+                       "cycles_per_token": cycles / steps, "ideal_cycles_per_token": ideal,
+                       "latency_per_token_s": latency / steps,
+                       "energy_per_token_j": (sum(parts.values()) + static) / steps,
+                       "macs_per_token": (acts["qk_macs"] + acts["sv_macs"]) / steps,
+                       "offchip_bytes_per_token": _offchip(acts) / steps,
+                       "offchip_kv_bytes_per_token": acts["offchip_kv_read_bytes"] / steps,
+                       "energy_breakdown": {k: v / steps
+                                            for k, v in components(parts, static).items()}}
+                records.append(rec)
+                totals = _add_decode(totals, rec, len(indices))
+            if model_scope:
+                totals.update(scope="model", layer_indices=sorted(where),
+                              layer_pattern="sliding layers", resident=None, cache_bytes=sum(
+                                  size for size, _ in where.values()))
+                records.append(totals)
+    swat = {(r["seq_len"], r["scope"], tuple(r["layer_indices"])): r
+            for r in records if r["dataflow"] == "swat"}
+    for r in records:
+        ref = swat.get((r["seq_len"], r["scope"], tuple(r["layer_indices"])))
+        for key, field in (("latency", "latency_per_token_s"), ("energy", "energy_per_token_j"),
+                           ("offchip_bytes", "offchip_bytes_per_token")):
+            r[f"{key}_ratio_to_swat"] = r[field] / ref[field] if ref else None
+    return records
+
+
+_DECODE_SUMMED = ("cycles_per_token", "ideal_cycles_per_token", "latency_per_token_s",
+                  "energy_per_token_j", "macs_per_token", "offchip_bytes_per_token",
+                  "offchip_kv_bytes_per_token")
+
+
+def _add_decode(totals: dict | None, rec: dict, times: int) -> dict:
+    """A model's sliding layers summed (they run one after another per token)."""
+    if totals is None:
+        totals = {**rec, **dict.fromkeys(_DECODE_SUMMED, 0),
+                  "energy_breakdown": dict.fromkeys(COMPONENTS, 0.0)}
+    for k in _DECODE_SUMMED:
+        totals[k] += rec[k] * times
+    for k, v in rec["energy_breakdown"].items():
+        totals["energy_breakdown"][k] += v * times
+    return totals

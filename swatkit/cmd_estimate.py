@@ -66,8 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--cores", type=int, default=1, metavar="C",
                    help="cores sharing the off-chip bandwidth (default 1)")
     e = parser.add_argument_group("estimate")
-    e.add_argument("--dataflow", default="swat,dense,flash,blocksparse", metavar="LIST",
-                   help="any of swat, dense, flash, blocksparse (default all four)")
+    e.add_argument("--dataflow", metavar="LIST",
+                   help="any of swat, dense, flash, blocksparse (default all four); with "
+                        "--decode any of swat, reread, onchip (default all three)")
     e.add_argument("--tile-q", type=int, default=64, metavar="R",
                    help="flash/blocksparse: query rows per tile (default 64)")
     e.add_argument("--tile-k", type=int, default=64, metavar="C",
@@ -88,6 +89,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "in the table")
     e.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="output format (default table)")
+    dec = parser.add_argument_group("decode (issue 26: one new row per token)")
+    dec.add_argument("--decode", type=int, nargs="?", const=256, metavar="T",
+                     help="per-token latency, energy and off-chip bytes of T decode steps "
+                          "(default 256) after a prefill of each --seq-len, for the head group "
+                          "of the options or --model's sliding layers, against reread "
+                          "(FlashDecoding-style: the window's K/V from off-chip per token) and "
+                          "onchip (the cache on chip, read per query head); a causal window")
+    dec.add_argument("--onchip-bytes", type=int, metavar="B",
+                     help="--decode: on-chip memory for the K/V caches (window x head_dim x 2 x "
+                          "bytes per K/V head and layer): the layers, in order, whose caches "
+                          "fit keep them; the others re-read their window from off-chip "
+                          "(default: every cache on chip)")
     e.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="write latency, energy, ratios to SWAT (log-log) and the energy "
                         "breakdown to an image (PNG, SVG, PDF, ... by its suffix; no suffix: "
@@ -327,20 +340,58 @@ def _estimate_core(args, r, lengths: list[int], dataflows: list[str], flow, comm
     return model, estimated, records
 
 
+def _refuse_with_model(r) -> None:
+    """The options --model sets itself (the pattern, head_dim and heads), refused when given;
+    StreamingLLM's sinks (``sink_tokens``) are added to its sliding layers."""
+    given = [k for k in SPEC_KEYS
+             if k not in ("seq_len", "sink_tokens") and r.sources.get(k) in ("option",
+                                                                              "config")]
+    if given:
+        what = ("its query and K/V heads and learned sinks" if given[0] in HEAD_KEYS
+                else "the attention pattern and head_dim")
+        raise UsageError(f"{r.label(given[0])} cannot be combined with --model (the model "
+                         f"sets {what})")
+
+
+def _clock_and_table(args, report) -> tuple:
+    """The clock (MHz) and where it came from (``report``: a flow's), and the energy table;
+    the bandwidth checked."""
+    from swatkit.sim.estimate import TableError, load_table
+
+    if report is not None:
+        clock_mhz, source = clock_from_flow(args.from_flow, report), f"fmax from {args.from_flow}"
+    else:
+        clock_mhz = 100.0 if args.clock_mhz is None else args.clock_mhz
+        source = "--clock-mhz" if args.clock_mhz is not None else "default 100 MHz"
+    if not (clock_mhz > 0 and math.isfinite(clock_mhz)):
+        raise UsageError(f"--clock-mhz must be positive and finite, not {clock_mhz:g}")
+    if clock_mhz > MAX_CLOCK_MHZ:  # (a clock in Hz must stay finite, a latency non-zero)
+        raise UsageError(f"--clock-mhz must be at most {MAX_CLOCK_MHZ:g} (1 THz), not "
+                         f"{clock_mhz:g}")
+    check_bandwidth(args.offchip_bytes_per_cycle)
+    try:
+        table = load_table(energy_table_name(args))
+    except TableError as e:
+        raise UsageError(f"--tech: {e}") from None
+    return clock_mhz, source, table
+
+
 def run(args: argparse.Namespace) -> int:
     from swatkit.rtl import LimitError
     from swatkit.sim.estimate import (
         DATAFLOWS,
-        TableError,
         Tiles,
         check_cores,
         check_head_engines,
         default_head_schedule,
         estimate_model,
-        load_table,
     )
     from swatkit.sim.model_configs import ModelError, load_model
 
+    if args.decode is not None or args.onchip_bytes is not None:
+        from swatkit.cmd_estimate_decode import run_decode
+
+        return run_decode(args)
     report = core = flow = mine = None
     defaults, layer = DEFAULT_LENGTHS, None
     if args.from_flow:
@@ -367,7 +418,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{r.label('global_tokens')}: global token {tokens[-1]} is outside "
                          f"0..{short[0] - 1} for {r.label('seq_len')} {short[0]} (every "
                          f"length must exceed each global-token position)")
-    dataflows = [d.strip() for d in args.dataflow.split(",") if d.strip()]
+    dataflows = [d.strip() for d in (args.dataflow or ",".join(DATAFLOWS)).split(",")
+                 if d.strip()]
     for d in dataflows:
         if d not in DATAFLOWS:
             raise UsageError(f"--dataflow must be a subset of {', '.join(DATAFLOWS)}, "
@@ -383,35 +435,12 @@ def run(args: argparse.Namespace) -> int:
         tiles = Tiles(args.tile_q, args.tile_k)
     except ValueError as e:
         raise UsageError(f"--{str(e).replace('_', '-', 1)}") from None
-    if report is not None:
-        clock_mhz, source = clock_from_flow(args.from_flow, report), f"fmax from {args.from_flow}"
-    else:
-        clock_mhz = 100.0 if args.clock_mhz is None else args.clock_mhz
-        source = "--clock-mhz" if args.clock_mhz is not None else "default 100 MHz"
-    if not (clock_mhz > 0 and math.isfinite(clock_mhz)):
-        raise UsageError(f"--clock-mhz must be positive and finite, not {clock_mhz:g}")
-    if clock_mhz > MAX_CLOCK_MHZ:  # (a clock in Hz must stay finite, a latency non-zero)
-        raise UsageError(f"--clock-mhz must be at most {MAX_CLOCK_MHZ:g} (1 THz), not "
-                         f"{clock_mhz:g}")
-    check_bandwidth(args.offchip_bytes_per_cycle)
+    clock_mhz, source, table = _clock_and_table(args, report)
     plot_path = plot_target(args.plot) if args.plot else None
-    try:
-        table = load_table(energy_table_name(args))
-    except TableError as e:
-        raise UsageError(f"--tech: {e}") from None
     common = {"clock_hz": clock_mhz * 1e6, "table": table, "tiles": tiles,
               "offchip_bytes_per_cycle": args.offchip_bytes_per_cycle, "clock_source": source}
     if args.model:
-        # (the model sets the pattern, head_dim and heads; StreamingLLM's sinks are added to
-        # its sliding layers)
-        given = [k for k in SPEC_KEYS
-                 if k not in ("seq_len", "sink_tokens") and r.sources.get(k) in ("option",
-                                                                                  "config")]
-        if given:
-            what = ("its query and K/V heads and learned sinks" if given[0] in HEAD_KEYS
-                    else "the attention pattern and head_dim")
-            raise UsageError(f"{r.label(given[0])} cannot be combined with --model (the model "
-                             f"sets {what})")
+        _refuse_with_model(r)
         try:
             model = load_model(args.model)
         except ModelError as e:
