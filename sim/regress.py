@@ -1127,21 +1127,22 @@ def _write_sources(build: Build, src: Path, waves: str | None) -> list[str]:
     return [gen.sim_models.name] if gen.sim_models else []
 
 
-def harness_verilog(build: Build):
+def harness_verilog(build: Build, verilog_rows: bool = True):
     """The harness of ``build`` and its Verilog (module :data:`HARNESS`): its row memories as
     instances of ``swat_rows_mem`` (:data:`~swatkit.rtl.harness.ROWS_MEM_VERILOG`, appended
     once, zeroed by a loop), not Amaranth memories, whose per-row initial contents took most of
     the generation time (rtl/harness.py); other zeroed memories (the read-ahead FIFOs) as
-    loops (:func:`zero_init_loops`)."""
+    loops (:func:`zero_init_loops`). ``verilog_rows=False``: the Amaranth memories instead
+    (the earlier form, for timing comparisons; the bench does not read it)."""
     from amaranth.back import verilog
 
     from swatkit.rtl.harness import ROWS_MEM_VERILOG, SwatHarness
 
     harness = SwatHarness(build.params, depth=build.harness_depth, interface=build.interface,
-                          verilog_rows=True)
+                          verilog_rows=verilog_rows)
     text = verilog.convert(harness, name=HARNESS, emit_src=False)
     text = zero_init_loops(text) if ZERO_INIT_LOOPS else text
-    return harness, f"{text}\n{ROWS_MEM_VERILOG}"
+    return harness, f"{text}\n{ROWS_MEM_VERILOG}" if verilog_rows else text
 
 
 # the harness's row memories are zeroed by a loop each, not by one statement per row (the form

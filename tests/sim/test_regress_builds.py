@@ -96,6 +96,8 @@ def test_harness_row_memories_are_verilog_modules(build):
         for u in units)
     assert max(u.depth for u in units) >= build.harness_depth
     assert text.count("module swat_rows_mem") == 1 and text.endswith(ROWS_MEM_VERILOG)
+    assert re.search(r"initial begin\n    for \(i = 0; i < DEPTH; i = i \+ 1\)\n"
+                     r"      rows\[i\] = \{WIDTH\{1'b0\}\};\n", ROWS_MEM_VERILOG)
     assert not ROW.search(text)   # no memory row zeroed by a statement of its own
     assert "swatkit_zero_0" in text   # the read-ahead FIFOs' storage
 
