@@ -121,7 +121,8 @@ def _row_memory(m: Module, unit, read: bool) -> _RowsPorts:
         m.submodules[name] = Instance(
             ROWS_MEM, p_WIDTH=width, p_DEPTH=unit.depth, p_ABITS=len(ports.raddr),
             i_clk=ClockSignal(), i_raddr=ports.raddr, o_rdata=ports.rdata, i_we=ports.we,
-            i_waddr=ports.waddr, i_wdata=ports.wdata)
+            i_waddr=ports.waddr, i_wdata=ports.wdata,
+            **{f"a_{key}": value for key, value in (unit.mem_attrs or {}).items()})
         return ports
     m.submodules[name] = unit.mem
     if read:
@@ -205,7 +206,8 @@ class RowSource(wiring.Component):
         Names the memory (``<name>_rows``) for loaders that write it directly.
     verilog_rows : bool
         The memory as an Instance of :data:`ROWS_MEM` (for Verilog output; see the module
-        docstring), not a ``lib.memory.Memory`` (``mem``, for Amaranth's simulator).
+        docstring), not a ``lib.memory.Memory`` (``mem``, for Amaranth's simulator);
+        ``mem_attrs`` are then the instance's attributes.
 
     Members
     -------
@@ -227,7 +229,7 @@ class RowSource(wiring.Component):
                  max_passes: int = 1, drop_fault: bool = False, verilog_rows: bool = False):
         self.layout, self.depth, self.name = layout, depth, name
         self.max_passes, self.drop_fault = max_passes, drop_fault
-        self.verilog_rows = verilog_rows
+        self.verilog_rows, self.mem_attrs = verilog_rows, mem_attrs
         self.mem = (None if verilog_rows else
                     memory.Memory(shape=layout, depth=depth, init=[], attrs=mem_attrs))
         passes = {"passes": In(range(max_passes + 1))} if max_passes > 1 else {}
@@ -306,7 +308,7 @@ class RowSink(wiring.Component):
     def __init__(self, layout, depth: int, *, name: str = "sink", mem_attrs=None,
                  verilog_rows: bool = False):
         self.layout, self.depth, self.name = layout, depth, name
-        self.verilog_rows = verilog_rows   # as RowSource's
+        self.verilog_rows, self.mem_attrs = verilog_rows, mem_attrs   # as RowSource's
         self.mem = (None if verilog_rows else
                     memory.Memory(shape=layout, depth=depth, init=[], attrs=mem_attrs))
         super().__init__({
