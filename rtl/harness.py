@@ -30,6 +30,17 @@ off runs; in each cycle it switches with probability ``burst/65536`` (a draw of 
 of the same LFSR), so both kinds of run last ``65536/burst`` cycles on average, geometrically
 distributed (long idles, not only single-cycle gaps). ``burst = 0`` never switches: always on.
 
+Row memories in Verilog (``verilog_rows=True``): Amaranth writes a memory's initial contents row by
+row even when they are all zero, which made the harness's Verilog generation take most of a small
+build's generation time (22 of 28 s of ``logits_gqa8_causal16_k4d4``'s harness in ``emit_memory``,
+1.6 M bits) and minutes on a large one. The Verilog the regression compiles therefore has each
+row memory as an :class:`~amaranth.hdl.Instance` of :data:`ROWS_MEM_VERILOG`'s parametric
+``swat_rows_mem #(WIDTH, DEPTH, ABITS)``, zeroed by a loop (its rows are the array ``rows``:
+``<unit>.<name>_rows.rows`` in the hierarchy); the Amaranth simulator keeps the
+``lib.memory`` form (``verilog_rows=False``, the default), with the same ports and timing:
+one synchronous read (data the cycle after the address, no transparency) and one synchronous
+write port.
+
 Stream transfer rule (``amaranth.lib.stream``): a beat moves on a clock edge where
 ``valid & ready``; a producer holds ``valid`` and the payload until then.
 """
@@ -47,6 +58,8 @@ from .core import core_layouts, core_signature
 from .lfsr import lfsr_step_hdl
 
 __all__ = [
+    "ROWS_MEM",
+    "ROWS_MEM_VERILOG",
     "STREAMS",
     "Lfsr",
     "RowSink",
@@ -58,6 +71,67 @@ __all__ = [
 ]
 
 THRESHOLD_BITS = 16
+
+# the row memory of the Verilog form (see the module docstring): written once, one module for all
+ROWS_MEM = "swat_rows_mem"
+ROWS_MEM_VERILOG = f"""// swatkit.rtl.harness: a row memory of the harness, zeroed by a loop
+module {ROWS_MEM} #(parameter WIDTH = 1, parameter DEPTH = 1, parameter ABITS = 1) (
+  input clk,
+  input [ABITS-1:0] raddr,
+  output reg [WIDTH-1:0] rdata,
+  input we,
+  input [ABITS-1:0] waddr,
+  input [WIDTH-1:0] wdata
+);
+  reg [WIDTH-1:0] rows [0:DEPTH-1];
+  integer i;
+  initial begin
+    for (i = 0; i < DEPTH; i = i + 1)
+      rows[i] = {{WIDTH{{1'b0}}}};
+    rdata = {{WIDTH{{1'b0}}}};
+  end
+  always @(posedge clk) begin
+    if (we)
+      rows[waddr] <= wdata;
+    rdata <= rows[raddr];
+  end
+endmodule
+"""
+
+
+class _RowsPorts:
+    """The ports a row source or sink uses of its memory (``addr``/``data``/``en`` of a read or a
+    write port), in either form; :func:`_row_memory` connects them."""
+
+    def __init__(self, width: int, depth: int):
+        abits = max(1, (depth - 1).bit_length())
+        self.raddr, self.rdata = Signal(abits), Signal(width)
+        self.waddr, self.wdata, self.we = Signal(abits), Signal(width), Signal()
+
+
+def _row_memory(m: Module, unit, read: bool) -> _RowsPorts:
+    """``unit``'s row memory (``unit.mem``, or with ``unit.verilog_rows`` an Instance of
+    :data:`ROWS_MEM`) as submodule ``<name>_rows`` of ``m``, with a read port (``read``) or a
+    write port; returns the port signals. Addresses are truncated to the memory's address
+    width in both forms."""
+    width = unit.layout.size
+    ports = _RowsPorts(width, unit.depth)
+    name = f"{unit.name}_rows"
+    if unit.verilog_rows:
+        m.submodules[name] = Instance(
+            ROWS_MEM, p_WIDTH=width, p_DEPTH=unit.depth, p_ABITS=len(ports.raddr),
+            i_clk=ClockSignal(), i_raddr=ports.raddr, o_rdata=ports.rdata, i_we=ports.we,
+            i_waddr=ports.waddr, i_wdata=ports.wdata,
+            **{f"a_{key}": value for key, value in (unit.mem_attrs or {}).items()})
+        return ports
+    m.submodules[name] = unit.mem
+    if read:
+        rd = unit.mem.read_port()
+        m.d.comb += [rd.addr.eq(ports.raddr), rd.en.eq(1), ports.rdata.eq(rd.data)]
+    else:
+        wr = unit.mem.write_port()
+        m.d.comb += [wr.addr.eq(ports.waddr), wr.data.eq(ports.wdata), wr.en.eq(ports.we)]
+    return ports
 
 
 def probability_threshold(p: float) -> int:
@@ -130,6 +204,10 @@ class RowSource(wiring.Component):
         Rows the memory holds.
     name : str
         Names the memory (``<name>_rows``) for loaders that write it directly.
+    verilog_rows : bool
+        The memory as an Instance of :data:`ROWS_MEM` (for Verilog output; see the module
+        docstring), not a ``lib.memory.Memory`` (``mem``, for Amaranth's simulator);
+        ``mem_attrs`` are then the instance's attributes.
 
     Members
     -------
@@ -148,10 +226,12 @@ class RowSource(wiring.Component):
     """
 
     def __init__(self, layout, depth: int, *, name: str = "src", mem_attrs=None,
-                 max_passes: int = 1, drop_fault: bool = False):
+                 max_passes: int = 1, drop_fault: bool = False, verilog_rows: bool = False):
         self.layout, self.depth, self.name = layout, depth, name
         self.max_passes, self.drop_fault = max_passes, drop_fault
-        self.mem = memory.Memory(shape=layout, depth=depth, init=[], attrs=mem_attrs)
+        self.verilog_rows, self.mem_attrs = verilog_rows, mem_attrs
+        self.mem = (None if verilog_rows else
+                    memory.Memory(shape=layout, depth=depth, init=[], attrs=mem_attrs))
         passes = {"passes": In(range(max_passes + 1))} if max_passes > 1 else {}
         if drop_fault:
             passes.update(drop=In(1), drop_row=In(range(depth + 1)), drop_fired=Out(1))
@@ -165,8 +245,7 @@ class RowSource(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules[f"{self.name}_rows"] = self.mem
-        rd = self.mem.read_port()
+        rd = _row_memory(m, self, read=True)
         # rows are read ahead into a small FIFO, so that a beat can leave every cycle
         buf = fifo.SyncFIFO(width=self.layout.size, depth=3)
         m.submodules.buf = ResetInserter(self.start)(buf)
@@ -174,9 +253,9 @@ class RowSource(wiring.Component):
         inflight = Signal()
         issue = Signal()
         m.d.comb += issue.eq(~self.start & (rptr < self.count) & (buf.level + inflight < 3))
-        m.d.comb += [rd.addr.eq(rptr), rd.en.eq(1)]
+        m.d.comb += rd.raddr.eq(rptr)
         m.d.sync += inflight.eq(issue)
-        m.d.comb += [buf.w_en.eq(inflight & ~self.start), buf.w_data.eq(rd.data)]
+        m.d.comb += [buf.w_en.eq(inflight & ~self.start), buf.w_data.eq(rd.rdata)]
         with m.If(issue):
             m.d.sync += rptr.eq(rptr + 1)
         if self.max_passes > 1:  # rows 0 … count−1, ``passes`` times
@@ -226,9 +305,12 @@ class RowSink(wiring.Component):
         ``start``); ``violation_cycle`` is the harness cycle of the first one.
     """
 
-    def __init__(self, layout, depth: int, *, name: str = "sink", mem_attrs=None):
+    def __init__(self, layout, depth: int, *, name: str = "sink", mem_attrs=None,
+                 verilog_rows: bool = False):
         self.layout, self.depth, self.name = layout, depth, name
-        self.mem = memory.Memory(shape=layout, depth=depth, init=[], attrs=mem_attrs)
+        self.verilog_rows, self.mem_attrs = verilog_rows, mem_attrs   # as RowSource's
+        self.mem = (None if verilog_rows else
+                    memory.Memory(shape=layout, depth=depth, init=[], attrs=mem_attrs))
         super().__init__({
             "i": In(stream.Signature(layout)),
             **_control_signature(depth),
@@ -241,16 +323,15 @@ class RowSink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules[f"{self.name}_rows"] = self.mem
-        wr = self.mem.write_port()
+        wr = _row_memory(m, self, read=False)
         lfsr = Lfsr(m, self.seed, self.start, self.name)
         off = _off_runs(m, lfsr, self.burst, self.start, self.name)
         ready = ~self.start & ~self.hold & ~off & ~lfsr.below(self.stall)
         take = self.i.valid & ready
         m.d.comb += [
             self.i.ready.eq(ready),
-            wr.addr.eq(self.received), wr.data.eq(self.i.payload),
-            wr.en.eq(take & (self.received < self.count)),
+            wr.waddr.eq(self.received), wr.wdata.eq(self.i.payload),
+            wr.we.eq(take & (self.received < self.count)),
         ]
         with m.If(take):
             m.d.sync += self.received.eq(self.received + 1)
@@ -332,6 +413,9 @@ class SwatHarness(wiring.Component):
     depth : int, optional
         Rows each memory holds (default ``max_seq_len``): the rows of every run loaded at once
         (the Q source and the O sink of a grouped core hold g times as many).
+    verilog_rows : bool
+        The row memories as Instances of :data:`ROWS_MEM` (the Verilog the regression
+        compiles: write :data:`ROWS_MEM_VERILOG` beside it); default ``lib.memory`` memories.
 
     Members
     -------
@@ -375,32 +459,34 @@ class SwatHarness(wiring.Component):
     SEEDS = (0x9E3779B9, 0x7F4A7C15, 0x85EBCA6B)  # mixed into the seed per stream
 
     def __init__(self, params: CoreParams, core: wiring.Component | None = None, *,
-                 depth: int | None = None, mem_attrs=None, interface: str = "core"):
+                 depth: int | None = None, mem_attrs=None, interface: str = "core",
+                 verilog_rows: bool = False):
         self.params = params
+        rows = {"mem_attrs": mem_attrs, "verilog_rows": verilog_rows}
         self.depth = depth or params.hw.max_seq_len
         self.core = core if core is not None else VerilogCore(params, interface=interface)
         lay = core_layouts(params)
         d = self.depth
         dq = self.q_depth = d * params.group_heads   # Q and O rows: g per position
-        self.q_src = RowSource(lay["q"], dq, name="tb_q", mem_attrs=mem_attrs)
-        self.kv_src = RowSource(lay["kv"], d, name="tb_kv", mem_attrs=mem_attrs,
+        self.q_src = RowSource(lay["q"], dq, name="tb_q", **rows)
+        self.kv_src = RowSource(lay["kv"], d, name="tb_kv", **rows,
                                 drop_fault=params.groups >= 2)
-        self.o_sink = RowSink(lay["o"], dq, name="tb_o", mem_attrs=mem_attrs)
+        self.o_sink = RowSink(lay["o"], dq, name="tb_o", **rows)
         gmax = params.max_global_tokens
         glob = {}
         if params.global_rows:  # the global-row engine's streams: loaded per run
             n = params.hw.max_seq_len
-            self.qg_src = RowSource(lay["q"], gmax, name="tb_qg", mem_attrs=mem_attrs)
-            self.kvg_src = RowSource(lay["kv"], n, name="tb_kvg", mem_attrs=mem_attrs,
+            self.qg_src = RowSource(lay["q"], gmax, name="tb_qg", **rows)
+            self.kvg_src = RowSource(lay["kv"], n, name="tb_kvg", **rows,
                                      max_passes=2)
-            self.og_sink = RowSink(lay["o"], gmax, name="tb_og", mem_attrs=mem_attrs)
+            self.og_sink = RowSink(lay["o"], gmax, name="tb_og", **rows)
             glob = {"g_start": In(1), "qg_count": In(range(gmax + 1)),
                     "kvg_count": In(range(n + 1)), "kvg_passes": In(range(3)),
                     "qg_sent": Out(range(gmax + 1)), "kvg_sent": Out(range(2 * n + 1)),
                     "og_rows": Out(32), "og_violation": Out(1)}
         if params.max_random_blocks:   # the random blocks' K/V rows of one run
             rdepth = self.random_depth(params)
-            self.kvr_src = RowSource(lay["kv"], rdepth, name="tb_kvr", mem_attrs=mem_attrs)
+            self.kvr_src = RowSource(lay["kv"], rdepth, name="tb_kvr", **rows)
             glob.update(kvr_count=In(range(rdepth + 1)), kvr_sent=Out(range(rdepth + 1)))
         controls = {}
         for name, role in self.streams(params):

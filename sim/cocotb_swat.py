@@ -146,12 +146,14 @@ class HarnessBench:
 
     @staticmethod
     def write_memory(mem, words):
+        mem = mem.rows   # a swat_rows_mem instance's array (rtl/harness.py)
         for i, word in enumerate(words):
             mem[i].value = int.from_bytes(word.tobytes(), "little")
 
     def read_memory(self, mem, rows: int, layout: str):
         nbytes = (self.layouts[layout].size + 7) // 8
         raw = np.zeros((rows, nbytes), dtype=np.uint8)
+        mem = mem.rows   # as write_memory's
         for i in range(rows):
             value = mem[i].value.to_unsigned()
             raw[i] = np.frombuffer(value.to_bytes(nbytes, "little"), dtype=np.uint8)

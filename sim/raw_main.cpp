@@ -63,8 +63,8 @@ int main(int argc, char** argv) {
     top->eval();
     for (int i = 0; i < 3; i++) tick();
     top->rst = 0;
-    load(argv[1], "swat_tb.harness.q_src.tb_q_rows", total);
-    load(argv[2], "swat_tb.harness.kv_src.tb_kv_rows", total);
+    load(argv[1], "swat_tb.harness.q_src.tb_q_rows.rows", total);
+    load(argv[2], "swat_tb.harness.kv_src.tb_kv_rows.rows", total);
     top->eval();
     auto t0 = std::chrono::steady_clock::now();
     top->seed = static_cast<uint32_t>(std::strtoul(argv[3], nullptr, 10));

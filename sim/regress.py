@@ -1110,10 +1110,7 @@ def _write_sources(build: Build, src: Path, waves: str | None) -> list[str]:
     """The core's Verilog as ``swatkit generate`` writes it (linted with ``-Wall`` and its
     waivers: a warning fails the build), the harness around it and the public marks; returns
     the vendor models to compile too."""
-    from amaranth.back import verilog
-
     from swatkit.rtl.generate import LintError, generate, lint
-    from swatkit.rtl.harness import SwatHarness
 
     src.mkdir(parents=True)
     gen = generate(build.params, out_dir=src, name=CORE, dsp=build.dsp,
@@ -1123,12 +1120,29 @@ def _write_sources(build: Build, src: Path, waves: str | None) -> list[str]:
     except LintError as e:
         raise RuntimeError(f"verilator --lint-only -Wall reports warnings on the core of "
                            f"{build.id} ({build.describe()}):\n{e}") from None
-    harness = SwatHarness(build.params, depth=build.harness_depth, interface=build.interface)
-    text = verilog.convert(harness, name=HARNESS, emit_src=False)
-    (src / f"{HARNESS}.v").write_text(zero_init_loops(text) if ZERO_INIT_LOOPS else text)
+    harness, text = harness_verilog(build)
+    (src / f"{HARNESS}.v").write_text(text)
     (src / f"{TOP}.v").write_text(clocked_top(harness, waves_gate=waves is not None))
     (src / "public.vlt").write_text(public_vlt())
     return [gen.sim_models.name] if gen.sim_models else []
+
+
+def harness_verilog(build: Build, verilog_rows: bool = True):
+    """The harness of ``build`` and its Verilog (module :data:`HARNESS`): its row memories as
+    instances of ``swat_rows_mem`` (:data:`~swatkit.rtl.harness.ROWS_MEM_VERILOG`, appended
+    once, zeroed by a loop), not Amaranth memories, whose per-row initial contents took most of
+    the generation time (rtl/harness.py); other zeroed memories (the read-ahead FIFOs) as
+    loops (:func:`zero_init_loops`). ``verilog_rows=False``: the Amaranth memories instead
+    (the earlier form, for timing comparisons; the bench does not read it)."""
+    from amaranth.back import verilog
+
+    from swatkit.rtl.harness import ROWS_MEM_VERILOG, SwatHarness
+
+    harness = SwatHarness(build.params, depth=build.harness_depth, interface=build.interface,
+                          verilog_rows=verilog_rows)
+    text = verilog.convert(harness, name=HARNESS, emit_src=False)
+    text = zero_init_loops(text) if ZERO_INIT_LOOPS else text
+    return harness, f"{text}\n{ROWS_MEM_VERILOG}" if verilog_rows else text
 
 
 # the harness's row memories are zeroed by a loop each, not by one statement per row (the form
@@ -1211,12 +1225,13 @@ def clocked_top(harness, *, top: str = TOP, inner: str = HARNESS,
 
 def public_vlt(top: str = TOP) -> str:
     """What the bench reaches through VPI: the ports of the ``top`` module (the harness's own
-    ports and counters), and the row memories. Nothing of the core is public, so Verilator
+    ports and counters), and the row memories (the array ``rows`` of each ``swat_rows_mem``
+    instance, rtl/harness.py). Nothing of the core is public, so Verilator
     optimises it as in any build."""
     return "\n".join([
         "`verilator_config",
         f'public_flat_rw -module "{top}" -var "*"',
-        'public_flat_rw -module "*" -var "tb_*_rows"',
+        'public_flat_rw -module "swat_rows_mem" -var "rows"',
         "",
     ])
 

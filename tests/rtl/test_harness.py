@@ -3,6 +3,7 @@ stream rule, lose and reorder nothing, its LFSR matches its NumPy twin, its prot
 and the whole harness around a SwatCore is bit-exact to the golden model."""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -392,3 +393,33 @@ def test_harness_watches_streams_and_commands_during_a_run(greedy):
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5, 16, 700])
+@pytest.mark.parametrize("role", ["source", "sink"])
+def test_verilog_rows_form(role, depth):
+    """``verilog_rows=True`` (the Verilog the regression compiles): the unit's memory is one
+    instance ``<name>_rows`` of ``swat_rows_mem`` with its width, depth and address bits, no
+    Amaranth memory (no per-row initial contents), ``mem_attrs`` on the instance, and the same
+    ports as the default form."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Fragment
+
+    from swatkit.rtl.harness import ROWS_MEM, ROWS_MEM_VERILOG
+
+    make = RowSource if role == "source" else RowSink
+    unit = make(ROW, depth, name="s", verilog_rows=True, mem_attrs={"keep": 1})
+    plain = make(ROW, depth, name="s")
+    assert unit.mem is None and plain.mem is not None
+    assert unit.signature == plain.signature
+    Fragment.get(plain, None)   # (elaborated: no "never used" warning)
+    text = verilog.convert(unit, name="unit", emit_src=False)
+    abits = max(1, (depth - 1).bit_length())
+    assert text.count(f"  {ROWS_MEM} #(") == 1
+    assert (f"  (* keep = 32'd1 *)\n  {ROWS_MEM} #(\n    .ABITS(32'd{abits}),\n"
+            f"    .DEPTH(32'd{depth}),\n    .WIDTH(32'd{ROW.size})\n  ) s_rows (\n") in text
+    port = ".raddr(rptr" if role == "source" else ".waddr(received"
+    assert port in text
+    arrays = re.findall(r"reg \[\d+:0\] \S+ \[(\d+):0\];", text)   # (the FIFO's 3 rows)
+    assert [int(n) for n in arrays] == ([2] if role == "source" else [])
+    assert f"module {ROWS_MEM} #(parameter WIDTH" in ROWS_MEM_VERILOG

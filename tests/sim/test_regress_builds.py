@@ -1,7 +1,7 @@
 """How the regression's Verilator builds are made (sim/regress.py, "builds"): the harness's
-row memories zeroed by loops, and one compiled Verilator runtime for builds whose model is
-compiled at different optimisation levels. The builds' results are the regression's own tests;
-these check the forms, without a build."""
+row memories as Verilog modules zeroed by loops, and one compiled Verilator runtime for builds
+whose model is compiled at different optimisation levels. The builds' results are the
+regression's own tests; these check the forms, without a build."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from swatkit.sim.regress import (
     MAKE_ARGS,
     QUICK_MAKE_ARGS,
     _runtime_key,
+    harness_verilog,
     zero_init_loops,
 )
 
@@ -76,34 +77,29 @@ def test_zero_init_loops_rewrite_only_whole_zero_memories():
 @pytest.mark.parametrize("build", [b for b in dict.fromkeys(c.build for c in FAST)
                                    if b.id in ("glob_bi9_k2d4", "logits_gqa8_causal16_k4d4")],
                          ids=lambda b: b.id)
-def test_harness_memories_are_zeroed_by_loops(build):
-    """The harness Verilog the regression compiles: each row memory of depth D that Amaranth
-    zeroes with D statements is zeroed by one loop over D rows instead, and nothing else
-    changes."""
-    from amaranth.back import verilog
+def test_harness_row_memories_are_verilog_modules(build):
+    """The harness Verilog the regression compiles (:func:`harness_verilog`): each row memory
+    of the harness is an instance ``<name>_rows`` of ``swat_rows_mem`` with the memory's width
+    and depth, defined once and zeroed by a loop; no memory is zeroed row by row (the FIFOs'
+    are loops too), so the text does not grow with the depth."""
+    from swatkit.rtl.harness import ROWS_MEM_VERILOG, RowSink, RowSource
 
-    from swatkit.rtl.harness import SwatHarness
-
-    harness = SwatHarness(build.params, depth=build.harness_depth, interface=build.interface)
-    text = verilog.convert(harness, name="swat_harness", emit_src=False)
-    loops = zero_init_loops(text)
-    whole = []   # (memory, rows) of each initial block that zeroes a memory row by row
-    for block in re.findall(r"^  initial begin\n((?:    .*\n)*?)  end\n", text, re.M):
-        rows = [ROW.fullmatch(line) for line in block.splitlines()]
-        if len(rows) > 1 and all(r and r[1] == rows[0][1] and int(r[2]) == i
-                                 for i, r in enumerate(rows)):
-            whole.append((rows[0][1].strip(), len(rows)))
-    found = [(name.strip(), int(n)) for n, name in re.findall(
-        r"< (\d+); swatkit_zero_\d+ = swatkit_zero_\d+ \+ 1\)\n      (.+?)\[swatkit_zero_", loops)]
-    assert sorted(found) == sorted(whole)
-    depth = dict(re.findall(r"reg \[\d+:0\] (tb_\w+) \[(\d+):0\];", text))
-    assert depth and all(n == int(depth[name]) + 1 for name, n in found if name in depth)
-    assert max(n for name, n in found if name.startswith("tb_")) >= build.harness_depth
-    statements = {name for name, _ in whole}
-    kept = [line for line in loops.splitlines() if "swatkit_zero_" not in line]
-    assert kept == [line for line in text.splitlines()
-                    if not (ROW.fullmatch(line) and ROW.fullmatch(line)[1].strip() in statements)]
-    assert len(loops) < len(text) / 4
+    harness, text = harness_verilog(build)
+    units = [u for u in vars(harness).values() if isinstance(u, (RowSource, RowSink))]
+    assert {u.name for u in units} >= {"tb_q", "tb_kv", "tb_o"}
+    instances = re.findall(r"  swat_rows_mem #\(\n    \.ABITS\(32'd(\d+)\),\n"
+                           r"    \.DEPTH\(32'd(\d+)\),\n    \.WIDTH\(32'd(\d+)\)\n"
+                           r"  \) (tb_\w+_rows) \(", text)
+    assert len(instances) == text.count("  swat_rows_mem #(") == len(units)
+    assert sorted((name, int(a), int(d), int(w)) for a, d, w, name in instances) == sorted(
+        (f"{u.name}_rows", max(1, (u.depth - 1).bit_length()), u.depth, u.layout.size)
+        for u in units)
+    assert max(u.depth for u in units) >= build.harness_depth
+    assert text.count("module swat_rows_mem") == 1 and text.endswith(ROWS_MEM_VERILOG)
+    assert re.search(r"initial begin\n    for \(i = 0; i < DEPTH; i = i \+ 1\)\n"
+                     r"      rows\[i\] = \{WIDTH\{1'b0\}\};\n", ROWS_MEM_VERILOG)
+    assert not ROW.search(text)   # no memory row zeroed by a statement of its own
+    assert "swatkit_zero_0" in text   # the read-ahead FIFOs' storage
 
 
 def _makefiles(path, trace: int = 0) -> None:
