@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from swatkit.rtl.generate import INTERFACES
     from swatkit.rtl.units import DSP_TARGETS
 
-    add_workload_options(parser, core_features=True)
+    add_workload_options(parser, core_features=True, decode=True)
     add_hardware_options(parser)
     parser.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("swat_build"),
                         help="folder to write into (default: swat_build)")

@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the fast matrix (the default; what CI runs)")
     mode.add_argument("--full", action="store_true",
                       help="the whole matrix (the fast one and the slow cases)")
-    add_workload_options(parser, core_features=True, seq_len_type=_lengths,
+    add_workload_options(parser, core_features=True, decode=True, seq_len_type=_lengths,
                          seq_len_help="with a configuration: N of each run, e.g. 600,4096 "
                                       f"(default: [spec] seq_len, else {DEFAULT_SEQ_LEN}); the "
                                       "core is built for the largest")

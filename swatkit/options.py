@@ -214,11 +214,12 @@ def parse_lengths(text: str) -> list[int]:
 
 def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
                          seq_len_help: str = f"sequence length (default {DEFAULT_SEQ_LEN})",
-                         core_features: bool = False) -> None:
+                         core_features: bool = False, decode: bool = False) -> None:
     """The [spec] and [format] options, and --config. A command that sweeps N passes
     ``seq_len_type=parse_lengths`` and resolves with ``lengths=True``; a command that builds
     grouped and sink cores passes ``core_features=True`` (``--heads``, ``--kv-heads``,
-    ``--sink-tokens``; the others refuse those keys in a config file)."""
+    ``--sink-tokens``, ``--sink-logits``), one that builds decode cores ``decode=True``
+    (``--contexts``: generate and regress); the others refuse those keys in a config file."""
     parser.add_argument("--config", metavar="FILE", type=Path,
                         help="TOML with [spec], [format] and [hardware] tables, or a "
                              "swatkit.json / flow.json written by swatkit; options on the "
@@ -253,6 +254,7 @@ def add_workload_options(parser: argparse.ArgumentParser, seq_len_type=int,
                        help="GPT-OSS's learned sink logits: the core takes one per query head "
                             "on each run's command; regress draws them per run, or uses the "
                             "values given (one per query head of the group)")
+    if decode:
         g.add_argument("--contexts", metavar="C", type=int,
                        help="decode: a core whose command can also continue a sequence (a "
                             "prefill, then decode steps or chunks) with the window's K/V kept "
