@@ -376,6 +376,18 @@ def _clock_and_table(args, report) -> tuple:
     return clock_mhz, source, table
 
 
+
+def parse_dataflows(text: str | None, allowed, *, what: str = "--dataflow") -> list[str]:
+    """``--dataflow``'s comma-separated names (``None``: all of ``allowed``), each once, in
+    the order given; a name outside ``allowed``, or none, is refused in one line."""
+    dataflows = [d.strip() for d in (text or ",".join(allowed)).split(",") if d.strip()]
+    for d in dataflows:
+        if d not in allowed:
+            raise UsageError(f"{what} must be a subset of {', '.join(allowed)}, not {d!r}")
+    if not dataflows:
+        raise UsageError("--dataflow must name at least one dataflow")
+    return list(dict.fromkeys(dataflows))
+
 def run(args: argparse.Namespace) -> int:
     from swatkit.rtl import LimitError
     from swatkit.sim.estimate import (
@@ -418,15 +430,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{r.label('global_tokens')}: global token {tokens[-1]} is outside "
                          f"0..{short[0] - 1} for {r.label('seq_len')} {short[0]} (every "
                          f"length must exceed each global-token position)")
-    dataflows = [d.strip() for d in (args.dataflow or ",".join(DATAFLOWS)).split(",")
-                 if d.strip()]
-    for d in dataflows:
-        if d not in DATAFLOWS:
-            raise UsageError(f"--dataflow must be a subset of {', '.join(DATAFLOWS)}, "
-                             f"not {d!r}")
-    if not dataflows:
-        raise UsageError("--dataflow must name at least one dataflow")
-    dataflows = list(dict.fromkeys(dataflows))
+    dataflows = parse_dataflows(args.dataflow, DATAFLOWS)
     try:
         check_cores(args.cores)
     except ValueError as e:

@@ -58,7 +58,7 @@ def _refuse_pattern(r) -> None:
 
 
 def run_decode(args) -> int:
-    from swatkit.cmd_estimate import _clock_and_table, _refuse_with_model
+    from swatkit.cmd_estimate import _clock_and_table, _refuse_with_model, parse_dataflows
     from swatkit.rtl import LimitError
     from swatkit.sim.estimate import DECODE_DATAFLOWS, Tiles, estimate_decode, single_head
     from swatkit.sim.model_configs import ModelError, load_model
@@ -66,14 +66,8 @@ def run_decode(args) -> int:
     _refuse_options(args)
     r = resolve(args, lengths=[1024, 4096, 16384])
     lengths = list(r.lengths)
-    names = args.dataflow or ",".join(DECODE_DATAFLOWS)
-    dataflows = list(dict.fromkeys(d.strip() for d in names.split(",") if d.strip()))
-    for d in dataflows:
-        if d not in DECODE_DATAFLOWS:
-            raise UsageError(f"--dataflow with --decode must be a subset of "
-                             f"{', '.join(DECODE_DATAFLOWS)}, not {d!r}")
-    if not dataflows:
-        raise UsageError("--dataflow must name at least one dataflow")
+    dataflows = parse_dataflows(args.dataflow, DECODE_DATAFLOWS,
+                                what="--dataflow with --decode")
     if dataflows[0] != "swat":   # (the ratios are to SWAT)
         dataflows = ["swat"] + [d for d in dataflows if d != "swat"]
     try:
