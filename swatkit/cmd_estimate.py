@@ -376,7 +376,6 @@ def _clock_and_table(args, report) -> tuple:
     return clock_mhz, source, table
 
 
-
 def parse_dataflows(text: str | None, allowed, *, what: str = "--dataflow") -> list[str]:
     """``--dataflow``'s comma-separated names (``None``: all of ``allowed``), each once, in
     the order given; a name outside ``allowed``, or none, is refused in one line."""
