@@ -55,24 +55,35 @@ def test_lfsr_matches_numpy():
     assert len(set(got)) == 200
 
 
+def _source_to_sink(src):
+    """A module with ``src`` feeding a :class:`RowSink` of as many rows (named ``k``)."""
+    sink = RowSink(ROW, src.depth, name="k")
+    m = Module()
+    m.submodules.src, m.submodules.sink = src, sink
+    wiring.connect(m, src.o, sink.i)
+    return m, src, sink
+
+
+def _load(ctx, src, sink, values):
+    """The source's rows ``values`` and both units' row count, before a start."""
+    for i, row in enumerate(values):
+        ctx.set(src.mem.data[i], [int(x) for x in row])
+    for unit in (src, sink):
+        ctx.set(unit.count, len(values))
+
+
 @pytest.mark.parametrize(("gap", "stall"), [(0.0, 0.0), (0.3, 0.3), (0.8, 0.1), (0.1, 0.8)])
 def test_source_to_sink_keeps_the_stream_rule(gap, stall):
     """Source → sink: every row arrives once, in order; an offered row is held unchanged until
     taken (checked here on every cycle, and by the sink's own check); the idle fraction follows
     the probabilities."""
     rows = 300
-    src, sink = RowSource(ROW, rows, name="s"), RowSink(ROW, rows, name="k")
-    m = Module()
-    m.submodules.src, m.submodules.sink = src, sink
-    wiring.connect(m, src.o, sink.i)
+    m, src, sink = _source_to_sink(RowSource(ROW, rows, name="s"))
     values = np.random.default_rng(1).integers(0, 256, size=(rows, 4))
     offered_cycles = []
 
     async def tb(ctx):
-        for i, row in enumerate(values):
-            ctx.set(src.mem.data[i], [int(x) for x in row])
-        ctx.set(src.count, rows)
-        ctx.set(sink.count, rows)
+        _load(ctx, src, sink, values)
         ctx.set(src.gap, probability_threshold(gap))
         ctx.set(sink.stall, probability_threshold(stall))
         ctx.set(src.seed, 3)
@@ -115,18 +126,12 @@ def test_source_drops_valid_once_when_asked(drop_row):
     is ready only in a row's second offered cycle, as the core's K/V copier of two-word rows
     is: its ``hold`` is driven from the cycle before.)"""
     rows = 40
-    src, sink = RowSource(ROW, rows, name="s", drop_fault=True), RowSink(ROW, rows, name="k")
-    m = Module()
-    m.submodules.src, m.submodules.sink = src, sink
-    wiring.connect(m, src.o, sink.i)
+    m, src, sink = _source_to_sink(RowSource(ROW, rows, name="s", drop_fault=True))
     values = np.random.default_rng(drop_row).integers(0, 256, size=(rows, 4))
     withdrawn = []
 
     async def tb(ctx):
-        for i, row in enumerate(values):
-            ctx.set(src.mem.data[i], [int(x) for x in row])
-        for unit in (src, sink):
-            ctx.set(unit.count, rows)
+        _load(ctx, src, sink, values)
         ctx.set(src.drop, 1)
         ctx.set(src.drop_row, drop_row)
         ctx.set(src.start, 1)
