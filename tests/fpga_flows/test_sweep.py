@@ -67,6 +67,8 @@ def check_sweep(out, printed, err, code, *, seen_running=True):
     assert (f"sweep: kl2-dl1 failed: yosys failed: ERROR: fake placer failed (log: "
             f"{out.resolve() / 'kl2-dl1' / flow.BUILD_LOG})") in printed
     record = json.loads((out / "sweep.json").read_text())
+    from swatkit.support.version import source_revision
+    assert record["swatkit_revision"] == source_revision()   # (None outside a git checkout)
     rows = {(r["key_lanes"], r["dim_lanes"]): r for r in record["rows"]}
     assert [r["status"] for r in record["rows"]] == ["done", "failed"]
     assert rows[1, 1]["fmax_mhz"] == 31.1 and rows[1, 1]["LUT"] == 1500
