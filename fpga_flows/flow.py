@@ -666,9 +666,9 @@ def _critical_path(report: dict) -> list[dict]:
 
 def _file_time_utc(path: Path) -> str:
     """A file's modification time, ISO 8601 UTC to the second (``2026-12-07T16:03:08Z``)."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime(
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
 
 
