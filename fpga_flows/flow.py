@@ -691,7 +691,14 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
         stat = load_json(stat_path) if stat_path.exists() else None
     except InputFileError as e:
         raise FlowError(f"cannot read the reports: {e}") from None
-    parsed = parse_reports(board.family, report, stat)
+    try:
+        parsed = parse_reports(board.family, report, stat)
+        paths = _critical_path(report)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        # (a report of another nextpnr, or a file edited or cut short: say which, no traceback)
+        raise FlowError(f"{project_dir / REPORT} or {STAT} is not a report this flow reads "
+                        f"(nextpnr --report, Yosys stat -json): {type(e).__name__}: {e}"
+                        ) from None
     bit = project_dir / BITSTREAM[board.family]
     hw, spec = info["hardware"], info["spec"]
     result = {
@@ -709,7 +716,7 @@ def collect(project_dir: str | Path, *, build_seconds: float | None = None,
         "abc": info.get("abc", "abc9"),
         **({"abc_fallback": info["abc_fallback"]} if "abc_fallback" in info else {}),
         "nextpnr_options": info.get("nextpnr_options", []),
-        "critical_paths": _critical_path(report),
+        "critical_paths": paths,
         "cells": parsed["cells"],
         "yosys_cells": parsed["yosys_cells"],
         "build_seconds": None if build_seconds is None else round(build_seconds, 1),

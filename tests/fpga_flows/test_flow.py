@@ -238,6 +238,26 @@ def test_collect_writes_flow_json(tmp_path, capsys):
     assert "Fmax    28.20 MHz" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("report, error", [
+    ({"fmax": 3}, "AttributeError: 'int' object has no attribute 'items'"),
+    ([1, 2], "AttributeError: 'list' object has no attribute 'get'"),
+    ({"fmax": {"clk": 5}}, "TypeError: 'int' object is not subscriptable"),
+    ({"utilization": {"ICESTORM_LC": {"used": 3}}}, "KeyError: 'available'"),
+    ({"critical_paths": [3]}, "AttributeError: 'int' object has no attribute 'get'"),
+])
+def test_collect_refuses_a_report_it_cannot_read(tmp_path, capsys, report, error):
+    """A report of another nextpnr, or one edited or cut short: exit 2, one line, no traceback,
+    no flow.json."""
+    out = flow.emit(board_config(get_board("icebreaker")), tmp_path)
+    (out / flow.REPORT).write_text(json.dumps(report))
+    assert main(["flow", "-o", str(out), "--collect"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"swatkit: error: --collect: {out.resolve() / flow.REPORT} or {flow.STAT} is not a "
+        f"report this flow reads (nextpnr --report, Yosys stat -json): {error}"]
+    assert not (out / "flow.json").exists()
+
+
 def test_collect_drops_paths_on_nextpnr_internal_nets(tmp_path):
     """A real iCEBreaker report (smallest configuration, YoWASP nextpnr-ice40 0.11): the
     SB_MAC16 used without its registers has its clock pin on nextpnr's constant net, which the
