@@ -56,7 +56,12 @@ from swatkit.rtl.core import command
 from swatkit.rtl.harness import STREAMS, burst_threshold, probability_threshold, unpack_rows
 from swatkit.sim.regress import PERIOD_NS  # the clock the simulated top generates
 
-__all__ = ["HarnessBench"]
+__all__ = ["BenchStuckError", "HarnessBench"]
+
+
+class BenchStuckError(Exception):
+    """The core stopped answering the bench (a command not taken within a bound no healthy
+    core reaches): the case fails with the message, instead of waiting for ever."""
 
 ROLES = dict(STREAMS)   # each stream of the harness: "src" (feeds the core) or "sink"
 
@@ -208,19 +213,29 @@ class HarnessBench:
         await FallingEdge(dut.clk)
         dut.start.value = 0
 
+    def command_bound(self) -> int:
+        """Cycles a command may wait to be taken: the longest run's :meth:`timeout_cycles` (a
+        command offered during a run waits for its end)."""
+        return max(self.timeout_cycles(r["seq_len"], r["globals"]) for r in self.case["runs"])
+
     async def command(self, value: int):
         """Offer the command ``value`` (its payload bits) until the core takes it; returns just
-        after the transfer."""
-        dut = self.dut
+        after the transfer. Raises :class:`BenchStuckError` when the core has not taken it within
+        :meth:`command_bound` cycles."""
+        dut, bound = self.dut, self.command_bound()
         await FallingEdge(dut.clk)
         dut.cmd__payload.value = value
         dut.cmd__valid.value = 1
-        while True:
+        for _ in range(bound):
             await ReadOnly()
             taken = bool(dut.cmd__ready.value)
             await RisingEdge(dut.clk)
             if taken:
                 break
+        else:
+            raise BenchStuckError(f"the core did not take the command {value:#x} within {bound} "
+                             f"cycles (busy {int(dut.busy.value)}, error "
+                             f"{int(dut.error.value)}); {self.stream_report()}")
         await FallingEdge(dut.clk)
         dut.cmd__valid.value = 0
 
@@ -365,9 +380,14 @@ class HarnessBench:
         row for :meth:`liveness_cycles`) or outlasts :meth:`timeout_cycles`, reported with
         :meth:`stream_report`."""
         dut = self.dut
-        if not dut.busy.value:
-            await RisingEdge(dut.busy)
         limit, live = self.timeout_cycles(n, count), self.liveness_cycles(n, count)
+        if not dut.busy.value:
+            fired = await First(RisingEdge(dut.busy), Timer(live * PERIOD_NS, unit="ns"))
+            if not isinstance(fired, RisingEdge):
+                self.error(f"{label}: the run did not start: busy stayed low for {live} cycles "
+                           f"after its command (error {int(dut.error.value)}); "
+                           f"{self.stream_report()}")
+                return False
         began = int(dut.cycles.value)
         step = max(100, live // 4)   # one wake-up of Python per step
         while True:
@@ -491,8 +511,9 @@ class HarnessBench:
             q_rows, o_rows = run["q_rows"], run["o_rows"]
             label = f"run {index} (N={n}, {run['pattern']})"
             await self.start_globals(index)
-            if pending is None:
-                await self.command(run["command"])
+            if pending is None:   # (the refuse_first fault: a command the core refuses, N = 0)
+                await self.command(self.bad_commands()["seq_len=0"]
+                                   if index == 0 and case.get("refuse_first") else run["command"])
             else:   # taken on the first idle cycle, not before
                 await pending
                 if int(dut.cmd_moved.value) != self.idle_at:

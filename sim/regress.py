@@ -1587,7 +1587,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
              build_dir: str | os.PathLike | None = None,
              corrupt: tuple[int, int, int, int] | None = None,
              stuck: tuple[str, int] | None = None, keep: bool = False,
-             reproduce: str | None = None) -> CaseResult:
+             reproduce: str | None = None, refuse_first: bool = False) -> CaseResult:
     """Run one case in Verilator and compare every output row with the golden model.
 
     Every call has a work folder of its own, ``<build root>/runs/<case id>.<nonce>``, with a
@@ -1618,6 +1618,10 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         Raise the hold ``signal`` (:data:`HOLDS`) ``at`` cycles after the runs start and never
         release it: the run must then fail with the liveness check's report (the test that it
         bites; the bench's time bounds do not count this hold).
+    refuse_first : bool
+        Offer, in place of the first run's command, one the core refuses (N = 0): the run
+        never starts and must fail with the bench's "did not start" report within its liveness
+        bound (the test that the bench does not wait for ever).
     keep : bool
         Keep the work folder of a passing run (a failed run's, and one with the trace in it,
         are always kept; a passing run's is removed, and ``work_dir`` is then None).
@@ -1650,7 +1654,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         folder.mkdir(parents=True, exist_ok=True)
         trace = folder / f"{_safe(case.id)}.seed{seed}.{waves}"
     _write_case(case, seed, nonce, work, corrupt,
-                None if trace is None else {"window": window}, stuck)
+                None if trace is None else {"window": window}, stuck, refuse_first)
 
     status = run_bench(info.path, work, seed, waves,
                        test_args=() if trace is None else ("--trace-file", str(trace)))
@@ -1691,7 +1695,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
 
 def _write_case(case: Case, seed: int, nonce: str, work: Path,
                 corrupt: tuple[int, int, int, int] | None, waves: dict | None,
-                stuck: tuple[str, int] | None = None) -> None:
+                stuck: tuple[str, int] | None = None, refuse_first: bool = False) -> None:
     """The inputs and expected rows of every run (``inputs.npz``) and the case file the bench
     reads (``case.json``) in ``work``; ``corrupt`` flips one expected bit and ``stuck`` holds
     a stream for ever (:func:`run_case`), ``waves`` is the trace's window (or None: no
@@ -1777,6 +1781,7 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
         "gaps": case.gaps, "stall": case.stall, "runs": runs,
         "resets": [list(r) for r in case.reset_faults], "streams": case.stream_controls(),
         "early_command": case.early_command, "stuck": list(stuck) if stuck else None,
+        "refuse_first": refuse_first,
         "drop_valid": case.drop_valid,
         "decode_reset": case.decode_reset,
         "holds": {signal: [at, cycles] for signal, at, cycles in case.holds},

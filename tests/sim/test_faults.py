@@ -153,3 +153,16 @@ def test_liveness_names_the_stalled_stream(build, signal, state, request, regres
     assert moved, first
     assert int(moved.group(1)) < now - bound
     assert "timeout" not in first
+
+
+def test_a_run_that_never_starts_fails_within_its_liveness_bound(request, regress_seed):
+    """The first run's command replaced by one the core refuses (N = 0): busy never rises, and
+    the bench reports that within the liveness bound instead of waiting for ever."""
+    case = Case(f"{B5.id}/refused-first", B5, (200,))
+    result = run_case(case, regress_seed, build_dir=request.config.getoption("build_dir"),
+                      refuse_first=True)
+    assert not result.passed
+    first = result.message.splitlines()[0]
+    assert re.match(r"^run 0 \(N=200, [^)]*\): the run did not start: busy stayed low for \d+ "
+                    r"cycles after its command \(error 1\); cmd last moved at cycle \d+ ", first), \
+        first
