@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BuildInfo", "build_root", "cached_build", "locked", "tool_versions"]
+__all__ = ["BuildInfo", "build_root", "cached_build", "locked", "remove_leftovers",
+           "tool_versions"]
 
 
 def build_root(build_dir: str | os.PathLike | None = None) -> Path:
@@ -62,6 +63,25 @@ def tool_versions() -> str:
     return f"cocotb {cocotb.__version__}; verilator {v.version} at {v.executable}"
 
 
+def remove_leftovers(root: Path) -> list[str]:
+    """Remove what interrupted builds of any key left in ``root`` (``<key>.tmp-<nonce>``
+    folders: a build killed with SIGKILL, or a machine that went down, cannot clean up after
+    itself) and return their names. A folder is a leftover when no process holds its key's
+    lock: every build of a key holds it while its folder exists (:func:`cached_build`)."""
+    removed = []
+    for tmp in sorted(root.glob("*.tmp-*")):
+        key = tmp.name.split(".tmp-", 1)[0]
+        with open(root / f"{key}.lock", "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:   # its build is running (perhaps this process's own)
+                continue
+            try:
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp.name)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    return removed
 
 
 def cached_build(root: Path, key: str, top: str, make) -> BuildInfo:
@@ -72,15 +92,16 @@ def cached_build(root: Path, key: str, top: str, make) -> BuildInfo:
     it. The build is made in a folder of its own (``<key>.tmp-<nonce>``) and renamed to
     ``<key>`` when it is complete, so a finished build is never changed in place, and what
     an interrupted build (or a compiler that outlived it) leaves behind is never taken for a
-    build; such leftovers of the key are removed by the next build of it."""
+    build; such leftovers are removed by the next build of any key (:func:`remove_leftovers`)."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / key
     with locked(root / f"{key}.lock"):
         stamp = path / "build.ok"
         if stamp.is_file() and (path / top).is_file():
             return BuildInfo(path, key, False, 0.0)
-        for old in [path, *root.glob(f"{key}.tmp-*")]:
+        for old in [path, *root.glob(f"{key}.tmp-*")]:   # (this key's: its lock is ours)
             shutil.rmtree(old, ignore_errors=True)
+        remove_leftovers(root)   # (the other keys' whose lock nobody holds)
         tmp = root / f"{key}.tmp-{secrets.token_hex(4)}"
         start = time.monotonic()
         try:
