@@ -1078,8 +1078,11 @@ def sweep(config: FlowConfig, points, out_dir: str | Path, *, jobs: int = 1, sch
     building (their tools too) and raises :class:`SweepInterrupted` with the finished rows.
     Raises :class:`SchedulerError` when the scheduler cannot be reached.
     """
+    from swatkit.support.version import source_revision
+
     out = Path(out_dir)
     points = list(dict.fromkeys(tuple(p) for p in points))  # a point once (one folder each)
+    revision = source_revision()   # (as the builds start: the code they build)
     if on_event is None:
         def on_event(name, state, detail):
             log(f"sweep: {name} {state}{': ' + detail if detail else ''}")
@@ -1093,19 +1096,18 @@ def sweep(config: FlowConfig, points, out_dir: str | Path, *, jobs: int = 1, sch
         rows = (_serial(config, points, out, on_event) if executor is None
                 else _parallel(executor, config, points, out, on_event, poll))
     except SweepInterrupted as e:
-        _write_sweep(config, e.rows, out, interrupted=e.stopped)
+        _write_sweep(config, e.rows, out, revision, interrupted=e.stopped)
         raise
-    _write_sweep(config, rows, out)
+    _write_sweep(config, rows, out, revision)
     return rows
 
 
-def _write_sweep(config: FlowConfig, rows: list[dict], out: Path, interrupted=None) -> None:
+def _write_sweep(config: FlowConfig, rows: list[dict], out: Path, revision: str | None,
+                 interrupted=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    from swatkit.support.version import source_revision
-
     # (the sources' git commit: what `python -m swatkit.fpga_flows.calibrate` names)
     record = {"board": config.board.name, "base": config.as_dict(),
-              "swatkit_revision": source_revision(), "rows": rows}
+              "swatkit_revision": revision, "rows": rows}
     if interrupted is not None:
         record["interrupted"] = {"stopped": interrupted}
     (out / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")
