@@ -40,7 +40,7 @@ continue is checked against them and ``n`` goes on from the record's.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -294,10 +294,9 @@ class RunControl(wiring.Component):
         for name in ("dil", "gcount", "sinks", "sink_on"):
             if name in regs:
                 named[name] = getattr(rec, name)
-        # (a ctx the field holds beyond C − 1 reads 0 here; ctx_faults refuses it)
-        bit = valid.bit_select(cmd.ctx, 1)
-        if ctx_faults(p, cmd):
-            bit = Mux(ctx_faults(p, cmd)[0], 0, bit)
+        # (a decode rather than a shift, which lint finds too wide; a ctx the field holds
+        # beyond C − 1 reads 0, and ctx_faults refuses it)
+        bit = Cat(*[valid[c] & (cmd.ctx == c) for c in range(p.contexts)]).any()
         return continue_faults(p, cmd, named, rec.n, bit)
 
     def _start_or_continue(self, m: Module, regs: dict, running, n):
@@ -317,8 +316,10 @@ class RunControl(wiring.Component):
                 m.d.sync += regs["nq"].eq(total * p.group_heads)
         with m.Else():
             if p.ctx_bits:
-                m.d.sync += [valid.eq(valid | (Const(1, p.contexts) << cmd.ctx)),
-                             regs["before"].eq(cmd.before)]
+                m.d.sync += regs["before"].eq(cmd.before)
+                for c in range(p.contexts):
+                    with m.If(cmd.ctx == c):
+                        m.d.sync += valid[c].eq(1)
             else:
                 m.d.sync += [valid.eq(1), regs["before"].eq(cmd.before)]
             self._latch(m, regs, running, n)
