@@ -78,19 +78,26 @@ def test_interleaved_contexts_each_equal_their_own_run(shape, gap):
     sequence started on context 0, which must leave the others as they were: every run equals
     the rows of its own context's one-run model, and a ctx the core has not is refused."""
     c, g, before, dil, sinks, logits, d, kl, dl = shape
-    n = 40
+    n = 60
     seed = 31 * c + before
     print(f"seed {seed}, gaps and stalls {gap}")
     rng = np.random.default_rng(seed)
     spec = AttentionSpec(n, d, before, 0, dilation=dil, sink_tokens=sinks)
     hw = HardwareConfig(kl, dl, max_seq_len=n, max_dilation=dil)
     p = CoreParams(spec, NumberFormat(), hw, g, 1, logits, contexts=c)
-    assert p.ring_rows < 30   # (the prefills below wrap every ring)
+    assert p.ring_rows < 20   # (the prefills and context 0's chunk wrap every ring)
     seqs = [Sequence(rng, p, spec, ctx, logits) for ctx in range(c)]
-    fresh = Sequence(rng, p, spec.replace(seq_len=20), 0, logits)   # context 0's second
-    order = [(s, 30 + s.ctx) for s in seqs]                                  # prefills
+    fresh = Sequence(rng, p, spec.replace(seq_len=20, before=before - 1,
+                                          sink_tokens=max(sinks - 1, 0)), 0, logits)
+    # (the last context's prefill is two rows: its credit and wait are not yet those of a
+    # full window, unlike the others', so a switch that kept the last run's would show in the
+    # chunks after it, of context 0 and of its own; context 0's second sequence has another
+    # window and sink count than the others)
+    last = c - 1
+    order = [(s, 2 if s.ctx == last else 30 + s.ctx) for s in seqs]         # prefills
+    order += [(seqs[0], 20)]   # (longer than the ring: its loader runs into the credit)
     order += [(s, 1) for _ in range(3) for s in seqs[::-1]]                  # steps
-    order += [(seqs[-1], 2), (fresh, 12), (seqs[1], 1), (fresh, 1)]       # a chunk; a start
+    order += [(seqs[-1], 12), (fresh, 12), (seqs[1], 1), (fresh, 1)]      # a chunk; a start
     order += [(s, 1) for s in seqs[1:]] + [(fresh, 1)]
     items, wants, plan = [], [], []
     for seq, rows in order:
