@@ -504,12 +504,11 @@ class Case:
         if n > min(b.max_seq_len, b.harness_depth):
             raise ValueError(f"{self.id}: the prefill and {self.decode} steps make {n} rows, "
                              f"more than the build's {min(b.max_seq_len, b.harness_depth)}")
-        c = self.contexts   # (every context of the build runs its own sequence)
-        rows = c * (n + len(resident_columns(runs[0])))
-        if c > 1 and rows > b.harness_depth:
-            raise ValueError(f"{self.id}: {c} contexts of {n} rows (resident columns "
-                             f"included) need {rows} K/V rows, more than the harness's "
-                             f"{b.harness_depth}")
+        c, cols = self.contexts, len(resident_columns(runs[0]))   # (every context's own)
+        if c > 1 and c * (n + cols) > b.harness_depth:
+            raise ValueError(f"{self.id}: {c} contexts of {n} rows and {cols} resident "
+                             f"columns need {c * (n + cols)} K/V rows, more than the "
+                             f"harness's {b.harness_depth}")
         try:
             b.params.check_continue(runs[0].replace(seq_len=n), self.decode)
         except ValueError as e:
