@@ -251,15 +251,8 @@ class Scheduler(wiring.Component):
             row_lo_base = Mux(blk_first, lo_base, blo_base)
         else:
             row_lo, row_lo_lane, row_lo_base = lo, lo_lane, lo_base
-        # a continue (decode core) keeps the next row's window, whose reach is the row itself
-        # (a continued sequence has after = 0): hi1 = qk_pos + 1
-        if p.decode:   # (C > 1 contexts: the position of the context's record)
-            pos = s.qk_pos
-            if p.ctx_bits:
-                rec = self.context.load
-                pos = rec.qk_pos if p.group_heads > 1 else rec.qk_row
-            with m.If(start_run & run.cont):
-                m.d.sync += [near.eq(0), hi1.eq(pos + 1)]
+        if p.decode:
+            self._continue_window(m, near, hi1)
         with m.If(new_seq):
             if blk:
                 m.d.sync += [hi1.eq(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len)),
@@ -341,16 +334,32 @@ class Scheduler(wiring.Component):
         # -- a new run resets every pointer and counter ---------------------------------------
         self._new_run(m, new_seq, (q_cnt, qk_row, lo_lane, lo_base, sbuf), q_rows)
         if p.ctx_bits:
-            carried = {"q_cnt": q_cnt, "qk_row": qk_row, "lo": lo, "qk_a": qk_a,
-                       "lo_lane": lo_lane, "lo_base": lo_base, "lo_wait": lo_wait,
-                       "qk_cls": qk_cls, "qk_region": qk_region, "qk_pos": s.qk_pos,
-                       "cols": cols}
-            fields = carried_layout(p).members
-            carry(m, self.context, {k: r for k, r in carried.items() if k in fields},
-                  start_run & run.cont)
+            self._contexts(m, {"q_cnt": q_cnt, "qk_row": qk_row, "lo": lo, "qk_a": qk_a,
+                               "lo_lane": lo_lane, "lo_base": lo_base, "lo_wait": lo_wait,
+                               "qk_cls": qk_cls, "qk_region": qk_region, "qk_pos": s.qk_pos,
+                               "cols": cols})
         state_invariants(m, platform, [*self.invariants(),
                                        (q_rows == q_cnt, "inv: stats.q_rows = q_cnt")])
         return m
+
+    def _continue_window(self, m: Module, near, hi1):
+        """A continue (decode core) keeps the next row's window, whose reach is the row itself
+        (a continued sequence has after = 0): hi1 = qk_pos + 1 (C > 1 contexts: the position
+        in the named context's record)."""
+        p, s, run = self.params, self.state, self.run
+        pos = s.qk_pos
+        if p.ctx_bits:
+            rec = self.context.load
+            pos = rec.qk_pos if p.group_heads > 1 else rec.qk_row
+        with m.If(run.start & run.cont):
+            m.d.sync += [near.eq(0), hi1.eq(pos + 1)]
+
+    def _contexts(self, m: Module, regs: dict):
+        """(C > 1 contexts) the carried registers (``regs``, those :func:`carried_layout`
+        has), loaded from the named context's record when a continue starts."""
+        fields = carried_layout(self.params).members
+        carry(m, self.context, {k: r for k, r in regs.items() if k in fields},
+              self.run.start & self.run.cont)
 
     def _qk_counters(self, m: Module, qk_start, nq):
         """The registered forms of "rows left to start" (``qk_more``: qk_row < nq) and "a score
