@@ -95,7 +95,9 @@ def test_interleaved_contexts_each_equal_their_own_run(shape, gap):
     # window and sink count than the others)
     last = c - 1
     order = [(s, 2 if s.ctx == last else 30 + s.ctx) for s in seqs]         # prefills
-    order += [(seqs[0], 20)]   # (longer than the ring: its loader runs into the credit)
+    # (longer than the ring: its loader runs into the credit; then a step of the same
+    # context, whose record is the one written as the chunk ended)
+    order += [(seqs[0], 20), (seqs[0], 1)]
     order += [(s, 1) for _ in range(3) for s in seqs[::-1]]                  # steps
     order += [(seqs[-1], 12), (fresh, 12), (seqs[1], 1), (fresh, 1)]      # a chunk; a start
     order += [(s, 1) for s in seqs[1:]] + [(fresh, 1)]
