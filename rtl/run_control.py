@@ -49,7 +49,7 @@ from .contexts import carry, context_signature
 from .units import STAT_BITS, state_invariants
 
 __all__ = ["STAT_BITS", "RunControl", "carried_layout", "command_faults", "continue_faults",
-           "field_bits", "run_signature"]
+           "ctx_faults", "field_bits", "run_signature"]
 
 
 def field_bits(limit: int) -> int:
