@@ -44,11 +44,13 @@ MAX_SEQ_LEN = 2 ** 24          # rows; the row counters, and the cycle model's a
 MAX_HEAD_DIM = 1024            # elements per Q/K/V/O row
 MAX_WINDOW = 16385             # keys per row (attention_window 16384, sliding_window 16385)
 MAX_MULTIPLIERS = 4096         # key_lanes x dim_lanes per engine
-MAX_KV_BUFFER_BITS = 2 ** 25   # the K/V ring (32 Mibit; the largest ECP5 has 3.7 Mbit of BRAM)
+MAX_KV_BUFFER_BITS = 2 ** 25   # the K/V ring (32 Mibit; the largest ECP5 has 3.7 Mbit of BRAM);
+                               # a decode core's C rings together (its limit on contexts)
 MAX_GLOBAL_TOKENS = 256        # resident global K/V rows (each lane compares its key with them)
 MAX_DILATION = 64              # residue classes of the K/V ring
 MAX_HEADS = 1024               # query (and K/V) heads of a model (GPT-OSS-120b has 64)
-MAX_CONTEXTS = 1               # decode contexts (K/V rings) of a core (docs/rtl.md, "Decode")
+MAX_CONTEXTS = 256             # decode contexts: records of the context store (an asynchronous-
+                               # read memory); their rings together within MAX_KV_BUFFER_BITS
 
 
 class LimitError(ConfigValueError):
@@ -217,6 +219,7 @@ class CoreParams:
                              "the global first and last blocks are resident global rows and "
                              f"columns, at most {MAX_GLOBAL_TOKENS}")
         _ = self.widths  # raises if the format cannot hold this window
+        self._check_context_memory()
         kv_bits = self.resources()["kv_buffer_bits"] + self.resources()["random_buffer_bits"]
         if kv_bits > MAX_KV_BUFFER_BITS and self.generated:
             raise LimitError("kv_buffer_bits", kv_bits, MAX_KV_BUFFER_BITS,
@@ -272,12 +275,10 @@ class CoreParams:
                                    f"head), not {self.heads} on {self.kv_heads}", "heads")
 
     def _check_contexts(self):
-        """``contexts``: 0 (no decode) or 1 … ``MAX_CONTEXTS``, on a token-band core without
-        global tokens (a global row needs the whole sequence's keys, BigBird its last block)."""
+        """``contexts``: 0 (no decode) or C >= 1, on a token-band core without global tokens (a
+        global row needs the whole sequence's keys, BigBird its last block). The C rings'
+        bits together are bounded by ``MAX_KV_BUFFER_BITS`` (:meth:`_check_context_memory`)."""
         check_int("contexts", self.contexts, 0)
-        if self.contexts > MAX_CONTEXTS:
-            raise LimitError("contexts", self.contexts, MAX_CONTEXTS,
-                             "K/V rings of a decode core (more are not built yet)")
         if self.contexts and (self.spec.block_size or self.spec.global_tokens
                               or self.hw.max_global_tokens):
             raise ConfigValueError(f"contexts must be 0 on a core with global tokens or BigBird "
@@ -285,10 +286,39 @@ class CoreParams:
                                    f"continued run has not seen), not {self.contexts}",
                                    "contexts")
 
+    def _check_context_memory(self):
+        """A decode core's C contexts: at most ``MAX_CONTEXTS`` records, and their K/V rings
+        (each ``ring_bits``) within ``MAX_KV_BUFFER_BITS`` together (``LimitError`` naming
+        ``contexts``)."""
+        if self.contexts > MAX_CONTEXTS:
+            raise LimitError("contexts", self.contexts, MAX_CONTEXTS,
+                             "records of the context store, a memory read in the cycle a "
+                             "command is taken")
+        per = self.ring_bits
+        if self.contexts > 1 and self.contexts * per > MAX_KV_BUFFER_BITS and self.generated:
+            raise LimitError("contexts", self.contexts, max(1, MAX_KV_BUFFER_BITS // per),
+                             f"K/V rings of {per} bits each, together at most "
+                             f"{MAX_KV_BUFFER_BITS} bits (MAX_KV_BUFFER_BITS), the practical "
+                             f"limit of Verilog generation")
+
     @property
     def decode(self) -> bool:
         """The core continues sequences (``contexts`` >= 1): its command has ``cont``."""
         return self.contexts > 0
+
+    @property
+    def ctx_bits(self) -> int:
+        """Width of the command's ``ctx`` field (ceil(log2 C)): 0 on a core of one context or
+        none, which has no field."""
+        return clog2(self.contexts) if self.contexts > 1 else 0
+
+    @property
+    def ring_bits(self) -> int:
+        """Bits of one context's K/V ring (K and V words of every lane, with the resident sink
+        columns) and, on a core with resident columns, its flag bits."""
+        kl, dl = self.hw.key_lanes, self.hw.dim_lanes
+        flags = kl * self.kv_depth if self.max_global_tokens else 0
+        return 2 * kl * self.kv_depth * dl * self.widths.data + flags
 
     # -- sizes --------------------------------------------------------------------------------
 
@@ -501,7 +531,8 @@ class CoreParams:
             "sv_multipliers": kl * dl,
             # (a core that takes learned sink logits has one more exp unit, for p_σ)
             "exp_multipliers": kl + self.sink_logits,
-            "kv_buffer_bits": 2 * kl * self.kv_depth * dl * w.data,
+            # (a decode core of C contexts: C rings)
+            "kv_buffer_bits": 2 * kl * self.kv_depth * dl * w.data * max(self.contexts, 1),
             "score_buffer_bits": kl * self.score_depth * w.score,
             "accumulator_bits": 2 * d * w.acc,
             "exp_table_bits": (kl + self.sink_logits) * 2 ** self.fmt.exp_frac_bits * w.prob,
@@ -512,8 +543,8 @@ class CoreParams:
                               "global_exp_multipliers", "global_v_fifo_rows",
                               "global_buffer_bits", "global_accumulator_bits",
                               "global_exp_table_bits", "global_divider_stages", "flag_bits"), 0)
-        if self.sink_core:   # resident columns without global rows
-            glob["flag_bits"] = kl * self.kv_depth
+        if self.sink_core:   # resident columns without global rows (C rings: C copies)
+            glob["flag_bits"] = kl * self.kv_depth * max(self.contexts, 1)
         elif self.max_global_tokens:
             from .global_rows import QK_DEPTH, global_state_bits
             from .units import EXP_LATENCY
@@ -624,6 +655,18 @@ class CoreParams:
         if run.after:
             raise ConfigValueError(f"after must be 0 in a continued sequence (its keys after a "
                                    f"row have not arrived), not {run.after}", "after")
+
+    def check_context(self, ctx: int) -> None:
+        """``ValueError`` naming ``ctx`` unless it names one of a decode core's contexts
+        (0 … C − 1; the core refuses a command on another with ``error``, nothing taken)."""
+        if not self.decode:
+            raise ConfigValueError("this core has no contexts (generated without decode: "
+                                   "contexts 0)", "contexts")
+        check_int("ctx", ctx, 0)
+        if ctx >= self.contexts:
+            raise ConfigValueError(f"ctx must be at most {self.contexts - 1} (the core's "
+                                   f"{self.contexts} context{'s' if self.contexts != 1 else ''}"
+                                   f"), not {ctx}", "ctx")
 
     def block_window(self, run: AttentionSpec) -> tuple[np.ndarray, np.ndarray]:
         """The first and last key of every row's band segment on a block-sparse core: for row i

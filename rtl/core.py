@@ -52,7 +52,9 @@ from amaranth.lib.wiring import In, Out
 
 from swatkit.golden import AttentionSpec, NumberFormat
 
+from . import kv_ring, run_control, scheduler
 from .config import CoreParams, HardwareConfig
+from .contexts import ContextStore, carry, context_layout
 from .global_rows import GLOBAL_STAT_FIELDS, GlobalRowEngine, GlobalRowEngines
 from .kv_ring import KVRing, RandomRing
 from .normaliser import Normaliser
@@ -97,6 +99,8 @@ def core_layouts(p: CoreParams) -> dict:
         cmd["global_tokens"] = data.ArrayLayout(unsigned(p.index_bits), p.max_global_tokens)
     if p.decode:   # 0: start a sequence of seq_len rows; 1: continue it by seq_len rows
         cmd["cont"] = unsigned(1)
+    if p.ctx_bits:   # (C > 1 contexts) the context the command starts or continues
+        cmd["ctx"] = unsigned(p.ctx_bits)
     return {
         "cmd": data.StructLayout(cmd),
         "q": row,
@@ -129,12 +133,13 @@ def core_signature(p: CoreParams) -> wiring.Signature:
         "error": Out(1),
         "rule_error": Out(1),
         "stats": Out(lay["stats"]),
-        **({"ctx_valid": Out(1)} if p.decode else {}),
+        # (C > 1 contexts: bit c for context c)
+        **({"ctx_valid": Out(max(p.contexts, 1))} if p.decode else {}),
     })
 
 
 def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None = None,
-            sink_scores=None, cont: bool = False) -> dict:
+            sink_scores=None, cont: bool = False, ctx: int = 0) -> dict:
     """The ``cmd`` payload (a dict for ``core_layouts(p)["cmd"].const``) that starts a run with
     the pattern ``run`` (an :class:`AttentionSpec`; default: the core's own spec), or only a
     different ``seq_len``; on a core that takes learned sink logits, ``sink_scores`` (one
@@ -142,12 +147,18 @@ def command(p: CoreParams, run: AttentionSpec | None = None, seq_len: int | None
     against the core's maxima: the core refuses a bad command itself (``error``);
     :meth:`CoreParams.check_run` checks one in software. On a decode core, ``cont``: the
     command continues the sequence (of the pattern ``run``) by ``seq_len`` rows
-    (:meth:`CoreParams.check_continue` checks one in software)."""
+    (:meth:`CoreParams.check_continue` checks one in software); ``ctx``: the context it
+    names on a core of C > 1 contexts (not checked either: a ctx beyond C − 1 that the field
+    holds is refused by the core; :meth:`CoreParams.check_context`)."""
     if cont and not p.decode:
         raise ValueError("cont needs a decode core (contexts >= 1)")
+    if ctx and not p.ctx_bits:
+        raise ValueError("ctx needs a core of 2 contexts or more")
     fields = _command_fields(p, p.spec if run is None else run, seq_len, sink_scores)
     if p.decode:
         fields["cont"] = int(bool(cont))
+    if p.ctx_bits:
+        fields["ctx"] = int(ctx)
     return fields
 
 
@@ -177,9 +188,10 @@ def _command_fields(p: CoreParams, run: AttentionSpec, seq_len: int | None,
 
 
 def command_value(p: CoreParams, run: AttentionSpec | None = None,
-                  seq_len: int | None = None, sink_scores=None, cont: bool = False) -> int:
+                  seq_len: int | None = None, sink_scores=None, cont: bool = False,
+                  ctx: int = 0) -> int:
     """:func:`command` as the integer of the ``cmd`` payload's bits."""
-    const = core_layouts(p)["cmd"].const(command(p, run, seq_len, sink_scores, cont))
+    const = core_layouts(p)["cmd"].const(command(p, run, seq_len, sink_scores, cont, ctx))
     return const.as_value().value & ((1 << core_layouts(p)["cmd"].size) - 1)
 
 
@@ -253,6 +265,12 @@ class SwatCore(wiring.Component):
         self.sv = SVEngine(p, cmd)
         self.norm = Normaliser(p.fmt, p.spec.head_dim, p.hw.dim_lanes, p.widths.acc,
                                p.widths.sum, drop=p.global_rows)
+        self.store = None   # (C > 1 contexts) the carried registers of each context
+        if p.ctx_bits:
+            self.store = ContextStore(p, context_layout({
+                "control": run_control.carried_layout(p), "ring": kv_ring.carried_layout(p),
+                "sched": scheduler.carried_layout(p),
+                "core": data.StructLayout({"rows_out": unsigned(p.index_bits)})}))
         self.glob = None
         if p.global_rows:   # (BigBird's 2·b global rows: several engines)
             d, dl, gmax = p.spec.head_dim, p.hw.dim_lanes, p.max_global_tokens
@@ -272,7 +290,7 @@ class SwatCore(wiring.Component):
 
     def _stages(self):
         return [s for s in (self.control, self.ring, self.random, self.scheduler, self.qk,
-                            self.sv, self.norm, self.glob) if s is not None]
+                            self.sv, self.norm, self.glob, self.store) if s is not None]
 
     def elaborate(self, platform):
         m = Module()
@@ -282,7 +300,7 @@ class SwatCore(wiring.Component):
         qk, sv, norm, glob = self.qk, self.sv, self.norm, self.glob
         for name, stage in (("control", control), ("ring", ring), ("random", rnd),
                             ("scheduler", sched), ("qk", qk), ("sv", sv), ("norm", norm),
-                            ("glob", glob)):
+                            ("glob", glob), ("contexts", self.store)):
             if stage is not None:
                 m.submodules[name] = stage
         run = control.run
@@ -359,6 +377,8 @@ class SwatCore(wiring.Component):
                 m.d.sync += stat_rows_out.eq(0)
                 with m.If(~run.cont):
                     m.d.sync += rows_out.eq(0)
+            if p.ctx_bits:
+                self._contexts(m, rows_out)
         else:
             with m.If(run.start):
                 m.d.sync += [rows_out.eq(0), stat_rows_out.eq(0)]
@@ -392,6 +412,20 @@ class SwatCore(wiring.Component):
         state_invariants(m, platform, [*self._invariants(rows_done, stat_rows_out),
                                        *self._drop_invariants(rows_out, rows_done, drops)])
         return m
+
+    def _contexts(self, m: Module, rows_out):
+        """(C > 1 contexts) the context store: read at the command's ``ctx``, written with the
+        stages' carried registers (and ``rows_out``) in the running context's record when the
+        run ends; each stage loads its own when a continue starts."""
+        store, run, control = self.store, self.control.run, self.control
+        m.d.comb += [store.rd_ctx.eq(run.cmd.ctx), store.wr_ctx.eq(run.ctx),
+                     store.save.eq(run.running & control.done)]
+        for name, stage in (("control", control), ("ring", self.ring),
+                            ("sched", self.scheduler)):
+            m.d.comb += [getattr(store.cur, name).eq(stage.context.save),
+                         stage.context.load.eq(getattr(store.load, name))]
+        carry(m, SimpleNamespace(save=store.cur.core, load=store.load.core),
+              {"rows_out": rows_out}, run.start & run.cont)
 
     def _drop_invariants(self, rows_out, rows_done, drops) -> list[tuple]:
         """The rows dropped before ``o`` (global tokens' band rows) add up: ``rows_done`` =

@@ -29,6 +29,13 @@ Ports of :class:`KVRing`:
 
 Ports of :class:`RandomRing`: ``kvr`` (In stream), ``run``, ``sv_done`` (In: rows done), ``k_rd``,
 ``v_rd`` as above, and ``blocks`` (Out: query blocks whose random rows are all written).
+
+Contexts (a decode core of C > 1 contexts, docs/rtl.md "Decode"): each context's ring (and
+resident sink columns, and flags) is a region of ``kv_depth`` words of each lane's memories, at
+``run.ctx · kv_depth``; the engines' addresses stay context-local and the ring adds the run's
+region base (a register set with the run's start). ``context``
+(:func:`~swatkit.rtl.contexts.context_signature` of :func:`carried_layout`): the loader's
+pointers and credit, saved when a run ends and loaded when a continue starts.
 """
 
 from __future__ import annotations
@@ -40,11 +47,30 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import CoreParams
+from .contexts import carry, context_signature
 from .row_walk import walk_addr_bits, wrap_inc
 from .run_control import STAT_BITS, run_signature
 from .units import BankedMemory, ram_bank_words, state_invariants
 
-__all__ = ["KVRing", "RandomRing", "RowCopier", "read_signature"]
+__all__ = ["KVRing", "RandomRing", "RowCopier", "carried_layout", "read_signature"]
+
+
+def carried_layout(p: CoreParams) -> data.StructLayout:
+    """What a context keeps of the K/V loader (C > 1 contexts): its row counters, the next
+    row's lane, slot, class and region, the credit and its wait, the sink columns loaded."""
+    depth, idx = range(max(p.kv_depth, 2)), unsigned(p.index_bits)
+    fields = {"acc": idx, "wr": idx, "a": idx, "lane": range(max(p.hw.key_lanes, 2)),
+              "base": depth, "credit": range(p.max_dilation * p.ring_rows + 1),
+              "wait": range(max(p.max_dilation * p.ring_before, 1) + 1),
+              "slot_free": unsigned(1)}
+    if p.max_dilation > 1:
+        fields["cls"] = range(max(p.max_dilation, 2))
+    if p.max_dilation > 1 or p.max_global_tokens:
+        fields["region"] = depth
+    if p.max_global_tokens:
+        fields.update(pre_acc=range(p.max_global_tokens + 1),
+                      pre_wr=range(p.max_global_tokens + 1))
+    return data.StructLayout(fields)
 
 
 def read_signature(p: CoreParams, bits: int, *, en: bool, used: bool = True
@@ -130,10 +156,12 @@ def _banked_lanes(m: Module, p: CoreParams, platform, name: str, words: int):
     return mems, [mem.write_port() for mem in mems]
 
 
-def _read_lanes(m: Module, mems, rd, name: str, en=1):
-    """Every lane's word of the read ``rd`` (two cycles after its address, under ``en``)."""
+def _read_lanes(m: Module, mems, rd, name: str, en=1, base=None):
+    """Every lane's word of the read ``rd`` (two cycles after its address, under ``en``;
+    ``base``: a context's region, added to the address)."""
     for lane, mem in enumerate(mems):
-        m.d.comb += rd.data[lane].eq(mem.read_registered(rd.addr[lane], en, en,
+        addr = rd.addr[lane] if base is None else rd.addr[lane] + base
+        m.d.comb += rd.data[lane].eq(mem.read_registered(addr, en, en,
                                                          f"{name}{lane}", rd.used[lane]))
 
 
@@ -167,7 +195,12 @@ class KVRing(wiring.Component):
         if p.max_global_tokens:
             members.update(f_qk=In(read_signature(p, 1, en=False, used=False)),
                            f_sv=In(read_signature(p, 1, en=True, used=False)), pre_done=Out(1))
+        if p.ctx_bits:
+            members["context"] = Out(context_signature(carried_layout(p)))
         super().__init__(members)
+        # (C > 1 contexts) the running context's region of the memories: run.ctx · kv_depth
+        self.ctx_base = (Signal(range(p.contexts * p.kv_depth), name="kv_ctx_base")
+                         if p.ctx_bits else None)
         # not ports: 1 in a cycle that reads a used K/V word where it is written (the promise of
         # BankedMemory's no_rw_check); the loader's state, for the invariants
         self.collision = Signal()
@@ -345,6 +378,8 @@ class KVRing(wiring.Component):
         kv_copy = self.copier
         kv_copy.build(m, self.kv, kv_start)
         kv_addr = kv_region + kv_base + kv_g
+        if p.ctx_bits:
+            kv_addr = kv_addr + self.ctx_base
         for lane in range(kl):
             m.d.comb += [
                 kwr[lane].addr.eq(kv_addr), kwr[lane].data.eq(kv_copy.k),
@@ -412,9 +447,27 @@ class KVRing(wiring.Component):
                       (kv_acc, kv_wr, kv_lane, kv_base, kv_cls, kv_a, kv_rows),
                       lpos if gmax and not blk and not p.sink_core else None,
                       lrem if gmax and not blk and not p.sink_core else None)
+        if p.ctx_bits:
+            self._contexts(m, (kv_acc, kv_wr, kv_a, kv_lane, kv_base, kv_credit, kv_wait,
+                               slot_free, kv_cls, kv_region))
         state_invariants(m, platform, [*self.invariants(),
                                        (kv_rows == kv_wr, "inv: stats.kv_rows = kv_wr")])
         return m
+
+    def _contexts(self, m: Module, regs):
+        """(C > 1 contexts) the run's region base, set with its start, and the carried
+        registers (``regs`` in :func:`carried_layout`'s order; the class and region where the
+        layout has them), loaded when a continue starts."""
+        p, run, s = self.params, self.run, self.state
+        with m.If(run.start):
+            m.d.sync += self.ctx_base.eq(run.cmd.ctx * p.kv_depth)
+        names = ("acc", "wr", "a", "lane", "base", "credit", "wait", "slot_free", "cls",
+                 "region")
+        fields = carried_layout(p).members
+        carried = {k: r for k, r in zip(names, regs, strict=True) if k in fields}
+        if p.max_global_tokens:
+            carried.update(pre_acc=s.pre_acc, pre_wr=s.pre_wr)
+        carry(m, self.context, carried, run.start & run.cont)
 
     def _new_run(self, m: Module, new_seq, kv_rows, kv_region, counters, lpos, lrem):
         """A new run resets every pointer and counter (``counters``, the global columns'
@@ -444,23 +497,28 @@ class KVRing(wiring.Component):
         the resident global columns; one flag bit per word (the band key is a global token) —
         with the engines' reads; returns the write ports of each (``None`` for no flags)."""
         p = self.params
-        kmem, kwr = _banked_lanes(m, p, platform, "kmem", p.kv_depth)
-        vmem, vwr = _banked_lanes(m, p, platform, "vmem", p.kv_depth)
-        _read_lanes(m, kmem, self.k_rd, "qk_k")
-        _read_lanes(m, vmem, self.v_rd, "sv_v", self.v_rd.en)
+        depth = p.kv_depth * max(p.contexts, 1)   # (C > 1 contexts: a region each)
+        base = self.ctx_base
+        kmem, kwr = _banked_lanes(m, p, platform, "kmem", depth)
+        vmem, vwr = _banked_lanes(m, p, platform, "vmem", depth)
+        _read_lanes(m, kmem, self.k_rd, "qk_k", base=base)
+        _read_lanes(m, vmem, self.v_rd, "sv_v", self.v_rd.en, base)
         m.d.comb += self.collision.eq(Cat(mem.collision for mem in (*kmem, *vmem)).any())
         if not p.max_global_tokens:
             return kwr, vwr, None
-        fmem = [memory.Memory(shape=1, depth=p.kv_depth, init=[]) for _ in range(p.hw.key_lanes)]
+        fmem = [memory.Memory(shape=1, depth=depth, init=[]) for _ in range(p.hw.key_lanes)]
         for lane, mem in enumerate(fmem):
             m.submodules[f"fmem{lane}"] = mem
         fwr = [mem.write_port() for mem in fmem]
         for lane, mem in enumerate(fmem):
             qk_flag = mem.read_port()
             sv_flag = mem.read_port()
-            m.d.comb += [qk_flag.addr.eq(self.f_qk.addr[lane]),
+            qk_addr, sv_addr = self.f_qk.addr[lane], self.f_sv.addr[lane]
+            if base is not None:
+                qk_addr, sv_addr = qk_addr + base, sv_addr + base
+            m.d.comb += [qk_flag.addr.eq(qk_addr),
                          self.f_qk.data[lane].eq(qk_flag.data),
-                         sv_flag.addr.eq(self.f_sv.addr[lane]), sv_flag.en.eq(self.f_sv.en),
+                         sv_flag.addr.eq(sv_addr), sv_flag.en.eq(self.f_sv.en),
                          self.f_sv.data[lane].eq(sv_flag.data)]
         return kwr, vwr, fwr
 

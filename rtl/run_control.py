@@ -28,20 +28,28 @@ stages keep their positions, ring and resident columns. A continue is refused
 (:func:`continue_faults`) on an invalid context, past ``max_seq_len``, when its pattern
 fields differ from the sequence's, or when the sequence looks ahead (``after`` > 0).
 - ``error``: Out(1) — the last command was refused; ``cycles``: Out — busy cycles of the run.
+
+A core of C > 1 contexts has a ``ctx`` field on the command: the context a start begins or a
+continue goes on with (``run.ctx`` holds it through the run). ``ctx_valid`` is then C bits (bit c:
+context c holds a sequence; a reset clears them all, a start sets its own), a ctx beyond C − 1
+is refused like any bad field, and ``context`` (:func:`~swatkit.rtl.contexts.
+context_signature` of :func:`carried_layout`) shows the sequence's length and pattern to the
+core's :class:`~swatkit.rtl.contexts.ContextStore` and takes the named context's back: a
+continue is checked against them and ``n`` goes on from the record's.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import CoreParams
+from .contexts import carry, context_signature
 from .units import STAT_BITS, state_invariants
 
-__all__ = ["STAT_BITS", "RunControl", "command_faults", "continue_faults", "field_bits",
-           "run_signature"]
-
+__all__ = ["STAT_BITS", "RunControl", "carried_layout", "command_faults", "continue_faults",
+           "ctx_faults", "field_bits", "run_signature"]
 
 
 def field_bits(limit: int) -> int:
@@ -66,6 +74,8 @@ def run_signature(p: CoreParams, cmd_layout: data.Layout) -> wiring.Signature:
         members["nq"] = Out(p.index_bits)   # Q rows (and output rows): g · N
     if p.decode:   # the command taken with start continues the sequence
         members["cont"] = Out(1)
+    if p.ctx_bits:   # the run's context (C > 1 contexts)
+        members["ctx"] = Out(range(p.contexts))
     if p.sink_logits:   # the run's learned sink scores, one per query head, and whether used
         members["sinks"] = Out(data.ArrayLayout(signed(p.widths.score), p.group_heads))
         members["sink_on"] = Out(1)
@@ -83,6 +93,29 @@ def run_signature(p: CoreParams, cmd_layout: data.Layout) -> wiring.Signature:
             members["rcount"] = Out(range(rmax + 1))
             members["rnd_last"] = Out(range(max(p.random_rows, 2)))   # r·b − 1 (one bit at least)
     return wiring.Signature(members)
+
+
+def carried_layout(p: CoreParams) -> data.StructLayout:
+    """What a context keeps of the command stage (C > 1 contexts): the sequence's rows so far
+    ``n`` and the pattern fields a continue is compared with."""
+    fields = {"n": unsigned(p.index_bits), "before": unsigned(field_bits(p.spec.before)),
+              "after": unsigned(field_bits(p.spec.after))}
+    if p.max_dilation > 1:
+        fields["dil"] = unsigned(field_bits(p.max_dilation))
+    if p.sink_core:
+        fields["gcount"] = range(p.max_global_tokens + 1)
+    if p.sink_logits:
+        fields["sink_on"] = unsigned(1)
+        fields["sinks"] = data.ArrayLayout(signed(p.widths.score), p.group_heads)
+    return data.StructLayout(fields)
+
+
+def ctx_faults(p: CoreParams, cmd) -> list:
+    """``[1 when the command names a context the core has not]`` on a core of C > 1 contexts
+    whose ``ctx`` field holds more (C not a power of two); else ``[]``: nothing to check."""
+    if p.ctx_bits and p.contexts < 2 ** p.ctx_bits:
+        return [cmd.ctx > p.contexts - 1]
+    return []
 
 
 def command_faults(p: CoreParams, cmd) -> list:
@@ -104,7 +137,7 @@ def command_faults(p: CoreParams, cmd) -> list:
         return (value > limit) if limit < 2 ** width - 1 else 0
 
     seq_len = cmd.seq_len
-    bad = [~seq_len.any(), over(seq_len, hw.max_seq_len, p.index_bits)]
+    bad = [~seq_len.any(), over(seq_len, hw.max_seq_len, p.index_bits), *ctx_faults(p, cmd)]
     if blk:
         lb = blk.bit_length() - 1   # N must be a multiple of the block size
         if lb:
@@ -145,7 +178,7 @@ def continue_faults(p: CoreParams, cmd, regs: dict, n, valid) -> list:
     sequence's (``regs``: the run registers of its start — ``before``, ``after``, ``dil``,
     ``gcount``, ``sinks``, ``sink_on``). :meth:`CoreParams.check_continue` is the same rule."""
     seq_len = cmd.seq_len
-    bad = [~valid, ~seq_len.any(), n + seq_len > p.hw.max_seq_len,
+    bad = [~valid, *ctx_faults(p, cmd), ~seq_len.any(), n + seq_len > p.hw.max_seq_len,
            cmd.after.any(), cmd.after != regs["after"], cmd.before != regs["before"]]
     if p.max_dilation > 1:
         bad.append(cmd.dilation != regs["dil"])
@@ -175,7 +208,9 @@ class RunControl(wiring.Component):
             "done": In(1),
             "error": Out(1),
             "cycles": Out(STAT_BITS),
-            **({"ctx_valid": Out(1)} if params.decode else {}),
+            **({"ctx_valid": Out(max(params.contexts, 1))} if params.decode else {}),
+            **({"context": Out(context_signature(carried_layout(params)))}
+               if params.ctx_bits else {}),
         })
 
     def invariants(self) -> list[tuple]:
@@ -248,6 +283,49 @@ class RunControl(wiring.Component):
         if gmax:
             m.d.sync += regs["gcount"].eq(run.cmd_gcount)
 
+    def _continue_faults(self, regs: dict, n, valid) -> list:
+        """:func:`continue_faults` of the command on offer, against the sequence of its context:
+        the stage's registers (one context) or the named context's record (C > 1)."""
+        p, cmd = self.params, self.cmd.payload
+        if not p.ctx_bits:
+            return continue_faults(p, cmd, regs, n, valid)
+        rec = self.context.load
+        named = {"before": rec.before, "after": rec.after}
+        for name in ("dil", "gcount", "sinks", "sink_on"):
+            if name in regs:
+                named[name] = getattr(rec, name)
+        # (a decode rather than a shift, which lint finds too wide; a ctx the field holds
+        # beyond C − 1 reads 0, and ctx_faults refuses it)
+        bit = Cat(*[valid[c] & (cmd.ctx == c) for c in range(p.contexts)]).any()
+        return continue_faults(p, cmd, named, rec.n, bit)
+
+    def _start_or_continue(self, m: Module, regs: dict, running, n):
+        """The statements of a legal command on a decode core: a start latches the pattern
+        and makes its context valid; a continue keeps the pattern and adds ``seq_len`` rows to
+        the sequence's (C > 1: those of the named context's record, loaded)."""
+        p, cmd, run, valid = self.params, self.cmd.payload, self.run, self._valid
+        with m.If(cmd.cont):   # the sequence goes on: its pattern stays
+            if p.ctx_bits:   # (the record's pattern equals the command's: latched from it)
+                self._latch(m, regs, running, n)
+                m.d.sync += regs["before"].eq(cmd.before)
+                total = self.context.load.n + cmd.seq_len
+            else:
+                total = n + cmd.seq_len
+            m.d.sync += [self.error.eq(0), running.eq(1), n.eq(total)]
+            if p.group_heads > 1:
+                m.d.sync += regs["nq"].eq(total * p.group_heads)
+        with m.Else():
+            if p.ctx_bits:
+                m.d.sync += regs["before"].eq(cmd.before)
+                for c in range(p.contexts):
+                    with m.If(cmd.ctx == c):
+                        m.d.sync += valid[c].eq(1)
+            else:
+                m.d.sync += [valid.eq(1), regs["before"].eq(cmd.before)]
+            self._latch(m, regs, running, n)
+        if p.ctx_bits:
+            m.d.sync += run.ctx.eq(cmd.ctx)
+
     def elaborate(self, platform):
         m = Module()
         p, run = self.params, self.run
@@ -272,32 +350,31 @@ class RunControl(wiring.Component):
                 regs[name] = (Signal(run.sinks.shape(), name=name) if name == "sinks"
                               else Signal.like(getattr(run, name), name=name))
                 m.d.comb += getattr(run, name).eq(regs[name])
-        if p.decode:   # the sequence's window start, and whether there is a sequence
+        if p.decode:   # the sequence's window start, and whether there is a sequence (C > 1:
+            # bit c, context c's)
             regs["before"] = Signal.like(cmd.before, name="seq_before")
-            valid = Signal(name="ctx_valid")
+            self._valid = valid = Signal(max(p.contexts, 1), name="ctx_valid")
             m.d.comb += [self.ctx_valid.eq(valid), run.cont.eq(cmd.cont)]
         with m.If(self.cmd.valid & ~running):
             refuse = Cat(*command_faults(p, cmd)).any()
             if p.decode:
-                refuse = Mux(cmd.cont, Cat(*continue_faults(p, cmd, regs, n, valid)).any(),
+                refuse = Mux(cmd.cont, Cat(*self._continue_faults(regs, n, valid)).any(),
                              refuse)
             with m.If(refuse):
                 m.d.sync += self.error.eq(1)
             with m.Else():
                 m.d.comb += run.start.eq(1)
                 if p.decode:
-                    with m.If(cmd.cont):   # the sequence goes on: its pattern stays
-                        total = n + cmd.seq_len
-                        m.d.sync += [self.error.eq(0), running.eq(1), n.eq(total)]
-                        if p.group_heads > 1:
-                            m.d.sync += regs["nq"].eq(total * p.group_heads)
-                    with m.Else():
-                        m.d.sync += [valid.eq(1), regs["before"].eq(cmd.before)]
-                        self._latch(m, regs, running, n)
+                    self._start_or_continue(m, regs, running, n)
                 else:
                     self._latch(m, regs, running, n)
         with m.If(running & self.done):
             m.d.sync += running.eq(0)
+        if p.ctx_bits:   # (loaded from the store never: a continue reads its record itself)
+            carried = {"n": n, "before": regs["before"], "after": regs["after"]}
+            carried.update({k: regs[k] for k in ("dil", "gcount", "sinks", "sink_on")
+                            if k in regs})
+            carry(m, self.context, carried, None)
         cycles = Signal(STAT_BITS, name="stat_cycles")
         m.d.comb += self.cycles.eq(cycles)
         with m.If(running):

@@ -21,6 +21,9 @@ Ports:
   class; ``pre_done``: In — the global columns are loaded; ``blocks``: In — query blocks whose
   random rows are loaded; ``sv_fin``: In — a row finished SV (frees its score buffer).
 - ``q_rows``: Out — the Q rows counter of ``stats``.
+- ``context`` (a decode core of C > 1 contexts): :func:`~swatkit.rtl.contexts.
+  context_signature` of :func:`carried_layout` — the row counters and the next row's window,
+  saved when a run ends and loaded when a continue starts (docs/rtl.md, "Decode").
 """
 
 from __future__ import annotations
@@ -32,11 +35,30 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import CoreParams
+from .contexts import carry, context_signature
 from .row_walk import wrap_inc
 from .run_control import STAT_BITS, run_signature
 from .units import state_invariants
 
-__all__ = ["Scheduler", "row_layout"]
+__all__ = ["Scheduler", "carried_layout", "row_layout"]
+
+
+def carried_layout(p: CoreParams) -> data.StructLayout:
+    """What a context keeps of the scheduler (C > 1 contexts): the Q rows taken and started,
+    the next row's position, its band's first key (with its lane, slot and wait), its
+    class-local index, class and region, and a sink core's sink columns. (The score buffer
+    pointer and the query head are not: every buffer is free and the head 0 when a run ends.)"""
+    depth, idx = range(max(p.kv_depth, 2)), unsigned(p.index_bits)
+    fields = {"q_cnt": idx, "qk_row": idx, "lo": idx, "qk_a": idx,
+              "lo_lane": range(max(p.hw.key_lanes, 2)), "lo_base": depth,
+              "lo_wait": range(max(p.spec.before, p.block_size, 1) + 1)}
+    if p.max_dilation > 1:
+        fields.update(qk_cls=range(max(p.max_dilation, 2)), qk_region=depth)
+    if p.group_heads > 1:
+        fields["qk_pos"] = idx
+    if p.sink_core:
+        fields["cols"] = range(p.max_global_tokens + 1)
+    return data.StructLayout(fields)
 
 
 def row_layout(p: CoreParams) -> data.StructLayout:
@@ -83,6 +105,8 @@ class Scheduler(wiring.Component):
             members["pre_done"] = In(1)
         if p.max_random_blocks:
             members["blocks"] = In(p.index_bits)
+        if p.ctx_bits:
+            members["context"] = Out(context_signature(carried_layout(p)))
         super().__init__(members)
         self.state = SimpleNamespace(
             q_cnt=Signal(p.index_bits, name="q_cnt"),   # Q rows accepted
@@ -227,11 +251,8 @@ class Scheduler(wiring.Component):
             row_lo_base = Mux(blk_first, lo_base, blo_base)
         else:
             row_lo, row_lo_lane, row_lo_base = lo, lo_lane, lo_base
-        # a continue (decode core) keeps the next row's window, whose reach is the row itself
-        # (a continued sequence has after = 0): hi1 = qk_pos + 1
         if p.decode:
-            with m.If(start_run & run.cont):
-                m.d.sync += [near.eq(0), hi1.eq(s.qk_pos + 1)]
+            self._continue_window(m, near, hi1)
         with m.If(new_seq):
             if blk:
                 m.d.sync += [hi1.eq(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len)),
@@ -294,8 +315,10 @@ class Scheduler(wiring.Component):
             m.d.comb += row.region.eq(qk_region)
         if rmax:
             m.d.comb += [row.rnd.eq(row_rnd), row.rsel.eq(qk_blk[0])]
+        cols = None
         if p.sink_core:
-            m.d.comb += row.cols.eq(self._sink_columns(m, new_seq, adv))
+            cols = self._sink_columns(m, new_seq, adv)
+            m.d.comb += row.cols.eq(cols)
         if p.sink_logits:   # the learned sink score of the row's query head
             sinks = [run.sinks[h] for h in range(p.group_heads)]
             m.d.comb += row.sink.eq(Array(sinks)[s.qk_head] if len(sinks) > 1 else sinks[0])
@@ -310,9 +333,33 @@ class Scheduler(wiring.Component):
 
         # -- a new run resets every pointer and counter ---------------------------------------
         self._new_run(m, new_seq, (q_cnt, qk_row, lo_lane, lo_base, sbuf), q_rows)
+        if p.ctx_bits:
+            self._contexts(m, {"q_cnt": q_cnt, "qk_row": qk_row, "lo": lo, "qk_a": qk_a,
+                               "lo_lane": lo_lane, "lo_base": lo_base, "lo_wait": lo_wait,
+                               "qk_cls": qk_cls, "qk_region": qk_region, "qk_pos": s.qk_pos,
+                               "cols": cols})
         state_invariants(m, platform, [*self.invariants(),
                                        (q_rows == q_cnt, "inv: stats.q_rows = q_cnt")])
         return m
+
+    def _continue_window(self, m: Module, near, hi1):
+        """A continue (decode core) keeps the next row's window, whose reach is the row itself
+        (a continued sequence has after = 0): hi1 = qk_pos + 1 (C > 1 contexts: the position
+        in the named context's record)."""
+        p, s, run = self.params, self.state, self.run
+        pos = s.qk_pos
+        if p.ctx_bits:
+            rec = self.context.load
+            pos = rec.qk_pos if p.group_heads > 1 else rec.qk_row
+        with m.If(run.start & run.cont):
+            m.d.sync += [near.eq(0), hi1.eq(pos + 1)]
+
+    def _contexts(self, m: Module, regs: dict):
+        """(C > 1 contexts) the carried registers (``regs``, those :func:`carried_layout`
+        has), loaded from the named context's record when a continue starts."""
+        fields = carried_layout(self.params).members
+        carry(m, self.context, {k: r for k, r in regs.items() if k in fields},
+              self.run.start & self.run.cont)
 
     def _qk_counters(self, m: Module, qk_start, nq):
         """The registered forms of "rows left to start" (``qk_more``: qk_row < nq) and "a score

@@ -41,6 +41,7 @@ class CoreInput(NamedTuple):
     # ``run`` the sequence's pattern at its length after them (P + n); no resident columns are
     # sent again
     cont: bool = False
+    ctx: int = 0   # (a core of C > 1 contexts) the context the run starts or continues
 
 
 class ResetCore(NamedTuple):
@@ -62,7 +63,8 @@ class Rejected(NamedTuple):
     busy: bool       # ``busy`` was high in some watched cycle
     taken: dict      # stream name -> beats that moved (valid & ready) while watched
     offered: dict    # stream name -> watched cycles with ``valid`` high (a beat was on offer)
-    ctx_valid: bool | None = None   # a decode core's ``ctx_valid`` in the last watched cycle
+    # a decode core's ``ctx_valid`` in the last watched cycle (C > 1 contexts: its C bits, an int)
+    ctx_valid: bool | int | None = None
 
 
 def check_results(results: list, wants: list, refused: int) -> None:
@@ -108,9 +110,11 @@ def _plans(items, p: CoreParams) -> list:
             raise ValueError(f"the run's pattern has seq_len {run.seq_len}, not {n} rows")
         if it.cont:   # (the sequence's pattern, at its length after the continue)
             p.check_continue(run, n)
+        if it.ctx:
+            p.check_context(it.ctx)
         tokens = [int(t) for t in run.global_positions()]
         gq = (it.q, it.k, it.v) if it.global_qkv is None else it.global_qkv
-        cmd = (command(p, run, seq_len=n, sink_scores=it.sinks, cont=it.cont)
+        cmd = (command(p, run, seq_len=n, sink_scores=it.sinks, cont=it.cont, ctx=it.ctx)
                if it.cmd is None else it.cmd)
         cols = ([] if it.cont else [int(c) for c in run.columns()] if not run.block_size
                 else tokens)
@@ -280,8 +284,11 @@ async def _watch(ctx, dut, streams: dict, cycles: int) -> Rejected:
         for i, name in enumerate(names):
             taken[name] += bool(vals[2 * i] and vals[2 * i + 1])
             offered[name] += bool(vals[2 * i])
-    return Rejected(error, busy, taken, offered,
-                    bool(ctx.get(dut.ctx_valid)) if dut.params.decode else None)
+    valid = None
+    if dut.params.decode:
+        valid = ctx.get(dut.ctx_valid)
+        valid = int(valid) if dut.params.ctx_bits else bool(valid)
+    return Rejected(error, busy, taken, offered, valid)
 
 
 def _stream_benches(dut, good: list, outs: list, done: dict, seeds: list, gap: float,

@@ -65,7 +65,12 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
     ``first_row`` P > 0 (a decode core): the run continues a sequence whose rows 0 … P − 1 a
     run before it computed, to ``seq_len`` rows (rows P … seq_len − 1; its ``ideal`` counts
     those). The earlier rows are all done when it starts: their ring slots, score buffers and
-    engines are free, so the recurrence starts at row P with no constraint from them."""
+    engines are free, so the recurrence starts at row P with no constraint from them. On a
+    core of C > 1 contexts the same holds whichever context ran before: a continue loads its
+    context's registers in the cycle its command is taken (``ContextStore``, read as the
+    command is offered) and the run that ended saved its own in its last cycle, so a context
+    switch costs no cycle and the model has no term for it (the regression checks this on
+    every stall-free run of an interleaved decode case)."""
     n = int(seq_len)
     if not 1 <= n <= p.hw.max_seq_len:
         raise ValueError(f"seq_len must be in 1..{p.hw.max_seq_len}, not {seq_len}")

@@ -34,6 +34,7 @@ import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -362,9 +363,12 @@ class Case:
         On a decode build (``contexts`` >= 1): after the prefill (the one run of ``seq_lens``,
         a causal pattern) this many decode steps, each a run that continues the sequence by
         one row (docs/rtl.md, "Decode"); every row is checked against the one-run model of the
-        whole sequence (:func:`~swatkit.golden.sequence_runs`).
+        whole sequence (:func:`~swatkit.golden.sequence_runs`). A build of C > 1 contexts runs
+        C sequences of their own inputs (:attr:`contexts`), interleaved: the C prefills, then
+        step 1 of each context, step 2 of each, …
     late_kv : tuple of (step, cycles)
-        Fault (decode): the K/V row of decode step ``step`` (2 … ``decode``) arrives late: the
+        Fault (decode): the K/V row of decode step ``step`` (2 … ``decode``; of context 0 when
+        the build has several) arrives late: the
         K/V stream offers nothing new from the previous step's command until ``cycles``
         cycles after this step's command.
     decode_reset : bool
@@ -500,6 +504,11 @@ class Case:
         if n > min(b.max_seq_len, b.harness_depth):
             raise ValueError(f"{self.id}: the prefill and {self.decode} steps make {n} rows, "
                              f"more than the build's {min(b.max_seq_len, b.harness_depth)}")
+        c, cols = self.contexts, len(resident_columns(runs[0]))   # (every context's own)
+        if c > 1 and c * (n + cols) > b.harness_depth:
+            raise ValueError(f"{self.id}: {c} contexts of {n} rows and {cols} resident "
+                             f"columns need {c * (n + cols)} K/V rows, more than the "
+                             f"harness's {b.harness_depth}")
         try:
             b.params.check_continue(runs[0].replace(seq_len=n), self.decode)
         except ValueError as e:
@@ -542,10 +551,16 @@ class Case:
         return self.build.params.check_run(run := self.build.spec(n).replace(**pattern)) or run
 
     @property
+    def contexts(self) -> int:
+        """Sequences a decode case runs at once: every context of its build (1 otherwise)."""
+        return max(self.build.params.contexts, 1) if self.decode else 1
+
+    @property
     def rows(self) -> int:
-        """The output rows the case checks: N per run (and one per decode step), times the
-        query heads per K/V head."""
-        return (sum(self.seq_lens) + self.decode) * self.build.params.group_heads
+        """The output rows the case checks: N per run (and one per decode step, of each
+        context), times the query heads per K/V head."""
+        return ((sum(self.seq_lens) + self.decode) * self.contexts
+                * self.build.params.group_heads)
 
     @property
     def gaps(self) -> tuple[float, float]:
@@ -581,6 +596,8 @@ class Case:
             runs = [self.run_spec(i) for i in range(len(self.seq_lens))]
             patterns = "; patterns " + ", ".join(r.describe(compact=True) for r in runs)
         steps = f" then {self.decode} decode steps" if self.decode else ""
+        if self.contexts > 1:
+            steps += f", in each of {self.contexts} contexts, interleaved"
         return (f"{self.build.describe()}; N = {', '.join(map(str, self.seq_lens))}{steps}"
                 f"{patterns}; "
                 f"inputs "
@@ -681,6 +698,11 @@ DEC = Build("decode_sink2_causal8_k3d2", head_dim=8, before=7, after=0, key_lane
             dim_lanes=2, sink_tokens=2, max_dilation=2, contexts=1, max_seq_len=400)
 DECG = Build("decode_logits_gqa4_causal12_k4d4", head_dim=8, before=11, after=0, key_lanes=4,
              dim_lanes=4, heads=4, kv_heads=1, sink_logits=True, contexts=1, max_seq_len=400)
+# three contexts (a ctx field that holds a fourth): each runs its own sequence, interleaved;
+# the harness holds all three
+DECC = Build("decode_ctx3_sink2_causal8_k3d2", head_dim=8, before=7, after=0, key_lanes=3,
+             dim_lanes=2, sink_tokens=2, max_dilation=2, contexts=3, max_seq_len=200,
+             depth=3 * 202)
 # runs back to back on BB2: N = b … 32b (r as N allows: 0 below 8 blocks), fewer random blocks,
 # a random table given explicitly (rows out of order) and drawn from other seeds
 _BB_TABLE = ((6, 3, 5), (5, 4, 6), (1, 6, 5), (2, 6, 1), (3, 1, 2), (4, 1, 2))
@@ -862,6 +884,9 @@ def _matrix_fast() -> list[Case]:
         Case("decode_logits_gqa4_causal12_k4d4/prefill64-decode100", DECG, (64,), decode=100),
         Case("decode_logits_gqa4_causal12_k4d4/prefill1-decode150-heavy", DECG, (1,),
              decode=150, gap=h, stall=h),
+        Case("decode_ctx3_sink2_causal8_k3d2/prefill60-decode100", DECC, (60,), decode=100),
+        Case("decode_ctx3_sink2_causal8_k3d2/dilated-prefill5-decode120-heavy", DECC, (5,),
+             decode=120, patterns=({"dilation": 2, "before": 6},), gap=h, stall=h),
         *_matrix_faults(),
     ]
 
@@ -878,6 +903,8 @@ def _matrix_faults() -> list[Case]:
              late_kv=((2, 50), (17, 300), (60, 7)), decode_reset=True),
         Case("decode_logits_gqa4_causal12_k4d4/fault-late-kv-reset", DECG, (20,), decode=40,
              gap=0.2, stall=0.2, late_kv=((5, 120),), decode_reset=True),
+        Case("decode_ctx3_sink2_causal8_k3d2/fault-late-kv-reset", DECC, (30,), decode=30,
+             late_kv=((3, 80),), decode_reset=True),
         Case("bi5_k1d1/fault-bursts-n300", B5, (300,), gap=0.1, stall=0.1,
              bursts=(("q", 40), ("kv", 150), ("o", 300))),
         Case("bi5_k1d1/fault-resets", B5, (120, 60), gap=0.2, stall=0.3,
@@ -1701,7 +1728,8 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
     a stream for ever (:func:`run_case`), ``waves`` is the trace's window (or None: no
     trace)."""
     params = case.build.params
-    count = len(case.seq_lens) + case.decode   # (a decode case: the prefill, then a run a step)
+    # (a decode case: the prefill, then a run a step; of each context)
+    count = (len(case.seq_lens) + case.decode) * case.contexts
     if corrupt is not None and not 0 <= corrupt[0] < count:
         raise ValueError(f"{case.id}: corrupt {corrupt} names run {corrupt[0]}; the case has "
                          f"runs 0..{count - 1}")
@@ -1807,17 +1835,14 @@ def _rows_taken(case: Case, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, n
     return taken[0], taken[1]
 
 
-def _decode_runs(case: Case, seed: int, corrupt, arrays: dict, qs: list, kvs: list) -> list:
-    """The runs of a decode case (:attr:`Case.decode`): the prefill of P rows, then one run
-    per decode step that continues the sequence by a row. The inputs are drawn for the whole
-    sequence (P + T rows), the expected rows are those of one run over it, cut per run
-    (:func:`~swatkit.golden.sequence_runs`); ``arrays``, ``qs``, ``kvs`` get each run's rows
-    as :func:`_write_case` lays them out. Returns the bench's run records."""
+def _decode_sequence(case: Case, seed: int, ctx: int) -> SimpleNamespace:
+    """One context's sequence of a decode case: inputs for the whole sequence (P + T rows;
+    context c draws from generator c, so the contexts differ), the expected rows of one run
+    over it, ``(g, P + T, d)``, and its sink scores."""
     params, fmt, b = case.build.params, case.build.fmt, case.build
-    hg, p_rows, steps = params.group_heads, case.seq_lens[0], case.decode
-    total = p_rows + steps
+    hg, total = params.group_heads, case.seq_lens[0] + case.decode
     spec = case.run_spec(0).replace(seq_len=total)
-    rng = case_rng(case, seed, 0)
+    rng = case_rng(case, seed, ctx)
     q, k, v = make_inputs(case.inputs, total, b, rng)
     sinks = (run_sinks(params, rng, 0) if case.sink_logits is None
              else np.asarray(case.sink_logits, dtype=np.float64))
@@ -1826,15 +1851,31 @@ def _decode_runs(case: Case, seed: int, corrupt, arrays: dict, qs: list, kvs: li
     expected = fixed_point_attention(q if hg > 1 else q[None], k[None], v[None], spec, fmt,
                                      sink_logits=sinks).out   # (g, P + T, d)
     scores = None if sinks is None else fmt.sink_scores(sinks, params.spec.head_dim)
+    return SimpleNamespace(spec=spec, q=q if hg > 1 else q[None], k=k, v=v, scores=scores,
+                           expected=expected)
+
+
+def _decode_runs(case: Case, seed: int, corrupt, arrays: dict, qs: list, kvs: list) -> list:
+    """The runs of a decode case (:attr:`Case.decode`): the prefill of P rows, then one run
+    per decode step that continues the sequence by a row; on a build of C > 1 contexts, the
+    C contexts' prefills, then each step of every context in turn (context c's sequence
+    is its own, :func:`_decode_sequence`). The expected rows are those of each sequence's
+    one run, cut per run (:func:`~swatkit.golden.sequence_runs`); ``arrays``, ``qs``, ``kvs``
+    get each run's rows as :func:`_write_case` lays them out; ``late_kv`` steps are context
+    0's. Returns the bench's run records."""
+    params, fmt, b = case.build.params, case.build.fmt, case.build
+    hg, p_rows, steps, c = params.group_heads, case.seq_lens[0], case.decode, case.contexts
+    seqs = [_decode_sequence(case, seed, ctx) for ctx in range(c)]
     late = dict(case.late_kv)
     lengths = [p_rows] + [1] * steps
-    q_all = q if hg > 1 else q[None]
-    runs, start = [], 0
-    for index, (rows, want) in enumerate(zip(lengths, sequence_runs(expected, lengths),
-                                             strict=True)):
-        end = start + rows
-        run_spec = spec.replace(seq_len=end)
-        cols = resident_columns(run_spec) if index == 0 else np.zeros(0, dtype=np.int64)
+    parts = [sequence_runs(s.expected, lengths) for s in seqs]
+    order = [(ctx, step) for step in range(steps + 1) for ctx in range(c)]
+    runs, at = [], [0] * c
+    for index, (ctx, step) in enumerate(order):
+        seq, rows, want, start = seqs[ctx], lengths[step], parts[ctx][step], at[ctx]
+        end = at[ctx] = start + rows
+        run_spec = seq.spec.replace(seq_len=end)
+        cols = resident_columns(run_spec) if step == 0 else np.zeros(0, dtype=np.int64)
         want = want.transpose(1, 0, 2).reshape(hg * rows, -1)   # position by position
         if corrupt is not None and corrupt[0] == index:
             _, row, col, bit = corrupt
@@ -1842,27 +1883,27 @@ def _decode_runs(case: Case, seed: int, corrupt, arrays: dict, qs: list, kvs: li
                 raise ValueError(f"{case.id}: corrupt {corrupt} is outside run {index}")
             want = want.copy()
             want[row, col] ^= 1 << bit
-        qs.append(q_all[:, start:end].transpose(1, 0, 2).reshape(hg * rows, -1))
-        kvs.append(np.concatenate([k[cols], v[cols]], axis=1))
-        kvs.append(np.concatenate([k[start:end], v[start:end]], axis=1))
+        qs.append(seq.q[:, start:end].transpose(1, 0, 2).reshape(hg * rows, -1))
+        kvs.append(np.concatenate([seq.k[cols], seq.v[cols]], axis=1))
+        kvs.append(np.concatenate([seq.k[start:end], seq.v[start:end]], axis=1))
         arrays[f"expected{index}"] = want
         arrays[f"rows{index}"] = np.repeat(np.arange(start, end), hg)
         if hg > 1:
             arrays[f"heads{index}"] = np.tile(np.arange(hg), rows)
+        where = f", context {ctx}" if c > 1 else ""
         run = {"seq_len": rows, "globals": 0, "columns": int(cols.size), "random": 0,
                "q_rows": hg * rows, "o_rows": hg * rows,
-               "pattern": (run_spec.describe(compact=True) if index == 0
-                           else f"decode step {index}, row {start}"),
-               "command": command_value(params, run_spec, seq_len=rows, sink_scores=scores,
-                                        cont=index > 0),
+               "pattern": (run_spec.describe(compact=True) + where if step == 0
+                           else f"decode step {step}, row {start}{where}"),
+               "command": command_value(params, run_spec, seq_len=rows,
+                                        sink_scores=seq.scores, cont=step > 0, ctx=ctx),
                "actions": swat_actions(params, run_spec, start),
                "ideal": swat_cycles(params, end, run=run_spec, first_row=start).ideal,
-               "late_kv": late.get(index, 0)}
+               "late_kv": late.get(step, 0) if ctx == 0 else 0}
         if case.stall_free:
             run["model_cycles"] = swat_cycles(params, end, run=run_spec,
                                               first_row=start).cycles
         runs.append(run)
-        start = end
     return runs
 
 

@@ -66,7 +66,8 @@ def decode_line(p) -> str:
     from swatkit.sim.cycle_model import swat_cycles
 
     res = p.resources()
-    per = res["kv_buffer_bits"]   # (one context: the ring and its resident sink columns)
+    # (one context: the ring and its resident sink columns; C contexts have C rings)
+    per = res["kv_buffer_bits"] // p.contexts
     # a decode step once the window is full (the core's own causal pattern, after = 0)
     prefill = min(p.window + p.spec.sink_tokens, p.hw.max_seq_len - 1)
     step = ""
@@ -81,8 +82,10 @@ def decode_line(p) -> str:
             f"of {rows} kept on chip ({per / 1024:.1f} Kib, {per // 8:,} bytes; "
             f"{p.contexts * per / 1024:.1f} Kib in all); the command's cont bit continues the "
             f"sequence by seq_len rows (one K/V row read per decode step), up to "
-            f"{p.hw.max_seq_len} positions (the counters, not the ring){step}; status "
-            f"ctx_valid")
+            f"{p.hw.max_seq_len} positions (the counters, not the ring){step}; "
+            + (f"the command's ctx field ({p.ctx_bits} bit{'s' if p.ctx_bits != 1 else ''}) "
+               f"names the context, a switch costs no cycle; status ctx_valid ({p.contexts} "
+               f"bits, one per context)" if p.ctx_bits else "status ctx_valid"))
 
 
 def run(args: argparse.Namespace) -> int:

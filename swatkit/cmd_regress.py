@@ -84,7 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="decode: after a prefill of --seq-len rows, T decode steps, each a "
                           "run that continues the sequence by one row with the K/V ring kept "
                           "on chip (a core generated with --contexts, 1 unless given; a causal "
-                          "window without global tokens)")
+                          "window without global tokens); with --contexts C > 1, C sequences "
+                          "of their own inputs, their prefills and steps interleaved")
     own.add_argument("--runs", metavar="R", type=int,
                      help="runs of N rows back to back in each case (default 1)")
     parser.add_argument("-k", metavar="EXPR", dest="keyword",
@@ -303,6 +304,8 @@ def own_cases(args) -> list:
     # global tokens, or BigBird's first and last blocks: 2·b rows per run)
     base = build.harness_depth   # (the core's max_seq_len)
     rows = runs * max(_kv_rows(build, n + steps, pattern) for n in lengths)
+    if steps and params.contexts > 1:   # (each context its own sequence, with its sinks)
+        rows = params.contexts * (rows + params.spec.sink_tokens)
     if max(rows, base) > MAX_REGRESS_ROWS:   # (refused before anything is built)
         what = (f"--seq-len {max(lengths)} x --runs {runs}" if rows > base else
                 f"{r.label('seq_len')} {r.spec.seq_len}" if r.spec.seq_len >= max(lengths)

@@ -30,9 +30,29 @@ def test_generate_a_decode_core_and_read_its_config_back(tmp_path, capsys):
     assert "contexts = 1\n" in capsys.readouterr().out
 
 
+def test_generate_a_core_of_several_contexts(tmp_path, capsys):
+    """C = 3 contexts: three rings in all, a 2-bit ctx field, a ctx_valid bit per context."""
+    out = tmp_path / "dec3"
+    assert main(["generate", *SMALL, "--contexts", "3", "-o", str(out)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("decode: ")]
+    assert line == ["decode: 3 contexts, each a K/V ring of 13 rows kept on chip (0.8 Kib, 104 "
+                    "bytes; 2.4 Kib in all); the command's cont bit continues the sequence by "
+                    "seq_len rows (one K/V row read per decode step), up to 40 positions (the "
+                    "counters, not the ring); a decode step with a full causal window: 73 "
+                    "cycles (cycle model); the command's ctx field (2 bits) names the context, "
+                    "a switch costs no cycle; status ctx_valid (3 bits, one per context)"]
+    assert "output [2:0] ctx_valid" in (out / "swat_core.v").read_text()
+
+
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--contexts", "2"], "--contexts must be at most 1 (K/V rings of a decode core (more are "
-                          "not built yet)), not 2"),
+    (["--contexts", "257"], "--contexts must be at most 256 (records of the context store, a "
+                            "memory read in the cycle a command is taken), not 257"),
+    (["--contexts", "32", "--sliding-window", "1024", "--head-dim", "64", "--key-lanes", "8",
+      "--dim-lanes", "8", "--seq-len", "4096"],
+     "--contexts must be at most 31 (K/V rings of 1056768 bits each, together at most "
+     "33554432 bits (MAX_KV_BUFFER_BITS), the practical limit of Verilog generation), not 32"),
+    (["--contexts", "3", "--interface", "axis"],
+     "--interface must be core for a decode core (--contexts 3), not axis"),
     (["--contexts", "-1"], "--contexts must be a non-negative integer, not -1"),
     (["--contexts", "1", "--interface", "axis"],
      "--interface must be core for a decode core (--contexts 1), not axis"),

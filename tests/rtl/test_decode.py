@@ -147,9 +147,10 @@ def test_decode_configuration_is_checked():
     assert info.value.field == "contexts"
     with pytest.raises(ConfigValueError, match=r"^contexts must be 0 on a core with global"):
         CoreParams(AttentionSpec(64, 8, 0, 0, block_size=8), fmt, hw, contexts=1)
-    with pytest.raises(LimitError, match=r"^contexts must be at most 1 \(K/V rings of a "
-                                         r"decode core \(more are not built yet\)\), not 2$"):
-        CoreParams(spec, fmt, hw, contexts=2)
+    with pytest.raises(LimitError, match=r"^contexts must be at most 256 \(records of the "
+                                         r"context store, a memory read in the cycle a command "
+                                         r"is taken\), not 257$"):
+        CoreParams(spec, fmt, hw, contexts=257)
     with pytest.raises(ConfigTypeError, match=r"^contexts must be an integer, not True$"):
         CoreParams(spec, fmt, hw, contexts=True)
     with pytest.raises(ConfigValueError, match=r"^contexts must be a non-negative integer, "

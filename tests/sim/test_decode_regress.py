@@ -17,6 +17,7 @@ from swatkit.sim.regress import FAST, Build, Case, run_case
 
 MATRIX_FAST = matrix(False)
 DEC = next(c.build for c in FAST if c.build.id == "decode_sink2_causal8_k3d2")
+DECC = next(c.build for c in FAST if c.build.id == "decode_ctx3_sink2_causal8_k3d2")
 
 
 def test_fast_matrix_covers_decode():
@@ -39,6 +40,11 @@ def test_fast_matrix_covers_decode():
     assert (p.spec.before, p.spec.after, p.group_heads, p.heads, p.kv_heads) == \
         (127, 0, 8, 64, 8)
     assert p.sink_logits and gpt[0].stall_free
+    # several contexts (issue 26 item 2): interleaved, stall-free and heavy, with faults
+    ctx = [c for c in cases if c.contexts > 1]
+    assert any(c.stall_free for c in ctx) and any(c.gap >= 0.3 for c in ctx)
+    assert any(c.late_kv and c.decode_reset for c in ctx)
+    assert all(c.build.params.contexts < 2 ** c.build.params.ctx_bits for c in ctx)
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -101,6 +107,31 @@ def test_cli_decode_bad_values(argv, message, request, tmp_path):
     assert list(tmp_path.iterdir()) == []   # refused before anything was built or written
 
 
+def test_a_contexts_case_fits_its_harness():
+    """A decode case runs every context of its build: C sequences in the harness at once."""
+    b = Build("d4", head_dim=4, before=3, after=0, key_lanes=1, dim_lanes=2, sink_tokens=1,
+              contexts=4, max_seq_len=50)
+    case = Case("d4/ok", b, (5,), decode=6)   # (4 x (11 + 1) K/V rows: 48 of 51)
+    assert case.contexts == 4 and case.rows == 4 * 11
+    assert "then 6 decode steps, in each of 4 contexts, interleaved" in case.describe()
+    with pytest.raises(ValueError, match=r"^x: 4 contexts of 25 rows and 1 resident columns "
+                                         r"need 104 K/V rows, more than the harness's 51$"):
+        Case("x", b, (20,), decode=5)
+
+
+def test_scoreboard_bites_in_one_context(request, regress_seed):
+    """Interleaved contexts: a flipped bit in the expected row of context 1's second step
+    fails that run alone (runs: the 3 prefills, then step 1 of contexts 0, 1, 2, …)."""
+    case = Case("decode_ctx3_sink2_causal8_k3d2/bite", DECC, (12,), decode=4)
+    result = run_case(case, regress_seed, build_dir=request.config.getoption("build_dir"),
+                      corrupt=(7, 0, 5, 1))
+    assert not result.passed
+    assert re.match(r"run 7 \(N=1\): mismatch at row 13, column 5: ",
+                    result.message), result.message
+    assert [r["bad_rows"] for r in result.runs[:8]] == [0] * 7 + [1]
+    assert "decode step 2, row 13, context 1" in result.runs[7]["pattern"]
+
+
 def test_a_build_keeps_its_contexts():
     b = Build("d", head_dim=4, before=3, after=0, key_lanes=1, dim_lanes=2, contexts=1,
               max_seq_len=50)
@@ -119,3 +150,19 @@ def test_cli_decode_own_configuration(request, regress_seed, tmp_path):
     assert "decode (1 context)" in done.stdout
     assert re.search(r"^PASS yours/random-n40-decode20  60 rows, ", done.stdout, re.M)
     assert re.search(r"1 tests, 0 failed; 60 output rows checked bit-exact", done.stdout)
+
+
+def test_cli_decode_several_contexts(request, regress_seed, tmp_path):
+    """``swatkit regress --decode T --contexts C``: C sequences of their own inputs, their
+    prefills and steps interleaved, every row checked (2 contexts x 30 positions x 2 query
+    heads: 120 rows)."""
+    build_dir = request.config.getoption("build_dir")
+    done = swatkit("regress", "--causal", "--sliding-window", "6", "--head-dim", "4",
+                   "--key-lanes", "2", "--dim-lanes", "2", "--sink-tokens", "1", "--heads", "2",
+                   "--kv-heads", "1", "--sink-logits", "--contexts", "2", "--seq-len", "20",
+                   "--decode", "10", "--gap", "0.2", "--stall", "0.2",
+                   "--seed", str(regress_seed),
+                   *(["--build-dir", build_dir] if build_dir else []), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "decode (2 contexts)" in done.stdout
+    assert re.search(r"1 tests, 0 failed; 120 output rows checked bit-exact", done.stdout)
