@@ -145,7 +145,7 @@ COMMAND_TABLES = {
     "generate": {"name": "--name", "dsp": "--dsp", "interface": "--interface"},
     "flow": {"board": "--board", "clock_mhz": "--clock-mhz", "selftest": "--selftest",
              "test_rows": "--test-rows", "seed": "--seed", "abc": "--abc",
-             "nextpnr_options": "--nextpnr-options"},
+             "nextpnr_options": "--nextpnr-options", "decode_steps": "--decode-steps"},
 }
 TABLES = {**SHARED_TABLES, **COMMAND_TABLES}
 ALL_OPTIONS = {**SPEC_KEYS, **FORMAT_KEYS, **HARDWARE_KEYS}
