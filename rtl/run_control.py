@@ -177,6 +177,9 @@ class RunControl(wiring.Component):
             "cycles": Out(STAT_BITS),
             **({"ctx_valid": Out(1)} if params.decode else {}),
         })
+        # not ports: a decode core's sequence window start (for swatkit prove's observer)
+        if params.decode:
+            self.seq_before = Signal(cmd_layout["before"].shape, name="seq_before")
 
     def invariants(self) -> list[tuple]:
         """``(test, message)``: what holds in every reachable state (for ``swatkit prove``)."""
@@ -273,7 +276,7 @@ class RunControl(wiring.Component):
                               else Signal.like(getattr(run, name), name=name))
                 m.d.comb += getattr(run, name).eq(regs[name])
         if p.decode:   # the sequence's window start, and whether there is a sequence
-            regs["before"] = Signal.like(cmd.before, name="seq_before")
+            regs["before"] = self.seq_before
             valid = Signal(name="ctx_valid")
             m.d.comb += [self.ctx_valid.eq(valid), run.cont.eq(cmd.cont)]
         with m.If(self.cmd.valid & ~running):

@@ -53,7 +53,7 @@ def _positive(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from swatkit.sim.formal import FAULTS, PROPERTIES, SOLVERS
 
-    add_workload_options(parser, core_features=True,
+    add_workload_options(parser, core_features=True, decode=True,
                          seq_len_help=f"largest run length N; every N from 1 to it is "
                                               f"proved (default {PROVE_DEFAULTS['seq_len']})")
     add_hardware_options(parser)

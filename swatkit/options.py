@@ -426,8 +426,8 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
         fail(given[0], "is not taken by this command (grouped query heads and sink tokens: "
                        "swatkit generate, regress, estimate, flow and prove)")
     if "contexts" in values and not hasattr(args, "contexts"):
-        fail("contexts", "is not taken by this command (decode contexts: swatkit generate "
-                         "and swatkit regress)")
+        fail("contexts", "is not taken by this command (decode contexts: swatkit generate, "
+                         "regress and prove)")
 
     all_lengths = ()
     if lengths:
