@@ -188,8 +188,10 @@ def default_cover_depth(p: CoreParams) -> int:
                    {"sink_tokens": min(n, p.spec.sink_tokens)} if p.sink_core else
                    {"global_tokens": tuple(t for t in p.spec.global_tokens if t < n)})
     cycles = swat_cycles(p, n, run=p.run_spec(n, **pattern)).cycles + 12
-    if p.decode and n < p.hw.max_seq_len:   # then a continue by one row
-        cycles += swat_cycles(p, n + 1, run=p.run_spec(n + 1, **pattern), first_row=n).cycles + 4
+    if p.decode and p.hw.max_seq_len > 1:   # then a continue by one row (after a start of
+        first = min(n, p.hw.max_seq_len - 1)  # fewer rows when n is the most a sequence holds)
+        cycles += swat_cycles(p, first + 1, run=p.run_spec(first + 1, **pattern),
+                              first_row=first).cycles + 4
     return cycles
 
 
