@@ -29,7 +29,11 @@ with several global-row engines).
 
 Covers (against vacuity, :func:`covers`): an output row is transferred, a run of two rows
 completes, and on pattern cores a run of the largest dilation ends, a global row leaves, a
-random-block row is taken.
+random-block row is taken; on a decode core a continue run ends and continues are refused.
+
+Decode cores (``contexts`` 1): the command's ``cont`` bit is a solver input; the observer keeps
+the sequence (:meth:`ContractHarness._sequence`) and every property's job ties it to the core
+(``_sequence_ties``) and states the stages' run invariants between runs (:func:`live_invariants`).
 
 How. :class:`ContractHarness` wraps the core: its ports are the core's ports, free inputs to the
 solver, and an observer counts transfers and remembers the last cycle's offer. The properties are
