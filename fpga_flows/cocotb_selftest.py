@@ -77,8 +77,11 @@ async def selftest_reports(dut):
             "passed": status["passed"], "failed": status["failed"], "hang": status["hang"],
             "error": status["error"], "rows": int(dut.rows.value), "bad": int(dut.bad.value),
             "first_bad": int(dut.first_bad.value), "cycles": int(dut.cycles.value),
-            "crc": int(dut.crc.value) if case["mode"] == "lfsr" else None, "line": line,
+            "crc": int(dut.crc.value) if case["mode"] != "rom" else None, "line": line,
         }
+        if case["mode"] == "decode":
+            result.update(pre_cycles=int(dut.pre_cycles.value),
+                          dec_cycles=int(dut.dec_cycles.value))
     result["sim_cycles"] = cycle_now() + 1
     result["sim_seconds"] = time.monotonic() - start
     with open(case["result"], "w") as fh:

@@ -49,7 +49,9 @@ from .selftest import (
     SelfTest,
     SelfTestResult,
     Vectors,
+    decode_refusal,
     lfsr_refusal,
+    make_decode_vectors,
     make_lfsr_vectors,
     make_vectors,
     rom_rows_limit,
@@ -69,6 +71,7 @@ __all__ = [
     "build_point",
     "collect",
     "connect",
+    "decode_model_cycles",
     "emit",
     "format_report",
     "format_sweep",
@@ -155,8 +158,10 @@ class FlowConfig:
     clock_mhz : float or None
         The clock constraint for nextpnr; ``None``: the board's ``target_mhz``.
     selftest : str
-        ``"rom"`` (inputs and expected rows in ROM; reports the first bad row) or ``"lfsr"``
-        (inputs generated on chip, the output's CRC-32 compared; no ROM, so any ``N``).
+        ``"rom"`` (inputs and expected rows in ROM; reports the first bad row), ``"lfsr"``
+        (inputs generated on chip, the output's CRC-32 compared; no ROM, so any ``N``) or
+        ``"decode"`` (a decode core: a prefill of ``test_rows`` rows, then ``decode_steps``
+        steps of one row, on the LFSR inputs, one CRC-32 over every output row).
     abc : str or None
         Yosys' LUT mapping: ``"abc9"`` (``synth_<family>``'s own) or ``"abc"`` (the classic
         ABC, ECP5 boards only; see :data:`LUT_MAPPERS`); ``None``: the board's.
@@ -165,6 +170,9 @@ class FlowConfig:
         build script after the flow's own; plain words only (letters, digits, ``_.,=+:/@%-``),
         and none of the options the flow sets (:data:`FLOW_NEXTPNR_OPTIONS`); ``None``: the
         board's.
+    decode_steps : int
+        Decode mode: the decode steps after the prefill (1 or more; ``test_rows +
+        decode_steps`` within ``max_seq_len``); 0 in the other modes.
 
     Raises
     ------
@@ -180,6 +188,7 @@ class FlowConfig:
     selftest: str = "rom"
     abc: str | None = None
     nextpnr_options: tuple[str, ...] | None = None
+    decode_steps: int = 0
 
     def __post_init__(self):
         if self.selftest not in MODES:
@@ -205,6 +214,11 @@ class FlowConfig:
         p = self.params
         if self.selftest == "lfsr" and (p.group_heads > 1 or p.sink_core or p.sink_logits):
             raise ConfigValueError(lfsr_refusal(p), "selftest")
+        if self.selftest == "decode":
+            self._check_decode()
+        elif self.decode_steps != 0:
+            raise ConfigValueError(f"decode_steps needs selftest decode, not "
+                                   f"{self.selftest!r}", "decode_steps")
         limit = (rom_rows_limit(p) if self.selftest == "rom"
                  else min(p.hw.max_seq_len, MAX_LFSR_ROWS))
         check_int("test_rows", self.test_rows, 1, limit)
@@ -219,6 +233,21 @@ class FlowConfig:
             if not (math.isfinite(clock) and 0 < clock <= 1000):
                 raise ConfigValueError(f"clock_mhz must be a number in (0, 1000], not "
                                        f"{clock!r}", "clock_mhz")
+
+    def _check_decode(self) -> None:
+        """The decode mode's core and lengths (:func:`make_decode_vectors`' rules)."""
+        p = self.params
+        why = decode_refusal(p)
+        if why is not None:
+            raise ConfigValueError(why, "selftest")
+        check_int("decode_steps", self.decode_steps, 1)
+        check_int("test_rows", self.test_rows, 1)
+        limit = min(p.hw.max_seq_len, MAX_LFSR_ROWS // p.group_heads)
+        if self.test_rows + self.decode_steps > limit:
+            raise ConfigValueError(
+                f"test_rows + decode_steps must be at most {limit} (the core's max_seq_len and "
+                f"the 16-bit row counter, {p.group_heads} output rows per position), not "
+                f"{self.test_rows} + {self.decode_steps}", "test_rows")
 
     @property
     def lut_mapping(self) -> str:
@@ -245,13 +274,18 @@ class FlowConfig:
         """The configuration as swatkit config tables (``swatkit flow --config`` takes them)."""
         flow = {"board": self.board.name, "selftest": self.selftest,
                 "test_rows": self.test_rows, "seed": self.seed}
+        if self.decode_steps:
+            flow["decode_steps"] = self.decode_steps
         if self.clock_mhz is not None:
             flow["clock_mhz"] = float(self.clock_mhz)
         if self.abc is not None:
             flow["abc"] = self.abc
         if self.nextpnr_options is not None:
             flow["nextpnr_options"] = shlex.join(self.nextpnr_options)
-        return {**self.params.config_tables(), "flow": flow}
+        tables = self.params.config_tables()
+        if self.selftest == "decode":   # (implied by the mode: flow takes no contexts key)
+            tables["spec"] = {k: v for k, v in tables["spec"].items() if k != "contexts"}
+        return {**tables, "flow": flow}
 
     def _config_or_none(self) -> dict | None:
         try:
@@ -273,7 +307,8 @@ class FlowConfig:
             "abc": self.lut_mapping,
             "nextpnr_options": list(self.nextpnr_args),
             "selftest": {"mode": self.selftest, "rows": self.test_rows, "seed": self.seed,
-                         "vectors": "vectors.npz"},
+                         "vectors": "vectors.npz",
+                         **({"decode_steps": self.decode_steps} if self.decode_steps else {})},
             "cycles_per_row": self.cycles_per_row,
             **self.params.as_dict(),
         }
@@ -281,6 +316,9 @@ class FlowConfig:
 
 def vectors_of(config: FlowConfig) -> Vectors:
     """The self-test's vectors for ``config``: from its seed, of its mode."""
+    if config.selftest == "decode":
+        return make_decode_vectors(config.params, config.test_rows, config.decode_steps,
+                                   config.seed)
     make = make_vectors if config.selftest == "rom" else make_lfsr_vectors
     return make(config.params, config.test_rows, config.seed)
 
@@ -328,6 +366,20 @@ def simulate_selftest(config: FlowConfig, simulator: str = "verilator", *,
         return simulate(selftest, max_cycles=selftest.cycle_limit)
     return simulate_verilator(selftest, platform=simulation_platform(config),
                               build_dir=build_dir)
+
+
+def decode_model_cycles(config: FlowConfig) -> tuple[int, list[int]]:
+    """Decode mode: the cycle model's busy cycles of the prefill run and of each decode step
+    (:func:`~swatkit.sim.cycle_model.swat_cycles` of a continue, ``first_row`` the position
+    before it), which the self-test's ``pre_cycles`` and ``dec_cycles`` count on chip."""
+    from swatkit.sim.cycle_model import swat_cycles
+
+    p, pre = config.params, config.test_rows
+    spec = p.spec.replace(global_tokens=())
+    prefill = swat_cycles(p, pre, run=spec.replace(seq_len=pre)).cycles
+    steps = [swat_cycles(p, n + 1, run=spec.replace(seq_len=n + 1), first_row=n).cycles
+             for n in range(pre, pre + config.decode_steps)]
+    return prefill, steps
 
 
 def _overrides(config: FlowConfig) -> dict:
@@ -385,7 +437,7 @@ def emit(config: FlowConfig, out_dir: str | Path, vectors: Vectors | None = None
         (out / ABC_SCRIPT).write_text(classic_abc_script(ys.read_text()))
     info = config.as_dict()
     extra = {}
-    if config.selftest == "lfsr":
+    if config.selftest in ("lfsr", "decode"):
         info["selftest"]["crc"] = f"{vectors.crc:08X}"
         extra["crc"] = np.uint32(vectors.crc)
     (out / "swatkit.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -40,6 +40,7 @@ import time
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, Value
@@ -58,11 +59,13 @@ from swatkit.rtl.units import covered_select
 from swatkit.support import build_cache
 
 __all__ = [
+    "DECODE_MESSAGE_LEN",
     "LFSR_MESSAGE_LEN",
     "LFSR_SEEDS",
     "MAX_LFSR_ROWS",
     "MAX_TEST_ROWS",
     "MODES",
+    "SINK_SEED",
     "STATUS_NAMES",
     "BoardTop",
     "SelfTest",
@@ -71,23 +74,28 @@ __all__ = [
     "UARTTx",
     "Vectors",
     "crc_bytes",
+    "decode_refusal",
     "decode_uart",
     "lfsr_bits",
     "lfsr_elements",
     "lfsr_seed",
+    "make_decode_vectors",
     "make_lfsr_vectors",
     "make_vectors",
     "rom_rows_limit",
     "signature",
     "simulate",
     "simulate_verilator",
+    "sink_bits",
 ]
 
 MAX_TEST_ROWS = 4096    # rows of one ROM-mode run (the ROMs hold every row)
 MAX_LFSR_ROWS = 0xFFFF  # rows of one LFSR-mode run (the 16-bit row counter)
-MODES = ("rom", "lfsr")
+MODES = ("rom", "lfsr", "decode")
 # the Q, K and V generators' seeds are the run's seed XOR these (0 becomes 1), as SwatHarness mixes
 LFSR_SEEDS = SwatHarness.SEEDS
+# decode mode: the sink scores' generator is seeded with the run's seed XOR this (0 becomes 1)
+SINK_SEED = 0x51AC5EED
 STATUS_NAMES = ("passed", "failed", "busy", "alive", "hang", "error")
 
 
@@ -113,6 +121,9 @@ class Vectors:
     sink_scores : tuple of int or None
         A core that takes learned sink logits: the run's sink scores, one per query head
         (:meth:`~swatkit.golden.NumberFormat.sink_scores`), on its command.
+    steps : int
+        Decode mode: the last ``steps`` positions are decode steps (one row each) after a
+        prefill of ``rows - steps`` rows; 0 in the other modes.
     """
 
     q: np.ndarray
@@ -122,6 +133,12 @@ class Vectors:
     seed: int | None = None
     crc: int | None = None
     sink_scores: tuple[int, ...] | None = None
+    steps: int = 0
+
+    @property
+    def prefill(self) -> int:
+        """Decode mode: the rows of the prefill run (``rows - steps``)."""
+        return self.rows - self.steps
 
     @property
     def rows(self) -> int:
@@ -262,6 +279,77 @@ def make_lfsr_vectors(params: CoreParams, rows: int, seed: int) -> Vectors:
 def lfsr_seed(seed: int, stream: int) -> int:
     """The LFSR seed of ``stream`` (0: Q, 1: K, 2: V) for the run's ``seed``."""
     return load_seed(seed ^ LFSR_SEEDS[stream])
+
+
+# -- decode mode: a prefill, then decode steps, on the LFSR mode's generators --------------------
+#
+# The Q generator's stream holds the g query heads' rows in the q stream's order (position 0's
+# heads 0 … g−1, then position 1's, …): row r of the stream is head r mod g of position r // g.
+# K and V as in LFSR mode. A core that takes learned sink logits gets one score per query head on
+# its command (a constant of the build): the g elements of one more generator (seed XOR
+# SINK_SEED), each of ``sink_bits`` bits, within a sixth of the scores' range as the regression
+# draws them.
+
+
+def decode_refusal(params: CoreParams) -> str | None:
+    """Why the decode self-test cannot run the core ``params`` (``None`` if it can): it needs a
+    decode core (``contexts`` >= 1) with a causal window, and feeds no sink rows."""
+    if not params.decode:
+        return ("selftest decode needs a decode core (contexts >= 1): its command continues a "
+                "sequence")
+    if params.spec.after:
+        return (f"selftest decode needs a causal window, not one with {params.spec.after} keys "
+                "after the row (a decode step's later keys have not arrived)")
+    if params.sink_core:
+        return (f"selftest decode must have no sink tokens, not {params.spec.sink_tokens} (its "
+                "generators feed no sink rows; learned sink logits are taken)")
+    return None
+
+
+def sink_bits(params: CoreParams) -> int:
+    """Bits of each generated sink score: the largest two's complement width within a sixth of
+    the scores' range (:meth:`~swatkit.golden.NumberFormat.score_range`)."""
+    lo, hi = params.fmt.score_range(params.spec.head_dim)
+    return max(1, min(-lo // 6, hi // 6).bit_length())
+
+
+def make_decode_vectors(params: CoreParams, prefill: int, steps: int, seed: int) -> Vectors:
+    """The decode mode's inputs (the generators' output, computed in NumPy) over the ``prefill +
+    steps`` positions, the sink scores, the one-run :func:`~swatkit.golden.fixed_point_attention`
+    output in the ``o`` stream's order (a prefill run and decode steps must give the same rows,
+    docs/rtl.md "Decode") and its :func:`signature` (``crc``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``prefill`` or ``steps`` is not a positive integer, their sum exceeds ``max_seq_len``
+        or the 16-bit row counter (g output rows per position), or the core cannot decode
+        (:func:`decode_refusal`).
+    """
+    why = decode_refusal(params)
+    if why is not None:
+        raise ValueError(why)
+    g, fmt, d = params.group_heads, params.fmt, params.spec.head_dim
+    check_int("test_rows", prefill, 1)
+    check_int("decode_steps", steps, 1)
+    rows = prefill + steps
+    limit = min(params.hw.max_seq_len, MAX_LFSR_ROWS // g)
+    if rows > limit:
+        raise ValueError(f"test_rows + decode_steps must be at most {limit} (the core's "
+                         f"max_seq_len and the 16-bit row counter, {g} output rows per "
+                         f"position), not {prefill} + {steps}")
+    q = lfsr_elements(lfsr_seed(seed, 0), g * rows, d, fmt.data_bits)
+    k, v = (lfsr_elements(lfsr_seed(seed, i), rows, d, fmt.data_bits) for i in (1, 2))
+    spec = params.spec.replace(seq_len=rows, global_tokens=())
+    scores = sinks = None
+    if params.sink_logits:
+        scores = tuple(int(x) for x in lfsr_elements(load_seed(seed ^ SINK_SEED), 1, g,
+                                                      sink_bits(params))[0])
+        sinks = np.asarray(scores, dtype=np.float64) * fmt.score_unit(d)
+    heads = q.reshape(rows, g, d).transpose(1, 0, 2)
+    out = fixed_point_attention(heads, k[None], v[None], spec, fmt, sink_logits=sinks).out
+    expected = out.reshape(g, rows, d).transpose(1, 0, 2).reshape(g * rows, d)
+    return Vectors(q, k, v, expected, seed, signature(expected, fmt.out_bits), scores, steps)
 
 
 # -- UART transmitter -----------------------------------------------------------------------------
@@ -480,6 +568,8 @@ class SelfTest(wiring.Component):
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if mode == "lfsr" and (p.group_heads > 1 or p.sink_core or p.sink_logits):
             raise ValueError(lfsr_refusal(p))
+        if mode == "decode" and decode_refusal(p) is not None:
+            raise ValueError(decode_refusal(p))
         shape = (vectors.rows, p.spec.head_dim)
         grouped = (p.group_heads * vectors.rows, p.spec.head_dim)
         for name in ("q", "k", "v", "expected"):
@@ -487,7 +577,8 @@ class SelfTest(wiring.Component):
             if getattr(vectors, name).shape != want:
                 raise ValueError(f"vectors.{name} has shape {getattr(vectors, name).shape}, "
                                  f"expected {want}")
-        limit = rom_rows_limit(p) if mode == "rom" else min(p.hw.max_seq_len, MAX_LFSR_ROWS)
+        limit = (rom_rows_limit(p) if mode == "rom" else min(p.hw.max_seq_len, MAX_LFSR_ROWS)
+                 if mode == "lfsr" else min(p.hw.max_seq_len, MAX_LFSR_ROWS // p.group_heads))
         if not 1 <= vectors.rows <= limit:
             raise ValueError(f"vectors have {vectors.rows} rows; the self-test runs 1..{limit}")
         if vectors.rows < p.spec.sink_tokens:
@@ -501,6 +592,10 @@ class SelfTest(wiring.Component):
         if mode == "lfsr" and (vectors.seed is None or vectors.crc is None):
             raise ValueError("LFSR mode needs vectors with a seed and a CRC "
                              "(make_lfsr_vectors)")
+        if mode == "decode" and (vectors.seed is None or vectors.crc is None
+                                 or not 1 <= vectors.steps < vectors.rows):
+            raise ValueError("decode mode needs vectors with a seed, a CRC and decode steps "
+                             "after a prefill (make_decode_vectors)")
         self._MustUse__silence = False
         self.core = SwatCore(p)
         self.vectors, self.mode, self.rom_style, self.fault = vectors, mode, rom_style, fault
@@ -518,6 +613,8 @@ class SelfTest(wiring.Component):
             "crc": Out(32),
             "cycles": Out(32),
             "tx": Out(1, init=1),
+            # decode mode: the core's busy cycles in the prefill run, and in the decode steps
+            **({"pre_cycles": Out(32), "dec_cycles": Out(32)} if mode == "decode" else {}),
         })
 
     @property
@@ -539,7 +636,7 @@ class SelfTest(wiring.Component):
     @property
     def message_len(self) -> int:
         """Bytes of the result line, ``"\\r\\n"`` included."""
-        return MESSAGE_LEN if self.mode == "rom" else LFSR_MESSAGE_LEN
+        return {"rom": MESSAGE_LEN, "lfsr": LFSR_MESSAGE_LEN}.get(self.mode, DECODE_MESSAGE_LEN)
 
     def message(self, state_word) -> list:
         """The bytes of the result line (``state_word``: four ASCII byte values)."""
@@ -566,6 +663,11 @@ class SelfTest(wiring.Component):
             text.extend(_hex(Const(self.vectors.crc, 32), 8))
         put(" cycles=")
         text.extend(_hex(self.cycles, 8))
+        if self.mode == "decode":
+            put(" pre=")
+            text.extend(_hex(self.pre_cycles, 8))
+            put(" dec=")
+            text.extend(_hex(self.dec_cycles, 8))
         put("\r\n")
         assert len(text) == self.message_len
         return text
@@ -634,8 +736,8 @@ class SelfTest(wiring.Component):
         ``finished`` and ``ok`` conditions."""
         p = self.params
         d, bits, obits = p.spec.head_dim, p.fmt.data_bits, p.fmt.out_bits
-        seed = self.vectors.seed
-        _LfsrFeeder(m, "qgen", core.q, [(core.q.payload, lfsr_seed(seed, 0))], d, bits, n,
+        seed, n_out = self.vectors.seed, self.vectors.out_rows   # (decode: g rows a position)
+        _LfsrFeeder(m, "qgen", core.q, [(core.q.payload, lfsr_seed(seed, 0))], d, bits, n_out,
                     clear)
         _LfsrFeeder(m, "kvgen", core.kv, [(core.kv.payload.k, lfsr_seed(seed, 1)),
                                           (core.kv.payload.v, lfsr_seed(seed, 2))],
@@ -663,8 +765,27 @@ class SelfTest(wiring.Component):
         with m.Elif(~empty):
             m.d.sync += [crc.eq(crc32_byte(m, crc, shift[:8])), shift.eq(shift >> 8),
                          left.eq(left - 1), empty.eq(left == 1)]
-        finished = (self.rows == n) & empty
+        finished = (self.rows == n_out) & empty
         return finished, self.crc == self.vectors.crc
+
+    def _decode_steps(self, m: Module, core, clear):
+        """Decode mode: the command's ``seq_len`` (the prefill's rows, then 1), ``first`` (the
+        prefill's command; then ``cont``), ``left`` (decode steps still to command), and the
+        core's busy cycles counted in ``pre_cycles`` (the prefill run) and ``dec_cycles`` (the
+        steps)."""
+        vec = self.vectors
+        first = Signal(init=1, name="dec_first")
+        left = Signal(range(vec.steps + 1), init=vec.steps, name="dec_left")
+        seq_len = Signal.like(core.cmd.payload.seq_len, name="dec_seq_len")
+        m.d.comb += seq_len.eq(Mux(first, vec.prefill, 1))
+        with m.If(clear):
+            m.d.sync += [first.eq(1), left.eq(vec.steps), self.pre_cycles.eq(0),
+                         self.dec_cycles.eq(0)]
+        with m.Elif(core.busy & first):
+            m.d.sync += self.pre_cycles.eq(self.pre_cycles + 1)
+        with m.Elif(core.busy):
+            m.d.sync += self.dec_cycles.eq(self.dec_cycles + 1)
+        return SimpleNamespace(first=first, left=left, seq_len=seq_len)
 
     def elaborate(self, platform):
         m = Module()
@@ -707,12 +828,17 @@ class SelfTest(wiring.Component):
                      st.busy.eq((state == _State.CMD) | run),
                      st.hang.eq(hung), st.error.eq(core.error)]
         fields = command(core.params, sink_scores=self.vectors.sink_scores)
-        # the spec's pattern, n rows (a list: the sink scores, an array of the layout)
-        m.d.comb += [core.cmd.payload.seq_len.eq(n),
+        # the spec's pattern, n rows (a list: the sink scores, an array of the layout); decode
+        # mode: the prefill's rows, then one row a step, continuing the sequence
+        steps = self._decode_steps(m, core, clear) if self.mode == "decode" else None
+        m.d.comb += [core.cmd.payload.seq_len.eq(n if steps is None else steps.seq_len),
                      *[getattr(core.cmd.payload, name).eq(
                          getattr(core.cmd.payload, name).shape().const(value)
                          if isinstance(value, list) else value)
-                       for name, value in fields.items() if name != "seq_len"]]
+                       for name, value in fields.items()
+                       if name != "seq_len" and not (steps is not None and name == "cont")]]
+        if steps is not None:
+            m.d.comb += core.cmd.payload.cont.eq(~steps.first)
         msg_index = Signal(range(self.message_len + 1))
         # (an If chain, not a Switch on the 3-bit state: its unused codes would leave each
         # per-signal case statement of the Verilog incomplete, which Verilator's -Wall reports)
@@ -730,6 +856,11 @@ class SelfTest(wiring.Component):
             # (the ROMs' sources keep the stream rule: a rule_error is a fault of the core)
             ok = finished & ~core.error & ~core.rule_error & ok_rows
             m.d.sync += [passed.eq(ok), failed.eq(~ok)]
+        if steps is not None:   # a run has ended and steps are left: the next one's command
+            with m.If((state == _State.RUN) & ~core.busy & ~core.error & steps.left.any()
+                      & ~(finished | (idle == self.timeout))):
+                m.d.sync += [state.eq(_State.CMD), steps.first.eq(0),
+                             steps.left.eq(steps.left - 1)]
         with m.Elif(state == _State.REPORT):
             if self.uart is None:
                 m.d.sync += state.eq(_State.DONE)
@@ -754,6 +885,7 @@ class SelfTest(wiring.Component):
 
 MESSAGE_LEN = 62       # bytes of the ROM mode's result line, "\r\n" included (SelfTest.message)
 LFSR_MESSAGE_LEN = 69  # bytes of the LFSR mode's result line
+DECODE_MESSAGE_LEN = 95  # the decode mode's: the LFSR mode's, " pre=XXXXXXXX dec=XXXXXXXX"
 
 
 class BoardTop(Elaboratable):
@@ -854,7 +986,9 @@ class SelfTestResult:
     first_bad: int
     cycles: int        # the self-test's own count (command to last row)
     line: str | None   # the UART line, decoded (None without a UART)
-    crc: int | None = None  # LFSR mode: the signature the self-test computed
+    crc: int | None = None  # LFSR and decode modes: the signature the self-test computed
+    pre_cycles: int | None = None   # decode mode: the core's busy cycles in the prefill run
+    dec_cycles: int | None = None   # ... and in the decode steps
     run: SimRun | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
@@ -903,7 +1037,9 @@ def simulate(selftest: SelfTest, *, max_cycles: int = 1_000_000,
             passed=status["passed"], failed=status["failed"], hang=status["hang"],
             error=status["error"], rows=ctx.get(st.rows), bad=ctx.get(st.bad),
             first_bad=ctx.get(st.first_bad), cycles=ctx.get(st.cycles),
-            crc=ctx.get(st.crc) if st.mode == "lfsr" else None,
+            crc=ctx.get(st.crc) if st.mode != "rom" else None,
+            **({"pre_cycles": ctx.get(st.pre_cycles), "dec_cycles": ctx.get(st.dec_cycles)}
+               if st.mode == "decode" else {}),
             line=decode_uart(samples, divisor).decode("ascii", errors="replace")
             if divisor else None)
         result["sim_cycles"] = len(samples)
@@ -977,6 +1113,7 @@ def _build_selftest(selftest: SelfTest, platform, root: Path):
         config = src / "selftest.json"
         config.write_text(json.dumps({
             "mode": selftest.mode, "rows": selftest.vectors.rows, "seed": selftest.vectors.seed,
+            "decode_steps": selftest.vectors.steps,
             "crc": selftest.vectors.crc,
             "uart_divisor": selftest.uart.divisor if selftest.uart else None,
             "timeout": selftest.timeout, "fault": selftest.fault,

@@ -212,6 +212,9 @@ class RunControl(wiring.Component):
             **({"context": Out(context_signature(carried_layout(params)))}
                if params.ctx_bits else {}),
         })
+        # not ports: a decode core's sequence window start (for swatkit prove's observer)
+        if params.decode:
+            self.seq_before = Signal(cmd_layout["before"].shape, name="seq_before")
 
     def invariants(self) -> list[tuple]:
         """``(test, message)``: what holds in every reachable state (for ``swatkit prove``)."""
@@ -352,7 +355,7 @@ class RunControl(wiring.Component):
                 m.d.comb += getattr(run, name).eq(regs[name])
         if p.decode:   # the sequence's window start, and whether there is a sequence (C > 1:
             # bit c, context c's)
-            regs["before"] = Signal.like(cmd.before, name="seq_before")
+            regs["before"] = self.seq_before
             self._valid = valid = Signal(max(p.contexts, 1), name="ctx_valid")
             m.d.comb += [self.ctx_valid.eq(valid), run.cont.eq(cmd.cont)]
         with m.If(self.cmd.valid & ~running):

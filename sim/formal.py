@@ -29,7 +29,11 @@ with several global-row engines).
 
 Covers (against vacuity, :func:`covers`): an output row is transferred, a run of two rows
 completes, and on pattern cores a run of the largest dilation ends, a global row leaves, a
-random-block row is taken.
+random-block row is taken; on a decode core a continue run ends and continues are refused.
+
+Decode cores (``contexts`` 1): the command's ``cont`` bit is a solver input; the observer keeps
+the sequence (:meth:`ContractHarness._sequence`) and every property's job ties it to the core
+(``_sequence_ties``) and states the stages' run invariants between runs (:func:`live_invariants`).
 
 How. :class:`ContractHarness` wraps the core: its ports are the core's ports, free inputs to the
 solver, and an observer counts transfers and remembers the last cycle's offer. The properties are
@@ -87,7 +91,7 @@ from amaranth.lib import wiring
 from swatkit.golden.checks import ConfigValueError
 from swatkit.rtl.config import CoreParams
 from swatkit.rtl.core import SwatCore, core_signature
-from swatkit.rtl.run_control import command_faults
+from swatkit.rtl.run_control import command_faults, continue_faults
 from swatkit.rtl.units import FormalPlatform
 
 __all__ = [
@@ -187,7 +191,12 @@ def default_cover_depth(p: CoreParams) -> int:
         pattern = ({} if not p.max_global_tokens else
                    {"sink_tokens": min(n, p.spec.sink_tokens)} if p.sink_core else
                    {"global_tokens": tuple(t for t in p.spec.global_tokens if t < n)})
-    return swat_cycles(p, n, run=p.run_spec(n, **pattern)).cycles + 12
+    cycles = swat_cycles(p, n, run=p.run_spec(n, **pattern)).cycles + 12
+    if p.decode and p.hw.max_seq_len > 1:   # then a continue by one row (after a start of
+        first = min(n, p.hw.max_seq_len - 1)  # fewer rows when n is the most a sequence holds)
+        cycles += swat_cycles(p, first + 1, run=p.run_spec(first + 1, **pattern),
+                              first_row=first).cycles + 4
+    return cycles
 
 
 def check_size(p: CoreParams) -> None:
@@ -201,10 +210,11 @@ def check_size(p: CoreParams) -> None:
         if value > LIMITS[name]:
             raise ConfigValueError(f"{name} {value} is too big to prove in reasonable time "
                                    f"(limit {LIMITS[name]} for swatkit prove)", name)
-    if p.decode:
-        raise ConfigValueError(f"contexts {p.contexts}: swatkit prove covers cores whose every "
-                               "run starts a sequence (a decode core's continue is verified by "
-                               "simulation only)", "contexts")
+    if p.contexts > 1:   # (the observer follows one sequence; C > 1: not proved yet)
+        raise ConfigValueError(f"contexts {p.contexts}: swatkit prove covers decode cores of "
+                               "one context (--contexts 1); several contexts are verified by "
+                               "the regression (swatkit regress --decode T --contexts C), not "
+                               "proved yet", "contexts")
 
 
 def properties(p: CoreParams) -> dict:
@@ -293,6 +303,8 @@ class ContractHarness(wiring.Component):
                 m.d.comb += env.payload.eq(dut.payload)
         m.d.comb += [self.busy.eq(core.busy), self.error.eq(core.error),
                      self.rule_error.eq(core.rule_error), self.stats.eq(core.stats)]
+        if p.decode:
+            m.d.comb += self.ctx_valid.eq(core.ctx_valid)
 
         # -- the producers' side of the stream rule, assumed: an offered beat stays offered, its
         # payload unchanged, until it is taken (Amaranth's lib.stream rules; a K/V row is
@@ -318,6 +330,8 @@ class ContractHarness(wiring.Component):
         if core.random is not None:
             env.append((~core.random.copier.busy | waiting["kvr"],
                         "inv: the random-block row being copied is still offered"))
+        if p.decode:
+            env += live_invariants(core)
         if self.check == INVARIANTS:
             m.d.comb += [Assert(test, msg) for test, msg in env]
         elif self.check in PROPERTIES:
@@ -341,6 +355,10 @@ class ContractHarness(wiring.Component):
         cmd = self.cmd.payload
         # (a command the core must take: its own rule, rtl/run_control.py)
         legal = ~Cat(*command_faults(p, cmd)).any()
+        obs.seq = self._sequence(m, obs, cmd_take, legal) if p.decode else None
+        if p.decode:   # a continue: the rule of a continue, on the observer's sequence
+            legal = Mux(cmd.cont, ~Cat(*continue_faults(p, cmd, obs.seq.regs, obs.seq.n,
+                                                        obs.seq.valid)).any(), legal)
         for s, count in obs.x.items():
             port = getattr(self, s)
             with m.If(port.valid & port.ready):
@@ -350,15 +368,105 @@ class ContractHarness(wiring.Component):
             if p.block_size:   # the first and last blocks (every row when N <= 2b)
                 two_b = 2 * p.block_size
                 m.d.sync += obs.run_g.eq(Mux(cmd.seq_len > two_b, two_b, cmd.seq_len))
-            elif p.max_global_tokens:   # (a sink core's resident columns: its sinks)
-                m.d.sync += obs.run_g.eq(cmd.sink_count if p.sink_core else cmd.global_count)
+            elif p.max_global_tokens:   # (a sink core's resident columns: its sinks; a
+                # continue carries none)
+                g = cmd.sink_count if p.sink_core else cmd.global_count
+                m.d.sync += obs.run_g.eq(Mux(cmd.cont, 0, g) if p.decode else g)
         # the last cycle, as registers (reset with the core: after a reset nothing is pending)
         for s in self._streams("out"):
             port = getattr(self, s)
             m.d.sync += [obs.wait[s].eq(port.valid & ~port.ready), obs.last[s].eq(port.payload)]
         m.d.sync += [obs.was_take.eq(cmd_take), obs.was_legal.eq(legal),
                      obs.was_busy.eq(self.busy), obs.was_error.eq(self.error)]
+        if p.decode:   # (for the covers: the run is a continue; the last command's kind)
+            obs.run_cont, obs.was_cont = Signal(name="run_cont"), Signal(name="was_cont")
+            obs.was_ctx, obs.was_over = Signal(name="was_ctx"), Signal(name="was_over")
+            with m.If(cmd_take & legal):
+                m.d.sync += obs.run_cont.eq(cmd.cont)
+            m.d.sync += [obs.was_cont.eq(cmd.cont), obs.was_ctx.eq(self.ctx_valid),
+                         obs.was_over.eq(obs.seq.n + cmd.seq_len > p.hw.max_seq_len)]
         return obs
+
+    def _sequence(self, m: Module, obs, cmd_take, start_legal) -> SimpleNamespace:
+        """A decode core's sequence as the observer sees it on the ports: whether there is one
+        (a legal start since the reset), its rows so far ``n``, its pattern (the registers of
+        :func:`~swatkit.rtl.run_control.continue_faults`, from its start) and ``x``, the
+        transfers on each stream since its start. A legal continue adds its rows."""
+        p, cmd = self.params, self.cmd.payload
+        ib = p.index_bits
+        wide = ib + max(p.group_heads, 2).bit_length() + 1   # (g·N + sinks)
+        seq = SimpleNamespace(
+            valid=Signal(name="seq_valid"), n=Signal(ib, name="seq_n"),
+            g=Signal(range(p.max_global_tokens + 1), name="seq_g"),
+            x={s: Signal(wide, name=f"{s}_seq_xfers")
+               for s in (*self._streams("in"), *self._streams("out"))},
+            regs={"before": Signal.like(cmd.before, name="seq_before"),
+                  "after": Signal.like(cmd.after, name="seq_after")})
+        if p.max_dilation > 1:
+            seq.regs["dil"] = Signal.like(cmd.dilation, name="seq_dil")
+        if p.sink_core:
+            seq.regs["gcount"] = seq.g
+        if p.sink_logits:
+            seq.regs["sinks"] = Signal(cmd.sink_scores.shape(), name="seq_sinks")
+            seq.regs["sink_on"] = Signal(name="seq_sink_on")
+        fields = {"before": cmd.before, "after": cmd.after, "dil": getattr(cmd, "dilation", 0),
+                  "sinks": getattr(cmd, "sink_scores", 0), "sink_on": getattr(cmd, "sink_on", 0)}
+        for s, count in seq.x.items():
+            port = getattr(self, s)
+            with m.If(port.valid & port.ready):
+                m.d.sync += count.eq(count + 1)
+        cont_legal = ~Cat(*continue_faults(p, cmd, seq.regs, seq.n, seq.valid)).any()
+        with m.If(cmd_take & ~cmd.cont & start_legal):
+            m.d.sync += [seq.valid.eq(1), seq.n.eq(cmd.seq_len),
+                         *[c.eq(0) for c in seq.x.values()],
+                         *[reg.eq(fields[k]) for k, reg in seq.regs.items() if k != "gcount"]]
+            if p.sink_core:
+                m.d.sync += seq.g.eq(cmd.sink_count)
+        with m.If(cmd_take & cmd.cont & cont_legal):
+            m.d.sync += seq.n.eq(seq.n + cmd.seq_len)
+        return seq
+
+    def _sequence_ties(self, core, obs, kv_taken, nq) -> list[tuple]:
+        """A decode core's sequence is the observer's (in every property's job): ``ctx_valid``,
+        its rows and pattern; the core's sequence counters are its transfers, and between runs
+        every row of the sequence has passed (a continue starts from there)."""
+        seq, run, c = obs.seq, core.control.run, core.counters
+        live = seq.valid
+        ties = [(core.ctx_valid == seq.valid, "ctx_valid is not whether a sequence was started "
+                                              "(since the reset)"),
+                (~live | (run.n == seq.n), "the core's n is not the sequence's rows"),
+                (~live | (core.control.seq_before == seq.regs["before"]),
+                 "the core's window start is not the sequence's"),
+                (~live | (run.after == seq.regs["after"]),
+                 "the core's window end is not the sequence's")]
+        if "dil" in seq.regs:
+            ties.append((~live | (run.dil == seq.regs["dil"]),
+                         "the core's dilation is not the sequence's"))
+        if self.params.sink_core:
+            ties.append((~live | (run.gcount == seq.g), "the core's sinks are not the sequence's"))
+        # the run's transfers and the sequence's: the rows of the runs before this one (each
+        # ended with exactly its rows), and the K/V loader's run counter (stats.kv_rows) with
+        # its sequence counter (kv_wr): both count the band rows written
+        hg, x, xs = self.params.group_heads, obs.x, seq.x
+        before = seq.n - obs.run_n
+        ties += [(c.rows_out == xs["o"], "rows_out differs from the sequence's o transfers"),
+                 (c.q_cnt == xs["q"], "the core's Q count differs from the sequence's transfers"),
+                 kv_taken,
+                 (c.running | ~core.ctx_valid | ((c.rows_out == nq) & (c.q_cnt == nq)
+                                                 & (c.kv_acc == c.n)),
+                  "between runs, a row of the sequence has not passed"),
+                 (xs["q"] == x["q"] + hg * before, "q: the sequence's rows are not its runs'"),
+                 (xs["o"] == x["o"] + hg * before, "o: the sequence's rows are not its runs'"),
+                 (xs["kv"] + obs.run_g == x["kv"] + before + seq.g,
+                  "kv: the sequence's rows are not its runs'"),
+                 (core.ring.kv_wr + x["kv"] + seq.g == self.stats.kv_rows + xs["kv"] + obs.run_g,
+                  "kv: kv_wr and stats.kv_rows differ by other than the runs before")]
+        if self.params.sink_logits:
+            ties += [(~live | (run.sink_on == seq.regs["sink_on"]),
+                      "the core's sink_on is not the sequence's"),
+                     (~live | (run.sinks.as_value() == seq.regs["sinks"].as_value()),
+                      "the core's sink scores are not the sequence's")]
+        return ties
 
     def _held(self, obs, s: str) -> list[tuple]:
         return [(~obs.wait[s] | getattr(self, s).valid,
@@ -379,9 +487,12 @@ class ContractHarness(wiring.Component):
         c, stats, check = core.counters, self.stats, self.check
         ring = core.ring.state
         pre = ring.pre_acc if p.max_global_tokens else 0
+        # the core's counters count a decode core's sequence (its start and continues), the
+        # observer's ``x`` the run
+        xs = obs.seq.x if p.decode else x
         # K/V rows the core counts as taken (the global columns, the band rows): the transfers
         # plus the row being copied
-        kv_taken = (ring.acc + pre == x["kv"] + c.kv_copy,
+        kv_taken = (ring.acc + pre == xs["kv"] + c.kv_copy,
                     "kv: the core's K/V count differs from the transfers (and the row being "
                     "copied)")
         band_x = Mux(x["kv"] > obs.run_g, x["kv"] - obs.run_g, 0)   # band rows transferred
@@ -401,7 +512,7 @@ class ContractHarness(wiring.Component):
             ]
         elif check == "q_valid":
             asserts = [
-                (c.q_cnt == x["q"], "q: the core's Q count differs from the transfers"),
+                (c.q_cnt == xs["q"], "q: the core's Q count differs from the transfers"),
                 (stats.q_rows == x["q"], "q: stats.q_rows differs from the transfers"),
             ]
         elif check == "kv_valid":
@@ -415,12 +526,17 @@ class ContractHarness(wiring.Component):
             asserts = self._row_counts(core, obs, kv_taken, nq)
         else:
             asserts = self._pattern_properties(core, obs)
+        if p.decode:
+            asserts = [*asserts, *self._sequence_ties(core, obs, kv_taken, nq)]
         return [Assert(test, msg) for test, msg in asserts]
 
     def _run_g(self, core, obs) -> list[tuple]:
         """The core's global columns of the run are the command's (cores with global rows)."""
         if not self.params.max_global_tokens:
             return []
+        if self.params.decode:   # (a continue's command carries none: the sequence's)
+            return [(~core.busy | (core.control.run.gcount == obs.seq.g),
+                     "the core's global rows are not the sequence's")]
         return [(~core.busy | (core.control.run.gcount == obs.run_g),
                  "the core's global rows are not the command's")]
 
@@ -429,6 +545,7 @@ class ContractHarness(wiring.Component):
         o the N − G rows that are not global; a grouped core's q and o g·N (g query heads per
         position); at most that during a run, exactly that when it ends."""
         c, x, n, g = core.counters, obs.x, obs.run_n, obs.run_g
+        xs, seq_n = (obs.seq.x, obs.seq.n) if self.params.decode else (x, n)
         hg, rows = self.params.group_heads, obs.run_g if self.params.global_rows else 0
         counts = {"q": n * hg, "kv": n + g, "o": (n - rows) * hg}
         return [
@@ -442,10 +559,11 @@ class ContractHarness(wiring.Component):
             # the core's counters, and what ties them to the observer's
             (~c.running | ((c.rows_out <= nq) & (c.q_cnt <= nq) & (c.kv_acc <= c.n)),
              "a row counter exceeds N (g·N for the Q and output rows)"),
-            (~c.running | (c.n == n), "the core's N is not the command's"),
+            (~c.running | (c.n == seq_n), "the core's N is not the command's (a decode "
+                                          "core's: the sequence's)"),
             *self._run_g(core, obs),
-            (c.rows_out == x["o"], "rows_out differs from the o transfers"),
-            (c.q_cnt == x["q"], "the core's Q count differs from the transfers"),
+            (c.rows_out == xs["o"], "rows_out differs from the o transfers"),
+            (c.q_cnt == xs["q"], "the core's Q count differs from the transfers"),
             kv_taken,
         ]
 
@@ -506,7 +624,50 @@ class ContractHarness(wiring.Component):
             found["og_row"] = self.og.valid & self.og.ready
         if p.max_random_blocks:
             found["kvr_row"] = self.kvr.valid & self.kvr.ready
+        if p.decode:   # a continue run ends with its rows out; continues refused
+            refused = obs.was_take & obs.was_cont & self.error & ~self.busy
+            found["cont_ends"] = (ends & obs.run_cont
+                                  & (x["o"] == obs.run_n * p.group_heads))
+            found["cont_invalid"] = refused & ~obs.was_ctx
+            found["cont_past_limit"] = refused & obs.was_ctx & obs.was_over
         return found
+
+
+class _Live:
+    """A stage's ``run`` interface whose ``running`` is another value (:func:`live_invariants`);
+    every other member is the stage's own."""
+
+    def __init__(self, run, running):
+        self._run, self.running = run, running
+
+    def __getattr__(self, name):
+        return getattr(self._run, name)
+
+
+def live_invariants(core: SwatCore) -> list[tuple]:
+    """A decode core's stage invariants while its context is live: the ones each stage states
+    while a run is on (``~running | ...``: the run control's, the K/V loader's, the scheduler's
+    and the core's row bookkeeping), stated again with ``running`` read as ``running |
+    ctx_valid``. A continue starts from the state the last run of the sequence left, so
+    k-induction needs them between runs too (without them an idle state no run leaves — say, a
+    loader credit with ``slot_free`` 0 — is carried into a continue). Built by calling each
+    stage's own ``invariants`` with its ``run`` interface in a :class:`_Live` (one definition of
+    each invariant); the messages say ``(live)``."""
+    stages = [core.control, core.ring, core.scheduler]
+    saved = [stage.run for stage in stages]
+    live = core.control.run.running | core.ctx_valid
+    rows_out = core.counters.rows_out
+    try:
+        for stage, run in zip(stages, saved, strict=True):
+            stage.run = _Live(run, live)
+        checks = [*core.control.invariants(), *core.ring.invariants(),
+                  *core.scheduler.invariants(),
+                  *[(test, msg) for test, msg in core._invariants(rows_out, rows_out)
+                    if "stats." not in msg]]
+    finally:
+        for stage, run in zip(stages, saved, strict=True):
+            stage.run = run
+    return [(test, f"{msg} (live)") for test, msg in checks]
 
 
 # Why the global properties are not attempted on a core with several global-row engines
@@ -541,6 +702,10 @@ def covers(p: CoreParams) -> dict:
         found["og_row"] = "og: a global row is transferred"
     if p.max_random_blocks:
         found["kvr_row"] = "kvr: a random-block row is taken"
+    if p.decode:
+        found["cont_ends"] = "a continue run ends, its rows out"
+        found["cont_invalid"] = "a continue is refused on an invalid context (ctx_valid 0)"
+        found["cont_past_limit"] = "a continue past max_seq_len is refused"
     return found
 
 

@@ -10,6 +10,7 @@ board has a default configuration that fits it (--list-boards); options override
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import shlex
 import sys
@@ -40,6 +41,14 @@ SIMULATORS = ("amaranth", "verilator")  # fpga_flows.flow.SIMULATORS (not import
 # takes 25-45 s, then runs 200,000-300,000 cycles/s, and is cached (docs/fpga.md): a cold build
 # pays off from ~30,000 cycles, a cached one at once.
 AUTO_VERILATOR_CYCLES = 20_000
+# --selftest decode: the core when the options do not say otherwise (a layer over the board's
+# defaults): the GPT-OSS sliding head group (gpt-oss-20b/120b config.json: sliding_window 128,
+# head_dim 64, 64 query heads on 8 K/V heads, a learned sink logit per head) as
+# `swatkit regress` decodes it, a prefill of 1024 rows and 256 decode steps; a decode core
+# (contexts 1) on the board's lanes
+DECODE_DEFAULTS = {"causal": True, "sliding_window": 128, "head_dim": 64, "heads": 64,
+                   "kv_heads": 8, "sink_logits": True, "seq_len": 1280}
+DECODE_STEPS = 256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,13 +67,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(e.g. with the system's tools) into DIR/flow.json")
     b.add_argument("--clock-mhz", metavar="F", type=float,
                    help="clock constraint for nextpnr (default: the board's target)")
-    b.add_argument("--selftest", choices=("rom", "lfsr"),
+    b.add_argument("--selftest", choices=("rom", "lfsr", "decode"),
                    help="self-test mode: rom (inputs and expected rows in ROM, reports the "
-                        "first bad row) or lfsr (inputs generated on chip, the output's CRC-32 "
-                        "compared; no ROM limit on the rows) (default: the board's)")
+                        "first bad row), lfsr (inputs generated on chip, the output's CRC-32 "
+                        "compared; no ROM limit on the rows) or decode (a decode core, by "
+                        "default the GPT-OSS sliding head group: a prefill of --test-rows "
+                        "rows, then --decode-steps steps of one row, on LFSR inputs, one "
+                        "CRC-32) (default: the board's)")
     b.add_argument("--test-rows", metavar="N", type=int,
                    help="rows of the self-test run (default: the board's in rom mode, seq_len "
-                        "in lfsr mode)")
+                        "in lfsr mode; decode: the prefill's rows, seq_len minus the steps)")
+    b.add_argument("--decode-steps", metavar="T", type=int,
+                   help=f"with --selftest decode: decode steps after the prefill (default "
+                        f"{DECODE_STEPS})")
     b.add_argument("--seed", metavar="S", type=int,
                    help="seed of the self-test vectors or generators (default 1)")
     b.add_argument("--abc", choices=("abc9", "abc"),
@@ -147,8 +162,11 @@ def resolve_with_board(args, board, given=None):
     length gets the board's number of keys (not the 4096 of a Mistral head, which no small
     device holds)."""
     window = board.defaults["attention_window"]   # (keys: window + 1, of either kind)
-    return resolve(args, "flow", defaults={**board.defaults, "sliding_window": window + 1},
-                   given=given)
+    layer = {**board.defaults, "sliding_window": window + 1}
+    given = given or gather(args, "flow")
+    if given.values.get("selftest") == "decode":
+        layer.update(DECODE_DEFAULTS)
+    return resolve(args, "flow", defaults=layer, given=given)
 
 
 def flow_config(args, board, given=None):
@@ -164,6 +182,15 @@ def flow_config(args, board, given=None):
     refuse_sink_values(r)   # (the self-test draws its sink scores from --seed)
     params = core_params(r, r.spec.seq_len)
     own = r.command
+    steps = 0
+    if own.get("selftest") == "decode":   # a decode core (one context), and its steps
+        steps = own.get("decode_steps", DECODE_STEPS)
+        try:
+            params = dataclasses.replace(params, contexts=1)
+        except (TypeError, ValueError) as e:
+            raise command_error(e, r) from None
+    elif "decode_steps" in own:
+        raise UsageError(f"{r.label('decode_steps')} needs --selftest decode")
     # (the LFSR self-test feeds one head's rows: a grouped or sink core's default is rom)
     mode = own.get("selftest", "rom" if params.group_heads > 1 or params.sink_core
                    or params.sink_logits else board.selftest)
@@ -171,9 +198,10 @@ def flow_config(args, board, given=None):
     if rows is None:
         from swatkit.fpga_flows.selftest import rom_rows_limit
 
-        rows = _default_rows(board, rom_rows_limit(params) if mode == "rom"
-                             else params.hw.max_seq_len, mode if mode in ("rom", "lfsr")
-                             else None)
+        rows = (params.hw.max_seq_len - steps if mode == "decode" else
+                _default_rows(board, rom_rows_limit(params) if mode == "rom"
+                              else params.hw.max_seq_len, mode if mode in ("rom", "lfsr")
+                              else None))
     nextpnr = own.get("nextpnr_options")
     if isinstance(nextpnr, str):
         try:
@@ -184,7 +212,7 @@ def flow_config(args, board, given=None):
         nextpnr = tuple(nextpnr)
     try:
         return FlowConfig(board, params, rows, own.get("seed", 1), own.get("clock_mhz"),
-                          mode, own.get("abc"), nextpnr), r
+                          mode, own.get("abc"), nextpnr, steps), r
     except (TypeError, ValueError) as e:
         raise command_error(e, r) from None
 
@@ -208,10 +236,20 @@ def parse_points(text: str) -> list[tuple[int, int]]:
 
 
 def _describe(config) -> str:
+    steps = f" + {config.decode_steps} decode steps" if config.decode_steps else ""
     return (f"{config.params.describe()} ({config.cycles_per_row} cycles per row); self-test "
-            f"{config.test_rows} rows "
+            f"{config.test_rows} rows{steps} "
             f"({config.selftest}), seed {config.seed}; clock constraint "
             f"{config.constraint_mhz:g} MHz")
+
+
+def _run_cycles(config) -> int:
+    """About the self-test run's cycles: its output rows x cycles per row (decode: the
+    prefill's and the steps' positions, g output rows each)."""
+    if config.decode_steps:
+        rows = (config.test_rows + config.decode_steps) * config.params.group_heads
+        return rows * config.cycles_per_row
+    return config.test_rows * config.cycles_per_row
 
 
 def simulator_for(config, choice: str) -> str:
@@ -219,8 +257,23 @@ def simulator_for(config, choice: str) -> str:
     ``AUTO_VERILATOR_CYCLES`` steady-state cycles (rows x cycles per row), Verilator above."""
     if choice != "auto":
         return choice
-    cycles = config.test_rows * config.cycles_per_row
+    cycles = _run_cycles(config)
     return "verilator" if cycles > AUTO_VERILATOR_CYCLES else "amaranth"
+
+
+def _decode_cycles(config, result) -> None:
+    """The decode self-test's busy cycles beside the cycle model's."""
+    from swatkit.fpga_flows.flow import decode_model_cycles
+
+    prefill, steps = decode_model_cycles(config)
+    t = config.decode_steps
+    for what, got, want in (("prefill", result.pre_cycles, prefill),
+                            (f"{t} decode steps", result.dec_cycles, sum(steps))):
+        same = "equal to" if got == want else f"{got - want:+,} against"
+        print(f"decode self-test: {what}: {got:,} busy cycles, {same} the cycle model "
+              f"({want:,})")
+    print(f"decode self-test: {result.dec_cycles / t:,.1f} cycles per decode step (cycle model "
+          f"{min(steps):,}..{max(steps):,})")
 
 
 def _simulate(config, simulator: str) -> int:
@@ -234,6 +287,8 @@ def _simulate(config, simulator: str) -> int:
         return 1
     print(f"simulation: {result.line.strip()}")
     print(f"simulated with {result.run.summary()}")
+    if result.pre_cycles is not None:
+        _decode_cycles(config, result)
     if not result.passed:
         print("swatkit: error: the self-test fails in simulation; not building it",
               file=sys.stderr)
@@ -292,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
     if args.simulate:
         simulator = simulator_for(config, args.simulate)
         with progress(f"simulating the self-test in {simulator} ({config.test_rows} rows, "
-                      f"about {config.test_rows * config.cycles_per_row:,} cycles)"):
+                      f"about {_run_cycles(config):,} cycles)"):
             failed = _simulate(config, simulator)
         if failed:
             return 1

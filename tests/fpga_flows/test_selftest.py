@@ -446,7 +446,7 @@ def test_lfsr_hang_is_reported():
 
 def test_lfsr_mode_checked():
     params, _ = CONFIGS["icebreaker-default"]
-    with pytest.raises(ValueError, match=r"^mode must be one of rom, lfsr, not 'ram'$"):
+    with pytest.raises(ValueError, match=r"^mode must be one of rom, lfsr, decode, not 'ram'$"):
         SelfTest(params, make_vectors(params, 4, SEED), mode="ram")
     with pytest.raises(ValueError, match=r"^LFSR mode needs vectors with a seed and a CRC"):
         SelfTest(params, make_vectors(params, 4, SEED),
