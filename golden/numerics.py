@@ -229,6 +229,11 @@ class NumberFormat:
     def softmax_constant(self, head_dim: int) -> SoftmaxConstant:
         """The constant ``C`` for a head of width ``head_dim`` (see :class:`SoftmaxConstant`)."""
         real = self.scale_q * self.scale_k * math.log2(math.e) / math.sqrt(head_dim)
+        if not math.isfinite(real):   # (two finite scales whose product overflows a float)
+            raise ConfigValueError(
+                f"scale_q·scale_k/sqrt(head_dim) = {self.scale_q * self.scale_k:.6g}/"
+                f"sqrt({head_dim}) is too large: one score step would span more than the whole "
+                "probability range")
         frac = (self.const_bits - 1 - math.floor(math.log2(real)) if real > 0
                 else MAX_CONST_FRAC_BITS + 1)
         if frac > MAX_CONST_FRAC_BITS:  # (the product of two tiny scales may even be 0.0)

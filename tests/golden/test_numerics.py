@@ -224,6 +224,13 @@ def test_softmax_constant_too_large():
         fmt.softmax_constant(1)
     # the same format is fine for a wider head (smaller real constant)
     assert fmt.softmax_constant(2 ** 20).shift >= 1
+    # two finite scales whose product overflows a float (hypothesis found them, through the
+    # CLI: an OverflowError traceback before)
+    big = NumberFormat(scale_q=6.478512856971803e+118, scale_k=1.9406825176892104e+189)
+    message = ("scale_q·scale_k/sqrt(head_dim) = 1.25727e+308/sqrt(64) is too large: one score "
+               "step would span more than the whole probability range")
+    with pytest.raises(ValueError, match=rf"^{re.escape(message)}$"):
+        big.softmax_constant(64)
 
 
 # -- derived widths ------------------------------------------------------------------------------
