@@ -22,3 +22,13 @@ def test_top_level_layout():
     top = {line.split("/", 1)[0] for line in tracked.stdout.splitlines()}
     assert top == {".ci", ".gitignore", "LICENSE", "README.md", "pyproject.toml", "swatkit",
                    "golden", "rtl", "sim", "fpga_flows", "tests", "docs"}
+
+
+def test_the_readme_venv_is_ignored():
+    """The README suggests `python3 -m venv .venv` in the checkout: git must not list it."""
+    if "python3 -m venv .venv" not in (ROOT / "README.md").read_text():
+        pytest.skip("the README no longer suggests .venv")
+    done = subprocess.run(["git", "check-ignore", "-q", ".venv/bin/python"], cwd=ROOT)
+    if done.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert done.returncode == 0, ".venv/ is not in .gitignore"
