@@ -23,7 +23,7 @@ from cocotb.triggers import First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from swatkit.fpga_flows.selftest import STATUS_NAMES, decode_uart
-from swatkit.sim.regress import PERIOD_NS  # the clock the simulated top generates
+from swatkit.sim.clock import PERIOD_NS  # the clock the simulated top generates
 
 __all__ = ["uart_samples"]
 

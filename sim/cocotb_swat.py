@@ -54,7 +54,7 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from swatkit.rtl import STAT_FIELDS, core_layouts
 from swatkit.rtl.core import command
 from swatkit.rtl.harness import STREAMS, burst_threshold, probability_threshold, unpack_rows
-from swatkit.sim.regress import PERIOD_NS  # the clock the simulated top generates
+from swatkit.sim.clock import PERIOD_NS  # the clock the simulated top generates
 
 __all__ = ["BenchStuckError", "HarnessBench"]
 

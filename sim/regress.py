@@ -44,6 +44,7 @@ from swatkit.rtl.core import command_value
 from swatkit.rtl.harness import STREAMS, SwatHarness, burst_threshold, pack_rows
 from swatkit.support.build_cache import BuildInfo, build_root, cached_build, locked, tool_versions
 
+from .clock import PERIOD_NS  # the clock of the simulated top (regress writes it)
 from .cycle_model import swat_actions, swat_cycles
 
 __all__ = [
@@ -79,7 +80,6 @@ __all__ = [
 
 TOP = "swat_tb"      # the simulated top: the clock, and the harness around the core
 HARNESS = "swat_harness"  # rtl/harness.py's SwatHarness
-PERIOD_NS = 10       # the clock of the simulated top
 CORE = "swat_core"   # the core's Verilog, exactly as ``swatkit generate`` writes it
 TEST_MODULE = "swatkit.sim.cocotb_swat"
 # Verilator options of the simulation builds (docs/verification.md has the measurements): one C++
@@ -1955,6 +1955,10 @@ def _guarded_runner():
     return GuardedVerilator()
 
 
+# the environment of every simulator process, beside the case file
+BENCH_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
 def run_bench(build_path: Path, work: Path, seed: int, waves: str | None, *, top: str = TOP,
               test_module: str = TEST_MODULE, extra_env: dict | None = None,
               test_args: tuple[str, ...] = ()) -> str | None:
@@ -1966,6 +1970,10 @@ def run_bench(build_path: Path, work: Path, seed: int, waves: str | None, *, top
 
     if extra_env is None:
         extra_env = {"SWATKIT_CASE": str(work / "case.json")}
+    # cocotb rewrites the bench's asserts with pytest, which would load every installed pytest
+    # plugin into each simulator process (xdist, hypothesis, anyio, ...): 1.7 s of a 4 s run of
+    # a small case here (docs/verification.md, "Where a case's time goes")
+    extra_env = {**BENCH_ENV, **extra_env}
     use_verilator()
     runner = _guarded_runner()
     xml = work / "results.xml"
