@@ -22,12 +22,17 @@ from swatkit.options import (
     WINDOW_KEYS,
     UsageError,
     add_hardware_options,
+    add_output_option,
     add_workload_options,
     check_bandwidth,
+    check_folder,
     core_params,
     gather,
     limit_error,
+    make_folder,
+    output_label,
     parse_lengths,
+    print_report,
     refuse_sink_values,
     resolve,
     warn,
@@ -104,7 +109,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="write latency, energy, ratios to SWAT (log-log) and the energy "
                         "breakdown to an image (PNG, SVG, PDF, ... by its suffix; no suffix: "
-                        ".png)")
+                        ".png; a bare file name goes into the -o folder)")
+    add_output_option(parser, "the report as estimate.txt (the table as printed, with "
+                              "--format table), estimate.csv and estimate.json, and --plot's "
+                              "image when --plot is a bare file name (default: none, the "
+                              "report on standard output only)", group=e)
 
 
 def energy_table_name(args) -> str:
@@ -439,7 +448,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"--{str(e).replace('_', '-', 1)}") from None
     clock_mhz, source, table = _clock_and_table(args, report)
-    plot_path = plot_target(args.plot) if args.plot else None
+    plot_path = output_plot(args)
     common = {"clock_hz": clock_mhz * 1e6, "table": table, "tiles": tiles,
               "offchip_bytes_per_cycle": args.offchip_bytes_per_cycle, "clock_source": source}
     if args.model:
@@ -484,26 +493,44 @@ def run(args: argparse.Namespace) -> int:
                                  f"({_describe_core(c)})")
         warn(f"--from-flow: {args.from_flow} has no configuration record (an earlier swatkit "
              "wrote it): only its head_dim, window, lanes and data_bits were taken and checked")
-    if args.format == "json":
-        print(json.dumps(records, indent=1))
-    elif args.format == "csv":
-        rows = [_flat(rec) for rec in records]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for x in rows for k in x)))
-        writer.writeheader()
-        writer.writerows(rows)
-        sys.stdout.write(buf.getvalue())
-    else:
-        print_table(records, table, clock_mhz, source, model, breakdown=args.breakdown)
+    print_report(args, "estimate", {"csv": csv_text([_flat(rec) for rec in records]),
+                                    "json": json.dumps(records, indent=1) + "\n"},
+                 lambda: print_table(records, table, clock_mhz, source, model,
+                                     breakdown=args.breakdown))
     if plot_path:
+        if args.output is not None:
+            make_folder(output_label(args), args.output)
         plot(records, plot_path, table.name, clock_mhz, model)
         print(f"wrote {plot_path}", file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
 
 
-def plot_target(path: Path) -> Path:
+def csv_text(rows: list[dict]) -> str:
+    """``rows`` as CSV with a header: every key of any row, in the order they first come."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for x in rows for k in x)))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def output_plot(args) -> Path | None:
+    """``--plot``'s file (:func:`plot_target`; ``None`` without it): a bare file name goes
+    into the ``-o`` folder; ``-o`` checked too (:func:`~swatkit.options.check_folder`). Both
+    before any work."""
+    if args.output is not None:
+        check_folder(output_label(args), args.output)
+    if not args.plot:
+        return None
+    bare = args.output is not None and args.plot.name == str(args.plot)
+    return plot_target(args.output / args.plot if bare else args.plot,
+                       made=args.output if bare else None)
+
+
+def plot_target(path: Path, made: Path | None = None) -> Path:
     """The file ``--plot`` writes: its suffix names a format matplotlib writes (none: .png),
-    and its folder exists. Checked before any work."""
+    and its folder exists (or is ``made``, the -o folder, made before the figure is written).
+    Checked before any work."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -518,7 +545,7 @@ def plot_target(path: Path) -> Path:
         raise UsageError(f"--plot: cannot write {path.suffix} files ({path}); use one of "
                          f"{', '.join('.' + k for k in sorted(kinds))}")
     folder = path.parent
-    if not folder.is_dir():
+    if not folder.is_dir() and folder != made:
         raise UsageError(f"--plot: no such folder: {folder} (for {path})")
     return path
 

@@ -27,12 +27,16 @@ from swatkit.options import (
     MAX_WORKERS,
     UsageError,
     add_hardware_options,
+    add_output_option,
     add_workload_options,
+    check_folder,
     check_int_option,
     check_output_file,
     check_sink_values,
     connect_scheduler,
     core_params,
+    make_folder,
+    output_label,
     resolve,
 )
 
@@ -42,7 +46,7 @@ __all__ = ["add_arguments", "matrix", "own_cases", "run", "shipped_builds"]
 # shared workload and hardware options, --dsp, --inputs, --gap, --stall, --runs) describes a
 # configuration of the user's, whose cases run instead of the matrix
 RUN_OPTIONS = ("fast", "full", "keyword", "workers", "scheduler", "seed", "waves",
-               "waves_format", "waves_window", "build_dir", "junitxml", "json")
+               "waves_format", "waves_window", "build_dir", "junitxml", "json", "output")
 
 
 def _lengths(text: str) -> tuple[int, ...]:
@@ -105,10 +109,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from swatkit.sim.regress import WAVE_FORMATS
 
     waves = parser.add_argument_group("waves (for debugging a case)")
-    waves.add_argument("--waves", nargs="?", const=Path("."), metavar="DIR", type=Path,
-                       help="record a trace of every case into DIR (default: the working "
-                            "folder), named <case>.seed<S>.fst; traced builds are cached "
-                            "apart")
+    waves.add_argument("--waves", nargs="?", const=True, metavar="DIR", type=Path,
+                       help="record a trace of every case into DIR (default: the -o folder, "
+                            "else the working folder), named <case>.seed<S>.fst; traced "
+                            "builds are cached apart")
     waves.add_argument("--waves-format", choices=WAVE_FORMATS,
                        help="fst (the default where the lz4 headers are installed: Debian "
                             "liblz4-dev) or vcd")
@@ -118,10 +122,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "a failure names the rows around its first mismatch")
     parser.add_argument("--build-dir", metavar="DIR", type=Path,
                         help="Verilator build cache (default ~/.cache/swatkit/verilator)")
+    add_output_option(parser, "the JUnit XML report results.xml, the results (per case "
+                              "and totals) as results.json, and the traces of --waves "
+                              "without a folder (default: results.xml in the working folder, "
+                              "no JSON)")
     parser.add_argument("--junitxml", metavar="FILE", type=Path,
-                        help="JUnit XML report (default: results.xml in the working folder)")
+                        help="JUnit XML report (default: results.xml in the -o folder, else "
+                             "in the working folder)")
     parser.add_argument("--json", metavar="FILE", type=Path,
-                        help="also write the results (per case and totals) as JSON")
+                        help="also write the results (per case and totals) as JSON (default: "
+                             "results.json in the -o folder; none without -o)")
 
 
 # -- what runs --------------------------------------------------------------------------------
@@ -451,11 +461,12 @@ def _waves(args: argparse.Namespace) -> dict | None:
                 raise UsageError(f"--{name.replace('_', '-')} needs --waves")
         return None
     folder = args.waves
-    if str(folder) in ("vcd", "fst") and not folder.is_dir():   # (the option's old form)
+    if folder is True:   # (--waves without a folder: the -o folder, else the working one)
+        folder = args.output or Path(".")
+    elif str(folder) in ("vcd", "fst") and not folder.is_dir():   # (the option's old form)
         raise UsageError(f"--waves {folder}: --waves takes a folder (the format is "
                          f"--waves-format {folder})")
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--waves: {folder} is a file, not a folder")
+    check_folder("--waves", folder)   # (made when the work starts, with the build cache)
     try:
         fmt = wave_format(args.waves_format or default_wave_format())
     except ValueError as e:
@@ -465,12 +476,6 @@ def _waves(args: argparse.Namespace) -> dict | None:
             parse_waves_window(args.waves_window)
         except ValueError as e:
             raise UsageError(f"--waves-window: {e}") from None
-    # (made when the work starts, with the build cache: nothing is written before)
-    existing = next(p for p in (folder.resolve(), *folder.resolve().parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"--waves: cannot create {folder}: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--waves: cannot write in {existing}")
     return {"waves": fmt, "waves_dir": folder.resolve(), "waves_window": args.waves_window}
 
 
@@ -507,9 +512,14 @@ def run(args: argparse.Namespace) -> int:
     check_int_option("-n", args.workers, 0, MAX_WORKERS)
     if args.seed is not None:
         check_int_option("--seed", args.seed, 0, MAX_SEED)
-    check_output_file("--junitxml", args.junitxml or Path("results.xml"))
-    if args.json is not None:
-        check_output_file("--json", args.json)
+    if args.output is not None:
+        check_folder(output_label(args), args.output)
+    junit, json_path = report_paths(args)
+    for label, given, path in (("--junitxml", args.junitxml, junit),
+                               ("--json", args.json, json_path)):
+        # (given, or in a folder that exists: one -o makes is checked by check_folder)
+        if path is not None and (given is not None or path.parent.is_dir()):
+            check_output_file(label, path)
     hook = _corrupt_hook()
     cases = select(own_cases(args) if own else matrix(args.full), args.keyword)
     waves = _waves(args)
@@ -524,16 +534,15 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--build-dir: cannot create {root}: {e.strerror}") from None
+    if args.output is not None:
+        make_folder(output_label(args), args.output)
     if waves is not None:
-        try:
-            waves["waves_dir"].mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"--waves: cannot create {args.waves}: {e.strerror}") from None
+        make_folder("--waves", waves["waves_dir"])
     client = connect_scheduler(args.scheduler)   # (before anything is printed or built)
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
-    junit = (args.junitxml or Path("results.xml")).resolve()
     mode = "your configuration" if own else ("--full" if args.full else "--fast")
-    hints = {c.id: reproduce_command(c.id, seed, options, args.build_dir) for c in cases}
+    hints = {c.id: reproduce_command(c.id, seed, options, args.build_dir, args.output)
+             for c in cases}
 
     from rich.console import Console
 
@@ -558,7 +567,17 @@ def run(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     wall = time.monotonic() - start
-    return _report(args, console, results, junit, wall, seed, mode)
+    return _report(args, console, results, (junit, json_path), wall, seed, mode)
+
+
+def report_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """Where the JUnit XML and the JSON results go: ``--junitxml`` / ``--json`` as given, else
+    ``results.xml`` / ``results.json`` in the ``-o`` folder; without ``-o``, results.xml in
+    the working folder and no JSON."""
+    folder = args.output
+    junit = args.junitxml or (folder or Path(".")) / "results.xml"
+    json_path = args.json or (folder / "results.json" if folder is not None else None)
+    return junit.resolve(), None if json_path is None else json_path.resolve()
 
 
 def _uncached(cases, waves, build_dir) -> list:
@@ -771,7 +790,7 @@ def _props(r, seed: int) -> dict:
             **({"waves": str(r.waves)} if r.waves else {})}
 
 
-def _report(args, console, results, junit, wall, seed, mode) -> int:
+def _report(args, console, results, paths, wall, seed, mode) -> int:
     from rich.table import Table
 
     table = Table(title=f"swatkit regress {mode} (seed {seed})")
@@ -803,18 +822,19 @@ def _report(args, console, results, junit, wall, seed, mode) -> int:
     totals = {"tests": len(results), "failed": len(failed), "rows": rows, "cycles": cycles,
               "sim_cycles": sim_cycles, "sim_seconds": sim_seconds,
               "cycles_per_second": speed, "wall_seconds": wall}
+    junit, json_path = paths
     try:
         _junit(results, junit, wall, seed)
-        if args.json:
+        if json_path:
             record = {"mode": mode, "seed": seed, "workers": args.workers, "wall_seconds": wall,
                       "totals": totals,
                       "cases": [{"name": r.case.id, "outcome": "passed" if r.passed
                                  else "failed", "message": r.message, "props": _props(r, seed)}
                                 for r in results]}
-            args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+            json_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     except OSError as e:
         raise UsageError(f"cannot write the report: {e.strerror}: {e.filename}") from None
-    console.print(f"JUnit XML: {junit}" + (f"   JSON: {args.json}" if args.json else ""))
+    console.print(f"JUnit XML: {junit}" + (f"   JSON: {json_path}" if json_path else ""))
     minutes, seconds = divmod(wall, 60)
     console.print(
         f"{len(results)} tests, {len(failed)} failed; {rows} output rows checked bit-exact; "
