@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from swatkit.options import (
+    DEFAULT_DECODE_STEPS,
     HEAD_KEYS,
     SPEC_KEYS,
     WINDOW_KEYS,
@@ -95,12 +96,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="output format (default table)")
     dec = parser.add_argument_group("decode (issue 26: one new row per token)")
-    dec.add_argument("--decode", type=int, nargs="?", const=256, metavar="T",
+    dec.add_argument("--decode", type=int, nargs="?", const=DEFAULT_DECODE_STEPS, metavar="T",
                      help="per-token latency, energy and off-chip bytes of T decode steps "
-                          "(default 256) after a prefill of each --seq-len, for the head group "
-                          "of the options or --model's sliding layers, against reread "
-                          "(FlashDecoding-style: the window's K/V from off-chip per token) and "
-                          "onchip (the cache on chip, read per query head); a causal window")
+                          f"(default {DEFAULT_DECODE_STEPS}) after a prefill of each "
+                          "--seq-len, for the head group of the options or --model's sliding "
+                          "layers, against reread (FlashDecoding-style: the window's K/V "
+                          "from off-chip per token) and onchip (the cache on chip, read per "
+                          "query head); a causal window")
     dec.add_argument("--onchip-bytes", type=int, metavar="B",
                      help="--decode: on-chip memory for the K/V caches (window x head_dim x 2 x "
                           "bytes per K/V head and layer): the layers, in order, whose caches "

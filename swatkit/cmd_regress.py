@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from swatkit.options import (
+    DEFAULT_DECODE_STEPS,
     DEFAULT_SEQ_LEN,
     MAX_REGRESS_ROWS,
     MAX_RUNS,
@@ -37,6 +38,7 @@ from swatkit.options import (
     core_params,
     make_folder,
     output_label,
+    parse_lengths,
     resolve,
 )
 
@@ -47,15 +49,6 @@ __all__ = ["add_arguments", "matrix", "own_cases", "run", "shipped_builds"]
 # configuration of the user's, whose cases run instead of the matrix
 RUN_OPTIONS = ("fast", "full", "keyword", "workers", "scheduler", "seed", "waves",
                "waves_format", "waves_window", "build_dir", "junitxml", "json", "output")
-
-
-def _lengths(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated integers, not {text!r}") from None
-    return values
 
 
 def _kinds(text: str) -> tuple[str, ...]:
@@ -70,10 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the fast matrix (the default; what CI runs)")
     mode.add_argument("--full", action="store_true",
                       help="the whole matrix (the fast one and the slow cases)")
-    add_workload_options(parser, core_features=True, decode=True, seq_len_type=_lengths,
-                         seq_len_help="with a configuration: N of each run, e.g. 600,4096 "
-                                      f"(default: [spec] seq_len, else {DEFAULT_SEQ_LEN}); the "
-                                      "core is built for the largest")
+    add_workload_options(parser, core_features=True, decode=True, seq_len_type=parse_lengths,
+                         seq_len_help="with a configuration: lengths, a case each: 600,4096 "
+                                      "or 1024:4096:x2 (default: [spec] seq_len, else "
+                                      f"{DEFAULT_SEQ_LEN}); the core is built for the largest")
     add_hardware_options(parser)
     parser.add_argument("--dsp", choices=DSP_TARGETS, default=None,
                         help="multipliers as generic logic (default) or ECP5 MULT18X18D blocks")
@@ -84,8 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="probability of an idle cycle before an input beat (default 0)")
     own.add_argument("--stall", metavar="P", type=float,
                      help="probability that the output's ready is low in a cycle (default 0)")
-    own.add_argument("--decode", metavar="T", type=int,
-                     help="decode: after a prefill of --seq-len rows, T decode steps, each a "
+    own.add_argument("--decode", metavar="T", type=int, nargs="?", const=DEFAULT_DECODE_STEPS,
+                     help=f"decode: after a prefill of --seq-len rows, T decode steps (default "
+                          f"{DEFAULT_DECODE_STEPS}, as estimate --decode), each a "
                           "run that continues the sequence by one row with the K/V ring kept "
                           "on chip (a core generated with --contexts, 1 unless given; a causal "
                           "window without global tokens); with --contexts C > 1, C sequences "
@@ -520,6 +514,7 @@ def run(args: argparse.Namespace) -> int:
         # (given, or in a folder that exists: one -o makes is checked by check_folder)
         if path is not None and (given is not None or path.parent.is_dir()):
             check_output_file(label, path)
+    junit, json_path = junit.resolve(), json_path and json_path.resolve()
     hook = _corrupt_hook()
     cases = select(own_cases(args) if own else matrix(args.full), args.keyword)
     waves = _waves(args)
@@ -567,7 +562,7 @@ def run(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     wall = time.monotonic() - start
-    return _report(args, console, results, (junit, json_path), wall, seed, mode)
+    return _report(args, console, results, junit, wall, seed, mode, json_path)
 
 
 def report_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -577,7 +572,7 @@ def report_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     folder = args.output
     junit = args.junitxml or (folder or Path(".")) / "results.xml"
     json_path = args.json or (folder / "results.json" if folder is not None else None)
-    return junit.resolve(), None if json_path is None else json_path.resolve()
+    return junit, json_path
 
 
 def _uncached(cases, waves, build_dir) -> list:
@@ -790,7 +785,9 @@ def _props(r, seed: int) -> dict:
             **({"waves": str(r.waves)} if r.waves else {})}
 
 
-def _report(args, console, results, paths, wall, seed, mode) -> int:
+def _report(args, console, results, junit, wall, seed, mode, json_path=None) -> int:
+    """The table, the failures, the waves, the reports (``junit``; ``json_path``, default
+    ``--json``) and the summary line; the exit code."""
     from rich.table import Table
 
     table = Table(title=f"swatkit regress {mode} (seed {seed})")
@@ -822,7 +819,7 @@ def _report(args, console, results, paths, wall, seed, mode) -> int:
     totals = {"tests": len(results), "failed": len(failed), "rows": rows, "cycles": cycles,
               "sim_cycles": sim_cycles, "sim_seconds": sim_seconds,
               "cycles_per_second": speed, "wall_seconds": wall}
-    junit, json_path = paths
+    json_path = json_path or args.json
     try:
         _junit(results, junit, wall, seed)
         if json_path:

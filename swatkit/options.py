@@ -36,6 +36,7 @@ from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.support.inputs import InputFileError, check_int, load_json, load_toml
 
 __all__ = [
+    "DEFAULT_DECODE_STEPS",
     "DEFAULT_HEAD_DIM",
     "DEFAULT_SEQ_LEN",
     "MAX_CORES",
@@ -71,6 +72,7 @@ DEFAULT_SEQ_LEN = 4096     # Longformer-base's max_position_embeddings
 DEFAULT_HEAD_DIM = 64      # Longformer-base: 768 / 12 heads
 DEFAULT_ATTENTION_WINDOW = 512
 DEFAULT_SLIDING_WINDOW = 4096
+DEFAULT_DECODE_STEPS = 256  # `--decode` without T (estimate, regress)
 MAX_LENGTHS = 256          # sequence lengths in one `--seq-len` list or range
 # what one `swatkit regress` case may ask for, refused before anything is built: its rows (the
 # sum over its runs) and the rows its harness holds (the core's max_seq_len at least). The
