@@ -26,6 +26,7 @@ from swatkit.options import (
     MAX_RUNS,
     MAX_SEED,
     MAX_WORKERS,
+    SpelledAction,
     UsageError,
     add_hardware_options,
     add_output_option,
@@ -40,6 +41,7 @@ from swatkit.options import (
     output_label,
     parse_lengths,
     resolve,
+    spelled,
 )
 
 __all__ = ["add_arguments", "matrix", "own_cases", "run", "shipped_builds"]
@@ -90,9 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only the cases whose id contains EXPR (a substring such as "
                              "bi9_k2d4/edges; several separated by commas); a case's whole "
                              "id selects that case alone")
-    parser.add_argument("-n", "--workers", metavar="WORKERS", type=int,
-                        help="parallel simulations (default: the number of CPUs; 0 runs in "
-                             "this process)")
+    parser.add_argument("-n", "-j", "--workers", "--jobs", dest="workers", metavar="N",
+                        type=int, action=SpelledAction,
+                        help="parallel simulations in local processes (default: the number of "
+                             "CPUs; 0 runs in this process); -j/--jobs as in flow and prove")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run the cases on the workers of this Dask distributed scheduler "
                              "(e.g. tcp://host:8786; pip install 'swatkit[dask]'); each worker "
@@ -499,11 +502,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--fast/--full run the matrix; they cannot be combined with a "
                          "configuration")
     if args.scheduler and args.workers is not None:
-        raise UsageError("-n cannot be combined with --scheduler (the cluster's workers set "
-                         "the parallelism)")
+        raise UsageError(f"{spelled(args, 'workers', '-n')} cannot be combined with "
+                         "--scheduler (the cluster's workers set the parallelism)")
     if args.workers is None:
         args.workers = min(os.cpu_count() or 1, MAX_WORKERS)
-    check_int_option("-n", args.workers, 0, MAX_WORKERS)
+    check_int_option(spelled(args, "workers", "-n"), args.workers, 0, MAX_WORKERS)
     if args.seed is not None:
         check_int_option("--seed", args.seed, 0, MAX_SEED)
     if args.output is not None:

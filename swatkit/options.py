@@ -47,6 +47,7 @@ __all__ = [
     "MAX_WORKERS",
     "Given",
     "Resolved",
+    "SpelledAction",
     "UsageError",
     "add_hardware_options",
     "add_output_option",
@@ -63,6 +64,7 @@ __all__ = [
     "parse_lengths",
     "print_report",
     "resolve",
+    "spelled",
     "warn",
     "waste_warnings",
     "write_files",
@@ -113,13 +115,23 @@ def check_output_file(label: str, path: Path) -> Path:
 # -- -o/--output: the folder a command writes into ------------------------------------------
 
 
-class _OutputAction(argparse.Action):
-    """Stores ``-o``'s folder and how the user spelled the option (``-o`` or ``--output``),
-    so that a message names what they typed (:func:`output_label`)."""
+class SpelledAction(argparse.Action):
+    """Stores an option's value and how the user spelled the option (``-o`` or ``--output``)
+    as ``<dest>_option``, so that a message names what they typed (:func:`spelled`)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, values)
-        namespace.output_option = option_string
+        setattr(namespace, f"{self.dest}_option", option_string)
+
+
+def spelled(args: argparse.Namespace, dest: str, default: str) -> str:
+    """The option of ``dest`` as the user typed it (a :class:`SpelledAction`), else
+    ``default``."""
+    return getattr(args, f"{dest}_option", None) or default
+
+
+class _OutputAction(SpelledAction):
+    """``-o/--output``'s action (:func:`add_output_option`)."""
 
 
 def add_output_option(parser: argparse.ArgumentParser, what: str,
@@ -137,7 +149,7 @@ def add_output_option(parser: argparse.ArgumentParser, what: str,
 
 def output_label(args: argparse.Namespace) -> str:
     """``-o`` or ``--output``, as the user typed it (``--output`` for the default)."""
-    return getattr(args, "output_option", None) or "--output"
+    return spelled(args, "output", "--output")
 
 
 def check_folder(label: str, path: Path) -> Path:

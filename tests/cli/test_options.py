@@ -650,3 +650,21 @@ def test_regress_seq_len_takes_estimates_syntax():
     assert parser.parse_args(["--decode"]).decode == DEFAULT_DECODE_STEPS
     assert estimate.parse_args(["--decode"]).decode == DEFAULT_DECODE_STEPS
     assert parser.parse_args(["--decode", "3"]).decode == 3
+
+
+@pytest.mark.parametrize("spelling", ["-n", "-j", "--workers", "--jobs"])
+def test_regress_takes_jobs_as_flow_and_prove_do(spelling, capsys):
+    """regress's parallel simulations: -n/--workers (pytest-xdist's spelling) or -j/--jobs
+    (flow's and prove's), one option; a bad value names the spelling typed."""
+    from swatkit.cmd_regress import add_arguments
+
+    parser = _Parser(prog="swatkit regress")
+    add_arguments(parser)
+    assert parser.parse_args([spelling, "3"]).workers == 3
+    assert main(["regress", spelling, "-1"]) == 2
+    assert capsys.readouterr().err == (f"swatkit: error: {spelling} must be an integer in "
+                                       "0..256, not -1\n")
+    assert main(["regress", spelling, "2", "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert capsys.readouterr().err == (f"swatkit: error: {spelling} cannot be combined with "
+                                       "--scheduler (the cluster's workers set the "
+                                       "parallelism)\n")
