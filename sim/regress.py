@@ -1540,10 +1540,12 @@ def _corrupt_from_env(case_id: str) -> tuple[int, int, int, int] | None:
 
 
 def reproduce_command(case_id: str, seed: int, options: list[str] | tuple[str, ...] = (),
-                      build_dir: str | os.PathLike | None = None) -> str:
+                      build_dir: str | os.PathLike | None = None,
+                      output: str | os.PathLike | None = None) -> str:
     """The command line that runs the case ``case_id`` alone with ``seed``: ``swatkit
     regress``, the ``options`` that make the case (a configuration's: ``swatkit regress``
-    gives them as the user did, files as absolute paths), ``--build-dir``, ``-k`` with the
+    gives them as the user did, files as absolute paths), ``-o`` (``output``, the folder of
+    the reports and waves, as an absolute path), ``--build-dir``, ``-k`` with the
     case's whole id (which selects that case alone) and ``--seed``. With no ``options``, a
     case of the matrix: ``--full`` for the cases whose id ends in ``-full`` (the matrix's
     naming rule). With the test hook :data:`CORRUPT_ENV` set for this case, the command sets
@@ -1552,6 +1554,8 @@ def reproduce_command(case_id: str, seed: int, options: list[str] | tuple[str, .
 
     words = ["swatkit", "regress", *(options or (["--full"] if case_id.endswith("-full")
                                                  else []))]
+    if output is not None:
+        words += ["-o", str(Path(output).expanduser().resolve())]
     if build_dir:
         words += ["--build-dir", str(build_root(build_dir))]
     words += ["-k", case_id, "--seed", str(seed)]
@@ -1602,8 +1606,8 @@ def failure_hint(seed: int, reproduce: str, first_output_row: int | None = None)
     at output row ``first_output_row``, if known)."""
     window = waves_window_text(first_output_row)
     return (f"seed {seed} — reproduce with: {reproduce}\n"
-            f"waves: add --waves [DIR] (the trace goes to DIR, default the working folder; "
-            f"--waves-format vcd for VCD)"
+            f"waves: add --waves [DIR] (the trace goes to DIR, default the -o folder, else "
+            f"the working folder; --waves-format vcd for VCD)"
             + (f", and --waves-window {window} for the rows around the first mismatch"
                if window else ""))
 

@@ -17,17 +17,23 @@ import sys
 from pathlib import Path
 
 from swatkit.options import (
+    DEFAULT_DECODE_STEPS,
     HEAD_KEYS,
     SPEC_KEYS,
     WINDOW_KEYS,
     UsageError,
     add_hardware_options,
+    add_output_option,
     add_workload_options,
     check_bandwidth,
+    check_folder,
     core_params,
     gather,
     limit_error,
+    make_folder,
+    output_label,
     parse_lengths,
+    print_report,
     refuse_sink_values,
     resolve,
     warn,
@@ -90,12 +96,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="output format (default table)")
     dec = parser.add_argument_group("decode (issue 26: one new row per token)")
-    dec.add_argument("--decode", type=int, nargs="?", const=256, metavar="T",
+    dec.add_argument("--decode", type=int, nargs="?", const=DEFAULT_DECODE_STEPS, metavar="T",
                      help="per-token latency, energy and off-chip bytes of T decode steps "
-                          "(default 256) after a prefill of each --seq-len, for the head group "
-                          "of the options or --model's sliding layers, against reread "
-                          "(FlashDecoding-style: the window's K/V from off-chip per token) and "
-                          "onchip (the cache on chip, read per query head); a causal window")
+                          f"(default {DEFAULT_DECODE_STEPS}) after a prefill of each "
+                          "--seq-len, for the head group of the options or --model's sliding "
+                          "layers, against reread (FlashDecoding-style: the window's K/V "
+                          "from off-chip per token) and onchip (the cache on chip, read per "
+                          "query head); a causal window")
     dec.add_argument("--onchip-bytes", type=int, metavar="B",
                      help="--decode: on-chip memory for the K/V caches (window x head_dim x 2 x "
                           "bytes per K/V head and layer): the layers, in order, whose caches "
@@ -104,7 +111,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="write latency, energy, ratios to SWAT (log-log) and the energy "
                         "breakdown to an image (PNG, SVG, PDF, ... by its suffix; no suffix: "
-                        ".png)")
+                        ".png; a bare file name goes into the -o folder)")
+    add_output_option(parser, "the report as estimate.txt (the table as printed, with "
+                              "--format table), estimate.csv and estimate.json, and --plot's "
+                              "image when --plot is a bare file name (default: none, the "
+                              "report on standard output only)", group=e)
 
 
 def energy_table_name(args) -> str:
@@ -439,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"--{str(e).replace('_', '-', 1)}") from None
     clock_mhz, source, table = _clock_and_table(args, report)
-    plot_path = plot_target(args.plot) if args.plot else None
+    plot_path = output_plot(args)
     common = {"clock_hz": clock_mhz * 1e6, "table": table, "tiles": tiles,
               "offchip_bytes_per_cycle": args.offchip_bytes_per_cycle, "clock_source": source}
     if args.model:
@@ -484,26 +495,44 @@ def run(args: argparse.Namespace) -> int:
                                  f"({_describe_core(c)})")
         warn(f"--from-flow: {args.from_flow} has no configuration record (an earlier swatkit "
              "wrote it): only its head_dim, window, lanes and data_bits were taken and checked")
-    if args.format == "json":
-        print(json.dumps(records, indent=1))
-    elif args.format == "csv":
-        rows = [_flat(rec) for rec in records]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for x in rows for k in x)))
-        writer.writeheader()
-        writer.writerows(rows)
-        sys.stdout.write(buf.getvalue())
-    else:
-        print_table(records, table, clock_mhz, source, model, breakdown=args.breakdown)
+    print_report(args, "estimate", {"csv": csv_text([_flat(rec) for rec in records]),
+                                    "json": json.dumps(records, indent=1) + "\n"},
+                 lambda: print_table(records, table, clock_mhz, source, model,
+                                     breakdown=args.breakdown))
     if plot_path:
+        if args.output is not None:
+            make_folder(output_label(args), args.output)
         plot(records, plot_path, table.name, clock_mhz, model)
         print(f"wrote {plot_path}", file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
 
 
-def plot_target(path: Path) -> Path:
+def csv_text(rows: list[dict]) -> str:
+    """``rows`` as CSV with a header: every key of any row, in the order they first come."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for x in rows for k in x)))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def output_plot(args) -> Path | None:
+    """``--plot``'s file (:func:`plot_target`; ``None`` without it): a bare file name goes
+    into the ``-o`` folder; ``-o`` checked too (:func:`~swatkit.options.check_folder`). Both
+    before any work."""
+    if args.output is not None:
+        check_folder(output_label(args), args.output)
+    if not args.plot:
+        return None
+    bare = args.output is not None and args.plot.name == str(args.plot)
+    return plot_target(args.output / args.plot if bare else args.plot,
+                       made=args.output if bare else None)
+
+
+def plot_target(path: Path, made: Path | None = None) -> Path:
     """The file ``--plot`` writes: its suffix names a format matplotlib writes (none: .png),
-    and its folder exists. Checked before any work."""
+    and its folder exists (or is ``made``, the -o folder, made before the figure is written).
+    Checked before any work."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -518,7 +547,7 @@ def plot_target(path: Path) -> Path:
         raise UsageError(f"--plot: cannot write {path.suffix} files ({path}); use one of "
                          f"{', '.join('.' + k for k in sorted(kinds))}")
     folder = path.parent
-    if not folder.is_dir():
+    if not folder.is_dir() and folder != made:
         raise UsageError(f"--plot: no such folder: {folder} (for {path})")
     return path
 

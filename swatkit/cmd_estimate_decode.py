@@ -8,9 +8,16 @@ off-chip per token (``reread``) and one that keeps the cache on chip but reads i
 from __future__ import annotations
 
 import json
-import sys
 
-from swatkit.options import UsageError, core_params, limit_error, resolve
+from swatkit.options import (
+    UsageError,
+    check_folder,
+    core_params,
+    limit_error,
+    output_label,
+    print_report,
+    resolve,
+)
 
 __all__ = ["run_decode"]
 
@@ -65,6 +72,8 @@ def run_decode(args) -> int:
 
     _refuse_options(args)
     r = resolve(args, lengths=[1024, 4096, 16384])
+    if args.output is not None:
+        check_folder(output_label(args), args.output)
     lengths = list(r.lengths)
     dataflows = parse_dataflows(args.dataflow, DECODE_DATAFLOWS,
                                 what="--dataflow with --decode")
@@ -103,28 +112,20 @@ def run_decode(args) -> int:
         raise limit_error(e, r) from None
     except (ModelError, ValueError) as e:
         raise UsageError(f"{option}: {e}") from None
-    if args.format == "json":
-        print(json.dumps(records, indent=1))
-    elif args.format == "csv":
-        _print_csv(records)
-    else:
-        print_decode(records, model, table, clock_mhz, source, breakdown=args.breakdown)
+    print_report(args, "estimate", {"csv": _csv(records),
+                                    "json": json.dumps(records, indent=1) + "\n"},
+                 lambda: print_decode(records, model, table, clock_mhz, source,
+                                      breakdown=args.breakdown))
     return 0
 
 
-def _print_csv(records) -> None:
-    import csv
-    import io
+def _csv(records) -> str:
+    from swatkit.cmd_estimate import csv_text
 
-    rows = [{**{k: v for k, v in r.items() if k != "energy_breakdown"},
-             "layer_indices": " ".join(map(str, r["layer_indices"])),
-             **{f"breakdown_{k}_j": v for k, v in r["energy_breakdown"].items()}}
-            for r in records]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for x in rows for k in x)))
-    writer.writeheader()
-    writer.writerows(rows)
-    sys.stdout.write(buf.getvalue())
+    return csv_text([{**{k: v for k, v in r.items() if k != "energy_breakdown"},
+                      "layer_indices": " ".join(map(str, r["layer_indices"])),
+                      **{f"breakdown_{k}_j": v for k, v in r["energy_breakdown"].items()}}
+                     for r in records])
 
 
 def _span(idx: list[int]) -> str:

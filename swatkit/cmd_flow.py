@@ -19,11 +19,14 @@ from pathlib import Path
 from swatkit.options import (
     UsageError,
     add_hardware_options,
+    add_output_option,
     add_workload_options,
+    check_folder,
     command_error,
     connect_scheduler,
     core_params,
     gather,
+    output_label,
     refuse_sink_values,
     resolve,
     warn,
@@ -54,8 +57,11 @@ DECODE_STEPS = 256
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = parser.add_argument_group("board and build")
     b.add_argument("--board", metavar="NAME", help="board to build for (see --list-boards)")
-    b.add_argument("-o", "--output", metavar="DIR", type=Path, default=None,
-                   help="project folder to write into (default: swat_flow/<board>)")
+    add_output_option(parser, "the build project (Verilog of the self-test top, build "
+                              "scripts, swatkit.json, vectors.npz) and, once built, its "
+                              "reports and flow.json; --sweep: a project per point and "
+                              "sweep.json; --collect reads it (default swat_flow/<board>)",
+                      group=b)
     mode = b.add_mutually_exclusive_group()
     mode.add_argument("--list-boards", action="store_true",
                       help="list the boards and their default configurations, then exit")
@@ -340,6 +346,7 @@ def run(args: argparse.Namespace) -> int:
                 point_config(config, kl, dl)
             except (TypeError, ValueError) as e:
                 raise UsageError(f"--points {kl}x{dl}: {e}") from None
+    check_folder(output_label(args), out)
     client = connect_scheduler(args.scheduler)   # (before anything is printed or built)
     for line in waste_warnings(r, config.params):
         warn(line)
@@ -358,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
             with progress("writing the build project (Verilog of the self-test top)"):
                 emit(config, out)
         except OSError as e:
-            raise UsageError(f"--output: cannot write {out}: {e.strerror}") from None
+            raise UsageError(f"{output_label(args)}: cannot write {out}: {e.strerror}") from None
         print(f"wrote {out}/ (build_swat_selftest.sh, swatkit.json, vectors.npz, run_yowasp.sh)")
         if not args.build:
             print(f"build it with: sh {out}/run_yowasp.sh   (YoWASP tools from PyPI)\n"

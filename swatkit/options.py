@@ -36,6 +36,7 @@ from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.support.inputs import InputFileError, check_int, load_json, load_toml
 
 __all__ = [
+    "DEFAULT_DECODE_STEPS",
     "DEFAULT_HEAD_DIM",
     "DEFAULT_SEQ_LEN",
     "MAX_CORES",
@@ -46,25 +47,34 @@ __all__ = [
     "MAX_WORKERS",
     "Given",
     "Resolved",
+    "SpelledAction",
     "UsageError",
     "add_hardware_options",
+    "add_output_option",
     "add_workload_options",
+    "check_folder",
     "check_int_option",
     "check_output_file",
     "command_error",
     "core_params",
     "gather",
     "limit_error",
+    "make_folder",
+    "output_label",
     "parse_lengths",
+    "print_report",
     "resolve",
+    "spelled",
     "warn",
     "waste_warnings",
+    "write_files",
 ]
 
 DEFAULT_SEQ_LEN = 4096     # Longformer-base's max_position_embeddings
 DEFAULT_HEAD_DIM = 64      # Longformer-base: 768 / 12 heads
 DEFAULT_ATTENTION_WINDOW = 512
 DEFAULT_SLIDING_WINDOW = 4096
+DEFAULT_DECODE_STEPS = 256  # `--decode` without T (estimate, regress)
 MAX_LENGTHS = 256          # sequence lengths in one `--seq-len` list or range
 # what one `swatkit regress` case may ask for, refused before anything is built: its rows (the
 # sum over its runs) and the rows its harness holds (the core's max_seq_len at least). The
@@ -100,6 +110,114 @@ def check_output_file(label: str, path: Path) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise UsageError(f"{label}: cannot write {path}")
     return path
+
+
+# -- -o/--output: the folder a command writes into ------------------------------------------
+
+
+class SpelledAction(argparse.Action):
+    """Stores an option's value and how the user spelled the option (``-o`` or ``--output``)
+    as ``<dest>_option``, so that a message names what they typed (:func:`spelled`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_option", option_string)
+
+
+def spelled(args: argparse.Namespace, dest: str, default: str) -> str:
+    """The option of ``dest`` as the user typed it (a :class:`SpelledAction`), else
+    ``default``."""
+    return getattr(args, f"{dest}_option", None) or default
+
+
+class _OutputAction(SpelledAction):
+    """``-o/--output``'s action (:func:`add_output_option`)."""
+
+
+def add_output_option(parser: argparse.ArgumentParser, what: str,
+                      default: str | None = None, *, group=None) -> None:
+    """``-o/--output DIR``, with one meaning in every subcommand: the folder the command
+    writes into (made if missing). ``what``: what goes there, for the help; ``default``: the
+    folder without ``-o``, as the help says it (``None``: without ``-o`` the command writes
+    where ``what`` says)."""
+    (group or parser).add_argument(
+        "-o", "--output", metavar="DIR", type=Path, action=_OutputAction,
+        default=None if default is None else Path(default),
+        help=f"the folder to write into, made if missing: {what}"
+             + (f" (default {default})" if default is not None else ""))
+
+
+def output_label(args: argparse.Namespace) -> str:
+    """``-o`` or ``--output``, as the user typed it (``--output`` for the default)."""
+    return spelled(args, "output", "--output")
+
+
+def check_folder(label: str, path: Path) -> Path:
+    """A folder a command will write into (made when its work starts), checked before it
+    starts: not an existing file, and the nearest existing folder above it one it may write
+    in; else :class:`UsageError` naming ``label`` (the option as typed) and ``path``."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{label}: {path} is a file, not a folder")
+    full = path.expanduser().resolve()
+    existing = next(p for p in (full, *full.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{label}: cannot create {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{label}: cannot write in {existing}")
+    return path
+
+
+def make_folder(label: str, path: Path) -> Path:
+    """Make the folder :func:`check_folder` checked (and its parents); a failure is a
+    :class:`UsageError`."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{label}: cannot create {path}: {e.strerror}") from None
+    return path
+
+
+def write_files(label: str, folder: Path, texts: dict[str, str]) -> list[Path]:
+    """Write each ``name: text`` of ``texts`` into ``folder`` (made if missing); returns the
+    paths. A failure is a :class:`UsageError` naming ``label`` and the file."""
+    make_folder(label, folder)
+    paths = []
+    for name, text in texts.items():
+        path = folder / name
+        try:
+            path.write_text(text)
+        except OSError as e:
+            raise UsageError(f"{label}: cannot write {path}: {e.strerror}") from None
+        paths.append(path)
+    return paths
+
+
+def print_report(args: argparse.Namespace, stem: str, forms: dict[str, str],
+                 table) -> list[Path]:
+    """Print a command's report in its ``--format`` (``table``: the function ``table()``
+    prints it; ``csv``, ``json``: the texts of ``forms``) and, with ``-o DIR``, save it into
+    DIR: the table as printed (``STEM.txt``, with ``--format table``), and every form of
+    ``forms`` (``STEM.csv``, ``STEM.json``). Returns the files written, each also named on a
+    line ``wrote FILE`` (on standard error unless the format is the table)."""
+    import contextlib
+    import io
+
+    if args.format == "table":
+        table()
+    else:
+        sys.stdout.write(forms[args.format])
+    if args.output is None:
+        return []
+    texts = {f"{stem}.{kind}": text for kind, text in forms.items()}
+    if args.format == "table":   # (the same table again, into a string: no terminal styles)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            table()
+        texts = {f"{stem}.txt": printed.getvalue(), **texts}
+    paths = write_files(output_label(args), args.output, texts)
+    for path in paths:
+        print(f"wrote {path}", file=sys.stdout if args.format == "table" else sys.stderr)
+    return paths
 
 
 # Keys of the [spec] table and the options they mirror

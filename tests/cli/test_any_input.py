@@ -243,8 +243,11 @@ def argvs(draw, command, skip=(), always=()):
                                                                    "out/no/r.json"]))))
             if argv[-1] in NOT_FILE_MARKERS:
                 files[argv[-1]] = NOT_FILE_MARKERS[argv[-1]]
-        elif name in ("-o", "--output"):
-            argv.append(draw(st.sampled_from(["out/a", "out", "out/", "out/.", "out/b.png"])))
+        elif name in ("-o", "--output"):   # (in/f: a file, where a folder is wanted)
+            argv.append(draw(st.sampled_from(["out/a", "out", "out/", "out/.", "out/b.png",
+                                              "in/f", "in/f/x"])))
+            if argv[-1].startswith("in/f"):
+                files["in/f"] = b"a file, not a folder"
         elif name == "--plot":  # the file estimate writes: inside out/ too
             argv.append(draw(st.sampled_from(["out/p", "out/b.png", "out/c.svg", "out/..png",
                                               "out/x.jpgx", "out/no/such/x.png"])))
@@ -377,6 +380,18 @@ def test_explore_any_options(board, seq_len, case):
     --flows folders and --tech tables."""
     argv, files = case
     check([*argv, "--board", board, "--seq-len", str(seq_len)], files)
+
+
+@FAST
+@given(st.sampled_from(["icebreaker", "ulx3s-85f"]),
+       st.one_of(st.integers(1, 4096).map(str), st.sampled_from(["64,128", "64:1024:x4", "0",
+                                                                 "1:99999999:x2"])),
+       argvs("explore", skip=("--model", "--board", "--seq-len", "--max-cores", "--plot")))
+def test_explore_own_head_any_options(board, lengths, case):
+    """explore on the head the workload options and --config describe (no --model), at a
+    few small lengths."""
+    argv, files = case
+    check([*argv, "--board", board, "--seq-len", lengths], files)
 
 
 @FAST

@@ -1,5 +1,6 @@
 """The shared options of every subcommand: defaults, --config, overrides, one-line errors."""
 
+import json
 import re
 import subprocess
 import sys
@@ -453,3 +454,217 @@ def test_causal_global_tokens_are_refused_naming_sink_tokens(tmp_path):
                                          r"swatkit generate, regress, estimate, flow and "
                                          r"prove\)$"):
         parse("--config", str(config))
+
+
+# -- -o/--output: the folder a command writes into, one option in every subcommand -----------
+
+COMMANDS = ("generate", "regress", "flow", "estimate", "explore", "prove")
+
+
+def _subparsers():
+    from swatkit.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices
+
+
+def test_every_subcommand_has_one_output_option():
+    """-o/--output in all six subcommands, the helper's (options.add_output_option): one
+    spelling, one type, a help that says what goes into the folder."""
+    from pathlib import Path
+
+    from swatkit.options import _OutputAction
+
+    prefix = "the folder to write into, made if missing: "
+    for name, parser in _subparsers().items():
+        (action,) = [a for a in parser._actions if "-o" in a.option_strings]
+        assert action.option_strings == ["-o", "--output"], name
+        assert isinstance(action, _OutputAction) and action.type is Path, name
+        assert action.metavar == "DIR" and action.help.startswith(prefix), name
+        assert len(action.help) > len(prefix) + 20, name   # (what goes there)
+    assert set(_subparsers()) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate"], ["regress", "-k", "bi5_k1d1/fault-resets"], ["flow", "--board", "icebreaker"],
+    ["estimate", "--seq-len", "1024"], ["estimate", "--causal", "--decode", "4"],
+    ["explore", "--seq-len", "1024"], ["prove"]])
+@pytest.mark.parametrize("spelling", ["-o", "--output"])
+def test_an_output_folder_that_is_a_file_is_refused(argv, spelling, tmp_path, monkeypatch,
+                                                    capsys):
+    """-o naming an existing file: exit 2, one line naming the option as typed and the path,
+    before any work (nothing is built, run or written)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f").write_text("mine")
+    assert main([*argv, spelling, "f"]) == 2
+    out, err = capsys.readouterr()
+    assert err == f"swatkit: error: {spelling}: f is a file, not a folder\n"
+    assert main([*argv, spelling, "f/sub"]) == 2
+    out, err = capsys.readouterr()
+    assert err == (f"swatkit: error: {spelling}: cannot create f/sub: {tmp_path / 'f'} is a "
+                   "file\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["f"] and out == ""
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out, err
+
+
+def _printed(out: str) -> str:
+    """Standard output without the lines that name the files written."""
+    return "".join(line for line in out.splitlines(keepends=True)
+                   if not line.startswith("wrote "))
+
+
+@pytest.mark.parametrize(("command", "argv"), [
+    ("estimate", ["--seq-len", "1024,4096", "--dataflow", "swat,dense"]),
+    ("estimate", ["--seq-len", "1024", "--causal", "--sliding-window", "128", "--decode", "8"]),
+    ("explore", ["--seq-len", "1024,4096", "--model", "longformer-base"]),
+])
+def test_estimate_and_explore_save_their_report_into_the_output_folder(
+        command, argv, tmp_path, monkeypatch, capsys):
+    """With -o DIR: the table as printed (DIR/<command>.txt) and the CSV and JSON that
+    --format csv / json print, into DIR (made); a bare --plot name goes there too, a --plot
+    path with a folder stays where it points. Without -o nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    table, _ = _run(capsys, command, *argv)
+    as_csv, _ = _run(capsys, command, *argv, "--format", "csv")
+    as_json, _ = _run(capsys, command, *argv, "--format", "json")
+    assert list(tmp_path.iterdir()) == []
+    out, _ = _run(capsys, command, *argv, "-o", "r/new")
+    folder = tmp_path / "r" / "new"
+    files = {p.name: p.read_bytes().decode() for p in folder.iterdir()}
+    assert files == {f"{command}.txt": table, f"{command}.csv": as_csv,
+                     f"{command}.json": as_json}
+    assert _printed(out) == table
+    assert out.endswith("".join(f"wrote r/new/{command}.{k}\n" for k in ("txt", "csv", "json")))
+    # --format json: standard output is the JSON alone; no .txt (the printed form is the JSON)
+    out, err = _run(capsys, command, *argv, "--format", "json", "--output", "j")
+    assert out == as_json and json.loads(out)
+    assert sorted(p.name for p in (tmp_path / "j").iterdir()) == [f"{command}.csv",
+                                                                  f"{command}.json"]
+    assert err.splitlines()[-2:] == [f"wrote j/{command}.csv", f"wrote j/{command}.json"]
+    if "--decode" in argv:
+        return   # (--plot is refused with --decode)
+    _run(capsys, command, *argv, "-o", "p", "--plot", "fig", "--format", "csv")
+    assert (tmp_path / "p" / "fig.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "sub").mkdir()
+    _run(capsys, command, *argv, "-o", "q", "--plot", "sub/fig.png", "--format", "csv")
+    assert (tmp_path / "sub" / "fig.png").is_file()
+    assert not (tmp_path / "q" / "fig.png").exists()
+
+
+def test_explore_takes_a_list_of_lengths_a_front_each(capsys):
+    """explore --seq-len takes estimate's syntax (a list or a range): one Pareto front per N,
+    each the front that N alone gives; every row carries its N (table, CSV, JSON)."""
+    import csv
+    import io
+
+    out, _ = _run(capsys, "explore", "--model", "longformer-base", "--seq-len", "1024:4096:x4",
+                  "--format", "json")
+    both = json.loads(out)
+    assert both["seq_lens"] == [1024, 4096]
+    for n in (1024, 4096):
+        alone = json.loads(_run(capsys, "explore", "--model", "longformer-base", "--seq-len",
+                                str(n), "--format", "json")[0])
+        assert alone["seq_lens"] == [n]
+        assert [p for p in both["points"] if p["seq_len"] == n] == alone["points"]
+    assert {p["seq_len"] for p in both["points"]} == {1024, 4096}
+    rows = list(csv.DictReader(io.StringIO(_run(capsys, "explore", "--model",
+                                                "longformer-base", "--seq-len", "1024,4096",
+                                                "--format", "csv")[0])))
+    assert [int(r["seq_len"]) for r in rows] == [p["seq_len"] for p in both["points"]]
+    table, _ = _run(capsys, "explore", "--model", "longformer-base", "--seq-len", "1024,4096")
+    assert [line for line in table.splitlines() if "longformer-base at N =" in line] == [
+        line for line in table.splitlines() if "at N = 1024 on" in line or
+        "at N = 4096 on" in line]
+    assert table.count("on the Pareto front") == 2
+
+
+def test_explore_takes_an_own_head_instead_of_a_model(capsys, tmp_path):
+    """Without --model, explore explores the head (group) the workload options or --config
+    describe, as estimate estimates it: the same points as the Python API on that head."""
+    from swatkit.fpga_flows.explore import explore, load_calibration
+    from swatkit.rtl import CoreParams, HardwareConfig
+    from swatkit.sim.estimate import load_table, single_head
+
+    config = tmp_path / "head.toml"
+    config.write_text("[spec]\ncausal = true\nsliding_window = 128\nhead_dim = 64\nheads = 8\n"
+                      "kv_heads = 2\n[format]\ndata_bits = 6\n")
+    out, _ = _run(capsys, "explore", "--config", str(config), "--seq-len", "2048",
+                  "--format", "json")
+    fmt = NumberFormat(data_bits=6)
+    head = single_head(CoreParams(AttentionSpec.causal(2048, 64, 128), fmt,
+                                  HardwareConfig(1, 1, 2048), heads=8, kv_heads=2))
+    expected = explore(head, 2048, load_calibration("ulx3s-85f"), fmt=fmt,
+                       table=load_table("fpga"))   # (explore's default table)
+    assert json.loads(out)["points"] == json.loads(json.dumps(expected))
+    assert {p["head_schedule"] for p in expected} == {"gqa"}
+    # the default head (Longformer-base's) when nothing is given
+    out, _ = _run(capsys, "explore", "--format", "json")
+    assert json.loads(out)["model"] == "head"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--global-tokens", "0"], "--global-tokens: explore's resource model is calibrated on "
+                               "sliding-window cores without global tokens; `swatkit "
+                               "estimate` estimates it"),
+    (["--dilation", "2"], "--dilation: explore's resource model is calibrated on "
+                          "sliding-window cores without dilation; `swatkit estimate` "
+                          "estimates it"),
+    (["--bigbird", "64"], "--bigbird: explore's resource model is calibrated on "
+                          "sliding-window cores without BigBird's block-sparse pattern; "
+                          "`swatkit estimate` estimates it"),
+    (["--model", "mistral-7b", "--head-dim", "8"],
+     "--head-dim cannot be combined with --model (the model sets the attention pattern "
+     "and head_dim)"),
+    (["--seq-len", "0:8:x2"], "argument --seq-len: must be positive integers, not 0"),
+    (["--seq-len", "1024:65536:x2", "--plot", "p.png"],
+     "--plot draws a panel per N: at most 6 lengths, not 7 (--seq-len)"),
+    (["--seq-len", "1024,99999999"], "--seq-len must be an integer in 1..16777216, not "
+                                     "99999999"),
+])
+def test_explore_refuses_in_one_line(argv, message, capsys):
+    assert main(["explore", *argv]) == 2
+    assert capsys.readouterr().err == f"swatkit: error: {message}\n"
+
+
+def test_regress_seq_len_takes_estimates_syntax():
+    """regress --seq-len: a list or a range, parsed by the one parser (options.parse_lengths)."""
+    from swatkit.cmd_regress import add_arguments
+
+    parser = _Parser(prog="swatkit regress")
+    add_arguments(parser)
+    assert parser.parse_args(["--seq-len", "600,4096"]).seq_len == [600, 4096]
+    assert parser.parse_args(["--seq-len", "256:2048:x2"]).seq_len == [256, 512, 1024, 2048]
+
+    # --decode without T: the same default steps as estimate --decode
+    from swatkit.cmd_estimate import add_arguments as estimate_arguments
+    from swatkit.options import DEFAULT_DECODE_STEPS
+
+    estimate = _Parser(prog="swatkit estimate")
+    estimate_arguments(estimate)
+    assert parser.parse_args(["--decode"]).decode == DEFAULT_DECODE_STEPS
+    assert estimate.parse_args(["--decode"]).decode == DEFAULT_DECODE_STEPS
+    assert parser.parse_args(["--decode", "3"]).decode == 3
+
+
+@pytest.mark.parametrize("spelling", ["-n", "-j", "--workers", "--jobs"])
+def test_regress_takes_jobs_as_flow_and_prove_do(spelling, capsys):
+    """regress's parallel simulations: -n/--workers (pytest-xdist's spelling) or -j/--jobs
+    (flow's and prove's), one option; a bad value names the spelling typed."""
+    from swatkit.cmd_regress import add_arguments
+
+    parser = _Parser(prog="swatkit regress")
+    add_arguments(parser)
+    assert parser.parse_args([spelling, "3"]).workers == 3
+    assert main(["regress", spelling, "-1"]) == 2
+    assert capsys.readouterr().err == (f"swatkit: error: {spelling} must be an integer in "
+                                       "0..256, not -1\n")
+    assert main(["regress", spelling, "2", "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert capsys.readouterr().err == (f"swatkit: error: {spelling} cannot be combined with "
+                                       "--scheduler (the cluster's workers set the "
+                                       "parallelism)\n")

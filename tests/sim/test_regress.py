@@ -422,7 +422,7 @@ def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
     (["--gap", "1.5"], r"--gap must be a probability in \[0, 1\), not 1\.5"),
     (["--runs", "0"], r"--runs must be an integer in 1\.\.1024, not 0"),
     (["--runs", "100000000"], r"--runs must be an integer in 1\.\.1024, not 100000000"),
-    (["--seq-len", "0"], r"--seq-len must be an integer in 1\.\.16384, not 0"),
+    (["--seq-len", "0"], r"argument --seq-len: must be positive integers, not 0"),
     (["--seq-len", "16777216"], r"--seq-len must be an integer in 1\.\.16384, not 16777216"),
     (["--seq-len", "9000", "--runs", "2"], r"--seq-len 9000 x --runs 2 needs a harness of "
                                           r"18000 rows \(global rows included\); regress takes "
@@ -432,7 +432,10 @@ def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
      r"included\); regress takes at most 16384 per case"),
     (["--junitxml", "."], r"--junitxml: \. is a folder, not a file"),
     (["--json", "."], r"--json: \. is a folder, not a file"),
-    (["--seq-len", "x"], r"argument --seq-len: must be comma-separated integers, not 'x'"),
+    (["--seq-len", "x"], r"argument --seq-len: must be positive integers, a list A,B or a "
+                         r"range START:STOP:xF, not 'x'"),
+    (["--seq-len", "64:16:x2"], r"argument --seq-len: a range must not end before it starts: "
+                                r"'64:16:x2'"),
     (["--attention-window", "7"], r"--attention-window must be a positive even integer, not 7"),
     (["--head-dim", "8", "--dim-lanes", "3"], r"--dim-lanes \(3\) must divide head_dim \(8\)"),
     (["--global-tokens", "0,50", "--seq-len", "40,60"],

@@ -11,6 +11,7 @@ it, from another folder, with the hook absent from its own environment.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -113,6 +114,53 @@ def test_hint_reproduces_a_full_matrix_failure(request, regress_seed, tmp_path):
     assert again.returncode == 1, again.stdout + again.stderr
     assert SUMMARY.search(again.stdout).groups() == ("1", "1", "0")
     assert _failures(again.stdout) == [mismatch]
+
+
+def test_hint_carries_the_output_folder(request, regress_seed, tmp_path):
+    """With ``-o DIR`` the reports go into DIR (results.xml and results.json, nothing in the
+    working folder), and a failure's hint carries ``-o`` as an absolute path: run from another
+    folder with ``--waves`` and no folder, its reports and its trace land in DIR again."""
+    build_dir = request.config.getoption("build_dir")
+    build = ["--build-dir", str(Path(build_dir).resolve())] if build_dir else []
+    case = "bi5_k1d1/fault-resets"   # (a small build of the fast matrix)
+    hook = f"{case}:0,3,1,0"
+    first = subprocess.run(["swatkit", "regress", "-k", case, "-n", "0", "--seed",
+                            str(regress_seed), "-o", "reports", *build],
+                           capture_output=True, text=True, cwd=tmp_path,
+                           env=_env(**{CORRUPT_ENV: hook}))
+    assert first.returncode == 1, first.stdout + first.stderr
+    out = tmp_path / "reports"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.xml"]
+    record = json.loads((out / "results.json").read_text())
+    assert (record["totals"]["tests"], record["totals"]["failed"]) == (1, 1)
+    assert f'name="{case}"' in (out / "results.xml").read_text()
+    (mismatch,) = _failures(first.stdout)
+    (hint,) = HINT.findall(first.stdout)
+    assert hint[1] == shlex.join([f"{CORRUPT_ENV}={hook}", "swatkit", "regress", "-o", str(out),
+                                  *build, "-k", case, "--seed", str(regress_seed)])
+    for p in out.iterdir():
+        p.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    again = subprocess.run(hint[1] + " -n 0 --waves --waves-format vcd", shell=True,
+                           capture_output=True, text=True, cwd=elsewhere, env=_env())
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert _failures(again.stdout) == [mismatch]
+    assert list(elsewhere.iterdir()) == []
+    trace = out / f"bi5_k1d1_fault-resets.seed{regress_seed}.vcd"
+    assert trace.is_file() and trace.stat().st_size > 0
+    assert (out / "results.xml").is_file() and (out / "results.json").is_file()
+
+
+def test_the_hint_names_the_output_folder_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.delenv(CORRUPT_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert reproduce_command("a/b", 3, output=Path("out")) == (
+        f"swatkit regress -o {tmp_path / 'out'} -k a/b --seed 3")
+    assert reproduce_command("a/b-full", 3, output="o", build_dir="c") == (
+        f"swatkit regress --full -o {tmp_path / 'o'} --build-dir {tmp_path / 'c'} "
+        f"-k a/b-full --seed 3")
 
 
 def test_a_case_that_cannot_run_names_its_reproducer(monkeypatch):
@@ -226,16 +274,17 @@ def test_config_options_give_the_same_configuration(argv, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    run = ["-k", "x", "--seed", "4", "-n", "0", "--waves", "w", "--json", "r.json"]
+    run = ["-k", "x", "--seed", "4", "-n", "0", "--waves", "w", "--json", "r.json", "-o", "o"]
     given = parser.parse_args([*argv, *run])
     words = config_options(given)
-    assert not set(words) & {"-k", "--seed", "-n", "--waves", "--json"}
+    assert not set(words) & {"-k", "--seed", "-n", "--waves", "--json", "-o", "--output"}
     monkeypatch.chdir(tmp_path.parent)
     again = parser.parse_args(words)
     for name, value in vars(given).items():
         if name == "config" and value is not None:
             assert again.config == tmp_path / "mine.toml"
-        elif "--" + name.replace("_", "-") not in run and name not in ("keyword", "workers"):
+        elif "--" + name.replace("_", "-") not in run and name not in (
+                "keyword", "workers", "output") and not name.endswith("_option"):
             assert getattr(again, name) == value, name
 
 
