@@ -155,24 +155,32 @@ def shipped_builds():
 
 
 def shipped_cases(full: bool):
-    """Real-size cases of the shipped cores: N = 1024 on each (stall-free: the cycle model is
-    checked; and under 30 % gaps and stalls), the default head with Longformer's patterns and a
-    BigBird-base head; with ``full``, the default core at N = 4096, the BigBird-base head at
-    N = 4096, the Mistral-style causal core (sliding window 4096, head_dim 128) at N = 4608 and
-    its head group (4 query heads per K/V head, :func:`mistral_group`) at N = 4608."""
+    """Real-size cases of the shipped cores. The fast matrix runs `swatkit generate`'s default
+    core and each board's default core at N = 1024 (stall-free: the cycle model is checked; the
+    small boards' also under 30 % gaps and stalls). The full matrix adds the larger builds and
+    lengths (their ids end in ``-full``): the ULX3S default under stalls, the default head with
+    Longformer's patterns at N = 4096, a BigBird-base head, the GPT-OSS sliding head group in
+    prefill and in decode (1024 rows, then 256 steps), the default core at N = 4096, the
+    BigBird-base head at N = 4096, the Mistral-style causal core (sliding window 4096, head_dim
+    128) at N = 4608 and its head group (4 query heads per K/V head, :func:`mistral_group`) at
+    N = 4608. (The fast matrix keeps to the builds a cold CI run can afford: issue 28.)"""
     from swatkit.golden import AttentionSpec, NumberFormat
     from swatkit.rtl import CoreParams, HardwareConfig
-    from swatkit.sim.regress import Build, Case
+    from swatkit.sim.cycle_model import swat_cycles
+    from swatkit.sim.regress import QUICK_CYCLES, Build, Case
 
     cases = []
     for b in shipped_builds():
         n = min(1024, b.max_seq_len)
         cases.append(Case(f"{b.id}/random-n{n}", b, (n,)))
-        if b.id != "longformer_default":
-            cases.append(Case(f"{b.id}/random-n{n}-stall30", b, (n,), gap=0.3, stall=0.3))
-        elif full:   # (a case of the full matrix only: its id ends in -full)
-            cases.append(Case(f"{b.id}/random-n{n}-stall30-full", b, (n,), gap=0.3,
+        # under stalls in the fast matrix when the run is short (the small boards': under
+        # QUICK_CYCLES stall-free), else in the full matrix only (its id ends in -full)
+        stall30 = "" if swat_cycles(b.params, n).cycles <= QUICK_CYCLES else "-full"
+        if full or not stall30:
+            cases.append(Case(f"{b.id}/random-n{n}-stall30{stall30}", b, (n,), gap=0.3,
                               stall=0.3))
+    if not full:
+        return cases
     # the default head generated for Longformer's patterns: global tokens (the CLS token, a
     # question) and dilation, chosen per run on one build
     default = shipped_builds()[0]
@@ -180,39 +188,38 @@ def shipped_cases(full: bool):
         default.params.spec, default.fmt, default.hardware.replace(max_global_tokens=8,
                                                                   max_dilation=2))),
         depth=4096 + 2048 + 1024 + 3 * 8)
-    cases.append(Case(f"{patterned.id}/patterns-n4096", patterned, (4096, 2048, 1024),
+    cases.append(Case(f"{patterned.id}/patterns-n4096-full", patterned, (4096, 2048, 1024),
                       patterns=({"global_tokens": (0,)},
                                 {"global_tokens": (0, 100, 101, 102, 103, 104, 105, 2047)},
                                 {"dilation": 2, "global_tokens": (0, 511)})))
     # a BigBird-base head (block 64, 3 random blocks, head_dim 64) on the default lanes
     bigbird = Build.from_params("bigbird_base_b64r3", CoreParams(
         AttentionSpec.bigbird(4096, 64, 64, 3), NumberFormat(), HardwareConfig()))
-    cases.append(Case(f"{bigbird.id}/random-n1024", bigbird, (1024,)))
+    cases.append(Case(f"{bigbird.id}/random-n1024-full", bigbird, (1024,)))
     # a GPT-OSS sliding-attention head group: window 128 causal, head_dim 64, 8 query heads on
     # one K/V head (each K/V row enters once and serves the 8), sink logits drawn per run
     gpt_oss = gpt_oss_group()
-    cases.append(Case(f"{gpt_oss.id}/random-n1024", gpt_oss, (1024,)))
+    cases.append(Case(f"{gpt_oss.id}/random-n1024-full", gpt_oss, (1024,)))
     # the same group decoding: a prefill of 1024 rows, then 256 decode steps of one row each,
     # the window's K/V kept on chip between them (docs/rtl.md, "Decode")
     decode = gpt_oss_group(decode=True)
-    cases.append(Case(f"{decode.id}/prefill1024-decode256", decode, (1024,), decode=256))
-    if full:
-        cases.append(Case(f"{bigbird.id}/random-n4096-full", bigbird, (4096,)))
-        cases.append(Case(f"{bigbird.id}/random-n2048-stall30-full", bigbird, (2048,),
-                          gap=0.3, stall=0.3))
-        cases.append(Case(f"{patterned.id}/patterns-n4096-stall30-full", patterned,
-                          (4096, 1024), gap=0.3, stall=0.3,
-                          patterns=({"global_tokens": tuple(range(8))},
-                                    {"dilation": 2, "before": 100, "after": 0})))
-        cases.append(Case(f"{default.id}/random-n4096-full", default, (4096,)))
-        cases.append(Case(f"{default.id}/extremes-n4096-stall30-full", default, (4096,),
-                          inputs="extremes", gap=0.3, stall=0.3))
-        mistral = Build.from_params("mistral_causal4096_d128", CoreParams(
-            AttentionSpec.causal(seq_len=4608, head_dim=128, sliding_window=4096),
-            NumberFormat(), HardwareConfig(max_seq_len=4608)))
-        cases.append(Case(f"{mistral.id}/random-n4608-full", mistral, (4608,)))
-        group = mistral_group()
-        cases.append(Case(f"{group.id}/random-n4608-full", group, (4608,)))
+    cases.append(Case(f"{decode.id}/prefill1024-decode256-full", decode, (1024,), decode=256))
+    cases.append(Case(f"{bigbird.id}/random-n4096-full", bigbird, (4096,)))
+    cases.append(Case(f"{bigbird.id}/random-n2048-stall30-full", bigbird, (2048,),
+                      gap=0.3, stall=0.3))
+    cases.append(Case(f"{patterned.id}/patterns-n4096-stall30-full", patterned,
+                      (4096, 1024), gap=0.3, stall=0.3,
+                      patterns=({"global_tokens": tuple(range(8))},
+                                {"dilation": 2, "before": 100, "after": 0})))
+    cases.append(Case(f"{default.id}/random-n4096-full", default, (4096,)))
+    cases.append(Case(f"{default.id}/extremes-n4096-stall30-full", default, (4096,),
+                      inputs="extremes", gap=0.3, stall=0.3))
+    mistral = Build.from_params("mistral_causal4096_d128", CoreParams(
+        AttentionSpec.causal(seq_len=4608, head_dim=128, sliding_window=4096),
+        NumberFormat(), HardwareConfig(max_seq_len=4608)))
+    cases.append(Case(f"{mistral.id}/random-n4608-full", mistral, (4608,)))
+    group = mistral_group()
+    cases.append(Case(f"{group.id}/random-n4608-full", group, (4608,)))
     return cases
 
 

@@ -24,7 +24,8 @@ def test_fast_matrix_covers_decode():
     """Issue 26: small decode builds (sinks and dilation carried over; a grouped core with
     learned sink logits), stall-free (the cycle model checked per step) and under heavy gaps
     and stalls, a prefill of one row and of several, steps whose K/V row arrives late, a reset
-    after the last step; the GPT-OSS sliding group decoding 256 tokens after 1024 rows."""
+    after the last step; in the full matrix, the GPT-OSS sliding group decoding 256 tokens
+    after 1024 rows."""
     cases = [c for c in MATRIX_FAST if c.decode]
     assert all(c.build.params.decode for c in cases)
     assert any(c.stall_free for c in cases)
@@ -34,7 +35,9 @@ def test_fast_matrix_covers_decode():
     assert any(c.build.params.group_heads > 1 and c.build.sink_logits for c in cases)
     assert any(dict(c.patterns[0]).get("dilation", 1) > 1 for c in cases if c.patterns)
     assert any(c.late_kv for c in cases) and any(c.decode_reset for c in cases)
-    gpt = [c for c in cases if c.build.head_dim == 64]
+    assert not [c for c in cases if c.build.head_dim == 64]   # (real size: the full matrix)
+    gpt = [c for c in matrix(True) if c.decode and c.build.head_dim == 64]
+    assert len(gpt) == 1 and gpt[0].id.endswith("-full")
     assert len(gpt) == 1 and gpt[0].seq_lens == (1024,) and gpt[0].decode == 256
     p = gpt[0].build.params
     assert (p.spec.before, p.spec.after, p.group_heads, p.heads, p.kv_heads) == \
