@@ -239,6 +239,9 @@ def test_no_testbench_for_bigbird_cores(tmp_path):
     assert "testbench" not in json.loads(out.config.read_text())["files"]
 
 
+# (each FuseSoC simulation is a Verilator build of its own: the default tier runs the default
+# core's; these two with --runslow)
+@pytest.mark.slow
 def test_fusesoc_sim_target_of_an_axi4_stream_core(tmp_path):
     """The AXI4-Stream form: tdata padded to whole bytes (a 42-bit O row in 48 bits, checked
     to be zero), aresetn, and tlast on the run's last row, checked by the testbench."""
@@ -254,6 +257,7 @@ def test_fusesoc_sim_target_of_an_axi4_stream_core(tmp_path):
     assert "PASS: 24 rows of swat_core equal to the golden model" in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interface", ["core", "axis"])
 def test_fusesoc_sim_target_of_a_grouped_sink_core(interface, tmp_path):
     """A grouped core (4 query heads on 1 K/V: 4 Q and output rows per position) with

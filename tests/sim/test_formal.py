@@ -259,15 +259,21 @@ def test_config_file_overrides_the_prove_defaults(capsys, tmp_path):
 
 # -- proofs ------------------------------------------------------------------------------------
 
+# (the suite's default tier proves the default core, the decode core and one broken variant;
+# the other configurations and variants run with --runslow: docs/verification.md, "Tiers")
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(("argv", "pattern_covers"), [
-    ([], ()),
+    pytest.param([], (), id="default"),
     # a row of two words (the K/V row copier at work) on a causal window, whose sides are not
     # 2^k - 1 (a command with a larger before/after fits its fields: the core refuses it)
-    (["--causal", "--head-dim", "2", "--dim-lanes", "1"], ()),
+    pytest.param(["--causal", "--head-dim", "2", "--dim-lanes", "1"], (),
+                 id="causal-two-words", marks=SLOW),
     # a pattern core: dilation up to 2 (two residue classes in the ring; each run's dilation
     # is a solver input, 1 or 2)
-    (["--dilation", "2"], ("dilated_run",)),
-], ids=["default", "causal-two-words", "dilation"])
+    pytest.param(["--dilation", "2"], ("dilated_run",), id="dilation", marks=SLOW),
+])
 def test_configuration_is_proved(capsys, tmp_path, argv, pattern_covers):
     rc, out, _err = prove_cli(capsys, *argv, "-o", str(tmp_path / "p"))
     print(out)
@@ -284,6 +290,7 @@ def test_configuration_is_proved(capsys, tmp_path, argv, pattern_covers):
             f"reached") in out
 
 
+@pytest.mark.slow
 def test_bigbird_core_is_proved(capsys, tmp_path):
     # the invariants (the scheduler's block window, RandomRing's loader) and BigBird's own
     # property, kvr_valid, with row_counts (kv: the 2b global columns and N rows); covers to
@@ -318,8 +325,8 @@ def test_bigbird_core_is_proved_whole(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(("fault", "prop", "statuses"), [
-    ("hold", "o_held", ("FAILED",)),
-    ("valid", "q_valid", ("FAILED",)),
+    pytest.param("hold", "o_held", ("FAILED",), marks=SLOW),
+    pytest.param("valid", "q_valid", ("FAILED",), marks=SLOW),
     ("length", "row_counts", ("FAILED",)),
 ])
 def test_broken_variant_fails(capsys, tmp_path, fault, prop, statuses):
@@ -497,6 +504,7 @@ def test_decode_core_is_proved(capsys, tmp_path):
     assert rc == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "prop"), [("length", "row_counts"), ("valid", "q_valid")])
 def test_decode_broken_variant_fails(capsys, tmp_path, fault, prop):
     rc, out, _err = prove_cli(capsys, "--causal", "--contexts", "1", "--fault", fault,

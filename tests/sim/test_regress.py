@@ -514,6 +514,7 @@ def test_cli_interrupted(request, regress_seed, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow   # (a tool's test: builds the raw C++ model besides the bench's)
 def test_raw_benchmark_runs_the_same_model(request, regress_seed, tmp_path):
     """sim/speed.py's C++ loop drives the same harness and core as the bench: on a stall-free
     run the core counts the same cycles under both."""
