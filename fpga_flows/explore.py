@@ -17,7 +17,9 @@ was measured:
 * **BRAM** = block RAMs the memories need by the device's block geometry (ECP5 ``DP16KD`` 16 Kib,
   iCE40 ``SB_RAM40_4K`` 4 Kib; the best aspect ratio per memory) + a fitted constant. Memories:
   2·KL K/V ring memories (DL·data_bits wide, ``ring_slots``·G deep), g·KL score memories
-  (``score_depth`` deep) and the self-test's Q, K/V and expected-output ROMs (``test_rows`` deep).
+  (``score_depth`` deep) and the self-test's Q, K/V and expected-output ROMs (``test_rows`` deep:
+  :func:`rom_rows`, none in LFSR mode). On an ECP5 each ring memory is built of banks of 512 words
+  (``rtl.units.BankedMemory``), each bank a memory of its own.
   RAMs at most ``lutram_max_depth`` deep go to LUT RAM (ECP5: 64, as the measured counts show;
   iCE40 has none); the exp tables are ROMs in logic.
 * **LUT**, **FF** = a + b·g·KL·DL (per multiply-accumulate lane: its registers, adder-tree
@@ -117,7 +119,9 @@ def load_calibration(board: str, flows: str | Path | None = None) -> Calibration
         b = get_board(board)
         data = {"board": board, "family": b.family, "source": "", "available": {},
                 "lutram_max_depth": 64 if b.family == "ecp5" else 0,
-                "base": {**b.defaults, "test_rows": b.test_rows}, "points": []}
+                "base": {**b.defaults, "test_rows": rom_rows({"mode": b.selftest,
+                                                              "rows": b.test_rows})},
+                "points": []}
     base = data["base"]
     half = base["attention_window"] // 2
     points = [{"head_dim": base["head_dim"], "before": half, "after": half,
@@ -208,8 +212,9 @@ def _flow_point(path: Path, report, info: dict) -> dict:
         if before + after + 1 != core["window"]:
             raise ExploreError(f"--flows: {path}: its core record says window {core['window']}, "
                                f"{side / 'swatkit.json'} before {before} and after {after}")
-    rows = check_count(f"{path.parent / 'swatkit.json'}: selftest rows",
-                       info.get("selftest", {}).get("rows", 128), 1)
+    selftest = info.get("selftest", {})
+    check_count(f"{path.parent / 'swatkit.json'}: selftest rows", selftest.get("rows", 128), 1)
+    rows = rom_rows(selftest)
     pt = {"head_dim": core["head_dim"], "key_lanes": core["key_lanes"],
           "dim_lanes": core["dim_lanes"], "data_bits": core["data_bits"],
           "before": before, "after": after, "seq_len": seq_len, "test_rows": rows,
@@ -231,6 +236,13 @@ def _flow_point(path: Path, report, info: dict) -> dict:
     return pt
 
 
+def rom_rows(selftest: dict) -> int:
+    """The rows a self-test holds in ROM (its swatkit.json ``selftest`` record): its ``rows`` in
+    ROM mode (an earlier swatkit's record, without ``mode``, is ROM mode), none in LFSR or
+    decode mode, whose inputs come from generators on chip."""
+    return selftest.get("rows", 128) if selftest.get("mode", "rom") == "rom" else 0
+
+
 def _blocks(shapes, width: int, depth: int) -> int:
     return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in shapes)
 
@@ -238,10 +250,17 @@ def _blocks(shapes, width: int, depth: int) -> int:
 def features(p: CoreParams, test_rows: int, family: str, lutram_max_depth: int,
              group: int = 1) -> dict:
     """The structural quantities the resource model is linear in."""
+    from swatkit.rtl.units import RAM_BANK_WORDS
+
     kl, dl, w, b, d = p.hw.key_lanes, p.hw.dim_lanes, p.widths, p.fmt.data_bits, p.spec.head_dim
     shapes = BLOCK_SHAPES[family]
-    rams = [(dl * b, p.ring_slots * p.groups)] * (2 * kl) + [(w.score, p.score_depth)] * (
-        group * kl)
+    # each lane's K and V memory: the ring's words (every class region, the resident columns,
+    # each context's region) in banks of one block RAM's depth where the family has them
+    # (rtl.units.BankedMemory: the last bank holds the rest, in LUT RAM when it is shallow)
+    ring, bank = p.kv_depth * max(p.contexts, 1), RAM_BANK_WORDS.get(family)
+    banks = [ring] if bank is None or ring <= bank else [
+        min(bank, ring - start) for start in range(0, ring, bank)]
+    rams = [(dl * b, n) for n in banks] * (2 * kl) + [(w.score, p.score_depth)] * (group * kl)
     core_blocks = sum(_blocks(shapes, wd, dp) for wd, dp in rams if dp > lutram_max_depth)
     roms = ((d * b, test_rows), (2 * d * b, test_rows), (d * p.fmt.out_bits, test_rows))
     return {"multipliers": group * (2 * kl * dl + kl), "core_blocks": core_blocks,

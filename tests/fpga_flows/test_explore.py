@@ -49,8 +49,11 @@ def test_block_ram_geometry():
     spec = AttentionSpec.longformer(4096, 64, 64)
     p = CoreParams(spec, NumberFormat(), HardwareConfig(1, 8, 4096))
     f = features(p, 128, "ecp5", 64)
-    # K and V: 64 bits x 544 words -> 4 DP16KD each; the score memory (22 x 195) -> 1
-    assert f["core_blocks"] == 2 * 4 + 1
+    # K and V: 64 bits x 544 words in banks of 512 (2 DP16KD each) and 32 (LUT RAM), as
+    # rtl.units.BankedMemory builds them on an ECP5; the score memory (22 x 195) -> 1
+    assert f["core_blocks"] == 2 * 2 + 1
+    # without banks (iCE40): the whole depth in block RAM
+    assert features(p, 128, "ice40", 0)["core_blocks"] == 2 * 4 * 3 + 2   # (256 x 16 shapes)
     assert f["selftest_blocks"] == 15 + 29 + 15     # 512-, 1024-, 512-bit ROMs of 128 rows
     assert f["multipliers"] == 2 * 8 + 1
     assert features(p, 128, "ecp5", 64, group=4)["multipliers"] == 4 * 17
