@@ -32,6 +32,16 @@ def board_config(board, **hw) -> FlowConfig:
     return FlowConfig(board, CoreParams(spec, NumberFormat(), hardware), board.test_rows)
 
 
+def small_config(board) -> FlowConfig:
+    """The board's flow on a small core (head_dim 8, W = 9, 1 x 2 lanes, 256 rows): for the
+    tests of the scripts a flow writes, which do not depend on the core's size (emitting the
+    ULX3S default, W = 513, takes several times as long; test_emit_every_board emits each
+    board's default)."""
+    hardware = HardwareConfig(1, 2, 256)
+    return FlowConfig(board, CoreParams(AttentionSpec.longformer(256, 8, 8), NumberFormat(),
+                                        hardware), 32)
+
+
 @pytest.mark.parametrize("name", BOARDS)
 def test_emit_every_board(name, tmp_path):
     board = BOARDS[name]
@@ -96,7 +106,7 @@ def test_emit_classic_abc_and_nextpnr_options(tmp_path):
     synth_ecp5 (the workaround for Yosys 0.70's ABC9 abort); extra nextpnr options go into the
     script after the flow's own, and both are recorded in swatkit.json and the config tables."""
     board = get_board("ulx3s-85f")
-    config = dataclasses.replace(board_config(board), abc="abc",
+    config = dataclasses.replace(small_config(board), abc="abc",
                                  nextpnr_options=("--router", "router2", "--seed", "3"))
     out = flow.emit(config, tmp_path)
     lines = [line.strip() for line in (out / f"{flow.NAME}.ys").read_text().splitlines()]
@@ -117,7 +127,7 @@ def test_emit_classic_abc_and_nextpnr_options(tmp_path):
 def test_emit_default_abc9(tmp_path):
     """``abc="abc9"``: synth_ecp5 as Amaranth writes it, no extra nextpnr options."""
     board = get_board("ulx3s-85f")
-    config = dataclasses.replace(board_config(board), abc="abc9", nextpnr_options=())
+    config = dataclasses.replace(small_config(board), abc="abc9", nextpnr_options=())
     assert (config.lut_mapping, config.nextpnr_args) == ("abc9", ())
     out = flow.emit(config, tmp_path)
     ys = (out / f"{flow.NAME}.ys").read_text()
@@ -666,7 +676,7 @@ def test_emit_abc9_carries_the_classic_mapping_script(tmp_path):
     the same script ``abc="abc"`` writes (the fallback of :func:`flow.run`); other projects
     do not."""
     board = get_board("ulx3s-85f")
-    config = board_config(board)
+    config = small_config(board)
     abc9 = flow.emit(dataclasses.replace(config, abc="abc9"), tmp_path / "abc9")
     abc = flow.emit(dataclasses.replace(config, abc="abc"), tmp_path / "abc")
 
@@ -707,7 +717,7 @@ def fake_ecp5_tools(tmp_path, monkeypatch, *, error=ABC9_ABORT):
 
 def test_run_falls_back_to_the_classic_mapping_when_abc9_aborts(tmp_path, monkeypatch):
     board = get_board("ulx3s-85f")
-    out = flow.emit(dataclasses.replace(board_config(board), abc="abc9"), tmp_path / "p")
+    out = flow.emit(dataclasses.replace(small_config(board), abc="abc9"), tmp_path / "p")
     abc9_script = (out / f"{flow.NAME}.ys").read_text()
     fake_ecp5_tools(tmp_path, monkeypatch)
     result = flow.run(out)
@@ -726,7 +736,7 @@ def test_run_falls_back_to_the_classic_mapping_when_abc9_aborts(tmp_path, monkey
 
 def test_run_does_not_fall_back_on_other_yosys_errors(tmp_path, monkeypatch):
     board = get_board("ulx3s-85f")
-    out = flow.emit(dataclasses.replace(board_config(board), abc="abc9"), tmp_path / "p")
+    out = flow.emit(dataclasses.replace(small_config(board), abc="abc9"), tmp_path / "p")
     fake_ecp5_tools(tmp_path, monkeypatch, error="ERROR: Module `foo' not found!")
     with pytest.raises(FlowError, match=r"^yosys failed: ERROR: Module `foo' not found! "):
         flow.run(out)

@@ -348,7 +348,7 @@ def test_cli_generate_bigbird(tmp_path):
 KINDS = ("longformer", "causal", "dilated", "one-global", "globals", "bigbird")
 # configurations per window kind and run (~4 s each on a loaded 2-core machine); more:
 # SWATKIT_LINT_EXAMPLES
-LINT_EXAMPLES = int(os.environ.get("SWATKIT_LINT_EXAMPLES", "3"))
+LINT_EXAMPLES = int(os.environ.get("SWATKIT_LINT_EXAMPLES", "2"))
 
 
 @st.composite
