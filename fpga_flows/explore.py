@@ -369,6 +369,9 @@ def pareto_front(points: list[dict], keys=("latency_s", "energy_j", "utilisation
         pt["pareto"] = not bool(np.any(le & lt))
 
 
+NOT_ROUTED = "not routed, off the front"
+
+
 def _fmax(cal: Calibration, kl: int, dl: int, head_dim: int, window: int) -> tuple[float, str]:
     timed = [pt for pt in cal.points if pt.get("fmax_mhz")]
     if not timed:
@@ -383,8 +386,9 @@ def _fmax(cal: Calibration, kl: int, dl: int, head_dim: int, window: int) -> tup
     failed = [pt.get("note", "no Fmax") for pt in cal.points if not pt.get("fmax_mhz")
               and (pt["key_lanes"], pt["dim_lanes"]) == (kl, dl)]
     lowest = min(pt["fmax_mhz"] for pt in timed)
-    if failed:
-        return lowest, f"lowest measured; the build of these lanes: {failed[0]}"
+    if failed:   # (explore keeps such a point off the Pareto front: NOT_ROUTED)
+        return lowest, f"{NOT_ROUTED}: the build of these lanes: {failed[0]}; clocked at the " \
+                       f"lowest measured"
     return lowest, "lowest measured"
 
 
@@ -464,7 +468,12 @@ def explore(model: ModelConfig, seq_len: int, cal: Calibration, *, budget: dict 
                          if budget.get(k) is not None and used[k] > budget[k])
         raise ExploreError(f"nothing fits the budget: the smallest point ({kl}x{dl} lanes, "
                            f"{cores} core) needs {over}")
-    pareto_front(points)
+    # a lane shape whose calibration build did not route has no Fmax to stand on: listed (with
+    # --all), never on the front
+    routed = [pt for pt in points if not pt["fmax_source"].startswith(NOT_ROUTED)]
+    pareto_front(routed)
+    for pt in points:
+        pt.setdefault("pareto", False)
     points.sort(key=lambda r: (r["latency_s"], r["energy_j"]))
     return points
 
