@@ -66,6 +66,8 @@ def calibration_record(board: str, folder: str | Path) -> dict:
     if sweep.get("board") != board:
         raise ExploreError(f"{folder / 'sweep.json'} is a sweep of {sweep.get('board')!r}, "
                            f"not {board!r}")
+    from swatkit.fpga_flows.explore import rom_rows
+
     base = sweep["base"]
     measured = {(pt["key_lanes"], pt["dim_lanes"]): (pt, avail)
                 for pt, avail in _read_flows(folder, board)}
@@ -103,7 +105,7 @@ def calibration_record(board: str, folder: str | Path) -> dict:
         "base": {"head_dim": base["spec"]["head_dim"],
                  "attention_window": base["spec"]["before"] + base["spec"]["after"],
                  "seq_len": base["hardware"]["max_seq_len"],
-                 "test_rows": base["selftest"]["rows"]},
+                 "test_rows": rom_rows(base["selftest"])},
         "points": points,
     }
 

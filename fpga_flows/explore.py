@@ -17,7 +17,9 @@ was measured:
 * **BRAM** = block RAMs the memories need by the device's block geometry (ECP5 ``DP16KD`` 16 Kib,
   iCE40 ``SB_RAM40_4K`` 4 Kib; the best aspect ratio per memory) + a fitted constant. Memories:
   2·KL K/V ring memories (DL·data_bits wide, ``ring_slots``·G deep), g·KL score memories
-  (``score_depth`` deep) and the self-test's Q, K/V and expected-output ROMs (``test_rows`` deep).
+  (``score_depth`` deep) and the self-test's Q, K/V and expected-output ROMs (``test_rows`` deep:
+  :func:`rom_rows`, none in LFSR mode). On an ECP5 each ring memory is built of banks of 512 words
+  (``rtl.units.BankedMemory``), each bank a memory of its own.
   RAMs at most ``lutram_max_depth`` deep go to LUT RAM (ECP5: 64, as the measured counts show;
   iCE40 has none); the exp tables are ROMs in logic.
 * **LUT**, **FF** = a + b·g·KL·DL (per multiply-accumulate lane: its registers, adder-tree
@@ -117,7 +119,9 @@ def load_calibration(board: str, flows: str | Path | None = None) -> Calibration
         b = get_board(board)
         data = {"board": board, "family": b.family, "source": "", "available": {},
                 "lutram_max_depth": 64 if b.family == "ecp5" else 0,
-                "base": {**b.defaults, "test_rows": b.test_rows}, "points": []}
+                "base": {**b.defaults, "test_rows": rom_rows({"mode": b.selftest,
+                                                              "rows": b.test_rows})},
+                "points": []}
     base = data["base"]
     half = base["attention_window"] // 2
     points = [{"head_dim": base["head_dim"], "before": half, "after": half,
@@ -208,8 +212,9 @@ def _flow_point(path: Path, report, info: dict) -> dict:
         if before + after + 1 != core["window"]:
             raise ExploreError(f"--flows: {path}: its core record says window {core['window']}, "
                                f"{side / 'swatkit.json'} before {before} and after {after}")
-    rows = check_count(f"{path.parent / 'swatkit.json'}: selftest rows",
-                       info.get("selftest", {}).get("rows", 128), 1)
+    selftest = info.get("selftest", {})
+    check_count(f"{path.parent / 'swatkit.json'}: selftest rows", selftest.get("rows", 128), 1)
+    rows = rom_rows(selftest)
     pt = {"head_dim": core["head_dim"], "key_lanes": core["key_lanes"],
           "dim_lanes": core["dim_lanes"], "data_bits": core["data_bits"],
           "before": before, "after": after, "seq_len": seq_len, "test_rows": rows,
@@ -218,6 +223,7 @@ def _flow_point(path: Path, report, info: dict) -> dict:
         if name in report.utilization:
             pt[name] = report.utilization[name]["used"]
     pt["fmax_mhz"] = report.fmax_mhz
+    pt["abc"] = report.raw.get("abc", "abc9")   # (Yosys' LUT mapping: see fitted())
     when = report.raw.get("built_utc")
     if when is not None:
         if not (isinstance(when, str) and BUILT_UTC.fullmatch(when)):
@@ -231,6 +237,13 @@ def _flow_point(path: Path, report, info: dict) -> dict:
     return pt
 
 
+def rom_rows(selftest: dict) -> int:
+    """The rows a self-test holds in ROM (its swatkit.json ``selftest`` record): its ``rows`` in
+    ROM mode (an earlier swatkit's record, without ``mode``, is ROM mode), none in LFSR or
+    decode mode, whose inputs come from generators on chip."""
+    return selftest.get("rows", 128) if selftest.get("mode", "rom") == "rom" else 0
+
+
 def _blocks(shapes, width: int, depth: int) -> int:
     return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in shapes)
 
@@ -238,10 +251,17 @@ def _blocks(shapes, width: int, depth: int) -> int:
 def features(p: CoreParams, test_rows: int, family: str, lutram_max_depth: int,
              group: int = 1) -> dict:
     """The structural quantities the resource model is linear in."""
+    from swatkit.rtl.units import RAM_BANK_WORDS
+
     kl, dl, w, b, d = p.hw.key_lanes, p.hw.dim_lanes, p.widths, p.fmt.data_bits, p.spec.head_dim
     shapes = BLOCK_SHAPES[family]
-    rams = [(dl * b, p.ring_slots * p.groups)] * (2 * kl) + [(w.score, p.score_depth)] * (
-        group * kl)
+    # each lane's K and V memory: the ring's words (every class region, the resident columns,
+    # each context's region) in banks of one block RAM's depth where the family has them
+    # (rtl.units.BankedMemory: the last bank holds the rest, in LUT RAM when it is shallow)
+    ring, bank = p.kv_depth * max(p.contexts, 1), RAM_BANK_WORDS.get(family)
+    banks = [ring] if bank is None or ring <= bank else [
+        min(bank, ring - start) for start in range(0, ring, bank)]
+    rams = [(dl * b, n) for n in banks] * (2 * kl) + [(w.score, p.score_depth)] * (group * kl)
     core_blocks = sum(_blocks(shapes, wd, dp) for wd, dp in rams if dp > lutram_max_depth)
     roms = ((d * b, test_rows), (2 * d * b, test_rows), (d * p.fmt.out_bits, test_rows))
     return {"multipliers": group * (2 * kl * dl + kl), "core_blocks": core_blocks,
@@ -274,7 +294,7 @@ class ResourceModel:
         for name in RESOURCES:
             rows, fixed, y = [], [], []
             for pt in points:
-                if pt.get(name) is None:
+                if not fitted(name, pt):
                     continue
                 f = features(_point_params(pt), pt["test_rows"], cal.family,
                              cal.lutram_max_depth)
@@ -303,19 +323,33 @@ class ResourceModel:
         return out
 
 
+def fitted(name: str, pt: dict) -> bool:
+    """Whether the model fits resource ``name`` on point ``pt``: a measured count; for LUT and
+    FF only of a build mapped by ABC9 (``abc``; flow.run falls back to the classic ABC where
+    Yosys' ABC9 aborts, whose mapping takes far more LUTs: 27,795 against about 16,000 at
+    4 x 8 lanes on the ULX3S, docs/fpga.md), so that the model predicts one mapping."""
+    if pt.get(name) is None:
+        return False
+    return name not in ("LUT", "FF") or pt.get("abc", "abc9") == "abc9"
+
+
 def held_out_errors(cal: Calibration) -> dict:
     """Per resource: each measured point predicted by a model fitted on the other points
-    (those that leave enough points for the fit), as (point, measured, predicted) rows."""
+    (those whose others determine the fit: as many distinct design rows as the model has
+    coefficients), as (point, measured, predicted) rows."""
     out = {}
     for name in RESOURCES:
-        have = [i for i, pt in enumerate(cal.points) if pt.get(name) is not None]
+        have = [i for i, pt in enumerate(cal.points) if fitted(name, pt)]
         rows = []
         for i in have:
             others = [cal.points[j] for j in range(len(cal.points)) if j != i]
             n_params = len(_design(name, dict.fromkeys(("multipliers", "core_blocks",
                                                          "selftest_blocks", "macs"), 0))[0])
-            if sum(1 for pt in others if pt.get(name) is not None) < n_params:
-                continue
+            design = [_design(name, features(_point_params(pt), pt["test_rows"], cal.family,
+                                             cal.lutram_max_depth))[0]
+                      for pt in others if fitted(name, pt)]
+            if not design or np.linalg.matrix_rank(np.array(design)) < n_params:
+                continue   # (the others do not determine the fit: e.g. two points, one MACs)
             model = ResourceModel.fit(cal, others)
             pt = cal.points[i]
             predicted = model.predict(_point_params(pt), pt["test_rows"])[name]
@@ -335,6 +369,9 @@ def pareto_front(points: list[dict], keys=("latency_s", "energy_j", "utilisation
         pt["pareto"] = not bool(np.any(le & lt))
 
 
+NOT_ROUTED = "not routed, off the front"
+
+
 def _fmax(cal: Calibration, kl: int, dl: int, head_dim: int, window: int) -> tuple[float, str]:
     timed = [pt for pt in cal.points if pt.get("fmax_mhz")]
     if not timed:
@@ -349,8 +386,9 @@ def _fmax(cal: Calibration, kl: int, dl: int, head_dim: int, window: int) -> tup
     failed = [pt.get("note", "no Fmax") for pt in cal.points if not pt.get("fmax_mhz")
               and (pt["key_lanes"], pt["dim_lanes"]) == (kl, dl)]
     lowest = min(pt["fmax_mhz"] for pt in timed)
-    if failed:
-        return lowest, f"lowest measured; the build of these lanes: {failed[0]}"
+    if failed:   # (explore keeps such a point off the Pareto front: NOT_ROUTED)
+        return lowest, f"{NOT_ROUTED}: the build of these lanes: {failed[0]}; clocked at the " \
+                       f"lowest measured"
     return lowest, "lowest measured"
 
 
@@ -430,7 +468,12 @@ def explore(model: ModelConfig, seq_len: int, cal: Calibration, *, budget: dict 
                          if budget.get(k) is not None and used[k] > budget[k])
         raise ExploreError(f"nothing fits the budget: the smallest point ({kl}x{dl} lanes, "
                            f"{cores} core) needs {over}")
-    pareto_front(points)
+    # a lane shape whose calibration build did not route has no Fmax to stand on: listed (with
+    # --all), never on the front
+    routed = [pt for pt in points if not pt["fmax_source"].startswith(NOT_ROUTED)]
+    pareto_front(routed)
+    for pt in points:
+        pt.setdefault("pareto", False)
     points.sort(key=lambda r: (r["latency_s"], r["energy_j"]))
     return points
 

@@ -250,7 +250,7 @@ def print_table(summary: dict, *, show_all: bool, resources, table) -> None:
               f"utilisation){'' if show_all else '; --all lists every point'}")
     shown = shown_all
     print("resources: as `swatkit flow` builds the core with its self-test; Fmax* = "
-          + "; ".join(sorted({p["fmax_source"] for p in shown if p["fmax_source"] != "measured"}))
+          + " | ".join(sorted({p["fmax_source"] for p in shown if p["fmax_source"] != "measured"}))
           if any(p["fmax_source"] != "measured" for p in shown) else
           "resources: as `swatkit flow` builds the core with its self-test")
     print("resource model, each measured point held back and predicted from the others:")
