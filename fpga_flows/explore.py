@@ -433,12 +433,13 @@ def explore(model: ModelConfig, seq_len: int, cal: Calibration, *, budget: dict 
     max_cores = max_cores or min(jobs, 16)
     rows = test_rows or max(pt["test_rows"] for pt in cal.points)
     smallest = None
-    points = []
+    points, refused = [], None
     for kl in _powers(min(64, min(p.spec(seq_len, model.head_dim).window for p in windows))):
         for dl in [x for x in _powers(min(256, model.head_dim)) if model.head_dim % x == 0]:
             try:
                 p = CoreParams(spec, fmt, HardwareConfig(kl, dl, seq_len))
-            except ValueError:
+            except ValueError as e:
+                refused = refused or str(e)
                 continue
             for cores in range(1, max_cores + 1):
                 used = rm.predict(p, rows, group, cores)
@@ -462,6 +463,8 @@ def explore(model: ModelConfig, seq_len: int, cal: Calibration, *, budget: dict 
                     "cycles": rec["cycles"], "latency_s": rec["latency_s"],
                     "energy_j": rec["energy_j"], "energy_breakdown": rec["energy_breakdown"],
                     "tech": rec["tech"]})
+    if smallest is None:   # (no lane shape makes a core: the format or the window refuse it)
+        raise ExploreError(f"no core can be made for {model.name}: {refused}")
     if not points:
         util, kl, dl, cores, used = smallest
         over = ", ".join(f"{k} {used[k]} of {budget[k]}" for k in RESOURCES

@@ -165,6 +165,9 @@ def test_cli_json_csv_and_plot(tmp_path):
      "not 'alm=3'"),
     (["--model", "longformer-base", "--board", "de10"],
      "--board: unknown board 'de10' (known: ulx3s-85f, icebreaker, tangnano9k)"),
+    (["--model", "longformer-base", "--scale-k", "1e-300"],   # (no lane shape makes a core)
+     "no core can be made for longformer-base: scale_q·scale_k/sqrt(head_dim) = 3.90625e-303 "
+     "is too small: the softmax constant would need more than 64 fraction bits"),
     (["--model", "longformer-base", "--resources", "dsp=10,bram=30"],
      "nothing fits the budget: the smallest point (1x4 lanes, 1 core) needs BRAM 35 of 30"),
 ])
