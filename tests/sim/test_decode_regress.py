@@ -70,18 +70,6 @@ def test_decode_fields_are_checked(changes, message):
         Case(**fields)
 
 
-def test_scoreboard_bites_in_a_decode_step(request, regress_seed):
-    """One flipped bit in the expected row of one decode step fails the case, naming that
-    step's run; the runs before it pass."""
-    case = Case("decode_sink2_causal8_k3d2/bite", DEC, (20,), decode=10)
-    result = run_case(case, regress_seed, build_dir=request.config.getoption("build_dir"),
-                      corrupt=(7, 0, 3, 2))
-    assert not result.passed
-    assert re.match(r"run 7 \(N=1\): mismatch at row 26, column 3: ",
-                    result.message), result.message
-    assert [r["bad_rows"] for r in result.runs[:8]] == [0] * 7 + [1]
-
-
 def swatkit(*argv, cwd=None):
     return subprocess.run([sys.executable, "-m", "swatkit.cli", *argv], capture_output=True,
                           text=True, cwd=cwd)
@@ -122,17 +110,26 @@ def test_a_contexts_case_fits_its_harness():
         Case("x", b, (20,), decode=5)
 
 
-def test_scoreboard_bites_in_one_context(request, regress_seed):
-    """Interleaved contexts: a flipped bit in the expected row of context 1's second step
-    fails that run alone (runs: the 3 prefills, then step 1 of contexts 0, 1, 2, …)."""
-    case = Case("decode_ctx3_sink2_causal8_k3d2/bite", DECC, (12,), decode=4)
+# one flipped bit in the expected row of one decode step fails the case, naming that step's
+# run, and every run before it passes: one context (step 7's run, after the prefill), and three
+# interleaved ones (runs: the 3 prefills, then step 1 of contexts 0, 1, 2, …; run 7 is context
+# 1's second step)
+@pytest.mark.parametrize(("build", "prefill", "steps", "corrupt", "row", "pattern"), [
+    pytest.param(DEC, 20, 10, (7, 0, 3, 2), 26, None, id="decode-step"),
+    pytest.param(DECC, 12, 4, (7, 0, 5, 1), 13, "decode step 2, row 13, context 1",
+                 id="one-context"),
+])
+def test_scoreboard_bites(build, prefill, steps, corrupt, row, pattern, request,
+                          regress_seed):
+    case = Case(f"{build.id}/bite", build, (prefill,), decode=steps)
     result = run_case(case, regress_seed, build_dir=request.config.getoption("build_dir"),
-                      corrupt=(7, 0, 5, 1))
+                      corrupt=corrupt)
     assert not result.passed
-    assert re.match(r"run 7 \(N=1\): mismatch at row 13, column 5: ",
+    assert re.match(rf"run 7 \(N=1\): mismatch at row {row}, column {corrupt[2]}: ",
                     result.message), result.message
     assert [r["bad_rows"] for r in result.runs[:8]] == [0] * 7 + [1]
-    assert "decode step 2, row 13, context 1" in result.runs[7]["pattern"]
+    if pattern:
+        assert pattern in result.runs[7]["pattern"]
 
 
 def test_a_build_keeps_its_contexts():
