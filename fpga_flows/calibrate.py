@@ -50,7 +50,7 @@ def calibration_record(board: str, folder: str | Path) -> dict:
     Raises :class:`~swatkit.fpga_flows.explore.ExploreError` when the folder holds no sweep of
     that board or a report is corrupt.
     """
-    from swatkit.fpga_flows.explore import ExploreError, _read_flows
+    from swatkit.fpga_flows.explore import ExploreError, _read_flows, rom_rows
     from swatkit.fpga_flows.report import read_report
     from swatkit.support.boards import get_board
 
@@ -66,8 +66,6 @@ def calibration_record(board: str, folder: str | Path) -> dict:
     if sweep.get("board") != board:
         raise ExploreError(f"{folder / 'sweep.json'} is a sweep of {sweep.get('board')!r}, "
                            f"not {board!r}")
-    from swatkit.fpga_flows.explore import rom_rows
-
     base = sweep["base"]
     measured = {(pt["key_lanes"], pt["dim_lanes"]): (pt, avail)
                 for pt, avail in _read_flows(folder, board)}

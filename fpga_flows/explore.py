@@ -49,6 +49,7 @@ import numpy as np
 
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
+from swatkit.rtl.units import RAM_BANK_WORDS
 from swatkit.sim.estimate import EnergyTable, estimate_model
 from swatkit.sim.model_configs import ModelConfig
 
@@ -251,8 +252,6 @@ def _blocks(shapes, width: int, depth: int) -> int:
 def features(p: CoreParams, test_rows: int, family: str, lutram_max_depth: int,
              group: int = 1) -> dict:
     """The structural quantities the resource model is linear in."""
-    from swatkit.rtl.units import RAM_BANK_WORDS
-
     kl, dl, w, b, d = p.hw.key_lanes, p.hw.dim_lanes, p.widths, p.fmt.data_bits, p.spec.head_dim
     shapes = BLOCK_SHAPES[family]
     # each lane's K and V memory: the ring's words (every class region, the resident columns,
