@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -64,7 +64,8 @@ from .scheduler import Scheduler
 from .sv_engine import SVEngine
 from .units import state_invariants
 
-__all__ = ["STAT_FIELDS", "SwatCore", "command", "core_layouts", "core_signature"]
+__all__ = ["STAT_FIELDS", "SwatCore", "command", "core_layouts", "core_signature",
+           "refused_commands"]
 
 STAT_FIELDS = ("cycles", "kv_rows", "q_rows", "rows_out", "qk_macs", "sv_macs", "exp_ops")
 
@@ -193,6 +194,70 @@ def command_value(p: CoreParams, run: AttentionSpec | None = None,
     """:func:`command` as the integer of the ``cmd`` payload's bits."""
     const = core_layouts(p)["cmd"].const(command(p, run, seq_len, sink_scores, cont, ctx))
     return const.as_value().value & ((1 << core_layouts(p)["cmd"].size) - 1)
+
+
+def refused_commands(p: CoreParams) -> dict[str, int]:
+    """``{description: payload}`` of commands the core must refuse (``error``, no run): N = 0,
+    N = max_seq_len + 1 where the field holds it, and on a core generated for them a dilation
+    of 0 or above the maximum, a global token at N, global tokens out of order, more global
+    tokens than the maximum, a sink score outside the scores' range, more sinks than generated
+    or than N; on a BigBird core N not a multiple of b and r above what N allows. The
+    payloads are the ``cmd`` bits (the regression's bench offers each, and checks that the
+    core refuses it)."""
+    lay = core_layouts(p)["cmd"]
+
+    def value(**changes):
+        fields = {**command(p, seq_len=5), **changes}
+        return lay.const(fields).as_value().value & ((1 << lay.size) - 1)
+
+    def width(name):
+        return Shape.cast(lay.members[name]).width
+
+    if p.block_size:   # N not a multiple of b, r above the maximum or above what N allows
+        b, r = p.block_size, p.max_random_blocks
+        bad = {"seq_len=0": value(seq_len=0)}
+        if p.hw.max_seq_len + b < 2 ** p.index_bits:
+            bad[f"seq_len={p.hw.max_seq_len + b}"] = value(seq_len=p.hw.max_seq_len + b)
+        if b > 1:
+            bad[f"seq_len={3 * b + 1}"] = value(seq_len=3 * b + 1)
+        if r:
+            if r + 1 < 2 ** width("random_blocks"):
+                bad[f"random_blocks={r + 1}"] = value(seq_len=b, random_blocks=r + 1)
+            bad[f"random_blocks={r} at N={(r + 4) * b}"] = value(seq_len=(r + 4) * b,
+                                                                  random_blocks=r)
+        return bad
+    bad = {"seq_len=0": value(seq_len=0)}
+    if p.hw.max_seq_len + 1 < 2 ** p.index_bits:
+        bad[f"seq_len={p.hw.max_seq_len + 1}"] = value(seq_len=p.hw.max_seq_len + 1)
+    if p.spec.after + 1 < 2 ** width("after"):
+        bad[f"after={p.spec.after + 1}"] = value(after=p.spec.after + 1)
+    if p.max_dilation > 1:
+        bad["dilation=0"] = value(dilation=0)
+        if p.max_dilation + 1 < 2 ** width("dilation"):
+            bad[f"dilation={p.max_dilation + 1}"] = value(dilation=p.max_dilation + 1)
+    if p.sink_logits:   # a sink score outside the scores' range (where the field holds it)
+        lo, hi = p.fmt.score_range(p.spec.head_dim)
+        heads = p.group_heads
+        if hi + 1 < 2 ** (p.widths.score - 1):
+            bad[f"sink score {hi + 1}"] = value(sink_on=1,
+                                                sink_scores=[0] * (heads - 1) + [hi + 1])
+        if lo - 1 >= -2 ** (p.widths.score - 1):
+            bad[f"sink score {lo - 1}"] = value(sink_on=1, sink_scores=[lo - 1] * heads)
+    g = p.max_global_tokens
+    if p.sink_core:   # more sinks than generated, or than N
+        if g + 1 < 2 ** width("sink_count"):
+            bad[f"sink_count={g + 1}"] = value(sink_count=g + 1)
+        if g > 1:
+            bad[f"sink_count={g} at N=1"] = value(seq_len=1, sink_count=g)
+    elif g:
+        bad["global token 5 of N=5"] = value(global_count=1,
+                                             global_tokens=[5] + [0] * (g - 1))
+        if g > 1:
+            bad["global tokens 3, 1"] = value(global_count=2,
+                                              global_tokens=[3, 1] + [0] * (g - 2))
+        if g + 1 < 2 ** width("global_count"):
+            bad[f"{g + 1} global tokens"] = value(global_count=g + 1)
+    return bad
 
 
 class SwatCore(wiring.Component):

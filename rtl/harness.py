@@ -47,30 +47,25 @@ Stream transfer rule (``amaranth.lib.stream``): a beat moves on a clock edge whe
 
 from __future__ import annotations
 
-import numpy as np
 from amaranth import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal
 from amaranth.hdl import ResetInserter, Shape
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import CoreParams
+from .controls import STREAMS, THRESHOLD_BITS  # (the harness's rules without Amaranth)
 from .core import core_layouts, core_signature
 from .lfsr import lfsr_step_hdl
 
 __all__ = [
     "ROWS_MEM",
     "ROWS_MEM_VERILOG",
-    "STREAMS",
     "Lfsr",
     "RowSink",
     "RowSource",
     "SwatHarness",
     "VerilogCore",
-    "burst_threshold",
-    "probability_threshold",
 ]
-
-THRESHOLD_BITS = 16
 
 # the row memory of the Verilog form (see the module docstring): written once, one module for all
 ROWS_MEM = "swat_rows_mem"
@@ -134,14 +129,6 @@ def _row_memory(m: Module, unit, read: bool) -> _RowsPorts:
     return ports
 
 
-def probability_threshold(p: float) -> int:
-    """The 16-bit threshold of an event of probability ``p`` (``0 <= p < 1``): the event happens
-    in a cycle when the LFSR's low 16 bits are below it."""
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"probability must be in [0, 1), not {p}")
-    return round(p * 2 ** THRESHOLD_BITS)
-
-
 class Lfsr:
     """A 32-bit Galois LFSR stepping every cycle; ``load`` puts ``seed`` (0 becomes 1) in it."""
 
@@ -161,15 +148,6 @@ class Lfsr:
         """True with probability ``threshold / 65536`` in a cycle, from the high 16 bits (the
         on/off switch of a bursty stream; independent enough of :meth:`below` for a bench)."""
         return self.state[THRESHOLD_BITS:] < threshold
-
-
-def burst_threshold(mean_cycles: float) -> int:
-    """The ``burst`` threshold of on and off runs that last ``mean_cycles`` on average
-    (``2 <= mean_cycles <= 65536``): a switch with probability ``1/mean_cycles`` a cycle."""
-    if not 2 <= mean_cycles <= 2 ** THRESHOLD_BITS:
-        raise ValueError(f"mean burst length must be in [2, {2 ** THRESHOLD_BITS}] cycles, "
-                         f"not {mean_cycles}")
-    return round(2 ** THRESHOLD_BITS / mean_cycles)
 
 
 def _off_runs(m: Module, lfsr: Lfsr, burst, start, name: str):
@@ -396,11 +374,6 @@ class VerilogCore(wiring.Component):
         return Instance(self.module, **conns)
 
 
-# the harness's streams: (name, role) — role "src" (a RowSource feeding the core) or "sink"
-STREAMS = (("q", "src"), ("kv", "src"), ("o", "sink"), ("qg", "src"), ("kvg", "src"),
-           ("og", "sink"), ("kvr", "src"))
-
-
 class SwatHarness(wiring.Component):
     """A SWAT core between HDL stream sources and a sink, driven by a few control inputs.
 
@@ -438,9 +411,10 @@ class SwatHarness(wiring.Component):
     ``kvr`` on cores that have them), each independent of the others:
 
     ``s_gap`` (sources) or ``s_stall`` (sinks) : In(16)  gap / stall threshold (see
-        :func:`probability_threshold`).
+        :func:`~swatkit.rtl.controls.probability_threshold`).
     ``s_hold`` : In(1)  offer / accept nothing new while high (long idles).
-    ``s_burst`` : In(16)  bursty on/off runs (:func:`burst_threshold`; 0: none).
+    ``s_burst`` : In(16)  bursty on/off runs (:func:`~swatkit.rtl.controls.burst_threshold`;
+        0: none).
     ``s_moved`` : Out(32)  the value of ``cycles`` in the stream's last transfer (0: none since
         ``start``); also ``cmd_moved`` for the command.
     ``s_flow`` : Out(2)  the stream's ``valid`` (bit 0) and ``ready`` (bit 1) now; also
@@ -613,26 +587,3 @@ class SwatHarness(wiring.Component):
         with m.If(self.start):
             m.d.sync += [self.cycles.eq(0), self.busy_cycles.eq(0)]
         return m
-
-
-# -- row packing (the memories' word layout, for loaders and readers) ----------------------------
-
-
-def pack_rows(rows: np.ndarray, bits: int) -> np.ndarray:
-    """Signed integer rows (n, e) as the memory words of an ``ArrayLayout(signed(bits), e)``
-    (element ``j`` at bits ``j·bits …``): an (n, bytes) uint8 array, little-endian. A
-    ``StructLayout`` of such rows (``kv``: k then v) is the concatenation of its fields' rows."""
-    rows = np.asarray(rows, dtype=np.int64)
-    n, e = rows.shape
-    field = (rows & ((1 << bits) - 1)).astype(np.uint64)
-    bitmat = ((field[:, :, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8)
-    return np.packbits(bitmat.reshape(n, e * bits), axis=1, bitorder="little")
-
-
-def unpack_rows(words: np.ndarray, elements: int, bits: int) -> np.ndarray:
-    """The inverse of :func:`pack_rows`: (n, bytes) uint8 words → signed int64 rows."""
-    words = np.asarray(words, dtype=np.uint8)
-    bitmat = np.unpackbits(words, axis=1, bitorder="little")[:, :elements * bits]
-    bitmat = bitmat.reshape(len(words), elements, bits).astype(np.int64)
-    value = (bitmat << np.arange(bits, dtype=np.int64)).sum(axis=2)
-    return np.where(value >= 1 << (bits - 1), value - (1 << bits), value)

@@ -48,12 +48,10 @@ import time
 
 import cocotb
 import numpy as np
-from amaranth import Shape
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 
-from swatkit.rtl import STAT_FIELDS, core_layouts
-from swatkit.rtl.core import command
-from swatkit.rtl.harness import STREAMS, burst_threshold, probability_threshold, unpack_rows
+from swatkit.rtl.config import CoreParams
+from swatkit.rtl.controls import STREAMS, burst_threshold, probability_threshold, unpack_rows
 from swatkit.sim.clock import PERIOD_NS  # the clock the simulated top generates
 
 __all__ = ["BenchStuckError", "HarnessBench"]
@@ -67,9 +65,7 @@ ROLES = dict(STREAMS)   # each stream of the harness: "src" (feeds the core) or 
 
 
 
-def _params(case: dict):
-    from swatkit.rtl import CoreParams
-
+def _params(case: dict) -> CoreParams:
     return CoreParams.from_dict(case["params"])
 
 
@@ -79,7 +75,7 @@ class HarnessBench:
     def __init__(self, dut, case: dict, arrays):
         self.dut, self.case, self.arrays = dut, case, arrays
         self.params = _params(case)
-        self.layouts = core_layouts(self.params)
+        self.words = case["words"]   # the payload layouts the bench reads (the case file's)
         self.log = logging.getLogger("cocotb.swat")
         self.errors: list[str] = []
         self.runs: list[dict] = []
@@ -156,7 +152,7 @@ class HarnessBench:
             mem[i].value = int.from_bytes(word.tobytes(), "little")
 
     def read_memory(self, mem, rows: int, layout: str):
-        nbytes = (self.layouts[layout].size + 7) // 8
+        nbytes = (self.words[f"{layout}_bits"] + 7) // 8
         raw = np.zeros((rows, nbytes), dtype=np.uint8)
         mem = mem.rows   # as write_memory's
         for i in range(rows):
@@ -240,73 +236,14 @@ class HarnessBench:
         dut.cmd__valid.value = 0
 
     def stats(self) -> dict:
-        value = self.layouts["stats"].from_bits(self.dut.stats.value.to_unsigned())
-        return {name: int(getattr(value, name)) for name in STAT_FIELDS}
-
-    def bad_commands(self) -> dict:
-        """``{description: payload}`` of commands the core must refuse: N = 0, N =
-        max_seq_len + 1 where the field holds it, and on a core generated for them a dilation of
-        0 or above the maximum, a global token at N, global tokens out of order, more global
-        tokens than the maximum."""
-        p = self.params
-        lay = self.layouts["cmd"]
-
-        def value(**changes):
-            fields = {**command(p, seq_len=5), **changes}
-            return lay.const(fields).as_value().value & ((1 << lay.size) - 1)
-
-        def width(name):
-            return Shape.cast(lay.members[name]).width
-
-        if p.block_size:   # N not a multiple of b, r above the maximum or above what N allows
-            b, r = p.block_size, p.max_random_blocks
-            bad = {"seq_len=0": value(seq_len=0)}
-            if p.hw.max_seq_len + b < 2 ** p.index_bits:
-                bad[f"seq_len={p.hw.max_seq_len + b}"] = value(seq_len=p.hw.max_seq_len + b)
-            if b > 1:
-                bad[f"seq_len={3 * b + 1}"] = value(seq_len=3 * b + 1)
-            if r:
-                if r + 1 < 2 ** width("random_blocks"):
-                    bad[f"random_blocks={r + 1}"] = value(seq_len=b, random_blocks=r + 1)
-                bad[f"random_blocks={r} at N={(r + 4) * b}"] = value(seq_len=(r + 4) * b,
-                                                                      random_blocks=r)
-            return bad
-        bad = {"seq_len=0": value(seq_len=0)}
-        if p.hw.max_seq_len + 1 < 2 ** p.index_bits:
-            bad[f"seq_len={p.hw.max_seq_len + 1}"] = value(seq_len=p.hw.max_seq_len + 1)
-        if p.spec.after + 1 < 2 ** width("after"):
-            bad[f"after={p.spec.after + 1}"] = value(after=p.spec.after + 1)
-        if p.max_dilation > 1:
-            bad["dilation=0"] = value(dilation=0)
-            if p.max_dilation + 1 < 2 ** width("dilation"):
-                bad[f"dilation={p.max_dilation + 1}"] = value(dilation=p.max_dilation + 1)
-        if p.sink_logits:   # a sink score outside the scores' range (where the field holds it)
-            lo, hi = p.fmt.score_range(p.spec.head_dim)
-            heads = p.group_heads
-            if hi + 1 < 2 ** (p.widths.score - 1):
-                bad[f"sink score {hi + 1}"] = value(sink_on=1,
-                                                    sink_scores=[0] * (heads - 1) + [hi + 1])
-            if lo - 1 >= -2 ** (p.widths.score - 1):
-                bad[f"sink score {lo - 1}"] = value(sink_on=1, sink_scores=[lo - 1] * heads)
-        g = p.max_global_tokens
-        if p.sink_core:   # more sinks than generated, or than N
-            if g + 1 < 2 ** width("sink_count"):
-                bad[f"sink_count={g + 1}"] = value(sink_count=g + 1)
-            if g > 1:
-                bad[f"sink_count={g} at N=1"] = value(seq_len=1, sink_count=g)
-        elif g:
-            bad["global token 5 of N=5"] = value(global_count=1,
-                                                 global_tokens=[5] + [0] * (g - 1))
-            if g > 1:
-                bad["global tokens 3, 1"] = value(global_count=2,
-                                                  global_tokens=[3, 1] + [0] * (g - 2))
-            if g + 1 < 2 ** width("global_count"):
-                bad[f"{g + 1} global tokens"] = value(global_count=g + 1)
-        return bad
+        bits = self.dut.stats.value.to_unsigned()
+        return {name: (bits >> offset) & ((1 << width) - 1)
+                for name, offset, width in self.words["stats"]}
 
     async def check_bad_commands(self):
-        """Every command of :meth:`bad_commands` sets ``error`` and starts nothing."""
-        for what, payload in self.bad_commands().items():
+        """Every command the core must refuse (the case file's ``refused``:
+        :func:`swatkit.rtl.core.refused_commands`) sets ``error`` and starts nothing."""
+        for what, payload in self.case["refused"].items():
             await self.command(payload)
             await ReadOnly()
             if not self.dut.error.value or self.dut.busy.value:
@@ -512,7 +449,7 @@ class HarnessBench:
             label = f"run {index} (N={n}, {run['pattern']})"
             await self.start_globals(index)
             if pending is None:   # (the refuse_first fault: a command the core refuses, N = 0)
-                await self.command(self.bad_commands()["seq_len=0"]
+                await self.command(self.case["refused"]["seq_len=0"]
                                    if index == 0 and case.get("refuse_first") else run["command"])
             else:   # taken on the first idle cycle, not before
                 await pending

@@ -40,8 +40,9 @@ import numpy as np
 
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention, sequence_runs
 from swatkit.rtl import CoreParams, HardwareConfig
-from swatkit.rtl.core import command_value
-from swatkit.rtl.harness import STREAMS, SwatHarness, burst_threshold, pack_rows
+from swatkit.rtl.controls import STREAMS, burst_threshold, pack_rows
+from swatkit.rtl.core import command_value, core_layouts, refused_commands
+from swatkit.rtl.harness import SwatHarness
 from swatkit.support.build_cache import BuildInfo, build_root, cached_build, locked, tool_versions
 
 from .clock import PERIOD_NS  # the clock of the simulated top (regress writes it)
@@ -1821,8 +1822,18 @@ def _write_case(case: Case, seed: int, nonce: str, work: Path,
         "o_depth": case.build.harness_depth * hg,
         "inputs": str(work / "inputs.npz"), "result": str(work / "result.json"),
         "waves": waves,
+        # what the bench needs of the core's layouts, so that it need not load Amaranth
+        "words": bench_words(params), "refused": refused_commands(params),
     }
     (work / "case.json").write_text(json.dumps(description, indent=2) + "\n")
+
+
+def bench_words(params: CoreParams) -> dict:
+    """The payload layouts the bench reads, as numbers: the bits of an output row
+    (``o_bits``) and the fields of ``stats`` (``[name, offset, width]``, all unsigned)."""
+    layouts = core_layouts(params)
+    return {"o_bits": layouts["o"].size,
+            "stats": [[name, field.offset, field.width] for name, field in layouts["stats"]]}
 
 
 def _rows_taken(case: Case, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

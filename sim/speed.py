@@ -25,7 +25,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from swatkit.rtl.harness import probability_threshold
+from swatkit.rtl.controls import probability_threshold
 from swatkit.support import build_cache
 
 from . import regress

@@ -16,17 +16,9 @@ from hypothesis import strategies as st
 
 from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig, SwatCore, core_layouts
+from swatkit.rtl.controls import burst_threshold, pack_rows, probability_threshold, unpack_rows
 from swatkit.rtl.core import command, core_signature
-from swatkit.rtl.harness import (
-    Lfsr,
-    RowSink,
-    RowSource,
-    SwatHarness,
-    burst_threshold,
-    pack_rows,
-    probability_threshold,
-    unpack_rows,
-)
+from swatkit.rtl.harness import Lfsr, RowSink, RowSource, SwatHarness
 from swatkit.rtl.lfsr import lfsr_sequence
 
 ROW = data.ArrayLayout(8, 4)
