@@ -141,3 +141,34 @@ def test_build_timing_refuses_bad_options(tmp_path, capsys, argv, message):
     assert re.fullmatch(f"python -m swatkit.sim.build_timing: error: {message}",
                         capsys.readouterr().err.splitlines()[-1])
     assert not (tmp_path / "new").exists()
+
+
+def test_the_bench_loads_without_amaranth():
+    """The cocotb bench runs in every simulator process of the regression: it takes what it
+    needs of the core's layouts from the case file (``words``, ``refused``), so that loading
+    Amaranth (about 0.8 s of a small case's 2 s here) is not part of every run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, swatkit.sim.cocotb_swat; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'amaranth'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_case_file_carries_the_refused_commands_and_stats_fields():
+    """The bench's numbers equal the core's layouts (the Amaranth form they stand for)."""
+    from swatkit.rtl.core import STAT_FIELDS, core_layouts, refused_commands
+    from swatkit.sim.regress import BB4, GQ3, LOGIT, bench_words
+
+    for build in (FAST[0].build, BB4, GQ3, LOGIT):
+        p = build.params
+        words, layouts = bench_words(p), core_layouts(p)
+        assert words["o_bits"] == layouts["o"].size
+        assert [name for name, _, _ in words["stats"]] == list(STAT_FIELDS)
+        value = sum(i + 1 << offset for i, (_, offset, _) in enumerate(words["stats"]))
+        unpacked = layouts["stats"].from_bits(value)
+        assert [int(getattr(unpacked, n)) for n in STAT_FIELDS] == list(range(1, 8))
+        refused = refused_commands(p)
+        assert "seq_len=0" in refused
+        assert all(0 <= v < 1 << layouts["cmd"].size for v in refused.values())
