@@ -641,10 +641,21 @@ class HarnessBench:
         return result
 
 
-@cocotb.test()
-async def swat_core_matches_golden_model(dut):
-    """Every run of the case through the HDL harness; every O row against the golden model."""
-    with open(os.environ["SWATKIT_CASE"]) as fh:
+def case_files() -> list[str]:
+    """The case files of this simulator process, run one after another: ``$SWATKIT_CASES``
+    names a JSON list of them (the cases of one build: :func:`swatkit.sim.regress.run_cases`),
+    ``$SWATKIT_CASE`` one."""
+    if "SWATKIT_CASES" in os.environ:
+        with open(os.environ["SWATKIT_CASES"]) as fh:
+            return list(json.load(fh))
+    return [os.environ["SWATKIT_CASE"]]
+
+
+async def run_case_file(dut, path: str) -> dict:
+    """Every run of one case through the HDL harness; every O row against the golden model.
+    The harness and core start from a reset, whatever the case before left in them (the
+    memories excepted: a case loads its own rows, and reads only the rows it made)."""
+    with open(path) as fh:
         case = json.load(fh)
     arrays = np.load(case["inputs"])
     bench = HarnessBench(dut, case, arrays)
@@ -664,4 +675,16 @@ async def swat_core_matches_golden_model(dut):
         result = bench.write_result()
     await Timer(PERIOD_NS, unit="ns")
     window.cancel()
+    return result
+
+
+@cocotb.test()
+async def swat_core_matches_golden_model(dut):
+    """Every case of the process (:func:`case_files`), each with its own result file. The
+    first case that fails (or raises) ends the process: the cases after it have no result,
+    and :func:`swatkit.sim.regress.run_cases` runs them again, each in a process of its own."""
+    for path in case_files():
+        result = await run_case_file(dut, path)
+        if not result["passed"]:
+            break
     assert result["passed"], result["message"]

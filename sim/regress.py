@@ -1692,6 +1692,70 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
                        test_args=() if trace is None else ("--trace-file", str(trace)))
     if trace is not None:   # the view beside the trace: <case>.seed<S>.gtkw
         trace.with_suffix(".gtkw").write_text(wave_view(case.build.params, trace))
+    return _case_result(case, seed, work, nonce, status, info=info, log=work / "sim.log",
+                        trace=trace, keep=keep, reproduce=reproduce, build_dir=build_dir,
+                        start=start)
+
+
+def run_cases(cases: list[Case], seed: int, *,
+              build_dir: str | os.PathLike | None = None) -> list[CaseResult]:
+    """Run cases of one build in one simulator process, one after another, and compare each
+    one's output rows with the golden model: :func:`run_case` for each, without the ~1.5 s of
+    start-up (the simulator, Python, NumPy) a process of its own costs.
+
+    Each case keeps what :func:`run_case` gives it: its own work folder and nonce, its own
+    result file, read and checked on its own, so it passes or fails on its own rows. The bench
+    resets the harness and core before each case. The first case that fails ends the process
+    (the bench's state after a failure is not trusted): the cases after it, and every case if
+    the simulator stopped, run again, each alone (:func:`run_case`). The corrupt hook
+    (:data:`CORRUPT_ENV`) applies as in :func:`run_case`; no waves (run a case alone for them).
+
+    ``wall_seconds`` of a case run here is its own share: its inputs and golden model, and its
+    part of the simulation. Raises ``ValueError`` for cases of different builds."""
+    if not cases:
+        return []
+    build = cases[0].build
+    if any(c.build != build for c in cases):
+        raise ValueError("run_cases needs cases of one build, not "
+                         + ", ".join(sorted({c.build.id for c in cases})))
+    info = ensure_build(build, build_dir=build_dir)
+    runs = build_root(build_dir) / "runs"
+    batch = runs / f"{_safe(build.id)}.batch.{secrets.token_hex(8)}"
+    batch.mkdir(parents=True)
+    prepared = []
+    for case in cases:
+        start = time.monotonic()
+        nonce = secrets.token_hex(8)
+        work = runs / f"{_safe(case.id)}.{nonce}"
+        work.mkdir()
+        _write_case(case, seed, nonce, work, _corrupt_from_env(case.id), None)
+        prepared.append((case, nonce, work, time.monotonic() - start))
+    (batch / "cases.json").write_text(json.dumps([str(w / "case.json")
+                                                  for _, _, w, _ in prepared]))
+    run_bench(info.path, batch, seed, None, extra_env={"SWATKIT_CASES": str(batch / "cases.json")})
+    results, kept = [], False
+    for case, nonce, work, prepare in prepared:
+        if not (work / "result.json").is_file():   # after a failure, or the simulator stopped
+            shutil.rmtree(work, ignore_errors=True)
+            results.append(run_case(case, seed, build_dir=build_dir))
+            continue
+        start = time.monotonic() - prepare
+        result = _case_result(case, seed, work, nonce, None, info=info, log=batch / "sim.log",
+                              build_dir=build_dir, start=start)
+        result.wall_seconds += result.sim_seconds
+        kept |= not result.passed
+        results.append(result)
+    if not kept:   # (a failed case's message names the batch's log)
+        shutil.rmtree(batch, ignore_errors=True)
+    return results
+
+
+def _case_result(case: Case, seed: int, work: Path, nonce: str, status: str | None, *,
+                 info: BuildInfo, log: Path, trace: Path | None = None, keep: bool = False,
+                 reproduce: str | None = None, build_dir=None, start: float) -> CaseResult:
+    """The :class:`CaseResult` of a case's run from its result file in ``work`` (``status``:
+    the simulator's, None if it passed; ``log``: its log); a passing run's work folder removed
+    unless ``keep`` (or the trace is in it)."""
     result = CaseResult(case, seed, False, build_seconds=info.seconds, work_dir=work,
                         waves=trace, nonce=nonce)
     data, why = read_result(work / "result.json", case.id, seed, nonce)
@@ -1711,7 +1775,7 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
         result.message = data.get("message") or ""
         first_output_row = data.get("first_output_row")
     if not result.passed:
-        tail = _log_tail(work / "sim.log")
+        tail = _log_tail(log)
         why = result.message or status or "the simulation ended without a result"
         reproduce = reproduce or reproduce_command(case.id, seed, build_dir=build_dir)
         hint = failure_hint(seed, reproduce, first_output_row)

@@ -95,7 +95,8 @@ class BuildProgress:
             from swatkit.cmd_regress import matrix
 
             self.cases = {c.id: c for c in matrix(True)}
-        case = self.cases.get(nodeid.split("[", 1)[1].rstrip("]"))
+        # (an id, then "@<build>" under --dist loadgroup: xdist appends the test's group)
+        case = self.cases.get(nodeid.split("[", 1)[1].rsplit("@", 1)[0].rstrip("]"))
         if case is None or case.build in self.announced:
             return
         self.announced.add(case.build)

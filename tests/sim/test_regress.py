@@ -33,6 +33,7 @@ from swatkit.sim.regress import (
     CaseResult,
     make_inputs,
     run_case,
+    run_cases,
 )
 
 MATRIX_FAST = matrix(False)
@@ -40,12 +41,44 @@ MATRIX_FULL = matrix(True)
 FULL_ONLY = [c for c in MATRIX_FULL if c not in MATRIX_FAST]
 
 
+# the results of cases run in a batch with an earlier case of their build (run_cases), by id
+_BATCHED: dict[str, CaseResult] = {}
+_RUN: set[str] = set()   # ids of the cases this process has run (alone or in a batch)
+
+
+def _matrix_result(case: Case, request, seed: int) -> CaseResult:
+    """``case``'s result. The first matrix case of a build that this process runs runs with
+    every other selected case of that build not run yet, in one simulator process
+    (:func:`run_cases`: each still passes or fails on its own rows); the others take their
+    result from that run. (``--dist loadgroup`` with the ``xdist_group`` mark of the build
+    keeps the cases of a build on one worker.) With ``--waves`` each case runs alone."""
+    opts = request.config
+    waves = opts.getoption("waves_format") if opts.getoption("waves") else None
+    if case.id in _BATCHED:
+        return _BATCHED.pop(case.id)
+    if waves or case.id in _RUN:   # (a case run twice in a session: again, alone)
+        return run_case(case, seed, waves=waves, build_dir=opts.getoption("build_dir"))
+    batch = [case] + [c for c in _selected_matrix_cases(request.session)
+                      if c.build == case.build and c.id not in _RUN and c.id != case.id]
+    _RUN.update(c.id for c in batch)
+    results = run_cases(batch, seed, build_dir=opts.getoption("build_dir"))
+    _BATCHED.update((r.case.id, r) for r in results)
+    print(f"(run with {len(batch) - 1} other cases of build {case.build.id} in one "
+          "simulator process)")
+    return _BATCHED.pop(case.id)
+
+
+def _selected_matrix_cases(session) -> list[Case]:
+    """The matrix cases among the session's selected tests (test_fast and test_full)."""
+    return [item.callspec.params["case"] for item in session.items
+            if getattr(item, "originalname", None) in ("test_fast", "test_full")
+            and not item.get_closest_marker("skip")]
+
+
 def check_case(case: Case, request, seed: int) -> None:
     """Run ``case`` and fail with its first mismatch; record its figures for the reports."""
-    opts = request.config
     print(f"case {case.id}: seed {seed} (reproduce with --seed {seed})")
-    waves = opts.getoption("waves_format") if opts.getoption("waves") else None
-    result = run_case(case, seed, waves=waves, build_dir=opts.getoption("build_dir"))
+    result = _matrix_result(case, request, seed)
     props = {
         "seed": seed, "config": case.describe(), "rows": result.rows, "cycles": result.cycles,
         "monitor_cycles": result.monitor_cycles, "ideal": result.ideal,
@@ -67,13 +100,18 @@ def check_case(case: Case, request, seed: int) -> None:
     assert result.cycles == result.monitor_cycles > 0
 
 
-@pytest.mark.parametrize("case", MATRIX_FAST, ids=[c.id for c in MATRIX_FAST])
+def _params(cases: list[Case]) -> list:
+    """One parameter per case, its id the case's, grouped by build for ``--dist loadgroup``."""
+    return [pytest.param(c, id=c.id, marks=pytest.mark.xdist_group(c.build.id)) for c in cases]
+
+
+@pytest.mark.parametrize("case", _params(MATRIX_FAST))
 def test_fast(case, request, regress_seed):
     check_case(case, request, regress_seed)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", FULL_ONLY, ids=[c.id for c in FULL_ONLY])
+@pytest.mark.parametrize("case", _params(FULL_ONLY))
 def test_full(case, request, regress_seed):
     check_case(case, request, regress_seed)
 
@@ -93,6 +131,45 @@ def test_scoreboard_bites(request, regress_seed):
     assert case.describe() in result.message
     # nothing else differs: every other row of the run matched
     assert result.runs[0]["bad_rows"] == 1
+
+
+def test_cases_of_a_build_share_a_process_and_pass_or_fail_on_their_own(request, regress_seed,
+                                                                       monkeypatch):
+    """run_cases: the cases of one build in one simulator process, each with its own result
+    file. One flipped expected bit in the second of three cases fails that case alone, naming
+    its element; the batch ends there and the third case runs again in a process of its own
+    (two simulator processes in all); the first case's figures equal a run of it alone."""
+    from swatkit.sim import regress
+
+    cases = [c for c in FAST if c.build.id == "bi5_k1d1"][:3]
+    row = int(np.random.default_rng(regress_seed).integers(300))
+    monkeypatch.setenv(regress.CORRUPT_ENV, f"{cases[1].id}:0,{row},2,1")
+    processes = []
+    real = regress.run_bench
+
+    def counted(path, work, *args, **kw):
+        processes.append(work.name)
+        return real(path, work, *args, **kw)
+
+    monkeypatch.setattr(regress, "run_bench", counted)
+    build_dir = request.config.getoption("build_dir")
+    first, second, third = run_cases(cases, regress_seed, build_dir=build_dir)
+    assert [r.case for r in (first, second, third)] == cases
+    assert first.passed and third.passed, (first.message, third.message)
+    assert not second.passed
+    assert re.match(rf"run 0 \(N=\d+\): mismatch at row {row}, column 2: ", second.message), \
+        second.message
+    assert f"case {cases[1].id}:" in second.message
+    assert len(processes) == 2 and ".batch." in processes[0] and cases[2].id.split("/")[1] \
+        in processes[1], processes
+    assert len({first.nonce, second.nonce, third.nonce}) == 3
+    monkeypatch.delenv(regress.CORRUPT_ENV)
+    alone = run_case(cases[0], regress_seed, build_dir=build_dir)
+    assert (alone.passed, alone.rows, alone.cycles, alone.sim_cycles, alone.runs) == \
+        (True, first.rows, first.cycles, first.sim_cycles, first.runs)
+    with pytest.raises(ValueError, match="run_cases needs cases of one build, not bi5_k1d1, "
+                                         "bi9_k2d4"):
+        run_cases([cases[0], FAST[0]], regress_seed, build_dir=build_dir)
 
 
 # -- the matrix itself (no simulator) ------------------------------------------------------------
