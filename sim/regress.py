@@ -1697,8 +1697,8 @@ def run_case(case: Case, seed: int, *, waves: bool | str | None = None,
                         start=start)
 
 
-def run_cases(cases: list[Case], seed: int, *,
-              build_dir: str | os.PathLike | None = None) -> list[CaseResult]:
+def run_cases(cases: list[Case], seed: int, *, build_dir: str | os.PathLike | None = None,
+              reproduce: dict[str, str] | None = None) -> list[CaseResult]:
     """Run cases of one build in one simulator process, one after another, and compare each
     one's output rows with the golden model: :func:`run_case` for each, without the ~1.5 s of
     start-up (the simulator, Python, NumPy) a process of its own costs.
@@ -1709,6 +1709,7 @@ def run_cases(cases: list[Case], seed: int, *,
     (the bench's state after a failure is not trusted): the cases after it, and every case if
     the simulator stopped, run again, each alone (:func:`run_case`). The corrupt hook
     (:data:`CORRUPT_ENV`) applies as in :func:`run_case`; no waves (run a case alone for them).
+    ``reproduce``: the command line a failure names, by case id (default: the matrix's).
 
     ``wall_seconds`` of a case run here is its own share: its inputs and golden model, and its
     part of the simulation. Raises ``ValueError`` for cases of different builds."""
@@ -1737,11 +1738,13 @@ def run_cases(cases: list[Case], seed: int, *,
     for case, nonce, work, prepare in prepared:
         if not (work / "result.json").is_file():   # after a failure, or the simulator stopped
             shutil.rmtree(work, ignore_errors=True)
-            results.append(run_case(case, seed, build_dir=build_dir))
+            results.append(run_case(case, seed, build_dir=build_dir,
+                                    reproduce=(reproduce or {}).get(case.id)))
             continue
         start = time.monotonic() - prepare
         result = _case_result(case, seed, work, nonce, None, info=info, log=batch / "sim.log",
-                              build_dir=build_dir, start=start)
+                              reproduce=(reproduce or {}).get(case.id), build_dir=build_dir,
+                              start=start)
         result.wall_seconds += result.sim_seconds
         kept |= not result.passed
         results.append(result)

@@ -417,6 +417,41 @@ def _run_one(case, seed, waves, build_dir, reproduce=None):
             f"\n{failure_hint(seed, reproduce)}" if reproduce else ""))
 
 
+def _run_unit(cases, seed, waves, build_dir, hints):
+    """The cases of one work unit (:func:`_units`: cases of one build) in one simulator
+    process (:func:`swatkit.sim.regress.run_cases`); with waves, or a single case, each alone
+    (:func:`_run_one`). ``hints``: each case's reproducer."""
+    if waves or len(cases) == 1:
+        return [_run_one(c, seed, waves, build_dir, hints[c.id]) for c in cases]
+    from swatkit.sim.regress import CaseResult, failure_hint, run_cases
+
+    try:
+        return run_cases(cases, seed, build_dir=build_dir, reproduce=hints)
+    except Exception as e:  # a build that fails is every case's failure, with its message
+        return [CaseResult(c, seed, False, message=f"{type(e).__name__}: {e}\n"
+                           + failure_hint(seed, hints[c.id])) for c in cases]
+
+
+def _units(cases, workers: int) -> list[list[int]]:
+    """The cases' indices in work units, each run in one simulator process: the cases of one
+    build, split into as many units as there are workers per build (so that a run of few
+    builds still keeps every worker busy). The first unit of each build comes first: each
+    configuration is compiled once (the others wait for it,
+    :func:`swatkit.support.build_cache.cached_build`), and the compilations run in
+    parallel."""
+    by_build: dict = {}
+    for i, case in enumerate(cases):
+        by_build.setdefault(case.build, []).append(i)
+    split = max(1, -(-max(workers, 1) // len(by_build))) if by_build else 1
+    firsts, rest = [], []
+    for indices in by_build.values():
+        k = min(split, len(indices))
+        chunks = [indices[j::k] for j in range(k)]
+        firsts.append(chunks[0])
+        rest.extend(chunks[1:])
+    return firsts + rest
+
+
 def config_options(args: argparse.Namespace) -> list[str]:
     """The options of ``args`` that describe the user's configuration and its cases (every
     option but :data:`RUN_OPTIONS`), as command-line words that give the same values: files
@@ -598,17 +633,6 @@ def _uncached(cases, waves, build_dir) -> list:
     return [b for b in builds if not (root / build_key(b, fmt) / "build.ok").is_file()]
 
 
-def _first_per_build(cases) -> list[int]:
-    """The cases' indices, one case of each build first: each configuration is compiled once
-    (the others wait for it, :func:`swatkit.support.build_cache.cached_build`), and the compilations
-    run in parallel."""
-    firsts, rest, seen = [], [], set()
-    for i, case in enumerate(cases):
-        (rest if case.build in seen else firsts).append(i)
-        seen.add(case.build)
-    return firsts + rest
-
-
 def _run_cases(console, cases, seed, waves, build_dir, workers, client=None, hints=None):
     """Every case, in parallel processes (builds first, one per configuration) or on a Dask
     cluster (``client``), with a progress display; returns the results in the cases'
@@ -661,22 +685,29 @@ def _run_cases(console, cases, seed, waves, build_dir, workers, client=None, hin
             return _run_on_dask(client, cases, seed, waves, build_dir, done, results, console,
                                 hints)
         if workers == 0:
-            for i, case in enumerate(cases):
+            for unit in _units(cases, 1):
+                build = cases[unit[0]].build
+                what = (f"{len(unit)} cases of {build.id}" if len(unit) > 1 else
+                        cases[unit[0]].id)
                 progress.update(task, description=(
-                    f"building {case.build.id}, then running {case.id}"
-                    if case.build in building else f"running {case.id}"))
-                done(i, _run_one(case, seed, waves, build_dir, hints[case.id]))
+                    f"building {build.id}, then running {what}"
+                    if build in building else f"running {what}"))
+                for i, result in zip(unit, _run_unit([cases[i] for i in unit], seed, waves,
+                                                     build_dir, hints), strict=True):
+                    done(i, result)
             return results
         pool = _start_pool(workers)
         try:
-            # one case of each build first, so that each configuration is compiled once and
-            # the compilations run in parallel
-            pending = {i: pool.apply_async(_run_one, (cases[i], seed, waves, build_dir,
-                                                      hints[cases[i].id]))
-                       for i in _first_per_build(cases)}
+            # the cases of a build in one simulator process; one unit of each build first, so
+            # that each configuration is compiled once and the compilations run in parallel
+            pending = {tuple(unit): pool.apply_async(_run_unit, (
+                [cases[i] for i in unit], seed, waves, build_dir,
+                {cases[i].id: hints[cases[i].id] for i in unit}))
+                for unit in _units(cases, workers)}
             while pending:
-                for i in [i for i, r in pending.items() if r.ready()]:
-                    done(i, pending.pop(i).get())
+                for unit in [u for u, r in pending.items() if r.ready()]:
+                    for i, result in zip(unit, pending.pop(unit).get(), strict=True):
+                        done(i, result)
                 time.sleep(0.2)
             pool.close()
             pool.join()
@@ -689,30 +720,33 @@ def _run_cases(console, cases, seed, waves, build_dir, workers, client=None, hin
 
 
 def _run_on_dask(client, cases, seed, waves, build_dir, done, results, console, hints):
-    """The cases as tasks of the Dask cluster behind ``client`` (one case of each build first);
-    a task the cluster loses (a worker gone) is that case's failure. Ctrl-C cancels every
+    """The cases as tasks of the Dask cluster behind ``client`` (work units of :func:`_units`);
+    a task the cluster loses (a worker gone) is the failure of its cases. Ctrl-C cancels every
     task not finished."""
     import uuid
 
     futures = {}
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
     try:
-        for i in _first_per_build(cases):
-            key = f"swatkit-regress-{cases[i].id}-{uuid.uuid4().hex[:8]}"
-            futures[i] = client.submit(_run_one, cases[i], seed, waves, build_dir,
-                                       hints[cases[i].id], key=key, pure=False)
+        for unit in _units(cases, workers):
+            key = f"swatkit-regress-{cases[unit[0]].id}-{uuid.uuid4().hex[:8]}"
+            futures[tuple(unit)] = client.submit(
+                _run_unit, [cases[i] for i in unit], seed, waves, build_dir,
+                {cases[i].id: hints[cases[i].id] for i in unit}, key=key, pure=False)
         pending = dict(futures)
         while pending:
-            for i in [i for i, f in pending.items() if f.done()]:
-                future = pending.pop(i)
+            for unit in [u for u, f in pending.items() if f.done()]:
+                future = pending.pop(unit)
                 try:
-                    result = future.result()
+                    unit_results = future.result()
                 except Exception as e:   # the task was lost, or could not run on the worker
                     from swatkit.sim.regress import CaseResult, failure_hint
 
-                    result = CaseResult(cases[i], seed, False, message=(
+                    unit_results = [CaseResult(cases[i], seed, False, message=(
                         f"the Dask task failed: {type(e).__name__}: {e}\n"
-                        + failure_hint(seed, hints[cases[i].id])))
-                done(i, result)
+                        + failure_hint(seed, hints[cases[i].id]))) for i in unit]
+                for i, result in zip(unit, unit_results, strict=True):
+                    done(i, result)
             time.sleep(0.2)
     except BaseException:
         client.cancel(list(futures.values()), force=True)
