@@ -8,6 +8,9 @@
   Verilator (:mod:`~swatkit.fpga_flows.cocotb_selftest` is that bench).
 * :mod:`~swatkit.fpga_flows.flow` — build projects (Amaranth build plans), runs with the YoWASP
   tools, Fmax and utilisation reports, sweeps. ``swatkit flow`` is its command line.
+* :mod:`~swatkit.fpga_flows.abc9` — Yosys 0.70's ABC9 abort on Amaranth's field names: the
+  renaming the ECP5 scripts run to avoid it, and how a build log shows it (the classic-ABC
+  fallback).
 * :mod:`~swatkit.fpga_flows.report` — a ``flow.json`` read back with every record checked
   (``swatkit estimate --from-flow``, ``swatkit explore --flows``).
 * :mod:`~swatkit.fpga_flows.explore` — the design-space exploration of ``swatkit explore``: a

@@ -42,6 +42,7 @@ from swatkit.rtl import CoreParams
 from swatkit.support.boards import Board, get_board
 from swatkit.support.version import __version__
 
+from . import abc9
 from .selftest import (
     MAX_LFSR_ROWS,
     MODES,
@@ -101,10 +102,9 @@ LUT_MAPPERS = ("abc9", "abc")
 CLASSIC_ABC = ("check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
                "abc -dress -lut 4:7", "clean", f"synth_ecp5 -top {NAME} -run map_cells:")
 # an ECP5 project mapped with ABC9 also gets the classic mapping's Yosys script; `run` builds
-# with it when Yosys 0.70's ABC9 aborts (its log ends in this assertion; docs/fpga.md)
+# with it when Yosys 0.70's ABC9 aborts (an assertion in abc_ops_reintegrate: abc9.abort;
+# docs/fpga.md). ECP5 scripts hide Amaranth's field wires first, which avoids the known cause.
 ABC_SCRIPT = f"{NAME}.abc.ys"
-_ABC9_ABORT = re.compile(r"ERROR: Assert `GetSize\(conn\.first\) == GetSize\(conn\.second\)' "
-                         r"failed[^\n]*")
 # nextpnr options the flow sets itself (the project's files and report), so a user's must not
 FLOW_NEXTPNR_OPTIONS = ("--report", "--log", "--json", "--lpf", "--textcfg", "--pcf", "--asc",
                         "--write", "--cst", "--device", "--package", "--speed", "--quiet")
@@ -390,6 +390,9 @@ def _overrides(config: FlowConfig) -> dict:
     if config.nextpnr_args:
         nextpnr += " " + " ".join(config.nextpnr_args)
     overrides = dict(board.overrides)
+    if board.family == "ecp5":   # Amaranth's field wires make Yosys 0.70's ABC9 abort (abc9.py)
+        overrides["script_after_read"] = "\n".join(
+            filter(None, [board.overrides.get("script_after_read"), abc9.HIDE_FIELD_NAMES]))
     after = [f"tee -q -o {STAT} stat -json"]
     if config.lut_mapping == "abc":
         # synth_ecp5 up to its LUT mapping (map_luts: latch check, latch map, abc9), the same
@@ -580,8 +583,7 @@ def _abc9_abort(project_dir: Path) -> str | None:
     rpt = project_dir / f"{NAME}.rpt"
     if not (project_dir / ABC_SCRIPT).exists() or not rpt.exists():
         return None
-    found = _ABC9_ABORT.search(rpt.read_text(errors="replace"))
-    return found[0] if found else None
+    return abc9.abort(rpt.read_text(errors="replace"))
 
 
 def _use_classic_abc(project_dir: Path, abort: str) -> None:
