@@ -1,7 +1,7 @@
 """Options of the test suite.
 
 ``--runslow``    run the tests marked ``slow`` (skipped otherwise); ``swatkit regress --full``
-                 gives it.
+                 gives it. The property tests then draw more examples (:data:`SLOW_EXAMPLES`).
 ``--seed S``     seed of the cocotb regression's inputs, valid gaps and ready stalls (default: a
                  fresh one per session, printed in the header and by every test).
 ``--waves``      record a VCD per cocotb run (in its work folder); ``--waves-format fst`` for FST.
@@ -14,6 +14,7 @@ While the suite runs, a line names each Verilator build as a regression case sta
 
 from __future__ import annotations
 
+import os
 import secrets
 
 import pytest
@@ -36,7 +37,15 @@ def pytest_addoption(parser):
                     help="Verilator build cache (default ~/.cache/swatkit/verilator)")
 
 
+# examples of the property tests: the default tier's (in each module), and under --runslow
+# (unless the variable is set)
+SLOW_EXAMPLES = {"SWATKIT_ANY_INPUT_EXAMPLES": "200", "SWATKIT_PATTERN_EXAMPLES": "25"}
+
+
 def pytest_configure(config):
+    if config.getoption("--runslow"):
+        for name, value in SLOW_EXAMPLES.items():
+            os.environ.setdefault(name, value)
     seed = config.getoption("seed")
     if seed is None:  # xdist workers take the controller's seed
         seed = getattr(config, "workerinput", {}).get("swatkit_seed")

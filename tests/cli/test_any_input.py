@@ -37,8 +37,9 @@ from swatkit.cli import build_parser, main
 from swatkit.options import TABLES, UsageError
 from swatkit.support.toml_text import dumps
 
-# examples per test (~15 s for all five at 200 on one core); more: SWATKIT_ANY_INPUT_EXAMPLES
-EXAMPLES = int(os.environ.get("SWATKIT_ANY_INPUT_EXAMPLES", "200"))
+# examples per test: 80 in the default tier (the eight tests took 36-70 s of a suite run at 200,
+# load ~3), 200 under --runslow (tests/conftest.py); more: SWATKIT_ANY_INPUT_EXAMPLES
+EXAMPLES = int(os.environ.get("SWATKIT_ANY_INPUT_EXAMPLES", "80"))
 WATCHDOG = 20   # seconds: no input may take longer to answer (here ~0.01-0.5 s; loaded: 2-10x)
 
 # in place of a file: what check() makes of these markers (FIFO: a named pipe with no writer)

@@ -172,8 +172,26 @@ def pattern(core: Core, n: int, changes: dict) -> AttentionSpec:
     return core.params.run_spec(n, **changes)
 
 
-@pytest.mark.parametrize(("core_id", "n", "changes"), [c[1:] for c in PATTERNS],
-                         ids=[c[0] for c in PATTERNS])
+# the patterns of the default tier: each core once, and each kind of pattern (N = 1, global tokens
+# at the ends, all, adjacent and the most, dilation with and without them, causal, a run's own
+# smaller window); the others are slow (every one of them also runs back to back in
+# test_pattern_changes_from_run_to_run's sequences or on Verilator in the fast matrix's
+# glob_bi9_k2d4/patterns): each pattern here is a core elaborated and compiled for Amaranth's
+# simulator, about 1.5 s before its first cycle
+DEFAULT_TIER = {"A-plain-nmax", "A-n1", "A-g-max", "A-g-all-n1", "A-g-adjacent", "A-dil3-g-ends",
+                "A-dil2-causal-g", "A-run-1/1-dil2-g", "A-run-window1", "B-g-max-nmax",
+                "C-dil2-g-ends", "D-run-after1-dil2-g", "E-dil2-causal", "F-g-both-ends",
+                "S-own-pattern"}
+STALLED_DEFAULT_TIER = {"A-g-max", "A-run-window1", "B-run-window1-g", "D-run-after1-dil2-g",
+                        "S-own-pattern"}
+
+
+def _tiered(cases, default):
+    return [pytest.param(*c[1:], id=c[0], marks=() if c[0] in default else pytest.mark.slow)
+            for c in cases]
+
+
+@pytest.mark.parametrize(("core_id", "n", "changes"), _tiered(PATTERNS, DEFAULT_TIER))
 def test_pattern_stall_free(core_id, n, changes):
     core = CORES[core_id]
     simulate(core.spec, core.hw, pattern(core, n, changes), fmt=core.fmt, seed=n)
@@ -181,12 +199,19 @@ def test_pattern_stall_free(core_id, n, changes):
 
 @pytest.mark.parametrize("rate", [0.3, 0.5])
 @pytest.mark.parametrize(("core_id", "n", "changes"),
-                         [c[1:] for c in PATTERNS if c[0] in STALLED],
-                         ids=[c[0] for c in PATTERNS if c[0] in STALLED])
+                         _tiered([c for c in PATTERNS if c[0] in STALLED], STALLED_DEFAULT_TIER))
 def test_pattern_with_gaps_and_stalls(core_id, n, changes, rate):
     core = CORES[core_id]
     simulate(core.spec, core.hw, pattern(core, n, changes), fmt=core.fmt, seed=17 + n,
              gap=rate, stall=rate)
+
+
+def test_the_default_tier_names_patterns_of_the_table():
+    """Every pattern the default tier keeps is one of the table (a typo would drop it from both
+    tiers' view without a word), and every core of the table has one there."""
+    assert {c[0] for c in PATTERNS} >= DEFAULT_TIER
+    assert STALLED_DEFAULT_TIER <= STALLED
+    assert {c[1] for c in PATTERNS if c[0] in DEFAULT_TIER} == {c[1] for c in PATTERNS}
 
 
 def test_global_projections_are_used():
@@ -416,7 +441,8 @@ def test_bad_commands_on_a_plain_core():
 
 
 # -- hypothesis: any core and patterns within its maxima ----------------------------------------
-# 25 examples by default (about 15 s); SWATKIT_PATTERN_EXAMPLES=N for a longer search
+# 10 examples in the default tier, 25 under --runslow (tests/conftest.py);
+# SWATKIT_PATTERN_EXAMPLES=N for a longer search
 
 SHAPES = [(4, 1), (4, 2), (4, 4), (5, 1), (6, 2), (6, 3), (8, 2), (8, 4), (8, 8)]
 FORMATS = [NumberFormat(), NumberFormat(data_bits=6, out_frac_bits=2, out_bits=8)]
@@ -446,7 +472,7 @@ def cores_and_runs(draw):
     return core, runs, rate, draw(st.integers(0, 2 ** 16))
 
 
-EXAMPLES = int(os.environ.get("SWATKIT_PATTERN_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("SWATKIT_PATTERN_EXAMPLES", "10"))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

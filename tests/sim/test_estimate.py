@@ -1,5 +1,6 @@
 """Estimation: the cycle model and action counts against the RTL, energy tables, the CLI."""
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -11,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from swatkit.cli import main
 from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.global_rows import global_row_cycles
@@ -144,8 +146,17 @@ def test_user_table_with_static_power(tmp_path):
 
 
 def swatkit(*argv):
-    return subprocess.run([sys.executable, "-m", "swatkit.cli", "estimate", *argv],
-                          capture_output=True, text=True)
+    """``swatkit estimate ARGV`` in this process (:func:`swatkit.cli.main`, as the other CLI
+    tests run it; a process of its own took 0.6-1 s a call, half a minute of the suite): its
+    exit code, standard output and standard error, as a finished process's."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(["estimate", *argv])
+        except SystemExit as e:   # (argparse's exit: the command prints and exits 2)
+            code = e.code
+    return subprocess.CompletedProcess(["swatkit", "estimate", *argv], code, out.getvalue(),
+                                       err.getvalue())
 
 
 def test_cli_json_records():
