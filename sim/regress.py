@@ -98,6 +98,10 @@ MAKE_ARGS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 # at -O1, so one compiled runtime serves both kinds of build (runtime_objects)
 QUICK_MAKE_ARGS = ("OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 QUICK_CYCLES = 100_000  # a build is small if the rows its harness holds ideally take at most this
+# a case is short (Case.short: it shares a simulator process with the other short cases of its
+# build, run_cases) if its rows ideally take at most this many cycles: a few seconds of
+# simulation, against ~1.4 s of a simulator's start-up
+BATCH_CYCLES = 500_000
 MAX_SEQ_LEN = 1000  # counters of every matrix build; 1001 still fits the command (error check)
 # faults of a case (docs/verification.md, "Fault kinds"), from the harness's streams: each
 # stream's hold (the sinks' first), and how a reset is placed relative to the command of an
@@ -562,6 +566,17 @@ class Case:
         context), times the query heads per K/V head."""
         return ((sum(self.seq_lens) + self.decode) * self.contexts
                 * self.build.params.group_heads)
+
+    @property
+    def short(self) -> bool:
+        """Its rows ideally take at most :data:`BATCH_CYCLES` cycles (at the build's cycles per
+        row at ``max_seq_len``): the simulator's start-up is a large part of its run, so it
+        shares a process with the other short cases of its build (:func:`run_cases`); a longer
+        case runs alone, in parallel with others."""
+        b = self.build
+        per_position = b.params.ideal_cycles(b.max_seq_len) / b.max_seq_len
+        positions = (sum(self.seq_lens) + self.decode) * self.contexts
+        return positions * per_position <= BATCH_CYCLES
 
     @property
     def gaps(self) -> tuple[float, float]:

@@ -433,22 +433,27 @@ def _run_unit(cases, seed, waves, build_dir, hints):
 
 
 def _units(cases, workers: int) -> list[list[int]]:
-    """The cases' indices in work units, each run in one simulator process: the cases of one
-    build, split into as many units as there are workers per build (so that a run of few
-    builds still keeps every worker busy). The first unit of each build comes first: each
-    configuration is compiled once (the others wait for it,
-    :func:`swatkit.support.build_cache.cached_build`), and the compilations run in
+    """The cases' indices in work units, each run in one simulator process: the short cases
+    (``Case.short``) of one build, split into as many units as there are workers per build (so
+    that a run of few builds still keeps every worker busy); each long case alone. The first
+    unit of each build comes first: each configuration is compiled once (the others wait for
+    it, :func:`swatkit.support.build_cache.cached_build`), and the compilations run in
     parallel."""
     by_build: dict = {}
-    for i, case in enumerate(cases):
-        by_build.setdefault(case.build, []).append(i)
+    for i, case in enumerate(cases):   # (a long case: a build of its own, for the split)
+        by_build.setdefault(case.build if case.short else (case.build, i), []).append(i)
     split = max(1, -(-max(workers, 1) // len(by_build))) if by_build else 1
-    firsts, rest = [], []
+    firsts, rest, seen = [], [], set()
     for indices in by_build.values():
         k = min(split, len(indices))
         chunks = [indices[j::k] for j in range(k)]
-        firsts.append(chunks[0])
-        rest.extend(chunks[1:])
+        build = cases[indices[0]].build
+        if build in seen:
+            rest.extend(chunks)
+        else:
+            seen.add(build)
+            firsts.append(chunks[0])
+            rest.extend(chunks[1:])
     return firsts + rest
 
 

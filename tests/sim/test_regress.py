@@ -47,19 +47,21 @@ _RUN: set[str] = set()   # ids of the cases this process has run (alone or in a 
 
 
 def _matrix_result(case: Case, request, seed: int) -> CaseResult:
-    """``case``'s result. The first matrix case of a build that this process runs runs with
-    every other selected case of that build not run yet, in one simulator process
-    (:func:`run_cases`: each still passes or fails on its own rows); the others take their
-    result from that run. (``--dist loadgroup`` with the ``xdist_group`` mark of the build
-    keeps the cases of a build on one worker.) With ``--waves`` each case runs alone."""
+    """``case``'s result. The first short matrix case (``Case.short``) of a build that this
+    process runs runs with every other selected short case of that build not run yet, in one
+    simulator process (:func:`run_cases`: each still passes or fails on its own rows); the
+    others take their result from that run. (``--dist loadgroup`` with the ``xdist_group``
+    mark of the build keeps them on one worker.) A long case, and every case with
+    ``--waves``, runs alone."""
     opts = request.config
     waves = opts.getoption("waves_format") if opts.getoption("waves") else None
     if case.id in _BATCHED:
         return _BATCHED.pop(case.id)
-    if waves or case.id in _RUN:   # (a case run twice in a session: again, alone)
+    if waves or not case.short or case.id in _RUN:   # (_RUN: a case run twice: again, alone)
         return run_case(case, seed, waves=waves, build_dir=opts.getoption("build_dir"))
     batch = [case] + [c for c in _selected_matrix_cases(request.session)
-                      if c.build == case.build and c.id not in _RUN and c.id != case.id]
+                      if c.build == case.build and c.short and c.id not in _RUN
+                      and c.id != case.id]
     _RUN.update(c.id for c in batch)
     results = run_cases(batch, seed, build_dir=opts.getoption("build_dir"))
     _BATCHED.update((r.case.id, r) for r in results)
@@ -101,8 +103,10 @@ def check_case(case: Case, request, seed: int) -> None:
 
 
 def _params(cases: list[Case]) -> list:
-    """One parameter per case, its id the case's, grouped by build for ``--dist loadgroup``."""
-    return [pytest.param(c, id=c.id, marks=pytest.mark.xdist_group(c.build.id)) for c in cases]
+    """One parameter per case, its id the case's; the short cases (``Case.short``) grouped by
+    build for ``--dist loadgroup``, the long ones free to run on any worker."""
+    return [pytest.param(c, id=c.id, marks=pytest.mark.xdist_group(c.build.id) if c.short
+                         else ()) for c in cases]
 
 
 @pytest.mark.parametrize("case", _params(MATRIX_FAST))
@@ -170,6 +174,33 @@ def test_cases_of_a_build_share_a_process_and_pass_or_fail_on_their_own(request,
     with pytest.raises(ValueError, match="run_cases needs cases of one build, not bi5_k1d1, "
                                          "bi9_k2d4"):
         run_cases([cases[0], FAST[0]], regress_seed, build_dir=build_dir)
+
+
+def test_work_units_batch_the_short_cases_of_a_build():
+    """swatkit regress's work units: the short cases of a build together (split across the
+    workers only when builds are fewer than workers), each long case alone, and one unit of
+    every build before a second unit of any (each configuration compiled once, the
+    compilations in parallel)."""
+    from swatkit.cmd_regress import _units
+
+    cases = [c for c in MATRIX_FULL if c.build.id in ("bi9_k2d4", "longformer_default",
+                                                       "causal8_k3d2")]
+    long = [i for i, c in enumerate(cases) if not c.short]
+    assert long and all(cases[i].build.id == "longformer_default" for i in long)
+    units = _units(cases, 2)
+    assert sorted(i for u in units for i in u) == list(range(len(cases)))
+    for unit in units:
+        assert len({cases[i].build for i in unit}) == 1
+        assert len(unit) == 1 or all(cases[i].short for i in unit)
+    assert [u for u in units if u[0] in long] == [[i] for i in long]
+    short_b9 = [i for i, c in enumerate(cases) if c.build.id == "bi9_k2d4" and c.short]
+    assert short_b9 in units   # (3 builds for 2 workers: one unit each)
+    firsts = [cases[u[0]].build for u in units[:3]]
+    assert len(set(firsts)) == 3
+    # one build for 4 workers: its short cases in 4 units
+    b9 = [c for c in cases if c.build.id == "bi9_k2d4"]
+    assert sorted(len(u) for u in _units(b9, 4)) == sorted(
+        len(range(j, len(b9), 4)) for j in range(4))
 
 
 # -- the matrix itself (no simulator) ------------------------------------------------------------
