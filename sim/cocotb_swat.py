@@ -1,10 +1,13 @@
 """cocotb bench of the generated SwatCore Verilog in its HDL harness (:mod:`swatkit.rtl.harness`).
 
-Run by :func:`swatkit.sim.regress.run_case` through ``cocotb_tools.runner`` (not imported by
-anything else). ``$SWATKIT_CASE`` names a JSON file with the configuration, the seed, the gap and
-stall probabilities, the faults and the runs; the packed input rows and the expected rows
-(computed by the golden model in the calling process) are in an ``.npz`` file; the outcome is
-written to a JSON file for the caller.
+Run by :func:`swatkit.sim.regress.run_case` and :func:`~swatkit.sim.regress.run_cases` through
+``cocotb_tools.runner`` (not imported by anything else). ``$SWATKIT_CASE`` names a JSON file with
+the configuration, the seed, the gap and stall probabilities, the faults and the runs
+(``$SWATKIT_CASES``: a list of such files, the cases of one build, run one after another:
+:func:`case_files`); the packed input rows and the expected rows (computed by the golden model in
+the calling process) are in an ``.npz`` file; the outcome of each case is written to its own JSON
+file for the caller. The bench does not import Amaranth (a simulator's start-up is most of a small
+case's time): what it needs of the core's layouts is in the case file (``words``, ``refused``).
 
 Python does not take part in the cycles: the harness's row sources feed Q and K/V under
 LFSR-driven valid gaps, its sink takes the output rows under LFSR-driven ready stalls and checks
