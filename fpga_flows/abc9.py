@@ -17,13 +17,17 @@ second; docs/fpga.md tells how the 4 × 8 ULX3S netlist was traced to ``o__paylo
 
 The field wires are aliases of their vector's bits, so :data:`HIDE_FIELD_NAMES` gives them private
 names after the design is read (no logic changes; ports keep their names) and ABC9 sees no such
-pair. :func:`abort` recognises the abort in a Yosys log, for :func:`flow.run`'s fallback to the
-classic ABC should another netlist still make ABC9 abort.
+pair. :func:`abort` recognises the abort in a Yosys log. The ECP5 flow (:func:`flow.run`) builds
+with Amaranth's script as it is and, only when ABC9 aborts, again with the names hidden
+(:func:`hide_field_names`, the project's ``<name>.abc9r.ys``), then with the classic ABC should
+that abort too: a netlist that does not abort keeps its names, and with them nextpnr's placement
+(the names feed its hashing: the ULX3S default, 2 × 8 lanes, placed at 95.01 MHz with the names
+hidden against 100.59 MHz without, nextpnr seed 3 both).
 """
 
 import re
 
-# Yosys command (the ECP5 flow's script_after_read): the wires with "[" in their public name
+# Yosys command (after read_rtlil: hide_field_names): the wires with "[" in their public name
 # (Amaranth's field wires; ports keep their names) get private ones
 HIDE_FIELD_NAMES = "rename -hide w:*[[]*"
 
@@ -44,3 +48,13 @@ def abort(log: str) -> str | None:
         return None
     headings = _HEADING.findall(log, 0, error.start())
     return error[0] if headings and headings[-1] in ABORT_PASSES else None
+
+
+def hide_field_names(ys: str) -> str:
+    """The Yosys script ``ys`` with :data:`HIDE_FIELD_NAMES` right after its ``read_rtlil``
+    line. Raises ``ValueError`` if it reads no RTLIL."""
+    lines = ys.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith("read_rtlil "):
+            return "".join([*lines[:i + 1], HIDE_FIELD_NAMES + "\n", *lines[i + 1:]])
+    raise ValueError("the Yosys script reads no RTLIL (no read_rtlil line)")

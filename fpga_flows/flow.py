@@ -105,6 +105,9 @@ CLASSIC_ABC = ("check -latchonly -assert", "techmap -map +/lattice/latches_map.v
 # with it when Yosys 0.70's ABC9 aborts (an assertion in abc_ops_reintegrate: abc9.abort;
 # docs/fpga.md). ECP5 scripts hide Amaranth's field wires first, which avoids the known cause.
 ABC_SCRIPT = f"{NAME}.abc.ys"
+# the ABC9 script with Amaranth's field names hidden (abc9.hide_field_names): the first try when
+# ABC9 aborts on the script as Amaranth writes it (Yosys 0.70's name clash, fpga_flows/abc9.py)
+RENAMED_SCRIPT = f"{NAME}.abc9r.ys"
 # nextpnr options the flow sets itself (the project's files and report), so a user's must not
 FLOW_NEXTPNR_OPTIONS = ("--report", "--log", "--json", "--lpf", "--textcfg", "--pcf", "--asc",
                         "--write", "--cst", "--device", "--package", "--speed", "--quiet")
@@ -390,9 +393,6 @@ def _overrides(config: FlowConfig) -> dict:
     if config.nextpnr_args:
         nextpnr += " " + " ".join(config.nextpnr_args)
     overrides = dict(board.overrides)
-    if board.family == "ecp5":   # Amaranth's field wires make Yosys 0.70's ABC9 abort (abc9.py)
-        overrides["script_after_read"] = "\n".join(
-            filter(None, [board.overrides.get("script_after_read"), abc9.HIDE_FIELD_NAMES]))
     after = [f"tee -q -o {STAT} stat -json"]
     if config.lut_mapping == "abc":
         # synth_ecp5 up to its LUT mapping (map_luts: latch check, latch map, abc9), the same
@@ -435,9 +435,11 @@ def emit(config: FlowConfig, out_dir: str | Path, vectors: Vectors | None = None
         (out / stale).unlink(missing_ok=True)
     plan.extract(out)
     (out / ABC_SCRIPT).unlink(missing_ok=True)
+    (out / RENAMED_SCRIPT).unlink(missing_ok=True)
     if config.board.family == "ecp5" and config.lut_mapping == "abc9":
         ys = out / f"{NAME}.ys"
         (out / ABC_SCRIPT).write_text(classic_abc_script(ys.read_text()))
+        (out / RENAMED_SCRIPT).write_text(abc9.hide_field_names(ys.read_text()))
     info = config.as_dict()
     extra = {}
     if config.selftest in ("lfsr", "decode"):
@@ -586,15 +588,32 @@ def _abc9_abort(project_dir: Path) -> str | None:
     return abc9.abort(rpt.read_text(errors="replace"))
 
 
-def _use_classic_abc(project_dir: Path, abort: str) -> None:
-    """Make the project build with the classic mapping: its script becomes the Yosys script
-    (ABC9's kept as ``<name>.abc9.ys``), and swatkit.json records the mapping and why."""
+def _fall_back(project_dir: Path, abort: str) -> None:
+    """Make the project build with its next script after an ABC9 abort: ABC9 with Amaranth's
+    field names hidden (:data:`RENAMED_SCRIPT`; Amaranth's script kept as
+    ``<name>.abc9.ys``), or after that the classic mapping (:data:`ABC_SCRIPT`; the renamed
+    script back in its place). The logs of the try that aborted are kept as
+    ``abc9.build.log`` and ``abc9.<name>.rpt`` (``abc9r.…``); swatkit.json records the
+    mapping and why."""
     ys = project_dir / f"{NAME}.ys"
-    ys.rename(project_dir / f"{NAME}.abc9.ys")
-    (project_dir / ABC_SCRIPT).rename(ys)
     info, _ = _project(project_dir)
-    info["abc"] = "abc"
-    info["abc_fallback"] = f"Yosys aborted with ABC9 ({abort.removeprefix('ERROR: ')})"
+    why = f"Yosys aborted with ABC9 ({abort.removeprefix('ERROR: ')})"
+    rpt = project_dir / f"{NAME}.rpt"   # (Yosys' log: kept beside, never read again)
+    if (project_dir / RENAMED_SCRIPT).exists():
+        (project_dir / BUILD_LOG).rename(project_dir / f"abc9.{BUILD_LOG}")
+        rpt.rename(project_dir / f"abc9.{rpt.name}")
+        ys.rename(project_dir / f"{NAME}.abc9.ys")
+        (project_dir / RENAMED_SCRIPT).rename(ys)
+        info["abc_fallback"] = f"{why}; ABC9 again with Amaranth's field names hidden"
+    else:
+        renamed = (project_dir / f"{NAME}.abc9.ys").exists()
+        tried = "abc9r" if renamed else "abc9"
+        (project_dir / BUILD_LOG).rename(project_dir / f"{tried}.{BUILD_LOG}")
+        rpt.rename(project_dir / f"{tried}.{rpt.name}")
+        ys.rename(project_dir / (RENAMED_SCRIPT if renamed else f"{NAME}.abc9.ys"))
+        (project_dir / ABC_SCRIPT).rename(ys)
+        info["abc"] = "abc"
+        info["abc_fallback"] = why
     (project_dir / "swatkit.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -603,8 +622,9 @@ def run(project_dir: str | Path, *, timeout: float | None = None) -> dict:
 
     The tools' output goes to ``build.log`` in the project. The script runs in its own session:
     an interrupt or a timeout stops every tool under it. When Yosys' ABC9 aborts (an ECP5
-    project mapped with ABC9), the project is built again with the classic mapping
-    (:data:`ABC_SCRIPT`), and ``flow.json`` says so (``abc``, ``abc_fallback``). Raises
+    project mapped with ABC9), the project is built again with Amaranth's field names hidden
+    (:data:`RENAMED_SCRIPT`) and, should that abort too, with the classic mapping
+    (:data:`ABC_SCRIPT`); ``flow.json`` says so (``abc``, ``abc_fallback``). Raises
     :class:`DoesNotFitError` or :class:`FlowError` when the build fails.
     """
     project_dir = Path(project_dir).resolve()
@@ -615,11 +635,11 @@ def run(project_dir: str | Path, *, timeout: float | None = None) -> dict:
     start = time.monotonic()
     code, log = _run_script(project_dir, env, timeout)
     abort = _abc9_abort(project_dir) if code != 0 else None
-    if abort:   # again with the classic mapping (the log of the first try kept beside)
-        (project_dir / BUILD_LOG).rename(project_dir / f"abc9.{BUILD_LOG}")
-        _use_classic_abc(project_dir, abort)
+    while abort:   # again with the next script (the log of the try before kept beside)
+        _fall_back(project_dir, abort)
         left = None if timeout is None else max(timeout - (time.monotonic() - start), 1.0)
         code, log = _run_script(project_dir, env, left)
+        abort = _abc9_abort(project_dir) if code != 0 else None
     seconds = time.monotonic() - start
     if code != 0:
         raise _diagnose(project_dir, board, log)

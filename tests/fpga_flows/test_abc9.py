@@ -121,14 +121,24 @@ def small_config(board) -> FlowConfig:
 
 
 @pytest.mark.parametrize("abc", ["abc9", "abc"])
-def test_ecp5_scripts_hide_the_field_names_after_reading(tmp_path, abc):
+def test_ecp5_scripts_hide_the_field_names_only_in_the_fallback(tmp_path, abc):
+    """Amaranth's script is built as it is (names, and with them nextpnr's placement, unchanged);
+    an ABC9 project has beside it the same script with the field names hidden right after
+    reading (the first fallback) and the classic mapping's (the second)."""
     config = dataclasses.replace(small_config(get_board("ulx3s-85f")), abc=abc)
     out = flow.emit(config, tmp_path / "p")
-    for script in [f"{flow.NAME}.ys"] + ([flow.ABC_SCRIPT] if abc == "abc9" else []):
-        lines = (out / script).read_text().splitlines()
+    ys = (out / f"{flow.NAME}.ys").read_text()
+    assert abc9.HIDE_FIELD_NAMES not in ys
+    assert (out / flow.RENAMED_SCRIPT).exists() == (abc == "abc9")
+    if abc == "abc9":
+        renamed = (out / flow.RENAMED_SCRIPT).read_text()
+        lines = renamed.splitlines()
         read = lines.index(f"read_rtlil {flow.NAME}.il")
         assert lines[read + 1] == abc9.HIDE_FIELD_NAMES
-        assert lines[read + 2].strip().startswith("synth_ecp5 ")
+        assert renamed.replace(abc9.HIDE_FIELD_NAMES + "\n", "") == ys
+        assert abc9.HIDE_FIELD_NAMES not in (out / flow.ABC_SCRIPT).read_text()
+    with pytest.raises(ValueError, match=r"^the Yosys script reads no RTLIL"):
+        abc9.hide_field_names("synth_ecp5 -top top\n")
 
 
 @pytest.mark.parametrize("name", ["icebreaker", "tangnano9k"])
@@ -144,17 +154,15 @@ ECP5_REPORT = {"fmax": {"$glbnet$clk": {"achieved": 50.0, "constraint": 100.0}},
 @pytest.mark.parametrize("netlist, read, message, cells", NETLISTS)
 def test_run_falls_back_on_the_real_abort(tmp_path, monkeypatch, netlist, read, message, cells):
     """flow.run with the real Yosys (nextpnr and ecppack stand-ins) on a ULX3S project whose
-    design is a reduced netlist and whose ABC9 script lacks the renaming, as for a cause the
-    renaming does not cover: Yosys aborts, run recognises the real message and builds with the
-    classic mapping."""
+    design is a reduced netlist: ABC9 aborts on Amaranth's script, run recognises the real
+    message and builds again with the field names hidden, which maps (to the classic mapping's
+    cells); the classic script is not used."""
     config = dataclasses.replace(small_config(get_board("ulx3s-85f")), abc="abc9")
     out = flow.emit(config, tmp_path / "p")
     code, _ = yosys(tmp_path, netlist, read, f"rename top {flow.NAME}",
                     f"write_rtlil {flow.NAME}.il")
     assert code == 0
     shutil.copy(tmp_path / f"{flow.NAME}.il", out / f"{flow.NAME}.il")
-    ys = out / f"{flow.NAME}.ys"
-    ys.write_text(ys.read_text().replace(abc9.HIDE_FIELD_NAMES + "\n", ""))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     tools = {"NEXTPNR_ECP5": f"echo '{json.dumps(ECP5_REPORT)}' > {flow.REPORT}",
@@ -166,9 +174,13 @@ def test_run_falls_back_on_the_real_abort(tmp_path, monkeypatch, netlist, read, 
         monkeypatch.setenv(var, str(script))
     monkeypatch.delenv("YOSYS", raising=False)
     result = flow.run(out)
-    assert result["abc"] == "abc"
-    fallback = re.fullmatch(r"Yosys aborted with ABC9 \((.*)\)", result["abc_fallback"])
+    assert result["abc"] == "abc9"
+    fallback = re.fullmatch(r"Yosys aborted with ABC9 \((.*)\); ABC9 again with Amaranth's "
+                            r"field names hidden", result["abc_fallback"])
     assert fallback and message.match(f"ERROR: {fallback[1]}"), result["abc_fallback"]
     assert abc9.HIDE_FIELD_NAMES not in (out / f"{flow.NAME}.abc9.ys").read_text()
+    assert abc9.HIDE_FIELD_NAMES in (out / f"{flow.NAME}.ys").read_text()
+    assert (out / flow.ABC_SCRIPT).exists() and not (out / flow.RENAMED_SCRIPT).exists()
+    assert message.match(abc9.abort((out / f"abc9.{flow.NAME}.rpt").read_text()) or "")
     assert result["yosys_cells"] == cells
 
