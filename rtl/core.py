@@ -192,8 +192,13 @@ def command_value(p: CoreParams, run: AttentionSpec | None = None,
                   seq_len: int | None = None, sink_scores=None, cont: bool = False,
                   ctx: int = 0) -> int:
     """:func:`command` as the integer of the ``cmd`` payload's bits."""
-    const = core_layouts(p)["cmd"].const(command(p, run, seq_len, sink_scores, cont, ctx))
-    return const.as_value().value & ((1 << core_layouts(p)["cmd"].size) - 1)
+    return _command_bits(p, command(p, run, seq_len, sink_scores, cont, ctx))
+
+
+def _command_bits(p: CoreParams, fields: dict) -> int:
+    """The bits of the ``cmd`` payload ``fields`` (a dict for ``core_layouts(p)["cmd"].const``)."""
+    lay = core_layouts(p)["cmd"]
+    return lay.const(fields).as_value().value & ((1 << lay.size) - 1)
 
 
 def refused_commands(p: CoreParams) -> dict[str, int]:
@@ -207,8 +212,7 @@ def refused_commands(p: CoreParams) -> dict[str, int]:
     lay = core_layouts(p)["cmd"]
 
     def value(**changes):
-        fields = {**command(p, seq_len=5), **changes}
-        return lay.const(fields).as_value().value & ((1 << lay.size) - 1)
+        return _command_bits(p, {**command(p, seq_len=5), **changes})
 
     def width(name):
         return Shape.cast(lay.members[name]).width
