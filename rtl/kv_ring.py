@@ -303,6 +303,24 @@ class KVRing(wiring.Component):
             m.d.sync += head.eq(0)
         return fin
 
+    def _write_ports(self, m: Module, ports, addr, lane_sel, flag, pre):
+        """The ring's write ports: every lane's K and V (and, with global tokens, the
+        global-token flag of a band row; ``flag``, ``pre``: the flag and the preamble's
+        marker) take the copier's row word at ``addr`` while the loader holds a row for the
+        lane ``lane_sel``."""
+        kwr, vwr, fwr = ports
+        hold, copy = self.state.hold, self.copier
+        for lane in range(self.params.hw.key_lanes):
+            m.d.comb += [
+                kwr[lane].addr.eq(addr), kwr[lane].data.eq(copy.k),
+                kwr[lane].en.eq(hold & (lane_sel == lane)),
+                vwr[lane].addr.eq(addr), vwr[lane].data.eq(copy.v),
+                vwr[lane].en.eq(hold & (lane_sel == lane)),
+            ]
+            if flag is not None:
+                m.d.comb += [fwr[lane].addr.eq(addr), fwr[lane].data.eq(flag),
+                             fwr[lane].en.eq(hold & ~pre & (lane_sel == lane))]
+
     def elaborate(self, platform):
         m = Module()
         p, run, s = self.params, self.run, self.state
@@ -380,16 +398,8 @@ class KVRing(wiring.Component):
         kv_addr = kv_region + kv_base + kv_g
         if p.ctx_bits:
             kv_addr = kv_addr + self.ctx_base
-        for lane in range(kl):
-            m.d.comb += [
-                kwr[lane].addr.eq(kv_addr), kwr[lane].data.eq(kv_copy.k),
-                kwr[lane].en.eq(kv_hold & (kv_lane == lane)),
-                vwr[lane].addr.eq(kv_addr), vwr[lane].data.eq(kv_copy.v),
-                vwr[lane].en.eq(kv_hold & (kv_lane == lane)),
-            ]
-            if gmax:
-                m.d.comb += [fwr[lane].addr.eq(kv_addr), fwr[lane].data.eq(kv_flag),
-                             fwr[lane].en.eq(kv_hold & ~kv_pre & (kv_lane == lane))]
+        self._write_ports(m, (kwr, vwr, fwr), kv_addr, kv_lane,
+                          kv_flag if gmax else None, kv_pre if gmax else None)
 
         def next_lane(base_step):
             """The next row's lane, and its slot once every lane has one."""
