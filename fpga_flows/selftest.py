@@ -623,10 +623,17 @@ class SelfTest(wiring.Component):
         the slowest steady rate of the core (``rounds·groups`` cycles per row), the LFSR
         generators (``head_dim + 1``) and the CRC (one cycle per output byte, plus one), plus
         twice the hang ``timeout`` (a hung run reports within it). Simulations give up there."""
+        return 4 * self.run_cycles + 2 * self.timeout + 1000
+
+    @property
+    def run_cycles(self) -> int:
+        """The cycles of a run at the slowest steady rate of the core: every output row at
+        ``rounds·groups`` cycles, or the LFSR generators' ``head_dim + 1``, or the CRC's one
+        cycle per output byte plus one, whichever is slowest."""
         p = self.params
         d = p.spec.head_dim
         per_row = max(p.rounds * p.groups, d + 1, d * -(-p.fmt.out_bits // 8) + 1)
-        return 4 * self.vectors.out_rows * per_row + 2 * self.timeout + 1000
+        return self.vectors.out_rows * per_row
 
     @property
     def line_cycles(self) -> int:
@@ -1097,9 +1104,11 @@ def _build_selftest(selftest: SelfTest, platform, root: Path):
     from swatkit.sim import regress
 
     files = _selftest_sources(selftest, platform)
+    # (-O0 for a short run, as a small build of the regression: regress.make_args_for)
+    make_args = regress.make_args_for(selftest.run_cycles)
     record = json.dumps({"files": {name: hashlib.sha256(text.encode()).hexdigest()
                                    for name, text in files.items()},
-                         "build_args": regress.BUILD_ARGS, "make_args": regress.MAKE_ARGS,
+                         "build_args": regress.BUILD_ARGS, "make_args": make_args,
                          "timing": regress.TIMING_ARGS, "tools": build_cache.tool_versions()},
                         sort_keys=True)
     key = hashlib.sha256(record.encode()).hexdigest()[:16]
@@ -1126,10 +1135,10 @@ def _build_selftest(selftest: SelfTest, platform, root: Path):
         except LintError as e:
             raise RuntimeError(f"verilator --lint-only -Wall reports warnings on the self-test's "
                                f"Verilog ({src / (SIM_MODULE + '.v')}):\n{e}") from None
-        regress.compile_bench(src, path, None, models, top=SIM_TOP,
+        regress.compile_bench(src, path, None, models, top=SIM_TOP, make_args=make_args,
                               sources=[n for n in files if n not in models])
         return {"build": "selftest", "config": json.loads(config.read_text()),
-                "build_args": regress.BUILD_ARGS, "make_args": regress.MAKE_ARGS,
+                "build_args": regress.BUILD_ARGS, "make_args": make_args,
                 "tools": build_cache.tool_versions(), "lint": "verilator --lint-only -Wall: clean"}
 
     return build_cache.cached_build(root, key, SIM_TOP, make)

@@ -111,6 +111,13 @@ RESET_KINDS = ("cycle", "command", *(f"{name}_transfer" for name, _ in STREAMS))
 HEAVY = 0.35        # gap/stall probability of the heavy-stall cases (>= 30% on both sides)
 
 
+def make_args_for(cycles: float) -> tuple[str, ...]:
+    """The C++ optimisation of a model whose runs take about ``cycles`` cycles at most:
+    :data:`QUICK_MAKE_ARGS` (``-O0``) up to :data:`QUICK_CYCLES`, :data:`MAKE_ARGS` (``-O1``)
+    above (the rule of the regression's builds and of the self-test's)."""
+    return QUICK_MAKE_ARGS if cycles <= QUICK_CYCLES else MAKE_ARGS
+
+
 # -- configurations ---------------------------------------------------------------------------
 
 
@@ -185,8 +192,7 @@ sink_logits
         runs of ``max_seq_len`` rows, as many as fill its memories), :data:`MAKE_ARGS`
         (``-O1``) otherwise."""
         per_row = self.params.ideal_cycles(self.max_seq_len) / self.max_seq_len
-        quick = per_row * self.harness_depth <= QUICK_CYCLES
-        return QUICK_MAKE_ARGS if quick else MAKE_ARGS
+        return make_args_for(per_row * self.harness_depth)
 
     @classmethod
     def from_params(cls, id: str, params: CoreParams, dsp: str = "generic") -> Build:

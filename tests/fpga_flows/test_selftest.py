@@ -41,6 +41,7 @@ from swatkit.golden import AttentionSpec, NumberFormat, fixed_point_attention
 from swatkit.rtl import CoreParams, HardwareConfig
 from swatkit.rtl.lfsr import lfsr_sequence
 from swatkit.rtl.units import DspTarget
+from swatkit.sim import regress
 from swatkit.sim.streams import stream_put
 from swatkit.support.boards import BOARDS
 
@@ -508,6 +509,9 @@ def test_verilator_equals_amaranth(name, request):
         assert getattr(got, field) == getattr(want, field), field
     assert got.run.simulator == "verilator" and want.run.simulator == "amaranth"
     assert got.run.sim_cycles == want.run.sim_cycles > got.cycles
+    # a short run: its model compiled at -O0, as a small build of the regression
+    built = json.loads((got.run.build_dir / "build.ok").read_text())
+    assert tuple(built["make_args"]) == regress.QUICK_MAKE_ARGS, built["make_args"]
     assert (got.hang, got.error, got.rows) == (False, False, rows)
     if mode == "lfsr":
         verdict = "FAIL" if fault else "PASS"
@@ -518,6 +522,20 @@ def test_verilator_equals_amaranth(name, request):
         assert (got.passed, got.bad, got.first_bad) == (False, 1, bad_row)
         assert got.line.startswith(f"SWAT FAIL rows={rows:04X}/{rows:04X} bad=0001 "
                                    f"first={bad_row:04X} ")
+
+
+def test_the_self_test_build_is_optimised_for_its_run():
+    """The self-test's model is compiled as a regression build of as many cycles
+    (sim.regress.make_args_for): -O0 for a run of up to QUICK_CYCLES (the small self-tests
+    here, the iCEBreaker's default at its full 1024 rows), -O1 above (the ULX3S default from
+    64 rows on; its board self-test runs 4096)."""
+    small = lfsr_selftest(*CONFIGS["causal-kl2-dl3-narrow"])
+    ice = lfsr_selftest(board_params("icebreaker"), 1024)
+    ulx = lfsr_selftest(board_params("ulx3s-85f"), 64)
+    assert small.run_cycles < ice.run_cycles <= regress.QUICK_CYCLES < ulx.run_cycles
+    assert [regress.make_args_for(t.run_cycles) for t in (small, ice, ulx)] == [
+        regress.QUICK_MAKE_ARGS, regress.QUICK_MAKE_ARGS, regress.MAKE_ARGS]
+    assert ulx.cycle_limit == 4 * ulx.run_cycles + 2 * ulx.timeout + 1000
 
 
 def test_verilator_gives_up_after_max_cycles(request):
