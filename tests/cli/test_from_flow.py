@@ -3,6 +3,8 @@ lanes, max_seq_len) and clock are estimated; a value given on the command line o
 that differs from the flow's is refused in one line naming the field and both values; a
 flow.json of an earlier swatkit (no configuration record) still works, with a warning."""
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -15,16 +17,17 @@ REPORT = {"fmax": {"cd_sync.clk": {"achieved": 28.2, "constraint": 25},
           "utilization": {"ICESTORM_LC": {"used": 4362, "available": 5280}}}
 
 
-@pytest.fixture
-def causal_flow(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def causal_flow(tmp_path_factory):
     """flow.json of an iCEBreaker build (stand-in reports): causal window of 9 keys, head_dim 8,
-    1 x 2 lanes, prob_bits 12, up to 1024 rows."""
-    out = tmp_path / "ice"
-    assert main(["flow", "--board", "icebreaker", "--causal", "--prob-bits", "12",
-                 "-o", str(out)]) == 0
-    (out / flow.REPORT).write_text(json.dumps(REPORT))
-    assert main(["flow", "-o", str(out), "--collect"]) == 0
-    capsys.readouterr()
+    1 x 2 lanes, prob_bits 12, up to 1024 rows. One project for the module's tests, which
+    only read it."""
+    out = tmp_path_factory.mktemp("from_flow") / "ice"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["flow", "--board", "icebreaker", "--causal", "--prob-bits", "12",
+                     "-o", str(out)]) == 0
+        (out / flow.REPORT).write_text(json.dumps(REPORT))
+        assert main(["flow", "-o", str(out), "--collect"]) == 0
     return out / "flow.json"
 
 
