@@ -171,8 +171,8 @@ def test_cli_json_csv_and_plot(tmp_path):
     (["--model", "longformer-base", "--resources", "dsp=10,bram=30"],
      "nothing fits the budget: the smallest point (1x4 lanes, 1 core) needs BRAM 35 of 30"),
 ])
-def test_cli_bad_values(argv, message):
-    done = explore_cli(*argv)
+def test_cli_bad_values(argv, message, refused):
+    done = refused("explore", *argv)
     assert done.returncode == 2
     assert done.stderr == f"swatkit: error: {message}\n"
 

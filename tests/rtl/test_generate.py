@@ -163,8 +163,8 @@ def test_cli_generate(tmp_path):
     (["--interface", "axi"], "argument --interface: invalid choice: 'axi' (choose from 'core', "
                              "'axis')"),
 ])
-def test_cli_generate_bad_values(tmp_path, argv, message):
-    done = swatkit("generate", "-o", str(tmp_path), *argv)
+def test_cli_generate_bad_values(tmp_path, argv, message, refused):
+    done = refused("generate", "-o", str(tmp_path), *argv)
     assert done.returncode == 2
     assert done.stderr == f"swatkit: error: {message}\n"
     assert done.stdout == ""

@@ -89,9 +89,9 @@ def swatkit(*argv, cwd=None):
                                            r"tokens \(a global row attends the whole "
                                            r"sequence, which a decode step has not seen\)"),
 ])
-def test_cli_decode_bad_values(argv, message, request, tmp_path):
+def test_cli_decode_bad_values(argv, message, request, tmp_path, refused):
     build_dir = request.config.getoption("build_dir")
-    done = swatkit("regress", *argv, *(["--build-dir", build_dir] if build_dir else []),
+    done = refused("regress", *argv, *(["--build-dir", build_dir] if build_dir else []),
                    cwd=tmp_path)
     assert done.returncode == 2
     assert re.fullmatch(f"swatkit: error: {message}", done.stderr.splitlines()[-1]), done.stderr

@@ -9,7 +9,6 @@ matrix runs by default (CI); the rest of the full matrix is marked slow (``--run
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import re
@@ -388,21 +387,6 @@ def swatkit(*argv, cwd=None):
                           text=True, cwd=cwd)
 
 
-def swatkit_here(*argv, cwd, monkeypatch):
-    """``swatkit ARGV`` in this process (:func:`swatkit.cli.main`) from the folder ``cwd``,
-    for a command refused before it runs anything: its exit code, standard output and
-    standard error, as a finished process's (a process of its own takes ~0.75 s)."""
-    from swatkit.cli import main
-
-    monkeypatch.chdir(cwd)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(argv))
-        except SystemExit as e:   # (argparse's exit: the command prints and exits 2)
-            code = e.code
-    return subprocess.CompletedProcess(["swatkit", *argv], code, out.getvalue(), err.getvalue())
-
 
 LAST_LINE = (r"(\d+) tests, (\d+) failed; (\d+) output rows checked bit-exact; \d+ core cycles; "
              r"wall \d+m[\d.]+s; Verilator\+cocotb simulated \d+ cycles at [\d,]+ cycles/s")
@@ -574,13 +558,13 @@ def test_cli_bigbird_runs_back_to_back(request, regress_seed, tmp_path):
     (["--dilation", "2", "--max-dilation", "1"],
      r"--max-dilation 1 is below --dilation 2"),
 ])
-def test_cli_bad_values(argv, message, request, tmp_path, monkeypatch):
+def test_cli_bad_values(argv, message, request, tmp_path, refused):
     build_dir = request.config.getoption("build_dir")
     if "c.toml" in argv:
         (tmp_path / "c.toml").write_text("[spec]\nseq_len = 100000\n")
     before = set(tmp_path.iterdir())
-    done = swatkit_here("regress", *argv, *(["--build-dir", build_dir] if build_dir else []),
-                        cwd=tmp_path, monkeypatch=monkeypatch)
+    done = refused("regress", *argv, *(["--build-dir", build_dir] if build_dir else []),
+                   cwd=tmp_path)
     assert done.returncode == 2
     assert re.fullmatch(f"swatkit: error: {message}", done.stderr.splitlines()[-1]), done.stderr
     assert set(tmp_path.iterdir()) == before  # refused before anything was built or written

@@ -172,11 +172,10 @@ def test_parse_waves_window_refuses(text):
      r"--waves-window: the waves window must be A:B, cycles:A:B or rows:A:B with integers "
      r"0 <= A < B \(either may be left out\), not 'rows:5'"),
 ])
-def test_cli_bad_waves_options(argv, message, tmp_path):
+def test_cli_bad_waves_options(argv, message, tmp_path, refused):
     (tmp_path / "mine.toml").write_text("")
     before = set(tmp_path.iterdir())
-    done = subprocess.run([sys.executable, "-m", "swatkit.cli", "regress", "-k",
-                           "w1_k1d2/edges", *argv], capture_output=True, text=True, cwd=tmp_path)
+    done = refused("regress", "-k", "w1_k1d2/edges", *argv, cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
     assert re.fullmatch(f"swatkit: error: {message}", done.stderr.strip()), done.stderr
     assert set(tmp_path.iterdir()) == before
