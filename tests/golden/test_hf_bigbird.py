@@ -26,10 +26,21 @@ import pytest
 from swatkit.golden import AttentionSpec, attention_reference, window_attention
 from swatkit.sim import regress
 
-torch = pytest.importorskip("torch", reason="needs torch (a CPU build) for Hugging Face layers")
-transformers = pytest.importorskip("transformers", reason="needs transformers (the hf extra)")
-big_bird = pytest.importorskip("transformers.models.big_bird.modeling_big_bird",
-                               reason="needs transformers with BigBird")
+# torch and transformers are imported when the module's first test runs, not at collection
+# (several seconds in every worker), and one worker runs the Hugging Face tests
+pytestmark = pytest.mark.xdist_group("hugging-face")
+torch = transformers = big_bird = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hugging_face():
+    global torch, transformers, big_bird
+    torch = pytest.importorskip("torch",
+                                reason="needs torch (a CPU build) for Hugging Face layers")
+    transformers = pytest.importorskip("transformers",
+                                       reason="needs transformers (the hf extra)")
+    big_bird = pytest.importorskip("transformers.models.big_bird.modeling_big_bird",
+                                   reason="needs transformers with BigBird")
 
 HEADS, D = 2, 8
 

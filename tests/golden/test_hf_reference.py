@@ -21,8 +21,19 @@ import pytest
 
 from swatkit.golden import AttentionSpec, attention_reference, window_attention
 
-torch = pytest.importorskip("torch", reason="needs torch (a CPU build) for Hugging Face layers")
-transformers = pytest.importorskip("transformers", reason="needs transformers (the hf extra)")
+# torch and transformers are imported when the module's first test runs, not at collection
+# (several seconds in every worker), and one worker runs the Hugging Face tests
+pytestmark = pytest.mark.xdist_group("hugging-face")
+torch = transformers = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hugging_face():
+    global torch, transformers
+    torch = pytest.importorskip("torch",
+                                reason="needs torch (a CPU build) for Hugging Face layers")
+    transformers = pytest.importorskip("transformers",
+                                       reason="needs transformers (the hf extra)")
 
 N = 23          # rows: several windows long
 WINDOW = 5
