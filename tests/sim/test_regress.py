@@ -595,6 +595,10 @@ def test_cli_exit_code_on_failure(tmp_path):
     assert failure is not None and failure.get("message") == "run 0 (N=10): mismatch at row 3"
 
 
+# (the default tier interrupts regress at five points, and during a build, in
+# tests/cli/test_interrupts.py; a killed build's folder is cleared by the next build,
+# tests/support/test_build_cache.py. This one's case builds at -O1 and runs 1.2 M cycles.)
+@pytest.mark.slow
 def test_cli_interrupted(request, regress_seed, tmp_path):
     """Ctrl-C (SIGINT to the command's process group, as a terminal sends it): one line,
     exit 130, no traceback; the build cache stays usable (the case then passes)."""
