@@ -69,9 +69,45 @@ def pytest_collection_modifyitems(config, items):
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow: needs --runslow")
+    turns = pytest.mark.skip(reason="by turns: the other setting runs in the default tier; "
+                                    "both with --runslow")
+    off = off_turn(items)
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+        elif item in off:
+            item.add_marker(turns)
+
+
+def by_turns(item):
+    """``(test, shape, setting)`` of an item of a test marked ``by_turns(NAME)``, else None:
+    the test (module and function), its shape (the other arguments' values, by identity: a
+    shape is one entry of the parametrize lists) and NAME's value."""
+    mark = item.get_closest_marker("by_turns")
+    if mark is None or not hasattr(item, "callspec"):
+        return None
+    (name,) = mark.args
+    params = item.callspec.params
+    shape = tuple(id(v) for arg, v in sorted(params.items()) if arg != name)
+    return (item.path, item.originalname), shape, params[name]
+
+
+def off_turn(items) -> list:
+    """The items the default tier leaves out. A test marked ``by_turns(NAME)`` is parametrized
+    over shapes and over NAME's two settings (stall-free, then under gaps or stalls): the default
+    tier runs each shape once, the i-th shape (in collection order) with NAME's i-th setting
+    mod 2, so that half the shapes run stall-free and half stalled; ``--runslow`` runs every
+    pair."""
+    shapes, settings, found = {}, {}, []
+    for item in items:
+        turn = by_turns(item)
+        if turn is not None:
+            test, shape, setting = turn
+            shapes.setdefault(test, {}).setdefault(shape, len(shapes[test]))
+            settings.setdefault(test, set()).add(setting)
+            found.append((item, turn))
+    return [item for item, (test, shape, setting) in found
+            if sorted(settings[test]).index(setting) != shapes[test][shape] % 2]
 
 
 class BuildProgress:

@@ -88,6 +88,7 @@ CORES = [
 ]
 
 
+@pytest.mark.by_turns("gap")
 @pytest.mark.parametrize("gap", [0.0, 0.4], ids=["stall-free", "gaps40"])
 @pytest.mark.parametrize(("spec", "hw", "changes", "n"), [c[1:] for c in CORES],
                          ids=[c[0] for c in CORES])

@@ -53,6 +53,7 @@ SHAPES = [
 ]
 
 
+@pytest.mark.by_turns("gap")
 @pytest.mark.parametrize("gap", [0.0, 0.4], ids=["stall-free", "gaps40"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "b{}r{}nb{}k{}d{}h{}".format(*s)
                          if isinstance(s, tuple) else None)
@@ -77,6 +78,7 @@ HF_TABLES = {
 }
 
 
+@pytest.mark.by_turns("gap")
 @pytest.mark.parametrize("gap", [0.0, 0.4], ids=["stall-free", "gaps40"])
 @pytest.mark.parametrize("table", list(HF_TABLES), ids=list(HF_TABLES))
 def test_bigbird_run_hf_tables(table, gap):

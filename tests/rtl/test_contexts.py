@@ -70,6 +70,7 @@ SHAPES = [(2, 1, 5, 1, 2, False, 4, 2, 2),
           (4, 1, 3, 2, 1, False, 4, 1, 4)]
 
 
+@pytest.mark.by_turns("gap")
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"c{s[0]}-g{s[1]}-b{s[2]}x{s[3]}"
                                                         f"-s{s[4]}{'-logits' if s[5] else ''}")
 @pytest.mark.parametrize("gap", [0.0, 0.3])

@@ -69,6 +69,7 @@ CASES = [
 ]
 
 
+@pytest.mark.by_turns("stall")
 @pytest.mark.parametrize("stall", [0.0, 0.4], ids=["no-stalls", "stalls-40pc"])
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_core_matches_golden(case, stall):

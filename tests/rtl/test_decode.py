@@ -51,6 +51,7 @@ SPLITS = [(1, 5, 1, 0, False, 4, 2, 2, [7, 1, 1, 1, 5, 9]),
           (1, 9, 2, 4, False, 8, 4, 2, [30, 1, 1, 1, 2])]
 
 
+@pytest.mark.by_turns("gap")
 @pytest.mark.parametrize("shape", SPLITS, ids=lambda s: f"g{s[0]}-b{s[1]}x{s[2]}-s{s[3]}"
                                                         f"{'-logits' if s[4] else ''}")
 @pytest.mark.parametrize("gap", [0.0, 0.3])

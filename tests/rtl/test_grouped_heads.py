@@ -31,6 +31,7 @@ SHAPES = [(4, 1, 20, 3, 0, 4, 2, 2), (6, 2, 17, 2, 2, 8, 3, 4), (2, 1, 25, 0, 0,
           (8, 1, 12, 5, 0, 8, 2, 8), (3, 1, 30, 1, 1, 4, 3, 2)]
 
 
+@pytest.mark.by_turns("gap")
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"h{s[0]}k{s[1]}-n{s[2]}-{s[3]}+{s[4]}")
 @pytest.mark.parametrize("gap", [0.0, 0.35])
 def test_grouped_core_is_bit_exact_and_the_cycle_model_exact(shape, gap):

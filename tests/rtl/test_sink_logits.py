@@ -34,6 +34,7 @@ SHAPES = [(1, 20, 5, 0, 0, 8, 2, 4), (4, 25, 6, 0, 0, 8, 2, 4), (3, 20, 2, 2, 2,
           (8, 16, 15, 0, 0, 16, 2, 8), (2, 9, 0, 0, 0, 4, 1, 4)]
 
 
+@pytest.mark.by_turns("gap")
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"g{s[0]}-n{s[1]}-{s[2]}+{s[3]}-s{s[4]}")
 @pytest.mark.parametrize("gap", [0.0, 0.35])
 def test_sink_logits_are_bit_exact(shape, gap):

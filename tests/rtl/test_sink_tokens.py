@@ -29,6 +29,7 @@ SHAPES = [(1, 20, 5, 0, 1, 3, 4, 2, 2), (1, 30, 4, 4, 1, 4, 8, 3, 4), (1, 6, 1, 
           (1, 40, 3, 0, 2, 5, 4, 3, 2), (4, 25, 6, 0, 1, 4, 4, 2, 2), (3, 16, 1, 0, 1, 8, 4, 2, 2)]
 
 
+@pytest.mark.by_turns("gap")
 @pytest.mark.parametrize("shape", SHAPES,
                          ids=lambda s: f"g{s[0]}-n{s[1]}-{s[2]}+{s[3]}x{s[4]}-s{s[5]}")
 @pytest.mark.parametrize("gap", [0.0, 0.35])
