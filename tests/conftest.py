@@ -94,10 +94,10 @@ def by_turns(item):
 
 def off_turn(items) -> list:
     """The items the default tier leaves out. A test marked ``by_turns(NAME)`` is parametrized
-    over shapes and over NAME's two settings (stall-free, then under gaps or stalls): the default
-    tier runs each shape once, the i-th shape (in collection order) with NAME's i-th setting
-    mod 2, so that half the shapes run stall-free and half stalled; ``--runslow`` runs every
-    pair."""
+    over shapes and over NAME's two settings (stall-free and under gaps and stalls, or two
+    rates of them): the default tier runs each shape once, the i-th shape (in collection order)
+    with NAME's setting i mod 2 (in sorted order), so that half the shapes run with each;
+    ``--runslow`` runs every pair."""
     shapes, settings, found = {}, {}, []
     for item in items:
         turn = by_turns(item)

@@ -197,6 +197,7 @@ def test_pattern_stall_free(core_id, n, changes):
     simulate(core.spec, core.hw, pattern(core, n, changes), fmt=core.fmt, seed=n)
 
 
+@pytest.mark.by_turns("rate")
 @pytest.mark.parametrize("rate", [0.3, 0.5])
 @pytest.mark.parametrize(("core_id", "n", "changes"),
                          _tiered([c for c in PATTERNS if c[0] in STALLED], STALLED_DEFAULT_TIER))
@@ -275,6 +276,7 @@ def run_sequence(core: Core, steps, *, seed, rate):
         check(got, p, run, qkv, gqkv, stall_free=rate == 0)
 
 
+@pytest.mark.by_turns("rate")
 @pytest.mark.parametrize("rate", [0.0, 0.4], ids=["stall-free", "gaps-stalls-40pc"])
 @pytest.mark.parametrize("core_id", list(SEQUENCES))
 def test_pattern_changes_from_run_to_run(core_id, rate):
