@@ -415,20 +415,31 @@ def test_cli_runs_cases_and_reports(request, regress_seed, tmp_path):
 
 def test_cli_own_configuration(request, regress_seed, tmp_path):
     """The shared options select one configuration: one case per input kind and N, R runs
-    each, under the given gaps and stalls; every row bit-exact."""
+    each, under the given gaps and stalls; every row bit-exact. (The configuration is TINY's,
+    given as a config file and an option: the build of the other own-configuration tests.)"""
     build_dir = request.config.getoption("build_dir")
-    (tmp_path / "mine.toml").write_text("[spec]\nhead_dim = 8\nattention_window = 4\n"
-                                        "seq_len = 64\n[hardware]\nkey_lanes = 2\n")
-    done = swatkit("regress", "--config", "mine.toml", "--dim-lanes", "4",
-                   "--seq-len", "50,9", "--runs", "2", "--inputs", "random,extremes",
+    (tmp_path / "mine.toml").write_text("[spec]\nhead_dim = 4\nattention_window = 4\n"
+                                        "seq_len = 32\n[hardware]\nkey_lanes = 2\n")
+    done = swatkit("regress", "--config", "mine.toml", "--dim-lanes", "2",
+                   "--seq-len", "12,3", "--runs", "2", "--inputs", "random,extremes",
                    "--gap", "0.3", "--stall", "0.3", "-n", "0", "--seed", str(regress_seed),
                    *(["--build-dir", build_dir] if build_dir else []), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "attention_window 4 (5 keys), head_dim 8, up to 64 rows; 2 key lanes x 4 dim lanes" \
-        in done.stdout
-    assert "up to 64 rows" in done.stdout  # [spec] seq_len: the core the user generates
+    assert "attention_window 4 (5 keys), head_dim 4, up to 32 rows; 2 key lanes x 2 dim lanes" \
+        in done.stdout   # ([spec] seq_len: the core the user generates, not the longest N)
     last = re.fullmatch(LAST_LINE, done.stdout.strip().splitlines()[-1])
-    assert last and (last[1], last[2], last[3]) == ("4", "0", str(2 * (2 * 50 + 2 * 9)))
+    assert last and (last[1], last[2], last[3]) == ("4", "0", str(2 * (2 * 12 + 2 * 3)))
+    # the same build as TINY's cases (one cache key: no build of its own)
+    from swatkit.cmd_regress import add_arguments, own_cases
+    from swatkit.sim.regress import build_key
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    mine = own_cases(parser.parse_args(["--config", str(tmp_path / "mine.toml"), "--dim-lanes",
+                                        "2", "--seq-len", "12,3", "--runs", "2"]))
+    (tmp_path / "tiny").mkdir()
+    (tiny,) = _own(tmp_path / "tiny", *TINY, "--seq-len", "32")
+    assert {build_key(c.build, None) for c in mine} == {build_key(tiny.build, None)}
 
 
 def _own(tmp_path, *argv):
