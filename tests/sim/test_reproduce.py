@@ -117,28 +117,33 @@ def test_hint_reproduces_a_full_matrix_failure(request, regress_seed, tmp_path):
 
 
 def test_hint_carries_the_output_folder(request, regress_seed, tmp_path):
-    """With ``-o DIR`` the reports go into DIR (results.xml and results.json, nothing in the
-    working folder), and a failure's hint carries ``-o`` as an absolute path: run from another
-    folder with ``--waves`` and no folder, its reports and its trace land in DIR again."""
+    """With ``-o DIR`` the reports go into DIR (results.xml and results.json, nothing else in
+    the working folder), and a failure's hint carries ``-o`` as an absolute path: run from
+    another folder with ``--waves`` and no folder, its reports and its trace land in DIR again.
+    (The case is TINY's, traced as VCD: the builds of tests/sim/test_waves.py.)"""
     build_dir = request.config.getoption("build_dir")
     build = ["--build-dir", str(Path(build_dir).resolve())] if build_dir else []
-    case = "bi5_k1d1/fault-resets"   # (a small build of the fast matrix)
+    (tmp_path / "mine.toml").write_text("[spec]\nseq_len = 16\n")
+    case = "yours/random-n20"
     hook = f"{case}:0,3,1,0"
-    first = subprocess.run(["swatkit", "regress", "-k", case, "-n", "0", "--seed",
-                            str(regress_seed), "-o", "reports", *build],
+    first = subprocess.run(["swatkit", "regress", "--config", "mine.toml", *TINY, "--seq-len",
+                            "20", "-n", "0", "--seed", str(regress_seed), "-o", "reports",
+                            *build],
                            capture_output=True, text=True, cwd=tmp_path,
                            env=_env(**{CORRUPT_ENV: hook}))
     assert first.returncode == 1, first.stdout + first.stderr
     out = tmp_path / "reports"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.toml", "reports"]
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.xml"]
     record = json.loads((out / "results.json").read_text())
     assert (record["totals"]["tests"], record["totals"]["failed"]) == (1, 1)
     assert f'name="{case}"' in (out / "results.xml").read_text()
     (mismatch,) = _failures(first.stdout)
     (hint,) = HINT.findall(first.stdout)
-    assert hint[1] == shlex.join([f"{CORRUPT_ENV}={hook}", "swatkit", "regress", "-o", str(out),
-                                  *build, "-k", case, "--seed", str(regress_seed)])
+    assert hint[1].startswith(f"{CORRUPT_ENV}={hook} swatkit regress --config "
+                              f"{tmp_path / 'mine.toml'} ")
+    assert f" -o {out} " in hint[1], hint[1]
+    assert hint[1].endswith(f" -k {case} --seed {regress_seed}"), hint[1]
     for p in out.iterdir():
         p.unlink()
     elsewhere = tmp_path / "elsewhere"
@@ -148,7 +153,7 @@ def test_hint_carries_the_output_folder(request, regress_seed, tmp_path):
     assert again.returncode == 1, again.stdout + again.stderr
     assert _failures(again.stdout) == [mismatch]
     assert list(elsewhere.iterdir()) == []
-    trace = out / f"bi5_k1d1_fault-resets.seed{regress_seed}.vcd"
+    trace = out / f"yours_random-n20.seed{regress_seed}.vcd"
     assert trace.is_file() and trace.stat().st_size > 0
     assert (out / "results.xml").is_file() and (out / "results.json").is_file()
 
