@@ -39,7 +39,8 @@ def pytest_addoption(parser):
 
 # examples of the property tests: the default tier's (in each module), and under --runslow
 # (unless the variable is set)
-SLOW_EXAMPLES = {"SWATKIT_ANY_INPUT_EXAMPLES": "200", "SWATKIT_PATTERN_EXAMPLES": "25"}
+SLOW_EXAMPLES = {"SWATKIT_ANY_INPUT_EXAMPLES": "200", "SWATKIT_PATTERN_EXAMPLES": "25",
+                 "SWATKIT_LINT_EXAMPLES": "4"}
 
 
 def pytest_configure(config):
