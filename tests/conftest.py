@@ -67,6 +67,11 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # the regression matrix first (each build with its cases: the suite's longest work units),
+    # the real-size cores' first of all (their models compile at -O1), so that under -n the
+    # builds spread over the workers from the start and the many short tests fill in at the
+    # end, not one long build alone in the last minute
+    items.sort(key=_schedule)
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow: needs --runslow")
@@ -78,6 +83,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
         elif item in off:
             item.add_marker(turns)
+
+
+def _schedule(item) -> tuple[bool, bool]:
+    """Matrix cases first (``test_fast``/``test_full`` of tests/sim/test_regress.py), those of
+    builds whose models compile at -O1 (the real-size cores) before the others."""
+    from swatkit.sim.regress import MAKE_ARGS, Case
+
+    case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+    if "test_regress.py::test_f" not in item.nodeid or not isinstance(case, Case):
+        return True, True
+    return False, case.build.make_args != MAKE_ARGS
 
 
 def by_turns(item):
