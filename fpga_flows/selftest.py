@@ -1135,8 +1135,10 @@ def _build_selftest(selftest: SelfTest, platform, root: Path):
         except LintError as e:
             raise RuntimeError(f"verilator --lint-only -Wall reports warnings on the self-test's "
                                f"Verilog ({src / (SIM_MODULE + '.v')}):\n{e}") from None
+        # (Verilator's runtime objects: the regression's, in the cache root's runtime/)
         regress.compile_bench(src, path, None, models, top=SIM_TOP, make_args=make_args,
-                              sources=[n for n in files if n not in models])
+                              sources=[n for n in files if n not in models],
+                              runtime=root.parent / "runtime")
         return {"build": "selftest", "config": json.loads(config.read_text()),
                 "build_args": regress.BUILD_ARGS, "make_args": make_args,
                 "tools": build_cache.tool_versions(), "lint": "verilator --lint-only -Wall: clean"}
