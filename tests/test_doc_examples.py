@@ -62,6 +62,8 @@ def test_python_example_runs(code, tmp_path):
 
 
 _cores: dict[str, Path] = {}
+# the Verilog examples generate their cores once per process (_cores): one worker runs them
+VERILOG_GROUP = pytest.mark.xdist_group("doc-examples-verilog")
 
 
 def generated(command: str, tmp_path_factory) -> Path:
@@ -81,6 +83,7 @@ def generated(command: str, tmp_path_factory) -> Path:
     return _cores[command]
 
 
+@VERILOG_GROUP
 @pytest.mark.parametrize("code", VERILOG)
 def test_verilog_example_compiles(code, tmp_path, tmp_path_factory):
     core = example_core(code, tmp_path_factory)
@@ -130,6 +133,7 @@ def simulate_example(code: str, tmp_path, tmp_path_factory) -> subprocess.Comple
                           text=True, cwd=tmp_path, env=env, timeout=600)
 
 
+@VERILOG_GROUP
 @pytest.mark.parametrize("code", VERILOG_SIM)
 def test_verilog_example_simulates_against_the_golden_model(code, tmp_path, tmp_path_factory):
     """32 rows of the example's core, driven through the example's own signals under random
@@ -143,6 +147,7 @@ def test_verilog_example_simulates_against_the_golden_model(code, tmp_path, tmp_
     assert wrong.returncode != 0 and "row 5: got" in wrong.stdout
 
 
+@VERILOG_GROUP
 def test_a_wrong_command_in_an_example_fails(tmp_path, tmp_path_factory):
     """The lint above can fail: the default core's example with its command's ``after``
     field left out, or with the row count of the issue's bad example (a 13-bit count in a
@@ -158,6 +163,7 @@ def test_a_wrong_command_in_an_example_fails(tmp_path, tmp_path_factory):
             test_verilog_example_compiles(bad, tmp_path, tmp_path_factory)
 
 
+@VERILOG_GROUP
 def test_the_package_excerpt_in_rtl_md_is_what_generate_writes(tmp_path_factory):
     """docs/rtl.md shows the default core's command as ``swatkit generate -o swat_build``
     writes it in ``swat_core_pkg.sv``: the excerpt is verbatim in the generated file."""
