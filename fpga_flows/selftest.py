@@ -1109,6 +1109,7 @@ def _build_selftest(selftest: SelfTest, platform, root: Path):
     record = json.dumps({"files": {name: hashlib.sha256(text.encode()).hexdigest()
                                    for name, text in files.items()},
                          "build_args": regress.BUILD_ARGS, "make_args": make_args,
+                         "runtime": "the regression's",   # (<cache>/runtime: compile_bench)
                          "timing": regress.TIMING_ARGS, "tools": build_cache.tool_versions()},
                         sort_keys=True)
     key = hashlib.sha256(record.encode()).hexdigest()[:16]
