@@ -52,7 +52,10 @@ from .row_walk import walk_addr_bits, wrap_inc
 from .run_control import STAT_BITS, run_signature
 from .units import BankedMemory, ram_bank_words, state_invariants
 
-__all__ = ["KVRing", "RandomRing", "RowCopier", "carried_layout", "read_signature"]
+__all__ = ["FIN_LAG", "KVRing", "RandomRing", "RowCopier", "carried_layout", "read_signature"]
+
+FIN_LAG = 1   # cycles from ``sv_fin`` to the credit it gives: the ring registers it on its way in
+#               (the SV engine's enable and the ring are far apart on a large FPGA: docs/fpga.md)
 
 
 def carried_layout(p: CoreParams) -> data.StructLayout:
@@ -213,6 +216,7 @@ class KVRing(wiring.Component):
             credit=Signal(range(p.max_dilation * p.ring_rows + 1), name="kv_credit"),
             wait=Signal(range(max(p.max_dilation * p.ring_before, 1) + 1), name="kv_wait"),
             slot_free=Signal(name="slot_free"),            # credit > 0, as a register
+            fin=Signal(name="kv_sv_fin"),                  # sv_fin, registered (FIN_LAG)
         )
         if p.group_heads > 1:   # the query heads of the finishing row's position before it
             self.state.fin_head = Signal(range(p.group_heads), name="kv_fin_head")
@@ -281,10 +285,10 @@ class KVRing(wiring.Component):
         grouped core's positions done are ``(sv_done − fin_head) / g``)."""
         s, hg = self.state, self.params.group_heads
         if hg > 1:
-            return (~self.run.running | (hg * (s.credit + s.acc) + s.fin_head
+            return (~self.run.running | (hg * (s.credit + s.acc) + s.fin_head + s.fin
                                          <= hg * self.ring_credit() + sv_done),
                     "inv: credit bound <= dilation · ring + positions done")
-        return (~self.run.running | (s.credit + s.acc <= self.ring_credit() + sv_done),
+        return (~self.run.running | (s.credit + s.acc + s.fin <= self.ring_credit() + sv_done),
                 "inv: credit bound <= dilation · ring + rows done")
 
     def _position_fin(self, m: Module):
@@ -292,12 +296,14 @@ class KVRing(wiring.Component):
         its last query head (a K/V row serves the g heads of every position in its reach, so
         its slot frees by positions, not rows)."""
         hg = self.params.group_heads
+        sv_fin = self.state.fin   # (sv_fin, FIN_LAG cycles late)
+        m.d.sync += sv_fin.eq(self.sv_fin)
         if hg == 1:
-            return self.sv_fin
+            return sv_fin
         head = self.state.fin_head
         fin = Signal(name="kv_pos_fin")
-        m.d.comb += fin.eq(self.sv_fin & (head == hg - 1))
-        with m.If(self.sv_fin):
+        m.d.comb += fin.eq(sv_fin & (head == hg - 1))
+        with m.If(sv_fin):
             m.d.sync += head.eq(Mux(head == hg - 1, 0, head + 1))
         with m.If(self.run.start):
             m.d.sync += head.eq(0)

@@ -22,7 +22,7 @@ from swatkit.golden import AttentionSpec, NumberFormat
 from swatkit.rtl import HardwareConfig
 from swatkit.rtl.config import CoreParams
 from swatkit.rtl.core import command, core_layouts
-from swatkit.rtl.kv_ring import KVRing, RandomRing, RowCopier
+from swatkit.rtl.kv_ring import FIN_LAG, KVRing, RandomRing, RowCopier
 from swatkit.rtl.normaliser import DEPTH, Normaliser
 from swatkit.rtl.run_control import RunControl
 from swatkit.sim.streams import stream_get, stream_put
@@ -337,6 +337,56 @@ def test_kv_ring_places_each_key(key_lanes, dim_lanes):
         assert done == n and ctx.get(dut.kv_rows) == n
 
     simulate(dut, control, put, check)
+
+
+def test_kv_ring_takes_a_row_fin_lag_after_its_slot_frees():
+    """With the ring full, a row done (``sv_fin``) frees a slot once ``before`` rows are done,
+    and the loader accepts the next row ``1 + FIN_LAG`` cycles after that ``sv_fin`` (the
+    cycle model's ``a_x >= e + 1 + FIN_LAG``): the ring registers ``sv_fin`` on its way in."""
+    spec = AttentionSpec(seq_len=24, head_dim=4, before=2, after=1)
+    p = CoreParams(spec, NumberFormat(), HardwareConfig(key_lanes=2, dim_lanes=2,
+                                                         max_seq_len=24))
+    lay = core_layouts(p)
+    dut = KVRing(p, lay["kv"], lay["cmd"])
+    beats = [lay["kv"].const({"k": [j] * 4, "v": [-j] * 4}) for j in range(spec.seq_len)]
+    delays = []
+
+    async def control(ctx):
+        ctx.set(dut.run.cmd, lay["cmd"].const(command(p)))
+        ctx.set(dut.run.n, spec.seq_len)
+        ctx.set(dut.run.start, 1)
+        await ctx.tick()
+        ctx.set(dut.run.start, 0)
+        ctx.set(dut.run.running, 1)
+        await ctx.tick()
+        await stream_put(ctx, dut.kv, beats)   # (no gaps: the loader waits only for room)
+
+    async def fins(ctx):
+        for _ in range(20 * p.groups * p.ring_rows):   # the ring fills and the loader waits
+            await ctx.tick()
+        assert ctx.get(dut.kv_wr) == p.ring_rows
+        for _ in range(spec.before + 4):
+            taken = ctx.get(dut.state.acc)
+            ctx.set(dut.sv_fin, 1)
+            await ctx.tick()
+            ctx.set(dut.sv_fin, 0)
+            delay = 0   # cycles after the sv_fin to the row's acceptance (kv_acc moves after it)
+            while ctx.get(dut.state.acc) == taken and delay < 30:
+                await ctx.tick()
+                delay += 1
+            delays.append(delay)
+            for _ in range(30):
+                await ctx.tick()
+        while ctx.get(dut.state.acc) < spec.seq_len:   # the other rows, so that put ends
+            ctx.set(dut.sv_fin, 1)
+            await ctx.tick()
+            ctx.set(dut.sv_fin, 0)
+            for _ in range(2 * p.groups):
+                await ctx.tick()
+
+    simulate(dut, control, fins)
+    # the first `before` rows done free no slot (their keys are still in reach)
+    assert delays == [30] * spec.before + [1 + FIN_LAG] * 4
 
 
 # -- the command rule: hardware form = software form -------------------------------------------
