@@ -632,13 +632,17 @@ def test_scheduler_starts_each_row_when_its_keys_are_in(key_lanes, before, after
         beats = [lay["q"].const([int(x) for x in row]) for row in q]
         await stream_put(ctx, dut.q, beats, rng=random.Random(3), gap=0.5)
 
-    async def world(ctx):   # the ring writes a K/V row every 5 cycles; SV finishes rows late
+    def rows_written(cycle):   # the ring writes a K/V row every 5 cycles
+        return min(n, cycle // 5 + 1)
+
+    async def world(ctx):   # SV finishes rows late
+        ctx.set(dut.kv_wr_next, rows_written(0))   # (kv_wr of the next cycle, as the ring's)
         await ctx.tick()
         ctx.set(dut.rows.ready, 1)
         for cycle in range(2000):
-            if cycle % 5 == 0 and written[0] < n:
-                written[0] += 1
+            written[0] = rows_written(cycle)
             ctx.set(dut.kv_wr, written[0])
+            ctx.set(dut.kv_wr_next, rows_written(cycle + 1))
             ctx.set(dut.kv_a, written[0])
             fin = len(starts) > done[0] and cycle % 7 == 0
             ctx.set(dut.sv_fin, fin)
