@@ -256,17 +256,18 @@ class Scheduler(wiring.Component):
             row_lo_base = Mux(blk_first, lo_base, blo_base)
         else:
             row_lo, row_lo_lane, row_lo_base = lo, lo_lane, lo_base
-        hi1_next = self._keys_in(m)
+        # (the registered compare keys_in = kv_wr >= hi1, when hi1 stays; _hi1_to sets both)
+        m.d.sync += s.keys_in.eq(self.kv_wr_next >= hi1)
         if p.decode:
-            self._continue_window(m, near, hi1_next)
+            self._continue_window(m, near)
         with m.If(new_seq):
             if blk:
-                m.d.comb += hi1_next.eq(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len))
+                m.d.sync += self._hi1_to(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len))
                 m.d.sync += [bend.eq(2 * blk), blk_t.eq(0), qk_blk.eq(0), row_rnd.eq(0),
                              lo.eq(0), lo_wait.eq(blk), qk_a.eq(0)]
             else:
                 reach = (cmd.dilation if dmax > 1 else 1) * cmd.after + 1
-                m.d.comb += hi1_next.eq(Mux(reach > cmd.seq_len, cmd.seq_len, reach))
+                m.d.sync += self._hi1_to(Mux(reach > cmd.seq_len, cmd.seq_len, reach))
                 m.d.sync += [near.eq(reach > cmd.seq_len),
                              lo.eq(0), lo_wait.eq(cmd.before), qk_a.eq(0), qk_cls.eq(0),
                              qk_region.eq(0)]
@@ -277,7 +278,7 @@ class Scheduler(wiring.Component):
                 with m.If(blk_t == blk - 1):   # the next row starts the next block
                     nxt = bend + blk
                     m.d.sync += [blk_t.eq(0), qk_blk.eq(qk_blk + 1), bend.eq(nxt)]
-                    m.d.comb += hi1_next.eq(Mux(nxt > n, n, nxt))
+                    m.d.sync += self._hi1_to(Mux(nxt > n, n, nxt))
                     if rmax:
                         m.d.sync += row_rnd.eq(run.rcount.any() & (nxt <= n))
                 with m.Else():
@@ -285,7 +286,7 @@ class Scheduler(wiring.Component):
             else:
                 reach = qk_pos + run.dafter + 2
                 m.d.sync += near.eq(reach > n)
-                m.d.comb += hi1_next.eq(Mux(reach > n, n, reach))
+                m.d.sync += self._hi1_to(Mux(reach > n, n, reach))
             if dmax > 1:
                 with m.If(wrap):
                     m.d.sync += [qk_cls.eq(0), qk_region.eq(0)]
@@ -350,28 +351,25 @@ class Scheduler(wiring.Component):
             else (q_rows == q_cnt, "inv: stats.q_rows = q_cnt"))])
         return m
 
-    def _keys_in(self, m: Module):
-        """``hi1_next``, the value ``hi1`` takes in the next cycle (``hi1`` is set through it),
-        and the registered compare ``keys_in = kv_wr >= hi1``, worked out a cycle ahead from it
-        and the ring's ``kv_wr_next`` (so that no carry chain comes before the QK start)."""
+    def _hi1_to(self, value) -> list:
+        """The statements that set ``hi1`` to ``value`` and the registered compare ``keys_in =
+        kv_wr >= hi1`` with it, worked out a cycle ahead from the ring's ``kv_wr_next`` (so
+        that no carry chain comes after the QK start, and the compare against the new value
+        runs beside the one against the old: the row start only selects)."""
         s = self.state
-        hi1_next = Signal.like(s.hi1, name="hi1_next")
-        m.d.comb += hi1_next.eq(s.hi1)
-        m.d.sync += [s.hi1.eq(hi1_next), s.keys_in.eq(self.kv_wr_next >= hi1_next)]
-        return hi1_next
+        return [s.hi1.eq(value), s.keys_in.eq(self.kv_wr_next >= value)]
 
-    def _continue_window(self, m: Module, near, hi1_next):
+    def _continue_window(self, m: Module, near):
         """A continue (decode core) keeps the next row's window, whose reach is the row itself
         (a continued sequence has after = 0): hi1 = qk_pos + 1 (C > 1 contexts: the position
-        in the named context's record); ``hi1_next``: hi1's value in the next cycle."""
+        in the named context's record)."""
         p, s, run = self.params, self.state, self.run
         pos = s.qk_pos
         if p.ctx_bits:
             rec = self.context.load
             pos = rec.qk_pos if p.group_heads > 1 else rec.qk_row
         with m.If(run.start & run.cont):
-            m.d.sync += near.eq(0)
-            m.d.comb += hi1_next.eq(pos + 1)
+            m.d.sync += [near.eq(0), *self._hi1_to(pos + 1)]
 
     def _contexts(self, m: Module, regs: dict):
         """(C > 1 contexts) the carried registers (``regs``, those :func:`carried_layout`
