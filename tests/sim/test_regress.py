@@ -70,6 +70,19 @@ def _matrix_result(case: Case, request, seed: int) -> CaseResult:
     return _BATCHED.pop(case.id)
 
 
+def test_loadgroup_keeps_the_cases_of_a_build_on_one_worker(request):
+    """Under ``-n`` (``--dist loadgroup``, pyproject's addopts) every fast matrix case carries
+    its build's group in its node id (``...@<build>``), which is what keeps a build's cases on
+    the worker that ran them in one simulator process; pytest-xdist 3.8 on pytest 9.2 drops
+    it silently (pytest-dev/pytest-xdist#1386: pyproject pins pytest below 9.2)."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not under pytest-xdist's --dist loadgroup (-n)")
+    ids = [item.nodeid for item in request.session.items if item.originalname == "test_fast"]
+    if not ids:
+        pytest.skip("no fast matrix case selected")
+    assert all("@" in i.rsplit("]", 1)[-1] for i in ids), ids[:3]
+
+
 def _selected_matrix_cases(session) -> list[Case]:
     """The matrix cases among the session's selected tests (test_fast and test_full)."""
     return [item.callspec.params["case"] for item in session.items
