@@ -85,14 +85,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(turns)
 
 
+# modules whose tests make Verilator builds or proofs of their own (tens of seconds each):
+# scheduled after the matrix, before the many short tests
+_LONG_MODULES = ("tests/sim/test_reproduce.py", "tests/sim/test_waves.py",
+                 "tests/sim/test_decode_regress.py", "tests/sim/test_formal.py",
+                 "tests/cli/test_interrupts.py", "tests/fpga_flows/test_selftest",
+                 "tests/test_doc_examples.py", "tests/rtl/test_packaging.py")
+
+
 def _schedule(item) -> tuple[bool, bool]:
     """Matrix cases first (``test_fast``/``test_full`` of tests/sim/test_regress.py), those of
-    builds whose models compile at -O1 (the real-size cores) before the others."""
+    builds whose models compile at -O1 (the real-size cores) before the others; then the
+    modules of :data:`_LONG_MODULES`; then the rest."""
     from swatkit.sim.regress import MAKE_ARGS, Case
 
     case = getattr(item, "callspec", None) and item.callspec.params.get("case")
     if "test_regress.py::test_f" not in item.nodeid or not isinstance(case, Case):
-        return True, True
+        return True, not item.nodeid.startswith(_LONG_MODULES)
     return False, case.build.make_args != MAKE_ARGS
 
 

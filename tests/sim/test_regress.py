@@ -71,15 +71,17 @@ def _matrix_result(case: Case, request, seed: int) -> CaseResult:
 
 
 def test_loadgroup_keeps_the_cases_of_a_build_on_one_worker(request):
-    """Under ``-n`` (``--dist loadgroup``, pyproject's addopts) every fast matrix case carries
-    its build's group in its node id (``...@<build>``), which is what keeps a build's cases on
-    the worker that ran them in one simulator process; pytest-xdist 3.8 on pytest 9.2 drops
-    it silently (pytest-dev/pytest-xdist#1386: pyproject pins pytest below 9.2)."""
+    """Under ``-n`` (``--dist loadgroup``, pyproject's addopts) every short fast matrix case
+    (the ones with an ``xdist_group`` mark) carries its build's group in its node id
+    (``...@<build>``), which is what keeps a build's cases on the worker that ran them in one
+    simulator process; pytest-xdist 3.8 on pytest 9.2 drops it silently
+    (pytest-dev/pytest-xdist#1386: pyproject pins pytest below 9.2)."""
     if not getattr(request.config.option, "loadgroup", False):
         pytest.skip("not under pytest-xdist's --dist loadgroup (-n)")
-    ids = [item.nodeid for item in request.session.items if item.originalname == "test_fast"]
+    ids = [item.nodeid for item in request.session.items if item.originalname == "test_fast"
+           and item.get_closest_marker("xdist_group")]
     if not ids:
-        pytest.skip("no fast matrix case selected")
+        pytest.skip("no short fast matrix case selected")
     assert all("@" in i.rsplit("]", 1)[-1] for i in ids), ids[:3]
 
 
