@@ -764,18 +764,14 @@ class SelfTest(wiring.Component):
             if self.fault is not None and j == self.fault[1]:
                 x = (x ^ (self.rows == self.fault[0]))[:obits]
             elements.append(Cat(x, x[-1].replicate(8 * width - obits)))
-        take = core.o.valid & core.o.ready
         with m.If(clear):
             m.d.sync += [left.eq(0), empty.eq(1), crc.eq(0xFFFFFFFF), self.rows.eq(0)]
-        with m.Elif(take):
-            m.d.sync += [left.eq(nbytes), empty.eq(0), self.rows.eq(self.rows + 1)]
+        with m.Elif(core.o.valid & core.o.ready):
+            m.d.sync += [shift.eq(Cat(*elements)), left.eq(nbytes), empty.eq(0),
+                         self.rows.eq(self.rows + 1)]
         with m.Elif(~empty):
-            m.d.sync += [crc.eq(crc32_byte(m, crc, shift[:8])), left.eq(left - 1),
-                         empty.eq(left == 1)]
-        # the shift register loads a row or rotates by a byte, every cycle: its bytes are read
-        # only while ``left`` counts them, so its one control is the load (no enable, no reset
-        # of the bytes moved in: the 4 x 8 ULX3S build's critical path ran into them)
-        m.d.sync += shift.eq(Mux(take, Cat(*elements), Cat(shift[8:], shift[:8])))
+            m.d.sync += [crc.eq(crc32_byte(m, crc, shift[:8])), shift.eq(shift >> 8),
+                         left.eq(left - 1), empty.eq(left == 1)]
         finished = (self.rows == n_out) & empty
         return finished, self.crc == self.vectors.crc
 

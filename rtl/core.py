@@ -388,8 +388,7 @@ class SwatCore(wiring.Component):
         wiring.connect(m, sv=sv.out, norm=norm.i)
         wiring.connect(m, norm.o, wiring.flipped(self.o))
         m.d.comb += [ring.sv_fin.eq(sv.fin), sched.sv_fin.eq(sv.fin),
-                     sched.kv_wr.eq(ring.kv_wr), sched.kv_wr_next.eq(ring.kv_wr_next),
-                     sched.kv_a.eq(ring.kv_a)]
+                     sched.kv_wr.eq(ring.kv_wr), sched.kv_a.eq(ring.kv_a)]
         if p.max_dilation > 1:
             m.d.comb += sched.kv_cls.eq(ring.kv_cls)
         if gmax:

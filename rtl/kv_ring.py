@@ -23,10 +23,9 @@ Ports of :class:`KVRing`:
 - ``k_rd``: In(:func:`read_signature`) — the QK engine's K reads (word two cycles after its
   address); ``v_rd``: the SV engine's V reads (under its enable); ``f_qk``/``f_sv`` (cores with
   global tokens): the flag bits at the same addresses, one cycle after their address.
-- ``kv_wr``: Out — band rows written (readable); ``kv_wr_next``: Out — ``kv_wr`` of the next cycle
-  (the scheduler keeps its "keys written" compare in a register); ``kv_a``, ``kv_cls``: class-local
-  index and residue class of the next band row to be written; ``pre_done``: the run's global columns
-  are all written; ``kv_rows``: Out — the rows counter of ``stats``.
+- ``kv_wr``: Out — band rows written (readable); ``kv_a``, ``kv_cls``: class-local index and
+  residue class of the next band row to be written; ``pre_done``: the run's global columns are
+  all written; ``kv_rows``: Out — the rows counter of ``stats``.
 
 Ports of :class:`RandomRing`: ``kvr`` (In stream), ``run``, ``sv_done`` (In: rows done), ``k_rd``,
 ``v_rd`` as above, and ``blocks`` (Out: query blocks whose random rows are all written).
@@ -53,10 +52,7 @@ from .row_walk import walk_addr_bits, wrap_inc
 from .run_control import STAT_BITS, run_signature
 from .units import BankedMemory, ram_bank_words, state_invariants
 
-__all__ = ["FIN_LAG", "KVRing", "RandomRing", "RowCopier", "carried_layout", "read_signature"]
-
-FIN_LAG = 1   # cycles from ``sv_fin`` to the credit it gives: the ring registers it on its way in
-#               (the SV engine's enable and the ring are far apart on a large FPGA: docs/fpga.md)
+__all__ = ["KVRing", "RandomRing", "RowCopier", "carried_layout", "read_signature"]
 
 
 def carried_layout(p: CoreParams) -> data.StructLayout:
@@ -191,7 +187,6 @@ class KVRing(wiring.Component):
             "k_rd": In(read_signature(p, word, en=False)),
             "v_rd": In(read_signature(p, word, en=True)),
             "kv_wr": Out(p.index_bits),
-            "kv_wr_next": Out(p.index_bits),
             "kv_a": Out(p.index_bits),
             "kv_rows": Out(STAT_BITS),
         }
@@ -218,7 +213,6 @@ class KVRing(wiring.Component):
             credit=Signal(range(p.max_dilation * p.ring_rows + 1), name="kv_credit"),
             wait=Signal(range(max(p.max_dilation * p.ring_before, 1) + 1), name="kv_wait"),
             slot_free=Signal(name="slot_free"),            # credit > 0, as a register
-            fin=Signal(name="kv_sv_fin"),                  # sv_fin, registered (FIN_LAG)
         )
         if p.group_heads > 1:   # the query heads of the finishing row's position before it
             self.state.fin_head = Signal(range(p.group_heads), name="kv_fin_head")
@@ -287,10 +281,10 @@ class KVRing(wiring.Component):
         grouped core's positions done are ``(sv_done − fin_head) / g``)."""
         s, hg = self.state, self.params.group_heads
         if hg > 1:
-            return (~self.run.running | (hg * (s.credit + s.acc) + s.fin_head + s.fin
+            return (~self.run.running | (hg * (s.credit + s.acc) + s.fin_head
                                          <= hg * self.ring_credit() + sv_done),
                     "inv: credit bound <= dilation · ring + positions done")
-        return (~self.run.running | (s.credit + s.acc + s.fin <= self.ring_credit() + sv_done),
+        return (~self.run.running | (s.credit + s.acc <= self.ring_credit() + sv_done),
                 "inv: credit bound <= dilation · ring + rows done")
 
     def _position_fin(self, m: Module):
@@ -298,14 +292,12 @@ class KVRing(wiring.Component):
         its last query head (a K/V row serves the g heads of every position in its reach, so
         its slot frees by positions, not rows)."""
         hg = self.params.group_heads
-        sv_fin = self.state.fin   # (sv_fin, FIN_LAG cycles late)
-        m.d.sync += sv_fin.eq(self.sv_fin)
         if hg == 1:
-            return sv_fin
+            return self.sv_fin
         head = self.state.fin_head
         fin = Signal(name="kv_pos_fin")
-        m.d.comb += fin.eq(sv_fin & (head == hg - 1))
-        with m.If(sv_fin):
+        m.d.comb += fin.eq(self.sv_fin & (head == hg - 1))
+        with m.If(self.sv_fin):
             m.d.sync += head.eq(Mux(head == hg - 1, 0, head + 1))
         with m.If(self.run.start):
             m.d.sync += head.eq(0)
@@ -341,11 +333,8 @@ class KVRing(wiring.Component):
         kv_acc, kv_hold, kv_g = s.acc, s.hold, s.g
         kv_more, kv_credit, kv_wait, slot_free = s.more, s.credit, s.wait, s.slot_free
         kv_wr = Signal(p.index_bits, name="kv_wr")   # band rows written (readable)
-        kv_wr_next = Signal(p.index_bits, name="kv_wr_next")   # (its value in the next cycle)
         kv_rows = Signal(STAT_BITS, name="stat_kv_rows")
-        m.d.comb += [self.kv_wr.eq(kv_wr), self.kv_wr_next.eq(kv_wr_next),
-                     self.kv_rows.eq(kv_rows), kv_wr_next.eq(kv_wr)]
-        m.d.sync += kv_wr.eq(kv_wr_next)
+        m.d.comb += [self.kv_wr.eq(kv_wr), self.kv_rows.eq(kv_rows)]
 
         kwr, vwr, fwr = self._memories(m, platform)
 
@@ -420,8 +409,7 @@ class KVRing(wiring.Component):
                 m.d.sync += kv_lane.eq(kv_lane + 1)
 
         def band_written():
-            m.d.comb += kv_wr_next.eq(kv_wr + 1)
-            m.d.sync += kv_rows.eq(kv_rows + 1)
+            m.d.sync += [kv_wr.eq(kv_wr + 1), kv_rows.eq(kv_rows + 1)]
             if dmax > 1:  # rows of one class-local index fill the classes in turn
                 with m.If(kv_cls == dil - 1):
                     m.d.sync += [kv_cls.eq(0), kv_region.eq(0), kv_a.eq(kv_a + 1)]
@@ -465,9 +453,8 @@ class KVRing(wiring.Component):
                     m.d.sync += [kv_acc.eq(kv_acc + 1), kv_pre.eq(0), kv_flag.eq(hit)]
             else:
                 m.d.sync += kv_acc.eq(kv_acc + 1)
-        self._wr_next_start(m, new_seq, kv_wr_next)
         self._new_run(m, new_seq, kv_rows, kv_region,
-                      (kv_acc, kv_lane, kv_base, kv_cls, kv_a, kv_rows),
+                      (kv_acc, kv_wr, kv_lane, kv_base, kv_cls, kv_a, kv_rows),
                       lpos if gmax and not blk and not p.sink_core else None,
                       lrem if gmax and not blk and not p.sink_core else None)
         if p.ctx_bits:
@@ -492,15 +479,6 @@ class KVRing(wiring.Component):
         if p.max_global_tokens:
             carried.update(pre_acc=s.pre_acc, pre_wr=s.pre_wr)
         carry(m, self.context, carried, run.start & run.cont)
-
-    def _wr_next_start(self, m: Module, new_seq, kv_wr_next):
-        """``kv_wr_next`` as a run starts: 0 for a new sequence, the named context's ``wr``
-        when a continue loads one (C > 1 contexts; :meth:`_contexts` loads ``kv_wr`` itself)."""
-        with m.If(new_seq):
-            m.d.comb += kv_wr_next.eq(0)
-        if self.params.ctx_bits:
-            with m.If(self.run.start & self.run.cont):
-                m.d.comb += kv_wr_next.eq(self.context.load.wr)
 
     def _new_run(self, m: Module, new_seq, kv_rows, kv_region, counters, lpos, lrem):
         """A new run resets every pointer and counter (``counters``, the global columns'

@@ -84,48 +84,39 @@ class Normaliser(wiring.Component):
         fmt, d, dl, g = self.fmt, self.head_dim, self.dim_lanes, self.groups
         ofifo = fifo.SyncFIFOBuffered(width=d * fmt.out_bits, depth=DEPTH)
         m.submodules.ofifo = ofifo
-        # div_en (i.ready, the dividers' enable) is a register: its value of the cycle, ``~o_valid
-        # | ofifo.w_rdy`` (``| drop``), computed a cycle ahead, so that the FIFO's level reaches
-        # neither the SV engine's enable nor the ring's credit through logic (the 4 x 8 ULX3S
-        # build's critical path, docs/fpga.md)
-        div_en = Signal(init=1)
-        ready = div_en | self.drop if self.can_drop else div_en
+        div_en = Signal()
         o_valid = Signal()
-        m.d.comb += self.i.ready.eq(ready)
+        m.d.comb += self.i.ready.eq(div_en)
         accs = [self.i.payload.acc[u] for u in range(dl)]
-        outs = divide_stages(m, ready, accs, self.i.payload.total, fmt, name="norm")
+        outs = divide_stages(m, div_en, accs, self.i.payload.total, fmt, name="norm")
         dvalid = self.i.valid
         norm_valid = []
         for k in range(divider_latency(fmt)):
             dvalid_r = Signal(name=f"norm_valid{k}")
-            with m.If(ready):
+            with m.If(div_en):
                 m.d.sync += dvalid_r.eq(dvalid)
             dvalid = dvalid_r
             norm_valid.append(dvalid_r)
         o_row = Signal(d * fmt.out_bits)
         o_cnt = Signal(range(max(g, 2)))
-        row_in = ready & dvalid & (o_cnt == g - 1)   # a row's last group enters the row register
-        with m.If(ready & dvalid):
+        with m.If(div_en & dvalid):
             m.d.sync += o_row.eq(Cat(o_row[dl * fmt.out_bits:], *outs))
             m.d.sync += o_cnt.eq(Mux(o_cnt == g - 1, 0, o_cnt + 1))
-        # (with o_valid, div_en = ofifo.w_rdy)
-        written = o_valid & div_en & ~self.drop if self.can_drop else o_valid & div_en
-        leave = o_valid & ready
-        m.d.comb += [ofifo.w_en.eq(written), ofifo.w_data.eq(o_row)]
         if self.can_drop:
-            m.d.comb += [self.pending.eq(o_valid), self.leave.eq(leave)]
+            leave = o_valid & (ofifo.w_rdy | self.drop)
+            m.d.comb += [div_en.eq(~o_valid | ofifo.w_rdy | self.drop),
+                         ofifo.w_en.eq(o_valid & ~self.drop), ofifo.w_data.eq(o_row),
+                         self.pending.eq(o_valid), self.leave.eq(leave)]
+        else:
+            leave = o_valid & ofifo.w_rdy
+            m.d.comb += [div_en.eq(~o_valid | ofifo.w_rdy),
+                         ofifo.w_en.eq(o_valid), ofifo.w_data.eq(o_row)]
         with m.If(leave):
             m.d.sync += o_valid.eq(0)
-        with m.If(row_in):
+        with m.If(div_en & dvalid & (o_cnt == g - 1)):
             m.d.sync += o_valid.eq(1)
         m.d.comb += [self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.o.ready)]
-        # the next cycle's div_en: the row register empty, or the FIFO not full (w_rdy is
-        # level != DEPTH: the FIFO's inner memory is full only with its output register)
-        read = self.o.ready & ofifo.r_rdy
-        full_next = (((ofifo.level == DEPTH) & ~read)
-                     | ((ofifo.level == DEPTH - 1) & written & ~read))
-        m.d.sync += div_en.eq(~((o_valid & ~leave) | row_in) | ~full_next)
 
         # -- invariants ------------------------------------------------------------------------
         m.d.comb += [self.groups_inside.eq(sum(norm_valid) + o_cnt),
@@ -135,7 +126,5 @@ class Normaliser(wiring.Component):
         state_invariants(m, platform, [
             (o_cnt < g if g > 1 else o_cnt == 0, "inv: output group counter in range"),
             (ofifo.level <= ofifo.depth, "inv: output FIFO level"),
-            (ofifo.w_rdy == (ofifo.level != DEPTH), "inv: output FIFO not full = level < depth"),
-            (div_en == (~o_valid | ofifo.w_rdy), "inv: the dividers' enable register"),
         ])
         return m

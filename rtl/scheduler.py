@@ -18,10 +18,8 @@ Ports:
   after ``base``, ``sbuf``: its score buffer, ``region``: its residue class's region, ``rnd``/
   ``rsel``: random blocks and their buffer, ``cols``: a sink core's sink columns of the row).
 - ``kv_wr``, ``kv_a``, ``kv_cls``: In — the K/V ring's written rows and its next row's index and
-  class; ``kv_wr_next``: In — ``kv_wr`` of the next cycle (the compare ``kv_wr >= hi1`` is kept in a
-  register, ``keys_in``, worked out a cycle ahead: no carry chain before the QK start);
-  ``pre_done``: In — the global columns are loaded; ``blocks``: In — query blocks whose random rows
-  are loaded; ``sv_fin``: In — a row finished SV (frees its score buffer).
+  class; ``pre_done``: In — the global columns are loaded; ``blocks``: In — query blocks whose
+  random rows are loaded; ``sv_fin``: In — a row finished SV (frees its score buffer).
 - ``q_rows``: Out — the Q rows counter of ``stats``.
 - ``context`` (a decode core of C > 1 contexts): :func:`~swatkit.rtl.contexts.
   context_signature` of :func:`carried_layout` — the row counters and the next row's window,
@@ -97,7 +95,6 @@ class Scheduler(wiring.Component):
             "rows": Out(stream.Signature(data.StructLayout(
                 {"q": unsigned(q_layout.size), "row": row_layout(p)}))),
             "kv_wr": In(p.index_bits),
-            "kv_wr_next": In(p.index_bits),
             "kv_a": In(p.index_bits),
             "sv_fin": In(1),
             "q_rows": Out(STAT_BITS),
@@ -119,7 +116,6 @@ class Scheduler(wiring.Component):
             qk_row=Signal(p.index_bits, name="qk_row"),   # rows whose QK has started
             qk_more=Signal(name="qk_more"),             # qk_row < n
             hi1=Signal(p.index_bits + 1, name="hi1"),
-            keys_in=Signal(init=1, name="keys_in"),      # kv_wr >= hi1, as a register
             near=Signal(name="near"),
             sb_free=Signal(range(p.score_buffers + 1), name="sb_free"),
         )
@@ -151,7 +147,6 @@ class Scheduler(wiring.Component):
                       "inv: rows started = position · g + head")]
         return [
             *heads,
-            (s.keys_in == (self.kv_wr >= s.hi1), "inv: keys_in = kv_wr >= hi1"),
             (~running | (s.q_cnt == s.qk_row + s.q_full + s.q_skid_full),
              "inv: Q rows = started + Q registers"),
             (~s.q_skid_full | s.q_full, "inv: the second Q register only behind the first"),
@@ -256,19 +251,17 @@ class Scheduler(wiring.Component):
             row_lo_base = Mux(blk_first, lo_base, blo_base)
         else:
             row_lo, row_lo_lane, row_lo_base = lo, lo_lane, lo_base
-        # (the registered compare keys_in = kv_wr >= hi1, when hi1 stays; _hi1_to sets both)
-        m.d.sync += s.keys_in.eq(self.kv_wr_next >= hi1)
         if p.decode:
-            self._continue_window(m, near)
+            self._continue_window(m, near, hi1)
         with m.If(new_seq):
             if blk:
-                m.d.sync += self._hi1_to(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len))
-                m.d.sync += [bend.eq(2 * blk), blk_t.eq(0), qk_blk.eq(0), row_rnd.eq(0),
+                m.d.sync += [hi1.eq(Mux(cmd.seq_len > 2 * blk, 2 * blk, cmd.seq_len)),
+                             bend.eq(2 * blk), blk_t.eq(0), qk_blk.eq(0), row_rnd.eq(0),
                              lo.eq(0), lo_wait.eq(blk), qk_a.eq(0)]
             else:
                 reach = (cmd.dilation if dmax > 1 else 1) * cmd.after + 1
-                m.d.sync += self._hi1_to(Mux(reach > cmd.seq_len, cmd.seq_len, reach))
                 m.d.sync += [near.eq(reach > cmd.seq_len),
+                             hi1.eq(Mux(reach > cmd.seq_len, cmd.seq_len, reach)),
                              lo.eq(0), lo_wait.eq(cmd.before), qk_a.eq(0), qk_cls.eq(0),
                              qk_region.eq(0)]
         with m.Elif(adv):
@@ -277,16 +270,15 @@ class Scheduler(wiring.Component):
                     m.d.sync += [blo.eq(lo), blo_lane.eq(lo_lane), blo_base.eq(lo_base)]
                 with m.If(blk_t == blk - 1):   # the next row starts the next block
                     nxt = bend + blk
-                    m.d.sync += [blk_t.eq(0), qk_blk.eq(qk_blk + 1), bend.eq(nxt)]
-                    m.d.sync += self._hi1_to(Mux(nxt > n, n, nxt))
+                    m.d.sync += [blk_t.eq(0), qk_blk.eq(qk_blk + 1), bend.eq(nxt),
+                                 hi1.eq(Mux(nxt > n, n, nxt))]
                     if rmax:
                         m.d.sync += row_rnd.eq(run.rcount.any() & (nxt <= n))
                 with m.Else():
                     m.d.sync += blk_t.eq(blk_t + 1)
             else:
                 reach = qk_pos + run.dafter + 2
-                m.d.sync += near.eq(reach > n)
-                m.d.sync += self._hi1_to(Mux(reach > n, n, reach))
+                m.d.sync += [near.eq(reach > n), hi1.eq(Mux(reach > n, n, reach))]
             if dmax > 1:
                 with m.If(wrap):
                     m.d.sync += [qk_cls.eq(0), qk_region.eq(0)]
@@ -313,7 +305,7 @@ class Scheduler(wiring.Component):
         # (a row with random blocks also waits for its block's random rows)
         rnd_ok = (~row_rnd | (self.blocks >= qk_blk)) if rmax else 1
         pre_done = self.pre_done if p.max_global_tokens else 1
-        m.d.comb += self.rows.valid.eq(running & qk_more & q_full & s.keys_in
+        m.d.comb += self.rows.valid.eq(running & qk_more & q_full & (self.kv_wr >= hi1)
                                        & sb_free.any() & pre_done & rnd_ok)
         row = self.rows.payload.row
         m.d.comb += [self.rows.payload.q.eq(q_next), row.lane0.eq(row_lo_lane),
@@ -351,15 +343,7 @@ class Scheduler(wiring.Component):
             else (q_rows == q_cnt, "inv: stats.q_rows = q_cnt"))])
         return m
 
-    def _hi1_to(self, value) -> list:
-        """The statements that set ``hi1`` to ``value`` and the registered compare ``keys_in =
-        kv_wr >= hi1`` with it, worked out a cycle ahead from the ring's ``kv_wr_next`` (so
-        that no carry chain comes after the QK start, and the compare against the new value
-        runs beside the one against the old: the row start only selects)."""
-        s = self.state
-        return [s.hi1.eq(value), s.keys_in.eq(self.kv_wr_next >= value)]
-
-    def _continue_window(self, m: Module, near):
+    def _continue_window(self, m: Module, near, hi1):
         """A continue (decode core) keeps the next row's window, whose reach is the row itself
         (a continued sequence has after = 0): hi1 = qk_pos + 1 (C > 1 contexts: the position
         in the named context's record)."""
@@ -369,7 +353,7 @@ class Scheduler(wiring.Component):
             rec = self.context.load
             pos = rec.qk_pos if p.group_heads > 1 else rec.qk_row
         with m.If(run.start & run.cont):
-            m.d.sync += [near.eq(0), *self._hi1_to(pos + 1)]
+            m.d.sync += [near.eq(0), hi1.eq(pos + 1)]
 
     def _contexts(self, m: Module, regs: dict):
         """(C > 1 contexts) the carried registers (``regs``, those :func:`carried_layout`

@@ -6,9 +6,8 @@ recurrence follows the RTL's start conditions (the stages of rtl/core.py, whose 
 are their own: ``qk_depth`` in rtl/qk_engine.py, ``SV_DEPTH`` in rtl/sv_engine.py), with ``G =
 d/DL`` and ``R_i = ceil(W_i/KL)`` rounds for row i:
 
-* K/V row x is accepted at ``a_x = max(a_{x−1} + G, e_{x−ring+before} + 1 + FIN_LAG)`` (the loader
-  writes a row in G cycles; the ring slot must be free, and the ring hears of a row done
-  ``FIN_LAG`` cycles late) and is readable ``G + 1`` cycles later;
+* K/V row x is accepted at ``a_x = max(a_{x−1} + G, e_{x−ring+before} + 1)`` (the loader writes a
+  row in G cycles; the ring slot must be free) and is readable ``G + 1`` cycles later;
 * row i starts QK at ``s_i = max(s_{i−1} + R_{i−1}·G, 1, a_{hi_i} + G + 1,
   e_{i−score_buffers} + 1)`` (previous row issued, Q row in, keys loaded, a score buffer free);
 * its row max reaches the SV engine ``qk_depth(p)`` cycles after its last QK issue, and SV
@@ -35,7 +34,6 @@ import numpy as np
 from swatkit.golden import AttentionSpec
 from swatkit.rtl import CoreParams
 from swatkit.rtl.global_rows import global_rows_cycles
-from swatkit.rtl.kv_ring import FIN_LAG
 from swatkit.rtl.qk_engine import qk_depth
 from swatkit.rtl.sv_engine import SV_DEPTH
 from swatkit.rtl.units import divider_latency
@@ -122,7 +120,7 @@ def swat_cycles(p: CoreParams, seq_len: int, *, run: AttentionSpec | None = None
             x = loaded
             t = a[x - 1] + g if x > first_row else first
             if x >= dil * ring:   # its slot frees when position x − free_back is done
-                t = max(t, e[(x - free_back) * hg + hg - 1] + 1 + FIN_LAG)
+                t = max(t, e[(x - free_back) * hg + hg - 1] + 1)
             a[x] = t
             loaded += 1
         t = max(1, a[hi] + g + 1)
